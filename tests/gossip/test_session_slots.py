@@ -3,11 +3,12 @@
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
 (then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder waits
 for a slot or its turn, or holds the holder's turn (and its slot then goes to the round, which ends no other session for
-one), or the holder's stream is slow to close; the sessions open at once stay bounded; the late catch-up ends no
-session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its place, one whose turn
-is up ends another, and one waiting ends a holder as soon as it is no longer needed, and none while its peer is away,
-then one as soon as it is back; and, however sessions come and go (hypothesis), none waits forever, and needed ones
-end one session each at most besides those in their way (gossip.session_slots)."""
+one), even if the catch-up came to need the round only as it waited for that turn, or the holder's stream is slow to
+close; the sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up
+ends; a needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a
+holder as soon as it is no longer needed, and none while its peer is away, then one as soon as it is back; and, however
+sessions come and go (hypothesis), none waits forever, and needed ones end one session each at most besides those in
+their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -509,14 +510,19 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             nursery.cancel_scope.cancel()
 
 
-async def test_a_round_that_ends_a_gap_fetch_holding_its_peer_s_turn_takes_the_slot_it_frees(tmp_path, autojump_clock):
-    """Found by stop 35: the holder's round, one the catch-up needs, ended the fetch of gaps holding the holder's turn
-    and the only slot, but that slot went to a round waiting for it (with a peer that dialled in), and the holder's
-    round, still with no slot, ended that one too: two sessions preempted where one would do. The slot a session ended
-    for a needed round frees goes to that round; the other waits on, not ended."""
+async def _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path: Path, *, needed_later: bool) -> None:
+    """A fetch of gaps holds the only slot and the holder's turn over a slow link, and a round with a peer that dialled
+    in waits for the slot; then the holder's round, one the catch-up needs as it starts, or (`needed_later`) comes to
+    need 1 s in, as the node comes to dial the holder (peer exchange), waits for the holder's turn. It ends the fetch
+    within a second of being needed and takes the slot the fetch frees, ahead of the other round, which it does not
+    end, and which takes the slot next."""
     staller = STALLERS[0]
     with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1) as (sync, network, store, ours):
         network.slow_holder_streams = 1
+        dialled = set() if needed_later else {HOLDER}
+        sync.catch_up_peers.append(dialled.__contains__)
+        over = trio.Event()
+        sync.round_over_listeners.append(lambda peer: peer == HOLDER and over.set())
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)
             network._peers.append(HOLDER)
@@ -525,14 +531,35 @@ async def test_a_round_that_ends_a_gap_fetch_holding_its_peer_s_turn_takes_the_s
             network._peers.append(staller)
             nursery.start_soon(sync.sync_with, staller)  # waits for the slot
             await trio.testing.wait_all_tasks_blocked()
-            sync.catch_up_peers.append(lambda peer: peer == HOLDER)
-            await sync.sync_with(HOLDER)
-            assert trio.current_time() < 1
+            nursery.start_soon(sync.sync_with, HOLDER)
+            if needed_later:  # (it waits for the holder's turn)
+                await trio.sleep(1)
+                dialled.add(HOLDER)
+                sync.needs_changed()  # (PeerManager.keeps_listeners: node.daemon)
+            needed = trio.current_time()
+            await over.wait()
+            assert trio.current_time() < needed + 1
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1  # the gap fetch
             await trio.testing.wait_all_tasks_blocked()
             assert sync.round_running(staller) and network.open_now == 1  # the staller's round has the slot now
             nursery.cancel_scope.cancel()
+
+
+async def test_a_round_that_ends_a_gap_fetch_holding_its_peer_s_turn_takes_the_slot_it_frees(tmp_path, autojump_clock):
+    """Found by stop 35: the holder's round, one the catch-up needs, ended the fetch of gaps holding the holder's turn
+    and the only slot, but that slot went to a round waiting for it (with a peer that dialled in), and the holder's
+    round, still with no slot, ended that one too: two sessions preempted where one would do. The slot a session ended
+    for a needed round frees goes to that round; the other waits on, not ended."""
+    await _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path, needed_later=False)
+
+
+async def test_a_round_the_catch_up_comes_to_need_ends_the_gap_fetch_holding_its_peer_s_turn(tmp_path, autojump_clock):
+    """Noticed by sync36: the holder's round, one no catch-up needed as it started, waited for the holder's turn, which
+    a fetch of gaps held over a slow link (up to a session's bound, 10 minutes); the node came to dial the holder (peer
+    exchange), and the catch-up needed that round, but it went on waiting for the fetch. It ends the fetch then, and
+    takes the slot the fetch frees, as one needed from the start does (one session preempted, not two)."""
+    await _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path, needed_later=True)
 
 
 async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way_ahead_of_those_waiting(
