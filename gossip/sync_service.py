@@ -13,7 +13,7 @@ import math
 import random
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -246,6 +246,9 @@ class SyncService:
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._gap_fetches: dict[str, set[Slot]] = {}  # peer -> the slots of the fetches of gaps with it
+        # peer -> the wait for its turn of the full round with it no catch-up needed as it started; needs_changed
+        # cancels it once one does
+        self._rounds_awaiting_turn: dict[str, trio.CancelScope] = {}
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -417,39 +420,31 @@ class SyncService:
         return None
 
     def needs_changed(self) -> None:
-        """For a catch-up (node.daemon): what `catch_up_peers` answer may have changed (one was removed as its
-        catch-up ended, a peer's round showed the peer holds none of the org's records, or a peer came or went among
-        those the node dials). Rounds waiting for a session slot are asked again, and a needed one ends at once a
-        session no longer needed (gossip.session_slots)."""
+        """What `_needed` answers may have changed: a catch-up (node.daemon) removed its `catch_up_peers` as it ended,
+        or a peer's round showed the peer holds none of the org's records, or a peer came or went among those the node
+        dials; or a peer connected or disconnected (`_follow_peers`). A full round waiting for its turn that is needed
+        now stops waiting, to end the fetches of gaps in its way (`_round_slot`); rounds waiting for a session slot
+        are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
+        for peer_id, waiting in self._rounds_awaiting_turn.items():
+            if self._needed(peer_id):
+                waiting.cancel()
         self._slots.needs_changed()
 
     def _needed(self, peer_id: str) -> bool:
-        """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`)."""
-        return any(needs(peer_id) for needs in self.catch_up_peers)
+        """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`), a connected peer: a round
+        with one that disconnected would end a session for its slot, then fail to open its stream."""
+        return any(needs(peer_id) for needs in self.catch_up_peers) and peer_id in self.host.connected_peers()
 
     @asynccontextmanager
     async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
         """The peer's turn and a session slot, the block run inside the slot's scope (`_pull`); SyncError "preempted" if
-        the slot was ended for a needed session (gossip.session_slots) before the block ran to its end. A full round no
-        catch-up needs as it starts takes its turn first: it then waits for a slot as needed or not as it is then, and
-        no fetch of gaps with the peer runs meanwhile. A fetch of gaps takes its slot first: holding the peer's turn
-        while it waited for one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold
-        back a round the catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends
-        no session to take a slot. Ended while it waits for its turn, it waits no more. A full round a catch-up needs as
-        it starts takes its place among those waiting for a slot, ends there the fetches of gaps with its peer that hold
-        its turn or wait for it (one may have taken the turn as the peer connected, and hold it up to a session's
-        bound), then waits for the turn: a slot such a fetch frees comes to it, not to a session waiting, which it would
-        then end too for want of a slot (stop 35: two sessions preempted where one would do); the turn is held meanwhile
-        only by fetches ending, and no later fetch waits for it ahead of the round."""
-        needed = functools.partial(self._needed, peer_id)
-        if gaps is None and needed():
-            with self._slots.queued(needed, ending=self._gap_fetches.get(peer_id, ())) as place:
-                async with self._turn(peer_id, math.inf):
-                    slot = await self._slots.taken(place)
-                    with slot.scope:
-                        yield
-        elif gaps is None:
-            async with self._turn(peer_id, math.inf), self._slots.hold(needed) as slot:
+        the slot was ended for a needed session (gossip.session_slots) before the block ran to its end. A full round
+        takes them as `_round_slot` says. A fetch of gaps takes its slot first: holding the peer's turn while it waited
+        for one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back a round the
+        catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends no session to
+        take a slot. Ended while it waits for its turn, it waits no more."""
+        if gaps is None:
+            async with self._round_slot(peer_id) as slot:
                 with slot.scope:
                     yield
         else:
@@ -458,7 +453,10 @@ class SyncService:
                     fetches = self._gap_fetches.setdefault(peer_id, set())
                     fetches.add(slot)
                     try:
-                        async with self._turn(peer_id, self.timeout):
+                        async with self._turn(peer_id, trio.move_on_after(self.timeout)) as turn:
+                            if not turn:
+                                raise SyncError("turn", f"another session with the peer ran on for {self.timeout:g} "
+                                                        "s; not waiting for it")
                             yield
                     finally:
                         fetches.discard(slot)
@@ -468,18 +466,46 @@ class SyncService:
             raise SyncError("preempted", "ended for a round a catch-up needs (a session slot, or its peer's turn)")
 
     @asynccontextmanager
-    async def _turn(self, peer_id: str, wait: float) -> AsyncIterator[None]:
-        """Hold the peer's lock (its turn), after waiting `wait` seconds for it at most."""
+    async def _round_slot(self, peer_id: str) -> AsyncIterator[Slot]:
+        """A full round's turn with `peer_id` and its session slot, held in the block. One no catch-up needs as it
+        starts takes its turn first: it then waits for a slot as needed or not as it is then, and no fetch of gaps with
+        the peer runs meanwhile. One a catch-up needs as it starts, or comes to need while it waits for its turn (its
+        peer became one the node dials, peer exchange, or connected again: `needs_changed`), takes its place among
+        those waiting for a slot, ends there the fetches of gaps with its peer that hold its turn or wait for it (one
+        may have taken the turn as the peer connected, and hold it up to a session's bound), then waits for the turn:
+        a slot such a fetch frees comes to it, not to a session waiting, which it would then end too for want of a slot
+        (stop 35: two sessions preempted where one would do); the turn is held meanwhile only by fetches ending, and no
+        later fetch waits for it ahead of the round."""
+        needed = functools.partial(self._needed, peer_id)
+        async with AsyncExitStack() as stack:
+            turn = False
+            if not needed():
+                waiting = self._rounds_awaiting_turn[peer_id] = trio.CancelScope()  # (one full round with a peer)
+                try:
+                    turn = await stack.enter_async_context(self._turn(peer_id, waiting))
+                finally:
+                    del self._rounds_awaiting_turn[peer_id]
+            in_its_way = () if turn else self._gap_fetches.get(peer_id, ())
+            place = stack.enter_context(self._slots.queued(needed, ending=in_its_way))
+            if not turn:
+                await stack.enter_async_context(self._turn(peer_id, trio.CancelScope()))
+            yield await self._slots.taken(place)
+
+    @asynccontextmanager
+    async def _turn(self, peer_id: str, waiting: trio.CancelScope) -> AsyncIterator[bool]:
+        """The peer's lock (its turn), held in the block (True), unless `waiting` was cancelled before it came (False:
+        not held)."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
         try:
-            with trio.move_on_after(wait) as waited:
+            with waiting:
                 await lock.acquire()
-            if waited.cancelled_caught:  # (a lock handed over is held: the wait is cancelled only while not)
-                raise SyncError("turn", f"another session with the peer ran on for {wait:g} s; not waiting for it")
-            try:
-                yield
-            finally:
-                lock.release()
+            if waiting.cancelled_caught:  # (a lock handed over is held: the wait is cancelled only while not)
+                yield False
+            else:
+                try:
+                    yield True
+                finally:
+                    lock.release()
         finally:
             if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
                 del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
@@ -612,8 +638,10 @@ class SyncService:
     async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
         """A full round with each peer that connects, unless one with it started less than `interval` ago: a peer
         reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
-        come to it in turn)."""
+        come to it in turn). Each peer that connects or disconnects is told to `needs_changed`: a round with a peer
+        that left, waiting for a slot, ends no session for one, and one whose peer came back is needed again."""
         async for event in events:
+            self.needs_changed()
             if event.connected:
                 now = trio.current_time()
                 self._rounds_started = {peer: at for peer, at in self._rounds_started.items()

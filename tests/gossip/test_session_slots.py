@@ -3,11 +3,12 @@
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
 (then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder waits
 for a slot or its turn, or holds the holder's turn (and its slot then goes to the round, which ends no other session for
-one), or the holder's stream is slow to close; the sessions open at once stay bounded; the late catch-up ends no
-session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its place, one whose turn
-is up ends another, and one waiting ends a holder as soon as it is no longer needed; and, however sessions come and go
-(hypothesis), none waits forever, and needed ones end one session each at most besides those in their way
-(gossip.session_slots)."""
+one), even if the catch-up came to need the round only as it waited for that turn, or the holder's stream is slow to
+close; the sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up
+ends; a needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a
+holder as soon as it is no longer needed, and none while its peer is away, then one as soon as it is back; and, however
+sessions come and go (hypothesis), none waits forever, and needed ones end one session each at most besides those in
+their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossip.host import PeerEvent
+from gossip.host import HostError, PeerEvent
 from gossip.replica import Replica
 from gossip.session_slots import SessionSlots, Slot
 from gossip.store import RecordStore
@@ -77,8 +78,8 @@ class StallingStream:
 
 
 class Network(ConnectedHost):
-    """The host's view: the stallers connected when sync starts, the holder once the peer manager has dialled it; the
-    most sync streams open at once."""
+    """The host's view: the stallers connected when sync starts, the holder once the peer manager has dialled it (a
+    stream opens to a connected peer only); the most sync streams open at once."""
 
     def __init__(self, holder: SyncServer, *, stallers: list[str], stallers_name_other: bool) -> None:
         super().__init__(list(stallers))
@@ -93,6 +94,8 @@ class Network(ConnectedHost):
         self.serve = handler
 
     async def open_stream(self, peer: str, protocol: str) -> Counted:
+        if peer not in self._peers:
+            raise HostError(f"open {protocol} stream to {peer}: not connected")
         if peer == HOLDER:
             slow, self.slow_holder_streams = self.slow_holder_streams > 0, max(0, self.slow_holder_streams - 1)
             return Counted(self, (SlowServedStream if slow else ServedStream)(self.holder), self.holder_close_seconds)
@@ -106,6 +109,10 @@ class Network(ConnectedHost):
     async def connect_holder(self) -> None:
         self._peers.append(HOLDER)
         await self._events_send.send(PeerEvent(HOLDER, connected=True))
+
+    async def disconnect_holder(self) -> None:
+        self._peers.remove(HOLDER)
+        await self._events_send.send(PeerEvent(HOLDER, connected=False))
 
 
 class SlowServedStream(ServedStream):
@@ -433,6 +440,7 @@ async def test_a_round_the_catch_up_needed_waiting_as_it_ends_ends_no_session(tm
             with _dialled_rounds(node, new_org=False):  # type: ignore[arg-type]
                 await nursery.start(sync.run)  # the staller's round
                 await trio.testing.wait_all_tasks_blocked()
+                network._peers.append(HOLDER)
                 nursery.start_soon(sync.sync_with, HOLDER)
                 await trio.sleep(2)
             await trio.sleep(1.5 * TIMEOUT)
@@ -486,7 +494,7 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
     staller's round, one the catch-up needs (a peer it dials): ended for the holder's round, it stops waiting then,
     not at the timeout, which would hold the catch-up back as long."""
     staller = STALLERS[0]
-    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[staller], max_sessions=2) as (sync, _, store, ours):
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[staller], max_sessions=2) as (sync, network, store, ours):
         sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)  # the staller's round: one slot, and the staller's turn
@@ -494,6 +502,7 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             sync.request_gaps(staller, {OTHER.did: (1, 5)})  # the other slot, waiting for the staller's turn
             await trio.testing.wait_all_tasks_blocked()
             await trio.sleep(1)
+            network._peers.append(HOLDER)
             await sync.sync_with(HOLDER)
             assert trio.current_time() < 2
             assert store.head(ours.did) is not None
@@ -501,14 +510,19 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             nursery.cancel_scope.cancel()
 
 
-async def test_a_round_that_ends_a_gap_fetch_holding_its_peer_s_turn_takes_the_slot_it_frees(tmp_path, autojump_clock):
-    """Found by stop 35: the holder's round, one the catch-up needs, ended the fetch of gaps holding the holder's turn
-    and the only slot, but that slot went to a round waiting for it (with a peer that dialled in), and the holder's
-    round, still with no slot, ended that one too: two sessions preempted where one would do. The slot a session ended
-    for a needed round frees goes to that round; the other waits on, not ended."""
+async def _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path: Path, *, needed_later: bool) -> None:
+    """A fetch of gaps holds the only slot and the holder's turn over a slow link, and a round with a peer that dialled
+    in waits for the slot; then the holder's round, one the catch-up needs as it starts, or (`needed_later`) comes to
+    need 1 s in, as the node comes to dial the holder (peer exchange), waits for the holder's turn. It ends the fetch
+    within a second of being needed and takes the slot the fetch frees, ahead of the other round, which it does not
+    end, and which takes the slot next."""
     staller = STALLERS[0]
     with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1) as (sync, network, store, ours):
         network.slow_holder_streams = 1
+        dialled = set() if needed_later else {HOLDER}
+        sync.catch_up_peers.append(dialled.__contains__)
+        over = trio.Event()
+        sync.round_over_listeners.append(lambda peer: peer == HOLDER and over.set())
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)
             network._peers.append(HOLDER)
@@ -517,14 +531,35 @@ async def test_a_round_that_ends_a_gap_fetch_holding_its_peer_s_turn_takes_the_s
             network._peers.append(staller)
             nursery.start_soon(sync.sync_with, staller)  # waits for the slot
             await trio.testing.wait_all_tasks_blocked()
-            sync.catch_up_peers.append(lambda peer: peer == HOLDER)
-            await sync.sync_with(HOLDER)
-            assert trio.current_time() < 1
+            nursery.start_soon(sync.sync_with, HOLDER)
+            if needed_later:  # (it waits for the holder's turn)
+                await trio.sleep(1)
+                dialled.add(HOLDER)
+                sync.needs_changed()  # (PeerManager.keeps_listeners: node.daemon)
+            needed = trio.current_time()
+            await over.wait()
+            assert trio.current_time() < needed + 1
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1  # the gap fetch
             await trio.testing.wait_all_tasks_blocked()
             assert sync.round_running(staller) and network.open_now == 1  # the staller's round has the slot now
             nursery.cancel_scope.cancel()
+
+
+async def test_a_round_that_ends_a_gap_fetch_holding_its_peer_s_turn_takes_the_slot_it_frees(tmp_path, autojump_clock):
+    """Found by stop 35: the holder's round, one the catch-up needs, ended the fetch of gaps holding the holder's turn
+    and the only slot, but that slot went to a round waiting for it (with a peer that dialled in), and the holder's
+    round, still with no slot, ended that one too: two sessions preempted where one would do. The slot a session ended
+    for a needed round frees goes to that round; the other waits on, not ended."""
+    await _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path, needed_later=False)
+
+
+async def test_a_round_the_catch_up_comes_to_need_ends_the_gap_fetch_holding_its_peer_s_turn(tmp_path, autojump_clock):
+    """Noticed by sync36: the holder's round, one no catch-up needed as it started, waited for the holder's turn, which
+    a fetch of gaps held over a slow link (up to a session's bound, 10 minutes); the node came to dial the holder (peer
+    exchange), and the catch-up needed that round, but it went on waiting for the fetch. It ends the fetch then, and
+    takes the slot the fetch frees, as one needed from the start does (one session preempted, not two)."""
+    await _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path, needed_later=True)
 
 
 async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way_ahead_of_those_waiting(
@@ -554,6 +589,35 @@ async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way
             order.append("needed round")
             assert not slot.ended
     assert order == ["gap fetch", "gap fetch ended", "needed round", "other round", "other round done"]
+
+
+async def test_a_round_waiting_for_a_slot_ends_no_session_while_its_peer_is_away_and_does_once_it_is_back(
+        tmp_path, autojump_clock):
+    """Noticed by sync36: the holder's round, one the catch-up needs, waited for the only slot behind a staller's (a
+    peer the node dials) within its turn; the holder disconnected meanwhile, yet the round, counted needed still, ended
+    the staller's session as its turn was up (10 s), then failed to open its stream: a session preempted for nothing.
+    Away, the holder's round ends none; connected again, it is needed again, and ends the staller's at once."""
+    staller = STALLERS[0]
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[staller], max_sessions=1) as (sync, network, store, ours):
+        sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
+        over = trio.Event()
+        sync.round_over_listeners.append(lambda peer: peer == HOLDER and over.set())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)  # the staller's round: the slot
+            await trio.testing.wait_all_tasks_blocked()
+            await network.connect_holder()  # its round waits for the slot
+            await trio.sleep(1)
+            await network.disconnect_holder()
+            await trio.sleep(1.5 * TIMEOUT)
+            assert sync.stats.errors["preempted"] == 0
+            assert sync.round_running(staller) and sync.round_running(HOLDER)
+            back = trio.current_time()
+            await network.connect_holder()
+            await over.wait()
+            assert trio.current_time() < back + 1
+            assert store.head(ours.did) is not None
+            assert sync.stats.errors["preempted"] == 1  # the staller's
+            nursery.cancel_scope.cancel()
 
 
 async def test_the_holder_s_round_proves_the_records_in_before_its_stream_is_closed(tmp_path, autojump_clock):
