@@ -808,7 +808,9 @@ def _full_collections_held() -> Iterator[None]:
     meanwhile: cyclic garbage that outlived two young collections waits until after (the next full one comes as due
     then). Holds of several tasks may overlap, ending in any order: the first sets the oldest generation's threshold
     out of reach, and the last sets it back, unless another changed it meanwhile (theirs stands, as do young
-    thresholds changed meanwhile). On the trio thread alone."""
+    thresholds changed meanwhile). On the trio thread alone. It holds nothing on CPython 3.14.0-3.14.4, whose collector
+    is incremental (each young collection takes an increment of the old generation with it, so none walks it all;
+    gc.set_threshold ignores a third value there); 3.13 and 3.14.5 on have the generational one this holds."""
     if not _FULL_COLLECTION_HOLDS.count:
         *young, _FULL_COLLECTION_HOLDS.threshold = gc.get_threshold()
         gc.set_threshold(*young, NO_FULL_COLLECTION)
