@@ -4,11 +4,17 @@ and swapped in. This gives its wall time and the loop's longest stalls meanwhile
 wake-ups of a task ticking every TICK_S (what a request would wait); and of them, those while it captured
 engine.snapshot of the records it caught up with (TrustService._captured_rebuild: the ledger's root, then the capture
 a chunk at a time, on the loop), with that capture's wall time, and how long after the swap the snapshot was written
-(in a worker thread); and the full (generation 2) garbage collections meanwhile, in whichever thread: each holds the
-GIL, so the loop, for as long as it walks every object the process tracks but the frozen ones. What there is before
-the measure is frozen, as the node freezes what its start built (node.daemon.serve_node): the start's engine, and the
-flood's records, signed beforehand, which a node receiving them would not hold; a collection walks what the measure
-made, the rebuilt engine and what the flood adds to both. A figure with no target; it is not a test.
+(in a worker thread); the stall the swapped-out engine was freed in (the gap between ticks its free fell in: its
+objects, an item an agent or a vouch in each of its lists, freed at once, or none left once it was emptied a turn at a
+time, vouching.engine_state.letting_go), how long after the swap it was freed, the longest stalls from the swap until
+then, and until engine.snapshot was written too (encoded on the loop a turn at a time, sharing turns with the old
+engine's emptying; the recompute the swap brings forward, PROMPT_RECOMPUTE_S after it, may come first), and the
+agents the engine swapped in holds; and the full (generation 2) garbage collections meanwhile, in
+whichever thread: each holds the GIL, so the loop, for as long as it walks every object the process tracks but the
+frozen ones. What there is before the measure is frozen, as the node freezes what its start built
+(node.daemon.serve_node): the start's engine, and the flood's records, signed beforehand, which a node receiving them
+would not hold; a collection walks what the measure made, the rebuilt engine and what the flood adds to both. A
+figure with no target; it is not a test.
 
 With --flood R, records are stored at R a second (a vouch chain of another org, signed beforehand, taken each
 FLOOD_TICK_S in a batch of those due, FLOOD_BATCH at most, as a sync's page) from the first record on until the
@@ -43,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,12 +138,22 @@ class Stalls:
         self.batches: list[tuple[float, float, float]] = []
         self.collections: list[tuple[float, float, str]] = []
         self.written = 0.0  # seconds from the swap until the rebuild's engine.snapshot was written
+        self.swapped = 0.0  # when the measure saw the rebuilt engine swapped in (within a TICK_S)
+        self.freed = 0.0  # when the swapped-out engine was freed (its last reference gone)
         self._collecting = 0.0
 
     def longest(self, window: tuple[float, float] | None = None) -> list[float]:
         """The longest gaps, of those beginning in `window` if given (the gap it began in is the turn before's too)."""
         gaps = [gap for end, gap in self.gaps if window is None or window[0] <= end - gap < window[1]]
         return sorted(gaps, reverse=True)[:SHOWN_STALLS]
+
+    def around(self, instant: float) -> float:
+        """The gap between ticks that `instant` fell in (0: none, the ticks went on around it)."""
+        return max((gap for end, gap in self.gaps if end - gap <= instant <= end), default=0.0)
+
+    def noted_free(self) -> None:
+        """A weakref.finalize callback of the swapped-out engine: note when it was freed."""
+        self.freed = time.perf_counter()
 
     def collected(self, phase: str, info: dict[str, int]) -> None:
         """A gc.callbacks callback: note each full collection."""
@@ -155,10 +172,12 @@ class Stalls:
 
 
 async def measure(replica: Replica, trust: TrustService, first: Record, metrics: Registry, flood: list[Record],
-                  rate: int) -> tuple[float, float, Stalls, int]:
+                  rate: int) -> tuple[float, float, Stalls, int, int]:
     """Take the first record in, once the start's engine.snapshot is written, and `flood` at `rate` a second until
     the rebuild has caught up; the rebuild's wall time, the loop's longest gap in the second before (idle), its gaps
-    until the swap, and the records flooded."""
+    until the swapped-out engine is freed and the rebuild's engine.snapshot written, and the records flooded. It holds
+    the engine it started with by a weak reference alone, so that the swap frees it as a node's does; and the agents
+    the engine swapped in holds."""
     stalls, flooded = Stalls(), 0
     capturing = trust._captured_rebuild
 
@@ -175,7 +194,8 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         flooded = await flood_while(replica, flood, rate, stalls.batches, lambda: trust._mirror is None)
 
     trust._captured_rebuild = captured  # type: ignore[method-assign]
-    engine = trust.engine
+    engine = weakref.ref(trust.engine)
+    weakref.finalize(trust.engine, stalls.noted_free)
     async with trio.open_nursery() as nursery:
         await nursery.start(trust.run)
         while metrics.value("engine_snapshot_records") != replica.store.size:
@@ -188,15 +208,18 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         began = time.perf_counter()
         assert replica.accept([first]).accepted == [first]
         nursery.start_soon(flooding)
-        while trust.engine is engine:
-            await trio.sleep(0.05)
-        took = time.perf_counter() - began
+        while trust.engine is engine():
+            await trio.sleep(TICK_S)
+        stalls.swapped = time.perf_counter()
+        took, agents = stalls.swapped - began, len(trust.engine.agents())
         while metrics.value("engine_snapshot_records") == covered:  # (the rebuild's, written after it)
             await trio.sleep(0.05)
         stalls.written = time.perf_counter() - began - took
+        while engine() is not None:
+            await trio.sleep(0.05)
         gc.callbacks.remove(stalls.collected)
         nursery.cancel_scope.cancel()
-    return took, idle, stalls, flooded
+    return took, idle, stalls, flooded, agents
 
 
 def main() -> None:
@@ -233,13 +256,19 @@ def main() -> None:
                 gc.disable()
             elif args.gc == "freeze-after-full":
                 gc.callbacks.append(_freeze_after_full)
-            took, idle, stalls, flooded = trio.run(measure, replica, trust, first, metrics, flood, args.flood)
+            took, idle, stalls, flooded, agents = trio.run(measure, replica, trust, first, metrics, flood, args.flood)
             if args.flood:
                 print(f"flooded {flooded} records at {args.flood} a second"
                       f"{' (all it had)' if flooded == len(flood) else ' until the rebuild caught up'}")
             print(f"rebuild after the first record: {took:.1f} s; the loop's longest stalls: {_ms(stalls.longest())}"
                   f" (idle, the second before: {idle * 1000:.1f} ms)")
             print(f"full garbage collections during it: {stalls.full_collections()}")
+            until_written = (stalls.swapped, max(stalls.freed, stalls.swapped + stalls.written))
+            print(f"the swapped-out engine freed {max(stalls.freed - stalls.swapped, 0.0):.2f} s after the swap, in a "
+                  f"stall of {stalls.around(stalls.freed) * 1000:.1f} ms ({agents} agents swapped in); the loop's "
+                  f"longest stalls from the swap until then: "
+                  f"{_ms(stalls.longest((stalls.swapped, stalls.freed))) or 'none'}; until engine.snapshot was "
+                  f"written too: {_ms(stalls.longest(until_written))}")
             for began, ended in stalls.captures:
                 print(f"its capture of engine.snapshot: {ended - began:.2f} s; the loop's longest stalls meanwhile: "
                       f"{_ms(stalls.longest((began, ended)))}; written {stalls.written:.1f} s after the swap")

@@ -18,8 +18,9 @@ its own. A link that joins a key the engine already knew as an org (a vouch name
 moves what named it onto the org (TrustEngine.merge_org) and brings the next recompute forward. A link that makes
 this node's own key a later key of another (after `vouchnet key adopt` the successor's first record comes back from
 peers) changes which org is the node's own, which no merge can do: the engine is rebuilt as a start would build it
-and swapped in (`_rebuild`), a TURN_S of work at a time, the old one serving meanwhile; engine.snapshot, which
-names the org's keys before the link and is of no use since, is captured from it anew.
+and swapped in (`_rebuild`), a TURN_S of work at a time, the old one serving meanwhile and emptied likewise after, once
+no recompute holds it; engine.snapshot, which names the org's keys before the link and is of no use since, is
+captured from it anew.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class TrustService:
         self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
         self._mirror: TrustEngine | None = None  # ... once it caught up with the store: told of records and events
         self._held_links: list[Link] | None = None  # links for it, held while it is captured
+        self._lent = _Lent()  # engines a recompute holds (`_recomputed`): `_rebuild` empties the one it swaps out after
         self._broadcaster = broadcaster
         self._interval = recompute_interval
         self._clock = lambda: clock() // SCORE_STEP_MS * SCORE_STEP_MS
@@ -379,7 +381,14 @@ class TrustService:
         """The full recompute that completes a replay (`replaying`) at a start, in a worker thread
         (recompute_in_worker): on the loop it held a signal up for 0.05-0.17 s at 20,000 records, 1.4 s or more at
         10^6."""
-        await recompute_in_worker(self.engine, self._clock)
+        await self._recomputed()
+
+    async def _recomputed(self) -> ScoreTable:
+        """recompute_in_worker of the engine serving now, lent (`_lent`) until it returns: it reads that engine
+        between its checkpoints, and an engine `_rebuild` swaps out meanwhile is emptied only after."""
+        engine = self.engine
+        with self._lent.lending(engine):
+            return await recompute_in_worker(engine, self._clock)
 
     # --- inputs (listeners) -------------------------------------------------------------------------------
 
@@ -464,9 +473,15 @@ class TrustService:
         (`replaying`), on the loop a TURN_S at a time (the store's reads are the loop's), while the old one serves:
         the stored records, fed up to the store's size (more are stored meanwhile); then, holding the ingest lock
         (no event appended, no epoch closed), the records stored since, and the undigested events; then its full
-        recompute (recompute_in_worker), and the swap. Having fed the records, before the events, it is what a start's
+        recompute (recompute_in_worker), and the swap; then, the new one serving, the old one is emptied on the loop a
+        turn at a time (letting_go) once no recompute holds it (`_recomputed` reads it between checkpoints: emptied
+        under one, it failed the recompute). Freed at once, its objects, an item an agent or a vouch in each of its
+        lists, held the loop 64-85 ms at 2*10^5 agents; emptied, 0.3-0.5 s of turns (benchmarks/adopt_rebuild.py
+        --records 20000 --flood 20000, README). Having fed the records, before the events, it is what a start's
         replay of them makes: engine.snapshot is captured from it then (`_captured_rebuild`, SNAPSHOT_AFTER records
-        or more) and written once it is swapped in (`_keep_snapshot`), so that the next start loads it; past
+        or more) and written once it is swapped in and the old one emptied (`_keep_snapshot`: encoded on the loop a
+        turn at a time too, alongside the emptying it made the loop's stalls 41-50 ms, after it 21-30), so that the
+        next start loads it; past
         SNAPSHOT_FROM_NO_RECORDS records, nothing else would write one before that start's replay of every record.
         From the moment it caught up with the store, the listeners feed it what they feed the engine (`_mirror`),
         so that every record is counted once, by the replay or by a listener: this relies on the replica storing
@@ -480,7 +495,7 @@ class TrustService:
         swap (`_full_collections_held`), nor while its capture is written (`_write_snapshot`): under a flood of new
         agents, 25-26 of them walked every agent's objects on the loop, the longest 130-138 ms, 7-8 during its capture,
         whose longest stall was 84-121 ms, 22-39 ms with none (benchmarks/adopt_rebuild.py --records 20000 --flood
-        20000, README)."""
+        20000, README), nor while the old engine is emptied."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
@@ -503,14 +518,16 @@ class TrustService:
                 await recompute_in_worker(engine, self._clock)
                 if engine.own_org != identity(self.replica.did):
                     return  # (`_own_org_moved` is set: built again)
-                self.engine = engine
+                old, self.engine = self.engine, engine
                 self.own_org_swapped.set()
                 self.own_org_swapped = trio.Event()
             finally:
                 self._rebuilt = self._mirror = self._held_links = None
-        log.info("trust engine: rebuilt, with this node's own org the earlier key's",
-                 extra={"fields": {"org": engine.own_org}})
-        self._org_changed.set()  # its recompute announces what changed
+            log.info("trust engine: rebuilt, with this node's own org the earlier key's",
+                     extra={"fields": {"org": engine.own_org}})
+            self._org_changed.set()  # its recompute announces what changed
+            await self._lent.returned(old)
+            await _on_loop(letting_go(engine=old))
         if snapshot is not None:
             self._replayed = snapshot
             self._captured.set()
@@ -633,7 +650,7 @@ class TrustService:
                 await trio.sleep(PROMPT_RECOMPUTE_S)  # what else arrives meanwhile joins this recompute
             self._org_changed = trio.Event()
             deferred, self._deferred = self._deferred, {}
-            table = await recompute_in_worker(self.engine, self._clock)
+            table = await self._recomputed()
             agents = [a for a in {**self._known, **deferred} if table.score(a) is not None]
             for start in range(0, len(agents), ANNOUNCE_CHUNK):
                 self._announce_soon(agents[start:start + ANNOUNCE_CHUNK])
@@ -743,6 +760,32 @@ async def _on_loop(steps: Generator[None, None, T]) -> T:
         await turn.checkpoint()
 
 
+class _Lent:
+    """Engines tasks hold across checkpoints, each counted while `lending` it: one swapped out is emptied only once
+    `returned`."""
+
+    def __init__(self) -> None:
+        self._holders: dict[TrustEngine, int] = {}
+        self._returned = trio.Event()  # set as an engine is returned by its last holder, then replaced
+
+    @contextmanager
+    def lending(self, engine: TrustEngine) -> Iterator[None]:
+        self._holders[engine] = self._holders.get(engine, 0) + 1
+        try:
+            yield
+        finally:
+            self._holders[engine] -= 1
+            if not self._holders[engine]:
+                del self._holders[engine]
+                self._returned.set()
+                self._returned = trio.Event()
+
+    async def returned(self, engine: TrustEngine) -> None:
+        """Once no task holds `engine` (at once if none does)."""
+        while engine in self._holders:
+            await self._returned.wait()
+
+
 @dataclass
 class _Holds:
     """The `_full_collections_held` within which tasks are, and the oldest generation's threshold before the first."""
@@ -765,7 +808,9 @@ def _full_collections_held() -> Iterator[None]:
     meanwhile: cyclic garbage that outlived two young collections waits until after (the next full one comes as due
     then). Holds of several tasks may overlap, ending in any order: the first sets the oldest generation's threshold
     out of reach, and the last sets it back, unless another changed it meanwhile (theirs stands, as do young
-    thresholds changed meanwhile). On the trio thread alone."""
+    thresholds changed meanwhile). On the trio thread alone. It holds nothing on CPython 3.14.0-3.14.4, whose collector
+    is incremental (each young collection takes an increment of the old generation with it, so none walks it all;
+    gc.set_threshold ignores a third value there); 3.13 and 3.14.5 on have the generational one this holds."""
     if not _FULL_COLLECTION_HOLDS.count:
         *young, _FULL_COLLECTION_HOLDS.threshold = gc.get_threshold()
         gc.set_threshold(*young, NO_FULL_COLLECTION)
