@@ -481,8 +481,8 @@ class TrustService:
         replay of them makes: engine.snapshot is captured from it then (`_captured_rebuild`, SNAPSHOT_AFTER records
         or more) and written once it is swapped in and the old one emptied (`_keep_snapshot`: encoded on the loop a
         turn at a time too, alongside the emptying it made the loop's stalls 41-50 ms, after it 21-30), so that the
-        next start loads it; past
-        SNAPSHOT_FROM_NO_RECORDS records, nothing else would write one before that start's replay of every record.
+        next start loads it; past SNAPSHOT_FROM_NO_RECORDS records, nothing else would write one before that start's
+        replay of every record.
         From the moment it caught up with the store, the listeners feed it what they feed the engine (`_mirror`),
         so that every record is counted once, by the replay or by a listener: this relies on the replica storing
         each batch before it tells any listener of it, all on the trio thread, and on nothing about the order it
