@@ -15,19 +15,20 @@ are kept in a table apart, with those of the record it conflicts with when the n
 no bytes of a held record, which may be dropped), read only for GET /v1/node/own-records/{number}/cose and
 .../conflicts-with/cose (`cose`, `conflicts_with_cose`), not for a page of the list (1,000 of a thief's records of 64
 KiB are 65 MB); `open` keeps such a row (a record a refused batch left a row of, coming back so, is listed anew in its
-place). A thief can sign any number of them: at most MAX_CONFLICTS rows keep their bytes, and MAX_CONFLICT_ROWS rows are
-listed. A conflict listed is evidence the operator has not seen until acknowledged, so only an acknowledged row makes
-room for a new conflict, and only when one needs it (`_make_room`): the oldest acknowledged row keeping bytes loses
-them, and past MAX_CONFLICT_ROWS the oldest acknowledged row is dropped from the list. A conflict that finds no room,
-and a row dropped, are counted (`unlisted_conflicts`) and logged: each conflicting record is listed as such or counted,
-not both (as far as the ids below go). That count is kept in the file, across restarts, and a record counted is not
-counted again when it comes again (gossip's mesh and each peer's sync deliver one record many times, and again after a
-restart) as long as its id is among the last MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in the order
-counted (never reused: the count is the last one's number). Not every id: a thief signs millions, 32 bytes of id each,
-and the file and memory must stay bounded; one that comes again after more than MAX_UNLISTED_SEEN others were counted is
-counted again (or listed, if there is room), adding to a count that says already that the key signs freely elsewhere. So
-the file keeps at most 2 x MAX_CONFLICTS records' bytes, MAX_CONFLICT_ROWS rows of conflicts and MAX_UNLISTED_SEEN ids,
-and memory none, whatever a thief signs and however often the operator acknowledges.
+place, or counted as below, its row gone at once). A thief can sign any number of them: at most MAX_CONFLICTS rows keep
+their bytes, and MAX_CONFLICT_ROWS rows are listed. A conflict listed is evidence the operator has not seen until
+acknowledged, so only an acknowledged row makes room for a new conflict, and only when one needs it (`_make_room`): the
+oldest acknowledged row keeping bytes loses them, and past MAX_CONFLICT_ROWS the oldest acknowledged row is dropped from
+the list. A conflict that finds no room, and a row dropped, are counted (`unlisted_conflicts`) and logged: each
+conflicting record is listed as such or counted, not both (as far as the ids below go), at every moment. That count is
+kept in the file, across restarts, and a record counted is not counted again when it comes again (gossip's mesh and each
+peer's sync deliver one record many times, and again after a restart) as long as its id is among the last
+MAX_UNLISTED_SEEN counted, which the file keeps, each numbered in the order counted (never reused: the count is the last
+one's number). Not every id: a thief signs millions, 32 bytes of id each, and the file and memory must stay bounded; one
+that comes again after more than MAX_UNLISTED_SEEN others were counted is counted again (or listed, if there is room),
+adding to a count that says already that the key signs freely elsewhere. So the file keeps at most 2 x MAX_CONFLICTS
+records' bytes, MAX_CONFLICT_ROWS rows of conflicts and MAX_UNLISTED_SEEN ids, and memory none, whatever a thief signs
+and however often the operator acknowledges.
 
 A conflicting record can be stored all the same: one that conflicted with a record the node only held is stored if it
 comes again once that one was dropped (evicted, or refused as not following the chain). Listed as conflicting, its row
@@ -216,7 +217,8 @@ class OwnRecords:
         already (`unlisted_conflicts`), is kept as it was; one finding no room (`_make_room`) is counted, durably, once
         each as far as the last MAX_UNLISTED_SEEN counted go (the module's docstring). One with the row a refused
         batch left (`add`; its record unstored, which `open` would drop) is listed anew in its place, under a new
-        number: the operator has not seen it as a conflict. Those newly listed."""
+        number: the operator has not seen it as a conflict; or, finding no room, counted, its row dropped then, not at
+        the next open: listed or counted, not both. Those newly listed."""
         listed: list[tuple[Record, bytes, bytes | None, str | None]] = []
         replaced, now = 0, self._now_ms()
         room = _Room(self.conflicts_kept, self.conflict_rows, self.unlisted_conflicts)
@@ -229,12 +231,12 @@ class OwnRecords:
                                            (record.id,)).fetchone()
                     if (row is not None and not row[0]) or self._is_counted(record.id):  # (listed, or counted, already)
                         continue
+                    if row is not None:  # (a refused batch's: listed anew below, or counted, not both)
+                        self._db.execute("DELETE FROM own_records WHERE id = ?", (record.id,))
+                        replaced += not row[1]
                     if not self._make_room(room):
                         self._count(record.id, room)
                         continue
-                    if row is not None:
-                        self._db.execute("DELETE FROM own_records WHERE id = ?", (record.id,))
-                        replaced += not row[1]
                     number = self._db.execute("INSERT INTO own_records (id, iss, seq, accepted_ms, peer, "
                                               "conflicts_with) VALUES (?, ?, ?, ?, ?, ?)",
                                               (record.id, record.iss, record.seq, now, peer, conflicts_with)).lastrowid

@@ -15,7 +15,7 @@ from pathlib import Path
 from unittest.mock import ANY
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
@@ -280,6 +280,15 @@ def _digest(agent):
                       3, bytes(32), None)
 
 
+def _refuse(replica, record):
+    """Send `record` from PEER in a batch the store refuses (a full disk): listed first, it leaves its row."""
+    append = replica.store.append
+    replica.store.append = lambda records: (_ for _ in ()).throw(StoreError("disk full"))
+    with pytest.raises(StoreError):
+        replica.accept([record], PEER)
+    replica.store.append = append
+
+
 def test_a_record_at_the_seq_of_one_a_refused_batch_listed_is_listed_too(tmp_path):
     """A batch the store refused leaves its row (its record unstored) until the next open drops it: another record
     of the key at that seq, stored later, has a row of its own, and stays listed across the restart."""
@@ -288,11 +297,7 @@ def test_a_record_at_the_seq_of_one_a_refused_batch_listed_is_listed_too(tmp_pat
         replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
         (refused,) = signed_elsewhere(replica, 1)
         (stored,) = signed_elsewhere(replica, 1)  # the same seq, another record
-        append = replica.store.append
-        replica.store.append = lambda records: (_ for _ in ()).throw(StoreError("disk full"))
-        with pytest.raises(StoreError):
-            replica.accept([refused], PEER)
-        replica.store.append = append
+        _refuse(replica, refused)
         replica.accept([stored], PEER)
         assert replica.store.has(stored.id)
         assert stored.id in [r.id for r in replica.own_records.listed()]
@@ -309,11 +314,7 @@ def test_a_record_a_refused_batch_listed_that_comes_back_conflicting_is_listed_a
     with opened(tmp_path, key) as replica:
         replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
         (refused,) = signed_elsewhere(replica, 1)
-        append = replica.store.append
-        replica.store.append = lambda records: (_ for _ in ()).throw(StoreError("disk full"))
-        with pytest.raises(StoreError):
-            replica.accept([refused], PEER)
-        replica.store.append = append
+        _refuse(replica, refused)
         seen = replica.own_records.listed()[-1].number  # the operator looked then
         ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))  # at the refused record's seq
         assert ours.seq == refused.seq
@@ -326,6 +327,37 @@ def test_a_record_a_refused_batch_listed_that_comes_back_conflicting_is_listed_a
     with opened(tmp_path, key) as replica:
         assert _rows(replica) == [(refused.id, ours.seq, OTHER_PEER, ours.id, refused.raw, False)]
         assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
+
+
+@pytest.mark.parametrize("seen", [False, True], ids=["unacknowledged", "acknowledged"])
+def test_a_record_a_refused_batch_listed_that_comes_back_conflicting_with_no_room_is_counted_not_listed(
+        tmp_path, monkeypatch, caplog, seen):
+    """The list full of unacknowledged conflicts, the record whose row a refused batch left comes back conflicting with
+    the one the node signed at its seq since: counted in conflicts_unlisted and said at CRITICAL, and its row goes at
+    once, whether the operator acknowledged it or not, so that it is listed or counted, not both, and
+    own_records_from_peers counts it no more. Before: its row stayed listed, unacknowledged still, until the next start
+    dropped it: the operator was alerted of it twice, and the counts disagreed with the list until a restart."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        (refused,) = signed_elsewhere(replica, 1)
+        _refuse(replica, refused)
+        if seen:
+            replica.own_records.acknowledge(1)
+        ours, (first,) = _forked(replica, 1)  # at the refused record's seq, and a conflict taking the only room
+        replica.accept([first], PEER)
+        assert ours.seq == refused.seq and replica.own_from_peers == 2 - seen
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            replica.accept([refused], OTHER_PEER)
+        assert "1 more record(s)" in caplog.text and replica.own_records.unlisted_conflicts == 1
+        assert _rows(replica) == [(first.id, ours.seq, PEER, ours.id, first.raw, False)]
+        assert replica.own_from_peers == 1 and replica.own_records.unacknowledged_conflicts == 1
+        replica.accept([refused], PEER)  # again: counted already
+        assert replica.own_records.unlisted_conflicts == 1 and len(replica.own_records.listed()) == 1
+    with opened(tmp_path, key) as replica:
+        assert _rows(replica) == [(first.id, ours.seq, PEER, ours.id, first.raw, False)]
+        assert replica.own_from_peers == 1 and replica.own_records.unlisted_conflicts == 1
 
 
 def test_records_of_a_new_key_are_listed_apart_from_the_earlier_key_s_and_acknowledged_only_once_seen(tmp_path):
@@ -631,33 +663,54 @@ def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_
             own.close()
 
 
+_LISTED = st.tuples(st.sampled_from(["stored", "refused"]), st.integers(0, len(_FORKS) - 1))
+
+
 @settings(max_examples=150, deadline=None)
-@given(steps=st.lists(st.one_of(_CONFLICT, st.tuples(st.just("stored"), st.integers(0, len(_FORKS) - 1)),
-                                st.just(("acknowledge", 0)), st.just(("restart", 0))), max_size=40))
+@given(steps=st.lists(st.one_of(_CONFLICT, _CONFLICT, _LISTED, st.just(("acknowledge", 0)), st.just(("restart", 0))),
+                      max_size=40))
+@example(steps=[("conflict", 1), ("refused", 3), ("conflict", 3)])  # a refused batch's row, then no room for it
 def test_records_listed_as_stored_and_as_conflicting_keep_the_counts_and_a_counted_one_raises_no_alert(steps):
-    """Records of the key listed as the ledger takes them (`add`; the store here holds none: a refused batch, whose
-    rows the next open drops) among conflicting ones, acknowledgements and restarts: the counts the alerts read match
-    the rows; a record listed already keeps its row; one counted as a conflict not listed is listed acknowledged,
-    another not; a conflicting record is listed as such or counted, not both."""
+    """Records of the key listed as the ledger takes them (`add`), or as it refuses their batch (a full disk: the row
+    stays, until the next open drops it), among conflicting ones, acknowledgements and restarts: after each step the
+    counts the alerts read match the rows; a record listed already keeps its row; one counted as a conflict not listed
+    is listed acknowledged, another not; each conflicting record is listed as such or counted, not both, and listed
+    otherwise only once counted, as the record the ledger took since (a refused batch's row gives way to the conflict,
+    listed or counted). A record the store holds does not come as a conflict: it is a duplicate."""
     with tempfile.TemporaryDirectory() as directory, RecordStore.open(Path(directory)) as store, \
             pytest.MonkeyPatch.context() as patched:
-        patched.setattr("gossip.own_records.MAX_CONFLICTS", 2)
-        patched.setattr("gossip.own_records.MAX_CONFLICT_ROWS", 3)
+        patched.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+        patched.setattr("gossip.own_records.MAX_CONFLICT_ROWS", 2)
+        stored: set[bytes] = set()  # the records the store took
+        patched.setattr(store, "has", stored.__contains__)
         own = OwnRecords.open(Path(directory), lambda: 0, store)
+        sent: set[bytes] = set()  # the conflicting records, each listed as such or counted
+        listed_once_counted: set[bytes] = set()  # the records `add` listed anew while counted (acknowledged)
         try:
             for action, fork in steps:
-                if action == "stored":
-                    before = {r.id: r for r in own.listed()}.get(_FORKS[fork].id)
-                    counted = _FORKS[fork].id in _counted(directory)
+                rid = _FORKS[fork].id
+                if action in ("stored", "refused"):
+                    before = {r.id: r for r in own.listed()}.get(rid)
+                    counted = rid in _counted(directory)
                     own.add([(_FORKS[fork], PEER)])
-                    row = {r.id: r for r in own.listed()}[_FORKS[fork].id]
+                    row = {r.id: r for r in own.listed()}[rid]
                     assert row == before if before else row.acknowledged == counted
-                own = _stepped(own, action, fork, directory, store)
-                rows = own.listed()
-                conflicting = [r for r in rows if r.conflicts_with is not None]
+                    if action == "stored":
+                        stored.add(rid)
+                    if counted and not before:
+                        listed_once_counted.add(rid)
+                elif action != "conflict" or rid not in stored:
+                    sent |= {rid} if action == "conflict" else set()
+                    own = _stepped(own, action, fork, directory, store)
+                rows, counted_ids = own.listed(), _counted(directory)
+                conflicting = {r.id for r in rows if r.conflicts_with is not None}
                 assert own.unacknowledged == sum(not r.acknowledged for r in rows)
-                assert own.unacknowledged_conflicts == sum(not r.acknowledged for r in conflicting)
-                assert own.conflict_rows == len(conflicting) and not _counted(directory) & {r.id for r in conflicting}
+                assert own.unacknowledged_conflicts == sum(not r.acknowledged for r in rows if r.id in conflicting)
+                assert own.conflict_rows == len(conflicting) and own.unlisted_conflicts == len(counted_ids)
+                assert own.conflicts_kept == sum(own.cose(r.number) is not None for r in rows)
+                assert not counted_ids & conflicting and counted_ids | conflicting == sent
+                assert counted_ids & {r.id for r in rows} <= listed_once_counted
+                assert action != "restart" or {r.id for r in rows} - conflicting <= stored
         finally:
             own.close()
 
