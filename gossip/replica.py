@@ -36,7 +36,7 @@ from vouching.horizon import Horizon
 from vouching.succession import Link, Succession
 
 from .acceptor import Acceptor, Outcome
-from .own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, OwnRecords
+from .own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, OwnRecords, OwnRecordsError
 from .store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -348,16 +348,18 @@ class Replica:
         (its operator decides) but lists them with their bytes, and those of a held `ours`
         (gossip.own_records.add_conflicts: counted until acknowledged) and says each at CRITICAL, once per record
         listed; those the list has no room for, once per record counted (gossip.own_records), within the log's
-        limit."""
+        limit. One the list cannot take (own_records.db cannot be written) is said at CRITICAL each time it comes,
+        with the error: the batch is stored all the same, and that record, never stored, was said nowhere else."""
         unlisted = self.own_records.unlisted_conflicts
-        for record, ours, _, peer in self.own_records.add_conflicts(conflicts):
-            log.critical("a record of this org's key %s at seq %d (id %s) came from %s and conflicts with the record "
-                         "%s that this node holds at that seq: the key signed twice at one seq, so someone else "
-                         "holds it (a thief, or another copy of the data directory signing on its own). Other nodes "
-                         "that see both flag the org as an equivocator. Stop any other copy; if none explains it, the "
-                         "key is compromised: rotate it (`vouchnet key rotate`, the node stopped) so that the stolen "
-                         "copy signs nothing more that counts. Listed in `vouchnet own-records list`, with its bytes",
-                         record.iss, record.seq, record.id.hex(), f"peer {peer}" if peer else "the API", ours.hex())
+        try:
+            listed = self.own_records.add_conflicts(conflicts)
+        except OwnRecordsError as error:  # (raised, it would say the batch, stored, was not: these lines stay)
+            for record, ours, _, peer in conflicts:
+                log.critical("%s. NOT listed, nor counted: %s; this line is all this node keeps of it",
+                             _conflict_said(record, ours, peer), error)
+            return
+        for record, ours, _, peer in listed:
+            log.critical("%s. Listed in `vouchnet own-records list`, with its bytes", _conflict_said(record, ours, peer))
         if (past := self.own_records.unlisted_conflicts - unlisted) > 0:
             log.critical("%d more record(s) of this org's keys conflicting with those this node holds at their seqs "
                          "are counted as not listed (conflicts_unlisted): the list keeps the bytes of %d, and makes "
@@ -439,3 +441,13 @@ class Replica:
                 self.listener_errors += 1
                 log.exception("a listener of accepted records failed; the records are stored, and what the listener "
                               "keeps (scores, say) may miss them until the node restarts")
+
+
+def _conflict_said(record: Record, ours: bytes, peer: str | None) -> str:
+    """What `_list_conflicts` says of `record`, of this org's key, conflicting with the one of id `ours` held."""
+    return (f"a record of this org's key {record.iss} at seq {record.seq} (id {record.id.hex()}) came from "
+            f"{f'peer {peer}' if peer else 'the API'} and conflicts with the record {ours.hex()} that this node holds "
+            "at that seq: the key signed twice at one seq, so someone else holds it (a thief, or another copy of the "
+            "data directory signing on its own). Other nodes that see both flag the org as an equivocator. Stop any "
+            "other copy; if none explains it, the key is compromised: rotate it (`vouchnet key rotate`, the node "
+            "stopped) so that the stolen copy signs nothing more that counts")

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecords, OwnRecordsError
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
 from vouching import Counts, DigestBody, issue_digests, org_body, record_id, vouch_body
@@ -434,6 +434,33 @@ def test_a_record_of_the_key_conflicting_with_one_the_node_holds_is_said_listed_
         assert replica.own_from_peers == 0 and len(replica.own_records.listed()) == 1
     with opened(tmp_path, key) as replica:
         assert replica.own_from_peers == 0 and [r.acknowledged for r in replica.own_records.listed()] == [True]
+
+
+def test_a_conflicting_record_the_list_cannot_take_is_said_with_the_error_and_the_outcome_stands(tmp_path, caplog,
+                                                                                                   monkeypatch):
+    """own_records.db failing as a conflict came (a full disk): the error reached gossip's "not stored; gossip or sync
+    brings them again", though the batch was stored and the record, never stored, comes again from no one; nothing
+    said the key had signed twice. Now the batch's outcome stands and the conflict is said at CRITICAL, with the
+    error, each time it comes."""
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        ours = replica.issue("vouch", vouch_body(new_did(), 0.9, "operator"))
+        theirs = _conflicting(replica, ours.seq)
+
+        def full(conflicts):
+            raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written (database or disk is full)")
+
+        monkeypatch.setattr(replica.own_records, "add_conflicts", full)
+        with caplog.at_level(logging.CRITICAL, logger="gossip.replica"):
+            assert replica.accept([theirs], PEER).equivocations == [(ours.raw, theirs)]
+            assert replica.accept([theirs], OTHER_PEER).equivocations == [(ours.raw, theirs)]
+        assert not replica.store.has(theirs.id) and replica.store.size == 1
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+        assert len(said) == 2 and all(theirs.id.hex() in line and ours.id.hex() in line for line in said)
+        assert PEER in said[0] and OTHER_PEER in said[1]
+        assert said[0].endswith(f"NOT listed, nor counted: {OWN_RECORDS_FILE}: cannot be written (database or disk "
+                                "is full); this line is all this node keeps of it")
+        assert _rows(replica) == []
 
 
 def test_a_record_of_the_key_conflicting_with_one_held_for_a_missing_predecessor_is_listed(tmp_path):
