@@ -487,7 +487,8 @@ class TrustService:
         so that every record is counted once, by the replay or by a listener: this relies on the replica storing
         each batch before it tells any listener of it, all on the trio thread, and on nothing about the order it
         calls the listeners in. Links are applied to it as they come (held while it is captured).
-        Discarded if the node's own org moves again meanwhile (a link of an earlier key still): built again. At 10^6
+        Discarded if the node's own org moves again meanwhile (a link of an earlier key still), emptied so too: built
+        again. At 10^6
         records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores, with turns of 20 ms then
         (benchmarks/adopt_rebuild.py: a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood
         of records stored half as fast as it feeds them (some 10^4 a second) or faster, it catches up by feeding a gap
@@ -516,13 +517,16 @@ class TrustService:
                         engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
                         await turn.checkpoint()
                 await recompute_in_worker(engine, self._clock)
-                if engine.own_org != identity(self.replica.did):
-                    return  # (`_own_org_moved` is set: built again)
-                old, self.engine = self.engine, engine
-                self.own_org_swapped.set()
-                self.own_org_swapped = trio.Event()
+                moved = engine.own_org != identity(self.replica.did)  # (`_own_org_moved` is set: built again)
+                if not moved:
+                    old, self.engine = self.engine, engine
+                    self.own_org_swapped.set()
+                    self.own_org_swapped = trio.Event()
             finally:
                 self._rebuilt = self._mirror = self._held_links = None
+            if moved:  # (discarded, emptied as an engine swapped out is)
+                await _on_loop(letting_go(None if snapshot is None else snapshot.state, engine))
+                return
             log.info("trust engine: rebuilt, with this node's own org the earlier key's",
                      extra={"fields": {"org": engine.own_org}})
             self._org_changed.set()  # its recompute announces what changed

@@ -628,17 +628,56 @@ async def test_the_engine_the_rebuild_swaps_out_is_emptied_then_freed(tmp_path):
     freed = trio.Event()
     with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
         trust = _running(node, Broadcaster(Registry()), now)
-        kept = (trust.engine._agent_dids, trust.engine._pairs, trust.engine._agent_vouches, trust.engine._vouches.by_id)
+        kept = _lists_of(trust.engine)
         weakref.finalize(trust.engine, freed.set)
         assert all(len(one) >= 20 for one in kept)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trust.run)
-            assert node.replica.accept([first]).accepted == [first]
-            with trio.fail_after(30):
-                await freed.wait()
-            nursery.cancel_scope.cancel()
+        await _rebuilt_until(trust, node, first, freed)
     assert trust.engine.own_org == old_did and len(trust.engine.agents()) > 20
     assert not any(kept)
+
+
+async def test_an_engine_the_rebuild_discards_as_the_org_moved_again_is_emptied_then_freed(tmp_path, monkeypatch):
+    """A rebuild whose engine turns out to have another own org than the node's by its end (the org moved again
+    meanwhile: built again) is discarded: emptied a turn at a time, as one swapped out is, not freed at once, and the
+    engine serving stays as it was."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 1)
+    agent, now = new_did(), T0 + 2 * EPOCH
+    clock = Clock(T0 + 5)
+    new, _, (first, *_) = _adopted(tmp_path, clock, agent)
+    freed, kept = trio.Event(), []
+    recompute = node_trust.recompute_in_worker
+
+    async def moved_meanwhile(engine, at):
+        table = await recompute(engine, at)
+        if engine is not trust.engine and not kept:  # (the rebuild's, and its own org no longer the node's)
+            kept.extend(_lists_of(engine))
+            assert all(len(one) >= 20 for one in kept[:3])
+            engine.own_org = "did:key:z6MkMovedMeanwhile"
+            weakref.finalize(engine, freed.set)
+        return table
+
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
+        serving, agents = trust.engine, trust.engine.agents()
+        monkeypatch.setattr(node_trust, "recompute_in_worker", moved_meanwhile)
+        await _rebuilt_until(trust, node, first, freed)
+    assert kept and not any(kept)
+    assert trust.engine is serving and trust.engine.agents() == agents
+
+
+def _lists_of(engine: TrustEngine) -> tuple:
+    """Containers of `engine` of an item an agent or a vouch, which letting it go empties."""
+    return engine._agent_dids, engine._pairs, engine._agent_vouches, engine._vouches.by_id
+
+
+async def _rebuilt_until(trust: TrustService, node: TelemetryNode, first: Record, freed: trio.Event) -> None:
+    """`trust` running, the node taking back its key's `first` record (its rebuild after key adopt), until `freed`."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trust.run)
+        assert node.replica.accept([first]).accepted == [first]
+        with trio.fail_after(30):
+            await freed.wait()
+        nursery.cancel_scope.cancel()
 
 
 async def _until(condition: Callable[[], bool]) -> None:
