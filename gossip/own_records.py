@@ -56,6 +56,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
@@ -310,10 +311,17 @@ class OwnRecords:
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
 
+    def _read(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        """The rows of a query, or OwnRecordsError naming the file (the API's 503 `storage` named none)."""
+        try:
+            return self._db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be read ({error})") from None
+
     def listed(self, *, after: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
         """Up to `limit` listed records numbered above `after`, in the order listed."""
-        rows = self._db.execute("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with "
-                                "FROM own_records WHERE number > ? ORDER BY number LIMIT ?", (after, limit))
+        rows = self._read("SELECT number, id, iss, seq, accepted_ms, peer, acknowledged, conflicts_with "
+                          "FROM own_records WHERE number > ? ORDER BY number LIMIT ?", (after, limit))
         return [OwnRecord(n, bytes(rid), iss, seq, at, peer, bool(ack), _bytes(conflicts_with))
                 for n, rid, iss, seq, at, peer, ack, conflicts_with in rows]
 
@@ -327,25 +335,24 @@ class OwnRecords:
         one the ledger stores, or its bytes were dropped to make room (`_make_room`). With `conflicts_with_cose`, the
         only reader of those bytes, kept apart (conflicting_bytes) so that a page of the list reads none: 1,000 of a
         thief's records of 64 KiB are 65 MB."""
-        row = self._db.execute("SELECT cose FROM conflicting_bytes WHERE number = ?", (number,)).fetchone()
-        return None if row is None else _bytes(row[0])
+        rows = self._read("SELECT cose FROM conflicting_bytes WHERE number = ?", (number,))
+        return _bytes(rows[0][0]) if rows else None
 
     def keeping_bytes(self, *, after: int, through: int) -> dict[int, bool]:
         """The conflicting rows numbered above `after` and up to `through` that keep their record's bytes (`cose`),
         each with whether it keeps those of the record it conflicts with too (`conflicts_with_cose`). Reads none of
         the bytes (SQLite's typeof() reads a column's type from the row's header, where `IS NULL` reads its content:
         0.8 ms for 1,000 rows of 64 KiB against 22 ms), so that a page of the list still reads none."""
-        rows = self._db.execute("SELECT number, typeof(conflicts_with_cose) FROM conflicting_bytes "
-                                "WHERE number > ? AND number <= ?", (after, through))
+        rows = self._read("SELECT number, typeof(conflicts_with_cose) FROM conflicting_bytes "
+                          "WHERE number > ? AND number <= ?", (after, through))
         return {number: kind != "null" for number, kind in rows}
 
     def conflicts_with_cose(self, number: int) -> bytes | None:
         """The COSE bytes of the record that the conflicting record listed as `number` conflicts with, kept if the
         node only held that one when it came (version 5 on); None otherwise (the ledger held it), or once dropped as
         `cose`'s."""
-        row = self._db.execute("SELECT conflicts_with_cose FROM conflicting_bytes WHERE number = ?",
-                               (number,)).fetchone()
-        return None if row is None else _bytes(row[0])
+        rows = self._read("SELECT conflicts_with_cose FROM conflicting_bytes WHERE number = ?", (number,))
+        return _bytes(rows[0][0]) if rows else None
 
     def acknowledge(self, through: int) -> int:
         """Mark every listed record numbered `through` or lower acknowledged; how many were not yet. A record listed

@@ -20,7 +20,7 @@ from nacl.signing import SigningKey
 from pydantic import BaseModel
 
 from gossip.host import peer_id_from_public_key, peer_org
-from gossip.own_records import OwnRecords
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.peers import APART_FIRST, MAX_ERROR
 from gossip.replica import Replica
 from gossip.store import INDEX_FILE, RecordStore, StoreError
@@ -289,6 +289,23 @@ async def test_the_list_is_served_while_the_ledger_s_index_cannot_be_read_saying
     assert_error(await api.get("/v1/node/own-records/2/conflicts-with/cose"), 503, "storage")
     monkeypatch.undo()
     assert (await api.get("/v1/node/own-records")).json()["ledger_unreadable"] is None
+
+
+async def test_the_list_s_own_file_failing_a_read_is_a_503_naming_it(api, node, monkeypatch):
+    """own_records.db failing a read (an I/O error, a damaged file): the 503 `storage` said only SQLite's words, not
+    which of the node's files failed."""
+    _conflict_with_a_held_record(node)
+
+    class Unreadable:
+        def execute(self, *_):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(node.replica.own_records, "_db", Unreadable())
+    for path in ("", "/1/cose", "/1/conflicts-with/cose"):
+        answer = await api.get(f"/v1/node/own-records{path}")
+        assert_error(answer, 503, "storage", f"the node cannot read its storage now: {OWN_RECORDS_FILE}: cannot be "
+                                             "read (disk I/O error); retry later")
+    monkeypatch.undo()
 
 
 async def test_the_bytes_of_a_held_record_a_row_listed_before_format_5_conflicted_with_are_said_never_kept(api, node):
