@@ -358,7 +358,9 @@ class Cluster:
         deadline seen that late."""
         pending = list(names)
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as http, ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        at_once = max(1, len(names))  # (httpx's default pool holds 100 connections: more would wait for one)
+        with httpx.Client(timeout=1.0, limits=httpx.Limits(max_connections=at_once)) as http, \
+                ThreadPoolExecutor(max_workers=at_once) as pool:
             while pending:
                 for name in pending:
                     if not self.running(name):
