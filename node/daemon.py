@@ -470,6 +470,10 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                                f"{error.strerror or error}: {_free_it('[api] bind', config)}") from None
         for listener in listeners:
             published.push_async_callback(listener.aclose)  # (serving closes them too: this, if it never begins)
+        # With port 0, the port the OS picked: in api.url at once, so that the commands find the node and wait through
+        # its catch-up as for a port configured; and where its status lists are served (served_url, below).
+        local_url = config.local_api_url(listeners[0].socket.getsockname()[1])
+        published.enter_context(published_api_url(config.data_dir, local_url))
         # What we signed before, as peers know it (`vouchnet key rotate` runs the same); then the services that sign.
         caught_up = await _caught_up(node, nursery, signs_timed_out=True)
         node.startup_sync = caught_up.state
@@ -496,8 +500,6 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                         "tells other orgs nowhere to dial it; set [p2p] announce in config.toml to where they reach it"
                         + dials, extra={"fields": {"listen": ",".join(node.host.listen_addrs)}})
         publish_org_record(node.replica, name=config.name, network=config.network, addrs=addrs)
-        # Bound before the app is made: with port 0, the port the OS picked is where its status lists are served.
-        local_url = config.local_api_url(listeners[0].socket.getsockname()[1])
         refused = refusals_counter(node.telemetry.metrics)  # the app's refusals and the HTTP server's own
         # In a worker thread: FastAPI analyses each endpoint's signature and builds its pydantic adapters, which held
         # the loop for 54 ms (benchmarks/startup.py). The org's retired keys are read first, on the store's thread.
@@ -512,7 +514,6 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             "streaming)", ("reason",), known=DROPS)
         node.api_url = (await nursery.start(functools.partial(
             serve_on, app, listeners, refused=refused, dropped=lambda reason: dropped.inc(reason=reason))))[0]
-        published.enter_context(published_api_url(config.data_dir, local_url))
         if not is_loopback(config.api_host):
             writes = ("writes need api.token" if config.traces_need_token else "writes need api.token, but for "
                       "POST /v1/traces: [api] traces_need_token = false lets it report behaviour for any agent")

@@ -7,8 +7,8 @@ costs 0.26-0.33 ms and p99 0.45-0.49 ms for the same (benchmarks/score_http.py's
 the HTTP/1.1 parser hypercorn itself uses, so what reaches the app is parsed as strictly as before.
 
 Per connection: one request at a time (a pipelined next request waits in h11's buffer); a request head must
-arrive whole within KEEP_ALIVE_S of the connection opening or falling idle, and is refused (431) once more than
-MAX_HEAD_BYTES of it wait incomplete; each read of a request body must come within READ_TIMEOUT_S, and the whole
+arrive whole within KEEP_ALIVE_S of the connection opening or falling idle, and is refused (431) if longer than
+MAX_HEAD_BYTES, however it arrives; each read of a request body must come within READ_TIMEOUT_S, and the whole
 request, head and body, within REQUEST_DEADLINE_S of the connection opening or falling idle: else it is answered
 408 with a JSON reason (if no answer was begun) and the connection closes, so that a body trickled a byte per
 READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its client to leave is no request
@@ -153,12 +153,19 @@ async def _busy(stream: trio.SocketStream, reading_off: trio.CapacityLimiter) ->
             pass  # MAX_BUSY are read off: closed now
         else:
             try:
-                dropped = 0
-                while dropped <= LINGER_BYTES and (data := await stream.receive_some(_READ_BYTES)):
-                    dropped += len(data)
+                await _read_off(stream)
             finally:
                 reading_off.release()
     await stream.aclose()
+
+
+async def _read_off(stream: trio.SocketStream) -> None:
+    """Read and drop what the client sends until it closes, up to LINGER_BYTES: a socket closed with bytes unread
+    resets the connection (RFC 9293 §3.6.1), and a client that sent them before reading sees ECONNRESET, not its
+    answer."""
+    dropped = 0
+    while dropped <= LINGER_BYTES and (data := await stream.receive_some(_READ_BYTES)):
+        dropped += len(data)
 
 
 def _base_url(listener: trio.SocketListener) -> str:
@@ -240,7 +247,7 @@ class _Connection:
                 with trio.move_on_at(min(read_by, self.deadline)):
                     while (event := self._next_or_gone()) is h11.NEED_DATA:
                         try:
-                            data = await self.stream.receive_some(_READ_BYTES)
+                            data = await self.stream.receive_some(self._read_size())
                         except trio.BrokenResourceError:
                             raise _Gone() from None
                         self.h11.receive_data(data)
@@ -248,6 +255,14 @@ class _Connection:
             finally:
                 self.waiting = False
             raise _Late() if self.deadline < read_by else _Closed()
+
+    def _read_size(self) -> int:
+        """How many bytes to read next. While a request head is awaited, no more than takes what waits past
+        MAX_HEAD_BYTES: h11 refuses a head only once that much of it waits incomplete after a read, so a longer head
+        read whole in one (up to _READ_BYTES) was taken."""
+        if self.h11.their_state is not h11.IDLE:
+            return _READ_BYTES
+        return MAX_HEAD_BYTES + 1 - len(self.h11.trailing_data[0])
 
     def _next_or_gone(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         try:
@@ -281,16 +296,24 @@ class _Connection:
         raise _Closed()
 
     async def _refuse(self, error: h11.RemoteProtocolError) -> None:
-        """Answer a malformed request with h11's status (400, 431, ...) and a JSON reason, if still possible."""
+        """Answer a malformed request with h11's status (400, 431, ...) and a JSON reason, if still possible, then
+        read and drop what the client sends (the rest of a head too long, say) until it closes, up to LINGER_BYTES
+        within LINGER_S, as _busy does (_read_off), so that it reads the answer rather than a reset."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = json.dumps({"error": "bad_request", "detail": str(error) or "malformed HTTP request"}).encode()
+        detail = (f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and header fields)"
+                  if error.error_status_hint == 431 else str(error) or "malformed HTTP request")
+        body = json.dumps({"error": "bad_request", "detail": detail}).encode()
         if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
             self.refused(error.error_status_hint, "bad_request")
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
                 await self.send(h11.Response(status_code=error.error_status_hint, headers=_json_headers(body)),
                                 h11.Data(data=body), h11.EndOfMessage())
+            await self.stream.send_eof()
+            self.waiting = True  # on its client: a newcomer may take its slot (_Slots)
+            with trio.move_on_after(LINGER_S):
+                await _read_off(self.stream)
         except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass
 

@@ -37,6 +37,7 @@ import node.trust
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, log_origin
 from gossip.store import CommittedIndex, RecordStore
+from node.address_file import read_api_url
 from node.audit_log import AuditLog
 from node.config import load_config
 from node.credential_status import bit, decode_list, vouch_list_url
@@ -338,11 +339,13 @@ async def test_a_client_connecting_during_the_catch_up_is_answered_once_the_node
     """The API's port is bound before the catch-up sync (its peers down here): a request sent meanwhile waits, and is
     answered once the node serves; a start stopped before it serves (a signal, or a StartupError after the bind)
     closes the port, and the request is reset at once (NodeClient says the node dropped it), not left to its
-    client's timeout."""
+    client's timeout. With port 0, api.url names the port from the bind: written once the node served, the commands
+    said meanwhile that the node was not running."""
     absent = peer_id_from_public_key(bytes(SigningKey.generate().verify_key))
     bound = trio.Event()
     ports: list[int] = []
     caught_up_once_bound: list[bool] = []
+    urls_once_bound: list[str | None] = []
     open_tcp_listeners, caught_up = trio.open_tcp_listeners, node.daemon._caught_up
 
     async def listening(*args, **kwargs):
@@ -353,6 +356,7 @@ async def test_a_client_connecting_during_the_catch_up_is_answered_once_the_node
 
     async def catching_up(*args, **kwargs):
         caught_up_once_bound.append(bound.is_set())
+        urls_once_bound.append(read_api_url(tmp_path))  # where `vouchnet status --dir` finds it meanwhile
         return await caught_up(*args, **kwargs)
 
     monkeypatch.setattr(trio, "open_tcp_listeners", listening)
@@ -375,6 +379,7 @@ async def test_a_client_connecting_during_the_catch_up_is_answered_once_the_node
                         assert (await trio.to_thread.run_sync(client.recv, 100)).startswith(b"HTTP/1.1 200 ")
                         nursery.cancel_scope.cancel()
     assert caught_up_once_bound == [True]
+    assert urls_once_bound == [f"http://127.0.0.1:{ports[0]}"] and read_api_url(tmp_path) is None
     with socket.create_server(("127.0.0.1", ports[0])):  # (the port closed: free again)
         pass
 

@@ -241,6 +241,36 @@ async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(ser
     assert (await again.response())[0] == 200
 
 
+def head_of(size: int, path: str = "/") -> bytes:
+    """A whole GET request head of `size` bytes, padded by a header."""
+    start, end = f"GET {path} HTTP/1.1\r\nHost: node\r\nX-Pad: ".encode(), b"\r\n\r\n"
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+async def test_a_head_of_the_limit_is_served(server):
+    client = await connect(await server(echo_app))
+    await client.send(head_of(MAX_HEAD_BYTES))
+    assert (await client.response())[0] == 200
+
+
+@pytest.mark.parametrize("sent,served", [
+    (head_of(MAX_HEAD_BYTES + 1024), 0),
+    (head_of(3 * MAX_HEAD_BYTES), 0),  # read whole in one read, as a loopback client's one write often is
+    (get("/a") + head_of(2 * MAX_HEAD_BYTES), 1),  # pipelined behind a request
+])
+async def test_a_head_longer_than_the_limit_gets_a_431_however_it_arrives(server, sent, served):
+    client = await connect(await server(echo_app))
+    await client.send(sent)
+    for _ in range(served):
+        assert (await client.response())[0] == 200
+    status, _, body = await client.response()
+    assert status == 431 and json.loads(body) == {
+        "error": "bad_request", "detail": f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and "
+                                          "header fields)"}
+    with trio.fail_after(WAIT_S):  # closed once what it sent was read off: not reset, which may lose the answer
+        assert await client.stream.receive_some(1024) == b""
+
+
 async def test_an_app_that_fails_before_answering_gives_a_500_and_the_connection_goes_on(server, caplog):
     client = await connect(await server(echo_app))
     await client.send(get("/fail"))

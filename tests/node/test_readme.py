@@ -18,6 +18,8 @@ from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR
 from gossip.serving_budget import ServingRates
 from gossip.sync_service import SyncService
 from node import cli
+from node.api.http_server import (KEEP_ALIVE_S, LINGER_BYTES, LINGER_S, MAX_HEAD_BYTES, READ_TIMEOUT_S,
+                                  REQUEST_DEADLINE_S)
 from node.api.records import DEFAULT_PAGE, MAX_PAGE
 from node.client.score_stream import MAX_RETRY_AFTER_S
 from node.credential_status import LIST_ENTRIES
@@ -161,6 +163,11 @@ _RATES = ServingRates()
     f"{MAX_RECORD_SIZE // 1024} KiB records), and {MAX_CONFLICT_ROWS:,} rows of them.",
     f"past {MAX_CONFLICT_ROWS:,} rows the oldest acknowledged row is dropped",
     f"ids of the last {MAX_UNLISTED_SEEN:,} counted",
+    f"431 for a head over {MAX_HEAD_BYTES // 1024} KiB",
+    f"up to {LINGER_BYTES >> 20} MiB within {LINGER_S:g} s of the answer",
+    f"within {REQUEST_DEADLINE_S:g} s of its connection opening or falling idle (each read of its body within "
+    f"{READ_TIMEOUT_S:g} s)",
+    f"its head must arrive within {KEEP_ALIVE_S:g} s, or the connection is closed unanswered",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())

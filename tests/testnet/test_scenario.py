@@ -1,6 +1,8 @@
-"""Scenario files: every shipped one loads and fits its testnet; a broken one is refused with the key and the rule."""
+"""Scenario files: every shipped one (and the README's) loads and fits its testnet; a broken one is refused with the
+key and the rule."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,22 @@ def test_every_shipped_scenario_validates_and_fits_its_testnet(name):
     plan = make_plan(scenario, nodes(scenario.nodes), seed=1)
     assert sorted(n for members in plan.groups.values() for n in members) == nodes(scenario.nodes)
     assert all(agent.operator == agent.orgs[0] for agent in plan.agents)
+
+
+def readme_scenario() -> str:
+    """The scenario file README's "Write your own scenario" shows."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    return re.search(r"```toml\n(.*?)```", text[text.index("### Write your own scenario"):], re.DOTALL).group(1)
+
+
+@pytest.mark.parametrize("seed", [1, 7])  # `up`'s default, and the README's `--seed 7`
+def test_the_readme_s_scenario_rotates_only_orgs_another_org_follows(seed):
+    """`vouchnet key rotate` first takes the org's records back from a peer that holds them, and fails where none
+    does: a node it rotates must be in another node's horizon, or its run stops at the rotation."""
+    scenario = parse_scenario(readme_scenario(), name="my-scenario")
+    plan = make_plan(scenario, nodes(scenario.nodes), seed)
+    rotated = [n for fault in scenario.faults if fault.type == "rotate" for n in plan.select(fault.nodes, "")]
+    assert rotated and all(plan.followers(n) for n in rotated)
 
 
 def test_the_sybil_collusion_scenario_lets_the_sybils_in_only_through_the_colluders():
