@@ -141,7 +141,8 @@ async def test_a_data_directory_given_as_its_config_file_names_the_directory(run
     ("argv", "complaint"),
     [
         (["status", "--dir", "{file}/node"], "vouchnet status: {file}/node/config.toml: Not a directory"),
-        (["init", "--dir", "{file}/node"], "vouchnet init: {file}/node: Not a directory"),
+        (["init", "--dir", "{file}/node"], "vouchnet init: {file} (in the path of {file}/node) is a file, not a "
+         "directory; --dir names the node's data directory, made if missing"),
         (["vouch", new_did(), "--weight", "1", "--basis", "operator", "--api", "http://127.0.0.1:9",
           "--token-file", "{dir}"], "vouchnet vouch: {dir}: not a regular file (a directory, a pipe or a device); put "
          "the file itself there"),
