@@ -1,8 +1,8 @@
 """The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
-pulls from every peer when it connects (unless a round with it started less than `interval` ago), from a few
-peers picked at random every `interval` seconds (anti-entropy) among those whose records log may hold what we lack,
-for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read and write is
-time-bounded; sessions are bounded in number.
+pulls from every peer when it connects (unless a round with it started less than `interval` ago and no catch-up
+needs one), from a few peers picked at random every `interval` seconds (anti-entropy) among those whose records log
+may hold what we lack, for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read
+and write is time-bounded; sessions are bounded in number.
 """
 
 from __future__ import annotations
@@ -638,15 +638,18 @@ class SyncService:
     async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
         """A full round with each peer that connects, unless one with it started less than `interval` ago: a peer
         reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
-        come to it in turn). Each peer that connects or disconnects is told to `needs_changed`: a round with a peer
-        that left, waiting for a slot, ends no session for one, and one whose peer came back is needed again."""
+        come to it in turn). A peer a catch-up waiting needs (`_needed`) has one as it connects all the same, unless
+        one with it is running: its last may have failed as it left (given a slot while it was away, it could not
+        open its stream), and the catch-up would wait for a periodic round to pick it, or time out. Each peer that
+        connects or disconnects is told to `needs_changed`: a round with a peer that left, waiting for a slot, ends
+        no session for one, and one whose peer came back is needed again."""
         async for event in events:
             self.needs_changed()
             if event.connected:
                 now = trio.current_time()
                 self._rounds_started = {peer: at for peer, at in self._rounds_started.items()
                                         if at > now - self.interval}
-                if event.peer_id not in self._rounds_started:
+                if event.peer_id not in self._rounds_started or self._needed(event.peer_id):  # (none if running)
                     assert self._nursery is not None
                     self._nursery.start_soon(self.sync_with, event.peer_id)
 
