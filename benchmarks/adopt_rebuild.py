@@ -9,7 +9,9 @@ objects, an item an agent or a vouch in each of its lists, freed at once, or non
 time, vouching.engine_state.letting_go), how long after the swap it was freed, the longest stalls from the swap until
 then, and until engine.snapshot was written too (encoded on the loop a turn at a time, sharing turns with the old
 engine's emptying; the recompute the swap brings forward, PROMPT_RECOMPUTE_S after it, may come first), and the
-agents the engine swapped in holds; and the full (generation 2) garbage collections meanwhile, in
+agents the engine swapped in holds; when that recompute returned its table, the stall it returned in (what runs on
+the loop as it does: the table's install, and the first agents it announces looked up in it, or all of them), and
+the longest stalls from the swap until then; and the full (generation 2) garbage collections meanwhile, in
 whichever thread: each holds the GIL, so the loop, for as long as it walks every object the process tracks but the
 frozen ones. What there is before the measure is frozen, as the node freezes what its start built
 (node.daemon.serve_node): the start's engine, and the flood's records, signed beforehand, which a node receiving them
@@ -140,6 +142,7 @@ class Stalls:
         self.written = 0.0  # seconds from the swap until the rebuild's engine.snapshot was written
         self.swapped = 0.0  # when the measure saw the rebuilt engine swapped in (within a TICK_S)
         self.freed = 0.0  # when the swapped-out engine was freed (its last reference gone)
+        self.recomputed = 0.0  # when the first recompute begun after the swap returned its table
         self._collecting = 0.0
 
     def longest(self, window: tuple[float, float] | None = None) -> list[float]:
@@ -177,9 +180,16 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
     the rebuild has caught up; the rebuild's wall time, the loop's longest gap in the second before (idle), its gaps
     until the swapped-out engine is freed and the rebuild's engine.snapshot written, and the records flooded. It holds
     the engine it started with by a weak reference alone, so that the swap frees it as a node's does; and the agents
-    the engine swapped in holds."""
+    the engine swapped in holds. It ends once the recompute the swap brings forward has returned its table."""
     stalls, flooded = Stalls(), 0
-    capturing = trust._captured_rebuild
+    capturing, recomputing = trust._captured_rebuild, trust._recomputed
+
+    async def recomputed() -> Any:
+        swapped = stalls.swapped
+        table = await recomputing()
+        if swapped and not stalls.recomputed:
+            stalls.recomputed = time.perf_counter()
+        return table
 
     async def captured(*args: Any) -> Any:
         began = time.perf_counter()
@@ -194,6 +204,7 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         flooded = await flood_while(replica, flood, rate, stalls.batches, lambda: trust._mirror is None)
 
     trust._captured_rebuild = captured  # type: ignore[method-assign]
+    trust._recomputed = recomputed  # type: ignore[method-assign]
     engine = weakref.ref(trust.engine)
     weakref.finalize(trust.engine, stalls.noted_free)
     async with trio.open_nursery() as nursery:
@@ -215,8 +226,10 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         while metrics.value("engine_snapshot_records") == covered:  # (the rebuild's, written after it)
             await trio.sleep(0.05)
         stalls.written = time.perf_counter() - began - took
-        while engine() is not None:
+        while engine() is not None or not stalls.recomputed:
             await trio.sleep(0.05)
+        while stalls.gaps[-1][0] < stalls.recomputed:  # (the gap it returned in, noted)
+            await trio.sleep(TICK_S)
         gc.callbacks.remove(stalls.collected)
         nursery.cancel_scope.cancel()
     return took, idle, stalls, flooded, agents
@@ -269,6 +282,9 @@ def main() -> None:
                   f"longest stalls from the swap until then: "
                   f"{_ms(stalls.longest((stalls.swapped, stalls.freed))) or 'none'}; until engine.snapshot was "
                   f"written too: {_ms(stalls.longest(until_written))}")
+            print(f"the recompute the swap brought forward returned {stalls.recomputed - stalls.swapped:.2f} s after "
+                  f"it, in a stall of {stalls.around(stalls.recomputed) * 1000:.1f} ms; the loop's longest stalls from "
+                  f"the swap until then: {_ms(stalls.longest((stalls.swapped, stalls.recomputed)))}")
             for began, ended in stalls.captures:
                 print(f"its capture of engine.snapshot: {ended - began:.2f} s; the loop's longest stalls meanwhile: "
                       f"{_ms(stalls.longest((began, ended)))}; written {stalls.written:.1f} s after the swap")

@@ -17,6 +17,7 @@ import trio
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.audit_log import wall_clock_ms
+import node.trust as node_trust
 from node.trust import PROMPT_RECOMPUTE_S, TrustService, recompute_in_worker
 from vouching import batch, digest_body, scoring, equivocation_body, revoke_body, vouch_body
 from vouching.evidence import Outcomes
@@ -241,6 +242,42 @@ async def test_a_score_read_while_an_org_level_change_awaits_its_recompute_is_an
     assert [(e["type"], e["previous_score"], e["score"]) for e in seen] == [
         ("score", before.score, lifted.score), ("tier", before.score, lifted.score),
         ("score", lifted.score, before.score), ("tier", lifted.score, before.score)]
+
+
+async def test_requests_are_answered_while_a_recompute_looks_up_the_agents_it_announces(node, trust, broadcaster,
+                                                                                       monkeypatch):
+    """A recompute looks every agent the stream told of up in its table (those it scored are announced) a chunk at
+    a time, answering requests in between: looking all of them up at once held the loop 60-90 ms at 2*10^5 agents
+    (benchmarks/adopt_rebuild.py --flood, README). Each changed agent is still announced once, in the order the
+    stream first told of it, and one only read, which the table does not hold, not at all."""
+    monkeypatch.setattr(node_trust, "ANNOUNCE_CHUNK", 4)
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.0)  # (the recompute runs in a thread: no mock clock)
+    partner, agents, reader = Org(), [new_did() for _ in range(40)], new_did()
+    our_vouch = node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))
+    trust.on_records([our_vouch, *(partner.vouch(agent, 1.0, "operator") for agent in agents)])
+    assert {trust.score(agent)[0].tier for agent in agents} == {"provisional"}  # (told of: announced if changed)
+    trust.on_records([node.replica.issue("revoke", revoke_body(our_vouch.id, "partnership ended"))])
+    looked_up, lookup = [], batch.ScoreTable.score
+
+    def counted(table: batch.ScoreTable, agent: str) -> int | None:
+        looked_up.append(agent)
+        return lookup(table, agent)
+
+    monkeypatch.setattr(batch.ScoreTable, "score", counted)
+    answered, seen = [], []  # agents looked up as each request was answered; the events published
+    async with trio.open_nursery() as nursery:
+        with broadcaster.subscribe() as subscription:
+            await nursery.start(trust.run)  # the prompt recompute the revocation brought forward runs
+            with trio.fail_after(10):
+                while len(seen) < 2 * len(agents):
+                    answered.append(len(looked_up))
+                    assert trust.score(reader)[0].tier == "untrusted"
+                    seen += published_data(subscription)
+                    await trio.sleep(0)
+        nursery.cancel_scope.cancel()
+    assert [(e["type"], e["agent"], e["tier"]) for e in seen] == [
+        (kind, agent, "untrusted") for agent in agents for kind in ("score", "tier")]
+    assert any(0 < count < len(agents) for count in answered)
 
 
 class Gate:
