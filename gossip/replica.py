@@ -359,7 +359,8 @@ class Replica:
                              _conflict_said(record, ours, peer), error)
             return
         for record, ours, _, peer in listed:
-            log.critical("%s. Listed in `vouchnet own-records list`, with its bytes", _conflict_said(record, ours, peer))
+            log.critical("%s. Listed in `vouchnet own-records list`, with its bytes",
+                         _conflict_said(record, ours, peer))
         if (past := self.own_records.unlisted_conflicts - unlisted) > 0:
             log.critical("%d more record(s) of this org's keys conflicting with those this node holds at their seqs "
                          "are counted as not listed (conflicts_unlisted): the list keeps the bytes of %d, and makes "
