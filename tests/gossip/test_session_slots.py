@@ -537,7 +537,8 @@ async def _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path: Path
                 dialled.add(HOLDER)
                 sync.needs_changed()  # (PeerManager.keeps_listeners: node.daemon)
             needed = trio.current_time()
-            await over.wait()
+            with trio.fail_after(10 * TIMEOUT):  # (the mock clock's periodic rounds would jump on forever)
+                await over.wait()
             assert trio.current_time() < needed + 1
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1  # the gap fetch
@@ -633,7 +634,8 @@ async def _the_holder_s_round_comes_at_once_as_it_is_back(sync: SyncService, net
     sync.round_over_listeners.append(lambda peer: peer == HOLDER and over.set())
     back = trio.current_time()
     await network.connect_holder()
-    await over.wait()
+    with trio.fail_after(10 * TIMEOUT):
+        await over.wait()
     assert trio.current_time() < back + 1
     assert store.head(ours.did) is not None
 

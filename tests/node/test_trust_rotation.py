@@ -537,7 +537,8 @@ async def test_the_rebuild_after_key_adopt_holds_off_full_collections_until_its_
         monkeypatch.setattr(engine_state, "flat_pairs", noted("captured", flat))  # (after the start's capture)
         async with trio.open_nursery() as nursery:
             await nursery.start(trust.run)
-            await trust.snapshot_written.wait()  # (the start's)
+            with trio.fail_after(30):
+                await trust.snapshot_written.wait()  # (the start's)
             oldest["encoded"].clear()
             monkeypatch.setattr(engine_snapshot, "encoding", noted("encoded", encoding))
             assert node.replica.accept([first]).accepted == [first]
@@ -564,7 +565,8 @@ async def test_letting_go_of_the_rebuilds_written_capture_leaves_the_engine_swap
         trust = _running(node, Broadcaster(Registry()), now, snapshot_dir=tmp_path)
         async with trio.open_nursery() as nursery:
             await nursery.start(trust.run)
-            await trust.snapshot_written.wait()  # (the start's)
+            with trio.fail_after(30):
+                await trust.snapshot_written.wait()  # (the start's)
             assert node.replica.accept([first]).accepted == [first]
             with trio.fail_after(30):
                 while trust.engine.own_org != old_did:
