@@ -65,16 +65,16 @@ def _refuse_a_path_through_no_directory(data_dir: Path) -> None:
     """KeyFileError naming what stands where a directory must be: `data_dir`, or the nearest of its parents there,
     a file or a symbolic link to nothing (init --dir FILE said only "File exists")."""
     for path in (data_dir, *data_dir.parents):
-        what = None
+        if path.is_dir():
+            return
         if path.is_symlink() and not path.exists():
             what = f"a symbolic link to {os.readlink(path)}, which does not exist"
         elif path.exists():
-            if path.is_dir():
-                return
             what = "a file, not a directory"
-        if what is not None:
-            parent = "" if path == data_dir else f" (in the path of {data_dir})"
-            raise KeyFileError(f"{path}{parent} is {what}; --dir names the node's data directory, made if missing")
+        else:
+            continue  # (made by init)
+        parent = "" if path == data_dir else f" (in the path of {data_dir})"
+        raise KeyFileError(f"{path}{parent} is {what}; --dir names the node's data directory, made if missing")
 
 
 def _holds_a_node(data_dir: Path) -> KeyFileError:

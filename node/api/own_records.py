@@ -95,7 +95,7 @@ class _Ledger:
 
 def _row(ledger: _Ledger, keeping: dict[int, bool], record: OwnRecord) -> dict[str, object]:
     """`record` as the page shows it, with whether the ledger holds it and, for a conflicting record, whether the
-    node serves its bytes and those of the one it conflicted with (`own_record_bytes`, `conflicted_record_bytes`),
+    node serves its bytes and those of the one it conflicted with (`bytes`, `conflicts_with_bytes`),
     None where the ledger would say and cannot. `keeping`: OwnRecords.keeping_bytes of the page, which reads no
     bytes."""
     stored = ledger.has(record.id)
