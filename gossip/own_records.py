@@ -129,12 +129,12 @@ class OwnRecord:
     acknowledged: bool
     conflicts_with: bytes | None = None
 
-    def to_json(self, *, stored: bool) -> dict[str, object]:
+    def to_json(self, *, stored: bool | None) -> dict[str, object]:
         """The row as the API shows it, `stored` saying whether the ledger holds its record (the store knows: a
         conflicting record is not stored, unless the record it conflicted with was only held, then dropped, and it
         came again; another row's is, but for the row of a batch the store refused, until it comes again or `open`
-        drops the row), with `conflicts_with` for a conflicting record, whose bytes GET
-        /v1/node/own-records/{number}/cose serves."""
+        drops the row), None if that is not known (the ledger's index unreadable: node.api.own_records), with
+        `conflicts_with` for a conflicting record, whose bytes GET /v1/node/own-records/{number}/cose serves."""
         return {"number": self.number, "id": self.id.hex(), "iss": self.iss, "seq": self.seq,
                 "accepted_ms": self.accepted_ms, "peer": self.peer, "acknowledged": self.acknowledged,
                 "stored": stored,

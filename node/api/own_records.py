@@ -99,7 +99,7 @@ def _row(ledger: _Ledger, keeping: dict[int, bool], record: OwnRecord) -> dict[s
     None where the ledger would say and cannot. `keeping`: OwnRecords.keeping_bytes of the page, which reads no
     bytes."""
     stored = ledger.has(record.id)
-    row = {**record.to_json(stored=bool(stored)), "stored": stored}  # (None: unknown, which to_json's bool is not)
+    row = record.to_json(stored=stored)
     if record.conflicts_with is None:
         return {**row, "bytes": None, "conflicts_with_bytes": None}
     if record.number not in keeping:  # dropped, those of the one it conflicted with too: the ledger's only, if any
