@@ -87,8 +87,8 @@ async def serve_on(app: ASGIApp, listeners: list[trio.SocketListener], *, refuse
     """Serve `app` on `listeners` (trio.open_tcp_listeners': bound first, so that the app can be made knowing the
     port) until cancelled, closing them; `task_status.started` gets their base URLs. `refused(status, code)` is told
     of each 4xx the server answers before or instead of the app (408 `request_timeout`, a malformed request's
-    `bad_request`), as the app's own are counted (node.api.refusals); `dropped(reason)`, of each connection closed
-    for want of a slot (_Slots)."""
+    `bad_request`, a head too long's 431 `head_too_large`), as the app's own are counted (node.api.refusals);
+    `dropped(reason)`, of each connection closed for want of a slot (_Slots)."""
     urls = [_base_url(listener) for listener in listeners]
     slots = _Slots(dropped)
     reading_off = trio.CapacityLimiter(MAX_BUSY)
@@ -301,11 +301,14 @@ class _Connection:
         within LINGER_S, as _busy does (_read_off), so that it reads the answer rather than a reset."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        detail = (f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and header fields)"
-                  if error.error_status_hint == 431 else str(error) or "malformed HTTP request")
-        body = json.dumps({"error": "bad_request", "detail": detail}).encode()
-        if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
-            self.refused(error.error_status_hint, "bad_request")
+        if error.error_status_hint == 431:
+            self.refused(431, "head_too_large")
+            body = json.dumps({"error": "head_too_large", "detail": f"request head: longer than {MAX_HEAD_BYTES} "
+                                                                    "bytes (its request line and header fields)"}).encode()
+        else:
+            if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
+                self.refused(error.error_status_hint, "bad_request")
+            body = json.dumps({"error": "bad_request", "detail": str(error) or "malformed HTTP request"}).encode()
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
                 await self.send(h11.Response(status_code=error.error_status_hint, headers=_json_headers(body)),

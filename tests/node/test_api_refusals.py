@@ -130,7 +130,7 @@ async def test_a_running_node_counts_the_refusals_its_http_server_answers_itself
     counts = {(s.labels["status"], s.labels["reason"]): s.value
               for family in text_string_to_metric_families(scraped) for s in family.samples
               if s.name == "vouchnet_api_refusals_total" and s.value}
-    assert counts == {("400", "bad_request"): 1, ("431", "other"): 1}
+    assert counts == {("400", "bad_request"): 1, ("431", "head_too_large"): 1}
 
 
 @pytest.mark.parametrize("how", ["leaves", "resets", "stalls"])

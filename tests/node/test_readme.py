@@ -163,7 +163,7 @@ _RATES = ServingRates()
     f"{MAX_RECORD_SIZE // 1024} KiB records), and {MAX_CONFLICT_ROWS:,} rows of them.",
     f"past {MAX_CONFLICT_ROWS:,} rows the oldest acknowledged row is dropped",
     f"ids of the last {MAX_UNLISTED_SEEN:,} counted",
-    f"431 for a head over {MAX_HEAD_BYTES // 1024} KiB",
+    f"431 `head_too_large` for a head over {MAX_HEAD_BYTES // 1024} KiB",
     f"up to {LINGER_BYTES >> 20} MiB within {LINGER_S:g} s of the answer",
     f"within {REQUEST_DEADLINE_S:g} s of its connection opening or falling idle (each read of its body within "
     f"{READ_TIMEOUT_S:g} s)",
