@@ -27,7 +27,7 @@ from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, PeerEvent, Stream, peer_org
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
-from .session_slots import SessionSlots, Slot
+from .session_slots import Place, SessionSlots, Slot
 from .stats import by_reason, counted
 from .store import StoreError
 from .sync import (
@@ -249,6 +249,8 @@ class SyncService:
         # peer -> the wait for its turn of the full round with it no catch-up needed as it started; needs_changed
         # cancels it once one does
         self._rounds_awaiting_turn: dict[str, trio.CancelScope] = {}
+        # peer -> the wait for a session slot of the full round with it; cancelled as the peer disconnects
+        self._rounds_awaiting_slot: dict[str, trio.CancelScope] = {}
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -489,7 +491,24 @@ class SyncService:
             place = stack.enter_context(self._slots.queued(needed, ending=in_its_way))
             if not turn:
                 await stack.enter_async_context(self._turn(peer_id, trio.CancelScope()))
-            yield await self._slots.taken(place)
+            yield await self._taken_while_connected(peer_id, place)
+
+    async def _taken_while_connected(self, peer_id: str, place: Place) -> Slot:
+        """The slot of a full round's `place`, waited for while `peer_id` stays connected; SyncError "stream" (as its
+        stream would not open) once the peer has disconnected: given the slot, the round would only fail to open its
+        stream, where a session waiting after it could have used the slot (one a needed round ended a session for, it
+        may be). The wait stops as the peer disconnects (`_follow_peers`); for a peer connected again before the round
+        saw it leave, it goes on. A slot handed at once is taken: opening the stream says whether the peer is there."""
+        if place.handed is not None:
+            return place.handed
+        while peer_id in self.host.connected_peers():
+            waiting = self._rounds_awaiting_slot[peer_id] = trio.CancelScope()  # (one full round with a peer)
+            try:
+                with waiting:
+                    return await self._slots.taken(place)
+            finally:
+                del self._rounds_awaiting_slot[peer_id]
+        raise SyncError("stream", "the peer disconnected while the round waited for a session slot")
 
     @asynccontextmanager
     async def _turn(self, peer_id: str, waiting: trio.CancelScope) -> AsyncIterator[bool]:
@@ -639,12 +658,14 @@ class SyncService:
         """A full round with each peer that connects, unless one with it started less than `interval` ago: a peer
         reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
         come to it in turn). A peer a catch-up waiting needs (`_needed`) has one as it connects all the same, unless
-        one with it is running: its last may have failed as it left (given a slot while it was away, it could not
-        open its stream), and the catch-up would wait for a periodic round to pick it, or time out. Each peer that
-        connects or disconnects is told to `needs_changed`: a round with a peer that left, waiting for a slot, ends
-        no session for one, and one whose peer came back is needed again."""
+        one with it is running: its last may have failed as it left, and the catch-up would wait for a periodic round
+        to pick it, or time out. Each peer that connects or disconnects is told to `needs_changed`, and a round with
+        a peer that disconnects stops waiting for a session slot (`_taken_while_connected`): it ends no session for
+        one, and takes none it could not use."""
         async for event in events:
             self.needs_changed()
+            if not event.connected and event.peer_id in self._rounds_awaiting_slot:
+                self._rounds_awaiting_slot[event.peer_id].cancel()
             if event.connected:
                 now = trio.current_time()
                 self._rounds_started = {peer: at for peer, at in self._rounds_started.items()

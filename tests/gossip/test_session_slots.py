@@ -6,9 +6,9 @@ for a slot or its turn, or holds the holder's turn (and its slot then goes to th
 one), even if the catch-up came to need the round only as it waited for that turn, or the holder's stream is slow to
 close; the sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up
 ends; a needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a
-holder as soon as it is no longer needed, and none while its peer is away, then one as soon as it is back, and one
-that failed as its peer left runs again as soon as it is back; and, however sessions come and go (hypothesis), none
-waits forever, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
+holder as soon as it is no longer needed, and one whose peer leaves stops waiting, ending none, and runs again as
+soon as its peer is back; and, however sessions come and go (hypothesis), none waits forever, and needed ones end one
+session each at most besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -592,30 +592,32 @@ async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way
     assert order == ["gap fetch", "gap fetch ended", "needed round", "other round", "other round done"]
 
 
-async def test_a_round_waiting_for_a_slot_ends_no_session_while_its_peer_is_away_and_does_once_it_is_back(
+async def test_a_round_waiting_for_a_slot_stops_as_its_peer_leaves_and_runs_again_once_it_is_back(
         tmp_path, autojump_clock):
     """Noticed by sync36: the holder's round, one the catch-up needs, waited for the only slot behind a staller's (a
-    peer the node dials) within its turn; the holder disconnected meanwhile, yet the round, counted needed still, ended
-    the staller's session as its turn was up (10 s), then failed to open its stream: a session preempted for nothing.
-    Away, the holder's round ends none; connected again, it is needed again, and ends the staller's at once."""
+    peer the node dials) within its turn; the holder disconnected meanwhile, yet the round waited on, and, handed the
+    slot (as the staller's turn was up, ending it, or its session reached its bound), failed to open its stream: a slot
+    taken for nothing, and a session preempted for it. It stops waiting as its peer leaves (counted as a stream that
+    would not open), ending no session and taking no slot; connected again within the sync interval of that round's
+    start, the holder has a round at once (noticed by syncb36: none began, and the catch-up waited for a periodic round
+    to pick the holder, or timed out), which ends the staller's session."""
     async with _the_holder_away_as_its_round_waits_for_the_slot(tmp_path) as (sync, network, store, ours):
+        await trio.testing.wait_all_tasks_blocked()
+        assert not sync.round_running(HOLDER) and sync.stats.errors["stream"] == 1
         await trio.sleep(1.5 * TIMEOUT)
-        assert sync.stats.errors["preempted"] == 0
-        assert sync.round_running(STALLERS[0]) and sync.round_running(HOLDER)
+        assert sync.stats.errors["preempted"] == 0 and sync.round_running(STALLERS[0])
+        assert trio.current_time() < sync.interval * 0.75  # (before any periodic round)
         await _the_holder_s_round_comes_at_once_as_it_is_back(sync, network, store, ours)
         assert sync.stats.errors["preempted"] == 1  # the staller's
 
 
 @asynccontextmanager
 async def _the_holder_away_as_its_round_waits_for_the_slot(
-        tmp_path: Path, *, session_seconds: float | None = None,
-) -> AsyncIterator[tuple[SyncService, Network, RecordStore, Org]]:
-    """The holder's round, one the catch-up needs, waits for the only slot behind a staller's (a peer the node dials;
-    sessions bounded to `session_seconds`, if given); the holder disconnects 1 s later. Sync runs while in the block."""
+        tmp_path: Path) -> AsyncIterator[tuple[SyncService, Network, RecordStore, Org]]:
+    """The holder's round, one the catch-up needs, waits for the only slot behind a staller's (a peer the node dials);
+    the holder disconnects 1 s later. Sync runs while in the block."""
     staller = STALLERS[0]
     with _a_node_lacking_its_org_s_record(tmp_path, stallers=[staller], max_sessions=1) as (sync, network, store, ours):
-        if session_seconds is not None:
-            sync.session_seconds = session_seconds
         sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)  # the staller's round: the slot
@@ -638,21 +640,6 @@ async def _the_holder_s_round_comes_at_once_as_it_is_back(sync: SyncService, net
         await over.wait()
     assert trio.current_time() < back + 1
     assert store.head(ours.did) is not None
-
-
-async def test_a_needed_round_that_failed_as_its_peer_left_runs_again_as_soon_as_it_is_back(tmp_path, autojump_clock):
-    """Noticed by syncb36: the holder's round, one the catch-up needs, waited for the only slot behind a staller's (a
-    peer the node dials); the holder disconnected meanwhile, and the round, handed the slot as the staller's session
-    reached its bound, failed to open its stream. The holder reconnected within the sync interval of that round's
-    start, and no round began: the catch-up waited for a periodic round to pick the holder, or timed out. Back, it has
-    a round at once."""
-    # (the staller's session reaches its bound while the holder is away)
-    async with _the_holder_away_as_its_round_waits_for_the_slot(tmp_path, session_seconds=1.2 * TIMEOUT) as started:
-        sync = started[0]
-        await trio.sleep(sync.session_seconds)
-        assert not sync.round_running(HOLDER) and sync.stats.errors["stream"] == 1  # it could not open its stream
-        assert trio.current_time() < sync.interval * 0.75  # (before any periodic round)
-        await _the_holder_s_round_comes_at_once_as_it_is_back(*started)
 
 
 async def test_the_holder_s_round_proves_the_records_in_before_its_stream_is_closed(tmp_path, autojump_clock):
