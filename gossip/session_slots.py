@@ -21,10 +21,10 @@ fetching again what it had verified but not yet offered to the replica (one batc
 or accept_bytes, and a page). Whether a session is needed is asked when it asks for a slot, of the holders each time a
 needed one waiting looks for one to end (it looks again as a holder's `least_turn` passes), and of every one waiting
 whenever the caller says it may have changed (`needs_changed`: node.daemon does as a catch-up ends, as a peer's round
-shows it holds none of the org's records, and as a peer comes or goes among those the node dials; SyncService as a peer
-connects or disconnects, a round with a peer not connected being needed by none), which has the needed ones waiting
-look at once: a holder no longer needed is ended then, not a turn later, and one waiting no longer needed goes back
-among the others, in the order they asked, and ends nothing.
+proves the org's records in or shows it holds none, and as a peer comes or goes among those the node dials;
+SyncService as a peer connects or disconnects, a round with a peer not connected being needed by none), which has the
+needed ones waiting look at once: a holder no longer needed is ended then, not a turn later, and one waiting no
+longer needed goes back among the others, in the order they asked, and ends nothing.
 
 Weighed and not taken: one slot kept for needed rounds (one hostile peer the node dials, a bootstrap address taken
 over or a fresh key that an org inside the horizon vouched for and gave an `org` record, holds it for 10 minutes); a

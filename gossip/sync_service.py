@@ -423,10 +423,10 @@ class SyncService:
 
     def needs_changed(self) -> None:
         """What `_needed` answers may have changed: a catch-up (node.daemon) removed its `catch_up_peers` as it ended,
-        or a peer's round showed the peer holds none of the org's records, or a peer came or went among those the node
-        dials; or a peer connected or disconnected (`_follow_peers`). A full round waiting for its turn that is needed
-        now stops waiting, to end the fetches of gaps in its way (`_round_slot`); rounds waiting for a session slot
-        are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
+        or a peer's round proved the org's records in or showed the peer holds none, or a peer came or went among those
+        the node dials; or a peer connected or disconnected (`_follow_peers`). A full round waiting for its turn that is
+        needed now stops waiting, to end the fetches of gaps in its way (`_round_slot`); rounds waiting for a session
+        slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
         for peer_id, waiting in self._rounds_awaiting_turn.items():
             if self._needed(peer_id):
                 waiting.cancel()

@@ -618,21 +618,28 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     connected yet). Each such round, and each that ends, is `answer`ed: the catch-up ends once they are `settled`
     (as a peer leaves those it dials, it is waited for no more: PeerManager.keeps_listeners).
     `proved_nothing()` is called as a peer is counted in `unproven` while `proved` is not set. Meanwhile, if
-    `preempts`, a full round with a peer it dials, not yet in `unproven`, takes a sync session slot ahead of sessions
-    the catch-up does not need, ending one if none is free (SyncService.catch_up_peers, gossip.session_slots): peers
-    stalling just inside the sync timeout cannot hold every slot while the catch-up waits. A peer counted in
-    `unproven`, a peer coming or going among those it dials (its org's latest `org` record names another network,
-    say), and the block's end, are told to SyncService.needs_changed: a round waiting for a slot ends at once one that
-    is no longer needed, and no longer needed itself, ends none. Only a catch-up that holds signing back preempts (the
-    start's, key rotate's): the late one (_catch_up_late) comes after the node signed, and for an org no peer it dials
-    holds may wait the node's whole life, its rounds ending gap fetches all the while."""
+    `preempts`, a full round with a peer it dials that has not yet `answer`ed, takes a sync session slot ahead of
+    sessions the catch-up does not need, ending one if none is free (SyncService.catch_up_peers, gossip.session_slots):
+    peers stalling just inside the sync timeout cannot hold every slot while the catch-up waits. A peer that answered
+    is needed no more: a round that proved the org's records in and then failed (its peer left, say) leaves no round
+    to have with it at once each time it connects again (SyncService's rule for a peer needed), and the rest of a
+    round under way with it, past what the catch-up needed, may be ended for a round with another peer it dials
+    that has yet to answer. A peer answering, a peer coming or going among those it dials (its org's latest `org`
+    record names another network, say), and the block's end, are told to SyncService.needs_changed: a round waiting
+    for a slot ends at once one that is no longer needed, and no longer needed itself, ends none. Only a catch-up that
+    holds signing back preempts (the start's, key rotate's): the late one (_catch_up_late) comes after the node
+    signed, and for an org no peer it dials holds may wait the node's whole life, its rounds ending gap fetches all
+    the while."""
     rounds = _DialledRounds()
+
+    def round_answered(peer_id: str) -> None:
+        rounds.answer(peer_id)
+        if preempts:  # (its round, if it holds a slot, is no longer one `needs`)
+            node.sync.needs_changed()
 
     def unproven(peer_id: str) -> None:
         rounds.unproven.add(peer_id)
-        if preempts:  # (its round, if it holds a slot, is no longer one `needs`)
-            node.sync.needs_changed()
-        rounds.answer(peer_id)
+        round_answered(peer_id)
         if not rounds.proved.is_set():
             proved_nothing()
 
@@ -650,11 +657,11 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
 
     def holder_round_ended(peer_id: str) -> None:  # one of SyncService.holder_listeners
         if node.peer_manager.keeps(peer_id):
-            rounds.answer(peer_id)
+            round_answered(peer_id)
             rounds.proved.set()
 
     def needs(peer_id: str) -> bool:  # one of SyncService.catch_up_peers
-        return node.peer_manager.keeps(peer_id) and peer_id not in rounds.unproven
+        return node.peer_manager.keeps(peer_id) and peer_id not in rounds.answered
 
     def round_over(peer_id: str) -> None:  # one of SyncService.round_over_listeners: (failed, or a peer hung up)
         rounds.changed.set()

@@ -7,11 +7,13 @@ one), even if the catch-up came to need the round only as it waited for that tur
 close; the sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up
 ends; a needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a
 holder as soon as it is no longer needed, and one whose peer leaves stops waiting, ending none, and runs again as
-soon as its peer is back; and, however sessions come and go (hypothesis), none waits forever, and needed ones end one
-session each at most besides those in their way (gossip.session_slots)."""
+soon as its peer is back, unless a round with it proved the org's records in already (the rest of which makes way
+for another peer's the node dials); and, however sessions come and go (hypothesis), none waits forever, and needed
+ones end one session each at most besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -88,6 +90,7 @@ class Network(ConnectedHost):
         self.holder_close_seconds = 0.0  # how long closing a stream to the holder takes
         self.stallers_heads_after = 0.0  # when stallers naming OTHER answer our heads request
         self.slow_holder_streams = 0  # the first streams to the holder opened, whose answers are read just in time
+        self.first_holder_streams: list[Callable[[SyncServer], ServedStream]] = []  # make the first opened to it
         self.serve: Callable[[InboundStaller], Awaitable[None]] | None = None
 
     def set_stream_handler(self, protocol: str, handler: Callable[[InboundStaller], Awaitable[None]]) -> None:
@@ -96,6 +99,8 @@ class Network(ConnectedHost):
     async def open_stream(self, peer: str, protocol: str) -> Counted:
         if peer not in self._peers:
             raise HostError(f"open {protocol} stream to {peer}: not connected")
+        if peer == HOLDER and self.first_holder_streams:
+            return Counted(self, self.first_holder_streams.pop(0)(self.holder), self.holder_close_seconds)
         if peer == HOLDER:
             slow, self.slow_holder_streams = self.slow_holder_streams > 0, max(0, self.slow_holder_streams - 1)
             return Counted(self, (SlowServedStream if slow else ServedStream)(self.holder), self.holder_close_seconds)
@@ -120,6 +125,24 @@ class SlowServedStream(ServedStream):
 
     async def read_frame(self, max_size: int) -> bytes | None:
         await trio.sleep(0.9 * TIMEOUT)
+        return await super().read_frame(max_size)
+
+
+class PastTheOrgsRecordsStream(ServedStream):
+    """The holder's stream, its first two answers (the heads, then a page of the org's records) read at once; past
+    them, over a connection that drops (`drops`: the next read fails), or a slow link (each read just inside the
+    timeout): the rest of the round to come."""
+
+    def __init__(self, server: SyncServer, *, drops: bool) -> None:
+        super().__init__(server)
+        self._drops, self._answers = drops, 2
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        if not self._answers and self._drops:
+            raise HostError("the connection closed")
+        if not self._answers:
+            await trio.sleep(0.9 * TIMEOUT)
+        self._answers = max(0, self._answers - 1)
         return await super().read_frame(max_size)
 
 
@@ -449,6 +472,62 @@ async def test_a_round_the_catch_up_needed_waiting_as_it_ends_ends_no_session(tm
             nursery.cancel_scope.cancel()
 
 
+async def test_a_peer_whose_round_proved_the_org_s_records_in_has_no_round_each_time_it_connects_again(
+        tmp_path, autojump_clock):
+    """Noticed by sync36: a peer the node dials stayed one whose round the catch-up needs until the catch-up ended,
+    even once its round had proved the org's records in; that round failing as the connection dropped, the peer had a
+    round at once each time it connected again (a round the catch-up needs, ending other sessions for a slot). Its
+    round having answered, it is needed no more: connected again within the sync interval, it has none."""
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1, other_s_record=True) as started:
+        sync, network, store, ours = started
+        network.first_holder_streams.append(functools.partial(PastTheOrgsRecordsStream, drops=True))
+        node = SimpleNamespace(sync=sync, replica=sync.replica, peer_manager=SimpleNamespace(
+            keeps={HOLDER}.__contains__, keeps_listeners=[]))
+        rounds_over: list[str] = []
+        sync.round_over_listeners.append(rounds_over.append)
+        async with trio.open_nursery() as nursery:
+            with _dialled_rounds(node, new_org=False) as rounds:  # type: ignore[arg-type]
+                await nursery.start(sync.run)
+                await network.connect_holder()
+                await trio.testing.wait_all_tasks_blocked()
+                assert rounds.proved.is_set() and store.head(ours.did) is not None
+                assert rounds_over == [HOLDER] and sync.stats.errors["stream"] == 1  # (dropped after the proof)
+                await network.disconnect_holder()
+                await network.connect_holder()
+                await trio.testing.wait_all_tasks_blocked()
+                assert rounds_over == [HOLDER]
+                assert trio.current_time() < sync.interval * 0.75  # (before any periodic round)
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_rest_of_a_round_that_proved_the_org_s_records_in_makes_way_for_another_peer_it_dials(
+        tmp_path, autojump_clock):
+    """Once the holder's round has proved the org's records in, the catch-up waits up to SETTLE_SECONDS for the
+    rounds of the other peers it dials, a holder naming a newer head among them, say; one waiting for the only slot
+    waited behind the rest of the holder's round, counted needed still, for its turn (10 s), past the settling. It
+    ends the rest of that round at once."""
+    staller = STALLERS[0]
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1, other_s_record=True) as started:
+        sync, network, store, ours = started
+        network.first_holder_streams.append(functools.partial(PastTheOrgsRecordsStream, drops=False))
+        node = SimpleNamespace(sync=sync, replica=sync.replica, peer_manager=SimpleNamespace(
+            keeps={HOLDER, staller}.__contains__, keeps_listeners=[]))
+        rounds_over: list[str] = []
+        sync.round_over_listeners.append(rounds_over.append)
+        async with trio.open_nursery() as nursery:
+            with _dialled_rounds(node, new_org=False) as rounds:  # type: ignore[arg-type]
+                await nursery.start(sync.run)
+                await network.connect_holder()  # its round: the slot, the org's record in at once, the rest slow
+                await trio.testing.wait_all_tasks_blocked()
+                assert rounds.proved.is_set() and rounds_over == []
+                network._peers.append(staller)
+                nursery.start_soon(sync.sync_with, staller)
+                await trio.sleep(1)
+                assert rounds_over == [HOLDER] and sync.stats.errors["preempted"] == 1
+                assert sync.round_running(staller) and network.open_now == 1  # the staller's round has the slot
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
     """A catch-up that ends (or a node that stops) while its round waits for a slot held by another needed session,
     within its turn: nothing is ended for it, and the slot goes on to the session waiting after it."""
@@ -473,15 +552,17 @@ async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_o
 
 
 @contextmanager
-def _a_node_lacking_its_org_s_record(tmp_path: Path, *, stallers: list[str],
-                                     max_sessions: int) -> Iterator[tuple[SyncService, Network, RecordStore, Org]]:
+def _a_node_lacking_its_org_s_record(
+        tmp_path: Path, *, stallers: list[str], max_sessions: int, other_s_record: bool = False,
+) -> Iterator[tuple[SyncService, Network, RecordStore, Org]]:
     """A node's sync (not yet running), `stallers` connected; the holder, once connected, holds its org's `org`
-    record, which the node lacks; and the node's store."""
+    record, which the node lacks, and, if `other_s_record`, OTHER's first (a round's rest, once the org's is in: one
+    record, its page decoded on the event loop, not a worker thread); and the node's store."""
     ours = Org()
     (tmp_path / "holder").mkdir()
     (tmp_path / "node").mkdir()
     with RecordStore.open(tmp_path / "holder") as held, RecordStore.open(tmp_path / "node") as store:
-        held.append([ours.record("org")])
+        held.append([ours.record("org"), *(OTHERS_RECORDS[:1] if other_s_record else ())])
         network = Network(SyncServer(held, IssuerIndex(held), SyncLimits()), stallers=stallers,
                           stallers_name_other=False)
         replica = Replica(ours.key, store, roots=(OTHER.did,), max_hops=1, held_limit=10)
