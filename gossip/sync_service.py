@@ -471,13 +471,15 @@ class SyncService:
     async def _round_slot(self, peer_id: str) -> AsyncIterator[Slot]:
         """A full round's turn with `peer_id` and its session slot, held in the block. One no catch-up needs as it
         starts takes its turn first: it then waits for a slot as needed or not as it is then, and no fetch of gaps with
-        the peer runs meanwhile. One a catch-up needs as it starts, or comes to need while it waits for its turn (its
-        peer became one the node dials, peer exchange, or connected again: `needs_changed`), takes its place among
-        those waiting for a slot, ends there the fetches of gaps with its peer that hold its turn or wait for it (one
-        may have taken the turn as the peer connected, and hold it up to a session's bound), then waits for the turn:
-        a slot such a fetch frees comes to it, not to a session waiting, which it would then end too for want of a slot
-        (stop 35: two sessions preempted where one would do); the turn is held meanwhile only by fetches ending, and no
-        later fetch waits for it ahead of the round."""
+        the peer runs meanwhile. Needed while it waits, it names no session in its way: the fetches of gaps waiting for
+        its turn hold slots no catch-up needs, so it ends one such session at once (the one holding its slot longest, a
+        fetch of those or not), as any needed session does, and takes that slot. One a catch-up needs as it starts, or
+        comes to need while it waits for its turn (its peer became one the node dials, peer exchange, or connected
+        again: `needs_changed`), takes its place among those waiting for a slot, ends there the fetches of gaps with its
+        peer that hold its turn or wait for it (one may have taken the turn as the peer connected, and hold it up to a
+        session's bound), then waits for the turn: a slot such a fetch frees comes to it, not to a session waiting,
+        which it would then end too for want of a slot (stop 35: two sessions preempted where one would do); the turn
+        is held meanwhile only by fetches ending, and no later fetch waits for it ahead of the round."""
         needed = functools.partial(self._needed, peer_id)
         async with AsyncExitStack() as stack:
             turn = False

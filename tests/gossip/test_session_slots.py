@@ -3,13 +3,14 @@
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
 (then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder waits
 for a slot or its turn, or holds the holder's turn (and its slot then goes to the round, which ends no other session for
-one), even if the catch-up came to need the round only as it waited for that turn, or the holder's stream is slow to
-close; the sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up
-ends; a needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a
-holder as soon as it is no longer needed, and one whose peer leaves stops waiting, ending none, and runs again as
-soon as its peer is back, unless a round with it proved the org's records in already (the rest of which makes way
-for another peer's the node dials); and, however sessions come and go (hypothesis), none waits forever, and needed
-ones end one session each at most besides those in their way (gossip.session_slots)."""
+one), even if the catch-up came to need the round only as it waited for that turn, or held it (then ending the
+session holding its slot longest), or the holder's stream is slow to close; the sessions open at once stay bounded;
+the late catch-up ends no session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees
+its place, one whose turn is up ends another, and one waiting ends a holder as soon as it is no longer needed, and one
+whose peer leaves stops waiting, ending none, and runs again as soon as its peer is back, unless a round with it
+proved the org's records in already (the rest of which makes way for another peer's the node dials); and, however
+sessions come and go (hypothesis), none waits forever, and needed ones end one session each at most besides those in
+their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 
 from gossip.host import HostError, PeerEvent
 from gossip.replica import Replica
-from gossip.session_slots import SessionSlots, Slot
+from gossip.session_slots import Place, SessionSlots, Slot
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
@@ -591,6 +592,13 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             nursery.cancel_scope.cancel()
 
 
+def _holder_s_round_over(sync: SyncService) -> trio.Event:
+    """Set as the next full round with the holder is over."""
+    over = trio.Event()
+    sync.round_over_listeners.append(lambda peer: peer == HOLDER and over.set())
+    return over
+
+
 async def _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path: Path, *, needed_later: bool) -> None:
     """A fetch of gaps holds the only slot and the holder's turn over a slow link, and a round with a peer that dialled
     in waits for the slot; then the holder's round, one the catch-up needs as it starts, or (`needed_later`) comes to
@@ -602,8 +610,7 @@ async def _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path: Path
         network.slow_holder_streams = 1
         dialled = set() if needed_later else {HOLDER}
         sync.catch_up_peers.append(dialled.__contains__)
-        over = trio.Event()
-        sync.round_over_listeners.append(lambda peer: peer == HOLDER and over.set())
+        over = _holder_s_round_over(sync)
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)
             network._peers.append(HOLDER)
@@ -642,6 +649,45 @@ async def test_a_round_the_catch_up_comes_to_need_ends_the_gap_fetch_holding_its
     exchange), and the catch-up needed that round, but it went on waiting for the fetch. It ends the fetch then, and
     takes the slot the fetch frees, as one needed from the start does (one session preempted, not two)."""
     await _the_holder_s_round_behind_a_gap_fetch_holding_its_turn(tmp_path, needed_later=True)
+
+
+async def test_a_round_the_catch_up_comes_to_need_as_it_holds_its_peer_s_turn_takes_a_slot_at_once(
+        tmp_path, autojump_clock):
+    """Asked by stop 37: the holder's round, one no catch-up needed as it started, took the holder's turn as a fetch of
+    gaps over a slow link gave it up, and waited for one of the two slots, held by a round with a peer that dialled in
+    and by a second fetch of gaps waiting for that turn (up to the sync timeout); the node came to dial the holder.
+    The round, needed then, names no session in its way, but a session no catch-up needs holds a slot: it ends the
+    one holding its slot longest (the second fetch, here) and takes that slot at once, not as the fetch gives up."""
+    staller = STALLERS[0]
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=2, other_s_record=True) as started:
+        sync, network, store, ours = started
+        network.slow_holder_streams = 1
+        dialled: set[str] = set()
+        sync.catch_up_peers.append(dialled.__contains__)
+        over = _holder_s_round_over(sync)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            network._peers.append(HOLDER)
+            sync.request_gaps(HOLDER, {OTHER.did: (1, 5)})  # a slot, and the holder's turn over a slow link (9 s)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(sync.sync_with, HOLDER)  # waits for the turn
+            await trio.sleep(5)
+            sync.request_gaps(HOLDER, {ours.did: (1, 1)})  # the other slot, waiting for the turn until 15 s
+            await trio.testing.wait_all_tasks_blocked()
+            network._peers.append(staller)
+            nursery.start_soon(sync.sync_with, staller)  # waits for a slot, and takes the first fetch's at 9 s
+            await trio.sleep(5)  # the holder's round holds the turn, and waits for a slot
+            assert sync.round_running(staller) and network.open_now == 1 and not over.is_set()
+            dialled.add(HOLDER)
+            sync.needs_changed()  # (PeerManager.keeps_listeners: node.daemon)
+            needed = trio.current_time()
+            with trio.fail_after(10 * TIMEOUT):
+                await over.wait()
+            assert trio.current_time() < needed + 1
+            assert store.head(ours.did) is not None
+            assert sync.stats.errors["preempted"] == 1 and sync.stats.errors["turn"] == 0  # the second fetch
+            assert sync.round_running(staller)
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way_ahead_of_those_waiting(
@@ -713,8 +759,7 @@ async def _the_holder_away_as_its_round_waits_for_the_slot(
 async def _the_holder_s_round_comes_at_once_as_it_is_back(sync: SyncService, network: Network, store: RecordStore,
                                                           ours: Org) -> None:
     """The holder connects again, and a round with it brings in the org's record within a second."""
-    over = trio.Event()
-    sync.round_over_listeners.append(lambda peer: peer == HOLDER and over.set())
+    over = _holder_s_round_over(sync)
     back = trio.current_time()
     await network.connect_holder()
     with trio.fail_after(10 * TIMEOUT):
@@ -778,49 +823,65 @@ async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_cl
 @dataclass(frozen=True)
 class Asking:
     """A session of the property test below: it asks `at` seconds in, for one of two peers, needed or not (a gap
-    fetch, then, which a needed one with its peer names in its way), gives up waiting after `patience` seconds if
-    given, and holds its slot `seconds` unless ended."""
+    fetch, then, which a needed one with its peer names in its way as it asks; or, `needed_after` given, a round that
+    comes to be needed that many seconds after it asked, as the node comes to dial its peer), gives up waiting after
+    `patience` seconds if given, and holds its slot `seconds` unless ended."""
 
     at: int
     peer: int
     needed: bool
     seconds: int
     patience: int | None
+    needed_after: int | None
 
 
 ASKINGS = st.lists(st.builds(Asking, st.integers(0, 10), st.integers(0, 1), st.booleans(), st.integers(1, 30),
-                             st.none() | st.integers(1, 20)), max_size=10)
+                             st.none() | st.integers(1, 20), st.none() | st.integers(0, 15)), max_size=10)
 
 
 @given(st.integers(1, 3), ASKINGS)
 @settings(max_examples=300, deadline=None)
 def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way(
         total: int, askings: list[Asking]) -> None:
-    """However sessions come, wait, give up and end: never more than `total` hold slots; every one that does not
-    give up gets one (none waits forever, none deadlocks); and the sessions ended for the slot they hold, not named in
-    a needed one's way, are no more than the needed ones that waited for a slot and named none (a needed one naming a
-    session in its way takes the slot that one frees, or one a needed one ahead of it would have taken)."""
+    """However sessions come, wait, give up, come to be needed and end: never more than `total` hold slots; every one
+    that does not give up gets one (none waits forever, none deadlocks); and the sessions ended for the slot they hold,
+    not named in a needed one's way, are no more than the needed ones that waited for a slot and named none (as they
+    asked, or as they came to be needed while waiting: a needed one naming a session in its way takes the slot that one
+    frees, or one a needed one ahead of it would have taken)."""
     slots = SessionSlots(total, least_turn=TIMEOUT)
     fetches: dict[int, set[Slot]] = {peer: set() for peer in range(2)}
     named: set[Slot] = set()  # ended by being named in a needed one's way
+    needed = [asking.needed for asking in askings]
+    waiting: dict[int, Place] = {}  # the places of those asking, by index, until handed a slot or given up
     counts = {"holding": 0, "most": 0, "ended": 0, "needed waiting, naming none": 0, "gave up": 0, "done": 0}
 
-    async def session(asking: Asking) -> None:
+    async def comes_to_be_needed(index: int, after: int) -> None:
+        await trio.sleep(askings[index].at + after)
+        if not needed[index]:
+            needed[index] = True
+            counts["needed waiting, naming none"] += index in waiting and waiting[index].handed is None
+            slots.needs_changed()
+
+    async def session(index: int, asking: Asking) -> None:
         await trio.sleep(asking.at)
-        in_its_way = [slot for slot in fetches[asking.peer] if not slot.ended] if asking.needed else []
+        in_its_way = [slot for slot in fetches[asking.peer] if not slot.ended] if needed[index] else []
         named.update(in_its_way)
-        with slots.queued(lambda: asking.needed, ending=in_its_way) as place:
-            if asking.needed and not in_its_way and place.handed is None:
+        with slots.queued(lambda: needed[index], ending=in_its_way) as place:
+            if needed[index] and not in_its_way and place.handed is None:
                 counts["needed waiting, naming none"] += 1
-            with trio.move_on_after(math.inf if asking.patience is None else asking.patience):
-                await slots.taken(place)
+            waiting[index] = place
+            try:
+                with trio.move_on_after(math.inf if asking.patience is None else asking.patience):
+                    await slots.taken(place)
+            finally:
+                del waiting[index]
             slot = place.handed  # (handed as its patience ran out, it holds the slot)
             if slot is None:
                 counts["gave up"] += 1
                 return
             counts["holding"] += 1
             counts["most"] = max(counts["most"], counts["holding"])
-            if not asking.needed:
+            if not asking.needed and asking.needed_after is None:
                 fetches[asking.peer].add(slot)
             with slot.scope:
                 await trio.sleep(asking.seconds)
@@ -832,8 +893,10 @@ def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way
     async def main() -> None:
         with trio.fail_after(10_000):
             async with trio.open_nursery() as nursery:
-                for asking in askings:
-                    nursery.start_soon(session, asking)
+                for index, asking in enumerate(askings):
+                    nursery.start_soon(session, index, asking)
+                    if asking.needed_after is not None:
+                        nursery.start_soon(comes_to_be_needed, index, asking.needed_after)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert counts["most"] <= total
