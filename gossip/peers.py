@@ -11,7 +11,8 @@ bootstrap address stays in sight: `apart_first` (a minute) after it is first fou
 a row found so, up to `apart_backoff` (an hour), jittered, so that a node misconfigured for a moment is dialled again
 soon.
 `DialSchedule.known` tells what it knows of each peer (GET /v1/peers): where it dials it, how many dials failed in
-a row, the last one's error, the other network it was found on, and when it dials next.
+a row, the last one's error, the other network it was found on, and when it dials next; `out_of_reach`, whether none
+can be connected before a given time (a start's catch-up sync then ends early: node.daemon).
 """
 
 from __future__ import annotations
@@ -207,6 +208,17 @@ class DialSchedule:
                          target.failures, target.last_error, None if connected else max(target.due - now, 0.0),
                          target.other_network)
 
+    def out_of_reach(self, busy: Iterable[str], until: float, now: float) -> list[KnownPeer] | None:
+        """If it keeps peers and none of them can be connected before `until`, what it knows of each (at `now`): none
+        is `busy` (connected, or a dial of it under way), the last dial of each failed or found it on another network
+        (`last_error` says which), and none is due to be dialled again before `until` (a peer whose backoff ends
+        sooner may be starting up, and its next dial succeed). Else None."""
+        skip = set(busy)
+        if not self._targets or any(p in skip or t.last_error is None or t.due < until
+                                    for p, t in self._targets.items()):
+            return None
+        return [self._known(p, False, now) for p in sorted(self._targets)]
+
     def failed(self, peer_id: str, now: float, error: str) -> float | None:
         """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next
         attempt (doubling, jittered, capped; `_apart_delay` at least for a peer found on another network), None if
@@ -333,6 +345,8 @@ class PeerManager:
         self._max_peers = max_peers
         self._schedule = schedule if schedule is not None else DialSchedule()
         self._wake = trio.Event()
+        self._dialling: set[str] = set()  # peers a dial of which is under way
+        self._reach_changed = trio.Event()  # set as a dial fails, a connection closes or a peer comes or goes
         self._next_dial = -math.inf  # when the next address may be dialled, bursts aside (_dial_slot)
         self.dials = 0
         self.dial_failures = 0
@@ -387,6 +401,7 @@ class PeerManager:
     def _tell_keeps(self, came_or_went: int) -> None:
         """Tell `keeps_listeners` if a peer came or went since the schedule counted `came_or_went`."""
         if self._schedule.came_or_went != came_or_went:
+            self._reach_changed.set()
             for listener in self.keeps_listeners:
                 listener()
 
@@ -409,6 +424,20 @@ class PeerManager:
         """The first `limit` peers it knows, in peer id order after `after`: those it keeps connected and those
         connected now that dialled in (DialSchedule.known)."""
         return self._schedule.known(self._host.connected_peers(), after=after, limit=limit, now=trio.current_time())
+
+    async def out_of_reach(self, until: float) -> list[KnownPeer]:
+        """Return, with what it knows of each, once it keeps peers and none of them can be connected before `until`
+        (trio's clock): each not connected, its last dial failed or found it on another network, and not to be dialled
+        again before then (DialSchedule.out_of_reach); waits for ever if one of them connects meanwhile and stays."""
+        while (peers := self.out_of_reach_now(until)) is None:
+            self._reach_changed = trio.Event()
+            await self._reach_changed.wait()
+        return peers
+
+    def out_of_reach_now(self, until: float) -> list[KnownPeer] | None:
+        """What `out_of_reach` would return now, or None if it would wait."""
+        return self._schedule.out_of_reach({*self._host.connected_peers(), *self._dialling}, until,
+                                           trio.current_time())
 
     def other_network(self, peer_id: str, network: str) -> None:
         """For the sync service (its `network_listeners`): `peer_id` named `network`, not ours (DialSchedule)."""
@@ -438,7 +467,7 @@ class PeerManager:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._host.set_protected(self.protects)
         events = self._host.peer_events()
-        dialling: set[str] = set()
+        dialling = self._dialling
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch, events)
             task_status.started()
@@ -462,6 +491,7 @@ class PeerManager:
                 self._schedule.connected(event.peer_id, trio.current_time())
             else:
                 self._schedule.disconnected(event.peer_id, trio.current_time())
+                self._reach_changed.set()
                 self._wake.set()
 
     def _dial_slot(self) -> float:
@@ -490,4 +520,5 @@ class PeerManager:
                          delay)
         finally:
             dialling.discard(peer_id)
+            self._reach_changed.set()
             self._wake.set()

@@ -64,9 +64,12 @@ log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
-# round) and "unheld" (those that did hold none of the org's records) turn "done" once a later round ends it as it
-# would have ended the start's, and "timed_out" turns "unheld" at a later round that proves nothing (_catch_up_late)
-StartupSync = Literal["pending", "no_peers", "done", "timed_out", "unheld"]
+# round), "unreachable" (none could be connected: PeerManager.out_of_reach) and "unheld" (those that did hold none of
+# the org's records) turn "done" once a later round ends it as it would have ended the start's, and "timed_out" and
+# "unreachable" turn "unheld" at a later round that proves nothing (_catch_up_late)
+StartupSync = Literal["pending", "no_peers", "done", "timed_out", "unreachable", "unheld"]
+# The peers an "unreachable" catch-up's WARNING names, at most (GET /v1/peers lists them all)
+NAMED_UNREACHABLE = 5
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
 # batched gossip (measured in benchmarks/gossip_service.py), and go, js and rust peers negotiate 1.1 anyway.
 GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
@@ -82,14 +85,22 @@ class CatchUp:
     state: StartupSync
     unproven: int = 0
     new_org: bool = False  # the data directory held none of the org's records as it began (_dialled_rounds)
+    unreachable: tuple[KnownPeer, ...] = ()  # for "unreachable": the peers it dials, each with its last dial's error
 
     @property
     def signs_unchecked(self) -> bool:
         """Whether the node signs (or would) without a peer having shown what the org signed elsewhere."""
-        return self.state in ("timed_out", "unheld")
+        return self.state in ("timed_out", "unreachable", "unheld")
 
     def why(self, seconds: float) -> str:
         """Why a catch-up that `signs_unchecked` did not end: what the operator reads first."""
+        if self.state == "unreachable":
+            named = "; ".join(f"{p.peer_id} ({p.source}): {p.last_error}" for p in self.unreachable[:NAMED_UNREACHABLE])
+            more = len(self.unreachable) - NAMED_UNREACHABLE
+            return (f"no peer it dials could be connected for a catch-up sync within {seconds:g} s ([p2p] "
+                    "startup_sync_seconds): each one's last dial failed, or found it on another network, and none is "
+                    f"dialled again before then ({named}" + (f"; and {more} more: GET /v1/peers" if more > 0 else "")
+                    + ")")
         if not self.unproven:
             return f"no peer it dials completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
         many = self.unproven > 1
@@ -404,11 +415,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "not kept", lambda: replica.own_records.unlisted_conflicts, kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start, until a later round with one ends it as it would have "
-                        "ended the start's (or proves nothing: unheld): the node signs without it (if its data "
-                        "directory was restored from an older copy, the org may sign twice at one seq); GET "
-                        "/v1/node's startup_sync",
-                        lambda: int(node.startup_sync == "timed_out"))
+                        "startup_sync_seconds of the start (slow, or none could be connected: GET /v1/node's "
+                        "startup_sync is timed_out or unreachable), until a later round with one ends it as it would "
+                        "have ended the start's (or proves nothing: unheld): the node signs without it (if its data "
+                        "directory was restored from an older copy, the org may sign twice at one seq)",
+                        lambda: int(node.startup_sync in ("timed_out", "unreachable")))
         metrics.collect("startup_sync_unheld", "1 when the peers it dials that completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, or after it timed out, hold none of the org's records, "
                         "until a round with one that holds them has brought them in: the node signs without a check "
@@ -559,11 +570,11 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
     with _dialled_rounds(node, new_org=new_org) as rounds:  # (listening before any round can end)
         try:
-            state = await _take_back_own_records(node, nursery, rounds, node.config.startup_sync_seconds,
-                                                 signs_timed_out=signs_timed_out)
-            if state == "timed_out" and rounds.unproven:
+            state, unreachable = await _take_back_own_records(node, nursery, rounds, node.config.startup_sync_seconds,
+                                                              signs_timed_out=signs_timed_out)
+            if state in ("timed_out", "unreachable") and rounds.unproven:
                 return CatchUp("unheld", len(rounds.unproven), new_org)
-            return CatchUp(state, new_org=new_org)
+            return CatchUp(state, new_org=new_org, unreachable=tuple(unreachable))
         except RotationTakenBack as taken:
             keep(node.config.data_dir, taken.rotation)
             raise StartupError(refusal(node.config, taken.rotation)) from None
@@ -697,54 +708,78 @@ def _free_it(setting: str, config: NodeConfig) -> str:
 
 
 async def _take_back_own_records(node: Node, nursery: trio.Nursery, rounds: _DialledRounds, seconds: float, *,
-                                 signs_timed_out: bool) -> StartupSync:
+                                 signs_timed_out: bool) -> tuple[StartupSync, list[KnownPeer]]:
     """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, a catch-up sync
     with the peers it dials that hold the org's records, until they are in (`rounds` settled: _dialled_rounds; the
-    rest of those rounds goes on), if it has peers to dial, for up to `seconds` (done if one proved them in by then):
+    rest of those rounds goes on), if it has peers to dial, for up to `seconds` (done if one proved them in by then),
+    or until none of those peers can be connected before then (PeerManager.out_of_reach: "unreachable", with them):
     a node whose data directory was restored from an older copy takes back the records it signed since (DESIGN §3:
     two records at one seq would flag the org as an equivocator). Signing is deferred before the services start (a
     peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
     then (timed out or interrupted, only if `signs_timed_out`: else it is dropped). Raises RotationTakenBack, having
     signed nothing, if a rotation of the node's key came back (node.taken_back_rotation). Returns how it went:
-    "no_peers" (none to dial), "done" or "timed_out". Once it ended and the node signs, records of a key `vouchnet key
-    adopt` made the org's are no longer expected from peers (gossip.own_records.OwnRecords.adoption_caught_up); a
-    start stopped before then expects them still at the next."""
+    "no_peers" (none to dial), "done", "unreachable" (with what it knows of each peer it dials) or "timed_out". Once it
+    ended and the node signs, records of a key `vouchnet key adopt` made the org's are no longer expected from peers
+    (gossip.own_records.OwnRecords.adoption_caught_up); a start stopped before then expects them still at the next."""
     waits = node.peer_manager.has_peers
     if waits:
         node.replica.defer_signing()
-    done = False
+    done, unreachable = False, None
     try:
         for service in (node.gossip, node.sync, node.peer_manager):
             await nursery.start(service.run)
         if waits:
-            with trio.move_on_after(seconds):
-                await rounds.settled(node)
+            deadline = trio.current_time() + seconds
+            with trio.move_on_at(deadline):
+                unreachable = await _settled_or_out_of_reach(node, rounds, deadline)
             done = rounds.proved.is_set()
+            if not done and unreachable is None:  # (at the deadline: a failed dial the wait had not yet seen)
+                unreachable = node.peer_manager.out_of_reach_now(deadline)
     finally:  # (interrupted, as timed out)
         if waits:
             node.replica.resume_signing(sign_deferred=done or signs_timed_out)
-    state: StartupSync = "done" if done else "timed_out" if waits else "no_peers"
-    if state != "timed_out" or signs_timed_out:
+    state: StartupSync = ("done" if done else "no_peers" if not waits else "timed_out" if unreachable is None
+                          else "unreachable")
+    if state in ("done", "no_peers") or signs_timed_out:
         try:
             node.replica.own_records.adoption_caught_up()
         except StoreError as error:
             raise StartupError(f"records: {error}") from None
-    return state
+    return state, [] if done or unreachable is None else unreachable
+
+
+async def _settled_or_out_of_reach(node: Node, rounds: _DialledRounds, deadline: float) -> list[KnownPeer] | None:
+    """Wait until `rounds` are settled (None) or no peer the node dials can be connected before `deadline` (those
+    peers, PeerManager.out_of_reach), whichever comes first."""
+    found: list[list[KnownPeer]] = []
+    async with trio.open_nursery() as waits:
+
+        async def settle() -> None:
+            await rounds.settled(node)
+            waits.cancel_scope.cancel()
+
+        async def give_up() -> None:
+            found.append(await node.peer_manager.out_of_reach(deadline))
+            waits.cancel_scope.cancel()
+
+        waits.start_soon(settle)
+        waits.start_soon(give_up)
+    return found[0] if found and not rounds.proved.is_set() else None
 
 
 async def _catch_up_late(node: Node, new_org: bool) -> None:
     """A start's timed-out or unheld catch-up sync, done once a later round ends it as it would have ended the start's
     (_dialled_rounds, `new_org` as the start was): with a peer it dials that holds the org's records, once they are
     in (the records the org signed elsewhere have come back then; any second record at one seq signed meanwhile shows
-    as own_org_flagged), or, for an org that was new, whose heads name none of its keys. A timed-out one turns
-    "unheld" at a round with a peer it dials that proves nothing, as the start's would have with that round in time:
-    a bootstrap peer down as the start began and up since does not leave "timed_out" (and its alert) until a
+    as own_org_flagged), or, for an org that was new, whose heads name none of its keys. A timed-out or unreachable
+    one turns "unheld" at a round with a peer it dials that proves nothing, as the start's would have with that round
+    in time: a bootstrap peer down as the start began and up since does not leave "timed_out" (and its alert) until a
     restart. Its rounds take sync session slots as other sessions do, first come, first served: the node signs
     already, and ending gap fetches for them, perhaps for the node's whole life, would be a cost with no signing to
     hold back (_dialled_rounds' `preempts`)."""
 
     def proved_nothing() -> None:
-        if node.startup_sync == "timed_out":
+        if node.startup_sync in ("timed_out", "unreachable"):
             node.startup_sync = "unheld"
             log.warning(f"a peer it dials completed a catch-up sync but holds none of this org's records (a node "
                         "stores only the records of orgs inside its horizon) or did not serve those it named: "

@@ -6,10 +6,12 @@ from __future__ import annotations
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Literal
 
 from node.config import NodeConfig
 from vouching.counts import counted
 
+from .faults import Partition, peers_on_its_side
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
 from .state import node_name
 
@@ -25,6 +27,18 @@ class AgentPlan:
     group: AgentGroup
     operator: str  # the node whose org operates it and vouches for it
     orgs: tuple[str, ...]  # the nodes whose orgs it works for, the operator first
+
+
+@dataclass(frozen=True)
+class FaultStep:
+    """One step of the scenario's faults as a run takes them (testnet.runner): `action` on `nodes`, `at` seconds into
+    the traffic; steps at one time in `order` (100 + the fault's index: after the attacks at that time)."""
+
+    at: float
+    order: int
+    action: Literal["kill", "restart", "rotate", "cut", "heal"]
+    nodes: tuple[str, ...]
+    fault: int  # its index in the scenario's faults
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,22 @@ class Plan:
         """The other nodes whose horizon holds `node`'s org: the only ones that cosign its checkpoints (a witness
         follows the logs of the orgs inside its horizon and refuses the others, gossip.witnessing)."""
         return [n for n in self.nodes if n != node and node in self.horizon(n, flagged)]
+
+    def fault_steps(self) -> list[FaultStep]:
+        """The scenario's faults as steps, in the order a run takes them: a kill's restart and a partition's heal
+        `duration` after it, steps at one time in the scenario's order."""
+        steps = []
+        for i, fault in enumerate(self.scenario.faults):
+            nodes = tuple(self.select(fault.nodes, f"faults[{i}].nodes"))
+            if fault.type == "kill":
+                steps += [FaultStep(fault.at, 100 + i, "kill", nodes, i),
+                          FaultStep(fault.at + fault.duration, 100 + i, "restart", nodes, i)]
+            elif fault.type == "rotate":
+                steps.append(FaultStep(fault.at, 100 + i, "rotate", nodes, i))
+            else:
+                steps += [FaultStep(fault.at, 100 + i, "cut", nodes, i),
+                          FaultStep(fault.at + fault.duration, 100 + i, "heal", nodes, i)]
+        return sorted(steps, key=lambda step: (step.at, step.order))
 
 
 def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
@@ -121,7 +151,37 @@ def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
         chosen = plan.select(fault.nodes, f"faults[{i}].nodes")
         if fault.type == "partition" and len(chosen) == len(nodes):
             raise ScenarioError(f"faults[{i}].nodes: {fault.nodes.text} is every node; a partition needs two sides")
+    _check_rotations(plan)
     return plan
+
+
+def _check_rotations(plan: Plan) -> None:
+    """ScenarioError for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running
+    nodes on its node's side of a partition in force (testnet.faults.rotate; none there, it rotates without), and
+    refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
+    the run set it up; an equivocation flagging an org later only shrinks the followers, so may still fail it)."""
+    up, partition = set(plan.nodes), None
+    for step in plan.fault_steps():
+        if step.action == "kill":
+            up -= set(step.nodes)
+        elif step.action == "restart":
+            up |= set(step.nodes)
+        elif step.action == "cut":
+            partition = Partition(step.nodes, tuple(n for n in plan.nodes if n not in step.nodes))
+        elif step.action == "heal":
+            partition = None
+        else:
+            for node in step.nodes:
+                reached = peers_on_its_side(node, partition, sorted(up - {node}))
+                if reached and not set(reached) & set(plan.followers(node)):
+                    raise ScenarioError(
+                        f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
+                        f"`vouchnet key rotate` first takes the org's records back from the running nodes it reaches "
+                        f"({', '.join(reached)}), and none of them holds them (none has {node} inside its horizon: "
+                        f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them), so it refuses to sign; "
+                        f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
+                        "cuts it off alone")
+                up.add(node)
 
 
 def fewest_nodes(scenario: Scenario) -> int:

@@ -199,19 +199,13 @@ class Run:
                 actions.append((attack.at, i, f"whitewash of {attack.agents}", lambda i=i: self._whitewash(i)))
             elif attack.type == "key-theft":
                 actions.append((attack.at, i, f"key theft from {attack.orgs.text}", lambda i=i: self._steal_key(i)))
-        for i, fault in enumerate(self.scenario.faults):
-            nodes = self.plan.select(fault.nodes, f"faults[{i}].nodes")
-            if fault.type == "kill":
-                actions.append((fault.at, 100 + i, f"SIGKILL {', '.join(nodes)}", lambda n=nodes: self._kill(n)))
-                actions.append((fault.at + fault.duration, 100 + i, f"restart {', '.join(nodes)}",
-                                lambda n=nodes: self._restart(n)))
-            elif fault.type == "rotate":
-                actions.append((fault.at, 100 + i, f"rotate the key of {', '.join(nodes)}",
-                                lambda n=nodes: self._rotate(n)))
-            else:
-                actions.append((fault.at, 100 + i, f"partition {', '.join(nodes)} | rest",
-                                lambda n=nodes: self._cut(n)))
-                actions.append((fault.at + fault.duration, 100 + i, "heal the partition", self._heal))
+        said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
+                "cut": "partition {} | rest", "heal": "heal the partition"}
+        acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,
+                "heal": lambda nodes: self._heal()}
+        for step in self.plan.fault_steps():
+            actions.append((step.at, step.order, said[step.action].format(", ".join(step.nodes)),
+                            lambda act=acts[step.action], n=list(step.nodes): act(n)))
         for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
             self._traffic_until(t0, at, stats)
             self.say(f"t={time.time() - t0:5.1f} s  {what}")

@@ -52,6 +52,30 @@ def test_due_skips_connected_and_waiting_peers_and_respects_the_budget():
     assert schedule.next_due(connected={"a", "c", "d"}) > 0
 
 
+def test_peers_are_out_of_reach_only_once_each_failed_and_none_is_dialled_again_before_the_time_asked():
+    """What a start's catch-up sync ends early on (node.daemon): a peer not yet dialled, connected, being dialled, or
+    whose backoff ends before `until` may still be connected in time (a peer starting up), and keeps it waiting."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=8, rng=random.Random(1))
+    assert schedule.out_of_reach((), until=10, now=0) is None  # no peer at all: nothing to give up on
+    schedule.add("a", ["/ip4/127.0.0.1/tcp/1/p2p/a"])
+    schedule.add("b", ["/ip4/127.0.0.1/tcp/2/p2p/b"])
+    assert schedule.out_of_reach((), until=10, now=0) is None  # not dialled yet
+    schedule.failed("a", now=0, error="dial /ip4/127.0.0.1/tcp/1/p2p/a: Connection refused")
+    schedule.connected("b", now=0)
+    schedule.other_network("b", "othernet", now=0)  # its sync request said so
+    assert schedule.out_of_reach(["b"], until=0.5, now=0) is None  # still connected
+    schedule.disconnected("b", now=0)  # (the sync service hangs up on it)
+    assert schedule.out_of_reach((), until=10, now=0) is None  # a's next dial comes within a second: it may be up
+    assert schedule.out_of_reach(["a"], until=0.5, now=0) is None  # being dialled (or connected)
+    [a, b] = schedule.out_of_reach((), until=0.5, now=0)  # a's backoff: half a second at least; b's 30 s at least
+    assert (a.peer_id, a.last_error, a.source) == ("a", "dial /ip4/127.0.0.1/tcp/1/p2p/a: Connection refused",
+                                                   "bootstrap")
+    assert (b.peer_id, b.other_network, b.last_error) == ("b", "othernet", "the peer is on network 'othernet', not "
+                                                          "this node's")
+    schedule.retry_now("a")  # unblocked, say: due at once
+    assert schedule.out_of_reach((), until=0.5, now=0) is None
+
+
 def test_disconnect_waits_the_minimum_backoff():
     schedule = DialSchedule(min_backoff=2, stable_after=5)
     schedule.add("p", ["/p2p/p"])

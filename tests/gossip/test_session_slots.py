@@ -201,6 +201,12 @@ class PeerManager:
     def keeps(self, peer_id: str) -> bool:
         return peer_id in self.kept
 
+    def out_of_reach_now(self, until: float) -> None:
+        return None  # (every peer it keeps connects, or is being dialled)
+
+    async def out_of_reach(self, until: float) -> None:
+        await trio.sleep_forever()
+
     async def _stallers_leave(self) -> None:
         assert self.stallers_leave_after is not None
         await trio.sleep(self.stallers_leave_after)

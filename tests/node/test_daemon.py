@@ -42,6 +42,7 @@ from node.audit_log import AuditLog
 from node.config import load_config
 from node.credential_status import bit, decode_list, vouch_list_url
 from gossip.host import HostError, PeerEvent, open_host, peer_id_from_public_key, peer_org
+from gossip.peers import KnownPeer
 from node.daemon import Node, StartupError, run_until_signalled, serve_node
 from node.events import Event, decode_entry
 from node.keys import create_org_key, create_token, load_org_key
@@ -693,11 +694,83 @@ async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_un
     assert (up["connected"], up["next_dial_at"]) == (True, None)
 
 
+async def test_a_start_whose_only_bootstrap_peer_refuses_says_unreachable_naming_the_peer_and_its_error(
+        tmp_path, caplog):
+    """Nothing listens at the bootstrap address: before, the start waited the whole of startup_sync_seconds and said
+    only "timed_out" (no peer completed a round), as for a peer slow to answer; now "unreachable", and its WARNING
+    names the peer and why its last dial failed. It waits out the backoff dials that fall inside startup_sync_seconds
+    (the peer may be starting up: the next test), so ends at most then."""
+    peer = peer_id_from_public_key(bytes(SigningKey.generate().verify_key))
+    addr = f"/ip4/127.0.0.1/tcp/{_free_port_outside_the_ephemeral_range()}/p2p/{peer}"
+    with trio.fail_after(30), caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+        async with running(tmp_path / "c", bootstrap=(addr,), settings={"startup_sync_seconds": 2.0}) as c:
+            async with httpx.AsyncClient(base_url=c.api_url) as api:
+                assert (await api.get("/v1/node")).json()["startup_sync"] == "unreachable"
+            assert c.metrics.value("startup_sync_timed_out") == 1  # (an alert on it fires for either)
+    [said] = [message for r in caplog.records
+              if (message := r.getMessage()).startswith("no peer it dials could be connected")]
+    assert "within 2 s ([p2p] startup_sync_seconds): each one's last dial failed" in said
+    assert f"({peer} (bootstrap): dial {addr}: " in said and said.endswith("; signing without it (if this data "
+                                                                          "directory was restored from an older copy, "
+                                                                          "the org may sign twice at one seq)")
+
+
+def test_an_unreachable_catch_up_names_the_first_peers_and_counts_the_rest():
+    """A node may dial many peers (orgs' `org` records): the WARNING stays one readable line."""
+    peers = tuple(KnownPeer(f"12D3KooW{i}", "org_record", (), False, 1, f"dial {i}: connection refused", 30.0)
+                  for i in range(node.daemon.NAMED_UNREACHABLE + 2))
+    why = node.daemon.CatchUp("unreachable", unreachable=peers).why(10)
+    assert why.endswith("(12D3KooW0 (org_record): dial 0: connection refused; "
+                        + "; ".join(f"12D3KooW{i} (org_record): dial {i}: connection refused" for i in range(1, 5))
+                        + "; and 2 more: GET /v1/peers)")
+
+
+async def test_a_bootstrap_peer_that_starts_while_the_start_up_sync_waits_still_ends_it(tmp_path, caplog):
+    """A refused dial is not the end of the wait: the peer is dialled again on its backoff (a second, two, four...)
+    while startup_sync_seconds last, and a node started together with its bootstrap peer catches up with it."""
+    (tmp_path / "d").mkdir()
+    d_key = create_org_key(tmp_path / "d" / "org.key")
+    d_listen = f"/ip4/127.0.0.1/tcp/{_free_port_outside_the_ephemeral_range()}"
+    down = f"{d_listen}/p2p/{peer_id_from_public_key(bytes(d_key.verify_key))}"
+    refused = trio.Event()
+
+    class FirstRefusal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("peer ") and "unreachable" in record.getMessage():
+                refused.set()
+
+    handler = FirstRefusal()
+    logging.getLogger("gossip.peers").addHandler(handler)
+    try:
+        with trio.fail_after(60), caplog.at_level(logging.INFO, logger="gossip.peers"):
+            made = init_data_dir(tmp_path / "c", network="test", listen=["/ip4/127.0.0.1/tcp/0"], api="127.0.0.1:0",
+                                 bootstrap=(down,))
+            c_config = replace(load_config(made.data_dir), startup_sync_seconds=30.0)
+            async with trio.open_nursery() as nursery:
+                started, c = trio.Event(), []
+                nursery.start_soon(_serve_into, c_config, c, started)
+                await refused.wait()  # (c waits, dialling d on its backoff)
+                async with running(tmp_path / "d", listen=(d_listen,)):
+                    await started.wait()
+                    assert c[0].startup_sync == "done"  # a new org: d's heads name none of its keys
+                nursery.cancel_scope.cancel()
+    finally:
+        logging.getLogger("gossip.peers").removeHandler(handler)
+
+
+async def _serve_into(config, nodes: list[Node], started: trio.Event) -> None:
+    """serve_node(config) until cancelled, the node appended to `nodes` and `started` set once it started."""
+    async with trio.open_nursery() as nursery:
+        nodes.append(await nursery.start(serve_node, config))
+        started.set()
+
+
 async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path, caplog):
     """Before: only a WARNING, once a start, said that a node signed without its catch-up sync. Only a round with a
     peer it dials that holds the org's records ends it, but for a new org: before, a peer whose horizon leaves the org
-    out, holding none of its records, ended it with its answer that nothing was newer. A later round ends a timed-out
-    or unheld one as it would have ended the start's, and turns a timed-out one unheld if it proves nothing."""
+    out, holding none of its records, ended it with its answer that nothing was newer. A later round ends a timed-out,
+    unreachable or unheld one as it would have ended the start's, and turns an unreachable one unheld if it proves
+    nothing."""
     async def shown(node: Node) -> tuple[str, float, float]:
         async with httpx.AsyncClient(base_url=node.api_url) as api:
             return ((await api.get("/v1/node")).json()["startup_sync"], node.metrics.value("startup_sync_timed_out"),
@@ -733,14 +806,14 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
                 assert await shown(await nursery.start(serve_node, b_config)) == ("done", 0, 0)
                 nursery.cancel_scope.cancel()
         async with running(tmp_path / "c", bootstrap=(down,),
-                           settings={"startup_sync_seconds": 0.1, "sync_interval": 0.5}) as c:
-            assert await shown(c) == ("timed_out", 1, 0)
+                           settings={"startup_sync_seconds": 1.0, "sync_interval": 0.5}) as c:
+            assert await shown(c) == ("unreachable", 1, 0)  # (its dial refused, redialled a second later at most)
             # A stranger's round does not clear it: any node of the network may answer that it holds nothing.
             async with running(tmp_path / "e") as e:
                 await c.host.connect(e.host.listen_addrs[0])
                 await ran_a_round(c)  # (its bootstrap peer down: the first)
                 await trio.testing.wait_all_tasks_blocked(0.01)
-                assert await shown(c) == ("timed_out", 1, 0)
+                assert await shown(c) == ("unreachable", 1, 0)
             # Its bootstrap peer up later ends the wait as it would have ended the start's: c held none of its records
             # as it started (a new org), so d's round does though d holds none (before: timed_out until a restart).
             d_peer = down.rpartition("/")[2]
@@ -754,15 +827,15 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
         with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
             async with trio.open_nursery() as nursery:  # c again, holding its records now, d down as it starts
                 c = await nursery.start(serve_node, c_config)
-                assert await shown(c) == ("timed_out", 1, 0)
+                assert await shown(c) == ("unreachable", 1, 0)
                 synced_with_d, held_by_d = trio.Event(), trio.Event()
                 c.sync.same_network_listeners.append(lambda peer: synced_with_d.set() if peer == d_peer else None)
                 c.sync.holder_listeners.append(lambda peer: held_by_d.set() if peer == d_peer else None)
                 d = await nursery.start(serve_node, d_config)
                 await synced_with_d.wait()
                 await trio.testing.wait_all_tasks_blocked(0.01)
-                # d holds none of c's records: what the start would have found had d been up (before: timed_out, and
-                # its alert, until a restart)
+                # d holds none of c's records: what the start would have found had d been up (before: as the start
+                # left it, and its alert, until a restart)
                 assert await shown(c) == ("unheld", 0, 1)
                 d.replica.issue("vouch", vouch_body(c.did, 0.9, "org-peer"))  # d fetches c's history
                 await held_by_d.wait()  # (a round of c's every sync_interval)

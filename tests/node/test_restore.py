@@ -584,6 +584,25 @@ async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_un
             assert json.loads(out)["old"] == before[0] and _chain(config)[0] == json.loads(out)["new"]
 
 
+async def test_key_rotate_refuses_when_no_peer_it_dials_can_be_connected_naming_each_and_why(tmp_path):
+    """Its one bootstrap peer is a node of another network: the catch-up ends as soon as that is found, not after
+    startup_sync_seconds (20 s here), and the refusal names the peer, its network and what to check (before: it
+    waited them out and said to start the node once, which would have found the same)."""
+    with trio.fail_after(15):
+        async with running(tmp_path / "b", network="othernet") as b:
+            config = _silenced_org(tmp_path / "a", b.host.listen_addrs[0])
+            toml = config.data_dir / "config.toml"
+            toml.write_text(toml.read_text().replace("startup_sync_seconds = 0.5", "startup_sync_seconds = 20.0"))
+            before = _chain(config)
+            status, out, err = await _rotate(config=load_config(config.data_dir))
+    assert (status, out) == (1, "") and _chain(config) == before
+    assert (f"no peer it dials could be connected for a catch-up sync within 20 s ([p2p] startup_sync_seconds): each "
+            f"one's last dial failed, or found it on another network, and none is dialled again before then "
+            f"({b.host.peer_id} (bootstrap): the peer is on network 'othernet', not this node's), so nothing was "
+            "signed") in err
+    assert "Check [p2p] bootstrap (each peer's address, and that its node runs, on this network), then rotate" in err
+
+
 async def test_key_rotate_refuses_when_its_peers_hold_none_of_the_org_s_records_and_says_why(tmp_path):
     """A peer whose horizon leaves the org out holds none of its records: its answer that nothing is newer proves
     nothing, and the refusal says so and what to do. Before: a round with it ended the catch-up, and the rotation was

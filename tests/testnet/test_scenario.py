@@ -197,6 +197,31 @@ def test_a_rotation_and_a_key_theft_are_read_with_their_targets_and_times():
     assert plan.select(theft.orgs, "attacks[0].orgs") == ["n04"]
 
 
+def test_a_rotation_no_running_node_it_reaches_follows_is_refused_before_the_run():
+    """`vouchnet key rotate` takes the org's records back first, from the running nodes it reaches, and refuses to
+    sign if none holds them. Before: found only as the rotation came, mid-run (exit 1, no report)."""
+    rotate_rogue = MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 5\n'
+    with pytest.raises(ScenarioError, match=re.escape(
+            "faults[0]: the rotation of n02's key at 5 s would fail mid-run: `vouchnet key rotate` first takes the "
+            "org's records back from the running nodes it reaches (n00, n01), and none of them holds them (none has "
+            "n02 inside its horizon")):
+        make_plan(parse_scenario(rotate_rogue, name="m"), nodes(3), seed=1)
+    # one of the honest group follows honest[0] (roots it); rogue cut off alone rotates without a catch-up
+    make_plan(parse_scenario(rotate_rogue.replace('"rogue"', '"honest[0]"'), name="m"), nodes(3), seed=1)
+    alone = rotate_rogue + '[[faults]]\ntype = "partition"\nnodes = "rogue"\nat = 2\nduration = 10\n'
+    make_plan(parse_scenario(alone, name="m"), nodes(3), seed=1)
+    # ... but not once the partition is healed, nor on the honest side while the rest of it is down
+    healed = alone.replace("duration = 10", "duration = 2")
+    with pytest.raises(ScenarioError, match=re.escape("faults[0]: the rotation of n02's key at 5 s")):
+        make_plan(parse_scenario(healed, name="m"), nodes(3), seed=1)
+    honest_alone = (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 5\n'
+                    '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 4\nduration = 3\n')
+    with pytest.raises(ScenarioError, match=re.escape("reaches (n02), and none of them holds them")):
+        make_plan(parse_scenario(honest_alone, name="m"), nodes(3), seed=1)
+    restarted = honest_alone.replace("at = 4\nduration = 3", "at = 3\nduration = 1")  # (back at 4 s)
+    make_plan(parse_scenario(restarted, name="m"), nodes(3), seed=1)
+
+
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     two = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
