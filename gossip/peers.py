@@ -401,7 +401,7 @@ class PeerManager:
     def _tell_keeps(self, came_or_went: int) -> None:
         """Tell `keeps_listeners` if a peer came or went since the schedule counted `came_or_went`."""
         if self._schedule.came_or_went != came_or_went:
-            self._reach_changed.set()
+            self._tell_reach_changed()
             for listener in self.keeps_listeners:
                 listener()
 
@@ -430,9 +430,13 @@ class PeerManager:
         (trio's clock): each not connected, its last dial failed or found it on another network, and not to be dialled
         again before then (DialSchedule.out_of_reach); waits for ever if one of them connects meanwhile and stays."""
         while (peers := self.out_of_reach_now(until)) is None:
-            self._reach_changed = trio.Event()
             await self._reach_changed.wait()
         return peers
+
+    def _tell_reach_changed(self) -> None:
+        """Wake those waiting in `out_of_reach`: a dial ended, a connection closed, or a peer came or went."""
+        self._reach_changed.set()
+        self._reach_changed = trio.Event()
 
     def out_of_reach_now(self, until: float) -> list[KnownPeer] | None:
         """What `out_of_reach` would return now, or None if it would wait."""
@@ -491,7 +495,7 @@ class PeerManager:
                 self._schedule.connected(event.peer_id, trio.current_time())
             else:
                 self._schedule.disconnected(event.peer_id, trio.current_time())
-                self._reach_changed.set()
+                self._tell_reach_changed()
                 self._wake.set()
 
     def _dial_slot(self) -> float:
@@ -520,5 +524,5 @@ class PeerManager:
                          delay)
         finally:
             dialling.discard(peer_id)
-            self._reach_changed.set()
+            self._tell_reach_changed()
             self._wake.set()
