@@ -138,7 +138,8 @@ async def test_a_client_that_leaves_or_stalls_mid_body_is_no_refusal_of_the_app_
     """A client that left midway through its body was counted as a 400 bad_request (the app's answer to the body it
     could not read, which no one reads), whether it closed its side or reset the connection; one too slow, as the
     server's 408 and the app's 400 both."""
-    monkeypatch.setattr(http_server, "READ_TIMEOUT_S", 0.2)
+    if how == "stalls":  # (only then: a client that leaves, waited for on a loaded machine, could stall that long)
+        monkeypatch.setattr(http_server, "READ_TIMEOUT_S", 0.2)
     async with running(tmp_path / "a") as node:
         host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
         token = node.token
