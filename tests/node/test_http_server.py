@@ -272,6 +272,20 @@ async def test_a_head_longer_than_the_limit_gets_a_431_however_it_arrives(server
         assert await client.stream.receive_some(1024) == b""
 
 
+@pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),
+                                          (b"GARBAGE\r\n\r\n", 400)])
+async def test_a_client_that_sends_its_whole_request_before_reading_reads_the_refusal(server, start, status):
+    """What follows a refused request (the rest of a head far over the limit, a body behind a malformed head) is read
+    off: closed with it unread, the socket reset the connection, and a client sending its whole request before it
+    reads (Python's requests) failed to send it, with ECONNRESET or EPIPE, and never read the answer."""
+    client = await connect(await server(echo_app))
+    with trio.fail_after(WAIT_S):
+        await client.send(start + b"a" * (1 << 20))
+        await client.stream.send_eof()
+    assert (await client.response())[0] == status
+    assert await client.closed()
+
+
 async def test_a_head_longer_than_the_limit_pipelined_behind_a_body_gets_a_431(server):
     """Sent with the body before it, the head is read whole in the same read, never waiting incomplete."""
     client = await connect(await server(echo_app))
