@@ -238,7 +238,7 @@ class _Connection:
         unless it comes by the request's deadline, and _Gone if the client closed its side midway through a
         request (h11 would raise RemoteProtocolError, as for a malformed one) or reset the connection (trio's
         BrokenResourceError, which the app made a 400 of, logged failing to send and counted as a refusal)."""
-        if (event := self.h11.next_event()) is not h11.NEED_DATA:
+        if (event := self._next_or_gone()) is not h11.NEED_DATA:
             return event  # already read (a GET's end of message comes with its head)
         async with self._reading:
             read_by = trio.current_time() + timeout
@@ -247,7 +247,7 @@ class _Connection:
                 with trio.move_on_at(min(read_by, self.deadline)):
                     while (event := self._next_or_gone()) is h11.NEED_DATA:
                         try:
-                            data = await self.stream.receive_some(self._read_size())
+                            data = await self.stream.receive_some(_READ_BYTES)
                         except trio.BrokenResourceError:
                             raise _Gone() from None
                         self.h11.receive_data(data)
@@ -256,21 +256,20 @@ class _Connection:
                 self.waiting = False
             raise _Late() if self.deadline < read_by else _Closed()
 
-    def _read_size(self) -> int:
-        """How many bytes to read next. While a request head is awaited, no more than takes what waits past
-        MAX_HEAD_BYTES: h11 refuses a head only once that much of it waits incomplete after a read, so a longer head
-        read whole in one (up to _READ_BYTES) was taken."""
-        if self.h11.their_state is not h11.IDLE:
-            return _READ_BYTES
-        return MAX_HEAD_BYTES + 1 - len(self.h11.trailing_data[0])
-
     def _next_or_gone(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """h11's next event; a request head longer than MAX_HEAD_BYTES raises RemoteProtocolError (431) however it
+        was read: h11 refuses one only while that much of it waits incomplete, so a longer head read whole (in one
+        read, or with the body before it) was taken."""
+        buffered = len(self.h11.trailing_data[0]) if self.h11.their_state is h11.IDLE else 0  # (a head comes only then)
         try:
-            return self.h11.next_event()
+            event = self.h11.next_event()
         except h11.RemoteProtocolError:
             if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
                 raise _Gone() from None
             raise
+        if isinstance(event, h11.Request) and buffered - len(self.h11.trailing_data[0]) > MAX_HEAD_BYTES:
+            raise h11.RemoteProtocolError("request head too long", error_status_hint=431)
+        return event
 
     async def wait_for_close(self) -> None:
         """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,
@@ -303,8 +302,8 @@ class _Connection:
             return
         if error.error_status_hint == 431:
             self.refused(431, "head_too_large")
-            body = json.dumps({"error": "head_too_large", "detail": f"request head: longer than {MAX_HEAD_BYTES} "
-                                                                    "bytes (its request line and header fields)"}).encode()
+            detail = f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and header fields)"
+            body = json.dumps({"error": "head_too_large", "detail": detail}).encode()
         else:
             if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
                 self.refused(error.error_status_hint, "bad_request")

@@ -257,6 +257,7 @@ async def test_a_head_of_the_limit_is_served(server):
     (head_of(MAX_HEAD_BYTES + 1024), 0),
     (head_of(3 * MAX_HEAD_BYTES), 0),  # read whole in one read, as a loopback client's one write often is
     (get("/a") + head_of(2 * MAX_HEAD_BYTES), 1),  # pipelined behind a request
+    (head_of(MAX_HEAD_BYTES + 1), 0),  # one byte over, read whole in one read
 ])
 async def test_a_head_longer_than_the_limit_gets_a_431_however_it_arrives(server, sent, served):
     client = await connect(await server(echo_app))
@@ -269,6 +270,32 @@ async def test_a_head_longer_than_the_limit_gets_a_431_however_it_arrives(server
                                           "header fields)"}
     with trio.fail_after(WAIT_S):  # closed once what it sent was read off: not reset, which may lose the answer
         assert await client.stream.receive_some(1024) == b""
+
+
+@pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),
+                                          (b"GARBAGE\r\n\r\n", 400)])
+async def test_a_client_that_sends_its_whole_request_before_reading_reads_the_refusal(server, start, status):
+    """What follows a refused request (the rest of a head far over the limit, a body behind a malformed head) is read
+    off: closed with it unread, the socket reset the connection, and a client sending its whole request before it
+    reads (Python's requests) failed to send it, with ECONNRESET or EPIPE, and never read the answer."""
+    client = await connect(await server(echo_app))
+    with trio.fail_after(WAIT_S):
+        await client.send(start + b"a" * (1 << 20))
+        await client.stream.send_eof()
+    assert (await client.response())[0] == status
+    assert await client.closed()
+
+
+async def test_a_head_longer_than_the_limit_pipelined_behind_a_body_gets_a_431(server):
+    """Sent with the body before it, the head is read whole in the same read, never waiting incomplete."""
+    client = await connect(await server(echo_app))
+    await client.send(b"POST /a HTTP/1.1\r\nHost: node\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert (await client.response())[0] == 100  # the server has read the head alone, and reads the body next
+    await client.send(b"hi" + head_of(2 * MAX_HEAD_BYTES))
+    assert (await client.response())[0] == 200
+    status, _, body = await client.response()
+    assert status == 431 and json.loads(body)["error"] == "head_too_large"
+    assert await client.closed()
 
 
 async def test_an_app_that_fails_before_answering_gives_a_500_and_the_connection_goes_on(server, caplog):
