@@ -218,8 +218,8 @@ class OwnRecords:
         already (`unlisted_conflicts`), is kept as it was; one finding no room (`_make_room`) is counted, durably, once
         each as far as the last MAX_UNLISTED_SEEN counted go (the module's docstring). One with the row a refused
         batch left (`add`; its record unstored, which `open` would drop) is listed anew in its place, under a new
-        number: the operator has not seen it as a conflict; or, finding no room, counted, its row dropped then, not at
-        the next open: listed or counted, not both. Those newly listed."""
+        number: the operator has not seen it as a conflict; or, counted already or finding no room, counted, its row
+        dropped then, not at the next open: listed or counted, not both. Those newly listed."""
         listed: list[tuple[Record, bytes, bytes | None, str | None]] = []
         replaced, now = 0, self._now_ms()
         room = _Room(self.conflicts_kept, self.conflict_rows, self.unlisted_conflicts)
@@ -230,11 +230,13 @@ class OwnRecords:
                     record, conflicts_with, conflicts_with_cose, peer = conflict
                     row = self._db.execute("SELECT conflicts_with IS NULL, acknowledged FROM own_records WHERE id = ?",
                                            (record.id,)).fetchone()
-                    if (row is not None and not row[0]) or self._is_counted(record.id):  # (listed, or counted, already)
+                    if row is not None and not row[0]:  # (listed already)
                         continue
                     if row is not None:  # (a refused batch's: listed anew below, or counted, not both)
                         self._db.execute("DELETE FROM own_records WHERE id = ?", (record.id,))
                         replaced += not row[1]
+                    if self._is_counted(record.id):  # (counted already)
+                        continue
                     if not self._make_room(room):
                         self._count(record.id, room)
                         continue

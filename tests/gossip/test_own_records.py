@@ -542,6 +542,35 @@ def test_a_conflicting_record_counted_not_listed_then_stored_is_listed_as_stored
         assert replica.store.has(theirs.id) and replica.own_records.cose(row.number) is None
 
 
+def test_a_counted_conflict_whose_stored_batch_was_refused_coming_back_conflicting_again_is_counted_not_listed(
+        tmp_path, monkeypatch):
+    """One counted in conflicts_unlisted (no room), then accepted once the held record it conflicted with was dropped,
+    in a batch the store refused (its row left, unstored), comes back conflicting with another record of the key
+    stored at its seq since: counted still, once, and its row goes at once: listed or counted, not both. Before: it
+    was skipped as counted already, its row left listed as a record of the ledger it is not, until the next start."""
+    monkeypatch.setattr("gossip.own_records.MAX_CONFLICTS", 1)
+    key = Org().key
+    with opened(tmp_path, key) as replica:
+        _, forks = _forked(replica, 1)
+        (first,) = signed_elsewhere(replica, 1)
+        held = Org(key=key).fork(first.seq + 1, bytes(32))  # follows no record: held, then refused by `first`
+        theirs = Org(key=key).fork(first.seq + 1, first.id)
+        replica.accept([held], PEER)
+        replica.accept(forks, PEER)  # the one room taken, unacknowledged
+        replica.accept([theirs], OTHER_PEER)  # conflicts with the held one: no room, counted
+        counted = replica.own_records.unlisted_conflicts
+        replica.accept([first], PEER)  # drops the held one
+        _refuse(replica, theirs)
+        stored_since = Org(key=key).fork(first.seq + 1, first.id)
+        assert replica.accept([stored_since], PEER).accepted == [stored_since]
+        replica.accept([theirs], OTHER_PEER)
+        assert theirs.id not in [r.id for r in replica.own_records.listed()]
+        assert replica.own_records.unlisted_conflicts == counted
+    with opened(tmp_path, key) as replica:
+        assert theirs.id not in [r.id for r in replica.own_records.listed()]
+        assert replica.own_records.unlisted_conflicts == counted
+
+
 def test_a_record_of_an_earlier_key_of_the_org_conflicting_with_one_the_node_holds_is_listed(tmp_path):
     old, new = Org().key, Org().key
     with opened(tmp_path, old) as replica:
