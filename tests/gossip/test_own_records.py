@@ -502,6 +502,16 @@ def test_the_bytes_of_a_held_record_one_of_the_key_conflicts_with_are_kept_once_
         assert replica.own_records.cose(3) == stored.raw and replica.own_records.conflicts_with_cose(3) is None
 
 
+def _held_and_a_record_conflicting(replica):
+    """A record of `replica`'s key following its head, `first`, not yet sent, one at the seq after it sent and held
+    (following no record, refused once `first` comes), and one following `first` at that seq, not yet sent: it
+    conflicts with the held one. Returns the three."""
+    (first,) = signed_elsewhere(replica, 1)
+    held = Org(key=replica.key).fork(first.seq + 1, bytes(32))
+    assert replica.accept([held], PEER).held == 1
+    return first, held, Org(key=replica.key).fork(first.seq + 1, first.id)
+
+
 @pytest.mark.parametrize("unlisted", ["no room", "row dropped"])
 def test_a_conflicting_record_counted_not_listed_then_stored_is_listed_as_stored_and_raises_no_alert_again(
         tmp_path, monkeypatch, unlisted):
@@ -514,10 +524,7 @@ def test_a_conflicting_record_counted_not_listed_then_stored_is_listed_as_stored
     key = Org().key
     with opened(tmp_path, key) as replica:
         ours, forks = _forked(replica, 3)
-        (first,) = signed_elsewhere(replica, 1)
-        held = Org(key=key).fork(first.seq + 1, bytes(32))  # follows no record: held, then refused by `first`
-        theirs = Org(key=key).fork(first.seq + 1, first.id)
-        assert replica.accept([held], PEER).held == 1
+        first, held, theirs = _held_and_a_record_conflicting(replica)
         replica.accept(forks[:1], PEER)
         if unlisted == "row dropped":
             replica.own_records.acknowledge(1)
@@ -552,10 +559,7 @@ def test_a_counted_conflict_whose_stored_batch_was_refused_coming_back_conflicti
     key = Org().key
     with opened(tmp_path, key) as replica:
         _, forks = _forked(replica, 1)
-        (first,) = signed_elsewhere(replica, 1)
-        held = Org(key=key).fork(first.seq + 1, bytes(32))  # follows no record: held, then refused by `first`
-        theirs = Org(key=key).fork(first.seq + 1, first.id)
-        replica.accept([held], PEER)
+        first, _, theirs = _held_and_a_record_conflicting(replica)
         replica.accept(forks, PEER)  # the one room taken, unacknowledged
         replica.accept([theirs], OTHER_PEER)  # conflicts with the held one: no room, counted
         counted = replica.own_records.unlisted_conflicts
