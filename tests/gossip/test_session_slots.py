@@ -1,14 +1,15 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
-(then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder waits
-for a slot or its turn, or holds the holder's turn (and its slot then goes to the round, which ends no other session for
-one), even if the catch-up came to need the round only as it waited for that turn, or the holder's stream is slow to
-close; the sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up
-ends; a needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a
-holder as soon as it is no longer needed, and none while its peer is away, then one as soon as it is back, and one
-that failed as its peer left runs again as soon as it is back; and, however sessions come and go (hypothesis), none
-waits forever, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
+(then after one turn, or as soon as their heads name none of the org's keys; twice as many as slots, after two turns),
+or a fetch of gaps from the holder waits for a slot or its turn, or holds the holder's turn (and its slot then goes to
+the round, which ends no other session for one), even if the catch-up came to need the round only as it waited for that
+turn, or the holder's stream is slow to close; the sessions open at once stay bounded; the late catch-up ends no
+session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees its place, one whose turn
+is up ends another, and one waiting ends a holder as soon as it is no longer needed, and none while its peer is away,
+then one as soon as it is back, and one that failed as its peer left runs again as soon as it is back; and, however
+sessions come and go (hypothesis), none waits forever, no needed one past a holder's turn, and needed ones end one
+session each at most besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 
 from gossip.host import HostError, PeerEvent
 from gossip.replica import Replica
-from gossip.session_slots import SessionSlots, Slot
+from gossip.session_slots import Place, SessionSlots, Slot
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import HeadEntry, HeadsPage, HeadsRequest, RecordsPage, encode_message
@@ -286,6 +287,20 @@ async def test_stallers_the_node_dials_delay_the_catch_up_round_with_the_holder_
     assert (start.caught_up.state, start.head) == ("done", 3)
     assert start.ended <= TIMEOUT + SETTLE_SECONDS + 1
     assert start.network.most_open <= SLOTS
+
+
+async def test_more_stallers_the_node_dials_than_slots_delay_the_catch_up_round_with_the_holder_by_turns_alone(
+        tmp_path, autojump_clock):
+    """Found by rva37: twice as many stallers the node dials as slots, the holder's round waiting behind eight of them,
+    which take the slots as the first turns end (10 s): the holder's round waited for one of their whole sessions (10
+    minutes), or until a periodic round asked for a slot (22.5 to 37.5 s), and the node timed out. Every slot held
+    was ended as it looked, so it had no turn to wait for, and nothing woke it as those slots were handed on. It ends
+    one as their turns are up (20 s)."""
+    stallers = [f"12D3KooWStaller{i}" for i in range(2 * SLOTS)]
+    start = await restored_node_start(tmp_path, kept={HOLDER, *stallers}, startup_sync_seconds=3 * TIMEOUT,
+                                      stallers=stallers)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended <= 2 * TIMEOUT + SETTLE_SECONDS + 1
 
 
 async def test_stallers_the_node_dials_whose_heads_named_none_of_the_org_s_keys_do_not_delay_it(
@@ -724,18 +739,38 @@ ASKINGS = st.lists(st.builds(Asking, st.integers(0, 10), st.integers(0, 1), st.b
                              st.none() | st.integers(1, 20)), max_size=10)
 
 
+class NeededWaitingIdle(trio.abc.Instrument):
+    """Notes, each time every task waits (none runnable), the slots held by sessions a needed one `waiting` may end:
+    not needed, or past their turn (TIMEOUT). An ended session gives its slot back at once in the test below, so none
+    is then coming to the needed ones."""
+
+    def __init__(self) -> None:
+        self.waiting: set[Place] = set()  # needed sessions waiting for a slot
+        self.holding: set[Slot] = set()
+        self.overdue: list[tuple[float, float, bool]] = []  # (when, held since, needed)
+
+    def before_io_wait(self, timeout: float) -> None:
+        if self.waiting and not trio.lowlevel.current_statistics().tasks_runnable:
+            now = trio.current_time()
+            self.overdue += [(now, slot.since, slot.needed()) for slot in self.holding
+                             if not slot.ended and (not slot.needed() or slot.since + TIMEOUT < now)]
+
+
 @given(st.integers(1, 3), ASKINGS)
 @settings(max_examples=300, deadline=None)
 def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way(
         total: int, askings: list[Asking]) -> None:
     """However sessions come, wait, give up and end: never more than `total` hold slots; every one that does not
-    give up gets one (none waits forever, none deadlocks); and the sessions ended for the slot they hold, not named in
-    a needed one's way, are no more than the needed ones that waited for a slot and named none (a needed one naming a
-    session in its way takes the slot that one frees, or one a needed one ahead of it would have taken)."""
+    give up gets one (none waits forever, none deadlocks); whenever every task waits, no needed one waits for a slot
+    while a session it may end holds one (not needed, or past its turn): it waits no longer than a turn; and the
+    sessions ended for the slot they hold, not named in a needed one's way, are no more than the needed ones that
+    waited for a slot and named none (a needed one naming a session in its way takes the slot that one frees, or one a
+    needed one ahead of it would have taken)."""
     slots = SessionSlots(total, least_turn=TIMEOUT)
     fetches: dict[int, set[Slot]] = {peer: set() for peer in range(2)}
     named: set[Slot] = set()  # ended by being named in a needed one's way
     counts = {"holding": 0, "most": 0, "ended": 0, "needed waiting, naming none": 0, "gave up": 0, "done": 0}
+    idle = NeededWaitingIdle()
 
     async def session(asking: Asking) -> None:
         await trio.sleep(asking.at)
@@ -744,18 +779,23 @@ def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way
         with slots.queued(lambda: asking.needed, ending=in_its_way) as place:
             if asking.needed and not in_its_way and place.handed is None:
                 counts["needed waiting, naming none"] += 1
+            if asking.needed:
+                idle.waiting.add(place)
             with trio.move_on_after(math.inf if asking.patience is None else asking.patience):
                 await slots.taken(place)
+            idle.waiting.discard(place)
             slot = place.handed  # (handed as its patience ran out, it holds the slot)
             if slot is None:
                 counts["gave up"] += 1
                 return
+            idle.holding.add(slot)
             counts["holding"] += 1
             counts["most"] = max(counts["most"], counts["holding"])
             if not asking.needed:
                 fetches[asking.peer].add(slot)
             with slot.scope:
                 await trio.sleep(asking.seconds)
+            idle.holding.discard(slot)
             fetches[asking.peer].discard(slot)
             counts["holding"] -= 1
             counts["ended"] += slot.ended and slot not in named
@@ -767,7 +807,8 @@ def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way
                 for asking in askings:
                     nursery.start_soon(session, asking)
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0), instruments=[idle])
+    assert not idle.overdue
     assert counts["most"] <= total
     assert counts["done"] + counts["gave up"] == len(askings)
     assert counts["ended"] <= counts["needed waiting, naming none"]
