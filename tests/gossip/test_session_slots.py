@@ -774,10 +774,11 @@ def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way
 
     async def session(asking: Asking) -> None:
         await trio.sleep(asking.at)
-        in_its_way = [slot for slot in fetches[asking.peer] if not slot.ended] if asking.needed else []
-        named.update(in_its_way)
+        in_its_way = list(fetches[asking.peer]) if asking.needed else []  # (ended already or not, as SyncService's)
+        ends = [slot for slot in in_its_way if not slot.ended]
+        named.update(ends)
         with slots.queued(lambda: asking.needed, ending=in_its_way) as place:
-            if asking.needed and not in_its_way and place.handed is None:
+            if asking.needed and not ends and place.handed is None:
                 counts["needed waiting, naming none"] += 1
             if asking.needed:
                 idle.waiting.add(place)
