@@ -416,13 +416,14 @@ async def _a_round_waiting_behind_another(*, holder_after: bool, waiter_after: b
         async with slots.hold(lambda: needed["waiter"]):
             got.append(trio.current_time())
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(holder)
-        await trio.sleep(1)
-        nursery.start_soon(waiter)
-        await trio.sleep(2)
-        needed.update(holder=holder_after, waiter=waiter_after)
-        slots.needs_changed()
+    with trio.fail_after(10 * TIMEOUT):  # (a slot never handed: no deadline left for the mock clock to jump to)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder)
+            await trio.sleep(1)
+            nursery.start_soon(waiter)
+            await trio.sleep(2)
+            needed.update(holder=holder_after, waiter=waiter_after)
+            slots.needs_changed()
     return holder_end[0], got[0]
 
 
@@ -518,7 +519,8 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             await trio.testing.wait_all_tasks_blocked()
             await trio.sleep(1)
             network._peers.append(HOLDER)
-            await sync.sync_with(HOLDER)
+            with trio.fail_after(10 * TIMEOUT):  # (the mock clock's periodic rounds would jump on forever)
+                await sync.sync_with(HOLDER)
             assert trio.current_time() < 2
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1
@@ -595,15 +597,16 @@ async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way
                 await trio.sleep(seconds)
             order.append(f"{name} {'ended' if slot.ended else 'done'}")
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(session, "gap fetch", 2 * TIMEOUT)
-        await trio.testing.wait_all_tasks_blocked()
-        nursery.start_soon(session, "other round", 1)
-        await trio.testing.wait_all_tasks_blocked()
-        with slots.queued(lambda: True, ending=[held["gap fetch"]]) as place:
-            slot = await slots.taken(place)
-            order.append("needed round")
-            assert not slot.ended
+    with trio.fail_after(10 * TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session, "gap fetch", 2 * TIMEOUT)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(session, "other round", 1)
+            await trio.testing.wait_all_tasks_blocked()
+            with slots.queued(lambda: True, ending=[held["gap fetch"]]) as place:
+                slot = await slots.taken(place)
+                order.append("needed round")
+                assert not slot.ended
     assert order == ["gap fetch", "gap fetch ended", "needed round", "other round", "other round done"]
 
 
@@ -710,12 +713,13 @@ async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_cl
         instrument = StepLimit(limit, 1000)
         trio.lowlevel.add_instrument(instrument)
         try:
-            async with trio.open_nursery() as nursery:
-                await trio.sleep(0.7)
-                nursery.start_soon(first_round)
-                await trio.testing.wait_all_tasks_blocked()
-                async with slots.hold(lambda: True):
-                    assert trio.current_time() < 0.8
+            with trio.fail_after(10 * TIMEOUT):
+                async with trio.open_nursery() as nursery:
+                    await trio.sleep(0.7)
+                    nursery.start_soon(first_round)
+                    await trio.testing.wait_all_tasks_blocked()
+                    async with slots.hold(lambda: True):
+                        assert trio.current_time() < 0.8
         finally:
             trio.lowlevel.remove_instrument(instrument)
     assert not limit.cancelled_caught
