@@ -135,7 +135,8 @@ class SessionSlots:
 
     def _end_for_needed(self) -> float:
         """End sessions for the needed ones waiting, as many as can be ended now (module docstring); when to look
-        again (the next time a holder will have had `least_turn`), or never if each waiting has one coming."""
+        again (the next time a holder will have had `least_turn`), or never if each waiting has one coming, or if
+        every slot held was ended (_give_back wakes them as one comes back, handed on)."""
         now = trio.current_time()
         needed_waiting = sum(place.first for place in self._waiting)
         while self._ending < needed_waiting:
@@ -158,7 +159,9 @@ class SessionSlots:
             self._ending += 1
 
     def _give_back(self, slot: Slot) -> None:
-        """Free `slot`, or hand it to the first needed session waiting, else the first other one."""
+        """Free `slot`, or hand it to the first needed session waiting, else the first other one. A slot that was
+        ended wakes the needed ones still waiting: with every slot held ended, they had no holder's turn to wait for,
+        and would otherwise wait for the next holder's whole session, not its turn."""
         self._held.remove(slot)
         if slot.ended:
             self._ending -= 1
@@ -169,3 +172,7 @@ class SessionSlots:
             self._waiting.remove(place)
             place.handed = self._held_by(place.needed)
             place.woken.set()
+        if slot.ended:
+            for waiting in self._waiting:
+                if waiting.first:
+                    waiting.woken.set()

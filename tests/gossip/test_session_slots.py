@@ -1,16 +1,16 @@
 """Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
 (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
-(then after one turn, or as soon as their heads name none of the org's keys), or a fetch of gaps from the holder waits
-for a slot or its turn, or holds the holder's turn (and its slot then goes to the round, which ends no other session for
-one), even if the catch-up came to need the round only as it waited for that turn, or held it (then ending the
-session holding its slot longest), or the holder's stream is slow to close; the sessions open at once stay bounded;
-the late catch-up ends no session, nor a round waiting as the catch-up ends; a needed session that stops waiting frees
-its place, one whose turn is up ends another, and one waiting ends a holder as soon as it is no longer needed, and one
-whose peer leaves stops waiting, ending none, and runs again as soon as its peer is back, unless a round with it
-proved the org's records in already (the rest of which makes way for another peer's the node dials); and, however
-sessions come and go (hypothesis), none waits forever, and needed ones end one session each at most besides those in
-their way (gossip.session_slots)."""
+(then after one turn, or as soon as their heads name none of the org's keys; twice as many as slots, after two turns),
+or a fetch of gaps from the holder waits for a slot or its turn, or holds the holder's turn (and its slot then goes to
+the round, which ends no other session for one), even if the catch-up came to need the round only as it waited for that
+turn, or held it (then ending the session holding its slot longest), or the holder's stream is slow to close; the
+sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up ends; a
+needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as
+soon as it is no longer needed, and one whose peer leaves stops waiting, ending none, and runs again as soon as its peer
+is back, unless a round with it proved the org's records in already (the rest of which makes way for another peer's
+the node dials); and, however sessions come and go (hypothesis), none waits forever, no needed one past a holder's
+turn, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -318,6 +318,20 @@ async def test_stallers_the_node_dials_delay_the_catch_up_round_with_the_holder_
     assert start.network.most_open <= SLOTS
 
 
+async def test_more_stallers_the_node_dials_than_slots_delay_the_catch_up_round_with_the_holder_by_turns_alone(
+        tmp_path, autojump_clock):
+    """Found by rva37: twice as many stallers the node dials as slots, the holder's round waiting behind eight of them,
+    which take the slots as the first turns end (10 s): the holder's round waited for one of their whole sessions (10
+    minutes), or until a periodic round asked for a slot (22.5 to 37.5 s), and the node timed out. Every slot held
+    was ended as it looked, so it had no turn to wait for, and nothing woke it as those slots were handed on. It ends
+    one as their turns are up (20 s)."""
+    stallers = [f"12D3KooWStaller{i}" for i in range(2 * SLOTS)]
+    start = await restored_node_start(tmp_path, kept={HOLDER, *stallers}, startup_sync_seconds=3 * TIMEOUT,
+                                      stallers=stallers)
+    assert (start.caught_up.state, start.head) == ("done", 3)
+    assert start.ended <= 2 * TIMEOUT + SETTLE_SECONDS + 1
+
+
 async def test_stallers_the_node_dials_whose_heads_named_none_of_the_org_s_keys_do_not_delay_it(
         tmp_path, autojump_clock):
     """Their heads, read, showed they hold none of the org's records: the rest of their rounds is nothing the
@@ -431,13 +445,14 @@ async def _a_round_waiting_behind_another(*, holder_after: bool, waiter_after: b
         async with slots.hold(lambda: needed["waiter"]):
             got.append(trio.current_time())
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(holder)
-        await trio.sleep(1)
-        nursery.start_soon(waiter)
-        await trio.sleep(2)
-        needed.update(holder=holder_after, waiter=waiter_after)
-        slots.needs_changed()
+    with trio.fail_after(10 * TIMEOUT):  # (a slot never handed: no deadline left for the mock clock to jump to)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder)
+            await trio.sleep(1)
+            nursery.start_soon(waiter)
+            await trio.sleep(2)
+            needed.update(holder=holder_after, waiter=waiter_after)
+            slots.needs_changed()
     return holder_end[0], got[0]
 
 
@@ -591,7 +606,8 @@ async def test_a_gap_fetch_ended_while_it_waits_for_its_peer_s_turn_gives_its_sl
             await trio.testing.wait_all_tasks_blocked()
             await trio.sleep(1)
             network._peers.append(HOLDER)
-            await sync.sync_with(HOLDER)
+            with trio.fail_after(10 * TIMEOUT):  # (the mock clock's periodic rounds would jump on forever)
+                await sync.sync_with(HOLDER)
             assert trio.current_time() < 2
             assert store.head(ours.did) is not None
             assert sync.stats.errors["preempted"] == 1
@@ -713,15 +729,16 @@ async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way
                 await trio.sleep(seconds)
             order.append(f"{name} {'ended' if slot.ended else 'done'}")
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(session, "gap fetch", 2 * TIMEOUT)
-        await trio.testing.wait_all_tasks_blocked()
-        nursery.start_soon(session, "other round", 1)
-        await trio.testing.wait_all_tasks_blocked()
-        with slots.queued(lambda: True, ending=[held["gap fetch"]]) as place:
-            slot = await slots.taken(place)
-            order.append("needed round")
-            assert not slot.ended
+    with trio.fail_after(10 * TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session, "gap fetch", 2 * TIMEOUT)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(session, "other round", 1)
+            await trio.testing.wait_all_tasks_blocked()
+            with slots.queued(lambda: True, ending=[held["gap fetch"]]) as place:
+                slot = await slots.taken(place)
+                order.append("needed round")
+                assert not slot.ended
     assert order == ["gap fetch", "gap fetch ended", "needed round", "other round", "other round done"]
 
 
@@ -814,12 +831,13 @@ async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_cl
         instrument = StepLimit(limit, 1000)
         trio.lowlevel.add_instrument(instrument)
         try:
-            async with trio.open_nursery() as nursery:
-                await trio.sleep(0.7)
-                nursery.start_soon(first_round)
-                await trio.testing.wait_all_tasks_blocked()
-                async with slots.hold(lambda: True):
-                    assert trio.current_time() < 0.8
+            with trio.fail_after(10 * TIMEOUT):
+                async with trio.open_nursery() as nursery:
+                    await trio.sleep(0.7)
+                    nursery.start_soon(first_round)
+                    await trio.testing.wait_all_tasks_blocked()
+                    async with slots.hold(lambda: True):
+                        assert trio.current_time() < 0.8
         finally:
             trio.lowlevel.remove_instrument(instrument)
     assert not limit.cancelled_caught
@@ -845,52 +863,79 @@ ASKINGS = st.lists(st.builds(Asking, st.integers(0, 10), st.integers(0, 1), st.b
                              st.none() | st.integers(1, 20), st.none() | st.integers(0, 15)), max_size=10)
 
 
+class NeededWaitingIdle(trio.abc.Instrument):
+    """Notes, each time every task waits (none runnable), the slots held by sessions a needed one `waiting` may end:
+    not needed, or past their turn (TIMEOUT). An ended session gives its slot back at once in the test below, so none
+    is then coming to the needed ones."""
+
+    def __init__(self) -> None:
+        self.waiting: set[Place] = set()  # needed sessions waiting for a slot
+        self.holding: set[Slot] = set()
+        self.overdue: list[tuple[float, float, bool]] = []  # (when, held since, needed)
+
+    def before_io_wait(self, timeout: float) -> None:
+        if self.waiting and not trio.lowlevel.current_statistics().tasks_runnable:
+            now = trio.current_time()
+            self.overdue += [(now, slot.since, slot.needed()) for slot in self.holding
+                             if not slot.ended and (not slot.needed() or slot.since + TIMEOUT < now)]
+
+
 @given(st.integers(1, 3), ASKINGS)
 @settings(max_examples=300, deadline=None)
 def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way(
         total: int, askings: list[Asking]) -> None:
     """However sessions come, wait, give up, come to be needed and end: never more than `total` hold slots; every one
-    that does not give up gets one (none waits forever, none deadlocks); and the sessions ended for the slot they hold,
-    not named in a needed one's way, are no more than the needed ones that waited for a slot and named none (as they
-    asked, or as they came to be needed while waiting: a needed one naming a session in its way takes the slot that one
-    frees, or one a needed one ahead of it would have taken)."""
+    that does not give up gets one (none waits forever, none deadlocks); whenever every task waits, no needed one waits
+    for a slot while a session it may end holds one (not needed, or past its turn): it waits no longer than a turn; and
+    the sessions ended for the slot they hold, not named in a needed one's way, are no more than the needed ones that
+    waited for a slot and named none (as they asked, or as they came to be needed while waiting: a needed one naming a
+    session in its way takes the slot that one frees, or one a needed one ahead of it would have taken)."""
     slots = SessionSlots(total, least_turn=TIMEOUT)
     fetches: dict[int, set[Slot]] = {peer: set() for peer in range(2)}
     named: set[Slot] = set()  # ended by being named in a needed one's way
     needed = [asking.needed for asking in askings]
     waiting: dict[int, Place] = {}  # the places of those asking, by index, until handed a slot or given up
     counts = {"holding": 0, "most": 0, "ended": 0, "needed waiting, naming none": 0, "gave up": 0, "done": 0}
+    idle = NeededWaitingIdle()
 
     async def comes_to_be_needed(index: int, after: int) -> None:
         await trio.sleep(askings[index].at + after)
         if not needed[index]:
             needed[index] = True
-            counts["needed waiting, naming none"] += index in waiting and waiting[index].handed is None
+            if index in waiting and waiting[index].handed is None:
+                counts["needed waiting, naming none"] += 1
+                idle.waiting.add(waiting[index])
             slots.needs_changed()
 
     async def session(index: int, asking: Asking) -> None:
         await trio.sleep(asking.at)
-        in_its_way = [slot for slot in fetches[asking.peer] if not slot.ended] if needed[index] else []
-        named.update(in_its_way)
+        in_its_way = list(fetches[asking.peer]) if needed[index] else []  # (ended already or not, as SyncService's)
+        ends = [slot for slot in in_its_way if not slot.ended]
+        named.update(ends)
         with slots.queued(lambda: needed[index], ending=in_its_way) as place:
-            if needed[index] and not in_its_way and place.handed is None:
+            if needed[index] and not ends and place.handed is None:
                 counts["needed waiting, naming none"] += 1
+            if needed[index]:
+                idle.waiting.add(place)
             waiting[index] = place
             try:
                 with trio.move_on_after(math.inf if asking.patience is None else asking.patience):
                     await slots.taken(place)
             finally:
                 del waiting[index]
+                idle.waiting.discard(place)
             slot = place.handed  # (handed as its patience ran out, it holds the slot)
             if slot is None:
                 counts["gave up"] += 1
                 return
+            idle.holding.add(slot)
             counts["holding"] += 1
             counts["most"] = max(counts["most"], counts["holding"])
             if not asking.needed and asking.needed_after is None:
                 fetches[asking.peer].add(slot)
             with slot.scope:
                 await trio.sleep(asking.seconds)
+            idle.holding.discard(slot)
             fetches[asking.peer].discard(slot)
             counts["holding"] -= 1
             counts["ended"] += slot.ended and slot not in named
@@ -904,7 +949,8 @@ def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way
                     if asking.needed_after is not None:
                         nursery.start_soon(comes_to_be_needed, index, asking.needed_after)
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0), instruments=[idle])
+    assert not idle.overdue
     assert counts["most"] <= total
     assert counts["done"] + counts["gave up"] == len(askings)
     assert counts["ended"] <= counts["needed waiting, naming none"]

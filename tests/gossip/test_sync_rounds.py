@@ -97,13 +97,15 @@ async def test_peers_that_leave_during_their_session_leave_nothing_behind(tmp_pa
             for peer in PEERS:  # fresh peer ids cost an attacker nothing
                 host.connected.add(peer)
                 await host.events_send.send(PeerEvent(peer, connected=True))
+                service.request_gaps(peer, {new_did(): (1, 5)})  # (its gossip named records it holds)
                 await trio.testing.wait_all_tasks_blocked()
                 host.connected.discard(peer)
                 await host.events_send.send(PeerEvent(peer, connected=False))
             host.answer.set()
             await trio.testing.wait_all_tasks_blocked()
             assert service.stats.rounds_failed == len(PEERS)
-            assert service._peer_locks == {}  # what the service keeps per peer is kept only while it is in use
+            # what the service keeps per peer is kept only while it is in use
+            assert service._peer_locks == {} and service._gap_fetches == {}
             nursery.cancel_scope.cancel()
 
 
