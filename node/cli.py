@@ -34,6 +34,9 @@ COMMANDS = {
     "sim": "testnet.sim.cli",
     "testnet": "testnet.cli",
 }
+# Said after a node's answer that did not come in time: a start answers once its catch-up sync ended (README).
+_STARTING_HINT = ("  a node starting answers once its catch-up sync with its peers has ended, up to [p2p] "
+                  "startup_sync_seconds after it began (its log says `node running` then); try again then")
 # The first steps --help shows: the README's quick start.
 _FIRST_STEPS = [
     "vouchnet demo                  # a record signed, logged and proved, without a node",
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from node.client import ClientError  # here, not above: a Ctrl-C while these load is main's to catch
+    from node.client import ClientError, NodeUnreachable  # here: a Ctrl-C while these load is main's to catch
     from node.commands.common import CommandFailed, UsageError, os_error_text
 
     parser = build_parser(argv[0] if argv else None)
@@ -112,6 +115,8 @@ def _run(argv: list[str]) -> int:
         return 2
     except (ClientError, CommandFailed) as e:
         print(f"{name}: {_shown(e)}", file=sys.stderr)
+        if isinstance(e, NodeUnreachable) and e.timed_out:
+            print(_STARTING_HINT, file=sys.stderr)
         return 1
     except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it

@@ -41,7 +41,12 @@ class ClientError(Exception):
 
 
 class NodeUnreachable(ClientError):
-    """Nothing answered at the node's address, it did not answer in time, or its answer could not be read."""
+    """Nothing answered at the node's address, it did not answer in time (`timed_out`), or its answer could not be
+    read."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class NodeApiError(ClientError):
@@ -116,7 +121,7 @@ def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnre
             return NodeUnreachable(f"cannot reach the node at {url}: its host name does not resolve ({error})")
         return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
     if isinstance(error, httpx.TimeoutException):
-        return NodeUnreachable(f"the node at {url} did not answer within {timeout} s")
+        return NodeUnreachable(f"the node at {url} did not answer within {timeout} s", timed_out=True)
     if isinstance(error, httpx.NetworkError) and isinstance(_cause(error), ConnectionResetError):
         # (a node binds its API's port before its catch-up sync: stopped before it serves, it resets those waiting)
         return NodeUnreachable(f"the node at {url} dropped the connection unanswered ({error}): it stopped, or "

@@ -173,6 +173,24 @@ async def test_a_node_that_is_not_running_is_a_node_error_with_a_hint(run):
     assert "cannot reach the node at http://127.0.0.1:9: is `vouchnet run` running?" in err
 
 
+async def test_a_node_that_does_not_answer_in_time_is_said_with_a_starting_node_s_wait(run, monkeypatch):
+    """A node starting holds its API's connections unanswered until its catch-up sync has ended, which may outlast the
+    client's 10 s: the command says so, where it said only that the node did not answer."""
+    import node.commands.common
+
+    monkeypatch.setattr(node.commands.common, "NodeClient", partial(node.commands.common.NodeClient, timeout=0.2))
+    async with trio.open_nursery() as nursery:
+        silent = partial(trio.serve_tcp, lambda stream: trio.sleep_forever(), 0, host="127.0.0.1")  # (never answers)
+        listeners = await nursery.start(silent)
+        port = listeners[0].socket.getsockname()[1]
+        code, _, err = await run("status", "--api", f"http://127.0.0.1:{port}")
+        nursery.cancel_scope.cancel()
+    assert code == 1
+    assert f"the node at http://127.0.0.1:{port} did not answer within 0.2 s" in err
+    assert "a node starting answers once its catch-up sync with its peers has ended, up to [p2p] startup_sync_seconds" \
+        in err
+
+
 def write_org_key(data_dir, key):
     (data_dir / "org.key").write_bytes(bytes(key))
     os.chmod(data_dir / "org.key", 0o600)

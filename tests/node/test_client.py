@@ -220,7 +220,7 @@ async def _asking(answer: bytes | None, *, timeout: float = DEFAULT_TIMEOUT) -> 
 async def test_a_node_that_does_not_answer_in_time_is_reported():
     _, unreachable = await _asking(None, timeout=0.05)
     assert isinstance(unreachable, NodeUnreachable)
-    assert "did not answer within 0.05 s" in str(unreachable)
+    assert "did not answer within 0.05 s" in str(unreachable) and unreachable.timed_out
 
 
 async def test_something_else_at_the_address_is_reported():
