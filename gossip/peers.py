@@ -29,7 +29,8 @@ from vouching import OrgBody, Record, public_key_from_did
 from vouching.schema import escaped
 from vouching.succession import Link
 
-from .host import Host, HostError, InvalidPeerId, PeerEvent, dialable, peer_id_from_public_key, peer_org
+from .host import Host, HostError, InvalidPeerId, dialable, peer_id_from_public_key, peer_org
+from .peer_feed import PeerFeed
 from .replica import Replica
 from .scopes import DialPrivate, Scope, addr_scope, dialled_scopes
 
@@ -456,7 +457,7 @@ class PeerManager:
                 with trio.move_on_at(next_due if next_due is not None else math.inf):
                     await self._wake.wait()
 
-    async def _watch(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+    async def _watch(self, events: PeerFeed) -> None:
         async for event in events:
             if event.connected:
                 self._schedule.connected(event.peer_id, trio.current_time())

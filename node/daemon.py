@@ -383,8 +383,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                 ("validator_errors", "Gossip messages rejected as the node's validator raised on them (a bug, "
                  "logged with its traceback: peers' valid records are refused)"),
                 ("peer_events_dropped", "Peer connections and disconnections a service of the node (peer manager, "
-                 f"sync) did not hear of, as it was {host_config.receive_buffer} events behind: it acts on a stale "
-                 "view of who is connected")):
+                 f"sync) fell {host_config.receive_buffer} events behind on: in their place it was told, as it "
+                 "caught up, who had come and who had left meanwhile")):
             metrics.collect(f"p2p_{stat}_total", what, functools.partial(_host_stat, host, stat), kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)
