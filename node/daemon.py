@@ -185,9 +185,7 @@ class Node:
 
     async def set_blocked_peers(self, peer_ids: list[str]) -> None:
         """Refuse exactly these peers from now on; the ones no longer blocked are dialled again at once."""
-        unblocked = set(self.host.blocked) - set(peer_ids)
-        await self.host.set_blocked(peer_ids)
-        self.peer_manager.retry_now(unblocked)
+        await self.peer_manager.set_blocked(peer_ids)
 
 
 def announce_addrs(config: NodeConfig, host: Host) -> list[str]:
