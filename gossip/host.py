@@ -565,6 +565,7 @@ import contextvars
 import errno
 import functools
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -633,6 +634,7 @@ from gossip.addrs import AddrError, TcpAddr, parse_listen_addr, parse_peer_addr
 from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
 from gossip.listen_check import bind_error
+from gossip.peer_feed import PeerEvent, PeerFeed
 from gossip.verdict import Verdict
 from vouching.log_limit import RateLimit
 from vouching import did_key
@@ -747,7 +749,7 @@ class HostConfig:
     heartbeat_interval: float = 1.0  # seconds
     gossip_protocols: tuple[str, ...] = GOSSIPSUB_PROTOCOLS  # offered in this order of preference
     max_message_size: int = MAX_GOSSIP_MESSAGE  # bytes of data per gossip message, both ways
-    receive_buffer: int = 1024  # messages (and peer events) a subscriber may fall behind before drops
+    receive_buffer: int = 1024  # messages a subscriber may fall behind before drops (peer events: gossip.peer_feed)
     publish_stall_timeout: float = 10.0  # seconds a peer's send queue may stay half full before we drop it
     dial_timeout: float = 10.0
     stream_open_timeout: float = 10.0
@@ -789,14 +791,6 @@ class Received(NamedTuple):
 
     origin: str  # the peer that published (and, under StrictSign, signed) it; not who relayed it to us
     data: bytes
-
-
-@dataclass(frozen=True)
-class PeerEvent:
-    """A peer's first connection opened (connected=True) or its last one closed (connected=False)."""
-
-    peer_id: str
-    connected: bool
 
 
 @dataclass(frozen=True)
@@ -1890,6 +1884,8 @@ class _PeerNotifee(INotifee):
         self._close_timeout = close_timeout
         self._idle = idle
         self._connections: dict[ID, list[INetConn]] = {}  # announced peers -> their connections, as notified
+        self.announced: dict[str, int] = {}  # announced peers -> the number of the PeerEvent telling of their coming
+        self._numbers = itertools.count(1)
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
@@ -1907,10 +1903,10 @@ class _PeerNotifee(INotifee):
             held = network.connections.get(peer, [])
             known[:] = [c for c in known if any(c is h for h in held)]  # gone, their disconnection not notified yet
             if not known:
-                del self._connections[peer]
-                self._emit(PeerEvent(peer.to_base58(), connected=False))
+                self._gone(peer)
         if peer not in self._connections:
             self._connections[peer] = []
+            self.announced[peer.to_base58()] = next(self._numbers)
             self._emit(PeerEvent(peer.to_base58(), connected=True))
         self._connections[peer].append(conn)
         if self._idle is not None and getattr(conn, "direction", None) == Direction.INBOUND:
@@ -1926,8 +1922,13 @@ class _PeerNotifee(INotifee):
             return  # a blocked peer's connection, never announced; or one already found gone
         known[:] = [c for c in known if c is not conn]
         if not known:
-            del self._connections[peer]
-            self._emit(PeerEvent(peer.to_base58(), connected=False))
+            self._gone(peer)
+
+    def _gone(self, peer: ID) -> None:
+        """The peer's last announced connection closed."""
+        del self._connections[peer]
+        del self.announced[peer.to_base58()]
+        self._emit(PeerEvent(peer.to_base58(), connected=False))
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass
@@ -1965,7 +1966,7 @@ class Host:
         self._my_id = host.get_id()
         self._inboxes: dict[str, trio.MemorySendChannel[Received]] = {}
         self._validators: dict[str, Callable[[str, bytes], Verdict | bool]] = {}
-        self._peer_event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
+        self._peer_feeds: list[PeerFeed] = []
         self._publish_lock = trio.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
             HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
@@ -1982,9 +1983,9 @@ class Host:
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
                                    lambda peer: self._protected(_peer_str(peer.to_bytes())))
-        host.get_network().register_notifee(_PeerNotifee(self._emit_peer_event, self._is_blocked,
-                                                         config.close_timeout, self._idle, self._count_hostile,
-                                                         self._budget))
+        self._notifee = _PeerNotifee(self._emit_peer_event, self._is_blocked, config.close_timeout, self._idle,
+                                     self._count_hostile, self._budget)
+        host.get_network().register_notifee(self._notifee)
 
     @property
     def peer_id(self) -> str:
@@ -2079,15 +2080,16 @@ class Host:
         strangers may not (quirk 44); it is asked as a connection's grace ends, and as the budget runs short."""
         self._protected = is_protected
 
-    def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
-        """A new channel of PeerEvents from now on (each caller gets every event). Ends when the host closes.
+    def peer_events(self) -> PeerFeed:
+        """A new feed of PeerEvents from now on (each caller gets every event). Ends when the host closes.
 
-        Events are dropped (and counted) if the channel holds receive_buffer unread events.
+        A subscriber receive_buffer events behind is told, when it reads again, who came and who left meanwhile in
+        place of the events it missed (gossip.peer_feed); those are counted as dropped.
         """
         self._check_open()
-        send, receive = trio.open_memory_channel[PeerEvent](self._config.receive_buffer)
-        self._peer_event_channels.append(send)
-        return receive
+        feed = PeerFeed(self._config.receive_buffer, lambda: self._notifee.announced)
+        self._peer_feeds.append(feed)
+        return feed
 
     async def subscribe(
         self, topic: str, validator: Callable[[str, bytes], Verdict | bool]
@@ -2275,13 +2277,8 @@ class Host:
         if not event.connected:
             self._refused.pop(event.peer_id, None)  # it may serve more when it comes back
             self._streamed.discard(ID.from_base58(event.peer_id))  # its next connection earns its keep anew
-        for channel in list(self._peer_event_channels):
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                self._counts["peer_events_dropped"] += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._peer_event_channels.remove(channel)
+        for feed in self._peer_feeds:
+            self._counts["peer_events_dropped"] += feed.put(event)
 
     def _count_hostile(self, peer: ID, what: str) -> None:
         self._counts["hostile_input"] += 1
@@ -2301,8 +2298,10 @@ class Host:
 
     def _close_channels(self) -> None:
         self._open = False
-        for channel in [*self._inboxes.values(), *self._peer_event_channels]:
+        for channel in self._inboxes.values():
             channel.close()
+        for feed in self._peer_feeds:
+            feed.close()
 
 
 @asynccontextmanager

@@ -12,7 +12,9 @@ a row found so, up to `apart_backoff` (an hour), jittered, so that a node miscon
 soon.
 `DialSchedule.known` tells what it knows of each peer (GET /v1/peers): where it dials it, how many dials failed in
 a row, the last one's error, the other network it was found on, and when it dials next; `out_of_reach`, whether none
-can be connected before a given time (a start's catch-up sync then ends early: node.daemon).
+can be connected before a given time (a start's catch-up sync then ends early: node.daemon). A peer on the operator's
+block list is not dialled: it shows as blocked (its error BLOCKED, no next dial) from the moment it is blocked, and
+is due at once when unblocked.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from vouching import OrgBody, Record, public_key_from_did
 from vouching.schema import escaped
 from vouching.succession import Link
 
-from .host import Host, HostError, InvalidPeerId, PeerEvent, dialable, peer_id_from_public_key, peer_org
+from .host import Host, HostError, InvalidPeerId, dialable, peer_id_from_public_key, peer_org
+from .peer_feed import PeerFeed
 from .replica import Replica
 from .scopes import DialPrivate, Scope, addr_scope, dialled_scopes
 
@@ -43,6 +46,7 @@ MAX_DIAL_RATE, MAX_DIAL_BURST = 10.0, 50
 APART_FIRST = 60.0  # seconds before a peer first found on another network is dialled again (doubling at each one)
 APART_BACKOFF = 3600.0  # ... up to this: its node re-made on ours is found
 MAX_ERROR = 512  # characters of a peer's last dial error kept (and shown): it may carry a hostile peer's text
+BLOCKED = "the peer is blocked on this host: not dialled until unblocked"  # a blocked peer's `last_error`
 
 
 def split_peer_addr(addr: str) -> tuple[str, str]:
@@ -115,8 +119,10 @@ class KnownPeer:
     addrs: tuple[str, ...]  # where it is dialled, in the order tried
     connected: bool
     failures: int  # dials failed in a row, a connection closed before `stable_after` counting as one
-    last_error: str | None  # why the last of them failed: one printable line, at most MAX_ERROR characters
+    last_error: str | None  # why the last of them failed: one printable line, at most MAX_ERROR characters;
+    # BLOCKED while it is blocked
     next_dial_in: float | None  # seconds until it is dialled again (0: due, waiting for a dial); None if connected
+    # or blocked
     other_network: str | None = None  # the network it was last found on, not ours (dialled APART_FIRST to
     # APART_BACKOFF apart)
 
@@ -133,6 +139,7 @@ class DialSchedule:
     rng: random.Random = field(default_factory=random.Random)
     _targets: dict[str, _Target] = field(default_factory=dict)
     _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
+    _blocked: frozenset[str] = frozenset()  # peers on the operator's block list: never dialled
     came_or_went: int = 0  # how many times a peer came or went: PeerManager tells its `keeps_listeners` as it grows
 
     def _target(self, peer_id: str) -> _Target:
@@ -180,12 +187,12 @@ class DialSchedule:
     def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
         """Up to `budget` unconnected targets whose backoff has passed: bootstrap peers first (the operator chose
         them; any org may name addresses that hold a dial for its whole timeout), then longest-waiting first."""
-        skip = set(connected)
+        skip = {*connected, *self._blocked}
         ready = [(not t.bootstrap, t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now]
         return [(p, self._targets[p].addrs) for *_, p in sorted(ready)[: max(budget, 0)]]
 
     def next_due(self, connected: Iterable[str]) -> float | None:
-        skip = set(connected)
+        skip = {*connected, *self._blocked}
         times = [t.due for p, t in self._targets.items() if p not in skip]
         return min(times) if times else None
 
@@ -204,17 +211,18 @@ class DialSchedule:
         target = self._targets.get(peer_id)
         if target is None:
             return KnownPeer(peer_id, "inbound", (), connected, 0, None, None)
+        blocked = peer_id in self._blocked
         return KnownPeer(peer_id, "bootstrap" if target.bootstrap else "org_record", tuple(target.addrs), connected,
-                         target.failures, target.last_error, None if connected else max(target.due - now, 0.0),
-                         target.other_network)
+                         target.failures, BLOCKED if blocked else target.last_error,
+                         None if connected or blocked else max(target.due - now, 0.0), target.other_network)
 
     def out_of_reach(self, busy: Iterable[str], until: float, now: float) -> list[KnownPeer] | None:
         """If it keeps peers and none of them can be connected before `until`, what it knows of each (at `now`): none
-        is `busy` (connected, or a dial of it under way), the last dial of each failed or found it on another network
-        (`last_error` says which), and none is due to be dialled again before `until` (a peer whose backoff ends
-        sooner may be starting up, and its next dial succeed). Else None."""
+        is `busy` (connected, or a dial of it under way), each is blocked or its last dial failed or found it on
+        another network (`last_error` says which), and none is due to be dialled again before `until` (a peer whose
+        backoff ends sooner may be starting up, and its next dial succeed). Else None."""
         skip = set(busy)
-        if not self._targets or any(p in skip or t.last_error is None or t.due < until
+        if not self._targets or any(p in skip or (p not in self._blocked and (t.last_error is None or t.due < until))
                                     for p, t in self._targets.items()):
             return None
         return [self._known(p, False, now) for p in sorted(self._targets)]
@@ -270,6 +278,14 @@ class DialSchedule:
         """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
         if (target := self._targets.get(peer_id)) is not None and target.connected_at is None:
             target.connected_at, target.found_apart = now, False
+
+    def block(self, peer_ids: Iterable[str]) -> None:
+        """Block exactly `peer_ids` (the host's block list): not dialled from now on, and those no longer blocked
+        due at once, their backoff forgotten (`retry_now`)."""
+        blocked = frozenset(peer_ids)
+        for peer_id in self._blocked - blocked:
+            self.retry_now(peer_id)
+        self._blocked = blocked
 
     def retry_now(self, peer_id: str) -> None:
         """The peer became reachable again (e.g. an operator unblocked it): due at once, its backoff forgotten."""
@@ -451,10 +467,13 @@ class PeerManager:
         """For the sync service (its `same_network_listeners`): `peer_id` is on our network (DialSchedule)."""
         self._schedule.same_network(peer_id)
 
-    def retry_now(self, peer_ids: Iterable[str]) -> None:
-        """Dial these peers again at once, e.g. once an operator unblocked them (Host.set_blocked)."""
-        for peer_id in peer_ids:
-            self._schedule.retry_now(peer_id)
+    async def set_blocked(self, peer_ids: Sequence[str]) -> None:
+        """Refuse exactly these peers from now on (Host.set_blocked; InvalidPeerId, before changing anything, for a
+        string that is not a PeerID): they are not dialled, and are shown blocked at once (`known`); those no longer
+        blocked are dialled again at once."""
+        await self._host.set_blocked(peer_ids)
+        self._schedule.block(peer_ids)
+        self._tell_reach_changed()
         self._wake.set()
 
     def protects(self, peer_id: str) -> bool:
@@ -489,7 +508,7 @@ class PeerManager:
                 with trio.move_on_at(next_due if next_due is not None else math.inf):
                     await self._wake.wait()
 
-    async def _watch(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+    async def _watch(self, events: PeerFeed) -> None:
         async for event in events:
             if event.connected:
                 self._schedule.connected(event.peer_id, trio.current_time())

@@ -24,7 +24,8 @@ from vouching import InvalidRecord, Record
 
 from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
-from .host import Host, HostError, InvalidPeerId, PeerEvent, Stream, peer_org
+from .host import Host, HostError, InvalidPeerId, Stream, peer_org
+from .peer_feed import PeerFeed
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .session_slots import Place, SessionSlots, Slot
@@ -656,7 +657,7 @@ class SyncService:
 
     # --- triggers -------------------------------------------------------------------------------------------
 
-    async def _follow_peers(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+    async def _follow_peers(self, events: PeerFeed) -> None:
         """A full round with each peer that connects, unless one with it started less than `interval` ago: a peer
         reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
         come to it in turn). A peer a catch-up waiting needs (`_needed`) has one as it connects all the same, unless

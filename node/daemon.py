@@ -196,9 +196,7 @@ class Node:
 
     async def set_blocked_peers(self, peer_ids: list[str]) -> None:
         """Refuse exactly these peers from now on; the ones no longer blocked are dialled again at once."""
-        unblocked = set(self.host.blocked) - set(peer_ids)
-        await self.host.set_blocked(peer_ids)
-        self.peer_manager.retry_now(unblocked)
+        await self.peer_manager.set_blocked(peer_ids)
 
 
 def announce_addrs(config: NodeConfig, host: Host) -> list[str]:
@@ -394,8 +392,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                 ("validator_errors", "Gossip messages rejected as the node's validator raised on them (a bug, "
                  "logged with its traceback: peers' valid records are refused)"),
                 ("peer_events_dropped", "Peer connections and disconnections a service of the node (peer manager, "
-                 f"sync) did not hear of, as it was {host_config.receive_buffer} events behind: it acts on a stale "
-                 "view of who is connected")):
+                 f"sync) fell {host_config.receive_buffer} events behind on: in their place it was told, as it "
+                 "caught up, who had come and who had left meanwhile")):
             metrics.collect(f"p2p_{stat}_total", what, functools.partial(_host_stat, host, stat), kind="counter")
         metrics.collect("ledger_size", "Records in the records ledger", lambda: store.size)
         metrics.collect("held_records", "Records waiting for a missing predecessor", lambda: replica.held_count)

@@ -13,6 +13,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
 from gossip.frames import FrameError, encode_uvarint
+from gossip.peer_feed import PeerFeed
 from gossip.verdict import Verdict
 from gossip.host import (
     SENDER_RECORD_TTL_S,
@@ -949,7 +950,7 @@ async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -
 GRACE = 5.0
 
 
-async def connected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list[Host]) -> None:
+async def connected(events: PeerFeed, peers: list[Host]) -> None:
     """Returns once `events` told of each of `peers` connecting (in any order)."""
     waiting = {peer.peer_id for peer in peers}
     while waiting:
@@ -958,7 +959,7 @@ async def connected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list[Ho
             waiting.discard(event.peer_id)
 
 
-async def disconnected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list[Host]) -> None:
+async def disconnected(events: PeerFeed, peers: list[Host]) -> None:
     """Returns once `events` told of each of `peers` disconnecting."""
     waiting = {peer.peer_id for peer in peers}
     while waiting:
@@ -967,7 +968,7 @@ async def disconnected(events: trio.MemoryReceiveChannel[PeerEvent], peers: list
             waiting.discard(event.peer_id)
 
 
-async def replaced(events: trio.MemoryReceiveChannel[PeerEvent], newcomer: Host, left: Host) -> None:
+async def replaced(events: PeerFeed, newcomer: Host, left: Host) -> None:
     """Returns once `events` told of `newcomer` connecting and of `left` disconnecting, in either order: the slot
     is freed as the newcomer's connection comes, so which is told first depends on the machine's load."""
     waiting = {(newcomer.peer_id, True), (left.peer_id, False)}

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from libp2p.peer.id import ID
 
 from gossip.host import Host, HostConfig, PeerEvent, PeerScoring, _RetainedScores, _RetainingScorer, open_host
+from gossip.peer_feed import PeerFeed
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
 
 GRAYLISTED = PeerScoring(publish_threshold=-30.0, graylist_threshold=-30.0)  # graylisted at the 4th invalid message
@@ -53,7 +54,7 @@ async def penalise(node: Host, judge: Judge, hostile: Host, bad: int) -> None:
     await judge.rejected(hostile.peer_id, bad)
 
 
-async def leave(node: Host, hostile: Host, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
+async def leave(node: Host, hostile: Host, events: PeerFeed) -> None:
     """`hostile` disconnects; returns once `node` handled it (pubsub forgets the peer in a task of its own)."""
     await hostile.disconnect(node.peer_id)
     while await events.receive() != PeerEvent(hostile.peer_id, connected=False):

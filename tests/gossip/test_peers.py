@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from gossip.host import HostConfig, PeerEvent, open_host, peer_id_from_public_key
-from gossip.peers import DialSchedule, PeerManager, split_peer_addr
+from gossip.peers import BLOCKED, DialSchedule, PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from vouching import org_body, vouch_body
@@ -72,7 +72,13 @@ def test_peers_are_out_of_reach_only_once_each_failed_and_none_is_dialled_again_
                                                    "bootstrap")
     assert (b.peer_id, b.other_network, b.last_error) == ("b", "othernet", "the peer is on network 'othernet', not "
                                                           "this node's")
-    schedule.retry_now("a")  # unblocked, say: due at once
+    schedule.add("c", ["/ip4/127.0.0.1/tcp/3/p2p/c"])
+    assert schedule.out_of_reach((), until=0.5, now=0) is None  # c not dialled yet
+    schedule.block(["c"])  # never dialled while blocked
+    assert [(p.peer_id, p.last_error) for p in schedule.out_of_reach((), until=0.5, now=0)][2] == ("c", BLOCKED)
+    schedule.block([])  # unblocked: due at once
+    assert schedule.out_of_reach((), until=0.5, now=0) is None
+    schedule.retry_now("a")  # due at once
     assert schedule.out_of_reach((), until=0.5, now=0) is None
 
 

@@ -10,7 +10,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossip.peers import MAX_ERROR, DialSchedule, KnownPeer, printable_line
+from gossip.peers import BLOCKED, MAX_ERROR, DialSchedule, KnownPeer, printable_line
 from gossip.replica import Replica
 from gossip.store import RecordStore
 
@@ -148,6 +148,25 @@ def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
     schedule.retry_now("new")
     [retried] = schedule.known([], after=None, limit=1, now=0)
     assert (retried.failures, retried.last_error, retried.next_dial_in) == (0, None, 0)
+
+
+def test_a_blocked_peer_shows_blocked_is_not_dialled_and_is_due_at_once_when_unblocked():
+    schedule = DialSchedule(rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.add("q", [addr("q")])
+    schedule.connected("p", now=0)
+    schedule.block(["p"])
+    [blocked, other] = schedule.known(["p"], after=None, limit=2, now=1)  # (its connection not closed yet)
+    assert (blocked.last_error, blocked.next_dial_in, other.last_error) == (BLOCKED, None, None)
+    schedule.disconnected("p", now=2)  # (as it is closed: within `stable_after`, a failure, but not what it shows)
+    [blocked, _] = schedule.known([], after=None, limit=2, now=3)
+    assert (blocked.connected, blocked.last_error, blocked.next_dial_in) == (False, BLOCKED, None)
+    assert schedule.due(now=100, connected=[], budget=5) == [("q", [addr("q")])]
+    assert schedule.next_due(["q"]) is None  # the end of p's backoff wakes no one
+    schedule.block([])
+    [unblocked, _] = schedule.known([], after=None, limit=2, now=3)
+    assert (unblocked.failures, unblocked.last_error, unblocked.next_dial_in) == (0, None, 0)
+    assert [peer for peer, _ in schedule.due(now=3, connected=[], budget=5)] == ["p", "q"]
 
 
 @pytest.mark.parametrize("gone", ["moved", "withdrawn"])

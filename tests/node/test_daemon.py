@@ -42,7 +42,7 @@ from node.audit_log import AuditLog
 from node.config import load_config
 from node.credential_status import bit, decode_list, vouch_list_url
 from gossip.host import HostError, PeerEvent, open_host, peer_id_from_public_key, peer_org
-from gossip.peers import KnownPeer
+from gossip.peers import BLOCKED, KnownPeer
 from node.daemon import Node, StartupError, run_until_signalled, serve_node
 from node.events import Event, decode_entry
 from node.keys import create_org_key, create_token, load_org_key
@@ -639,6 +639,32 @@ async def test_an_operator_block_cuts_a_peer_off_until_it_is_lifted(tmp_path):
                 assert b.host.connected_peers() == []
                 await trio.to_thread.run_sync(partial(client.block_peers, []))
                 assert await events.receive() == PeerEvent(b.host.peer_id, connected=True)
+
+
+async def test_a_blocked_peer_shows_blocked_in_get_peers_from_the_moment_it_is_blocked(tmp_path):
+    """GET /v1/peers of a real node: it used to show the peer it blocked as an unstable connection ("the connection
+    closed after 0.1 s, ...", a failure) until its next dial, seconds later, refused as blocked, and dialled it on."""
+    async with running(tmp_path / "a") as a:
+        events = a.host.peer_events()
+        async with running(tmp_path / "b", bootstrap=(a.host.listen_addrs[0],), roots=(a.did,)) as b:
+            async with httpx.AsyncClient(base_url=b.api_url, headers={"Authorization": f"Bearer {b.token}"}) as api:
+
+                async def shown() -> tuple[bool, str | None, int | None]:
+                    [peer] = (await api.get("/v1/peers")).json()["known"]
+                    return peer["connected"], peer["last_error"], peer["next_dial_at"]
+
+                with trio.fail_after(15):
+                    assert await events.receive() == PeerEvent(b.host.peer_id, connected=True)
+                    b_events = b.host.peer_events()
+                    await api.put("/v1/peers/blocked", json={"peers": [a.host.peer_id]})
+                    assert (await shown())[1:] == (BLOCKED, None)
+                    assert await b_events.receive() == PeerEvent(a.host.peer_id, connected=False)
+                    await trio.testing.wait_all_tasks_blocked()  # (b's peer manager told of it too)
+                    assert await shown() == (False, BLOCKED, None)
+                    await api.put("/v1/peers/blocked", json={"peers": []})
+                    assert (await shown())[1] is None
+                    assert await b_events.receive() == PeerEvent(a.host.peer_id, connected=True)
+                    assert await shown() == (True, None, None)
 
 
 def _free_port_outside_the_ephemeral_range() -> int:

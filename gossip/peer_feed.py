@@ -1,0 +1,107 @@
+"""One subscriber's PeerEvents (gossip.host.Host.peer_events): each peer's first connection opening and its last one
+closing, in order, and, for a subscriber that fell behind, what changed while it was behind in place of the events it
+missed, so that it never acts on a wrong picture of who is connected.
+
+A subscriber may hold `capacity` unread events. At one more, they are dropped, and so are the events that follow,
+until it reads again: then it is told, as events, how the peers connected now differ from those its events had told
+of: a disconnection for each peer gone, or connected again since (its connection not the one it was told of), then a
+connection for each peer come. A peer that came and went meanwhile is not told of at all. Memory stays bounded
+however fast hostile peers come and go: `capacity` events, and the peers the subscriber was told are connected.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import trio
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    """A peer's first connection opened (connected=True) or its last one closed (connected=False)."""
+
+    peer_id: str
+    connected: bool
+
+
+class PeerFeed:
+    """A subscriber's PeerEvents: `await receive()`, `receive_nowait()` or `async for`, as a trio memory channel's,
+    ending (trio.EndOfChannel) once the host closed it and the events queued were read.
+
+    `announced()` is the host's peers connected now, each with the number of the PeerEvent that told of its
+    connection (numbers are never reused): it is read as a connection is put in (its number) and as a subscriber
+    that fell behind reads again.
+    """
+
+    def __init__(self, capacity: int, announced: Callable[[], Mapping[str, int]]) -> None:
+        self._capacity = capacity
+        self._announced = announced
+        self._queue: deque[tuple[PeerEvent, int]] = deque()  # events unread, a connection's with its number
+        self._told: dict[str, int] = {}  # the peers connected as the events read so far tell, with their numbers
+        self._behind = False  # events were dropped since the last read: the next one tells what changed instead
+        self._closed = False
+        self._readers = trio.lowlevel.ParkingLot()
+
+    def put(self, event: PeerEvent) -> int:
+        """Queue `event` for the subscriber; returns how many events were dropped (those queued with it, once the
+        subscriber is `capacity` events behind, and it, while the subscriber has not read since)."""
+        if self._closed:
+            return 0
+        self._readers.unpark_all()
+        if self._behind:
+            return 1
+        if len(self._queue) < self._capacity:
+            self._queue.append((event, self._announced()[event.peer_id] if event.connected else 0))
+            return 0
+        self._behind = True
+        dropped = len(self._queue) + 1
+        self._queue.clear()
+        return dropped
+
+    def close(self) -> None:
+        """The host closed: the subscriber reads the events queued, then trio.EndOfChannel."""
+        self._closed = True
+        self._readers.unpark_all()
+
+    def receive_nowait(self) -> PeerEvent:
+        """The next event; trio.WouldBlock if there is none yet, trio.EndOfChannel once the host closed."""
+        if self._behind and not self._closed:
+            self._behind = False
+            self._queue_changes()
+        if not self._queue:
+            raise trio.EndOfChannel if self._closed else trio.WouldBlock
+        event, number = self._queue.popleft()
+        if event.connected:
+            self._told[event.peer_id] = number
+        else:
+            self._told.pop(event.peer_id, None)
+        return event
+
+    async def receive(self) -> PeerEvent:
+        """The next event, waiting for one; trio.EndOfChannel once the host closed and every event was read."""
+        await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                return self.receive_nowait()
+            except trio.WouldBlock:
+                await self._readers.park()
+
+    def __aiter__(self) -> PeerFeed:
+        return self
+
+    async def __anext__(self) -> PeerEvent:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def _queue_changes(self) -> None:
+        """Queue, in place of the events dropped, how the peers connected now differ from those the subscriber was
+        told of: the ones gone (or connected anew) leave, then the ones come (or connected anew) arrive."""
+        now = dict(self._announced())
+        self._queue.extend((PeerEvent(peer, connected=False), 0) for peer, number in self._told.items()
+                           if now.get(peer) != number)
+        self._queue.extend((PeerEvent(peer, connected=True), number) for peer, number in now.items()
+                           if self._told.get(peer) != number)

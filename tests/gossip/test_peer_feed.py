@@ -1,0 +1,149 @@
+"""A subscriber of peer events that falls behind ends up with the right picture of who is connected
+(gossip.peer_feed): the sync service and the peer manager act on each peer that comes or goes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gossip.host import HostConfig, PeerEvent, open_host
+from gossip.peer_feed import PeerFeed
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+
+
+class Peers:
+    """The host's side: peers coming and going, each connection numbered as the host's notifee numbers them, told
+    to one subscriber's `feed`."""
+
+    def __init__(self, capacity: int) -> None:
+        self.announced: dict[str, int] = {}
+        self.feed = PeerFeed(capacity, lambda: self.announced)
+        self._numbers = itertools.count(1)
+
+    def come(self, peer: str) -> None:
+        self.announced[peer] = next(self._numbers)
+        self.feed.put(PeerEvent(peer, connected=True))
+
+    def go(self, peer: str) -> None:
+        del self.announced[peer]
+        self.feed.put(PeerEvent(peer, connected=False))
+
+
+def drained(feed: PeerFeed) -> list[PeerEvent]:
+    events = []
+    while True:
+        try:
+            events.append(feed.receive_nowait())
+        except trio.WouldBlock:
+            return events
+
+
+def told(picture: set[str], events: list[PeerEvent]) -> set[str]:
+    """The peers connected as `events` tell, from `picture`; each event must make sense after those before it."""
+    picture = set(picture)
+    for event in events:
+        assert (event.peer_id in picture) != event.connected, f"{event} told twice"
+        (picture.add if event.connected else picture.discard)(event.peer_id)
+    return picture
+
+
+@given(capacity=st.integers(1, 4), steps=st.lists(st.tuples(st.sampled_from(["flip", "read"]), st.integers(0, 5))))
+def test_a_subscriber_behind_is_told_who_came_and_went(capacity: int, steps: list[tuple[str, int]]) -> None:
+    """Steps: peer n comes (or goes, if connected), or the subscriber reads up to n events."""
+    peers = Peers(capacity)
+    picture: set[str] = set()
+    for step, n in steps:
+        if step == "flip":
+            (peers.go if f"peer{n}" in peers.announced else peers.come)(f"peer{n}")
+            continue
+        for _ in range(n):
+            try:
+                picture = told(picture, [peers.feed.receive_nowait()])
+            except trio.WouldBlock:
+                break
+    events = drained(peers.feed)
+    assert len(events) <= max(capacity, 2 * 6)  # queued at most: `capacity`, or the changes among 6 peers
+    assert told(picture, events) == set(peers.announced)
+
+
+def test_a_peer_that_came_back_while_the_subscriber_was_behind_is_told_leaving_and_coming() -> None:
+    """Its connection is a new one: the sync service owes it a round (one a catch-up may wait for), and the peer
+    manager must not count its old connection's time towards the new one's."""
+    peers = Peers(capacity=2)
+    feed = peers.feed
+    peers.come("a")
+    peers.come("steady")
+    assert drained(feed) == [PeerEvent("a", connected=True), PeerEvent("steady", connected=True)]
+    peers.go("a")
+    peers.come("a")
+    peers.come("b")  # one more than the feed holds
+    peers.go("b")
+    assert drained(feed) == [PeerEvent("a", connected=False), PeerEvent("a", connected=True)]
+
+
+def test_a_subscriber_behind_holds_up_no_other_and_its_drops_are_counted() -> None:
+    announced: dict[str, int] = {}
+    reading, behind = PeerFeed(2, lambda: announced), PeerFeed(1, lambda: announced)
+
+    def put(event: PeerEvent) -> list[int]:
+        """Each feed's count of the events it dropped, as the host puts `event` in both."""
+        return [reading.put(event), behind.put(event)]
+
+    announced["a"] = 1
+    assert put(PeerEvent("a", connected=True)) == [0, 0]
+    assert drained(reading) == [PeerEvent("a", connected=True)]
+    announced["b"] = 2
+    assert put(PeerEvent("b", connected=True)) == [0, 2]  # the one it held and this one
+    del announced["b"]
+    assert put(PeerEvent("b", connected=False)) == [0, 1]  # behind since: dropped as it comes
+    assert drained(reading) == [PeerEvent("b", connected=True), PeerEvent("b", connected=False)]
+    assert drained(behind) == [PeerEvent("a", connected=True)]  # b came and went meanwhile: nothing to tell
+
+
+async def test_a_closed_feed_gives_what_it_holds_then_ends() -> None:
+    peers = Peers(capacity=4)
+    feed = peers.feed
+    peers.come("a")
+    feed.close()
+    peers.come("b")  # after the host closed: not told
+    assert [event async for event in feed] == [PeerEvent("a", connected=True)]
+
+
+async def test_a_reader_waiting_is_woken_by_the_next_event() -> None:
+    peers = Peers(capacity=4)
+    feed = peers.feed
+    got: list[PeerEvent] = []
+
+    async def read() -> None:
+        got.append(await feed.receive())
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            peers.come("a")
+    assert got == [PeerEvent("a", connected=True)]
+
+
+@pytest.mark.slow
+async def test_a_host_subscriber_that_fell_behind_reads_the_peers_connected() -> None:
+    """The host's side: 3 peers connect while a subscriber holding 2 events reads none; it is then told of all 3
+    (it used to be told of the first 2 only, the third's connection lost, and the sync service never pulled from it
+    on its coming)."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(receive_buffer=2)) as node:
+            events, watching = node.peer_events(), node.peer_events()
+            async with (open_host(os.urandom(32), LOOPBACK) as a, open_host(os.urandom(32), LOOPBACK) as b,
+                        open_host(os.urandom(32), LOOPBACK) as c):
+                for peer in (a, b, c):
+                    await peer.connect(node.listen_addrs[0])
+                    assert await watching.receive() == PeerEvent(peer.peer_id, connected=True)
+                picture = told(set(), drained(events))
+                assert picture == {a.peer_id, b.peer_id, c.peer_id}
+                assert node.stats().peer_events_dropped == 3  # the 2 held and the third, told instead as changes
