@@ -91,7 +91,8 @@ def _peers(args: argparse.Namespace) -> int:
            [(p["peer_id"], p.get("source", "-"), _show(p.get("score")), _yes_no(p.get("serves_sync"))) for p in live])
     if down:
         now = time.time_ns() // 1_000_000
-        print(f"{len(down)} not connected, dialled again with growing backoff")
+        print(f"{len(down)} not connected, dialled again with growing backoff (one blocked on this host: not until "
+              "unblocked)")
         _table(("PEER ID", "SOURCE", "FAILURES", "NEXT DIAL", "LAST ERROR"),
                [(p["peer_id"], p["source"], str(p["failures"]), _next_dial(p["next_dial_at"], now),
                  _show(p["last_error"])) for p in down])

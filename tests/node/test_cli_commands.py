@@ -279,7 +279,8 @@ async def test_peers_lists_the_connected_then_the_unreachable_with_their_error_a
     assert (code, lines[:4]) == (0, [
         ["2", "connected"], ["PEER", "ID", "SOURCE", "SCORE", "SYNC"],
         [up, "bootstrap", "0.0", "yes"], [inbound, "inbound", "-10.5", "no"]])
-    assert lines[4:6] == [["1", "not", "connected,", "dialled", "again", "with", "growing", "backoff"],
+    assert lines[4:6] == ["1 not connected, dialled again with growing backoff (one blocked on this host: not until "
+                          "unblocked)".split(),
                           ["PEER", "ID", "SOURCE", "FAILURES", "NEXT", "DIAL", "LAST", "ERROR"]]
     assert lines[6][:4] == [down, "org_record", "7", "in"] and 1 <= int(lines[6][4]) <= math.ceil(delay)
     assert lines[6][5:] == ["s", "dial", down_addr + ":", "no", "connection", "within", "10", "s"]
