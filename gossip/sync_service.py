@@ -13,7 +13,7 @@ import math
 import random
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -74,6 +74,7 @@ logger = logging.getLogger(__name__)
 # code, so the loop still waits for that part (a third of the time, measured).
 DECODE_ON_LOOP_BYTES = 4096
 _M = TypeVar("_M")
+_K = TypeVar("_K")
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
@@ -250,8 +251,9 @@ class SyncService:
         # peer -> the wait for its turn of the full round with it no catch-up needed as it started; needs_changed
         # cancels it once one does
         self._rounds_awaiting_turn: dict[str, trio.CancelScope] = {}
-        # peer -> the wait for a session slot of the full round with it; cancelled as the peer disconnects
-        self._rounds_awaiting_slot: dict[str, trio.CancelScope] = {}
+        # peer -> the waits for a session slot of the sessions with it (its full round, fetches of gaps); cancelled as
+        # the peer disconnects
+        self._awaiting_slot: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -445,26 +447,22 @@ class SyncService:
         takes them as `_round_slot` says. A fetch of gaps takes its slot first: holding the peer's turn while it waited
         for one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back a round the
         catch-up needs with that peer, which waits for the turn, not in the slots' queue, and so ends no session to
-        take a slot. Ended while it waits for its turn, it waits no more."""
+        take a slot. Ended while it waits for its turn, it waits no more. Either waits for its slot only while the peer
+        stays connected (`_taken_while_connected`): a fetch of gaps whose peer left asks its next peer at once
+        (`_fetch`)."""
         if gaps is None:
             async with self._round_slot(peer_id) as slot:
                 with slot.scope:
                     yield
         else:
-            async with self._slots.hold(_never) as slot:
-                with slot.scope:
-                    fetches = self._gap_fetches.setdefault(peer_id, set())
-                    fetches.add(slot)
-                    try:
-                        async with self._turn(peer_id, trio.move_on_after(self.timeout)) as turn:
-                            if not turn:
-                                raise SyncError("turn", f"another session with the peer ran on for {self.timeout:g} "
-                                                        "s; not waiting for it")
-                            yield
-                    finally:
-                        fetches.discard(slot)
-                        if not fetches and self._gap_fetches.get(peer_id) is fetches:  # (fresh peer ids are free)
-                            del self._gap_fetches[peer_id]
+            with self._slots.queued(_never) as place:
+                slot = await self._taken_while_connected(peer_id, place)
+                with slot.scope, _kept(self._gap_fetches, peer_id, slot):
+                    async with self._turn(peer_id, trio.move_on_after(self.timeout)) as turn:
+                        if not turn:
+                            raise SyncError("turn", f"another session with the peer ran on for {self.timeout:g} "
+                                                    "s; not waiting for it")
+                        yield
         if slot.scope.cancelled_caught:  # (ended after its last step, it ran to its end: not preempted)
             raise SyncError("preempted", "ended for a round a catch-up needs (a session slot, or its peer's turn)")
 
@@ -497,21 +495,19 @@ class SyncService:
             yield await self._taken_while_connected(peer_id, place)
 
     async def _taken_while_connected(self, peer_id: str, place: Place) -> Slot:
-        """The slot of a full round's `place`, waited for while `peer_id` stays connected; SyncError "stream" (as its
-        stream would not open) once the peer has disconnected: given the slot, the round would only fail to open its
-        stream, where a session waiting after it could have used the slot (one a needed round ended a session for, it
-        may be). The wait stops as the peer disconnects (`_follow_peers`); for a peer connected again before the round
-        saw it leave, it goes on. A slot handed at once is taken: opening the stream says whether the peer is there."""
+        """The slot of `place`, a session's with `peer_id` (a full round, or a fetch of gaps), waited for while the peer
+        stays connected; SyncError "stream" (as its stream would not open) once the peer has disconnected: given the
+        slot, the session would only fail to open its stream, where a session waiting after it could have used the slot
+        (one a needed round ended a session for, it may be), and a fetch of gaps would ask its next peer only then. The
+        wait stops as the peer disconnects (`_follow_peers`); for a peer connected again before the session saw it
+        leave, it goes on. A slot handed at once is taken: opening the stream says whether the peer is there."""
         if place.handed is not None:
             return place.handed
         while peer_id in self.host.connected_peers():
-            waiting = self._rounds_awaiting_slot[peer_id] = trio.CancelScope()  # (one full round with a peer)
-            try:
-                with waiting:
-                    return await self._slots.taken(place)
-            finally:
-                del self._rounds_awaiting_slot[peer_id]
-        raise SyncError("stream", "the peer disconnected while the round waited for a session slot")
+            waiting = trio.CancelScope()
+            with waiting, _kept(self._awaiting_slot, peer_id, waiting):
+                return await self._slots.taken(place)
+        raise SyncError("stream", "the peer disconnected while the session waited for a session slot")
 
     @asynccontextmanager
     async def _turn(self, peer_id: str, waiting: trio.CancelScope) -> AsyncIterator[bool]:
@@ -662,13 +658,13 @@ class SyncService:
         reconnecting again and again would otherwise have a round at each connection (the periodic rounds still
         come to it in turn). A peer a catch-up waiting needs (`_needed`) has one as it connects all the same, unless
         one with it is running: its last may have failed as it left, and the catch-up would wait for a periodic round
-        to pick it, or time out. Each peer that connects or disconnects is told to `needs_changed`, and a round with
-        a peer that disconnects stops waiting for a session slot (`_taken_while_connected`): it ends no session for
-        one, and takes none it could not use."""
+        to pick it, or time out. Each peer that connects or disconnects is told to `needs_changed`, and the sessions
+        with a peer that disconnects (its round, fetches of gaps) stop waiting for a session slot
+        (`_taken_while_connected`): they end no session for one, and take none they could not use."""
         async for event in events:
             self.needs_changed()
-            if not event.connected and event.peer_id in self._rounds_awaiting_slot:
-                self._rounds_awaiting_slot[event.peer_id].cancel()
+            for waiting in () if event.connected else self._awaiting_slot.get(event.peer_id, ()):
+                waiting.cancel()
             if event.connected:
                 now = trio.current_time()
                 self._rounds_started = {peer: at for peer, at in self._rounds_started.items()
@@ -874,6 +870,20 @@ class SyncService:
 
 def _never() -> bool:
     return False
+
+
+@contextmanager
+def _kept(by_peer: dict[str, set[_K]], peer_id: str, item: _K) -> Iterator[None]:
+    """`item` among `by_peer[peer_id]` while in the block; a peer's set is dropped once empty (peers leaving, their
+    fresh ids free to make, would otherwise pile up)."""
+    kept = by_peer.setdefault(peer_id, set())
+    kept.add(item)
+    try:
+        yield
+    finally:
+        kept.discard(item)
+        if not kept and by_peer.get(peer_id) is kept:
+            del by_peer[peer_id]
 
 
 async def _decoded(decode: Callable[[bytes], _M], payload: bytes) -> _M:

@@ -954,3 +954,34 @@ def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way
     assert counts["most"] <= total
     assert counts["done"] + counts["gave up"] == len(askings)
     assert counts["ended"] <= counts["needed waiting, naming none"]
+
+
+async def test_a_gap_fetch_waiting_for_a_slot_asks_its_next_peer_as_soon_as_its_peer_leaves(tmp_path, autojump_clock):
+    """Noticed by sync37: a fetch of gaps from the peer that reported them waited for the only slot, held by a round
+    with a staller (a peer that dialled in); that peer disconnected meanwhile, yet the fetch waited on until the
+    staller's session reached its bound, then, handed the slot, failed to open its stream, and asked its next peer
+    (the holder) only then, behind a round that had asked for a slot since: the gaps came a session (up to 10 minutes)
+    later. It stops waiting as its peer leaves (counted as a stream that would not open), and asks the holder then,
+    whose session comes as the staller's ends."""
+    staller, dialled_in, leaver = STALLERS[0], STALLERS[1], "12D3KooWLeaver"
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1) as (sync, network, store, ours):
+        sync.session_seconds = 1.5 * TIMEOUT
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            network._peers += [leaver, HOLDER, staller]  # (connected; no round with them but those started here)
+            nursery.start_soon(sync.sync_with, staller)  # the slot, up to its session's bound
+            await trio.testing.wait_all_tasks_blocked()
+            sync.request_gaps(leaver, {ours.did: (1, 1)})  # asked of the leaver, then the holder: waits for the slot
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(1)
+            network._peers.remove(leaver)
+            await network._events_send.send(PeerEvent(leaver, connected=False))
+            await trio.testing.wait_all_tasks_blocked()
+            assert sync.stats.errors["stream"] == 1  # the fetch from the leaver
+            network._peers.append(dialled_in)
+            nursery.start_soon(sync.sync_with, dialled_in)  # asks for the slot after the leaver left
+            await trio.sleep(sync.session_seconds)
+            assert sync.stats.errors["session"] == 1  # the staller's
+            assert store.head(ours.did) is not None and sync.round_running(dialled_in)
+            assert sync.stats.errors["stream"] == 1
+            nursery.cancel_scope.cancel()
