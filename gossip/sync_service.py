@@ -113,8 +113,8 @@ class SyncStats:
     gap_issuers_displaced: int = counted("Issuers backing off whose waiting range made room for another issuer's")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
-    gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it): they "
-                                    "back off")
+    gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it, or the "
+                                    "peers to ask failed or left first): they back off")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
