@@ -44,8 +44,8 @@ each is decoded and answered, never while the peer is slow to send or read, so s
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import trio
@@ -83,13 +83,6 @@ class SessionSlots:
         self._held: list[Slot] = []  # in the order taken, oldest first
         self._waiting: list[Place] = []  # in the order they asked
         self._ending = 0  # slots ended for a needed session waiting, not yet given back
-
-    @asynccontextmanager
-    async def hold(self, needed: Callable[[], bool]) -> AsyncIterator[Slot]:
-        """A slot, held in the block; the block's session runs inside the slot's scope (SyncService._pull)."""
-        await trio.lowlevel.checkpoint()
-        with self.queued(needed) as place:
-            yield await self.taken(place)
 
     def needs_changed(self) -> None:
         """Which sessions are needed may have changed (a catch-up began or ended, one of its peers turned out to

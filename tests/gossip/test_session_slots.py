@@ -49,6 +49,14 @@ OTHER = Org()  # an org inside the node's horizon
 OTHERS_RECORDS = [OTHER.record() for _ in range(20)]
 
 
+@asynccontextmanager
+async def held(slots: SessionSlots, needed: Callable[[], bool]) -> AsyncIterator[Slot]:
+    """A slot of `slots`, held in the block, as a session takes one (SyncService._turn_and_slot)."""
+    await trio.lowlevel.checkpoint()
+    with slots.queued(needed) as place:
+        yield await slots.taken(place)
+
+
 class StallingStream:
     """A hostile peer's sync stream: each heads request answered just inside the timeout, with one more issuer, for as
     long as the session's bound allows (10 minutes); or, `naming_other`, heads naming only OTHER `heads_after` seconds
@@ -436,13 +444,13 @@ async def _a_round_waiting_behind_another(*, holder_after: bool, waiter_after: b
     got: list[float] = []
 
     async def holder() -> None:
-        async with slots.hold(lambda: needed["holder"]) as slot:
+        async with held(slots, lambda: needed["holder"]) as slot:
             with slot.scope:
                 await trio.sleep(2 * TIMEOUT)
             holder_end.append("ended" if slot.ended else "done")
 
     async def waiter() -> None:
-        async with slots.hold(lambda: needed["waiter"]):
+        async with held(slots, lambda: needed["waiter"]):
             got.append(trio.current_time())
 
     with trio.fail_after(10 * TIMEOUT):  # (a slot never handed: no deadline left for the mock clock to jump to)
@@ -557,7 +565,7 @@ async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_o
     order: list[str] = []
 
     async def session(name: str, needed: bool, seconds: float) -> None:
-        async with slots.hold(lambda: needed) as slot:
+        async with held(slots, lambda: needed) as slot:
             order.append(name)
             with slot.scope:
                 await trio.sleep(seconds)
@@ -719,12 +727,12 @@ async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way
     waiting, not ended, and which takes the slot next."""
     slots = SessionSlots(1, least_turn=TIMEOUT)
     order: list[str] = []
-    held: dict[str, Slot] = {}
+    holding: dict[str, Slot] = {}
 
     async def session(name: str, seconds: float) -> None:
-        async with slots.hold(lambda: False) as slot:
+        async with held(slots, lambda: False) as slot:
             order.append(name)
-            held[name] = slot
+            holding[name] = slot
             with slot.scope:
                 await trio.sleep(seconds)
             order.append(f"{name} {'ended' if slot.ended else 'done'}")
@@ -735,7 +743,7 @@ async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(session, "other round", 1)
             await trio.testing.wait_all_tasks_blocked()
-            with slots.queued(lambda: True, ending=[held["gap fetch"]]) as place:
+            with slots.queued(lambda: True, ending=[holding["gap fetch"]]) as place:
                 slot = await slots.taken(place)
                 order.append("needed round")
                 assert not slot.ended
@@ -822,7 +830,7 @@ async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_cl
     ended: list[bool] = []
 
     async def first_round() -> None:
-        async with slots.hold(lambda: True) as slot:
+        async with held(slots, lambda: True) as slot:
             with slot.scope:
                 await trio.sleep(10)
             ended.append(slot.ended)
@@ -836,7 +844,7 @@ async def test_a_needed_session_ends_another_when_its_turn_is_up_whatever_the_cl
                     await trio.sleep(0.7)
                     nursery.start_soon(first_round)
                     await trio.testing.wait_all_tasks_blocked()
-                    async with slots.hold(lambda: True):
+                    async with held(slots, lambda: True):
                         assert trio.current_time() < 0.8
         finally:
             trio.lowlevel.remove_instrument(instrument)
