@@ -653,13 +653,18 @@ class TrustService:
                 await self._org_changed.wait()
                 await trio.sleep(PROMPT_RECOMPUTE_S)  # what else arrives meanwhile joins this recompute
             self._org_changed = trio.Event()
-            deferred, self._deferred = self._deferred, {}
-            table = await self._recomputed()
-            agents = list({**self._known, **deferred})
-            for start in range(0, len(agents), ANNOUNCE_CHUNK):
-                self._announce_soon(a for a in agents[start:start + ANNOUNCE_CHUNK] if table.score(a) is not None)
-                await trio.sleep(0)  # requests are answered in between: 10^4 agents take about 0.1 s, and looking
-                # all 2*10^5 up in the table at once held the loop 61-70 ms (benchmarks/adopt_rebuild.py, README)
+            await self._recompute_and_announce()
+
+    async def _recompute_and_announce(self) -> None:
+        """A full recompute (`_recomputed`), then `_announce_soon` of every agent the stream told of or whose change
+        awaited it, a chunk at a time."""
+        deferred, self._deferred = self._deferred, {}
+        table = await self._recomputed()
+        agents = list({**self._known, **deferred})
+        for start in range(0, len(agents), ANNOUNCE_CHUNK):
+            self._announce_soon(a for a in agents[start:start + ANNOUNCE_CHUNK] if table.score(a) is not None)
+            await trio.sleep(0)  # requests are answered in between: 10^4 agents take about 0.1 s, and looking
+            # all 2*10^5 up in the table at once held the loop 61-70 ms (benchmarks/adopt_rebuild.py, README)
 
     def _announce_soon(self, agents: Iterable[str]) -> None:
         """`_announce` the agents now, or, while an org-level change awaits its prompt recompute, with that recompute:
