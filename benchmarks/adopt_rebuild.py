@@ -134,19 +134,20 @@ async def flood_while(replica: Replica, flood: list[Record], rate: int, batches:
 class Stalls:
     """The loop's gaps between ticks, each as (its end, its length), the windows of the rebuild's captures, the
     flood's batches, each as (its end, its length, its CPU time), and the full garbage collections, each as (its end,
-    its length, its thread's name)."""
+    its length, its CPU time, its thread's name): under load the loop waits for a core too, so that its length varies
+    with the machine's other work (up to twice its CPU time at load 4-5 on 2 cores), and its CPU time far less."""
 
     def __init__(self) -> None:
         self.gaps: list[tuple[float, float]] = []
         self.captures: list[tuple[float, float]] = []
         self.batches: list[tuple[float, float, float]] = []
-        self.collections: list[tuple[float, float, str]] = []
+        self.collections: list[tuple[float, float, float, str]] = []
         self.written = 0.0  # seconds from the swap until the rebuild's engine.snapshot was written
         self.swapped = 0.0  # when the measure saw the rebuilt engine swapped in (within a TICK_S)
         self.freed = 0.0  # when the swapped-out engine was freed (its last reference gone)
         self.recomputed = 0.0  # when the first recompute begun after the swap returned its table
         self.announced = 0.0  # when that recompute's announce of every agent the stream told of ended
-        self._collecting = 0.0
+        self._collecting = (0.0, 0.0)  # (perf_counter, thread_time) as the one under way began
 
     def longest(self, window: tuple[float, float] | None = None) -> list[float]:
         """The longest gaps, of those beginning in `window` if given (the gap it began in is the turn before's too)."""
@@ -164,16 +165,18 @@ class Stalls:
     def collected(self, phase: str, info: dict[str, int]) -> None:
         """A gc.callbacks callback: note each full collection."""
         if phase == "start":
-            self._collecting = time.perf_counter()
+            self._collecting = (time.perf_counter(), time.thread_time())
         elif info["generation"] == 2:
-            now = time.perf_counter()
-            self.collections.append((now, now - self._collecting, threading.current_thread().name))
+            now, cpu = time.perf_counter(), time.thread_time()
+            self.collections.append((now, now - self._collecting[0], cpu - self._collecting[1],
+                                     threading.current_thread().name))
 
     def full_collections(self, window: tuple[float, float] | None = None) -> str:
         """The full collections that ended in `window`, if given: how many, and the longest with their threads."""
-        within = sorted(((length, thread) for end, length, thread in self.collections
+        within = sorted(((length, cpu, thread) for end, length, cpu, thread in self.collections
                          if window is None or window[0] <= end <= window[1]), reverse=True)
-        longest = ", ".join(f"{length * 1000:.1f} ms ({_thread(name)})" for length, name in within[:3])
+        longest = ", ".join(f"{length * 1000:.1f} ms ({cpu * 1000:.1f} ms of CPU, {_thread(name)})"
+                            for length, cpu, name in within[:3])
         return f"{len(within)}" + (f", the longest {longest}" if within else "")
 
 
