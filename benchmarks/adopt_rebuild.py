@@ -69,7 +69,7 @@ from gossip.store import RecordStore  # noqa: E402
 from node.keys import load_org_key  # noqa: E402
 from node.metrics import Registry  # noqa: E402
 from node.stream import Broadcaster  # noqa: E402
-from node.trust import TrustService  # noqa: E402
+from node.trust import SNAPSHOT_AFTER, TrustService  # noqa: E402
 from vouching import Record, did_key, issue_record, org_body, vouch_body  # noqa: E402
 from vouching.params import HOUR_MS  # noqa: E402
 from vouching.policy import DEFAULT_POLICY  # noqa: E402
@@ -248,7 +248,8 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
     return took, idle, stalls, flooded, agents
 
 
-def main() -> None:
+def _arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options; exits 2 naming the one a measure could not run with."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--orgs", type=int, default=10)
@@ -257,7 +258,15 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=0, help="records a second stored during the rebuild")
     parser.add_argument("--gc", choices=("on", "off", "freeze-after-full"), default="on",
                         help="the garbage collector during the measure (see above)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.records < SNAPSHOT_AFTER:  # (the measure waits for the start's engine.snapshot, and the rebuild's)
+        parser.error(f"--records: at least {SNAPSHOT_AFTER:,}: a node writes engine.snapshot only once it holds that "
+                     "many records, and the measure begins once the start's is written")
+    return args
+
+
+def main() -> None:
+    args = _arguments()
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name) / "node"
         began = time.perf_counter()
