@@ -3,10 +3,11 @@ closing, in order, and, for a subscriber that fell behind, what changed while it
 missed, so that it never acts on a wrong picture of who is connected.
 
 A subscriber may hold `capacity` unread events. At one more, they are dropped, and so are the events that follow,
-until it reads again: then it is told, as events, how the peers connected now differ from those its events had told
-of: a disconnection for each peer gone, or connected again since (its connection not the one it was told of), then a
-connection for each peer come. A peer that came and went meanwhile is not told of at all. Memory stays bounded
-however fast hostile peers come and go: `capacity` events, and the peers the subscriber was told are connected.
+until it reads again: then it is told, as events, how the peers connected now differ from those connected as it
+subscribed and those its events had told of since: a disconnection for each peer gone, or connected again since (its
+connection not the one it knew of), then a connection for each peer come. A peer that came and went meanwhile is not
+told of at all. Memory stays bounded however fast hostile peers come and go: `capacity` events, and the peers the
+subscriber was told are connected.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class PeerFeed:
         self._capacity = capacity
         self._announced = announced
         self._queue: deque[tuple[PeerEvent, int]] = deque()  # events unread, a connection's with its number
-        self._told: dict[str, int] = {}  # the peers connected as the events read so far tell, with their numbers
+        # the peers connected as the events read so far tell, with their numbers: from those connected as it is made
+        # (a subscriber reads Host.connected_peers for them), so that one of them gone while it is behind is told gone
+        self._told: dict[str, int] = dict(announced())
         self._behind = False  # events were dropped since the last read: the next one tells what changed instead
         self._closed = False
         self._readers = trio.lowlevel.ParkingLot()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable
 
 import pytest
 import trio
@@ -21,10 +22,11 @@ class Peers:
     """The host's side: peers coming and going, each connection numbered as the host's notifee numbers them, told
     to one subscriber's `feed`."""
 
-    def __init__(self, capacity: int) -> None:
-        self.announced: dict[str, int] = {}
-        self.feed = PeerFeed(capacity, lambda: self.announced)
+    def __init__(self, capacity: int, before: Iterable[str] = ()) -> None:
+        """`before`: the peers connected as the subscriber subscribes."""
         self._numbers = itertools.count(1)
+        self.announced: dict[str, int] = {peer: next(self._numbers) for peer in before}
+        self.feed = PeerFeed(capacity, lambda: self.announced)
 
     def come(self, peer: str) -> None:
         self.announced[peer] = next(self._numbers)
@@ -53,11 +55,14 @@ def told(picture: set[str], events: list[PeerEvent]) -> set[str]:
     return picture
 
 
-@given(capacity=st.integers(1, 4), steps=st.lists(st.tuples(st.sampled_from(["flip", "read"]), st.integers(0, 5))))
-def test_a_subscriber_behind_is_told_who_came_and_went(capacity: int, steps: list[tuple[str, int]]) -> None:
-    """Steps: peer n comes (or goes, if connected), or the subscriber reads up to n events."""
-    peers = Peers(capacity)
-    picture: set[str] = set()
+@given(capacity=st.integers(1, 4), before=st.sets(st.sampled_from([f"peer{n}" for n in range(6)])),
+       steps=st.lists(st.tuples(st.sampled_from(["flip", "read"]), st.integers(0, 5))))
+def test_a_subscriber_behind_is_told_who_came_and_went(capacity: int, before: set[str],
+                                                       steps: list[tuple[str, int]]) -> None:
+    """Steps: peer n comes (or goes, if connected), or the subscriber reads up to n events; `before` are connected as
+    it subscribes (it reads them from Host.connected_peers)."""
+    peers = Peers(capacity, before)
+    picture = set(before)
     for step, n in steps:
         if step == "flip":
             (peers.go if f"peer{n}" in peers.announced else peers.come)(f"peer{n}")
@@ -85,6 +90,16 @@ def test_a_peer_that_came_back_while_the_subscriber_was_behind_is_told_leaving_a
     peers.come("b")  # one more than the feed holds
     peers.go("b")
     assert drained(feed) == [PeerEvent("a", connected=False), PeerEvent("a", connected=True)]
+
+
+def test_a_peer_connected_as_the_subscriber_subscribed_that_left_while_it_was_behind_is_told_gone() -> None:
+    """The sync service and the peer manager read the peers connected as they subscribe: one of them gone while the
+    service was behind must be told gone (its slot waits stopped, its redial scheduled), and one still there not told
+    coming a second time (it was told of none of them, and the one gone left unsaid)."""
+    peers = Peers(capacity=1, before=["early", "steady"])
+    peers.go("early")
+    peers.come("b")  # one more than the feed holds
+    assert drained(peers.feed) == [PeerEvent("early", connected=False), PeerEvent("b", connected=True)]
 
 
 def test_a_subscriber_behind_holds_up_no_other_and_its_drops_are_counted() -> None:
