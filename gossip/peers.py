@@ -450,7 +450,8 @@ class PeerManager:
         return peers
 
     def _tell_reach_changed(self) -> None:
-        """Wake those waiting in `out_of_reach`: a dial ended, a connection closed, or a peer came or went."""
+        """Wake those waiting in `out_of_reach`: a dial ended, a connection closed, a peer came or went, was blocked or
+        unblocked, or was found on another network."""
         self._reach_changed.set()
         self._reach_changed = trio.Event()
 
@@ -460,8 +461,11 @@ class PeerManager:
                                            trio.current_time())
 
     def other_network(self, peer_id: str, network: str) -> None:
-        """For the sync service (its `network_listeners`): `peer_id` named `network`, not ours (DialSchedule)."""
+        """For the sync service (its `network_listeners`): `peer_id` named `network`, not ours (DialSchedule). Its next
+        dial put off, it may be out of reach now, which nothing else would tell `out_of_reach` when it was heard after
+        its disconnection was (the answer to its request still being written as the connection closed, say)."""
         self._schedule.other_network(peer_id, network, trio.current_time())
+        self._tell_reach_changed()
 
     def same_network(self, peer_id: str) -> None:
         """For the sync service (its `same_network_listeners`): `peer_id` is on our network (DialSchedule)."""

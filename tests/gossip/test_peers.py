@@ -82,6 +82,39 @@ def test_peers_are_out_of_reach_only_once_each_failed_and_none_is_dialled_again_
     assert schedule.out_of_reach((), until=0.5, now=0) is None
 
 
+async def test_the_wait_for_peers_out_of_reach_ends_as_the_last_one_is_found_on_another_network(tmp_path):
+    """A start's catch-up (node.daemon) ends "unreachable" as soon as no peer it dials can be connected in time: a
+    peer found on another network after its disconnection was seen (its short connection counted as a failed dial,
+    redialled within a second) is dialled again only a minute or more later, and that alone must end the wait, which
+    waited on to the catch-up's end."""
+    schedule = DialSchedule(rng=random.Random(1))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
+        manager = PeerManager(_NoPeersConnected(), replica, network="test",  # type: ignore[arg-type]
+                              bootstrap=["/ip4/10.0.0.1/tcp/4001/p2p/p"], max_peers=5, schedule=schedule,
+                              own_addrs=LAN)
+        schedule.connected("p", now=trio.current_time())
+        schedule.disconnected("p", now=trio.current_time())  # (as PeerManager's peer events tell it)
+        found: list[list[str]] = []
+
+        async def wait() -> None:
+            found.append([peer.peer_id for peer in await manager.out_of_reach(trio.current_time() + 10)])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not found  # its next dial comes within a second
+            manager.other_network("p", "othernet")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert found == [["p"]]
+
+
+class _NoPeersConnected:
+    def connected_peers(self) -> list[str]:
+        return []
+
+
 def test_disconnect_waits_the_minimum_backoff():
     schedule = DialSchedule(min_backoff=2, stable_after=5)
     schedule.add("p", ["/p2p/p"])
