@@ -11,12 +11,14 @@ then, and until engine.snapshot was written too (encoded on the loop a turn at a
 engine's emptying; the recompute the swap brings forward, PROMPT_RECOMPUTE_S after it, may come first), and the
 agents the engine swapped in holds; when that recompute returned its table, the stall it returned in (what runs on
 the loop as it does: the table's install, and the first agents it announces looked up in it, or all of them), and
-the longest stalls from the swap until then; and the full (generation 2) garbage collections meanwhile, in
-whichever thread: each holds the GIL, so the loop, for as long as it walks every object the process tracks but the
-frozen ones. What there is before the measure is frozen, as the node freezes what its start built
-(node.daemon.serve_node): the start's engine, and the flood's records, signed beforehand, which a node receiving them
-would not hold; a collection walks what the measure made, the rebuilt engine and what the flood adds to both. A
-figure with no target; it is not a test.
+the longest stalls from the swap until then; how long its announce of every agent the stream told of took (a chunk at
+a time, TrustService._recompute_and_announce: each a read that fills the agent's cached sums), the longest stalls
+meanwhile, and the full garbage collections from the swap until it ended; and the full (generation 2) garbage
+collections of the whole measure, in whichever thread: each holds the GIL, so the loop, for as long as it walks every
+object the process tracks but the frozen ones. What there is before the measure is frozen, as the node freezes what
+its start built (node.daemon.serve_node): the start's engine, and the flood's records, signed beforehand, which a
+node receiving them would not hold; a collection walks what the measure made, the rebuilt engine and what the flood
+adds to both. A figure with no target; it is not a test.
 
 With --flood R, records are stored at R a second (a vouch chain of another org, signed beforehand, taken each
 FLOOD_TICK_S in a batch of those due, FLOOD_BATCH at most, as a sync's page) from the first record on until the
@@ -67,7 +69,7 @@ from gossip.store import RecordStore  # noqa: E402
 from node.keys import load_org_key  # noqa: E402
 from node.metrics import Registry  # noqa: E402
 from node.stream import Broadcaster  # noqa: E402
-from node.trust import TrustService  # noqa: E402
+from node.trust import SNAPSHOT_AFTER, TrustService  # noqa: E402
 from vouching import Record, did_key, issue_record, org_body, vouch_body  # noqa: E402
 from vouching.params import HOUR_MS  # noqa: E402
 from vouching.policy import DEFAULT_POLICY  # noqa: E402
@@ -132,18 +134,20 @@ async def flood_while(replica: Replica, flood: list[Record], rate: int, batches:
 class Stalls:
     """The loop's gaps between ticks, each as (its end, its length), the windows of the rebuild's captures, the
     flood's batches, each as (its end, its length, its CPU time), and the full garbage collections, each as (its end,
-    its length, its thread's name)."""
+    its length, its CPU time, its thread's name): under load the loop waits for a core too, so that its length varies
+    with the machine's other work (up to twice its CPU time at load 4-5 on 2 cores), and its CPU time far less."""
 
     def __init__(self) -> None:
         self.gaps: list[tuple[float, float]] = []
         self.captures: list[tuple[float, float]] = []
         self.batches: list[tuple[float, float, float]] = []
-        self.collections: list[tuple[float, float, str]] = []
+        self.collections: list[tuple[float, float, float, str]] = []
         self.written = 0.0  # seconds from the swap until the rebuild's engine.snapshot was written
         self.swapped = 0.0  # when the measure saw the rebuilt engine swapped in (within a TICK_S)
         self.freed = 0.0  # when the swapped-out engine was freed (its last reference gone)
         self.recomputed = 0.0  # when the first recompute begun after the swap returned its table
-        self._collecting = 0.0
+        self.announced = 0.0  # when that recompute's announce of every agent the stream told of ended
+        self._collecting = (0.0, 0.0)  # (perf_counter, thread_time) as the one under way began
 
     def longest(self, window: tuple[float, float] | None = None) -> list[float]:
         """The longest gaps, of those beginning in `window` if given (the gap it began in is the turn before's too)."""
@@ -161,16 +165,18 @@ class Stalls:
     def collected(self, phase: str, info: dict[str, int]) -> None:
         """A gc.callbacks callback: note each full collection."""
         if phase == "start":
-            self._collecting = time.perf_counter()
+            self._collecting = (time.perf_counter(), time.thread_time())
         elif info["generation"] == 2:
-            now = time.perf_counter()
-            self.collections.append((now, now - self._collecting, threading.current_thread().name))
+            now, cpu = time.perf_counter(), time.thread_time()
+            self.collections.append((now, now - self._collecting[0], cpu - self._collecting[1],
+                                     threading.current_thread().name))
 
     def full_collections(self, window: tuple[float, float] | None = None) -> str:
         """The full collections that ended in `window`, if given: how many, and the longest with their threads."""
-        within = sorted(((length, thread) for end, length, thread in self.collections
+        within = sorted(((length, cpu, thread) for end, length, cpu, thread in self.collections
                          if window is None or window[0] <= end <= window[1]), reverse=True)
-        longest = ", ".join(f"{length * 1000:.1f} ms ({_thread(name)})" for length, name in within[:3])
+        longest = ", ".join(f"{length * 1000:.1f} ms ({cpu * 1000:.1f} ms of CPU, {_thread(name)})"
+                            for length, cpu, name in within[:3])
         return f"{len(within)}" + (f", the longest {longest}" if within else "")
 
 
@@ -180,9 +186,9 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
     the rebuild has caught up; the rebuild's wall time, the loop's longest gap in the second before (idle), its gaps
     until the swapped-out engine is freed and the rebuild's engine.snapshot written, and the records flooded. It holds
     the engine it started with by a weak reference alone, so that the swap frees it as a node's does; and the agents
-    the engine swapped in holds. It ends once the recompute the swap brings forward has returned its table."""
+    the engine swapped in holds. It ends once the recompute the swap brings forward has announced what changed."""
     stalls, flooded = Stalls(), 0
-    capturing, recomputing = trust._captured_rebuild, trust._recomputed
+    capturing, recomputing, announcing = trust._captured_rebuild, trust._recomputed, trust._recompute_and_announce
 
     async def recomputed() -> Any:
         swapped = stalls.swapped
@@ -190,6 +196,12 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         if swapped and not stalls.recomputed:
             stalls.recomputed = time.perf_counter()
         return table
+
+    async def announced() -> None:
+        swapped = stalls.swapped
+        await announcing()
+        if swapped and not stalls.announced:
+            stalls.announced = time.perf_counter()
 
     async def captured(*args: Any) -> Any:
         began = time.perf_counter()
@@ -205,6 +217,7 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
 
     trust._captured_rebuild = captured  # type: ignore[method-assign]
     trust._recomputed = recomputed  # type: ignore[method-assign]
+    trust._recompute_and_announce = announced  # type: ignore[method-assign]
     engine = weakref.ref(trust.engine)
     weakref.finalize(trust.engine, stalls.noted_free)
     async with trio.open_nursery() as nursery:
@@ -226,16 +239,17 @@ async def measure(replica: Replica, trust: TrustService, first: Record, metrics:
         while metrics.value("engine_snapshot_records") == covered:  # (the rebuild's, written after it)
             await trio.sleep(0.05)
         stalls.written = time.perf_counter() - began - took
-        while engine() is not None or not stalls.recomputed:
+        while engine() is not None or not stalls.announced:
             await trio.sleep(0.05)
-        while stalls.gaps[-1][0] < stalls.recomputed:  # (the gap it returned in, noted)
+        while stalls.gaps[-1][0] < stalls.announced:  # (the gap it ended in, noted)
             await trio.sleep(TICK_S)
         gc.callbacks.remove(stalls.collected)
         nursery.cancel_scope.cancel()
     return took, idle, stalls, flooded, agents
 
 
-def main() -> None:
+def _arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options; exits 2 naming the one a measure could not run with."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--orgs", type=int, default=10)
@@ -244,7 +258,15 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=0, help="records a second stored during the rebuild")
     parser.add_argument("--gc", choices=("on", "off", "freeze-after-full"), default="on",
                         help="the garbage collector during the measure (see above)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.records < SNAPSHOT_AFTER:  # (the measure waits for the start's engine.snapshot, and the rebuild's)
+        parser.error(f"--records: at least {SNAPSHOT_AFTER:,}: a node writes engine.snapshot only once it holds that "
+                     "many records, and the measure begins once the start's is written")
+    return args
+
+
+def main() -> None:
+    args = _arguments()
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name) / "node"
         began = time.perf_counter()
@@ -285,6 +307,11 @@ def main() -> None:
             print(f"the recompute the swap brought forward returned {stalls.recomputed - stalls.swapped:.2f} s after "
                   f"it, in a stall of {stalls.around(stalls.recomputed) * 1000:.1f} ms; the loop's longest stalls from "
                   f"the swap until then: {_ms(stalls.longest((stalls.swapped, stalls.recomputed)))}")
+            announced = (stalls.recomputed, stalls.announced)
+            print(f"its announce of the {len(trust._known)} agents the stream told of: "
+                  f"{stalls.announced - stalls.recomputed:.2f} s; the loop's longest stalls meanwhile: "
+                  f"{_ms(stalls.longest(announced))}; full garbage collections from the swap until it ended: "
+                  f"{stalls.full_collections((stalls.swapped, stalls.announced))}")
             for began, ended in stalls.captures:
                 print(f"its capture of engine.snapshot: {ended - began:.2f} s; the loop's longest stalls meanwhile: "
                       f"{_ms(stalls.longest((began, ended)))}; written {stalls.written:.1f} s after the swap")

@@ -29,7 +29,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -130,6 +130,7 @@ class TrustService:
         self._rebuilt: TrustEngine | None = None  # the engine `_rebuild` is building, told of links meanwhile
         self._mirror: TrustEngine | None = None  # ... once it caught up with the store: told of records and events
         self._held_links: list[Link] | None = None  # links for it, held while it is captured
+        self._swapped = False  # `_rebuild` swapped in an engine whose changes no recompute has begun to announce since
         self._lent = _Lent()  # engines a recompute holds (`_recomputed`): `_rebuild` empties the one it swaps out after
         self._broadcaster = broadcaster
         self._interval = recompute_interval
@@ -488,15 +489,15 @@ class TrustService:
         each batch before it tells any listener of it, all on the trio thread, and on nothing about the order it
         calls the listeners in. Links are applied to it as they come (held while it is captured).
         Discarded if the node's own org moves again meanwhile (a link of an earlier key still), emptied so too: built
-        again. At 10^6
-        records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores, with turns of 20 ms then
-        (benchmarks/adopt_rebuild.py: a turn is TURN_S and the store's page of 1,000 records it reads). Under a flood
-        of records stored half as fast as it feeds them (some 10^4 a second) or faster, it catches up by feeding a gap
-        of AT_ONCE_MAX records at most at once (`_feed_stored`). No full garbage collection from its engine made to its
+        again. At 10^6 records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores, with turns of
+        20 ms then (benchmarks/adopt_rebuild.py: a turn is TURN_S and the store's page of 1,000 records it reads).
+        Under a flood of records stored half as fast as it feeds them (some 10^4 a second) or faster, it catches up by
+        feeding a gap of AT_ONCE_MAX records at most at once (`_feed_stored`). No full garbage collection from its engine made to its
         swap (`_full_collections_held`), nor while its capture is written (`_write_snapshot`): under a flood of new
         agents, 25-26 of them walked every agent's objects on the loop, the longest 130-138 ms, 7-8 during its capture,
         whose longest stall was 84-121 ms, 22-39 ms with none (benchmarks/adopt_rebuild.py --records 20000 --flood
-        20000, README), nor while the old engine is emptied."""
+        20000, README), nor while the old engine is emptied; nor, once swapped in, while the recompute it brings
+        forward announces what changed (`_recompute_and_announce`)."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,
@@ -519,7 +520,7 @@ class TrustService:
                 await recompute_in_worker(engine, self._clock)
                 moved = engine.own_org != identity(self.replica.did)  # (`_own_org_moved` is set: built again)
                 if not moved:
-                    old, self.engine = self.engine, engine
+                    old, self.engine, self._swapped = self.engine, engine, True
                     self.own_org_swapped.set()
                     self.own_org_swapped = trio.Event()
             finally:
@@ -653,7 +654,19 @@ class TrustService:
                 await self._org_changed.wait()
                 await trio.sleep(PROMPT_RECOMPUTE_S)  # what else arrives meanwhile joins this recompute
             self._org_changed = trio.Event()
-            deferred, self._deferred = self._deferred, {}
+            await self._recompute_and_announce()
+
+    async def _recompute_and_announce(self) -> None:
+        """A full recompute (`_recomputed`), then `_announce_soon` of every agent the stream told of or whose change
+        awaited it, a chunk at a time. The first to begin after `_rebuild` swapped its engine in holds off full
+        collections until it ends (`_full_collections_held`), however it ends: its reads fill every agent's cached
+        sums, and what that makes set off on the loop the full collections the rebuild held off, three at 2*10^5 agents,
+        59-64, 32-34 and 33-34 ms of CPU, the announce's longest stall 62-154 ms; held, the one that comes after it
+        took 53-55 ms, and the announce's longest stall 9-11 ms (benchmarks/adopt_rebuild.py --records 20000 --flood
+        20000, README)."""
+        deferred, self._deferred = self._deferred, {}
+        swapped, self._swapped = self._swapped, False
+        with _full_collections_held() if swapped else nullcontext():
             table = await self._recomputed()
             agents = list({**self._known, **deferred})
             for start in range(0, len(agents), ANNOUNCE_CHUNK):
@@ -805,17 +818,18 @@ _FULL_COLLECTION_HOLDS = _Holds()
 @contextmanager
 def _full_collections_held() -> Iterator[None]:
     """No full collection of the cycle collector (its oldest generation) within: its young ones go on. A full one
-    walks each item of each tracked list not frozen (gc.freeze), and a bring-forward's (its engine's lists of an item
-    an agent, the states decoded and captured) made each 15-35 ms at 1.2*10^5 agents, on the loop, 5-11 in each of its
-    steps: one is set off every 10 young ones once the objects that outlived them pass a quarter of those the last
-    full one left, and those are a few hundred (the lists are few, their items many and untracked;
-    benchmarks/snapshot_forward.py); a rebuild's likewise (`_rebuild`). The process's thresholds, for every task
-    meanwhile: cyclic garbage that outlived two young collections waits until after (the next full one comes as due
-    then). Holds of several tasks may overlap, ending in any order: the first sets the oldest generation's threshold
-    out of reach, and the last sets it back, unless another changed it meanwhile (theirs stands, as do young
-    thresholds changed meanwhile). On the trio thread alone. It holds nothing on CPython 3.14.0-3.14.4, whose collector
-    is incremental (each young collection takes an increment of the old generation with it, so none walks it all;
-    gc.set_threshold ignores a third value there); 3.13 and 3.14.5 on have the generational one this holds."""
+    walks each item of each tracked list not frozen (gc.freeze), and a bring-forward's (its engine's lists of an
+    item an agent, the states decoded and captured) made each 15-35 ms at 1.2*10^5 agents, on the loop, 5-11 in each
+    of its steps: one is set off every 10 young ones once the objects that outlived them pass a quarter of those the
+    last full one left, and those are a few hundred (the lists are few, their items many and untracked;
+    benchmarks/snapshot_forward.py); a rebuild's likewise (`_rebuild`), then the announce after its swap
+    (`_recompute_and_announce`). The process's thresholds, for every task meanwhile: cyclic garbage that outlived
+    two young collections waits until after (the next full one comes as due then). Holds of several tasks may
+    overlap, ending in any order: the first sets the oldest generation's threshold out of reach, and the last sets
+    it back, unless another changed it meanwhile (theirs stands, as do young thresholds changed meanwhile). On the
+    trio thread alone. It holds nothing on CPython 3.14.0-3.14.4, whose collector is incremental (each young
+    collection takes an increment of the old generation with it, so none walks it all; gc.set_threshold ignores a
+    third value there); 3.13 and 3.14.5 on have the generational one this holds."""
     if not _FULL_COLLECTION_HOLDS.count:
         *young, _FULL_COLLECTION_HOLDS.threshold = gc.get_threshold()
         gc.set_threshold(*young, NO_FULL_COLLECTION)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import trio
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -37,3 +38,13 @@ def test_own_records_page_py_lists_records_the_ledger_stores_as_it_says():
         rows = trio.run(page.measure, 3, 16, 2, held)
         assert [(r["stored"], r["bytes"], r["conflicts_with_bytes"]) for r in rows] == (
             [(True, None, None)] * 2 + [(False, "kept", "kept")] * 3), held
+
+
+def test_adopt_rebuild_py_refuses_fewer_records_than_a_snapshot_is_written_for(capsys):
+    """With --records under SNAPSHOT_AFTER it waited for ever for the start's engine.snapshot, which no node writes."""
+    adopt = _script("adopt_rebuild")
+    assert adopt._arguments(["--records", str(adopt.SNAPSHOT_AFTER)]).records == adopt.SNAPSHOT_AFTER
+    with pytest.raises(SystemExit) as stopped:
+        adopt._arguments(["--records", "5000"])
+    assert stopped.value.code == 2
+    assert f"--records: at least {adopt.SNAPSHOT_AFTER:,}" in capsys.readouterr().err

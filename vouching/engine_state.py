@@ -20,7 +20,7 @@ from typing import Any
 from .arrays import array_columns
 from .deviation import DeviationTest
 from .evidence import EvidenceStore
-from .scoring import TrustEngine, flat_pairs, paired
+from .scoring import TrustEngine, flat_pairs, latest_vouches, paired, vouch_key
 from .vouches import Vouch, VouchBook
 
 
@@ -124,8 +124,7 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
             for name, column in columns.items():
                 columns[name] = yield from _copy_of(column)
         state["deviation_wide"] = yield from _copy_of(state["deviation_wide"])
-    yield from _in_chunks(agents, ((flat_pairs(pairs), a in engine._scoped, stamp,
-                                    tuple((issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()))
+    yield from _in_chunks(agents, ((flat_pairs(pairs), a in engine._scoped, stamp, tuple(latest_vouches(vouches)))
                                    for a, (pairs, stamp, vouches)
                                    in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
     yield from _in_chunks(vouches, book.by_id.values())  # (rows of VOUCH_FIELDS as they are)
@@ -179,7 +178,7 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
         for a, (pairs, scoped, stamp, vouches) in enumerate(rows, start):
             engine._pairs.append(dict(paired(pairs)))
             engine._stamps.append(stamp)
-            engine._agent_vouches.append({(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
+            engine._agent_vouches.append({vouch_key(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
                                           for issuer, basis, record_id in vouches})
             engine._caches.append(None)
             if scoped:

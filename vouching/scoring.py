@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_right, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from operator import itemgetter
 
@@ -41,6 +41,23 @@ from vouching.vouches import Vouch, VouchBook, check_weight
 
 INF = math.inf
 COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: about 1 MB, a fraction of a ms
+_BASIS_CODES = {basis: code for code, basis in enumerate(AGENT_BASES)}
+
+
+def vouch_key(issuer: int, basis: str) -> int:
+    """An agent's latest vouch of org `issuer` (its index) and `basis`, as its key among the agent's (TrustEngine
+    ._agent_vouches): an int, which the garbage collector does not track, so that neither is the agent's dict. Keyed by
+    a tuple, made tracked, the dict stayed tracked until a full collection untracked it: under a rebuild after key
+    adopt or a flood of new agents, the first one after walked a dict an agent, 96-112 ms of CPU on the loop at 2*10^5
+    of them, where it takes 59-64 ms now (benchmarks/adopt_rebuild.py --records 20000 --flood 20000, README)."""
+    return issuer * len(AGENT_BASES) + _BASIS_CODES[basis]
+
+
+def latest_vouches(vouches: dict[int, bytes]) -> Iterator[tuple[int, str, bytes]]:
+    """An agent's latest vouches (keyed by `vouch_key`), each as its org's index, its basis and its record id."""
+    for key, record_id in vouches.items():
+        issuer, code = divmod(key, len(AGENT_BASES))
+        yield issuer, AGENT_BASES[code], record_id
 
 
 class SnapshotCopy:
@@ -108,11 +125,12 @@ class TrustEngine:
         self._groups: list[int] = []  # independence group of each org
         # Each agent by its index, in lists of dicts, tuples and numbers rather than an object an agent: the garbage
         # collector walks every object it tracks at each full collection, holding the node's loop meanwhile, and
-        # untracks a tuple or dict holding none (benchmarks/gc_objects.py).
+        # untracks a tuple holding none at any collection, a dict only at a full one (benchmarks/gc_objects.py), so
+        # that an agent's dicts hold ints and bytes alone, never tracked (`vouch_key`).
         self._agent_dids: list[str] = []
         self._agent_index: dict[str, int] = {}
         self._pairs: list[dict[int, int]] = []  # org index -> evidence pair
-        self._agent_vouches: list[dict[tuple[int, str], bytes]] = []  # (issuer, basis) -> its latest vouch's id
+        self._agent_vouches: list[dict[int, bytes]] = []  # vouch_key(issuer, basis) -> its latest vouch's id
         # (weights version, time, good, good held at the per-org cap, bad, reports, capped lift, witnesses): sums at
         # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
         # time is not the sum of its decayed terms, so a node would score by when it last read). Summed by `_sums`, it
@@ -181,7 +199,8 @@ class TrustEngine:
                       None if scope is None else tuple(scope))
         terms = self._changing(a, vouch.issuer, basis)
         self._vouches.add(vouch)
-        self._agent_vouches[a][vouch.issuer, basis] = record_id  # replaces the issuer's earlier one (VouchBook.add)
+        # (replaces the issuer's earlier one, as VouchBook.add does)
+        self._agent_vouches[a][vouch_key(vouch.issuer, basis)] = record_id
         if scope is not None:
             self._scoped.add(a)
         pairs = self._pairs[a]
@@ -339,7 +358,7 @@ class TrustEngine:
         if a is None:
             return ()
         book = self._vouches
-        return tuple(sorted(self._orgs[issuer] for (issuer, basis), record_id in self._agent_vouches[a].items()
+        return tuple(sorted(self._orgs[issuer] for issuer, basis, record_id in latest_vouches(self._agent_vouches[a])
                             if basis == "operator" and book[record_id].active(now)))
 
     @property
@@ -528,7 +547,7 @@ class TrustEngine:
         pairs = self._pairs[a]
         pair = pairs.get(o)
         if pair is None:
-            operator = (o, "operator") in self._agent_vouches[a]
+            operator = vouch_key(o, "operator") in self._agent_vouches[a]
             pair = pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
@@ -594,7 +613,7 @@ class TrustEngine:
     def _terms(self, a: int, now: float, o: int, basis: str | None) -> tuple:
         """Org `o`'s evidence of the agent and its vouch of `basis` (None: none), summed as `_sums` sums them all."""
         pair = self._pairs[a].get(o)
-        record_id = None if basis is None else self._agent_vouches[a].get((o, basis))
+        record_id = None if basis is None else self._agent_vouches[a].get(vouch_key(o, basis))
         return self._sums(a, now, None, pairs=() if pair is None else ((o, pair),),
                           vouches=() if record_id is None else (self._vouches[record_id],))
 

@@ -2,6 +2,7 @@
 either key, its own digests under an earlier key as first-hand, and a link that joins a key the engine already
 knew as an org moves what named it onto the org."""
 
+import contextlib
 import functools
 import gc
 import json
@@ -552,6 +553,82 @@ async def test_the_rebuild_after_key_adopt_holds_off_full_collections_until_its_
     assert gc.get_threshold() == thresholds
 
 
+async def test_the_announce_after_the_rebuilds_swap_holds_off_full_collections_until_it_ends(tmp_path, monkeypatch):
+    """The recompute the swap brings forward reads every agent the stream told of, filling its cached sums: the
+    objects that makes set off the full collections the rebuild held off, on the loop, within the announce. They are
+    held off until it ends too (one comes after), and the thresholds are as they were after (benchmarks/adopt_rebuild.py
+    --records 20000 --flood 20000: the announce's longest stall was 62-154 ms at 2*10^5 agents, 9-11 ms held)."""
+    monkeypatch.setattr(node_trust, "PROMPT_RECOMPUTE_S", 0.0)
+    agent, now = new_did(), T0 + 2 * EPOCH
+    clock = Clock(T0 + 5)
+    new, old_did, (first, *_) = _adopted(tmp_path, clock, agent)
+    thresholds, oldest, after_the_swap = gc.get_threshold(), [], False
+    freed, announced = trio.Event(), trio.Event()
+    with telemetry_node(tmp_path, key=new.key, clock=clock, epoch_ms=EPOCH) as node:
+        trust = _running(node, Broadcaster(Registry()), now)
+        weakref.finalize(trust.engine, freed.set)
+        recomputed, announce, recompute_and_announce = (trust._recomputed, trust._announce,
+                                                        trust._recompute_and_announce)
+
+        async def after_the_rebuild() -> ScoreTable:
+            """The recompute of the engine swapped in, once the rebuild let go of the old one (its hold over)."""
+            await freed.wait()
+            return await recomputed()
+
+        def noted(agents: Iterable[str]) -> None:
+            if after_the_swap:
+                oldest.append(gc.get_threshold()[2])
+            announce(agents)
+
+        async def until_announced() -> None:
+            nonlocal after_the_swap
+            after_the_swap = trust.engine.own_org == old_did  # (the recompute began after it)
+            await recompute_and_announce()
+            if after_the_swap:
+                announced.set()
+
+        monkeypatch.setattr(trust, "_recomputed", after_the_rebuild)
+        monkeypatch.setattr(trust, "_announce", noted)
+        monkeypatch.setattr(trust, "_recompute_and_announce", until_announced)
+        for one in trust.engine.agents():
+            trust.score(one)  # (told of, so announced by every recompute)
+        await _rebuilt_until(trust, node, first, announced)
+    assert trust.engine.own_org == old_did
+    assert oldest and set(oldest) == {node_trust.NO_FULL_COLLECTION}, oldest
+    assert gc.get_threshold() == thresholds
+
+
+@pytest.mark.parametrize("ends", ["fails", "cancelled"])
+async def test_the_hold_over_the_announce_after_a_swap_ends_with_it_however_it_ends(tmp_path, monkeypatch, ends):
+    """A recompute after the rebuild's swap that fails, or is cancelled (the node stopping), lets full collections
+    back as it ends, as one that announced does: held for as long as the node ran, cyclic garbage that outlived two
+    young collections would never be freed. The next recompute holds none."""
+    thresholds, oldest = gc.get_threshold(), []
+    stopping = trio.CancelScope()
+
+    async def recomputed() -> ScoreTable:
+        oldest.append(gc.get_threshold()[2])
+        if ends == "fails":
+            raise RuntimeError("the recompute failed")
+        stopping.cancel()
+        await trio.sleep_forever()
+
+    async def recompute_and_announce() -> None:
+        nonlocal stopping
+        with trio.CancelScope() as stopping, \
+                pytest.raises(RuntimeError) if ends == "fails" else contextlib.nullcontext():
+            await trust._recompute_and_announce()
+
+    with fake_node(tmp_path) as node:
+        trust = _listening(_service(node.replica))
+        trust._swapped = True  # (as `_rebuild` sets it at the swap)
+        monkeypatch.setattr(trust, "_recomputed", recomputed)
+        await recompute_and_announce()
+        assert gc.get_threshold() == thresholds and node_trust._FULL_COLLECTION_HOLDS.count == 0
+        await recompute_and_announce()
+    assert oldest == [node_trust.NO_FULL_COLLECTION, thresholds[2]]
+
+
 async def test_letting_go_of_the_rebuilds_written_capture_leaves_the_engine_swapped_in_as_it_was(tmp_path, monkeypatch):
     """The rebuild's capture is its engine's state copied (Capture), and that engine serves once swapped in: emptying
     the capture once written (engine_state.letting_go) must empty the copies alone, never a list, dict or set the
@@ -672,13 +749,13 @@ def _lists_of(engine: TrustEngine) -> tuple:
     return engine._agent_dids, engine._pairs, engine._agent_vouches, engine._vouches.by_id
 
 
-async def _rebuilt_until(trust: TrustService, node: TelemetryNode, first: Record, freed: trio.Event) -> None:
-    """`trust` running, the node taking back its key's `first` record (its rebuild after key adopt), until `freed`."""
+async def _rebuilt_until(trust: TrustService, node: TelemetryNode, first: Record, done: trio.Event) -> None:
+    """`trust` running, the node taking back its key's `first` record (its rebuild after key adopt), until `done`."""
     async with trio.open_nursery() as nursery:
         await nursery.start(trust.run)
         assert node.replica.accept([first]).accepted == [first]
         with trio.fail_after(30):
-            await freed.wait()
+            await done.wait()
         nursery.cancel_scope.cancel()
 
 
