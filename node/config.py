@@ -556,8 +556,9 @@ sync_peers = {d.sync_peers}
 # in time: unreachable, its log naming each with its error). If none does in time it signs without
 # it, saying why (GET /v1/node's startup_sync is timed_out or unreachable, vouchnet_startup_sync_timed_out 1; or unheld,
 # vouchnet_startup_sync_unheld 1, if the peers whose rounds ended hold none of the org's records, as for an org no
-# other org vouches for yet), until a later round ends it as it would have ended the start's (timed_out turns unheld
-# at a round with a peer that holds none of them); `vouchnet key rotate` waits as long, and then refuses to sign.
+# other org vouches for yet), until a later round ends it as it would have ended the start's (timed_out and
+# unreachable turn unheld at a round with a peer that holds none of them); `vouchnet key rotate` waits as long, and
+# then refuses to sign.
 startup_sync_seconds = {d.startup_sync_seconds}
 # Worker processes that check the signatures of records fetched by catch-up sync; 0 checks them on the node's
 # own thread. On a machine with a core to spare, 1 takes half the catch-up work off the node (benchmarks/sync.py).

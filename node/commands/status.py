@@ -48,7 +48,8 @@ def register(subparsers: Subparsers) -> None:
         "inbound: it dialled in), its GossipSub score here (0 for a peer that behaves; negative for one penalised, "
         "e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) and whether it "
         "serves catch-up sync and cosigning (no for a gossip-only peer); then those it dials but is not connected "
-        "to, with how many dials failed in a row, when it dials next and why the last dial failed; then those found "
+        "to, with how many dials failed in a row, when it dials next and why the last dial failed (one on the block "
+        "list, PUT /v1/peers/blocked, is not dialled until taken off it: the header counts them); then those found "
         "on another network (a mistyped bootstrap address, say), with that network: dialled ever less often, 30 s "
         "to an hour apart. Where to look when the node replicates nothing. --json adds each peer's org did "
         "and addresses.",
@@ -91,8 +92,7 @@ def _peers(args: argparse.Namespace) -> int:
            [(p["peer_id"], p.get("source", "-"), _show(p.get("score")), _yes_no(p.get("serves_sync"))) for p in live])
     if down:
         now = time.time_ns() // 1_000_000
-        print(f"{len(down)} not connected, dialled again with growing backoff (one blocked on this host: not until "
-              "unblocked)")
+        print(_down_header(down))
         _table(("PEER ID", "SOURCE", "FAILURES", "NEXT DIAL", "LAST ERROR"),
                [(p["peer_id"], p["source"], str(p["failures"]), _next_dial(p["next_dial_at"], now),
                  _show(p["last_error"])) for p in down])
@@ -104,6 +104,18 @@ def _peers(args: argparse.Namespace) -> int:
                [(p["peer_id"], p["source"], str(p["other_network"]), _next_dial(p["next_dial_at"], now),
                  _show(p["addrs"])) for p in apart])
     return 0
+
+
+def _down_header(down: list[dict[str, Any]]) -> str:
+    """The line over the peers not connected: how many, and how many of them are blocked, which GET /v1/peers shows
+    with no next dial (DESIGN §5), the others dialled again with growing backoff."""
+    blocked = sum(peer["next_dial_at"] is None for peer in down)
+    if not blocked:
+        return f"{len(down)} not connected, dialled again with growing backoff"
+    if blocked == len(down):
+        return f"{len(down)} not connected, blocked on this host: not dialled until unblocked"
+    return f"{len(down)} not connected, dialled again with growing backoff ({blocked} blocked on this host: not " \
+           "dialled until unblocked)"
 
 
 def _listed(connected: list[dict[str, Any]], known: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from nacl.signing import SigningKey
 import gossip.own_records
 import gossip.store
 from gossip.host import peer_id_from_public_key, peer_org
-from gossip.peers import APART_FIRST
+from gossip.peers import APART_FIRST, BLOCKED
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
@@ -279,12 +279,30 @@ async def test_peers_lists_the_connected_then_the_unreachable_with_their_error_a
     assert (code, lines[:4]) == (0, [
         ["2", "connected"], ["PEER", "ID", "SOURCE", "SCORE", "SYNC"],
         [up, "bootstrap", "0.0", "yes"], [inbound, "inbound", "-10.5", "no"]])
-    assert lines[4:6] == ["1 not connected, dialled again with growing backoff (one blocked on this host: not until "
-                          "unblocked)".split(),
+    assert lines[4:6] == [["1", "not", "connected,", "dialled", "again", "with", "growing", "backoff"],
                           ["PEER", "ID", "SOURCE", "FAILURES", "NEXT", "DIAL", "LAST", "ERROR"]]
     assert lines[6][:4] == [down, "org_record", "7", "in"] and 1 <= int(lines[6][4]) <= math.ceil(delay)
     assert lines[6][5:] == ["s", "dial", down_addr + ":", "no", "connection", "within", "10", "s"]
     assert len(lines) == 7
+
+
+async def test_peers_counts_the_blocked_ones_among_the_unreachable_as_not_dialled(run, node, url):
+    """A blocked peer (PUT /v1/peers/blocked) has no next dial: the header says how many are so, and only then."""
+    (down, down_addr), (blocked, blocked_addr) = _peer(5), _peer(6)
+    node.schedule.add(down, [down_addr])
+    node.schedule.failed(down, trio.current_time(), f"dial {down_addr}: connection refused")
+    node.schedule.add(blocked, [blocked_addr])
+    node.schedule.block([blocked])
+    code, out, _ = await run("peers", "--api", url)
+    lines = out.splitlines()
+    assert (code, lines[:2]) == (0, [
+        "no peers connected",
+        "2 not connected, dialled again with growing backoff (1 blocked on this host: not dialled until unblocked)"])
+    assert lines[3].split()[:4] == [down, "bootstrap", "1", "in"]
+    assert lines[4].split()[:4] == [blocked, "bootstrap", "0", "-"] and lines[4].endswith(BLOCKED)
+    node.schedule.block([blocked, down])
+    code, out, _ = await run("peers", "--api", url)
+    assert out.splitlines()[1] == "2 not connected, blocked on this host: not dialled until unblocked"
 
 
 async def test_peers_lists_the_peers_found_on_another_network_apart_with_it(run, node, url):
