@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..metrics import Registry
-from .http_server import Refused
+from .http_server import MAX_HEAD_BYTES, Refused
 
 OTHER = "other"
 # Every 4xx error code the API gives, with its status (tests/node/test_metrics.py keeps it whole).
@@ -46,7 +46,8 @@ def refusals_counter(metrics: Registry) -> Refused:
         "`error`; other: an OTLP protobuf answer's, which has none): 401 unauthorized is a write without this node's "
         "token, or with a wrong one; 403 forbidden_host, a request naming a host not this node's (a web page's, by "
         "DNS rebinding); 403 forbidden_origin, a browser's request for another origin's page; 408 request_timeout, a "
-        "request body not sent in time (a client too slow, or holding connections)", ("status", "reason"),
+        "request body not sent in time (a client too slow, or holding connections); 431 head_too_large, a request "
+        f"head over {MAX_HEAD_BYTES // 1024} KiB", ("status", "reason"),
         known=[(str(status), code) for code, status in REFUSALS.items()])
     return lambda status, code: counter.inc(status=str(status), reason=_known(status, code))
 
