@@ -68,6 +68,8 @@ _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # the org's records) turn "done" once a later round ends it as it would have ended the start's, and "timed_out" and
 # "unreachable" turn "unheld" at a later round that proves nothing (_catch_up_late)
 StartupSync = Literal["pending", "no_peers", "done", "timed_out", "unreachable", "unheld"]
+# The outcomes of a start's catch-up that no round with a peer it dials answered: slow, or none could be connected
+NO_ROUND_ANSWERED = ("timed_out", "unreachable")
 # The peers an "unreachable" catch-up's WARNING names, at most (GET /v1/peers lists them all)
 NAMED_UNREACHABLE = 5
 # py-libp2p 0.8.1 sends an IDONTWANT per message to every /meshsub/1.2.0 peer: 15-60% more CPU per record for
@@ -90,7 +92,7 @@ class CatchUp:
     @property
     def signs_unchecked(self) -> bool:
         """Whether the node signs (or would) without a peer having shown what the org signed elsewhere."""
-        return self.state in ("timed_out", "unreachable", "unheld")
+        return self.state in (*NO_ROUND_ANSWERED, "unheld")
 
     def why(self, seconds: float) -> str:
         """Why a catch-up that `signs_unchecked` did not end: what the operator reads first."""
@@ -417,7 +419,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "startup_sync is timed_out or unreachable), until a later round with one ends it as it would "
                         "have ended the start's (or proves nothing: unheld): the node signs without it (if its data "
                         "directory was restored from an older copy, the org may sign twice at one seq)",
-                        lambda: int(node.startup_sync in ("timed_out", "unreachable")))
+                        lambda: int(node.startup_sync in NO_ROUND_ANSWERED))
         metrics.collect("startup_sync_unheld", "1 when the peers it dials that completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, or after it timed out, hold none of the org's records, "
                         "until a round with one that holds them has brought them in: the node signs without a check "
@@ -570,7 +572,7 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
         try:
             state, unreachable = await _take_back_own_records(node, nursery, rounds, node.config.startup_sync_seconds,
                                                               signs_timed_out=signs_timed_out)
-            if state in ("timed_out", "unreachable") and rounds.unproven:
+            if state in NO_ROUND_ANSWERED and rounds.unproven:
                 return CatchUp("unheld", len(rounds.unproven), new_org)
             return CatchUp(state, new_org=new_org, unreachable=tuple(unreachable))
         except RotationTakenBack as taken:
@@ -777,7 +779,7 @@ async def _catch_up_late(node: Node, new_org: bool) -> None:
     hold back (_dialled_rounds' `preempts`)."""
 
     def proved_nothing() -> None:
-        if node.startup_sync in ("timed_out", "unreachable"):
+        if node.startup_sync in NO_ROUND_ANSWERED:
             node.startup_sync = "unheld"
             log.warning(f"a peer it dials completed a catch-up sync but holds none of this org's records (a node "
                         "stores only the records of orgs inside its horizon) or did not serve those it named: "
