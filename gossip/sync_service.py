@@ -663,15 +663,15 @@ class SyncService:
         (`_taken_while_connected`): they end no session for one, and take none they could not use."""
         async for event in events:
             self.needs_changed()
-            for waiting in () if event.connected else self._awaiting_slot.get(event.peer_id, ()):
-                waiting.cancel()
-            if event.connected:
-                now = trio.current_time()
-                self._rounds_started = {peer: at for peer, at in self._rounds_started.items()
-                                        if at > now - self.interval}
-                if event.peer_id not in self._rounds_started or self._needed(event.peer_id):  # (none if running)
-                    assert self._nursery is not None
-                    self._nursery.start_soon(self.sync_with, event.peer_id)
+            if not event.connected:
+                for waiting in self._awaiting_slot.get(event.peer_id, ()):
+                    waiting.cancel()
+                continue
+            now = trio.current_time()
+            self._rounds_started = {peer: at for peer, at in self._rounds_started.items() if at > now - self.interval}
+            if event.peer_id not in self._rounds_started or self._needed(event.peer_id):  # (none if running)
+                assert self._nursery is not None
+                self._nursery.start_soon(self.sync_with, event.peer_id)
 
     async def _every_interval(self) -> None:
         """Anti-entropy rounds: pull from `round_peers` connected peers picked at random among those not settled
