@@ -267,7 +267,8 @@ class _Connection:
             if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
                 raise _Gone() from None
             raise
-        if isinstance(event, h11.Request) and buffered - len(self.h11.trailing_data[0]) > MAX_HEAD_BYTES:
+        if (isinstance(event, h11.Request) and buffered > MAX_HEAD_BYTES  # (else no head in it can be longer)
+                and buffered - len(self.h11.trailing_data[0]) > MAX_HEAD_BYTES):
             raise h11.RemoteProtocolError("request head too long", error_status_hint=431)
         return event
 
