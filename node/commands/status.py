@@ -108,7 +108,7 @@ def _peers(args: argparse.Namespace) -> int:
 
 def _down_header(down: list[dict[str, Any]]) -> str:
     """The line over the peers not connected: how many, and how many of them are blocked, which GET /v1/peers shows
-    with no next dial (DESIGN §5), the others dialled again with growing backoff."""
+    with no next dial (gossip.peers.DialSchedule.known), the others dialled again with growing backoff."""
     blocked = sum(peer["next_dial_at"] is None for peer in down)
     if not blocked:
         return f"{len(down)} not connected, dialled again with growing backoff"
