@@ -2088,7 +2088,7 @@ class Host:
         place of the events it missed (gossip.peer_feed); those are counted as dropped.
         """
         self._check_open()
-        feed = PeerFeed(self._config.receive_buffer, lambda: self._notifee.announced)
+        feed = PeerFeed(self._config.receive_buffer, self._notifee.announced)
         self._peer_feeds.append(feed)
         return feed
 

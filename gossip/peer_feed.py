@@ -13,7 +13,7 @@ subscriber was told are connected.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import trio
@@ -31,18 +31,18 @@ class PeerFeed:
     """A subscriber's PeerEvents: `await receive()`, `receive_nowait()` or `async for`, as a trio memory channel's,
     ending (trio.EndOfChannel) once the host closed it and the events queued were read.
 
-    `announced()` is the host's peers connected now, each with the number of the PeerEvent that told of its
-    connection (numbers are never reused): it is read as a connection is put in (its number) and as a subscriber
-    that fell behind reads again.
+    `announced` is the host's peers connected now, a mapping the host keeps up to date, each with the number of the
+    PeerEvent that told of its connection (numbers are never reused): it is read as a connection is put in (its
+    number) and as a subscriber that fell behind reads again.
     """
 
-    def __init__(self, capacity: int, announced: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(self, capacity: int, announced: Mapping[str, int]) -> None:
         self._capacity = capacity
         self._announced = announced
         self._queue: deque[tuple[PeerEvent, int]] = deque()  # events unread, a connection's with its number
         # the peers connected as the events read so far tell, with their numbers: from those connected as it is made
         # (a subscriber reads Host.connected_peers for them), so that one of them gone while it is behind is told gone
-        self._told: dict[str, int] = dict(announced())
+        self._told: dict[str, int] = dict(announced)
         self._behind = False  # events were dropped since the last read: the next one tells what changed instead
         self._closed = False
         self._readers = trio.lowlevel.ParkingLot()
@@ -56,7 +56,7 @@ class PeerFeed:
         if self._behind:
             return 1
         if len(self._queue) < self._capacity:
-            self._queue.append((event, self._announced()[event.peer_id] if event.connected else 0))
+            self._queue.append((event, self._announced[event.peer_id] if event.connected else 0))
             return 0
         self._behind = True
         dropped = len(self._queue) + 1
@@ -103,7 +103,7 @@ class PeerFeed:
     def _queue_changes(self) -> None:
         """Queue, in place of the events dropped, how the peers connected now differ from those the subscriber was
         told of: the ones gone (or connected anew) leave, then the ones come (or connected anew) arrive."""
-        now = dict(self._announced())
+        now = dict(self._announced)
         self._queue.extend((PeerEvent(peer, connected=False), 0) for peer, number in self._told.items()
                            if now.get(peer) != number)
         self._queue.extend((PeerEvent(peer, connected=True), number) for peer, number in now.items()

@@ -26,7 +26,7 @@ class Peers:
         """`before`: the peers connected as the subscriber subscribes."""
         self._numbers = itertools.count(1)
         self.announced: dict[str, int] = {peer: next(self._numbers) for peer in before}
-        self.feed = PeerFeed(capacity, lambda: self.announced)
+        self.feed = PeerFeed(capacity, self.announced)
 
     def come(self, peer: str) -> None:
         self.announced[peer] = next(self._numbers)
@@ -104,7 +104,7 @@ def test_a_peer_connected_as_the_subscriber_subscribed_that_left_while_it_was_be
 
 def test_a_subscriber_behind_holds_up_no_other_and_its_drops_are_counted() -> None:
     announced: dict[str, int] = {}
-    reading, behind = PeerFeed(2, lambda: announced), PeerFeed(1, lambda: announced)
+    reading, behind = PeerFeed(2, announced), PeerFeed(1, announced)
 
     def put(event: PeerEvent) -> list[int]:
         """Each feed's count of the events it dropped, as the host puts `event` in both."""
