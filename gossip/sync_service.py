@@ -447,9 +447,9 @@ class SyncService:
         takes them as `_round_slot` says. A fetch of gaps takes its slot first: holding the peer's turn while it waited
         for one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back every round
         with that peer, and a round the catch-up needs ends only the fetches of gaps with its peer (`_round_slot`), not
-        the sessions they wait behind. Ended while it waits for its turn, it waits no more. Either waits for its slot only while the peer
-        stays connected (`_taken_while_connected`): a fetch of gaps whose peer left asks its next peer at once
-        (`_fetch`)."""
+        the sessions they wait behind. Ended while it waits for its turn, it waits no more. Either waits for its slot
+        only while the peer stays connected (`_taken_while_connected`): a fetch of gaps whose peer left asks its next
+        peer at once (`_fetch`)."""
         if gaps is None:
             async with self._round_slot(peer_id) as slot:
                 with slot.scope:

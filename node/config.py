@@ -553,8 +553,8 @@ sync_peers = {d.sync_peers}
 # ends once they are in, the rest of the round going on after. A new org (its data directory holds none of its
 # records) waits for the heads of any peer it dials to name none of its keys. It waits less once none of those peers
 # can be connected before then (each one's last dial failed or found it on another network, and none is dialled again
-# in time: unreachable, its log naming each with its error). If none does in time it signs without
-# it, saying why (GET /v1/node's startup_sync is timed_out or unreachable, vouchnet_startup_sync_timed_out 1; or unheld,
+# in time: unreachable, its log naming each with its error). If none does in time it signs without it, saying why
+# (GET /v1/node's startup_sync is timed_out or unreachable, vouchnet_startup_sync_timed_out 1; or unheld,
 # vouchnet_startup_sync_unheld 1, if the peers whose rounds ended hold none of the org's records, as for an org no
 # other org vouches for yet), until a later round ends it as it would have ended the start's (timed_out and
 # unreachable turn unheld at a round with a peer that holds none of them); `vouchnet key rotate` waits as long, and
