@@ -113,8 +113,9 @@ class SyncStats:
     gap_issuers_displaced: int = counted("Issuers backing off whose waiting range made room for another issuer's")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
-    gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it, or the "
-                                    "peers to ask failed or left first): they back off")
+    gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it, none "
+                                    "could be asked, or those asked failed), but for those whose peers asked all "
+                                    "left before answering: they back off")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
@@ -320,7 +321,7 @@ class SyncService:
         started, heard = trio.current_time(), self._heard(peer_id)
         self._rounds_started[peer_id] = started
         try:
-            if await self._pull(peer_id, None) is not None:
+            if isinstance(await self._pull(peer_id, None), int):
                 self.stats.full_rounds += 1
                 self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
                 for listener in self.same_network_listeners:
@@ -341,25 +342,38 @@ class SyncService:
         wait for them), then, while some are missing, from other connected peers (a few at most)."""
         await self._fetch(GapBatch(dict(gaps), (peer_id,), every=False))
 
-    async def _fetch(self, batch: GapBatch) -> list[str]:
+    async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str]]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
-        missing, from other connected peers (all of them if `batch.every`, else up to _GAP_PEERS peers in all);
-        never from a peer that refused the sync protocol. The issuers of which nothing came."""
+        missing, from other connected peers, those that connect while it runs too (a peer's records may have come
+        back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` all those connected as it
+        starts and up to _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
+        less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came:
+        (vain, unanswered), the latter if every peer asked left before it answered (a peer that comes may hold them:
+        gap_queue does not back them off), else the former."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
-        connected = self._syncing_peers()
-        peers = [peer for peer in batch.origins if peer in connected]
-        others = [peer for peer in connected if peer not in peers]
-        peers += others if batch.every else others[:max(0, _GAP_PEERS - len(peers))]
+        most = len(self._syncing_peers()) + _GAP_PEERS if batch.every else _GAP_PEERS
+        asked: set[str] = set()
+        answered = False  # by a peer asked: its session ran to its end, or it failed and the peer is still there
         self.stats.gap_fetches += 1
-        for peer in peers:
+        while len(asked) < most and (peer := self._next_gap_peer(batch, asked)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
-                return []
-            await self._pull(peer, missing)
-        vain = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
-        self.stats.gap_issuers_vain += len(vain)
-        return vain
+                return [], []
+            asked.add(peer)
+            pulled = await self._pull(peer, missing)
+            answered = answered or pulled != "stream" or peer in self.host.connected_peers()
+        idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
+        if asked and not answered:
+            return [], idle
+        self.stats.gap_issuers_vain += len(idle)
+        return idle, []
+
+    def _next_gap_peer(self, batch: GapBatch, asked: set[str]) -> str | None:
+        """The next peer to ask for `batch`'s ranges: an origin connected, else another peer connected (in the host's
+        order), of those not asked yet; None if none is left."""
+        candidates = [peer for peer in self._syncing_peers() if peer not in asked]
+        return next((peer for peer in batch.origins if peer in candidates), next(iter(candidates), None))
 
     def heard_log(self, org: str, size: int) -> None:
         """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by
@@ -384,9 +398,9 @@ class SyncService:
 
     # --- pulling --------------------------------------------------------------------------------------------
 
-    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int | None:
+    async def _pull(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int | str:
         """One session with `peer_id`, for `gaps` or (None) for everything we lack; the records it accepted if it ran to
-        the end.
+        the end, else why it failed (the reason sync_errors_total counts it under: "stream" if the peer left, say).
         Sessions with a peer take turns; a fetch of gaps waits `timeout` at most for its turn (a gap worker waiting
         on a peer that answers just in time would wait for the whole of its session). A full round a catch-up needs
         (`catch_up_peers`) takes a session slot ahead of others, ending one if none is free (gossip.session_slots), and
@@ -401,28 +415,29 @@ class SyncService:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
             await self._offence(peer_id, error)
+            return error.reason
         except PeerBusy as busy:
             self._throttled[peer_id] = trio.current_time() + busy.retry_after
-            self._failed(peer_id, busy.reason, busy)
+            return self._failed(peer_id, busy.reason, busy)
         except OtherNetworkPeer as apart:
             self.stats.rounds_failed += 1
             await self.other_network(peer_id, apart.network)
+            return "network"
         except SyncError as error:
-            self._failed(peer_id, error.reason, error)
+            return self._failed(peer_id, error.reason, error)
         except trio.TooSlowError:
-            self._failed(peer_id, "timeout", f"no answer within {self.timeout} s")
+            return self._failed(peer_id, "timeout", f"no answer within {self.timeout} s")
         except FrameError as error:
             await self._offence(peer_id, RemoteProtocolError("limit", f"frame: {error}"))
+            return "limit"
         except HostError as error:
-            self._failed(peer_id, "stream", error)
+            return self._failed(peer_id, "stream", error)
         except (LedgerError, StoreError) as error:  # our disk (full, say), not the peer: a later round fetches them
-            self._failed(peer_id, "storage", error)
-        else:
-            self.stats.rounds += 1
-            if fetched:
-                logger.debug("fetched %d records from %s", fetched, peer_id)
-            return fetched
-        return None
+            return self._failed(peer_id, "storage", error)
+        self.stats.rounds += 1
+        if fetched:
+            logger.debug("fetched %d records from %s", fetched, peer_id)
+        return fetched
 
     def needs_changed(self) -> None:
         """What `_needed` answers may have changed: a catch-up (node.daemon) removed its `catch_up_peers` as it ended,
@@ -640,10 +655,12 @@ class SyncService:
         for listener in self.network_listeners:
             listener(peer_id, network)
 
-    def _failed(self, peer_id: str, reason: str, error: object) -> None:
+    def _failed(self, peer_id: str, reason: str, error: object) -> str:
+        """Count and log a session of ours that failed; its `reason`."""
         self.stats.rounds_failed += 1
         self.stats.errors[reason] += 1
         logger.info("sync with %s failed (%s): %s", peer_id, reason, error)
+        return reason
 
     def _refused(self, reason: str) -> None:
         """A peer's sync stream or request refused or cut short: in sync_errors_total, and apart in
@@ -726,10 +743,11 @@ class SyncService:
                     await self._gaps_changed.wait()
                 continue
             vain: list[str] = []
+            unanswered: list[str] = []
             try:
-                vain = await self._fetch(batch)
+                vain, unanswered = await self._fetch(batch)
             finally:
-                self._gaps.done(batch, vain, trio.current_time())
+                self._gaps.done(batch, vain, trio.current_time(), unanswered)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched
 
     def _wake_gap_workers(self) -> None:

@@ -14,6 +14,7 @@ import trio
 from nacl.signing import SigningKey
 
 from gossip.host import Host, open_host
+from gossip.peer_feed import PeerEvent
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import SyncLimits
@@ -48,7 +49,8 @@ def identities(tmp_path: Path, count: int) -> list[Identity]:
 
 class ConnectedHost:
     """What SyncService.run asks of a host, with `peers` connected from the start, of which `refusing` refused a
-    sync stream (nodes in another language, say)."""
+    sync stream (nodes in another language, say); `connect` and `disconnect` make peers come and go, told to
+    the reader of `peer_events` (the service, running)."""
 
     def __init__(self, peers: list[str], *, refusing: Collection[str] = ()) -> None:
         self._peers, self._refusing = peers, refusing
@@ -65,6 +67,14 @@ class ConnectedHost:
 
     def refused(self, peer: str, protocol: str) -> bool:
         return peer in self._refusing and protocol == SYNC_PROTOCOL
+
+    async def connect(self, peer: str) -> None:
+        self._peers.append(peer)
+        await self._events_send.send(PeerEvent(peer, connected=True))
+
+    async def disconnect(self, peer: str) -> None:
+        self._peers.remove(peer)
+        await self._events_send.send(PeerEvent(peer, connected=False))
 
 
 @dataclass

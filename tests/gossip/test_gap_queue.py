@@ -84,6 +84,35 @@ def test_a_vain_fetch_backs_off_doubling_to_the_most_and_a_fetch_that_brings_som
     assert queue.take(1, now) is not None  # at once
 
 
+def test_a_fetch_no_peer_answered_neither_doubles_nor_ends_a_backoff_and_leaves_the_issuer_ready():
+    """Peers asked that all left before answering prove nothing of the range: the next report is fetched at once,
+    and peers leaving cannot make a vain issuer's backoff start again from a second."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+    batch = queue.take(1, 0.0)
+    assert batch is not None
+    queue.done(batch, [iss], 0.0)  # in vain: 1 s
+    queue.add("12D3KooWA", {iss: (1, 6)}, every=False)
+    batch = queue.take(1, 1.0)
+    assert batch is not None
+    queue.add("12D3KooWA", {iss: (1, 7)}, every=False)  # reported again while fetched
+    queue.done(batch, [], 1.0, unanswered=[iss])
+    batch = queue.take(1, 1.0)
+    assert batch is not None and batch.gaps == {iss: (1, 7)}  # at once
+    queue.done(batch, [iss], 1.0)  # in vain again: twice the last
+    assert queue.ready_at() == 3.0
+    queue.add("12D3KooWA", {iss: (1, 8)}, every=False)
+    batch = queue.take(1, 3.0)
+    assert batch is not None
+    queue.done(batch, [], 3.0, unanswered=[iss])  # and nothing came meanwhile: forgotten, as an ended backoff is
+    queue.add("12D3KooWA", {iss: (1, 9)}, every=False)
+    batch = queue.take(1, 3.0)
+    assert batch is not None  # at once
+    queue.done(batch, [iss], 3.0)
+    assert queue.ready_at() == 4.0  # a second again
+
+
 def test_a_new_issuer_takes_the_place_of_one_backing_off_when_the_queue_is_full():
     """Fresh keys vouched into the horizon cost an org nothing: `limit` of them with gaps no peer has kept every other
     issuer's gaps out, each dropped until a periodic round."""

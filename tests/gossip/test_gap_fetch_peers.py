@@ -1,0 +1,155 @@
+"""Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
+while it runs, each peer once and a few in all, and an issuer whose peers asked all left before answering does not
+back off, while one whose peers answered without its records still does (gossip.gap_queue, DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from nacl.signing import SigningKey
+
+from gossip.host import HostError
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from gossip.sync_service import SyncService
+
+from ..factories import Org
+from .nodes import ConnectedHost
+
+A, B = "12D3KooWPeerA", "12D3KooWPeerB"
+NEWCOMERS = [f"12D3KooWNewcomer{i}" for i in range(3)]
+INTERVAL = 30.0  # no periodic round before 22.5 s
+ORG = Org()
+MISSING = ORG.record()  # what the org's gap lacks
+GAP = {ORG.did: (1, 1)}
+
+GapSession = Callable[[str], Awaitable[int]]  # peer -> the records the session accepted
+
+
+@dataclass
+class Gaps:
+    """A node whose sessions the test stands in for: full rounds bring nothing; a fetch of gaps runs `session`."""
+
+    host: ConnectedHost
+    service: SyncService
+    store: RecordStore
+    asked: list[tuple[float, str]] = field(default_factory=list)  # (when, peer) of each session of a gap fetch
+
+    def fill(self) -> int:
+        """A session with a peer holding the missing record."""
+        return len(self.service.replica.accept([MISSING]).accepted)
+
+    async def leave(self, peer: str) -> int:
+        """A session whose peer leaves during it: its stream is reset."""
+        await self.host.disconnect(peer)
+        raise HostError(f"{peer}: stream reset")
+
+
+@asynccontextmanager
+async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], Awaitable[int]]
+               ) -> AsyncIterator[Gaps]:
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(ORG.did,), max_hops=1, held_limit=10)
+        host = ConnectedHost(list(peers))
+        node = Gaps(host, SyncService(host, replica, network="test", interval=INTERVAL), store)
+
+        async def stand_in(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
+            if fetching is None:
+                return 0  # a full round (on connecting, at the start): the peers held nothing of the org's yet
+            node.asked.append((trio.current_time(), peer))
+            return await session(node, peer)
+
+        node.service._session = stand_in
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.service.run)
+            yield node
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_connects_while_a_gap_fetch_runs_fills_the_gap_its_peer_left(tmp_path, autojump_clock):
+    """Found by review: a fetch asked only the peers connected as it started, so the issuer counted as vain and the
+    gap waited for a periodic round (or another report, after a backoff), though a peer holding it had come back."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return node.fill()
+        await trio.sleep(1)
+        await node.host.connect(B)  # back within the interval: no round on connecting
+        await trio.sleep(1)
+        return await node.leave(A)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await node.host.disconnect(B)  # meanwhile the org's record reaches it
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(10)
+        assert node.store.has(MISSING.id)
+        assert node.asked == [(1, A), (3, B)]  # as A left, not at a periodic round
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_an_issuer_whose_peers_all_left_before_answering_does_not_back_off(tmp_path, autojump_clock):
+    """Found by review: the peers asked leaving counted as their having nothing: the issuer's next gap, reported as
+    its peer came back with the record, waited a second (longer after each such fetch, up to the interval)."""
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(1)
+        return await node.leave(A)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1.5)
+        await node.host.connect(A)
+        node.service.request_gaps(A, GAP)  # (gossip delivered a later record of the org)
+        await trio.sleep(10)
+        assert node.asked == [(1, A), (2.5, A)]  # at once
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_an_issuer_whose_gap_a_newcomer_answered_without_still_backs_off(tmp_path, autojump_clock):
+    """A peer asked that answers without the records, come while the fetch ran or not, is a vain answer: the
+    issuer's next gap waits (hostile peers, or an issuer signing past a seq it never publishes, cannot make the node
+    fetch at every report)."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return 0  # it has none of them
+        await trio.sleep(0.5)
+        await node.host.connect(B)
+        await trio.sleep(0.5)
+        return await node.leave(A)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await node.host.disconnect(B)
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1.5)
+        node.service.request_gaps(A, GAP)  # reported again, A gone: from B, once the backoff ends
+        await trio.sleep(1)
+        assert node.asked == [(1, A), (2, B), (3, B)]  # B asked as A left; a second wait after that vain answer
+        assert node.service.stats.gap_issuers_vain == 2
+
+
+async def test_peers_that_come_and_go_during_a_gap_fetch_are_asked_three_in_all_none_twice(tmp_path, autojump_clock):
+    """Peer ids cost nothing: a fetch asks at most three peers, those connecting while it runs among them, and never
+    one it asked already, its origin come back included."""
+    async def session(node: Gaps, peer: str) -> int:
+        await trio.sleep(1)
+        newcomer = NEWCOMERS[len(node.asked) - 1]
+        await node.host.connect(newcomer)
+        if newcomer == NEWCOMERS[1]:
+            await node.host.connect(A)  # the origin, asked first, back
+        return await node.leave(peer)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(10)
+        assert [peer for _, peer in node.asked] == [A, *NEWCOMERS[:2]]
+        assert node.service.stats.gap_issuers_vain == 0  # none of them answered
+        assert not node.store.has(MISSING.id)
