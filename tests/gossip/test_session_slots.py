@@ -9,9 +9,9 @@ sessions open at once stay bounded; the late catch-up ends no session, nor a rou
 needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as
 soon as it is no longer needed, and one whose peer leaves stops waiting (for a slot, or its peer's turn), ending none,
 and runs again as soon as its peer is back, unless a round with it proved the org's records in already (the rest of
-which makes way for another peer's the node dials); and, however sessions come and go (hypothesis), none waits
-forever, no needed one past a holder's turn, and needed ones end one session each at most besides those in their way
-(gossip.session_slots)."""
+which makes way for another peer's the node dials); a holder the node comes to dial during its round is not counted
+as one that proved nothing; and, however sessions come and go (hypothesis), none waits forever, no needed one past a
+holder's turn, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -573,6 +573,36 @@ async def test_the_rest_of_a_round_that_proved_the_org_s_records_in_makes_way_fo
                 await trio.sleep(1)
                 assert rounds_over == [HOLDER] and sync.stats.errors["preempted"] == 1
                 assert sync.round_running(staller) and network.open_now == 1  # the staller's round has the slot
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_holder_the_node_comes_to_dial_during_its_round_does_not_turn_the_late_catch_up_unheld(
+        tmp_path, autojump_clock):
+    """Asked by stop 38: a round that ran to the end counted its peer, one the node dials, among those that proved
+    nothing (`unproven`), though it had brought the org's records in. A holder that dialled in, whose round brought them
+    in, and which the node came to dial before that round ended (its org's `org` record, brought in by the round,
+    names it: peer exchange), turned a timed-out start's catch-up "unheld", logged as a peer holding none of the org's
+    records, where it waits on for a round with a peer it dials to prove them in."""
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1, other_s_record=True) as started:
+        sync, network, store, ours = started
+        network.first_holder_streams.append(functools.partial(PastTheOrgsRecordsStream, drops=False))
+        kept: set[str] = set()
+        node = SimpleNamespace(sync=sync, replica=sync.replica, host=network, startup_sync="timed_out",
+                               peer_manager=SimpleNamespace(keeps=kept.__contains__, keeps_listeners=[]))
+        over = _holder_s_round_over(sync)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            nursery.start_soon(_catch_up_late, node, False)
+            await network.connect_holder()  # its round: the org's record in at once, the rest slow
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.head(ours.did) is not None and sync.round_running(HOLDER)
+            kept.add(HOLDER)
+            for listener in node.peer_manager.keeps_listeners:
+                listener()
+            with trio.fail_after(10 * TIMEOUT):
+                await over.wait()
+            assert sync.stats.full_rounds == 1
+            assert node.startup_sync == "timed_out"
             nursery.cancel_scope.cancel()
 
 
