@@ -494,6 +494,9 @@ class PeerManager:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._host.set_protected(self.protects)
         events = self._host.peer_events()
+        now = trio.current_time()
+        for peer_id in self._host.connected_peers():  # (the feed tells of these only as they leave)
+            self._schedule.connected(peer_id, now)
         dialling = self._dialling
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch, events)

@@ -75,6 +75,7 @@ logger = logging.getLogger(__name__)
 DECODE_ON_LOOP_BYTES = 4096
 _M = TypeVar("_M")
 _K = TypeVar("_K")
+_W = TypeVar("_W")
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
@@ -252,9 +253,9 @@ class SyncService:
         # peer -> the wait for its turn of the full round with it no catch-up needed as it started; needs_changed
         # cancels it once one does
         self._rounds_awaiting_turn: dict[str, trio.CancelScope] = {}
-        # peer -> the waits for a session slot of the sessions with it (its full round, fetches of gaps); cancelled as
-        # the peer disconnects
-        self._awaiting_slot: dict[str, set[trio.CancelScope]] = {}
+        # peer -> the waits for a session slot or the peer's turn of the sessions with it (its full round, fetches of
+        # gaps); cancelled as the peer disconnects
+        self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -463,8 +464,8 @@ class SyncService:
         for one (a session no catch-up needs, queued behind sessions up to 10 minutes long) would hold back every round
         with that peer, and a round the catch-up needs ends only the fetches of gaps with its peer (`_round_slot`), not
         the sessions they wait behind. Ended while it waits for its turn, it waits no more. Either waits for its slot
-        only while the peer stays connected (`_taken_while_connected`): a fetch of gaps whose peer left asks its next
-        peer at once (`_fetch`)."""
+        and its turn only while the peer stays connected (`_taken_while_connected`, `_turn`): a fetch of gaps whose peer
+        left asks its next peer at once (`_fetch`)."""
         if gaps is None:
             async with self._round_slot(peer_id) as slot:
                 with slot.scope:
@@ -513,25 +514,36 @@ class SyncService:
         """The slot of `place`, a session's with `peer_id` (a full round, or a fetch of gaps), waited for while the peer
         stays connected; SyncError "stream" (as its stream would not open) once the peer has disconnected: given the
         slot, the session would only fail to open its stream, where a session waiting after it could have used the slot
-        (one a needed round ended a session for, it may be), and a fetch of gaps would ask its next peer only then. The
-        wait stops as the peer disconnects (`_follow_peers`); for a peer connected again before the session saw it
-        leave, it goes on. A slot handed at once is taken: opening the stream says whether the peer is there."""
+        (one a needed round ended a session for, it may be), and a fetch of gaps would ask its next peer only then
+        (`_while_connected`). A slot handed at once is taken: opening the stream says whether the peer is there."""
         if place.handed is not None:
             return place.handed
+        return await self._while_connected(peer_id, functools.partial(self._slots.taken, place), "a session slot")
+
+    async def _while_connected(self, peer_id: str, wait: Callable[[], Awaitable[_W]], awaited: str) -> _W:
+        """What `wait()` returns, waited for while `peer_id` stays connected; SyncError "stream" once it has
+        disconnected (a session with it waiting for `awaited`). The wait stops as the peer disconnects
+        (`_follow_peers`); for a peer connected again before the session saw it leave, it goes on."""
         while peer_id in self.host.connected_peers():
-            waiting = trio.CancelScope()
-            with waiting, _kept(self._awaiting_slot, peer_id, waiting):
-                return await self._slots.taken(place)
-        raise SyncError("stream", "the peer disconnected while the session waited for a session slot")
+            left = trio.CancelScope()
+            with left, _kept(self._awaiting_slot_or_turn, peer_id, left):
+                return await wait()
+        raise SyncError("stream", f"the peer disconnected while the session waited for {awaited}")
 
     @asynccontextmanager
     async def _turn(self, peer_id: str, waiting: trio.CancelScope) -> AsyncIterator[bool]:
         """The peer's lock (its turn), held in the block (True), unless `waiting` was cancelled before it came (False:
-        not held)."""
+        not held). Waited for while the peer stays connected (`_while_connected`): SyncError "stream" once it has
+        disconnected, as for a slot (`_taken_while_connected`): the session holding the turn may be slow to end (a
+        stream reset as it ends waits up to the host's close_timeout on a peer not reading: gossip.host quirk 61), and
+        the turn, once it came, would only have the session fail to open its stream. A free turn is taken."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
         try:
             with waiting:
-                await lock.acquire()
+                if lock.locked():
+                    await self._while_connected(peer_id, lock.acquire, "its peer's turn")
+                else:
+                    await lock.acquire()
             if waiting.cancelled_caught:  # (a lock handed over is held: the wait is cancelled only while not)
                 yield False
             else:
@@ -676,12 +688,12 @@ class SyncService:
         come to it in turn). A peer a catch-up waiting needs (`_needed`) has one as it connects all the same, unless
         one with it is running: its last may have failed as it left, and the catch-up would wait for a periodic round
         to pick it, or time out. Each peer that connects or disconnects is told to `needs_changed`, and the sessions
-        with a peer that disconnects (its round, fetches of gaps) stop waiting for a session slot
-        (`_taken_while_connected`): they end no session for one, and take none they could not use."""
+        with a peer that disconnects (its round, fetches of gaps) stop waiting for a session slot or the peer's turn
+        (`_taken_while_connected`, `_turn`): they end no session for one, and take none they could not use."""
         async for event in events:
             self.needs_changed()
             if not event.connected:
-                for waiting in self._awaiting_slot.get(event.peer_id, ()):
+                for waiting in self._awaiting_slot_or_turn.get(event.peer_id, ()):
                     waiting.cancel()
                 continue
             now = trio.current_time()

@@ -40,6 +40,23 @@ async def test_a_bootstrap_peer_that_is_down_shows_its_error_and_next_dial_then_
     assert up.connected and up.next_dial_in is None and up.failures == down.failures
 
 
+async def test_a_peer_connected_as_the_manager_starts_that_leaves_after_a_lasting_connection_shows_no_failure(
+        replica, autojump_clock):
+    """Found by stop 38: the manager heard only of connections opened after it started, so a bootstrap peer connected
+    already (it dialled in first, or the manager restarted) that left after a connection of hours counted as a
+    connection closed as it opened: a failed dial, redialled after a backoff, shown so by GET /v1/peers until a later
+    connection lasted."""
+    host = DialCountingHost(connected={"boot"}, reachable={"boot"})
+    async with running(host, replica, bootstrap=[addr("boot")], max_peers=5) as manager:
+        await trio.sleep(3600)
+        host.drop("boot")
+        await trio.testing.wait_all_tasks_blocked()
+        [left] = manager.known(after=None, limit=10)
+    assert (left.connected, left.failures, left.last_error) == (False, 0, None)
+    assert left.next_dial_in == 1.0  # the least backoff, unjittered: a connection that lasted dropped
+    assert host.dialled == []
+
+
 async def test_a_hostile_peers_dial_error_is_kept_as_one_short_printable_line(replica, autojump_clock):
     """A dial error may quote what the peer sent: terminal escapes, line breaks and bidi overrides in it would
     reach the operator's terminal through `vouchnet peers`, and its length the node's memory, once per org."""

@@ -7,10 +7,11 @@ the round, which ends no other session for one), even if the catch-up came to ne
 turn, or held it (then ending the session holding its slot longest), or the holder's stream is slow to close; the
 sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up ends; a
 needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as
-soon as it is no longer needed, and one whose peer leaves stops waiting, ending none, and runs again as soon as its peer
-is back, unless a round with it proved the org's records in already (the rest of which makes way for another peer's
-the node dials); and, however sessions come and go (hypothesis), none waits forever, no needed one past a holder's
-turn, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
+soon as it is no longer needed, and one whose peer leaves stops waiting (for a slot, or its peer's turn), ending none,
+and runs again as soon as its peer is back, unless a round with it proved the org's records in already (the rest of
+which makes way for another peer's the node dials); a holder the node comes to dial during its round is not counted
+as one that proved nothing; and, however sessions come and go (hypothesis), none waits forever, no needed one past a
+holder's turn, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,6 +99,7 @@ class Network(ConnectedHost):
         self.holder, self.stallers_name_other = holder, stallers_name_other
         self.open_now = self.most_open = 0
         self.holder_close_seconds = 0.0  # how long closing a stream to the holder takes
+        self.holder_reset_seconds = 0.0  # how long resetting one takes (Counted)
         self.stallers_heads_after = 0.0  # when stallers naming OTHER answer our heads request
         self.slow_holder_streams = 0  # the first streams to the holder opened, whose answers are read just in time
         self.first_holder_streams: list[Callable[[SyncServer], ServedStream]] = []  # make the first opened to it
@@ -109,10 +112,12 @@ class Network(ConnectedHost):
         if peer not in self._peers:
             raise HostError(f"open {protocol} stream to {peer}: not connected")
         if peer == HOLDER and self.first_holder_streams:
-            return Counted(self, self.first_holder_streams.pop(0)(self.holder), self.holder_close_seconds)
+            return Counted(self, self.first_holder_streams.pop(0)(self.holder), self.holder_close_seconds,
+                           self.holder_reset_seconds)
         if peer == HOLDER:
             slow, self.slow_holder_streams = self.slow_holder_streams > 0, max(0, self.slow_holder_streams - 1)
-            return Counted(self, (SlowServedStream if slow else ServedStream)(self.holder), self.holder_close_seconds)
+            return Counted(self, (SlowServedStream if slow else ServedStream)(self.holder), self.holder_close_seconds,
+                           self.holder_reset_seconds)
         return Counted(self, StallingStream(naming_other=self.stallers_name_other,
                                             heads_after=self.stallers_heads_after))
 
@@ -125,8 +130,12 @@ class Network(ConnectedHost):
         await self._events_send.send(PeerEvent(HOLDER, connected=True))
 
     async def disconnect_holder(self) -> None:
-        self._peers.remove(HOLDER)
-        await self._events_send.send(PeerEvent(HOLDER, connected=False))
+        await self.leave(HOLDER)
+
+    async def leave(self, peer: str) -> None:
+        """The peer's connection closed: it is connected no more, and sync hears of it."""
+        self._peers.remove(peer)
+        await self._events_send.send(PeerEvent(peer, connected=False))
 
 
 class SlowServedStream(ServedStream):
@@ -178,18 +187,27 @@ class InboundStaller:
 
 @dataclass
 class Counted:
+    """A stream counted among those open while its `async with` runs; closing it takes `close_seconds`, and resetting
+    it (left by an error, or by cancellation) `reset_seconds`, shielded, as gossip.host's reset is (quirk 61): the peer
+    not reading holds the RST's write, up to the host's close_timeout."""
+
     network: Network
     stream: ServedStream | StallingStream
     close_seconds: float = 0.0
+    reset_seconds: float = 0.0
 
     async def __aenter__(self) -> ServedStream | StallingStream:
         self.network.open_now += 1
         self.network.most_open = max(self.network.most_open, self.network.open_now)
         return self.stream
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         try:
-            await trio.sleep(self.close_seconds)
+            if exc_type is not None and self.reset_seconds:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(self.reset_seconds)
+            else:
+                await trio.sleep(self.close_seconds)
         finally:  # (cancelled: a stream left by cancellation is reset, gossip.host's quirk 61)
             self.network.open_now -= 1
 
@@ -558,6 +576,36 @@ async def test_the_rest_of_a_round_that_proved_the_org_s_records_in_makes_way_fo
             nursery.cancel_scope.cancel()
 
 
+async def test_a_holder_the_node_comes_to_dial_during_its_round_does_not_turn_the_late_catch_up_unheld(
+        tmp_path, autojump_clock):
+    """Asked by stop 38: a round that ran to the end counted its peer, one the node dials, among those that proved
+    nothing (`unproven`), though it had brought the org's records in. A holder that dialled in, whose round brought them
+    in, and which the node came to dial before that round ended (its org's `org` record, brought in by the round,
+    names it: peer exchange), turned a timed-out start's catch-up "unheld", logged as a peer holding none of the org's
+    records, where it waits on for a round with a peer it dials to prove them in."""
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1, other_s_record=True) as started:
+        sync, network, store, ours = started
+        network.first_holder_streams.append(functools.partial(PastTheOrgsRecordsStream, drops=False))
+        kept: set[str] = set()
+        node = SimpleNamespace(sync=sync, replica=sync.replica, host=network, startup_sync="timed_out",
+                               peer_manager=SimpleNamespace(keeps=kept.__contains__, keeps_listeners=[]))
+        over = _holder_s_round_over(sync)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            nursery.start_soon(_catch_up_late, node, False)
+            await network.connect_holder()  # its round: the org's record in at once, the rest slow
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.head(ours.did) is not None and sync.round_running(HOLDER)
+            kept.add(HOLDER)
+            for listener in node.peer_manager.keeps_listeners:
+                listener()
+            with trio.fail_after(10 * TIMEOUT):
+                await over.wait()
+            assert sync.stats.full_rounds == 1
+            assert node.startup_sync == "timed_out"
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
     """A catch-up that ends (or a node that stops) while its round waits for a slot held by another needed session,
     within its turn: nothing is ended for it, and the slot goes on to the session waiting after it."""
@@ -748,6 +796,31 @@ async def test_a_needed_session_takes_the_slot_of_the_session_it_ends_in_its_way
                 order.append("needed round")
                 assert not slot.ended
     assert order == ["gap fetch", "gap fetch ended", "needed round", "other round", "other round done"]
+
+
+@pytest.mark.parametrize("needed", [True, False])
+async def test_a_round_waiting_for_its_peer_s_turn_stops_as_its_peer_leaves(tmp_path, autojump_clock, needed):
+    """Asked by stop 38: the holder's round waited for the holder's turn, held by a fetch of gaps over a slow link (one
+    the catch-up needs ended it, and the fetch's stream then took the sync timeout to reset, shielded: gossip.host
+    quirk 61), and went on waiting after the holder disconnected; given the turn, and the slot the fetch freed, it
+    failed to open its stream: a slot taken for nothing, and the catch-up's next round with the holder, connected
+    again, behind it. It stops waiting as its peer leaves (counted as a stream that would not open), taking no slot."""
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1) as (sync, network, store, ours):
+        network.slow_holder_streams, network.holder_reset_seconds = 1, TIMEOUT
+        sync.catch_up_peers.append(lambda peer: needed and peer == HOLDER)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            network._peers.append(HOLDER)
+            sync.request_gaps(HOLDER, {OTHER.did: (1, 5)})  # the slot, and the holder's turn over a slow link
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(sync.sync_with, HOLDER)  # (needed, it ends the fetch) waits for the turn
+            await trio.sleep(1)
+            assert sync.round_running(HOLDER) and network.open_now == 1  # (the fetch's stream, slow or resetting)
+            await network.disconnect_holder()
+            await trio.testing.wait_all_tasks_blocked()
+            assert trio.current_time() < 2
+            assert not sync.round_running(HOLDER) and sync.stats.errors["stream"] == 1
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_round_waiting_for_a_slot_stops_as_its_peer_leaves_and_runs_again_once_it_is_back(
@@ -964,6 +1037,40 @@ def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way
     assert counts["ended"] <= counts["needed waiting, naming none"]
 
 
+LEAVER = "12D3KooWLeaver"
+
+
+async def _the_leaver_leaves_as_a_gap_fetch_from_it_waits(sync: SyncService, network: Network, nursery: trio.Nursery,
+                                                          ours: Org, *, behind: str) -> None:
+    """With the leaver and the holder connected, a round with `behind` (a staller: the leaver, or another) holds a
+    slot and its peer's turn, and a fetch of the org's record, asked of the leaver, then the holder, waits behind it
+    (for that turn, holding a slot of its own, or for the only slot); the leaver leaves 1 s later."""
+    network._peers += [LEAVER, HOLDER, *{behind} - {LEAVER}]  # (no round with them but the one started here)
+    nursery.start_soon(sync.sync_with, behind)
+    await trio.testing.wait_all_tasks_blocked()
+    sync.request_gaps(LEAVER, {ours.did: (1, 1)})
+    await trio.testing.wait_all_tasks_blocked()
+    await trio.sleep(1)
+    await network.leave(LEAVER)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_gap_fetch_waiting_for_its_peer_s_turn_asks_its_next_peer_as_soon_as_its_peer_leaves(
+        tmp_path, autojump_clock):
+    """Asked by stop 38: a fetch of gaps from the peer that reported them waited for that peer's turn, held by a round
+    with it stalling (a peer that dialled in), and held its slot meanwhile; that peer disconnected, yet the fetch
+    waited on until it gave up waiting (the sync timeout), then asked its next peer (the holder). It stops waiting as
+    its peer leaves (counted as a stream that would not open), and asks the holder then."""
+    with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=2) as (sync, network, store, ours):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            await _the_leaver_leaves_as_a_gap_fetch_from_it_waits(sync, network, nursery, ours, behind=LEAVER)
+            assert trio.current_time() < 2
+            assert store.head(ours.did) is not None
+            assert (sync.stats.errors["stream"], sync.stats.errors["turn"]) == (1, 0)
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_gap_fetch_waiting_for_a_slot_asks_its_next_peer_as_soon_as_its_peer_leaves(tmp_path, autojump_clock):
     """Noticed by sync37: a fetch of gaps from the peer that reported them waited for the only slot, held by a round
     with a staller (a peer that dialled in); that peer disconnected meanwhile, yet the fetch waited on until the
@@ -971,20 +1078,12 @@ async def test_a_gap_fetch_waiting_for_a_slot_asks_its_next_peer_as_soon_as_its_
     (the holder) only then, behind a round that had asked for a slot since: the gaps came a session (up to 10 minutes)
     later. It stops waiting as its peer leaves (counted as a stream that would not open), and asks the holder then,
     whose session comes as the staller's ends."""
-    staller, dialled_in, leaver = STALLERS[0], STALLERS[1], "12D3KooWLeaver"
+    staller, dialled_in = STALLERS[0], STALLERS[1]
     with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1) as (sync, network, store, ours):
         sync.session_seconds = 1.5 * TIMEOUT
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)
-            network._peers += [leaver, HOLDER, staller]  # (connected; no round with them but those started here)
-            nursery.start_soon(sync.sync_with, staller)  # the slot, up to its session's bound
-            await trio.testing.wait_all_tasks_blocked()
-            sync.request_gaps(leaver, {ours.did: (1, 1)})  # asked of the leaver, then the holder: waits for the slot
-            await trio.testing.wait_all_tasks_blocked()
-            await trio.sleep(1)
-            network._peers.remove(leaver)
-            await network._events_send.send(PeerEvent(leaver, connected=False))
-            await trio.testing.wait_all_tasks_blocked()
+            await _the_leaver_leaves_as_a_gap_fetch_from_it_waits(sync, network, nursery, ours, behind=staller)
             assert sync.stats.errors["stream"] == 1  # the fetch from the leaver
             network._peers.append(dialled_in)
             nursery.start_soon(sync.sync_with, dialled_in)  # asks for the slot after the leaver left

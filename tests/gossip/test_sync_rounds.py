@@ -106,7 +106,7 @@ async def test_peers_that_leave_during_their_session_leave_nothing_behind(tmp_pa
             # each peer's round failed, as did the fetches of gaps that waited for a slot as it left: its stream
             assert service.stats.errors["stream"] == service.stats.rounds_failed >= len(PEERS)
             # what the service keeps per peer is kept only while it is in use
-            assert service._peer_locks == {} and service._gap_fetches == {} and service._awaiting_slot == {}
+            assert service._peer_locks == {} and service._gap_fetches == {} and service._awaiting_slot_or_turn == {}
             nursery.cancel_scope.cancel()
 
 
