@@ -140,12 +140,15 @@ class DialSchedule:
     _targets: dict[str, _Target] = field(default_factory=dict)
     _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
     _blocked: frozenset[str] = frozenset()  # peers on the operator's block list: never dialled
+    # peers connected that it does not keep (they dialled in), with when their connections opened: one it comes to
+    # keep (its org's `org` record arrives through the connection, say) takes its connection's age along
+    _untargeted_since: dict[str, float] = field(default_factory=dict)
     came_or_went: int = 0  # how many times a peer came or went: PeerManager tells its `keeps_listeners` as it grows
 
     def _target(self, peer_id: str) -> _Target:
         """The peer's target, made if it had none."""
         if peer_id not in self._targets:
-            self._targets[peer_id] = _Target()
+            self._targets[peer_id] = _Target(connected_at=self._untargeted_since.pop(peer_id, None))
             self._changed()
         return self._targets[peer_id]
 
@@ -179,6 +182,8 @@ class DialSchedule:
         if not target.bootstrap:
             del self._targets[peer_id]
             self._changed()
+            if target.connected_at is not None:
+                self._untargeted_since[peer_id] = target.connected_at
 
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
@@ -275,8 +280,11 @@ class DialSchedule:
         target.other_network, target.apart_findings = None, 0
 
     def connected(self, peer_id: str, now: float) -> None:
-        """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts."""
-        if (target := self._targets.get(peer_id)) is not None and target.connected_at is None:
+        """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts. Of a peer it
+        does not keep, when: it may come to (`_target`)."""
+        if (target := self._targets.get(peer_id)) is None:
+            self._untargeted_since.setdefault(peer_id, now)
+        elif target.connected_at is None:
             target.connected_at, target.found_apart = now, False
 
     def block(self, peer_ids: Iterable[str]) -> None:
@@ -299,6 +307,8 @@ class DialSchedule:
         if target is None:
             return
         self._changed()
+        if target.connected_at is not None:  # (its node, still connected under the old key until it restarts)
+            self._untargeted_since[peer_id] = target.connected_at
 
         def at_successor(addrs: list[str]) -> list[str]:
             return [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in addrs]
@@ -318,6 +328,7 @@ class DialSchedule:
         it lasted less than `stable_after`, as after a failed dial."""
         target = self._targets.get(peer_id)
         if target is None:
+            self._untargeted_since.pop(peer_id, None)
             return
         since, target.connected_at = target.connected_at, None
         if target.other_network is not None and (since is None or now - since < self.stable_after):

@@ -155,6 +155,40 @@ def test_a_connection_that_did_not_last_is_the_last_error_until_one_lasts():
     assert (peer.failures, peer.last_error) == (0, None)
 
 
+@pytest.mark.parametrize("comes", ["announced", "added", "withdrawn and announced again", "moved back"])
+def test_a_peer_that_dialled_in_and_came_to_be_dialled_keeps_its_connection_s_age(comes):
+    """Found by stop 38: the schedule heard of a connection only for a peer it kept, so a peer that dialled in, then
+    came to be kept (its org's `org` record arriving through that connection, say), leaving after a connection of an
+    hour counted as one closed as it opened: a failed dial, redialled after a backoff, shown as its last error."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.connected("p", now=0)
+    if comes == "announced":
+        schedule.announce("p", [addr("p")])
+    elif comes == "added":
+        schedule.add("p", [addr("p")])
+    elif comes == "withdrawn and announced again":
+        schedule.announce("p", [addr("p")])
+        schedule.withdraw("p")
+        schedule.announce("p", [addr("p")])
+    else:
+        schedule.announce("p", [addr("p")])
+        schedule.moved("p", "q")
+        schedule.moved("q", "p")
+    schedule.disconnected("p", now=3600)
+    [peer] = schedule.known([], after=None, limit=1, now=3600)
+    assert (peer.failures, peer.last_error, peer.next_dial_in) == (0, None, 1.0)
+
+
+def test_a_peer_that_dialled_in_and_left_is_forgotten_and_counts_as_closing_as_it_opened_if_it_comes_back_unheard():
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.connected("p", now=0)
+    schedule.disconnected("p", now=10)
+    schedule.announce("p", [addr("p")])
+    schedule.disconnected("p", now=20)  # (its next connection's opening unheard)
+    [peer] = schedule.known([], after=None, limit=1, now=20)
+    assert peer.failures == 1
+
+
 def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
     schedule = DialSchedule(rng=random.Random(1))
     schedule.announce("old", [addr("old")])
