@@ -67,6 +67,14 @@ class ConnectedHost:
         return peer in self._refusing and protocol == SYNC_PROTOCOL
 
 
+class IdleGossip:
+    """A gossip service that runs and does nothing: a node's catch-up (node.daemon) starts one."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+
 @dataclass
 class Node:
     host: Host

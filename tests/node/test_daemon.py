@@ -741,6 +741,24 @@ async def test_a_start_whose_only_bootstrap_peer_refuses_says_unreachable_naming
                                                                           "the org may sign twice at one seq)")
 
 
+async def test_a_start_whose_only_bootstrap_peer_does_not_speak_the_sync_protocol_says_unreachable_at_once(
+        tmp_path, caplog):
+    """A host that serves no /vouchnet/sync/1 (a gossip-only node, a js-libp2p one) at the bootstrap address: before,
+    the node connected to it, counted it as within reach, waited all of startup_sync_seconds and said `timed_out`;
+    now `unreachable` as soon as it refused the protocol, its WARNING naming it and why."""
+    with trio.fail_after(60), caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+        async with open_host(bytes(SigningKey.generate()), ["/ip4/127.0.0.1/tcp/0"]) as bare:
+            began = trio.current_time()
+            async with running(tmp_path / "c", bootstrap=(bare.listen_addrs[0],),
+                               settings={"startup_sync_seconds": 30.0}) as c:
+                assert c.startup_sync == "unreachable" and trio.current_time() - began < 30
+                assert c.host.connected_peers() == [bare.peer_id]  # (connected all along)
+    [said] = [message for r in caplog.records
+              if (message := r.getMessage()).startswith("no peer it dials could be connected")]
+    assert (f"({bare.peer_id} (bootstrap): connected, but the peer does not speak /vouchnet/sync/1 (it refused the "
+            "protocol") in said
+
+
 def test_an_unreachable_catch_up_names_the_first_peers_and_counts_the_rest():
     """A node may dial many peers (orgs' `org` records): the WARNING stays one readable line."""
     peers = tuple(KnownPeer(f"12D3KooW{i}", "org_record", (), False, 1, f"dial {i}: connection refused", 30.0)

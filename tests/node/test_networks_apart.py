@@ -24,9 +24,10 @@ async def test_a_peer_of_another_network_neither_completes_the_start_up_sync_nor
                                settings={"startup_sync_seconds": 25.0}) as b:  # (under APART_FIRST / 2)
                 assert b.startup_sync == "unreachable" and trio.current_time() - started < 20
                 assert (f"no peer it dials could be connected for a catch-up sync within 25 s ([p2p] "
-                        f"startup_sync_seconds): each one's last dial failed, or found it on another network, and none "
-                        f"is dialled again before then ({a.host.peer_id} (bootstrap): the peer is on network "
-                        f"'vouchnet', not this node's); signing without it") in caplog.text
+                        f"startup_sync_seconds): each one's last dial failed or found it on another network, or it is "
+                        f"connected but refused /vouchnet/sync/1, and none is dialled again before then "
+                        f"({a.host.peer_id} (bootstrap): the peer is on network 'vouchnet', not this node's); signing "
+                        "without it") in caplog.text
                 published = trio.Event()
                 b.witnessing.listeners.append(lambda note: published.set())
                 if b.witnessing.checkpoint_note() is None:

@@ -597,9 +597,9 @@ async def test_key_rotate_refuses_when_no_peer_it_dials_can_be_connected_naming_
             status, out, err = await _rotate(config=load_config(config.data_dir))
     assert (status, out) == (1, "") and _chain(config) == before
     assert (f"no peer it dials could be connected for a catch-up sync within 20 s ([p2p] startup_sync_seconds): each "
-            f"one's last dial failed, or found it on another network, and none is dialled again before then "
-            f"({b.host.peer_id} (bootstrap): the peer is on network 'othernet', not this node's), so nothing was "
-            "signed") in err
+            f"one's last dial failed or found it on another network, or it is connected but refused /vouchnet/sync/1, "
+            f"and none is dialled again before then ({b.host.peer_id} (bootstrap): the peer is on network 'othernet', "
+            "not this node's), so nothing was signed") in err
     assert "Check [p2p] bootstrap (each peer's address, and that its node runs, on this network), then rotate" in err
 
 
