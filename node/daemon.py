@@ -90,6 +90,7 @@ class CatchUp:
     new_org: bool = False  # the data directory held none of the org's records as it began (_dialled_rounds)
     unreachable: tuple[KnownPeer, ...] = ()  # for "unreachable": the peers it dials, each with its last dial's error
     # (or gossip.peers.NO_SYNC, for one connected that refused the sync protocol)
+    waited: float = 0.0  # seconds it took (for "unreachable", less than [p2p] startup_sync_seconds)
 
     @property
     def signs_unchecked(self) -> bool:
@@ -97,13 +98,15 @@ class CatchUp:
         return self.state in (*NO_ROUND_ANSWERED, "unheld")
 
     def why(self, seconds: float) -> str:
-        """Why a catch-up that `signs_unchecked` did not end: what the operator reads first."""
+        """Why a catch-up that `signs_unchecked` did not end (`seconds`: how long it could wait, [p2p]
+        startup_sync_seconds): what the operator reads first. An "unreachable" one says how long it waited."""
         if self.state == "unreachable":
             named = "; ".join(f"{p.peer_id} ({p.source}): {p.last_error}" for p in self.unreachable[:NAMED_UNREACHABLE])
             more = len(self.unreachable) - NAMED_UNREACHABLE
-            return (f"no peer it dials could be connected for a catch-up sync within {seconds:g} s ([p2p] "
-                    "startup_sync_seconds): each one's last dial failed or found it on another network, or it is "
-                    f"connected but refused {SYNC_PROTOCOL}, and none is dialled again before then ({named}"
+            return (f"no peer it dials could be connected for a catch-up sync: it stopped waiting after "
+                    f"{self.waited:.1f} s of the {seconds:g} s it may wait ([p2p] startup_sync_seconds), as each "
+                    "one's last dial failed or found it on another network, or it is connected but refused "
+                    f"{SYNC_PROTOCOL}, and none is dialled again before then ({named}"
                     + (f"; and {more} more: GET /v1/peers" if more > 0 else "") + ")")
         if not self.unproven:
             return f"no peer it dials completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
@@ -495,7 +498,8 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             log.warning(f"{caught_up.why(config.startup_sync_seconds)}; signing without it (if this data directory "
                         "was restored from an older copy, the org may sign twice at one seq)"
                         + (f": {HOLDER_HINT}" if caught_up.unproven else ""),
-                        extra={"fields": {"seconds": config.startup_sync_seconds}})
+                        extra={"fields": {"seconds": config.startup_sync_seconds,
+                                          "waited": round(caught_up.waited, 3)}})
             nursery.start_soon(_catch_up_late, node, caught_up.new_org)
         # After `vouchnet key rotate`: the records linking our keys, to the peers connected now (none for "no_peers"),
         # once the catch-up sync took back anything the new key signed since (a rotation taken back stopped us above).
@@ -571,13 +575,15 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     kept it in rotation.taken-back (node.taken_back_rotation)."""
     store = node.replica.store
     new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
+    began = trio.current_time()
     with _dialled_rounds(node, new_org=new_org) as rounds:  # (listening before any round can end)
         try:
             state, unreachable = await _take_back_own_records(node, nursery, rounds, node.config.startup_sync_seconds,
                                                               signs_timed_out=signs_timed_out)
+            waited = trio.current_time() - began
             if state in NO_ROUND_ANSWERED and rounds.unproven:
-                return CatchUp("unheld", len(rounds.unproven), new_org)
-            return CatchUp(state, new_org=new_org, unreachable=tuple(unreachable))
+                return CatchUp("unheld", len(rounds.unproven), new_org, waited=waited)
+            return CatchUp(state, new_org=new_org, unreachable=tuple(unreachable), waited=waited)
         except RotationTakenBack as taken:
             keep(node.config.data_dir, taken.rotation)
             raise StartupError(refusal(node.config, taken.rotation)) from None

@@ -1,11 +1,12 @@
 """The start's catch-up sync (node.daemon) with the peers it dials out of reach (trio's mock clock, a stand-in host,
 the real sync service and peer manager): a bootstrap peer that connects but refuses /vouchnet/sync/1 (a gossip-only
-node) is out of reach, so the wait ends at once, `unreachable`, its WARNING naming the peer and why; a peer whose
-sync stream resets is not (it may answer the next round), and the wait runs to its end."""
+node) is out of reach, so the wait ends at once, `unreachable`, its WARNING naming the peer, why, and how long it
+waited; a peer whose sync stream resets is not (it may answer the next round), and the wait runs to its end."""
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,10 @@ async def test_a_start_whose_only_bootstrap_peer_refuses_the_sync_protocol_ends_
     assert (known.peer_id, known.source, known.connected, known.last_error) == (peer, "bootstrap", True, NO_SYNC)
     why = started.caught_up.why(STARTUP_SYNC_SECONDS)
     assert f"({peer} (bootstrap): connected, but the peer does not speak {SYNC_PROTOCOL} (it refused" in why
+    # how long it waited, not startup_sync_seconds: an operator reading "within 10 s" took 10 s as spent
+    [waited] = re.findall(r"stopped waiting after ([0-9.]+) s of the 10 s it may wait", why)
+    assert abs(float(waited) - started.took) < 0.05
+    assert started.caught_up.waited == started.took
 
 
 async def test_a_start_whose_only_bootstrap_peer_resets_its_sync_stream_waits_to_the_end(tmp_path, autojump_clock):
