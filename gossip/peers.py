@@ -12,7 +12,8 @@ a row found so, up to `apart_backoff` (an hour), jittered, so that a node miscon
 soon.
 `DialSchedule.known` tells what it knows of each peer (GET /v1/peers): where it dials it, how many dials failed in
 a row, the last one's error, the other network it was found on, and when it dials next; `out_of_reach`, whether none
-can be connected before a given time (a start's catch-up sync then ends early: node.daemon). A peer on the operator's
+can be connected for a sync before a given time (a start's catch-up sync then ends early: node.daemon), a peer
+connected that refused /vouchnet/sync/1 (a gossip-only node) counting as out of reach. A peer on the operator's
 block list is not dialled: it shows as blocked (its error BLOCKED, no next dial) from the moment it is blocked, and
 is due at once when unblocked.
 """
@@ -24,7 +25,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -36,6 +37,7 @@ from .host import Host, HostError, InvalidPeerId, dialable, peer_id_from_public_
 from .peer_feed import PeerFeed
 from .replica import Replica
 from .scopes import DialPrivate, Scope, addr_scope, dialled_scopes
+from .sync_messages import SYNC_PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,9 @@ APART_FIRST = 60.0  # seconds before a peer first found on another network is di
 APART_BACKOFF = 3600.0  # ... up to this: its node re-made on ours is found
 MAX_ERROR = 512  # characters of a peer's last dial error kept (and shown): it may carry a hostile peer's text
 BLOCKED = "the peer is blocked on this host: not dialled until unblocked"  # a blocked peer's `last_error`
+# A connected peer's `last_error` as out_of_reach tells it, once the peer refused a sync stream on its connection
+NO_SYNC = (f"connected, but the peer does not speak {SYNC_PROTOCOL} (it refused the protocol: a gossip-only node, "
+           "say, or no vouchnet node at that address)")
 
 
 def split_peer_addr(addr: str) -> tuple[str, str]:
@@ -221,16 +226,19 @@ class DialSchedule:
                          target.failures, BLOCKED if blocked else target.last_error,
                          None if connected or blocked else max(target.due - now, 0.0), target.other_network)
 
-    def out_of_reach(self, busy: Iterable[str], until: float, now: float) -> list[KnownPeer] | None:
-        """If it keeps peers and none of them can be connected before `until`, what it knows of each (at `now`): none
-        is `busy` (connected, or a dial of it under way), each is blocked or its last dial failed or found it on
-        another network (`last_error` says which), and none is due to be dialled again before `until` (a peer whose
-        backoff ends sooner may be starting up, and its next dial succeed). Else None."""
-        skip = set(busy)
-        if not self._targets or any(p in skip or (p not in self._blocked and (t.last_error is None or t.due < until))
-                                    for p, t in self._targets.items()):
+    def out_of_reach(self, busy: Iterable[str], until: float, now: float, *,
+                     refusing: Iterable[str] = ()) -> list[KnownPeer] | None:
+        """If it keeps peers and none of them can be connected for a sync before `until`, what it knows of each (at
+        `now`): each is `refusing` (connected, but it refused the sync protocol on this connection: its `last_error`
+        NO_SYNC), or else none is `busy` (connected, or a dial of it under way), each is blocked or its last dial
+        failed or found it on another network (`last_error` says which), and none is due to be dialled again before
+        `until` (a peer whose backoff ends sooner may be starting up, and its next dial succeed). Else None."""
+        skip, refused = set(busy), set(refusing)
+        if not self._targets or any(p not in refused and (p in skip or (p not in self._blocked and (
+                t.last_error is None or t.due < until))) for p, t in self._targets.items()):
             return None
-        return [self._known(p, False, now) for p in sorted(self._targets)]
+        return [replace(self._known(p, True, now), last_error=NO_SYNC) if p in refused
+                else self._known(p, False, now) for p in sorted(self._targets)]
 
     def failed(self, peer_id: str, now: float, error: str) -> float | None:
         """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next
@@ -453,23 +461,33 @@ class PeerManager:
         return self._schedule.known(self._host.connected_peers(), after=after, limit=limit, now=trio.current_time())
 
     async def out_of_reach(self, until: float) -> list[KnownPeer]:
-        """Return, with what it knows of each, once it keeps peers and none of them can be connected before `until`
-        (trio's clock): each not connected, its last dial failed or found it on another network, and not to be dialled
-        again before then (DialSchedule.out_of_reach); waits for ever if one of them connects meanwhile and stays."""
+        """Return, with what it knows of each, once it keeps peers and none of them can be connected for a sync before
+        `until` (trio's clock): each connected but refusing the sync protocol (Host.refused: a gossip-only node), or
+        not connected, its last dial failed or found it on another network, and not to be dialled again before then
+        (DialSchedule.out_of_reach); waits for ever if one of them connects meanwhile and stays, serving sync."""
         while (peers := self.out_of_reach_now(until)) is None:
             await self._reach_changed.wait()
         return peers
 
     def _tell_reach_changed(self) -> None:
         """Wake those waiting in `out_of_reach`: a dial ended, a connection closed, a peer came or went, was blocked or
-        unblocked, or was found on another network."""
+        unblocked, was found on another network, or refused the sync protocol."""
         self._reach_changed.set()
         self._reach_changed = trio.Event()
 
     def out_of_reach_now(self, until: float) -> list[KnownPeer] | None:
         """What `out_of_reach` would return now, or None if it would wait."""
-        return self._schedule.out_of_reach({*self._host.connected_peers(), *self._dialling}, until,
-                                           trio.current_time())
+        connected = self._host.connected_peers()
+        refusing = [peer for peer in connected if self._host.refused(peer, SYNC_PROTOCOL)]
+        return self._schedule.out_of_reach({*connected, *self._dialling}, until, trio.current_time(),
+                                           refusing=refusing)
+
+    def round_over(self, peer_id: str) -> None:
+        """For the sync service (its `round_over_listeners`): a round with `peer_id` ended. If the peer refused the
+        sync protocol (Host.refused), it may be the last peer within reach gone out of it, which nothing else would
+        tell `out_of_reach`: the peer stays connected."""
+        if self._host.refused(peer_id, SYNC_PROTOCOL):
+            self._tell_reach_changed()
 
     def other_network(self, peer_id: str, network: str) -> None:
         """For the sync service (its `network_listeners`): `peer_id` named `network`, not ours (DialSchedule). Its next

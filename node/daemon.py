@@ -64,9 +64,10 @@ log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
-# round), "unreachable" (none could be connected: PeerManager.out_of_reach) and "unheld" (those that did hold none of
-# the org's records) turn "done" once a later round ends it as it would have ended the start's, and "timed_out" and
-# "unreachable" turn "unheld" at a later round that proves nothing (_catch_up_late)
+# round), "unreachable" (none could be connected for a sync, those connected having refused the sync protocol:
+# PeerManager.out_of_reach) and "unheld" (those that did hold none of the org's records) turn "done" once a later
+# round ends it as it would have ended the start's, and "timed_out" and "unreachable" turn "unheld" at a later round
+# that proves nothing (_catch_up_late)
 StartupSync = Literal["pending", "no_peers", "done", "timed_out", "unreachable", "unheld"]
 # The outcomes of a start's catch-up that no round with a peer it dials answered: slow, or none could be connected
 NO_ROUND_ANSWERED = ("timed_out", "unreachable")
@@ -88,6 +89,8 @@ class CatchUp:
     unproven: int = 0
     new_org: bool = False  # the data directory held none of the org's records as it began (_dialled_rounds)
     unreachable: tuple[KnownPeer, ...] = ()  # for "unreachable": the peers it dials, each with its last dial's error
+    # (or gossip.peers.NO_SYNC, for one connected that refused the sync protocol)
+    waited: float = 0.0  # seconds it took (for "unreachable", less than [p2p] startup_sync_seconds)
 
     @property
     def signs_unchecked(self) -> bool:
@@ -95,14 +98,16 @@ class CatchUp:
         return self.state in (*NO_ROUND_ANSWERED, "unheld")
 
     def why(self, seconds: float) -> str:
-        """Why a catch-up that `signs_unchecked` did not end: what the operator reads first."""
+        """Why a catch-up that `signs_unchecked` did not end (`seconds`: how long it could wait, [p2p]
+        startup_sync_seconds): what the operator reads first. An "unreachable" one says how long it waited."""
         if self.state == "unreachable":
             named = "; ".join(f"{p.peer_id} ({p.source}): {p.last_error}" for p in self.unreachable[:NAMED_UNREACHABLE])
             more = len(self.unreachable) - NAMED_UNREACHABLE
-            return (f"no peer it dials could be connected for a catch-up sync within {seconds:g} s ([p2p] "
-                    "startup_sync_seconds): each one's last dial failed, or found it on another network, and none is "
-                    f"dialled again before then ({named}" + (f"; and {more} more: GET /v1/peers" if more > 0 else "")
-                    + ")")
+            return (f"no peer it dials could be connected for a catch-up sync: it stopped waiting after "
+                    f"{self.waited:.1f} s of the {seconds:g} s it may wait ([p2p] startup_sync_seconds), as each "
+                    "one's last dial failed or found it on another network, or it is connected but refused "
+                    f"{SYNC_PROTOCOL}, and none is dialled again before then ({named}"
+                    + (f"; and {more} more: GET /v1/peers" if more > 0 else "") + ")")
         if not self.unproven:
             return f"no peer it dials completed a catch-up sync within {seconds:g} s ([p2p] startup_sync_seconds)"
         many = self.unproven > 1
@@ -336,6 +341,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                                      own_addrs=announce_addrs(config, host)),
         )
         sync.network_listeners.append(node.peer_manager.other_network)
+        sync.round_over_listeners.append(node.peer_manager.round_over)  # (a peer refusing sync is out of its reach)
         sync.same_network_listeners += [node.peer_manager.same_network, witnessing.same_network]
         metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)
@@ -415,10 +421,10 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "not kept", lambda: replica.own_records.unlisted_conflicts, kind="counter")
         add_health_gauges(metrics, replica=replica, token_file=token_file, data_dir=config.data_dir)
         metrics.collect("startup_sync_timed_out", "1 when no peer it dials completed a catch-up sync within [p2p] "
-                        "startup_sync_seconds of the start (slow, or none could be connected: GET /v1/node's "
-                        "startup_sync is timed_out or unreachable), until a later round with one ends it as it would "
-                        "have ended the start's (or proves nothing: unheld): the node signs without it (if its data "
-                        "directory was restored from an older copy, the org may sign twice at one seq)",
+                        "startup_sync_seconds of the start (slow, or none could be connected for a sync: GET "
+                        "/v1/node's startup_sync is timed_out or unreachable), until a later round with one ends it "
+                        "as it would have ended the start's (or proves nothing: unheld): the node signs without it (if "
+                        "its data directory was restored from an older copy, the org may sign twice at one seq)",
                         lambda: int(node.startup_sync in NO_ROUND_ANSWERED))
         metrics.collect("startup_sync_unheld", "1 when the peers it dials that completed a catch-up sync within [p2p] "
                         "startup_sync_seconds of the start, or after it timed out, hold none of the org's records, "
@@ -492,7 +498,8 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
             log.warning(f"{caught_up.why(config.startup_sync_seconds)}; signing without it (if this data directory "
                         "was restored from an older copy, the org may sign twice at one seq)"
                         + (f": {HOLDER_HINT}" if caught_up.unproven else ""),
-                        extra={"fields": {"seconds": config.startup_sync_seconds}})
+                        extra={"fields": {"seconds": config.startup_sync_seconds,
+                                          "waited": round(caught_up.waited, 3)}})
             nursery.start_soon(_catch_up_late, node, caught_up.new_org)
         # After `vouchnet key rotate`: the records linking our keys, to the peers connected now (none for "no_peers"),
         # once the catch-up sync took back anything the new key signed since (a rotation taken back stopped us above).
@@ -568,13 +575,15 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     kept it in rotation.taken-back (node.taken_back_rotation)."""
     store = node.replica.store
     new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
+    began = trio.current_time()
     with _dialled_rounds(node, new_org=new_org) as rounds:  # (listening before any round can end)
         try:
             state, unreachable = await _take_back_own_records(node, nursery, rounds, node.config.startup_sync_seconds,
                                                               signs_timed_out=signs_timed_out)
+            waited = trio.current_time() - began
             if state in NO_ROUND_ANSWERED and rounds.unproven:
-                return CatchUp("unheld", len(rounds.unproven), new_org)
-            return CatchUp(state, new_org=new_org, unreachable=tuple(unreachable))
+                return CatchUp("unheld", len(rounds.unproven), new_org, waited=waited)
+            return CatchUp(state, new_org=new_org, unreachable=tuple(unreachable), waited=waited)
         except RotationTakenBack as taken:
             keep(node.config.data_dir, taken.rotation)
             raise StartupError(refusal(node.config, taken.rotation)) from None

@@ -62,15 +62,15 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     none of its records, the heads of any peer it dials naming none of its keys), "no_peers" (none to dial),
     "timed_out" (none completed a round in time: it signs without it; if its data directory was restored from an
     older copy, the org may sign twice at one seq; the metric
-    vouchnet_startup_sync_timed_out), "unreachable" (ended early, as none could be connected before it would end:
-    each one's last dial failed or found it on another network, and none was due to be dialled again in time; the
-    same metric) or "unheld" (those that did hold none of the org's records, as for an org no
-    other org vouches for yet, or did not serve the head they named: it signs without a check too;
-    vouchnet_startup_sync_unheld), "done" once a later round ends it as it would have ended the start's (a peer of
-    another network, or whose horizon leaves the org out, holds none of its records), "timed_out" and "unreachable"
-    turning "unheld" at a later round with a peer it dials that holds none. `horizon` counts the orgs inside its
-    horizon; `flagged` lists the first 64 orgs flagged for equivocation in did order,
-    `flagged_total` counts them all and `flagged_complete` is false if there are more; `own_org_flagged` is true
+    vouchnet_startup_sync_timed_out), "unreachable" (ended early, as none could be connected for a sync before it
+    would end: each one's last dial failed or found it on another network, and none was due to be dialled again in
+    time, or it was connected but refused /vouchnet/sync/1, a gossip-only node; the same metric) or "unheld" (those
+    that did hold none of the org's records, as for an org no other org vouches for yet, or did not serve the head
+    they named: it signs without a check too; vouchnet_startup_sync_unheld), "done" once a later round ends it as it
+    would have ended the start's (a peer of another network, or whose horizon leaves the org out, holds none of its
+    records), "timed_out" and "unreachable" turning "unheld" at a later round with a peer it dials that holds none.
+    `horizon` counts the orgs inside its horizon; `flagged` lists the first 64 orgs flagged for equivocation in did
+    order, `flagged_total` counts them all and `flagged_complete` is false if there are more; `own_org_flagged` is true
     once this org is flagged itself (peers then trust none of it; the metric vouchnet_own_org_flagged).
     `takes_writes` is false while the node cannot read its api.token as a token: it refuses every write (503
     no_token; the metric vouchnet_api_writes_refused)."""

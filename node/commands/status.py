@@ -28,11 +28,12 @@ def register(subparsers: Subparsers) -> None:
         "it starts); those among them that conflict with a record it holds at their seq prove that someone else "
         "holds the key. `startup_sync` says how the catch-up sync its start ran before it signed went, with a peer "
         "it dials that holds the org's records: done (for a new org, with any peer it dials that holds none), "
-        "no_peers, timed_out (no peer it dials completed a round), unreachable (none could be connected: each one's "
-        "last dial failed or found it on another network) or unheld (those that did hold none of the org's "
-        "records, as for an org no other org vouches for yet, or did not serve the head they named); when timed_out, "
-        "unreachable or unheld it signs without it, until a later round ends it as it would have ended the start's "
-        "(timed_out and unreachable turn unheld at a round with a peer that holds none), and its log says why; "
+        "no_peers, timed_out (no peer it dials completed a round), unreachable (none could be connected for a sync: "
+        "each one's last dial failed or found it on another network, or it refused /vouchnet/sync/1) or unheld "
+        "(those that did hold none of the org's records, as for an org no other org vouches for yet, or did not "
+        "serve the head they named); when timed_out, unreachable or unheld it signs without it, until a later round "
+        "ends it as it would have ended the start's (timed_out and unreachable turn unheld at a round with a peer "
+        "that holds none), and its log says why; "
         "`own_org_flagged` is True once its own org is flagged as an equivocator; `takes_writes` is False while it "
         "cannot read its api.token, refusing every write.",
         examples=["vouchnet status", "vouchnet status --dir /srv/vouchnet --json"],

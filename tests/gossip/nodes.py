@@ -77,6 +77,14 @@ class ConnectedHost:
         await self._events_send.send(PeerEvent(peer, connected=False))
 
 
+class IdleGossip:
+    """A gossip service that runs and does nothing: a node's catch-up (node.daemon) starts one."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+
 @dataclass
 class Node:
     host: Host

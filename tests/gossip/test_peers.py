@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from gossip.host import HostConfig, PeerEvent, open_host, peer_id_from_public_key
-from gossip.peers import BLOCKED, DialSchedule, PeerManager, split_peer_addr
+from gossip.peers import BLOCKED, NO_SYNC, DialSchedule, PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from vouching import org_body, vouch_body
@@ -80,6 +80,23 @@ def test_peers_are_out_of_reach_only_once_each_failed_and_none_is_dialled_again_
     assert schedule.out_of_reach((), until=0.5, now=0) is None
     schedule.retry_now("a")  # due at once
     assert schedule.out_of_reach((), until=0.5, now=0) is None
+
+
+def test_a_peer_connected_that_refused_the_sync_protocol_is_out_of_reach_saying_so():
+    """A gossip-only node (or a js-libp2p one) at a bootstrap address connects and stays, but no catch-up sync can be
+    had with it: before, being connected kept a start's catch-up waiting all of startup_sync_seconds."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=8, rng=random.Random(1))
+    schedule.add("a", ["/ip4/127.0.0.1/tcp/1/p2p/a"])
+    schedule.add("b", ["/ip4/127.0.0.1/tcp/2/p2p/b"])
+    schedule.connected("a", now=0)
+    schedule.failed("b", now=0, error="dial /ip4/127.0.0.1/tcp/2/p2p/b: Connection refused")
+    assert schedule.out_of_reach(["a"], until=0.5, now=0) is None  # connected, serving sync
+    [a, b] = schedule.out_of_reach(["a"], until=0.5, now=0, refusing=["a"])
+    assert (a.peer_id, a.connected, a.last_error, a.next_dial_in) == ("a", True, NO_SYNC, None)
+    assert "does not speak /vouchnet/sync/1" in NO_SYNC
+    assert (b.peer_id, b.connected, b.last_error) == ("b", False, "dial /ip4/127.0.0.1/tcp/2/p2p/b: Connection refused")
+    assert schedule.out_of_reach(["a", "b"], until=0.5, now=0, refusing=["a"]) is None  # b being dialled
+    assert schedule.out_of_reach(["a"], until=10, now=0, refusing=["a"]) is None  # b dialled again in time
 
 
 async def test_the_wait_for_peers_out_of_reach_ends_as_the_last_one_is_found_on_another_network(tmp_path):

@@ -40,7 +40,7 @@ from ledger import MAX_COSIGNATURES
 from node.daemon import SETTLE_SECONDS, CatchUp, _catch_up_late, _caught_up, _dialled_rounds
 
 from ..factories import Org
-from .nodes import ConnectedHost
+from .nodes import ConnectedHost, IdleGossip
 from .test_sync_session import ServedStream
 
 TIMEOUT, STARTUP_SYNC_SECONDS, SLOTS = 10.0, 10.0, 8
@@ -257,12 +257,6 @@ class PeerManager:
             await self.network.connect_holder()
 
 
-class Gossip:
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await trio.sleep_forever()
-
-
 @dataclass
 class Started:
     caught_up: CatchUp
@@ -304,7 +298,7 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         sync = SyncService(network, replica, network="test", timeout=TIMEOUT,  # type: ignore[arg-type]
                            max_sessions=SLOTS)
         node = SimpleNamespace(
-            did=ours.did, host=network, replica=replica, sync=sync, gossip=Gossip(),
+            did=ours.did, host=network, replica=replica, sync=sync, gossip=IdleGossip(),
             peer_manager=PeerManager(network, kept, inbound_stallers,
                                      before_holder_round and (lambda: before_holder_round(sync)), stallers_leave_after),
             config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))

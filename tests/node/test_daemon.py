@@ -735,10 +735,31 @@ async def test_a_start_whose_only_bootstrap_peer_refuses_says_unreachable_naming
             assert c.metrics.value("startup_sync_timed_out") == 1  # (an alert on it fires for either)
     [said] = [message for r in caplog.records
               if (message := r.getMessage()).startswith("no peer it dials could be connected")]
-    assert "within 2 s ([p2p] startup_sync_seconds): each one's last dial failed" in said
+    [waited] = re.findall(r"it stopped waiting after ([0-9.]+) s of the 2 s it may wait \(\[p2p\] "
+                          r"startup_sync_seconds\), as each one's last dial failed", said)
+    assert 0 < float(waited) <= 2.1
     assert f"({peer} (bootstrap): dial {addr}: " in said and said.endswith("; signing without it (if this data "
                                                                           "directory was restored from an older copy, "
                                                                           "the org may sign twice at one seq)")
+
+
+async def test_a_start_whose_only_bootstrap_peer_does_not_speak_the_sync_protocol_says_unreachable_at_once(
+        tmp_path, caplog):
+    """A host that serves no /vouchnet/sync/1 (a gossip-only node, a js-libp2p one) at the bootstrap address: before,
+    the node connected to it, counted it as within reach, waited all of startup_sync_seconds and said `timed_out`;
+    now `unreachable` as soon as it refused the protocol, its WARNING naming it, why, and how long the wait took."""
+    with trio.fail_after(60), caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+        async with open_host(bytes(SigningKey.generate()), ["/ip4/127.0.0.1/tcp/0"]) as bare:
+            async with running(tmp_path / "c", bootstrap=(bare.listen_addrs[0],),
+                               settings={"startup_sync_seconds": 30.0}) as c:
+                assert c.startup_sync == "unreachable"
+                assert c.host.connected_peers() == [bare.peer_id]  # (connected all along)
+    [said] = [message for r in caplog.records
+              if (message := r.getMessage()).startswith("no peer it dials could be connected")]
+    [waited] = re.findall(r"it stopped waiting after ([0-9.]+) s of the 30 s it may wait", said)
+    assert float(waited) < 30
+    assert (f"({bare.peer_id} (bootstrap): connected, but the peer does not speak /vouchnet/sync/1 (it refused the "
+            "protocol") in said
 
 
 def test_an_unreachable_catch_up_names_the_first_peers_and_counts_the_rest():

@@ -1,0 +1,136 @@
+"""The start's catch-up sync (node.daemon) with the peers it dials out of reach (trio's mock clock, a stand-in host,
+the real sync service and peer manager): a bootstrap peer that connects but refuses /vouchnet/sync/1 (a gossip-only
+node) is out of reach, so the wait ends at once, `unreachable`, its WARNING naming the peer, why, and how long it
+waited; a peer whose sync stream resets is not (it may answer the next round), and the wait runs to its end."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import trio
+from nacl.signing import SigningKey
+
+from gossip.host import HostError, PeerEvent, ProtocolNotSupported, StreamError, peer_id_from_public_key
+from gossip.peers import NO_SYNC, DialSchedule, PeerManager
+from gossip.replica import Replica
+from gossip.store import RecordStore
+from gossip.sync_messages import SYNC_PROTOCOL
+from gossip.sync_service import SyncService
+from node.daemon import CatchUp, _caught_up
+
+from ..factories import Org
+from ..gossip.nodes import IdleGossip
+
+STARTUP_SYNC_SECONDS = 10.0
+LAN = ["/ip4/10.0.0.2/tcp/4001"]  # where the node's own org record says it listens
+
+
+class OneHost:
+    """What the sync service and the peer manager ask of a host, every dial connecting (after `dial_seconds`) to a
+    peer that answers a sync stream with `open_sync(peer)`'s error."""
+
+    def __init__(self, open_sync: Callable[[str], HostError], *, dial_seconds: float = 0.3) -> None:
+        self._open_sync, self._dial_seconds = open_sync, dial_seconds
+        self.listen_addrs: list[str] = []
+        self._connected: set[str] = set()
+        self._refused: set[str] = set()
+        self._feeds: list[trio.MemorySendChannel[PeerEvent]] = []
+
+    def set_stream_handler(self, protocol: str, handler: object) -> None:
+        pass
+
+    def set_protected(self, is_protected: Callable[[str], bool]) -> None:
+        pass
+
+    def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
+        send, receive = trio.open_memory_channel[PeerEvent](100)
+        self._feeds.append(send)
+        return receive
+
+    def connected_peers(self) -> list[str]:
+        return sorted(self._connected)
+
+    async def connect(self, addr: str) -> str:
+        await trio.sleep(self._dial_seconds)
+        peer = addr.rpartition("/p2p/")[2]
+        self._connected.add(peer)
+        for feed in self._feeds:
+            feed.send_nowait(PeerEvent(peer, connected=True))
+        return peer
+
+    async def open_stream(self, peer: str, protocol: str) -> object:
+        error = self._open_sync(peer)
+        if isinstance(error, ProtocolNotSupported):  # (remembered while connected, as gossip.host does)
+            self._refused.add(peer)
+        raise error
+
+    def refused(self, peer: str, protocol: str) -> bool:
+        return peer in self._refused and protocol == SYNC_PROTOCOL
+
+    async def disconnect(self, peer: str) -> None:
+        self._connected.discard(peer)
+
+
+@dataclass
+class Started:
+    caught_up: CatchUp
+    took: float  # seconds from the catch-up's call to its end, on trio's clock
+
+
+async def start(tmp_path: Path, host: OneHost, peer: str) -> Started:
+    """A new org's node whose one bootstrap peer is `peer`, at a LAN address, run through its catch-up sync, its
+    services wired as serve_node wires them."""
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(Org().key, store, roots=(), max_hops=1, held_limit=10)
+        sync = SyncService(host, replica, network="test")  # type: ignore[arg-type]
+        manager = PeerManager(host, replica, network="test",  # type: ignore[arg-type]
+                              bootstrap=[f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"], max_peers=5,
+                              schedule=DialSchedule(rng=random.Random(1)), own_addrs=LAN)
+        sync.round_over_listeners.append(manager.round_over)
+        node = SimpleNamespace(did=replica.did, host=host, replica=replica, sync=sync, gossip=IdleGossip(),
+                               peer_manager=manager,
+                               config=SimpleNamespace(startup_sync_seconds=STARTUP_SYNC_SECONDS, data_dir=tmp_path))
+        async with trio.open_nursery() as nursery:
+            began = trio.current_time()
+            caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
+            took = trio.current_time() - began
+            nursery.cancel_scope.cancel()
+    return Started(caught_up, took)
+
+
+def a_peer() -> str:
+    return peer_id_from_public_key(bytes(SigningKey.generate().verify_key))
+
+
+async def test_a_start_whose_only_bootstrap_peer_refuses_the_sync_protocol_ends_unreachable_at_once(
+        tmp_path, autojump_clock):
+    """Before: the peer connected, so it counted as within reach, and the start waited all of startup_sync_seconds
+    for a round it would never have, then said `timed_out`, as for a peer slow to answer."""
+    peer = a_peer()
+    host = OneHost(lambda p: ProtocolNotSupported(f"open {SYNC_PROTOCOL} stream to {p}: the peer does not serve it"))
+    started = await start(tmp_path, host, peer)
+    assert started.caught_up.state == "unreachable"
+    assert started.took < 1  # (its dial: 0.3 s)
+    [known] = started.caught_up.unreachable
+    assert (known.peer_id, known.source, known.connected, known.last_error) == (peer, "bootstrap", True, NO_SYNC)
+    why = started.caught_up.why(STARTUP_SYNC_SECONDS)
+    assert f"({peer} (bootstrap): connected, but the peer does not speak {SYNC_PROTOCOL} (it refused" in why
+    # how long it waited, not startup_sync_seconds: an operator reading "within 10 s" took 10 s as spent
+    [waited] = re.findall(r"stopped waiting after ([0-9.]+) s of the 10 s it may wait", why)
+    assert abs(float(waited) - started.took) < 0.05
+    assert started.caught_up.waited == started.took
+
+
+async def test_a_start_whose_only_bootstrap_peer_resets_its_sync_stream_waits_to_the_end(tmp_path, autojump_clock):
+    """A stream reset is not a refusal: the peer may answer the next round (with the catch-up waiting, one comes
+    each time it connects), so the wait is unchanged."""
+    peer = a_peer()
+    host = OneHost(lambda p: StreamError(f"open {SYNC_PROTOCOL} stream to {p}: stream reset"))
+    started = await start(tmp_path, host, peer)
+    assert (started.caught_up.state, started.caught_up.unreachable) == ("timed_out", ())
+    assert started.took >= STARTUP_SYNC_SECONDS
