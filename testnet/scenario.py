@@ -294,7 +294,8 @@ def _org_group(table: dict[str, Any], name: str) -> OrgGroup:
     if nodes != "rest":
         nodes = int(_number(table, where, "nodes", low=1, high=MAX_NODES, integer=True,
                             expected='an integer or "rest"'))
-    return OrgGroup(name, None if nodes == "rest" else nodes, _names(table, where, "roots"), _names(table, where, "vouch"))
+    return OrgGroup(name, None if nodes == "rest" else nodes, _names(table, where, "roots"),
+                    _names(table, where, "vouch"))
 
 
 def _agent_group(table: dict[str, Any], name: str, org_names: set[str]) -> AgentGroup:

@@ -76,7 +76,8 @@ class Client:
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         self.status_lines.append(head.split(b"\r\n", 1)[0])
         lines = head.decode().split("\r\n")
-        return int(lines[0].split()[1]), {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        return int(lines[0].split()[1]), {k.lower(): v.strip()
+                                          for k, _, v in (line.partition(":") for line in lines[1:])}
 
     async def response(self) -> tuple[int, dict[str, str], bytes]:
         """The next response: status, headers, body (by Content-Length, else chunked)."""
@@ -434,8 +435,8 @@ async def test_every_status_line_carries_its_standard_reason_phrase(server, auto
     assert client.status_lines == [
         b"HTTP/1.1 100 Continue", b"HTTP/1.1 404 Not Found", b"HTTP/1.1 200 OK", b"HTTP/1.1 204 No Content",
         b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 429 Too Many Requests", b"HTTP/1.1 503 Service Unavailable",
-        b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 299 ", b"HTTP/1.1 400 Bad Request", b"HTTP/1.1 431 Request Header Fields Too Large",
-        b"HTTP/1.1 408 Request Timeout"]
+        b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 299 ", b"HTTP/1.1 400 Bad Request",
+        b"HTTP/1.1 431 Request Header Fields Too Large", b"HTTP/1.1 408 Request Timeout"]
 
 
 async def test_a_body_left_unread_and_trickled_is_cut_off_at_the_request_deadline(server, autojump_clock):
@@ -468,7 +469,8 @@ async def large_app(scope, receive, send):
     """Answers /large with 64 MB, more than the sockets hold (a client that does not read stalls the write), and
     anything else with a few bytes."""
     body = b"x" * (64 << 20) if scope["path"] == "/large" else b"{}"
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

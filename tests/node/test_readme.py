@@ -1,6 +1,7 @@
 """The README's table of the local API names every route the node serves, and only those; it names every metric
-the node serves and every `vouchnet` command, its shell examples parse as written, every option it names exists, and the limits it states
-are the code's, as are the scoring defaults, the high-risk tools and the benchmark scripts (docs match the code)."""
+the node serves and every `vouchnet` command, its shell examples parse as written, every option it names exists, and the
+limits it states are the code's, as are the scoring defaults, the high-risk tools and the benchmark scripts (docs match
+the code)."""
 
 import argparse
 import inspect
