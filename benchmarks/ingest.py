@@ -201,7 +201,8 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=1_000_000, help="ledger entries for the ledger figures")
     parser.add_argument("--entry-bytes", type=int, default=256)
     parser.add_argument("--samples", type=int, default=5_000, help="proofs timed")
-    parser.add_argument("--quick", action="store_true", help="10^4 records and a 10^5-entry ledger (not the targets' size)")
+    parser.add_argument("--quick", action="store_true",
+                        help="10^4 records and a 10^5-entry ledger (not the targets' size)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir)")
     args = parser.parse_args()
     if args.quick:

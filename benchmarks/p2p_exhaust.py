@@ -297,9 +297,9 @@ async def churn(node: Host, hostile: Host, rpcs: int, pairs: int) -> str:
     except HostError as error:
         ended = f" (ended: {error})"[:120]
     logging.getLogger().removeHandler(warnings)
-    return (f"{rpcs} RPCs of {len(data)} bytes in {time.monotonic() - start:.1f} s{ended}: {time.process_time() - cpu:.1f} s of "
-            f"CPU, {counts['tasks']:,} tasks, {counts['bytes'] / 2**20:.1f} MiB written to the peer, {warnings.count} "
-            "warnings")
+    return (f"{rpcs} RPCs of {len(data)} bytes in {time.monotonic() - start:.1f} s{ended}: "
+            f"{time.process_time() - cpu:.1f} s of CPU, {counts['tasks']:,} tasks, "
+            f"{counts['bytes'] / 2**20:.1f} MiB written to the peer, {warnings.count} warnings")
 
 
 async def ihave(node: Host, hostile: Host) -> str:

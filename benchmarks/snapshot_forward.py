@@ -62,8 +62,9 @@ TARGET_STALL_S = 0.05  # the loop's longest stall a bring-forward may cause with
 # The steps of _bring_snapshot_forward, each by what it calls: (module, attribute), wrapped to note its window; the
 # capture is what comes between the feed and the write.
 STEPS = {"read": (node.engine_snapshot, "read_parts"), "decode": (node.engine_snapshot, "decoding"),
-         "check": (node.engine_snapshot, "check"), "restore": (node.engine_snapshot, "restoring"), "feed": (TrustService, "_feeding"),
-         "encode": (node.engine_snapshot, "encoding"), "write": (node.engine_snapshot, "write_parts")}
+         "check": (node.engine_snapshot, "check"), "restore": (node.engine_snapshot, "restoring"),
+         "feed": (TrustService, "_feeding"), "encode": (node.engine_snapshot, "encoding"),
+         "write": (node.engine_snapshot, "write_parts")}
 
 
 class Windows:

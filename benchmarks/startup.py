@@ -178,8 +178,8 @@ def build(directory: Path, *, records: int, orgs: int, agents: int, vouches: int
     if events:
         if days * 24 < epochs:
             raise SystemExit(f"--days: the records span {epochs} hourly epochs; give at least {-(-epochs // 24)} days")
-        ranges = fill_telemetry(directory, events=events, days=days, batch=batch, last_end=first_epoch + epochs * HOUR_MS,
-                                pool=pool, rng=rng)
+        ranges = fill_telemetry(directory, events=events, days=days, batch=batch,
+                                last_end=first_epoch + epochs * HOUR_MS, pool=pool, rng=rng)
         with _one_transaction(state._db):
             for epoch in [e for e in ranges if e < first_epoch]:
                 state.begin(epoch, epoch + HOUR_MS, *ranges[epoch], 0)
@@ -448,7 +448,8 @@ def measure(directory: Path) -> None:
             stack.enter_context(steps.wrapping(owner, name, label))
         total, cpu, rss = trio.run(start)
     print(f"start-up {'from engine.snapshot' if had_snapshot else 'without engine.snapshot'} of a node holding "
-          f"{size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), {total / size * 1e6:.1f} us a record; peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
+          f"{size} records: {total:.2f} s to started ({cpu:.2f} s of CPU), {total / size * 1e6:.1f} us a record; "
+          f"peak RSS {rss / 1024:.0f} MiB ({rss_before / 1024:.0f} MiB before opening anything)")
     print("  rows: " + ", ".join(f"{kind} {count}" for kind, count in rows.items()))
     for _, _, label, per in WRAPPED:
         if label in steps.seconds:

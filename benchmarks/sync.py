@@ -110,7 +110,8 @@ def build_server_store(directory: Path, records: int, issuers: int) -> None:
 async def serve(directory: Path, page: int) -> None:
     """The server node: its store, a host and a SyncService; prints its address, runs until stdin closes."""
     timings = Timings()
-    RecordStore.issuer_range = timings.wrap("store.issuer_range", RecordStore.issuer_range)  # type: ignore[method-assign]
+    RecordStore.issuer_range = timings.wrap(  # type: ignore[method-assign]
+        "store.issuer_range", RecordStore.issuer_range)
     gossip.sync.encode_message = timings.wrap("encode pages", gossip.sync.encode_message)
     with RecordStore.open(directory) as store:
         replica = Replica(SigningKey(bytes(32)), store, roots=(), max_hops=1, held_limit=1)

@@ -111,7 +111,8 @@ class Acceptor:
             outcome.unlinked += 1
             return False
         if head is not None and record.seq > head.seq and batch.retired(record.iss):
-            outcome.rejected.append((record, f"iss: this key was retired at seq {head.seq}, where it named its successor"))
+            outcome.rejected.append(
+                (record, f"iss: this key was retired at seq {head.seq}, where it named its successor"))
             return False
         next_seq = head.seq + 1 if head else 1
         if record.seq < next_seq:

@@ -115,7 +115,8 @@ class CosignClient:
             raise RemoteProtocolError("bad_cosignature", f"sig: {e}") from None
         witness = self._witness
         if (signature.name, signature.key_id) != (witness.name, witness.key_id):
-            raise RemoteProtocolError("bad_cosignature", f"sig: from {signature.name:.100}, not the witness {witness.name}")
+            raise RemoteProtocolError("bad_cosignature",
+                                      f"sig: from {signature.name:.100}, not the witness {witness.name}")
         if not witness.verify(self._checkpoint.to_text().encode(), signature.signature):
             raise RemoteProtocolError("bad_cosignature", "sig: does not verify over our checkpoint")
         return signature

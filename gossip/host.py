@@ -179,8 +179,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    connected peers, its streams to it hanging until they time out (a node restarted in-process with the same
    key was unreachable from its peers that way). Repro: hosts A and B meshed on a topic, A's nursery cancelled:
    after Swarm.close() every connection of A has event_closed set and muxed_conn.is_closed False, and
-   B.connected_peers() still lists A (without pubsub streams the connection does close). Handled: open_host() closes every muxer that is still open before it
-   closes the host; a test checks that a peer sees a host stopped by cancellation disconnect.
+   B.connected_peers() still lists A (without pubsub streams the connection does close). Handled: open_host() closes
+   every muxer that is still open before it closes the host; a test checks that a peer sees a host stopped by
+   cancellation disconnect.
 26. A connection's disconnection can be notified well after the swarm dropped it, even after a new connection to
    the same peer was notified, so counting notifications per peer loses the reconnection: no event says the
    peer came back. Repro: hosts A and B connected, B stopped and started again on its port, A dials it: A's
@@ -943,7 +944,8 @@ class Stream:
             async with self._write_lock:
                 await self._stream.write(data)
         except (lp_stream.StreamError, IOException) as error:
-            raise StreamError(f"{self.protocol} stream to {self.remote_peer}: write failed: {_reason(error)}") from error
+            raise StreamError(
+                f"{self.protocol} stream to {self.remote_peer}: write failed: {_reason(error)}") from error
 
     async def read_frame(self, max_size: int) -> bytes | None:
         """The next length-prefixed frame, or None if the peer closed the stream between frames.
@@ -992,7 +994,8 @@ class Stream:
         except lp_stream.StreamEOF:
             data = b""
         except (lp_stream.StreamError, IOException) as error:
-            raise StreamError(f"{self.protocol} stream from {self.remote_peer}: read failed: {_reason(error)}") from error
+            raise StreamError(
+                f"{self.protocol} stream from {self.remote_peer}: read failed: {_reason(error)}") from error
         if not data and getattr(self._stream.muxed_stream, "reset_received", False):  # quirk 14
             raise StreamError(f"{self.protocol} stream from {self.remote_peer}: reset by the peer")
         return data

@@ -52,6 +52,11 @@ BLOCKED = "the peer is blocked on this host: not dialled until unblocked"  # a b
 # A connected peer's `last_error` as out_of_reach tells it, once the peer refused a sync stream on its connection
 NO_SYNC = (f"connected, but the peer does not speak {SYNC_PROTOCOL} (it refused the protocol: a gossip-only node, "
            "say, or no vouchnet node at that address)")
+# A peer that blocked this node closes each connection from it as the handshake names it, seen here within a round
+# trip or two of opening: the `last_error` of a connection closed sooner than this says so (a peer's
+# idle_inbound_grace, 10 s, closes a connection not put to use: another cause).
+QUICK_CLOSE_S = 5.0
+MAYBE_BLOCKED = "a peer that blocked this node closes each connection to it as it opens"
 
 
 def split_peer_addr(addr: str) -> tuple[str, str]:
@@ -342,10 +347,11 @@ class DialSchedule:
         if target.other_network is not None and (since is None or now - since < self.stable_after):
             self.failed(peer_id, now, apart_error(target.other_network))
         elif since is None:  # it closed before we heard it open
-            self.failed(peer_id, now, "the connection closed as it opened")
+            self.failed(peer_id, now, f"the connection closed as it opened ({MAYBE_BLOCKED})")
         elif now - since < self.stable_after:
+            maybe = f" ({MAYBE_BLOCKED})" if now - since < QUICK_CLOSE_S else ""
             self.failed(peer_id, now, f"the connection closed after {now - since:.1f} s, within the "
-                                      f"{self.stable_after:g} s that a connection must last")
+                                      f"{self.stable_after:g} s that a connection must last{maybe}")
         else:
             target.failures, target.last_error, target.other_network, target.apart_findings = 0, None, None, 0
             target.due = now + self.min_backoff

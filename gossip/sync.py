@@ -265,7 +265,8 @@ class SyncClient:
 
     def _heads_page(self, page: HeadsPage) -> Event:
         if len(page.heads) > self._limits.heads_page:
-            raise RemoteProtocolError("limit", f"heads: {len(page.heads)} entries, more than the {self._limits.heads_page} asked for")
+            raise RemoteProtocolError(
+                "limit", f"heads: {len(page.heads)} entries, more than the {self._limits.heads_page} asked for")
         self._heads_read += len(page.heads)
         if self._heads_read > self._limits.max_heads:
             raise RemoteProtocolError("limit", f"heads: more than {self._limits.max_heads} issuers in one session")
@@ -273,7 +274,8 @@ class SyncClient:
             raise RemoteProtocolError("malformed", "heads: an empty page must be the last (more = false)")
         for entry in page.heads:
             if entry.iss <= self._heads_after:
-                raise RemoteProtocolError("out_of_range", f"heads: issuer {entry.iss:.80} is not after {self._heads_after:.80}")
+                raise RemoteProtocolError(
+                    "out_of_range", f"heads: issuer {entry.iss:.80} is not after {self._heads_after:.80}")
             self._heads_after = entry.iss
             if entry.iss in self._own:
                 self._own_heads[entry.iss] = entry.seq
@@ -318,7 +320,8 @@ class SyncClient:
 
     def _records_page(self, page: RecordsPage) -> Event:
         if len(page.records) > self._limits.page_records:
-            raise RemoteProtocolError("limit", f"records: {len(page.records)} in a page, more than {self._limits.page_records}")
+            raise RemoteProtocolError(
+                "limit", f"records: {len(page.records)} in a page, more than {self._limits.page_records}")
         if (size := sum(map(len, page.records))) > self._limits.page_bytes:
             raise RemoteProtocolError("limit", f"records: {size} bytes in a page, more than {self._limits.page_bytes}")
         if page.more and not page.records:
@@ -337,7 +340,8 @@ class SyncClient:
             self._at += 1  # the peer has no more of the current range
             if self._at == len(self._ranges):
                 raise RemoteProtocolError(
-                    "out_of_range", f"records: {record.iss:.80} seq {record.seq} is not the next record of a requested range"
+                    "out_of_range",
+                    f"records: {record.iss:.80} seq {record.seq} is not the next record of a requested range"
                 )
             self._next_seq, self._prev, self._skip = self._ranges[self._at].first, None, False
         self._next_seq += 1
@@ -355,7 +359,8 @@ class SyncClient:
 
     def _reply(self, reply: Reply, expected: type[_R]) -> _R:
         if not isinstance(reply, expected):
-            raise RemoteProtocolError("unexpected", f"a {type(reply).__name__} reply while waiting for {expected.__name__}")
+            raise RemoteProtocolError(
+                "unexpected", f"a {type(reply).__name__} reply while waiting for {expected.__name__}")
         return reply
 
     def _expect(self, state: str, call: str) -> None:

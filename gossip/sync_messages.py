@@ -263,7 +263,8 @@ def _largest_request() -> int:
 
 def _check_issuer(field: str, value: str, *, empty_ok: bool = False) -> None:
     if type(value) is not str or len(value) > MAX_ISSUER or (not value and not empty_ok):
-        raise LocalProtocolError("malformed", f"{field}: must be a text of {0 if empty_ok else 1} to {MAX_ISSUER} characters")
+        raise LocalProtocolError(
+            "malformed", f"{field}: must be a text of {0 if empty_ok else 1} to {MAX_ISSUER} characters")
 
 
 def _check_network(value: str | None) -> None:
@@ -299,7 +300,8 @@ def _to_wire(message: Request | Reply) -> dict[str, Any]:
         case HeadsRequest(after, limit, network):
             return {"t": "heads", "after": after, "limit": limit, **_net(network)}
         case RecordsRequest(ranges, limit, max_bytes):
-            return {"t": "get", "ranges": [[r.iss, r.first, r.last] for r in ranges], "limit": limit, "bytes": max_bytes}
+            return {"t": "get", "ranges": [[r.iss, r.first, r.last] for r in ranges], "limit": limit,
+                    "bytes": max_bytes}
         case CosignRequest(body):
             return {"t": "cosign", "req": body}
         case CheckpointRequest(network):

@@ -56,7 +56,8 @@ class AuditLog:
                  monotonic: Callable[[], float] = time.monotonic, hold_file: Path | None = None) -> None:
         """`hold_file`: where the node's time saves a hold of the clock (node.node_time), if anywhere."""
         self.ledger = ledger
-        self.clock = clock  # the node's clock: what reported times are checked against (`now` may differ: node.node_time)
+        # the node's clock: what reported times are checked against (`now` may differ: node.node_time)
+        self.clock = clock
         self.time = NodeTime(clock, monotonic, hold_file)
         self._floor = 0
         if ledger.size > ledger.pruned:

@@ -153,7 +153,8 @@ def _check_public_url(value: str) -> str:
     except ValueError:
         port = 0
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or port == 0:
-        raise ConfigError(f"api.public_url: expected an http(s) URL such as https://vouchnet.example.org, got {value!r}")
+        raise ConfigError(
+            f"api.public_url: expected an http(s) URL such as https://vouchnet.example.org, got {value!r}")
     if parts.username is not None or parts.password is not None:  # not quoted: it may hold a password
         raise ConfigError("api.public_url: must not hold a user or password: it is written into every credential this "
                           "org issues, for anyone to read")
@@ -262,7 +263,8 @@ def _table(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return table
 
 
-_KINDS: dict[str, tuple[type, ...]] = {"a string": (str,), "an integer": (int,), "a number": (int, float), "a list": (list,)}
+_KINDS: dict[str, tuple[type, ...]] = {"a string": (str,), "an integer": (int,), "a number": (int, float),
+                                       "a list": (list,)}
 
 
 def _get(table: dict[str, Any], section: str, key: str, kind: str, default: Any) -> Any:
@@ -363,7 +365,8 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     announce = tuple(_check_announce_addr(a) for a in _get(p2p, "p2p", "announce", "a list", []))
     bootstrap = tuple(_check_peer_addr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     dial_private = _check_dial_private(_get(p2p, "p2p", "dial_private", "a string", NodeConfig.dial_private))
-    sync_interval = _positive("p2p", "sync_interval", _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
+    sync_interval = _positive("p2p", "sync_interval",
+                              _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))
     sync_peers = _in_range("p2p", "sync_peers", _get(p2p, "p2p", "sync_peers", "an integer", NodeConfig.sync_peers),
                            1, MAX_SYNC_PEERS)
     startup_sync = _positive("p2p", "startup_sync_seconds", _get(p2p, "p2p", "startup_sync_seconds", "a number",
@@ -417,7 +420,8 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
         raise ConfigError(f"telemetry.epoch_seconds: must be at most {MAX_EPOCH_SECONDS} (2^53 - 1 ms, the longest "
                           f"epoch a digest can declare), got {epoch_seconds}")
     retention_days = _positive(
-        "telemetry", "retention_days", _get(telemetry, "telemetry", "retention_days", "a number", NodeConfig.retention_days)
+        "telemetry", "retention_days",
+        _get(telemetry, "telemetry", "retention_days", "a number", NodeConfig.retention_days)
     )
     if retention_days > MAX_RETENTION_DAYS:
         raise ConfigError(f"telemetry.retention_days: must be at most {MAX_RETENTION_DAYS} (2^53 - 1 ms), got "
@@ -445,10 +449,12 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     limit_values = {}
     for f in fields(Limits):
         kind = "a number" if isinstance(getattr(defaults, f.name), float) else "an integer"
-        limit_values[f.name] = _positive("limits", f.name, _get(limits_table, "limits", f.name, kind, getattr(defaults, f.name)))
+        limit_values[f.name] = _positive("limits", f.name,
+                                         _get(limits_table, "limits", f.name, kind, getattr(defaults, f.name)))
     if limit_values["gossip_batch_bytes"] > MAX_GOSSIP_MESSAGE:  # the publish of such a batch failed, stopping the node
-        raise ConfigError(f"limits.gossip_batch_bytes: must be at most {MAX_GOSSIP_MESSAGE}, the largest gossip message "
-                          f"a node takes (its peers reject larger ones), got {limit_values['gossip_batch_bytes']}")
+        raise ConfigError(f"limits.gossip_batch_bytes: must be at most {MAX_GOSSIP_MESSAGE}, the largest gossip "
+                          "message a node takes (its peers reject larger ones), "
+                          f"got {limit_values['gossip_batch_bytes']}")
 
     return NodeConfig(
         data_dir=data_dir,

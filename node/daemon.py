@@ -246,7 +246,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         except DataDirBusy as error:
             raise StartupError(f"key: {error}") from None
         if rotation is not None:
-            log.info("finished an interrupted key rotation", extra={"fields": {"old": rotation.old, "new": rotation.new}})
+            log.info("finished an interrupted key rotation",
+                     extra={"fields": {"old": rotation.old, "new": rotation.new}})
         key = load_signing_key(config)
         try:
             rotation_kept = kept(config, did_key(bytes(key.verify_key)))

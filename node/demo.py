@@ -40,7 +40,9 @@ def run_demo(out=print) -> None:
         checkpoint, _ = open_checkpoint(note, [Ed25519Verifier(origin, bytes(org.verify_key))])
         out(f"appended at index {index}; signed checkpoint:\n" + note.decode().rstrip())
         verify_inclusion(raw, index, checkpoint.size, ledger.inclusion_proof(index, checkpoint.size), checkpoint.root)
-        out(f"inclusion proof ({counted(len(ledger.inclusion_proof(index)), 'hash', 'hashes')}) verifies against the checkpoint")
+        out(f"inclusion proof ({counted(len(ledger.inclusion_proof(index)), 'hash', 'hashes')}) verifies against the "
+            "checkpoint")
         proof = ledger.consistency_proof(old_size, checkpoint.size)
         verify_consistency(old_size, checkpoint.size, old_root, checkpoint.root, proof)
-        out(f"consistency proof from size {old_size} to {checkpoint.size} ({counted(len(proof), 'hash', 'hashes')}) verifies")
+        out(f"consistency proof from size {old_size} to {checkpoint.size} ({counted(len(proof), 'hash', 'hashes')}) "
+            "verifies")

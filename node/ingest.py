@@ -188,7 +188,8 @@ class Ingestor:
             return reply
         if key is None:
             return Pending(tuple(events), reply)
-        return Pending(tuple(events), reply, (key, StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())))
+        return Pending(tuple(events), reply,
+                       (key, StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())))
 
     def prepare_spans(self, batch: SpanBatch) -> Reply | Pending:
         """The Pending events of an OTLP request's spans, or the Reply at once if none became an event (nothing to

@@ -1,8 +1,8 @@
 """Structured logs: one logfmt line per event (`ts=… level=… logger=… msg="…" key=value…`), to stderr.
 
 Fields come from `extra={"fields": {...}}` on the logging call. Each call site writes at most vouching.log_limit.BURST
-lines a window, whatever a peer sends (a `suppressed` field counts the rest). Secrets (the API token, keys) are never passed
-to a logger anywhere in vouchnet; this module adds no redaction because nothing should need it.
+lines a window, whatever a peer sends (a `suppressed` field counts the rest). Secrets (the API token, keys) are never
+passed to a logger anywhere in vouchnet; this module adds no redaction because nothing should need it.
 """
 
 from __future__ import annotations

@@ -268,7 +268,8 @@ def _help(stats_field: dataclasses.Field[Any], name: str) -> str:
     return str(stats_field.metadata[HELP])
 
 
-def record_latency_listener(histogram: Histogram, own_did: str, clock_ms: Callable[[], int]) -> Callable[[list[Record]], None]:
+def record_latency_listener(histogram: Histogram, own_did: str,
+                            clock_ms: Callable[[], int]) -> Callable[[list[Record]], None]:
     """A Replica listener observing, for each accepted record of another org, seconds from its `ts` to now: how
     long gossip (or sync) took to bring it here, issuer clock skew included."""
 

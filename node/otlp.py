@@ -212,7 +212,8 @@ def decode_json(body: bytes) -> list[Span]:
         where = f"body.resourceSpans[{r}]"
         resource_spans = _json_object(resource_spans, where)
         resource_obj = _json_object(resource_spans.get("resource", {}), f"{where}.resource")
-        resource = _json_attrs(_json_list(resource_obj, "attributes", f"{where}.resource"), f"{where}.resource.attributes")
+        resource = _json_attrs(_json_list(resource_obj, "attributes", f"{where}.resource"),
+                               f"{where}.resource.attributes")
         for s, scope_spans in enumerate(_json_list(resource_spans, "scopeSpans", where)):
             scope_where = f"{where}.scopeSpans[{s}]"
             scope = _json_list(_json_object(scope_spans, scope_where), "spans", scope_where)

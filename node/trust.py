@@ -492,12 +492,12 @@ class TrustService:
         again. At 10^6 records it took 87 s, the loop's longest stall 133 ms, at load 6-7 on 2 cores, with turns of
         20 ms then (benchmarks/adopt_rebuild.py: a turn is TURN_S and the store's page of 1,000 records it reads).
         Under a flood of records stored half as fast as it feeds them (some 10^4 a second) or faster, it catches up by
-        feeding a gap of AT_ONCE_MAX records at most at once (`_feed_stored`). No full garbage collection from its engine made to its
-        swap (`_full_collections_held`), nor while its capture is written (`_write_snapshot`): under a flood of new
-        agents, 25-26 of them walked every agent's objects on the loop, the longest 130-138 ms, 7-8 during its capture,
-        whose longest stall was 84-121 ms, 22-39 ms with none (benchmarks/adopt_rebuild.py --records 20000 --flood
-        20000, README), nor while the old engine is emptied; nor, once swapped in, while the recompute it brings
-        forward announces what changed (`_recompute_and_announce`)."""
+        feeding a gap of AT_ONCE_MAX records at most at once (`_feed_stored`). No full garbage collection from its
+        engine made to its swap (`_full_collections_held`), nor while its capture is written (`_write_snapshot`): under
+        a flood of new agents, 25-26 of them walked every agent's objects on the loop, the longest 130-138 ms, 7-8
+        during its capture, whose longest stall was 84-121 ms, 22-39 ms with none (benchmarks/adopt_rebuild.py --records
+        20000 --flood 20000, README), nor while the old engine is emptied; nor, once swapped in, while the recompute it
+        brings forward announces what changed (`_recompute_and_announce`)."""
         identity = self.replica.succession.identity
         log.info("trust engine: this node's key joined the org of an earlier key; rebuilding the engine from the "
                  "stored records", extra={"fields": {"org": identity(self.replica.did), "key": self.replica.did,

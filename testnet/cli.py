@@ -310,8 +310,10 @@ def _logs(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     cluster = _open(args.dir)
     stopped = cluster.stop(timeout=args.timeout)
-    killed = f", {len(stopped.killed)} killed after {args.timeout:g} s ({', '.join(stopped.killed)})" if stopped.killed else ""
-    print(f"stopped {counted(len(stopped.clean) + len(stopped.killed), 'node')} ({len(stopped.clean)} on SIGTERM{killed})")
+    killed = (f", {len(stopped.killed)} killed after {args.timeout:g} s ({', '.join(stopped.killed)})"
+              if stopped.killed else "")
+    print(f"stopped {counted(len(stopped.clean) + len(stopped.killed), 'node')} "
+          f"({len(stopped.clean)} on SIGTERM{killed})")
     left = cluster.leftovers()
     if left:
         raise CommandFailed("left after down: " + "; ".join(left))

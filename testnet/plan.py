@@ -100,11 +100,20 @@ class Plan:
 
 
 def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
-    """Lay `scenario` onto the testnet's `nodes` (in order); raises ScenarioError if it does not fit."""
-    if len(nodes) < scenario.min_nodes:
+    """Lay `scenario` onto the testnet's `nodes` (in order); raises ScenarioError if it does not fit, naming the
+    scenario's file and the line of the attack or fault that does not (Source.locate)."""
+    if len(nodes) < scenario.min_nodes:  # (the testnet's size, not a line of the file)
         raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {counted(scenario.min_nodes, 'node')} "
                             f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
                             f"{len(nodes)}")
+    try:
+        return _laid_out(scenario, nodes, seed)
+    except ScenarioError as e:
+        raise scenario.source.locate(e) from None
+
+
+def _laid_out(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
+    """make_plan's plan, its errors not yet located."""
     rng = random.Random(seed)
     rest = len(nodes) - sum(g.nodes or 0 for g in scenario.orgs)
     groups: dict[str, list[str]] = {}

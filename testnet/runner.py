@@ -311,7 +311,8 @@ class Run:
         flagged = flagged_keys(records.snapshot(), orgs.values())
         followers = followers_by_node(self.plan, orgs, self.dids, flagged)
         witnesses = self.scenario.settings.witnesses
-        self.say(f"waiting for every checkpoint to cover its ledger and be witnessed (at most {CHECKPOINT_TIMEOUT:g} s)")
+        self.say("waiting for every checkpoint to cover its ledger and be witnessed "
+                 f"(at most {CHECKPOINT_TIMEOUT:g} s)")
         started = time.time()
         while True:
             status = {node: node_status(self.cluster, node) for node in self.cluster.names}

@@ -1,7 +1,7 @@
 """Testnet scenarios: TOML files that say who the orgs are, whom they trust, which agents work where and how they
 behave, which attacks and faults happen when, and what to measure. Loaded strictly: an unknown key, a wrong type,
 a value out of range or a name that refers to nothing is a ScenarioError naming the file and line, the key and the
-rule.
+rule; so is one found later, laying it onto a testnet (testnet.plan) or shortening it (--duration).
 
 The format is documented in README.md ("Running a testnet") and by the files in testnet/scenarios/.
 """
@@ -31,6 +31,21 @@ _SELECTOR = re.compile(r"([a-z][a-z0-9_-]{0,31})(?:\[(\d+)(?:(:)(\d+)?)?\])?")
 
 class ScenarioError(ValueError):
     """A scenario that cannot run: the message is "where: key: rule"."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a scenario was read from: its file (or "scenario" for text given whole) and that text, so that an error
+    found when it is laid onto a testnet (testnet.plan) names its file and line as one found in reading it does."""
+
+    where: str = "scenario"
+    text: str = ""
+
+    def locate(self, error: ScenarioError) -> ScenarioError:
+        """`error` ("key: rule") prefixed with the file and the line of the key it names, or of the nearest table
+        or key the key is inside (_line_of); with the file alone where no line holds it."""
+        line = _line_of(self.text, str(error).split(": ", 1)[0])
+        return ScenarioError(f"{self.where}{'' if line is None else f':{line}'}: {error}")
 
 
 @dataclass(frozen=True)
@@ -141,12 +156,17 @@ class Scenario:
     agents: tuple[AgentGroup, ...]
     attacks: tuple[Attack, ...]
     faults: tuple[Fault, ...]
+    source: Source = Source()
 
     def with_duration(self, duration: float) -> Scenario:
-        """The scenario run for `duration` seconds instead; every timed event must still fit."""
+        """The scenario run for `duration` seconds instead; every timed event must still fit (an event past it
+        named with its file and line)."""
         duration = _number({"--duration": duration}, "", "--duration", low=MIN_DURATION, high=MAX_DURATION)
         changed = Scenario(**{**self.__dict__, "duration": duration})
-        _check_times(changed, "--duration")
+        try:
+            _check_times(changed, "--duration")
+        except ScenarioError as e:
+            raise self.source.locate(e) from None
         return changed
 
     @property
@@ -178,12 +198,16 @@ def parse_scenario(text: str, *, name: str, where: str = "scenario") -> Scenario
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{where}: not valid TOML: {e}") from None
+        line = _TOML_LINE.search(str(e))
+        raise ScenarioError(f"{where}{f':{line[1]}' if line else ''}: not valid TOML: {e}") from None
+    source = Source(where, text)
     try:
-        return _scenario(document, name)
+        return _scenario(document, name, source)
     except ScenarioError as e:
-        line = _line_of(text, str(e).split(": ", 1)[0])
-        raise ScenarioError(f"{where}{'' if line is None else f':{line}'}: {e}") from None
+        raise source.locate(e) from None
+
+
+_TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)$")  # the end of a tomllib.TOMLDecodeError's message
 
 
 _HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -225,7 +249,7 @@ def _line_of(text: str, path: str) -> int | None:
 # --- the document ------------------------------------------------------------------------------------------
 
 
-def _scenario(doc: dict[str, Any], name: str) -> Scenario:
+def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
     _keys(doc, "", required={"description", "duration", "orgs", "agents"},
           optional={"nodes", "settings", "traffic", "measure", "edges", "attacks", "faults"})
     description = _text(doc, "", "description", max_length=2000)
@@ -255,6 +279,7 @@ def _scenario(doc: dict[str, Any], name: str) -> Scenario:
         attacks=tuple(_attack(a, f"attacks[{i}]", org_names, agent_names)
                       for i, a in enumerate(_array(doc, "attacks"))),
         faults=tuple(_fault(f, f"faults[{i}]", org_names) for i, f in enumerate(_array(doc, "faults"))),
+        source=source,
     )
     if scenario.nodes < scenario.min_nodes:
         raise ScenarioError(f"nodes: the org groups need at least {scenario.min_nodes}, got {scenario.nodes}")
@@ -269,7 +294,8 @@ def _org_group(table: dict[str, Any], name: str) -> OrgGroup:
     if nodes != "rest":
         nodes = int(_number(table, where, "nodes", low=1, high=MAX_NODES, integer=True,
                             expected='an integer or "rest"'))
-    return OrgGroup(name, None if nodes == "rest" else nodes, _names(table, where, "roots"), _names(table, where, "vouch"))
+    return OrgGroup(name, None if nodes == "rest" else nodes, _names(table, where, "roots"),
+                    _names(table, where, "vouch"))
 
 
 def _agent_group(table: dict[str, Any], name: str, org_names: set[str]) -> AgentGroup:

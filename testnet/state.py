@@ -106,7 +106,8 @@ def load_state(directory: Path) -> TestnetState:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StateError(f"{directory}: no testnet here; start one with `vouchnet testnet up --dir {directory}`") from None
+        raise StateError(
+            f"{directory}: no testnet here; start one with `vouchnet testnet up --dir {directory}`") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise StateError(f"{path}: not a testnet state file ({e})") from None
     if not isinstance(document, dict) or document.get("version") != STATE_VERSION:

@@ -42,7 +42,8 @@ class NodeStatus:
     flagged: int | None = None  # orgs this node holds equivocation evidence against
     log_running: bool | None = None  # whether its log process runs (Cluster.log_running); None if not known
     unreadable: bool = False  # its api.token could not be read (`error` says why), so its API was not asked
-    exited: bool = False  # down without being stopped (`down`, a failed `up`): killed, crashed, or the machine restarted
+    # down without being stopped (`down`, a failed `up`): killed, crashed, or the machine restarted
+    exited: bool = False
     blocks: tuple[str, ...] | None = None  # the nodes on its peer block list (a PeerID no node has now, as is)
 
 
@@ -103,7 +104,8 @@ def _witnesses(row: NodeStatus, followers: Iterable[str], flagged: set[str]) -> 
 def node_status(cluster: Cluster, name: str) -> NodeStatus:
     entry = cluster.entry(name)
     running = cluster.running(name)
-    base = NodeStatus(name, entry.did, entry.api_url, running, log_running=cluster.log_running(name) if running else None)
+    base = NodeStatus(name, entry.did, entry.api_url, running,
+                      log_running=cluster.log_running(name) if running else None)
     if not base.running:
         return replace(base, exited=entry.pid is not None)  # a node stopped by the testnet has its pid cleared
     others = [n.did for n in cluster.state.nodes if n.name != name]

@@ -63,8 +63,9 @@ def _fresh_sdk_log_limit(monkeypatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_libp2p_log_limit(monkeypatch) -> None:
-    """Each test starts with py-libp2p's log limit unspent (gossip.host.LIBP2P_LOG_LIMIT counts across the process,
-    one line a call site a minute): a test reading py-libp2p's lines must not find them suppressed for earlier tests'."""
+    """Each test starts with py-libp2p's log limit unspent (gossip.host.LIBP2P_LOG_LIMIT counts across the
+    process, one line a call site a minute): a test reading py-libp2p's lines must not find them suppressed for
+    earlier tests'."""
     host = sys.modules.get("gossip.host")
     if host is not None:
         monkeypatch.setattr(host.LIBP2P_LOG_LIMIT, "_sites", {})

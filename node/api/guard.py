@@ -78,7 +78,8 @@ class WriteGuard:
 
     `body_limits` raises (or lowers) the bound for given paths, e.g. telemetry batches; `open_paths` are writes
     that need no token, e.g. OTLP trace export where configured so (`[api] traces_need_token = false`, for
-    exporters that cannot send headers; node.ingest_api), or a policy check, which changes nothing; a `{name}` segment in one matches any single path segment.
+    exporters that cannot send headers; node.ingest_api), or a policy check, which changes nothing; a `{name}` segment
+    in one matches any single path segment.
     """
 
     def __init__(

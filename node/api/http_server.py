@@ -33,6 +33,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -311,7 +312,7 @@ class _Connection:
             body = json.dumps({"error": "bad_request", "detail": str(error) or "malformed HTTP request"}).encode()
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
-                await self.send(h11.Response(status_code=error.error_status_hint, headers=_json_headers(body)),
+                await self.send(_response(error.error_status_hint, _json_headers(body)),
                                 h11.Data(data=body), h11.EndOfMessage())
             await self.stream.send_eof()
             self.waiting = True  # on its client: a newcomer may take its slot (_Slots)
@@ -370,7 +371,7 @@ class _Exchange:
                 log.error("the API did not answer %s %s", self.request.method.decode(), self._path())
         if not self.head_written:
             body = b'{"error":"internal","detail":"the node failed to answer; see its log"}'
-            self.started = h11.Response(status_code=500, headers=_json_headers(body))
+            self.started = _response(500, _json_headers(body))
             await self.send({"type": "http.response.body", "body": body})
         # A response begun and not finished (a stream the app ended, or whose client left, or a failure midway):
         # closing the connection is the only way left to end it.
@@ -386,7 +387,7 @@ class _Exchange:
             return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
-            await self.connection.send(h11.InformationalResponse(status_code=100, headers=[]))
+            await self.connection.send(h11.InformationalResponse(status_code=100, headers=[], reason=_reason(100)))
         try:
             event = await self.connection.next_event(READ_TIMEOUT_S)
         except _Gone:  # the client left before its body was whole: no one to answer, no failure of the app's
@@ -419,7 +420,7 @@ class _Exchange:
         body = json.dumps({"error": "request_timeout", "detail": detail}).encode()
         with contextlib.suppress(_Closed, trio.BrokenResourceError, trio.ClosedResourceError):  # it closes anyway
             await self.connection.send(
-                h11.Response(status_code=408, headers=[*_json_headers(body), (b"connection", b"close")]),
+                _response(408, [*_json_headers(body), (b"connection", b"close")]),
                 h11.Data(data=body), h11.EndOfMessage())
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -430,7 +431,7 @@ class _Exchange:
             if self.started is not None:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-            self.started = h11.Response(status_code=message["status"], headers=headers)
+            self.started = _response(message["status"], headers)
             return
         if kind != "http.response.body":
             raise RuntimeError(f"ASGI: unexpected message {kind!r}")
@@ -449,6 +450,20 @@ class _Exchange:
             events.append(h11.EndOfMessage())
             self.finished = True
         await self.connection.send(*events)
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
+    """A response head whose status line carries the status's standard reason phrase (`200 OK`, not `200 `)."""
+    return h11.Response(status_code=status, headers=headers, reason=_reason(status))
+
+
+def _reason(status: int) -> bytes:
+    """The reason phrase of `status` in IANA's registry (RFC 9110 section 15, via http.HTTPStatus); an empty one
+    for a code the registry does not name, which RFC 9112 section 4 allows."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:

@@ -137,7 +137,8 @@ _SUBMIT_BODY = {"required": True, "content": {_COSE: {"schema": {"type": "string
     openapi_extra={"requestBody": _SUBMIT_BODY},
     responses={200: {"description": "The node already holds this record"},
                202: {"description": "Held until the issuer's missing earlier records arrive (sync fetches them)"},
-               409: {"model": ErrorBody, "description": "Not accepted: outside the horizon, equivocation, a broken chain"},
+               409: {"model": ErrorBody,
+                     "description": "Not accepted: outside the horizon, equivocation, a broken chain"},
                **error_responses(415, json_body=False)},
 )
 async def submit_record(request: Request, node: NodeDep, response: Response) -> dict[str, Any]:

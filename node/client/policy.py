@@ -5,7 +5,8 @@ The node's own policy (`GET /v1/policy`: its operator's `[scoring]`) is a floor:
 this service's rules and the node's, on cached scores too, and of the node's own answer when there is a fresh one.
 Fails closed: when the node cannot answer, or its policy cannot be had, the decision is `block` unless
 `fail_open=True`. Scores are cached for `cache_ttl` seconds, the node's policy (which changes only when its node
-restarts) for `policy_ttl`, and both are kept current by the node's `/v1/stream`; in `observe` mode every decision is made and logged but nothing is blocked.
+restarts) for `policy_ttl`, and both are kept current by the node's `/v1/stream`; in `observe` mode every decision is
+made and logged but nothing is blocked.
 
 A cached score is the agent's general one. A vouch scoped to some tools (DESIGN.md §3 `scope`) counts only in the
 node's check of those tools, so a check of a tool the node listed in the agent's `scopes` is always asked of the
@@ -60,7 +61,8 @@ class TrustDecision:
 
     `verdict` is the policy's answer; `allowed` is whether to go ahead, which in observe mode is always true.
     `source` says where the score came from: the node, the cache, or nowhere (`unreachable`: the node did not
-    answer; `invalid`: the node refused the agent id, or would the tool's name; `unverified`: the caller's credential did not verify).
+    answer; `invalid`: the node refused the agent id, or would the tool's name; `unverified`: the caller's credential
+    did not verify).
     `operated` false: the caller's credential was issued by an org that does not operate the agent, so the decision
     was made on the cold-start score (`check(issuer=...)`), or by one the node did not say operates it (no answer:
     `unreachable`, `invalid`); a call it lets run (failing open, observe mode) is not the agent's to report."""
@@ -385,7 +387,8 @@ class TrustPolicy:
                 200, "bad_answer", "check: no score, tier and decision (allow, audit or block)"), issuer)
         if not valid_scopes(scopes, complete):
             return self._failed(agent, action, tool, NodeApiError(
-                200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"), issuer)
+                200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"),
+                issuer)
         expires = time.monotonic() + self.cache_ttl
         operators = _operators(answer, expires)  # type: ignore[arg-type]
         if issuer is not None and operators is None:

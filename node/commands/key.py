@@ -164,7 +164,8 @@ def _catch_up(config: NodeConfig) -> None:
         way = (f"{HOLDER_HINT}" if caught_up.unproven else
                "check [p2p] bootstrap (each peer's address, and that its node runs, on this network), then rotate"
                if caught_up.state == "unreachable" else
-               f"start the node once (`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and rotate")
+               f"start the node once (`vouchnet run --dir {config.data_dir}`) so that it catches up, stop it and "
+               "rotate")
         raise CommandFailed(
             f"{caught_up.why(seconds)}, so nothing was signed: if this data directory was restored from an older "
             "copy, a rotation signed now could take a seq the org has used already, and get it flagged as an "

@@ -79,10 +79,10 @@ def register(subparsers: Subparsers) -> None:
         "its entries, as log verify --dir compares them, and replace those that differ, in one transaction: "
         "nothing changes unless all are replaced, whatever stops it. Only once the entries are shown sound: those "
         f"the node's latest published checkpoint ({CHECKPOINT_FILE} in the data directory) covers must hash to its "
-        "root, and those after it (all, if it saved none) must be validly signed records; otherwise an entry is damaged, nothing is repaired, and a "
-        "copy of the data directory is the way back (exit 1). Run it with the node stopped (it takes the data "
-        "directory's lock, as the node does); progress on stderr. Prints the wrong hashes it replaced, or that "
-        "there was nothing to repair.",
+        "root, and those after it (all, if it saved none) must be validly signed records; otherwise an entry is "
+        "damaged, nothing is repaired, and a copy of the data directory is the way back (exit 1). Run it with the "
+        "node stopped (it takes the data directory's lock, as the node does); progress on stderr. Prints the wrong "
+        "hashes it replaced, or that there was nothing to repair.",
         examples=["vouchnet log repair --dir /srv/vouchnet", "vouchnet log repair"],
         run=_repair,
     )
@@ -104,7 +104,8 @@ def _verify(args: argparse.Namespace) -> int:
     data_dir = data_dir_of(args)
     cache = args.cache or (data_dir / CACHE_FILE if data_dir is not None else None)
     if data_dir is not None and cache is not None and cache.resolve().parent == data_dir.resolve():
-        local_config(args)  # it writes there: refused where `vouchnet run` refuses, before the fetch (node.strict_modes)
+        # it writes there: refused where `vouchnet run` refuses, before the fetch (node.strict_modes)
+        local_config(args)
     with open_client(args) as client:
         verified = verify_log(client, did=args.did, cache=cache, progress=_Progress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)

@@ -83,5 +83,5 @@ def _signed_record(index: int, entry: bytes) -> None:
     try:
         check_record(entry)
     except InvalidRecord as e:
-        raise CommandFailed(f"entry {index} (after the saved checkpoint): {e}: an entry is damaged; nothing was repaired: "
-                            f"{RESTORE}") from None
+        raise CommandFailed(f"entry {index} (after the saved checkpoint): {e}: an entry is damaged; nothing was "
+                            f"repaired: {RESTORE}") from None

@@ -76,12 +76,14 @@ def verify_log(
     checkpoint, cosigners = _open(note, signer, "the node's checkpoint")
     previous, previous_did = _cached(cache, signer, network, did)
     if previous is not None and previous.size > checkpoint.size:
-        raise CommandFailed(f"the log shrank: {cache} holds a checkpoint of size {previous.size}; now {checkpoint.size}")
+        raise CommandFailed(
+            f"the log shrank: {cache} holds a checkpoint of size {previous.size}; now {checkpoint.size}")
 
     with _stored_tree(ledger_file, checkpoint.size) as tree:  # opened after the checkpoint: the ledger held all of it
         root, heads = _check_entries(client, checkpoint.size, progress or (lambda done, total: None), tree)
     if root != checkpoint.root:
-        raise CommandFailed(f"the hash of the {counted(checkpoint.size, 'entry', 'entries')} is not the checkpoint's root")
+        raise CommandFailed(
+            f"the hash of the {counted(checkpoint.size, 'entry', 'entries')} is not the checkpoint's root")
     if ledger_file is not None and isinstance(tree, StoredHashCheck) and tree.mismatches:
         raise CommandFailed(_wrong_hashes(ledger_file, checkpoint.size, tree))
     if previous_did != did and not _rotated(heads, previous_did, did):
@@ -210,9 +212,9 @@ def _check_entries(
         except NodeApiError as e:
             if e.code != "out_of_range":
                 raise
-            raise CommandFailed(f"the node's checkpoint is of {counted(size, 'entry', 'entries')}, but the node refuses "
-                                f"to serve them all ({e.detail}): it serves an earlier checkpoint now (its data directory "
-                                "was restored from an older copy); run log verify again") from None
+            raise CommandFailed(f"the node's checkpoint is of {counted(size, 'entry', 'entries')}, but the node "
+                                f"refuses to serve them all ({e.detail}): it serves an earlier checkpoint now (its "
+                                "data directory was restored from an older copy); run log verify again") from None
         if not page:
             raise CommandFailed(f"entry {index}: the node returned no entries from here")
         for raw in page:

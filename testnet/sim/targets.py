@@ -110,7 +110,8 @@ def _t5(suite: SuiteResult) -> Target | None:
     passed = to_trusted <= 1 and (to_provisional is None or to_provisional <= 4)
     return Target("T5", GOALS["T5"], {"bad digests to below trusted": to_trusted,
                                       "bad digests to below provisional": to_provisional}, passed,
-                  f"{counted(len(drops), 'agent')} turned bad; {len(judged)} got four bad digests or fell below provisional")
+                  f"{counted(len(drops), 'agent')} turned bad; {len(judged)} got four bad digests or fell below "
+                  "provisional")
 
 
 def _t6(suite: SuiteResult) -> Target | None:
@@ -140,8 +141,8 @@ def _t7(suite: SuiteResult) -> Target | None:
     verified = sum(rank >= tier_rank("verified") for rank in one_org)
     passed = share is not None and share >= 0.95 and verified == 0
     return Target("T7", GOALS["T7"], {"honest share trusted": share, "one-org agents verified": verified}, passed,
-                  f"{counted(eligible, 'honest agent')} eligible; {counted(len(one_org), 'agent')} seen by one org alone "
-                  f"(verified from {VERIFIED})")
+                  f"{counted(eligible, 'honest agent')} eligible; {counted(len(one_org), 'agent')} seen by one org "
+                  f"alone (verified from {VERIFIED})")
 
 
 def _t8(suite: SuiteResult) -> Target | None:

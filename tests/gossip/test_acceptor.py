@@ -152,7 +152,8 @@ def test_only_records_at_or_below_their_issuers_head_are_looked_up_as_possible_d
     acceptor = _acceptor(store)
     acceptor.submit(records[:2])
     looked_up = []
-    monkeypatch.setattr(store, "has", lambda record_id: looked_up.append(record_id) or RecordStore.has(store, record_id))
+    monkeypatch.setattr(store, "has",
+                        lambda record_id: looked_up.append(record_id) or RecordStore.has(store, record_id))
     outcome = acceptor.submit(records)  # two we hold, two new: catch-up sync offers thousands of new ones
     assert outcome.duplicates == 2 and outcome.accepted == records[2:]
     assert looked_up == [records[0].id, records[1].id]
@@ -168,7 +169,8 @@ def test_a_key_signs_nothing_after_its_rotation(store):
     after = old.record()
     outcome = _acceptor(store).submit([earlier, rotation, after])
     assert outcome.accepted == [earlier, rotation]
-    assert outcome.rejected == [(after, f"iss: this key was retired at seq {rotation.seq}, where it named its successor")]
+    assert outcome.rejected == [
+        (after, f"iss: this key was retired at seq {rotation.seq}, where it named its successor")]
 
 
 def test_a_record_held_past_the_rotation_is_rejected_when_released(store):
@@ -199,7 +201,8 @@ def test_a_new_key_may_revoke_the_vouches_of_the_key_it_names_as_prior(store):
     new, rotation, first = old.rotate()
     revocation = new.revoke(vouch)
     # The rotation and the claim, staged in the same batch, are enough to accept the revocation.
-    assert _acceptor(store).submit([vouch, rotation, first, revocation]).accepted == [vouch, rotation, first, revocation]
+    assert (_acceptor(store).submit([vouch, rotation, first, revocation]).accepted
+            == [vouch, rotation, first, revocation])
 
 
 def test_a_new_keys_records_wait_for_the_rotation_that_names_it(store):

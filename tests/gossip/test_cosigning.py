@@ -84,7 +84,8 @@ class Log:
         return CosignClient(note, checkpoint, believed, proof, WITNESS), checkpoint
 
 
-def exchange(client: CosignClient, w: Witness, *, origin: str = ORIGIN) -> tuple[Witnessed | Refused, list[Equivocation]]:
+def exchange(client: CosignClient, w: Witness, *,
+             origin: str = ORIGIN) -> tuple[Witnessed | Refused, list[Equivocation]]:
     evidence = []
     event = client.start()
     while isinstance(event, Send):

@@ -166,7 +166,8 @@ async def test_gap_fetches_do_not_queue_behind_a_peer_slow_to_answer(tmp_path, a
             reported = trio.current_time()
             await trio.sleep(2 * TIMEOUT)
             assert store.head(HONEST.did) is not None, "the honest gap waited behind the slow peer"
-            assert reported < honest_fetched[0] <= reported + TIMEOUT  # when the first fetch waiting for its turn gave up
+            # when the first fetch waiting for its turn gave up
+            assert reported < honest_fetched[0] <= reported + TIMEOUT
             assert sum(peer == slow for _, peer in started) == 1  # its one session still running
             assert service.stats.errors["turn"] >= 7
             nursery.cancel_scope.cancel()

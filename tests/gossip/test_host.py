@@ -572,7 +572,8 @@ async def test_a_host_restarted_at_once_meshes_with_its_peer_again_and_they_hear
 @pytest.mark.slow
 async def test_the_messages_of_a_restarted_host_are_not_taken_for_its_earlier_ones() -> None:
     # Quirk 54: py-libp2p numbered a host's messages on from the second it started, and a peer drops a message whose
-    # origin and seqno it saw within 120 s: a host restarted within n seconds of a start, after n messages, was not heard.
+    # origin and seqno it saw within 120 s: a host restarted within n seconds of a start, after n messages, was not
+    # heard.
     seed = os.urandom(32)
     with trio.fail_after(20):
         async with subscribed(os.urandom(32)) as (peer, inbox):
@@ -725,7 +726,8 @@ async def test_py_libp2p_records_of_failures_it_also_raises_are_debug_and_others
 async def test_a_peer_that_makes_py_libp2p_warn_on_every_message_gets_one_line_and_a_count(
         root_records: list[logging.LogRecord]) -> None:
     # Quirk 59: py-libp2p queues each message for a connected peer it has not heard join the topic, 100 at most, and
-    # warned for each one it dropped past them; a peer that joins another of the host's topics only drew a line per message.
+    # warned for each one it dropped past them; a peer that joins another of the host's topics only drew a line per
+    # message.
     with trio.fail_after(40):
         async with open_host(os.urandom(32), LOOPBACK) as host, open_host(os.urandom(32), LOOPBACK) as peer:
             for joined in (host, peer):  # a topic both join, so that the host has heard the peer's subscriptions

@@ -303,7 +303,8 @@ async def test_a_peer_that_reads_nothing_is_disconnected_within_the_write_timeou
             await node.connect(hostile.listen_addrs[0])
             assert await events.receive() == PeerEvent(hostile.peer_id, connected=True)
             raw, kept = muxed_connection(hostile, node.peer_id), muxed_connection(node, hostile.peer_id)
-            tcp_socket(raw).setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small buffers: fewer pings fill them
+            # small buffers: fewer pings fill them
+            tcp_socket(raw).setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             tcp_socket(kept).setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
             async def deaf(*_: object) -> bytes:

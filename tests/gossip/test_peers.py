@@ -266,6 +266,26 @@ async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path):
 
 
 @pytest.mark.slow
+async def test_a_peer_that_blocked_this_node_shows_its_connections_closed_as_they_open_saying_why_that_may_be(
+        tmp_path):
+    """The peer closes each connection as the handshake names this node: its last_error said only that the connection
+    closed after 0.2 s, and an operator had no hint that the peer may have blocked the node."""
+    async with AsyncExitStack() as stack:
+        _, replica_a, host_a = await _node(stack, tmp_path, "a")
+        host_b = await stack.enter_async_context(open_host(bytes(Org().key), LOOPBACK))
+        await host_b.set_blocked([host_a.peer_id])
+        manager = PeerManager(host_a, replica_a, network="test", bootstrap=[host_b.listen_addrs[0]], max_peers=5)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(manager.run)
+            with trio.fail_after(10):
+                [peer] = await manager.out_of_reach(trio.current_time())  # once its connection closed
+            nursery.cancel_scope.cancel()
+    assert (peer.peer_id, peer.failures) == (host_b.peer_id, 1)
+    assert peer.last_error.startswith("the connection closed ")
+    assert peer.last_error.endswith("(a peer that blocked this node closes each connection to it as it opens)")
+
+
+@pytest.mark.slow
 async def test_an_org_record_in_the_horizon_leads_to_its_node(tmp_path):
     async with AsyncExitStack() as stack:
         org_a, replica_a, host_a = await _node(stack, tmp_path, "a")

@@ -140,15 +140,24 @@ def test_pages_of_known_peers_follow_every_peer_come_and_gone(operations, connec
 
 
 def test_a_connection_that_did_not_last_is_the_last_error_until_one_lasts():
+    """One closed within seconds of opening says that a peer that blocked this node closes it so: before, an
+    operator whose node a peer had blocked read only that its connections closed."""
     schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
     schedule.add("p", [addr("p")])
     schedule.connected("p", now=0)
     schedule.disconnected("p", now=2.5)
     [peer] = schedule.known([], after=None, limit=1, now=3)
     assert (peer.failures, peer.last_error) == (1, "the connection closed after 2.5 s, within the 60 s that a "
-                                                   "connection must last")
+                                                   "connection must last (a peer that blocked this node closes each "
+                                                   "connection to it as it opens)")
     schedule.disconnected("p", now=4)  # closed before its opening was heard
-    assert schedule.known([], after=None, limit=1, now=4)[0].last_error == "the connection closed as it opened"
+    assert schedule.known([], after=None, limit=1, now=4)[0].last_error == (
+        "the connection closed as it opened (a peer that blocked this node closes each connection to it as it opens)")
+    schedule.connected("p", now=10)
+    schedule.disconnected("p", now=30)  # (past a peer's 10 s grace for a connection not put to use: not a block)
+    [peer] = schedule.known([], after=None, limit=1, now=30)
+    assert (peer.failures, peer.last_error) == (3, "the connection closed after 20.0 s, within the 60 s that a "
+                                                   "connection must last")
     schedule.connected("p", now=100)
     schedule.disconnected("p", now=200)
     [peer] = schedule.known([], after=None, limit=1, now=200)

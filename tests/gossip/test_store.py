@@ -275,8 +275,9 @@ def test_an_index_of_another_node_s_ledger_is_refused_naming_both_files(tmp_path
     with RecordStore.open(tmp_path / "b") as store:
         store.append([bob.record() for _ in range(4)])
     (tmp_path / "a" / LEDGER_FILE).write_bytes((tmp_path / "b" / LEDGER_FILE).read_bytes())
-    with pytest.raises(StoreError, match=re.escape(f"{INDEX_FILE}: its record 2 is not the one {LEDGER_FILE} holds "
-                                                   "there: the index and the ledger are of different data directories")):
+    with pytest.raises(StoreError, match=re.escape(
+            f"{INDEX_FILE}: its record 2 is not the one {LEDGER_FILE} holds there: the index and the ledger are of "
+            "different data directories")):
         RecordStore.open(tmp_path / "a")
 
 
@@ -303,7 +304,8 @@ def test_a_new_index_whose_marking_is_cut_short_is_made_anew_at_the_next_open(tm
     def cut_short(path, **options):
         db = connect(path, **options)
         db.set_authorizer(lambda action, name, value, *_: sqlite3.SQLITE_DENY
-                          if action == sqlite3.SQLITE_PRAGMA and name == "user_version" and value else sqlite3.SQLITE_OK)
+                          if action == sqlite3.SQLITE_PRAGMA and name == "user_version" and value
+                          else sqlite3.SQLITE_OK)
         return db
 
     with monkeypatch.context() as patched:

@@ -92,7 +92,8 @@ class Side:
 
 
 @contextmanager
-def sides(count: int, *, roots: tuple[str, ...] = tuple(o.did for o in ORGS), mutual: bool = True) -> Iterator[list[Side]]:
+def sides(count: int, *, roots: tuple[str, ...] = tuple(o.did for o in ORGS),
+          mutual: bool = True) -> Iterator[list[Side]]:
     """Replicas in a temporary directory; `mutual`: each trusts the others (their evidence records flow)."""
     keys = [SigningKey.generate() for _ in range(count)]
     if mutual:
@@ -327,7 +328,8 @@ well_formed_replies = st.one_of(
     st.builds(RecordsPage, st.lists(st.sampled_from(ALL_RAWS) | st.just(CORRUPT), max_size=5).map(tuple),
               st.booleans()),
     st.builds(HeadsPage, st.lists(st.builds(HeadEntry, dids.filter(bool), st.integers(1, MAX_SEQ),
-                                            st.binary(min_size=32, max_size=32)), max_size=4).map(tuple), st.booleans()),
+                                            st.binary(min_size=32, max_size=32)), max_size=4).map(tuple),
+              st.booleans()),
     st.builds(ErrorReply, st.text(max_size=20)),
     st.builds(Busy, st.integers(1, MAX_RETRY), st.text(max_size=20)),
     st.builds(OtherNetwork, networks),

@@ -43,7 +43,8 @@ async def _round_over(sync: SyncService) -> None:
         sync.round_over_listeners.remove(told)
 
 
-CHECKED_BY = {"the event loop": {}, "worker threads": {"verify_threads": 2}, "a worker process": {"verify_processes": 1}}
+CHECKED_BY = {"the event loop": {}, "worker threads": {"verify_threads": 2},
+              "a worker process": {"verify_processes": 1}}
 
 
 @pytest.mark.parametrize("checked_by", ["the event loop", "a worker process"])

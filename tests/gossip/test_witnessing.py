@@ -135,8 +135,10 @@ async def test_a_checkpoint_is_cosigned_and_a_gossiped_fork_becomes_evidence_eve
                 n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
             await until(lambda: n1.records() == n2.records() == n0.records(), nodes)
             note = await cosigned_by(n0, 2)
-            witnesses = [CosignatureVerifier(cosigner_name(i.did), SigningKey(i.seed).verify_key.encode()) for i in ids[1:]]
-            _, signatures = open_note(note, [Ed25519Signer(n0.witnessing.origin, n0.replica.key).verifier(), *witnesses])
+            witnesses = [CosignatureVerifier(cosigner_name(i.did), SigningKey(i.seed).verify_key.encode())
+                         for i in ids[1:]]
+            _, signatures = open_note(note,
+                                      [Ed25519Signer(n0.witnessing.origin, n0.replica.key).verifier(), *witnesses])
             assert len(signatures) == 3  # the log's and both peers'
 
             topic = checkpoints_topic(NETWORK)
@@ -144,7 +146,8 @@ async def test_a_checkpoint_is_cosigned_and_a_gossiped_fork_becomes_evidence_eve
                 await n0.host.wait_for_mesh(topic, peer.host.peer_id)
             await n0.host.publish(topic, forged(n0, ids[0].seed))
             await until(lambda: flagged_everywhere(ids[0].did, nodes), nodes)
-            evidence = [verify_record(raw).body for node in nodes for _, raw in node.replica.store.query(kind="equivocation")]
+            evidence = [verify_record(raw).body for node in nodes
+                        for _, raw in node.replica.store.query(kind="equivocation")]
             assert evidence and all(isinstance(b, EquivocationBody) and b.type == "checkpoint" for b in evidence)
             assert n1.witnessing.stats.equivocations_issued + n2.witnessing.stats.equivocations_issued >= 1
 
@@ -306,7 +309,8 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
                         outsider = Org()
                         origin = log_origin(NETWORK, outsider.did, RECORDS_LOG)
                         for size in range(1, 11):
-                            note = Checkpoint(origin, size, bytes(32), filler).sign([Ed25519Signer(origin, outsider.key)])
+                            note = Checkpoint(origin, size, bytes(32), filler).sign(
+                                [Ed25519Signer(origin, outsider.key)])
                             assert len(note) > MAX_CHECKPOINT_NOTE // 2
                             await host.gossip.send(Received(peer_of(outsider), note))
                     await host.gossip.send(Received(peer_of(outsider), org_checkpoint(outsider)))
@@ -790,7 +794,8 @@ def test_a_node_restarted_after_a_crash_at_any_point_serves_no_smaller_checkpoin
             served = [int(size) for size in reports.read().split()]
         with RecordStore.open(own.directory) as store:
             replica = Replica(SigningKey(own.seed), store, roots=(), max_hops=1, held_limit=10)
-            note = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=own.directory).checkpoint_note()
+            note = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK,
+                              state_dir=own.directory).checkpoint_note()
         assert (0 if note is None else note_size(note)) >= max(served, default=0), f"killed at point {point}"
         if not killed:
             assert served == [1, 2, 3]
@@ -1596,7 +1601,8 @@ class _CosigningPeer(_HoldingPeer):
     async def write_frame(self, payload: bytes) -> None:
         request = decode_request(payload)
         if isinstance(request, CosignRequest):
-            reply, _ = answer(self.witness, request, origin=peek_origin(AddCheckpointRequest.parse(request.body).checkpoint))
+            reply, _ = answer(self.witness, request,
+                              origin=peek_origin(AddCheckpointRequest.parse(request.body).checkpoint))
             self._reply = encode_message(reply)
         else:
             await super().write_frame(payload)

@@ -8,8 +8,8 @@ and sync. Both issue digests (epoch_seconds = 1) and sign and cosign checkpoints
 After each restart of A: every record A answered 2xx for is there; every key of an answered event batch, vouch
 or revocation, retried, gets the first reply, replayed; every answered traces request, retried, is told all its
 spans were stored already; once every key and traces request was retried (the ones in flight at the kill too), the
-audit log holds exactly the events their replies accepted and one event per span, and A's own vouches and revokes are exactly
-the records their replies name; neither node flags A; A's log state is "ok".
+audit log holds exactly the events their replies accepted and one event per span, and A's own vouches and revokes are
+exactly the records their replies name; neither node flags A; A's log state is "ok".
 At the end: every vouch B answered reached A; `vouchnet log verify` (consistent with every checkpoint verified
 after an earlier restart) and `vouchnet audit export` then `audit verify` pass. Used by
 tests/node/test_node_crash.py (a few kills) and benchmarks/node_crash.py (many).
@@ -556,8 +556,8 @@ def run_disk_full(workdir: Path, *, limit: int = 1 << 20, writes: int = 150) -> 
         check_after_restart(a, a, acks, retry_all=True)  # (not restarted: the same checks while it runs)
         vouches = _own_vouches(a)
         if sorted(vouches) != sorted(acks.records):
-            raise CrashCheckFailed(f"A stores {len(vouches)} vouches of its own, {len(acks.records)} were answered 201: "
-                                   "a refused one was kept")
+            raise CrashCheckFailed(f"A stores {len(vouches)} vouches of its own, {len(acks.records)} were answered "
+                                   "201: a refused one was kept")
         if "Traceback" in a.log.read_text():
             raise CrashCheckFailed(f"a traceback in {a.log}")
     finally:

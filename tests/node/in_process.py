@@ -23,7 +23,8 @@ async def running(path: Path, *, settings: dict[str, Any] | None = None, **init:
     """A node started in-process from a fresh data directory (network "test" unless `init` names another, config
     `settings` overridden); yields the Node."""
     made = init_data_dir(path, **{"network": "test", "listen": LOOPBACK, "api": "127.0.0.1:0", **init})
-    config = replace(load_config(made.data_dir), **{"checkpoint_interval": 0.2, "epoch_seconds": 1.0, **(settings or {})})
+    config = replace(load_config(made.data_dir),
+                     **{"checkpoint_interval": 0.2, "epoch_seconds": 1.0, **(settings or {})})
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(serve_node, config)
         yield node

@@ -734,7 +734,8 @@ async def test_revocations_and_the_block_list_take_i_json_only_and_a_utf8_bom_is
     json_headers = {**AUTH, "content-type": "application/json"}
     assert_error(await api.post("/v1/revocations", content=twice, headers=json_headers), 400, "bad_request",
                  "body: not JSON (member 'record' given twice")
-    blocked = b'{"peers": [], "peers": ["%s"]}' % peer_id_from_public_key(bytes(SigningKey.generate().verify_key)).encode()
+    blocked = (b'{"peers": [], "peers": ["%s"]}'
+               % peer_id_from_public_key(bytes(SigningKey.generate().verify_key)).encode())
     assert_error(await api.put("/v1/peers/blocked", content=blocked, headers=json_headers), 400, "bad_request")
     assert (await api.get("/v1/peers/blocked")).json() == {"peers": []}
     bom = "\ufeff" + json.dumps({"subject": new_did(), "weight": 0.5, "basis": "operator"})
@@ -1179,8 +1180,8 @@ async def test_openapi_declares_on_every_operation_the_503_busy_of_a_node_whose_
 
 
 async def test_the_node_s_openapi_describes_everything_and_declares_every_refusal(tmp_path):
-    """DESIGN §8: each operation and parameter says what it is; each write names the token, 401 and 503 (no token file, or
-    storage) unless the guard leaves it open, and 413; each read what it answers while the node's storage fails
+    """DESIGN §8: each operation and parameter says what it is; each write names the token, 401 and 503 (no token file,
+    or storage) unless the guard leaves it open, and 413; each read what it answers while the node's storage fails
     (before: no read declared the 503 that records, log and credential reads answer then); each operation the 403s
     of the guards in front of the app, forbidden_host and forbidden_origin (before: only the API's description named
     them); every refusal has the one error body."""
@@ -1199,7 +1200,8 @@ async def test_the_node_s_openapi_describes_everything_and_declares_every_refusa
         for method, operation in operations.items():
             name, responses = f"{method.upper()} {path}", operation["responses"]
             forbidden = responses.get("403", {}).get("description", "")
-            unforbidden += [name] if "`forbidden_host`" not in forbidden or "`forbidden_origin`" not in forbidden else []
+            unforbidden += ([name] if "`forbidden_host`" not in forbidden or "`forbidden_origin`" not in forbidden
+                            else [])
             undescribed += [name] if not operation.get("description") else []
             undescribed += [f"{name} {p['name']}" for p in operation.get("parameters", []) if not p.get("description")]
             if method != "get":

@@ -318,8 +318,8 @@ async def test_peers_lists_the_peers_found_on_another_network_apart_with_it(run,
     lines = [line.split() for line in out.splitlines()]
     assert (code, lines[0], lines[1][:3], lines[3][:3]) == (0, ["no", "peers", "connected"], ["1", "not", "connected,"],
                                                             [down, "bootstrap", "1"])
-    assert out.splitlines()[4] == ("1 on another network, holding none of this network's records and dialled again ever "
-                                   "less often, 30 s to an hour apart (a [p2p] bootstrap address mistyped, or "
+    assert out.splitlines()[4] == ("1 on another network, holding none of this network's records and dialled again "
+                                   "ever less often, 30 s to an hour apart (a [p2p] bootstrap address mistyped, or "
                                    "that node's network)")
     assert lines[5] == ["PEER", "ID", "SOURCE", "NETWORK", "NEXT", "DIAL", "ADDRESSES"]
     assert lines[6][:4] == [apart, "bootstrap", "othernet", "in"] and lines[6][5:] == ["s", apart_addr]

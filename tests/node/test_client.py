@@ -42,7 +42,8 @@ async def call(fn, *args, **kwargs):
 
 
 def test_the_client_imports_without_trio_libp2p_or_the_server():
-    code = "import sys, node.client; print(sorted({'trio', 'libp2p', 'fastapi', 'node.api.http_server'} & set(sys.modules)))"
+    code = ("import sys, node.client; "
+            "print(sorted({'trio', 'libp2p', 'fastapi', 'node.api.http_server'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

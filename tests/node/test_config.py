@@ -41,7 +41,8 @@ def test_template_round_trips(tmp_path):
     assert config.sync_peers == 3 and "\nsync_peers = 3\n" in text
     assert config.startup_sync_seconds == 10.0 and "\nstartup_sync_seconds = 10.0\n" in text
     assert config.dial_private == "auto" and '\ndial_private = "auto"\n' in text
-    assert load_config(_write(tmp_path, text.replace("verify_processes = 0", "verify_processes = 2"))).verify_processes == 2
+    assert load_config(
+        _write(tmp_path, text.replace("verify_processes = 0", "verify_processes = 2"))).verify_processes == 2
 
 
 def test_the_template_explains_every_setting_and_names_the_default_high_risk_tools():
@@ -92,8 +93,10 @@ def test_the_template_shows_every_key_the_loader_reads_and_no_other(tmp_path):
 
 
 def test_template_warns_when_the_api_is_exposed():
-    assert "WARNING" in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="0.0.0.0:1", bootstrap=(), roots=())
-    assert "WARNING" not in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="[::1]:1", bootstrap=(), roots=())
+    assert "WARNING" in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="0.0.0.0:1", bootstrap=(),
+                                        roots=())
+    assert "WARNING" not in render_template(network="n", listen=("/ip4/0.0.0.0/tcp/1",), api="[::1]:1", bootstrap=(),
+                                            roots=())
 
 
 @pytest.mark.parametrize("network", ["lab_2", "n" * 64, "a.b-c"])
@@ -127,8 +130,8 @@ def test_an_empty_file_means_defaults(tmp_path):
          "is not a PeerID of an org"),  # an RSA key's hash
         # Each was taken, and dialled in vain for good (logged at info as the peer being unreachable).
         *[(f'[p2p]\nbootstrap = ["{transport}/p2p/{PEER}"]', "p2p.bootstrap: the node dials TCP only: must be "
-           "/ip4/<address>/tcp/<port>/p2p/<peer id>") for transport in ("/ip4/192.0.2.7/udp/4001/quic-v1",
-                                                                         "/ip4/192.0.2.7/tcp/4001/ws", "/ip4/192.0.2.7")],
+           "/ip4/<address>/tcp/<port>/p2p/<peer id>")
+          for transport in ("/ip4/192.0.2.7/udp/4001/quic-v1", "/ip4/192.0.2.7/tcp/4001/ws", "/ip4/192.0.2.7")],
         ('[trust]\nroots = ["alice"]', "trust.roots: not an Ed25519 did:key"),
         ("[trust]\nmax_hops = 0", "trust.max_hops: must be 1-10"),
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),

@@ -398,7 +398,8 @@ def test_agent_new_whose_vouch_fails_says_the_agent_is_minted_and_how_to_vouch(t
             agent_new("--name", "bob", "--out", str(tmp_path), "--dir", str(made.data_dir), "--vouch", "0.9")
     printed = json.loads(capsys.readouterr().out)
     assert (tmp_path / "bob.vc.jwt").exists()
-    assert f"minted {printed['did']} ({tmp_path / 'bob.vc.jwt'}), but the vouch failed: cannot reach" in str(failed.value)
+    assert (f"minted {printed['did']} ({tmp_path / 'bob.vc.jwt'}), but the vouch failed: cannot reach"
+            in str(failed.value))
     assert f"vouchnet vouch --dir {made.data_dir} {printed['did']} --weight 0.9 --basis operator" in str(failed.value)
 
 

@@ -311,8 +311,8 @@ def test_a_taken_port_stops_the_node_with_one_clear_line(tmp_path, forked_cli, t
     where = f"127.0.0.1:{port}" if taken == "api" else f"/ip4/127.0.0.1/tcp/{port}"
     setting = "[api] bind" if taken == "api" else "[p2p] listen"
     assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == f"vouchnet run: {taken}: cannot listen on {where}: Address already in use: " \
-                                           f"stop what uses it, or change {setting} in {tmp_path / 'config.toml'}"
+    assert done.stderr.splitlines()[-1] == f"vouchnet run: {taken}: cannot listen on {where}: Address already in " \
+                                           f"use: stop what uses it, or change {setting} in {tmp_path / 'config.toml'}"
     assert "Traceback" not in done.stderr
 
 

@@ -136,7 +136,8 @@ def test_a_clean_agent_s_dp_digests_do_not_make_it_a_violator_at_peers():
         noisy = noisy_counts({**zero, "ok": 50}, zero, {**dict.fromkeys(CATEGORIES, 0), "tool": 50}, epsilon=1.0,
                              rng=rng)
         clean.digest("org0", "a", hour, ok=50)
-        noised.digest("org0", "a", hour, dp_epsilon=1.0, **noisy.outcomes, **{f"hr_{k}": v for k, v in noisy.high_risk.items()})
+        noised.digest("org0", "a", hour, dp_epsilon=1.0, **noisy.outcomes,
+                      **{f"hr_{k}": v for k, v in noisy.high_risk.items()})
     assert noised.engine.explain("a", now=noised.now).recent_bad_reports < ScoringParams().reports_below_trusted
     assert noised.tier("a") == clean.tier("a")
 

@@ -64,6 +64,7 @@ class Client:
     def __init__(self, stream):
         self.stream = stream
         self.buffer = b""
+        self.status_lines: list[bytes] = []  # of each response read, in order
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -73,8 +74,10 @@ class Client:
         while b"\r\n\r\n" not in self.buffer:
             await self.read()
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        self.status_lines.append(head.split(b"\r\n", 1)[0])
         lines = head.decode().split("\r\n")
-        return int(lines[0].split()[1]), {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        return int(lines[0].split()[1]), {k.lower(): v.strip()
+                                          for k, _, v in (line.partition(":") for line in lines[1:])}
 
     async def response(self) -> tuple[int, dict[str, str], bytes]:
         """The next response: status, headers, body (by Content-Length, else chunked)."""
@@ -395,6 +398,47 @@ async def test_a_body_trickled_past_the_request_deadline_gets_a_408_and_the_conn
     assert (await again.response())[0] == 200
 
 
+async def status_app(scope, receive, send):
+    """Reads the request, then answers with the status its path names (`/418`), and no body."""
+    while (message := await receive()).get("more_body"):
+        pass
+    if message["type"] == "http.disconnect":
+        return  # the body never came: the server answered 408
+    status = int(scope["path"][1:])
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_every_status_line_carries_its_standard_reason_phrase(server, autojump_clock):
+    """A status line read `HTTP/1.1 431 `: an operator reading a raw answer (curl -v, a proxy's log) saw a bare
+    code. The app's answers, and the server's own (100, 400, 408, 431, 500), carry the standard phrase."""
+    address = await server(status_app)
+    client = await connect(address)
+    await client.send(b"POST /404 HTTP/1.1\r\nHost: node\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert (await client.response())[0] == 100
+    await client.send(b"hi")
+    assert (await client.response())[0] == 404
+    for status in (200, 204, 401, 429, 503):  # (not 413, whose phrase Python 3.13 renamed)
+        await client.send(get(f"/{status}"))
+        assert (await client.response())[0] == status
+    await client.send(get("/fail"))  # the app fails on a path that names no status
+    assert (await client.response())[0] == 500
+    await client.send(get("/299"))  # a code with no standard phrase: an empty one, which HTTP/1.1 allows
+    assert (await client.response())[0] == 299
+    refused = [b"GARBAGE\r\n\r\n", head_of(2 * MAX_HEAD_BYTES),
+               b"POST / HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\n"]  # a body that never comes: 408
+    for request in refused:
+        closing = await connect(address)
+        await closing.send(request)
+        await closing.response()
+        client.status_lines += closing.status_lines
+    assert client.status_lines == [
+        b"HTTP/1.1 100 Continue", b"HTTP/1.1 404 Not Found", b"HTTP/1.1 200 OK", b"HTTP/1.1 204 No Content",
+        b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 429 Too Many Requests", b"HTTP/1.1 503 Service Unavailable",
+        b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 299 ", b"HTTP/1.1 400 Bad Request",
+        b"HTTP/1.1 431 Request Header Fields Too Large", b"HTTP/1.1 408 Request Timeout"]
+
+
 async def test_a_body_left_unread_and_trickled_is_cut_off_at_the_request_deadline(server, autojump_clock):
     client = await connect(await server(refusing_app))
     start = trio.current_time()
@@ -425,7 +469,8 @@ async def large_app(scope, receive, send):
     """Answers /large with 64 MB, more than the sockets hold (a client that does not read stalls the write), and
     anything else with a few bytes."""
     body = b"x" * (64 << 20) if scope["path"] == "/large" else b"{}"
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

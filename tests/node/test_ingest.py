@@ -80,7 +80,8 @@ async def test_a_batch_with_no_valid_event_is_422_with_the_reasons(client, node)
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": {}}', b'{"events": [], "more": 1}', b"NaN",
                                   # Not I-JSON (node.strict_json), each read by Python's parser as a batch of one event
-                                  json.dumps({"events": [event()]}).replace('"ok"', '"ok", "outcome": "error"').encode(),
+                                  json.dumps({"events": [event()]}).replace('"ok"',
+                                                                            '"ok", "outcome": "error"').encode(),
                                   json.dumps({"events": [event(duration_ms=1)]}).replace(": 1}", ": 1e400}").encode(),
                                   json.dumps({"events": [event()]}).encode("utf-16")])
 async def test_a_body_that_is_not_a_batch_is_400(client, node, body):
@@ -231,7 +232,8 @@ def test_opening_finds_the_keys_of_appends_that_never_happened_without_reading_e
 
 
 async def test_a_bad_idempotency_key_is_400(client):
-    response = await client.post("/v1/events", json={"events": [event()]}, headers={**AUTH, "Idempotency-Key": "k" * 256})
+    response = await client.post("/v1/events", json={"events": [event()]},
+                                 headers={**AUTH, "Idempotency-Key": "k" * 256})
     assert response.status_code == 400
 
 
@@ -279,7 +281,8 @@ hostile = st.one_of(
 @given(st.lists(st.one_of(st.builds(event, st.sampled_from(AGENTS)), hostile), max_size=20))
 def test_whatever_else_a_batch_holds_its_valid_events_are_kept_in_order(node, values):
     values = [v if _is_json(v) else None for v in values]
-    surely_valid = {i for i, v in enumerate(values) if isinstance(v, dict) and v.get("agent") in AGENTS and v == event(v["agent"])}
+    surely_valid = {i for i, v in enumerate(values)
+                    if isinstance(v, dict) and v.get("agent") in AGENTS and v == event(v["agent"])}
     start = node.audit.size
     reply = node.ingestor.submit_json(json.dumps({"events": values}).encode())
     rejected = {r["index"] for r in reply.body.get("rejected", [])}

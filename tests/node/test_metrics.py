@@ -96,7 +96,8 @@ def test_every_family_of_the_services_stats_says_what_it_counts():
     registry = Registry()
     registry.add_stats("gossip", RealGossipStats(gate=RealGateStats()))
     registry.add_stats("sync", SyncStats())
-    registry.add_stats("witness", WitnessStats(), gauges=("gossip_period_seconds", "log_diverged", "log_behind", "published_cosignatures"))
+    registry.add_stats("witness", WitnessStats(),
+                       gauges=("gossip_period_seconds", "log_diverged", "log_behind", "published_cosignatures"))
     families = list(text_string_to_metric_families(registry.render()))
     spelled_out = [f.name for f in families
                    if f.documentation.removesuffix(" by reason").replace(" ", "_") in f.name]

@@ -123,8 +123,9 @@ def json_span(agent=AGENT, *, span_id=None, **attributes):
     """An agent's tool call in OTLP/JSON, its span id `span_id` (an int) or a fresh one."""
     attrs = {"gen_ai.agent.id": agent, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup",
              **attributes}
-    return {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"{next(_SPAN_IDS) if span_id is None else span_id:016x}", "name": "execute_tool",
-            "kind": 1, "startTimeUnixNano": str(START_NS), "endTimeUnixNano": str(START_NS + 2_500_000),
+    return {"traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": f"{next(_SPAN_IDS) if span_id is None else span_id:016x}", "name": "execute_tool", "kind": 1,
+            "startTimeUnixNano": str(START_NS), "endTimeUnixNano": str(START_NS + 2_500_000),
             "attributes": [{"key": k, "value": {"boolValue": v} if isinstance(v, bool) else {"stringValue": v}}
                            for k, v in attrs.items()],
             "status": {}}
@@ -176,7 +177,8 @@ async def test_a_request_of_spans_that_are_not_about_agents_stores_nothing(node)
                                                  )).encode()),
     ("application/json", json.dumps(json_request({"startTimeUnixNano": "²"})).encode()),
     # Not I-JSON (node.strict_json): a member given twice, UTF-16, both read by Python's parser.
-    ("application/json", json.dumps(json_request(json_span())).replace('"traceId"', '"traceId": "00", "traceId"').encode()),
+    ("application/json",
+     json.dumps(json_request(json_span())).replace('"traceId"', '"traceId": "00", "traceId"').encode()),
     ("application/json", json.dumps(json_request(json_span())).encode("utf-16")),
 ])
 async def test_a_request_that_is_not_otlp_is_400_with_a_reason(node, content_type, body):

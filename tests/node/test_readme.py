@@ -1,6 +1,7 @@
 """The README's table of the local API names every route the node serves, and only those; it names every metric
-the node serves and every `vouchnet` command, its shell examples parse as written, every option it names exists, and the limits it states
-are the code's, as are the scoring defaults, the high-risk tools and the benchmark scripts (docs match the code)."""
+the node serves and every `vouchnet` command, its shell examples parse as written, every option it names exists, and the
+limits it states are the code's, as are the scoring defaults, the high-risk tools and the benchmark scripts (docs match
+the code)."""
 
 import argparse
 import inspect
@@ -14,7 +15,7 @@ import httpx
 import trio
 
 from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN
-from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR
+from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR, MAYBE_BLOCKED, QUICK_CLOSE_S
 from gossip.serving_budget import ServingRates
 from gossip.sync_service import SyncService
 from node import cli
@@ -154,6 +155,7 @@ _RATES = ServingRates()
     f"{MAX_DIALS} dials at once, bootstrap peers first, and {MAX_DIAL_RATE:.0f} addresses a second in all (bursts "
     f"of {MAX_DIAL_BURST})",
     f"`last_error` (one line of printable text, at most {MAX_ERROR} characters:",
+    f"one of a connection closed within {QUICK_CLOSE_S:g} s of opening adds that {MAYBE_BLOCKED})",
     f"once {SNAPSHOT_AFTER:,} records, or an eighth of those it covers if more, are not in it, so a node of fewer than "
     f"{SNAPSHOT_AFTER:,} records has none",
     f"clamp_min(vouchnet_engine_snapshot_records / 8, {SNAPSHOT_AFTER})",

@@ -198,7 +198,8 @@ async def test_a_restored_start_waits_for_every_holder_it_dials_not_only_the_fir
                 await stale_proved.wait()
             await fresh_write(stream, frame)
 
-        monkeypatch.setattr(daemon, "SETTLE_SECONDS", 60.0)  # (the wait's bound is not what is tested: a loaded machine)
+        # (the wait's bound is not what is tested: a loaded machine)
+        monkeypatch.setattr(daemon, "SETTLE_SECONDS", 60.0)
         monkeypatch.setattr(stale.sync, "_write", copy_head_named)
         monkeypatch.setattr(SyncService, "_told_holders", telling)
         monkeypatch.setattr(fresh.sync, "_write", heads_after_stale)
@@ -468,7 +469,8 @@ async def test_key_rotate_restored_from_an_older_copy_catches_up_and_signs_after
             new = json.loads(out)["new"]
             assert "catching up" in err and "caught up with a peer: rotating" in err
             # What came back is said as `vouchnet run` says it (before: a bare line, no level, from Python's fallback).
-            came_back = [logfmt_fields(line) for line in err.splitlines() if "came from peers: this node did not sign them" in line]
+            came_back = [logfmt_fields(line) for line in err.splitlines()
+                         if "came from peers: this node did not sign them" in line]
             assert came_back and all((f["level"], f["logger"]) == ("critical", "gossip.replica") for f in came_back)
             with RecordStore.open(config.data_dir) as store:
                 rotation = verify_record(store.at(old, store.head(old).seq))
@@ -575,7 +577,8 @@ async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_un
             opening, opened, refused = err.splitlines()  # the bound said once the node is open: opening it replays
             assert opening.startswith("catching up first: opening the node") and "trust engine" in opening
             assert opened.startswith("opened: taking back from a peer") and "(up to 0.5 s," in opened
-            assert "no peer it dials completed a catch-up sync within 0.5 s ([p2p] startup_sync_seconds), so nothing" in refused
+            assert ("no peer it dials completed a catch-up sync within 0.5 s ([p2p] startup_sync_seconds), so nothing"
+                    in refused)
             assert f"`vouchnet run --dir {config.data_dir}`" in err and "again with --without-catch-up" in err
             assert dialled and _chain(config) == before and not (config.data_dir / NEXT_KEY_FILE).exists()
             dialled.clear()

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from node.strict_json import MAX_DEPTH, loads_strict, nested_deeper_than
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
-values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+values = st.recursive(_scalars,
+                      lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
                       max_leaves=20)
 
 

@@ -178,7 +178,8 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
                        "in 5 of 8 views; at the attackers' own nodes 41.0",
-                       "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own nodes -",
+                       "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own "
+                       "nodes -",
                        "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
                        "w-1 - -> 5.5"]
 
@@ -350,8 +351,8 @@ def test_a_run_ends_its_summary_with_a_verdict_per_attack_and_exits_by_them(exis
                                                                             views, outcome, status):
     """Before: the summary gave each attack's figures, never whether it succeeded, and a run exited 0 either way."""
     praise = {"attack": 0, "type": "praise", "orgs": "sybils", "agents": "bad", "targets": 1, "views": views,
-              "trusted_or_better": trusted, "untrusted": 0, "highest_final": {"score": 400 + 200 * trusted,
-                                                                             "tier": ["provisional", "trusted"][trusted]}}
+              "trusted_or_better": trusted, "untrusted": 0,
+              "highest_final": {"score": 400 + 200 * trusted, "tier": ["provisional", "trusted"][trusted]}}
     results = {**NO_ATTACK, "scenario": {"name": "sybil-collusion", "seed": 1, "nodes": 2},
                "measurements": {**NO_ATTACK["measurements"], "attacks": [praise]}}
     written = _finished_run(monkeypatch, results)
@@ -367,7 +368,8 @@ def test_a_baseline_run_says_later_runs_of_its_seed_and_size_compare_with_it(exi
     _finished_run(monkeypatch, NO_ATTACK)
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
     assert capsys.readouterr().out.splitlines()[1] == ("verdict: no attack ran; later runs with seed 1 on 2 nodes "
-                                                       "compare their praise and slander verdicts with this one's figures")
+                                                       "compare their praise and slander verdicts with this one's "
+                                                       "figures")
     assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(existing / "elsewhere")]) == 0
     assert capsys.readouterr().out.splitlines()[1] == ("verdict: no attack ran; its report is not under the "
                                                        "testnet's reports, so no later run compares with it")

@@ -35,7 +35,8 @@ def test_values_replace_their_lines_in_the_right_section_and_the_comments_stay(d
 def test_a_key_only_in_a_comment_is_added_and_a_missing_section_appended():
     text = "[telemetry]\n# dp_epsilon = 1.0\nepoch_seconds = 5.0\n"
     edited = set_values(text, {("telemetry", "dp_epsilon"): 2.0, ("limits", "max_peers"): 8})
-    assert edited == "[telemetry]\ndp_epsilon = 2.0\n# dp_epsilon = 1.0\nepoch_seconds = 5.0\n\n[limits]\nmax_peers = 8\n"
+    assert edited == ("[telemetry]\ndp_epsilon = 2.0\n# dp_epsilon = 1.0\nepoch_seconds = 5.0\n\n"
+                      "[limits]\nmax_peers = 8\n")
 
 
 def test_an_edit_that_would_not_load_is_undone(data_dir):

@@ -240,14 +240,16 @@ def test_a_checkpoint_is_witnessed_by_its_followers_alone():
     (a witness refuses the logs of orgs outside its horizon): two honest orgs need each other's cosignature only,
     and the quiet org's checkpoint both of theirs. Fewer than that is not witnessed."""
     text = Path(__file__).with_name("short.toml").read_text()
-    text = text.replace('[orgs.quiet]                # no agent works here: the org\'s node signs nothing unless told to\n'
-                        'nodes = 1\nroots = ["honest"]\nvouch = ["honest"]', '[orgs.quiet]\nnodes = 1\nroots = []\nvouch = []')
+    text = text.replace('[orgs.quiet]                # no agent works here: the org\'s node signs nothing unless '
+                        'told to\nnodes = 1\nroots = ["honest"]\nvouch = ["honest"]',
+                        '[orgs.quiet]\nnodes = 1\nroots = []\nvouch = []')
     scenario = parse_scenario(text, name="aloof")
     plan = make_plan(scenario, list(DIDS), seed=1)
     assert plan.followers("n00") == ["n01"] and plan.followers("n02") == ["n00", "n01"]
 
     def status(node, cosigners):
-        return NodeStatus(node, DIDS[node], "http://127.0.0.1:1", True, ledger_size=9, checkpoint=Checkpoint(9, cosigners))
+        return NodeStatus(node, DIDS[node], "http://127.0.0.1:1", True, ledger_size=9,
+                          checkpoint=Checkpoint(9, cosigners))
 
     cosigned = {"n00": ("did:b",), "n01": ("did:a",), "n02": ("did:a", "did:b")}
     result = replace(run({}, {}, []), scenario=scenario, plan=plan,

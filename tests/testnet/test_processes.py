@@ -7,7 +7,8 @@ from pathlib import Path
 
 from testnet import processes
 
-IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+IGNORES_SIGTERM = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+                   "time.sleep(60)")
 STOPS_ON_SIGTERM = "import time; print('ready', flush=True); time.sleep(60)"
 
 

@@ -168,6 +168,40 @@ def test_an_error_names_the_line_of_the_key_or_of_its_table(text, line, error):
     assert str(refused.value).startswith(f"broken.toml:{line}: {error}"), str(refused.value)
 
 
+ROTATE_ROGUE = MINIMAL + '\n[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 5\n'  # (no node follows rogue)
+
+
+@pytest.mark.parametrize(("text", "testnet", "line", "error"), [
+    (MINIMAL + '\n[[faults]]\ntype = "kill"\nnodes = "honest"\nat = 1\nduration = 2\n\n[[faults]]\ntype = "kill"\n'
+     'at = 1\nnodes = "rogue[1]"\nduration = 2\n', 3, 27, "faults[1].nodes: rogue[1] selects no org"),
+    (ROTATE_ROGUE, 3, 18, "faults[0]: the rotation of n02's key at 5 s would fail mid-run"),
+    (MINIMAL + '\n[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n', 3, 20,
+     "attacks[0].orgs: a key theft steals one org's key"),
+])
+def test_an_error_in_laying_a_scenario_onto_a_testnet_names_its_file_and_line(tmp_path, text, testnet, line, error):
+    """An error found in making the plan (a selector past its group, a rotation no node follows) named the key alone
+    (`faults[1].nodes: ...`), not the file, nor which of its [[faults]] tables: as one found in reading it does."""
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(testnet), seed=1)
+    assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
+
+
+def test_a_duration_too_short_for_a_timed_event_names_its_file_and_line(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(ROTATE_ROGUE)
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(str(path)).with_duration(5)
+    assert str(refused.value) == f"{path}:21: faults[0].at: 5 s is not within the run's --duration of 5 s"
+
+
+def test_a_toml_syntax_error_names_the_line_the_parser_gives():
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(MINIMAL.replace("nodes = 1", "nodes = one"), name="broken", where="broken.toml")
+    assert str(refused.value) == "broken.toml:10: not valid TOML: Invalid value (at line 10, column 9)"
+
+
 def test_a_shorter_duration_must_still_hold_every_timed_event():
     scenario = load_scenario("faults")
     with pytest.raises(ScenarioError, match=re.escape("faults[1].at + duration: 35 s is not within the run's "
@@ -245,6 +279,17 @@ def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, ca
     broken.write_text(MINIMAL.replace("duration = 30", "duration = -1"))
     assert main(["testnet", "run", str(broken), "--dir", str(tmp_path / "testnet")]) == 2
     assert f"vouchnet testnet run: {broken}:2: duration: must be from 1 to 3600, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "testnet").exists()
+
+
+def test_the_cli_refuses_a_scenario_that_does_not_fit_its_testnet_naming_the_file_and_line(tmp_path, capsys):
+    from node.cli import main
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text(ROTATE_ROGUE)
+    assert main(["testnet", "run", str(mine), "--nodes", "3", "--dir", str(tmp_path / "testnet")]) == 2
+    assert (f"vouchnet testnet run: {mine}:18: faults[0]: the rotation of n02's key at 5 s would fail mid-run"
+            in capsys.readouterr().err)
     assert not (tmp_path / "testnet").exists()
 
 

@@ -9,7 +9,8 @@ ORGS = ["a", "b", "c", "d"]
 
 
 def row(size: int, ledger: int, cosigners: tuple[str, ...]) -> NodeStatus:
-    return NodeStatus("n00", "a", "http://127.0.0.1:1", True, ledger_size=ledger, checkpoint=Checkpoint(size, cosigners))
+    return NodeStatus("n00", "a", "http://127.0.0.1:1", True, ledger_size=ledger,
+                      checkpoint=Checkpoint(size, cosigners))
 
 
 def test_a_current_checkpoint_needs_as_many_honest_cosigners_as_the_node_asks():

@@ -56,7 +56,8 @@ def test_praise_short_of_views_is_no_verdict_unless_those_it_has_show_success():
 def test_slander_succeeds_when_a_target_ends_untrusted_at_an_honest_node():
     (verdict,) = judge(results(slander({"score": 250, "tier": "provisional"}, 0)))
     assert verdict.outcome == CONTAINED
-    assert verdict.figures == "its 1 target ended at least provisional (250) at the 3 honest nodes, untrusted in 0 of 3 views"
+    assert verdict.figures == ("its 1 target ended at least provisional (250) at the 3 honest nodes, untrusted in 0 "
+                               "of 3 views")
     (verdict,) = judge(results(slander({"score": 120, "tier": "untrusted"}, 1)))
     assert verdict.outcome == SUCCEEDED
     assert verdict.rule == "the attack succeeds if any target ends untrusted at an honest node"
@@ -125,7 +126,8 @@ def test_equivocation_succeeds_when_an_honest_node_does_not_count_the_offender_a
                                "(its word weighs 0 at most)")
     (verdict,) = judge(results(equivocation(["n00", "n02"], {**weights, "n01": 0.4})))
     assert verdict.outcome == SUCCEEDED
-    assert verdict.figures == "1 of the 3 honest nodes do not count its org an equivocator at the end (its word weighs n01 0.4)"
+    assert verdict.figures == ("1 of the 3 honest nodes do not count its org an equivocator at the end (its word "
+                               "weighs n01 0.4)")
     del weights["n02"]  # n02 did not answer
     (verdict,) = judge(results(equivocation(["n00", "n01"], weights)))
     assert verdict.outcome == UNDECIDED
@@ -160,7 +162,8 @@ def test_key_theft_succeeds_when_the_thief_key_weighs_anything_at_an_honest_node
                                "flagged at 5 of 5 nodes)")
     (verdict,) = judge(results(key_theft(**{**nothing, "n02": (0.0, 0.3)})))  # the robbed org's own node counts
     assert verdict.outcome == SUCCEEDED
-    assert verdict.figures == "the thief's key weighs something at 1 of the 3 honest nodes (n02 weight 0, as a voucher 0.3)"
+    assert verdict.figures == ("the thief's key weighs something at 1 of the 3 honest nodes (n02 weight 0, as a "
+                               "voucher 0.3)")
     del nothing["n01"]
     (verdict,) = judge(results(key_theft(**nothing)))
     assert verdict.outcome == UNDECIDED

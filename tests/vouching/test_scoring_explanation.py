@@ -57,8 +57,8 @@ def test_the_explanation_names_every_rule_that_bit_in_plain_words():
     assert "recent-bad-reports" in e.score.caps and e.score.score < e.uncapped_score
     text = "\n".join(e.lines())
     for words in ["digests from org1", "this node's own observations", "capped", "ignored as out of order",
-                  "vouch", "revoked", "expired", "out of scope", "scope search", "half-lives: good 30 days, bad 180 days",
-                  "lower quantile", "Rule: "]:
+                  "vouch", "revoked", "expired", "out of scope", "scope search",
+                  "half-lives: good 30 days, bad 180 days", "lower quantile", "Rule: "]:
         assert words in text
 
 
