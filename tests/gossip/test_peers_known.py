@@ -169,6 +169,45 @@ def test_a_blocked_peer_shows_blocked_is_not_dialled_and_is_due_at_once_when_unb
     assert [peer for peer, _ in schedule.due(now=3, connected=[], budget=5)] == ["p", "q"]
 
 
+class SlowToBlockHost(DialCountingHost):
+    """Its set_blocked takes the list at once, as Host.set_blocked does, then closes the peers' connections: the
+    n-th call's once `closed[n]` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked: list[str] = []
+        self.closed = [trio.Event(), trio.Event()]
+        self._calls = 0
+
+    async def set_blocked(self, peer_ids: list[str]) -> None:
+        self.blocked = sorted(peer_ids)
+        self._calls += 1
+        await self.closed[self._calls - 1].wait()
+
+
+async def test_two_block_lists_put_at_once_leave_the_peers_the_host_blocks_blocked_and_no_other(replica,
+                                                                                               autojump_clock):
+    """Two PUT /v1/peers/blocked at once, the first slower to close its peer's connections: the peer manager took the
+    first's list last, so it dialled the peer the host blocked (each dial refused), and showed blocked, never to dial
+    it again until the next change of the list, the peer the host no longer blocked."""
+    host = SlowToBlockHost()
+    async with running(host, replica, bootstrap=[addr("a"), addr("b")], max_peers=5) as manager:
+        async with trio.open_nursery() as puts:
+            puts.start_soon(manager.set_blocked, ["a"])
+            await trio.testing.wait_all_tasks_blocked()
+            puts.start_soon(manager.set_blocked, ["b"])
+            await trio.testing.wait_all_tasks_blocked()
+            host.closed[1].set()
+            await trio.testing.wait_all_tasks_blocked()
+            host.closed[0].set()
+        assert host.blocked == ["b"]
+        assert {peer.peer_id: peer.last_error == BLOCKED for peer in manager.known(after=None, limit=5)} == {
+            "a": False, "b": True}
+        host.dialled.clear()
+        await trio.sleep(1)
+        assert set(host.dialled) == {addr("a")}  # unblocked: due at once
+
+
 @pytest.mark.parametrize("gone", ["moved", "withdrawn"])
 def test_a_dial_that_fails_after_its_peer_moved_or_was_withdrawn_changes_nothing(gone):
     """A rotation (moved) or an org record of another network (withdraw) may come while the peer is dialled: the
