@@ -208,6 +208,35 @@ async def test_two_block_lists_put_at_once_leave_the_peers_the_host_blocks_block
         assert set(host.dialled) == {addr("a")}  # unblocked: due at once
 
 
+async def test_the_wait_for_peers_out_of_reach_ends_as_soon_as_a_dial_fails_or_a_peer_is_blocked(replica,
+                                                                                                autojump_clock):
+    """A start's catch-up (node.daemon) ends "unreachable" as soon as no peer it dials can be connected before it would
+    end (README: with nothing listening at its address, some seconds in), not at its end: as the last dial whose
+    backoff ends after then fails, and as the last peer that could still be dialled in time is blocked."""
+    host = SlowToBlockHost()
+    async with running(host, replica, bootstrap=[addr("a"), addr("b")], max_peers=5) as manager:
+        found: list[tuple[float, list[str]]] = []
+
+        async def wait(until: float) -> None:
+            peers = await manager.out_of_reach(until)
+            found.append((trio.current_time(), [(peer.peer_id, peer.last_error) for peer in peers]))
+
+        start = trio.current_time()
+        with trio.move_on_at(start + 0.3):  # each dial refused after 0.1 s, and dialled again half a second later
+            await wait(start + 0.3)
+        refusal = "dial /ip4/127.0.0.1/tcp/4001/p2p/{}: connection refused"
+        assert found == [(start + 0.1, [("a", refusal.format("a")), ("b", refusal.format("b"))])]
+        host.closed[0].set()
+        with trio.fail_after(1):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait, trio.current_time() + 60)  # a minute: each is dialled again within it
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(found) == 1
+                blocked = trio.current_time()
+                await manager.set_blocked(["a", "b"])
+        assert found[1] == (blocked, [("a", BLOCKED), ("b", BLOCKED)])
+
+
 @pytest.mark.parametrize("gone", ["moved", "withdrawn"])
 def test_a_dial_that_fails_after_its_peer_moved_or_was_withdrawn_changes_nothing(gone):
     """A rotation (moved) or an org record of another network (withdraw) may come while the peer is dialled: the
