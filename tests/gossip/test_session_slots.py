@@ -7,10 +7,11 @@ the round, which ends no other session for one), even if the catch-up came to ne
 turn, or held it (then ending the session holding its slot longest), or the holder's stream is slow to close; the
 sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up ends; a
 needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as
-soon as it is no longer needed, and one whose peer leaves stops waiting, ending none, and runs again as soon as its peer
-is back, unless a round with it proved the org's records in already (the rest of which makes way for another peer's
-the node dials); and, however sessions come and go (hypothesis), none waits forever, no needed one past a holder's
-turn, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
+soon as it is no longer needed, and one whose peer leaves stops waiting, ending none (one whose peer is back as sync
+hears it left waits on), and runs again as soon as its peer is back, unless a round with it proved the org's records
+in already (the rest of which makes way for another peer's the node dials); and, however sessions come and go
+(hypothesis), none waits forever, no needed one past a holder's turn, and needed ones end one session each at most
+besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -769,11 +770,27 @@ async def test_a_round_waiting_for_a_slot_stops_as_its_peer_leaves_and_runs_agai
         assert sync.stats.errors["preempted"] == 1  # the staller's
 
 
+async def test_a_round_waiting_for_a_slot_whose_peer_came_back_before_sync_heard_it_leave_waits_on(
+        tmp_path, autojump_clock):
+    """The holder leaves and connects again before sync reads that it left (its events read late, or told as changes
+    by a feed that fell behind: gossip.peer_feed): its round, waiting for the only slot behind a staller's, waits on,
+    its peer being there, and takes the slot as the staller's turn is up, where failing it (a stream that would not
+    open) would leave the catch-up to the next round, the one its coming starts, if that comes after it failed."""
+    async with _the_holder_away_as_its_round_waits_for_the_slot(tmp_path, back_before_heard=True) as (
+            sync, network, store, ours):
+        with trio.fail_after(2 * TIMEOUT):
+            await _holder_s_round_over(sync).wait()
+        assert store.head(ours.did) is not None
+        assert (sync.stats.errors["stream"], sync.stats.errors["preempted"]) == (0, 1)  # (the staller's)
+
+
 @asynccontextmanager
 async def _the_holder_away_as_its_round_waits_for_the_slot(
-        tmp_path: Path) -> AsyncIterator[tuple[SyncService, Network, RecordStore, Org]]:
+        tmp_path: Path, *, back_before_heard: bool = False,
+) -> AsyncIterator[tuple[SyncService, Network, RecordStore, Org]]:
     """The holder's round, one the catch-up needs, waits for the only slot behind a staller's (a peer the node dials);
-    the holder disconnects 1 s later. Sync runs while in the block."""
+    the holder disconnects 1 s later (`back_before_heard`: and connects again as sync reads that it left). Sync runs
+    while in the block."""
     staller = STALLERS[0]
     with _a_node_lacking_its_org_s_record(tmp_path, stallers=[staller], max_sessions=1) as (sync, network, store, ours):
         sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
@@ -782,7 +799,11 @@ async def _the_holder_away_as_its_round_waits_for_the_slot(
             await trio.testing.wait_all_tasks_blocked()
             await network.connect_holder()  # its round waits for the slot
             await trio.sleep(1)
-            await network.disconnect_holder()
+            if back_before_heard:
+                for connected in (False, True):
+                    await network._events_send.send(PeerEvent(HOLDER, connected=connected))
+            else:
+                await network.disconnect_holder()
             yield sync, network, store, ours
             nursery.cancel_scope.cancel()
 
