@@ -388,6 +388,7 @@ class PeerManager:
         self._wake = trio.Event()
         self._dialling: set[str] = set()  # peers a dial of which is under way
         self._reach_changed = trio.Event()  # set as a dial fails, a connection closes or a peer comes or goes
+        self._blocking = trio.Lock()  # held while the block list changes (set_blocked)
         self._next_dial = -math.inf  # when the next address may be dialled, bursts aside (_dial_slot)
         self.dials = 0
         self.dial_failures = 0
@@ -509,9 +510,12 @@ class PeerManager:
     async def set_blocked(self, peer_ids: Sequence[str]) -> None:
         """Refuse exactly these peers from now on (Host.set_blocked; InvalidPeerId, before changing anything, for a
         string that is not a PeerID): they are not dialled, and are shown blocked at once (`known`); those no longer
-        blocked are dialled again at once."""
-        await self._host.set_blocked(peer_ids)
-        self._schedule.block(peer_ids)
+        blocked are dialled again at once. Changes asked at once are made one at a time, in the order asked, so that
+        it blocks the peers the host does: the host takes a list before it closes the peers' connections, and a first
+        change slower to close them than a second would otherwise be taken by the schedule last."""
+        async with self._blocking:
+            await self._host.set_blocked(peer_ids)
+            self._schedule.block(peer_ids)
         self._tell_reach_changed()
         self._wake.set()
 

@@ -162,3 +162,39 @@ async def test_a_host_subscriber_that_fell_behind_reads_the_peers_connected() ->
                 picture = told(set(), drained(events))
                 assert picture == {a.peer_id, b.peer_id, c.peer_id}
                 assert node.stats().peer_events_dropped == 3  # the 2 held and the third, told instead as changes
+
+
+@pytest.mark.slow
+async def test_a_peer_that_came_back_while_a_host_subscriber_was_behind_is_told_leaving_and_coming() -> None:
+    """The host's side: it numbers each coming of a peer anew, so a subscriber behind as a peer left and came back is
+    told that it left and came (the sync service pulls from it as it comes, the peer manager counts the connection
+    anew), not nothing, as if it had stayed."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(receive_buffer=1)) as node:
+            events, watching = node.peer_events(), node.peer_events()
+            async with open_host(os.urandom(32), LOOPBACK) as a:
+                await a.connect(node.listen_addrs[0])
+                assert await watching.receive() == PeerEvent(a.peer_id, connected=True)
+                assert drained(events) == [PeerEvent(a.peer_id, connected=True)]
+                await a.disconnect(node.peer_id)
+                assert await watching.receive() == PeerEvent(a.peer_id, connected=False)
+                await a.connect(node.listen_addrs[0])
+                assert await watching.receive() == PeerEvent(a.peer_id, connected=True)
+                assert drained(events) == [PeerEvent(a.peer_id, connected=False), PeerEvent(a.peer_id, connected=True)]
+                assert node.stats().peer_events_dropped == 2  # the one it held and the second, told instead
+
+
+@pytest.mark.slow
+async def test_a_peer_that_came_and_left_while_a_host_subscriber_was_behind_is_not_told_of() -> None:
+    """The host's side: it forgets a peer as it leaves, so a subscriber behind as one came and left is told nothing of
+    it (told it is connected, the sync service would pull from a peer gone), only of the one that came and stayed."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(receive_buffer=1)) as node:
+            events, watching = node.peer_events(), node.peer_events()
+            async with open_host(os.urandom(32), LOOPBACK) as a, open_host(os.urandom(32), LOOPBACK) as b:
+                for peer in (a, b):
+                    await peer.connect(node.listen_addrs[0])
+                    assert await watching.receive() == PeerEvent(peer.peer_id, connected=True)
+                await a.disconnect(node.peer_id)
+                assert await watching.receive() == PeerEvent(a.peer_id, connected=False)
+                assert drained(events) == [PeerEvent(b.peer_id, connected=True)]

@@ -229,6 +229,74 @@ def test_a_blocked_peer_shows_blocked_is_not_dialled_and_is_due_at_once_when_unb
     assert [peer for peer, _ in schedule.due(now=3, connected=[], budget=5)] == ["p", "q"]
 
 
+class SlowToBlockHost(DialCountingHost):
+    """Its set_blocked takes the list at once, as Host.set_blocked does, then closes the peers' connections: the
+    n-th call's once `closed[n]` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked: list[str] = []
+        self.closed = [trio.Event(), trio.Event()]
+        self._calls = 0
+
+    async def set_blocked(self, peer_ids: list[str]) -> None:
+        self.blocked = sorted(peer_ids)
+        self._calls += 1
+        await self.closed[self._calls - 1].wait()
+
+
+async def test_two_block_lists_put_at_once_leave_the_peers_the_host_blocks_blocked_and_no_other(replica,
+                                                                                               autojump_clock):
+    """Two PUT /v1/peers/blocked at once, the first slower to close its peer's connections: the peer manager took the
+    first's list last, so it dialled the peer the host blocked (each dial refused), and showed blocked, never to dial
+    it again until the next change of the list, the peer the host no longer blocked."""
+    host = SlowToBlockHost()
+    async with running(host, replica, bootstrap=[addr("a"), addr("b")], max_peers=5) as manager:
+        async with trio.open_nursery() as puts:
+            puts.start_soon(manager.set_blocked, ["a"])
+            await trio.testing.wait_all_tasks_blocked()
+            puts.start_soon(manager.set_blocked, ["b"])
+            await trio.testing.wait_all_tasks_blocked()
+            host.closed[1].set()
+            await trio.testing.wait_all_tasks_blocked()
+            host.closed[0].set()
+        assert host.blocked == ["b"]
+        assert {peer.peer_id: peer.last_error == BLOCKED for peer in manager.known(after=None, limit=5)} == {
+            "a": False, "b": True}
+        host.dialled.clear()
+        await trio.sleep(2)  # (a dial of it under way as it was unblocked fails, and it is dialled again within 1 s)
+        assert set(host.dialled) == {addr("a")}
+
+
+async def test_the_wait_for_peers_out_of_reach_ends_as_soon_as_a_dial_fails_or_a_peer_is_blocked(replica,
+                                                                                                autojump_clock):
+    """A start's catch-up (node.daemon) ends "unreachable" as soon as no peer it dials can be connected before it would
+    end (README: with nothing listening at its address, some seconds in), not at its end: as the last dial whose
+    backoff ends after then fails, and as the last peer that could still be dialled in time is blocked."""
+    host = SlowToBlockHost()
+    async with running(host, replica, bootstrap=[addr("a"), addr("b")], max_peers=5) as manager:
+        found: list[tuple[float, list[str]]] = []
+
+        async def wait(until: float) -> None:
+            peers = await manager.out_of_reach(until)
+            found.append((trio.current_time(), [(peer.peer_id, peer.last_error) for peer in peers]))
+
+        start = trio.current_time()
+        with trio.move_on_at(start + 0.3):  # each dial refused after 0.1 s, and dialled again half a second later
+            await wait(start + 0.3)
+        refusal = "dial /ip4/127.0.0.1/tcp/4001/p2p/{}: connection refused"
+        assert found == [(start + 0.1, [("a", refusal.format("a")), ("b", refusal.format("b"))])]
+        host.closed[0].set()
+        with trio.fail_after(1):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait, trio.current_time() + 60)  # a minute: each is dialled again within it
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(found) == 1
+                blocked = trio.current_time()
+                await manager.set_blocked(["a", "b"])
+        assert found[1] == (blocked, [("a", BLOCKED), ("b", BLOCKED)])
+
+
 @pytest.mark.parametrize("gone", ["moved", "withdrawn"])
 def test_a_dial_that_fails_after_its_peer_moved_or_was_withdrawn_changes_nothing(gone):
     """A rotation (moved) or an org record of another network (withdraw) may come while the peer is dialled: the

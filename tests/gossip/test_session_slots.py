@@ -5,13 +5,15 @@ startup_sync_seconds, whether the stallers dialled in, hold the node's inbound s
 or a fetch of gaps from the holder waits for a slot or its turn, or holds the holder's turn (and its slot then goes to
 the round, which ends no other session for one), even if the catch-up came to need the round only as it waited for that
 turn, or held it (then ending the session holding its slot longest), or the holder's stream is slow to close; the
-sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up ends; a
-needed session that stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as
-soon as it is no longer needed, and one whose peer leaves stops waiting (for a slot, or its peer's turn), ending none,
-and runs again as soon as its peer is back, unless a round with it proved the org's records in already (the rest of
-which makes way for another peer's the node dials); a holder the node comes to dial during its round is not counted
-as one that proved nothing; and, however sessions come and go (hypothesis), none waits forever, no needed one past a
-holder's turn, and needed ones end one session each at most besides those in their way (gossip.session_slots)."""
+sessions open at once stay bounded; the late catch-up ends no session, nor a round waiting as the catch-up ends; one
+whose peers answered holding none of the org's records, then could not be connected, says unheld; a needed session that
+stops waiting frees its place, one whose turn is up ends another, and one waiting ends a holder as soon as it is no
+longer needed, and one whose peer leaves stops waiting (for a slot, or its peer's turn), ending none (one whose peer is
+back as sync hears it left waits on), and runs again as soon as its peer is back, unless a round with it proved the
+org's records in already (the rest of which makes way for another peer's the node dials); a holder the node comes to
+dial during its round is not counted as one that proved nothing; and, however sessions come and go (hypothesis), none
+waits forever, no needed one past a holder's turn, and needed ones end one session each at most besides those in their
+way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossip.host import HostError, PeerEvent
+from gossip.peers import KnownPeer
 from gossip.replica import Replica
 from gossip.session_slots import Place, SessionSlots, Slot
 from gossip.store import RecordStore
@@ -216,22 +219,27 @@ class PeerManager:
     """Keeps `kept` connected (the bootstrap peers: the holder, and stallers if their addresses were taken over); its
     dial of the holder takes a second, the stallers having dialled in already; `stallers_leave_after` seconds in (if
     given), it keeps the stallers no more (their orgs' latest `org` records name another network, say), and tells
-    its `keeps_listeners` so."""
+    its `keeps_listeners` so; `unreachable_after` seconds in (if given), none it keeps can be connected in time."""
 
     def __init__(self, network: Network, kept: set[str], inbound_stallers: int,
-                 before_holder_round: Callable[[], None] | None, stallers_leave_after: float | None = None) -> None:
+                 before_holder_round: Callable[[], None] | None, stallers_leave_after: float | None = None,
+                 unreachable_after: float | None = None) -> None:
         self.network, self.kept, self.inbound_stallers, self.has_peers = network, kept, inbound_stallers, True
         self.before_holder_round, self.stallers_leave_after = before_holder_round, stallers_leave_after
+        self.unreachable_after = unreachable_after
         self.keeps_listeners: list[Callable[[], None]] = []
 
     def keeps(self, peer_id: str) -> bool:
         return peer_id in self.kept
 
     def out_of_reach_now(self, until: float) -> None:
-        return None  # (every peer it keeps connects, or is being dialled)
+        return None  # (every peer it keeps connects, or is being dialled, unless `unreachable_after` said otherwise)
 
-    async def out_of_reach(self, until: float) -> None:
-        await trio.sleep_forever()
+    async def out_of_reach(self, until: float) -> list[KnownPeer]:
+        if self.unreachable_after is None:
+            await trio.sleep_forever()
+        await trio.sleep(self.unreachable_after)
+        return [KnownPeer(peer, "bootstrap", (), False, 1, "connection refused", TIMEOUT) for peer in sorted(self.kept)]
 
     async def _stallers_leave(self) -> None:
         assert self.stallers_leave_after is not None
@@ -273,7 +281,8 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
                               before_holder_round: Callable[[SyncService], None] | None = None,
                               late: bool = False, holder_close_seconds: float = 0.0,
                               stallers_heads_after: float = 0.0, slow_holder_streams: int = 0,
-                              stallers_leave_after: float | None = None) -> Started:
+                              stallers_leave_after: float | None = None,
+                              unreachable_after: float | None = None) -> Started:
     """A node restored from an older copy (it holds the org's first record of three; the holder holds all) starts
     with `stallers` connected (StallingStream) and `inbound_stallers` streams open to it (InboundStaller), and runs
     on for a while after its catch-up; `before_holder_round(sync)` is called once the holder is connected, before
@@ -281,7 +290,8 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
     `late_state` is the node's startup_sync after the while; closing a stream to the holder takes
     `holder_close_seconds`; stallers naming OTHER answer our heads request `stallers_heads_after` seconds in; the first
     `slow_holder_streams` streams opened to the holder are slow (SlowServedStream); the node dials the stallers no
-    more `stallers_leave_after` seconds in (PeerManager)."""
+    more `stallers_leave_after` seconds in, and can connect none it dials `unreachable_after` seconds in
+    (PeerManager)."""
     ours = Org()
     records = [ours.record("org"), ours.record(), ours.record()]
     (tmp_path / "holder").mkdir()
@@ -300,7 +310,8 @@ async def restored_node_start(tmp_path: Path, *, kept: set[str], startup_sync_se
         node = SimpleNamespace(
             did=ours.did, host=network, replica=replica, sync=sync, gossip=IdleGossip(),
             peer_manager=PeerManager(network, kept, inbound_stallers,
-                                     before_holder_round and (lambda: before_holder_round(sync)), stallers_leave_after),
+                                     before_holder_round and (lambda: before_holder_round(sync)), stallers_leave_after,
+                                     unreachable_after),
             config=SimpleNamespace(startup_sync_seconds=startup_sync_seconds, data_dir=tmp_path / "node"))
         async with trio.open_nursery() as nursery:
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
@@ -360,6 +371,17 @@ async def test_stallers_the_node_dials_whose_heads_named_none_of_the_org_s_keys_
                                       stallers_name_other=True)
     assert (start.caught_up.state, start.head) == ("done", 3)
     assert start.ended < 2
+
+
+async def test_a_catch_up_whose_peers_answered_holding_none_of_the_org_s_records_then_were_out_of_reach_is_unheld(
+        tmp_path, autojump_clock):
+    """The peers the node dials answered that they hold none of the org's records, then none could be connected in
+    time (they left, say, their dials refused since): the start says "unheld", as their answers showed, with the hint
+    to bootstrap a node whose org vouches for this one, not "unreachable", as if none had ever been reached."""
+    start = await restored_node_start(tmp_path, kept=set(STALLERS), startup_sync_seconds=3 * TIMEOUT,
+                                      stallers_name_other=True, unreachable_after=2)
+    assert (start.caught_up.state, start.caught_up.unproven, start.caught_up.unreachable) == ("unheld", SLOTS, ())
+    assert start.ended == 2
 
 
 async def test_peers_stalling_on_their_own_sync_streams_to_the_node_do_not_delay_the_catch_up(
@@ -836,11 +858,27 @@ async def test_a_round_waiting_for_a_slot_stops_as_its_peer_leaves_and_runs_agai
         assert sync.stats.errors["preempted"] == 1  # the staller's
 
 
+async def test_a_round_waiting_for_a_slot_whose_peer_came_back_before_sync_heard_it_leave_waits_on(
+        tmp_path, autojump_clock):
+    """The holder leaves and connects again before sync reads that it left (its events read late, or told as changes
+    by a feed that fell behind: gossip.peer_feed): its round, waiting for the only slot behind a staller's, waits on,
+    its peer being there, and takes the slot as the staller's turn is up, where failing it (a stream that would not
+    open) would leave the catch-up to the next round, the one its coming starts, if that comes after it failed."""
+    async with _the_holder_away_as_its_round_waits_for_the_slot(tmp_path, back_before_heard=True) as (
+            sync, network, store, ours):
+        with trio.fail_after(2 * TIMEOUT):
+            await _holder_s_round_over(sync).wait()
+        assert store.head(ours.did) is not None
+        assert (sync.stats.errors["stream"], sync.stats.errors["preempted"]) == (0, 1)  # (the staller's)
+
+
 @asynccontextmanager
 async def _the_holder_away_as_its_round_waits_for_the_slot(
-        tmp_path: Path) -> AsyncIterator[tuple[SyncService, Network, RecordStore, Org]]:
+        tmp_path: Path, *, back_before_heard: bool = False,
+) -> AsyncIterator[tuple[SyncService, Network, RecordStore, Org]]:
     """The holder's round, one the catch-up needs, waits for the only slot behind a staller's (a peer the node dials);
-    the holder disconnects 1 s later. Sync runs while in the block."""
+    the holder disconnects 1 s later (`back_before_heard`: and connects again as sync reads that it left). Sync runs
+    while in the block."""
     staller = STALLERS[0]
     with _a_node_lacking_its_org_s_record(tmp_path, stallers=[staller], max_sessions=1) as (sync, network, store, ours):
         sync.catch_up_peers.append(lambda peer: peer in (staller, HOLDER))
@@ -849,7 +887,11 @@ async def _the_holder_away_as_its_round_waits_for_the_slot(
             await trio.testing.wait_all_tasks_blocked()
             await network.connect_holder()  # its round waits for the slot
             await trio.sleep(1)
-            await network.disconnect_holder()
+            if back_before_heard:
+                for connected in (False, True):
+                    await network._events_send.send(PeerEvent(HOLDER, connected=connected))
+            else:
+                await network.disconnect_holder()
             yield sync, network, store, ours
             nursery.cancel_scope.cancel()
 
