@@ -514,8 +514,10 @@ class PeerManager:
         it blocks the peers the host does: the host takes a list before it closes the peers' connections, and a first
         change slower to close them than a second would otherwise be taken by the schedule last."""
         async with self._blocking:
-            await self._host.set_blocked(peer_ids)
-            self._schedule.block(peer_ids)
+            try:
+                await self._host.set_blocked(peer_ids)
+            finally:  # (cancelled as the host closes the peers' connections, the host has taken the list already)
+                self._schedule.block(self._host.blocked)
         self._tell_reach_changed()
         self._wake.set()
 

@@ -268,6 +268,20 @@ async def test_two_block_lists_put_at_once_leave_the_peers_the_host_blocks_block
         assert set(host.dialled) == {addr("a")}
 
 
+async def test_a_block_list_change_cancelled_as_its_peers_connections_close_blocks_the_peers_the_host_blocks(
+        replica, autojump_clock):
+    """Found by stop 38's second read: a change of the block list cancelled after the host took it, as it closed the
+    peers' connections (the node stopping, say), left the peer manager with the old list, dialling the peer the host
+    blocked and not showing it blocked."""
+    host = SlowToBlockHost()
+    async with running(host, replica, bootstrap=[addr("a"), addr("b")], max_peers=5) as manager:
+        with trio.move_on_after(1):
+            await manager.set_blocked(["a"])
+        assert host.blocked == ["a"]
+        assert {peer.peer_id: peer.last_error == BLOCKED for peer in manager.known(after=None, limit=5)} == {
+            "a": True, "b": False}
+
+
 async def test_the_wait_for_peers_out_of_reach_ends_as_soon_as_a_dial_fails_or_a_peer_is_blocked(replica,
                                                                                                 autojump_clock):
     """A start's catch-up (node.daemon) ends "unreachable" as soon as no peer it dials can be connected before it would
