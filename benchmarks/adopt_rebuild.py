@@ -13,9 +13,11 @@ agents the engine swapped in holds; when that recompute returned its table, the 
 the loop as it does: the table's install, and the first agents it announces looked up in it, or all of them), and
 the longest stalls from the swap until then; how long its announce of every agent the stream told of took (a chunk at
 a time, TrustService._recompute_and_announce: each a read that fills the agent's cached sums), the longest stalls
-meanwhile, and the full garbage collections from the swap until it ended; and the full (generation 2) garbage
+meanwhile, and the full garbage collections from the swap until it ended; the full (generation 2) garbage
 collections of the whole measure, in whichever thread: each holds the GIL, so the loop, for as long as it walks every
-object the process tracks but the frozen ones. What there is before the measure is frozen, as the node freezes what
+object the process tracks but the frozen ones; and, once the measure ended, the CPU time of a full collection (the
+first, then the median of COLLECTIONS more: what each later one walks, the rebuilt engine's lists of an item an agent
+among it) and the objects it walks. What there is before the measure is frozen, as the node freezes what
 its start built (node.daemon.serve_node): the start's engine, and the flood's records, signed beforehand, which a
 node receiving them would not hold; a collection walks what the measure made, the rebuilt engine and what the flood
 adds to both. A figure with no target; it is not a test.
@@ -49,6 +51,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -79,6 +82,7 @@ FLOOD_TICK_S = 0.01
 FLOOD_BATCH = 1000
 FLOOD_S = 10.0  # the longest flood, in seconds at its rate: the records it needs are signed beforehand
 SHOWN_STALLS = 5
+COLLECTIONS = 5  # full collections timed once the measure ended, of which the median is given
 
 
 def rotate(directory: Path, store: RecordStore) -> tuple[SigningKey, Record]:
@@ -292,6 +296,8 @@ def main() -> None:
             elif args.gc == "freeze-after-full":
                 gc.callbacks.append(_freeze_after_full)
             took, idle, stalls, flooded, agents = trio.run(measure, replica, trust, first, metrics, flood, args.flood)
+            first_ms = full_collection_ms()
+            later_ms = statistics.median(full_collection_ms() for _ in range(COLLECTIONS))
             if args.flood:
                 print(f"flooded {flooded} records at {args.flood} a second"
                       f"{' (all it had)' if flooded == len(flood) else ' until the rebuild caught up'}")
@@ -320,6 +326,15 @@ def main() -> None:
                 if batches:
                     print(f"  the flood's longest batch meanwhile: {batches[-1][0] * 1000:.1f} ms "
                           f"({batches[-1][1] * 1000:.1f} ms of CPU), of {len(batches)}")
+            print(f"a full garbage collection once the measure ended: the first {first_ms:.1f} ms of CPU, then "
+                  f"{later_ms:.1f} ms each (median of {COLLECTIONS}), walking {len(gc.get_objects()):,} objects")
+
+
+def full_collection_ms() -> float:
+    """The CPU time of one full garbage collection made now, in ms."""
+    began = time.thread_time()
+    gc.collect()
+    return (time.thread_time() - began) * 1000
 
 
 def _thread(name: str) -> str:

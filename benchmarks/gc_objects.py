@@ -24,7 +24,6 @@ import gc
 import statistics
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nacl.signing import SigningKey  # noqa: E402
 
-from benchmarks.adopt_rebuild import flood_records  # noqa: E402
+from benchmarks.adopt_rebuild import flood_records, full_collection_ms  # noqa: E402
 from gossip.replica import Replica  # noqa: E402
 from gossip.store import RecordStore  # noqa: E402
 from node.metrics import Registry  # noqa: E402
@@ -69,12 +68,7 @@ def made(step: Callable[[], None]) -> Counter[str]:
 def collection_ms() -> float:
     """The median CPU time of a full collection, in ms (the wall time the loop waits, on a machine with a core to
     spare: the CPU time does not grow with what else the machine runs)."""
-    times = []
-    for _ in range(COLLECTIONS):
-        began = time.thread_time()
-        gc.collect()
-        times.append(time.thread_time() - began)
-    return statistics.median(times) * 1000
+    return statistics.median(full_collection_ms() for _ in range(COLLECTIONS))
 
 
 def engine(agents: int, orgs: int, digests: int) -> None:

@@ -662,8 +662,8 @@ class TrustService:
         collections until it ends (`_full_collections_held`), however it ends: its reads fill every agent's cached
         sums, and what that makes set off on the loop the full collections the rebuild held off, three at 2*10^5 agents,
         59-64, 32-34 and 33-34 ms of CPU, the announce's longest stall 62-154 ms; held, the one that comes after it
-        took 53-55 ms, and the announce's longest stall 9-11 ms (benchmarks/adopt_rebuild.py --records 20000 --flood
-        20000, README)."""
+        took 53-55 ms (41-44 ms since the vouch book keys its latest vouches by an int, vouching.vouches.latest_key),
+        and the announce's longest stall 9-11 ms (benchmarks/adopt_rebuild.py --records 20000 --flood 20000, README)."""
         deferred, self._deferred = self._deferred, {}
         swapped, self._swapped = self._swapped, False
         with _full_collections_held() if swapped else nullcontext():

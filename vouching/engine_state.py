@@ -20,8 +20,8 @@ from typing import Any
 from .arrays import array_columns
 from .deviation import DeviationTest
 from .evidence import EvidenceStore
-from .scoring import TrustEngine, flat_pairs, latest_vouches, paired, vouch_key
-from .vouches import Vouch, VouchBook
+from .scoring import TrustEngine, flat_pairs, latest_vouches, paired
+from .vouches import Vouch, VouchBook, latest_key, latest_of, vouch_key
 
 
 class StateMismatch(ValueError):
@@ -128,7 +128,7 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
                                    for a, (pairs, stamp, vouches)
                                    in enumerate(zip(engine._pairs, engine._stamps, engine._agent_vouches))))
     yield from _in_chunks(vouches, book.by_id.values())  # (rows of VOUCH_FIELDS as they are)
-    yield from _in_chunks(latest, ((*key, column) for key, column in book._latest.items()))
+    yield from _in_chunks(latest, ((*latest_of(key), column) for key, column in book._latest.items()))
     return state
 
 
@@ -169,7 +169,7 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
     book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
     book._latest = {}
     for rows in _chunks(state["latest_vouches"]):
-        book._latest.update(((agent, issuer, basis), column) for agent, issuer, basis, column in rows)
+        book._latest.update((latest_key(agent, issuer, basis), column) for agent, issuer, basis, column in rows)
         yield
     book.org_vouches = [book.by_id[record_id][0] for record_id in state["org_vouches"]]
     if len(engine._agent_dids) != len(state["agents"]):

@@ -37,27 +37,16 @@ from vouching.rules import cap_score, explain_rules
 from vouching.seen import SeenIds
 from vouching.quantiles import max_prior_lift, score_of
 from vouching.tiers import tier_of
-from vouching.vouches import Vouch, VouchBook, check_weight
+from vouching.vouches import Vouch, VouchBook, check_weight, issuer_and_basis, vouch_key
 
 INF = math.inf
 COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: about 1 MB, a fraction of a ms
-_BASIS_CODES = {basis: code for code, basis in enumerate(AGENT_BASES)}
-
-
-def vouch_key(issuer: int, basis: str) -> int:
-    """An agent's latest vouch of org `issuer` (its index) and `basis`, as its key among the agent's (TrustEngine
-    ._agent_vouches): an int, which the garbage collector does not track, so that neither is the agent's dict. Keyed by
-    a tuple, made tracked, the dict stayed tracked until a full collection untracked it: under a rebuild after key
-    adopt or a flood of new agents, the first one after walked a dict an agent, 96-112 ms of CPU on the loop at 2*10^5
-    of them, where it takes 59-64 ms now (benchmarks/adopt_rebuild.py --records 20000 --flood 20000, README)."""
-    return issuer * len(AGENT_BASES) + _BASIS_CODES[basis]
 
 
 def latest_vouches(vouches: dict[int, bytes]) -> Iterator[tuple[int, str, bytes]]:
     """An agent's latest vouches (keyed by `vouch_key`), each as its org's index, its basis and its record id."""
     for key, record_id in vouches.items():
-        issuer, code = divmod(key, len(AGENT_BASES))
-        yield issuer, AGENT_BASES[code], record_id
+        yield *issuer_and_basis(key), record_id
 
 
 class SnapshotCopy:

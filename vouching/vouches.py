@@ -17,6 +17,39 @@ import numpy as np
 
 from vouching.arrays import array_columns, grid_sum_by
 from vouching.evidence import InvalidEvidence
+from vouching.params import AGENT_BASES
+
+_BASIS_CODES = {basis: code for code, basis in enumerate(AGENT_BASES)}
+_AGENT_BITS = 31  # of a latest-vouch key (`latest_key`), below its vouch_key: an agent index is an array("i") item
+
+
+def vouch_key(issuer: int, basis: str) -> int:
+    """An agent's latest vouch of org `issuer` (its index) and `basis`, as its key among the agent's (TrustEngine
+    ._agent_vouches): an int, which the garbage collector does not track, so that neither is the agent's dict. Keyed by
+    a tuple, made tracked, the dict stayed tracked until a full collection untracked it: under a rebuild after key
+    adopt or a flood of new agents, the first one after walked a dict an agent, 96-112 ms of CPU on the loop at 2*10^5
+    of them, where it takes 59-64 ms now (benchmarks/adopt_rebuild.py --records 20000 --flood 20000, README)."""
+    return issuer * len(AGENT_BASES) + _BASIS_CODES[basis]
+
+
+def issuer_and_basis(key: int) -> tuple[int, str]:
+    """The org index and basis `vouch_key` made `key` of."""
+    issuer, code = divmod(key, len(AGENT_BASES))
+    return issuer, AGENT_BASES[code]
+
+
+def latest_key(agent: int, issuer: int, basis: str) -> int:
+    """The latest vouch of org `issuer` for `agent` (indexes) with `basis`, as its key in VouchBook._latest: an int,
+    as `vouch_key` is for the same reason. Keyed by (agent, issuer, basis) tuples, the book's one dict of them all
+    stayed tracked until a full collection untracked it: the first after a rebuild's announce (node.trust) walked it,
+    57-67 ms of CPU at 2*10^5 agents, where it takes 41-44 ms now (benchmarks/adopt_rebuild.py --records 20000
+    --flood 20000, README)."""
+    return vouch_key(issuer, basis) << _AGENT_BITS | agent
+
+
+def latest_of(key: int) -> tuple[int, int, str]:
+    """The agent, issuer and basis `latest_key` made `key` of."""
+    return key & ((1 << _AGENT_BITS) - 1), *issuer_and_basis(key >> _AGENT_BITS)
 
 
 @dataclass(slots=True)
@@ -69,7 +102,7 @@ class VouchBook:
         self.active = array("b")  # not revoked
         self.standing = array("b")  # not replaced by a later vouch of its issuer for its agent with its basis
         self.general = array("b")  # unscoped: counts in the agent's general score
-        self._latest: dict[tuple[int, int, str], int] = {}  # (agent, issuer, basis) -> column of the latest
+        self._latest: dict[int, int] = {}  # latest_key(agent, issuer, basis) -> column of the latest
         self.org_issuer = array("i")
         self.org_subject = array("i")
         self.org_weight = array("d")
@@ -95,7 +128,7 @@ class VouchBook:
         expires = math.inf if vouch.expires is None else float(vouch.expires)
         if not vouch.for_org:
             vouch.column = len(self.agent)
-            replaced = self._latest.get(key := (vouch.subject, vouch.issuer, vouch.basis))
+            replaced = self._latest.get(key := latest_key(vouch.subject, vouch.issuer, vouch.basis))
             if replaced is not None:
                 self.standing[replaced] = 0
             self._latest[key] = vouch.column

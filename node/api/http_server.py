@@ -261,17 +261,22 @@ class _Connection:
         """h11's next event; a request head longer than MAX_HEAD_BYTES raises RemoteProtocolError (431) however it
         was read: h11 refuses one only while that much of it waits incomplete, so a longer head read whole (in one
         read, or with the body before it) was taken."""
-        buffered = len(self.h11.trailing_data[0]) if self.h11.their_state is h11.IDLE else 0  # (a head comes only then)
+        buffered = self._buffered() if self.h11.their_state is h11.IDLE else 0  # (a head comes only then)
         try:
             event = self.h11.next_event()
         except h11.RemoteProtocolError:
             if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
                 raise _Gone() from None
             raise
-        if (isinstance(event, h11.Request) and buffered > MAX_HEAD_BYTES  # (else no head in it can be longer)
-                and buffered - len(self.h11.trailing_data[0]) > MAX_HEAD_BYTES):
+        if isinstance(event, h11.Request) and buffered - self._buffered() > MAX_HEAD_BYTES:
             raise h11.RemoteProtocolError("request head too long", error_status_hint=431)
         return event
+
+    def _buffered(self) -> int:
+        """The bytes h11 holds unparsed, as h11 counts them against its own limit (the length of its receive
+        buffer, not public): its trailing_data copies them, and a pipelined burst's heads each waited on a copy or
+        two of up to a read's 64 KiB, 4.3 us each, where the server spends some 105 us on a request."""
+        return len(self.h11._receive_buffer)
 
     async def wait_for_close(self) -> None:
         """Return once the client has closed its side. Bytes it sends meanwhile (a pipelined request) wait in h11,

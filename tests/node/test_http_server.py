@@ -7,6 +7,7 @@ import os
 import socket
 import struct
 
+import h11
 import pytest
 import trio
 import trio.testing
@@ -273,6 +274,30 @@ async def test_a_head_longer_than_the_limit_gets_a_431_however_it_arrives(server
                                           "header fields)"}
     with trio.fail_after(WAIT_S):  # closed once what it sent was read off: not reset, which may lose the answer
         assert await client.stream.receive_some(1024) == b""
+
+
+async def test_a_pipelined_burst_is_answered_in_order_without_copying_what_waits_behind_each_head(server,
+                                                                                                    monkeypatch):
+    """A burst of requests sent at once, more than a read's 64 KiB, is answered request by request in order, and a
+    head too long at its end gets its 431; h11's buffer of what waits (the rest of the burst) is never copied to
+    measure a head: copied at each head (its trailing_data), a burst's cost grew with its length squared."""
+    copied = []
+    trailing_data = h11.Connection.trailing_data
+    monkeypatch.setattr(h11.Connection, "trailing_data",
+                        property(lambda connection: copied.append(len(trailing_data.fget(connection)[0]))
+                                 or trailing_data.fget(connection)))
+    client = await connect(await server(echo_app))
+    burst = [f"/{n}" for n in range(3000)]
+    sent = b"".join(get(path) for path in burst) + head_of(MAX_HEAD_BYTES + 1)
+    assert len(sent) > 65536
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send, sent)
+        for path in burst:
+            status, _, body = await client.response()
+            assert status == 200 and json.loads(body)["path"] == path
+        status, _, body = await client.response()
+    assert status == 431 and json.loads(body)["error"] == "head_too_large"
+    assert copied == []
 
 
 @pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),

@@ -9,7 +9,8 @@ from hypothesis import given, strategies as st
 
 from vouching.evidence import Outcomes
 from vouching.params import AGENT_BASES, HOUR_MS
-from vouching.scoring import TrustEngine, latest_vouches, vouch_key
+from vouching.scoring import TrustEngine, latest_vouches
+from vouching.vouches import latest_key, latest_of, vouch_key
 
 from tests.vouching.trust_world import rid
 
@@ -73,3 +74,28 @@ def test_an_agents_latest_vouches_come_back_by_issuer_and_basis_as_keyed(vouches
     """Each (issuer, basis) has a key of its own, and comes back from it (a capture's rows, TrustEngine.operators)."""
     keyed = {vouch_key(issuer, basis): record_id for (issuer, basis), record_id in vouches.items()}
     assert list(latest_vouches(keyed)) == [(issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()]
+
+
+def test_vouches_for_new_agents_leave_the_books_latest_vouches_untracked():
+    """The vouch book's one dict of every agent's latest vouch of each issuer and basis stays untracked as vouches
+    for new agents come: keyed by (agent, issuer, basis) tuples, it was tracked until a full collection untracked it,
+    and the first after a rebuild (or a flood of vouches for new agents) walked it, an entry an agent. The rows of the
+    vouches by record id are tuples made tracked, so that their dict stays tracked until a full collection."""
+    engine = TrustEngine("own", ["root"], epoch_ms=HOUR_MS)
+    engine.add_org_vouch("root", "peer", 1.0, record_id=rid(), ts=0)
+    _tracked()
+    for agent in (f"agent{a}" for a in range(AGENTS)):
+        engine.add_agent_vouch("root", agent, 0.5, "operator", record_id=rid(), ts=0)
+        engine.add_agent_vouch("peer", agent, 0.5, "audit", record_id=rid(), ts=0)
+    gc.collect(1)  # (young collections alone, as a node's loop makes them)
+    gc.collect(1)
+    held = {**vars(engine), **{f"book.{name}": value for name, value in vars(engine._vouches).items()}}
+    assert sorted(name for name, value in held.items() if isinstance(value, dict) and gc.is_tracked(value)) == [
+        "book.by_id"]
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(0, 10**12), st.sampled_from(AGENT_BASES))
+def test_a_latest_vouch_comes_back_by_agent_issuer_and_basis_as_keyed(agent, issuer, basis):
+    """Each (agent, issuer, basis) has a key of its own, an int, and comes back from it (a capture's rows)."""
+    key = latest_key(agent, issuer, basis)
+    assert type(key) is int and latest_of(key) == (agent, issuer, basis)
