@@ -6,8 +6,9 @@ A subscriber may hold `capacity` unread events. At one more, they are dropped, a
 until it reads again: then it is told, as events, how the peers connected now differ from those connected as it
 subscribed and those its events had told of since: a disconnection for each peer gone, or connected again since (its
 connection not the one it knew of), then a connection for each peer come. A peer that came and went meanwhile is not
-told of at all. Memory stays bounded however fast hostile peers come and go: `capacity` events, and the peers the
-subscriber was told are connected.
+told of at all. Memory stays bounded however fast hostile peers come and go: `capacity` events (once it is told
+what changed, one a peer it was told is connected and one a peer connected now, at most, besides), and the peers
+the subscriber was told are connected.
 """
 
 from __future__ import annotations
