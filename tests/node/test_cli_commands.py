@@ -326,6 +326,24 @@ async def test_peers_lists_the_peers_found_on_another_network_apart_with_it(run,
     assert APART_FIRST / 2 - 1 <= int(lines[6][4]) <= APART_FIRST and len(lines) == 7
 
 
+async def test_peers_lists_a_blocked_peer_found_on_another_network_among_the_blocked_not_as_dialled(run, node, url):
+    """An operator blocks a peer found on another network (a mistyped bootstrap address) to stop its dials: it is
+    not dialled, so it shows as blocked. Before: listed under "dialled again ever less often, 30 s to an hour apart",
+    with no next dial and nothing saying it was blocked."""
+    apart, apart_addr = _peer(9)
+    node.schedule.add(apart, [apart_addr])
+    node.schedule.connected(apart, trio.current_time())
+    node.schedule.other_network(apart, "othernet", trio.current_time())
+    node.schedule.disconnected(apart, trio.current_time())
+    node.schedule.block([apart])
+    code, out, _ = await run("peers", "--api", url)
+    lines = out.splitlines()
+    assert (code, lines[:2]) == (0, ["no peers connected",
+                                     "1 not connected, blocked on this host: not dialled until unblocked"])
+    assert lines[3].split()[:4] == [apart, "bootstrap", "1", "-"] and lines[3].endswith(BLOCKED)
+    assert len(lines) == 4 and "another network" not in out
+
+
 async def test_peers_prints_a_hostile_peers_dial_error_as_one_escaped_line(run, node, url):
     peer, addr = _peer(4)
     node.schedule.add(peer, [addr])
