@@ -191,6 +191,35 @@ async def test_a_node_that_does_not_answer_in_time_is_said_with_a_starting_node_
         in err
 
 
+async def test_an_address_no_connection_is_made_to_in_time_is_said_as_such_without_a_starting_node_s_wait(
+        run, monkeypatch):
+    """A node starting has bound its API's port, so a connection to it is made at once: one not made in time (a host
+    name not resolved, an address a firewall drops) is no node starting. Before: said as a node that did not answer,
+    then told to wait for its catch-up sync and try again, which would time out the same."""
+    import socket
+    import threading
+
+    import node.commands.common
+
+    resolve, released = socket.getaddrinfo, threading.Event()
+
+    def stuck(host, *args, **kwargs):
+        if host != "stuck.invalid":
+            return resolve(host, *args, **kwargs)
+        released.wait(10)  # (the resolver's retries, until the test is over)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    monkeypatch.setattr(node.commands.common, "NodeClient", partial(node.commands.common.NodeClient, timeout=0.2))
+    try:
+        code, _, err = await run("status", "--api", "http://stuck.invalid:8700")
+    finally:
+        released.set()
+    assert code == 1
+    assert "cannot reach the node at http://stuck.invalid:8700: no connection made within 0.2 s" in err
+    assert "catch-up sync" not in err
+
+
 def write_org_key(data_dir, key):
     (data_dir / "org.key").write_bytes(bytes(key))
     os.chmod(data_dir / "org.key", 0o600)
