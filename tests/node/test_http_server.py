@@ -253,6 +253,13 @@ async def test_a_head_of_the_limit_is_served(server):
     assert (await client.response())[0] == 200
 
 
+async def test_a_head_of_the_limit_read_with_more_behind_it_is_served(server):
+    """Read in one with the next request, the head is measured alone: exactly at the limit, it is served."""
+    client = await connect(await server(echo_app))
+    await client.send(head_of(MAX_HEAD_BYTES, "/a") + get("/b"))
+    assert [json.loads((await client.response())[2])["path"] for _ in range(2)] == ["/a", "/b"]
+
+
 @pytest.mark.parametrize("sent,served", [
     (head_of(MAX_HEAD_BYTES + 1024), 0),
     (head_of(3 * MAX_HEAD_BYTES), 0),  # read whole in one read, as a loopback client's one write often is
