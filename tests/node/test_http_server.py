@@ -3,6 +3,7 @@ responses that learn of a disconnect, and every bad or slow client answered or c
 
 import functools
 import json
+import logging
 import os
 import socket
 import struct
@@ -279,6 +280,18 @@ async def test_a_head_longer_than_the_limit_gets_a_431_however_it_arrives(server
         assert await client.stream.receive_some(1024) == b""
 
 
+async def test_a_head_request_with_a_head_longer_than_the_limit_gets_the_431_s_head_without_a_body(server):
+    """Read whole, the head is refused once h11 has read it as a HEAD request, whose answer has no body (h11 refuses
+    to send one). Before: the server's 431 failed to be sent, and the connection closed unanswered."""
+    refusals = []
+    client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"HEAD" + head_of(2 * MAX_HEAD_BYTES).removeprefix(b"GET"))
+    status, headers = await client.head()
+    assert (status, headers["content-type"]) == (431, "application/json") and int(headers["content-length"]) > 0
+    assert await client.closed() and client.buffer == b""
+    assert refusals == [(431, "head_too_large")]
+
+
 @pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),
                                           (b"GARBAGE\r\n\r\n", 400)])
 async def test_a_client_that_sends_its_whole_request_before_reading_reads_the_refusal(server, start, status):
@@ -400,6 +413,23 @@ async def test_a_body_trickled_past_the_request_deadline_gets_a_408_and_the_conn
     again = await connect(address)
     await again.send(get("/still-serving"))
     assert (await again.response())[0] == 200
+
+
+async def test_a_head_request_s_body_trickled_past_the_deadline_gets_the_408_s_head_without_a_body(
+        server, autojump_clock, caplog):
+    """Before: the 408's body, which h11 refuses to send to a HEAD request, failed the app reading the request's body
+    (its traceback logged as the API's failure), and the connection closed unanswered."""
+    refusals = []
+    client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
+    async with trio.open_nursery() as nursery:
+        await client.send(b"HEAD /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\n")
+        nursery.start_soon(trickle, client, b"x" * 100)  # each byte in time, the whole body never
+        status, headers = await client.head()
+        assert (status, headers["content-type"], headers["connection"]) == (408, "application/json", "close")
+        assert await client.closed() and client.buffer == b""
+        nursery.cancel_scope.cancel()
+    assert refusals == [(408, "request_timeout")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_body_left_unread_and_trickled_is_cut_off_at_the_request_deadline(server, autojump_clock):
