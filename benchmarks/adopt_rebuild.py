@@ -266,6 +266,9 @@ def _arguments(argv: list[str] | None = None) -> argparse.Namespace:
     if args.records < SNAPSHOT_AFTER:  # (the measure waits for the start's engine.snapshot, and the rebuild's)
         parser.error(f"--records: at least {SNAPSHOT_AFTER:,}: a node writes engine.snapshot only once it holds that "
                      "many records, and the measure begins once the start's is written")
+    for option, value, least in (("--orgs", args.orgs, 1), ("--agents", args.agents, 1), ("--flood", args.flood, 0)):
+        if value < least:  # (the data directory's build divides the records among orgs and agents)
+            parser.error(f"{option}: at least {least}, got {value}")
     return args
 
 

@@ -48,3 +48,14 @@ def test_adopt_rebuild_py_refuses_fewer_records_than_a_snapshot_is_written_for(c
         adopt._arguments(["--records", "5000"])
     assert stopped.value.code == 2
     assert f"--records: at least {adopt.SNAPSHOT_AFTER:,}" in capsys.readouterr().err
+
+
+def test_adopt_rebuild_py_refuses_no_orgs_no_agents_or_a_negative_flood_naming_the_option(capsys):
+    """With no orgs or no agents the build of its data directory divided by zero: a traceback, not a usage error."""
+    adopt = _script("adopt_rebuild")
+    for option, value, least in (("--orgs", "0", 1), ("--agents", "0", 1), ("--flood", "-1", 0)):
+        with pytest.raises(SystemExit) as stopped:
+            adopt._arguments(["--records", str(adopt.SNAPSHOT_AFTER), option, value])
+        assert stopped.value.code == 2
+        assert f"{option}: at least {least}, got {value}" in capsys.readouterr().err
+    assert adopt._arguments(["--orgs", "1", "--agents", "1", "--flood", "0"]).orgs == 1

@@ -187,6 +187,7 @@ class _Connection:
         self.server = _address(stream, "local")
         self.deadline = math.inf  # trio time by which the request being received must be in whole
         self.waiting = False  # for bytes of a request from the client (next_event)
+        self.head_request = False  # the last request read is a HEAD: its answer has no body (h11 refuses one)
         self.cancel = trio.CancelScope()  # cancelled to close the connection for a newcomer (_Slots)
 
     async def run(self) -> None:
@@ -268,8 +269,10 @@ class _Connection:
             if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
                 raise _Gone() from None
             raise
-        if isinstance(event, h11.Request) and buffered - self._buffered() > MAX_HEAD_BYTES:
-            raise h11.RemoteProtocolError("request head too long", error_status_hint=431)
+        if isinstance(event, h11.Request):
+            self.head_request = event.method == b"HEAD"
+            if buffered - self._buffered() > MAX_HEAD_BYTES:
+                raise h11.RemoteProtocolError("request head too long", error_status_hint=431)
         return event
 
     def _buffered(self) -> int:
@@ -315,10 +318,10 @@ class _Connection:
             if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
                 self.refused(error.error_status_hint, "bad_request")
             body = json.dumps({"error": "bad_request", "detail": str(error) or "malformed HTTP request"}).encode()
+        head = self.head_request and self.h11.our_state is h11.SEND_RESPONSE  # (else h11 has read no request)
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
-                await self.send(_response(error.error_status_hint, _json_headers(body)),
-                                h11.Data(data=body), h11.EndOfMessage())
+                await self.send(*_json_answer(error.error_status_hint, body, head=head))
             await self.stream.send_eof()
             self.waiting = True  # on its client: a newcomer may take its slot (_Slots)
             with trio.move_on_after(LINGER_S):
@@ -424,9 +427,7 @@ class _Exchange:
         self.connection.refused(408, "request_timeout")
         body = json.dumps({"error": "request_timeout", "detail": detail}).encode()
         with contextlib.suppress(_Closed, trio.BrokenResourceError, trio.ClosedResourceError):  # it closes anyway
-            await self.connection.send(
-                _response(408, [*_json_headers(body), (b"connection", b"close")]),
-                h11.Data(data=body), h11.EndOfMessage())
+            await self.connection.send(*_json_answer(408, body, head=self.head, close=True))
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.cut_off:
@@ -473,6 +474,13 @@ def _reason(status: int) -> bytes:
 
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+
+def _json_answer(status: int, body: bytes, *, head: bool, close: bool = False) -> list[h11.Event]:
+    """The events of an answer the server gives itself (`body` JSON), closing the connection if `close`; to a HEAD
+    request (`head`) without its body, which h11 refuses to send (RFC 9110 §9.3.2), its length a GET's."""
+    headers = [*_json_headers(body), *([(b"connection", b"close")] if close else [])]
+    return [_response(status, headers), *([] if head else [h11.Data(data=body)]), h11.EndOfMessage()]
 
 
 def _busy_response() -> bytes:

@@ -41,8 +41,8 @@ class ClientError(Exception):
 
 
 class NodeUnreachable(ClientError):
-    """Nothing answered at the node's address, it did not answer in time (`timed_out`), or its answer could not be
-    read."""
+    """Nothing answered at the node's address, it did not answer in time (`timed_out`: connected to, as a node
+    starting is, not one whose connection was not made in time), or its answer could not be read."""
 
     def __init__(self, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
@@ -120,6 +120,10 @@ def unreachable(error: httpx.RequestError, url: str, timeout: float) -> NodeUnre
         if isinstance(cause, socket.gaierror):
             return NodeUnreachable(f"cannot reach the node at {url}: its host name does not resolve ({error})")
         return NodeUnreachable(f"cannot reach the node at {url}: is `vouchnet run` running?")
+    if isinstance(error, httpx.ConnectTimeout):  # (a node starting has bound its API's port: connected to at once)
+        return NodeUnreachable(f"cannot reach the node at {url}: no connection made within {timeout} s (its host name "
+                               "not resolved in time, or nothing answering at its address: a wrong one, or one a "
+                               "firewall drops)")
     if isinstance(error, httpx.TimeoutException):
         return NodeUnreachable(f"the node at {url} did not answer within {timeout} s", timed_out=True)
     if isinstance(error, httpx.NetworkError) and isinstance(_cause(error), ConnectionResetError):

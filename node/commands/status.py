@@ -50,10 +50,10 @@ def register(subparsers: Subparsers) -> None:
         "e.g. for gossip this node rejected: not its org's reputation, which `vouchnet orgs` shows) and whether it "
         "serves catch-up sync and cosigning (no for a gossip-only peer); then those it dials but is not connected "
         "to, with how many dials failed in a row, when it dials next and why the last dial failed (one on the block "
-        "list, PUT /v1/peers/blocked, is not dialled until taken off it: the header counts them); then those found "
-        "on another network (a mistyped bootstrap address, say), with that network: dialled ever less often, 30 s "
-        "to an hour apart. Where to look when the node replicates nothing. --json adds each peer's org did "
-        "and addresses.",
+        "list, PUT /v1/peers/blocked, is not dialled until taken off it: the header counts them, those found on "
+        "another network too); then those found on another network (a mistyped bootstrap address, say), with that "
+        "network: dialled ever less often, 30 s to an hour apart. Where to look when the node replicates nothing. "
+        "--json adds each peer's org did and addresses.",
         examples=["vouchnet peers", "vouchnet peers --api http://127.0.0.1:8700 --json"],
         run=_peers,
     )
@@ -82,8 +82,10 @@ def _peers(args: argparse.Namespace) -> int:
         print_json(peers)
         return 0
     live = [peer for peer in peers if peer["connected"]]
-    apart = [peer for peer in peers if not peer["connected"] and peer.get("other_network") is not None]
-    down = [peer for peer in peers if not peer["connected"] and peer.get("other_network") is None]
+    down, apart = [], []
+    for peer in peers:
+        if not peer["connected"]:  # (one blocked, with no next dial, is not dialled whatever network it was found on)
+            (apart if peer.get("other_network") is not None and peer["next_dial_at"] is not None else down).append(peer)
     if not peers:
         print("no peers: none connected and none to dial (no [p2p] bootstrap peer in config.toml, and no org record "
               "in the node's horizon names an address)")

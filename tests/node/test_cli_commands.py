@@ -191,6 +191,35 @@ async def test_a_node_that_does_not_answer_in_time_is_said_with_a_starting_node_
         in err
 
 
+async def test_an_address_no_connection_is_made_to_in_time_is_said_as_such_without_a_starting_node_s_wait(
+        run, monkeypatch):
+    """A node starting has bound its API's port, so a connection to it is made at once: one not made in time (a host
+    name not resolved, an address a firewall drops) is no node starting. Before: said as a node that did not answer,
+    then told to wait for its catch-up sync and try again, which would time out the same."""
+    import socket
+    import threading
+
+    import node.commands.common
+
+    resolve, released = socket.getaddrinfo, threading.Event()
+
+    def stuck(host, *args, **kwargs):
+        if host != "stuck.invalid":
+            return resolve(host, *args, **kwargs)
+        released.wait(10)  # (the resolver's retries, until the test is over)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    monkeypatch.setattr(node.commands.common, "NodeClient", partial(node.commands.common.NodeClient, timeout=0.2))
+    try:
+        code, _, err = await run("status", "--api", "http://stuck.invalid:8700")
+    finally:
+        released.set()
+    assert code == 1
+    assert "cannot reach the node at http://stuck.invalid:8700: no connection made within 0.2 s" in err
+    assert "catch-up sync" not in err
+
+
 def write_org_key(data_dir, key):
     (data_dir / "org.key").write_bytes(bytes(key))
     os.chmod(data_dir / "org.key", 0o600)
@@ -324,6 +353,24 @@ async def test_peers_lists_the_peers_found_on_another_network_apart_with_it(run,
     assert lines[5] == ["PEER", "ID", "SOURCE", "NETWORK", "NEXT", "DIAL", "ADDRESSES"]
     assert lines[6][:4] == [apart, "bootstrap", "othernet", "in"] and lines[6][5:] == ["s", apart_addr]
     assert APART_FIRST / 2 - 1 <= int(lines[6][4]) <= APART_FIRST and len(lines) == 7
+
+
+async def test_peers_lists_a_blocked_peer_found_on_another_network_among_the_blocked_not_as_dialled(run, node, url):
+    """An operator blocks a peer found on another network (a mistyped bootstrap address) to stop its dials: it is
+    not dialled, so it shows as blocked. Before: listed under "dialled again ever less often, 30 s to an hour apart",
+    with no next dial and nothing saying it was blocked."""
+    apart, apart_addr = _peer(9)
+    node.schedule.add(apart, [apart_addr])
+    node.schedule.connected(apart, trio.current_time())
+    node.schedule.other_network(apart, "othernet", trio.current_time())
+    node.schedule.disconnected(apart, trio.current_time())
+    node.schedule.block([apart])
+    code, out, _ = await run("peers", "--api", url)
+    lines = out.splitlines()
+    assert (code, lines[:2]) == (0, ["no peers connected",
+                                     "1 not connected, blocked on this host: not dialled until unblocked"])
+    assert lines[3].split()[:4] == [apart, "bootstrap", "1", "-"] and lines[3].endswith(BLOCKED)
+    assert len(lines) == 4 and "another network" not in out
 
 
 async def test_peers_prints_a_hostile_peers_dial_error_as_one_escaped_line(run, node, url):

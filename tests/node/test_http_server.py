@@ -3,6 +3,7 @@ responses that learn of a disconnect, and every bad or slow client answered or c
 
 import functools
 import json
+import logging
 import os
 import socket
 import struct
@@ -257,6 +258,13 @@ async def test_a_head_of_the_limit_is_served(server):
     assert (await client.response())[0] == 200
 
 
+async def test_a_head_of_the_limit_read_with_more_behind_it_is_served(server):
+    """Read in one with the next request, the head is measured alone: exactly at the limit, it is served."""
+    client = await connect(await server(echo_app))
+    await client.send(head_of(MAX_HEAD_BYTES, "/a") + get("/b"))
+    assert [json.loads((await client.response())[2])["path"] for _ in range(2)] == ["/a", "/b"]
+
+
 @pytest.mark.parametrize("sent,served", [
     (head_of(MAX_HEAD_BYTES + 1024), 0),
     (head_of(3 * MAX_HEAD_BYTES), 0),  # read whole in one read, as a loopback client's one write often is
@@ -298,6 +306,18 @@ async def test_a_pipelined_burst_is_answered_in_order_without_copying_what_waits
         status, _, body = await client.response()
     assert status == 431 and json.loads(body)["error"] == "head_too_large"
     assert copied == []
+
+
+async def test_a_head_request_with_a_head_longer_than_the_limit_gets_the_431_s_head_without_a_body(server):
+    """Read whole, the head is refused once h11 has read it as a HEAD request, whose answer has no body (h11 refuses
+    to send one). Before: the server's 431 failed to be sent, and the connection closed unanswered."""
+    refusals = []
+    client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"HEAD" + head_of(2 * MAX_HEAD_BYTES).removeprefix(b"GET"))
+    status, headers = await client.head()
+    assert (status, headers["content-type"]) == (431, "application/json") and int(headers["content-length"]) > 0
+    assert await client.closed() and client.buffer == b""
+    assert refusals == [(431, "head_too_large")]
 
 
 @pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),
@@ -462,6 +482,23 @@ async def test_every_status_line_carries_its_standard_reason_phrase(server, auto
         b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 429 Too Many Requests", b"HTTP/1.1 503 Service Unavailable",
         b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 299 ", b"HTTP/1.1 400 Bad Request",
         b"HTTP/1.1 431 Request Header Fields Too Large", b"HTTP/1.1 408 Request Timeout"]
+
+
+async def test_a_head_request_s_body_trickled_past_the_deadline_gets_the_408_s_head_without_a_body(
+        server, autojump_clock, caplog):
+    """Before: the 408's body, which h11 refuses to send to a HEAD request, failed the app reading the request's body
+    (its traceback logged as the API's failure), and the connection closed unanswered."""
+    refusals = []
+    client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
+    async with trio.open_nursery() as nursery:
+        await client.send(b"HEAD /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\n")
+        nursery.start_soon(trickle, client, b"x" * 100)  # each byte in time, the whole body never
+        status, headers = await client.head()
+        assert (status, headers["content-type"], headers["connection"]) == (408, "application/json", "close")
+        assert await client.closed() and client.buffer == b""
+        nursery.cancel_scope.cancel()
+    assert refusals == [(408, "request_timeout")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_body_left_unread_and_trickled_is_cut_off_at_the_request_deadline(server, autojump_clock):

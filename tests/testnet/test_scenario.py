@@ -256,6 +256,17 @@ def test_a_rotation_no_running_node_it_reaches_follows_is_refused_before_the_run
     make_plan(parse_scenario(restarted, name="m"), nodes(3), seed=1)
 
 
+def test_a_node_killed_then_rotated_runs_again_for_the_rotations_after_it():
+    """A rotation starts its node again (testnet.faults.rotate), also one killed before: a later rotation may take
+    the org's records back from it, before its kill's restart is due."""
+    rotated_back = (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 1\nduration = 10\n'
+                    '[[faults]]\ntype = "rotate"\nnodes = "honest[1]"\nat = 3\n'
+                    '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 5\n')
+    plan = make_plan(parse_scenario(rotated_back, name="m"), nodes(3), seed=1)
+    assert [(step.at, step.action, step.nodes) for step in plan.fault_steps()] == [
+        (1, "kill", ("n01",)), (3, "rotate", ("n01",)), (5, "rotate", ("n00",)), (11, "restart", ("n01",))]
+
+
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     two = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "

@@ -13,7 +13,7 @@ from vouching.engine_state import (_DERIVED, _LET_GO, AGENT_FIELDS, DEVIATION_FI
                                    letting_go, restore, restoring)
 from vouching.evidence import EvidenceStore, Outcomes
 from vouching.feed import feed_record
-from vouching.params import HOUR_MS, ScoringParams
+from vouching.params import AGENT_BASES, HOUR_MS, ScoringParams
 from vouching.scoring import TrustEngine
 from vouching.vouches import VouchBook
 
@@ -67,6 +67,27 @@ def test_a_capture_is_the_engine_as_it_was_whatever_it_takes_after():
     for agent in replayed.agents():
         assert restored.explain(agent, now=now) == replayed.explain(agent, now=now)
     assert restored.orgs(now=now) == replayed.orgs(now=now)
+
+
+def test_a_restored_engine_replaces_each_of_an_issuer_s_latest_vouches_for_an_agent_as_its_basis_says():
+    """An agent's latest vouches are keyed by issuer and basis (scoring.vouch_key): restored, each under its own, a
+    later vouch of one basis replaces the issuer's earlier one of that basis alone, as in the engine captured."""
+    own, voucher, agent, now = Org(), Org(), new_did(), Org.ts + HOUR_MS
+    first = [own.vouch(voucher.did, 0.9), *(voucher.vouch(agent, 0.2, basis) for basis in AGENT_BASES)]
+    engines = [TrustEngine(own.did, [own.did], epoch_ms=HOUR_MS) for _ in range(3)]
+    captured, restored, replayed = engines
+    for record in first:
+        feed_record(captured, record, _itself)
+        feed_record(replayed, record, _itself)
+    restore(capture(captured), restored, ())
+    for basis in AGENT_BASES[1:]:  # (the operator vouch stays the latest of its basis)
+        later = voucher.vouch(agent, 0.9, basis)
+        for engine in (restored, replayed):
+            feed_record(engine, later, _itself)
+            engine.recompute(now=now)
+        assert restored.explain(agent, now=now) == replayed.explain(agent, now=now)
+    assert restored.operators(agent, now=now) == (voucher.did,)
+    assert restored.explain(agent, now=now).vouches_total == len(AGENT_BASES)
 
 
 def _itself(did: str) -> str:
