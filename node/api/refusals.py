@@ -30,9 +30,9 @@ REFUSALS: dict[str, int] = {
     "unlinked": 409, "no_public_url": 409,
     "pruned": 410, "bytes_dropped": 410, "bytes_not_kept": 410,
     "too_large": 413,
-    "head_too_large": 431,
     "unsupported_media_type": 415, "unsupported_encoding": 415,
     "invalid_request": 422, "invalid_record": 422, "invalid_events": 422, "idempotency_key_reused": 422,
+    "head_too_large": 431,
 }
 
 
