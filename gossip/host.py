@@ -160,7 +160,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    where b serves no /x/1; a.connect() to a closed port; stop 20 connected nodes at once (dozens of each of the
    last two). Handled: a filter on those loggers makes these records DEBUG (the caller reports the failure in
    its own terms), and Host.open_stream raises ProtocolNotSupported, remembering the refusal until the peer
-   disconnects, so asking again fails at once and services can pass the peer over (Host.refused).
+   disconnects, so asking again fails at once and services can pass the peer over (Host.refused). A host listens
+   before its owner's services set their handlers, so it is told the protocols they will serve
+   (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused (node.daemon).
 24. Every pubsub RPC carries the sender's signed peer record (`senderRecord`, a py-libp2p extension that other
    implementations ignore), and both ends redo all its work every time: env_to_send_in_RPC() rebuilds the
    host's addresses as multiaddrs to compare them with the cached record's, and maybe_consume_signed_record()
@@ -754,6 +756,11 @@ class HostConfig:
     publish_stall_timeout: float = 10.0  # seconds a peer's send queue may stay half full before we drop it
     dial_timeout: float = 10.0
     stream_open_timeout: float = 10.0
+    # Protocols the host's owner will serve once its services run (set_stream_handler): a stream for one opened
+    # before its handler is set waits up to early_stream_wait seconds for it, then is reset, where it was refused
+    # ("na") and the peer's host, remembering the refusal for the connection, passed this host over.
+    served_protocols: tuple[str, ...] = ()
+    early_stream_wait: float = 10.0  # (a sync client's read timeout: waited longer, its stream is gone)
     close_timeout: float = 5.0  # bound on closing a peer's connections (quirk 60), and listeners when the host exits
     max_connections: int = 300
     idle_inbound_grace: float = 10.0  # seconds an inbound connection has to be put to use, or is closed (quirk 34)
@@ -776,7 +783,7 @@ class HostConfig:
                 "(py-libp2p's RPC limit minus envelope overhead)"
             )
         for name in ("heartbeat_interval", "publish_stall_timeout", "dial_timeout", "stream_open_timeout",
-                     "close_timeout", "idle_inbound_grace"):
+                     "close_timeout", "idle_inbound_grace", "early_stream_wait"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"HostConfig.{name} must be positive")
         if self.receive_buffer < 1 or self.max_connections < 1:
@@ -785,6 +792,9 @@ class HostConfig:
             raise ValueError("HostConfig.inbound_streams_budget and buffered_bytes_budget must be at least 1")
         if not 0 <= self.budget_reserve < 1:
             raise ValueError(f"HostConfig.budget_reserve {self.budget_reserve} must be in [0, 1)")
+        if any(not p.startswith("/") or p in GOSSIPSUB_PROTOCOLS for p in self.served_protocols):
+            raise ValueError(f"HostConfig.served_protocols {self.served_protocols}: each must start with '/' and not "
+                             "be a gossip protocol")
 
 
 class Received(NamedTuple):
@@ -1981,6 +1991,8 @@ class Host:
         self._peer_id = self._my_id.to_base58()
         self._blocked: frozenset[ID] = frozenset()
         self._refused: dict[str, set[str]] = {}  # peer -> stream protocols it refused while connected (quirk 23)
+        self._handlers: dict[str, Callable[[Stream], Awaitable[None]]] = {}  # set_stream_handler's
+        self._handler_set = {protocol: trio.Event() for protocol in config.served_protocols}  # (early_stream_wait)
         self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
         self._protected: Callable[[str], bool] = lambda peer_id: False
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
@@ -1989,6 +2001,8 @@ class Host:
         self._notifee = _PeerNotifee(self._emit_peer_event, self._is_blocked, config.close_timeout, self._idle,
                                      self._count_hostile, self._budget)
         host.get_network().register_notifee(self._notifee)
+        for protocol in config.served_protocols:
+            host.set_stream_handler(TProtocol(protocol), self._serving(protocol))
 
     @property
     def peer_id(self) -> str:
@@ -2147,10 +2161,22 @@ class Host:
 
     def set_stream_handler(self, protocol: str, handler: Callable[[Stream], Awaitable[None]]) -> None:
         """Serve `protocol`: `handler` runs in its own task for each inbound stream, which is closed when it
-        returns and reset if it raises (the error is logged; it never reaches py-libp2p, quirk 12).
+        returns and reset if it raises (the error is logged; it never reaches py-libp2p, quirk 12). For a protocol
+        in HostConfig.served_protocols, the streams that came before it waited for it, and it serves them too.
         """
-        if not protocol.startswith("/") or protocol in self._host.get_mux().handlers:
+        served = self._host.get_mux().handlers
+        if not protocol.startswith("/") or protocol in self._handlers or (
+                protocol in served and protocol not in self._handler_set):
             raise HostError(f"protocol {protocol!r}: must start with '/' and not be served already")
+        self._handlers[protocol] = handler
+        if protocol in self._handler_set:
+            self._handler_set[protocol].set()
+        else:
+            self._host.set_stream_handler(TProtocol(protocol), self._serving(protocol))
+
+    def _serving(self, protocol: str) -> Callable[[INetStream], Awaitable[None]]:
+        """py-libp2p's handler of `protocol`'s inbound streams: each given to set_stream_handler's handler, once
+        there is one (HostConfig.early_stream_wait)."""
 
         async def serve(net_stream: INetStream) -> None:
             if self._is_blocked(net_stream.muxed_conn.peer_id):
@@ -2159,6 +2185,14 @@ class Host:
             self._streamed.add(net_stream.muxed_conn.peer_id)
             peer = net_stream.muxed_conn.peer_id.to_base58()
             stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
+            if protocol not in self._handlers:  # a served protocol whose service is not running yet
+                with trio.move_on_after(self._config.early_stream_wait):
+                    await self._handler_set[protocol].wait()
+            if (handler := self._handlers.get(protocol)) is None:
+                logger.debug("%s stream from %s: reset, nothing served it within %g s", protocol, peer,
+                             self._config.early_stream_wait)
+                await stream.reset()
+                return
             try:
                 await handler(stream)
             except Exception:
@@ -2167,7 +2201,7 @@ class Host:
             else:
                 await stream.close()
 
-        self._host.set_stream_handler(TProtocol(protocol), serve)
+        return serve
 
     async def open_stream(self, peer_id: str, protocol: str) -> Stream:
         """A new stream to a connected peer; HostError if not connected or no stream opens, ProtocolNotSupported

@@ -488,6 +488,59 @@ async def test_a_protocol_the_peer_does_not_serve_is_refused_quietly_and_remembe
 
 
 @pytest.mark.slow
+async def test_a_stream_that_comes_before_its_served_protocol_has_a_handler_waits_for_it_and_is_not_refused() -> None:
+    """A node listens before its services set their handlers (node.daemon): a peer redialling a node that restarts
+    opens its sync stream in that window. It was answered "na", and the peer's host, remembering the refusal for the
+    connection, passed the node over (no sync with it) until the connection closed; now the stream waits for the
+    handler. A protocol the host was not told it serves is refused, and remembered, as before."""
+    late, other = "/vouchnet/test/late/1", "/vouchnet/test/other/1"
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(served_protocols=(late,))) as b, \
+                open_host(os.urandom(32), LOOPBACK) as a:
+            await a.connect(b.listen_addrs[0])
+            async with await a.open_stream(b.peer_id, late) as stream:  # (negotiated: b took it, with no handler)
+                await stream.write_frame(b"asked before b serves it")
+                b.set_stream_handler(late, echo_frames)
+                assert await stream.read_frame(max_size=1024) == b"asked before b serves it"
+            assert not a.refused(b.peer_id, late)
+            async with await a.open_stream(b.peer_id, late) as stream:
+                await stream.write_frame(b"and after")
+                assert await stream.read_frame(max_size=1024) == b"and after"
+            with pytest.raises(HostError, match="not be served already"):
+                b.set_stream_handler(late, answer_once)
+            with pytest.raises(ProtocolNotSupported, match="does not serve it"):
+                await a.open_stream(b.peer_id, other)
+            assert a.refused(b.peer_id, other)
+
+
+@pytest.mark.slow
+async def test_a_stream_of_a_served_protocol_that_no_handler_takes_in_time_is_reset_not_refused() -> None:
+    """A node whose service never came within HostConfig.early_stream_wait: the peer's stream is reset (a failed
+    exchange it tries again later), not refused for the connection; the host's other streams are served meanwhile."""
+    late = "/vouchnet/test/late/1"
+    with trio.fail_after(20):
+        config = HostConfig(served_protocols=(late,), early_stream_wait=0.2)
+        async with open_host(os.urandom(32), LOOPBACK, config=config) as b, open_host(os.urandom(32), LOOPBACK) as a:
+            b.set_stream_handler(ONCE, answer_once)
+            await a.connect(b.listen_addrs[0])
+            async with await a.open_stream(b.peer_id, late) as stream:
+                async with await a.open_stream(b.peer_id, ONCE) as served:
+                    assert await served.read_frame(max_size=1024) == b"the answer"
+                with pytest.raises(StreamError, match="reset by the peer"):
+                    await stream.read_frame(max_size=1024)
+            assert not a.refused(b.peer_id, late)
+            b.set_stream_handler(late, answer_once)
+            async with await a.open_stream(b.peer_id, late) as stream:
+                assert await stream.read_frame(max_size=1024) == b"the answer"
+
+
+@pytest.mark.parametrize("protocol", ["vouchnet/sync/1", "/meshsub/1.1.0"])
+def test_served_protocols_are_stream_protocols(protocol: str) -> None:
+    with pytest.raises(ValueError, match="served_protocols"):
+        HostConfig(served_protocols=(protocol,))
+
+
+@pytest.mark.slow
 async def test_a_plaintext_peer_is_refused() -> None:
     from libp2p import new_host  # only to build the kind of peer vouchnet must refuse
     from libp2p.crypto.ed25519 import create_new_key_pair

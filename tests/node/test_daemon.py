@@ -43,6 +43,7 @@ from node.config import load_config
 from node.credential_status import bit, decode_list, vouch_list_url
 from gossip.host import HostError, PeerEvent, open_host, peer_id_from_public_key, peer_org
 from gossip.peers import BLOCKED, KnownPeer
+from gossip.sync_messages import SYNC_PROTOCOL, HeadsPage, HeadsRequest, decode_reply, encode_message
 from node.daemon import Node, StartupError, run_until_signalled, serve_node
 from node.events import Event, decode_entry
 from node.keys import create_org_key, create_token, load_org_key
@@ -803,6 +804,37 @@ async def test_a_bootstrap_peer_that_starts_while_the_start_up_sync_waits_still_
                 nursery.cancel_scope.cancel()
     finally:
         logging.getLogger("gossip.peers").removeHandler(handler)
+
+
+async def test_a_peer_that_opens_a_sync_stream_while_the_node_starts_is_served_once_its_sync_runs(
+        tmp_path, monkeypatch):
+    """The node listens before its sync service runs (its trust engine replays the store first: seconds for a large
+    one), and a peer redialling it opens its sync stream at once: it was refused, and the peer's host remembered the
+    refusal for the connection, leaving the node out of the peer's syncs until it closed; now it is answered."""
+    replaying, replayed = trio.Event(), trio.Event()
+    load_snapshot = node.trust.TrustService.load_snapshot
+
+    async def held(self) -> None:  # (a step between the host listening and the sync service running)
+        replaying.set()
+        await replayed.wait()
+        await load_snapshot(self)
+
+    monkeypatch.setattr(node.trust.TrustService, "load_snapshot", held)
+    listen = f"/ip4/127.0.0.1/tcp/{_free_port_outside_the_ephemeral_range()}"
+    made = init_data_dir(tmp_path / "c", network="test", listen=[listen], api="127.0.0.1:0")
+    c = peer_id_from_public_key(bytes(load_org_key(made.data_dir / "org.key").verify_key))
+    with trio.fail_after(60):
+        async with open_host(bytes(SigningKey.generate()), ["/ip4/127.0.0.1/tcp/0"]) as peer, \
+                trio.open_nursery() as nursery:
+            nursery.start_soon(serve_node, load_config(made.data_dir))
+            await replaying.wait()
+            await peer.connect(f"{listen}/p2p/{c}")
+            async with await peer.open_stream(c, SYNC_PROTOCOL) as stream:
+                await stream.write_frame(encode_message(HeadsRequest("", 100, "test")))
+                replayed.set()
+                assert isinstance(decode_reply(await stream.read_frame(max_size=1 << 20)), HeadsPage)
+            assert not peer.refused(c, SYNC_PROTOCOL)
+            nursery.cancel_scope.cancel()
 
 
 async def _serve_into(config, nodes: list[Node], started: trio.Event) -> None:
