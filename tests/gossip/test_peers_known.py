@@ -282,6 +282,24 @@ async def test_a_block_list_change_cancelled_as_its_peers_connections_close_bloc
             "a": True, "b": False}
 
 
+async def test_an_unblocking_cancelled_as_its_peers_connections_close_still_has_the_peer_dialled_at_once(
+        replica, autojump_clock):
+    """Found by stop 38's third read: a change of the block list cancelled after the host took it left the schedule
+    unblocking the peer but the dial loop asleep (its only peer blocked, nothing due): the peer the host no longer
+    refused was not dialled until some other dial or peer woke it, and a catch-up waiting on peers out of reach was
+    not told either."""
+    host = SlowToBlockHost()
+    host.closed[0].set()
+    async with running(host, replica, bootstrap=[addr("a")], max_peers=5) as manager:
+        await manager.set_blocked(["a"])
+        await trio.sleep(120)  # (its dials refused meanwhile, now only blocked: nothing left due)
+        host.dialled.clear()
+        with trio.move_on_after(1):
+            await manager.set_blocked([])
+        assert host.blocked == []
+        await trio.sleep(0.05)  # (its dial refused 0.1 s in)
+        assert host.dialled == [addr("a")]
+
 async def test_the_wait_for_peers_out_of_reach_ends_as_soon_as_a_dial_fails_or_a_peer_is_blocked(replica,
                                                                                                 autojump_clock):
     """A start's catch-up (node.daemon) ends "unreachable" as soon as no peer it dials can be connected before it would
