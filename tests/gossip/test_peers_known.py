@@ -10,7 +10,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossip.peers import BLOCKED, MAX_ERROR, DialSchedule, KnownPeer, printable_line
+from gossip.peers import BLOCKED, MAX_ERROR, MAYBE_BLOCKED, DialSchedule, KnownPeer, printable_line
 from gossip.replica import Replica
 from gossip.store import RecordStore
 
@@ -195,7 +195,21 @@ def test_a_peer_that_dialled_in_and_left_is_forgotten_and_counts_as_closing_as_i
     schedule.announce("p", [addr("p")])
     schedule.disconnected("p", now=20)  # (its next connection's opening unheard)
     [peer] = schedule.known([], after=None, limit=1, now=20)
-    assert peer.failures == 1
+    assert (peer.failures, peer.last_error) == (1, f"the connection closed as it opened ({MAYBE_BLOCKED})")
+
+
+def test_a_peer_that_dialled_in_long_ago_and_left_then_came_to_be_dialled_has_its_new_connection_aged_afresh():
+    """A peer that dialled in and left is forgotten: kept later, a connection of it closing a second in (a peer that
+    blocked this node) is a failed dial, not one that lasted since its first connection, 100 s earlier."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.connected("p", now=0)
+    schedule.disconnected("p", now=10)
+    schedule.announce("p", [addr("p")])
+    schedule.connected("p", now=100)
+    schedule.disconnected("p", now=101)
+    [peer] = schedule.known([], after=None, limit=1, now=101)
+    assert (peer.failures, peer.last_error) == (1, "the connection closed after 1.0 s, within the 60 s that a "
+                                                   f"connection must last ({MAYBE_BLOCKED})")
 
 
 def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
