@@ -516,10 +516,10 @@ class PeerManager:
         async with self._blocking:
             try:
                 await self._host.set_blocked(peer_ids)
-            finally:  # (cancelled as the host closes the peers' connections, the host has taken the list already)
-                self._schedule.block(self._host.blocked)
-        self._tell_reach_changed()
-        self._wake.set()
+            finally:  # (cancelled as the host closes the peers' connections, the host has taken the list already:
+                self._schedule.block(self._host.blocked)  # the dial loop and out_of_reach hear of it all the same)
+                self._tell_reach_changed()
+                self._wake.set()
 
     def protects(self, peer_id: str) -> bool:
         """Whether the host must keep `peer_id`'s inbound connection however idle (gossip/host.py quirk 34): a peer

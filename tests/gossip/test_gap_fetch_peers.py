@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import trio
 from nacl.signing import SigningKey
 
@@ -153,3 +154,49 @@ async def test_peers_that_come_and_go_during_a_gap_fetch_are_asked_three_in_all_
         assert [peer for _, peer in node.asked] == [A, *NEWCOMERS[:2]]
         assert node.service.stats.gap_issuers_vain == 0  # none of them answered
         assert not node.store.has(MISSING.id)
+
+
+async def _reset_staying(node: Gaps, peer: str) -> int:
+    """A session whose stream the peer resets, staying connected."""
+    raise HostError(f"{peer}: stream reset")
+
+
+async def _answered_then_left(node: Gaps, peer: str) -> int:
+    """A session that ran to its end without the records, its peer leaving right after."""
+    await node.host.disconnect(peer)
+    return 0
+
+
+@pytest.mark.parametrize("session", [_reset_staying, _answered_then_left])
+async def test_an_issuer_whose_peer_failed_staying_or_answered_then_left_still_backs_off(session, tmp_path,
+                                                                                         autojump_clock):
+    """Only a peer that left before it answered proves nothing: one that resets its stream and stays, or answers
+    without the records and then leaves, is a vain answer, and the issuer's next gap waits (a hostile peer could
+    otherwise have the node fetch at every report)."""
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(0.5)
+        await node.host.connect(A)  # (back, if it left: within the interval, no round on connecting)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (2, A)]  # the second once the backoff (1 s) ended
+        assert node.service.stats.gap_issuers_vain == 2
+
+
+async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_more_at_most(tmp_path, autojump_clock):
+    """An org's history (its org come inside the horizon) is asked of every peer, each holding a part, those that
+    connect while the fetch runs too; but peer ids cost nothing, so newcomers are asked three at most."""
+    newcomers = [f"12D3KooWNewcomer{i}" for i in range(5)]
+
+    async def session(node: Gaps, peer: str) -> int:
+        await trio.sleep(1)
+        await node.host.connect(newcomers[len(node.asked) - 1])
+        return await node.leave(peer)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service._on_entered({ORG.did})
+        await trio.sleep(20)
+        asked = [peer for _, peer in node.asked]
+        assert len(asked) == len(set(asked)) == 5 and {A, B} <= set(asked)

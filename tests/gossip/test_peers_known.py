@@ -10,7 +10,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossip.peers import BLOCKED, MAX_ERROR, DialSchedule, KnownPeer, printable_line
+from gossip.peers import BLOCKED, MAX_ERROR, MAYBE_BLOCKED, DialSchedule, KnownPeer, printable_line
 from gossip.replica import Replica
 from gossip.store import RecordStore
 
@@ -195,7 +195,21 @@ def test_a_peer_that_dialled_in_and_left_is_forgotten_and_counts_as_closing_as_i
     schedule.announce("p", [addr("p")])
     schedule.disconnected("p", now=20)  # (its next connection's opening unheard)
     [peer] = schedule.known([], after=None, limit=1, now=20)
-    assert peer.failures == 1
+    assert (peer.failures, peer.last_error) == (1, f"the connection closed as it opened ({MAYBE_BLOCKED})")
+
+
+def test_a_peer_that_dialled_in_long_ago_and_left_then_came_to_be_dialled_has_its_new_connection_aged_afresh():
+    """A peer that dialled in and left is forgotten: kept later, a connection of it closing a second in (a peer that
+    blocked this node) is a failed dial, not one that lasted since its first connection, 100 s earlier."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.connected("p", now=0)
+    schedule.disconnected("p", now=10)
+    schedule.announce("p", [addr("p")])
+    schedule.connected("p", now=100)
+    schedule.disconnected("p", now=101)
+    [peer] = schedule.known([], after=None, limit=1, now=101)
+    assert (peer.failures, peer.last_error) == (1, "the connection closed after 1.0 s, within the 60 s that a "
+                                                   f"connection must last ({MAYBE_BLOCKED})")
 
 
 def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
@@ -281,6 +295,24 @@ async def test_a_block_list_change_cancelled_as_its_peers_connections_close_bloc
         assert {peer.peer_id: peer.last_error == BLOCKED for peer in manager.known(after=None, limit=5)} == {
             "a": True, "b": False}
 
+
+async def test_an_unblocking_cancelled_as_its_peers_connections_close_still_has_the_peer_dialled_at_once(
+        replica, autojump_clock):
+    """Found by stop 38's third read: a change of the block list cancelled after the host took it left the schedule
+    unblocking the peer but the dial loop asleep (its only peer blocked, nothing due): the peer the host no longer
+    refused was not dialled until some other dial or peer woke it, and a catch-up waiting on peers out of reach was
+    not told either."""
+    host = SlowToBlockHost()
+    host.closed[0].set()
+    async with running(host, replica, bootstrap=[addr("a")], max_peers=5) as manager:
+        await manager.set_blocked(["a"])
+        await trio.sleep(120)  # (its dials refused meanwhile, now only blocked: nothing left due)
+        host.dialled.clear()
+        with trio.move_on_after(1):
+            await manager.set_blocked([])
+        assert host.blocked == []
+        await trio.sleep(0.05)  # (its dial refused 0.1 s in)
+        assert host.dialled == [addr("a")]
 
 async def test_the_wait_for_peers_out_of_reach_ends_as_soon_as_a_dial_fails_or_a_peer_is_blocked(replica,
                                                                                                 autojump_clock):

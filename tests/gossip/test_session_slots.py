@@ -622,6 +622,30 @@ async def test_a_holder_the_node_comes_to_dial_during_its_round_does_not_turn_th
             nursery.cancel_scope.cancel()
 
 
+def test_a_holder_s_earlier_round_does_not_keep_a_later_one_that_proved_nothing_from_counting_unproven():
+    """A peer that held the org's records in one round (it dialled in, not dialled then) and that the node came to
+    dial, whose next round ran to its end without proving them in (a head it named and did not serve), counts among
+    those that proved nothing: only the round under way that held them keeps its peer out (SyncService's listeners,
+    told in a round's order: its holder listeners mid-round, then same-network ones as it ran to its end, then
+    round-over ones however it ended)."""
+    kept: set[str] = set()
+    sync = SimpleNamespace(same_network_listeners=[], round_over_listeners=[], holder_listeners=[],
+                           unheld_listeners=[], catch_up_peers=[], needs_changed=lambda: None)
+    node = SimpleNamespace(sync=sync, replica=SimpleNamespace(taken_back=None),
+                           peer_manager=SimpleNamespace(keeps=kept.__contains__, keeps_listeners=[]))
+
+    def a_round(*, holds: bool) -> None:
+        for listener in [*(sync.holder_listeners if holds else ()), *sync.same_network_listeners,
+                         *sync.round_over_listeners]:
+            listener(HOLDER)
+
+    with _dialled_rounds(node, new_org=False) as rounds:  # type: ignore[arg-type]
+        a_round(holds=True)
+        kept.add(HOLDER)
+        a_round(holds=False)
+        assert rounds.unproven == {HOLDER} and not rounds.proved.is_set()
+
+
 async def test_a_needed_session_that_stops_waiting_leaves_the_slot_to_the_next_one_waiting(autojump_clock):
     """A catch-up that ends (or a node that stops) while its round waits for a slot held by another needed session,
     within its turn: nothing is ended for it, and the slot goes on to the session waiting after it."""
