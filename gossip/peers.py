@@ -510,9 +510,10 @@ class PeerManager:
     async def set_blocked(self, peer_ids: Sequence[str]) -> None:
         """Refuse exactly these peers from now on (Host.set_blocked; InvalidPeerId, before changing anything, for a
         string that is not a PeerID): they are not dialled, and are shown blocked at once (`known`); those no longer
-        blocked are dialled again at once. Changes asked at once are made one at a time, in the order asked, so that
-        it blocks the peers the host does: the host takes a list before it closes the peers' connections, and a first
-        change slower to close them than a second would otherwise be taken by the schedule last."""
+        blocked are dialled again at once. The schedule takes the host's list once the host has closed the peers'
+        connections, or been cancelled doing so. Changes asked at once are made one at a time, in the order asked: a
+        first change slower to close its peers' connections than a second would otherwise close those of a peer the
+        second unblocked."""
         async with self._blocking:
             try:
                 await self._host.set_blocked(peer_ids)

@@ -346,8 +346,8 @@ class SyncService:
     async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str]]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come
-        back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` all those connected as it
-        starts and up to _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
+        back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` as many as were connected
+        as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
         less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came:
         (vain, unanswered), the latter if every peer asked left before it answered (a peer that comes may hold them:
         gap_queue does not back them off), else the former."""
