@@ -160,37 +160,66 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
         chosen = plan.select(fault.nodes, f"faults[{i}].nodes")
         if fault.type == "partition" and len(chosen) == len(nodes):
             raise ScenarioError(f"faults[{i}].nodes: {fault.nodes.text} is every node; a partition needs two sides")
-    _check_rotations(plan)
+    _check_faults(plan)
     return plan
 
 
-def _check_rotations(plan: Plan) -> None:
-    """ScenarioError for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running
-    nodes on its node's side of a partition in force (testnet.faults.rotate; none there, it rotates without), and
-    refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
-    the run set it up; an equivocation flagging an org later only shrinks the followers, so may still fail it)."""
-    up, partition = set(plan.nodes), None
+def _check_faults(plan: Plan) -> None:
+    """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
+    force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
+    another kill has down (the first restart would start it early), and a rotation that would fail mid-run
+    (_check_rotation). A rotation of a killed node starts it again, ending its kill (testnet.faults.rotate)."""
+    up, partition, down = set(plan.nodes), None, {}
     for step in plan.fault_steps():
         if step.action == "kill":
+            for node in step.nodes:
+                if node in down:
+                    raise ScenarioError(f"faults[{step.fault}].at: kills {node} at {step.at:g} s while "
+                                        f"{_fault_span(plan, down[node])} has it down: a run kills a node once at a "
+                                        "time (the first kill's restart would start it early); end one kill before "
+                                        "the next (faults due at one time go in the file's order)")
+                down[node] = step.fault
             up -= set(step.nodes)
         elif step.action == "restart":
             up |= set(step.nodes)
+            down = {n: fault for n, fault in down.items() if n not in step.nodes}
         elif step.action == "cut":
-            partition = Partition(step.nodes, tuple(n for n in plan.nodes if n not in step.nodes))
+            if partition is not None:
+                raise ScenarioError(f"faults[{step.fault}].at: a partition at {step.at:g} s while "
+                                    f"{_fault_span(plan, partition[0])} ({', '.join(partition[1].side)} | rest) is in "
+                                    "force: a run holds one partition at a time (its heal lifts every block list, "
+                                    "so the first heal would end the second early); end one before the next starts "
+                                    "(faults due at one time go in the file's order)")
+            partition = (step.fault, Partition(step.nodes, tuple(n for n in plan.nodes if n not in step.nodes)))
         elif step.action == "heal":
             partition = None
         else:
             for node in step.nodes:
-                reached = peers_on_its_side(node, partition, sorted(up - {node}))
-                if reached and not set(reached) & set(plan.followers(node)):
-                    raise ScenarioError(
-                        f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
-                        f"`vouchnet key rotate` first takes the org's records back from the running nodes it reaches "
-                        f"({', '.join(reached)}), and none of them holds them (none has {node} inside its horizon: "
-                        f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them), so it refuses to sign; "
-                        f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
-                        "cuts it off alone")
+                _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
+                down.pop(node, None)
+
+
+def _fault_span(plan: Plan, index: int) -> str:
+    """faults[i] with the seconds it lasts, for an error naming another fault that overlaps it."""
+    fault = plan.scenario.faults[index]
+    return f"faults[{index}] (from {fault.at:g} s to {fault.at + fault.duration:g} s)"
+
+
+def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partition: Partition | None) -> None:
+    """ScenarioError for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running
+    nodes on its node's side of a partition in force (testnet.faults.rotate; none there, it rotates without), and
+    refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
+    the run set it up; an equivocation flagging an org later only shrinks the followers, so may still fail it)."""
+    reached = peers_on_its_side(node, partition, sorted(up - {node}))
+    if reached and not set(reached) & set(plan.followers(node)):
+        raise ScenarioError(
+            f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
+            f"`vouchnet key rotate` first takes the org's records back from the running nodes it reaches "
+            f"({', '.join(reached)}), and none of them holds them (none has {node} inside its horizon: "
+            f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them), so it refuses to sign; "
+            f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
+            "cuts it off alone")
 
 
 def fewest_nodes(scenario: Scenario) -> int:

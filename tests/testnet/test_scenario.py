@@ -267,6 +267,39 @@ def test_a_node_killed_then_rotated_runs_again_for_the_rotations_after_it():
         (1, "kill", ("n01",)), (3, "rotate", ("n01",)), (5, "rotate", ("n00",)), (11, "restart", ("n01",))]
 
 
+def _faults(*faults: tuple[str, str, float, float]) -> str:
+    """MINIMAL with [[faults]] tables of (type, nodes, at, duration), in that order."""
+    return MINIMAL + "".join(f'\n[[faults]]\ntype = "{kind}"\nnodes = "{nodes}"\nat = {at:g}\nduration = {duration:g}\n'
+                             for kind, nodes, at, duration in faults)
+
+
+def test_overlapping_partitions_or_kills_of_one_node_are_refused_naming_the_file_and_line(tmp_path):
+    """A run holds one partition at a time and its heal empties every block list; a node's restart ends every kill of
+    it. Before: both were accepted, and the second partition (or kill) ended with the first, mid-run and unsaid."""
+    path = tmp_path / "mine.toml"
+    path.write_text(_faults(("partition", "honest[0]", 2, 10), ("partition", "rogue", 5, 10)))
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value).startswith(
+        f"{path}:27: faults[1].at: a partition at 5 s while faults[0] (from 2 s to 12 s) (n00 | rest) is in force: "
+        "a run holds one partition at a time"), str(refused.value)
+    path.write_text(_faults(("kill", "honest", 2, 10), ("kill", "honest[1]", 5, 2)))
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value).startswith(
+        f"{path}:27: faults[1].at: kills n01 at 5 s while faults[0] (from 2 s to 12 s) has it down"), str(refused.value)
+    # one after the other, a partition and a kill at once, and a kill of another node are run as written
+    for text in (_faults(("partition", "honest[0]", 2, 3), ("partition", "rogue", 5, 10)),
+                 _faults(("kill", "honest[1]", 2, 3), ("kill", "honest[1]", 5, 2)),
+                 _faults(("partition", "honest[0]", 2, 10), ("kill", "honest[0]", 5, 2), ("kill", "honest[1]", 3, 9))):
+        make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
+    # at one time, faults go in the file's order: a partition listed before the one whose heal is due then overlaps it
+    with pytest.raises(ScenarioError, match=re.escape("faults[0].at: a partition at 5 s while faults[1] (from 2 s to "
+                                                      "5 s)")):
+        make_plan(parse_scenario(_faults(("partition", "rogue", 5, 10), ("partition", "honest[0]", 2, 3)), name="m"),
+                  nodes(3), seed=1)
+
+
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     two = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
