@@ -371,7 +371,7 @@ def _run(args: argparse.Namespace) -> int:
             nodes = scenario.nodes if args.nodes is None else args.nodes
             seed = 1 if args.seed is None else args.seed
             try:  # before making a testnet that no run of the scenario could use
-                make_plan(scenario, [node_name(i) for i in range(nodes)], seed)
+                make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
             except ScenarioError as e:
                 raise _unfit(e, scenario, nodes) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
@@ -390,7 +390,7 @@ def _run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
         try:
-            run = Run(cluster, scenario, seed=seed, say=say, progress=bar)
+            run = Run(cluster, scenario, seed=seed, say=say, progress=bar, fresh=fresh)
         except ScenarioError as e:
             raise _unfit(e, scenario, len(cluster.names)) from None
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)

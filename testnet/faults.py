@@ -140,12 +140,14 @@ def peers_on_its_side(node: str, partition: Partition | None, up: Iterable[str])
     return [n for n in up if n != node and (partition is None or (n in partition.side) == (node in partition.side))]
 
 
-def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str], say: Say) -> Rotated:
-    """Stop the node cleanly (SIGTERM, as `down` does), run `vouchnet key rotate` on its data directory and start it
+def rotate(cluster: Cluster, node: str, partition: Partition | None, up: Iterable[str], say: Say, *,
+           catch_up: bool) -> Rotated:
+    """Stop the node cleanly (SIGTERM, as `down` does), run `vouchnet key rotate` on its data directory (with its
+    catch-up if `catch_up`: a running node it dials is on its side, testnet.plan.Plan.catch_up_peers) and start it
     again with its data, as `restart` does. Inside a partition, the other running nodes `up` (it is not among them)
     refuse its new PeerID before it starts."""
     cluster.stop([node])
-    old, new = cluster.rotate_key(node, catch_up=bool(peers_on_its_side(node, partition, up)))
+    old, new = cluster.rotate_key(node, catch_up=catch_up)
     if partition is not None:
         cut(cluster, partition, up)
     started = time.time()

@@ -14,6 +14,7 @@ from vouching.counts import counted
 from .faults import Partition, peers_on_its_side
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
 from .state import node_name
+from .topology import bootstrap_indexes
 
 OPERATOR_WEIGHT = 0.8
 MAX_HOPS = NodeConfig.max_hops  # a testnet leaves [trust] max_hops at its default
@@ -49,6 +50,7 @@ class Plan:
     roots: dict[str, list[str]]  # node -> the nodes whose orgs it roots
     vouches: dict[str, dict[str, float]]  # node -> {node: weight} of its org-peer vouches
     agents: tuple[AgentPlan, ...]
+    fresh: bool = False  # laid onto a testnet `testnet run` makes for it: what each node dials is known (dialled)
 
     def group_of(self, node: str) -> str:
         return next(group for group, members in self.groups.items() if node in members)
@@ -82,6 +84,22 @@ class Plan:
         follows the logs of the orgs inside its horizon and refuses the others, gossip.witnessing)."""
         return [n for n in self.nodes if n != node and node in self.horizon(n, flagged)]
 
+    def dialled(self, node: str) -> set[str]:
+        """The other nodes `node` dials (gossip.peers.PeerManager: its bootstrap peers, and the orgs whose `org`
+        records it holds). On a testnet `testnet run` made for this plan (`fresh`): its bootstrap peers
+        (topology.bootstrap_indexes) and the orgs of its horizon. On one reused, earlier runs or `testnet up`'s
+        topology may have left it any org's records: every other node."""
+        if not self.fresh:
+            return set(self.nodes) - {node}
+        bootstrap = {self.nodes[i] for i in bootstrap_indexes(self.nodes.index(node), len(self.nodes))}
+        return (bootstrap | self.horizon(node)) - {node}
+
+    def catch_up_peers(self, node: str, up: Collection[str], partition: Partition | None) -> list[str]:
+        """The running nodes `up` that `vouchnet key rotate` of `node`'s key takes the org's records back from: those
+        it dials on its side of a partition in force (none: it rotates without a catch-up, testnet.faults.rotate)."""
+        dialled = self.dialled(node)
+        return peers_on_its_side(node, partition, [n for n in up if n in dialled])
+
     def fault_steps(self) -> list[FaultStep]:
         """The scenario's faults as steps, in the order a run takes them: a kill's restart and a partition's heal
         `duration` after it, steps at one time in the scenario's order."""
@@ -99,20 +117,21 @@ class Plan:
         return sorted(steps, key=lambda step: (step.at, step.order))
 
 
-def make_plan(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
-    """Lay `scenario` onto the testnet's `nodes` (in order); raises ScenarioError if it does not fit, naming the
-    scenario's file and the line of the attack or fault that does not (Source.locate)."""
+def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = False) -> Plan:
+    """Lay `scenario` onto the testnet's `nodes` (in order), one `testnet run` makes for it if `fresh`; raises
+    ScenarioError if it does not fit, naming the scenario's file and the line of the attack or fault that does not
+    (Source.locate)."""
     if len(nodes) < scenario.min_nodes:  # (the testnet's size, not a line of the file)
         raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {counted(scenario.min_nodes, 'node')} "
                             f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
                             f"{len(nodes)}")
     try:
-        return _laid_out(scenario, nodes, seed)
+        return _laid_out(scenario, nodes, seed, fresh)
     except ScenarioError as e:
         raise scenario.source.locate(e) from None
 
 
-def _laid_out(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
+def _laid_out(scenario: Scenario, nodes: list[str], seed: int, fresh: bool) -> Plan:
     """make_plan's plan, its errors not yet located."""
     rng = random.Random(seed)
     rest = len(nodes) - sum(g.nodes or 0 for g in scenario.orgs)
@@ -145,7 +164,7 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
             others = [m for m in dict.fromkeys(pool) if m != operator]
             extra = rng.sample(others, min(group.orgs_per_agent - 1, len(others)))
             agents.append(AgentPlan(f"{group.name}-{k}", group, operator, (operator, *extra)))
-    plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents))
+    plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents), fresh)
     for i, attack in enumerate(scenario.attacks):
         if attack.orgs is not None:
             chosen = plan.select(attack.orgs, f"attacks[{i}].orgs")
@@ -160,37 +179,67 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int) -> Plan:
         chosen = plan.select(fault.nodes, f"faults[{i}].nodes")
         if fault.type == "partition" and len(chosen) == len(nodes):
             raise ScenarioError(f"faults[{i}].nodes: {fault.nodes.text} is every node; a partition needs two sides")
-    _check_rotations(plan)
+    _check_faults(plan)
     return plan
 
 
-def _check_rotations(plan: Plan) -> None:
-    """ScenarioError for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running
-    nodes on its node's side of a partition in force (testnet.faults.rotate; none there, it rotates without), and
-    refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
-    the run set it up; an equivocation flagging an org later only shrinks the followers, so may still fail it)."""
-    up, partition = set(plan.nodes), None
+def _check_faults(plan: Plan) -> None:
+    """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
+    force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
+    another kill has down (the first restart would start it early), and a rotation that would fail mid-run
+    (_check_rotation). A rotation of a killed node starts it again, ending its kill (testnet.faults.rotate)."""
+    up, partition, down = set(plan.nodes), None, {}
     for step in plan.fault_steps():
         if step.action == "kill":
+            for node in step.nodes:
+                if node in down:
+                    raise ScenarioError(f"faults[{step.fault}].at: kills {node} at {step.at:g} s while "
+                                        f"{_fault_span(plan, down[node])} has it down: a run kills a node once at a "
+                                        "time (the first kill's restart would start it early); end one kill before "
+                                        "the next (faults due at one time go in the file's order)")
+                down[node] = step.fault
             up -= set(step.nodes)
         elif step.action == "restart":
             up |= set(step.nodes)
+            down = {n: fault for n, fault in down.items() if n not in step.nodes}
         elif step.action == "cut":
-            partition = Partition(step.nodes, tuple(n for n in plan.nodes if n not in step.nodes))
+            if partition is not None:
+                raise ScenarioError(f"faults[{step.fault}].at: a partition at {step.at:g} s while "
+                                    f"{_fault_span(plan, partition[0])} ({', '.join(partition[1].side)} | rest) is in "
+                                    "force: a run holds one partition at a time (its heal lifts every block list, "
+                                    "so the first heal would end the second early); end one before the next starts "
+                                    "(faults due at one time go in the file's order)")
+            partition = (step.fault, Partition(step.nodes, tuple(n for n in plan.nodes if n not in step.nodes)))
         elif step.action == "heal":
             partition = None
         else:
             for node in step.nodes:
-                reached = peers_on_its_side(node, partition, sorted(up - {node}))
-                if reached and not set(reached) & set(plan.followers(node)):
-                    raise ScenarioError(
-                        f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
-                        f"`vouchnet key rotate` first takes the org's records back from the running nodes it reaches "
-                        f"({', '.join(reached)}), and none of them holds them (none has {node} inside its horizon: "
-                        f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them), so it refuses to sign; "
-                        f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
-                        "cuts it off alone")
+                _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
+                down.pop(node, None)
+
+
+def _fault_span(plan: Plan, index: int) -> str:
+    """faults[i] with the seconds it lasts, for an error naming another fault that overlaps it."""
+    fault = plan.scenario.faults[index]
+    return f"faults[{index}] (from {fault.at:g} s to {fault.at + fault.duration:g} s)"
+
+
+def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partition: Partition | None) -> None:
+    """ScenarioError for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running
+    nodes it dials on its node's side of a partition in force (Plan.catch_up_peers; none, it rotates without), and
+    refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
+    the run set it up; an equivocation flagging an org later only shrinks the followers, so may still fail it)."""
+    reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
+    if reached and not set(reached) & set(plan.followers(node)):
+        dials = "its bootstrap peers and the orgs of its horizon" if plan.fresh else "any, on a testnet reused"
+        raise ScenarioError(
+            f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
+            f"`vouchnet key rotate` first takes the org's records back from the running nodes it dials ({dials}): "
+            f"{', '.join(reached)}, and none of them holds them (none has {node} inside its horizon: "
+            f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them), so it refuses to sign; "
+            f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
+            "cuts it off alone")
 
 
 def fewest_nodes(scenario: Scenario) -> int:

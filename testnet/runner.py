@@ -65,16 +65,17 @@ class RunResult:
 
 
 class Run:
-    """One scenario on one testnet; `execute()` runs it and returns what it observed."""
+    """One scenario on one testnet, `fresh` if `testnet run` made it for this run (what each node dials is then
+    known: Plan.dialled); `execute()` runs it and returns what it observed."""
 
     def __init__(self, cluster: Cluster, scenario: Scenario, *, seed: int, say: Say = lambda _: None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, fresh: bool = False) -> None:
         self.cluster = cluster
         self.progress = progress
         self.scenario = scenario
         self.seed = seed
         self.say = say
-        self.plan = make_plan(scenario, cluster.names, seed)
+        self.plan = make_plan(scenario, cluster.names, seed, fresh=fresh)
         self.timeline = Timeline()
         self.up: frozenset[str] = frozenset()
         self.partition: faults.Partition | None = None
@@ -259,7 +260,8 @@ class Run:
         for node in nodes:
             self.up = self.up - {node}
             self.timeline.add("rotate", node=node)
-            done = faults.rotate(self.cluster, node, self.partition, sorted(self.up), self.say)
+            reached = self.plan.catch_up_peers(node, self.up, self.partition)
+            done = faults.rotate(self.cluster, node, self.partition, sorted(self.up), self.say, catch_up=bool(reached))
             self.up = self.up | {node}
             self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,
                               first=done.first, started=done.started, answered=done.answered)

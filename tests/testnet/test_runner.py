@@ -5,7 +5,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,6 +60,10 @@ class _NodeClient:
     def peers(self) -> list[dict]:
         return []  # a cut closes its connections at once
 
+    def iter_records(self, *, issuer: str, kind: str | None = None) -> Iterator[dict]:
+        """The issuer's `org` record naming its next key, as a rotation (_Testnet.rotate_key) leaves it."""
+        return iter([{"id": f"org-of-{issuer}", "body": {"next": f"{issuer}+"}}])
+
 
 class _Watcher:
     def __init__(self) -> None:
@@ -78,10 +82,11 @@ class _Watcher:
 
 
 class _Testnet:
-    """Three running nodes, each with a block list, that start, stop and are killed at once."""
+    """`count` running nodes, each with a block list, that start, stop, are killed and rotate their keys at once."""
 
-    def __init__(self) -> None:
-        self.names = ["n00", "n01", "n02"]
+    def __init__(self, count: int = 3) -> None:
+        self.names = [f"n{i:02d}" for i in range(count)]
+        self.rotations: list[tuple[str, bool]] = []  # (node, whether `vouchnet key rotate` was to catch up)
         self.nodes = {n: _Node() for n in self.names}
         self.up = set(self.names)
         self.directory = Path("/tn")
@@ -103,6 +108,13 @@ class _Testnet:
 
     def kill(self, node: str) -> None:
         self.up.discard(node)
+
+    def stop(self, names: list[str]) -> None:
+        self.up -= set(names)
+
+    def rotate_key(self, node: str, *, catch_up: bool) -> tuple[str, str]:
+        self.rotations.append((node, catch_up))
+        return f"did:{node}", f"did:{node}+"
 
     def client(self, node: str, *, timeout: float = 10.0) -> _NodeClient:
         self.nodes[node].timeouts.append(timeout)
@@ -156,6 +168,19 @@ def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
     assert clock.now == 1025.0
     assert said == [f"t= {t:.1f} s  traffic (of 28 s): 40 events reported, 1 refused, 2 batches unanswered"
                     for t in (10, 20)]
+
+
+def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_up():
+    """n04 dials n00 and n03 (bootstrap peers; its horizon is its own org); with both killed it rotates without a
+    catch-up. Before: n01 and n02 running counted, `vouchnet key rotate` was asked to catch up, found no peer it dials
+    ("unreachable") and refused, failing the run mid-way."""
+    testnet = _Testnet(5)
+    scenario = load_scenario(str(Path(__file__).with_name("rotate_while_dialled_down.toml")))
+    run = Run(testnet, scenario, seed=1, fresh=True)  # type: ignore[arg-type]
+    for running in ({"n01", "n02", "n04"}, {"n01", "n02", "n03", "n04"}):  # n00 and n03 killed, then n03 back
+        run.up, testnet.up = frozenset(running), set(running)
+        run._rotate(["n04"])
+    assert testnet.rotations == [("n04", False), ("n04", True)]
 
 
 # --- a partition is healed however the run ends --------------------------------------------------------------------

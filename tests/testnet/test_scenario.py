@@ -237,8 +237,8 @@ def test_a_rotation_no_running_node_it_reaches_follows_is_refused_before_the_run
     rotate_rogue = MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape(
             "faults[0]: the rotation of n02's key at 5 s would fail mid-run: `vouchnet key rotate` first takes the "
-            "org's records back from the running nodes it reaches (n00, n01), and none of them holds them (none has "
-            "n02 inside its horizon")):
+            "org's records back from the running nodes it dials (any, on a testnet reused): n00, n01, and none of them "
+            "holds them (none has n02 inside its horizon")):
         make_plan(parse_scenario(rotate_rogue, name="m"), nodes(3), seed=1)
     # one of the honest group follows honest[0] (roots it); rogue cut off alone rotates without a catch-up
     make_plan(parse_scenario(rotate_rogue.replace('"rogue"', '"honest[0]"'), name="m"), nodes(3), seed=1)
@@ -250,7 +250,7 @@ def test_a_rotation_no_running_node_it_reaches_follows_is_refused_before_the_run
         make_plan(parse_scenario(healed, name="m"), nodes(3), seed=1)
     honest_alone = (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 5\n'
                     '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 4\nduration = 3\n')
-    with pytest.raises(ScenarioError, match=re.escape("reaches (n02), and none of them holds them")):
+    with pytest.raises(ScenarioError, match=re.escape("reused): n02, and none of them holds them")):
         make_plan(parse_scenario(honest_alone, name="m"), nodes(3), seed=1)
     restarted = honest_alone.replace("at = 4\nduration = 3", "at = 3\nduration = 1")  # (back at 4 s)
     make_plan(parse_scenario(restarted, name="m"), nodes(3), seed=1)
@@ -265,6 +265,66 @@ def test_a_node_killed_then_rotated_runs_again_for_the_rotations_after_it():
     plan = make_plan(parse_scenario(rotated_back, name="m"), nodes(3), seed=1)
     assert [(step.at, step.action, step.nodes) for step in plan.fault_steps()] == [
         (1, "kill", ("n01",)), (3, "rotate", ("n01",)), (5, "rotate", ("n00",)), (11, "restart", ("n01",))]
+
+
+DIALLED_DOWN = Path(__file__).with_name("rotate_while_dialled_down.toml").read_text()
+# n00 and n01 killed: n04 dials n00 and n03, now a quiet org that follows no one; n02 follows n04, but is not dialled
+DIALLED_QUIET = DIALLED_DOWN.replace("[orgs.rogue]", "[orgs.quiet]\nnodes = 1\n\n[orgs.rogue]").replace(
+    '"honest[3]"\nat = 2', '"honest[1]"\nat = 2')
+
+
+def test_on_a_testnet_run_made_a_rotation_catches_up_with_the_nodes_it_dials_only():
+    """`vouchnet key rotate` takes the org's records back from the peers it dials (its bootstrap peers, the orgs whose
+    `org` records it holds), not from any running node. Before: n04 was taken to catch up with n01 and n02 (they
+    follow it), so the plan was accepted and its rotation refused mid-run, none it dials being up ("unreachable")."""
+    scenario = parse_scenario(DIALLED_DOWN, name="m")
+    fresh = make_plan(scenario, nodes(5), seed=1, fresh=True)
+    assert fresh.dialled("n04") == {"n00", "n03"}  # (its horizon is its own org: it roots and vouches for none)
+    assert fresh.catch_up_peers("n04", ["n01", "n02"], None) == []  # none it dials is up: it rotates without
+    assert fresh.dialled("n01") == {"n00", "n02", "n03", "n04"}  # bootstrap n00, n02; vouches for n03, n04 too
+    # on a testnet reused, the nodes may hold any org's records from before: every running node counts, as it did
+    reused = make_plan(scenario, nodes(5), seed=1)
+    assert reused.catch_up_peers("n04", ["n01", "n02"], None) == ["n01", "n02"]
+    # a node it dials that is up but does not follow it: refused, though n02 (not dialled) follows it
+    with pytest.raises(ScenarioError, match=re.escape(
+            "faults[2]: the rotation of n04's key at 5 s would fail mid-run: `vouchnet key rotate` first takes the "
+            "org's records back from the running nodes it dials (its bootstrap peers and the orgs of its horizon): "
+            "n03, and none of them holds them")):
+        make_plan(parse_scenario(DIALLED_QUIET, name="m"), nodes(5), seed=1, fresh=True)
+    make_plan(parse_scenario(DIALLED_QUIET, name="m"), nodes(5), seed=1)
+
+
+def _faults(*faults: tuple[str, str, float, float]) -> str:
+    """MINIMAL with [[faults]] tables of (type, nodes, at, duration), in that order."""
+    return MINIMAL + "".join(f'\n[[faults]]\ntype = "{kind}"\nnodes = "{nodes}"\nat = {at:g}\nduration = {duration:g}\n'
+                             for kind, nodes, at, duration in faults)
+
+
+def test_overlapping_partitions_or_kills_of_one_node_are_refused_naming_the_file_and_line(tmp_path):
+    """A run holds one partition at a time and its heal empties every block list; a node's restart ends every kill of
+    it. Before: both were accepted, and the second partition (or kill) ended with the first, mid-run and unsaid."""
+    path = tmp_path / "mine.toml"
+    path.write_text(_faults(("partition", "honest[0]", 2, 10), ("partition", "rogue", 5, 10)))
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value).startswith(
+        f"{path}:27: faults[1].at: a partition at 5 s while faults[0] (from 2 s to 12 s) (n00 | rest) is in force: "
+        "a run holds one partition at a time"), str(refused.value)
+    path.write_text(_faults(("kill", "honest", 2, 10), ("kill", "honest[1]", 5, 2)))
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value).startswith(
+        f"{path}:27: faults[1].at: kills n01 at 5 s while faults[0] (from 2 s to 12 s) has it down"), str(refused.value)
+    # one after the other, a partition and a kill at once, and a kill of another node are run as written
+    for text in (_faults(("partition", "honest[0]", 2, 3), ("partition", "rogue", 5, 10)),
+                 _faults(("kill", "honest[1]", 2, 3), ("kill", "honest[1]", 5, 2)),
+                 _faults(("partition", "honest[0]", 2, 10), ("kill", "honest[0]", 5, 2), ("kill", "honest[1]", 3, 9))):
+        make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
+    # at one time, faults go in the file's order: a partition listed before the one whose heal is due then overlaps it
+    with pytest.raises(ScenarioError, match=re.escape("faults[0].at: a partition at 5 s while faults[1] (from 2 s to "
+                                                      "5 s)")):
+        make_plan(parse_scenario(_faults(("partition", "rogue", 5, 10), ("partition", "honest[0]", 2, 3)), name="m"),
+                  nodes(3), seed=1)
 
 
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
@@ -301,6 +361,20 @@ def test_the_cli_refuses_a_scenario_that_does_not_fit_its_testnet_naming_the_fil
     assert main(["testnet", "run", str(mine), "--nodes", "3", "--dir", str(tmp_path / "testnet")]) == 2
     assert (f"vouchnet testnet run: {mine}:18: faults[0]: the rotation of n02's key at 5 s would fail mid-run"
             in capsys.readouterr().err)
+    assert not (tmp_path / "testnet").exists()
+
+
+def test_the_cli_refuses_a_rotation_that_would_catch_up_with_no_follower_before_making_a_testnet(tmp_path, capsys):
+    """A testnet `run` makes is one whose nodes dial their bootstrap peers and their horizons' orgs only: the plan
+    checked before making it knows that (here n04 dials n00, killed, and n03, which does not follow it)."""
+    from node.cli import main
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text(DIALLED_QUIET)
+    assert main(["testnet", "run", str(mine), "--dir", str(tmp_path / "testnet")]) == 2
+    assert (f"vouchnet testnet run: {mine}:33: faults[2]: the rotation of n04's key at 5 s would fail mid-run: "
+            "`vouchnet key rotate` first takes the org's records back from the running nodes it dials (its bootstrap "
+            "peers and the orgs of its horizon): n03, and none") in capsys.readouterr().err
     assert not (tmp_path / "testnet").exists()
 
 
