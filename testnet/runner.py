@@ -226,8 +226,12 @@ class Run:
     def _equivocate(self, index: int) -> None:
         attack = self.scenario.attacks[index]
         offender = self.plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
-        other = next(n for n in reversed(self.cluster.names) if n != offender and self.is_up(n)
-                     and self.plan.group_of(n) != self.plan.group_of(offender))
+        other = next((n for n in reversed(self.cluster.names) if n != offender and self.is_up(n)
+                      and self.plan.group_of(n) != self.plan.group_of(offender)), None)
+        if not self.is_up(offender) or other is None:
+            raise ClusterError(f"attacks[{index}]: the equivocation needs {offender} running (it is offered one of "
+                               "the two records) and a running node outside its group (offered the other), and "
+                               f"{'it is down' if other else 'none is running'} then")
         done: Equivocation = equivocate(self.cluster, offender, other, self.scenario.settings.epoch_seconds)
         self.timeline.add("equivocation", attack=index, node=offender, offender=done.offender, seq=done.seq,
                           records=list(done.records), offered_to=list(done.offered_to), answers=list(done.answers))
@@ -250,7 +254,10 @@ class Run:
         if not self.is_up(victim):
             raise ClusterError(f"attacks[{index}]: the key theft needs {victim} running (its node contests the "
                                "stolen key's rotation), and it is down then")
-        other = next(n for n in reversed(self.cluster.names) if n != victim and self.is_up(n))
+        other = next((n for n in reversed(self.cluster.names) if n != victim and self.is_up(n)), None)
+        if other is None:
+            raise ClusterError(f"attacks[{index}]: the key theft needs a running node besides {victim} (offered the "
+                               "thief's records), and none is running then")
         done: KeyTheft = steal_key(self.cluster, victim, other)
         self.timeline.add("key-theft", attack=index, node=victim, key=done.key, thief=done.thief, seq=done.seq,
                           records=list(done.records), offered_to=done.offered_to,

@@ -14,6 +14,7 @@ import pytest
 
 from node.client import NodeUnreachable
 from testnet import faults, runner
+from testnet.cluster import ClusterError
 from testnet.faults import Partition
 from testnet.plan import make_plan
 from testnet.runner import Run, _expected
@@ -181,6 +182,18 @@ def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_
         run.up, testnet.up = frozenset(running), set(running)
         run._rotate(["n04"])
     assert testnet.rotations == [("n04", False), ("n04", True)]
+
+
+@pytest.mark.parametrize("path,attack", [(Path(__file__).with_name("short.toml"), "key theft"),
+                                         (Path(runner.__file__).with_name("scenarios") / "equivocation.toml",
+                                          "equivocation")])
+def test_an_attack_with_no_other_node_running_fails_the_run_saying_why(path, attack):
+    """Before: the run failed mid-way with a bare StopIteration, naming no attack and no node."""
+    run = Run(_Testnet(5), load_scenario(str(path)), seed=1)  # type: ignore[arg-type]
+    [target] = run.plan.select(run.scenario.attacks[0].orgs, "attacks[0].orgs")
+    run.up = frozenset({target})
+    with pytest.raises(ClusterError, match=rf"^attacks\[0\]: the {attack} needs .* and none is running then$"):
+        (run._steal_key if attack == "key theft" else run._equivocate)(0)
 
 
 # --- a partition is healed however the run ends --------------------------------------------------------------------
