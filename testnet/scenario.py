@@ -198,8 +198,7 @@ def parse_scenario(text: str, *, name: str, where: str = "scenario") -> Scenario
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = _TOML_LINE.search(str(e))
-        raise ScenarioError(f"{where}{f':{line[1]}' if line else ''}: not valid TOML: {e}") from None
+        raise ScenarioError(f"{where}:{_toml_error_line(text, e)}: not valid TOML: {e}") from None
     source = Source(where, text)
     try:
         return _scenario(document, name, source)
@@ -208,6 +207,13 @@ def parse_scenario(text: str, *, name: str, where: str = "scenario") -> Scenario
 
 
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)$")  # the end of a tomllib.TOMLDecodeError's message
+
+
+def _toml_error_line(text: str, error: tomllib.TOMLDecodeError) -> int:
+    """The line of a TOML syntax error: the one tomllib names, or the file's last for one it finds only at the end of
+    the document ("at end of document": a bracket, brace or string left open)."""
+    line = _TOML_LINE.search(str(error))
+    return int(line[1]) if line else max(1, len(text.splitlines()))
 
 
 _HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")

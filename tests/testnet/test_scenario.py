@@ -202,6 +202,17 @@ def test_a_toml_syntax_error_names_the_line_the_parser_gives():
     assert str(refused.value) == "broken.toml:10: not valid TOML: Invalid value (at line 10, column 9)"
 
 
+@pytest.mark.parametrize("end", ["", "\n"])
+def test_a_toml_syntax_error_found_at_the_end_of_the_file_names_its_last_line(end):
+    """tomllib names no line for a bracket or string left open ("at end of document"): an operator was told the file
+    alone, with nothing to say where in it to look."""
+    text = MINIMAL.rstrip("\n") + '\n[orgs.more]\nroots = ["honest"' + end
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(text, name="broken", where="broken.toml")
+    last = len(MINIMAL.rstrip("\n").splitlines()) + 2
+    assert str(refused.value) == f"broken.toml:{last}: not valid TOML: Unclosed array (at end of document)"
+
+
 def test_a_shorter_duration_must_still_hold_every_timed_event():
     scenario = load_scenario("faults")
     with pytest.raises(ScenarioError, match=re.escape("faults[1].at + duration: 35 s is not within the run's "
