@@ -164,7 +164,7 @@ class Scenario:
         duration = _number({"--duration": duration}, "", "--duration", low=MIN_DURATION, high=MAX_DURATION)
         changed = Scenario(**{**self.__dict__, "duration": duration})
         try:
-            _check_times(changed, "--duration")
+            _check_times(changed, "the run's --duration")
         except ScenarioError as e:
             raise self.source.locate(e) from None
         return changed
@@ -198,8 +198,7 @@ def parse_scenario(text: str, *, name: str, where: str = "scenario") -> Scenario
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = _TOML_LINE.search(str(e))
-        raise ScenarioError(f"{where}{f':{line[1]}' if line else ''}: not valid TOML: {e}") from None
+        raise ScenarioError(f"{where}:{_toml_error_line(text, e)}: not valid TOML: {e}") from None
     source = Source(where, text)
     try:
         return _scenario(document, name, source)
@@ -208,6 +207,13 @@ def parse_scenario(text: str, *, name: str, where: str = "scenario") -> Scenario
 
 
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)$")  # the end of a tomllib.TOMLDecodeError's message
+
+
+def _toml_error_line(text: str, error: tomllib.TOMLDecodeError) -> int:
+    """The line of a TOML syntax error: the one tomllib names, or the file's last for one it finds only at the end of
+    the document ("at end of document": a bracket, brace or string left open)."""
+    line = _TOML_LINE.search(str(error))
+    return int(line[1]) if line else max(1, len(text.splitlines()))
 
 
 _HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -283,7 +289,7 @@ def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
     )
     if scenario.nodes < scenario.min_nodes:
         raise ScenarioError(f"nodes: the org groups need at least {scenario.min_nodes}, got {scenario.nodes}")
-    _check_times(scenario, "duration")
+    _check_times(scenario, "the file's duration")
     return scenario
 
 
@@ -423,7 +429,8 @@ def _measure(table: dict[str, Any]) -> Measure:
 
 
 def _check_times(scenario: Scenario, what: str) -> None:
-    """Every timed attack and fault must fit in the run (a fault must also end, so that catch-up is measured)."""
+    """Every timed attack and fault must fit in the run (a fault must also end, so that catch-up is measured); `what`
+    names the duration it is checked against: the file's own, or the one --duration gives the run."""
     ends: list[tuple[str, float]] = []
     for i, attack in enumerate(scenario.attacks):
         ends.append((f"attacks[{i}].at", attack.at))
@@ -433,7 +440,7 @@ def _check_times(scenario: Scenario, what: str) -> None:
         ends.append((f"faults[{i}].at + duration" if fault.duration else f"faults[{i}].at", fault.at + fault.duration))
     for where, end in ends:
         if end >= scenario.duration:
-            raise ScenarioError(f"{where}: {end:g} s is not within the run's {what} of {scenario.duration:g} s")
+            raise ScenarioError(f"{where}: {end:g} s is not within {what} of {scenario.duration:g} s")
 
 
 # --- small validators --------------------------------------------------------------------------------------

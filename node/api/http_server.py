@@ -305,9 +305,10 @@ class _Connection:
         raise _Closed()
 
     async def _refuse(self, error: h11.RemoteProtocolError) -> None:
-        """Answer a malformed request with h11's status (400, 431, ...) and a JSON reason, if still possible, then
-        read and drop what the client sends (the rest of a head too long, say) until it closes, up to LINGER_BYTES
-        within LINGER_S, as _busy does (_read_off), so that it reads the answer rather than a reset."""
+        """Answer a malformed request with h11's status (400, 431, ...), a JSON reason and `Connection: close` (RFC
+        9112 §9.6), if still possible, then read and drop what the client sends (the rest of a head too long, say)
+        until it closes, up to LINGER_BYTES within LINGER_S, as _busy does (_read_off), so that it reads the answer
+        rather than a reset."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         if error.error_status_hint == 431:
@@ -321,7 +322,7 @@ class _Connection:
         head = self.head_request and self.h11.our_state is h11.SEND_RESPONSE  # (else h11 has read no request)
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
-                await self.send(*_json_answer(error.error_status_hint, body, head=head))
+                await self.send(*_json_answer(error.error_status_hint, body, head=head, close=True))
             await self.stream.send_eof()
             self.waiting = True  # on its client: a newcomer may take its slot (_Slots)
             with trio.move_on_after(LINGER_S):

@@ -232,12 +232,15 @@ async def test_a_head_request_gets_the_head_without_the_body(server):
     (b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: " + b"a" * MAX_HEAD_BYTES, 431, "head_too_large"),  # never ends
 ])
 async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(server, request_bytes, status, code):
+    """The answer says the connection closes (`Connection: close`): without it a client keeping connections alive
+    (curl: "left intact", a pool) took the connection for reusable and sent its next request into one closed."""
     refusals = []
     address = await server(echo_app, refused=lambda status, code: refusals.append((status, code)))
     client = await connect(address)
     await client.send(request_bytes)
     answer_status, headers, body = await client.response()
     assert answer_status == status and headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
     assert json.loads(body)["error"] == code
     assert await client.closed()
     assert refusals == [(status, code)]

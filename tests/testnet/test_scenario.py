@@ -122,7 +122,7 @@ def _edit(old: str, new: str) -> str:
     (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest(1)"\nat = 1\nduration = 2\n',
      "faults[0].nodes: must be GROUP, GROUP[i] or GROUP[i:j], got 'honest(1)'"),
     (MINIMAL + '[[faults]]\ntype = "partition"\nnodes = "honest"\nat = 25\nduration = 10\n',
-     "faults[0].at + duration: 35 s is not within the run's duration of 30 s"),
+     "faults[0].at + duration: 35 s is not within the file's duration of 30 s"),
     (MINIMAL + "[[faults]]\ntype = \"kill\"\nnodes = \"honest\"\nat = 1\n", "faults[0].duration: required"),
     (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 1\nduration = 2\n',
      "faults[0].duration: unknown key (known: at, nodes, type)"),
@@ -130,7 +130,7 @@ def _edit(old: str, new: str) -> str:
     (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honset[0]"\nat = 1\n',
      "faults[0].nodes: no org group 'honset' (there are: honest, rogue)"),
     (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 30\n',
-     "faults[0].at: 30 s is not within the run's duration of 30 s"),
+     "faults[0].at: 30 s is not within the file's duration of 30 s"),
     (MINIMAL + '[[faults]]\ntype = "rekey"\nnodes = "rogue"\nat = 3\n',
      "faults[0].type: must be one of kill, partition, rotate, got 'rekey'"),
     (MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "rogue"\n', "attacks[0].at: required"),
@@ -200,6 +200,17 @@ def test_a_toml_syntax_error_names_the_line_the_parser_gives():
     with pytest.raises(ScenarioError) as refused:
         parse_scenario(MINIMAL.replace("nodes = 1", "nodes = one"), name="broken", where="broken.toml")
     assert str(refused.value) == "broken.toml:10: not valid TOML: Invalid value (at line 10, column 9)"
+
+
+@pytest.mark.parametrize("end", ["", "\n"])
+def test_a_toml_syntax_error_found_at_the_end_of_the_file_names_its_last_line(end):
+    """tomllib names no line for a bracket or string left open ("at end of document"): an operator was told the file
+    alone, with nothing to say where in it to look."""
+    text = MINIMAL.rstrip("\n") + '\n[orgs.more]\nroots = ["honest"' + end
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(text, name="broken", where="broken.toml")
+    last = len(MINIMAL.rstrip("\n").splitlines()) + 2
+    assert str(refused.value) == f"broken.toml:{last}: not valid TOML: Unclosed array (at end of document)"
 
 
 def test_a_shorter_duration_must_still_hold_every_timed_event():
