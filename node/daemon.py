@@ -111,7 +111,7 @@ class CatchUp:
             named = "; ".join(f"{p.peer_id} ({p.source}): {p.last_error}" for p in self.unreachable[:NAMED_UNREACHABLE])
             more = len(self.unreachable) - NAMED_UNREACHABLE
             return (f"no peer it dials could be connected for a catch-up sync: it stopped waiting after "
-                    f"{self.waited:.1f} s of the {seconds:g} s it may wait ([p2p] startup_sync_seconds), as each "
+                    f"{self.waited:.2g} s of the {seconds:g} s it may wait ([p2p] startup_sync_seconds), as each "
                     "one's last dial failed or found it on another network, or it is connected but refused "
                     f"{SYNC_PROTOCOL}, and none is dialled again before then ({named}"
                     + (f"; and {more} more: GET /v1/peers" if more > 0 else "") + ")")

@@ -16,7 +16,7 @@ import trio
 from nacl.signing import SigningKey
 
 from gossip.host import HostError, PeerEvent, ProtocolNotSupported, StreamError, peer_id_from_public_key
-from gossip.peers import NO_SYNC, DialSchedule, PeerManager
+from gossip.peers import NO_SYNC, DialSchedule, KnownPeer, PeerManager
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync_messages import SYNC_PROTOCOL
@@ -134,3 +134,12 @@ async def test_a_start_whose_only_bootstrap_peer_resets_its_sync_stream_waits_to
     started = await start(tmp_path, host, peer)
     assert (started.caught_up.state, started.caught_up.unreachable) == ("timed_out", ())
     assert started.took >= STARTUP_SYNC_SECONDS
+
+
+def test_an_unreachable_catch_up_that_ended_within_a_tenth_of_a_second_says_how_long_not_zero():
+    """Found by stop 38's operator walk: a start whose peer refused the sync protocol at once said it "stopped waiting
+    after 0.0 s" (27 ms, rounded to a tenth)."""
+    peer = KnownPeer("12D3KooWpeer", "bootstrap", (), True, 0, NO_SYNC, None)
+    why = CatchUp("unreachable", unreachable=(peer,), waited=0.027).why(10.0)
+    assert "it stopped waiting after 0.027 s of the 10 s it may wait" in why
+    assert "after 4.5 s of" in CatchUp("unreachable", unreachable=(peer,), waited=4.5).why(10.0)
