@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -61,6 +62,8 @@ LINGER_S = 1.0
 BUSY_WRITE_S = 1.0  # the longest a newcomer refused a slot is written to (_busy)
 BUSY_RETRY_S = 1  # its Retry-After
 MAX_BUSY = MAX_CONNECTIONS // 4  # newcomers refused a slot whose requests are read off at once (_busy)
+# How h11 quotes the text of a malformed request in its reasons (Python's repr of a bytearray): see _detail
+_BYTEARRAY = re.compile(r"bytearray\(b('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)")
 
 
 class _Closed(Exception):
@@ -318,7 +321,7 @@ class _Connection:
         else:
             if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
                 self.refused(error.error_status_hint, "bad_request")
-            body = json.dumps({"error": "bad_request", "detail": str(error) or "malformed HTTP request"}).encode()
+            body = json.dumps({"error": "bad_request", "detail": _detail(error)}).encode()
         head = self.head_request and self.h11.our_state is h11.SEND_RESPONSE  # (else h11 has read no request)
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
@@ -475,6 +478,12 @@ def _reason(status: int) -> bytes:
 
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+
+def _detail(error: h11.RemoteProtocolError) -> str:
+    """h11's reason a request is malformed, the text it quotes as a quoted string: h11 shows it as Python's repr of a
+    bytearray (`illegal header line: bytearray(b'X y')`), which an API caller has no use for."""
+    return _BYTEARRAY.sub(r"\1", str(error)) or "malformed HTTP request"
 
 
 def _json_answer(status: int, body: bytes, *, head: bool, close: bool = False) -> list[h11.Event]:

@@ -249,6 +249,15 @@ async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(ser
     assert (await again.response())[0] == 200
 
 
+async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server):
+    """h11 quotes the offending line as Python's repr of a bytearray, which the caller read as it was."""
+    client = await connect(await server(echo_app))
+    await client.send(b"GET / HTTP/1.1\r\nHost: node\r\nbad header line\r\n\r\n")
+    status, _, body = await client.response()
+    assert (status, json.loads(body)) == (400, {"error": "bad_request", "detail": "illegal header line: 'bad header "
+                                                                                   "line'"})
+
+
 def head_of(size: int, path: str = "/") -> bytes:
     """A whole GET request head of `size` bytes, padded by a header."""
     start, end = f"GET {path} HTTP/1.1\r\nHost: node\r\nX-Pad: ".encode(), b"\r\n\r\n"
