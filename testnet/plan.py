@@ -186,22 +186,24 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, fresh: bool) -> P
 def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
-    another kill has down (the first restart would start it early), and a rotation that would fail mid-run
-    (_check_rotation). A rotation of a killed node starts it again, ending its kill (testnet.faults.rotate)."""
-    up, partition, down = set(plan.nodes), None, {}
+    whose earlier kill's restart is still to come (that restart would start it early), and a rotation that would fail
+    mid-run (_check_rotation). A rotation of a killed node starts it again (testnet.faults.rotate), but its kill's
+    restart still comes when due: `restarting` keeps it until then."""
+    up, partition, restarting = set(plan.nodes), None, {}
     for step in plan.fault_steps():
         if step.action == "kill":
             for node in step.nodes:
-                if node in down:
+                if node in restarting:
+                    held = "has it down" if node not in up else "is still to restart it (a rotation started it early)"
                     raise ScenarioError(f"faults[{step.fault}].at: kills {node} at {step.at:g} s while "
-                                        f"{_fault_span(plan, down[node])} has it down: a run kills a node once at a "
+                                        f"{_fault_span(plan, restarting[node])} {held}: a run kills a node once at a "
                                         "time (the first kill's restart would start it early); end one kill before "
                                         "the next (faults due at one time go in the file's order)")
-                down[node] = step.fault
+                restarting[node] = step.fault
             up -= set(step.nodes)
         elif step.action == "restart":
             up |= set(step.nodes)
-            down = {n: fault for n, fault in down.items() if n not in step.nodes}
+            restarting = {n: fault for n, fault in restarting.items() if n not in step.nodes}
         elif step.action == "cut":
             if partition is not None:
                 raise ScenarioError(f"faults[{step.fault}].at: a partition at {step.at:g} s while "
@@ -216,7 +218,6 @@ def _check_faults(plan: Plan) -> None:
             for node in step.nodes:
                 _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
-                down.pop(node, None)
 
 
 def _fault_span(plan: Plan, index: int) -> str:

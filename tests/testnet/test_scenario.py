@@ -278,6 +278,23 @@ def test_a_node_killed_then_rotated_runs_again_for_the_rotations_after_it():
         (1, "kill", ("n01",)), (3, "rotate", ("n01",)), (5, "rotate", ("n00",)), (11, "restart", ("n01",))]
 
 
+def test_a_kill_of_a_node_a_rotation_started_again_before_its_kill_ended_is_refused():
+    """A rotation starts a killed node again, but its kill's restart still comes when due (a no-op on a running node):
+    a second kill before then ends at that restart, not at its own end. Before: accepted, as the rotation had taken the
+    node off the kills holding it, and the second kill (5 s to 15 s) ended at 11 s, mid-run and unsaid."""
+    killed_again = (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 1\nduration = 10\n'
+                    '[[faults]]\ntype = "rotate"\nnodes = "honest[1]"\nat = 3\n'
+                    '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 5\nduration = 10\n')
+    with pytest.raises(ScenarioError, match=re.escape(
+            "faults[2].at: kills n01 at 5 s while faults[0] (from 1 s to 11 s) is still to restart it (a rotation "
+            "started it early): a run kills a node once at a time")):
+        make_plan(parse_scenario(killed_again, name="m"), nodes(3), seed=1)
+    # killed again once that restart came: run as written
+    plan = make_plan(parse_scenario(killed_again.replace("at = 5\n", "at = 11\n"), name="m"), nodes(3), seed=1)
+    assert [(step.at, step.action) for step in plan.fault_steps()] == [
+        (1, "kill"), (3, "rotate"), (11, "restart"), (11, "kill"), (21, "restart")]
+
+
 DIALLED_DOWN = Path(__file__).with_name("rotate_while_dialled_down.toml").read_text()
 # n00 and n01 killed: n04 dials n00 and n03, now a quiet org that follows no one; n02 follows n04, but is not dialled
 DIALLED_QUIET = DIALLED_DOWN.replace("[orgs.rogue]", "[orgs.quiet]\nnodes = 1\n\n[orgs.rogue]").replace(
