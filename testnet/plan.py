@@ -187,10 +187,17 @@ def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
     whose earlier kill's restart is still to come (that restart would start it early), and a rotation that would fail
-    mid-run (_check_rotation). A rotation of a killed node starts it again (testnet.faults.rotate), but its kill's
-    restart still comes when due: `restarting` keeps it until then."""
+    mid-run (_check_rotation); and an equivocation or key theft due while the nodes it needs are down
+    (_check_attack). A rotation of a killed node starts it again (testnet.faults.rotate), but its kill's restart still
+    comes when due: `restarting` keeps it until then."""
     up, partition, restarting = set(plan.nodes), None, {}
-    for step in plan.fault_steps():
+    attacks = [(attack.at, i) for i, attack in enumerate(plan.scenario.attacks)
+               if attack.type in ("equivocation", "key-theft")]
+    for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
+        while attacks and (step is None or attacks[0] <= (step.at, step.order)):  # (at one time, attacks first)
+            _check_attack(plan, attacks.pop(0)[1], up)
+        if step is None:
+            break
         if step.action == "kill":
             for node in step.nodes:
                 if node in restarting:
@@ -218,6 +225,25 @@ def _check_faults(plan: Plan) -> None:
             for node in step.nodes:
                 _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
+
+
+def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
+    """ScenarioError for an equivocation or key theft that would fail mid-run (testnet.runner, as it is due): an
+    equivocation needs its offender running and a running node outside its group, a key theft its victim running and
+    another node running (each is offered records)."""
+    attack = plan.scenario.attacks[index]
+    [target] = plan.select(attack.orgs, f"attacks[{index}].orgs")[:1]
+    if attack.type == "equivocation":
+        needs = f"{target} running and a running node outside group {plan.group_of(target)}"
+        others = [n for n in up if n != target and plan.group_of(n) != plan.group_of(target)]
+    else:
+        needs = f"{target} running (its node contests the stolen key's rotation) and another node running"
+        others = [n for n in up if n != target]
+    if target not in up or not others:
+        down = sorted(set(plan.nodes) - up)
+        why = f"the faults then have {', '.join(down)} down; move it, or them" if down else "this testnet has none"
+        raise ScenarioError(f"attacks[{index}].at: the {attack.type.replace('-', ' ')} at {attack.at:g} s would fail "
+                            f"mid-run: it needs {needs} (each is offered records), and {why}")
 
 
 def _fault_span(plan: Plan, index: int) -> str:

@@ -355,6 +355,36 @@ def test_overlapping_partitions_or_kills_of_one_node_are_refused_naming_the_file
                   nodes(3), seed=1)
 
 
+def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_refused_before_the_run(tmp_path):
+    """The runner fails such an attack as it comes (its offender or victim down, or no other node running to offer its
+    records to). Before: the plan accepted it, and the run failed mid-way, after the testnet was made and the traffic
+    ran, with no report."""
+    path = tmp_path / "mine.toml"
+    equivocation = MINIMAL + '[[attacks]]\ntype = "equivocation"\norgs = "rogue"\nat = 5\n'
+    path.write_text(_faults(("kill", "rogue", 2, 10)).replace(MINIMAL, equivocation))
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value) == (
+        f"{path}:20: attacks[0].at: the equivocation at 5 s would fail mid-run: it needs n02 running and a running "
+        "node outside group rogue (each is offered records), and the faults then have n02 down; move it, or them")
+    with pytest.raises(ScenarioError, match=re.escape("it needs n02 running and a running node outside group rogue "
+                                                      "(each is offered records), and the faults then have n00, n01 "
+                                                      "down")):
+        make_plan(parse_scenario(equivocation + _faults(("kill", "honest", 4, 2)).replace(MINIMAL, ""), name="m"),
+                  nodes(3), seed=1)
+    theft = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest[0]"\nat = 5\n'
+    with pytest.raises(ScenarioError, match=re.escape("attacks[0].at: the key theft at 5 s would fail mid-run: it "
+                                                      "needs n00 running (its node contests the stolen key's rotation) "
+                                                      "and another node running")):
+        make_plan(parse_scenario(theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 4, 2))
+                                 .replace(MINIMAL, ""), name="m"), nodes(3), seed=1)
+    # with a node it needs back, or killed at the attack's time (the attack comes first), it is run as written
+    for text in (theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 3, 1)).replace(MINIMAL, ""),
+                 equivocation + _faults(("kill", "rogue", 5, 10)).replace(MINIMAL, ""),
+                 equivocation + _faults(("kill", "honest[0]", 2, 10)).replace(MINIMAL, "")):
+        make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
+
+
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     two = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
