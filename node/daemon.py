@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import gc
 import logging
+import math
 import signal
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
@@ -86,6 +87,12 @@ GOSSIP_PROTOCOLS = ("/meshsub/1.1.0",)
 assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
 
 
+def _two_figures(seconds: float) -> str:
+    """`seconds` to two significant figures, whole seconds kept and no exponent: 0.027, 4.5, 12, 123."""
+    decimals = max(0, 1 - math.floor(math.log10(seconds))) if seconds > 0 else 0
+    return f"{seconds:.{decimals}f}"
+
+
 @dataclass(frozen=True)
 class CatchUp:
     """How a catch-up sync went (`state`), and how many of the peers the node dials completed a round that proved
@@ -111,8 +118,8 @@ class CatchUp:
             named = "; ".join(f"{p.peer_id} ({p.source}): {p.last_error}" for p in self.unreachable[:NAMED_UNREACHABLE])
             more = len(self.unreachable) - NAMED_UNREACHABLE
             return (f"no peer it dials could be connected for a catch-up sync: it stopped waiting after "
-                    f"{self.waited:.2g} s of the {seconds:g} s it may wait ([p2p] startup_sync_seconds), as each "
-                    "one's last dial failed or found it on another network, or it is connected but refused "
+                    f"{_two_figures(self.waited)} s of the {seconds:g} s it may wait ([p2p] startup_sync_seconds), as "
+                    "each one's last dial failed or found it on another network, or it is connected but refused "
                     f"{SYNC_PROTOCOL}, and none is dialled again before then ({named}"
                     + (f"; and {more} more: GET /v1/peers" if more > 0 else "") + ")")
         if not self.unproven:

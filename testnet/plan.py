@@ -186,22 +186,31 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, fresh: bool) -> P
 def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
-    another kill has down (the first restart would start it early), and a rotation that would fail mid-run
-    (_check_rotation). A rotation of a killed node starts it again, ending its kill (testnet.faults.rotate)."""
-    up, partition, down = set(plan.nodes), None, {}
-    for step in plan.fault_steps():
+    whose earlier kill's restart is still to come (that restart would start it early), and a rotation that would fail
+    mid-run (_check_rotation); and an equivocation or key theft due while the nodes it needs are down
+    (_check_attack). A rotation of a killed node starts it again (testnet.faults.rotate), but its kill's restart still
+    comes when due: `restarting` keeps it until then."""
+    up, partition, restarting = set(plan.nodes), None, {}
+    attacks = [(attack.at, i) for i, attack in enumerate(plan.scenario.attacks)
+               if attack.type in ("equivocation", "key-theft")]
+    for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
+        while attacks and (step is None or attacks[0] <= (step.at, step.order)):  # (at one time, attacks first)
+            _check_attack(plan, attacks.pop(0)[1], up)
+        if step is None:
+            break
         if step.action == "kill":
             for node in step.nodes:
-                if node in down:
+                if node in restarting:
+                    held = "has it down" if node not in up else "is still to restart it (a rotation started it early)"
                     raise ScenarioError(f"faults[{step.fault}].at: kills {node} at {step.at:g} s while "
-                                        f"{_fault_span(plan, down[node])} has it down: a run kills a node once at a "
+                                        f"{_fault_span(plan, restarting[node])} {held}: a run kills a node once at a "
                                         "time (the first kill's restart would start it early); end one kill before "
                                         "the next (faults due at one time go in the file's order)")
-                down[node] = step.fault
+                restarting[node] = step.fault
             up -= set(step.nodes)
         elif step.action == "restart":
             up |= set(step.nodes)
-            down = {n: fault for n, fault in down.items() if n not in step.nodes}
+            restarting = {n: fault for n, fault in restarting.items() if n not in step.nodes}
         elif step.action == "cut":
             if partition is not None:
                 raise ScenarioError(f"faults[{step.fault}].at: a partition at {step.at:g} s while "
@@ -216,7 +225,25 @@ def _check_faults(plan: Plan) -> None:
             for node in step.nodes:
                 _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
-                down.pop(node, None)
+
+
+def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
+    """ScenarioError for an equivocation or key theft that would fail mid-run (testnet.runner, as it is due): an
+    equivocation needs its offender running and a running node outside its group, a key theft its victim running and
+    another node running (each is offered records)."""
+    attack = plan.scenario.attacks[index]
+    [target] = plan.select(attack.orgs, f"attacks[{index}].orgs")[:1]
+    if attack.type == "equivocation":
+        needs = f"{target} running and a running node outside group {plan.group_of(target)}"
+        others = [n for n in up if n != target and plan.group_of(n) != plan.group_of(target)]
+    else:
+        needs = f"{target} running (its node contests the stolen key's rotation) and another node running"
+        others = [n for n in up if n != target]
+    if target not in up or not others:
+        down = sorted(set(plan.nodes) - up)
+        why = f"the faults then have {', '.join(down)} down; move it, or them" if down else "this testnet has none"
+        raise ScenarioError(f"attacks[{index}].at: the {attack.type.replace('-', ' ')} at {attack.at:g} s would fail "
+                            f"mid-run: it needs {needs} (each is offered records), and {why}")
 
 
 def _fault_span(plan: Plan, index: int) -> str:

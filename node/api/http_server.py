@@ -451,6 +451,8 @@ class _Exchange:
             raise _Closed()
         events: list[h11.Event] = []
         if not self.head_written:
+            if self.connection.awaiting_continue:  # answered before asking for the body: it cannot be skipped
+                self.started = _response(self.started.status_code, [*self.started.headers, (b"connection", b"close")])
             events.append(self.started)
             self.head_written = True
         body = message.get("body", b"")

@@ -143,3 +143,5 @@ def test_an_unreachable_catch_up_that_ended_within_a_tenth_of_a_second_says_how_
     why = CatchUp("unreachable", unreachable=(peer,), waited=0.027).why(10.0)
     assert "it stopped waiting after 0.027 s of the 10 s it may wait" in why
     assert "after 4.5 s of" in CatchUp("unreachable", unreachable=(peer,), waited=4.5).why(10.0)
+    # a wait of over 100 s ([p2p] startup_sync_seconds has no bound) in whole seconds: it said "after 1.2e+02 s"
+    assert "after 123 s of the 300 s" in CatchUp("unreachable", unreachable=(peer,), waited=123.4).why(300.0)

@@ -278,6 +278,23 @@ def test_a_node_killed_then_rotated_runs_again_for_the_rotations_after_it():
         (1, "kill", ("n01",)), (3, "rotate", ("n01",)), (5, "rotate", ("n00",)), (11, "restart", ("n01",))]
 
 
+def test_a_kill_of_a_node_a_rotation_started_again_before_its_kill_ended_is_refused():
+    """A rotation starts a killed node again, but its kill's restart still comes when due (a no-op on a running node):
+    a second kill before then ends at that restart, not at its own end. Before: accepted, as the rotation had taken the
+    node off the kills holding it, and the second kill (5 s to 15 s) ended at 11 s, mid-run and unsaid."""
+    killed_again = (MINIMAL + '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 1\nduration = 10\n'
+                    '[[faults]]\ntype = "rotate"\nnodes = "honest[1]"\nat = 3\n'
+                    '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 5\nduration = 10\n')
+    with pytest.raises(ScenarioError, match=re.escape(
+            "faults[2].at: kills n01 at 5 s while faults[0] (from 1 s to 11 s) is still to restart it (a rotation "
+            "started it early): a run kills a node once at a time")):
+        make_plan(parse_scenario(killed_again, name="m"), nodes(3), seed=1)
+    # killed again once that restart came: run as written
+    plan = make_plan(parse_scenario(killed_again.replace("at = 5\n", "at = 11\n"), name="m"), nodes(3), seed=1)
+    assert [(step.at, step.action) for step in plan.fault_steps()] == [
+        (1, "kill"), (3, "rotate"), (11, "restart"), (11, "kill"), (21, "restart")]
+
+
 DIALLED_DOWN = Path(__file__).with_name("rotate_while_dialled_down.toml").read_text()
 # n00 and n01 killed: n04 dials n00 and n03, now a quiet org that follows no one; n02 follows n04, but is not dialled
 DIALLED_QUIET = DIALLED_DOWN.replace("[orgs.rogue]", "[orgs.quiet]\nnodes = 1\n\n[orgs.rogue]").replace(
@@ -336,6 +353,36 @@ def test_overlapping_partitions_or_kills_of_one_node_are_refused_naming_the_file
                                                       "5 s)")):
         make_plan(parse_scenario(_faults(("partition", "rogue", 5, 10), ("partition", "honest[0]", 2, 3)), name="m"),
                   nodes(3), seed=1)
+
+
+def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_refused_before_the_run(tmp_path):
+    """The runner fails such an attack as it comes (its offender or victim down, or no other node running to offer its
+    records to). Before: the plan accepted it, and the run failed mid-way, after the testnet was made and the traffic
+    ran, with no report."""
+    path = tmp_path / "mine.toml"
+    equivocation = MINIMAL + '[[attacks]]\ntype = "equivocation"\norgs = "rogue"\nat = 5\n'
+    path.write_text(_faults(("kill", "rogue", 2, 10)).replace(MINIMAL, equivocation))
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value) == (
+        f"{path}:20: attacks[0].at: the equivocation at 5 s would fail mid-run: it needs n02 running and a running "
+        "node outside group rogue (each is offered records), and the faults then have n02 down; move it, or them")
+    with pytest.raises(ScenarioError, match=re.escape("it needs n02 running and a running node outside group rogue "
+                                                      "(each is offered records), and the faults then have n00, n01 "
+                                                      "down")):
+        make_plan(parse_scenario(equivocation + _faults(("kill", "honest", 4, 2)).replace(MINIMAL, ""), name="m"),
+                  nodes(3), seed=1)
+    theft = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest[0]"\nat = 5\n'
+    with pytest.raises(ScenarioError, match=re.escape("attacks[0].at: the key theft at 5 s would fail mid-run: it "
+                                                      "needs n00 running (its node contests the stolen key's rotation) "
+                                                      "and another node running")):
+        make_plan(parse_scenario(theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 4, 2))
+                                 .replace(MINIMAL, ""), name="m"), nodes(3), seed=1)
+    # with a node it needs back, or killed at the attack's time (the attack comes first), it is run as written
+    for text in (theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 3, 1)).replace(MINIMAL, ""),
+                 equivocation + _faults(("kill", "rogue", 5, 10)).replace(MINIMAL, ""),
+                 equivocation + _faults(("kill", "honest[0]", 2, 10)).replace(MINIMAL, "")):
+        make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
 
 
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
