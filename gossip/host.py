@@ -162,7 +162,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    its own terms), and Host.open_stream raises ProtocolNotSupported, remembering the refusal until the peer
    disconnects, so asking again fails at once and services can pass the peer over (Host.refused). A host listens
    before its owner's services set their handlers, so it is told the protocols they will serve
-   (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused (node.daemon).
+   (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused, and is reset
+   if none is set within early_stream_wait (node.daemon).
 24. Every pubsub RPC carries the sender's signed peer record (`senderRecord`, a py-libp2p extension that other
    implementations ignore), and both ends redo all its work every time: env_to_send_in_RPC() rebuilds the
    host's addresses as multiaddrs to compare them with the cached record's, and maybe_consume_signed_record()
