@@ -106,7 +106,6 @@ class _Target:
     due: float = 0.0
     failures: int = 0
     last_error: str | None = None  # why the last of its `failures` failed (printable_line); None without any
-    connected_at: float | None = None  # when its current connection opened, if it is connected
     other_network: str | None = None  # the network it was found on, not ours, until a connection to it lasts or a
     # sync round shows it on ours (`same_network`)
     apart_findings: int = 0  # connections in a row on which it was found on another network (its dials' spacing
@@ -150,15 +149,15 @@ class DialSchedule:
     _targets: dict[str, _Target] = field(default_factory=dict)
     _sorted: list[str] | None = None  # the targets' peer ids in order, for known(); None once one came or went
     _blocked: frozenset[str] = frozenset()  # peers on the operator's block list: never dialled
-    # peers connected that it does not keep (they dialled in), with when their connections opened: one it comes to
-    # keep (its org's `org` record arrives through the connection, say) takes its connection's age along
-    _untargeted_since: dict[str, float] = field(default_factory=dict)
+    # the peers connected, each with when its connection opened: those it keeps and those that dialled in (one it
+    # comes to keep, its org's `org` record arriving through the connection, say, keeps its connection's age)
+    _connected_since: dict[str, float] = field(default_factory=dict)
     came_or_went: int = 0  # how many times a peer came or went: PeerManager tells its `keeps_listeners` as it grows
 
     def _target(self, peer_id: str) -> _Target:
         """The peer's target, made if it had none."""
         if peer_id not in self._targets:
-            self._targets[peer_id] = _Target(connected_at=self._untargeted_since.pop(peer_id, None))
+            self._targets[peer_id] = _Target()
             self._changed()
         return self._targets[peer_id]
 
@@ -192,8 +191,6 @@ class DialSchedule:
         if not target.bootstrap:
             del self._targets[peer_id]
             self._changed()
-            if target.connected_at is not None:
-                self._untargeted_since[peer_id] = target.connected_at
 
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
@@ -239,8 +236,15 @@ class DialSchedule:
         failed or found it on another network (`last_error` says which), and none is due to be dialled again before
         `until` (a peer whose backoff ends sooner may be starting up, and its next dial succeed). Else None."""
         skip, refused = set(busy), set(refusing)
-        if not self._targets or any(p not in refused and (p in skip or (p not in self._blocked and (
-                t.last_error is None or t.due < until))) for p, t in self._targets.items()):
+
+        def in_reach(peer_id: str, target: _Target) -> bool:
+            if peer_id in refused:
+                return False
+            if peer_id in skip:
+                return True
+            return peer_id not in self._blocked and (target.last_error is None or target.due < until)
+
+        if not self._targets or any(in_reach(p, t) for p, t in self._targets.items()):
             return None
         return [replace(self._known(p, True, now), last_error=NO_SYNC) if p in refused
                 else self._known(p, False, now) for p in sorted(self._targets)]
@@ -293,12 +297,12 @@ class DialSchedule:
         target.other_network, target.apart_findings = None, 0
 
     def connected(self, peer_id: str, now: float) -> None:
-        """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts. Of a peer it
-        does not keep, when: it may come to (`_target`)."""
-        if (target := self._targets.get(peer_id)) is None:
-            self._untargeted_since.setdefault(peer_id, now)
-        elif target.connected_at is None:
-            target.connected_at, target.found_apart = now, False
+        """A connection to the peer opened (our dial, or theirs); its failures are forgotten once it lasts (of a peer
+        it does not keep too: it may come to)."""
+        if peer_id not in self._connected_since:
+            self._connected_since[peer_id] = now
+            if (target := self._targets.get(peer_id)) is not None:
+                target.found_apart = False
 
     def block(self, peer_ids: Iterable[str]) -> None:
         """Block exactly `peer_ids` (the host's block list): not dialled from now on, and those no longer blocked
@@ -320,8 +324,6 @@ class DialSchedule:
         if target is None:
             return
         self._changed()
-        if target.connected_at is not None:  # (its node, still connected under the old key until it restarts)
-            self._untargeted_since[peer_id] = target.connected_at
 
         def at_successor(addrs: list[str]) -> list[str]:
             return [f"{split_peer_addr(addr)[0]}/p2p/{successor}" for addr in addrs]
@@ -339,11 +341,10 @@ class DialSchedule:
     def disconnected(self, peer_id: str, now: float) -> None:
         """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting); or, if
         it lasted less than `stable_after`, as after a failed dial."""
+        since = self._connected_since.pop(peer_id, None)
         target = self._targets.get(peer_id)
         if target is None:
-            self._untargeted_since.pop(peer_id, None)
             return
-        since, target.connected_at = target.connected_at, None
         if target.other_network is not None and (since is None or now - since < self.stable_after):
             self.failed(peer_id, now, apart_error(target.other_network))
         elif since is None:  # it closed before we heard it open
@@ -509,8 +510,8 @@ class PeerManager:
 
     async def set_blocked(self, peer_ids: Sequence[str]) -> None:
         """Refuse exactly these peers from now on (Host.set_blocked; InvalidPeerId, before changing anything, for a
-        string that is not a PeerID): they are not dialled, and are shown blocked at once (`known`); those no longer
-        blocked are dialled again at once. The schedule takes the host's list once the host has closed the peers'
+        string that is not a PeerID): they are not dialled, and are shown blocked (`known`); those no longer blocked
+        are dialled again at once. The schedule takes the host's list once the host has closed the peers'
         connections, or been cancelled doing so. Changes asked at once are made one at a time, in the order asked: a
         first change slower to close its peers' connections than a second would otherwise close those of a peer the
         second unblocked."""
