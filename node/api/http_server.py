@@ -62,6 +62,9 @@ LINGER_S = 1.0
 BUSY_WRITE_S = 1.0  # the longest a newcomer refused a slot is written to (_busy)
 BUSY_RETRY_S = 1  # its Retry-After
 MAX_BUSY = MAX_CONNECTIONS // 4  # newcomers refused a slot whose requests are read off at once (_busy)
+# Each status's reason phrase in IANA's registry (RFC 9110 section 15, via http.HTTPStatus); a code it does not name
+# goes out with an empty one, which RFC 9112 section 4 allows
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 # How h11 quotes the text of a malformed request in its reasons (Python's repr of a bytearray): see _detail
 _BYTEARRAY = re.compile(r"bytearray\(b('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)")
 
@@ -325,7 +328,7 @@ class _Connection:
         head = self.head_request and self.h11.our_state is h11.SEND_RESPONSE  # (else h11 has read no request)
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
-                await self.send(*_json_answer(error.error_status_hint, body, head=head, close=True))
+                await self.send(*_json_answer(error.error_status_hint, body, head=head))
             await self.stream.send_eof()
             self.waiting = True  # on its client: a newcomer may take its slot (_Slots)
             with trio.move_on_after(LINGER_S):
@@ -399,7 +402,7 @@ class _Exchange:
             return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
-            await self.connection.send(h11.InformationalResponse(status_code=100, headers=[], reason=_reason(100)))
+            await self.connection.send(h11.InformationalResponse(status_code=100, headers=[], reason=_REASONS[100]))
         try:
             event = await self.connection.next_event(READ_TIMEOUT_S)
         except _Gone:  # the client left before its body was whole: no one to answer, no failure of the app's
@@ -431,7 +434,7 @@ class _Exchange:
         self.connection.refused(408, "request_timeout")
         body = json.dumps({"error": "request_timeout", "detail": detail}).encode()
         with contextlib.suppress(_Closed, trio.BrokenResourceError, trio.ClosedResourceError):  # it closes anyway
-            await self.connection.send(*_json_answer(408, body, head=self.head, close=True))
+            await self.connection.send(*_json_answer(408, body, head=self.head))
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.cut_off:
@@ -466,16 +469,7 @@ class _Exchange:
 
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
     """A response head whose status line carries the status's standard reason phrase (`200 OK`, not `200 `)."""
-    return h11.Response(status_code=status, headers=headers, reason=_reason(status))
-
-
-def _reason(status: int) -> bytes:
-    """The reason phrase of `status` in IANA's registry (RFC 9110 section 15, via http.HTTPStatus); an empty one
-    for a code the registry does not name, which RFC 9112 section 4 allows."""
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
 
 
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
@@ -488,10 +482,10 @@ def _detail(error: h11.RemoteProtocolError) -> str:
     return _BYTEARRAY.sub(r"\1", str(error)) or "malformed HTTP request"
 
 
-def _json_answer(status: int, body: bytes, *, head: bool, close: bool = False) -> list[h11.Event]:
-    """The events of an answer the server gives itself (`body` JSON), closing the connection if `close`; to a HEAD
+def _json_answer(status: int, body: bytes, *, head: bool) -> list[h11.Event]:
+    """The events of an answer the server gives itself (`body` JSON) before it closes the connection; to a HEAD
     request (`head`) without its body, which h11 refuses to send (RFC 9110 §9.3.2), its length a GET's."""
-    headers = [*_json_headers(body), *([(b"connection", b"close")] if close else [])]
+    headers = [*_json_headers(body), (b"connection", b"close")]
     return [_response(status, headers), *([] if head else [h11.Data(data=body)]), h11.EndOfMessage()]
 
 
