@@ -2099,8 +2099,9 @@ class Host:
         self._protected = is_protected
 
     def peer_events(self) -> PeerFeed:
-        """A new feed of PeerEvents from now on (each caller gets every event), starting from the peers connected now
-        (`connected_peers`, read before the next checkpoint). Ends when the host closes.
+        """A new feed of PeerEvents from now on (each caller gets every event), starting from the peers whose coming the
+        host has told of and not yet their leaving (those `connected_peers` lists, but for one whose event is under
+        way). Ends when the host closes.
 
         A subscriber receive_buffer events behind is told, when it reads again, who came and who left meanwhile in
         place of the events it missed (gossip.peer_feed); those are counted as dropped.
