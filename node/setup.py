@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,14 +66,14 @@ def _refuse_a_path_through_no_directory(data_dir: Path) -> None:
     """KeyFileError naming what stands where a directory must be: `data_dir`, or the nearest of its parents there,
     a file or a symbolic link to nothing (init --dir FILE said only "File exists")."""
     for path in (data_dir, *data_dir.parents):
-        if path.is_dir():
-            return
-        if path.is_symlink() and not path.exists():
-            what = f"a symbolic link to {os.readlink(path)}, which does not exist"
-        elif path.exists():
+        try:
+            if stat.S_ISDIR(path.stat().st_mode):  # (one look: a directory another init makes meanwhile is one)
+                return
             what = "a file, not a directory"
-        else:
-            continue  # (made by init)
+        except (FileNotFoundError, NotADirectoryError):  # (nothing there; or a parent is a file, found next)
+            if not path.is_symlink():
+                continue  # (made by init)
+            what = f"a symbolic link to {os.readlink(path)}, which does not exist"
         parent = "" if path == data_dir else f" (in the path of {data_dir})"
         raise KeyFileError(f"{path}{parent} is {what}; --dir names the node's data directory, made if missing")
 

@@ -4,6 +4,7 @@ import itertools
 import os
 import signal
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -134,6 +135,22 @@ def test_init_names_a_file_where_the_data_directory_or_a_parent_must_be(tmp_path
     assert (f"{tmp_path / 'file'}{parent} is a file, not a directory; --dir names the node's data directory, made if "
             "missing") in capsys.readouterr().err
     assert (tmp_path / "file").read_bytes() == b"kept"
+
+
+def test_init_takes_a_parent_another_init_makes_as_it_looks_for_a_directory(tmp_path, monkeypatch):
+    """Found by a CI run of stop 38: `testnet up` inits its nodes at once, in one parent; an init that found the parent
+    not a directory, then there (another init had made it), refused it as "a file, not a directory"."""
+    parent, is_dir = tmp_path / "nodes", Path.is_dir
+
+    def made_meanwhile(path: Path) -> bool:
+        answer = is_dir(path)
+        if path == parent and not answer:
+            parent.mkdir(exist_ok=True)  # (by the other init, just after this one looked)
+        return answer
+
+    monkeypatch.setattr(Path, "is_dir", made_meanwhile)
+    assert cli.main(["init", "--dir", str(parent / "n00")]) == 0
+    assert (parent / "n00" / "config.toml").is_file()
 
 
 def test_init_names_a_symbolic_link_to_nothing_where_the_data_directory_must_be(tmp_path, capsys):
