@@ -1,6 +1,7 @@
 """The whole node: started from a data directory, replicating, scoring from another org's digests, and shutting
 down cleanly on a signal."""
 
+import functools
 import gc
 import json
 import logging
@@ -26,6 +27,7 @@ import trio
 import trio.testing
 from nacl.signing import SigningKey
 
+import gossip.peers
 import gossip.replica
 import ledger.witness
 import node.credential_registry
@@ -721,24 +723,34 @@ async def test_a_bootstrap_peer_that_is_down_shows_unreachable_with_its_error_un
     assert (up["connected"], up["next_dial_at"]) == (True, None)
 
 
+class _LeastJitter(random.Random):
+    """Jitter at its least, so that a test knows when a failed peer is dialled again (DialSchedule.failed)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
 async def test_a_start_whose_only_bootstrap_peer_refuses_says_unreachable_naming_the_peer_and_its_error(
-        tmp_path, caplog):
+        tmp_path, caplog, monkeypatch):
     """Nothing listens at the bootstrap address: before, the start waited the whole of startup_sync_seconds and said
     only "timed_out" (no peer completed a round), as for a peer slow to answer; now "unreachable", and its WARNING
     names the peer and why its last dial failed. It waits out the backoff dials that fall inside startup_sync_seconds
-    (the peer may be starting up: the next test), so ends at most then."""
+    (the peer may be starting up: the next test), so ends at most then: here the dials ~0.5 s and ~1.5 s after the
+    first (the jitter held at its least, so that the last dial inside the 2.5 s is not one still under way as they
+    end, which would rightly say "timed_out"); the next would be due at ~3.5 s."""
+    monkeypatch.setattr(gossip.peers, "DialSchedule", functools.partial(gossip.peers.DialSchedule, rng=_LeastJitter()))
     peer = peer_id_from_public_key(bytes(SigningKey.generate().verify_key))
     addr = f"/ip4/127.0.0.1/tcp/{_free_port_outside_the_ephemeral_range()}/p2p/{peer}"
     with trio.fail_after(30), caplog.at_level(logging.WARNING, logger="vouchnet.node"):
-        async with running(tmp_path / "c", bootstrap=(addr,), settings={"startup_sync_seconds": 2.0}) as c:
+        async with running(tmp_path / "c", bootstrap=(addr,), settings={"startup_sync_seconds": 2.5}) as c:
             async with httpx.AsyncClient(base_url=c.api_url) as api:
                 assert (await api.get("/v1/node")).json()["startup_sync"] == "unreachable"
             assert c.metrics.value("startup_sync_timed_out") == 1  # (an alert on it fires for either)
     [said] = [message for r in caplog.records
               if (message := r.getMessage()).startswith("no peer it dials could be connected")]
-    [waited] = re.findall(r"it stopped waiting after ([0-9.]+) s of the 2 s it may wait \(\[p2p\] "
+    [waited] = re.findall(r"it stopped waiting after ([0-9.]+) s of the 2.5 s it may wait \(\[p2p\] "
                           r"startup_sync_seconds\), as each one's last dial failed", said)
-    assert 0 < float(waited) <= 2.1
+    assert 1.5 <= float(waited) <= 2.6
     assert f"({peer} (bootstrap): dial {addr}: " in said and said.endswith("; signing without it (if this data "
                                                                           "directory was restored from an older copy, "
                                                                           "the org may sign twice at one seq)")
