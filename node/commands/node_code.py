@@ -22,7 +22,8 @@ def run_node_code(config: NodeConfig, main: Callable[[NodeConfig], Awaitable[T]]
     open to others (node.strict_modes), before `setup` (the command's logging, say: nothing is logged before the
     refusal); what it writes readable by the org alone (umask 077: the audit log holds raw telemetry); a failure to
     open the node (node.daemon.StartupError, also inside trio's exception groups) raised as CommandFailed, an
-    unusable org key as UsageError."""
+    unusable org key as UsageError, and a Ctrl-C that trio raised in a task of a nursery as a bare KeyboardInterrupt
+    (as in its main task)."""
     import trio
 
     from node.daemon import StartupError  # here: py-libp2p's import would add 1 s to every command
@@ -36,6 +37,8 @@ def run_node_code(config: NodeConfig, main: Callable[[NodeConfig], Awaitable[T]]
     try:
         return trio.run(main, config)
     except BaseException as error:  # a failure to start comes up through the node's nursery, in exception groups
+        if isinstance(error, BaseExceptionGroup) and error.subgroup(KeyboardInterrupt) is not None:
+            raise KeyboardInterrupt from None  # Ctrl-C met a task in a nursery: the command's to say (exit 130)
         if (unusable := _sole(error, KeyFileError)) is not None:
             raise UsageError(str(unusable)) from None
         failure = _sole(error, StartupError)

@@ -567,6 +567,27 @@ async def test_key_rotate_interrupted_during_its_catch_up_says_so_and_signs_noth
     assert _chain(config) == before
 
 
+def test_key_rotate_interrupted_as_a_task_of_the_node_runs_says_so_as_well(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C lands in whichever task runs as it comes; in a task of a nursery trio raises it inside an exception
+    group. Before: a traceback and exit 1 instead of the line saying nothing was signed, in one run of many."""
+    made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0")
+    before = _chain(load_config(made.data_dir))
+
+    async def interrupted_in_a_task(config: NodeConfig, *, opened) -> None:
+        async def pressed() -> None:
+            raise KeyboardInterrupt
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pressed)
+            await trio.sleep_forever()
+
+    monkeypatch.setattr(daemon, "catch_up_stopped", interrupted_in_a_task)
+    assert cli.main(["key", "rotate", "--dir", str(made.data_dir)]) == 130
+    assert capsys.readouterr().err.endswith("vouchnet key rotate: interrupted before signing: nothing was signed, and "
+                                            "org.key holds the org's key still; run it again to rotate\n")
+    assert _chain(load_config(made.data_dir)) == before
+
+
 async def test_key_rotate_refuses_when_no_peer_completes_the_catch_up_in_time_unless_told_to_go_without(tmp_path):
     with trio.fail_after(60):
         async with _silent_peer() as (peer, dialled):
