@@ -163,7 +163,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    disconnects, so asking again fails at once and services can pass the peer over (Host.refused). A host listens
    before its owner's services set their handlers, so it is told the protocols they will serve
    (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused, and is reset
-   if none is set within early_stream_wait (node.daemon).
+   if none is set within early_stream_wait, or as soon as its connection closes or its peer is blocked (node.daemon).
 24. Every pubsub RPC carries the sender's signed peer record (`senderRecord`, a py-libp2p extension that other
    implementations ignore), and both ends redo all its work every time: env_to_send_in_RPC() rebuilds the
    host's addresses as multiaddrs to compare them with the cached record's, and maybe_consume_signed_record()
@@ -758,8 +758,9 @@ class HostConfig:
     dial_timeout: float = 10.0
     stream_open_timeout: float = 10.0
     # Protocols the host's owner will serve once its services run (set_stream_handler): a stream for one opened
-    # before its handler is set waits up to early_stream_wait seconds for it, then is reset, where it was refused
-    # ("na") and the peer's host, remembering the refusal for the connection, passed this host over.
+    # before its handler is set waits up to early_stream_wait seconds for it, then is reset (at once if its connection
+    # closes or its peer is blocked), where it was refused ("na") and the peer's host, remembering the refusal for the
+    # connection, passed this host over.
     served_protocols: tuple[str, ...] = ()
     early_stream_wait: float = 10.0  # (a sync client's read timeout: waited longer, its stream is gone)
     close_timeout: float = 5.0  # bound on closing a peer's connections (quirk 60), and listeners when the host exits
@@ -2164,7 +2165,8 @@ class Host:
     def set_stream_handler(self, protocol: str, handler: Callable[[Stream], Awaitable[None]]) -> None:
         """Serve `protocol`: `handler` runs in its own task for each inbound stream, which is closed when it
         returns and reset if it raises (the error is logged; it never reaches py-libp2p, quirk 12). For a protocol
-        in HostConfig.served_protocols, the streams that came before it waited for it, and it serves them too.
+        in HostConfig.served_protocols, the streams that came before it waited for it, and it serves them too (those
+        whose connection is still open and whose peer is not blocked).
         """
         served = self._host.get_mux().handlers
         if not protocol.startswith("/") or protocol in self._handlers or (
@@ -2181,15 +2183,19 @@ class Host:
         there is one (HostConfig.early_stream_wait)."""
 
         async def serve(net_stream: INetStream) -> None:
-            if self._is_blocked(net_stream.muxed_conn.peer_id):
+            if self._unserved(net_stream.muxed_conn):
                 await net_stream.reset()
                 return
             self._streamed.add(net_stream.muxed_conn.peer_id)
             peer = net_stream.muxed_conn.peer_id.to_base58()
             stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
             if protocol not in self._handlers:  # a served protocol whose service is not running yet
-                with trio.move_on_after(self._config.early_stream_wait):
-                    await self._handler_set[protocol].wait()
+                await self._wait_for_handler(protocol, net_stream.muxed_conn)
+                if self._unserved(net_stream.muxed_conn):
+                    logger.debug("%s stream from %s: reset, its peer left or was blocked as it waited for its "
+                                 "handler", protocol, peer)
+                    await stream.reset()
+                    return
             if (handler := self._handlers.get(protocol)) is None:
                 logger.debug("%s stream from %s: reset, nothing served it within %g s", protocol, peer,
                              self._config.early_stream_wait)
@@ -2204,6 +2210,25 @@ class Host:
                 await stream.close()
 
         return serve
+
+    def _unserved(self, conn: IMuxedConn) -> bool:
+        """Whether a stream the peer opened on `conn` goes to no handler: the peer is blocked, or the connection shut
+        down (the peer left, or this host closed it)."""
+        return self._is_blocked(conn.peer_id) or isinstance(conn, Yamux) and conn.event_shutting_down.is_set()
+
+    async def _wait_for_handler(self, protocol: str, conn: IMuxedConn) -> None:
+        """Return once `protocol` has a handler, `conn` shuts down (its peer left or was blocked: no one is left to
+        serve, and the stream's task ends at once) or early_stream_wait passes, whichever comes first."""
+        with trio.move_on_after(self._config.early_stream_wait):
+            async with trio.open_nursery() as waits:
+
+                async def until(event: trio.Event) -> None:
+                    await event.wait()
+                    waits.cancel_scope.cancel()
+
+                waits.start_soon(until, self._handler_set[protocol])
+                if isinstance(conn, Yamux):
+                    waits.start_soon(until, conn.event_shutting_down)
 
     async def open_stream(self, peer_id: str, protocol: str) -> Stream:
         """A new stream to a connected peer; HostError if not connected or no stream opens, ProtocolNotSupported
