@@ -626,8 +626,8 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_PROTOCOL_ERROR,
-                                             TYPE_GO_AWAY, YAMUX_HEADER_FORMAT)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
+                                             GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -1690,6 +1690,7 @@ class _Yamux(Yamux):
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
+        self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
         """Streams the peer opened that are open (not closed or reset by this host)."""
@@ -1732,6 +1733,17 @@ class _Yamux(Yamux):
             self.incoming = 0
         return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
 
+    async def close(self, error_code: int = GO_AWAY_NORMAL) -> None:
+        """Yamux.close, which py-libp2p calls for a connection this host closes (a disconnect, a block, a limit, its
+        own shutdown) and again once the peer or the network closed it, the connection then shutting down already."""
+        self._closing_here()
+        await super().close(error_code)
+
+    def _closing_here(self) -> None:
+        """This host closes the connection (closed_here), unless it is shutting down already."""
+        if not self.event_shutting_down.is_set():
+            self.closed_here = True
+
     async def _write_frame(self, data: bytes) -> None:
         """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a
         frame the socket does not take within WRITE_TIMEOUT_S means the peer reads nothing; the socket is closed, which
@@ -1748,6 +1760,7 @@ class _Yamux(Yamux):
                 raise
             if not self._stalled:
                 self._stalled = True
+                self._closing_here()
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
                 self.event_shutting_down.set()
@@ -1758,6 +1771,7 @@ class _Yamux(Yamux):
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
         closed."""
+        self._closing_here()
         self._drop_buffers()
         with contextlib.suppress(Exception):
             await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, code))
@@ -1878,6 +1892,11 @@ def _warn_hostile(peer: ID, what: str) -> None:
     logger.warning("rejected malformed input from %s: %s", peer, what)
 
 
+def _closed_here(conn: INetConn) -> bool:
+    """Whether this host closed `conn` (_Yamux.closed_here)."""
+    return isinstance(conn.muxed_conn, _Yamux) and conn.muxed_conn.closed_here
+
+
 def _fix_muxer_class() -> None:
     """Quirk 35, if py-libp2p still builds a yamux connection by calling the Yamux class it imports."""
     module = libp2p.stream_muxer.muxer_multistream
@@ -1916,9 +1935,10 @@ class _PeerNotifee(INotifee):
         known = self._connections.get(peer)
         if known is not None:
             held = network.connections.get(peer, [])
-            known[:] = [c for c in known if any(c is h for h in held)]  # gone, their disconnection not notified yet
+            gone = [c for c in known if not any(c is h for h in held)]  # their disconnection not notified yet
+            known[:] = [c for c in known if any(c is h for h in held)]
             if not known:
-                self._gone(peer)
+                self._gone(peer, closed_here=all(_closed_here(c) for c in gone))
         if peer not in self._connections:
             self._connections[peer] = []
             self.announced[peer.to_base58()] = next(self._numbers)
@@ -1937,13 +1957,13 @@ class _PeerNotifee(INotifee):
             return  # a blocked peer's connection, never announced; or one already found gone
         known[:] = [c for c in known if c is not conn]
         if not known:
-            self._gone(peer)
+            self._gone(peer, closed_here=_closed_here(conn))
 
-    def _gone(self, peer: ID) -> None:
-        """The peer's last announced connection closed."""
+    def _gone(self, peer: ID, *, closed_here: bool) -> None:
+        """The peer's last announced connection closed; `closed_here`: this host closed it (PeerEvent)."""
         del self._connections[peer]
         del self.announced[peer.to_base58()]
-        self._emit(PeerEvent(peer.to_base58(), connected=False))
+        self._emit(PeerEvent(peer.to_base58(), connected=False, closed_here=closed_here))
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass

@@ -703,6 +703,26 @@ async def test_peer_events_report_first_connection_and_last_disconnection() -> N
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("closes", ["disconnect", "block"])
+async def test_a_peer_s_leaving_tells_whether_this_host_closed_its_connection(closes: str) -> None:
+    """A peer's node reads a connection it closed itself (a disconnect, a block) apart from one the peer closed, which
+    it may take for the peer's block of it (gossip.peers)."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as a, open_host(os.urandom(32), LOOPBACK) as b:
+            a_events, b_events = a.peer_events(), b.peer_events()
+            await b.connect(a.listen_addrs[0])
+            assert await a_events.receive() == PeerEvent(b.peer_id, connected=True)
+            assert await b_events.receive() == PeerEvent(a.peer_id, connected=True)
+            if closes == "block":
+                await a.set_blocked([b.peer_id])
+            else:
+                await a.disconnect(b.peer_id)
+            closed_by_a, closed_by_b = await a_events.receive(), await b_events.receive()
+    assert closed_by_a == PeerEvent(b.peer_id, connected=False) and closed_by_a.closed_here
+    assert closed_by_b == PeerEvent(a.peer_id, connected=False) and not closed_by_b.closed_here
+
+
+@pytest.mark.slow
 async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
     """How a node stops (its nursery cancelled): its peers must see it go (quirk 25), or their streams to it hang
     and it is unreachable from them when it comes back."""
