@@ -163,7 +163,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    disconnects, so asking again fails at once and services can pass the peer over (Host.refused). A host listens
    before its owner's services set their handlers, so it is told the protocols they will serve
    (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused, and is reset
-   if none is set within early_stream_wait (node.daemon).
+   if none is set within early_stream_wait, or as soon as its connection closes or its peer is blocked (node.daemon).
 24. Every pubsub RPC carries the sender's signed peer record (`senderRecord`, a py-libp2p extension that other
    implementations ignore), and both ends redo all its work every time: env_to_send_in_RPC() rebuilds the
    host's addresses as multiaddrs to compare them with the cached record's, and maybe_consume_signed_record()
@@ -626,8 +626,8 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_PROTOCOL_ERROR,
-                                             TYPE_GO_AWAY, YAMUX_HEADER_FORMAT)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
+                                             GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -758,8 +758,9 @@ class HostConfig:
     dial_timeout: float = 10.0
     stream_open_timeout: float = 10.0
     # Protocols the host's owner will serve once its services run (set_stream_handler): a stream for one opened
-    # before its handler is set waits up to early_stream_wait seconds for it, then is reset, where it was refused
-    # ("na") and the peer's host, remembering the refusal for the connection, passed this host over.
+    # before its handler is set waits up to early_stream_wait seconds for it, then is reset (at once if its connection
+    # closes or its peer is blocked), where it was refused ("na") and the peer's host, remembering the refusal for the
+    # connection, passed this host over.
     served_protocols: tuple[str, ...] = ()
     early_stream_wait: float = 10.0  # (a sync client's read timeout: waited longer, its stream is gone)
     close_timeout: float = 5.0  # bound on closing a peer's connections (quirk 60), and listeners when the host exits
@@ -1689,6 +1690,7 @@ class _Yamux(Yamux):
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
+        self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
         """Streams the peer opened that are open (not closed or reset by this host)."""
@@ -1731,6 +1733,17 @@ class _Yamux(Yamux):
             self.incoming = 0
         return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
 
+    async def close(self, error_code: int = GO_AWAY_NORMAL) -> None:
+        """Yamux.close, which py-libp2p calls for a connection this host closes (a disconnect, a block, a limit, its
+        own shutdown) and again once the peer or the network closed it, the connection then shutting down already."""
+        self._closing_here()
+        await super().close(error_code)
+
+    def _closing_here(self) -> None:
+        """This host closes the connection (closed_here), unless it is shutting down already."""
+        if not self.event_shutting_down.is_set():
+            self.closed_here = True
+
     async def _write_frame(self, data: bytes) -> None:
         """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a
         frame the socket does not take within WRITE_TIMEOUT_S means the peer reads nothing; the socket is closed, which
@@ -1747,6 +1760,7 @@ class _Yamux(Yamux):
                 raise
             if not self._stalled:
                 self._stalled = True
+                self._closing_here()
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
                 self.event_shutting_down.set()
@@ -1757,6 +1771,7 @@ class _Yamux(Yamux):
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
         closed."""
+        self._closing_here()
         self._drop_buffers()
         with contextlib.suppress(Exception):
             await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, code))
@@ -1877,6 +1892,11 @@ def _warn_hostile(peer: ID, what: str) -> None:
     logger.warning("rejected malformed input from %s: %s", peer, what)
 
 
+def _closed_here(conn: INetConn) -> bool:
+    """Whether this host closed `conn` (_Yamux.closed_here)."""
+    return isinstance(conn.muxed_conn, _Yamux) and conn.muxed_conn.closed_here
+
+
 def _fix_muxer_class() -> None:
     """Quirk 35, if py-libp2p still builds a yamux connection by calling the Yamux class it imports."""
     module = libp2p.stream_muxer.muxer_multistream
@@ -1915,9 +1935,10 @@ class _PeerNotifee(INotifee):
         known = self._connections.get(peer)
         if known is not None:
             held = network.connections.get(peer, [])
-            known[:] = [c for c in known if any(c is h for h in held)]  # gone, their disconnection not notified yet
+            gone = [c for c in known if not any(c is h for h in held)]  # their disconnection not notified yet
+            known[:] = [c for c in known if any(c is h for h in held)]
             if not known:
-                self._gone(peer)
+                self._gone(peer, closed_here=all(_closed_here(c) for c in gone))
         if peer not in self._connections:
             self._connections[peer] = []
             self.announced[peer.to_base58()] = next(self._numbers)
@@ -1936,13 +1957,13 @@ class _PeerNotifee(INotifee):
             return  # a blocked peer's connection, never announced; or one already found gone
         known[:] = [c for c in known if c is not conn]
         if not known:
-            self._gone(peer)
+            self._gone(peer, closed_here=_closed_here(conn))
 
-    def _gone(self, peer: ID) -> None:
-        """The peer's last announced connection closed."""
+    def _gone(self, peer: ID, *, closed_here: bool) -> None:
+        """The peer's last announced connection closed; `closed_here`: this host closed it (PeerEvent)."""
         del self._connections[peer]
         del self.announced[peer.to_base58()]
-        self._emit(PeerEvent(peer.to_base58(), connected=False))
+        self._emit(PeerEvent(peer.to_base58(), connected=False, closed_here=closed_here))
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass
@@ -2164,7 +2185,8 @@ class Host:
     def set_stream_handler(self, protocol: str, handler: Callable[[Stream], Awaitable[None]]) -> None:
         """Serve `protocol`: `handler` runs in its own task for each inbound stream, which is closed when it
         returns and reset if it raises (the error is logged; it never reaches py-libp2p, quirk 12). For a protocol
-        in HostConfig.served_protocols, the streams that came before it waited for it, and it serves them too.
+        in HostConfig.served_protocols, the streams that came before it waited for it, and it serves them too (those
+        whose connection is still open and whose peer is not blocked).
         """
         served = self._host.get_mux().handlers
         if not protocol.startswith("/") or protocol in self._handlers or (
@@ -2181,15 +2203,19 @@ class Host:
         there is one (HostConfig.early_stream_wait)."""
 
         async def serve(net_stream: INetStream) -> None:
-            if self._is_blocked(net_stream.muxed_conn.peer_id):
+            if self._unserved(net_stream.muxed_conn):
                 await net_stream.reset()
                 return
             self._streamed.add(net_stream.muxed_conn.peer_id)
             peer = net_stream.muxed_conn.peer_id.to_base58()
             stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
             if protocol not in self._handlers:  # a served protocol whose service is not running yet
-                with trio.move_on_after(self._config.early_stream_wait):
-                    await self._handler_set[protocol].wait()
+                await self._wait_for_handler(protocol, net_stream.muxed_conn)
+                if self._unserved(net_stream.muxed_conn):
+                    logger.debug("%s stream from %s: reset, its peer left or was blocked as it waited for its "
+                                 "handler", protocol, peer)
+                    await stream.reset()
+                    return
             if (handler := self._handlers.get(protocol)) is None:
                 logger.debug("%s stream from %s: reset, nothing served it within %g s", protocol, peer,
                              self._config.early_stream_wait)
@@ -2204,6 +2230,25 @@ class Host:
                 await stream.close()
 
         return serve
+
+    def _unserved(self, conn: IMuxedConn) -> bool:
+        """Whether a stream the peer opened on `conn` goes to no handler: the peer is blocked, or the connection shut
+        down (the peer left, or this host closed it)."""
+        return self._is_blocked(conn.peer_id) or isinstance(conn, Yamux) and conn.event_shutting_down.is_set()
+
+    async def _wait_for_handler(self, protocol: str, conn: IMuxedConn) -> None:
+        """Return once `protocol` has a handler, `conn` shuts down (its peer left or was blocked: no one is left to
+        serve, and the stream's task ends at once) or early_stream_wait passes, whichever comes first."""
+        with trio.move_on_after(self._config.early_stream_wait):
+            async with trio.open_nursery() as waits:
+
+                async def until(event: trio.Event) -> None:
+                    await event.wait()
+                    waits.cancel_scope.cancel()
+
+                waits.start_soon(until, self._handler_set[protocol])
+                if isinstance(conn, Yamux):
+                    waits.start_soon(until, conn.event_shutting_down)
 
     async def open_stream(self, peer_id: str, protocol: str) -> Stream:
         """A new stream to a connected peer; HostError if not connected or no stream opens, ProtocolNotSupported

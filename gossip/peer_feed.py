@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -26,6 +26,10 @@ class PeerEvent:
 
     peer_id: str
     connected: bool
+    # For a leaving: this host closed the peer's last connection (a disconnect or block of the peer, a limit or a
+    # budget, an idle or hostile connection, the host's shutdown), not the peer or the network; False where the host
+    # cannot tell (a subscriber that fell behind is told of a leaving in place of its event). Events compare without it.
+    closed_here: bool = field(default=False, compare=False)
 
 
 class PeerFeed:

@@ -53,8 +53,8 @@ BLOCKED = "the peer is blocked on this host: not dialled until unblocked"  # a b
 NO_SYNC = (f"connected, but the peer does not speak {SYNC_PROTOCOL} (it refused the protocol: a gossip-only node, "
            "say, or no vouchnet node at that address)")
 # A peer that blocked this node closes each connection from it as the handshake names it, seen here within a round
-# trip or two of opening: the `last_error` of a connection closed sooner than this says so (a peer's
-# idle_inbound_grace, 10 s, closes a connection not put to use: another cause).
+# trip or two of opening: the `last_error` of a connection closed sooner than this, not by this node, says so (a
+# peer's idle_inbound_grace, 10 s, closes a connection not put to use: another cause).
 QUICK_CLOSE_S = 5.0
 MAYBE_BLOCKED = "a peer that blocked this node closes each connection to it as it opens"
 
@@ -338,21 +338,25 @@ class DialSchedule:
         moved.apart_findings = max(moved.apart_findings, target.apart_findings)
         moved.due = max(moved.due, target.due)
 
-    def disconnected(self, peer_id: str, now: float) -> None:
+    def disconnected(self, peer_id: str, now: float, *, closed_here: bool = False) -> None:
         """A connection dropped: retry after the minimum backoff, not at once (the peer may be restarting); or, if
-        it lasted less than `stable_after`, as after a failed dial."""
+        it lasted less than `stable_after`, as after a failed dial, its error saying that this node closed it
+        (`closed_here`: PeerEvent) or, closed within QUICK_CLOSE_S, not by this node, that the peer may have blocked
+        this node (MAYBE_BLOCKED)."""
         since = self._connected_since.pop(peer_id, None)
         target = self._targets.get(peer_id)
         if target is None:
             return
+        closed, maybe = ("this node closed the connection", "") if closed_here else (
+            "the connection closed", f" ({MAYBE_BLOCKED})")
         if target.other_network is not None and (since is None or now - since < self.stable_after):
             self.failed(peer_id, now, apart_error(target.other_network))
         elif since is None:  # it closed before we heard it open
-            self.failed(peer_id, now, f"the connection closed as it opened ({MAYBE_BLOCKED})")
+            self.failed(peer_id, now, f"{closed} as it opened{maybe}")
         elif now - since < self.stable_after:
-            maybe = f" ({MAYBE_BLOCKED})" if now - since < QUICK_CLOSE_S else ""
-            self.failed(peer_id, now, f"the connection closed after {now - since:.1f} s, within the "
-                                      f"{self.stable_after:g} s that a connection must last{maybe}")
+            quick = maybe if now - since < QUICK_CLOSE_S else ""
+            self.failed(peer_id, now, f"{closed} after {now - since:.1f} s, within the {self.stable_after:g} s that a "
+                                      f"connection must last{quick}")
         else:
             target.failures, target.last_error, target.other_network, target.apart_findings = 0, None, None, 0
             target.due = now + self.min_backoff
@@ -563,7 +567,7 @@ class PeerManager:
             if event.connected:
                 self._schedule.connected(event.peer_id, trio.current_time())
             else:
-                self._schedule.disconnected(event.peer_id, trio.current_time())
+                self._schedule.disconnected(event.peer_id, trio.current_time(), closed_here=event.closed_here)
                 self._tell_reach_changed()
                 self._wake.set()
 

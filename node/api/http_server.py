@@ -15,9 +15,9 @@ READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
 let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped, up
 to LINGER_BYTES within LINGER_S, before the connection goes on or closes, so that a client still uploading reads
-that answer rather than a reset. A malformed request gets h11's 4xx with a JSON reason and the connection closes;
-an app that fails before answering gives a 500 (its traceback goes to the log, not to the client), after that the
-connection closes.
+that answer rather than a reset (an answer that leaves more of a body of known length says `Connection: close`).
+A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering
+gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
 most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
@@ -350,6 +350,7 @@ class _Exchange:
         self.body_done = False
         self.disconnected = False
         self.cut_off = False  # the body did not arrive (_too_late, or its client left): what the app sends is dropped
+        self.body_read = 0  # bytes of the request body handed to the app
 
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
@@ -416,6 +417,7 @@ class _Exchange:
             await self._too_late(f"no byte of the request came for {READ_TIMEOUT_S:g} s")
             return {"type": "http.disconnect"}
         if isinstance(event, h11.Data):
+            self.body_read += len(event.data)
             return {"type": "http.request", "body": bytes(event.data), "more_body": True}
         if isinstance(event, h11.EndOfMessage):
             self.body_done = True
@@ -436,6 +438,22 @@ class _Exchange:
         with contextlib.suppress(_Closed, trio.BrokenResourceError, trio.ClosedResourceError):  # it closes anyway
             await self.connection.send(*_json_answer(408, body, head=self.head))
 
+    def _closes_after(self) -> bool:
+        """Whether the connection closes after this answer, begun before the request's body was read whole, so that
+        its head must say `Connection: close` (RFC 9112 §9.6), lest a client keeping connections alive send its next
+        request into a closed one: the client waits to be told 100 Continue before it sends a body that then cannot
+        be skipped, or more of a body of known length is still to come than _next_cycle reads and drops
+        (LINGER_BYTES). A chunked body's length is not known ahead: it is read and dropped all the same, and the
+        connection closes unsaid only past LINGER_BYTES (or LINGER_S)."""
+        if self.connection.awaiting_continue:
+            return True
+        if self.connection.h11.their_state is not h11.SEND_BODY:
+            return False
+        headers = dict(self.request.headers)
+        if b"transfer-encoding" in headers:
+            return False
+        return int(headers.get(b"content-length", b"0")) - self.body_read > LINGER_BYTES
+
     async def send(self, message: dict[str, Any]) -> None:
         if self.cut_off:
             return  # the request was answered 408, or its client left, and its connection closes
@@ -454,7 +472,7 @@ class _Exchange:
             raise _Closed()
         events: list[h11.Event] = []
         if not self.head_written:
-            if self.connection.awaiting_continue:  # answered before asking for the body: it cannot be skipped
+            if self._closes_after():
                 self.started = _response(self.started.status_code, [*self.started.headers, (b"connection", b"close")])
             events.append(self.started)
             self.head_written = True

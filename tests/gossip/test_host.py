@@ -534,6 +534,41 @@ async def test_a_stream_of_a_served_protocol_that_no_handler_takes_in_time_is_re
                 assert await stream.read_frame(max_size=1024) == b"the answer"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("gone", ["disconnected", "blocked"])
+async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or_is_blocked(gone: str) -> None:
+    """Found by stop 38: a stream that waited for its handler was handed to it once set, though its peer had left, or
+    been blocked (whose streams set_blocked says are reset), as it waited; the service then served a stream no one
+    was on. It is reset instead, and the handler serves only the streams that come once the peer is back."""
+    late = "/vouchnet/test/late/1"
+    handed: list[Stream] = []
+
+    async def serve(stream: Stream) -> None:
+        handed.append(stream)
+        await echo_frames(stream)
+
+    with trio.fail_after(20):
+        config = HostConfig(served_protocols=(late,))
+        async with open_host(os.urandom(32), LOOPBACK, config=config) as b, open_host(os.urandom(32), LOOPBACK) as a:
+            events = b.peer_events()
+            await a.connect(b.listen_addrs[0])
+            async with await a.open_stream(b.peer_id, late) as early:
+                await early.write_frame(b"asked before b serves it")
+                if gone == "blocked":
+                    await b.set_blocked([a.peer_id])
+                else:
+                    await a.disconnect(b.peer_id)
+                while (await events.receive()) != PeerEvent(a.peer_id, connected=False):
+                    pass
+            b.set_stream_handler(late, serve)
+            await b.set_blocked([])
+            await a.connect(b.listen_addrs[0])
+            async with await a.open_stream(b.peer_id, late) as stream:
+                await stream.write_frame(b"once back")
+                assert await stream.read_frame(max_size=1024) == b"once back"
+    assert len(handed) == 1
+
+
 @pytest.mark.parametrize("protocol", ["vouchnet/sync/1", "/meshsub/1.1.0"])
 def test_served_protocols_are_stream_protocols(protocol: str) -> None:
     with pytest.raises(ValueError, match="served_protocols"):
@@ -665,6 +700,26 @@ async def test_peer_events_report_first_connection_and_last_disconnection() -> N
                 await b.connect(a.listen_addrs[0])
                 assert await events.receive() == PeerEvent(b.peer_id, connected=True)
             assert await events.receive() == PeerEvent(b.peer_id, connected=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("closes", ["disconnect", "block"])
+async def test_a_peer_s_leaving_tells_whether_this_host_closed_its_connection(closes: str) -> None:
+    """A peer's node reads a connection it closed itself (a disconnect, a block) apart from one the peer closed, which
+    it may take for the peer's block of it (gossip.peers)."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as a, open_host(os.urandom(32), LOOPBACK) as b:
+            a_events, b_events = a.peer_events(), b.peer_events()
+            await b.connect(a.listen_addrs[0])
+            assert await a_events.receive() == PeerEvent(b.peer_id, connected=True)
+            assert await b_events.receive() == PeerEvent(a.peer_id, connected=True)
+            if closes == "block":
+                await a.set_blocked([b.peer_id])
+            else:
+                await a.disconnect(b.peer_id)
+            closed_by_a, closed_by_b = await a_events.receive(), await b_events.receive()
+    assert closed_by_a == PeerEvent(b.peer_id, connected=False) and closed_by_a.closed_here
+    assert closed_by_b == PeerEvent(a.peer_id, connected=False) and not closed_by_b.closed_here
 
 
 @pytest.mark.slow

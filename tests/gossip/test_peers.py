@@ -286,6 +286,26 @@ async def test_a_peer_that_blocked_this_node_shows_its_connections_closed_as_the
 
 
 @pytest.mark.slow
+async def test_a_connection_this_node_closed_as_it_opened_says_so_without_hinting_at_a_block(tmp_path):
+    """Found by stop 38: a connection closed within seconds of opening was said to be what a peer that blocked this node
+    does even when this node closed it itself (a disconnect, its own block, a limit), misleading its operator."""
+    async with AsyncExitStack() as stack:
+        _, replica_a, host_a = await _node(stack, tmp_path, "a")
+        host_b = await stack.enter_async_context(open_host(bytes(Org().key), LOOPBACK))
+        manager = PeerManager(host_a, replica_a, network="test", bootstrap=[host_b.listen_addrs[0]], max_peers=5)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(manager.run)
+            with trio.fail_after(10):
+                await _connected(host_a, host_b.peer_id)
+                await host_a.disconnect(host_b.peer_id)
+                [peer] = await manager.out_of_reach(trio.current_time())  # once its connection closed
+            nursery.cancel_scope.cancel()
+    assert (peer.peer_id, peer.failures) == (host_b.peer_id, 1)
+    assert peer.last_error.startswith("this node closed the connection after ")
+    assert peer.last_error.endswith("within the 60 s that a connection must last")
+
+
+@pytest.mark.slow
 async def test_an_org_record_in_the_horizon_leads_to_its_node(tmp_path):
     async with AsyncExitStack() as stack:
         org_a, replica_a, host_a = await _node(stack, tmp_path, "a")

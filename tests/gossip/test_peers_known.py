@@ -164,6 +164,22 @@ def test_a_connection_that_did_not_last_is_the_last_error_until_one_lasts():
     assert (peer.failures, peer.last_error) == (0, None)
 
 
+def test_a_connection_this_node_closed_before_it_lasted_says_so_and_hints_at_no_block():
+    """Found by stop 38: one this node closed itself within seconds of opening (its own block of the peer, its
+    shutdown, a connection limit) was said to be what a peer that blocked this node does. It is a failed dial all the
+    same: a connection that did not last."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=60, stable_after=60, rng=random.Random(1))
+    schedule.add("p", [addr("p")])
+    schedule.connected("p", now=0)
+    schedule.disconnected("p", now=2.5, closed_here=True)
+    [peer] = schedule.known([], after=None, limit=1, now=3)
+    assert (peer.failures, peer.last_error) == (1, "this node closed the connection after 2.5 s, within the 60 s that "
+                                                   "a connection must last")
+    schedule.disconnected("p", now=4, closed_here=True)  # closed before its opening was heard
+    [peer] = schedule.known([], after=None, limit=1, now=4)
+    assert (peer.failures, peer.last_error) == (2, "this node closed the connection as it opened")
+
+
 @pytest.mark.parametrize("comes", ["announced", "added", "withdrawn and announced again", "moved back"])
 def test_a_peer_that_dialled_in_and_came_to_be_dialled_keeps_its_connection_s_age(comes):
     """Found by stop 38: the schedule heard of a connection only for a peer it kept, so a peer that dialled in, then

@@ -209,6 +209,25 @@ async def test_the_body_dropped_after_an_answer_is_bounded_in_bytes(server, monk
             await client.send(b"x" * (1 << 20))
 
 
+@pytest.mark.parametrize("unread", [0, 1])
+async def test_an_answer_leaving_more_body_unread_than_is_dropped_says_the_connection_closes(
+        server, monkeypatch, unread):
+    """Found by stop 38: a 413 for a body over the 8 MiB the server reads and drops after an answer said nothing of the
+    close that followed, so a client keeping connections alive took the connection for reusable and could send its
+    next request into one closed. A body within them is dropped, and the connection goes on, as before."""
+    monkeypatch.setattr(http_server, "LINGER_BYTES", 1 << 10)
+    client = await connect(await server(too_large_app))
+    size = (1 << 10) + unread
+    await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n\r\n" % size)
+    status, headers, _ = await client.response()
+    assert status == 413 and headers.get("connection") == ("close" if unread else None)
+    await client.send(b"x" * size + get("/next"))
+    if unread:
+        assert await client.closed()
+    else:
+        assert (await client.response())[0] == 413
+
+
 async def test_the_body_dropped_after_an_answer_is_bounded_in_time(server, autojump_clock):
     client = await connect(await server(too_large_app))
     async with trio.open_nursery() as nursery:

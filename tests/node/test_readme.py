@@ -155,7 +155,7 @@ _RATES = ServingRates()
     f"{MAX_DIALS} dials at once, bootstrap peers first, and {MAX_DIAL_RATE:.0f} addresses a second in all (bursts "
     f"of {MAX_DIAL_BURST})",
     f"`last_error` (one line of printable text, at most {MAX_ERROR} characters:",
-    f"one of a connection closed within {QUICK_CLOSE_S:g} s of opening adds that {MAYBE_BLOCKED})",
+    f"one of a connection closed within {QUICK_CLOSE_S:g} s of opening, not by this node, adds that {MAYBE_BLOCKED};",
     f"once {SNAPSHOT_AFTER:,} records, or an eighth of those it covers if more, are not in it, so a node of fewer than "
     f"{SNAPSHOT_AFTER:,} records has none",
     f"clamp_min(vouchnet_engine_snapshot_records / 8, {SNAPSHOT_AFTER})",
