@@ -7,10 +7,10 @@ meanwhile grows that range instead of queueing again, and issuers are served in 
 wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
 peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
 keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once; a fetch none of
-whose peers answered, each having left first, proves nothing and changes no backoff. When `limit`
-issuers wait, a new one takes the place of one that backs off (the longest waiting): fresh keys vouched into the
-horizon cost an org nothing, and their gaps no peer can fill would otherwise keep every other issuer's out. Sans-I/O:
-the caller gives the time.
+whose peers answered (each left first, or had its session ended by one of ours) proves nothing and changes no
+backoff. When `limit` issuers wait, a new one takes the place of one that backs off (the longest waiting): fresh keys
+vouched into the horizon cost an org nothing, and their gaps no peer can fill would otherwise keep every other
+issuer's out. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -124,10 +124,10 @@ class GapQueue:
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = ()) -> None:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
         as long as the last time if that fetch was in vain too; nor of those in `unanswered`, no peer asked having
-        answered (each left first): those do not back off, and a backoff they had is neither doubled nor ended (peers
-        leaving prove nothing of the range, and cannot make a vain issuer's fetches come faster), but forgotten if no
-        range of theirs came meanwhile, as an ended backoff is; an issuer whose range grew meanwhile and that does
-        not back off waits again, behind the others."""
+        answered (each left first, or had its session ended by ours): those do not back off, and a backoff they had
+        is neither doubled nor ended (that proves nothing of the range, and cannot make a vain issuer's fetches come
+        faster), but forgotten if no range of theirs came meanwhile, as an ended backoff is; an issuer whose range
+        grew meanwhile and that does not back off waits again, behind the others."""
         for iss in batch.gaps:
             self._fetching.discard(iss)
             if iss in vain:

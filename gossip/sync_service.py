@@ -82,6 +82,9 @@ CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting 
 CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the newest checkpoint held of its log
 _GAP_PEERS = 3  # peers asked in turn for a gap reported by gossip, until it is filled
 _GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them that brought nothing
+# Why a fetch of gaps' session failed with its peer given no say: ended for a round a catch-up needs, or given up
+# waiting for the peer's turn (a "stream" failure is the peer's answer if it is still there: it reset the stream)
+_ENDED_BY_US = ("preempted", "turn")
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 _APART_KEPT = 1024  # peers of other networks remembered (each logged once): one making keys by the thousand is bounded
 
@@ -116,7 +119,8 @@ class SyncStats:
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it, none "
                                     "could be asked, or those asked failed), but for those whose peers asked all "
-                                    "left before answering: they back off")
+                                    "left before answering, or had their sessions preempted or given up waiting "
+                                    "for their turn: they back off")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
@@ -349,13 +353,14 @@ class SyncService:
         back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` as many as were connected
         as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
         less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came:
-        (vain, unanswered), the latter if every peer asked left before it answered (a peer that comes may hold them:
-        gap_queue does not back them off), else the former."""
+        (vain, unanswered), the latter if no peer asked answered, each having left first or had its session ended by
+        ours (`_ENDED_BY_US`): a peer that comes may hold them, and a peer given no say proves nothing (gap_queue does
+        not back them off); else the former."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         most = len(self._syncing_peers()) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
-        answered = False  # by a peer asked: its session ran to its end, or it failed and the peer is still there
+        answered = False  # by a peer asked: its session ran to its end, or it failed, not for us, and the peer stayed
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked)):
             missing = missing_ranges(store, batch.gaps)
@@ -363,7 +368,8 @@ class SyncService:
                 return [], []
             asked.add(peer)
             pulled = await self._pull(peer, missing)
-            answered = answered or pulled != "stream" or peer in self.host.connected_peers()
+            if pulled not in _ENDED_BY_US and (pulled != "stream" or peer in self.host.connected_peers()):
+                answered = True
         idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
         if asked and not answered:
             return [], idle

@@ -1,6 +1,7 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
-while it runs, each peer once and a few in all, and an issuer whose peers asked all left before answering does not
-back off, while one whose peers answered without its records still does (gossip.gap_queue, DESIGN.md §5)."""
+while it runs, each peer once and a few in all, and an issuer whose peers asked all left before answering, or whose
+fetch was ended for a round a catch-up needs or gave up its peer's turn, does not back off, while one whose peers
+answered without its records still does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -200,3 +201,54 @@ async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_
         await trio.sleep(20)
         asked = [peer for _, peer in node.asked]
         assert len(asked) == len(set(asked)) == 5 and {A, B} <= set(asked)
+
+
+async def test_an_issuer_whose_gap_fetch_was_ended_for_a_needed_round_does_not_back_off(tmp_path, autojump_clock):
+    """Found by stop 38's review: a fetch ended for a round a catch-up needs (sync_errors_total{reason="preempted"})
+    counted as its peer's answer without the records, and the issuer's next gap waited a second (longer after each
+    such fetch, up to the interval), though the peer was never given its say."""
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(INTERVAL)  # until ended
+        return 0
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(0.5)
+        node.service.catch_up_peers.append(lambda peer: True)
+        await node.service.sync_with(A)  # the round a catch-up needs ends the fetch with A
+        node.service.catch_up_peers.clear()
+        await trio.sleep(0.5)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(5)
+        assert node.service.stats.errors["preempted"] == 1
+        assert node.asked == [(1, A), (2, A)]  # at once
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_an_issuer_whose_gap_fetch_gave_up_its_peer_s_turn_does_not_back_off(tmp_path, autojump_clock):
+    """Found by stop 38's review: a fetch that gave up waiting for its peer's turn (sync_errors_total{reason="turn"},
+    another session of ours with the peer running on) counted as the peer's answer without the records: the
+    issuer's next gap waited a second (longer after each such fetch, up to the interval) on top of that turn."""
+    other = Org()
+    holding = 10.5  # seconds the session in the way holds the peer's turn: past the sync timeout
+
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(holding)  # another issuer's fetch, holding the peer's turn
+        return 0
+
+    async with gaps(tmp_path, [A], session) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        nursery.start_soon(node.service.fetch_gaps, A, {other.did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, GAP)  # waits for A's turn, and gives it up at 11 s
+        await trio.sleep(node.service.timeout + 0.2)
+        assert node.service.stats.errors["turn"] == 1
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1 + holding, A)]  # as the turn came, not once a backoff ended (at 12 s)
+        assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: its peer answered without it
