@@ -6,11 +6,13 @@ a gap, hundreds a second. So an issuer has at most one fetch outstanding and one
 meanwhile grows that range instead of queueing again, and issuers are served in the order their ranges came to
 wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
 peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
-keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once; a fetch none of
-whose peers answered, each having left first, proves nothing and changes no backoff. When `limit`
-issuers wait, a new one takes the place of one that backs off (the longest waiting): fresh keys vouched into the
-horizon cost an org nothing, and their gaps no peer can fill would otherwise keep every other issuer's out. Sans-I/O:
-the caller gives the time.
+keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer
+answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, or none
+could be asked), the range waits for a peer to connect (`peer_came`), then is fetched from it first, within the same
+`limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten (the issuer's next report,
+or a round with that peer, brings it). When `limit` issuers wait, a new one takes the place of one that backs off
+(the longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill would
+otherwise keep every other issuer's out. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Added:
     merged: int = 0  # issuers already waiting or being fetched: their range grew
     dropped: int = 0  # issuers not waiting when `limit` issuers were (the next periodic round repairs them)
     displaced: int = 0  # issuers backing off whose range made room for one of these (the periodic round, likewise)
+    released: int = 0  # of those merged, issuers kept for a peer to come (`peer_came`): in turn now, one reported them
 
 
 class GapQueue:
@@ -69,6 +72,7 @@ class GapQueue:
         self._backing_off: dict[str, tuple[float, float]] = {}  # issuer -> (until, seconds) after a vain fetch
         self._due: list[tuple[float, str]] = []  # heap of (until, issuer) of _backing_off
         self._parked: dict[str, None] = {}  # issuers of _wanted backing off, longest waiting first
+        self._peerless: dict[str, None] = {}  # issuers of _wanted waiting for a peer to connect, longest waiting first
 
     def __len__(self) -> int:
         return len(self._wanted)
@@ -76,7 +80,7 @@ class GapQueue:
     def add(self, origin: str | None, gaps: Mapping[str, tuple[int, int]], *, every: bool) -> Added:
         """Queue `gaps` (issuer -> (first, last)), reported by `origin` (asked first) if given; an issuer already
         waiting has its range grown to cover both."""
-        queued = merged = dropped = displaced = 0
+        queued = merged = dropped = displaced = released = 0
         for iss, (first, last) in gaps.items():
             wanted = self._wanted.get(iss)
             if wanted is None and len(self._wanted) >= self._limit:
@@ -97,10 +101,14 @@ class GapQueue:
             else:
                 wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
                 merged += 1
+                if iss in self._peerless:
+                    del self._peerless[iss]
+                    self._ready.append(iss)
+                    released += 1
             wanted.every |= every
             if origin is not None and origin not in wanted.origins and len(wanted.origins) < ORIGINS:
                 wanted.origins.append(origin)
-        return Added(queued, merged, dropped, displaced)
+        return Added(queued, merged, dropped, displaced, released)
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;
@@ -121,12 +129,15 @@ class GapQueue:
             self._fetching.add(iss)
         return GapBatch(gaps, *route)
 
-    def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = ()) -> None:
+    def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
+             peerless: Collection[str] = ()) -> None:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
-        as long as the last time if that fetch was in vain too; nor of those in `unanswered`, no peer asked having
-        answered (each left first): those do not back off, and a backoff they had is neither doubled nor ended (peers
-        leaving prove nothing of the range, and cannot make a vain issuer's fetches come faster), but forgotten if no
-        range of theirs came meanwhile, as an ended backoff is; an issuer whose range grew meanwhile and that does
+        as long as the last time if that fetch was in vain too; nor of those in `unanswered` and `peerless`, no peer
+        asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
+        no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
+        of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
+        issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not. A backoff
+        is forgotten with its issuer's range, as an ended one is. An issuer whose range grew meanwhile and that does
         not back off waits again, behind the others."""
         for iss in batch.gaps:
             self._fetching.discard(iss)
@@ -137,11 +148,39 @@ class GapQueue:
                 heapq.heappush(self._due, (now + seconds, iss))
                 if iss in self._wanted:
                     self._parked[iss] = None
-            else:
-                if iss not in unanswered or iss not in self._wanted:
-                    self._backing_off.pop(iss, None)
-                if iss in self._wanted:
-                    self._ready.append(iss)
+                continue
+            if iss in peerless:
+                self._keep(iss, batch)
+            if iss not in self._wanted:
+                self._backing_off.pop(iss, None)
+            elif iss not in unanswered and iss not in peerless:
+                self._backing_off.pop(iss, None)
+                self._ready.append(iss)
+            elif iss not in self._peerless:
+                self._ready.append(iss)
+
+    def peer_came(self, peer: str | None) -> bool:
+        """A peer is there to ask: the issuers waiting for one wait in turn, to be asked of `peer` first if given (a
+        peer that connected), else of the peers that reported their ranges; whether any waited."""
+        for iss in self._peerless:
+            if peer is not None:
+                self._wanted[iss].origins = [peer]
+            self._ready.append(iss)
+        waited = bool(self._peerless)
+        self._peerless.clear()
+        return waited
+
+    def _keep(self, iss: str, batch: GapBatch) -> None:
+        """Keep `iss`'s range of `batch` (no peer was there to answer for it): grown into the one that came meanwhile,
+        if one did, else waiting for a peer, room allowing."""
+        first, last = batch.gaps[iss]
+        wanted = self._wanted.get(iss)
+        if wanted is not None:
+            wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
+            wanted.every |= batch.every
+        elif len(self._wanted) < self._limit:
+            self._wanted[iss] = _Wanted(first, last, list(batch.origins), batch.every)
+            self._peerless[iss] = None
 
     def ready_at(self) -> float:
         """When the first issuer backing off may be fetched again (inf if none is)."""

@@ -82,6 +82,9 @@ CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting 
 CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the newest checkpoint held of its log
 _GAP_PEERS = 3  # peers asked in turn for a gap reported by gossip, until it is filled
 _GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them that brought nothing
+# Why a fetch of gaps' session failed with its peer given no say: ended for a round a catch-up needs, or given up
+# waiting for the peer's turn (a "stream" failure is the peer's answer if it is still there: it reset the stream)
+_ENDED_BY_US = ("preempted", "turn")
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 _APART_KEPT = 1024  # peers of other networks remembered (each logged once): one making keys by the thousand is bounded
 
@@ -114,9 +117,10 @@ class SyncStats:
     gap_issuers_displaced: int = counted("Issuers backing off whose waiting range made room for another issuer's")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
-    gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came (no peer asked had it, none "
-                                    "could be asked, or those asked failed), but for those whose peers asked all "
-                                    "left before answering: they back off")
+    gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
+                                    "(without it, or failing): they back off; not those of a fetch no peer "
+                                    "answered (those asked left first, none could be asked, or their sessions were "
+                                    "preempted or gave up their turn)")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
@@ -343,32 +347,40 @@ class SyncService:
         wait for them), then, while some are missing, from other connected peers (a few at most)."""
         await self._fetch(GapBatch(dict(gaps), (peer_id,), every=False))
 
-    async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str]]:
+    async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str], list[str]]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come
         back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` as many as were connected
         as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
         less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came:
-        (vain, unanswered), the latter if every peer asked left before it answered (a peer that comes may hold them:
-        gap_queue does not back them off), else the former."""
+        (vain, unanswered, peerless), vain if a peer asked answered (without them, or failing while it stayed),
+        else peerless if no peer asked is there (each left before it answered, or none could be asked: gap_queue
+        keeps their ranges for a peer to come), else unanswered (a peer asked stayed, its session ended by ours:
+        `_ENDED_BY_US`); gap_queue backs off none but the vain."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         most = len(self._syncing_peers()) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
-        answered = False  # by a peer asked: its session ran to its end, or it failed and the peer is still there
+        answered = False  # by a peer asked: its session ran to its end, or it failed, not for us, and the peer stayed
+        ended: set[str] = set()  # peers asked whose sessions ours ended (`_ENDED_BY_US`)
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
-                return [], []
+                return [], [], []
             asked.add(peer)
             pulled = await self._pull(peer, missing)
-            answered = answered or pulled != "stream" or peer in self.host.connected_peers()
+            if pulled in _ENDED_BY_US:
+                ended.add(peer)
+            elif pulled != "stream" or peer in self.host.connected_peers():
+                answered = True
         idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
-        if asked and not answered:
-            return [], idle
-        self.stats.gap_issuers_vain += len(idle)
-        return idle, []
+        if answered:
+            self.stats.gap_issuers_vain += len(idle)
+            return idle, [], []
+        if ended.intersection(self.host.connected_peers()):
+            return [], idle, []
+        return [], [], idle
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str]) -> str | None:
         """The next peer to ask for `batch`'s ranges: an origin connected, else another peer connected (in the host's
@@ -394,7 +406,7 @@ class SyncService:
         self.stats.gap_issuers_merged += added.merged
         self.stats.gap_requests_dropped += added.dropped
         self.stats.gap_issuers_displaced += added.displaced
-        if added.queued:
+        if added.queued or added.released:
             self._wake_gap_workers()
 
     # --- pulling --------------------------------------------------------------------------------------------
@@ -689,13 +701,17 @@ class SyncService:
         one with it is running: its last may have failed as it left, and the catch-up would wait for a periodic round
         to pick it, or time out. Each peer that connects or disconnects is told to `needs_changed`, and the sessions
         with a peer that disconnects (its round, fetches of gaps) stop waiting for a session slot or the peer's turn
-        (`_taken_while_connected`, `_turn`): they end no session for one, and take none they could not use."""
+        (`_taken_while_connected`, `_turn`): they end no session for one, and take none they could not use. The
+        ranges of gaps kept for a peer to come (their fetch found none there to answer: gap_queue) are fetched as the
+        next one connects, asked first."""
         async for event in events:
             self.needs_changed()
             if not event.connected:
                 for waiting in self._awaiting_slot_or_turn.get(event.peer_id, ()):
                     waiting.cancel()
                 continue
+            if self._gaps.peer_came(event.peer_id):
+                self._wake_gap_workers()
             now = trio.current_time()
             self._rounds_started = {peer: at for peer, at in self._rounds_started.items() if at > now - self.interval}
             if event.peer_id not in self._rounds_started or self._needed(event.peer_id):  # (none if running)
@@ -756,11 +772,14 @@ class SyncService:
                 continue
             vain: list[str] = []
             unanswered: list[str] = []
+            peerless: list[str] = []
             try:
-                vain, unanswered = await self._fetch(batch)
+                vain, unanswered, peerless = await self._fetch(batch)
             finally:
-                self._gaps.done(batch, vain, trio.current_time(), unanswered)
-                self._wake_gap_workers()  # for issuers whose range grew while they were fetched
+                self._gaps.done(batch, vain, trio.current_time(), unanswered, peerless)
+                if peerless and self._syncing_peers():  # asked, left and back, or not asked (3 asked already)
+                    self._gaps.peer_came(None)
+                self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
 
     def _wake_gap_workers(self) -> None:
         self._gaps_changed.set()

@@ -1,6 +1,9 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
-while it runs, each peer once and a few in all, and an issuer whose peers asked all left before answering does not
-back off, while one whose peers answered without its records still does (gossip.gap_queue, DESIGN.md §5)."""
+while it runs, each peer once and a few in all; an issuer whose peers asked all left before answering (or that no
+peer could be asked for) does not back off, and its range is fetched from the next peer to connect, or at once from
+a peer still there that the fetch did not ask or that came back; one whose fetch was ended for a round a catch-up
+needs, or gave up its peer's turn, does not back off either, while one whose peers answered without its records
+still does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -138,9 +141,12 @@ async def test_an_issuer_whose_gap_a_newcomer_answered_without_still_backs_off(t
 
 async def test_peers_that_come_and_go_during_a_gap_fetch_are_asked_three_in_all_none_twice(tmp_path, autojump_clock):
     """Peer ids cost nothing: a fetch asks at most three peers, those connecting while it runs among them, and never
-    one it asked already, its origin come back included."""
+    one it asked already, its origin come back included. None of them answered: the range is fetched again at once,
+    the origin and a newcomer being there (it was dropped, to wait for the issuer's next report or a periodic round)."""
     async def session(node: Gaps, peer: str) -> int:
         await trio.sleep(1)
+        if len(node.asked) > len(NEWCOMERS):  # the next fetch: its peer stays, holding the record
+            return node.fill()
         newcomer = NEWCOMERS[len(node.asked) - 1]
         await node.host.connect(newcomer)
         if newcomer == NEWCOMERS[1]:
@@ -151,9 +157,36 @@ async def test_peers_that_come_and_go_during_a_gap_fetch_are_asked_three_in_all_
         await trio.sleep(1)
         node.service.request_gaps(A, GAP)
         await trio.sleep(10)
-        assert [peer for _, peer in node.asked] == [A, *NEWCOMERS[:2]]
-        assert node.service.stats.gap_issuers_vain == 0  # none of them answered
+        assert [peer for _, peer in node.asked[:3]] == [A, *NEWCOMERS[:2]]
+        assert node.asked[3:] == [(4, A)]  # as the third left, the origin first
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 0  # none of the first three answered
+
+
+@pytest.mark.parametrize("asked", [True, False], ids=["peer asked left", "origin gone before"])
+async def test_a_gap_no_peer_was_there_to_answer_for_is_fetched_from_the_next_peer_to_connect(asked, tmp_path,
+                                                                                              autojump_clock):
+    """Found by stop 38's review: the range was dropped (with a backoff besides, if no peer could be asked), to wait
+    for the issuer's next report or a periodic round (up to sync_interval), though a peer holding it connected."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return node.fill()
+        await trio.sleep(1)
+        return await node.leave(A)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        if not asked:
+            await node.host.disconnect(A)  # between its report and the fetch
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(5)  # no peer meanwhile
         assert not node.store.has(MISSING.id)
+        await node.host.connect(B)
+        connected = trio.current_time()
+        await trio.sleep(1)
+        assert node.store.has(MISSING.id)
+        assert node.asked[-1] == (connected, B)  # at once
+        assert node.service.stats.gap_issuers_vain == 0
 
 
 async def _reset_staying(node: Gaps, peer: str) -> int:
@@ -191,6 +224,8 @@ async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_
 
     async def session(node: Gaps, peer: str) -> int:
         await trio.sleep(1)
+        if len(node.asked) > len(newcomers):  # the next fetch (none of the first's peers answered): none holds it
+            return 0
         await node.host.connect(newcomers[len(node.asked) - 1])
         return await node.leave(peer)
 
@@ -198,5 +233,57 @@ async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_
         await trio.sleep(1)
         node.service._on_entered({ORG.did})
         await trio.sleep(20)
-        asked = [peer for _, peer in node.asked]
+        asked = [peer for _, peer in node.asked[:5]]
         assert len(asked) == len(set(asked)) == 5 and {A, B} <= set(asked)
+        assert node.asked[5:] == [(6, newcomers[3]), (7, newcomers[4])]  # the two not asked, at once
+
+
+async def test_an_issuer_whose_gap_fetch_was_ended_for_a_needed_round_does_not_back_off(tmp_path, autojump_clock):
+    """Found by stop 38's review: a fetch ended for a round a catch-up needs (sync_errors_total{reason="preempted"})
+    counted as its peer's answer without the records, and the issuer's next gap waited a second (longer after each
+    such fetch, up to the interval), though the peer was never given its say."""
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(INTERVAL)  # until ended
+        return 0
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(0.5)
+        node.service.catch_up_peers.append(lambda peer: True)
+        await node.service.sync_with(A)  # the round a catch-up needs ends the fetch with A
+        node.service.catch_up_peers.clear()
+        await trio.sleep(0.5)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(5)
+        assert node.service.stats.errors["preempted"] == 1
+        assert node.asked == [(1, A), (2, A)]  # at once
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_an_issuer_whose_gap_fetch_gave_up_its_peer_s_turn_does_not_back_off(tmp_path, autojump_clock):
+    """Found by stop 38's review: a fetch that gave up waiting for its peer's turn (sync_errors_total{reason="turn"},
+    another session of ours with the peer running on) counted as the peer's answer without the records: the
+    issuer's next gap waited a second (longer after each such fetch, up to the interval) on top of that turn."""
+    other = Org()
+    holding = 10.5  # seconds the session in the way holds the peer's turn: past the sync timeout
+
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(holding)  # another issuer's fetch, holding the peer's turn
+        return 0
+
+    async with gaps(tmp_path, [A], session) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        nursery.start_soon(node.service.fetch_gaps, A, {other.did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, GAP)  # waits for A's turn, and gives it up at 11 s
+        await trio.sleep(node.service.timeout + 0.2)
+        assert node.service.stats.errors["turn"] == 1
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1 + holding, A)]  # as the turn came, not once a backoff ended (at 12 s)
+        assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: its peer answered without it

@@ -1,7 +1,9 @@
-"""gossip.gap_queue: issuers' ranges served in turn, one fetch per issuer at a time, ranges merged, bounded; and the
-backoff after a vain fetch (DESIGN.md §5)."""
+"""gossip.gap_queue: issuers' ranges served in turn, one fetch per issuer at a time, ranges merged, bounded, those no
+peer was there to answer for kept for a peer to come; and the backoff after a vain fetch (DESIGN.md §5)."""
 
 from __future__ import annotations
+
+import math
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -14,19 +16,25 @@ BACKOFF = (1.0, 8.0)
 
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
-steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)), st.just(("done",))), max_size=60)
+steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
+                           st.tuples(st.just("done"), st.booleans()), st.just(("peer",))), max_size=60)
 
 
 @settings(max_examples=300)
 @given(steps)
 @example([("add", ISSUERS[0], 1, 0, "12D3KooWA"), ("add", ISSUERS[1], 1, 0, "12D3KooWB"), ("take", 1),
-          ("add", ISSUERS[0], 2, 0, "12D3KooWA"), ("done",), ("take", 1)])  # the first grew while fetched: second
+          ("add", ISSUERS[0], 2, 0, "12D3KooWA"), ("done", False), ("take", 1)])  # the first grew while fetched: second
+@example([("add", ISSUERS[0], 1, 0, "12D3KooWA"), ("take", 1), ("add", ISSUERS[1], 1, 0, "12D3KooWA"),
+          ("add", ISSUERS[2], 1, 0, "12D3KooWA"), ("add", ISSUERS[3], 1, 0, "12D3KooWA"), ("done", True),
+          ("take", 3), ("done", True), ("take", 1), ("peer",), ("take", 3)])  # kept within the bound, for a peer
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
-    """Fetches that bring something (backoff: the next test)."""
+    """Fetches that bring something, or that no peer was there to answer ("done", True): their ranges wait for a
+    peer ("peer") or a report, within the bound (backoff: the next tests)."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     fetching: list[GapBatch] = []
     wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged
     ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
+    peerless: set[str] = set()  # issuers of `wanted` waiting for a peer
     for step in script:
         if step[0] == "add":
             _, iss, first, span, origin = step
@@ -36,7 +44,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 assert added == Added(dropped=1)
                 continue
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
-            assert added == (Added(queued=1) if was is None else Added(merged=1))
+            assert added == (Added(queued=1) if was is None else Added(merged=1, released=int(iss in peerless)))
+            peerless.discard(iss)  # (a report: a peer is there to ask)
             if not any(iss in batch.gaps for batch in fetching):
                 ready.setdefault(iss, [])
         elif step[0] == "take":
@@ -51,12 +60,25 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             for taken in ready.values():
                 taken.append(next(iter(batch.gaps)))
             fetching.append(batch)
+        elif step[0] == "peer":
+            assert queue.peer_came("12D3KooWC") == bool(peerless)
+            ready.update((iss, []) for iss in peerless)
+            peerless.clear()
         elif fetching:
             batch = fetching.pop(0)
-            queue.done(batch, [], 0.0)
-            for iss in batch.gaps:
+            if step[1]:  # no peer was there to answer
+                queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+            else:
+                queue.done(batch, [], 0.0)
+            for iss, (first, last) in batch.gaps.items():
                 if iss in wanted:
                     ready[iss] = []
+                    if step[1]:
+                        was = wanted[iss]
+                        wanted[iss] = (min(was[0], first), max(was[1], last))
+                elif step[1] and len(wanted) < LIMIT:
+                    wanted[iss] = (first, last)
+                    peerless.add(iss)
         assert len(queue) == len(wanted) <= LIMIT
         # in turn: while an issuer may be fetched, no other leads two batches (one may ride along with another's,
         # asked of the same peers in the same session: that costs the waiting issuer no turn)
@@ -84,11 +106,8 @@ def test_a_vain_fetch_backs_off_doubling_to_the_most_and_a_fetch_that_brings_som
     assert queue.take(1, now) is not None  # at once
 
 
-def test_a_fetch_no_peer_answered_neither_doubles_nor_ends_a_backoff_and_leaves_the_issuer_ready():
-    """Peers asked that all left before answering prove nothing of the range: the next report is fetched at once,
-    and peers leaving cannot make a vain issuer's backoff start again from a second."""
-    queue = GapQueue(LIMIT, backoff=BACKOFF)
-    iss = ISSUERS[0]
+def _taken_after_a_vain_fetch(queue: GapQueue, iss: str) -> GapBatch:
+    """`iss`'s range (1, 6), taken as the backoff (a second) after a vain fetch of (1, 5) ends."""
     queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
     batch = queue.take(1, 0.0)
     assert batch is not None
@@ -96,6 +115,16 @@ def test_a_fetch_no_peer_answered_neither_doubles_nor_ends_a_backoff_and_leaves_
     queue.add("12D3KooWA", {iss: (1, 6)}, every=False)
     batch = queue.take(1, 1.0)
     assert batch is not None
+    return batch
+
+
+def test_a_fetch_no_peer_answered_neither_doubles_nor_ends_a_backoff_and_leaves_the_issuer_ready():
+    """A peer asked that stayed, its session ended by one of ours (a round a catch-up needs, say), proved nothing of
+    the range: the next report is fetched at once, and such fetches cannot make a vain issuer's backoff start again
+    from a second."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    batch = _taken_after_a_vain_fetch(queue, iss)
     queue.add("12D3KooWA", {iss: (1, 7)}, every=False)  # reported again while fetched
     queue.done(batch, [], 1.0, unanswered=[iss])
     batch = queue.take(1, 1.0)
@@ -111,6 +140,45 @@ def test_a_fetch_no_peer_answered_neither_doubles_nor_ends_a_backoff_and_leaves_
     assert batch is not None  # at once
     queue.done(batch, [iss], 3.0)
     assert queue.ready_at() == 4.0  # a second again
+
+
+def test_a_range_no_peer_was_there_to_answer_for_waits_for_the_next_peer_then_is_asked_of_it_first():
+    """Kept, not dropped: the peers asked left before answering (or none could be asked), and the range would
+    otherwise wait for the issuer's next report or a periodic round, though a peer holding it connected. Its backoff
+    is neither ended nor doubled."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    batch = _taken_after_a_vain_fetch(queue, iss)
+    queue.done(batch, [], 1.0, peerless=[iss])
+    assert len(queue) == 1 and queue.take(1, 1.0) is None and queue.ready_at() == math.inf  # waits for a peer
+    assert queue.peer_came("12D3KooWB")
+    batch = queue.take(1, 1.0)
+    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False)
+    assert not queue.peer_came("12D3KooWC")  # none waits
+    queue.done(batch, [iss], 1.0)  # in vain again
+    assert queue.ready_at() == 3.0  # twice the last wait, not a second again
+
+
+def test_ranges_kept_for_a_peer_stay_within_the_bound():
+    """Hostile peers that leave before answering cannot grow the queue past `limit`: a range kept for a peer takes
+    a place, and one that finds the queue full is dropped (the periodic round repairs it)."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    for iss in ISSUERS[:2]:
+        queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+    batch = queue.take(2, 0.0)
+    assert batch is not None
+    for iss in ISSUERS[2:2 + LIMIT]:
+        queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+    queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+    assert len(queue) == LIMIT and not queue.peer_came("12D3KooWB")  # dropped: no room
+    batch = queue.take(LIMIT, 0.0)
+    assert batch is not None
+    queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+    assert len(queue) == LIMIT and queue.take(1, 0.0) is None
+    assert queue.add("12D3KooWA", {ISSUERS[0]: (1, 5)}, every=False) == Added(dropped=1)  # full
+    assert queue.add("12D3KooWA", {ISSUERS[2]: (1, 6)}, every=False) == Added(merged=1, released=1)  # in turn now
+    batch = queue.take(LIMIT, 0.0)
+    assert batch is not None and batch.gaps == {ISSUERS[2]: (1, 6)}
 
 
 def test_a_new_issuer_takes_the_place_of_one_backing_off_when_the_queue_is_full():
