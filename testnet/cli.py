@@ -394,7 +394,11 @@ def _run(args: argparse.Namespace) -> int:
         except ScenarioError as e:
             raise _unfit(e, scenario, len(cluster.names)) from None
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
-        result = run.execute()
+        try:
+            result = run.execute()
+        except ScenarioError as e:  # (a rotation, once the nodes of a testnet reused said whom they dial)
+            left = _what_runs_on(args.dir, fresh=fresh, keep=args.keep)
+            raise UsageError(f"{e}\nrefused before any vouch or traffic; {left}") from None
         elapsed["scenario"] = time.monotonic() - started_at
         measurements = measure(result)
         reports = args.dir / "reports"
