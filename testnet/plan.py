@@ -13,7 +13,7 @@ from vouching.counts import counted
 
 from .faults import Partition, peers_on_its_side
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
-from .state import node_name
+from .state import MAX_NODES, node_name
 from .topology import bootstrap_indexes
 
 OPERATOR_WEIGHT = 0.8
@@ -285,13 +285,16 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
             "cuts it off alone")
 
 
-def fewest_nodes(scenario: Scenario) -> int:
-    """The fewest nodes `scenario` can be laid onto (make_plan's rules): its org groups' sizes, or more where an
-    attack or fault selects an org past them (`honest[2]` of a group that takes the rest)."""
-    for count in range(scenario.min_nodes, scenario.nodes):
+def fewest_nodes(scenario: Scenario, seed: int) -> int | None:
+    """The fewest nodes of a testnet `testnet run` makes for `scenario` (fresh: what its nodes dial is known) that its
+    plan with `seed` fits (make_plan's rules): its org groups' sizes, or more where an attack or fault selects an org
+    past them (`honest[2]` of a group that takes the rest) or a rotation needs a follower among the nodes it dials (the
+    seed draws `[[edges]]`; a larger testnet may not fit where a smaller one does). None if none of 1 to MAX_NODES
+    does."""
+    for count in range(scenario.min_nodes, MAX_NODES + 1):
         try:
-            make_plan(scenario, [node_name(i) for i in range(count)], seed=0)
+            make_plan(scenario, [node_name(i) for i in range(count)], seed, fresh=True)
         except ScenarioError:
             continue
         return count
-    return scenario.nodes
+    return None
