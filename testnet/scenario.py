@@ -361,12 +361,10 @@ def _edge(table: Any, where: str, org_names: set[str]) -> Edge:
 
 def _attack(table: Any, where: str, org_names: set[str], agent_names: set[str]) -> Attack:
     table = _as_table(table, where)
-    kind = _text(table, where, "type")
+    kind = _kind(table, where, ATTACKS)
     fields = {"praise": ({"orgs", "agents"}, {"at", "until"}), "slander": ({"orgs", "agents"}, {"at", "until"}),
               "equivocation": ({"orgs", "at"}, set()), "whitewash": ({"agents", "at"}, set()),
               "key-theft": ({"orgs", "at"}, set())}
-    if kind not in fields:
-        raise ScenarioError(f"{where}.type: must be one of {', '.join(ATTACKS)}, got {kind!r}")
     required, optional = fields[kind]
     _keys(table, where, required=required | {"type"}, optional=optional)
     agents = table.get("agents")
@@ -386,13 +384,21 @@ def _attack(table: Any, where: str, org_names: set[str], agent_names: set[str]) 
 
 def _fault(table: Any, where: str, org_names: set[str]) -> Fault:
     table = _as_table(table, where)
-    kind = _text(table, where, "type")
-    if kind not in FAULTS:
-        raise ScenarioError(f"{where}.type: must be one of {', '.join(FAULTS)}, got {kind!r}")
+    kind = _kind(table, where, FAULTS)
     timed = kind != "rotate"  # a rotated node is back as soon as its new key is in place
     _keys(table, where, required={"type", "nodes", "at"} | ({"duration"} if timed else set()), optional=set())
     return Fault(kind, _selector(table, where, "nodes", org_names), _number(table, where, "at", low=0, high=3600),
                  _number(table, where, "duration", low=0.5, high=3600) if timed else 0.0)
+
+
+def _kind(table: dict[str, Any], where: str, kinds: tuple[str, ...]) -> str:
+    """The `type` of an [[attacks]] or [[faults]] table, one of `kinds` (read first: it says which keys it takes)."""
+    if "type" not in table:
+        raise ScenarioError(f"{where}.type: required, one of {', '.join(kinds)}")
+    kind = _text(table, where, "type")
+    if kind not in kinds:
+        raise ScenarioError(f"{where}.type: must be one of {', '.join(kinds)}, got {kind!r}")
+    return kind
 
 
 def _settings(value: Any) -> Settings:

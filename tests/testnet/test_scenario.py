@@ -114,6 +114,9 @@ def _edit(old: str, new: str) -> str:
     (MINIMAL + '[[attacks]]\ntype = "praise"\norgs = "rogue"\nagents = "bad"\n',
      "attacks[0].agents: no agent group 'bad' (there are: good)"),
     (MINIMAL + '[[attacks]]\ntype = "bribe"\n', "attacks[0].type: must be one of praise, slander, equivocation, "),
+    # (a table without its type failed with a bare KeyError: 'type', a traceback from `testnet run`)
+    (MINIMAL + '[[attacks]]\norgs = "rogue"\nat = 5\n', "attacks[0].type: required, one of praise, slander, "),
+    (MINIMAL + '[[faults]]\nnodes = "rogue"\nat = 5\n', "faults[0].type: required, one of kill, partition, rotate"),
     (MINIMAL + '[[attacks]]\ntype = "whitewash"\nagents = "good"\n', "attacks[0].at: required"),
     (MINIMAL + '[[attacks]]\ntype = "slander"\norgs = "rogue"\nagents = "good"\nat = 10\nuntil = 5\n',
      "attacks[0].until: must be after at (10), got 5"),
@@ -161,6 +164,7 @@ def test_a_broken_scenario_is_refused_naming_the_key_and_the_rule(text, error):
      '[[faults]]\ntype = "kill"\nat = 1\n'
      'nods = "honest"\nduration = 2\nnodes = "honest"\n', 26, "faults[1].nods: unknown key"),
     (MINIMAL + "[[faults]]\ntype = \"kill\"\nnodes = \"honest\"\nat = 1\n", 17, "faults[0].duration: required"),
+    (MINIMAL + '[[faults]]\nnodes = "rogue"\nat = 5\n', 17, "faults[0].type: required"),
 ])
 def test_an_error_names_the_line_of_the_key_or_of_its_table(text, line, error):
     with pytest.raises(ScenarioError) as refused:
