@@ -183,10 +183,12 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
     for i, attack in enumerate(scenario.attacks):
         if attack.orgs is not None:
             chosen = plan.select(attack.orgs, f"attacks[{i}].orgs")
+            one = {"key-theft": "a key theft steals one org's key",
+                   "equivocation": "an equivocation is one org's (its key signs two records at one seq)"}
+            if attack.type in one and len(chosen) != 1:
+                raise ScenarioError(f"attacks[{i}].orgs: {one[attack.type]}, but {attack.orgs.text} selects "
+                                    f"{len(chosen)} (write GROUP[i])")
             if attack.type == "key-theft":
-                if len(chosen) != 1:
-                    raise ScenarioError(f"attacks[{i}].orgs: a key theft steals one org's key, but "
-                                        f"{attack.orgs.text} selects {len(chosen)} (write GROUP[i])")
                 if len(nodes) < 2:
                     raise ScenarioError(f"attacks[{i}]: a key theft offers the thief's records to another org's "
                                         "node, and this testnet has one node")

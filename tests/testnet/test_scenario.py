@@ -403,6 +403,16 @@ def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_r
         make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
 
 
+def test_an_equivocation_must_be_one_org_s():
+    """A run has the first org selected equivocate (testnet.runner); before, a selector naming more was accepted and
+    the others, counted as attackers, did nothing, unsaid (the summary named the one that did)."""
+    two = MINIMAL + '[[attacks]]\ntype = "equivocation"\norgs = "honest"\nat = 5\n'
+    with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: an equivocation is one org's (its key signs "
+                                                      "two records at one seq), but honest selects 2 (write GROUP[i])")):
+        make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
+    make_plan(parse_scenario(two.replace('"honest"\nat', '"honest[1]"\nat'), name="m"), nodes(3), seed=1)
+
+
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     two = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
