@@ -266,8 +266,10 @@ def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
         for field_name in ("roots", "vouch"):
             for ref in getattr(group, field_name):
                 _known(ref, org_names, f"orgs.{group.name}.{field_name}", "org group")
-    if sum(1 for g in orgs if g.nodes is None) > 1:
-        raise ScenarioError('orgs: at most one group may take nodes = "rest"')
+    rest = [g.name for g in orgs if g.nodes is None]
+    if len(rest) > 1:
+        raise ScenarioError(f'orgs.{rest[1]}.nodes: "rest" is taken by group {rest[0]} already: at most one group may '
+                            "take the nodes the others leave")
     agents = tuple(_agent_group(group, key, org_names) for key, group in _named_tables(doc, "agents").items())
     agent_names = {g.name for g in agents}
     scenario = Scenario(

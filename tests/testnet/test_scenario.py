@@ -103,7 +103,8 @@ def _edit(old: str, new: str) -> str:
     (_edit("duration = 30", "duration = 0"), "duration: must be from 1 to 3600, got 0"),
     (_edit('roots = ["honest"]', 'roots = ["honst"]'), "orgs.honest.roots: no org group 'honst' (there are: "),
     (_edit("nodes = 1", 'nodes = "some"'), 'orgs.rogue.nodes: must be an integer or "rest", got str'),
-    (_edit("nodes = 1", 'nodes = "rest"'), 'orgs: at most one group may take nodes = "rest"'),
+    (_edit("nodes = 1", 'nodes = "rest"'), 'orgs.rogue.nodes: "rest" is taken by group honest already: at most one '
+     "group may take the nodes the others leave"),
     (_edit("count = 2", "count = 2.5"), "agents.good.count: must be an integer, got float 2.5"),
     (_edit('behaviour = "honest"', 'behaviour = "sneaky"'), "agents.good.behaviour.model: must be one of honest, "),
     (_edit('behaviour = "honest"', 'behaviour = { model = "malicious", on = 3 }'),
@@ -165,6 +166,8 @@ def test_a_broken_scenario_is_refused_naming_the_key_and_the_rule(text, error):
      'nods = "honest"\nduration = 2\nnodes = "honest"\n', 26, "faults[1].nods: unknown key"),
     (MINIMAL + "[[faults]]\ntype = \"kill\"\nnodes = \"honest\"\nat = 1\n", 17, "faults[0].duration: required"),
     (MINIMAL + '[[faults]]\nnodes = "rogue"\nat = 5\n', 17, "faults[0].type: required"),
+    # (it named the file alone, "orgs: at most one group ...", with no line to look at)
+    (_edit("nodes = 1", 'nodes = "rest"'), 10, 'orgs.rogue.nodes: "rest" is taken by group honest already'),
 ])
 def test_an_error_names_the_line_of_the_key_or_of_its_table(text, line, error):
     with pytest.raises(ScenarioError) as refused:
