@@ -138,7 +138,8 @@ def register(subparsers: Subparsers) -> None:
                      help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
     run.add_argument("--seed", type=seed_argument,
                      help="seed of the plan and the agents' behaviour (default: the testnet's)")
-    run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
+    run.add_argument("--out", type=Path, help="the directory the report goes into, made before the run starts "
+                     "(default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
 
 
@@ -355,6 +356,8 @@ class ProgressBar:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ledger.files import make_directory
+
     from .cluster import Cluster, ClusterError
     from .measure import measure
     from .report import results_json, write_report
@@ -370,6 +373,11 @@ def _run(args: argparse.Namespace) -> int:
             scenario = scenario.with_duration(args.duration)
     except ScenarioError as e:
         raise UsageError(str(e)) from None
+    if args.out is not None:  # made now: refused once the run is over, its report would be lost
+        try:
+            make_directory(args.out)
+        except OSError as e:
+            raise UsageError(f"--out {args.out}: cannot be made a directory for the report ({e.strerror})") from None
     elapsed: dict[str, float] = {}
     started_at = time.monotonic()
     fresh = not (args.dir / STATE_FILE).exists()

@@ -376,6 +376,22 @@ def test_a_baseline_run_says_later_runs_of_its_seed_and_size_compare_with_it(exi
                                                        "testnet's reports, so no later run compares with it")
 
 
+def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, capsys, monkeypatch):
+    """Before: the whole run was made (setup, traffic, settling), then writing its report failed ("File exists"), the
+    report lost."""
+    from testnet import runner
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: pytest.fail("the run started"))
+    taken = existing / "taken"
+    taken.write_text("a file")
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(taken / "report")]) == 2
+    assert capsys.readouterr().err == (f"vouchnet testnet run: --out {taken / 'report'}: cannot be made a directory "
+                                       "for the report (Not a directory)\n")
+    _finished_run(monkeypatch, NO_ATTACK)
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(existing / "new" / "report")]) == 0
+    assert (existing / "new" / "report").is_dir()
+
+
 def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
     _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
