@@ -437,9 +437,16 @@ def _measure(table: dict[str, Any]) -> Measure:
 
 
 def _check_times(scenario: Scenario, what: str) -> None:
-    """Every timed attack and fault must fit in the run (a fault must also end, so that catch-up is measured); `what`
-    names the duration it is checked against: the file's own, or the one --duration gives the run."""
+    """Every timed attack and fault must fit in the run (a fault must also end, so that catch-up is measured), and so
+    must the first misbehaviour of agents that turn bad (turned-bad's at, on-off's first on: past the run, they never
+    misbehave, yet count as malicious in the report); `what` names the duration it is checked against: the file's
+    own, or the one --duration gives the run."""
     ends: list[tuple[str, float]] = []
+    for group in scenario.agents:
+        turns = {"turned-bad": ("at", group.behaviour.at), "on-off": ("on", group.behaviour.on)}
+        if group.behaviour.model in turns:
+            key, at = turns[group.behaviour.model]
+            ends.append((f"agents.{group.name}.behaviour.{key}", at))
     for i, attack in enumerate(scenario.attacks):
         ends.append((f"attacks[{i}].at", attack.at))
         if attack.until is not None:

@@ -228,6 +228,23 @@ def test_a_shorter_duration_must_still_hold_every_timed_event():
     assert scenario.with_duration(60).duration == 60
 
 
+@pytest.mark.parametrize(("behaviour", "line", "error"), [
+    ('{ model = "turned-bad", at = 40 }', 14, "agents.good.behaviour.at: 40 s is not within the file's duration"),
+    ('"turned-bad"', 14, "agents.good.behaviour.at: 30 s is not within the file's duration"),  # (at's default)
+    ('{ model = "on-off", on = 30, off = 5 }', 14, "agents.good.behaviour.on: 30 s is not within the file's duration"),
+])
+def test_agents_that_would_turn_bad_only_after_the_run_are_refused(behaviour, line, error):
+    """Before: accepted; the agents behaved well throughout, and the report counted them malicious (its confusion
+    matrix, the praise and slander baselines), as `run on-off --duration 30` did with its turned-bad agents (at 40 s)."""
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(_edit('behaviour = "honest"', f"behaviour = {behaviour}"), name="m", where="m.toml")
+    assert str(refused.value).startswith(f"m.toml:{line}: {error} of 30 s"), str(refused.value)
+    with pytest.raises(ScenarioError, match=re.escape("agents.turned-bad.behaviour.at: 40 s is not within the run's "
+                                                      "--duration of 30 s")):
+        load_scenario("on-off").with_duration(30)
+    assert load_scenario("on-off").with_duration(45).duration == 45
+
+
 def test_a_plan_that_does_not_fit_the_testnet_says_why():
     with pytest.raises(ScenarioError, match="needs at least 5 nodes .*honest 1, colluders 2, sybils 2.*has 4"):
         make_plan(load_scenario("sybil-collusion"), nodes(4), seed=1)
