@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 ATTACK_SUCCEEDED = 3  # `run`'s exit status when the verdict on an attack is that it succeeded (testnet.verdict)
 NO_VERDICT = 4  # ... when none succeeded but a rule lacked a figure it needs
+DEFAULT_SEED = 1  # a new testnet's, `up` or `run` making it without --seed
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
 
@@ -64,7 +65,7 @@ def register(subparsers: Subparsers) -> None:
     _dir_option(up)
     up.add_argument("--nodes", type=_node_count, help=f"how many nodes, 1 to {MAX_NODES} (default 5 for a new testnet)")
     up.add_argument("--seed", type=seed_argument,
-                    help="seed of the random topology and of scenario runs (default 1 for a new testnet)")
+                    help=f"seed of the random topology and of scenario runs (default {DEFAULT_SEED} for a new testnet)")
     up.add_argument("--topology", choices=sorted(TOPOLOGIES),
                     help="who roots and vouches for whom (default mesh for a new testnet): "
                     + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
@@ -137,7 +138,8 @@ def register(subparsers: Subparsers) -> None:
                      help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
     run.add_argument("--seed", type=seed_argument,
                      help="seed of the plan and the agents' behaviour (default: the testnet's)")
-    run.add_argument("--out", type=Path, help="where the report goes (default: DIR/reports/SCENARIO-TIME)")
+    run.add_argument("--out", type=Path, help="the directory the report goes into, made before the run starts "
+                     "(default: DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
 
 
@@ -150,13 +152,14 @@ def _node_count(text: str) -> int:
 
 
 def _library_sizes() -> str:
-    """Each library scenario with the testnet it starts, the fewest nodes it runs on and its duration, as its file
-    has them: an operator learnt the fewest only from a run's refusal."""
+    """Each library scenario with the testnet it starts, the fewest nodes it runs on (on a testnet `run` makes with
+    the default seed) and its duration, as its file has them: an operator learnt the fewest only from a run's
+    refusal."""
     from .plan import fewest_nodes
     from .scenario import library, load_scenario
 
     sizes = ((name, load_scenario(name)) for name in library())
-    return "; ".join(f"{name} {counted(s.nodes, 'node')} (at least {fewest_nodes(s)}), {s.duration:g} s"
+    return "; ".join(f"{name} {counted(s.nodes, 'node')} (at least {fewest_nodes(s, DEFAULT_SEED)}), {s.duration:g} s"
                      for name, s in sizes)
 
 
@@ -191,14 +194,19 @@ def _open(directory: Path):  # -> Cluster
         raise UsageError(str(e)) from None
 
 
-def _unfit(error: Exception, scenario, nodes: int) -> UsageError:  # (ScenarioError, Scenario)
-    """The refusal of a scenario that does not fit a testnet of `nodes`: its error, and the fewest nodes it runs on
-    when more would fit it (an attack or fault may select an org past its groups' sizes, which the error names)."""
+def _unfit(error: Exception, scenario, nodes: int, seed: int) -> UsageError:  # (ScenarioError, Scenario)
+    """The refusal of a scenario that does not fit a testnet of `nodes` with `seed`: its error, and the fewest nodes
+    of a testnet `run` makes that it runs on with that seed (plan.fewest_nodes), or that none does, unless the error
+    says it (the org groups' sizes)."""
     from .plan import fewest_nodes
 
-    fewest = fewest_nodes(scenario)
-    if nodes < fewest and f"at least {fewest}" not in str(error):
-        return UsageError(f"{error} (scenario {scenario.name} runs on {counted(fewest, 'node')} or more)")
+    fewest = fewest_nodes(scenario, seed)
+    if fewest is None:
+        return UsageError(f"{error} (with seed {seed}, scenario {scenario.name} runs on no testnet `run` makes, of 1 "
+                          f"to {MAX_NODES} nodes)")
+    if f"at least {fewest}" not in str(error):
+        return UsageError(f"{error} (with seed {seed}, scenario {scenario.name} runs on {counted(fewest, 'node')} "
+                          "at the fewest)")
     return UsageError(str(error))
 
 
@@ -213,7 +221,7 @@ def _up(args: argparse.Namespace) -> int:
             _same_shape(args, cluster.state)
         else:
             nodes = 5 if args.nodes is None else args.nodes
-            seed = 1 if args.seed is None else args.seed
+            seed = DEFAULT_SEED if args.seed is None else args.seed
             topology = args.topology or "mesh"
             print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed})")
             try:
@@ -348,6 +356,8 @@ class ProgressBar:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ledger.files import make_directory
+
     from .cluster import Cluster, ClusterError
     from .measure import measure
     from .report import results_json, write_report
@@ -363,17 +373,22 @@ def _run(args: argparse.Namespace) -> int:
             scenario = scenario.with_duration(args.duration)
     except ScenarioError as e:
         raise UsageError(str(e)) from None
+    if args.out is not None:  # made now: refused once the run is over, its report would be lost
+        try:
+            make_directory(args.out)
+        except OSError as e:
+            raise UsageError(f"--out {args.out}: cannot be made a directory for the report ({e.strerror})") from None
     elapsed: dict[str, float] = {}
     started_at = time.monotonic()
     fresh = not (args.dir / STATE_FILE).exists()
     try:
         if fresh:
             nodes = scenario.nodes if args.nodes is None else args.nodes
-            seed = 1 if args.seed is None else args.seed
+            seed = DEFAULT_SEED if args.seed is None else args.seed
             try:  # before making a testnet that no run of the scenario could use
                 make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
             except ScenarioError as e:
-                raise _unfit(e, scenario, nodes) from None
+                raise _unfit(e, scenario, nodes, seed) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
             cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
         else:
@@ -392,9 +407,13 @@ def _run(args: argparse.Namespace) -> int:
         try:
             run = Run(cluster, scenario, seed=seed, say=say, progress=bar, fresh=fresh)
         except ScenarioError as e:
-            raise _unfit(e, scenario, len(cluster.names)) from None
+            raise _unfit(e, scenario, len(cluster.names), seed) from None
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
-        result = run.execute()
+        try:
+            result = run.execute()
+        except ScenarioError as e:  # (a rotation, once the nodes of a testnet reused said whom they dial)
+            left = _what_runs_on(args.dir, fresh=fresh, keep=args.keep)
+            raise UsageError(f"{e}\nrefused before any vouch or traffic; {left}") from None
         elapsed["scenario"] = time.monotonic() - started_at
         measurements = measure(result)
         reports = args.dir / "reports"

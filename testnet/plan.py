@@ -4,8 +4,8 @@ agent works and who operates it, and which nodes each attack and fault touches. 
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from node.config import NodeConfig
@@ -13,7 +13,7 @@ from vouching.counts import counted
 
 from .faults import Partition, peers_on_its_side
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
-from .state import node_name
+from .state import MAX_NODES, node_name
 from .topology import bootstrap_indexes
 
 OPERATOR_WEIGHT = 0.8
@@ -50,7 +50,9 @@ class Plan:
     roots: dict[str, list[str]]  # node -> the nodes whose orgs it roots
     vouches: dict[str, dict[str, float]]  # node -> {node: weight} of its org-peer vouches
     agents: tuple[AgentPlan, ...]
-    fresh: bool = False  # laid onto a testnet `testnet run` makes for it: what each node dials is known (dialled)
+    # node -> the other nodes it dials as the run begins: its bootstrap peers and the orgs whose `org` records it
+    # holds (those of the nodes it rotates at least); None until known: on a testnet reused, till its nodes are asked
+    dials: Mapping[str, frozenset[str]] | None = None
 
     def group_of(self, node: str) -> str:
         return next(group for group, members in self.groups.items() if node in members)
@@ -85,14 +87,12 @@ class Plan:
         return [n for n in self.nodes if n != node and node in self.horizon(n, flagged)]
 
     def dialled(self, node: str) -> set[str]:
-        """The other nodes `node` dials (gossip.peers.PeerManager: its bootstrap peers, and the orgs whose `org`
-        records it holds). On a testnet `testnet run` made for this plan (`fresh`): its bootstrap peers
-        (topology.bootstrap_indexes) and the orgs of its horizon. On one reused, earlier runs or `testnet up`'s
-        topology may have left it any org's records: every other node."""
-        if not self.fresh:
-            return set(self.nodes) - {node}
-        bootstrap = {self.nodes[i] for i in bootstrap_indexes(self.nodes.index(node), len(self.nodes))}
-        return (bootstrap | self.horizon(node)) - {node}
+        """The other nodes `node` dials once the run set its trust graph up (gossip.peers.PeerManager: its bootstrap
+        peers, and the orgs whose `org` records it holds): those it dialled as the run began (`dials`) and the orgs
+        of its horizon, whose records the run's setup brings it."""
+        if self.dials is None:
+            raise ValueError("what the nodes dial is not known yet: with_dials gives it")
+        return (self.dials[node] | self.horizon(node)) - {node}
 
     def catch_up_peers(self, node: str, up: Collection[str], partition: Partition | None) -> list[str]:
         """The running nodes `up` that `vouchnet key rotate` of `node`'s key takes the org's records back from: those
@@ -118,20 +118,35 @@ class Plan:
 
 
 def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = False) -> Plan:
-    """Lay `scenario` onto the testnet's `nodes` (in order), one `testnet run` makes for it if `fresh`; raises
+    """Lay `scenario` onto the testnet's `nodes` (in order), one `testnet run` makes for it if `fresh` (its nodes then
+    dial their bootstrap peers alone as the run begins: `vouchnet init` gave each its own records only); raises
     ScenarioError if it does not fit, naming the scenario's file and the line of the attack or fault that does not
-    (Source.locate)."""
+    (Source.locate). On a testnet reused, what its nodes dial is not known: its rotations are checked by with_dials
+    once they are asked."""
     if len(nodes) < scenario.min_nodes:  # (the testnet's size, not a line of the file)
         raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {counted(scenario.min_nodes, 'node')} "
                             f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
                             f"{len(nodes)}")
+    dials = ({n: frozenset(nodes[i] for i in bootstrap_indexes(k, len(nodes))) for k, n in enumerate(nodes)}
+             if fresh else None)
     try:
-        return _laid_out(scenario, nodes, seed, fresh)
+        return _laid_out(scenario, nodes, seed, dials)
     except ScenarioError as e:
         raise scenario.source.locate(e) from None
 
 
-def _laid_out(scenario: Scenario, nodes: list[str], seed: int, fresh: bool) -> Plan:
+def with_dials(plan: Plan, dials: Mapping[str, frozenset[str]]) -> Plan:
+    """`plan`, on a testnet reused, once its nodes said whom they dial (`dials`, of the nodes it rotates at least);
+    raises ScenarioError, located as make_plan's, for a rotation that would fail mid-run (_check_rotation)."""
+    known = replace(plan, dials=dials)
+    try:
+        _check_faults(known)
+    except ScenarioError as e:
+        raise plan.scenario.source.locate(e) from None
+    return known
+
+
+def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[str, frozenset[str]] | None) -> Plan:
     """make_plan's plan, its errors not yet located."""
     rng = random.Random(seed)
     rest = len(nodes) - sum(g.nodes or 0 for g in scenario.orgs)
@@ -164,14 +179,16 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, fresh: bool) -> P
             others = [m for m in dict.fromkeys(pool) if m != operator]
             extra = rng.sample(others, min(group.orgs_per_agent - 1, len(others)))
             agents.append(AgentPlan(f"{group.name}-{k}", group, operator, (operator, *extra)))
-    plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents), fresh)
+    plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents), dials)
     for i, attack in enumerate(scenario.attacks):
         if attack.orgs is not None:
             chosen = plan.select(attack.orgs, f"attacks[{i}].orgs")
+            one = {"key-theft": "a key theft steals one org's key",
+                   "equivocation": "an equivocation is one org's (its key signs two records at one seq)"}
+            if attack.type in one and len(chosen) != 1:
+                raise ScenarioError(f"attacks[{i}].orgs: {one[attack.type]}, but {attack.orgs.text} selects "
+                                    f"{len(chosen)} (write GROUP[i])")
             if attack.type == "key-theft":
-                if len(chosen) != 1:
-                    raise ScenarioError(f"attacks[{i}].orgs: a key theft steals one org's key, but "
-                                        f"{attack.orgs.text} selects {len(chosen)} (write GROUP[i])")
                 if len(nodes) < 2:
                     raise ScenarioError(f"attacks[{i}]: a key theft offers the thief's records to another org's "
                                         "node, and this testnet has one node")
@@ -187,9 +204,9 @@ def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
     whose earlier kill's restart is still to come (that restart would start it early), and a rotation that would fail
-    mid-run (_check_rotation); and an equivocation or key theft due while the nodes it needs are down
-    (_check_attack). A rotation of a killed node starts it again (testnet.faults.rotate), but its kill's restart still
-    comes when due: `restarting` keeps it until then."""
+    mid-run (_check_rotation, once the plan knows what its node dials); and an equivocation or key theft due while the
+    nodes it needs are down (_check_attack). A rotation of a killed node starts it again (testnet.faults.rotate), but
+    its kill's restart still comes when due: `restarting` keeps it until then."""
     up, partition, restarting = set(plan.nodes), None, {}
     attacks = [(attack.at, i) for i, attack in enumerate(plan.scenario.attacks)
                if attack.type in ("equivocation", "key-theft")]
@@ -223,7 +240,8 @@ def _check_faults(plan: Plan) -> None:
             partition = None
         else:
             for node in step.nodes:
-                _check_rotation(plan, step, node, up, partition[1] if partition else None)
+                if plan.dials is not None:
+                    _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
 
 
@@ -259,23 +277,26 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
     the run set it up; an equivocation flagging an org later only shrinks the followers, so may still fail it)."""
     reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
     if reached and not set(reached) & set(plan.followers(node)):
-        dials = "its bootstrap peers and the orgs of its horizon" if plan.fresh else "any, on a testnet reused"
         raise ScenarioError(
             f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
-            f"`vouchnet key rotate` first takes the org's records back from the running nodes it dials ({dials}): "
+            "`vouchnet key rotate` first takes the org's records back from the running nodes it dials (its bootstrap "
+            "peers and the orgs whose `org` records it holds: those of its horizon, and any it held as the run began): "
             f"{', '.join(reached)}, and none of them holds them (none has {node} inside its horizon: "
             f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them), so it refuses to sign; "
             f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
             "cuts it off alone")
 
 
-def fewest_nodes(scenario: Scenario) -> int:
-    """The fewest nodes `scenario` can be laid onto (make_plan's rules): its org groups' sizes, or more where an
-    attack or fault selects an org past them (`honest[2]` of a group that takes the rest)."""
-    for count in range(scenario.min_nodes, scenario.nodes):
+def fewest_nodes(scenario: Scenario, seed: int) -> int | None:
+    """The fewest nodes of a testnet `testnet run` makes for `scenario` (fresh: what its nodes dial is known) that its
+    plan with `seed` fits (make_plan's rules): its org groups' sizes, or more where an attack or fault selects an org
+    past them (`honest[2]` of a group that takes the rest) or a rotation needs a follower among the nodes it dials (the
+    seed draws `[[edges]]`; a larger testnet may not fit where a smaller one does). None if none of 1 to MAX_NODES
+    does."""
+    for count in range(scenario.min_nodes, MAX_NODES + 1):
         try:
-            make_plan(scenario, [node_name(i) for i in range(count)], seed=0)
+            make_plan(scenario, [node_name(i) for i in range(count)], seed, fresh=True)
         except ScenarioError:
             continue
         return count
-    return scenario.nodes
+    return None

@@ -21,7 +21,7 @@ from .attacks import Equivocation, KeyTheft, equivocate, steal_key
 from .cluster import Cluster, ClusterError, Progress, Say
 from .interrupts import interrupts_held
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
-from .plan import OPERATOR_WEIGHT, Plan, make_plan
+from .plan import OPERATOR_WEIGHT, Plan, make_plan, with_dials
 from .scenario import Scenario
 from .status import NodeStatus, flagged_keys, followers_by_node, node_status, witnessed
 from .traffic import Traffic, TrafficStats
@@ -66,7 +66,8 @@ class RunResult:
 
 class Run:
     """One scenario on one testnet, `fresh` if `testnet run` made it for this run (what each node dials is then
-    known: Plan.dialled); `execute()` runs it and returns what it observed."""
+    known before it starts: Plan.dials; on one reused, its rotating nodes are asked once they run); `execute()` runs
+    it and returns what it observed."""
 
     def __init__(self, cluster: Cluster, scenario: Scenario, *, seed: int, say: Say = lambda _: None,
                  progress: Progress | None = None, fresh: bool = False) -> None:
@@ -95,7 +96,11 @@ class Run:
         return {name: [*agent.former, agent.did] for name, agent in self.agents.items()}
 
     def execute(self) -> RunResult:
+        """The run; raises ScenarioError before the trust graph is touched if a rotation would fail mid-run on a
+        testnet reused (_ask_dials), and ClusterError if the testnet fails it."""
         self._configure()
+        if self.plan.dials is None:
+            self.plan = with_dials(self.plan, self._ask_dials())
         self.up = frozenset(self.cluster.names)
         records = RecordWatch(self.cluster, self.is_up, self.scenario.measure.poll_seconds)
         records.start()
@@ -157,6 +162,19 @@ class Run:
         self.setup["blocks_lifted"] = lifted
         self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
                  f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")
+
+    def _ask_dials(self) -> dict[str, frozenset[str]]:
+        """Node -> the other nodes it dials now, of those the scenario rotates: its `GET /v1/peers` known peers
+        (its bootstrap peers, and the orgs whose `org` records it holds, which earlier runs or `up`'s topology may
+        have left it), not those that dialled in."""
+        node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
+        rotating = {n for step in self.plan.fault_steps() if step.action == "rotate" for n in step.nodes}
+        dials = {}
+        for node in sorted(rotating):
+            with self.cluster.client(node) as client:
+                dials[node] = frozenset(node_of[peer["org"]] for peer in client.iter_known_peers()
+                                        if peer["source"] != "inbound" and peer["org"] in node_of)
+        return dials
 
     def _trust_graph(self, records: RecordWatch) -> None:
         """Org-peer vouches as the plan says (missing ones made, others revoked), then each agent's operator vouches

@@ -266,8 +266,10 @@ def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
         for field_name in ("roots", "vouch"):
             for ref in getattr(group, field_name):
                 _known(ref, org_names, f"orgs.{group.name}.{field_name}", "org group")
-    if sum(1 for g in orgs if g.nodes is None) > 1:
-        raise ScenarioError('orgs: at most one group may take nodes = "rest"')
+    rest = [g.name for g in orgs if g.nodes is None]
+    if len(rest) > 1:
+        raise ScenarioError(f'orgs.{rest[1]}.nodes: "rest" is taken by group {rest[0]} already: at most one group may '
+                            "take the nodes the others leave")
     agents = tuple(_agent_group(group, key, org_names) for key, group in _named_tables(doc, "agents").items())
     agent_names = {g.name for g in agents}
     scenario = Scenario(
@@ -361,12 +363,10 @@ def _edge(table: Any, where: str, org_names: set[str]) -> Edge:
 
 def _attack(table: Any, where: str, org_names: set[str], agent_names: set[str]) -> Attack:
     table = _as_table(table, where)
-    kind = _text(table, where, "type")
+    kind = _kind(table, where, ATTACKS)
     fields = {"praise": ({"orgs", "agents"}, {"at", "until"}), "slander": ({"orgs", "agents"}, {"at", "until"}),
               "equivocation": ({"orgs", "at"}, set()), "whitewash": ({"agents", "at"}, set()),
               "key-theft": ({"orgs", "at"}, set())}
-    if kind not in fields:
-        raise ScenarioError(f"{where}.type: must be one of {', '.join(ATTACKS)}, got {kind!r}")
     required, optional = fields[kind]
     _keys(table, where, required=required | {"type"}, optional=optional)
     agents = table.get("agents")
@@ -386,13 +386,21 @@ def _attack(table: Any, where: str, org_names: set[str], agent_names: set[str]) 
 
 def _fault(table: Any, where: str, org_names: set[str]) -> Fault:
     table = _as_table(table, where)
-    kind = _text(table, where, "type")
-    if kind not in FAULTS:
-        raise ScenarioError(f"{where}.type: must be one of {', '.join(FAULTS)}, got {kind!r}")
+    kind = _kind(table, where, FAULTS)
     timed = kind != "rotate"  # a rotated node is back as soon as its new key is in place
     _keys(table, where, required={"type", "nodes", "at"} | ({"duration"} if timed else set()), optional=set())
     return Fault(kind, _selector(table, where, "nodes", org_names), _number(table, where, "at", low=0, high=3600),
                  _number(table, where, "duration", low=0.5, high=3600) if timed else 0.0)
+
+
+def _kind(table: dict[str, Any], where: str, kinds: tuple[str, ...]) -> str:
+    """The `type` of an [[attacks]] or [[faults]] table, one of `kinds` (read first: it says which keys it takes)."""
+    if "type" not in table:
+        raise ScenarioError(f"{where}.type: required, one of {', '.join(kinds)}")
+    kind = _text(table, where, "type")
+    if kind not in kinds:
+        raise ScenarioError(f"{where}.type: must be one of {', '.join(kinds)}, got {kind!r}")
+    return kind
 
 
 def _settings(value: Any) -> Settings:
@@ -429,9 +437,16 @@ def _measure(table: dict[str, Any]) -> Measure:
 
 
 def _check_times(scenario: Scenario, what: str) -> None:
-    """Every timed attack and fault must fit in the run (a fault must also end, so that catch-up is measured); `what`
-    names the duration it is checked against: the file's own, or the one --duration gives the run."""
+    """Every timed attack and fault must fit in the run (a fault must also end, so that catch-up is measured), and so
+    must the first misbehaviour of agents that turn bad (turned-bad's at, on-off's first on: past the run, they never
+    misbehave, yet count as malicious in the report); `what` names the duration it is checked against: the file's
+    own, or the one --duration gives the run."""
     ends: list[tuple[str, float]] = []
+    for group in scenario.agents:
+        turns = {"turned-bad": ("at", group.behaviour.at), "on-off": ("on", group.behaviour.on)}
+        if group.behaviour.model in turns:
+            key, at = turns[group.behaviour.model]
+            ends.append((f"agents.{group.name}.behaviour.{key}", at))
     for i, attack in enumerate(scenario.attacks):
         ends.append((f"attacks[{i}].at", attack.at))
         if attack.until is not None:

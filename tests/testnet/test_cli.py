@@ -25,6 +25,7 @@ from testnet import state
 from testnet.state import NodeEntry, node_name, save_state
 
 from ..fsyncs import recorded_fsyncs
+from .test_scenario import MINIMAL
 
 
 @pytest.fixture
@@ -375,6 +376,22 @@ def test_a_baseline_run_says_later_runs_of_its_seed_and_size_compare_with_it(exi
                                                        "testnet's reports, so no later run compares with it")
 
 
+def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, capsys, monkeypatch):
+    """Before: the whole run was made (setup, traffic, settling), then writing its report failed ("File exists"), the
+    report lost."""
+    from testnet import runner
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: pytest.fail("the run started"))
+    taken = existing / "taken"
+    taken.write_text("a file")
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(taken / "report")]) == 2
+    assert capsys.readouterr().err == (f"vouchnet testnet run: --out {taken / 'report'}: cannot be made a directory "
+                                       "for the report (Not a directory)\n")
+    _finished_run(monkeypatch, NO_ATTACK)
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(existing / "new" / "report")]) == 0
+    assert (existing / "new" / "report").is_dir()
+
+
 def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
     _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
@@ -433,9 +450,9 @@ def test_run_help_gives_each_library_scenario_its_nodes_fewest_nodes_and_duratio
         assert shown is not None, name
         nodes, fewest, duration = int(shown[1]), int(shown[2]), float(shown[3])
         assert (nodes, duration) == (scenario.nodes, scenario.duration), name
-        make_plan(scenario, [node_name(i) for i in range(fewest)], seed=1)
+        make_plan(scenario, [node_name(i) for i in range(fewest)], seed=1, fresh=True)
         with pytest.raises(ScenarioError):
-            make_plan(scenario, [node_name(i) for i in range(fewest - 1)], seed=1)
+            make_plan(scenario, [node_name(i) for i in range(fewest - 1)], seed=1, fresh=True)
     assert "faults 3 nodes (at least 3), 45 s" in said
 
 
@@ -456,5 +473,50 @@ def test_a_scenario_too_big_for_the_testnet_asked_says_the_fewest_nodes_it_runs_
     directory = tmp_path / "testnet"
     assert main(["testnet", "run", name, "--nodes", "2", "--dir", str(directory)]) == 2
     err = capsys.readouterr().err
-    assert "selects no org" in err and f"scenario {name} runs on 3 nodes or more" in err
+    assert "selects no org" in err and f"(with seed 1, scenario {name} runs on 3 nodes at the fewest)" in err
     assert not (directory / state.STATE_FILE).exists()
+
+
+# rogue rotates; the honest org the seed draws to vouch for it is its only follower (honest roots no one)
+_DRAWN_FOLLOWER = MINIMAL.replace('roots = ["honest"]\nvouch = ["honest"]\n', "") + """
+[[edges]]
+from = "honest"
+to = "rogue"
+count = 1
+
+[[faults]]
+type = "rotate"
+nodes = "rogue"
+at = 5
+
+[[faults]]
+type = "kill"
+nodes = "honest[2]"
+at = 10
+duration = 2
+"""
+
+
+@pytest.mark.parametrize(("seed", "text", "hint"), [
+    # seed 0 draws n01 to follow rogue, which on 4 nodes dials n00 and n02 only; on 5, n00 and n03 (n03 follows)
+    ("0", _DRAWN_FOLLOWER, "(with seed 0, scenario mine runs on 5 nodes at the fewest)"),
+    # rogue, the last node, dials n00, killed, and the quiet org, on any size: no testnet fits it
+    ("1", _DRAWN_FOLLOWER.replace("[orgs.rogue]", "[orgs.quiet]\nnodes = 1\n\n[orgs.rogue]").replace(
+        "at = 10\nduration = 2", "at = 2\nduration = 10").replace("honest[2]", "honest[0]"),
+     "(with seed 1, scenario mine runs on no testnet `run` makes, of 1 to 100 nodes)"),
+])
+def test_a_refused_run_names_the_fewest_nodes_a_run_of_its_seed_would_need(tmp_path, capsys, seed, text, hint):
+    """The fewest nodes a refusal names is that of a testnet `run` makes, with the run's seed: its rotations are checked
+    against the nodes each dials, and the seed draws [[edges]]. Before: it was found with seed 0, every running node
+    counting as dialled, so it named 4 (no hint: the 4 asked for) where seed 0 needs 5, and "5 nodes or more" for a
+    scenario no size fits."""
+    mine = tmp_path / "mine.toml"
+    mine.write_text(text)
+    directory = tmp_path / "testnet"
+    assert main(["testnet", "run", str(mine), "--nodes", "4", "--seed", seed, "--dir", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert "would fail mid-run" in err and err.rstrip().endswith(hint), err
+    assert not (directory / state.STATE_FILE).exists()
+    scenario = load_scenario(str(mine))
+    if "no testnet" not in hint:
+        make_plan(scenario, [node_name(i) for i in range(5)], seed=int(seed), fresh=True)

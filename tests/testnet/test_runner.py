@@ -3,6 +3,7 @@ records at the nodes whose horizon holds their issuers, an equivocator's aside."
 
 import math
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -18,7 +19,8 @@ from testnet.cluster import ClusterError
 from testnet.faults import Partition
 from testnet.plan import make_plan
 from testnet.runner import Run, _expected
-from testnet.scenario import load_scenario
+from testnet.scenario import ScenarioError, load_scenario
+from tests.testnet.test_scenario import DIALLED_QUIET
 
 
 def test_the_setup_waits_for_no_record_of_an_org_flagged_as_an_equivocator():
@@ -38,6 +40,7 @@ class _Node:
         self.blocked: list[str] = []
         self.on_block: Callable[[list[str]], None] = lambda peers: None  # after the list is replaced
         self.timeouts: list[float] = []
+        self.known: list[dict] = []  # GET /v1/peers's known peers
 
 
 class _NodeClient:
@@ -60,6 +63,9 @@ class _NodeClient:
 
     def peers(self) -> list[dict]:
         return []  # a cut closes its connections at once
+
+    def iter_known_peers(self) -> Iterator[dict]:
+        return iter(self.node.known)
 
     def iter_records(self, *, issuer: str, kind: str | None = None) -> Iterator[dict]:
         """The issuer's `org` record naming its next key, as a rotation (_Testnet.rotate_key) leaves it."""
@@ -184,6 +190,45 @@ def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_
     assert testnet.rotations == [("n04", False), ("n04", True)]
 
 
+def _known(*nodes: str, source: str = "bootstrap") -> list[dict]:
+    """GET /v1/peers's known peers naming `nodes` (the fake testnet's dids)."""
+    return [{"org": f"did:{node}", "source": source} for node in nodes]
+
+
+def test_on_a_testnet_reused_a_rotation_catches_up_only_if_a_node_its_node_says_it_dials_is_up(monkeypatch):
+    """n04, on a testnet reused, says it dials n00 and n03 (n01 only dialled in); with both killed it rotates
+    without a catch-up. Before: every running node counted there, `vouchnet key rotate` was asked to catch up, found
+    no peer it dials ("unreachable") and refused, failing the run mid-way."""
+    testnet = _Testnet(5)
+    testnet.nodes["n04"].known = _known("n00", "n03") + _known("n01", source="inbound")
+    run, _ = _run_of_fakes(monkeypatch, testnet, Path(__file__).with_name("rotate_while_dialled_down.toml"))
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=8.0))  # (after the rotation at 5 s)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert testnet.rotations == [("n04", False)]
+
+
+def test_on_a_testnet_reused_a_rotation_none_it_dials_would_follow_is_refused_before_the_setup(tmp_path, monkeypatch):
+    """n04 says it dials n00 (killed) and n03, a quiet org that does not follow it: the run is refused, naming the
+    file and line, before a vouch is made. Before: n02, which follows n04 but is not dialled, counted; the rotation
+    was refused mid-run."""
+    path = tmp_path / "quiet.toml"
+    path.write_text(DIALLED_QUIET)
+    testnet = _Testnet(5)
+    testnet.nodes["n04"].known = _known("n00", "n03")
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    monkeypatch.setattr(Run, "_trust_graph", lambda self, records: pytest.fail("the setup began"))
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:33: faults\[2\]: the rotation of n04's key "
+                       r"at 5 s would fail mid-run: .* it dials .*: n03, and none of them holds them"):
+        run.execute()
+    testnet.nodes["n04"].known = _known("n00", "n02", "n03")  # (it held n02's records from before)
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=8.0))
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert testnet.rotations == [("n04", True)]
+
+
 @pytest.mark.parametrize("path,attack", [(Path(__file__).with_name("short.toml"), "key theft"),
                                          (Path(runner.__file__).with_name("scenarios") / "equivocation.toml",
                                           "equivocation")])
@@ -228,20 +273,26 @@ duration = 10
 """
 
 
-@pytest.fixture
-def partitioned(tmp_path, monkeypatch) -> tuple[_Testnet, Run, list[str], dict[str, _Watcher]]:
-    """The _PARTITIONED scenario, run with its watchers and setup faked, on a testnet of _Nodes: (the testnet, the
-    run, what it says, its watchers by name)."""
+def _run_of_fakes(monkeypatch, testnet: _Testnet, path: Path, said: list[str] | None = None) -> tuple[
+        Run, dict[str, _Watcher]]:
+    """The scenario at `path` run on `testnet` with its watchers and setup faked: (the run, its watchers by name)."""
     watchers = {name: _Watcher() for name in ("RecordWatch", "ScoreWatch", "Traffic")}
     for name, watcher in watchers.items():
         monkeypatch.setattr(runner, name, lambda *args, watcher=watcher, **options: watcher)
     monkeypatch.setattr(Run, "_trust_graph", lambda self, records: None)
     monkeypatch.setattr(Run, "_latency_histograms", lambda self: {})
+    say = (said if said is not None else []).append
+    return Run(testnet, load_scenario(str(path)), seed=1, say=say), watchers  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def partitioned(tmp_path, monkeypatch) -> tuple[_Testnet, Run, list[str], dict[str, _Watcher]]:
+    """The _PARTITIONED scenario, run with its watchers and setup faked, on a testnet of _Nodes: (the testnet, the
+    run, what it says, its watchers by name)."""
     (tmp_path / "partitioned.toml").write_text(_PARTITIONED)
     testnet = _Testnet()
     said: list[str] = []
-    run = Run(testnet, load_scenario(str(tmp_path / "partitioned.toml")), seed=1,  # type: ignore[arg-type]
-              say=said.append)
+    run, watchers = _run_of_fakes(monkeypatch, testnet, tmp_path / "partitioned.toml", said)
     return testnet, run, said, watchers
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from testnet.plan import make_plan
+from testnet.plan import make_plan, with_dials
 from testnet.scenario import ScenarioError, library, load_scenario, parse_scenario
 from testnet.state import node_name
 
@@ -103,7 +103,8 @@ def _edit(old: str, new: str) -> str:
     (_edit("duration = 30", "duration = 0"), "duration: must be from 1 to 3600, got 0"),
     (_edit('roots = ["honest"]', 'roots = ["honst"]'), "orgs.honest.roots: no org group 'honst' (there are: "),
     (_edit("nodes = 1", 'nodes = "some"'), 'orgs.rogue.nodes: must be an integer or "rest", got str'),
-    (_edit("nodes = 1", 'nodes = "rest"'), 'orgs: at most one group may take nodes = "rest"'),
+    (_edit("nodes = 1", 'nodes = "rest"'), 'orgs.rogue.nodes: "rest" is taken by group honest already: at most one '
+     "group may take the nodes the others leave"),
     (_edit("count = 2", "count = 2.5"), "agents.good.count: must be an integer, got float 2.5"),
     (_edit('behaviour = "honest"', 'behaviour = "sneaky"'), "agents.good.behaviour.model: must be one of honest, "),
     (_edit('behaviour = "honest"', 'behaviour = { model = "malicious", on = 3 }'),
@@ -114,6 +115,9 @@ def _edit(old: str, new: str) -> str:
     (MINIMAL + '[[attacks]]\ntype = "praise"\norgs = "rogue"\nagents = "bad"\n',
      "attacks[0].agents: no agent group 'bad' (there are: good)"),
     (MINIMAL + '[[attacks]]\ntype = "bribe"\n', "attacks[0].type: must be one of praise, slander, equivocation, "),
+    # (a table without its type failed with a bare KeyError: 'type', a traceback from `testnet run`)
+    (MINIMAL + '[[attacks]]\norgs = "rogue"\nat = 5\n', "attacks[0].type: required, one of praise, slander, "),
+    (MINIMAL + '[[faults]]\nnodes = "rogue"\nat = 5\n', "faults[0].type: required, one of kill, partition, rotate"),
     (MINIMAL + '[[attacks]]\ntype = "whitewash"\nagents = "good"\n', "attacks[0].at: required"),
     (MINIMAL + '[[attacks]]\ntype = "slander"\norgs = "rogue"\nagents = "good"\nat = 10\nuntil = 5\n',
      "attacks[0].until: must be after at (10), got 5"),
@@ -161,6 +165,9 @@ def test_a_broken_scenario_is_refused_naming_the_key_and_the_rule(text, error):
      '[[faults]]\ntype = "kill"\nat = 1\n'
      'nods = "honest"\nduration = 2\nnodes = "honest"\n', 26, "faults[1].nods: unknown key"),
     (MINIMAL + "[[faults]]\ntype = \"kill\"\nnodes = \"honest\"\nat = 1\n", 17, "faults[0].duration: required"),
+    (MINIMAL + '[[faults]]\nnodes = "rogue"\nat = 5\n', 17, "faults[0].type: required"),
+    # (it named the file alone, "orgs: at most one group ...", with no line to look at)
+    (_edit("nodes = 1", 'nodes = "rest"'), 10, 'orgs.rogue.nodes: "rest" is taken by group honest already'),
 ])
 def test_an_error_names_the_line_of_the_key_or_of_its_table(text, line, error):
     with pytest.raises(ScenarioError) as refused:
@@ -184,7 +191,7 @@ def test_an_error_in_laying_a_scenario_onto_a_testnet_names_its_file_and_line(tm
     path = tmp_path / "mine.toml"
     path.write_text(text)
     with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(testnet), seed=1)
+        make_plan(load_scenario(str(path)), nodes(testnet), seed=1, fresh=True)
     assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
 
 
@@ -221,6 +228,23 @@ def test_a_shorter_duration_must_still_hold_every_timed_event():
     assert scenario.with_duration(60).duration == 60
 
 
+@pytest.mark.parametrize(("behaviour", "line", "error"), [
+    ('{ model = "turned-bad", at = 40 }', 14, "agents.good.behaviour.at: 40 s is not within the file's duration"),
+    ('"turned-bad"', 14, "agents.good.behaviour.at: 30 s is not within the file's duration"),  # (at's default)
+    ('{ model = "on-off", on = 30, off = 5 }', 14, "agents.good.behaviour.on: 30 s is not within the file's duration"),
+])
+def test_agents_that_would_turn_bad_only_after_the_run_are_refused(behaviour, line, error):
+    """Before: accepted; the agents behaved well throughout, and the report counted them malicious (its confusion
+    matrix, the praise and slander baselines), as `run on-off --duration 30` did with its turned-bad agents (at 40 s)."""
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(_edit('behaviour = "honest"', f"behaviour = {behaviour}"), name="m", where="m.toml")
+    assert str(refused.value).startswith(f"m.toml:{line}: {error} of 30 s"), str(refused.value)
+    with pytest.raises(ScenarioError, match=re.escape("agents.turned-bad.behaviour.at: 40 s is not within the run's "
+                                                      "--duration of 30 s")):
+        load_scenario("on-off").with_duration(30)
+    assert load_scenario("on-off").with_duration(45).duration == 45
+
+
 def test_a_plan_that_does_not_fit_the_testnet_says_why():
     with pytest.raises(ScenarioError, match="needs at least 5 nodes .*honest 1, colluders 2, sybils 2.*has 4"):
         make_plan(load_scenario("sybil-collusion"), nodes(4), seed=1)
@@ -244,27 +268,29 @@ def test_a_rotation_and_a_key_theft_are_read_with_their_targets_and_times():
 
 def test_a_rotation_no_running_node_it_reaches_follows_is_refused_before_the_run():
     """`vouchnet key rotate` takes the org's records back first, from the running nodes it reaches, and refuses to
-    sign if none holds them. Before: found only as the rotation came, mid-run (exit 1, no report)."""
+    sign if none holds them. Before: found only as the rotation came, mid-run (exit 1, no report). (Three nodes: each
+    dials the two others, its bootstrap peers.)"""
     rotate_rogue = MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape(
             "faults[0]: the rotation of n02's key at 5 s would fail mid-run: `vouchnet key rotate` first takes the "
-            "org's records back from the running nodes it dials (any, on a testnet reused): n00, n01, and none of them "
-            "holds them (none has n02 inside its horizon")):
-        make_plan(parse_scenario(rotate_rogue, name="m"), nodes(3), seed=1)
+            "org's records back from the running nodes it dials (its bootstrap peers and the orgs whose `org` records "
+            "it holds: those of its horizon, and any it held as the run began): n00, n01, and none of them holds them "
+            "(none has n02 inside its horizon")):
+        make_plan(parse_scenario(rotate_rogue, name="m"), nodes(3), seed=1, fresh=True)
     # one of the honest group follows honest[0] (roots it); rogue cut off alone rotates without a catch-up
-    make_plan(parse_scenario(rotate_rogue.replace('"rogue"', '"honest[0]"'), name="m"), nodes(3), seed=1)
+    make_plan(parse_scenario(rotate_rogue.replace('"rogue"', '"honest[0]"'), name="m"), nodes(3), seed=1, fresh=True)
     alone = rotate_rogue + '[[faults]]\ntype = "partition"\nnodes = "rogue"\nat = 2\nduration = 10\n'
-    make_plan(parse_scenario(alone, name="m"), nodes(3), seed=1)
+    make_plan(parse_scenario(alone, name="m"), nodes(3), seed=1, fresh=True)
     # ... but not once the partition is healed, nor on the honest side while the rest of it is down
     healed = alone.replace("duration = 10", "duration = 2")
     with pytest.raises(ScenarioError, match=re.escape("faults[0]: the rotation of n02's key at 5 s")):
-        make_plan(parse_scenario(healed, name="m"), nodes(3), seed=1)
+        make_plan(parse_scenario(healed, name="m"), nodes(3), seed=1, fresh=True)
     honest_alone = (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 5\n'
                     '[[faults]]\ntype = "kill"\nnodes = "honest[1]"\nat = 4\nduration = 3\n')
-    with pytest.raises(ScenarioError, match=re.escape("reused): n02, and none of them holds them")):
-        make_plan(parse_scenario(honest_alone, name="m"), nodes(3), seed=1)
+    with pytest.raises(ScenarioError, match=re.escape("began): n02, and none of them holds them")):
+        make_plan(parse_scenario(honest_alone, name="m"), nodes(3), seed=1, fresh=True)
     restarted = honest_alone.replace("at = 4\nduration = 3", "at = 3\nduration = 1")  # (back at 4 s)
-    make_plan(parse_scenario(restarted, name="m"), nodes(3), seed=1)
+    make_plan(parse_scenario(restarted, name="m"), nodes(3), seed=1, fresh=True)
 
 
 def test_a_node_killed_then_rotated_runs_again_for_the_rotations_after_it():
@@ -310,16 +336,28 @@ def test_on_a_testnet_run_made_a_rotation_catches_up_with_the_nodes_it_dials_onl
     assert fresh.dialled("n04") == {"n00", "n03"}  # (its horizon is its own org: it roots and vouches for none)
     assert fresh.catch_up_peers("n04", ["n01", "n02"], None) == []  # none it dials is up: it rotates without
     assert fresh.dialled("n01") == {"n00", "n02", "n03", "n04"}  # bootstrap n00, n02; vouches for n03, n04 too
-    # on a testnet reused, the nodes may hold any org's records from before: every running node counts, as it did
-    reused = make_plan(scenario, nodes(5), seed=1)
-    assert reused.catch_up_peers("n04", ["n01", "n02"], None) == ["n01", "n02"]
     # a node it dials that is up but does not follow it: refused, though n02 (not dialled) follows it
     with pytest.raises(ScenarioError, match=re.escape(
             "faults[2]: the rotation of n04's key at 5 s would fail mid-run: `vouchnet key rotate` first takes the "
-            "org's records back from the running nodes it dials (its bootstrap peers and the orgs of its horizon): "
-            "n03, and none of them holds them")):
+            "org's records back from the running nodes it dials (its bootstrap peers and the orgs whose `org` records "
+            "it holds: those of its horizon, and any it held as the run began): n03, and none of them holds them")):
         make_plan(parse_scenario(DIALLED_QUIET, name="m"), nodes(5), seed=1, fresh=True)
-    make_plan(parse_scenario(DIALLED_QUIET, name="m"), nodes(5), seed=1)
+
+
+def test_on_a_testnet_reused_a_rotation_is_checked_against_the_nodes_its_node_says_it_dials():
+    """On a testnet reused, a node may hold any org's records from earlier runs or `up`'s topology: the plan leaves
+    its rotations to be checked once the node says whom it dials (with_dials, with its horizon's orgs added). Before:
+    every running node counted, so n04, dialling n00 and n03 alone, was taken to catch up with n01 and n02; the plan
+    was accepted and the rotation refused mid-run ("unreachable"), its dialled nodes being down or not following."""
+    quiet = make_plan(parse_scenario(DIALLED_QUIET, name="m"), nodes(5), seed=1)  # (rotation unchecked yet)
+    with pytest.raises(ScenarioError, match=re.escape("would fail mid-run: `vouchnet key rotate` first takes the "
+                                                      "org's records back from the running nodes it dials")):
+        with_dials(quiet, {"n04": frozenset({"n00", "n03"})})
+    held_every_org = frozenset({"n00", "n01", "n02", "n03"})
+    assert with_dials(quiet, {"n04": held_every_org}).catch_up_peers("n04", ["n02", "n03"], None) == ["n02", "n03"]
+    down = with_dials(make_plan(parse_scenario(DIALLED_DOWN, name="m"), nodes(5), seed=1),
+                      {"n04": frozenset({"n00", "n03"})})
+    assert down.catch_up_peers("n04", ["n01", "n02"], None) == []  # none it dials is up: it rotates without
 
 
 def _faults(*faults: tuple[str, str, float, float]) -> str:
@@ -385,6 +423,16 @@ def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_r
         make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
 
 
+def test_an_equivocation_must_be_one_org_s():
+    """A run has the first org selected equivocate (testnet.runner); before, a selector naming more was accepted and
+    the others, counted as attackers, did nothing, unsaid (the summary named the one that did)."""
+    two = MINIMAL + '[[attacks]]\ntype = "equivocation"\norgs = "honest"\nat = 5\n'
+    with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: an equivocation is one org's (its key signs "
+                                                      "two records at one seq), but honest selects 2 (write GROUP[i])")):
+        make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
+    make_plan(parse_scenario(two.replace('"honest"\nat', '"honest[1]"\nat'), name="m"), nodes(3), seed=1)
+
+
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     two = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
@@ -432,7 +480,8 @@ def test_the_cli_refuses_a_rotation_that_would_catch_up_with_no_follower_before_
     assert main(["testnet", "run", str(mine), "--dir", str(tmp_path / "testnet")]) == 2
     assert (f"vouchnet testnet run: {mine}:33: faults[2]: the rotation of n04's key at 5 s would fail mid-run: "
             "`vouchnet key rotate` first takes the org's records back from the running nodes it dials (its bootstrap "
-            "peers and the orgs of its horizon): n03, and none") in capsys.readouterr().err
+            "peers and the orgs whose `org` records it holds: those of its horizon, and any it held as the run began): "
+            "n03, and none") in capsys.readouterr().err
     assert not (tmp_path / "testnet").exists()
 
 
