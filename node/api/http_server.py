@@ -19,7 +19,8 @@ that answer rather than a reset. A malformed request gets h11's 4xx with a JSON 
 an app that fails before answering gives a 500 (its traceback goes to the log, not to the client), after that the
 connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
-for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
+for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
+for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. At
 most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
 longest ago among those waiting on their client for it (_Slots), else it is answered 503 `busy` with Retry-After,
 its request unread (its bytes dropped until it closes, within BUSY_WRITE_S, for MAX_BUSY newcomers at once), and
@@ -350,6 +351,7 @@ class _Exchange:
         self.body_done = False
         self.disconnected = False
         self.cut_off = False  # the body did not arrive (_too_late, or its client left): what the app sends is dropped
+        self.malformed: h11.RemoteProtocolError | None = None  # why the body could not be read (its chunked framing)
 
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
@@ -382,8 +384,10 @@ class _Exchange:
         except Exception:
             log.exception("the API failed on %s %s", self.request.method.decode(), self._path())
         else:
-            if not self.head_written:
+            if not self.head_written and self.malformed is None:
                 log.error("the API did not answer %s %s", self.request.method.decode(), self._path())
+        if self.malformed is not None:  # answered as a malformed head is (_Connection._refuse); the app's was dropped
+            raise self.malformed
         if not self.head_written:
             body = b'{"error":"internal","detail":"the node failed to answer; see its log"}'
             self.started = _response(500, _json_headers(body))
@@ -414,6 +418,10 @@ class _Exchange:
             return {"type": "http.disconnect"}
         except _Closed:  # no byte of the body for READ_TIMEOUT_S: not the app's failure, as it was when raised to it
             await self._too_late(f"no byte of the request came for {READ_TIMEOUT_S:g} s")
+            return {"type": "http.disconnect"}
+        except h11.RemoteProtocolError as error:  # raised into an app that answers every failure (FastAPI), it was a
+            self.malformed = error  # 500 and a traceback logged as the node's, or a 400 blaming the body's JSON
+            self.cut_off = self.disconnected = True
             return {"type": "http.disconnect"}
         if isinstance(event, h11.Data):
             return {"type": "http.request", "body": bytes(event.data), "more_body": True}

@@ -261,6 +261,44 @@ async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server
                                                                                    "line'"})
 
 
+async def answering_app(scope, receive, send):
+    """Reads the body and answers 200, or 500 for any failure reading it, as FastAPI's handler of every exception
+    does (node.api.errors)."""
+    try:
+        while (message := await receive()).get("more_body"):
+            pass
+        status = 200 if message["type"] == "http.request" else 400  # (the client left: the app's 400, dropped)
+    except Exception:
+        status = 500
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("body,detail", [
+    (b"zz\r\n", "illegal chunk header: 'zz\\r\\n'"),
+    (b"2\r\nabXY", "malformed chunk footer: 'XY' (expected b'\\r\\n')"),
+])
+async def test_a_malformed_chunked_body_gets_a_400_though_the_app_answers_every_failure(server, caplog, body,
+                                                                                       detail):
+    """Raised into the app reading the body, h11's error was the app's failure: the node's API (FastAPI) answered 500
+    `internal` and logged a traceback as its own failure (/v1/events, /v1/traces), or a 400 saying the body was not
+    JSON (/v1/vouches), uncounted as refusals and without `Connection: close`, though it closed the connection."""
+    refusals = []
+    address = await server(answering_app, refused=lambda status, code: refusals.append((status, code)))
+    client = await connect(address)
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    with caplog.at_level("ERROR"):
+        status, headers, answer = await client.response()
+        assert (status, headers["connection"]) == (400, "close")
+        assert json.loads(answer) == {"error": "bad_request", "detail": detail}
+        assert await client.closed()
+    assert refusals == [(400, "bad_request")]
+    assert not caplog.records, caplog.text
+    again = await connect(address)
+    await again.send(get("/ok"))
+    assert (await again.response())[0] == 200
+
+
 def head_of(size: int, path: str = "/") -> bytes:
     """A whole GET request head of `size` bytes, padded by a header."""
     start, end = f"GET {path} HTTP/1.1\r\nHost: node\r\nX-Pad: ".encode(), b"\r\n\r\n"
