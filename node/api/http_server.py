@@ -230,8 +230,9 @@ class _Connection:
         first, up to LINGER_BYTES within LINGER_S, as nginx's lingering close and Go's net/http do: a client that
         sends its whole body before reading (Python's http.client and requests) then reads its answer, where a
         close with its bytes unread resets the connection (RFC 9293 §3.6.1) and it saw ECONNRESET instead."""
-        if self.awaiting_continue:
-            return False  # never told 100 Continue, the client need not send its body: it cannot be skipped
+        if self.awaiting_continue:  # never told 100 Continue, the client need not send its body: it cannot be skipped
+            await self._linger()  # but it may have sent it anyway (RFC 9110 §10.1.1), or begun to
+            return False
         dropped = 0
         with trio.move_on_after(LINGER_S):
             while self.h11.their_state is h11.SEND_BODY and dropped <= LINGER_BYTES:
@@ -314,8 +315,7 @@ class _Connection:
     async def _refuse(self, error: h11.RemoteProtocolError) -> None:
         """Answer a malformed request with h11's status (400, 431, ...), a JSON reason and `Connection: close` (RFC
         9112 §9.6), if still possible, then read and drop what the client sends (the rest of a head too long, say)
-        until it closes, up to LINGER_BYTES within LINGER_S, as _busy does (_read_off), so that it reads the answer
-        rather than a reset."""
+        before the close (_linger), as _busy does."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         if error.error_status_hint == 431:
@@ -330,12 +330,18 @@ class _Connection:
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
                 await self.send(*_json_answer(error.error_status_hint, body, head=head))
+        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            return
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Before closing the connection: end this side, then read and drop what the client sends until it closes,
+        up to LINGER_BYTES within LINGER_S (_read_off), so that it reads the answer sent rather than a reset."""
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.stream.send_eof()
             self.waiting = True  # on its client: a newcomer may take its slot (_Slots)
             with trio.move_on_after(LINGER_S):
                 await _read_off(self.stream)
-        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            pass
 
 
 class _Exchange:

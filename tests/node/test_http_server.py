@@ -199,6 +199,21 @@ async def test_a_client_uploading_a_large_body_reads_the_413_sent_before_it(serv
         assert (await client.response())[0] == 413
 
 
+async def test_a_client_that_sends_its_body_without_waiting_for_100_continue_reads_the_answer_sent_before_it(
+        server):
+    """A client may send its body without waiting to be told 100 Continue (RFC 9110 §10.1.1; curl does after a
+    second). Answered before it was read, the connection closed with the body unread, which resets it: the client
+    failed to send it, with ECONNRESET, and may not read the answer."""
+    client = await connect(await server(refusing_app))
+    size = 6 << 20  # more than loopback's socket buffers hold (up to about 3 MB here)
+    with trio.fail_after(10):
+        await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n"
+                          b"Expect: 100-continue\r\n\r\n" % size + b"x" * size)
+        status, headers, _ = await client.response()
+    assert (status, headers["connection"]) == (401, "close")
+    assert await client.closed()
+
+
 async def test_the_body_dropped_after_an_answer_is_bounded_in_bytes(server, monkeypatch):
     monkeypatch.setattr(http_server, "LINGER_BYTES", 1 << 20)
     monkeypatch.setattr(http_server, "LINGER_S", 60)  # the bound in bytes, not the one in time, ends it
