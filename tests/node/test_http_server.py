@@ -267,13 +267,14 @@ async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(ser
     assert (await again.response())[0] == 200
 
 
-async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server):
+@pytest.mark.parametrize("line,quoted", [(b"bad header line", "'bad header line'"),
+                                         (b"it's bad", '"it\\\'s bad"')])  # (a bytearray's repr in double quotes)
+async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server, line, quoted):
     """h11 quotes the offending line as Python's repr of a bytearray, which the caller read as it was."""
     client = await connect(await server(echo_app))
-    await client.send(b"GET / HTTP/1.1\r\nHost: node\r\nbad header line\r\n\r\n")
+    await client.send(b"GET / HTTP/1.1\r\nHost: node\r\n" + line + b"\r\n\r\n")
     status, _, body = await client.response()
-    assert (status, json.loads(body)) == (400, {"error": "bad_request", "detail": "illegal header line: 'bad header "
-                                                                                   "line'"})
+    assert (status, json.loads(body)) == (400, {"error": "bad_request", "detail": f"illegal header line: {quoted}"})
 
 
 async def answering_app(scope, receive, send):
@@ -386,6 +387,27 @@ async def test_a_head_request_with_a_head_longer_than_the_limit_gets_the_431_s_h
     assert (status, headers["content-type"]) == (431, "application/json") and int(headers["content-length"]) > 0
     assert await client.closed() and client.buffer == b""
     assert refusals == [(431, "head_too_large")]
+
+
+@pytest.mark.parametrize("refused,status", [(b"GARBAGE\r\n\r\n", 400), (head_of(2 * MAX_HEAD_BYTES), 431)])
+async def test_a_refusal_after_a_head_request_on_its_connection_has_its_body(server, refused, status):
+    """A HEAD request's answer has no body; the refusal of the next request on the connection, a GET or one
+    unread, has its body all the same."""
+    client = await connect(await server(echo_app))
+    await client.send(b"HEAD /x HTTP/1.1\r\nHost: node\r\n\r\n" + refused)
+    assert (await client.head())[0] == 200
+    answer_status, headers, body = await client.response()
+    assert (answer_status, headers["connection"]) == (status, "close")
+    assert json.loads(body)["error"] in ("bad_request", "head_too_large")
+
+
+async def test_a_request_the_server_cannot_serve_is_answered_5xx_and_counted_as_no_refusal(server):
+    """A transfer coding h11 does not decode (501) is no fault of the caller's to count among its refusals (4xx)."""
+    refusals = []
+    client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: gzip\r\n\r\n")
+    status, headers, _ = await client.response()
+    assert (status, headers["connection"], refusals) == (501, "close", [])
 
 
 @pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),
@@ -739,6 +761,22 @@ async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_i
     await newcomers[1].send(get("/still"))
     assert (await newcomers[1].response())[0] == 200
     assert drops == ["evicted"] * 4  # told, for the node's vouchnet_api_connections_dropped_total
+
+
+async def test_a_newcomer_takes_the_slot_of_a_connection_refused_whose_client_has_not_closed(server, monkeypatch):
+    """After a refusal the server reads what the client sends until it closes (up to LINGER_S): that connection waits
+    on its client, and a newcomer takes its slot rather than being turned away busy."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(http_server, "LINGER_S", 10 * WAIT_S)
+    drops = []
+    address = await server(echo_app, dropped=drops.append)
+    refused = await connect(address)
+    await refused.send(b"GARBAGE\r\n\r\n")
+    assert (await refused.response())[0] == 400
+    newcomer = await connect(address)
+    await newcomer.send(get("/"))
+    assert (await newcomer.response())[0] == 200
+    assert drops == ["evicted"]
 
 
 def statuses(data: bytes) -> list[int]:
