@@ -203,6 +203,26 @@ def test_a_ctrl_c_during_a_run_says_what_it_left(existing, capsys, monkeypatch):
             "left") in capsys.readouterr().err
 
 
+def test_a_run_lays_its_scenario_onto_a_testnet_it_made_knowing_whom_each_node_dials(existing, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """On a testnet it made (topology none), a run knows which nodes each node dials, and a rotation catches up only
+    with those (testnet.plan.Plan.dialled); on one it found, earlier runs may have left any org's records."""
+    from testnet import runner
+
+    runs = []
+
+    class Recorded(_Interrupted):
+        def __init__(self, cluster, scenario, **options):
+            runs.append(options["fresh"])
+
+    made = SimpleNamespace(names=[node_name(i) for i in range(2)], state=SimpleNamespace(seed=1))
+    monkeypatch.setattr(runner, "Run", Recorded)
+    monkeypatch.setattr(Cluster, "create", lambda *args, **options: made)
+    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "new"), "--nodes", "2"]) == 130
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 130
+    assert runs == [True, False]
+
+
 @pytest.mark.parametrize(("fresh", "keep", "said"), [
     (True, False, "the testnet it made in DIR is stopped"),
     (True, True, "the testnet in DIR runs on: `vouchnet testnet down --dir DIR` stops it"),

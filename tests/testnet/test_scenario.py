@@ -378,6 +378,10 @@ def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_r
                                                       "and another node running")):
         make_plan(parse_scenario(theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 4, 2))
                                  .replace(MINIMAL, ""), name="m"), nodes(3), seed=1)
+    two_rogues = equivocation.replace("[orgs.rogue]\nnodes = 1", "[orgs.rogue]\nnodes = 2")
+    with pytest.raises(ScenarioError, match=re.escape("the faults then have n00, n01 down")):  # (n03: rogue too)
+        make_plan(parse_scenario(two_rogues + _faults(("kill", "honest", 4, 2)).replace(MINIMAL, ""), name="m"),
+                  nodes(4), seed=1)
     # with a node it needs back, or killed at the attack's time (the attack comes first), it is run as written
     for text in (theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 3, 1)).replace(MINIMAL, ""),
                  equivocation + _faults(("kill", "rogue", 5, 10)).replace(MINIMAL, ""),
