@@ -197,7 +197,7 @@ def _unfit(error: Exception, scenario, nodes: int) -> UsageError:  # (ScenarioEr
     from .plan import fewest_nodes
 
     fewest = fewest_nodes(scenario)
-    if nodes < fewest and f"at least {fewest}" not in str(error):
+    if fewest is not None and nodes < fewest and f"at least {fewest}" not in str(error):
         return UsageError(f"{error} (scenario {scenario.name} runs on {counted(fewest, 'node')} or more)")
     return UsageError(str(error))
 

@@ -13,7 +13,7 @@ from vouching.counts import counted
 
 from .faults import Partition, peers_on_its_side
 from .scenario import AgentGroup, Scenario, ScenarioError, Selector
-from .state import node_name
+from .state import MAX_NODES, node_name
 from .topology import bootstrap_indexes
 
 OPERATOR_WEIGHT = 0.8
@@ -277,13 +277,14 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
             "cuts it off alone")
 
 
-def fewest_nodes(scenario: Scenario) -> int:
+def fewest_nodes(scenario: Scenario) -> int | None:
     """The fewest nodes `scenario` can be laid onto (make_plan's rules): its org groups' sizes, or more where an
-    attack or fault selects an org past them (`honest[2]` of a group that takes the rest)."""
-    for count in range(scenario.min_nodes, scenario.nodes):
+    attack or fault selects an org past them (`honest[2]` of a group that takes the rest); None if no testnet of up
+    to MAX_NODES fits it (two partitions at once, say)."""
+    for count in range(scenario.min_nodes, MAX_NODES + 1):
         try:
             make_plan(scenario, [node_name(i) for i in range(count)], seed=0)
         except ScenarioError:
             continue
         return count
-    return scenario.nodes
+    return None

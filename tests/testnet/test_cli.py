@@ -25,6 +25,7 @@ from testnet import state
 from testnet.state import NodeEntry, node_name, save_state
 
 from ..fsyncs import recorded_fsyncs
+from .test_scenario import MINIMAL
 
 
 @pytest.fixture
@@ -466,6 +467,24 @@ def test_run_help_reads_the_sizes_from_the_library_s_files(tmp_path, monkeypatch
     # at least 3: the org groups take 2 nodes, but a fault cuts off honest[1], a second honest org
     assert "Library, with the nodes each starts (the fewest it runs on) and its seconds of traffic: quick 7 nodes " \
         "(at least 3), 31 s." in _run_help(capsys, monkeypatch)
+
+
+@pytest.mark.parametrize(("nodes", "faults", "hint"), [
+    (4, [("honest[0]", 2), ("rogue", 5)], ""),  # two partitions at once: no testnet fits it
+    (3, [("honest[3]", 2)], " (scenario mine runs on 5 nodes or more)"),  # more than its own nodes
+])
+def test_a_scenario_refused_says_the_fewest_nodes_it_runs_on_only_if_some_testnet_fits_it(tmp_path, monkeypatch,
+                                                                                         capsys, nodes, faults, hint):
+    """The refusal said the scenario ran on its own `nodes` or more whenever a smaller testnet did not fit it: of one
+    that fits none (its partitions overlap), and of one needing more than its `nodes`, a size it does not run on."""
+    monkeypatch.setattr(Cluster, "create", lambda *args, **kwargs: pytest.fail("a testnet was made"))
+    path = tmp_path / "mine.toml"
+    path.write_text(MINIMAL.replace("duration = 30\n", f"duration = 30\nnodes = {nodes}\n") + "".join(
+        f'[[faults]]\ntype = "partition"\nnodes = "{side}"\nat = {at}\nduration = 10\n' for side, at in faults))
+    assert main(["testnet", "run", str(path), "--nodes", "3", "--dir", str(tmp_path / "testnet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vouchnet testnet run: {path}:") and err.endswith(f"{hint}\n"), err
+    assert "runs on" not in err.removesuffix(f"{hint}\n")
 
 
 @pytest.mark.parametrize("name", ["faults", "rotation"])
