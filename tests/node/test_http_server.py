@@ -315,6 +315,17 @@ async def test_a_malformed_chunked_body_gets_a_400_though_the_app_answers_every_
     assert (await again.response())[0] == 200
 
 
+async def test_a_body_found_malformed_after_the_app_answered_closes_the_connection_unanswered_again(server):
+    """The app answered without reading the body (401), and the body the server then reads off is malformed: the
+    connection closes, with no second answer and no refusal counted for one never sent."""
+    refusals = []
+    client = await connect(await server(refusing_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert (await client.response())[0] == 401
+    assert await client.closed() and client.buffer == b""
+    assert refusals == []
+
+
 def head_of(size: int, path: str = "/") -> bytes:
     """A whole GET request head of `size` bytes, padded by a header."""
     start, end = f"GET {path} HTTP/1.1\r\nHost: node\r\nX-Pad: ".encode(), b"\r\n\r\n"
