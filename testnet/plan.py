@@ -204,12 +204,12 @@ def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
     whose earlier kill's restart is still to come (that restart would start it early), and a rotation that would fail
-    mid-run (_check_rotation, once the plan knows what its node dials); and an equivocation or key theft due while the
-    nodes it needs are down (_check_attack). A rotation of a killed node starts it again (testnet.faults.rotate), but
-    its kill's restart still comes when due: `restarting` keeps it until then."""
+    mid-run (_check_rotation, once the plan knows what its node dials); and an equivocation, whitewash or key theft
+    due while the nodes it needs are down (_check_attack). A rotation of a killed node starts it again
+    (testnet.faults.rotate), but its kill's restart still comes when due: `restarting` keeps it until then."""
     up, partition, restarting = set(plan.nodes), None, {}
     attacks = [(attack.at, i) for i, attack in enumerate(plan.scenario.attacks)
-               if attack.type in ("equivocation", "key-theft")]
+               if attack.type in ("equivocation", "whitewash", "key-theft")]
     for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
         while attacks and (step is None or attacks[0] <= (step.at, step.order)):  # (at one time, attacks first)
             _check_attack(plan, attacks.pop(0)[1], up)
@@ -246,10 +246,18 @@ def _check_faults(plan: Plan) -> None:
 
 
 def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
-    """ScenarioError for an equivocation or key theft that would fail mid-run (testnet.runner, as it is due): an
-    equivocation needs its offender running and a running node outside its group, a key theft its victim running and
-    another node running (each is offered records)."""
+    """ScenarioError for an equivocation, whitewash or key theft that would fail mid-run (testnet.runner, as it is
+    due): an equivocation needs its offender running and a running node outside its group, a key theft its victim
+    running and another node running (each is offered records), a whitewash the operators of its agents running."""
     attack = plan.scenario.attacks[index]
+    if attack.type == "whitewash":
+        operators = {agent.operator for agent in plan.agents_of(attack.agents)}
+        if down := sorted(operators - up):
+            raise ScenarioError(f"attacks[{index}].at: the whitewash at {attack.at:g} s would fail mid-run: it needs "
+                                f"the operators of agents {attack.agents} running ({', '.join(sorted(operators))}: "
+                                "each vouches for its agents' new identities), and the faults then have "
+                                f"{', '.join(down)} down; move it, or them")
+        return
     [target] = plan.select(attack.orgs, f"attacks[{index}].orgs")[:1]
     if attack.type == "equivocation":
         needs = f"{target} running and a running node outside group {plan.group_of(target)}"

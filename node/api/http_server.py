@@ -19,7 +19,8 @@ that answer rather than a reset (an answer that leaves more of a body of known l
 A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering
 gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
-for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
+for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
+for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. At
 most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
 longest ago among those waiting on their client for it (_Slots), else it is answered 503 `busy` with Retry-After,
 its request unread (its bytes dropped until it closes, within BUSY_WRITE_S, for MAX_BUSY newcomers at once), and
@@ -229,8 +230,9 @@ class _Connection:
         first, up to LINGER_BYTES within LINGER_S, as nginx's lingering close and Go's net/http do: a client that
         sends its whole body before reading (Python's http.client and requests) then reads its answer, where a
         close with its bytes unread resets the connection (RFC 9293 §3.6.1) and it saw ECONNRESET instead."""
-        if self.awaiting_continue:
-            return False  # never told 100 Continue, the client need not send its body: it cannot be skipped
+        if self.awaiting_continue:  # never told 100 Continue, the client need not send its body: it cannot be skipped
+            await self._linger()  # but it may have sent it anyway (RFC 9110 §10.1.1), or begun to
+            return False
         dropped = 0
         with trio.move_on_after(LINGER_S):
             while self.h11.their_state is h11.SEND_BODY and dropped <= LINGER_BYTES:
@@ -313,8 +315,7 @@ class _Connection:
     async def _refuse(self, error: h11.RemoteProtocolError) -> None:
         """Answer a malformed request with h11's status (400, 431, ...), a JSON reason and `Connection: close` (RFC
         9112 §9.6), if still possible, then read and drop what the client sends (the rest of a head too long, say)
-        until it closes, up to LINGER_BYTES within LINGER_S, as _busy does (_read_off), so that it reads the answer
-        rather than a reset."""
+        before the close (_linger), as _busy does."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         if error.error_status_hint == 431:
@@ -329,12 +330,18 @@ class _Connection:
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
                 await self.send(*_json_answer(error.error_status_hint, body, head=head))
+        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            return
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Before closing the connection: end this side, then read and drop what the client sends until it closes,
+        up to LINGER_BYTES within LINGER_S (_read_off), so that it reads the answer sent rather than a reset."""
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.stream.send_eof()
             self.waiting = True  # on its client: a newcomer may take its slot (_Slots)
             with trio.move_on_after(LINGER_S):
                 await _read_off(self.stream)
-        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            pass
 
 
 class _Exchange:
@@ -351,6 +358,7 @@ class _Exchange:
         self.disconnected = False
         self.cut_off = False  # the body did not arrive (_too_late, or its client left): what the app sends is dropped
         self.body_read = 0  # bytes of the request body handed to the app
+        self.malformed: h11.RemoteProtocolError | None = None  # why the body could not be read (its chunked framing)
 
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
@@ -383,8 +391,10 @@ class _Exchange:
         except Exception:
             log.exception("the API failed on %s %s", self.request.method.decode(), self._path())
         else:
-            if not self.head_written:
+            if not self.head_written and self.malformed is None:
                 log.error("the API did not answer %s %s", self.request.method.decode(), self._path())
+        if self.malformed is not None:  # answered as a malformed head is (_Connection._refuse); the app's was dropped
+            raise self.malformed
         if not self.head_written:
             body = b'{"error":"internal","detail":"the node failed to answer; see its log"}'
             self.started = _response(500, _json_headers(body))
@@ -415,6 +425,10 @@ class _Exchange:
             return {"type": "http.disconnect"}
         except _Closed:  # no byte of the body for READ_TIMEOUT_S: not the app's failure, as it was when raised to it
             await self._too_late(f"no byte of the request came for {READ_TIMEOUT_S:g} s")
+            return {"type": "http.disconnect"}
+        except h11.RemoteProtocolError as error:  # raised into an app that answers every failure (FastAPI), it was a
+            self.malformed = error  # 500 and a traceback logged as the node's, or a 400 blaming the body's JSON
+            self.cut_off = self.disconnected = True
             return {"type": "http.disconnect"}
         if isinstance(event, h11.Data):
             self.body_read += len(event.data)

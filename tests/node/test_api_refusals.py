@@ -3,6 +3,8 @@ API gives among them, never a label from what the caller sent."""
 
 import ast
 import inspect
+import json
+import logging
 import socket
 import struct
 from pathlib import Path
@@ -131,6 +133,33 @@ async def test_a_running_node_counts_the_refusals_its_http_server_answers_itself
               for family in text_string_to_metric_families(scraped) for s in family.samples
               if s.name == "vouchnet_api_refusals_total" and s.value}
     assert counts == {("400", "bad_request"): 1, ("431", "head_too_large"): 1}
+
+
+@pytest.mark.parametrize("path", [b"/v1/events", b"/v1/vouches"])
+async def test_a_running_node_answers_a_malformed_chunked_body_400_as_the_caller_s(tmp_path, caplog, path):
+    """The body's framing broken (a chunk size not in hex): the node answered 500 `internal` and logged it as its
+    own failure (/v1/events), or 400 saying the body was not UTF-8 JSON (/v1/vouches), neither counted."""
+    async with running(tmp_path / "a") as node:
+        host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              b"Authorization: Bearer " + node.token.encode() + b"\r\nTransfer-Encoding: chunked\r\n"
+                              b"\r\n5\r\n{\"sub\r\nzz\r\n")
+        answer = b""
+        with trio.fail_after(10):
+            while data := await stream.receive_some():  # answered, then closed
+                answer += data
+        await stream.aclose()
+        async with httpx.AsyncClient() as api:
+            scraped = (await api.get(f"{node.api_url}/metrics")).text
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"\r\nconnection: close" in head.lower()
+    assert json.loads(body) == {"error": "bad_request", "detail": "illegal chunk header: 'zz\\r\\n'"}
+    counts = {(s.labels["status"], s.labels["reason"]): s.value
+              for family in text_string_to_metric_families(scraped) for s in family.samples
+              if s.name == "vouchnet_api_refusals_total" and s.value}
+    assert counts == {("400", "bad_request"): 1}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 @pytest.mark.parametrize("how", ["leaves", "resets", "stalls"])

@@ -199,6 +199,21 @@ async def test_a_client_uploading_a_large_body_reads_the_413_sent_before_it(serv
         assert (await client.response())[0] == 413
 
 
+async def test_a_client_that_sends_its_body_without_waiting_for_100_continue_reads_the_answer_sent_before_it(
+        server):
+    """A client may send its body without waiting to be told 100 Continue (RFC 9110 §10.1.1; curl does after a
+    second). Answered before it was read, the connection closed with the body unread, which resets it: the client
+    failed to send it, with ECONNRESET, and may not read the answer."""
+    client = await connect(await server(refusing_app))
+    size = 6 << 20  # more than loopback's socket buffers hold (up to about 3 MB here)
+    with trio.fail_after(10):
+        await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: %d\r\n"
+                          b"Expect: 100-continue\r\n\r\n" % size + b"x" * size)
+        status, headers, _ = await client.response()
+    assert (status, headers["connection"]) == (401, "close")
+    assert await client.closed()
+
+
 async def test_the_body_dropped_after_an_answer_is_bounded_in_bytes(server, monkeypatch):
     monkeypatch.setattr(http_server, "LINGER_BYTES", 1 << 20)
     monkeypatch.setattr(http_server, "LINGER_S", 60)  # the bound in bytes, not the one in time, ends it
@@ -271,13 +286,63 @@ async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(ser
     assert (await again.response())[0] == 200
 
 
-async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server):
+@pytest.mark.parametrize("line,quoted", [(b"bad header line", "'bad header line'"),
+                                         (b"it's bad", '"it\\\'s bad"')])  # (a bytearray's repr in double quotes)
+async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server, line, quoted):
     """h11 quotes the offending line as Python's repr of a bytearray, which the caller read as it was."""
     client = await connect(await server(echo_app))
-    await client.send(b"GET / HTTP/1.1\r\nHost: node\r\nbad header line\r\n\r\n")
+    await client.send(b"GET / HTTP/1.1\r\nHost: node\r\n" + line + b"\r\n\r\n")
     status, _, body = await client.response()
-    assert (status, json.loads(body)) == (400, {"error": "bad_request", "detail": "illegal header line: 'bad header "
-                                                                                   "line'"})
+    assert (status, json.loads(body)) == (400, {"error": "bad_request", "detail": f"illegal header line: {quoted}"})
+
+
+async def answering_app(scope, receive, send):
+    """Reads the body and answers 200, or 500 for any failure reading it, as FastAPI's handler of every exception
+    does (node.api.errors)."""
+    try:
+        while (message := await receive()).get("more_body"):
+            pass
+        status = 200 if message["type"] == "http.request" else 400  # (the client left: the app's 400, dropped)
+    except Exception:
+        status = 500
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("body,detail", [
+    (b"zz\r\n", "illegal chunk header: 'zz\\r\\n'"),
+    (b"2\r\nabXY", "malformed chunk footer: 'XY' (expected b'\\r\\n')"),
+])
+async def test_a_malformed_chunked_body_gets_a_400_though_the_app_answers_every_failure(server, caplog, body,
+                                                                                       detail):
+    """Raised into the app reading the body, h11's error was the app's failure: the node's API (FastAPI) answered 500
+    `internal` and logged a traceback as its own failure (/v1/events, /v1/traces), or a 400 saying the body was not
+    JSON (/v1/vouches), uncounted as refusals and without `Connection: close`, though it closed the connection."""
+    refusals = []
+    address = await server(answering_app, refused=lambda status, code: refusals.append((status, code)))
+    client = await connect(address)
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    with caplog.at_level("ERROR"):
+        status, headers, answer = await client.response()
+        assert (status, headers["connection"]) == (400, "close")
+        assert json.loads(answer) == {"error": "bad_request", "detail": detail}
+        assert await client.closed()
+    assert refusals == [(400, "bad_request")]
+    assert not caplog.records, caplog.text
+    again = await connect(address)
+    await again.send(get("/ok"))
+    assert (await again.response())[0] == 200
+
+
+async def test_a_body_found_malformed_after_the_app_answered_closes_the_connection_unanswered_again(server):
+    """The app answered without reading the body (401), and the body the server then reads off is malformed: the
+    connection closes, with no second answer and no refusal counted for one never sent."""
+    refusals = []
+    client = await connect(await server(refusing_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert (await client.response())[0] == 401
+    assert await client.closed() and client.buffer == b""
+    assert refusals == []
 
 
 def head_of(size: int, path: str = "/") -> bytes:
@@ -352,6 +417,27 @@ async def test_a_head_request_with_a_head_longer_than_the_limit_gets_the_431_s_h
     assert (status, headers["content-type"]) == (431, "application/json") and int(headers["content-length"]) > 0
     assert await client.closed() and client.buffer == b""
     assert refusals == [(431, "head_too_large")]
+
+
+@pytest.mark.parametrize("refused,status", [(b"GARBAGE\r\n\r\n", 400), (head_of(2 * MAX_HEAD_BYTES), 431)])
+async def test_a_refusal_after_a_head_request_on_its_connection_has_its_body(server, refused, status):
+    """A HEAD request's answer has no body; the refusal of the next request on the connection, a GET or one
+    unread, has its body all the same."""
+    client = await connect(await server(echo_app))
+    await client.send(b"HEAD /x HTTP/1.1\r\nHost: node\r\n\r\n" + refused)
+    assert (await client.head())[0] == 200
+    answer_status, headers, body = await client.response()
+    assert (answer_status, headers["connection"]) == (status, "close")
+    assert json.loads(body)["error"] in ("bad_request", "head_too_large")
+
+
+async def test_a_request_the_server_cannot_serve_is_answered_5xx_and_counted_as_no_refusal(server):
+    """A transfer coding h11 does not decode (501) is no fault of the caller's to count among its refusals (4xx)."""
+    refusals = []
+    client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: gzip\r\n\r\n")
+    status, headers, _ = await client.response()
+    assert (status, headers["connection"], refusals) == (501, "close", [])
 
 
 @pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),
@@ -705,6 +791,22 @@ async def test_a_newcomer_takes_the_slot_of_the_connection_longest_waiting_for_i
     await newcomers[1].send(get("/still"))
     assert (await newcomers[1].response())[0] == 200
     assert drops == ["evicted"] * 4  # told, for the node's vouchnet_api_connections_dropped_total
+
+
+async def test_a_newcomer_takes_the_slot_of_a_connection_refused_whose_client_has_not_closed(server, monkeypatch):
+    """After a refusal the server reads what the client sends until it closes (up to LINGER_S): that connection waits
+    on its client, and a newcomer takes its slot rather than being turned away busy."""
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(http_server, "LINGER_S", 10 * WAIT_S)
+    drops = []
+    address = await server(echo_app, dropped=drops.append)
+    refused = await connect(address)
+    await refused.send(b"GARBAGE\r\n\r\n")
+    assert (await refused.response())[0] == 400
+    newcomer = await connect(address)
+    await newcomer.send(get("/"))
+    assert (await newcomer.response())[0] == 200
+    assert drops == ["evicted"]
 
 
 def statuses(data: bytes) -> list[int]:

@@ -204,6 +204,26 @@ def test_a_ctrl_c_during_a_run_says_what_it_left(existing, capsys, monkeypatch):
             "left") in capsys.readouterr().err
 
 
+def test_a_run_lays_its_scenario_onto_a_testnet_it_made_knowing_whom_each_node_dials(existing, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """On a testnet it made (topology none), a run knows which nodes each node dials, and a rotation catches up only
+    with those (testnet.plan.Plan.dialled); on one it found, earlier runs may have left any org's records."""
+    from testnet import runner
+
+    runs = []
+
+    class Recorded(_Interrupted):
+        def __init__(self, cluster, scenario, **options):
+            runs.append(options["fresh"])
+
+    made = SimpleNamespace(names=[node_name(i) for i in range(2)], state=SimpleNamespace(seed=1))
+    monkeypatch.setattr(runner, "Run", Recorded)
+    monkeypatch.setattr(Cluster, "create", lambda *args, **options: made)
+    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "new"), "--nodes", "2"]) == 130
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 130
+    assert runs == [True, False]
+
+
 @pytest.mark.parametrize(("fresh", "keep", "said"), [
     (True, False, "the testnet it made in DIR is stopped"),
     (True, True, "the testnet in DIR runs on: `vouchnet testnet down --dir DIR` stops it"),
@@ -463,6 +483,25 @@ def test_run_help_reads_the_sizes_from_the_library_s_files(tmp_path, monkeypatch
     # at least 3: the org groups take 2 nodes, but a fault cuts off honest[1], a second honest org
     assert "Library, with the nodes each starts (the fewest it runs on) and its seconds of traffic: quick 7 nodes " \
         "(at least 3), 31 s." in _run_help(capsys, monkeypatch)
+
+
+@pytest.mark.parametrize(("nodes", "faults", "hint"), [
+    (4, [("honest[0]", 2), ("rogue", 5)],  # two partitions at once: no testnet fits it
+     " (with seed 1, scenario mine runs on no testnet `run` makes, of 1 to 100 nodes)"),
+    (3, [("honest[3]", 2)], " (with seed 1, scenario mine runs on 5 nodes at the fewest)"),  # more than its own nodes
+])
+def test_a_scenario_refused_says_the_fewest_nodes_it_runs_on_only_if_some_testnet_fits_it(tmp_path, monkeypatch,
+                                                                                         capsys, nodes, faults, hint):
+    """The refusal said the scenario ran on its own `nodes` or more whenever a smaller testnet did not fit it: of one
+    that fits none (its partitions overlap), and of one needing more than its `nodes`, a size it does not run on."""
+    monkeypatch.setattr(Cluster, "create", lambda *args, **kwargs: pytest.fail("a testnet was made"))
+    path = tmp_path / "mine.toml"
+    path.write_text(MINIMAL.replace("duration = 30\n", f"duration = 30\nnodes = {nodes}\n") + "".join(
+        f'[[faults]]\ntype = "partition"\nnodes = "{side}"\nat = {at}\nduration = 10\n' for side, at in faults))
+    assert main(["testnet", "run", str(path), "--nodes", "3", "--dir", str(tmp_path / "testnet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vouchnet testnet run: {path}:") and err.endswith(f"{hint}\n"), err
+    assert "runs on" not in err.removesuffix(f"{hint}\n")
 
 
 @pytest.mark.parametrize("name", ["faults", "rotation"])

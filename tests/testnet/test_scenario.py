@@ -416,6 +416,11 @@ def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_r
                                                       "and another node running")):
         make_plan(parse_scenario(theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 4, 2))
                                  .replace(MINIMAL, ""), name="m"), nodes(3), seed=1)
+    two_rogues = equivocation.replace("[orgs.rogue]\nnodes = 1", "[orgs.rogue]\nnodes = 2").replace(
+        'orgs = "rogue"', 'orgs = "rogue[0]"')
+    with pytest.raises(ScenarioError, match=re.escape("the faults then have n00, n01 down")):  # (n03: rogue too)
+        make_plan(parse_scenario(two_rogues + _faults(("kill", "honest", 4, 2)).replace(MINIMAL, ""), name="m"),
+                  nodes(4), seed=1)
     # with a node it needs back, or killed at the attack's time (the attack comes first), it is run as written
     for text in (theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 3, 1)).replace(MINIMAL, ""),
                  equivocation + _faults(("kill", "rogue", 5, 10)).replace(MINIMAL, ""),
@@ -431,6 +436,23 @@ def test_an_equivocation_must_be_one_org_s():
                                                       "two records at one seq), but honest selects 2 (write GROUP[i])")):
         make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
     make_plan(parse_scenario(two.replace('"honest"\nat', '"honest[1]"\nat'), name="m"), nodes(3), seed=1)
+
+
+def test_a_whitewash_due_while_an_operator_of_its_agents_is_down_is_refused_before_the_run(tmp_path):
+    """The operator of each whitewashed agent vouches for its new identity through its node's API. Before: the plan
+    accepted it, and the run failed mid-way (the node unreachable), after the traffic ran, with no report."""
+    path = tmp_path / "mine.toml"
+    whitewash = MINIMAL + '[[attacks]]\ntype = "whitewash"\nagents = "good"\nat = 5\n'
+    path.write_text(whitewash + _faults(("kill", "honest[1]", 2, 10)).replace(MINIMAL, ""))
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value) == (
+        f"{path}:20: attacks[0].at: the whitewash at 5 s would fail mid-run: it needs the operators of agents good "
+        "running (n00, n01: each vouches for its agents' new identities), and the faults then have n01 down; move it, "
+        "or them")
+    # with its operators running (a node of another group down, or its operator back by then), it is run as written
+    for faults in (_faults(("kill", "rogue", 2, 10)), _faults(("kill", "honest[1]", 2, 2))):
+        make_plan(parse_scenario(whitewash + faults.replace(MINIMAL, ""), name="m"), nodes(3), seed=1)
 
 
 def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
