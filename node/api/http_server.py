@@ -214,7 +214,7 @@ class _Connection:
                 if isinstance(event, h11.ConnectionClosed):
                     return
                 assert isinstance(event, h11.Request)
-                self.awaiting_continue = self.h11.they_are_waiting_for_100_continue
+                self.awaiting_continue = self.h11.they_are_waiting_for_100_continue and _has_body(event)
                 if not await _Exchange(self, event).run() or not await self._next_cycle():
                     return
         except h11.RemoteProtocolError as error:
@@ -512,6 +512,13 @@ def _detail(error: h11.RemoteProtocolError) -> str:
     """h11's reason a request is malformed, the text it quotes as a quoted string: h11 shows it as Python's repr of a
     bytearray (`illegal header line: bytearray(b'X y')`), which an API caller has no use for."""
     return _BYTEARRAY.sub(r"\1", str(error)) or "malformed HTTP request"
+
+
+def _has_body(request: h11.Request) -> bool:
+    """Whether `request` has a body to send (RFC 9112 §6.3): chunked, or a Content-Length above 0. One without asks
+    for 100 Continue in vain (h11 still says its client waits for it): nothing of it is to come."""
+    headers = dict(request.headers)
+    return b"transfer-encoding" in headers or int(headers.get(b"content-length", b"0")) > 0
 
 
 def _json_answer(status: int, body: bytes, *, head: bool) -> list[h11.Event]:

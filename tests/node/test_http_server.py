@@ -179,6 +179,18 @@ async def test_a_body_the_app_refused_unread_is_skipped_or_the_connection_closed
         assert await waiting.closed()
 
 
+@pytest.mark.parametrize("request_head", [b"GET /v1/node HTTP/1.1\r\nHost: node\r\n",
+                                          b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 0\r\n"])
+async def test_a_request_without_a_body_asking_for_100_continue_keeps_its_connection(server, request_head):
+    """Nothing of its body is to come, so no client waits to send it: before, its answer said Connection: close and
+    the connection closed, as for a client told to hold its body back (h11 says the client waits whatever the body)."""
+    client = await connect(await server(refusing_app))
+    await client.send(request_head + b"Expect: 100-continue\r\n\r\n" + get("/next"))
+    answers = [await client.response() for _ in range(2)]
+    assert [status for status, _, _ in answers] == [401, 401]
+    assert all("connection" not in headers for _, headers, _ in answers)
+
+
 async def too_large_app(scope, receive, send):
     """Answers 413 without reading the request body, as the write guard does for a Content-Length over its bound."""
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
