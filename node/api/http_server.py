@@ -350,6 +350,7 @@ class _Exchange:
     def __init__(self, connection: _Connection, request: h11.Request) -> None:
         self.connection = connection
         self.request = request
+        self.target = _origin_form(request.target)
         self.head = request.method == b"HEAD"
         self.started: h11.Response | None = None  # the response head, written with the first body bytes
         self.head_written = False
@@ -363,10 +364,10 @@ class _Exchange:
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
         credentials (an `?access_token=` some clients send; the node takes none there)."""
-        return self.request.target.partition(b"?")[0].decode("ascii", errors="replace")
+        return self.target.partition(b"?")[0].decode("ascii", errors="replace")
 
     def scope(self) -> dict[str, Any]:
-        raw_path, _, query = self.request.target.partition(b"?")
+        raw_path, _, query = self.target.partition(b"?")
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -512,6 +513,17 @@ def _detail(error: h11.RemoteProtocolError) -> str:
     """h11's reason a request is malformed, the text it quotes as a quoted string: h11 shows it as Python's repr of a
     bytearray (`illegal header line: bytearray(b'X y')`), which an API caller has no use for."""
     return _BYTEARRAY.sub(r"\1", str(error)) or "malformed HTTP request"
+
+
+def _origin_form(target: bytes) -> bytes:
+    """`target` in origin form (RFC 9112 §3.2.1, `/path?query`): one in absolute form (§3.2.2, `http://host/path`,
+    as a client sends through a proxy), which a server must accept, without its scheme and authority."""
+    _, absolute, rest = target.partition(b"://")
+    if not absolute or target.startswith(b"/"):
+        return target
+    start = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    path = rest[start:]
+    return path if path.startswith(b"/") else b"/" + path
 
 
 def _has_body(request: h11.Request) -> bool:

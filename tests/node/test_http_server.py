@@ -146,6 +146,21 @@ async def test_one_connection_carries_requests_one_after_another_and_pipelined(s
     assert [json.loads((await client.response())[2])["path"] for _ in range(2)] == ["/a", "/b"]
 
 
+@pytest.mark.parametrize(("target", "path", "query"), [
+    (b"http://127.0.0.1:8080/v1/agents/did%3Akey%3Az6Mk/score?explain=false", "/v1/agents/did:key:z6Mk/score",
+     "explain=false"),
+    (b"HTTP://node", "/", ""),
+    (b"http://node?a=1", "/", "a=1"),
+])
+async def test_a_target_in_absolute_form_reaches_the_app_as_its_path_and_query(server, target, path, query):
+    """RFC 9112 §3.2.2: a server must accept a request target in absolute form (a client sends one through a
+    proxy); before, the app was given the whole URL as its path, and answered 404."""
+    client = await connect(await server(echo_app))
+    await client.send(b"GET %s HTTP/1.1\r\nHost: node\r\n\r\n" % target)
+    status, _, body = await client.response()
+    assert status == 200 and (json.loads(body)["path"], json.loads(body)["query"]) == (path, query)
+
+
 async def test_a_body_reaches_the_app_whole_sent_at_once_or_chunked_after_100_continue(server):
     client = await connect(await server(echo_app))
     await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\nhello")
