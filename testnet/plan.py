@@ -12,7 +12,7 @@ from node.config import NodeConfig
 from vouching.counts import counted
 
 from .faults import Partition, peers_on_its_side
-from .scenario import AgentGroup, Scenario, ScenarioError, Selector
+from .scenario import AgentGroup, Edge, Scenario, ScenarioError, Selector
 from .state import MAX_NODES, node_name
 from .topology import bootstrap_indexes
 
@@ -120,9 +120,9 @@ class Plan:
 def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = False) -> Plan:
     """Lay `scenario` onto the testnet's `nodes` (in order), one `testnet run` makes for it if `fresh` (its nodes then
     dial their bootstrap peers alone as the run begins: `vouchnet init` gave each its own records only); raises
-    ScenarioError if it does not fit, naming the scenario's file and the line of the attack or fault that does not
-    (Source.locate). On a testnet reused, what its nodes dial is not known: its rotations are checked by with_dials
-    once they are asked."""
+    ScenarioError if it does not fit, naming the scenario's file and the line of the key that does not (Source.locate):
+    an agent group's orgs_per_agent or an edge's count is refused, not cut down, past the orgs the testnet holds. On a
+    testnet reused, what its nodes dial is not known: its rotations are checked by with_dials once they are asked."""
     if len(nodes) < scenario.min_nodes:  # (the testnet's size, not a line of the file)
         raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {counted(scenario.min_nodes, 'node')} "
                             f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
@@ -165,10 +165,8 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
             roots[node] = [m for ref in group.roots for m in groups[ref] if m != node]
             for ref in group.vouch:
                 vouches[node].update({m: 0.9 for m in groups[ref] if m != node})
-    for edge in scenario.edges:
-        pairs = [(a, b) for a in groups[edge.source] for b in groups[edge.target] if a != b]
-        chosen = pairs if edge.count is None else rng.sample(pairs, min(edge.count, len(pairs)))
-        for a, b in chosen:
+    for i, edge in enumerate(scenario.edges):
+        for a, b in _edge_pairs(edge, f"edges[{i}]", groups, len(nodes), rng):
             vouches[a][b] = edge.weight
     agents = []
     for group in scenario.agents:
@@ -177,7 +175,13 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
         for k in range(group.count):
             operator = operators[k % len(operators)]
             others = [m for m in dict.fromkeys(pool) if m != operator]
-            extra = rng.sample(others, min(group.orgs_per_agent - 1, len(others)))
+            if len(others) < group.orgs_per_agent - 1:
+                raise ScenarioError(
+                    f"agents.{group.name}.orgs_per_agent: {group.orgs_per_agent} orgs per agent, but on this "
+                    f"{len(nodes)}-node testnet an agent can work at {len(others) + 1}: its operator "
+                    f"and {counted(len(others), 'other org')} of works_at ({', '.join(group.works_at)}); lower it, or "
+                    "make those groups larger")
+            extra = rng.sample(others, group.orgs_per_agent - 1)
             agents.append(AgentPlan(f"{group.name}-{k}", group, operator, (operator, *extra)))
     plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents), dials)
     for i, attack in enumerate(scenario.attacks):
@@ -198,6 +202,24 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
             raise ScenarioError(f"faults[{i}].nodes: {fault.nodes.text} is every node; a partition needs two sides")
     _check_faults(plan)
     return plan
+
+
+def _edge_pairs(edge: Edge, where: str, groups: dict[str, list[str]], testnet: int,
+                rng: random.Random) -> list[tuple[str, str]]:
+    """The (voucher, vouchee) pairs an `[[edges]]` table makes vouch: `count` drawn with the seed, or all; a
+    ScenarioError where it makes none (one org vouching for itself) or fewer than its `count`."""
+    pairs = [(a, b) for a in groups[edge.source] for b in groups[edge.target] if a != b]
+    if not pairs:
+        raise ScenarioError(f"{where}: from {edge.source} to {edge.target} makes no vouch: group {edge.source} has one "
+                            f"org on this {testnet}-node testnet, and an org does not vouch for itself")
+    if edge.count is None:
+        return pairs
+    if edge.count > len(pairs):
+        raise ScenarioError(f"{where}.count: {counted(edge.count, 'vouch', 'vouches')} from {edge.source} to "
+                            f"{edge.target}, but on this {testnet}-node testnet there are "
+                            f"{counted(len(pairs), 'pair')} of orgs to draw them from; lower it, or make the groups "
+                            "larger")
+    return rng.sample(pairs, edge.count)
 
 
 def _check_faults(plan: Plan) -> None:
@@ -290,9 +312,9 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
 def fewest_nodes(scenario: Scenario, seed: int) -> int | None:
     """The fewest nodes of a testnet `testnet run` makes for `scenario` (fresh: what its nodes dial is known) that its
     plan with `seed` fits (make_plan's rules): its org groups' sizes, or more where an attack or fault selects an org
-    past them (`honest[2]` of a group that takes the rest) or a rotation needs a follower among the nodes it dials (the
-    seed draws `[[edges]]`; a larger testnet may not fit where a smaller one does). None if none of 1 to MAX_NODES
-    does."""
+    past them (`honest[2]` of a group that takes the rest), agents or edges need more orgs (orgs_per_agent, count),
+    or a rotation needs a follower among the nodes it dials (the seed draws `[[edges]]`; a larger testnet may not fit
+    where a smaller one does). None if none of 1 to MAX_NODES does."""
     for count in range(scenario.min_nodes, MAX_NODES + 1):
         try:
             make_plan(scenario, [node_name(i) for i in range(count)], seed, fresh=True)

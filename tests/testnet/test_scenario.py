@@ -195,6 +195,34 @@ def test_an_error_in_laying_a_scenario_onto_a_testnet_names_its_file_and_line(tm
     assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
 
 
+_EDGE = '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 3\n'
+
+
+@pytest.mark.parametrize(("text", "testnet", "line", "error"), [
+    (MINIMAL + "orgs_per_agent = 3\n", 3, 17, "agents.good.orgs_per_agent: 3 orgs per agent, but on this 3-node "
+     "testnet an agent can work at 2: its operator and 1 other org of works_at (honest); lower it, or make those "
+     "groups larger"),
+    (MINIMAL, 2, 12, "agents.good.orgs_per_agent: 2 orgs per agent, but on this 2-node testnet an agent can work at "
+     "1: its operator and 0 other orgs of works_at (honest)"),  # (the default, 2: the table's line)
+    (MINIMAL + _EDGE, 3, 21, "edges[0].count: 3 vouches from honest to rogue, but on this 3-node testnet there are 2 "
+     "pairs of orgs to draw them from; lower it, or make the groups larger"),
+    (MINIMAL + _EDGE.replace('"rogue"', '"honest"').replace("count = 3\n", ""), 2, 18,
+     "edges[0]: from honest to honest makes no vouch: group honest has one org on this 2-node testnet, and an org "
+     "does not vouch for itself"),
+])
+def test_agents_or_edges_asking_more_orgs_than_the_testnet_has_are_refused_naming_the_line(tmp_path, text, testnet,
+                                                                                          line, error):
+    """A scenario whose agents work at more orgs, or whose [[edges]] make more vouches, than the testnet's groups hold
+    measures something else than it says. Before: it was cut down quietly (each agent worked at the orgs there were,
+    the edge made the pairs there were, none for one org to itself) and the run went on."""
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(testnet), seed=1, fresh=True)
+    assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
+    make_plan(load_scenario(str(path)), nodes(testnet + 2), seed=1, fresh=True)  # larger groups: as written
+
+
 def test_a_duration_too_short_for_a_timed_event_names_its_file_and_line(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text(ROTATE_ROGUE)
@@ -438,7 +466,8 @@ def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
                                                       "selects 2 (write GROUP[i])")):
         make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
-    alone = two.replace("[orgs.rogue]\nnodes = 1\n", "").replace('orgs = "honest"', 'orgs = "honest[0]"')
+    alone = two.replace("[orgs.rogue]\nnodes = 1\n", "").replace('orgs = "honest"', 'orgs = "honest[0]"').replace(
+        'works_at = ["honest"]', 'works_at = ["honest"]\norgs_per_agent = 1')
     with pytest.raises(ScenarioError, match=re.escape("attacks[0]: a key theft offers the thief's records to another "
                                                       "org's node, and this testnet has one node")):
         make_plan(parse_scenario(alone, name="m"), nodes(1), seed=1)
