@@ -465,6 +465,15 @@ def test_run_help_reads_the_sizes_from_the_library_s_files(tmp_path, monkeypatch
         "(at least 3), 31 s." in _run_help(capsys, monkeypatch)
 
 
+def test_run_help_says_a_library_scenario_that_fits_no_testnet_runs_on_none(tmp_path, monkeypatch, capsys):
+    """Before: it said "(at least None)"."""
+    text = (Path(__file__).parent / "short.toml").read_text()
+    # the quiet org vouching for itself: an edge that makes no vouch, on any size
+    (tmp_path / "quick.toml").write_text(text + '\n[[edges]]\nfrom = "quiet"\nto = "quiet"\n')
+    monkeypatch.setattr(scenario_module, "LIBRARY", tmp_path)
+    assert "traffic: quick 3 nodes (runs on no testnet of 1 to 100 nodes), 28 s." in _run_help(capsys, monkeypatch)
+
+
 @pytest.mark.parametrize("name", ["faults", "rotation"])
 def test_a_scenario_too_big_for_the_testnet_asked_says_the_fewest_nodes_it_runs_on(tmp_path, capsys, name):
     """A scenario whose attack or fault selects an org past its groups' sizes (honest[2]) needs more nodes than its
