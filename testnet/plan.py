@@ -100,6 +100,28 @@ class Plan:
         dialled = self.dialled(node)
         return peers_on_its_side(node, partition, [n for n in up if n in dialled])
 
+    def attack_peers(self, index: int, up: Collection[str], partition: Partition | None) -> list[str]:
+        """The running nodes `up` that attack `index`, an equivocation or a key theft, may offer its records to (the
+        second record; the thief's two), best first: other orgs' nodes whose horizon holds its target's org (any other
+        refuses them, outside_horizon, and the attack would not happen), outside its group for an equivocation; those
+        on its side of a partition in force first (across it, no node holds both sides' records, nor the robbed org's
+        node the thief's rotation, until the heal); the testnet's later nodes first. Horizons shrink by the orgs the
+        equivocations and key thefts due before it flag (flagged_before)."""
+        attack = self.scenario.attacks[index]
+        target = self.select(attack.orgs, f"attacks[{index}].orgs")[0]
+        flagged = self.flagged_before(index)
+        peers = [n for n in reversed(self.nodes) if n in up and n != target and target in self.horizon(n, flagged)
+                 and (attack.type != "equivocation" or self.group_of(n) != self.group_of(target))]
+        near = set(peers_on_its_side(target, partition, peers))
+        return sorted(peers, key=lambda n: n not in near)
+
+    def flagged_before(self, index: int) -> set[str]:
+        """The orgs that the equivocations and key thefts a run takes before attack `index` flag (their targets): a
+        run takes attacks in time order, the file's at one time."""
+        attacks = self.scenario.attacks
+        return {self.select(a.orgs, f"attacks[{i}].orgs")[0] for i, a in enumerate(attacks)
+                if a.type in ("equivocation", "key-theft") and (a.at, i) < (attacks[index].at, index)}
+
     def fault_steps(self) -> list[FaultStep]:
         """The scenario's faults as steps, in the order a run takes them: a kill's restart and a partition's heal
         `duration` after it, steps at one time in the scenario's order."""
@@ -234,7 +256,7 @@ def _check_faults(plan: Plan) -> None:
                if attack.type in ("equivocation", "key-theft")]
     for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
         while attacks and (step is None or attacks[0] <= (step.at, step.order)):  # (at one time, attacks first)
-            _check_attack(plan, attacks.pop(0)[1], up)
+            _check_attack(plan, attacks.pop(0)[1], up, partition[1] if partition else None)
         if step is None:
             break
         if step.action == "kill":
@@ -267,23 +289,30 @@ def _check_faults(plan: Plan) -> None:
                 up.add(node)
 
 
-def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
-    """ScenarioError for an equivocation or key theft that would fail mid-run (testnet.runner, as it is due): an
-    equivocation needs its offender running and a running node outside its group, a key theft its victim running and
-    another node running (each is offered records)."""
+def _check_attack(plan: Plan, index: int, up: set[str], partition: Partition | None) -> None:
+    """ScenarioError for an equivocation or key theft that would not happen as written (testnet.runner, as it is due):
+    it needs its target running (the offender, offered one record; the robbed org's node, which contests the
+    thief's rotation) and a running node to offer the others to that takes them (Plan.attack_peers): one whose
+    horizon holds the target's org, outside its group for an equivocation."""
     attack = plan.scenario.attacks[index]
     [target] = plan.select(attack.orgs, f"attacks[{index}].orgs")[:1]
-    if attack.type == "equivocation":
-        needs = f"{target} running and a running node outside group {plan.group_of(target)}"
-        others = [n for n in up if n != target and plan.group_of(n) != plan.group_of(target)]
-    else:
-        needs = f"{target} running (its node contests the stolen key's rotation) and another node running"
-        others = [n for n in up if n != target]
-    if target not in up or not others:
-        down = sorted(set(plan.nodes) - up)
-        why = f"the faults then have {', '.join(down)} down; move it, or them" if down else "this testnet has none"
-        raise ScenarioError(f"attacks[{index}].at: the {attack.type.replace('-', ' ')} at {attack.at:g} s would fail "
-                            f"mid-run: it needs {needs} (each is offered records), and {why}")
+    kind, group = attack.type.replace("-", " "), plan.group_of(target)
+    outside = f" outside group {group}" if attack.type == "equivocation" else ""
+    if not plan.attack_peers(index, plan.nodes, None):
+        flagged = ", ".join(sorted(plan.flagged_before(index)))
+        aside = f"; the vouches of {flagged}, flagged by an attack before it, extend none" if flagged else ""
+        raise ScenarioError(
+            f"attacks[{index}].orgs: the {kind} offers records of {target}'s org to another org's node{outside}, and "
+            f"none has {target} inside its horizon (its roots, and the orgs within {MAX_HOPS} org-peer vouches of "
+            f"them{aside}): each would refuse them (outside_horizon), so the attack would not happen; have a group "
+            f"root or vouch for group {group}")
+    if target not in up or not plan.attack_peers(index, up, partition):
+        down = ", ".join(sorted(set(plan.nodes) - up))
+        needs = (f"{target} running and a running node{outside} whose horizon holds its org (each is offered "
+                 "records)" if attack.type == "equivocation" else f"{target} running (its node contests the stolen "
+                 "key's rotation) and a running node whose horizon holds its org (offered the thief's records)")
+        raise ScenarioError(f"attacks[{index}].at: the {kind} at {attack.at:g} s would fail mid-run: it needs {needs}, "
+                            f"and the faults then have {down} down; move it, or them")
 
 
 def _fault_span(plan: Plan, index: int) -> str:
