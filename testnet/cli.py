@@ -29,6 +29,7 @@ from vouching.counts import counted
 from .state import MAX_NODES
 
 if TYPE_CHECKING:
+    from .scenario import Scenario
     from .state import TestnetState
     from .verdict import Verdict
 
@@ -153,14 +154,17 @@ def _node_count(text: str) -> int:
 
 def _library_sizes() -> str:
     """Each library scenario with the testnet it starts, the fewest nodes it runs on (on a testnet `run` makes with
-    the default seed) and its duration, as its file has them: an operator learnt the fewest only from a run's
-    refusal."""
+    the default seed), or that none of 1 to MAX_NODES is one, and its duration, as its file has them: an operator
+    learnt the fewest only from a run's refusal."""
     from .plan import fewest_nodes
     from .scenario import library, load_scenario
 
+    def fewest(scenario: Scenario) -> str:
+        count = fewest_nodes(scenario, DEFAULT_SEED)
+        return f"at least {count}" if count is not None else f"runs on no testnet of 1 to {MAX_NODES} nodes"
+
     sizes = ((name, load_scenario(name)) for name in library())
-    return "; ".join(f"{name} {counted(s.nodes, 'node')} (at least {fewest_nodes(s, DEFAULT_SEED)}), {s.duration:g} s"
-                     for name, s in sizes)
+    return "; ".join(f"{name} {counted(s.nodes, 'node')} ({fewest(s)}), {s.duration:g} s" for name, s in sizes)
 
 
 def _one_at_a_time(name: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -12,7 +12,7 @@ from node.config import NodeConfig
 from vouching.counts import counted
 
 from .faults import Partition, peers_on_its_side
-from .scenario import AgentGroup, Scenario, ScenarioError, Selector
+from .scenario import AgentGroup, Edge, Scenario, ScenarioError, Selector
 from .state import MAX_NODES, node_name
 from .topology import bootstrap_indexes
 
@@ -100,6 +100,28 @@ class Plan:
         dialled = self.dialled(node)
         return peers_on_its_side(node, partition, [n for n in up if n in dialled])
 
+    def attack_peers(self, index: int, up: Collection[str], partition: Partition | None) -> list[str]:
+        """The running nodes `up` that attack `index`, an equivocation or a key theft, may offer its records to (the
+        second record; the thief's two), best first: other orgs' nodes whose horizon holds its target's org (any other
+        refuses them, outside_horizon, and the attack would not happen), outside its group for an equivocation; those
+        on its side of a partition in force first (across it, no node holds both sides' records, nor the robbed org's
+        node the thief's rotation, until the heal); the testnet's later nodes first. Horizons shrink by the orgs the
+        equivocations and key thefts due before it flag (flagged_before)."""
+        attack = self.scenario.attacks[index]
+        target = self.select(attack.orgs, f"attacks[{index}].orgs")[0]
+        flagged = self.flagged_before(index)
+        peers = [n for n in reversed(self.nodes) if n in up and n != target and target in self.horizon(n, flagged)
+                 and (attack.type != "equivocation" or self.group_of(n) != self.group_of(target))]
+        near = set(peers_on_its_side(target, partition, peers))
+        return sorted(peers, key=lambda n: n not in near)
+
+    def flagged_before(self, index: int) -> set[str]:
+        """The orgs that the equivocations and key thefts a run takes before attack `index` flag (their targets): a
+        run takes attacks in time order, the file's at one time."""
+        attacks = self.scenario.attacks
+        return {self.select(a.orgs, f"attacks[{i}].orgs")[0] for i, a in enumerate(attacks)
+                if a.type in ("equivocation", "key-theft") and (a.at, i) < (attacks[index].at, index)}
+
     def fault_steps(self) -> list[FaultStep]:
         """The scenario's faults as steps, in the order a run takes them: a kill's restart and a partition's heal
         `duration` after it, steps at one time in the scenario's order."""
@@ -120,9 +142,9 @@ class Plan:
 def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = False) -> Plan:
     """Lay `scenario` onto the testnet's `nodes` (in order), one `testnet run` makes for it if `fresh` (its nodes then
     dial their bootstrap peers alone as the run begins: `vouchnet init` gave each its own records only); raises
-    ScenarioError if it does not fit, naming the scenario's file and the line of the attack or fault that does not
-    (Source.locate). On a testnet reused, what its nodes dial is not known: its rotations are checked by with_dials
-    once they are asked."""
+    ScenarioError if it does not fit, naming the scenario's file and the line of the key that does not (Source.locate):
+    an agent group's orgs_per_agent or an edge's count is refused, not cut down, past the orgs the testnet holds. On a
+    testnet reused, what its nodes dial is not known: its rotations are checked by with_dials once they are asked."""
     if len(nodes) < scenario.min_nodes:  # (the testnet's size, not a line of the file)
         raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {counted(scenario.min_nodes, 'node')} "
                             f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
@@ -165,10 +187,8 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
             roots[node] = [m for ref in group.roots for m in groups[ref] if m != node]
             for ref in group.vouch:
                 vouches[node].update({m: 0.9 for m in groups[ref] if m != node})
-    for edge in scenario.edges:
-        pairs = [(a, b) for a in groups[edge.source] for b in groups[edge.target] if a != b]
-        chosen = pairs if edge.count is None else rng.sample(pairs, min(edge.count, len(pairs)))
-        for a, b in chosen:
+    for i, edge in enumerate(scenario.edges):
+        for a, b in _edge_pairs(edge, f"edges[{i}]", groups, len(nodes), rng):
             vouches[a][b] = edge.weight
     agents = []
     for group in scenario.agents:
@@ -177,7 +197,13 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
         for k in range(group.count):
             operator = operators[k % len(operators)]
             others = [m for m in dict.fromkeys(pool) if m != operator]
-            extra = rng.sample(others, min(group.orgs_per_agent - 1, len(others)))
+            if len(others) < group.orgs_per_agent - 1:
+                raise ScenarioError(
+                    f"agents.{group.name}.orgs_per_agent: {group.orgs_per_agent} orgs per agent, but on this "
+                    f"{len(nodes)}-node testnet an agent can work at {len(others) + 1}: its operator "
+                    f"and {counted(len(others), 'other org')} of works_at ({', '.join(group.works_at)}); lower it, or "
+                    "make those groups larger")
+            extra = rng.sample(others, group.orgs_per_agent - 1)
             agents.append(AgentPlan(f"{group.name}-{k}", group, operator, (operator, *extra)))
     plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents), dials)
     for i, attack in enumerate(scenario.attacks):
@@ -200,6 +226,24 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
     return plan
 
 
+def _edge_pairs(edge: Edge, where: str, groups: dict[str, list[str]], testnet: int,
+                rng: random.Random) -> list[tuple[str, str]]:
+    """The (voucher, vouchee) pairs an `[[edges]]` table makes vouch: `count` drawn with the seed, or all; a
+    ScenarioError where it makes none (one org vouching for itself) or fewer than its `count`."""
+    pairs = [(a, b) for a in groups[edge.source] for b in groups[edge.target] if a != b]
+    if not pairs:
+        raise ScenarioError(f"{where}: from {edge.source} to {edge.target} makes no vouch: group {edge.source} has one "
+                            f"org on this {testnet}-node testnet, and an org does not vouch for itself")
+    if edge.count is None:
+        return pairs
+    if edge.count > len(pairs):
+        raise ScenarioError(f"{where}.count: {counted(edge.count, 'vouch', 'vouches')} from {edge.source} to "
+                            f"{edge.target}, but on this {testnet}-node testnet there are "
+                            f"{counted(len(pairs), 'pair')} of orgs to draw them from; lower it, or make the groups "
+                            "larger")
+    return rng.sample(pairs, edge.count)
+
+
 def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
@@ -212,7 +256,7 @@ def _check_faults(plan: Plan) -> None:
                if attack.type in ("equivocation", "whitewash", "key-theft")]
     for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
         while attacks and (step is None or attacks[0] <= (step.at, step.order)):  # (at one time, attacks first)
-            _check_attack(plan, attacks.pop(0)[1], up)
+            _check_attack(plan, attacks.pop(0)[1], up, partition[1] if partition else None)
         if step is None:
             break
         if step.action == "kill":
@@ -245,10 +289,12 @@ def _check_faults(plan: Plan) -> None:
                 up.add(node)
 
 
-def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
-    """ScenarioError for an equivocation, whitewash or key theft that would fail mid-run (testnet.runner, as it is
-    due): an equivocation needs its offender running and a running node outside its group, a key theft its victim
-    running and another node running (each is offered records), a whitewash the operators of its agents running."""
+def _check_attack(plan: Plan, index: int, up: set[str], partition: Partition | None) -> None:
+    """ScenarioError for an equivocation, whitewash or key theft that would not happen as written (testnet.runner, as
+    it is due): an equivocation or key theft needs its target running (the offender, offered one record; the robbed
+    org's node, which contests the thief's rotation) and a running node to offer the others to that takes them
+    (Plan.attack_peers): one whose horizon holds the target's org, outside its group for an equivocation; a whitewash
+    needs the operators of its agents running."""
     attack = plan.scenario.attacks[index]
     if attack.type == "whitewash":
         operators = {agent.operator for agent in plan.agents_of(attack.agents)}
@@ -259,17 +305,23 @@ def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
                                 f"{', '.join(down)} down; move it, or them")
         return
     [target] = plan.select(attack.orgs, f"attacks[{index}].orgs")[:1]
-    if attack.type == "equivocation":
-        needs = f"{target} running and a running node outside group {plan.group_of(target)}"
-        others = [n for n in up if n != target and plan.group_of(n) != plan.group_of(target)]
-    else:
-        needs = f"{target} running (its node contests the stolen key's rotation) and another node running"
-        others = [n for n in up if n != target]
-    if target not in up or not others:
-        down = sorted(set(plan.nodes) - up)
-        why = f"the faults then have {', '.join(down)} down; move it, or them" if down else "this testnet has none"
-        raise ScenarioError(f"attacks[{index}].at: the {attack.type.replace('-', ' ')} at {attack.at:g} s would fail "
-                            f"mid-run: it needs {needs} (each is offered records), and {why}")
+    kind, group = attack.type.replace("-", " "), plan.group_of(target)
+    outside = f" outside group {group}" if attack.type == "equivocation" else ""
+    if not plan.attack_peers(index, plan.nodes, None):
+        flagged = ", ".join(sorted(plan.flagged_before(index)))
+        aside = f"; the vouches of {flagged}, flagged by an attack before it, extend none" if flagged else ""
+        raise ScenarioError(
+            f"attacks[{index}].orgs: the {kind} offers records of {target}'s org to another org's node{outside}, and "
+            f"none has {target} inside its horizon (its roots, and the orgs within {MAX_HOPS} org-peer vouches of "
+            f"them{aside}): each would refuse them (outside_horizon), so the attack would not happen; have a group "
+            f"root or vouch for group {group}")
+    if target not in up or not plan.attack_peers(index, up, partition):
+        down = ", ".join(sorted(set(plan.nodes) - up))
+        needs = (f"{target} running and a running node{outside} whose horizon holds its org (each is offered "
+                 "records)" if attack.type == "equivocation" else f"{target} running (its node contests the stolen "
+                 "key's rotation) and a running node whose horizon holds its org (offered the thief's records)")
+        raise ScenarioError(f"attacks[{index}].at: the {kind} at {attack.at:g} s would fail mid-run: it needs {needs}, "
+                            f"and the faults then have {down} down; move it, or them")
 
 
 def _fault_span(plan: Plan, index: int) -> str:
@@ -298,9 +350,9 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
 def fewest_nodes(scenario: Scenario, seed: int) -> int | None:
     """The fewest nodes of a testnet `testnet run` makes for `scenario` (fresh: what its nodes dial is known) that its
     plan with `seed` fits (make_plan's rules): its org groups' sizes, or more where an attack or fault selects an org
-    past them (`honest[2]` of a group that takes the rest) or a rotation needs a follower among the nodes it dials (the
-    seed draws `[[edges]]`; a larger testnet may not fit where a smaller one does). None if none of 1 to MAX_NODES
-    does."""
+    past them (`honest[2]` of a group that takes the rest), agents or edges need more orgs (orgs_per_agent, count),
+    or a rotation needs a follower among the nodes it dials (the seed draws `[[edges]]`; a larger testnet may not fit
+    where a smaller one does). None if none of 1 to MAX_NODES does."""
     for count in range(scenario.min_nodes, MAX_NODES + 1):
         try:
             make_plan(scenario, [node_name(i) for i in range(count)], seed, fresh=True)

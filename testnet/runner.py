@@ -244,13 +244,13 @@ class Run:
     def _equivocate(self, index: int) -> None:
         attack = self.scenario.attacks[index]
         offender = self.plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
-        other = next((n for n in reversed(self.cluster.names) if n != offender and self.is_up(n)
-                      and self.plan.group_of(n) != self.plan.group_of(offender)), None)
-        if not self.is_up(offender) or other is None:
+        peers = self.plan.attack_peers(index, self.up, self.partition)
+        if not self.is_up(offender) or not peers:
             raise ClusterError(f"attacks[{index}]: the equivocation needs {offender} running (it is offered one of "
-                               "the two records) and a running node outside its group (offered the other), and "
-                               f"{'it is down' if other else 'none is running'} then")
-        done: Equivocation = equivocate(self.cluster, offender, other, self.scenario.settings.epoch_seconds)
+                               "the two records) and a running node outside its group whose horizon holds its org "
+                               f"(offered the other), and {'it is down' if peers else 'none is running'} then")
+        self._say_if_across(attack.type, offender, peers[0])
+        done: Equivocation = equivocate(self.cluster, offender, peers[0], self.scenario.settings.epoch_seconds)
         self.timeline.add("equivocation", attack=index, node=offender, offender=done.offender, seq=done.seq,
                           records=list(done.records), offered_to=list(done.offered_to), answers=list(done.answers))
 
@@ -272,14 +272,25 @@ class Run:
         if not self.is_up(victim):
             raise ClusterError(f"attacks[{index}]: the key theft needs {victim} running (its node contests the "
                                "stolen key's rotation), and it is down then")
-        other = next((n for n in reversed(self.cluster.names) if n != victim and self.is_up(n)), None)
-        if other is None:
-            raise ClusterError(f"attacks[{index}]: the key theft needs a running node besides {victim} (offered the "
-                               "thief's records), and none is running then")
-        done: KeyTheft = steal_key(self.cluster, victim, other)
+        peers = self.plan.attack_peers(index, self.up, self.partition)
+        if not peers:
+            raise ClusterError(f"attacks[{index}]: the key theft needs a running node besides {victim} whose horizon "
+                               "holds its org (offered the thief's records), and none is running then")
+        self._say_if_across(attack.type, victim, peers[0])
+        done: KeyTheft = steal_key(self.cluster, victim, peers[0])
         self.timeline.add("key-theft", attack=index, node=victim, key=done.key, thief=done.thief, seq=done.seq,
                           records=list(done.records), offered_to=done.offered_to,
                           answers=list(done.answers))
+
+    def _say_if_across(self, kind: str, target: str, other: str) -> None:
+        """Say that an equivocation's or key theft's records go to `other`, across the partition in force from its
+        `target` (Plan.attack_peers found none on its side): the attack meets its target's node only after the heal."""
+        if self.partition is not None and other not in faults.peers_on_its_side(target, self.partition, [other]):
+            after = ("no node holds both records until the heal" if kind == "equivocation" else
+                     f"{target}'s node gets the thief's rotation, and contests it, only after the heal")
+            self.say(f"  {other}, offered the {kind.replace('-', ' ')}'s records, is across the partition "
+                     f"({', '.join(self.partition.side)} | rest) from {target}, as every running node whose horizon "
+                     f"holds {target}'s org is: {after}")
 
     def _rotate(self, nodes: list[str]) -> None:
         for node in nodes:

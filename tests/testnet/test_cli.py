@@ -216,10 +216,10 @@ def test_a_run_lays_its_scenario_onto_a_testnet_it_made_knowing_whom_each_node_d
         def __init__(self, cluster, scenario, **options):
             runs.append(options["fresh"])
 
-    made = SimpleNamespace(names=[node_name(i) for i in range(2)], state=SimpleNamespace(seed=1))
+    made = SimpleNamespace(names=[node_name(i) for i in range(3)], state=SimpleNamespace(seed=1))
     monkeypatch.setattr(runner, "Run", Recorded)
     monkeypatch.setattr(Cluster, "create", lambda *args, **options: made)
-    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "new"), "--nodes", "2"]) == 130
+    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "new"), "--nodes", "3"]) == 130
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 130
     assert runs == [True, False]
 
@@ -502,6 +502,15 @@ def test_a_scenario_refused_says_the_fewest_nodes_it_runs_on_only_if_some_testne
     err = capsys.readouterr().err
     assert err.startswith(f"vouchnet testnet run: {path}:") and err.endswith(f"{hint}\n"), err
     assert "runs on" not in err.removesuffix(f"{hint}\n")
+
+
+def test_run_help_says_a_library_scenario_that_fits_no_testnet_runs_on_none(tmp_path, monkeypatch, capsys):
+    """Before: it said "(at least None)"."""
+    text = (Path(__file__).parent / "short.toml").read_text()
+    # the quiet org vouching for itself: an edge that makes no vouch, on any size
+    (tmp_path / "quick.toml").write_text(text + '\n[[edges]]\nfrom = "quiet"\nto = "quiet"\n')
+    monkeypatch.setattr(scenario_module, "LIBRARY", tmp_path)
+    assert "traffic: quick 3 nodes (runs on no testnet of 1 to 100 nodes), 28 s." in _run_help(capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["faults", "rotation"])

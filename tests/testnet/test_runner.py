@@ -16,11 +16,12 @@ import pytest
 from node.client import NodeUnreachable
 from testnet import faults, runner
 from testnet.cluster import ClusterError
+from testnet.attacks import Equivocation, KeyTheft
 from testnet.faults import Partition
 from testnet.plan import make_plan
 from testnet.runner import Run, _expected
 from testnet.scenario import ScenarioError, load_scenario
-from tests.testnet.test_scenario import DIALLED_QUIET
+from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET
 
 
 def test_the_setup_waits_for_no_record_of_an_org_flagged_as_an_equivocator():
@@ -239,6 +240,42 @@ def test_an_attack_with_no_other_node_running_fails_the_run_saying_why(path, att
     run.up = frozenset({target})
     with pytest.raises(ClusterError, match=rf"^attacks\[0\]: the {attack} needs .* and none is running then$"):
         (run._steal_key if attack == "key theft" else run._equivocate)(0)
+
+
+@pytest.mark.parametrize("kind", ["equivocation", "key-theft"])
+@pytest.mark.parametrize(("side", "offered", "across"), [
+    (None, "n03", False),  # the last running node whose horizon holds rogue (BRIDGED), not n04 (quiet)
+    (("n03", "n04"), "n02", False),  # on rogue's side of the partition
+    (("n00",), "n03", True),  # every one across it: said
+])
+def test_an_equivocation_or_key_theft_goes_to_a_node_that_follows_its_org_on_its_side_of_a_partition(
+        monkeypatch, tmp_path, kind, side, offered, across):
+    """Before: its records went to the testnet's last running node (outside its group, for an equivocation), n04,
+    which refuses the records of an org outside its horizon (the attack did not happen: no evidence, no thief's key
+    anywhere), or to one across a partition in force, unsaid (no node held both sides until the heal)."""
+    (tmp_path / "followed.toml").write_text(BRIDGED.replace("equivocation", kind))
+    said: list[str] = []
+    run = Run(_Testnet(5), load_scenario(str(tmp_path / "followed.toml")), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    run.up = frozenset(run.cluster.names)
+    if side is not None:
+        run.partition = Partition(side, tuple(n for n in run.cluster.names if n not in side))
+    offers: list[tuple[str, str]] = []
+
+    def equivocate(cluster, node: str, other: str, epoch_seconds: float) -> Equivocation:
+        offers.append((node, other))
+        return Equivocation("did:n00", node, 3, ("a", "b"), (node, other), ("accepted", "equivocation"), 0.0)
+
+    def steal_key(cluster, victim: str, other: str) -> KeyTheft:
+        offers.append((victim, other))
+        return KeyTheft(victim, "did:n00", "did:thief", 3, ("a", "b"), other, ("accepted", "accepted"))
+
+    monkeypatch.setattr(runner, "equivocate", equivocate)
+    monkeypatch.setattr(runner, "steal_key", steal_key)
+    (run._equivocate if kind == "equivocation" else run._steal_key)(0)
+    assert offers == [("n00", offered)]
+    assert any(f"{offered}, offered the {kind.replace('-', ' ')}'s records, is across the partition" in line
+               for line in said) == across, said
 
 
 # --- a partition is healed however the run ends --------------------------------------------------------------------

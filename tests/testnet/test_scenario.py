@@ -29,6 +29,11 @@ operator = "honest"
 works_at = ["honest"]
 """
 
+# MINIMAL with each group following the other: an equivocation's or key theft's records go to a node whose horizon
+# holds its target's org (any other refuses them)
+FOLLOWED = MINIMAL.replace('vouch = ["honest"]', 'vouch = ["honest", "rogue"]').replace(
+    "[orgs.rogue]\nnodes = 1\n", '[orgs.rogue]\nnodes = 1\nroots = ["honest"]\n')
+
 
 def nodes(n: int) -> list[str]:
     return [node_name(i) for i in range(n)]
@@ -195,6 +200,34 @@ def test_an_error_in_laying_a_scenario_onto_a_testnet_names_its_file_and_line(tm
     assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
 
 
+_EDGE = '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 3\n'
+
+
+@pytest.mark.parametrize(("text", "testnet", "line", "error"), [
+    (MINIMAL + "orgs_per_agent = 3\n", 3, 17, "agents.good.orgs_per_agent: 3 orgs per agent, but on this 3-node "
+     "testnet an agent can work at 2: its operator and 1 other org of works_at (honest); lower it, or make those "
+     "groups larger"),
+    (MINIMAL, 2, 12, "agents.good.orgs_per_agent: 2 orgs per agent, but on this 2-node testnet an agent can work at "
+     "1: its operator and 0 other orgs of works_at (honest)"),  # (the default, 2: the table's line)
+    (MINIMAL + _EDGE, 3, 21, "edges[0].count: 3 vouches from honest to rogue, but on this 3-node testnet there are 2 "
+     "pairs of orgs to draw them from; lower it, or make the groups larger"),
+    (MINIMAL + _EDGE.replace('"rogue"', '"honest"').replace("count = 3\n", ""), 2, 18,
+     "edges[0]: from honest to honest makes no vouch: group honest has one org on this 2-node testnet, and an org "
+     "does not vouch for itself"),
+])
+def test_agents_or_edges_asking_more_orgs_than_the_testnet_has_are_refused_naming_the_line(tmp_path, text, testnet,
+                                                                                          line, error):
+    """A scenario whose agents work at more orgs, or whose [[edges]] make more vouches, than the testnet's groups hold
+    measures something else than it says. Before: it was cut down quietly (each agent worked at the orgs there were,
+    the edge made the pairs there were, none for one org to itself) and the run went on."""
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(testnet), seed=1, fresh=True)
+    assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
+    make_plan(load_scenario(str(path)), nodes(testnet + 2), seed=1, fresh=True)  # larger groups: as written
+
+
 def test_a_duration_too_short_for_a_timed_event_names_its_file_and_line(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text(ROTATE_ROGUE)
@@ -255,7 +288,7 @@ def test_a_plan_that_does_not_fit_the_testnet_says_why():
 
 
 def test_a_rotation_and_a_key_theft_are_read_with_their_targets_and_times():
-    text = (MINIMAL + '[[faults]]\ntype = "rotate"\nnodes = "honest[1:3]"\nat = 10\n'
+    text = (FOLLOWED + '[[faults]]\ntype = "rotate"\nnodes = "honest[1:3]"\nat = 10\n'
             '[[attacks]]\ntype = "key-theft"\norgs = "rogue"\nat = 20\n')
     scenario = parse_scenario(text, name="m")
     (rotate,), (theft,) = scenario.faults, scenario.attacks
@@ -398,22 +431,24 @@ def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_r
     records to). Before: the plan accepted it, and the run failed mid-way, after the testnet was made and the traffic
     ran, with no report."""
     path = tmp_path / "mine.toml"
-    equivocation = MINIMAL + '[[attacks]]\ntype = "equivocation"\norgs = "rogue"\nat = 5\n'
+    equivocation = FOLLOWED + '[[attacks]]\ntype = "equivocation"\norgs = "rogue"\nat = 5\n'
     path.write_text(_faults(("kill", "rogue", 2, 10)).replace(MINIMAL, equivocation))
     with pytest.raises(ScenarioError) as refused:
         make_plan(load_scenario(str(path)), nodes(3), seed=1)
     assert str(refused.value) == (
-        f"{path}:20: attacks[0].at: the equivocation at 5 s would fail mid-run: it needs n02 running and a running "
-        "node outside group rogue (each is offered records), and the faults then have n02 down; move it, or them")
+        f"{path}:21: attacks[0].at: the equivocation at 5 s would fail mid-run: it needs n02 running and a running "
+        "node outside group rogue whose horizon holds its org (each is offered records), and the faults then have "
+        "n02 down; move it, or them")
     with pytest.raises(ScenarioError, match=re.escape("it needs n02 running and a running node outside group rogue "
-                                                      "(each is offered records), and the faults then have n00, n01 "
-                                                      "down")):
+                                                      "whose horizon holds its org (each is offered records), and the "
+                                                      "faults then have n00, n01 down")):
         make_plan(parse_scenario(equivocation + _faults(("kill", "honest", 4, 2)).replace(MINIMAL, ""), name="m"),
                   nodes(3), seed=1)
-    theft = MINIMAL + '[[attacks]]\ntype = "key-theft"\norgs = "honest[0]"\nat = 5\n'
+    theft = FOLLOWED + '[[attacks]]\ntype = "key-theft"\norgs = "honest[0]"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].at: the key theft at 5 s would fail mid-run: it "
                                                       "needs n00 running (its node contests the stolen key's rotation) "
-                                                      "and another node running")):
+                                                      "and a running node whose horizon holds its org (offered the "
+                                                      "thief's records), and the faults then have n01, n02 down")):
         make_plan(parse_scenario(theft + _faults(("kill", "honest[1]", 2, 10), ("kill", "rogue", 4, 2))
                                  .replace(MINIMAL, ""), name="m"), nodes(3), seed=1)
     two_rogues = equivocation.replace("[orgs.rogue]\nnodes = 1", "[orgs.rogue]\nnodes = 2").replace(
@@ -428,10 +463,76 @@ def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_r
         make_plan(parse_scenario(text, name="m"), nodes(3), seed=1)
 
 
+@pytest.mark.parametrize(("kind", "outside"), [("equivocation", " outside group rogue"), ("key-theft", "")])
+def test_an_equivocation_or_key_theft_no_other_node_would_take_is_refused_naming_its_line(tmp_path, kind, outside):
+    """A node refuses the records of an org outside its horizon (outside_horizon), so an attack on an org no other
+    node follows does not happen. Before: the run offered them to the testnet's last running node whatever its
+    horizon, the attack never happened, and the verdict judged it all the same (an equivocation "succeeded", a key
+    theft was "contained")."""
+    path = tmp_path / "mine.toml"
+    path.write_text(MINIMAL + f'[[attacks]]\ntype = "{kind}"\norgs = "rogue"\nat = 5\n')
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(3), seed=1)
+    assert str(refused.value) == (
+        f"{path}:19: attacks[0].orgs: the {kind.replace('-', ' ')} offers records of n02's org to another org's "
+        f"node{outside}, and none has n02 inside its horizon (its roots, and the orgs within 3 org-peer vouches of "
+        "them): each would refuse them (outside_horizon), so the attack would not happen; have a group root or vouch "
+        "for group rogue")
+    path.write_text(FOLLOWED + f'[[attacks]]\ntype = "{kind}"\norgs = "rogue"\nat = 5\n')
+    assert make_plan(load_scenario(str(path)), nodes(3), seed=1).attack_peers(0, nodes(3), None) == ["n01", "n00"]
+
+
+# rogue, n00, is inside the horizons of bridge, n03, which vouches for it, and of the honest orgs, n01 and n02, through
+# bridge's vouch alone; quiet, n04, follows no one
+BRIDGED = """\
+description = "rogue equivocates at 10 s"
+duration = 20
+
+[orgs.rogue]
+nodes = 1
+
+[orgs.honest]
+nodes = 2
+roots = ["honest", "bridge"]
+vouch = ["honest"]
+
+[orgs.bridge]
+nodes = 1
+vouch = ["rogue"]
+
+[orgs.quiet]
+nodes = "rest"
+
+[agents.good]
+count = 1
+behaviour = "honest"
+operator = "honest"
+works_at = ["honest"]
+
+[[attacks]]
+type = "equivocation"
+orgs = "rogue"
+at = 10
+"""
+
+
+def test_an_equivocation_no_node_follows_once_an_earlier_attack_flagged_its_way_in_is_refused():
+    """A flagged org's vouches extend no horizon (vouching.horizon): once bridge's key is stolen and the theft
+    flags it, no node takes rogue's records."""
+    theft = '\n[[attacks]]\ntype = "key-theft"\norgs = "bridge"\nat = {}\n'
+    make_plan(parse_scenario(BRIDGED, name="m"), nodes(5), seed=1)
+    make_plan(parse_scenario(BRIDGED + theft.format(15), name="m"), nodes(5), seed=1)  # (after it: as written)
+    with pytest.raises(ScenarioError, match=r"^scenario:27: attacks\[0\]\.orgs: the equivocation offers records of "
+                       r"n00's org to another org's node outside group rogue, and none has n00 inside its horizon "
+                       r"\(its roots, and the orgs within 3 org-peer vouches of them; the vouches of n03, flagged by "
+                       r"an attack before it, extend none\)"):
+        make_plan(parse_scenario(BRIDGED + theft.format(5), name="m"), nodes(5), seed=1)
+
+
 def test_an_equivocation_must_be_one_org_s():
     """A run has the first org selected equivocate (testnet.runner); before, a selector naming more was accepted and
     the others, counted as attackers, did nothing, unsaid (the summary named the one that did)."""
-    two = MINIMAL + '[[attacks]]\ntype = "equivocation"\norgs = "honest"\nat = 5\n'
+    two = FOLLOWED + '[[attacks]]\ntype = "equivocation"\norgs = "honest"\nat = 5\n'
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: an equivocation is one org's (its key signs "
                                                       "two records at one seq), but honest selects 2 (write GROUP[i])")):
         make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
@@ -460,7 +561,8 @@ def test_a_key_theft_must_rob_one_org_and_have_another_node_to_offer_to():
     with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: a key theft steals one org's key, but honest "
                                                       "selects 2 (write GROUP[i])")):
         make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
-    alone = two.replace("[orgs.rogue]\nnodes = 1\n", "").replace('orgs = "honest"', 'orgs = "honest[0]"')
+    alone = two.replace("[orgs.rogue]\nnodes = 1\n", "").replace('orgs = "honest"', 'orgs = "honest[0]"').replace(
+        'works_at = ["honest"]', 'works_at = ["honest"]\norgs_per_agent = 1')
     with pytest.raises(ScenarioError, match=re.escape("attacks[0]: a key theft offers the thief's records to another "
                                                       "org's node, and this testnet has one node")):
         make_plan(parse_scenario(alone, name="m"), nodes(1), seed=1)
