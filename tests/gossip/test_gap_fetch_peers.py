@@ -287,3 +287,34 @@ async def test_an_issuer_whose_gap_fetch_gave_up_its_peer_s_turn_does_not_back_o
         await trio.sleep(5)
         assert node.asked == [(1, A), (1 + holding, A)]  # as the turn came, not once a backoff ended (at 12 s)
         assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: its peer answered without it
+
+
+async def test_a_gap_whose_peer_s_turn_was_given_up_is_kept_if_that_peer_then_left(tmp_path, autojump_clock):
+    """A fetch that gave up its peer's turn, then found no one else there, had no peer to answer once that one left
+    too: its range is kept and fetched from the next peer to connect, as if the peer had left before answering (it
+    was forgotten only while the peer whose turn it gave up stays, to answer the issuer's next report)."""
+    other = Org()
+    holding = 10.5  # seconds the session in the way holds A's turn: past the sync timeout
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == A:  # another issuer's fetch, holding A's turn
+            await trio.sleep(holding)
+            return 0
+        if peer == B:  # asked once A's turn was given up: A leaves, and B before answering
+            await node.host.disconnect(A)
+            return await node.leave(B)
+        return node.fill()
+
+    async with gaps(tmp_path, [A, B], session) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        nursery.start_soon(node.service.fetch_gaps, A, {other.did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, GAP)  # waits for A's turn, gives it up at 11 s, asks B
+        await trio.sleep(node.service.timeout + 1)
+        assert node.service.stats.errors["turn"] == 1 and not node.host.connected_peers()
+        await node.host.connect(NEWCOMERS[0])
+        connected = trio.current_time()
+        await trio.sleep(1)
+        assert node.asked[-1] == (connected, NEWCOMERS[0])  # at once
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: A's session ran to its end without it

@@ -203,3 +203,16 @@ def test_a_new_issuer_takes_the_place_of_one_backing_off_when_the_queue_is_full(
     assert queue.add("12D3KooWA", {parked[1]: (1, 7)}, every=False) == Added(dropped=1)
     assert queue.add("12D3KooWA", {parked[2]: (1, 7)}, every=False) == Added(merged=1)
     assert len(queue) == LIMIT
+
+
+def test_a_range_no_peer_was_there_to_answer_for_grows_the_one_reported_while_it_was_fetched():
+    """Kept into the range a report brought meanwhile, not replaced by it: the next fetch asks for both, of every peer
+    if either was an org's history (the part only the first asked for would otherwise wait for a periodic round)."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    queue.add(None, {iss: (1, 9)}, every=True)  # its org entered the horizon
+    batch = queue.take(1, 0.0)
+    assert batch is not None
+    queue.add("12D3KooWA", {iss: (12, 14)}, every=False)  # gossip's gap, meanwhile
+    queue.done(batch, [], 0.0, peerless=[iss])
+    assert queue.take(1, 0.0) == GapBatch({iss: (1, 14)}, ("12D3KooWA",), every=True)  # at once: a peer reported it
