@@ -8,10 +8,10 @@ wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought
 peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
 keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer
 answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, or none
-could be asked), the range waits for a peer to connect (`peer_came`), then is fetched from it first, within the same
-`limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten (the issuer's next report,
-or a round with that peer, brings it). When `limit` issuers wait, a new one takes the place of one that backs off
-(the longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill would
+could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first), within the same
+`limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten (the issuer's next report, or
+a round with that peer, brings it). When `limit` issuers wait, a new one takes the place of one that backs off (the
+longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill would
 otherwise keep every other issuer's out. Sans-I/O: the caller gives the time.
 """
 
@@ -158,6 +158,11 @@ class GapQueue:
                 self._ready.append(iss)
             elif iss not in self._peerless:
                 self._ready.append(iss)
+
+    @property
+    def awaiting_peer(self) -> bool:
+        """Whether a range waits for a peer to come (`peer_came`)."""
+        return bool(self._peerless)
 
     def peer_came(self, peer: str | None) -> bool:
         """A peer is there to ask: the issuers waiting for one wait in turn, to be asked of `peer` first if given (a

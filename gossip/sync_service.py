@@ -765,9 +765,11 @@ class SyncService:
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
         while True:
+            if self._gaps.awaiting_peer and self._syncing_peers():  # (one not asked, come back, or its wait over)
+                self._gaps.peer_came(None)
             batch = self._gaps.take(self.limits.max_ranges, trio.current_time())
             if batch is None:
-                with trio.move_on_at(self._gaps.ready_at()):  # an issuer's backoff ends
+                with trio.move_on_at(min(self._gaps.ready_at(), self._throttle_ends())):  # a backoff, or a wait ends
                     await self._gaps_changed.wait()
                 continue
             vain: list[str] = []
@@ -777,9 +779,15 @@ class SyncService:
                 vain, unanswered, peerless = await self._fetch(batch)
             finally:
                 self._gaps.done(batch, vain, trio.current_time(), unanswered, peerless)
-                if peerless and self._syncing_peers():  # asked, left and back, or not asked (3 asked already)
-                    self._gaps.peer_came(None)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
+
+    def _throttle_ends(self) -> float:
+        """When the first connected peer that told us to come back later may be asked again, if a range of gaps waits
+        for a peer (gap_queue: a worker then asks it); else, or if none did, inf."""
+        if not self._gaps.awaiting_peer:
+            return math.inf
+        return min((self._throttled[peer] for peer in self.host.connected_peers() if peer in self._throttled),
+                   default=math.inf)
 
     def _wake_gap_workers(self) -> None:
         self._gaps_changed.set()

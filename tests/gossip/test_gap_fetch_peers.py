@@ -19,6 +19,7 @@ from nacl.signing import SigningKey
 from gossip.host import HostError
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from gossip.sync_messages import PeerBusy
 from gossip.sync_service import SyncService
 
 from ..factories import Org
@@ -318,3 +319,29 @@ async def test_a_gap_whose_peer_s_turn_was_given_up_is_kept_if_that_peer_then_le
         assert node.asked[-1] == (connected, NEWCOMERS[0])  # at once
         assert node.store.has(MISSING.id)
         assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: A's session ran to its end without it
+
+
+async def test_a_gap_kept_while_its_only_peer_said_to_come_back_later_is_fetched_as_that_wait_ends(tmp_path,
+                                                                                                  autojump_clock):
+    """Found by stop 39's review: a gap reported while the only peer connected had told the node to come back later
+    (a Busy answer: asked nothing until then) was kept for a peer to connect, and waited for a new connection, the
+    issuer's next report or a periodic round (up to sync_interval), though that peer could be asked once its wait
+    ended."""
+    other = Org()
+    come_back = 5  # seconds A's Busy answer asks the node to wait
+
+    async def session(node: Gaps, peer: str) -> int:
+        if len(node.asked) == 1:  # the other issuer's fetch: A's serving budget for the node is spent
+            raise PeerBusy(come_back, "serving budget spent")
+        return node.fill()
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {other.did: (1, 1)})
+        await trio.sleep(0.5)
+        node.service.request_gaps(A, GAP)  # no peer to ask: kept
+        await trio.sleep(1)
+        assert node.asked == [(1, A)] and not node.store.has(MISSING.id)
+        await trio.sleep(come_back)
+        assert node.asked == [(1, A), (1 + come_back, A)]  # as A's wait ended
+        assert node.store.has(MISSING.id)
