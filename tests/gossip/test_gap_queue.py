@@ -216,3 +216,21 @@ def test_a_range_no_peer_was_there_to_answer_for_grows_the_one_reported_while_it
     queue.add("12D3KooWA", {iss: (12, 14)}, every=False)  # gossip's gap, meanwhile
     queue.done(batch, [], 0.0, peerless=[iss])
     assert queue.take(1, 0.0) == GapBatch({iss: (1, 14)}, ("12D3KooWA",), every=True)  # at once: a peer reported it
+
+
+def test_a_range_whose_fetch_gave_up_a_peer_s_turn_waits_for_that_turn_then_is_asked_of_that_peer_first():
+    """Kept, not forgotten: the session in its way was a fetch of other gaps. A peer connecting does not free it
+    (the fetch would wait for that turn again), nor another peer's turn; its issuer's next report does, as before."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss, held = ISSUERS[:2]
+    for each in (iss, held):
+        queue.add("12D3KooWA", {each: (1, 5)}, every=False)
+        batch = queue.take(1, 0.0)
+        assert batch is not None
+        queue.done(batch, [], 0.0, unanswered=[each], behind="12D3KooWB")
+    assert len(queue) == 2 and queue.take(1, 0.0) is None and not queue.awaiting_peer
+    assert not queue.peer_came("12D3KooWC") and not queue.turn_freed("12D3KooWA")
+    assert queue.add("12D3KooWA", {held: (1, 6)}, every=False) == Added(merged=1, released=1)
+    assert queue.turn_freed("12D3KooWB") and not queue.turn_freed("12D3KooWB")
+    assert queue.take(1, 0.0) == GapBatch({held: (1, 6)}, ("12D3KooWB", "12D3KooWA"), every=False)
+    assert queue.take(1, 0.0) == GapBatch({iss: (1, 5)}, ("12D3KooWB",), every=False)
