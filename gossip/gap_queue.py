@@ -10,10 +10,10 @@ keep bringing nothing): the reports go on, and each would otherwise be fetched i
 answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, or none
 could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first), within the same
 `limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten (the issuer's next report, or
-a round with that peer, brings it), unless the fetch gave up the peer's turn, held by a fetch of other gaps: then it
-waits for that turn (`turn_freed`), within the same `limit`. When `limit` issuers wait, a new one takes the place of
-one that backs off (the longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no
-peer can fill would otherwise keep every other issuer's out. Sans-I/O: the caller gives the time.
+a round with that peer, brings it), unless the fetch gave up waiting for the peer's turn: then it waits for that
+turn (`turn_freed`), within the same `limit`. When `limit` issuers wait, a new one takes the place of one that backs
+off (the longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill
+would otherwise keep every other issuer's out. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -140,9 +140,9 @@ class GapQueue:
         no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
         of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
-        `behind` names the peer whose turn the fetch gave up, held by a fetch of other gaps: then it waits for
-        `turn_freed(behind)`, likewise. A backoff is forgotten with its issuer's range, as an ended one is. An issuer
-        whose range grew meanwhile and that does not back off waits again, behind the others."""
+        `behind` names the peer whose turn the fetch gave up waiting for: then it waits for `turn_freed(behind)`,
+        likewise. A backoff is forgotten with its issuer's range, as an ended one is. An issuer whose range grew
+        meanwhile and that does not back off waits again, behind the others."""
         for iss in batch.gaps:
             self._fetching.discard(iss)
             if iss in vain:

@@ -357,8 +357,8 @@ class SyncService:
         while it stayed), else peerless if no peer asked is there (each left before it answered, or none could be
         asked: gap_queue keeps their ranges for a peer to come), else unanswered (a peer asked stayed, its session
         ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer: of those that stayed, one
-        whose turn it gave up with no round with it under way (the session in its way a fetch of other gaps, which
-        does not fetch these), if any: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them)."""
+        whose turn it gave up, if any: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them), as the
+        session in its way (a fetch of other gaps, or a round, which may fail) may not fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         most = len(self._syncing_peers()) + _GAP_PEERS if batch.every else _GAP_PEERS
@@ -385,8 +385,7 @@ class SyncService:
             return idle, [], [], None
         stayed = ended.intersection(self.host.connected_peers())
         if stayed:
-            behind = (peer for peer in turns if peer in stayed and peer not in self._rounds_running)
-            return [], idle, [], next(behind, None)  # (a round with the peer fetches all it holds that we lack)
+            return [], idle, [], next((peer for peer in turns if peer in stayed), None)
         return [], [], idle, None
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str]) -> str | None:

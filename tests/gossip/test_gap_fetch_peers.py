@@ -3,7 +3,7 @@ while it runs, each peer once and a few in all; an issuer whose peers asked all 
 peer could be asked for) does not back off, and its range is fetched from the next peer to connect, or at once from
 a peer still there that the fetch did not ask or that came back, or that had said to come back later and may be
 asked again; one whose fetch was ended for a round a catch-up needs, or gave up its peer's turn, does not back off
-either (its range fetched as that turn comes free, if another fetch of gaps held it), while one whose peers answered
+either (its range fetched as that turn comes free, if it gave the turn up), while one whose peers answered
 without its records still does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
@@ -372,4 +372,31 @@ async def test_a_gap_whose_fetch_gave_up_the_turn_of_another_fetch_of_gaps_is_fe
         assert node.service.stats.errors["turn"] == 1
         fetched = (1 + HOLDING, A) if not others else (12.5, A)  # with no report meanwhile
         assert node.asked == [(1, A), *((11, peer) for peer in others), fetched]
+        assert node.store.has(MISSING.id)
+
+
+async def test_a_gap_whose_fetch_gave_up_the_turn_of_a_round_that_then_failed_is_fetched_as_it_ends(tmp_path,
+                                                                                                    autojump_clock):
+    """A round with the peer holding its turn would fetch the range, if it ran to its end: it may not (its stream
+    reset here), so the range is kept for that turn all the same."""
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill()
+
+    async with gaps(tmp_path, [A], session) as node, trio.open_nursery() as nursery:
+        gap_session = node.service._session
+
+        async def failing_round(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
+            if fetching is not None:
+                return await gap_session(peer, fetching)
+            await trio.sleep(HOLDING)
+            raise HostError(f"{peer}: stream reset")
+
+        await trio.sleep(1)  # (the round at the start is over)
+        node.service._session = failing_round
+        nursery.start_soon(node.service.sync_with, A)
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, GAP)  # waits for A's turn, and gives it up at 11 s
+        await trio.sleep(node.service.timeout + 5)
+        assert node.service.stats.errors["turn"] == 1 and node.service.stats.errors["stream"] == 1
+        assert node.asked == [(1 + HOLDING, A)]  # as the round ended, with no report meanwhile
         assert node.store.has(MISSING.id)
