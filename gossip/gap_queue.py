@@ -8,11 +8,12 @@ wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought
 peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
 keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer
 answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, or none
-could be asked), the range waits for a peer to connect (`peer_came`), then is fetched from it first, within the same
-`limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten (the issuer's next report,
-or a round with that peer, brings it). When `limit` issuers wait, a new one takes the place of one that backs off
-(the longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill would
-otherwise keep every other issuer's out. Sans-I/O: the caller gives the time.
+could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first), within the same
+`limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten (the issuer's next report, or
+a round with that peer, brings it), unless the fetch gave up waiting for the peer's turn: then it waits for that
+turn (`turn_freed`), within the same `limit`. When `limit` issuers wait, a new one takes the place of one that backs
+off (the longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill
+would otherwise keep every other issuer's out. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Added:
     merged: int = 0  # issuers already waiting or being fetched: their range grew
     dropped: int = 0  # issuers not waiting when `limit` issuers were (the next periodic round repairs them)
     displaced: int = 0  # issuers backing off whose range made room for one of these (the periodic round, likewise)
-    released: int = 0  # of those merged, issuers kept for a peer to come (`peer_came`): in turn now, one reported them
+    released: int = 0  # of those merged, issuers kept for a peer or a peer's turn: in turn now, one reported them
 
 
 class GapQueue:
@@ -73,6 +74,7 @@ class GapQueue:
         self._due: list[tuple[float, str]] = []  # heap of (until, issuer) of _backing_off
         self._parked: dict[str, None] = {}  # issuers of _wanted backing off, longest waiting first
         self._peerless: dict[str, None] = {}  # issuers of _wanted waiting for a peer to connect, longest waiting first
+        self._behind: dict[str, str] = {}  # issuers of _wanted waiting for a peer's turn (`turn_freed`) -> that peer
 
     def __len__(self) -> int:
         return len(self._wanted)
@@ -101,8 +103,9 @@ class GapQueue:
             else:
                 wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
                 merged += 1
-                if iss in self._peerless:
-                    del self._peerless[iss]
+                if iss in self._peerless or iss in self._behind:
+                    self._peerless.pop(iss, None)
+                    self._behind.pop(iss, None)
                     self._ready.append(iss)
                     released += 1
             wanted.every |= every
@@ -130,15 +133,16 @@ class GapQueue:
         return GapBatch(gaps, *route)
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
-             peerless: Collection[str] = ()) -> None:
+             peerless: Collection[str] = (), behind: str | None = None) -> None:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
         as long as the last time if that fetch was in vain too; nor of those in `unanswered` and `peerless`, no peer
         asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
         no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
         of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
-        issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not. A backoff
-        is forgotten with its issuer's range, as an ended one is. An issuer whose range grew meanwhile and that does
-        not back off waits again, behind the others."""
+        issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
+        `behind` names the peer whose turn the fetch gave up waiting for: then it waits for `turn_freed(behind)`,
+        likewise. A backoff is forgotten with its issuer's range, as an ended one is. An issuer whose range grew
+        meanwhile and that does not back off waits again, behind the others."""
         for iss in batch.gaps:
             self._fetching.discard(iss)
             if iss in vain:
@@ -150,14 +154,21 @@ class GapQueue:
                     self._parked[iss] = None
                 continue
             if iss in peerless:
-                self._keep(iss, batch)
+                self._keep(iss, batch, None)
+            elif iss in unanswered and behind is not None:
+                self._keep(iss, batch, behind)
             if iss not in self._wanted:
                 self._backing_off.pop(iss, None)
             elif iss not in unanswered and iss not in peerless:
                 self._backing_off.pop(iss, None)
                 self._ready.append(iss)
-            elif iss not in self._peerless:
+            elif iss not in self._peerless and iss not in self._behind:
                 self._ready.append(iss)
+
+    @property
+    def awaiting_peer(self) -> bool:
+        """Whether a range waits for a peer to come (`peer_came`)."""
+        return bool(self._peerless)
 
     def peer_came(self, peer: str | None) -> bool:
         """A peer is there to ask: the issuers waiting for one wait in turn, to be asked of `peer` first if given (a
@@ -170,17 +181,29 @@ class GapQueue:
         self._peerless.clear()
         return waited
 
-    def _keep(self, iss: str, batch: GapBatch) -> None:
-        """Keep `iss`'s range of `batch` (no peer was there to answer for it): grown into the one that came meanwhile,
-        if one did, else waiting for a peer, room allowing."""
+    def turn_freed(self, peer: str) -> bool:
+        """`peer`'s turn is free (no session with it holds or awaits it): the issuers waiting for it wait in turn, to
+        be asked of `peer` first; whether any waited."""
+        freed = [iss for iss, waited_for in self._behind.items() if waited_for == peer]
+        for iss in freed:
+            del self._behind[iss]
+            self._ready.append(iss)
+        return bool(freed)
+
+    def _keep(self, iss: str, batch: GapBatch, behind: str | None) -> None:
+        """Keep `iss`'s range of `batch` (no peer answered for it): grown into the one that came meanwhile, if one
+        did, else waiting, room allowing, for a peer (`peer_came`), or if `behind` is given for its turn."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
             wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
             wanted.every |= batch.every
         elif len(self._wanted) < self._limit:
-            self._wanted[iss] = _Wanted(first, last, list(batch.origins), batch.every)
-            self._peerless[iss] = None
+            self._wanted[iss] = _Wanted(first, last, [behind] if behind else list(batch.origins), batch.every)
+            if behind is None:
+                self._peerless[iss] = None
+            else:
+                self._behind[iss] = behind
 
     def ready_at(self) -> float:
         """When the first issuer backing off may be fetched again (inf if none is)."""

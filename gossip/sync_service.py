@@ -347,40 +347,46 @@ class SyncService:
         wait for them), then, while some are missing, from other connected peers (a few at most)."""
         await self._fetch(GapBatch(dict(gaps), (peer_id,), every=False))
 
-    async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str], list[str]]:
+    async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str], list[str], str | None]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come
         back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` as many as were connected
         as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
-        less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came:
-        (vain, unanswered, peerless), vain if a peer asked answered (without them, or failing while it stayed),
-        else peerless if no peer asked is there (each left before it answered, or none could be asked: gap_queue
-        keeps their ranges for a peer to come), else unanswered (a peer asked stayed, its session ended by ours:
-        `_ENDED_BY_US`); gap_queue backs off none but the vain."""
+        less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came,
+        (vain, unanswered, peerless), then a peer or None: vain if a peer asked answered (without them, or failing
+        while it stayed), else peerless if no peer asked is there (each left before it answered, or none could be
+        asked: gap_queue keeps their ranges for a peer to come), else unanswered (a peer asked stayed, its session
+        ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer: of those that stayed, one
+        whose turn it gave up, if any: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them), as the
+        session in its way (a fetch of other gaps, or a round, which may fail) may not fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         most = len(self._syncing_peers()) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
         answered = False  # by a peer asked: its session ran to its end, or it failed, not for us, and the peer stayed
         ended: set[str] = set()  # peers asked whose sessions ours ended (`_ENDED_BY_US`)
+        turns: list[str] = []  # of those, the peers whose turn it gave up
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
-                return [], [], []
+                return [], [], [], None
             asked.add(peer)
             pulled = await self._pull(peer, missing)
             if pulled in _ENDED_BY_US:
                 ended.add(peer)
+                if pulled == "turn":
+                    turns.append(peer)
             elif pulled != "stream" or peer in self.host.connected_peers():
                 answered = True
         idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
         if answered:
             self.stats.gap_issuers_vain += len(idle)
-            return idle, [], []
-        if ended.intersection(self.host.connected_peers()):
-            return [], idle, []
-        return [], [], idle
+            return idle, [], [], None
+        stayed = ended.intersection(self.host.connected_peers())
+        if stayed:
+            return [], idle, [], next((peer for peer in turns if peer in stayed), None)
+        return [], [], idle, None
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str]) -> str | None:
         """The next peer to ask for `batch`'s ranges: an origin connected, else another peer connected (in the host's
@@ -548,7 +554,8 @@ class SyncService:
         not held). Waited for while the peer stays connected (`_while_connected`): SyncError "stream" once it has
         disconnected, as for a slot (`_taken_while_connected`): the session holding the turn may be slow to end (a
         stream reset as it ends waits up to the host's close_timeout on a peer not reading: gossip.host quirk 61), and
-        the turn, once it came, would only have the session fail to open its stream. A free turn is taken."""
+        the turn, once it came, would only have the session fail to open its stream. A free turn is taken; one left
+        free wakes the gap workers for the ranges kept for it (`_fetch`, gap_queue's `turn_freed`)."""
         lock = self._peer_locks.setdefault(peer_id, trio.Lock())
         try:
             with waiting:
@@ -566,6 +573,8 @@ class SyncService:
         finally:
             if not lock.locked() and self._peer_locks.get(peer_id) is lock:  # nobody holds it or was handed it:
                 del self._peer_locks[peer_id]  # forget it, or peers leaving mid-session (fresh ids are free) pile up
+                if self._gaps.turn_freed(peer_id):
+                    self._wake_gap_workers()
 
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session, to its end; the records it accepted. `holder_listeners` are told as soon as the client
@@ -765,21 +774,32 @@ class SyncService:
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
         while True:
+            if self._gaps.awaiting_peer and self._syncing_peers():  # (one not asked, come back, or its wait over)
+                self._gaps.peer_came(None)
             batch = self._gaps.take(self.limits.max_ranges, trio.current_time())
             if batch is None:
-                with trio.move_on_at(self._gaps.ready_at()):  # an issuer's backoff ends
+                with trio.move_on_at(min(self._gaps.ready_at(), self._throttle_ends())):  # a backoff, or a wait ends
                     await self._gaps_changed.wait()
                 continue
             vain: list[str] = []
             unanswered: list[str] = []
             peerless: list[str] = []
+            behind: str | None = None
             try:
-                vain, unanswered, peerless = await self._fetch(batch)
+                vain, unanswered, peerless, behind = await self._fetch(batch)
             finally:
-                self._gaps.done(batch, vain, trio.current_time(), unanswered, peerless)
-                if peerless and self._syncing_peers():  # asked, left and back, or not asked (3 asked already)
-                    self._gaps.peer_came(None)
+                self._gaps.done(batch, vain, trio.current_time(), unanswered, peerless, behind)
+                if behind is not None and behind not in self._peer_locks:  # the turn came free while others were asked
+                    self._gaps.turn_freed(behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
+
+    def _throttle_ends(self) -> float:
+        """When the first connected peer that told us to come back later may be asked again, if a range of gaps waits
+        for a peer (gap_queue: a worker then asks it); else, or if none did, inf."""
+        if not self._gaps.awaiting_peer:
+            return math.inf
+        return min((self._throttled[peer] for peer in self.host.connected_peers() if peer in self._throttled),
+                   default=math.inf)
 
     def _wake_gap_workers(self) -> None:
         self._gaps_changed.set()

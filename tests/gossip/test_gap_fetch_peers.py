@@ -1,9 +1,10 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
 while it runs, each peer once and a few in all; an issuer whose peers asked all left before answering (or that no
 peer could be asked for) does not back off, and its range is fetched from the next peer to connect, or at once from
-a peer still there that the fetch did not ask or that came back; one whose fetch was ended for a round a catch-up
-needs, or gave up its peer's turn, does not back off either, while one whose peers answered without its records
-still does (gossip.gap_queue, DESIGN.md §5)."""
+a peer still there that the fetch did not ask or that came back, or that had said to come back later and may be
+asked again; one whose fetch was ended for a round a catch-up needs, or gave up its peer's turn, does not back off
+either (its range fetched as that turn comes free, if it gave the turn up), while one whose peers answered
+without its records still does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from nacl.signing import SigningKey
 from gossip.host import HostError
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from gossip.sync_messages import PeerBusy
 from gossip.sync_service import SyncService
 
 from ..factories import Org
@@ -31,6 +33,7 @@ ORG = Org()
 MISSING = ORG.record()  # what the org's gap lacks
 GAP = {ORG.did: (1, 1)}
 
+HOLDING = 10.5  # seconds a fetch of another issuer's gaps holds A's turn: past the sync timeout
 GapSession = Callable[[str], Awaitable[int]]  # peer -> the records the session accepted
 
 
@@ -72,6 +75,14 @@ async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], 
             await nursery.start(node.service.run)
             yield node
             nursery.cancel_scope.cancel()
+
+
+async def _behind_another_fetch(node: Gaps, nursery: trio.Nursery) -> None:
+    """A fetch of another issuer's gaps takes A's turn (its session lasting HOLDING, if the test's does), then A
+    reports GAP: its fetch waits for A's turn, and gives it up `timeout` later."""
+    nursery.start_soon(node.service.fetch_gaps, A, {Org().did: (1, 1)})
+    await trio.testing.wait_all_tasks_blocked()
+    node.service.request_gaps(A, GAP)
 
 
 async def test_a_peer_that_connects_while_a_gap_fetch_runs_fills_the_gap_its_peer_left(tmp_path, autojump_clock):
@@ -267,23 +278,125 @@ async def test_an_issuer_whose_gap_fetch_gave_up_its_peer_s_turn_does_not_back_o
     """Found by stop 38's review: a fetch that gave up waiting for its peer's turn (sync_errors_total{reason="turn"},
     another session of ours with the peer running on) counted as the peer's answer without the records: the
     issuer's next gap waited a second (longer after each such fetch, up to the interval) on top of that turn."""
-    other = Org()
-    holding = 10.5  # seconds the session in the way holds the peer's turn: past the sync timeout
-
     async def session(node: Gaps, peer: str) -> int:
         if node.asked[1:]:
             return node.fill()
-        await trio.sleep(holding)  # another issuer's fetch, holding the peer's turn
+        await trio.sleep(HOLDING)  # another issuer's fetch, holding the peer's turn
         return 0
 
     async with gaps(tmp_path, [A], session) as node, trio.open_nursery() as nursery:
         await trio.sleep(1)
-        nursery.start_soon(node.service.fetch_gaps, A, {other.did: (1, 1)})
-        await trio.testing.wait_all_tasks_blocked()
-        node.service.request_gaps(A, GAP)  # waits for A's turn, and gives it up at 11 s
+        await _behind_another_fetch(node, nursery)  # GAP's fetch gives up A's turn at 11 s
         await trio.sleep(node.service.timeout + 0.2)
         assert node.service.stats.errors["turn"] == 1
         node.service.request_gaps(A, GAP)
         await trio.sleep(5)
-        assert node.asked == [(1, A), (1 + holding, A)]  # as the turn came, not once a backoff ended (at 12 s)
+        assert node.asked == [(1, A), (1 + HOLDING, A)]  # as the turn came, not once a backoff ended (at 12 s)
         assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: its peer answered without it
+
+
+async def test_a_gap_whose_peer_s_turn_was_given_up_is_kept_if_that_peer_then_left(tmp_path, autojump_clock):
+    """A fetch that gave up its peer's turn, then found no one else there, had no peer to answer once that one left
+    too: its range is kept and fetched from the next peer to connect, as if the peer had left before answering (it
+    was forgotten only while the peer whose turn it gave up stays, to answer the issuer's next report)."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == A:  # another issuer's fetch, holding A's turn
+            await trio.sleep(HOLDING)
+            return 0
+        if peer == B:  # asked once A's turn was given up: A leaves, and B before answering
+            await node.host.disconnect(A)
+            return await node.leave(B)
+        return node.fill()
+
+    async with gaps(tmp_path, [A, B], session) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        await _behind_another_fetch(node, nursery)  # GAP's fetch gives up A's turn at 11 s, asks B
+        await trio.sleep(node.service.timeout + 1)
+        assert node.service.stats.errors["turn"] == 1 and not node.host.connected_peers()
+        await node.host.connect(NEWCOMERS[0])
+        connected = trio.current_time()
+        await trio.sleep(1)
+        assert node.asked[-1] == (connected, NEWCOMERS[0])  # at once
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: A's session ran to its end without it
+
+
+async def test_a_gap_kept_while_its_only_peer_said_to_come_back_later_is_fetched_as_that_wait_ends(tmp_path,
+                                                                                                  autojump_clock):
+    """Found by stop 39's review: a gap reported while the only peer connected had told the node to come back later
+    (a Busy answer: asked nothing until then) was kept for a peer to connect, and waited for a new connection, the
+    issuer's next report or a periodic round (up to sync_interval), though that peer could be asked once its wait
+    ended."""
+    other = Org()
+    come_back = 5  # seconds A's Busy answer asks the node to wait
+
+    async def session(node: Gaps, peer: str) -> int:
+        if len(node.asked) == 1:  # the other issuer's fetch: A's serving budget for the node is spent
+            raise PeerBusy(come_back, "serving budget spent")
+        return node.fill()
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {other.did: (1, 1)})
+        await trio.sleep(0.5)
+        node.service.request_gaps(A, GAP)  # no peer to ask: kept
+        await trio.sleep(1)
+        assert node.asked == [(1, A)] and not node.store.has(MISSING.id)
+        await trio.sleep(come_back)
+        assert node.asked == [(1, A), (1 + come_back, A)]  # as A's wait ended
+        assert node.store.has(MISSING.id)
+
+
+@pytest.mark.parametrize("others", [[], [B]], ids=["its only peer", "the turn free as B was asked"])
+async def test_a_gap_whose_fetch_gave_up_the_turn_of_another_fetch_of_gaps_is_fetched_as_that_one_ends(
+        others, tmp_path, autojump_clock):
+    """Found by stop 39's review: a fetch that gave up its peer's turn, held by a fetch of another issuer's gaps
+    (which does not fetch this range), and had no other peer answer, forgot the range: it waited for the issuer's next
+    report or a periodic round (up to sync_interval). It is kept, and fetched as that turn comes free, the peer first
+    (at once if it came free while the fetch asked another peer, one that left before answering)."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            await trio.sleep(1)
+            await node.host.disconnect(B)  # (the other fetch, come to wait for B's turn, stops waiting)
+            await trio.sleep(0.5)
+            raise HostError(f"{B}: stream reset")
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(HOLDING)  # another issuer's fetch, holding A's turn
+        return 0
+
+    async with gaps(tmp_path, [A, *others], session) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        await _behind_another_fetch(node, nursery)  # GAP's fetch gives up A's turn at 11 s
+        await trio.sleep(node.service.timeout + 5)
+        assert node.service.stats.errors["turn"] == 1
+        fetched = (1 + HOLDING, A) if not others else (12.5, A)  # with no report meanwhile
+        assert node.asked == [(1, A), *((11, peer) for peer in others), fetched]
+        assert node.store.has(MISSING.id)
+
+
+async def test_a_gap_whose_fetch_gave_up_the_turn_of_a_round_that_then_failed_is_fetched_as_it_ends(tmp_path,
+                                                                                                    autojump_clock):
+    """A round with the peer holding its turn would fetch the range, if it ran to its end: it may not (its stream
+    reset here), so the range is kept for that turn all the same."""
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill()
+
+    async with gaps(tmp_path, [A], session) as node, trio.open_nursery() as nursery:
+        gap_session = node.service._session
+
+        async def failing_round(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
+            if fetching is not None:
+                return await gap_session(peer, fetching)
+            await trio.sleep(HOLDING)
+            raise HostError(f"{peer}: stream reset")
+
+        await trio.sleep(1)  # (the round at the start is over)
+        node.service._session = failing_round
+        nursery.start_soon(node.service.sync_with, A)
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, GAP)  # waits for A's turn, and gives it up at 11 s
+        await trio.sleep(node.service.timeout + 5)
+        assert node.service.stats.errors["turn"] == 1 and node.service.stats.errors["stream"] == 1
+        assert node.asked == [(1 + HOLDING, A)]  # as the round ended, with no report meanwhile
+        assert node.store.has(MISSING.id)

@@ -16,25 +16,26 @@ BACKOFF = (1.0, 8.0)
 
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
+outcomes = st.sampled_from(["answered", "peerless", "behind"])  # no peer there to answer; a peer's turn given up
 steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
-                           st.tuples(st.just("done"), st.booleans()), st.just(("peer",))), max_size=60)
+                           st.tuples(st.just("done"), outcomes), st.just(("peer",)), st.just(("turn",))), max_size=60)
 
 
 @settings(max_examples=300)
 @given(steps)
 @example([("add", ISSUERS[0], 1, 0, "12D3KooWA"), ("add", ISSUERS[1], 1, 0, "12D3KooWB"), ("take", 1),
-          ("add", ISSUERS[0], 2, 0, "12D3KooWA"), ("done", False), ("take", 1)])  # the first grew while fetched: second
+          ("add", ISSUERS[0], 2, 0, "12D3KooWA"), ("done", "answered"), ("take", 1)])  # grew while fetched: second
 @example([("add", ISSUERS[0], 1, 0, "12D3KooWA"), ("take", 1), ("add", ISSUERS[1], 1, 0, "12D3KooWA"),
-          ("add", ISSUERS[2], 1, 0, "12D3KooWA"), ("add", ISSUERS[3], 1, 0, "12D3KooWA"), ("done", True),
-          ("take", 3), ("done", True), ("take", 1), ("peer",), ("take", 3)])  # kept within the bound, for a peer
+          ("add", ISSUERS[2], 1, 0, "12D3KooWA"), ("add", ISSUERS[3], 1, 0, "12D3KooWA"), ("done", "peerless"),
+          ("take", 3), ("done", "behind"), ("take", 1), ("peer",), ("take", 3), ("turn",), ("take", 3)])  # kept
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
-    """Fetches that bring something, or that no peer was there to answer ("done", True): their ranges wait for a
-    peer ("peer") or a report, within the bound (backoff: the next tests)."""
+    """Fetches that bring something, or that no peer was there to answer, or that gave up a peer's turn: their
+    ranges wait for a peer ("peer"), that turn ("turn") or a report, within the bound (backoff: the next tests)."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     fetching: list[GapBatch] = []
     wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged
     ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
-    peerless: set[str] = set()  # issuers of `wanted` waiting for a peer
+    kept: dict[str, str] = {}  # issuers of `wanted` waiting -> for what: "peer", or "turn" (of 12D3KooWB's)
     for step in script:
         if step[0] == "add":
             _, iss, first, span, origin = step
@@ -44,8 +45,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 assert added == Added(dropped=1)
                 continue
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
-            assert added == (Added(queued=1) if was is None else Added(merged=1, released=int(iss in peerless)))
-            peerless.discard(iss)  # (a report: a peer is there to ask)
+            assert added == (Added(queued=1) if was is None else Added(merged=1, released=int(iss in kept)))
+            kept.pop(iss, None)  # (a report: a peer is there to ask)
             if not any(iss in batch.gaps for batch in fetching):
                 ready.setdefault(iss, [])
         elif step[0] == "take":
@@ -60,26 +61,31 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             for taken in ready.values():
                 taken.append(next(iter(batch.gaps)))
             fetching.append(batch)
-        elif step[0] == "peer":
-            assert queue.peer_came("12D3KooWC") == bool(peerless)
-            ready.update((iss, []) for iss in peerless)
-            peerless.clear()
+        elif step[0] in ("peer", "turn"):
+            freed = [iss for iss, awaited in kept.items() if awaited == step[0]]
+            came = queue.peer_came("12D3KooWC") if step[0] == "peer" else queue.turn_freed("12D3KooWB")
+            assert came == bool(freed)
+            for iss in freed:
+                ready[iss] = []
+                del kept[iss]
         elif fetching:
-            batch = fetching.pop(0)
-            if step[1]:  # no peer was there to answer
+            batch, outcome = fetching.pop(0), step[1]
+            if outcome == "peerless":
                 queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+            elif outcome == "behind":
+                queue.done(batch, [], 0.0, unanswered=list(batch.gaps), behind="12D3KooWB")
             else:
                 queue.done(batch, [], 0.0)
             for iss, (first, last) in batch.gaps.items():
                 if iss in wanted:
                     ready[iss] = []
-                    if step[1]:
+                    if outcome != "answered":
                         was = wanted[iss]
                         wanted[iss] = (min(was[0], first), max(was[1], last))
-                elif step[1] and len(wanted) < LIMIT:
+                elif outcome != "answered" and len(wanted) < LIMIT:
                     wanted[iss] = (first, last)
-                    peerless.add(iss)
-        assert len(queue) == len(wanted) <= LIMIT
+                    kept[iss] = "peer" if outcome == "peerless" else "turn"
+        assert len(queue) == len(wanted) <= LIMIT and queue.awaiting_peer == ("peer" in kept.values())
         # in turn: while an issuer may be fetched, no other leads two batches (one may ride along with another's,
         # asked of the same peers in the same session: that costs the waiting issuer no turn)
         assert all(len(taken) == len(set(taken)) for taken in ready.values())
@@ -203,3 +209,34 @@ def test_a_new_issuer_takes_the_place_of_one_backing_off_when_the_queue_is_full(
     assert queue.add("12D3KooWA", {parked[1]: (1, 7)}, every=False) == Added(dropped=1)
     assert queue.add("12D3KooWA", {parked[2]: (1, 7)}, every=False) == Added(merged=1)
     assert len(queue) == LIMIT
+
+
+def test_a_range_no_peer_was_there_to_answer_for_grows_the_one_reported_while_it_was_fetched():
+    """Kept into the range a report brought meanwhile, not replaced by it: the next fetch asks for both, of every peer
+    if either was an org's history (the part only the first asked for would otherwise wait for a periodic round)."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    queue.add(None, {iss: (1, 9)}, every=True)  # its org entered the horizon
+    batch = queue.take(1, 0.0)
+    assert batch is not None
+    queue.add("12D3KooWA", {iss: (12, 14)}, every=False)  # gossip's gap, meanwhile
+    queue.done(batch, [], 0.0, peerless=[iss])
+    assert queue.take(1, 0.0) == GapBatch({iss: (1, 14)}, ("12D3KooWA",), every=True)  # at once: a peer reported it
+
+
+def test_a_range_whose_fetch_gave_up_a_peer_s_turn_waits_for_that_turn_then_is_asked_of_that_peer_first():
+    """Kept, not forgotten: the session in its way was a fetch of other gaps. A peer connecting does not free it
+    (the fetch would wait for that turn again), nor another peer's turn; its issuer's next report does, as before."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss, held = ISSUERS[:2]
+    for each in (iss, held):
+        queue.add("12D3KooWA", {each: (1, 5)}, every=False)
+        batch = queue.take(1, 0.0)
+        assert batch is not None
+        queue.done(batch, [], 0.0, unanswered=[each], behind="12D3KooWB")
+    assert len(queue) == 2 and queue.take(1, 0.0) is None and not queue.awaiting_peer
+    assert not queue.peer_came("12D3KooWC") and not queue.turn_freed("12D3KooWA")
+    assert queue.add("12D3KooWA", {held: (1, 6)}, every=False) == Added(merged=1, released=1)
+    assert queue.turn_freed("12D3KooWB") and not queue.turn_freed("12D3KooWB")
+    assert queue.take(1, 0.0) == GapBatch({held: (1, 6)}, ("12D3KooWB", "12D3KooWA"), every=False)
+    assert queue.take(1, 0.0) == GapBatch({iss: (1, 5)}, ("12D3KooWB",), every=False)
