@@ -163,7 +163,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    disconnects, so asking again fails at once and services can pass the peer over (Host.refused). A host listens
    before its owner's services set their handlers, so it is told the protocols they will serve
    (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused, and is reset
-   if none is set within early_stream_wait, or as soon as its connection closes or its peer is blocked (node.daemon).
+   if none is set within early_stream_wait, or as soon as its connection closes or its peer is blocked; one the peer
+   reset as it waited (its read timed out, say) is not served (node.daemon).
 24. Every pubsub RPC carries the sender's signed peer record (`senderRecord`, a py-libp2p extension that other
    implementations ignore), and both ends redo all its work every time: env_to_send_in_RPC() rebuilds the
    host's addresses as multiaddrs to compare them with the cached record's, and maybe_consume_signed_record()
@@ -1892,6 +1893,11 @@ def _warn_hostile(peer: ID, what: str) -> None:
     logger.warning("rejected malformed input from %s: %s", peer, what)
 
 
+def _reset_by_peer(net_stream: INetStream) -> bool:
+    """Whether the peer reset `net_stream` (or its connection broke): a yamux stream's RST came."""
+    return isinstance(net_stream.muxed_stream, YamuxStream) and net_stream.muxed_stream.reset_received
+
+
 def _closed_here(conn: INetConn) -> bool:
     """Whether this host closed `conn` (_Yamux.closed_here)."""
     return isinstance(conn.muxed_conn, _Yamux) and conn.muxed_conn.closed_here
@@ -2186,7 +2192,7 @@ class Host:
         """Serve `protocol`: `handler` runs in its own task for each inbound stream, which is closed when it
         returns and reset if it raises (the error is logged; it never reaches py-libp2p, quirk 12). For a protocol
         in HostConfig.served_protocols, the streams that came before it waited for it, and it serves them too (those
-        whose connection is still open and whose peer is not blocked).
+        whose connection is still open, whose peer is not blocked and did not reset them).
         """
         served = self._host.get_mux().handlers
         if not protocol.startswith("/") or protocol in self._handlers or (
@@ -2211,9 +2217,9 @@ class Host:
             stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
             if protocol not in self._handlers:  # a served protocol whose service is not running yet
                 await self._wait_for_handler(protocol, net_stream.muxed_conn)
-                if self._unserved(net_stream.muxed_conn):
-                    logger.debug("%s stream from %s: reset, its peer left or was blocked as it waited for its "
-                                 "handler", protocol, peer)
+                if self._unserved(net_stream.muxed_conn) or _reset_by_peer(net_stream):
+                    logger.debug("%s stream from %s: reset, its peer reset it, left or was blocked as it waited for "
+                                 "its handler", protocol, peer)
                     await stream.reset()
                     return
             if (handler := self._handlers.get(protocol)) is None:

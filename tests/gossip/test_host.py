@@ -569,6 +569,37 @@ async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or
     assert len(handed) == 1
 
 
+@pytest.mark.slow
+async def test_a_stream_its_peer_reset_as_it_waited_for_its_handler_is_not_served() -> None:
+    """Found by stop 39: a stream that its peer reset as it waited for its handler (the peer's read timed out, say),
+    its connection staying up, was handed to the handler once set: the service served a stream no one was on, its
+    write failing (logged as the handler's error)."""
+    late = "/vouchnet/test/late/1"
+    handed: list[Stream] = []
+
+    async def serve(stream: Stream) -> None:
+        handed.append(stream)
+        await stream.read_frame(max_size=1024)
+        await stream.write_frame(b"served")
+
+    with trio.fail_after(20):
+        config = HostConfig(served_protocols=(late,))
+        async with open_host(os.urandom(32), LOOPBACK, config=config) as b, open_host(os.urandom(32), LOOPBACK) as a:
+            b.set_stream_handler(ONCE, answer_once)
+            await a.connect(b.listen_addrs[0])
+            early = await a.open_stream(b.peer_id, late)
+            await early.write_frame(b"given up on")
+            await early.reset()
+            async with await a.open_stream(b.peer_id, ONCE) as stream:  # b read the reset first: frames are in order
+                assert await stream.read_frame(max_size=1024) == b"the answer"
+            b.set_stream_handler(late, serve)
+            async with await a.open_stream(b.peer_id, late) as stream:
+                await stream.write_frame(b"asked once served")
+                assert await stream.read_frame(max_size=1024) == b"served"
+            assert a.connected_peers() == [b.peer_id]
+    assert len(handed) == 1
+
+
 @pytest.mark.parametrize("protocol", ["vouchnet/sync/1", "/meshsub/1.1.0"])
 def test_served_protocols_are_stream_protocols(protocol: str) -> None:
     with pytest.raises(ValueError, match="served_protocols"):
