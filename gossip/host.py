@@ -1633,7 +1633,10 @@ class _IdleInbound:
 
 async def _close_connection(conn: INetConn, timeout: float) -> None:
     """Close `conn` within `timeout` seconds; a close cut off by it is finished as SwarmConn.close's would have been
-    (quirk 60): the socket closed, the connection off the swarm's list, its disconnection notified."""
+    (quirk 60): the socket closed, the connection off the swarm's list, its disconnection notified. The close is this
+    host's (PeerEvent.closed_here) from its start, cut off before SwarmConn.close reached the muxer's or not."""
+    if isinstance(conn.muxed_conn, _Yamux):
+        conn.muxed_conn.closing_here()
     with trio.move_on_after(timeout):
         await conn.close()
         return
@@ -1737,10 +1740,10 @@ class _Yamux(Yamux):
     async def close(self, error_code: int = GO_AWAY_NORMAL) -> None:
         """Yamux.close, which py-libp2p calls for a connection this host closes (a disconnect, a block, a limit, its
         own shutdown) and again once the peer or the network closed it, the connection then shutting down already."""
-        self._closing_here()
+        self.closing_here()
         await super().close(error_code)
 
-    def _closing_here(self) -> None:
+    def closing_here(self) -> None:
         """This host closes the connection (closed_here), unless it is shutting down already."""
         if not self.event_shutting_down.is_set():
             self.closed_here = True
@@ -1761,7 +1764,7 @@ class _Yamux(Yamux):
                 raise
             if not self._stalled:
                 self._stalled = True
-                self._closing_here()
+                self.closing_here()
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
                 self.event_shutting_down.set()
@@ -1772,7 +1775,7 @@ class _Yamux(Yamux):
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
         closed."""
-        self._closing_here()
+        self.closing_here()
         self._drop_buffers()
         with contextlib.suppress(Exception):
             await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, code))
