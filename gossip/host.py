@@ -1902,8 +1902,8 @@ def _reset_by_peer(net_stream: INetStream) -> bool:
 
 
 def _closed_here(conn: INetConn) -> bool:
-    """Whether this host closed `conn` (_Yamux.closed_here)."""
-    return isinstance(conn.muxed_conn, _Yamux) and conn.muxed_conn.closed_here
+    """Whether this host closed `conn` (_Yamux.closed_here; False for another muxer)."""
+    return bool(getattr(conn.muxed_conn, "closed_here", False))
 
 
 def _fix_muxer_class() -> None:

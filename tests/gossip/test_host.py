@@ -779,8 +779,8 @@ async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
 
 
 class _Connection:
-    def __init__(self, peer: ID) -> None:
-        self.muxed_conn = type("Muxed", (), {"peer_id": peer})()
+    def __init__(self, peer: ID, *, closed_here: bool = False) -> None:
+        self.muxed_conn = type("Muxed", (), {"peer_id": peer, "closed_here": closed_here})()
 
 
 class _Network:
@@ -808,6 +808,26 @@ async def test_a_peer_back_before_its_old_connection_was_reported_gone_is_report
     assert len(events) == 3
     await notifee.disconnected(network, second)  # type: ignore[arg-type]
     assert events[3:] == [PeerEvent(peer_id, False)]
+
+
+@pytest.mark.parametrize("closed_here", [(True,), (False,), (True, False)])
+async def test_a_peer_back_before_its_old_connection_was_reported_gone_is_told_who_closed_it(closed_here) -> None:
+    """Quirk 26: the leaving told as a peer's new connection is found before its old ones were reported gone says
+    closed_here if this host closed each of them (else the peer manager hints that a peer this node closed itself
+    may have blocked it), and one of them closed by the peer or the network makes it False."""
+    events: list[PeerEvent] = []
+    notifee = _PeerNotifee(events.append, lambda peer: False, close_timeout=1.0)
+    peer_id = peer_id_from_public_key(bytes(nacl.signing.SigningKey.generate().verify_key))
+    peer, network = ID.from_base58(peer_id), _Network()
+    old = [_Connection(peer, closed_here=here) for here in closed_here]
+    network.connections[peer] = old
+    for conn in old:
+        await notifee.connected(network, conn)  # type: ignore[arg-type]
+    new = _Connection(peer)
+    network.connections[peer] = [new]  # the swarm dropped the old ones and holds the new one
+    await notifee.connected(network, new)  # type: ignore[arg-type]
+    assert events == [PeerEvent(peer_id, True), PeerEvent(peer_id, False), PeerEvent(peer_id, True)]
+    assert events[1].closed_here == all(closed_here)
 
 
 @pytest.mark.slow
