@@ -32,6 +32,8 @@ from gossip.host import (
     peer_public_key,
 )
 
+from .logged import logged
+
 TOPIC = "/vouchnet/test/records"
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 STALL_S = 20  # seconds a subscriber of a burst may go without a message
@@ -539,7 +541,8 @@ async def test_a_stream_of_a_served_protocol_that_no_handler_takes_in_time_is_re
 async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or_is_blocked(gone: str) -> None:
     """Found by stop 38: a stream that waited for its handler was handed to it once set, though its peer had left, or
     been blocked (whose streams set_blocked says are reset), as it waited; the service then served a stream no one
-    was on. It is reset instead, and the handler serves only the streams that come once the peer is back."""
+    was on. It is reset instead, at once (its task waited on up to early_stream_wait), and the handler serves only
+    the streams that come once the peer is back."""
     late = "/vouchnet/test/late/1"
     handed: list[Stream] = []
 
@@ -547,8 +550,9 @@ async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or
         handed.append(stream)
         await echo_frames(stream)
 
-    with trio.fail_after(20):
-        config = HostConfig(served_protocols=(late,))
+    with trio.fail_after(20), logged(
+            "gossip.host", logging.DEBUG, "reset, its peer reset it, left or was blocked as it waited") as reset:
+        config = HostConfig(served_protocols=(late,), early_stream_wait=60)
         async with open_host(os.urandom(32), LOOPBACK, config=config) as b, open_host(os.urandom(32), LOOPBACK) as a:
             events = b.peer_events()
             await a.connect(b.listen_addrs[0])
@@ -560,6 +564,7 @@ async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or
                     await a.disconnect(b.peer_id)
                 while (await events.receive()) != PeerEvent(a.peer_id, connected=False):
                     pass
+            await reset.arrived.wait()  # with no handler set yet, well within early_stream_wait
             b.set_stream_handler(late, serve)
             await b.set_blocked([])
             await a.connect(b.listen_addrs[0])
