@@ -760,8 +760,8 @@ class HostConfig:
     stream_open_timeout: float = 10.0
     # Protocols the host's owner will serve once its services run (set_stream_handler): a stream for one opened
     # before its handler is set waits up to early_stream_wait seconds for it, then is reset (at once if its connection
-    # closes or its peer is blocked), where it was refused ("na") and the peer's host, remembering the refusal for the
-    # connection, passed this host over.
+    # closes or its peer is blocked; not served if the peer reset it meanwhile), where it was refused ("na") and the
+    # peer's host, remembering the refusal for the connection, passed this host over.
     served_protocols: tuple[str, ...] = ()
     early_stream_wait: float = 10.0  # (a sync client's read timeout: waited longer, its stream is gone)
     close_timeout: float = 5.0  # bound on closing a peer's connections (quirk 60), and listeners when the host exits
