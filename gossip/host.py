@@ -163,7 +163,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    disconnects, so asking again fails at once and services can pass the peer over (Host.refused). A host listens
    before its owner's services set their handlers, so it is told the protocols they will serve
    (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused, and is reset
-   if none is set within early_stream_wait, or as soon as its connection closes or its peer is blocked (node.daemon).
+   if none is set within early_stream_wait, or as soon as its connection closes or its peer is blocked; one the peer
+   reset as it waited (its read timed out, say) is not served (node.daemon).
 24. Every pubsub RPC carries the sender's signed peer record (`senderRecord`, a py-libp2p extension that other
    implementations ignore), and both ends redo all its work every time: env_to_send_in_RPC() rebuilds the
    host's addresses as multiaddrs to compare them with the cached record's, and maybe_consume_signed_record()
@@ -759,8 +760,8 @@ class HostConfig:
     stream_open_timeout: float = 10.0
     # Protocols the host's owner will serve once its services run (set_stream_handler): a stream for one opened
     # before its handler is set waits up to early_stream_wait seconds for it, then is reset (at once if its connection
-    # closes or its peer is blocked), where it was refused ("na") and the peer's host, remembering the refusal for the
-    # connection, passed this host over.
+    # closes or its peer is blocked; not served if the peer reset it meanwhile), where it was refused ("na") and the
+    # peer's host, remembering the refusal for the connection, passed this host over.
     served_protocols: tuple[str, ...] = ()
     early_stream_wait: float = 10.0  # (a sync client's read timeout: waited longer, its stream is gone)
     close_timeout: float = 5.0  # bound on closing a peer's connections (quirk 60), and listeners when the host exits
@@ -1632,7 +1633,10 @@ class _IdleInbound:
 
 async def _close_connection(conn: INetConn, timeout: float) -> None:
     """Close `conn` within `timeout` seconds; a close cut off by it is finished as SwarmConn.close's would have been
-    (quirk 60): the socket closed, the connection off the swarm's list, its disconnection notified."""
+    (quirk 60): the socket closed, the connection off the swarm's list, its disconnection notified. The close is this
+    host's (PeerEvent.closed_here) from its start, cut off before SwarmConn.close reached the muxer's or not."""
+    if isinstance(conn.muxed_conn, _Yamux):
+        conn.muxed_conn.closing_here()
     with trio.move_on_after(timeout):
         await conn.close()
         return
@@ -1736,10 +1740,10 @@ class _Yamux(Yamux):
     async def close(self, error_code: int = GO_AWAY_NORMAL) -> None:
         """Yamux.close, which py-libp2p calls for a connection this host closes (a disconnect, a block, a limit, its
         own shutdown) and again once the peer or the network closed it, the connection then shutting down already."""
-        self._closing_here()
+        self.closing_here()
         await super().close(error_code)
 
-    def _closing_here(self) -> None:
+    def closing_here(self) -> None:
         """This host closes the connection (closed_here), unless it is shutting down already."""
         if not self.event_shutting_down.is_set():
             self.closed_here = True
@@ -1760,7 +1764,7 @@ class _Yamux(Yamux):
                 raise
             if not self._stalled:
                 self._stalled = True
-                self._closing_here()
+                self.closing_here()
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
                 self.event_shutting_down.set()
@@ -1771,7 +1775,7 @@ class _Yamux(Yamux):
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
         closed."""
-        self._closing_here()
+        self.closing_here()
         self._drop_buffers()
         with contextlib.suppress(Exception):
             await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, code))
@@ -1892,9 +1896,14 @@ def _warn_hostile(peer: ID, what: str) -> None:
     logger.warning("rejected malformed input from %s: %s", peer, what)
 
 
+def _reset_by_peer(net_stream: INetStream) -> bool:
+    """Whether the peer reset `net_stream` (or its connection broke): a yamux stream's RST came."""
+    return isinstance(net_stream.muxed_stream, YamuxStream) and net_stream.muxed_stream.reset_received
+
+
 def _closed_here(conn: INetConn) -> bool:
-    """Whether this host closed `conn` (_Yamux.closed_here)."""
-    return isinstance(conn.muxed_conn, _Yamux) and conn.muxed_conn.closed_here
+    """Whether this host closed `conn` (_Yamux.closed_here; False for another muxer)."""
+    return bool(getattr(conn.muxed_conn, "closed_here", False))
 
 
 def _fix_muxer_class() -> None:
@@ -2186,7 +2195,7 @@ class Host:
         """Serve `protocol`: `handler` runs in its own task for each inbound stream, which is closed when it
         returns and reset if it raises (the error is logged; it never reaches py-libp2p, quirk 12). For a protocol
         in HostConfig.served_protocols, the streams that came before it waited for it, and it serves them too (those
-        whose connection is still open and whose peer is not blocked).
+        whose connection is still open, whose peer is not blocked and did not reset them).
         """
         served = self._host.get_mux().handlers
         if not protocol.startswith("/") or protocol in self._handlers or (
@@ -2211,9 +2220,9 @@ class Host:
             stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
             if protocol not in self._handlers:  # a served protocol whose service is not running yet
                 await self._wait_for_handler(protocol, net_stream.muxed_conn)
-                if self._unserved(net_stream.muxed_conn):
-                    logger.debug("%s stream from %s: reset, its peer left or was blocked as it waited for its "
-                                 "handler", protocol, peer)
+                if self._unserved(net_stream.muxed_conn) or _reset_by_peer(net_stream):
+                    logger.debug("%s stream from %s: reset, its peer reset it, left or was blocked as it waited for "
+                                 "its handler", protocol, peer)
                     await stream.reset()
                     return
             if (handler := self._handlers.get(protocol)) is None:

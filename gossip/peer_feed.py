@@ -6,9 +6,10 @@ A subscriber may hold `capacity` unread events. At one more, they are dropped, a
 until it reads again: then it is told, as events, how the peers connected now differ from those connected as it
 subscribed and those its events had told of since: a disconnection for each peer gone, or connected again since (its
 connection not the one it knew of), then a connection for each peer come. A peer that came and went meanwhile is not
-told of at all. Memory stays bounded however fast hostile peers come and go: `capacity` events (once it is told
-what changed, one a peer it was told is connected and one a peer connected now, at most, besides), and the peers
-the subscriber was told are connected.
+told of at all. A leaving told in place of those missed says whether this host closed the peer's connection as the
+last leaving it missed of that peer said (closed_here). Memory stays bounded however fast hostile peers come and go:
+`capacity` events (once it is told what changed, one a peer it was told is connected and one a peer connected now, at
+most, besides), and the peers the subscriber was told are connected, each with the last leaving it missed.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ class PeerEvent:
     peer_id: str
     connected: bool
     # For a leaving: this host closed the peer's last connection (a disconnect or block of the peer, a limit or a
-    # budget, an idle or hostile connection, the host's shutdown), not the peer or the network; False where the host
-    # cannot tell (a subscriber that fell behind is told of a leaving in place of its event). Events compare without it.
+    # budget, an idle or hostile connection, the host's shutdown), not the peer or the network (for a subscriber that
+    # fell behind, told of a leaving in place of the events it missed: as the last of them said). Events compare
+    # without it.
     closed_here: bool = field(default=False, compare=False)
 
 
@@ -49,6 +51,8 @@ class PeerFeed:
         # (a subscriber reads Host.connected_peers for them), so that one of them gone while it is behind is told gone
         self._told: dict[str, int] = dict(announced)
         self._behind = False  # events were dropped since the last read: the next one tells what changed instead
+        # the peers in _told whose leaving was dropped -> the closed_here of the last one, told with what changed
+        self._dropped_leavings: dict[str, bool] = {}
         self._closed = False
         self._readers = trio.lowlevel.ParkingLot()
 
@@ -59,14 +63,23 @@ class PeerFeed:
             return 0
         self._readers.unpark_all()
         if self._behind:
+            self._note_dropped(event)
             return 1
         if len(self._queue) < self._capacity:
             self._queue.append((event, self._announced[event.peer_id] if event.connected else 0))
             return 0
         self._behind = True
         dropped = len(self._queue) + 1
+        for queued, _ in self._queue:
+            self._note_dropped(queued)
+        self._note_dropped(event)
         self._queue.clear()
         return dropped
+
+    def _note_dropped(self, event: PeerEvent) -> None:
+        """Keep what a dropped leaving of a peer the subscriber was told is connected said of its close."""
+        if not event.connected and event.peer_id in self._told:
+            self._dropped_leavings[event.peer_id] = event.closed_here
 
     def close(self) -> None:
         """The host closed: the subscriber reads the events queued, then trio.EndOfChannel."""
@@ -109,7 +122,9 @@ class PeerFeed:
         """Queue, in place of the events dropped, how the peers connected now differ from those the subscriber was
         told of: the ones gone (or connected anew) leave, then the ones come (or connected anew) arrive."""
         now = dict(self._announced)
-        self._queue.extend((PeerEvent(peer, connected=False), 0) for peer, number in self._told.items()
-                           if now.get(peer) != number)
+        closed_here = self._dropped_leavings
+        self._dropped_leavings = {}
+        self._queue.extend((PeerEvent(peer, connected=False, closed_here=closed_here.get(peer, False)), 0)
+                           for peer, number in self._told.items() if now.get(peer) != number)
         self._queue.extend((PeerEvent(peer, connected=True), number) for peer, number in now.items()
                            if self._told.get(peer) != number)

@@ -32,6 +32,8 @@ from gossip.host import (
     peer_public_key,
 )
 
+from .logged import logged
+
 TOPIC = "/vouchnet/test/records"
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 STALL_S = 20  # seconds a subscriber of a burst may go without a message
@@ -539,7 +541,8 @@ async def test_a_stream_of_a_served_protocol_that_no_handler_takes_in_time_is_re
 async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or_is_blocked(gone: str) -> None:
     """Found by stop 38: a stream that waited for its handler was handed to it once set, though its peer had left, or
     been blocked (whose streams set_blocked says are reset), as it waited; the service then served a stream no one
-    was on. It is reset instead, and the handler serves only the streams that come once the peer is back."""
+    was on. It is reset instead, at once (its task waited on up to early_stream_wait), and the handler serves only
+    the streams that come once the peer is back."""
     late = "/vouchnet/test/late/1"
     handed: list[Stream] = []
 
@@ -547,8 +550,9 @@ async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or
         handed.append(stream)
         await echo_frames(stream)
 
-    with trio.fail_after(20):
-        config = HostConfig(served_protocols=(late,))
+    with trio.fail_after(20), logged(
+            "gossip.host", logging.DEBUG, "reset, its peer reset it, left or was blocked as it waited") as reset:
+        config = HostConfig(served_protocols=(late,), early_stream_wait=60)
         async with open_host(os.urandom(32), LOOPBACK, config=config) as b, open_host(os.urandom(32), LOOPBACK) as a:
             events = b.peer_events()
             await a.connect(b.listen_addrs[0])
@@ -560,12 +564,44 @@ async def test_a_stream_waiting_for_its_handler_is_reset_once_its_peer_leaves_or
                     await a.disconnect(b.peer_id)
                 while (await events.receive()) != PeerEvent(a.peer_id, connected=False):
                     pass
+            await reset.arrived.wait()  # with no handler set yet, well within early_stream_wait
             b.set_stream_handler(late, serve)
             await b.set_blocked([])
             await a.connect(b.listen_addrs[0])
             async with await a.open_stream(b.peer_id, late) as stream:
                 await stream.write_frame(b"once back")
                 assert await stream.read_frame(max_size=1024) == b"once back"
+    assert len(handed) == 1
+
+
+@pytest.mark.slow
+async def test_a_stream_its_peer_reset_as_it_waited_for_its_handler_is_not_served() -> None:
+    """Found by stop 39: a stream that its peer reset as it waited for its handler (the peer's read timed out, say),
+    its connection staying up, was handed to the handler once set: the service served a stream no one was on, its
+    write failing (logged as the handler's error)."""
+    late = "/vouchnet/test/late/1"
+    handed: list[Stream] = []
+
+    async def serve(stream: Stream) -> None:
+        handed.append(stream)
+        await stream.read_frame(max_size=1024)
+        await stream.write_frame(b"served")
+
+    with trio.fail_after(20):
+        config = HostConfig(served_protocols=(late,))
+        async with open_host(os.urandom(32), LOOPBACK, config=config) as b, open_host(os.urandom(32), LOOPBACK) as a:
+            b.set_stream_handler(ONCE, answer_once)
+            await a.connect(b.listen_addrs[0])
+            early = await a.open_stream(b.peer_id, late)
+            await early.write_frame(b"given up on")
+            await early.reset()
+            async with await a.open_stream(b.peer_id, ONCE) as stream:  # b read the reset first: frames are in order
+                assert await stream.read_frame(max_size=1024) == b"the answer"
+            b.set_stream_handler(late, serve)
+            async with await a.open_stream(b.peer_id, late) as stream:
+                await stream.write_frame(b"asked once served")
+                assert await stream.read_frame(max_size=1024) == b"served"
+            assert a.connected_peers() == [b.peer_id]
     assert len(handed) == 1
 
 
@@ -748,8 +784,8 @@ async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
 
 
 class _Connection:
-    def __init__(self, peer: ID) -> None:
-        self.muxed_conn = type("Muxed", (), {"peer_id": peer})()
+    def __init__(self, peer: ID, *, closed_here: bool = False) -> None:
+        self.muxed_conn = type("Muxed", (), {"peer_id": peer, "closed_here": closed_here})()
 
 
 class _Network:
@@ -777,6 +813,26 @@ async def test_a_peer_back_before_its_old_connection_was_reported_gone_is_report
     assert len(events) == 3
     await notifee.disconnected(network, second)  # type: ignore[arg-type]
     assert events[3:] == [PeerEvent(peer_id, False)]
+
+
+@pytest.mark.parametrize("closed_here", [(True,), (False,), (True, False)])
+async def test_a_peer_back_before_its_old_connection_was_reported_gone_is_told_who_closed_it(closed_here) -> None:
+    """Quirk 26: the leaving told as a peer's new connection is found before its old ones were reported gone says
+    closed_here if this host closed each of them (else the peer manager hints that a peer this node closed itself
+    may have blocked it), and one of them closed by the peer or the network makes it False."""
+    events: list[PeerEvent] = []
+    notifee = _PeerNotifee(events.append, lambda peer: False, close_timeout=1.0)
+    peer_id = peer_id_from_public_key(bytes(nacl.signing.SigningKey.generate().verify_key))
+    peer, network = ID.from_base58(peer_id), _Network()
+    old = [_Connection(peer, closed_here=here) for here in closed_here]
+    network.connections[peer] = old
+    for conn in old:
+        await notifee.connected(network, conn)  # type: ignore[arg-type]
+    new = _Connection(peer)
+    network.connections[peer] = [new]  # the swarm dropped the old ones and holds the new one
+    await notifee.connected(network, new)  # type: ignore[arg-type]
+    assert events == [PeerEvent(peer_id, True), PeerEvent(peer_id, False), PeerEvent(peer_id, True)]
+    assert events[1].closed_here == all(closed_here)
 
 
 @pytest.mark.slow
@@ -1234,19 +1290,34 @@ async def test_a_blocked_peer_is_cut_off_both_ways_until_unblocked() -> None:
 CUT_S = 0.01  # a close_timeout that cuts every close: py-libp2p's sleeps 0.1 s twice (quirk 60)
 
 
+class _StalledScope:
+    """A connection's resource scope whose release never ends: SwarmConn.close releases it before the muxer's close."""
+
+    async def close(self) -> None:
+        await trio.sleep_forever()
+
+
 @pytest.mark.slow
-async def test_a_blocked_peer_whose_close_is_cut_off_is_dropped_and_reported_gone() -> None:
+@pytest.mark.parametrize("cut", ["in the muxer's close", "before the muxer's close"])
+async def test_a_blocked_peer_whose_close_is_cut_off_is_dropped_and_reported_gone(cut: str) -> None:
     """Quirk 60: a close cut off by close_timeout still takes the connection off the swarm's list and reports the
-    peer gone, as a close that finished does; without it the dead connection stayed listed and no event came."""
+    peer gone, as a close that finished does; without it the dead connection stayed listed and no event came. Found
+    by stop 39: one cut off before SwarmConn.close reached the muxer's close, finished by closing the socket, read as
+    the peer's or the network's (closed_here False): the peer manager then hinted that the peer, which this node had
+    blocked, may have blocked it."""
     with trio.fail_after(20):
         async with open_host(os.urandom(32), LOOPBACK, config=HostConfig(close_timeout=CUT_S)) as a, \
                 open_host(os.urandom(32), LOOPBACK) as b:
             events = a.peer_events()
             await a.connect(b.listen_addrs[0])
             assert await events.receive() == PeerEvent(b.peer_id, connected=True)
+            if cut == "before the muxer's close":
+                [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+                conn.set_resource_scope(_StalledScope())
             await a.set_blocked([b.peer_id])
             assert a.connected_peers() == []
-            assert await events.receive() == PeerEvent(b.peer_id, connected=False)
+            gone = await events.receive()
+    assert gone == PeerEvent(b.peer_id, connected=False) and gone.closed_here
 
 
 @pytest.mark.slow

@@ -32,9 +32,9 @@ class Peers:
         self.announced[peer] = next(self._numbers)
         self.feed.put(PeerEvent(peer, connected=True))
 
-    def go(self, peer: str) -> None:
+    def go(self, peer: str, *, closed_here: bool = False) -> None:
         del self.announced[peer]
-        self.feed.put(PeerEvent(peer, connected=False))
+        self.feed.put(PeerEvent(peer, connected=False, closed_here=closed_here))
 
 
 def drained(feed: PeerFeed) -> list[PeerEvent]:
@@ -100,6 +100,27 @@ def test_a_peer_connected_as_the_subscriber_subscribed_that_left_while_it_was_be
     peers.go("early")
     peers.come("b")  # one more than the feed holds
     assert drained(peers.feed) == [PeerEvent("early", connected=False), PeerEvent("b", connected=True)]
+
+
+def test_a_leaving_told_to_a_subscriber_behind_says_who_closed_the_last_connection_it_missed() -> None:
+    """Found by stop 39: a leaving told in place of the events a subscriber missed said the peer or the network closed
+    the connection (closed_here False) whoever did, so the peer manager hinted that a peer this node had closed itself
+    (a disconnect, its block) may have blocked this node."""
+    peers = Peers(capacity=1, before=["ours", "theirs", "back", "both", "later"])
+    peers.go("ours", closed_here=True)
+    peers.go("theirs")  # one more than the feed holds: "ours" is dropped with it
+    peers.go("later", closed_here=True)  # dropped as it comes
+    peers.go("back")
+    peers.come("back")
+    peers.go("both", closed_here=True)
+    peers.come("both")
+    peers.go("both")  # the last of its connections was closed by the peer
+    left = {event.peer_id: event.closed_here for event in drained(peers.feed) if not event.connected}
+    assert left == {"ours": True, "theirs": False, "later": True, "back": False, "both": False}
+    peers.go("back", closed_here=True)
+    peers.come("late")
+    peers.go("late", closed_here=True)  # behind again: "late" came and went unseen, "back" left
+    assert [(event, event.closed_here) for event in drained(peers.feed)] == [(PeerEvent("back", False), True)]
 
 
 def test_a_subscriber_behind_holds_up_no_other_and_its_drops_are_counted() -> None:

@@ -3,8 +3,7 @@
 import logging
 import os
 import random
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 
 import pytest
 import trio
@@ -16,6 +15,7 @@ from gossip.store import RecordStore
 from vouching import org_body, vouch_body
 
 from ..factories import Org
+from .logged import logged
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 LAN = ["/ip4/10.0.0.2/tcp/4001"]  # a node's address on a private network: it dials the private ones org records name
@@ -194,33 +194,6 @@ async def test_a_bootstrap_peer_is_dialled_and_redialled_after_a_restart(tmp_pat
                 nursery.cancel_scope.cancel()
 
 
-class Said(logging.Handler):
-    """The records logged, and an event set at the first."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-        self.arrived = trio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-        self.arrived.set()
-
-
-@contextmanager
-def logged_by_peers() -> Iterator[Said]:
-    """The records the gossip.peers logger makes at INFO and above, from here to the block's end."""
-    logger = logging.getLogger("gossip.peers")
-    said, level = Said(), logger.level
-    logger.addHandler(said)
-    logger.setLevel(logging.INFO)
-    try:
-        yield said
-    finally:
-        logger.removeHandler(said)
-        logger.setLevel(level)
-
-
 @pytest.mark.slow
 async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_with_the_resolver_s_reason(tmp_path):
     """The host refused every /dns4 address (config took them), and the log said only that the peer was unreachable:
@@ -231,7 +204,7 @@ async def test_a_bootstrap_name_that_does_not_resolve_is_a_failed_dial_logged_wi
         _, replica, host = await _node(stack, tmp_path, "a")
         schedule = DialSchedule()
         manager = PeerManager(host, replica, network="test", bootstrap=[addr], max_peers=5, schedule=schedule)
-        with logged_by_peers() as said:
+        with logged("gossip.peers", logging.INFO) as said:
             async with trio.open_nursery() as nursery:
                 await nursery.start(manager.run)
                 with trio.fail_after(10):
@@ -255,7 +228,7 @@ async def test_a_peer_dialled_in_vain_is_logged_with_why(tmp_path):
         old = peer_id_from_public_key(bytes(Org().key.verify_key))
         manager = PeerManager(host_a, replica_a, network="test",
                               bootstrap=[host_b.listen_addrs[0].replace(host_b.peer_id, old)], max_peers=5)
-        with logged_by_peers() as said, trio.fail_after(20):
+        with logged("gossip.peers", logging.INFO) as said, trio.fail_after(20):
             async with trio.open_nursery() as nursery:
                 await nursery.start(manager.run)
                 await said.arrived.wait()
