@@ -346,18 +346,20 @@ class SyncService:
     async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str]]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come
-        back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` as many as were connected
-        as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
-        less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came:
+        back with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if
+        `batch.every` as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on
+        connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
+        sync protocol. The issuers of which nothing came:
         (vain, unanswered), the latter if every peer asked left before it answered (a peer that comes may hold them:
         gap_queue does not back them off), else the former."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
-        most = len(self._syncing_peers()) + _GAP_PEERS if batch.every else _GAP_PEERS
+        present = self._syncing_peers()
+        most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
         answered = False  # by a peer asked: its session ran to its end, or it failed and the peer is still there
         self.stats.gap_fetches += 1
-        while len(asked) < most and (peer := self._next_gap_peer(batch, asked)):
+        while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
                 return [], []
@@ -370,11 +372,14 @@ class SyncService:
         self.stats.gap_issuers_vain += len(idle)
         return idle, []
 
-    def _next_gap_peer(self, batch: GapBatch, asked: set[str]) -> str | None:
-        """The next peer to ask for `batch`'s ranges: an origin connected, else another peer connected (in the host's
-        order), of those not asked yet; None if none is left."""
+    def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
+        """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
+        connected as the fetch started (`present`), else one that connected since (in the host's order, by peer id:
+        newcomers, whose ids cost nothing, would otherwise take the turns of peers an org's history is asked of);
+        None if none is left."""
         candidates = [peer for peer in self._syncing_peers() if peer not in asked]
-        return next((peer for peer in batch.origins if peer in candidates), next(iter(candidates), None))
+        waiting = set(candidates)
+        return next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(candidates), None))
 
     def heard_log(self, org: str, size: int) -> None:
         """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by
