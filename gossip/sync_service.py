@@ -257,6 +257,7 @@ class SyncService:
         # gaps); cancelled as the peer disconnects
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
+        self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
         self._logs: dict[str, int] = {}  # org -> the largest size of its records log heard (heard_log; horizon orgs)
@@ -331,12 +332,19 @@ class SyncService:
                     self._pulled[peer_id] = (heard, started)
         finally:
             self._rounds_running.discard(peer_id)
+            self._holding.discard(peer_id)
             for over in self.round_over_listeners:
                 over(peer_id)
 
     def round_running(self, peer_id: str) -> bool:
         """Whether a full round with the peer (`sync_with`) is under way."""
         return peer_id in self._rounds_running
+
+    def round_held_own(self, peer_id: str) -> bool:
+        """Whether the full round under way with the peer told `holder_listeners` of it (the peer holds our org's
+        records, and we hold them too), for `same_network_listeners` to ask as it ends: they may have begun to
+        listen, or to care for the peer, only after that."""
+        return peer_id in self._holding
 
     async def fetch_gaps(self, peer_id: str, gaps: Gaps) -> None:
         """Fetch the ranges we still lack now: from `peer_id` if it is connected (it published the records that
@@ -609,6 +617,8 @@ class SyncService:
         named = client.names_own()
         if named is None or named and not client.holds_own():
             return False
+        if named:
+            self._holding.add(peer_id)
         for listener in self.holder_listeners if named else self.unheld_listeners:
             listener(peer_id)
         return True
