@@ -365,7 +365,7 @@ class SyncService:
         present = self._syncing_peers()
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
-        answered = False  # by a peer asked: its session ran to its end, or it failed and the peer is still there
+        answered = False  # by a peer asked: its session ran to its end, or it failed and the peer stays connected
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
@@ -373,7 +373,7 @@ class SyncService:
                 return [], []
             asked.add(peer)
             pulled = await self._pull(peer, missing)
-            answered = answered or pulled != "stream" or peer in self.host.connected_peers()
+            answered = answered or pulled != "stream" or self.host.stays_connected(peer)
         idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
         if asked and not answered:
             return [], idle

@@ -51,12 +51,24 @@ class Gaps:
         raise HostError(f"{peer}: stream reset")
 
 
-class SortedHost(ConnectedHost):
-    """The stand-in host, its peers listed in peer id order as gossip.host's Host lists them: a newcomer may come
-    before the peers connected as a fetch started."""
+class StandInHost(ConnectedHost):
+    """The stand-in host, as gossip.host's Host: its peers listed in peer id order (a newcomer may come before the
+    peers connected as a fetch started), and one that hung up (`closing`) listed until its connection has closed
+    (`disconnect`), though it stays connected no more (quirk 62)."""
+
+    def __init__(self, peers: list[str]) -> None:
+        super().__init__(peers)
+        self.closing: set[str] = set()
 
     def connected_peers(self) -> list[str]:
         return sorted(super().connected_peers())
+
+    def stays_connected(self, peer: str) -> bool:
+        return super().stays_connected(peer) and peer not in self.closing
+
+    async def disconnect(self, peer: str) -> None:
+        self.closing.discard(peer)
+        await super().disconnect(peer)
 
 
 @asynccontextmanager
@@ -64,7 +76,7 @@ async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], 
                ) -> AsyncIterator[Gaps]:
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(ORG.did,), max_hops=1, held_limit=10)
-        host = SortedHost(list(peers))
+        host = StandInHost(list(peers))
         node = Gaps(host, SyncService(host, replica, network="test", interval=INTERVAL), store)
 
         async def stand_in(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
@@ -118,6 +130,30 @@ async def test_an_issuer_whose_peers_all_left_before_answering_does_not_back_off
         node.service.request_gaps(A, GAP)  # (gossip delivered a later record of the org)
         await trio.sleep(10)
         assert node.asked == [(1, A), (2.5, A)]  # at once
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_an_issuer_whose_peer_hung_up_mid_session_listed_still_does_not_back_off(tmp_path, autojump_clock):
+    """Found by stop 39's review: the host lists a peer whose host stopped until its connection has closed, after the
+    session's stream was reset (quirk 62), so the fetch took the peer for one that reset its stream and stayed: the
+    issuer backed off, and its gap reported again as the peer came back waited."""
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(1)
+        node.host.closing.add(peer)  # its host stopped: the connection shutting down, listed still
+        raise HostError(f"{peer}: stream reset")
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1.25)
+        await node.host.disconnect(A)  # (its connection closed, 0.25 s after the session failed)
+        await node.host.connect(A)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(10)
+        assert node.asked == [(1, A), (2.25, A)]  # at once
         assert node.store.has(MISSING.id)
         assert node.service.stats.gap_issuers_vain == 0
 
