@@ -754,12 +754,13 @@ class SyncService:
             return None
 
     def _syncing_peers(self) -> list[str]:
-        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub) and
-        those that told us to come back later, until then."""
+        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub), those
+        that told us to come back later, until then, and those that hung up, listed still as their connections close
+        (Host.stays_connected: a stream to one would reset at once)."""
         now = trio.current_time()
         self._throttled = {peer: until for peer, until in self._throttled.items() if until > now}
-        return [peer for peer in self.host.connected_peers()
-                if not self.host.refused(peer, SYNC_PROTOCOL) and peer not in self._throttled]
+        return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)
+                and peer not in self._throttled and self.host.stays_connected(peer)]
 
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""

@@ -83,6 +83,8 @@ async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], 
             if fetching is None:
                 return 0  # a full round (on connecting, at the start): the peers held nothing of the org's yet
             node.asked.append((trio.current_time(), peer))
+            if peer in host.closing:  # (its stream reset as it opens: the connection is shutting down)
+                raise HostError(f"{peer}: stream reset")
             return await session(node, peer)
 
         node.service._session = stand_in
@@ -156,6 +158,24 @@ async def test_an_issuer_whose_peer_hung_up_mid_session_listed_still_does_not_ba
         assert node.asked == [(1, A), (2.25, A)]  # at once
         assert node.store.has(MISSING.id)
         assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_gap_fetch_does_not_spend_its_asks_on_a_peer_that_hung_up_listed_still(tmp_path, autojump_clock):
+    """Found by stop 39's review: the gap's origin, its node restarting, hung up as it reported the gap, but the host
+    lists it until its connection has closed (quirk 62): the fetch asked it first, its stream reset at once, and it
+    took one of the three asks, so the peer holding the gap was not asked."""
+    c, d = "12D3KooWPeerC", "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == d else 0  # B and C have none of it
+
+    async with gaps(tmp_path, [A, B, c, d], session) as node:
+        await trio.sleep(1)
+        node.host.closing.add(A)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1)
+        assert [peer for _, peer in node.asked] == [B, c, d]
+        assert node.store.has(MISSING.id)
 
 
 async def test_an_issuer_whose_gap_a_newcomer_answered_without_still_backs_off(tmp_path, autojump_clock):
