@@ -221,24 +221,6 @@ async def test_peers_that_come_and_go_during_a_gap_fetch_are_asked_three_in_all_
         assert not node.store.has(MISSING.id)
 
 
-async def test_an_issuer_whose_gap_no_peer_could_be_asked_for_backs_off(tmp_path, autojump_clock):
-    """A fetch with no peer to ask (none connected, or each told the node to come back later) is a vain one, as
-    gap_issuers_vain's help says ("none could be asked"), not one whose peers all left before answering: the issuer's
-    next gap waits its backoff (stop 39's review: no test held it)."""
-    async def session(node: Gaps, peer: str) -> int:
-        return 0  # it has none of them
-
-    async with gaps(tmp_path, [], session) as node:
-        await trio.sleep(1)
-        node.service.request_gaps(A, GAP)
-        await trio.sleep(0.5)
-        await node.host.connect(A)
-        node.service.request_gaps(A, GAP)
-        await trio.sleep(5)
-        assert node.asked == [(2, A)]  # once the backoff (1 s) ended
-        assert node.service.stats.gap_issuers_vain == 2
-
-
 async def _reset_staying(node: Gaps, peer: str) -> int:
     """A session whose stream the peer resets, staying connected."""
     raise HostError(f"{peer}: stream reset")
