@@ -553,6 +553,14 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    stream's `async with` -> after 5 such rounds A's connection to B lists 5 more streams (none more when each round
    ends by a TooSlowError instead), and B's read of each never returns. Handled: Stream.reset() resets shielded, within
    close_timeout (a peer not reading may hold the RST's write; cut off, the stream is left as before).
+62. A stream to a peer that hangs up fails while the peer is still among the connected peers: yamux marks the
+   connection shutting down, resets its streams and wakes their readers, then closes the secured connection (a
+   checkpoint), and only then does SwarmConn take it off the swarm's list and notify its disconnection, thousands of
+   scheduler steps later. Repro: hosts A and B, a stream from A to B that A reads; B's host cancelled -> A's read
+   raises, and B is among A.connected_peers() right after, the stream's `async with` left too (10 runs of 10), its
+   connection's muxer event_shutting_down set. A fetch of gaps whose peer left mid-session took it for a peer that
+   reset its stream and stayed (an answer without the records: the issuer backed off). Handled: Host.stays_connected
+   says whether a peer has a connection whose muxer is not shutting down.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -2047,6 +2055,14 @@ class Host:
 
     def connected_peers(self) -> list[str]:
         return sorted(peer.to_base58() for peer, conns in self._host.get_network().connections.items() if conns)
+
+    def stays_connected(self, peer_id: str) -> bool:
+        """Whether the peer has a connection that is not closing. `connected_peers` lists a peer until its last
+        connection has closed, which comes after that connection's streams were reset: a stream to a peer that hung
+        up fails while the peer is listed still (for thousands of scheduler steps), but its muxer says it is shutting
+        down from before the reset (quirk 62)."""
+        conns = self._host.get_network().connections.get(_parse_peer_id(peer_id), [])
+        return any(not conn.muxed_conn.event_shutting_down.is_set() for conn in conns)
 
     async def connect(self, addr: str) -> str:
         """Dial `addr` unless already connected; returns the peer id. `addr` is a TCP address by IP address or DNS

@@ -14,8 +14,8 @@ soon.
 a row, the last one's error, the other network it was found on, and when it dials next; `out_of_reach`, whether none
 can be connected for a sync before a given time (a start's catch-up sync then ends early: node.daemon), a peer
 connected that refused /vouchnet/sync/1 (a gossip-only node) counting as out of reach. A peer on the operator's
-block list is not dialled: it shows as blocked (its error BLOCKED, no next dial) from the moment it is blocked, and
-is due at once when unblocked.
+block list is not dialled: it shows as blocked (its error BLOCKED, no next dial) once the change is made (the host
+has closed its connections: PeerManager.set_blocked), and is due at once when unblocked.
 """
 
 from __future__ import annotations

@@ -261,6 +261,7 @@ class SyncService:
         # gaps); cancelled as the peer disconnects
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
+        self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
         self._logs: dict[str, int] = {}  # org -> the largest size of its records log heard (heard_log; horizon orgs)
@@ -335,12 +336,19 @@ class SyncService:
                     self._pulled[peer_id] = (heard, started)
         finally:
             self._rounds_running.discard(peer_id)
+            self._holding.discard(peer_id)
             for over in self.round_over_listeners:
                 over(peer_id)
 
     def round_running(self, peer_id: str) -> bool:
         """Whether a full round with the peer (`sync_with`) is under way."""
         return peer_id in self._rounds_running
+
+    def round_held_own(self, peer_id: str) -> bool:
+        """Whether the full round under way with the peer told `holder_listeners` of it (the peer holds our org's
+        records, and we hold them too), for `same_network_listeners` to ask as it ends: they may have begun to
+        listen, or to care for the peer, only after that."""
+        return peer_id in self._holding
 
     async def fetch_gaps(self, peer_id: str, gaps: Gaps) -> None:
         """Fetch the ranges we still lack now: from `peer_id` if it is connected (it published the records that
@@ -350,24 +358,26 @@ class SyncService:
     async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str], list[str], str | None]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come
-        back with it), each peer once: up to _GAP_PEERS peers in all, or if `batch.every` as many as were connected
-        as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for them too, unless it had one
-        less than `interval` ago); never a peer that refused the sync protocol. The issuers of which nothing came,
-        (vain, unanswered, peerless), then a peer or None: vain if a peer asked answered (without them, or failing
-        while it stayed), else peerless if no peer asked is there (each left before it answered, or none could be
-        asked: gap_queue keeps their ranges for a peer to come), else unanswered (a peer asked stayed, its session
-        ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer: of those that stayed, one
-        whose turn it gave up, if any: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them), as the
-        session in its way (a fetch of other gaps, or a round, which may fail) may not fetch them."""
+        back with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if
+        `batch.every` as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on
+        connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
+        sync protocol. The issuers of which nothing came, (vain, unanswered, peerless), then a peer or None: vain if a
+        peer asked answered (without them, or failing while it stays connected), else peerless if no peer asked stays
+        (each left before it answered, or none could be asked: gap_queue keeps their ranges for a peer to come), else
+        unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the
+        vain. The peer: of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges
+        for its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may
+        fail) may not fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
-        most = len(self._syncing_peers()) + _GAP_PEERS if batch.every else _GAP_PEERS
+        present = self._syncing_peers()
+        most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
-        answered = False  # by a peer asked: its session ran to its end, or it failed, not for us, and the peer stayed
+        answered = False  # by a peer asked: its session ran to its end, or it failed, not for us, and the peer stays
         ended: set[str] = set()  # peers asked whose sessions ours ended (`_ENDED_BY_US`)
         turns: list[str] = []  # of those, the peers whose turn it gave up
         self.stats.gap_fetches += 1
-        while len(asked) < most and (peer := self._next_gap_peer(batch, asked)):
+        while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
                 return [], [], [], None
@@ -377,22 +387,25 @@ class SyncService:
                 ended.add(peer)
                 if pulled == "turn":
                     turns.append(peer)
-            elif pulled != "stream" or peer in self.host.connected_peers():
+            elif pulled != "stream" or self.host.stays_connected(peer):
                 answered = True
         idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
         if answered:
             self.stats.gap_issuers_vain += len(idle)
             return idle, [], [], None
-        stayed = ended.intersection(self.host.connected_peers())
+        stayed = {peer for peer in ended if self.host.stays_connected(peer)}
         if stayed:
             return [], idle, [], next((peer for peer in turns if peer in stayed), None)
         return [], [], idle, None
 
-    def _next_gap_peer(self, batch: GapBatch, asked: set[str]) -> str | None:
-        """The next peer to ask for `batch`'s ranges: an origin connected, else another peer connected (in the host's
-        order), of those not asked yet; None if none is left."""
+    def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
+        """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
+        connected as the fetch started (`present`), else one that connected since (in the host's order, by peer id:
+        newcomers, whose ids cost nothing, would otherwise take the turns of peers an org's history is asked of);
+        None if none is left."""
         candidates = [peer for peer in self._syncing_peers() if peer not in asked]
-        return next((peer for peer in batch.origins if peer in candidates), next(iter(candidates), None))
+        waiting = set(candidates)
+        return next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(candidates), None))
 
     def heard_log(self, org: str, size: int) -> None:
         """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by
@@ -625,6 +638,8 @@ class SyncService:
         named = client.names_own()
         if named is None or named and not client.holds_own():
             return False
+        if named:
+            self._holding.add(peer_id)
         for listener in self.holder_listeners if named else self.unheld_listeners:
             listener(peer_id)
         return True
@@ -764,12 +779,13 @@ class SyncService:
             return None
 
     def _syncing_peers(self) -> list[str]:
-        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub) and
-        those that told us to come back later, until then."""
+        """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub), those
+        that told us to come back later, until then, and those that hung up, listed still as their connections close
+        (Host.stays_connected: a stream to one would reset at once)."""
         now = trio.current_time()
         self._throttled = {peer: until for peer, until in self._throttled.items() if until > now}
-        return [peer for peer in self.host.connected_peers()
-                if not self.host.refused(peer, SYNC_PROTOCOL) and peer not in self._throttled]
+        return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)
+                and peer not in self._throttled and self.host.stays_connected(peer)]
 
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""

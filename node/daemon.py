@@ -612,8 +612,6 @@ class _DialledRounds:
     # peers whose rounds proved nothing: their heads named none of the org's keys, or a head they did not serve
     unproven: set[str] = dataclasses.field(default_factory=set)
     answered: set[str] = dataclasses.field(default_factory=set)  # peers whose round under way proved, or unproved
-    # peers whose round under way showed they hold the org's records, dialled or not as it did: never `unproven`
-    holding: set[str] = dataclasses.field(default_factory=set)
     changed: trio.Event = dataclasses.field(default_factory=trio.Event)  # set as one answers, or its round is over
 
     def answer(self, peer_id: str) -> None:
@@ -647,7 +645,8 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     a head it does not serve shows the org signed more than the node holds; either is only counted in `unproven` (as
     its round ends, or as soon as its heads are read if they named none of the org's keys: SyncService's
     unheld_listeners). A peer whose round brought the org's records in is not, though the node came to dial it only
-    later in that round (its org's `org` record, brought in by the round, names it: peer exchange). `proved` is set
+    later in that round (its org's `org` record, brought in by the round, names it: peer exchange), nor only after a
+    catch-up before this one ended (SyncService.round_held_own). `proved` is set
     too once a round shows a rotation of the node's key that it takes back (not stored: never held up to the head
     named), for resume_signing to raise at once. For a `new_org` (the store holds none of its records) a round with a
     peer it dials whose heads name none of the org's keys ends it as soon as they are read (the rest of the round goes
@@ -685,7 +684,7 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     def round_ended(peer_id: str) -> None:  # one of SyncService.same_network_listeners
         if node.replica.taken_back is not None:
             rounds.proved.set()
-        elif node.peer_manager.keeps(peer_id) and peer_id not in rounds.holding:
+        elif node.peer_manager.keeps(peer_id) and not node.sync.round_held_own(peer_id):
             unproven(peer_id)
 
     def unheld_round(peer_id: str) -> None:  # one of SyncService.unheld_listeners
@@ -695,7 +694,6 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
             unproven(peer_id)
 
     def holder_round_ended(peer_id: str) -> None:  # one of SyncService.holder_listeners
-        rounds.holding.add(peer_id)
         if node.peer_manager.keeps(peer_id):
             round_answered(peer_id)
             rounds.proved.set()
@@ -704,7 +702,6 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
         return node.peer_manager.keeps(peer_id) and peer_id not in rounds.answered
 
     def round_over(peer_id: str) -> None:  # one of SyncService.round_over_listeners: (failed, or a peer hung up)
-        rounds.holding.discard(peer_id)
         rounds.changed.set()
 
     def dialled_changed() -> None:  # one of PeerManager.keeps_listeners

@@ -1,10 +1,10 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
-while it runs, each peer once and a few in all; an issuer whose peers asked all left before answering (or that no
-peer could be asked for) does not back off, and its range is fetched from the next peer to connect, or at once from
-a peer still there that the fetch did not ask or that came back, or that had said to come back later and may be
-asked again; one whose fetch was ended for a round a catch-up needs, or gave up its peer's turn, does not back off
-either (its range fetched as that turn comes free, if it gave the turn up), while one whose peers answered
-without its records still does (gossip.gap_queue, DESIGN.md §5)."""
+while it runs, each peer once and a few in all (newcomers after the peers connected as it started); an issuer
+whose peers asked all left before answering (or that no peer could be asked for) does not back off, and its range is
+fetched from the next peer to connect, or at once from a peer still there that the fetch did not ask or that came
+back, or that had said to come back later and may be asked again; one whose fetch was ended for a round a catch-up
+needs, or gave up its peer's turn, does not back off either (its range fetched as that turn comes free, if it gave the
+turn up), while one whose peers answered without its records still does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -56,18 +56,40 @@ class Gaps:
         raise HostError(f"{peer}: stream reset")
 
 
+class StandInHost(ConnectedHost):
+    """The stand-in host, as gossip.host's Host: its peers listed in peer id order (a newcomer may come before the
+    peers connected as a fetch started), and one that hung up (`closing`) listed until its connection has closed
+    (`disconnect`), though it stays connected no more (quirk 62)."""
+
+    def __init__(self, peers: list[str]) -> None:
+        super().__init__(peers)
+        self.closing: set[str] = set()
+
+    def connected_peers(self) -> list[str]:
+        return sorted(super().connected_peers())
+
+    def stays_connected(self, peer: str) -> bool:
+        return super().stays_connected(peer) and peer not in self.closing
+
+    async def disconnect(self, peer: str) -> None:
+        self.closing.discard(peer)
+        await super().disconnect(peer)
+
+
 @asynccontextmanager
 async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], Awaitable[int]]
                ) -> AsyncIterator[Gaps]:
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(ORG.did,), max_hops=1, held_limit=10)
-        host = ConnectedHost(list(peers))
+        host = StandInHost(list(peers))
         node = Gaps(host, SyncService(host, replica, network="test", interval=INTERVAL), store)
 
         async def stand_in(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
             if fetching is None:
                 return 0  # a full round (on connecting, at the start): the peers held nothing of the org's yet
             node.asked.append((trio.current_time(), peer))
+            if peer in host.closing:  # (its stream reset as it opens: the connection is shutting down)
+                raise HostError(f"{peer}: stream reset")
             return await session(node, peer)
 
         node.service._session = stand_in
@@ -125,6 +147,48 @@ async def test_an_issuer_whose_peers_all_left_before_answering_does_not_back_off
         assert node.asked == [(1, A), (2.5, A)]  # at once
         assert node.store.has(MISSING.id)
         assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_an_issuer_whose_peer_hung_up_mid_session_listed_still_does_not_back_off(tmp_path, autojump_clock):
+    """Found by stop 39's review: the host lists a peer whose host stopped until its connection has closed, after the
+    session's stream was reset (quirk 62), so the fetch took the peer for one that reset its stream and stayed: the
+    issuer backed off, and its gap reported again as the peer came back waited."""
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        await trio.sleep(1)
+        node.host.closing.add(peer)  # its host stopped: the connection shutting down, listed still
+        raise HostError(f"{peer}: stream reset")
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1.25)
+        await node.host.disconnect(A)  # (its connection closed, 0.25 s after the session failed)
+        await node.host.connect(A)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(10)
+        assert node.asked == [(1, A), (2.25, A)]  # at once
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_gap_fetch_does_not_spend_its_asks_on_a_peer_that_hung_up_listed_still(tmp_path, autojump_clock):
+    """Found by stop 39's review: the gap's origin, its node restarting, hung up as it reported the gap, but the host
+    lists it until its connection has closed (quirk 62): the fetch asked it first, its stream reset at once, and it
+    took one of the three asks, so the peer holding the gap was not asked."""
+    c, d = "12D3KooWPeerC", "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == d else 0  # B and C have none of it
+
+    async with gaps(tmp_path, [A, B, c, d], session) as node:
+        await trio.sleep(1)
+        node.host.closing.add(A)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1)
+        assert [peer for _, peer in node.asked] == [B, c, d]
+        assert node.store.has(MISSING.id)
 
 
 async def test_an_issuer_whose_gap_a_newcomer_answered_without_still_backs_off(tmp_path, autojump_clock):
@@ -230,7 +294,9 @@ async def test_an_issuer_whose_peer_failed_staying_or_answered_then_left_still_b
 
 async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_more_at_most(tmp_path, autojump_clock):
     """An org's history (its org come inside the horizon) is asked of every peer, each holding a part, those that
-    connect while the fetch runs too; but peer ids cost nothing, so newcomers are asked three at most."""
+    connect while the fetch runs too; but peer ids cost nothing, so newcomers are asked three at most, and after the
+    peers connected as it started. Found by stop 39's review: newcomers whose ids came first in the host's order
+    were asked first, and took the turns of peers connected as the fetch started, which were never asked."""
     newcomers = [f"12D3KooWNewcomer{i}" for i in range(5)]
 
     async def session(node: Gaps, peer: str) -> int:
@@ -244,8 +310,7 @@ async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_
         await trio.sleep(1)
         node.service._on_entered({ORG.did})
         await trio.sleep(20)
-        asked = [peer for _, peer in node.asked[:5]]
-        assert len(asked) == len(set(asked)) == 5 and {A, B} <= set(asked)
+        assert [peer for _, peer in node.asked[:5]] == [A, B, *newcomers[:3]]  # (each newcomer's id before theirs)
         assert node.asked[5:] == [(6, newcomers[3]), (7, newcomers[4])]  # the two not asked, at once
 
 

@@ -783,6 +783,49 @@ async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
             assert a.connected_peers() == []
 
 
+@pytest.mark.slow
+async def test_a_peer_that_hung_up_mid_stream_does_not_stay_connected_though_it_is_listed_still() -> None:
+    """Quirk 62: a stream to a peer whose host stopped fails while the peer is still among the connected peers, so a
+    fetch of gaps took a peer that left mid-session for one that reset its stream and stayed (the issuer backed off);
+    stays_connected says at once that it left. A stream the peer resets, staying, leaves it connected."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as a, trio.open_nursery() as nursery:
+            stop, read = trio.CancelScope(), trio.Event()
+
+            async def reads_then_resets(stream: Stream) -> None:
+                await stream.read_frame(max_size=1024)
+                await stream.reset()
+
+            async def reads_then_hangs_on(stream: Stream) -> None:
+                await stream.read_frame(max_size=1024)
+                read.set()
+                await trio.sleep_forever()
+
+            async def b_until_stopped(task_status: trio.TaskStatus[Host]) -> None:
+                with stop:
+                    async with open_host(os.urandom(32), LOOPBACK) as b:
+                        b.set_stream_handler(ONCE, reads_then_resets)
+                        b.set_stream_handler(ECHO, reads_then_hangs_on)
+                        task_status.started(b)
+                        await trio.sleep_forever()
+
+            b = await nursery.start(b_until_stopped)
+            await a.connect(b.listen_addrs[0])
+            async with await a.open_stream(b.peer_id, ONCE) as stream:
+                await stream.write_frame(b"asked")
+                with pytest.raises(StreamError, match="reset by the peer"):
+                    await stream.read_frame(max_size=1024)
+            assert a.stays_connected(b.peer_id)
+            async with await a.open_stream(b.peer_id, ECHO) as stream:
+                await stream.write_frame(b"asked")
+                await read.wait()
+                stop.cancel()
+                with pytest.raises(StreamError):
+                    await stream.read_frame(max_size=1024)
+                assert not a.stays_connected(b.peer_id)
+                assert b.peer_id in a.connected_peers()  # (the quirk: still listed)
+
+
 class _Connection:
     def __init__(self, peer: ID, *, closed_here: bool = False) -> None:
         self.muxed_conn = type("Muxed", (), {"peer_id": peer, "closed_here": closed_here})()

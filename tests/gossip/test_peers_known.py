@@ -10,6 +10,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gossip.host import InvalidPeerId
 from gossip.peers import BLOCKED, MAX_ERROR, MAYBE_BLOCKED, DialSchedule, KnownPeer, printable_line
 from gossip.replica import Replica
 from gossip.store import RecordStore
@@ -260,26 +261,33 @@ def test_a_blocked_peer_shows_blocked_is_not_dialled_and_is_due_at_once_when_unb
 
 
 class SlowToBlockHost(DialCountingHost):
-    """Its set_blocked takes the list at once, as Host.set_blocked does, then closes the peers' connections: the
-    n-th call's once `closed[n]` is set."""
+    """Its set_blocked refuses a peer id with a space (InvalidPeerId) before changing anything, else takes the list at
+    once, then closes the connections of the peers on it, as Host.set_blocked does: the n-th call's once `closed[n]`
+    is set (`disconnected`: each peer whose connections it closed, and whether the host blocked it as it did)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.blocked: list[str] = []
         self.closed = [trio.Event(), trio.Event()]
+        self.disconnected: list[tuple[str, bool]] = []
         self._calls = 0
 
     async def set_blocked(self, peer_ids: list[str]) -> None:
+        if any(" " in peer for peer in peer_ids):
+            raise InvalidPeerId("not a PeerID")
         self.blocked = sorted(peer_ids)
         self._calls += 1
         await self.closed[self._calls - 1].wait()
+        self.disconnected += [(peer, peer in self.blocked) for peer in peer_ids]
 
 
 async def test_two_block_lists_put_at_once_leave_the_peers_the_host_blocks_blocked_and_no_other(replica,
                                                                                                autojump_clock):
     """Two PUT /v1/peers/blocked at once, the first slower to close its peer's connections: the peer manager took the
     first's list last, so it dialled the peer the host blocked (each dial refused), and showed blocked, never to dial
-    it again until the next change of the list, the peer the host no longer blocked."""
+    it again until the next change of the list, the peer the host no longer blocked. The changes are made one at a
+    time: the first closes its peer's connections before the second unblocks it, not those of a peer the second had
+    unblocked and dialled at once (stop 39's review: no test held it, the schedule taking the host's list since)."""
     host = SlowToBlockHost()
     async with running(host, replica, bootstrap=[addr("a"), addr("b")], max_peers=5) as manager:
         async with trio.open_nursery() as puts:
@@ -291,6 +299,7 @@ async def test_two_block_lists_put_at_once_leave_the_peers_the_host_blocks_block
             await trio.testing.wait_all_tasks_blocked()
             host.closed[0].set()
         assert host.blocked == ["b"]
+        assert host.disconnected == [("a", True), ("b", True)]  # (not a's once the second had unblocked it)
         assert {peer.peer_id: peer.last_error == BLOCKED for peer in manager.known(after=None, limit=5)} == {
             "a": False, "b": True}
         host.dialled.clear()
@@ -310,6 +319,21 @@ async def test_a_block_list_change_cancelled_as_its_peers_connections_close_bloc
         assert host.blocked == ["a"]
         assert {peer.peer_id: peer.last_error == BLOCKED for peer in manager.known(after=None, limit=5)} == {
             "a": True, "b": False}
+
+
+async def test_a_block_list_with_a_string_that_is_not_a_peer_id_changes_nothing(replica, autojump_clock):
+    """PeerManager.set_blocked raises InvalidPeerId before changing anything, as Host.set_blocked does: the peers
+    blocked stay blocked, and are not dialled (stop 39's review: no test held it)."""
+    host = SlowToBlockHost()
+    host.closed[0].set()
+    async with running(host, replica, bootstrap=[addr("a")], max_peers=5) as manager:
+        await manager.set_blocked(["a"])
+        with pytest.raises(InvalidPeerId):
+            await manager.set_blocked(["not a peer"])
+        host.dialled.clear()
+        await trio.sleep(5)
+        assert (host.blocked, host.dialled) == (["a"], [])
+        assert [peer.last_error for peer in manager.known(after=None, limit=5)] == [BLOCKED]
 
 
 async def test_an_unblocking_cancelled_as_its_peers_connections_close_still_has_the_peer_dialled_at_once(

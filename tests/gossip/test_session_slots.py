@@ -11,9 +11,9 @@ stops waiting frees its place, one whose turn is up ends another, and one waitin
 longer needed, and one whose peer leaves stops waiting (for a slot, or its peer's turn), ending none (one whose peer is
 back as sync hears it left waits on), and runs again as soon as its peer is back, unless a round with it proved the
 org's records in already (the rest of which makes way for another peer's the node dials); a holder the node comes to
-dial during its round is not counted as one that proved nothing; and, however sessions come and go (hypothesis), none
-waits forever, no needed one past a holder's turn, and needed ones end one session each at most besides those in their
-way (gossip.session_slots)."""
+dial during its round (begun as an earlier catch-up waited, or not) is not counted as one that proved nothing; and,
+however sessions come and go (hypothesis), none waits forever, no needed one past a holder's turn, and needed ones end
+one session each at most besides those in their way (gossip.session_slots)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import functools
 import itertools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -592,13 +592,16 @@ async def test_the_rest_of_a_round_that_proved_the_org_s_records_in_makes_way_fo
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("begun_as_the_start_s_waited", [False, True])
 async def test_a_holder_the_node_comes_to_dial_during_its_round_does_not_turn_the_late_catch_up_unheld(
-        tmp_path, autojump_clock):
+        begun_as_the_start_s_waited, tmp_path, autojump_clock):
     """Asked by stop 38: a round that ran to the end counted its peer, one the node dials, among those that proved
     nothing (`unproven`), though it had brought the org's records in. A holder that dialled in, whose round brought them
     in, and which the node came to dial before that round ended (its org's `org` record, brought in by the round,
     names it: peer exchange), turned a timed-out start's catch-up "unheld", logged as a peer holding none of the org's
-    records, where it waits on for a round with a peer it dials to prove them in."""
+    records, where it waits on for a round with a peer it dials to prove them in. Found by stop 39's review: so did
+    one whose round brought them in while the start's catch-up waited, and that the node came to dial only after that
+    catch-up timed out (the round's rest still coming: a node far behind), the late catch-up not having heard it."""
     with _a_node_lacking_its_org_s_record(tmp_path, stallers=[], max_sessions=1, other_s_record=True) as started:
         sync, network, store, ours = started
         network.first_holder_streams.append(functools.partial(PastTheOrgsRecordsStream, drops=False))
@@ -608,10 +611,15 @@ async def test_a_holder_the_node_comes_to_dial_during_its_round_does_not_turn_th
         over = _holder_s_round_over(sync)
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.run)
-            nursery.start_soon(_catch_up_late, node, False)
-            await network.connect_holder()  # its round: the org's record in at once, the rest slow
-            await trio.testing.wait_all_tasks_blocked()
-            assert store.head(ours.did) is not None and sync.round_running(HOLDER)
+            if not begun_as_the_start_s_waited:
+                nursery.start_soon(_catch_up_late, node, False)
+            with _dialled_rounds(node, new_org=False) if begun_as_the_start_s_waited else nullcontext():  # type: ignore
+                await network.connect_holder()  # its round: the org's record in at once, the rest slow
+                await trio.testing.wait_all_tasks_blocked()
+                assert store.head(ours.did) is not None and sync.round_running(HOLDER)
+            if begun_as_the_start_s_waited:  # the start's catch-up timed out: no peer it dials had answered
+                nursery.start_soon(_catch_up_late, node, False)
+                await trio.testing.wait_all_tasks_blocked()
             kept.add(HOLDER)
             for listener in node.peer_manager.keeps_listeners:
                 listener()
@@ -627,16 +635,22 @@ def test_a_holder_s_earlier_round_does_not_keep_a_later_one_that_proved_nothing_
     dial, whose next round ran to its end without proving them in (a head it named and did not serve), counts among
     those that proved nothing: only the round under way that held them keeps its peer out (SyncService's listeners,
     told in a round's order: its holder listeners mid-round, then same-network ones as it ran to its end, then
-    round-over ones however it ended)."""
+    round-over ones however it ended; round_held_own meanwhile)."""
     kept: set[str] = set()
+    holding: set[str] = set()
     sync = SimpleNamespace(same_network_listeners=[], round_over_listeners=[], holder_listeners=[],
-                           unheld_listeners=[], catch_up_peers=[], needs_changed=lambda: None)
+                           unheld_listeners=[], catch_up_peers=[], needs_changed=lambda: None,
+                           round_held_own=holding.__contains__)
     node = SimpleNamespace(sync=sync, replica=SimpleNamespace(taken_back=None),
                            peer_manager=SimpleNamespace(keeps=kept.__contains__, keeps_listeners=[]))
 
     def a_round(*, holds: bool) -> None:
-        for listener in [*(sync.holder_listeners if holds else ()), *sync.same_network_listeners,
-                         *sync.round_over_listeners]:
+        if holds:
+            holding.add(HOLDER)
+        for listener in [*(sync.holder_listeners if holds else ()), *sync.same_network_listeners]:
+            listener(HOLDER)
+        holding.discard(HOLDER)
+        for listener in sync.round_over_listeners:
             listener(HOLDER)
 
     with _dialled_rounds(node, new_org=False) as rounds:  # type: ignore[arg-type]

@@ -79,6 +79,9 @@ class ComingAndGoingHost:
     def connected_peers(self) -> list[str]:
         return sorted(self.connected)
 
+    def stays_connected(self, peer: str) -> bool:
+        return peer in self.connected
+
     def refused(self, peer: str, protocol: str) -> bool:
         return False
 

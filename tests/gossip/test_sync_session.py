@@ -251,7 +251,8 @@ async def test_a_round_tells_the_holder_listeners_only_if_the_peer_s_heads_name_
     """A node stores only the records of orgs inside its horizon (DESIGN §5): a peer whose heads name none of this
     node's org's keys holds none of its records, and its answer that nothing is newer proves nothing of what the org
     signed, so the catch-up before a node signs (node.daemon) does not end on it. Before: every round that ran to the
-    end ended it."""
+    end ended it. As a round ends, round_held_own says whether it told them (a catch-up that began to listen, or to
+    dial the peer, after they were told asks it), and only of the round under way."""
     ours, theirs = Org(), Org()
     (tmp_path / "server").mkdir()
     (tmp_path / "client").mkdir()
@@ -264,17 +265,18 @@ async def test_a_round_tells_the_holder_listeners_only_if_the_peer_s_heads_name_
         ended: list[str] = []
         held: list[str] = []
         unheld: list[tuple[str, bool]] = []  # the peer, and whether its records were in yet
-        service.same_network_listeners.append(ended.append)
+        service.same_network_listeners.append(lambda peer: ended.append((peer, service.round_held_own(peer))))
         service.holder_listeners.append(held.append)
         service.unheld_listeners.append(lambda peer: unheld.append((peer, store.head(theirs.did) is not None)))
         await service.sync_with(PEER)
-        assert (ended, held, unheld) == ([PEER], [], [(PEER, False)])  # told once the heads were read
+        assert (ended, held, unheld) == ([(PEER, False)], [], [(PEER, False)])  # told once the heads were read
         mine = ours.record("org")
         served.append([mine])
         index.add([mine])
         await service.sync_with(PEER)
-        assert (ended, held, unheld) == ([PEER, PEER], [PEER], [(PEER, False)])
+        assert (ended, held, unheld) == ([(PEER, False), (PEER, True)], [PEER], [(PEER, False)])
         assert store.head(ours.did).id == mine.id  # (taken back: the client held none of its own)
+        assert not service.round_held_own(PEER)  # (its round is over)
 
 
 async def test_a_peer_naming_a_head_of_the_org_that_it_then_does_not_serve_tells_no_holder_listener(tmp_path):
@@ -329,6 +331,9 @@ class ConnectedServingHost(ServingHost):
 
     def connected_peers(self) -> list[str]:
         return [PEER]
+
+    def stays_connected(self, peer: str) -> bool:
+        return peer == PEER
 
     def refused(self, peer: str, protocol: str) -> bool:
         return False

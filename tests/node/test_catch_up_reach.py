@@ -1,7 +1,8 @@
 """The start's catch-up sync (node.daemon) with the peers it dials out of reach (trio's mock clock, a stand-in host,
 the real sync service and peer manager): a bootstrap peer that connects but refuses /vouchnet/sync/1 (a gossip-only
 node) is out of reach, so the wait ends at once, `unreachable`, its WARNING naming the peer, why, and how long it
-waited; a peer whose sync stream resets is not (it may answer the next round), and the wait runs to its end."""
+waited; a peer whose sync stream resets is not (it may answer the next round), and the wait runs to its end; a dial
+that fails as the wait ends is heard."""
 
 from __future__ import annotations
 
@@ -134,6 +135,29 @@ async def test_a_start_whose_only_bootstrap_peer_resets_its_sync_stream_waits_to
     started = await start(tmp_path, host, peer)
     assert (started.caught_up.state, started.caught_up.unreachable) == ("timed_out", ())
     assert started.took >= STARTUP_SYNC_SECONDS
+
+
+class TarpitHost(OneHost):
+    """Every dial fails after `dial_seconds`, as at an address that accepts TCP and never answers: no connection
+    within the host's dial timeout."""
+
+    async def connect(self, addr: str) -> str:
+        await trio.sleep(self._dial_seconds)
+        raise HostError(f"dial {addr}: no connection within {self._dial_seconds:g} s")
+
+
+async def test_a_start_whose_only_bootstrap_peer_s_dial_fails_as_the_wait_ends_says_unreachable(
+        tmp_path, autojump_clock):
+    """The host's dial timeout (10 s) is the wait's default: a bootstrap address that never answers fails its first
+    dial as the wait ends, and the wait, ended then, has not heard of it; the failure is read at the deadline all the
+    same, so the start says unreachable, naming the dial's error, not timed_out (stop 39's review: no test held it)."""
+    peer = a_peer()
+    host = TarpitHost(lambda p: StreamError("never asked"), dial_seconds=STARTUP_SYNC_SECONDS)
+    started = await start(tmp_path, host, peer)
+    assert (started.caught_up.state, started.took) == ("unreachable", STARTUP_SYNC_SECONDS)
+    [known] = started.caught_up.unreachable
+    assert (known.peer_id, known.connected, known.failures) == (peer, False, 1)
+    assert known.last_error is not None and known.last_error.endswith("no connection within 10 s")
 
 
 def test_an_unreachable_catch_up_that_ended_within_a_tenth_of_a_second_says_how_long_not_zero():
