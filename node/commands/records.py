@@ -15,7 +15,7 @@ from vouching.counts import counted
 from .common import Subparsers, add_command, did_argument, meant_as_did, open_client, positive_int
 
 _PAGE = 500  # the most the API gives in one page
-_RECORD_ID = re.compile(r"[0-9a-f]{64}")
+_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as `vouchnet revoke` and the API take one
 
 
 def register(subparsers: Subparsers) -> None:

@@ -858,6 +858,7 @@ async def test_records_are_filtered_by_issuer_kind_and_subject(api, node, partne
     assert await ids(kind="vouch", issuer=partner.did) == [theirs.id.hex()]
     assert await ids(kind="revoke") == [revoke["id"]]
     assert await ids(subject=ours["id"]) == [revoke["id"]]  # a revoke is about the vouch it names
+    assert await ids(subject=ours["id"].upper()) == [revoke["id"]]  # as POST /v1/revocations takes the id
     assert await ids(issuer=new_did()) == []
 
 
@@ -893,6 +894,9 @@ async def test_a_full_last_page_says_there_is_no_next(api):
         ({"after": 2**64}, "query.after"),
         ({"issuer": "x" * 513}, "query.issuer"),
         ({"issuer": "did:web:example.com"}, "query.issuer: not an Ed25519 did:key"),
+        ({"subject": "agent-7"}, "query.subject: must be a did:key, or (for a revoke) a vouch's record id"),
+        ({"subject": "ab" * 31}, "query.subject: must be a did:key, or (for a revoke) a vouch's record id"),
+        ({"subject": "did:key:z6Mk"}, "query.subject: not an Ed25519 did:key"),
     ],
 )
 async def test_bad_record_queries_are_refused_naming_the_parameter(api, params, detail):
