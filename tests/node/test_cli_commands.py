@@ -766,6 +766,23 @@ async def test_records_describe_every_kind(run, node, url):
     assert lines[3].endswith(f": revokes {ours.id.hex()}: caught")
 
 
+async def test_records_name_a_key_rotation_in_its_org_records(run, node, url):
+    """An org's two records of a rotation, the old key's naming the new and the new key's first naming the old, read
+    as its other org records do without it: the line says which key replaced which."""
+    partner = Org()
+    node.replica.issue("vouch", vouch_body(partner.did, 1.0, "org-peer"))
+    node.replica.accept([partner.record("org")])
+    successor, rotation, first = partner.rotate()
+    node.replica.accept([rotation, first])
+    code, out, _ = await run("records", "--api", url, "--kind", "org")
+    assert code == 0
+    told, replaced = out.splitlines()[-2:]
+    assert told.endswith(f"org {rotation.id.hex()} by {partner.did} seq 2: org on test; rotates this key to "
+                         f"{successor.did}")
+    assert replaced.endswith(f"org {first.id.hex()} by {successor.did} seq 1: org on test; the key that replaces "
+                             f"{partner.did}")
+
+
 # --- the log --------------------------------------------------------------------------------------------
 
 
