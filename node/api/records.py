@@ -131,7 +131,8 @@ async def create_revocation(request: RevocationRequest, node: NodeDep, response:
     if issuer != node.did and issuer not in node.replica.succession.earlier(node.did):
         raise ApiError(409, "conflict", f"body.record: issued by {issuer}; only an org's own vouches can be revoked")
     if kind != "vouch":
-        raise ApiError(409, "conflict", f"body.record: a {kind} record; only vouches can be revoked")
+        article = "an" if kind[0] in "aeiou" else "a"  # an org, an equivocation
+        raise ApiError(409, "conflict", f"body.record: {article} {kind} record; only vouches can be revoked")
     if store.revoked(vouch_id):
         raise ApiError(409, "conflict", "body.record: this vouch is already revoked")
     reserve = None if key is None else key.reserve

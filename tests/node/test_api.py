@@ -821,6 +821,12 @@ async def test_only_vouches_can_be_revoked(api):
     assert_error(response, 409, "conflict", "body.record: a revoke record")
 
 
+async def test_the_org_s_own_org_record_cannot_be_revoked_and_the_refusal_reads_as_english(api, node):
+    org = node.replica.issue("org", org_body("us", "test"))
+    response = await api.post("/v1/revocations", json={"record": org.id.hex(), "reason": "x"}, headers=AUTH)
+    assert_error(response, 409, "conflict", "body.record: an org record; only vouches can be revoked")
+
+
 @pytest.mark.parametrize(
     ("body", "code", "detail"),
     [
