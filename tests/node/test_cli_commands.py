@@ -92,6 +92,16 @@ async def test_status_finds_the_node_through_its_data_directory(run, node, data_
     assert "log: state=ok published=-" in " ".join(out.split())  # nothing known shown as "-", not as None
 
 
+async def test_status_shows_a_mapping_inside_a_mapping_in_parentheses(run, node, url, monkeypatch):
+    """`log`'s published checkpoint read `published=size=9  root=cd34  ledger_root=cd34`: its root as a sibling of
+    ledger_root."""
+    monkeypatch.setattr(node, "info", lambda: {"log": {"state": "ok", "published": {"size": 9, "root": "cd34"},
+                                                       "ledger_root": "cd34"}})
+    code, out, _ = await run("status", "--api", url)
+    assert code == 0
+    assert "log: state=ok published=(size=9 root=cd34) ledger_root=cd34" in " ".join(out.split())
+
+
 async def test_the_data_directory_defaults_to_vouchnet_dir(run, node, data_dir, monkeypatch):
     monkeypatch.setenv("VOUCHNET_DIR", str(data_dir))
     code, out, _ = await run("status", "--json")
