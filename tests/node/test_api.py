@@ -607,7 +607,8 @@ async def test_successive_vouches_chain(api):
         ({"subject": "did:web:example.com"}, "invalid_record", "body.subject: must be an Ed25519 did:key"),
         ({"basis": "hearsay"}, "invalid_record", "body.basis: must be one of"),
         ({"scope": []}, "invalid_record", "body.scope"),
-        ({"expires": 1}, "invalid_record", "body.expires: must be later than ts"),
+        ({"expires": 1}, "invalid_record",  # a caller sends no ts: the detail says what it is, and the unit
+         "body.expires: must be later than ts, the record's own time (both in ms since the Unix epoch)"),
         ({"weight": "0.5"}, "invalid_request", "body.weight: Input should be a valid number"),
         ({"weight": True}, "invalid_request", "body.weight"),
         ({"scope": "tool:search"}, "invalid_request", "body.scope"),
