@@ -19,7 +19,9 @@ that answer rather than a reset. A malformed request gets h11's 4xx with a JSON 
 an app that fails before answering gives a 500 (its traceback goes to the log, not to the client), after that the
 connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
-for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). At
+for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request). A
+HEAD's answer is its head alone (RFC 9110 §9.3.2): what the app sends after it is dropped and its `receive` reports
+a disconnect, so that a stream asked for by HEAD ends and the connection carries the next request. At
 most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
 longest ago among those waiting on their client for it (_Slots), else it is answered 503 `busy` with Retry-After,
 its request unread (its bytes dropped until it closes, within BUSY_WRITE_S, for MAX_BUSY newcomers at once), and
@@ -350,6 +352,7 @@ class _Exchange:
         self.body_done = False
         self.disconnected = False
         self.cut_off = False  # the body did not arrive (_too_late, or its client left): what the app sends is dropped
+        self.awaiting_close: trio.CancelScope | None = None  # a streaming response's wait for its client to leave
 
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
@@ -393,12 +396,13 @@ class _Exchange:
         return self.finished
 
     async def receive(self) -> dict[str, Any]:
+        if self.cut_off:
+            return {"type": "http.disconnect"}
         if self.body_done:  # a streaming response listens for the client leaving
             if not self.disconnected:
-                await self.connection.wait_for_close()
+                with trio.CancelScope() as self.awaiting_close:  # (a HEAD's answer ends it: send)
+                    await self.connection.wait_for_close()
                 self.disconnected = True
-            return {"type": "http.disconnect"}
-        if self.cut_off:
             return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
@@ -461,10 +465,14 @@ class _Exchange:
         body = message.get("body", b"")
         if body and not self.head:
             events.append(h11.Data(data=body))
-        if not message.get("more_body", False):
+        if not message.get("more_body", False) or self.head:
             events.append(h11.EndOfMessage())
             self.finished = True
         await self.connection.send(*events)
+        if self.head:  # a HEAD's answer ends with its head (RFC 9110 §9.3.2): a stream's app is told its client left
+            self.cut_off = True  # and what more it sends is dropped, so that the connection goes on
+            if self.awaiting_close is not None:
+                self.awaiting_close.cancel()
 
 
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
