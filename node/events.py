@@ -163,10 +163,21 @@ def _check_ts(value: Any) -> int:
 def check_recent(ts: int, now_ms: int) -> int:
     """A reported time the node accepts: at most MAX_AGE_MS old and MAX_SKEW_MS ahead of `now_ms`."""
     if _check_ts(ts) < now_ms - MAX_AGE_MS:
-        raise InvalidEvent(f"ts: more than {MAX_AGE_MS // 3_600_000} h in the past")
+        raise InvalidEvent(f"ts: more than {MAX_AGE_MS // 3_600_000} h in the past{_unit_hint(ts, now_ms)}")
     if ts > now_ms + MAX_SKEW_MS:
-        raise InvalidEvent(f"ts: more than {MAX_SKEW_MS // 60_000} min in the future (check the reporter's clock)")
+        hint = _unit_hint(ts, now_ms) or " (check the reporter's clock)"
+        raise InvalidEvent(f"ts: more than {MAX_SKEW_MS // 60_000} min in the future{hint}")
     return ts
+
+
+def _unit_hint(ts: int, now_ms: int) -> str:
+    """Words saying that `ts`, refused, would be a time the node accepts if counted in seconds or microseconds
+    (`date +%s`, `time.time()` or a span's time in µs) rather than ms; none if it would not. (In nanoseconds a time
+    is beyond 2^53, which _check_ts refuses.)"""
+    for unit, as_ms in (("seconds", ts * 1000), ("microseconds", ts // 1000)):
+        if now_ms - MAX_AGE_MS <= as_ms <= now_ms + MAX_SKEW_MS:
+            return f" (ts counts ms since the Unix epoch: {ts} is a time the node would take in {unit})"
+    return ""
 
 
 def _check_duration(value: Any) -> int | float | None:

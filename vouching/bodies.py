@@ -265,7 +265,8 @@ def _vouch(value: Any, iss: str, ts: int) -> VouchBody:
         scope = tuple(scope)
     expires = None
     if "expires" in body and uint(expires := body["expires"], "body.expires") <= ts:
-        raise InvalidRecord("body.expires: must be later than ts")
+        raise InvalidRecord("body.expires: must be later than ts, the record's own time (both in ms since the Unix "
+                            "epoch)")
     return VouchBody(body["subject"], float(weight), basis, scope, expires, integer_weight)
 
 

@@ -20,7 +20,9 @@ A malformed request gets h11's 4xx with a JSON reason and the connection closes;
 gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
-for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. At
+for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. A
+HEAD's answer is its head alone (RFC 9110 §9.3.2): what the app sends after it is dropped and its `receive` reports
+a disconnect, so that a stream asked for by HEAD ends and the connection carries the next request. At
 most MAX_CONNECTIONS at once: when all are taken, a newcomer takes the slot of the connection whose request began
 longest ago among those waiting on their client for it (_Slots), else it is answered 503 `busy` with Retry-After,
 its request unread (its bytes dropped until it closes, within BUSY_WRITE_S, for MAX_BUSY newcomers at once), and
@@ -360,6 +362,7 @@ class _Exchange:
         self.cut_off = False  # the body did not arrive (_too_late, or its client left): what the app sends is dropped
         self.body_read = 0  # bytes of the request body handed to the app
         self.malformed: h11.RemoteProtocolError | None = None  # why the body could not be read (its chunked framing)
+        self.awaiting_close: trio.CancelScope | None = None  # a streaming response's wait for its client to leave
 
     def _path(self) -> str:
         """The request's path as a log line shows it: without its query string, which may carry a caller's
@@ -405,12 +408,13 @@ class _Exchange:
         return self.finished
 
     async def receive(self) -> dict[str, Any]:
+        if self.cut_off:
+            return {"type": "http.disconnect"}
         if self.body_done:  # a streaming response listens for the client leaving
             if not self.disconnected:
-                await self.connection.wait_for_close()
+                with trio.CancelScope() as self.awaiting_close:  # (a HEAD's answer ends it: send)
+                    await self.connection.wait_for_close()
                 self.disconnected = True
-            return {"type": "http.disconnect"}
-        if self.cut_off:
             return {"type": "http.disconnect"}
         if self.connection.awaiting_continue and not self.head_written:
             self.connection.awaiting_continue = False
@@ -494,10 +498,14 @@ class _Exchange:
         body = message.get("body", b"")
         if body and not self.head:
             events.append(h11.Data(data=body))
-        if not message.get("more_body", False):
+        if not message.get("more_body", False) or self.head:
             events.append(h11.EndOfMessage())
             self.finished = True
         await self.connection.send(*events)
+        if self.head:  # a HEAD's answer ends with its head (RFC 9110 §9.3.2): a stream's app is told its client left
+            self.cut_off = True  # and what more it sends is dropped, so that the connection goes on
+            if self.awaiting_close is not None:
+                self.awaiting_close.cancel()
 
 
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:

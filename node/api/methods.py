@@ -2,6 +2,9 @@
 none of the path's routes take, gets 405 in the API's error shape with an `Allow` header naming every method the
 path takes.
 
+A path that takes GET takes HEAD too (RFC 9110 §9.1, §9.3.2: curl -I, an uptime monitor's check of /healthz): the
+request goes on as a GET, whose answer's body the HTTP server drops (node.api.http_server), its headers as they are.
+
 It runs ahead of the write guard, so a write with the wrong method and no token learns that the method is wrong,
 not that a token is missing. That tells nothing a token protects: the paths and their methods are public (`GET
 /openapi.json` lists them), and a path matches by its shape alone, never by whether what it names exists.
@@ -24,7 +27,7 @@ class AllowedMethods:
 
     def __init__(self, app: ASGIApp, routers: Iterable[Router]) -> None:
         self.app = app
-        self._routes = [(route.path_regex, frozenset(route.methods)) for router in routers for route in router.routes
+        self._routes = [(route.path_regex, _with_head(route.methods)) for router in routers for route in router.routes
                         if isinstance(route, Route) and route.methods]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -33,8 +36,15 @@ class AllowedMethods:
             if allowed and scope["method"] not in allowed:
                 await method_not_allowed(allowed).response()(scope, receive, send)
                 return
+            if allowed and scope["method"] == "HEAD":
+                scope = {**scope, "method": "GET"}
         await self.app(scope, receive, send)
 
     def _allowed(self, path: str) -> frozenset[str]:
         """Every method that the routes matching `path` take; none if no route matches it."""
         return frozenset().union(*(methods for regex, methods in self._routes if regex.match(path)))
+
+
+def _with_head(methods: set[str]) -> frozenset[str]:
+    """A route's methods, with HEAD where it takes GET (FastAPI's routes, unlike Starlette's, do not add it)."""
+    return frozenset(methods | {"HEAD"}) if "GET" in methods else frozenset(methods)

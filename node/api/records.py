@@ -13,6 +13,7 @@ from gossip.validation import check_record
 from node.records_json import record_json
 from vouching import Record, load_record, load_stored, revoke_body, vouch_body
 from vouching.bodies import KINDS
+from vouching.identity import is_compact_jwt
 
 from .errors import ApiError, ErrorBody, checked_did, error_responses, read_responses
 from .guard import media_type
@@ -57,6 +58,17 @@ class RevocationRequest(BaseModel):
 def record_view(index: int, record: Record) -> dict[str, Any]:
     """A record as the API shows it: its JSON form and its index in the node's records ledger."""
     return {"index": index, **record_json(record)}
+
+
+def _subject_filter(value: str) -> str:
+    """A `subject=` filter as the store keeps subjects: a did:key, or (a revoke's) a vouch's record id, in lowercase
+    hex; anything else a 422, where it matched nothing and answered an empty page."""
+    if _RECORD_ID.fullmatch(value):
+        return value.lower()
+    if not value.startswith("did:") and not is_compact_jwt(value):
+        raise ApiError(422, "invalid_request", "query.subject: must be a did:key, or (for a revoke) a vouch's record "
+                                               "id, 64 hex digits")
+    return checked_did(value, "query.subject")
 
 
 def parse_record_id(value: str, where: str) -> bytes:
@@ -119,7 +131,8 @@ async def create_revocation(request: RevocationRequest, node: NodeDep, response:
     if issuer != node.did and issuer not in node.replica.succession.earlier(node.did):
         raise ApiError(409, "conflict", f"body.record: issued by {issuer}; only an org's own vouches can be revoked")
     if kind != "vouch":
-        raise ApiError(409, "conflict", f"body.record: a {kind} record; only vouches can be revoked")
+        article = "an" if kind[0] in "aeiou" else "a"  # an org, an equivocation
+        raise ApiError(409, "conflict", f"body.record: {article} {kind} record; only vouches can be revoked")
     if store.revoked(vouch_id):
         raise ApiError(409, "conflict", "body.record: this vouch is already revoked")
     reserve = None if key is None else key.reserve
@@ -183,7 +196,8 @@ async def list_records(
     kind: Annotated[str | None, Query(max_length=_MAX_FILTER, description=f"One of {', '.join(KINDS)}")] = None,
     subject: Annotated[
         str | None,
-        Query(max_length=_MAX_FILTER, description="The did a record is about; for a revoke, the vouch's id"),
+        Query(max_length=_MAX_FILTER, description="The did:key a record is about; for a revoke, the vouch's record "
+                                                  "id (64 hex digits)"),
     ] = None,
     after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="The `next` of the previous page")] = None,
     limit: PageLimit = DEFAULT_PAGE,
@@ -194,6 +208,8 @@ async def list_records(
         raise ApiError(422, "invalid_request", f"query.kind: must be one of {', '.join(KINDS)}")
     if issuer is not None:
         checked_did(issuer, "query.issuer")
+    if subject is not None:
+        subject = _subject_filter(subject)
     rows = node.replica.store.query(
         issuer=issuer, kind=kind, subject=subject, after=-1 if after is None else after, limit=limit + 1
     )

@@ -160,7 +160,10 @@ def refusal(response: httpx.Response) -> NodeApiError:
         error = None
     if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
         return NodeApiError(response.status_code, error["error"], error["detail"])
-    return NodeApiError(response.status_code, NOT_THE_NODES, f"{response.reason_phrase}: {response.text[:200]}")
+    said = " ".join(response.text[:200].split())  # one line: a web server's HTML page is many
+    return NodeApiError(response.status_code, NOT_THE_NODES,
+                        f"{response.reason_phrase}, not in a vouchnet node's error format (another server at the "
+                        f"node's address, or a proxy in front of it, answered): {said}")
 
 
 def too_large(error: httpx.HTTPError, url: str) -> NodeUnreachable:

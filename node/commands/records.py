@@ -15,7 +15,7 @@ from vouching.counts import counted
 from .common import Subparsers, add_command, did_argument, meant_as_did, open_client, positive_int
 
 _PAGE = 500  # the most the API gives in one page
-_RECORD_ID = re.compile(r"[0-9a-f]{64}")
+_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as `vouchnet revoke` and the API take one
 
 
 def register(subparsers: Subparsers) -> None:
@@ -79,7 +79,12 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
     if kind == "revoke":
         return f"revokes {body['record']}: {body['reason']}"
     if kind == "org":
-        return f"{body['name']} on {body['network']}" + (f" at {' '.join(body['addrs'])}" if body["addrs"] else "")
+        words = f"{body['name']} on {body['network']}" + (f" at {' '.join(body['addrs'])}" if body["addrs"] else "")
+        if body.get("next"):  # a key rotation (vouchnet key rotate): this key's last record, and the new key's first
+            words += f"; rotates this key to {body['next']}"
+        if body.get("prior"):
+            words += f"; the key that replaces {body['prior']}"
+        return words
     if kind == "digest":
         return f"{body['agent']} from {_time(body['epoch'])}: {counted(body['events'], 'event')}"
     if kind == "equivocation":

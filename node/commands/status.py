@@ -148,11 +148,17 @@ def _yes_no(value: bool | None) -> str:
     return "-" if value is None else "yes" if value else "no"
 
 
+def _nested(value: Any) -> str:
+    """A value inside a mapping, a mapping itself in parentheses: `log`'s published checkpoint, `published=(size=9
+    root=...)  ledger_root=...`, whose root read as a sibling of ledger_root without them."""
+    return f"({_show(value)})" if isinstance(value, dict) and value else _show(value)
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
         return ", ".join(map(str, value)) if value else "-"
     if isinstance(value, dict):  # e.g. the ledger's size and root, the rejected records' counts by reason
-        return "  ".join(f"{key}={_show(item)}" for key, item in value.items()) if value else "-"
+        return "  ".join(f"{key}={_nested(item)}" for key, item in value.items()) if value else "-"
     return str(value)

@@ -1,6 +1,7 @@
 """The local API over a fake node with a real replica: every endpoint, the token, the error shape, paging."""
 
 import base64
+import functools
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ from gossip.store import INDEX_FILE, RecordStore, StoreError
 from ledger import Checkpoint, Ed25519Verifier, LedgerError, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from node.api.errors import count_storage_refusals
+from node.api.http_server import serve
 from node.api.json_body import StrictJsonRoute
 from node.api.status import MAX_LISTED_FLAGGED
 from node.api.scores import CHECK_PATH
@@ -605,7 +607,8 @@ async def test_successive_vouches_chain(api):
         ({"subject": "did:web:example.com"}, "invalid_record", "body.subject: must be an Ed25519 did:key"),
         ({"basis": "hearsay"}, "invalid_record", "body.basis: must be one of"),
         ({"scope": []}, "invalid_record", "body.scope"),
-        ({"expires": 1}, "invalid_record", "body.expires: must be later than ts"),
+        ({"expires": 1}, "invalid_record",  # a caller sends no ts: the detail says what it is, and the unit
+         "body.expires: must be later than ts, the record's own time (both in ms since the Unix epoch)"),
         ({"weight": "0.5"}, "invalid_request", "body.weight: Input should be a valid number"),
         ({"weight": True}, "invalid_request", "body.weight"),
         ({"scope": "tool:search"}, "invalid_request", "body.scope"),
@@ -821,6 +824,12 @@ async def test_only_vouches_can_be_revoked(api):
     assert_error(response, 409, "conflict", "body.record: a revoke record")
 
 
+async def test_the_org_s_own_org_record_cannot_be_revoked_and_the_refusal_reads_as_english(api, node):
+    org = node.replica.issue("org", org_body("us", "test"))
+    response = await api.post("/v1/revocations", json={"record": org.id.hex(), "reason": "x"}, headers=AUTH)
+    assert_error(response, 409, "conflict", "body.record: an org record; only vouches can be revoked")
+
+
 @pytest.mark.parametrize(
     ("body", "code", "detail"),
     [
@@ -858,6 +867,7 @@ async def test_records_are_filtered_by_issuer_kind_and_subject(api, node, partne
     assert await ids(kind="vouch", issuer=partner.did) == [theirs.id.hex()]
     assert await ids(kind="revoke") == [revoke["id"]]
     assert await ids(subject=ours["id"]) == [revoke["id"]]  # a revoke is about the vouch it names
+    assert await ids(subject=ours["id"].upper()) == [revoke["id"]]  # as POST /v1/revocations takes the id
     assert await ids(issuer=new_did()) == []
 
 
@@ -893,6 +903,9 @@ async def test_a_full_last_page_says_there_is_no_next(api):
         ({"after": 2**64}, "query.after"),
         ({"issuer": "x" * 513}, "query.issuer"),
         ({"issuer": "did:web:example.com"}, "query.issuer: not an Ed25519 did:key"),
+        ({"subject": "agent-7"}, "query.subject: must be a did:key, or (for a revoke) a vouch's record id"),
+        ({"subject": "ab" * 31}, "query.subject: must be a did:key, or (for a revoke) a vouch's record id"),
+        ({"subject": "did:key:z6Mk"}, "query.subject: not an Ed25519 did:key"),
     ],
 )
 async def test_bad_record_queries_are_refused_naming_the_parameter(api, params, detail):
@@ -1263,15 +1276,37 @@ async def test_a_method_a_path_does_not_take_is_405_naming_those_it_does_token_o
     for template, operations in spec["paths"].items():
         path = re.sub(r"\{[^}]*\}", "00" * 32, template)  # a parameter matches by its shape alone
         takes = {method.upper() for method in operations}
-        for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+        takes |= {"HEAD"} if "GET" in takes else set()  # RFC 9110 §9.1
+        for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"):
             for headers in ({}, AUTH):
                 response = await api.request(method, path, headers=headers)
                 if method not in takes:
-                    assert_error(response, 405, "method_not_allowed", "this endpoint does not take that method")
+                    if method == "HEAD":  # an answer without a body
+                        assert response.status_code == 405, path
+                    else:
+                        assert_error(response, 405, "method_not_allowed", "this endpoint does not take that method")
                     assert set(response.headers["allow"].split(", ")) == takes, (method, path)
-                elif method != "GET" and not headers:
+                elif method not in ("GET", "HEAD") and not headers:
                     assert_error(response, 401, "unauthorized", "Authorization: a bearer token is required")
     assert node.replica.store.size == 0
+
+
+async def test_every_path_that_takes_get_answers_head_as_its_get(node):
+    """RFC 9110 §9.1 (a server MUST support GET and HEAD): `curl -I`, and an uptime monitor's default check of
+    /healthz, were 405 with `Allow: GET`. Served for real, as the HTTP server drops the answer's body for a HEAD."""
+    async with trio.open_nursery() as nursery:
+        serving = functools.partial(serve, create_app(node), "127.0.0.1", 0, refused=lambda *_: None,
+                                    dropped=lambda _: None)
+        (url,) = await nursery.start(serving)
+        async with httpx.AsyncClient(base_url=url) as client:
+            for path in ("/healthz", "/v1/node", "/v1/records?kind=vouch", "/openapi.json"):
+                got, head = await client.get(path), await client.head(path)
+                assert (head.status_code, head.content) == (200, b""), path
+                assert head.headers["content-type"] == got.headers["content-type"], path
+            refused = await client.head("/v1/vouches")
+            assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+            assert (await client.head("/v1/records?limit=0")).status_code == 422  # checked as its GET is
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_failure_inside_the_node_is_a_json_500_and_is_logged(tmp_path, caplog):

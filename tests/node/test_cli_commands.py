@@ -92,6 +92,16 @@ async def test_status_finds_the_node_through_its_data_directory(run, node, data_
     assert "log: state=ok published=-" in " ".join(out.split())  # nothing known shown as "-", not as None
 
 
+async def test_status_shows_a_mapping_inside_a_mapping_in_parentheses(run, node, url, monkeypatch):
+    """`log`'s published checkpoint read `published=size=9  root=cd34  ledger_root=cd34`: its root as a sibling of
+    ledger_root."""
+    monkeypatch.setattr(node, "info", lambda: {"log": {"state": "ok", "published": {"size": 9, "root": "cd34"},
+                                                       "ledger_root": "cd34"}})
+    code, out, _ = await run("status", "--api", url)
+    assert code == 0
+    assert "log: state=ok published=(size=9 root=cd34) ledger_root=cd34" in " ".join(out.split())
+
+
 async def test_the_data_directory_defaults_to_vouchnet_dir(run, node, data_dir, monkeypatch):
     monkeypatch.setenv("VOUCHNET_DIR", str(data_dir))
     code, out, _ = await run("status", "--json")
@@ -726,8 +736,9 @@ async def test_records_refuses_a_subject_no_record_can_have(run, node, url):
     """A did with a typo, or a record id cut short, would list nothing, as if the node held nothing about it."""
     revoked = vouch(node).id.hex()
     node.replica.issue("revoke", revoke_body(bytes.fromhex(revoked), "retired"))
-    code, out, _ = await run("records", "--api", url, "--subject", revoked)
-    assert (code, len(out.splitlines())) == (0, 1)
+    for given in (revoked, revoked.upper()):  # the id as `vouchnet revoke` takes it, in either case
+        code, out, _ = await run("records", "--api", url, "--subject", given)
+        assert (code, len(out.splitlines())) == (0, 1)
     for subject in (revoked[:12], "z6Mk"):
         code, _, err = await run("records", "--api", url, "--subject", subject)
         assert code == 2
@@ -763,6 +774,23 @@ async def test_records_describe_every_kind(run, node, url):
     assert lines[1].endswith(": org on test")
     assert lines[2].endswith(f": {partner.did} signed two records that contradict each other")
     assert lines[3].endswith(f": revokes {ours.id.hex()}: caught")
+
+
+async def test_records_name_a_key_rotation_in_its_org_records(run, node, url):
+    """An org's two records of a rotation, the old key's naming the new and the new key's first naming the old, read
+    as its other org records do without it: the line says which key replaced which."""
+    partner = Org()
+    node.replica.issue("vouch", vouch_body(partner.did, 1.0, "org-peer"))
+    node.replica.accept([partner.record("org")])
+    successor, rotation, first = partner.rotate()
+    node.replica.accept([rotation, first])
+    code, out, _ = await run("records", "--api", url, "--kind", "org")
+    assert code == 0
+    told, replaced = out.splitlines()[-2:]
+    assert told.endswith(f"org {rotation.id.hex()} by {partner.did} seq 2: org on test; rotates this key to "
+                         f"{successor.did}")
+    assert replaced.endswith(f"org {first.id.hex()} by {successor.did} seq 1: org on test; the key that replaces "
+                             f"{partner.did}")
 
 
 # --- the log --------------------------------------------------------------------------------------------

@@ -100,6 +100,20 @@ async def test_a_vouch_called_again_with_its_key_gets_the_first_record(client, n
     assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1)) == 1
 
 
+def test_a_refusal_not_in_the_nodes_format_says_so_in_one_line():
+    """Another web server at the node's address answers a page of HTML: `vouchnet status` printed its lines as they
+    came, as if the node had said them."""
+    page = "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <title>Error response</title>\n"
+    html = {"content-type": "text/html"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(404, text=page, headers=html))
+    with NodeClient("http://node", TOKEN, transport=transport) as client, pytest.raises(NodeApiError) as refused:
+        client.node()
+    assert (refused.value.status, refused.value.code) == (404, "http_error")
+    assert refused.value.detail == ("Not Found, not in a vouchnet node's error format (another server at the node's "
+                                    "address, or a proxy in front of it, answered): <!DOCTYPE HTML> <html lang=\"en\"> "
+                                    "<head> <title>Error response</title>")
+
+
 async def test_a_refusal_carries_the_nodes_reason(client):
     with pytest.raises(NodeApiError) as refused:
         await call(client.vouch, new_did(), 3.0, "operator")

@@ -80,6 +80,23 @@ def test_each_rule_names_its_field(changes, field):
     assert str(caught.value).startswith(f"{field}:")
 
 
+@pytest.mark.parametrize(("ts", "unit"), [(NOW // 1000, "seconds"), (NOW * 1000 + 7, "microseconds")])
+def test_a_time_in_another_unit_than_ms_is_refused_naming_the_unit_it_fits(ts, unit):
+    """`date +%s` in a shell script, or a time in µs, is one the node would take counted in another unit:
+    the refusal says so, not only that it is a day old or in the future."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(event(ts=ts), now_ms=NOW)
+    assert str(caught.value).endswith(f"(ts counts ms since the Unix epoch: {ts} is a time the node would take "
+                                      f"in {unit})")
+
+
+@pytest.mark.parametrize("ts", [NOW - MAX_AGE_MS - 1, NOW + MAX_SKEW_MS + 1])
+def test_a_time_no_unit_fits_is_refused_without_a_unit_hint(ts):
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(event(ts=ts), now_ms=NOW)
+    assert "counts ms" not in str(caught.value)
+
+
 def test_an_event_must_be_an_object():
     with pytest.raises(InvalidEvent, match="^event:"):
         parse_event(["not", "an", "event"], now_ms=NOW)

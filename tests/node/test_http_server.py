@@ -290,6 +290,38 @@ async def test_a_head_request_gets_the_head_without_the_body(server):
     assert json.loads((await client.response())[2])["path"] == "/after"  # what follows is the next answer
 
 
+async def listening_stream_app(scope, receive, send):
+    """Streams as the node's /v1/stream does (node.stream.EventStream): it listens for its client leaving before it
+    sends a chunk, then sends one a second until told so."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    async with trio.open_nursery() as nursery:
+        async def until_left():
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(until_left)
+        await trio.testing.wait_all_tasks_blocked()  # its wait for the client to leave has begun
+        while True:
+            await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+            await trio.sleep(1)
+    listening_stream_app.left.set()
+
+
+async def test_a_head_request_for_a_stream_gets_its_head_and_the_connection_goes_on(server):
+    """A HEAD's answer is its head alone: the stream's app is told its client left, and the next request on the
+    connection is answered, where it waited for as long as the stream would have run (the node's /v1/stream: for
+    ever)."""
+    listening_stream_app.left = trio.Event()
+    client = await connect(await server(listening_stream_app))
+    await client.send(b"HEAD /v1/stream HTTP/1.1\r\nHost: node\r\n\r\n")
+    assert (await client.head())[0] == 200
+    with trio.fail_after(WAIT_S):
+        await listening_stream_app.left.wait()
+    await client.send(get("/after"))
+    assert (await client.head())[0] == 200  # the answer to the GET that followed, on the same connection
+
+
 @pytest.mark.parametrize("request_bytes,status,code", [
     (b"GARBAGE\r\n\r\n", 400, "bad_request"),
     (b"GET / HTTP/1.1\r\n\r\n", 400, "bad_request"),  # no Host
