@@ -88,8 +88,10 @@ assert set(GOSSIP_PROTOCOLS) <= set(GOSSIPSUB_PROTOCOLS)
 
 
 def _two_figures(seconds: float) -> str:
-    """`seconds` to two significant figures, whole seconds kept and no exponent: 0.027, 4.5, 12, 123."""
-    decimals = max(0, 1 - math.floor(math.log10(seconds))) if seconds > 0 else 0
+    """`seconds` to two significant figures, whole seconds kept and no exponent: 0.027, 4.5, 12, 123; 9.96 as 10 (its
+    figures counted once rounded), 0 as 0."""
+    rounded = float(f"{seconds:.2g}")
+    decimals = max(0, 1 - math.floor(math.log10(rounded))) if rounded > 0 else 0
     return f"{seconds:.{decimals}f}"
 
 

@@ -169,3 +169,7 @@ def test_an_unreachable_catch_up_that_ended_within_a_tenth_of_a_second_says_how_
     assert "after 4.5 s of" in CatchUp("unreachable", unreachable=(peer,), waited=4.5).why(10.0)
     # a wait of over 100 s ([p2p] startup_sync_seconds has no bound) in whole seconds: it said "after 1.2e+02 s"
     assert "after 123 s of the 300 s" in CatchUp("unreachable", unreachable=(peer,), waited=123.4).why(300.0)
+    # a figure that rounds up to the next power of ten keeps two figures, not three ("after 10.0 s", "0.100 s")
+    assert "after 10 s of the 30 s" in CatchUp("unreachable", unreachable=(peer,), waited=9.96).why(30.0)
+    assert "after 0.10 s of" in CatchUp("unreachable", unreachable=(peer,), waited=0.0996).why(30.0)
+    assert "after 0 s of" in CatchUp("unreachable", unreachable=(peer,), waited=0.0).why(30.0)
