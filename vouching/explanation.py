@@ -256,10 +256,12 @@ class OrgReputation:
             f"Reputation {self.reputation:.3g} (personalised PageRank from the trust roots); full weight from "
             f"{self.full_weight_reputation:.3g}."
         )
-        out.append(
-            f"Credibility {self.credibility:.2f}: its digests agreed {self.agreements:.1f} and disagreed "
-            f"{self.disagreements:.1f} times with what this node and its roots observed."
-        )
+        if self.agreements or self.disagreements:
+            out.append(f"Credibility {self.credibility:.2f}: its digests agreed {self.agreements:.1f} and disagreed "
+                       f"{self.disagreements:.1f} times with what this node and its roots observed.")
+        else:
+            out.append(f"Credibility {self.credibility:.2f}: none of its digests could be compared yet with what this "
+                       "node and its roots observed.")
         out.append(f"Accountability {self.accountability:.2f} for what it vouched for; its vouches for agents "
                    f"count {self.voucher_weight:.2f}, its digests {self.weight:.2f}.")
         if self.group != self.org:

@@ -1,6 +1,8 @@
 """Org reputation: personalised PageRank from the roots, its Sybil bound, independence groups, and what the
 deviation test and voucher accountability do to an org's weight."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -298,6 +300,9 @@ def test_org_listing_explains_each_org_in_words():
     org1 = w.engine.org("org1", now=0)
     text = "\n".join(org1.lines())
     assert "vouched for by root" in text and "vouched for by org0" in text and "Credibility" in text
+    assert "none of its digests could be compared yet" in text  # not "agreed 0.0 and disagreed 0.0 times"
+    compared = "\n".join(replace(org1, agreements=2.5, disagreements=0.5).lines())
+    assert "its digests agreed 2.5 and disagreed 0.5 times with what this node" in compared
     inflows = [part["inflow"] for part in org1.as_dict()["vouched_by"]]
     assert {part["issuer"] for part in org1.as_dict()["vouched_by"]} == {"root", "org0"}
     assert inflows == sorted(inflows, reverse=True)
