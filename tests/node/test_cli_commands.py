@@ -519,11 +519,21 @@ def test_expiry_is_a_date_a_time_or_a_duration():
     assert parse_expires("2w") - parse_expires("14d") in range(-1000, 1000)
 
 
-async def test_a_vouch_run_again_with_its_idempotency_key_is_signed_once(run, node, data_dir):
-    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--dir", data_dir, "--idempotency-key", "k"]
-    (code, out, _), again = [await run(*argv) for _ in range(2)]
-    assert (code, again) == (0, (0, out, ""))
-    assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1)) == 1
+@pytest.mark.parametrize(("command", "what"), [
+    (["vouch", "{target}", "--weight", "0.5", "--basis", "operator"], "vouch"),
+    (["revoke", "{target}", "--reason", "retired"], "revocation"),
+])
+async def test_a_write_run_again_with_its_idempotency_key_is_signed_once_and_says_so(run, node, data_dir, command,
+                                                                                      what):
+    """The run again printed its result as if the node had signed a second record."""
+    target = new_did() if what == "vouch" else vouch(node).id.hex()
+    argv = [a.format(target=target) for a in command]
+    argv += ["--dir", data_dir, "--idempotency-key", "k"]
+    (code, out, err), again = [await run(*argv) for _ in range(2)]
+    assert (code, err) == (0, "")
+    assert again == (0, out, f"nothing signed now: the node had signed this {what} already, for an earlier run "
+                             "with --idempotency-key k; its record follows\n")
+    assert len(node.replica.store.query(issuer=node.did, kind=command[0], after=-1)) == 1
 
 
 @pytest.mark.parametrize(("command", "what"), [
