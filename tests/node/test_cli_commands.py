@@ -272,6 +272,19 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("api", ["http://127.0.0.1:8700/v1", "127.0.0.1:8700/v1/node", "http://127.0.0.1:8700/?a=1"])
+def test_an_api_address_with_a_path_is_a_usage_error_saying_it_takes_none(capsys, api):
+    """The commands add each endpoint's path to it: the node answered /v1/v1/node 'no such endpoint'."""
+    assert cli.main(["status", "--api", api]) == 2
+    assert f"argument --api: expected the node's API address without a path, e.g. http://127.0.0.1:8700 (each " \
+        f"command adds the endpoint's), got {api!r}" in capsys.readouterr().err
+
+
+async def test_an_api_address_may_end_in_a_slash(run, url):
+    code, out, _ = await run("status", "--api", f"{url}/")
+    assert code == 0 and out
+
+
 @pytest.mark.parametrize("count", ["0", "-1", "2.5", "\u00b2", "\u00b9\u00b2"])
 def test_a_count_that_is_no_positive_integer_is_refused_naming_it(capsys, count):
     """A superscript digit, which str.isdigit takes and int() refuses, was "invalid positive_int value", naming a
