@@ -595,11 +595,11 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     assert [row.split()[:4] + row.split()[5:] for row in rows] == [
         [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no", "-", "-", "-"]
         for n, r in enumerate((first, second), 1)]
-    code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record listed through number 1; 1 unacknowledged" in err
+    code, out, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
+    assert (code, out, err) == (0, "acknowledged 1 record listed through number 1; 1 unacknowledged\n", "")
     with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
-        code, _, err = await run("own-records", "acknowledge", "--through", 2, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record listed through number 2; 0 unacknowledged" in err
+        code, out, err = await run("own-records", "acknowledge", "--through", 2, "--dir", data_dir)
+    assert (code, out, err) == (0, "acknowledged 1 record listed through number 2; 0 unacknowledged\n", "")
     assert "acknowledged 1 record(s)" in caplog.text
     assert node.replica.own_from_peers == 0
 
@@ -715,8 +715,8 @@ async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_an
     code, out, _ = await run("own-records", "list", "--json", "--dir", data_dir)
     assert [(r["stored"], r["conflicts_with"], r["bytes"], r["conflicts_with_bytes"]) for r in json.loads(out)] == [
         (False, head.id.hex(), "kept", "kept")]
-    code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record listed through number 1; 0 unacknowledged" in err
+    code, out, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
+    assert (code, out, err) == (0, "acknowledged 1 record listed through number 1; 0 unacknowledged\n", "")
     assert node.replica.own_from_peers == 0 and node.replica.own_records.unacknowledged_conflicts == 0
 
 
