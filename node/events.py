@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 import cbor2
@@ -162,22 +163,24 @@ def _check_ts(value: Any) -> int:
 
 def check_recent(ts: int, now_ms: int) -> int:
     """A reported time the node accepts: at most MAX_AGE_MS old and MAX_SKEW_MS ahead of `now_ms`."""
-    if _check_ts(ts) < now_ms - MAX_AGE_MS:
-        raise InvalidEvent(f"ts: more than {MAX_AGE_MS // 3_600_000} h in the past{_unit_hint(ts, now_ms)}")
-    if ts > now_ms + MAX_SKEW_MS:
-        hint = _unit_hint(ts, now_ms) or " (check the reporter's clock)"
-        raise InvalidEvent(f"ts: more than {MAX_SKEW_MS // 60_000} min in the future{hint}")
-    return ts
+    _check_ts(ts)
+    return check_time("ts", ts, "ms", ts, now_ms, (("seconds", ts * 1000), ("microseconds", ts // 1000)))
 
 
-def _unit_hint(ts: int, now_ms: int) -> str:
-    """Words saying that `ts`, refused, would be a time the node accepts if counted in seconds or microseconds
-    (`date +%s`, `time.time()` or a span's time in µs) rather than ms; none if it would not. (In nanoseconds a time
-    is beyond 2^53, which _check_ts refuses.)"""
-    for unit, as_ms in (("seconds", ts * 1000), ("microseconds", ts // 1000)):
-        if now_ms - MAX_AGE_MS <= as_ms <= now_ms + MAX_SKEW_MS:
-            return f" (ts counts ms since the Unix epoch: {ts} is a time the node would take in {unit})"
-    return ""
+def check_time(field: str, value: int, unit: str, ts: int, now_ms: int, readings: Iterable[tuple[str, int]]) -> int:
+    """`ts` (ms since the Unix epoch), read from `field`'s `value` counted in `unit`, if the node accepts it: at most
+    MAX_AGE_MS old and MAX_SKEW_MS ahead of `now_ms`; else InvalidEvent naming `field`, and the first of the other
+    `readings` (a unit, and `value` counted in it as ms) under which the node would take it, if any: `date +%s`,
+    `time.time()` or a time in µs sent as ms."""
+    earliest, latest = now_ms - MAX_AGE_MS, now_ms + MAX_SKEW_MS
+    if earliest <= ts <= latest:
+        return ts
+    hint = next((f" ({field} counts {unit} since the Unix epoch: {value} is a time the node would take in {other})"
+                 for other, as_ms in readings if earliest <= as_ms <= latest), "")
+    if ts < earliest:
+        raise InvalidEvent(f"{field}: more than {MAX_AGE_MS // 3_600_000} h in the past{hint}")
+    hint = hint or " (check the reporter's clock)"
+    raise InvalidEvent(f"{field}: more than {MAX_SKEW_MS // 60_000} min in the future{hint}")
 
 
 def _check_duration(value: Any) -> int | float | None:

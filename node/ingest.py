@@ -28,6 +28,7 @@ from .strict_json import loads_strict, not_json
 
 _FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
 REJECTION_REASONS = (*_FIELDS, "unknown_field")  # events_rejected_total's reasons (rejection_reason)
+_EVENT_FIELD_OF_SPAN = {"startTimeUnixNano": "ts", "endTimeUnixNano": "duration_ms"}  # node.otlp.span_event
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,10 @@ def feed_first_hand(engine: TrustEngine, batch: Appended) -> dict[str, FirstHand
 
 
 def rejection_reason(detail: str) -> str:
-    """The metric label for a rejection: the top-level field its message names."""
+    """The metric label for a rejection: the top-level field its message names (of a span's, the event's field it
+    becomes)."""
     reason = detail.split(":", 1)[0].split(".", 1)[0]
+    reason = _EVENT_FIELD_OF_SPAN.get(reason, reason)
     return reason if reason in _FIELDS else "unknown_field"
 
 

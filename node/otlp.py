@@ -38,7 +38,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 
 from vouching.bodies import CATEGORIES, OUTCOMES
 
-from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_recent
+from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_time
 from .strict_json import loads_strict, not_json
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
@@ -317,13 +317,11 @@ def span_event(span: Span, *, now_ms: int) -> Event | None:
         if override not in CATEGORIES:
             raise InvalidEvent(f"category: vouchnet.category must be one of {', '.join(CATEGORIES)}")
         category = override
-    if span.start_ns == 0:
-        raise InvalidEvent("ts: the span has no start time")
     if span.end_ns < span.start_ns:
-        raise InvalidEvent("duration_ms: the span ends before it starts")
+        raise InvalidEvent("endTimeUnixNano: the span ends before it starts")
     return Event(
         agent=agent,
-        ts=check_recent(span.start_ns // 1_000_000, now_ms),
+        ts=_start_ms(span, now_ms),
         category=category,
         name=name[:MAX_NAME],
         outcome=_outcome(span),
@@ -331,6 +329,16 @@ def span_event(span: Span, *, now_ms: int) -> Event | None:
         high_risk=span.attrs.get("vouchnet.high_risk", False),
         attrs=_kept_attrs(span),
     )
+
+
+def _start_ms(span: Span, now_ms: int) -> int:
+    """The span's start as an event's ts, ms since the Unix epoch, if the node takes it (node.events.check_time);
+    else InvalidEvent naming the span's field, startTimeUnixNano (OTLP/JSON's name)."""
+    start = span.start_ns
+    if start == 0:
+        raise InvalidEvent("startTimeUnixNano: the span has no start time")
+    return check_time("startTimeUnixNano", start, "ns", start // 1_000_000, now_ms,
+                      (("microseconds", start // 1000), ("milliseconds", start), ("seconds", start * 1000)))
 
 
 def sort_spans(spans: list[Span], *, now_ms: int) -> SpanBatch:

@@ -65,7 +65,7 @@ def declare_refusals(spec: dict[str, Any], open_paths: Collection[str],
 _BUSY = ("Every connection the node serves is busy (`busy`), answered before the request is read; `Retry-After` says "
          "when to try again")
 _WRITE_REFUSALS = {
-    401: "A write without this node's bearer token",
+    401: "A write without this node's bearer token, or with more than one Authorization header",
     413: "The request body is too large",
     503: "The node takes no write now: it cannot read its token file (`no_token`), or its storage refused the write "
          "(`storage`, naming the file); `Retry-After` says when to try again",
@@ -125,7 +125,10 @@ class WriteGuard:
         await self.app(scope, limited_receive, send)
 
     def _check_token(self, scope: Scope) -> ApiError | None:
-        scheme, _, token = _header(scope, b"authorization").partition(b" ")
+        if len(sent := _headers(scope, b"authorization")) > 1:  # RFC 9110 §11.6.2: one credential, never a list
+            return _unauthorized(f"Authorization: sent {len(sent)} times; send one, the bearer token",
+                                 ', error="invalid_request"')
+        scheme, _, token = (sent[0] if sent else b"").partition(b" ")
         if scheme.lower() != b"bearer" or not token:
             return _unauthorized("Authorization: a bearer token is required (the contents of the node's api.token)", "")
         if (expected := self.node.token) is None:
@@ -145,11 +148,13 @@ def _unauthorized(detail: str, challenge_extra: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": f'Bearer realm="vouchnet"{challenge_extra}'})
 
 
+def _headers(scope: Scope, name: bytes) -> list[bytes]:
+    """The values of every header of the request named `name` (lower-case), in the order sent."""
+    return [value for key, value in scope["headers"] if key == name]
+
+
 def _header(scope: Scope, name: bytes) -> bytes:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return b""
+    return next(iter(_headers(scope, name)), b"")
 
 
 def media_type(request: Request) -> str:

@@ -39,11 +39,19 @@ from ._http import (
     with_body,
 )
 
-__all__ = ["ClientError", "NodeApiError", "NodeClient", "NodeUnreachable"]
+__all__ = ["ClientError", "NodeApiError", "NodeClient", "NodeUnreachable", "SignedRecord"]
 
 
 def _record_id_hex(record_id: str | bytes) -> str:
     return record_id.hex() if isinstance(record_id, bytes) else record_id
+
+
+class SignedRecord(dict[str, Any]):
+    """A record the node signed for a vouch or revoke call, in its JSON form; `replayed`: the node answered with
+    `Idempotent-Replayed: true`, having signed it for an earlier request with the same Idempotency-Key, and signed
+    nothing now."""
+
+    replayed: bool = False
 
 
 def _decoded(answer: Any, path: str, field: str) -> list[bytes]:
@@ -208,21 +216,22 @@ class NodeClient:
     def vouch(
         self, subject: str, weight: float, basis: str, *, scope: list[str] | None = None, expires: int | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> SignedRecord:
         """Vouch for `subject` as this org (expires: ms since the epoch); the new record in its JSON form.
 
         Sent with an Idempotency-Key, `idempotency_key` or a fresh one: after a NodeUnreachable (the answer lost),
-        the same call with the same key gets the record the node signed, if it did, and signs no second."""
+        the same call with the same key gets the record the node signed, if it did, and signs no second (the
+        answer's `replayed` is then True)."""
         body: dict[str, Any] = {"subject": subject, "weight": weight, "basis": basis}
         if scope is not None:
             body["scope"] = scope
         if expires is not None:
             body["expires"] = expires
-        return self._record(self._post("/v1/vouches", body, idempotency_key=key_or_fresh(idempotency_key)), "vouch")
+        return self._signed(self._post("/v1/vouches", body, idempotency_key=key_or_fresh(idempotency_key)), "vouch")
 
-    def revoke(self, record_id: str | bytes, reason: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def revoke(self, record_id: str | bytes, reason: str, *, idempotency_key: str | None = None) -> SignedRecord:
         """Revoke one of this org's vouches; the revoke record in its JSON form. Idempotency-Key as for `vouch`."""
-        return self._record(self._post("/v1/revocations", {"record": _record_id_hex(record_id), "reason": reason},
+        return self._signed(self._post("/v1/revocations", {"record": _record_id_hex(record_id), "reason": reason},
                                        idempotency_key=key_or_fresh(idempotency_key)), "revoke")
 
     def records(
@@ -311,6 +320,12 @@ class NodeClient:
         """A record in its JSON form, answered in `response`: of `kind`, if given."""
         return shapes.record(json_of(response, self.base_url), response.request.url.path, response.status_code,
                              kind=kind)
+
+    def _signed(self, response: httpx.Response, kind: str) -> SignedRecord:
+        """The record of `kind` the node signed for a write, marked `replayed` if it had signed it before."""
+        signed = SignedRecord(self._record(response, kind))
+        signed.replayed = response.headers.get("Idempotent-Replayed") == "true"
+        return signed
 
     def _get(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> httpx.Response:
         return self._send(self._http.build_request("GET", path, params=query(params)), limit)

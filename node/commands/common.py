@@ -106,7 +106,8 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         help=f"the node's data directory: its config.toml gives the API address, api.token the token "
         f"(default: ${DIR_ENV}, else ~/.vouchnet)",
     )
-    where.add_argument("--api", metavar="URL", type=api_url, help="the node's API address, e.g. http://127.0.0.1:8700")
+    where.add_argument("--api", metavar="URL", type=api_url,
+                       help="the node's API address, without a path, e.g. http://127.0.0.1:8700")
     group.add_argument("--token-file", type=Path, metavar="FILE", help="the API token, for commands that write")
 
 
@@ -136,13 +137,17 @@ def os_error_text(error: OSError) -> str:
 
 
 def api_url(text: str) -> str:
-    """argparse type: a node's API address, an http(s) URL or HOST:PORT."""
+    """argparse type: a node's API address, an http(s) URL or HOST:PORT, without a path (the commands add the
+    endpoint's: `http://host:port/v1` was asked for /v1/v1/..., which the node answered 404 'no such endpoint')."""
     try:
         url = httpx.URL(normal_url(text))
     except httpx.InvalidURL:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host or not 0 < (url.port or 80) < 65536:
         raise argparse.ArgumentTypeError(f"expected the node's API address, e.g. http://127.0.0.1:8700, got {text!r}")
+    if url.path != "/" or url.query or url.fragment:
+        raise argparse.ArgumentTypeError(f"expected the node's API address without a path, e.g. "
+                                         f"http://127.0.0.1:8700 (each command adds the endpoint's), got {text!r}")
     return text
 
 

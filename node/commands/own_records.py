@@ -108,7 +108,7 @@ def _acknowledge(args: argparse.Namespace) -> int:
     with open_client(args, write=True) as client:
         answer = client.acknowledge_own_records(args.through)
     print(f"acknowledged {counted(answer['acknowledged'], 'record')} listed through number {args.through}; "
-          f"{answer['unacknowledged']} unacknowledged", file=sys.stderr)
+          f"{answer['unacknowledged']} unacknowledged")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from vouching.bodies import BASES
 
 from node.client import NodeUnreachable
+from node.client.node_client import SignedRecord
 from node.client._http import key_or_fresh
 from .common import CommandFailed, Subparsers, add_command, did_argument, open_client, print_json, weight_argument
 
@@ -77,7 +79,7 @@ def _key_argument(parser: argparse.ArgumentParser, what: str) -> None:
         "--idempotency-key", metavar="KEY",
         help=f"the request's Idempotency-Key (default: a fresh one). If the node's answer is lost, the command says "
         f"which key it sent: run it again with that key, and the node answers with the {what} it signed, if it did, "
-        "instead of signing a second",
+        "instead of signing a second (saying so on stderr)",
     )
 
 
@@ -112,6 +114,7 @@ def _vouch(args: argparse.Namespace) -> int:
     with open_client(args, write=True) as client, _answer_lost(args, key, "vouch"):
         record = client.vouch(args.subject, args.weight, args.basis, scope=args.scope, expires=args.expires,
                               idempotency_key=key)
+    _say_if_replayed(record, key, "vouch")
     if args.json:
         print_json(record)
     else:
@@ -130,11 +133,19 @@ def _revoke(args: argparse.Namespace) -> int:
     key = key_or_fresh(args.idempotency_key)
     with open_client(args, write=True) as client, _answer_lost(args, key, "revocation"):
         record = client.revoke(args.record, args.reason, idempotency_key=key)
+    _say_if_replayed(record, key, "revocation")
     if args.json:
         print_json(record)
     else:
         print(f"revoked {record['body']['record']}: record {record['id']}")
     return 0
+
+
+def _say_if_replayed(record: SignedRecord, key: str, what: str) -> None:
+    """A note on stderr when the node answered with the record an earlier run with `key` had it sign."""
+    if record.replayed:
+        print(f"nothing signed now: the node had signed this {what} already, for an earlier run with "
+              f"--idempotency-key {key}; its record follows", file=sys.stderr)
 
 
 @contextmanager

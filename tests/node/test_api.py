@@ -545,6 +545,21 @@ async def test_a_write_with_another_token_is_refused(api, node, header):
     assert node.replica.store.size == 0
 
 
+@pytest.mark.parametrize("second", [f"Bearer {TOKEN}", "Bearer guess", "Basic x"])
+@pytest.mark.parametrize("first_is_the_token", [True, False])
+async def test_a_write_with_two_authorization_headers_is_refused_whichever_holds_the_token(api, node, second,
+                                                                                          first_is_the_token):
+    """The first header was taken and the second not read: the write went through on the token, or was refused
+    as without it, depending on which of the two a proxy or client had put first."""
+    sent = [("Authorization", f"Bearer {TOKEN}"), ("Authorization", second)]
+    headers = sent if first_is_the_token else sent[::-1]
+    response = await api.post("/v1/vouches", json={"subject": new_did(), "weight": 0.5, "basis": "operator"},
+                              headers=headers)
+    assert_error(response, 401, "unauthorized", "Authorization: sent 2 times; send one, the bearer token")
+    assert response.headers["www-authenticate"] == 'Bearer realm="vouchnet", error="invalid_request"'
+    assert node.replica.store.size == 0
+
+
 async def test_the_token_is_checked_before_the_body(api):
     response = await api.post("/v1/vouches", content=b"{not json", headers={"content-type": "application/json"})
     assert_error(response, 401, "unauthorized")

@@ -272,6 +272,19 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("api", ["http://127.0.0.1:8700/v1", "127.0.0.1:8700/v1/node", "http://127.0.0.1:8700/?a=1"])
+def test_an_api_address_with_a_path_is_a_usage_error_saying_it_takes_none(capsys, api):
+    """The commands add each endpoint's path to it: the node answered /v1/v1/node 'no such endpoint'."""
+    assert cli.main(["status", "--api", api]) == 2
+    assert f"argument --api: expected the node's API address without a path, e.g. http://127.0.0.1:8700 (each " \
+        f"command adds the endpoint's), got {api!r}" in capsys.readouterr().err
+
+
+async def test_an_api_address_may_end_in_a_slash(run, url):
+    code, out, _ = await run("status", "--api", f"{url}/")
+    assert code == 0 and out
+
+
 @pytest.mark.parametrize("count", ["0", "-1", "2.5", "\u00b2", "\u00b9\u00b2"])
 def test_a_count_that_is_no_positive_integer_is_refused_naming_it(capsys, count):
     """A superscript digit, which str.isdigit takes and int() refuses, was "invalid positive_int value", naming a
@@ -519,11 +532,21 @@ def test_expiry_is_a_date_a_time_or_a_duration():
     assert parse_expires("2w") - parse_expires("14d") in range(-1000, 1000)
 
 
-async def test_a_vouch_run_again_with_its_idempotency_key_is_signed_once(run, node, data_dir):
-    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--dir", data_dir, "--idempotency-key", "k"]
-    (code, out, _), again = [await run(*argv) for _ in range(2)]
-    assert (code, again) == (0, (0, out, ""))
-    assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1)) == 1
+@pytest.mark.parametrize(("command", "what"), [
+    (["vouch", "{target}", "--weight", "0.5", "--basis", "operator"], "vouch"),
+    (["revoke", "{target}", "--reason", "retired"], "revocation"),
+])
+async def test_a_write_run_again_with_its_idempotency_key_is_signed_once_and_says_so(run, node, data_dir, command,
+                                                                                      what):
+    """The run again printed its result as if the node had signed a second record."""
+    target = new_did() if what == "vouch" else vouch(node).id.hex()
+    argv = [a.format(target=target) for a in command]
+    argv += ["--dir", data_dir, "--idempotency-key", "k"]
+    (code, out, err), again = [await run(*argv) for _ in range(2)]
+    assert (code, err) == (0, "")
+    assert again == (0, out, f"nothing signed now: the node had signed this {what} already, for an earlier run "
+                             "with --idempotency-key k; its record follows\n")
+    assert len(node.replica.store.query(issuer=node.did, kind=command[0], after=-1)) == 1
 
 
 @pytest.mark.parametrize(("command", "what"), [
@@ -572,11 +595,11 @@ async def test_own_records_lists_and_acknowledges_the_org_s_records_from_peers(r
     assert [row.split()[:4] + row.split()[5:] for row in rows] == [
         [str(n), r.iss, str(r.seq), r.id.hex(), "12D3KooWPeer", "no", "-", "-", "-"]
         for n, r in enumerate((first, second), 1)]
-    code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record listed through number 1; 1 unacknowledged" in err
+    code, out, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
+    assert (code, out, err) == (0, "acknowledged 1 record listed through number 1; 1 unacknowledged\n", "")
     with caplog.at_level(logging.WARNING, logger="gossip.own_records"):
-        code, _, err = await run("own-records", "acknowledge", "--through", 2, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record listed through number 2; 0 unacknowledged" in err
+        code, out, err = await run("own-records", "acknowledge", "--through", 2, "--dir", data_dir)
+    assert (code, out, err) == (0, "acknowledged 1 record listed through number 2; 0 unacknowledged\n", "")
     assert "acknowledged 1 record(s)" in caplog.text
     assert node.replica.own_from_peers == 0
 
@@ -692,8 +715,8 @@ async def test_own_records_lists_a_record_conflicting_with_one_the_node_holds_an
     code, out, _ = await run("own-records", "list", "--json", "--dir", data_dir)
     assert [(r["stored"], r["conflicts_with"], r["bytes"], r["conflicts_with_bytes"]) for r in json.loads(out)] == [
         (False, head.id.hex(), "kept", "kept")]
-    code, _, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
-    assert code == 0 and "acknowledged 1 record listed through number 1; 0 unacknowledged" in err
+    code, out, err = await run("own-records", "acknowledge", "--through", 1, "--dir", data_dir)
+    assert (code, out, err) == (0, "acknowledged 1 record listed through number 1; 0 unacknowledged\n", "")
     assert node.replica.own_from_peers == 0 and node.replica.own_records.unacknowledged_conflicts == 0
 
 

@@ -97,6 +97,7 @@ async def test_a_vouch_called_again_with_its_key_gets_the_first_record(client, n
     subject = new_did()
     first, again = [await call(client.vouch, subject, 0.5, "operator", idempotency_key="k") for _ in range(2)]
     assert again == first
+    assert (first.replayed, again.replayed) == (False, True)
     assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1)) == 1
 
 

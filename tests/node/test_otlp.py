@@ -24,7 +24,7 @@ from opentelemetry.util.re import parse_env_headers
 
 from node import ingest_api
 from node.audit_log import wall_clock_ms
-from node.events import decode_entry
+from node.events import InvalidEvent, decode_entry
 from node.otlp import MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
 
 from ..factories import new_did
@@ -142,6 +142,19 @@ async def test_otlp_json_reports_partial_success_for_rejected_spans(node):
     stored = [decode_entry(e) for e in node.audit.ledger.entries(0, node.audit.size)]
     assert [(e.outcome, e.duration_ms, e.attrs["trace_id"]) for _, e in stored] == [
         ("ok", 2.5, "5b8efff798038103d269b633813fc60c"), ("denied", 2.5, "5b8efff798038103d269b633813fc60c")]
+
+
+async def test_a_span_refused_for_its_times_is_counted_by_the_event_field_they_become(node):
+    """Named by the span's fields, its refusals are counted as the event's ts and duration_ms, not unknown_field."""
+    old, backwards = json_span(), json_span()
+    old["startTimeUnixNano"] = str(START_NS - 86_400 * 10**9)
+    backwards["endTimeUnixNano"] = str(START_NS - 1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=json.dumps(json_request(old, backwards)).encode(),
+                                     headers={"Content-Type": "application/json"})
+    assert response.json()["partialSuccess"]["rejectedSpans"] == "2"
+    assert [node.metrics.value("events_rejected_total", reason=r) for r in ("ts", "duration_ms", "unknown_field")] \
+        == [1, 1, 0]
 
 
 async def test_a_fully_accepted_protobuf_request_gets_an_empty_response(node):
@@ -262,6 +275,30 @@ def span(**attrs):
 ])
 def test_outcomes_follow_error_type(attrs, outcome):
     assert span_event(span(**attrs), now_ms=NOW).outcome == outcome
+
+
+DAY_NS = 86_400 * 10**9
+
+
+@pytest.mark.parametrize(("start", "end", "refusal"), [
+    (START_NS - DAY_NS, START_NS, "startTimeUnixNano: more than 24 h in the past"),
+    (START_NS + DAY_NS, START_NS + DAY_NS, "startTimeUnixNano: more than 5 min in the future (check the reporter's "
+                                           "clock)"),
+    (START_NS // 1000, START_NS // 1000, f"startTimeUnixNano: more than 24 h in the past (startTimeUnixNano counts "
+                                         f"ns since the Unix epoch: {START_NS // 1000} is a time the node would take "
+                                         f"in microseconds)"),
+    (START_NS // 10**9, START_NS // 10**9, f"startTimeUnixNano: more than 24 h in the past (startTimeUnixNano counts "
+                                           f"ns since the Unix epoch: {START_NS // 10**9} is a time the node would "
+                                           f"take in seconds)"),
+    (0, START_NS, "startTimeUnixNano: the span has no start time"),
+    (START_NS, START_NS - 1, "endTimeUnixNano: the span ends before it starts"),
+])
+def test_a_span_s_time_refused_names_the_span_s_field(start, end, refusal):
+    """The refusal named the event's fields, `ts` and `duration_ms`, which an OTLP exporter never sent, and read a
+    start in µs as one in seconds."""
+    with pytest.raises(InvalidEvent) as refused:
+        span_event(Span("s", start, end, span().attrs, {}), now_ms=NOW)
+    assert str(refused.value) == refusal
 
 
 def test_the_agent_may_be_named_on_the_resource():
