@@ -107,7 +107,7 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         f"(default: ${DIR_ENV}, else ~/.vouchnet)",
     )
     where.add_argument("--api", metavar="URL", type=api_url,
-                       help="the node's API address, without a path, e.g. http://127.0.0.1:8700")
+                       help="the node's API address (no endpoint's path), e.g. http://127.0.0.1:8700")
     group.add_argument("--token-file", type=Path, metavar="FILE", help="the API token, for commands that write")
 
 
@@ -136,18 +136,24 @@ def os_error_text(error: OSError) -> str:
     return f"{error.filename}: {error.strerror}"
 
 
+# The first segments of the API's paths: an --api whose path holds one names an endpoint, not the node's address
+_API_ROOTS = frozenset({"v1", "healthz", "metrics", "openapi.json", ".well-known"})
+
+
 def api_url(text: str) -> str:
-    """argparse type: a node's API address, an http(s) URL or HOST:PORT, without a path (the commands add the
-    endpoint's: `http://host:port/v1` was asked for /v1/v1/..., which the node answered 404 'no such endpoint')."""
+    """argparse type: a node's API address, an http(s) URL or HOST:PORT, with no endpoint's path in it (the commands
+    add the endpoint's: `http://host:port/v1` was asked for /v1/v1/..., which the node answered 404 'no such
+    endpoint'); a proxy's path prefix (`https://proxy/vouchnet`) is kept, as the client joins the endpoint's to it."""
     try:
         url = httpx.URL(normal_url(text))
     except httpx.InvalidURL:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host or not 0 < (url.port or 80) < 65536:
         raise argparse.ArgumentTypeError(f"expected the node's API address, e.g. http://127.0.0.1:8700, got {text!r}")
-    if url.path != "/" or url.query or url.fragment:
-        raise argparse.ArgumentTypeError(f"expected the node's API address without a path, e.g. "
-                                         f"http://127.0.0.1:8700 (each command adds the endpoint's), got {text!r}")
+    if url.query or url.fragment or _API_ROOTS.intersection(url.path.split("/")):
+        raise argparse.ArgumentTypeError(f"expected the node's API address, not one of its endpoints, e.g. "
+                                         f"http://127.0.0.1:8700 (each command adds the endpoint's path; a proxy's "
+                                         f"path prefix may stay), got {text!r}")
     return text
 
 

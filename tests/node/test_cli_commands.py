@@ -272,12 +272,19 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
         capsys.readouterr().err
 
 
-@pytest.mark.parametrize("api", ["http://127.0.0.1:8700/v1", "127.0.0.1:8700/v1/node", "http://127.0.0.1:8700/?a=1"])
-def test_an_api_address_with_a_path_is_a_usage_error_saying_it_takes_none(capsys, api):
+@pytest.mark.parametrize("api", ["http://127.0.0.1:8700/v1", "127.0.0.1:8700/v1/node", "http://127.0.0.1:8700/?a=1",
+                                 "https://proxy/vouchnet/v1/", "http://127.0.0.1:8700/healthz"])
+def test_an_api_address_naming_an_endpoint_is_a_usage_error_saying_it_takes_none(capsys, api):
     """The commands add each endpoint's path to it: the node answered /v1/v1/node 'no such endpoint'."""
     assert cli.main(["status", "--api", api]) == 2
-    assert f"argument --api: expected the node's API address without a path, e.g. http://127.0.0.1:8700 (each " \
-        f"command adds the endpoint's), got {api!r}" in capsys.readouterr().err
+    assert f"argument --api: expected the node's API address, not one of its endpoints, e.g. http://127.0.0.1:8700 " \
+        f"(each command adds the endpoint's path; a proxy's path prefix may stay), got {api!r}" in \
+        capsys.readouterr().err
+
+
+def test_an_api_address_behind_a_proxy_s_path_prefix_is_taken():
+    """A node's API served by a proxy under a prefix: the client joins each endpoint's path to it."""
+    assert common.api_url("https://proxy.example/vouchnet") == "https://proxy.example/vouchnet"
 
 
 async def test_an_api_address_may_end_in_a_slash(run, url):
