@@ -107,6 +107,17 @@ async def _behind_another_fetch(node: Gaps, nursery: trio.Nursery) -> None:
     node.service.request_gaps(A, GAP)
 
 
+async def _ended_by_a_needed_round(node: Gaps) -> None:
+    """A reports GAP at 1 s, and its fetch (the test's session with A lasting) is ended at 1.5 s by a round with A a
+    catch-up needs (sync_errors_total{reason="preempted"})."""
+    await trio.sleep(1)
+    node.service.request_gaps(A, GAP)
+    await trio.sleep(0.5)
+    node.service.catch_up_peers.append(lambda peer: True)
+    await node.service.sync_with(A)
+    node.service.catch_up_peers.clear()
+
+
 async def test_a_peer_that_connects_while_a_gap_fetch_runs_fills_the_gap_its_peer_left(tmp_path, autojump_clock):
     """Found by review: a fetch asked only the peers connected as it started, so the issuer counted as vain and the
     gap waited for a periodic round (or another report, after a backoff), though a peer holding it had come back."""
@@ -325,17 +336,40 @@ async def test_an_issuer_whose_gap_fetch_was_ended_for_a_needed_round_does_not_b
         return 0
 
     async with gaps(tmp_path, [A], session) as node:
-        await trio.sleep(1)
-        node.service.request_gaps(A, GAP)
-        await trio.sleep(0.5)
-        node.service.catch_up_peers.append(lambda peer: True)
-        await node.service.sync_with(A)  # the round a catch-up needs ends the fetch with A
-        node.service.catch_up_peers.clear()
+        await _ended_by_a_needed_round(node)
         await trio.sleep(0.5)
         node.service.request_gaps(A, GAP)
         await trio.sleep(5)
         assert node.service.stats.errors["preempted"] == 1
         assert node.asked == [(1, A), (2, A)]  # at once
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_gap_whose_fetch_was_ended_for_a_needed_round_as_its_peer_hung_up_waits_for_the_next_peer(
+        tmp_path, autojump_clock):
+    """A fetch ended for a round a catch-up needs (preempted), its peer hanging up meanwhile, listed still as its
+    connection closes (quirk 62), had no peer to answer: its range is kept, and fetched from the next peer to connect,
+    at once; had the peer stayed, the range would be forgotten (that peer answers the issuer's next report). Nothing
+    failed with the peers that stay read from the host's list, which names one that hung up, and the range lost."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer != A:
+            return node.fill()
+        try:
+            await trio.sleep(INTERVAL)  # until ended
+        except trio.Cancelled:
+            node.host.closing.add(A)  # its host stopped as the round ended the fetch: listed still
+            raise
+        return 0
+
+    async with gaps(tmp_path, [A], session) as node:
+        await _ended_by_a_needed_round(node)
+        await trio.sleep(1)
+        assert node.service.stats.errors["preempted"] == 1 and not node.store.has(MISSING.id)
+        await node.host.connect(NEWCOMERS[0])
+        connected = trio.current_time()
+        await trio.sleep(1)
+        assert node.asked == [(1, A), (connected, NEWCOMERS[0])]  # at once, with no report
+        assert node.store.has(MISSING.id)
         assert node.service.stats.gap_issuers_vain == 0
 
 

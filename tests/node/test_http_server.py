@@ -151,6 +151,7 @@ async def test_one_connection_carries_requests_one_after_another_and_pipelined(s
      "explain=false"),
     (b"HTTP://node", "/", ""),
     (b"http://node?a=1", "/", "a=1"),
+    (b"/back?to=http://node/x", "/back", "to=http://node/x"),  # origin form, a URL in its query: as it is
 ])
 async def test_a_target_in_absolute_form_reaches_the_app_as_its_path_and_query(server, target, path, query):
     """RFC 9112 §3.2.2: a server must accept a request target in absolute form (a client sends one through a
@@ -320,6 +321,30 @@ async def test_a_head_request_for_a_stream_gets_its_head_and_the_connection_goes
         await listening_stream_app.left.wait()
     await client.send(get("/after"))
     assert (await client.head())[0] == 200  # the answer to the GET that followed, on the same connection
+
+
+async def chattering_stream_app(scope, receive, send):
+    """Streams as the node's /v1/stream may when an event comes before it has listened for its client leaving: two
+    chunks at once, then it listens."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    for chunk in (b"retry: 1000\n\n", b"data: {}\n\n"):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def test_what_an_app_sends_after_a_head_s_answer_is_dropped_as_no_failure(server, caplog):
+    """A HEAD's answer ends with its head: a stream's chunk sent after it is dropped, not an ASGI error of the app's
+    (a body after the last) logged as the API failing, and the connection goes on. No test failed with the chunk
+    refused, as a stream that listens first is told its client left before it sends more (found by breaking it on
+    purpose, stop 39's fourth read)."""
+    client = await connect(await server(chattering_stream_app))
+    with caplog.at_level("ERROR"):
+        await client.send(b"HEAD /v1/stream HTTP/1.1\r\nHost: node\r\n\r\n")
+        assert (await client.head())[0] == 200
+        await client.send(get("/after"))
+        assert (await client.head())[0] == 200  # the answer to the GET that followed, on the same connection
+    assert not caplog.records, caplog.text
 
 
 @pytest.mark.parametrize("request_bytes,status,code", [
