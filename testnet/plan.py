@@ -256,7 +256,7 @@ def _check_faults(plan: Plan) -> None:
                if attack.type in ("equivocation", "whitewash", "key-theft")]
     for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
         while attacks and (step is None or attacks[0] <= (step.at, step.order)):  # (at one time, attacks first)
-            _check_attack(plan, attacks.pop(0)[1], up, partition[1] if partition else None)
+            _check_attack(plan, attacks.pop(0)[1], up)
         if step is None:
             break
         if step.action == "kill":
@@ -289,7 +289,7 @@ def _check_faults(plan: Plan) -> None:
                 up.add(node)
 
 
-def _check_attack(plan: Plan, index: int, up: set[str], partition: Partition | None) -> None:
+def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
     """ScenarioError for an equivocation, whitewash or key theft that would not happen as written (testnet.runner, as
     it is due): an equivocation or key theft needs its target running (the offender, offered one record; the robbed
     org's node, which contests the thief's rotation) and a running node to offer the others to that takes them
@@ -315,7 +315,7 @@ def _check_attack(plan: Plan, index: int, up: set[str], partition: Partition | N
             f"none has {target} inside its horizon (its roots, and the orgs within {MAX_HOPS} org-peer vouches of "
             f"them{aside}): each would refuse them (outside_horizon), so the attack would not happen; have a group "
             f"root or vouch for group {group}")
-    if target not in up or not plan.attack_peers(index, up, partition):
+    if target not in up or not plan.attack_peers(index, up, None):  # (a partition in force orders them, no more)
         down = ", ".join(sorted(set(plan.nodes) - up))
         needs = (f"{target} running and a running node{outside} whose horizon holds its org (each is offered "
                  "records)" if attack.type == "equivocation" else f"{target} running (its node contests the stolen "
