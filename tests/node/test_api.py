@@ -1321,6 +1321,9 @@ async def test_every_path_that_takes_get_answers_head_as_its_get(node):
             refused = await client.head("/v1/vouches")
             assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
             assert (await client.head("/v1/records?limit=0")).status_code == 422  # checked as its GET is
+            # the API's description says so, as its paths list GET alone (and a 405 sends callers there)
+            assert "Every path listed with GET takes HEAD too" in (await client.get("/openapi.json")).json()["info"][
+                "description"]
         nursery.cancel_scope.cancel()
 
 
