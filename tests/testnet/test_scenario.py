@@ -39,6 +39,15 @@ def nodes(n: int) -> list[str]:
     return [node_name(i) for i in range(n)]
 
 
+def _refusal(path: Path, text: str, testnet: int = 3, *, fresh: bool = False) -> str:
+    """What make_plan refuses `text` for, written to `path` (errors name it and the line), on a testnet of `testnet`
+    nodes, seed 1."""
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as refused:
+        make_plan(load_scenario(str(path)), nodes(testnet), seed=1, fresh=fresh)
+    return str(refused.value)
+
+
 def test_the_library_holds_a_scenario_for_each_attack_and_fault():
     scenarios = [load_scenario(name) for name in library()]
     attacks = {a.type for s in scenarios for a in s.attacks}
@@ -194,10 +203,8 @@ def test_an_error_in_laying_a_scenario_onto_a_testnet_names_its_file_and_line(tm
     """An error found in making the plan (a selector past its group, a rotation no node follows) named the key alone
     (`faults[1].nodes: ...`), not the file, nor which of its [[faults]] tables: as one found in reading it does."""
     path = tmp_path / "mine.toml"
-    path.write_text(text)
-    with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(testnet), seed=1, fresh=True)
-    assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
+    refused = _refusal(path, text, testnet, fresh=True)
+    assert refused.startswith(f"{path}:{line}: {error}"), refused
 
 
 _EDGE = '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 3\n'
@@ -221,10 +228,8 @@ def test_agents_or_edges_asking_more_orgs_than_the_testnet_has_are_refused_namin
     measures something else than it says. Before: it was cut down quietly (each agent worked at the orgs there were,
     the edge made the pairs there were, none for one org to itself) and the run went on."""
     path = tmp_path / "mine.toml"
-    path.write_text(text)
-    with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(testnet), seed=1, fresh=True)
-    assert str(refused.value).startswith(f"{path}:{line}: {error}"), str(refused.value)
+    refused = _refusal(path, text, testnet, fresh=True)
+    assert refused.startswith(f"{path}:{line}: {error}"), refused
     make_plan(load_scenario(str(path)), nodes(testnet + 2), seed=1, fresh=True)  # larger groups: as written
 
 
@@ -403,17 +408,13 @@ def test_overlapping_partitions_or_kills_of_one_node_are_refused_naming_the_file
     """A run holds one partition at a time and its heal empties every block list; a node's restart ends every kill of
     it. Before: both were accepted, and the second partition (or kill) ended with the first, mid-run and unsaid."""
     path = tmp_path / "mine.toml"
-    path.write_text(_faults(("partition", "honest[0]", 2, 10), ("partition", "rogue", 5, 10)))
-    with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(3), seed=1)
-    assert str(refused.value).startswith(
+    refused = _refusal(path, _faults(("partition", "honest[0]", 2, 10), ("partition", "rogue", 5, 10)))
+    assert refused.startswith(
         f"{path}:27: faults[1].at: a partition at 5 s while faults[0] (from 2 s to 12 s) (n00 | rest) is in force: "
-        "a run holds one partition at a time"), str(refused.value)
-    path.write_text(_faults(("kill", "honest", 2, 10), ("kill", "honest[1]", 5, 2)))
-    with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(3), seed=1)
-    assert str(refused.value).startswith(
-        f"{path}:27: faults[1].at: kills n01 at 5 s while faults[0] (from 2 s to 12 s) has it down"), str(refused.value)
+        "a run holds one partition at a time"), refused
+    refused = _refusal(path, _faults(("kill", "honest", 2, 10), ("kill", "honest[1]", 5, 2)))
+    assert refused.startswith(
+        f"{path}:27: faults[1].at: kills n01 at 5 s while faults[0] (from 2 s to 12 s) has it down"), refused
     # one after the other, a partition and a kill at once, and a kill of another node are run as written
     for text in (_faults(("partition", "honest[0]", 2, 3), ("partition", "rogue", 5, 10)),
                  _faults(("kill", "honest[1]", 2, 3), ("kill", "honest[1]", 5, 2)),
@@ -432,10 +433,8 @@ def test_an_equivocation_or_key_theft_due_while_the_nodes_it_needs_are_down_is_r
     ran, with no report."""
     path = tmp_path / "mine.toml"
     equivocation = FOLLOWED + '[[attacks]]\ntype = "equivocation"\norgs = "rogue"\nat = 5\n'
-    path.write_text(_faults(("kill", "rogue", 2, 10)).replace(MINIMAL, equivocation))
-    with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(3), seed=1)
-    assert str(refused.value) == (
+    refused = _refusal(path, _faults(("kill", "rogue", 2, 10)).replace(MINIMAL, equivocation))
+    assert refused == (
         f"{path}:21: attacks[0].at: the equivocation at 5 s would fail mid-run: it needs n02 running and a running "
         "node outside group rogue whose horizon holds its org (each is offered records), and the faults then have "
         "n02 down; move it, or them")
@@ -470,10 +469,8 @@ def test_an_equivocation_or_key_theft_no_other_node_would_take_is_refused_naming
     horizon, the attack never happened, and the verdict judged it all the same (an equivocation "succeeded", a key
     theft was "contained")."""
     path = tmp_path / "mine.toml"
-    path.write_text(MINIMAL + f'[[attacks]]\ntype = "{kind}"\norgs = "rogue"\nat = 5\n')
-    with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(3), seed=1)
-    assert str(refused.value) == (
+    refused = _refusal(path, MINIMAL + f'[[attacks]]\ntype = "{kind}"\norgs = "rogue"\nat = 5\n')
+    assert refused == (
         f"{path}:19: attacks[0].orgs: the {kind.replace('-', ' ')} offers records of n02's org to another org's "
         f"node{outside}, and none has n02 inside its horizon (its roots, and the orgs within 3 org-peer vouches of "
         "them): each would refuse them (outside_horizon), so the attack would not happen; have a group root or vouch "
@@ -544,10 +541,8 @@ def test_a_whitewash_due_while_an_operator_of_its_agents_is_down_is_refused_befo
     accepted it, and the run failed mid-way (the node unreachable), after the traffic ran, with no report."""
     path = tmp_path / "mine.toml"
     whitewash = MINIMAL + '[[attacks]]\ntype = "whitewash"\nagents = "good"\nat = 5\n'
-    path.write_text(whitewash + _faults(("kill", "honest[1]", 2, 10)).replace(MINIMAL, ""))
-    with pytest.raises(ScenarioError) as refused:
-        make_plan(load_scenario(str(path)), nodes(3), seed=1)
-    assert str(refused.value) == (
+    refused = _refusal(path, whitewash + _faults(("kill", "honest[1]", 2, 10)).replace(MINIMAL, ""))
+    assert refused == (
         f"{path}:20: attacks[0].at: the whitewash at 5 s would fail mid-run: it needs the operators of agents good "
         "running (n00, n01: each vouches for its agents' new identities), and the faults then have n01 down; move it, "
         "or them")
