@@ -354,6 +354,7 @@ async def test_an_unblocking_cancelled_as_its_peers_connections_close_still_has_
         await trio.sleep(0.05)  # (its dial refused 0.1 s in)
         assert host.dialled == [addr("a")]
 
+
 async def test_the_wait_for_peers_out_of_reach_ends_as_soon_as_a_dial_fails_or_a_peer_is_blocked(replica,
                                                                                                 autojump_clock):
     """A start's catch-up (node.daemon) ends "unreachable" as soon as no peer it dials can be connected before it would

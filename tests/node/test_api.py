@@ -320,6 +320,7 @@ async def test_the_bytes_of_a_held_record_a_row_listed_before_format_5_conflicte
     assert_error(await api.get("/v1/node/own-records/1/conflicts-with/cose"), 410, "bytes_not_kept", "path.number")
     assert (await api.get("/v1/node/own-records/1/cose")).content == theirs.raw
 
+
 async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
     honest = partner.record()
     node.replica.accept([honest])
