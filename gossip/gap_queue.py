@@ -157,12 +157,9 @@ class GapQueue:
                 self._keep(iss, batch, None)
             elif iss in unanswered and behind is not None:
                 self._keep(iss, batch, behind)
-            if iss not in self._wanted:
+            if iss not in self._wanted or iss not in unanswered and iss not in peerless:
                 self._backing_off.pop(iss, None)
-            elif iss not in unanswered and iss not in peerless:
-                self._backing_off.pop(iss, None)
-                self._ready.append(iss)
-            elif iss not in self._peerless and iss not in self._behind:
+            if iss in self._wanted and iss not in self._peerless and iss not in self._behind:
                 self._ready.append(iss)
 
     @property
