@@ -1952,10 +1952,11 @@ class _PeerNotifee(INotifee):
         known = self._connections.get(peer)
         if known is not None:
             held = network.connections.get(peer, [])
-            gone = [c for c in known if not any(c is h for h in held)]  # their disconnection not notified yet
-            known[:] = [c for c in known if any(c is h for h in held)]
-            if not known:
-                self._gone(peer, closed_here=all(_closed_here(c) for c in gone))
+            still = [c for c in known if any(c is h for h in held)]  # the others: their disconnection not notified yet
+            if still:
+                known[:] = still
+            else:
+                self._gone(peer, closed_here=all(_closed_here(c) for c in known))
         if peer not in self._connections:
             self._connections[peer] = []
             self.announced[peer.to_base58()] = next(self._numbers)
