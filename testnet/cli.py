@@ -198,9 +198,9 @@ def _open(directory: Path):  # -> Cluster
         raise UsageError(str(e)) from None
 
 
-def _unfit(error: Exception, scenario, nodes: int, seed: int) -> UsageError:  # (ScenarioError, Scenario)
-    """The refusal of a scenario that does not fit a testnet of `nodes` with `seed`: its error, and the fewest nodes
-    of a testnet `run` makes that it runs on with that seed (plan.fewest_nodes), or that none does, unless the error
+def _unfit(error: Exception, scenario, seed: int) -> UsageError:  # (ScenarioError, Scenario)
+    """The refusal of a scenario that does not fit a testnet with `seed`: its error, and the fewest nodes of a
+    testnet `run` makes that it runs on with that seed (plan.fewest_nodes), or that none does, unless the error
     says it (the org groups' sizes)."""
     from .plan import fewest_nodes
 
@@ -392,7 +392,7 @@ def _run(args: argparse.Namespace) -> int:
             try:  # before making a testnet that no run of the scenario could use
                 make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
             except ScenarioError as e:
-                raise _unfit(e, scenario, nodes, seed) from None
+                raise _unfit(e, scenario, seed) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
             cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
         else:
@@ -411,7 +411,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             run = Run(cluster, scenario, seed=seed, say=say, progress=bar, fresh=fresh)
         except ScenarioError as e:
-            raise _unfit(e, scenario, len(cluster.names), seed) from None
+            raise _unfit(e, scenario, seed) from None
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
         try:
             result = run.execute()

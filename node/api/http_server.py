@@ -468,10 +468,8 @@ class _Exchange:
             return True
         if self.connection.h11.their_state is not h11.SEND_BODY:
             return False
-        headers = dict(self.request.headers)
-        if b"transfer-encoding" in headers:
-            return False
-        return int(headers.get(b"content-length", b"0")) - self.body_read > LINGER_BYTES
+        length = _body_length(self.request)
+        return length is not None and length - self.body_read > LINGER_BYTES
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.cut_off:
@@ -534,11 +532,17 @@ def _origin_form(target: bytes) -> bytes:
     return path if path.startswith(b"/") else b"/" + path
 
 
-def _has_body(request: h11.Request) -> bool:
-    """Whether `request` has a body to send (RFC 9112 §6.3): chunked, or a Content-Length above 0. One without asks
-    for 100 Continue in vain (h11 still says its client waits for it): nothing of it is to come."""
+def _body_length(request: h11.Request) -> int | None:
+    """The length of `request`'s body by its framing (RFC 9112 §6.3): its Content-Length, 0 without one, or None if
+    chunked (Transfer-Encoding, the only one h11 takes), its length not known ahead."""
     headers = dict(request.headers)
-    return b"transfer-encoding" in headers or int(headers.get(b"content-length", b"0")) > 0
+    return None if b"transfer-encoding" in headers else int(headers.get(b"content-length", b"0"))
+
+
+def _has_body(request: h11.Request) -> bool:
+    """Whether `request` has a body to send: chunked, or a Content-Length above 0. One without asks for 100 Continue
+    in vain (h11 still says its client waits for it): nothing of it is to come."""
+    return (length := _body_length(request)) is None or length > 0
 
 
 def _json_answer(status: int, body: bytes, *, head: bool) -> list[h11.Event]:

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import json
 import math
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from vouching import InvalidDid, did_key, public_key_from_did
 from vouching.identity import is_compact_jwt
 
 _WIDTH = 100  # of a command's description in its --help
+_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as the API takes one (node.api.records)
 
 Subparsers = argparse._SubParsersAction  # what `add_subparsers` returns; argparse names it privately
 
@@ -134,6 +136,11 @@ def os_error_text(error: OSError) -> str:
     if error.filename is None:
         return error.strerror or str(error)
     return f"{error.filename}: {error.strerror}"
+
+
+def is_record_id(text: str) -> bool:
+    """Whether `text` is a record id, 64 hex digits in either case, as the API takes one."""
+    return _RECORD_ID.fullmatch(text) is not None
 
 
 # The first segments of the API's paths: an --api whose path holds one names an endpoint, not the node's address

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -12,10 +11,9 @@ from typing import Any
 from vouching.bodies import KINDS
 from vouching.counts import counted
 
-from .common import Subparsers, add_command, did_argument, meant_as_did, open_client, positive_int
+from .common import Subparsers, add_command, did_argument, is_record_id, meant_as_did, open_client, positive_int
 
 _PAGE = 500  # the most the API gives in one page
-_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as `vouchnet revoke` and the API take one
 
 
 def register(subparsers: Subparsers) -> None:
@@ -44,7 +42,7 @@ def register(subparsers: Subparsers) -> None:
 def _subject(text: str) -> str:
     """argparse type: what a record can be about, a did:key or (a revoke's) a record id; so that a mistyped one is
     an error, not an empty list, and a mistyped did is told what is wrong with it, as `score` tells it."""
-    if _RECORD_ID.fullmatch(text):
+    if is_record_id(text):
         return text
     if meant_as_did(text):
         return did_argument(text)

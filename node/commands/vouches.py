@@ -15,10 +15,11 @@ from vouching.bodies import BASES
 from node.client import NodeUnreachable
 from node.client.node_client import SignedRecord
 from node.client._http import key_or_fresh
-from .common import CommandFailed, Subparsers, add_command, did_argument, open_client, print_json, weight_argument
+from .common import (
+    CommandFailed, Subparsers, add_command, did_argument, is_record_id, open_client, print_json, weight_argument,
+)
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
-_RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as the API takes one (node.api.records)
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -124,7 +125,7 @@ def _vouch(args: argparse.Namespace) -> int:
 
 def _record_id(text: str) -> str:
     """argparse type: a record id, so that a mistyped one is refused before the token is read or the node asked."""
-    if not _RECORD_ID.fullmatch(text):
+    if not is_record_id(text):
         raise argparse.ArgumentTypeError(f"expected a vouch's record id, 64 hex digits, got {text!r}")
     return text
 

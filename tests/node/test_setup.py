@@ -4,7 +4,6 @@ import itertools
 import os
 import signal
 import stat
-from pathlib import Path
 
 import pytest
 
@@ -139,16 +138,17 @@ def test_init_names_a_file_where_the_data_directory_or_a_parent_must_be(tmp_path
 
 def test_init_takes_a_parent_another_init_makes_as_it_looks_for_a_directory(tmp_path, monkeypatch):
     """Found by a CI run of stop 38: `testnet up` inits its nodes at once, in one parent; an init that found the parent
-    not a directory, then there (another init had made it), refused it as "a file, not a directory"."""
-    parent, is_dir = tmp_path / "nodes", Path.is_dir
+    not a directory, then there (another init had made it), refused it as "a file, not a directory". The other init
+    makes it as the file system is first asked about it (os.stat: under Path.stat, is_dir and exists, os.path.isdir)."""
+    parent, real_stat = tmp_path / "nodes", os.stat
 
-    def made_meanwhile(path: Path) -> bool:
-        answer = is_dir(path)
-        if path == parent and not answer:
-            parent.mkdir(exist_ok=True)  # (by the other init, just after this one looked)
-        return answer
+    def made_meanwhile(path, *, dir_fd=None, follow_symlinks=True) -> os.stat_result:
+        if os.fspath(path) == str(parent) and follow_symlinks and not os.path.lexists(parent):
+            parent.mkdir()  # (by the other init, just after this one looked)
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
-    monkeypatch.setattr(Path, "is_dir", made_meanwhile)
+    monkeypatch.setattr(os, "stat", made_meanwhile)
     assert cli.main(["init", "--dir", str(parent / "n00")]) == 0
     assert (parent / "n00" / "config.toml").is_file()
 
