@@ -18,6 +18,9 @@ from .topology import bootstrap_indexes
 
 OPERATOR_WEIGHT = 0.8
 MAX_HOPS = NodeConfig.max_hops  # a testnet leaves [trust] max_hops at its default
+# The attacks that are one org's, and why
+_ONE_ORG = {"key-theft": "a key theft steals one org's key",
+            "equivocation": "an equivocation is one org's (its key signs two records at one seq)"}
 
 
 @dataclass(frozen=True)
@@ -209,10 +212,8 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
     for i, attack in enumerate(scenario.attacks):
         if attack.orgs is not None:
             chosen = plan.select(attack.orgs, f"attacks[{i}].orgs")
-            one = {"key-theft": "a key theft steals one org's key",
-                   "equivocation": "an equivocation is one org's (its key signs two records at one seq)"}
-            if attack.type in one and len(chosen) != 1:
-                raise ScenarioError(f"attacks[{i}].orgs: {one[attack.type]}, but {attack.orgs.text} selects "
+            if attack.type in _ONE_ORG and len(chosen) != 1:
+                raise ScenarioError(f"attacks[{i}].orgs: {_ONE_ORG[attack.type]}, but {attack.orgs.text} selects "
                                     f"{len(chosen)} (write GROUP[i])")
             if attack.type == "key-theft":
                 if len(nodes) < 2:
@@ -304,7 +305,7 @@ def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
                                 "each vouches for its agents' new identities), and the faults then have "
                                 f"{', '.join(down)} down; move it, or them")
         return
-    [target] = plan.select(attack.orgs, f"attacks[{index}].orgs")[:1]
+    target = plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
     kind, group = attack.type.replace("-", " "), plan.group_of(target)
     outside = f" outside group {group}" if attack.type == "equivocation" else ""
     if not plan.attack_peers(index, plan.nodes, None):
