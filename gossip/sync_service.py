@@ -119,8 +119,8 @@ class SyncStats:
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
                                     "(without it, or failing): they back off; not those of a fetch no peer "
-                                    "answered (those asked left first, none could be asked, or their sessions were "
-                                    "preempted or gave up their turn)")
+                                    "answered (those asked left first or told it to come back later, none could be "
+                                    "asked, or their sessions were preempted or gave up their turn)")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
@@ -363,17 +363,18 @@ class SyncService:
         connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
         sync protocol. The issuers of which nothing came, (vain, unanswered, peerless), then a peer or None: vain if a
         peer asked answered (without them, or failing while it stays connected), else peerless if no peer asked stays
-        (each left before it answered, or none could be asked: gap_queue keeps their ranges for a peer to come), else
-        unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the
-        vain. The peer: of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges
-        for its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may
-        fail) may not fetch them."""
+        to be asked (each left before it answered or told us to come back later, or none could be asked: gap_queue
+        keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else unanswered (a
+        peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer:
+        of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges for its turn
+        (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail) may not
+        fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         present = self._syncing_peers()
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
-        answered = False  # by a peer asked: its session ran to its end, or it failed, not for us, and the peer stays
+        answered = False  # by a peer asked: its session ran to its end, or failed (not for us, nor Busy) as it stays
         ended: set[str] = set()  # peers asked whose sessions ours ended (`_ENDED_BY_US`)
         turns: list[str] = []  # of those, the peers whose turn it gave up
         self.stats.gap_fetches += 1
@@ -387,8 +388,8 @@ class SyncService:
                 ended.add(peer)
                 if pulled == "turn":
                     turns.append(peer)
-            elif pulled != "stream" or self.host.stays_connected(peer):
-                answered = True
+            elif pulled != "throttled" and (pulled != "stream" or self.host.stays_connected(peer)):
+                answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
         idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
         if answered:
             self.stats.gap_issuers_vain += len(idle)

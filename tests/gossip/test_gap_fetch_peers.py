@@ -1,10 +1,11 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
 while it runs, each peer once and a few in all (newcomers after the peers connected as it started); an issuer
-whose peers asked all left before answering (or that no peer could be asked for) does not back off, and its range is
-fetched from the next peer to connect, or at once from a peer still there that the fetch did not ask or that came
-back, or that had said to come back later and may be asked again; one whose fetch was ended for a round a catch-up
-needs, or gave up its peer's turn, does not back off either (its range fetched as that turn comes free, if it gave the
-turn up), while one whose peers answered without its records still does (gossip.gap_queue, DESIGN.md §5)."""
+whose peers asked all left before answering or said to come back later (or that no peer could be asked for) does not
+back off, and its range is fetched from the next peer to connect, or at once from a peer still there that the fetch
+did not ask or that came back, or that had said to come back later and may be asked again; one whose fetch was ended
+for a round a catch-up needs, or gave up its peer's turn, does not back off either (its range fetched as that turn
+comes free, if it gave the turn up), while one whose peers answered without its records still does (gossip.gap_queue,
+DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -444,6 +445,33 @@ async def test_a_gap_kept_while_its_only_peer_said_to_come_back_later_is_fetched
         await trio.sleep(come_back)
         assert node.asked == [(1, A), (1 + come_back, A)]  # as A's wait ended
         assert node.store.has(MISSING.id)
+
+
+@pytest.mark.parametrize("newcomer", [False, True], ids=["as its wait ends", "a peer connecting meanwhile"])
+async def test_a_gap_whose_peer_said_to_come_back_later_is_kept_and_its_issuer_does_not_back_off(newcomer, tmp_path,
+                                                                                                  autojump_clock):
+    """Found by stop 39's review: a Busy answer to a gap fetch (come back later: asked nothing until then) counted as
+    the peer's answer without the records: the issuer backed off and its range was forgotten, to wait for its next
+    report or a periodic round (up to sync_interval), though the peer said nothing of the range. It is kept, and
+    fetched as the peer's wait ends, or at once from a peer that connects meanwhile."""
+    come_back = 5  # seconds A's Busy answer asks the node to wait
+
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return node.fill()
+        raise PeerBusy(come_back, "serving budget spent")
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1)
+        assert node.asked == [(1, A)] and not node.store.has(MISSING.id)
+        if newcomer:
+            await node.host.connect(B)
+        await trio.sleep(come_back)
+        assert node.asked == [(1, A), (2, B) if newcomer else (1 + come_back, A)]  # with no report meanwhile
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.errors["throttled"] == 1 and node.service.stats.gap_issuers_vain == 0
 
 
 @pytest.mark.parametrize("others", [[], [B]], ids=["its only peer", "the turn free as B was asked"])
