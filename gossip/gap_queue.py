@@ -12,9 +12,11 @@ come back later, or none could be asked), the range waits for a peer to ask (`pe
 first, or one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by one of ours,
 the range is forgotten (the issuer's next report, or a round with that peer, brings it), unless the fetch gave up
 waiting for the peer's turn: then it waits for that turn (`turn_freed`), within the same `limit`. When `limit`
-issuers wait, a new one takes the place of one that backs off (the longest waiting): fresh keys vouched into the
-horizon cost an org nothing, and their gaps no peer can fill would otherwise keep every other issuer's out. Sans-I/O:
-the caller gives the time.
+issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one kept
+for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps no
+peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
+issuer's out. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller
+gives the time.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Added:
     queued: int = 0  # issuers that were not waiting
     merged: int = 0  # issuers already waiting or being fetched: their range grew
     dropped: int = 0  # issuers not waiting when `limit` issuers were (the next periodic round repairs them)
-    displaced: int = 0  # issuers backing off whose range made room for one of these (the periodic round, likewise)
+    displaced: int = 0  # issuers not in turn (backing off, or kept) whose range made room for one of these (likewise)
     released: int = 0  # of those merged, issuers kept for a peer or a peer's turn: in turn now, one reported them
 
 
@@ -87,11 +89,9 @@ class GapQueue:
         for iss, (first, last) in gaps.items():
             wanted = self._wanted.get(iss)
             if wanted is None and len(self._wanted) >= self._limit:
-                if not self._parked or iss in self._backing_off:
+                if iss in self._backing_off or not self._displace():  # (backing off, it would not be in turn either)
                     dropped += 1
                     continue
-                victim = next(iter(self._parked))
-                del self._parked[victim], self._wanted[victim]
                 displaced += 1
             if wanted is None:
                 wanted = self._wanted[iss] = _Wanted(first, last)
@@ -113,6 +113,23 @@ class GapQueue:
             if origin is not None and origin not in wanted.origins and len(wanted.origins) < ORIGINS:
                 wanted.origins.append(origin)
         return Added(queued, merged, dropped, displaced, released)
+
+    def _displace(self) -> bool:
+        """Forget the range of an issuer not in turn, to make room: one backing off (the longest waiting; a peer asked
+        answered without it), else one kept for a peer to come, else one kept for a peer's turn (the longest kept of
+        each); whether there was one. A backoff kept with a range goes with it, as in `done`: nothing would end it."""
+        if self._parked:
+            victim = next(iter(self._parked))
+            del self._parked[victim]
+        elif self._peerless or self._behind:
+            victim = next(iter(self._peerless or self._behind))
+            self._peerless.pop(victim, None)
+            self._behind.pop(victim, None)
+            self._backing_off.pop(victim, None)
+        else:
+            return False
+        del self._wanted[victim]
+        return True
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;

@@ -114,7 +114,8 @@ class SyncStats:
     gap_issuers_merged: int = counted("Issuers of a gap request already waiting or being fetched: their range grew")
     gap_requests_dropped: int = counted("Issuers of a gap request dropped while the queue was full; a periodic round "
                                         "repairs")
-    gap_issuers_displaced: int = counted("Issuers backing off whose waiting range made room for another issuer's")
+    gap_issuers_displaced: int = counted("Issuers whose waiting range made room for another issuer's: backing off, "
+                                         "or kept for a peer to come or a peer's turn")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "

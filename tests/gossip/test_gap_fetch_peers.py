@@ -78,12 +78,12 @@ class StandInHost(ConnectedHost):
 
 
 @asynccontextmanager
-async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], Awaitable[int]]
-               ) -> AsyncIterator[Gaps]:
+async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], Awaitable[int]], *,
+               gap_queue: int = 256) -> AsyncIterator[Gaps]:
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(ORG.did,), max_hops=1, held_limit=10)
         host = StandInHost(list(peers))
-        node = Gaps(host, SyncService(host, replica, network="test", interval=INTERVAL), store)
+        node = Gaps(host, SyncService(host, replica, network="test", interval=INTERVAL, gap_queue=gap_queue), store)
 
         async def stand_in(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
             if fetching is None:
@@ -393,6 +393,36 @@ async def test_an_issuer_whose_gap_fetch_gave_up_its_peer_s_turn_does_not_back_o
         await trio.sleep(5)
         assert node.asked == [(1, A), (1 + HOLDING, A)]  # as the turn came, not once a backoff ended (at 12 s)
         assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: its peer answered without it
+
+
+async def test_gaps_kept_for_the_turn_of_a_hostile_only_peer_do_not_keep_an_honest_gap_out(tmp_path, autojump_clock):
+    """Found by stop 39's review: the only peer connected, holding its turn (a session answering just in time, up to
+    session_seconds), had the ranges of the fetches that gave up waiting for that turn kept for it, and its reports
+    of fresh issuers' gaps (their keys cost nothing) filled the queue so: a gap an honest peer then reported was
+    dropped, to wait for a periodic round (up to sync_interval). It takes the place of one of those kept."""
+    fresh = {Org().did: (1, 5) for _ in range(3)}
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return node.fill()
+        await trio.sleep(node.service.session_seconds)  # a fetch of another issuer's gaps, holding A's turn
+        return 0
+
+    async with gaps(tmp_path, [A], session, gap_queue=len(fresh)) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        nursery.start_soon(node.service.fetch_gaps, A, {Org().did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, fresh)  # their fetch gives up A's turn at 11 s: kept for it, the queue full
+        await trio.sleep(node.service.timeout + 1)
+        assert node.service.stats.errors["turn"] == 1
+        await node.host.connect(B)
+        node.service.request_gaps(B, GAP)
+        reported = trio.current_time()
+        await trio.sleep(1)
+        assert node.asked == [(1, A), (reported, B)]  # at once
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_displaced == 1 and node.service.stats.gap_requests_dropped == 0
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_gap_whose_peer_s_turn_was_given_up_is_kept_if_that_peer_then_left(tmp_path, autojump_clock):

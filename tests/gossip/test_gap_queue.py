@@ -16,9 +16,15 @@ BACKOFF = (1.0, 8.0)
 
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
-outcomes = st.sampled_from(["answered", "peerless", "behind"])  # no peer there to answer; a peer's turn given up
+# no peer was there to answer; a peer's turn given up; a peer answered without the ranges (the clock stays at 0: the
+# issuers back off for good)
+outcomes = st.sampled_from(["answered", "peerless", "behind", "vain"])
 steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
                            st.tuples(st.just("done"), outcomes), st.just(("peer",)), st.just(("turn",))), max_size=60)
+
+
+def _add(iss: str) -> tuple[str, str, int, int, str]:
+    return ("add", iss, 1, 0, "12D3KooWA")
 
 
 @settings(max_examples=300)
@@ -28,26 +34,48 @@ steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)
 @example([("add", ISSUERS[0], 1, 0, "12D3KooWA"), ("take", 1), ("add", ISSUERS[1], 1, 0, "12D3KooWA"),
           ("add", ISSUERS[2], 1, 0, "12D3KooWA"), ("add", ISSUERS[3], 1, 0, "12D3KooWA"), ("done", "peerless"),
           ("take", 3), ("done", "behind"), ("take", 1), ("peer",), ("take", 3), ("turn",), ("take", 3)])  # kept
+@example([*map(_add, ISSUERS[:3]), ("take", 3), ("done", "behind"), _add(ISSUERS[3]), _add(ISSUERS[4]), ("turn",),
+          ("take", 3)])  # the ranges kept for a peer's turn fill the queue: new issuers take their places
+@example([_add(ISSUERS[0]), ("take", 1), ("done", "vain"), _add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1),
+          ("done", "peerless"), _add(ISSUERS[2]), _add(ISSUERS[3]), _add(ISSUERS[0]), _add(ISSUERS[4]),
+          ("take", 3)])  # one backing off makes room first, then one kept; one backing off takes no one's place
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
-    """Fetches that bring something, or that no peer was there to answer, or that gave up a peer's turn: their
-    ranges wait for a peer ("peer"), that turn ("turn") or a report, within the bound (backoff: the next tests)."""
+    """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, or in vain: their
+    ranges wait for a peer ("peer"), that turn ("turn"), a report, or the backoff to end (never here: the next tests),
+    within the bound, where a new issuer's range takes the place of one not in turn (one backing off, else one kept
+    for a peer, else for a peer's turn), unless it backs off itself: one is never refused for ranges kept waiting."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     fetching: list[GapBatch] = []
     wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged
     ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
     kept: dict[str, str] = {}  # issuers of `wanted` waiting -> for what: "peer", or "turn" (of 12D3KooWB's)
+    backing_off: set[str] = set()  # issuers whose last fetch was in vain
+    parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
     for step in script:
         if step[0] == "add":
             _, iss, first, span, origin = step
             was = wanted.get(iss)
             added = queue.add(origin, {iss: (first, first + span)}, every=False)
+            displaced = 0
             if was is None and len(wanted) == LIMIT:
-                assert added == Added(dropped=1)
-                continue
+                waiting = [*parked, *(each for each in kept if kept[each] == "peer"),
+                           *(each for each in kept if kept[each] == "turn")]
+                if iss in backing_off or not waiting:
+                    assert added == Added(dropped=1)
+                    continue
+                wanted.pop(waiting[0])
+                parked.pop(waiting[0], None)
+                kept.pop(waiting[0], None)
+                displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
-            assert added == (Added(queued=1) if was is None else Added(merged=1, released=int(iss in kept)))
+            assert added == (Added(queued=1, displaced=displaced) if was is None
+                             else Added(merged=1, released=int(iss in kept)))
             kept.pop(iss, None)  # (a report: a peer is there to ask)
-            if not any(iss in batch.gaps for batch in fetching):
+            if iss in parked or any(iss in batch.gaps for batch in fetching):
+                continue
+            if iss in backing_off:
+                parked[iss] = None
+            else:
                 ready.setdefault(iss, [])
         elif step[0] == "take":
             batch = queue.take(step[1], 0.0)
@@ -70,6 +98,11 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 del kept[iss]
         elif fetching:
             batch, outcome = fetching.pop(0), step[1]
+            if outcome == "vain":
+                queue.done(batch, list(batch.gaps), 0.0)
+                backing_off.update(batch.gaps)
+                parked.update(dict.fromkeys(iss for iss in batch.gaps if iss in wanted))
+                continue
             if outcome == "peerless":
                 queue.done(batch, [], 0.0, peerless=list(batch.gaps))
             elif outcome == "behind":
@@ -165,9 +198,10 @@ def test_a_range_no_peer_was_there_to_answer_for_waits_for_the_next_peer_then_is
     assert queue.ready_at() == 3.0  # twice the last wait, not a second again
 
 
-def test_ranges_kept_for_a_peer_stay_within_the_bound():
+def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_new_issuers():
     """Hostile peers that leave before answering cannot grow the queue past `limit`: a range kept for a peer takes
-    a place, and one that finds the queue full is dropped (the periodic round repairs it)."""
+    a place, and one that finds the queue full is dropped (the periodic round repairs it); nor keep a new issuer's gap
+    out: it takes the place of the longest kept."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     for iss in ISSUERS[:2]:
         queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
@@ -181,10 +215,39 @@ def test_ranges_kept_for_a_peer_stay_within_the_bound():
     assert batch is not None
     queue.done(batch, [], 0.0, peerless=list(batch.gaps))
     assert len(queue) == LIMIT and queue.take(1, 0.0) is None
-    assert queue.add("12D3KooWA", {ISSUERS[0]: (1, 5)}, every=False) == Added(dropped=1)  # full
     assert queue.add("12D3KooWA", {ISSUERS[2]: (1, 6)}, every=False) == Added(merged=1, released=1)  # in turn now
-    batch = queue.take(LIMIT, 0.0)
-    assert batch is not None and batch.gaps == {ISSUERS[2]: (1, 6)}
+    assert queue.add("12D3KooWA", {ISSUERS[0]: (1, 5)}, every=False) == Added(queued=1, displaced=1)  # ISSUERS[3]'s
+    assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[2]: (1, 6), ISSUERS[0]: (1, 5)}, ("12D3KooWA",), every=False)
+    assert queue.peer_came("12D3KooWB")
+    assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[4]: (1, 5)}, ("12D3KooWB",), every=False)
+
+
+def test_a_new_issuer_takes_the_place_of_a_range_kept_for_a_peer_s_turn_and_its_backoff_goes_with_it():
+    """Found by stop 39's review: a hostile peer, the only one there, holding its turn (a session answering just in
+    time, up to session_seconds) had the range of each fetch that gave up waiting for that turn kept, up to the
+    bound, and every other issuer's gap dropped meanwhile. A backoff kept with a range displaced goes with it: nothing
+    would end it, and the issuer's next gap would wait for good."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    first = ISSUERS[0]
+    batch = _taken_after_a_vain_fetch(queue, first)  # at 1 s
+    queue.done(batch, [], 1.0, unanswered=[first], behind="12D3KooWB")  # kept for B's turn, with its backoff
+    for iss in ISSUERS[1:LIMIT]:
+        queue.add("12D3KooWB", {iss: (1, 5)}, every=False)
+        batch = queue.take(1, 1.0)
+        assert batch is not None
+        queue.done(batch, [], 1.0, unanswered=[iss], behind="12D3KooWB")
+    assert len(queue) == LIMIT and queue.take(1, 1.0) is None
+    honest = ISSUERS[LIMIT]
+    assert queue.add("12D3KooWA", {honest: (1, 1)}, every=False) == Added(queued=1, displaced=1)
+    batch = queue.take(LIMIT, 1.0)
+    assert batch == GapBatch({honest: (1, 1)}, ("12D3KooWA",), every=False)  # at once
+    queue.done(batch, [], 1.0)
+    assert queue.turn_freed("12D3KooWB")
+    batch = queue.take(LIMIT, 1.0)
+    assert batch is not None and list(batch.gaps) == ISSUERS[1:LIMIT]  # the first one kept made room
+    queue.done(batch, [], 1.0)
+    assert queue.add("12D3KooWA", {first: (1, 7)}, every=False) == Added(queued=1)
+    assert queue.take(1, 1.0) == GapBatch({first: (1, 7)}, ("12D3KooWA",), every=False)  # at once
 
 
 def test_a_new_issuer_takes_the_place_of_one_backing_off_when_the_queue_is_full():
