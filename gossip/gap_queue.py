@@ -153,8 +153,8 @@ class GapQueue:
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
              peerless: Collection[str] = (), behind: str | None = None) -> None:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
-        as long as the last time if that fetch was in vain too; nor of those in `unanswered` and `peerless`, no peer
-        asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
+        as long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no
+        peer asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
         no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
         of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless

@@ -362,9 +362,10 @@ class SyncService:
         back with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if
         `batch.every` as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on
         connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
-        sync protocol. The issuers of which nothing came, (vain, unanswered, peerless), then a peer or None: vain if a
-        peer asked answered (without them, or failing while it stays connected), else peerless if no peer asked stays
-        to be asked (each left before it answered or told us to come back later, or none could be asked: gap_queue
+        sync protocol. The issuers whose ranges are not all here, (vain, unanswered, peerless), then a peer or None:
+        vain, those of which nothing came, if a peer asked answered (without them, or failing while it stays
+        connected); else all of them (a peer that began to send a range may hold the rest), peerless if no peer asked
+        stays to be asked (each left before it answered or told us to come back later, or none could be asked: gap_queue
         keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else unanswered (a
         peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer:
         of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges for its turn
@@ -391,14 +392,15 @@ class SyncService:
                     turns.append(peer)
             elif pulled != "throttled" and (pulled != "stream" or self.host.stays_connected(peer)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
-        idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
+        lacking = list(missing_ranges(store, batch.gaps))
         if answered:
+            idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
             return idle, [], [], None
         stayed = {peer for peer in ended if self.host.stays_connected(peer)}
         if stayed:
-            return [], idle, [], next((peer for peer in turns if peer in stayed), None)
-        return [], [], idle, None
+            return [], lacking, [], next((peer for peer in turns if peer in stayed), None)
+        return [], [], lacking, None
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
         """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one

@@ -32,6 +32,7 @@ NEWCOMERS = [f"12D3KooWNewcomer{i}" for i in range(3)]
 INTERVAL = 30.0  # no periodic round before 22.5 s
 ORG = Org()
 MISSING = ORG.record()  # what the org's gap lacks
+AFTER = ORG.record()  # the record after it
 GAP = {ORG.did: (1, 1)}
 
 HOLDING = 10.5  # seconds a fetch of another issuer's gaps holds A's turn: past the sync timeout
@@ -502,6 +503,28 @@ async def test_a_gap_whose_peer_said_to_come_back_later_is_kept_and_its_issuer_d
         assert node.asked == [(1, A), (2, B) if newcomer else (1 + come_back, A)]  # with no report meanwhile
         assert node.store.has(MISSING.id)
         assert node.service.stats.errors["throttled"] == 1 and node.service.stats.gap_issuers_vain == 0
+
+
+async def test_the_rest_of_a_range_a_peer_began_to_send_before_saying_to_come_back_later_is_kept(tmp_path,
+                                                                                                 autojump_clock):
+    """A peer says to come back later mid-answer, its serving budget for the node spent (an org's history, say): the
+    rest of the range is kept and fetched as its wait ends; it was forgotten, as records had come, to wait for the
+    issuer's next report or a periodic round (up to sync_interval)."""
+    come_back = 5
+
+    async def session(node: Gaps, peer: str) -> int:
+        if node.asked[1:]:
+            return len(node.service.replica.accept([AFTER]).accepted)
+        node.fill()
+        raise PeerBusy(come_back, "serving budget spent")
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(come_back + 1)
+        assert node.asked == [(1, A), (1 + come_back, A)]  # with no report meanwhile
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0
 
 
 @pytest.mark.parametrize("others", [[], [B]], ids=["its only peer", "the turn free as B was asked"])
