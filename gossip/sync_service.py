@@ -358,19 +358,19 @@ class SyncService:
 
     async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str], list[str], str | None]:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
-        missing, from other connected peers, those that connect while it runs too (a peer's records may have come
-        back with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if
-        `batch.every` as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on
-        connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
-        sync protocol. The issuers whose ranges are not all here, (vain, unanswered, peerless), then a peer or None:
-        vain, those of which nothing came, if a peer asked answered (without them, or failing while it stays
-        connected); else all of them (a peer that began to send a range may hold the rest), peerless if no peer asked
-        stays to be asked (each left before it answered or told us to come back later, or none could be asked: gap_queue
-        keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else unanswered (a
-        peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer:
-        of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges for its turn
-        (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail) may not
-        fetch them."""
+        missing, from other connected peers, those that connect while it runs too (a peer's records may have come back
+        with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if `batch.every`
+        as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for
+        them too, unless it had one less than `interval` ago); never a peer that refused the sync protocol, nor any
+        after our disk failed (`storage`). The issuers whose ranges are not all here, (vain, unanswered, peerless), then
+        a peer or None: vain, those of which nothing came, if a peer asked answered (without them, or failing while it
+        stays connected); else all of them (a peer that began to send a range may hold the rest), peerless if no peer
+        asked stays to be asked (each left before it answered or told us to come back later, or none could be asked:
+        gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else
+        unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the
+        vain. The peer: of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges for
+        its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail) may
+        not fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         present = self._syncing_peers()
@@ -392,6 +392,8 @@ class SyncService:
                     turns.append(peer)
             elif pulled != "throttled" and (pulled != "stream" or self.host.stays_connected(peer)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
+                if pulled == "storage":
+                    break  # nor is the next peer asked: its records would fail our disk the same way
         lacking = list(missing_ranges(store, batch.gaps))
         if answered:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]

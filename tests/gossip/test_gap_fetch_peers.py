@@ -20,7 +20,7 @@ from nacl.signing import SigningKey
 
 from gossip.host import HostError
 from gossip.replica import Replica
-from gossip.store import RecordStore
+from gossip.store import RecordStore, StoreError
 from gossip.sync_messages import PeerBusy
 from gossip.sync_service import SyncService
 
@@ -303,6 +303,24 @@ async def test_an_issuer_whose_peer_failed_staying_or_answered_then_left_still_b
         await trio.sleep(5)
         assert node.asked == [(1, A), (2, A)]  # the second once the backoff (1 s) ended
         assert node.service.stats.gap_issuers_vain == 2
+
+
+async def test_a_gap_fetch_our_disk_failed_to_store_asks_no_other_peer_and_its_issuer_backs_off(tmp_path,
+                                                                                                 autojump_clock):
+    """Our disk failing (full, say): the fetch asked the next peers all the same (every one connected, for an org's
+    history), each sending records the disk then failed to store. It stops, and the issuer backs off as for a peer
+    that answered without the records: a failing disk is not asked to store a refetch at once."""
+    async def session(node: Gaps, peer: str) -> int:
+        raise StoreError("records.db: cannot be written (disk full)")
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service._on_entered({ORG.did})  # its history, to be asked of every peer
+        await trio.sleep(0.5)
+        node.service.request_gaps(A, GAP)  # (gossip delivered a later record of the org)
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (2, A)]  # the second once the backoff (1 s) ended
+        assert node.service.stats.errors["storage"] == 2 and node.service.stats.gap_issuers_vain == 2
 
 
 async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_more_at_most(tmp_path, autojump_clock):
