@@ -15,7 +15,8 @@ READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
 let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped, up
 to LINGER_BYTES within LINGER_S, before the connection goes on or closes, so that a client still uploading reads
-that answer rather than a reset (an answer that leaves more of a body of known length says `Connection: close`).
+that answer rather than a reset (an answer that leaves more than LINGER_BYTES of a body of known length unread, or
+any of a chunked one, says `Connection: close`).
 A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering
 gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
@@ -462,14 +463,14 @@ class _Exchange:
         its head must say `Connection: close` (RFC 9112 §9.6), lest a client keeping connections alive send its next
         request into a closed one: the client waits to be told 100 Continue before it sends a body that then cannot
         be skipped, or more of a body of known length is still to come than _next_cycle reads and drops
-        (LINGER_BYTES). A chunked body's length is not known ahead: it is read and dropped all the same, and the
-        connection closes unsaid only past LINGER_BYTES (or LINGER_S)."""
+        (LINGER_BYTES), or the body is chunked, its length not known ahead: read and dropped all the same, it may run
+        past LINGER_BYTES or LINGER_S, which closed the connection unsaid."""
         if self.connection.awaiting_continue:
             return True
         if self.connection.h11.their_state is not h11.SEND_BODY:
             return False
         length = _body_length(self.request)
-        return length is not None and length - self.body_read > LINGER_BYTES
+        return length is None or length - self.body_read > LINGER_BYTES
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.cut_off:

@@ -271,6 +271,25 @@ async def test_an_answer_leaving_more_body_unread_than_is_dropped_says_the_conne
         assert (await client.response())[0] == 413
 
 
+@pytest.mark.parametrize("rest", ["over_the_bytes_dropped", "late"])
+async def test_an_answer_leaving_a_chunked_body_unread_says_the_connection_closes(server, monkeypatch,
+                                                                                autojump_clock, rest):
+    """Found by stop 39: a chunked body's length is not known when the answer is written, and one left unread past
+    the bytes dropped after it (LINGER_BYTES), or not in within LINGER_S, closed the connection unsaid, so a client
+    keeping connections alive took it for reusable. An answer leaving one unread says `Connection: close`."""
+    monkeypatch.setattr(http_server, "LINGER_BYTES", 1 << 10)
+    client = await connect(await server(refusing_app))
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n")
+    status, headers, _ = await client.response()
+    assert (status, headers.get("connection")) == (401, "close")
+    if rest == "over_the_bytes_dropped":
+        await client.send(b"800\r\n" + b"x" * 2048 + b"\r\n0\r\n\r\n" + get("/next"))
+    else:
+        await trio.sleep(2 * LINGER_S)
+        await client.send(b"1\r\nx\r\n0\r\n\r\n" + get("/next"))
+    assert await client.closed()
+
+
 async def test_the_body_dropped_after_an_answer_is_bounded_in_time(server, autojump_clock):
     client = await connect(await server(too_large_app))
     async with trio.open_nursery() as nursery:
