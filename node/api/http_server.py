@@ -17,8 +17,10 @@ let go). What an answer left unread of its request's body (a 413 or 401 sent bef
 to LINGER_BYTES within LINGER_S, before the connection goes on or closes, so that a client still uploading reads
 that answer rather than a reset (an answer that leaves more than LINGER_BYTES of a body of known length unread, or
 any of a chunked one, says `Connection: close`).
-A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering
-gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
+A malformed request gets h11's 4xx with a JSON reason and the connection closes, as does one the server cannot serve:
+501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for an HTTP
+version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say). An app that fails before answering gives a 500 (its
+traceback goes to the log, not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
 for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. A
@@ -69,6 +71,8 @@ MAX_BUSY = MAX_CONNECTIONS // 4  # newcomers refused a slot whose requests are r
 # Each status's reason phrase in IANA's registry (RFC 9110 section 15, via http.HTTPStatus); a code it does not name
 # goes out with an empty one, which RFC 9112 section 4 allows
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+# The error code of the answer to each request the server refuses itself (_refuse), by its status; else bad_request
+_REFUSAL_CODES = {431: "head_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
 # How h11 quotes the text of a malformed request in its reasons (Python's repr of a bytearray): see _detail
 _BYTEARRAY = re.compile(r"bytearray\(b('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)")
 
@@ -284,6 +288,9 @@ class _Connection:
             self.head_request = event.method == b"HEAD"
             if buffered - self._buffered() > MAX_HEAD_BYTES:
                 raise h11.RemoteProtocolError("request head too long", error_status_hint=431)
+            if not event.http_version.startswith(b"1."):  # h11 takes any d.d and would serve it as HTTP/1.1
+                raise h11.RemoteProtocolError(f"HTTP/{event.http_version.decode()}: this server speaks HTTP/1.1 only",
+                                              error_status_hint=505)
         return event
 
     def _buffered(self) -> int:
@@ -316,23 +323,22 @@ class _Connection:
         raise _Closed()
 
     async def _refuse(self, error: h11.RemoteProtocolError) -> None:
-        """Answer a malformed request with h11's status (400, 431, ...), a JSON reason and `Connection: close` (RFC
-        9112 §9.6), if still possible, then read and drop what the client sends (the rest of a head too long, say)
-        before the close (_linger), as _busy does."""
+        """Answer a malformed request with h11's status (400, 431, 501) or 505 (_next_or_gone), its error code
+        (_REFUSAL_CODES), a JSON reason and `Connection: close` (RFC 9112 §9.6), if still possible, then read and drop
+        what the client sends (the rest of a head too long, say) before the close (_linger), as _busy does."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        if error.error_status_hint == 431:
-            self.refused(431, "head_too_large")
-            detail = f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and header fields)"
-            body = json.dumps({"error": "head_too_large", "detail": detail}).encode()
-        else:
-            if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
-                self.refused(error.error_status_hint, "bad_request")
-            body = json.dumps({"error": "bad_request", "detail": _detail(error)}).encode()
+        status = error.error_status_hint
+        code = _REFUSAL_CODES.get(status, "bad_request")
+        if status < 500:  # a request the server cannot serve (501, 505) is no fault of the caller's to count
+            self.refused(status, code)
+        detail = f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and header fields)" \
+            if status == 431 else _detail(error)
+        body = json.dumps({"error": code, "detail": detail}).encode()
         head = self.head_request and self.h11.our_state is h11.SEND_RESPONSE  # (else h11 has read no request)
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
-                await self.send(*_json_answer(error.error_status_hint, body, head=head))
+                await self.send(*_json_answer(status, body, head=head))
         except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             return
         await self._linger()

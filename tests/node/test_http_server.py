@@ -534,13 +534,35 @@ async def test_a_refusal_after_a_head_request_on_its_connection_has_its_body(ser
     assert json.loads(body)["error"] in ("bad_request", "head_too_large")
 
 
-async def test_a_request_the_server_cannot_serve_is_answered_5xx_and_counted_as_no_refusal(server):
-    """A transfer coding h11 does not decode (501) is no fault of the caller's to count among its refusals (4xx)."""
+@pytest.mark.parametrize("request_bytes,status,code,detail", [
+    (b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented",
+     "Only Transfer-Encoding: chunked is supported"),
+    (b"GET / HTTP/2.0\r\nHost: node\r\n\r\n", 505, "http_version_not_supported",
+     "HTTP/2.0: this server speaks HTTP/1.1 only"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "http_version_not_supported",  # HTTP/2's preface (RFC 9113 §3.4)
+     "HTTP/2.0: this server speaks HTTP/1.1 only"),
+    (b"GET / HTTP/0.9\r\nHost: node\r\n\r\n", 505, "http_version_not_supported",
+     "HTTP/0.9: this server speaks HTTP/1.1 only"),
+], ids=["transfer_coding", "http_2", "http_2_preface", "http_0_9"])
+async def test_a_request_the_server_cannot_serve_is_answered_5xx_with_its_own_code_and_counted_as_no_refusal(
+        server, request_bytes, status, code, detail):
+    """A transfer coding h11 does not decode (501) or an HTTP version other than 1.x (505) is no fault of the caller's
+    to count among its refusals (4xx). Before, each answer's code was `bad_request`, and h11 served HTTP/2.0 (say)
+    as HTTP/1.1."""
     refusals = []
     client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
-    await client.send(b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: gzip\r\n\r\n")
-    status, headers, _ = await client.response()
-    assert (status, headers["connection"], refusals) == (501, "close", [])
+    await client.send(request_bytes)
+    answer_status, headers, body = await client.response()
+    assert (answer_status, headers["connection"], refusals) == (status, "close", [])
+    assert json.loads(body) == {"error": code, "detail": detail}
+    assert await client.closed()
+
+
+async def test_a_request_of_http_1_0_is_served(server):
+    client = await connect(await server(echo_app))
+    await client.send(b"GET /old HTTP/1.0\r\n\r\n")
+    status, _, body = await client.response()
+    assert (status, json.loads(body)["path"]) == (200, "/old")
 
 
 @pytest.mark.parametrize("start,status", [(b"GET / HTTP/1.1\r\nHost: node\r\nX-Big: ", 431),
@@ -954,7 +976,8 @@ async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_t
                     received += chunk
             except trio.BrokenResourceError:
                 pass
-        assert all(100 <= status < 500 for status in statuses(received))  # answers or refusals, never a failure
+        # answers or refusals (501, 505: what the server does not implement), never a failure
+        assert all(100 <= status < 500 or status in (501, 505) for status in statuses(received))
         again = await connect(address)
         await again.send(get("/still-serving"))
         assert (await again.response())[0] == 200
