@@ -19,8 +19,9 @@ that answer rather than a reset (an answer that leaves more than LINGER_BYTES of
 any of a chunked one, says `Connection: close`).
 A malformed request gets h11's 4xx with a JSON reason and the connection closes, as does one the server cannot serve:
 501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for an HTTP
-version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say). An app that fails before answering gives a 500 (its
-traceback goes to the log, not to the client), after that the connection closes.
+version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say); empty lines before a request line, which h11 refuses,
+are ignored (RFC 9112 §2.2). An app that fails before answering gives a 500 (its traceback goes to the log, not to
+the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
 for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. A
@@ -73,6 +74,9 @@ MAX_BUSY = MAX_CONNECTIONS // 4  # newcomers refused a slot whose requests are r
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 # The error code of the answer to each request the server refuses itself (_refuse), by its status; else bad_request
 _REFUSAL_CODES = {431: "head_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
+# h11's reason for an empty line where a request line was due, which the server ignores instead (_skip_empty_lines)
+_EMPTY_LINE = "no request line received"
+_EMPTY_LINES = re.compile(rb"(?:\r?\n)*(?:\r\Z)?")  # and a CR that ends what was read, its LF still to come
 # How h11 quotes the text of a malformed request in its reasons (Python's repr of a bytearray): see _detail
 _BYTEARRAY = re.compile(r"bytearray\(b('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)")
 
@@ -194,7 +198,7 @@ class _Connection:
         self.app = app
         self.stream = stream
         self.refused = refused
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.h11 = _parser()
         self._reading = trio.Lock()  # the app's receive and the request loop never read at once
         self.awaiting_continue = False  # the request asked for 100 Continue and has not been sent it
         self.client = _address(stream, "peer")
@@ -277,12 +281,17 @@ class _Connection:
         """h11's next event; a request head longer than MAX_HEAD_BYTES raises RemoteProtocolError (431) however it
         was read: h11 refuses one only while that much of it waits incomplete, so a longer head read whole (in one
         read, or with the body before it) was taken."""
-        buffered = self._buffered() if self.h11.their_state is h11.IDLE else 0  # (a head comes only then)
+        idle = self.h11.their_state is h11.IDLE
+        buffered = self._buffered() if idle else 0  # (a head comes only then)
         try:
             event = self.h11.next_event()
-        except h11.RemoteProtocolError:
-            if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
+        except h11.RemoteProtocolError as error:
+            held, closed = self.h11.trailing_data
+            if self.h11.their_state is h11.ERROR and closed:  # the client closed its side
                 raise _Gone() from None
+            if idle and (str(error) == _EMPTY_LINE or held == b"\r"):  # (a CR whose LF is still to come)
+                self._skip_empty_lines(held)
+                return self._next_or_gone()
             raise
         if isinstance(event, h11.Request):
             self.head_request = event.method == b"HEAD"
@@ -292,6 +301,16 @@ class _Connection:
                 raise h11.RemoteProtocolError(f"HTTP/{event.http_version.decode()}: this server speaks HTTP/1.1 only",
                                               error_status_hint=505)
         return event
+
+    def _skip_empty_lines(self, held: bytes) -> None:
+        """Ignore the empty lines before a request line, as RFC 9112 §2.2 says a server SHOULD (some clients send one
+        after a POST's body), where h11 refuses them (having taken the first off its buffer), and a CR that ends what
+        was read, its LF still to come, which h11 refuses as a request line: the parser, between requests and
+        holding nothing of one, is made again with what it `held` but those. Its buffer is copied (trailing_data)
+        once for each run of empty lines, and never for a request without."""
+        self.h11 = _parser()
+        if rest := held[_EMPTY_LINES.match(held).end():]:  # (no bytes at all would tell h11 the client closed)
+            self.h11.receive_data(rest)
 
     def _buffered(self) -> int:
         """The bytes h11 holds unparsed, as h11 counts them against its own limit (the length of its receive
@@ -511,6 +530,11 @@ class _Exchange:
             self.cut_off = True  # and what more it sends is dropped, so that the connection goes on
             if self.awaiting_close is not None:
                 self.awaiting_close.cancel()
+
+
+def _parser() -> h11.Connection:
+    """h11's server side for a connection: a request head still incomplete past MAX_HEAD_BYTES is refused (431)."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
 
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:

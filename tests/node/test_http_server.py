@@ -146,6 +146,32 @@ async def test_one_connection_carries_requests_one_after_another_and_pipelined(s
     assert [json.loads((await client.response())[2])["path"] for _ in range(2)] == ["/a", "/b"]
 
 
+@pytest.mark.parametrize("empty", [b"\r\n", b"\n", b"\r\n\n\r\n", b"\r\n" * 40_000])
+async def test_empty_lines_before_a_request_line_are_ignored(server, empty):
+    """RFC 9112 §2.2: a server SHOULD ignore at least one empty line before a request line, as some clients send
+    one after a POST's body; h11 refuses one, and each was answered 400 and closed the connection."""
+    client = await connect(await server(echo_app))
+    await client.send(empty + get("/a"))
+    assert json.loads((await client.response())[2])["path"] == "/a"
+    await client.send(b"POST /b HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\nhello" + empty)
+    assert json.loads((await client.response())[2])["body"] == "hello"
+    await client.send(get("/c") + empty + get("/d"))  # the empty lines read with the request before them
+    assert [json.loads((await client.response())[2])["path"] for _ in range(2)] == ["/c", "/d"]
+    await client.send(get("/e") + b"\r")  # an empty line whose LF comes in a later read
+    assert json.loads((await client.response())[2])["path"] == "/e"
+    await client.send(b"\n" + get("/f"))
+    assert json.loads((await client.response())[2])["path"] == "/f"
+
+
+@pytest.mark.parametrize("request_bytes", [b"\rGET / HTTP/1.1\r\nHost: node\r\n\r\n", b"\r\n \r\n\r\n"])
+async def test_what_is_not_an_empty_line_before_a_request_line_is_refused_still(server, request_bytes):
+    """A bare CR before the request line, or a line of white space, is no empty line to ignore (RFC 9112 §2.2)."""
+    client = await connect(await server(echo_app))
+    await client.send(request_bytes)
+    status, headers, body = await client.response()
+    assert (status, headers["connection"], json.loads(body)["error"]) == (400, "close", "bad_request")
+
+
 @pytest.mark.parametrize(("target", "path", "query"), [
     (b"http://127.0.0.1:8080/v1/agents/did%3Akey%3Az6Mk/score?explain=false", "/v1/agents/did:key:z6Mk/score",
      "explain=false"),
