@@ -15,9 +15,13 @@ READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
 let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped, up
 to LINGER_BYTES within LINGER_S, before the connection goes on or closes, so that a client still uploading reads
-that answer rather than a reset (an answer that leaves more of a body of known length says `Connection: close`).
-A malformed request gets h11's 4xx with a JSON reason and the connection closes; an app that fails before answering
-gives a 500 (its traceback goes to the log, not to the client), after that the connection closes.
+that answer rather than a reset (an answer that leaves more than LINGER_BYTES of a body of known length unread, or
+any of a chunked one, says `Connection: close`).
+A malformed request gets h11's 4xx with a JSON reason and the connection closes, as does one the server cannot serve:
+501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for an HTTP
+version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say); empty lines before a request line, which h11 refuses,
+are ignored (RFC 9112 §2.2). An app that fails before answering gives a 500 (its traceback goes to the log, not to
+the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
 for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. A
@@ -68,6 +72,11 @@ MAX_BUSY = MAX_CONNECTIONS // 4  # newcomers refused a slot whose requests are r
 # Each status's reason phrase in IANA's registry (RFC 9110 section 15, via http.HTTPStatus); a code it does not name
 # goes out with an empty one, which RFC 9112 section 4 allows
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+# The error code of the answer to each request the server refuses itself (_refuse), by its status; else bad_request
+_REFUSAL_CODES = {431: "head_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
+# h11's reason for an empty line where a request line was due, which the server ignores instead (_skip_empty_lines)
+_EMPTY_LINE = "no request line received"
+_EMPTY_LINES = re.compile(rb"(?:\r?\n)*(?:\r\Z)?")  # and a CR that ends what was read, its LF still to come
 # How h11 quotes the text of a malformed request in its reasons (Python's repr of a bytearray): see _detail
 _BYTEARRAY = re.compile(r"bytearray\(b('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)")
 
@@ -189,7 +198,7 @@ class _Connection:
         self.app = app
         self.stream = stream
         self.refused = refused
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.h11 = _parser()
         self._reading = trio.Lock()  # the app's receive and the request loop never read at once
         self.awaiting_continue = False  # the request asked for 100 Continue and has not been sent it
         self.client = _address(stream, "peer")
@@ -272,18 +281,36 @@ class _Connection:
         """h11's next event; a request head longer than MAX_HEAD_BYTES raises RemoteProtocolError (431) however it
         was read: h11 refuses one only while that much of it waits incomplete, so a longer head read whole (in one
         read, or with the body before it) was taken."""
-        buffered = self._buffered() if self.h11.their_state is h11.IDLE else 0  # (a head comes only then)
+        idle = self.h11.their_state is h11.IDLE
+        buffered = self._buffered() if idle else 0  # (a head comes only then)
         try:
             event = self.h11.next_event()
-        except h11.RemoteProtocolError:
-            if self.h11.their_state is h11.ERROR and self.h11.trailing_data[1]:  # the client closed its side
+        except h11.RemoteProtocolError as error:
+            held, closed = self.h11.trailing_data
+            if self.h11.their_state is h11.ERROR and closed:  # the client closed its side
                 raise _Gone() from None
+            if idle and (str(error) == _EMPTY_LINE or held == b"\r"):  # (a CR whose LF is still to come)
+                self._skip_empty_lines(held)
+                return self._next_or_gone()
             raise
         if isinstance(event, h11.Request):
             self.head_request = event.method == b"HEAD"
             if buffered - self._buffered() > MAX_HEAD_BYTES:
                 raise h11.RemoteProtocolError("request head too long", error_status_hint=431)
+            if not event.http_version.startswith(b"1."):  # h11 takes any d.d and would serve it as HTTP/1.1
+                raise h11.RemoteProtocolError(f"HTTP/{event.http_version.decode()}: this server speaks HTTP/1.1 only",
+                                              error_status_hint=505)
         return event
+
+    def _skip_empty_lines(self, held: bytes) -> None:
+        """Ignore the empty lines before a request line, as RFC 9112 §2.2 says a server SHOULD (some clients send one
+        after a POST's body), where h11 refuses them (having taken the first off its buffer), and a CR that ends what
+        was read, its LF still to come, which h11 refuses as a request line: the parser, between requests and
+        holding nothing of one, is made again with what it `held` but those. Its buffer is copied (trailing_data)
+        once for each run of empty lines, and never for a request without."""
+        self.h11 = _parser()
+        if rest := held[_EMPTY_LINES.match(held).end():]:  # (no bytes at all would tell h11 the client closed)
+            self.h11.receive_data(rest)
 
     def _buffered(self) -> int:
         """The bytes h11 holds unparsed, as h11 counts them against its own limit (the length of its receive
@@ -315,23 +342,22 @@ class _Connection:
         raise _Closed()
 
     async def _refuse(self, error: h11.RemoteProtocolError) -> None:
-        """Answer a malformed request with h11's status (400, 431, ...), a JSON reason and `Connection: close` (RFC
-        9112 §9.6), if still possible, then read and drop what the client sends (the rest of a head too long, say)
-        before the close (_linger), as _busy does."""
+        """Answer a malformed request with h11's status (400, 431, 501) or 505 (_next_or_gone), its error code
+        (_REFUSAL_CODES), a JSON reason and `Connection: close` (RFC 9112 §9.6), if still possible, then read and drop
+        what the client sends (the rest of a head too long, say) before the close (_linger), as _busy does."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        if error.error_status_hint == 431:
-            self.refused(431, "head_too_large")
-            detail = f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and header fields)"
-            body = json.dumps({"error": "head_too_large", "detail": detail}).encode()
-        else:
-            if error.error_status_hint < 500:  # (h11 gives 505 for an HTTP version it does not speak)
-                self.refused(error.error_status_hint, "bad_request")
-            body = json.dumps({"error": "bad_request", "detail": _detail(error)}).encode()
+        status = error.error_status_hint
+        code = _REFUSAL_CODES.get(status, "bad_request")
+        if status < 500:  # a request the server cannot serve (501, 505) is no fault of the caller's to count
+            self.refused(status, code)
+        detail = f"request head: longer than {MAX_HEAD_BYTES} bytes (its request line and header fields)" \
+            if status == 431 else _detail(error)
+        body = json.dumps({"error": code, "detail": detail}).encode()
         head = self.head_request and self.h11.our_state is h11.SEND_RESPONSE  # (else h11 has read no request)
         try:
             with trio.move_on_after(READ_TIMEOUT_S):
-                await self.send(*_json_answer(error.error_status_hint, body, head=head))
+                await self.send(*_json_answer(status, body, head=head))
         except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             return
         await self._linger()
@@ -462,14 +488,14 @@ class _Exchange:
         its head must say `Connection: close` (RFC 9112 §9.6), lest a client keeping connections alive send its next
         request into a closed one: the client waits to be told 100 Continue before it sends a body that then cannot
         be skipped, or more of a body of known length is still to come than _next_cycle reads and drops
-        (LINGER_BYTES). A chunked body's length is not known ahead: it is read and dropped all the same, and the
-        connection closes unsaid only past LINGER_BYTES (or LINGER_S)."""
+        (LINGER_BYTES), or the body is chunked, its length not known ahead: read and dropped all the same, it may run
+        past LINGER_BYTES or LINGER_S, which closed the connection unsaid."""
         if self.connection.awaiting_continue:
             return True
         if self.connection.h11.their_state is not h11.SEND_BODY:
             return False
         length = _body_length(self.request)
-        return length is not None and length - self.body_read > LINGER_BYTES
+        return length is None or length - self.body_read > LINGER_BYTES
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.cut_off:
@@ -504,6 +530,11 @@ class _Exchange:
             self.cut_off = True  # and what more it sends is dropped, so that the connection goes on
             if self.awaiting_close is not None:
                 self.awaiting_close.cancel()
+
+
+def _parser() -> h11.Connection:
+    """h11's server side for a connection: a request head still incomplete past MAX_HEAD_BYTES is refused (431)."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
 
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:

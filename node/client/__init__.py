@@ -18,11 +18,13 @@ _DEFINED = {
     "ClientError": "node_client.ClientError",
     "CollectorStats": "telemetry.CollectorStats",
     "CredentialVerifier": "identity.CredentialVerifier",
+    "EventsReply": "_idempotent.EventsReply",  # what report_events answers, marked `replayed`
     "LOG_LIMIT": "_log.LIMIT",  # the filter bounding the SDK's log (its logger's only)
     "NodeApiError": "node_client.NodeApiError",
     "NodeClient": "node_client.NodeClient",
     "NodeUnreachable": "node_client.NodeUnreachable",
     "ScoreChange": "score_stream.ScoreChange",
+    "SignedRecord": "_idempotent.SignedRecord",  # what vouch and revoke answer, marked `replayed`
     "TelemetryCollector": "telemetry.TelemetryCollector",
     "TrustClient": "node_client.NodeClient",  # the synchronous client; AsyncTrustClient is its async twin
     "TrustDecision": "policy.TrustDecision",

@@ -30,6 +30,7 @@ from ._http import (
     unreachable,
     with_body,
 )
+from ._idempotent import EventsReply, marked
 
 
 def event_loop() -> object:
@@ -96,10 +97,11 @@ class AsyncTrustClient:
         return await self._get_json("/.well-known/jwks.json", shape=shapes.JWKS)
 
     async def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None
-                            ) -> dict[str, Any]:
-        """Report behaviour events (node/events.py); a retry with the same key is stored once."""
-        return await self._post_json("/v1/events", {"events": events}, shape=shapes.EVENTS_REPLY,
-                                     idempotency_key=idempotency_key)
+                            ) -> EventsReply:
+        """Report behaviour events (node/events.py); a retry with the same key is stored once, and answered with the
+        first request's answer, `replayed` True. Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
+        response = await self._post("/v1/events", {"events": events}, idempotency_key=idempotency_key)
+        return marked(EventsReply, shapes.json_answer(response, self.base_url, shapes.EVENTS_REPLY), response)
 
     async def _get_json(self, path: str, params: dict[str, Any] | None = None, *, shape: shapes.Shape = dict,
                         limit: int | None = None) -> Any:
@@ -107,10 +109,14 @@ class AsyncTrustClient:
         return shapes.json_answer(await self._send(request, limit), self.base_url, shape)
 
     async def _post_json(self, path: str, body: dict[str, Any], *, shape: shapes.Shape = dict,
-                         idempotency_key: str | None = None, limit: int | None = None) -> Any:
+                         limit: int | None = None) -> Any:
+        return shapes.json_answer(await self._post(path, body, limit=limit), self.base_url, shape)
+
+    async def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None,
+                    limit: int | None = None) -> httpx.Response:
+        """A POST of `body` as JSON, carrying the token (when the client has one)."""
         headers = post_headers(self._token, idempotency_key)
-        request = self._http.build_request("POST", path, json=body, headers=headers)
-        return shapes.json_answer(await self._send(request, limit), self.base_url, shape)
+        return await self._send(self._http.build_request("POST", path, json=body, headers=headers), limit)
 
     async def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
         """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it

@@ -38,20 +38,13 @@ from ._http import (
     unreachable,
     with_body,
 )
+from ._idempotent import EventsReply, SignedRecord, marked
 
-__all__ = ["ClientError", "NodeApiError", "NodeClient", "NodeUnreachable", "SignedRecord"]
+__all__ = ["ClientError", "EventsReply", "NodeApiError", "NodeClient", "NodeUnreachable", "SignedRecord"]
 
 
 def _record_id_hex(record_id: str | bytes) -> str:
     return record_id.hex() if isinstance(record_id, bytes) else record_id
-
-
-class SignedRecord(dict[str, Any]):
-    """A record the node signed for a vouch or revoke call, in its JSON form; `replayed`: the node answered with
-    `Idempotent-Replayed: true`, having signed it for an earlier request with the same Idempotency-Key, and signed
-    nothing now."""
-
-    replayed: bool = False
 
 
 def _decoded(answer: Any, path: str, field: str) -> list[bytes]:
@@ -189,15 +182,16 @@ class NodeClient:
         """The org's public keys (`/.well-known/jwks.json`), which verify its agents' credentials."""
         return self._get_json("/.well-known/jwks.json", shape=shapes.JWKS)
 
-    def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        """Report behaviour events (node/events.py); a retry with the same key is stored once.
-        Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
+    def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None) -> EventsReply:
+        """Report behaviour events (node/events.py); a retry with the same key is stored once, and answered with the
+        first request's answer, `replayed` True. Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
         return self.report_events_body(events_body(events), idempotency_key=idempotency_key)
 
-    def report_events_body(self, body: bytes, *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def report_events_body(self, body: bytes, *, idempotency_key: str | None = None) -> EventsReply:
         """`report_events` of a batch already encoded (`events_body`): for a caller that measured it."""
-        return self._json(self._write("POST", "/v1/events", idempotency_key=idempotency_key,
-                                      content_type="application/json", content=body), shapes.EVENTS_REPLY)
+        response = self._write("POST", "/v1/events", idempotency_key=idempotency_key, content_type="application/json",
+                               content=body)
+        return marked(EventsReply, self._json(response, shapes.EVENTS_REPLY), response)
 
     def orgs(self, *, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """One page of orgs in did order: `{"orgs": [...], "next": cursor or None}`; pass `next` as `after` for the
@@ -323,9 +317,7 @@ class NodeClient:
 
     def _signed(self, response: httpx.Response, kind: str) -> SignedRecord:
         """The record of `kind` the node signed for a write, marked `replayed` if it had signed it before."""
-        signed = SignedRecord(self._record(response, kind))
-        signed.replayed = response.headers.get("Idempotent-Replayed") == "true"
-        return signed
+        return marked(SignedRecord, self._record(response, kind), response)
 
     def _get(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> httpx.Response:
         return self._send(self._http.build_request("GET", path, params=query(params)), limit)

@@ -91,7 +91,8 @@ def test_an_answer_not_in_the_error_shape_or_of_an_unknown_code_is_other():
 
 def _given_refusals(path: Path) -> set[tuple[int, str]]:
     """The (status, code) pairs of 4xx refusals that `path` makes: ApiError, error_response, ingest_api's _Refused
-    and _otlp_error calls, an ingest Reply's body, errors._HTTP_ERRORS, the HTTP server's `refused` calls."""
+    and _otlp_error calls, an ingest Reply's body, errors._HTTP_ERRORS, the HTTP server's `refused` calls and its
+    _REFUSAL_CODES."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in {
@@ -104,6 +105,8 @@ def _given_refusals(path: Path) -> set[tuple[int, str]]:
                 found.add((status.value, code.value))
         elif isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_HTTP_ERRORS":
             found |= {(k.value, v.elts[0].value) for k, v in zip(node.value.keys, node.value.values)}
+        elif isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_REFUSAL_CODES":
+            found |= {(k.value, v.value) for k, v in zip(node.value.keys, node.value.values)}
     return {(status, code) for status, code in found if 400 <= status < 500}
 
 

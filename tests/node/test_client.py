@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ledger import Ed25519Verifier, open_checkpoint, verify_consistency, verify_inclusion
 from node.api import create_app
 from node.api.http_server import serve
-from node.client import AsyncTrustClient, NodeApiError, NodeClient, NodeUnreachable
+from node.client import AsyncTrustClient, EventsReply, NodeApiError, NodeClient, NodeUnreachable, SignedRecord
 from node.client._http import DEFAULT_TIMEOUT
 from node.commands.records import describe
 from vouching import public_key_from_did, verify_record, vouch_body
@@ -28,6 +28,8 @@ from ..factories import Org, new_did
 from ..refused_port import refused_port
 from .fake_node import TOKEN
 from .otlp_json import junk
+from .telemetry_node import TOKEN as TELEMETRY_TOKEN
+from .telemetry_node import Clock, served, telemetry_node
 
 
 @pytest.fixture
@@ -98,7 +100,23 @@ async def test_a_vouch_called_again_with_its_key_gets_the_first_record(client, n
     first, again = [await call(client.vouch, subject, 0.5, "operator", idempotency_key="k") for _ in range(2)]
     assert again == first
     assert (first.replayed, again.replayed) == (False, True)
+    assert isinstance(first, SignedRecord)
     assert len(node.replica.store.query(issuer=node.did, kind="vouch", after=-1)) == 1
+
+
+async def test_a_batch_of_events_reported_again_with_its_key_says_it_was_replayed(tmp_path):
+    """report_events dropped the node's `Idempotent-Replayed`: a caller retrying a batch whose answer was lost could
+    not tell that the node had stored it already, as the records vouch and revoke return tell (`replayed`)."""
+    batch = [{"agent": new_did(), "ts": Clock().now - 10, "category": "tool", "name": "search", "outcome": "ok"}]
+    with telemetry_node(tmp_path) as node:
+        async with served(node.app()) as url:
+            with NodeClient(url, TELEMETRY_TOKEN) as client:
+                replies = [await call(client.report_events, batch, idempotency_key="k") for _ in range(2)]
+            async with AsyncTrustClient(url, TELEMETRY_TOKEN) as async_client:
+                replies += [await async_client.report_events(batch, idempotency_key="a") for _ in range(2)]
+        assert node.audit.size == 2  # each key's batch stored once
+    assert all(isinstance(reply, EventsReply) and reply == {"accepted": 1, "rejected": []} for reply in replies)
+    assert [reply.replayed for reply in replies] == [False, True, False, True]
 
 
 def test_a_refusal_not_in_the_nodes_format_says_so_in_one_line():
