@@ -2115,14 +2115,19 @@ class Host:
         await self._host.connect(PeerInfo(peer, [multiaddr.Multiaddr(str(transport))]))
 
     async def disconnect(self, peer_id: str) -> None:
-        """Close every connection to `peer_id` (a no-op if there is none), within close_timeout (quirk 60)."""
+        """Close every connection to `peer_id` (a no-op if there is none), within close_timeout (quirk 60); a caller
+        cancelled meanwhile leaves none of them open."""
         await self._disconnect(_parse_peer_id(peer_id))
 
-    async def _disconnect(self, peer: ID) -> None:
-        """Close `peer`'s connections at once, each within close_timeout, a close cut off finished (quirk 60)."""
-        async with trio.open_nursery() as nursery:
-            for conn in list(self._host.get_network().connections.get(peer, [])):
-                nursery.start_soon(_close_connection, conn, self._config.close_timeout)
+    async def _disconnect(self, *peers: ID) -> None:
+        """Close the peers' connections all at once, each within close_timeout, a close cut off finished (quirk 60),
+        shielded: a caller cancelled meanwhile (a block list changed by an API request that timed out, say) left the
+        connections it had not reached open, and the one it was closing half closed and listed."""
+        connections = self._host.get_network().connections
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
+                    nursery.start_soon(_close_connection, conn, self._config.close_timeout)
 
     @property
     def blocked(self) -> list[str]:
@@ -2132,12 +2137,12 @@ class Host:
     async def set_blocked(self, peer_ids: Iterable[str]) -> None:
         """Refuse these peers from now on, and only these: disconnect them, never dial them, close their inbound
         connections at once, drop gossip they relay and reset streams they open. Raises InvalidPeerId (before
-        changing anything) for a string that is not a PeerID.
+        changing anything) for a string that is not a PeerID. Their connections are closed all at once, within
+        close_timeout (quirk 60), and a caller cancelled meanwhile still leaves none of them connected.
         """
         blocked = frozenset(_parse_peer_id(p) for p in peer_ids)
         self._blocked = blocked
-        for peer in blocked:
-            await self._disconnect(peer)
+        await self._disconnect(*blocked)
 
     def set_protected(self, is_protected: Callable[[str], bool]) -> None:
         """Never close an inbound connection of a peer for which `is_protected(peer_id)` holds as idle (quirk 34)

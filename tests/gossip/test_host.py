@@ -12,6 +12,7 @@ from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
+import gossip.host
 from gossip.frames import FrameError, encode_uvarint
 from gossip.peer_feed import PeerFeed
 from gossip.verdict import Verdict
@@ -1361,6 +1362,42 @@ async def test_a_blocked_peer_whose_close_is_cut_off_is_dropped_and_reported_gon
             assert a.connected_peers() == []
             gone = await events.receive()
     assert gone == PeerEvent(b.peer_id, connected=False) and gone.closed_here
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cancelled_at", [0, 1, 2, 3])
+async def test_a_block_cancelled_as_it_closes_connections_leaves_no_blocked_peer_connected(cancelled_at: int,
+                                                                                           monkeypatch) -> None:
+    """set_blocked closed the blocked peers' connections one peer at a time, and a caller cancelled meanwhile (an API
+    request's timeout, say) left the peers it had not reached connected, and the connection it was closing half
+    closed and listed (quirk 60); their gossip was dropped and their streams reset, but the connections stayed.
+    Cancelled before it starts (0) or as it begins closing the n-th connection, it still closes them all."""
+    with trio.fail_after(20):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            peers = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            events = a.peer_events()
+            for peer in peers:
+                await a.connect(peer.listen_addrs[0])
+            await connected(events, peers)
+            blocked, kept = peers[:3], peers[3]
+            close, begun = gossip.host._close_connection, 0
+            with trio.CancelScope() as scope:
+
+                async def cancelling(conn: object, timeout: float) -> None:
+                    nonlocal begun
+                    begun += 1
+                    if begun == cancelled_at:
+                        scope.cancel()
+                    await close(conn, timeout)  # type: ignore[arg-type]
+
+                monkeypatch.setattr(gossip.host, "_close_connection", cancelling)
+                if cancelled_at == 0:
+                    scope.cancel()
+                await a.set_blocked([peer.peer_id for peer in blocked])
+            assert a.connected_peers() == [kept.peer_id]
+            await disconnected(events, blocked)
+            assert a.blocked == sorted(peer.peer_id for peer in blocked)
 
 
 @pytest.mark.slow
