@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import nacl.signing
 import pytest
 import trio
+import trio.testing
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
@@ -757,6 +758,29 @@ async def test_a_peer_s_leaving_tells_whether_this_host_closed_its_connection(cl
             closed_by_a, closed_by_b = await a_events.receive(), await b_events.receive()
     assert closed_by_a == PeerEvent(b.peer_id, connected=False) and closed_by_a.closed_here
     assert closed_by_b == PeerEvent(a.peer_id, connected=False) and not closed_by_b.closed_here
+
+
+@pytest.mark.slow
+async def test_a_peer_s_close_that_came_before_this_host_s_went_out_is_the_peer_s() -> None:
+    """Quirk 63: a connection this host began to close (a disconnect, a block) counted as closed here from that moment,
+    so the peer's own close, read before this host's GO_AWAY went out, read as this host's: the peer manager then left
+    out the hint that a peer closing each connection as it opens may have blocked this node."""
+    with trio.fail_after(20):
+        async with network(2) as ([a, b], _), trio.open_nursery() as nursery:
+            events = a.peer_events()
+            # The meshes' traffic over: no frame of b's but its GO_AWAY (and pings) comes while the streams lock is
+            # held below, which a's reading task would wait for.
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)
+            [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+            muxer = conn.muxed_conn
+            async with muxer.streams_lock:  # a's close waits for it before writing its GO_AWAY
+                nursery.start_soon(a.disconnect, b.peer_id)
+                await trio.testing.wait_all_tasks_blocked()
+                assert muxer.closed_here  # (a's close has begun)
+                await b.disconnect(a.peer_id)
+                await muxer.event_shutting_down.wait()  # a read b's GO_AWAY
+            gone = await events.receive()
+    assert gone == PeerEvent(b.peer_id, connected=False) and not gone.closed_here
 
 
 @pytest.mark.slow
