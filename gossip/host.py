@@ -561,6 +561,21 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    connection's muxer event_shutting_down set. A fetch of gaps whose peer left mid-session took it for a peer that
    reset its stream and stayed (an answer without the records: the issuer backed off). Handled: Host.stays_connected
    says whether a peer has a connection whose muxer is not shutting down.
+63. py-libp2p closes a connection itself, not through Yamux.close, when the peer announces a DATA frame longer than the
+   largest receive window (MAX_WINDOW_SIZE, 16 MiB) or does not send a frame's body within its read timeout (60 s,
+   PY_YAMUX_DATA_READ_TIMEOUT), so nothing told such a close from the peer's own: the peer's leaving said the peer or
+   the network closed it (PeerEvent.closed_here False), and the peer manager hinted that the peer may have blocked
+   this node. And a close this host began counted as its own from that moment, so the peer's close, read before this
+   host's GO_AWAY went out, counted as this host's. Repro: hosts A and B meshed; B writes a DATA header of 16 MiB + 1
+   bytes on the stream A's pubsub opened to it (its yamux connection's _write_frame): A closes the connection, and
+   its PeerEvent of B's leaving says closed_here False; so does a header of 64 KiB followed by 10 bytes of its body,
+   with the timeout set to 0.5 s. A begins to disconnect B, its muxer's close waiting for the streams lock (held by
+   the test), and B disconnects A: A reads B's GO_AWAY, and its PeerEvent says closed_here True. Handled (the yamux
+   module's read_exactly wrapped, guarded by its name and parameters, as 24): in a _Yamux's reading task, each header
+   read is told to the connection (a context variable names it, as 45's): a DATA frame past MAX_WINDOW_SIZE is closed
+   here and counted in HostStats.hostile_input, and a GO_AWAY or a failed read is the peer's or the network's end,
+   unless this host's close had gone out (its GO_AWAY written, or the socket closed: the connection then shutting
+   down); a body read timing out is closed here. Same repros: closed_here True, True and False.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -601,6 +616,7 @@ import libp2p.io.utils
 import libp2p.pubsub.gossipsub
 import libp2p.pubsub.pubsub
 import libp2p.stream_muxer.muxer_multistream
+import libp2p.stream_muxer.yamux.yamux
 import multiaddr
 import trio
 from libp2p import new_host
@@ -636,7 +652,8 @@ from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
-                                             GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY, YAMUX_HEADER_FORMAT)
+                                             GO_AWAY_PROTOCOL_ERROR, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_GO_AWAY,
+                                             YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -1654,6 +1671,8 @@ async def _close_connection(conn: INetConn, timeout: float) -> None:
     swarm.remove_conn(conn)  # type: ignore[arg-type]
     with trio.CancelScope(shield=True), trio.move_on_after(timeout):
         if not conn.muxed_conn.is_closed:
+            conn.muxed_conn.event_shutting_down.set()  # this host's close goes out: the read that fails is not the
+            # peer's end of the connection (quirk 63)
             with contextlib.suppress(Exception):
                 await conn.muxed_conn.secured_conn.close()  # type: ignore[attr-defined]  # the reader's task ends
         await swarm.notify_disconnected(conn)
@@ -1689,7 +1708,7 @@ class _OverBudget(Exception):
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
     streams (quirk 36), to the host's budget across connections (quirk 44) and to reading what it is sent within
-    WRITE_TIMEOUT_S (quirk 49); nothing else differs."""
+    WRITE_TIMEOUT_S (quirk 49), and knows who closed it (closed_here, quirk 63); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -1698,7 +1717,7 @@ class _Yamux(Yamux):
         self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 44)
         self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
         self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
-        self.incoming = 0  # bytes of the DATA frame being read, which it will buffer
+        self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
@@ -1741,6 +1760,9 @@ class _Yamux(Yamux):
         self.incoming = length
         try:
             data = await super()._read_data_body(length)
+        except trio.TooSlowError:  # py-libp2p closes the connection: the body did not come within its read timeout
+            self.closing_here()
+            raise
         finally:
             self.incoming = 0
         return b"" if self._evicted else data  # (read as it was closed for the budget: dropped, as it buffered)
@@ -1755,6 +1777,33 @@ class _Yamux(Yamux):
         """This host closes the connection (closed_here), unless it is shutting down already."""
         if not self.event_shutting_down.is_set():
             self.closed_here = True
+
+    def ended_there(self) -> None:
+        """The peer or the network ended the connection (its GO_AWAY read, or a read failed) before this host's close
+        of it went out (its GO_AWAY written or its socket closed, the connection then shutting down): not closed
+        here, though that close had begun (quirk 63)."""
+        if not self.event_shutting_down.is_set():
+            self.closed_here = False
+
+    async def handle_incoming(self) -> None:
+        """py-libp2p's task reading the peer's frames, its header reads told to this connection (quirk 63)."""
+        reading = _FRAMES_READ_BY.set(self)
+        try:
+            await super().handle_incoming()
+        finally:
+            _FRAMES_READ_BY.reset(reading)
+
+    def header_read(self, header: bytes) -> None:
+        """Quirk 63: the reading task read a frame's header: a GO_AWAY is the peer's end of the connection, and a
+        DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's close of a
+        hostile connection."""
+        _, kind, _, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+        if kind == TYPE_GO_AWAY:
+            self.ended_there()
+        elif kind == TYPE_DATA and length > MAX_WINDOW_SIZE:
+            self.closing_here()
+            self.on_hostile(self.peer_id, f"yamux DATA frame of {length} bytes, past the largest receive window "
+                                          f"({MAX_WINDOW_SIZE} bytes); connection closed")
 
     async def _write_frame(self, data: bytes) -> None:
         """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a
@@ -2115,14 +2164,19 @@ class Host:
         await self._host.connect(PeerInfo(peer, [multiaddr.Multiaddr(str(transport))]))
 
     async def disconnect(self, peer_id: str) -> None:
-        """Close every connection to `peer_id` (a no-op if there is none), within close_timeout (quirk 60)."""
+        """Close every connection to `peer_id` (a no-op if there is none), within close_timeout (quirk 60); a caller
+        cancelled meanwhile leaves none of them open."""
         await self._disconnect(_parse_peer_id(peer_id))
 
-    async def _disconnect(self, peer: ID) -> None:
-        """Close `peer`'s connections at once, each within close_timeout, a close cut off finished (quirk 60)."""
-        async with trio.open_nursery() as nursery:
-            for conn in list(self._host.get_network().connections.get(peer, [])):
-                nursery.start_soon(_close_connection, conn, self._config.close_timeout)
+    async def _disconnect(self, *peers: ID) -> None:
+        """Close the peers' connections all at once, each within close_timeout, a close cut off finished (quirk 60),
+        shielded: a caller cancelled meanwhile (a block list changed by an API request that timed out, say) left the
+        connections it had not reached open, and the one it was closing half closed and listed."""
+        connections = self._host.get_network().connections
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
+                    nursery.start_soon(_close_connection, conn, self._config.close_timeout)
 
     @property
     def blocked(self) -> list[str]:
@@ -2132,12 +2186,12 @@ class Host:
     async def set_blocked(self, peer_ids: Iterable[str]) -> None:
         """Refuse these peers from now on, and only these: disconnect them, never dial them, close their inbound
         connections at once, drop gossip they relay and reset streams they open. Raises InvalidPeerId (before
-        changing anything) for a string that is not a PeerID.
+        changing anything) for a string that is not a PeerID. Their connections are closed all at once, within
+        close_timeout (quirk 60), and a caller cancelled meanwhile still leaves none of them connected.
         """
         blocked = frozenset(_parse_peer_id(p) for p in peer_ids)
         self._blocked = blocked
-        for peer in blocked:
-            await self._disconnect(peer)
+        await self._disconnect(*blocked)
 
     def set_protected(self, is_protected: Callable[[str], bool]) -> None:
         """Never close an inbound connection of a peer for which `is_protected(peer_id)` holds as idle (quirk 34)
@@ -2437,6 +2491,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_graylisting()  # (after quirk 24's fix, which replaces the same function only if it is still the library's)
     _fix_own_signature_check()
     _fix_muxer_class()
+    _fix_header_reads()
     _fix_negotiation()
     key_pair = create_new_key_pair(seed)
     lp_host = new_host(
@@ -2534,6 +2589,34 @@ def _fix_read_exactly() -> None:
         libp2p.io.msgio.read_exactly is libp2p.io.utils.read_exactly
     ):
         libp2p.io.msgio.read_exactly = _read_until_complete
+
+
+# Quirk 63: the _Yamux whose task reads its peer's frames (handle_incoming), in that task.
+_FRAMES_READ_BY: contextvars.ContextVar[_Yamux | None] = contextvars.ContextVar("frames_read_by", default=None)
+
+
+async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.utils.DEFAULT_RETRY_READ_COUNT
+                           ) -> bytes:
+    """read_exactly(), with which yamux reads each frame's header and body; a header that a _Yamux's reading task
+    read, or failed to, is told to that connection (quirk 63)."""
+    muxer = _FRAMES_READ_BY.get()
+    if muxer is None or muxer.incoming:  # another task's read, or a DATA frame's body
+        return await libp2p.io.utils.read_exactly(reader, n, retry_count)
+    try:
+        header = await libp2p.io.utils.read_exactly(reader, n, retry_count)
+    except Exception:
+        muxer.ended_there()
+        raise
+    muxer.header_read(header)
+    return header
+
+
+def _fix_header_reads() -> None:
+    """Quirk 63, if yamux still reads frames with read_exactly(reader, n, retry_count) by that name."""
+    module = libp2p.stream_muxer.yamux.yamux
+    if module.read_exactly is libp2p.io.utils.read_exactly and list(
+            inspect.signature(module.read_exactly).parameters) == ["reader", "n", "retry_count"]:
+        module.read_exactly = _read_frame_part  # type: ignore[attr-defined]
 
 
 async def _credit_in_halves(stream: YamuxStream, *, bytes_read: int = 0) -> None:

@@ -28,9 +28,9 @@ class PeerEvent:
     peer_id: str
     connected: bool
     # For a leaving: this host closed the peer's last connection (a disconnect or block of the peer, a limit or a
-    # budget, an idle or hostile connection, the host's shutdown), not the peer or the network (for a subscriber that
-    # fell behind, told of a leaving in place of the events it missed: as the last of them said). Events compare
-    # without it.
+    # budget, an idle or hostile connection, the host's shutdown), not the peer or the network, whose close read
+    # before this host's went out is theirs (gossip.host quirk 63; for a subscriber that fell behind, told of a
+    # leaving in place of the events it missed: as the last of them said). Events compare without it.
     closed_here: bool = field(default=False, compare=False)
 
 

@@ -8,10 +8,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import nacl.signing
 import pytest
 import trio
+import trio.testing
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
+import gossip.host
 from gossip.frames import FrameError, encode_uvarint
 from gossip.peer_feed import PeerFeed
 from gossip.verdict import Verdict
@@ -759,6 +761,29 @@ async def test_a_peer_s_leaving_tells_whether_this_host_closed_its_connection(cl
 
 
 @pytest.mark.slow
+async def test_a_peer_s_close_that_came_before_this_host_s_went_out_is_the_peer_s() -> None:
+    """Quirk 63: a connection this host began to close (a disconnect, a block) counted as closed here from that moment,
+    so the peer's own close, read before this host's GO_AWAY went out, read as this host's: the peer manager then left
+    out the hint that a peer closing each connection as it opens may have blocked this node."""
+    with trio.fail_after(20):
+        async with network(2) as ([a, b], _), trio.open_nursery() as nursery:
+            events = a.peer_events()
+            # The meshes' traffic over: no frame of b's but its GO_AWAY (and pings) comes while the streams lock is
+            # held below, which a's reading task would wait for.
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)
+            [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+            muxer = conn.muxed_conn
+            async with muxer.streams_lock:  # a's close waits for it before writing its GO_AWAY
+                nursery.start_soon(a.disconnect, b.peer_id)
+                await trio.testing.wait_all_tasks_blocked()
+                assert muxer.closed_here  # (a's close has begun)
+                await b.disconnect(a.peer_id)
+                await muxer.event_shutting_down.wait()  # a read b's GO_AWAY
+            gone = await events.receive()
+    assert gone == PeerEvent(b.peer_id, connected=False) and not gone.closed_here
+
+
+@pytest.mark.slow
 async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
     """How a node stops (its nursery cancelled): its peers must see it go (quirk 25), or their streams to it hang
     and it is unreachable from them when it comes back."""
@@ -1361,6 +1386,42 @@ async def test_a_blocked_peer_whose_close_is_cut_off_is_dropped_and_reported_gon
             assert a.connected_peers() == []
             gone = await events.receive()
     assert gone == PeerEvent(b.peer_id, connected=False) and gone.closed_here
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cancelled_at", [0, 1, 2, 3])
+async def test_a_block_cancelled_as_it_closes_connections_leaves_no_blocked_peer_connected(cancelled_at: int,
+                                                                                           monkeypatch) -> None:
+    """set_blocked closed the blocked peers' connections one peer at a time, and a caller cancelled meanwhile (an API
+    request's timeout, say) left the peers it had not reached connected, and the connection it was closing half
+    closed and listed (quirk 60); their gossip was dropped and their streams reset, but the connections stayed.
+    Cancelled before it starts (0) or as it begins closing the n-th connection, it still closes them all."""
+    with trio.fail_after(20):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            peers = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(4)]
+            events = a.peer_events()
+            for peer in peers:
+                await a.connect(peer.listen_addrs[0])
+            await connected(events, peers)
+            blocked, kept = peers[:3], peers[3]
+            close, begun = gossip.host._close_connection, 0
+            with trio.CancelScope() as scope:
+
+                async def cancelling(conn: object, timeout: float) -> None:
+                    nonlocal begun
+                    begun += 1
+                    if begun == cancelled_at:
+                        scope.cancel()
+                    await close(conn, timeout)  # type: ignore[arg-type]
+
+                monkeypatch.setattr(gossip.host, "_close_connection", cancelling)
+                if cancelled_at == 0:
+                    scope.cancel()
+                await a.set_blocked([peer.peer_id for peer in blocked])
+            assert a.connected_peers() == [kept.peer_id]
+            await disconnected(events, blocked)
+            assert a.blocked == sorted(peer.peer_id for peer in blocked)
 
 
 @pytest.mark.slow

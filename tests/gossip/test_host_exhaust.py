@@ -19,15 +19,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from libp2p.io.exceptions import IOException
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT,
-                                             Yamux)
+from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE,
+                                             YAMUX_HEADER_FORMAT, Yamux)
 
 from gossip.frames import encode_uvarint
 import gossip.host
 from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
                          MAX_MESSAGE_ID_LENGTH, MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent,
                          PeerScoring, Stream, _trim_control, open_host)
-from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all
+from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all, network
 
 FRAME = 65536  # bytes of data in each raw DATA frame
 ECHO = "/vouchnet/test/echo"
@@ -75,6 +75,26 @@ async def test_a_peer_sending_past_its_receive_window_is_disconnected_not_buffer
             gone = await events.receive()
             assert gone == PeerEvent(hostile.peer_id, connected=False) and gone.closed_here  # not the peer's block
             assert node.stats().hostile_input == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frame", ["longer than any window", "whose body does not come"])
+async def test_a_connection_py_libp2p_closes_for_a_peer_s_frame_is_closed_here(frame: str, monkeypatch) -> None:
+    """Quirk 63: py-libp2p closes a connection itself for a DATA frame announced longer than its largest receive
+    window, or one whose body does not come within its read timeout, and nothing said this host closed it: the peer's
+    leaving read as the peer's or the network's close, and the peer manager hinted that the peer may have blocked this
+    node."""
+    monkeypatch.setenv("PY_YAMUX_DATA_READ_TIMEOUT", "0.5")  # seconds py-libp2p waits for a frame's body (60)
+    with trio.fail_after(30):
+        async with network(2) as ([node, hostile], _):
+            events = node.peer_events()
+            target = pubsub_stream_opened_by(hostile, node.peer_id)
+            length = MAX_WINDOW_SIZE + 1 if frame == "longer than any window" else FRAME
+            header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, target, length)
+            await muxed_connection(hostile, node.peer_id)._write_frame(header + b"x" * 10)
+            gone = await events.receive()
+            assert gone == PeerEvent(hostile.peer_id, connected=False) and gone.closed_here  # not the peer's block
+            assert node.stats().hostile_input == (frame == "longer than any window")
 
 
 async def echo(stream: Stream) -> None:
