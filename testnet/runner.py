@@ -102,7 +102,7 @@ class Run:
         self._configure()
         if self.plan.dials is None:
             self.plan = as_reused(self.plan, self._ask_dials(), self._ask_flagged())
-            self._say_flagged()
+        self._say_flagged()
         self.up = frozenset(self.cluster.names)
         records = RecordWatch(self.cluster, self.is_up, self.scenario.measure.poll_seconds)
         records.start()
@@ -181,16 +181,16 @@ class Run:
     def _ask_flagged(self) -> set[str]:
         """The nodes whose orgs the testnet's nodes hold equivocation evidence against (earlier runs' attacks): the
         offenders of the `equivocation` records each holds, by any of their org's keys."""
-        keys = {n: self.cluster.entry(n).keys for n in self.cluster.names}
-        node_of = {key: n for n, held in keys.items() for key in held}
-        offenders = set()
+        node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
+        offenders: set[str] = set()
         for node in self.cluster.names:
             with self.cluster.client(node) as client:
                 offenders |= {record["body"]["offender"] for record in client.iter_records(kind="equivocation")}
         return {node_of[offender] for offender in offenders if offender in node_of}
 
     def _say_flagged(self) -> None:
-        """Say which orgs an earlier run flagged, and what that changes: their word counts for nothing at any node."""
+        """Say which orgs an earlier run flagged (none on a testnet the run made), and what that changes: their word
+        counts for nothing at any node; `setup.flagged_earlier` lists them."""
         flagged = sorted(self.plan.flagged)
         self.setup["flagged_earlier"] = flagged
         if not flagged:
