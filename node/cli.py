@@ -73,9 +73,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="A federated, peer-to-peer trust network for AI agents.",
         epilog="examples (a node in ~/.vouchnet, or --dir DIR, or $VOUCHNET_DIR):\n"
         + "\n".join(f"  {example}" for example in _FIRST_STEPS) + "\n\n"
-        + textwrap.fill("Exit status: 0 done, 1 the node failed or refused, 2 a usage error (a bad argument, or a "
-                        "file or directory that cannot be read or written). `vouchnet COMMAND --help` explains "
-                        "each command, with examples.", 80),
+        + textwrap.fill("Exit status: 0 done, 1 the node failed or refused, 2 a usage error (a bad argument, no "
+                        "command, which prints the help, or a file or directory that cannot be read or written). "
+                        "`vouchnet COMMAND --help` explains each command, with examples.", 80),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
     parser.add_argument("--version", action=_Version)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str]) -> int:
     from node.client import ClientError, NodeUnreachable  # here: a Ctrl-C while these load is main's to catch
-    from node.commands.common import CommandFailed, UsageError, os_error_text
+    from node.commands.common import CommandFailed, UsageError, no_command, os_error_text
 
     parser = build_parser(argv[0] if argv else None)
     try:
@@ -105,8 +105,7 @@ def _run(argv: list[str]) -> int:
     except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help
         return stop.code if isinstance(stop.code, int) else 2
     if args.command is None:
-        parser.print_help()
-        return 0
+        return no_command(parser)
     name = getattr(args, "command_name", f"vouchnet {args.command}")
     try:
         return args.func(args)

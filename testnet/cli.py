@@ -126,7 +126,9 @@ def register(subparsers: Subparsers) -> None:
         "agents no attack touched. Exit status: 0 when no attack succeeded, "
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
-        "holds none; starts the stopped nodes of one it holds, and leaves them running. Library, with the nodes each "
+        "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
+        "an earlier run flagged as equivocators stay flagged: said, and an attack of one of them, or that needs one's "
+        "vouches, is refused before any vouch. Library, with the nodes each "
         f"starts (the fewest it runs on) and its seconds of traffic: {_library_sizes()}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
@@ -415,7 +417,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
         try:
             result = run.execute()
-        except ScenarioError as e:  # (a rotation, once the nodes of a testnet reused said whom they dial)
+        except ScenarioError as e:  # (once the nodes of a testnet reused said whom they dial, whom they flagged)
             left = _what_runs_on(args.dir, fresh=fresh, keep=args.keep)
             raise UsageError(f"{e}\nrefused before any vouch or traffic; {left}") from None
         elapsed["scenario"] = time.monotonic() - started_at

@@ -56,6 +56,9 @@ class Plan:
     # node -> the other nodes it dials as the run begins: its bootstrap peers and the orgs whose `org` records it
     # holds (those of the nodes it rotates at least); None until known: on a testnet reused, till its nodes are asked
     dials: Mapping[str, frozenset[str]] | None = None
+    # the nodes whose orgs an earlier run on this testnet flagged as equivocators (its nodes hold the evidence, and
+    # keep it): none on a testnet the run made; on one reused, known with `dials` (as_reused)
+    flagged: frozenset[str] = frozenset()
 
     def group_of(self, node: str) -> str:
         return next(group for group, members in self.groups.items() if node in members)
@@ -94,7 +97,7 @@ class Plan:
         peers, and the orgs whose `org` records it holds): those it dialled as the run began (`dials`) and the orgs
         of its horizon, whose records the run's setup brings it."""
         if self.dials is None:
-            raise ValueError("what the nodes dial is not known yet: with_dials gives it")
+            raise ValueError("what the nodes dial is not known yet: as_reused gives it")
         return (self.dials[node] | self.horizon(node)) - {node}
 
     def catch_up_peers(self, node: str, up: Collection[str], partition: Partition | None) -> list[str]:
@@ -109,7 +112,7 @@ class Plan:
         refuses them, outside_horizon, and the attack would not happen), outside its group for an equivocation; those
         on its side of a partition in force first (across it, no node holds both sides' records, nor the robbed org's
         node the thief's rotation, until the heal); the testnet's later nodes first. Horizons shrink by the orgs the
-        equivocations and key thefts due before it flag (flagged_before)."""
+        equivocations and key thefts due before it flag, and by those an earlier run flagged (flagged_before)."""
         attack = self.scenario.attacks[index]
         target = self.select(attack.orgs, f"attacks[{index}].orgs")[0]
         flagged = self.flagged_before(index)
@@ -119,11 +122,13 @@ class Plan:
         return sorted(peers, key=lambda n: n not in near)
 
     def flagged_before(self, index: int) -> set[str]:
-        """The orgs that the equivocations and key thefts a run takes before attack `index` flag (their targets): a
-        run takes attacks in time order, the file's at one time."""
+        """The orgs flagged as equivocators when attack `index` is due: those an earlier run on the testnet flagged
+        (`flagged`), and the targets of the equivocations and key thefts the run takes before it (in time order, the
+        file's at one time)."""
         attacks = self.scenario.attacks
-        return {self.select(a.orgs, f"attacks[{i}].orgs")[0] for i, a in enumerate(attacks)
-                if a.type in ("equivocation", "key-theft") and (a.at, i) < (attacks[index].at, index)}
+        due = (attacks[index].at, index)
+        return set(self.flagged) | {self.select(a.orgs, f"attacks[{i}].orgs")[0] for i, a in enumerate(attacks)
+                                    if a.type in ("equivocation", "key-theft") and (a.at, i) < due}
 
     def fault_steps(self) -> list[FaultStep]:
         """The scenario's faults as steps, in the order a run takes them: a kill's restart and a partition's heal
@@ -147,7 +152,8 @@ def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = 
     dial their bootstrap peers alone as the run begins: `vouchnet init` gave each its own records only); raises
     ScenarioError if it does not fit, naming the scenario's file and the line of the key that does not (Source.locate):
     an agent group's orgs_per_agent or an edge's count is refused, not cut down, past the orgs the testnet holds. On a
-    testnet reused, what its nodes dial is not known: its rotations are checked by with_dials once they are asked."""
+    testnet reused, what its nodes dial and which orgs an earlier run flagged are not known: its rotations and
+    attacks are checked again by as_reused once they are asked."""
     if len(nodes) < scenario.min_nodes:  # (the testnet's size, not a line of the file)
         raise ScenarioError(f"nodes: scenario {scenario.name} needs at least {counted(scenario.min_nodes, 'node')} "
                             f"({', '.join(f'{g.name} {g.nodes or 1}' for g in scenario.orgs)}); the testnet has "
@@ -160,10 +166,12 @@ def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = 
         raise scenario.source.locate(e) from None
 
 
-def with_dials(plan: Plan, dials: Mapping[str, frozenset[str]]) -> Plan:
-    """`plan`, on a testnet reused, once its nodes said whom they dial (`dials`, of the nodes it rotates at least);
-    raises ScenarioError, located as make_plan's, for a rotation that would fail mid-run (_check_rotation)."""
-    known = replace(plan, dials=dials)
+def as_reused(plan: Plan, dials: Mapping[str, frozenset[str]], flagged: Collection[str]) -> Plan:
+    """`plan`, on a testnet reused, once its nodes said whom they dial (`dials`, of the nodes it rotates at least) and
+    which nodes' orgs they hold equivocation evidence against (`flagged`, by earlier runs); raises ScenarioError,
+    located as make_plan's, for a rotation or attack that would fail mid-run (_check_rotation, _check_attack) or
+    target an org flagged already (_check_attack)."""
+    known = replace(plan, dials=dials, flagged=frozenset(flagged))
     try:
         _check_faults(known)
     except ScenarioError as e:
@@ -308,9 +316,14 @@ def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
     target = plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
     kind, group = attack.type.replace("-", " "), plan.group_of(target)
     outside = f" outside group {group}" if attack.type == "equivocation" else ""
+    if target in plan.flagged:
+        raise ScenarioError(
+            f"attacks[{index}].orgs: the {kind} is of {target}'s org, which an earlier run on this testnet flagged as "
+            "an equivocator: the nodes hold that evidence and count its word for nothing already, so the attack would "
+            f"show nothing of its own (its verdict would be the earlier run's); run it on a fresh testnet (another "
+            "--dir), or select an org no run flagged")
     if not plan.attack_peers(index, plan.nodes, None):
-        flagged = ", ".join(sorted(plan.flagged_before(index)))
-        aside = f"; the vouches of {flagged}, flagged by an attack before it, extend none" if flagged else ""
+        aside = _flagged_aside(plan, plan.flagged_before(index) - plan.flagged)
         raise ScenarioError(
             f"attacks[{index}].orgs: the {kind} offers records of {target}'s org to another org's node{outside}, and "
             f"none has {target} inside its horizon (its roots, and the orgs within {MAX_HOPS} org-peer vouches of "
@@ -325,6 +338,14 @@ def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
                             f"and the faults then have {down} down; move it, or them")
 
 
+def _flagged_aside(plan: Plan, by_attacks: Collection[str] = ()) -> str:
+    """The aside of a refusal saying which flagged orgs' vouches extend no horizon: those an earlier run flagged, and
+    `by_attacks`, those the run's attacks before the one refused flag; "" if none."""
+    flagged = ", and of ".join(f"{', '.join(nodes)}, flagged by {what}" for nodes, what in (
+        (sorted(plan.flagged), "an earlier run on this testnet"), (sorted(by_attacks), "an attack before it")) if nodes)
+    return f"; the vouches of {flagged}, extend none" if flagged else ""
+
+
 def _fault_span(plan: Plan, index: int) -> str:
     """faults[i] with the seconds it lasts, for an error naming another fault that overlaps it."""
     fault = plan.scenario.faults[index]
@@ -335,15 +356,17 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
     """ScenarioError for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running
     nodes it dials on its node's side of a partition in force (Plan.catch_up_peers; none, it rotates without), and
     refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
-    the run set it up; an equivocation flagging an org later only shrinks the followers, so may still fail it)."""
+    the run set it up, without the vouches of the orgs an earlier run flagged; an equivocation flagging an org later
+    only shrinks the followers, so may still fail it)."""
     reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
-    if reached and not set(reached) & set(plan.followers(node)):
+    if reached and not set(reached) & set(plan.followers(node, plan.flagged)):
         raise ScenarioError(
             f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
             "`vouchnet key rotate` first takes the org's records back from the running nodes it dials (its bootstrap "
             "peers and the orgs whose `org` records it holds: those of its horizon, and any it held as the run began): "
             f"{', '.join(reached)}, and none of them holds them (none has {node} inside its horizon: "
-            f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them), so it refuses to sign; "
+            f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them{_flagged_aside(plan)}), so it "
+            "refuses to sign; "
             f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
             "cuts it off alone")
 

@@ -21,7 +21,7 @@ from .attacks import Equivocation, KeyTheft, equivocate, steal_key
 from .cluster import Cluster, ClusterError, Progress, Say
 from .interrupts import interrupts_held
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
-from .plan import OPERATOR_WEIGHT, Plan, make_plan, with_dials
+from .plan import OPERATOR_WEIGHT, Plan, as_reused, make_plan
 from .scenario import Scenario
 from .status import NodeStatus, flagged_keys, followers_by_node, node_status, witnessed
 from .traffic import Traffic, TrafficStats
@@ -96,11 +96,13 @@ class Run:
         return {name: [*agent.former, agent.did] for name, agent in self.agents.items()}
 
     def execute(self) -> RunResult:
-        """The run; raises ScenarioError before the trust graph is touched if a rotation would fail mid-run on a
-        testnet reused (_ask_dials), and ClusterError if the testnet fails it."""
+        """The run; raises ScenarioError before the trust graph is touched if, on a testnet reused, a rotation or an
+        attack would fail mid-run or an attack targets an org an earlier run flagged (as_reused: _ask_dials,
+        _ask_flagged), and ClusterError if the testnet fails it."""
         self._configure()
         if self.plan.dials is None:
-            self.plan = with_dials(self.plan, self._ask_dials())
+            self.plan = as_reused(self.plan, self._ask_dials(), self._ask_flagged())
+        self._say_flagged()
         self.up = frozenset(self.cluster.names)
         records = RecordWatch(self.cluster, self.is_up, self.scenario.measure.poll_seconds)
         records.start()
@@ -175,6 +177,32 @@ class Run:
                 dials[node] = frozenset(node_of[peer["org"]] for peer in client.iter_known_peers()
                                         if peer["source"] != "inbound" and peer["org"] in node_of)
         return dials
+
+    def _ask_flagged(self) -> set[str]:
+        """The nodes whose orgs the testnet's nodes hold equivocation evidence against (earlier runs' attacks): the
+        offenders of the `equivocation` records each holds, by any of their org's keys."""
+        node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
+        offenders: set[str] = set()
+        for node in self.cluster.names:
+            with self.cluster.client(node) as client:
+                offenders |= {record["body"]["offender"] for record in client.iter_records(kind="equivocation")}
+        return {node_of[offender] for offender in offenders if offender in node_of}
+
+    def _say_flagged(self) -> None:
+        """Say which orgs an earlier run flagged (none on a testnet the run made), and what that changes: their word
+        counts for nothing at any node; `setup.flagged_earlier` lists them."""
+        flagged = sorted(self.plan.flagged)
+        self.setup["flagged_earlier"] = flagged
+        if not flagged:
+            return
+        operated = sorted(agent.name for agent in self.plan.agents if agent.operator in self.plan.flagged)
+        one = len(flagged) == 1
+        self.say(f"setup: an earlier run on this testnet flagged the {'org' if one else 'orgs'} of "
+                 f"{', '.join(flagged)} as {'an equivocator' if one else 'equivocators'}: every node counts "
+                 f"{'its' if one else 'their'} vouches and digests for nothing, "
+                 + (f"the operator vouches for {', '.join(operated)} too" if operated else
+                    f"and {'it operates' if one else 'they operate'} no agent")
+                 + " (a fresh testnet, another --dir, starts without)")
 
     def _trust_graph(self, records: RecordWatch) -> None:
         """Org-peer vouches as the plan says (missing ones made, others revoked), then each agent's operator vouches

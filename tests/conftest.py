@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from node.logs import LogfmtFormatter
+from node.logs import OWN_LOGGERS, LogfmtFormatter
 
 DISK = Path(tempfile.gettempdir())  # before the change below: $TMPDIR or /tmp
 MEMORY = Path("/dev/shm")
@@ -84,11 +84,13 @@ def _umask_restored() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _node_logging_removed() -> Iterator[None]:
     """Each test leaves no handler of node.logs.configure_logging (`vouchnet run` in-process) on the root logger, nor
-    its level: one left on the test's captured stderr, closed after it, gave every later test that logged "Logging
-    error" lines in its own stderr (a test reading a command's stderr lines failed). pytest's own handlers, added and
+    its level, nor that of vouchnet's own loggers: one left on the test's captured stderr, closed after it, gave every
+    later test that logged "Logging error" lines in its own stderr (a test reading a command's stderr lines failed),
+    and an own logger left at INFO hid its debug lines from a later test's caplog. pytest's own handlers, added and
     removed around each phase, are left to it."""
     root = logging.getLogger()
-    level = root.level
+    levels = {name: logging.getLogger(name).level for name in ("", *OWN_LOGGERS)}
     yield
     root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, LogfmtFormatter)]
-    root.setLevel(level)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

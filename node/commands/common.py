@@ -59,17 +59,18 @@ def add_command_group(
     subparsers: Subparsers, name: str, *, summary: str, description: str, examples: list[str]
 ) -> Subparsers:
     """A command made of subcommands (`vouchnet key rotate`), whose --help lists them and shows examples, and which,
-    given none, names them; returns the subparsers to add them to."""
+    given none, prints that help as a usage error (no_command); returns the subparsers to add them to."""
     parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
     commands = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
-
-    def which(args: argparse.Namespace) -> int:
-        *others, last = commands.choices
-        listed = f"{', '.join(others)} or {last}" if others else last
-        raise UsageError(f"which one? {listed} (`{parser.prog} --help` explains them)")
-
-    parser.set_defaults(func=which, command_name=parser.prog)  # a subcommand's own defaults replace these
+    parser.set_defaults(func=lambda args: no_command(parser), command_name=parser.prog)  # (a subcommand's replace these)
     return commands
+
+
+def no_command(parser: argparse.ArgumentParser) -> int:
+    """`vouchnet` or a command group given no subcommand: its help, on stderr, and exit 2, a usage error, as argparse
+    exits for a required subcommand missing and click for a group given none (its help then, too)."""
+    parser.print_help(sys.stderr)
+    return 2
 
 
 def _add_parser(

@@ -62,8 +62,10 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet run", "vouchnet run --dir ./alice --log-level debug"],
     )
     add_dir_option(run)
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                     help="the least severe log level to print (default: %(default)s)")
+    run.add_argument("--log-level", default="info", choices=["debug", "debug:all", "info", "warning", "error"],
+                     help="the least severe log level to print: debug is vouchnet's own debug lines, the libraries' "
+                     "from info (debug:all: theirs too, py-multiaddr's for every address it parses; py-libp2p's "
+                     "stay at warning) (default: %(default)s)")
 
     add_local_command(
         subparsers,
@@ -118,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
     config = local_config(args)
 
     def setup() -> None:
-        configure_logging(getattr(logging, args.log_level.upper()))
+        level, _, libraries = args.log_level.partition(":")
+        configure_logging(getattr(logging, level.upper()), libraries_debug=libraries == "all")
         raise_open_files_limit(config.limits.max_peers)
 
     run_node_code(config, run_until_signalled, setup=setup)

@@ -28,7 +28,7 @@ from node.credentials import agent_credential, jwks
 from node.metrics import Registry
 from node.stream import Broadcaster
 from node.trust import TrustService
-from vouching import did_key, revoke_body, vouch_body
+from vouching import did_key, org_body, revoke_body, vouch_body
 from vouching.evidence import Outcomes
 from vouching.explanation import MAX_LISTED_PARTS
 from vouching.params import HOUR_MS
@@ -353,6 +353,34 @@ async def test_vouchnet_orgs_did_shows_that_org_explained(node, trust, capsys):
     block = [lines[first], *itertools.takewhile(lambda line: line.startswith("    "), lines[first + 1:])]
     assert code == 0 and other in listed and block[1:] == [f"    {line}" for line in answer["text"]]
     assert shown == [(0, "\n".join(block) + "\n"), (0, json.dumps(answer, indent=2) + "\n")]
+
+
+async def test_score_refuses_an_org_s_did_and_orgs_an_agent_s_naming_the_command_that_takes_it(node, trust, capsys):
+    """Before: `score ORG_DID` gave an org's did the cold start of an agent nobody knows, and `orgs AGENT_DID` an
+    agent's the reputation 0 of an org nobody knows, neither saying the did was of the other kind."""
+    org = Org()
+    agent, both = new_did(), Org()
+    trust.on_records([node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer")),
+                      node.replica.issue("vouch", vouch_body(both.did, 0.9, "org-peer")),
+                      node.replica.issue("vouch", vouch_body(agent, 0.8, "operator")),
+                      node.replica.issue("vouch", vouch_body(both.did, 0.8, "operator"))])  # (both: also an agent)
+    assert len(node.replica.accept([org.record("org", org_body("Acme", "testnet")),
+                                    both.record("org", org_body("Both", "testnet"))]).accepted) == 2
+    async with _served(node, trust) as url:
+        async def run(*argv: str) -> tuple[int, str, str]:
+            code = await trio.to_thread.run_sync(cli.main, [*argv, "--api", url])
+            return (code, *capsys.readouterr())
+
+        assert await run("score", org.did) == (2, "", f"vouchnet score: {org.did} is an org (it issues records); "
+                                                      f"score takes an agent's did: see `vouchnet orgs {org.did}`\n")
+        assert (await run("score", org.did, "--json"))[:2] == (2, "")
+        assert await run("orgs", agent) == (2, "", f"vouchnet orgs: {agent} is an agent (the node holds vouches or "
+                                                   "digests about it, and no record it issued); orgs takes an org's "
+                                                   f"did: see `vouchnet score {agent}`\n")
+        assert (await run("orgs", agent, "--json"))[:2] == (2, "")
+        for argv in (["score", agent], ["orgs", org.did], ["score", both.did], ["orgs", both.did],
+                     ["score", new_did()], ["orgs", new_did()]):  # each did as what it is, and one nobody names
+            assert (await run(*argv))[0] == 0, argv
 
 
 @pytest.mark.parametrize(("query", "detail"), [

@@ -42,6 +42,7 @@ class _Node:
         self.on_block: Callable[[list[str]], None] = lambda peers: None  # after the list is replaced
         self.timeouts: list[float] = []
         self.known: list[dict] = []  # GET /v1/peers's known peers
+        self.offenders: list[str] = []  # the offenders of the equivocation records it holds
 
 
 class _NodeClient:
@@ -68,8 +69,11 @@ class _NodeClient:
     def iter_known_peers(self) -> Iterator[dict]:
         return iter(self.node.known)
 
-    def iter_records(self, *, issuer: str, kind: str | None = None) -> Iterator[dict]:
-        """The issuer's `org` record naming its next key, as a rotation (_Testnet.rotate_key) leaves it."""
+    def iter_records(self, *, issuer: str | None = None, kind: str | None = None) -> Iterator[dict]:
+        """The node's equivocation records; or the issuer's `org` record naming its next key, as a rotation
+        (_Testnet.rotate_key) leaves it."""
+        if kind == "equivocation":
+            return iter([{"kind": kind, "body": {"offender": offender}} for offender in self.node.offenders])
         return iter([{"id": f"org-of-{issuer}", "body": {"next": f"{issuer}+"}}])
 
 
@@ -228,6 +232,48 @@ def test_on_a_testnet_reused_a_rotation_none_it_dials_would_follow_is_refused_be
     with pytest.raises(KeyboardInterrupt):
         run.execute()
     assert testnet.rotations == [("n04", True)]
+
+
+def test_on_a_testnet_reused_a_run_relying_on_an_org_an_earlier_run_flagged_is_refused_before_the_setup(
+        tmp_path, monkeypatch):
+    """An earlier run's key theft flagged bridge (n03), whose vouch alone brings rogue (n00) into the honest orgs'
+    horizons; its nodes hold that evidence. Before: the plan knew nothing of it, so the run's equivocation of rogue was
+    offered to a node that refuses rogue's records (outside_horizon), no node flagged rogue, and the verdict said the
+    equivocation succeeded."""
+    path = tmp_path / "bridged.toml"
+    path.write_text(BRIDGED)
+    testnet = _Testnet(5)
+    testnet.nodes["n02"].offenders = ["did:n03"]  # (held by one node is enough: the evidence spreads)
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:27: attacks\[0\]\.orgs: the equivocation "
+                       r"offers records of n00's org .* \(its roots, and the orgs within 3 org-peer vouches of them; "
+                       r"the vouches of n03, flagged by an earlier run on this testnet, extend none\)"):
+        run.execute()
+
+
+def test_on_a_testnet_reused_an_attack_on_an_org_an_earlier_run_flagged_is_refused_and_a_flagged_one_named(
+        tmp_path, monkeypatch):
+    """Before: an equivocation by rogue, which an earlier run's equivocation flagged, was run again: no node signed
+    new evidence (they all held the old), and the verdict said the defence held, by the earlier run's doing."""
+    path = Path(runner.__file__).with_name("scenarios") / "equivocation.toml"
+    testnet = _Testnet(5)
+    testnet.nodes["n00"].offenders = ["did:n04"]  # rogue, the last node
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:\d+: attacks\[0\]\.orgs: the equivocation is "
+                       r"of n04's org, which an earlier run on this testnet flagged as an equivocator: .* run it on a "
+                       r"fresh testnet \(another --dir\), or select an org no run flagged$"):
+        run.execute()
+    testnet.nodes["n00"].offenders = ["did:n01"]  # an honest org, which rogue's attack does not need: said, and run
+    said: list[str] = []
+    run, _ = _run_of_fakes(monkeypatch, testnet, path, said)
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=1.0))
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    operated = ", ".join(agent.name for agent in run.plan.agents if agent.operator == "n01")
+    assert run.setup["flagged_earlier"] == ["n01"] and operated
+    assert (f"setup: an earlier run on this testnet flagged the org of n01 as an equivocator: every node counts its "
+            f"vouches and digests for nothing, the operator vouches for {operated} too (a fresh testnet, another "
+            "--dir, starts without)") in said
 
 
 @pytest.mark.parametrize("path,attack", [(Path(__file__).with_name("short.toml"), "key theft"),

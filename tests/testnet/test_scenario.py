@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from testnet.plan import make_plan, with_dials
+from testnet.plan import as_reused, make_plan
 from testnet.scenario import ScenarioError, library, load_scenario, parse_scenario
 from testnet.state import node_name
 
@@ -384,17 +384,17 @@ def test_on_a_testnet_run_made_a_rotation_catches_up_with_the_nodes_it_dials_onl
 
 def test_on_a_testnet_reused_a_rotation_is_checked_against_the_nodes_its_node_says_it_dials():
     """On a testnet reused, a node may hold any org's records from earlier runs or `up`'s topology: the plan leaves
-    its rotations to be checked once the node says whom it dials (with_dials, with its horizon's orgs added). Before:
+    its rotations to be checked once the node says whom it dials (as_reused, with its horizon's orgs added). Before:
     every running node counted, so n04, dialling n00 and n03 alone, was taken to catch up with n01 and n02; the plan
     was accepted and the rotation refused mid-run ("unreachable"), its dialled nodes being down or not following."""
     quiet = make_plan(parse_scenario(DIALLED_QUIET, name="m"), nodes(5), seed=1)  # (rotation unchecked yet)
     with pytest.raises(ScenarioError, match=re.escape("would fail mid-run: `vouchnet key rotate` first takes the "
                                                       "org's records back from the running nodes it dials")):
-        with_dials(quiet, {"n04": frozenset({"n00", "n03"})})
+        as_reused(quiet, {"n04": frozenset({"n00", "n03"})}, ())
     held_every_org = frozenset({"n00", "n01", "n02", "n03"})
-    assert with_dials(quiet, {"n04": held_every_org}).catch_up_peers("n04", ["n02", "n03"], None) == ["n02", "n03"]
-    down = with_dials(make_plan(parse_scenario(DIALLED_DOWN, name="m"), nodes(5), seed=1),
-                      {"n04": frozenset({"n00", "n03"})})
+    assert as_reused(quiet, {"n04": held_every_org}, ()).catch_up_peers("n04", ["n02", "n03"], None) == ["n02", "n03"]
+    down = as_reused(make_plan(parse_scenario(DIALLED_DOWN, name="m"), nodes(5), seed=1),
+                     {"n04": frozenset({"n00", "n03"})}, ())
     assert down.catch_up_peers("n04", ["n01", "n02"], None) == []  # none it dials is up: it rotates without
 
 
@@ -524,6 +524,19 @@ def test_an_equivocation_no_node_follows_once_an_earlier_attack_flagged_its_way_
                        r"\(its roots, and the orgs within 3 org-peer vouches of them; the vouches of n03, flagged by "
                        r"an attack before it, extend none\)"):
         make_plan(parse_scenario(BRIDGED + theft.format(5), name="m"), nodes(5), seed=1)
+
+
+def test_on_a_testnet_reused_a_rotation_followed_only_through_an_org_an_earlier_run_flagged_is_refused():
+    """rogue's followers, the honest orgs, hold its records through bridge's vouch alone: once an earlier run flagged
+    bridge, none does, and `vouchnet key rotate` of rogue's key would refuse to sign. Before: the plan counted them."""
+    rotation = BRIDGED.split("[[attacks]]")[0] + '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 5\n'
+    plan = make_plan(parse_scenario(rotation, name="m"), nodes(5), seed=1)
+    dials = {"n00": frozenset({"n01", "n02", "n03"})}
+    assert as_reused(plan, dials, ()).flagged == frozenset()
+    with pytest.raises(ScenarioError, match=r"^scenario:\d+: faults\[0\]: the rotation of n00's key at 5 s would fail "
+                       r"mid-run: .*none has n00 inside its horizon: its roots, and the orgs within 3 org-peer vouches "
+                       r"of them; the vouches of n03, flagged by an earlier run on this testnet, extend none\)"):
+        as_reused(plan, dials, {"n03"})
 
 
 def test_an_equivocation_must_be_one_org_s():
