@@ -228,17 +228,18 @@ class DialSchedule:
                          target.failures, BLOCKED if blocked else target.last_error,
                          None if connected or blocked else max(target.due - now, 0.0), target.other_network)
 
-    def out_of_reach(self, busy: Iterable[str], until: float, now: float, *,
-                     refusing: Iterable[str] = ()) -> list[KnownPeer] | None:
+    def out_of_reach(self, busy: Iterable[str], until: float, now: float, *, refusing: Iterable[str] = (),
+                     answered: Iterable[str] = ()) -> list[KnownPeer] | None:
         """If it keeps peers and none of them can be connected for a sync before `until`, what it knows of each (at
         `now`): each is `refusing` (connected, but it refused the sync protocol on this connection: its `last_error`
         NO_SYNC), or else none is `busy` (connected, or a dial of it under way), each is blocked or its last dial
         failed or found it on another network (`last_error` says which), and none is due to be dialled again before
-        `until` (a peer whose backoff ends sooner may be starting up, and its next dial succeed). Else None."""
-        skip, refused = set(busy), set(refusing)
+        `until` (a peer whose backoff ends sooner may be starting up, and its next dial succeed). A peer `answered`
+        (a catch-up has its answer: node.daemon) needs no sync before then, and counts as out of reach. Else None."""
+        skip, refused, done = set(busy), set(refusing), set(answered)
 
         def in_reach(peer_id: str, target: _Target) -> bool:
-            if peer_id in refused:
+            if peer_id in refused or peer_id in done:
                 return False
             if peer_id in skip:
                 return True
@@ -247,7 +248,7 @@ class DialSchedule:
         if not self._targets or any(in_reach(p, t) for p, t in self._targets.items()):
             return None
         return [replace(self._known(p, True, now), last_error=NO_SYNC) if p in refused
-                else self._known(p, False, now) for p in sorted(self._targets)]
+                else self._known(p, p in self._connected_since, now) for p in sorted(self._targets)]
 
     def failed(self, peer_id: str, now: float, error: str) -> float | None:
         """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next
@@ -472,34 +473,36 @@ class PeerManager:
         connected now that dialled in (DialSchedule.known)."""
         return self._schedule.known(self._host.connected_peers(), after=after, limit=limit, now=trio.current_time())
 
-    async def out_of_reach(self, until: float) -> list[KnownPeer]:
+    async def out_of_reach(self, until: float, *,
+                           answered: Callable[[], Iterable[str]] | None = None) -> list[KnownPeer]:
         """Return, with what it knows of each, once it keeps peers and none of them can be connected for a sync before
         `until` (trio's clock): each connected but refusing the sync protocol (Host.refused: a gossip-only node), or
         not connected, its last dial failed or found it on another network, and not to be dialled again before then
-        (DialSchedule.out_of_reach); waits for ever if one of them connects meanwhile and stays, serving sync."""
-        while (peers := self.out_of_reach_now(until)) is None:
+        (DialSchedule.out_of_reach), or among those `answered()` names, asked again as a round ends (`round_over`);
+        waits for ever if one of them connects meanwhile and stays, serving sync."""
+        while (peers := self.out_of_reach_now(until, answered=answered)) is None:
             await self._reach_changed.wait()
         return peers
 
     def _tell_reach_changed(self) -> None:
         """Wake those waiting in `out_of_reach`: a dial ended, a connection closed, a peer came or went, was blocked or
-        unblocked, was found on another network, or refused the sync protocol."""
+        unblocked, was found on another network, or a round with it ended (`round_over`)."""
         self._reach_changed.set()
         self._reach_changed = trio.Event()
 
-    def out_of_reach_now(self, until: float) -> list[KnownPeer] | None:
+    def out_of_reach_now(self, until: float, *,
+                         answered: Callable[[], Iterable[str]] | None = None) -> list[KnownPeer] | None:
         """What `out_of_reach` would return now, or None if it would wait."""
         connected = self._host.connected_peers()
         refusing = [peer for peer in connected if self._host.refused(peer, SYNC_PROTOCOL)]
         return self._schedule.out_of_reach({*connected, *self._dialling}, until, trio.current_time(),
-                                           refusing=refusing)
+                                           refusing=refusing, answered=answered() if answered else ())
 
     def round_over(self, peer_id: str) -> None:
-        """For the sync service (its `round_over_listeners`): a round with `peer_id` ended. If the peer refused the
-        sync protocol (Host.refused), it may be the last peer within reach gone out of it, which nothing else would
-        tell `out_of_reach`: the peer stays connected."""
-        if self._host.refused(peer_id, SYNC_PROTOCOL):
-            self._tell_reach_changed()
+        """For the sync service (its `round_over_listeners`): a round with `peer_id` ended. The peer may be the last
+        one within reach gone out of it, which nothing else would tell `out_of_reach`: one that refused the sync
+        protocol (Host.refused) stays connected, and a catch-up may have its answer now (`answered`)."""
+        self._tell_reach_changed()
 
     def other_network(self, peer_id: str, network: str) -> None:
         """For the sync service (its `network_listeners`): `peer_id` named `network`, not ours (DialSchedule). Its next

@@ -560,7 +560,8 @@ sync_peers = {d.sync_peers}
 # records) waits for the heads of any peer it dials to name none of its keys. It waits less once none of those peers
 # can be connected for a sync before then (each one's last dial failed or found it on another network, and none is
 # dialled again in time, or it is connected but refused /vouchnet/sync/1, a gossip-only node: unreachable, its log
-# naming each with why and saying how long it waited). If none does in time it signs without it, saying why
+# naming each with why and saying how long it waited), or once each has completed a round holding none of the org's
+# records, or cannot be connected (unheld). If none does in time it signs without it, saying why
 # (GET /v1/node's startup_sync is timed_out or unreachable, vouchnet_startup_sync_timed_out 1; or unheld,
 # vouchnet_startup_sync_unheld 1, if the peers whose rounds ended hold none of the org's records, as for an org no
 # other org vouches for yet), until a later round ends it as it would have ended the start's (timed_out and

@@ -587,9 +587,10 @@ async def _caught_up(node: Node, nursery: trio.Nursery, *, signs_timed_out: bool
     started in `nursery` (gossip first: our own records issued from then on, the org record and digests, are
     published), then the catch-up sync that takes back what the org signed, as a peer it dials that holds the org's
     records knows it (_dialled_rounds; timed out, what waited to be signed is signed only if `signs_timed_out`).
-    "unheld" if it timed out after rounds with peers it dials that proved nothing (`unproven`: holding none of the
-    org's records, or not serving the head they named). Raises StartupError if a rotation of the key came back, having
-    kept it in rotation.taken-back (node.taken_back_rotation)."""
+    "unheld" if it timed out, or ended as the rest could not be connected, after rounds with peers it dials that
+    proved nothing (`unproven`: holding none of the org's records, or not serving the head they named). Raises
+    StartupError if a rotation of the key came back, having kept it in rotation.taken-back
+    (node.taken_back_rotation)."""
     store = node.replica.store
     new_org = all(store.head(key) is None for key in (node.did, *node.replica.succession.earlier(node.did)))
     began = trio.current_time()
@@ -741,15 +742,16 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, rounds: _Dia
     """Gossip, sync and the peer manager started in `nursery`, then, before the node signs anything, a catch-up sync
     with the peers it dials that hold the org's records, until they are in (`rounds` settled: _dialled_rounds; the
     rest of those rounds goes on), if it has peers to dial, for up to `seconds` (done if one proved them in by then),
-    or until none of those peers can be connected before then (PeerManager.out_of_reach: "unreachable", with them):
-    a node whose data directory was restored from an older copy takes back the records it signed since (DESIGN §3:
-    two records at one seq would flag the org as an equivocator). Signing is deferred before the services start (a
-    peer connected while the node opened may bring in evidence at once): evidence found meanwhile waits, and is signed
-    then (timed out or interrupted, only if `signs_timed_out`: else it is dropped). Raises RotationTakenBack, having
-    signed nothing, if a rotation of the node's key came back (node.taken_back_rotation). Returns how it went:
-    "no_peers" (none to dial), "done", "unreachable" (with what it knows of each peer it dials) or "timed_out". Once it
-    ended and the node signs, records of a key `vouchnet key adopt` made the org's are no longer expected from peers
-    (gossip.own_records.OwnRecords.adoption_caught_up); a start stopped before then expects them still at the next."""
+    or until none of those peers can be connected before then, those whose rounds proved nothing aside
+    (_settled_or_out_of_reach: "unreachable", with them): a node whose data directory was restored from an older copy
+    takes back the records it signed since (DESIGN §3: two records at one seq would flag the org as an equivocator).
+    Signing is deferred before the services start (a peer connected while the node opened may bring in evidence at
+    once): evidence found meanwhile waits, and is signed then (timed out or interrupted, only if `signs_timed_out`:
+    else it is dropped). Raises RotationTakenBack, having signed nothing, if a rotation of the node's key came back
+    (node.taken_back_rotation). Returns how it went: "no_peers" (none to dial), "done", "unreachable" (with what it
+    knows of each peer it dials) or "timed_out". Once it ended and the node signs, records of a key `vouchnet key
+    adopt` made the org's are no longer expected from peers (gossip.own_records.OwnRecords.adoption_caught_up); a
+    start stopped before then expects them still at the next."""
     waits = node.peer_manager.has_peers
     if waits:
         node.replica.defer_signing()
@@ -779,8 +781,15 @@ async def _take_back_own_records(node: Node, nursery: trio.Nursery, rounds: _Dia
 
 async def _settled_or_out_of_reach(node: Node, rounds: _DialledRounds, deadline: float) -> list[KnownPeer] | None:
     """Wait until `rounds` are settled (None) or no peer the node dials can be connected before `deadline` (those
-    peers, PeerManager.out_of_reach), whichever comes first."""
+    peers, PeerManager.out_of_reach), whichever comes first. A peer whose round proved nothing (`unproven`) and is
+    over needs no sync before then, and counts as out of reach: so, once every peer it dials has answered so or is
+    out of reach, the wait ends rather than run on to `deadline` for nothing. Not before that round is over: the
+    `org` records it brought in may name peers to dial (peer exchange), a holder of the org's records among them."""
     found: list[list[KnownPeer]] = []
+
+    def answered() -> list[str]:
+        return [peer for peer in rounds.unproven if not node.sync.round_running(peer)]
+
     async with trio.open_nursery() as waits:
 
         async def settle() -> None:
@@ -788,7 +797,7 @@ async def _settled_or_out_of_reach(node: Node, rounds: _DialledRounds, deadline:
             waits.cancel_scope.cancel()
 
         async def give_up() -> None:
-            found.append(await node.peer_manager.out_of_reach(deadline))
+            found.append(await node.peer_manager.out_of_reach(deadline, answered=answered))
             waits.cancel_scope.cancel()
 
         waits.start_soon(settle)

@@ -58,7 +58,14 @@ AttrValue = str | int | float | bool
 
 
 class InvalidEvent(ValueError):
-    """An event that is not kept; the message is "field: rule"."""
+    """An event that is not kept; the message is "field: rule". `reason` is the event's field that broke the rule,
+    which vouchnet_events_rejected_total counts it under (node.ingest.REJECTION_REASONS): the one the message names
+    (`attrs` for `attrs.key`) unless given, as for an OTLP span's field that becomes the event's, or an unknown
+    field ("unknown_field")."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message.split(":", 1)[0].split(".", 1)[0] if reason is None else reason
 
 
 class NewerEntry(InvalidEvent):
@@ -177,17 +184,17 @@ def _recent(ts: int, now_ms: int) -> bool:
 
 def check_time(field: str, value: int, unit: str, ts: int, now_ms: int, readings: Iterable[tuple[str, int]]) -> int:
     """`ts` (ms since the Unix epoch), read from `field`'s `value` counted in `unit`, if the node accepts it: at most
-    MAX_AGE_MS old and MAX_SKEW_MS ahead of `now_ms`; else InvalidEvent naming `field`, and the first of the other
-    `readings` (a unit, and `value` counted in it as ms) under which the node would take it, if any: `date +%s`,
-    `time.time()` or a time in µs sent as ms."""
+    MAX_AGE_MS old and MAX_SKEW_MS ahead of `now_ms`; else InvalidEvent naming `field` (its reason the event's ts),
+    and the first of the other `readings` (a unit, and `value` counted in it as ms) under which the node would take
+    it, if any: `date +%s`, `time.time()` or a time in µs sent as ms."""
     if _recent(ts, now_ms):
         return ts
     hint = next((f" ({field} counts {unit} since the Unix epoch: {value} is a time the node would take in {other})"
                  for other, as_ms in readings if _recent(as_ms, now_ms)), "")
     if ts < now_ms - MAX_AGE_MS:
-        raise InvalidEvent(f"{field}: more than {MAX_AGE_MS // 3_600_000} h in the past{hint}")
+        raise InvalidEvent(f"{field}: more than {MAX_AGE_MS // 3_600_000} h in the past{hint}", reason="ts")
     hint = hint or " (check the reporter's clock)"
-    raise InvalidEvent(f"{field}: more than {MAX_SKEW_MS // 60_000} min in the future{hint}")
+    raise InvalidEvent(f"{field}: more than {MAX_SKEW_MS // 60_000} min in the future{hint}", reason="ts")
 
 
 def _check_duration(value: Any) -> int | float | None:
@@ -215,7 +222,8 @@ def parse_event(value: Any, *, now_ms: int) -> Event:
             raise InvalidEvent(f"{name}: required field is missing")
     if len(value) > len(_REQUIRED) and not value.keys() <= _KNOWN:
         unknown = sorted(value.keys() - _KNOWN)[0]
-        raise InvalidEvent(f"{unknown[:64]}: unknown field (known: {', '.join(sorted(_KNOWN))})")
+        raise InvalidEvent(f"{unknown[:64]}: unknown field (known: {', '.join(sorted(_KNOWN))})",
+                           reason="unknown_field")
     agent = check_agent(value["agent"])
     attrs = value.get("attrs")
     return Event(

@@ -27,8 +27,7 @@ from .otlp import SpanBatch
 from .strict_json import loads_strict, not_json
 
 _FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
-REJECTION_REASONS = (*_FIELDS, "unknown_field")  # events_rejected_total's reasons (rejection_reason)
-_EVENT_FIELD_OF_SPAN = {"startTimeUnixNano": "ts", "endTimeUnixNano": "duration_ms"}  # node.otlp.span_event
+REJECTION_REASONS = (*_FIELDS, "unknown_field")  # events_rejected_total's reasons (InvalidEvent.reason)
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +80,6 @@ def feed_first_hand(engine: TrustEngine, batch: Appended) -> dict[str, FirstHand
         engine.add_first_hand(agent, ts=batch.at, outcomes=Outcomes(**tally.outcomes),
                               high_risk=Outcomes(**tally.high_risk))
     return counts
-
-
-def rejection_reason(detail: str) -> str:
-    """The metric label for a rejection: the top-level field its message names (of a span's, the event's field it
-    becomes)."""
-    reason = detail.split(":", 1)[0].split(".", 1)[0]
-    reason = _EVENT_FIELD_OF_SPAN.get(reason, reason)
-    return reason if reason in _FIELDS else "unknown_field"
 
 
 def _parse_batch(body: bytes) -> list[Any]:
@@ -153,9 +144,9 @@ class Ingestor:
                                  ("accepted", "duplicate", "rejected", "ignored"))
         m.collect("audit_entries", "Entries in the private audit log", lambda: self.audit.size)
 
-    def reject(self, detail: str) -> None:
-        """Count one refused event (or span)."""
-        self._rejected.inc(reason=rejection_reason(detail))
+    def reject(self, reason: str) -> None:
+        """Count one refused event (or span) under the event field that broke a rule (InvalidEvent.reason)."""
+        self._rejected.inc(reason=reason)
 
     def validate(self, values: Sequence[Any]) -> tuple[list[Event], list[dict[str, Any]]]:
         """The valid events, and for each invalid one `{index, detail}`. Their times are checked against the clock,
@@ -166,9 +157,8 @@ class Ingestor:
             try:
                 events.append(parse_event(value, now_ms=now))
             except InvalidEvent as error:
-                detail = str(error)
-                self.reject(detail)
-                rejected.append({"index": index, "detail": detail})
+                self.reject(error.reason)
+                rejected.append({"index": index, "detail": str(error)})
         return events, rejected
 
     def prepare_json(self, body: bytes, *, key: str | None = None) -> Reply | Pending:
@@ -198,8 +188,8 @@ class Ingestor:
         """The Pending events of an OTLP request's spans, or the Reply at once if none became an event (nothing to
         store: no write, no batch); counts the rejected and ignored spans. The reply's body is `{"duplicates": n}`:
         spans already stored, or twice in the request, left out by the commit (accepted, and counted once)."""
-        for detail in batch.rejected:
-            self.reject(detail.split("): ", 1)[-1])
+        for span in batch.rejected:
+            self.reject(span.reason)
         self._spans.inc(len(batch.rejected), result="rejected")
         self._spans.inc(batch.ignored, result="ignored")
         if not batch.events:

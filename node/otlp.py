@@ -91,12 +91,20 @@ class Span:
     span_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedSpan:
+    """A span that broke a rule: what the response says of it, and the event field it broke (InvalidEvent.reason)."""
+
+    detail: str
+    reason: str
+
+
 @dataclass
 class SpanBatch:
-    """A request's spans sorted out: the events, the rejected spans' reasons, and how many were ignored."""
+    """A request's spans sorted out: the events, the rejected spans, and how many were ignored."""
 
     events: list[Event] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
+    rejected: list[RejectedSpan] = field(default_factory=list)
     ignored: int = 0
 
 
@@ -318,7 +326,7 @@ def span_event(span: Span, *, now_ms: int) -> Event | None:
             raise InvalidEvent(f"category: vouchnet.category must be one of {', '.join(CATEGORIES)}")
         category = override
     if span.end_ns < span.start_ns:
-        raise InvalidEvent("endTimeUnixNano: the span ends before it starts")
+        raise InvalidEvent("endTimeUnixNano: the span ends before it starts", reason="duration_ms")
     return Event(
         agent=agent,
         ts=_start_ms(span, now_ms),
@@ -336,7 +344,7 @@ def _start_ms(span: Span, now_ms: int) -> int:
     else InvalidEvent naming the span's field, startTimeUnixNano (OTLP/JSON's name)."""
     start = span.start_ns
     if start == 0:
-        raise InvalidEvent("startTimeUnixNano: the span has no start time")
+        raise InvalidEvent("startTimeUnixNano: the span has no start time", reason="ts")
     return check_time("startTimeUnixNano", start, "ns", start // 1_000_000, now_ms,
                       (("microseconds", start // 1000), ("milliseconds", start), ("seconds", start * 1000)))
 
@@ -348,7 +356,7 @@ def sort_spans(spans: list[Span], *, now_ms: int) -> SpanBatch:
         try:
             event = span_event(span, now_ms=now_ms)
         except InvalidEvent as error:
-            batch.rejected.append(f"span {index} ({span.name[:64]!r}): {error}")
+            batch.rejected.append(RejectedSpan(f"span {index} ({span.name[:64]!r}): {error}", error.reason))
             continue
         if event is None:
             batch.ignored += 1
@@ -360,14 +368,14 @@ def sort_spans(spans: list[Span], *, now_ms: int) -> SpanBatch:
 # --- responses ------------------------------------------------------------------------------------------
 
 
-def _partial_message(rejected: list[str], duplicates: int) -> str:
-    parts = [f"{len(rejected)} span(s) rejected: " + "; ".join(rejected[:5])] if rejected else []
+def _partial_message(rejected: list[RejectedSpan], duplicates: int) -> str:
+    parts = [f"{len(rejected)} span(s) rejected: " + "; ".join(r.detail for r in rejected[:5])] if rejected else []
     if duplicates:
         parts.insert(0, f"{duplicates} span(s) already received, stored once")
     return "; ".join(parts)[:_MAX_ERROR_MESSAGE]
 
 
-def export_response(rejected: list[str], duplicates: int = 0, *, as_json: bool) -> bytes:
+def export_response(rejected: list[RejectedSpan], duplicates: int = 0, *, as_json: bool) -> bytes:
     """The ExportTraceServiceResponse (OTLP §Partial Success): rejected_spans counts the rejected spans. Spans
     already stored (retried, or twice in the request) are accepted, not rejected: retrying them again would store
     nothing. They are named in error_message, which the spec lets a server set, rejected_spans 0, as a warning."""

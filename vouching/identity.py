@@ -35,6 +35,12 @@ def is_compact_jwt(text: str) -> bool:
     return text.startswith("eyJ") and text.count(".") == 2
 
 
+def meant_as_did(text: str) -> bool:
+    """Whether `text`, given where a did or something else will do (a record id, an agent's name), is meant as a
+    did, or is a credential given for one: checking it as a did then says what is wrong with it."""
+    return text.startswith("did:") or is_compact_jwt(text)
+
+
 def public_key_from_did(did: str) -> bytes:
     """The 32-byte Ed25519 public key named by a did:key; raises InvalidDid for anything else."""
     if type(did) is not str:

@@ -13,7 +13,7 @@ from gossip.validation import check_record
 from node.records_json import record_json
 from vouching import Record, load_record, load_stored, revoke_body, vouch_body
 from vouching.bodies import KINDS
-from vouching.identity import is_compact_jwt
+from vouching.identity import meant_as_did
 
 from .errors import ApiError, ErrorBody, checked_did, error_responses, read_responses
 from .guard import media_type
@@ -65,7 +65,7 @@ def _subject_filter(value: str) -> str:
     hex; anything else a 422, where it matched nothing and answered an empty page."""
     if _RECORD_ID.fullmatch(value):
         return value.lower()
-    if not value.startswith("did:") and not is_compact_jwt(value):
+    if not meant_as_did(value):
         raise ApiError(422, "invalid_request", "query.subject: must be a did:key, or (for a revoke) a vouch's record "
                                                "id, 64 hex digits")
     return checked_did(value, "query.subject")

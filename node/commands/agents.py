@@ -28,6 +28,7 @@ from node.jwt import MAX_NUMERIC_DATE
 from node.keys import KeyFileError, write_private
 from node.store_manifest import StoreLost, check_listed, list_present
 from vouching import did_key
+from vouching.identity import meant_as_did
 
 from .common import (
     MAX_COUNT,
@@ -39,7 +40,6 @@ from .common import (
     add_local_command,
     did_argument,
     local_config,
-    meant_as_did,
     open_client,
     print_json,
     weight_argument,

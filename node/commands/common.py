@@ -177,12 +177,6 @@ def did_argument(text: str) -> str:
     return text
 
 
-def meant_as_did(text: str) -> bool:
-    """Whether `text`, given where a did or something else will do (a record id, an agent's name), is meant as a
-    did, or is a credential given for one: did_argument then says what is wrong with it."""
-    return text.startswith("did:") or is_compact_jwt(text)
-
-
 MAX_COUNT = 2**63 - 1  # the most a node's API takes (a signed 64-bit integer), SQLite's, and islice's on 64 bits
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from vouching.bodies import KINDS
 from vouching.counts import counted
+from vouching.identity import meant_as_did
 
-from .common import Subparsers, add_command, did_argument, is_record_id, meant_as_did, open_client, positive_int
+from .common import Subparsers, add_command, did_argument, is_record_id, open_client, positive_int
 
 _PAGE = 500  # the most the API gives in one page
 

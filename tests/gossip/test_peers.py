@@ -99,6 +99,22 @@ def test_a_peer_connected_that_refused_the_sync_protocol_is_out_of_reach_saying_
     assert schedule.out_of_reach(["a"], until=10, now=0, refusing=["a"]) is None  # b dialled again in time
 
 
+def test_a_peer_a_catch_up_has_the_answer_of_is_out_of_reach_as_it_is():
+    """A start's catch-up (node.daemon) needs no more of a peer whose round showed it holds none of the org's
+    records: with each other peer out of reach, it ends then, rather than wait out startup_sync_seconds."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=8, rng=random.Random(1))
+    schedule.add("a", ["/ip4/127.0.0.1/tcp/1/p2p/a"])
+    schedule.add("b", ["/ip4/127.0.0.1/tcp/2/p2p/b"])
+    schedule.connected("a", now=0)
+    assert schedule.out_of_reach(["a"], until=0.5, now=0, answered=["a"]) is None  # b not dialled yet
+    schedule.failed("b", now=0, error="dial /ip4/127.0.0.1/tcp/2/p2p/b: Connection refused")
+    assert schedule.out_of_reach(["a"], until=0.5, now=0) is None  # a connected, its answer not in
+    [a, b] = schedule.out_of_reach(["a"], until=0.5, now=0, answered=["a"])
+    assert (a.peer_id, a.connected, a.last_error, a.next_dial_in) == ("a", True, None, None)
+    assert (b.peer_id, b.connected, b.last_error) == ("b", False, "dial /ip4/127.0.0.1/tcp/2/p2p/b: Connection refused")
+    assert schedule.out_of_reach(["a"], until=10, now=0, answered=["a"]) is None  # b dialled again in time
+
+
 async def test_the_wait_for_peers_out_of_reach_ends_as_the_last_one_is_found_on_another_network(tmp_path):
     """A start's catch-up (node.daemon) ends "unreachable" as soon as no peer it dials can be connected in time: a
     peer found on another network after its disconnection was seen (its short connection counted as a failed dial,

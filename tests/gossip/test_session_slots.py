@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,10 +232,12 @@ class PeerManager:
     def keeps(self, peer_id: str) -> bool:
         return peer_id in self.kept
 
-    def out_of_reach_now(self, until: float) -> None:
+    def out_of_reach_now(self, until: float, *, answered: Callable[[], Iterable[str]] | None = None) -> None:
         return None  # (every peer it keeps connects, or is being dialled, unless `unreachable_after` said otherwise)
 
-    async def out_of_reach(self, until: float) -> list[KnownPeer]:
+    async def out_of_reach(self, until: float, *,
+                           answered: Callable[[], Iterable[str]] | None = None) -> list[KnownPeer]:
+        # (the holder is among those it keeps, or `unreachable_after` is given: the catch-up's answers end no wait)
         if self.unreachable_after is None:
             await trio.sleep_forever()
         await trio.sleep(self.unreachable_after)

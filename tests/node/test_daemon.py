@@ -938,6 +938,28 @@ async def test_how_the_start_up_sync_went_shows_in_get_node_and_a_gauge(tmp_path
                 ) in caplog.text and caplog.text.count("startup_sync is unheld") == 1
 
 
+async def test_a_start_whose_peers_all_answered_holding_none_of_its_records_goes_on_as_their_rounds_end(
+        tmp_path, caplog):
+    """The README's quick start: Bob's node restarted before Alice's org vouches for his. Its one bootstrap peer holds
+    none of Bob's records (his org is outside Alice's horizon), and its catch-up round shows it. Before: the start
+    waited out all of startup_sync_seconds (10 s by default) at every restart, though no peer was left to answer,
+    then said "unheld"; now it says the same as that round ends (the start's bound, 60 s here, is not reached)."""
+    with trio.fail_after(30):
+        async with running(tmp_path / "alice") as alice:
+            async with running(tmp_path / "bob", bootstrap=(alice.host.listen_addrs[0],)) as bob:
+                assert bob.startup_sync == "done"  # a new org: nothing to take back
+                bob_config = replace(bob.config, startup_sync_seconds=60.0)
+            with caplog.at_level(logging.WARNING, logger="vouchnet.node"):
+                async with trio.open_nursery() as nursery:  # Bob again, holding his records now
+                    bob = await nursery.start(serve_node, bob_config)
+                    assert (bob.startup_sync, bob.metrics.value("startup_sync_unheld")) == ("unheld", 1)
+                    nursery.cancel_scope.cancel()
+    [said] = [r for r in caplog.records if "completed a catch-up sync" in r.getMessage()]
+    assert said.getMessage().startswith("1 peer it dials completed a catch-up sync within 60 s ([p2p] "
+                                        "startup_sync_seconds) but holds none of this org's records")
+    assert said.fields["waited"] < 30  # type: ignore[attr-defined]
+
+
 async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
     from functools import partial
 

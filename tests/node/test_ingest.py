@@ -70,6 +70,15 @@ async def test_invalid_events_are_reported_by_index_and_the_rest_kept(client, no
     assert node.metrics.value("events_rejected_total", reason="outcome") == 1
 
 
+@pytest.mark.parametrize("unknown", ["ts.local", "startTimeUnixNano"])
+async def test_an_unknown_field_is_counted_as_one_whatever_its_name(client, node, unknown):
+    """The reason was read back out of the refusal's text: an unknown field named like a known one, or like a span's
+    time field, was counted as that field's refusal."""
+    response = await client.post("/v1/events", json={"events": [event(), event(**{unknown: 1})]}, headers=AUTH)
+    assert response.json()["rejected"][0]["detail"].startswith(f"{unknown}: unknown field")
+    assert [node.metrics.value("events_rejected_total", reason=r) for r in ("unknown_field", "ts")] == [1, 0]
+
+
 async def test_a_batch_with_no_valid_event_is_422_with_the_reasons(client, node):
     response = await client.post("/v1/events", json={"events": [event(agent="me")]}, headers=AUTH)
     assert response.status_code == 422

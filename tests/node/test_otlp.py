@@ -157,6 +157,19 @@ async def test_a_span_refused_for_its_times_is_counted_by_the_event_field_they_b
         == [1, 1, 0]
 
 
+async def test_a_span_refused_is_counted_by_its_field_whatever_its_name_says(node):
+    """The reason was read back out of the refusal's text, after the span's name: a name holding "): " had a span
+    refused for its outcome counted as an unknown field; the refusal carries its field now."""
+    span = json_span(**{"vouchnet.outcome": "great"})
+    span["name"] = "lookup(city): Paris"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=json.dumps(json_request(span)).encode(),
+                                     headers={"Content-Type": "application/json"})
+    assert "'lookup(city): Paris'): outcome: vouchnet.outcome must be" in response.json()["partialSuccess"][
+        "errorMessage"]
+    assert [node.metrics.value("events_rejected_total", reason=r) for r in ("outcome", "unknown_field")] == [1, 0]
+
+
 async def test_a_fully_accepted_protobuf_request_gets_an_empty_response(node):
     request = trace_service_pb2.ExportTraceServiceRequest()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:

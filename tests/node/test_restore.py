@@ -241,6 +241,33 @@ async def test_a_new_org_s_start_signs_once_its_peer_s_heads_name_none_of_its_ke
                 nursery.cancel_scope.cancel()
 
 
+async def test_a_start_waits_for_a_holder_that_a_peer_holding_none_of_its_records_names_to_it(tmp_path):
+    """A start's catch-up ends, "unheld", once every peer it dials has answered that it holds none of the org's
+    records, but only once their rounds are over: the `org` records a round brings in name peers to dial (peer
+    exchange), and one of them may hold what the org signed. Here a's only bootstrap peer b holds none of a's records
+    (a is two vouches from b, whose max_hops is 1) but holds the `org` record of c, which vouches for a and holds its
+    records; a's data directory holds nothing of c's, so a learns of c from the rest of b's round only."""
+    async with running(tmp_path / "c") as c, \
+            running(tmp_path / "b", bootstrap=(c.host.listen_addrs[0],), settings={"max_hops": 1}) as b:
+        made = init_data_dir(tmp_path / "a", network="test", listen=LOOPBACK, api="127.0.0.1:0",
+                             bootstrap=(b.host.listen_addrs[0],), roots=(c.did,))
+        config = replace(load_config(made.data_dir), startup_sync_seconds=30.0)
+        with RecordStore.open(config.data_dir) as store:  # a has signed (a new org's wait ends at any round)
+            Replica(load_org_key(config.key_path), store, roots=(), max_hops=2, held_limit=10).issue(
+                "vouch", vouch_body(new_did(), 0.9, "operator"))
+            signed = list(store.scan(issuer=made.did))
+        c.replica.issue("vouch", vouch_body(made.did, 0.9, "org-peer"))
+        assert c.replica.accept(signed).accepted  # (c's node holds a's records: a's node has not run yet)
+        b.replica.issue("vouch", vouch_body(c.did, 0.9, "org-peer"))
+        with trio.fail_after(60):
+            await holds(b, c.replica.store.head(c.did).id)  # (c's records, its `org` record among them)
+            async with trio.open_nursery() as nursery:
+                a = await nursery.start(serve_node, config)
+                assert a.startup_sync == "done" and c.host.peer_id in a.host.connected_peers()
+                assert b.replica.store.head(made.did) is None  # (b holds none of a's records)
+                nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize("way", ["adopt", "contest"])
 async def test_a_start_that_takes_back_a_rotation_of_its_key_stops_until_its_operator_adopts_or_contests_it(
         tmp_path, capsys, way):
