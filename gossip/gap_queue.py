@@ -7,13 +7,14 @@ meanwhile grows that range instead of queueing again, and issuers are served in 
 wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
 peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
 keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer
-answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, or none
-could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first), within the same
-`limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten (the issuer's next report, or
-a round with that peer, brings it), unless the fetch gave up waiting for the peer's turn: then it waits for that
-turn (`turn_freed`), within the same `limit`. When `limit` issuers wait, a new one takes the place of one that backs
-off (the longest waiting): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill
-would otherwise keep every other issuer's out. Sans-I/O: the caller gives the time.
+answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first or refused
+the sync protocol, or none could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked
+first), within the same `limit`; if a peer asked stayed, its session ended by one of ours, the range is forgotten
+(the issuer's next report, or a round with that peer, brings it), unless the fetch gave up waiting for the peer's
+turn: then it waits for that turn (`turn_freed`), within the same `limit`. When `limit` issuers wait, a new one
+takes the place of one that backs off (the longest waiting): fresh keys vouched into the horizon cost an org
+nothing, and their gaps no peer can fill would otherwise keep every other issuer's out. Sans-I/O: the caller gives
+the time.
 """
 
 from __future__ import annotations

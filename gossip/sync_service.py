@@ -119,8 +119,8 @@ class SyncStats:
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
                                     "(without it, or failing): they back off; not those of a fetch no peer "
-                                    "answered (those asked left first, none could be asked, or their sessions were "
-                                    "preempted or gave up their turn)")
+                                    "answered (those asked left first or refused the sync protocol, none could be "
+                                    "asked, or their sessions were preempted or gave up their turn)")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
@@ -362,8 +362,9 @@ class SyncService:
         `batch.every` as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on
         connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
         sync protocol. The issuers of which nothing came, (vain, unanswered, peerless), then a peer or None: vain if a
-        peer asked answered (without them, or failing while it stays connected), else peerless if no peer asked stays
-        (each left before it answered, or none could be asked: gap_queue keeps their ranges for a peer to come), else
+        peer asked answered (without them, or failing while it stays connected, but for refusing the protocol: a
+        gossip-only node serves no one), else peerless if no peer asked stays and serves sync (each left before it
+        answered or refused the protocol, or none could be asked: gap_queue keeps their ranges for a peer to come), else
         unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the
         vain. The peer: of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges
         for its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may
@@ -387,7 +388,7 @@ class SyncService:
                 ended.add(peer)
                 if pulled == "turn":
                     turns.append(peer)
-            elif pulled != "stream" or self.host.stays_connected(peer):
+            elif pulled != "stream" or self.host.stays_connected(peer) and not self.host.refused(peer, SYNC_PROTOCOL):
                 answered = True
         idle = [iss for iss in missing_ranges(store, batch.gaps) if store.head(iss) == heads[iss]]
         if answered:
