@@ -7,16 +7,16 @@ meanwhile grows that range instead of queueing again, and issuers are served in 
 wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
 peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
 keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer
-answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first or said to
-come back later, or none could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked
-first, or one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by one of ours,
-the range is forgotten (the issuer's next report, or a round with that peer, brings it), unless the fetch gave up
-waiting for the peer's turn: then it waits for that turn (`turn_freed`), within the same `limit`. When `limit`
-issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one kept
-for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps no
-peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
-issuer's out. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller
-gives the time.
+answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, said to
+come back later or refused the sync protocol, or none could be asked), the range waits for a peer to ask
+(`peer_came`: one connects, say, asked first, or one's wait ends), within the same `limit`; if a peer asked stayed,
+its session ended by one of ours, the range is forgotten (the issuer's next report, or a round with that peer, brings
+it), unless the fetch gave up waiting for the peer's turn: then it waits for that turn (`turn_freed`), within the same
+`limit`. When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest
+waiting), else one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org
+nothing, and their gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would
+otherwise keep every other issuer's out. A new one that backs off takes no one's place: it would not be in turn
+either. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations

@@ -120,8 +120,9 @@ class SyncStats:
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
                                     "(without it, or failing): they back off; not those of a fetch no peer "
-                                    "answered (those asked left first or told it to come back later, none could be "
-                                    "asked, or their sessions were preempted or gave up their turn)")
+                                    "answered (those asked left first, told it to come back later or refused the "
+                                    "sync protocol, none could be asked, or their sessions were preempted or gave up "
+                                    "their turn)")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
@@ -364,8 +365,9 @@ class SyncService:
         them too, unless it had one less than `interval` ago); never a peer that refused the sync protocol, nor any
         after our disk failed (`storage`). The issuers whose ranges are not all here, (vain, unanswered, peerless), then
         a peer or None: vain, those of which nothing came, if a peer asked answered (without them, or failing while it
-        stays connected); else all of them (a peer that began to send a range may hold the rest), peerless if no peer
-        asked stays to be asked (each left before it answered or told us to come back later, or none could be asked:
+        stays connected, but for refusing the protocol: a gossip-only node serves no one); else all of them (a peer
+        that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync
+        (each left before it answered, told us to come back later or refused the protocol, or none could be asked:
         gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else
         unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the
         vain. The peer: of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges for
@@ -390,7 +392,8 @@ class SyncService:
                 ended.add(peer)
                 if pulled == "turn":
                     turns.append(peer)
-            elif pulled != "throttled" and (pulled != "stream" or self.host.stays_connected(peer)):
+            elif pulled != "throttled" and (pulled != "stream" or self.host.stays_connected(peer)
+                                            and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
                     break  # nor is the next peer asked: its records would fail our disk the same way

@@ -18,10 +18,10 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from gossip.host import HostError
+from gossip.host import HostError, ProtocolNotSupported
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
-from gossip.sync_messages import PeerBusy
+from gossip.sync_messages import SYNC_PROTOCOL, PeerBusy
 from gossip.sync_service import SyncService
 
 from ..factories import Org
@@ -61,10 +61,12 @@ class Gaps:
 class StandInHost(ConnectedHost):
     """The stand-in host, as gossip.host's Host: its peers listed in peer id order (a newcomer may come before the
     peers connected as a fetch started), and one that hung up (`closing`) listed until its connection has closed
-    (`disconnect`), though it stays connected no more (quirk 62)."""
+    (`disconnect`), though it stays connected no more (quirk 62); one that refused a sync stream (`refusing`) is
+    passed over until it disconnects."""
 
     def __init__(self, peers: list[str]) -> None:
-        super().__init__(peers)
+        self.refusing: set[str] = set()
+        super().__init__(peers, refusing=self.refusing)
         self.closing: set[str] = set()
 
     def connected_peers(self) -> list[str]:
@@ -75,6 +77,7 @@ class StandInHost(ConnectedHost):
 
     async def disconnect(self, peer: str) -> None:
         self.closing.discard(peer)
+        self.refusing.discard(peer)
         await super().disconnect(peer)
 
 
@@ -251,18 +254,48 @@ async def test_peers_that_come_and_go_during_a_gap_fetch_are_asked_three_in_all_
         assert node.service.stats.gap_issuers_vain == 0  # none of the first three answered
 
 
+async def _held_by_b_a_leaving(node: Gaps, peer: str) -> int:
+    """A session in which B holds the missing record, and A leaves a second in, before answering."""
+    if peer == B:
+        return node.fill()
+    await trio.sleep(1)
+    return await node.leave(A)
+
+
+async def test_a_kept_gap_asked_of_a_peer_that_refuses_sync_waits_on_for_a_peer_that_serves_it(tmp_path,
+                                                                                             autojump_clock):
+    """Found by stop 40's second read: a peer that refuses /vouchnet/sync/1 (a gossip-only node), connecting while a
+    gap was kept for a peer to come, was asked for it, and its refusal counted as an answer without the records: the
+    range was dropped and the issuer backed off, so the gap waited for the issuer's next report or a periodic round
+    (up to sync_interval), though a peer holding it connected next."""
+    gossip_only = "12D3KooWGossipOnly"
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == gossip_only:
+            node.host.refusing.add(peer)  # (as Host.open_stream remembers it, for the connection)
+            raise ProtocolNotSupported(f"open {SYNC_PROTOCOL} stream to {peer}: the peer does not serve it")
+        return await _held_by_b_a_leaving(node, peer)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(2)  # A left before answering: kept for a peer to come
+        await node.host.connect(gossip_only)
+        await trio.sleep(1)
+        await node.host.connect(B)
+        connected = trio.current_time()
+        await trio.sleep(1)
+        assert node.asked == [(1, A), (3, gossip_only), (connected, B)]  # B at once
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
 @pytest.mark.parametrize("asked", [True, False], ids=["peer asked left", "origin gone before"])
 async def test_a_gap_no_peer_was_there_to_answer_for_is_fetched_from_the_next_peer_to_connect(asked, tmp_path,
                                                                                               autojump_clock):
     """Found by stop 38's review: the range was dropped (with a backoff besides, if no peer could be asked), to wait
     for the issuer's next report or a periodic round (up to sync_interval), though a peer holding it connected."""
-    async def session(node: Gaps, peer: str) -> int:
-        if peer == B:
-            return node.fill()
-        await trio.sleep(1)
-        return await node.leave(A)
-
-    async with gaps(tmp_path, [A], session) as node:
+    async with gaps(tmp_path, [A], _held_by_b_a_leaving) as node:
         await trio.sleep(1)
         if not asked:
             await node.host.disconnect(A)  # between its report and the fetch

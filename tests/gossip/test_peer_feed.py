@@ -123,6 +123,20 @@ def test_a_leaving_told_to_a_subscriber_behind_says_who_closed_the_last_connecti
     assert [(event, event.closed_here) for event in drained(peers.feed)] == [(PeerEvent("back", False), True)]
 
 
+def test_a_subscriber_behind_keeps_nothing_of_peers_that_came_and_went_unseen() -> None:
+    """Peer ids cost nothing: while a subscriber is behind, hostile peers coming and going by the thousand leave it
+    holding what it tells (a leaving's closed_here) of the peers it was told are connected, and nothing of theirs."""
+    peers = Peers(capacity=1, before=["kept"])
+    peers.come("extra")  # one more than the feed holds: behind from here
+    for n in range(1000):
+        peers.come(f"fresh{n}")
+        peers.go(f"fresh{n}", closed_here=bool(n % 2))
+    peers.go("kept", closed_here=True)
+    assert len(peers.feed._dropped_leavings) == 1
+    assert [(event, event.closed_here) for event in drained(peers.feed)] == [
+        (PeerEvent("kept", connected=False), True), (PeerEvent("extra", connected=True), False)]
+
+
 def test_a_subscriber_behind_holds_up_no_other_and_its_drops_are_counted() -> None:
     announced: dict[str, int] = {}
     reading, behind = PeerFeed(2, announced), PeerFeed(1, announced)

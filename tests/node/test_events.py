@@ -90,6 +90,20 @@ def test_a_time_in_another_unit_than_ms_is_refused_naming_the_unit_it_fits(ts, u
                                       f"in {unit})")
 
 
+@pytest.mark.parametrize("ts", [NOW - MAX_AGE_MS, NOW + MAX_SKEW_MS])
+def test_a_time_at_either_bound_is_taken(ts):
+    """At most 24 h old and 5 min ahead, the bounds included (the refusals say "more than")."""
+    assert parse_event(event(ts=ts), now_ms=NOW).ts == ts
+
+
+@pytest.mark.parametrize("ts", [float(NOW), str(NOW), NOW + 0.5, -1, 2**53])
+def test_a_time_that_is_not_a_whole_number_of_ms_in_range_is_refused_as_such(ts):
+    """A time within the bounds but not an integer (a float, text) is refused for its type, not taken or left to
+    raise anything but InvalidEvent; so is an integer outside 0..2^53 - 1."""
+    with pytest.raises(InvalidEvent, match="^ts: must be an integer of ms since the Unix epoch$"):
+        parse_event(event(ts=ts), now_ms=NOW)
+
+
 @pytest.mark.parametrize("ts", [NOW - MAX_AGE_MS - 1, NOW + MAX_SKEW_MS + 1])
 def test_a_time_no_unit_fits_is_refused_without_a_unit_hint(ts):
     with pytest.raises(InvalidEvent) as caught:
