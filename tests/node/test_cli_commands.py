@@ -274,7 +274,8 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
 
 
 @pytest.mark.parametrize("api", ["http://127.0.0.1:8700/v1", "127.0.0.1:8700/v1/node", "http://127.0.0.1:8700/?a=1",
-                                 "https://proxy/vouchnet/v1/", "http://127.0.0.1:8700/healthz"])
+                                 "https://proxy/vouchnet/v1/", "http://127.0.0.1:8700/healthz",
+                                 "http://127.0.0.1:8700/#status"])
 def test_an_api_address_naming_an_endpoint_is_a_usage_error_saying_it_takes_none(capsys, api):
     """The commands add each endpoint's path to it: the node answered /v1/v1/node 'no such endpoint'."""
     assert cli.main(["status", "--api", api]) == 2
