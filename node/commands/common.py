@@ -144,8 +144,23 @@ def is_record_id(text: str) -> bool:
     return _RECORD_ID.fullmatch(text) is not None
 
 
-# The first segments of the API's paths: an --api whose path holds one names an endpoint, not the node's address
-_API_ROOTS = frozenset({"v1", "healthz", "metrics", "openapi.json", ".well-known"})
+# The API's paths by their first segment, each with the second segments that follow it (tests/node/
+# test_cli_commands.py holds them to README's API table, which tests/node/test_readme.py holds to the paths served)
+_API_PATHS = {
+    "v1": frozenset({"agents", "credentials", "events", "log", "node", "orgs", "peers", "policy", "records",
+                     "revocations", "stream", "traces", "vouches"}),
+    "healthz": frozenset(), "metrics": frozenset(), "openapi.json": frozenset(),
+    ".well-known": frozenset({"jwks.json"}),
+}
+
+
+def _names_endpoint(path: str) -> bool:
+    """Whether a URL's `path` names one of the API's endpoints, or the start of one (`/v1`), behind a proxy's path
+    prefix or not: from one of its segments on, it begins as an API path does. A prefix that holds one of the API's
+    first segments but goes on otherwise (`/api/v1/vouchnet`, `/metrics/vouchnet`) names none."""
+    segments = [segment for segment in path.split("/") if segment]
+    return any(segment in _API_PATHS and (i + 1 == len(segments) or segments[i + 1] in _API_PATHS[segment])
+               for i, segment in enumerate(segments))
 
 
 def api_url(text: str) -> str:
@@ -158,7 +173,7 @@ def api_url(text: str) -> str:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host or not 0 < (url.port or 80) < 65536:
         raise argparse.ArgumentTypeError(f"expected the node's API address, e.g. http://127.0.0.1:8700, got {text!r}")
-    if url.query or url.fragment or _API_ROOTS.intersection(url.path.split("/")):
+    if url.query or url.fragment or _names_endpoint(url.path):
         raise argparse.ArgumentTypeError(f"expected the node's API address, not one of its endpoints, e.g. "
                                          f"http://127.0.0.1:8700 (each command adds the endpoint's path; a proxy's "
                                          f"path prefix may stay), got {text!r}")

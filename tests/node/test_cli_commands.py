@@ -45,6 +45,7 @@ from vouching.counts import counted
 
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
+from .test_readme import documented_paths
 
 
 @pytest.fixture
@@ -273,7 +274,8 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
 
 
 @pytest.mark.parametrize("api", ["http://127.0.0.1:8700/v1", "127.0.0.1:8700/v1/node", "http://127.0.0.1:8700/?a=1",
-                                 "https://proxy/vouchnet/v1/", "http://127.0.0.1:8700/healthz"])
+                                 "https://proxy/vouchnet/v1/", "http://127.0.0.1:8700/healthz",
+                                 "http://127.0.0.1:8700/#status"])
 def test_an_api_address_naming_an_endpoint_is_a_usage_error_saying_it_takes_none(capsys, api):
     """The commands add each endpoint's path to it: the node answered /v1/v1/node 'no such endpoint'."""
     assert cli.main(["status", "--api", api]) == 2
@@ -282,9 +284,21 @@ def test_an_api_address_naming_an_endpoint_is_a_usage_error_saying_it_takes_none
         capsys.readouterr().err
 
 
-def test_an_api_address_behind_a_proxy_s_path_prefix_is_taken():
-    """A node's API served by a proxy under a prefix: the client joins each endpoint's path to it."""
-    assert common.api_url("https://proxy.example/vouchnet") == "https://proxy.example/vouchnet"
+@pytest.mark.parametrize("api", ["https://proxy.example/vouchnet", "https://gw.example/api/v1/vouchnet",
+                                 "https://gw.example/metrics/vouchnet/"])
+def test_an_api_address_behind_a_proxy_s_path_prefix_is_taken(api):
+    """A node's API served by a proxy under a prefix: the client joins each endpoint's path to it. A prefix holding
+    one of the API's first segments (an API gateway's /api/v1/...) was refused as naming an endpoint, so no command
+    could reach a node served under it."""
+    assert common.api_url(api) == api
+
+
+def test_an_api_address_naming_any_endpoint_is_refused_behind_a_proxy_s_prefix_or_not():
+    """Every path the node serves (README's API table, which test_readme holds to them) names an endpoint."""
+    for path in [*documented_paths(), "/openapi.json"]:
+        for base in ("http://127.0.0.1:8700", "https://proxy.example/vouchnet"):
+            with pytest.raises(argparse.ArgumentTypeError, match="not one of its endpoints"):
+                common.api_url(base + path.replace("{}", "x"))
 
 
 async def test_an_api_address_may_end_in_a_slash(run, url):

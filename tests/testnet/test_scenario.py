@@ -524,6 +524,13 @@ def test_an_equivocation_no_node_follows_once_an_earlier_attack_flagged_its_way_
                        r"\(its roots, and the orgs within 3 org-peer vouches of them; the vouches of n03, flagged by "
                        r"an attack before it, extend none\)"):
         make_plan(parse_scenario(BRIDGED + theft.format(5), name="m"), nodes(5), seed=1)
+    # at one time, a run takes the attacks in the file's order: the theft written first flags bridge before it
+    make_plan(parse_scenario(BRIDGED + theft.format(10), name="m"), nodes(5), seed=1)
+    theft_first = BRIDGED.replace('[[attacks]]\ntype = "equivocation"',
+                                  theft.format(10).lstrip() + '\n[[attacks]]\ntype = "equivocation"')
+    with pytest.raises(ScenarioError, match=r"attacks\[1\]\.orgs: the equivocation .* the vouches of n03, flagged "
+                       r"by an attack before it, extend none"):
+        make_plan(parse_scenario(theft_first, name="m"), nodes(5), seed=1)
 
 
 def test_on_a_testnet_reused_a_rotation_followed_only_through_an_org_an_earlier_run_flagged_is_refused():

@@ -303,6 +303,8 @@ def test_org_listing_explains_each_org_in_words():
     assert "none of its digests could be compared yet" in text  # not "agreed 0.0 and disagreed 0.0 times"
     compared = "\n".join(replace(org1, agreements=2.5, disagreements=0.5).lines())
     assert "its digests agreed 2.5 and disagreed 0.5 times with what this node" in compared
+    disagreed = "\n".join(replace(org1, agreements=0.0, disagreements=1.0).lines())  # compared, and never agreed
+    assert "its digests agreed 0.0 and disagreed 1.0 times with what this node" in disagreed
     inflows = [part["inflow"] for part in org1.as_dict()["vouched_by"]]
     assert {part["issuer"] for part in org1.as_dict()["vouched_by"]} == {"root", "org0"}
     assert inflows == sorted(inflows, reverse=True)
