@@ -378,7 +378,7 @@ class _Exchange:
     def __init__(self, connection: _Connection, request: h11.Request) -> None:
         self.connection = connection
         self.request = request
-        self.target = _origin_form(request.target)
+        self.authority, self.target = _origin_form(request.target)
         self.head = request.method == b"HEAD"
         self.started: h11.Response | None = None  # the response head, written with the first body bytes
         self.head_written = False
@@ -407,7 +407,7 @@ class _Exchange:
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",
-            "headers": list(self.request.headers),
+            "headers": _with_host(self.request.headers, self.authority),
             "client": self.connection.client,
             "server": self.connection.server,
         }
@@ -552,15 +552,25 @@ def _detail(error: h11.RemoteProtocolError) -> str:
     return _BYTEARRAY.sub(r"\1", str(error)) or "malformed HTTP request"
 
 
-def _origin_form(target: bytes) -> bytes:
-    """`target` in origin form (RFC 9112 §3.2.1, `/path?query`): one in absolute form (§3.2.2, `http://host/path`,
-    as a client sends through a proxy), which a server must accept, without its scheme and authority."""
+def _origin_form(target: bytes) -> tuple[bytes | None, bytes]:
+    """`target`'s authority if it has one, and `target` in origin form (RFC 9112 §3.2.1, `/path?query`): one in
+    absolute form (§3.2.2, `http://host/path`, as a client sends through a proxy), which a server must accept, without
+    its scheme and authority (and any userinfo the authority carries)."""
     _, absolute, rest = target.partition(b"://")
     if not absolute or target.startswith(b"/"):
-        return target
+        return None, target
     start = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
     path = rest[start:]
-    return path if path.startswith(b"/") else b"/" + path
+    return rest[:start].rpartition(b"@")[2], path if path.startswith(b"/") else b"/" + path
+
+
+def _with_host(headers: list[tuple[bytes, bytes]], authority: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The request's headers as the app sees them: with an absolute-form target, its `authority` as the Host, which
+    the server must use in place of the Host header received (RFC 9112 §3.2.2), so that the app's Host check
+    (forbidden_host) judges the host the request names."""
+    if authority is None:
+        return list(headers)
+    return [(name, value) for name, value in headers if name != b"host"] + [(b"host", authority)]
 
 
 def _body_length(request: h11.Request) -> int | None:

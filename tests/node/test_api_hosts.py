@@ -8,6 +8,7 @@ import socket
 
 import httpx
 import pytest
+import trio
 
 from node.api.hosts import HostGuard
 
@@ -38,6 +39,23 @@ async def test_a_node_on_loopback_refuses_a_request_naming_another_host(tmp_path
             assert (await _get(node.api_url, f"/v1/agents/{node.did}/score", host)).status_code == 200, host
         for host in ("localhost.evil.example", "127.0.0.1.evil.example", "", "evil.example:80@127.0.0.1"):
             assert (await _get(node.api_url, "/v1/node", host)).status_code == 403, host
+
+
+async def test_a_request_in_absolute_form_is_judged_by_the_host_its_target_names(tmp_path):
+    """RFC 9112 §3.2.2: the authority of a target in absolute form is the request's host, its Host header ignored:
+    `GET http://evil.example/v1/node` sent with `Host: 127.0.0.1` names evil.example (it was answered 200, judged by
+    its Host header, until stop 40)."""
+    async with running(tmp_path / "a") as node:
+        host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+        for authority, status in ((EVIL, 403), (f"{host}:{port}", 200)):
+            stream = await trio.open_tcp_stream(host, int(port))
+            async with stream:
+                await stream.send_all(b"GET http://%s/v1/node HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n"
+                                      % (authority.encode(), host.encode(), port.encode()))
+                answer = b""
+                while chunk := await stream.receive_some():
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 %d " % status), (authority, answer[:200])
 
 
 async def test_a_node_answers_for_its_public_url_host(tmp_path):

@@ -31,7 +31,8 @@ async def echo_app(scope, receive, send):
     if scope["path"] == "/fail":
         raise RuntimeError("the app failed")
     answer = json.dumps({"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
-                         "body": body.decode("latin-1"), "client": scope["client"][0]}).encode()
+                         "body": body.decode("latin-1"), "client": scope["client"][0],
+                         "host": dict(scope["headers"]).get(b"host", b"").decode("latin-1")}).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
     await send({"type": "http.response.body", "body": answer})
@@ -141,7 +142,7 @@ async def test_one_connection_carries_requests_one_after_another_and_pipelined(s
     status, headers, body = await client.response()
     assert status == 200 and headers["content-type"] == "application/json"
     assert json.loads(body) == {"method": "GET", "path": "/v1/agents/did:key:z6Mk/score", "query": "explain=false",
-                                "body": "", "client": "127.0.0.1"}
+                                "body": "", "client": "127.0.0.1", "host": "node"}
     await client.send(get("/a") + get("/b"))  # pipelined: answered in order
     assert [json.loads((await client.response())[2])["path"] for _ in range(2)] == ["/a", "/b"]
 
@@ -172,20 +173,24 @@ async def test_what_is_not_an_empty_line_before_a_request_line_is_refused_still(
     assert (status, headers["connection"], json.loads(body)["error"]) == (400, "close", "bad_request")
 
 
-@pytest.mark.parametrize(("target", "path", "query"), [
+@pytest.mark.parametrize(("target", "path", "query", "host"), [
     (b"http://127.0.0.1:8080/v1/agents/did%3Akey%3Az6Mk/score?explain=false", "/v1/agents/did:key:z6Mk/score",
-     "explain=false"),
-    (b"HTTP://node", "/", ""),
-    (b"http://node?a=1", "/", "a=1"),
-    (b"/back?to=http://node/x", "/back", "to=http://node/x"),  # origin form, a URL in its query: as it is
+     "explain=false", "127.0.0.1:8080"),
+    (b"HTTP://other.example", "/", "", "other.example"),
+    (b"http://user:pw@other.example?a=1", "/", "a=1", "other.example"),
+    (b"/back?to=http://other.example/x", "/back", "to=http://other.example/x", "node"),  # origin form: as it is
 ])
-async def test_a_target_in_absolute_form_reaches_the_app_as_its_path_and_query(server, target, path, query):
+async def test_a_target_in_absolute_form_reaches_the_app_as_its_path_query_and_host(server, target, path, query,
+                                                                                     host):
     """RFC 9112 §3.2.2: a server must accept a request target in absolute form (a client sends one through a
-    proxy); before, the app was given the whole URL as its path, and answered 404."""
+    proxy), and use its authority as the request's host, ignoring the Host header: before, the app was given the
+    whole URL as its path, and answered 404; then (stop 39) the Host header, so that the app's host check judged
+    another host than the one the request named."""
     client = await connect(await server(echo_app))
     await client.send(b"GET %s HTTP/1.1\r\nHost: node\r\n\r\n" % target)
     status, _, body = await client.response()
-    assert status == 200 and (json.loads(body)["path"], json.loads(body)["query"]) == (path, query)
+    assert status == 200 and (json.loads(body)["path"], json.loads(body)["query"], json.loads(body)["host"]) == (
+        path, query, host)
 
 
 async def test_a_body_reaches_the_app_whole_sent_at_once_or_chunked_after_100_continue(server):
