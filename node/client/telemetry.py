@@ -13,7 +13,8 @@ each is logged once as an error until a post succeeds again. A batch refused as 
 proxy before it) is sent again at once as two halves, down to single events: an event still refused alone is
 dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the node
 itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
-rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
+rejected, and so are the events the node rejects of a batch it takes (logged, the first one's reason given), and so
+is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
 attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH), for which the node would refuse the whole
 batch, is refused as it is recorded. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops
 the batch it held, counted as dropped and logged as an error, and sending goes on; a sender thread ended by what is
@@ -433,6 +434,8 @@ class TelemetryCollector:
             self._sent += accepted
             self._rejected += len(rejected)
             self._holding = None
+        if rejected:
+            _log_rejected(batch, rejected)
         return _Posted.SETTLED
 
     def _held_back(self, why: str, error: NodeApiError) -> None:
@@ -454,6 +457,18 @@ class TelemetryCollector:
 
 
 _EMPTY_BODY = len(events_body([]))
+
+
+def _log_rejected(batch: _Batch, rejected: list[dict[str, Any]]) -> None:
+    """A warning that the node refused some events of a batch it took (`rejected`, its `{index, detail}` entries):
+    how many, and the first one's name and agent with the node's reason, which names the field it breaks (an agent
+    given by name, not did:key, say). Each such event is dropped for good, and the rest of its batch was stored."""
+    first = rejected[0]
+    index = first.get("index")
+    event = batch.events[index] if type(index) is int and 0 <= index < len(batch.events) else {}
+    log.warning("the node rejected telemetry events; dropped", extra={"fields": {
+        "events": len(rejected), "of": len(batch.events), "name": event.get("name"), "agent": event.get("agent"),
+        "error": first.get("detail")}})
 
 
 def _fitting(events: list[dict[str, Any]]) -> int:
