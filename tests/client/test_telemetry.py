@@ -410,6 +410,27 @@ def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_
     assert len(errors) == 1 and "refuses the telemetry API token" in errors[0].getMessage()
 
 
+@pytest.mark.parametrize("status, code", [(404, "not_found"), (405, "method_not_allowed")])
+def test_a_node_without_the_endpoint_where_batches_go_keeps_them_and_says_so_once(status, code, caplog):
+    """VOUCHNET_NODE=http://127.0.0.1:8700/v1/events (an endpoint's path, as OTLP exporters are given): the node
+    answered 404 in its own error form, and every batch was dropped as rejected, all telemetry lost."""
+    node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": code, "detail": "no such endpoint"}), 3)
+    stats = _held_back_then_taken(node, caplog)
+    assert node.posts == [["a"]] * 4 + [["c"]]
+    assert (stats.sent, stats.dropped, stats.rejected, stats.failed_posts) == (2, 1, 0, 3)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "the node has no POST /v1/events where the collector sends" in errors[0].getMessage()
+
+
+def test_a_node_url_naming_the_events_endpoint_is_told_apart_from_a_refused_batch(running, caplog):
+    collector = TelemetryCollector(running.url + "/v1/events", running.token, flush_interval=3600)
+    collector.record_tool_call(new_did(), "search")
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        stats = collector.shutdown(timeout=1)
+    assert (stats.sent, stats.rejected, stats.buffered) == (0, 0, 1)
+    assert "VOUCHNET_NODE names an endpoint's path?" in caplog.text
+
+
 @pytest.mark.parametrize("status, body, content_type", [
     (404, b"<html><body>404 Not Found</body></html>", "text/html"),
     (401, b"<html><body>401 Authorization Required</body></html>", "text/html"),
