@@ -521,8 +521,10 @@ def _print_summary(m: dict) -> None:
     print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
           f"by their witnesses: {witnessed_summary(cps)}")
     for row in m["confusion"]["rows"]:
-        tiers = ", ".join(f"{t} {n}" for t, n in row["tiers"].items() if n)
-        print(f"agents {row['group']} ({row['behaviour']}) at the honest nodes: {tiers}")
+        views = sum(row["tiers"].values())
+        tiers = ", ".join(f"{t} in {n}" for t, n in row["tiers"].items() if n)
+        print(f"agents {row['group']} ({row['behaviour']}), final tier at the honest nodes: "
+              + (f"{tiers} of {counted(views, 'view')} (an agent at a node)" if views else "no score of them"))
 
 
 def _evidence(attack: dict, since: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vouching.counts import counted
 from vouching.explanation import OrgPart, Rule
 from vouching.params import ScoringParams
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
@@ -45,7 +46,7 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
                                        f"because a vouch alone never lifts an agent above provisional"))
     if NEEDS_INDEPENDENT in caps:
         rules.append(Rule(NEEDS_INDEPENDENT, f"verified needs good evidence from {p.verified_min_orgs} independent "
-                                             f"orgs (one per independence group); there are {witnesses}, so the "
+                                             f"orgs (one per independence group); it has {witnesses}, so the "
                                              f"score is held at {VERIFIED - 1}"))
     if RECENT_BAD_REPORTS in caps:
         limit = PROVISIONAL - 1 if reports >= p.reports_below_provisional else TRUSTED - 1
@@ -53,23 +54,28 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
                                               f"evidence dominated) hold the score at {limit} or below"))
     held = [o for o in org_parts if o.good > o.good_cap]
     if held:
-        rules.append(Rule("org-cap", f"good evidence from {len(held)} orgs is held at {held[0].good_cap:.2f} "
-                                     f"each: one org's word alone never lifts an agent above provisional"))
+        rules.append(Rule("org-cap", f"good evidence from {counted(len(held), 'org')} is held at "
+                                     f"{held[0].good_cap:.2f} each: one org's word alone never lifts an agent above "
+                                     f"provisional"))
     capped = sum(o.capped for o in org_parts)
     if capped:
-        rules.append(Rule("window-cap", f"{capped} digests were scaled down (keeping the ratio of good to bad) to "
-                                        f"at most {p.cap_good:g} good and {p.cap_bad:g} bad per org, agent and "
-                                        f"{p.cap_window_ms // 60000} minute window"))
+        rules.append(Rule("window-cap", f"{counted(capped, 'digest')} {_were(capped)} scaled down (keeping the "
+                                        f"ratio of good to bad) to at most {p.cap_good:g} good and {p.cap_bad:g} bad "
+                                        f"per org, agent and {p.cap_window_ms // 60000} minute window"))
     ignored = sum(o.ignored for o in org_parts)
     if ignored:
-        rules.append(Rule("out-of-order", f"{ignored} digests for a window older than one already counted from "
-                                          f"the same org were ignored"))
+        rules.append(Rule("out-of-order", f"{counted(ignored, 'digest')} for a window older than one already "
+                                          f"counted from the same org {_were(ignored)} ignored"))
     ahead = sum(1 for o in org_parts if o.last_evidence > now + p.future_tolerance_ms and not o.first_hand)
     if ahead:
-        rules.append(Rule("future-dated", f"evidence from {ahead} orgs is dated more than "
+        rules.append(Rule("future-dated", f"evidence from {counted(ahead, 'org')} is dated more than "
                                           f"{p.future_tolerance_ms // 1000} s ahead of now and counts from its date"))
     unweighted = sum(1 for o in org_parts if o.weight == 0 and not o.first_hand) - ahead
     if unweighted:
-        rules.append(Rule("no-weight", f"digests from {unweighted} orgs with no weight (outside the trust graph, "
-                                       f"equivocating or discredited) count nothing"))
+        rules.append(Rule("no-weight", f"digests from {counted(unweighted, 'org')} with no weight (outside the "
+                                       f"trust graph, equivocating or discredited) count nothing"))
     return rules
+
+
+def _were(n: int) -> str:
+    return "was" if n == 1 else "were"

@@ -72,6 +72,14 @@ _WRITE_REFUSALS = {
 }
 
 
+# `Bearer%20<token>`: OTEL_EXPORTER_OTLP_TRACES_HEADERS's value as written, sent undecoded (the exporters of Java and
+# .NET releases from before 2024 do), where the OTLP exporter spec has it percent-decoded.
+_ENCODED_BEARER = b"bearer%20"
+_ENCODED_SPACE = ("Authorization: the space after Bearer is percent-encoded (Bearer%20...), as OTLP exporters that do "
+                  "not decode OTEL_EXPORTER_OTLP_TRACES_HEADERS send it; with such an exporter, write a plain space "
+                  "there")
+
+
 class WriteGuard:
     """ASGI middleware: every request but a read needs `Authorization: Bearer <token>` (else 401), and a body
     over `max_bytes` fails with 413 before the app has read more than that.
@@ -129,6 +137,8 @@ class WriteGuard:
             return _unauthorized(f"Authorization: sent {len(sent)} times; send one, the bearer token",
                                  ', error="invalid_request"')
         scheme, _, token = (sent[0] if sent else b"").partition(b" ")
+        if scheme.lower().startswith(_ENCODED_BEARER):
+            return _unauthorized(_ENCODED_SPACE, ', error="invalid_request"')
         if scheme.lower() != b"bearer" or not token:
             return _unauthorized("Authorization: a bearer token is required (the contents of the node's api.token)", "")
         if (expected := self.node.token) is None:

@@ -239,14 +239,15 @@ class CredentialVerifier:
         if failures and not keys:
             raise self._unknown_kid()
 
-    def _unknown_kid(self) -> UnverifiedAgent:
-        """The refusal of a kid no accepted issuer serves, as last fetched. While some issuers' JWKS could not be
-        fetched (the next try waits REFRESH_BACKOFF_S), it may be theirs: the refusal says so, and why the fetch
-        failed (for the service's log), rather than blaming the credential's issuer."""
+    def _unknown_kid(self, kid: str = "") -> UnverifiedAgent:
+        """The refusal of a kid no accepted issuer serves, as last fetched, naming the org whose key it names (so
+        that the service's operator can tell a partner's agents to accept from a stranger's). While some issuers'
+        JWKS could not be fetched (the next try waits REFRESH_BACKOFF_S), it may be theirs: the refusal says so, and
+        why the fetch failed (for the service's log), rather than blaming the credential's issuer."""
         unknown = "header.kid: not a key of an org this service accepts agents from"
         failures = self._jwks_failures
         if not failures:
-            return UnverifiedAgent(unknown)
+            return UnverifiedAgent(unknown + _naming_org(kid))
         why = "; ".join(f"{url}: {failure}" for url, failure in failures.items())
         refusal = ("cannot fetch the keys of any trusted issuer" if not self._keys else
                    f"{unknown}, as far as their keys could be fetched: {len(failures)} of {len(self.jwks_urls)} "
@@ -256,7 +257,7 @@ class CredentialVerifier:
     def _check(self, token: str, kid: str) -> AgentIdentity:
         key = self._key(kid)
         if key is None:
-            raise self._unknown_kid()
+            raise self._unknown_kid(kid)
         try:
             _, claims = decode_jwt(token, key.public, typ=VC_TYP, leeway=self.leeway)
         except JwtError as error:
@@ -483,6 +484,17 @@ def _kid(token: object) -> str:
     if not isinstance(kid, str):
         raise UnverifiedAgent("header.kid: required, the issuing org's key id")
     return kid
+
+
+def _naming_org(kid: str) -> str:
+    """`kid`'s org as a refusal names it (` (a key of did:key:…)`), if `kid` is an org key's did:key URL, as a
+    vouchnet credential's is; else nothing (a caller's text is not repeated)."""
+    org = kid.partition("#")[0]
+    try:
+        canonical = did_url(did_key(public_key_from_did(org))) == kid
+    except InvalidDid:
+        return ""
+    return f" (a key of {org})" if canonical else ""
 
 
 def _jwk_keys(document: Any) -> dict[str, bytes]:

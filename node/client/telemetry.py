@@ -7,13 +7,15 @@ behaviour tells more), the batch in flight included, however long it is retried.
 Idempotency-Key, so a batch retried after a lost answer is stored once. A batch the node cannot take now (5xx, 429,
 unreachable), whose answer is not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's
 page, another server at its address), refused by what is not the node (a 3xx or 4xx not in its error format, such
-as a reverse proxy's 404 or 401 page: the node never saw the batch) or whose token the node refuses (401, 403:
-its token changed, say) is kept and retried with backoff; the last two hold every batch back until someone acts, so
-each is logged once as an error until a post succeeds again. A batch refused as too large (413, by the node or by a
-proxy before it) is sent again at once as two halves, down to single events: an event still refused alone is
-dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the node
-itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
-rejected, and so is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
+as a reverse proxy's 404 or 401 page: the node never saw the batch), whose token the node refuses (401, 403:
+its token changed, say) or that the node answers as sent where it has no such endpoint (404, 405: the collector's
+node URL names a path of the API) is kept and retried with backoff; the last three hold every batch back until
+someone acts, so each is logged once as an error until a post succeeds again. A batch refused as too large (413, by
+the node or by a proxy before it) is sent again at once as two halves, down to single events: an event still refused
+alone is dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the
+node itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
+rejected, and so are the events the node rejects of a batch it takes (logged, the first one's reason given), and so
+is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
 attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH), for which the node would refuse the whole
 batch, is refused as it is recorded. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops
 the batch it held, counted as dropped and logged as an error, and sending goes on; a sender thread ended by what is
@@ -61,6 +63,11 @@ _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: wha
                   "its path)")
 _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches in a form that is not the node's (a "
                  "reverse proxy's page, another server?): the node never saw them")
+# The node's answers to a post where it has no /v1/events: not found, or not a POST endpoint (VOUCHNET_NODE names a
+# path of the API, such as http://host:8700/v1/events, where the node's address is wanted)
+_NO_ENDPOINT = frozenset({404, 405})
+_NO_EVENTS_ENDPOINT = ("the node has no POST /v1/events where the collector sends its batches (VOUCHNET_NODE names an "
+                       "endpoint's path? give the node's address, such as http://127.0.0.1:8700)")
 _NOT_THE_NODE_TOO_LARGE = ("what answers at the node's address (a reverse proxy's body size limit?) refuses a "
                            "telemetry event sent alone as too large (413, in a form that is not the node's): the node "
                            "never saw it")
@@ -416,6 +423,9 @@ class TelemetryCollector:
             if error.code == NOT_THE_NODES or error.status in (401, 403):
                 self._held_back(_NOT_THE_NODE if error.code == NOT_THE_NODES else _TOKEN_REFUSED, error)
                 return _Posted.RETRY
+            if error.status in _NO_ENDPOINT:
+                self._held_back(_NO_EVENTS_ENDPOINT, error)
+                return _Posted.RETRY
             log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch.events),
                                                                                           "error": error}})
             with self._lock:
@@ -433,6 +443,8 @@ class TelemetryCollector:
             self._sent += accepted
             self._rejected += len(rejected)
             self._holding = None
+        if rejected:
+            _log_rejected(batch, rejected)
         return _Posted.SETTLED
 
     def _held_back(self, why: str, error: NodeApiError) -> None:
@@ -454,6 +466,18 @@ class TelemetryCollector:
 
 
 _EMPTY_BODY = len(events_body([]))
+
+
+def _log_rejected(batch: _Batch, rejected: list[dict[str, Any]]) -> None:
+    """A warning that the node refused some events of a batch it took (`rejected`, its `{index, detail}` entries):
+    how many, and the first one's name and agent with the node's reason, which names the field it breaks (an agent
+    given by name, not did:key, say). Each such event is dropped for good, and the rest of its batch was stored."""
+    first = rejected[0]
+    index = first.get("index")
+    event = batch.events[index] if type(index) is int and 0 <= index < len(batch.events) else {}
+    log.warning("the node rejected telemetry events; dropped", extra={"fields": {
+        "events": len(rejected), "of": len(batch.events), "name": event.get("name"), "agent": event.get("agent"),
+        "error": first.get("detail")}})
 
 
 def _fitting(events: list[dict[str, Any]]) -> int:

@@ -84,14 +84,16 @@ def register(subparsers: Subparsers) -> None:
         "org's keys: the one the export names, or an earlier one its rotation chain links to it, before that key's "
         "rotation. An export proves what the org it names logged: give --org to require the org you expect (anyone "
         "can sign an export of their own).",
-        examples=["vouchnet audit verify alice.json --org did:key:z6Mk... --digest digest-1.cose"],
+        examples=["vouchnet audit verify alice.json --org did:key:z6Mk... --digest d1.cose --digest d2.cose"],
     )
     verify.add_argument("file", type=Path, metavar="EXPORT", help="the file `vouchnet audit export` wrote")
     verify.add_argument("--org", type=did_argument, metavar="DID",
                         help="refuse an export of any other org (of which DID is a key: the newest, or one the "
                         "rotation chain links to it)")
     verify.add_argument("--digest", type=Path, action="append", default=[], metavar="FILE",
-                        help="one of the org's digest records (COSE bytes, as GET /v1/records/{id} serves it)")
+                        help="one of the org's digest records of the agent (COSE bytes, as GET /v1/records/{id} "
+                        "serves it; GET /v1/records?issuer=ORG&kind=digest&subject=AGENT lists them), given again for "
+                        "each epoch to check: an epoch without one is checked against the export's own root only")
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 credential's status list counts only if a key of the credential's issuer signed it (DESIGN §2 key rotation)."""
 
 import gzip
+import json
 import random
 import time
 from types import SimpleNamespace
@@ -47,10 +48,22 @@ async def test_averify_fetches_the_keys_without_blocking_the_loop(running, verif
     assert (await verifier.averify(running.credential(agent))).did == agent
 
 
-def test_a_credential_from_an_org_not_accepted_is_refused(verifier):
-    forged = agent_credential(SigningKey.generate(), new_did())
-    with pytest.raises(UnverifiedAgent, match="header.kid: not a key of an org this service accepts"):
-        verifier.verify(forged)
+def test_a_credential_from_an_org_not_accepted_is_refused_naming_the_org(verifier):
+    """The refusal named no org: the operator of a service could not tell a partner whose node's URL was left out of
+    `issuers` from a stranger."""
+    stranger = SigningKey.generate()
+    with pytest.raises(UnverifiedAgent, match=r"^header.kid: not a key of an org this service accepts agents from "
+                                              rf"\(a key of {did_of(stranger)}\)$") as refused:
+        verifier.verify(agent_credential(stranger, new_did()))
+    assert refused.value.public == str(refused.value)
+
+
+def test_a_kid_that_is_no_org_key_s_did_url_is_not_repeated_in_the_refusal(verifier):
+    token = agent_credential(SigningKey.generate(), new_did())
+    header = b64url(json.dumps({"alg": "EdDSA", "typ": "vc+jwt", "kid": "did:key:zEvil#\u202ehidden"}).encode())
+    with pytest.raises(UnverifiedAgent, match=r"^header.kid: not a key of an org this service accepts agents "
+                                              r"from$"):
+        verifier.verify(header + token[token.index("."):])
 
 
 def test_a_score_statement_of_the_same_org_is_not_a_credential(running, verifier):

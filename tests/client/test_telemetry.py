@@ -72,6 +72,22 @@ def test_the_node_rejecting_an_event_is_counted_not_retried(running):
     assert (stats.sent, stats.rejected, stats.failed_posts) == (1, 1, 0)
 
 
+def test_events_the_node_rejects_of_a_batch_it_takes_are_logged_with_the_first_one_s_reason(running, caplog):
+    """A service recording an agent by its name lost those events without a word while the rest of the batch went
+    through: only stats.rejected counted them."""
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600)
+    collector.record_tool_call(new_did(), "search")
+    collector.record_tool_call("billing-bot", "transfer")
+    collector.record_tool_call("billing-bot", "refund")
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        stats = collector.shutdown()
+    assert (stats.sent, stats.rejected) == (1, 2)
+    [warned] = [r for r in caplog.records if r.getMessage().startswith("the node rejected telemetry events")]
+    assert {key: warned.fields[key] for key in ("events", "of", "name", "agent")} == \
+        {"events": 2, "of": 3, "name": "transfer", "agent": "billing-bot"}
+    assert warned.fields["error"].startswith("agent: must be an Ed25519 did:key")
+
+
 def test_an_unknown_outcome_is_a_programming_error():
     collector = TelemetryCollector("http://127.0.0.1:9", API_TOKEN)
     with pytest.raises(ValueError, match="outcome"):
@@ -212,9 +228,10 @@ def test_an_event_nested_deeper_than_the_node_reads_is_refused_as_recorded_and_i
     # (The node rejects the deepest alone: attributes are text, numbers or booleans.)
     assert (stats.recorded, stats.sent, stats.rejected, stats.buffered) == (7, 5, 2, 0)
     assert running.first_hand_events(agent) == 5
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage().partition(" error=")[0] for r in caplog.records] == [
         f'a telemetry event whose attributes nest deeper than the node reads was dropped name="too deep" '
-        f"max_depth={MAX_DEPTH}"]
+        f"max_depth={MAX_DEPTH}",
+        f"the node rejected telemetry events; dropped events=1 of=6 name=deepest agent={agent}"]
 
 
 def _nested(depth: int) -> dict:
@@ -391,6 +408,27 @@ def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_
     assert (stats.sent, stats.dropped, stats.rejected, stats.failed_posts) == (2, 1, 0, 3)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "refuses the telemetry API token" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("status, code", [(404, "not_found"), (405, "method_not_allowed")])
+def test_a_node_without_the_endpoint_where_batches_go_keeps_them_and_says_so_once(status, code, caplog):
+    """VOUCHNET_NODE=http://127.0.0.1:8700/v1/events (an endpoint's path, as OTLP exporters are given): the node
+    answered 404 in its own error form, and every batch was dropped as rejected, all telemetry lost."""
+    node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": code, "detail": "no such endpoint"}), 3)
+    stats = _held_back_then_taken(node, caplog)
+    assert node.posts == [["a"]] * 4 + [["c"]]
+    assert (stats.sent, stats.dropped, stats.rejected, stats.failed_posts) == (2, 1, 0, 3)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "the node has no POST /v1/events where the collector sends" in errors[0].getMessage()
+
+
+def test_a_node_url_naming_the_events_endpoint_is_told_apart_from_a_refused_batch(running, caplog):
+    collector = TelemetryCollector(running.url + "/v1/events", running.token, flush_interval=3600)
+    collector.record_tool_call(new_did(), "search")
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        stats = collector.shutdown(timeout=1)
+    assert (stats.sent, stats.rejected, stats.buffered) == (0, 0, 1)
+    assert "VOUCHNET_NODE names an endpoint's path?" in caplog.text
 
 
 @pytest.mark.parametrize("status, body, content_type", [

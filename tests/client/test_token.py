@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.client import AsyncTrustClient, TrustClient
+from node.client import AsyncTrustClient, TelemetryCollector, TrustClient
 from node.client._http import bearer_token
 from node.keys import KeyFileError, load_token
 from tests.factories import new_did
@@ -38,6 +38,16 @@ def test_a_token_shorter_than_the_node_takes_is_refused_without_quoting_it(clien
                                          r"short: 6 characters, where the node takes 32 at the least") as refused:
         client("http://127.0.0.1:8700", "secret\n")
     assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["/tmp/walk/alice/api.token", "/home/operator/.vouchnet/api.token"])
+def test_the_token_file_s_path_given_for_its_text_is_refused_saying_so(monkeypatch, path):
+    """VOUCHNET_TOKEN=~/.vouchnet/api.token: a short path was refused as too short, a long one sent and refused by
+    the node (401), each telemetry batch kept and retried."""
+    monkeypatch.setenv("VOUCHNET_TOKEN", path)
+    with pytest.raises(ValueError, match=r"^token: must be the text the node's api.token holds; this one ends in "
+                                         r"api.token: it is the path of the node's token file"):
+        TelemetryCollector("http://127.0.0.1:8700")
 
 
 _AROUND = st.text(string.whitespace + "\x1c\x85\xa0\u2028", max_size=2)  # ASCII whitespace, and what is not

@@ -546,6 +546,16 @@ async def test_a_write_with_another_token_is_refused(api, node, header):
     assert node.replica.store.size == 0
 
 
+@pytest.mark.parametrize("path", ["/v1/traces", "/v1/events", "/v1/vouches"])
+async def test_a_token_whose_space_is_percent_encoded_is_refused_saying_so(api, node, path):
+    """An OTLP exporter that sends OTEL_EXPORTER_OTLP_TRACES_HEADERS undecoded (`Bearer%20<token>`) was told that
+    a bearer token is required, though it sent one."""
+    response = await api.post(path, json={}, headers={"Authorization": f"Bearer%20{TOKEN}"})
+    assert_error(response, 401, "unauthorized", "Authorization: the space after Bearer is percent-encoded")
+    assert response.headers["www-authenticate"] == 'Bearer realm="vouchnet", error="invalid_request"'
+    assert TOKEN not in response.text
+
+
 @pytest.mark.parametrize("second", [f"Bearer {TOKEN}", "Bearer guess", "Basic x"])
 @pytest.mark.parametrize("first_is_the_token", [True, False])
 async def test_a_write_with_two_authorization_headers_is_refused_whichever_holds_the_token(api, node, second,

@@ -185,6 +185,23 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                        "w-1 - -> 5.5"]
 
 
+def test_the_summary_counts_each_agent_group_s_final_tiers_in_views_of_an_agent_at_a_node(capsys):
+    """The line read `agents good (honest) at the honest nodes: trusted 15`, a count that looked like a score."""
+    from testnet.cli import _print_summary
+
+    tiers = ("untrusted", "provisional", "trusted", "verified")
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "attacks": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}},
+                    "confusion": {"rows": [
+                        {"group": "good", "behaviour": "honest", "tiers": dict(zip(tiers, (0, 1, 14, 0)))},
+                        {"group": "bad", "behaviour": "malicious", "tiers": dict.fromkeys(tiers, 0)}]}})
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "agents good (honest), final tier at the honest nodes: provisional in 1, trusted in 14 of 15 views (an agent "
+        "at a node)",
+        "agents bad (malicious), final tier at the honest nodes: no score of them"]
+
+
 class _Interrupted:
     """A scenario run that a Ctrl-C stops."""
 

@@ -72,6 +72,16 @@ def test_one_event_and_a_one_day_half_life_read_in_the_singular():
     assert "bad reports 1 day." in text
 
 
+def test_rules_that_bit_once_read_in_the_singular():
+    """`vouchnet score` printed "Rule: good evidence from 1 orgs is held at 3.32 each", "1 digests were scaled
+    down", "1 digests ... were ignored"."""
+    w = _explained_world()
+    said = {r.code: r.text for r in w.engine.explain("a", now=w.now).rules}
+    assert said["org-cap"].startswith("good evidence from 1 org is held at 3.32 each")
+    assert said["window-cap"].startswith("1 digest was scaled down")
+    assert said["out-of-order"] == "1 digest for a window older than one already counted from the same org was ignored"
+
+
 def test_a_capped_vouch_lift_and_missing_independence_are_explained():
     w = World()
     for org in w.orgs:
