@@ -1425,6 +1425,39 @@ async def test_a_block_cancelled_as_it_closes_connections_leaves_no_blocked_peer
 
 
 @pytest.mark.slow
+async def test_a_host_stopped_while_a_block_s_close_hangs_stops_at_once() -> None:
+    """A block's closes are shielded from its caller's cancellation (quirk 60), but not from the host's own stop (a
+    node's shutdown, the nursery it runs in cancelled): a blocked peer's close that did not end held the stop for
+    close_timeout (5 s; a node's shutdown has 2 s in all), though the host's exit closes every connection anyway.
+    The peer sees the host go at once: the close cut off still closes the socket (the swarm's stop closes only
+    connections not closing yet), or the peer closed it itself as its writes timed out (10 s)."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as b:
+            events = b.peer_events()
+            async with trio.open_nursery() as nursery:
+
+                async def blocking_b_when_stopped(task_status: trio.TaskStatus[str]) -> None:
+                    async with open_host(os.urandom(32), LOOPBACK) as a:
+                        await a.connect(b.listen_addrs[0])
+                        [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+                        conn.set_resource_scope(_StalledScope())
+                        async with trio.open_nursery() as blocking:
+                            blocking.start_soon(a.set_blocked, [b.peer_id])
+                            await trio.testing.wait_all_tasks_blocked()
+                            task_status.started(a.peer_id)
+                            await trio.sleep_forever()
+
+                a = await nursery.start(blocking_b_when_stopped)
+                assert await events.receive() == PeerEvent(a, connected=True)
+                stopped_at = trio.current_time()
+                nursery.cancel_scope.cancel()
+            assert trio.current_time() - stopped_at < 2.0  # (the node's SHUTDOWN_SECONDS)
+            gone = await events.receive()
+            assert gone == PeerEvent(a, connected=False) and not gone.closed_here
+            assert b.connected_peers() == []
+
+
+@pytest.mark.slow
 async def test_an_idle_inbound_connection_whose_close_is_cut_off_is_dropped_and_reported_gone() -> None:
     """Quirk 60, for quirk 34's close of an idle inbound connection."""
     with trio.fail_after(20):
