@@ -9,6 +9,7 @@ import nacl.signing
 import pytest
 import trio
 import trio.testing
+from libp2p.abc import INetConn
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
@@ -1044,6 +1045,37 @@ async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publ
             assert stalled_id not in publisher.connected_peers()
             assert [data for _, data in await receive(inbox, len(burst))] == burst
             await stalled.close()
+
+
+@pytest.mark.slow
+async def test_peers_that_stop_reading_are_disconnected_all_at_once(monkeypatch) -> None:
+    """A publish held by peers whose send queues stayed over half full closed their connections one peer at a time,
+    so it waited up to close_timeout (twice, a close cut off finished: quirk 60) for each in turn; now all at once."""
+    with trio.fail_after(20):
+        async with AsyncExitStack() as stack:
+            publisher = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                publish_stall_timeout=0.1, close_timeout=CUT_S)))
+            peers = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(3)]
+            events = publisher.peer_events()
+            for peer in peers:
+                await publisher.connect(peer.listen_addrs[0])
+            await connected(events, peers)
+            stalled = [ID.from_base58(peer.peer_id) for peer in peers[:2]]
+            monkeypatch.setattr(publisher._pubsub, "peers_with_full_queues", lambda limit: [
+                peer for peer in stalled if peer in publisher._host.get_network().connections])
+            close, closes = gossip.host._close_connection, []
+
+            async def recorded(conn: INetConn, timeout: float) -> None:
+                closes.append(("begun", conn.muxed_conn.peer_id))
+                await close(conn, timeout)
+                closes.append(("ended", conn.muxed_conn.peer_id))
+
+            monkeypatch.setattr(gossip.host, "_close_connection", recorded)
+            await publisher.publish(TOPIC, b"x")
+            assert [what for what, _ in closes] == ["begun", "begun", "ended", "ended"]
+            assert {peer for _, peer in closes} == set(stalled)
+            assert publisher.connected_peers() == [peers[2].peer_id]
+            assert publisher.stats().stalled_peers_disconnected == 2
 
 
 @pytest.mark.slow
