@@ -545,6 +545,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    close_timeout: a blocked peer's, an idle inbound one, a peer disconnected): a close cut off is finished as
    SwarmConn's would have been, the socket closed if the muxer is still open, the connection taken off the swarm's list
    (Swarm.remove_conn) and its disconnection notified (Swarm.notify_disconnected), shielded and within close_timeout.
+   A close cancelled (the host stopping) still closes its socket: the connection marked closed, the swarm's own stop
+   skips it, and the peer saw this host go only as its writes to it timed out (10 s).
 61. A stream whose `async with` is left by cancellation stays open, on both sides, for the connection's life:
    NetStream.reset() first takes YamuxStream.close_lock, a checkpoint that raises Cancelled in a cancelled scope, so no
    RST is sent, the stream is not marked reset, and neither the swarm connection nor the muxer lets it go. A sync
@@ -1659,23 +1661,35 @@ class _IdleInbound:
 async def _close_connection(conn: INetConn, timeout: float) -> None:
     """Close `conn` within `timeout` seconds; a close cut off by it is finished as SwarmConn.close's would have been
     (quirk 60): the socket closed, the connection off the swarm's list, its disconnection notified. The close is this
-    host's (PeerEvent.closed_here) from its start, cut off before SwarmConn.close reached the muxer's or not."""
+    host's (PeerEvent.closed_here) from its start, cut off before SwarmConn.close reached the muxer's or not. Cancelled
+    (the host stops: Host._cut_closes_when_stopping), its socket is closed all the same: the swarm's own stop closes
+    only connections not closing yet, and the peer would see this host go only as its writes timed out."""
     if isinstance(conn.muxed_conn, _Yamux):
         conn.muxed_conn.closing_here()
-    with trio.move_on_after(timeout):
-        await conn.close()
-        return
+    try:
+        with trio.move_on_after(timeout):
+            await conn.close()
+            return
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            await _close_socket(conn)
+        raise
     swarm: Swarm = conn.swarm  # type: ignore[attr-defined]  # every connection of a host is a SwarmConn
     logger.debug("the close of a connection of %s was cut off after %g s; finishing it", conn.muxed_conn.peer_id,
                  timeout)
     swarm.remove_conn(conn)  # type: ignore[arg-type]
     with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-        if not conn.muxed_conn.is_closed:
-            conn.muxed_conn.event_shutting_down.set()  # this host's close goes out: the read that fails is not the
-            # peer's end of the connection (quirk 63)
-            with contextlib.suppress(Exception):
-                await conn.muxed_conn.secured_conn.close()  # type: ignore[attr-defined]  # the reader's task ends
+        await _close_socket(conn)
         await swarm.notify_disconnected(conn)
+
+
+async def _close_socket(conn: INetConn) -> None:
+    """Close `conn`'s socket, unless its muxer closed it: the reader's task ends."""
+    if not conn.muxed_conn.is_closed:
+        conn.muxed_conn.event_shutting_down.set()  # this host's close goes out: the read that fails is not the peer's
+        # end of the connection (quirk 63)
+        with contextlib.suppress(Exception):
+            await conn.muxed_conn.secured_conn.close()  # type: ignore[attr-defined]
 
 
 class _InboundSlots:
@@ -2084,6 +2098,8 @@ class Host:
         self._handler_set = {protocol: trio.Event() for protocol in config.served_protocols}  # (early_stream_wait)
         self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
         self._protected: Callable[[str], bool] = lambda peer_id: False
+        self._closes: set[trio.CancelScope] = set()  # _disconnect's shielded closes under way
+        self._stopping = False  # the host's own tasks were cancelled: it is stopping (_cut_closes_when_stopping)
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
                                    lambda peer: self._protected(_peer_str(peer.to_bytes())))
@@ -2171,12 +2187,29 @@ class Host:
     async def _disconnect(self, *peers: ID) -> None:
         """Close the peers' connections all at once, each within close_timeout, a close cut off finished (quirk 60),
         shielded: a caller cancelled meanwhile (a block list changed by an API request that timed out, say) left the
-        connections it had not reached open, and the one it was closing half closed and listed."""
+        connections it had not reached open, and the one it was closing half closed and listed. Not once the host
+        stops (`_cut_closes_when_stopping`): its exit closes them all."""
         connections = self._host.get_network().connections
-        with trio.CancelScope(shield=True):
-            async with trio.open_nursery() as nursery:
-                for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
-                    nursery.start_soon(_close_connection, conn, self._config.close_timeout)
+        with trio.CancelScope(shield=not self._stopping) as closes:
+            self._closes.add(closes)
+            try:
+                async with trio.open_nursery() as nursery:
+                    for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
+                        nursery.start_soon(_close_connection, conn, self._config.close_timeout)
+            finally:
+                self._closes.discard(closes)
+
+    async def _cut_closes_when_stopping(self) -> None:
+        """A task of the host's own, cancelled as the host stops (the nursery the host runs in cancelled, a node's
+        shutdown): the closes of `_disconnect` under way are cut off then, and any later one is not shielded, as the
+        host's exit closes every connection within close_timeout; shielded, a peer's close that did not end held the
+        node's shutdown for close_timeout first (5 s; the node's, 0.5 s of its 2 s)."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._stopping = True
+            for closes in self._closes:
+                closes.cancel()
 
     @property
     def blocked(self) -> list[str]:
@@ -2455,11 +2488,12 @@ class Host:
             while self._pubsub.peers_with_full_queues(limit):
                 await self._pubsub.queue_drained()
             return
-        for peer in self._pubsub.peers_with_full_queues(limit):
+        stalled = self._pubsub.peers_with_full_queues(limit)
+        for peer in stalled:
             self._counts["stalled_peers_disconnected"] += 1
             logger.warning("send queue to peer %s stayed over half full for %s s; disconnecting it",
                            peer, self._config.publish_stall_timeout)
-            await self._disconnect(peer)
+        await self._disconnect(*stalled)  # (all at once: a publish waits close_timeout at most, not one a peer)
 
     def _close_channels(self) -> None:
         self._open = False
@@ -2529,6 +2563,7 @@ async def _running(lp_host: BasicHost, addrs: list[multiaddr.Multiaddr], host: H
                     trio.open_nursery() as nursery:
                 await host._pubsub.wait_until_ready()
                 nursery.start_soon(host._idle.run)
+                nursery.start_soon(host._cut_closes_when_stopping)
                 try:
                     yield
                 finally:

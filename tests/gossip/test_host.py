@@ -9,6 +9,7 @@ import nacl.signing
 import pytest
 import trio
 import trio.testing
+from libp2p.abc import INetConn
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
@@ -1047,6 +1048,37 @@ async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publ
 
 
 @pytest.mark.slow
+async def test_peers_that_stop_reading_are_disconnected_all_at_once(monkeypatch) -> None:
+    """A publish held by peers whose send queues stayed over half full closed their connections one peer at a time,
+    so it waited up to close_timeout (twice, a close cut off finished: quirk 60) for each in turn; now all at once."""
+    with trio.fail_after(20):
+        async with AsyncExitStack() as stack:
+            publisher = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(
+                publish_stall_timeout=0.1, close_timeout=CUT_S)))
+            peers = [await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)) for _ in range(3)]
+            events = publisher.peer_events()
+            for peer in peers:
+                await publisher.connect(peer.listen_addrs[0])
+            await connected(events, peers)
+            stalled = [ID.from_base58(peer.peer_id) for peer in peers[:2]]
+            monkeypatch.setattr(publisher._pubsub, "peers_with_full_queues", lambda limit: [
+                peer for peer in stalled if peer in publisher._host.get_network().connections])
+            close, closes = gossip.host._close_connection, []
+
+            async def recorded(conn: INetConn, timeout: float) -> None:
+                closes.append(("begun", conn.muxed_conn.peer_id))
+                await close(conn, timeout)
+                closes.append(("ended", conn.muxed_conn.peer_id))
+
+            monkeypatch.setattr(gossip.host, "_close_connection", recorded)
+            await publisher.publish(TOPIC, b"x")
+            assert [what for what, _ in closes] == ["begun", "begun", "ended", "ended"]
+            assert {peer for _, peer in closes} == set(stalled)
+            assert publisher.connected_peers() == [peers[2].peer_id]
+            assert publisher.stats().stalled_peers_disconnected == 2
+
+
+@pytest.mark.slow
 async def test_concurrent_writes_to_one_stream_do_not_interleave() -> None:
     intact: list[bool] = []
     all_read = trio.Event()
@@ -1422,6 +1454,39 @@ async def test_a_block_cancelled_as_it_closes_connections_leaves_no_blocked_peer
             assert a.connected_peers() == [kept.peer_id]
             await disconnected(events, blocked)
             assert a.blocked == sorted(peer.peer_id for peer in blocked)
+
+
+@pytest.mark.slow
+async def test_a_host_stopped_while_a_block_s_close_hangs_stops_at_once() -> None:
+    """A block's closes are shielded from its caller's cancellation (quirk 60), but not from the host's own stop (a
+    node's shutdown, the nursery it runs in cancelled): a blocked peer's close that did not end held the stop for
+    close_timeout (5 s; a node's shutdown has 2 s in all), though the host's exit closes every connection anyway.
+    The peer sees the host go at once: the close cut off still closes the socket (the swarm's stop closes only
+    connections not closing yet), or the peer closed it itself as its writes timed out (10 s)."""
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as b:
+            events = b.peer_events()
+            async with trio.open_nursery() as nursery:
+
+                async def blocking_b_when_stopped(task_status: trio.TaskStatus[str]) -> None:
+                    async with open_host(os.urandom(32), LOOPBACK) as a:
+                        await a.connect(b.listen_addrs[0])
+                        [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+                        conn.set_resource_scope(_StalledScope())
+                        async with trio.open_nursery() as blocking:
+                            blocking.start_soon(a.set_blocked, [b.peer_id])
+                            await trio.testing.wait_all_tasks_blocked()
+                            task_status.started(a.peer_id)
+                            await trio.sleep_forever()
+
+                a = await nursery.start(blocking_b_when_stopped)
+                assert await events.receive() == PeerEvent(a, connected=True)
+                stopped_at = trio.current_time()
+                nursery.cancel_scope.cancel()
+            assert trio.current_time() - stopped_at < 2.0  # (the node's SHUTDOWN_SECONDS)
+            gone = await events.receive()
+            assert gone == PeerEvent(a, connected=False) and not gone.closed_here
+            assert b.connected_peers() == []
 
 
 @pytest.mark.slow
