@@ -445,7 +445,8 @@ def _run(args: argparse.Namespace) -> int:
     for verdict in verdicts:
         print(verdict.line)
     if not verdicts:
-        print(_no_attack(scenario.name, seed, len(cluster.names), compared=out.resolve().parent == reports.resolve()))
+        print(_no_attack(scenario.name, seed, len(cluster.names), compared=out.resolve().parent == reports.resolve(),
+                         flagged=result.setup.get("flagged_earlier", [])))
     if result.setup.get("missing"):
         print(_unready(result.setup))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
@@ -462,13 +463,19 @@ def _run_status(verdicts: list[Verdict]) -> int:
     return ATTACK_SUCCEEDED if SUCCEEDED in outcomes else NO_VERDICT if UNDECIDED in outcomes else 0
 
 
-def _no_attack(scenario: str, seed: int, nodes: int, *, compared: bool) -> str:
-    """The verdict line of a run without attacks: for a baseline run, whether later runs will be compared with it."""
+def _no_attack(scenario: str, seed: int, nodes: int, *, compared: bool, flagged: list[str]) -> str:
+    """The verdict line of a run without attacks: for a baseline run, whether later runs will be compared with it
+    (not if `flagged`, the nodes whose orgs an earlier run flagged: verdict.find_baseline passes it over)."""
     from .verdict import BASELINE
 
     if scenario != BASELINE:
         return "verdict: no attack ran, so none succeeded"
     later = f"later runs with seed {seed} on {counted(nodes, 'node')} compare their praise and slander verdicts"
+    if flagged:
+        orgs = "org" if len(flagged) == 1 else "orgs"
+        return (f"verdict: no attack ran; an earlier run on this testnet flagged the {orgs} of {', '.join(flagged)}, "
+                "so its figures are not the honest world's and no later run compares with it (a fresh testnet, "
+                "another --dir, starts without)")
     return (f"verdict: no attack ran; {later} with this one's figures" if compared else
             "verdict: no attack ran; its report is not under the testnet's reports, so no later run compares with it")
 
