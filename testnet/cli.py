@@ -127,8 +127,8 @@ def register(subparsers: Subparsers) -> None:
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
-        "an earlier run flagged as equivocators stay flagged: said, and an attack of one of them, or that needs one's "
-        "vouches, is refused before any vouch. Library, with the nodes each "
+        "an earlier run flagged as equivocators stay flagged: said, and an attack or rotation of one of them, or one "
+        "that needs one's vouches, is refused before any vouch. Library, with the nodes each "
         f"starts (the fewest it runs on) and its seconds of traffic: {_library_sizes()}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
