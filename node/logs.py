@@ -74,7 +74,8 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
-# The loggers of vouchnet's own packages (by module, `__name__`) and its named ones (`vouchnet.node`)
+# The loggers of vouchnet's own packages (by module, `__name__`; pyproject.toml's, which tests/test_packages.py checks
+# this names) and its named ones (`vouchnet.node`)
 OWN_LOGGERS = ("node", "gossip", "ledger", "vouching", "testnet", "vouchnet")
 
 

@@ -127,8 +127,8 @@ def register(subparsers: Subparsers) -> None:
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
-        "an earlier run flagged as equivocators stay flagged: said, and an attack of one of them, or that needs one's "
-        "vouches, is refused before any vouch. Library, with the nodes each "
+        "an earlier run flagged as equivocators stay flagged: said, and an attack or rotation of one of them, or one "
+        "that needs one's vouches, is refused before any vouch. Library, with the nodes each "
         f"starts (the fewest it runs on) and its seconds of traffic: {_library_sizes()}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
@@ -445,7 +445,8 @@ def _run(args: argparse.Namespace) -> int:
     for verdict in verdicts:
         print(verdict.line)
     if not verdicts:
-        print(_no_attack(scenario.name, seed, len(cluster.names), compared=out.resolve().parent == reports.resolve()))
+        print(_no_attack(scenario.name, seed, len(cluster.names), compared=out.resolve().parent == reports.resolve(),
+                         flagged=result.setup.get("flagged_earlier", [])))
     if result.setup.get("missing"):
         print(_unready(result.setup))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
@@ -462,13 +463,19 @@ def _run_status(verdicts: list[Verdict]) -> int:
     return ATTACK_SUCCEEDED if SUCCEEDED in outcomes else NO_VERDICT if UNDECIDED in outcomes else 0
 
 
-def _no_attack(scenario: str, seed: int, nodes: int, *, compared: bool) -> str:
-    """The verdict line of a run without attacks: for a baseline run, whether later runs will be compared with it."""
+def _no_attack(scenario: str, seed: int, nodes: int, *, compared: bool, flagged: list[str]) -> str:
+    """The verdict line of a run without attacks: for a baseline run, whether later runs will be compared with it
+    (not if `flagged`, the nodes whose orgs an earlier run flagged: verdict.find_baseline passes it over)."""
     from .verdict import BASELINE
 
     if scenario != BASELINE:
         return "verdict: no attack ran, so none succeeded"
     later = f"later runs with seed {seed} on {counted(nodes, 'node')} compare their praise and slander verdicts"
+    if flagged:
+        orgs = "org" if len(flagged) == 1 else "orgs"
+        return (f"verdict: no attack ran; an earlier run on this testnet flagged the {orgs} of {', '.join(flagged)}, "
+                "so its figures are not the honest world's and no later run compares with it (a fresh testnet, "
+                "another --dir, starts without)")
     return (f"verdict: no attack ran; {later} with this one's figures" if compared else
             "verdict: no attack ran; its report is not under the testnet's reports, so no later run compares with it")
 

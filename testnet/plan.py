@@ -357,7 +357,18 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
     nodes it dials on its node's side of a partition in force (Plan.catch_up_peers; none, it rotates without), and
     refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
     the run set it up, without the vouches of the orgs an earlier run flagged; an equivocation flagging an org later
-    only shrinks the followers, so may still fail it)."""
+    only shrinks the followers, so may still fail it). A rotation of an org an earlier run flagged is refused: it
+    signs, but every node flags the new key as it links it to the org (gossip.replica), and a node holding the other
+    side of the org's fork (the earlier equivocation's second record, or a thief's rotation) refuses every later
+    record of the key, the rotation's too, so what the run measured would be the earlier run's fork."""
+    if node in plan.flagged:
+        raise ScenarioError(
+            f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s is of an org an earlier run on this "
+            "testnet flagged as an equivocator: every node would flag the new key as it links it to the org, and a "
+            "node holding the other side of the org's fork (the earlier equivocation's other record, or a thief's "
+            "rotation) refuses every later record of the key, the rotation's too, so the run would measure the "
+            "earlier run's fork, not a rotation; run it on a fresh testnet (another --dir), or rotate an org no run "
+            "flagged")
     reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
     if reached and not set(reached) & set(plan.followers(node, plan.flagged)):
         raise ScenarioError(

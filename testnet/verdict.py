@@ -195,13 +195,16 @@ def _key_theft(entry: dict[str, Any], honest: list[str]) -> Verdict:
 
 def find_baseline(reports: Path, *, seed: int, nodes: int) -> Baseline | None:
     """The newest report under `reports` (the testnet's DIR/reports) of a baseline run with this seed and this many
-    nodes; reports that cannot be read, or of another seed, size or scenario, are passed over."""
+    nodes; reports that cannot be read, or of another seed, size or scenario, are passed over, as are those of a
+    baseline run on orgs an earlier run flagged (`setup.flagged_earlier`; their word counted for nothing, its figures
+    are not the honest world's)."""
     found: list[tuple[float, Baseline]] = []
     for path in reports.glob("*/results.json"):
         try:
             results = json.loads(path.read_text())
             scenario = results["scenario"]
-            if (scenario["name"], scenario["seed"], scenario["nodes"]) != (BASELINE, seed, nodes):
+            if (scenario["name"], scenario["seed"], scenario["nodes"]) != (BASELINE, seed, nodes) \
+                    or results.get("setup", {}).get("flagged_earlier"):
                 continue
             for behaviour in {a["behaviour"] for a in results["agents"]}:  # what a comparison reads is there
                 _extreme(results, behaviour, True)

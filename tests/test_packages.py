@@ -37,3 +37,16 @@ def test_no_module_of_gossip_ledger_or_vouching_imports_node():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'node'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_loggers_counted_as_vouchnet_s_own_are_its_packages():
+    """node.logs.OWN_LOGGERS (kept at DEBUG by `--log-level debug`, the libraries' at INFO) names the packages
+    pyproject.toml installs, by hand: a package added there and not here would have its debug lines dropped."""
+    import tomllib
+    from pathlib import Path
+
+    from node.logs import OWN_LOGGERS
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    packages = {pattern.removesuffix("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert set(OWN_LOGGERS) == packages | {"vouchnet"}  # (and the loggers named vouchnet.*: the node's, the SDK's)

@@ -42,7 +42,11 @@ class ClientError(Exception):
 
 class NodeUnreachable(ClientError):
     """Nothing answered at the node's address, it did not answer in time (`timed_out`: connected to, as a node
-    starting is, not one whose connection was not made in time), or its answer could not be read."""
+    starting is, not one whose connection was not made in time), or its answer could not be read.
+    `idempotency_key`: for a write sent with one (vouch, revoke, report_events), the key it carried, the one to call
+    it again with: the node may have done it, its answer lost."""
+
+    idempotency_key: str | None = None
 
     def __init__(self, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)

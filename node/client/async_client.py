@@ -18,10 +18,12 @@ from ._http import (
     MAX_ANSWER,
     MAX_DECISION_ANSWER,
     BodyTooLarge,
+    NodeUnreachable,
     agent_path,
     bearer_token,
     check_body,
     checked,
+    key_or_fresh,
     normal_url,
     post_headers,
     query,
@@ -98,9 +100,11 @@ class AsyncTrustClient:
 
     async def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None
                             ) -> EventsReply:
-        """Report behaviour events (node/events.py); a retry with the same key is stored once, and answered with the
-        first request's answer, `replayed` True. Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
-        response = await self._post("/v1/events", {"events": events}, idempotency_key=idempotency_key)
+        """Report behaviour events (node/events.py); answers `{"accepted": n, "rejected": [{"index", "detail"}]}`.
+        Sent with an Idempotency-Key, `idempotency_key` or a fresh one: after a NodeUnreachable (the answer lost),
+        the same call with the same key (the exception's `idempotency_key`) is stored once, and answered with the
+        first request's answer, `replayed` True."""
+        response = await self._post("/v1/events", {"events": events}, idempotency_key=key_or_fresh(idempotency_key))
         return marked(EventsReply, shapes.json_answer(response, self.base_url, shapes.EVENTS_REPLY), response)
 
     async def _get_json(self, path: str, params: dict[str, Any] | None = None, *, shape: shapes.Shape = dict,
@@ -114,9 +118,14 @@ class AsyncTrustClient:
 
     async def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None,
                     limit: int | None = None) -> httpx.Response:
-        """A POST of `body` as JSON, carrying the token (when the client has one)."""
+        """A POST of `body` as JSON, carrying the token (when the client has one); a NodeUnreachable names the
+        `idempotency_key` sent, for a retry."""
         headers = post_headers(self._token, idempotency_key)
-        return await self._send(self._http.build_request("POST", path, json=body, headers=headers), limit)
+        try:
+            return await self._send(self._http.build_request("POST", path, json=body, headers=headers), limit)
+        except NodeUnreachable as error:
+            error.idempotency_key = idempotency_key
+            raise
 
     async def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
         """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it

@@ -183,14 +183,15 @@ class NodeClient:
         return self._get_json("/.well-known/jwks.json", shape=shapes.JWKS)
 
     def report_events(self, events: list[dict[str, Any]], *, idempotency_key: str | None = None) -> EventsReply:
-        """Report behaviour events (node/events.py); a retry with the same key is stored once, and answered with the
-        first request's answer, `replayed` True. Answers `{"accepted": n, "rejected": [{"index", "detail"}]}`."""
+        """Report behaviour events (node/events.py); answers `{"accepted": n, "rejected": [{"index", "detail"}]}`.
+        Idempotency-Key as for `vouch`: a retry with the same key is stored once, and answered with the first
+        request's answer, `replayed` True."""
         return self.report_events_body(events_body(events), idempotency_key=idempotency_key)
 
     def report_events_body(self, body: bytes, *, idempotency_key: str | None = None) -> EventsReply:
         """`report_events` of a batch already encoded (`events_body`): for a caller that measured it."""
-        response = self._write("POST", "/v1/events", idempotency_key=idempotency_key, content_type="application/json",
-                               content=body)
+        response = self._write("POST", "/v1/events", idempotency_key=key_or_fresh(idempotency_key),
+                               content_type="application/json", content=body)
         return marked(EventsReply, self._json(response, shapes.EVENTS_REPLY), response)
 
     def orgs(self, *, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
@@ -214,8 +215,8 @@ class NodeClient:
         """Vouch for `subject` as this org (expires: ms since the epoch); the new record in its JSON form.
 
         Sent with an Idempotency-Key, `idempotency_key` or a fresh one: after a NodeUnreachable (the answer lost),
-        the same call with the same key gets the record the node signed, if it did, and signs no second (the
-        answer's `replayed` is then True)."""
+        the same call with the same key (the exception's `idempotency_key`) gets the record the node signed, if it
+        did, and signs no second (the answer's `replayed` is then True)."""
         body: dict[str, Any] = {"subject": subject, "weight": weight, "basis": basis}
         if scope is not None:
             body["scope"] = scope
@@ -328,11 +329,16 @@ class NodeClient:
 
     def _write(self, method: str, path: str, *, idempotency_key: str | None = None, content_type: str | None = None,
                limit: int | None = None, **body: Any) -> httpx.Response:
-        """A request carrying the token (when the client has one); `body` is httpx's json= or content=."""
+        """A request carrying the token (when the client has one); `body` is httpx's json= or content=. A
+        NodeUnreachable names the `idempotency_key` sent, for a retry."""
         headers = post_headers(self._token, idempotency_key)
         if content_type is not None:
             headers["Content-Type"] = content_type
-        return self._send(self._http.build_request(method, path, headers=headers, **body), limit)
+        try:
+            return self._send(self._http.build_request(method, path, headers=headers, **body), limit)
+        except NodeUnreachable as error:
+            error.idempotency_key = idempotency_key
+            raise
 
     def _send(self, request: httpx.Request, limit: int | None = None) -> httpx.Response:
         """The node's answer, within the timeout as a whole; `limit` (default: max_answer): the most bytes of it

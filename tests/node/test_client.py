@@ -119,6 +119,55 @@ async def test_a_batch_of_events_reported_again_with_its_key_says_it_was_replaye
     assert [reply.replayed for reply in replies] == [False, True, False, True]
 
 
+class _AnswerLost(httpx.HTTPTransport):
+    """Sends each request on to the node, and loses the first answer (a connection dropped as it came)."""
+
+    lost = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.lost:
+            return response
+        self.lost = True
+        response.close()
+        raise httpx.ReadError("connection reset", request=request)
+
+
+class _AsyncAnswerLost(httpx.AsyncHTTPTransport):
+    """_AnswerLost for AsyncTrustClient."""
+
+    lost = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if self.lost:
+            return response
+        self.lost = True
+        await response.aclose()
+        raise httpx.ReadError("connection reset", request=request)
+
+
+async def test_a_batch_of_events_whose_answer_was_lost_is_sent_again_with_the_key_it_carried(tmp_path):
+    """report_events sent no Idempotency-Key unless given one, unlike vouch and revoke: a caller retrying after
+    NodeUnreachable (the node had stored the batch, its answer lost) had the batch stored twice. Now each call sends a
+    fresh key, which the NodeUnreachable names for the retry."""
+    batch = [{"agent": new_did(), "ts": Clock().now - 10, "category": "tool", "name": "search", "outcome": "ok"}]
+    with telemetry_node(tmp_path) as node:
+        async with served(node.app()) as url:
+            with NodeClient(url, TELEMETRY_TOKEN, transport=_AnswerLost()) as client:
+                with pytest.raises(NodeUnreachable) as lost:
+                    await call(client.report_events, batch)
+                retried = await call(client.report_events, batch, idempotency_key=lost.value.idempotency_key)
+            async with AsyncTrustClient(url, TELEMETRY_TOKEN, transport=_AsyncAnswerLost()) as async_client:
+                with pytest.raises(NodeUnreachable) as async_lost:
+                    await async_client.report_events(batch)
+                async_retried = await async_client.report_events(batch,
+                                                                 idempotency_key=async_lost.value.idempotency_key)
+        assert node.audit.size == 2  # each batch stored once
+    assert lost.value.idempotency_key != async_lost.value.idempotency_key
+    assert (retried.replayed, async_retried.replayed) == (True, True)
+
+
 def test_a_refusal_not_in_the_nodes_format_says_so_in_one_line():
     """Another web server at the node's address answers a page of HTML: `vouchnet status` printed its lines as they
     came, as if the node had said them."""

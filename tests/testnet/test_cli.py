@@ -413,6 +413,15 @@ def test_a_baseline_run_says_later_runs_of_its_seed_and_size_compare_with_it(exi
                                                        "testnet's reports, so no later run compares with it")
 
 
+def test_a_baseline_run_on_orgs_an_earlier_run_flagged_says_no_later_run_compares_with_it(existing, capsys,
+                                                                                            monkeypatch):
+    _finished_run(monkeypatch, NO_ATTACK, setup={"flagged_earlier": ["n01"]})
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "verdict: no attack ran; an earlier run on this testnet flagged the org of n01, so its figures are not the "
+        "honest world's and no later run compares with it (a fresh testnet, another --dir, starts without)")
+
+
 def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, capsys, monkeypatch):
     """Before: the whole run was made (setup, traffic, settling), then writing its report failed ("File exists"), the
     report lost."""

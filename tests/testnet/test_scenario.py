@@ -546,6 +546,19 @@ def test_on_a_testnet_reused_a_rotation_followed_only_through_an_org_an_earlier_
         as_reused(plan, dials, {"n03"})
 
 
+def test_on_a_testnet_reused_a_rotation_of_an_org_an_earlier_run_flagged_is_refused():
+    """`vouchnet key rotate` of a flagged org signs, but every node flags the new key as it links it, and a node
+    holding the other side of the earlier fork refuses the rotation (prev or retired key). Before: the plan was
+    neither checked nor refused, and the run measured the earlier run's fork as the rotation's."""
+    rotation = BRIDGED.split("[[attacks]]")[0] + '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 5\n'
+    plan = make_plan(parse_scenario(rotation, name="m"), nodes(5), seed=1)
+    dials = {"n00": frozenset({"n01", "n02", "n03"})}
+    with pytest.raises(ScenarioError, match=r"^scenario:\d+: faults\[0\]: the rotation of n00's key at 5 s is of an "
+                       r"org an earlier run on this testnet flagged as an equivocator: .* run it on a fresh testnet"):
+        as_reused(plan, dials, {"n00"})
+    as_reused(plan, dials, {"n04"})  # (another org flagged: its followers still hold n00's records)
+
+
 def test_an_equivocation_must_be_one_org_s():
     """A run has the first org selected equivocate (testnet.runner); before, a selector naming more was accepted and
     the others, counted as attackers, did nothing, unsaid (the summary named the one that did)."""

@@ -113,6 +113,15 @@ def test_the_baseline_is_the_newest_readable_baseline_run_of_the_same_seed_and_s
     assert find_baseline(reports, seed=2, nodes=5) is None
 
 
+def test_a_baseline_run_on_orgs_an_earlier_run_flagged_is_passed_over(tmp_path):
+    """A baseline run on a reused testnet where an earlier run flagged an org (its word counted for nothing, the
+    operator vouches of its agents too) was the reference of later praise and slander verdicts, its figures skewed."""
+    reports = tmp_path / "reports"
+    write(reports, "baseline-clean", {**results(name="baseline"), "setup": {"flagged_earlier": []}}, 1000)
+    write(reports, "baseline-flagged", {**results(name="baseline"), "setup": {"flagged_earlier": ["n03"]}}, 2000)
+    assert find_baseline(reports, seed=1, nodes=5).path == reports / "baseline-clean"
+
+
 def equivocation(distrusted_by, weight_at):
     return {"type": "equivocation", "node": "n03", "distrusted_by": distrusted_by, "weight_at": weight_at,
             "of_others": 4}
