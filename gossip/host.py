@@ -559,8 +559,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    scheduler steps later. Repro: hosts A and B, a stream from A to B that A reads; B's host cancelled -> A's read
    raises, and B is among A.connected_peers() right after, the stream's `async with` left too (10 runs of 10), its
    connection's muxer event_shutting_down set. A fetch of gaps whose peer left mid-session took it for a peer that
-   reset its stream and stayed (an answer without the records: the issuer backed off). Handled: Host.stays_connected
-   says whether a peer has a connection whose muxer is not shutting down.
+   reset its stream and stayed (an answer without the records: the issuer backed off). Handled: Host.staying_peers
+   lists the peers that have a connection whose muxer is not shutting down.
 63. py-libp2p closes a connection itself, not through Yamux.close, when the peer announces a DATA frame longer than the
    largest receive window (MAX_WINDOW_SIZE, 16 MiB) or does not send a frame's body within its read timeout (60 s,
    PY_YAMUX_DATA_READ_TIMEOUT), so nothing told such a close from the peer's own: the peer's leaving said the peer or
@@ -2106,13 +2106,13 @@ class Host:
     def connected_peers(self) -> list[str]:
         return sorted(peer.to_base58() for peer, conns in self._host.get_network().connections.items() if conns)
 
-    def stays_connected(self, peer_id: str) -> bool:
-        """Whether the peer has a connection that is not closing. `connected_peers` lists a peer until its last
-        connection has closed, which comes after that connection's streams were reset: a stream to a peer that hung
-        up fails while the peer is listed still (for thousands of scheduler steps), but its muxer says it is shutting
-        down from before the reset (quirk 62)."""
-        conns = self._host.get_network().connections.get(_parse_peer_id(peer_id), [])
-        return any(not conn.muxed_conn.event_shutting_down.is_set() for conn in conns)
+    def staying_peers(self) -> list[str]:
+        """The connected peers that have a connection that is not closing, in `connected_peers`' order. That lists a
+        peer until its last connection has closed, which comes after that connection's streams were reset: a stream
+        to a peer that hung up fails while the peer is listed still (for thousands of scheduler steps), but its muxer
+        says it is shutting down from before the reset (quirk 62)."""
+        return sorted(peer.to_base58() for peer, conns in self._host.get_network().connections.items()
+                      if any(not conn.muxed_conn.event_shutting_down.is_set() for conn in conns))
 
     async def connect(self, addr: str) -> str:
         """Dial `addr` unless already connected; returns the peer id. `addr` is a TCP address by IP address or DNS

@@ -390,7 +390,7 @@ class SyncService:
                 ended.add(peer)
                 if pulled == "turn":
                     turns.append(peer)
-            elif pulled != "throttled" and (pulled != "stream" or self.host.stays_connected(peer)):
+            elif pulled != "throttled" and (pulled != "stream" or peer in self.host.staying_peers()):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
                     break  # nor is the next peer asked: its records would fail our disk the same way
@@ -399,7 +399,7 @@ class SyncService:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
             return idle, [], [], None
-        stayed = {peer for peer in ended if self.host.stays_connected(peer)}
+        stayed = ended.intersection(self.host.staying_peers())
         if stayed:
             return [], lacking, [], next((peer for peer in turns if peer in stayed), None)
         return [], [], lacking, None
@@ -787,11 +787,11 @@ class SyncService:
     def _syncing_peers(self) -> list[str]:
         """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub), those
         that told us to come back later, until then, and those that hung up, listed still as their connections close
-        (Host.stays_connected: a stream to one would reset at once)."""
+        (Host.staying_peers: a stream to one would reset at once)."""
         now = trio.current_time()
         self._throttled = {peer: until for peer, until in self._throttled.items() if until > now}
-        return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)
-                and peer not in self._throttled and self.host.stays_connected(peer)]
+        return [peer for peer in self.host.staying_peers() if not self.host.refused(peer, SYNC_PROTOCOL)
+                and peer not in self._throttled]
 
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
