@@ -1954,8 +1954,9 @@ def _warn_hostile(peer: ID, what: str) -> None:
 
 
 def _reset_by_peer(net_stream: INetStream) -> bool:
-    """Whether the peer reset `net_stream` (or its connection broke): a yamux stream's RST came."""
-    return isinstance(net_stream.muxed_stream, YamuxStream) and net_stream.muxed_stream.reset_received
+    """Whether the peer reset `net_stream` (or its connection broke): a yamux stream's RST came (yamux being the only
+    muxer open_host offers)."""
+    return net_stream.muxed_stream.reset_received  # type: ignore[attr-defined]
 
 
 def _closed_here(conn: INetConn) -> bool:
@@ -2313,8 +2314,8 @@ class Host:
 
     def _unserved(self, conn: IMuxedConn) -> bool:
         """Whether a stream the peer opened on `conn` goes to no handler: the peer is blocked, or the connection shut
-        down (the peer left, or this host closed it)."""
-        return self._is_blocked(conn.peer_id) or isinstance(conn, Yamux) and conn.event_shutting_down.is_set()
+        down (the peer left, or this host closed it; yamux being the only muxer open_host offers)."""
+        return self._is_blocked(conn.peer_id) or conn.event_shutting_down.is_set()  # type: ignore[attr-defined]
 
     async def _wait_for_handler(self, protocol: str, conn: IMuxedConn) -> None:
         """Return once `protocol` has a handler, `conn` shuts down (its peer left or was blocked: no one is left to
@@ -2327,8 +2328,7 @@ class Host:
                     waits.cancel_scope.cancel()
 
                 waits.start_soon(until, self._handler_set[protocol])
-                if isinstance(conn, Yamux):
-                    waits.start_soon(until, conn.event_shutting_down)
+                waits.start_soon(until, conn.event_shutting_down)  # type: ignore[attr-defined]  # (yamux only)
 
     async def open_stream(self, peer_id: str, protocol: str) -> Stream:
         """A new stream to a connected peer; HostError if not connected or no stream opens, ProtocolNotSupported
