@@ -2455,11 +2455,12 @@ class Host:
             while self._pubsub.peers_with_full_queues(limit):
                 await self._pubsub.queue_drained()
             return
-        for peer in self._pubsub.peers_with_full_queues(limit):
+        stalled = self._pubsub.peers_with_full_queues(limit)
+        for peer in stalled:
             self._counts["stalled_peers_disconnected"] += 1
             logger.warning("send queue to peer %s stayed over half full for %s s; disconnecting it",
                            peer, self._config.publish_stall_timeout)
-            await self._disconnect(peer)
+        await self._disconnect(*stalled)
 
     def _close_channels(self) -> None:
         self._open = False
