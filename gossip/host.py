@@ -1034,7 +1034,7 @@ class Stream:
         except (lp_stream.StreamError, IOException) as error:
             raise StreamError(
                 f"{self.protocol} stream from {self.remote_peer}: read failed: {_reason(error)}") from error
-        if not data and getattr(self._stream.muxed_stream, "reset_received", False):  # quirk 14
+        if not data and _reset_by_peer(self._stream):  # quirk 14
             raise StreamError(f"{self.protocol} stream from {self.remote_peer}: reset by the peer")
         return data
 
