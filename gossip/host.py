@@ -561,8 +561,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    scheduler steps later. Repro: hosts A and B, a stream from A to B that A reads; B's host cancelled -> A's read
    raises, and B is among A.connected_peers() right after, the stream's `async with` left too (10 runs of 10), its
    connection's muxer event_shutting_down set. A fetch of gaps whose peer left mid-session took it for a peer that
-   reset its stream and stayed (an answer without the records: the issuer backed off). Handled: Host.stays_connected
-   says whether a peer has a connection whose muxer is not shutting down.
+   reset its stream and stayed (an answer without the records: the issuer backed off). Handled: Host.staying_peers
+   lists the peers that have a connection whose muxer is not shutting down.
 63. py-libp2p closes a connection itself, not through Yamux.close, when the peer announces a DATA frame longer than the
    largest receive window (MAX_WINDOW_SIZE, 16 MiB) or does not send a frame's body within its read timeout (60 s,
    PY_YAMUX_DATA_READ_TIMEOUT), so nothing told such a close from the peer's own: the peer's leaving said the peer or
@@ -1036,7 +1036,7 @@ class Stream:
         except (lp_stream.StreamError, IOException) as error:
             raise StreamError(
                 f"{self.protocol} stream from {self.remote_peer}: read failed: {_reason(error)}") from error
-        if not data and getattr(self._stream.muxed_stream, "reset_received", False):  # quirk 14
+        if not data and _reset_by_peer(self._stream):  # quirk 14
             raise StreamError(f"{self.protocol} stream from {self.remote_peer}: reset by the peer")
         return data
 
@@ -1968,8 +1968,9 @@ def _warn_hostile(peer: ID, what: str) -> None:
 
 
 def _reset_by_peer(net_stream: INetStream) -> bool:
-    """Whether the peer reset `net_stream` (or its connection broke): a yamux stream's RST came."""
-    return isinstance(net_stream.muxed_stream, YamuxStream) and net_stream.muxed_stream.reset_received
+    """Whether the peer reset `net_stream` (or its connection broke): a yamux stream's RST came (yamux being the only
+    muxer open_host offers)."""
+    return net_stream.muxed_stream.reset_received  # type: ignore[attr-defined]
 
 
 def _closed_here(conn: INetConn) -> bool:
@@ -2122,13 +2123,13 @@ class Host:
     def connected_peers(self) -> list[str]:
         return sorted(peer.to_base58() for peer, conns in self._host.get_network().connections.items() if conns)
 
-    def stays_connected(self, peer_id: str) -> bool:
-        """Whether the peer has a connection that is not closing. `connected_peers` lists a peer until its last
-        connection has closed, which comes after that connection's streams were reset: a stream to a peer that hung
-        up fails while the peer is listed still (for thousands of scheduler steps), but its muxer says it is shutting
-        down from before the reset (quirk 62)."""
-        conns = self._host.get_network().connections.get(_parse_peer_id(peer_id), [])
-        return any(not conn.muxed_conn.event_shutting_down.is_set() for conn in conns)
+    def staying_peers(self) -> list[str]:
+        """The connected peers that have a connection that is not closing, in `connected_peers`' order. That lists a
+        peer until its last connection has closed, which comes after that connection's streams were reset: a stream
+        to a peer that hung up fails while the peer is listed still (for thousands of scheduler steps), but its muxer
+        says it is shutting down from before the reset (quirk 62)."""
+        return sorted(peer.to_base58() for peer, conns in self._host.get_network().connections.items()
+                      if any(not conn.muxed_conn.event_shutting_down.is_set() for conn in conns))
 
     async def connect(self, addr: str) -> str:
         """Dial `addr` unless already connected; returns the peer id. `addr` is a TCP address by IP address or DNS
@@ -2346,8 +2347,8 @@ class Host:
 
     def _unserved(self, conn: IMuxedConn) -> bool:
         """Whether a stream the peer opened on `conn` goes to no handler: the peer is blocked, or the connection shut
-        down (the peer left, or this host closed it)."""
-        return self._is_blocked(conn.peer_id) or isinstance(conn, Yamux) and conn.event_shutting_down.is_set()
+        down (the peer left, or this host closed it; yamux being the only muxer open_host offers)."""
+        return self._is_blocked(conn.peer_id) or conn.event_shutting_down.is_set()  # type: ignore[attr-defined]
 
     async def _wait_for_handler(self, protocol: str, conn: IMuxedConn) -> None:
         """Return once `protocol` has a handler, `conn` shuts down (its peer left or was blocked: no one is left to
@@ -2360,8 +2361,7 @@ class Host:
                     waits.cancel_scope.cancel()
 
                 waits.start_soon(until, self._handler_set[protocol])
-                if isinstance(conn, Yamux):
-                    waits.start_soon(until, conn.event_shutting_down)
+                waits.start_soon(until, conn.event_shutting_down)  # type: ignore[attr-defined]  # (yamux only)
 
     async def open_stream(self, peer_id: str, protocol: str) -> Stream:
         """A new stream to a connected peer; HostError if not connected or no stream opens, ProtocolNotSupported

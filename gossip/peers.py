@@ -231,11 +231,12 @@ class DialSchedule:
     def out_of_reach(self, busy: Iterable[str], until: float, now: float, *, refusing: Iterable[str] = (),
                      answered: Iterable[str] = ()) -> list[KnownPeer] | None:
         """If it keeps peers and none of them can be connected for a sync before `until`, what it knows of each (at
-        `now`): each is `refusing` (connected, but it refused the sync protocol on this connection: its `last_error`
-        NO_SYNC), or else none is `busy` (connected, or a dial of it under way), each is blocked or its last dial
-        failed or found it on another network (`last_error` says which), and none is due to be dialled again before
-        `until` (a peer whose backoff ends sooner may be starting up, and its next dial succeed). A peer `answered`
-        (a catch-up has its answer: node.daemon) needs no sync before then, and counts as out of reach. Else None."""
+        `now`, connected or not as it last heard, `refusing` ones too): each is `refusing` (connected, but it refused
+        the sync protocol on this connection: its `last_error` NO_SYNC), or else none is `busy` (connected, or a dial
+        of it under way), each is blocked or its last dial failed or found it on another network (`last_error` says
+        which), and none is due to be dialled again before `until` (a peer whose backoff ends sooner may be starting
+        up, and its next dial succeed). A peer `answered` (a catch-up has its answer: node.daemon) needs no sync
+        before then, and counts as out of reach. Else None."""
         skip, refused, done = set(busy), set(refusing), set(answered)
 
         def in_reach(peer_id: str, target: _Target) -> bool:
@@ -247,8 +248,8 @@ class DialSchedule:
 
         if not self._targets or any(in_reach(p, t) for p, t in self._targets.items()):
             return None
-        return [replace(self._known(p, True, now), last_error=NO_SYNC) if p in refused
-                else self._known(p, p in self._connected_since, now) for p in sorted(self._targets)]
+        known = [self._known(p, p in self._connected_since, now) for p in sorted(self._targets)]
+        return [replace(peer, last_error=NO_SYNC) if peer.peer_id in refused else peer for peer in known]
 
     def failed(self, peer_id: str, now: float, error: str) -> float | None:
         """Record a failed dial and why (`error`, kept as a printable_line); returns the delay before the next

@@ -14,7 +14,7 @@ import random
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import trio
@@ -145,6 +145,17 @@ class SyncStats:
                                             "network), or the protocol error of a malformed request: a peer's "
                                             "mistake or abuse, not a failure of this node's sync",
                                             (*SYNC_ERROR_REASONS, "busy", "timeout"))
+
+
+@dataclass(frozen=True)
+class _GapFetchEnd:
+    """What a fetch of gaps (SyncService._fetch) left missing, for gap_queue's `done`: the issuers whose ranges are
+    not all here, by what became of the peers asked, and the peer whose turn it gave up, if any."""
+
+    vain: list[str] = field(default_factory=list)  # nothing of theirs came, though a peer asked answered
+    unanswered: list[str] = field(default_factory=list)  # a peer asked stays, its session ended by ours
+    peerless: list[str] = field(default_factory=list)  # no peer asked stays to be asked
+    behind: str | None = None  # of the peers that stay, one whose turn it gave up
 
 
 class SyncService:
@@ -357,14 +368,14 @@ class SyncService:
         wait for them), then, while some are missing, from other connected peers (a few at most)."""
         await self._fetch(GapBatch(dict(gaps), (peer_id,), every=False))
 
-    async def _fetch(self, batch: GapBatch) -> tuple[list[str], list[str], list[str], str | None]:
+    async def _fetch(self, batch: GapBatch) -> _GapFetchEnd:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come back
         with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if `batch.every`
         as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for
         them too, unless it had one less than `interval` ago); never a peer that refused the sync protocol, nor any
-        after our disk failed (`storage`). The issuers whose ranges are not all here, (vain, unanswered, peerless), then
-        a peer or None: vain, those of which nothing came, if a peer asked answered (without them, or failing while it
+        after our disk failed (`storage`). The issuers whose ranges are not all here, and a peer or None
+        (_GapFetchEnd): vain, those of which nothing came, if a peer asked answered (without them, or failing while it
         stays connected, but for refusing the protocol: a gossip-only node serves no one); else all of them (a peer
         that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync
         (each left before it answered, told us to come back later or refused the protocol, or none could be asked:
@@ -385,14 +396,14 @@ class SyncService:
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
-                return [], [], [], None
+                return _GapFetchEnd()
             asked.add(peer)
             pulled = await self._pull(peer, missing)
             if pulled in _ENDED_BY_US:
                 ended.add(peer)
                 if pulled == "turn":
                     turns.append(peer)
-            elif pulled != "throttled" and (pulled != "stream" or self.host.stays_connected(peer)
+            elif pulled != "throttled" and (pulled != "stream" or peer in self.host.staying_peers()
                                             and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
@@ -401,11 +412,11 @@ class SyncService:
         if answered:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
-            return idle, [], [], None
-        stayed = {peer for peer in ended if self.host.stays_connected(peer)}
+            return _GapFetchEnd(vain=idle)
+        stayed = ended.intersection(self.host.staying_peers())
         if stayed:
-            return [], lacking, [], next((peer for peer in turns if peer in stayed), None)
-        return [], [], lacking, None
+            return _GapFetchEnd(unanswered=lacking, behind=next((peer for peer in turns if peer in stayed), None))
+        return _GapFetchEnd(peerless=lacking)
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
         """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
@@ -790,11 +801,11 @@ class SyncService:
     def _syncing_peers(self) -> list[str]:
         """The connected peers, less those that said they do not serve sync (a peer that speaks only GossipSub), those
         that told us to come back later, until then, and those that hung up, listed still as their connections close
-        (Host.stays_connected: a stream to one would reset at once)."""
+        (Host.staying_peers: a stream to one would reset at once)."""
         now = trio.current_time()
         self._throttled = {peer: until for peer, until in self._throttled.items() if until > now}
-        return [peer for peer in self.host.connected_peers() if not self.host.refused(peer, SYNC_PROTOCOL)
-                and peer not in self._throttled and self.host.stays_connected(peer)]
+        return [peer for peer in self.host.staying_peers() if not self.host.refused(peer, SYNC_PROTOCOL)
+                and peer not in self._throttled]
 
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
@@ -806,16 +817,13 @@ class SyncService:
                 with trio.move_on_at(min(self._gaps.ready_at(), self._throttle_ends())):  # a backoff, or a wait ends
                     await self._gaps_changed.wait()
                 continue
-            vain: list[str] = []
-            unanswered: list[str] = []
-            peerless: list[str] = []
-            behind: str | None = None
+            end = _GapFetchEnd()
             try:
-                vain, unanswered, peerless, behind = await self._fetch(batch)
+                end = await self._fetch(batch)
             finally:
-                self._gaps.done(batch, vain, trio.current_time(), unanswered, peerless, behind)
-                if behind is not None and behind not in self._peer_locks:  # the turn came free while others were asked
-                    self._gaps.turn_freed(behind)
+                self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered, end.peerless, end.behind)
+                if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
+                    self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
 
     def _throttle_ends(self) -> float:

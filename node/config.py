@@ -9,6 +9,7 @@ import os
 import re
 import urllib.parse
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
@@ -207,15 +208,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _check_listen_addr(value: Any) -> str:
-    """[p2p] listen: what the host listens on (gossip.addrs.parse_listen_addr, as gossip.host requires)."""
-    try:
-        parse_listen_addr(value)
-    except AddrError as e:
-        raise ConfigError(f"p2p.listen: {e}, got {value!r}") from None
-    return value
-
-
 def _check_announce_addr(value: Any) -> str:
     """[p2p] announce: an address other orgs' nodes dial, which is one by IP address (they resolve no DNS name an
     `org` record names, gossip.peers.org_dial_addrs) and not a wildcard; the node adds /p2p/<its peer id>."""
@@ -230,10 +222,12 @@ def _check_announce_addr(value: Any) -> str:
     return value
 
 
-def _check_peer_addr(key: str, value: Any) -> str:
-    """A peer address the node dials (gossip.addrs.parse_peer_addr: by IP address or DNS name, an org's PeerID)."""
+def _check_addr(key: str, value: Any, parse: Callable[[str], object]) -> str:
+    """An address `parse` takes: [p2p] listen's, what the host listens on (gossip.addrs.parse_listen_addr, as
+    gossip.host requires), or [p2p] bootstrap's, a peer the node dials (gossip.addrs.parse_peer_addr: by IP address
+    or DNS name, an org's PeerID)."""
     try:
-        parse_peer_addr(value)
+        parse(value)
     except AddrError as e:
         raise ConfigError(f"{key}: {e}, got {value!r}") from None
     return value
@@ -359,11 +353,13 @@ def _from_document(data_dir: Path, doc: dict[str, Any]) -> NodeConfig:
     p2p = _table(doc, "p2p")
     _known_keys("p2p", p2p, {"listen", "announce", "bootstrap", "dial_private", "sync_interval", "sync_peers",
                              "startup_sync_seconds", "verify_processes"})
-    listen = tuple(_check_listen_addr(a) for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
+    listen = tuple(_check_addr("p2p.listen", a, parse_listen_addr)
+                   for a in _get(p2p, "p2p", "listen", "a list", [DEFAULT_LISTEN]))
     if not listen:
         raise ConfigError("p2p.listen: needs at least one address")
     announce = tuple(_check_announce_addr(a) for a in _get(p2p, "p2p", "announce", "a list", []))
-    bootstrap = tuple(_check_peer_addr("p2p.bootstrap", a) for a in _get(p2p, "p2p", "bootstrap", "a list", []))
+    bootstrap = tuple(_check_addr("p2p.bootstrap", a, parse_peer_addr)
+                      for a in _get(p2p, "p2p", "bootstrap", "a list", []))
     dial_private = _check_dial_private(_get(p2p, "p2p", "dial_private", "a string", NodeConfig.dial_private))
     sync_interval = _positive("p2p", "sync_interval",
                               _get(p2p, "p2p", "sync_interval", "a number", NodeConfig.sync_interval))

@@ -712,23 +712,20 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
         if preempts:
             node.sync.needs_changed()
 
-    node.sync.same_network_listeners.append(round_ended)
-    node.sync.round_over_listeners.append(round_over)
-    node.sync.holder_listeners.append(holder_round_ended)
-    node.sync.unheld_listeners.append(unheld_round)
-    node.peer_manager.keeps_listeners.append(dialled_changed)
+    listening: list[tuple[list[Any], Callable[..., object]]] = [  # (each taken off as the block ends)
+        (node.sync.same_network_listeners, round_ended), (node.sync.round_over_listeners, round_over),
+        (node.sync.holder_listeners, holder_round_ended), (node.sync.unheld_listeners, unheld_round),
+        (node.peer_manager.keeps_listeners, dialled_changed)]
     if preempts:
-        node.sync.catch_up_peers.append(needs)
+        listening.append((node.sync.catch_up_peers, needs))
+    for listeners, listener in listening:
+        listeners.append(listener)
     try:
         yield rounds
     finally:
-        node.sync.same_network_listeners.remove(round_ended)
-        node.sync.round_over_listeners.remove(round_over)
-        node.sync.holder_listeners.remove(holder_round_ended)
-        node.sync.unheld_listeners.remove(unheld_round)
-        node.peer_manager.keeps_listeners.remove(dialled_changed)
+        for listeners, listener in listening:
+            listeners.remove(listener)
         if preempts:
-            node.sync.catch_up_peers.remove(needs)
             node.sync.needs_changed()
 
 

@@ -16,7 +16,6 @@ changed), and refuses again while the file is there, until its operator runs one
 from __future__ import annotations
 
 from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nacl.signing import SigningKey
@@ -31,6 +30,7 @@ from .audit_log import wall_clock_ms
 from .config import NodeConfig
 from .data_lock import locked_data_dir, replacing_key
 from .keys import KeyFileError, load_org_key, load_signing_key
+from .record_time import record_time
 from .store_manifest import check_listed
 
 TAKEN_BACK_FILE = "rotation.taken-back"
@@ -71,10 +71,10 @@ def refusal(config: NodeConfig, rotation: Record) -> str:
     """What the start says: the rotation, and the operator's two ways on."""
     assert isinstance(rotation.body, OrgBody)
     directory = config.data_dir
-    return (f"key: the org key {rotation.iss} signed a rotation to {rotation.body.next} on {_time(rotation.ts)} (seq "
-            f"{rotation.seq}), which came back from peers as the node started: either the org made it before this "
-            "data directory was restored from an older copy, or a thief holding a copy of the key made it while the "
-            "node was stopped. Nothing was signed (it is kept in "
+    return (f"key: the org key {rotation.iss} signed a rotation to {rotation.body.next} on "
+            f"{record_time(rotation.ts)} (seq {rotation.seq}), which came back from peers as the node started: either "
+            "the org made it before this data directory was restored from an older copy, or a thief holding a copy of "
+            "the key made it while the node was stopped. Nothing was signed (it is kept in "
             f"{directory / TAKEN_BACK_FILE}). If the org made it: `vouchnet key adopt --dir {directory} FILE`, FILE "
             f"being the org.key of {rotation.body.next} from the newer copy. If not: `vouchnet key contest --dir "
             f"{directory}`, which gets the org and that key flagged as equivocators everywhere (set the org up again "
@@ -156,10 +156,3 @@ def _nothing_kept(config: NodeConfig, org: str) -> TakenBackError:
 def _remove(config: NodeConfig) -> None:
     (config.data_dir / TAKEN_BACK_FILE).unlink()
     sync_directory(config.data_dir)
-
-
-def _time(ms: int) -> str:
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    except (ValueError, OverflowError, OSError):  # a valid record may name a time past year 9999
-        return f"{ms} ms after the epoch"

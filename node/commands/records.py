@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
+from node.record_time import record_time
 from vouching.bodies import KINDS
 from vouching.counts import counted
 from vouching.identity import meant_as_did
@@ -73,7 +73,7 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
         if body.get("scope"):
             words.append(f"scope {','.join(body['scope'])}")
         if body.get("expires") is not None:
-            words.append(f"expires {_time(body['expires'])}")
+            words.append(f"expires {record_time(body['expires'])}")
         return " ".join(words)
     if kind == "revoke":
         return f"revokes {body['record']}: {body['reason']}"
@@ -85,14 +85,7 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
             words += f"; the key that replaces {body['prior']}"
         return words
     if kind == "digest":
-        return f"{body['agent']} from {_time(body['epoch'])}: {counted(body['events'], 'event')}"
+        return f"{body['agent']} from {record_time(body['epoch'])}: {counted(body['events'], 'event')}"
     if kind == "equivocation":
         return f"{body['offender']} signed two {body['type']}s that contradict each other"
     return json.dumps(body)
-
-
-def _time(ms: int) -> str:
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    except (ValueError, OverflowError, OSError):  # a valid record may name a time past year 9999
-        return f"{ms} ms after the epoch"

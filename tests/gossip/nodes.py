@@ -65,8 +65,8 @@ class ConnectedHost:
     def connected_peers(self) -> list[str]:
         return list(self._peers)
 
-    def stays_connected(self, peer: str) -> bool:
-        return peer in self._peers
+    def staying_peers(self) -> list[str]:
+        return list(self._peers)
 
     def refused(self, peer: str, protocol: str) -> bool:
         return peer in self._refusing and protocol == SYNC_PROTOCOL

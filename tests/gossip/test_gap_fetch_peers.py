@@ -72,8 +72,8 @@ class StandInHost(ConnectedHost):
     def connected_peers(self) -> list[str]:
         return sorted(super().connected_peers())
 
-    def stays_connected(self, peer: str) -> bool:
-        return super().stays_connected(peer) and peer not in self.closing
+    def staying_peers(self) -> list[str]:
+        return [peer for peer in self.connected_peers() if peer not in self.closing]
 
     async def disconnect(self, peer: str) -> None:
         self.closing.discard(peer)

@@ -99,6 +99,20 @@ def test_a_peer_connected_that_refused_the_sync_protocol_is_out_of_reach_saying_
     assert schedule.out_of_reach(["a"], until=10, now=0, refusing=["a"]) is None  # b dialled again in time
 
 
+def test_a_peer_that_refused_the_sync_protocol_is_listed_connected_only_while_the_schedule_has_it_connected():
+    """A peer named `refusing` whose disconnection the schedule has heard (the caller's list older than that) is
+    listed as the others are: not connected, with its next dial. Before, it was listed connected, with no next dial,
+    whatever the schedule had heard."""
+    schedule = DialSchedule(min_backoff=1, max_backoff=8, rng=random.Random(1))
+    schedule.add("a", ["/ip4/127.0.0.1/tcp/1/p2p/a"])
+    schedule.connected("a", now=0)
+    [a] = schedule.out_of_reach(["a"], until=100.5, now=0, refusing=["a"])
+    assert (a.connected, a.next_dial_in, a.last_error) == (True, None, NO_SYNC)
+    schedule.disconnected("a", now=100)  # lasted: dialled again after min_backoff
+    [a] = schedule.out_of_reach((), until=100.5, now=100, refusing=["a"])
+    assert (a.connected, a.next_dial_in, a.last_error) == (False, 1.0, NO_SYNC)
+
+
 def test_a_peer_a_catch_up_has_the_answer_of_is_out_of_reach_as_it_is():
     """A start's catch-up (node.daemon) needs no more of a peer whose round showed it holds none of the org's
     records: with each other peer out of reach, it ends then, rather than wait out startup_sync_seconds."""

@@ -79,8 +79,8 @@ class ComingAndGoingHost:
     def connected_peers(self) -> list[str]:
         return sorted(self.connected)
 
-    def stays_connected(self, peer: str) -> bool:
-        return peer in self.connected
+    def staying_peers(self) -> list[str]:
+        return sorted(self.connected)
 
     def refused(self, peer: str, protocol: str) -> bool:
         return False

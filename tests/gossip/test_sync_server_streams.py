@@ -95,6 +95,9 @@ class FakeHost:
     def connected_peers(self) -> list[str]:
         return []
 
+    def staying_peers(self) -> list[str]:
+        return []
+
 
 @pytest.fixture
 async def serving(tmp_path):

@@ -332,8 +332,8 @@ class ConnectedServingHost(ServingHost):
     def connected_peers(self) -> list[str]:
         return [PEER]
 
-    def stays_connected(self, peer: str) -> bool:
-        return peer == PEER
+    def staying_peers(self) -> list[str]:
+        return [PEER]
 
     def refused(self, peer: str, protocol: str) -> bool:
         return False
