@@ -33,8 +33,9 @@ def _roomy(directory: Path) -> bool:
 
 # An example's time is no behaviour a test asserts: on a loaded 2-core machine an example of some milliseconds took
 # past hypothesis' default deadline (200 ms), and the run failed with DeadlineExceeded (or "Unreliable test timings")
-# though every example held. Without a deadline, HealthCheck.too_slow waits for 30 s of drawing, not 1 s.
-settings.register_profile("vouchnet", deadline=None)
+# though every example held. Without a deadline, HealthCheck.too_slow waits for 30 s of drawing, not 1 s. The rest is
+# the profile hypothesis loaded (its "ci" one where a CI variable is set: derandomized, no example database).
+settings.register_profile("vouchnet", settings.default, deadline=None)
 settings.load_profile("vouchnet")
 
 IN_MEMORY = _roomy(MEMORY)
