@@ -152,8 +152,9 @@ class Timeline:
     events: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, **details: object) -> dict:
-        entry = {"at": time.time(), "kind": kind, **details}
+    def add(self, kind: str, *, at: float | None = None, **details: object) -> dict:
+        """An entry of `kind` dated `at`, or now."""
+        entry = {"at": time.time() if at is None else at, "kind": kind, **details}
         with self.lock:
             self.events.append(entry)
         return entry

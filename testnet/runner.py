@@ -359,12 +359,14 @@ class Run:
         """Lift the partition at every running node, those not counted up yet too (a node restarted or rotated inside
         the partition is cut off as soon as its API answers), with Ctrl-C held off meanwhile (faults.heal is bounded
         by HEAL_TIMEOUT); raises ClusterError naming the nodes whose block lists may still be in force and what to
-        run."""
+        run. The timeline's entry is dated when the heal began: two nodes across the cut connect and sync as soon as
+        both have emptied their lists, while a third may still be answering."""
+        began = time.time()
         with interrupts_held():
             failed = faults.heal(self.cluster, [n for n in self.cluster.names if self.cluster.running(n)])
         if failed:
             raise ClusterError(faults.unhealed(failed, self.cluster.directory))
-        self.timeline.add("heal", side=list(self.partition.side) if self.partition else [])
+        self.timeline.add("heal", at=began, side=list(self.partition.side) if self.partition else [])
         self.partition = None
 
     # --- the end ------------------------------------------------------------------------------------------

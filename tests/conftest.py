@@ -1,7 +1,8 @@
 """Where the tests' files go: in memory (/dev/shm, where an fsync costs nothing) where the machine has room there,
 so that tmp_path, tmp_path_factory and tempfile's directories do not wait on the disk; the tests of what survives a
 killed process (DESIGN §4, crash safety) take `disk_path`, a directory on the disk, as a node's data directory is.
-Each test starts with the SDK's log limit unspent."""
+Each test starts with the SDK's log limit unspent. Property tests (hypothesis) run under the "vouchnet" profile: no
+deadline on an example's time."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from node.logs import OWN_LOGGERS, LogfmtFormatter
 
@@ -28,6 +30,13 @@ def _roomy(directory: Path) -> bool:
     stats = os.statvfs(directory)
     return stats.f_bavail * stats.f_frsize >= MEMORY_NEEDED
 
+
+# An example's time is no behaviour a test asserts: on a loaded 2-core machine an example of some milliseconds took
+# past hypothesis' default deadline (200 ms), and the run failed with DeadlineExceeded (or "Unreliable test timings")
+# though every example held. Without a deadline, HealthCheck.too_slow waits for 30 s of drawing, not 1 s. The rest is
+# the profile hypothesis loaded (its "ci" one where a CI variable is set: derandomized, no example database).
+settings.register_profile("vouchnet", settings.default, deadline=None)
+settings.load_profile("vouchnet")
 
 IN_MEMORY = _roomy(MEMORY)
 if IN_MEMORY:

@@ -163,7 +163,7 @@ def test_a_default_batch_of_the_largest_events_the_node_takes_fits_in_its_body_l
     assert running.first_hand_events(agent) == BATCH_SIZE
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(events=st.lists(st.tuples(st.text(min_size=1, max_size=60), st.text(max_size=200)), min_size=1, max_size=40))
 def test_each_post_fits_in_the_node_s_limit_but_an_event_alone_and_every_event_goes_in_order(events):
     """Whatever the events hold (escaped, in UTF-8's multibyte characters), measured against a limit of 1 KB."""

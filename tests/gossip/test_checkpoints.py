@@ -160,7 +160,7 @@ def test_our_own_checkpoints_are_not_rated():
     assert all(validator("us", signed(size)) is Verdict.ACCEPT for size in range(1, 20))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.floats(0, 2), st.booleans()), max_size=60))
 def test_each_peer_gets_at_most_its_rate_of_checkpoints_judged_and_only_invalid_ones_are_rejected(messages):
     clock, rate = Clock(), 2.0

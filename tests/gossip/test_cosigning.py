@@ -96,7 +96,7 @@ def exchange(client: CosignClient, w: Witness, *,
     return event, evidence
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["right", "zero", "stale"])), min_size=1, max_size=5))
 def test_a_growing_log_is_cosigned_whatever_the_log_believes_the_witness_last_cosigned(steps):
     log = Log()
@@ -140,7 +140,7 @@ def test_a_conflict_is_retried_four_times_only():
     assert client.receive(encode_message(Refused(409, "last cosigned 2", 2))) == Refused(409, "last cosigned 2", 2)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(
     old=st.integers(1, 12),
     more=st.integers(0, 6),
@@ -231,7 +231,7 @@ def test_replies_that_are_not_the_witness_cosigning_our_checkpoint_are_its_fault
     assert caught.value.reason == reason
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.binary(max_size=300) | st.builds(lambda text: encode_message(Cosigned(text)), st.text(max_size=200))
        | st.builds(lambda reason: encode_message(ErrorReply(reason)), st.text(max_size=100)))
 def test_any_bytes_from_a_witness_give_a_result_or_its_fault(frame):

@@ -72,7 +72,7 @@ def gossip(draw: st.DrawFn, min_size: int) -> list[tuple[float, int, int]]:
     return [(wait, size, history) for (wait, _, history), size in zip(steps, list(sizes)[1:], strict=True)]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(gossip(min_size=30))
 def test_what_is_remembered_of_an_origin_is_bounded_by_its_pace_whatever_it_gossips(gossiped):
     forks, now = ForkDetector(**SHORT), 0.0
@@ -82,7 +82,7 @@ def test_what_is_remembered_of_an_origin_is_bounded_by_its_pace_whatever_it_goss
         assert forks.entries(ORIGIN) <= forks.max_entries == 24
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.integers(0, 40), gossip(min_size=10))
 def test_a_fork_whose_halves_are_within_the_window_is_caught_whatever_comes_between(size, between):
     """Whatever the org gossips between the halves of its history 0 (another fork of it among them would be caught

@@ -147,7 +147,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["frame", "frame", "read", "stop", "pro
                          st.integers(1, 400)), max_size=60)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(ops=OPS)
 # a frame in flight on a stopped connection while only a peer protected since it connected holds bytes: no victim
 # but the frame's own connection, which _live had just forgotten (KeyError in make_room)
@@ -200,7 +200,7 @@ STREAM_OPS = st.lists(st.tuples(st.sampled_from(["open", "open", "open", "close"
                                 st.integers(0, 4)), max_size=80)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(ops=STREAM_OPS)
 def test_streams_past_the_budget_are_refused_and_only_those(ops) -> None:
     """Whatever streams open and close on whatever connections, and whichever stop, the streams open stay within the

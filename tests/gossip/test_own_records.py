@@ -682,7 +682,7 @@ def _stepped(own, action, fork, directory, store):
     return own
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(steps=st.lists(st.one_of(_CONFLICT, _CONFLICT, st.just(("acknowledge", 0)), st.just(("restart", 0))),
                       max_size=40))
 def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_s_bytes(steps):
@@ -726,7 +726,7 @@ def test_the_list_of_conflicts_stays_bounded_and_keeps_every_unacknowledged_one_
 _LISTED = st.tuples(st.sampled_from(["stored", "refused"]), st.integers(0, len(_FORKS) - 1))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(steps=st.lists(st.one_of(_CONFLICT, _CONFLICT, _LISTED, st.just(("acknowledge", 0)), st.just(("restart", 0))),
                       max_size=40))
 @example(steps=[("conflict", 1), ("refused", 3), ("conflict", 3)])  # a refused batch's row, then no room for it

@@ -80,7 +80,6 @@ def test_a_long_dial_error_keeps_its_address_and_its_cause():
     assert line.endswith("; failed: Connection refused") and len(line) == MAX_ERROR and "…" in line
 
 
-@settings(deadline=None)
 @given(st.text(), st.integers(1, 300))
 def test_printable_line_is_printable_bounded_and_leaves_a_short_printable_text_as_it_is(text, limit):
     line = printable_line(text, limit)
@@ -107,7 +106,7 @@ def test_known_peers_name_their_source_and_state_in_peer_id_order_a_page_at_a_ti
 _IDS = st.sampled_from("abcd")
 
 
-@settings(deadline=None, max_examples=300)
+@settings(max_examples=300)
 @given(st.lists(st.tuples(st.sampled_from(["add", "announce", "moved", "withdraw", "page"]), _IDS, _IDS)),
        st.sets(_IDS), st.integers(1, 4))
 def test_pages_of_known_peers_follow_every_peer_come_and_gone(operations, connected, limit):

@@ -485,7 +485,7 @@ def _rotation_world() -> list:
     return records, (a, d, f, g, partner), stolen
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(data=st.data())
 def test_what_a_replica_ends_up_with_does_not_depend_on_the_order_records_arrive_in(tmp_path_factory, data):
     """Offered in any order and any batches, and offered again until nothing more is accepted (as sync does),

@@ -1038,7 +1038,7 @@ class NeededWaitingIdle(trio.abc.Instrument):
 
 
 @given(st.integers(1, 3), ASKINGS)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 def test_needed_sessions_end_one_session_each_at_most_besides_those_in_their_way(
         total: int, askings: list[Asking]) -> None:
     """However sessions come, wait, give up, come to be needed and end: never more than `total` hold slots; every one

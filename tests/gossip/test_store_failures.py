@@ -212,7 +212,7 @@ _steps = st.lists(st.one_of(
 ), max_size=30)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_steps)
 @example(steps=[("append", 0, 2), ("fault", "ledger"), ("append", 1, 2), ("fault", None), ("append", 1, 1)])
 @example(steps=[("append", 0, 2), ("fault", "ROLLBACK"), ("append", 1, 1), ("read",), ("fault", None), ("read",),

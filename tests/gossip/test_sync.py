@@ -166,7 +166,7 @@ def converge(a: Side, b: Side, client_limits: SyncLimits, server_limits: SyncLim
     raise AssertionError("sync did not reach a fixed point in 10 rounds")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(prefixes, prefixes, limits, limits, owns)
 def test_random_record_sets_converge_to_their_union(ours, theirs, client_limits, server_limits, own):
     with sides(2) as (a, b):
@@ -180,7 +180,7 @@ def test_random_record_sets_converge_to_their_union(ours, theirs, client_limits,
         assert not a.replica.flagged and not b.replica.flagged
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(FORK_AT + 1, CHAIN), st.integers(FORK_AT + 1, CHAIN), limits, owns)
 def test_two_branches_of_one_chain_flag_the_issuer_on_both_sides(ours, theirs, client_limits, own):
     with sides(2) as (a, b):
@@ -191,7 +191,7 @@ def test_two_branches_of_one_chain_flag_the_issuer_on_both_sides(ours, theirs, c
         assert a.replica.held_count == b.replica.held_count == 0  # the other branch was never taken on
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(FORK_AT + 1, CHAIN), st.integers(FORK_AT + 1, CHAIN), limits)
 def test_a_peer_behind_on_another_branch_is_evidence_without_its_equivocation_record(ours, theirs, client_limits):
     """The side ahead learns of the fork from the peer's head: the peer's pull shows the peer the fork, but its
@@ -205,7 +205,7 @@ def test_a_peer_behind_on_another_branch_is_evidence_without_its_equivocation_re
         assert FORKED.did in a.replica.flagged and FORKED.did in b.replica.flagged
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(prefixes, prefixes, limits, owns)
 def test_a_round_asks_for_the_org_s_records_before_any_other_issuer_s(ours, theirs, client_limits, own):
     """What a node may sign next depends only on its org's records: a node restored from an older copy, far behind,
@@ -226,7 +226,7 @@ def test_a_round_asks_for_the_org_s_records_before_any_other_issuer_s(ours, thei
         assert all(held == named for held in held_after)  # its records held before any other issuer's is asked for
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, CHAIN), st.integers(0, CHAIN), st.integers(1, CHAIN), st.integers(0, CHAIN), limits)
 def test_a_targeted_fetch_fills_the_gap_and_nothing_else(ours, theirs, first, span, client_limits):
     org = ORGS[1]
@@ -353,7 +353,7 @@ def lone_side() -> Iterator[Side]:
         yield side
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=250)
 @given(st.sampled_from(["heads", "records"]), st.lists(hostile_frames | well_formed_replies, min_size=1, max_size=4))
 def test_any_frames_a_server_sends_a_client_are_handled_or_its_fault(lone_side, state, frames):
     client = _client_in(state, lone_side)
@@ -375,7 +375,7 @@ def test_any_frames_a_server_sends_a_client_are_handled_or_its_fault(lone_side, 
         assert state == "heads" and NETWORK_PATTERN.fullmatch(e.network)
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=250)
 @given(hostile_frames | well_formed_requests)
 def test_any_frame_a_client_sends_a_server_is_answered_or_its_fault(lone_side, frame):
     server = SyncServer(lone_side.store, lone_side.index, SMALL)

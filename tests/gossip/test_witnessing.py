@@ -1402,7 +1402,7 @@ async def test_hostile_peers_coming_and_going_delay_our_checkpoints_and_stop_non
     await _checkpoints_beside(tmp_path, [(answer, rejoin, i * 0.1 / 4) for i in range(peers)])  # 4 a round
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(peers=st.lists(st.tuples(st.sampled_from(_ANSWERS), st.sampled_from(_REJOINS), st.floats(0, 2)), max_size=12))
 async def test_any_crowd_of_hostile_peers_delays_our_checkpoints_and_stops_none(autojump_clock, peers):
     with tempfile.TemporaryDirectory() as directory:

@@ -43,7 +43,7 @@ def test_every_proof_at_every_past_size_of_a_300_entry_ledger_is_rfc9162s(tmp_pa
             _check_size(ledger, ref, n, current=False)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10)
 @given(
     batches=st.lists(st.integers(1, 70), max_size=12).map(
         lambda b: [x for i, x in enumerate(b) if sum(b[: i + 1]) <= 300]),

@@ -45,7 +45,7 @@ def _check_against_reference(ledger: Ledger, everything: list[bytes], sizes: lis
             merkle.verify_consistency(old, size, ledger.root(old), root, proof)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(st.lists(st.integers(0, 70), max_size=6), st.data())
 def test_random_batches_match_the_reference_tree(batches, data):
     with tempfile.TemporaryDirectory() as tmp, Ledger.open(Path(tmp) / "log") as ledger:
@@ -168,7 +168,7 @@ _operations = st.lists(
 )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(_operations)
 def test_random_appends_prunes_and_reopens_keep_the_tree(operations):
     with tempfile.TemporaryDirectory() as tmp:

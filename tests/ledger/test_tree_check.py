@@ -38,7 +38,7 @@ def _flip_stored_hash(path: Path, level: int, index: int, bit: int) -> None:
     db.close()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.integers(1, 90), min_size=1, max_size=4), st.sampled_from([1, 3, 16, 4096]), st.data())
 def test_a_flipped_stored_hash_is_named_and_a_sound_tree_passes(batches, run, data):
     """Whatever the batches, the hashes compared at once (`run`) and whichever stored hash (any level, any complete

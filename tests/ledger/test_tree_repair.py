@@ -57,7 +57,7 @@ def _assert_sound(path: Path, entries: list[bytes]) -> None:
             merkle.verify_inclusion(entries[i], i, len(entries), ledger.inclusion_proof(i), root)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.integers(1, 90), min_size=1, max_size=4), st.sampled_from([1, 3, 16, 4096]), st.data())
 def test_a_flipped_stored_hash_at_any_level_is_replaced_and_proofs_verify_again(batches, run, data):
     """Whatever the batches, the hashes compared at once and the stored hash (any level, any node, the last leaf's,

@@ -136,7 +136,7 @@ def test_a_closed_witness_refuses_every_call(tmp_path):
         witness.cosigned(ORIGIN)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10)
 @given(st.lists(st.integers(0, 300), min_size=1, max_size=6))
 def test_cosigns_every_consistent_growth(steps):
     log = Log()
@@ -539,7 +539,7 @@ def test_state_survives_reopening(tmp_path):
         _assert_cosigns(witness, log, 12, 30)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.booleans()), min_size=1, max_size=8))
 def test_the_checkpoint_held_in_memory_is_the_one_the_file_holds(requests):
     """`cosigned_checkpoint` answers from memory (a node checks every gossiped checkpoint against it): whatever was

@@ -53,7 +53,7 @@ def test_the_address_a_killed_node_leaves_is_named_as_unreachable(disk_path, cap
     init_data_dir(disk_path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
     process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(disk_path)],
                                stderr=subprocess.PIPE, text=True)
-    stuck = threading.Timer(30, process.kill)  # a node that never comes up ends the read below, not the test
+    stuck = threading.Timer(120, process.kill)  # a node that never comes up ends the read below, not the test
     stuck.start()
     try:
         api = next((logfmt_fields(line)["api"] for line in process.stderr if "node running" in line), None)

@@ -1067,7 +1067,7 @@ async def test_log_entries_from_the_log_s_end_are_an_empty_page(api, node):
                                                                                "entries": []}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=st.integers(0, 6), end=st.none() | st.integers(0, 6))
 async def test_log_entries_are_served_for_every_range_within_the_log_and_refused_for_any_other(
         api, node, monkeypatch, start, end):
@@ -1473,7 +1473,7 @@ def populated(node):
 
 
 @pytest.mark.parametrize("endpoint", list(_ENDPOINTS), ids=[f"{m} {p}" for m, p in _ENDPOINTS])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 async def test_garbage_gets_a_4xx_with_a_reason_never_a_5xx(api, populated, endpoint, data):
     method, path = endpoint

@@ -308,7 +308,7 @@ def _protobuf_traces() -> bytes:
 _PROTOBUF_TRACES = _protobuf_traces()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(data=st.data())
 async def test_whatever_a_caller_sends_every_route_answers_it_or_refuses_it_with_a_reason(hostile, data):
@@ -386,7 +386,7 @@ def _path(hostile: Hostile, template: str, name: str, value: str) -> bytes:
     return path.replace("{did}", quote(hostile.dids[0], safe="")).encode()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 async def test_every_integer_and_boolean_parameter_is_plain_and_given_once(hostile, data):
     """FastAPI's lax parsers read "01", "+1", " 1", "1.0" or "1_0" as a number and "yes", "on" or "1" as

@@ -363,7 +363,8 @@ async def test_peers_counts_the_blocked_ones_among_the_unreachable_as_not_dialle
     """A blocked peer (PUT /v1/peers/blocked) has no next dial: the header says how many are so, and only then."""
     (down, down_addr), (blocked, blocked_addr) = _peer(5), _peer(6)
     node.schedule.add(down, [down_addr])
-    node.schedule.failed(down, trio.current_time(), f"dial {down_addr}: connection refused")
+    for _ in range(7):  # next dialled in 30-60 s: after one failure, in 0.5-1 s, which a loaded machine's run outlasted
+        node.schedule.failed(down, trio.current_time(), f"dial {down_addr}: connection refused")
     node.schedule.add(blocked, [blocked_addr])
     node.schedule.block([blocked])
     code, out, _ = await run("peers", "--api", url)
@@ -371,7 +372,7 @@ async def test_peers_counts_the_blocked_ones_among_the_unreachable_as_not_dialle
     assert (code, lines[:2]) == (0, [
         "no peers connected",
         "2 not connected, dialled again with growing backoff (1 blocked on this host: not dialled until unblocked)"])
-    assert lines[3].split()[:4] == [down, "bootstrap", "1", "in"]
+    assert lines[3].split()[:4] == [down, "bootstrap", "7", "in"]
     assert lines[4].split()[:4] == [blocked, "bootstrap", "0", "-"] and lines[4].endswith(BLOCKED)
     node.schedule.block([blocked, down])
     code, out, _ = await run("peers", "--api", url)
@@ -385,9 +386,11 @@ async def test_peers_lists_the_peers_found_on_another_network_apart_with_it(run,
     node.schedule.failed(down, trio.current_time(), f"dial {down_addr}: connection refused")
     node.schedule.add(apart, [apart_addr])
     node.schedule.connected(apart, trio.current_time())
-    node.schedule.other_network(apart, "othernet", trio.current_time())
+    found = trio.current_time()
+    node.schedule.other_network(apart, "othernet", found)
     node.schedule.disconnected(apart, trio.current_time())
     code, out, _ = await run("peers", "--api", url)
+    took = trio.current_time() - found  # (more than a second on a loaded machine)
     lines = [line.split() for line in out.splitlines()]
     assert (code, lines[0], lines[1][:3], lines[3][:3]) == (0, ["no", "peers", "connected"], ["1", "not", "connected,"],
                                                             [down, "bootstrap", "1"])
@@ -396,7 +399,7 @@ async def test_peers_lists_the_peers_found_on_another_network_apart_with_it(run,
                                    "that node's network)")
     assert lines[5] == ["PEER", "ID", "SOURCE", "NETWORK", "NEXT", "DIAL", "ADDRESSES"]
     assert lines[6][:4] == [apart, "bootstrap", "othernet", "in"] and lines[6][5:] == ["s", apart_addr]
-    assert APART_FIRST / 2 - 1 <= int(lines[6][4]) <= APART_FIRST and len(lines) == 7
+    assert APART_FIRST / 2 - took <= int(lines[6][4]) <= APART_FIRST and len(lines) == 7
 
 
 async def test_peers_lists_a_blocked_peer_found_on_another_network_among_the_blocked_not_as_dialled(run, node, url):

@@ -176,7 +176,7 @@ def test_the_latest_expiry_follows_every_change_even_another_process_s(tmp_path,
     assert registry.latest_expiry(100) is None
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(st.one_of(st.tuples(st.just("mint"), st.booleans(), st.integers(0, 200), st.integers(0, 400)),
                           st.tuples(st.just("revoke"), st.booleans(), st.integers(0, 12)),
                           st.tuples(st.just("ask"), st.integers(0, 200))), max_size=20))

@@ -240,7 +240,7 @@ def test_sigterm_shuts_the_node_down_within_two_seconds(tmp_path, verify_process
     config.write_text(config.read_text().replace("verify_processes = 0", f"verify_processes = {verify_processes}"))
     process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(tmp_path)],
                                stderr=subprocess.PIPE, text=True)
-    stuck = threading.Timer(30, process.kill)  # a node that never comes up ends the read below, not the run
+    stuck = threading.Timer(120, process.kill)  # a node that never comes up ends the read below, not the run
     stuck.start()
     try:
         for line in process.stderr:  # the node logs one line when every service is up

@@ -485,7 +485,7 @@ _STEPS = st.lists(st.tuples(st.integers(0, 2 * HOUR_MS), st.sampled_from([A, B])
                             st.integers(1, 40), st.integers(0, 5), st.booleans()), min_size=1, max_size=25)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(epoch=st.sampled_from([20 * 60_000, HOUR_MS, 3 * HOUR_MS, 5 * HOUR_MS // 2]),
        dp_epsilon=st.sampled_from([None, 1.0]), steps=_STEPS, later=st.integers(0, 3 * 24 * HOUR_MS))
 def test_first_hand_scores_are_the_same_live_and_after_any_restarts(epoch, dp_epsilon, steps, later):
@@ -799,7 +799,7 @@ def test_undigested_after_a_start_holds_the_entries_since_and_none_of_a_closed_e
 _ROW = st.sampled_from(["7,0,1,0", "0,0,0,0", "12,3,0,1", "7,0,1", "7,-1,1,0", "", "७,0,1,0"])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(rows=st.dictionaries(st.tuples(st.sampled_from([T0, T0 + EPOCH, T0 + 2 * EPOCH]), st.sampled_from([A, B])),
                             st.tuples(_ROW, _ROW)),
        asks=st.lists(st.tuples(st.sampled_from([T0, T0 + EPOCH, T0 + 2 * EPOCH, T0 + 3 * EPOCH]),

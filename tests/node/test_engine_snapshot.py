@@ -89,7 +89,7 @@ def _same_engines(a: TrustService, b: TrustService, digest_ids: list[bytes]) -> 
     assert a.engine.orgs(now=END) == b.engine.orgs(now=END)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(operations, st.data())
 def test_a_snapshot_and_the_records_after_it_give_a_full_replay_s_engine_and_scores(ops, data):
     """The root is configured by the first org's first key, or, at each start, by its latest key then (as an operator
@@ -930,7 +930,7 @@ _plain_values = st.recursive(
     _containing, max_leaves=60)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.dictionaries(st.text(max_size=3), _plain_values, max_size=5), st.integers(1, 4))
 def test_a_state_in_chunks_reads_back_as_written(state, rows):
     """The codec of a state whose lists are chunked (`encoding`, `decoding`): what is read is what was written, each

@@ -1014,7 +1014,7 @@ hostile = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=hostile)
 async def test_whatever_a_client_sends_it_gets_http_or_a_closed_connection_and_the_server_lives_on(
         autojump_clock, data):

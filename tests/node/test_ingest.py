@@ -193,7 +193,7 @@ async def test_idempotency_keys_survive_a_restart(tmp_path):
     assert size == 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ahead=st.integers(0, MAX_SKEW_MS), overtime=st.integers(-MAX_SKEW_MS, 2 * MAX_SKEW_MS))
 @example(ahead=MAX_SKEW_MS, overtime=MAX_SKEW_MS)
 def test_retention_keeps_a_key_for_as_long_as_its_batch_could_be_stored_again(node, ahead, overtime):

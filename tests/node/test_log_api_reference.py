@@ -64,7 +64,7 @@ async def _consistency(api: httpx.AsyncClient, ref: Reference, m: int, n: int, *
     assert consistent(m, n, ref.root(m), ref.root(n), proof)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(size=st.integers(0, 300), salt=st.binary(max_size=4), data=st.data())
 async def test_proofs_at_the_log_s_edges_and_drawn_ones_are_exact(size, salt, data):
     """At the log's size, asked by default and by number: the first and last entries' inclusion, consistency from

@@ -340,7 +340,7 @@ def test_every_span_is_accepted_rejected_or_ignored_independently(items):
     assert batch.events == [e for events in alone for e in events]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(otlp_json([AGENT, "did:key:z6MkBroken", "asst_1"], NOW))
 def test_any_json_request_gives_spans_each_sorted_out_or_a_reason(request):
     try:

@@ -147,7 +147,7 @@ def test_spans_whose_append_failed_and_could_not_be_forgotten_are_stored_when_re
     assert node.idempotency.stored_spans([span_key(TRACE, f"{1:016x}")])
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ahead=st.integers(0, MAX_SKEW_MS), overtime=st.integers(-MAX_SKEW_MS, 2 * MAX_SKEW_MS))
 @example(ahead=MAX_SKEW_MS, overtime=MAX_SKEW_MS)
 def test_retention_keeps_a_span_for_as_long_as_it_could_be_stored_again(node, ahead, overtime):

@@ -74,7 +74,7 @@ async def test_a_key_used_for_another_body_is_refused_and_signs_nothing(tmp_path
         assert len(own(node, "vouch")) == 1
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.permutations(["subject", "weight", "basis", "expires"]), st.sampled_from(["", " ", "\n  "]))
 async def test_the_same_vouch_spelt_otherwise_is_a_retry(tmp_path_factory, order, space):
     """The body is compared as parsed: field order and whitespace do not make it another vouch."""

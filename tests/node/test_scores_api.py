@@ -235,7 +235,7 @@ def _add_org(node, trust, seed: bytes) -> str:
 seeds = st.binary(min_size=32, max_size=32)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(limit=st.integers(1, 5), before=st.lists(seeds, max_size=8, unique=True),
        during=st.lists(st.lists(seeds, max_size=3), max_size=5))
 async def test_paging_through_orgs_lists_each_org_known_throughout_once_in_did_order(node, clock, limit, before,
@@ -515,7 +515,7 @@ dids = st.sampled_from(["agent", "agent-quoted", "did:key:z6Mk", "did%3Akey", "x
 
 # pytest-trio sets the async fixtures up again for each example, and each new app builds its routes on its first
 # request (most of an example's time): an example asks a list of requests, about as many in all as 60 of one each.
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(requests=st.lists(st.tuples(queries, dids), min_size=1, max_size=9))
 async def test_behind_the_fast_path_every_score_request_gets_the_route_s_answer(api, fast, observed, requests):
     for query, did in requests:

@@ -115,7 +115,7 @@ def _lived(ops: list[tuple]) -> Iterator[tuple[FakeNode, list[Org], TrustService
         yield node, orgs, live, clock
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 # A root vouched for an agent (its vouches' strength adds up, replaced ones too) and reports it violating policy: a
 # recompute judged the agent by the root's full word and cut the root's accountability to 0.056, the next by its
 # word at 0.056 and gave it back 1.0, and so on, every recompute; a restart judged as the first (see test_scoring_
@@ -134,7 +134,7 @@ def test_a_replay_at_a_start_scores_as_the_service_fed_live(ops, turn):
         assert restarted.engine.orgs(now=END) == live.engine.orgs(now=END)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @example([("agent-vouch", 0, 0, 0.3, "operator", None)] * 7 + [("digest", 0, 0, 0, 0, 2)])  # (cuts an accountability)
 @given(operations)
 def test_the_start_s_recompute_in_a_worker_scores_as_the_one_on_the_loop(ops):

@@ -140,7 +140,7 @@ async def test_a_start_up_read_the_store_refuses_is_logged_and_the_asks_read_the
         "status list of its vouches asked for reads them"]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(old_count=st.integers(0, 4), new_count=st.integers(0, 4), page=st.integers(1, 3), data=st.data())
 async def test_after_a_start_up_read_each_key_s_revoked_vouches_are_those_an_ask_alone_reads(
         old_count, new_count, page, data):

@@ -18,7 +18,7 @@ def test_the_ports_chosen_lie_outside_the_ephemeral_range_the_kernel_reports():
     assert all(FIRST_PORT <= port < low or high < port <= 65535 for port in ports), ports
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(low=st.integers(FIRST_PORT - 100, 65535), width=st.integers(0, 65535), count=st.integers(1, 8),
        seed=st.integers())
 def test_the_ports_chosen_lie_outside_any_ephemeral_range_given(low, width, count, seed):

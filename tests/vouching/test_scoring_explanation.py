@@ -144,7 +144,7 @@ _KEY = st.tuples(st.sampled_from([0.1, 0.5, 1.0]), st.sampled_from(["developer",
                  st.integers(0, 3))  # a key's vouch weight and basis, whether it revokes it, its digest's bad outcomes
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(st.integers(0, 2 * MAX_LISTED_PARTS + 10).flatmap(lambda n: st.lists(_KEY, min_size=n, max_size=n)))
 @example([(0.5, "developer", False, 0)] * (MAX_LISTED_PARTS + 1))  # all alike: ties only
 def test_an_answer_lists_the_heaviest_parts_of_any_number_and_counts_them_all(keys):

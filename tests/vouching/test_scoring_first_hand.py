@@ -18,7 +18,7 @@ _BATCHES = st.lists(st.tuples(st.integers(0, 2 * HOUR_MS), st.integers(0, 40), s
                               st.integers(0, 2), st.integers(0, 3), st.booleans()), min_size=1, max_size=30)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @example(epoch=HOUR_MS, other=HOUR_MS, batches=[(0, 1, 0, 0, 0, False), (HOUR_MS, 1, 0, 0, 0, False),
                                                 (0, 3, 0, 0, 0, False)], later=0)  # (D + 1) + 3 != D + 4
 @given(epoch=_EPOCHS, other=_EPOCHS, batches=_BATCHES, later=st.integers(0, 10 * DAY_MS))

@@ -109,7 +109,7 @@ def _outputs(engine: TrustEngine, now: int) -> tuple:
             sorted(engine.orgs(now=now), key=lambda o: o.org))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(records, st.lists(st.integers(0, 100), max_size=40), reads, st.integers(0, LATEST))
 def test_the_same_records_give_the_same_outputs_whatever_was_read_and_recomputed_before(records, keys, reads, now):
     quiet = _fed(records, list(range(len(records))), [])
@@ -117,7 +117,7 @@ def test_the_same_records_give_the_same_outputs_whatever_was_read_and_recomputed
     assert _outputs(quiet, now) == _outputs(busy, now)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(records, st.lists(st.tuples(st.integers(0, 40), st.integers(0, LATEST), st.just(False)), max_size=8),
        st.lists(st.integers(0, LATEST), max_size=6), st.integers(0, LATEST))
 def test_reads_at_any_times_before_do_not_move_a_score(records, reads, later, now):
@@ -154,7 +154,7 @@ def _composes(engine: TrustEngine, agent: str, *, now: int, tool: str | None = N
     assert score == engine.score(agent, now=now, tool=tool)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(records, reads, st.integers(0, LATEST))
 def test_every_explanation_composes_to_its_score(records, reads, now):
     engine = _fed(records, list(range(len(records))), reads, read=_composes)

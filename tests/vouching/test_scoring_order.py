@@ -74,7 +74,7 @@ _TIE = [("own", ("digest", "x", 0, 60, 0, 0, 0)), ("a", ("digest", "x", 0, 57, 5
         ("b", ("digest", "x", 0, 21, 4, 2, 3)), ("c", ("digest", "x", 0, 0, 0, 1, 0))]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(_records, st.lists(st.integers(0, 100), max_size=40), st.integers(HOUR_MS, 10 * DAY_MS))
 @example(_TIE, [0, 3, 1, 2], HOUR_MS)
 def test_the_same_records_in_any_order_give_the_same_scores_and_tiers(records, keys, now):

@@ -72,7 +72,7 @@ def _fresh(engine: TrustEngine, agent: str, now: int) -> tuple[int, float]:
 
 # Sums in another order may differ in the last bits; a score sitting exactly on a boundary may then round the
 # other way by one point.
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(operations, st.integers(0, 60 * DAY_MS))
 def test_the_per_agent_score_matches_the_full_recompute(ops, now):
     engine = TrustEngine("own", ["root"])
@@ -85,7 +85,7 @@ def test_the_per_agent_score_matches_the_full_recompute(ops, now):
         assert engine.score(agent, now=now).score == table.score(agent)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(operations, st.integers(0, 60 * DAY_MS), st.integers(0, 60 * DAY_MS))
 def test_a_cached_score_decays_exactly_as_a_fresh_one(ops, now, later):
     engine = TrustEngine("own", ["root"])
@@ -99,7 +99,7 @@ def test_a_cached_score_decays_exactly_as_a_fresh_one(ops, now, later):
         assert abs(cached.confidence - confidence) < 1e-6
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 # b vouched for y, which this node saw violate policy, and reports x violating it; a vouched for x. The first
 # recompute judged x by b's word at full accountability and took a's; the next, by b's word at the accountability the
 # first left it, and gave a's back: z, reported by a only, went from 61 to 220 (untrusted to provisional) without a

@@ -96,7 +96,7 @@ def _apply(engine: TrustEngine, ops: list) -> None:
             apply_op(engine, n, op, issued)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(with_scoped, st.integers(0, 60 * 86_400_000))
 def test_with_scoped_vouches_the_per_agent_score_matches_the_full_recompute(ops, now):
     """The per-agent sums and the full recompute agree on the general score (to the point a sum's order may move

@@ -33,7 +33,7 @@ def _same(a: ScoreTable, b: ScoreTable) -> bool:
 
 # 100 examples: with TrustEngine._touch not noting the agents touched while a snapshot is copied, seeds 1 and 2 found
 # it after 19 and 25 passing examples.
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(operations, operations, operations, operations, st.integers(1, 40), st.integers(0, 60 * DAY_MS),
        st.integers(0, 30 * DAY_MS))
 def test_what_arrives_during_a_recompute_counts_as_after_its_snapshot(before, copying, computing, after, rows, now,

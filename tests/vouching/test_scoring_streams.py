@@ -59,7 +59,7 @@ def _outputs(engine: TrustEngine, now: int) -> tuple:
              for a in [*AGENTS, "unknown"]], engine.orgs(now=now), engine.reputations(now=now), engine.org_changes)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(streams, st.integers(0, 60 * DAY_MS), st.integers(0, DAY_MS), st.data())
 def test_random_streams_give_what_the_engine_gave_before(ops, now, later, data):
     middle = data.draw(st.integers(0, len(ops)))
