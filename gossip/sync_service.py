@@ -389,7 +389,8 @@ class SyncService:
         present = self._syncing_peers()
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
-        answered = False  # by a peer asked: its session ran to its end, or failed (not for us, nor Busy) as it stays
+        answered = False  # by a peer asked: its session ran to its end, or failed as it stays (not for us, nor Busy,
+        # nor refusing the sync protocol)
         ended: set[str] = set()  # peers asked whose sessions ours ended (`_ENDED_BY_US`)
         turns: list[str] = []  # of those, the peers whose turn it gave up
         self.stats.gap_fetches += 1

@@ -1,11 +1,11 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
 while it runs, each peer once and a few in all (newcomers after the peers connected as it started); an issuer
-whose peers asked all left before answering or said to come back later (or that no peer could be asked for) does not
-back off, and its range is fetched from the next peer to connect, or at once from a peer still there that the fetch
-did not ask or that came back, or that had said to come back later and may be asked again; one whose fetch was ended
-for a round a catch-up needs, or gave up its peer's turn, does not back off either (its range fetched as that turn
-comes free, if it gave the turn up), while one whose peers answered without its records still does (gossip.gap_queue,
-DESIGN.md §5)."""
+whose peers asked all left before answering, said to come back later or refused the sync protocol (or that no peer
+could be asked for) does not back off, and its range is fetched from the next peer to connect, or at once from a peer
+still there that the fetch did not ask or that came back, or that had said to come back later and may be asked again;
+one whose fetch was ended for a round a catch-up needs, or gave up its peer's turn, does not back off either (its range
+fetched as that turn comes free, if it gave the turn up), while one whose peers answered without its records still
+does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -552,6 +552,34 @@ async def test_a_gap_whose_peer_said_to_come_back_later_is_kept_and_its_issuer_d
             await node.host.connect(B)
         await trio.sleep(come_back)
         assert node.asked == [(1, A), (2, B) if newcomer else (1 + come_back, A)]  # with no report meanwhile
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.errors["throttled"] == 1 and node.service.stats.gap_issuers_vain == 0
+
+
+@pytest.mark.parametrize("origin", [A, "12D3KooWGossipOnly"], ids=["the busy peer reported it", "the other did"])
+async def test_a_gap_whose_peers_said_to_come_back_later_or_refused_sync_is_kept_and_fetched_as_the_wait_ends(
+        origin, tmp_path, autojump_clock):
+    """Stop 40's merge review: the two rules of a fetch no peer answered, together. One peer asked says to come back
+    later (Busy), the other refuses /vouchnet/sync/1 (a gossip-only node): neither said anything of the range, so it
+    is kept and its issuer does not back off; it is fetched from the busy peer as its wait ends, with no report
+    meanwhile, and the gossip-only node is not asked again."""
+    gossip_only, come_back = "12D3KooWGossipOnly", 5
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == gossip_only:
+            node.host.refusing.add(peer)  # (as Host.open_stream remembers it, for the connection)
+            raise ProtocolNotSupported(f"open {SYNC_PROTOCOL} stream to {peer}: the peer does not serve it")
+        if len(node.asked) <= 2:
+            raise PeerBusy(come_back, "serving budget spent")
+        return node.fill()
+
+    async with gaps(tmp_path, [A, gossip_only], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(origin, GAP)
+        await trio.sleep(1)
+        assert set(node.asked) == {(1, A), (1, gossip_only)} and not node.store.has(MISSING.id)
+        await trio.sleep(come_back)
+        assert node.asked[2:] == [(1 + come_back, A)]  # as A's wait ended
         assert node.store.has(MISSING.id)
         assert node.service.stats.errors["throttled"] == 1 and node.service.stats.gap_issuers_vain == 0
 
