@@ -92,7 +92,7 @@ class Policy:
 
     def __post_init__(self) -> None:
         if set(self.tiers) != set(TIERS):
-            raise ValueError(f"tiers: must give a verdict for each of {', '.join(TIERS)}")
+            raise ValueError(f"tiers: must give a verdict for each of {', '.join(TIERS)}; {_tiers_amiss(self.tiers)}")
         for tier, verdict in self.tiers.items():
             if verdict not in VERDICTS:
                 raise ValueError(f"tiers[{tier}]: must be one of {', '.join(VERDICTS)}, got {verdict!r}")
@@ -147,6 +147,13 @@ class Policy:
                 raise ValueError(f"high_risk_tools: {tool!r} is not a tool name")
         return cls(tiers=tiers, min_score=value["min_score"], high_risk_tools=frozenset(tools),
                    high_risk_tier=value["high_risk_tier"])
+
+
+def _tiers_amiss(tiers: Mapping[str, Verdict]) -> str:
+    """What is wrong with the keys of `tiers`: those not a tier (a tier is named in lower case), the tiers missing."""
+    unknown = ", ".join(sorted(repr(key) for key in set(tiers) - set(TIERS)))
+    missing = ", ".join(tier for tier in TIERS if tier not in tiers)
+    return "; ".join(f"{what}: {keys}" for what, keys in (("not tiers", unknown), ("missing", missing)) if keys)
 
 
 _POLICY_FIELDS = frozenset({"tiers", "min_score", "high_risk_tools", "high_risk_tier"})

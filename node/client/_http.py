@@ -54,10 +54,14 @@ class NodeUnreachable(ClientError):
 
 
 class NodeApiError(ClientError):
-    """The node refused the call: HTTP status, its error code and its reason (which names the field)."""
+    """The node refused the call: HTTP status, its error code and its reason (which names the field). `rejected`:
+    for a batch of events none of which is valid (422 invalid_events), the node's `{index, detail}` for each, the
+    first one's given in the message too."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"{detail} ({status} {code})")
+    def __init__(self, status: int, code: str, detail: str, *, rejected: list[dict[str, Any]] | None = None) -> None:
+        self.rejected = rejected or []
+        first = f": the first, event {self.rejected[0]['index']}: {self.rejected[0]['detail']}" if self.rejected else ""
+        super().__init__(f"{detail} ({status} {code}){first}")
         self.status = status
         self.code = code
         self.detail = detail
@@ -163,11 +167,22 @@ def refusal(response: httpx.Response) -> NodeApiError:
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         error = None
     if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
-        return NodeApiError(response.status_code, error["error"], error["detail"])
+        return NodeApiError(response.status_code, error["error"], error["detail"], rejected=_rejected(error))
     said = " ".join(response.text[:200].split())  # one line: a web server's HTML page is many
     return NodeApiError(response.status_code, NOT_THE_NODES,
                         f"{response.reason_phrase}, not in a vouchnet node's error format (another server at the "
                         f"node's address, or a proxy in front of it, answered): {said}")
+
+
+def _rejected(error: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `{index, detail}` entries of a refusal's `rejected` list (422 invalid_events), each as the node gives it
+    (an integer index, a text reason); none if the list is missing or any entry is of another shape."""
+    rejected = error.get("rejected")
+    if not isinstance(rejected, list) or not all(
+            isinstance(entry, dict) and type(entry.get("index")) is int and isinstance(entry.get("detail"), str)
+            for entry in rejected):
+        return []
+    return [{"index": entry["index"], "detail": entry["detail"]} for entry in rejected]
 
 
 def too_large(error: httpx.HTTPError, url: str) -> NodeUnreachable:

@@ -14,7 +14,7 @@ someone acts, so each is logged once as an error until a post succeeds again. A 
 the node or by a proxy before it) is sent again at once as two halves, down to single events: an event still refused
 alone is dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the
 node itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
-rejected, and so are the events the node rejects of a batch it takes (logged, the first one's reason given), and so
+rejected, and so are the events the node rejects of a batch, all or some (logged, the first one's reason given), and so
 is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
 attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH), for which the node would refuse the whole
 batch, is refused as it is recorded. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops
@@ -426,8 +426,11 @@ class TelemetryCollector:
             if error.status in _NO_ENDPOINT:
                 self._held_back(_NO_EVENTS_ENDPOINT, error)
                 return _Posted.RETRY
-            log.warning("the node refused a telemetry batch; dropped", extra={"fields": {"events": len(batch.events),
-                                                                                          "error": error}})
+            if error.rejected:  # 422 invalid_events: none of the batch valid, each one's reason given
+                _log_rejected(batch, error.rejected)
+            else:
+                log.warning("the node refused a telemetry batch; dropped",
+                            extra={"fields": {"events": len(batch.events), "error": error}})
             with self._lock:
                 self._rejected += len(batch.events)
             return _Posted.SETTLED
@@ -469,9 +472,10 @@ _EMPTY_BODY = len(events_body([]))
 
 
 def _log_rejected(batch: _Batch, rejected: list[dict[str, Any]]) -> None:
-    """A warning that the node refused some events of a batch it took (`rejected`, its `{index, detail}` entries):
-    how many, and the first one's name and agent with the node's reason, which names the field it breaks (an agent
-    given by name, not did:key, say). Each such event is dropped for good, and the rest of its batch was stored."""
+    """A warning that the node refused events of a batch (`rejected`, its `{index, detail}` entries: some of a batch
+    it took, or all of one it refused as 422 invalid_events): how many, and the first one's name and agent with the
+    node's reason, which names the field it breaks (an agent given by name, not did:key, say). Each such event is
+    dropped for good, and the rest of its batch was stored."""
     first = rejected[0]
     index = first.get("index")
     event = batch.events[index] if type(index) is int and 0 <= index < len(batch.events) else {}

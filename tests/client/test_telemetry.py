@@ -88,6 +88,22 @@ def test_events_the_node_rejects_of_a_batch_it_takes_are_logged_with_the_first_o
     assert warned.fields["error"].startswith("agent: must be an Ed25519 did:key")
 
 
+def test_a_batch_the_node_refuses_as_none_valid_is_logged_with_the_first_one_s_reason(running, caplog):
+    """A batch every event of which the node rejects is refused whole (422 invalid_events): the log said only "the
+    node refused a telemetry batch; dropped", not that the agent was given by name, as it says when some pass."""
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600)
+    collector.record_tool_call("billing-bot", "transfer")
+    collector.record_tool_call("billing-bot", "refund")
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        stats = collector.shutdown()
+    assert (stats.sent, stats.rejected, stats.failed_posts) == (0, 2, 0)
+    [warned] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned.getMessage().startswith("the node rejected telemetry events; dropped")
+    assert {key: warned.fields[key] for key in ("events", "of", "name", "agent")} == \
+        {"events": 2, "of": 2, "name": "transfer", "agent": "billing-bot"}
+    assert warned.fields["error"].startswith("agent: must be an Ed25519 did:key")
+
+
 def test_an_unknown_outcome_is_a_programming_error():
     collector = TelemetryCollector("http://127.0.0.1:9", API_TOKEN)
     with pytest.raises(ValueError, match="outcome"):

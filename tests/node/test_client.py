@@ -182,12 +182,43 @@ def test_a_refusal_not_in_the_nodes_format_says_so_in_one_line():
                                     "<head> <title>Error response</title>")
 
 
+@pytest.mark.parametrize("rejected", [None, "all", [{"index": "0", "detail": "agent"}], [{"index": 0}], [[0, "x"]]])
+def test_a_refusal_whose_rejected_list_is_of_another_shape_carries_none(rejected):
+    """What answers at the node's address may send anything under `rejected`: the refusal is raised as said."""
+    answer = {"error": "invalid_events", "detail": "no event in the batch is valid", "rejected": rejected}
+    transport = httpx.MockTransport(lambda request: httpx.Response(422, json=answer))
+    with NodeClient("http://node", TOKEN, transport=transport) as client, pytest.raises(NodeApiError) as refused:
+        client.report_events([])
+    assert (refused.value.rejected, str(refused.value)) == ([], "no event in the batch is valid (422 invalid_events)")
+
+
 async def test_a_refusal_carries_the_nodes_reason(client):
     with pytest.raises(NodeApiError) as refused:
         await call(client.vouch, new_did(), 3.0, "operator")
     assert (refused.value.status, refused.value.code) == (422, "invalid_record")
     assert refused.value.detail.startswith("body.weight")
     assert "body.weight" in str(refused.value)
+
+
+async def test_a_batch_of_events_none_valid_is_refused_with_each_one_s_reason(tmp_path):
+    """The node's 422 invalid_events lists each event's reason under `rejected`: the error said only "no event in
+    the batch is valid; see rejected", the list it pointed to out of the caller's reach."""
+    now = Clock().now - 10
+    batch = [{"agent": "billing-bot", "ts": now, "category": "tool", "name": "transfer", "outcome": "ok"},
+             {"agent": new_did(), "ts": now, "category": "tool", "name": "refund", "outcome": "fine"}]
+    with telemetry_node(tmp_path) as node:
+        async with served(node.app()) as url:
+            with NodeClient(url, TELEMETRY_TOKEN) as client, pytest.raises(NodeApiError) as refused:
+                await call(client.report_events, batch)
+            async with AsyncTrustClient(url, TELEMETRY_TOKEN) as async_client:
+                with pytest.raises(NodeApiError) as async_refused:
+                    await async_client.report_events(batch)
+    for error in (refused.value, async_refused.value):
+        assert (error.status, error.code) == (422, "invalid_events")
+        assert [entry["index"] for entry in error.rejected] == [0, 1]
+        assert error.rejected[0]["detail"].startswith("agent: must be an Ed25519 did:key")
+        assert str(error).startswith("no event in the batch is valid; see rejected (422 invalid_events): the first, "
+                                     "event 0: agent: must be an Ed25519 did:key")
 
 
 async def test_a_write_without_the_token_is_refused(url):

@@ -25,6 +25,7 @@ from opentelemetry.util.re import parse_env_headers
 from node import ingest_api
 from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
+from node.ingest import REJECTION_REASONS
 from node.otlp import MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
 
 from ..factories import new_did
@@ -312,6 +313,7 @@ def test_a_span_s_time_refused_names_the_span_s_field(start, end, refusal):
     with pytest.raises(InvalidEvent) as refused:
         span_event(Span("s", start, end, span().attrs, {}), now_ms=NOW)
     assert str(refused.value) == refusal
+    assert refused.value.reason in REJECTION_REASONS  # counted under the event's field
 
 
 def test_the_agent_may_be_named_on_the_resource():
@@ -325,6 +327,8 @@ spans = st.one_of(
     st.builds(span),
     st.builds(span, **{"vouchnet.outcome": st.text(max_size=4)}),
     st.builds(span, **{"vouchnet.high_risk": st.one_of(st.booleans(), st.integers())}),
+    st.builds(span, **{"vouchnet.category": st.sampled_from(["tool", "mcp", "Tool", ""])}),
+    st.builds(span, **{"mcp.session.id": st.text(max_size=4)}),
     st.builds(span, **{"gen_ai.agent.id": st.sampled_from(["did:key:z6Mkx", "asst_1", "", AGENT])}),
     st.builds(span, **{"gen_ai.operation.name": st.sampled_from(["chat", "embeddings", "execute_tool"])}),
     st.builds(lambda start, end: Span("s", start, end, span().attrs, {}), st.integers(0, 2**64 - 1),
@@ -336,6 +340,7 @@ spans = st.one_of(
 def test_every_span_is_accepted_rejected_or_ignored_independently(items):
     batch = sort_spans(items, now_ms=NOW)
     assert len(batch.events) + len(batch.rejected) + batch.ignored == len(items)
+    assert {span.reason for span in batch.rejected} <= set(REJECTION_REASONS)
     alone = [sort_spans([s], now_ms=NOW).events for s in items]
     assert batch.events == [e for events in alone for e in events]
 
@@ -349,6 +354,7 @@ def test_any_json_request_gives_spans_each_sorted_out_or_a_reason(request):
         return
     batch = sort_spans(spans, now_ms=NOW)
     assert len(batch.events) + len(batch.rejected) + batch.ignored == len(spans)
+    assert {span.reason for span in batch.rejected} <= set(REJECTION_REASONS)
 
 
 def test_attributes_an_entry_cannot_hold_are_left_out_not_fatal():

@@ -25,6 +25,7 @@ from node.api.records import DEFAULT_PAGE, MAX_PAGE
 from node.client.score_stream import MAX_RETRY_AFTER_S
 from node.credential_status import LIST_ENTRIES
 from node.credentials import VOUCH_CREDENTIAL_DAYS
+from node.idempotency import MAX_KEY
 from node.stream import MAX_CLIENTS
 from node.trust import SNAPSHOT_AFTER
 from vouching import MAX_RECORD_SIZE
@@ -170,6 +171,7 @@ _RATES = ServingRates()
     f"within {REQUEST_DEADLINE_S:g} s of its connection opening or falling idle (each read of its body within "
     f"{READ_TIMEOUT_S:g} s)",
     f"its head must arrive within {KEEP_ALIVE_S:g} s, or the connection is closed unanswered",
+    f"An `Idempotency-Key` header is optional: any 1 to {MAX_KEY} printable ASCII characters",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())

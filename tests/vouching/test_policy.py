@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vouching.explanation import Score
-from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, DEFAULT_POLICY, VERDICTS, Policy, decide, words
+from vouching.policy import (DEFAULT_HIGH_RISK_TOOLS, DEFAULT_POLICY, DEFAULT_TIER_VERDICTS, VERDICTS, Policy, decide,
+                             words)
 from vouching.tiers import TIERS, tier_of
 
 
@@ -135,6 +136,19 @@ def test_a_policy_can_map_tiers_to_other_verdicts():
 def test_a_bad_policy_is_refused_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         Policy(**kwargs)
+
+
+@pytest.mark.parametrize(("tiers", "said"), [
+    ({"Trusted": "allow"}, "not tiers: 'Trusted'; missing: untrusted, provisional, trusted, verified"),
+    ({**DEFAULT_TIER_VERDICTS, "gold": "allow", 3: "block"}, "not tiers: 'gold', 3"),
+    ({"verified": "allow", "trusted": "allow"}, "missing: untrusted, provisional"),
+])
+def test_tiers_not_one_verdict_each_are_refused_naming_the_keys_amiss(tiers, said):
+    """`tiers={"Trusted": "allow"}` was refused saying only that each tier needs a verdict: neither the key that
+    is no tier (in upper case) nor the tiers missing were named."""
+    with pytest.raises(ValueError) as refused:
+        Policy(tiers=tiers)
+    assert str(refused.value) == f"tiers: must give a verdict for each of {', '.join(TIERS)}; {said}"
 
 
 def test_the_default_policy_lists_the_usual_high_risk_tools():
