@@ -2626,8 +2626,9 @@ def _fix_read_exactly() -> None:
         libp2p.io.msgio.read_exactly = _read_until_complete
 
 
-# Quirk 63: the _Yamux whose task reads its peer's frames (handle_incoming), in that task.
+# Quirk 63: the _Yamux whose task reads its peer's frames (handle_incoming), in that task; the length of a header.
 _FRAMES_READ_BY: contextvars.ContextVar[_Yamux | None] = contextvars.ContextVar("frames_read_by", default=None)
+_HEADER_SIZE = struct.calcsize(YAMUX_HEADER_FORMAT)
 
 
 async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.utils.DEFAULT_RETRY_READ_COUNT
@@ -2635,7 +2636,7 @@ async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.
     """read_exactly(), with which yamux reads each frame's header and body; a header that a _Yamux's reading task
     read, or failed to, is told to that connection (quirk 63)."""
     muxer = _FRAMES_READ_BY.get()
-    if muxer is None or muxer.incoming:  # another task's read, or a DATA frame's body
+    if muxer is None or muxer.incoming or n != _HEADER_SIZE:  # another task's read, or a DATA frame's body
         return await libp2p.io.utils.read_exactly(reader, n, retry_count)
     try:
         header = await libp2p.io.utils.read_exactly(reader, n, retry_count)

@@ -475,7 +475,7 @@ def _log_rejected(batch: _Batch, rejected: list[dict[str, Any]]) -> None:
     """A warning that the node refused events of a batch (`rejected`, its `{index, detail}` entries: some of a batch
     it took, or all of one it refused as 422 invalid_events): how many, and the first one's name and agent with the
     node's reason, which names the field it breaks (an agent given by name, not did:key, say). Each such event is
-    dropped for good, and the rest of its batch was stored."""
+    dropped for good; the rest of its batch, if any, was stored."""
     first = rejected[0]
     index = first.get("index")
     event = batch.events[index] if type(index) is int and 0 <= index < len(batch.events) else {}

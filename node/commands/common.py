@@ -62,7 +62,8 @@ def add_command_group(
     given none, prints that help as a usage error (no_command); returns the subparsers to add them to."""
     parser = _add_parser(subparsers, name, summary=summary, description=description, examples=examples)
     commands = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
-    parser.set_defaults(func=lambda args: no_command(parser), command_name=parser.prog)  # (a subcommand's replace these)
+    # (a subcommand's defaults replace these)
+    parser.set_defaults(func=lambda args: no_command(parser), command_name=parser.prog)
     return commands
 
 
