@@ -9,9 +9,10 @@ A span becomes an event when it describes an agent acting and names that agent b
 - `mcp.method.name` of an MCP action (MCP_ACTIONS: tools/call, resources/read, prompts/get, ...): category `mcp`;
   name = the method and its target (`gen_ai.tool.name`, `gen_ai.prompt.name`). Session chatter (initialize,
   */list, notifications, ping) is not behaviour and is ignored.
-- The agent is `gen_ai.agent.id` on the span, else on the resource. A span whose agent id is not a `did:key:` (a
-  framework's own agent id, or none) is not about a vouchnet agent: ignored. One whose `did:key:` is malformed, or
-  whose times are impossible, is rejected, and counted in the response's partial_success.
+- The agent is `gen_ai.agent.id` on the span, else on the resource, the first of them that is a `did:key:` (a
+  framework may set its own agent id on the span). A span of neither (a framework's own agent id, or none) is not
+  about a vouchnet agent: ignored. One whose `did:key:` is malformed, or whose times are impossible, is rejected,
+  and counted in the response's partial_success.
 - Outcome: `vouchnet.outcome` if set (ok, error, denied, timeout); else, if the span has `error.type` or status
   ERROR, `timeout` when the error type or status message says timeout/deadline, `denied` when it says
   denied/forbidden/permission/unauthori[sz]ed/policy (or is 401/403), else `error`; otherwise `ok`.
@@ -316,8 +317,8 @@ def _kept_attrs(span: Span) -> dict[str, Scalar]:
 def span_event(span: Span, *, now_ms: int) -> Event | None:
     """The event a span reports, None if it is not about a vouchnet agent's action; raises InvalidEvent."""
     classified = _classify(span)
-    agent = span.attrs.get("gen_ai.agent.id", span.resource.get("gen_ai.agent.id"))
-    if classified is None or type(agent) is not str or not agent.startswith("did:key:"):
+    agent = _agent(span)
+    if classified is None or agent is None:
         return None
     category, name = classified
     override = span.attrs.get("vouchnet.category")
@@ -337,6 +338,16 @@ def span_event(span: Span, *, now_ms: int) -> Event | None:
         high_risk=span.attrs.get("vouchnet.high_risk", False),
         attrs=_kept_attrs(span),
     )
+
+
+def _agent(span: Span) -> str | None:
+    """The span's `gen_ai.agent.id` if it is a did:key, else its resource's if that is: a framework sets its own
+    agent id on its spans (OpenAI's `asst_...`), where the operator may name the vouchnet agent on the resource."""
+    for attrs in (span.attrs, span.resource):
+        agent = attrs.get("gen_ai.agent.id")
+        if type(agent) is str and agent.startswith("did:key:"):
+            return agent
+    return None
 
 
 def _start_ms(span: Span, now_ms: int) -> int:

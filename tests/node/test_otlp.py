@@ -323,6 +323,13 @@ def test_the_agent_may_be_named_on_the_resource():
     assert (event.agent, event.category, event.name) == (OTHER, "a2a", "message/send")
 
 
+def test_a_framework_s_own_agent_id_on_the_span_leaves_the_resource_s_did_key_the_agent():
+    """The span's own `asst_...` shadowed the did:key the operator set on the resource: the span was ignored."""
+    framework_named = Span("s", START_NS, START_NS + 1, {**span().attrs, "gen_ai.agent.id": "asst_123"},
+                           {"gen_ai.agent.id": OTHER})
+    assert span_event(framework_named, now_ms=NOW).agent == OTHER
+
+
 spans = st.one_of(
     st.builds(span),
     st.builds(span, **{"vouchnet.outcome": st.text(max_size=4)}),
