@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,8 @@ from .audit_log import Appended, AuditLog
 from .events import MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
 from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
-from .otlp import SpanBatch
+from .otlp import IGNORED_REASONS, SpanBatch
+from .span_rejection_log import SpanRejectionLog
 from .strict_json import loads_strict, not_json
 
 _FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
@@ -119,7 +121,8 @@ class SpansWritten:
 
 @dataclass
 class Ingestor:
-    """Validates, stores and announces events. `listeners` are called with each durably appended batch.
+    """Validates, stores and announces events. `listeners` are called with each durably appended batch; `monotonic`
+    times the log's lines of rejected spans (node.span_rejection_log).
 
     The HTTP handlers store with `commit_async`: the commits (fsync) run in a worker thread, so the node's trio
     thread goes on serving, and validating the next batch, meanwhile. `write_lock` keeps one batch in flight at a
@@ -130,9 +133,11 @@ class Ingestor:
     idempotency: IdempotencyStore
     metrics: Registry
     listeners: list[BatchListener] = field(default_factory=list)
+    monotonic: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.write_lock = trio.Lock()
+        self._rejection_log = SpanRejectionLog(self.monotonic)
         m = self.metrics
         self._accepted = m.counter("events_accepted_total", "Events appended to the audit log")
         self._rejected = m.counter("events_rejected_total", "Events refused, by the field that broke a rule",
@@ -142,6 +147,8 @@ class Ingestor:
         self._listener_errors = m.counter("ingest_listener_errors_total", "Failures of a batch listener")
         self._spans = m.counter("spans_total", "OTLP spans received, by what became of them", ("result",),
                                  ("accepted", "duplicate", "rejected", "ignored"))
+        self._ignored = m.counter("spans_ignored_total", "OTLP spans that are not an agent's action, by why",
+                                  ("reason",), IGNORED_REASONS)
         m.collect("audit_entries", "Entries in the private audit log", lambda: self.audit.size)
 
     def reject(self, reason: str) -> None:
@@ -186,12 +193,16 @@ class Ingestor:
 
     def prepare_spans(self, batch: SpanBatch) -> Reply | Pending:
         """The Pending events of an OTLP request's spans, or the Reply at once if none became an event (nothing to
-        store: no write, no batch); counts the rejected and ignored spans. The reply's body is `{"duplicates": n}`:
-        spans already stored, or twice in the request, left out by the commit (accepted, and counted once)."""
+        store: no write, no batch); counts the rejected and ignored spans, and logs the rejected (at most a line per
+        reason a minute: node.span_rejection_log). The reply's body is `{"duplicates": n}`: spans already stored,
+        or twice in the request, left out by the commit (accepted, and counted once)."""
         for span in batch.rejected:
             self.reject(span.reason)
         self._spans.inc(len(batch.rejected), result="rejected")
-        self._spans.inc(batch.ignored, result="ignored")
+        self._rejection_log.note(batch.rejected)
+        self._spans.inc(batch.ignored.total(), result="ignored")
+        for reason, count in batch.ignored.items():
+            self._ignored.inc(count, reason=reason)
         if not batch.events:
             return Reply(200, {"duplicates": 0})
         spans = tuple(span_key(str(e.attrs.get("trace_id", "")), str(e.attrs.get("span_id", "")))

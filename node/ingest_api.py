@@ -152,8 +152,9 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
         A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
-        agent's did:key, become events; other spans are counted and ignored. A span stored once (by its trace and
-        span id) is not stored again when an exporter retries it, and is answered as accepted."""
+        agent's did:key, become events; such a span without the did:key is rejected (partial_success), other spans
+        are counted and ignored. A span stored once (by its trace and span id) is not stored again when an exporter
+        retries it, and is answered as accepted."""
         content_type = media_type(request)
         decode = _DECODERS.get(content_type)
         if decode is None:

@@ -10,16 +10,20 @@ A span becomes an event when it describes an agent acting and names that agent b
   name = the method and its target (`gen_ai.tool.name`, `gen_ai.prompt.name`). Session chatter (initialize,
   */list, notifications, ping) is not behaviour and is ignored.
 - The agent is `gen_ai.agent.id` on the span, else on the resource, the first of them that is a `did:key:` (a
-  framework may set its own agent id on the span). A span of neither (a framework's own agent id, or none) is not
-  about a vouchnet agent: ignored. One whose `did:key:` is malformed, or whose times are impossible, is rejected,
-  and counted in the response's partial_success.
+  framework may set its own agent id on the span). An action span of neither (a framework's own agent id only, or
+  none), or whose `did:key:` is malformed, or whose times are impossible, is rejected: counted in the response's
+  partial_success (the exporter was pointed at this node to report agents' actions; one that sets the wrong
+  attribute should hear so, not a full success).
 - Outcome: `vouchnet.outcome` if set (ok, error, denied, timeout); else, if the span has `error.type` or status
   ERROR, `timeout` when the error type or status message says timeout/deadline, `denied` when it says
   denied/forbidden/permission/unauthori[sz]ed/policy (or is 401/403), else `error`; otherwise `ok`.
 - `vouchnet.high_risk` (bool) marks a high-risk action; `vouchnet.category` overrides the category.
 - ts = span start (ms); duration_ms = end - start. A few attributes are kept in the event's attrs (SPAN_ATTRS,
   and the trace and span ids in hex), text cut to the attrs limit.
-Every other span is counted as ignored.
+Every other span is not an agent's action and is counted as ignored, by IGNORED_REASONS: `not_an_action`, a GenAI
+or MCP span of another kind (a model call, embeddings, MCP session chatter), and `not_genai`, a span of no `gen_ai.*`
+or `mcp.*` attribute (an HTTP call, a database query). These are not rejected: an exporter sends every span of its
+service, and a partial_success on nearly every request would bury the ones that matter.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +44,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 
 from vouching.bodies import CATEGORIES, OUTCOMES
 
-from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_time
+from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_agent, check_time
 from .strict_json import loads_strict, not_json
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
@@ -55,6 +60,8 @@ _MAX_ERROR_MESSAGE = 1024
 # real span is some 200-500 bytes, so a request within the body limit holds about this many. An empty span is
 # 2 bytes (and compresses to nothing): without this bound, 4 MiB of them were two million Span objects.
 MAX_SPANS = 20_000
+IGNORED_REASONS = ("not_an_action", "not_genai")  # vouchnet_spans_ignored_total's reasons (module docstring)
+_GENAI_PREFIXES = ("gen_ai.", "mcp.")
 
 Scalar = str | bool | int | float
 _MAX_DOUBLE = int(sys.float_info.max)
@@ -94,19 +101,21 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class RejectedSpan:
-    """A span that broke a rule: what the response says of it, and the event field it broke (InvalidEvent.reason)."""
+    """A span that broke a rule: what the response says of it, the rule alone (InvalidEvent's message, naming no
+    span), and the event field it broke (InvalidEvent.reason)."""
 
     detail: str
+    rule: str
     reason: str
 
 
 @dataclass
 class SpanBatch:
-    """A request's spans sorted out: the events, the rejected spans, and how many were ignored."""
+    """A request's spans sorted out: the events, the rejected spans, and how many were ignored, by IGNORED_REASONS."""
 
     events: list[Event] = field(default_factory=list)
     rejected: list[RejectedSpan] = field(default_factory=list)
-    ignored: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)
 
 
 # --- decoding -------------------------------------------------------------------------------------------
@@ -315,11 +324,11 @@ def _kept_attrs(span: Span) -> dict[str, Scalar]:
 
 
 def span_event(span: Span, *, now_ms: int) -> Event | None:
-    """The event a span reports, None if it is not about a vouchnet agent's action; raises InvalidEvent."""
+    """The event a span reports, None if it is not an agent's action; raises InvalidEvent."""
     classified = _classify(span)
-    agent = _agent(span)
-    if classified is None or agent is None:
+    if classified is None:
         return None
+    agent = _agent(span)
     category, name = classified
     override = span.attrs.get("vouchnet.category")
     if override is not None:
@@ -340,14 +349,29 @@ def span_event(span: Span, *, now_ms: int) -> Event | None:
     )
 
 
-def _agent(span: Span) -> str | None:
+def _agent(span: Span) -> str:
     """The span's `gen_ai.agent.id` if it is a did:key, else its resource's if that is: a framework sets its own
-    agent id on its spans (OpenAI's `asst_...`), where the operator may name the vouchnet agent on the resource."""
+    agent id on its spans (OpenAI's `asst_...`), where the operator may name the vouchnet agent on the resource.
+    Raises InvalidEvent (reason `agent`) if neither is, or it is malformed; the message holds no attribute's value."""
     for attrs in (span.attrs, span.resource):
         agent = attrs.get("gen_ai.agent.id")
         if type(agent) is str and agent.startswith("did:key:"):
-            return agent
-    return None
+            try:
+                return check_agent(agent)
+            except InvalidEvent as error:  # named by the attribute the exporter sent, not the event's field
+                raise InvalidEvent(f"gen_ai.agent.id{str(error).removeprefix('agent')}", reason="agent") from None
+    if "gen_ai.agent.id" in span.attrs or "gen_ai.agent.id" in span.resource:
+        raise InvalidEvent("gen_ai.agent.id: must be the agent's did:key (on the span or its resource), not a "
+                           "framework's own agent id", reason="agent")
+    raise InvalidEvent("gen_ai.agent.id: missing, on the span and its resource; set it to the agent's did:key",
+                       reason="agent")
+
+
+def _ignored_reason(span: Span) -> str:
+    """Why a span that is not an agent's action is ignored (IGNORED_REASONS)."""
+    if any(key.startswith(_GENAI_PREFIXES) for key in span.attrs):
+        return "not_an_action"
+    return "not_genai"
 
 
 def _start_ms(span: Span, now_ms: int) -> int:
@@ -367,10 +391,10 @@ def sort_spans(spans: list[Span], *, now_ms: int) -> SpanBatch:
         try:
             event = span_event(span, now_ms=now_ms)
         except InvalidEvent as error:
-            batch.rejected.append(RejectedSpan(f"span {index} ({span.name[:64]!r}): {error}", error.reason))
+            batch.rejected.append(RejectedSpan(f"span {index} ({span.name[:64]!r}): {error}", str(error), error.reason))
             continue
         if event is None:
-            batch.ignored += 1
+            batch.ignored[_ignored_reason(span)] += 1
         else:
             batch.events.append(event)
     return batch

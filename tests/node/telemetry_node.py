@@ -68,7 +68,8 @@ class TelemetryNode:
         self.replica = Replica(self.key, self.store, roots=(), max_hops=2, held_limit=100)
         self.audit = AuditLog.open(self.directory, clock=self.clock, monotonic=self.monotonic or self.clock.monotonic)
         self.idempotency = IdempotencyStore.open(self.directory, log_size=self.audit.size)
-        self.ingestor = Ingestor(self.audit, self.idempotency, self.metrics)
+        self.ingestor = Ingestor(self.audit, self.idempotency, self.metrics,
+                                 monotonic=self.monotonic or self.clock.monotonic)
         self.digester = Digester(self.audit, self.replica, DigestState.open(self.directory), self.metrics,
                                  epoch_ms=self.epoch_ms, dp_epsilon=self.dp_epsilon)
         self.ingestor.listeners.append(self.digester.observe)

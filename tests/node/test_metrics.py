@@ -192,6 +192,7 @@ async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at
     alert on, say, a witness's persist errors never fired on the first."""
     from gossip.sync_messages import SYNC_ERROR_REASONS
     from node.ingest import REJECTION_REASONS
+    from node.otlp import IGNORED_REASONS
 
     from .in_process import running
 
@@ -200,6 +201,7 @@ async def test_a_fresh_node_shows_each_series_of_a_closed_set_of_label_values_at
     known = {
         ("vouchnet_events_rejected_total", "reason"): REJECTION_REASONS,
         ("vouchnet_spans_total", "result"): ("accepted", "duplicate", "rejected", "ignored"),
+        ("vouchnet_spans_ignored_total", "reason"): IGNORED_REASONS,
         ("vouchnet_score_requests_total", "kind"): ("score", "check"),
         ("vouchnet_sync_errors_total", "reason"): (*SYNC_ERROR_REASONS, "busy", "timeout", "storage"),
         ("vouchnet_sync_served_errors_total", "reason"): (*SYNC_ERROR_REASONS, "busy", "timeout"),

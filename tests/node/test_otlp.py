@@ -4,6 +4,7 @@ GenAI and MCP spans become events, other spans are ignored, broken ones are reje
 import gzip
 import itertools
 import json
+import logging
 import re
 import threading
 import time
@@ -11,6 +12,7 @@ import time
 import httpx
 import pytest
 import trio
+from google.protobuf import json_format
 from google.rpc import status_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +28,7 @@ from node import ingest_api
 from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
 from node.ingest import REJECTION_REASONS
-from node.otlp import MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
+from node.otlp import IGNORED_REASONS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
 
 from ..factories import new_did
 from .otlp_json import otlp_json
@@ -109,7 +111,8 @@ async def _report_and_check(node, monkeypatch, compression, *, traces_need_token
     }
     assert all(e.agent == AGENT and e.attrs["service.name"] == "travel-agent" for e in stored)
     assert {r: node.metrics.value("spans_total", result=r) for r in ("accepted", "rejected", "ignored")} == {
-        "accepted": 4, "rejected": 1, "ignored": 3}
+        "accepted": 4, "rejected": 2, "ignored": 2}
+    assert node.metrics.value("spans_ignored_total", reason="not_an_action") == 2  # the model call, tools/list
 
 
 def json_request(*spans):
@@ -139,7 +142,7 @@ async def test_otlp_json_reports_partial_success_for_rejected_spans(node):
                                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
     assert response.status_code == 200
     partial = response.json()["partialSuccess"]
-    assert partial["rejectedSpans"] == "1" and "agent:" in partial["errorMessage"]
+    assert partial["rejectedSpans"] == "1" and "gen_ai.agent.id: must be an Ed25519 did:key" in partial["errorMessage"]
     stored = [decode_entry(e) for e in node.audit.ledger.entries(0, node.audit.size)]
     assert [(e.outcome, e.duration_ms, e.attrs["trace_id"]) for _, e in stored] == [
         ("ok", 2.5, "5b8efff798038103d269b633813fc60c"), ("denied", 2.5, "5b8efff798038103d269b633813fc60c")]
@@ -181,14 +184,84 @@ async def test_a_fully_accepted_protobuf_request_gets_an_empty_response(node):
     assert not parsed.HasField("partial_success")
 
 
-async def test_a_request_of_spans_that_are_not_about_agents_stores_nothing(node):
-    body = json_request(json_span(agent="framework-agent-7"), json_span(**{"gen_ai.operation.name": "chat"}))
+def without_agent(span):
+    """`span` with no gen_ai.agent.id attribute."""
+    return {**span, "attributes": [a for a in span["attributes"] if a["key"] != "gen_ai.agent.id"]}
+
+
+def plain_span():
+    """A span of no GenAI attribute: an HTTP call the same exporter sends."""
+    return {**json_span(), "name": "GET /flights", "attributes": [{"key": "http.request.method",
+                                                                  "value": {"stringValue": "GET"}}]}
+
+
+async def test_a_request_of_spans_that_are_not_agents_actions_stores_nothing_and_is_a_full_success(node):
+    body = json_request(json_span(**{"gen_ai.operation.name": "chat"}), plain_span())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
         response = await client.post("/v1/traces", content=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     assert response.status_code == 200 and "partialSuccess" not in response.json()
     assert node.audit.size == 0 and node.metrics.value("event_batches_total") == 0
     assert node.metrics.value("spans_total", result="ignored") == 2
+    assert [node.metrics.value("spans_ignored_total", reason=r) for r in ("not_an_action", "not_genai")] == [1, 1]
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+async def test_an_agent_s_action_without_its_did_key_is_rejected_in_partial_success(node, as_json):
+    """A tool call whose gen_ai.agent.id was a framework's own id, or missing, was ignored and answered as a full
+    success: an operator whose exporter set the wrong attribute saw nothing anywhere."""
+    body = json_request(json_span(agent="framework-agent-7"), without_agent(json_span()), plain_span(), json_span())
+    if as_json:
+        content, content_type = json.dumps(body).encode(), "application/json"
+    else:
+        content, content_type = json_format.ParseDict(body, trace_service_pb2.ExportTraceServiceRequest()
+                                                       ).SerializeToString(), "application/x-protobuf"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=content, headers={"Content-Type": content_type})
+    assert response.status_code == 200 and response.headers["content-type"] == content_type
+    if as_json:
+        partial = response.json()["partialSuccess"]
+        rejected, message = int(partial["rejectedSpans"]), partial["errorMessage"]
+    else:
+        partial = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content).partial_success
+        rejected, message = partial.rejected_spans, partial.error_message
+    assert rejected == 2
+    assert "span 0 ('execute_tool'): gen_ai.agent.id: must be the agent's did:key (on the span or its resource), " \
+           "not a framework's own agent id" in message
+    assert "span 1 ('execute_tool'): gen_ai.agent.id: missing, on the span and its resource" in message
+    assert [decode_entry(e)[1].agent for e in node.audit.ledger.entries(0, node.audit.size)] == [AGENT]
+    assert node.metrics.value("events_rejected_total", reason="agent") == 2
+    assert [node.metrics.value("spans_total", result=r) for r in ("accepted", "rejected", "ignored")] == [1, 2, 1]
+
+
+async def test_rejected_spans_are_logged_once_per_reason_a_minute_without_their_values(node, caplog):
+    """The stock Python exporter drops partial_success unread: the node's log is where its operator sees the
+    rejection, one line per reason a minute however many requests, counting them, and naming no attribute value."""
+    secret = "framework-agent-secret-s3cr3t"
+    skewed = json_span()
+    skewed["startTimeUnixNano"] = str(START_NS + 3_600 * 10**9)
+    skewed["endTimeUnixNano"] = skewed["startTimeUnixNano"]
+
+    async def post(*spans):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+            await client.post("/v1/traces", content=json.dumps(json_request(*spans)).encode(),
+                              headers={"Content-Type": "application/json"})
+
+    caplog.set_level(logging.WARNING, logger="node.span_rejection_log")
+    await post(json_span(agent=secret), json_span(agent=secret), skewed)
+    for _ in range(5):
+        node.clock.run(10_000)
+        await post(json_span(agent=secret))
+    lines = [(r.fields["reason"], r.fields["spans"], r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("agent", 2, "OTLP spans rejected, not stored: gen_ai.agent.id: must be the agent's did:key (on the span or "
+                     "its resource), not a framework's own agent id"),
+        ("ts", 1, "OTLP spans rejected, not stored: startTimeUnixNano: more than 5 min in the future (check the "
+                  "reporter's clock)")]
+    node.clock.run(10_000)  # a minute since the first line
+    await post(json_span(agent=secret))
+    assert [(r.fields["reason"], r.fields["spans"]) for r in caplog.records[2:]] == [("agent", 6)]
+    assert secret not in caplog.text and "execute_tool" not in caplog.text
 
 
 @pytest.mark.parametrize(("content_type", "body"), [
@@ -346,7 +419,8 @@ spans = st.one_of(
 @given(st.lists(spans, max_size=12))
 def test_every_span_is_accepted_rejected_or_ignored_independently(items):
     batch = sort_spans(items, now_ms=NOW)
-    assert len(batch.events) + len(batch.rejected) + batch.ignored == len(items)
+    assert len(batch.events) + len(batch.rejected) + batch.ignored.total() == len(items)
+    assert set(batch.ignored) <= set(IGNORED_REASONS)
     assert {span.reason for span in batch.rejected} <= set(REJECTION_REASONS)
     alone = [sort_spans([s], now_ms=NOW).events for s in items]
     assert batch.events == [e for events in alone for e in events]
@@ -360,7 +434,7 @@ def test_any_json_request_gives_spans_each_sorted_out_or_a_reason(request):
     except OtlpError:
         return
     batch = sort_spans(spans, now_ms=NOW)
-    assert len(batch.events) + len(batch.rejected) + batch.ignored == len(spans)
+    assert len(batch.events) + len(batch.rejected) + batch.ignored.total() == len(spans)
     assert {span.reason for span in batch.rejected} <= set(REJECTION_REASONS)
 
 
