@@ -146,7 +146,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans "
                                         "and names duplicates"},
                    400: {"model": ErrorBody, "description": "Not an OTLP trace export request"},
-                   413: {"model": ErrorBody, "description": f"Over 4 MiB or {MAX_SPANS} spans"},
+                   413: {"model": ErrorBody, "description": f"Over 4 MiB, or {MAX_SPANS} spans, resourceSpans "
+                                                            "or scopeSpans"},
                    415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor application/json"}},
     )
     async def post_traces(request: Request) -> Response:
