@@ -75,7 +75,8 @@ class _Refused(Exception):
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, decompressed per Content-Encoding (identity, gzip, deflate), at most `limit` bytes
-    before and after decompression; raises _Refused (413 too large, 415 unknown encoding, 400 corrupt)."""
+    before and after decompression; raises _Refused (413 too large, 415 unknown encoding, 400 corrupt, or with
+    bytes after the compressed stream's end)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise _Refused(415, "unsupported_encoding", "Content-Encoding: must be identity, gzip or deflate")
@@ -101,6 +102,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large  # a small body that inflates past the limit is refused before it is inflated further
     if not inflater.eof:
         raise _Refused(400, "bad_encoding", f"body: truncated {encoding} data")
+    if inflater.unused_data:  # a second gzip member (RFC 1952 §2.2), or anything else: not read, so not taken
+        raise _Refused(400, "bad_encoding", f"body: {len(inflater.unused_data)} bytes after the end of the {encoding} "
+                                            "data; send the body as one compressed stream")
     return data
 
 

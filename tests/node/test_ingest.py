@@ -6,6 +6,7 @@ import json
 import sqlite3
 import threading
 import uuid
+import zlib
 from functools import partial
 
 import httpx
@@ -130,6 +131,21 @@ async def test_gzip_bodies_are_accepted_and_corrupt_ones_refused(client, node):
     response = await client.post("/v1/events", content=gzip.compress(body)[:-9], headers=headers)
     assert (response.status_code, response.json()["error"]) == (400, "bad_encoding")
     assert node.audit.size == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_with_more_after_its_compressed_stream_is_refused_not_cut_short(client, node, encoding):
+    """Two gzip members (RFC 1952 lets a file hold several) were read to the end of the first: its events stored,
+    the second's lost, and the answer 200 as if all were taken."""
+    compress = gzip.compress if encoding == "gzip" else zlib.compress
+    first, second = (json.dumps({"events": [event(name=name)]}).encode() for name in ("first", "second"))
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": encoding}
+    for path in ("/v1/events", "/v1/traces"):  # (both read their bodies alike; no span in it matters here)
+        response = await client.post(path, content=compress(first) + compress(second), headers=headers)
+        assert (response.status_code, response.json()["error"]) == (400, "bad_encoding")
+        assert response.json()["detail"].startswith(f"body: {len(compress(second))} bytes after the end of the "
+                                                    f"{encoding} data")
+    assert node.audit.size == 0
 
 
 async def test_a_write_without_the_token_is_refused(client, node):
