@@ -162,8 +162,15 @@ def decode_protobuf(body: bytes) -> list[Span]:
     return spans
 
 
+def _json_field(parent: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A field's value, `default` if it is absent or null: ProtoJSON, which OTLP/JSON follows, reads a null as the
+    field's default value, as an exporter that writes its unset fields as null means it."""
+    value = parent.get(key)
+    return default if value is None else value
+
+
 def _json_list(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
-    value = parent.get(key, [])
+    value = _json_field(parent, key, [])
     if type(value) is not list:
         raise OtlpError(f"{where}.{key}: must be a list")
     return value
@@ -190,8 +197,7 @@ def _json_value(value: Any, where: str) -> Scalar | None:
         return value["stringValue"]
     if "boolValue" in value and type(value["boolValue"]) is bool:
         return value["boolValue"]
-    if "intValue" in value:
-        raw = value["intValue"]
+    if (raw := value.get("intValue")) is not None:
         if type(raw) is str and _INT.fullmatch(raw):
             raw = int(raw)
         if type(raw) is int and -(2**63) <= raw < 2**63:
@@ -209,10 +215,10 @@ def _json_attrs(items: list[Any], where: str) -> dict[str, Scalar]:
     attrs = {}
     for i, item in enumerate(items):
         item = _json_object(item, f"{where}[{i}]")
-        key = item.get("key")
+        key = _json_field(item, "key", "")
         if type(key) is not str:
             raise OtlpError(f"{where}[{i}].key: must be a string")
-        value = _json_value(item.get("value", {}), f"{where}[{i}].value")
+        value = _json_value(_json_field(item, "value", {}), f"{where}[{i}].value")
         if value is not None:
             attrs[key] = value
     return attrs
@@ -227,7 +233,8 @@ def _json_id(value: Any, where: str) -> str:
 
 
 def decode_json(body: bytes) -> list[Span]:
-    """The spans of an `application/json` ExportTraceServiceRequest (OTLP/JSON: hex ids, camelCase keys)."""
+    """The spans of an `application/json` ExportTraceServiceRequest (OTLP/JSON: hex ids, camelCase keys; a field
+    absent or null is its default)."""
     try:
         document = loads_strict(body)
     except ValueError as error:
@@ -242,7 +249,7 @@ def decode_json(body: bytes) -> list[Span]:
         scope_list = _json_list(resource_spans, "scopeSpans", where)
         scopes += len(scope_list)
         _check_count(scopes, "scopeSpans")
-        resource_obj = _json_object(resource_spans.get("resource", {}), f"{where}.resource")
+        resource_obj = _json_object(_json_field(resource_spans, "resource", {}), f"{where}.resource")
         resource = _json_attrs(_json_list(resource_obj, "attributes", f"{where}.resource"),
                                f"{where}.resource.attributes")
         for s, scope_spans in enumerate(scope_list):
@@ -256,18 +263,18 @@ def decode_json(body: bytes) -> list[Span]:
 
 
 def _json_span(span: dict[str, Any], resource: Mapping[str, Scalar], where: str) -> Span:
-    status = _json_object(span.get("status", {}), f"{where}.status")
-    code = status.get("code", 0)
+    status = _json_object(_json_field(span, "status", {}), f"{where}.status")
+    code = _json_field(status, "code", 0)
     if type(code) is not int:
         raise OtlpError(f"{where}.status.code: must be an integer")
-    message = status.get("message", "")
-    name = span.get("name", "")
+    message = _json_field(status, "message", "")
+    name = _json_field(span, "name", "")
     if type(message) is not str or type(name) is not str:
         raise OtlpError(f"{where}: name and status.message must be strings")
     return Span(
         name,
-        _json_uint64(span.get("startTimeUnixNano", 0), f"{where}.startTimeUnixNano"),
-        _json_uint64(span.get("endTimeUnixNano", 0), f"{where}.endTimeUnixNano"),
+        _json_uint64(_json_field(span, "startTimeUnixNano", 0), f"{where}.startTimeUnixNano"),
+        _json_uint64(_json_field(span, "endTimeUnixNano", 0), f"{where}.endTimeUnixNano"),
         _json_attrs(_json_list(span, "attributes", where), f"{where}.attributes"),
         resource,
         code,

@@ -148,6 +148,23 @@ async def test_otlp_json_reports_partial_success_for_rejected_spans(node):
         ("ok", 2.5, "5b8efff798038103d269b633813fc60c"), ("denied", 2.5, "5b8efff798038103d269b633813fc60c")]
 
 
+async def test_otlp_json_fields_given_as_null_are_their_defaults(node):
+    """ProtoJSON, which OTLP/JSON follows, reads a null as the field's default; a span of `"status": null` (or any
+    such field) had its whole request refused 400, which an exporter does not retry: every span in it lost."""
+    span = {**json_span(), "status": None, "name": None, "parentSpanId": None, "events": None}
+    span["attributes"] += [{"key": "rpc.response.status_code", "value": {"intValue": None}},
+                           {"key": "http.route", "value": None}, {"key": None, "value": {"stringValue": "x"}}]
+    body = {"resourceSpans": [{"resource": None, "scopeSpans": None}, {
+        "resource": {"attributes": None}, "scopeSpans": [{"scope": None, "spans": None}, {"spans": [span]}]}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and response.json() == {}
+    (stored,) = [decode_entry(e)[1] for e in node.audit.ledger.entries(0, node.audit.size)]
+    assert (stored.agent, stored.name, stored.outcome) == (AGENT, "lookup", "ok")
+    assert "rpc.response.status_code" not in stored.attrs
+
+
 async def test_a_span_refused_for_its_times_is_counted_by_the_event_field_they_become(node):
     """Named by the span's fields, its refusals are counted as the event's ts and duration_ms, not unknown_field."""
     old, backwards = json_span(), json_span()
