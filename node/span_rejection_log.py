@@ -3,8 +3,9 @@ LOG_INTERVAL_S, its `spans` field counting the rejections of that reason since i
 
 An exporter is told of rejected spans in its answer's partial_success, but the stock exporters mostly drop it unread
 (the Python SDK's does), so an operator whose exporter sets a wrong attribute would see nothing but a metric. Each
-line gives the rule broken (InvalidEvent's message, which names the span field and never a value the exporter sent
-but times), never a span's name or attribute: those are the exporter's text, and may hold what must not be logged.
+line gives the rule broken (InvalidEvent's message: it names the span's field, and quotes of what the exporter sent
+a time at most, or the one character of a malformed did:key that is not base58), never a span's name or an
+attribute's text: those are the exporter's words, and may hold what must not be logged.
 """
 
 from __future__ import annotations
