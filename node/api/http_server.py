@@ -13,10 +13,11 @@ request, head and body, within REQUEST_DEADLINE_S of the connection opening or f
 408 with a JSON reason (if no answer was begun) and the connection closes, so that a body trickled a byte per
 READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its client to leave is no request
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
-let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped, up
-to LINGER_BYTES within LINGER_S, before the connection goes on or closes, so that a client still uploading reads
-that answer rather than a reset (an answer that leaves more than LINGER_BYTES of a body of known length unread, or
-any of a chunked one, says `Connection: close`).
+let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped before
+the connection goes on or closes, so that a client still uploading reads that answer rather than a reset: up to
+LINGER_BYTES of a body of known length, as a body is read (each read within READ_TIMEOUT_S, all by the request's
+deadline), and the connection goes on; an answer that leaves more unread, or any of a chunked body, or one its
+client holds back for 100 Continue, says `Connection: close`, and up to LINGER_BYTES within LINGER_S are dropped.
 A malformed request gets h11's 4xx with a JSON reason and the connection closes, as does one the server cannot serve:
 501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for an HTTP
 version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say); empty lines before a request line, which h11 refuses,
@@ -62,8 +63,9 @@ READ_TIMEOUT_S = 10.0
 REQUEST_DEADLINE_S = 30.0  # for a whole request, head and body, from the connection opening or falling idle
 WRITE_TIMEOUT_S = 30.0
 _READ_BYTES = 64 * 1024
-# What of a request body its answer left unread (a 413 or 401 sent before it) is read and dropped before the
-# connection closes: twice the largest body the API takes (4 MiB of traces), within a second of the answer.
+# The most of a request body its answer left unread (a 413 or 401 sent before it) that is read and dropped for the
+# connection to go on, and before it closes (then within LINGER_S of the answer): twice the largest body the API
+# takes (4 MiB of traces).
 LINGER_BYTES = 8 << 20
 LINGER_S = 1.0
 BUSY_WRITE_S = 1.0  # the longest a newcomer refused a slot is written to (_busy)
@@ -238,20 +240,25 @@ class _Connection:
     async def _next_cycle(self) -> bool:
         """Ready for the next request on this connection; False if it must close. What the app left unread of
         the request body (a GET's empty body; one answered 413 or 401 before it was read) is read and dropped
-        first, up to LINGER_BYTES within LINGER_S, as nginx's lingering close and Go's net/http do: a client that
-        sends its whole body before reading (Python's http.client and requests) then reads its answer, where a
-        close with its bytes unread resets the connection (RFC 9293 §3.6.1) and it saw ECONNRESET instead."""
+        first: a client that sends its whole body before reading (Python's http.client and requests) then reads its
+        answer, where a close with its bytes unread resets the connection (RFC 9293 §3.6.1) and it saw ECONNRESET
+        instead. After an answer that said nothing of closing (at most LINGER_BYTES of a body of known length left:
+        _Exchange._closes_after), the rest is read as a body is, each read within READ_TIMEOUT_S and all by the
+        request's deadline, so that the connection goes on as its answer said, however slowly the body comes; after
+        one that said `Connection: close`, up to LINGER_BYTES within LINGER_S, as nginx's lingering close does."""
         if self.awaiting_continue:  # never told 100 Continue, the client need not send its body: it cannot be skipped
             await self._linger()  # but it may have sent it anyway (RFC 9110 §10.1.1), or begun to
             return False
+        if self.h11.our_state is h11.DONE:  # the answer kept the connection (one saying it closes: MUST_CLOSE)
+            while self.h11.their_state is h11.SEND_BODY:
+                await self.next_event(READ_TIMEOUT_S)
+            self.h11.start_next_cycle()
+            return True
         dropped = 0
         with trio.move_on_after(LINGER_S):
             while self.h11.their_state is h11.SEND_BODY and dropped <= LINGER_BYTES:
                 event = await self.next_event(READ_TIMEOUT_S)
                 dropped += len(event.data) if isinstance(event, h11.Data) else 0
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
-            return True
         return False
 
     async def next_event(self, timeout: float) -> h11.Event:
