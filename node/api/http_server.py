@@ -18,11 +18,12 @@ the connection goes on or closes, so that a client still uploading reads that an
 LINGER_BYTES of a body of known length, as a body is read (each read within READ_TIMEOUT_S, all by the request's
 deadline), and the connection goes on; an answer that leaves more unread, or any of a chunked body, or one its
 client holds back for 100 Continue, says `Connection: close`, and up to LINGER_BYTES within LINGER_S are dropped.
-A malformed request gets h11's 4xx with a JSON reason and the connection closes, as does one the server cannot serve:
-501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for an HTTP
-version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say); empty lines before a request line, which h11 refuses,
-are ignored (RFC 9112 §2.2). An app that fails before answering gives a 500 (its traceback goes to the log, not to
-the client), after that the connection closes.
+A malformed request gets h11's 4xx with a JSON reason and the connection closes (400 too for a body framed both by
+Transfer-Encoding and Content-Length, or by a Transfer-Encoding in HTTP/1.0: _framing_fault), as does one the server
+cannot serve: 501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for
+an HTTP version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say); empty lines before a request line, which h11
+refuses, are ignored (RFC 9112 §2.2). An app that fails before answering gives a 500 (its traceback goes to the log,
+not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
 for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. A
@@ -307,6 +308,8 @@ class _Connection:
             if not event.http_version.startswith(b"1."):  # h11 takes any d.d and would serve it as HTTP/1.1
                 raise h11.RemoteProtocolError(f"HTTP/{event.http_version.decode()}: this server speaks HTTP/1.1 only",
                                               error_status_hint=505)
+            if (fault := _framing_fault(event)) is not None:
+                raise h11.RemoteProtocolError(fault, error_status_hint=400)
         return event
 
     def _skip_empty_lines(self, held: bytes) -> None:
@@ -585,6 +588,20 @@ def _body_length(request: h11.Request) -> int | None:
     chunked (Transfer-Encoding, the only one h11 takes), its length not known ahead."""
     headers = dict(request.headers)
     return None if b"transfer-encoding" in headers else int(headers.get(b"content-length", b"0"))
+
+
+def _framing_fault(request: h11.Request) -> str | None:
+    """Why `request`'s body cannot be framed safely, which h11 takes as chunked (RFC 9112 §6.1): a Transfer-Encoding
+    with a Content-Length, whose body a proxy in front may have read by the other (request smuggling), or in HTTP/1.0,
+    which has no transfer codings (its framing faulty); None if it can."""
+    names = {name for name, _ in request.headers}
+    if b"transfer-encoding" not in names:
+        return None
+    if b"content-length" in names:
+        return "Transfer-Encoding and Content-Length: send one, not both (RFC 9112 §6.1)"
+    if request.http_version == b"1.0":
+        return "Transfer-Encoding in an HTTP/1.0 request, which has none: send Content-Length (RFC 9112 §6.1)"
+    return None
 
 
 def _has_body(request: h11.Request) -> bool:

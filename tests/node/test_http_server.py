@@ -464,6 +464,32 @@ async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(ser
     assert (await again.response())[0] == 200
 
 
+@pytest.mark.parametrize("head, detail", [
+    (b"POST / HTTP/1.1\r\nHost: node\r\nContent-Length: 11\r\nTransfer-Encoding: chunked\r\n\r\n",
+     "Transfer-Encoding and Content-Length: send one, not both (RFC 9112 §6.1)"),
+    (b"POST / HTTP/1.0\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n",
+     "Transfer-Encoding in an HTTP/1.0 request, which has none: send Content-Length (RFC 9112 §6.1)")])
+async def test_a_request_whose_body_has_two_framings_is_refused_and_nothing_behind_it_is_served(server, head, detail):
+    """Found by stop 41: a request with both Transfer-Encoding and Content-Length was read as chunked and its
+    connection went on, so what a proxy in front had framed by the Content-Length (a body ending in a request of
+    its own, here GET /smuggled) was served as the next request: request smuggling. RFC 9112 §6.1 has the
+    connection closed after such a request, and one of HTTP/1.0 with a Transfer-Encoding taken as faulty."""
+    refusals = []
+    served = []
+
+    async def recording_app(scope, receive, send):
+        served.append(scope["path"])
+        await echo_app(scope, receive, send)
+
+    client = await connect(await server(recording_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(head + b"0\r\n\r\n" + get("/smuggled"))
+    status, headers, body = await client.response()
+    assert (status, headers["connection"], json.loads(body)) == (400, "close", {"error": "bad_request",
+                                                                                "detail": detail})
+    assert await client.closed()
+    assert (served, refusals) == ([], [(400, "bad_request")])
+
+
 @pytest.mark.parametrize("line,quoted", [(b"bad header line", "'bad header line'"),
                                          (b"it's bad", '"it\\\'s bad"')])  # (a bytearray's repr in double quotes)
 async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server, line, quoted):
