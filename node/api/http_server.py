@@ -468,7 +468,7 @@ class _Exchange:
             await self._too_late(f"no byte of the request came for {READ_TIMEOUT_S:g} s")
             return {"type": "http.disconnect"}
         except h11.RemoteProtocolError as error:  # raised into an app that answers every failure (FastAPI), it was a
-            self.malformed = error  # 500 and a traceback logged as the node's, or a 400 blaming the body's JSON
+            self.malformed = _body_fault(error)  # 500 and a traceback logged as the node's, or a 400 blaming the JSON
             self.cut_off = self.disconnected = True
             return {"type": "http.disconnect"}
         if isinstance(event, h11.Data):
@@ -545,6 +545,16 @@ class _Exchange:
 def _parser() -> h11.Connection:
     """h11's server side for a connection: a request head still incomplete past MAX_HEAD_BYTES is refused (431)."""
     return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+
+
+def _body_fault(error: h11.RemoteProtocolError) -> h11.RemoteProtocolError:
+    """The refusal of a request whose chunked body h11 could not read (`error`): h11's 431, its buffer full while a
+    line of the body was incomplete, is a chunk's size line (with its extensions) or the trailer fields longer than
+    MAX_HEAD_BYTES, a 400 saying so, where it was answered as a request head too long."""
+    if error.error_status_hint != 431:
+        return error
+    return h11.RemoteProtocolError(f"chunked body: a chunk's size line (with its extensions), or its trailer fields, "
+                                   f"longer than {MAX_HEAD_BYTES} bytes", error_status_hint=400)
 
 
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:

@@ -538,6 +538,22 @@ async def test_a_malformed_chunked_body_gets_a_400_though_the_app_answers_every_
     assert (await again.response())[0] == 200
 
 
+@pytest.mark.parametrize("body", [b"3;" + b"e" * MAX_HEAD_BYTES,  # (a chunk's extensions, or the trailers, unended)
+                                  b"3\r\nabc\r\n0\r\nX-Trailer: " + b"e" * MAX_HEAD_BYTES])
+async def test_a_chunk_line_or_trailer_too_long_gets_a_400_saying_so_not_a_431_for_the_head(server, body):
+    """Found by stop 41: a chunk's size line (its extensions) or the trailer fields of a chunked body longer than
+    MAX_HEAD_BYTES, still incomplete, were answered 431 `head_too_large` saying the request head was too long, and
+    counted so, though the head was short."""
+    refusals = []
+    client = await connect(await server(answering_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    status, headers, answer = await client.response()
+    assert (status, headers["connection"], json.loads(answer)) == (400, "close", {
+        "error": "bad_request", "detail": f"chunked body: a chunk's size line (with its extensions), or its trailer "
+                                          f"fields, longer than {MAX_HEAD_BYTES} bytes"})
+    assert refusals == [(400, "bad_request")]
+
+
 async def test_a_body_found_malformed_after_the_app_answered_closes_the_connection_unanswered_again(server):
     """The app answered without reading the body (401), and the body the server then reads off is malformed: the
     connection closes, with no second answer and no refusal counted for one never sent."""
