@@ -1222,7 +1222,12 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
     assert spec["paths"]["/v1/node/own-records/acknowledge"]["post"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in spec["paths"]["/v1/records"]["get"]
     vouch_400 = spec["paths"]["/v1/vouches"]["post"]["responses"]["400"]["description"]  # its own, then the token's
-    assert vouch_400.startswith("An Idempotency-Key") and "; or a malformed Authorization header" in vouch_400
+    assert vouch_400.startswith("A body that is not JSON as I-JSON (RFC 7493) has it")
+    assert vouch_400.endswith("; or an Idempotency-Key that is not 1 to 255 printable ASCII; or a malformed "
+                              "Authorization header (`bad_request`, `WWW-Authenticate` saying `invalid_request`): sent "
+                              "more than once, `Bearer` without its token, or not followed by a space (`Bearer%20`)")
+    revocation_400 = spec["paths"]["/v1/revocations"]["post"]["responses"]["400"]["description"]
+    assert revocation_400 == vouch_400
     assert "400" not in spec["paths"]["/v1/records"]["get"]["responses"]
 
 
