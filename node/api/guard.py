@@ -40,7 +40,8 @@ def declare_refusals(spec: dict[str, Any], open_paths: Collection[str],
     """`spec`, the app's OpenAPI document, with what is answered before any handler (DESIGN §8): on every
     operation, 403 with the `forbidden` meanings (the guards served in front of the app, if any) and the HTTP
     server's 503 `busy` (node.api.http_server), after the operation's own 503 if it has one; on every write WriteGuard
-    guards, the bearer token, 401 and 503; on every write, 413. Changed in place."""
+    guards, the bearer token, 401, 503 and a malformed Authorization header's 400 (likewise after the operation's
+    own); on every write, 413. Changed in place."""
     open_path = _open_pattern(open_paths)
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
@@ -53,9 +54,8 @@ def declare_refusals(spec: dict[str, Any], open_paths: Collection[str],
                     operation.setdefault("security", [{bearer_scheme.scheme_name: []}])
                     responses.setdefault("401", error_body(_WRITE_REFUSALS[401]))
                     responses.setdefault("503", error_body(_WRITE_REFUSALS[503]))
-            own = responses.get("503")
-            responses["503"] = {**own, "description": f"{own['description']}; or {_BUSY[0].lower()}{_BUSY[1:]}"} \
-                if own else error_body(_BUSY)
+                    _declare(responses, "400", _WRITE_REFUSALS[400])
+            _declare(responses, "503", _BUSY)
     spec.setdefault("components", {}).setdefault("securitySchemes", {})[bearer_scheme.scheme_name] = \
         bearer_scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return spec
@@ -65,11 +65,21 @@ def declare_refusals(spec: dict[str, Any], open_paths: Collection[str],
 _BUSY = ("Every connection the node serves is busy (`busy`), answered before the request is read; `Retry-After` says "
          "when to try again")
 _WRITE_REFUSALS = {
-    401: "A write without this node's bearer token, or with more than one Authorization header",
+    400: "A malformed Authorization header (`bad_request`, `WWW-Authenticate` saying `invalid_request`): sent more "
+         "than once, `Bearer` without its token, or not followed by a space (`Bearer%20`)",
+    401: "A write without this node's bearer token (another scheme, or none), or with another token "
+         "(`WWW-Authenticate` saying `invalid_token`)",
     413: "The request body is too large",
     503: "The node takes no write now: it cannot read its token file (`no_token`), or its storage refused the write "
          "(`storage`, naming the file); `Retry-After` says when to try again",
 }
+
+
+def _declare(responses: dict[str, Any], status: str, meaning: str) -> None:
+    """Declare the response `status` with `meaning`, after the meaning the operation declares already, if any."""
+    own = responses.get(status)
+    responses[status] = {**own, "description": f"{own['description']}; or {meaning[0].lower()}{meaning[1:]}"} \
+        if own else error_body(meaning)
 
 
 # `Bearer%20<token>`: OTEL_EXPORTER_OTLP_TRACES_HEADERS's value as written, sent undecoded (the exporters of Java and
@@ -81,8 +91,8 @@ _ENCODED_SPACE = ("Authorization: the space after Bearer is percent-encoded (Bea
 
 
 class WriteGuard:
-    """ASGI middleware: every request but a read needs `Authorization: Bearer <token>` (else 401), and a body
-    over `max_bytes` fails with 413 before the app has read more than that.
+    """ASGI middleware: every request but a read needs `Authorization: Bearer <token>` (else 401; 400 for a malformed
+    header: _check_token), and a body over `max_bytes` fails with 413 before the app has read more than that.
 
     `body_limits` raises (or lowers) the bound for given paths, e.g. telemetry batches; `open_paths` are writes
     that need no token, e.g. OTLP trace export where configured so (`[api] traces_need_token = false`, for
@@ -133,14 +143,20 @@ class WriteGuard:
         await self.app(scope, limited_receive, send)
 
     def _check_token(self, scope: Scope) -> ApiError | None:
+        """The refusal of a write by its Authorization header, as RFC 6750 §3 has it: none or another scheme's, 401
+        and a challenge without an error; a malformed one (sent twice, RFC 9110 §11.6.2; `Bearer` without its
+        token, or not followed by a space), 400 `invalid_request`; another token, 401 `invalid_token`."""
         if len(sent := _headers(scope, b"authorization")) > 1:  # RFC 9110 §11.6.2: one credential, never a list
-            return _unauthorized(f"Authorization: sent {len(sent)} times; send one, the bearer token",
-                                 ', error="invalid_request"')
+            return _malformed(f"Authorization: sent {len(sent)} times; send one, the bearer token")
         scheme, _, token = (sent[0] if sent else b"").partition(b" ")
         if scheme.lower().startswith(_ENCODED_BEARER):
-            return _unauthorized(_ENCODED_SPACE, ', error="invalid_request"')
-        if scheme.lower() != b"bearer" or not token:
+            return _malformed(_ENCODED_SPACE)
+        if scheme.lower().startswith(b"bearer") and scheme.lower() != b"bearer":
+            return _malformed("Authorization: Bearer must be followed by a space, then the token")
+        if scheme.lower() != b"bearer":
             return _unauthorized("Authorization: a bearer token is required (the contents of the node's api.token)", "")
+        if not token.strip():
+            return _malformed("Authorization: Bearer without a token; send the contents of the node's api.token")
         if (expected := self.node.token) is None:
             return ApiError(503, "no_token", "api.token: the node cannot read its token file now (the node's log says "
                                              "why), so it takes no write; restore the file", {"Retry-After": "10"})
@@ -156,6 +172,12 @@ def _too_large(limit: int) -> ApiError:
 
 def _unauthorized(detail: str, challenge_extra: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": f'Bearer realm="vouchnet"{challenge_extra}'})
+
+
+def _malformed(detail: str) -> ApiError:
+    """A malformed Authorization header's refusal: 400 (RFC 6750 §3.1 `invalid_request`), its challenge saying so."""
+    challenge = 'Bearer realm="vouchnet", error="invalid_request"'
+    return ApiError(400, "bad_request", detail, {"WWW-Authenticate": challenge})
 
 
 def _headers(scope: Scope, name: bytes) -> list[bytes]:

@@ -13,15 +13,17 @@ request, head and body, within REQUEST_DEADLINE_S of the connection opening or f
 408 with a JSON reason (if no answer was begun) and the connection closes, so that a body trickled a byte per
 READ_TIMEOUT_S holds no connection for hours. A streamed response's wait for its client to leave is no request
 being received. Each write of the response must be taken within WRITE_TIMEOUT_S (a client that stops reading is
-let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped, up
-to LINGER_BYTES within LINGER_S, before the connection goes on or closes, so that a client still uploading reads
-that answer rather than a reset (an answer that leaves more than LINGER_BYTES of a body of known length unread, or
-any of a chunked one, says `Connection: close`).
-A malformed request gets h11's 4xx with a JSON reason and the connection closes, as does one the server cannot serve:
-501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for an HTTP
-version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say); empty lines before a request line, which h11 refuses,
-are ignored (RFC 9112 §2.2). An app that fails before answering gives a 500 (its traceback goes to the log, not to
-the client), after that the connection closes.
+let go). What an answer left unread of its request's body (a 413 or 401 sent before it) is read and dropped before
+the connection goes on or closes, so that a client still uploading reads that answer rather than a reset: up to
+LINGER_BYTES of a body of known length, as a body is read (each read within READ_TIMEOUT_S, all by the request's
+deadline), and the connection goes on; an answer that leaves more unread, or any of a chunked body, or one its
+client holds back for 100 Continue, says `Connection: close`, and up to LINGER_BYTES within LINGER_S are dropped.
+A malformed request gets h11's 4xx with a JSON reason and the connection closes (400 too for a body framed both by
+Transfer-Encoding and Content-Length, or by a Transfer-Encoding in HTTP/1.0: _framing_fault), as does one the server
+cannot serve: 501 `not_implemented` for a transfer coding other than chunked, 505 `http_version_not_supported` for
+an HTTP version other than 1.x (RFC 9112 §2.3; HTTP/2's preface, say); empty lines before a request line, which h11
+refuses, are ignored (RFC 9112 §2.2). An app that fails before answering gives a 500 (its traceback goes to the log,
+not to the client), after that the connection closes.
 While a response streams (server-sent events), the app's `receive` reports the client's disconnect, as it does
 for a client that leaves before its request's body is whole (no failure of the app's, nor a malformed request) and
 for a body malformed (its chunked framing), which the server answers as a malformed head, the app's answer dropped. A
@@ -62,8 +64,9 @@ READ_TIMEOUT_S = 10.0
 REQUEST_DEADLINE_S = 30.0  # for a whole request, head and body, from the connection opening or falling idle
 WRITE_TIMEOUT_S = 30.0
 _READ_BYTES = 64 * 1024
-# What of a request body its answer left unread (a 413 or 401 sent before it) is read and dropped before the
-# connection closes: twice the largest body the API takes (4 MiB of traces), within a second of the answer.
+# The most of a request body its answer left unread (a 413 or 401 sent before it) that is read and dropped for the
+# connection to go on, and before it closes (then within LINGER_S of the answer): twice the largest body the API
+# takes (4 MiB of traces).
 LINGER_BYTES = 8 << 20
 LINGER_S = 1.0
 BUSY_WRITE_S = 1.0  # the longest a newcomer refused a slot is written to (_busy)
@@ -238,20 +241,25 @@ class _Connection:
     async def _next_cycle(self) -> bool:
         """Ready for the next request on this connection; False if it must close. What the app left unread of
         the request body (a GET's empty body; one answered 413 or 401 before it was read) is read and dropped
-        first, up to LINGER_BYTES within LINGER_S, as nginx's lingering close and Go's net/http do: a client that
-        sends its whole body before reading (Python's http.client and requests) then reads its answer, where a
-        close with its bytes unread resets the connection (RFC 9293 §3.6.1) and it saw ECONNRESET instead."""
+        first: a client that sends its whole body before reading (Python's http.client and requests) then reads its
+        answer, where a close with its bytes unread resets the connection (RFC 9293 §3.6.1) and it saw ECONNRESET
+        instead. After an answer that said nothing of closing (at most LINGER_BYTES of a body of known length left:
+        _Exchange._closes_after), the rest is read as a body is, each read within READ_TIMEOUT_S and all by the
+        request's deadline, so that the connection goes on as its answer said, however slowly the body comes; after
+        one that said `Connection: close`, up to LINGER_BYTES within LINGER_S, as nginx's lingering close does."""
         if self.awaiting_continue:  # never told 100 Continue, the client need not send its body: it cannot be skipped
             await self._linger()  # but it may have sent it anyway (RFC 9110 §10.1.1), or begun to
             return False
+        if self.h11.our_state is h11.DONE:  # the answer kept the connection (one saying it closes: MUST_CLOSE)
+            while self.h11.their_state is h11.SEND_BODY:
+                await self.next_event(READ_TIMEOUT_S)
+            self.h11.start_next_cycle()
+            return True
         dropped = 0
         with trio.move_on_after(LINGER_S):
             while self.h11.their_state is h11.SEND_BODY and dropped <= LINGER_BYTES:
                 event = await self.next_event(READ_TIMEOUT_S)
                 dropped += len(event.data) if isinstance(event, h11.Data) else 0
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
-            return True
         return False
 
     async def next_event(self, timeout: float) -> h11.Event:
@@ -300,6 +308,8 @@ class _Connection:
             if not event.http_version.startswith(b"1."):  # h11 takes any d.d and would serve it as HTTP/1.1
                 raise h11.RemoteProtocolError(f"HTTP/{event.http_version.decode()}: this server speaks HTTP/1.1 only",
                                               error_status_hint=505)
+            if (fault := _framing_fault(event)) is not None:
+                raise h11.RemoteProtocolError(fault, error_status_hint=400)
         return event
 
     def _skip_empty_lines(self, held: bytes) -> None:
@@ -458,7 +468,7 @@ class _Exchange:
             await self._too_late(f"no byte of the request came for {READ_TIMEOUT_S:g} s")
             return {"type": "http.disconnect"}
         except h11.RemoteProtocolError as error:  # raised into an app that answers every failure (FastAPI), it was a
-            self.malformed = error  # 500 and a traceback logged as the node's, or a 400 blaming the body's JSON
+            self.malformed = _body_fault(error)  # 500 and a traceback logged as the node's, or a 400 blaming the JSON
             self.cut_off = self.disconnected = True
             return {"type": "http.disconnect"}
         if isinstance(event, h11.Data):
@@ -537,6 +547,16 @@ def _parser() -> h11.Connection:
     return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
 
+def _body_fault(error: h11.RemoteProtocolError) -> h11.RemoteProtocolError:
+    """The refusal of a request whose chunked body h11 could not read (`error`): h11's 431, its buffer full while a
+    line of the body was incomplete, is a chunk's size line (with its extensions) or the trailer fields longer than
+    MAX_HEAD_BYTES, a 400 saying so, where it was answered as a request head too long."""
+    if error.error_status_hint != 431:
+        return error
+    return h11.RemoteProtocolError(f"chunked body: a chunk's size line (with its extensions), or its trailer fields, "
+                                   f"longer than {MAX_HEAD_BYTES} bytes", error_status_hint=400)
+
+
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
     """A response head whose status line carries the status's standard reason phrase (`200 OK`, not `200 `)."""
     return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
@@ -578,6 +598,20 @@ def _body_length(request: h11.Request) -> int | None:
     chunked (Transfer-Encoding, the only one h11 takes), its length not known ahead."""
     headers = dict(request.headers)
     return None if b"transfer-encoding" in headers else int(headers.get(b"content-length", b"0"))
+
+
+def _framing_fault(request: h11.Request) -> str | None:
+    """Why `request`'s body cannot be framed safely, which h11 takes as chunked (RFC 9112 §6.1): a Transfer-Encoding
+    with a Content-Length, whose body a proxy in front may have read by the other (request smuggling), or in HTTP/1.0,
+    which has no transfer codings (its framing faulty); None if it can."""
+    names = {name for name, _ in request.headers}
+    if b"transfer-encoding" not in names:
+        return None
+    if b"content-length" in names:
+        return "Transfer-Encoding and Content-Length: send one, not both (RFC 9112 §6.1)"
+    if request.http_version == b"1.0":
+        return "Transfer-Encoding in an HTTP/1.0 request, which has none: send Content-Length (RFC 9112 §6.1)"
+    return None
 
 
 def _has_body(request: h11.Request) -> bool:

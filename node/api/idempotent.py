@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from vouching import Record, load_stored
 
 from ..idempotency import MAX_KEY, WINDOW_MS, RecordKey, check_key
-from .errors import ApiError, ErrorBody
+from .errors import ApiError, ErrorBody, error_responses
 from .view import NodeView
 
 Route = Literal["vouches", "revocations"]
@@ -31,8 +31,11 @@ HEADER_DESCRIPTION = (f"1 to {MAX_KEY} printable ASCII characters, fresh for eac
 
 
 def keyed_responses(what: str) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI entries of the answers a key adds."""
-    return {400: {"model": ErrorBody, "description": f"An Idempotency-Key that is not 1 to {MAX_KEY} printable ASCII"},
+    """The OpenAPI entries of the answers a key adds, to take the place of a write's own (error_responses): its 400,
+    for a body that is not I-JSON, kept before the key's."""
+    body = error_responses()[400]["description"]
+    return {400: {"model": ErrorBody, "description": f"{body}; or an Idempotency-Key that is not 1 to {MAX_KEY} "
+                                                    "printable ASCII"},
             422: {"model": ErrorBody, "description": f"A malformed request, a {what} the rules reject, or an "
                                                      f"Idempotency-Key used before for another {what}"}}
 

@@ -537,13 +537,30 @@ async def test_a_write_without_a_token_is_refused_with_a_bearer_challenge(api, n
     assert node.replica.store.size == 0
 
 
-@pytest.mark.parametrize("header", [f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", f"Basic {TOKEN}", "Bearer é"])
-async def test_a_write_with_another_token_is_refused(api, node, header):
+@pytest.mark.parametrize("header, challenge", [
+    (f"Bearer {TOKEN[:-1]}", ', error="invalid_token"'), (f"Bearer {TOKEN}x", ', error="invalid_token"'),
+    ("Bearer é", ', error="invalid_token"'), (f"Basic {TOKEN}", ""), (f"bearer  {TOKEN}x", ', error="invalid_token"')])
+async def test_a_write_with_another_token_is_refused(api, node, header, challenge):
+    """RFC 6750 §3: another token is `invalid_token`; another scheme's credentials, as none, carry no error code."""
     body = {"subject": new_did(), "weight": 0.5, "basis": "operator"}
     response = await api.post("/v1/vouches", json=body, headers={"Authorization": header.encode()})
     assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.headers["www-authenticate"] == f'Bearer realm="vouchnet"{challenge}'
     assert node.replica.store.size == 0
+
+
+@pytest.mark.parametrize("header, detail", [("Bearer", "Authorization: Bearer without a token"),
+                                            ("Bearer    ", "Authorization: Bearer without a token"),
+                                            (f"Bearer:{TOKEN}", "Authorization: Bearer must be followed by a space"),
+                                            (f"Bearer\t{TOKEN}", "Authorization: Bearer must be followed by a space")])
+async def test_a_write_whose_bearer_credentials_are_malformed_is_a_400_invalid_request(api, node, header, detail):
+    """Found by stop 41: RFC 6750 §3.1 has a malformed request `invalid_request`, answered 400; `Bearer` without its
+    token was a 401 saying a bearer token is required, with no error code, as for a request without any."""
+    body = {"subject": new_did(), "weight": 0.5, "basis": "operator"}
+    response = await api.post("/v1/vouches", json=body, headers={"Authorization": header.encode()})
+    assert_error(response, 400, "bad_request", detail)
+    assert response.headers["www-authenticate"] == 'Bearer realm="vouchnet", error="invalid_request"'
+    assert TOKEN not in response.text and node.replica.store.size == 0
 
 
 @pytest.mark.parametrize("path", ["/v1/traces", "/v1/events", "/v1/vouches"])
@@ -551,7 +568,7 @@ async def test_a_token_whose_space_is_percent_encoded_is_refused_saying_so(api, 
     """An OTLP exporter that sends OTEL_EXPORTER_OTLP_TRACES_HEADERS undecoded (`Bearer%20<token>`) was told that
     a bearer token is required, though it sent one."""
     response = await api.post(path, json={}, headers={"Authorization": f"Bearer%20{TOKEN}"})
-    assert_error(response, 401, "unauthorized", "Authorization: the space after Bearer is percent-encoded")
+    assert_error(response, 400, "bad_request", "Authorization: the space after Bearer is percent-encoded")
     assert response.headers["www-authenticate"] == 'Bearer realm="vouchnet", error="invalid_request"'
     assert TOKEN not in response.text
 
@@ -561,12 +578,13 @@ async def test_a_token_whose_space_is_percent_encoded_is_refused_saying_so(api, 
 async def test_a_write_with_two_authorization_headers_is_refused_whichever_holds_the_token(api, node, second,
                                                                                           first_is_the_token):
     """The first header was taken and the second not read: the write went through on the token, or was refused
-    as without it, depending on which of the two a proxy or client had put first."""
+    as without it, depending on which of the two a proxy or client had put first. A 400, as RFC 6750 §3.1 has
+    `invalid_request` (a 401 before stop 41)."""
     sent = [("Authorization", f"Bearer {TOKEN}"), ("Authorization", second)]
     headers = sent if first_is_the_token else sent[::-1]
     response = await api.post("/v1/vouches", json={"subject": new_did(), "weight": 0.5, "basis": "operator"},
                               headers=headers)
-    assert_error(response, 401, "unauthorized", "Authorization: sent 2 times; send one, the bearer token")
+    assert_error(response, 400, "bad_request", "Authorization: sent 2 times; send one, the bearer token")
     assert response.headers["www-authenticate"] == 'Bearer realm="vouchnet", error="invalid_request"'
     assert node.replica.store.size == 0
 
@@ -1203,6 +1221,14 @@ async def test_openapi_describes_every_endpoint_and_the_token(api):
     assert spec["paths"]["/v1/records"]["post"]["security"] == [{"HTTPBearer": []}]
     assert spec["paths"]["/v1/node/own-records/acknowledge"]["post"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in spec["paths"]["/v1/records"]["get"]
+    vouch_400 = spec["paths"]["/v1/vouches"]["post"]["responses"]["400"]["description"]  # its own, then the token's
+    assert vouch_400.startswith("A body that is not JSON as I-JSON (RFC 7493) has it")
+    assert vouch_400.endswith("; or an Idempotency-Key that is not 1 to 255 printable ASCII; or a malformed "
+                              "Authorization header (`bad_request`, `WWW-Authenticate` saying `invalid_request`): sent "
+                              "more than once, `Bearer` without its token, or not followed by a space (`Bearer%20`)")
+    revocation_400 = spec["paths"]["/v1/revocations"]["post"]["responses"]["400"]["description"]
+    assert revocation_400 == vouch_400
+    assert "400" not in spec["paths"]["/v1/records"]["get"]["responses"]
 
 
 async def test_openapi_declares_on_every_operation_the_503_busy_of_a_node_whose_connections_are_all_busy(api):
@@ -1245,7 +1271,8 @@ async def test_the_node_s_openapi_describes_everything_and_declares_every_refusa
             undescribed += [f"{name} {p['name']}" for p in operation.get("parameters", []) if not p.get("description")]
             if method != "get":
                 unbounded += [name] if "413" not in responses else []
-                guarded = {"401", "503"} <= set(responses) and operation.get("security") == [{"HTTPBearer": []}]
+                guarded = {"401", "503"} <= set(responses) and operation.get("security") == [{"HTTPBearer": []}] \
+                    and "malformed Authorization header" in responses.get("400", {}).get("description", "")
                 unguarded += [name] if not guarded and path != CHECK_PATH else []
             other_shape += [f"{name} {status}" for status, response in responses.items() if status[0] in "45" and
                             response.get("content", {}).get("application/json", {}).get("schema")

@@ -345,7 +345,9 @@ async def test_an_answer_after_part_of_a_body_was_read_says_the_connection_close
     assert (await client.response())[0] == 413  # the next request's, on the same connection
 
 
-async def test_the_body_dropped_after_an_answer_is_bounded_in_time(server, autojump_clock):
+async def test_the_body_dropped_after_an_answer_that_says_the_connection_closes_is_bounded_in_time(
+        server, monkeypatch, autojump_clock):
+    monkeypatch.setattr(http_server, "LINGER_BYTES", 1 << 10)  # less than the body: the answer says it closes
     client = await connect(await server(too_large_app))
     async with trio.open_nursery() as nursery:
         await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: 10000\r\n\r\n")
@@ -355,6 +357,24 @@ async def test_the_body_dropped_after_an_answer_is_bounded_in_time(server, autoj
         assert await client.closed()
         assert trio.current_time() - answered <= LINGER_S + 0.1
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("app", [refusing_app, too_large_app, half_reading_app])
+async def test_an_answer_before_the_body_that_keeps_the_connection_keeps_it_however_slowly_the_body_comes(
+        server, autojump_clock, app):
+    """Found by stop 41: after an answer sent before the body was read whole (401, 413; a 404 from a route that reads
+    none), which said nothing of closing, the rest of the body was dropped only if it came within LINGER_S of the
+    answer: one slower (each read still within READ_TIMEOUT_S) closed the connection unsaid, and a client keeping
+    connections alive sent its next request into one closed. The rest is read as a body is, and the connection goes
+    on as its answer said."""
+    client = await connect(await server(app))
+    await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: 4\r\n\r\nxy")
+    status, headers, _ = await client.response()
+    assert "connection" not in headers
+    for rest in (b"z", b"w" + b"POST /next HTTP/1.1\r\nHost: node\r\nContent-Length: 0\r\n\r\n"):
+        await trio.sleep(2 * LINGER_S)
+        await client.send(rest)
+    assert (await client.response())[0] == status  # the next request's, on the same connection
 
 
 async def test_a_head_request_gets_the_head_without_the_body(server):
@@ -444,6 +464,32 @@ async def test_a_malformed_request_gets_a_json_4xx_and_the_connection_closes(ser
     assert (await again.response())[0] == 200
 
 
+@pytest.mark.parametrize("head, detail", [
+    (b"POST / HTTP/1.1\r\nHost: node\r\nContent-Length: 11\r\nTransfer-Encoding: chunked\r\n\r\n",
+     "Transfer-Encoding and Content-Length: send one, not both (RFC 9112 §6.1)"),
+    (b"POST / HTTP/1.0\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n",
+     "Transfer-Encoding in an HTTP/1.0 request, which has none: send Content-Length (RFC 9112 §6.1)")])
+async def test_a_request_whose_body_has_two_framings_is_refused_and_nothing_behind_it_is_served(server, head, detail):
+    """Found by stop 41: a request with both Transfer-Encoding and Content-Length was read as chunked and its
+    connection went on, so what a proxy in front had framed by the Content-Length (a body ending in a request of
+    its own, here GET /smuggled) was served as the next request: request smuggling. RFC 9112 §6.1 has the
+    connection closed after such a request, and one of HTTP/1.0 with a Transfer-Encoding taken as faulty."""
+    refusals = []
+    served = []
+
+    async def recording_app(scope, receive, send):
+        served.append(scope["path"])
+        await echo_app(scope, receive, send)
+
+    client = await connect(await server(recording_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(head + b"0\r\n\r\n" + get("/smuggled"))
+    status, headers, body = await client.response()
+    assert (status, headers["connection"], json.loads(body)) == (400, "close", {"error": "bad_request",
+                                                                                "detail": detail})
+    assert await client.closed()
+    assert (served, refusals) == ([], [(400, "bad_request")])
+
+
 @pytest.mark.parametrize("line,quoted", [(b"bad header line", "'bad header line'"),
                                          (b"it's bad", '"it\\\'s bad"')])  # (a bytearray's repr in double quotes)
 async def test_a_malformed_request_s_reason_quotes_what_was_wrong_as_text(server, line, quoted):
@@ -490,6 +536,22 @@ async def test_a_malformed_chunked_body_gets_a_400_though_the_app_answers_every_
     again = await connect(address)
     await again.send(get("/ok"))
     assert (await again.response())[0] == 200
+
+
+@pytest.mark.parametrize("body", [b"3;" + b"e" * MAX_HEAD_BYTES,  # (a chunk's extensions, or the trailers, unended)
+                                  b"3\r\nabc\r\n0\r\nX-Trailer: " + b"e" * MAX_HEAD_BYTES])
+async def test_a_chunk_line_or_trailer_too_long_gets_a_400_saying_so_not_a_431_for_the_head(server, body):
+    """Found by stop 41: a chunk's size line (its extensions) or the trailer fields of a chunked body longer than
+    MAX_HEAD_BYTES, still incomplete, were answered 431 `head_too_large` saying the request head was too long, and
+    counted so, though the head was short."""
+    refusals = []
+    client = await connect(await server(answering_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    status, headers, answer = await client.response()
+    assert (status, headers["connection"], json.loads(answer)) == (400, "close", {
+        "error": "bad_request", "detail": f"chunked body: a chunk's size line (with its extensions), or its trailer "
+                                          f"fields, longer than {MAX_HEAD_BYTES} bytes"})
+    assert refusals == [(400, "bad_request")]
 
 
 async def test_a_body_found_malformed_after_the_app_answered_closes_the_connection_unanswered_again(server):

@@ -167,7 +167,8 @@ _RATES = ServingRates()
     f"past {MAX_CONFLICT_ROWS:,} rows the oldest acknowledged row is dropped",
     f"ids of the last {MAX_UNLISTED_SEEN:,} counted",
     f"431 `head_too_large` for a head over {MAX_HEAD_BYTES // 1024} KiB",
-    f"up to {LINGER_BYTES >> 20} MiB within {LINGER_S:g} s of the answer",
+    f"up to {LINGER_BYTES >> 20} MiB within {LINGER_S:g} s of an answer with `Connection: close`, else as a body is "
+    f"read (each read within {READ_TIMEOUT_S:g} s, all within the {REQUEST_DEADLINE_S:g} s above)",
     f"within {REQUEST_DEADLINE_S:g} s of its connection opening or falling idle (each read of its body within "
     f"{READ_TIMEOUT_S:g} s)",
     f"its head must arrive within {KEEP_ALIVE_S:g} s, or the connection is closed unanswered",
