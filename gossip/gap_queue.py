@@ -151,7 +151,7 @@ class GapQueue:
         return GapBatch(gaps, *route)
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
-             peerless: Collection[str] = (), behind: str | None = None) -> None:
+             peerless: Collection[str] = (), behind: str | None = None) -> int:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
         as long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no
         peer asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
@@ -160,7 +160,9 @@ class GapQueue:
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
         `behind` names the peer whose turn the fetch gave up waiting for: then it waits for `turn_freed(behind)`,
         likewise. A backoff is forgotten with its issuer's range, as an ended one is. An issuer whose range grew
-        meanwhile and that does not back off waits again, behind the others."""
+        meanwhile and that does not back off waits again, behind the others. Returns how many ranges that were to be
+        kept found no room (`limit` issuers waiting) and were dropped."""
+        unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
             if iss in vain:
@@ -171,14 +173,14 @@ class GapQueue:
                 if iss in self._wanted:
                     self._parked[iss] = None
                 continue
-            if iss in peerless:
-                self._keep(iss, batch, None)
-            elif iss in unanswered and behind is not None:
-                self._keep(iss, batch, behind)
+            if iss in peerless or iss in unanswered and behind is not None:
+                if not self._keep(iss, batch, None if iss in peerless else behind):
+                    unkept += 1
             if iss not in self._wanted or iss not in unanswered and iss not in peerless:
                 self._backing_off.pop(iss, None)
             if iss in self._wanted and iss not in self._peerless and iss not in self._behind:
                 self._ready.append(iss)
+        return unkept
 
     @property
     def awaiting_peer(self) -> bool:
@@ -205,9 +207,10 @@ class GapQueue:
             self._ready.append(iss)
         return bool(freed)
 
-    def _keep(self, iss: str, batch: GapBatch, behind: str | None) -> None:
+    def _keep(self, iss: str, batch: GapBatch, behind: str | None) -> bool:
         """Keep `iss`'s range of `batch` (no peer answered for it): grown into the one that came meanwhile, if one
-        did, else waiting, room allowing, for a peer (`peer_came`), or if `behind` is given for its turn."""
+        did, else waiting, room allowing, for a peer (`peer_came`), or if `behind` is given for its turn; False if
+        there was no room: it is dropped (a kept range takes no one's place: it would be the first to give its own)."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
@@ -219,6 +222,9 @@ class GapQueue:
                 self._peerless[iss] = None
             else:
                 self._behind[iss] = behind
+        else:
+            return False
+        return True
 
     def ready_at(self) -> float:
         """When the first issuer backing off may be fetched again (inf if none is)."""

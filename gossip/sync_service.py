@@ -116,6 +116,9 @@ class SyncStats:
                                         "repairs")
     gap_issuers_displaced: int = counted("Issuers whose waiting range made room for another issuer's: backing off, "
                                          "or kept for a peer to come or a peer's turn")
+    gap_issuers_unkept: int = counted("Issuers whose range a gap fetch no peer answered was to keep (for a peer to "
+                                      "come, or a peer's turn), dropped while the queue was full; the issuer's next "
+                                      "report or a periodic round repairs")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
@@ -822,7 +825,8 @@ class SyncService:
             try:
                 end = await self._fetch(batch)
             finally:
-                self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered, end.peerless, end.behind)
+                self.stats.gap_issuers_unkept += self._gaps.done(batch, end.vain, trio.current_time(),
+                                                                  end.unanswered, end.peerless, end.behind)
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer

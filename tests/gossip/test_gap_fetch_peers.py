@@ -659,3 +659,28 @@ async def test_a_gap_whose_fetch_gave_up_the_turn_of_a_round_that_then_failed_is
         assert node.service.stats.errors["turn"] == 1 and node.service.stats.errors["stream"] == 1
         assert node.asked == [(1 + HOLDING, A)]  # as the round ended, with no report meanwhile
         assert node.store.has(MISSING.id)
+
+
+async def test_a_gap_no_peer_answered_for_that_finds_the_queue_full_is_dropped_and_counted(tmp_path, autojump_clock):
+    """Found by stop 40's reader: a range to keep for a peer to come that found the queue full was dropped with no
+    metric or log; vouchnet_sync_gap_issuers_unkept_total counts it (the issuer's next report or a periodic round
+    repairs it)."""
+    vain, first, second = (Org() for _ in range(3))
+
+    async def session(node: Gaps, peer: str) -> int:
+        if len(node.asked) == 1:
+            return 0  # A has none of `vain`'s: it backs off
+        node.service.request_gaps(A, {vain.did: (1, 2)})  # waits while it backs off: one place
+        node.service.request_gaps(A, {first.did: (1, 2)})  # grown while fetched: the other place
+        await trio.sleep(0.5)
+        return await node.leave(A)
+
+    async with gaps(tmp_path, [A], session, gap_queue=2) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {vain.did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, {first.did: (1, 1), second.did: (1, 1)})  # one fetch of both
+        await trio.sleep(0.75)
+        assert [peer for _, peer in node.asked] == [A, A]
+        assert node.service.stats.gap_issuers_unkept == 1  # `second`, no place left to keep it in
+        assert node.service.stats.gap_issuers_vain == 1 and node.service.stats.gap_requests_dropped == 0

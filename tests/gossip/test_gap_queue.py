@@ -104,11 +104,11 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 parked.update(dict.fromkeys(iss for iss in batch.gaps if iss in wanted))
                 continue
             if outcome == "peerless":
-                queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+                unkept = queue.done(batch, [], 0.0, peerless=list(batch.gaps))
             elif outcome == "behind":
-                queue.done(batch, [], 0.0, unanswered=list(batch.gaps), behind="12D3KooWB")
+                unkept = queue.done(batch, [], 0.0, unanswered=list(batch.gaps), behind="12D3KooWB")
             else:
-                queue.done(batch, [], 0.0)
+                unkept = queue.done(batch, [], 0.0)
             for iss, (first, last) in batch.gaps.items():
                 if iss in wanted:
                     ready[iss] = []
@@ -118,6 +118,9 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 elif outcome != "answered" and len(wanted) < LIMIT:
                     wanted[iss] = (first, last)
                     kept[iss] = "peer" if outcome == "peerless" else "turn"
+                elif outcome != "answered":
+                    unkept -= 1  # no room to keep it: dropped, and counted
+            assert unkept == 0
         assert len(queue) == len(wanted) <= LIMIT and queue.awaiting_peer == ("peer" in kept.values())
         # in turn: while an issuer may be fetched, no other leads two batches (one may ride along with another's,
         # asked of the same peers in the same session: that costs the waiting issuer no turn)
@@ -200,8 +203,8 @@ def test_a_range_no_peer_was_there_to_answer_for_waits_for_the_next_peer_then_is
 
 def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_new_issuers():
     """Hostile peers that leave before answering cannot grow the queue past `limit`: a range kept for a peer takes
-    a place, and one that finds the queue full is dropped (the periodic round repairs it); nor keep a new issuer's gap
-    out: it takes the place of the longest kept."""
+    a place, and one that finds the queue full is dropped (the periodic round repairs it), and counted (stop 40's
+    reader: it was dropped unseen); nor keep a new issuer's gap out: it takes the place of the longest kept."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     for iss in ISSUERS[:2]:
         queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
@@ -209,11 +212,11 @@ def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_n
     assert batch is not None
     for iss in ISSUERS[2:2 + LIMIT]:
         queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
-    queue.done(batch, [], 0.0, peerless=list(batch.gaps))
-    assert len(queue) == LIMIT and not queue.peer_came("12D3KooWB")  # dropped: no room
+    assert queue.done(batch, [], 0.0, peerless=list(batch.gaps)) == 2  # dropped, and counted: no room
+    assert len(queue) == LIMIT and not queue.peer_came("12D3KooWB")
     batch = queue.take(LIMIT, 0.0)
     assert batch is not None
-    queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+    assert queue.done(batch, [], 0.0, peerless=list(batch.gaps)) == 0
     assert len(queue) == LIMIT and queue.take(1, 0.0) is None
     assert queue.add("12D3KooWA", {ISSUERS[2]: (1, 6)}, every=False) == Added(merged=1, released=1)  # in turn now
     assert queue.add("12D3KooWA", {ISSUERS[0]: (1, 5)}, every=False) == Added(queued=1, displaced=1)  # ISSUERS[3]'s
