@@ -1,22 +1,21 @@
 """The ranges sync is asked to fetch (gossip's gaps, the histories of orgs entering the horizon), one entry per
 issuer, served in turn (DESIGN.md §5: a gap → the missing range is fetched by sync).
 
-Any issuer inside the horizon can sign past a seq it never publishes, and have every record after it reported as
-a gap, hundreds a second. So an issuer has at most one fetch outstanding and one range waiting: what is reported
-meanwhile grows that range instead of queueing again, and issuers are served in the order their ranges came to
-wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
-peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
-keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer
-answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, said to
-come back later or refused the sync protocol, or none could be asked), the range waits for a peer to ask
-(`peer_came`: one connects, say, asked first, or one's wait ends), within the same `limit`; if a peer asked stayed,
-its session ended by one of ours, the range is forgotten (the issuer's next report, or a round with that peer, brings
-it), unless the fetch gave up waiting for the peer's turn: then it waits for that turn (`turn_freed`), within the same
-`limit`. When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest
-waiting), else one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org
-nothing, and their gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would
-otherwise keep every other issuer's out. A new one that backs off takes no one's place: it would not be in turn
-either. Sans-I/O: the caller gives the time.
+Any issuer inside the horizon can sign past a seq it never publishes, and have every record after it reported as a gap,
+hundreds a second. So an issuer has at most one fetch outstanding and one range waiting: what is reported meanwhile
+grows that range instead of queueing again, and issuers are served in the order their ranges came to wait, so that one
+issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no peer asked had it)
+leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches keep bringing nothing):
+the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer answered proves nothing and
+changes no backoff: if no peer was there to answer (those asked left first, said to come back later or refused the sync
+protocol, or none could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first, or
+one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by one of ours (given up waiting
+for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`), within the same `limit`. When
+`limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one
+kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps
+no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
+issuer's out. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives
+the time.
 """
 
 from __future__ import annotations
@@ -158,10 +157,10 @@ class GapQueue:
         no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
         of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
-        `behind` names the peer whose turn the fetch gave up waiting for: then it waits for `turn_freed(behind)`,
-        likewise. A backoff is forgotten with its issuer's range, as an ended one is. An issuer whose range grew
-        meanwhile and that does not back off waits again, behind the others. Returns how many ranges that were to be
-        kept found no room (`limit` issuers waiting) and were dropped."""
+        `behind` names that peer: then it waits for `turn_freed(behind)`, likewise. A backoff is forgotten with its
+        issuer's range, as an ended one is. An issuer whose range grew meanwhile and that does not back off waits again,
+        behind the others. Returns how many ranges that were to be kept found no room (`limit` issuers waiting) and
+        were dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)

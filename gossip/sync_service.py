@@ -153,12 +153,12 @@ class SyncStats:
 @dataclass(frozen=True)
 class _GapFetchEnd:
     """What a fetch of gaps (SyncService._fetch) left missing, for gap_queue's `done`: the issuers whose ranges are
-    not all here, by what became of the peers asked, and the peer whose turn it gave up, if any."""
+    not all here, by what became of the peers asked, and the peer whose session ours ended, if any stays."""
 
     vain: list[str] = field(default_factory=list)  # nothing of theirs came, though a peer asked answered
     unanswered: list[str] = field(default_factory=list)  # a peer asked stays, its session ended by ours
     peerless: list[str] = field(default_factory=list)  # no peer asked stays to be asked
-    behind: str | None = None  # of the peers that stay, one whose turn it gave up
+    behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
 class SyncService:
@@ -384,9 +384,9 @@ class SyncService:
         (each left before it answered, told us to come back later or refused the protocol, or none could be asked:
         gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else
         unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the
-        vain. The peer: of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges for
-        its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail) may
-        not fetch them."""
+        vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges for its turn (`_turn` frees
+        them), as the session in its way (a fetch of other gaps, or a round, which may fail), or that ended ours (a
+        round a catch-up needs, with that peer or for the slot, which may fail too), may not fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         present = self._syncing_peers()
@@ -394,8 +394,7 @@ class SyncService:
         asked: set[str] = set()
         answered = False  # by a peer asked: its session ran to its end, or failed as it stays (not for us, nor Busy,
         # nor refusing the sync protocol)
-        ended: set[str] = set()  # peers asked whose sessions ours ended (`_ENDED_BY_US`)
-        turns: list[str] = []  # of those, the peers whose turn it gave up
+        ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
@@ -404,9 +403,7 @@ class SyncService:
             asked.add(peer)
             pulled = await self._pull(peer, missing)
             if pulled in _ENDED_BY_US:
-                ended.add(peer)
-                if pulled == "turn":
-                    turns.append(peer)
+                ended.append(peer)
             elif pulled != "throttled" and (pulled != "stream" or peer in self.host.staying_peers()
                                             and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
@@ -417,9 +414,13 @@ class SyncService:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
             return _GapFetchEnd(vain=idle)
-        stayed = ended.intersection(self.host.staying_peers())
+        staying = self.host.staying_peers()
+        stayed = [peer for peer in ended if peer in staying]
         if stayed:
-            return _GapFetchEnd(unanswered=lacking, behind=next((peer for peer in turns if peer in stayed), None))
+            # (preempted too, not forgotten: the round that ended ours may fail, or fetch from another peer, and the
+            # range would wait for the issuer's next report or a periodic round; if it brought the range, the next
+            # fetch asks no one)
+            return _GapFetchEnd(unanswered=lacking, behind=stayed[0])
         return _GapFetchEnd(peerless=lacking)
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
