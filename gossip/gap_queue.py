@@ -14,15 +14,18 @@ for the peer's turn, or preempted), the range waits for that peer's turn (`turn_
 `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one
 kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps
 no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
-issuer's out. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives
-the time.
+issuer's out. Failing those, it takes the place of the newest range of the peer whose reports hold the most places, if
+that peer holds two more than the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they
+are fetched would otherwise fill the queue with ranges in turn, and keep every other peer's out; each gets an even
+share. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the
+time.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -39,6 +42,11 @@ class _Wanted:
     @property
     def route(self) -> tuple[tuple[str, ...], bool]:
         return tuple(self.origins), self.every
+
+    @property
+    def by(self) -> str | None:
+        """The peer whose report it stands for (the first asked), or None (an org's history, no peer's report)."""
+        return self.origins[0] if self.origins else None
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,8 @@ class Added:
     queued: int = 0  # issuers that were not waiting
     merged: int = 0  # issuers already waiting or being fetched: their range grew
     dropped: int = 0  # issuers not waiting when `limit` issuers were (the next periodic round repairs them)
-    displaced: int = 0  # issuers not in turn (backing off, or kept) whose range made room for one of these (likewise)
+    displaced: int = 0  # issuers whose range made room for one of these: not in turn (backing off, or kept), or of
+    # the peer whose reports held the most places (likewise)
     released: int = 0  # of those merged, issuers kept for a peer or a peer's turn: in turn now, one reported them
 
 
@@ -88,7 +97,8 @@ class GapQueue:
         for iss, (first, last) in gaps.items():
             wanted = self._wanted.get(iss)
             if wanted is None and len(self._wanted) >= self._limit:
-                if iss in self._backing_off or not self._displace():  # (backing off, it would not be in turn either)
+                # (backing off, it would not be in turn either)
+                if iss in self._backing_off or not self._displace(origin):
                     dropped += 1
                     continue
                 displaced += 1
@@ -113,22 +123,37 @@ class GapQueue:
                 wanted.origins.append(origin)
         return Added(queued, merged, dropped, displaced, released)
 
-    def _displace(self) -> bool:
-        """Forget the range of an issuer not in turn, to make room: one backing off (the longest waiting; a peer asked
-        answered without it), else one kept for a peer to come, else one kept for a peer's turn (the longest kept of
-        each); whether there was one. A backoff kept with a range goes with it, as in `done`: nothing would end it."""
+    def _displace(self, by: str | None) -> bool:
+        """Forget an issuer's range to make room for one `by` reported: one not in turn, backing off (the longest
+        waiting; a peer asked answered without it), else one kept for a peer to come, else one kept for a peer's turn
+        (the longest kept of each); else one in turn that crowds `by`'s out (`_crowding`); whether there was one. A
+        backoff kept with a range, but for one backing off, goes with it, as in `done`: nothing would end it."""
         if self._parked:
             victim = next(iter(self._parked))
             del self._parked[victim]
-        elif self._peerless or self._behind:
-            victim = next(iter(self._peerless or self._behind))
+        else:
+            kept = self._peerless or self._behind
+            victim = next(iter(kept)) if kept else self._crowding(by)
+            if victim is None:
+                return False
             self._peerless.pop(victim, None)
             self._behind.pop(victim, None)
             self._backing_off.pop(victim, None)
-        else:
-            return False
+            if victim in self._ready:  # (one crowding: kept ones wait in no turn, nor do ranges grown as fetched)
+                self._ready.remove(victim)
         del self._wanted[victim]
         return True
+
+    def _crowding(self, by: str | None) -> str | None:
+        """The newest range of the peer whose reports hold the most places (None standing for no peer's: the histories
+        of orgs), if that peer holds two more than `by` (one more, they would only trade places), else None: a peer
+        reporting fresh issuers' gaps by the hundred (their keys cost an org nothing) cannot keep another's out of
+        an even share of the queue, wherever those fetches are (waiting in turn, or their ranges grown as fetched)."""
+        held = Counter(wanted.by for wanted in self._wanted.values())
+        most = max(held.values())
+        if most < held[by] + 2:
+            return None
+        return next(iss for iss in reversed(self._wanted) if held[self._wanted[iss].by] == most)
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;

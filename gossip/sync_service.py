@@ -115,7 +115,8 @@ class SyncStats:
     gap_requests_dropped: int = counted("Issuers of a gap request dropped while the queue was full; a periodic round "
                                         "repairs")
     gap_issuers_displaced: int = counted("Issuers whose waiting range made room for another issuer's: backing off, "
-                                         "or kept for a peer to come or a peer's turn")
+                                         "kept for a peer to come or a peer's turn, or else the newest of the peer "
+                                         "whose reports held the most places, two more than the reporter's")
     gap_issuers_unkept: int = counted("Issuers whose range a gap fetch no peer answered was to keep (for a peer to "
                                       "come, or a peer's turn), dropped while the queue was full; the issuer's next "
                                       "report or a periodic round repairs")

@@ -4,6 +4,7 @@ peer was there to answer for kept for a peer to come; and the backoff after a va
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -39,14 +40,21 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
 @example([_add(ISSUERS[0]), ("take", 1), ("done", "vain"), _add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1),
           ("done", "peerless"), _add(ISSUERS[2]), _add(ISSUERS[3]), _add(ISSUERS[0]), _add(ISSUERS[4]),
           ("take", 3)])  # one backing off makes room first, then one kept; one backing off takes no one's place
+@example([*map(_add, ISSUERS[:3]), ("add", ISSUERS[3], 1, 0, "12D3KooWB"), ("add", ISSUERS[4], 1, 0, "12D3KooWB"),
+          ("take", 3), ("take", 3)])  # B's first takes the place of A's newest; its second would only trade places
+@example([_add(ISSUERS[0]), ("take", 1), _add(ISSUERS[1]), _add(ISSUERS[2]), _add(ISSUERS[0]),
+          ("add", ISSUERS[3], 1, 0, None), ("done", "answered"), ("take", 3)])  # a range grown as fetched makes room
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, or in vain: their
     ranges wait for a peer ("peer"), that turn ("turn"), a report, or the backoff to end (never here: the next tests),
     within the bound, where a new issuer's range takes the place of one not in turn (one backing off, else one kept
-    for a peer, else for a peer's turn), unless it backs off itself: one is never refused for ranges kept waiting."""
+    for a peer, else for a peer's turn), else of the newest of the peer whose reports hold the most places if that is
+    two more than its own peer's, unless it backs off itself: one is never refused for ranges kept waiting, nor for
+    those of a peer holding more than its share."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     fetching: list[GapBatch] = []
-    wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged
+    wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged, in the order each came to be held
+    reporters: dict[str, list[str]] = {}  # issuers of `wanted` -> the peers to ask first, the first standing for it
     ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
     kept: dict[str, str] = {}  # issuers of `wanted` waiting -> for what: "peer", or "turn" (of 12D3KooWB's)
     backing_off: set[str] = set()  # issuers whose last fetch was in vain
@@ -60,14 +68,26 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             if was is None and len(wanted) == LIMIT:
                 waiting = [*parked, *(each for each in kept if kept[each] == "peer"),
                            *(each for each in kept if kept[each] == "turn")]
+                held = Counter(reporters[each][0] if reporters[each] else None for each in wanted)
+                most = max(held.values())
+                if not waiting and most >= held[origin] + 2:  # one crowding the newcomer's peer out: its newest
+                    waiting = [next(each for each in reversed(wanted)
+                                    if held[reporters[each][0] if reporters[each] else None] == most)]
                 if iss in backing_off or not waiting:
                     assert added == Added(dropped=1)
+                    assert iss in backing_off or max(held.values()) <= held[origin] + 1  # (an even share)
                     continue
                 wanted.pop(waiting[0])
+                reporters.pop(waiting[0])
                 parked.pop(waiting[0], None)
                 kept.pop(waiting[0], None)
+                ready.pop(waiting[0], None)
                 displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
+            if was is None:
+                reporters[iss] = []
+            if origin is not None and origin not in reporters[iss] and len(reporters[iss]) < 3:
+                reporters[iss].append(origin)
             assert added == (Added(queued=1, displaced=displaced) if was is None
                              else Added(merged=1, released=int(iss in kept)))
             kept.pop(iss, None)  # (a report: a peer is there to ask)
@@ -85,6 +105,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             assert 1 <= len(batch.gaps) <= step[1]
             for iss, gap in batch.gaps.items():
                 assert wanted.pop(iss) == gap  # every report of it merged into the range taken
+                assert batch.origins == tuple(reporters.pop(iss))
                 del ready[iss]  # (a KeyError if it was not to be fetched: already being fetched, say)
             for taken in ready.values():
                 taken.append(next(iter(batch.gaps)))
@@ -96,6 +117,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             for iss in freed:
                 ready[iss] = []
                 del kept[iss]
+                if step[0] == "peer":
+                    reporters[iss] = ["12D3KooWC"]
         elif fetching:
             batch, outcome = fetching.pop(0), step[1]
             if outcome == "vain":
@@ -118,6 +141,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 elif outcome != "answered" and len(wanted) < LIMIT:
                     wanted[iss] = (first, last)
                     kept[iss] = "peer" if outcome == "peerless" else "turn"
+                    reporters[iss] = list(batch.origins) if outcome == "peerless" else ["12D3KooWB"]
                 elif outcome != "answered":
                     unkept -= 1  # no room to keep it: dropped, and counted
             assert unkept == 0
@@ -306,3 +330,21 @@ def test_a_range_whose_fetch_gave_up_a_peer_s_turn_waits_for_that_turn_then_is_a
     assert queue.turn_freed("12D3KooWB") and not queue.turn_freed("12D3KooWB")
     assert queue.take(1, 0.0) == GapBatch({held: (1, 6)}, ("12D3KooWB", "12D3KooWA"), every=False)
     assert queue.take(1, 0.0) == GapBatch({iss: (1, 5)}, ("12D3KooWB",), every=False)
+
+
+def test_a_peer_reporting_fresh_issuers_gaps_by_the_hundred_cannot_keep_another_peer_s_gaps_out():
+    """Found by stop 40's reader: ranges waiting in turn took no one's place, so a peer reporting fresh issuers' gaps
+    faster than they were fetched (keys vouched into the horizon cost an org nothing) filled the queue, and every other
+    peer's gaps were dropped until a periodic round. A peer holding two places fewer than the one holding the most
+    takes the newest of that one's: the two share the queue evenly, and no more."""
+    queue = GapQueue(256, backoff=BACKOFF)
+    flood = [f"did:key:zFresh{i}" for i in range(1000)]
+    assert queue.add("12D3KooWA", dict.fromkeys(flood, (1, 4)), every=False) == Added(queued=256, dropped=744)
+    honest = [f"did:key:zHonest{i}" for i in range(200)]
+    added = [queue.add("12D3KooWB", {iss: (1, 1)}, every=False) for iss in honest]
+    assert added == [Added(queued=1, displaced=1)] * 128 + [Added(dropped=1)] * 72
+    assert queue.add("12D3KooWA", {flood[0]: (1, 5)}, every=False) == Added(merged=1)  # its oldest were kept
+    assert queue.add("12D3KooWA", {flood[200]: (1, 4)}, every=False) == Added(dropped=1)
+    taken = [queue.take(64, 0.0) for _ in range(4)]
+    assert [batch.origins for batch in taken if batch] == [("12D3KooWA",)] * 2 + [("12D3KooWB",)] * 2
+    assert [iss for batch in taken if batch for iss in batch.gaps] == flood[:128] + honest[:128]
