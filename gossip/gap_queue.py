@@ -10,15 +10,16 @@ the reports go on, and each would otherwise be fetched in vain at once. A fetch 
 changes no backoff: if no peer was there to answer (those asked left first, said to come back later or refused the sync
 protocol, or none could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first, or
 one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by one of ours (given up waiting
-for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`), within the same `limit`. When
-`limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one
-kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps
-no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
-issuer's out. Failing those, it takes the place of the newest range of the peer whose reports hold the most places, if
-that peer holds two more than the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they
-are fetched would otherwise fill the queue with ranges in turn, and keep every other peer's out; each gets an even
-share. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the
-time.
+for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`), within the same `limit`. The
+rest of a range a peer began to send, then left or said to come back later, another peer having answered without it,
+waits likewise for a peer that connects (`peer_came` with one: those there answered). When `limit` issuers wait, a new
+one takes the place of one not in turn: one that backs off (the longest waiting), else one kept for a peer or a peer's
+turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill, or a
+hostile peer that is the only one there holding its turn, would otherwise keep every other issuer's out. Failing those,
+it takes the place of the newest range of the peer whose reports hold the most places, if that peer holds two more than
+the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they are fetched would otherwise
+fill the queue with ranges in turn, and keep every other peer's out; each gets an even share. A new one that backs off
+takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class GapQueue:
         self._backing_off: dict[str, tuple[float, float]] = {}  # issuer -> (until, seconds) after a vain fetch
         self._due: list[tuple[float, str]] = []  # heap of (until, issuer) of _backing_off
         self._parked: dict[str, None] = {}  # issuers of _wanted backing off, longest waiting first
-        self._peerless: dict[str, None] = {}  # issuers of _wanted waiting for a peer to connect, longest waiting first
+        # issuers of _wanted waiting for a peer to ask, longest waiting first -> whether only one that connects will do
+        self._peerless: dict[str, bool] = {}
         self._behind: dict[str, str] = {}  # issuers of _wanted waiting for a peer's turn (`turn_freed`) -> that peer
 
     def __len__(self) -> int:
@@ -175,15 +177,18 @@ class GapQueue:
         return GapBatch(gaps, *route)
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
-             peerless: Collection[str] = (), behind: str | None = None) -> int:
+             peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = ()) -> int:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
         as long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no
         peer asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
         no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
         of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
-        `behind` names that peer: then it waits for `turn_freed(behind)`, likewise. A backoff is forgotten with its
-        issuer's range, as an ended one is. An issuer whose range grew meanwhile and that does not back off waits again,
+        `behind` names that peer: then it waits for `turn_freed(behind)`, likewise. The rest of the range of one in
+        `begun` (a peer asked began to send it, then left or said to come back later, and another answered without
+        it) is kept likewise, for a peer that connects (`peer_came` with a peer: those there answered already), its
+        backoff ended (the fetch brought something). A backoff is forgotten with its issuer's range, as an ended one
+        is. An issuer whose range grew meanwhile and that does not back off waits again,
         behind the others. Returns how many ranges that were to be kept found no room (`limit` issuers waiting) and
         were dropped."""
         unkept = 0
@@ -197,8 +202,8 @@ class GapQueue:
                 if iss in self._wanted:
                     self._parked[iss] = None
                 continue
-            if iss in peerless or iss in unanswered and behind is not None:
-                if not self._keep(iss, batch, None if iss in peerless else behind):
+            if iss in peerless or iss in begun or iss in unanswered and behind is not None:
+                if not self._keep(iss, batch, behind if iss in unanswered else None, connecting=iss in begun):
                     unkept += 1
             if iss not in self._wanted or iss not in unanswered and iss not in peerless:
                 self._backing_off.pop(iss, None)
@@ -208,19 +213,20 @@ class GapQueue:
 
     @property
     def awaiting_peer(self) -> bool:
-        """Whether a range waits for a peer to come (`peer_came`)."""
-        return bool(self._peerless)
+        """Whether a range waits for any peer there to ask (`peer_came(None)`)."""
+        return not all(self._peerless.values())
 
     def peer_came(self, peer: str | None) -> bool:
         """A peer is there to ask: the issuers waiting for one wait in turn, to be asked of `peer` first if given (a
-        peer that connected), else of the peers that reported their ranges; whether any waited."""
-        for iss in self._peerless:
+        peer that connected), else (one is there) of the peers that reported their ranges, but for those waiting for
+        a peer to connect; whether any waited."""
+        freed = [iss for iss, connecting in self._peerless.items() if peer is not None or not connecting]
+        for iss in freed:
+            del self._peerless[iss]
             if peer is not None:
                 self._wanted[iss].origins = [peer]
             self._ready.append(iss)
-        waited = bool(self._peerless)
-        self._peerless.clear()
-        return waited
+        return bool(freed)
 
     def turn_freed(self, peer: str) -> bool:
         """`peer`'s turn is free (no session with it holds or awaits it): the issuers waiting for it wait in turn, to
@@ -231,10 +237,11 @@ class GapQueue:
             self._ready.append(iss)
         return bool(freed)
 
-    def _keep(self, iss: str, batch: GapBatch, behind: str | None) -> bool:
+    def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False) -> bool:
         """Keep `iss`'s range of `batch` (no peer answered for it): grown into the one that came meanwhile, if one
-        did, else waiting, room allowing, for a peer (`peer_came`), or if `behind` is given for its turn; False if
-        there was no room: it is dropped (a kept range takes no one's place: it would be the first to give its own)."""
+        did, else waiting, room allowing, for a peer (`peer_came`; one that connects, if `connecting`), or if `behind`
+        is given for its turn; False if there was no room: it is dropped (a kept range takes no one's place: it would
+        be the first to give its own)."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
@@ -243,7 +250,7 @@ class GapQueue:
         elif len(self._wanted) < self._limit:
             self._wanted[iss] = _Wanted(first, last, [behind] if behind else list(batch.origins), batch.every)
             if behind is None:
-                self._peerless[iss] = None
+                self._peerless[iss] = connecting
             else:
                 self._behind[iss] = behind
         else:

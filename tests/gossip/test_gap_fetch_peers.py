@@ -692,3 +692,32 @@ async def test_a_gap_no_peer_answered_for_that_finds_the_queue_full_is_dropped_a
         assert [peer for _, peer in node.asked] == [A, A]
         assert node.service.stats.gap_issuers_unkept == 1  # `second`, no place left to keep it in
         assert node.service.stats.gap_issuers_vain == 1 and node.service.stats.gap_requests_dropped == 0
+
+
+@pytest.mark.parametrize("comes", [NEWCOMERS[0], A], ids=["a newcomer", "that peer back within the interval"])
+async def test_the_rest_of_a_range_a_peer_began_to_send_then_left_is_fetched_from_the_next_peer_to_connect(
+        comes, tmp_path, autojump_clock):
+    """Found by stop 40's reader: a peer that left mid-answer, having sent part of the range, while another asked
+    answered without the rest: the range counted as fetched, records having come, and the rest waited for the
+    issuer's next report or a periodic round (up to sync_interval; a round on connecting only if none with that peer
+    started in the last interval). It is kept for the next peer to connect, asked first; the peer that answered is
+    not asked again meanwhile (it holds none of it), and the issuer does not back off."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return 0  # it has none of the rest
+        if len(node.asked) == 1:
+            node.fill()
+            return await node.leave(A)  # mid-answer
+        return len(node.service.replica.accept([AFTER]).accepted)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1, B)] and node.store.has(MISSING.id) and not node.store.has(AFTER.id)
+        await node.host.connect(comes)
+        connected = trio.current_time()
+        await trio.sleep(1)
+        assert node.asked[2:] == [(connected, comes)]  # at once, with no report
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0
