@@ -178,19 +178,18 @@ class GapQueue:
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
              peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = ()) -> int:
-        """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
-        as long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no
-        peer asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
-        no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
-        of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
+        """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice as
+        long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no peer
+        asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch no
+        peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range of
+        one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
         `behind` names that peer: then it waits for `turn_freed(behind)`, likewise. The rest of the range of one in
         `begun` (a peer asked began to send it, then left or said to come back later, and another answered without
         it) is kept likewise, for a peer that connects (`peer_came` with a peer: those there answered already), its
         backoff ended (the fetch brought something). A backoff is forgotten with its issuer's range, as an ended one
-        is. An issuer whose range grew meanwhile and that does not back off waits again,
-        behind the others. Returns how many ranges that were to be kept found no room (`limit` issuers waiting) and
-        were dropped."""
+        is. An issuer whose range grew meanwhile and that does not back off waits again, behind the others. Returns
+        how many ranges that were to be kept found no room (`limit` issuers waiting) and were dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
@@ -238,10 +237,10 @@ class GapQueue:
         return bool(freed)
 
     def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False) -> bool:
-        """Keep `iss`'s range of `batch` (no peer answered for it): grown into the one that came meanwhile, if one
-        did, else waiting, room allowing, for a peer (`peer_came`; one that connects, if `connecting`), or if `behind`
-        is given for its turn; False if there was no room: it is dropped (a kept range takes no one's place: it would
-        be the first to give its own)."""
+        """Keep `iss`'s range of `batch` (no peer answered for it, or the rest of one begun): grown into the one that
+        came meanwhile, if one did, else waiting, room allowing, for a peer (`peer_came`; one that connects, if
+        `connecting`), or if `behind` is given for its turn; False if there was no room: it is dropped (a kept range
+        takes no one's place: it would be the first to give its own)."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
