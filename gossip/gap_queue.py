@@ -1,29 +1,32 @@
 """The ranges sync is asked to fetch (gossip's gaps, the histories of orgs entering the horizon), one entry per
 issuer, served in turn (DESIGN.md §5: a gap → the missing range is fetched by sync).
 
-Any issuer inside the horizon can sign past a seq it never publishes, and have every record after it reported as
-a gap, hundreds a second. So an issuer has at most one fetch outstanding and one range waiting: what is reported
-meanwhile grows that range instead of queueing again, and issuers are served in the order their ranges came to
-wait, so that one issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no
-peer asked had it) leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches
-keep bringing nothing): the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer
-answered proves nothing and changes no backoff: if no peer was there to answer (those asked left first, said to
-come back later or refused the sync protocol, or none could be asked), the range waits for a peer to ask
-(`peer_came`: one connects, say, asked first, or one's wait ends), within the same `limit`; if a peer asked stayed,
-its session ended by one of ours, the range is forgotten (the issuer's next report, or a round with that peer, brings
-it), unless the fetch gave up waiting for the peer's turn: then it waits for that turn (`turn_freed`), within the same
-`limit`. When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest
-waiting), else one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org
-nothing, and their gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would
-otherwise keep every other issuer's out. A new one that backs off takes no one's place: it would not be in turn
-either. Sans-I/O: the caller gives the time.
+Any issuer inside the horizon can sign past a seq it never publishes, and have every record after it reported as a gap,
+hundreds a second. So an issuer has at most one fetch outstanding and one range waiting: what is reported meanwhile
+grows that range instead of queueing again, and issuers are served in the order their ranges came to wait, so that one
+issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no peer asked had it)
+leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches keep bringing nothing):
+the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer answered proves nothing and
+changes no backoff: if no peer was there to answer (those asked left first, said to come back later or refused the sync
+protocol, or none could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first, or
+one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by one of ours (given up waiting
+for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`), within the same `limit`. The
+rest of a range a peer began to send, then left or said to come back later, another peer having answered without it,
+waits likewise for a peer that connects (`peer_came` with one: those there answered). When `limit` issuers wait, a new
+one takes the place of one not in turn: one that backs off (the longest waiting), else one kept for a peer or a peer's
+turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill, or a
+hostile peer that is the only one there holding its turn, would otherwise keep every other issuer's out. Failing those,
+it takes the place of the newest range of the peer whose reports hold the most places, if that peer holds two more than
+the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they are fetched would otherwise
+fill the queue with ranges in turn, and keep every other peer's out; each gets an even share. A new one that backs off
+takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -40,6 +43,11 @@ class _Wanted:
     @property
     def route(self) -> tuple[tuple[str, ...], bool]:
         return tuple(self.origins), self.every
+
+    @property
+    def by(self) -> str | None:
+        """The peer whose report it stands for (the first asked), or None (an org's history, no peer's report)."""
+        return self.origins[0] if self.origins else None
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,8 @@ class Added:
     queued: int = 0  # issuers that were not waiting
     merged: int = 0  # issuers already waiting or being fetched: their range grew
     dropped: int = 0  # issuers not waiting when `limit` issuers were (the next periodic round repairs them)
-    displaced: int = 0  # issuers not in turn (backing off, or kept) whose range made room for one of these (likewise)
+    displaced: int = 0  # issuers whose range made room for one of these: not in turn (backing off, or kept), or of
+    # the peer whose reports held the most places (likewise)
     released: int = 0  # of those merged, issuers kept for a peer or a peer's turn: in turn now, one reported them
 
 
@@ -76,7 +85,8 @@ class GapQueue:
         self._backing_off: dict[str, tuple[float, float]] = {}  # issuer -> (until, seconds) after a vain fetch
         self._due: list[tuple[float, str]] = []  # heap of (until, issuer) of _backing_off
         self._parked: dict[str, None] = {}  # issuers of _wanted backing off, longest waiting first
-        self._peerless: dict[str, None] = {}  # issuers of _wanted waiting for a peer to connect, longest waiting first
+        # issuers of _wanted waiting for a peer to ask, longest waiting first -> whether only one that connects will do
+        self._peerless: dict[str, bool] = {}
         self._behind: dict[str, str] = {}  # issuers of _wanted waiting for a peer's turn (`turn_freed`) -> that peer
 
     def __len__(self) -> int:
@@ -89,7 +99,8 @@ class GapQueue:
         for iss, (first, last) in gaps.items():
             wanted = self._wanted.get(iss)
             if wanted is None and len(self._wanted) >= self._limit:
-                if iss in self._backing_off or not self._displace():  # (backing off, it would not be in turn either)
+                # (backing off, it would not be in turn either)
+                if iss in self._backing_off or not self._displace(origin):
                     dropped += 1
                     continue
                 displaced += 1
@@ -114,22 +125,37 @@ class GapQueue:
                 wanted.origins.append(origin)
         return Added(queued, merged, dropped, displaced, released)
 
-    def _displace(self) -> bool:
-        """Forget the range of an issuer not in turn, to make room: one backing off (the longest waiting; a peer asked
-        answered without it), else one kept for a peer to come, else one kept for a peer's turn (the longest kept of
-        each); whether there was one. A backoff kept with a range goes with it, as in `done`: nothing would end it."""
+    def _displace(self, by: str | None) -> bool:
+        """Forget an issuer's range to make room for one `by` reported: one not in turn, backing off (the longest
+        waiting; a peer asked answered without it), else one kept for a peer to come, else one kept for a peer's turn
+        (the longest kept of each); else one in turn that crowds `by`'s out (`_crowding`); whether there was one. A
+        backoff kept with a range, but for one backing off, goes with it, as in `done`: nothing would end it."""
         if self._parked:
             victim = next(iter(self._parked))
             del self._parked[victim]
-        elif self._peerless or self._behind:
-            victim = next(iter(self._peerless or self._behind))
+        else:
+            kept = self._peerless or self._behind
+            victim = next(iter(kept)) if kept else self._crowding(by)
+            if victim is None:
+                return False
             self._peerless.pop(victim, None)
             self._behind.pop(victim, None)
             self._backing_off.pop(victim, None)
-        else:
-            return False
+            if victim in self._ready:  # (one crowding: kept ones wait in no turn, nor do ranges grown as fetched)
+                self._ready.remove(victim)
         del self._wanted[victim]
         return True
+
+    def _crowding(self, by: str | None) -> str | None:
+        """The newest range of the peer whose reports hold the most places (None standing for no peer's: the histories
+        of orgs), if that peer holds two more than `by` (one more, they would only trade places), else None: a peer
+        reporting fresh issuers' gaps by the hundred (their keys cost an org nothing) cannot keep another's out of
+        an even share of the queue, wherever those fetches are (waiting in turn, or their ranges grown as fetched)."""
+        held = Counter(wanted.by for wanted in self._wanted.values())
+        most = max(held.values())
+        if most < held[by] + 2:
+            return None
+        return next(iss for iss in reversed(self._wanted) if held[self._wanted[iss].by] == most)
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;
@@ -151,16 +177,20 @@ class GapQueue:
         return GapBatch(gaps, *route)
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
-             peerless: Collection[str] = (), behind: str | None = None) -> None:
-        """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice
-        as long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no
-        peer asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch
-        no peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range
-        of one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
+             peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = ()) -> int:
+        """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice as
+        long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no peer
+        asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch no
+        peer answered proves nothing of the range, and cannot make a vain issuer's fetches come faster). The range of
+        one in `peerless` (no peer was there to answer) is kept, waiting for `peer_came`, while fewer than `limit`
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
-        `behind` names the peer whose turn the fetch gave up waiting for: then it waits for `turn_freed(behind)`,
-        likewise. A backoff is forgotten with its issuer's range, as an ended one is. An issuer whose range grew
-        meanwhile and that does not back off waits again, behind the others."""
+        `behind` names that peer: then it waits for `turn_freed(behind)`, likewise. The rest of the range of one in
+        `begun` (a peer asked began to send it, then left or said to come back later, and another answered without
+        it) is kept likewise, for a peer that connects (`peer_came` with a peer: those there answered already), its
+        backoff ended (the fetch brought something). A backoff is forgotten with its issuer's range, as an ended one
+        is. An issuer whose range grew meanwhile and that does not back off waits again, behind the others. Returns
+        how many ranges that were to be kept found no room (`limit` issuers waiting) and were dropped."""
+        unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
             if iss in vain:
@@ -171,30 +201,31 @@ class GapQueue:
                 if iss in self._wanted:
                     self._parked[iss] = None
                 continue
-            if iss in peerless:
-                self._keep(iss, batch, None)
-            elif iss in unanswered and behind is not None:
-                self._keep(iss, batch, behind)
+            if iss in peerless or iss in begun or iss in unanswered and behind is not None:
+                if not self._keep(iss, batch, behind if iss in unanswered else None, connecting=iss in begun):
+                    unkept += 1
             if iss not in self._wanted or iss not in unanswered and iss not in peerless:
                 self._backing_off.pop(iss, None)
             if iss in self._wanted and iss not in self._peerless and iss not in self._behind:
                 self._ready.append(iss)
+        return unkept
 
     @property
     def awaiting_peer(self) -> bool:
-        """Whether a range waits for a peer to come (`peer_came`)."""
-        return bool(self._peerless)
+        """Whether a range waits for any peer there to ask (`peer_came(None)`)."""
+        return not all(self._peerless.values())
 
     def peer_came(self, peer: str | None) -> bool:
         """A peer is there to ask: the issuers waiting for one wait in turn, to be asked of `peer` first if given (a
-        peer that connected), else of the peers that reported their ranges; whether any waited."""
-        for iss in self._peerless:
+        peer that connected), else (one is there) of the peers that reported their ranges, but for those waiting for
+        a peer to connect; whether any waited."""
+        freed = [iss for iss, connecting in self._peerless.items() if peer is not None or not connecting]
+        for iss in freed:
+            del self._peerless[iss]
             if peer is not None:
                 self._wanted[iss].origins = [peer]
             self._ready.append(iss)
-        waited = bool(self._peerless)
-        self._peerless.clear()
-        return waited
+        return bool(freed)
 
     def turn_freed(self, peer: str) -> bool:
         """`peer`'s turn is free (no session with it holds or awaits it): the issuers waiting for it wait in turn, to
@@ -205,9 +236,11 @@ class GapQueue:
             self._ready.append(iss)
         return bool(freed)
 
-    def _keep(self, iss: str, batch: GapBatch, behind: str | None) -> None:
-        """Keep `iss`'s range of `batch` (no peer answered for it): grown into the one that came meanwhile, if one
-        did, else waiting, room allowing, for a peer (`peer_came`), or if `behind` is given for its turn."""
+    def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False) -> bool:
+        """Keep `iss`'s range of `batch` (no peer answered for it, or the rest of one begun): grown into the one that
+        came meanwhile, if one did, else waiting, room allowing, for a peer (`peer_came`; one that connects, if
+        `connecting`), or if `behind` is given for its turn; False if there was no room: it is dropped (a kept range
+        takes no one's place: it would be the first to give its own)."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
@@ -216,9 +249,12 @@ class GapQueue:
         elif len(self._wanted) < self._limit:
             self._wanted[iss] = _Wanted(first, last, [behind] if behind else list(batch.origins), batch.every)
             if behind is None:
-                self._peerless[iss] = None
+                self._peerless[iss] = connecting
             else:
                 self._behind[iss] = behind
+        else:
+            return False
+        return True
 
     def ready_at(self) -> float:
         """When the first issuer backing off may be fetched again (inf if none is)."""

@@ -115,7 +115,11 @@ class SyncStats:
     gap_requests_dropped: int = counted("Issuers of a gap request dropped while the queue was full; a periodic round "
                                         "repairs")
     gap_issuers_displaced: int = counted("Issuers whose waiting range made room for another issuer's: backing off, "
-                                         "or kept for a peer to come or a peer's turn")
+                                         "kept for a peer to come or a peer's turn, or else the newest of the peer "
+                                         "whose reports held the most places, two more than the reporter's")
+    gap_issuers_unkept: int = counted("Issuers whose range a gap fetch no peer answered was to keep (for a peer to "
+                                      "come, or a peer's turn), dropped while the queue was full; the issuer's next "
+                                      "report or a periodic round repairs")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
@@ -150,12 +154,14 @@ class SyncStats:
 @dataclass(frozen=True)
 class _GapFetchEnd:
     """What a fetch of gaps (SyncService._fetch) left missing, for gap_queue's `done`: the issuers whose ranges are
-    not all here, by what became of the peers asked, and the peer whose turn it gave up, if any."""
+    not all here, by what became of the peers asked, and the peer whose session ours ended, if any stays."""
 
     vain: list[str] = field(default_factory=list)  # nothing of theirs came, though a peer asked answered
     unanswered: list[str] = field(default_factory=list)  # a peer asked stays, its session ended by ours
     peerless: list[str] = field(default_factory=list)  # no peer asked stays to be asked
-    behind: str | None = None  # of the peers that stay, one whose turn it gave up
+    begun: list[str] = field(default_factory=list)  # a peer asked began to send them, then left or said Busy; another
+    # answered without the rest (with vain)
+    behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
 class SyncService:
@@ -370,19 +376,22 @@ class SyncService:
 
     async def _fetch(self, batch: GapBatch) -> _GapFetchEnd:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
-        missing, from other connected peers, those that connect while it runs too (a peer's records may have come back
-        with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if `batch.every`
-        as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for
-        them too, unless it had one less than `interval` ago); never a peer that refused the sync protocol, nor any
-        after our disk failed (`storage`). The issuers whose ranges are not all here, and a peer or None
-        (_GapFetchEnd): vain, those of which nothing came, if a peer asked answered (without them, or failing while it
-        stays connected, but for refusing the protocol: a gossip-only node serves no one); else all of them (a peer
-        that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync
-        (each left before it answered, told us to come back later or refused the protocol, or none could be asked:
-        gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else
-        unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the
-        vain. The peer: of those that stay, one whose turn it gave up, if any: gap_queue keeps the unanswered ranges for
-        its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail) may
+        missing, from other connected peers, those that connect while it runs too (a peer's records may have come
+        back with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if
+        `batch.every` as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on
+        connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
+        sync protocol, nor any after our disk failed (`storage`). The issuers whose ranges are not all here, and a
+        peer or None (_GapFetchEnd): vain, those of which nothing came, if a peer asked answered (without them, or
+        failing while it stays connected, but for refusing the protocol: a gossip-only node serves no one), and
+        begun, those of which a peer that then left or told us to come back later sent some (it may hold the rest,
+        which gap_queue keeps for a peer to connect: those there answered without it, or told us to come back later);
+        else all of them (a peer that began to send a range may hold the rest), peerless if no peer asked stays to be
+        asked and serves sync (each left before it answered, told us to come back later or refused the protocol, or
+        none could be asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as
+        its wait ends), else unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue
+        backs off none but the vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges
+        for its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may
+        fail), or that ended ours (a round a catch-up needs, with that peer or for the slot, which may fail too), may
         not fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
@@ -391,32 +400,37 @@ class SyncService:
         asked: set[str] = set()
         answered = False  # by a peer asked: its session ran to its end, or failed as it stays (not for us, nor Busy,
         # nor refusing the sync protocol)
-        ended: set[str] = set()  # peers asked whose sessions ours ended (`_ENDED_BY_US`)
-        turns: list[str] = []  # of those, the peers whose turn it gave up
+        ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
+        begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
                 return _GapFetchEnd()
             asked.add(peer)
+            before = {iss: store.head(iss) for iss in missing}
             pulled = await self._pull(peer, missing)
             if pulled in _ENDED_BY_US:
-                ended.add(peer)
-                if pulled == "turn":
-                    turns.append(peer)
+                ended.append(peer)
             elif pulled != "throttled" and (pulled != "stream" or peer in self.host.staying_peers()
                                             and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
                     break  # nor is the next peer asked: its records would fail our disk the same way
+            else:
+                begun.update(iss for iss in missing if store.head(iss) != before[iss])
         lacking = list(missing_ranges(store, batch.gaps))
         if answered:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
-            return _GapFetchEnd(vain=idle)
-        stayed = ended.intersection(self.host.staying_peers())
+            return _GapFetchEnd(vain=idle, begun=[iss for iss in lacking if iss in begun])
+        staying = self.host.staying_peers()
+        stayed = [peer for peer in ended if peer in staying]
         if stayed:
-            return _GapFetchEnd(unanswered=lacking, behind=next((peer for peer in turns if peer in stayed), None))
+            # (preempted too, not forgotten: the round that ended ours may fail, or fetch from another peer, and the
+            # range would wait for the issuer's next report or a periodic round; if it brought the range, the next
+            # fetch asks no one)
+            return _GapFetchEnd(unanswered=lacking, behind=stayed[0])
         return _GapFetchEnd(peerless=lacking)
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
@@ -822,7 +836,8 @@ class SyncService:
             try:
                 end = await self._fetch(batch)
             finally:
-                self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered, end.peerless, end.behind)
+                self.stats.gap_issuers_unkept += self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered,
+                                                                  end.peerless, end.behind, begun=end.begun)
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer

@@ -4,7 +4,7 @@ whose peers asked all left before answering, said to come back later or refused 
 could be asked for) does not back off, and its range is fetched from the next peer to connect, or at once from a peer
 still there that the fetch did not ask or that came back, or that had said to come back later and may be asked again;
 one whose fetch was ended for a round a catch-up needs, or gave up its peer's turn, does not back off either (its range
-fetched as that turn comes free, if it gave the turn up), while one whose peers answered without its records still
+fetched as that turn comes free), while one whose peers answered without its records still
 does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
@@ -83,11 +83,13 @@ class StandInHost(ConnectedHost):
 
 @asynccontextmanager
 async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], Awaitable[int]], *,
-               gap_queue: int = 256) -> AsyncIterator[Gaps]:
+               gap_queue: int = 256, max_sessions: int = 8) -> AsyncIterator[Gaps]:
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(ORG.did,), max_hops=1, held_limit=10)
         host = StandInHost(list(peers))
-        node = Gaps(host, SyncService(host, replica, network="test", interval=INTERVAL, gap_queue=gap_queue), store)
+        service = SyncService(host, replica, network="test", interval=INTERVAL, gap_queue=gap_queue,
+                              max_sessions=max_sessions)
+        node = Gaps(host, service, store)
 
         async def stand_in(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
             if fetching is None:
@@ -112,14 +114,14 @@ async def _behind_another_fetch(node: Gaps, nursery: trio.Nursery) -> None:
     node.service.request_gaps(A, GAP)
 
 
-async def _ended_by_a_needed_round(node: Gaps) -> None:
-    """A reports GAP at 1 s, and its fetch (the test's session with A lasting) is ended at 1.5 s by a round with A a
-    catch-up needs (sync_errors_total{reason="preempted"})."""
+async def _ended_by_a_needed_round(node: Gaps, round_peer: str = A) -> None:
+    """A reports GAP at 1 s, and its fetch (the test's session with A lasting) is ended at 1.5 s by a round a catch-up
+    needs (sync_errors_total{reason="preempted"}), with A, or with `round_peer` for the slot (all taken)."""
     await trio.sleep(1)
     node.service.request_gaps(A, GAP)
     await trio.sleep(0.5)
     node.service.catch_up_peers.append(lambda peer: True)
-    await node.service.sync_with(A)
+    await node.service.sync_with(round_peer)
     node.service.catch_up_peers.clear()
 
 
@@ -378,23 +380,29 @@ async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_
         assert node.asked[5:] == [(6, newcomers[3]), (7, newcomers[4])]  # the two not asked, at once
 
 
-async def test_an_issuer_whose_gap_fetch_was_ended_for_a_needed_round_does_not_back_off(tmp_path, autojump_clock):
+@pytest.mark.parametrize("round_peer", [A, B], ids=["a round with its peer", "another peer's round, for the slot"])
+async def test_a_gap_whose_fetch_was_ended_for_a_needed_round_is_fetched_as_it_ends_and_does_not_back_off(
+        round_peer, tmp_path, autojump_clock):
     """Found by stop 38's review: a fetch ended for a round a catch-up needs (sync_errors_total{reason="preempted"})
     counted as its peer's answer without the records, and the issuer's next gap waited a second (longer after each
-    such fetch, up to the interval), though the peer was never given its say."""
+    such fetch, up to the interval), though the peer was never given its say. Stop 40's reader: its range was then
+    forgotten, to wait for the issuer's next report or a periodic round (up to sync_interval), though that round may
+    bring nothing of it (it fails, or is with another peer, for the slot); it is kept for the peer's turn, as for a
+    fetch that gave the turn up, and fetched as the round ends."""
     async def session(node: Gaps, peer: str) -> int:
+        if peer == B:  # asked next, once its round is over: it leaves before answering
+            return await node.leave(B)
         if node.asked[1:]:
             return node.fill()
         await trio.sleep(INTERVAL)  # until ended
         return 0
 
-    async with gaps(tmp_path, [A], session) as node:
-        await _ended_by_a_needed_round(node)
-        await trio.sleep(0.5)
-        node.service.request_gaps(A, GAP)
+    async with gaps(tmp_path, sorted({A, round_peer}), session, max_sessions=1) as node:
+        await _ended_by_a_needed_round(node, round_peer)  # (a round that brings nothing of it)
         await trio.sleep(5)
         assert node.service.stats.errors["preempted"] == 1
-        assert node.asked == [(1, A), (2, A)]  # at once
+        assert node.asked == [(1, A), *((1.5, peer) for peer in {round_peer} - {A}), (1.5, A)]  # with no report
+        assert node.store.has(MISSING.id)
         assert node.service.stats.gap_issuers_vain == 0
 
 
@@ -402,7 +410,7 @@ async def test_a_gap_whose_fetch_was_ended_for_a_needed_round_as_its_peer_hung_u
         tmp_path, autojump_clock):
     """A fetch ended for a round a catch-up needs (preempted), its peer hanging up meanwhile, listed still as its
     connection closes (quirk 62), had no peer to answer: its range is kept, and fetched from the next peer to connect,
-    at once; had the peer stayed, the range would be forgotten (that peer answers the issuer's next report). Nothing
+    at once; had the peer stayed, the range would wait for its turn (the round's end). Nothing
     failed with the peers that stay read from the host's list, which names one that hung up, and the range lost."""
     async def session(node: Gaps, peer: str) -> int:
         if peer != A:
@@ -659,3 +667,57 @@ async def test_a_gap_whose_fetch_gave_up_the_turn_of_a_round_that_then_failed_is
         assert node.service.stats.errors["turn"] == 1 and node.service.stats.errors["stream"] == 1
         assert node.asked == [(1 + HOLDING, A)]  # as the round ended, with no report meanwhile
         assert node.store.has(MISSING.id)
+
+
+async def test_a_gap_no_peer_answered_for_that_finds_the_queue_full_is_dropped_and_counted(tmp_path, autojump_clock):
+    """Found by stop 40's reader: a range to keep for a peer to come that found the queue full was dropped with no
+    metric or log; vouchnet_sync_gap_issuers_unkept_total counts it (the issuer's next report or a periodic round
+    repairs it)."""
+    vain, first, second = (Org() for _ in range(3))
+
+    async def session(node: Gaps, peer: str) -> int:
+        if len(node.asked) == 1:
+            return 0  # A has none of `vain`'s: it backs off
+        node.service.request_gaps(A, {vain.did: (1, 2)})  # waits while it backs off: one place
+        node.service.request_gaps(A, {first.did: (1, 2)})  # grown while fetched: the other place
+        await trio.sleep(0.5)
+        return await node.leave(A)
+
+    async with gaps(tmp_path, [A], session, gap_queue=2) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {vain.did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        node.service.request_gaps(A, {first.did: (1, 1), second.did: (1, 1)})  # one fetch of both
+        await trio.sleep(0.75)
+        assert [peer for _, peer in node.asked] == [A, A]
+        assert node.service.stats.gap_issuers_unkept == 1  # `second`, no place left to keep it in
+        assert node.service.stats.gap_issuers_vain == 1 and node.service.stats.gap_requests_dropped == 0
+
+
+@pytest.mark.parametrize("comes", [NEWCOMERS[0], A], ids=["a newcomer", "that peer back within the interval"])
+async def test_the_rest_of_a_range_a_peer_began_to_send_then_left_is_fetched_from_the_next_peer_to_connect(
+        comes, tmp_path, autojump_clock):
+    """Found by stop 40's reader: a peer that left mid-answer, having sent part of the range, while another asked
+    answered without the rest: the range counted as fetched, records having come, and the rest waited for the
+    issuer's next report or a periodic round (up to sync_interval; a round on connecting only if none with that peer
+    started in the last interval). It is kept for the next peer to connect, asked first; the peer that answered is
+    not asked again meanwhile (it holds none of it), and the issuer does not back off."""
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return 0  # it has none of the rest
+        if len(node.asked) == 1:
+            node.fill()
+            return await node.leave(A)  # mid-answer
+        return len(node.service.replica.accept([AFTER]).accepted)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1, B)] and node.store.has(MISSING.id) and not node.store.has(AFTER.id)
+        await node.host.connect(comes)
+        connected = trio.current_time()
+        await trio.sleep(1)
+        assert node.asked[2:] == [(connected, comes)]  # at once, with no report
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0

@@ -171,3 +171,44 @@ async def test_gap_fetches_do_not_queue_behind_a_peer_slow_to_answer(tmp_path, a
             assert sum(peer == slow for _, peer in started) == 1  # its one session still running
             assert service.stats.errors["turn"] >= 7
             nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_reporting_fresh_issuers_gaps_faster_than_they_are_fetched_leaves_room_for_an_honest_gap(
+        tmp_path, autojump_clock):
+    """Found by stop 40's reader: a peer answering just in time, reporting new issuers' gaps (their keys vouched into
+    the horizon cost an org nothing) faster than the fetches waiting for its turn end, kept the queue full of ranges
+    waiting in turn, which took no one's place: a gap an honest peer reported was dropped, to wait for a periodic
+    round. It takes the place of the flooding peer's newest."""
+    slow = PEERS[0]
+    honest_fetched: list[float] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(HONEST.did,), max_hops=1, held_limit=10)
+        service = SyncService(ConnectedHost(PEERS), replica, network="test", timeout=TIMEOUT, interval=INTERVAL,
+                              gap_queue=16)
+
+        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+            if gaps is not None and HONEST.did in gaps:
+                honest_fetched.append(trio.current_time())
+                return len(replica.accept([HONEST_FIRST]).accepted)
+            if gaps is not None and peer == slow:
+                await trio.sleep(service.session_seconds)  # a read just before each timeout, to the session's end
+            return 0  # (the other peers have none of the fresh issuers' records)
+
+        async def flood() -> None:
+            for fresh in range(10_000):
+                service.request_gaps(slow, {f"did:key:zFresh{fresh}": (1, 4)})
+                await trio.sleep(0.01)
+
+        service._session = session
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            nursery.start_soon(flood)
+            await trio.sleep(5)
+            assert len(service._gaps) == 16 and service.stats.gap_requests_dropped > 0  # full of the flood's
+            service.request_gaps(PEERS[1], {HONEST.did: (1, 1)})
+            reported = trio.current_time()
+            await trio.sleep(2 * TIMEOUT)
+            assert store.head(HONEST.did) is not None, "the honest gap was dropped"
+            assert len(honest_fetched) == 1 and honest_fetched[0] <= reported + TIMEOUT  # as a fetch gave up a turn
+            assert service.stats.gap_issuers_displaced == 1
+            nursery.cancel_scope.cancel()

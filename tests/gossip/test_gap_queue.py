@@ -4,6 +4,7 @@ peer was there to answer for kept for a peer to come; and the backoff after a va
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -16,11 +17,13 @@ BACKOFF = (1.0, 8.0)
 
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
-# no peer was there to answer; a peer's turn given up; a peer answered without the ranges (the clock stays at 0: the
-# issuers back off for good)
-outcomes = st.sampled_from(["answered", "peerless", "behind", "vain"])
+# no peer was there to answer; a peer's turn given up; a peer began to send the ranges and left, another answering
+# without the rest; a peer answered without the ranges (the clock stays at 0: the issuers back off for good)
+outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "vain"])
+# a peer connects ("peer"), or is there ("poll"); a peer's turn comes free ("turn")
 steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
-                           st.tuples(st.just("done"), outcomes), st.just(("peer",)), st.just(("turn",))), max_size=60)
+                           st.tuples(st.just("done"), outcomes), st.sampled_from([("peer",), ("poll",), ("turn",)])),
+                 max_size=60)
 
 
 def _add(iss: str) -> tuple[str, str, int, int, str]:
@@ -39,16 +42,28 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
 @example([_add(ISSUERS[0]), ("take", 1), ("done", "vain"), _add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1),
           ("done", "peerless"), _add(ISSUERS[2]), _add(ISSUERS[3]), _add(ISSUERS[0]), _add(ISSUERS[4]),
           ("take", 3)])  # one backing off makes room first, then one kept; one backing off takes no one's place
+@example([*map(_add, ISSUERS[:3]), ("add", ISSUERS[3], 1, 0, "12D3KooWB"), ("add", ISSUERS[4], 1, 0, "12D3KooWB"),
+          ("take", 3), ("take", 3)])  # B's first takes the place of A's newest; its second would only trade places
+@example([_add(ISSUERS[0]), ("take", 1), _add(ISSUERS[1]), _add(ISSUERS[2]), _add(ISSUERS[0]),
+          ("add", ISSUERS[3], 1, 0, None), ("done", "answered"), ("take", 3)])  # a range grown as fetched makes room
+@example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("take", 1), ("done", "begun"), ("done", "peerless"),
+          ("poll",), ("take", 3), ("peer",), ("take", 3)])  # the rest of a range begun waits for a peer to connect
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
-    """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, or in vain: their
-    ranges wait for a peer ("peer"), that turn ("turn"), a report, or the backoff to end (never here: the next tests),
-    within the bound, where a new issuer's range takes the place of one not in turn (one backing off, else one kept
-    for a peer, else for a peer's turn), unless it backs off itself: one is never refused for ranges kept waiting."""
+    """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, that a peer began
+    to answer and left (another answering without the rest), or in vain: their ranges wait for a peer that connects
+    ("peer") or is there ("poll": not for the rest of a range begun), that turn ("turn"), a report, or the backoff
+    to end (never here: the next tests), within the bound, where a new issuer's range takes the place of one not in
+    turn (one backing off, else one kept for a peer, else for a peer's turn), else of the newest of the peer whose
+    reports hold the most places if that is two more than its own peer's, unless it backs off itself: one is never
+    refused for ranges kept waiting, nor for those of a peer holding more than its share."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     fetching: list[GapBatch] = []
-    wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged
+    wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged, in the order each came to be held
+    reporters: dict[str, list[str]] = {}  # issuers of `wanted` -> the peers to ask first, the first standing for it
     ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
-    kept: dict[str, str] = {}  # issuers of `wanted` waiting -> for what: "peer", or "turn" (of 12D3KooWB's)
+    # issuers of `wanted` waiting -> for what: "peer" (to connect or be there), "newcomer" (to connect), or "turn" (of
+    # 12D3KooWB's)
+    kept: dict[str, str] = {}
     backing_off: set[str] = set()  # issuers whose last fetch was in vain
     parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
     for step in script:
@@ -58,16 +73,28 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             added = queue.add(origin, {iss: (first, first + span)}, every=False)
             displaced = 0
             if was is None and len(wanted) == LIMIT:
-                waiting = [*parked, *(each for each in kept if kept[each] == "peer"),
+                waiting = [*parked, *(each for each in kept if kept[each] in ("peer", "newcomer")),
                            *(each for each in kept if kept[each] == "turn")]
+                held = Counter(reporters[each][0] if reporters[each] else None for each in wanted)
+                most = max(held.values())
+                if not waiting and most >= held[origin] + 2:  # one crowding the newcomer's peer out: its newest
+                    waiting = [next(each for each in reversed(wanted)
+                                    if held[reporters[each][0] if reporters[each] else None] == most)]
                 if iss in backing_off or not waiting:
                     assert added == Added(dropped=1)
+                    assert iss in backing_off or max(held.values()) <= held[origin] + 1  # (an even share)
                     continue
                 wanted.pop(waiting[0])
+                reporters.pop(waiting[0])
                 parked.pop(waiting[0], None)
                 kept.pop(waiting[0], None)
+                ready.pop(waiting[0], None)
                 displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
+            if was is None:
+                reporters[iss] = []
+            if origin is not None and origin not in reporters[iss] and len(reporters[iss]) < 3:
+                reporters[iss].append(origin)
             assert added == (Added(queued=1, displaced=displaced) if was is None
                              else Added(merged=1, released=int(iss in kept)))
             kept.pop(iss, None)  # (a report: a peer is there to ask)
@@ -85,17 +112,22 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             assert 1 <= len(batch.gaps) <= step[1]
             for iss, gap in batch.gaps.items():
                 assert wanted.pop(iss) == gap  # every report of it merged into the range taken
+                assert batch.origins == tuple(reporters.pop(iss))
                 del ready[iss]  # (a KeyError if it was not to be fetched: already being fetched, say)
             for taken in ready.values():
                 taken.append(next(iter(batch.gaps)))
             fetching.append(batch)
-        elif step[0] in ("peer", "turn"):
-            freed = [iss for iss, awaited in kept.items() if awaited == step[0]]
-            came = queue.peer_came("12D3KooWC") if step[0] == "peer" else queue.turn_freed("12D3KooWB")
+        elif step[0] in ("peer", "poll", "turn"):
+            awaited_by = {"peer": ("peer", "newcomer"), "poll": ("peer",), "turn": ("turn",)}[step[0]]
+            freed = [iss for iss, awaited in kept.items() if awaited in awaited_by]
+            came = (queue.turn_freed("12D3KooWB") if step[0] == "turn"
+                    else queue.peer_came("12D3KooWC" if step[0] == "peer" else None))
             assert came == bool(freed)
             for iss in freed:
                 ready[iss] = []
                 del kept[iss]
+                if step[0] == "peer":
+                    reporters[iss] = ["12D3KooWC"]
         elif fetching:
             batch, outcome = fetching.pop(0), step[1]
             if outcome == "vain":
@@ -104,11 +136,13 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 parked.update(dict.fromkeys(iss for iss in batch.gaps if iss in wanted))
                 continue
             if outcome == "peerless":
-                queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+                unkept = queue.done(batch, [], 0.0, peerless=list(batch.gaps))
             elif outcome == "behind":
-                queue.done(batch, [], 0.0, unanswered=list(batch.gaps), behind="12D3KooWB")
+                unkept = queue.done(batch, [], 0.0, unanswered=list(batch.gaps), behind="12D3KooWB")
+            elif outcome == "begun":
+                unkept = queue.done(batch, [], 0.0, begun=list(batch.gaps))
             else:
-                queue.done(batch, [], 0.0)
+                unkept = queue.done(batch, [], 0.0)
             for iss, (first, last) in batch.gaps.items():
                 if iss in wanted:
                     ready[iss] = []
@@ -117,7 +151,11 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                         wanted[iss] = (min(was[0], first), max(was[1], last))
                 elif outcome != "answered" and len(wanted) < LIMIT:
                     wanted[iss] = (first, last)
-                    kept[iss] = "peer" if outcome == "peerless" else "turn"
+                    kept[iss] = {"peerless": "peer", "begun": "newcomer", "behind": "turn"}[outcome]
+                    reporters[iss] = ["12D3KooWB"] if outcome == "behind" else list(batch.origins)
+                elif outcome != "answered":
+                    unkept -= 1  # no room to keep it: dropped, and counted
+            assert unkept == 0
         assert len(queue) == len(wanted) <= LIMIT and queue.awaiting_peer == ("peer" in kept.values())
         # in turn: while an issuer may be fetched, no other leads two batches (one may ride along with another's,
         # asked of the same peers in the same session: that costs the waiting issuer no turn)
@@ -200,8 +238,8 @@ def test_a_range_no_peer_was_there_to_answer_for_waits_for_the_next_peer_then_is
 
 def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_new_issuers():
     """Hostile peers that leave before answering cannot grow the queue past `limit`: a range kept for a peer takes
-    a place, and one that finds the queue full is dropped (the periodic round repairs it); nor keep a new issuer's gap
-    out: it takes the place of the longest kept."""
+    a place, and one that finds the queue full is dropped (the periodic round repairs it), and counted (stop 40's
+    reader: it was dropped unseen); nor keep a new issuer's gap out: it takes the place of the longest kept."""
     queue = GapQueue(LIMIT, backoff=BACKOFF)
     for iss in ISSUERS[:2]:
         queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
@@ -209,11 +247,11 @@ def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_n
     assert batch is not None
     for iss in ISSUERS[2:2 + LIMIT]:
         queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
-    queue.done(batch, [], 0.0, peerless=list(batch.gaps))
-    assert len(queue) == LIMIT and not queue.peer_came("12D3KooWB")  # dropped: no room
+    assert queue.done(batch, [], 0.0, peerless=list(batch.gaps)) == 2  # dropped, and counted: no room
+    assert len(queue) == LIMIT and not queue.peer_came("12D3KooWB")
     batch = queue.take(LIMIT, 0.0)
     assert batch is not None
-    queue.done(batch, [], 0.0, peerless=list(batch.gaps))
+    assert queue.done(batch, [], 0.0, peerless=list(batch.gaps)) == 0
     assert len(queue) == LIMIT and queue.take(1, 0.0) is None
     assert queue.add("12D3KooWA", {ISSUERS[2]: (1, 6)}, every=False) == Added(merged=1, released=1)  # in turn now
     assert queue.add("12D3KooWA", {ISSUERS[0]: (1, 5)}, every=False) == Added(queued=1, displaced=1)  # ISSUERS[3]'s
@@ -303,3 +341,21 @@ def test_a_range_whose_fetch_gave_up_a_peer_s_turn_waits_for_that_turn_then_is_a
     assert queue.turn_freed("12D3KooWB") and not queue.turn_freed("12D3KooWB")
     assert queue.take(1, 0.0) == GapBatch({held: (1, 6)}, ("12D3KooWB", "12D3KooWA"), every=False)
     assert queue.take(1, 0.0) == GapBatch({iss: (1, 5)}, ("12D3KooWB",), every=False)
+
+
+def test_a_peer_reporting_fresh_issuers_gaps_by_the_hundred_cannot_keep_another_peer_s_gaps_out():
+    """Found by stop 40's reader: ranges waiting in turn took no one's place, so a peer reporting fresh issuers' gaps
+    faster than they were fetched (keys vouched into the horizon cost an org nothing) filled the queue, and every other
+    peer's gaps were dropped until a periodic round. A peer holding two places fewer than the one holding the most
+    takes the newest of that one's: the two share the queue evenly, and no more."""
+    queue = GapQueue(256, backoff=BACKOFF)
+    flood = [f"did:key:zFresh{i}" for i in range(1000)]
+    assert queue.add("12D3KooWA", dict.fromkeys(flood, (1, 4)), every=False) == Added(queued=256, dropped=744)
+    honest = [f"did:key:zHonest{i}" for i in range(200)]
+    added = [queue.add("12D3KooWB", {iss: (1, 1)}, every=False) for iss in honest]
+    assert added == [Added(queued=1, displaced=1)] * 128 + [Added(dropped=1)] * 72
+    assert queue.add("12D3KooWA", {flood[0]: (1, 5)}, every=False) == Added(merged=1)  # its oldest were kept
+    assert queue.add("12D3KooWA", {flood[200]: (1, 4)}, every=False) == Added(dropped=1)
+    taken = [queue.take(64, 0.0) for _ in range(4)]
+    assert [batch.origins for batch in taken if batch] == [("12D3KooWA",)] * 2 + [("12D3KooWB",)] * 2
+    assert [iss for batch in taken if batch for iss in batch.gaps] == flood[:128] + honest[:128]
