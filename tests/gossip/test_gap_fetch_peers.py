@@ -487,8 +487,8 @@ async def test_gaps_kept_for_the_turn_of_a_hostile_only_peer_do_not_keep_an_hone
 
 async def test_a_gap_whose_peer_s_turn_was_given_up_is_kept_if_that_peer_then_left(tmp_path, autojump_clock):
     """A fetch that gave up its peer's turn, then found no one else there, had no peer to answer once that one left
-    too: its range is kept and fetched from the next peer to connect, as if the peer had left before answering (it
-    was forgotten only while the peer whose turn it gave up stays, to answer the issuer's next report)."""
+    too: its range is kept and fetched from the next peer to connect, as if the peer had left before answering
+    (while the peer whose turn it gave up stays, the range waits for that turn instead)."""
     async def session(node: Gaps, peer: str) -> int:
         if peer == A:  # another issuer's fetch, holding A's turn
             await trio.sleep(HOLDING)
