@@ -7,19 +7,20 @@ grows that range instead of queueing again, and issuers are served in the order 
 issuer's gaps cannot crowd out another's. A fetch that brought nothing of an issuer's range (no peer asked had it)
 leaves the issuer's next range waiting a while (`backoff`, doubling up to its most while fetches keep bringing nothing):
 the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer answered proves nothing and
-changes no backoff: if no peer was there to answer (those asked left first, said to come back later or refused the sync
-protocol, or none could be asked), the range waits for a peer to ask (`peer_came`: one connects, say, asked first, or
-one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by one of ours (given up waiting
-for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`), within the same `limit`. The
-rest of a range a peer began to send, then left or said to come back later, another peer having answered without it,
-waits likewise for a peer that connects (`peer_came` with one: those there answered). When `limit` issuers wait, a new
-one takes the place of one not in turn: one that backs off (the longest waiting), else one kept for a peer or a peer's
-turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps no peer can fill, or a
-hostile peer that is the only one there holding its turn, would otherwise keep every other issuer's out. Failing those,
-it takes the place of the newest range of the peer whose reports hold the most places, if that peer holds two more than
-the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they are fetched would otherwise
-fill the queue with ranges in turn, and keep every other peer's out; each gets an even share. A new one that backs off
-takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
+changes no backoff: if no peer was there to answer (those asked left first, said to come back later, refused the sync
+protocol or were on another network, or none could be asked), the range waits for a peer to ask (`peer_came`: one
+connects, say, asked first, or one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by
+one of ours (given up waiting for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`),
+within the same `limit`. The rest of a range a peer began to send, then left or said to come back later, another peer
+having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there answered). When
+`limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one
+kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps
+no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
+issuer's out. Failing those, it takes the place of the newest range of the peer whose reports hold the most places, if
+that peer holds two more than the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they
+are fetched would otherwise fill the queue with ranges in turn, and keep every other peer's out; each gets an even
+share. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the
+time.
 """
 
 from __future__ import annotations

@@ -85,6 +85,9 @@ _GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them 
 # Why a fetch of gaps' session failed with its peer given no say: ended for a round a catch-up needs, or given up
 # waiting for the peer's turn (a "stream" failure is the peer's answer if it is still there: it reset the stream)
 _ENDED_BY_US = ("preempted", "turn")
+# Why a fetch of gaps' session failed with its peer saying nothing of the ranges asked (SyncService._fetch): it told
+# us to come back later (Busy), or it is on another network, holding none of this network's records
+_NO_ANSWER = ("throttled", "network")
 _RANDOM = random.SystemRandom()  # which peers a round pulls from: not for a peer to predict
 _APART_KEPT = 1024  # peers of other networks remembered (each logged once): one making keys by the thousand is bounded
 
@@ -124,9 +127,9 @@ class SyncStats:
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
                                     "(without it, or failing): they back off; not those of a fetch no peer "
-                                    "answered (those asked left first, told it to come back later or refused the "
-                                    "sync protocol, none could be asked, or their sessions were preempted or gave up "
-                                    "their turn)")
+                                    "answered (those asked left first, told it to come back later, refused the "
+                                    "sync protocol or were on another network, none could be asked, or their sessions "
+                                    "were preempted or gave up their turn)")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")
@@ -376,30 +379,30 @@ class SyncService:
 
     async def _fetch(self, batch: GapBatch) -> _GapFetchEnd:
         """Fetch what we still lack of `batch`'s ranges from its origins that are connected, then, while some are
-        missing, from other connected peers, those that connect while it runs too (a peer's records may have come
-        back with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if
-        `batch.every` as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on
-        connecting asks it for them too, unless it had one less than `interval` ago); never a peer that refused the
-        sync protocol, nor any after our disk failed (`storage`). The issuers whose ranges are not all here, and a
-        peer or None (_GapFetchEnd): vain, those of which nothing came, if a peer asked answered (without them, or
-        failing while it stays connected, but for refusing the protocol: a gossip-only node serves no one), and
-        begun, those of which a peer that then left or told us to come back later sent some (it may hold the rest,
-        which gap_queue keeps for a peer to connect: those there answered without it, or told us to come back later);
-        else all of them (a peer that began to send a range may hold the rest), peerless if no peer asked stays to be
-        asked and serves sync (each left before it answered, told us to come back later or refused the protocol, or
-        none could be asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as
-        its wait ends), else unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue
-        backs off none but the vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges
-        for its turn (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may
-        fail), or that ended ours (a round a catch-up needs, with that peer or for the slot, which may fail too), may
-        not fetch them."""
+        missing, from other connected peers, those that connect while it runs too (a peer's records may have come back
+        with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if `batch.every`
+        as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for
+        them too, unless it had one less than `interval` ago); never a peer that refused the sync protocol, nor any
+        after our disk failed (`storage`). The issuers whose ranges are not all here, and a peer or None
+        (_GapFetchEnd): vain, those of which nothing came, if a peer asked answered (without them, or failing while it
+        stays connected, but for refusing the protocol: a gossip-only node serves no one), and not on another network
+        (it holds none of ours: `_NO_ANSWER`), and begun, those of which a peer that then left or told us to come back
+        later sent some (it may hold the rest, which gap_queue keeps for a peer to connect: those there answered
+        without it, or told us to come back later); else all of them (a peer that began to send a range may hold the
+        rest), peerless if no peer asked stays to be asked and serves sync (each left before it answered, told us to
+        come back later, refused the protocol or was found on another network, or none could be asked: gap_queue
+        keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else unanswered (a
+        peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer:
+        the first of those that stay: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them), as the
+        session in its way (a fetch of other gaps, or a round, which may fail), or that ended ours (a round a catch-up
+        needs, with that peer or for the slot, which may fail too), may not fetch them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         present = self._syncing_peers()
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
         answered = False  # by a peer asked: its session ran to its end, or failed as it stays (not for us, nor Busy,
-        # nor refusing the sync protocol)
+        # nor refusing the sync protocol), and not on another network
         ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
         begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
         self.stats.gap_fetches += 1
@@ -412,8 +415,8 @@ class SyncService:
             pulled = await self._pull(peer, missing)
             if pulled in _ENDED_BY_US:
                 ended.append(peer)
-            elif pulled != "throttled" and (pulled != "stream" or peer in self.host.staying_peers()
-                                            and not self.host.refused(peer, SYNC_PROTOCOL)):
+            elif pulled not in _NO_ANSWER and (pulled != "stream" or peer in self.host.staying_peers()
+                                               and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
                     break  # nor is the next peer asked: its records would fail our disk the same way

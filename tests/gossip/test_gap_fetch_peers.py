@@ -1,11 +1,11 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
 while it runs, each peer once and a few in all (newcomers after the peers connected as it started); an issuer
-whose peers asked all left before answering, said to come back later or refused the sync protocol (or that no peer
-could be asked for) does not back off, and its range is fetched from the next peer to connect, or at once from a peer
-still there that the fetch did not ask or that came back, or that had said to come back later and may be asked again;
-one whose fetch was ended for a round a catch-up needs, or gave up its peer's turn, does not back off either (its range
-fetched as that turn comes free), while one whose peers answered without its records still
-does (gossip.gap_queue, DESIGN.md §5)."""
+whose peers asked all left before answering, said to come back later, refused the sync protocol or were on another
+network (or that no peer could be asked for) does not back off, and its range is fetched from the next peer to
+connect, or at once from a peer still there that the fetch did not ask or that came back, or that had said to come back
+later and may be asked again; one whose fetch was ended for a round a catch-up needs, or gave up its peer's turn, does
+not back off either (its range fetched as that turn comes free), while one whose peers answered without its records
+still does (gossip.gap_queue, DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from nacl.signing import SigningKey
 from gossip.host import HostError, ProtocolNotSupported
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
-from gossip.sync_messages import SYNC_PROTOCOL, PeerBusy
+from gossip.sync_messages import SYNC_PROTOCOL, OtherNetworkPeer, PeerBusy
 from gossip.sync_service import SyncService
 
 from ..factories import Org
@@ -264,30 +264,43 @@ async def _held_by_b_a_leaving(node: Gaps, peer: str) -> int:
     return await node.leave(A)
 
 
-async def test_a_kept_gap_asked_of_a_peer_that_refuses_sync_waits_on_for_a_peer_that_serves_it(tmp_path,
-                                                                                             autojump_clock):
-    """Found by stop 40's second read: a peer that refuses /vouchnet/sync/1 (a gossip-only node), connecting while a
-    gap was kept for a peer to come, was asked for it, and its refusal counted as an answer without the records: the
-    range was dropped and the issuer backed off, so the gap waited for the issuer's next report or a periodic round
-    (up to sync_interval), though a peer holding it connected next."""
-    gossip_only = "12D3KooWGossipOnly"
+async def _refusing_sync(node: Gaps, peer: str) -> int:
+    """A gossip-only node's answer: it refuses /vouchnet/sync/1."""
+    node.host.refusing.add(peer)  # (as Host.open_stream remembers it, for the connection)
+    raise ProtocolNotSupported(f"open {SYNC_PROTOCOL} stream to {peer}: the peer does not serve it")
+
+
+async def _on_another_network(node: Gaps, peer: str) -> int:
+    """The answer of a peer of another network (SyncService.other_network then disconnects it)."""
+    raise OtherNetworkPeer("another")
+
+
+@pytest.mark.parametrize("serves_none", [_refusing_sync, _on_another_network])
+async def test_a_kept_gap_asked_of_a_peer_serving_none_of_the_network_s_records_waits_on_for_one_that_serves_it(
+        serves_none, tmp_path, autojump_clock):
+    """Found by stop 40's second read for a peer that refuses /vouchnet/sync/1 (a gossip-only node), and by stop 41's
+    for a peer of another network (a bootstrap address naming a node of another network, dialled again every 30 s to
+    an hour): connecting while a gap was kept for a peer to come, it was asked for it, and its refusal, or its answer
+    naming another network, counted as an answer without the records: the range was dropped and the issuer backed
+    off, so the gap waited for the issuer's next report or a periodic round (up to sync_interval), though a peer
+    holding it connected next."""
+    serving_none = "12D3KooWServingNone"
 
     async def session(node: Gaps, peer: str) -> int:
-        if peer == gossip_only:
-            node.host.refusing.add(peer)  # (as Host.open_stream remembers it, for the connection)
-            raise ProtocolNotSupported(f"open {SYNC_PROTOCOL} stream to {peer}: the peer does not serve it")
+        if peer == serving_none:
+            return await serves_none(node, peer)
         return await _held_by_b_a_leaving(node, peer)
 
     async with gaps(tmp_path, [A], session) as node:
         await trio.sleep(1)
         node.service.request_gaps(A, GAP)
         await trio.sleep(2)  # A left before answering: kept for a peer to come
-        await node.host.connect(gossip_only)
+        await node.host.connect(serving_none)
         await trio.sleep(1)
         await node.host.connect(B)
         connected = trio.current_time()
         await trio.sleep(1)
-        assert node.asked == [(1, A), (3, gossip_only), (connected, B)]  # B at once
+        assert node.asked == [(1, A), (3, serving_none), (connected, B)]  # B at once
         assert node.store.has(MISSING.id)
         assert node.service.stats.gap_issuers_vain == 0
 

@@ -762,10 +762,12 @@ async def test_a_peer_s_leaving_tells_whether_this_host_closed_its_connection(cl
 
 
 @pytest.mark.slow
-async def test_a_peer_s_close_that_came_before_this_host_s_went_out_is_the_peer_s() -> None:
+@pytest.mark.parametrize("leaves", ["disconnecting", "its socket closed"])
+async def test_a_peer_s_close_that_came_before_this_host_s_went_out_is_the_peer_s(leaves: str) -> None:
     """Quirk 63: a connection this host began to close (a disconnect, a block) counted as closed here from that moment,
     so the peer's own close, read before this host's GO_AWAY went out, read as this host's: the peer manager then left
-    out the hint that a peer closing each connection as it opens may have blocked this node."""
+    out the hint that a peer closing each connection as it opens may have blocked this node. The peer's close is its
+    GO_AWAY, or a read that fails as its socket closes with none sent (its process killed, say)."""
     with trio.fail_after(20):
         async with network(2) as ([a, b], _), trio.open_nursery() as nursery:
             events = a.peer_events()
@@ -778,8 +780,12 @@ async def test_a_peer_s_close_that_came_before_this_host_s_went_out_is_the_peer_
                 nursery.start_soon(a.disconnect, b.peer_id)
                 await trio.testing.wait_all_tasks_blocked()
                 assert muxer.closed_here  # (a's close has begun)
-                await b.disconnect(a.peer_id)
-                await muxer.event_shutting_down.wait()  # a read b's GO_AWAY
+                if leaves == "disconnecting":
+                    await b.disconnect(a.peer_id)
+                else:
+                    [theirs] = b._host.get_network().connections[ID.from_base58(a.peer_id)]
+                    await theirs.muxed_conn.secured_conn.close()
+                await muxer.event_shutting_down.wait()  # a read b's GO_AWAY, or its read failed
             gone = await events.receive()
     assert gone == PeerEvent(b.peer_id, connected=False) and not gone.closed_here
 

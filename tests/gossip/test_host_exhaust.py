@@ -97,6 +97,25 @@ async def test_a_connection_py_libp2p_closes_for_a_peer_s_frame_is_closed_here(f
             assert node.stats().hostile_input == (frame == "longer than any window")
 
 
+@pytest.mark.slow
+async def test_a_data_frame_s_body_of_a_header_s_length_is_not_read_as_a_header() -> None:
+    """Quirk 63 tells a connection each frame header its reading task reads, not a DATA frame's body: a body of 12
+    bytes (a header's length), such as a small message, whose bytes look like a header (here, of a DATA frame longer
+    than any window) would have counted the peer as hostile and its connection as closed here, though nothing closed
+    it."""
+    with trio.fail_after(30):
+        async with network(2) as ([node, hostile], _):
+            node.set_stream_handler(ECHO, echo)
+            target = pubsub_stream_opened_by(hostile, node.peer_id)  # (the node never reads it: the body waits)
+            body = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, target, MAX_WINDOW_SIZE + 1)
+            header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, target, len(body))
+            await muxed_connection(hostile, node.peer_id)._write_frame(header + body)
+            assert await echoed(hostile, node) == b"ping"  # (the node's reading task read the frame before)
+            assert node.stats().hostile_input == 0
+            assert not muxed_connection(node, hostile.peer_id).closed_here
+            assert node.connected_peers() == [hostile.peer_id]
+
+
 async def echo(stream: Stream) -> None:
     while (frame := await stream.read_frame(64)) is not None:
         await stream.write_frame(frame)
