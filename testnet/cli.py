@@ -142,7 +142,8 @@ def register(subparsers: Subparsers) -> None:
     run.add_argument("--seed", type=seed_argument,
                      help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="the directory the report goes into, made before the run starts "
-                     "(default: DIR/reports/SCENARIO-TIME)")
+                     "(and removed again, if this run made it, when it writes no report; default: "
+                     "DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
 
 
@@ -362,8 +363,6 @@ class ProgressBar:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ledger.files import make_directory
-
     from .cluster import Cluster, ClusterError
     from .measure import measure
     from .report import results_json, write_report
@@ -379,22 +378,20 @@ def _run(args: argparse.Namespace) -> int:
             scenario = scenario.with_duration(args.duration)
     except ScenarioError as e:
         raise UsageError(str(e)) from None
-    if args.out is not None:  # made now: refused once the run is over, its report would be lost
-        try:
-            make_directory(args.out)
-        except OSError as e:
-            raise UsageError(f"--out {args.out}: cannot be made a directory for the report ({e.strerror})") from None
     elapsed: dict[str, float] = {}
     started_at = time.monotonic()
     fresh = not (args.dir / STATE_FILE).exists()
+    if fresh:
+        nodes = scenario.nodes if args.nodes is None else args.nodes
+        seed = DEFAULT_SEED if args.seed is None else args.seed
+        try:  # before making a testnet that no run of the scenario could use
+            make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
+        except ScenarioError as e:
+            raise _unfit(e, scenario, seed) from None
+    out_made = _make_out(args.out)  # the directories of --out this run made, removed again if it writes no report
+    page = None
     try:
         if fresh:
-            nodes = scenario.nodes if args.nodes is None else args.nodes
-            seed = DEFAULT_SEED if args.seed is None else args.seed
-            try:  # before making a testnet that no run of the scenario could use
-                make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
-            except ScenarioError as e:
-                raise _unfit(e, scenario, seed) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
             cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
         else:
@@ -439,6 +436,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"interrupted: no report written; {left}", file=sys.stderr)
         raise
     finally:
+        if page is None:
+            _unmake(out_made)
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
@@ -452,6 +451,32 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)
+
+
+def _make_out(out: Path | None) -> list[Path]:
+    """Make `--out` a directory before the run makes or starts anything (refused once the run is over, its report
+    would be lost), and once a testnet `run` makes was found to fit the plan; returns the directories it made, the
+    outermost first, which _unmake removes if the run writes no report (a plan refused on a testnet reused, too):
+    never one that was there before."""
+    from ledger.files import make_directory
+
+    if out is None:
+        return []
+    missing = [path for path in (out, *out.parents) if not path.exists()]
+    try:
+        make_directory(out)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot be made a directory for the report ({e.strerror})") from None
+    return missing[::-1]
+
+
+def _unmake(made: list[Path]) -> None:
+    """Remove the directories _make_out made, innermost first, of a run that wrote no report: those still empty."""
+    for path in reversed(made):
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def _run_status(verdicts: list[Verdict]) -> int:

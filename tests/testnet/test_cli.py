@@ -438,6 +438,32 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, c
     assert (existing / "new" / "report").is_dir()
 
 
+def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing, capsys, monkeypatch):
+    """--out is made once the plan was checked, and what the run made of it is removed when it writes no report: a
+    refusal on a testnet reused, before any vouch, too. Before: made first, a refused plan left it behind, empty."""
+    from testnet import runner
+
+    out = tmp_path / "kept" / "mine" / "report"
+    assert main(["testnet", "run", "sybil-collusion", "--nodes", "2", "--dir", str(tmp_path / "tn"), "--out",
+                 str(out)]) == 2  # (a testnet run would make: too small)
+    assert main(["testnet", "run", "sybil-collusion", "--dir", str(existing), "--out", str(out)]) == 2  # (reused)
+    assert "needs at least 5 nodes" in capsys.readouterr().err
+    assert not (tmp_path / "kept").exists()
+
+    def refused_before_any_vouch() -> None:
+        raise ScenarioError("faults[0]: refused")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused_before_any_vouch))
+    (tmp_path / "kept").mkdir()  # the user's: stays, empty or not
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(out)]) == 2
+    assert "vouchnet testnet run: faults[0]: refused\nrefused before any vouch" in capsys.readouterr().err
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "mine").exists()
+    (tmp_path / "kept" / "mine").mkdir()
+    (tmp_path / "kept" / "mine" / "notes").write_text("the user's")
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(out)]) == 2
+    assert list((tmp_path / "kept" / "mine").iterdir()) == [tmp_path / "kept" / "mine" / "notes"]
+
+
 def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
     _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
