@@ -201,16 +201,22 @@ def _open(directory: Path):  # -> Cluster
         raise UsageError(str(e)) from None
 
 
-def _unfit(error: Exception, scenario, seed: int) -> UsageError:  # (ScenarioError, Scenario)
+def _unfit(error: Exception, scenario, seed: int, reused: int | None = None) -> UsageError:  # (ScenarioError, ...)
     """The refusal of a scenario that does not fit a testnet with `seed`: its error, and the fewest nodes of a
     testnet `run` makes that it runs on with that seed (plan.fewest_nodes), or that none does, unless the error
-    says it (the org groups' sizes)."""
+    says it (the org groups' sizes). On a testnet reused, of `reused` nodes, whose size is fixed (`--nodes` of
+    another is refused), and whose nodes may dial others than a testnet `run` makes: another --dir to run on."""
     from .plan import fewest_nodes
 
     fewest = fewest_nodes(scenario, seed)
     if fewest is None:
         return UsageError(f"{error} (with seed {seed}, scenario {scenario.name} runs on no testnet `run` makes, of 1 "
                           f"to {MAX_NODES} nodes)")
+    if reused is not None:
+        options = f"--nodes {fewest}" + (f" and --seed {seed}" if seed != DEFAULT_SEED else "")
+        return UsageError(f"{error} (this testnet's {counted(reused, 'node')} stay as they are; with seed {seed}, "
+                          f"scenario {scenario.name} runs on a testnet `run` makes of {counted(fewest, 'node')} at "
+                          f"the fewest: give another --dir, with {options})")
     if f"at least {fewest}" not in str(error):
         return UsageError(f"{error} (with seed {seed}, scenario {scenario.name} runs on {counted(fewest, 'node')} "
                           "at the fewest)")
@@ -410,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             run = Run(cluster, scenario, seed=seed, say=say, progress=bar, fresh=fresh)
         except ScenarioError as e:
-            raise _unfit(e, scenario, seed) from None
+            raise _unfit(e, scenario, seed, None if fresh else len(cluster.names)) from None
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
         try:
             result = run.execute()

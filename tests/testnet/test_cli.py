@@ -577,6 +577,23 @@ def test_a_scenario_too_big_for_the_testnet_asked_says_the_fewest_nodes_it_runs_
     assert not (directory / state.STATE_FILE).exists()
 
 
+@pytest.mark.parametrize(("name", "seed", "error", "fewest", "options"), [
+    ("faults", [], "honest[2] selects no org: group honest has 2 on this 2-node testnet", 3, "--nodes 3"),
+    # (seed 7 draws edges that 5 or 6 nodes do not hold)
+    ("sybil-collusion", ["--seed", "7"], "needs at least 5 nodes", 7, "--nodes 7 and --seed 7"),
+])
+def test_a_scenario_too_big_for_a_testnet_reused_says_to_run_it_in_another_directory(existing, capsys, name, seed,
+                                                                                      error, fewest, options):
+    """A testnet reused keeps its size (`--nodes` of another is refused): the fewest nodes a refusal names is that of
+    a testnet `run` makes in another --dir, with the seed it would need given there. Before: "runs on 3 nodes at the
+    fewest", as if --nodes 3 would do here, and nothing at all where the error named the size."""
+    assert main(["testnet", "run", name, "--dir", str(existing), *seed]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.endswith(
+        f" (this testnet's 2 nodes stay as they are; with seed {seed[-1] if seed else 1}, scenario {name} runs on a "
+        f"testnet `run` makes of {fewest} nodes at the fewest: give another --dir, with {options})\n"), err
+
+
 # rogue rotates; the honest org the seed draws to vouch for it is its only follower (honest roots no one)
 _DRAWN_FOLLOWER = MINIMAL.replace('roots = ["honest"]\nvouch = ["honest"]\n', "") + """
 [[edges]]
