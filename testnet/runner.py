@@ -32,6 +32,7 @@ SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
 PROGRESS_SECONDS = 10.0  # how often a run says how far its traffic got
+LATE_SECONDS = 1.0  # how far past its time an attack or fault step is said to be late (a rotation before it took long)
 
 _KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief"),  # timeline entry -> its keys _key_views asks about
                 "equivocation": ("offender",)}
@@ -238,6 +239,9 @@ class Run:
     # --- the schedule -------------------------------------------------------------------------------------
 
     def _schedule(self, t0: float, stats: TrafficStats) -> None:
+        """The scenario's attacks and fault steps, each when due (at one time, attacks first, then the file's order),
+        with the traffic running between; one due while the step before it still ran (a rotation stops, rotates and
+        starts its node, which takes seconds) follows as soon as that ended, and is said to be late."""
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type == "equivocation":
@@ -255,7 +259,10 @@ class Run:
                             lambda act=acts[step.action], n=list(step.nodes): act(n)))
         for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
             self._traffic_until(t0, at, stats)
-            self.say(f"t={time.time() - t0:5.1f} s  {what}")
+            now = time.time() - t0
+            late = (f" (due at {at:g} s, {now - at:.1f} s late: the steps before it took that long)"
+                    if now - at >= LATE_SECONDS else "")
+            self.say(f"t={now:5.1f} s  {what}{late}")
             act()
         self._traffic_until(t0, self.scenario.duration, stats)
 

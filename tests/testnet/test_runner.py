@@ -182,6 +182,35 @@ def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
                     for t in (10, 20)]
 
 
+def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monkeypatch):
+    """A rotation stops, rotates and starts its node: 18 s on a loaded machine, and the kill due meanwhile runs once it
+    ended. Before: said as "t= 18.5 s  SIGKILL n01" alone, so the file's 10 s seemed kept (the key theft of
+    `rotation --duration 30`, due at 25 s, ran at 28.5 s, 1.5 s before the traffic ended, unsaid)."""
+    path = tmp_path / "slow.toml"
+    partition = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
+    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 0.5\n'
+    path.write_text(_PARTITIONED.replace(partition, rotation).replace("at = 1\nduration = 1", "at = 10\nduration = 2"))
+    clock = _Clock(ctrl_c_at=24.0)  # (in the settling after the traffic)
+    testnet = _Testnet()
+    rotate_key = testnet.rotate_key
+
+    def slow_rotation(node: str, *, catch_up: bool) -> tuple[str, str]:
+        clock.now += 18
+        return rotate_key(node, catch_up=catch_up)
+
+    testnet.rotate_key = slow_rotation  # type: ignore[method-assign]
+    said: list[str] = []
+    run, _ = _run_of_fakes(monkeypatch, testnet, path, said)
+    monkeypatch.setattr(runner, "time", clock)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert [line for line in said if line.startswith("t=")] == [
+        "t=  0.5 s  rotate the key of n00",
+        "t= 18.5 s  SIGKILL n01 (due at 10 s, 8.5 s late: the steps before it took that long)",
+        "t= 18.5 s  restart n01 (due at 12 s, 6.5 s late: the steps before it took that long)",
+        "t= 20.0 s  traffic (of 20 s): 0 events reported, 0 refused, 0 batches unanswered"]
+
+
 def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_up():
     """n04 dials n00 and n03 (bootstrap peers; its horizon is its own org); with both killed it rotates without a
     catch-up. Before: n01 and n02 running counted, `vouchnet key rotate` was asked to catch up, found no peer it dials
