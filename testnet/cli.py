@@ -542,8 +542,8 @@ def _print_summary(m: dict) -> None:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
         if a["type"] == "equivocation":
-            print(f"equivocation by {a['node']}: {_evidence(a, '')}; {len(a['distrusted_by'])} of the "
-                  f"{counted(a['of_others'], 'other')} count it an equivocator")
+            print(f"equivocation by {a['node']}: {_evidence(a, ' its two records were offered')}; "
+                  f"{len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator")
         elif a["type"] in ("praise", "slander"):
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
                   + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "

@@ -138,8 +138,9 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                                 {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
                                  **evidence, "flagged_before": True}]})
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after; 1 of the 2 others "
-                      "count it an equivocator")
+    # (it ended "the last 0.4 s after;", after nothing)
+    assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after its two records "
+                      "were offered; 1 of the 2 others count it an equivocator")
     assert out[1] == ("key theft from n01: 3 of 3 nodes held the evidence, the last 0.4 s after the thief offered its "
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
 
