@@ -244,12 +244,14 @@ class Run:
         starts its node, which takes seconds) follows as soon as that ended, and is said to be late."""
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
-            if attack.type == "equivocation":
-                actions.append((attack.at, i, f"equivocation by {attack.orgs.text}", lambda i=i: self._equivocate(i)))
+            if attack.type in ("equivocation", "key-theft"):
+                # its org's node, as the fault steps and the summary name it, and the file's selector
+                target = f"{self.plan.select(attack.orgs, f'attacks[{i}].orgs')[0]} ({attack.orgs.text})"
+                what, act = ((f"equivocation by {target}", self._equivocate) if attack.type == "equivocation" else
+                             (f"key theft from {target}", self._steal_key))
+                actions.append((attack.at, i, what, lambda i=i, act=act: act(i)))
             elif attack.type == "whitewash":
                 actions.append((attack.at, i, f"whitewash of {attack.agents}", lambda i=i: self._whitewash(i)))
-            elif attack.type == "key-theft":
-                actions.append((attack.at, i, f"key theft from {attack.orgs.text}", lambda i=i: self._steal_key(i)))
         said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
                 "cut": "partition {} | rest", "heal": "heal the partition"}
         acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,

@@ -353,6 +353,25 @@ def test_an_equivocation_or_key_theft_goes_to_a_node_that_follows_its_org_on_its
                for line in said) == across, said
 
 
+@pytest.mark.parametrize(("kind", "line"), [("equivocation", "equivocation by n00 (rogue)"),
+                                            ("key-theft", "key theft from n00 (rogue)")])
+def test_an_equivocation_or_key_theft_is_said_with_its_org_s_node(monkeypatch, tmp_path, kind, line):
+    """As the fault steps and the summary name nodes. Before: "key theft from honest[2]" as it ran, and "key theft
+    from n02" in the summary, the operator left to match them."""
+    (tmp_path / "named.toml").write_text(BRIDGED.replace("equivocation", kind))
+    said: list[str] = []
+    run = Run(_Testnet(5), load_scenario(str(tmp_path / "named.toml")), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    run.up = frozenset(run.cluster.names)
+    monkeypatch.setattr(runner, "time", _Clock())
+    monkeypatch.setattr(runner, "equivocate", lambda cluster, node, other, epoch_seconds: Equivocation(
+        "did:n00", node, 3, ("a", "b"), (node, other), ("accepted", "equivocation"), 0.0))
+    monkeypatch.setattr(runner, "steal_key", lambda cluster, victim, other: KeyTheft(
+        victim, "did:n00", "did:thief", 3, ("a", "b"), other, ("accepted", "accepted")))
+    run._schedule(1000.0, runner.TrafficStats())
+    assert f"t= 10.0 s  {line}" in said, said
+
+
 # --- a partition is healed however the run ends --------------------------------------------------------------------
 
 _PARTITIONED = """
