@@ -486,14 +486,18 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
 
 
-def test_up_over_a_running_testnet_says_it_started_none(existing, capsys):
-    """Before: it said 'testnet up in 0.1 s', as if it had started it."""
-    cluster = Cluster.open(existing)
+@pytest.mark.parametrize("made_by", ["up", "run"])
+def test_up_over_a_running_testnet_says_it_started_none(existing, capsys, made_by):
+    """Before: it said 'testnet up in 0.1 s', as if it had started it; and over a testnet `run` made (topology none:
+    no org-peer vouch for `up` to make), it began '0 org-peer vouches made through the nodes' APIs'."""
+    directory = existing / "made-by-run" if made_by == "run" else existing
+    cluster = (Cluster.create(directory, nodes=2, seed=1, topology="none") if made_by == "run" else
+               Cluster.open(existing))
     _sleep(cluster, cluster.names)
     try:
-        assert main(["testnet", "up", "--dir", str(existing)]) == 0
+        assert main(["testnet", "up", "--dir", str(directory)]) == 0
     finally:
-        Cluster.open(existing).stop(timeout=0)
+        Cluster.open(directory).stop(timeout=0)
     assert capsys.readouterr().out.startswith("all 2 nodes were running already: none started\nn00  ")
 
 
