@@ -433,13 +433,11 @@ def _run(args: argparse.Namespace) -> int:
         results["verdicts"] = [v.as_json() for v in verdicts]
         page = write_report(result, results, out)
     except ClusterError as e:
-        raise CommandFailed(str(e)) from None
+        left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
+        raise CommandFailed(f"{e}\nno report written; {left}") from None
     except KeyboardInterrupt:
-        made = (args.dir / STATE_FILE).exists()  # Cluster.create removes what an interrupted one made
-        left = ("no testnet was made" if fresh and not made else
-                f"the testnet it made in {args.dir} is stopped" if fresh and not args.keep else
-                f"`vouchnet testnet status --dir {args.dir}` shows the testnet as it was left")
-        print(f"interrupted: no report written; {left}", file=sys.stderr)
+        print(f"interrupted: no report written; {_left_unfinished(args.dir, fresh=fresh, keep=args.keep)}",
+              file=sys.stderr)
         raise
     finally:
         if page is None:
@@ -517,6 +515,19 @@ def _unready(setup: dict) -> str:
     return (f"warning: traffic started {setup['propagation_seconds']} s into the setup with its records still missing "
             f"({lacking}), so the figures above are of a network that had not taken in the scenario's trust graph: "
             "`vouchnet testnet status` and the nodes' logs may say why")
+
+
+def _left_unfinished(directory: Path, *, fresh: bool, keep: bool) -> str:
+    """What a run that failed or was interrupted leaves: no testnet, where making it failed (Cluster.create removes
+    what it made), the one it made stopped (as `run` finally stops it), or the testnet as it was left, which `status`
+    shows (on one reused, or kept: nodes the failure left down stay down)."""
+    from .state import STATE_FILE
+
+    if fresh and not (directory / STATE_FILE).exists():
+        return "no testnet was made"
+    if fresh and not keep:
+        return f"the testnet it made in {directory} is stopped"
+    return f"`vouchnet testnet status --dir {directory}` shows the testnet as it was left"
 
 
 def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:

@@ -262,6 +262,29 @@ def test_a_ctrl_c_while_a_run_makes_its_testnet_says_none_was_made(tmp_path, cap
     assert "interrupted: no report written; no testnet was made" in capsys.readouterr().err
 
 
+def test_a_run_that_fails_says_what_it_left(existing, tmp_path, capsys, monkeypatch):
+    """As an interrupted one does. Before: a node that exited while the run restarted it (its roots changed) ended the
+    run with the node's log alone, nothing saying that the testnet reused ran on without it and no report was
+    written."""
+    from testnet import runner
+
+    def failing() -> None:
+        raise ClusterError("n01: exited while starting; its log ends:\n    error: bad config")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=failing))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
+    assert capsys.readouterr().err.endswith(
+        "vouchnet testnet run: n01: exited while starting; its log ends:\n    error: bad config\nno report written; "
+        f"`vouchnet testnet status --dir {existing}` shows the testnet as it was left\n")
+
+    def not_made(*args, **options):
+        raise ClusterError("n00: `vouchnet init` failed (1): no space left")
+
+    monkeypatch.setattr(Cluster, "create", not_made)
+    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "new")]) == 1
+    assert capsys.readouterr().err.endswith("no space left\nno report written; no testnet was made\n")
+
+
 def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path, monkeypatch, capsys):
     """They were left running, unsaid: a failed `up` leaves what a Ctrl-C leaves, and the next `up` starts them all."""
     directory = tmp_path / "testnet"
