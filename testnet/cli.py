@@ -142,7 +142,8 @@ def register(subparsers: Subparsers) -> None:
     run.add_argument("--seed", type=seed_argument,
                      help="seed of the plan and the agents' behaviour (default: the testnet's)")
     run.add_argument("--out", type=Path, help="the directory the report goes into, made before the run starts "
-                     "(default: DIR/reports/SCENARIO-TIME)")
+                     "(and removed again, if this run made it, when it writes no report; default: "
+                     "DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
 
 
@@ -200,16 +201,22 @@ def _open(directory: Path):  # -> Cluster
         raise UsageError(str(e)) from None
 
 
-def _unfit(error: Exception, scenario, seed: int) -> UsageError:  # (ScenarioError, Scenario)
+def _unfit(error: Exception, scenario, seed: int, reused: int | None = None) -> UsageError:  # (ScenarioError, ...)
     """The refusal of a scenario that does not fit a testnet with `seed`: its error, and the fewest nodes of a
     testnet `run` makes that it runs on with that seed (plan.fewest_nodes), or that none does, unless the error
-    says it (the org groups' sizes)."""
+    says it (the org groups' sizes). On a testnet reused, of `reused` nodes, whose size is fixed (`--nodes` of
+    another is refused), and whose nodes may dial others than a testnet `run` makes: another --dir to run on."""
     from .plan import fewest_nodes
 
     fewest = fewest_nodes(scenario, seed)
     if fewest is None:
         return UsageError(f"{error} (with seed {seed}, scenario {scenario.name} runs on no testnet `run` makes, of 1 "
                           f"to {MAX_NODES} nodes)")
+    if reused is not None:
+        options = f"--nodes {fewest}" + (f" and --seed {seed}" if seed != DEFAULT_SEED else "")
+        return UsageError(f"{error} (this testnet's {counted(reused, 'node')} stay as they are; with seed {seed}, "
+                          f"scenario {scenario.name} runs on a testnet `run` makes of {counted(fewest, 'node')} at "
+                          f"the fewest: give another --dir, with {options})")
     if f"at least {fewest}" not in str(error):
         return UsageError(f"{error} (with seed {seed}, scenario {scenario.name} runs on {counted(fewest, 'node')} "
                           "at the fewest)")
@@ -362,8 +369,6 @@ class ProgressBar:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ledger.files import make_directory
-
     from .cluster import Cluster, ClusterError
     from .measure import measure
     from .report import results_json, write_report
@@ -379,22 +384,20 @@ def _run(args: argparse.Namespace) -> int:
             scenario = scenario.with_duration(args.duration)
     except ScenarioError as e:
         raise UsageError(str(e)) from None
-    if args.out is not None:  # made now: refused once the run is over, its report would be lost
-        try:
-            make_directory(args.out)
-        except OSError as e:
-            raise UsageError(f"--out {args.out}: cannot be made a directory for the report ({e.strerror})") from None
     elapsed: dict[str, float] = {}
     started_at = time.monotonic()
     fresh = not (args.dir / STATE_FILE).exists()
+    if fresh:
+        nodes = scenario.nodes if args.nodes is None else args.nodes
+        seed = DEFAULT_SEED if args.seed is None else args.seed
+        try:  # before making a testnet that no run of the scenario could use
+            make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
+        except ScenarioError as e:
+            raise _unfit(e, scenario, seed) from None
+    out_made = _make_out(args.out)  # the directories of --out this run made, removed again if it writes no report
+    page = None
     try:
         if fresh:
-            nodes = scenario.nodes if args.nodes is None else args.nodes
-            seed = DEFAULT_SEED if args.seed is None else args.seed
-            try:  # before making a testnet that no run of the scenario could use
-                make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
-            except ScenarioError as e:
-                raise _unfit(e, scenario, seed) from None
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
             cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
         else:
@@ -413,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             run = Run(cluster, scenario, seed=seed, say=say, progress=bar, fresh=fresh)
         except ScenarioError as e:
-            raise _unfit(e, scenario, seed) from None
+            raise _unfit(e, scenario, seed, None if fresh else len(cluster.names)) from None
         print(f"running {scenario.name} on {counted(len(cluster.names), 'node')} (seed {seed})", file=sys.stderr)
         try:
             result = run.execute()
@@ -430,15 +433,15 @@ def _run(args: argparse.Namespace) -> int:
         results["verdicts"] = [v.as_json() for v in verdicts]
         page = write_report(result, results, out)
     except ClusterError as e:
-        raise CommandFailed(str(e)) from None
+        left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
+        raise CommandFailed(f"{e}\nno report written; {left}") from None
     except KeyboardInterrupt:
-        made = (args.dir / STATE_FILE).exists()  # Cluster.create removes what an interrupted one made
-        left = ("no testnet was made" if fresh and not made else
-                f"the testnet it made in {args.dir} is stopped" if fresh and not args.keep else
-                f"`vouchnet testnet status --dir {args.dir}` shows the testnet as it was left")
-        print(f"interrupted: no report written; {left}", file=sys.stderr)
+        print(f"interrupted: no report written; {_left_unfinished(args.dir, fresh=fresh, keep=args.keep)}",
+              file=sys.stderr)
         raise
     finally:
+        if page is None:
+            _unmake(out_made)
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
@@ -452,6 +455,32 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)
+
+
+def _make_out(out: Path | None) -> list[Path]:
+    """Make `--out` a directory before the run makes or starts anything (refused once the run is over, its report
+    would be lost), and once a testnet `run` makes was found to fit the plan; returns the directories it made, the
+    outermost first, which _unmake removes if the run writes no report (a plan refused on a testnet reused, too):
+    never one that was there before."""
+    from ledger.files import make_directory
+
+    if out is None:
+        return []
+    missing = [path for path in (out, *out.parents) if not path.exists()]
+    try:
+        make_directory(out)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot be made a directory for the report ({e.strerror})") from None
+    return missing[::-1]
+
+
+def _unmake(made: list[Path]) -> None:
+    """Remove the directories _make_out made, innermost first, of a run that wrote no report: those still empty."""
+    for path in reversed(made):
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def _run_status(verdicts: list[Verdict]) -> int:
@@ -488,6 +517,19 @@ def _unready(setup: dict) -> str:
             "`vouchnet testnet status` and the nodes' logs may say why")
 
 
+def _left_unfinished(directory: Path, *, fresh: bool, keep: bool) -> str:
+    """What a run that failed or was interrupted leaves: no testnet, where making it failed (Cluster.create removes
+    what it made), the one it made stopped (as `run` finally stops it), or the testnet as it was left, which `status`
+    shows (on one reused, or kept: nodes the failure left down stay down)."""
+    from .state import STATE_FILE
+
+    if fresh and not (directory / STATE_FILE).exists():
+        return "no testnet was made"
+    if fresh and not keep:
+        return f"the testnet it made in {directory} is stopped"
+    return f"`vouchnet testnet status --dir {directory}` shows the testnet as it was left"
+
+
 def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
     """What a finished run leaves (README "Running a testnet"): the testnet it made stopped, or the testnet running
     on."""
@@ -511,8 +553,8 @@ def _print_summary(m: dict) -> None:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
         if a["type"] == "equivocation":
-            print(f"equivocation by {a['node']}: {_evidence(a, '')}; {len(a['distrusted_by'])} of the "
-                  f"{counted(a['of_others'], 'other')} count it an equivocator")
+            print(f"equivocation by {a['node']}: {_evidence(a, ' its two records were offered')}; "
+                  f"{len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator")
         elif a["type"] in ("praise", "slander"):
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
                   + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "

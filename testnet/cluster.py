@@ -132,8 +132,9 @@ class Cluster:
             entries.append(NodeEntry(name=name, dir=f"{NODES_DIR}/{name}", p2p_port=ports[2 * i],
                                      api_port=ports[2 * i + 1], did=did_key(public),
                                      peer_id=peer_id_from_public_key(public)))
+        # (a topology with no vouch to make, `run`'s "none", has made them all: `up` makes and says none)
         cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries),
-                                              vouched=False))
+                                              vouched=not any(edges.values())))
         for i, entry in enumerate(entries):
             cluster.configure(entry.name, {
                 ("p2p", "bootstrap"): cluster._bootstrap(i),

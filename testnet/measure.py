@@ -180,14 +180,18 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
     i.e. held both the old key's rotation record and the new key's first record (together they make the link;
     seconds after the node was started with its new key), how many of those seconds were the node's own start (until
     its API answered), and the nodes whose GET /v1/orgs/{new key} answered with the org (its first key) at the end.
-    The vouches of the orgs an earlier run on the testnet flagged extend no horizon (Plan.flagged)."""
+    The vouches of the orgs flagged by then extend no horizon: those an earlier run on the testnet flagged
+    (Plan.flagged), and the targets of the run's equivocations and key thefts before it, as the plan counts a
+    rotation's followers."""
     found = []
     for i, event in enumerate(run.timeline):
         if event["kind"] != "rotated":
             continue
         node, org = event["node"], run.keys[event["node"]][0]
         stopped = max(e["at"] for e in run.timeline[:i] if e["kind"] == "rotate" and e["node"] == node)
-        others = [n for n in run.plan.nodes if n != node and node in run.plan.horizon(n, run.plan.flagged)]
+        flagged = set(run.plan.flagged) | {e["node"] for e in run.timeline[:i]
+                                           if e["kind"] in ("equivocation", "key-theft")}
+        others = [n for n in run.plan.nodes if n != node and node in run.plan.horizon(n, flagged)]
         linked = {}
         for other in others:
             held = [run.seen.get(rid, {}).get(other) for rid in (event["rotation"], event["first"])]

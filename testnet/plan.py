@@ -115,20 +115,27 @@ class Plan:
         equivocations and key thefts due before it flag, and by those an earlier run flagged (flagged_before)."""
         attack = self.scenario.attacks[index]
         target = self.select(attack.orgs, f"attacks[{index}].orgs")[0]
-        flagged = self.flagged_before(index)
+        flagged = self.flagged_before((attack.at, index))
         peers = [n for n in reversed(self.nodes) if n in up and n != target and target in self.horizon(n, flagged)
                  and (attack.type != "equivocation" or self.group_of(n) != self.group_of(target))]
         near = set(peers_on_its_side(target, partition, peers))
         return sorted(peers, key=lambda n: n not in near)
 
-    def flagged_before(self, index: int) -> set[str]:
-        """The orgs flagged as equivocators when attack `index` is due: those an earlier run on the testnet flagged
-        (`flagged`), and the targets of the equivocations and key thefts the run takes before it (in time order, the
-        file's at one time)."""
-        attacks = self.scenario.attacks
-        due = (attacks[index].at, index)
-        return set(self.flagged) | {self.select(a.orgs, f"attacks[{i}].orgs")[0] for i, a in enumerate(attacks)
-                                    if a.type in ("equivocation", "key-theft") and (a.at, i) < due}
+    def flagged_before(self, due: tuple[float, int]) -> set[str]:
+        """The orgs flagged as equivocators when an attack or fault step is `due` (its time, and its order at that
+        time: an attack's index, a fault's 100 + its index, as FaultStep.order): those an earlier run on the testnet
+        flagged (`flagged`), and those the run's attacks flag before it (flagging_attacks)."""
+        return set(self.flagged) | set(self.flagging_attacks(due))
+
+    def flagging_attacks(self, due: tuple[float, int]) -> dict[str, int]:
+        """Org node -> the index of the first equivocation or key theft the run takes before `due` (in time order,
+        attacks first at one time and then the file's order, as the runner takes them) that flags its org: the
+        equivocation's offender, the key theft's victim."""
+        found: dict[str, int] = {}
+        for i, attack in sorted(enumerate(self.scenario.attacks), key=lambda pair: (pair[1].at, pair[0])):
+            if attack.type in ("equivocation", "key-theft") and (attack.at, i) < due:
+                found.setdefault(self.select(attack.orgs, f"attacks[{i}].orgs")[0], i)
+        return found
 
     def fault_steps(self) -> list[FaultStep]:
         """The scenario's faults as steps, in the order a run takes them: a kill's restart and a partition's heal
@@ -256,10 +263,11 @@ def _edge_pairs(edge: Edge, where: str, groups: dict[str, list[str]], testnet: i
 def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
-    whose earlier kill's restart is still to come (that restart would start it early), and a rotation that would fail
-    mid-run (_check_rotation, once the plan knows what its node dials); and an equivocation, whitewash or key theft
-    due while the nodes it needs are down (_check_attack). A rotation of a killed node starts it again
-    (testnet.faults.rotate), but its kill's restart still comes when due: `restarting` keeps it until then."""
+    whose earlier kill's restart is still to come (that restart would start it early), and a rotation of a flagged org
+    or one that would fail mid-run (_check_rotation: the latter once the plan knows what its node dials); and an
+    equivocation, whitewash or key theft due while the nodes it needs are down (_check_attack). A rotation of a killed
+    node starts it again (testnet.faults.rotate), but its kill's restart still comes when due: `restarting` keeps it
+    until then."""
     up, partition, restarting = set(plan.nodes), None, {}
     attacks = [(attack.at, i) for i, attack in enumerate(plan.scenario.attacks)
                if attack.type in ("equivocation", "whitewash", "key-theft")]
@@ -293,8 +301,7 @@ def _check_faults(plan: Plan) -> None:
             partition = None
         else:
             for node in step.nodes:
-                if plan.dials is not None:
-                    _check_rotation(plan, step, node, up, partition[1] if partition else None)
+                _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
 
 
@@ -323,7 +330,7 @@ def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
             f"show nothing of its own (its verdict would be the earlier run's); run it on a fresh testnet (another "
             "--dir), or select an org no run flagged")
     if not plan.attack_peers(index, plan.nodes, None):
-        aside = _flagged_aside(plan, plan.flagged_before(index) - plan.flagged)
+        aside = _flagged_aside(plan, plan.flagged_before((attack.at, index)) - plan.flagged)
         raise ScenarioError(
             f"attacks[{index}].orgs: the {kind} offers records of {target}'s org to another org's node{outside}, and "
             f"none has {target} inside its horizon (its roots, and the orgs within {MAX_HOPS} org-peer vouches of "
@@ -353,31 +360,46 @@ def _fault_span(plan: Plan, index: int) -> str:
 
 
 def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partition: Partition | None) -> None:
-    """ScenarioError for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running
-    nodes it dials on its node's side of a partition in force (Plan.catch_up_peers; none, it rotates without), and
-    refuses to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once
-    the run set it up, without the vouches of the orgs an earlier run flagged; an equivocation flagging an org later
-    only shrinks the followers, so may still fail it). A rotation of an org an earlier run flagged is refused: it
-    signs, but every node flags the new key as it links it to the org (gossip.replica), and a node holding the other
-    side of the org's fork (the earlier equivocation's second record, or a thief's rotation) refuses every later
-    record of the key, the rotation's too, so what the run measured would be the earlier run's fork."""
-    if node in plan.flagged:
-        raise ScenarioError(
-            f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s is of an org an earlier run on this "
-            "testnet flagged as an equivocator: every node would flag the new key as it links it to the org, and a "
-            "node holding the other side of the org's fork (the earlier equivocation's other record, or a thief's "
-            "rotation) refuses every later record of the key, the rotation's too, so the run would measure the "
-            "earlier run's fork, not a rotation; run it on a fresh testnet (another --dir), or rotate an org no run "
-            "flagged")
+    """ScenarioError for a rotation of an org flagged as an equivocator when it is due, by an earlier run on the
+    testnet or by an equivocation or key theft the run takes before it (Plan.flagging_attacks): `vouchnet key rotate`
+    signs it, but every node flags the new key as it links it to the org (gossip.replica), and a node holding the
+    other side of the org's fork (the equivocation's second record, or a thief's rotation) refuses every later record
+    of the key, the rotation's too, so what the run measured would be that fork. Once the plan knows what its node
+    dials, also for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running nodes
+    it dials on its node's side of a partition in force (Plan.catch_up_peers; none, it rotates without), and refuses
+    to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once the run
+    set it up, without the vouches of the orgs flagged by then)."""
+    due = (step.at, step.order)
+    attacks = plan.flagging_attacks(due)
+    if node in plan.flagged or node in attacks:
+        rotation = f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s is of an org"
+        fork = ("every node would flag the new key as it links it to the org, and a node holding the other side of "
+                "the org's fork ({}) refuses every later record of the key, the rotation's too, so the run would "
+                "measure {}, not a rotation; {}")
+        if node in plan.flagged:
+            raise ScenarioError(f"{rotation} an earlier run on this testnet flagged as an equivocator: " + fork.format(
+                "the earlier equivocation's other record, or a thief's rotation", "the earlier run's fork",
+                "run it on a fresh testnet (another --dir), or rotate an org no run flagged"))
+        attack = plan.scenario.attacks[attacks[node]]
+        kind = attack.type.replace("-", " ")
+        raise ScenarioError(f"{rotation} attacks[{attacks[node]}], the {kind} at {attack.at:g} s, flags as an "
+                            "equivocator before it: " + fork.format(
+                                "the equivocation's other record" if attack.type == "equivocation" else
+                                "the thief's rotation", f"the {kind}'s fork",
+                                "have the rotation come before the attack (attacks go first at one time), or rotate "
+                                "an org no attack flags first"))
+    if plan.dials is None:
+        return
+    flagged = plan.flagged_before(due)
     reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
-    if reached and not set(reached) & set(plan.followers(node, plan.flagged)):
+    if reached and not set(reached) & set(plan.followers(node, flagged)):
         raise ScenarioError(
             f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
             "`vouchnet key rotate` first takes the org's records back from the running nodes it dials (its bootstrap "
             "peers and the orgs whose `org` records it holds: those of its horizon, and any it held as the run began): "
             f"{', '.join(reached)}, and none of them holds them (none has {node} inside its horizon: "
-            f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them{_flagged_aside(plan)}), so it "
-            "refuses to sign; "
+            f"its roots, and the orgs within {MAX_HOPS} org-peer vouches of them"
+            f"{_flagged_aside(plan, flagged - plan.flagged)}), so it refuses to sign; "
             f"have a group root or vouch for group {plan.group_of(node)}, or rotate it while a partition "
             "cuts it off alone")
 

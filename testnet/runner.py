@@ -32,6 +32,7 @@ SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
 PROGRESS_SECONDS = 10.0  # how often a run says how far its traffic got
+LATE_SECONDS = 1.0  # how far past its time an attack or fault step is said to be late (a rotation before it took long)
 
 _KEYS_VIEWED = {"rotated": ("new",), "key-theft": ("key", "thief"),  # timeline entry -> its keys _key_views asks about
                 "equivocation": ("offender",)}
@@ -238,14 +239,19 @@ class Run:
     # --- the schedule -------------------------------------------------------------------------------------
 
     def _schedule(self, t0: float, stats: TrafficStats) -> None:
+        """The scenario's attacks and fault steps, each when due (at one time, attacks first, then the file's order),
+        with the traffic running between; one due while the step before it still ran (a rotation stops, rotates and
+        starts its node, which takes seconds) follows as soon as that ended, and is said to be late."""
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
-            if attack.type == "equivocation":
-                actions.append((attack.at, i, f"equivocation by {attack.orgs.text}", lambda i=i: self._equivocate(i)))
+            if attack.type in ("equivocation", "key-theft"):
+                # its org's node, as the fault steps and the summary name it, and the file's selector
+                target = f"{self.plan.select(attack.orgs, f'attacks[{i}].orgs')[0]} ({attack.orgs.text})"
+                what, act = ((f"equivocation by {target}", self._equivocate) if attack.type == "equivocation" else
+                             (f"key theft from {target}", self._steal_key))
+                actions.append((attack.at, i, what, lambda i=i, act=act: act(i)))
             elif attack.type == "whitewash":
                 actions.append((attack.at, i, f"whitewash of {attack.agents}", lambda i=i: self._whitewash(i)))
-            elif attack.type == "key-theft":
-                actions.append((attack.at, i, f"key theft from {attack.orgs.text}", lambda i=i: self._steal_key(i)))
         said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
                 "cut": "partition {} | rest", "heal": "heal the partition"}
         acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,
@@ -255,7 +261,10 @@ class Run:
                             lambda act=acts[step.action], n=list(step.nodes): act(n)))
         for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
             self._traffic_until(t0, at, stats)
-            self.say(f"t={time.time() - t0:5.1f} s  {what}")
+            now = time.time() - t0
+            late = (f" (due at {at:g} s, {now - at:.1f} s late: the steps before it took that long)"
+                    if now - at >= LATE_SECONDS else "")
+            self.say(f"t={now:5.1f} s  {what}{late}")
             act()
         self._traffic_until(t0, self.scenario.duration, stats)
 
@@ -321,7 +330,10 @@ class Run:
                      f"holds {target}'s org is: {after}")
 
     def _rotate(self, nodes: list[str]) -> None:
+        """Rotate each node's key in turn (testnet.faults.rotate), saying when it runs again: its stop, `vouchnet key
+        rotate` and its start take seconds (18 in a run here), in which the schedule, its progress lines too, waits."""
         for node in nodes:
+            began = time.monotonic()
             self.up = self.up - {node}
             self.timeline.add("rotate", node=node)
             reached = self.plan.catch_up_peers(node, self.up, self.partition)
@@ -329,6 +341,8 @@ class Run:
             self.up = self.up | {node}
             self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,
                               first=done.first, started=done.started, answered=done.answered)
+            self.say(f"  {node} runs again with its new key, {time.monotonic() - began:.1f} s after it was stopped "
+                     "(its stop, `vouchnet key rotate`, its start)")
 
     def _kill(self, nodes: list[str]) -> None:
         for node in nodes:

@@ -118,7 +118,7 @@ BODIES: dict[str, Shape] = {  # a record's body by kind, in its JSON form (node.
               "expires": Maybe((int, type(None)))},
     "revoke": {"record": str, "reason": str},
     "org": {"name": str, "network": str, "addrs": ListOf(str)},
-    "digest": {"agent": str, "epoch": int, "events": int},
+    "digest": {"agent": str, "epoch": int, "len": int, "events": int},
     "equivocation": {"offender": str, "type": str},
 }
 RECORDS = {"records": ListOf(RECORD), "next": (int, type(None))}  # and each body by its kind

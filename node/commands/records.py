@@ -85,7 +85,14 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
             words += f"; the key that replaces {body['prior']}"
         return words
     if kind == "digest":
-        return f"{body['agent']} from {record_time(body['epoch'])}: {counted(body['events'], 'event')}"
+        return (f"{body['agent']} from {record_time(body['epoch'])} for {_seconds(body['len'])}: "
+                f"{counted(body['events'], 'event')}")
     if kind == "equivocation":
         return f"{body['offender']} signed two {body['type']}s that contradict each other"
     return json.dumps(body)
+
+
+def _seconds(ms: int) -> str:
+    """A digest's epoch length, `len` ms (DESIGN §3), in seconds as exactly as it is written: "3600 s", "1.5 s"."""
+    fraction = f".{ms % 1000:03d}".rstrip("0") if ms % 1000 else ""
+    return f"{ms // 1000}{fraction} s"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import partial
 
 import httpx
@@ -35,13 +36,16 @@ from node import cli
 from node.client import NodeApiError, NodeClient
 from node.commands import common
 from node.commands.log_verify import verify_log
+from node.commands.records import describe
 from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.data_lock import locked_data_dir
 from node.keys import create_token
 from node.setup import init_data_dir
-from vouching import did_key, org_body, revoke_body, verify_record, vouch_body
+from vouching import did_key, digest_body, org_body, revoke_body, verify_record, vouch_body
+from vouching.bodies import CATEGORIES, OUTCOMES
 from vouching.counts import counted
+from vouching.schema import MAX_UINT
 
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
@@ -821,6 +825,32 @@ async def test_records_describe_every_kind(run, node, url):
     assert lines[1].endswith(": org on test")
     assert lines[2].endswith(f": {partner.did} signed two records that contradict each other")
     assert lines[3].endswith(f": revokes {ours.id.hex()}: caught")
+
+
+async def test_records_show_a_digest_s_epoch_and_its_length(run, node, url):
+    """A digest covers [epoch, epoch + len): its line says how long that was, to the millisecond a float
+    [telemetry] epoch_seconds makes. Before: only when the epoch began, so an hour's digest and a minute's looked
+    alike."""
+    agent = new_did()
+    for length in (3_600_000, 1_500):
+        node.replica.issue("digest", digest_body(
+            agent, epoch=1_767_225_600_000, length=length, outcomes={**dict.fromkeys(OUTCOMES, 0), "ok": 3},
+            categories={**dict.fromkeys(CATEGORIES, 0), "tool": 3}, high_risk=dict.fromkeys(OUTCOMES, 0),
+            evidence_root=bytes(32)))
+    code, out, _ = await run("records", "--api", url, "--kind", "digest")
+    assert code == 0
+    hour, moment = out.splitlines()
+    assert hour.endswith(f": {agent} from 2026-01-01T00:00:00Z for 3600 s: 3 events")
+    assert moment.endswith(f": {agent} from 2026-01-01T00:00:00Z for 1.5 s: 3 events")
+
+
+@given(st.integers(1, MAX_UINT))
+def test_a_digest_s_epoch_length_is_shown_exactly_in_seconds(length):
+    body = {"agent": "did:key:z6Mk", "epoch": 0, "len": length, "events": 0}
+    line = describe({"index": 0, "kind": "digest", "id": "00", "iss": "did:key:z6Mk", "seq": 1, "body": body})
+    shown = line.split(" for ")[1].split(" s: ")[0]
+    assert Decimal(shown) * 1000 == length
+    assert "." not in shown or not shown.endswith(("0", "."))  # no trailing zeros: 1.5 s, not 1.500 s
 
 
 async def test_records_name_a_key_rotation_in_its_org_records(run, node, url):

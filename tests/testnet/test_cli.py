@@ -138,8 +138,9 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                                 {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
                                  **evidence, "flagged_before": True}]})
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after; 1 of the 2 others "
-                      "count it an equivocator")
+    # (it ended "the last 0.4 s after;", after nothing)
+    assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after its two records "
+                      "were offered; 1 of the 2 others count it an equivocator")
     assert out[1] == ("key theft from n01: 3 of 3 nodes held the evidence, the last 0.4 s after the thief offered its "
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
 
@@ -259,6 +260,29 @@ def test_a_ctrl_c_while_a_run_makes_its_testnet_says_none_was_made(tmp_path, cap
     monkeypatch.setattr(Cluster, "create", interrupted)
     assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "testnet")]) == 130
     assert "interrupted: no report written; no testnet was made" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_says_what_it_left(existing, tmp_path, capsys, monkeypatch):
+    """As an interrupted one does. Before: a node that exited while the run restarted it (its roots changed) ended the
+    run with the node's log alone, nothing saying that the testnet reused ran on without it and no report was
+    written."""
+    from testnet import runner
+
+    def failing() -> None:
+        raise ClusterError("n01: exited while starting; its log ends:\n    error: bad config")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=failing))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
+    assert capsys.readouterr().err.endswith(
+        "vouchnet testnet run: n01: exited while starting; its log ends:\n    error: bad config\nno report written; "
+        f"`vouchnet testnet status --dir {existing}` shows the testnet as it was left\n")
+
+    def not_made(*args, **options):
+        raise ClusterError("n00: `vouchnet init` failed (1): no space left")
+
+    monkeypatch.setattr(Cluster, "create", not_made)
+    assert main(["testnet", "run", "baseline", "--dir", str(tmp_path / "new")]) == 1
+    assert capsys.readouterr().err.endswith("no space left\nno report written; no testnet was made\n")
 
 
 def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path, monkeypatch, capsys):
@@ -438,6 +462,32 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, c
     assert (existing / "new" / "report").is_dir()
 
 
+def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing, capsys, monkeypatch):
+    """--out is made once the plan was checked, and what the run made of it is removed when it writes no report: a
+    refusal on a testnet reused, before any vouch, too. Before: made first, a refused plan left it behind, empty."""
+    from testnet import runner
+
+    out = tmp_path / "kept" / "mine" / "report"
+    assert main(["testnet", "run", "sybil-collusion", "--nodes", "2", "--dir", str(tmp_path / "tn"), "--out",
+                 str(out)]) == 2  # (a testnet run would make: too small)
+    assert main(["testnet", "run", "sybil-collusion", "--dir", str(existing), "--out", str(out)]) == 2  # (reused)
+    assert "needs at least 5 nodes" in capsys.readouterr().err
+    assert not (tmp_path / "kept").exists()
+
+    def refused_before_any_vouch() -> None:
+        raise ScenarioError("faults[0]: refused")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused_before_any_vouch))
+    (tmp_path / "kept").mkdir()  # the user's: stays, empty or not
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(out)]) == 2
+    assert "vouchnet testnet run: faults[0]: refused\nrefused before any vouch" in capsys.readouterr().err
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "mine").exists()
+    (tmp_path / "kept" / "mine").mkdir()
+    (tmp_path / "kept" / "mine" / "notes").write_text("the user's")
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(out)]) == 2
+    assert list((tmp_path / "kept" / "mine").iterdir()) == [tmp_path / "kept" / "mine" / "notes"]
+
+
 def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
     _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
@@ -459,14 +509,18 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
 
 
-def test_up_over_a_running_testnet_says_it_started_none(existing, capsys):
-    """Before: it said 'testnet up in 0.1 s', as if it had started it."""
-    cluster = Cluster.open(existing)
+@pytest.mark.parametrize("made_by", ["up", "run"])
+def test_up_over_a_running_testnet_says_it_started_none(existing, capsys, made_by):
+    """Before: it said 'testnet up in 0.1 s', as if it had started it; and over a testnet `run` made (topology none:
+    no org-peer vouch for `up` to make), it began '0 org-peer vouches made through the nodes' APIs'."""
+    directory = existing / "made-by-run" if made_by == "run" else existing
+    cluster = (Cluster.create(directory, nodes=2, seed=1, topology="none") if made_by == "run" else
+               Cluster.open(existing))
     _sleep(cluster, cluster.names)
     try:
-        assert main(["testnet", "up", "--dir", str(existing)]) == 0
+        assert main(["testnet", "up", "--dir", str(directory)]) == 0
     finally:
-        Cluster.open(existing).stop(timeout=0)
+        Cluster.open(directory).stop(timeout=0)
     assert capsys.readouterr().out.startswith("all 2 nodes were running already: none started\nn00  ")
 
 
@@ -549,6 +603,23 @@ def test_a_scenario_too_big_for_the_testnet_asked_says_the_fewest_nodes_it_runs_
     err = capsys.readouterr().err
     assert "selects no org" in err and f"(with seed 1, scenario {name} runs on 3 nodes at the fewest)" in err
     assert not (directory / state.STATE_FILE).exists()
+
+
+@pytest.mark.parametrize(("name", "seed", "error", "fewest", "options"), [
+    ("faults", [], "honest[2] selects no org: group honest has 2 on this 2-node testnet", 3, "--nodes 3"),
+    # (seed 7 draws edges that 5 or 6 nodes do not hold)
+    ("sybil-collusion", ["--seed", "7"], "needs at least 5 nodes", 7, "--nodes 7 and --seed 7"),
+])
+def test_a_scenario_too_big_for_a_testnet_reused_says_to_run_it_in_another_directory(existing, capsys, name, seed,
+                                                                                      error, fewest, options):
+    """A testnet reused keeps its size (`--nodes` of another is refused): the fewest nodes a refusal names is that of
+    a testnet `run` makes in another --dir, with the seed it would need given there. Before: "runs on 3 nodes at the
+    fewest", as if --nodes 3 would do here, and nothing at all where the error named the size."""
+    assert main(["testnet", "run", name, "--dir", str(existing), *seed]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.endswith(
+        f" (this testnet's 2 nodes stay as they are; with seed {seed[-1] if seed else 1}, scenario {name} runs on a "
+        f"testnet `run` makes of {fewest} nodes at the fewest: give another --dir, with {options})\n"), err
 
 
 # rogue rotates; the honest org the seed draws to vouch for it is its only follower (honest roots no one)

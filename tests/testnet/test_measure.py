@@ -147,6 +147,24 @@ def test_a_rotation_is_awaited_only_at_nodes_that_hold_its_org_without_an_earlie
     assert (rotation["nodes_linking"], rotation["of"], rotation["seconds_to_link_everywhere"]) == (1, 1, 2.0)
 
 
+def test_a_rotation_is_awaited_only_at_nodes_that_hold_its_org_without_an_org_the_run_flagged_before_it():
+    """n02 holds n00's records only through n01's vouch, and the run's key theft of n01's key flagged it before n00
+    rotated: n02 takes no more of n00's records. Before: only an earlier run's flags were left out, so n02 counted
+    among the nodes to link the keys, and the rotation was reported linked at 1 of 2, never everywhere."""
+    theft = {"at": T0 + 5, "kind": "key-theft", "attack": 0, "node": "n01", "key": "did:b", "thief": "did:t"}
+    rotation = [{"at": T0 + 8, "kind": "rotate", "node": "n00"},
+                {"at": T0 + 11, "kind": "rotated", "node": "n00", "old": "did:a", "new": "did:a2", "rotation": "rot",
+                 "first": "first", "started": T0 + 10, "answered": T0 + 10.75}]
+    seen = {"rot": {"n00": T0 + 11, "n01": T0 + 11.5}, "first": {"n00": T0 + 11, "n01": T0 + 12}}
+    for timeline, awaited in (([theft, *rotation], (1, 1, 2.0)), ([*rotation, {**theft, "at": T0 + 12}], (1, 2, None))):
+        result = run({"rot": ("did:a", T0 + 9), "first": ("did:a2", T0 + 9)}, seen, timeline,
+                     keys={**{n: [d] for n, d in DIDS.items()}, "n00": ["did:a", "did:a2"]})
+        result.plan.roots.update({"n00": ["n00"], "n01": ["n01", "n00"], "n02": ["n02"]})  # (n01 roots n00 itself)
+        result.plan.vouches.update({"n00": {}, "n01": {"n00": 0.9}, "n02": {"n01": 0.9}})
+        (measured,) = rotations(result)
+        assert (measured["nodes_linking"], measured["of"], measured["seconds_to_link_everywhere"]) == awaited
+
+
 def test_the_report_says_how_much_of_a_rotation_s_link_time_was_the_node_s_own_start():
     rotation = {"nodes_linking": 2, "of": 2, "seconds_to_link_everywhere": 4.0, "start_seconds": 0.75}
     assert linking(rotation) == ("2 of 2, the last 4.0 s after the node started with its new key"

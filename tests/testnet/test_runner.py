@@ -182,6 +182,37 @@ def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
                     for t in (10, 20)]
 
 
+def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monkeypatch):
+    """A rotation stops, rotates and starts its node: 18 s on a loaded machine, and the kill due meanwhile runs once it
+    ended. Before: said as "t= 18.5 s  SIGKILL n01" alone, so the file's 10 s seemed kept (the key theft of
+    `rotation --duration 30`, due at 25 s, ran at 28.5 s, 1.5 s before the traffic ended, unsaid); and nothing said
+    when the rotation ended (a run's lines stopped for 18 s, its progress lines too)."""
+    path = tmp_path / "slow.toml"
+    partition = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
+    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 0.5\n'
+    path.write_text(_PARTITIONED.replace(partition, rotation).replace("at = 1\nduration = 1", "at = 10\nduration = 2"))
+    clock = _Clock(ctrl_c_at=24.0)  # (in the settling after the traffic)
+    testnet = _Testnet()
+    rotate_key = testnet.rotate_key
+
+    def slow_rotation(node: str, *, catch_up: bool) -> tuple[str, str]:
+        clock.now += 18
+        return rotate_key(node, catch_up=catch_up)
+
+    testnet.rotate_key = slow_rotation  # type: ignore[method-assign]
+    said: list[str] = []
+    run, _ = _run_of_fakes(monkeypatch, testnet, path, said)
+    monkeypatch.setattr(runner, "time", clock)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert [line for line in said if line.startswith(("t=", "  "))] == [
+        "t=  0.5 s  rotate the key of n00",
+        "  n00 runs again with its new key, 18.0 s after it was stopped (its stop, `vouchnet key rotate`, its start)",
+        "t= 18.5 s  SIGKILL n01 (due at 10 s, 8.5 s late: the steps before it took that long)",
+        "t= 18.5 s  restart n01 (due at 12 s, 6.5 s late: the steps before it took that long)",
+        "t= 20.0 s  traffic (of 20 s): 0 events reported, 0 refused, 0 batches unanswered"]
+
+
 def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_up():
     """n04 dials n00 and n03 (bootstrap peers; its horizon is its own org); with both killed it rotates without a
     catch-up. Before: n01 and n02 running counted, `vouchnet key rotate` was asked to catch up, found no peer it dials
@@ -322,6 +353,25 @@ def test_an_equivocation_or_key_theft_goes_to_a_node_that_follows_its_org_on_its
     assert offers == [("n00", offered)]
     assert any(f"{offered}, offered the {kind.replace('-', ' ')}'s records, is across the partition" in line
                for line in said) == across, said
+
+
+@pytest.mark.parametrize(("kind", "line"), [("equivocation", "equivocation by n00 (rogue)"),
+                                            ("key-theft", "key theft from n00 (rogue)")])
+def test_an_equivocation_or_key_theft_is_said_with_its_org_s_node(monkeypatch, tmp_path, kind, line):
+    """As the fault steps and the summary name nodes. Before: "key theft from honest[2]" as it ran, and "key theft
+    from n02" in the summary, the operator left to match them."""
+    (tmp_path / "named.toml").write_text(BRIDGED.replace("equivocation", kind))
+    said: list[str] = []
+    run = Run(_Testnet(5), load_scenario(str(tmp_path / "named.toml")), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    run.up = frozenset(run.cluster.names)
+    monkeypatch.setattr(runner, "time", _Clock())
+    monkeypatch.setattr(runner, "equivocate", lambda cluster, node, other, epoch_seconds: Equivocation(
+        "did:n00", node, 3, ("a", "b"), (node, other), ("accepted", "equivocation"), 0.0))
+    monkeypatch.setattr(runner, "steal_key", lambda cluster, victim, other: KeyTheft(
+        victim, "did:n00", "did:thief", 3, ("a", "b"), other, ("accepted", "accepted")))
+    run._schedule(1000.0, runner.TrafficStats())
+    assert f"t= 10.0 s  {line}" in said, said
 
 
 # --- a partition is healed however the run ends --------------------------------------------------------------------

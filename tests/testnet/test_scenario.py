@@ -559,6 +559,43 @@ def test_on_a_testnet_reused_a_rotation_of_an_org_an_earlier_run_flagged_is_refu
     as_reused(plan, dials, {"n04"})  # (another org flagged: its followers still hold n00's records)
 
 
+def test_a_rotation_of_an_org_the_run_s_own_attack_flags_before_it_is_refused(tmp_path):
+    """An equivocation (or a key theft) due before a rotation of its org flags it as it does an earlier run's: every
+    node would flag the new key, and a node holding the fork's other side refuses the rotation. Before: the plan
+    accepted it (only an earlier run's flag was checked), and the run measured the attack's fork as the rotation."""
+    rotate = '\n[[faults]]\ntype = "rotate"\nnodes = "{}"\nat = {}\n'
+    make_plan(parse_scenario(BRIDGED + rotate.format("rogue", 5), name="m"), nodes(5), seed=1, fresh=True)
+    assert _refusal(tmp_path / "mine.toml", BRIDGED + rotate.format("rogue", 15), 5, fresh=True) == (
+        f"{tmp_path / 'mine.toml'}:30: faults[0]: the rotation of n00's key at 15 s is of an org attacks[0], the "
+        "equivocation at 10 s, flags as an equivocator before it: every node would flag the new key as it links it to "
+        "the org, and a node holding the other side of the org's fork (the equivocation's other record) refuses every "
+        "later record of the key, the rotation's too, so the run would measure the equivocation's fork, not a "
+        "rotation; have the rotation come before the attack (attacks go first at one time), or rotate an org no "
+        "attack flags first")
+    at_one_time = r"faults\[0\]: the rotation of n00's key at 10 s is of an org attacks\[0\], the equivocation at 10 s"
+    with pytest.raises(ScenarioError, match=at_one_time):
+        make_plan(parse_scenario(BRIDGED + rotate.format("rogue", 10), name="m"), nodes(5), seed=1)  # (not fresh)
+    theft = BRIDGED + '\n[[attacks]]\ntype = "key-theft"\norgs = "bridge"\nat = 12\n'
+    with pytest.raises(ScenarioError, match=re.escape(
+            "faults[0]: the rotation of n03's key at 14 s is of an org attacks[1], the key theft at 12 s, flags as an "
+            "equivocator before it: every node would flag the new key as it links it to the org, and a node holding "
+            "the other side of the org's fork (the thief's rotation) refuses")):
+        make_plan(parse_scenario(theft + rotate.format("bridge", 14), name="m"), nodes(5), seed=1)
+
+
+def test_a_rotation_followed_only_through_an_org_an_attack_before_it_flags_is_refused():
+    """rogue's followers hold its records through bridge's vouch alone, and a key theft flags bridge before rogue's
+    rotation: no follower is left, and `vouchnet key rotate` would refuse to sign mid-run. Before: the plan counted
+    bridge's vouch (only an earlier run's flags were taken out)."""
+    quiet = BRIDGED.split("[[attacks]]")[0]
+    theft = ('[[attacks]]\ntype = "key-theft"\norgs = "bridge"\nat = {}\n\n'
+             '[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 8\n')
+    make_plan(parse_scenario(quiet + theft.format(9), name="m"), nodes(5), seed=1, fresh=True)
+    with pytest.raises(ScenarioError, match=r"faults\[0\]: the rotation of n00's key at 8 s would fail mid-run: .*"
+                       r"the vouches of n03, flagged by an attack before it, extend none\)"):
+        make_plan(parse_scenario(quiet + theft.format(5), name="m"), nodes(5), seed=1, fresh=True)
+
+
 def test_an_equivocation_must_be_one_org_s():
     """A run has the first org selected equivocate (testnet.runner); before, a selector naming more was accepted and
     the others, counted as attackers, did nothing, unsaid (the summary named the one that did)."""
