@@ -572,12 +572,15 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    bytes on the stream A's pubsub opened to it (its yamux connection's _write_frame): A closes the connection, and
    its PeerEvent of B's leaving says closed_here False; so does a header of 64 KiB followed by 10 bytes of its body,
    with the timeout set to 0.5 s. A begins to disconnect B, its muxer's close waiting for the streams lock (held by
-   the test), and B disconnects A: A reads B's GO_AWAY, and its PeerEvent says closed_here True. Handled (the yamux
-   module's read_exactly wrapped, guarded by its name and parameters, as 24): in a _Yamux's reading task, each header
-   read is told to the connection (a context variable names it, as 45's): a DATA frame past MAX_WINDOW_SIZE is closed
-   here and counted in HostStats.hostile_input, and a GO_AWAY or a failed read is the peer's or the network's end,
-   unless this host's close had gone out (its GO_AWAY written, or the socket closed: the connection then shutting
-   down); a body read timing out is closed here. Same repros: closed_here True, True and False.
+   the test), and B disconnects A: A reads B's GO_AWAY, and its PeerEvent says closed_here True; and so it says when
+   B, not A, reset the connection (a TCP RST) as A's close waited, A's reading task waiting for the lock too (B opened
+   a stream): A's GO_AWAY's write fails and marks the connection shutting down, so the read that fails next is not
+   told as the peer's end. Handled (the yamux module's read_exactly wrapped, guarded by its name and parameters, as
+   24): in a _Yamux's reading task, each header read is told to the connection (a context variable names it, as
+   45's): a DATA frame past MAX_WINDOW_SIZE is closed here and counted in HostStats.hostile_input, and a GO_AWAY, a
+   failed read or a failed write (py-libp2p's write to a socket this host closed returns quietly) is the peer's or the
+   network's end, unless this host's close had gone out (its GO_AWAY written, or the socket closed: the connection
+   then shutting down); a body read timing out is closed here. Same repros: closed_here True, True, False and False.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -1793,9 +1796,9 @@ class _Yamux(Yamux):
             self.closed_here = True
 
     def ended_there(self) -> None:
-        """The peer or the network ended the connection (its GO_AWAY read, or a read failed) before this host's close
-        of it went out (its GO_AWAY written or its socket closed, the connection then shutting down): not closed
-        here, though that close had begun (quirk 63)."""
+        """The peer or the network ended the connection (its GO_AWAY read, a read or a write failed) before this
+        host's close of it went out (its GO_AWAY written or its socket closed, the connection then shutting down): not
+        closed here, though that close had begun (quirk 63)."""
         if not self.event_shutting_down.is_set():
             self.closed_here = False
 
@@ -1824,13 +1827,16 @@ class _Yamux(Yamux):
         frame the socket does not take within WRITE_TIMEOUT_S means the peer reads nothing; the socket is closed, which
         ends every task writing or reading on the connection (those waiting for their turn included), and RawConnError
         raised (what py-libp2p's callers take as a connection gone). A write that fails marks the connection as shutting
-        down, so the reading task ends it rather than read on."""
+        down, so the reading task ends it rather than read on; it failed as the peer or the network reset the
+        connection (a write to a socket this host closed returns quietly), which is then the peer's end of it, this
+        host's GO_AWAY not having gone out (quirk 63)."""
         async with self._write_lock:
             try:
                 with trio.move_on_after(WRITE_TIMEOUT_S):
                     await self.secured_conn.write(data)
                     return
             except IOException:
+                self.ended_there()
                 self.event_shutting_down.set()
                 raise
             if not self._stalled:

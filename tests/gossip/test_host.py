@@ -1,6 +1,8 @@
 import contextlib
 import logging
 import os
+import socket
+import struct
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,6 +15,7 @@ from libp2p.abc import INetConn
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
+from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT
 
 import gossip.host
 from gossip.frames import FrameError, encode_uvarint
@@ -781,6 +784,40 @@ async def test_a_peer_s_close_that_came_before_this_host_s_went_out_is_the_peer_
                 await b.disconnect(a.peer_id)
                 await muxer.event_shutting_down.wait()  # a read b's GO_AWAY
             gone = await events.receive()
+    assert gone == PeerEvent(b.peer_id, connected=False) and not gone.closed_here
+
+
+def _socket_of(conn: INetConn) -> trio.socket.SocketType:
+    """The TCP socket under a host's connection (Noise over py-libp2p's raw connection)."""
+    return conn.muxed_conn.secured_conn.conn.conn.stream.stream.socket  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+async def test_a_peer_s_reset_that_fails_this_host_s_go_away_is_the_peer_s_close() -> None:
+    """Found by stop 41: a connection this host began to close whose GO_AWAY's write failed, the peer having reset the
+    connection first, counted as closed here (the write marked the connection shutting down, so the read that failed
+    next no longer said the end was the peer's): the peer manager then left out the hint that a peer closing each
+    connection as it opens may have blocked this node."""
+    with trio.fail_after(20):
+        async with network(2) as ([a, b], _), trio.open_nursery() as nursery:
+            events = a.peer_events()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)  # (the meshes' traffic over, as above)
+            [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+            [theirs] = b._host.get_network().connections[ID.from_base58(a.peer_id)]
+            muxer, their_muxer = conn.muxed_conn, theirs.muxed_conn
+            async with muxer.streams_lock:  # a's close waits for it before writing its GO_AWAY
+                nursery.start_soon(a.disconnect, b.peer_id)
+                await trio.testing.wait_all_tasks_blocked()
+                assert muxer.closed_here  # (a's close has begun)
+                # b opens a stream, which a's reading task waits for the lock to take: it reads nothing more
+                syn = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, their_muxer.next_stream_id, 0)
+                await their_muxer._write_frame(syn)
+                await trio.testing.wait_all_tasks_blocked()
+                b_socket = _socket_of(theirs)
+                b_socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                b_socket.close()  # b resets the connection (a TCP RST)
+                await trio.lowlevel.wait_readable(_socket_of(conn))  # the RST reached a
+            gone = await events.receive()  # (a's GO_AWAY's write failed: the connection was reset)
     assert gone == PeerEvent(b.peer_id, connected=False) and not gone.closed_here
 
 
