@@ -554,7 +554,12 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    handler waited on it. Repro: A opens a stream to B inside a CancelScope, cancels the scope, and leaves the
    stream's `async with` -> after 5 such rounds A's connection to B lists 5 more streams (none more when each round
    ends by a TooSlowError instead), and B's read of each never returns. Handled: Stream.reset() resets shielded, within
-   close_timeout (a peer not reading may hold the RST's write; cut off, the stream is left as before).
+   close_timeout (a peer not reading may hold the RST's write; cut off, the stream is left as before). Not as the host
+   stops (Host._cut_closes_when_stopping cuts such resets off, as it does a disconnect's closes): its exit closes the
+   connection anyway, and each stream left by the stop, in turn, waited close_timeout for a peer that reads nothing.
+   Repro: host A holds a stream to B; B stops reading (its yamux reading task waits for a lock), A's writes fill the
+   sockets' buffers; A's nursery cancelled -> the stream's `async with` is left 5 s later (close_timeout), at once
+   with the fix.
 62. A stream to a peer that hangs up fails while the peer is still among the connected peers: yamux marks the
    connection shutting down, resets its streams and wakes their readers, then closes the secured connection (a
    checkpoint), and only then does SwarmConn take it off the swarm's list and notify its disconnection, thousands of
@@ -947,6 +952,32 @@ def _answered_by(error: BaseException) -> str | None:
     return None
 
 
+class _Closes:
+    """The closes a caller's cancellation must not cut off (a disconnect's or a block's, quirk 60; a stream's reset,
+    quirk 61), shielded from it, and cut off all at once as the host stops (`stop`): its exit closes every connection
+    anyway, and a peer that reads nothing would hold each for its timeout, the stop waiting."""
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()  # those under way
+        self.stopping = False
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """A close shielded from the caller's cancellation, until the host stops (from then on, not shielded)."""
+        with trio.CancelScope(shield=not self.stopping) as scope:
+            self._scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._scopes.discard(scope)
+
+    def stop(self) -> None:
+        """The host stops: cut off the closes under way, and shield none from now on."""
+        self.stopping = True
+        for scope in self._scopes:
+            scope.cancel()
+
+
 class Stream:
     """A stream to one peer on one protocol. Use as `async with`: closed on exit, reset on an exception.
 
@@ -954,8 +985,10 @@ class Stream:
     wrap them in trio.fail_after() when talking to a peer that may stall.
     """
 
-    def __init__(self, stream: INetStream, remote_peer: str, protocol: str, *, reset_timeout: float = 5.0) -> None:
+    def __init__(self, stream: INetStream, remote_peer: str, protocol: str, *, closes: _Closes | None = None,
+                 reset_timeout: float = 5.0) -> None:
         self._stream = stream
+        self._closes = closes or _Closes()  # the host's: a reset is cut off as it stops
         self._reset_timeout = reset_timeout  # (HostConfig.close_timeout)
         self._buffer = bytearray()
         self._write_lock = trio.Lock()  # quirk 18: one write's frames must not interleave with another's
@@ -1027,8 +1060,9 @@ class Stream:
             logger.debug("closing %s stream to %s: %s", self.protocol, self.remote_peer, _reason(error))
 
     async def reset(self) -> None:
-        """Abort the stream: the peer's reads and writes fail at once; in a cancelled scope too (quirk 61)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(self._reset_timeout):
+        """Abort the stream: the peer's reads and writes fail at once; in a cancelled scope too (quirk 61), but for
+        the host's stop, which closes the connection (a peer not reading would hold the reset's write)."""
+        with self._closes.shielded(), trio.move_on_after(self._reset_timeout):
             await self._stream.reset()  # NetStream.reset never raises but Cancelled: it marks the stream reset
 
     async def _receive(self, max_bytes: int) -> bytes:
@@ -2105,8 +2139,7 @@ class Host:
         self._handler_set = {protocol: trio.Event() for protocol in config.served_protocols}  # (early_stream_wait)
         self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
         self._protected: Callable[[str], bool] = lambda peer_id: False
-        self._closes: set[trio.CancelScope] = set()  # _disconnect's shielded closes under way
-        self._stopping = False  # the host's own tasks were cancelled: it is stopping (_cut_closes_when_stopping)
+        self._closes = _Closes()  # _disconnect's and streams' resets, cut off as the host stops
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
                                    lambda peer: self._protected(_peer_str(peer.to_bytes())))
@@ -2197,26 +2230,21 @@ class Host:
         connections it had not reached open, and the one it was closing half closed and listed. Not once the host
         stops (`_cut_closes_when_stopping`): its exit closes them all."""
         connections = self._host.get_network().connections
-        with trio.CancelScope(shield=not self._stopping) as closes:
-            self._closes.add(closes)
-            try:
-                async with trio.open_nursery() as nursery:
-                    for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
-                        nursery.start_soon(_close_connection, conn, self._config.close_timeout)
-            finally:
-                self._closes.discard(closes)
+        with self._closes.shielded():
+            async with trio.open_nursery() as nursery:
+                for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
+                    nursery.start_soon(_close_connection, conn, self._config.close_timeout)
 
     async def _cut_closes_when_stopping(self) -> None:
         """A task of the host's own, cancelled as the host stops (the nursery the host runs in cancelled, a node's
-        shutdown): the closes of `_disconnect` under way are cut off then, and any later one is not shielded, as the
-        host's exit closes every connection within close_timeout; shielded, a peer's close that did not end held the
-        node's shutdown for close_timeout first (5 s; the node's, 0.5 s of its 2 s)."""
+        shutdown): the closes of `_disconnect` and the streams' resets under way are cut off then, and any later one
+        is not shielded, as the host's exit closes every connection within close_timeout; shielded, a peer's close
+        that did not end, or a reset's write to a peer reading nothing, held the node's shutdown for close_timeout
+        first (5 s; the node's, 0.5 s of its 2 s), each reset left by the stop in turn."""
         try:
             await trio.sleep_forever()
         finally:
-            self._stopping = True
-            for closes in self._closes:
-                closes.cancel()
+            self._closes.stop()
 
     @property
     def blocked(self) -> list[str]:
@@ -2328,7 +2356,7 @@ class Host:
                 return
             self._streamed.add(net_stream.muxed_conn.peer_id)
             peer = net_stream.muxed_conn.peer_id.to_base58()
-            stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
+            stream = Stream(net_stream, peer, protocol, closes=self._closes, reset_timeout=self._config.close_timeout)
             if protocol not in self._handlers:  # a served protocol whose service is not running yet
                 await self._wait_for_handler(protocol, net_stream.muxed_conn)
                 if self._unserved(net_stream.muxed_conn) or _reset_by_peer(net_stream):
@@ -2395,7 +2423,7 @@ class Host:
                                            ) from error
             raise HostError(f"open {protocol} stream to {peer_id}: {_reason(error)}") from error
         self._streamed.add(peer)
-        return Stream(net_stream, peer_id, protocol, reset_timeout=self._config.close_timeout)
+        return Stream(net_stream, peer_id, protocol, closes=self._closes, reset_timeout=self._config.close_timeout)
 
     def refused(self, peer_id: str, protocol: str) -> bool:
         """Whether the peer refused a `protocol` stream since it last connected (so asking again is pointless)."""
