@@ -37,7 +37,10 @@ machine; they use a plain py-libp2p node built as its examples do:
    *system* task, and Swarm.run's cleanup awaits listener.close() inside an already-cancelled scope.
    Repro: `async with host.run([...tcp/0]): port = ...` then `trio.open_tcp_stream("127.0.0.1", port)`
    succeeds. Handled: open_host() calls host.close() inside a shielded, time-bounded scope before leaving
-   run(); the tests check that the port refuses connections and no task outlives open_host().
+   run(); the tests check that the port refuses connections and no task outlives open_host(). It closes the listeners
+   first: host.close() closes them after every connection, and a peer that reads nothing, holding the write of this
+   host's GO_AWAY (25) for all of close_timeout, left the port accepting after open_host() returned (repro: see 61's,
+   with close_timeout 1 s).
 6. Every dial costs ~250 ms: Swarm.dial_peer waits its happy-eyeballs delay even after the first address
    connected unless max_connections_per_peer is reached. Repro: host.connect() to a live loopback peer takes
    252 ms; with ConnectionConfig(max_connections_per_peer=1) it takes 8-11 ms. Handled: that setting.
@@ -184,8 +187,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    key was unreachable from its peers that way). Repro: hosts A and B meshed on a topic, A's nursery cancelled:
    after Swarm.close() every connection of A has event_closed set and muxed_conn.is_closed False, and
    B.connected_peers() still lists A (without pubsub streams the connection does close). Handled: open_host() closes
-   every muxer that is still open before it closes the host; a test checks that a peer sees a host stopped by
-   cancellation disconnect.
+   every muxer that is still open before it closes the host, and the socket of one whose close is cut off by
+   close_timeout (a peer reading nothing holds its GO_AWAY's write: the socket was left open); a test checks that a
+   peer sees a host stopped by cancellation disconnect.
 26. A connection's disconnection can be notified well after the swarm dropped it, even after a new connection to
    the same peer was notified, so counting notifications per peer loses the reconnection: no event says the
    peer came back. Repro: hosts A and B connected, B stopped and started again on its port, A dials it: A's
@@ -1703,14 +1707,10 @@ async def _close_connection(conn: INetConn, timeout: float) -> None:
     only connections not closing yet, and the peer would see this host go only as its writes timed out."""
     if isinstance(conn.muxed_conn, _Yamux):
         conn.muxed_conn.closing_here()
-    try:
+    async with _socket_closed_if_cancelled(conn, timeout):
         with trio.move_on_after(timeout):
             await conn.close()
             return
-    except trio.Cancelled:
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-            await _close_socket(conn)
-        raise
     swarm: Swarm = conn.swarm  # type: ignore[attr-defined]  # every connection of a host is a SwarmConn
     logger.debug("the close of a connection of %s was cut off after %g s; finishing it", conn.muxed_conn.peer_id,
                  timeout)
@@ -1718,6 +1718,18 @@ async def _close_connection(conn: INetConn, timeout: float) -> None:
     with trio.CancelScope(shield=True), trio.move_on_after(timeout):
         await _close_socket(conn)
         await swarm.notify_disconnected(conn)
+
+
+@contextlib.asynccontextmanager
+async def _socket_closed_if_cancelled(conn: INetConn, timeout: float) -> AsyncIterator[None]:
+    """A close of `conn` that, cancelled, closes its socket all the same (within `timeout`), shielded: the peer sees
+    this host go at once, not as its writes to it time out."""
+    try:
+        yield
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            await _close_socket(conn)
+        raise
 
 
 async def _close_socket(conn: INetConn) -> None:
@@ -2605,17 +2617,32 @@ async def _running(lp_host: BasicHost, addrs: list[multiaddr.Multiaddr], host: H
                     host._close_channels()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
-                await _close_connections(network)  # quirk 25
+                await _close_listeners(network)  # quirk 5, first: a peer's close cannot hold them open, cut off
+                await _close_connections(network, config.close_timeout)  # quirk 25
                 await lp_host.close()  # quirk 5: run() alone leaves the listener open
 
 
-async def _close_connections(network: INetwork) -> None:
-    """Close every connection's muxer, and with it its socket, all at once (each takes 0.1 s: Yamux.close sleeps)."""
+async def _close_listeners(network: INetwork) -> None:
+    """Stop listening (the swarm's close does too, after every connection's: one that did not end within close_timeout
+    left the host's ports accepting after it stopped)."""
+    async with trio.open_nursery() as nursery:
+        for listener in list(network.listeners.values()):
+            nursery.start_soon(listener.close)
+
+
+async def _close_connections(network: INetwork, timeout: float) -> None:
+    """Close every connection's muxer, and with it its socket, all at once (each takes 0.1 s: Yamux.close sleeps); a
+    close cut off (a peer reading nothing holds its GO_AWAY's write) closes its socket all the same."""
     async with trio.open_nursery() as nursery:
         for connections in list(network.connections.values()):
             for connection in connections:
                 if not connection.muxed_conn.is_closed:
-                    nursery.start_soon(connection.muxed_conn.close)
+                    nursery.start_soon(_close_muxer, connection, timeout)
+
+
+async def _close_muxer(conn: INetConn, timeout: float) -> None:
+    async with _socket_closed_if_cancelled(conn, timeout):
+        await conn.muxed_conn.close()
 
 
 def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:

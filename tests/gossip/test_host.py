@@ -1608,6 +1608,18 @@ async def test_a_host_stopping_does_not_wait_to_reset_a_stream_to_a_peer_reading
 
 
 @pytest.mark.slow
+async def test_a_host_stopped_with_a_peer_reading_nothing_stops_listening_and_hangs_up() -> None:
+    """Found by stop 41: the host's exit closed its listeners last, after every connection, all within close_timeout
+    (quirk 5), and a peer reading nothing holds this host's GO_AWAY's write for all of it: the host's port still
+    accepted connections after open_host() had returned (a node restarted in-process could not listen there), and the
+    connection whose close was cut off stayed open, the peer never told."""
+    stopped = await _stop_holding_a_stream_to_a_peer_reading_nothing(HostConfig(close_timeout=1.0))
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", stopped.port)
+    assert stopped.socket.fileno() == -1  # closed
+
+
+@pytest.mark.slow
 async def test_an_idle_inbound_connection_whose_close_is_cut_off_is_dropped_and_reported_gone() -> None:
     """Quirk 60, for quirk 34's close of an idle inbound connection."""
     with trio.fail_after(20):
