@@ -590,6 +590,18 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    failed read or a failed write (py-libp2p's write to a socket this host closed returns quietly) is the peer's or the
    network's end, unless this host's close had gone out (its GO_AWAY written, or the socket closed: the connection
    then shutting down); a body read timing out is closed here. Same repros: closed_here True, True, False and False.
+64. A connection whose peer answers nothing is kept: yamux pings it every 30 s (RTT_MEASURE_INTERVAL, for its RTT
+   estimate), waits 10 s for the answer and, none come, pings again 30 s later, so a peer gone without a word (its
+   machine off, a NAT or firewall that dropped the connection) stays connected until the kernel gives up
+   retransmitting to it (Linux's default tcp_retries2: about 15 minutes), or for good while nothing is written to it
+   but the pings, which the socket's buffer takes: listed connected, not redialled, kept in the mesh, its sync
+   sessions waiting out their timeouts. go-yamux closes a session whose ping goes unanswered for its
+   ConnectionWriteTimeout (10 s, its keepalive). Repro: hosts A and B connected; B's yamux reading task waits for a
+   lock (A opens a stream while B's test holds its streams lock), so B answers no ping though its kernel takes every
+   frame: A keeps the connection (20 s in the test, the pings 0.1 s apart). Handled (_Yamux._measure_rtt_loop, in
+   place of py-libp2p's, which the muxer's task starts by that name): each ping unanswered within KEEPALIVE_TIMEOUT_S
+   (10 s) closes the connection here, its socket closed (no GO_AWAY: the peer reads nothing); the RTT estimate is
+   taken as before. Same repro: closed 0.5 s (the timeout in the test) after the first ping B left unanswered.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -665,9 +677,9 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
                                              GO_AWAY_PROTOCOL_ERROR, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_GO_AWAY,
-                                             YAMUX_HEADER_FORMAT)
+                                             TYPE_PING, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -710,6 +722,9 @@ MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host join
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
 MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IHAVE, IWANT or IDONTWANT id; from || seqno is at most ~50 (55, 56)
 WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
+# Seconds between a connection's pings, and within which each must be answered, or the connection is closed (quirk 64:
+# go-yamux's KeepAliveInterval, and its ConnectionWriteTimeout, within which it waits for the answer)
+KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -1770,8 +1785,9 @@ class _OverBudget(Exception):
 
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
-    streams (quirk 36), to the host's budget across connections (quirk 44) and to reading what it is sent within
-    WRITE_TIMEOUT_S (quirk 49), and knows who closed it (closed_here, quirk 63); nothing else differs."""
+    streams (quirk 36), to the host's budget across connections (quirk 44), to reading what it is sent within
+    WRITE_TIMEOUT_S (quirk 49) and to answering its pings (quirk 64), and knows who closed it (closed_here, quirk 63);
+    nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -1784,6 +1800,7 @@ class _Yamux(Yamux):
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
+        self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered (quirk 64)
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
@@ -1887,13 +1904,44 @@ class _Yamux(Yamux):
                 raise
             if not self._stalled:
                 self._stalled = True
-                self.closing_here()
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
-                self.event_shutting_down.set()
-                with contextlib.suppress(Exception):
-                    await self.secured_conn.close()
+                await self._hang_up()
         raise RawConnError(f"yamux connection of {self.peer_id}: a frame not written within {WRITE_TIMEOUT_S:g} s")
+
+    async def _hang_up(self) -> None:
+        """Close the connection here and now, no GO_AWAY first (the peer would not read it): its socket closed under
+        its tasks, which end."""
+        self.closing_here()
+        self.event_shutting_down.set()
+        with contextlib.suppress(Exception):
+            await self.secured_conn.close()
+
+    async def _measure_rtt_loop(self) -> None:
+        """py-libp2p's pings (its RTT estimate, taken as each answer is read: the first half a second in, then one
+        every KEEPALIVE_INTERVAL_S), each unanswered within `keepalive_timeout` closing the connection, as go-yamux's
+        keepalive does (quirk 64)."""
+        wait = 0.5
+        while True:
+            with trio.move_on_after(wait):
+                await self.event_shutting_down.wait()
+                return
+            wait = KEEPALIVE_INTERVAL_S
+            self._ping_id += 1
+            self._ping_event = answered = trio.Event()  # (set by the reading task as any ping's answer comes)
+            try:
+                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, self._ping_id))
+            except Exception:  # (the connection closed: its reading task ends it)
+                return
+            self._ping_sent_time = trio.current_time()
+            with trio.move_on_after(self.keepalive_timeout):
+                await answered.wait()
+                continue
+            if not self.event_shutting_down.is_set():
+                logger.info("closing the connection of %s: no answer to a ping within %g s (quirk 64)", self.peer_id,
+                            self.keepalive_timeout)
+                await self._hang_up()
+            return
 
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
