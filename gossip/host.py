@@ -2199,7 +2199,7 @@ class Host:
         self._handler_set = {protocol: trio.Event() for protocol in config.served_protocols}  # (early_stream_wait)
         self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
         self._protected: Callable[[str], bool] = lambda peer_id: False
-        self._closes = _Closes()  # _disconnect's and streams' resets, cut off as the host stops
+        self._closes = _Closes()  # _disconnect's closes and streams' resets, cut off as the host stops
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
                                    lambda peer: self._protected(_peer_str(peer.to_bytes())))
