@@ -37,7 +37,10 @@ machine; they use a plain py-libp2p node built as its examples do:
    *system* task, and Swarm.run's cleanup awaits listener.close() inside an already-cancelled scope.
    Repro: `async with host.run([...tcp/0]): port = ...` then `trio.open_tcp_stream("127.0.0.1", port)`
    succeeds. Handled: open_host() calls host.close() inside a shielded, time-bounded scope before leaving
-   run(); the tests check that the port refuses connections and no task outlives open_host().
+   run(); the tests check that the port refuses connections and no task outlives open_host(). It closes the listeners
+   first: host.close() closes them after every connection, and a peer that reads nothing, holding the write of this
+   host's GO_AWAY (25) for all of close_timeout, left the port accepting after open_host() returned (repro: see 61's,
+   with close_timeout 1 s).
 6. Every dial costs ~250 ms: Swarm.dial_peer waits its happy-eyeballs delay even after the first address
    connected unless max_connections_per_peer is reached. Repro: host.connect() to a live loopback peer takes
    252 ms; with ConnectionConfig(max_connections_per_peer=1) it takes 8-11 ms. Handled: that setting.
@@ -184,8 +187,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    key was unreachable from its peers that way). Repro: hosts A and B meshed on a topic, A's nursery cancelled:
    after Swarm.close() every connection of A has event_closed set and muxed_conn.is_closed False, and
    B.connected_peers() still lists A (without pubsub streams the connection does close). Handled: open_host() closes
-   every muxer that is still open before it closes the host; a test checks that a peer sees a host stopped by
-   cancellation disconnect.
+   every muxer that is still open before it closes the host, and the socket of one whose close is cut off by
+   close_timeout (a peer reading nothing holds its GO_AWAY's write: the socket was left open); a test checks that a
+   peer sees a host stopped by cancellation disconnect.
 26. A connection's disconnection can be notified well after the swarm dropped it, even after a new connection to
    the same peer was notified, so counting notifications per peer loses the reconnection: no event says the
    peer came back. Repro: hosts A and B connected, B stopped and started again on its port, A dials it: A's
@@ -554,7 +558,12 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    handler waited on it. Repro: A opens a stream to B inside a CancelScope, cancels the scope, and leaves the
    stream's `async with` -> after 5 such rounds A's connection to B lists 5 more streams (none more when each round
    ends by a TooSlowError instead), and B's read of each never returns. Handled: Stream.reset() resets shielded, within
-   close_timeout (a peer not reading may hold the RST's write; cut off, the stream is left as before).
+   close_timeout (a peer not reading may hold the RST's write; cut off, the stream is left as before). Not as the host
+   stops (Host._cut_closes_when_stopping cuts such resets off, as it does a disconnect's closes): its exit closes the
+   connection anyway, and each stream left by the stop, in turn, waited close_timeout for a peer that reads nothing.
+   Repro: host A holds a stream to B; B stops reading (its yamux reading task waits for a lock), A's writes fill the
+   sockets' buffers; A's nursery cancelled -> the stream's `async with` is left 5 s later (close_timeout), at once
+   with the fix.
 62. A stream to a peer that hangs up fails while the peer is still among the connected peers: yamux marks the
    connection shutting down, resets its streams and wakes their readers, then closes the secured connection (a
    checkpoint), and only then does SwarmConn take it off the swarm's list and notify its disconnection, thousands of
@@ -572,12 +581,27 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    bytes on the stream A's pubsub opened to it (its yamux connection's _write_frame): A closes the connection, and
    its PeerEvent of B's leaving says closed_here False; so does a header of 64 KiB followed by 10 bytes of its body,
    with the timeout set to 0.5 s. A begins to disconnect B, its muxer's close waiting for the streams lock (held by
-   the test), and B disconnects A: A reads B's GO_AWAY, and its PeerEvent says closed_here True. Handled (the yamux
-   module's read_exactly wrapped, guarded by its name and parameters, as 24): in a _Yamux's reading task, each header
-   read is told to the connection (a context variable names it, as 45's): a DATA frame past MAX_WINDOW_SIZE is closed
-   here and counted in HostStats.hostile_input, and a GO_AWAY or a failed read is the peer's or the network's end,
-   unless this host's close had gone out (its GO_AWAY written, or the socket closed: the connection then shutting
-   down); a body read timing out is closed here. Same repros: closed_here True, True and False.
+   the test), and B disconnects A: A reads B's GO_AWAY, and its PeerEvent says closed_here True; and so it says when
+   B, not A, reset the connection (a TCP RST) as A's close waited, A's reading task waiting for the lock too (B opened
+   a stream): A's GO_AWAY's write fails and marks the connection shutting down, so the read that fails next is not
+   told as the peer's end. Handled (the yamux module's read_exactly wrapped, guarded by its name and parameters, as
+   24): in a _Yamux's reading task, each header read is told to the connection (a context variable names it, as
+   45's): a DATA frame past MAX_WINDOW_SIZE is closed here and counted in HostStats.hostile_input, and a GO_AWAY, a
+   failed read or a failed write (py-libp2p's write to a socket this host closed returns quietly) is the peer's or the
+   network's end, unless this host's close had gone out (its GO_AWAY written, or the socket closed: the connection
+   then shutting down); a body read timing out is closed here. Same repros: closed_here True, True, False and False.
+64. A connection whose peer answers nothing is kept: yamux pings it every 30 s (RTT_MEASURE_INTERVAL, for its RTT
+   estimate), waits 10 s for the answer and, none come, pings again 30 s later, so a peer gone without a word (its
+   machine off, a NAT or firewall that dropped the connection) stays connected until the kernel gives up
+   retransmitting to it (Linux's default tcp_retries2: about 15 minutes), or for good while nothing is written to it
+   but the pings, which the socket's buffer takes: listed connected, not redialled, kept in the mesh, its sync
+   sessions waiting out their timeouts. go-yamux closes a session whose ping goes unanswered for its
+   ConnectionWriteTimeout (10 s, its keepalive). Repro: hosts A and B connected; B's yamux reading task waits for a
+   lock (A opens a stream while B's test holds its streams lock), so B answers no ping though its kernel takes every
+   frame: A keeps the connection (20 s in the test, the pings 0.1 s apart). Handled (_Yamux._measure_rtt_loop, in
+   place of py-libp2p's, which the muxer's task starts by that name): each ping unanswered within KEEPALIVE_TIMEOUT_S
+   (10 s) closes the connection here, its socket closed (no GO_AWAY: the peer reads nothing); the RTT estimate is
+   taken as before. Same repro: closed 0.5 s (the timeout in the test) after the first ping B left unanswered.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -653,9 +677,9 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
                                              GO_AWAY_PROTOCOL_ERROR, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_GO_AWAY,
-                                             YAMUX_HEADER_FORMAT)
+                                             TYPE_PING, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -698,6 +722,9 @@ MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host join
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
 MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IHAVE, IWANT or IDONTWANT id; from || seqno is at most ~50 (55, 56)
 WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
+# Seconds between a connection's pings, and within which each must be answered, or the connection is closed (quirk 64:
+# go-yamux's KeepAliveInterval, and its ConnectionWriteTimeout, within which it waits for the answer)
+KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -944,6 +971,32 @@ def _answered_by(error: BaseException) -> str | None:
     return None
 
 
+class _Closes:
+    """The closes a caller's cancellation must not cut off (a disconnect's or a block's, quirk 60; a stream's reset,
+    quirk 61), shielded from it, and cut off all at once as the host stops (`stop`): its exit closes every connection
+    anyway, and a peer that reads nothing would hold each for its timeout, the stop waiting."""
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()  # those under way
+        self.stopping = False
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """A close shielded from the caller's cancellation, until the host stops (from then on, not shielded)."""
+        with trio.CancelScope(shield=not self.stopping) as scope:
+            self._scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._scopes.discard(scope)
+
+    def stop(self) -> None:
+        """The host stops: cut off the closes under way, and shield none from now on."""
+        self.stopping = True
+        for scope in self._scopes:
+            scope.cancel()
+
+
 class Stream:
     """A stream to one peer on one protocol. Use as `async with`: closed on exit, reset on an exception.
 
@@ -951,8 +1004,10 @@ class Stream:
     wrap them in trio.fail_after() when talking to a peer that may stall.
     """
 
-    def __init__(self, stream: INetStream, remote_peer: str, protocol: str, *, reset_timeout: float = 5.0) -> None:
+    def __init__(self, stream: INetStream, remote_peer: str, protocol: str, *, closes: _Closes | None = None,
+                 reset_timeout: float = 5.0) -> None:
         self._stream = stream
+        self._closes = closes or _Closes()  # the host's: a reset is cut off as it stops
         self._reset_timeout = reset_timeout  # (HostConfig.close_timeout)
         self._buffer = bytearray()
         self._write_lock = trio.Lock()  # quirk 18: one write's frames must not interleave with another's
@@ -1024,8 +1079,9 @@ class Stream:
             logger.debug("closing %s stream to %s: %s", self.protocol, self.remote_peer, _reason(error))
 
     async def reset(self) -> None:
-        """Abort the stream: the peer's reads and writes fail at once; in a cancelled scope too (quirk 61)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(self._reset_timeout):
+        """Abort the stream: the peer's reads and writes fail at once; in a cancelled scope too (quirk 61), but for
+        the host's stop, which closes the connection (a peer not reading would hold the reset's write)."""
+        with self._closes.shielded(), trio.move_on_after(self._reset_timeout):
             await self._stream.reset()  # NetStream.reset never raises but Cancelled: it marks the stream reset
 
     async def _receive(self, max_bytes: int) -> bytes:
@@ -1666,14 +1722,10 @@ async def _close_connection(conn: INetConn, timeout: float) -> None:
     only connections not closing yet, and the peer would see this host go only as its writes timed out."""
     if isinstance(conn.muxed_conn, _Yamux):
         conn.muxed_conn.closing_here()
-    try:
+    async with _socket_closed_if_cancelled(conn, timeout):
         with trio.move_on_after(timeout):
             await conn.close()
             return
-    except trio.Cancelled:
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-            await _close_socket(conn)
-        raise
     swarm: Swarm = conn.swarm  # type: ignore[attr-defined]  # every connection of a host is a SwarmConn
     logger.debug("the close of a connection of %s was cut off after %g s; finishing it", conn.muxed_conn.peer_id,
                  timeout)
@@ -1681,6 +1733,18 @@ async def _close_connection(conn: INetConn, timeout: float) -> None:
     with trio.CancelScope(shield=True), trio.move_on_after(timeout):
         await _close_socket(conn)
         await swarm.notify_disconnected(conn)
+
+
+@contextlib.asynccontextmanager
+async def _socket_closed_if_cancelled(conn: INetConn, timeout: float) -> AsyncIterator[None]:
+    """A close of `conn` that, cancelled, closes its socket all the same (within `timeout`), shielded: the peer sees
+    this host go at once, not as its writes to it time out."""
+    try:
+        yield
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            await _close_socket(conn)
+        raise
 
 
 async def _close_socket(conn: INetConn) -> None:
@@ -1721,8 +1785,9 @@ class _OverBudget(Exception):
 
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
-    streams (quirk 36), to the host's budget across connections (quirk 44) and to reading what it is sent within
-    WRITE_TIMEOUT_S (quirk 49), and knows who closed it (closed_here, quirk 63); nothing else differs."""
+    streams (quirk 36), to the host's budget across connections (quirk 44), to reading what it is sent within
+    WRITE_TIMEOUT_S (quirk 49) and to answering its pings (quirk 64), and knows who closed it (closed_here, quirk 63);
+    nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -1735,6 +1800,7 @@ class _Yamux(Yamux):
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
+        self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered (quirk 64)
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
@@ -1793,9 +1859,9 @@ class _Yamux(Yamux):
             self.closed_here = True
 
     def ended_there(self) -> None:
-        """The peer or the network ended the connection (its GO_AWAY read, or a read failed) before this host's close
-        of it went out (its GO_AWAY written or its socket closed, the connection then shutting down): not closed
-        here, though that close had begun (quirk 63)."""
+        """The peer or the network ended the connection (its GO_AWAY read, a read or a write failed) before this
+        host's close of it went out (its GO_AWAY written or its socket closed, the connection then shutting down): not
+        closed here, though that close had begun (quirk 63)."""
         if not self.event_shutting_down.is_set():
             self.closed_here = False
 
@@ -1824,24 +1890,58 @@ class _Yamux(Yamux):
         frame the socket does not take within WRITE_TIMEOUT_S means the peer reads nothing; the socket is closed, which
         ends every task writing or reading on the connection (those waiting for their turn included), and RawConnError
         raised (what py-libp2p's callers take as a connection gone). A write that fails marks the connection as shutting
-        down, so the reading task ends it rather than read on."""
+        down, so the reading task ends it rather than read on; it failed as the peer or the network reset the
+        connection (a write to a socket this host closed returns quietly), which is then the peer's end of it, this
+        host's GO_AWAY not having gone out (quirk 63)."""
         async with self._write_lock:
             try:
                 with trio.move_on_after(WRITE_TIMEOUT_S):
                     await self.secured_conn.write(data)
                     return
             except IOException:
+                self.ended_there()
                 self.event_shutting_down.set()
                 raise
             if not self._stalled:
                 self._stalled = True
-                self.closing_here()
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
-                self.event_shutting_down.set()
-                with contextlib.suppress(Exception):
-                    await self.secured_conn.close()
+                await self._hang_up()
         raise RawConnError(f"yamux connection of {self.peer_id}: a frame not written within {WRITE_TIMEOUT_S:g} s")
+
+    async def _hang_up(self) -> None:
+        """Close the connection here and now, no GO_AWAY first (the peer would not read it): its socket closed under
+        its tasks, which end."""
+        self.closing_here()
+        self.event_shutting_down.set()
+        with contextlib.suppress(Exception):
+            await self.secured_conn.close()
+
+    async def _measure_rtt_loop(self) -> None:
+        """py-libp2p's pings (its RTT estimate, taken as each answer is read: the first half a second in, then one
+        every KEEPALIVE_INTERVAL_S), each unanswered within `keepalive_timeout` closing the connection, as go-yamux's
+        keepalive does (quirk 64)."""
+        wait = 0.5
+        while True:
+            with trio.move_on_after(wait):
+                await self.event_shutting_down.wait()
+                return
+            wait = KEEPALIVE_INTERVAL_S
+            self._ping_id += 1
+            self._ping_event = answered = trio.Event()  # (set by the reading task as any ping's answer comes)
+            try:
+                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, self._ping_id))
+            except Exception:  # (the connection closed: its reading task ends it)
+                return
+            self._ping_sent_time = trio.current_time()
+            with trio.move_on_after(self.keepalive_timeout):
+                await answered.wait()
+                continue
+            if not self.event_shutting_down.is_set():
+                logger.info("closing the connection of %s: no answer to a ping within %g s (quirk 64)", self.peer_id,
+                            self.keepalive_timeout)
+                await self._hang_up()
+            return
 
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket
@@ -2099,8 +2199,7 @@ class Host:
         self._handler_set = {protocol: trio.Event() for protocol in config.served_protocols}  # (early_stream_wait)
         self._streamed: set[ID] = set()  # connected peers that a stream of ours (not pubsub's) was opened with
         self._protected: Callable[[str], bool] = lambda peer_id: False
-        self._closes: set[trio.CancelScope] = set()  # _disconnect's shielded closes under way
-        self._stopping = False  # the host's own tasks were cancelled: it is stopping (_cut_closes_when_stopping)
+        self._closes = _Closes()  # _disconnect's closes and streams' resets, cut off as the host stops
         self._idle = _IdleInbound(config.idle_inbound_grace, self._in_use, config.close_timeout)
         self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
                                    lambda peer: self._protected(_peer_str(peer.to_bytes())))
@@ -2191,26 +2290,21 @@ class Host:
         connections it had not reached open, and the one it was closing half closed and listed. Not once the host
         stops (`_cut_closes_when_stopping`): its exit closes them all."""
         connections = self._host.get_network().connections
-        with trio.CancelScope(shield=not self._stopping) as closes:
-            self._closes.add(closes)
-            try:
-                async with trio.open_nursery() as nursery:
-                    for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
-                        nursery.start_soon(_close_connection, conn, self._config.close_timeout)
-            finally:
-                self._closes.discard(closes)
+        with self._closes.shielded():
+            async with trio.open_nursery() as nursery:
+                for conn in [conn for peer in peers for conn in connections.get(peer, [])]:
+                    nursery.start_soon(_close_connection, conn, self._config.close_timeout)
 
     async def _cut_closes_when_stopping(self) -> None:
         """A task of the host's own, cancelled as the host stops (the nursery the host runs in cancelled, a node's
-        shutdown): the closes of `_disconnect` under way are cut off then, and any later one is not shielded, as the
-        host's exit closes every connection within close_timeout; shielded, a peer's close that did not end held the
-        node's shutdown for close_timeout first (5 s; the node's, 0.5 s of its 2 s)."""
+        shutdown): the closes of `_disconnect` and the streams' resets under way are cut off then, and any later one
+        is not shielded, as the host's exit closes every connection within close_timeout; shielded, a peer's close
+        that did not end, or a reset's write to a peer reading nothing, held the node's shutdown for close_timeout
+        first (5 s; the node's, 0.5 s of its 2 s), each reset left by the stop in turn."""
         try:
             await trio.sleep_forever()
         finally:
-            self._stopping = True
-            for closes in self._closes:
-                closes.cancel()
+            self._closes.stop()
 
     @property
     def blocked(self) -> list[str]:
@@ -2322,7 +2416,7 @@ class Host:
                 return
             self._streamed.add(net_stream.muxed_conn.peer_id)
             peer = net_stream.muxed_conn.peer_id.to_base58()
-            stream = Stream(net_stream, peer, protocol, reset_timeout=self._config.close_timeout)
+            stream = Stream(net_stream, peer, protocol, closes=self._closes, reset_timeout=self._config.close_timeout)
             if protocol not in self._handlers:  # a served protocol whose service is not running yet
                 await self._wait_for_handler(protocol, net_stream.muxed_conn)
                 if self._unserved(net_stream.muxed_conn) or _reset_by_peer(net_stream):
@@ -2389,7 +2483,7 @@ class Host:
                                            ) from error
             raise HostError(f"open {protocol} stream to {peer_id}: {_reason(error)}") from error
         self._streamed.add(peer)
-        return Stream(net_stream, peer_id, protocol, reset_timeout=self._config.close_timeout)
+        return Stream(net_stream, peer_id, protocol, closes=self._closes, reset_timeout=self._config.close_timeout)
 
     def refused(self, peer_id: str, protocol: str) -> bool:
         """Whether the peer refused a `protocol` stream since it last connected (so asking again is pointless)."""
@@ -2571,17 +2665,32 @@ async def _running(lp_host: BasicHost, addrs: list[multiaddr.Multiaddr], host: H
                     host._close_channels()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
-                await _close_connections(network)  # quirk 25
+                await _close_listeners(network)  # quirk 5, first: a peer's close cannot hold them open, cut off
+                await _close_connections(network, config.close_timeout)  # quirk 25
                 await lp_host.close()  # quirk 5: run() alone leaves the listener open
 
 
-async def _close_connections(network: INetwork) -> None:
-    """Close every connection's muxer, and with it its socket, all at once (each takes 0.1 s: Yamux.close sleeps)."""
+async def _close_listeners(network: INetwork) -> None:
+    """Stop listening (the swarm's close does too, after every connection's: one that did not end within close_timeout
+    left the host's ports accepting after it stopped)."""
+    async with trio.open_nursery() as nursery:
+        for listener in list(network.listeners.values()):
+            nursery.start_soon(listener.close)
+
+
+async def _close_connections(network: INetwork, timeout: float) -> None:
+    """Close every connection's muxer, and with it its socket, all at once (each takes 0.1 s: Yamux.close sleeps); a
+    close cut off (a peer reading nothing holds its GO_AWAY's write) closes its socket all the same."""
     async with trio.open_nursery() as nursery:
         for connections in list(network.connections.values()):
             for connection in connections:
                 if not connection.muxed_conn.is_closed:
-                    nursery.start_soon(connection.muxed_conn.close)
+                    nursery.start_soon(_close_muxer, connection, timeout)
+
+
+async def _close_muxer(conn: INetConn, timeout: float) -> None:
+    async with _socket_closed_if_cancelled(conn, timeout):
+        await conn.muxed_conn.close()
 
 
 def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:

@@ -228,16 +228,19 @@ class DialSchedule:
                          target.failures, BLOCKED if blocked else target.last_error,
                          None if connected or blocked else max(target.due - now, 0.0), target.other_network)
 
-    def out_of_reach(self, busy: Iterable[str], until: float, now: float, *, refusing: Iterable[str] = (),
-                     answered: Iterable[str] = ()) -> list[KnownPeer] | None:
+    def out_of_reach(self, connected: Iterable[str], until: float, now: float, *, dialling: Iterable[str] = (),
+                     refusing: Iterable[str] = (), answered: Iterable[str] = ()) -> list[KnownPeer] | None:
         """If it keeps peers and none of them can be connected for a sync before `until`, what it knows of each (at
-        `now`, connected or not as it last heard, `refusing` ones too): each is `refusing` (connected, but it refused
-        the sync protocol on this connection: its `last_error` NO_SYNC), or else none is `busy` (connected, or a dial
-        of it under way), each is blocked or its last dial failed or found it on another network (`last_error` says
-        which), and none is due to be dialled again before `until` (a peer whose backoff ends sooner may be starting
-        up, and its next dial succeed). A peer `answered` (a catch-up has its answer: node.daemon) needs no sync
-        before then, and counts as out of reach. Else None."""
-        skip, refused, done = set(busy), set(refusing), set(answered)
+        `now`, connected or not as `connected` says, as `known` lists them): each is `refusing` and `connected` (it
+        refused the sync protocol on its connection: its `last_error` NO_SYNC), or else none is `connected` or
+        `dialling` (a dial of it under way), each is blocked or its last dial failed or found it on another network
+        (`last_error` says which), and none is due to be dialled again before `until` (a peer whose backoff ends
+        sooner may be starting up, and its next dial succeed). A peer `answered` (a catch-up has its answer:
+        node.daemon) needs no sync before then, and counts as out of reach. Else None. `connected`, not what the
+        schedule last heard, tells whether a peer is: the host's list is the newer, and a peer that refused the
+        protocol, left and came back to refuse it again was listed not connected yet "connected, but ..."."""
+        live, done = set(connected), set(answered)
+        skip, refused = live.union(dialling), live.intersection(refusing)
 
         def in_reach(peer_id: str, target: _Target) -> bool:
             if peer_id in refused or peer_id in done:
@@ -248,7 +251,7 @@ class DialSchedule:
 
         if not self._targets or any(in_reach(p, t) for p, t in self._targets.items()):
             return None
-        known = [self._known(p, p in self._connected_since, now) for p in sorted(self._targets)]
+        known = [self._known(p, p in live, now) for p in sorted(self._targets)]
         return [replace(peer, last_error=NO_SYNC) if peer.peer_id in refused else peer for peer in known]
 
     def failed(self, peer_id: str, now: float, error: str) -> float | None:
@@ -496,7 +499,7 @@ class PeerManager:
         """What `out_of_reach` would return now, or None if it would wait."""
         connected = self._host.connected_peers()
         refusing = [peer for peer in connected if self._host.refused(peer, SYNC_PROTOCOL)]
-        return self._schedule.out_of_reach({*connected, *self._dialling}, until, trio.current_time(),
+        return self._schedule.out_of_reach(connected, until, trio.current_time(), dialling=self._dialling,
                                            refusing=refusing, answered=answered() if answered else ())
 
     def round_over(self, peer_id: str) -> None:

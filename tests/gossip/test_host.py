@@ -1,9 +1,12 @@
 import contextlib
 import logging
 import os
+import socket
+import struct
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 import nacl.signing
 import pytest
@@ -13,6 +16,7 @@ from libp2p.abc import INetConn
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
+from libp2p.stream_muxer.yamux.yamux import FLAG_SYN, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT
 
 import gossip.host
 from gossip.frames import FrameError, encode_uvarint
@@ -790,6 +794,40 @@ async def test_a_peer_s_close_that_came_before_this_host_s_went_out_is_the_peer_
     assert gone == PeerEvent(b.peer_id, connected=False) and not gone.closed_here
 
 
+def _socket_of(conn: INetConn) -> trio.socket.SocketType:
+    """The TCP socket under a host's connection (Noise over py-libp2p's raw connection)."""
+    return conn.muxed_conn.secured_conn.conn.conn.stream.stream.socket  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+async def test_a_peer_s_reset_that_fails_this_host_s_go_away_is_the_peer_s_close() -> None:
+    """Found by stop 41: a connection this host began to close whose GO_AWAY's write failed, the peer having reset the
+    connection first, counted as closed here (the write marked the connection shutting down, so the read that failed
+    next no longer said the end was the peer's): the peer manager then left out the hint that a peer closing each
+    connection as it opens may have blocked this node."""
+    with trio.fail_after(20):
+        async with network(2) as ([a, b], _), trio.open_nursery() as nursery:
+            events = a.peer_events()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)  # (the meshes' traffic over, as above)
+            [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+            [theirs] = b._host.get_network().connections[ID.from_base58(a.peer_id)]
+            muxer, their_muxer = conn.muxed_conn, theirs.muxed_conn
+            async with muxer.streams_lock:  # a's close waits for it before writing its GO_AWAY
+                nursery.start_soon(a.disconnect, b.peer_id)
+                await trio.testing.wait_all_tasks_blocked()
+                assert muxer.closed_here  # (a's close has begun)
+                # b opens a stream, which a's reading task waits for the lock to take: it reads nothing more
+                syn = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, their_muxer.next_stream_id, 0)
+                await their_muxer._write_frame(syn)
+                await trio.testing.wait_all_tasks_blocked()
+                b_socket = _socket_of(theirs)
+                b_socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                b_socket.close()  # b resets the connection (a TCP RST)
+                await trio.lowlevel.wait_readable(_socket_of(conn))  # the RST reached a
+            gone = await events.receive()  # (a's GO_AWAY's write failed: the connection was reset)
+    assert gone == PeerEvent(b.peer_id, connected=False) and not gone.closed_here
+
+
 @pytest.mark.slow
 async def test_a_host_stopped_by_cancellation_closes_its_connections() -> None:
     """How a node stops (its nursery cancelled): its peers must see it go (quirk 25), or their streams to it hang
@@ -1493,6 +1531,98 @@ async def test_a_host_stopped_while_a_block_s_close_hangs_stops_at_once() -> Non
             gone = await events.receive()
             assert gone == PeerEvent(a, connected=False) and not gone.closed_here
             assert b.connected_peers() == []
+
+
+def _fill(raw: socket.socket) -> int:
+    """Write to a non-blocking socket until it takes no more, ever smaller pieces; returns the bytes it took."""
+    took = 0
+    for size in (65536, 4096, 1):
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                took += raw.send(bytes(size))
+    return took
+
+
+async def _fill_socket(conn: INetConn, theirs: INetConn) -> None:
+    """Fill the buffers between a host's connection and its peer's (`theirs`), the peer reading nothing: the host's
+    next write to it waits. Small buffers, which the kernel does not grow meanwhile. Raw bytes: the peer, should it
+    read again, takes them for a broken Noise frame and hangs up."""
+    _socket_of(theirs).setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    _socket_of(conn).setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    raw = socket.socket(fileno=os.dup(_socket_of(conn).fileno()))
+    raw.setblocking(False)
+    try:
+        quiet = 0
+        while quiet < 3:  # (the kernel frees a little room as the peer's acknowledgements come: no event says when)
+            quiet = 0 if _fill(raw) else quiet + 1
+            await trio.sleep(0.05)
+    finally:
+        raw.close()  # (the duplicate)
+
+
+@dataclass
+class _Stopped:
+    reset_took: float  # seconds from the stop until a's task left its stream's `async with` (resetting the stream)
+    port: int  # where a listened
+    socket: trio.socket.SocketType  # a's connection's to b
+
+
+async def _stop_holding_a_stream_to_a_peer_reading_nothing(config: HostConfig) -> _Stopped:
+    """Stop host a (cancelled, as a node stops) while a task of its holds a stream to peer b, which reads nothing more
+    (its reading task waits for a lock the test holds) and to which a's writes have filled the sockets' buffers."""
+    left_at: list[float] = []
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as b:
+            b.set_stream_handler(ECHO, echo_frames)
+            async with trio.open_nursery() as nursery:
+
+                async def a_holding_a_stream(task_status: trio.TaskStatus[Host]) -> None:
+                    async with open_host(os.urandom(32), LOOPBACK, config=config) as a:
+                        await a.connect(b.listen_addrs[0])
+                        try:
+                            async with await a.open_stream(b.peer_id, ECHO) as stream:
+                                await stream.write_frame(b"asked")
+                                assert await stream.read_frame(max_size=1024) == b"asked"
+                                task_status.started(a)
+                                await trio.sleep_forever()
+                        finally:
+                            left_at.append(trio.current_time())
+
+                a = await nursery.start(a_holding_a_stream)
+                port = int(a.listen_addrs[0].split("/")[4])
+                [conn] = a._host.get_network().connections[ID.from_base58(b.peer_id)]
+                [theirs] = b._host.get_network().connections[ID.from_base58(a.peer_id)]
+                mine = conn.muxed_conn
+                syn = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, mine.next_stream_id, 0)
+                await theirs.muxed_conn.streams_lock.acquire()  # b's reading task waits for it at a's next stream:
+                await mine._write_frame(syn)  # b reads nothing more
+                await _fill_socket(conn, theirs)
+                stopped_at = trio.current_time()
+                nursery.cancel_scope.cancel()
+            theirs.muxed_conn.streams_lock.release()
+    return _Stopped(left_at[0] - stopped_at, port, _socket_of(conn))
+
+
+@pytest.mark.slow
+async def test_a_host_stopping_does_not_wait_to_reset_a_stream_to_a_peer_reading_nothing() -> None:
+    """Found by stop 41: a stream's `async with` left as the host stops (a node's shutdown cancels its tasks) reset the
+    stream shielded within close_timeout (quirk 61), and a peer reading nothing holds the reset's write: the stop
+    waited close_timeout (5 s; the node's, 0.5 s of its 2 s) for each such stream in turn, though the host's exit
+    closes the connection anyway."""
+    stopped = await _stop_holding_a_stream_to_a_peer_reading_nothing(HostConfig())
+    assert stopped.reset_took < 2.0  # (the node's SHUTDOWN_SECONDS; close_timeout is 5 s)
+
+
+@pytest.mark.slow
+async def test_a_host_stopped_with_a_peer_reading_nothing_stops_listening_and_hangs_up() -> None:
+    """Found by stop 41: the host's exit closed its listeners last, after every connection, all within close_timeout
+    (quirk 5), and a peer reading nothing holds this host's GO_AWAY's write for all of it: the host's port still
+    accepted connections after open_host() had returned (a node restarted in-process could not listen there), and the
+    connection whose close was cut off stayed open, the peer never told."""
+    stopped = await _stop_holding_a_stream_to_a_peer_reading_nothing(HostConfig(close_timeout=1.0))
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", stopped.port)
+    assert stopped.socket.fileno() == -1  # closed
 
 
 @pytest.mark.slow

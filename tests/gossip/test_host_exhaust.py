@@ -1,11 +1,12 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
-negotiation and gossip control, or to be heard with a score below the graylist threshold, over real connections on
-loopback (gossip.host quirks 35 to 40, 45, 49, 55 to 58). The hostile peer is a host too, writing raw yamux frames past
-its own muxer or RPCs on a stream of its own, or bare sockets."""
+negotiation and gossip control, or to be heard with a score below the graylist threshold, or to stay connected answering
+nothing, over real connections on loopback (gossip.host quirks 35 to 40, 45, 49, 55 to 58, 64). The hostile peer is a
+host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import functools
 import gc
+import math
 import os
 import socket
 import struct
@@ -114,6 +115,32 @@ async def test_a_data_frame_s_body_of_a_header_s_length_is_not_read_as_a_header(
             assert node.stats().hostile_input == 0
             assert not muxed_connection(node, hostile.peer_id).closed_here
             assert node.connected_peers() == [hostile.peer_id]
+
+
+@pytest.mark.slow
+async def test_a_peer_that_answers_no_ping_is_disconnected(monkeypatch) -> None:
+    """Quirk 64: py-libp2p pings each connection every 30 s (its RTT estimate) and reads on when no answer comes, so a
+    peer gone without a word (its machine off, a NAT that dropped the connection) stayed connected until TCP gave up
+    retransmitting, some 15 minutes: listed connected, never redialled, its sync sessions hanging. Here the peer reads
+    nothing (its yamux reading task waits for a lock the test holds), though its kernel takes every frame."""
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_TIMEOUT_S", 0.5)
+    with trio.fail_after(20):  # (the peer's host would close the node's connection as idle only after a minute)
+        async with open_host(os.urandom(32), LOOPBACK) as node, \
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=60)) as gone:
+            events = node.peer_events()
+            await node.connect(gone.listen_addrs[0])
+            assert await events.receive() == PeerEvent(gone.peer_id, connected=True)
+            mine, theirs = muxed_connection(node, gone.peer_id), muxed_connection(gone, node.peer_id)
+            theirs.keepalive_timeout = math.inf  # (its pings go unanswered too, as it reads nothing)
+            if theirs._ping_id:  # (a ping of its under way, if any, with a timeout: answered before it reads nothing)
+                await theirs._ping_event.wait()
+            async with theirs.streams_lock:  # its reading task waits for it at the node's next stream: it reads nothing
+                await mine._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN,
+                                                    mine.next_stream_id, 0))
+                gone_event = await events.receive()
+                assert node.connected_peers() == []
+    assert gone_event == PeerEvent(gone.peer_id, connected=False) and gone_event.closed_here
 
 
 async def echo(stream: Stream) -> None:

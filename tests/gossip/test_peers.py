@@ -12,6 +12,7 @@ from gossip.host import HostConfig, PeerEvent, open_host, peer_id_from_public_ke
 from gossip.peers import BLOCKED, NO_SYNC, DialSchedule, PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.store import RecordStore
+from gossip.sync_messages import SYNC_PROTOCOL
 from vouching import org_body, vouch_body
 
 from ..factories import Org
@@ -95,22 +96,27 @@ def test_a_peer_connected_that_refused_the_sync_protocol_is_out_of_reach_saying_
     assert (a.peer_id, a.connected, a.last_error, a.next_dial_in) == ("a", True, NO_SYNC, None)
     assert "does not speak /vouchnet/sync/1" in NO_SYNC
     assert (b.peer_id, b.connected, b.last_error) == ("b", False, "dial /ip4/127.0.0.1/tcp/2/p2p/b: Connection refused")
-    assert schedule.out_of_reach(["a", "b"], until=0.5, now=0, refusing=["a"]) is None  # b being dialled
+    assert schedule.out_of_reach(["a"], until=0.5, now=0, dialling=["b"], refusing=["a"]) is None  # b being dialled
     assert schedule.out_of_reach(["a"], until=10, now=0, refusing=["a"]) is None  # b dialled again in time
 
 
-def test_a_peer_that_refused_the_sync_protocol_is_listed_connected_only_while_the_schedule_has_it_connected():
-    """A peer named `refusing` whose disconnection the schedule has heard (the caller's list older than that) is
-    listed as the others are: not connected, with its next dial. Before, it was listed connected, with no next dial,
-    whatever the schedule had heard."""
+def test_peers_out_of_reach_are_listed_connected_as_the_caller_says_not_as_the_schedule_last_heard():
+    """Found by stop 41: a peer was listed connected or not as the schedule last heard (its peer events come after the
+    host's list changed), its error NO_SYNC ("connected, but ...") as the caller's `refusing` said: a peer that refused
+    the sync protocol, left and came back to refuse it again before the schedule heard it come back was listed not
+    connected, "connected, but ...". Listed as the caller's `connected` says (as `known` lists peers), a peer refuses
+    only while connected."""
     schedule = DialSchedule(min_backoff=1, max_backoff=8, rng=random.Random(1))
     schedule.add("a", ["/ip4/127.0.0.1/tcp/1/p2p/a"])
+    schedule.add("b", ["/ip4/127.0.0.1/tcp/2/p2p/b"])
     schedule.connected("a", now=0)
-    [a] = schedule.out_of_reach(["a"], until=100.5, now=0, refusing=["a"])
+    schedule.disconnected("a", now=100)  # it lasted; heard leaving, not yet coming back
+    schedule.failed("b", now=100, error="dial /ip4/127.0.0.1/tcp/2/p2p/b: Connection refused")  # redialled in 0.5 s+
+    schedule.connected("b", now=100)  # heard coming, not yet leaving
+    [a, b] = schedule.out_of_reach(["a"], until=100.4, now=100, refusing=["a", "b"])
     assert (a.connected, a.next_dial_in, a.last_error) == (True, None, NO_SYNC)
-    schedule.disconnected("a", now=100)  # lasted: dialled again after min_backoff
-    [a] = schedule.out_of_reach((), until=100.5, now=100, refusing=["a"])
-    assert (a.connected, a.next_dial_in, a.last_error) == (False, 1.0, NO_SYNC)
+    assert (b.connected, b.last_error) == (False, "dial /ip4/127.0.0.1/tcp/2/p2p/b: Connection refused")
+    assert b.next_dial_in is not None and b.next_dial_in > 0.4
 
 
 def test_a_peer_a_catch_up_has_the_answer_of_is_out_of_reach_as_it_is():
@@ -160,6 +166,35 @@ async def test_the_wait_for_peers_out_of_reach_ends_as_the_last_one_is_found_on_
 class _NoPeersConnected:
     def connected_peers(self) -> list[str]:
         return []
+
+
+class _OneRefusing:
+    """Stands for a host connected to one peer, which refused the sync protocol on its connection."""
+
+    def __init__(self, peer_id: str) -> None:
+        self.peer_id = peer_id
+
+    def connected_peers(self) -> list[str]:
+        return [self.peer_id]
+
+    def refused(self, peer_id: str, protocol: str) -> bool:
+        return peer_id == self.peer_id and protocol == SYNC_PROTOCOL
+
+
+async def test_a_peer_back_refusing_sync_before_the_manager_heard_it_come_back_is_listed_connected(tmp_path):
+    """Found by stop 41: a peer that refused the sync protocol, left and came back to refuse it again, its coming back
+    not yet told by the host's peer events, was listed among the peers out of reach as not connected, its error
+    "connected, but the peer does not speak /vouchnet/sync/1" (a start's unreachable WARNING said both)."""
+    schedule = DialSchedule(rng=random.Random(1))
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(Org().key, store, roots=(), max_hops=3, held_limit=100)
+        manager = PeerManager(_OneRefusing("p"), replica, network="test",  # type: ignore[arg-type]
+                              bootstrap=["/ip4/10.0.0.1/tcp/4001/p2p/p"], max_peers=5, schedule=schedule,
+                              own_addrs=LAN)
+        schedule.connected("p", now=trio.current_time())
+        schedule.disconnected("p", now=trio.current_time())  # (as PeerManager's peer events tell it)
+        [peer] = manager.out_of_reach_now(trio.current_time() + 10)
+    assert (peer.peer_id, peer.connected, peer.last_error, peer.next_dial_in) == ("p", True, NO_SYNC, None)
 
 
 def test_disconnect_waits_the_minimum_backoff():
