@@ -63,7 +63,7 @@ from .keys import TokenFile, load_signing_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation, unpublished_link
-from .store_manifest import StoreLost, check_listed, list_present
+from .store_manifest import STORES, StoreLost, check_listed, list_present
 from .taken_back_rotation import TakenBackError, keep, kept, refusal
 from .telemetry import Telemetry
 from .trust import TrustService
@@ -526,7 +526,7 @@ async def serve_node(config: NodeConfig, *, task_status: trio.TaskStatus[Node] =
                 await nursery.start(service.run)
             except WitnessStoreError as error:  # Witnessing opens witness.sqlite as it starts
                 raise StartupError(f"witness: {error}") from None
-        list_present(config.data_dir)  # every store is open (witness.sqlite by Witnessing.run)
+        list_present(config.data_dir, held=STORES)  # every store is open (witness.sqlite by Witnessing.run)
         addrs = announce_addrs(config, node.host)
         if not addrs:
             dials = (" (until then, of the addresses other orgs' records name, it dials public ones and those of "

@@ -83,12 +83,16 @@ def check_listed(data_dir: Path, names: Iterable[str] | None = None) -> None:
                         f"held ({held}), run `vouchnet stores accept-loss {name} --dir {data_dir}`")
 
 
-def list_present(data_dir: Path) -> None:
+def list_present(data_dir: Path, *, held: Iterable[str] = ()) -> None:
     """Add each store now in `data_dir` (not empty) to the list, durably; nothing if all are listed. Names are only
-    added, so writers racing (a node and a command) each write all they saw."""
-    names = listed(data_dir)
+    added, so writers racing (a node and a command) each write all they saw.
+
+    `held`: the stores this process holds open, listed without being read: closing a descriptor of a file drops
+    every POSIX lock the process holds on it, SQLite's too, and another process closing that database then takes it
+    for unused, checkpoints it and deletes the WAL this one goes on committing to, unseen and lost at a crash."""
+    names, held = listed(data_dir), set(held)
     new = [name for name in STORES if name not in names and (data_dir / name).exists()
-           and not _empty(data_dir / name)]
+           and (name in held or not _empty(data_dir / name))]
     if new:
         _write(data_dir, [*names, *new])
 

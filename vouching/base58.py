@@ -15,15 +15,24 @@ def b58encode(data: bytes) -> str:
     return "1" * zeros + "".join(reversed(digits))
 
 
+class Base58Error(ValueError):
+    """The first character of a text outside the alphabet: `char`, at `position` (from 0) of the text decoded."""
+
+    def __init__(self, char: str, position: int) -> None:
+        super().__init__(f"invalid base58 character {char!r} at position {position}")
+        self.char = char
+        self.position = position
+
+
 def b58decode(text: str) -> bytes:
-    """Decode base58btc text; raises ValueError naming the first character outside the alphabet."""
+    """Decode base58btc text; raises Base58Error naming the first character outside the alphabet."""
     number = 0
     try:
         for char in text:
             number = number * 58 + _INDEX[char]
     except KeyError:
         position = next(i for i, char in enumerate(text) if char not in _INDEX)
-        raise ValueError(f"invalid base58 character {text[position]!r} at position {position}") from None
+        raise Base58Error(text[position], position) from None
     zeros = len(text) - len(text.lstrip("1"))
     body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
     return b"\0" * zeros + body

@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from vouching.base58 import b58decode, b58encode
+from vouching.base58 import Base58Error, b58decode, b58encode
 
 _PREFIX = "did:key:z"
 _ED25519_MULTICODEC = b"\xed\x01"  # unsigned varint of 0xed, the multicodec code of ed25519-pub
@@ -59,8 +59,9 @@ def _decode(did: str) -> bytes:
     encoded = did[len(_PREFIX):]
     try:
         decoded = b58decode(encoded)
-    except ValueError as error:
-        raise InvalidDid(f"did: {error}") from None
+    except Base58Error as error:  # its position in the did, as its reader counts, not in the base58 part
+        raise InvalidDid(f"did: invalid base58 character {error.char!r} at position {len(_PREFIX) + error.position} "
+                         "(from 0)") from None
     if not decoded.startswith(_ED25519_MULTICODEC):
         if did.startswith(_ED25519_PREFIX) and len(did) != _DID_LENGTH:  # its base58 shifted: the multicodec with it
             raise InvalidDid(f"did: {len(did)} characters, where an Ed25519 did:key has {_DID_LENGTH}: one lost or "

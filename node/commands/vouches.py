@@ -124,9 +124,12 @@ def _vouch(args: argparse.Namespace) -> int:
 
 
 def _record_id(text: str) -> str:
-    """argparse type: a record id, so that a mistyped one is refused before the token is read or the node asked."""
+    """argparse type: a record id, so that a mistyped one is refused before the token is read or the node asked; a
+    shortened one (`vouchnet score` and `orgs` show a vouch by its first 12 digits) is told where the whole is."""
     if not is_record_id(text):
-        raise argparse.ArgumentTypeError(f"expected a vouch's record id, 64 hex digits, got {text!r}")
+        short = (": a vouch is named by its whole id, which `vouchnet records --kind vouch --issuer DID` lists (DID: "
+                 "your org's, as `vouchnet status` shows it)") if re.fullmatch(r"[0-9a-f]{1,63}", text) else ""
+        raise argparse.ArgumentTypeError(f"expected a vouch's record id, 64 hex digits, got {text!r}{short}")
     return text
 
 

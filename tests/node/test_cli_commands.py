@@ -606,6 +606,18 @@ async def test_revoke_withdraws_a_vouch(run, node, data_dir):
     assert f"argument RECORD_ID: expected a vouch's record id, 64 hex digits, got '{vouched.id.hex()[:-2]}'" in err
 
 
+async def test_revoke_given_the_short_id_a_score_shows_says_where_the_whole_id_is(run, node, data_dir):
+    """`vouchnet score` names a vouch by its first 12 digits, and revoke, given those, only said it wanted 64."""
+    vouched = vouch(node)
+    code, _, err = await run("revoke", vouched.id.hex()[:12], "--reason", "retired", "--dir", data_dir)
+    assert code == 2
+    assert err.rstrip().endswith(f"got '{vouched.id.hex()[:12]}': a vouch is named by its whole id, which `vouchnet "
+                                 "records --kind vouch --issuer DID` lists (DID: your org's, as `vouchnet status` "
+                                 "shows it)")
+    code, _, err = await run("revoke", "not-an-id", "--reason", "retired", "--dir", data_dir)
+    assert err.rstrip().endswith("got 'not-an-id'")
+
+
 # --- own-records ----------------------------------------------------------------------------------------
 
 

@@ -2,12 +2,15 @@
 listed but missing or empty, changing nothing, until it is restored or `vouchnet stores accept-loss` names it."""
 
 import itertools
+import json
 import os
 import signal
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -19,6 +22,7 @@ from node.daemon import StartupError, serve_node
 from node.setup import init_data_dir
 from node.store_manifest import MANIFEST_FILE, STORES, StoreLost, check_listed, listed
 
+from ..factories import new_did
 from .in_process import LOOPBACK, running
 
 pytestmark = pytest.mark.slow
@@ -164,6 +168,25 @@ def test_a_command_killed_between_making_a_store_and_listing_it_leaves_a_directo
         assert listed(data_dir) == ["credentials.db"]
     assert point > 3  # the list's writes were points
     assert not [p for p in os.listdir(data_dir) if p.endswith(".partial")]
+
+
+async def test_a_first_start_keeps_its_hold_on_its_stores_so_events_it_took_are_in_the_file(tmp_path, local_cli):
+    """A first start, listing its stores, read each through a descriptor it closed, which dropped the node's SQLite
+    locks on all of them: `vouchnet audit export` beside it, closing audit.ledger, then took it for unused and
+    deleted the WAL the node went on committing to, so the events it took after were in no file (not exported, and
+    lost at a kill -9: 34 batches of 50 in a walk-through)."""
+    agent, out = new_did(), tmp_path / "export.json"
+    export = ["audit", "export", "--agent", agent, "--from", "2026-01-01", "--to", "2100-01-01",
+              "--out", str(out), "--dir", str(tmp_path / "node")]
+    async with running(tmp_path / "node") as node, httpx.AsyncClient(
+        base_url=node.api_url, headers={"Authorization": f"Bearer {node.token}"}, timeout=30
+    ) as api:
+        assert (await trio.to_thread.run_sync(local_cli.run, export)).returncode == 0
+        event = {"agent": agent, "ts": int(time.time() * 1000), "category": "tool", "name": "x", "outcome": "ok"}
+        assert (await api.post("/v1/events", json={"events": [event]})).json()["accepted"] == 1
+        exported = await trio.to_thread.run_sync(local_cli.run, export)
+        assert exported.returncode == 0, exported.stderr
+        assert [entry["event"]["name"] for entry in json.loads(out.read_text())["entries"]] == ["x"]
 
 
 @pytest.mark.parametrize(("command", "store"), [
