@@ -422,6 +422,11 @@ class TrustEngine:
         """Whether the engine holds evidence or vouches on `agent` (otherwise its score is the cold start)."""
         return agent in self._agent_index
 
+    def knows_org(self, did: str) -> bool:
+        """Whether the engine knows `did` as an org: this node's own, a trust root, the issuer of a record it took,
+        the subject of an org-peer vouch, or a key merged into its org (what `org` then answers on)."""
+        return did in self._org_index
+
     def merge_org(self, key: str, org: str) -> bool:
         """Key rotation (DESIGN.md §2, vouching.succession): `key` turned out to be a later key of `org`. What named
         `key` as an org (vouches for it, a flag, a root) counts for `org` from now on, and `key` stands for `org`;
