@@ -62,14 +62,15 @@ def agent_did(trust: TrustService, did: str) -> str:
 
 
 def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: bool, statement: bool) -> dict[str, Any]:
-    """The body of `GET /v1/agents/{did}/score` for a valid did: the score, its scoped tools and its explanation,
-    all of the one instant the score was computed at."""
+    """The body of `GET /v1/agents/{did}/score` for a valid did: the score, whether the node knows the agent, its
+    scoped tools and its explanation, all of the one instant the score was computed at."""
     score, scopes = trust.score(did)
     answer: dict[str, Any] = {
         "agent": did,
         "score": score.score,
         "tier": score.tier,
         "confidence": score.confidence,
+        "known": trust.engine.holds(did),
         "computed_at": score.computed_at,
         **listed_scopes(scopes),
     }
@@ -92,11 +93,14 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         = True,
     ) -> dict[str, Any]:
         """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why, all
-        of one instant, `computed_at` (ms): the explanation lists the 64 vouches that lift it most and the 64 orgs
-        whose evidence counts most (heaviest first, ties by did), with `vouches_complete`/`orgs_complete` false and
-        `vouches_total`/`orgs_total` counting them all if there are more. Each org part carries what it counts
-        (`counted_good`, `counted_bad`, `counted_reports`), which alpha, beta and the recent bad reports sum
-        exactly when every part is listed. An org's did (one nothing names as an agent) is 409 `not_an_agent`."""
+        of one instant, `computed_at` (ms). `known`: whether the node holds anything naming the agent (a vouch, an
+        org's digest or its own observations, whether they count or not); false, the score is the cold start of a
+        did it knows nothing of, which a known agent's low score is not. The explanation lists the 64 vouches that
+        lift it most and the 64 orgs whose evidence counts most (heaviest first, ties by did), with
+        `vouches_complete`/`orgs_complete` false and `vouches_total`/`orgs_total` counting them all if there are
+        more. Each org part carries what it counts (`counted_good`, `counted_bad`, `counted_reports`), which alpha,
+        beta and the recent bad reports sum exactly when every part is listed. An org's did (one nothing names as an
+        agent) is 409 `not_an_agent`."""
         agent_did(trust, checked_did(did, "path.did"))
         return score_answer(trust, key, did, explain=explain, statement=statement)
 

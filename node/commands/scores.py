@@ -18,9 +18,9 @@ def register(subparsers: Subparsers) -> None:
         summary="show an agent's trust score from this node's point of view, explained",
         description="Ask the running node for an agent's score (0-1000), tier and confidence, with the explanation: "
         "what each org's digests and each vouch contributed, how evidence decayed, and every cap or rule that "
-        "bit. An agent the node has never heard of gets the cold-start score; an org's did (one that signed records "
-        "the node holds, or that a trust root or an org-peer vouch names) that nothing the node holds names as an "
-        "agent is refused (exit 2): `vouchnet orgs DID` shows an org.",
+        "bit. An agent the node has never heard of gets the cold-start score, and the line says so; an org's did (one "
+        "that signed records the node holds, or that a trust root or an org-peer vouch names) that nothing the node "
+        "holds names as an agent is refused (exit 2): `vouchnet orgs DID` shows an org.",
         examples=["vouchnet score did:key:z6Mk...", "vouchnet score did:key:z6Mk... --json"],
         run=_score,
     )
@@ -58,7 +58,8 @@ def _score(args: argparse.Namespace) -> int:
     if args.json:
         print_json(answer)
         return 0
-    print(f"{answer['agent']}: {answer['score']} ({answer['tier']}), confidence {answer['confidence']:.2f}")
+    unknown = "; the node holds nothing on it: the cold-start score" if answer.get("known") is False else ""
+    print(f"{answer['agent']}: {answer['score']} ({answer['tier']}), confidence {answer['confidence']:.2f}{unknown}")
     for line in answer["explanation"]["text"][1:]:  # the first line repeats the headline
         print(f"  {line}")
     return 0
@@ -89,13 +90,12 @@ def _issues_records(client: NodeClient, did: str) -> bool:
 
 
 def _named_as_agent(client: NodeClient, did: str) -> bool:
-    """Whether the node's score of `did` rests on something it holds about the agent, a vouch or an org's digest
-    (TrustEngine.explain lists each), rather than being the cold start of a did it knows nothing of; an org's did,
-    which the node refuses to score, is not."""
+    """Whether the node holds something naming `did` as an agent, a vouch, an org's digest or its own observations
+    (its score answer's `known`), rather than scoring it as a did it knows nothing of; an org's did, which the node
+    refuses to score, is not."""
     try:
-        explanation = client.score(did).get("explanation", {})
+        return client.score(did, explain=False).get("known") is True
     except NodeApiError as error:
         if error.code == NOT_AN_AGENT:
             return False
         raise
-    return bool(explanation.get("vouches_total") or explanation.get("orgs_total"))

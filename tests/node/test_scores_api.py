@@ -78,6 +78,30 @@ async def test_an_unknown_agent_gets_the_cold_start_score(api):
     assert answer["explanation"]["text"]
 
 
+async def test_known_tells_an_agent_the_node_holds_anything_on_from_a_did_it_knows_nothing_of(node, trust, api, clock):
+    """Before: nothing in the answer told a did the node knows nothing of (the cold start) from a known agent whose
+    score is as low: here, one only a voucher this node gives no weight vouches for, and one observed failing."""
+    stranger, vouched, failing = new_did(), new_did(), new_did()
+    trust.on_records([Org().record("vouch", vouch_body(vouched, 1.0, "operator"))])
+    trust.engine.add_first_hand(failing, ts=clock(), outcomes=Outcomes(error=5))
+    for explain in ("true", "false"):
+        answers = [(await api.get(f"/v1/agents/{did}/score", params={"explain": explain})).json()
+                   for did in (stranger, vouched, failing)]
+        assert [answer["known"] for answer in answers] == [False, True, True]
+        assert answers[0]["score"] == answers[1]["score"] == trust.engine.cold_score > answers[2]["score"]
+
+
+async def test_vouchnet_score_says_when_the_node_holds_nothing_on_the_agent(node, trust, capsys):
+    stranger, vouched = new_did(), new_did()
+    trust.on_records([Org().record("vouch", vouch_body(vouched, 1.0, "operator"))])  # a voucher of no weight here
+    async with _served(node, trust) as url:
+        for did in (stranger, vouched):
+            assert await trio.to_thread.run_sync(cli.main, ["score", did, "--api", url]) == 0
+            said = capsys.readouterr().out.splitlines()[0]
+            assert said.startswith(f"{did}: {trust.engine.cold_score} (untrusted), confidence ")
+            assert said.endswith("; the node holds nothing on it: the cold-start score") == (did == stranger)
+
+
 async def test_a_vouch_lifts_the_score_but_not_above_provisional(node, trust, api):
     agent = new_did()
     trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator"))])
