@@ -604,8 +604,9 @@ class TrustService:
 
     def credential_issuers(self, agent: str, *, now: int) -> tuple[str, ...]:
         """The org keys whose agent credentials stand for `agent` (DESIGN §8): every key of this node's org (its
-        own credentials), then every key of each org with a live operator vouch for it. A credential of any other
-        issuer names the agent without being its operator's: it is decided on the cold-start score."""
+        own credentials), then every key of each org with a live operator vouch for it (TrustEngine.operators: no
+        org proven to equivocate). A credential of any other issuer names the agent without being its operator's: it
+        is decided on the cold-start score."""
         succession = self.replica.succession
         keys = dict.fromkeys(succession.keys(self.replica.did))
         for org in self.engine.operators(agent, now=now):

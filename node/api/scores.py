@@ -110,10 +110,10 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`. The score is the agent's,
         with the vouches whose scope names `tool` (a tool in `scopes`, the tools the agent holds scoped vouches
         for; its general score, `GET .../score`, counts none of them). `issuers`: the org keys whose agent
-        credentials stand for the agent (this node's org's, then those of each org with a live operator vouch for it;
-        the first 64, `issuers_complete` false if there are more); a caller presenting another issuer's credential
-        for it is decided, by the SDK, on `cold_start`, the score of an agent nothing names. An org's did (one
-        nothing names as an agent) is 409 `not_an_agent`."""
+        credentials stand for the agent (this node's org's, then those of each org with a live operator vouch for it,
+        but an org proven to equivocate; the first 64, `issuers_complete` false if there are more); a caller
+        presenting another issuer's credential for it is decided, by the SDK, on `cold_start`, the score of an agent
+        nothing names. An org's did (one nothing names as an agent) is 409 `not_an_agent`."""
         agent_did(trust, checked_did(did, "path.did"))
         if (problem := tool_name_problem(body.tool)) is not None:
             raise ApiError(422, "invalid_request", f"body.{problem}")

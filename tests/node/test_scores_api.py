@@ -610,6 +610,16 @@ async def test_a_check_lists_whose_credentials_stand_for_the_agent_and_the_cold_
     assert (await check()).json()["issuers"] == [node.replica.did]
 
 
+async def test_a_check_lists_no_key_of_an_org_proven_to_equivocate(node, trust, api):
+    """Before: an equivocator's live operator vouch listed its keys, so that the SDK took a credential it issued for
+    any agent it vouched for so as the agent's own, and decided on the agent's standing, not on the cold start."""
+    agent, operator = new_did(), Org()
+    trust.on_records([operator.record("vouch", vouch_body(agent, 0.5, "operator"))])
+    trust.engine.flag_equivocator(operator.did)  # (as an equivocation record about it does: vouching.feed)
+    answer = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call"})).json()
+    assert answer["issuers"] == [node.replica.did]
+
+
 async def test_a_check_lists_at_most_64_org_keys_and_says_when_there_are_more(node, trust, api):
     """Any key may sign an operator vouch for any agent: listed in full, they would grow the answer without bound."""
     agent, orgs = new_did(), [Org() for _ in range(64)]
