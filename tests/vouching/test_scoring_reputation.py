@@ -267,6 +267,34 @@ def _outcomes(**kw):
     return Outcomes(**kw)
 
 
+def _judged_world(roots: list[str]) -> TrustEngine:
+    """`judge` reports an agent violating its policy each hour for a day, and `member`, vouched for by the node, the
+    agent behaving: with `judge` a root, its digests are what `member`'s are tested against."""
+    engine = TrustEngine("own", roots)
+    engine.add_org_vouch("own", "member", 1.0, record_id=rid(), ts=0)
+    for hour in range(24):
+        for org, outcomes in (("judge", Outcomes(ok=1, denied=4)), ("member", Outcomes(ok=5))):
+            engine.add_digest(org, "agent", epoch=hour * HOUR_MS, length=HOUR_MS, outcomes=outcomes,
+                              record_id=rid(), ts=(hour + 1) * HOUR_MS)
+    return engine
+
+
+def test_verdicts_follow_a_root_s_key_merged_into_its_org_as_if_the_link_was_known_from_the_start():
+    """The node's root `later` turns out (a rotation) to be a later key of `judge`, whose digests it held: they
+    are reference evidence from then on. Before: the verdicts reached without them were kept, `member`'s digests
+    never tested against them, so that the node scored otherwise than one that held the same records with the
+    link known from the start."""
+    now = 24 * HOUR_MS
+    running, from_start = _judged_world(["later"]), _judged_world(["judge"])
+    running.recompute(now=now)
+    assert running.org("member", now=now).disagreements == 0
+    assert running.merge_org("later", "judge")
+    for engine in (running, from_start):
+        engine.recompute(now=now)
+    assert running.org("member", now=now) == from_start.org("member", now=now)
+    assert running.org("member", now=now).disagreements > 20
+
+
 def test_an_org_loses_weight_when_the_agents_it_vouched_for_misbehave():
     w = World(orgs=4)
     for i in range(3):
