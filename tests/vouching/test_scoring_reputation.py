@@ -295,6 +295,21 @@ def test_verdicts_follow_a_root_s_key_merged_into_its_org_as_if_the_link_was_kno
     assert running.org("member", now=now).disagreements > 20
 
 
+def test_a_root_proven_to_equivocate_is_no_longer_what_other_orgs_digests_are_tested_against():
+    """Before: its digests went on making the verdicts of every org reporting on the same agents (here `member`'s,
+    discredited by a liar's word), although its own counted nothing."""
+    now = 24 * HOUR_MS
+    flagged, never_root = _judged_world(["judge"]), _judged_world([])
+    flagged.recompute(now=now)
+    assert flagged.org("member", now=now).disagreements > 20
+    flagged.flag_equivocator("judge")
+    never_root.flag_equivocator("judge")
+    for engine in (flagged, never_root):
+        engine.recompute(now=now)
+    member = flagged.org("member", now=now)
+    assert (member.disagreements, member.credibility) == (0, never_root.org("member", now=now).credibility)
+
+
 def test_an_org_loses_weight_when_the_agents_it_vouched_for_misbehave():
     w = World(orgs=4)
     for i in range(3):
