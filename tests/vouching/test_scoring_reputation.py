@@ -267,6 +267,23 @@ def _outcomes(**kw):
     return Outcomes(**kw)
 
 
+def test_a_root_proven_to_equivocate_leaves_the_orgs_weighed_as_if_it_never_was_one():
+    """Before: it kept its share of every restart of the PageRank walk and passed it to no one, so that the others'
+    reputation fell and the full-weight reference (the roots' mean, its 0 included) fell further: a weak org three
+    vouches from a root weighed 0.20 where it weighs 0.14 with the liar never a root."""
+    def standing(roots: list[str]) -> dict[str, tuple]:
+        engine = TrustEngine("own", roots)
+        for voucher, org, weight in (("own", "a", 1.0), ("root", "b", 0.5), ("b", "c", 0.3), ("c", "d", 0.3),
+                                     ("liar", "x", 1.0)):
+            engine.add_org_vouch(voucher, org, weight, record_id=rid(), ts=0)
+        engine.flag_equivocator("liar")
+        return {o.org: (o.reputation, o.weight, o.voucher_weight, o.group, o.full_weight_reputation)
+                for o in engine.orgs(now=0)}
+
+    flagged_root = standing(["root", "liar"])
+    assert flagged_root == standing(["root"]) and 0 < flagged_root["d"][2] < 1
+
+
 def _judged_world(roots: list[str]) -> TrustEngine:
     """`judge` reports an agent violating its policy each hour for a day, and `member`, vouched for by the node, the
     agent behaving: with `judge` a root, its digests are what `member`'s are tested against."""
