@@ -341,6 +341,25 @@ def test_an_org_loses_weight_when_the_agents_it_vouched_for_misbehave():
     assert voucher.weight < bystander.weight * 0.1
 
 
+def test_vouching_again_and_again_for_one_agent_that_behaves_does_not_buy_back_accountability():
+    """Each vouch an org sends for an agent replaces its earlier one of the basis, for the agent's prior and for
+    accountability alike. Before: each of them added to the good vouch weight, so that an org that vouched for three
+    misbehaving agents stood at full accountability again after 300 vouches for one agent that behaves."""
+    w = World(orgs=4)
+    for i in range(3):
+        w.engine.add_agent_vouch("org3", f"bad{i}", 1.0, "operator", record_id=rid(), ts=0)
+        for epoch in range(5):
+            w.digest("org0", f"bad{i}", epoch, denied=3)
+    w.history("good", range(5), w.orgs[:3])
+    w.engine.add_agent_vouch("org3", "good", 1.0, "audit", record_id=rid(), ts=0)
+    w.engine.recompute(now=w.now)
+    once = w.engine.org("org3", now=w.now).accountability
+    for ts in range(1, 300):
+        w.engine.add_agent_vouch("org3", "good", 1.0, "audit", record_id=rid(), ts=ts)
+    w.engine.recompute(now=w.now)
+    assert w.engine.org("org3", now=w.now).accountability == once < 0.2
+
+
 def test_vouching_for_an_equivocator_costs_accountability():
     e = TrustEngine("own", ["root"])
     e.add_org_vouch("root", "sponsor", 1.0, record_id=rid(), ts=0)
