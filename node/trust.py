@@ -604,8 +604,9 @@ class TrustService:
 
     def credential_issuers(self, agent: str, *, now: int) -> tuple[str, ...]:
         """The org keys whose agent credentials stand for `agent` (DESIGN §8): every key of this node's org (its
-        own credentials), then every key of each org with a live operator vouch for it. A credential of any other
-        issuer names the agent without being its operator's: it is decided on the cold-start score."""
+        own credentials), then every key of each org with a live operator vouch for it (TrustEngine.operators: no
+        org proven to equivocate). A credential of any other issuer names the agent without being its operator's: it
+        is decided on the cold-start score."""
         succession = self.replica.succession
         keys = dict.fromkeys(succession.keys(self.replica.did))
         for org in self.engine.operators(agent, now=now):
@@ -626,6 +627,23 @@ class TrustService:
         if len(self._asked_unknown) > MAX_ASKED_UNKNOWN:
             oldest = next(iter(self._asked_unknown))
             del self._asked_unknown[oldest], self._known[oldest]
+
+    def org_not_agent(self, did: str) -> str | None:
+        """Why this node takes `did` for an org and not an agent, if it does: nothing it holds names `did` as an agent
+        (a vouch, a digest, its own observations; TrustEngine.holds), and `did` signed records it holds or is an org
+        to the engine (this node's own, a trust root, an org-peer vouch's subject before any record of its own
+        arrives). None otherwise: an agent, or a did the node knows nothing of (its score is the cold start)."""
+        if self.engine.holds(did):
+            return None
+        if self.replica.store.head(did) is not None:  # (a key linked to its org by a rotation signed one, its first)
+            return "it signed records this node holds"
+        if did == self.engine.own_org:
+            return "this node's own org"
+        if did in self._roots:
+            return "a trust root of this node"
+        if self.engine.knows_org(did):
+            return "a record this node holds names it as an org: an org-peer vouch for it, say"
+        return None
 
     def org(self, did: str) -> dict:
         """How this node sees the org of key `did` (known by its first key)."""

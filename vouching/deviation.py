@@ -46,6 +46,7 @@ class DeviationTest:
         self._wide = array("q")
         self.verdict = array("b")
         self._tested_upto = 0  # batches before this one have verdicts against the reference as it then was
+        self._reference: tuple[int, ...] = ()  # the reference orgs the verdicts are against (`counts`)
 
     def __len__(self) -> int:
         return len(self.key)
@@ -74,6 +75,7 @@ class DeviationTest:
         vars(copy).update(columns)
         copy._wide = self._wide  # the triples of its rows are in it already, and stay as they are
         copy._tested_upto = self._tested_upto
+        copy._reference = self._reference
         return copy
 
     def adopt(self, tested: DeviationTest) -> None:
@@ -81,14 +83,21 @@ class DeviationTest:
         stay untested; only `counts` changes verdicts, so none changed here meanwhile). On the test itself, a no-op."""
         np.frombuffer(self.verdict, dtype=np.int8)[:len(tested)] = tested.verdict
         self._tested_upto = tested._tested_upto
+        self._reference = tested._reference
 
     def counts(self, n_orgs: int, is_reference: np.ndarray, tested: np.ndarray, now: float
                ) -> tuple[np.ndarray, np.ndarray]:
         """(agreements, disagreements) per org, each verdict decayed with the bad-evidence half-life; orgs not
-        `tested` get none. The reference orgs (`is_reference`) must stay the same between calls."""
+        `tested` get none. Other reference orgs (`is_reference`) than the last call's, as when a root's key is merged
+        into its org by a rotation or a root is proven to equivocate, retest every batch: a verdict against the
+        reference as it was, kept, gave other verdicts than a node that held the same records from the start."""
         agreements, disagreements = np.zeros(n_orgs), np.zeros(n_orgs)
         if len(self.key) == 0:
             return agreements, disagreements
+        reference = tuple(np.flatnonzero(is_reference).tolist())
+        if reference != self._reference:
+            np.frombuffer(self.verdict, dtype=np.int8)[:] = _UNTESTED
+            self._tested_upto, self._reference = 0, reference
         self._retest(is_reference)
         verdict = np.frombuffer(self.verdict, dtype=np.int8)
         org = np.frombuffer(self.org, dtype=np.int32)

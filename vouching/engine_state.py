@@ -70,6 +70,9 @@ _DERIVED = frozenset({
 })
 VOUCH_FIELDS = tuple(f.name for f in dataclasses.fields(Vouch))
 DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside its columns
+# DeviationTest attributes only its `counts` sets, which an engine captured has never run (`capturing` refuses one
+# recomputed): a loaded engine's first recompute sets them anew.
+DEVIATION_DERIVED = ("_reference",)
 # Agents, vouches or latest vouches (one an agent, issuer and basis) `capturing` takes between two yields: some 2 ms
 # of Python (2 us an agent, of 1.5*10^5 a flood made: benchmarks/adopt_rebuild.py --flood).
 CAPTURE_CHUNK = 1_000

@@ -89,7 +89,9 @@ class Recompute:
         is_root[self.roots] = True
         tested = ~is_root
         tested[self.equivocators] = False
-        agreements, disagreements = self.deviation.counts(n, is_root, tested, now)
+        reference = is_root.copy()  # what this node and its roots observed, but a root proven to equivocate
+        reference[self.equivocators] = False
+        agreements, disagreements = self.deviation.counts(n, reference, tested, now)
         credible = credibility(agreements, disagreements, p)
         credible[is_root] = 1.0
         src, dst, weight, edges_span = self.vouches.org_edges(now, self.equivocators)

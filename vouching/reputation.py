@@ -53,8 +53,11 @@ def _standing(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, root
               equivocators: list[int], credibility: np.ndarray, accountability: np.ndarray,
               params: ScoringParams) -> OrgStanding:
     """Personalised PageRank over the live org vouches (src→dst), then each org's weights and group; the node's
-    own org counts fully, an equivocator not at all."""
+    own org counts fully, an equivocator not at all, nor as a root: a root proven to equivocate, left in, took its
+    share of every restart and gave it to no one, so that every other org's reputation fell with the full-weight
+    reference, which fell twice as fast (the mean over the roots, its 0 included), and weak orgs weighed more."""
     p = params
+    roots = sorted(set(roots) - set(equivocators))  # never empty: the node's own org is a root, and never flagged
     keep = credibility * accountability
     keep[equivocators] = 0.0
     rep, share = personalised_pagerank(n, src, dst, weight, np.asarray(roots), keep, restart=p.restart,

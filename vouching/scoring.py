@@ -342,13 +342,14 @@ class TrustEngine:
     def operators(self, agent: str, *, now: int) -> tuple[str, ...]:
         """The orgs (each by its first key) with a live vouch of basis `operator` for the agent, sorted: whose agent
         it is, by their word, whatever their weight (an agent credential stands for the agent only if its issuer is
-        one, DESIGN.md §8)."""
+        one, DESIGN.md §8), but for an org proven to equivocate, whose word counts nothing (DESIGN.md §5): its
+        credentials would stand for an agent it says is its own, any agent, as an honest operator's do."""
         a = self._agent_index.get(agent)
         if a is None:
             return ()
-        book = self._vouches
+        book, equivocators = self._vouches, self._equivocators
         return tuple(sorted(self._orgs[issuer] for issuer, basis, record_id in latest_vouches(self._agent_vouches[a])
-                            if basis == "operator" and book[record_id].active(now)))
+                            if basis == "operator" and issuer not in equivocators and book[record_id].active(now)))
 
     @property
     def cold_score(self) -> int:
@@ -421,6 +422,11 @@ class TrustEngine:
     def holds(self, agent: str) -> bool:
         """Whether the engine holds evidence or vouches on `agent` (otherwise its score is the cold start)."""
         return agent in self._agent_index
+
+    def knows_org(self, did: str) -> bool:
+        """Whether the engine knows `did` as an org: this node's own, a trust root, the issuer of a record it took,
+        the subject of an org-peer vouch, or a key merged into its org (what `org` then answers on)."""
+        return did in self._org_index
 
     def merge_org(self, key: str, org: str) -> bool:
         """Key rotation (DESIGN.md §2, vouching.succession): `key` turned out to be a later key of `org`. What named

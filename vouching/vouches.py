@@ -220,10 +220,11 @@ class VouchBook:
         return ((np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
                 & (np.frombuffer(self.general, dtype=np.int8) == 1))
 
-    def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Copies of (issuer, agent, strength) of every agent vouch ever given."""
+    def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of (issuer, agent, strength, latest) of every agent vouch ever given; `latest`: whether it is its
+        issuer's latest for its agent and basis (not replaced by a later one; revoked or not)."""
         return (np.frombuffer(self.issuer, dtype=np.int32).copy(), np.frombuffer(self.agent, dtype=np.int32).copy(),
-                np.frombuffer(self.strength).copy())
+                np.frombuffer(self.strength).copy(), np.frombuffer(self.standing, dtype=np.int8) == 1)
 
     def org_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Copies of (issuer, subject, weight) of every org vouch ever given."""

@@ -27,7 +27,7 @@ REFUSALS: dict[str, int] = {
     "method_not_allowed": 405,
     "request_timeout": 408,
     "conflict": 409, "rejected": 409, "equivocation": 409, "held_full": 409, "outside_horizon": 409,
-    "unlinked": 409, "no_public_url": 409,
+    "unlinked": 409, "no_public_url": 409, "not_an_agent": 409,
     "pruned": 410, "bytes_dropped": 410, "bytes_not_kept": 410,
     "too_large": 413,
     "unsupported_media_type": 415, "unsupported_encoding": 415,

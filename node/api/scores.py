@@ -1,7 +1,8 @@
 """Scores and decisions from this node's point of view (DESIGN.md §6, §8): an agent's score with its explanation
 (and, on request, a signed statement), a policy check for an action, the policy itself, and the orgs' reputations.
 
-An unknown agent is not an error: it gets the cold-start score. `POST .../check` changes nothing, so it needs no
+An unknown agent is not an error: it gets the cold-start score. An org's did is refused (409 `not_an_agent`): an
+org has a reputation (`GET /v1/orgs/{did}`), not an agent's score. `POST .../check` changes nothing, so it needs no
 token (node.api.app lists it among the open paths).
 
 `GET .../score` is what services ask most, so ScoreFastPath answers its plain requests before FastAPI sees them,
@@ -25,13 +26,15 @@ from vouching.policy import MAX_TOOL_NAME, tool_name_problem
 
 from ..credentials import score_statement
 from ..trust import TrustService, listed_issuers, listed_scopes
-from .errors import ApiError, checked_did, error_responses, read_responses
+from .errors import ApiError, ErrorBody, checked_did, error_responses, read_responses
 from .json_body import StrictJsonRoute
 from .parameters import BOOLEANS
 from .records import DEFAULT_PAGE, PageLimit
 
 CHECK_PATH = "/v1/agents/{did}/check"
 MAX_DID = 64
+_NOT_AN_AGENT = {409: {"model": ErrorBody, "description": "`not_an_agent`: the did is an org's, and nothing this node "
+                       "holds names it as an agent; `GET /v1/orgs/{did}` shows the org"}}
 
 
 # No max_length: checked_did refuses what is not a did:key, an agent's credential passed by mistake by name (a
@@ -48,15 +51,26 @@ class CheckRequest(BaseModel):
                              description="The tool's name, as a vouch's scope names it: printable text")
 
 
+def agent_did(trust: TrustService, did: str) -> str:
+    """`did` (valid) if the node may score it as an agent, else a 409 saying why it is taken for an org (nothing
+    names it as an agent, TrustService.org_not_agent): an org scored as an agent nobody knows was given the cold
+    start, as if the node knew nothing of it."""
+    if (why := trust.org_not_agent(did)) is not None:
+        raise ApiError(409, "not_an_agent", f"path.did: {did} is an org ({why}), not an agent; GET /v1/orgs/{did} "
+                       "shows it")
+    return did
+
+
 def score_answer(trust: TrustService, key: SigningKey, did: str, *, explain: bool, statement: bool) -> dict[str, Any]:
-    """The body of `GET /v1/agents/{did}/score` for a valid did: the score, its scoped tools and its explanation,
-    all of the one instant the score was computed at."""
+    """The body of `GET /v1/agents/{did}/score` for a valid did: the score, whether the node knows the agent, its
+    scoped tools and its explanation, all of the one instant the score was computed at."""
     score, scopes = trust.score(did)
     answer: dict[str, Any] = {
         "agent": did,
         "score": score.score,
         "tier": score.tier,
         "confidence": score.confidence,
+        "known": trust.engine.holds(did),
         "computed_at": score.computed_at,
         **listed_scopes(scopes),
     }
@@ -71,7 +85,7 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
     """The score, check and org endpoints over `trust`; statements are signed with the org key `key`."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["scores"])
 
-    @router.get("/v1/agents/{did}/score", responses=read_responses(422))
+    @router.get("/v1/agents/{did}/score", responses={**read_responses(422), **_NOT_AN_AGENT})
     async def agent_score(
         did: Did,
         statement: Annotated[bool, Query(description="add a short-lived signed JWT of the score")] = False,
@@ -79,24 +93,28 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         = True,
     ) -> dict[str, Any]:
         """The agent's score 0–1000 and tier as this node sees it, how much evidence stands behind it, and why, all
-        of one instant, `computed_at` (ms): the explanation lists the 64 vouches that lift it most and the 64 orgs
-        whose evidence counts most (heaviest first, ties by did), with `vouches_complete`/`orgs_complete` false and
-        `vouches_total`/`orgs_total` counting them all if there are more. Each org part carries what it counts
-        (`counted_good`, `counted_bad`, `counted_reports`), which alpha, beta and the recent bad reports sum
-        exactly when every part is listed."""
-        checked_did(did, "path.did")
+        of one instant, `computed_at` (ms). `known`: whether the node holds anything naming the agent (a vouch, an
+        org's digest or its own observations, whether they count or not); false, the score is the cold start of a
+        did it knows nothing of, which a known agent's low score is not. The explanation lists the 64 vouches that
+        lift it most and the 64 orgs whose evidence counts most (heaviest first, ties by did), with
+        `vouches_complete`/`orgs_complete` false and `vouches_total`/`orgs_total` counting them all if there are
+        more. Each org part carries what it counts (`counted_good`, `counted_bad`, `counted_reports`), which alpha,
+        beta and the recent bad reports sum exactly when every part is listed. An org's did (one nothing names as an
+        agent) is 409 `not_an_agent`."""
+        agent_did(trust, checked_did(did, "path.did"))
         return score_answer(trust, key, did, explain=explain, statement=statement)
 
-    @router.post(CHECK_PATH, responses=error_responses())
+    @router.post(CHECK_PATH, responses={**error_responses(), **_NOT_AN_AGENT})
     async def check(did: Did, body: CheckRequest) -> dict[str, Any]:
         """May this agent do this? `allow`, `audit` (allow and log) or `block`, with the reason, under this node's
         policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`. The score is the agent's,
         with the vouches whose scope names `tool` (a tool in `scopes`, the tools the agent holds scoped vouches
         for; its general score, `GET .../score`, counts none of them). `issuers`: the org keys whose agent
-        credentials stand for the agent (this node's org's, then those of each org with a live operator vouch for it;
-        the first 64, `issuers_complete` false if there are more); a caller presenting another issuer's credential
-        for it is decided, by the SDK, on `cold_start`, the score of an agent nothing names."""
-        checked_did(did, "path.did")
+        credentials stand for the agent (this node's org's, then those of each org with a live operator vouch for it,
+        but an org proven to equivocate; the first 64, `issuers_complete` false if there are more); a caller
+        presenting another issuer's credential for it is decided, by the SDK, on `cold_start`, the score of an agent
+        nothing names. An org's did (one nothing names as an agent) is 409 `not_an_agent`."""
+        agent_did(trust, checked_did(did, "path.did"))
         if (problem := tool_name_problem(body.tool)) is not None:
             raise ApiError(422, "invalid_request", f"body.{problem}")
         decision, score, scopes = trust.check(did, body.action, body.tool)
@@ -177,4 +195,6 @@ class ScoreFastPath:
             public_key_from_did(did)
         except InvalidDid:
             return None  # the route's 422
+        if self.trust.org_not_agent(did) is not None:
+            return None  # the route's 409
         return score_answer(self.trust, self.key, did, **flags)

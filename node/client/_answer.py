@@ -125,7 +125,8 @@ RECORDS = {"records": ListOf(RECORD), "next": (int, type(None))}  # and each bod
 ORG: Shape = {"org": str, "reputation": NUMBER, "weight": NUMBER, "credibility": NUMBER, "accountability": NUMBER,
               "own": bool, "root": bool, "equivocator": bool, "text": ListOf(str)}
 ORGS = {"orgs": ListOf(ORG), "next": (str, type(None))}
-SCORE: Shape = {"agent": str, "score": int, "tier": str, "confidence": NUMBER}
+# `known`: absent from a node older than this SDK (which answered an org's did, or one it knew nothing of, alike)
+SCORE: Shape = {"agent": str, "score": int, "tier": str, "confidence": NUMBER, "known": Maybe(bool)}
 EXPLAINED = {"explanation": {"text": ListOf(str)}}
 STATEMENT = {"statement": str}
 

@@ -80,7 +80,9 @@ class AsyncTrustClient:
 
     async def score(self, agent: str, *, statement: bool = False, explain: bool = True) -> dict[str, Any]:
         """The agent's score, tier, confidence and explanation as this node sees it (with a signed JWT if asked;
-        `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed)."""
+        `explain=False` leaves out the explanation, several KB, when the score and tier are all that is needed).
+        `known` false: the node holds nothing naming the agent, and the score is the cold start (absent from a node
+        older than this SDK). An org's did is NodeApiError 409 `not_an_agent`."""
         return await self._get_json(agent_path(agent, "score"), score_query(statement, explain),
                                     shape=shapes.score_shape(statement, explain), limit=MAX_DECISION_ANSWER)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from node.client import NodeClient
+from node.client import NodeApiError, NodeClient
 
 from .common import Subparsers, UsageError, add_command, did_argument, open_client, print_json
+
+NOT_AN_AGENT = "not_an_agent"  # the node's refusal of an org's did where an agent's is asked for (node.api.scores)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -17,9 +18,9 @@ def register(subparsers: Subparsers) -> None:
         summary="show an agent's trust score from this node's point of view, explained",
         description="Ask the running node for an agent's score (0-1000), tier and confidence, with the explanation: "
         "what each org's digests and each vouch contributed, how evidence decayed, and every cap or rule that "
-        "bit. An agent the node has never heard of gets the cold-start score; an org's did, one that issued records "
-        "the node holds and that nothing the node holds names as an agent, is refused (exit 2): `vouchnet orgs DID` "
-        "shows an org.",
+        "bit. An agent the node has never heard of gets the cold-start score, and the line says so; an org's did (one "
+        "that signed records the node holds, or that a trust root or an org-peer vouch names) that nothing the node "
+        "holds names as an agent is refused (exit 2): `vouchnet orgs DID` shows an org.",
         examples=["vouchnet score did:key:z6Mk...", "vouchnet score did:key:z6Mk... --json"],
         run=_score,
     )
@@ -47,14 +48,18 @@ def register(subparsers: Subparsers) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        answer = client.score(args.agent)
-        if not _named_as_agent(answer) and _issues_records(client, args.agent):
-            raise UsageError(f"{args.agent} is an org (it issues records); score takes an agent's did: see "
-                             f"`vouchnet orgs {args.agent}`")
+        try:
+            answer = client.score(args.agent)
+        except NodeApiError as error:
+            if error.code != NOT_AN_AGENT:
+                raise
+            said = error.detail.removeprefix("path.did: ").partition("; GET ")[0]  # the CLI's command, not the path
+            raise UsageError(f"{said}; score takes an agent's did: see `vouchnet orgs {args.agent}`") from None
     if args.json:
         print_json(answer)
         return 0
-    print(f"{answer['agent']}: {answer['score']} ({answer['tier']}), confidence {answer['confidence']:.2f}")
+    unknown = "; the node holds nothing on it: the cold-start score" if answer.get("known") is False else ""
+    print(f"{answer['agent']}: {answer['score']} ({answer['tier']}), confidence {answer['confidence']:.2f}{unknown}")
     for line in answer["explanation"]["text"][1:]:  # the first line repeats the headline
         print(f"  {line}")
     return 0
@@ -63,7 +68,7 @@ def _score(args: argparse.Namespace) -> int:
 def _orgs(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         orgs = [client.org(args.org)] if args.org else sorted(client.iter_orgs(), key=lambda o: -o["reputation"])
-        if args.org and not _issues_records(client, args.org) and _named_as_agent(client.score(args.org)):
+        if args.org and not _issues_records(client, args.org) and _named_as_agent(client, args.org):
             raise UsageError(f"{args.org} is an agent (the node holds vouches or digests about it, and no record it "
                              f"issued); orgs takes an org's did: see `vouchnet score {args.org}`")
     if args.json:
@@ -84,8 +89,13 @@ def _issues_records(client: NodeClient, did: str) -> bool:
     return bool(client.records(issuer=did, limit=1)["records"])
 
 
-def _named_as_agent(answer: dict[str, Any]) -> bool:
-    """Whether a score `answer` (explained) rests on something the node holds about the agent, a vouch or an org's
-    digest (TrustEngine.explain lists each), rather than being the cold start of a did the node knows nothing of."""
-    explanation = answer.get("explanation", {})
-    return bool(explanation.get("vouches_total") or explanation.get("orgs_total"))
+def _named_as_agent(client: NodeClient, did: str) -> bool:
+    """Whether the node holds something naming `did` as an agent, a vouch, an org's digest or its own observations
+    (its score answer's `known`), rather than scoring it as a did it knows nothing of; an org's did, which the node
+    refuses to score, is not."""
+    try:
+        return client.score(did, explain=False).get("known") is True
+    except NodeApiError as error:
+        if error.code == NOT_AN_AGENT:
+            return False
+        raise

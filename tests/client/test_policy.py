@@ -236,6 +236,19 @@ def test_a_malformed_agent_id_is_blocked_even_failing_open(running):
         policy.close()
 
 
+def test_an_org_s_did_is_blocked_saying_it_is_an_org_even_failing_open(running):
+    """The node refuses to score an org's did as an agent's (409 not_an_agent); it was decided on the cold start of
+    an agent nobody knows."""
+    policy = TrustPolicy(running.url, listen=False, fail_open=True)
+    try:
+        org = running.node.replica.did
+        decision = policy.check(org, "tool_call", "search")
+        assert (decision.verdict, decision.source) == ("block", "invalid")
+        assert decision.reason.startswith(f"the node refused the agent: path.did: {org} is an org (")
+    finally:
+        policy.close()
+
+
 @on_asyncio
 async def test_a_credential_passed_as_the_did_is_blocked_saying_a_did_is_expected_and_how_to_get_it(
         running, policy, caplog):

@@ -12,9 +12,11 @@ import trio
 
 from node.api.hosts import HostGuard
 
+from ..factories import new_did
 from .in_process import running
 
 EVIL = "evil.example"
+AGENT = new_did()  # an agent's did: an org's, the node's own, is refused 409 not_an_agent
 
 
 async def _get(url: str, path: str, host: str, method: str = "GET") -> httpx.Response:
@@ -26,17 +28,17 @@ async def _get(url: str, path: str, host: str, method: str = "GET") -> httpx.Res
 async def test_a_node_on_loopback_refuses_a_request_naming_another_host(tmp_path):
     async with running(tmp_path / "a") as node:
         port = node.api_url.rsplit(":", 1)[1]
-        for path in ("/v1/node", "/metrics", f"/v1/agents/{node.did}/score", "/healthz"):
+        for path in ("/v1/node", "/metrics", f"/v1/agents/{AGENT}/score", "/healthz"):
             answer = await _get(node.api_url, path, f"{EVIL}:{port}")
             assert answer.status_code == 403, path
             assert answer.json()["error"] == "forbidden_host"
             assert EVIL in answer.json()["detail"]
-        check = await _get(node.api_url, f"/v1/agents/{node.did}/check", EVIL, method="POST")
+        check = await _get(node.api_url, f"/v1/agents/{AGENT}/check", EVIL, method="POST")
         assert check.status_code == 403
         for host in (f"127.0.0.1:{port}", "127.0.0.1", f"localhost:{port}", "LOCALHOST.", f"agents.localhost:{port}",
                      f"[::1]:{port}", "10.1.2.3"):
             assert (await _get(node.api_url, "/v1/node", host)).status_code == 200, host
-            assert (await _get(node.api_url, f"/v1/agents/{node.did}/score", host)).status_code == 200, host
+            assert (await _get(node.api_url, f"/v1/agents/{AGENT}/score", host)).status_code == 200, host
         for host in ("localhost.evil.example", "127.0.0.1.evil.example", "", "evil.example:80@127.0.0.1"):
             assert (await _get(node.api_url, "/v1/node", host)).status_code == 403, host
 
@@ -118,7 +120,7 @@ async def test_a_node_bound_to_every_address_refuses_another_host_on_a_non_loopb
         url = f"http://{address}:{node.api_url.rsplit(':', 1)[1]}"
         answer = await _get(url, "/v1/node", EVIL)
         assert (answer.status_code, answer.json()["error"]) == (403, "forbidden_host")
-        assert (await _get(url, f"/v1/agents/{node.did}/check", EVIL, method="POST")).status_code == 403
+        assert (await _get(url, f"/v1/agents/{AGENT}/check", EVIL, method="POST")).status_code == 403
         assert (await _get(url, "/v1/node", address)).status_code == 200
 
 

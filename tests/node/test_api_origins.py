@@ -8,9 +8,11 @@ import pytest
 
 from node.api.origins import OriginGuard
 
+from ..factories import new_did
 from .in_process import running
 
 EVIL = "https://evil.example"
+AGENT = new_did()  # an agent's did: an org's, the node's own, is refused 409 not_an_agent
 
 
 async def _request(url: str, method: str, path: str, headers: dict[str, str], content: bytes = b"") -> httpx.Response:
@@ -23,7 +25,7 @@ async def test_a_running_node_refuses_a_pages_simple_post_and_answers_curl(tmp_p
     fetch of a Blob with no type, which FastAPI before 0.132 reads as JSON and so ran a policy check (no token
     needed) for any page its visitor opened. Each is refused at the door, whatever the route would make of it."""
     async with running(tmp_path / "a", settings={"traces_need_token": False}) as node:
-        check = f"/v1/agents/{node.did}/check"
+        check = f"/v1/agents/{AGENT}/check"
         body = b'{"action": "tool_call"}'
         form = {"Origin": EVIL, "Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site",
                 "Sec-Fetch-Mode": "navigate"}
@@ -47,7 +49,7 @@ async def test_a_running_node_refuses_a_pages_reads_but_not_a_link_followed(tmp_
     """An <img> or <script> GET (no Origin) says whether the node answers 200 or 404 by its onload; a link an
     operator follows to /metrics opens in its own tab and is answered."""
     async with running(tmp_path / "a") as node:
-        for path in ("/metrics", "/v1/node", f"/v1/agents/{node.did}/score"):
+        for path in ("/metrics", "/v1/node", f"/v1/agents/{AGENT}/score"):
             probe = await _request(node.api_url, "GET", path, {"Sec-Fetch-Site": "cross-site",
                                                                "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "script"})
             assert (probe.status_code, probe.json()["error"]) == (403, "forbidden_origin"), path
@@ -61,7 +63,7 @@ async def test_a_running_node_refuses_a_pages_reads_but_not_a_link_followed(tmp_
 async def test_a_node_behind_its_public_url_takes_requests_from_that_origin(tmp_path):
     async with running(tmp_path / "a", settings={"public_url": "https://Vouchnet.Example.org"}) as node:
         headers = {"Host": "vouchnet.example.org", "Content-Type": "application/json"}
-        check = f"/v1/agents/{node.did}/check"
+        check = f"/v1/agents/{AGENT}/check"
         for origin, status in (("https://vouchnet.example.org", 200), ("https://vouchnet.example.org:443", 200),
                                ("https://evil.example", 403), ("https://vouchnet.example.org:8443", 403)):
             answer = await _request(node.api_url, "POST", check, {**headers, "Origin": origin}, b'{"action": "a"}')

@@ -45,15 +45,18 @@ def clock():
     return Clock(int(time.time() * 1000))
 
 
-def _trust(node, clock) -> TrustService:
+def _trust(node, clock, roots: tuple[str, ...] = ()) -> TrustService:
     metrics = Registry()
-    return TrustService(node.replica, roots=(), policy=Policy(min_score=0), broadcaster=Broadcaster(metrics),
+    return TrustService(node.replica, roots=roots, policy=Policy(min_score=0), broadcaster=Broadcaster(metrics),
                         metrics=metrics, recompute_interval=60, epoch_ms=HOUR_MS, clock=clock)
 
 
 @asynccontextmanager
-async def _api(node, trust) -> AsyncIterator[httpx.AsyncClient]:
+async def _api(node, trust, *, fast: bool = False) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the scores API over `trust`; `fast`: behind ScoreFastPath, as the daemon serves it."""
     app = create_app(node, routers=[scores_router(trust, node.replica.key)], open_paths=[CHECK_PATH])
+    if fast:
+        app = ScoreFastPath(app, trust, node.replica.key)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
         yield client
 
@@ -73,6 +76,30 @@ async def test_an_unknown_agent_gets_the_cold_start_score(api):
     answer = (await api.get(f"/v1/agents/{new_did()}/score")).json()
     assert answer["tier"] == "untrusted" and 0 <= answer["score"] < 200
     assert answer["explanation"]["text"]
+
+
+async def test_known_tells_an_agent_the_node_holds_anything_on_from_a_did_it_knows_nothing_of(node, trust, api, clock):
+    """Before: nothing in the answer told a did the node knows nothing of (the cold start) from a known agent whose
+    score is as low: here, one only a voucher this node gives no weight vouches for, and one observed failing."""
+    stranger, vouched, failing = new_did(), new_did(), new_did()
+    trust.on_records([Org().record("vouch", vouch_body(vouched, 1.0, "operator"))])
+    trust.engine.add_first_hand(failing, ts=clock(), outcomes=Outcomes(error=5))
+    for explain in ("true", "false"):
+        answers = [(await api.get(f"/v1/agents/{did}/score", params={"explain": explain})).json()
+                   for did in (stranger, vouched, failing)]
+        assert [answer["known"] for answer in answers] == [False, True, True]
+        assert answers[0]["score"] == answers[1]["score"] == trust.engine.cold_score > answers[2]["score"]
+
+
+async def test_vouchnet_score_says_when_the_node_holds_nothing_on_the_agent(node, trust, capsys):
+    stranger, vouched = new_did(), new_did()
+    trust.on_records([Org().record("vouch", vouch_body(vouched, 1.0, "operator"))])  # a voucher of no weight here
+    async with _served(node, trust) as url:
+        for did in (stranger, vouched):
+            assert await trio.to_thread.run_sync(cli.main, ["score", did, "--api", url]) == 0
+            said = capsys.readouterr().out.splitlines()[0]
+            assert said.startswith(f"{did}: {trust.engine.cold_score} (untrusted), confidence ")
+            assert said.endswith("; the node holds nothing on it: the cold-start score") == (did == stranger)
 
 
 async def test_a_vouch_lifts_the_score_but_not_above_provisional(node, trust, api):
@@ -357,10 +384,12 @@ async def test_vouchnet_orgs_did_shows_that_org_explained(node, trust, capsys):
 
 async def test_score_refuses_an_org_s_did_and_orgs_an_agent_s_naming_the_command_that_takes_it(node, trust, capsys):
     """Before: `score ORG_DID` gave an org's did the cold start of an agent nobody knows, and `orgs AGENT_DID` an
-    agent's the reputation 0 of an org nobody knows, neither saying the did was of the other kind."""
-    org = Org()
+    agent's the reputation 0 of an org nobody knows, neither saying the did was of the other kind; an org only an
+    org-peer vouch named, its own records yet to come, was scored still."""
+    org, named = Org(), Org()
     agent, both = new_did(), Org()
     trust.on_records([node.replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer")),
+                      node.replica.issue("vouch", vouch_body(named.did, 0.9, "org-peer")),
                       node.replica.issue("vouch", vouch_body(both.did, 0.9, "org-peer")),
                       node.replica.issue("vouch", vouch_body(agent, 0.8, "operator")),
                       node.replica.issue("vouch", vouch_body(both.did, 0.8, "operator"))])  # (both: also an agent)
@@ -371,16 +400,52 @@ async def test_score_refuses_an_org_s_did_and_orgs_an_agent_s_naming_the_command
             code = await trio.to_thread.run_sync(cli.main, [*argv, "--api", url])
             return (code, *capsys.readouterr())
 
-        assert await run("score", org.did) == (2, "", f"vouchnet score: {org.did} is an org (it issues records); "
-                                                      f"score takes an agent's did: see `vouchnet orgs {org.did}`\n")
+        assert await run("score", org.did) == (2, "", f"vouchnet score: {org.did} is an org (it signed records this "
+                                                      "node holds), not an agent; score takes an agent's did: see "
+                                                      f"`vouchnet orgs {org.did}`\n")
         assert (await run("score", org.did, "--json"))[:2] == (2, "")
+        assert await run("score", named.did) == (2, "", f"vouchnet score: {named.did} is an org (a record this node "
+                                                        "holds names it as an org: an org-peer vouch for it, say), not "
+                                                        "an agent; score takes an agent's did: see `vouchnet orgs "
+                                                        f"{named.did}`\n")
         assert await run("orgs", agent) == (2, "", f"vouchnet orgs: {agent} is an agent (the node holds vouches or "
                                                    "digests about it, and no record it issued); orgs takes an org's "
                                                    f"did: see `vouchnet score {agent}`\n")
         assert (await run("orgs", agent, "--json"))[:2] == (2, "")
-        for argv in (["score", agent], ["orgs", org.did], ["score", both.did], ["orgs", both.did],
+        for argv in (["score", agent], ["orgs", org.did], ["orgs", named.did], ["score", both.did], ["orgs", both.did],
                      ["score", new_did()], ["orgs", new_did()]):  # each did as what it is, and one nobody names
             assert (await run(*argv))[0] == 0, argv
+
+
+async def test_an_org_s_did_is_refused_a_score_and_a_check_saying_why_it_is_taken_for_an_org(node, clock):
+    """Before: an org only an org-peer vouch named (its own records not arrived yet), a trust root, this node's own
+    org, any org that signed records, was given the cold start of an agent nobody knows, as if the node knew
+    nothing of it, and a check decided on that. An org an agent's vouch also names, and a did nothing names, are
+    scored."""
+    named, signer, root, both = Org(), Org(), Org(), Org()
+    trust = _trust(node, clock, roots=(root.did,))
+    node.replica.listeners.append(trust.on_records)
+    async with _api(node, trust) as api, _api(node, trust, fast=True) as fast:
+        async def refused(did: str, why: str) -> None:
+            refusal = {"error": "not_an_agent", "detail": f"path.did: {did} is an org ({why}), not an agent; "
+                                                          f"GET /v1/orgs/{did} shows it"}
+            for answer in (await api.get(f"/v1/agents/{did}/score"), await fast.get(f"/v1/agents/{did}/score"),
+                           await api.post(f"/v1/agents/{did}/check", json={"action": "tool_call"})):
+                assert (answer.status_code, answer.json()) == (409, refusal), did
+            assert (await api.get(f"/v1/orgs/{did}")).status_code == 200
+
+        await refused(node.replica.did, "this node's own org")  # before it signed anything
+        for subject in (named, signer, both):
+            node.replica.issue("vouch", vouch_body(subject.did, 0.9, "org-peer"))
+        node.replica.issue("vouch", vouch_body(both.did, 0.8, "operator"))
+        assert len(node.replica.accept([signer.record("org", org_body("Acme", "testnet"))]).accepted) == 1
+        await refused(named.did, "a record this node holds names it as an org: an org-peer vouch for it, say")
+        for did in (signer.did, node.replica.did):
+            await refused(did, "it signed records this node holds")
+        await refused(root.did, "a trust root of this node")
+        for did in (both.did, new_did()):
+            assert (await api.get(f"/v1/agents/{did}/score")).status_code == 200
+            assert (await api.post(f"/v1/agents/{did}/check", json={"action": "tool_call"})).status_code == 200
 
 
 @pytest.mark.parametrize(("query", "detail"), [
@@ -543,6 +608,16 @@ async def test_a_check_lists_whose_credentials_stand_for_the_agent_and_the_cold_
     assert answer["cold_start"] == (await api.get(f"/v1/agents/{new_did()}/score")).json()["score"]
     trust.on_records([operator.record("revoke", revoke_body(vouch.id, "no longer ours"))])
     assert (await check()).json()["issuers"] == [node.replica.did]
+
+
+async def test_a_check_lists_no_key_of_an_org_proven_to_equivocate(node, trust, api):
+    """Before: an equivocator's live operator vouch listed its keys, so that the SDK took a credential it issued for
+    any agent it vouched for so as the agent's own, and decided on the agent's standing, not on the cold start."""
+    agent, operator = new_did(), Org()
+    trust.on_records([operator.record("vouch", vouch_body(agent, 0.5, "operator"))])
+    trust.engine.flag_equivocator(operator.did)  # (as an equivocation record about it does: vouching.feed)
+    answer = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call"})).json()
+    assert answer["issuers"] == [node.replica.did]
 
 
 async def test_a_check_lists_at_most_64_org_keys_and_says_when_there_are_more(node, trust, api):

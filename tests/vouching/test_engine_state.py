@@ -9,8 +9,8 @@ from itertools import pairwise
 from vouching.arrays import array_columns
 from vouching.deviation import DeviationTest
 from vouching import engine_state
-from vouching.engine_state import (_DERIVED, _LET_GO, AGENT_FIELDS, DEVIATION_FIELDS, ENGINE_FIELDS, capture, capturing,
-                                   letting_go, restore, restoring)
+from vouching.engine_state import (_DERIVED, _LET_GO, AGENT_FIELDS, DEVIATION_DERIVED, DEVIATION_FIELDS, ENGINE_FIELDS,
+                                   capture, capturing, letting_go, restore, restoring)
 from vouching.evidence import EvidenceStore, Outcomes
 from vouching.feed import feed_record
 from vouching.params import AGENT_BASES, HOUR_MS, ScoringParams
@@ -38,7 +38,7 @@ def test_every_attribute_beside_the_columns_is_captured():
     kept_per_agent = {name for name, value in vars(TrustEngine("did:key:own")).items()
                       if isinstance(value, (list, set)) and name not in ENGINE_FIELDS}
     assert kept_per_agent == {*AGENT_FIELDS, "_caches"}
-    assert _others(DeviationTest(params)) == {"params", *DEVIATION_FIELDS}
+    assert _others(DeviationTest(params)) == {"params", *DEVIATION_FIELDS, *DEVIATION_DERIVED}
     assert _others(EvidenceStore(params)) == {"params", "k_good", "k_bad", "k_report"}
     assert _others(VouchBook(params.basis_weights)) == {"_basis_weights", "by_id", "_pending", "_latest",
                                                         "org_vouches"}

@@ -336,6 +336,17 @@ def test_an_equivocating_org_counts_nothing_from_the_moment_it_is_flagged():
     assert w.score("a") == w.score("nobody")
 
 
+def test_an_equivocating_org_operates_no_agent_from_the_moment_it_is_flagged():
+    """Before: its operator vouches still named it as the agents' operator, so that its agent credentials stood for
+    any agent it vouched for so (node.trust.credential_issuers): the agent's standing, not the cold start."""
+    w = World()
+    for org in ("org0", "org1"):
+        w.engine.add_agent_vouch(org, "a", 1.0, "operator", record_id=rid(), ts=0)
+    assert w.engine.operators("a", now=w.now) == ("org0", "org1")
+    w.engine.flag_equivocator("org0")
+    assert w.engine.operators("a", now=w.now) == ("org1",)
+
+
 def test_an_agent_that_turns_bad_drops_below_trusted_after_one_bad_digest_and_below_provisional_within_four():
     w = World(orgs=5)
     w.engine.add_agent_vouch("org4", "a", 1.0, "operator", record_id=rid(), ts=0)

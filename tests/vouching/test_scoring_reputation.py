@@ -267,6 +267,66 @@ def _outcomes(**kw):
     return Outcomes(**kw)
 
 
+def test_a_root_proven_to_equivocate_leaves_the_orgs_weighed_as_if_it_never_was_one():
+    """Before: it kept its share of every restart of the PageRank walk and passed it to no one, so that the others'
+    reputation fell and the full-weight reference (the roots' mean, its 0 included) fell further: a weak org three
+    vouches from a root weighed 0.20 where it weighs 0.14 with the liar never a root."""
+    def standing(roots: list[str]) -> dict[str, tuple]:
+        engine = TrustEngine("own", roots)
+        for voucher, org, weight in (("own", "a", 1.0), ("root", "b", 0.5), ("b", "c", 0.3), ("c", "d", 0.3),
+                                     ("liar", "x", 1.0)):
+            engine.add_org_vouch(voucher, org, weight, record_id=rid(), ts=0)
+        engine.flag_equivocator("liar")
+        return {o.org: (o.reputation, o.weight, o.voucher_weight, o.group, o.full_weight_reputation)
+                for o in engine.orgs(now=0)}
+
+    flagged_root = standing(["root", "liar"])
+    assert flagged_root == standing(["root"]) and 0 < flagged_root["d"][2] < 1
+
+
+def _judged_world(roots: list[str]) -> TrustEngine:
+    """`judge` reports an agent violating its policy each hour for a day, and `member`, vouched for by the node, the
+    agent behaving: with `judge` a root, its digests are what `member`'s are tested against."""
+    engine = TrustEngine("own", roots)
+    engine.add_org_vouch("own", "member", 1.0, record_id=rid(), ts=0)
+    for hour in range(24):
+        for org, outcomes in (("judge", Outcomes(ok=1, denied=4)), ("member", Outcomes(ok=5))):
+            engine.add_digest(org, "agent", epoch=hour * HOUR_MS, length=HOUR_MS, outcomes=outcomes,
+                              record_id=rid(), ts=(hour + 1) * HOUR_MS)
+    return engine
+
+
+def test_verdicts_follow_a_root_s_key_merged_into_its_org_as_if_the_link_was_known_from_the_start():
+    """The node's root `later` turns out (a rotation) to be a later key of `judge`, whose digests it held: they
+    are reference evidence from then on. Before: the verdicts reached without them were kept, `member`'s digests
+    never tested against them, so that the node scored otherwise than one that held the same records with the
+    link known from the start."""
+    now = 24 * HOUR_MS
+    running, from_start = _judged_world(["later"]), _judged_world(["judge"])
+    running.recompute(now=now)
+    assert running.org("member", now=now).disagreements == 0
+    assert running.merge_org("later", "judge")
+    for engine in (running, from_start):
+        engine.recompute(now=now)
+    assert running.org("member", now=now) == from_start.org("member", now=now)
+    assert running.org("member", now=now).disagreements > 20
+
+
+def test_a_root_proven_to_equivocate_is_no_longer_what_other_orgs_digests_are_tested_against():
+    """Before: its digests went on making the verdicts of every org reporting on the same agents (here `member`'s,
+    discredited by a liar's word), although its own counted nothing."""
+    now = 24 * HOUR_MS
+    flagged, never_root = _judged_world(["judge"]), _judged_world([])
+    flagged.recompute(now=now)
+    assert flagged.org("member", now=now).disagreements > 20
+    flagged.flag_equivocator("judge")
+    never_root.flag_equivocator("judge")
+    for engine in (flagged, never_root):
+        engine.recompute(now=now)
+    member = flagged.org("member", now=now)
+    assert (member.disagreements, member.credibility) == (0, never_root.org("member", now=now).credibility)
+
+
 def test_an_org_loses_weight_when_the_agents_it_vouched_for_misbehave():
     w = World(orgs=4)
     for i in range(3):
@@ -279,6 +339,25 @@ def test_an_org_loses_weight_when_the_agents_it_vouched_for_misbehave():
     bystander = w.engine.org("org2", now=w.now)
     assert voucher.accountability < 0.1 < 0.9 < bystander.accountability
     assert voucher.weight < bystander.weight * 0.1
+
+
+def test_vouching_again_and_again_for_one_agent_that_behaves_does_not_buy_back_accountability():
+    """Each vouch an org sends for an agent replaces its earlier one of the basis, for the agent's prior and for
+    accountability alike. Before: each of them added to the good vouch weight, so that an org that vouched for three
+    misbehaving agents stood at full accountability again after 300 vouches for one agent that behaves."""
+    w = World(orgs=4)
+    for i in range(3):
+        w.engine.add_agent_vouch("org3", f"bad{i}", 1.0, "operator", record_id=rid(), ts=0)
+        for epoch in range(5):
+            w.digest("org0", f"bad{i}", epoch, denied=3)
+    w.history("good", range(5), w.orgs[:3])
+    w.engine.add_agent_vouch("org3", "good", 1.0, "audit", record_id=rid(), ts=0)
+    w.engine.recompute(now=w.now)
+    once = w.engine.org("org3", now=w.now).accountability
+    for ts in range(1, 300):
+        w.engine.add_agent_vouch("org3", "good", 1.0, "audit", record_id=rid(), ts=ts)
+    w.engine.recompute(now=w.now)
+    assert w.engine.org("org3", now=w.now).accountability == once < 0.2
 
 
 def test_vouching_for_an_equivocator_costs_accountability():
