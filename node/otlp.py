@@ -49,7 +49,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_agent, check_time
-from .strict_json import loads_strict, not_json
+from .strict_json import containers, loads_strict, not_json
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
@@ -66,6 +66,13 @@ _MAX_ERROR_MESSAGE = 1024
 # the resourceSpans and the scopeSpans too (each one holding a span, there are no more of them than spans): 4 MiB of
 # empty ones, two million, took 2.6 s of the node's CPU to go through, holding the GIL the trio thread needs.
 MAX_SPANS = 20_000
+# JSON arrays and objects in an OTLP/JSON request, at most: one per 16 bytes of the body limit. An attribute this
+# module reads, {"key":"k","value":{"intValue":1}}, is two objects in 35 bytes, a span more (objects in array and map
+# values carry nothing it keeps). Empty ones take 2 bytes: 4 MiB of them, two million, took 1.4-2.2 s of CPU to parse
+# before any bound applied, holding the GIL the trio thread needs (node.strict_json's check of each object and of
+# their depth, and the garbage collector's passes that so many new objects set off, growing faster than their
+# number: 0.17 s for this many). They are counted in the text, in a few ms, before it is parsed.
+MAX_JSON_CONTAINERS = 1 << 18
 IGNORED_REASONS = ("not_an_action", "not_genai")  # vouchnet_spans_ignored_total's reasons (module docstring)
 MALFORMED = "span"  # vouchnet_events_rejected_total's reason for a span not as OTLP has it (MalformedSpan)
 TRACE_ID_BYTES, SPAN_ID_BYTES = 16, 8  # the spec's lengths; a span of a longer id is malformed
@@ -83,7 +90,8 @@ class OtlpError(ValueError):
 
 
 class TooManySpans(OtlpError):
-    """A request of more than MAX_SPANS spans, resourceSpans or scopeSpans (HTTP 413)."""
+    """A request of more than MAX_SPANS spans, resourceSpans or scopeSpans, or MAX_JSON_CONTAINERS JSON arrays and
+    objects (HTTP 413)."""
 
 
 class _Malformed(ValueError):
@@ -270,7 +278,11 @@ def decode_json(body: bytes) -> list[Span | MalformedSpan]:
     """The spans of an `application/json` ExportTraceServiceRequest (OTLP/JSON: hex ids, camelCase keys; a field
     absent or null is its default). Raises OtlpError if the body is not JSON, or not an object of resourceSpans,
     scopeSpans and spans (lists of objects): nothing of it can be read. A span's own field (or its resource's) of
-    the wrong type or form makes a MalformedSpan of it alone."""
+    the wrong type or form makes a MalformedSpan of it alone. Raises TooManySpans for more than MAX_SPANS spans (or
+    resourceSpans, or scopeSpans), or MAX_JSON_CONTAINERS arrays and objects, before they are read."""
+    # Strings may hold brackets: only a body of more brackets than that is counted closer
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_CONTAINERS and containers(body) > MAX_JSON_CONTAINERS:
+        raise TooManySpans(f"body: at most {MAX_JSON_CONTAINERS} JSON arrays and objects per request")
     try:
         document = loads_strict(body)
     except ValueError as error:

@@ -25,11 +25,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 
-from node import ingest_api
+from node import ingest_api, otlp
 from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
 from node.ingest import REJECTION_REASONS
-from node.otlp import IGNORED_REASONS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
+from node.otlp import (IGNORED_REASONS, MAX_JSON_CONTAINERS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans,
+                       span_event)
+from node.strict_json import loads_strict
 
 from ..factories import new_did
 from .otlp_json import otlp_json
@@ -468,6 +470,33 @@ async def test_a_request_of_more_than_max_spans_resource_or_scope_spans_is_413(n
     assert over.status_code == 413
     detail = over.json()["detail"] if as_json else status_pb2.Status.FromString(over.content).message
     assert detail == f"body: at most {MAX_SPANS} {level} per request"
+
+
+async def test_a_json_request_of_more_than_max_json_containers_is_413_before_it_is_parsed(node, monkeypatch):
+    """4 MiB of empty objects (4 KiB gzipped, two million, no token needed) took 1.4-2.2 s of CPU to parse, holding
+    the GIL the node's trio thread needs, before any bound applied. They are counted before the body is parsed, and
+    a request at the bound still goes in."""
+    parsed = []
+    monkeypatch.setattr(otlp, "loads_strict", lambda body: parsed.append(body) or loads_strict(body))
+    shell = json.dumps({"resourceSpans": [{}], "x": []}).encode()  # 4 of them
+    bodies = [shell.replace(b"[]", b"[" + b",".join([b"{}"] * n) + b"]") for n in (MAX_JSON_CONTAINERS - 4,
+                                                                                   MAX_JSON_CONTAINERS - 3)]
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        at_bound, over = [await client.post("/v1/traces", content=gzip.compress(body), headers=headers)
+                          for body in bodies]
+    assert at_bound.status_code == 200
+    assert over.status_code == 413
+    assert over.json()["detail"] == f"body: at most {MAX_JSON_CONTAINERS} JSON arrays and objects per request"
+    assert parsed == [bodies[0]]
+
+
+async def test_brackets_in_a_json_request_s_strings_are_not_counted_as_its_arrays_and_objects(node):
+    """An attribute's text may hold JSON (a tool call's arguments), with its quotes escaped."""
+    text = '{"q": "\\", "r": [' + "{[" * MAX_JSON_CONTAINERS + "]}"
+    response = await post_either(node, json_request(json_span(**{"gen_ai.tool.call.arguments": text})), True)
+    assert response.status_code == 200 and response.json() == {}
+    assert node.metrics.value("spans_total", result="accepted") == 1
 
 
 async def test_a_long_request_is_read_off_the_event_loop(node, monkeypatch):
