@@ -24,12 +24,13 @@ from .audit_log import Appended, AuditLog
 from .events import MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
 from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
-from .otlp import IGNORED_REASONS, SpanBatch
+from .otlp import IGNORED_REASONS, MALFORMED, SpanBatch
 from .span_rejection_log import SpanRejectionLog
 from .strict_json import loads_strict, not_json
 
 _FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
-REJECTION_REASONS = (*_FIELDS, "unknown_field")  # events_rejected_total's reasons (InvalidEvent.reason)
+# events_rejected_total's reasons (InvalidEvent.reason): an event's field, or an OTLP span not as OTLP has it
+REJECTION_REASONS = (*_FIELDS, "unknown_field", MALFORMED)
 
 log = logging.getLogger(__name__)
 

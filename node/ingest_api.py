@@ -22,8 +22,8 @@ from .api.guard import media_type
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
-from .otlp import (MAX_SPANS, OtlpError, Span, SpanBatch, TooManySpans, decode_json, decode_protobuf, error_status,
-                   export_response, sort_spans)
+from .otlp import (MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch, TooManySpans,
+                   decode_json, decode_protobuf, error_status, export_response, sort_spans)
 
 MAX_TRACES_BYTES = 4 << 20
 # A trace export request longer than this is read (decoded, its spans sorted out) on a worker thread: at about
@@ -32,7 +32,7 @@ MAX_TRACES_BYTES = 4 << 20
 READ_ON_LOOP_BYTES = 16 * 1024
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
 OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
-_DECODERS: dict[str, Callable[[bytes], list[Span]]] = {
+_DECODERS: dict[str, Callable[[bytes], list[Span | MalformedSpan]]] = {
     "application/x-protobuf": decode_protobuf,
     "application/json": decode_json,
 }
@@ -148,18 +148,22 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
     @router.post(
         "/v1/traces",
         responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans "
-                                        "and names duplicates"},
-                   400: {"model": ErrorBody, "description": "Not an OTLP trace export request"},
+                                        "(an action without its agent's did:key, times out of range, a field not "
+                                        "as OTLP has it) and names duplicates"},
+                   400: {"model": ErrorBody, "description": "Not an OTLP trace export request: not protobuf or "
+                                                            "JSON, or not resourceSpans of scopeSpans of spans"},
                    413: {"model": ErrorBody, "description": f"Over 4 MiB, or {MAX_SPANS} spans, resourceSpans "
-                                                            "or scopeSpans"},
+                                                            f"or scopeSpans, or {MAX_JSON_CONTAINERS} JSON arrays "
+                                                            "and objects"},
                    415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor application/json"}},
     )
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
         A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
-        agent's did:key, become events; such a span without the did:key is rejected (partial_success), other spans
-        are counted and ignored. A span stored once (by its trace and span id) is not stored again when an exporter
-        retries it, and is answered as accepted."""
+        agent's did:key, become events; such a span without the did:key is rejected (partial_success), as is a
+        span of a field not as OTLP has it (a traceId not hex, a time not an unsigned 64-bit integer), alone; other
+        spans are counted and ignored. A span stored once (by its trace and span id) is not stored again when an
+        exporter retries it, and is answered as accepted."""
         content_type = media_type(request)
         decode = _DECODERS.get(content_type)
         if decode is None:
@@ -184,7 +188,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
     return router
 
 
-def _read_spans(decode: Callable[[bytes], list[Span]], body: bytes, *, now_ms: int) -> SpanBatch:
+def _read_spans(decode: Callable[[bytes], list[Span | MalformedSpan]], body: bytes, *, now_ms: int) -> SpanBatch:
     """A trace export request's spans sorted out (pure: it may run on a worker thread); raises OtlpError."""
     return sort_spans(decode(body), now_ms=now_ms)
 

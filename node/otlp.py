@@ -14,6 +14,10 @@ A span becomes an event when it describes an agent acting and names that agent b
   none), or whose `did:key:` is malformed, or whose times are impossible, is rejected: counted in the response's
   partial_success (the exporter was pointed at this node to report agents' actions; one that sets the wrong
   attribute should hear so, not a full success).
+- A span of a field not as OTLP has it (MalformedSpan: a traceId or spanId not hex or longer than the spec's 16
+  and 8 bytes, a time not an unsigned 64-bit integer, a name, status or attribute of the wrong type, on the span or
+  its resource) is rejected too, by itself. Only a request that cannot be read at all is refused (OtlpError, HTTP
+  400, which an exporter does not retry): not protobuf or JSON, or not resourceSpans of scopeSpans of spans.
 - Outcome: `vouchnet.outcome` if set (ok, error, denied, timeout); else, if the span has `error.type` or status
   ERROR, `timeout` when the error type or status message says timeout/deadline, `denied` when it says
   denied/forbidden/permission/unauthori[sz]ed/policy (or is 401/403), else `error`; otherwise `ok`.
@@ -45,7 +49,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_agent, check_time
-from .strict_json import loads_strict, not_json
+from .strict_json import containers, loads_strict, not_json
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
@@ -62,7 +66,16 @@ _MAX_ERROR_MESSAGE = 1024
 # the resourceSpans and the scopeSpans too (each one holding a span, there are no more of them than spans): 4 MiB of
 # empty ones, two million, took 2.6 s of the node's CPU to go through, holding the GIL the trio thread needs.
 MAX_SPANS = 20_000
+# JSON arrays and objects in an OTLP/JSON request, at most: one per 16 bytes of the body limit. An attribute this
+# module reads, {"key":"k","value":{"intValue":1}}, is two objects in 35 bytes, a span more (objects in array and map
+# values carry nothing it keeps). Empty ones take 2 bytes: 4 MiB of them, two million, took 1.4-2.2 s of CPU to parse
+# before any bound applied, holding the GIL the trio thread needs (node.strict_json's check of each object and of
+# their depth, and the garbage collector's passes that so many new objects set off, growing faster than their
+# number: 0.17 s for this many). They are counted in the text, in a few ms, before it is parsed.
+MAX_JSON_CONTAINERS = 1 << 18
 IGNORED_REASONS = ("not_an_action", "not_genai")  # vouchnet_spans_ignored_total's reasons (module docstring)
+MALFORMED = "span"  # vouchnet_events_rejected_total's reason for a span not as OTLP has it (MalformedSpan)
+TRACE_ID_BYTES, SPAN_ID_BYTES = 16, 8  # the spec's lengths; a span of a longer id is malformed
 _GENAI_PREFIXES = ("gen_ai.", "mcp.")
 
 Scalar = str | bool | int | float
@@ -77,7 +90,12 @@ class OtlpError(ValueError):
 
 
 class TooManySpans(OtlpError):
-    """A request of more than MAX_SPANS spans, resourceSpans or scopeSpans (HTTP 413)."""
+    """A request of more than MAX_SPANS spans, resourceSpans or scopeSpans, or MAX_JSON_CONTAINERS JSON arrays and
+    objects (HTTP 413)."""
+
+
+class _Malformed(ValueError):
+    """A field of an OTLP/JSON request not of the type or form OTLP gives it; the message is "field: rule"."""
 
 
 def _check_count(count: int, what: str = "spans") -> None:
@@ -100,6 +118,16 @@ class Span:
     status_message: str = ""
     trace_id: str = ""
     span_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedSpan:
+    """A span of a field not as OTLP has it (a traceId not hex, a time not an unsigned 64-bit integer, an attribute
+    of the wrong type, on the span or its resource): rejected alone, the rest of its request read, as OTLP/HTTP's
+    partial success lets a server. `error` names the field (reason MALFORMED); `name` is "" if it is not text."""
+
+    name: str
+    error: InvalidEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +168,19 @@ def _proto_attrs(attributes: Any) -> dict[str, Scalar]:
     return attrs
 
 
-def decode_protobuf(body: bytes) -> list[Span]:
+def _too_long(field: str, size: int) -> str:
+    return f"{field}: more than {size} bytes ({2 * size} hex digits), the spec's length"
+
+
+def _proto_span(s: Any, resource: Mapping[str, Scalar]) -> Span | MalformedSpan:
+    for field, value, size in (("traceId", s.trace_id, TRACE_ID_BYTES), ("spanId", s.span_id, SPAN_ID_BYTES)):
+        if len(value) > size:
+            return MalformedSpan(s.name, InvalidEvent(_too_long(field, size), reason=MALFORMED))
+    return Span(s.name, s.start_time_unix_nano, s.end_time_unix_nano, _proto_attrs(s.attributes), resource,
+                s.status.code, s.status.message, s.trace_id.hex(), s.span_id.hex())
+
+
+def decode_protobuf(body: bytes) -> list[Span | MalformedSpan]:
     """The spans of an `application/x-protobuf` ExportTraceServiceRequest; raises OtlpError."""
     request = trace_service_pb2.ExportTraceServiceRequest()
     try:
@@ -148,7 +188,7 @@ def decode_protobuf(body: bytes) -> list[Span]:
     except DecodeError as error:
         raise OtlpError(f"body: not a protobuf ExportTraceServiceRequest ({error})") from None
     _check_count(len(request.resource_spans), "resourceSpans")
-    spans: list[Span] = []
+    spans: list[Span | MalformedSpan] = []
     scopes = 0
     for resource_spans in request.resource_spans:
         scopes += len(resource_spans.scope_spans)
@@ -156,9 +196,7 @@ def decode_protobuf(body: bytes) -> list[Span]:
         resource = _proto_attrs(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             _check_count(len(spans) + len(scope_spans.spans))
-            for s in scope_spans.spans:
-                spans.append(Span(s.name, s.start_time_unix_nano, s.end_time_unix_nano, _proto_attrs(s.attributes),
-                                  resource, s.status.code, s.status.message, s.trace_id.hex(), s.span_id.hex()))
+            spans.extend(_proto_span(s, resource) for s in scope_spans.spans)
     return spans
 
 
@@ -169,30 +207,31 @@ def _json_field(parent: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _json_list(parent: Mapping[str, Any], key: str, where: str) -> list[Any]:
+def _json_list(parent: Mapping[str, Any], key: str, path: str) -> list[Any]:
+    """The list `parent[key]` (an empty one if absent or null); `path` names the field in the _Malformed raised."""
     value = _json_field(parent, key, [])
     if type(value) is not list:
-        raise OtlpError(f"{where}.{key}: must be a list")
+        raise _Malformed(f"{path}: must be a list")
     return value
 
 
-def _json_object(value: Any, where: str) -> dict[str, Any]:
+def _json_object(value: Any, path: str) -> dict[str, Any]:
     if type(value) is not dict:
-        raise OtlpError(f"{where}: must be an object")
+        raise _Malformed(f"{path}: must be an object")
     return value
 
 
-def _json_uint64(value: Any, where: str) -> int:
+def _json_uint64(value: Any, path: str) -> int:
     """OTLP/JSON writes 64-bit integers as decimal strings or numbers."""
     if type(value) is str and _UINT.fullmatch(value):
         value = int(value)
     if type(value) is not int or not 0 <= value < 2**64:
-        raise OtlpError(f"{where}: must be an unsigned 64-bit integer")
+        raise _Malformed(f"{path}: must be an unsigned 64-bit integer")
     return value
 
 
-def _json_value(value: Any, where: str) -> Scalar | None:
-    value = _json_object(value, where)
+def _json_value(value: Any, path: str) -> Scalar | None:
+    value = _json_object(value, path)
     if "stringValue" in value and type(value["stringValue"]) is str:
         return value["stringValue"]
     if "boolValue" in value and type(value["boolValue"]) is bool:
@@ -202,86 +241,116 @@ def _json_value(value: Any, where: str) -> Scalar | None:
             raw = int(raw)
         if type(raw) is int and -(2**63) <= raw < 2**63:
             return raw
-        raise OtlpError(f"{where}.intValue: must be a 64-bit integer")
+        raise _Malformed(f"{path}.intValue: must be a 64-bit integer")
     if "doubleValue" in value and type(value["doubleValue"]) in (int, float):
         raw = value["doubleValue"]
         if type(raw) is int and abs(raw) > _MAX_DOUBLE:  # JSON has no bound; float() would raise OverflowError
-            raise OtlpError(f"{where}.doubleValue: must be within the range of a double")
+            raise _Malformed(f"{path}.doubleValue: must be within the range of a double")
         return float(raw)
     return None
 
 
-def _json_attrs(items: list[Any], where: str) -> dict[str, Scalar]:
+def _json_attrs(items: list[Any], path: str) -> dict[str, Scalar]:
     attrs = {}
     for i, item in enumerate(items):
-        item = _json_object(item, f"{where}[{i}]")
+        item = _json_object(item, f"{path}[{i}]")
         key = _json_field(item, "key", "")
         if type(key) is not str:
-            raise OtlpError(f"{where}[{i}].key: must be a string")
-        value = _json_value(_json_field(item, "value", {}), f"{where}[{i}].value")
+            raise _Malformed(f"{path}[{i}].key: must be a string")
+        value = _json_value(_json_field(item, "value", {}), f"{path}[{i}].value")
         if value is not None:
             attrs[key] = value
     return attrs
 
 
-def _json_id(value: Any, where: str) -> str:
+def _json_id(value: Any, field: str, size: int) -> str:
+    """An id as OTLP/JSON writes its bytes, in hex (lower-cased here), "" if absent; at most `size` bytes."""
     if value in (None, ""):
         return ""
-    if type(value) is not str or len(value) > 32 or any(c not in "0123456789abcdefABCDEF" for c in value):
-        raise OtlpError(f"{where}: must be a hex string")
+    if type(value) is not str or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise _Malformed(f"{field}: must be hex digits")
+    if len(value) > 2 * size:
+        raise _Malformed(_too_long(field, size))
     return value.lower()
 
 
-def decode_json(body: bytes) -> list[Span]:
+def decode_json(body: bytes) -> list[Span | MalformedSpan]:
     """The spans of an `application/json` ExportTraceServiceRequest (OTLP/JSON: hex ids, camelCase keys; a field
-    absent or null is its default)."""
+    absent or null is its default). Raises OtlpError if the body is not JSON, or not an object of resourceSpans,
+    scopeSpans and spans (lists of objects): nothing of it can be read. A span's own field (or its resource's) of
+    the wrong type or form makes a MalformedSpan of it alone. Raises TooManySpans for more than MAX_SPANS spans (or
+    resourceSpans, or scopeSpans), or MAX_JSON_CONTAINERS arrays and objects, before they are read."""
+    # Strings may hold brackets: only a body of more brackets than that is counted closer
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_CONTAINERS and containers(body) > MAX_JSON_CONTAINERS:
+        raise TooManySpans(f"body: at most {MAX_JSON_CONTAINERS} JSON arrays and objects per request")
     try:
         document = loads_strict(body)
     except ValueError as error:
         raise OtlpError(not_json(error)) from None
-    resources = _json_list(_json_object(document, "body"), "resourceSpans", "body")
+    try:
+        return _json_spans(_json_object(document, "body"))
+    except _Malformed as error:  # a span's own fields' are caught by _json_span: these are of the containers
+        raise OtlpError(str(error)) from None
+
+
+def _json_spans(document: dict[str, Any]) -> list[Span | MalformedSpan]:
+    resources = _json_list(document, "resourceSpans", "body.resourceSpans")
     _check_count(len(resources), "resourceSpans")
-    spans = []
+    spans: list[Span | MalformedSpan] = []
     scopes = 0
     for r, resource_spans in enumerate(resources):
         where = f"body.resourceSpans[{r}]"
         resource_spans = _json_object(resource_spans, where)
-        scope_list = _json_list(resource_spans, "scopeSpans", where)
+        scope_list = _json_list(resource_spans, "scopeSpans", f"{where}.scopeSpans")
         scopes += len(scope_list)
         _check_count(scopes, "scopeSpans")
-        resource_obj = _json_object(_json_field(resource_spans, "resource", {}), f"{where}.resource")
-        resource = _json_attrs(_json_list(resource_obj, "attributes", f"{where}.resource"),
-                               f"{where}.resource.attributes")
+        resource = _json_resource(resource_spans)
         for s, scope_spans in enumerate(scope_list):
             scope_where = f"{where}.scopeSpans[{s}]"
-            scope = _json_list(_json_object(scope_spans, scope_where), "spans", scope_where)
+            scope = _json_list(_json_object(scope_spans, scope_where), "spans", f"{scope_where}.spans")
             _check_count(len(spans) + len(scope))
-            for i, span in enumerate(scope):
-                spans.append(_json_span(_json_object(span, f"{scope_where}.spans[{i}]"), resource,
-                                        f"{scope_where}.spans[{i}]"))
+            spans.extend(_json_span(_json_object(span, f"{scope_where}.spans[{i}]"), resource)
+                         for i, span in enumerate(scope))
     return spans
 
 
-def _json_span(span: dict[str, Any], resource: Mapping[str, Scalar], where: str) -> Span:
-    status = _json_object(_json_field(span, "status", {}), f"{where}.status")
-    code = _json_field(status, "code", 0)
-    if type(code) is not int:
-        raise OtlpError(f"{where}.status.code: must be an integer")
-    message = _json_field(status, "message", "")
+def _json_resource(resource_spans: dict[str, Any]) -> dict[str, Scalar] | InvalidEvent:
+    """A resourceSpans' resource attributes, or the rejection of each of its spans if they cannot be read: they are
+    its spans' too, as their own attributes are."""
+    try:
+        resource = _json_object(_json_field(resource_spans, "resource", {}), "resource")
+        return _json_attrs(_json_list(resource, "attributes", "resource.attributes"), "resource.attributes")
+    except _Malformed as error:
+        return InvalidEvent(str(error), reason=MALFORMED)
+
+
+def _json_span(span: dict[str, Any], resource: Mapping[str, Scalar] | InvalidEvent) -> Span | MalformedSpan:
     name = _json_field(span, "name", "")
-    if type(message) is not str or type(name) is not str:
-        raise OtlpError(f"{where}: name and status.message must be strings")
-    return Span(
-        name,
-        _json_uint64(_json_field(span, "startTimeUnixNano", 0), f"{where}.startTimeUnixNano"),
-        _json_uint64(_json_field(span, "endTimeUnixNano", 0), f"{where}.endTimeUnixNano"),
-        _json_attrs(_json_list(span, "attributes", where), f"{where}.attributes"),
-        resource,
-        code,
-        message,
-        _json_id(span.get("traceId"), f"{where}.traceId"),
-        _json_id(span.get("spanId"), f"{where}.spanId"),
-    )
+    try:
+        if type(name) is not str:
+            raise _Malformed("name: must be a string")
+        if isinstance(resource, InvalidEvent):
+            return MalformedSpan(name, resource)
+        status = _json_object(_json_field(span, "status", {}), "status")
+        code = _json_field(status, "code", 0)
+        if type(code) is not int:
+            raise _Malformed("status.code: must be an integer")
+        message = _json_field(status, "message", "")
+        if type(message) is not str:
+            raise _Malformed("status.message: must be a string")
+        return Span(
+            name,
+            _json_uint64(_json_field(span, "startTimeUnixNano", 0), "startTimeUnixNano"),
+            _json_uint64(_json_field(span, "endTimeUnixNano", 0), "endTimeUnixNano"),
+            _json_attrs(_json_list(span, "attributes", "attributes"), "attributes"),
+            resource,
+            code,
+            message,
+            _json_id(span.get("traceId"), "traceId", TRACE_ID_BYTES),
+            _json_id(span.get("spanId"), "spanId", SPAN_ID_BYTES),
+        )
+    except _Malformed as error:
+        return MalformedSpan(name if type(name) is str else "", InvalidEvent(str(error), reason=MALFORMED))
 
 
 # --- spans to events ------------------------------------------------------------------------------------
@@ -404,14 +473,21 @@ def _start_ms(span: Span, now_ms: int) -> int:
                       (("microseconds", start // 1000), ("milliseconds", start), ("seconds", start * 1000)))
 
 
-def sort_spans(spans: list[Span], *, now_ms: int) -> SpanBatch:
+def _rejected(index: int, name: str, error: InvalidEvent) -> RejectedSpan:
+    return RejectedSpan(f"span {index} ({name[:64]!r}): {error}", str(error), error.reason)
+
+
+def sort_spans(spans: list[Span | MalformedSpan], *, now_ms: int) -> SpanBatch:
     """Every span of a request as an event, a rejection reason, or ignored."""
     batch = SpanBatch()
     for index, span in enumerate(spans):
+        if isinstance(span, MalformedSpan):
+            batch.rejected.append(_rejected(index, span.name, span.error))
+            continue
         try:
             event = span_event(span, now_ms=now_ms)
         except InvalidEvent as error:
-            batch.rejected.append(RejectedSpan(f"span {index} ({span.name[:64]!r}): {error}", str(error), error.reason))
+            batch.rejected.append(_rejected(index, span.name, error))
             continue
         if event is None:
             batch.ignored[_ignored_reason(span)] += 1

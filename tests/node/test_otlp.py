@@ -1,6 +1,7 @@
 """POST /v1/traces: the stock OpenTelemetry SDK and OTLP/HTTP exporter report agents' spans into a running node;
 GenAI and MCP spans become events, other spans are ignored, broken ones are rejected without touching the rest."""
 
+import base64
 import gzip
 import itertools
 import json
@@ -24,11 +25,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 
-from node import ingest_api
+from node import ingest_api, otlp
 from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
 from node.ingest import REJECTION_REASONS
-from node.otlp import IGNORED_REASONS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans, span_event
+from node.otlp import (IGNORED_REASONS, MAX_JSON_CONTAINERS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans,
+                       span_event)
+from node.strict_json import loads_strict
 
 from ..factories import new_did
 from .otlp_json import otlp_json
@@ -223,25 +226,46 @@ async def test_a_request_of_spans_that_are_not_agents_actions_stores_nothing_and
     assert [node.metrics.value("spans_ignored_total", reason=r) for r in ("not_an_action", "not_genai")] == [1, 1]
 
 
+def as_protobuf(body):
+    """An OTLP/JSON request as protobuf. ProtoJSON, which json_format reads, has bytes in base64 where OTLP/JSON has
+    the ids in hex."""
+    body = json.loads(json.dumps(body))
+    for resource in body["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                for key in ("traceId", "spanId"):
+                    if key in span:
+                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    return json_format.ParseDict(body, trace_service_pb2.ExportTraceServiceRequest()).SerializeToString()
+
+
+async def post_either(node, body, as_json):
+    """POST /v1/traces of the OTLP/JSON request `body`, as JSON or as protobuf."""
+    content_type = "application/json" if as_json else "application/x-protobuf"
+    content = json.dumps(body).encode() if as_json else as_protobuf(body)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        response = await client.post("/v1/traces", content=content, headers={"Content-Type": content_type})
+    assert response.headers["content-type"] == content_type
+    return response
+
+
+def partial_success(response, as_json):
+    """An ExportTraceServiceResponse's rejected_spans and error_message, as JSON or protobuf."""
+    if as_json:
+        partial = response.json().get("partialSuccess", {})
+        return int(partial.get("rejectedSpans", 0)), partial.get("errorMessage", "")
+    partial = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content).partial_success
+    return partial.rejected_spans, partial.error_message
+
+
 @pytest.mark.parametrize("as_json", [True, False])
 async def test_an_agent_s_action_without_its_did_key_is_rejected_in_partial_success(node, as_json):
     """A tool call whose gen_ai.agent.id was a framework's own id, or missing, was ignored and answered as a full
     success: an operator whose exporter set the wrong attribute saw nothing anywhere."""
     body = json_request(json_span(agent="framework-agent-7"), without_agent(json_span()), plain_span(), json_span())
-    if as_json:
-        content, content_type = json.dumps(body).encode(), "application/json"
-    else:
-        content, content_type = json_format.ParseDict(body, trace_service_pb2.ExportTraceServiceRequest()
-                                                       ).SerializeToString(), "application/x-protobuf"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
-        response = await client.post("/v1/traces", content=content, headers={"Content-Type": content_type})
-    assert response.status_code == 200 and response.headers["content-type"] == content_type
-    if as_json:
-        partial = response.json()["partialSuccess"]
-        rejected, message = int(partial["rejectedSpans"]), partial["errorMessage"]
-    else:
-        partial = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content).partial_success
-        rejected, message = partial.rejected_spans, partial.error_message
+    response = await post_either(node, body, as_json)
+    assert response.status_code == 200
+    rejected, message = partial_success(response, as_json)
     assert rejected == 2
     assert "span 0 ('execute_tool'): gen_ai.agent.id: must be the agent's did:key (on the span or its resource), " \
            "not a framework's own agent id" in message
@@ -284,15 +308,14 @@ async def test_rejected_spans_are_logged_once_per_reason_a_minute_without_their_
 @pytest.mark.parametrize(("content_type", "body"), [
     ("application/x-protobuf", b"\xff\xff\xff garbage"),
     ("application/json", b"{not json"),
+    ("application/json", b'[{"resourceSpans": []}]'),
     ("application/json", b'{"resourceSpans": {"oops": 1}}'),
-    ("application/json", json.dumps(json_request({"startTimeUnixNano": "-5"})).encode()),
+    ("application/json", b'{"resourceSpans": [{"scopeSpans": [[]]}]}'),
+    ("application/json", b'{"resourceSpans": [{"scopeSpans": [{"spans": {}}]}]}'),
+    ("application/json", json.dumps(json_request("a span")).encode()),
     # A JSON integer past the float range as a double: float() raised OverflowError, a 500 without a token.
     ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"doubleValue": 10**400}}]}
                                                  )).encode()),
-    # Text that str.isdigit() passed and int() refused: a ValueError, a 500 without a token.
-    ("application/json", json.dumps(json_request({"attributes": [{"key": "x", "value": {"intValue": "--5"}}]}
-                                                 )).encode()),
-    ("application/json", json.dumps(json_request({"startTimeUnixNano": "²"})).encode()),
     # Not I-JSON (node.strict_json): a member given twice, UTF-16, both read by Python's parser.
     ("application/json",
      json.dumps(json_request(json_span())).replace('"traceId"', '"traceId": "00", "traceId"').encode()),
@@ -307,6 +330,87 @@ async def test_a_request_that_is_not_otlp_is_400_with_a_reason(node, content_typ
     else:
         assert response.json()["error"] == "bad_request" and response.json()["detail"].startswith("body")
     assert node.audit.size == 0
+
+
+def malformed_json_spans():
+    """(span, the refusal naming its field) of spans each of one field not as OTLP/JSON has it."""
+    def span_with(**fields):
+        return {**json_span(), **fields}
+
+    def attribute(value):
+        return span_with(attributes=[*json_span()["attributes"], {"key": "x", "value": value}])
+
+    return [
+        (span_with(traceId="5b8efff798038103d269b633813fc60z"), "traceId: must be hex digits"),
+        (span_with(traceId="5b8efff798038103d269b633813fc60c0"),
+         "traceId: more than 16 bytes (32 hex digits), the spec's length"),
+        (span_with(spanId="0123456789abcdef0"), "spanId: more than 8 bytes (16 hex digits), the spec's length"),
+        (span_with(spanId=42), "spanId: must be hex digits"),
+        (span_with(startTimeUnixNano="-5"), "startTimeUnixNano: must be an unsigned 64-bit integer"),
+        (span_with(startTimeUnixNano="²"), "startTimeUnixNano: must be an unsigned 64-bit integer"),
+        (span_with(endTimeUnixNano=2**64), "endTimeUnixNano: must be an unsigned 64-bit integer"),
+        (span_with(name=["execute_tool"]), "name: must be a string"),
+        (span_with(status="ERROR"), "status: must be an object"),
+        (span_with(status={"code": "2"}), "status.code: must be an integer"),
+        (span_with(status={"message": 7}), "status.message: must be a string"),
+        (span_with(attributes={"gen_ai.agent.id": AGENT}), "attributes: must be a list"),
+        (span_with(attributes=["gen_ai.agent.id"]), "attributes[0]: must be an object"),
+        (span_with(attributes=[{"key": 1, "value": {}}]), "attributes[0].key: must be a string"),
+        # Text that str.isdigit() passed and int() refused: a ValueError, a 500 without a token.
+        (attribute({"intValue": "--5"}), "attributes[3].value.intValue: must be a 64-bit integer"),
+        (attribute("5"), "attributes[3].value: must be an object"),
+    ]
+
+
+@pytest.mark.parametrize(("span", "refusal"), malformed_json_spans())
+async def test_a_span_of_a_field_not_as_otlp_json_has_it_is_rejected_alone(node, caplog, span, refusal):
+    """Such a span, one of a request, had the whole request refused 400: every good span in it lost, as an
+    exporter does not retry a 400. Now it is rejected by itself (partial_success), counted as `span`, and logged
+    naming its field, not what it held."""
+    caplog.set_level(logging.WARNING, logger="node.span_rejection_log")
+    response = await post_either(node, json_request(json_span(), span, json_span()), as_json=True)
+    assert response.status_code == 200
+    name = span["name"] if type(span["name"]) is str else ""
+    assert partial_success(response, as_json=True) == (1, f"1 span(s) rejected: span 1 ({name!r}): {refusal}")
+    assert node.metrics.value("spans_total", result="accepted") == 2
+    assert node.metrics.value("events_rejected_total", reason="span") == 1
+    assert [r.fields["reason"] for r in caplog.records] == ["span"]
+    assert caplog.records[0].getMessage() == f"OTLP spans rejected, not stored: {refusal}"
+
+
+async def test_spans_of_a_resource_whose_attributes_cannot_be_read_are_rejected_not_the_request(node):
+    """A resource's attributes are each of its spans' (the agent may be named there): those spans are rejected,
+    the request's other resources' spans are stored."""
+    bad = json_request(json_span(), json_span())
+    bad["resourceSpans"][0]["resource"]["attributes"].append({"key": "n", "value": {"intValue": "1.5"}})
+    body = {"resourceSpans": [*bad["resourceSpans"], *json_request(json_span())["resourceSpans"]]}
+    response = await post_either(node, body, as_json=True)
+    rejected, message = partial_success(response, as_json=True)
+    assert rejected == 2
+    assert "span 1 ('execute_tool'): resource.attributes[1].value.intValue: must be a 64-bit integer" in message
+    assert node.metrics.value("spans_total", result="accepted") == 1
+
+
+async def test_a_protobuf_span_of_an_id_longer_than_the_spec_s_is_rejected_alone(node):
+    """A trace_id over 128 bytes became an attrs.trace_id too long for an event, the span rejected as for an
+    attribute the exporter never sent, and counted as `attrs`; ids of 17 to 128 bytes were stored as they came, where
+    OTLP/JSON's over 16 bytes were a 400. Longer than the spec's 16 and 8 bytes, the span is rejected, naming the
+    span's field; a shorter id (or none) is still stored as it comes."""
+    body = json_request(json_span(), json_span(), json_span(), json_span())
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[0]["traceId"] = "ab" * 200
+    spans[1]["spanId"] = "ab" * 9
+    spans[2]["traceId"] = "ab" * 8
+    response = await post_either(node, body, as_json=False)
+    assert response.status_code == 200
+    rejected, message = partial_success(response, as_json=False)
+    assert rejected == 2
+    assert message == ("2 span(s) rejected: span 0 ('execute_tool'): traceId: more than 16 bytes (32 hex digits), the "
+                       "spec's length; span 1 ('execute_tool'): spanId: more than 8 bytes (16 hex digits), the spec's "
+                       "length")
+    assert [node.metrics.value("events_rejected_total", reason=r) for r in ("span", "attrs")] == [2, 0]
+    stored = [decode_entry(e)[1].attrs["trace_id"] for e in node.audit.ledger.entries(0, node.audit.size)]
+    assert stored == ["ab" * 8, "5b8efff798038103d269b633813fc60c"]
 
 
 def empty_spans(count: int) -> bytes:
@@ -366,6 +470,33 @@ async def test_a_request_of_more_than_max_spans_resource_or_scope_spans_is_413(n
     assert over.status_code == 413
     detail = over.json()["detail"] if as_json else status_pb2.Status.FromString(over.content).message
     assert detail == f"body: at most {MAX_SPANS} {level} per request"
+
+
+async def test_a_json_request_of_more_than_max_json_containers_is_413_before_it_is_parsed(node, monkeypatch):
+    """4 MiB of empty objects (4 KiB gzipped, two million, no token needed) took 1.4-2.2 s of CPU to parse, holding
+    the GIL the node's trio thread needs, before any bound applied. They are counted before the body is parsed, and
+    a request at the bound still goes in."""
+    parsed = []
+    monkeypatch.setattr(otlp, "loads_strict", lambda body: parsed.append(body) or loads_strict(body))
+    shell = json.dumps({"resourceSpans": [{}], "x": []}).encode()  # 4 of them
+    bodies = [shell.replace(b"[]", b"[" + b",".join([b"{}"] * n) + b"]") for n in (MAX_JSON_CONTAINERS - 4,
+                                                                                   MAX_JSON_CONTAINERS - 3)]
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        at_bound, over = [await client.post("/v1/traces", content=gzip.compress(body), headers=headers)
+                          for body in bodies]
+    assert at_bound.status_code == 200
+    assert over.status_code == 413
+    assert over.json()["detail"] == f"body: at most {MAX_JSON_CONTAINERS} JSON arrays and objects per request"
+    assert parsed == [bodies[0]]
+
+
+async def test_brackets_in_a_json_request_s_strings_are_not_counted_as_its_arrays_and_objects(node):
+    """An attribute's text may hold JSON (a tool call's arguments), with its quotes escaped."""
+    text = '{"q": "\\", "r": [' + "{[" * MAX_JSON_CONTAINERS + "]}"
+    response = await post_either(node, json_request(json_span(**{"gen_ai.tool.call.arguments": text})), True)
+    assert response.status_code == 200 and response.json() == {}
+    assert node.metrics.value("spans_total", result="accepted") == 1
 
 
 async def test_a_long_request_is_read_off_the_event_loop(node, monkeypatch):
@@ -473,13 +604,37 @@ def test_every_span_is_accepted_rejected_or_ignored_independently(items):
     assert batch.events == [e for events in alone for e in events]
 
 
+def spans_in(request):
+    """How many spans `request` holds if it is an object of resourceSpans of scopeSpans of spans, lists of objects
+    (a list absent or null is empty), else None."""
+    def objects(parent, key):
+        value = [] if parent.get(key) is None else parent[key]
+        return value if type(value) is list and all(type(item) is dict for item in value) else None
+
+    if type(request) is not dict or (resources := objects(request, "resourceSpans")) is None:
+        return None
+    count = 0
+    for resource in resources:
+        if (scopes := objects(resource, "scopeSpans")) is None:
+            return None
+        for scope in scopes:
+            if (spans := objects(scope, "spans")) is None:
+                return None
+            count += len(spans)
+    return count
+
+
 @settings(max_examples=150)
 @given(otlp_json([AGENT, "did:key:z6MkBroken", "asst_1"], NOW))
 def test_any_json_request_gives_spans_each_sorted_out_or_a_reason(request):
+    """A request is refused whole only if it is not JSON or not resourceSpans of scopeSpans of spans; else each of
+    its spans, whatever its fields hold, is sorted out by itself."""
     try:
         spans = decode_json(json.dumps(request).encode())
-    except OtlpError:
+    except OtlpError as error:
+        assert spans_in(request) is None or str(error).startswith("body: not JSON")
         return
+    assert len(spans) == spans_in(request)
     batch = sort_spans(spans, now_ms=NOW)
     assert len(batch.events) + len(batch.rejected) + batch.ignored.total() == len(spans)
     assert {span.reason for span in batch.rejected} <= set(REJECTION_REASONS)

@@ -6,10 +6,10 @@ import json
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from node.strict_json import MAX_DEPTH, loads_strict, nested_deeper_than
+from node.strict_json import MAX_DEPTH, containers, loads_strict, nested_deeper_than
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 values = st.recursive(_scalars,
@@ -109,3 +109,28 @@ def test_a_value_holding_one_list_twice_at_each_level_is_found_too_deep_without_
     for _ in range(200):
         shared = [shared, shared]
     assert nested_deeper_than(shared, MAX_DEPTH)
+
+
+def _containers_in(value) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(map(_containers_in, value.values()))
+    if isinstance(value, list):
+        return 1 + sum(map(_containers_in, value))
+    return 0
+
+
+# Text mostly of the characters that make strings hard to tell from what is outside them: brackets, quotes and
+# backslashes (one at a string's end, before its closing quote, most of all).
+_bracketed = st.text(st.sampled_from('{}[]":\\é'), max_size=6) | st.text(max_size=6)
+_bracketed_values = st.recursive(
+    st.none() | st.integers() | _bracketed,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_bracketed, inner, max_size=4), max_leaves=20)
+
+
+@example(value=["\\", []], ascii_only=True, indent=None)
+@given(value=_bracketed_values, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
+def test_containers_counts_a_json_text_s_arrays_and_objects_whatever_its_strings_hold(value, ascii_only, indent):
+    """Counted in the text, not parsed (node.otlp bounds them before it parses a request), so brackets, quotes and
+    backslashes in strings and names are not counted."""
+    body = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
+    assert containers(body) == _containers_in(value)
