@@ -56,7 +56,7 @@ class ForkedCli:
 
     def spawn(self, args: Sequence[str], log: Path) -> ForkedProcess:
         """Start `python -m node.cli *args` without waiting for it, its stderr appended to `log`."""
-        return ForkedProcess(self, list(args), int(self._ask({"spawn": list(args), "log": str(log)})))
+        return ForkedProcess(self, list(args), int(self._ask({"spawn": list(args), "log": str(log)})), log)
 
     def returncode(self, pid: int) -> int | None:
         """The exit status of the spawned run `pid`, or None while it runs."""
@@ -79,11 +79,24 @@ class ForkedCli:
 
 
 class ForkedProcess:
-    """A run `ForkedCli.spawn` started: its pid, and poll, send_signal, kill and wait as subprocess.Popen's."""
+    """A run `ForkedCli.spawn` started: its pid, and poll, send_signal, kill and wait as subprocess.Popen's; its
+    stderr in `log`."""
 
-    def __init__(self, cli: ForkedCli, args: list[str], pid: int) -> None:
-        self.args, self.pid, self._cli = args, pid, cli
+    def __init__(self, cli: ForkedCli, args: list[str], pid: int, log: Path) -> None:
+        self.args, self.pid, self.log, self._cli = args, pid, log, cli
         self.returncode: int | None = None
+
+    def logged(self, words: str, timeout: float) -> str | None:
+        """The first line of the run's log that holds `words`, once there; None if the run ends, or `timeout` s
+        pass, before it is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ended = self.poll() is not None  # (asked before the log is read: a line written as the run ends counts)
+            text = self.log.read_text() if self.log.exists() else ""  # (the run opens it as it starts)
+            found = next((line for line in text.splitlines() if words in line), None)
+            if found is not None or ended or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
 
     def poll(self) -> int | None:
         if self.returncode is None:
