@@ -216,13 +216,16 @@ class _Worker:
                 pass
 
     def close(self) -> None:
-        """Stop the worker (asked, then waited for up to STOP_GRACE_S, then killed)."""
+        """Stop the worker (asked, then waited for up to STOP_GRACE_S if it holds checks, then killed)."""
         self.ask_to_stop()
         self.reap(STOP_GRACE_S)
 
     def reap(self, grace: float) -> None:
-        """Wait up to `grace` seconds for the worker, asked to stop, to exit; then kill it; close the pipe."""
-        self.process.join(timeout=grace)
+        """Wait up to `grace` seconds for the worker, asked to stop, to exit if it holds checks not yet answered;
+        then kill it; close the pipe. One that holds none has nothing to finish: waiting for it took all of the grace
+        of each shutdown of a node whose worker was still starting, or slow to exit on a loaded CPU."""
+        if self._sent > self._read:  # (a reader waiting for an answer has not counted it read yet)
+            self.process.join(timeout=grace)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
@@ -295,7 +298,8 @@ class ProcessChecker:
         return self._workers[n]
 
     def close(self) -> None:
-        """Stop the workers, together: each finishes the checks it holds first if it can within STOP_GRACE_S."""
+        """Stop the workers, together: each finishes the checks it holds first if it can within STOP_GRACE_S; one
+        that holds none is stopped at once."""
         for worker in self._workers:
             worker.ask_to_stop()
         end = time.monotonic() + STOP_GRACE_S

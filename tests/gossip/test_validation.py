@@ -6,10 +6,12 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 
 import pytest
 from nacl.signing import SigningKey
 
+import gossip.validation
 from gossip.validation import MAX_KEPT_ANSWERS, ProcessChecker, ThreadedChecker, check_record, check_records
 from ledger import Checkpoint, Ed25519Signer, log_origin, tree_hash
 from vouching import InvalidRecord, did_key, equivocation_body, sign_record
@@ -174,3 +176,17 @@ def test_a_closed_process_checker_leaves_no_process_behind():
     with ProcessChecker(2) as checker:
         checker.submit(_chain(4)).result()
     assert set(multiprocessing.active_children()) <= before
+
+
+def test_closing_a_process_checker_does_not_wait_for_a_worker_that_holds_no_checks(monkeypatch):
+    """A worker with nothing to answer was waited for up to STOP_GRACE_S: all of it in each shutdown of a node whose
+    worker was still starting (spawn imports the node first) or, on a loaded CPU, slow to exit (0.5 s of the 2 s)."""
+    monkeypatch.setattr(gossip.validation, "STOP_GRACE_S", 10.0)
+    before = set(multiprocessing.active_children())
+    with ProcessChecker(1) as checker:
+        checker.submit(_chain(2)).result()  # a worker is up, and was read every answer it gave
+        (worker,) = set(multiprocessing.active_children()) - before
+        os.kill(worker.pid, signal.SIGSTOP)  # as one busy elsewhere: it reads no request to stop
+        start = time.monotonic()
+    assert time.monotonic() - start < 5.0
+    assert not worker.is_alive()

@@ -30,6 +30,15 @@ async def url(node):
 
 
 @pytest.fixture(scope="session")
+def forked_cli(tmp_path_factory):
+    """`vouchnet` runs, each in a process forked from one that imported the node once: those that end by themselves,
+    and `vouchnet run`s spawned for a test to signal (a start that imports the node took 20-30 s on a loaded
+    machine)."""
+    with ForkedCli(tmp_path_factory.mktemp("forked_cli")) as cli:
+        yield cli
+
+
+@pytest.fixture(scope="session")
 def local_cli(tmp_path_factory):
     """A ForkedCli for commands that run without a node (init, audit export...), started once: the tests that kill a
     command at each point of its writes run it dozens of times."""

@@ -2,9 +2,6 @@
 (node.address_file, node.commands.common)."""
 
 import stat
-import subprocess
-import sys
-import threading
 from functools import partial
 
 import pytest
@@ -49,19 +46,16 @@ async def test_a_stale_address_file_does_not_pass_another_node_off_as_this_one(t
 
 
 @pytest.mark.slow
-def test_the_address_a_killed_node_leaves_is_named_as_unreachable(disk_path, capsys):
+def test_the_address_a_killed_node_leaves_is_named_as_unreachable(disk_path, tmp_path, forked_cli, capsys):
     init_data_dir(disk_path, network="test", listen=LOOPBACK, api="127.0.0.1:0")
-    process = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "--dir", str(disk_path)],
-                               stderr=subprocess.PIPE, text=True)
-    stuck = threading.Timer(120, process.kill)  # a node that never comes up ends the read below, not the test
-    stuck.start()
+    process = forked_cli.spawn(["run", "--dir", str(disk_path)], tmp_path / "run.log")
     try:
-        api = next((logfmt_fields(line)["api"] for line in process.stderr if "node running" in line), None)
+        running = process.logged("node running", timeout=120)
     finally:
-        stuck.cancel()
         process.kill()
         process.wait()
-    assert api is not None, "the node exited before it was running"
+    assert running is not None, "the node exited before it was running"
+    api = logfmt_fields(running)["api"]
     assert (disk_path / API_URL_FILE).read_text() == f"{api}\n"  # left behind
     assert cli.main(["status", "--dir", str(disk_path)]) == 1
     assert f"cannot reach the node at {api}" in capsys.readouterr().err
