@@ -197,7 +197,8 @@ class SyncService:
     and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread. `serving` sets the budgets of pages
     served to each peer and to all peers together (gossip.serving_budget): past them a peer's heads and records
     requests are answered Busy, with when to come back (cosign and checkpoint requests never are). A peer that
-    answers us so is asked nothing until then, and it is no offence.
+    answers us so is asked nothing until then, and it is no offence; a full round with it that a catch-up needs is
+    had as that wait ends.
     `network` (the node's, `vouchnet init --network`) is stated in our heads requests (Witnessing states it in its
     checkpoint requests); a peer of another network holds none of our records and cannot cosign for us: a request
     naming another is answered OtherNetwork, ending the stream, and a round with a peer so answering fails (its
@@ -283,6 +284,7 @@ class SyncService:
         # gaps); cancelled as the peer disconnects
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
+        self._rounds_after_busy: set[str] = set()  # peers a round a catch-up needs waits for as their Busy wait ends
         self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -342,8 +344,12 @@ class SyncService:
 
     async def sync_with(self, peer_id: str) -> None:
         """A full round with one peer (heads, then what we lack); returns at once if one is already running, or if the
-        peer told us to come back later and it is not yet time."""
-        if peer_id in self._rounds_running or self._throttled.get(peer_id, -math.inf) > trio.current_time():
+        peer told us to come back later and it is not yet time. A round a catch-up needs that the peer so answered, or
+        that returned so, is had again as that wait ends (`_ask_again_after_busy`)."""
+        if peer_id in self._rounds_running:
+            return
+        if self._throttled.get(peer_id, -math.inf) > trio.current_time():
+            self._ask_again_after_busy(peer_id)
             return
         self._rounds_running.add(peer_id)
         started, heard = trio.current_time(), self._heard(peer_id)
@@ -359,8 +365,30 @@ class SyncService:
         finally:
             self._rounds_running.discard(peer_id)
             self._holding.discard(peer_id)
+            if self._throttled.get(peer_id, -math.inf) > trio.current_time():  # (this round, or a fetch of gaps)
+                self._ask_again_after_busy(peer_id)
             for over in self.round_over_listeners:
                 over(peer_id)
+
+    def _ask_again_after_busy(self, peer_id: str) -> None:
+        """Have a full round with `peer_id`, which told us to come back later, as that wait ends, if a catch-up
+        (`catch_up_peers`) needs one: nothing else would start it but the peer's next connection or a periodic round,
+        and the catch-up would wait for one, or time out (stop 41). One such round waits per peer."""
+        if self._nursery is not None and peer_id not in self._rounds_after_busy and self._needed(peer_id):
+            self._rounds_after_busy.add(peer_id)
+            self._nursery.start_soon(self._round_after_busy, peer_id)
+
+    async def _round_after_busy(self, peer_id: str) -> None:
+        """Wait until `peer_id` may be asked again (its Busy wait, lengthened by any later Busy answer, is over),
+        then a full round with it, if a catch-up needs one still (`_needed`: it stays connected, and has yet to
+        answer one)."""
+        try:
+            while (until := self._throttled.get(peer_id, -math.inf)) > trio.current_time():
+                await trio.sleep_until(until)
+        finally:
+            self._rounds_after_busy.discard(peer_id)
+        if self._needed(peer_id):
+            await self.sync_with(peer_id)
 
     def round_running(self, peer_id: str) -> bool:
         """Whether a full round with the peer (`sync_with`) is under way."""

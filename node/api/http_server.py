@@ -308,7 +308,7 @@ class _Connection:
             if not event.http_version.startswith(b"1."):  # h11 takes any d.d and would serve it as HTTP/1.1
                 raise h11.RemoteProtocolError(f"HTTP/{event.http_version.decode()}: this server speaks HTTP/1.1 only",
                                               error_status_hint=505)
-            if (fault := _framing_fault(event)) is not None:
+            if (fault := _target_fault(event) or _framing_fault(event)) is not None:
                 raise h11.RemoteProtocolError(fault, error_status_hint=400)
         return event
 
@@ -575,7 +575,8 @@ def _detail(error: h11.RemoteProtocolError) -> str:
 def _origin_form(target: bytes) -> tuple[bytes | None, bytes]:
     """`target`'s authority if it has one, and `target` in origin form (RFC 9112 §3.2.1, `/path?query`): one in
     absolute form (§3.2.2, `http://host/path`, as a client sends through a proxy), which a server must accept, without
-    its scheme and authority (and any userinfo the authority carries)."""
+    its scheme and authority (and any userinfo the authority carries). A target holding a fragment, where the
+    authority would end, never comes here (_target_fault)."""
     _, absolute, rest = target.partition(b"://")
     if not absolute or target.startswith(b"/"):
         return None, target
@@ -598,6 +599,17 @@ def _body_length(request: h11.Request) -> int | None:
     chunked (Transfer-Encoding, the only one h11 takes), its length not known ahead."""
     headers = dict(request.headers)
     return None if b"transfer-encoding" in headers else int(headers.get(b"content-length", b"0"))
+
+
+def _target_fault(request: h11.Request) -> str | None:
+    """Why `request`'s target is not one a request carries: it holds a fragment (`#`), which RFC 9110 §4.2.4 says is
+    never sent, and neither form a server takes has (RFC 9112 §3.2.1 origin form, §3.2.2 absolute form): an
+    absolute-form target's authority would run on past it (`http://evil.example#@127.0.0.1/`), and an origin-form
+    one's path hold it. None if it holds none."""
+    if b"#" not in request.target:
+        return None
+    return "request target: a fragment (`#` and what follows) is never sent in a request (RFC 9110 §4.2.4); " \
+           "send the target without it"
 
 
 def _framing_fault(request: h11.Request) -> str | None:

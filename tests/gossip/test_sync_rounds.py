@@ -132,6 +132,23 @@ class ScriptedPeerStream:
         return await self._answer()
 
 
+def busy_once(come_back: int, opened: list[float]) -> Callable[[str, str], Awaitable[ScriptedPeerStream]]:
+    """A host's open_stream to a peer whose first sync stream is answered Busy (its serving budget spent: come back
+    in `come_back` s) and every later one with heads naming nothing; `opened` gets when each was opened."""
+
+    async def open_stream(peer: str, protocol: str) -> ScriptedPeerStream:
+        opened.append(trio.current_time())
+        reply = Busy(come_back, "serving budget spent") if len(opened) == 1 else HeadsPage((), more=False)
+
+        async def answer() -> bytes:
+            await trio.lowlevel.checkpoint()
+            return encode_message(reply)
+
+        return ScriptedPeerStream(answer)
+
+    return open_stream
+
+
 async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(tmp_path, autojump_clock):
     """Found by the sync audit: with no overall bound, a dripping peer held a session slot for up to max_heads reads
     (10^6 x timeout), and eight such peers took every slot."""
@@ -264,6 +281,29 @@ async def test_a_client_told_to_come_back_later_does_so_and_counts_no_offence(tm
             nursery.cancel_scope.cancel()
     assert {peer for at, peer in opened if retry <= at < retry + 2 * interval} == set(peers)  # asked again in time
     assert service.stats.errors["throttled"] == len(opened) and service.stats.peers_disconnected == 0
+
+
+async def test_a_round_a_catch_up_needs_with_a_peer_that_said_to_come_back_later_is_had_as_that_wait_ends(
+        tmp_path, autojump_clock):
+    """Found by stop 41's reader: a round with a peer whose Busy wait lasted returned at once, and nothing started
+    one as the wait ended: a catch-up needing it (the peer connected again meanwhile) waited for a periodic round, or
+    timed out. The round is had as the wait ends, not sooner, once."""
+    come_back, peer = 5, "12D3KooWBusyOnce"
+    opened: list[float] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = ConnectedHost([peer])
+        host.open_stream = busy_once(come_back, opened)
+        service = SyncService(host, replica, network="test", interval=100 * come_back)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)  # its round as the service starts: told to come back later
+            await trio.sleep(1)
+            service.catch_up_peers.append(lambda needed: needed == peer)  # a catch-up that needs one begins
+            await host.disconnect(peer)
+            await host.connect(peer)  # its round on connecting returns at once: the wait lasts
+            await trio.sleep(3 * come_back)
+            nursery.cancel_scope.cancel()
+    assert opened == [0, come_back] and service.stats.full_rounds == 1
 
 
 async def test_a_peer_that_reconnects_again_and_again_is_synced_with_once_an_interval(tmp_path, autojump_clock):

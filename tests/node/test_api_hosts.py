@@ -50,14 +50,32 @@ async def test_a_request_in_absolute_form_is_judged_by_the_host_its_target_names
     async with running(tmp_path / "a") as node:
         host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
         for authority, status in ((EVIL, 403), (f"{host}:{port}", 200)):
-            stream = await trio.open_tcp_stream(host, int(port))
-            async with stream:
-                await stream.send_all(b"GET http://%s/v1/node HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n"
-                                      % (authority.encode(), host.encode(), port.encode()))
-                answer = b""
-                while chunk := await stream.receive_some():
-                    answer += chunk
+            answer = await _sent(node.api_url, b"http://%s/v1/node" % authority.encode(), f"{host}:{port}")
             assert answer.startswith(b"HTTP/1.1 %d " % status), (authority, answer[:200])
+
+
+async def test_a_target_whose_fragment_hides_the_host_it_names_is_refused(tmp_path):
+    """Found by stop 41's reader: an absolute-form target's authority ran on past `#`, so
+    `GET http://evil.example#@127.0.0.1/v1/node` from a page on evil.example was judged as naming 127.0.0.1, and
+    answered 200. A target never holds a fragment (RFC 9110 §4.2.4): it is refused 400, in origin form too (where the
+    path with its fragment matched no route: 404)."""
+    async with running(tmp_path / "a") as node:
+        host, port = node.api_url.removeprefix("http://").rsplit(":", 1)
+        for target in (b"http://%s#@%s:%s/v1/node" % (EVIL.encode(), host.encode(), port.encode()), b"/v1/node#x"):
+            answer = await _sent(node.api_url, target, f"{host}:{port}" if target.startswith(b"/") else EVIL)
+            assert answer.startswith(b"HTTP/1.1 400 ") and b"fragment" in answer, (target, answer[:200])
+
+
+async def _sent(url: str, target: bytes, host: str) -> bytes:
+    """The whole answer of the API at `url` to `GET target` sent with `Host: host`, over a socket of its own: an HTTP
+    client would send the target otherwise."""
+    address, port = url.removeprefix("http://").rsplit(":", 1)
+    async with await trio.open_tcp_stream(address, int(port)) as stream:
+        await stream.send_all(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target, host.encode()))
+        answer = b""
+        while chunk := await stream.receive_some():
+            answer += chunk
+    return answer
 
 
 async def test_a_node_answers_for_its_public_url_host(tmp_path):

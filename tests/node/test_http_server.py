@@ -193,6 +193,22 @@ async def test_a_target_in_absolute_form_reaches_the_app_as_its_path_query_and_h
         path, query, host)
 
 
+@pytest.mark.parametrize("target", [b"http://evil.example#@127.0.0.1/v1/node", b"http://127.0.0.1/v1/node?a=1#b",
+                                    b"/v1/node#x", b"/v1/node?a=1#", b"#/v1/node"])
+async def test_a_target_holding_a_fragment_is_refused_in_absolute_or_origin_form(server, target):
+    """A request target never carries a fragment (RFC 9110 §4.2.4; RFC 9112 §3.2.2's absolute form has none): found
+    by stop 41's reader, an absolute-form target's authority ran on past `#`, so `http://evil.example#@127.0.0.1/...`
+    was judged as naming 127.0.0.1 (its Host check passed by a page on evil.example), and an origin-form one reached
+    the app with the fragment in its path. Either is refused, the connection closed, the app not called."""
+    refusals: list[tuple[int, str]] = []
+    client = await connect(await server(echo_app, refused=lambda status, code: refusals.append((status, code))))
+    await client.send(b"GET %s HTTP/1.1\r\nHost: evil.example\r\n\r\n" % target + get("/next"))
+    status, headers, body = await client.response()
+    assert (status, headers["connection"], json.loads(body)["error"]) == (400, "close", "bad_request")
+    assert "fragment" in json.loads(body)["detail"] and refusals == [(400, "bad_request")]
+    assert await client.closed()  # (the pipelined request after it is not answered)
+
+
 async def test_a_body_reaches_the_app_whole_sent_at_once_or_chunked_after_100_continue(server):
     client = await connect(await server(echo_app))
     await client.send(b"POST /v1/events HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\nhello")

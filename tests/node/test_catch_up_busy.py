@@ -1,0 +1,27 @@
+"""The start's catch-up sync (node.daemon) with its only bootstrap peer telling it to come back later (a Busy
+answer, trio's mock clock, a stand-in host, the real sync service and peer manager): the round the catch-up needs is
+asked again as the peer's wait ends, not sooner, and the start ends then, not at startup_sync_seconds."""
+
+from __future__ import annotations
+
+from gossip.host import StreamError
+
+from ..gossip.test_sync_rounds import busy_once
+from .test_catch_up_reach import STARTUP_SYNC_SECONDS, OneHost, a_peer, start
+
+COME_BACK = 3  # seconds the peer's Busy answer asks the node to wait
+DIAL_SECONDS = 0.3
+
+
+async def test_a_start_whose_only_bootstrap_peer_says_to_come_back_later_ends_as_that_wait_ends(
+        tmp_path, autojump_clock):
+    """Found by stop 41's reader: the round returned at once while the peer's wait lasted, and only a new connection
+    started one again, so the start waited all of startup_sync_seconds and said timed_out. The peer holds none of the
+    new org's records: its second round's heads end the wait."""
+    opened: list[float] = []
+    host = OneHost(lambda peer: StreamError("never asked"), dial_seconds=DIAL_SECONDS)
+    host.open_stream = busy_once(COME_BACK, opened)  # type: ignore[method-assign]
+    started = await start(tmp_path, host, a_peer())
+    assert started.caught_up.state == "done"
+    assert opened == [DIAL_SECONDS, DIAL_SECONDS + COME_BACK]  # as the dial connected, then as the wait ended
+    assert started.took == opened[-1] < STARTUP_SYNC_SECONDS
