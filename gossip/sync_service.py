@@ -373,7 +373,7 @@ class SyncService:
     def _ask_again_after_busy(self, peer_id: str) -> None:
         """Have a full round with `peer_id`, which told us to come back later, as that wait ends, if a catch-up
         (`catch_up_peers`) needs one: nothing else would start it but the peer's next connection or a periodic round,
-        and the catch-up would wait for one, or time out (stop 41). One such round waits per peer."""
+        and the catch-up would wait for one, or time out. One such round waits per peer."""
         if self._nursery is not None and peer_id not in self._rounds_after_busy and self._needed(peer_id):
             self._rounds_after_busy.add(peer_id)
             self._nursery.start_soon(self._round_after_busy, peer_id)
