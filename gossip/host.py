@@ -600,8 +600,12 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    lock (A opens a stream while B's test holds its streams lock), so B answers no ping though its kernel takes every
    frame: A keeps the connection (20 s in the test, the pings 0.1 s apart). Handled (_Yamux._measure_rtt_loop, in
    place of py-libp2p's, which the muxer's task starts by that name): each ping unanswered within KEEPALIVE_TIMEOUT_S
-   (10 s) closes the connection here, its socket closed (no GO_AWAY: the peer reads nothing); the RTT estimate is
-   taken as before. Same repro: closed 0.5 s (the timeout in the test) after the first ping B left unanswered.
+   (10 s), the peer sending no frame meanwhile, closes the connection here, its socket closed (no GO_AWAY: the peer
+   reads nothing); the RTT estimate is taken as before. Same repro: closed 0.5 s (the timeout in the test) after the
+   first ping B left unanswered. A peer heard from is waited for, frames coming no more than KEEPALIVE_TIMEOUT_S apart:
+   its answer goes out behind what it was writing (a sync answer of megabytes in the sockets' buffers, on a slow
+   link), and go-yamux pings only a connection quiet for its interval for that reason. Repro: B's answers held while
+   it writes a frame every 0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -722,8 +726,8 @@ MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host join
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
 MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IHAVE, IWANT or IDONTWANT id; from || seqno is at most ~50 (55, 56)
 WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
-# Seconds between a connection's pings, and within which each must be answered, or the connection is closed (quirk 64:
-# go-yamux's KeepAliveInterval, and its ConnectionWriteTimeout, within which it waits for the answer)
+# Seconds between a connection's pings, and within which each must be answered, or a frame come, or the connection is
+# closed (quirk 64: go-yamux's KeepAliveInterval, and its ConnectionWriteTimeout, within which it waits for the answer)
 KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
@@ -1800,7 +1804,8 @@ class _Yamux(Yamux):
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
-        self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered (quirk 64)
+        self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered, the peer quiet (quirk 64)
+        self._heard_at = -math.inf  # trio time the reading task last read a frame's header (quirk 64)
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
@@ -1876,7 +1881,8 @@ class _Yamux(Yamux):
     def header_read(self, header: bytes) -> None:
         """Quirk 63: the reading task read a frame's header: a GO_AWAY is the peer's end of the connection, and a
         DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's close of a
-        hostile connection."""
+        hostile connection. Quirk 64: the peer was heard from."""
+        self._heard_at = trio.current_time()
         _, kind, _, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
         if kind == TYPE_GO_AWAY:
             self.ended_there()
@@ -1919,8 +1925,8 @@ class _Yamux(Yamux):
 
     async def _measure_rtt_loop(self) -> None:
         """py-libp2p's pings (its RTT estimate, taken as each answer is read: the first half a second in, then one
-        every KEEPALIVE_INTERVAL_S), each unanswered within `keepalive_timeout` closing the connection, as go-yamux's
-        keepalive does (quirk 64)."""
+        every KEEPALIVE_INTERVAL_S), each unanswered, the peer quiet, for `keepalive_timeout` closing the connection,
+        as go-yamux's keepalive does (quirk 64)."""
         wait = 0.5
         while True:
             with trio.move_on_after(wait):
@@ -1934,14 +1940,26 @@ class _Yamux(Yamux):
             except Exception:  # (the connection closed: its reading task ends it)
                 return
             self._ping_sent_time = trio.current_time()
-            with trio.move_on_after(self.keepalive_timeout):
-                await answered.wait()
+            if await self._answered_or_heard_from(answered):
                 continue
             if not self.event_shutting_down.is_set():
-                logger.info("closing the connection of %s: no answer to a ping within %g s (quirk 64)", self.peer_id,
-                            self.keepalive_timeout)
+                logger.info("closing the connection of %s: no answer to a ping, nor any frame, within %g s (quirk 64)",
+                            self.peer_id, self.keepalive_timeout)
                 await self._hang_up()
             return
+
+    async def _answered_or_heard_from(self, answered: trio.Event) -> bool:
+        """Whether the ping's answer came, the peer sending frames no more than `keepalive_timeout` apart until it did:
+        the answer waits behind what the peer was writing (go-yamux pings only a connection quiet for its interval,
+        as the answer "might get stuck behind a bunch of data"); False once the peer was quiet that long (quirk 64)."""
+        deadline = trio.current_time() + self.keepalive_timeout
+        while True:
+            with trio.move_on_at(deadline):
+                await answered.wait()
+                return True
+            deadline = self._heard_at + self.keepalive_timeout
+            if deadline <= trio.current_time():
+                return False
 
     async def refuse(self, code: int) -> None:
         """Close the connection, GO_AWAY `code` first, as for a broken one: buffers freed, streams woken, socket

@@ -120,9 +120,10 @@ class SyncStats:
     gap_issuers_displaced: int = counted("Issuers whose waiting range made room for another issuer's: backing off, "
                                          "kept for a peer to come or a peer's turn, or else the newest of the peer "
                                          "whose reports held the most places, two more than the reporter's")
-    gap_issuers_unkept: int = counted("Issuers whose range a gap fetch no peer answered was to keep (for a peer to "
-                                      "come, or a peer's turn), dropped while the queue was full; the issuer's next "
-                                      "report or a periodic round repairs")
+    gap_issuers_unkept: int = counted("Issuers whose range a gap fetch was to keep (no peer answered: for a peer to "
+                                      "come, or a peer's turn; or the rest of one a peer began to send, then left), "
+                                      "dropped while the queue was full; the issuer's next report or a periodic round "
+                                      "repairs")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "

@@ -1567,9 +1567,11 @@ class _Stopped:
     socket: trio.socket.SocketType  # a's connection's to b
 
 
-async def _stop_holding_a_stream_to_a_peer_reading_nothing(config: HostConfig) -> _Stopped:
+async def _stop_holding_a_stream_to_a_peer_reading_nothing(config: HostConfig, *,
+                                                           reset_once_stopping: bool = False) -> _Stopped:
     """Stop host a (cancelled, as a node stops) while a task of its holds a stream to peer b, which reads nothing more
-    (its reading task waits for a lock the test holds) and to which a's writes have filled the sockets' buffers."""
+    (its reading task waits for a lock the test holds) and to which a's writes have filled the sockets' buffers; the
+    task resets the stream as it is cancelled, or, `reset_once_stopping`, once the host's stop has begun."""
     left_at: list[float] = []
     with trio.fail_after(30):
         async with open_host(os.urandom(32), LOOPBACK) as b:
@@ -1584,7 +1586,13 @@ async def _stop_holding_a_stream_to_a_peer_reading_nothing(config: HostConfig) -
                                 await stream.write_frame(b"asked")
                                 assert await stream.read_frame(max_size=1024) == b"asked"
                                 task_status.started(a)
-                                await trio.sleep_forever()
+                                try:
+                                    await trio.sleep_forever()
+                                finally:
+                                    if reset_once_stopping:
+                                        with trio.CancelScope(shield=True):  # (the host's own tasks end first)
+                                            await trio.testing.wait_all_tasks_blocked()
+                                        assert a._closes.stopping
                         finally:
                             left_at.append(trio.current_time())
 
@@ -1610,6 +1618,14 @@ async def test_a_host_stopping_does_not_wait_to_reset_a_stream_to_a_peer_reading
     waited close_timeout (5 s; the node's, 0.5 s of its 2 s) for each such stream in turn, though the host's exit
     closes the connection anyway."""
     stopped = await _stop_holding_a_stream_to_a_peer_reading_nothing(HostConfig())
+    assert stopped.reset_took < 2.0  # (the node's SHUTDOWN_SECONDS; close_timeout is 5 s)
+
+
+@pytest.mark.slow
+async def test_a_stream_reset_after_the_host_began_to_stop_is_not_waited_for_either() -> None:
+    """The host's stop cuts off the resets under way, and shields none begun after it (a task's cleanup, say, that
+    resets its stream once the host's own tasks have ended): shielded, each held the stop for close_timeout."""
+    stopped = await _stop_holding_a_stream_to_a_peer_reading_nothing(HostConfig(), reset_once_stopping=True)
     assert stopped.reset_took < 2.0  # (the node's SHUTDOWN_SECONDS; close_timeout is 5 s)
 
 

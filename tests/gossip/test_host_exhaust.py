@@ -143,6 +143,46 @@ async def test_a_peer_that_answers_no_ping_is_disconnected(monkeypatch) -> None:
     assert gone_event == PeerEvent(gone.peer_id, connected=False) and gone_event.closed_here
 
 
+@pytest.mark.slow
+async def test_a_peer_sending_frames_while_its_ping_answer_waits_behind_them_stays_connected(monkeypatch) -> None:
+    """Quirk 64: a ping's answer goes out behind what the peer was writing already (a sync answer of megabytes in the
+    sockets' buffers, on a slow link), so a peer busy sending was cut off mid-transfer as its answer came past the
+    timeout; a peer heard from stays, and one that then goes quiet, its answer still not come, is closed. Here the
+    peer's answers to pings wait for good while it writes a frame every tenth of a second."""
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_TIMEOUT_S", 0.5)
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as node, \
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=60)) as busy:
+            node.set_stream_handler(ECHO, sink)
+            events = node.peer_events()
+            await node.connect(busy.listen_addrs[0])
+            assert await events.receive() == PeerEvent(busy.peer_id, connected=True)
+            theirs = muxed_connection(busy, node.peer_id)
+            theirs.keepalive_timeout = math.inf  # (its reading task waits at its first answer: the node's go unread)
+            write_frame = theirs._write_frame
+
+            async def answers_held(data: bytes) -> None:
+                _, kind, flags, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+                if kind == TYPE_PING and not flags & FLAG_SYN:
+                    await trio.sleep_forever()  # (behind the data, for longer than the timeout)
+                await write_frame(data)
+
+            theirs._write_frame = answers_held
+            async with await busy.open_stream(node.peer_id, ECHO) as stream:
+                for _ in range(30):  # 3 s of frames, six timeouts
+                    await stream.write_frame(b"data")
+                    await trio.sleep(0.1)
+                assert node.connected_peers() == [busy.peer_id]
+                gone_event = await events.receive()  # once quiet, the answer still not come
+    assert gone_event == PeerEvent(busy.peer_id, connected=False) and gone_event.closed_here
+
+
+async def sink(stream: Stream) -> None:
+    while await stream.read_frame(64) is not None:
+        pass
+
+
 async def echo(stream: Stream) -> None:
     while (frame := await stream.read_frame(64)) is not None:
         await stream.write_frame(frame)
