@@ -56,10 +56,14 @@ class NodeUnreachable(ClientError):
 class NodeApiError(ClientError):
     """The node refused the call: HTTP status, its error code and its reason (which names the field). `rejected`:
     for a batch of events none of which is valid (422 invalid_events), the node's `{index, detail}` for each, the
-    first one's given in the message too."""
+    first one's given in the message too. `challenge`: the answer's WWW-Authenticate, which the node sends with a
+    refusal of the request's credentials alone (RFC 6750 §3: 401; 400 `invalid_request` for a malformed
+    Authorization header), None without one."""
 
-    def __init__(self, status: int, code: str, detail: str, *, rejected: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, status: int, code: str, detail: str, *, rejected: list[dict[str, Any]] | None = None,
+                 challenge: str | None = None) -> None:
         self.rejected = rejected or []
+        self.challenge = challenge
         first = f": the first, event {self.rejected[0]['index']}: {self.rejected[0]['detail']}" if self.rejected else ""
         super().__init__(f"{detail} ({status} {code}){first}")
         self.status = status
@@ -167,7 +171,8 @@ def refusal(response: httpx.Response) -> NodeApiError:
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         error = None
     if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
-        return NodeApiError(response.status_code, error["error"], error["detail"], rejected=_rejected(error))
+        return NodeApiError(response.status_code, error["error"], error["detail"], rejected=_rejected(error),
+                            challenge=response.headers.get("www-authenticate"))
     said = " ".join(response.text[:200].split())  # one line: a web server's HTML page is many
     return NodeApiError(response.status_code, NOT_THE_NODES,
                         f"{response.reason_phrase}, not in a vouchnet node's error format (another server at the "

@@ -8,7 +8,8 @@ Idempotency-Key, so a batch retried after a lost answer is stored once. A batch 
 unreachable), whose answer is not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's
 page, another server at its address), refused by what is not the node (a 3xx or 4xx not in its error format, such
 as a reverse proxy's 404 or 401 page: the node never saw the batch), whose token the node refuses (401, 403:
-its token changed, say) or that the node answers as sent where it has no such endpoint (404, 405: the collector's
+its token changed, say; or its Authorization header, as malformed, 400 with a WWW-Authenticate challenge: sent twice,
+a proxy in front adding its own) or that the node answers as sent where it has no such endpoint (404, 405: the collector's
 node URL names a path of the API) is kept and retried with backoff; the last three hold every batch back until
 someone acts, so each is logged once as an error until a post succeeds again. A batch refused as too large (413, by
 the node or by a proxy before it) is sent again at once as two halves, down to single events: an event still refused
@@ -60,7 +61,7 @@ _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 _UNENCODABLE = (TypeError, ValueError, RecursionError)
 _UNREAD = frozenset({"not_json", "bad_answer"})  # a success answered with what is not the node's account of a batch
 _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, not "
-                  "its path)")
+                  "its path), or the Authorization header carrying it")
 _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches in a form that is not the node's (a "
                  "reverse proxy's page, another server?): the node never saw them")
 # The node's answers to a post where it has no /v1/events: not found, or not a POST endpoint (VOUCHNET_NODE names a
@@ -420,7 +421,7 @@ class TelemetryCollector:
                     log.warning(f"{_NOT_THE_NODE_TOO_LARGE}; dropped, and so are the next such events, unsaid until "
                                 "one goes through", extra={"fields": {"name": batch.events[0]["name"], "error": error}})
                 return _Posted.SETTLED
-            if error.code == NOT_THE_NODES or error.status in (401, 403):
+            if error.code == NOT_THE_NODES or error.status in (401, 403) or error.challenge is not None:
                 self._held_back(_NOT_THE_NODE if error.code == NOT_THE_NODES else _TOKEN_REFUSED, error)
                 return _Posted.RETRY
             if error.status in _NO_ENDPOINT:

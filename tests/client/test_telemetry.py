@@ -426,6 +426,35 @@ def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_
     assert len(errors) == 1 and "refuses the telemetry API token" in errors[0].getMessage()
 
 
+class _AddsAnAuthorization(httpx.HTTPTransport):
+    """A proxy in front of the node that adds an Authorization header of its own to the first `times` requests."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.times = times
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.times > 0:
+            self.times -= 1
+            request = httpx.Request(request.method, request.url, content=request.read(),
+                                    headers=[*request.headers.raw, (b"authorization", b"Basic cHJveHk6cHJveHk=")])
+        return super().handle_request(request)
+
+
+def test_a_malformed_authorization_header_keeps_the_batch_as_a_refused_token_does(running, caplog):
+    """Sent twice, the header is malformed: the node answers 400 with `error="invalid_request"` in its challenge (RFC
+    6750 §3.1), where it answered 401, and the collector took that 400 as a refusal of the batch itself: every batch
+    was dropped as rejected while the proxy sent it so."""
+    collector = TelemetryCollector(running.url, running.token, flush_interval=3600,
+                                   transport=_AddsAnAuthorization(times=2))
+    with caplog.at_level(logging.INFO, logger="vouchnet.client"):
+        collector.record_tool_call(new_did(), "search")
+        stats = collector.shutdown()
+    assert (stats.sent, stats.rejected, stats.dropped, stats.failed_posts) == (1, 0, 0, 2)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "or the Authorization header carrying it" in errors[0].getMessage()
+
+
 @pytest.mark.parametrize("status, code", [(404, "not_found"), (405, "method_not_allowed")])
 def test_a_node_without_the_endpoint_where_batches_go_keeps_them_and_says_so_once(status, code, caplog):
     """VOUCHNET_NODE=http://127.0.0.1:8700/v1/events (an endpoint's path, as OTLP exporters are given): the node

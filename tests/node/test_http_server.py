@@ -393,6 +393,28 @@ async def test_an_answer_before_the_body_that_keeps_the_connection_keeps_it_howe
     assert (await client.response())[0] == status  # the next request's, on the same connection
 
 
+@pytest.mark.parametrize("trickled", [False, True], ids=["paused", "trickled"])
+async def test_the_rest_of_a_body_after_an_answer_that_keeps_the_connection_holds_it_no_longer_than_a_body_read(
+        server, autojump_clock, trickled):
+    """What holds a connection's slot while the rest of a body is dropped after an early answer (a slowloris's way
+    in): a read that does not come within READ_TIMEOUT_S, or the request not whole by its deadline, closes the
+    connection, as for a body the app reads; nothing more is sent, the answer given."""
+    client = await connect(await server(refusing_app))
+    start = trio.current_time()
+    await client.send(b"POST /v1/vouches HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\nxy")
+    assert "connection" not in (await client.response())[1]
+    async with trio.open_nursery() as nursery:
+        if trickled:
+            nursery.start_soon(trickle, client, b"x" * 98)  # each byte within the read timeout, the whole never
+        answered = trio.current_time()
+        assert await client.closed()
+        nursery.cancel_scope.cancel()
+    if trickled:
+        assert REQUEST_DEADLINE_S <= trio.current_time() - start <= REQUEST_DEADLINE_S + 1
+    else:
+        assert READ_TIMEOUT_S <= trio.current_time() - answered <= READ_TIMEOUT_S + 1
+
+
 async def test_a_head_request_gets_the_head_without_the_body(server):
     client = await connect(await server(echo_app))
     await client.send(b"HEAD /x HTTP/1.1\r\nHost: node\r\n\r\n" + get("/after"))

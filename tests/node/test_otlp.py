@@ -215,15 +215,21 @@ def plain_span():
                                                                   "value": {"stringValue": "GET"}}]}
 
 
+def mcp_chatter_span():
+    """An MCP server's span of session chatter, of no gen_ai.* attribute: not an action."""
+    return {**json_span(), "name": "tools/list", "attributes": [{"key": "mcp.method.name",
+                                                               "value": {"stringValue": "tools/list"}}]}
+
+
 async def test_a_request_of_spans_that_are_not_agents_actions_stores_nothing_and_is_a_full_success(node):
-    body = json_request(json_span(**{"gen_ai.operation.name": "chat"}), plain_span())
+    body = json_request(json_span(**{"gen_ai.operation.name": "chat"}), mcp_chatter_span(), plain_span())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
         response = await client.post("/v1/traces", content=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     assert response.status_code == 200 and "partialSuccess" not in response.json()
     assert node.audit.size == 0 and node.metrics.value("event_batches_total") == 0
-    assert node.metrics.value("spans_total", result="ignored") == 2
-    assert [node.metrics.value("spans_ignored_total", reason=r) for r in ("not_an_action", "not_genai")] == [1, 1]
+    assert node.metrics.value("spans_total", result="ignored") == 3
+    assert [node.metrics.value("spans_ignored_total", reason=r) for r in ("not_an_action", "not_genai")] == [2, 1]
 
 
 def as_protobuf(body):
