@@ -14,10 +14,11 @@ A span becomes an event when it describes an agent acting and names that agent b
   none), or whose `did:key:` is malformed, or whose times are impossible, is rejected: counted in the response's
   partial_success (the exporter was pointed at this node to report agents' actions; one that sets the wrong
   attribute should hear so, not a full success).
-- A span of a field not as OTLP has it (MalformedSpan: a traceId or spanId not hex or longer than the spec's 16
-  and 8 bytes, a time not an unsigned 64-bit integer, a name, status or attribute of the wrong type, on the span or
-  its resource) is rejected too, by itself. Only a request that cannot be read at all is refused (OtlpError, HTTP
-  400, which an exporter does not retry): not protobuf or JSON, or not resourceSpans of scopeSpans of spans.
+- A span of a field not as OTLP has it (MalformedSpan: a traceId or spanId not hex bytes (an odd number of digits,
+  say) or longer than the spec's 16 and 8 bytes, a time not an unsigned 64-bit integer, a name, status or attribute
+  of the wrong type, on the span or its resource) is rejected too, by itself. Only a request that cannot be read at
+  all is refused (OtlpError, HTTP 400, which an exporter does not retry): not protobuf or JSON, or not resourceSpans
+  of scopeSpans of spans.
 - Outcome: `vouchnet.outcome` if set (ok, error, denied, timeout); else, if the span has `error.type` or status
   ERROR, `timeout` when the error type or status message says timeout/deadline, `denied` when it says
   denied/forbidden/permission/unauthori[sz]ed/policy (or is 401/403), else `error`; otherwise `ok`.
@@ -264,13 +265,16 @@ def _json_attrs(items: list[Any], path: str) -> dict[str, Scalar]:
 
 
 def _json_id(value: Any, field: str, size: int) -> str:
-    """An id as OTLP/JSON writes its bytes, in hex (lower-cased here), "" if absent; at most `size` bytes."""
+    """An id as OTLP/JSON writes its bytes, in hex (lower-cased here), two digits a byte, "" if absent; at most `size`
+    bytes."""
     if value in (None, ""):
         return ""
     if type(value) is not str or any(c not in "0123456789abcdefABCDEF" for c in value):
         raise _Malformed(f"{field}: must be hex digits")
     if len(value) > 2 * size:
         raise _Malformed(_too_long(field, size))
+    if len(value) % 2:
+        raise _Malformed(f"{field}: an odd number of hex digits; bytes are two each")
     return value.lower()
 
 

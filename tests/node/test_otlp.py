@@ -346,6 +346,10 @@ def malformed_json_spans():
          "traceId: more than 16 bytes (32 hex digits), the spec's length"),
         (span_with(spanId="0123456789abcdef0"), "spanId: more than 8 bytes (16 hex digits), the spec's length"),
         (span_with(spanId=42), "spanId: must be hex digits"),
+        # Stored as it came, "abc", though no bytes are written so in hex.
+        (span_with(spanId="abc"), "spanId: an odd number of hex digits; bytes are two each"),
+        (span_with(traceId="5b8efff798038103d269b633813fc60"),
+         "traceId: an odd number of hex digits; bytes are two each"),
         (span_with(startTimeUnixNano="-5"), "startTimeUnixNano: must be an unsigned 64-bit integer"),
         (span_with(startTimeUnixNano="²"), "startTimeUnixNano: must be an unsigned 64-bit integer"),
         (span_with(endTimeUnixNano=2**64), "endTimeUnixNano: must be an unsigned 64-bit integer"),
