@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import re
+import sys
 import threading
 import time
 
@@ -626,6 +627,24 @@ def spans_in(request):
                 return None
             count += len(spans)
     return count
+
+
+def test_a_double_value_of_an_integer_beyond_a_doubles_range_is_refused_as_json_and_the_largest_is_read():
+    """The strict reader (node.strict_json) refuses the request before a doubleValue is read, to the exact bound:
+    the largest integer a double holds is read as that double, one past it (either sign) is not JSON."""
+    def with_double(number):
+        span = json_span()
+        span["attributes"].append({"key": "x", "value": {"doubleValue": number}})
+        return json.dumps(json_request(span)).encode()
+
+    largest = int(sys.float_info.max)
+    for beyond in (largest + 1, -largest - 1):
+        with pytest.raises(OtlpError, match=r"^body: not JSON \(.*\(309 digits\) is beyond a JSON number's range"):
+            decode_json(with_double(beyond))
+    for number in (largest, -largest):
+        [span] = decode_json(with_double(number))
+        assert span.attrs["x"] == float(number)
+        assert type(span.attrs["x"]) is float
 
 
 @settings(max_examples=150)
