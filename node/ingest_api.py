@@ -116,7 +116,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         "/v1/events",
         openapi_extra={"requestBody": _EVENTS_BODY},
         responses={200: {"description": "Valid events kept; `rejected` lists each invalid one by index"},
-                   **error_responses(415),
+                   **error_responses(),
                    400: {"model": ErrorBody, "description": "Not a batch, or an Idempotency-Key that is not 1 to "
                                                             f"{MAX_KEY} printable ASCII"},
                    413: {"model": ErrorBody, "description": "Over 1 MiB or 1000 events"},

@@ -14,10 +14,11 @@ A span becomes an event when it describes an agent acting and names that agent b
   none), or whose `did:key:` is malformed, or whose times are impossible, is rejected: counted in the response's
   partial_success (the exporter was pointed at this node to report agents' actions; one that sets the wrong
   attribute should hear so, not a full success).
-- A span of a field not as OTLP has it (MalformedSpan: a traceId or spanId not hex or longer than the spec's 16
-  and 8 bytes, a time not an unsigned 64-bit integer, a name, status or attribute of the wrong type, on the span or
-  its resource) is rejected too, by itself. Only a request that cannot be read at all is refused (OtlpError, HTTP
-  400, which an exporter does not retry): not protobuf or JSON, or not resourceSpans of scopeSpans of spans.
+- A span of a field not as OTLP has it (MalformedSpan: a traceId or spanId not hex bytes (an odd number of digits,
+  say) or longer than the spec's 16 and 8 bytes, a time not an unsigned 64-bit integer, a name, status or attribute
+  of the wrong type, on the span or its resource) is rejected too, by itself. Only a request that cannot be read at
+  all is refused (OtlpError, HTTP 400, which an exporter does not retry): not protobuf or JSON, or not resourceSpans
+  of scopeSpans of spans.
 - Outcome: `vouchnet.outcome` if set (ok, error, denied, timeout); else, if the span has `error.type` or status
   ERROR, `timeout` when the error type or status message says timeout/deadline, `denied` when it says
   denied/forbidden/permission/unauthori[sz]ed/policy (or is 401/403), else `error`; otherwise `ok`.
@@ -35,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,7 +79,6 @@ TRACE_ID_BYTES, SPAN_ID_BYTES = 16, 8  # the spec's lengths; a span of a longer 
 _GENAI_PREFIXES = ("gen_ai.", "mcp.")
 
 Scalar = str | bool | int | float
-_MAX_DOUBLE = int(sys.float_info.max)
 # OTLP/JSON's 64-bit integers as decimal text; ASCII digits only (str.isdigit is true of "²", which int() refuses).
 _UINT = re.compile(r"[0-9]{1,20}")
 _INT = re.compile(r"-?[0-9]{1,19}")
@@ -243,10 +242,7 @@ def _json_value(value: Any, path: str) -> Scalar | None:
             return raw
         raise _Malformed(f"{path}.intValue: must be a 64-bit integer")
     if "doubleValue" in value and type(value["doubleValue"]) in (int, float):
-        raw = value["doubleValue"]
-        if type(raw) is int and abs(raw) > _MAX_DOUBLE:  # JSON has no bound; float() would raise OverflowError
-            raise _Malformed(f"{path}.doubleValue: must be within the range of a double")
-        return float(raw)
+        return float(value["doubleValue"])  # loads_strict took no integer beyond a double's range
     return None
 
 
@@ -264,13 +260,16 @@ def _json_attrs(items: list[Any], path: str) -> dict[str, Scalar]:
 
 
 def _json_id(value: Any, field: str, size: int) -> str:
-    """An id as OTLP/JSON writes its bytes, in hex (lower-cased here), "" if absent; at most `size` bytes."""
+    """An id as OTLP/JSON writes its bytes, in hex (lower-cased here), two digits a byte, "" if absent; at most `size`
+    bytes."""
     if value in (None, ""):
         return ""
     if type(value) is not str or any(c not in "0123456789abcdefABCDEF" for c in value):
         raise _Malformed(f"{field}: must be hex digits")
     if len(value) > 2 * size:
         raise _Malformed(_too_long(field, size))
+    if len(value) % 2:
+        raise _Malformed(f"{field}: an odd number of hex digits; bytes are two each")
     return value.lower()
 
 

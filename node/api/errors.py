@@ -63,9 +63,9 @@ _WRITE_MEANINGS = {**_MEANINGS, 400: "A body that is not JSON as I-JSON (RFC 749
 
 
 def error_responses(*statuses: int, json_body: bool = True) -> dict[int | str, dict[str, Any]]:
-    """For a write's OpenAPI entry: the refusals it may give, 400 if it takes a `json_body`, and 422, each with the
-    one error shape."""
-    return _responses(_WRITE_MEANINGS, (*statuses, *([400] if json_body else []), 422))
+    """For a write's OpenAPI entry: the refusals it may give, 400 and 415 if it takes a `json_body`, and 422, each
+    with the one error shape."""
+    return _responses(_WRITE_MEANINGS, (*statuses, *([400, 415] if json_body else []), 422))
 
 
 def read_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -155,7 +155,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     """One pydantic error as "where: what", e.g. "query.limit: Input should be less than or equal to 500"."""
     loc = tuple(error.get("loc", ()))
     if loc == ("body",):
-        # FastAPI hands a body not sent as JSON on to the model as bytes; say what the body must be instead.
+        # JSON but not an object (an array, a string); say what the body must be instead.
         return "body: must be a JSON object, sent with Content-Type: application/json"
     where = ".".join(str(part) for part in loc) or "request"
     message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")

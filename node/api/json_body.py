@@ -1,7 +1,9 @@
 """Every JSON request body a route reads, through its model or `request.json()`, is I-JSON (node.strict_json), parsed
 once, by the strict reader: a body that is not is 400 `bad_request` naming why, before the route sees it. FastAPI's
 and Starlette's parser takes UTF-16, the last of a repeated member and NaN, so a record could be signed from a body
-the caller's own tools read otherwise. The API is not made with a route that could read its body another way."""
+the caller's own tools read otherwise. The API is not made with a route that could read its body another way. A
+route with a body model takes it as JSON only: one sent as another type is 415 `unsupported_media_type` (RFC 9110
+§15.5.16), where FastAPI handed its bytes to the model, a 422 saying nothing of the type."""
 
 from __future__ import annotations
 
@@ -14,21 +16,26 @@ from fastapi.routing import APIRoute
 
 from ..strict_json import loads_strict, not_json
 from .errors import ApiError
+from .guard import media_type
 
 
 class StrictJsonRoute(APIRoute):
     """A route whose request's JSON body, wherever FastAPI or the route reads one (a body model's, sent as
     application/json or `+json`; `await request.json()` in its handler or a dependency), is read by loads_strict
-    instead of json.loads; its ValueError is the 400. Every route of the API that can read its request's body is one
-    (check_strict_json)."""
+    instead of json.loads; its ValueError is the 400; a body model's body of another type is the 415. Every route of the
+    API that can read its request's body is one (check_strict_json)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if not _reads_body(self):
             return handler  # nothing of it can read the body: no request made twice
+        takes_model = self.body_field is not None
 
         async def strict_handler(request: Request) -> Response:
-            return await handler(_StrictJsonRequest(request.scope, request.receive))
+            strict = _StrictJsonRequest(request.scope, request.receive)
+            if takes_model:
+                await _refuse_other_types(strict)
+            return await handler(strict)
 
         return strict_handler
 
@@ -42,6 +49,17 @@ class _StrictJsonRequest(Request):
             except ValueError as error:
                 raise ApiError(400, "bad_request", not_json(error)) from None
         return self._json
+
+
+async def _refuse_other_types(request: Request) -> None:
+    """A 415 for a body a model would read sent as another type than JSON (`application/json`, or the `+json` types
+    FastAPI reads as JSON), or of no type (read as JSON by FastAPI before 0.132, not since); a request with neither a
+    type nor a body is left to the model, whose 422 names the missing body."""
+    kind = media_type(request)
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        return
+    if kind or await request.body():
+        raise ApiError(415, "unsupported_media_type", "Content-Type: must be application/json")
 
 
 def check_strict_json(routers: Iterable[APIRouter]) -> None:

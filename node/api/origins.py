@@ -6,9 +6,9 @@ POST from a form or a `no-cors` fetch, its body `text/plain`, form data or of no
 reads no answer, and can set no `Authorization`, so every write that needs the token is 401 whatever it sends. What
 is left: a read runs, and whether it succeeded shows (a script's `onload` or `onerror`: whether the node knows an
 agent); and a POST reaches the open writes (a policy check; a trace export where `[api] traces_need_token =
-false`), which read nothing from it today (`text/plain` and form data are 422 or 415, as is an untyped body with
-FastAPI 0.132 on) but would run a check from a JSON body of no type under an older FastAPI (0.110-0.131, which
-pyproject.toml allows: they read one as JSON), as any route added later that reads a body whatever its type would.
+false`), which read nothing from it (`text/plain`, form data and an untyped body are 415, node.api.json_body,
+under any FastAPI: 0.110-0.131, which pyproject.toml allows, read an untyped one as JSON), but any route added later
+that reads a body whatever its type would.
 Browsers say where such a request comes from: `Origin` (RFC 6454 §7; sent on every cross-origin request but
 a GET without CORS) and `Sec-Fetch-Site` (W3C Fetch Metadata §2.1). So, as Go's net/http CrossOriginProtection and
 web.dev's resource isolation policy do, a request is refused 403 `forbidden_origin` when its `Origin` is not the

@@ -678,14 +678,25 @@ async def test_a_missing_field_is_named(api):
     assert_error(response, 422, "invalid_request", "body.weight: Field required")
 
 
-@pytest.mark.parametrize(
-    ("content", "content_type"),
-    [(b"[1, 2]", "application/json"), (b"subject=x", "text/plain"), (b"", "")],
-)
+@pytest.mark.parametrize(("content", "content_type"), [(b"[1, 2]", "application/json"), (b"", "")])
 async def test_a_body_that_is_not_a_json_object_is_refused(api, content, content_type):
     headers = {**AUTH, "content-type": content_type} if content_type else AUTH
     response = await api.post("/v1/vouches", content=content, headers=headers)
     assert_error(response, 422, "invalid_request", "body")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data; boundary=x", "application/cbor", None])
+async def test_a_vouch_sent_as_another_type_than_json_is_415_and_a_json_type_is_read(api, content_type):
+    """RFC 9110 §15.5.16: the body's type is what is wrong (it was 422 `invalid_request` naming the body), with no
+    type at all too (which FastAPI before 0.132 read as JSON); `+json` types are JSON."""
+    body = json.dumps({"subject": new_did(), "weight": 0.5, "basis": "operator"}).encode()
+    typed = {**AUTH, "content-type": content_type} if content_type else AUTH
+    assert_error(await api.post("/v1/vouches", content=body, headers=typed), 415, "unsupported_media_type",
+                 "Content-Type: must be application/json")
+    for json_type in ("application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"):
+        body = json.dumps({"subject": new_did(), "weight": 0.5, "basis": "operator"}).encode()
+        response = await api.post("/v1/vouches", content=body, headers={**AUTH, "content-type": json_type})
+        assert response.status_code == 201, (json_type, response.text)
 
 
 async def test_a_json_body_that_is_not_json_is_refused_by_the_one_reader_saying_where(api):

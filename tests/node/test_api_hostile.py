@@ -439,6 +439,21 @@ async def test_every_write_taking_a_json_body_refuses_one_that_is_not_i_json(hos
             assert _error(answer)["detail"].startswith("body: not JSON ("), (template, body, answer)
 
 
+async def test_every_write_taking_a_json_body_refuses_one_sent_as_another_type_with_415(hostile):
+    """A JSON body sent as text/plain or form data is 415 `unsupported_media_type` (RFC 9110 §15.5.16), declared in the
+    OpenAPI entry, on every route whose entry takes application/json, as on events and traces: vouches, revocations
+    and a check answered it 422 `invalid_request`, naming the body, not its type."""
+    token = (b"authorization", f"Bearer {TOKEN}".encode())
+    for template, method in _json_writes(hostile):
+        assert "415" in hostile.spec["paths"][template][method]["responses"], template
+        for content_type in (b"text/plain", b"text/plain; charset=utf-8", b"application/x-www-form-urlencoded"):
+            answer = await call(hostile.app, method.upper(), _path(hostile, template, "", ""), b"",
+                                [token, (b"content-type", content_type)], b'{"action": "tool_call"}')
+            assert (answer.status, _error(answer)) == (415, {"error": "unsupported_media_type",
+                                                             "detail": "Content-Type: must be application/json"}), \
+                (template, content_type, answer)
+
+
 async def test_every_write_taking_a_json_body_says_why_one_python_cannot_parse_is_refused(hostile):
     """An integer of over 4,300 digits, or arrays nested beyond the parser's depth, failed FastAPI's parser before
     the I-JSON check: 400 "body: cannot be read as UTF-8 JSON", which the body is."""

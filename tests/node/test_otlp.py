@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import re
+import sys
 import threading
 import time
 
@@ -352,6 +353,10 @@ def malformed_json_spans():
          "traceId: more than 16 bytes (32 hex digits), the spec's length"),
         (span_with(spanId="0123456789abcdef0"), "spanId: more than 8 bytes (16 hex digits), the spec's length"),
         (span_with(spanId=42), "spanId: must be hex digits"),
+        # Stored as it came, "abc", though no bytes are written so in hex.
+        (span_with(spanId="abc"), "spanId: an odd number of hex digits; bytes are two each"),
+        (span_with(traceId="5b8efff798038103d269b633813fc60"),
+         "traceId: an odd number of hex digits; bytes are two each"),
         (span_with(startTimeUnixNano="-5"), "startTimeUnixNano: must be an unsigned 64-bit integer"),
         (span_with(startTimeUnixNano="²"), "startTimeUnixNano: must be an unsigned 64-bit integer"),
         (span_with(endTimeUnixNano=2**64), "endTimeUnixNano: must be an unsigned 64-bit integer"),
@@ -628,6 +633,24 @@ def spans_in(request):
                 return None
             count += len(spans)
     return count
+
+
+def test_a_double_value_of_an_integer_beyond_a_doubles_range_is_refused_as_json_and_the_largest_is_read():
+    """The strict reader (node.strict_json) refuses the request before a doubleValue is read, to the exact bound:
+    the largest integer a double holds is read as that double, one past it (either sign) is not JSON."""
+    def with_double(number):
+        span = json_span()
+        span["attributes"].append({"key": "x", "value": {"doubleValue": number}})
+        return json.dumps(json_request(span)).encode()
+
+    largest = int(sys.float_info.max)
+    for beyond in (largest + 1, -largest - 1):
+        with pytest.raises(OtlpError, match=r"^body: not JSON \(.*\(309 digits\) is beyond a JSON number's range"):
+            decode_json(with_double(beyond))
+    for number in (largest, -largest):
+        [span] = decode_json(with_double(number))
+        assert span.attrs["x"] == float(number)
+        assert type(span.attrs["x"]) is float
 
 
 @settings(max_examples=150)

@@ -88,7 +88,7 @@ async def test_a_span_twice_in_one_request_is_stored_once(node):
 
 
 async def test_spans_without_ids_of_the_spec_s_lengths_are_stored_as_they_come(node):
-    span = {**json_span(), "spanId": "abc"}
+    span = {**json_span(), "spanId": "abcd"}
     await post(node, json_request(span, span))
     assert node.audit.size == 2
 
