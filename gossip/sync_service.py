@@ -286,6 +286,7 @@ class SyncService:
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
         self._rounds_after_busy: set[str] = set()  # peers a round a catch-up needs waits for as their Busy wait ends
+        self._needed_before: set[str] = set()  # the peers `_needed` as `needs_changed` last asked
         self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -543,11 +544,26 @@ class SyncService:
         or a peer's round proved the org's records in or showed the peer holds none, or a peer came or went among those
         the node dials; or a peer connected or disconnected (`_follow_peers`). A full round waiting for its turn that is
         needed now stops waiting, to end the fetches of gaps in its way (`_round_slot`); rounds waiting for a session
-        slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots)."""
+        slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots). A peer
+        needed now and not as last asked has a full round (`_round_newly_needed`)."""
         for peer_id, waiting in self._rounds_awaiting_turn.items():
             if self._needed(peer_id):
                 waiting.cancel()
         self._slots.needs_changed()
+        self._round_newly_needed()
+
+    def _round_newly_needed(self) -> None:
+        """A full round with each peer a catch-up needs (`_needed`) that it did not as `needs_changed` last asked:
+        one connected already as the node came to dial it (its org's `org` record came in: peer exchange) would
+        otherwise have none but at its next connection or a periodic round, and the catch-up would wait for one, or
+        time out. One that just connected has its round from `_follow_peers` as well: whichever starts second returns
+        at once (`sync_with`)."""
+        connected = self.host.connected_peers() if self.catch_up_peers else []  # (as `_needed`, asking the host once)
+        needed = {peer for peer in connected if any(needs(peer) for needs in self.catch_up_peers)}
+        if self._nursery is not None:
+            for peer_id in needed - self._needed_before:
+                self._nursery.start_soon(self.sync_with, peer_id)
+        self._needed_before = needed
 
     def _needed(self, peer_id: str) -> bool:
         """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`), a connected peer: a round

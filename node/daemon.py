@@ -667,7 +667,8 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     round under way with it, past what the catch-up needed, may be ended for a round with another peer it dials
     that has yet to answer. A peer answering, a peer coming or going among those it dials (its org's latest `org`
     record names another network, say), and the block's end, are told to SyncService.needs_changed: a round waiting
-    for a slot ends at once one that is no longer needed, and no longer needed itself, ends none. Only a catch-up that
+    for a slot ends at once one that is no longer needed, and no longer needed itself, ends none; a peer connected
+    already as the node comes to dial it (peer exchange) has a round at once. Only a catch-up that
     holds signing back preempts (the start's, key rotate's): the late one (_catch_up_late) comes after the node
     signed, and for an org no peer it dials holds may wait the node's whole life, its rounds ending gap fetches all
     the while."""

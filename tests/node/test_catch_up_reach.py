@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -93,11 +93,13 @@ class Started:
     took: float  # seconds from the catch-up's call to its end, on trio's clock
 
 
-async def start(tmp_path: Path, host: OneHost, peer: str) -> Started:
-    """A new org's node whose one bootstrap peer is `peer`, at a LAN address, run through its catch-up sync, its
-    services wired as serve_node wires them."""
+async def start(tmp_path: Path, host: OneHost, peer: str, *, roots: tuple[str, ...] = (),
+                meanwhile: Callable[[Replica], Awaitable[None]] | None = None) -> Started:
+    """A new org's node whose one bootstrap peer is `peer`, at a LAN address, trusting `roots`, run through its
+    catch-up sync, its services wired as serve_node wires them; `meanwhile(replica)`, if given, runs alongside (gossip
+    bringing in records, say)."""
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(Org().key, store, roots=(), max_hops=1, held_limit=10)
+        replica = Replica(Org().key, store, roots=roots, max_hops=1, held_limit=10)
         sync = SyncService(host, replica, network="test")  # type: ignore[arg-type]
         manager = PeerManager(host, replica, network="test",  # type: ignore[arg-type]
                               bootstrap=[f"/ip4/10.0.0.1/tcp/4001/p2p/{peer}"], max_peers=5,
@@ -107,6 +109,8 @@ async def start(tmp_path: Path, host: OneHost, peer: str) -> Started:
                                peer_manager=manager,
                                config=SimpleNamespace(startup_sync_seconds=STARTUP_SYNC_SECONDS, data_dir=tmp_path))
         async with trio.open_nursery() as nursery:
+            if meanwhile is not None:
+                nursery.start_soon(meanwhile, replica)
             began = trio.current_time()
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
             took = trio.current_time() - began

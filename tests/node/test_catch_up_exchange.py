@@ -1,0 +1,59 @@
+"""The start's catch-up sync (node.daemon) with a peer already connected that it comes to dial as it waits (trio's
+mock clock, a stand-in host, the real sync service and peer manager): the peer dialled in unasked, its round on
+connecting ended, and then its org's `org` record came in (peer exchange); the catch-up needs a round with it, and
+has one at once, not at the next periodic round or startup_sync_seconds."""
+
+from __future__ import annotations
+
+import trio
+
+from gossip.host import StreamError, peer_id_from_public_key
+from gossip.replica import Replica
+from gossip.sync_messages import SYNC_PROTOCOL, HeadsPage, encode_message
+from vouching import org_body
+
+from ..factories import Org
+from ..gossip.test_sync_rounds import ScriptedPeerStream
+from .test_catch_up_reach import STARTUP_SYNC_SECONDS, OneHost, a_peer, start
+
+DIAL_SECONDS = 0.3
+RECORD_AT = 1.0  # seconds into the catch-up that gossip brings in the peer's org's `org` record
+
+
+async def test_a_connected_peer_the_start_comes_to_dial_has_the_round_its_catch_up_needs_at_once(
+        tmp_path, autojump_clock):
+    """Found by stop 41's reader: a peer becoming one the node dials only told the sync service's waits that the
+    catch-up needs had changed, and started no round; rounds start only as a peer connects, and periodically (30 s
+    apart), so the start waited all of startup_sync_seconds and said timed_out. The bootstrap peer resets each sync
+    stream (it may answer later: the wait goes on); the other peer holds none of the new org's records, so its
+    round's heads end the wait."""
+    bootstrap, exchanged = a_peer(), Org()
+    peer = peer_id_from_public_key(bytes(exchanged.key.verify_key))
+    opened: list[float] = []  # when each sync stream to `peer` opened
+    host = OneHost(lambda p: StreamError(f"open {SYNC_PROTOCOL} stream to {p}: stream reset"),
+                   dial_seconds=DIAL_SECONDS)
+    resetting = host.open_stream
+
+    async def open_stream(peer_id: str, protocol: str) -> object:
+        if peer_id != peer:
+            return await resetting(peer_id, protocol)
+        opened.append(trio.current_time())
+
+        async def nothing_held() -> bytes:
+            await trio.lowlevel.checkpoint()
+            return encode_message(HeadsPage((), more=False))
+
+        return ScriptedPeerStream(nothing_held)
+
+    host.open_stream = open_stream  # type: ignore[method-assign]
+
+    async def meanwhile(replica: Replica) -> None:
+        await host.connect(f"/ip4/10.0.0.3/tcp/4001/p2p/{peer}")  # (it dialled in: the stand-in's event is the same)
+        await trio.sleep_until(RECORD_AT)
+        org = exchanged.record("org", org_body("exchanged", "test", ["/ip4/10.0.0.3/tcp/4001"]))
+        assert replica.accept([org]).accepted == [org]
+
+    started = await start(tmp_path, host, bootstrap, roots=(exchanged.did,), meanwhile=meanwhile)
+    assert opened == [DIAL_SECONDS, RECORD_AT]  # as it connected, unasked; then as the node came to dial it
+    assert (started.caught_up.state, started.took) == ("done", RECORD_AT)
+    assert started.took < STARTUP_SYNC_SECONDS
