@@ -157,13 +157,18 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    it does not serve as for a timeout; TCP.dial logs "Failed to open TCP stream" before raising for every
    refused dial; Swarm logs "failed to upgrade security" for a dial that reached the wrong key, and
    MultiselectClient "handshake: read failed" for a peer that hung up mid-negotiation. A connection that
-   arrives while a host stops draws a WARNING with a traceback ("[ADDCONN_FAIL] ... LifecycleError"). A peer
+   arrives while a host stops draws a WARNING with a traceback ("[ADDCONN_FAIL] ... LifecycleError"). A stream
+   the peer opens as this host closes the connection draws "Error in handle_incoming for peer X:
+   ClosedResourceError" from Yamux.handle_incoming: it ACKed the stream, then handed it on through the channel
+   that Yamux.close closed meanwhile (the stream is closed with the connection; nobody was told of it yet). A peer
    that speaks only GossipSub (tests/interop's js-libp2p peer) drew about three such records a second from our
    sync and cosigning attempts; a stopped 20-node network, hundreds. Repro: two hosts, a.open_stream(b, "/x/1")
    where b serves no /x/1; a.connect() to a closed port; stop 20 connected nodes at once (dozens of each of the
-   last two). Handled: a filter on those loggers makes these records DEBUG (the caller reports the failure in
-   its own terms), and Host.open_stream raises ProtocolNotSupported, remembering the refusal until the peer
-   disconnects, so asking again fails at once and services can pass the peer over (Host.refused). A host listens
+   last two); b opens a stream on its connection to a as a disconnects b, a's ACK's write held until the close.
+   Handled: a filter on those loggers makes these records DEBUG (the caller reports the failure in its own terms;
+   of a stream lost with its connection, the peer, whose open of it fails), and Host.open_stream raises
+   ProtocolNotSupported, remembering the refusal until the peer disconnects, so asking again fails at once and
+   services can pass the peer over (Host.refused). A host listens
    before its owner's services set their handlers, so it is told the protocols they will serve
    (HostConfig.served_protocols): a stream of one that comes first waits for its handler, not refused, and is reset
    if none is set within early_stream_wait, or as soon as its connection closes or its peer is blocked; one the peer
@@ -3046,12 +3051,16 @@ LIBP2P_LOG_WINDOW_S = 60.0  # a py-libp2p call site writes one WARNING or worse 
 LIBP2P_LOG_LIMIT = _WarningsOncePerWindow(burst=1, window=LIBP2P_LOG_WINDOW_S)
 
 
-# Where py-libp2p logs routine failures at ERROR before raising them to the caller (quirk 23), and how they start.
+# Where py-libp2p logs routine failures at ERROR before raising them to the caller (quirk 23), and how they start
+# (yamux's: a stream lost with its connection, which its peer is told of).
 _ROUTINE_FAILURE_LOGGERS = ("libp2p.host.basic_host", "libp2p.transport.tcp.tcp", "libp2p.network.swarm",
-                            "libp2p.protocol_muxer.multiselect_client")
+                            "libp2p.protocol_muxer.multiselect_client", "libp2p.stream_muxer.yamux.yamux")
 _ROUTINE_FAILURES = ("Failed to open stream to peer", "Failed to open TCP stream",
                      "failed to upgrade security for peer", "MultiselectClient handshake:")
 _ADD_CONN_FAILED = "[ADDCONN_FAIL]"  # routine when the exception (the record's second argument) is LifecycleError
+# Yamux.handle_incoming's record of the error that ended it ("... for peer X: ClosedResourceError: ..."), routine for a
+# ClosedResourceError: a stream the peer opened, handed on after this host's close of the connection began.
+_HANDLE_INCOMING_FAILED = "Error in handle_incoming for peer "
 
 
 class _RoutineFailuresAsDebug(logging.Filter):
@@ -3069,6 +3078,8 @@ def _routine_failure(record: logging.LogRecord) -> bool:
     message = str(record.msg)
     if message.startswith(_ROUTINE_FAILURES):
         return True
+    if message.startswith(_HANDLE_INCOMING_FAILED):
+        return message.split(": ", 2)[1:2] == ["ClosedResourceError"]  # (a peer id holds no ": ")
     args = record.args if isinstance(record.args, tuple) else ()
     return message.startswith(_ADD_CONN_FAILED) and len(args) > 1 and isinstance(args[1], LifecycleError)
 

@@ -34,9 +34,12 @@ COMMANDS = {
     "sim": "testnet.sim.cli",
     "testnet": "testnet.cli",
 }
-# Said after a node's answer that did not come in time: a start answers once its catch-up sync ended (README).
-_STARTING_HINT = ("  a node starting answers once its catch-up sync with its peers has ended, up to [p2p] "
-                  "startup_sync_seconds after it began (its log says `node running` then); try again then")
+# Said after a node's answer that did not come in time, its two causes (README, What `run` runs): the client cannot
+# tell a node starting, which answers once its catch-up sync ended, from one that is running but does not answer.
+_NO_ANSWER_CAUSES = ("  a node starting answers once its catch-up sync with its peers has ended, up to [p2p] "
+                     "startup_sync_seconds after it began (its log says `node running` then); try again then\n"
+                     "  a node running (its log said `node running`) that does not answer is stopped (SIGSTOP, a "
+                     "debugger) or overloaded")
 # The first steps --help shows: the README's quick start.
 _FIRST_STEPS = [
     "vouchnet demo                  # a record signed, logged and proved, without a node",
@@ -115,7 +118,7 @@ def _run(argv: list[str]) -> int:
     except (ClientError, CommandFailed) as e:
         print(f"{name}: {_shown(e)}", file=sys.stderr)
         if isinstance(e, NodeUnreachable) and e.timed_out:
-            print(_STARTING_HINT, file=sys.stderr)
+            print(_NO_ANSWER_CAUSES, file=sys.stderr)
         return 1
     except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it

@@ -256,12 +256,16 @@ class OrgReputation:
             f"Reputation {self.reputation:.3g} (personalised PageRank from the trust roots); full weight from "
             f"{self.full_weight_reputation:.3g}."
         )
-        if self.agreements or self.disagreements:
+        if self.root:
+            out.append(f"Credibility {self.credibility:.2f}: a trust root's digests are what the other orgs' are "
+                       "compared with, not tested themselves.")
+        elif self.agreements or self.disagreements:
             out.append(f"Credibility {self.credibility:.2f}: its digests agreed {self.agreements:.1f} and disagreed "
                        f"{self.disagreements:.1f} times with what this node and its roots observed.")
         else:
-            out.append(f"Credibility {self.credibility:.2f}: none of its digests could be compared yet with what this "
-                       "node and its roots observed.")
+            out.append(f"Credibility {self.credibility:.2f}, the starting credibility of an org none of whose digests "
+                       "could be compared yet with what this node and its roots observed; it rises as they agree and "
+                       "falls as they disagree.")
         out.append(f"Accountability {self.accountability:.2f} for what it vouched for; its vouches for agents "
                    f"count {self.voucher_weight:.2f}, its digests {self.weight:.2f}.")
         if self.group != self.org:

@@ -1000,6 +1000,41 @@ async def test_py_libp2p_records_of_failures_it_also_raises_are_debug_and_others
 
 
 @pytest.mark.slow
+async def test_a_stream_the_peer_opens_as_the_host_closes_the_connection_draws_no_error_from_py_libp2p(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quirk 23: yamux ACKs a stream the peer opens, then hands it on through a channel that the host's close of the
+    connection closed meanwhile, and py-libp2p logged `ERROR Error in handle_incoming for peer X:
+    ClosedResourceError`. Here the ACK's write is held until the close has begun, as a slow socket holds it."""
+    from libp2p.stream_muxer.yamux.yamux import FLAG_ACK, HEADER_SIZE
+
+    acked, write_frame = trio.Event(), gossip.host._Yamux._write_frame
+
+    async def held_ack(muxer: gossip.host._Yamux, data: bytes) -> None:
+        await write_frame(muxer, data)
+        if str(muxer.peer_id) == opener and struct.unpack(YAMUX_HEADER_FORMAT, data[:HEADER_SIZE])[1:3] == (
+                TYPE_WINDOW_UPDATE, FLAG_ACK):  # a's ACK of a stream b opens (b's, or one b's pubsub opens)
+            acked.set()
+            await muxer.event_shutting_down.wait()  # the close, under way
+
+    async def open_and_lose(peer: str) -> None:
+        with pytest.raises(HostError):  # (the connection closed under it)
+            await b.open_stream(peer, "/vouchnet/test/any/1")
+
+    monkeypatch.setattr(gossip.host._Yamux, "_write_frame", held_ack)
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as a, open_host(os.urandom(32), LOOPBACK) as b:
+            opener = b.peer_id
+            with caplog.at_level(logging.DEBUG, "libp2p.stream_muxer.yamux.yamux"):  # (once the hosts set levels)
+                await b.connect(a.listen_addrs[0])
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(open_and_lose, a.peer_id)
+                    await acked.wait()
+                    await a.disconnect(b.peer_id)
+    closed = {(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records if "ClosedResourceError" in r.msg}
+    assert closed == {("DEBUG", f"Error in handle_incoming for peer {b.peer_id}")}  # reproduced, and routine
+
+
+@pytest.mark.slow
 async def test_a_peer_that_makes_py_libp2p_warn_on_every_message_gets_one_line_and_a_count(
         root_records: list[logging.LogRecord]) -> None:
     # Quirk 59: py-libp2p queues each message for a connected peer it has not heard join the topic, 100 at most, and

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -204,6 +205,33 @@ async def test_a_node_that_does_not_answer_in_time_is_said_with_a_starting_node_
     assert f"the node at http://127.0.0.1:{port} did not answer within 0.2 s" in err
     assert "a node starting answers once its catch-up sync with its peers has ended, up to [p2p] startup_sync_seconds" \
         in err
+    assert "a node running (its log said `node running`) that does not answer is stopped (SIGSTOP, a debugger) or " \
+           "overloaded" in err  # the client cannot tell the two apart
+
+
+async def test_a_server_stopped_with_sigstop_is_said_as_one_of_the_two_causes_of_no_answer_not_as_starting(
+        run, monkeypatch):
+    """A server that answered, then stopped with SIGSTOP, holds the connections its kernel accepts unanswered, as a
+    node starting does: the command names both causes. Before: only that a start answers once its catch-up sync has
+    ended, for a node that had started long before and would never answer."""
+    import node.commands.common
+
+    monkeypatch.setattr(node.commands.common, "NodeClient", partial(node.commands.common.NodeClient, timeout=0.2))
+    server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = int(server.stdout.readline().split(" port ")[1].split()[0])  # "Serving HTTP on 127.0.0.1 port N ..."
+        code, _, err = await run("status", "--api", f"http://127.0.0.1:{port}")
+        assert code == 1 and "did not answer" not in err  # it answers (404) while it runs
+        server.send_signal(signal.SIGSTOP)
+        code, _, err = await run("status", "--api", f"http://127.0.0.1:{port}")
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.kill()
+        server.wait()
+    assert code == 1
+    assert f"the node at http://127.0.0.1:{port} did not answer within 0.2 s" in err
+    assert "that does not answer is stopped (SIGSTOP, a debugger) or overloaded" in err
 
 
 async def test_an_address_no_connection_is_made_to_in_time_is_said_as_such_without_a_starting_node_s_wait(

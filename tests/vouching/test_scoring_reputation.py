@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vouching.deviation import credibility
 from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
 from vouching.reputation import _hops_from_roots, full_weight_reference, independence_groups, personalised_pagerank
@@ -379,14 +380,24 @@ def test_org_listing_explains_each_org_in_words():
     org1 = w.engine.org("org1", now=0)
     text = "\n".join(org1.lines())
     assert "vouched for by root" in text and "vouched for by org0" in text and "Credibility" in text
-    assert "none of its digests could be compared yet" in text  # not "agreed 0.0 and disagreed 0.0 times"
-    compared = "\n".join(replace(org1, agreements=2.5, disagreements=0.5).lines())
+    assert "Credibility 1.00: a trust root's digests are what the other orgs' are compared with, not tested" in text
+    compared = "\n".join(replace(org1, root=False, agreements=2.5, disagreements=0.5).lines())
     assert "its digests agreed 2.5 and disagreed 0.5 times with what this node" in compared
-    disagreed = "\n".join(replace(org1, agreements=0.0, disagreements=1.0).lines())  # compared, and never agreed
+    disagreed = "\n".join(replace(org1, root=False, agreements=0.0, disagreements=1.0).lines())  # never agreed
     assert "its digests agreed 0.0 and disagreed 1.0 times with what this node" in disagreed
     inflows = [part["inflow"] for part in org1.as_dict()["vouched_by"]]
     assert {part["issuer"] for part in org1.as_dict()["vouched_by"]} == {"root", "org0"}
     assert inflows == sorted(inflows, reverse=True)
+
+
+def test_an_org_nobody_could_check_yet_is_explained_at_the_starting_credibility_not_as_penalised():
+    w = World(orgs=1, rooted=False)
+    w.engine.recompute(now=0)
+    text = "\n".join(w.engine.org("org0", now=0).lines())
+    starting = credibility(np.zeros(1), np.zeros(1), ScoringParams())[0]  # the priors' credibility
+    assert f"Credibility {starting:.2f}, the starting credibility of an org none of whose digests could be compared " \
+           "yet with what this node and its roots observed; it rises as they agree" in text
+    assert "agreed 0.0" not in text
 
 
 def test_unknown_orgs_have_no_weight():
