@@ -2,31 +2,30 @@
 batches to `POST /v1/events` every `flush_interval` seconds or `batch_size` events, from a daemon thread. A batch
 is cut short where its body would pass the node's limit (MAX_BATCH_BYTES of JSON).
 
-Memory is bounded: past `max_buffer` waiting events the oldest one waiting is dropped and counted (recent
-behaviour tells more), the batch in flight included, however long it is retried. Each batch carries an
-Idempotency-Key, so a batch retried after a lost answer is stored once. A batch the node cannot take now (5xx, 429,
-unreachable), whose answer is not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's
-page, another server at its address), refused by what is not the node (a 3xx or 4xx not in its error format, such
-as a reverse proxy's 404 or 401 page: the node never saw the batch), whose token the node refuses (401, 403:
-its token changed, say; or its Authorization header, as malformed, 400 with a WWW-Authenticate challenge: sent twice,
-a proxy in front adding its own) or that the node answers as sent where it has no such endpoint (404, 405: the collector's
-node URL names a path of the API) is kept and retried with backoff; the last three hold every batch back until
-someone acts, so each is logged once as an error until a post succeeds again. A batch refused as too large (413, by
-the node or by a proxy before it) is sent again at once as two halves, down to single events: an event still refused
-alone is dropped, logged, and counted as rejected if the node refused it, as dropped if a proxy did. Only a batch the
-node itself refuses for what it is (any other 4xx in its error format, node/api/errors.py) is dropped and counted as
-rejected, and so are the events the node rejects of a batch, all or some (logged, the first one's reason given), and so
-is an event JSON cannot carry (a NaN duration, an attribute that is an object), logged; one whose
-attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH), for which the node would refuse the whole
-batch, is refused as it is recorded. A fault of the sender's own (a bug, an HTTP stack's unexpected exception) drops
-the batch it held, counted as dropped and logged as an error, and sending goes on; a sender thread ended by what is
-not an Exception (SystemExit raised in it) is started again by the next record(), and sends the batch it held at
-once.
-`shutdown()` sends what is left, retrying, within one deadline (the post in progress included, the last post cut
-at it); so does the process's exit if shutdown() was not called, with one try a batch (no retries: it stops at the
-first that fails) within the collector's `timeout` in all. What either could not send is logged, with its count,
-and stays counted in `buffered`. A process killed by a signal left at its default (SIGTERM to a plain script)
-runs no exit handler: what was left is neither sent nor said (handle SIGTERM, as uvicorn does, or call shutdown()).
+Memory is bounded: past `max_buffer` waiting events the oldest one waiting is dropped and counted (recent behaviour
+tells more), the batch in flight included, however long it is retried. Each batch carries an Idempotency-Key, so a batch
+retried after a lost answer is stored once. A batch the node cannot take now (5xx, 429, unreachable), whose answer is
+not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's page, another server at its
+address), refused by what is not the node (a 3xx or 4xx not in its error format, such as a reverse proxy's 404 or 401
+page: the node never saw the batch), whose token the node refuses (401, 403: its token changed, say; or its
+Authorization header, as malformed, 400 with a WWW-Authenticate challenge: sent twice, a proxy in front adding its own)
+or that the node answers as sent where it has no such endpoint (404, 405: the collector's node URL names a path of the
+API) is kept and retried with backoff; the last three hold every batch back until someone acts, so each is logged once
+as an error until a post succeeds again. A batch refused as too large (413, by the node or by a proxy before it) is sent
+again at once as two halves, down to single events: an event still refused alone is dropped, logged, and counted as
+rejected if the node refused it, as dropped if a proxy did. Only a batch the node itself refuses for what it is (any
+other 4xx in its error format, node/api/errors.py) is dropped and counted as rejected, and so are the events the node
+rejects of a batch, all or some (logged, the first one's reason given), and so is an event JSON cannot carry (a NaN
+duration, an attribute that is an object), logged; one whose attributes nest deeper than the node reads
+(node.strict_json.MAX_DEPTH), for which the node would refuse the whole batch, is refused as it is recorded. A fault of
+the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted as dropped and logged as
+an error, and sending goes on; a sender thread ended by what is not an Exception (SystemExit raised in it) is started
+again by the next record(), and sends the batch it held at once. `shutdown()` sends what is left, retrying, within one
+deadline (the post in progress included, the last post cut at it); so does the process's exit if shutdown() was not
+called, with one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all.
+What either could not send is logged, with its count, and stays counted in `buffered`. A process killed by a signal left
+at its default (SIGTERM to a plain script) runs no exit handler: what was left is neither sent nor said (handle SIGTERM,
+as uvicorn does, or call shutdown()).
 """
 
 from __future__ import annotations
