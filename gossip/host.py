@@ -161,6 +161,9 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    the peer opens as this host closes the connection draws "Error in handle_incoming for peer X:
    ClosedResourceError" from Yamux.handle_incoming: it ACKed the stream, then handed it on through the channel
    that Yamux.close closed meanwhile (the stream is closed with the connection; nobody was told of it yet). A peer
+   that resets the connection (its host closed it, data unread) as this host writes an ACK or a ping's answer, or
+   reads a frame's body, draws "Error in handle_incoming for peer X: ConnectionClosedError: TCP connection reset by
+   remote peer" from the same place (the connection ends, its peer told of as disconnected). A peer
    that speaks only GossipSub (tests/interop's js-libp2p peer) drew about three such records a second from our
    sync and cosigning attempts; a stopped 20-node network, hundreds. Repro: two hosts, a.open_stream(b, "/x/1")
    where b serves no /x/1; a.connect() to a closed port; stop 20 connected nodes at once (dozens of each of the
@@ -3052,15 +3055,17 @@ LIBP2P_LOG_LIMIT = _WarningsOncePerWindow(burst=1, window=LIBP2P_LOG_WINDOW_S)
 
 
 # Where py-libp2p logs routine failures at ERROR before raising them to the caller (quirk 23), and how they start
-# (yamux's: a stream lost with its connection, which its peer is told of).
+# (yamux's: a connection's reading task ended by its close, which the caller is told of as a disconnect).
 _ROUTINE_FAILURE_LOGGERS = ("libp2p.host.basic_host", "libp2p.transport.tcp.tcp", "libp2p.network.swarm",
                             "libp2p.protocol_muxer.multiselect_client", "libp2p.stream_muxer.yamux.yamux")
 _ROUTINE_FAILURES = ("Failed to open stream to peer", "Failed to open TCP stream",
                      "failed to upgrade security for peer", "MultiselectClient handshake:")
 _ADD_CONN_FAILED = "[ADDCONN_FAIL]"  # routine when the exception (the record's second argument) is LifecycleError
 # Yamux.handle_incoming's record of the error that ended it ("... for peer X: ClosedResourceError: ..."), routine for a
-# ClosedResourceError: a stream the peer opened, handed on after this host's close of the connection began.
+# ClosedResourceError (a stream the peer opened, handed on after this host's close of the connection began) and a
+# ConnectionClosedError (the peer reset the connection as this host wrote or read a frame).
 _HANDLE_INCOMING_FAILED = "Error in handle_incoming for peer "
+_HANDLE_INCOMING_ROUTINE = ("ClosedResourceError", "ConnectionClosedError")
 
 
 class _RoutineFailuresAsDebug(logging.Filter):
@@ -3079,7 +3084,8 @@ def _routine_failure(record: logging.LogRecord) -> bool:
     if message.startswith(_ROUTINE_FAILURES):
         return True
     if message.startswith(_HANDLE_INCOMING_FAILED):
-        return message.split(": ", 2)[1:2] == ["ClosedResourceError"]  # (a peer id holds no ": ")
+        error = message.split(": ", 2)[1:2]  # (a peer id holds no ": ")
+        return bool(error) and error[0] in _HANDLE_INCOMING_ROUTINE
     args = record.args if isinstance(record.args, tuple) else ()
     return message.startswith(_ADD_CONN_FAILED) and len(args) > 1 and isinstance(args[1], LifecycleError)
 

@@ -978,25 +978,31 @@ async def test_libp2p_logs_reach_the_application_logging(caplog: pytest.LogCaptu
 
 @pytest.mark.slow
 async def test_py_libp2p_records_of_failures_it_also_raises_are_debug_and_others_pass(
-        caplog: pytest.LogCaptureFixture) -> None:
+        root_records: list[logging.LogRecord]) -> None:
     from libp2p.tools.anyio_service.exceptions import LifecycleError  # what a stopping swarm raises
 
     def log(name: str, level: int, message: str, *args: object) -> None:
         logging.getLogger(f"libp2p.{name}").log(level, message, *args, stacklevel=2)  # each call its own call site
 
+    incoming = "Error in handle_incoming for peer 12D3KooWPeer: "  # yamux's record, formatted as it logs it
     with trio.fail_after(10):
         async with open_host(os.urandom(32), LOOPBACK):
-            with caplog.at_level(logging.WARNING):
-                log("protocol_muxer.multiselect_client", logging.ERROR, "MultiselectClient handshake: read failed: %s",
-                    "fail to read from multiselect communicator")
-                log("transport.tcp.tcp", logging.ERROR, "Failed to open TCP stream: %s", "[Errno 111] refused")
-                log("network.swarm", logging.WARNING, "[ADDCONN_FAIL] add_conn failed for peer %s: %r\n%s", "peer",
-                    LifecycleError("Cannot schedule task after service has stopped"), "Traceback ...")
-                log("network.swarm", logging.WARNING, "[ADDCONN_FAIL] add_conn failed for peer %s: %r\n%s", "peer",
-                    RuntimeError("something new"), "Traceback ...")
-                log("host.basic_host", logging.ERROR, "a failure nobody raises")
-    assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
-        ("WARNING", "[ADDCONN_FAIL] add_conn failed for peer peer"), ("ERROR", "a failure nobody raises")]
+            log("protocol_muxer.multiselect_client", logging.ERROR, "MultiselectClient handshake: read failed: %s",
+                "fail to read from multiselect communicator")
+            log("transport.tcp.tcp", logging.ERROR, "Failed to open TCP stream: %s", "[Errno 111] refused")
+            log("network.swarm", logging.WARNING, "[ADDCONN_FAIL] add_conn failed for peer %s: %r\n%s", "peer",
+                LifecycleError("Cannot schedule task after service has stopped"), "Traceback ...")
+            log("network.swarm", logging.WARNING, "[ADDCONN_FAIL] add_conn failed for peer %s: %r\n%s", "peer",
+                RuntimeError("something new"), "Traceback ...")
+            log("stream_muxer.yamux.yamux", logging.ERROR, incoming + "ClosedResourceError: ")
+            log("stream_muxer.yamux.yamux", logging.ERROR, incoming + "ConnectionClosedError: TCP connection reset by "
+                "remote peer: [Errno 104] Connection reset by peer")
+            log("stream_muxer.yamux.yamux", logging.ERROR, incoming + "ValueError: something new")
+            log("host.basic_host", logging.ERROR, "a failure nobody raises")
+    assert [(r.levelname, r.getMessage().split(": ")[:2]) for r in root_records] == [
+        ("WARNING", ["[ADDCONN_FAIL] add_conn failed for peer peer", "RuntimeError('something new')\nTraceback ..."]),
+        ("ERROR", ["Error in handle_incoming for peer 12D3KooWPeer", "ValueError"]),
+        ("ERROR", ["a failure nobody raises"])]
 
 
 @pytest.mark.slow
