@@ -93,8 +93,9 @@ RawCounts = tuple[tuple[int, ...], tuple[int, ...]]  # (outcomes, high_risk), in
 
 
 @dataclass(slots=True)
-class _Tally:
-    """One agent's events in one epoch."""
+class Tally:
+    """One agent's events in one epoch: the counts its digest states, and the tree of their entries, whose root is
+    its evidence_root (also rebuilt by node.audit_check)."""
 
     outcomes: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
     high_risk: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
@@ -116,7 +117,7 @@ class _Epoch:
 
     first: int
     stop: int
-    agents: dict[str, _Tally] = field(default_factory=dict)
+    agents: dict[str, Tally] = field(default_factory=dict)
 
 
 class DigestState:
@@ -187,6 +188,12 @@ class DigestState:
 
     def begin(self, start: int, end: int, first: int, stop: int, store_mark: int) -> None:
         self._db.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, 0)", (start, end, first, stop, store_mark))
+
+    def epochs(self) -> list[tuple[int, int, int, int, bool]]:
+        """(start, end, first, stop, done) of every digested epoch, in time order: audit-log entries [first, stop)
+        were accepted in [start, end), and done says all its digests were issued."""
+        rows = self._db.execute("SELECT start, end_ms, first, stop, done FROM epochs ORDER BY start")
+        return [(start, end, first, stop, bool(done)) for start, end, first, stop, done in rows]
 
     def finish(self, start: int) -> None:
         self._db.execute("UPDATE epochs SET done = 1 WHERE start = ?", (start,))
@@ -355,7 +362,7 @@ class Digester:
         for event, entry in zip(events, entries):
             tally = agents.get(event.agent)
             if tally is None:
-                tally = agents[event.agent] = _Tally()
+                tally = agents[event.agent] = Tally()
             tally.add(event, entry)
 
     def rebuilding(self) -> Iterator[None]:
@@ -477,13 +484,13 @@ class Digester:
             self._store_mark = self.replica.store.size
             self._record(start, len(agents), time.perf_counter() - began)
 
-    def _issue_chunks(self, start: int, end: int, agents: dict[str, _Tally], ts: int) -> Iterator[list[Record]]:
+    def _issue_chunks(self, start: int, end: int, agents: dict[str, Tally], ts: int) -> Iterator[list[Record]]:
         """Issue the digests of `agents`, in their order, ISSUE_CHUNK at a time, stamped `ts`."""
         names = list(agents)
         for first in range(0, len(names), ISSUE_CHUNK):
             yield self._issue(start, end, {a: agents[a] for a in names[first:first + ISSUE_CHUNK]}, ts)
 
-    def _issue(self, start: int, end: int, agents: dict[str, _Tally], ts: int) -> list[Record]:
+    def _issue(self, start: int, end: int, agents: dict[str, Tally], ts: int) -> list[Record]:
         """Sign and store the digests of `agents`, in their order, stamped `ts` (with DP, their raw counts kept
         first)."""
         if self.dp_epsilon is not None:
@@ -492,7 +499,7 @@ class Digester:
             return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()],
                                              ts=ts)
 
-    def _body(self, agent: str, tally: _Tally, start: int, end: int) -> DigestBody:
+    def _body(self, agent: str, tally: Tally, start: int, end: int) -> DigestBody:
         outcomes, high_risk, categories = tally.outcomes, tally.high_risk, tally.categories
         if self.dp_epsilon is not None:
             noisy = noisy_counts(dict(zip(OUTCOMES, outcomes)), dict(zip(OUTCOMES, high_risk)),
@@ -552,10 +559,10 @@ class Digester:
         starts, on the trio thread, and a signal stops it between pages."""
         done = self._issued_agents(start, store_mark)
         # Its entries as the row says, not by the epoch length configured now: that may have changed meanwhile.
-        missing: dict[str, _Tally] = {}
+        missing: dict[str, Tally] = {}
         for n, (_, _, event, entry) in enumerate(self._replay(first, stop), 1):
             if event.agent not in done:
-                missing.setdefault(event.agent, _Tally()).add(event, entry)
+                missing.setdefault(event.agent, Tally()).add(event, entry)
             if n % _REPLAY_PAGE == 0:
                 yield []
         yield from self._issue_chunks(start, end, dict(sorted(missing.items())), ts)

@@ -1,20 +1,27 @@
-"""`vouchnet audit export` and `vouchnet audit verify`: an agent's raw events for an auditor, and the auditor's
-check of them (node.audit_export). Export reads the data directory itself (records.ledger read-only), so it works
-with or without the node running."""
+"""`vouchnet audit export`, `audit verify` and `audit check`: an agent's raw events for an auditor, the auditor's
+check of them (node.audit_export), and the org's check of its whole audit log (node.audit_check). Export and check
+read the data directory itself (records.ledger read-only), so they work with or without the node running."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from gossip.store import LEDGER_FILE, RecordReader
 from ledger.files import replace_file
-from vouching import did_key
+from node.audit_log import AUDIT_FILE
+from node.store_manifest import DIGESTS_FILE
+from vouching import Record, did_key
 from vouching.counts import counted
 
 from .common import (
     CommandFailed,
+    StderrProgress,
     Subparsers,
     UsageError,
     add_command_group,
@@ -48,7 +55,7 @@ def register(subparsers: Subparsers) -> None:
         summary="export an agent's raw events for an auditor, or check an export",
         description="The org's private audit log of telemetry events.",
         examples=["vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
-                  "vouchnet audit verify alice.json --org did:key:z6Mk..."],
+                  "vouchnet audit verify alice.json --org did:key:z6Mk...", "vouchnet audit check --dir /srv/vouchnet"],
     )
     export = add_local_command(
         commands,
@@ -94,6 +101,23 @@ def register(subparsers: Subparsers) -> None:
                         help="one of the org's digest records of the agent (COSE bytes, as GET /v1/records/{id} "
                         "serves it; GET /v1/records?issuer=ORG&kind=digest&subject=AGENT lists them), given again for "
                         "each epoch to check: an epoch without one is checked against the export's own root only")
+    check = add_local_command(
+        commands,
+        "check",
+        run=_check,
+        summary="re-check the whole audit log: every entry, every stored hash, every digest the org signed",
+        description=f"After a crash or a disk incident, check that the org's audit log ({AUDIT_FILE}) is intact: "
+        "each entry is re-hashed and decoded as an event, the tree is rebuilt and compared with every hash the log "
+        "stores (its roots and the proofs of exports are computed from them), acceptance times never decrease, "
+        f"each epoch {DIGESTS_FILE} says was digested holds exactly its entries, and each digest the org signed (under "
+        f"any of its keys, read from {LEDGER_FILE}) has the evidence_root and, without DP noise, the counts of its "
+        "agent's entries in its epoch. Entries retention pruned keep only their hashes, checked against the tree "
+        "above them; the digests of their epochs cannot be checked, and are counted. It only reads, so it runs "
+        "beside the running node too; progress on stderr. Exits 1 naming each damaged entry, stored hash, epoch "
+        "or digest (the first 20, and how many in all).",
+        examples=["vouchnet audit check --dir /srv/vouchnet", "vouchnet audit check"],
+    )
+    add_dir_option(check)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -155,6 +179,124 @@ def _rotation_chain(data_dir: Path, org: str) -> list[bytes]:
             return rotation_chain(records, org)
     except StoreLost as error:
         raise CommandFailed(str(error)) from None
+    except (LedgerError, StoreError) as error:
+        raise CommandFailed(f"records: {error}") from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ledger import EntryPruned, Ledger, LedgerError
+    from node.audit_check import AuditCheck, check_audit_log
+    from node.config import ConfigError, default_data_dir, load_config
+    from node.digests import DigestState, DigestStateError
+    from node.keys import KeyFileError, load_org_key
+    from node.store_manifest import StoreLost, check_listed
+
+    try:  # it writes and signs nothing: `sudo vouchnet audit check` reads a service user's directory, which `run`
+        # as root would refuse (node.strict_modes)
+        config = load_config(args.dir or default_data_dir())
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    path = config.data_dir / AUDIT_FILE
+    try:
+        org = did_key(bytes(load_org_key(config.key_path).verify_key))
+    except KeyFileError as error:
+        raise UsageError(str(error)) from None
+    try:
+        check_listed(config.data_dir, [AUDIT_FILE])
+    except StoreLost as error:
+        raise CommandFailed(str(error)) from None
+    if not path.exists():
+        raise CommandFailed(f"{path}: no such file: the node has not started yet (or is {config.data_dir} not its "
+                            "data directory?)")
+    # Read in this order beside a running node: each epoch digests.db lists, and each digest records.ledger holds,
+    # is then of entries the audit log opened after them holds.
+    try:
+        state = DigestState.open_readonly(config.data_dir)
+    except DigestStateError as error:
+        raise CommandFailed(str(error)) from None
+    try:
+        epochs = state.epochs()
+    except sqlite3.Error as error:
+        raise CommandFailed(f"{config.data_dir / DIGESTS_FILE}: cannot be read ({error})") from None
+    finally:
+        state.close()
+    with _org_digests(config.data_dir, org) as digests:
+        try:
+            with Ledger.open(path, read_only=True, to_repair=True) as ledger:  # to_repair: a wrong hash is named
+                checked = check_audit_log(ledger, epochs, digests, progress=StderrProgress())
+        except EntryPruned:
+            raise CommandFailed(f"{path}: the node pruned entries by retention as they were read: run it again") \
+                from None
+        except LedgerError as error:
+            raise CommandFailed(f"{error}: {_RESTORE}") from None
+    if checked.problems.count:
+        raise CommandFailed(_damage(path, checked))
+    print(_intact(checked))
+    return 0
+
+
+_RESTORE = ("restore audit.ledger and digests.db from one copy of the data directory taken before the fault (with the "
+            "node stopped); what was accepted since the copy is lost")
+
+
+def _damage(path: Path, checked: AuditCheck) -> str:
+    """The failure of a damaged audit log: what is wrong, where, and what to do."""
+    problems = checked.problems
+    more = problems.count - len(problems.named)
+    return (f"{path}: {counted(problems.count, 'problem')}:\n" + "".join(f"  {p}\n" for p in problems.named)
+            + (f"  and {more} more\n" if more else "") + _RESTORE)
+
+
+def _intact(checked: AuditCheck) -> str:
+    """What an intact log was shown to be."""
+    kept = checked.size - checked.pruned
+    lines = [f"ok: {counted(kept, 'entry', 'entries')} re-hashed and decoded, in time order; the "
+             f"{counted(checked.hashes, 'hash', 'hashes')} the log stores match its tree; "
+             f"{counted(checked.epochs, 'digested epoch')} and {counted(checked.digests, 'digest')} of the org match "
+             "their entries"]
+    if checked.pruned:
+        lines.append(f"{counted(checked.pruned, 'entry', 'entries')} pruned by retention keep only their hashes, "
+                     f"checked against the tree; {counted(checked.digests_pruned, 'digest')} of their epochs not "
+                     "checked")
+    return "\n".join(lines)
+
+
+@contextmanager
+def _org_digests(data_dir: Path, org: str) -> Iterator[Iterator[Record]]:
+    """The digest records of the org's keys (`org`, and those its rotation chain links to it), read from
+    records.ledger as it stands now (read-only: beside a running node too); none if it holds no record yet."""
+    from gossip.store import StoreError
+    from ledger import LedgerError
+    from node.audit_export import rotation_chain
+    from node.store_manifest import StoreLost, check_listed
+    from vouching import verify_record
+    from vouching.succession import Succession
+
+    try:
+        check_listed(data_dir, [LEDGER_FILE])
+        if not (data_dir / LEDGER_FILE).exists():
+            yield iter(())
+            return
+        with RecordReader.open(data_dir) as records:
+            succession = Succession()
+            for raw in rotation_chain(records, org):
+                succession.note(verify_record(raw))
+            yield _scanned(records, succession.keys(org))
+    except StoreLost as error:
+        raise CommandFailed(str(error)) from None
+    except (LedgerError, StoreError) as error:
+        raise CommandFailed(f"records: {error}") from None
+
+
+def _scanned(records: RecordReader, keys: Iterable[str]) -> Iterator[Record]:
+    """The digest records of `keys`, as read: a records ledger failing meanwhile fails the command, naming it, not
+    the audit log the check reads alongside."""
+    from gossip.store import StoreError
+    from ledger import LedgerError
+
+    try:
+        for key in keys:
+            yield from records.scan(issuer=key, kind="digest")
     except (LedgerError, StoreError) as error:
         raise CommandFailed(f"records: {error}") from None
 

@@ -342,3 +342,19 @@ def aligned(rows: Sequence[Sequence[str]]) -> list[str]:
     """`rows` of cells (a header first, if any) as lines, each cell padded to its column's width, two spaces apart."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+class StderrProgress:
+    """Entries checked so far, on stderr: rewritten in place on a terminal, every tenth of the way otherwise."""
+
+    def __init__(self) -> None:
+        self._shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rchecked {done}/{total} entries", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            return
+        tenth = done * 10 // total
+        if tenth > self._shown:
+            self._shown = tenth
+            print(f"checked {done}/{total} entries", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ from vouching.counts import counted
 
 from .common import (
     CommandFailed,
+    StderrProgress,
     Subparsers,
     add_command,
     add_command_group,
@@ -107,7 +108,7 @@ def _verify(args: argparse.Namespace) -> int:
         # it writes there: refused where `vouchnet run` refuses, before the fetch (node.strict_modes)
         local_config(args)
     with open_client(args) as client:
-        verified = verify_log(client, did=args.did, cache=cache, progress=_Progress(),
+        verified = verify_log(client, did=args.did, cache=cache, progress=StderrProgress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)
     if args.json:
         print_json({
@@ -125,7 +126,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _repair(args: argparse.Namespace) -> int:
     config = local_config(args)
-    checkpoint, tree = repair_log(config.data_dir, config.network, progress=_Progress())
+    checkpoint, tree = repair_log(config.data_dir, config.network, progress=StderrProgress())
     if checkpoint is None:
         sound = "each a validly signed record (the node saved no checkpoint to check them against)"
     else:
@@ -158,19 +159,3 @@ def _report(verified: Verified, cache: Path | None) -> None:
         print(f"no checkpoint was verified before; {cache} now holds this one")
     else:
         print("no earlier checkpoint to check consistency with (give --cache FILE to keep one)")
-
-
-class _Progress:
-    """Entries checked so far, on stderr: rewritten in place on a terminal, every tenth of the way otherwise."""
-
-    def __init__(self) -> None:
-        self._shown = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\rchecked {done}/{total} entries", end="\n" if done == total else "", file=sys.stderr, flush=True)
-            return
-        tenth = done * 10 // total
-        if tenth > self._shown:
-            self._shown = tenth
-            print(f"checked {done}/{total} entries", file=sys.stderr, flush=True)

@@ -54,17 +54,22 @@ def digest_records(node, agent):
     return [raw for _, raw in node.store.query(issuer=node.replica.did, kind="digest", subject=agent)]
 
 
+def three_epochs(node):
+    """Entries 0-3 in the first epoch, 4-7 in the second, 8-11 in the third, each digested (A's and B's); 12 open."""
+    for step in range(3):
+        submit(node, A, count=2)
+        submit(node, B, "error")
+        node.clock.now += 20_000
+        submit(node, A, "denied")
+        node.clock.now = T0 + (step + 1) * EPOCH
+        node.digester.close_due(node.clock.now)
+    submit(node, A)
+
+
 @pytest.fixture
 def node(tmp_path):
     with telemetry_node(tmp_path, clock=Clock(T0), epoch_ms=EPOCH) as node:
-        for step in range(3):  # three epochs, both agents active in each
-            submit(node, A, count=2)
-            submit(node, B, "error")
-            node.clock.now += 20_000
-            submit(node, A, "denied")
-            node.clock.now = T0 + (step + 1) * EPOCH
-            node.digester.close_due(node.clock.now)
-        submit(node, A)  # the open epoch
+        three_epochs(node)
         yield node
 
 

@@ -1,0 +1,165 @@
+"""`vouchnet audit check`: the whole audit log re-checked after a crash or a disk incident, each kind of damage named
+where it is, and an intact log (pruned by retention, or beside the running node) passing."""
+
+import dataclasses
+import json
+import sqlite3
+
+import pytest
+
+from ledger import Ledger
+from node import cli
+from node.audit_log import AUDIT_FILE
+from node.events import decode_salted_entry, encode_entry
+from node.keys import load_org_key
+from node.retention import DAY_MS, RetentionService
+from node.setup import init_data_dir
+
+from ..factories import new_did
+from .telemetry_node import Clock, telemetry_node
+from .test_audit import A, B, EPOCH, T0, three_epochs
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        three_epochs(node)
+    return made.data_dir
+
+
+def check(data_dir, capsys):
+    """The exit code of `vouchnet audit check`, and what it printed on stdout and stderr."""
+    code = cli.main(["audit", "check", "--dir", str(data_dir)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def entries_of(data_dir):
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        return ledger.entries(0, ledger.size)
+
+
+def rebuilt(data_dir, entries):
+    """The audit log written anew holding `entries`: its stored hashes are theirs (a log that lost or gained entries
+    whole, not one whose bytes were damaged under its hashes)."""
+    for suffix in ("", "-wal", "-shm"):
+        (data_dir / (AUDIT_FILE + suffix)).unlink(missing_ok=True)
+    with Ledger.open(data_dir / AUDIT_FILE) as ledger:
+        ledger.append(entries)
+
+
+def test_an_intact_log_passes_saying_what_was_checked(data_dir, capsys):
+    code, out, err = check(data_dir, capsys)
+    assert code == 0, err
+    assert out.startswith("ok: 13 entries re-hashed and decoded, in time order; the 23 hashes the log stores match "
+                          "its tree; 3 digested epochs and 6 digests of the org match their entries\n")
+    assert "checked 13/13 entries" in err  # progress
+
+
+def test_a_flipped_byte_in_an_entry_is_named_with_the_digest_it_breaks(data_dir, capsys):
+    entry = entries_of(data_dir)[5]  # A's `denied` of the second epoch
+    salt = decode_salted_entry(entry)[2]
+    db = sqlite3.connect(data_dir / AUDIT_FILE)
+    (first, data), = db.execute("SELECT first, data FROM entries WHERE first <= 5 ORDER BY first DESC LIMIT 1")
+    at = data.index(salt)
+    with db:
+        db.execute("UPDATE entries SET data = ? WHERE first = ?", (data[:at] + bytes([data[at] ^ 1]) + data[at + 1:],
+                                                                   first))
+    db.close()
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert "entry 5: its bytes do not hash to the leaf hash the ledger stores for it" in err
+    assert f"of {A} for the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}): its evidence_root is not the hash of the log's 3 " \
+           "entries of the agent in that epoch (4, 5, 7)" in err
+    assert "restore audit.ledger and digests.db from one copy" in err
+
+
+def test_a_lost_tail_is_named_by_digests_db_and_the_digests_of_its_epochs(data_dir, capsys):
+    """The log as it stood after the first epoch (a write-ahead log lost with what it held, say): sound in itself."""
+    rebuilt(data_dir, entries_of(data_dir)[:4])
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert f"digests.db: the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}) digested entries 4 to 7, but the log ends at " \
+           "entry 3: it lost entries it held" in err
+    assert f"of {B} for the epoch [{T0 + 2 * EPOCH}, {T0 + 3 * EPOCH}): the log holds none of the agent's entries " \
+           "in that epoch: they were lost" in err
+    assert ": 6 problems:" in err  # two epochs' rows and four digests
+
+
+def test_a_truncated_file_is_named(data_dir, capsys):
+    path = data_dir / AUDIT_FILE
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert err.startswith(f"vouchnet audit check: {path}: ") and "restore audit.ledger" in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_entry_is_named_by_the_epoch_and_the_digest_it_belonged_to(data_dir, capsys):
+    entries = entries_of(data_dir)
+    rebuilt(data_dir, entries[:7] + entries[8:])  # A's `denied` of the second epoch left out
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert f"of {A} for the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}): its evidence_root is not the hash of the log's 2 " \
+           "entries of the agent in that epoch (4, 5)" in err
+    assert f"entry 7: accepted at {T0 + 2 * EPOCH}, in the epoch [{T0 + 2 * EPOCH}, {T0 + 3 * EPOCH}), which " \
+           f"digests.db digested as entries 8 to 11, without it; and outside the epoch [{T0 + EPOCH}, " \
+           f"{T0 + 2 * EPOCH}) digests.db digested it in (entries 4 to 7)" in err
+
+
+def test_an_entry_changed_under_rebuilt_hashes_is_named_by_the_org_s_signed_digest(data_dir, capsys):
+    """The log's own hashes agree with its entries: only what the org signed shows one was changed."""
+    entries = entries_of(data_dir)
+    at, event, salt = decode_salted_entry(entries[2])  # B's `error` of the first epoch, said to be ok
+    entries[2] = encode_entry(dataclasses.replace(event, outcome="ok"), at, salt)
+    rebuilt(data_dir, entries)
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert f"of {B} for the epoch [{T0}, {T0 + EPOCH}): its evidence_root is not the hash of the log's 1 entry of " \
+           "the agent in that epoch (2)" in err
+    assert ": 1 problem:" in err
+
+
+def test_a_damaged_stored_hash_is_named_by_its_level_and_index(data_dir, capsys):
+    with Ledger.open(data_dir / AUDIT_FILE, to_repair=True) as ledger, ledger.rewriting():
+        ledger.replace_stored_hashes(1, {2: bytes(32)})
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert "the stored hash at level 1 index 2 (over entries 4 to 5) is not the hash of the entries below it" in err
+    assert ": 1 problem:" in err
+
+
+def test_a_log_pruned_by_retention_passes_beside_its_running_node(tmp_path, capsys):
+    """Pruned entries keep only their hashes, checked against the tree; their epoch's digests are counted unchecked.
+    The node holds the log open and appends to it meanwhile: the check only reads."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        three_epochs(node)
+        node.clock.now = T0 + 3 * EPOCH + 40_000
+        RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                         retention_days=2.5 * EPOCH / DAY_MS).prune()
+        assert node.audit.ledger.pruned == 4
+        code, out, err = check(made.data_dir, capsys)
+        assert code == 0, err
+        assert out == ("ok: 9 entries re-hashed and decoded, in time order; the 23 hashes the log stores match its "
+                       "tree; 3 digested epochs and 4 digests of the org match their entries\n"
+                       "4 entries pruned by retention keep only their hashes, checked against the tree; 2 digests of "
+                       "their epochs not checked\n")
+
+
+def test_an_entry_added_to_a_digested_epoch_is_named(data_dir, capsys):
+    """An event of an agent the org never digested, slipped into the first epoch with the log's hashes rebuilt."""
+    entries = entries_of(data_dir)
+    at, event, salt = decode_salted_entry(entries[3])
+    intruder = new_did()
+    rebuilt(data_dir, [*entries[:4], encode_entry(dataclasses.replace(event, agent=intruder), at, salt), *entries[4:]])
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert f"entries 4 of {intruder}, in the epoch [{T0}, {T0 + EPOCH}): the org signed no digest of them, though " \
+           "digests.db says all its digests were issued" in err
+    assert f"entry 4: accepted at {at}, in the epoch [{T0}, {T0 + EPOCH}), which digests.db digested as entries 0 " \
+           f"to 3, without it; and outside the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}) digests.db digested it in " \
+           "(entries 4 to 7)" in err
