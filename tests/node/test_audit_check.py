@@ -3,6 +3,7 @@ where it is, and an intact log (pruned by retention, or beside the running node)
 
 import dataclasses
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -163,3 +164,48 @@ def test_an_entry_added_to_a_digested_epoch_is_named(data_dir, capsys):
     assert f"entry 4: accepted at {at}, in the epoch [{T0}, {T0 + EPOCH}), which digests.db digested as entries 0 " \
            f"to 3, without it; and outside the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}) digests.db digested it in " \
            "(entries 4 to 7)" in err
+
+
+def _crash_image(data_dir, image):
+    """The data directory as a kill -9 of its node leaves it, taken while the node holds its files open: each file and
+    its write-ahead log as they stand (not the -shm index, which SQLite rebuilds from the log)."""
+    image.mkdir()
+    for path in data_dir.iterdir():
+        if path.is_file() and not path.name.endswith("-shm"):
+            shutil.copy2(path, image / path.name)
+
+
+@pytest.mark.parametrize("tear", ["cut", "garbled"])
+def test_a_torn_last_write_loses_only_the_batch_it_never_answered(data_dir, tmp_path, capsys, tear):
+    """A kill -9 or a power cut as the audit log's last batch reaches the disk, its write-ahead log's last frames
+    cut short or garbled: the next start has every batch answered before it, the torn one is gone whole, and its
+    idempotency key, reserved before the append, does not answer its retry as stored: the retry is appended once."""
+    batch = json.dumps({"events": [{"agent": A, "ts": T0 + 3 * EPOCH, "category": "tool", "name": "n",
+                                     "outcome": "error"}] * 3}).encode()
+    with telemetry_node(data_dir, key=load_org_key(data_dir / "org.key"), clock=Clock(T0 + 3 * EPOCH),
+                        epoch_ms=EPOCH) as node:
+        size = node.audit.size
+        wal = data_dir / (AUDIT_FILE + "-wal")
+        before = wal.stat().st_size
+        assert node.ingestor.submit_json(batch, key="torn").status == 200
+        _crash_image(data_dir, tmp_path / "image")
+    image = tmp_path / "image"
+    torn = bytearray((image / wal.name).read_bytes())
+    assert len(torn) > before  # the batch's frames are in the log, not yet checkpointed into the file
+    if tear == "cut":
+        del torn[(before + len(torn)) // 2:]
+    else:
+        torn[-100:] = bytes(b ^ 0xFF for b in torn[-100:])
+    (image / wal.name).write_bytes(torn)
+    reserved = sqlite3.connect(image / "idempotency.db")
+    assert reserved.execute("SELECT first, count FROM keys WHERE key = 'torn'").fetchall() == [(size, 3)]
+    reserved.close()
+    with telemetry_node(image, key=load_org_key(image / "org.key"), clock=Clock(T0 + 3 * EPOCH + 1),
+                        epoch_ms=EPOCH) as node:
+        assert node.audit.size == size
+        reply = node.ingestor.submit_json(batch, key="torn")
+        assert (reply.status, reply.replayed, node.audit.size) == (200, False, size + 3)
+        assert node.ingestor.submit_json(batch, key="torn").replayed
+        assert node.audit.size == size + 3
+    code, out, err = check(image, capsys)
+    assert code == 0, err
