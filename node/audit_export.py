@@ -161,7 +161,7 @@ def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
     entries, raw, ats = [], [], []
     for page in range(first, stop, _PAGE):
         for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
-            at, event, salt = decode_salted_entry(entry)
+            at, event, salt = audit.decoded(index, entry)
             if event.agent == agent:
                 proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
                 item = {"index": index, "at": at, "entry": _b64(entry), "proof": proof, "event": event.to_json()}

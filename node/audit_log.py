@@ -21,7 +21,16 @@ from nacl.signing import SigningKey
 from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, log_origin
 
 from .clock_hold import CLOCK_HOLD_FILE
-from .events import ENTRY_VERSION, SALT_SIZE, Event, InvalidEvent, NewerEntry, decode_entry, encode_entry
+from .events import (
+    ENTRY_VERSION,
+    SALT_SIZE,
+    Event,
+    InvalidEvent,
+    NewerEntry,
+    decode_entry,
+    decode_salted_entry,
+    encode_entry,
+)
 from .node_time import NodeTime
 
 AUDIT_FILE = "audit.ledger"
@@ -37,6 +46,10 @@ def audit_origin(network: str, org_did: str) -> str:
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class DamagedEntry(LedgerError):
+    """An entry inside the audit log that does not decode as an event: the message names it and what to do."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +73,8 @@ class AuditLog:
         self.clock = clock
         self.time = NodeTime(clock, monotonic, hold_file)
         self._floor = 0
-        if ledger.size > ledger.pruned:
-            self._floor = self.at(ledger.size - 1)
+        if ledger.size > ledger.pruned:  # (decoded here, not by `at`: `open` says what a last entry no event means)
+            self._floor = decode_entry(ledger.entry(ledger.size - 1))[0]
 
     @classmethod
     def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms, monotonic: Callable[[], float] = time.monotonic,
@@ -118,8 +131,21 @@ class AuditLog:
         return Appended(first, at, tuple(events), entries)
 
     def at(self, index: int) -> int:
-        """The acceptance time of entry `index` (its bytes must not be pruned)."""
-        return decode_entry(self.ledger.entry(index))[0]
+        """The acceptance time of entry `index` (its bytes must not be pruned); DamagedEntry if it is no event."""
+        return self.decoded(index, self.ledger.entry(index))[0]
+
+    def decoded(self, index: int, entry: bytes) -> tuple[int, Event, bytes | None]:
+        """(at, event, salt) of `entry`, the bytes of entry `index` (node.events.decode_salted_entry); DamagedEntry,
+        naming it, if they are no event: changed on disk (`open` decodes the last entry only)."""
+        try:
+            return decode_salted_entry(entry)
+        except NewerEntry as error:
+            raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: {error}: written by a later vouchnet; run that "
+                               "version") from None
+        except InvalidEvent as error:
+            raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: not an audit entry ({error}): it is damaged; `vouchnet "
+                               "audit check` names every damaged entry, and a copy of the data directory taken "
+                               "before the damage is the way back") from None
 
     def first_at_or_after(self, at: int) -> int:
         """The index of the first unpruned entry accepted at or after `at` (the size if there is none)."""

@@ -52,7 +52,7 @@ from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
 from .dp import noisy_counts
-from .events import Event, decode_entry
+from .events import Event
 from .metrics import Registry
 from .store_manifest import DIGESTS_FILE
 
@@ -385,7 +385,7 @@ class Digester:
         for page in range(start, stop, _REPLAY_PAGE):
             entries = self.audit.ledger.entries(page, min(page + _REPLAY_PAGE, stop))
             for index, entry in enumerate(entries, page):
-                at, event = decode_entry(entry)
+                at, event, _ = self.audit.decoded(index, entry)
                 yield index, at, event, entry
 
     def undigested(self) -> Iterator[tuple[int, Event]]:

@@ -148,7 +148,7 @@ def _export(args: argparse.Namespace) -> int:
         try:
             document = export_agent(audit, state, key=key, org=org, network=config.network, agent=args.agent,
                                     start=args.start, end=args.end, chain=chain)
-        except ExportError as e:
+        except (ExportError, LedgerError) as e:  # LedgerError: a damaged entry or row, named
             raise CommandFailed(str(e)) from None
         finally:
             audit.close()

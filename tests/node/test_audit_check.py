@@ -1,8 +1,10 @@
 """`vouchnet audit check`: the whole audit log re-checked after a crash or a disk incident, each kind of damage named
-where it is, and an intact log (pruned by retention, or beside the running node) passing."""
+where it is, and an intact log (pruned by retention, or beside the running node) passing; a torn last write, which
+the next start mends; and an entry that no longer decodes, named where the node and `audit export` read it."""
 
 import dataclasses
 import json
+import re
 import shutil
 import sqlite3
 
@@ -11,6 +13,8 @@ import pytest
 from ledger import Ledger
 from node import cli
 from node.audit_log import AUDIT_FILE
+from node.config import load_config
+from node.daemon import StartupError, serve_node
 from node.events import decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
@@ -18,7 +22,7 @@ from node.setup import init_data_dir
 
 from ..factories import new_did
 from .telemetry_node import Clock, telemetry_node
-from .test_audit import A, B, EPOCH, T0, three_epochs
+from .test_audit import A, B, EPOCH, T0, submit, three_epochs
 
 
 @pytest.fixture
@@ -59,16 +63,22 @@ def test_an_intact_log_passes_saying_what_was_checked(data_dir, capsys):
     assert "checked 13/13 entries" in err  # progress
 
 
-def test_a_flipped_byte_in_an_entry_is_named_with_the_digest_it_breaks(data_dir, capsys):
-    entry = entries_of(data_dir)[5]  # A's `denied` of the second epoch
-    salt = decode_salted_entry(entry)[2]
+def damage(data_dir, index, offset):
+    """Flip the lowest bit of byte `offset` of entry `index` where audit.ledger stores it, under its stored hash."""
+    entry = entries_of(data_dir)[index]
     db = sqlite3.connect(data_dir / AUDIT_FILE)
-    (first, data), = db.execute("SELECT first, data FROM entries WHERE first <= 5 ORDER BY first DESC LIMIT 1")
-    at = data.index(salt)
+    (first, data), = db.execute("SELECT first, data FROM entries WHERE first <= ? ORDER BY first DESC LIMIT 1",
+                                (index,))
+    at = data.index(entry) + offset
     with db:
         db.execute("UPDATE entries SET data = ? WHERE first = ?", (data[:at] + bytes([data[at] ^ 1]) + data[at + 1:],
                                                                    first))
     db.close()
+
+
+def test_a_flipped_byte_in_an_entry_is_named_with_the_digest_it_breaks(data_dir, capsys):
+    entry = entries_of(data_dir)[5]  # A's `denied` of the second epoch
+    damage(data_dir, 5, entry.index(decode_salted_entry(entry)[2]))  # in its salt: it still decodes
     code, _, err = check(data_dir, capsys)
     assert code == 1
     assert "entry 5: its bytes do not hash to the leaf hash the ledger stores for it" in err
@@ -209,3 +219,30 @@ def test_a_torn_last_write_loses_only_the_batch_it_never_answered(data_dir, tmp_
         assert node.audit.size == size + 3
     code, out, err = check(image, capsys)
     assert code == 0, err
+
+
+def test_an_entry_that_no_longer_decodes_is_named_by_an_export_reading_it(data_dir, capsys):
+    """It ended the export in a traceback out of the CBOR decoder."""
+    damage(data_dir, 1, 0)  # its first byte: no longer a CBOR map
+    argv = ["audit", "export", "--dir", str(data_dir), "--agent", A, "--from", str(T0), "--to", str(T0 + EPOCH)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vouchnet audit export: audit.ledger: entry 1: not an audit entry (entry: not deterministic "
+                          "CBOR") and "`vouchnet audit check` names every damaged entry" in err
+    assert "Traceback" not in err
+    code, _, err = check(data_dir, capsys)
+    assert code == 1 and "entry 1: not an audit entry" in err
+
+
+async def test_an_entry_that_no_longer_decodes_stops_the_start_naming_it(tmp_path):
+    """An entry of the epoch still open, which the start reads to rebuild its tallies: the start ended in a
+    traceback out of the CBOR decoder."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        submit(node, A, count=2)
+        submit(node, B)
+    damage(made.data_dir, 0, 0)
+    with pytest.raises(StartupError, match=re.escape("telemetry: audit.ledger: entry 0: not an audit entry (entry: "
+                                                     "not deterministic CBOR")):
+        await serve_node(load_config(made.data_dir))

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gossip.store
+import node.audit_log as node_audit_log
 import node.digests as node_digests
 import node.trust as node_trust
 from ledger import LedgerError, tree_hash
@@ -207,7 +208,8 @@ def test_finishing_an_interrupted_epoch_yields_between_pages_of_its_entries(tmp_
     monkeypatch.setattr(node_digests, "_REPLAY_PAGE", 2)
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
         decoded = []
-        monkeypatch.setattr(node_digests, "decode_entry", lambda entry: (decoded.append(entry), decode_entry(entry))[1])
+        monkeypatch.setattr(node_audit_log, "decode_salted_entry",
+                            lambda entry: (decoded.append(entry), decode_salted_entry(entry))[1])
         closing = node.digester.closing(T0 + 5 * EPOCH)
         assert next(closing) == [] and len(decoded) == 2  # the node stops here, after the first page
         closing.close()
@@ -719,10 +721,10 @@ def test_a_start_decodes_each_undigested_audit_entry_once(tmp_path, clock, monke
 
     def counting(entry):
         decoded.append(entry)
-        return decode_entry(entry)
+        return decode_salted_entry(entry)
 
-    monkeypatch.setattr(node_digests, "decode_entry", counting)
-    monkeypatch.setattr(node_trust, "decode_entry", counting, raising=False)
+    monkeypatch.setattr(node_audit_log, "decode_salted_entry", counting)  # AuditLog.decoded, which the start reads by
+    monkeypatch.setattr(node_trust, "decode_salted_entry", counting, raising=False)
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
         trust = replayed(node)
         assert len(decoded) == node.audit.size == 6
