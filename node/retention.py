@@ -18,6 +18,8 @@ import logging
 
 import trio
 
+from ledger import LedgerError
+
 from .audit_log import AuditLog
 from .digests import Digester
 from .idempotency import WINDOW_MS, IdempotencyStore
@@ -74,9 +76,13 @@ class RetentionService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Prune and expire now, then every `interval` seconds; expiry on a worker thread (an hour's span ids are
-        millions of rows, about a microsecond each: benchmarks/otlp_ingest.py)."""
+        millions of rows, about a microsecond each: benchmarks/otlp_ingest.py). A prune the audit log refuses (a
+        damaged entry, node.audit_log.DamagedEntry) is logged and tried again at the next: the node takes events on."""
         while True:
-            self.prune()
+            try:
+                self.prune()
+            except LedgerError as error:  # a damaged entry met searching by time, a disk that refuses: the node runs
+                log.error("audit log not pruned (%s); tried again in %s s", error, round(self.interval))
             await trio.to_thread.run_sync(self.expire, self.expiry_time())
             task_status.started()
             task_status = trio.TASK_STATUS_IGNORED

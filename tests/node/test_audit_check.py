@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 
 import pytest
+import trio
 
 from ledger import Ledger
 from node import cli
@@ -246,3 +247,22 @@ async def test_an_entry_that_no_longer_decodes_stops_the_start_naming_it(tmp_pat
     with pytest.raises(StartupError, match=re.escape("telemetry: audit.ledger: entry 0: not an audit entry (entry: "
                                                      "not deterministic CBOR")):
         await serve_node(load_config(made.data_dir))
+
+
+async def test_a_damaged_entry_retention_reads_leaves_the_log_unpruned_and_the_node_running(data_dir, caplog):
+    """Retention searches the log by acceptance time for what has expired: meeting an entry that no longer decodes,
+    its service ended, and the node with it, with a traceback."""
+    damage(data_dir, 6, 0)  # the first entry the search reads, in the log of 13
+    with telemetry_node(data_dir, key=load_org_key(data_dir / "org.key"), clock=Clock(T0 + 3 * EPOCH + 40_000),
+                        epoch_ms=EPOCH) as node:
+        service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                   retention_days=2.5 * EPOCH / DAY_MS)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            nursery.cancel_scope.cancel()
+        assert node.audit.ledger.pruned == 0
+        submit(node, A)
+        assert node.audit.size == 14  # events are still taken
+    (record,) = [r for r in caplog.records if r.name == "node.retention"]
+    assert record.levelname == "ERROR" and record.getMessage().startswith(
+        "audit log not pruned (audit.ledger: entry 6: not an audit entry")
