@@ -303,11 +303,14 @@ def _scanned(records: RecordReader, keys: Iterable[str]) -> Iterator[Record]:
 
 def _verify(args: argparse.Namespace) -> int:
     from node.audit_export import VerifyError, verify_export
+    from node.strict_json import loads_strict
 
     try:
-        document = json.loads(args.file.read_text(encoding="utf-8"))
+        # As I-JSON (RFC 7493): an export two JSON readers read two ways (a member name twice) verifies for neither,
+        # and one nested deeper than Python's parser goes is refused as any other that is not JSON
+        document = loads_strict(args.file.read_bytes())
         digests = [path.read_bytes() for path in args.digest]
-    except ValueError as e:  # UnicodeDecodeError too
+    except ValueError as e:
         raise UsageError(f"{args.file}: not a JSON export ({e})") from None
     try:
         verified = verify_export(document, digests=digests)

@@ -656,8 +656,11 @@ def test_an_export_killed_at_any_moment_of_its_write_leaves_the_one_before_whole
 
 @pytest.mark.parametrize(("content", "complaint"), [
     (None, "{path}: No such file or directory"),
-    (b"\x97not text", "{path}: not a JSON export ('utf-8' codec can't decode"),
+    (b"\x97not text", "{path}: not a JSON export (not UTF-8 (byte 0))"),
     (b"{", "{path}: not a JSON export (Expecting property name"),
+    # Read two ways by two JSON readers (Python's kept the last); nested beyond Python's parser (a traceback).
+    (b'{"agent": "a", "agent": "b"}', "{path}: not a JSON export (member 'agent' given twice in one object"),
+    (b"[" * 100_000 + b"]" * 100_000, "{path}: not a JSON export (arrays or objects nested too deep"),
 ])
 def test_an_export_that_cannot_be_read_is_named(tmp_path, capsys, content, complaint):
     path = tmp_path / "export.json"
