@@ -7,7 +7,7 @@ against the entries its evidence_root and counts commit to (node.digests). It on
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ledger import Ledger, LedgerError, StoredHashCheck, leaf_hash
@@ -78,23 +78,36 @@ def check_audit_log(ledger: Ledger, epochs: Sequence[Epoch], digests: Iterable[R
             tree.add(leaf)
     for start in range(pruned, size, PAGE):
         stop = min(start + PAGE, size)
-        try:
-            entries = ledger.entries(start, stop)
-        except LedgerError as error:
-            problems.add(f"entries {start} to {stop - 1}: unreadable ({error}); the entries after them were not "
-                         "checked")
-            break
-        for index, entry in enumerate(entries, start):
+        for index, entry in _entries(ledger, start, stop, problems):
+            if entry is None:  # its stored leaf hash stands in for it: the rest of the tree is still checked
+                tree.add(ledger.stored_hashes(0, index, index + 1)[0])
+                continue
             tree.add(leaf_hash(entry))
             walk.entry(index, entry)
         if progress is not None:
             progress(stop, size)
-    else:
-        for level, index in tree.wrong:
-            problems.add(_wrong_hash(level, index))
-        problems.count += tree.mismatches - len(tree.wrong)  # not named: StoredHashCheck keeps the first `keep`
+    for level, index in tree.wrong:
+        problems.add(_wrong_hash(level, index))
+    problems.count += tree.mismatches - len(tree.wrong)  # not named: StoredHashCheck keeps the first `keep`
     walk.finish()
     return AuditCheck(size, pruned, tree.checked, len(epochs), walk.checked, unchecked, problems)
+
+
+def _entries(ledger: Ledger, start: int, stop: int, problems: Problems) -> Iterator[tuple[int, bytes | None]]:
+    """(index, bytes) of entries [start, stop), a page at once; where the page cannot be read (a row of them lost or
+    damaged), one at a time, each that cannot be read named and given as None."""
+    try:
+        yield from enumerate(ledger.entries(start, stop), start)
+        return
+    except LedgerError:
+        pass
+    for index in range(start, stop):
+        try:
+            entry: bytes | None = ledger.entry(index)
+        except LedgerError as error:
+            problems.add(f"entry {index}: cannot be read ({error})")
+            entry = None
+        yield index, entry
 
 
 def _wrong_hash(level: int, index: int) -> str:

@@ -266,3 +266,20 @@ async def test_a_damaged_entry_retention_reads_leaves_the_log_unpruned_and_the_n
     (record,) = [r for r in caplog.records if r.name == "node.retention"]
     assert record.levelname == "ERROR" and record.getMessage().startswith(
         "audit log not pruned (audit.ledger: entry 6: not an audit entry")
+
+
+def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, capsys):
+    """Their stored leaf hashes stand in for them, so the tree and every other entry are still checked: the first
+    unreadable page ended the check, and the digests after it were all said to have lost their entries."""
+    db = sqlite3.connect(data_dir / AUDIT_FILE)
+    (first, ends), = db.execute("SELECT first, ends FROM entries WHERE first <= 5 ORDER BY first DESC LIMIT 1")
+    with db:
+        db.execute("DELETE FROM entries WHERE first = ?", (first,))
+    db.close()
+    lost = list(range(first, first + len(ends) // 4))
+    assert 5 in lost and 12 not in lost
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert all(f"  entry {index}: cannot be read (" in err for index in lost)
+    assert f": {len(lost) + 1} problems:" in err  # and A's digest of the second epoch, whose entry 5 is unread
+    assert f"of {A} for the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}): its evidence_root is not the hash" in err
