@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, log_origin
+from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, StoredHashError, log_origin
 
 from .clock_hold import CLOCK_HOLD_FILE
 from .events import (
@@ -79,11 +79,17 @@ class AuditLog:
     @classmethod
     def open(cls, data_dir: Path, *, clock: Clock = wall_clock_ms, monotonic: Callable[[], float] = time.monotonic,
              read_only: bool = False) -> AuditLog:
-        """LedgerError, naming the file, if it is not a ledger or its last entry is not an event (another ledger).
+        """LedgerError, naming the file, if it is not a ledger or its last entry is not an event (another ledger);
+        StoredHashError, naming `vouchnet audit check`, if its last entry's stored hash is not its hash.
         `read_only`: as Ledger.open's (the file must exist), and the hold of the clock is neither read nor saved
         (node.clock_hold: otherwise in `data_dir`)."""
         path = data_dir / AUDIT_FILE
-        ledger = Ledger.open(path, read_only=read_only)
+        try:
+            ledger = Ledger.open(path, read_only=read_only)
+        except StoredHashError as error:  # the last entry, or its stored hash, changed on disk
+            raise StoredHashError(f"{error}: `vouchnet audit check --dir {data_dir}` names every damaged entry and "
+                                  "stored hash; a copy of the data directory taken before the damage is the way "
+                                  "back") from None
         try:
             return cls(ledger, clock=clock, monotonic=monotonic,
                        hold_file=None if read_only else data_dir / CLOCK_HOLD_FILE)

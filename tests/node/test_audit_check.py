@@ -283,3 +283,13 @@ def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, c
     assert all(f"  entry {index}: cannot be read (" in err for index in lost)
     assert f": {len(lost) + 1} problems:" in err  # and A's digest of the second epoch, whose entry 5 is unread
     assert f"of {A} for the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}): its evidence_root is not the hash" in err
+
+
+async def test_a_damaged_last_entry_stops_the_start_naming_audit_check(data_dir):
+    """The start checks the last entry against its stored hash: it said the entry was corrupt, and nothing of what
+    to do."""
+    damage(data_dir, 12, entries_of(data_dir)[12].index(decode_salted_entry(entries_of(data_dir)[12])[2]))
+    with pytest.raises(StartupError, match=re.escape(
+            f"telemetry: {data_dir / AUDIT_FILE}: corrupt: entry 12 does not match its stored leaf hash: `vouchnet "
+            f"audit check --dir {data_dir}` names every damaged entry and stored hash")):
+        await serve_node(load_config(data_dir))
