@@ -111,6 +111,7 @@ def _entries(ledger: Ledger, start: int, stop: int, problems: Problems) -> Itera
 
 
 def _wrong_hash(level: int, index: int) -> str:
+    """The problem of a stored hash that is not the RFC 9162 hash of the entries below it (ledger.tree_check)."""
     if level == 0:
         return (f"entry {index}: its bytes do not hash to the leaf hash the ledger stores for it (its proofs and the "
                 "roots over it were computed from that hash): the entry or the stored hash was changed")
@@ -167,6 +168,7 @@ class _Walk:
         self.checked = 0
 
     def entry(self, index: int, entry: bytes) -> None:
+        """Check entry `index` (its bytes `entry`) and tally it into its digests' epoch, if it is in one."""
         try:
             at, event = decode_entry(entry)
         except InvalidEvent as error:
@@ -213,6 +215,7 @@ class _Walk:
             self._compare(i)
 
     def _compare(self, i: int) -> None:
+        """Compare the digests of span `i` with its tallies, once; then forget both."""
         span = self._spans[i]
         expected = self._expected.pop(span, None)
         if expected is None:
