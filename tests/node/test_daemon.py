@@ -30,6 +30,7 @@ from nacl.signing import SigningKey
 import gossip.peers
 import gossip.replica
 import ledger.witness
+import node.audit_log
 import node.credential_registry
 import node.daemon
 import node.digests
@@ -47,7 +48,7 @@ from gossip.host import HostError, PeerEvent, open_host, peer_id_from_public_key
 from gossip.peers import BLOCKED, KnownPeer
 from gossip.sync_messages import SYNC_PROTOCOL, HeadsPage, HeadsRequest, decode_reply, encode_message
 from node.daemon import Node, StartupError, run_until_signalled, serve_node
-from node.events import Event, decode_entry
+from node.events import Event, decode_salted_entry
 from node.keys import create_org_key, create_token, load_org_key
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
@@ -1009,9 +1010,9 @@ async def test_a_start_rebuilding_its_open_epochs_can_be_stopped_between_pages(t
     def decoding(entry):
         decoded.append(entry)
         scope.cancel()  # as a signal does, while the first page is read
-        return decode_entry(entry)
+        return decode_salted_entry(entry)
 
-    monkeypatch.setattr(node.digests, "decode_entry", decoding)
+    monkeypatch.setattr(node.audit_log, "decode_salted_entry", decoding)  # AuditLog.decoded: what the rebuild reads by
     with trio.CancelScope() as scope:
         await serve_node(config)
     assert len(decoded) == 2
