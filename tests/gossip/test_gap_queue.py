@@ -359,6 +359,22 @@ def test_a_range_whose_fetch_gave_up_a_peer_s_turn_waits_for_that_turn_then_is_a
     assert queue.take(1, 0.0) == GapBatch({iss: (1, 5)}, ("12D3KooWB",), every=False)
 
 
+def test_a_range_grown_as_fetched_that_makes_room_leaves_the_fetch_s_backoff_to_double():
+    """An issuer whose backoff ended is fetched with its backoff kept, for a vain fetch to double; a range of it
+    reported meanwhile, taken as the newest of the peer crowding the queue (`_crowding`) to make room, took that
+    backoff with it, so the vain fetch waited a second again, not twice its last (stop 42's read): a peer that fills
+    the queue had its own issuer's fetches in vain come every second."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    batch = _taken_after_a_vain_fetch(queue, iss)  # its backoff of a second over
+    for other in ISSUERS[1:3]:
+        queue.add("12D3KooWA", {other: (1, 5)}, every=False)
+    queue.add("12D3KooWA", {iss: (7, 9)}, every=False)  # reported as it is fetched: A's newest, of three
+    assert queue.add("12D3KooWB", {ISSUERS[3]: (1, 5)}, every=False) == Added(queued=1, displaced=1)
+    queue.done(batch, [iss], 1.0)  # in vain
+    assert queue.ready_at() == 3.0  # twice the last wait
+
+
 def test_a_peer_reporting_fresh_issuers_gaps_by_the_hundred_cannot_keep_another_peer_s_gaps_out():
     """Found by stop 40's reader: ranges waiting in turn took no one's place, so a peer reporting fresh issuers' gaps
     faster than they were fetched (keys vouched into the horizon cost an org nothing) filled the queue, and every other
