@@ -130,7 +130,8 @@ class GapQueue:
         """Forget an issuer's range to make room for one `by` reported: one not in turn, backing off (the longest
         waiting; a peer asked answered without it), else one kept for a peer to come, else one kept for a peer's turn
         (the longest kept of each); else one in turn that crowds `by`'s out (`_crowding`); whether there was one. A
-        backoff kept with a range, but for one backing off, goes with it, as in `done`: nothing would end it."""
+        backoff kept with a range goes with it, as in `done` (nothing would end it), but for one backing off, or one
+        being fetched, whose `done` doubles or ends it."""
         if self._parked:
             victim = next(iter(self._parked))
             del self._parked[victim]
@@ -141,7 +142,8 @@ class GapQueue:
                 return False
             self._peerless.pop(victim, None)
             self._behind.pop(victim, None)
-            self._backing_off.pop(victim, None)
+            if victim not in self._fetching:  # (its range grown as fetched: the fetch's `done` sees to its backoff)
+                self._backing_off.pop(victim, None)
             if victim in self._ready:  # (one crowding: kept ones wait in no turn, nor do ranges grown as fetched)
                 self._ready.remove(victim)
         del self._wanted[victim]

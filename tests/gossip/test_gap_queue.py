@@ -236,6 +236,22 @@ def test_a_range_no_peer_was_there_to_answer_for_waits_for_the_next_peer_then_is
     assert queue.ready_at() == 3.0  # twice the last wait, not a second again
 
 
+def test_the_rest_of_a_range_begun_waits_for_a_peer_that_connects_its_backoff_ended():
+    """A peer began to send the range, then left; another answered without the rest: the fetch brought something,
+    so a backoff the issuer had ends (its next vain fetch waits a second, not twice its last: no test held that,
+    stop 42's read), the rest kept for a peer that connects, asked first."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    batch = _taken_after_a_vain_fetch(queue, iss)
+    queue.done(batch, [], 1.0, begun=[iss])
+    assert queue.take(1, 1.0) is None
+    assert queue.peer_came("12D3KooWB")
+    batch = queue.take(1, 1.0)
+    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False)
+    queue.done(batch, [iss], 1.0)  # in vain
+    assert queue.ready_at() == 2.0  # a second, as after a fetch that brought something
+
+
 def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_new_issuers():
     """Hostile peers that leave before answering cannot grow the queue past `limit`: a range kept for a peer takes
     a place, and one that finds the queue full is dropped (the periodic round repairs it), and counted (stop 40's
@@ -341,6 +357,22 @@ def test_a_range_whose_fetch_gave_up_a_peer_s_turn_waits_for_that_turn_then_is_a
     assert queue.turn_freed("12D3KooWB") and not queue.turn_freed("12D3KooWB")
     assert queue.take(1, 0.0) == GapBatch({held: (1, 6)}, ("12D3KooWB", "12D3KooWA"), every=False)
     assert queue.take(1, 0.0) == GapBatch({iss: (1, 5)}, ("12D3KooWB",), every=False)
+
+
+def test_a_range_grown_as_fetched_that_makes_room_leaves_the_fetch_s_backoff_to_double():
+    """An issuer whose backoff ended is fetched with its backoff kept, for a vain fetch to double; a range of it
+    reported meanwhile, taken as the newest of the peer crowding the queue (`_crowding`) to make room, took that
+    backoff with it, so the vain fetch waited a second again, not twice its last (stop 42's read): a peer that fills
+    the queue had its own issuer's fetches in vain come every second."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    batch = _taken_after_a_vain_fetch(queue, iss)  # its backoff of a second over
+    for other in ISSUERS[1:3]:
+        queue.add("12D3KooWA", {other: (1, 5)}, every=False)
+    queue.add("12D3KooWA", {iss: (7, 9)}, every=False)  # reported as it is fetched: A's newest, of three
+    assert queue.add("12D3KooWB", {ISSUERS[3]: (1, 5)}, every=False) == Added(queued=1, displaced=1)
+    queue.done(batch, [iss], 1.0)  # in vain
+    assert queue.ready_at() == 3.0  # twice the last wait
 
 
 def test_a_peer_reporting_fresh_issuers_gaps_by_the_hundred_cannot_keep_another_peer_s_gaps_out():
