@@ -4,11 +4,12 @@ enforced=False reason="…"`): a service logs the SDK with its own format, which
 week-1 log must show who would have been blocked. They stay on the record as `fields` for structured handlers.
 
 A caller triggers a line for each of its requests (a `trust decision` for each call blocked or audited, an `a2a
-incoming` for each A2A task), so the logger has the node's per-call-site limit (vouching.log_limit) as a filter of its
-own, LIMIT: at most 20 lines of one logging call in each 10 s, the rest counted in `suppressed=N` on that call's
-next line. A library must not let a hostile caller flood its host's log, and the limit keeps each line written
-whole and at its level (the week-1 log still names who would have been blocked, less often under a flood); it is
-on this logger only, never on the root logger or the service's handlers, so nothing else the service logs is
+incoming` for each A2A task A2ATrust.verify_incoming is asked about, an `mcp bearer token refused` for each MCP
+request whose credential does not verify), so the logger has the node's per-call-site limit (vouching.log_limit) as
+a filter of its own, LIMIT: at most 20 lines of one logging call in each 10 s, the rest counted in `suppressed=N` on
+that call's next line. A library must not let a hostile caller flood its host's log, and the limit keeps each line
+written whole and at its level (the week-1 log still names who would have been blocked, less often under a flood);
+it is on this logger only, never on the root logger or the service's handlers, so nothing else the service logs is
 touched. A service that wants every line removes it: `logging.getLogger("vouchnet.client").removeFilter(LIMIT)`.
 """
 

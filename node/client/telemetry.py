@@ -21,11 +21,12 @@ duration, an attribute that is an object), logged; one whose attributes nest dee
 the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted as dropped and logged as
 an error, and sending goes on; a sender thread ended by what is not an Exception (SystemExit raised in it) is started
 again by the next record(), and sends the batch it held at once. `shutdown()` sends what is left, retrying, within one
-deadline (the post in progress included, the last post cut at it); so does the process's exit if shutdown() was not
-called, with one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all.
-What either could not send is logged, with its count, and stays counted in `buffered`. A process killed by a signal left
-at its default (SIGTERM to a plain script) runs no exit handler: what was left is neither sent nor said (handle SIGTERM,
-as uvicorn does, or call shutdown()).
+deadline (the post in progress included, the last post cut at it), but not after the node refuses the token or has no
+endpoint there, which no retry in its seconds changes; so does the process's exit if shutdown() was not called, with
+one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all. What either
+could not send is logged, with its count and why (the refusal holding every batch back, if one did), and stays counted
+in `buffered`. A process killed by a signal left at its default (SIGTERM to a plain script) runs no exit handler: what
+was left is neither sent nor said (handle SIGTERM, as uvicorn does, or call shutdown()).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches i
 _NO_ENDPOINT = frozenset({404, 405})
 _NO_EVENTS_ENDPOINT = ("the node has no POST /v1/events where the collector sends its batches (VOUCHNET_NODE names an "
                        "endpoint's path? give the node's address, such as http://127.0.0.1:8700)")
+_HELD_BACK = frozenset({_TOKEN_REFUSED, _NOT_THE_NODE, _NO_EVENTS_ENDPOINT})  # refusals that keep every batch
+# The node's own refusals of every batch for what this process holds (its token: 401, 403; its node URL, naming a path
+# of the API: 404, 405): shutdown() retries them no longer, as nothing in its few seconds changes them; the sender and
+# flush() keep retrying, for the node's operator may put back the token the service holds
+_LASTING = frozenset({401, 403, *_NO_ENDPOINT})
 _NOT_THE_NODE_TOO_LARGE = ("what answers at the node's address (a reverse proxy's body size limit?) refuses a "
                            "telemetry event sent alone as too large (413, in a form that is not the node's): the node "
                            "never saw it")
@@ -146,6 +152,7 @@ class TelemetryCollector:
         self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
         # What holds every batch back, or drops every event, if anything (logged once per spell).
         self._holding: str | None = None
+        self._lasting_refusal = False  # the last post got one of the node's _LASTING refusals (under _send_lock)
 
     # --- recording --------------------------------------------------------------------------------------------
 
@@ -222,8 +229,8 @@ class TelemetryCollector:
 
     def shutdown(self, timeout: float = 10.0) -> CollectorStats:
         """Stop the timer and send what is left, retrying, all within `timeout` seconds (the post in progress
-        included, the last post cut at the deadline); what is not sent by then is logged and stays in `buffered`.
-        Later records are dropped."""
+        included, the last post cut at the deadline), or until the node refuses the token or has no endpoint there;
+        what is not sent by then is logged, saying why, and stays in `buffered`. Later records are dropped."""
         return self._close(time.monotonic() + timeout, retry=True)
 
     def _close(self, end: float, *, retry: bool) -> CollectorStats:
@@ -237,13 +244,14 @@ class TelemetryCollector:
         with self._lock:
             self._closed, close = True, not self._running
             left = len(self._buffer) + self._in_flight
+            held_back = self._holding if self._holding in _HELD_BACK else None
         if close:
             self._client.close()
         if left:
+            why = held_back or ("its deadline passed" if retry else
+                                "one try a batch at exit: one failed, or the deadline passed")
             log.warning("telemetry events shutdown could not send, lost (but a batch whose post is still in "
-                        "progress)", extra={"fields": {
-                            "events": left, "node": self._shown_node, "why": "its deadline passed" if retry else
-                            "one try a batch at exit: one failed, or the deadline passed"}})
+                        "progress)", extra={"fields": {"events": left, "node": self._shown_node, "why": why}})
         return self.stats
 
     async def ashutdown(self, timeout: float = 10.0) -> CollectorStats:
@@ -347,7 +355,7 @@ class TelemetryCollector:
                 attempt = 0
                 continue
             wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], end - time.monotonic())
-            if wait <= 0 or not retry:
+            if wait <= 0 or not retry or (self._stopped.is_set() and self._lasting_refusal):
                 return False
             attempt += 1
             if background:
@@ -402,6 +410,7 @@ class TelemetryCollector:
 
         A batch refused as too large (413) was stored by no one: the node refuses one before it stores any of it,
         and a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
+        self._lasting_refusal = False
         try:
             reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
@@ -457,6 +466,7 @@ class TelemetryCollector:
         then."""
         with self._lock:
             first, self._holding = self._holding != why, why
+        self._lasting_refusal = error.code != NOT_THE_NODES and error.status in _LASTING
         if first:
             log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
                       extra={"fields": {"node": self._shown_node, "error": error}})

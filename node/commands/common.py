@@ -24,7 +24,7 @@ from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, defa
 from node.keys import KeyFileError, load_org_key, load_token
 from node.strict_modes import TooOpen, check_strict_modes
 from vouching import InvalidDid, did_key, public_key_from_did
-from vouching.identity import is_compact_jwt
+from vouching.identity import is_compact_jwt, meant_as_did
 
 _WIDTH = 100  # of a command's description in its --help
 _RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as the API takes one (node.api.records)
@@ -182,10 +182,14 @@ def api_url(text: str) -> str:
 
 
 def did_argument(text: str) -> str:
-    """argparse type: an Ed25519 did:key; an agent's credential given instead (a JWT) is named as such."""
+    """argparse type: an Ed25519 did:key; an agent's credential given instead (a JWT) is named as such, and so is
+    what is no did at all (an agent's name, as `agent new --name` gave it), with where its did is listed."""
     if is_compact_jwt(text):
         raise argparse.ArgumentTypeError("a credential (a JWT), not a did: give its subject, credentialSubject.id "
                                          "(`vouchnet agent list` lists the dids of this org's agents)")
+    if not meant_as_did(text):
+        raise argparse.ArgumentTypeError(f"expected a did (did:key:z6Mk...), got {text!r} (`vouchnet agent list` "
+                                         "lists the dids of this org's agents by name)")
     try:
         public_key_from_did(text)
     except InvalidDid as e:

@@ -63,7 +63,7 @@ def run_example(running: RunningNode, monkeypatch, capsys):
 
 def test_every_example_is_tested():
     tests = [name for name in globals() if name.startswith("test_")]
-    assert len(EXAMPLES) == 8 and all(any(example in test for test in tests) for example in EXAMPLES)
+    assert len(EXAMPLES) == 9 and all(any(example in test for test in tests) for example in EXAMPLES)
 
 
 def test_agent_framework(running, run_example):
@@ -132,6 +132,14 @@ def test_direct(running, run_example):
     assert out.startswith("allow tier trusted")
     assert namespace["incoming"].verdict == "allow"
     assert running.first_hand_events(known) == 11
+
+
+def test_clients(running, run_example):
+    known, credential = running.new_agent(trusted=True)
+    _, out = run_example("clients", credential)
+    tier, decision, reply = out.splitlines()
+    assert tier == "trusted" and decision.startswith("allow tier trusted")
+    assert reply == str({"accepted": 1, "rejected": []}) and running.first_hand_events(known) == 11
 
 
 def test_adoption(running, run_example):

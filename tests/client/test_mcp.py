@@ -2,6 +2,7 @@
 the same tool call is refused (a tool error with the reason) for an untrusted caller and runs for a trusted one;
 a token that is not a credential never gets in; what ran reaches the node."""
 
+import logging
 import time
 
 import httpx2
@@ -72,6 +73,22 @@ async def test_a_token_that_is_not_an_agent_credential_is_refused_at_the_door(ru
     async with serving(lambda _: _server(vouchnet_for(running), ran).streamable_http_app()) as url:
         assert await _status(url, "not-a-credential") == 401
     assert ran == []
+
+
+@on_asyncio
+async def test_a_refused_token_is_logged_with_why_for_the_service_and_without_the_token(running, caplog):
+    """A revoked credential got HTTP 401 and the MCP server's log said nothing of why (revoked, expired, an issuer
+    not accepted, the node's keys not to be had), where every other adapter logs its refusal; the caller's token is
+    a bearer secret and stays out of the log."""
+    known, _ = running.new_agent(trusted=True)
+    credential, index = running.revocable_credential(known)
+    running.revoke(index)
+    async with serving(lambda _: _server(vouchnet_for(running), []).streamable_http_app()) as url:
+        with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+            assert await _status(url, credential) == 401
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mcp bearer token refused")]
+    assert len(refused) == 1 and "credentialStatus: revoked by its issuer" in refused[0]
+    assert credential not in caplog.text and credential.split(".")[2] not in caplog.text
 
 
 @on_asyncio

@@ -426,6 +426,30 @@ def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_
     assert len(errors) == 1 and "refuses the telemetry API token" in errors[0].getMessage()
 
 
+@pytest.mark.parametrize("status, why", [(401, "refuses the telemetry API token"), (404, "has no POST /v1/events")])
+def test_shutdown_stops_at_a_refusal_no_retry_changes_and_says_it_is_why_the_events_are_lost(status, why, caplog):
+    """A service whose token the node refused (or whose node URL names no events endpoint) waited out shutdown's whole
+    10 s at each stop, retrying what cannot change in them, and its last line said only that the deadline passed."""
+    node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": "refused", "detail": "no"}), 1000)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
+                                   transport=httpx.MockTransport(node))
+    collector.record_tool_call(new_did(), "search")
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        stats = collector.shutdown(timeout=20)
+    assert len(node.posts) == 1 and (stats.sent, stats.buffered) == (0, 1)
+    lost = [r for r in caplog.records if r.getMessage().startswith("telemetry events shutdown")]
+    assert len(lost) == 1 and why in lost[0].fields["why"]
+
+
+def test_flush_keeps_retrying_a_refused_token_for_the_node_may_take_it_again(caplog):
+    node = _RefusesAtFirst(lambda: httpx.Response(401, json={"error": "unauthorized", "detail": "bad token"}), 2)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
+                                   transport=httpx.MockTransport(node))
+    collector.record_tool_call(new_did(), "search")
+    assert collector.flush(timeout=30)
+    assert len(node.posts) == 3 and collector.shutdown().sent == 1
+
+
 class _AddsAnAuthorization(httpx.HTTPTransport):
     """A proxy in front of the node that adds an Authorization header of its own to the first `times` requests."""
 

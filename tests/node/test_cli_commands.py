@@ -533,6 +533,9 @@ async def test_a_vouch_the_node_refuses_exits_1_with_its_reason(run, node, data_
         (["did:key:zNotAKey", "--weight", "0.5", "--basis", "operator"], "argument DID: not an Ed25519 did:key"),
         (["eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln", "--weight", "0.5", "--basis", "operator"],
          "argument DID: a credential (a JWT), not a did: give its subject, credentialSubject.id"),
+        (["alice", "--weight", "0.5", "--basis", "operator"],
+         "argument DID: expected a did (did:key:z6Mk...), got 'alice' (`vouchnet agent list` lists the dids of this "
+         "org's agents by name)"),
         (["--weight", "0.5", "--basis", "operator"], "the following arguments are required: DID"),
         (["{did}", "--weight", "much", "--basis", "operator"], "argument --weight: a weight in (0, 1], got 'much'"),
         (["{did}", "--weight", "1.5", "--basis", "operator"], "argument --weight: a weight in (0, 1], got '1.5'"),

@@ -21,6 +21,7 @@ from mcp.server.extension import Extension
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, CallToolRequestParams, CallToolResult, TextContent
 
+from .._log import log
 from ..guard import Vouchnet, refusal_text
 from ..identity import UnverifiedAgent
 from ..policy import TrustDecision
@@ -43,10 +44,15 @@ class TrustTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The caller's access token, expiring when the CredentialVerifier stops accepting it (exp plus its leeway):
-        mcp refuses a token past its expires_at, which at exp refused what every other adapter accepts."""
+        mcp refuses a token past its expires_at, which at exp refused what every other adapter accepts. A token
+        refused (HTTP 401, in observe mode too: mcp admits no caller without a principal) is logged with the reason,
+        which the caller is not told, and never with the token."""
         try:
             identity = await self.vouchnet.identify(token)
-        except UnverifiedAgent:
+        except UnverifiedAgent as error:
+            log.warning("mcp bearer token refused (HTTP 401)", extra={"fields": {
+                "reason": f"unverified caller: {error.public}",
+                **({"detail": str(error)} if str(error) != error.public else {})}})
             return None
         expires = identity.expires + self.vouchnet.verifier.leeway
         return AccessToken(token=token, client_id=identity.did, scopes=[], expires_at=expires, subject=identity.did,
