@@ -189,7 +189,8 @@ class SyncService:
     records (a page more at most), so that one durable commit covers several pages while a session holds no more
     than that in memory (records are up to 64 KiB, and decoded take up to three times their size). `max_sessions`
     bounds the sessions this node opens at once (gossip.session_slots: a full round that a catch-up waiting needs,
-    `catch_up_peers`, goes first, ending a session it does not need if no slot is free). `max_inbound` bounds the
+    `catch_up_peers`, goes first, ending a session it does not need if no slot is free; one that a catch-up holding
+    nothing back needs, `patient_catch_up_peers`, waits its turn). `max_inbound` bounds the
     requests answered at once, `max_inbound_streams` the inbound streams
     open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
@@ -286,7 +287,8 @@ class SyncService:
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
         self._rounds_after_busy: set[str] = set()  # peers a round a catch-up needs waits for as their Busy wait ends
-        self._needed_before: set[str] = set()  # the peers `_needed` as `needs_changed` last asked
+        # the peers a catch-up waits on (`_awaited`) as `needs_changed` last asked, those that disconnected since too
+        self._awaited_before: set[str] = set()
         self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -311,6 +313,9 @@ class SyncService:
         # a session slot ahead of sessions it does not need, ending one if none is free (gossip.session_slots); the
         # catch-up calls `needs_changed` when an answer may have changed
         self.catch_up_peers: list[Callable[[str], bool]] = []
+        # asked likewise by a catch-up that holds nothing back (node.daemon's late one): its rounds take their slots
+        # first come, first served, but are had as a peer's Busy wait ends, and as a peer comes to be needed
+        self.patient_catch_up_peers: list[Callable[[str], bool]] = []
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -374,22 +379,22 @@ class SyncService:
 
     def _ask_again_after_busy(self, peer_id: str) -> None:
         """Have a full round with `peer_id`, which told us to come back later, as that wait ends, if a catch-up
-        (`catch_up_peers`) needs one: nothing else would start it but the peer's next connection or a periodic round,
-        and the catch-up would wait for one, or time out. One such round waits per peer."""
-        if self._nursery is not None and peer_id not in self._rounds_after_busy and self._needed(peer_id):
+        (`_awaited`) needs one: nothing else would start it but the peer's next connection or a periodic round, and
+        the catch-up would wait for one, or time out. One such round waits per peer."""
+        if self._nursery is not None and peer_id not in self._rounds_after_busy and self._awaited(peer_id):
             self._rounds_after_busy.add(peer_id)
             self._nursery.start_soon(self._round_after_busy, peer_id)
 
     async def _round_after_busy(self, peer_id: str) -> None:
         """Wait until `peer_id` may be asked again (its Busy wait, lengthened by any later Busy answer, is over),
-        then a full round with it, if a catch-up needs one still (`_needed`: it stays connected, and has yet to
+        then a full round with it, if a catch-up needs one still (`_awaited`: it stays connected, and has yet to
         answer one)."""
         try:
             while (until := self._throttled.get(peer_id, -math.inf)) > trio.current_time():
                 await trio.sleep_until(until)
         finally:
             self._rounds_after_busy.discard(peer_id)
-        if self._needed(peer_id):
+        if self._awaited(peer_id):
             await self.sync_with(peer_id)
 
     def round_running(self, peer_id: str) -> bool:
@@ -540,12 +545,13 @@ class SyncService:
         return fetched
 
     def needs_changed(self) -> None:
-        """What `_needed` answers may have changed: a catch-up (node.daemon) removed its `catch_up_peers` as it ended,
+        """What `_needed` or `_awaited` answer may have changed: a catch-up (node.daemon) added or removed its
+        `catch_up_peers` or `patient_catch_up_peers` as it began or ended,
         or a peer's round proved the org's records in or showed the peer holds none, or a peer came or went among those
         the node dials; or a peer connected or disconnected (`_follow_peers`). A full round waiting for its turn that is
         needed now stops waiting, to end the fetches of gaps in its way (`_round_slot`); rounds waiting for a session
         slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots). A peer
-        needed now and not as last asked has a full round (`_round_newly_needed`)."""
+        awaited now and not as last asked has a full round (`_round_newly_needed`)."""
         for peer_id, waiting in self._rounds_awaiting_turn.items():
             if self._needed(peer_id):
                 waiting.cancel()
@@ -553,22 +559,32 @@ class SyncService:
         self._round_newly_needed()
 
     def _round_newly_needed(self) -> None:
-        """A full round with each peer a catch-up needs (`_needed`) that it did not as `needs_changed` last asked:
-        one connected already as the node came to dial it (its org's `org` record came in: peer exchange) would
-        otherwise have none but at its next connection or a periodic round, and the catch-up would wait for one, or
-        time out. One that just connected has its round from `_follow_peers` as well: whichever starts second returns
-        at once (`sync_with`)."""
-        connected = self.host.connected_peers() if self.catch_up_peers else []  # (as `_needed`, asking the host once)
-        needed = {peer for peer in connected if any(needs(peer) for needs in self.catch_up_peers)}
+        """A full round with each connected peer a catch-up awaits (`_awaited`) that it did not as `needs_changed`
+        last asked: one connected already as the node came to dial it (its org's `org` record came in: peer exchange),
+        or as a catch-up began, would otherwise have none but at its next connection or a periodic round, and the
+        catch-up would wait for one, or time out. A peer awaited that disconnects stays remembered while awaited: one
+        connecting again has a round from `_follow_peers` if a catch-up that goes first needs it, or if its last
+        started `interval` ago or more, else none (a peer reconnecting again and again would have a round at each
+        connection, for the whole life of a late catch-up); one that just connected may have its round from both:
+        whichever starts second returns at once (`sync_with`)."""
+        awaits = [*self.catch_up_peers, *self.patient_catch_up_peers]
+        connected = set(self.host.connected_peers()) if awaits else set()  # (asking the host once)
+        awaited = {peer for peer in connected | self._awaited_before if any(wants(peer) for wants in awaits)}
         if self._nursery is not None:
-            for peer_id in needed - self._needed_before:
+            for peer_id in (awaited & connected) - self._awaited_before:
                 self._nursery.start_soon(self.sync_with, peer_id)
-        self._needed_before = needed
+        self._awaited_before = awaited
 
     def _needed(self, peer_id: str) -> bool:
         """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`), a connected peer: a round
         with one that disconnected would end a session for its slot, then fail to open its stream."""
         return any(needs(peer_id) for needs in self.catch_up_peers) and peer_id in self.host.connected_peers()
+
+    def _awaited(self, peer_id: str) -> bool:
+        """Whether a catch-up waiting needs a full round with `peer_id`, a connected peer, whether its rounds go first
+        (`_needed`) or not (`patient_catch_up_peers`)."""
+        return self._needed(peer_id) or (any(wants(peer_id) for wants in self.patient_catch_up_peers)
+                                         and peer_id in self.host.connected_peers())
 
     @asynccontextmanager
     async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
