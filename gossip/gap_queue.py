@@ -12,7 +12,8 @@ protocol or were on another network, or none could be asked), the range waits fo
 connects, say, asked first, or one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by
 one of ours (given up waiting for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`),
 within the same `limit`. The rest of a range a peer began to send, then left or said to come back later, another peer
-having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there answered). When
+having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there answered), or,
+if that peer said to come back later and stays, for its wait to end (`wait_over`: it is asked first). When
 `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one
 kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps
 no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
@@ -89,6 +90,9 @@ class GapQueue:
         # issuers of _wanted waiting for a peer to ask, longest waiting first -> whether only one that connects will do
         self._peerless: dict[str, bool] = {}
         self._behind: dict[str, str] = {}  # issuers of _wanted waiting for a peer's turn (`turn_freed`) -> that peer
+        # issuers of _peerless waiting for a peer to connect, or for the wait to end (`wait_over`) of the peer that
+        # began to send their ranges, then said to come back later -> that peer
+        self._after_wait: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._wanted)
@@ -116,9 +120,7 @@ class GapQueue:
             else:
                 wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
                 merged += 1
-                if iss in self._peerless or iss in self._behind:
-                    self._peerless.pop(iss, None)
-                    self._behind.pop(iss, None)
+                if self._release(iss):
                     self._ready.append(iss)
                     released += 1
             wanted.every |= every
@@ -139,8 +141,7 @@ class GapQueue:
             victim = next(iter(kept)) if kept else self._crowding(by)
             if victim is None:
                 return False
-            self._peerless.pop(victim, None)
-            self._behind.pop(victim, None)
+            self._release(victim)
             self._backing_off.pop(victim, None)
             if victim in self._ready:  # (one crowding: kept ones wait in no turn, nor do ranges grown as fetched)
                 self._ready.remove(victim)
@@ -178,7 +179,8 @@ class GapQueue:
         return GapBatch(gaps, *route)
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
-             peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = ()) -> int:
+             peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = (),
+             begun_by_busy: Mapping[str, str] | None = None) -> int:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice as
         long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no peer
         asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch no
@@ -187,10 +189,12 @@ class GapQueue:
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
         `behind` names that peer: then it waits for `turn_freed(behind)`, likewise. The rest of the range of one in
         `begun` (a peer asked began to send it, then left or said to come back later, and another answered without
-        it) is kept likewise, for a peer that connects (`peer_came` with a peer: those there answered already), its
-        backoff ended (the fetch brought something). A backoff is forgotten with its issuer's range, as an ended one
-        is. An issuer whose range grew meanwhile and that does not back off waits again, behind the others. Returns
-        how many ranges that were to be kept found no room (`limit` issuers waiting) and were dropped."""
+        it) is kept likewise, for a peer that connects (`peer_came` with a peer: those there answered already), or,
+        for one `begun_by_busy` names (the peer that began it, then said to come back later), for that peer's wait to
+        end (`wait_over`), its backoff ended (the fetch brought something). A backoff is forgotten with its issuer's
+        range, as an ended one is. An issuer whose range grew meanwhile and that does not back off waits again, behind
+        the others. Returns how many ranges that were to be kept found no room (`limit` issuers waiting) and were
+        dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
@@ -205,6 +209,8 @@ class GapQueue:
             if iss in peerless or iss in begun or iss in unanswered and behind is not None:
                 if not self._keep(iss, batch, behind if iss in unanswered else None, connecting=iss in begun):
                     unkept += 1
+                elif iss in self._peerless and iss in (begun_by_busy or {}):
+                    self._after_wait[iss] = (begun_by_busy or {})[iss]
             if iss not in self._wanted or iss not in unanswered and iss not in peerless:
                 self._backing_off.pop(iss, None)
             if iss in self._wanted and iss not in self._peerless and iss not in self._behind:
@@ -222,11 +228,31 @@ class GapQueue:
         a peer to connect; whether any waited."""
         freed = [iss for iss, connecting in self._peerless.items() if peer is not None or not connecting]
         for iss in freed:
-            del self._peerless[iss]
+            self._release(iss)
             if peer is not None:
                 self._wanted[iss].origins = [peer]
             self._ready.append(iss)
         return bool(freed)
+
+    @property
+    def awaited_waits(self) -> set[str]:
+        """The peers that said to come back later for whose waits' ends ranges wait (`wait_over`)."""
+        return set(self._after_wait.values())
+
+    def wait_over(self, peer: str) -> bool:
+        """`peer`, which began to send ranges, then said to come back later, may be asked again: those ranges wait in
+        turn, to be asked of `peer` first; whether any waited."""
+        freed = [iss for iss, waited_for in self._after_wait.items() if waited_for == peer]
+        for iss in freed:
+            self._release(iss)
+            self._wanted[iss].origins = [peer]
+            self._ready.append(iss)
+        return bool(freed)
+
+    def _release(self, iss: str) -> bool:
+        """`iss`'s range waits for no peer, nor a peer's turn or wait, any more; whether it did."""
+        self._after_wait.pop(iss, None)
+        return self._peerless.pop(iss, None) is not None or self._behind.pop(iss, None) is not None
 
     def turn_freed(self, peer: str) -> bool:
         """`peer`'s turn is free (no session with it holds or awaits it): the issuers waiting for it wait in turn, to

@@ -165,6 +165,8 @@ class _GapFetchEnd:
     peerless: list[str] = field(default_factory=list)  # no peer asked stays to be asked
     begun: list[str] = field(default_factory=list)  # a peer asked began to send them, then left or said Busy; another
     # answered without the rest (with vain)
+    begun_by_busy: dict[str, str] = field(default_factory=dict)  # of begun, those the last to begin them said Busy: by
+    # that peer, to be asked again as its wait ends
     behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
@@ -423,9 +425,10 @@ class SyncService:
         stays connected, but for refusing the protocol: a gossip-only node serves no one), and not on another network
         (it holds none of ours: `_NO_ANSWER`), and begun, those of which a peer that then left or told us to come back
         later sent some (it may hold the rest, which gap_queue keeps for a peer to connect: those there answered
-        without it, or told us to come back later); else all of them (a peer that began to send a range may hold the
-        rest), peerless if no peer asked stays to be asked and serves sync (each left before it answered, told us to
-        come back later, refused the protocol or was found on another network, or none could be asked: gap_queue
+        without it, or told us to come back later; or, begun_by_busy, for the wait of the last of them to have told
+        us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer that began to send a range may
+        hold the rest), peerless if no peer asked stays to be asked and serves sync (each left before it answered, told
+        us to come back later, refused the protocol or was found on another network, or none could be asked: gap_queue
         keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else unanswered (a
         peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer:
         the first of those that stay: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them), as the
@@ -440,6 +443,7 @@ class SyncService:
         # nor refusing the sync protocol), and not on another network
         ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
         begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
+        begun_by_busy: dict[str, str] = {}  # of those, the ones the last to begin said Busy: by that peer
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
@@ -456,12 +460,20 @@ class SyncService:
                 if pulled == "storage":
                     break  # nor is the next peer asked: its records would fail our disk the same way
             else:
-                begun.update(iss for iss in missing if store.head(iss) != before[iss])
+                began = [iss for iss in missing if store.head(iss) != before[iss]]
+                begun.update(began)
+                for iss in began:
+                    if pulled == "throttled":
+                        begun_by_busy[iss] = peer
+                    else:
+                        begun_by_busy.pop(iss, None)
         lacking = list(missing_ranges(store, batch.gaps))
         if answered:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
-            return _GapFetchEnd(vain=idle, begun=[iss for iss in lacking if iss in begun])
+            kept = [iss for iss in lacking if iss in begun]
+            return _GapFetchEnd(vain=idle, begun=kept, begun_by_busy={iss: begun_by_busy[iss] for iss in kept
+                                                                      if iss in begun_by_busy})
         staying = self.host.staying_peers()
         stayed = [peer for peer in ended if peer in staying]
         if stayed:
@@ -889,8 +901,11 @@ class SyncService:
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
         while True:
-            if self._gaps.awaiting_peer and self._syncing_peers():  # (one not asked, come back, or its wait over)
+            syncing = self._syncing_peers()
+            if self._gaps.awaiting_peer and syncing:  # (one not asked, come back, or its wait over)
                 self._gaps.peer_came(None)
+            for peer in self._gaps.awaited_waits.intersection(syncing):  # (its wait over)
+                self._gaps.wait_over(peer)
             batch = self._gaps.take(self.limits.max_ranges, trio.current_time())
             if batch is None:
                 with trio.move_on_at(min(self._gaps.ready_at(), self._throttle_ends())):  # a backoff, or a wait ends
@@ -901,18 +916,20 @@ class SyncService:
                 end = await self._fetch(batch)
             finally:
                 self.stats.gap_issuers_unkept += self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered,
-                                                                  end.peerless, end.behind, begun=end.begun)
+                                                                  end.peerless, end.behind, begun=end.begun,
+                                                                  begun_by_busy=end.begun_by_busy)
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
 
     def _throttle_ends(self) -> float:
-        """When the first connected peer that told us to come back later may be asked again, if a range of gaps waits
-        for a peer (gap_queue: a worker then asks it); else, or if none did, inf."""
-        if not self._gaps.awaiting_peer:
-            return math.inf
-        return min((self._throttled[peer] for peer in self.host.connected_peers() if peer in self._throttled),
-                   default=math.inf)
+        """When the first connected peer that told us to come back later may be asked again, of any if a range of gaps
+        waits for a peer there, else of those for whose waits ranges wait (gap_queue: a worker then asks it); inf if
+        none."""
+        awaited = self._gaps.awaited_waits
+        anyone = self._gaps.awaiting_peer
+        return min((self._throttled[peer] for peer in self.host.connected_peers()
+                    if peer in self._throttled and (anyone or peer in awaited)), default=math.inf)
 
     def _wake_gap_workers(self) -> None:
         self._gaps_changed.set()

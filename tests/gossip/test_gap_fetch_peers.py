@@ -734,3 +734,27 @@ async def test_the_rest_of_a_range_a_peer_began_to_send_then_left_is_fetched_fro
         assert node.asked[2:] == [(connected, comes)]  # at once, with no report
         assert node.store.has(AFTER.id)
         assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_the_rest_of_a_range_a_staying_peer_began_then_said_to_come_back_later_is_asked_as_its_wait_ends(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: A says to come back later mid-answer and stays, B answers without the rest: the rest
+    was kept for a peer to connect only (B, there, answered), so it waited for a new connection, the issuer's next
+    report or a periodic round, though A could be asked again as its wait ended. It is asked of A then, not of B."""
+    come_back = 5
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return 0  # it has none of the rest
+        if len(node.asked) == 1:
+            node.fill()
+            raise PeerBusy(come_back, "serving budget spent")
+        return len(node.service.replica.accept([AFTER]).accepted)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(come_back + 1)
+        assert node.asked == [(1, A), (1, B), (1 + come_back, A)]  # with no report meanwhile
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0

@@ -17,12 +17,14 @@ BACKOFF = (1.0, 8.0)
 
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
-# no peer was there to answer; a peer's turn given up; a peer began to send the ranges and left, another answering
-# without the rest; a peer answered without the ranges (the clock stays at 0: the issuers back off for good)
-outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "vain"])
-# a peer connects ("peer"), or is there ("poll"); a peer's turn comes free ("turn")
+# no peer was there to answer; a peer's turn given up; a peer began to send the ranges and left (or said to come back
+# later and stays: "begun_busy"), another answering without the rest; a peer answered without the ranges (the clock
+# stays at 0: the issuers back off for good)
+outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "begun_busy", "vain"])
+# a peer connects ("peer"), or is there ("poll"); a peer's turn comes free ("turn"), or its Busy wait ends ("wait")
 steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
-                           st.tuples(st.just("done"), outcomes), st.sampled_from([("peer",), ("poll",), ("turn",)])),
+                           st.tuples(st.just("done"), outcomes),
+                           st.sampled_from([("peer",), ("poll",), ("turn",), ("wait",)])),
                  max_size=60)
 
 
@@ -48,10 +50,15 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
           ("add", ISSUERS[3], 1, 0, None), ("done", "answered"), ("take", 3)])  # a range grown as fetched makes room
 @example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("take", 1), ("done", "begun"), ("done", "peerless"),
           ("poll",), ("take", 3), ("peer",), ("take", 3)])  # the rest of a range begun waits for a peer to connect
+@example([_add(ISSUERS[0]), ("take", 1), ("done", "begun_busy"), *map(_add, ISSUERS[1:4]), ("wait",),
+          ("take", 3)])  # a range kept for a peer's wait makes room, and that wait's end frees nothing
+@example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("take", 1), ("done", "begun_busy"), ("done", "begun"),
+          ("poll",), ("wait",), ("take", 3), ("peer",), ("take", 3)])  # the rest of one begun by a busy peer: its wait
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, that a peer began
-    to answer and left (another answering without the rest), or in vain: their ranges wait for a peer that connects
-    ("peer") or is there ("poll": not for the rest of a range begun), that turn ("turn"), a report, or the backoff
+    to answer and left or said to come back later (another answering without the rest), or in vain: their ranges wait
+    for a peer that connects ("peer") or is there ("poll": not for the rest of a range begun), that turn ("turn"), the
+    wait's end of the peer that began it and said to come back later ("wait"), a report, or the backoff
     to end (never here: the next tests), within the bound, where a new issuer's range takes the place of one not in
     turn (one backing off, else one kept for a peer, else for a peer's turn), else of the newest of the peer whose
     reports hold the most places if that is two more than its own peer's, unless it backs off itself: one is never
@@ -61,8 +68,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged, in the order each came to be held
     reporters: dict[str, list[str]] = {}  # issuers of `wanted` -> the peers to ask first, the first standing for it
     ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
-    # issuers of `wanted` waiting -> for what: "peer" (to connect or be there), "newcomer" (to connect), or "turn" (of
-    # 12D3KooWB's)
+    # issuers of `wanted` waiting -> for what: "peer" (to connect or be there), "newcomer" (to connect), "busy" (to
+    # connect, or 12D3KooWB's wait to end) or "turn" (of 12D3KooWB's)
     kept: dict[str, str] = {}
     backing_off: set[str] = set()  # issuers whose last fetch was in vain
     parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
@@ -73,7 +80,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             added = queue.add(origin, {iss: (first, first + span)}, every=False)
             displaced = 0
             if was is None and len(wanted) == LIMIT:
-                waiting = [*parked, *(each for each in kept if kept[each] in ("peer", "newcomer")),
+                waiting = [*parked, *(each for each in kept if kept[each] in ("peer", "newcomer", "busy")),
                            *(each for each in kept if kept[each] == "turn")]
                 held = Counter(reporters[each][0] if reporters[each] else None for each in wanted)
                 most = max(held.values())
@@ -117,17 +124,19 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             for taken in ready.values():
                 taken.append(next(iter(batch.gaps)))
             fetching.append(batch)
-        elif step[0] in ("peer", "poll", "turn"):
-            awaited_by = {"peer": ("peer", "newcomer"), "poll": ("peer",), "turn": ("turn",)}[step[0]]
+        elif step[0] in ("peer", "poll", "turn", "wait"):
+            awaited_by = {"peer": ("peer", "newcomer", "busy"), "poll": ("peer",), "turn": ("turn",),
+                          "wait": ("busy",)}[step[0]]
             freed = [iss for iss, awaited in kept.items() if awaited in awaited_by]
-            came = (queue.turn_freed("12D3KooWB") if step[0] == "turn"
-                    else queue.peer_came("12D3KooWC" if step[0] == "peer" else None))
+            assert queue.awaited_waits == ({"12D3KooWB"} if "busy" in kept.values() else set())
+            came = (queue.turn_freed("12D3KooWB") if step[0] == "turn" else queue.wait_over("12D3KooWB")
+                    if step[0] == "wait" else queue.peer_came("12D3KooWC" if step[0] == "peer" else None))
             assert came == bool(freed)
             for iss in freed:
                 ready[iss] = []
                 del kept[iss]
-                if step[0] == "peer":
-                    reporters[iss] = ["12D3KooWC"]
+                if step[0] in ("peer", "wait"):
+                    reporters[iss] = ["12D3KooWC" if step[0] == "peer" else "12D3KooWB"]
         elif fetching:
             batch, outcome = fetching.pop(0), step[1]
             if outcome == "vain":
@@ -139,8 +148,9 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 unkept = queue.done(batch, [], 0.0, peerless=list(batch.gaps))
             elif outcome == "behind":
                 unkept = queue.done(batch, [], 0.0, unanswered=list(batch.gaps), behind="12D3KooWB")
-            elif outcome == "begun":
-                unkept = queue.done(batch, [], 0.0, begun=list(batch.gaps))
+            elif outcome in ("begun", "begun_busy"):
+                busy = dict.fromkeys(batch.gaps, "12D3KooWB") if outcome == "begun_busy" else None
+                unkept = queue.done(batch, [], 0.0, begun=list(batch.gaps), begun_by_busy=busy)
             else:
                 unkept = queue.done(batch, [], 0.0)
             for iss, (first, last) in batch.gaps.items():
@@ -151,7 +161,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                         wanted[iss] = (min(was[0], first), max(was[1], last))
                 elif outcome != "answered" and len(wanted) < LIMIT:
                     wanted[iss] = (first, last)
-                    kept[iss] = {"peerless": "peer", "begun": "newcomer", "behind": "turn"}[outcome]
+                    kept[iss] = {"peerless": "peer", "begun": "newcomer", "begun_busy": "busy",
+                                 "behind": "turn"}[outcome]
                     reporters[iss] = ["12D3KooWB"] if outcome == "behind" else list(batch.origins)
                 elif outcome != "answered":
                     unkept -= 1  # no room to keep it: dropped, and counted
