@@ -9,7 +9,9 @@ leaves the issuer's next range waiting a while (`backoff`, doubling up to its mo
 the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer answered proves nothing and
 changes no backoff: if no peer was there to answer (those asked left first, said to come back later, refused the sync
 protocol or were on another network, or none could be asked), the range waits for a peer to ask (`peer_came`: one
-connects, say, asked first, or one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by
+connects, say, asked first, or one's wait ends), within the same `limit`; if a peer that connected was asked and none
+answered (it left again, say), it waits out the issuer's backoff first, doubled as for a vain fetch: a peer connecting
+again and again would otherwise have the range fetched at each connection; if a peer asked stayed, its session ended by
 one of ours (given up waiting for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`),
 within the same `limit`. The rest of a range a peer began to send, then left or said to come back later, another peer
 having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there answered), or,
@@ -41,6 +43,7 @@ class _Wanted:
     last: int
     origins: list[str] = field(default_factory=list)
     every: bool = False  # ask every connected peer (an org's history), not just a few
+    came: bool = False  # kept for a peer to come, freed by one that connected (`peer_came`)
 
     @property
     def route(self) -> tuple[tuple[str, ...], bool]:
@@ -59,6 +62,7 @@ class GapBatch:
     gaps: dict[str, tuple[int, int]]
     origins: tuple[str, ...]
     every: bool
+    came: frozenset[str] = frozenset()  # issuers whose ranges a peer that connected freed (`peer_came`)
 
 
 @dataclass(frozen=True)
@@ -172,11 +176,14 @@ class GapQueue:
             (taken if len(taken) < most and self._wanted[iss].route == route else rest).append(iss)
         self._ready = rest
         gaps = {}
+        came = set()
         for iss in taken:
             wanted = self._wanted.pop(iss)
             gaps[iss] = (wanted.first, wanted.last)
+            if wanted.came:
+                came.add(iss)
             self._fetching.add(iss)
-        return GapBatch(gaps, *route)
+        return GapBatch(gaps, *route, came=frozenset(came))
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
              peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = (),
@@ -193,18 +200,21 @@ class GapQueue:
         for one `begun_by_busy` names (the peer that began it, then said to come back later), for that peer's wait to
         end (`wait_over`), its backoff ended (the fetch brought something). A backoff is forgotten with its issuer's
         range, as an ended one is. An issuer whose range grew meanwhile and that does not back off waits again, behind
-        the others. Returns how many ranges that were to be kept found no room (`limit` issuers waiting) and were
-        dropped."""
+        the others. One in `peerless` whose range a peer that connected freed (`peer_came`) backs off as a vain one
+        does, its range kept for its backoff to end. Returns how many ranges that were to be kept found no room
+        (`limit` issuers waiting) and were dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
             if iss in vain:
-                _, last = self._backing_off.get(iss, (now, self._backoff_first / 2))
-                seconds = min(2 * last, self._backoff_most)
-                self._backing_off[iss] = (now + seconds, seconds)
-                heapq.heappush(self._due, (now + seconds, iss))
+                self._back_off(iss, now)
                 if iss in self._wanted:
                     self._parked[iss] = None
+                continue
+            if iss in peerless and iss in batch.came:
+                self._back_off(iss, now)
+                if not self._keep(iss, batch, None, parked=True):
+                    unkept += 1
                 continue
             if iss in peerless or iss in begun or iss in unanswered and behind is not None:
                 if not self._keep(iss, batch, behind if iss in unanswered else None, connecting=iss in begun):
@@ -216,6 +226,13 @@ class GapQueue:
             if iss in self._wanted and iss not in self._peerless and iss not in self._behind:
                 self._ready.append(iss)
         return unkept
+
+    def _back_off(self, iss: str, now: float) -> None:
+        """`iss` waits `backoff`, twice as long as the last time if it backed off before (up to the most)."""
+        _, last = self._backing_off.get(iss, (now, self._backoff_first / 2))
+        seconds = min(2 * last, self._backoff_most)
+        self._backing_off[iss] = (now + seconds, seconds)
+        heapq.heappush(self._due, (now + seconds, iss))
 
     @property
     def awaiting_peer(self) -> bool:
@@ -231,6 +248,7 @@ class GapQueue:
             self._release(iss)
             if peer is not None:
                 self._wanted[iss].origins = [peer]
+                self._wanted[iss].came = True
             self._ready.append(iss)
         return bool(freed)
 
@@ -263,11 +281,13 @@ class GapQueue:
             self._ready.append(iss)
         return bool(freed)
 
-    def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False) -> bool:
+    def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False,
+              parked: bool = False) -> bool:
         """Keep `iss`'s range of `batch` (no peer answered for it, or the rest of one begun): grown into the one that
         came meanwhile, if one did, else waiting, room allowing, for a peer (`peer_came`; one that connects, if
-        `connecting`), or if `behind` is given for its turn; False if there was no room: it is dropped (a kept range
-        takes no one's place: it would be the first to give its own)."""
+        `connecting`), or if `behind` is given for its turn; or, if `parked`, for its backoff to end, either way;
+        False if there was no room: it is dropped (a kept range takes no one's place: it would be the first to give
+        its own)."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
@@ -275,12 +295,14 @@ class GapQueue:
             wanted.every |= batch.every
         elif len(self._wanted) < self._limit:
             self._wanted[iss] = _Wanted(first, last, [behind] if behind else list(batch.origins), batch.every)
-            if behind is None:
-                self._peerless[iss] = connecting
-            else:
+            if behind is not None:
                 self._behind[iss] = behind
+            elif not parked:
+                self._peerless[iss] = connecting
         else:
             return False
+        if parked:
+            self._parked[iss] = None
         return True
 
     def ready_at(self) -> float:

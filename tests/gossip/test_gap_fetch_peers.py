@@ -758,3 +758,30 @@ async def test_the_rest_of_a_range_a_staying_peer_began_then_said_to_come_back_l
         assert node.asked == [(1, A), (1, B), (1 + come_back, A)]  # with no report meanwhile
         assert node.store.has(AFTER.id)
         assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_peer_reconnecting_again_and_again_has_a_kept_gap_fetched_once_a_backoff_not_at_each_connection(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: each peer that connects frees the ranges kept for a peer to come, so A, leaving as
+    it is asked and connecting again every 0.1 s, had the gap fetched at each connection (200 fetches in 20 s,
+    bounded only by how fast it reconnects). A range a connecting peer freed whose fetch again found no peer to answer
+    waits out the issuer's backoff (1 s, doubling up to sync_interval) before the next; an honest peer that connects
+    then still has it fetched, within that backoff."""
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == B else await node.leave(peer)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(0.5)
+        assert node.asked == [(1, A)]  # A left as it was asked: the gap is kept for a peer to come
+        for _ in range(200):
+            if A not in node.host.connected_peers():
+                await node.host.connect(A)
+            await trio.sleep(0.1)
+        fetches = [when for when, _ in node.asked]
+        assert len(fetches) <= 12  # (a fetch at a connection, and one as each backoff ends: 1, 2, 4, 8 s...)
+        assert node.service.stats.gap_issuers_vain == 0
+        await node.host.connect(B)
+        await trio.sleep(INTERVAL)
+        assert node.store.has(MISSING.id) and node.asked[-1][1] == B

@@ -54,6 +54,8 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
           ("take", 3)])  # a range kept for a peer's wait makes room, and that wait's end frees nothing
 @example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("take", 1), ("done", "begun_busy"), ("done", "begun"),
           ("poll",), ("wait",), ("take", 3), ("peer",), ("take", 3)])  # the rest of one begun by a busy peer: its wait
+@example([_add(ISSUERS[0]), ("take", 1), ("done", "peerless"), ("peer",), ("take", 1), ("done", "peerless"),
+          ("peer",), ("take", 1)])  # a kept range a connecting peer freed, again unanswered, backs off: not freed
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, that a peer began
     to answer and left or said to come back later (another answering without the rest), or in vain: their ranges wait
@@ -71,7 +73,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     # issuers of `wanted` waiting -> for what: "peer" (to connect or be there), "newcomer" (to connect), "busy" (to
     # connect, or 12D3KooWB's wait to end) or "turn" (of 12D3KooWB's)
     kept: dict[str, str] = {}
-    backing_off: set[str] = set()  # issuers whose last fetch was in vain
+    backing_off: set[str] = set()  # issuers whose last fetch was in vain, or found none to answer as a peer came
+    freed_by_a_newcomer: set[str] = set()  # issuers of `wanted` whose ranges a peer that connected freed ("peer")
     parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
     for step in script:
         if step[0] == "add":
@@ -96,10 +99,12 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 parked.pop(waiting[0], None)
                 kept.pop(waiting[0], None)
                 ready.pop(waiting[0], None)
+                freed_by_a_newcomer.discard(waiting[0])
                 displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
             if was is None:
                 reporters[iss] = []
+                freed_by_a_newcomer.discard(iss)
             if origin is not None and origin not in reporters[iss] and len(reporters[iss]) < 3:
                 reporters[iss].append(origin)
             assert added == (Added(queued=1, displaced=displaced) if was is None
@@ -117,6 +122,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             if batch is None:
                 continue
             assert 1 <= len(batch.gaps) <= step[1]
+            assert batch.came == freed_by_a_newcomer.intersection(batch.gaps)
+            freed_by_a_newcomer.difference_update(batch.gaps)
             for iss, gap in batch.gaps.items():
                 assert wanted.pop(iss) == gap  # every report of it merged into the range taken
                 assert batch.origins == tuple(reporters.pop(iss))
@@ -137,6 +144,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 del kept[iss]
                 if step[0] in ("peer", "wait"):
                     reporters[iss] = ["12D3KooWC" if step[0] == "peer" else "12D3KooWB"]
+                if step[0] == "peer":
+                    freed_by_a_newcomer.add(iss)
         elif fetching:
             batch, outcome = fetching.pop(0), step[1]
             if outcome == "vain":
@@ -154,6 +163,16 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             else:
                 unkept = queue.done(batch, [], 0.0)
             for iss, (first, last) in batch.gaps.items():
+                if outcome == "peerless" and iss in batch.came:  # backs off, its range kept for that to end
+                    backing_off.add(iss)
+                    if iss in wanted or len(wanted) < LIMIT:
+                        was = wanted.get(iss, (first, last))
+                        wanted[iss] = (min(was[0], first), max(was[1], last))
+                        reporters.setdefault(iss, list(batch.origins))
+                        parked[iss] = None
+                    else:
+                        unkept -= 1
+                    continue
                 if iss in wanted:
                     ready[iss] = []
                     if outcome != "answered":
@@ -241,7 +260,7 @@ def test_a_range_no_peer_was_there_to_answer_for_waits_for_the_next_peer_then_is
     assert len(queue) == 1 and queue.take(1, 1.0) is None and queue.ready_at() == math.inf  # waits for a peer
     assert queue.peer_came("12D3KooWB")
     batch = queue.take(1, 1.0)
-    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False)
+    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False, came=frozenset({iss}))
     assert not queue.peer_came("12D3KooWC")  # none waits
     queue.done(batch, [iss], 1.0)  # in vain again
     assert queue.ready_at() == 3.0  # twice the last wait, not a second again
@@ -268,7 +287,8 @@ def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_n
     assert queue.add("12D3KooWA", {ISSUERS[0]: (1, 5)}, every=False) == Added(queued=1, displaced=1)  # ISSUERS[3]'s
     assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[2]: (1, 6), ISSUERS[0]: (1, 5)}, ("12D3KooWA",), every=False)
     assert queue.peer_came("12D3KooWB")
-    assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[4]: (1, 5)}, ("12D3KooWB",), every=False)
+    assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[4]: (1, 5)}, ("12D3KooWB",), every=False,
+                                               came=frozenset({ISSUERS[4]}))
 
 
 def test_a_new_issuer_takes_the_place_of_a_range_kept_for_a_peer_s_turn_and_its_backoff_goes_with_it():
@@ -370,3 +390,28 @@ def test_a_peer_reporting_fresh_issuers_gaps_by_the_hundred_cannot_keep_another_
     taken = [queue.take(64, 0.0) for _ in range(4)]
     assert [batch.origins for batch in taken if batch] == [("12D3KooWA",)] * 2 + [("12D3KooWB",)] * 2
     assert [iss for batch in taken if batch for iss in batch.gaps] == flood[:128] + honest[:128]
+
+
+def test_a_kept_range_a_connecting_peer_freed_and_none_answered_for_again_backs_off_doubling():
+    """Found by stop 42's brief: a peer connecting, leaving as asked, and connecting again had a kept range fetched
+    at each connection. Once a range a connecting peer freed found none to answer again, it waits out the issuer's
+    backoff (a connection frees it no more), twice as long each time, up to the most; then it is asked of the peers
+    there, and kept for a peer to come again if none is."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+    batch = queue.take(1, 0.0)
+    assert batch is not None
+    queue.done(batch, [], 0.0, peerless=[iss])  # A left as it was asked: kept for a peer to come
+    now = 1.0
+    for wait in (1.0, 2.0, 4.0, 8.0, 8.0):
+        assert queue.peer_came("12D3KooWA")  # it connects again
+        batch = queue.take(1, now)
+        assert batch is not None and batch.came == {iss}
+        assert queue.done(batch, [], now, peerless=[iss]) == 0  # and leaves as asked
+        assert not queue.peer_came("12D3KooWA") and queue.take(1, now) is None and queue.ready_at() == now + wait
+        now += wait
+        batch = queue.take(1, now)  # the backoff over, asked of the peers there: none is
+        assert batch == GapBatch({iss: (1, 5)}, ("12D3KooWA",), every=False)
+        queue.done(batch, [], now, peerless=[iss])
+    assert len(queue) == 1 and queue.awaiting_peer
