@@ -22,8 +22,9 @@ no peer can fill, or a hostile peer that is the only one there holding its turn,
 issuer's out. Failing those, it takes the place of the newest range of the peer whose reports hold the most places, if
 that peer holds two more than the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they
 are fetched would otherwise fill the queue with ranges in turn, and keep every other peer's out; each gets an even
-share. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the
-time.
+share. The peers without a share of their own (`own_share`: those the node does not dial) count as one peer there:
+peer ids cost nothing, and a crowd of them holding a place each would keep out every peer holding none. A new one
+that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 ORIGINS = 3  # peers kept per issuer that reported its gap (the records' publishers, asked first)
+_STRANGERS = ""  # the share the reports of peers without one of their own count in (`own_share`; no peer id is empty)
 
 
 @dataclass
@@ -81,9 +83,13 @@ class GapQueue:
     """Issuers' missing ranges waiting for a fetch: at most `limit` issuers, one range each, served in turn; an
     issuer is in at most one batch at a time."""
 
-    def __init__(self, limit: int, *, backoff: tuple[float, float]) -> None:
-        """`backoff`: (first, most) seconds an issuer waits after a fetch that brought nothing of its range."""
+    def __init__(self, limit: int, *, backoff: tuple[float, float],
+                 own_share: Callable[[str], bool] = lambda peer: True) -> None:
+        """`backoff`: (first, most) seconds an issuer waits after a fetch that brought nothing of its range.
+        `own_share(peer)`: whether a peer's reports count as a share of their own (`_crowding`: a peer the node dials,
+        say); those of the others count as one share together."""
         self._limit = limit
+        self._own_share = own_share
         self._backoff_first, self._backoff_most = backoff
         self._wanted: dict[str, _Wanted] = {}  # issuers with a range waiting
         self._ready: deque[str] = deque()  # those of them that may be fetched now, in turn
@@ -153,15 +159,22 @@ class GapQueue:
         return True
 
     def _crowding(self, by: str | None) -> str | None:
-        """The newest range of the peer whose reports hold the most places (None standing for no peer's: the histories
-        of orgs), if that peer holds two more than `by` (one more, they would only trade places), else None: a peer
-        reporting fresh issuers' gaps by the hundred (their keys cost an org nothing) cannot keep another's out of
-        an even share of the queue, wherever those fetches are (waiting in turn, or their ranges grown as fetched)."""
-        held = Counter(wanted.by for wanted in self._wanted.values())
+        """The newest range of the share whose reports hold the most places, if that share holds two more than
+        `by`'s (one more, they would only trade places), else None: a peer reporting fresh issuers' gaps by the
+        hundred (their keys cost an org nothing) cannot keep another's out of an even share of the queue, wherever
+        those fetches are (waiting in turn, or their ranges grown as fetched). A share is a peer's with `own_share`,
+        else the one all other peers' reports count in (peer ids cost nothing: a share each, a crowd of them holding a
+        place each would keep out every peer holding none), or None's, no peer's: the histories of orgs."""
+        shares = {wanted.by: self._share(wanted.by) for wanted in self._wanted.values()}
+        held = Counter(shares[wanted.by] for wanted in self._wanted.values())
         most = max(held.values())
-        if most < held[by] + 2:
+        if most < held[self._share(by)] + 2:
             return None
-        return next(iss for iss in reversed(self._wanted) if held[self._wanted[iss].by] == most)
+        return next(iss for iss in reversed(self._wanted) if held[shares[self._wanted[iss].by]] == most)
+
+    def _share(self, by: str | None) -> str | None:
+        """The share the reports of `by` count in (`_crowding`)."""
+        return by if by is None or self._own_share(by) else _STRANGERS
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;

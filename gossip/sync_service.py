@@ -119,7 +119,8 @@ class SyncStats:
                                         "repairs")
     gap_issuers_displaced: int = counted("Issuers whose waiting range made room for another issuer's: backing off, "
                                          "kept for a peer to come or a peer's turn, or else the newest of the peer "
-                                         "whose reports held the most places, two more than the reporter's")
+                                         "whose reports held the most places, two more than the reporter's (the "
+                                         "peers the node does not dial counting as one)")
     gap_issuers_unkept: int = counted("Issuers whose range a gap fetch was to keep (no peer answered: for a peer to "
                                       "come, or a peer's turn; or the rest of one a peer began to send, then left), "
                                       "dropped while the queue was full; the issuer's next report or a periodic round "
@@ -277,7 +278,7 @@ class SyncService:
         self._budget = ServingBudget(serving, most_page_cost(self.limits))
         self._throttled: dict[str, float] = {}  # peers that told us to come back later (Busy): until when
         # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
-        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
+        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval), own_share=self._own_share)
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._gap_fetches: dict[str, set[Slot]] = {}  # peer -> the slots of the fetches of gaps with it
@@ -318,6 +319,9 @@ class SyncService:
         # asked likewise by a catch-up that holds nothing back (node.daemon's late one): its rounds take their slots
         # first come, first served, but are had as a peer's Busy wait ends, and as a peer comes to be needed
         self.patient_catch_up_peers: list[Callable[[str], bool]] = []
+        # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
+        # count as one share of the gap queue together (gossip.gap_queue); None: every peer's are a share of their own
+        self.dialled: Callable[[str], bool] | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -921,6 +925,10 @@ class SyncService:
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
+
+    def _own_share(self, peer: str) -> bool:
+        """Whether `peer`'s gap reports count as a share of the gap queue of their own (`dialled`)."""
+        return self.dialled is None or self.dialled(peer)
 
     def _throttle_ends(self) -> float:
         """When the first connected peer that told us to come back later may be asked again, of any if a range of gaps

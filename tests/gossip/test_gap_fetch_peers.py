@@ -785,3 +785,30 @@ async def test_a_peer_reconnecting_again_and_again_has_a_kept_gap_fetched_once_a
         await node.host.connect(B)
         await trio.sleep(INTERVAL)
         assert node.store.has(MISSING.id) and node.asked[-1][1] == B
+
+
+async def test_a_crowd_of_peers_the_node_does_not_dial_cannot_keep_a_gap_a_peer_it_dials_reported_out(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: with the only session slot held by a slow fetch of gaps, hostile peers each
+    reporting one fresh issuer's gap filled the queue a place each, and the gap A reported (a peer the node dials)
+    was dropped until a periodic round, none of theirs holding two places more than A's none. Theirs count as one
+    share: A's gap takes the place of the newest, and is fetched as the slot comes free."""
+    crowd = [f"12D3KooWHostile{i}" for i in range(4)]
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            await trio.sleep(HOLDING)  # another issuer's fetch, holding the slot
+            return 0
+        return node.fill() if peer == A else 0
+
+    async with gaps(tmp_path, [A, B], session, gap_queue=len(crowd), max_sessions=1) as node:
+        node.service.dialled = {A, B}.__contains__
+        await trio.sleep(1)
+        node.service.request_gaps(B, {Org().did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        for peer in crowd:
+            node.service.request_gaps(peer, {Org().did: (1, 1)})
+        node.service.request_gaps(A, GAP)
+        assert node.service.stats.gap_requests_dropped == 0 and node.service.stats.gap_issuers_displaced == 1
+        await trio.sleep(HOLDING + 1)
+        assert node.store.has(MISSING.id) and (1 + HOLDING, A) in node.asked

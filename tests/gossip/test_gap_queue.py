@@ -415,3 +415,21 @@ def test_a_kept_range_a_connecting_peer_freed_and_none_answered_for_again_backs_
         assert batch == GapBatch({iss: (1, 5)}, ("12D3KooWA",), every=False)
         queue.done(batch, [], now, peerless=[iss])
     assert len(queue) == 1 and queue.awaiting_peer
+
+
+def test_a_crowd_of_peer_ids_holding_a_place_each_cannot_keep_the_gaps_of_a_peer_the_node_dials_out():
+    """Found by stop 42's brief: the even share was a share per peer id, and ids cost nothing: 256 hostile peers (the
+    host takes 300 connections), or peers come and gone, each reporting one fresh issuer's gap, held a place each,
+    so no peer held two more than a peer the node dials that held none, and every gap it reported was dropped until
+    a periodic round. The peers the node does not dial share one share: the peer it dials takes the newest of theirs,
+    up to an even share, and a stranger reporting another fresh issuer takes no place back."""
+    dialled = "12D3KooWDialled"
+    queue = GapQueue(256, backoff=BACKOFF, own_share=lambda peer: peer == dialled)
+    for i in range(256):
+        assert queue.add(f"12D3KooWHostile{i}", {f"did:key:zFresh{i}": (1, 1)}, every=False) == Added(queued=1)
+    honest = [f"did:key:zHonest{i}" for i in range(200)]
+    added = [queue.add(dialled, {iss: (1, 1)}, every=False) for iss in honest]
+    assert added == [Added(queued=1, displaced=1)] * 128 + [Added(dropped=1)] * 72
+    assert queue.add("12D3KooWHostile300", {"did:key:zFresh300": (1, 1)}, every=False) == Added(dropped=1)
+    taken = [queue.take(256, 0.0) for _ in range(129)]
+    assert [iss for batch in taken if batch for iss in batch.gaps][-128:] == honest[:128]
