@@ -289,7 +289,9 @@ class SyncService:
         # gaps); cancelled as the peer disconnects
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
-        self._rounds_after_busy: set[str] = set()  # peers a round a catch-up needs waits for as their Busy wait ends
+        self._catch_up_rounds_due: set[str] = set()  # peers a round a catch-up awaits waits for (`_catch_up_round`)
+        # peer -> when the last full round a patient catch-up alone asked for started, within `interval`
+        self._patient_rounds: dict[str, float] = {}
         # the peers a catch-up waits on (`_awaited`) as `needs_changed` last asked, those that disconnected since too
         self._awaited_before: set[str] = set()
         self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
@@ -317,7 +319,8 @@ class SyncService:
         # catch-up calls `needs_changed` when an answer may have changed
         self.catch_up_peers: list[Callable[[str], bool]] = []
         # asked likewise by a catch-up that holds nothing back (node.daemon's late one): its rounds take their slots
-        # first come, first served, but are had as a peer's Busy wait ends, and as a peer comes to be needed
+        # first come, first served, but are had as a peer's Busy wait ends, and as a peer comes to be needed, an
+        # interval apart at least with each peer (`_catch_up_round_due`)
         self.patient_catch_up_peers: list[Callable[[str], bool]] = []
         # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
         # count as one share of the gap queue together (gossip.gap_queue); None: every peer's are a share of their own
@@ -358,11 +361,11 @@ class SyncService:
     async def sync_with(self, peer_id: str) -> None:
         """A full round with one peer (heads, then what we lack); returns at once if one is already running, or if the
         peer told us to come back later and it is not yet time. A round a catch-up needs that the peer so answered, or
-        that returned so, is had again as that wait ends (`_ask_again_after_busy`)."""
+        that returned so, is had again as that wait ends (`_catch_up_round`)."""
         if peer_id in self._rounds_running:
             return
         if self._throttled.get(peer_id, -math.inf) > trio.current_time():
-            self._ask_again_after_busy(peer_id)
+            self._catch_up_round(peer_id)
             return
         self._rounds_running.add(peer_id)
         started, heard = trio.current_time(), self._heard(peer_id)
@@ -379,29 +382,44 @@ class SyncService:
             self._rounds_running.discard(peer_id)
             self._holding.discard(peer_id)
             if self._throttled.get(peer_id, -math.inf) > trio.current_time():  # (this round, or a fetch of gaps)
-                self._ask_again_after_busy(peer_id)
+                self._catch_up_round(peer_id)
             for over in self.round_over_listeners:
                 over(peer_id)
 
-    def _ask_again_after_busy(self, peer_id: str) -> None:
-        """Have a full round with `peer_id`, which told us to come back later, as that wait ends, if a catch-up
-        (`_awaited`) needs one: nothing else would start it but the peer's next connection or a periodic round, and
-        the catch-up would wait for one, or time out. One such round waits per peer."""
-        if self._nursery is not None and peer_id not in self._rounds_after_busy and self._awaited(peer_id):
-            self._rounds_after_busy.add(peer_id)
-            self._nursery.start_soon(self._round_after_busy, peer_id)
+    def _catch_up_round(self, peer_id: str) -> None:
+        """Have a full round with `peer_id` as soon as it is due (`_catch_up_round_due`: a Busy wait, say), if a
+        catch-up (`_awaited`) needs one: nothing else would start it but the peer's next connection or a periodic
+        round, and the catch-up would wait for one, or time out. One such round waits per peer."""
+        if self._nursery is not None and peer_id not in self._catch_up_rounds_due and self._awaited(peer_id):
+            self._catch_up_rounds_due.add(peer_id)
+            self._nursery.start_soon(self._round_when_due, peer_id)
 
-    async def _round_after_busy(self, peer_id: str) -> None:
-        """Wait until `peer_id` may be asked again (its Busy wait, lengthened by any later Busy answer, is over),
-        then a full round with it, if a catch-up needs one still (`_awaited`: it stays connected, and has yet to
-        answer one)."""
+    async def _round_when_due(self, peer_id: str) -> None:
+        """Wait until a catch-up's round with `peer_id` is due, then have it, if a catch-up needs one still
+        (`_awaited`: the peer stays connected, and has yet to answer one) and none is running."""
         try:
-            while (until := self._throttled.get(peer_id, -math.inf)) > trio.current_time():
+            while (until := self._catch_up_round_due(peer_id)) > trio.current_time():
                 await trio.sleep_until(until)
         finally:
-            self._rounds_after_busy.discard(peer_id)
-        if self._awaited(peer_id):
-            await self.sync_with(peer_id)
+            self._catch_up_rounds_due.discard(peer_id)
+        if not self._awaited(peer_id) or peer_id in self._rounds_running:  # (that one is had, or asks again if Busy)
+            return
+        if not self._needed(peer_id):
+            now = trio.current_time()
+            self._patient_rounds = {peer: at for peer, at in self._patient_rounds.items() if at > now - self.interval}
+            self._patient_rounds[peer_id] = now
+        await self.sync_with(peer_id)
+
+    def _catch_up_round_due(self, peer_id: str) -> float:
+        """When a catch-up's round with `peer_id` may be had: once the peer's Busy wait (lengthened by any later Busy
+        answer) is over, and, for a patient catch-up's (`patient_catch_up_peers`), `interval` after the last round
+        such a catch-up alone asked for started: it may wait the node's whole life, and a peer saying Busy for a
+        second each time, or an org whose `org` records come and go among those the node dials, would otherwise have
+        a round each time (each may first have the node read up to a million heads)."""
+        until = self._throttled.get(peer_id, -math.inf)
+        if self._needed(peer_id):
+            return until
+        return max(until, self._patient_rounds.get(peer_id, -math.inf) + self.interval)
 
     def round_running(self, peer_id: str) -> bool:
         """Whether a full round with the peer (`sync_with`) is under way."""
@@ -586,9 +604,8 @@ class SyncService:
         awaits = [*self.catch_up_peers, *self.patient_catch_up_peers]
         connected = set(self.host.connected_peers()) if awaits else set()  # (asking the host once)
         awaited = {peer for peer in connected | self._awaited_before if any(wants(peer) for wants in awaits)}
-        if self._nursery is not None:
-            for peer_id in (awaited & connected) - self._awaited_before:
-                self._nursery.start_soon(self.sync_with, peer_id)
+        for peer_id in (awaited & connected) - self._awaited_before:
+            self._catch_up_round(peer_id)
         self._awaited_before = awaited
 
     def _needed(self, peer_id: str) -> bool:

@@ -674,7 +674,8 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     the node signed, and for an org no peer it dials holds may wait the node's whole life, its rounds ending gap
     fetches all the while; its rounds take their slots first come, first served
     (SyncService.patient_catch_up_peers), but it has them all the same as a peer it dials comes to be needed, or as
-    the wait ends of one that told the node to come back later (a Busy answer)."""
+    the wait ends of one that told the node to come back later (a Busy answer), an interval apart at least with each
+    peer."""
     rounds = _DialledRounds()
 
     def round_answered(peer_id: str) -> None:
