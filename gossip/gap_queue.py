@@ -9,22 +9,23 @@ leaves the issuer's next range waiting a while (`backoff`, doubling up to its mo
 the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer answered proves nothing and
 changes no backoff: if no peer was there to answer (those asked left first, said to come back later, refused the sync
 protocol or were on another network, or none could be asked), the range waits for a peer to ask (`peer_came`: one
-connects, say, asked first, or one's wait ends), within the same `limit`; if a peer that connected was asked and none
-answered (it left again, say), it waits out the issuer's backoff first, doubled as for a vain fetch: a peer connecting
-again and again would otherwise have the range fetched at each connection; if a peer asked stayed, its session ended by
-one of ours (given up waiting for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`),
-within the same `limit`. The rest of a range a peer began to send, then left or said to come back later, another peer
-having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there answered), or,
-if that peer said to come back later and stays, for its wait to end (`wait_over`: it is asked first). When
-`limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one
-kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps
-no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
+connects, say, asked first, or one's wait ends), within the same `limit`; if, so freed, it again found none to answer
+(the peer that connected left again, or the one whose wait ended said to come back later again), it waits out the
+issuer's backoff first, doubled as for a vain fetch: a peer connecting again and again, or saying Busy for a second each
+time, would otherwise have the range fetched at each connection, or each second; if a peer asked stayed, its session
+ended by one of ours (given up waiting for the peer's turn, or preempted), the range waits for that peer's turn
+(`turn_freed`), within the same `limit`. The rest of a range a peer began to send, then left or said to come back later,
+another peer having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there
+answered), or, if that peer said to come back later and stays, for its wait to end (`wait_over`: it is asked first).
+When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else
+one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their
+gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
 issuer's out. Failing those, it takes the place of the newest range of the peer whose reports hold the most places, if
 that peer holds two more than the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they
 are fetched would otherwise fill the queue with ranges in turn, and keep every other peer's out; each gets an even
-share. The peers without a share of their own (`own_share`: those the node does not dial) count as one peer there:
-peer ids cost nothing, and a crowd of them holding a place each would keep out every peer holding none. A new one
-that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
+share. The peers without a share of their own (`own_share`: those the node does not dial) count as one peer there: peer
+ids cost nothing, and a crowd of them holding a place each would keep out every peer holding none. A new one that backs
+off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class _Wanted:
     last: int
     origins: list[str] = field(default_factory=list)
     every: bool = False  # ask every connected peer (an org's history), not just a few
-    came: bool = False  # kept for a peer to come, freed by one that connected (`peer_came`)
+    came: bool = False  # kept for a peer, freed as one came (connected, or was there: `peer_came`; `wait_over`)
 
     @property
     def route(self) -> tuple[tuple[str, ...], bool]:
@@ -64,7 +65,7 @@ class GapBatch:
     gaps: dict[str, tuple[int, int]]
     origins: tuple[str, ...]
     every: bool
-    came: frozenset[str] = frozenset()  # issuers whose ranges a peer that connected freed (`peer_came`)
+    came: frozenset[str] = frozenset()  # issuers whose kept ranges were freed as a peer came (`peer_came`, `wait_over`)
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ class GapQueue:
         for one `begun_by_busy` names (the peer that began it, then said to come back later), for that peer's wait to
         end (`wait_over`), its backoff ended (the fetch brought something). A backoff is forgotten with its issuer's
         range, as an ended one is. An issuer whose range grew meanwhile and that does not back off waits again, behind
-        the others. One in `peerless` whose range a peer that connected freed (`peer_came`) backs off as a vain one
+        the others. One in `peerless` whose kept range was freed as a peer came (`batch.came`) backs off as a vain one
         does, its range kept for its backoff to end. Returns how many ranges that were to be kept found no room
         (`limit` issuers waiting) and were dropped."""
         unkept = 0
@@ -261,7 +262,7 @@ class GapQueue:
             self._release(iss)
             if peer is not None:
                 self._wanted[iss].origins = [peer]
-                self._wanted[iss].came = True
+            self._wanted[iss].came = True
             self._ready.append(iss)
         return bool(freed)
 
@@ -277,6 +278,7 @@ class GapQueue:
         for iss in freed:
             self._release(iss)
             self._wanted[iss].origins = [peer]
+            self._wanted[iss].came = True
             self._ready.append(iss)
         return bool(freed)
 

@@ -812,3 +812,20 @@ async def test_a_crowd_of_peers_the_node_does_not_dial_cannot_keep_a_gap_a_peer_
         assert node.service.stats.gap_requests_dropped == 0 and node.service.stats.gap_issuers_displaced == 1
         await trio.sleep(HOLDING + 1)
         assert node.store.has(MISSING.id) and (1 + HOLDING, A) in node.asked
+
+
+async def test_a_gap_whose_only_peer_always_says_to_come_back_later_is_asked_once_a_backoff_not_each_second(
+        tmp_path, autojump_clock):
+    """Found by stop 42's hostile read: a gap kept while the only peer there had said to come back later was asked of
+    it as each of its waits ended, so a peer answering Busy, 1 s, each time had the gap asked for each second, for as
+    long as it stayed. A range freed as a peer's wait ended, whose fetch again found none to answer, waits out the
+    issuer's backoff too (1 s, doubling up to sync_interval), as one a connecting peer freed."""
+    async def session(node: Gaps, peer: str) -> int:
+        raise PeerBusy(1, "serving budget spent")
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(60)
+        assert len(node.asked) <= 14  # (60 without)
+        assert node.service.stats.gap_issuers_vain == 0

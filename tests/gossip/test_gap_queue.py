@@ -74,7 +74,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     # connect, or 12D3KooWB's wait to end) or "turn" (of 12D3KooWB's)
     kept: dict[str, str] = {}
     backing_off: set[str] = set()  # issuers whose last fetch was in vain, or found none to answer as a peer came
-    freed_by_a_newcomer: set[str] = set()  # issuers of `wanted` whose ranges a peer that connected freed ("peer")
+    # issuers of `wanted` whose kept ranges were freed as a peer came ("peer", "poll", "wait")
+    freed_as_a_peer_came: set[str] = set()
     parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
     for step in script:
         if step[0] == "add":
@@ -99,12 +100,12 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 parked.pop(waiting[0], None)
                 kept.pop(waiting[0], None)
                 ready.pop(waiting[0], None)
-                freed_by_a_newcomer.discard(waiting[0])
+                freed_as_a_peer_came.discard(waiting[0])
                 displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
             if was is None:
                 reporters[iss] = []
-                freed_by_a_newcomer.discard(iss)
+                freed_as_a_peer_came.discard(iss)
             if origin is not None and origin not in reporters[iss] and len(reporters[iss]) < 3:
                 reporters[iss].append(origin)
             assert added == (Added(queued=1, displaced=displaced) if was is None
@@ -122,8 +123,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             if batch is None:
                 continue
             assert 1 <= len(batch.gaps) <= step[1]
-            assert batch.came == freed_by_a_newcomer.intersection(batch.gaps)
-            freed_by_a_newcomer.difference_update(batch.gaps)
+            assert batch.came == freed_as_a_peer_came.intersection(batch.gaps)
+            freed_as_a_peer_came.difference_update(batch.gaps)
             for iss, gap in batch.gaps.items():
                 assert wanted.pop(iss) == gap  # every report of it merged into the range taken
                 assert batch.origins == tuple(reporters.pop(iss))
@@ -144,8 +145,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 del kept[iss]
                 if step[0] in ("peer", "wait"):
                     reporters[iss] = ["12D3KooWC" if step[0] == "peer" else "12D3KooWB"]
-                if step[0] == "peer":
-                    freed_by_a_newcomer.add(iss)
+                if step[0] != "turn":
+                    freed_as_a_peer_came.add(iss)
         elif fetching:
             batch, outcome = fetching.pop(0), step[1]
             if outcome == "vain":
