@@ -9,18 +9,23 @@ leaves the issuer's next range waiting a while (`backoff`, doubling up to its mo
 the reports go on, and each would otherwise be fetched in vain at once. A fetch no peer answered proves nothing and
 changes no backoff: if no peer was there to answer (those asked left first, said to come back later, refused the sync
 protocol or were on another network, or none could be asked), the range waits for a peer to ask (`peer_came`: one
-connects, say, asked first, or one's wait ends), within the same `limit`; if a peer asked stayed, its session ended by
-one of ours (given up waiting for the peer's turn, or preempted), the range waits for that peer's turn (`turn_freed`),
-within the same `limit`. The rest of a range a peer began to send, then left or said to come back later, another peer
-having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there answered). When
-`limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else one
-kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their gaps
-no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
+connects, say, asked first, or one's wait ends), within the same `limit`; if, so freed, it again found none to answer
+(the peer that connected left again, or the one whose wait ended said to come back later again), it waits out the
+issuer's backoff first, doubled as for a vain fetch: a peer connecting again and again, or saying Busy for a second each
+time, would otherwise have the range fetched at each connection, or each second; if a peer asked stayed, its session
+ended by one of ours (given up waiting for the peer's turn, or preempted), the range waits for that peer's turn
+(`turn_freed`), within the same `limit`. The rest of a range a peer began to send, then left or said to come back later,
+another peer having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there
+answered), or, if that peer said to come back later and stays, for its wait to end (`wait_over`: it is asked first).
+When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else
+one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their
+gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
 issuer's out. Failing those, it takes the place of the newest range of the peer whose reports hold the most places, if
 that peer holds two more than the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they
 are fetched would otherwise fill the queue with ranges in turn, and keep every other peer's out; each gets an even
-share. A new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the
-time.
+share. The peers without a share of their own (`own_share`: those the node does not dial) count as one peer there: peer
+ids cost nothing, and a crowd of them holding a place each would keep out every peer holding none. A new one that backs
+off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 ORIGINS = 3  # peers kept per issuer that reported its gap (the records' publishers, asked first)
+_STRANGERS = ""  # the share the reports of peers without one of their own count in (`own_share`; no peer id is empty)
 
 
 @dataclass
@@ -40,6 +46,7 @@ class _Wanted:
     last: int
     origins: list[str] = field(default_factory=list)
     every: bool = False  # ask every connected peer (an org's history), not just a few
+    came: bool = False  # kept for a peer, freed as one came (connected, or was there: `peer_came`; `wait_over`)
 
     @property
     def route(self) -> tuple[tuple[str, ...], bool]:
@@ -58,6 +65,7 @@ class GapBatch:
     gaps: dict[str, tuple[int, int]]
     origins: tuple[str, ...]
     every: bool
+    came: frozenset[str] = frozenset()  # issuers whose kept ranges were freed as a peer came (`peer_came`, `wait_over`)
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,13 @@ class GapQueue:
     """Issuers' missing ranges waiting for a fetch: at most `limit` issuers, one range each, served in turn; an
     issuer is in at most one batch at a time."""
 
-    def __init__(self, limit: int, *, backoff: tuple[float, float]) -> None:
-        """`backoff`: (first, most) seconds an issuer waits after a fetch that brought nothing of its range."""
+    def __init__(self, limit: int, *, backoff: tuple[float, float],
+                 own_share: Callable[[str], bool] = lambda peer: True) -> None:
+        """`backoff`: (first, most) seconds an issuer waits after a fetch that brought nothing of its range.
+        `own_share(peer)`: whether a peer's reports count as a share of their own (`_crowding`: a peer the node dials,
+        say); those of the others count as one share together."""
         self._limit = limit
+        self._own_share = own_share
         self._backoff_first, self._backoff_most = backoff
         self._wanted: dict[str, _Wanted] = {}  # issuers with a range waiting
         self._ready: deque[str] = deque()  # those of them that may be fetched now, in turn
@@ -89,6 +101,9 @@ class GapQueue:
         # issuers of _wanted waiting for a peer to ask, longest waiting first -> whether only one that connects will do
         self._peerless: dict[str, bool] = {}
         self._behind: dict[str, str] = {}  # issuers of _wanted waiting for a peer's turn (`turn_freed`) -> that peer
+        # issuers of _peerless waiting for a peer to connect, or for the wait to end (`wait_over`) of the peer that
+        # began to send their ranges, then said to come back later -> that peer
+        self._after_wait: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._wanted)
@@ -116,9 +131,7 @@ class GapQueue:
             else:
                 wanted.first, wanted.last = min(wanted.first, first), max(wanted.last, last)
                 merged += 1
-                if iss in self._peerless or iss in self._behind:
-                    self._peerless.pop(iss, None)
-                    self._behind.pop(iss, None)
+                if self._release(iss):
                     self._ready.append(iss)
                     released += 1
             wanted.every |= every
@@ -140,8 +153,7 @@ class GapQueue:
             victim = next(iter(kept)) if kept else self._crowding(by)
             if victim is None:
                 return False
-            self._peerless.pop(victim, None)
-            self._behind.pop(victim, None)
+            self._release(victim)
             if victim not in self._fetching:  # (its range grown as fetched: the fetch's `done` sees to its backoff)
                 self._backing_off.pop(victim, None)
             if victim in self._ready:  # (one crowding: kept ones wait in no turn, nor do ranges grown as fetched)
@@ -150,15 +162,22 @@ class GapQueue:
         return True
 
     def _crowding(self, by: str | None) -> str | None:
-        """The newest range of the peer whose reports hold the most places (None standing for no peer's: the histories
-        of orgs), if that peer holds two more than `by` (one more, they would only trade places), else None: a peer
-        reporting fresh issuers' gaps by the hundred (their keys cost an org nothing) cannot keep another's out of
-        an even share of the queue, wherever those fetches are (waiting in turn, or their ranges grown as fetched)."""
-        held = Counter(wanted.by for wanted in self._wanted.values())
+        """The newest range of the share whose reports hold the most places, if that share holds two more than
+        `by`'s (one more, they would only trade places), else None: a peer reporting fresh issuers' gaps by the
+        hundred (their keys cost an org nothing) cannot keep another's out of an even share of the queue, wherever
+        those fetches are (waiting in turn, or their ranges grown as fetched). A share is a peer's with `own_share`,
+        else the one all other peers' reports count in (peer ids cost nothing: a share each, a crowd of them holding a
+        place each would keep out every peer holding none), or None's, no peer's: the histories of orgs."""
+        shares = {wanted.by: self._share(wanted.by) for wanted in self._wanted.values()}
+        held = Counter(shares[wanted.by] for wanted in self._wanted.values())
         most = max(held.values())
-        if most < held[by] + 2:
+        if most < held[self._share(by)] + 2:
             return None
-        return next(iss for iss in reversed(self._wanted) if held[self._wanted[iss].by] == most)
+        return next(iss for iss in reversed(self._wanted) if held[shares[self._wanted[iss].by]] == most)
+
+    def _share(self, by: str | None) -> str | None:
+        """The share the reports of `by` count in (`_crowding`)."""
+        return by if by is None or self._own_share(by) else _STRANGERS
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;
@@ -173,14 +192,18 @@ class GapQueue:
             (taken if len(taken) < most and self._wanted[iss].route == route else rest).append(iss)
         self._ready = rest
         gaps = {}
+        came = set()
         for iss in taken:
             wanted = self._wanted.pop(iss)
             gaps[iss] = (wanted.first, wanted.last)
+            if wanted.came:
+                came.add(iss)
             self._fetching.add(iss)
-        return GapBatch(gaps, *route)
+        return GapBatch(gaps, *route, came=frozenset(came))
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
-             peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = ()) -> int:
+             peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = (),
+             begun_by_busy: Mapping[str, str] | None = None) -> int:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice as
         long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no peer
         asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch no
@@ -189,29 +212,43 @@ class GapQueue:
         issuers wait; that of one in `unanswered` (a peer asked stayed, its session ended by ours) is not, unless
         `behind` names that peer: then it waits for `turn_freed(behind)`, likewise. The rest of the range of one in
         `begun` (a peer asked began to send it, then left or said to come back later, and another answered without
-        it) is kept likewise, for a peer that connects (`peer_came` with a peer: those there answered already), its
-        backoff ended (the fetch brought something). A backoff is forgotten with its issuer's range, as an ended one
-        is. An issuer whose range grew meanwhile and that does not back off waits again, behind the others. Returns
-        how many ranges that were to be kept found no room (`limit` issuers waiting) and were dropped."""
+        it) is kept likewise, for a peer that connects (`peer_came` with a peer: those there answered already), or,
+        for one `begun_by_busy` names (the peer that began it, then said to come back later), for that peer's wait to
+        end (`wait_over`), its backoff ended (the fetch brought something). A backoff is forgotten with its issuer's
+        range, as an ended one is. An issuer whose range grew meanwhile and that does not back off waits again, behind
+        the others. One in `peerless` whose kept range was freed as a peer came (`batch.came`) backs off as a vain one
+        does, its range kept for its backoff to end. Returns how many ranges that were to be kept found no room
+        (`limit` issuers waiting) and were dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
             if iss in vain:
-                _, last = self._backing_off.get(iss, (now, self._backoff_first / 2))
-                seconds = min(2 * last, self._backoff_most)
-                self._backing_off[iss] = (now + seconds, seconds)
-                heapq.heappush(self._due, (now + seconds, iss))
+                self._back_off(iss, now)
                 if iss in self._wanted:
                     self._parked[iss] = None
+                continue
+            if iss in peerless and iss in batch.came:
+                self._back_off(iss, now)
+                if not self._keep(iss, batch, None, parked=True):
+                    unkept += 1
                 continue
             if iss in peerless or iss in begun or iss in unanswered and behind is not None:
                 if not self._keep(iss, batch, behind if iss in unanswered else None, connecting=iss in begun):
                     unkept += 1
+                elif iss in self._peerless and iss in (begun_by_busy or {}):
+                    self._after_wait[iss] = (begun_by_busy or {})[iss]
             if iss not in self._wanted or iss not in unanswered and iss not in peerless:
                 self._backing_off.pop(iss, None)
             if iss in self._wanted and iss not in self._peerless and iss not in self._behind:
                 self._ready.append(iss)
         return unkept
+
+    def _back_off(self, iss: str, now: float) -> None:
+        """`iss` waits `backoff`, twice as long as the last time if it backed off before (up to the most)."""
+        _, last = self._backing_off.get(iss, (now, self._backoff_first / 2))
+        seconds = min(2 * last, self._backoff_most)
+        self._backing_off[iss] = (now + seconds, seconds)
+        heapq.heappush(self._due, (now + seconds, iss))
 
     @property
     def awaiting_peer(self) -> bool:
@@ -224,11 +261,33 @@ class GapQueue:
         a peer to connect; whether any waited."""
         freed = [iss for iss, connecting in self._peerless.items() if peer is not None or not connecting]
         for iss in freed:
-            del self._peerless[iss]
+            self._release(iss)
             if peer is not None:
                 self._wanted[iss].origins = [peer]
+            self._wanted[iss].came = True
             self._ready.append(iss)
         return bool(freed)
+
+    @property
+    def awaited_waits(self) -> set[str]:
+        """The peers that said to come back later for whose waits' ends ranges wait (`wait_over`)."""
+        return set(self._after_wait.values())
+
+    def wait_over(self, peer: str) -> bool:
+        """`peer`, which began to send ranges, then said to come back later, may be asked again: those ranges wait in
+        turn, to be asked of `peer` first; whether any waited."""
+        freed = [iss for iss, waited_for in self._after_wait.items() if waited_for == peer]
+        for iss in freed:
+            self._release(iss)
+            self._wanted[iss].origins = [peer]
+            self._wanted[iss].came = True
+            self._ready.append(iss)
+        return bool(freed)
+
+    def _release(self, iss: str) -> bool:
+        """`iss`'s range waits for no peer, nor a peer's turn or wait, any more; whether it did."""
+        self._after_wait.pop(iss, None)
+        return self._peerless.pop(iss, None) is not None or self._behind.pop(iss, None) is not None
 
     def turn_freed(self, peer: str) -> bool:
         """`peer`'s turn is free (no session with it holds or awaits it): the issuers waiting for it wait in turn, to
@@ -239,11 +298,13 @@ class GapQueue:
             self._ready.append(iss)
         return bool(freed)
 
-    def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False) -> bool:
+    def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False,
+              parked: bool = False) -> bool:
         """Keep `iss`'s range of `batch` (no peer answered for it, or the rest of one begun): grown into the one that
         came meanwhile, if one did, else waiting, room allowing, for a peer (`peer_came`; one that connects, if
-        `connecting`), or if `behind` is given for its turn; False if there was no room: it is dropped (a kept range
-        takes no one's place: it would be the first to give its own)."""
+        `connecting`), or if `behind` is given for its turn; or, if `parked`, for its backoff to end, either way;
+        False if there was no room: it is dropped (a kept range takes no one's place: it would be the first to give
+        its own)."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
@@ -251,12 +312,14 @@ class GapQueue:
             wanted.every |= batch.every
         elif len(self._wanted) < self._limit:
             self._wanted[iss] = _Wanted(first, last, [behind] if behind else list(batch.origins), batch.every)
-            if behind is None:
-                self._peerless[iss] = connecting
-            else:
+            if behind is not None:
                 self._behind[iss] = behind
+            elif not parked:
+                self._peerless[iss] = connecting
         else:
             return False
+        if parked:
+            self._parked[iss] = None
         return True
 
     def ready_at(self) -> float:

@@ -119,7 +119,8 @@ class SyncStats:
                                         "repairs")
     gap_issuers_displaced: int = counted("Issuers whose waiting range made room for another issuer's: backing off, "
                                          "kept for a peer to come or a peer's turn, or else the newest of the peer "
-                                         "whose reports held the most places, two more than the reporter's")
+                                         "whose reports held the most places, two more than the reporter's (the "
+                                         "peers the node does not dial counting as one)")
     gap_issuers_unkept: int = counted("Issuers whose range a gap fetch was to keep (no peer answered: for a peer to "
                                       "come, or a peer's turn; or the rest of one a peer began to send, then left), "
                                       "dropped while the queue was full; the issuer's next report or a periodic round "
@@ -165,6 +166,8 @@ class _GapFetchEnd:
     peerless: list[str] = field(default_factory=list)  # no peer asked stays to be asked
     begun: list[str] = field(default_factory=list)  # a peer asked began to send them, then left or said Busy; another
     # answered without the rest (with vain)
+    begun_by_busy: dict[str, str] = field(default_factory=dict)  # of begun, those the last to begin them said Busy: by
+    # that peer, to be asked again as its wait ends
     behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
@@ -189,7 +192,8 @@ class SyncService:
     records (a page more at most), so that one durable commit covers several pages while a session holds no more
     than that in memory (records are up to 64 KiB, and decoded take up to three times their size). `max_sessions`
     bounds the sessions this node opens at once (gossip.session_slots: a full round that a catch-up waiting needs,
-    `catch_up_peers`, goes first, ending a session it does not need if no slot is free). `max_inbound` bounds the
+    `catch_up_peers`, goes first, ending a session it does not need if no slot is free; one that a catch-up holding
+    nothing back needs, `patient_catch_up_peers`, waits its turn). `max_inbound` bounds the
     requests answered at once, `max_inbound_streams` the inbound streams
     open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
     `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
@@ -274,7 +278,7 @@ class SyncService:
         self._budget = ServingBudget(serving, most_page_cost(self.limits))
         self._throttled: dict[str, float] = {}  # peers that told us to come back later (Busy): until when
         # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
-        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval))
+        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval), own_share=self._own_share)
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._gap_fetches: dict[str, set[Slot]] = {}  # peer -> the slots of the fetches of gaps with it
@@ -285,8 +289,11 @@ class SyncService:
         # gaps); cancelled as the peer disconnects
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
-        self._rounds_after_busy: set[str] = set()  # peers a round a catch-up needs waits for as their Busy wait ends
-        self._needed_before: set[str] = set()  # the peers `_needed` as `needs_changed` last asked
+        self._catch_up_rounds_due: set[str] = set()  # peers a round a catch-up awaits waits for (`_catch_up_round`)
+        # peer -> when the last full round a patient catch-up alone asked for started, within `interval`
+        self._patient_rounds: dict[str, float] = {}
+        # the peers a catch-up waits on (`_awaited`) as `needs_changed` last asked, those that disconnected since too
+        self._awaited_before: set[str] = set()
         self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
@@ -311,6 +318,13 @@ class SyncService:
         # a session slot ahead of sessions it does not need, ending one if none is free (gossip.session_slots); the
         # catch-up calls `needs_changed` when an answer may have changed
         self.catch_up_peers: list[Callable[[str], bool]] = []
+        # asked likewise by a catch-up that holds nothing back (node.daemon's late one): its rounds take their slots
+        # first come, first served, but are had as a peer's Busy wait ends, and as a peer comes to be needed, an
+        # interval apart at least with each peer (`_catch_up_round_due`)
+        self.patient_catch_up_peers: list[Callable[[str], bool]] = []
+        # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
+        # count as one share of the gap queue together (gossip.gap_queue); None: every peer's are a share of their own
+        self.dialled: Callable[[str], bool] | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -347,11 +361,11 @@ class SyncService:
     async def sync_with(self, peer_id: str) -> None:
         """A full round with one peer (heads, then what we lack); returns at once if one is already running, or if the
         peer told us to come back later and it is not yet time. A round a catch-up needs that the peer so answered, or
-        that returned so, is had again as that wait ends (`_ask_again_after_busy`)."""
+        that returned so, is had again as that wait ends (`_catch_up_round`)."""
         if peer_id in self._rounds_running:
             return
         if self._throttled.get(peer_id, -math.inf) > trio.current_time():
-            self._ask_again_after_busy(peer_id)
+            self._catch_up_round(peer_id)
             return
         self._rounds_running.add(peer_id)
         started, heard = trio.current_time(), self._heard(peer_id)
@@ -368,29 +382,44 @@ class SyncService:
             self._rounds_running.discard(peer_id)
             self._holding.discard(peer_id)
             if self._throttled.get(peer_id, -math.inf) > trio.current_time():  # (this round, or a fetch of gaps)
-                self._ask_again_after_busy(peer_id)
+                self._catch_up_round(peer_id)
             for over in self.round_over_listeners:
                 over(peer_id)
 
-    def _ask_again_after_busy(self, peer_id: str) -> None:
-        """Have a full round with `peer_id`, which told us to come back later, as that wait ends, if a catch-up
-        (`catch_up_peers`) needs one: nothing else would start it but the peer's next connection or a periodic round,
-        and the catch-up would wait for one, or time out. One such round waits per peer."""
-        if self._nursery is not None and peer_id not in self._rounds_after_busy and self._needed(peer_id):
-            self._rounds_after_busy.add(peer_id)
-            self._nursery.start_soon(self._round_after_busy, peer_id)
+    def _catch_up_round(self, peer_id: str) -> None:
+        """Have a full round with `peer_id` as soon as it is due (`_catch_up_round_due`: a Busy wait, say), if a
+        catch-up (`_awaited`) needs one: nothing else would start it but the peer's next connection or a periodic
+        round, and the catch-up would wait for one, or time out. One such round waits per peer."""
+        if self._nursery is not None and peer_id not in self._catch_up_rounds_due and self._awaited(peer_id):
+            self._catch_up_rounds_due.add(peer_id)
+            self._nursery.start_soon(self._round_when_due, peer_id)
 
-    async def _round_after_busy(self, peer_id: str) -> None:
-        """Wait until `peer_id` may be asked again (its Busy wait, lengthened by any later Busy answer, is over),
-        then a full round with it, if a catch-up needs one still (`_needed`: it stays connected, and has yet to
-        answer one)."""
+    async def _round_when_due(self, peer_id: str) -> None:
+        """Wait until a catch-up's round with `peer_id` is due, then have it, if a catch-up needs one still
+        (`_awaited`: the peer stays connected, and has yet to answer one) and none is running."""
         try:
-            while (until := self._throttled.get(peer_id, -math.inf)) > trio.current_time():
+            while (until := self._catch_up_round_due(peer_id)) > trio.current_time():
                 await trio.sleep_until(until)
         finally:
-            self._rounds_after_busy.discard(peer_id)
+            self._catch_up_rounds_due.discard(peer_id)
+        if not self._awaited(peer_id) or peer_id in self._rounds_running:  # (that one is had, or asks again if Busy)
+            return
+        if not self._needed(peer_id):
+            now = trio.current_time()
+            self._patient_rounds = {peer: at for peer, at in self._patient_rounds.items() if at > now - self.interval}
+            self._patient_rounds[peer_id] = now
+        await self.sync_with(peer_id)
+
+    def _catch_up_round_due(self, peer_id: str) -> float:
+        """When a catch-up's round with `peer_id` may be had: once the peer's Busy wait (lengthened by any later Busy
+        answer) is over, and, for a patient catch-up's (`patient_catch_up_peers`), `interval` after the last round
+        such a catch-up alone asked for started: it may wait the node's whole life, and a peer saying Busy for a
+        second each time, or an org whose `org` records come and go among those the node dials, would otherwise have
+        a round each time (each may first have the node read up to a million heads)."""
+        until = self._throttled.get(peer_id, -math.inf)
         if self._needed(peer_id):
-            await self.sync_with(peer_id)
+            return until
+        return max(until, self._patient_rounds.get(peer_id, -math.inf) + self.interval)
 
     def round_running(self, peer_id: str) -> bool:
         """Whether a full round with the peer (`sync_with`) is under way."""
@@ -418,9 +447,10 @@ class SyncService:
         stays connected, but for refusing the protocol: a gossip-only node serves no one), and not on another network
         (it holds none of ours: `_NO_ANSWER`), and begun, those of which a peer that then left or told us to come back
         later sent some (it may hold the rest, which gap_queue keeps for a peer to connect: those there answered
-        without it, or told us to come back later); else all of them (a peer that began to send a range may hold the
-        rest), peerless if no peer asked stays to be asked and serves sync (each left before it answered, told us to
-        come back later, refused the protocol or was found on another network, or none could be asked: gap_queue
+        without it, or told us to come back later; or, begun_by_busy, for the wait of the last of them to have told
+        us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer that began to send a range may
+        hold the rest), peerless if no peer asked stays to be asked and serves sync (each left before it answered, told
+        us to come back later, refused the protocol or was found on another network, or none could be asked: gap_queue
         keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else unanswered (a
         peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer:
         the first of those that stay: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them), as the
@@ -435,6 +465,7 @@ class SyncService:
         # nor refusing the sync protocol), and not on another network
         ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
         begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
+        begun_by_busy: dict[str, str] = {}  # of those, the ones the last to begin said Busy: by that peer
         self.stats.gap_fetches += 1
         while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
@@ -451,12 +482,20 @@ class SyncService:
                 if pulled == "storage":
                     break  # nor is the next peer asked: its records would fail our disk the same way
             else:
-                begun.update(iss for iss in missing if store.head(iss) != before[iss])
+                began = [iss for iss in missing if store.head(iss) != before[iss]]
+                begun.update(began)
+                for iss in began:
+                    if pulled == "throttled":
+                        begun_by_busy[iss] = peer
+                    else:
+                        begun_by_busy.pop(iss, None)
         lacking = list(missing_ranges(store, batch.gaps))
         if answered:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
-            return _GapFetchEnd(vain=idle, begun=[iss for iss in lacking if iss in begun])
+            kept = [iss for iss in lacking if iss in begun]
+            return _GapFetchEnd(vain=idle, begun=kept, begun_by_busy={iss: begun_by_busy[iss] for iss in kept
+                                                                      if iss in begun_by_busy})
         staying = self.host.staying_peers()
         stayed = [peer for peer in ended if peer in staying]
         if stayed:
@@ -540,12 +579,13 @@ class SyncService:
         return fetched
 
     def needs_changed(self) -> None:
-        """What `_needed` answers may have changed: a catch-up (node.daemon) removed its `catch_up_peers` as it ended,
+        """What `_needed` or `_awaited` answer may have changed: a catch-up (node.daemon) added or removed its
+        `catch_up_peers` or `patient_catch_up_peers` as it began or ended,
         or a peer's round proved the org's records in or showed the peer holds none, or a peer came or went among those
         the node dials; or a peer connected or disconnected (`_follow_peers`). A full round waiting for its turn that is
         needed now stops waiting, to end the fetches of gaps in its way (`_round_slot`); rounds waiting for a session
         slot are asked again, and a needed one ends at once a session no longer needed (gossip.session_slots). A peer
-        needed now and not as last asked has a full round (`_round_newly_needed`)."""
+        awaited now and not as last asked has a full round (`_round_newly_needed`)."""
         for peer_id, waiting in self._rounds_awaiting_turn.items():
             if self._needed(peer_id):
                 waiting.cancel()
@@ -553,22 +593,31 @@ class SyncService:
         self._round_newly_needed()
 
     def _round_newly_needed(self) -> None:
-        """A full round with each peer a catch-up needs (`_needed`) that it did not as `needs_changed` last asked:
-        one connected already as the node came to dial it (its org's `org` record came in: peer exchange) would
-        otherwise have none but at its next connection or a periodic round, and the catch-up would wait for one, or
-        time out. One that just connected has its round from `_follow_peers` as well: whichever starts second returns
-        at once (`sync_with`)."""
-        connected = self.host.connected_peers() if self.catch_up_peers else []  # (as `_needed`, asking the host once)
-        needed = {peer for peer in connected if any(needs(peer) for needs in self.catch_up_peers)}
-        if self._nursery is not None:
-            for peer_id in needed - self._needed_before:
-                self._nursery.start_soon(self.sync_with, peer_id)
-        self._needed_before = needed
+        """A full round with each connected peer a catch-up awaits (`_awaited`) that it did not as `needs_changed`
+        last asked: one connected already as the node came to dial it (its org's `org` record came in: peer exchange),
+        or as a catch-up began, would otherwise have none but at its next connection or a periodic round, and the
+        catch-up would wait for one, or time out. A peer awaited that disconnects stays remembered while awaited: one
+        connecting again has a round from `_follow_peers` if a catch-up that goes first needs it, or if its last
+        started `interval` ago or more, else none (a peer reconnecting again and again would have a round at each
+        connection, for the whole life of a late catch-up); one that just connected may have its round from both:
+        whichever starts second returns at once (`sync_with`)."""
+        awaits = [*self.catch_up_peers, *self.patient_catch_up_peers]
+        connected = set(self.host.connected_peers()) if awaits else set()  # (asking the host once)
+        awaited = {peer for peer in connected | self._awaited_before if any(wants(peer) for wants in awaits)}
+        for peer_id in (awaited & connected) - self._awaited_before:
+            self._catch_up_round(peer_id)
+        self._awaited_before = awaited
 
     def _needed(self, peer_id: str) -> bool:
         """Whether a catch-up waiting needs a full round with `peer_id` (`catch_up_peers`), a connected peer: a round
         with one that disconnected would end a session for its slot, then fail to open its stream."""
         return any(needs(peer_id) for needs in self.catch_up_peers) and peer_id in self.host.connected_peers()
+
+    def _awaited(self, peer_id: str) -> bool:
+        """Whether a catch-up waiting needs a full round with `peer_id`, a connected peer, whether its rounds go first
+        (`_needed`) or not (`patient_catch_up_peers`)."""
+        return self._needed(peer_id) or (any(wants(peer_id) for wants in self.patient_catch_up_peers)
+                                         and peer_id in self.host.connected_peers())
 
     @asynccontextmanager
     async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
@@ -873,8 +922,11 @@ class SyncService:
     async def _fetch_reported_gaps(self) -> None:
         """One of the workers fetching queued ranges, a batch at a time, in turn by issuer (gossip.gap_queue)."""
         while True:
-            if self._gaps.awaiting_peer and self._syncing_peers():  # (one not asked, come back, or its wait over)
+            syncing = self._syncing_peers()
+            if self._gaps.awaiting_peer and syncing:  # (one not asked, come back, or its wait over)
                 self._gaps.peer_came(None)
+            for peer in self._gaps.awaited_waits.intersection(syncing):  # (its wait over)
+                self._gaps.wait_over(peer)
             batch = self._gaps.take(self.limits.max_ranges, trio.current_time())
             if batch is None:
                 with trio.move_on_at(min(self._gaps.ready_at(), self._throttle_ends())):  # a backoff, or a wait ends
@@ -885,18 +937,24 @@ class SyncService:
                 end = await self._fetch(batch)
             finally:
                 self.stats.gap_issuers_unkept += self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered,
-                                                                  end.peerless, end.behind, begun=end.begun)
+                                                                  end.peerless, end.behind, begun=end.begun,
+                                                                  begun_by_busy=end.begun_by_busy)
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
 
+    def _own_share(self, peer: str) -> bool:
+        """Whether `peer`'s gap reports count as a share of the gap queue of their own (`dialled`)."""
+        return self.dialled is None or self.dialled(peer)
+
     def _throttle_ends(self) -> float:
-        """When the first connected peer that told us to come back later may be asked again, if a range of gaps waits
-        for a peer (gap_queue: a worker then asks it); else, or if none did, inf."""
-        if not self._gaps.awaiting_peer:
-            return math.inf
-        return min((self._throttled[peer] for peer in self.host.connected_peers() if peer in self._throttled),
-                   default=math.inf)
+        """When the first connected peer that told us to come back later may be asked again, of any if a range of gaps
+        waits for a peer there, else of those for whose waits ranges wait (gap_queue: a worker then asks it); inf if
+        none."""
+        awaited = self._gaps.awaited_waits
+        anyone = self._gaps.awaiting_peer
+        return min((self._throttled[peer] for peer in self.host.connected_peers()
+                    if peer in self._throttled and (anyone or peer in awaited)), default=math.inf)
 
     def _wake_gap_workers(self) -> None:
         self._gaps_changed.set()

@@ -359,6 +359,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         )
         sync.network_listeners.append(node.peer_manager.other_network)
         sync.round_over_listeners.append(node.peer_manager.round_over)  # (a peer refusing sync is out of its reach)
+        sync.dialled = node.peer_manager.keeps  # (the gap queue's shares)
         sync.same_network_listeners += [node.peer_manager.same_network, witnessing.same_network]
         metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)
@@ -666,18 +667,20 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
     to have with it at once each time it connects again (SyncService's rule for a peer needed), and the rest of a
     round under way with it, past what the catch-up needed, may be ended for a round with another peer it dials
     that has yet to answer. A peer answering, a peer coming or going among those it dials (its org's latest `org`
-    record names another network, say), and the block's end, are told to SyncService.needs_changed: a round waiting
-    for a slot ends at once one that is no longer needed, and no longer needed itself, ends none; a peer connected
-    already as the node comes to dial it (peer exchange) has a round at once. Only a catch-up that
-    holds signing back preempts (the start's, key rotate's): the late one (_catch_up_late) comes after the node
-    signed, and for an org no peer it dials holds may wait the node's whole life, its rounds ending gap fetches all
-    the while."""
+    record names another network, say), and the block's start and end, are told to SyncService.needs_changed: a round
+    waiting for a slot ends at once one that is no longer needed, and no longer needed itself, ends none; a peer
+    connected already as the node comes to dial it (peer exchange), or as the block starts, has a round at once. Only
+    a catch-up that holds signing back preempts (the start's, key rotate's): the late one (_catch_up_late) comes after
+    the node signed, and for an org no peer it dials holds may wait the node's whole life, its rounds ending gap
+    fetches all the while; its rounds take their slots first come, first served
+    (SyncService.patient_catch_up_peers), but it has them all the same as a peer it dials comes to be needed, or as
+    the wait ends of one that told the node to come back later (a Busy answer), an interval apart at least with each
+    peer."""
     rounds = _DialledRounds()
 
     def round_answered(peer_id: str) -> None:
         rounds.answer(peer_id)
-        if preempts:  # (its round, if it holds a slot, is no longer one `needs`)
-            node.sync.needs_changed()
+        node.sync.needs_changed()  # (its round, if it holds a slot, is no longer one `needs`)
 
     def unproven(peer_id: str) -> None:
         rounds.unproven.add(peer_id)
@@ -702,7 +705,7 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
             round_answered(peer_id)
             rounds.proved.set()
 
-    def needs(peer_id: str) -> bool:  # one of SyncService.catch_up_peers
+    def needs(peer_id: str) -> bool:  # one of SyncService.catch_up_peers (patient_catch_up_peers)
         return node.peer_manager.keeps(peer_id) and peer_id not in rounds.answered
 
     def round_over(peer_id: str) -> None:  # one of SyncService.round_over_listeners: (failed, or a peer hung up)
@@ -710,24 +713,22 @@ def _dialled_rounds(node: Node, *, new_org: bool, preempts: bool = True,
 
     def dialled_changed() -> None:  # one of PeerManager.keeps_listeners
         rounds.changed.set()  # (`settled` waits no more for a peer it no longer dials)
-        if preempts:
-            node.sync.needs_changed()
+        node.sync.needs_changed()
 
     listening: list[tuple[list[Any], Callable[..., object]]] = [  # (each taken off as the block ends)
         (node.sync.same_network_listeners, round_ended), (node.sync.round_over_listeners, round_over),
         (node.sync.holder_listeners, holder_round_ended), (node.sync.unheld_listeners, unheld_round),
-        (node.peer_manager.keeps_listeners, dialled_changed)]
-    if preempts:
-        listening.append((node.sync.catch_up_peers, needs))
+        (node.peer_manager.keeps_listeners, dialled_changed),
+        (node.sync.catch_up_peers if preempts else node.sync.patient_catch_up_peers, needs)]
     for listeners, listener in listening:
         listeners.append(listener)
+    node.sync.needs_changed()  # (a round with each peer it dials that is connected, if the sync service runs)
     try:
         yield rounds
     finally:
         for listeners, listener in listening:
             listeners.remove(listener)
-        if preempts:
-            node.sync.needs_changed()
+        node.sync.needs_changed()
 
 
 def _free_it(setting: str, config: NodeConfig) -> str:

@@ -734,3 +734,98 @@ async def test_the_rest_of_a_range_a_peer_began_to_send_then_left_is_fetched_fro
         assert node.asked[2:] == [(connected, comes)]  # at once, with no report
         assert node.store.has(AFTER.id)
         assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_the_rest_of_a_range_a_staying_peer_began_then_said_to_come_back_later_is_asked_as_its_wait_ends(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: A says to come back later mid-answer and stays, B answers without the rest: the rest
+    was kept for a peer to connect only (B, there, answered), so it waited for a new connection, the issuer's next
+    report or a periodic round, though A could be asked again as its wait ended. It is asked of A then, not of B."""
+    come_back = 5
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            return 0  # it has none of the rest
+        if len(node.asked) == 1:
+            node.fill()
+            raise PeerBusy(come_back, "serving budget spent")
+        return len(node.service.replica.accept([AFTER]).accepted)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(come_back + 1)
+        assert node.asked == [(1, A), (1, B), (1 + come_back, A)]  # with no report meanwhile
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_peer_reconnecting_again_and_again_has_a_kept_gap_fetched_once_a_backoff_not_at_each_connection(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: each peer that connects frees the ranges kept for a peer to come, so A, leaving as
+    it is asked and connecting again every 0.1 s, had the gap fetched at each connection (200 fetches in 20 s,
+    bounded only by how fast it reconnects). A range a connecting peer freed whose fetch again found no peer to answer
+    waits out the issuer's backoff (1 s, doubling up to sync_interval) before the next; an honest peer that connects
+    then still has it fetched, within that backoff."""
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == B else await node.leave(peer)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(0.5)
+        assert node.asked == [(1, A)]  # A left as it was asked: the gap is kept for a peer to come
+        for _ in range(200):
+            if A not in node.host.connected_peers():
+                await node.host.connect(A)
+            await trio.sleep(0.1)
+        fetches = [when for when, _ in node.asked]
+        assert len(fetches) <= 12  # (a fetch at a connection, and one as each backoff ends: 1, 2, 4, 8 s...)
+        assert node.service.stats.gap_issuers_vain == 0
+        await node.host.connect(B)
+        await trio.sleep(INTERVAL)
+        assert node.store.has(MISSING.id) and node.asked[-1][1] == B
+
+
+async def test_a_crowd_of_peers_the_node_does_not_dial_cannot_keep_a_gap_a_peer_it_dials_reported_out(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: with the only session slot held by a slow fetch of gaps, hostile peers each
+    reporting one fresh issuer's gap filled the queue a place each, and the gap A reported (a peer the node dials)
+    was dropped until a periodic round, none of theirs holding two places more than A's none. Theirs count as one
+    share: A's gap takes the place of the newest, and is fetched as the slot comes free."""
+    crowd = [f"12D3KooWHostile{i}" for i in range(4)]
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == B:
+            await trio.sleep(HOLDING)  # another issuer's fetch, holding the slot
+            return 0
+        return node.fill() if peer == A else 0
+
+    async with gaps(tmp_path, [A, B], session, gap_queue=len(crowd), max_sessions=1) as node:
+        node.service.dialled = {A, B}.__contains__
+        await trio.sleep(1)
+        node.service.request_gaps(B, {Org().did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        for peer in crowd:
+            node.service.request_gaps(peer, {Org().did: (1, 1)})
+        node.service.request_gaps(A, GAP)
+        assert node.service.stats.gap_requests_dropped == 0 and node.service.stats.gap_issuers_displaced == 1
+        await trio.sleep(HOLDING + 1)
+        assert node.store.has(MISSING.id) and (1 + HOLDING, A) in node.asked
+
+
+async def test_a_gap_whose_only_peer_always_says_to_come_back_later_is_asked_once_a_backoff_not_each_second(
+        tmp_path, autojump_clock):
+    """Found by stop 42's hostile read: a gap kept while the only peer there had said to come back later was asked of
+    it as each of its waits ended, so a peer answering Busy, 1 s, each time had the gap asked for each second, for as
+    long as it stayed. A range freed as a peer's wait ended, whose fetch again found none to answer, waits out the
+    issuer's backoff too (1 s, doubling up to sync_interval), as one a connecting peer freed."""
+    async def session(node: Gaps, peer: str) -> int:
+        raise PeerBusy(1, "serving budget spent")
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(60)
+        assert len(node.asked) <= 14  # (60 without)
+        assert node.service.stats.gap_issuers_vain == 0

@@ -17,12 +17,14 @@ BACKOFF = (1.0, 8.0)
 
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
-# no peer was there to answer; a peer's turn given up; a peer began to send the ranges and left, another answering
-# without the rest; a peer answered without the ranges (the clock stays at 0: the issuers back off for good)
-outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "vain"])
-# a peer connects ("peer"), or is there ("poll"); a peer's turn comes free ("turn")
+# no peer was there to answer; a peer's turn given up; a peer began to send the ranges and left (or said to come back
+# later and stays: "begun_busy"), another answering without the rest; a peer answered without the ranges (the clock
+# stays at 0: the issuers back off for good)
+outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "begun_busy", "vain"])
+# a peer connects ("peer"), or is there ("poll"); a peer's turn comes free ("turn"), or its Busy wait ends ("wait")
 steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
-                           st.tuples(st.just("done"), outcomes), st.sampled_from([("peer",), ("poll",), ("turn",)])),
+                           st.tuples(st.just("done"), outcomes),
+                           st.sampled_from([("peer",), ("poll",), ("turn",), ("wait",)])),
                  max_size=60)
 
 
@@ -48,10 +50,17 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
           ("add", ISSUERS[3], 1, 0, None), ("done", "answered"), ("take", 3)])  # a range grown as fetched makes room
 @example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("take", 1), ("done", "begun"), ("done", "peerless"),
           ("poll",), ("take", 3), ("peer",), ("take", 3)])  # the rest of a range begun waits for a peer to connect
+@example([_add(ISSUERS[0]), ("take", 1), ("done", "begun_busy"), *map(_add, ISSUERS[1:4]), ("wait",),
+          ("take", 3)])  # a range kept for a peer's wait makes room, and that wait's end frees nothing
+@example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("take", 1), ("done", "begun_busy"), ("done", "begun"),
+          ("poll",), ("wait",), ("take", 3), ("peer",), ("take", 3)])  # the rest of one begun by a busy peer: its wait
+@example([_add(ISSUERS[0]), ("take", 1), ("done", "peerless"), ("peer",), ("take", 1), ("done", "peerless"),
+          ("peer",), ("take", 1)])  # a kept range a connecting peer freed, again unanswered, backs off: not freed
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, that a peer began
-    to answer and left (another answering without the rest), or in vain: their ranges wait for a peer that connects
-    ("peer") or is there ("poll": not for the rest of a range begun), that turn ("turn"), a report, or the backoff
+    to answer and left or said to come back later (another answering without the rest), or in vain: their ranges wait
+    for a peer that connects ("peer") or is there ("poll": not for the rest of a range begun), that turn ("turn"), the
+    wait's end of the peer that began it and said to come back later ("wait"), a report, or the backoff
     to end (never here: the next tests), within the bound, where a new issuer's range takes the place of one not in
     turn (one backing off, else one kept for a peer, else for a peer's turn), else of the newest of the peer whose
     reports hold the most places if that is two more than its own peer's, unless it backs off itself: one is never
@@ -61,10 +70,12 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     wanted: dict[str, tuple[int, int]] = {}  # what the queue should hold, merged, in the order each came to be held
     reporters: dict[str, list[str]] = {}  # issuers of `wanted` -> the peers to ask first, the first standing for it
     ready: dict[str, list[str]] = {}  # issuers that may be fetched -> the batches taken since, by their first issuer
-    # issuers of `wanted` waiting -> for what: "peer" (to connect or be there), "newcomer" (to connect), or "turn" (of
-    # 12D3KooWB's)
+    # issuers of `wanted` waiting -> for what: "peer" (to connect or be there), "newcomer" (to connect), "busy" (to
+    # connect, or 12D3KooWB's wait to end) or "turn" (of 12D3KooWB's)
     kept: dict[str, str] = {}
-    backing_off: set[str] = set()  # issuers whose last fetch was in vain
+    backing_off: set[str] = set()  # issuers whose last fetch was in vain, or found none to answer as a peer came
+    # issuers of `wanted` whose kept ranges were freed as a peer came ("peer", "poll", "wait")
+    freed_as_a_peer_came: set[str] = set()
     parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
     for step in script:
         if step[0] == "add":
@@ -73,7 +84,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             added = queue.add(origin, {iss: (first, first + span)}, every=False)
             displaced = 0
             if was is None and len(wanted) == LIMIT:
-                waiting = [*parked, *(each for each in kept if kept[each] in ("peer", "newcomer")),
+                waiting = [*parked, *(each for each in kept if kept[each] in ("peer", "newcomer", "busy")),
                            *(each for each in kept if kept[each] == "turn")]
                 held = Counter(reporters[each][0] if reporters[each] else None for each in wanted)
                 most = max(held.values())
@@ -89,10 +100,12 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 parked.pop(waiting[0], None)
                 kept.pop(waiting[0], None)
                 ready.pop(waiting[0], None)
+                freed_as_a_peer_came.discard(waiting[0])
                 displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
             if was is None:
                 reporters[iss] = []
+                freed_as_a_peer_came.discard(iss)
             if origin is not None and origin not in reporters[iss] and len(reporters[iss]) < 3:
                 reporters[iss].append(origin)
             assert added == (Added(queued=1, displaced=displaced) if was is None
@@ -110,6 +123,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             if batch is None:
                 continue
             assert 1 <= len(batch.gaps) <= step[1]
+            assert batch.came == freed_as_a_peer_came.intersection(batch.gaps)
+            freed_as_a_peer_came.difference_update(batch.gaps)
             for iss, gap in batch.gaps.items():
                 assert wanted.pop(iss) == gap  # every report of it merged into the range taken
                 assert batch.origins == tuple(reporters.pop(iss))
@@ -117,17 +132,21 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
             for taken in ready.values():
                 taken.append(next(iter(batch.gaps)))
             fetching.append(batch)
-        elif step[0] in ("peer", "poll", "turn"):
-            awaited_by = {"peer": ("peer", "newcomer"), "poll": ("peer",), "turn": ("turn",)}[step[0]]
+        elif step[0] in ("peer", "poll", "turn", "wait"):
+            awaited_by = {"peer": ("peer", "newcomer", "busy"), "poll": ("peer",), "turn": ("turn",),
+                          "wait": ("busy",)}[step[0]]
             freed = [iss for iss, awaited in kept.items() if awaited in awaited_by]
-            came = (queue.turn_freed("12D3KooWB") if step[0] == "turn"
-                    else queue.peer_came("12D3KooWC" if step[0] == "peer" else None))
+            assert queue.awaited_waits == ({"12D3KooWB"} if "busy" in kept.values() else set())
+            came = (queue.turn_freed("12D3KooWB") if step[0] == "turn" else queue.wait_over("12D3KooWB")
+                    if step[0] == "wait" else queue.peer_came("12D3KooWC" if step[0] == "peer" else None))
             assert came == bool(freed)
             for iss in freed:
                 ready[iss] = []
                 del kept[iss]
-                if step[0] == "peer":
-                    reporters[iss] = ["12D3KooWC"]
+                if step[0] in ("peer", "wait"):
+                    reporters[iss] = ["12D3KooWC" if step[0] == "peer" else "12D3KooWB"]
+                if step[0] != "turn":
+                    freed_as_a_peer_came.add(iss)
         elif fetching:
             batch, outcome = fetching.pop(0), step[1]
             if outcome == "vain":
@@ -139,11 +158,22 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 unkept = queue.done(batch, [], 0.0, peerless=list(batch.gaps))
             elif outcome == "behind":
                 unkept = queue.done(batch, [], 0.0, unanswered=list(batch.gaps), behind="12D3KooWB")
-            elif outcome == "begun":
-                unkept = queue.done(batch, [], 0.0, begun=list(batch.gaps))
+            elif outcome in ("begun", "begun_busy"):
+                busy = dict.fromkeys(batch.gaps, "12D3KooWB") if outcome == "begun_busy" else None
+                unkept = queue.done(batch, [], 0.0, begun=list(batch.gaps), begun_by_busy=busy)
             else:
                 unkept = queue.done(batch, [], 0.0)
             for iss, (first, last) in batch.gaps.items():
+                if outcome == "peerless" and iss in batch.came:  # backs off, its range kept for that to end
+                    backing_off.add(iss)
+                    if iss in wanted or len(wanted) < LIMIT:
+                        was = wanted.get(iss, (first, last))
+                        wanted[iss] = (min(was[0], first), max(was[1], last))
+                        reporters.setdefault(iss, list(batch.origins))
+                        parked[iss] = None
+                    else:
+                        unkept -= 1
+                    continue
                 if iss in wanted:
                     ready[iss] = []
                     if outcome != "answered":
@@ -151,7 +181,8 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                         wanted[iss] = (min(was[0], first), max(was[1], last))
                 elif outcome != "answered" and len(wanted) < LIMIT:
                     wanted[iss] = (first, last)
-                    kept[iss] = {"peerless": "peer", "begun": "newcomer", "behind": "turn"}[outcome]
+                    kept[iss] = {"peerless": "peer", "begun": "newcomer", "begun_busy": "busy",
+                                 "behind": "turn"}[outcome]
                     reporters[iss] = ["12D3KooWB"] if outcome == "behind" else list(batch.origins)
                 elif outcome != "answered":
                     unkept -= 1  # no room to keep it: dropped, and counted
@@ -230,7 +261,7 @@ def test_a_range_no_peer_was_there_to_answer_for_waits_for_the_next_peer_then_is
     assert len(queue) == 1 and queue.take(1, 1.0) is None and queue.ready_at() == math.inf  # waits for a peer
     assert queue.peer_came("12D3KooWB")
     batch = queue.take(1, 1.0)
-    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False)
+    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False, came=frozenset({iss}))
     assert not queue.peer_came("12D3KooWC")  # none waits
     queue.done(batch, [iss], 1.0)  # in vain again
     assert queue.ready_at() == 3.0  # twice the last wait, not a second again
@@ -273,7 +304,8 @@ def test_ranges_kept_for_a_peer_stay_within_the_bound_and_give_their_places_to_n
     assert queue.add("12D3KooWA", {ISSUERS[0]: (1, 5)}, every=False) == Added(queued=1, displaced=1)  # ISSUERS[3]'s
     assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[2]: (1, 6), ISSUERS[0]: (1, 5)}, ("12D3KooWA",), every=False)
     assert queue.peer_came("12D3KooWB")
-    assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[4]: (1, 5)}, ("12D3KooWB",), every=False)
+    assert queue.take(LIMIT, 0.0) == GapBatch({ISSUERS[4]: (1, 5)}, ("12D3KooWB",), every=False,
+                                               came=frozenset({ISSUERS[4]}))
 
 
 def test_a_new_issuer_takes_the_place_of_a_range_kept_for_a_peer_s_turn_and_its_backoff_goes_with_it():
@@ -391,3 +423,46 @@ def test_a_peer_reporting_fresh_issuers_gaps_by_the_hundred_cannot_keep_another_
     taken = [queue.take(64, 0.0) for _ in range(4)]
     assert [batch.origins for batch in taken if batch] == [("12D3KooWA",)] * 2 + [("12D3KooWB",)] * 2
     assert [iss for batch in taken if batch for iss in batch.gaps] == flood[:128] + honest[:128]
+
+
+def test_a_kept_range_a_connecting_peer_freed_and_none_answered_for_again_backs_off_doubling():
+    """Found by stop 42's brief: a peer connecting, leaving as asked, and connecting again had a kept range fetched
+    at each connection. Once a range a connecting peer freed found none to answer again, it waits out the issuer's
+    backoff (a connection frees it no more), twice as long each time, up to the most; then it is asked of the peers
+    there, and kept for a peer to come again if none is."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+    batch = queue.take(1, 0.0)
+    assert batch is not None
+    queue.done(batch, [], 0.0, peerless=[iss])  # A left as it was asked: kept for a peer to come
+    now = 1.0
+    for wait in (1.0, 2.0, 4.0, 8.0, 8.0):
+        assert queue.peer_came("12D3KooWA")  # it connects again
+        batch = queue.take(1, now)
+        assert batch is not None and batch.came == {iss}
+        assert queue.done(batch, [], now, peerless=[iss]) == 0  # and leaves as asked
+        assert not queue.peer_came("12D3KooWA") and queue.take(1, now) is None and queue.ready_at() == now + wait
+        now += wait
+        batch = queue.take(1, now)  # the backoff over, asked of the peers there: none is
+        assert batch == GapBatch({iss: (1, 5)}, ("12D3KooWA",), every=False)
+        queue.done(batch, [], now, peerless=[iss])
+    assert len(queue) == 1 and queue.awaiting_peer
+
+
+def test_a_crowd_of_peer_ids_holding_a_place_each_cannot_keep_the_gaps_of_a_peer_the_node_dials_out():
+    """Found by stop 42's brief: the even share was a share per peer id, and ids cost nothing: 256 hostile peers (the
+    host takes 300 connections), or peers come and gone, each reporting one fresh issuer's gap, held a place each,
+    so no peer held two more than a peer the node dials that held none, and every gap it reported was dropped until
+    a periodic round. The peers the node does not dial share one share: the peer it dials takes the newest of theirs,
+    up to an even share, and a stranger reporting another fresh issuer takes no place back."""
+    dialled = "12D3KooWDialled"
+    queue = GapQueue(256, backoff=BACKOFF, own_share=lambda peer: peer == dialled)
+    for i in range(256):
+        assert queue.add(f"12D3KooWHostile{i}", {f"did:key:zFresh{i}": (1, 1)}, every=False) == Added(queued=1)
+    honest = [f"did:key:zHonest{i}" for i in range(200)]
+    added = [queue.add(dialled, {iss: (1, 1)}, every=False) for iss in honest]
+    assert added == [Added(queued=1, displaced=1)] * 128 + [Added(dropped=1)] * 72
+    assert queue.add("12D3KooWHostile300", {"did:key:zFresh300": (1, 1)}, every=False) == Added(dropped=1)
+    taken = [queue.take(256, 0.0) for _ in range(129)]
+    assert [iss for batch in taken if batch for iss in batch.gaps][-128:] == honest[:128]

@@ -371,3 +371,36 @@ async def test_a_peer_that_reconnects_again_and_again_is_synced_with_once_an_int
             nursery.cancel_scope.cancel()
     # in 2.5 intervals: once when it first connected, once again on a reconnection an interval on, and the rounds
     assert 2 <= len(sessions) <= 2 + 3 and service.stats.rounds == len(sessions)
+
+
+async def test_a_peer_a_patient_catch_up_awaits_that_always_says_to_come_back_later_has_a_round_once_an_interval(
+        tmp_path, autojump_clock):
+    """Found by stop 42's hostile read of its own change: a patient catch-up (the late one, perhaps for the node's
+    whole life) had its round with a peer it awaits again as each Busy wait ended, so a peer answering every round
+    Busy, 1 s, had one each second (each may first make the node read up to a million heads). A patient catch-up's
+    rounds with a peer come an interval apart at least: the first at once, as the peer's wait ends."""
+    peer, interval = "12D3KooWAlwaysBusy", 30.0
+    opened: list[float] = []
+
+    async def open_stream(peer_id: str, protocol: str) -> ScriptedPeerStream:
+        opened.append(trio.current_time())
+
+        async def busy() -> bytes:
+            await trio.lowlevel.checkpoint()
+            return encode_message(Busy(1, "serving budget spent"))
+
+        return ScriptedPeerStream(busy)
+
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = ConnectedHost([peer])
+        host.open_stream = open_stream
+        service = SyncService(host, replica, network="test", interval=interval)
+        service.patient_catch_up_peers.append(lambda awaited: awaited == peer)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)  # its round as the service starts: told to come back in 1 s
+            service.needs_changed()
+            await trio.sleep(4 * interval)
+            nursery.cancel_scope.cancel()
+    assert opened[:2] == [0, 1]  # the patient catch-up's first round as the wait ended
+    assert len(opened) <= 2 + 2 * 4 * interval / (0.75 * interval)  # then its own and the periodic ones

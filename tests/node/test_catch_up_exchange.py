@@ -1,9 +1,12 @@
 """The start's catch-up sync (node.daemon) with a peer already connected that it comes to dial as it waits (trio's
 mock clock, a stand-in host, the real sync service and peer manager): the peer dialled in unasked, its round on
 connecting ended, and then its org's `org` record came in (peer exchange); the catch-up needs a round with it, and
-has one at once, not at the next periodic round or startup_sync_seconds."""
+has one at once, not at the next periodic round or startup_sync_seconds; so does the late catch-up of a start that
+timed out, the record coming in after."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import trio
 
@@ -14,22 +17,20 @@ from vouching import org_body
 
 from ..factories import Org
 from ..gossip.test_sync_rounds import ScriptedPeerStream
-from .test_catch_up_reach import STARTUP_SYNC_SECONDS, OneHost, a_peer, start
+from .test_catch_up_reach import STARTUP_SYNC_SECONDS, OneHost, Started, a_peer, start
 
 DIAL_SECONDS = 0.3
 RECORD_AT = 1.0  # seconds into the catch-up that gossip brings in the peer's org's `org` record
 
 
-async def test_a_connected_peer_the_start_comes_to_dial_has_the_round_its_catch_up_needs_at_once(
-        tmp_path, autojump_clock):
-    """Found by stop 41's reader: a peer becoming one the node dials only told the sync service's waits that the
-    catch-up needs had changed, and started no round; rounds start only as a peer connects, and periodically (30 s
-    apart), so the start waited all of startup_sync_seconds and said timed_out. The bootstrap peer resets each sync
-    stream (it may answer later: the wait goes on); the other peer holds none of the new org's records, so its
-    round's heads end the wait."""
+async def _a_start_coming_to_dial_a_connected_peer(tmp_path: Path, record_at: float, *,
+                                                   late: bool = False) -> tuple[Started, list[float]]:
+    """A new org's start whose bootstrap peer resets each sync stream (it may answer later: the wait goes on), with
+    another peer connected unasked 0.3 s in, holding none of the org's records, whose org's `org` record comes in
+    `record_at` s in; the start (and its late catch-up if `late`), and when each sync stream to that peer opened."""
     bootstrap, exchanged = a_peer(), Org()
     peer = peer_id_from_public_key(bytes(exchanged.key.verify_key))
-    opened: list[float] = []  # when each sync stream to `peer` opened
+    opened: list[float] = []
     host = OneHost(lambda p: StreamError(f"open {SYNC_PROTOCOL} stream to {p}: stream reset"),
                    dial_seconds=DIAL_SECONDS)
     resetting = host.open_stream
@@ -49,11 +50,31 @@ async def test_a_connected_peer_the_start_comes_to_dial_has_the_round_its_catch_
 
     async def meanwhile(replica: Replica) -> None:
         await host.connect(f"/ip4/10.0.0.3/tcp/4001/p2p/{peer}")  # (it dialled in: the stand-in's event is the same)
-        await trio.sleep_until(RECORD_AT)
+        await trio.sleep_until(record_at)
         org = exchanged.record("org", org_body("exchanged", "test", ["/ip4/10.0.0.3/tcp/4001"]))
         assert replica.accept([org]).accepted == [org]
 
-    started = await start(tmp_path, host, bootstrap, roots=(exchanged.did,), meanwhile=meanwhile)
+    return await start(tmp_path, host, bootstrap, roots=(exchanged.did,), meanwhile=meanwhile, late=late), opened
+
+
+async def test_a_connected_peer_the_start_comes_to_dial_has_the_round_its_catch_up_needs_at_once(
+        tmp_path, autojump_clock):
+    """Found by stop 41's reader: a peer becoming one the node dials only told the sync service's waits that the
+    catch-up needs had changed, and started no round; rounds start only as a peer connects, and periodically (30 s
+    apart), so the start waited all of startup_sync_seconds and said timed_out. The other peer's round's heads end
+    the wait."""
+    started, opened = await _a_start_coming_to_dial_a_connected_peer(tmp_path, RECORD_AT)
     assert opened == [DIAL_SECONDS, RECORD_AT]  # as it connected, unasked; then as the node came to dial it
     assert (started.caught_up.state, started.took) == ("done", RECORD_AT)
     assert started.took < STARTUP_SYNC_SECONDS
+
+
+async def test_a_connected_peer_the_late_catch_up_comes_to_dial_has_the_round_it_needs_at_once(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: the late catch-up (_catch_up_late) needed no round in the sync service's eyes, so a
+    peer it came to dial had none but at a periodic round (22.5 to 37.5 s in), startup_sync staying timed_out."""
+    record_at = STARTUP_SYNC_SECONDS + 2
+    started, opened = await _a_start_coming_to_dial_a_connected_peer(tmp_path, record_at, late=True)
+    assert started.caught_up.state == "timed_out"
+    assert opened == [DIAL_SECONDS, record_at]
+    assert started.late_done == record_at

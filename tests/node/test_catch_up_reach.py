@@ -23,12 +23,13 @@ from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
-from node.daemon import CatchUp, _caught_up
+from node.daemon import CatchUp, _catch_up_late, _caught_up
 
 from ..factories import Org
 from ..gossip.nodes import IdleGossip
 
 STARTUP_SYNC_SECONDS = 10.0
+LATE_SECONDS = 60.0  # how long a start that signs unchecked runs on, its late catch-up waiting, when asked to
 LAN = ["/ip4/10.0.0.2/tcp/4001"]  # where the node's own org record says it listens
 
 
@@ -91,13 +92,15 @@ class OneHost:
 class Started:
     caught_up: CatchUp
     took: float  # seconds from the catch-up's call to its end, on trio's clock
+    late_done: float | None = None  # for `late`: seconds from the call to the late catch-up's end, if it ended
 
 
 async def start(tmp_path: Path, host: OneHost, peer: str, *, roots: tuple[str, ...] = (),
-                meanwhile: Callable[[Replica], Awaitable[None]] | None = None) -> Started:
+                meanwhile: Callable[[Replica], Awaitable[None]] | None = None, late: bool = False) -> Started:
     """A new org's node whose one bootstrap peer is `peer`, at a LAN address, trusting `roots`, run through its
     catch-up sync, its services wired as serve_node wires them; `meanwhile(replica)`, if given, runs alongside (gossip
-    bringing in records, say)."""
+    bringing in records, say); `late`, a catch-up that signs unchecked goes on as serve_node's does (_catch_up_late),
+    for up to LATE_SECONDS."""
     with RecordStore.open(tmp_path) as store:
         replica = Replica(Org().key, store, roots=roots, max_hops=1, held_limit=10)
         sync = SyncService(host, replica, network="test")  # type: ignore[arg-type]
@@ -113,9 +116,14 @@ async def start(tmp_path: Path, host: OneHost, peer: str, *, roots: tuple[str, .
                 nursery.start_soon(meanwhile, replica)
             began = trio.current_time()
             caught_up = await _caught_up(node, nursery, signs_timed_out=False)  # type: ignore[arg-type]
-            took = trio.current_time() - began
+            started = Started(caught_up, trio.current_time() - began)
+            node.startup_sync = caught_up.state
+            if late and caught_up.signs_unchecked:
+                with trio.move_on_after(LATE_SECONDS):
+                    await _catch_up_late(node, caught_up.new_org)  # type: ignore[arg-type]
+                    started.late_done = trio.current_time() - began
             nursery.cancel_scope.cancel()
-    return Started(caught_up, took)
+    return started
 
 
 def test_the_stand_in_host_is_gossip_host_s_surface():
