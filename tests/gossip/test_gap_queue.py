@@ -278,7 +278,7 @@ def test_the_rest_of_a_range_begun_waits_for_a_peer_that_connects_its_backoff_en
     assert queue.take(1, 1.0) is None
     assert queue.peer_came("12D3KooWB")
     batch = queue.take(1, 1.0)
-    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False)
+    assert batch == GapBatch({iss: (1, 6)}, ("12D3KooWB",), every=False, came=frozenset({iss}))
     queue.done(batch, [iss], 1.0)  # in vain
     assert queue.ready_at() == 2.0  # a second, as after a fetch that brought something
 
