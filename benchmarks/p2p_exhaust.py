@@ -23,7 +23,10 @@ sockets (gossip.host quirks 35-40, 49, 51, 57):
   5,000 unseen ids of 20 bytes (110 KB) for the host's topic (heartbeat 1 s): the ids the host asked for in IWANTs,
   the bytes it wrote to the peer, CPU (57);
 - deaf: pings, 5,000 to a write, from a peer that reads nothing (py-libp2p's own frame writer, default socket
-  buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49).
+  buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49);
+- credit: the host writes past the receive window of each of CREDIT_STREAMS (200) streams to a peer that reads none
+  of them, each write with a deadline of CREDIT_DEADLINE_S (8) seconds, as the node's sync writes have their timeout:
+  the CPU the host spends while they wait for window credit that never comes, and when and how each write ended (65).
 
     python benchmarks/p2p_exhaust.py                 # every attack
     python benchmarks/p2p_exhaust.py syns control-graft    # some
@@ -48,13 +51,13 @@ from pathlib import Path
 
 import trio
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT,
-                                             Yamux)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE,
+                                             YAMUX_HEADER_FORMAT, Yamux)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gossip.frames import encode_uvarint  # noqa: E402
-from gossip.host import Host, HostError, open_host  # noqa: E402
+from gossip.host import Host, HostError, Stream, open_host  # noqa: E402
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 TOPIC = "/vouchnet/bench/exhaust"
@@ -368,6 +371,40 @@ async def deaf(node: Host, hostile: Host) -> str:
     return f"{sent:,} pings sent; the host's connection {held}"
 
 
+async def credit(node: Host, hostile: Host) -> str:
+    hostile.set_stream_handler(SINK, _read_nothing)
+    await node.connect(hostile.listen_addrs[0])
+    streams = [await node.open_stream(hostile.peer_id, SINK) for _ in range(CREDIT_STREAMS)]
+    ended: dict[str, list[float]] = {}
+    start = time.monotonic()
+
+    async def write_past_window(stream: Stream) -> None:
+        how = "cut at its deadline"
+        with trio.move_on_after(CREDIT_DEADLINE_S):
+            try:
+                await stream.write(b"x" * (DEFAULT_WINDOW_SIZE + 65536))
+                how = "written"
+            except HostError as error:
+                how = f"failed ({str(error).rsplit(': ', 1)[-1]})"
+        ended.setdefault(how, []).append(time.monotonic() - start)
+
+    async with trio.open_nursery() as nursery:
+        for stream in streams:
+            nursery.start_soon(write_past_window, stream)
+        await trio.sleep(2.5)  # each stream's window sent (some 1.5 s): every write waits for credit
+        cpu, wall = time.process_time(), time.monotonic()
+        await trio.sleep(2.5)  # (py-libp2p gave up on each write 5 s into its wait)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    for stream in streams:
+        await stream.reset()
+    how = "; ".join(f"{len(times)} {how} after {min(times):.1f}-{max(times):.1f} s" for how, times in ended.items())
+    return f"{CREDIT_STREAMS} writes waiting for window credit: {cpu:.2f} s of CPU in {wall:.1f} s; {how}"
+
+
+async def _read_nothing(stream: Stream) -> None:
+    await trio.sleep_forever()
+
+
 class _Count(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -381,8 +418,10 @@ CONNECTIONS = 50  # peers of the `many` attack (--connections)
 DEAF_S = 60  # seconds the `deaf` attack watches the connection
 IHAVE_RPCS = 90  # IHAVE RPCs of the `ihave` attack
 IHAVE_PER_S = 9  # its pace: under py-libp2p's 10 IHAVEs a second a topic, past which it penalises the peer
+CREDIT_STREAMS, CREDIT_DEADLINE_S = 200, 8.0  # streams of the `credit` attack, and its writes' deadline
+SINK = "/vouchnet/bench/sink"
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
-           "many": many, "deaf": deaf, "ihave": ihave,
+           "many": many, "deaf": deaf, "ihave": ihave, "credit": credit,
            "churn-single": lambda node, hostile: churn(node, hostile, 2000, 1),
            "churn-packed": lambda node, hostile: churn(node, hostile, 4, 2500),
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)

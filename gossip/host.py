@@ -614,6 +614,17 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    its answer goes out behind what it was writing (a sync answer of megabytes in the sockets' buffers, on a slow
    link), and go-yamux pings only a connection quiet for its interval for that reason. Repro: B's answers held while
    it writes a frame every 0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping.
+65. A stream's write that waits for window credit (the peer has not yet read what it was sent) looks at the window
+   every 10 ms and gives up after 5 s whatever its caller's deadline (YamuxStream.write): a sync page of a MiB to a
+   client checking the previous one for 6 s failed at 5 s though the server gives each write 10 s, and every write
+   waiting so costs a wake-up each 10 ms. Repro (benchmarks/p2p_exhaust.py credit): host A writes 320 KiB on each of
+   200 streams to B, whose handler reads none, each write with a deadline of 8 s: 0.61-0.63 s of CPU in 2.5 s of their
+   wait, and each write failed 5 s into it ("Timed out waiting for window update after 5 seconds."). Handled (yamux's
+   stream class replaced where its module builds streams, guarded by its name and write's parameters, as 24):
+   _YamuxStream.write waits until the send window or the stream's closing changes (an event set as either is
+   assigned: the peer's WINDOW_UPDATE, a reset, the connection's end), for as long as its caller's deadline allows, or
+   WINDOW_WAIT_S (10 s) for a caller that set none (pubsub's sending loop), after which it fails as before. Same repro:
+   0.00 s of CPU, each write cut at its deadline (8.0-8.1 s).
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -689,9 +700,10 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
-                                             GO_AWAY_PROTOCOL_ERROR, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_GO_AWAY,
-                                             TYPE_PING, YAMUX_HEADER_FORMAT)
+                                             GO_AWAY_PROTOCOL_ERROR, HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_WINDOW_SIZE,
+                                             TYPE_DATA, TYPE_GO_AWAY, TYPE_PING, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -734,6 +746,7 @@ MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host join
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
 MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IHAVE, IWANT or IDONTWANT id; from || seqno is at most ~50 (55, 56)
 WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
+WINDOW_WAIT_S = WRITE_TIMEOUT_S  # a stream write whose caller set no deadline waits this long for window credit (65)
 # Seconds between a connection's pings, and within which each must be answered, or a frame come, or the connection is
 # closed (quirk 64: go-yamux's KeepAliveInterval, and its ConnectionWriteTimeout, within which it waits for the answer)
 KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
@@ -1795,6 +1808,73 @@ class _OverBudget(Exception):
     """A yamux connection was closed for the node's budget of buffered bytes (quirk 44)."""
 
 
+class _WakesWriters:
+    """An attribute of a _YamuxStream whose every assignment wakes the writers waiting for its window credit (quirk
+    65): the send window, and whether the stream is closed (both ways, or for sending)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, stream: _YamuxStream | None, owner: type | None = None) -> object:
+        if stream is None:
+            return self
+        return stream.__dict__[self._name]
+
+    def __set__(self, stream: _YamuxStream, value: object) -> None:
+        stream.__dict__[self._name] = value
+        stream.changed.set()
+
+
+class _YamuxStream(YamuxStream):
+    """A yamux stream whose writes wait for window credit woken by it (the peer's WINDOW_UPDATE, or the stream's
+    close), not by polling, for as long as the caller's deadline allows, or WINDOW_WAIT_S for a caller without one
+    (quirk 65); nothing else differs."""
+
+    send_window = _WakesWriters()
+    closed = _WakesWriters()
+    send_closed = _WakesWriters()
+
+    def __init__(self, stream_id: int, conn: Yamux, is_initiator: bool) -> None:
+        self.changed = trio.Event()  # set as the send window or the stream's closing changes (before they are set)
+        super().__init__(stream_id, conn, is_initiator)
+
+    async def write(self, data: bytes) -> None:
+        """Send `data` in frames of at most a frame's payload, each within the send window (yamux spec)."""
+        sent = 0
+        while sent < len(data):
+            self.changed = trio.Event()  # (a change from here on ends the wait below at once)
+            if not (size := await self._take_window(len(data) - sent)):
+                await self._wait_for_credit()
+                continue
+            header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, self.stream_id, size)
+            await self.conn._write_frame(header + data[sent:sent + size])
+            sent += size
+
+    async def _take_window(self, wanted: int) -> int:
+        """Take from the send window the bytes of the next frame, at most `wanted`: none when it is empty;
+        MuxedStreamError, as YamuxStream.write raises, once the stream is closed."""
+        async with self.rw_lock.write_lock(), self.window_lock:
+            if self.send_closed:
+                raise MuxedStreamError("Stream is closed for sending")
+            if self.closed:
+                raise MuxedStreamError("Stream is closed")
+            size = min(self.send_window, MAX_MESSAGE_SIZE - HEADER_SIZE, wanted)
+            if size > 0:
+                self.send_window -= size
+            return max(size, 0)
+
+    async def _wait_for_credit(self) -> None:
+        """Until the send window or the stream's closing changes: within the caller's deadline, or WINDOW_WAIT_S if it
+        set none (MuxedStreamError then, as YamuxStream.write raised after its 5 s)."""
+        if trio.current_effective_deadline() < math.inf:
+            await self.changed.wait()
+            return
+        with trio.move_on_after(WINDOW_WAIT_S):
+            await self.changed.wait()
+            return
+        raise MuxedStreamError(f"no window credit from the peer within {WINDOW_WAIT_S:g} s")
+
+
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
     streams (quirk 36), to the host's budget across connections (quirk 44), to reading what it is sent within
@@ -2109,6 +2189,14 @@ def _fix_muxer_class() -> None:
     module = libp2p.stream_muxer.muxer_multistream
     if getattr(module, "Yamux", None) is Yamux:
         module.Yamux = _Yamux  # type: ignore[attr-defined,misc]
+
+
+def _fix_stream_class() -> None:
+    """Quirk 65, if yamux still builds its streams by calling the YamuxStream class of its module, whose write(data)
+    waits for window credit as _YamuxStream replaces."""
+    module = libp2p.stream_muxer.yamux.yamux
+    if module.YamuxStream is YamuxStream and list(inspect.signature(YamuxStream.write).parameters) == ["self", "data"]:
+        module.YamuxStream = _YamuxStream  # type: ignore[misc]
 
 
 class _PeerNotifee(INotifee):
@@ -2645,6 +2733,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_graylisting()  # (after quirk 24's fix, which replaces the same function only if it is still the library's)
     _fix_own_signature_check()
     _fix_muxer_class()
+    _fix_stream_class()
     _fix_header_reads()
     _fix_negotiation()
     key_pair = create_new_key_pair(seed)
