@@ -613,7 +613,13 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    first ping B left unanswered. A peer heard from is waited for, frames coming no more than KEEPALIVE_TIMEOUT_S apart:
    its answer goes out behind what it was writing (a sync answer of megabytes in the sockets' buffers, on a slow
    link), and go-yamux pings only a connection quiet for its interval for that reason. Repro: B's answers held while
-   it writes a frame every 0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping.
+   it writes a frame every 0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping. And py-libp2p
+   takes any answer for the answer to its ping, whatever its value (the ping's opaque value, which go-yamux matches
+   and yamux's spec has echoed), and takes the RTT from it: a peer answering each ping with another value, stale or
+   made up, kept the connection though it answered none of its pings. Repro: as the first, B's pings not sent and its
+   answers' values 1 more -> A keeps the connection. Handled (quirk 63's header_read): an answer to no ping awaited is
+   handed to py-libp2p as a ping of neither kind, which it passes over, and is no sign of the peer. Same repro: closed
+   0.5 s after a ping.
 65. A stream's write that waits for window credit (the peer has not yet read what it was sent) looks at the window
    every 10 ms and gives up after 5 s whatever its caller's deadline (YamuxStream.write): a sync page of a MiB to a
    client checking the previous one for 6 s failed at 5 s though the server gives each write 10 s, and every write
@@ -701,7 +707,8 @@ from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.exceptions import MuxedStreamError
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_ACK, FLAG_SYN, GO_AWAY_INTERNAL_ERROR,
+                                             GO_AWAY_NORMAL,
                                              GO_AWAY_PROTOCOL_ERROR, HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_WINDOW_SIZE,
                                              TYPE_DATA, TYPE_GO_AWAY, TYPE_PING, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -1894,6 +1901,7 @@ class _Yamux(Yamux):
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
         self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered, the peer quiet (quirk 64)
         self._heard_at = -math.inf  # trio time the reading task last read a frame's header (quirk 64)
+        self._awaited_ping: int | None = None  # the value of this host's ping whose answer is awaited (quirk 64)
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
@@ -1966,18 +1974,25 @@ class _Yamux(Yamux):
         finally:
             _FRAMES_READ_BY.reset(reading)
 
-    def header_read(self, header: bytes) -> None:
+    def header_read(self, header: bytes) -> bytes:
         """Quirk 63: the reading task read a frame's header: a GO_AWAY is the peer's end of the connection, and a
         DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's close of a
-        hostile connection. Quirk 64: the peer was heard from."""
+        hostile connection. Quirk 64: the peer was heard from, unless the frame is an answer to no ping awaited, which
+        py-libp2p would take as the answer to any: it is given the header of a ping of neither kind, which it passes
+        over. Returns the header py-libp2p reads."""
+        version, kind, flags, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+        if kind == TYPE_PING and flags & (FLAG_SYN | FLAG_ACK) == FLAG_ACK:
+            if length != self._awaited_ping:
+                return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
+            self._awaited_ping = None
         self._heard_at = trio.current_time()
-        _, kind, _, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
         if kind == TYPE_GO_AWAY:
             self.ended_there()
         elif kind == TYPE_DATA and length > MAX_WINDOW_SIZE:
             self.closing_here()
             self.on_hostile(self.peer_id, f"yamux DATA frame of {length} bytes, past the largest receive window "
                                           f"({MAX_WINDOW_SIZE} bytes); connection closed")
+        return header
 
     async def _write_frame(self, data: bytes) -> None:
         """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a
@@ -2022,7 +2037,8 @@ class _Yamux(Yamux):
                 return
             wait = KEEPALIVE_INTERVAL_S
             self._ping_id += 1
-            self._ping_event = answered = trio.Event()  # (set by the reading task as any ping's answer comes)
+            self._ping_event = answered = trio.Event()  # (set by the reading task as this ping's answer comes)
+            self._awaited_ping = self._ping_id
             try:
                 await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, self._ping_id))
             except Exception:  # (the connection closed: its reading task ends it)
@@ -2858,7 +2874,7 @@ _HEADER_SIZE = struct.calcsize(YAMUX_HEADER_FORMAT)
 async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.utils.DEFAULT_RETRY_READ_COUNT
                            ) -> bytes:
     """read_exactly(), with which yamux reads each frame's header and body; a header that a _Yamux's reading task
-    read, or failed to, is told to that connection (quirk 63)."""
+    read, or failed to, is told to that connection (quirk 63), which may give py-libp2p another to read (quirk 64)."""
     muxer = _FRAMES_READ_BY.get()
     if muxer is None or muxer.incoming or n != _HEADER_SIZE:  # another task's read, or a DATA frame's body
         return await libp2p.io.utils.read_exactly(reader, n, retry_count)
@@ -2867,8 +2883,7 @@ async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.
     except Exception:
         muxer.ended_there()
         raise
-    muxer.header_read(header)
-    return header
+    return muxer.header_read(header)
 
 
 def _fix_header_reads() -> None:

@@ -144,6 +144,36 @@ async def test_a_peer_that_answers_no_ping_is_disconnected(monkeypatch) -> None:
 
 
 @pytest.mark.slow
+async def test_a_peer_answering_pings_with_other_values_is_disconnected(monkeypatch) -> None:
+    """Quirk 64: py-libp2p takes any ping answer for the answer to its ping, whatever its value, so a peer answering
+    each ping with another value (none of this host's pings: a stale or made-up answer) kept a connection whose pings
+    it never answered. Such an answer is no answer, and no sign of the peer either: here the peer sends nothing else."""
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_TIMEOUT_S", 0.5)
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as node, \
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=60)) as liar:
+            events = node.peer_events()
+            await node.connect(liar.listen_addrs[0])
+            assert await events.receive() == PeerEvent(liar.peer_id, connected=True)
+            theirs = muxed_connection(liar, node.peer_id)
+            theirs.keepalive_timeout = math.inf  # (its own pings are not sent, so never answered)
+            write_frame = theirs._write_frame
+
+            async def answers_lying(data: bytes) -> None:
+                _, kind, flags, _, value = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+                if kind == TYPE_PING and flags & FLAG_SYN:
+                    return  # its own ping: not sent, so that the node hears nothing else from it
+                if kind == TYPE_PING:
+                    data = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, flags, 0, value + 1)
+                await write_frame(data)
+
+            theirs._write_frame = answers_lying
+            gone_event = await events.receive()
+    assert gone_event == PeerEvent(liar.peer_id, connected=False) and gone_event.closed_here
+
+
+@pytest.mark.slow
 async def test_a_peer_sending_frames_while_its_ping_answer_waits_behind_them_stays_connected(monkeypatch) -> None:
     """Quirk 64: a ping's answer goes out behind what the peer was writing already (a sync answer of megabytes in the
     sockets' buffers, on a slow link), so a peer busy sending was cut off mid-transfer as its answer came past the
