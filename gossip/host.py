@@ -619,7 +619,8 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    made up, kept the connection though it answered none of its pings. Repro: as the first, B's pings not sent and its
    answers' values 1 more -> A keeps the connection. Handled (quirk 63's header_read): an answer to no ping awaited is
    handed to py-libp2p as a ping of neither kind, which it passes over, and is no sign of the peer. Same repro: closed
-   0.5 s after a ping.
+   0.5 s after a ping. HostStats.unresponsive_closed counts the connections closed so (keepalive), and for quirk 49's
+   write timeout (write_timeout).
 65. A stream's write that waits for window credit (the peer has not yet read what it was sent) looks at the window
    every 10 ms and gives up after 5 s whatever its caller's deadline (YamuxStream.write): a sync page of a MiB to a
    client checking the previous one for 6 s failed at 5 s though the server gives each write 10 s, and every write
@@ -757,6 +758,9 @@ WINDOW_WAIT_S = WRITE_TIMEOUT_S  # a stream write whose caller set no deadline w
 # Seconds between a connection's pings, and within which each must be answered, or a frame come, or the connection is
 # closed (quirk 64: go-yamux's KeepAliveInterval, and its ConnectionWriteTimeout, within which it waits for the answer)
 KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
+# Why the host closed a connection whose peer stopped answering (HostStats.unresponsive_closed): a ping unanswered, the
+# peer quiet (quirk 64), or a frame the socket did not take (quirk 49).
+UNRESPONSIVE_REASONS = ("keepalive", "write_timeout")
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -914,6 +918,8 @@ class HostStats:
     streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (44)
     connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (44)
     pending_dropped: int = 0  # messages queued for a peer not known to join their topic, dropped past 100 (59)
+    # connections closed as their peer stopped answering, by UNRESPONSIVE_REASONS (quirks 49, 64)
+    unresponsive_closed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNRESPONSIVE_REASONS, 0))
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -1893,6 +1899,8 @@ class _Yamux(Yamux):
         # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
         self.on_hostile: Callable[[ID, str], None] = _warn_hostile
         self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 44)
+        # Its close for its peer's silence counted, by UNRESPONSIVE_REASONS: in the host's, once a notifee knows it
+        self.unresponsive: Counter[str] = Counter()
         self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
         self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
@@ -2015,6 +2023,7 @@ class _Yamux(Yamux):
                 self._stalled = True
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
+                self.unresponsive["write_timeout"] += 1
                 await self._hang_up()
         raise RawConnError(f"yamux connection of {self.peer_id}: a frame not written within {WRITE_TIMEOUT_S:g} s")
 
@@ -2049,6 +2058,7 @@ class _Yamux(Yamux):
             if not self.event_shutting_down.is_set():
                 logger.info("closing the connection of %s: no answer to a ping, nor any frame, within %g s (quirk 64)",
                             self.peer_id, self.keepalive_timeout)
+                self.unresponsive["keepalive"] += 1
                 await self._hang_up()
             return
 
@@ -2221,9 +2231,10 @@ class _PeerNotifee(INotifee):
 
     def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float,
                  idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile,
-                 budget: _NodeBudget | None = None) -> None:
+                 budget: _NodeBudget | None = None, unresponsive: Counter[str] | None = None) -> None:
         self._emit = emit
         self._budget = budget
+        self._unresponsive = unresponsive
         self._on_hostile = on_hostile
         self._is_blocked = is_blocked
         self._close_timeout = close_timeout
@@ -2236,6 +2247,8 @@ class _PeerNotifee(INotifee):
         peer = conn.muxed_conn.peer_id
         if isinstance(conn.muxed_conn, _Yamux):
             conn.muxed_conn.on_hostile = self._on_hostile  # quirk 35
+            if self._unresponsive is not None:
+                conn.muxed_conn.unresponsive = self._unresponsive  # quirks 49, 64
             if self._budget is not None:
                 self._budget.join(conn.muxed_conn)  # quirk 44
         if self._is_blocked(peer):
@@ -2319,7 +2332,8 @@ class Host:
             HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
                                                      "control_dropped", "streams_over_budget",
                                                      "connections_over_budget", "graylisted_rpcs",
-                                                     "pending_dropped"}, 0)
+                                                     "pending_dropped", "unresponsive_closed"}, 0)
+        self._unresponsive: Counter[str] = Counter(dict.fromkeys(UNRESPONSIVE_REASONS, 0))  # (HostStats)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -2334,7 +2348,7 @@ class Host:
         self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
                                    lambda peer: self._protected(_peer_str(peer.to_bytes())))
         self._notifee = _PeerNotifee(self._emit_peer_event, self._is_blocked, config.close_timeout, self._idle,
-                                     self._count_hostile, self._budget)
+                                     self._count_hostile, self._budget, self._unresponsive)
         host.get_network().register_notifee(self._notifee)
         for protocol in config.served_protocols:
             host.set_stream_handler(TProtocol(protocol), self._serving(protocol))
@@ -2624,7 +2638,7 @@ class Host:
                          handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped,
                          graylisted_rpcs=self._pubsub.graylisted_rpcs, streams_over_budget=self._budget.streams_refused,
                          connections_over_budget=self._budget.connections_closed,
-                         pending_dropped=self._router.pending_dropped)
+                         pending_dropped=self._router.pending_dropped, unresponsive_closed=dict(self._unresponsive))
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""

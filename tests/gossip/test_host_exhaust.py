@@ -140,6 +140,7 @@ async def test_a_peer_that_answers_no_ping_is_disconnected(monkeypatch) -> None:
                                                     mine.next_stream_id, 0))
                 gone_event = await events.receive()
                 assert node.connected_peers() == []
+            assert node.stats().unresponsive_closed == {"keepalive": 1, "write_timeout": 0}
     assert gone_event == PeerEvent(gone.peer_id, connected=False) and gone_event.closed_here
 
 
@@ -460,6 +461,7 @@ async def test_a_peer_that_reads_nothing_is_disconnected_within_the_write_timeou
                     gone = await events.receive()
                 assert gone == PeerEvent(hostile.peer_id, connected=False) and gone.closed_here  # not the peer's block
                 assert kept.is_closed
+                assert node.stats().unresponsive_closed == {"keepalive": 0, "write_timeout": 1}
                 nursery.cancel_scope.cancel()
 
 
