@@ -632,6 +632,16 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    assigned: the peer's WINDOW_UPDATE, a reset, the connection's end), for as long as its caller's deadline allows, or
    WINDOW_WAIT_S (10 s) for a caller that set none (pubsub's sending loop), after which it fails as before. Same repro:
    0.00 s of CPU, each write cut at its deadline (8.0-8.1 s).
+66. Yamux answers every ping a peer sends, at once, from the task reading the connection (Yamux.handle_incoming): each
+   ping of 12 bytes costs the host an encrypted frame and a socket write, and a peer sends thousands in one frame of its
+   own, where go-yamux queues at most its PingBacklog of answers and drops the rest. Repro (benchmarks/p2p_exhaust.py
+   pings): a peer writes 5,000 pings in one write (60 KB): read in 3.3 s, each answered, 0.77 s of CPU in the process of
+   both hosts; of 50,000, 5,403 were answered in 11.5 s, and then the host, writing answers the peer's process was too
+   busy to read, closed the connection for its write timeout (49). Handled (quirk 63's header_read): at most
+   MAX_PING_ANSWERS_PER_S (10) pings of a connection are answered in a second of trio's clock (a peer's keepalive pings
+   every 30 s or so); the rest are handed to py-libp2p as pings of neither kind, which it passes over, and the first of
+   them is counted in HostStats.hostile_input and logged. Same repro: read in 0.1 s, 10 answered, 0.03 s of CPU; 50,000
+   in 1.1 s, 20 answered, 0.29 s, the connection kept.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -761,6 +771,7 @@ KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
 # Why the host closed a connection whose peer stopped answering (HostStats.unresponsive_closed): a ping unanswered, the
 # peer quiet (quirk 64), or a frame the socket did not take (quirk 49).
 UNRESPONSIVE_REASONS = ("keepalive", "write_timeout")
+MAX_PING_ANSWERS_PER_S = 10  # pings of a peer's answered in a second of trio's clock; the rest are not (quirk 66)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -1906,10 +1917,12 @@ class _Yamux(Yamux):
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
+        self._ping_flood = False  # a ping of the peer's went unanswered, past MAX_PING_ANSWERS_PER_S (quirk 66)
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
         self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered, the peer quiet (quirk 64)
         self._heard_at = -math.inf  # trio time the reading task last read a frame's header (quirk 64)
         self._awaited_ping: int | None = None  # the value of this host's ping whose answer is awaited (quirk 64)
+        self._ping_second, self._pings_answered = -math.inf, 0  # the second of trio's clock, and its answers (66)
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
@@ -1986,13 +1999,17 @@ class _Yamux(Yamux):
         """Quirk 63: the reading task read a frame's header: a GO_AWAY is the peer's end of the connection, and a
         DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's close of a
         hostile connection. Quirk 64: the peer was heard from, unless the frame is an answer to no ping awaited, which
-        py-libp2p would take as the answer to any: it is given the header of a ping of neither kind, which it passes
-        over. Returns the header py-libp2p reads."""
+        py-libp2p would take as the answer to any. Quirk 66: a ping past MAX_PING_ANSWERS_PER_S in a second is not
+        answered. py-libp2p is given such a frame as a ping of neither kind, which it passes over. Returns the header
+        py-libp2p reads."""
         version, kind, flags, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
         if kind == TYPE_PING and flags & (FLAG_SYN | FLAG_ACK) == FLAG_ACK:
             if length != self._awaited_ping:
                 return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
             self._awaited_ping = None
+        elif kind == TYPE_PING and flags & FLAG_SYN and not self._may_answer_ping():
+            self._heard_at = trio.current_time()
+            return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
         self._heard_at = trio.current_time()
         if kind == TYPE_GO_AWAY:
             self.ended_there()
@@ -2001,6 +2018,21 @@ class _Yamux(Yamux):
             self.on_hostile(self.peer_id, f"yamux DATA frame of {length} bytes, past the largest receive window "
                                           f"({MAX_WINDOW_SIZE} bytes); connection closed")
         return header
+
+    def _may_answer_ping(self) -> bool:
+        """Quirk 66: whether a ping the peer sent is answered, MAX_PING_ANSWERS_PER_S being answered in a second of
+        trio's clock; the first not answered on the connection is counted as hostile input and logged."""
+        second = math.floor(trio.current_time())
+        if second != self._ping_second:
+            self._ping_second, self._pings_answered = second, 0
+        self._pings_answered += 1
+        if self._pings_answered <= MAX_PING_ANSWERS_PER_S:
+            return True
+        if not self._ping_flood:
+            self._ping_flood = True
+            self.on_hostile(self.peer_id, f"more than {MAX_PING_ANSWERS_PER_S} yamux pings a second; answering "
+                                          f"{MAX_PING_ANSWERS_PER_S} a second")
+        return False
 
     async def _write_frame(self, data: bytes) -> None:
         """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a

@@ -29,8 +29,8 @@ from typing import Any, Literal
 import trio
 from nacl.signing import SigningKey, VerifyKey
 
-from gossip.host import (GOSSIPSUB_PROTOCOLS, KEEPALIVE_TIMEOUT_S, WRITE_TIMEOUT_S, Host, HostConfig, HostError,
-                         ListenError, open_host, peer_org)
+from gossip.host import (GOSSIPSUB_PROTOCOLS, KEEPALIVE_TIMEOUT_S, MAX_PING_ANSWERS_PER_S, WRITE_TIMEOUT_S, Host,
+                         HostConfig, HostError, ListenError, open_host, peer_org)
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
 from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
 from gossip.replica import Replica, RotationTakenBack
@@ -379,7 +379,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "place given to a peer dialling in when every place was taken",
                         lambda: host.stats().handshakes_aborted, kind="counter")
         metrics.collect("p2p_hostile_input_total", "Malformed or abusive input from peers (logged, each with the "
-                        "peer): undecodable gossip, data past a yamux window (disconnected), too many streams at once",
+                        "peer): undecodable gossip, data past a yamux window (disconnected), too many streams at once, "
+                        f"more than {MAX_PING_ANSWERS_PER_S} pings a second",
                         lambda: host.stats().hostile_input, kind="counter")
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread: as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, IHAVEs past a "
