@@ -23,7 +23,12 @@ sockets (gossip.host quirks 35-40, 49, 51, 57):
   5,000 unseen ids of 20 bytes (110 KB) for the host's topic (heartbeat 1 s): the ids the host asked for in IWANTs,
   the bytes it wrote to the peer, CPU (57);
 - deaf: pings, 5,000 to a write, from a peer that reads nothing (py-libp2p's own frame writer, default socket
-  buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49).
+  buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49);
+- pings: --pings (5,000) pings in frames of 5,000 from a peer (py-libp2p's own frame writer): how long the host took
+  to read them, how many it answered, CPU (66);
+- credit: the host writes past the receive window of each of CREDIT_STREAMS (200) streams to a peer that reads none
+  of them, each write with a deadline of CREDIT_DEADLINE_S (8) seconds, as the node's sync writes have their timeout:
+  the CPU the host spends while they wait for window credit that never comes, and when and how each write ended (65).
 
     python benchmarks/p2p_exhaust.py                 # every attack
     python benchmarks/p2p_exhaust.py syns control-graft    # some
@@ -48,13 +53,13 @@ from pathlib import Path
 
 import trio
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT,
-                                             Yamux)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE,
+                                             YAMUX_HEADER_FORMAT, Yamux)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gossip.frames import encode_uvarint  # noqa: E402
-from gossip.host import Host, HostError, open_host  # noqa: E402
+from gossip.host import Host, HostError, Stream, open_host  # noqa: E402
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 TOPIC = "/vouchnet/bench/exhaust"
@@ -368,6 +373,69 @@ async def deaf(node: Host, hostile: Host) -> str:
     return f"{sent:,} pings sent; the host's connection {held}"
 
 
+async def pings(node: Host, hostile: Host) -> str:
+    events = node.peer_events()
+    await node.connect(hostile.listen_addrs[0])
+    await events.receive()
+    raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
+    raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's: no bound of the hostile host's
+    counts = {"read": 0, "answered": 0}
+    header_read, write_frame = kept.header_read, kept._write_frame
+
+    def reading(header: bytes) -> bytes:
+        counts["read"] += header[1] == TYPE_PING
+        return header_read(header)
+
+    async def answering(data: bytes) -> None:
+        counts["answered"] += data[1] == TYPE_PING and data[2:4] != b"\x00\x01"  # (its own pings have FLAG_SYN)
+        await write_frame(data)
+
+    kept.header_read, kept._write_frame = reading, answering
+    cpu, start = time.process_time(), time.monotonic()
+    with contextlib.suppress(Exception):  # the host hung up
+        for sent in range(0, PINGS, 5000):
+            await raw._write_frame(frame(TYPE_PING, FLAG_SYN, 0, length=1) * min(5000, PINGS - sent))
+    while counts["read"] < PINGS and node.connected_peers():
+        await trio.sleep(0.05)
+    took = time.monotonic() - start
+    return (f"{PINGS:,} pings ({PINGS * 12 / 1000:.0f} KB) read in {took:.1f} s, {counts['answered']:,} answered, "
+            f"{time.process_time() - cpu:.2f} s of CPU; connected at the end: {bool(node.connected_peers())}")
+
+
+async def credit(node: Host, hostile: Host) -> str:
+    hostile.set_stream_handler(SINK, _read_nothing)
+    await node.connect(hostile.listen_addrs[0])
+    streams = [await node.open_stream(hostile.peer_id, SINK) for _ in range(CREDIT_STREAMS)]
+    ended: dict[str, list[float]] = {}
+    start = time.monotonic()
+
+    async def write_past_window(stream: Stream) -> None:
+        how = "cut at its deadline"
+        with trio.move_on_after(CREDIT_DEADLINE_S):
+            try:
+                await stream.write(b"x" * (DEFAULT_WINDOW_SIZE + 65536))
+                how = "written"
+            except HostError as error:
+                how = f"failed ({str(error).rsplit(': ', 1)[-1]})"
+        ended.setdefault(how, []).append(time.monotonic() - start)
+
+    async with trio.open_nursery() as nursery:
+        for stream in streams:
+            nursery.start_soon(write_past_window, stream)
+        await trio.sleep(2.5)  # each stream's window sent (some 1.5 s): every write waits for credit
+        cpu, wall = time.process_time(), time.monotonic()
+        await trio.sleep(2.5)  # (py-libp2p gave up on each write 5 s into its wait)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    for stream in streams:
+        await stream.reset()
+    how = "; ".join(f"{len(times)} {how} after {min(times):.1f}-{max(times):.1f} s" for how, times in ended.items())
+    return f"{CREDIT_STREAMS} writes waiting for window credit: {cpu:.2f} s of CPU in {wall:.1f} s; {how}"
+
+
+async def _read_nothing(stream: Stream) -> None:
+    await trio.sleep_forever()
+
+
 class _Count(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -381,8 +449,11 @@ CONNECTIONS = 50  # peers of the `many` attack (--connections)
 DEAF_S = 60  # seconds the `deaf` attack watches the connection
 IHAVE_RPCS = 90  # IHAVE RPCs of the `ihave` attack
 IHAVE_PER_S = 9  # its pace: under py-libp2p's 10 IHAVEs a second a topic, past which it penalises the peer
+PINGS = 5000  # pings of the `pings` attack (--pings)
+CREDIT_STREAMS, CREDIT_DEADLINE_S = 200, 8.0  # streams of the `credit` attack, and its writes' deadline
+SINK = "/vouchnet/bench/sink"
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
-           "many": many, "deaf": deaf, "ihave": ihave,
+           "many": many, "deaf": deaf, "ihave": ihave, "pings": pings, "credit": credit,
            "churn-single": lambda node, hostile: churn(node, hostile, 2000, 1),
            "churn-packed": lambda node, hostile: churn(node, hostile, 4, 2500),
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)
@@ -401,8 +472,10 @@ if __name__ == "__main__":
     parser.add_argument("attacks", nargs="*", help=f"any of {', '.join(ATTACKS)} (default: all)")
     parser.add_argument("--connections", type=int, default=CONNECTIONS, help="peers of the `many` attack")
     parser.add_argument("--ihave-rpcs", type=int, default=IHAVE_RPCS, help="RPCs of the `ihave` attack")
+    parser.add_argument("--pings", type=int, default=PINGS, help="pings of the `pings` attack")
     args = parser.parse_args()
-    chosen, CONNECTIONS, IHAVE_RPCS = args.attacks or list(ATTACKS), args.connections, args.ihave_rpcs
+    chosen, CONNECTIONS, IHAVE_RPCS, PINGS = (args.attacks or list(ATTACKS), args.connections, args.ihave_rpcs,
+                                              args.pings)
     if unknown := set(chosen) - set(ATTACKS):
         parser.error(f"unknown attacks {sorted(unknown)}; choose from {', '.join(ATTACKS)}")
     logging.basicConfig()

@@ -613,7 +613,35 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    first ping B left unanswered. A peer heard from is waited for, frames coming no more than KEEPALIVE_TIMEOUT_S apart:
    its answer goes out behind what it was writing (a sync answer of megabytes in the sockets' buffers, on a slow
    link), and go-yamux pings only a connection quiet for its interval for that reason. Repro: B's answers held while
-   it writes a frame every 0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping.
+   it writes a frame every 0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping. And py-libp2p
+   takes any answer for the answer to its ping, whatever its value (the ping's opaque value, which go-yamux matches
+   and yamux's spec has echoed), and takes the RTT from it: a peer answering each ping with another value, stale or
+   made up, kept the connection though it answered none of its pings. Repro: as the first, B's pings not sent and its
+   answers' values 1 more -> A keeps the connection. Handled (quirk 63's header_read): an answer to no ping awaited is
+   handed to py-libp2p as a ping of neither kind, which it passes over, and is no sign of the peer. Same repro: closed
+   0.5 s after a ping. HostStats.unresponsive_closed counts the connections closed so (keepalive), and for quirk 49's
+   write timeout (write_timeout).
+65. A stream's write that waits for window credit (the peer has not yet read what it was sent) looks at the window
+   every 10 ms and gives up after 5 s whatever its caller's deadline (YamuxStream.write): a sync page of a MiB to a
+   client checking the previous one for 6 s failed at 5 s though the server gives each write 10 s, and every write
+   waiting so costs a wake-up each 10 ms. Repro (benchmarks/p2p_exhaust.py credit): host A writes 320 KiB on each of
+   200 streams to B, whose handler reads none, each write with a deadline of 8 s: 0.61-0.63 s of CPU in 2.5 s of their
+   wait, and each write failed 5 s into it ("Timed out waiting for window update after 5 seconds."). Handled (yamux's
+   stream class replaced where its module builds streams, guarded by its name and write's parameters, as 24):
+   _YamuxStream.write waits until the send window or the stream's closing changes (an event set as either is
+   assigned: the peer's WINDOW_UPDATE, a reset, the connection's end), for as long as its caller's deadline allows, or
+   WINDOW_WAIT_S (10 s) for a caller that set none (pubsub's sending loop), after which it fails as before. Same repro:
+   0.00 s of CPU, each write cut at its deadline (8.0-8.1 s).
+66. Yamux answers every ping a peer sends, at once, from the task reading the connection (Yamux.handle_incoming): each
+   ping of 12 bytes costs the host an encrypted frame and a socket write, and a peer sends thousands in one frame of its
+   own, where go-yamux queues at most its PingBacklog of answers and drops the rest. Repro (benchmarks/p2p_exhaust.py
+   pings): a peer writes 5,000 pings in one write (60 KB): read in 3.3 s, each answered, 0.77 s of CPU in the process of
+   both hosts; of 50,000, 5,403 were answered in 11.5 s, and then the host, writing answers the peer's process was too
+   busy to read, closed the connection for its write timeout (49). Handled (quirk 63's header_read): at most
+   MAX_PING_ANSWERS_PER_S (10) pings of a connection are answered in a second of trio's clock (a peer's keepalive pings
+   every 30 s or so); the rest are handed to py-libp2p as pings of neither kind, which it passes over, and the first of
+   them is counted in HostStats.hostile_input and logged. Same repro: read in 0.1 s, 10 answered, 0.03 s of CPU; 50,000
+   in 1.1 s, 20 answered, 0.29 s, the connection kept.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -622,6 +650,11 @@ and are reset before the swarm sees them, so the semaphore is never waited on; a
 closes gives its token back (four peers each leaving with 200 streams in negotiation left it at 10,000). And the
 count of IDONTWANT ids: py-libp2p keeps at most max_idontwant_messages (10) ids a peer and empties them every heartbeat
 (40,000 ids of 20 bytes in one RPC: 200 bytes held, 0.15 s of CPU); their length is bounded by quirk 55.
+And Swarm.close, which closes connections one after the other, each taking 0.2 s or more (Yamux.close and
+SwarmConn._cleanup each sleep 0.1 s), which would have a host of many peers stop in seconds: open_host's stop closes
+every muxer at once first (25), so Swarm.close finds none left, and the swarm's own stop path (Swarm.run's cleanup) runs
+cancelled. A host with 30 peers stopped in 0.36-0.40 s, 60 peers in 0.46 s (close_timeout 0.5 s, the node's), by
+cancellation or by leaving open_host, Swarm.close taking 0.001 s.
 """
 
 from __future__ import annotations
@@ -689,9 +722,11 @@ from libp2p.rcmgr import Direction
 from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
-                                             GO_AWAY_PROTOCOL_ERROR, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_GO_AWAY,
-                                             TYPE_PING, YAMUX_HEADER_FORMAT)
+from libp2p.stream_muxer.exceptions import MuxedStreamError
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_ACK, FLAG_SYN, GO_AWAY_INTERNAL_ERROR,
+                                             GO_AWAY_NORMAL,
+                                             GO_AWAY_PROTOCOL_ERROR, HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_WINDOW_SIZE,
+                                             TYPE_DATA, TYPE_GO_AWAY, TYPE_PING, YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -734,9 +769,14 @@ MAX_TOPIC_LENGTH = 256  # characters of a topic name: the longest this host join
 MAX_PEER_TOPICS = 32  # topics a peer's subscriptions to are kept; vouchnet joins two a network (quirk 46)
 MAX_MESSAGE_ID_LENGTH = 128  # bytes of a peer's IHAVE, IWANT or IDONTWANT id; from || seqno is at most ~50 (55, 56)
 WRITE_TIMEOUT_S = 10.0  # a yamux frame not written within it closes its connection (go-yamux's write timeout; 49)
+WINDOW_WAIT_S = WRITE_TIMEOUT_S  # a stream write whose caller set no deadline waits this long for window credit (65)
 # Seconds between a connection's pings, and within which each must be answered, or a frame come, or the connection is
 # closed (quirk 64: go-yamux's KeepAliveInterval, and its ConnectionWriteTimeout, within which it waits for the answer)
 KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
+# Why the host closed a connection whose peer stopped answering (HostStats.unresponsive_closed): a ping unanswered, the
+# peer quiet (quirk 64), or a frame the socket did not take (quirk 49).
+UNRESPONSIVE_REASONS = ("keepalive", "write_timeout")
+MAX_PING_ANSWERS_PER_S = 10  # pings of a peer's answered in a second of trio's clock; the rest are not (quirk 66)
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -894,6 +934,8 @@ class HostStats:
     streams_over_budget: int = 0  # streams a peer opened, reset as the node's inbound streams budget was used (44)
     connections_over_budget: int = 0  # connections closed as the node's yamux buffers were over budget (44)
     pending_dropped: int = 0  # messages queued for a peer not known to join their topic, dropped past 100 (59)
+    # connections closed as their peer stopped answering, by UNRESPONSIVE_REASONS (quirks 49, 64)
+    unresponsive_closed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNRESPONSIVE_REASONS, 0))
 
 
 def peer_public_key(peer_id: str) -> bytes:
@@ -1795,6 +1837,73 @@ class _OverBudget(Exception):
     """A yamux connection was closed for the node's budget of buffered bytes (quirk 44)."""
 
 
+class _WakesWriters:
+    """An attribute of a _YamuxStream whose every assignment wakes the writers waiting for its window credit (quirk
+    65): the send window, and whether the stream is closed (both ways, or for sending)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, stream: _YamuxStream | None, owner: type | None = None) -> object:
+        if stream is None:
+            return self
+        return stream.__dict__[self._name]
+
+    def __set__(self, stream: _YamuxStream, value: object) -> None:
+        stream.__dict__[self._name] = value
+        stream.changed.set()
+
+
+class _YamuxStream(YamuxStream):
+    """A yamux stream whose writes wait for window credit woken by it (the peer's WINDOW_UPDATE, or the stream's
+    close), not by polling, for as long as the caller's deadline allows, or WINDOW_WAIT_S for a caller without one
+    (quirk 65); nothing else differs."""
+
+    send_window = _WakesWriters()
+    closed = _WakesWriters()
+    send_closed = _WakesWriters()
+
+    def __init__(self, stream_id: int, conn: Yamux, is_initiator: bool) -> None:
+        self.changed = trio.Event()  # set as the send window or the stream's closing changes (before they are set)
+        super().__init__(stream_id, conn, is_initiator)
+
+    async def write(self, data: bytes) -> None:
+        """Send `data` in frames of at most a frame's payload, each within the send window (yamux spec)."""
+        sent = 0
+        while sent < len(data):
+            self.changed = trio.Event()  # (a change from here on ends the wait below at once)
+            if not (size := await self._take_window(len(data) - sent)):
+                await self._wait_for_credit()
+                continue
+            header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, self.stream_id, size)
+            await self.conn._write_frame(header + data[sent:sent + size])
+            sent += size
+
+    async def _take_window(self, wanted: int) -> int:
+        """Take from the send window the bytes of the next frame, at most `wanted`: none when it is empty;
+        MuxedStreamError, as YamuxStream.write raises, once the stream is closed."""
+        async with self.rw_lock.write_lock(), self.window_lock:
+            if self.send_closed:
+                raise MuxedStreamError("Stream is closed for sending")
+            if self.closed:
+                raise MuxedStreamError("Stream is closed")
+            size = min(self.send_window, MAX_MESSAGE_SIZE - HEADER_SIZE, wanted)
+            if size > 0:
+                self.send_window -= size
+            return max(size, 0)
+
+    async def _wait_for_credit(self) -> None:
+        """Until the send window or the stream's closing changes: within the caller's deadline, or WINDOW_WAIT_S if it
+        set none (MuxedStreamError then, as YamuxStream.write raised after its 5 s)."""
+        if trio.current_effective_deadline() < math.inf:
+            await self.changed.wait()
+            return
+        with trio.move_on_after(WINDOW_WAIT_S):
+            await self.changed.wait()
+            return
+        raise MuxedStreamError(f"no window credit from the peer within {WINDOW_WAIT_S:g} s")
+
+
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
     streams (quirk 36), to the host's budget across connections (quirk 44), to reading what it is sent within
@@ -1806,14 +1915,19 @@ class _Yamux(Yamux):
         # Told of hostile input: the host's counter once a notifee knows the connection, a warning before.
         self.on_hostile: Callable[[ID, str], None] = _warn_hostile
         self.budget: _NodeBudget | None = None  # the host's, once a notifee knows the connection (quirk 44)
+        # Its close for its peer's silence counted, by UNRESPONSIVE_REASONS: in the host's, once a notifee knows it
+        self.unresponsive: Counter[str] = Counter()
         self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
         self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
+        self._ping_flood = False  # a ping of the peer's went unanswered, past MAX_PING_ANSWERS_PER_S (quirk 66)
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
         self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered, the peer quiet (quirk 64)
         self._heard_at = -math.inf  # trio time the reading task last read a frame's header (quirk 64)
+        self._awaited_ping: int | None = None  # the value of this host's ping whose answer is awaited (quirk 64)
+        self._ping_second, self._pings_answered = -math.inf, 0  # the second of trio's clock, and its answers (66)
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
@@ -1886,18 +2000,44 @@ class _Yamux(Yamux):
         finally:
             _FRAMES_READ_BY.reset(reading)
 
-    def header_read(self, header: bytes) -> None:
+    def header_read(self, header: bytes) -> bytes:
         """Quirk 63: the reading task read a frame's header: a GO_AWAY is the peer's end of the connection, and a
         DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's close of a
-        hostile connection. Quirk 64: the peer was heard from."""
+        hostile connection. Quirk 64: the peer was heard from, unless the frame is an answer to no ping awaited, which
+        py-libp2p would take as the answer to any. Quirk 66: a ping past MAX_PING_ANSWERS_PER_S in a second is not
+        answered. py-libp2p is given such a frame as a ping of neither kind, which it passes over. Returns the header
+        py-libp2p reads."""
+        version, kind, flags, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+        if kind == TYPE_PING and flags & (FLAG_SYN | FLAG_ACK) == FLAG_ACK:
+            if length != self._awaited_ping:
+                return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
+            self._awaited_ping = None
+        elif kind == TYPE_PING and flags & FLAG_SYN and not self._may_answer_ping():
+            self._heard_at = trio.current_time()
+            return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
         self._heard_at = trio.current_time()
-        _, kind, _, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
         if kind == TYPE_GO_AWAY:
             self.ended_there()
         elif kind == TYPE_DATA and length > MAX_WINDOW_SIZE:
             self.closing_here()
             self.on_hostile(self.peer_id, f"yamux DATA frame of {length} bytes, past the largest receive window "
                                           f"({MAX_WINDOW_SIZE} bytes); connection closed")
+        return header
+
+    def _may_answer_ping(self) -> bool:
+        """Quirk 66: whether a ping the peer sent is answered, MAX_PING_ANSWERS_PER_S being answered in a second of
+        trio's clock; the first not answered on the connection is counted as hostile input and logged."""
+        second = math.floor(trio.current_time())
+        if second != self._ping_second:
+            self._ping_second, self._pings_answered = second, 0
+        self._pings_answered += 1
+        if self._pings_answered <= MAX_PING_ANSWERS_PER_S:
+            return True
+        if not self._ping_flood:
+            self._ping_flood = True
+            self.on_hostile(self.peer_id, f"more than {MAX_PING_ANSWERS_PER_S} yamux pings a second; answering "
+                                          f"{MAX_PING_ANSWERS_PER_S} a second")
+        return False
 
     async def _write_frame(self, data: bytes) -> None:
         """Quirk 49 (go-yamux's ConnectionWriteTimeout), in place of py-libp2p's (writes in turn, then a checkpoint): a
@@ -1920,6 +2060,7 @@ class _Yamux(Yamux):
                 self._stalled = True
                 logger.warning("closing the connection of %s: the socket took no frame for %g s, the peer reads "
                                "nothing (quirk 49)", self.peer_id, WRITE_TIMEOUT_S)
+                self.unresponsive["write_timeout"] += 1
                 await self._hang_up()
         raise RawConnError(f"yamux connection of {self.peer_id}: a frame not written within {WRITE_TIMEOUT_S:g} s")
 
@@ -1942,7 +2083,8 @@ class _Yamux(Yamux):
                 return
             wait = KEEPALIVE_INTERVAL_S
             self._ping_id += 1
-            self._ping_event = answered = trio.Event()  # (set by the reading task as any ping's answer comes)
+            self._ping_event = answered = trio.Event()  # (set by the reading task as this ping's answer comes)
+            self._awaited_ping = self._ping_id
             try:
                 await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, self._ping_id))
             except Exception:  # (the connection closed: its reading task ends it)
@@ -1953,6 +2095,7 @@ class _Yamux(Yamux):
             if not self.event_shutting_down.is_set():
                 logger.info("closing the connection of %s: no answer to a ping, nor any frame, within %g s (quirk 64)",
                             self.peer_id, self.keepalive_timeout)
+                self.unresponsive["keepalive"] += 1
                 await self._hang_up()
             return
 
@@ -2111,15 +2254,24 @@ def _fix_muxer_class() -> None:
         module.Yamux = _Yamux  # type: ignore[attr-defined,misc]
 
 
+def _fix_stream_class() -> None:
+    """Quirk 65, if yamux still builds its streams by calling the YamuxStream class of its module, whose write(data)
+    waits for window credit as _YamuxStream replaces."""
+    module = libp2p.stream_muxer.yamux.yamux
+    if module.YamuxStream is YamuxStream and list(inspect.signature(YamuxStream.write).parameters) == ["self", "data"]:
+        module.YamuxStream = _YamuxStream  # type: ignore[misc]
+
+
 class _PeerNotifee(INotifee):
     """Turns per-connection notifications into per-peer PeerEvents (quirk 26: a connection's disconnection may be
     notified after the swarm dropped it, even after a new connection to the peer); closes blocked peers' connections."""
 
     def __init__(self, emit: Callable[[PeerEvent], None], is_blocked: Callable[[ID], bool], close_timeout: float,
                  idle: _IdleInbound | None = None, on_hostile: Callable[[ID, str], None] = _warn_hostile,
-                 budget: _NodeBudget | None = None) -> None:
+                 budget: _NodeBudget | None = None, unresponsive: Counter[str] | None = None) -> None:
         self._emit = emit
         self._budget = budget
+        self._unresponsive = unresponsive
         self._on_hostile = on_hostile
         self._is_blocked = is_blocked
         self._close_timeout = close_timeout
@@ -2132,6 +2284,8 @@ class _PeerNotifee(INotifee):
         peer = conn.muxed_conn.peer_id
         if isinstance(conn.muxed_conn, _Yamux):
             conn.muxed_conn.on_hostile = self._on_hostile  # quirk 35
+            if self._unresponsive is not None:
+                conn.muxed_conn.unresponsive = self._unresponsive  # quirks 49, 64
             if self._budget is not None:
                 self._budget.join(conn.muxed_conn)  # quirk 44
         if self._is_blocked(peer):
@@ -2215,7 +2369,8 @@ class Host:
             HostStats.__dataclass_fields__.keys() - {"mesh_prunes", "idle_inbound_closed", "handshakes_aborted",
                                                      "control_dropped", "streams_over_budget",
                                                      "connections_over_budget", "graylisted_rpcs",
-                                                     "pending_dropped"}, 0)
+                                                     "pending_dropped", "unresponsive_closed"}, 0)
+        self._unresponsive: Counter[str] = Counter(dict.fromkeys(UNRESPONSIVE_REASONS, 0))  # (HostStats)
         self._lagging_topics: set[str] = set()
         self._open = True
         self._peer_id = self._my_id.to_base58()
@@ -2230,7 +2385,7 @@ class Host:
         self._budget = _NodeBudget(config.inbound_streams_budget, config.buffered_bytes_budget, config.budget_reserve,
                                    lambda peer: self._protected(_peer_str(peer.to_bytes())))
         self._notifee = _PeerNotifee(self._emit_peer_event, self._is_blocked, config.close_timeout, self._idle,
-                                     self._count_hostile, self._budget)
+                                     self._count_hostile, self._budget, self._unresponsive)
         host.get_network().register_notifee(self._notifee)
         for protocol in config.served_protocols:
             host.set_stream_handler(TProtocol(protocol), self._serving(protocol))
@@ -2520,7 +2675,7 @@ class Host:
                          handshakes_aborted=self._idle.handshakes_aborted, control_dropped=self._router.control_dropped,
                          graylisted_rpcs=self._pubsub.graylisted_rpcs, streams_over_budget=self._budget.streams_refused,
                          connections_over_budget=self._budget.connections_closed,
-                         pending_dropped=self._router.pending_dropped)
+                         pending_dropped=self._router.pending_dropped, unresponsive_closed=dict(self._unresponsive))
 
     def peer_score(self, peer_id: str) -> float:
         """This host's GossipSub score for a peer over the topics it subscribes to (0 for a newcomer)."""
@@ -2645,6 +2800,7 @@ async def open_host(seed: bytes, listen: list[str], *, config: HostConfig = Host
     _fix_graylisting()  # (after quirk 24's fix, which replaces the same function only if it is still the library's)
     _fix_own_signature_check()
     _fix_muxer_class()
+    _fix_stream_class()
     _fix_header_reads()
     _fix_negotiation()
     key_pair = create_new_key_pair(seed)
@@ -2769,7 +2925,7 @@ _HEADER_SIZE = struct.calcsize(YAMUX_HEADER_FORMAT)
 async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.utils.DEFAULT_RETRY_READ_COUNT
                            ) -> bytes:
     """read_exactly(), with which yamux reads each frame's header and body; a header that a _Yamux's reading task
-    read, or failed to, is told to that connection (quirk 63)."""
+    read, or failed to, is told to that connection (quirk 63), which may give py-libp2p another to read (quirk 64)."""
     muxer = _FRAMES_READ_BY.get()
     if muxer is None or muxer.incoming or n != _HEADER_SIZE:  # another task's read, or a DATA frame's body
         return await libp2p.io.utils.read_exactly(reader, n, retry_count)
@@ -2778,8 +2934,7 @@ async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.
     except Exception:
         muxer.ended_there()
         raise
-    muxer.header_read(header)
-    return header
+    return muxer.header_read(header)
 
 
 def _fix_header_reads() -> None:

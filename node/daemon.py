@@ -29,7 +29,8 @@ from typing import Any, Literal
 import trio
 from nacl.signing import SigningKey, VerifyKey
 
-from gossip.host import GOSSIPSUB_PROTOCOLS, Host, HostConfig, HostError, ListenError, open_host, peer_org
+from gossip.host import (GOSSIPSUB_PROTOCOLS, KEEPALIVE_TIMEOUT_S, MAX_PING_ANSWERS_PER_S, WRITE_TIMEOUT_S, Host,
+                         HostConfig, HostError, ListenError, open_host, peer_org)
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
 from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
 from gossip.replica import Replica, RotationTakenBack
@@ -379,7 +380,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "place given to a peer dialling in when every place was taken",
                         lambda: host.stats().handshakes_aborted, kind="counter")
         metrics.collect("p2p_hostile_input_total", "Malformed or abusive input from peers (logged, each with the "
-                        "peer): undecodable gossip, data past a yamux window (disconnected), too many streams at once",
+                        "peer): undecodable gossip, data past a yamux window (disconnected), too many streams at once, "
+                        f"more than {MAX_PING_ANSWERS_PER_S} pings a second",
                         lambda: host.stats().hostile_input, kind="counter")
         metrics.collect("p2p_control_dropped_total", "Gossip control entries dropped unread: as go-libp2p drops "
                         "them (for topics not joined, past 10 IHAVEs and 5,000 message ids an RPC, IHAVEs past a "
@@ -388,6 +390,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                         "and IHAVE, IWANT and IDONTWANT ids longer than any message id (128 bytes) or "
                         "that py-libp2p cannot read",
                         lambda: host.stats().control_dropped, kind="counter")
+        metrics.collect("p2p_unresponsive_closed_total", "Connections closed as their peer stopped answering, by "
+                        f"reason: keepalive (a ping unanswered for {KEEPALIVE_TIMEOUT_S:g} s, the peer sending nothing "
+                        "meanwhile: gone without a word, its machine off or a NAT's mapping dropped), write_timeout "
+                        f"(no frame taken for {WRITE_TIMEOUT_S:g} s: the peer reads nothing)",
+                        lambda: host.stats().unresponsive_closed, kind="counter", labels=("reason",))
         for stat, what in (  # what became of the gossip messages peers sent, and of the node's meshes
                 ("delivered", "Gossip messages accepted and handed on to the node's records or checkpoints service "
                  "(the node's own included)"),

@@ -1,7 +1,7 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
 negotiation and gossip control, or to be heard with a score below the graylist threshold, or to stay connected answering
-nothing, over real connections on loopback (gossip.host quirks 35 to 40, 45, 49, 55 to 58, 64). The hostile peer is a
-host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
+nothing, over real connections on loopback (gossip.host quirks 35 to 40, 45, 49, 55 to 58, 64, 66). The hostile peer is
+a host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import functools
@@ -26,8 +26,8 @@ from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, MAX_WINDOW_SIZE, TYPE_DAT
 from gossip.frames import encode_uvarint
 import gossip.host
 from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
-                         MAX_MESSAGE_ID_LENGTH, MAX_PROTOCOL_PROPOSALS, Host, HostConfig, HostError, PeerEvent,
-                         PeerScoring, Stream, _trim_control, open_host)
+                         MAX_MESSAGE_ID_LENGTH, MAX_PING_ANSWERS_PER_S, MAX_PROTOCOL_PROPOSALS, Host, HostConfig,
+                         HostError, PeerEvent, PeerScoring, Stream, _trim_control, open_host)
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all, network
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -140,7 +140,72 @@ async def test_a_peer_that_answers_no_ping_is_disconnected(monkeypatch) -> None:
                                                     mine.next_stream_id, 0))
                 gone_event = await events.receive()
                 assert node.connected_peers() == []
+            assert node.stats().unresponsive_closed == {"keepalive": 1, "write_timeout": 0}
     assert gone_event == PeerEvent(gone.peer_id, connected=False) and gone_event.closed_here
+
+
+@pytest.mark.slow
+async def test_a_peer_answering_pings_with_other_values_is_disconnected(monkeypatch) -> None:
+    """Quirk 64: py-libp2p takes any ping answer for the answer to its ping, whatever its value, so a peer answering
+    each ping with another value (none of this host's pings: a stale or made-up answer) kept a connection whose pings
+    it never answered. Such an answer is no answer, and no sign of the peer either: here the peer sends nothing else."""
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_TIMEOUT_S", 0.5)
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as node, \
+                open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=60)) as liar:
+            events = node.peer_events()
+            await node.connect(liar.listen_addrs[0])
+            assert await events.receive() == PeerEvent(liar.peer_id, connected=True)
+            theirs = muxed_connection(liar, node.peer_id)
+            theirs.keepalive_timeout = math.inf  # (its own pings are not sent, so never answered)
+            write_frame = theirs._write_frame
+
+            async def answers_lying(data: bytes) -> None:
+                _, kind, flags, _, value = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+                if kind == TYPE_PING and flags & FLAG_SYN:
+                    return  # its own ping: not sent, so that the node hears nothing else from it
+                if kind == TYPE_PING:
+                    data = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, flags, 0, value + 1)
+                await write_frame(data)
+
+            theirs._write_frame = answers_lying
+            gone_event = await events.receive()
+    assert gone_event == PeerEvent(liar.peer_id, connected=False) and gone_event.closed_here
+
+
+@pytest.mark.slow
+async def test_a_peer_flooding_pings_is_answered_a_few_times_a_second_and_counted(monkeypatch) -> None:
+    """Quirk 66: py-libp2p answered every ping at once, each 12 bytes of the peer's costing the host an encrypted frame
+    and a socket write: 5,000 pings in one frame of the peer's took 3.3 s to read and answer (0.77 s of CPU)."""
+    with trio.fail_after(30):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            events = node.peer_events()
+            await node.connect(hostile.listen_addrs[0])
+            assert await events.receive() == PeerEvent(hostile.peer_id, connected=True)
+            kept = muxed_connection(node, hostile.peer_id)
+            header_read, write_frame = kept.header_read, kept._write_frame
+            counts, all_read = {"read": 0, "answered": 0}, trio.Event()
+
+            def reading(header: bytes) -> bytes:
+                _, kind, _, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, header)
+                counts["read"] += kind == TYPE_PING
+                if counts["read"] == 1000:
+                    all_read.set()
+                return header_read(header)
+
+            async def answering(data: bytes) -> None:
+                _, kind, flags, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+                counts["answered"] += kind == TYPE_PING and not flags & FLAG_SYN
+                await write_frame(data)
+
+            kept.header_read, kept._write_frame = reading, answering
+            pings = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, 7) * 1000
+            await muxed_connection(hostile, node.peer_id)._write_frame(pings)
+            await all_read.wait()
+            assert counts["answered"] <= 2 * MAX_PING_ANSWERS_PER_S  # (its reads may span two seconds)
+            assert node.stats().hostile_input == 1
+            assert node.connected_peers() == [hostile.peer_id]
 
 
 @pytest.mark.slow
@@ -404,6 +469,7 @@ async def test_a_peer_that_reads_nothing_is_disconnected_within_the_write_timeou
     pings (each answered) and reads nothing had the host's reading task stuck writing an answer for ever, holding the
     connection's write lock, and the connection open."""
     monkeypatch.setattr(gossip.host, "WRITE_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(gossip.host, "MAX_PING_ANSWERS_PER_S", math.inf)  # (quirk 66 would answer 10 a second)
     with trio.fail_after(30):
         async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
             events = node.peer_events()
@@ -430,6 +496,7 @@ async def test_a_peer_that_reads_nothing_is_disconnected_within_the_write_timeou
                     gone = await events.receive()
                 assert gone == PeerEvent(hostile.peer_id, connected=False) and gone.closed_here  # not the peer's block
                 assert kept.is_closed
+                assert node.stats().unresponsive_closed == {"keepalive": 0, "write_timeout": 1}
                 nursery.cancel_scope.cancel()
 
 

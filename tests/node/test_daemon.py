@@ -985,6 +985,8 @@ async def test_the_client_reports_events_and_reads_the_metrics(tmp_path):
                   "p2p_connections_over_budget", "p2p_graylisted_rpcs",
                   "p2p_stalled_peers_disconnected"):  # peers exhausting or stalling it
         assert f"vouchnet_{abuse}_total 0" in metrics.splitlines()
+    for reason in ("keepalive", "write_timeout"):  # peers that stopped answering, disconnected
+        assert f'vouchnet_p2p_unresponsive_closed_total{{reason="{reason}"}} 0' in metrics.splitlines()
     for lag in ("p2p_dropped_slow_subscriber", "p2p_validator_errors",
                 "p2p_peer_events_dropped"):  # the node itself behind, or failing, taking in what peers send
         assert f"vouchnet_{lag}_total 0" in metrics.splitlines()

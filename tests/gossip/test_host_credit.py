@@ -1,0 +1,117 @@
+"""A host's writes to a peer that is slow to read, or reads nothing, waiting for yamux window credit (gossip.host
+quirk 65): bounded by the writer's own deadline, or WINDOW_WAIT_S for a writer without one, and woken by the credit,
+not polled. Real connections on loopback, under a mock clock running RATE times faster than the wall's (the hosts'
+timeouts with it), so that waits of seconds take a fraction of that."""
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE
+
+import gossip.host
+from gossip.host import Host, Stream, StreamError, open_host
+from tests.gossip.test_host import LOOPBACK
+
+RATE = 4  # mock seconds a wall-clock second
+SLOW = "/vouchnet/test/slow"
+PAST_THE_WINDOW = 2 * DEFAULT_WINDOW_SIZE + 1000  # bytes a write sends: more than the peer's window, twice
+LIBRARY_WAIT_S = 5.0  # py-libp2p's YamuxStream.write gave up on window credit after this, whatever the deadline
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(rate=RATE)
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the times one task is run (woken) by trio's scheduler."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task, self.steps = task, 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += task is self.task
+
+
+@asynccontextmanager
+async def writer_and_reader(serve) -> AsyncIterator[Stream]:  # type: ignore[no-untyped-def]
+    """A stream from one host to another whose SLOW handler is `serve`."""
+    async with open_host(os.urandom(32), LOOPBACK) as writer, open_host(os.urandom(32), LOOPBACK) as reader:
+        reader.set_stream_handler(SLOW, serve)
+        await writer.connect(reader.listen_addrs[0])
+        async with await writer.open_stream(reader.peer_id, SLOW) as stream:
+            yield stream
+
+
+async def _read_nothing(stream: Stream) -> None:
+    await trio.sleep_forever()
+
+
+@pytest.mark.slow
+async def test_a_write_to_a_peer_slow_to_read_completes_past_5_s_within_its_deadline(clock) -> None:
+    """py-libp2p failed a write that waited 5 s for window credit, whatever its caller's deadline: a sync server's page
+    to a client busy checking the previous one for 6 s broke at 5 s, though the server gives each write 10 s."""
+    received = []
+
+    async def read_late(stream: Stream) -> None:
+        await trio.sleep(LIBRARY_WAIT_S + 1)
+        received.append(await stream.read_frame(PAST_THE_WINDOW))
+
+    payload = os.urandom(PAST_THE_WINDOW)
+    with trio.fail_after(60):
+        async with writer_and_reader(read_late) as stream:
+            start = trio.current_time()
+            with trio.fail_after(10):  # the caller's deadline (the sync server's timeout)
+                await stream.write_frame(payload)
+            assert trio.current_time() - start > LIBRARY_WAIT_S
+            while not received:
+                await trio.sleep(0.1)
+    assert received == [payload]
+
+
+@pytest.mark.slow
+async def test_a_write_to_a_peer_reading_nothing_waits_unwoken_until_the_caller_s_deadline(clock) -> None:
+    """A write to a peer that grants no credit ends at its caller's deadline, not at py-libp2p's 5 s, and waits for
+    the credit without being woken meanwhile: py-libp2p looked at the window every 10 ms (200 streams to a peer reading
+    nothing: 0.6 s of CPU in 2.5 s, benchmarks/p2p_exhaust.py credit)."""
+    deadline = LIBRARY_WAIT_S + 2
+    with trio.fail_after(60):
+        async with writer_and_reader(_read_nothing) as stream:
+            steps = _TaskSteps(trio.lowlevel.current_task())
+            trio.lowlevel.add_instrument(steps)
+            start = trio.current_time()
+            try:
+                with pytest.raises(trio.TooSlowError), trio.fail_after(deadline):
+                    await stream.write(b"x" * PAST_THE_WINDOW)
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+            assert trio.current_time() - start >= deadline
+    assert steps.steps < 100  # (the window's frames, their locks and writes; py-libp2p's polls: 100 a second)
+
+
+@pytest.mark.slow
+async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_the_window_wait(clock) -> None:
+    """A peer reading nothing cannot hold a writer that set no deadline of its own (pubsub's sending loop) for ever:
+    its write fails once it has waited WINDOW_WAIT_S for credit."""
+    failed: list[tuple[float, str]] = []
+    async with trio.open_nursery() as no_deadline:  # its tasks are outside the test's bound, as pubsub's sending loop
+        with trio.fail_after(60):
+            async with writer_and_reader(_read_nothing) as stream:
+                done = trio.Event()
+
+                async def write() -> None:
+                    start = trio.current_time()
+                    try:
+                        await stream.write(b"x" * PAST_THE_WINDOW)
+                    except StreamError as error:
+                        failed.append((trio.current_time() - start, str(error)))
+                    done.set()
+
+                no_deadline.start_soon(write)
+                await done.wait()
+    [(waited, error)] = failed
+    assert waited >= gossip.host.WINDOW_WAIT_S > LIBRARY_WAIT_S and "no window credit" in error
