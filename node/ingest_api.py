@@ -22,8 +22,8 @@ from .api.guard import media_type
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
-from .otlp import (MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch, TooManySpans,
-                   decode_json, decode_protobuf, error_status, export_response, sort_spans)
+from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
+                   TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
 
 MAX_TRACES_BYTES = 4 << 20
 # A trace export request longer than this is read (decoded, its spans sorted out) on a worker thread: at about
@@ -153,7 +153,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                    400: {"model": ErrorBody, "description": "Not an OTLP trace export request: not protobuf or "
                                                             "JSON, or not resourceSpans of scopeSpans of spans"},
                    413: {"model": ErrorBody, "description": f"Over 4 MiB, or {MAX_SPANS} spans, resourceSpans "
-                                                            f"or scopeSpans, or {MAX_JSON_CONTAINERS} JSON arrays "
+                                                            f"or scopeSpans, {MAX_ATTRIBUTES} attributes (of spans "
+                                                            f"and resources), or {MAX_JSON_CONTAINERS} JSON arrays "
                                                             "and objects"},
                    415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor application/json"}},
     )
