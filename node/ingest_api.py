@@ -20,7 +20,7 @@ from .idempotency import MAX_KEY, check_key
 from .api.errors import ErrorBody, error_response, error_responses
 from .api.guard import media_type
 from .api.json_body import StrictJsonRoute
-from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
+from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
 from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
                    TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
@@ -119,14 +119,16 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                    **error_responses(),
                    400: {"model": ErrorBody, "description": "Not a batch, or an Idempotency-Key that is not 1 to "
                                                             f"{MAX_KEY} printable ASCII"},
-                   413: {"model": ErrorBody, "description": "Over 1 MiB or 1000 events"},
+                   413: {"model": ErrorBody, "description": f"Over 1 MiB, {MAX_BATCH_EVENTS} events, or "
+                                                            f"{MAX_BATCH_CONTAINERS} JSON arrays and objects"},
                    422: {"model": ErrorBody, "description": "No valid event, or an Idempotency-Key reused for another "
                                                             "batch"}},
     )
     async def post_events(request: Request) -> Response:
-        """Report behaviour events: `{"events": [...]}`, at most 1000 events and 1 MiB (gzip allowed). Valid
-        events are stored durably before the answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an
-        `Idempotency-Key` header, a retried batch is answered as the first time and stored once."""
+        """Report behaviour events: `{"events": [...]}`, at most 1000 events, 1 MiB (gzip allowed) and 65,536 JSON
+        arrays and objects. Valid events are stored durably before the answer `{"accepted": n, "rejected": [{"index",
+        "detail"}]}`. With an `Idempotency-Key` header, a retried batch is answered as the first time and stored
+        once."""
         if media_type(request) not in ("", "application/json"):
             return error_response(415, "unsupported_media_type", "Content-Type: must be application/json")
         key = request.headers.get("idempotency-key")

@@ -49,7 +49,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_agent, check_time
-from .strict_json import containers, loads_strict, not_json
+from .strict_json import TooManyContainers, check_containers, loads_strict, not_json
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
@@ -302,9 +302,10 @@ def decode_json(body: bytes) -> list[Span | MalformedSpan]:
     the wrong type or form makes a MalformedSpan of it alone. Raises TooManySpans for more than MAX_SPANS spans (or
     resourceSpans, or scopeSpans), MAX_ATTRIBUTES attributes, or MAX_JSON_CONTAINERS arrays and objects, before they
     are read."""
-    # Strings may hold brackets: only a body of more brackets than that is counted closer
-    if body.count(b"{") + body.count(b"[") > MAX_JSON_CONTAINERS and containers(body) > MAX_JSON_CONTAINERS:
-        raise TooManySpans(f"body: at most {MAX_JSON_CONTAINERS} JSON arrays and objects per request")
+    try:
+        check_containers(body, MAX_JSON_CONTAINERS)
+    except TooManyContainers as error:
+        raise TooManySpans(str(error)) from None
     try:
         document = loads_strict(body)
     except ValueError as error:

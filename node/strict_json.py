@@ -27,6 +27,10 @@ _CONTAINERS = (dict, list, tuple)
 _MAX_INTEGER_DIGITS = len(str(int(sys.float_info.max)))  # 309: any integer of more digits is beyond a double
 
 
+class TooManyContainers(ValueError):
+    """A JSON body of more arrays and objects than its reader takes (check_containers; HTTP 413)."""
+
+
 def loads_strict(body: bytes) -> Any:
     """The JSON value of `body`; ValueError saying why it is not I-JSON."""
     try:
@@ -60,6 +64,15 @@ def nested_deeper_than(value: Any, levels: int) -> bool:
                  for item in (container.values() if isinstance(container, dict) else container)
                  if isinstance(item, _CONTAINERS)}
     return bool(level)
+
+
+def check_containers(body: bytes, most: int) -> None:
+    """Raises TooManyContainers if the JSON text `body` holds more than `most` arrays and objects, counted in its text
+    (containers), for a reader to call before it parses it: each one parsed costs some µs of CPU (its check by
+    loads_strict, and the garbage collector's passes that many new objects set off), empty ones taking 2 bytes."""
+    # Strings may hold brackets: only a body of more brackets than that is counted closer
+    if body.count(b"{") + body.count(b"[") > most and containers(body) > most:
+        raise TooManyContainers(f"body: at most {most} JSON arrays and objects per request")
 
 
 def containers(body: bytes) -> int:
