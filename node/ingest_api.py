@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from .idempotency import MAX_KEY, check_key
 from .api.errors import ErrorBody, error_response, error_responses
-from .api.guard import media_type
+from .api.guard import is_json, media_type
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
@@ -32,10 +32,7 @@ MAX_TRACES_BYTES = 4 << 20
 READ_ON_LOOP_BYTES = 16 * 1024
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
 OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
-_DECODERS: dict[str, Callable[[bytes], list[Span | MalformedSpan]]] = {
-    "application/x-protobuf": decode_protobuf,
-    "application/json": decode_json,
-}
+PROTOBUF = "application/x-protobuf"
 
 _EVENTS_BODY = {
     "required": True,
@@ -121,15 +118,17 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                                                             f"{MAX_KEY} printable ASCII"},
                    413: {"model": ErrorBody, "description": f"Over 1 MiB, {MAX_BATCH_EVENTS} events, or "
                                                             f"{MAX_BATCH_CONTAINERS} JSON arrays and objects"},
+                   415: {"model": ErrorBody, "description": "Not JSON (application/json, or a +json type), or no "
+                                                            "Content-Type"},
                    422: {"model": ErrorBody, "description": "No valid event, or an Idempotency-Key reused for another "
                                                             "batch"}},
     )
     async def post_events(request: Request) -> Response:
-        """Report behaviour events: `{"events": [...]}`, at most 1000 events, 1 MiB (gzip allowed) and 65,536 JSON
-        arrays and objects. Valid events are stored durably before the answer `{"accepted": n, "rejected": [{"index",
-        "detail"}]}`. With an `Idempotency-Key` header, a retried batch is answered as the first time and stored
-        once."""
-        if media_type(request) not in ("", "application/json"):
+        """Report behaviour events: `{"events": [...]}` as JSON (application/json, or a +json type), at most 1000
+        events, 1 MiB (gzip allowed) and 65,536 JSON arrays and objects. Valid events are stored durably before the
+        answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an `Idempotency-Key` header, a retried
+        batch is answered as the first time and stored once."""
+        if not is_json(media_type(request)):
             return error_response(415, "unsupported_media_type", "Content-Type: must be application/json")
         key = request.headers.get("idempotency-key")
         if key is not None and (problem := check_key(key)) is not None:
@@ -158,7 +157,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                                                             f"or scopeSpans, {MAX_ATTRIBUTES} attributes (of spans "
                                                             f"and resources), or {MAX_JSON_CONTAINERS} JSON arrays "
                                                             "and objects"},
-                   415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor application/json"}},
+                   415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor JSON "
+                                                            "(application/json, or a +json type), or no Content-Type"}},
     )
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
@@ -168,11 +168,11 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         spans are counted and ignored. A span stored once (by its trace and span id) is not stored again when an
         exporter retries it, and is answered as accepted."""
         content_type = media_type(request)
-        decode = _DECODERS.get(content_type)
-        if decode is None:
+        as_json = is_json(content_type)
+        if not as_json and content_type != PROTOBUF:
             return error_response(415, "unsupported_media_type",
-                               "Content-Type: must be application/x-protobuf or application/json")
-        as_json = content_type == "application/json"
+                                  "Content-Type: must be application/x-protobuf or application/json")
+        decode = decode_json if as_json else decode_protobuf
         try:
             body = await read_body(request, MAX_TRACES_BYTES)
             read = functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock())
@@ -186,7 +186,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         prepared = ingestor.prepare_spans(batch)
         reply = await ingestor.commit_async(prepared) if isinstance(prepared, Pending) else prepared
         return Response(export_response(batch.rejected, reply.body["duplicates"], as_json=as_json),
-                        media_type=content_type)
+                        media_type="application/json" if as_json else PROTOBUF)
 
     return router
 
@@ -200,4 +200,4 @@ def _otlp_error(status: int, code: str, detail: str, as_json: bool) -> Response:
     """OTLP §Failures: a protobuf client gets a google.rpc.Status; a JSON client the API's error shape."""
     if as_json:
         return error_response(status, code, detail)
-    return Response(error_status(detail), status_code=status, media_type="application/x-protobuf")
+    return Response(error_status(detail), status_code=status, media_type=PROTOBUF)

@@ -138,6 +138,23 @@ async def test_a_batch_of_more_than_max_batch_containers_is_413_before_it_is_par
     assert node.audit.size == 0
 
 
+@pytest.mark.parametrize(("path", "body"), [("/v1/events", {"events": [event()]}),
+                                            ("/v1/traces", {"resourceSpans": [{"scopeSpans": [{"spans": [{}]}]}]})])
+async def test_both_ingest_routes_read_a_json_type_as_json_and_refuse_a_body_of_no_type(client, node, path, body):
+    """RFC 6839 §3.1: a `+json` type's body is JSON. Events refused one (415) but read a body of no type as JSON;
+    traces took neither. Both now read JSON as the API's other JSON writes do (node.api.json_body), and answer an
+    OTLP/JSON request as application/json."""
+    content = json.dumps(body).encode()
+    for kind in ("application/vnd.example+json", "Application/JSON; charset=utf-8"):
+        response = await client.post(path, content=content, headers={**AUTH, "Content-Type": kind})
+        assert response.status_code == 200, (kind, response.text)
+        assert response.headers["content-type"] == "application/json"
+    untyped = await client.post(path, content=content, headers=AUTH)
+    assert (untyped.status_code, untyped.json()["error"]) == (415, "unsupported_media_type")
+    assert node.audit.size == (2 if path == "/v1/events" else 0)
+    assert node.metrics.value("spans_total", result="ignored") == (0 if path == "/v1/events" else 2)
+
+
 @pytest.mark.parametrize("path", ["/v1/events", "/v1/traces"])
 async def test_a_content_length_of_digits_that_are_not_ascii_is_not_read_as_a_number(client, node, path):
     # "²".isdigit() is true and int() refuses it (h11 refuses the header itself; another ASGI server might not)
