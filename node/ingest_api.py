@@ -30,6 +30,10 @@ MAX_TRACES_BYTES = 4 << 20
 # 0.1-0.3 ms per KB, one at the body limit held the node's trio thread for 0.5-1.2 s (benchmarks/otlp_attacks.py).
 # The stock SDK's 512 spans are some 130 KB. Python code holds the GIL, so the loop is slowed, not stopped.
 READ_ON_LOOP_BYTES = 16 * 1024
+# Such requests read at once, at most; the others wait their turn. The protobuf parser holds 15-25 bytes a byte of
+# the body as it reads it: 65-100 MB for 4 MiB of empty spans or attributes, 4 KiB of gzip, where trio's 40 worker
+# threads let 40 reads run at once. Python code holds the GIL: a second read at once is no faster, only more memory.
+SPAN_READS_AT_ONCE = 1
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
 OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
 PROTOBUF = "application/x-protobuf"
@@ -108,6 +112,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def ingest_router(ingestor: Ingestor) -> APIRouter:
     """The telemetry ingest endpoints over `ingestor`."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
+    span_reads = trio.CapacityLimiter(SPAN_READS_AT_ONCE)
 
     @router.post(
         "/v1/events",
@@ -176,7 +181,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         try:
             body = await read_body(request, MAX_TRACES_BYTES)
             read = functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock())
-            batch = read() if len(body) <= READ_ON_LOOP_BYTES else await trio.to_thread.run_sync(read)
+            batch = (read() if len(body) <= READ_ON_LOOP_BYTES
+                     else await trio.to_thread.run_sync(read, limiter=span_reads))
         except _Refused as refused:
             return _otlp_error(refused.status, refused.code, refused.detail, as_json)
         except TooManySpans as error:
