@@ -1,8 +1,9 @@
-"""CPU a hostile OTLP exporter can make a node spend per `POST /v1/traces` (DESIGN §7): figures, no targets; not a
-test. Each line is one request at the body limit (node.ingest_api.MAX_TRACES_BYTES, before and after
-decompression), with its size gzip-compressed, and the CPU of reading it as the handler does (decode, then sort the
-spans into events; on a worker thread past node.ingest_api.READ_ON_LOOP_BYTES), against the stock SDK's request of
-512 agent spans for comparison.
+"""CPU a hostile OTLP exporter can make a node spend per `POST /v1/traces` (DESIGN §7), and a hostile reporter per
+`POST /v1/events`: figures, no targets; not a test. Each line is one request at the body limit
+(node.ingest_api.MAX_TRACES_BYTES, or node.events.MAX_BATCH_BYTES, before and after decompression) or at a bound of
+node.otlp or node.events, with its size gzip-compressed, and the CPU of reading it as the handler does (decode, then
+sort the spans into events, on a worker thread past node.ingest_api.READ_ON_LOOP_BYTES; parse a batch, then its
+events), or of refusing it (413), against the stock SDK's request of 512 agent spans for comparison.
 
     python benchmarks/otlp_attacks.py
 """
@@ -25,8 +26,11 @@ from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
 
 from gossip.frames import encode_uvarint  # noqa: E402
 from node.audit_log import wall_clock_ms  # noqa: E402
+from node.events import MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, InvalidEvent, parse_event  # noqa: E402
+from node.ingest import TooLarge, _parse_batch  # noqa: E402
 from node.ingest_api import MAX_TRACES_BYTES  # noqa: E402
-from node.otlp import MAX_JSON_CONTAINERS, MAX_SPANS, decode_json, decode_protobuf, sort_spans  # noqa: E402
+from node.otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, TooManySpans, decode_json,  # noqa: E402
+                       decode_protobuf, sort_spans)
 from vouching import did_key  # noqa: E402
 
 NOW_MS = wall_clock_ms()
@@ -63,14 +67,19 @@ def stock_request() -> bytes:
     return _request([_agent_span(n) for n in range(512)])
 
 
-def attributes_in_one_span(distinct: bool) -> bytes:
-    """One agent span with as many more attributes as the body limit holds."""
+def attributes_in_one_span(distinct: bool, most: int | None = None) -> bytes:
+    """One agent span with as many more attributes as the body limit holds, or `most` at the most."""
     span, n = [_agent_span(0)], 0
     size = len(span[0])
-    while size < MAX_TRACES_BYTES - 64:
+    while size < MAX_TRACES_BYTES - 64 and n != most:
         span.append(_attribute(str(n) if distinct else "k"))
         size, n = size + len(span[-1]), n + 1
     return _request([b"".join(span)])
+
+
+def empty_attributes(count: int) -> bytes:
+    """One span of `count` empty attributes (2 bytes each)."""
+    return _request([_field(_ATTRIBUTES, b"") * count])
 
 
 def attributes_across_spans() -> bytes:
@@ -113,27 +122,62 @@ def objects_in_json() -> bytes:
     return shell.replace(b"[{}]", b"[" + b"{}," * (MAX_JSON_CONTAINERS - 4) + b"{}]")
 
 
-def read(decode: Callable[[bytes], list], body: bytes) -> float:
-    """CPU seconds the handler spends on `body` before it stores anything: decode, then sort the spans out."""
+def objects_in_events(count: int) -> bytes:
+    """A POST /v1/events batch of `count` arrays and objects: one event, its attribute a list of all but five of them,
+    empty (the event is refused, for its attrs, once the batch is parsed)."""
+    return b'{"events": [{"attrs": {"a": [' + b",".join([b"{}"] * (count - 5)) + b"]}}]}"
+
+
+def sorted_spans(decode: Callable[[bytes], list]) -> Callable[[bytes], object]:
+    """What POST /v1/traces does with a body of its type before it stores anything: decode it, sort its spans out."""
+    return lambda body: sort_spans(decode(body), now_ms=NOW_MS)
+
+
+def parsed_events(body: bytes) -> list[object]:
+    """What POST /v1/events does with a body before it stores anything: parse it, then each event."""
+    events = []
+    for value in _parse_batch(body):
+        try:
+            events.append(parse_event(value, now_ms=NOW_MS))
+        except InvalidEvent:
+            continue
+    return events
+
+
+def read(reading: Callable[[bytes], object], body: bytes) -> tuple[float, str]:
+    """CPU seconds the handler spends on `body` before it stores anything, and whether it reads it or refuses it
+    (413)."""
     start = time.process_time()
-    sort_spans(decode(body), now_ms=NOW_MS)
-    return time.process_time() - start
+    try:
+        reading(body)
+    except (TooManySpans, TooLarge):
+        return time.process_time() - start, "413"
+    return time.process_time() - start, "read"
 
 
 def main() -> None:
     one_span = attributes_in_one_span(distinct=False)
+    protobuf, otlp_json = sorted_spans(decode_protobuf), sorted_spans(decode_json)
     requests = {
-        "stock SDK request, 512 agent spans (protobuf)": (decode_protobuf, stock_request()),
-        "one span, attributes to the limit (protobuf)": (decode_protobuf, one_span),
-        "one span, distinct attribute keys (protobuf)": (decode_protobuf, attributes_in_one_span(distinct=True)),
-        f"{MAX_SPANS} spans, attributes to the limit (protobuf)": (decode_protobuf, attributes_across_spans()),
-        "one span, attributes to the limit (JSON)": (decode_json, as_json(one_span)),
-        "no span, integers to the limit (JSON)": (decode_json, numbers_in_json()),
-        "no span, empty objects to MAX_JSON_CONTAINERS (JSON)": (decode_json, objects_in_json()),
+        "stock SDK request, 512 agent spans (protobuf)": (protobuf, stock_request()),
+        "one span, attributes to the limit (protobuf)": (protobuf, one_span),
+        "one span, distinct attribute keys (protobuf)": (protobuf, attributes_in_one_span(distinct=True)),
+        "one span, distinct keys to MAX_ATTRIBUTES (protobuf)": (protobuf, attributes_in_one_span(
+            distinct=True, most=MAX_ATTRIBUTES - 4)),
+        f"{MAX_SPANS} spans, attributes to the limit (protobuf)": (protobuf, attributes_across_spans()),
+        "one span, empty attributes to the limit (protobuf)": (protobuf,
+                                                              empty_attributes((MAX_TRACES_BYTES - 16) // 2)),
+        "one span, empty attributes to MAX_ATTRIBUTES (protobuf)": (protobuf, empty_attributes(MAX_ATTRIBUTES)),
+        "one span, attributes to the limit (JSON)": (otlp_json, as_json(one_span)),
+        "no span, integers to the limit (JSON)": (otlp_json, numbers_in_json()),
+        "no span, empty objects to MAX_JSON_CONTAINERS (JSON)": (otlp_json, objects_in_json()),
+        "events: empty objects to the limit": (parsed_events, objects_in_events((MAX_BATCH_BYTES - 32) // 3)),
+        "events: empty objects to MAX_BATCH_CONTAINERS": (parsed_events, objects_in_events(MAX_BATCH_CONTAINERS)),
     }
-    print(f"{'request':<52} {'bytes':>9} {'gzip':>9} {'CPU':>8}")
-    for name, (decode, body) in requests.items():
-        print(f"{name:<52} {len(body):>9,} {len(gzip.compress(body)):>9,} {read(decode, body):>7.3f}s")
+    print(f"{'request':<56} {'bytes':>9} {'gzip':>9} {'CPU':>8} answer")
+    for name, (reading, body) in requests.items():
+        cpu, answer = read(reading, body)
+        print(f"{name:<56} {len(body):>9,} {len(gzip.compress(body)):>9,} {cpu:>7.3f}s {answer}")
 
 
 if __name__ == "__main__":

@@ -100,8 +100,10 @@ class StoredReply:
 
 
 def span_key(trace_id: str, span_id: str) -> bytes | None:
-    """The stored id of a span, from its hex trace and span ids; None if they are not of the spec's lengths."""
-    if len(trace_id) != _TRACE_HEX or len(span_id) != _SPAN_HEX:
+    """The stored id of a span, from its hex trace and span ids; None if they are not of the spec's lengths, or
+    either is all zeros, which the spec says is no valid id (OTel trace API §SpanContext): spans of such ids (a no-op
+    or misconfigured tracer's, every one alike) are not one span, and each is stored as it comes."""
+    if len(trace_id) != _TRACE_HEX or len(span_id) != _SPAN_HEX or not int(trace_id, 16) or not int(span_id, 16):
         return None
     return bytes.fromhex(trace_id + span_id)
 

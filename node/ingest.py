@@ -21,12 +21,12 @@ from vouching.evidence import Outcomes
 from vouching.scoring import TrustEngine
 
 from .audit_log import Appended, AuditLog
-from .events import MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
+from .events import MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
 from .idempotency import IdempotencyStore, StoredReply, span_key
 from .metrics import Registry
 from .otlp import IGNORED_REASONS, MALFORMED, SpanBatch
 from .span_rejection_log import SpanRejectionLog
-from .strict_json import loads_strict, not_json
+from .strict_json import TooManyContainers, check_containers, loads_strict, not_json
 
 _FIELDS = ("event", "agent", "ts", "category", "name", "outcome", "duration_ms", "high_risk", "attrs")
 # events_rejected_total's reasons (InvalidEvent.reason): an event's field, or an OTLP span not as OTLP has it
@@ -86,6 +86,10 @@ def feed_first_hand(engine: TrustEngine, batch: Appended) -> dict[str, FirstHand
 
 
 def _parse_batch(body: bytes) -> list[Any]:
+    try:
+        check_containers(body, MAX_BATCH_CONTAINERS)
+    except TooManyContainers as error:
+        raise TooLarge(str(error)) from None
     try:
         document = loads_strict(body)
     except ValueError as error:

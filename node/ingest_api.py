@@ -18,24 +18,25 @@ from fastapi.responses import JSONResponse
 
 from .idempotency import MAX_KEY, check_key
 from .api.errors import ErrorBody, error_response, error_responses
-from .api.guard import media_type
+from .api.guard import is_json, media_type
 from .api.json_body import StrictJsonRoute
-from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
+from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
-from .otlp import (MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch, TooManySpans,
-                   decode_json, decode_protobuf, error_status, export_response, sort_spans)
+from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
+                   TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
 
 MAX_TRACES_BYTES = 4 << 20
 # A trace export request longer than this is read (decoded, its spans sorted out) on a worker thread: at about
 # 0.1-0.3 ms per KB, one at the body limit held the node's trio thread for 0.5-1.2 s (benchmarks/otlp_attacks.py).
 # The stock SDK's 512 spans are some 130 KB. Python code holds the GIL, so the loop is slowed, not stopped.
 READ_ON_LOOP_BYTES = 16 * 1024
+# Such requests read at once, at most; the others wait their turn. The protobuf parser holds 15-25 bytes a byte of
+# the body as it reads it: 65-100 MB for 4 MiB of empty spans or attributes, 4 KiB of gzip, where trio's 40 worker
+# threads let 40 reads run at once. Python code holds the GIL: a second read at once is no faster, only more memory.
+SPAN_READS_AT_ONCE = 1
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
 OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
-_DECODERS: dict[str, Callable[[bytes], list[Span | MalformedSpan]]] = {
-    "application/x-protobuf": decode_protobuf,
-    "application/json": decode_json,
-}
+PROTOBUF = "application/x-protobuf"
 
 _EVENTS_BODY = {
     "required": True,
@@ -111,6 +112,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def ingest_router(ingestor: Ingestor) -> APIRouter:
     """The telemetry ingest endpoints over `ingestor`."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
+    span_reads = trio.CapacityLimiter(SPAN_READS_AT_ONCE)
 
     @router.post(
         "/v1/events",
@@ -119,15 +121,19 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                    **error_responses(),
                    400: {"model": ErrorBody, "description": "Not a batch, or an Idempotency-Key that is not 1 to "
                                                             f"{MAX_KEY} printable ASCII"},
-                   413: {"model": ErrorBody, "description": "Over 1 MiB or 1000 events"},
+                   413: {"model": ErrorBody, "description": f"Over 1 MiB, {MAX_BATCH_EVENTS} events, or "
+                                                            f"{MAX_BATCH_CONTAINERS} JSON arrays and objects"},
+                   415: {"model": ErrorBody, "description": "Not JSON (application/json, or a +json type), or no "
+                                                            "Content-Type"},
                    422: {"model": ErrorBody, "description": "No valid event, or an Idempotency-Key reused for another "
                                                             "batch"}},
     )
     async def post_events(request: Request) -> Response:
-        """Report behaviour events: `{"events": [...]}`, at most 1000 events and 1 MiB (gzip allowed). Valid
-        events are stored durably before the answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an
-        `Idempotency-Key` header, a retried batch is answered as the first time and stored once."""
-        if media_type(request) not in ("", "application/json"):
+        """Report behaviour events: `{"events": [...]}` as JSON (application/json, or a +json type), at most 1000
+        events, 1 MiB (gzip allowed) and 65,536 JSON arrays and objects. Valid events are stored durably before the
+        answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an `Idempotency-Key` header, a retried
+        batch is answered as the first time and stored once."""
+        if not is_json(media_type(request)):
             return error_response(415, "unsupported_media_type", "Content-Type: must be application/json")
         key = request.headers.get("idempotency-key")
         if key is not None and (problem := check_key(key)) is not None:
@@ -153,9 +159,11 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                    400: {"model": ErrorBody, "description": "Not an OTLP trace export request: not protobuf or "
                                                             "JSON, or not resourceSpans of scopeSpans of spans"},
                    413: {"model": ErrorBody, "description": f"Over 4 MiB, or {MAX_SPANS} spans, resourceSpans "
-                                                            f"or scopeSpans, or {MAX_JSON_CONTAINERS} JSON arrays "
+                                                            f"or scopeSpans, {MAX_ATTRIBUTES} attributes (of spans "
+                                                            f"and resources), or {MAX_JSON_CONTAINERS} JSON arrays "
                                                             "and objects"},
-                   415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor application/json"}},
+                   415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor JSON "
+                                                            "(application/json, or a +json type), or no Content-Type"}},
     )
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
@@ -165,15 +173,16 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         spans are counted and ignored. A span stored once (by its trace and span id) is not stored again when an
         exporter retries it, and is answered as accepted."""
         content_type = media_type(request)
-        decode = _DECODERS.get(content_type)
-        if decode is None:
+        as_json = is_json(content_type)
+        if not as_json and content_type != PROTOBUF:
             return error_response(415, "unsupported_media_type",
-                               "Content-Type: must be application/x-protobuf or application/json")
-        as_json = content_type == "application/json"
+                                  "Content-Type: must be application/x-protobuf or application/json")
+        decode = decode_json if as_json else decode_protobuf
         try:
             body = await read_body(request, MAX_TRACES_BYTES)
             read = functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock())
-            batch = read() if len(body) <= READ_ON_LOOP_BYTES else await trio.to_thread.run_sync(read)
+            batch = (read() if len(body) <= READ_ON_LOOP_BYTES
+                     else await trio.to_thread.run_sync(read, limiter=span_reads))
         except _Refused as refused:
             return _otlp_error(refused.status, refused.code, refused.detail, as_json)
         except TooManySpans as error:
@@ -183,7 +192,7 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         prepared = ingestor.prepare_spans(batch)
         reply = await ingestor.commit_async(prepared) if isinstance(prepared, Pending) else prepared
         return Response(export_response(batch.rejected, reply.body["duplicates"], as_json=as_json),
-                        media_type=content_type)
+                        media_type="application/json" if as_json else PROTOBUF)
 
     return router
 
@@ -197,4 +206,4 @@ def _otlp_error(status: int, code: str, detail: str, as_json: bool) -> Response:
     """OTLP §Failures: a protobuf client gets a google.rpc.Status; a JSON client the API's error shape."""
     if as_json:
         return error_response(status, code, detail)
-    return Response(error_status(detail), status_code=status, media_type="application/x-protobuf")
+    return Response(error_status(detail), status_code=status, media_type=PROTOBUF)

@@ -49,7 +49,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from vouching.bodies import CATEGORIES, OUTCOMES
 
 from .events import MAX_ATTR_TEXT, MAX_INT, MAX_NAME, Event, InvalidEvent, check_agent, check_time
-from .strict_json import containers, loads_strict, not_json
+from .strict_json import TooManyContainers, check_containers, loads_strict, not_json
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
 MCP_ACTIONS = frozenset({"tools/call", "resources/read", "resources/subscribe", "prompts/get",
@@ -73,6 +73,12 @@ MAX_SPANS = 20_000
 # their depth, and the garbage collector's passes that so many new objects set off, growing faster than their
 # number: 0.17 s for this many). They are counted in the text, in a few ms, before it is parsed.
 MAX_JSON_CONTAINERS = 1 << 18
+# Attributes in one request, of its spans and resources, at most: one per 32 bytes of the body limit. A real one is
+# some 30-60 bytes in protobuf (`gen_ai.operation.name` = `execute_tool` is 39), two objects in 35 bytes or more in
+# OTLP/JSON (MAX_JSON_CONTAINERS bounds them there to this many); the stock SDK keeps at most 128 a span, 65,536 in
+# its 512 spans. An empty one is 2 bytes of protobuf: 4 MiB of them, two million, took 0.9 s of the node's CPU to read
+# after the protobuf parser's 0.08 s. Each list's length is counted before it is read.
+MAX_ATTRIBUTES = 1 << 17
 IGNORED_REASONS = ("not_an_action", "not_genai")  # vouchnet_spans_ignored_total's reasons (module docstring)
 MALFORMED = "span"  # vouchnet_events_rejected_total's reason for a span not as OTLP has it (MalformedSpan)
 TRACE_ID_BYTES, SPAN_ID_BYTES = 16, 8  # the spec's lengths; a span of a longer id is malformed
@@ -89,8 +95,8 @@ class OtlpError(ValueError):
 
 
 class TooManySpans(OtlpError):
-    """A request of more than MAX_SPANS spans, resourceSpans or scopeSpans, or MAX_JSON_CONTAINERS JSON arrays and
-    objects (HTTP 413)."""
+    """A request of more than MAX_SPANS spans, resourceSpans or scopeSpans, MAX_ATTRIBUTES attributes, or
+    MAX_JSON_CONTAINERS JSON arrays and objects (HTTP 413)."""
 
 
 class _Malformed(ValueError):
@@ -102,6 +108,19 @@ def _check_count(count: int, what: str = "spans") -> None:
     read, are over MAX_SPANS."""
     if count > MAX_SPANS:
         raise TooManySpans(f"body: at most {MAX_SPANS} {what} per request")
+
+
+class _AttributeCount:
+    """The attributes of a request's spans and resources, counted as each list is about to be read: TooManySpans
+    past MAX_ATTRIBUTES, before the list that takes the count past it is read."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def add(self, count: int) -> None:
+        self.total += count
+        if self.total > MAX_ATTRIBUTES:
+            raise TooManySpans(f"body: at most {MAX_ATTRIBUTES} attributes per request, of its spans and resources")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +177,8 @@ def _proto_value(value: common_pb2.AnyValue) -> Scalar | None:
     return None  # arrays, maps and bytes carry nothing an event keeps
 
 
-def _proto_attrs(attributes: Any) -> dict[str, Scalar]:
+def _proto_attrs(attributes: Any, count: _AttributeCount) -> dict[str, Scalar]:
+    count.add(len(attributes))
     attrs = {}
     for kv in attributes:
         value = _proto_value(kv.value)
@@ -171,16 +191,17 @@ def _too_long(field: str, size: int) -> str:
     return f"{field}: more than {size} bytes ({2 * size} hex digits), the spec's length"
 
 
-def _proto_span(s: Any, resource: Mapping[str, Scalar]) -> Span | MalformedSpan:
+def _proto_span(s: Any, resource: Mapping[str, Scalar], count: _AttributeCount) -> Span | MalformedSpan:
     for field, value, size in (("traceId", s.trace_id, TRACE_ID_BYTES), ("spanId", s.span_id, SPAN_ID_BYTES)):
         if len(value) > size:
             return MalformedSpan(s.name, InvalidEvent(_too_long(field, size), reason=MALFORMED))
-    return Span(s.name, s.start_time_unix_nano, s.end_time_unix_nano, _proto_attrs(s.attributes), resource,
-                s.status.code, s.status.message, s.trace_id.hex(), s.span_id.hex())
+    return Span(s.name, s.start_time_unix_nano, s.end_time_unix_nano, _proto_attrs(s.attributes, count),
+                resource, s.status.code, s.status.message, s.trace_id.hex(), s.span_id.hex())
 
 
 def decode_protobuf(body: bytes) -> list[Span | MalformedSpan]:
-    """The spans of an `application/x-protobuf` ExportTraceServiceRequest; raises OtlpError."""
+    """The spans of an `application/x-protobuf` ExportTraceServiceRequest; raises OtlpError, TooManySpans for more
+    than MAX_SPANS spans (or resourceSpans, or scopeSpans) or MAX_ATTRIBUTES attributes, before they are read."""
     request = trace_service_pb2.ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
@@ -188,14 +209,14 @@ def decode_protobuf(body: bytes) -> list[Span | MalformedSpan]:
         raise OtlpError(f"body: not a protobuf ExportTraceServiceRequest ({error})") from None
     _check_count(len(request.resource_spans), "resourceSpans")
     spans: list[Span | MalformedSpan] = []
-    scopes = 0
+    scopes, count = 0, _AttributeCount()
     for resource_spans in request.resource_spans:
         scopes += len(resource_spans.scope_spans)
         _check_count(scopes, "scopeSpans")
-        resource = _proto_attrs(resource_spans.resource.attributes)
+        resource = _proto_attrs(resource_spans.resource.attributes, count)
         for scope_spans in resource_spans.scope_spans:
             _check_count(len(spans) + len(scope_spans.spans))
-            spans.extend(_proto_span(s, resource) for s in scope_spans.spans)
+            spans.extend(_proto_span(s, resource, count) for s in scope_spans.spans)
     return spans
 
 
@@ -246,7 +267,8 @@ def _json_value(value: Any, path: str) -> Scalar | None:
     return None
 
 
-def _json_attrs(items: list[Any], path: str) -> dict[str, Scalar]:
+def _json_attrs(items: list[Any], path: str, count: _AttributeCount) -> dict[str, Scalar]:
+    count.add(len(items))
     attrs = {}
     for i, item in enumerate(items):
         item = _json_object(item, f"{path}[{i}]")
@@ -278,10 +300,12 @@ def decode_json(body: bytes) -> list[Span | MalformedSpan]:
     absent or null is its default). Raises OtlpError if the body is not JSON, or not an object of resourceSpans,
     scopeSpans and spans (lists of objects): nothing of it can be read. A span's own field (or its resource's) of
     the wrong type or form makes a MalformedSpan of it alone. Raises TooManySpans for more than MAX_SPANS spans (or
-    resourceSpans, or scopeSpans), or MAX_JSON_CONTAINERS arrays and objects, before they are read."""
-    # Strings may hold brackets: only a body of more brackets than that is counted closer
-    if body.count(b"{") + body.count(b"[") > MAX_JSON_CONTAINERS and containers(body) > MAX_JSON_CONTAINERS:
-        raise TooManySpans(f"body: at most {MAX_JSON_CONTAINERS} JSON arrays and objects per request")
+    resourceSpans, or scopeSpans), MAX_ATTRIBUTES attributes, or MAX_JSON_CONTAINERS arrays and objects, before they
+    are read."""
+    try:
+        check_containers(body, MAX_JSON_CONTAINERS)
+    except TooManyContainers as error:
+        raise TooManySpans(str(error)) from None
     try:
         document = loads_strict(body)
     except ValueError as error:
@@ -296,34 +320,36 @@ def _json_spans(document: dict[str, Any]) -> list[Span | MalformedSpan]:
     resources = _json_list(document, "resourceSpans", "body.resourceSpans")
     _check_count(len(resources), "resourceSpans")
     spans: list[Span | MalformedSpan] = []
-    scopes = 0
+    scopes, count = 0, _AttributeCount()
     for r, resource_spans in enumerate(resources):
         where = f"body.resourceSpans[{r}]"
         resource_spans = _json_object(resource_spans, where)
         scope_list = _json_list(resource_spans, "scopeSpans", f"{where}.scopeSpans")
         scopes += len(scope_list)
         _check_count(scopes, "scopeSpans")
-        resource = _json_resource(resource_spans)
+        resource = _json_resource(resource_spans, count)
         for s, scope_spans in enumerate(scope_list):
             scope_where = f"{where}.scopeSpans[{s}]"
             scope = _json_list(_json_object(scope_spans, scope_where), "spans", f"{scope_where}.spans")
             _check_count(len(spans) + len(scope))
-            spans.extend(_json_span(_json_object(span, f"{scope_where}.spans[{i}]"), resource)
+            spans.extend(_json_span(_json_object(span, f"{scope_where}.spans[{i}]"), resource, count)
                          for i, span in enumerate(scope))
     return spans
 
 
-def _json_resource(resource_spans: dict[str, Any]) -> dict[str, Scalar] | InvalidEvent:
+def _json_resource(resource_spans: dict[str, Any], count: _AttributeCount) -> Mapping[str, Scalar] | InvalidEvent:
     """A resourceSpans' resource attributes, or the rejection of each of its spans if they cannot be read: they are
     its spans' too, as their own attributes are."""
     try:
         resource = _json_object(_json_field(resource_spans, "resource", {}), "resource")
-        return _json_attrs(_json_list(resource, "attributes", "resource.attributes"), "resource.attributes")
+        return _json_attrs(_json_list(resource, "attributes", "resource.attributes"), "resource.attributes",
+                           count)
     except _Malformed as error:
         return InvalidEvent(str(error), reason=MALFORMED)
 
 
-def _json_span(span: dict[str, Any], resource: Mapping[str, Scalar] | InvalidEvent) -> Span | MalformedSpan:
+def _json_span(span: dict[str, Any], resource: Mapping[str, Scalar] | InvalidEvent,
+               count: _AttributeCount) -> Span | MalformedSpan:
     name = _json_field(span, "name", "")
     try:
         if type(name) is not str:
@@ -341,7 +367,7 @@ def _json_span(span: dict[str, Any], resource: Mapping[str, Scalar] | InvalidEve
             name,
             _json_uint64(_json_field(span, "startTimeUnixNano", 0), "startTimeUnixNano"),
             _json_uint64(_json_field(span, "endTimeUnixNano", 0), "endTimeUnixNano"),
-            _json_attrs(_json_list(span, "attributes", "attributes"), "attributes"),
+            _json_attrs(_json_list(span, "attributes", "attributes"), "attributes", count),
             resource,
             code,
             message,

@@ -194,6 +194,12 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def is_json(kind: str) -> bool:
+    """Whether a media type (media_type's) is JSON: `application/json`, or one of the `+json` structured syntax
+    suffix (RFC 6839 §3.1: its representation is JSON's, read by any JSON reader). No type is not."""
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
 def _content_length(scope: Scope) -> int | None:
     value = _header(scope, b"content-length")
     if not value.isdigit():

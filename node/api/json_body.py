@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 
 from ..strict_json import loads_strict, not_json
 from .errors import ApiError
-from .guard import media_type
+from .guard import is_json, media_type
 
 
 class StrictJsonRoute(APIRoute):
@@ -56,7 +56,7 @@ async def _refuse_other_types(request: Request) -> None:
     FastAPI reads as JSON), or of no type (read as JSON by FastAPI before 0.132, not since); a request with neither a
     type nor a body is left to the model, whose 422 names the missing body."""
     kind = media_type(request)
-    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+    if is_json(kind):
         return
     if kind or await request.body():
         raise ApiError(415, "unsupported_media_type", "Content-Type: must be application/json")

@@ -133,7 +133,8 @@ async def test_one_idempotency_key_sent_twice_at_once_is_stored_once(tmp_path, s
         answers: list[httpx.Response] = []
 
         async def post(body: dict[str, Any]) -> None:
-            answers.append(await api.post("/v1/events", content=json.dumps(body)))
+            answers.append(await api.post("/v1/events", content=json.dumps(body),
+                                          headers={"Content-Type": "application/json"}))
 
         async with trio.open_nursery() as nursery:
             for body in bodies:

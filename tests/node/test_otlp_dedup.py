@@ -93,6 +93,17 @@ async def test_spans_without_ids_of_the_spec_s_lengths_are_stored_as_they_come(n
     assert node.audit.size == 2
 
 
+@pytest.mark.parametrize("ids", [{"spanId": "0" * 16}, {"traceId": "0" * 32, "spanId": "ab" * 8},
+                                 {"traceId": "0" * 32, "spanId": "0" * 16}])
+async def test_spans_of_an_all_zero_id_are_stored_as_they_come_not_taken_for_one(node, ids):
+    """The spec's invalid ids (a no-op or misconfigured tracer's): an exporter that sends them on every span had
+    each one after its first answered `already received` and never stored, for 24 hours."""
+    spans = [{**json_span(**{"gen_ai.tool.name": name}), **ids} for name in ("search", "book_flight")]
+    response = await post(node, json_request(*spans))
+    assert response.json() == {}
+    assert node.audit.size == 2
+
+
 async def test_spans_stored_before_a_restart_are_not_stored_again(tmp_path):
     body = json_request(json_span(span_id=1), json_span(span_id=2))
     for _ in range(2):
