@@ -128,7 +128,8 @@ def register(subparsers: Subparsers) -> None:
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
         "an earlier run flagged as equivocators stay flagged: said, and an attack or rotation of one of them, or one "
-        "that needs one's vouches, is refused before any vouch. Library, with the nodes each "
+        "that needs one's vouches, is refused before any change to the testnet (its stopped nodes, started to be "
+        "asked, are stopped again). Library, with the nodes each "
         f"starts (the fewest it runs on) and its seconds of traffic: {_library_sizes()}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
@@ -421,8 +422,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             result = run.execute()
         except ScenarioError as e:  # (once the nodes of a testnet reused said whom they dial, whom they flagged)
-            left = _what_runs_on(args.dir, fresh=fresh, keep=args.keep)
-            raise UsageError(f"{e}\nrefused before any vouch or traffic; {left}") from None
+            raise UsageError(f"{e}\nrefused before any change to the testnet in {args.dir}: its roots, settings and "
+                             "vouches are as they were, and the nodes that were down are stopped again") from None
         elapsed["scenario"] = time.monotonic() - started_at
         measurements = measure(result)
         reports = args.dir / "reports"

@@ -97,12 +97,12 @@ class Run:
         return {name: [*agent.former, agent.did] for name, agent in self.agents.items()}
 
     def execute(self) -> RunResult:
-        """The run; raises ScenarioError before the trust graph is touched if, on a testnet reused, a rotation or an
-        attack would fail mid-run or an attack targets an org an earlier run flagged (as_reused: _ask_dials,
-        _ask_flagged), and ClusterError if the testnet fails it."""
-        self._configure()
+        """The run; raises ScenarioError before anything on the testnet changes if, on a testnet reused, a rotation
+        or an attack would fail mid-run or an attack targets an org an earlier run flagged (_check_reused), and
+        ClusterError if the testnet fails it."""
         if self.plan.dials is None:
-            self.plan = as_reused(self.plan, self._ask_dials(), self._ask_flagged())
+            self._check_reused()
+        self._configure()
         self._say_flagged()
         self.up = frozenset(self.cluster.names)
         records = RecordWatch(self.cluster, self.is_up, self.scenario.measure.poll_seconds)
@@ -165,6 +165,18 @@ class Run:
         self.setup["blocks_lifted"] = lifted
         self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
                  f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")
+
+    def _check_reused(self) -> None:
+        """On a testnet reused, the plan checked against what its nodes say, before anything on it changes (as_reused:
+        _ask_dials, _ask_flagged): the nodes that are down start as they are, to be asked, and a refusal (a failure, a
+        Ctrl-C) stops them again, so the testnet is left as it was."""
+        down = [n for n in self.cluster.names if not self.cluster.running(n)]
+        try:
+            self.cluster.start(down, progress=self.progress, say=self.say)
+            self.plan = as_reused(self.plan, self._ask_dials(), self._ask_flagged())
+        except BaseException:
+            self.cluster.stop(down)
+            raise
 
     def _ask_dials(self) -> dict[str, frozenset[str]]:
         """Node -> the other nodes it dials now, of those the scenario rotates: its `GET /v1/peers` known peers

@@ -464,7 +464,7 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, c
 
 def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing, capsys, monkeypatch):
     """--out is made once the plan was checked, and what the run made of it is removed when it writes no report: a
-    refusal on a testnet reused, before any vouch, too. Before: made first, a refused plan left it behind, empty."""
+    refusal on a testnet reused, before any change to it, too. Before: made first, a refused plan left it behind, empty."""
     from testnet import runner
 
     out = tmp_path / "kept" / "mine" / "report"
@@ -474,13 +474,15 @@ def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing
     assert "needs at least 5 nodes" in capsys.readouterr().err
     assert not (tmp_path / "kept").exists()
 
-    def refused_before_any_vouch() -> None:
+    def refused_before_any_change() -> None:
         raise ScenarioError("faults[0]: refused")
 
-    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused_before_any_vouch))
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused_before_any_change))
     (tmp_path / "kept").mkdir()  # the user's: stays, empty or not
     assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(out)]) == 2
-    assert "vouchnet testnet run: faults[0]: refused\nrefused before any vouch" in capsys.readouterr().err
+    assert (f"vouchnet testnet run: faults[0]: refused\nrefused before any change to the testnet in {existing}: its "
+            "roots, settings and vouches are as they were, and the nodes that were down are stopped again\n") in (
+        capsys.readouterr().err)
     assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "mine").exists()
     (tmp_path / "kept" / "mine").mkdir()
     (tmp_path / "kept" / "mine" / "notes").write_text("the user's")

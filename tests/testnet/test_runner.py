@@ -307,6 +307,34 @@ def test_on_a_testnet_reused_an_attack_on_an_org_an_earlier_run_flagged_is_refus
             "--dir, starts without)") in said
 
 
+def test_on_a_testnet_reused_a_refused_run_leaves_it_as_it_was(tmp_path, monkeypatch):
+    """Every check comes before any change: n01, down, is started to be asked and stopped again; no config is
+    written, no node restarted, no block list lifted. Before: the roots and settings were written into every
+    config.toml, the nodes whose config changed restarted, the stopped ones started and left running, and a partition
+    a killed run left lifted, all before the plan was refused."""
+    path = tmp_path / "bridged.toml"
+    path.write_text(BRIDGED)
+    testnet = _Testnet(5)
+    testnet.nodes["n02"].offenders = ["did:n03"]  # (refused: see the test above)
+    testnet.up.discard("n01")
+    testnet.nodes["n00"].blocked = ["peer-n04"]
+    configured: list[str] = []
+    testnet.configure = lambda node, values: configured.append(node) or True  # type: ignore[method-assign]
+    started = testnet.start
+
+    def start(names=None, *, progress=None, say=None) -> None:
+        assert not configured, "a node was started after its config was written"
+        started(names, progress=progress, say=say)
+
+    testnet.start = start  # type: ignore[method-assign]
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    with pytest.raises(ScenarioError, match=r"attacks\[0\]\.orgs: the equivocation offers records of n00's org"):
+        run.execute()
+    assert configured == []
+    assert testnet.up == {"n00", "n02", "n03", "n04"}
+    assert testnet.blocked()["n00"] == ["peer-n04"]
+
+
 @pytest.mark.parametrize("path,attack", [(Path(__file__).with_name("short.toml"), "key theft"),
                                          (Path(runner.__file__).with_name("scenarios") / "equivocation.toml",
                                           "equivocation")])
