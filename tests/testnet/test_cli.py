@@ -624,6 +624,34 @@ def test_a_scenario_too_big_for_a_testnet_reused_says_to_run_it_in_another_direc
         f"testnet `run` makes of {fewest} nodes at the fewest: give another --dir, with {options})\n"), err
 
 
+_TWO_ONE_ORG_GROUPS = MINIMAL.replace('nodes = "rest"', "nodes = 1")  # (larger testnets leave idle nodes alone)
+
+
+@pytest.mark.parametrize(("text", "error", "hint"), [
+    (MINIMAL + "orgs_per_agent = 3\n", "agents.good.orgs_per_agent: 3 orgs per agent, but on this 2-node testnet an "
+     "agent can work at 1: its operator and 0 other orgs of works_at (honest); lower it, or run it on a larger "
+     "testnet", "(this testnet's 2 nodes stay as they are; with seed 1, scenario mine runs on a testnet `run` makes "
+     "of 4 nodes at the fewest: give another --dir, with --nodes 4)"),
+    (MINIMAL + '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 2\n', "edges[0].count: 2 vouches from honest "
+     "to rogue, but on this 2-node testnet there are 1 pair of orgs to draw them from; lower it, or run it on a larger "
+     "testnet", "(this testnet's 2 nodes stay as they are; with seed 1, scenario mine runs on a testnet `run` makes "
+     "of 3 nodes at the fewest: give another --dir, with --nodes 3)"),
+    (_TWO_ONE_ORG_GROUPS + "orgs_per_agent = 3\n", "agents.good.orgs_per_agent: 3 orgs per agent, but on this "
+     "2-node testnet an agent can work at 1: its operator and 0 other orgs of works_at (honest); lower it, or make "
+     "those groups larger", "(with seed 1, scenario mine runs on no testnet `run` makes, of 1 to 100 nodes)"),
+])
+def test_agents_or_edges_needing_more_orgs_than_a_testnet_reused_has_are_refused_saying_what_gives_them_more(
+        existing, capsys, text, error, hint):
+    """A testnet reused keeps its size (--nodes of another is refused), and with it the group that takes the rest: a
+    larger testnet, in another --dir, gives that one more orgs; a group of a size the file gives grows only there.
+    Before: "lower it, or make those groups larger" alone, as for a testnet `run` makes, where --nodes does that."""
+    mine = existing / "mine.toml"
+    mine.write_text(text)
+    assert main(["testnet", "run", str(mine), "--dir", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vouchnet testnet run: {mine}:") and err.endswith(f"{error} {hint}\n"), err
+
+
 # rogue rotates; the honest org the seed draws to vouch for it is its only follower (honest roots no one)
 _DRAWN_FOLLOWER = MINIMAL.replace('roots = ["honest"]\nvouch = ["honest"]\n', "") + """
 [[edges]]

@@ -217,7 +217,7 @@ _EDGE = '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 3\n'
     (MINIMAL, 2, 12, "agents.good.orgs_per_agent: 2 orgs per agent, but on this 2-node testnet an agent can work at "
      "1: its operator and 0 other orgs of works_at (honest)"),  # (the default, 2: the table's line)
     (MINIMAL + _EDGE, 3, 21, "edges[0].count: 3 vouches from honest to rogue, but on this 3-node testnet there are 2 "
-     "pairs of orgs to draw them from; lower it, or make the groups larger"),
+     "pairs of orgs to draw them from; lower it, or make those groups larger"),
     (MINIMAL + _EDGE.replace('"rogue"', '"honest"').replace("count = 3\n", ""), 2, 18,
      "edges[0]: from honest to honest makes no vouch: group honest has one org on this 2-node testnet, and an org "
      "does not vouch for itself"),
