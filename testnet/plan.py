@@ -265,9 +265,9 @@ def _edge_pairs(edge: Edge, where: str, groups: dict[str, list[str]], testnet: i
         return pairs
     if edge.count > len(pairs):
         raise ScenarioError(f"{where}.count: {counted(edge.count, 'vouch', 'vouches')} from {edge.source} to "
-                            f"{edge.target}, but on this {testnet}-node testnet there are "
-                            f"{counted(len(pairs), 'pair')} of orgs to draw them from; lower it, or "
-                            f"{more}")
+                            f"{edge.target}, but on this {testnet}-node testnet there "
+                            f"{'is' if len(pairs) == 1 else 'are'} {counted(len(pairs), 'pair')} of orgs to draw them "
+                            f"from; lower it, or {more}")
     return rng.sample(pairs, edge.count)
 
 

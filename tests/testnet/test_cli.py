@@ -464,7 +464,8 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, c
 
 def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing, capsys, monkeypatch):
     """--out is made once the plan was checked, and what the run made of it is removed when it writes no report: a
-    refusal on a testnet reused, before any change to it, too. Before: made first, a refused plan left it behind, empty."""
+    refusal on a testnet reused, before any change to it, too. Before: made first, a refused plan left it behind,
+    empty."""
     from testnet import runner
 
     out = tmp_path / "kept" / "mine" / "report"
@@ -633,7 +634,7 @@ _TWO_ONE_ORG_GROUPS = MINIMAL.replace('nodes = "rest"', "nodes = 1")  # (larger 
      "testnet", "(this testnet's 2 nodes stay as they are; with seed 1, scenario mine runs on a testnet `run` makes "
      "of 4 nodes at the fewest: give another --dir, with --nodes 4)"),
     (MINIMAL + '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 2\n', "edges[0].count: 2 vouches from honest "
-     "to rogue, but on this 2-node testnet there are 1 pair of orgs to draw them from; lower it, or run it on a larger "
+     "to rogue, but on this 2-node testnet there is 1 pair of orgs to draw them from; lower it, or run it on a larger "
      "testnet", "(this testnet's 2 nodes stay as they are; with seed 1, scenario mine runs on a testnet `run` makes "
      "of 3 nodes at the fewest: give another --dir, with --nodes 3)"),
     (_TWO_ONE_ORG_GROUPS + "orgs_per_agent = 3\n", "agents.good.orgs_per_agent: 3 orgs per agent, but on this "
@@ -644,7 +645,8 @@ def test_agents_or_edges_needing_more_orgs_than_a_testnet_reused_has_are_refused
         existing, capsys, text, error, hint):
     """A testnet reused keeps its size (--nodes of another is refused), and with it the group that takes the rest: a
     larger testnet, in another --dir, gives that one more orgs; a group of a size the file gives grows only there.
-    Before: "lower it, or make those groups larger" alone, as for a testnet `run` makes, where --nodes does that."""
+    Before: "lower it, or make those groups larger" alone, as for a testnet `run` makes, where --nodes does that (and
+    "there are 1 pair")."""
     mine = existing / "mine.toml"
     mine.write_text(text)
     assert main(["testnet", "run", str(mine), "--dir", str(existing)]) == 2
