@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -462,26 +463,26 @@ def _make_out(out: Path | None) -> list[Path]:
     """Make `--out` a directory before the run makes or starts anything (refused once the run is over, its report
     would be lost), and once a testnet `run` makes was found to fit the plan; returns the directories it made, the
     outermost first, which _unmake removes if the run writes no report (a plan refused on a testnet reused, too):
-    never one that was there before."""
+    never one that was there before. Those a `..` passes through count (`--out a/../b` makes `a`), a path ending in
+    `..` or `.` names one its parent made."""
     from ledger.files import make_directory
 
     if out is None:
         return []
-    missing = [path for path in (out, *out.parents) if not path.exists()]
+    missing = [path for path in (*reversed(out.parents), out) if path.name not in ("", ".", "..") and not path.exists()]
     try:
         make_directory(out)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot be made a directory for the report ({e.strerror})") from None
-    return missing[::-1]
+    return missing
 
 
 def _unmake(made: list[Path]) -> None:
-    """Remove the directories _make_out made, innermost first, of a run that wrote no report: those still empty."""
+    """Remove the directories _make_out made, innermost first, of a run that wrote no report: those still empty, each
+    tried (`a/x/../../a/y` makes `a/../a`, which is `a`, after `a/x`)."""
     for path in reversed(made):
-        try:
+        with contextlib.suppress(OSError):
             path.rmdir()
-        except OSError:
-            return
 
 
 def _run_status(verdicts: list[Verdict]) -> int:

@@ -491,6 +491,24 @@ def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing
     assert list((tmp_path / "kept" / "mine").iterdir()) == [tmp_path / "kept" / "mine" / "notes"]
 
 
+@pytest.mark.parametrize("out", ["a/../b", "a/../b/c", "a/x/../../a/y", "a/./b/..", "a/../a"])
+def test_a_refused_run_leaves_no_directory_its_out_passed_through_behind(tmp_path, existing, capsys, monkeypatch, out):
+    """`--out a/../b` makes `a` on the way to `b`. Before: a refused run removed `b` and stopped at `a/..`, which it
+    had counted missing, leaving `a` behind."""
+    from testnet import runner
+
+    def refused() -> None:
+        raise ScenarioError("faults[0]: refused")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", out]) == 2
+    assert "refused before any change" in capsys.readouterr().err
+    assert list(work.iterdir()) == []
+
+
 def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
     _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
