@@ -15,7 +15,7 @@ from vouching.counts import counted
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
 from .measure import attacking_groups, final_scores, trajectories
-from .runner import RunResult
+from .runner import LATE_SECONDS, RunResult
 
 REPORT_MODE = 0o666  # less the umask, as an ordinary file: a report is no secret
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
@@ -167,12 +167,22 @@ def _plot_confusion(measurements: dict[str, Any]) -> bytes:
 # --- the page ---------------------------------------------------------------------------------------------
 
 
+def _traffic_seconds(results: dict[str, Any]) -> str:
+    """The scenario's seconds of traffic, and how long the traffic ran where a step ran past its end (a rotation takes
+    seconds, testnet.runner)."""
+    asked = results["scenario"]["duration"]
+    ran = next((e["t"] for e in results["timeline"] if e["kind"] == "traffic stopped"), asked)
+    if ran - asked < LATE_SECONDS:
+        return f"{asked:g} s"
+    return f"{asked:g} s, run for {ran:g} s: a step ran past its end"
+
+
 def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
     scenario = results["scenario"]
     m = results["measurements"]
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     summary = [
-        ("nodes", scenario["nodes"]), ("duration", f"{scenario['duration']:g} s"), ("seed", scenario["seed"]),
+        ("nodes", scenario["nodes"]), ("duration", _traffic_seconds(results)), ("seed", scenario["seed"]),
         ("events reported", results["traffic"]["events_accepted"]),
         ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
         ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),

@@ -253,7 +253,8 @@ class Run:
     def _schedule(self, t0: float, stats: TrafficStats) -> None:
         """The scenario's attacks and fault steps, each when due (at one time, attacks first, then the file's order),
         with the traffic running between; one due while the step before it still ran (a rotation stops, rotates and
-        starts its node, which takes seconds) follows as soon as that ended, and is said to be late."""
+        starts its node, which takes seconds) follows as soon as that ended, and is said to be late, as the traffic's
+        end is where the last step ran past it."""
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type in ("equivocation", "key-theft"):
@@ -279,6 +280,9 @@ class Run:
             self.say(f"t={now:5.1f} s  {what}{late}")
             act()
         self._traffic_until(t0, self.scenario.duration, stats)
+        if (now := time.time() - t0) - self.scenario.duration >= LATE_SECONDS:
+            self.say(f"t={now:5.1f} s  traffic stops, {now - self.scenario.duration:.1f} s past its "
+                     f"{self.scenario.duration:g} s: the steps before it took that long")
 
     def _traffic_until(self, t0: float, until: float, stats: TrafficStats) -> None:
         """Wait until `until` seconds into the traffic, saying every PROGRESS_SECONDS how far it got."""

@@ -43,3 +43,17 @@ def test_the_page_opens_with_the_verdict_on_each_attack_its_figures_and_its_rule
     assert "<td>the attack succeeds if any target ends trusted or better at an honest node</td></tr>" in page
     results["verdicts"] = []
     assert "<h2>Verdicts</h2><p>No attack ran in this scenario.</p>" in report._html(results, {})
+
+
+def test_the_summary_says_how_long_traffic_that_ran_past_its_end_ran():
+    """A rotation due near the end of the traffic takes seconds (18 here), and the traffic stops once it is done.
+    Before: the summary gave the file's seconds alone."""
+    ran = praised([("n00", 40, "untrusted")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = []
+    duration = results["scenario"]["duration"]
+    results["timeline"].append({"kind": "traffic stopped", "t": duration + 0.4})
+    assert f"<tr><td>duration</td><td>{duration:g} s</td></tr>" in report._html(results, {})
+    results["timeline"][-1]["t"] = duration + 7.1
+    assert (f"<tr><td>duration</td><td>{duration:g} s, run for {duration + 7.1:g} s: a step ran past its end</td></tr>"
+            in report._html(results, {}))

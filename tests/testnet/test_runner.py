@@ -182,16 +182,15 @@ def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
                     for t in (10, 20)]
 
 
-def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monkeypatch):
-    """A rotation stops, rotates and starts its node: 18 s on a loaded machine, and the kill due meanwhile runs once it
-    ended. Before: said as "t= 18.5 s  SIGKILL n01" alone, so the file's 10 s seemed kept (the key theft of
-    `rotation --duration 30`, due at 25 s, ran at 28.5 s, 1.5 s before the traffic ended, unsaid); and nothing said
-    when the rotation ended (a run's lines stopped for 18 s, its progress lines too)."""
+_PARTITION = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
+
+
+def _said_with_slow_rotations(tmp_path: Path, monkeypatch, text: str, ctrl_c_at: float) -> list[str]:
+    """The step and progress lines of a run of the scenario `text` whose rotations take 18 s each, as on a loaded
+    machine, Ctrl-C'ed `ctrl_c_at` seconds into the traffic (in the settling after it)."""
     path = tmp_path / "slow.toml"
-    partition = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
-    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 0.5\n'
-    path.write_text(_PARTITIONED.replace(partition, rotation).replace("at = 1\nduration = 1", "at = 10\nduration = 2"))
-    clock = _Clock(ctrl_c_at=24.0)  # (in the settling after the traffic)
+    path.write_text(text)
+    clock = _Clock(ctrl_c_at)
     testnet = _Testnet()
     rotate_key = testnet.rotate_key
 
@@ -205,12 +204,33 @@ def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monke
     monkeypatch.setattr(runner, "time", clock)
     with pytest.raises(KeyboardInterrupt):
         run.execute()
-    assert [line for line in said if line.startswith(("t=", "  "))] == [
+    return [line for line in said if line.startswith(("t=", "  "))]
+
+
+def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monkeypatch):
+    """A rotation stops, rotates and starts its node: 18 s on a loaded machine, and the kill due meanwhile runs once it
+    ended. Before: said as "t= 18.5 s  SIGKILL n01" alone, so the file's 10 s seemed kept (the key theft of
+    `rotation --duration 30`, due at 25 s, ran at 28.5 s, 1.5 s before the traffic ended, unsaid); and nothing said
+    when the rotation ended (a run's lines stopped for 18 s, its progress lines too)."""
+    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 0.5\n'
+    text = _PARTITIONED.replace(_PARTITION, rotation).replace("at = 1\nduration = 1", "at = 10\nduration = 2")
+    assert _said_with_slow_rotations(tmp_path, monkeypatch, text, ctrl_c_at=24.0) == [
         "t=  0.5 s  rotate the key of n00",
         "  n00 runs again with its new key, 18.0 s after it was stopped (its stop, `vouchnet key rotate`, its start)",
         "t= 18.5 s  SIGKILL n01 (due at 10 s, 8.5 s late: the steps before it took that long)",
         "t= 18.5 s  restart n01 (due at 12 s, 6.5 s late: the steps before it took that long)",
         "t= 20.0 s  traffic (of 20 s): 0 events reported, 0 refused, 0 batches unanswered"]
+
+
+def test_traffic_a_slow_rotation_ran_past_its_end_is_said_to_stop_late(tmp_path, monkeypatch):
+    """The README's own scenario rotates at 40 s of 50: the traffic stopped at 57 s. Before: nothing said so, and the
+    report's summary gave the file's 50 s."""
+    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 12\n'
+    text = _PARTITIONED.replace(_PARTITION, rotation)
+    assert _said_with_slow_rotations(tmp_path, monkeypatch, text, ctrl_c_at=34.0)[-3:] == [
+        "t= 12.0 s  rotate the key of n00",
+        "  n00 runs again with its new key, 18.0 s after it was stopped (its stop, `vouchnet key rotate`, its start)",
+        "t= 30.0 s  traffic stops, 10.0 s past its 20 s: the steps before it took that long"]
 
 
 def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_up():
