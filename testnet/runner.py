@@ -145,7 +145,8 @@ class Run:
 
     def _configure(self) -> None:
         """Roots and settings into every config.toml; the nodes whose config changed restart, the others start if
-        they are down."""
+        they are down. `setup.reconfigured` lists the former, `setup.restarted` those of them that were running (on a
+        testnet the run made, none)."""
         started = time.monotonic()
         changed = []
         for node in self.cluster.names:
@@ -161,7 +162,8 @@ class Run:
         if lifted:
             self.say(f"setup: lifted the peer block lists of {', '.join(lifted)} (a partition left by a run that was "
                      "killed before it healed it)")
-        self.setup["restarted"] = changed
+        self.setup["reconfigured"] = changed
+        self.setup["restarted"] = running
         self.setup["blocks_lifted"] = lifted
         self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
                  f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")

@@ -169,6 +169,17 @@ def test_a_run_lifts_the_partition_a_killed_run_left_before_its_setup():
     assert any("lifted the peer block lists of n00, n01, n02" in line for line in said)
 
 
+def test_the_setup_lists_as_restarted_only_the_nodes_it_restarted():
+    """Before: `setup.restarted`, in results.json and the report's Setup table, listed every node whose config the run
+    changed, so a testnet the run had just made, none of its nodes running yet, read as restarted whole."""
+    testnet = _Testnet()
+    testnet.up.discard("n01")
+    testnet.configure = lambda node, values: node != "n02"  # type: ignore[method-assign]
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run._configure()
+    assert (run.setup["reconfigured"], run.setup["restarted"]) == (["n00", "n01"], ["n00"])
+
+
 def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
     clock = _Clock()
     monkeypatch.setattr(runner, "time", clock)
