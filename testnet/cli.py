@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -372,6 +371,7 @@ class ProgressBar:
 
 def _run(args: argparse.Namespace) -> int:
     from .cluster import Cluster, ClusterError
+    from .made_dirs import unmake
     from .measure import measure
     from .report import results_json, write_report
     from .runner import Run
@@ -443,7 +443,7 @@ def _run(args: argparse.Namespace) -> int:
         raise
     finally:
         if page is None:
-            _unmake(out_made)
+            unmake(out_made)
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
@@ -461,28 +461,21 @@ def _run(args: argparse.Namespace) -> int:
 
 def _make_out(out: Path | None) -> list[Path]:
     """Make `--out` a directory before the run makes or starts anything (refused once the run is over, its report
-    would be lost), and once a testnet `run` makes was found to fit the plan; returns the directories it made, the
-    outermost first, which _unmake removes if the run writes no report (a plan refused on a testnet reused, too):
-    never one that was there before. Those a `..` passes through count (`--out a/../b` makes `a`), a path ending in
-    `..` or `.` names one its parent made."""
+    would be lost), and once a testnet `run` makes was found to fit the plan; returns the directories it made
+    (made_dirs.missing), which made_dirs.unmake removes if the run writes no report (a plan refused on a testnet
+    reused, too)."""
     from ledger.files import make_directory
+
+    from .made_dirs import missing
 
     if out is None:
         return []
-    missing = [path for path in (*reversed(out.parents), out) if path.name not in ("", ".", "..") and not path.exists()]
+    made = missing(out)
     try:
         make_directory(out)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot be made a directory for the report ({e.strerror})") from None
-    return missing
-
-
-def _unmake(made: list[Path]) -> None:
-    """Remove the directories _make_out made, innermost first, of a run that wrote no report: those still empty, each
-    tried (`a/x/../../a/y` makes `a/../a`, which is `a`, after `a/x`)."""
-    for path in reversed(made):
-        with contextlib.suppress(OSError):
-            path.rmdir()
+    return made
 
 
 def _run_status(verdicts: list[Verdict]) -> int:

@@ -382,10 +382,14 @@ def test_a_command_that_changes_a_testnet_is_refused_while_another_runs_on_it_na
     assert main(["testnet", "down", "--dir", str(existing)]) == 0  # once it ended
 
 
-def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path, capsys):
-    directory = tmp_path / "none"
-    assert main(["testnet", "down", "--dir", str(directory)]) == 2
-    assert "no testnet here" in capsys.readouterr().err and not directory.exists()
+@pytest.mark.parametrize("directory", ["none", "no/such/testnet", "none/../other"])
+def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path, capsys, monkeypatch, directory):
+    """Nor the directories made for it on the way. Before: `--dir no/such/testnet` left `no/such` behind."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["testnet", "down", "--dir", directory]) == 2
+    assert "no testnet here" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+    assert main(["testnet", "run", "sybil-collusion", "--nodes", "2", "--dir", directory]) == 2
+    assert "needs at least 5 nodes" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
 NO_ATTACK = {"scenario": {"name": "baseline", "seed": 1, "nodes": 2}, "agents": [], "final_scores": [],
