@@ -302,7 +302,7 @@ def _status(args: argparse.Namespace) -> int:
         json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
         print()
     else:
-        print(table(rows))
+        print(table(rows, args.dir))
     return 0
 
 
@@ -453,7 +453,7 @@ def _run(args: argparse.Namespace) -> int:
         print(_no_attack(scenario.name, seed, len(cluster.names), compared=out.resolve().parent == reports.resolve(),
                          flagged=result.setup.get("flagged_earlier", [])))
     if result.setup.get("missing"):
-        print(_unready(result.setup))
+        print(_unready(result.setup, args.dir))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)
@@ -504,12 +504,13 @@ def _no_attack(scenario: str, seed: int, nodes: int, *, compared: bool, flagged:
             "verdict: no attack ran; its report is not under the testnet's reports, so no later run compares with it")
 
 
-def _unready(setup: dict) -> str:
-    """The warning of a run whose traffic started before every node held the setup's records (runner.SETUP_TIMEOUT)."""
+def _unready(setup: dict, directory: Path) -> str:
+    """The warning of a run whose traffic started before every node held the setup's records (runner.SETUP_TIMEOUT),
+    on the testnet in `directory`."""
     lacking = ", ".join(f"{node} {counted(count, 'record')}" for node, count in setup["missing"].items())
     return (f"warning: traffic started {setup['propagation_seconds']} s into the setup with its records still missing "
             f"({lacking}), so the figures above are of a network that had not taken in the scenario's trust graph: "
-            "`vouchnet testnet status` and the nodes' logs may say why")
+            f"`vouchnet testnet status --dir {directory}` and the nodes' logs may say why")
 
 
 def _left_unfinished(directory: Path, *, fresh: bool, keep: bool) -> str:

@@ -345,7 +345,8 @@ def test_status_shows_a_running_node_whose_log_process_is_gone(existing, capsys)
         node.wait()
     n00 = out.splitlines()[1].split()
     assert n00[:1] + n00[2:5] == ["n00", "error,", "no", "log"]  # (its API does not answer: no node listens there)
-    assert "n00: its log process is gone: what it writes is lost" in out
+    assert (f"n00: its log process is gone: what it writes is lost, and `vouchnet testnet logs n00 --dir {existing}` "
+            f"shows nothing new (`vouchnet testnet down --dir {existing}`, then `up`, restarts it with its log)") in out
     assert [(row["name"], row["running"], row["log_running"]) for row in rows] == [("n00", True, False),
                                                                                    ("n01", False, None)]
 
@@ -517,8 +518,10 @@ def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
     _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    out = capsys.readouterr().out
     assert ("warning: traffic started 30.2 s into the setup with its records still missing (n00 1 record, n02 4 "
-            "records), so the figures above") in capsys.readouterr().out
+            "records), so the figures above") in out
+    assert f"trust graph: `vouchnet testnet status --dir {existing}` and the nodes' logs may say why" in out
 
 
 def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
@@ -530,7 +533,9 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
     cluster._set(replace(cluster.entry("n00"), pid=gone.pid, started=started or 1))
     out, rows = _status(existing, capsys)
     assert [line.split()[2] for line in out.splitlines()[1:3]] == ["exited", "down"]
-    assert "n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted)" in out
+    assert (f"n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): `vouchnet "
+            f"testnet logs n00 --dir {existing}` shows its last lines, `vouchnet testnet up --dir {existing}` starts it "
+            "again") in out  # (the commands it gave named no --dir: run as given, they took ./vouchnet-testnet)
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
 
 
