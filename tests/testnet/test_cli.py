@@ -534,8 +534,8 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
     out, rows = _status(existing, capsys)
     assert [line.split()[2] for line in out.splitlines()[1:3]] == ["exited", "down"]
     assert (f"n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): `vouchnet "
-            f"testnet logs n00 --dir {existing}` shows its last lines, `vouchnet testnet up --dir {existing}` starts it "
-            "again") in out  # (the commands it gave named no --dir: run as given, they took ./vouchnet-testnet)
+            f"testnet logs n00 --dir {existing}` shows its last lines, `vouchnet testnet up --dir {existing}` starts "
+            "it again") in out  # (the commands it gave named no --dir: run as given, they took ./vouchnet-testnet)
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
 
 
