@@ -174,7 +174,11 @@ class Run:
         Ctrl-C) stops them again, so the testnet is left as it was."""
         down = [n for n in self.cluster.names if not self.cluster.running(n)]
         try:
-            self.cluster.start(down, progress=self.progress, say=self.say)
+            if down:
+                self.cluster.start(down, progress=self.progress, say=self.say)
+                self.say(f"setup: started {', '.join(down)} (down) with {'its' if len(down) == 1 else 'their'} "
+                         "config as it was, to ask the nodes whom they dial and which orgs they flagged before "
+                         "anything on the testnet changes")
             self.plan = as_reused(self.plan, self._ask_dials(), self._ask_flagged())
         except BaseException:
             self.cluster.stop(down)

@@ -358,9 +358,12 @@ def test_on_a_testnet_reused_a_refused_run_leaves_it_as_it_was(tmp_path, monkeyp
         started(names, progress=progress, say=say)
 
     testnet.start = start  # type: ignore[method-assign]
-    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    said: list[str] = []
+    run, _ = _run_of_fakes(monkeypatch, testnet, path, said)
     with pytest.raises(ScenarioError, match=r"attacks\[0\]\.orgs: the equivocation offers records of n00's org"):
         run.execute()
+    assert said == ["setup: started n01 (down) with its config as it was, to ask the nodes whom they dial and which "
+                    "orgs they flagged before anything on the testnet changes"]  # (a run going on restarts it)
     assert configured == []
     assert testnet.up == {"n00", "n02", "n03", "n04"}
     assert testnet.blocked()["n00"] == ["peer-n04"]
