@@ -108,15 +108,23 @@ def _plot_scores(run: RunResult, results: dict[str, Any]) -> bytes:
         for level in (PROVISIONAL, TRUSTED, VERIFIED):
             ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
         for t, label in marks:
-            ax.axvline(t, color="black", linestyle="--", linewidth=0.7)
+            ax.axvline(t, color="dimgrey", linestyle="-", linewidth=0.7)
             ax.text(t, 985, f" {label}", rotation=90, fontsize=7, va="top", ha="left")
         behaviour = next(g.behaviour.model for g in run.scenario.agents if g.name == group)
         ax.set_title(f"agents {group} ({behaviour}): mean score as each node sees them", fontsize=10, loc="left")
         ax.set_ylim(0, 1000)
         ax.set_ylabel("score")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    axes[-1, 0].set_xlabel("seconds into the run (dotted: tier bounds 200, 500, 800; dashed lines: attackers' views)")
+    axes[-1, 0].set_xlabel(_scores_key(bool(attacking)))
     return _png(fig)
+
+
+def _scores_key(attacked: bool) -> str:
+    """The scores plot's x-axis label, with what its kinds of line show: the tier bounds, the timeline's events, and
+    if `attacked`, the attacking orgs' views (dashed), which a plot without attacks has none of."""
+    lines = [f"dotted: tier bounds {PROVISIONAL}, {TRUSTED}, {VERIFIED}", "grey: events",
+             *(["dashed: the attacking orgs' views"] if attacked else [])]
+    return f"seconds into the traffic ({'; '.join(lines)})"
 
 
 def _plot_latency(measurements: dict[str, Any]) -> bytes:

@@ -57,3 +57,23 @@ def test_the_summary_says_how_long_traffic_that_ran_past_its_end_ran():
     results["timeline"][-1]["t"] = duration + 7.1
     assert (f"<tr><td>duration</td><td>{duration:g} s, run for {duration + 7.1:g} s: a step ran past its end</td></tr>"
             in report._html(results, {}))
+
+
+def test_the_scores_plot_tells_its_events_from_the_attackers_views_and_names_these_only_where_there_are_some(
+        monkeypatch):
+    """Before: the events' vertical lines were dashed, as the attacking orgs' views are, under a key saying "dashed
+    lines: attackers' views", which a run without attacks had too; and "seconds into the run" counted from the
+    traffic's start."""
+    figures = []
+    monkeypatch.setattr(report, "_png", figures.append)
+    ran = praised([("n00", 40, "untrusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["timeline"].append({"kind": "kill", "t": 3.0})
+    report._plot_scores(ran, results)
+    report._pyplot().close(figures[-1])
+    [axes, *_] = figures[-1].axes[::-1]
+    assert axes.get_xlabel() == ("seconds into the traffic (dotted: tier bounds 200, 500, 800; grey: events; dashed: "
+                                 "the attacking orgs' views)")
+    [event] = [line for line in axes.get_lines() if list(line.get_xdata()) == [3.0, 3.0]]
+    assert event.get_linestyle() == "-"
+    assert "dashed" not in report._scores_key(attacked=False)
