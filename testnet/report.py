@@ -114,7 +114,10 @@ def _plot_scores(run: RunResult, results: dict[str, Any]) -> bytes:
         ax.set_title(f"agents {group} ({behaviour}): mean score as each node sees them", fontsize=10, loc="left")
         ax.set_ylim(0, 1000)
         ax.set_ylabel("score")
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        if paths.get(group):
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        else:
+            ax.text(0.5, 0.5, "no node scored these agents", transform=ax.transAxes, ha="center", va="center")
     axes[-1, 0].set_xlabel(_scores_key(bool(attacking)))
     return _png(fig)
 

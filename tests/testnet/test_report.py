@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import warnings
 
 from testnet import report
 from testnet.measure import measure
@@ -77,3 +78,19 @@ def test_the_scores_plot_tells_its_events_from_the_attackers_views_and_names_the
     [event] = [line for line in axes.get_lines() if list(line.get_xdata()) == [3.0, 3.0]]
     assert event.get_linestyle() == "-"
     assert "dashed" not in report._scores_key(attacked=False)
+
+
+def test_the_scores_plot_says_no_node_scored_an_agent_group_it_has_no_line_for(monkeypatch):
+    """Before: its panel was left empty, unexplained, and matplotlib warned on stderr that it found no line to list
+    in the legend ("No artists with labels found to put in legend")."""
+    figures = []
+    monkeypatch.setattr(report, "_png", figures.append)
+    ran = praised([("n00", 40, "untrusted")])  # (bad-0 scored; good-0 and good-1 never)
+    results = report.results_json(ran, measure(ran), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report._plot_scores(ran, results)
+    report._pyplot().close(figures[-1])
+    good, bad = figures[-1].axes
+    assert [t.get_text() for t in good.texts] == ["no node scored these agents"] and good.get_legend() is None
+    assert list(bad.texts) == [] and bad.get_legend() is not None
