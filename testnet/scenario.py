@@ -188,9 +188,14 @@ def load_scenario(name_or_path: str) -> Scenario:
             raise ScenarioError(f"{name_or_path}: no such scenario file, and not one of the library's: "
                                 f"{', '.join(library())}")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise ScenarioError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ScenarioError(f"{path}:{line}: not UTF-8 text, as a TOML file is (byte 0x{data[e.start]:02x})") from None
     return parse_scenario(text, name=path.stem, where=str(path))
 
 
