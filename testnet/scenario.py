@@ -182,6 +182,9 @@ def library() -> list[str]:
 def load_scenario(name_or_path: str) -> Scenario:
     """A library scenario by name (e.g. "sybil-collusion"), or a scenario file by path."""
     path = Path(name_or_path)
+    if path.name == name_or_path and path.suffix == ".toml" and not path.exists() and path.stem in library():
+        raise ScenarioError(f"{name_or_path}: no such scenario file; the library's {path.stem} is named without .toml "
+                            f"(`vouchnet testnet run {path.stem}`)")
     if not (path.suffix == ".toml" or path.exists()):
         path = LIBRARY / f"{name_or_path}.toml"
         if not path.exists():

@@ -640,6 +640,16 @@ def test_an_unknown_scenario_name_lists_the_library():
         load_scenario("no-such")
 
 
+def test_a_library_scenario_named_as_a_file_says_how_to_name_it(tmp_path, monkeypatch):
+    """Before: `testnet run baseline.toml` said only 'baseline.toml: cannot be read (No such file or directory)'."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ScenarioError, match=re.escape("baseline.toml: no such scenario file; the library's baseline "
+                                                      "is named without .toml (`vouchnet testnet run baseline`)")):
+        load_scenario("baseline.toml")
+    (tmp_path / "baseline.toml").write_text(MINIMAL)  # (a file of that name is read)
+    assert load_scenario("baseline.toml").description == "two groups"
+
+
 def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, capsys):
     from node.cli import main
 
