@@ -188,8 +188,17 @@ def _one_at_a_time(name: str, command: Callable[[argparse.Namespace], int]) -> C
 
 
 def _dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", type=Path, default=Path(os.environ.get(DIR_ENV) or DEFAULT_DIR),
+    parser.add_argument("--dir", type=_testnet_dir, default=os.environ.get(DIR_ENV) or DEFAULT_DIR,
                         help=f"the testnet's directory (default: ${DIR_ENV}, else ./{DEFAULT_DIR})")
+
+
+def _testnet_dir(text: str) -> Path:
+    """argparse type of --dir (and of its default, from the environment): refuses a path where something other than a
+    directory is, which the commands reported as 'File exists' or '.../testnet.json: Not a directory'."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a directory (a testnet's is, or is made there)")
+    return path
 
 
 def _open(directory: Path):  # -> Cluster

@@ -393,6 +393,21 @@ def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path,
     assert "needs at least 5 nodes" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["logs", "n00"], ["run", "baseline"]])
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_a_testnet_directory_that_is_a_file_is_refused_as_one(tmp_path, capsys, monkeypatch, command, given):
+    """Before: `up`, `run` and `down` said 'DIR: File exists', `status` and `logs` 'DIR/testnet.json: Not a
+    directory'."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("the user's")
+    monkeypatch.setenv("VOUCHNET_TESTNET_DIR", str(taken))
+    option = ["--dir", str(taken)] if given == "option" else []
+    assert main(["testnet", *command, *option]) == 2
+    assert capsys.readouterr().err.endswith(f"vouchnet testnet {command[0]}: error: argument --dir: {taken} is not a "
+                                            "directory (a testnet's is, or is made there)\n")
+    assert taken.read_text() == "the user's"
+
+
 NO_ATTACK = {"scenario": {"name": "baseline", "seed": 1, "nodes": 2}, "agents": [], "final_scores": [],
              "measurements": {"confusion": {"observers": ["n00", "n01"]}, "attacks": []}}
 
