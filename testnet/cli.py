@@ -117,18 +117,19 @@ def register(subparsers: Subparsers) -> None:
     run = add_local_command(
         commands, "run", run=_one_at_a_time("run", _run),
         summary="run a scenario (a library name or a TOML file) and write its report",
-        description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots change), "
-        "make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch records "
-        "and scores at every node, and write results.json, PNG plots and report.html. The summary ends with a verdict "
-        "line per attack: succeeded, contained or no verdict (a figure its rule needs was not measured), by the "
-        "attack kind's rule (README \"Read the report\"), with the figures it was judged on and, for praise and "
+        description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots or settings "
+        "change), make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch "
+        "records and scores at every node, and write results.json, PNG plots and report.html. The summary ends with a "
+        "verdict line per attack: succeeded, contained or no verdict (a figure its rule needs was not measured), by "
+        "the attack kind's rule (README \"Read the report\"), with the figures it was judged on and, for praise and "
         "slander, the same figure in the newest baseline run of the same seed and size in DIR/reports, else of the "
         "agents no attack touched. Exit status: 0 when no attack succeeded, "
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
         "an earlier run flagged as equivocators stay flagged: said, and an attack or rotation of one of them, or one "
-        "that needs one's vouches, is refused before any vouch. Library, with the nodes each "
+        "that needs one's vouches, is refused before any change to the testnet (its stopped nodes, started to be "
+        "asked, are stopped again). Library, with the nodes each "
         f"starts (the fewest it runs on) and its seconds of traffic: {_library_sizes()}.",
         examples=["vouchnet testnet run sybil-collusion", "vouchnet testnet run faults --nodes 3 --duration 40",
                   "vouchnet testnet run ./my-scenario.toml --seed 7 --out ./report"],
@@ -187,8 +188,17 @@ def _one_at_a_time(name: str, command: Callable[[argparse.Namespace], int]) -> C
 
 
 def _dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", type=Path, default=Path(os.environ.get(DIR_ENV) or DEFAULT_DIR),
+    parser.add_argument("--dir", type=_testnet_dir, default=os.environ.get(DIR_ENV) or DEFAULT_DIR,
                         help=f"the testnet's directory (default: ${DIR_ENV}, else ./{DEFAULT_DIR})")
+
+
+def _testnet_dir(text: str) -> Path:
+    """argparse type of --dir (and of its default, from the environment): refuses a path where something other than a
+    directory is, which the commands reported as 'File exists' or '.../testnet.json: Not a directory'."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a directory (a testnet's is, or is made there)")
+    return path
 
 
 def _open(directory: Path):  # -> Cluster
@@ -301,7 +311,7 @@ def _status(args: argparse.Namespace) -> int:
         json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
         print()
     else:
-        print(table(rows))
+        print(table(rows, args.dir))
     return 0
 
 
@@ -370,6 +380,7 @@ class ProgressBar:
 
 def _run(args: argparse.Namespace) -> int:
     from .cluster import Cluster, ClusterError
+    from .made_dirs import unmake
     from .measure import measure
     from .report import results_json, write_report
     from .runner import Run
@@ -421,8 +432,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             result = run.execute()
         except ScenarioError as e:  # (once the nodes of a testnet reused said whom they dial, whom they flagged)
-            left = _what_runs_on(args.dir, fresh=fresh, keep=args.keep)
-            raise UsageError(f"{e}\nrefused before any vouch or traffic; {left}") from None
+            raise UsageError(f"{e}\nrefused before any change to the testnet in {args.dir}: its roots, settings and "
+                             "vouches are as they were, and the nodes that were down are stopped again") from None
         elapsed["scenario"] = time.monotonic() - started_at
         measurements = measure(result)
         reports = args.dir / "reports"
@@ -441,7 +452,7 @@ def _run(args: argparse.Namespace) -> int:
         raise
     finally:
         if page is None:
-            _unmake(out_made)
+            unmake(out_made)
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
@@ -451,7 +462,7 @@ def _run(args: argparse.Namespace) -> int:
         print(_no_attack(scenario.name, seed, len(cluster.names), compared=out.resolve().parent == reports.resolve(),
                          flagged=result.setup.get("flagged_earlier", [])))
     if result.setup.get("missing"):
-        print(_unready(result.setup))
+        print(_unready(result.setup, args.dir))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)
@@ -459,28 +470,21 @@ def _run(args: argparse.Namespace) -> int:
 
 def _make_out(out: Path | None) -> list[Path]:
     """Make `--out` a directory before the run makes or starts anything (refused once the run is over, its report
-    would be lost), and once a testnet `run` makes was found to fit the plan; returns the directories it made, the
-    outermost first, which _unmake removes if the run writes no report (a plan refused on a testnet reused, too):
-    never one that was there before."""
+    would be lost), and once a testnet `run` makes was found to fit the plan; returns the directories it made
+    (made_dirs.missing), which made_dirs.unmake removes if the run writes no report (a plan refused on a testnet
+    reused, too)."""
     from ledger.files import make_directory
+
+    from .made_dirs import missing
 
     if out is None:
         return []
-    missing = [path for path in (out, *out.parents) if not path.exists()]
+    made = missing(out)
     try:
         make_directory(out)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot be made a directory for the report ({e.strerror})") from None
-    return missing[::-1]
-
-
-def _unmake(made: list[Path]) -> None:
-    """Remove the directories _make_out made, innermost first, of a run that wrote no report: those still empty."""
-    for path in reversed(made):
-        try:
-            path.rmdir()
-        except OSError:
-            return
+    return made
 
 
 def _run_status(verdicts: list[Verdict]) -> int:
@@ -509,12 +513,13 @@ def _no_attack(scenario: str, seed: int, nodes: int, *, compared: bool, flagged:
             "verdict: no attack ran; its report is not under the testnet's reports, so no later run compares with it")
 
 
-def _unready(setup: dict) -> str:
-    """The warning of a run whose traffic started before every node held the setup's records (runner.SETUP_TIMEOUT)."""
+def _unready(setup: dict, directory: Path) -> str:
+    """The warning of a run whose traffic started before every node held the setup's records (runner.SETUP_TIMEOUT),
+    on the testnet in `directory`."""
     lacking = ", ".join(f"{node} {counted(count, 'record')}" for node, count in setup["missing"].items())
     return (f"warning: traffic started {setup['propagation_seconds']} s into the setup with its records still missing "
             f"({lacking}), so the figures above are of a network that had not taken in the scenario's trust graph: "
-            "`vouchnet testnet status` and the nodes' logs may say why")
+            f"`vouchnet testnet status --dir {directory}` and the nodes' logs may say why")
 
 
 def _left_unfinished(directory: Path, *, fresh: bool, keep: bool) -> str:

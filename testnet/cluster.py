@@ -374,7 +374,7 @@ class Cluster:
                         progress(f"{name} up at {self.entry(name).api_url}", len(names) - len(pending), len(names))
                 if pending and time.monotonic() > deadline:
                     raise ClusterError(f"{', '.join(pending)}: no answer on /healthz within {timeout:.0f} s; see "
-                                       f"`vouchnet testnet logs {pending[0]}`")
+                                       f"`vouchnet testnet logs {pending[0]} --dir {self.directory}`")
                 if pending:
                     time.sleep(0.1)
 

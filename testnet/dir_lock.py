@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .made_dirs import missing, unmake
 from .state import STATE_FILE
 
 LOCK_FILE = "testnet.lock"
@@ -24,9 +25,9 @@ class Busy(Exception):
 @contextmanager
 def one_at_a_time(directory: Path, command: str) -> Iterator[None]:
     """Hold `directory`'s lock while the body runs, `command` (e.g. "testnet up") written in it with our pid for a
-    refused command to name; raises Busy at once if another process holds it. A directory made here for the lock is
-    removed again if the body made no testnet in it."""
-    made = not directory.exists()
+    refused command to name; raises Busy at once if another process holds it. The directories made here for the lock,
+    its parents too, are removed again if the body made no testnet in it."""
+    made = missing(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -44,7 +45,4 @@ def one_at_a_time(directory: Path, command: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
         if made and not (directory / STATE_FILE).exists():
             path.unlink(missing_ok=True)
-            try:
-                directory.rmdir()
-            except OSError:
-                pass  # something else was put there meanwhile: left as it is
+            unmake(made)  # (those something else was put in meanwhile are left as they are)

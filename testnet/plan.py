@@ -206,7 +206,8 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
             for ref in group.vouch:
                 vouches[node].update({m: 0.9 for m in groups[ref] if m != node})
     for i, edge in enumerate(scenario.edges):
-        for a, b in _edge_pairs(edge, f"edges[{i}]", groups, len(nodes), rng):
+        for a, b in _edge_pairs(edge, f"edges[{i}]", groups, len(nodes), rng,
+                                _larger(scenario, (edge.source, edge.target), reused=dials is None)):
             vouches[a][b] = edge.weight
     agents = []
     for group in scenario.agents:
@@ -220,7 +221,7 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
                     f"agents.{group.name}.orgs_per_agent: {group.orgs_per_agent} orgs per agent, but on this "
                     f"{len(nodes)}-node testnet an agent can work at {len(others) + 1}: its operator "
                     f"and {counted(len(others), 'other org')} of works_at ({', '.join(group.works_at)}); lower it, or "
-                    "make those groups larger")
+                    f"{_larger(scenario, group.works_at, reused=dials is None)}")
             extra = rng.sample(others, group.orgs_per_agent - 1)
             agents.append(AgentPlan(f"{group.name}-{k}", group, operator, (operator, *extra)))
     plan = Plan(scenario, tuple(nodes), groups, roots, vouches, tuple(agents), dials)
@@ -242,10 +243,20 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
     return plan
 
 
-def _edge_pairs(edge: Edge, where: str, groups: dict[str, list[str]], testnet: int,
-                rng: random.Random) -> list[tuple[str, str]]:
+def _larger(scenario: Scenario, groups: Collection[str], *, reused: bool) -> str:
+    """How to give the org `groups` more orgs, in a refusal of agents or edges that need more: make them larger (a
+    group's `nodes`, or --nodes for the group that takes the rest); on a testnet reused, whose size stays as it is,
+    where one of them takes the rest, run the scenario on a larger testnet."""
+    if reused and any(g.nodes is None for g in scenario.orgs if g.name in groups):
+        return "run it on a larger testnet"
+    return "make those groups larger"
+
+
+def _edge_pairs(edge: Edge, where: str, groups: dict[str, list[str]], testnet: int, rng: random.Random,
+                more: str) -> list[tuple[str, str]]:
     """The (voucher, vouchee) pairs an `[[edges]]` table makes vouch: `count` drawn with the seed, or all; a
-    ScenarioError where it makes none (one org vouching for itself) or fewer than its `count`."""
+    ScenarioError where it makes none (one org vouching for itself) or fewer than its `count`, saying to lower it or
+    `more`."""
     pairs = [(a, b) for a in groups[edge.source] for b in groups[edge.target] if a != b]
     if not pairs:
         raise ScenarioError(f"{where}: from {edge.source} to {edge.target} makes no vouch: group {edge.source} has one "
@@ -254,9 +265,9 @@ def _edge_pairs(edge: Edge, where: str, groups: dict[str, list[str]], testnet: i
         return pairs
     if edge.count > len(pairs):
         raise ScenarioError(f"{where}.count: {counted(edge.count, 'vouch', 'vouches')} from {edge.source} to "
-                            f"{edge.target}, but on this {testnet}-node testnet there are "
-                            f"{counted(len(pairs), 'pair')} of orgs to draw them from; lower it, or make the groups "
-                            "larger")
+                            f"{edge.target}, but on this {testnet}-node testnet there "
+                            f"{'is' if len(pairs) == 1 else 'are'} {counted(len(pairs), 'pair')} of orgs to draw them "
+                            f"from; lower it, or {more}")
     return rng.sample(pairs, edge.count)
 
 

@@ -15,7 +15,7 @@ from vouching.counts import counted
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
 from .measure import attacking_groups, final_scores, trajectories
-from .runner import RunResult
+from .runner import LATE_SECONDS, RunResult
 
 REPORT_MODE = 0o666  # less the umask, as an ordinary file: a report is no secret
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
@@ -108,15 +108,26 @@ def _plot_scores(run: RunResult, results: dict[str, Any]) -> bytes:
         for level in (PROVISIONAL, TRUSTED, VERIFIED):
             ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
         for t, label in marks:
-            ax.axvline(t, color="black", linestyle="--", linewidth=0.7)
+            ax.axvline(t, color="dimgrey", linestyle="-", linewidth=0.7)
             ax.text(t, 985, f" {label}", rotation=90, fontsize=7, va="top", ha="left")
         behaviour = next(g.behaviour.model for g in run.scenario.agents if g.name == group)
         ax.set_title(f"agents {group} ({behaviour}): mean score as each node sees them", fontsize=10, loc="left")
         ax.set_ylim(0, 1000)
         ax.set_ylabel("score")
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    axes[-1, 0].set_xlabel("seconds into the run (dotted: tier bounds 200, 500, 800; dashed lines: attackers' views)")
+        if paths.get(group):
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        else:
+            ax.text(0.5, 0.5, "no node scored these agents", transform=ax.transAxes, ha="center", va="center")
+    axes[-1, 0].set_xlabel(_scores_key(bool(attacking)))
     return _png(fig)
+
+
+def _scores_key(attacked: bool) -> str:
+    """The scores plot's x-axis label, with what its kinds of line show: the tier bounds, the timeline's events, and
+    if `attacked`, the attacking orgs' views (dashed), which a plot without attacks has none of."""
+    lines = [f"dotted: tier bounds {PROVISIONAL}, {TRUSTED}, {VERIFIED}", "grey: events",
+             *(["dashed: the attacking orgs' views"] if attacked else [])]
+    return f"seconds into the traffic ({'; '.join(lines)})"
 
 
 def _plot_latency(measurements: dict[str, Any]) -> bytes:
@@ -167,12 +178,22 @@ def _plot_confusion(measurements: dict[str, Any]) -> bytes:
 # --- the page ---------------------------------------------------------------------------------------------
 
 
+def _traffic_seconds(results: dict[str, Any]) -> str:
+    """The scenario's seconds of traffic, and how long the traffic ran where a step ran past its end (a rotation takes
+    seconds, testnet.runner)."""
+    asked = results["scenario"]["duration"]
+    ran = next((e["t"] for e in results["timeline"] if e["kind"] == "traffic stopped"), asked)
+    if ran - asked < LATE_SECONDS:
+        return f"{asked:g} s"
+    return f"{asked:g} s, run for {ran:g} s: a step ran past its end"
+
+
 def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
     scenario = results["scenario"]
     m = results["measurements"]
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     summary = [
-        ("nodes", scenario["nodes"]), ("duration", f"{scenario['duration']:g} s"), ("seed", scenario["seed"]),
+        ("nodes", scenario["nodes"]), ("duration", _traffic_seconds(results)), ("seed", scenario["seed"]),
         ("events reported", results["traffic"]["events_accepted"]),
         ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
         ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),

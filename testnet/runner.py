@@ -97,12 +97,12 @@ class Run:
         return {name: [*agent.former, agent.did] for name, agent in self.agents.items()}
 
     def execute(self) -> RunResult:
-        """The run; raises ScenarioError before the trust graph is touched if, on a testnet reused, a rotation or an
-        attack would fail mid-run or an attack targets an org an earlier run flagged (as_reused: _ask_dials,
-        _ask_flagged), and ClusterError if the testnet fails it."""
-        self._configure()
+        """The run; raises ScenarioError before anything on the testnet changes if, on a testnet reused, a rotation
+        or an attack would fail mid-run or an attack targets an org an earlier run flagged (_check_reused), and
+        ClusterError if the testnet fails it."""
         if self.plan.dials is None:
-            self.plan = as_reused(self.plan, self._ask_dials(), self._ask_flagged())
+            self._check_reused()
+        self._configure()
         self._say_flagged()
         self.up = frozenset(self.cluster.names)
         records = RecordWatch(self.cluster, self.is_up, self.scenario.measure.poll_seconds)
@@ -145,7 +145,8 @@ class Run:
 
     def _configure(self) -> None:
         """Roots and settings into every config.toml; the nodes whose config changed restart, the others start if
-        they are down."""
+        they are down. `setup.reconfigured` lists the former, `setup.restarted` those of them that were running (on a
+        testnet the run made, none)."""
         started = time.monotonic()
         changed = []
         for node in self.cluster.names:
@@ -161,10 +162,27 @@ class Run:
         if lifted:
             self.say(f"setup: lifted the peer block lists of {', '.join(lifted)} (a partition left by a run that was "
                      "killed before it healed it)")
-        self.setup["restarted"] = changed
+        self.setup["reconfigured"] = changed
+        self.setup["restarted"] = running
         self.setup["blocks_lifted"] = lifted
         self.say(f"setup: roots and settings of {counted(len(changed), 'node')} changed; "
                  f"{counted(len(self.cluster.names), 'node')} up ({time.monotonic() - started:.1f} s)")
+
+    def _check_reused(self) -> None:
+        """On a testnet reused, the plan checked against what its nodes say, before anything on it changes (as_reused:
+        _ask_dials, _ask_flagged): the nodes that are down start as they are, to be asked, and a refusal (a failure, a
+        Ctrl-C) stops them again, so the testnet is left as it was."""
+        down = [n for n in self.cluster.names if not self.cluster.running(n)]
+        try:
+            if down:
+                self.cluster.start(down, progress=self.progress, say=self.say)
+                self.say(f"setup: started {', '.join(down)} (down) with {'its' if len(down) == 1 else 'their'} "
+                         "config as it was, to ask the nodes whom they dial and which orgs they flagged before "
+                         "anything on the testnet changes")
+            self.plan = as_reused(self.plan, self._ask_dials(), self._ask_flagged())
+        except BaseException:
+            self.cluster.stop(down)
+            raise
 
     def _ask_dials(self) -> dict[str, frozenset[str]]:
         """Node -> the other nodes it dials now, of those the scenario rotates: its `GET /v1/peers` known peers
@@ -241,7 +259,8 @@ class Run:
     def _schedule(self, t0: float, stats: TrafficStats) -> None:
         """The scenario's attacks and fault steps, each when due (at one time, attacks first, then the file's order),
         with the traffic running between; one due while the step before it still ran (a rotation stops, rotates and
-        starts its node, which takes seconds) follows as soon as that ended, and is said to be late."""
+        starts its node, which takes seconds) follows as soon as that ended, and is said to be late, as the traffic's
+        end is where the last step ran past it."""
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type in ("equivocation", "key-theft"):
@@ -267,6 +286,9 @@ class Run:
             self.say(f"t={now:5.1f} s  {what}{late}")
             act()
         self._traffic_until(t0, self.scenario.duration, stats)
+        if (now := time.time() - t0) - self.scenario.duration >= LATE_SECONDS:
+            self.say(f"t={now:5.1f} s  traffic stops, {now - self.scenario.duration:.1f} s past its "
+                     f"{self.scenario.duration:g} s: the steps before it took that long")
 
     def _traffic_until(self, t0: float, until: float, stats: TrafficStats) -> None:
         """Wait until `until` seconds into the traffic, saying every PROGRESS_SECONDS how far it got."""

@@ -182,15 +182,23 @@ def library() -> list[str]:
 def load_scenario(name_or_path: str) -> Scenario:
     """A library scenario by name (e.g. "sybil-collusion"), or a scenario file by path."""
     path = Path(name_or_path)
+    if path.name == name_or_path and path.suffix == ".toml" and not path.exists() and path.stem in library():
+        raise ScenarioError(f"{name_or_path}: no such scenario file; the library's {path.stem} is named without .toml "
+                            f"(`vouchnet testnet run {path.stem}`)")
     if not (path.suffix == ".toml" or path.exists()):
         path = LIBRARY / f"{name_or_path}.toml"
         if not path.exists():
             raise ScenarioError(f"{name_or_path}: no such scenario file, and not one of the library's: "
                                 f"{', '.join(library())}")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise ScenarioError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ScenarioError(f"{path}:{line}: not UTF-8 text, as a TOML file is (byte 0x{data[e.start]:02x})") from None
     return parse_scenario(text, name=path.stem, where=str(path))
 
 

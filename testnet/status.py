@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
@@ -133,8 +134,9 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
                       blocks=tuple(by_peer.get(peer, peer) for peer in blocked))
 
 
-def table(rows: list[NodeStatus]) -> str:
-    """The status rows as an aligned text table."""
+def table(rows: list[NodeStatus], directory: Path) -> str:
+    """The status rows as an aligned text table, with notes below it naming the commands to run on the testnet in
+    `directory`."""
     header = ("node", "org did", "state", "peers", "ledger", "checkpoint", "cosigned by", "rejected", "flagged",
               "blocks")
     lines = [header]
@@ -154,18 +156,19 @@ def table(rows: list[NodeStatus]) -> str:
                       str(row.rejected), str(row.flagged), ",".join(row.blocks or ()) or "-"))
     text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
+    on = f"--dir {directory}"
     notes += [f"{row.name}: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): "
-              f"`vouchnet testnet logs {row.name}` shows its last lines, `vouchnet testnet up` starts it again"
-              for row in rows if row.exited]
-    notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name}` "
-              "shows nothing new (`vouchnet testnet down`, then `up`, restarts it with its log)"
+              f"`vouchnet testnet logs {row.name} {on}` shows its last lines, `vouchnet testnet up {on}` starts it "
+              "again" for row in rows if row.exited]
+    notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name} "
+              f"{on}` shows nothing new (`vouchnet testnet down {on}`, then `up`, restarts it with its log)"
               for row in rows if row.running and row.log_running is False]
     if any(row.blocks for row in rows):
         notes.append("the network is cut: " + "; ".join(f"{row.name} blocks {', '.join(row.blocks)}"
                                                          for row in rows if row.blocks)
                      + " (peer block lists: no connection, gossip or sync crosses them until they are emptied or the "
                      "node restarts; a partition a run made is healed when it ends, and one left by a killed run when "
-                     "the next run starts, or by `vouchnet testnet down` then `up`)")
+                     f"the next run starts, or by `vouchnet testnet down {on}` then `up`)")
     if any(r.checkpoint and r.checkpoint.size != r.ledger_size for r in rows):
         notes.append("*: the latest checkpoint is behind the ledger (one is signed every checkpoint_interval)")
     return "\n".join([text, *notes])

@@ -345,7 +345,8 @@ def test_status_shows_a_running_node_whose_log_process_is_gone(existing, capsys)
         node.wait()
     n00 = out.splitlines()[1].split()
     assert n00[:1] + n00[2:5] == ["n00", "error,", "no", "log"]  # (its API does not answer: no node listens there)
-    assert "n00: its log process is gone: what it writes is lost" in out
+    assert (f"n00: its log process is gone: what it writes is lost, and `vouchnet testnet logs n00 --dir {existing}` "
+            f"shows nothing new (`vouchnet testnet down --dir {existing}`, then `up`, restarts it with its log)") in out
     assert [(row["name"], row["running"], row["log_running"]) for row in rows] == [("n00", True, False),
                                                                                    ("n01", False, None)]
 
@@ -382,10 +383,29 @@ def test_a_command_that_changes_a_testnet_is_refused_while_another_runs_on_it_na
     assert main(["testnet", "down", "--dir", str(existing)]) == 0  # once it ended
 
 
-def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path, capsys):
-    directory = tmp_path / "none"
-    assert main(["testnet", "down", "--dir", str(directory)]) == 2
-    assert "no testnet here" in capsys.readouterr().err and not directory.exists()
+@pytest.mark.parametrize("directory", ["none", "no/such/testnet", "none/../other"])
+def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path, capsys, monkeypatch, directory):
+    """Nor the directories made for it on the way. Before: `--dir no/such/testnet` left `no/such` behind."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["testnet", "down", "--dir", directory]) == 2
+    assert "no testnet here" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+    assert main(["testnet", "run", "sybil-collusion", "--nodes", "2", "--dir", directory]) == 2
+    assert "needs at least 5 nodes" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["logs", "n00"], ["run", "baseline"]])
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_a_testnet_directory_that_is_a_file_is_refused_as_one(tmp_path, capsys, monkeypatch, command, given):
+    """Before: `up`, `run` and `down` said 'DIR: File exists', `status` and `logs` 'DIR/testnet.json: Not a
+    directory'."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("the user's")
+    monkeypatch.setenv("VOUCHNET_TESTNET_DIR", str(taken))
+    option = ["--dir", str(taken)] if given == "option" else []
+    assert main(["testnet", *command, *option]) == 2
+    assert capsys.readouterr().err.endswith(f"vouchnet testnet {command[0]}: error: argument --dir: {taken} is not a "
+                                            "directory (a testnet's is, or is made there)\n")
+    assert taken.read_text() == "the user's"
 
 
 NO_ATTACK = {"scenario": {"name": "baseline", "seed": 1, "nodes": 2}, "agents": [], "final_scores": [],
@@ -464,7 +484,8 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_the_run(existing, c
 
 def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing, capsys, monkeypatch):
     """--out is made once the plan was checked, and what the run made of it is removed when it writes no report: a
-    refusal on a testnet reused, before any vouch, too. Before: made first, a refused plan left it behind, empty."""
+    refusal on a testnet reused, before any change to it, too. Before: made first, a refused plan left it behind,
+    empty."""
     from testnet import runner
 
     out = tmp_path / "kept" / "mine" / "report"
@@ -474,13 +495,15 @@ def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing
     assert "needs at least 5 nodes" in capsys.readouterr().err
     assert not (tmp_path / "kept").exists()
 
-    def refused_before_any_vouch() -> None:
+    def refused_before_any_change() -> None:
         raise ScenarioError("faults[0]: refused")
 
-    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused_before_any_vouch))
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused_before_any_change))
     (tmp_path / "kept").mkdir()  # the user's: stays, empty or not
     assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", str(out)]) == 2
-    assert "vouchnet testnet run: faults[0]: refused\nrefused before any vouch" in capsys.readouterr().err
+    assert (f"vouchnet testnet run: faults[0]: refused\nrefused before any change to the testnet in {existing}: its "
+            "roots, settings and vouches are as they were, and the nodes that were down are stopped again\n") in (
+        capsys.readouterr().err)
     assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "mine").exists()
     (tmp_path / "kept" / "mine").mkdir()
     (tmp_path / "kept" / "mine" / "notes").write_text("the user's")
@@ -488,12 +511,32 @@ def test_a_refused_run_leaves_no_out_directory_it_made_behind(tmp_path, existing
     assert list((tmp_path / "kept" / "mine").iterdir()) == [tmp_path / "kept" / "mine" / "notes"]
 
 
+@pytest.mark.parametrize("out", ["a/../b", "a/../b/c", "a/x/../../a/y", "a/./b/..", "a/../a"])
+def test_a_refused_run_leaves_no_directory_its_out_passed_through_behind(tmp_path, existing, capsys, monkeypatch, out):
+    """`--out a/../b` makes `a` on the way to `b`. Before: a refused run removed `b` and stopped at `a/..`, which it
+    had counted missing, leaving `a` behind."""
+    from testnet import runner
+
+    def refused() -> None:
+        raise ScenarioError("faults[0]: refused")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=refused))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["testnet", "run", "baseline", "--dir", str(existing), "--out", out]) == 2
+    assert "refused before any change" in capsys.readouterr().err
+    assert list(work.iterdir()) == []
+
+
 def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_so(existing, capsys, monkeypatch):
     """Before: the setup's 'still missing after 30.2 s' scrolled away and the summary's figures read as any run's."""
     _finished_run(monkeypatch, NO_ATTACK, setup={"missing": {"n00": 1, "n02": 4}, "propagation_seconds": 30.2})
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    out = capsys.readouterr().out
     assert ("warning: traffic started 30.2 s into the setup with its records still missing (n00 1 record, n02 4 "
-            "records), so the figures above") in capsys.readouterr().out
+            "records), so the figures above") in out
+    assert f"trust graph: `vouchnet testnet status --dir {existing}` and the nodes' logs may say why" in out
 
 
 def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
@@ -505,7 +548,9 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
     cluster._set(replace(cluster.entry("n00"), pid=gone.pid, started=started or 1))
     out, rows = _status(existing, capsys)
     assert [line.split()[2] for line in out.splitlines()[1:3]] == ["exited", "down"]
-    assert "n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted)" in out
+    assert (f"n00: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): `vouchnet "
+            f"testnet logs n00 --dir {existing}` shows its last lines, `vouchnet testnet up --dir {existing}` starts "
+            "it again") in out  # (the commands it gave named no --dir: run as given, they took ./vouchnet-testnet)
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
 
 
@@ -620,6 +665,35 @@ def test_a_scenario_too_big_for_a_testnet_reused_says_to_run_it_in_another_direc
     assert error in err and err.endswith(
         f" (this testnet's 2 nodes stay as they are; with seed {seed[-1] if seed else 1}, scenario {name} runs on a "
         f"testnet `run` makes of {fewest} nodes at the fewest: give another --dir, with {options})\n"), err
+
+
+_TWO_ONE_ORG_GROUPS = MINIMAL.replace('nodes = "rest"', "nodes = 1")  # (larger testnets leave idle nodes alone)
+
+
+@pytest.mark.parametrize(("text", "error", "hint"), [
+    (MINIMAL + "orgs_per_agent = 3\n", "agents.good.orgs_per_agent: 3 orgs per agent, but on this 2-node testnet an "
+     "agent can work at 1: its operator and 0 other orgs of works_at (honest); lower it, or run it on a larger "
+     "testnet", "(this testnet's 2 nodes stay as they are; with seed 1, scenario mine runs on a testnet `run` makes "
+     "of 4 nodes at the fewest: give another --dir, with --nodes 4)"),
+    (MINIMAL + '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 2\n', "edges[0].count: 2 vouches from honest "
+     "to rogue, but on this 2-node testnet there is 1 pair of orgs to draw them from; lower it, or run it on a larger "
+     "testnet", "(this testnet's 2 nodes stay as they are; with seed 1, scenario mine runs on a testnet `run` makes "
+     "of 3 nodes at the fewest: give another --dir, with --nodes 3)"),
+    (_TWO_ONE_ORG_GROUPS + "orgs_per_agent = 3\n", "agents.good.orgs_per_agent: 3 orgs per agent, but on this "
+     "2-node testnet an agent can work at 1: its operator and 0 other orgs of works_at (honest); lower it, or make "
+     "those groups larger", "(with seed 1, scenario mine runs on no testnet `run` makes, of 1 to 100 nodes)"),
+])
+def test_agents_or_edges_needing_more_orgs_than_a_testnet_reused_has_are_refused_saying_what_gives_them_more(
+        existing, capsys, text, error, hint):
+    """A testnet reused keeps its size (--nodes of another is refused), and with it the group that takes the rest: a
+    larger testnet, in another --dir, gives that one more orgs; a group of a size the file gives grows only there.
+    Before: "lower it, or make those groups larger" alone, as for a testnet `run` makes, where --nodes does that (and
+    "there are 1 pair")."""
+    mine = existing / "mine.toml"
+    mine.write_text(text)
+    assert main(["testnet", "run", str(mine), "--dir", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vouchnet testnet run: {mine}:") and err.endswith(f"{error} {hint}\n"), err
 
 
 # rogue rotates; the honest org the seed draws to vouch for it is its only follower (honest roots no one)

@@ -1,6 +1,7 @@
 """Making and starting a testnet: a creation cut short leaves nothing behind, and a port another process took is
 moved before its node starts."""
 
+import re
 import socket
 import threading
 from dataclasses import replace
@@ -172,3 +173,13 @@ def test_nodes_starting_are_asked_for_health_at_once_not_one_after_another(tmp_p
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_a_node_silent_while_starting_is_named_with_the_command_showing_its_log_on_this_testnet(tmp_path, monkeypatch):
+    """Before: the command named no --dir, so run as given it showed the log of a node of ./vouchnet-testnet."""
+    [api] = choose_ports(1)  # (free: nothing answers there)
+    entry = NodeEntry("n00", "nodes/n00", 1, api, "did:0", "0")
+    monkeypatch.setattr(Cluster, "running", lambda self, name: True)
+    with pytest.raises(ClusterError, match=rf"^n00: no answer on /healthz within 0 s; see `vouchnet testnet logs n00 "
+                       rf"--dir {re.escape(str(tmp_path))}`$"):
+        Cluster(tmp_path, state.TestnetState("testnet", 1, "mesh", (entry,)))._wait_healthy(["n00"], None, timeout=0)

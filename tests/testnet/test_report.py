@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import warnings
 
 from testnet import report
 from testnet.measure import measure
@@ -43,3 +44,53 @@ def test_the_page_opens_with_the_verdict_on_each_attack_its_figures_and_its_rule
     assert "<td>the attack succeeds if any target ends trusted or better at an honest node</td></tr>" in page
     results["verdicts"] = []
     assert "<h2>Verdicts</h2><p>No attack ran in this scenario.</p>" in report._html(results, {})
+
+
+def test_the_summary_says_how_long_traffic_that_ran_past_its_end_ran():
+    """A rotation due near the end of the traffic takes seconds (18 here), and the traffic stops once it is done.
+    Before: the summary gave the file's seconds alone."""
+    ran = praised([("n00", 40, "untrusted")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = []
+    duration = results["scenario"]["duration"]
+    results["timeline"].append({"kind": "traffic stopped", "t": duration + 0.4})
+    assert f"<tr><td>duration</td><td>{duration:g} s</td></tr>" in report._html(results, {})
+    results["timeline"][-1]["t"] = duration + 7.1
+    assert (f"<tr><td>duration</td><td>{duration:g} s, run for {duration + 7.1:g} s: a step ran past its end</td></tr>"
+            in report._html(results, {}))
+
+
+def test_the_scores_plot_tells_its_events_from_the_attackers_views_and_names_these_only_where_there_are_some(
+        monkeypatch):
+    """Before: the events' vertical lines were dashed, as the attacking orgs' views are, under a key saying "dashed
+    lines: attackers' views", which a run without attacks had too; and "seconds into the run" counted from the
+    traffic's start."""
+    figures = []
+    monkeypatch.setattr(report, "_png", figures.append)
+    ran = praised([("n00", 40, "untrusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["timeline"].append({"kind": "kill", "t": 3.0})
+    report._plot_scores(ran, results)
+    report._pyplot().close(figures[-1])
+    [axes, *_] = figures[-1].axes[::-1]
+    assert axes.get_xlabel() == ("seconds into the traffic (dotted: tier bounds 200, 500, 800; grey: events; dashed: "
+                                 "the attacking orgs' views)")
+    [event] = [line for line in axes.get_lines() if list(line.get_xdata()) == [3.0, 3.0]]
+    assert event.get_linestyle() == "-"
+    assert "dashed" not in report._scores_key(attacked=False)
+
+
+def test_the_scores_plot_says_no_node_scored_an_agent_group_it_has_no_line_for(monkeypatch):
+    """Before: its panel was left empty, unexplained, and matplotlib warned on stderr that it found no line to list
+    in the legend ("No artists with labels found to put in legend")."""
+    figures = []
+    monkeypatch.setattr(report, "_png", figures.append)
+    ran = praised([("n00", 40, "untrusted")])  # (bad-0 scored; good-0 and good-1 never)
+    results = report.results_json(ran, measure(ran), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report._plot_scores(ran, results)
+    report._pyplot().close(figures[-1])
+    good, bad = figures[-1].axes
+    assert [t.get_text() for t in good.texts] == ["no node scored these agents"] and good.get_legend() is None
+    assert list(bad.texts) == [] and bad.get_legend() is not None

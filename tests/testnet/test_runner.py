@@ -169,6 +169,17 @@ def test_a_run_lifts_the_partition_a_killed_run_left_before_its_setup():
     assert any("lifted the peer block lists of n00, n01, n02" in line for line in said)
 
 
+def test_the_setup_lists_as_restarted_only_the_nodes_it_restarted():
+    """Before: `setup.restarted`, in results.json and the report's Setup table, listed every node whose config the run
+    changed, so a testnet the run had just made, none of its nodes running yet, read as restarted whole."""
+    testnet = _Testnet()
+    testnet.up.discard("n01")
+    testnet.configure = lambda node, values: node != "n02"  # type: ignore[method-assign]
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run._configure()
+    assert (run.setup["reconfigured"], run.setup["restarted"]) == (["n00", "n01"], ["n00"])
+
+
 def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
     clock = _Clock()
     monkeypatch.setattr(runner, "time", clock)
@@ -182,16 +193,15 @@ def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
                     for t in (10, 20)]
 
 
-def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monkeypatch):
-    """A rotation stops, rotates and starts its node: 18 s on a loaded machine, and the kill due meanwhile runs once it
-    ended. Before: said as "t= 18.5 s  SIGKILL n01" alone, so the file's 10 s seemed kept (the key theft of
-    `rotation --duration 30`, due at 25 s, ran at 28.5 s, 1.5 s before the traffic ended, unsaid); and nothing said
-    when the rotation ended (a run's lines stopped for 18 s, its progress lines too)."""
+_PARTITION = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
+
+
+def _said_with_slow_rotations(tmp_path: Path, monkeypatch, text: str, ctrl_c_at: float) -> list[str]:
+    """The step and progress lines of a run of the scenario `text` whose rotations take 18 s each, as on a loaded
+    machine, Ctrl-C'ed `ctrl_c_at` seconds into the traffic (in the settling after it)."""
     path = tmp_path / "slow.toml"
-    partition = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
-    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 0.5\n'
-    path.write_text(_PARTITIONED.replace(partition, rotation).replace("at = 1\nduration = 1", "at = 10\nduration = 2"))
-    clock = _Clock(ctrl_c_at=24.0)  # (in the settling after the traffic)
+    path.write_text(text)
+    clock = _Clock(ctrl_c_at)
     testnet = _Testnet()
     rotate_key = testnet.rotate_key
 
@@ -205,12 +215,33 @@ def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monke
     monkeypatch.setattr(runner, "time", clock)
     with pytest.raises(KeyboardInterrupt):
         run.execute()
-    assert [line for line in said if line.startswith(("t=", "  "))] == [
+    return [line for line in said if line.startswith(("t=", "  "))]
+
+
+def test_a_step_due_while_a_slow_rotation_ran_is_said_to_be_late(tmp_path, monkeypatch):
+    """A rotation stops, rotates and starts its node: 18 s on a loaded machine, and the kill due meanwhile runs once it
+    ended. Before: said as "t= 18.5 s  SIGKILL n01" alone, so the file's 10 s seemed kept (the key theft of
+    `rotation --duration 30`, due at 25 s, ran at 28.5 s, 1.5 s before the traffic ended, unsaid); and nothing said
+    when the rotation ended (a run's lines stopped for 18 s, its progress lines too)."""
+    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 0.5\n'
+    text = _PARTITIONED.replace(_PARTITION, rotation).replace("at = 1\nduration = 1", "at = 10\nduration = 2")
+    assert _said_with_slow_rotations(tmp_path, monkeypatch, text, ctrl_c_at=24.0) == [
         "t=  0.5 s  rotate the key of n00",
         "  n00 runs again with its new key, 18.0 s after it was stopped (its stop, `vouchnet key rotate`, its start)",
         "t= 18.5 s  SIGKILL n01 (due at 10 s, 8.5 s late: the steps before it took that long)",
         "t= 18.5 s  restart n01 (due at 12 s, 6.5 s late: the steps before it took that long)",
         "t= 20.0 s  traffic (of 20 s): 0 events reported, 0 refused, 0 batches unanswered"]
+
+
+def test_traffic_a_slow_rotation_ran_past_its_end_is_said_to_stop_late(tmp_path, monkeypatch):
+    """The README's own scenario rotates at 40 s of 50: the traffic stopped at 57 s. Before: nothing said so, and the
+    report's summary gave the file's 50 s."""
+    rotation = '[[faults]]\ntype = "rotate"\nnodes = "honest[0]"\nat = 12\n'
+    text = _PARTITIONED.replace(_PARTITION, rotation)
+    assert _said_with_slow_rotations(tmp_path, monkeypatch, text, ctrl_c_at=34.0)[-3:] == [
+        "t= 12.0 s  rotate the key of n00",
+        "  n00 runs again with its new key, 18.0 s after it was stopped (its stop, `vouchnet key rotate`, its start)",
+        "t= 30.0 s  traffic stops, 10.0 s past its 20 s: the steps before it took that long"]
 
 
 def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_up():
@@ -305,6 +336,37 @@ def test_on_a_testnet_reused_an_attack_on_an_org_an_earlier_run_flagged_is_refus
     assert (f"setup: an earlier run on this testnet flagged the org of n01 as an equivocator: every node counts its "
             f"vouches and digests for nothing, the operator vouches for {operated} too (a fresh testnet, another "
             "--dir, starts without)") in said
+
+
+def test_on_a_testnet_reused_a_refused_run_leaves_it_as_it_was(tmp_path, monkeypatch):
+    """Every check comes before any change: n01, down, is started to be asked and stopped again; no config is
+    written, no node restarted, no block list lifted. Before: the roots and settings were written into every
+    config.toml, the nodes whose config changed restarted, the stopped ones started and left running, and a partition
+    a killed run left lifted, all before the plan was refused."""
+    path = tmp_path / "bridged.toml"
+    path.write_text(BRIDGED)
+    testnet = _Testnet(5)
+    testnet.nodes["n02"].offenders = ["did:n03"]  # (refused: see the test above)
+    testnet.up.discard("n01")
+    testnet.nodes["n00"].blocked = ["peer-n04"]
+    configured: list[str] = []
+    testnet.configure = lambda node, values: configured.append(node) or True  # type: ignore[method-assign]
+    started = testnet.start
+
+    def start(names=None, *, progress=None, say=None) -> None:
+        assert not configured, "a node was started after its config was written"
+        started(names, progress=progress, say=say)
+
+    testnet.start = start  # type: ignore[method-assign]
+    said: list[str] = []
+    run, _ = _run_of_fakes(monkeypatch, testnet, path, said)
+    with pytest.raises(ScenarioError, match=r"attacks\[0\]\.orgs: the equivocation offers records of n00's org"):
+        run.execute()
+    assert said == ["setup: started n01 (down) with its config as it was, to ask the nodes whom they dial and which "
+                    "orgs they flagged before anything on the testnet changes"]  # (a run going on restarts it)
+    assert configured == []
+    assert testnet.up == {"n00", "n02", "n03", "n04"}
+    assert testnet.blocked()["n00"] == ["peer-n04"]
 
 
 @pytest.mark.parametrize("path,attack", [(Path(__file__).with_name("short.toml"), "key theft"),

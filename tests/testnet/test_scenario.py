@@ -5,6 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from testnet.plan import as_reused, make_plan
 from testnet.scenario import ScenarioError, library, load_scenario, parse_scenario
@@ -217,7 +219,7 @@ _EDGE = '\n[[edges]]\nfrom = "honest"\nto = "rogue"\ncount = 3\n'
     (MINIMAL, 2, 12, "agents.good.orgs_per_agent: 2 orgs per agent, but on this 2-node testnet an agent can work at "
      "1: its operator and 0 other orgs of works_at (honest)"),  # (the default, 2: the table's line)
     (MINIMAL + _EDGE, 3, 21, "edges[0].count: 3 vouches from honest to rogue, but on this 3-node testnet there are 2 "
-     "pairs of orgs to draw them from; lower it, or make the groups larger"),
+     "pairs of orgs to draw them from; lower it, or make those groups larger"),
     (MINIMAL + _EDGE.replace('"rogue"', '"honest"').replace("count = 3\n", ""), 2, 18,
      "edges[0]: from honest to honest makes no vouch: group honest has one org on this 2-node testnet, and an org "
      "does not vouch for itself"),
@@ -638,6 +640,16 @@ def test_an_unknown_scenario_name_lists_the_library():
         load_scenario("no-such")
 
 
+def test_a_library_scenario_named_as_a_file_says_how_to_name_it(tmp_path, monkeypatch):
+    """Before: `testnet run baseline.toml` said only 'baseline.toml: cannot be read (No such file or directory)'."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ScenarioError, match=re.escape("baseline.toml: no such scenario file; the library's baseline "
+                                                      "is named without .toml (`vouchnet testnet run baseline`)")):
+        load_scenario("baseline.toml")
+    (tmp_path / "baseline.toml").write_text(MINIMAL)  # (a file of that name is read)
+    assert load_scenario("baseline.toml").description == "two groups"
+
+
 def test_the_cli_refuses_a_broken_scenario_before_starting_anything(tmp_path, capsys):
     from node.cli import main
 
@@ -709,3 +721,29 @@ def test_the_cli_makes_no_testnet_too_small_for_the_scenario(tmp_path, capsys):
     assert main(["testnet", "run", "sybil-collusion", "--nodes", "2", "--dir", str(tmp_path / "testnet")]) == 2
     assert "scenario sybil-collusion needs at least 5 nodes" in capsys.readouterr().err
     assert not (tmp_path / "testnet").exists()
+
+
+@pytest.mark.parametrize(("data", "line", "byte"), [(b"\xff\xfe", 1, "0xff"),
+                                                     (b'description = "x"\n# caf\xe9\n', 2, "0xe9")])
+def test_a_scenario_file_that_is_not_utf8_is_refused_naming_its_line(tmp_path, data, line, byte):
+    """Before: `testnet run` ended in a UnicodeDecodeError's traceback."""
+    path = tmp_path / "latin.toml"
+    path.write_bytes(data)
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:{line}: not UTF-8 text, as a TOML file is "
+                       rf"\(byte {byte}\)$"):
+        load_scenario(str(path))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                 st.builds(lambda cut, junk: MINIMAL.encode()[:cut] + junk, st.integers(0, len(MINIMAL)),
+                           st.binary(max_size=20))))
+def test_any_scenario_file_loads_or_is_refused_with_a_scenario_error(tmp_path, data):
+    """Whatever a scenario file holds, `testnet run` gets a scenario or a ScenarioError naming the file, never
+    another exception (a traceback)."""
+    path = tmp_path / "any.toml"
+    path.write_bytes(data)
+    try:
+        load_scenario(str(path))
+    except ScenarioError as e:
+        assert str(e).startswith(str(path)), e

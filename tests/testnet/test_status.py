@@ -1,6 +1,7 @@
 """When a testnet node's checkpoint counts as witnessed: current, and cosigned by as many honest orgs as it asks; and
 what `status` shows of each node's peer block list."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from testnet.status import Checkpoint, NodeStatus, node_status, table, witnessed
@@ -80,11 +81,12 @@ def test_status_shows_which_nodes_each_node_blocks_and_that_the_network_is_cut()
     testnet = _Testnet()
     rows = [node_status(testnet, n) for n in ("n00", "n01", "n02")]  # type: ignore[arg-type]
     assert [row.blocks for row in rows] == [("n02",), ("n02",), ("n00", "n01", "12D3gone")]
-    lines = table(rows).splitlines()
+    lines = table(rows, Path("/tn")).splitlines()
     assert lines[0].split()[-1] == "blocks"
     assert [line.split()[-1] for line in lines[1:4]] == ["n02", "n02", "n00,n01,12D3gone"]
     assert lines[4].startswith("the network is cut: n00 blocks n02; n01 blocks n02; n02 blocks n00, n01, 12D3gone "
                                "(peer block lists: no connection, gossip or sync crosses them")
     testnet.blocked = {n: [] for n in testnet.blocked}
-    whole = table([node_status(testnet, n) for n in ("n00", "n01", "n02")])  # type: ignore[arg-type]
+    assert lines[4].endswith("or by `vouchnet testnet down --dir /tn` then `up`)")  # (it named no --dir)
+    whole = table([node_status(testnet, n) for n in ("n00", "n01", "n02")], Path("/tn"))  # type: ignore[arg-type]
     assert [line.split()[-1] for line in whole.splitlines()[1:]] == ["-", "-", "-"]  # and no note
