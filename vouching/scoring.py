@@ -186,15 +186,15 @@ class TrustEngine:
         a = self._agent(agent)
         vouch = Vouch(record_id, self._org(issuer), a, float(weight), basis, ts, expires,
                       None if scope is None else tuple(scope))
-        terms = self._changing(a, vouch.issuer, basis)
+        key = vouch_key(vouch.issuer, basis)
+        # An org the agent's operator from now on bars its whole independence group from witnessing for the agent
+        # (`_sums`): any org's witness may change, not the issuer's terms alone, so the cache entry lapses.
+        terms = None if basis == "operator" and key not in self._agent_vouches[a] else \
+            self._changing(a, vouch.issuer, basis)
         self._vouches.add(vouch)
-        # (replaces the issuer's earlier one, as VouchBook.add does)
-        self._agent_vouches[a][vouch_key(vouch.issuer, basis)] = record_id
+        self._agent_vouches[a][key] = record_id  # (replaces the issuer's earlier one, as VouchBook.add does)
         if scope is not None:
             self._scoped.add(a)
-        pairs = self._pairs[a]
-        if basis == "operator" and vouch.issuer in pairs:
-            self._evidence.operator[pairs[vouch.issuer]] = 1
         self._changed(a, terms, vouch.issuer, basis)
 
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
@@ -542,8 +542,7 @@ class TrustEngine:
         pairs = self._pairs[a]
         pair = pairs.get(o)
         if pair is None:
-            operator = vouch_key(o, "operator") in self._agent_vouches[a]
-            pair = pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
+            pair = pairs[o] = self._evidence.new_pair(a, o, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
         self._changed(a, terms, o)
@@ -679,6 +678,12 @@ class TrustEngine:
         return {tool for v in self._vouches_of(a)
                 if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
 
+    def _operator_groups(self, a: int) -> set[int]:
+        """The independence groups of the orgs that ever gave the agent a vouch of basis operator: its operator's
+        word and that of the orgs it minted are not independent of it (DESIGN.md §6, verified needs independence)."""
+        groups = self._groups
+        return {groups[issuer] for issuer, basis in map(issuer_and_basis, self._agent_vouches[a]) if basis == "operator"}
+
     def _vouches_of(self, a: int) -> Iterable[Vouch]:
         """The agent's latest vouch of each issuer and basis."""
         return map(self._vouches.__getitem__, self._agent_vouches[a].values())
@@ -695,6 +700,7 @@ class TrustEngine:
         good = good_held = bad = reports = 0.0
         good_cap = self._source_cap
         witnesses: dict[int, int] = {}  # independence group -> witness pairs in it
+        barred = () if a is None else self._operator_groups(a)
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
         ahead = now + p.future_tolerance_ms
         for o, pair in self._pairs[a].items() if pairs is None else pairs:
@@ -721,7 +727,7 @@ class TrustEngine:
                 good += on_grid(w * g)
             bad += on_grid(w * b)
             reports += on_grid(w * r)
-            witness = w >= min_weight and g >= min_good and not ev.operator[pair]
+            witness = w >= min_weight and g >= min_good and groups[o] not in barred
             if witness:
                 witnesses[groups[o]] = witnesses.get(groups[o], 0) + 1
             if parts is not None:

@@ -211,6 +211,31 @@ def test_orgs_two_colluding_orgs_vouch_for_are_at_most_two_witnesses_however_man
     assert score.score == VERIFIED - 1 and "needs-independent-orgs" in score.caps
 
 
+def test_an_org_its_operator_vouched_for_is_no_independent_witness_of_the_agent():
+    """An operator whose agent two independent orgs witness mints an org (its vouch alone puts the org in its
+    group), which reports the agent behaving: the org's word is the operator's, so the agent stays held below
+    verified, in its score, its explanation and the full recompute alike. Before, the operator's own evidence alone
+    was left out, and the minted org made the third witness."""
+    e = TrustEngine("own", ["root"], ScoringParams(credibility_prior_disagree=0.0))
+    for org in ("org0", "org1", "operator"):
+        e.add_org_vouch("root", org, 1.0, record_id=rid(), ts=0)
+    e.add_org_vouch("operator", "minted", 1.0, record_id=rid(), ts=0)
+    e.add_agent_vouch("operator", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w = World()
+    w.engine = e
+    w.history("a", range(50), ["org0", "org1", "operator", "minted"], ok=30)
+    assert e.org("minted", now=w.now).group == "operator" and e.org("minted", now=w.now).weight == 1.0
+    score = e.score("a", now=w.now)
+    assert score.score == VERIFIED - 1 and "needs-independent-orgs" in score.caps
+    explanation = e.explain("a", now=w.now)
+    assert explanation.independent_orgs == 2
+    assert {part.org for part in explanation.orgs if part.independent} == {"org0", "org1"}
+    table = e.recompute(now=w.now)
+    assert table.score("a") == VERIFIED - 1 and table.independent_orgs.tolist() == [2]
+    w.history("a", range(50, 60), ["org0", "org1", "operator", "minted", "root"], ok=30)
+    assert w.tier("a") == "verified"  # a third group, the root's
+
+
 def test_more_good_evidence_never_lowers_a_score_and_more_bad_never_raises_it():
     w = World()
     previous = w.score("a")
