@@ -102,7 +102,7 @@ class VouchBook:
         self.active = array("b")  # not revoked
         self.standing = array("b")  # not replaced by a later vouch of its issuer for its agent with its basis
         self.general = array("b")  # unscoped: counts in the agent's general score
-        self.operator = array("b")  # of basis operator: its issuer's independence group never witnesses for its agent
+        self.basis = array("b")  # its basis, as its index in AGENT_BASES
         self._latest: dict[int, int] = {}  # latest_key(agent, issuer, basis) -> column of the latest
         self.org_issuer = array("i")
         self.org_subject = array("i")
@@ -135,7 +135,7 @@ class VouchBook:
             self._latest[key] = vouch.column
             self.standing.append(1)
             self.general.append(vouch.scope is None)
-            self.operator.append(vouch.basis == "operator")
+            self.basis.append(_BASIS_CODES[vouch.basis])
             self.agent.append(vouch.subject)
             self.issuer.append(vouch.issuer)
             self.strength.append(self._basis_weights[vouch.basis] * vouch.weight)
@@ -222,16 +222,18 @@ class VouchBook:
         return ((np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
                 & (np.frombuffer(self.general, dtype=np.int8) == 1))
 
-    def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Copies of (issuer, agent, strength, latest) of every agent vouch ever given; `latest`: whether it is its
-        issuer's latest for its agent and basis (not replaced by a later one; revoked or not)."""
+    def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of (issuer, agent, basis, strength, latest) of every agent vouch ever given; `basis` as its index in
+        AGENT_BASES, `latest`: whether it is its issuer's latest for its agent and basis (not replaced by a later one;
+        revoked or not)."""
         return (np.frombuffer(self.issuer, dtype=np.int32).copy(), np.frombuffer(self.agent, dtype=np.int32).copy(),
-                np.frombuffer(self.strength).copy(), np.frombuffer(self.standing, dtype=np.int8) == 1)
+                np.frombuffer(self.basis, dtype=np.int8).copy(), np.frombuffer(self.strength).copy(),
+                np.frombuffer(self.standing, dtype=np.int8) == 1)
 
     def operator_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """(agent, issuer) of every agent vouch of basis operator ever given, revoked, expired or replaced too: an org
         that once said the agent is its own stays its operator (DESIGN.md §6, verified needs independence)."""
-        operator = np.flatnonzero(np.frombuffer(self.operator, dtype=np.int8))
+        operator = np.flatnonzero(np.frombuffer(self.basis, dtype=np.int8) == _BASIS_CODES["operator"])
         return np.frombuffer(self.agent, dtype=np.int32)[operator], np.frombuffer(self.issuer, dtype=np.int32)[operator]
 
     def org_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
