@@ -113,7 +113,8 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "agents": agents,
         "vouches": vouches,
         "vouch_columns": array_columns(book),  # (copied below if `copy`, as the evidence's and deviation's)
-        "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
+        "pending_revokes": [[record_id, issuer, ts] for record_id, revokes in book._pending.items()
+                            for issuer, ts in revokes.items()],
         "latest_vouches": latest,
         "org_vouches": book.org_vouches[:],
         "evidence": array_columns(engine._evidence),
@@ -169,7 +170,9 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
     for rows in _chunks(state["vouches"]):
         book.by_id.update((row[0], row) for row in map(_vouch, rows))
         yield
-    book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
+    book._pending = {}
+    for record_id, issuer, ts in state["pending_revokes"]:
+        book._pending.setdefault(record_id, {})[issuer] = ts
     book._latest = {}
     for rows in _chunks(state["latest_vouches"]):
         book._latest.update((latest_key(agent, issuer, basis), column) for agent, issuer, basis, column in rows)

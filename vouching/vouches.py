@@ -94,7 +94,9 @@ class VouchBook:
         # Record id -> the vouch as a row (Vouch.row): a tuple of numbers, strings and bytes, which the garbage
         # collector untracks, where it walked a Vouch object a vouch at each full collection (benchmarks/gc_objects.py).
         self.by_id: dict[bytes, tuple] = {}
-        self._pending: dict[bytes, tuple[int, int]] = {}  # record id -> (revoking issuer, ts)
+        # Record id -> {revoking org: the ts of its first revocation}: of a vouch not arrived yet, whose issuer is not
+        # known yet, each org's (one a record may name; the issuer's alone applies once the vouch arrives).
+        self._pending: dict[bytes, dict[int, int]] = {}
         self.agent = array("i")
         self.issuer = array("i")
         self.strength = array("d")  # basis weight x vouch weight: the prior lift at full voucher weight
@@ -150,16 +152,18 @@ class VouchBook:
             self.org_active.append(1)
             self.org_vouches.append(vouch.record_id)
         self.by_id[vouch.record_id] = vouch.row()
-        pending = self._pending.pop(vouch.record_id, None)
-        if pending is not None and pending[0] == vouch.issuer:
-            self._revoke(vouch, pending[1])
+        revoked_at = self._pending.pop(vouch.record_id, {}).get(vouch.issuer)
+        if revoked_at is not None:
+            self._revoke(vouch, revoked_at)
 
     def revoke(self, issuer: int, record_id: bytes, ts: int) -> Vouch | None:
-        """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending) or is
-        another org's, which this revocation leaves as it is (as a pending one does once its vouch arrives)."""
+        """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending, beside
+        any other org's: another org's pending revocation of the vouch overwrote its issuer's, which then never
+        applied) or is another org's, which this revocation leaves as it is (as a pending one does once its vouch
+        arrives). Of one org's revocations of a vouch, the first counts, pending or not."""
         vouch = self.get(record_id)
         if vouch is None:
-            self._pending[record_id] = (issuer, ts)
+            self._pending.setdefault(record_id, {}).setdefault(issuer, ts)
             return None
         if vouch.issuer != issuer:
             return None

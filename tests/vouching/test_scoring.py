@@ -6,6 +6,7 @@ import pytest
 from vouching.evidence import InvalidEvidence, Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
 from vouching import scoring
+from vouching.engine_state import capture, restore
 from vouching.scoring import TrustEngine
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 from vouching.vouches import Vouch
@@ -82,6 +83,25 @@ def test_a_revoked_vouch_stops_counting_even_if_the_revocation_arrives_first():
     w.engine.revoke("org1", late, ts=1)
     w.engine.add_agent_vouch("org1", "b", 1.0, "operator", record_id=late, ts=0)
     assert w.score("a") == w.score("b") == w.score("nobody")
+
+
+@pytest.mark.parametrize("others_first", [False, True])
+def test_another_orgs_revocation_of_a_vouch_not_arrived_yet_leaves_its_issuers_standing(others_first):
+    """Revocations of a vouch that has not arrived name no issuer the engine could check: each org's is kept until
+    it arrives, when its issuer's applies, whichever came first, also in a capture of the engine. Before: one pending
+    revocation a vouch, the latest, so that another org's, after the issuer's, left the vouch counting."""
+    w = World()
+    vouch = rid()
+    revokers = [("org1", 1), ("org0", 2), ("org0", 3)] if others_first else [("org0", 2), ("org1", 1)]
+    for revoker, ts in revokers:
+        assert w.engine.revoke(revoker, vouch, ts=ts) is None
+    restored = TrustEngine("own", ["root", *w.orgs])
+    restore(capture(w.engine), restored, ())
+    for engine in (w.engine, restored):
+        engine.add_agent_vouch("org0", "a", 1.0, "operator", record_id=vouch, ts=0)
+        (part,) = engine.explain("a", now=w.now).vouches
+        assert part.status == "revoked" and engine.score("a", now=w.now).score == w.score("nobody")
+        assert engine._vouches[vouch].revoked_at == 2  # the issuer's first, as of a vouch that had arrived
 
 
 def test_an_orgs_later_vouch_for_an_agent_replaces_its_earlier_one_of_the_same_basis():
