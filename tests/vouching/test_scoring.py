@@ -250,6 +250,8 @@ def test_an_org_its_operator_vouched_for_is_no_independent_witness_of_the_agent(
     explanation = e.explain("a", now=w.now)
     assert explanation.independent_orgs == 2
     assert {part.org for part in explanation.orgs if part.independent} == {"org0", "org1"}
+    (rule,) = [rule for rule in explanation.rules if rule.code == "needs-independent-orgs"]
+    assert "none of its operator's" in rule.text and "it has 2" in rule.text
     table = e.recompute(now=w.now)
     assert table.score("a") == VERIFIED - 1 and table.independent_orgs.tolist() == [2]
     w.history("a", range(50, 60), ["org0", "org1", "operator", "minted", "root"], ok=30)
