@@ -79,7 +79,8 @@ def evidence_totals(store: EvidenceStore, weights: np.ndarray, n_agents: int, no
 def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, operators: tuple[np.ndarray, np.ndarray],
            n_agents: int, now: float, source_cap: float, params: ScoringParams) -> Totals:
     """Everything the score needs from the evidence, per agent (one org's good held at `source_cap`); no org in the
-    independence group of one of an agent's `operators` ((agent, org) arrays) witnesses for it."""
+    independence group of one of an agent's `operators` ((agent, org) arrays, of the operators with weight)
+    witnesses for it."""
     p = params
     n_orgs = len(weights)
     agent, org, w, age, good_now, bad_now, held = _decayed(store, weights, now, source_cap)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from bisect import bisect_right, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from operator import itemgetter
 
@@ -40,6 +41,7 @@ from vouching.tiers import tier_of
 from vouching.vouches import Vouch, VouchBook, check_weight, issuer_and_basis, vouch_key
 
 INF = math.inf
+STALE_BARRED = array("q", [-1]).tobytes()  # an agent's `_barred` of a weights version before any
 COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: about 1 MB, a fraction of a ms
 
 
@@ -128,6 +130,11 @@ class TrustEngine:
         self._caches: list[tuple | None] = []
         self._stamps: list[int] = []  # the engine's `_stamp` when the agent's evidence or vouches last changed
         self._scoped: set[int] = set()  # agents ever given a scoped vouch: a check of a tool may need its own score
+        # Agent index, of those ever given a vouch of basis operator -> the weights version and the groups its
+        # operators with weight bar from witnessing for it (`_operator_groups`), as the bytes of an array("q"): kept,
+        # so that a record about an agent of thousands of vouches need not look through them all; of a version before
+        # the current one, stale. Bytes, which the garbage collector does not track, as `_agent_vouches` holds.
+        self._barred: dict[int, bytes] = {}
         self._vouches = VouchBook(p.basis_weights)
         self._seen_digests = SeenIds()
         self._equivocators: set[int] = set()
@@ -186,12 +193,14 @@ class TrustEngine:
         a = self._agent(agent)
         vouch = Vouch(record_id, self._org(issuer), a, float(weight), basis, ts, expires,
                       None if scope is None else tuple(scope))
-        key = vouch_key(vouch.issuer, basis)
-        # An org the agent's operator from now on bars its whole independence group from witnessing for the agent
-        # (`_sums`): any org's witness may change, not the issuer's terms alone, so the cache entry lapses.
-        terms = None if basis == "operator" and key not in self._agent_vouches[a] else \
-            self._changing(a, vouch.issuer, basis)
+        terms = self._changing(a, vouch.issuer, basis)
         self._vouches.add(vouch)
+        key = vouch_key(vouch.issuer, basis)
+        if basis == "operator" and key not in self._agent_vouches[a]:
+            barred = array("q", self._barred.get(a, STALE_BARRED))
+            if barred[0] == self._version:  # (a thousand keys' operator vouches: no quadratic rebuild)
+                barred.extend(group for group in self._barring((vouch.issuer,)) if group not in barred[1:])
+            self._barred[a] = barred.tobytes()
         self._agent_vouches[a][key] = record_id  # (replaces the issuer's earlier one, as VouchBook.add does)
         if scope is not None:
             self._scoped.add(a)
@@ -594,6 +603,8 @@ class TrustEngine:
                 groups[group] -= pairs
         for group, pairs in paired(new[9]):
             groups[group] = groups.get(group, 0) + pairs
+        for group in self._operator_groups(a):  # (an operator vouch may have just barred one)
+            groups.pop(group, None)
         good += new[2] - terms[2]
         good_held += new[3] - terms[3]
         bad += new[4] - terms[4]
@@ -678,11 +689,27 @@ class TrustEngine:
         return {tool for v in self._vouches_of(a)
                 if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
 
-    def _operator_groups(self, a: int) -> set[int]:
-        """The independence groups of the orgs that ever gave the agent a vouch of basis operator: its operator's
-        word and that of the orgs it minted are not independent of it (DESIGN.md §6, verified needs independence)."""
-        groups = self._groups
-        return {groups[issuer] for issuer, basis in map(issuer_and_basis, self._agent_vouches[a]) if basis == "operator"}
+    def _operator_groups(self, a: int) -> Sequence[int]:
+        """The independence groups of the orgs with weight that ever gave the agent a vouch of basis operator: its
+        operator's word and that of the orgs it minted are not independent of it (DESIGN.md §6, verified needs
+        independence). One without weight (outside the org graph, or an equivocator) shares its group with no org of
+        weight, so leaving it out bars no witness the more, and keeps the groups few: each of a thousand keys outside
+        the graph is a group of its own."""
+        raw = self._barred.get(a)
+        if raw is None:
+            return ()
+        barred = array("q", raw)
+        if barred[0] != self._version:
+            operators = (issuer for issuer, basis in map(issuer_and_basis, self._agent_vouches[a])
+                         if basis == "operator")
+            barred = array("q", (self._version, *self._barring(operators)))
+            self._barred[a] = barred.tobytes()
+        return barred[1:]
+
+    def _barring(self, operators: Iterable[int]) -> dict[int, None]:
+        """The groups of those of `operators` with weight, each once."""
+        groups, weights = self._groups, self._voucher_weights
+        return dict.fromkeys(groups[o] for o in operators if weights[o] > 0)
 
     def _vouches_of(self, a: int) -> Iterable[Vouch]:
         """The agent's latest vouch of each issuer and basis."""

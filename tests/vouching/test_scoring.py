@@ -553,3 +553,28 @@ def test_a_record_about_an_agent_many_keys_vouch_for_weighs_its_own_terms_not_ev
         engine.score("victim", now=now)
     # Each of the 30 records: its key's evidence (good, bad, reports) and vouch (its lift), before and after.
     assert 0 < len(terms) <= 30 * 2 * 4
+
+
+def test_an_operator_vouch_of_one_of_many_keys_weighs_its_own_terms_and_looks_through_no_other_vouch(monkeypatch):
+    """An org's 1,000 fresh keys each give an agent its first operator vouch, and report on it, each read at once at
+    one `now`: the groups the operators bar from witnessing (vouching.scoring._operator_groups) are kept for the
+    agent, not found again among its vouches, and a new operator's vouch updates the sums by its terms. Finding them
+    among the vouches at each record, or summing every key's terms again, took 1.3 s for 4,000 keys where an audit
+    vouch of each took 0.3 s."""
+    engine, now = TrustEngine("own", ["root"]), 2 * DAY_MS
+    engine.add_org_vouch("root", "attacker", 1.0, record_id=rid(), ts=0)
+    for i in range(1010):
+        engine.add_org_vouch("attacker", f"key{i}", 0.5, record_id=rid(), ts=0)
+    engine.score("victim", now=now)
+    terms, looked, on_grid, of_key = [], [], scoring.on_grid, scoring.issuer_and_basis
+    for i in range(1010):
+        if i == 1000:
+            monkeypatch.setattr(scoring, "on_grid", lambda value: terms.append(value) or on_grid(value))
+            monkeypatch.setattr(scoring, "issuer_and_basis", lambda key: looked.append(key) or of_key(key))
+        engine.add_agent_vouch(f"key{i}", "victim", 1.0, "operator", record_id=rid(), ts=1)
+        engine.score("victim", now=now)
+        engine.add_digest(f"key{i}", "victim", epoch=0, length=HOUR_MS, outcomes=Outcomes(ok=5), record_id=rid(),
+                          ts=HOUR_MS)
+        engine.score("victim", now=now)
+    assert 0 < len(terms) <= 20 * 2 * 4 and not looked
+    assert engine.operators("victim", now=now) == tuple(sorted(f"key{i}" for i in range(1010)))
