@@ -2,8 +2,9 @@
 
 accountability = (1 + G) / (1 + G + penalty * B), where G is the vouch weight the org put behind agents that
 behave well (its latest vouch for each agent and basis: one it replaced adds none) and B the weight behind agents
-that misbehave and orgs caught equivocating. Revoking or replacing a vouch does not undo having given it; the
-penalty fades as the agent's bad evidence decays.
+that misbehave and orgs caught equivocating (its heaviest vouch for each agent and basis, and for each org: a vouch
+given again adds none, and one given again lighter sheds none). Revoking or replacing a vouch does not undo having
+given it; the penalty fades as the agent's bad evidence decays.
 """
 
 from __future__ import annotations
@@ -23,16 +24,35 @@ def agent_conduct(good: np.ndarray, bad: np.ndarray, params: ScoringParams) -> t
     return misbehaving, well_behaved
 
 
-def accountability(n_orgs: int, agent_voucher: np.ndarray, agent_subject: np.ndarray, agent_weight: np.ndarray,
-                   agent_latest: np.ndarray, misbehaving: np.ndarray, well_behaved: np.ndarray,
+def accountability(n_orgs: int, agent_voucher: np.ndarray, agent_subject: np.ndarray, agent_basis: np.ndarray,
+                   agent_weight: np.ndarray, agent_latest: np.ndarray, misbehaving: np.ndarray, well_behaved: np.ndarray,
                    org_voucher: np.ndarray, org_subject: np.ndarray, org_weight: np.ndarray, equivocator: np.ndarray,
                    params: ScoringParams) -> np.ndarray:
     """Accountability per org in (0, 1] from every vouch it gave for agents (`agent_latest`: its latest for the agent
     and basis) and for orgs, summed on the grid: the same whatever order the vouches came in (DESIGN.md §6). Of the
     vouches for an agent that behaves, the latest of each basis alone counts: each of a thousand vouches one org sent
     for one such agent, each replacing the one before, added its weight, and outweighed any misconduct of what else
-    the org vouched for."""
+    the org vouched for. Of those for an agent that misbehaves or an org that equivocated, the heaviest of each basis
+    (`agent_basis`) alone counts: an honest org renewing its vouch weekly for an agent that then misbehaved was
+    penalised once a renewal."""
     good = grid_sum_by(agent_voucher, agent_weight * (well_behaved[agent_subject] & agent_latest), n_orgs)
-    bad = grid_sum_by(agent_voucher, agent_weight * misbehaving[agent_subject], n_orgs)
-    bad += grid_sum_by(org_voucher, org_weight * equivocator[org_subject], n_orgs)
+    bad = _heaviest_behind(n_orgs, misbehaving, agent_weight, agent_voucher, agent_subject, agent_basis)
+    bad += _heaviest_behind(n_orgs, equivocator, org_weight, org_voucher, org_subject)
     return (1.0 + good) / (1.0 + good + params.accountability_penalty * bad)
+
+
+def _heaviest_behind(n_orgs: int, flagged: np.ndarray, weight: np.ndarray, voucher: np.ndarray, subject: np.ndarray,
+                     *more: np.ndarray) -> np.ndarray:
+    """Per org, the weight of its vouches for `flagged` subjects, of those naming one voucher, subject and `more`
+    the heaviest alone, summed on the grid."""
+    at = np.flatnonzero(flagged[subject])
+    keys = [column[at] for column in (voucher, subject, *more)]
+    weight = weight[at]
+    order = np.lexsort((weight, *reversed(keys)))  # by voucher, subject, `more`, then weight: the heaviest last
+    lighter = np.zeros(len(order), dtype=bool)  # the next in that order names the same voucher, subject and `more`
+    lighter[:-1] = True
+    for key in keys:
+        ordered = key[order]
+        lighter[:-1] &= ordered[1:] == ordered[:-1]
+    heaviest = order[~lighter]
+    return grid_sum_by(keys[0][heaviest], weight[heaviest], n_orgs)

@@ -28,6 +28,14 @@ def distinct(values: np.ndarray) -> np.ndarray:
     return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
 
 
+def in_distinct(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Whether each of `values` is one of `known` (sorted and distinct, as `distinct` gives them): np.isin by binary
+    search, which sorts neither (np.isin sorts both together, 10^6 values against a few)."""
+    if not len(known):
+        return np.zeros(len(values), dtype=bool)
+    return known[np.minimum(np.searchsorted(known, values), len(known) - 1)] == values
+
+
 def array_columns(store: object) -> dict[str, array]:
     """The `array.array` attributes of a store but those named with a leading underscore: its columns."""
     return {name: value for name, value in vars(store).items() if isinstance(value, array) and name[0] != "_"}

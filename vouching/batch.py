@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vouching.arrays import distinct, grid_sum_by
+from vouching.arrays import distinct, grid_sum_by, in_distinct
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
@@ -76,9 +76,11 @@ def evidence_totals(store: EvidenceStore, weights: np.ndarray, n_agents: int, no
     return grid_sum_by(agent, w * good, n_agents), grid_sum_by(agent, w * bad, n_agents)
 
 
-def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agents: int, now: float,
-           source_cap: float, params: ScoringParams) -> Totals:
-    """Everything the score needs from the evidence, per agent (one org's good held at `source_cap`)."""
+def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, operators: tuple[np.ndarray, np.ndarray],
+           n_agents: int, now: float, source_cap: float, params: ScoringParams) -> Totals:
+    """Everything the score needs from the evidence, per agent (one org's good held at `source_cap`); no org in the
+    independence group of one of an agent's `operators` ((agent, org) arrays, of the operators with weight)
+    witnesses for it."""
     p = params
     n_orgs = len(weights)
     agent, org, w, age, good_now, bad_now, held = _decayed(store, weights, now, source_cap)
@@ -88,14 +90,17 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, n_agen
     recent = (store.column("reports") * np.exp(-age * store.k_report)
               + open_strength * np.exp(-open_age * store.k_report))
 
+    group_key = agent.astype(np.int64) * n_orgs + groups[org]  # (agent, independence group of the org)
+    operator_agent, operator = operators
+    barred = distinct(operator_agent.astype(np.int64) * n_orgs + groups[operator])
     witness = ((w >= p.independent_min_weight) & (good_now >= p.independent_min_good)
-               & (store.column("operator") == 0))
+               & ~in_distinct(group_key, barred))
     # An org alone in its group cannot share it with another witness: count those directly, and find the
     # distinct groups only among the rest.
     alone = (np.bincount(groups, minlength=n_orgs) == 1)[groups[org]]
     independent = np.bincount(agent[witness & alone], minlength=n_agents)
     shared = witness & ~alone
-    group_keys = distinct(agent[shared].astype(np.int64) * n_orgs + groups[org[shared]])
+    group_keys = distinct(group_key[shared])
     independent += np.bincount(group_keys // n_orgs, minlength=n_agents)
     return Totals(
         good=grid_sum_by(agent, w * good_now * ~held, n_agents),

@@ -20,7 +20,7 @@ from typing import Any
 from .arrays import array_columns
 from .deviation import DeviationTest
 from .evidence import EvidenceStore
-from .scoring import TrustEngine, flat_pairs, latest_vouches, paired
+from .scoring import STALE_BARRED, TrustEngine, flat_pairs, latest_vouches, paired
 from .vouches import Vouch, VouchBook, latest_key, latest_of, vouch_key
 
 
@@ -65,6 +65,7 @@ AGENT_FIELDS = ("_pairs", "_scoped", "_stamps", "_agent_vouches")
 _DERIVED = frozenset({
     "params", "own_org", "epoch_ms", "_source_cap", "_cold_score",  # the constructor's
     "_agent_index", *AGENT_FIELDS, "_caches", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
+    "_barred",  # below, stale, from the agents' latest vouches
     "_credibility", "_accountability", "_agreements", "_disagreements", "_reputation", "_edges", "_full_weight",
     "_graph_seen", "_edges_span", "_stamp", "_copying", "_recomputed",  # the recompute's and reads'
 })
@@ -78,7 +79,8 @@ DEVIATION_DERIVED = ("_reference",)
 CAPTURE_CHUNK = 1_000
 # What `letting_go` empties of an engine: the TrustEngine's and its VouchBook's lists, dicts and sets of an item an
 # agent or a vouch, each the engine's own (not, say, the parameters' basis weights, which the VouchBook shares).
-_LET_GO = (("_pairs", "_scoped", "_stamps", "_agent_vouches", "_caches", "_agent_index", "_agent_dids"),
+_LET_GO = (("_pairs", "_scoped", "_stamps", "_agent_vouches", "_barred", "_caches", "_agent_index",
+            "_agent_dids"),
            ("by_id", "_pending", "_latest", "org_vouches"))
 # Bytes of columns `capturing` copies between two yields: some 0.5 ms (at 10^5 agents the columns are 32 MB, which
 # copied at once held the loop 13-17 ms: benchmarks/engine_capture.py).
@@ -113,7 +115,8 @@ def capturing(engine: TrustEngine, *, copy: bool = True) -> Generator[None, None
         "agents": agents,
         "vouches": vouches,
         "vouch_columns": array_columns(book),  # (copied below if `copy`, as the evidence's and deviation's)
-        "pending_revokes": [[record_id, issuer, ts] for record_id, (issuer, ts) in book._pending.items()],
+        "pending_revokes": [[record_id, issuer, ts] for record_id, revokes in book._pending.items()
+                            for issuer, ts in revokes.items()],
         "latest_vouches": latest,
         "org_vouches": book.org_vouches[:],
         "evidence": array_columns(engine._evidence),
@@ -169,7 +172,9 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
     for rows in _chunks(state["vouches"]):
         book.by_id.update((row[0], row) for row in map(_vouch, rows))
         yield
-    book._pending = {record_id: (issuer, ts) for record_id, issuer, ts in state["pending_revokes"]}
+    book._pending = {}
+    for record_id, issuer, ts in state["pending_revokes"]:
+        book._pending.setdefault(record_id, {})[issuer] = ts
     book._latest = {}
     for rows in _chunks(state["latest_vouches"]):
         book._latest.update((latest_key(agent, issuer, basis), column) for agent, issuer, basis, column in rows)
@@ -183,6 +188,8 @@ def restoring(state: dict[str, Any], engine: TrustEngine,
             engine._stamps.append(stamp)
             engine._agent_vouches.append({vouch_key(issuer, basis): book.by_id[record_id][0]  # (its bytes, not a copy)
                                           for issuer, basis, record_id in vouches})
+            if any(basis == "operator" for _, basis, _ in vouches):
+                engine._barred[a] = STALE_BARRED
             engine._caches.append(None)
             if scoped:
                 engine._scoped.add(a)

@@ -127,16 +127,14 @@ class EvidenceStore:
         self.capped = array("i")
         self.ignored = array("i")
         self.events = array("q")
-        self.operator = array("b")  # the org vouched as the agent's operator: never its independent witness
         self.first_hand = array("b")  # this node's own observations: uncapped
 
     def __len__(self) -> int:
         return len(self.agent)
 
-    def new_pair(self, agent: int, org: int, *, operator: bool, first_hand: bool) -> int:
+    def new_pair(self, agent: int, org: int, *, first_hand: bool) -> int:
         self.agent.append(agent)
         self.org.append(org)
-        self.operator.append(operator)
         self.first_hand.append(first_hand)
         for column in (self.t_ref, self.good, self.bad, self.reports, self.win_good, self.win_bad,
                        self.win_raw_good, self.win_raw_bad, self.win_raw_violation, self.win_t):

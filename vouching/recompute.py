@@ -106,7 +106,10 @@ class Recompute:
                                      *self.vouches.org_columns(), equivocator, p)
         accountable[self.own] = 1.0
         standing = self._standing(src, dst, weight, credible, accountable)
-        t = totals(self.evidence, standing.weights, standing.groups, n_agents, now, self.source_cap, p)
+        operated, operator = self.vouches.operator_columns()
+        weighty = standing.voucher_weights[operator] > 0
+        t = totals(self.evidence, standing.weights, standing.groups, (operated[weighty], operator[weighty]), n_agents,
+                   now, self.source_cap, p)
         lift = np.minimum(self.vouches.lifts(standing.voucher_weights, now, n_agents), self.source_cap)
         sums = AgentSums(now, t.good, t.good_held, t.bad, t.reports, lift,
                          t.independent)

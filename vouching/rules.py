@@ -46,8 +46,8 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
                                        f"because a vouch alone never lifts an agent above provisional"))
     if NEEDS_INDEPENDENT in caps:
         rules.append(Rule(NEEDS_INDEPENDENT, f"verified needs good evidence from {p.verified_min_orgs} independent "
-                                             f"orgs (one per independence group); it has {witnesses}, so the "
-                                             f"score is held at {VERIFIED - 1}"))
+                                             f"orgs (one per independence group, none of its operator's); it has "
+                                             f"{witnesses}, so the score is held at {VERIFIED - 1}"))
     if RECENT_BAD_REPORTS in caps:
         limit = PROVISIONAL - 1 if reports >= p.reports_below_provisional else TRUSTED - 1
         rules.append(Rule(RECENT_BAD_REPORTS, f"weighted recent bad reports {reports:.2f} (windows where bad "

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from bisect import bisect_right, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from operator import itemgetter
 
@@ -40,6 +41,7 @@ from vouching.tiers import tier_of
 from vouching.vouches import Vouch, VouchBook, check_weight, issuer_and_basis, vouch_key
 
 INF = math.inf
+STALE_BARRED = array("q", [-1]).tobytes()  # an agent's `_barred` of a weights version before any
 COPY_ROWS = 1 << 13  # evidence or deviation rows a snapshot copies per step: about 1 MB, a fraction of a ms
 
 
@@ -128,6 +130,11 @@ class TrustEngine:
         self._caches: list[tuple | None] = []
         self._stamps: list[int] = []  # the engine's `_stamp` when the agent's evidence or vouches last changed
         self._scoped: set[int] = set()  # agents ever given a scoped vouch: a check of a tool may need its own score
+        # Agent index, of those ever given a vouch of basis operator -> the weights version and the groups its
+        # operators with weight bar from witnessing for it (`_operator_groups`), as the bytes of an array("q"): kept,
+        # so that a record about an agent of thousands of vouches need not look through them all; of a version before
+        # the current one, stale. Bytes, which the garbage collector does not track, as `_agent_vouches` holds.
+        self._barred: dict[int, bytes] = {}
         self._vouches = VouchBook(p.basis_weights)
         self._seen_digests = SeenIds()
         self._equivocators: set[int] = set()
@@ -188,13 +195,15 @@ class TrustEngine:
                       None if scope is None else tuple(scope))
         terms = self._changing(a, vouch.issuer, basis)
         self._vouches.add(vouch)
-        # (replaces the issuer's earlier one, as VouchBook.add does)
-        self._agent_vouches[a][vouch_key(vouch.issuer, basis)] = record_id
+        key = vouch_key(vouch.issuer, basis)
+        if basis == "operator" and key not in self._agent_vouches[a]:
+            barred = array("q", self._barred.get(a, STALE_BARRED))
+            if barred[0] == self._version:  # (a thousand keys' operator vouches: no quadratic rebuild)
+                barred.extend(group for group in self._barring((vouch.issuer,)) if group not in barred[1:])
+            self._barred[a] = barred.tobytes()
+        self._agent_vouches[a][key] = record_id  # (replaces the issuer's earlier one, as VouchBook.add does)
         if scope is not None:
             self._scoped.add(a)
-        pairs = self._pairs[a]
-        if basis == "operator" and vouch.issuer in pairs:
-            self._evidence.operator[pairs[vouch.issuer]] = 1
         self._changed(a, terms, vouch.issuer, basis)
 
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
@@ -542,8 +551,7 @@ class TrustEngine:
         pairs = self._pairs[a]
         pair = pairs.get(o)
         if pair is None:
-            operator = vouch_key(o, "operator") in self._agent_vouches[a]
-            pair = pairs[o] = self._evidence.new_pair(a, o, operator=operator, first_hand=o == self._own)
+            pair = pairs[o] = self._evidence.new_pair(a, o, first_hand=o == self._own)
         self._evidence.add(pair, float(t), window, batch, outcomes.total, capped=capped)
         self._deviation.append(a, o, window, float(t), outcomes.total, outcomes.failures, outcomes.denied)
         self._changed(a, terms, o)
@@ -595,6 +603,8 @@ class TrustEngine:
                 groups[group] -= pairs
         for group, pairs in paired(new[9]):
             groups[group] = groups.get(group, 0) + pairs
+        for group in self._operator_groups(a):  # (an operator vouch may have just barred one)
+            groups.pop(group, None)
         good += new[2] - terms[2]
         good_held += new[3] - terms[3]
         bad += new[4] - terms[4]
@@ -679,6 +689,28 @@ class TrustEngine:
         return {tool for v in self._vouches_of(a)
                 if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
 
+    def _operator_groups(self, a: int) -> Sequence[int]:
+        """The independence groups of the orgs with weight that ever gave the agent a vouch of basis operator: its
+        operator's word and that of the orgs it minted are not independent of it (DESIGN.md §6, verified needs
+        independence). One without weight (outside the org graph, or an equivocator) shares its group with no org of
+        weight, so leaving it out bars no witness the more, and keeps the groups few: each of a thousand keys outside
+        the graph is a group of its own."""
+        raw = self._barred.get(a)
+        if raw is None:
+            return ()
+        barred = array("q", raw)
+        if barred[0] != self._version:
+            operators = (issuer for issuer, basis in map(issuer_and_basis, self._agent_vouches[a])
+                         if basis == "operator")
+            barred = array("q", (self._version, *self._barring(operators)))
+            self._barred[a] = barred.tobytes()
+        return barred[1:]
+
+    def _barring(self, operators: Iterable[int]) -> dict[int, None]:
+        """The groups of those of `operators` with weight, each once."""
+        groups, weights = self._groups, self._voucher_weights
+        return dict.fromkeys(groups[o] for o in operators if weights[o] > 0)
+
     def _vouches_of(self, a: int) -> Iterable[Vouch]:
         """The agent's latest vouch of each issuer and basis."""
         return map(self._vouches.__getitem__, self._agent_vouches[a].values())
@@ -695,6 +727,7 @@ class TrustEngine:
         good = good_held = bad = reports = 0.0
         good_cap = self._source_cap
         witnesses: dict[int, int] = {}  # independence group -> witness pairs in it
+        barred = () if a is None else self._operator_groups(a)
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
         ahead = now + p.future_tolerance_ms
         for o, pair in self._pairs[a].items() if pairs is None else pairs:
@@ -721,7 +754,7 @@ class TrustEngine:
                 good += on_grid(w * g)
             bad += on_grid(w * b)
             reports += on_grid(w * r)
-            witness = w >= min_weight and g >= min_good and not ev.operator[pair]
+            witness = w >= min_weight and g >= min_good and groups[o] not in barred
             if witness:
                 witnesses[groups[o]] = witnesses.get(groups[o], 0) + 1
             if parts is not None:

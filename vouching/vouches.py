@@ -94,7 +94,9 @@ class VouchBook:
         # Record id -> the vouch as a row (Vouch.row): a tuple of numbers, strings and bytes, which the garbage
         # collector untracks, where it walked a Vouch object a vouch at each full collection (benchmarks/gc_objects.py).
         self.by_id: dict[bytes, tuple] = {}
-        self._pending: dict[bytes, tuple[int, int]] = {}  # record id -> (revoking issuer, ts)
+        # Record id -> {revoking org: the ts of its first revocation}: of a vouch not arrived yet, whose issuer is not
+        # known yet, each org's (one a record may name; the issuer's alone applies once the vouch arrives).
+        self._pending: dict[bytes, dict[int, int]] = {}
         self.agent = array("i")
         self.issuer = array("i")
         self.strength = array("d")  # basis weight x vouch weight: the prior lift at full voucher weight
@@ -102,6 +104,7 @@ class VouchBook:
         self.active = array("b")  # not revoked
         self.standing = array("b")  # not replaced by a later vouch of its issuer for its agent with its basis
         self.general = array("b")  # unscoped: counts in the agent's general score
+        self.basis = array("b")  # its basis, as its index in AGENT_BASES
         self._latest: dict[int, int] = {}  # latest_key(agent, issuer, basis) -> column of the latest
         self.org_issuer = array("i")
         self.org_subject = array("i")
@@ -134,6 +137,7 @@ class VouchBook:
             self._latest[key] = vouch.column
             self.standing.append(1)
             self.general.append(vouch.scope is None)
+            self.basis.append(_BASIS_CODES[vouch.basis])
             self.agent.append(vouch.subject)
             self.issuer.append(vouch.issuer)
             self.strength.append(self._basis_weights[vouch.basis] * vouch.weight)
@@ -148,16 +152,18 @@ class VouchBook:
             self.org_active.append(1)
             self.org_vouches.append(vouch.record_id)
         self.by_id[vouch.record_id] = vouch.row()
-        pending = self._pending.pop(vouch.record_id, None)
-        if pending is not None and pending[0] == vouch.issuer:
-            self._revoke(vouch, pending[1])
+        revoked_at = self._pending.pop(vouch.record_id, {}).get(vouch.issuer)
+        if revoked_at is not None:
+            self._revoke(vouch, revoked_at)
 
     def revoke(self, issuer: int, record_id: bytes, ts: int) -> Vouch | None:
-        """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending) or is
-        another org's, which this revocation leaves as it is (as a pending one does once its vouch arrives)."""
+        """Revoke the issuer's vouch `record_id`; returns it, or None if it has not arrived yet (kept pending, beside
+        any other org's: another org's pending revocation of the vouch overwrote its issuer's, which then never
+        applied) or is another org's, which this revocation leaves as it is (as a pending one does once its vouch
+        arrives). Of one org's revocations of a vouch, the first counts, pending or not."""
         vouch = self.get(record_id)
         if vouch is None:
-            self._pending[record_id] = (issuer, ts)
+            self._pending.setdefault(record_id, {}).setdefault(issuer, ts)
             return None
         if vouch.issuer != issuer:
             return None
@@ -220,11 +226,19 @@ class VouchBook:
         return ((np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
                 & (np.frombuffer(self.general, dtype=np.int8) == 1))
 
-    def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Copies of (issuer, agent, strength, latest) of every agent vouch ever given; `latest`: whether it is its
-        issuer's latest for its agent and basis (not replaced by a later one; revoked or not)."""
+    def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of (issuer, agent, basis, strength, latest) of every agent vouch ever given; `basis` as its index in
+        AGENT_BASES, `latest`: whether it is its issuer's latest for its agent and basis (not replaced by a later one;
+        revoked or not)."""
         return (np.frombuffer(self.issuer, dtype=np.int32).copy(), np.frombuffer(self.agent, dtype=np.int32).copy(),
-                np.frombuffer(self.strength).copy(), np.frombuffer(self.standing, dtype=np.int8) == 1)
+                np.frombuffer(self.basis, dtype=np.int8).copy(), np.frombuffer(self.strength).copy(),
+                np.frombuffer(self.standing, dtype=np.int8) == 1)
+
+    def operator_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(agent, issuer) of every agent vouch of basis operator ever given, revoked, expired or replaced too: an org
+        that once said the agent is its own stays its operator (DESIGN.md §6, verified needs independence)."""
+        operator = np.flatnonzero(np.frombuffer(self.basis, dtype=np.int8) == _BASIS_CODES["operator"])
+        return np.frombuffer(self.agent, dtype=np.int32)[operator], np.frombuffer(self.issuer, dtype=np.int32)[operator]
 
     def org_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Copies of (issuer, subject, weight) of every org vouch ever given."""

@@ -126,7 +126,8 @@ _updates = st.lists(st.tuples(st.sampled_from([*ORGS, "own"]), st.one_of(
 
 
 # Orgs d and e, one independence group (e's only voucher is d), both witness that x behaved; d's operator vouch for x
-# then stops its evidence witnessing: one witness of the group is left, and x keeps one independent group.
+# then stops the whole group witnessing, e's evidence too (a term of e's changes though e sent no record), and x
+# keeps no independent group.
 _ONE_GROUP = [("a", ("org-vouch", "d", 1.0)), ("b", ("org-vouch", "d", 1.0)), ("c", ("org-vouch", "d", 1.0)),
               ("d", ("org-vouch", "e", 1.0)),
               *((o, ("digest", "y", hour, 60, 0, 0, 0)) for hour in range(3) for o in "abcde"),

@@ -72,7 +72,17 @@ def _fresh(engine: TrustEngine, agent: str, now: int) -> tuple[int, float]:
 
 # Sums in another order may differ in the last bits; a score sitting exactly on a boundary may then round the
 # other way by one point.
+# c operates x and vouches for d, which joins c's group: this node, a and d witness that x behaves, but d's word is
+# its operator's, so both paths count two independent groups and hold x at 799 (the full recompute once left out c's
+# own evidence alone, as the per-agent score did).
+_MINTED_WITNESS = [*(("org-vouch", "root", org, 1.0, None) for org in "abc"), ("org-vouch", "c", "d", 1.0, None),
+                   ("agent-vouch", "c", "x", 1.0, "operator", None),
+                   *(("first-hand", "x", hour * HOUR_MS, 40, 0, 0) for hour in range(6)),
+                   *(("digest", org, "x", hour, 40, 0, 0, 0, 0, None) for hour in range(6) for org in "acd")]
+
+
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@example(_MINTED_WITNESS, 7 * HOUR_MS)
 @given(operations, st.integers(0, 60 * DAY_MS))
 def test_the_per_agent_score_matches_the_full_recompute(ops, now):
     engine = TrustEngine("own", ["root"])

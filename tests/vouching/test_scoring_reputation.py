@@ -361,6 +361,41 @@ def test_vouching_again_and_again_for_one_agent_that_behaves_does_not_buy_back_a
     assert w.engine.org("org3", now=w.now).accountability == once < 0.2
 
 
+def test_renewing_a_vouch_for_an_agent_that_then_misbehaves_costs_what_one_vouch_does():
+    """An org renewing its operator vouch weekly for an agent that then misbehaves answers for one vouch of the
+    heaviest weight it gave, as an org that vouched once does; renewing it lighter sheds nothing, and each basis it
+    vouched on counts. Before: every renewal added its weight, ten of them 20 of vouch strength, accountability
+    0.012 where one vouch leaves 0.111."""
+    w = World(orgs=5)
+    w.engine.add_agent_vouch("org2", "bad", 1.0, "operator", record_id=rid(), ts=0)
+    for week in range(10):
+        w.engine.add_agent_vouch("org3", "bad", 1.0, "operator", record_id=rid(), ts=week * 7 * DAY_MS)
+    w.engine.add_agent_vouch("org4", "bad", 1.0, "operator", record_id=rid(), ts=0)
+    w.engine.add_agent_vouch("org4", "bad", 0.1, "operator", record_id=rid(), ts=1)
+    w.engine.add_agent_vouch("org1", "bad", 1.0, "operator", record_id=rid(), ts=0)
+    w.engine.add_agent_vouch("org1", "bad", 1.0, "audit", record_id=rid(), ts=0)
+    for epoch in range(5):
+        w.digest("org0", "bad", epoch, denied=3)
+    w.engine.recompute(now=w.now)
+    penalty = w.engine.params.accountability_penalty
+    once = w.engine.org("org2", now=w.now).accountability
+    assert once == pytest.approx(1 / (1 + penalty * 2.0))
+    assert w.engine.org("org3", now=w.now).accountability == once
+    assert w.engine.org("org4", now=w.now).accountability == once
+    assert w.engine.org("org1", now=w.now).accountability == pytest.approx(1 / (1 + penalty * (2.0 + 3.0)))
+
+
+def test_vouching_again_for_an_org_that_equivocates_costs_what_one_vouch_does():
+    e = TrustEngine("own", ["root"])
+    for sponsor, vouches in (("once", 1), ("weekly", 10)):
+        e.add_org_vouch("root", sponsor, 1.0, record_id=rid(), ts=0)
+        for week in range(vouches):
+            e.add_org_vouch(sponsor, "liar", 1.0, record_id=rid(), ts=week * 7 * DAY_MS)
+    e.flag_equivocator("liar")
+    e.recompute(now=1)
+    assert e.org("weekly", now=1).accountability == e.org("once", now=1).accountability < 0.5
+
+
 def test_vouching_for_an_equivocator_costs_accountability():
     e = TrustEngine("own", ["root"])
     e.add_org_vouch("root", "sponsor", 1.0, record_id=rid(), ts=0)
