@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,7 @@ STATUS_LISTS_BYTES = 64 * 1024 * 1024
 # and base64url makes that 22 KiB: a status list token may be longer than a credential. At its longest (half the
 # 131,072 entries revoked at random: nothing to squeeze) the token is 30.5 KB; this bounds its body too.
 MAX_LIST_TOKEN = 64 * 1024
+JWKS_FETCHES = 8  # issuers' JWKS fetched at once (threads): past it, each hung issuer in a batch costs a timeout more
 MAX_JWKS = 1024 * 1024  # bytes of a JWKS body (an org's few keys take under 1 KiB)
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 _LOGGED = "(the service's log says why)"  # what a caller is told of a fetch that failed
@@ -217,14 +219,13 @@ class CredentialVerifier:
                 self._fetch()
 
     def _fetch(self) -> None:
-        served: dict[str, dict[str, bytes]] = {}
-        failures: dict[str, str] = {}
-        with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
-            for url in self.jwks_urls:
-                try:
-                    served[url] = _jwk_keys(json.loads(get_capped(http, url, MAX_JWKS, self.timeout)))
-                except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
-                    failures[url] = str(error) or type(error).__name__
+        """Fetch every issuer's JWK set, JWKS_FETCHES at once: a partner's node that hangs costs the fetch (and the
+        check of the org's own agents, waiting on it) one `timeout`, not one per issuer in turn."""
+        with (httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http,
+              ThreadPoolExecutor(min(len(self.jwks_urls), JWKS_FETCHES), "vouchnet-jwks") as fetching):
+            answers = dict(zip(self.jwks_urls, fetching.map(functools.partial(self._jwk_set, http), self.jwks_urls)))
+        served = {url: keys for url, keys in answers.items() if not isinstance(keys, str)}
+        failures = {url: why for url, why in answers.items() if isinstance(why, str)}
         with self._lock:
             now = time.monotonic()
             self._answered.update((url, now) for url in served)
@@ -238,6 +239,13 @@ class CredentialVerifier:
             self._served, self._keys, self._fetched = served, keys, time.monotonic()
         if failures and not keys:
             raise self._unknown_kid()
+
+    def _jwk_set(self, http: httpx.Client, url: str) -> dict[str, bytes] | str:
+        """kid -> public key of the JWK set at `url`, or why it could not be had."""
+        try:
+            return _jwk_keys(json.loads(get_capped(http, url, MAX_JWKS, self.timeout)))
+        except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
+            return str(error) or type(error).__name__
 
     def _unknown_kid(self, kid: str = "") -> UnverifiedAgent:
         """The refusal of a kid no accepted issuer serves, as last fetched, naming the org whose key it names (so

@@ -5,6 +5,8 @@ credential's status list counts only if a key of the credential's issuer signed 
 import gzip
 import json
 import random
+import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -143,6 +145,30 @@ def test_until_the_keys_are_fetched_again_a_refusal_says_they_could_not_be_not_t
                                                       r"as their keys could be fetched: 1 of 2 could not be \(http://"
                                                       r"127\.0\.0\.1:9/\.well-known/jwks\.json: "):
                 beside.verify(agent_credential(stranger, new_did()))
+
+
+def test_partners_that_hang_cost_the_org_s_own_agents_one_timeout_not_one_each():
+    """The issuers' keys were fetched one after another, at first use and every jwks_ttl: each partner node that
+    took a connection and never answered held the check of the org's own agents its whole timeout, in turn. They are
+    fetched at once: both hung partners are asked before either has answered."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org), socket.create_server(("127.0.0.1", 0)) as first, \
+            socket.create_server(("127.0.0.1", 0)) as second:
+        hung = [f"http://127.0.0.1:{server.getsockname()[1]}" for server in (first, second)]
+        verifier = CredentialVerifier([*hung, org.url], timeout=60)
+        verified: list[str] = []
+        checking = threading.Thread(
+            target=lambda: verified.append(verifier.verify(agent_credential(key, new_did())).org), daemon=True)
+        checking.start()
+        asked = []
+        for server in (first, second):
+            server.settimeout(10)  # one at a time, the second would be asked only after the first's 60 s
+            asked.append(server.accept()[0])
+        for connection in asked:  # both hang up unanswered
+            connection.close()
+        checking.join(10)
+    assert verified == [did_of(key)]
 
 
 # --- revocation: the issuer's W3C Bitstring Status List --------------------------------------------------------
