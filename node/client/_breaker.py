@@ -6,7 +6,8 @@ every path alike: see `_no_answer`), further requests to it fail at once, as
 NodeUnreachable saying why and when the address is tried again, for an interval that starts at FIRST_S and doubles
 with each failure in a row up to MAX_S, jittered; once it has passed, one request at a time goes through (the probe;
 the others still fail at once, for MAX_S at most: a probe that has not ended by then, its task stalled or its thread
-lost to a fork, no longer holds them back), and the first answer closes the breaker. gRPC's and Envoy's outlier
+lost to a fork, no longer holds them back), and the first answer closes the breaker, as does the node's score stream
+connecting again (node.client.score_stream: the node is back, whatever is left of the interval). gRPC's and Envoy's outlier
 ejection and Finagle's failure accrual do the same: a hung or down node costs a call microseconds, not the request's
 timeout.
 """
@@ -69,12 +70,12 @@ class Breaker:
             if _no_answer(error):  # (... but a proxy's, for a node it could not reach, or one past the cap)
                 self._failed(probe, f"{what}{error}")
             else:
-                self._succeeded()
+                self.answered()
             raise
         except BaseException:
             self._released(probe)
             raise
-        self._succeeded()
+        self.answered()
 
     def _admit(self) -> bool:
         """Whether the request is the probe (True), or goes with the breaker closed (False); NodeFailing if it may
@@ -101,7 +102,9 @@ class Breaker:
             self._retry_at = self._failed_at + interval(self._failures, self._draw())
             self._why = without_passwords(why)  # said to the callers of every client of the address
 
-    def _succeeded(self) -> None:
+    def answered(self) -> None:
+        """The address answered (a request through the breaker, or the node's stream connecting: a node back from a
+        restart): the breaker closes, and requests go at once rather than after the rest of the interval."""
         with self._lock:
             self._failures, self._probing = 0, False
 

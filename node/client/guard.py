@@ -105,11 +105,13 @@ class Vouchnet:
 
     async def guard(self, credential: str | None, run: Callable[[], Awaitable[T]],
                     refuse: Callable[[TrustDecision], T], *, action: str = "tool_call", tool: str | None = None,
-                    category: str = "tool", outcome: Callable[[T], str] = _ok) -> T:
+                    category: str = "tool", outcome: Callable[[T], str] = _ok,
+                    decided: TrustDecision | None = None) -> T:
         """Run `run()` if the caller may do `action` (with `tool`), else return (or raise) `refuse(decision)`. A
         call that ran is reported as a `category` event named after the tool (or action), with its outcome:
-        `outcome(result)`, or error / timeout for an exception."""
-        decision = await self.authorize(credential, action, tool)
+        `outcome(result)`, or error / timeout for an exception. `decided`: the decision an adapter already made
+        for this very call (its credential, action and tool), taken instead of deciding (and logging) again."""
+        decision = decided if decided is not None else await self.authorize(credential, action, tool)
         if not decision.allowed:
             return refuse(decision)
         with self._reporting(decision, category, tool or action) as report:

@@ -31,7 +31,9 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +73,7 @@ STATUS_LISTS_BYTES = 64 * 1024 * 1024
 # and base64url makes that 22 KiB: a status list token may be longer than a credential. At its longest (half the
 # 131,072 entries revoked at random: nothing to squeeze) the token is 30.5 KB; this bounds its body too.
 MAX_LIST_TOKEN = 64 * 1024
+JWKS_FETCHES = 8  # issuers' JWKS fetched at once (threads): past it, each hung issuer in a batch costs a timeout more
 MAX_JWKS = 1024 * 1024  # bytes of a JWKS body (an org's few keys take under 1 KiB)
 CREDENTIAL_TYPE = "VouchnetAgentCredential"
 _LOGGED = "(the service's log says why)"  # what a caller is told of a fetch that failed
@@ -151,7 +154,10 @@ class CredentialVerifier:
         self._keys: dict[str, _Key] = {}  # kid -> key, from _served
         self._fetched = float("-inf")
         self._lock = threading.Lock()
-        self._refreshing = threading.Lock()  # one fetch at a time; the others then find the keys fresh
+        self._refreshing = threading.Lock()  # one fetch of the keys at a time; the others then find them fresh
+        # A status list's key -> the lock of its fetch and how many threads want it (one fetch of a list at a time,
+        # lists of different issuers at once: a hung partner's list held the org's own behind it); kept while wanted
+        self._status_fetches: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
         self._verified: dict[str, _Checked] = {}  # oldest first (see _bound)
         # By (the credential's kid, url): which lists count depends on the issuer that serves the credential's key.
         self._status_lists: dict[tuple[str, str], _StatusList] = {}
@@ -217,14 +223,13 @@ class CredentialVerifier:
                 self._fetch()
 
     def _fetch(self) -> None:
-        served: dict[str, dict[str, bytes]] = {}
-        failures: dict[str, str] = {}
-        with httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http:
-            for url in self.jwks_urls:
-                try:
-                    served[url] = _jwk_keys(json.loads(get_capped(http, url, MAX_JWKS, self.timeout)))
-                except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
-                    failures[url] = str(error) or type(error).__name__
+        """Fetch every issuer's JWK set, JWKS_FETCHES at once: a partner's node that hangs costs the fetch (and the
+        check of the org's own agents, waiting on it) one `timeout`, not one per issuer in turn."""
+        with (httpx.Client(timeout=self.timeout, transport=bounded_transport()) as http,
+              ThreadPoolExecutor(min(len(self.jwks_urls), JWKS_FETCHES), "vouchnet-jwks") as fetching):
+            answers = dict(zip(self.jwks_urls, fetching.map(functools.partial(self._jwk_set, http), self.jwks_urls)))
+        served = {url: keys for url, keys in answers.items() if not isinstance(keys, str)}
+        failures = {url: why for url, why in answers.items() if isinstance(why, str)}
         with self._lock:
             now = time.monotonic()
             self._answered.update((url, now) for url in served)
@@ -238,6 +243,13 @@ class CredentialVerifier:
             self._served, self._keys, self._fetched = served, keys, time.monotonic()
         if failures and not keys:
             raise self._unknown_kid()
+
+    def _jwk_set(self, http: httpx.Client, url: str) -> dict[str, bytes] | str:
+        """kid -> public key of the JWK set at `url`, or why it could not be had."""
+        try:
+            return _jwk_keys(json.loads(get_capped(http, url, MAX_JWKS, self.timeout)))
+        except (httpx.HTTPError, ValueError, RecursionError, UnverifiedAgent) as error:
+            return str(error) or type(error).__name__
 
     def _unknown_kid(self, kid: str = "") -> UnverifiedAgent:
         """The refusal of a kid no accepted issuer serves, as last fetched, naming the org whose key it names (so
@@ -285,7 +297,7 @@ class CredentialVerifier:
         """Fetch and verify the status list `checked` names; a failure is remembered, and the last copy kept."""
         assert checked.status is not None
         url, key = checked.status.list_url, _list_key(checked)
-        with self._refreshing:
+        with self._one_fetch_of(key):
             if not self._needs_status(checked):
                 return
             try:
@@ -311,6 +323,24 @@ class CredentialVerifier:
                 _bound(self._status_lists, STATUS_LISTS_CACHE)
                 _bound_bytes(self._status_lists, STATUS_LISTS_BYTES)
                 self._status_failures.pop(key, None)
+
+    @contextmanager
+    def _one_fetch_of(self, key: tuple[str, str]) -> Iterator[None]:
+        """Held while the status list `key` is fetched: by one thread at a time (the others then find it fresh), and
+        by none while another list is: each list's lock is kept only while a thread wants it."""
+        with self._lock:
+            lock, wanting = self._status_fetches.get(key, (threading.Lock(), 0))
+            self._status_fetches[key] = (lock, wanting + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, wanting = self._status_fetches[key]
+                if wanting == 1:
+                    del self._status_fetches[key]
+                else:
+                    self._status_fetches[key] = (lock, wanting - 1)
 
     def _at_issuer_origin(self, checked: _Checked) -> None:
         """Refuse, before any request, a status list URL outside the origins (scheme, host and port: RFC 6454 §4)
@@ -373,8 +403,8 @@ class CredentialVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise JwtError("status list: header.kid: required, the issuing org's key id")
-        if kid not in self._keys and self._needs_keys(kid):
-            self._fetch()  # the issuer rotated since we fetched its keys (the caller holds self._refreshing)
+        if kid not in self._keys:
+            self._refresh(kid)  # the issuer rotated since we fetched its keys
         signer, credential_key = self._keys.get(kid), self._keys.get(credential_kid)
         if credential_key is None:  # the issuer's JWKS dropped the key since the credential verified
             raise JwtError("status list: the credential's key is no longer served by any issuer this service accepts")

@@ -87,7 +87,8 @@ class TrustDecision:
 @dataclass(frozen=True)
 class _Operators:
     """What the node's check said of who operates an agent (node.trust.listed_issuers), kept until `expires`: a
-    score change the stream announces does not carry it, so it is not kept longer than an answer would be."""
+    score change the stream announces does not carry it, so it is not kept longer than an answer would be, nor past
+    such an announcement (TrustPolicy._changed)."""
 
     issuers: frozenset[str]  # org keys whose agent credentials stand for the agent (an issuer not listed: none)
     cold_start: int  # the node's score of an agent nothing names
@@ -482,14 +483,17 @@ class TrustPolicy:
         return decision
 
     def _changed(self, change: ScoreChange) -> None:
-        """A change the node announced: refresh the agent's entry if we hold one (others we never asked about)."""
+        """A change the node announced: refresh the agent's entry if we hold one (others we never asked about). Its
+        operators are dropped, as the announcement does not carry them: a record that changed the agent's score (an
+        operator vouch revoked, say) may have changed who operates it, and a check with a credential asks the node
+        again (the cached operators counted the revoked vouch's org for up to cache_ttl)."""
         with self._lock:
             self._announcements += 1
             if (cached := self._cache.get(change.agent)) is not None:
                 scopes, complete = ((cached.scopes, cached.scopes_complete) if change.scopes is None
                                     else (frozenset(change.scopes), change.scopes_complete))
                 self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl,
-                                                    scopes, complete, cached.operators)
+                                                    scopes, complete, None)
         if self._on_change is not None:
             try:
                 self._on_change(change)

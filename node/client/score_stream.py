@@ -6,7 +6,8 @@ daemon it never keeps the process alive. A node that goes quiet (no line for IDL
 15 s) or sends a line (or an event's data) over MAX_LINE bytes is left, and the stream reconnects, with a reset.
 A failed connection is tried again after RECONNECT_S, doubled at each failure in a row up to 30 s and jittered (as
 node.client._breaker backs off); a refused connection's Retry-After (a node serving as many streams as it may) is
-waited out before reconnecting, MAX_RETRY_AFTER_S at most (`reconnect_wait`).
+waited out before reconnecting, MAX_RETRY_AFTER_S at most (`reconnect_wait`). A connection the node answers
+closes the breaker of its address (node.client._breaker): the node is back, so the policy's requests go at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from . import _breaker
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
 from ._breaker import interval
 from ._http import normal_url, without_passwords
@@ -247,6 +249,7 @@ class ScoreStream:
                 response.raise_for_status()
                 if self._stop.is_set():
                     return
+                _breaker.BREAKERS.of(self.base_url).answered()  # the node is back: its requests need not wait
                 if parser.last_id is None:
                     self._on_reset()  # whatever was cached before we listened may be stale
                 self.connected.set()

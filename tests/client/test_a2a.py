@@ -3,6 +3,7 @@ and serves trusted ones; a client refuses to delegate to an untrusted target, or
 not its own, and delegates to a trusted one; both report what ran to the node."""
 
 import inspect
+import logging
 from contextlib import AbstractAsyncContextManager
 
 import httpx
@@ -253,6 +254,25 @@ async def _task(url: str, credential: str) -> str:
     sent = await _rpc(url, credential, "SendMessage",
                       {"message": MESSAGE, "configuration": {"returnImmediately": True}})
     return sent["result"]["task"]["id"]
+
+
+@on_asyncio
+async def test_a_message_is_decided_and_logged_once_behind_both_the_handler_and_the_executor(running, caplog):
+    """TrustedRequestHandler decided each message, then TrustedAgentExecutor decided its task again: two `trust
+    decision` lines for each audited or (observing) blocked message, the per-call-site log limit used twice as fast."""
+    vouchnet = vouchnet_for(running, observe=True)
+    stranger, credential = running.new_agent(trusted=False)
+    asked = []
+    check = vouchnet.policy.acheck
+    vouchnet.policy.acheck = lambda *args, **kwargs: asked.append(args) or check(*args, **kwargs)
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        async with _serving_trusted(vouchnet) as url:
+            sent = await _rpc(url, credential, "SendMessage", {"message": MESSAGE})
+    assert sent["result"]["task"]["status"]["state"] == "TASK_STATE_WORKING"  # observing: it ran
+    assert asked == [(stranger, "accept_task", None)]
+    said = [r for r in caplog.records if r.getMessage().startswith("trust decision") and stranger in r.getMessage()]
+    assert len(said) == 1 and "verdict=block enforced=False" in said[0].getMessage()
+    await vouchnet.aclose()
 
 
 @on_asyncio

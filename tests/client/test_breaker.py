@@ -5,7 +5,7 @@ the decisions meanwhile are those of an unreachable node, saying when it failed 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from nacl.signing import SigningKey
@@ -61,6 +61,7 @@ class SwitchableNode:
     ended: threading.Event = field(default_factory=threading.Event)
     asked: int = 0
     arrived: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    streaming: threading.Event = field(default_factory=threading.Event)  # its /v1/stream answers once set
 
     def app(self, _: str) -> Starlette:
         async def answering(answer: dict[str, object]) -> JSONResponse:
@@ -79,8 +80,17 @@ class SwitchableNode:
         async def keys(_: Request) -> JSONResponse:
             return await answering({"keys": []})
 
+        async def stream(_: Request) -> StreamingResponse:
+            await anyio.to_thread.run_sync(self.streaming.wait)
+
+            async def lines() -> AsyncIterator[bytes]:
+                yield b": connected\n\n"
+                await anyio.to_thread.run_sync(self.ended.wait)
+
+            return StreamingResponse(lines(), media_type="text/event-stream")
+
         return Starlette(routes=[Route("/v1/policy", policy), Route("/v1/agents/{did}/check", check, methods=["POST"]),
-                                 Route(JWKS_PATH, keys)])
+                                 Route(JWKS_PATH, keys), Route("/v1/stream", stream)])
 
 
 @contextmanager
@@ -92,6 +102,7 @@ def switchable(*, hung: bool) -> Iterator[tuple[str, SwitchableNode]]:
         try:
             yield url, node
         finally:
+            node.streaming.set()
             node.ended.set()  # before the server stops: it waits for the requests in flight
 
 
@@ -144,6 +155,20 @@ def test_a_node_back_answers_the_first_check_once_the_interval_has_passed(clock)
         decision = policy.check(new_did())
         assert (decision.verdict, decision.source) == ("allow", "node")
         assert node.asked == 3  # the probe (the policy), then the check: the breaker closed at the first answer
+        policy.close()
+
+
+def test_a_node_back_from_a_restart_answers_the_next_check_once_its_stream_reconnects(clock):
+    """The breaker kept the checks failing closed for the rest of its interval (up to 8 s after a restart) though the
+    policy's stream had reconnected, proof the node answers again: the stream's connection closes it."""
+    with switchable(hung=True) as (url, node):
+        policy = TrustPolicy(url, timeout=TIMEOUT)
+        assert policy.check(new_did()).source == "unreachable"
+        node.hung.clear()  # the node is back: its stream answers too
+        node.streaming.set()
+        assert policy.stream_connected.wait(10)
+        decision = policy.check(new_did())  # the breaker's clock has not moved: none of its interval has passed
+        assert (decision.verdict, decision.source) == ("allow", "node")
         policy.close()
 
 

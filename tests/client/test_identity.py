@@ -5,9 +5,12 @@ credential's status list counts only if a key of the credential's issuer signed 
 import gzip
 import json
 import random
+import socket
+import threading
 import time
 from types import SimpleNamespace
 
+import anyio
 import httpx
 import pytest
 from nacl.signing import SigningKey
@@ -145,6 +148,30 @@ def test_until_the_keys_are_fetched_again_a_refusal_says_they_could_not_be_not_t
                 beside.verify(agent_credential(stranger, new_did()))
 
 
+def test_partners_that_hang_cost_the_org_s_own_agents_one_timeout_not_one_each():
+    """The issuers' keys were fetched one after another, at first use and every jwks_ttl: each partner node that
+    took a connection and never answered held the check of the org's own agents its whole timeout, in turn. They are
+    fetched at once: both hung partners are asked before either has answered."""
+    key = SigningKey.generate()
+    org = StubOrg([key])
+    with serving(org), socket.create_server(("127.0.0.1", 0)) as first, \
+            socket.create_server(("127.0.0.1", 0)) as second:
+        hung = [f"http://127.0.0.1:{server.getsockname()[1]}" for server in (first, second)]
+        verifier = CredentialVerifier([*hung, org.url], timeout=60)
+        verified: list[str] = []
+        checking = threading.Thread(
+            target=lambda: verified.append(verifier.verify(agent_credential(key, new_did())).org), daemon=True)
+        checking.start()
+        asked = []
+        for server in (first, second):
+            server.settimeout(10)  # one at a time, the second would be asked only after the first's 60 s
+            asked.append(server.accept()[0])
+        for connection in asked:  # both hang up unanswered
+            connection.close()
+        checking.join(10)
+    assert verified == [did_of(key)]
+
+
 # --- revocation: the issuer's W3C Bitstring Status List --------------------------------------------------------
 
 
@@ -157,6 +184,41 @@ def test_a_revoked_credential_is_refused_even_if_it_verified_before(running):
     with pytest.raises(UnverifiedAgent, match="credentialStatus: revoked by its issuer"):
         verifier.verify(token)
     assert verifier.verify(kept).did == other
+
+
+def test_a_partner_s_hung_status_list_does_not_hold_the_check_of_the_org_s_own_agents():
+    """One lock held every status list's fetch: while a partner's node took the request for its list and never
+    answered, the check of the org's own agents, whose list was due, waited the partner's whole timeout."""
+    own_key, partner_key = SigningKey.generate(), SigningKey.generate()
+    own, partner = StubOrg([own_key]), StubOrg([partner_key])
+    asked, answer = threading.Event(), threading.Event()
+
+    def partner_app(url: str) -> Starlette:
+        async def hung_list(_: object) -> Response:
+            asked.set()
+            await anyio.to_thread.run_sync(answer.wait)
+            return Response(status_code=503)
+
+        return Starlette(routes=[Route(list_url("", 0), hung_list), *partner.app(url).routes])
+
+    verified: list[str] = []
+    with serving(own), serving_in_thread(partner_app):
+        verifier = CredentialVerifier([own.url, partner.url], timeout=60)
+        try:
+            threading.Thread(target=_refused, args=(verifier, partner.credential(partner_key, 1)), daemon=True).start()
+            assert asked.wait(10)
+            checking = threading.Thread(
+                target=lambda: verified.append(verifier.verify(own.credential(own_key, 1)).org), daemon=True)
+            checking.start()
+            checking.join(10)
+            assert verified == [did_of(own_key)]  # while the partner's list still hangs
+        finally:
+            answer.set()
+
+
+def _refused(verifier: CredentialVerifier, credential: str) -> None:
+    with pytest.raises(UnverifiedAgent):
+        verifier.verify(credential)
 
 
 def test_a_revocation_takes_effect_when_the_cached_list_expires(running, monkeypatch):

@@ -228,3 +228,24 @@ async def test_a_call_run_under_a_credential_of_an_org_not_operating_the_agent_i
     await vouchnet.aclose()
     assert not borrowed.is_error and not own.is_error and len(ran) == 2
     assert running.first_hand_events(known) == GOOD_EVENTS + 1  # the own org's call only
+
+
+@on_asyncio
+async def test_a_call_the_cache_does_not_serve_is_decided_and_logged_once(running, caplog):
+    """The telemetry middleware decided again each call whose decision the policy did not keep (a scoped tool's,
+    failing open, or expired while it ran) to learn whether to report it: two `trust decision` lines for each
+    audited call, the per-call-site log limit used twice as fast, and one more request to the node."""
+    vouchnet = vouchnet_for(running, observe=True, cache_ttl=0)  # (nothing kept)
+    stranger, credential = running.new_agent(trusted=False)
+    asked = []
+    check = vouchnet.policy.acheck
+    vouchnet.policy.acheck = lambda *args, **kwargs: asked.append(args) or check(*args, **kwargs)
+    ran: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        async with serving(lambda _: _server(vouchnet, ran).streamable_http_app()) as url:
+            assert not (await _call(url, credential)).is_error  # observing: it ran
+    await vouchnet.aclose()
+    assert ran == ["vouchnet"] and asked == [(stranger, "tool_call", "search")]
+    said = [r for r in caplog.records if r.getMessage().startswith("trust decision") and stranger in r.getMessage()]
+    assert len(said) == 1 and "verdict=block enforced=False" in said[0].getMessage()
+    assert running.first_hand_events(stranger) == 1  # reported, as the org's own agent

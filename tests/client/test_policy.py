@@ -457,6 +457,7 @@ class _StubStream:
 
     def __init__(self, answer: Callable[[], Awaitable[str]]) -> None:
         self.answer = answer
+        self.issuers: list[str] | None = None  # the org keys a check answer says operate the agent, if set
         self.node_policy = DEFAULT_POLICY.as_dict()  # what GET /v1/policy answers
         self.policy_requests = 0
         self._frames: asyncio.Queue[bytes] | None = None
@@ -483,8 +484,9 @@ class _StubStream:
         async def check(_: Request) -> JSONResponse:
             tier = await self.answer()
             trusted = tier == "trusted"
+            operators = {"issuers": self.issuers, "cold_start": 100} if self.issuers is not None else {}
             return JSONResponse({"score": 800 if trusted else 100, "tier": tier,
-                                 "decision": "allow" if trusted else "block", "reason": f"tier {tier}"})
+                                 "decision": "allow" if trusted else "block", "reason": f"tier {tier}", **operators})
 
         async def policy(_: Request) -> JSONResponse:
             self.policy_requests += 1
@@ -518,6 +520,29 @@ def test_a_stream_event_saying_the_scoped_tools_are_more_than_listed_sends_every
             assert announced.wait(10)
             assert policy.check(agent, "tool_call", "fetch").source == "node"
             assert policy.check(agent).source == "cache"
+        finally:
+            policy.close()
+
+
+def test_a_partner_whose_operator_vouch_went_is_asked_of_the_node_once_the_stream_announces_the_agent():
+    """The cached word on who operates the agent outlived the stream's announcement of a change to it (a partner's
+    operator vouch revoked): the partner's credentials stood for the agent's score until cache_ttl."""
+    agent, partner, announced = new_did(), new_did(), threading.Event()
+    node = _StubStream.answering("trusted")
+    node.issuers = [partner]
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, cache_ttl=600, on_change=lambda change: announced.set())
+        try:
+            assert policy.stream_connected.wait(10)
+            assert policy.check(agent, issuer=partner).source == "node"
+            assert (policy.check(agent, issuer=partner).source, policy.check(agent).source) == ("cache", "cache")
+            node.issuers = []  # the partner revoked its operator vouch; the node announces the agent's new score
+            node.send(f"event: score\nid: a-1\ndata: {json.dumps({'agent': agent, 'score': 790, 'tier': 'trusted'})}"
+                      "\n\n".encode())
+            assert announced.wait(10)
+            decision = policy.check(agent, issuer=partner)
+            assert (decision.source, decision.operated, decision.score) == ("node", False, 100)
+            assert policy.check(agent).source == "cache"  # the agent's own score, as announced, still serves
         finally:
             policy.close()
 

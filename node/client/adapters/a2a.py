@@ -68,6 +68,7 @@ from ..policy import TrustDecision
 CREDENTIAL_EXTENSION = "urn:vouchnet:a2a:agent-credential:v1"
 DELEGATING_METHODS = frozenset({"send_message", "send_message_streaming"})
 REQUEST_ACTION_PREFIX = "a2a:"  # the policy's action for a request other than a message: a2a:<A2A method name>
+_DECIDED = "vouchnet_decision"  # where a message's call context carries TrustedRequestHandler's decision (_decided)
 _FAILED_STATES = frozenset({TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_REJECTED})
 _delegation: contextvars.ContextVar[tuple[TrustDecision, float] | None] = contextvars.ContextVar(
     "vouchnet_delegation", default=None)
@@ -149,11 +150,15 @@ class TrustedAgentExecutor(AgentExecutor):
         self.executor, self.vouchnet = executor, vouchnet
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        """Run the task if its sender may `accept_task`: decided here, or taken as TrustedRequestHandler decided it
+        for the message (once per message: one decision, one log line)."""
         async def run() -> None:
             await self.executor.execute(context, event_queue)
 
+        decided = context.call_context.state.get(_DECIDED) if context.call_context is not None else None
         refused = await self.vouchnet.guard(_bearer(context.call_context), run, lambda decision: decision,
-                                            action=ACCEPT_TASK, category="a2a")
+                                            action=ACCEPT_TASK, category="a2a",
+                                            decided=decided if isinstance(decided, TrustDecision) else None)
         if isinstance(refused, TrustDecision):
             await event_queue.enqueue_event(_rejected(context.task_id, context.context_id, context.message, refused))
 
@@ -178,7 +183,7 @@ class TrustedRequestHandler(RequestHandler):
         decision = await self.vouchnet.authorize(_bearer(context), ACCEPT_TASK)
         if not decision.allowed:
             return _refused_message(params.message, decision)
-        return await self.handler.on_message_send(params, _as_caller(context, decision))
+        return await self.handler.on_message_send(params, _decided(_as_caller(context, decision), decision))
 
     async def on_message_send_stream(self, params: SendMessageRequest,
                                      context: ServerCallContext) -> AsyncGenerator[Event]:
@@ -186,7 +191,8 @@ class TrustedRequestHandler(RequestHandler):
         if not decision.allowed:
             yield _refused_message(params.message, decision)
             return
-        async for event in self.handler.on_message_send_stream(params, _as_caller(context, decision)):
+        async for event in self.handler.on_message_send_stream(params,
+                                                               _decided(_as_caller(context, decision), decision)):
             yield event
 
     async def on_subscribe_to_task(self, params: SubscribeToTaskRequest,
@@ -266,6 +272,13 @@ def _as_caller(context: ServerCallContext, decision: TrustDecision) -> ServerCal
     if not decision.agent or context.user.is_authenticated:
         return context
     return context.model_copy(update={"user": VerifiedAgent(decision.agent)})
+
+
+def _decided(context: ServerCallContext, decision: TrustDecision) -> ServerCallContext:
+    """`context` carrying the decision made for its message, for TrustedAgentExecutor to run the task on rather than
+    decide it again: each audited or blocked (observe mode) message was decided and logged twice, and used the
+    per-call-site log limit (node.client._log) twice as fast. A new state dict: the request's own is left as it was."""
+    return context.model_copy(update={"state": {**context.state, _DECIDED: decision}})
 
 
 def _refused_message(message: Message, decision: TrustDecision) -> Task:

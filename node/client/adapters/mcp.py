@@ -9,6 +9,7 @@ another reports every tool call, resource read and prompt that ran.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import Any
 from urllib.parse import unquote
@@ -29,6 +30,9 @@ from ..policy import TrustDecision
 DECISION_META = "dev.vouchnet/decision"  # marks a refusal in the result's _meta, for clients and our middleware
 REPORTED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
 GATED_READS = {"resources/read": "uri", "prompts/get": "name"}  # method -> the param naming what is read
+# The gates' decisions for the request TelemetryMiddleware reports (it reports on them rather than deciding again)
+_decided: contextvars.ContextVar[list[TrustDecision] | None] = contextvars.ContextVar("vouchnet_mcp_decided",
+                                                                                     default=None)
 
 
 def _credential() -> str | None:
@@ -70,6 +74,7 @@ class TrustExtension(Extension):
     async def intercept_tool_call(self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any],
                                   call_next: CallNext) -> HandlerResult:
         decision = await self.vouchnet.authorize(_credential(), "tool_call", params.name)
+        _kept(decision)
         if decision.allowed:
             return await call_next(ctx)
         return _refusal(decision)
@@ -86,11 +91,23 @@ class ReadGate:
         field = GATED_READS.get(ctx.method)
         if field is None:
             return await call_next(ctx)
+        decisions = []
         for name in _checked_names(ctx.method, (ctx.params or {}).get(field)):
-            decision = await self.vouchnet.authorize(_credential(), ctx.method, name)
+            decisions.append(decision := await self.vouchnet.authorize(_credential(), ctx.method, name))
             if not decision.allowed:
                 raise MCPError(INVALID_REQUEST, refusal_text(decision), {DECISION_META: _meta(decision)})
-        return await call_next(ctx)
+        token = _decided.set(decisions)
+        try:
+            return await call_next(ctx)
+        finally:
+            _decided.reset(token)
+
+
+def _kept(decision: TrustDecision) -> None:
+    """Keep the gate's `decision` for TelemetryMiddleware, when it is reporting this request."""
+    decided = _decided.get()
+    if decided is not None:
+        decided.append(decision)
 
 
 def _checked_names(method: str, target: object) -> list[str | None]:
@@ -125,18 +142,26 @@ class TelemetryMiddleware:
         if ctx.method not in REPORTED_METHODS or self.vouchnet.telemetry is None:
             return await call_next(ctx)
         started = time.perf_counter()
+        decided = _decided.get()
+        token = _decided.set(decided := []) if decided is None else None  # (a read's: ReadGate's, made already)
         try:
             result = await call_next(ctx)
         except Exception:
-            await self._report(ctx, "error", started)
+            await self._report(ctx, "error", started, decided)
             raise
+        finally:
+            if token is not None:
+                _decided.reset(token)
         if not _refused(result):
-            await self._report(ctx, "error" if _is_error(result) else "ok", started)
+            await self._report(ctx, "error" if _is_error(result) else "ok", started, decided)
         return result
 
-    async def _report(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float) -> None:
+    async def _report(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float,
+                      decided: list[TrustDecision]) -> None:
         """Reported as the agent only if the caller's credential stands for it (its issuer operates the agent:
-        Vouchnet.report's rule), by the node's word the gate's check kept, else by a check of the call."""
+        Vouchnet.report's rule), by the gate's decision for the call (`decided`), else by the node's word the
+        gate's check kept, else by a check of the call. Deciding again each call that the cache did not serve (a
+        scoped tool's, failing open) logged an audited call twice, and used the log limit twice as fast."""
         params = ctx.params or {}
         target = params.get("name") or params.get("uri")
         target = target if isinstance(target, str) else None
@@ -144,7 +169,7 @@ class TelemetryMiddleware:
             identity = await self.vouchnet.identify(_credential())
         except UnverifiedAgent:
             return
-        operated = self.vouchnet.policy.operates(identity.did, identity.org)
+        operated = decided[-1].operated if decided else self.vouchnet.policy.operates(identity.did, identity.org)
         if operated is None:  # the kept word expired while the call ran
             action = "tool_call" if ctx.method == "tools/call" else ctx.method
             operated = (await self.vouchnet.authorize(_credential(), action, target)).operated
