@@ -143,6 +143,18 @@ def test_a_damaged_stored_hash_is_named_by_its_level_and_index(data_dir, capsys)
     assert ": 1 problem:" in err
 
 
+def test_damaged_stored_hashes_past_the_first_20_are_counted(data_dir, capsys):
+    """The check names the first 20 problems and counts the rest: 22 stored hashes of 23 damaged (every complete
+    subtree's but the one over entries 0 to 7) are 22 problems, 2 of them unnamed."""
+    with Ledger.open(data_dir / AUDIT_FILE, to_repair=True) as ledger, ledger.rewriting():
+        for level, count in ((0, 13), (1, 6), (2, 3)):
+            ledger.replace_stored_hashes(level, dict.fromkeys(range(count), bytes(32)))
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert ": 22 problems:" in err and "  and 2 more\n" in err
+    assert err.count("is not the hash of the entries below it") + err.count("do not hash to the leaf hash") == 20
+
+
 def test_a_log_pruned_by_retention_passes_beside_its_running_node(tmp_path, capsys):
     """Pruned entries keep only their hashes, checked against the tree; their epoch's digests are counted unchecked.
     The node holds the log open and appends to it meanwhile: the check only reads."""
