@@ -143,6 +143,18 @@ def test_a_damaged_stored_hash_is_named_by_its_level_and_index(data_dir, capsys)
     assert ": 1 problem:" in err
 
 
+def test_damaged_stored_hashes_past_the_first_20_are_counted(data_dir, capsys):
+    """The check names the first 20 problems and counts the rest: 22 stored hashes of 23 damaged (every complete
+    subtree's but the one over entries 0 to 7) are 22 problems, 2 of them unnamed."""
+    with Ledger.open(data_dir / AUDIT_FILE, to_repair=True) as ledger, ledger.rewriting():
+        for level, count in ((0, 13), (1, 6), (2, 3)):
+            ledger.replace_stored_hashes(level, dict.fromkeys(range(count), bytes(32)))
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert ": 22 problems:" in err and "  and 2 more\n" in err
+    assert err.count("is not the hash of the entries below it") + err.count("do not hash to the leaf hash") == 20
+
+
 def test_a_log_pruned_by_retention_passes_beside_its_running_node(tmp_path, capsys):
     """Pruned entries keep only their hashes, checked against the tree; their epoch's digests are counted unchecked.
     The node holds the log open and appends to it meanwhile: the check only reads."""
@@ -270,7 +282,10 @@ async def test_a_damaged_entry_retention_reads_leaves_the_log_unpruned_and_the_n
 
 def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, capsys):
     """Their stored leaf hashes stand in for them, so the tree and every other entry are still checked: the first
-    unreadable page ended the check, and the digests after it were all said to have lost their entries."""
+    unreadable page ended the check, and the digests after it were all said to have lost their entries. The stored
+    hash of the last entry, damaged too, is named: the tree is checked to its end."""
+    with Ledger.open(data_dir / AUDIT_FILE, to_repair=True) as ledger, ledger.rewriting():
+        ledger.replace_stored_hashes(0, {12: bytes(32)})
     db = sqlite3.connect(data_dir / AUDIT_FILE)
     (first, ends), = db.execute("SELECT first, ends FROM entries WHERE first <= 5 ORDER BY first DESC LIMIT 1")
     with db:
@@ -281,7 +296,8 @@ def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, c
     code, _, err = check(data_dir, capsys)
     assert code == 1
     assert all(f"  entry {index}: cannot be read (" in err for index in lost)
-    assert f": {len(lost) + 1} problems:" in err  # and A's digest of the second epoch, whose entry 5 is unread
+    assert "  entry 12: its bytes do not hash to the leaf hash the ledger stores for it" in err
+    assert f": {len(lost) + 2} problems:" in err  # and A's digest of the second epoch, whose entry 5 is unread
     assert f"of {A} for the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}): its evidence_root is not the hash" in err
 
 

@@ -231,11 +231,9 @@ def test_orgs_two_colluding_orgs_vouch_for_are_at_most_two_witnesses_however_man
     assert score.score == VERIFIED - 1 and "needs-independent-orgs" in score.caps
 
 
-def test_an_org_its_operator_vouched_for_is_no_independent_witness_of_the_agent():
-    """An operator whose agent two independent orgs witness mints an org (its vouch alone puts the org in its
-    group), which reports the agent behaving: the org's word is the operator's, so the agent stays held below
-    verified, in its score, its explanation and the full recompute alike. Before, the operator's own evidence alone
-    was left out, and the minted org made the third witness."""
+def _operator_with_a_minted_witness() -> World:
+    """Agent `a`, whose operator vouched org `minted` into its own group, with 50 hours of good digests from org0,
+    org1 (independent groups), the operator and `minted`."""
     e = TrustEngine("own", ["root"], ScoringParams(credibility_prior_disagree=0.0))
     for org in ("org0", "org1", "operator"):
         e.add_org_vouch("root", org, 1.0, record_id=rid(), ts=0)
@@ -244,6 +242,16 @@ def test_an_org_its_operator_vouched_for_is_no_independent_witness_of_the_agent(
     w = World()
     w.engine = e
     w.history("a", range(50), ["org0", "org1", "operator", "minted"], ok=30)
+    return w
+
+
+def test_an_org_its_operator_vouched_for_is_no_independent_witness_of_the_agent():
+    """An operator whose agent two independent orgs witness mints an org (its vouch alone puts the org in its
+    group), which reports the agent behaving: the org's word is the operator's, so the agent stays held below
+    verified, in its score, its explanation and the full recompute alike. Before, the operator's own evidence alone
+    was left out, and the minted org made the third witness."""
+    w = _operator_with_a_minted_witness()
+    e = w.engine
     assert e.org("minted", now=w.now).group == "operator" and e.org("minted", now=w.now).weight == 1.0
     score = e.score("a", now=w.now)
     assert score.score == VERIFIED - 1 and "needs-independent-orgs" in score.caps
@@ -256,6 +264,21 @@ def test_an_org_its_operator_vouched_for_is_no_independent_witness_of_the_agent(
     assert table.score("a") == VERIFIED - 1 and table.independent_orgs.tolist() == [2]
     w.history("a", range(50, 60), ["org0", "org1", "operator", "minted", "root"], ok=30)
     assert w.tier("a") == "verified"  # a third group, the root's
+
+
+def test_a_restored_engine_counts_no_org_of_an_operator_s_group_as_its_agent_s_witness():
+    """A start loads the engine from its snapshot (vouching.engine_state): there, as in the engine captured, neither
+    the operator nor the org it minted witnesses for its agent, in the score, its explanation and the full recompute
+    alike; the restored engine must know which agents have an operator without a new operator vouch to tell it."""
+    w = _operator_with_a_minted_witness()
+    restored = TrustEngine("own", ["root"], w.engine.params)
+    restore(capture(w.engine), restored, ())
+    for engine in (w.engine, restored):
+        for _ in range(2):  # as loaded, then after a full recompute
+            assert engine.score("a", now=w.now).score == VERIFIED - 1
+            explanation = engine.explain("a", now=w.now)
+            assert {part.org for part in explanation.orgs if part.independent} == {"org0", "org1"}
+            assert engine.recompute(now=w.now).score("a") == VERIFIED - 1
 
 
 def test_more_good_evidence_never_lowers_a_score_and_more_bad_never_raises_it():

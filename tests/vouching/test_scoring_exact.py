@@ -135,8 +135,15 @@ _ONE_GROUP = [("a", ("org-vouch", "d", 1.0)), ("b", ("org-vouch", "d", 1.0)), ("
               ("d", ("operator", "x", 0.5))]
 
 
+# Root a operates x, and x's groups barred are kept for reads; root b, which witnessed x, then operates it too: its
+# group joins those kept (TrustEngine.add_agent_vouch), so that b no longer witnesses, as a read at the end finds.
+_SECOND_OPERATOR = [("a", ("operator", "x", 1.0)), ("b", ("digest", "x", 0, 60, 0, 0, 0)),
+                    ("b", ("operator", "x", 1.0))]
+
+
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @example(_ONE_GROUP, 2 * DAY_MS, len(_ONE_GROUP) - 3)
+@example(_SECOND_OPERATOR, 2 * DAY_MS, None)
 @given(_updates, st.integers(2 * DAY_MS, 10 * DAY_MS), st.one_of(st.none(), st.integers(0, 40)))
 def test_reads_after_every_record_at_one_now_give_what_one_read_at_the_end_gives(records, now, recompute_after):
     """A record about an agent read at `now` updates the cached sums by the terms it changes (TrustEngine._changed),
