@@ -600,27 +600,29 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    then shutting down); a body read timing out is closed here. Same repros: closed_here True, True, False and False.
 64. A connection whose peer answers nothing is kept: yamux pings it every 30 s (RTT_MEASURE_INTERVAL, for its RTT
    estimate), waits 10 s for the answer and, none come, pings again 30 s later, so a peer gone without a word (its
-   machine off, a NAT or firewall that dropped the connection) stays connected until the kernel gives up
-   retransmitting to it (Linux's default tcp_retries2: about 15 minutes), or for good while nothing is written to it
-   but the pings, which the socket's buffer takes: listed connected, not redialled, kept in the mesh, its sync
-   sessions waiting out their timeouts. go-yamux closes a session whose ping goes unanswered for its
-   ConnectionWriteTimeout (10 s, its keepalive). Repro: hosts A and B connected; B's yamux reading task waits for a
-   lock (A opens a stream while B's test holds its streams lock), so B answers no ping though its kernel takes every
-   frame: A keeps the connection (20 s in the test, the pings 0.1 s apart). Handled (_Yamux._measure_rtt_loop, in
-   place of py-libp2p's, which the muxer's task starts by that name): each ping unanswered within KEEPALIVE_TIMEOUT_S
-   (10 s), the peer sending no frame meanwhile, closes the connection here, its socket closed (no GO_AWAY: the peer
-   reads nothing); the RTT estimate is taken as before. Same repro: closed 0.5 s (the timeout in the test) after the
-   first ping B left unanswered. A peer heard from is waited for, frames coming no more than KEEPALIVE_TIMEOUT_S apart:
-   its answer goes out behind what it was writing (a sync answer of megabytes in the sockets' buffers, on a slow
-   link), and go-yamux pings only a connection quiet for its interval for that reason. Repro: B's answers held while
-   it writes a frame every 0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping. And py-libp2p
-   takes any answer for the answer to its ping, whatever its value (the ping's opaque value, which go-yamux matches
-   and yamux's spec has echoed), and takes the RTT from it: a peer answering each ping with another value, stale or
-   made up, kept the connection though it answered none of its pings. Repro: as the first, B's pings not sent and its
-   answers' values 1 more -> A keeps the connection. Handled (quirk 63's header_read): an answer to no ping awaited is
-   handed to py-libp2p as a ping of neither kind, which it passes over, and is no sign of the peer. Same repro: closed
-   0.5 s after a ping. HostStats.unresponsive_closed counts the connections closed so (keepalive), and for quirk 49's
-   write timeout (write_timeout).
+   machine off, a NAT or firewall that dropped the connection) stays connected until the kernel gives up retransmitting
+   to it (Linux's default tcp_retries2: about 15 minutes), or for good while nothing is written to it but the pings,
+   which the socket's buffer takes: listed connected, not redialled, kept in the mesh, its sync sessions waiting out
+   their timeouts. go-yamux closes a session whose ping goes unanswered for its ConnectionWriteTimeout (10 s, its
+   keepalive). Repro: hosts A and B connected; B's yamux reading task waits for a lock (A opens a stream while B's test
+   holds its streams lock), so B answers no ping though its kernel takes every frame: A keeps the connection (20 s in
+   the test, the pings 0.1 s apart). Handled (_Yamux._measure_rtt_loop, in place of py-libp2p's, which the muxer's task
+   starts by that name): each ping unanswered within KEEPALIVE_TIMEOUT_S (10 s), the peer sending no frame meanwhile,
+   closes the connection here, its socket closed (no GO_AWAY: the peer reads nothing); the RTT estimate is taken as
+   before, but from the time a ping's write began: py-libp2p took it once the write returned, so an answer read
+   meanwhile gave the time since the previous ping (30 s, or the clock's reading for the first; the streams' window
+   tuning reads the estimate). Same repro: closed 0.5 s (the timeout in the test) after the first ping B left
+   unanswered. A peer heard from is waited for, frames coming no more than KEEPALIVE_TIMEOUT_S apart: its answer goes
+   out behind what it was writing (a sync answer of megabytes in the sockets' buffers, on a slow link), and go-yamux
+   pings only a connection quiet for its interval for that reason. Repro: B's answers held while it writes a frame every
+   0.1 s -> A closed the connection mid-transfer 0.5 s after its first ping. And py-libp2p takes any answer for the
+   answer to its ping, whatever its value (the ping's opaque value, which go-yamux matches and yamux's spec has echoed),
+   and takes the RTT from it: a peer answering each ping with another value, stale or made up, kept the connection
+   though it answered none of its pings. Repro: as the first, B's pings not sent and its answers' values 1 more -> A
+   keeps the connection. Handled (quirk 63's header_read): an answer to no ping awaited is handed to py-libp2p as a ping
+   of neither kind, which it passes over, and is no sign of the peer. Same repro: closed 0.5 s after a ping.
+   HostStats.unresponsive_closed counts the connections closed so (keepalive), and for quirk 49's write timeout
+   (write_timeout).
 65. A stream's write that waits for window credit (the peer has not yet read what it was sent) looks at the window
    every 10 ms and gives up after 5 s whatever its caller's deadline (YamuxStream.write): a sync page of a MiB to a
    client checking the previous one for 6 s failed at 5 s though the server gives each write 10 s, and every write
@@ -2085,11 +2087,11 @@ class _Yamux(Yamux):
             self._ping_id += 1
             self._ping_event = answered = trio.Event()  # (set by the reading task as this ping's answer comes)
             self._awaited_ping = self._ping_id
+            self._ping_sent_time = trio.current_time()  # (before the write: its answer may be read as it returns)
             try:
                 await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, self._ping_id))
             except Exception:  # (the connection closed: its reading task ends it)
                 return
-            self._ping_sent_time = trio.current_time()
             if await self._answered_or_heard_from(answered):
                 continue
             if not self.event_shutting_down.is_set():

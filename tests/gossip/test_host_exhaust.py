@@ -41,6 +41,14 @@ def muxed_connection(host: Host, peer_id: str) -> Yamux:
     return connection.muxed_conn
 
 
+async def connected(node: Host, peer: Host) -> Yamux:
+    """`node`'s yamux connection to `peer`, once `node` dialled it and told of it."""
+    events = node.peer_events()
+    await node.connect(peer.listen_addrs[0])
+    assert await events.receive() == PeerEvent(peer.peer_id, connected=True)
+    return muxed_connection(node, peer.peer_id)
+
+
 def pubsub_stream_opened_by(host: Host, peer_id: str) -> int:
     """The yamux id of the pubsub stream that `peer_id` opened to `host` (it only ever writes to it)."""
     [connection] = [c for peer, conns in host._host.get_network().connections.items()
@@ -175,15 +183,39 @@ async def test_a_peer_answering_pings_with_other_values_is_disconnected(monkeypa
 
 
 @pytest.mark.slow
+async def test_a_ping_answered_before_its_write_returns_gives_the_rtt_of_that_ping(monkeypatch) -> None:
+    """Quirk 64's pings: the time a ping went out was taken only once its write returned, so an answer read before
+    then (the reading task ran as the write awaited the socket) gave an RTT since the previous ping, 30 s, or since
+    the clock's zero for the first: the streams' window tuning reads that estimate. Here each ping's write returns
+    only after its answer was read."""
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.5)
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as peer:
+            mine = await connected(node, peer)
+            write_frame, rtts, measured = mine._write_frame, [], trio.Event()
+
+            async def returning_once_answered(data: bytes) -> None:
+                await write_frame(data)
+                _, kind, flags, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+                if kind == TYPE_PING and flags & FLAG_SYN:
+                    before = mine.rtt()
+                    await mine._ping_event.wait()
+                    rtts.append(2 * mine.rtt() - before if before else mine.rtt())  # (py-libp2p averages them)
+                    if len(rtts) == 2:
+                        measured.set()
+
+            mine._write_frame = returning_once_answered
+            await measured.wait()
+    assert all(0 < rtt < 0.25 for rtt in rtts), rtts
+
+
+@pytest.mark.slow
 async def test_a_peer_flooding_pings_is_answered_a_few_times_a_second_and_counted(monkeypatch) -> None:
     """Quirk 66: py-libp2p answered every ping at once, each 12 bytes of the peer's costing the host an encrypted frame
     and a socket write: 5,000 pings in one frame of the peer's took 3.3 s to read and answer (0.77 s of CPU)."""
     with trio.fail_after(30):
         async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
-            events = node.peer_events()
-            await node.connect(hostile.listen_addrs[0])
-            assert await events.receive() == PeerEvent(hostile.peer_id, connected=True)
-            kept = muxed_connection(node, hostile.peer_id)
+            kept = await connected(node, hostile)
             header_read, write_frame = kept.header_read, kept._write_frame
             counts, all_read = {"read": 0, "answered": 0}, trio.Event()
 
