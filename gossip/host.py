@@ -2,8 +2,10 @@
 
 The only module in vouchnet that imports py-libp2p (pinned to 0.8.x). Specs: libp2p connections
 (Noise XX, yamux, multistream-select), PeerID (identity multihash), GossipSub v1.1/v1.2, length-prefixed
-frames (see gossip.frames). Everything here is configuration, wrapping and subclassing, plus a few
-version-guarded fixes inside the library (quirks 17, 21, 24 and 29); every protocol on the wire stays as its spec says.
+frames (see gossip.frames). Everything here is configuration, wrapping and subclassing, plus fixes inside the
+library, each guarded by the names and parameters (or type) it replaces, so a py-libp2p that changed them is left as
+it is: its modules' functions and classes (quirks 17, 21, 24, 29, 35, 40, 45, 63 and 65) and each host's swarm's
+(31, 32 and 34). Every protocol on the wire stays as its spec says.
 
 py-libp2p 0.8.1 sharp edges and how this module handles each. Every reproduction below was run on this
 machine; they use a plain py-libp2p node built as its examples do:
@@ -105,9 +107,8 @@ Found while reproducing the above (not in the issue):
    fails half-way with part of the frame consumed, and yamux, which treats an incomplete DATA read as a
    closed stream and carries on, reads the rest of the connection out of step. Repro: read_exactly(reader,
    65535) from a reader that returns 600 bytes per read -> IncompleteReadError "expected 65535 bytes but
-   received 60600". Handled (the one patch of library internals, version-guarded by the signature it
-   replaces, no wire change): the msgio module that Noise uses reads until it has the bytes or the
-   connection ends.
+   received 60600". Handled (the first patch of library internals, guarded by the signature it replaces, no
+   wire change): the msgio module that Noise uses reads until it has the bytes or the connection ends.
 18. Writes to one yamux stream are not atomic: YamuxStream.write() sends a large buffer as several frames
    and takes its lock per frame, so two tasks writing at once interleave their bytes. Pubsub has such
    writers (the per-peer sending loop, flush_pending_messages() and send_recent_messages() all call
