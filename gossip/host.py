@@ -308,7 +308,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    _write_frame, 500 to a write) and never sends on them: A held up to 3,400 streams at once (the two hosts in one
    process, on a loaded 2-CPU machine, took 40 s to send and handle them). Handled (in _Yamux, quirk 35): a stream
    the peer opens while MAX_INBOUND_STREAMS of its streams are open on the connection (not yet closed or reset
-   by this host) is reset as it is accepted, before any task or negotiation; the first such stream of a
+   by this host) is reset as its SYN is read (67), before any task or negotiation; the first such stream of a
    connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
    streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and
    the 20,000 sent and handled in 16 s.
@@ -645,6 +645,15 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    every 30 s or so); the rest are handed to py-libp2p as pings of neither kind, which it passes over, and the first of
    them is counted in HostStats.hostile_input and logged. Same repro: read in 0.1 s, 10 answered, 0.03 s of CPU; 50,000
    in 1.1 s, 20 answered, 0.29 s, the connection kept.
+67. Yamux acknowledges every stream a peer opens (a WINDOW_UPDATE with ACK, written by the task reading the connection)
+   and builds it before the host can refuse it, so each stream opened past quirk 36's and 44's bounds cost two
+   encrypted writes, the ACK and this host's reset, and a stream object, for 12 bytes of the peer's; go-yamux writes
+   one reset for a stream it refuses, and no ACK. Repro (benchmarks/p2p_exhaust.py syns): a peer writes 5,000 bare
+   SYN frames, 500 to a write: the host wrote 5,000 ACKs and 4,745 resets, the SYNs read and answered in 8.9 s, 2.31 s
+   of CPU in the process of both hosts. Handled (quirk 63's header_read): a SYN past the bounds is handed to
+   py-libp2p without its flags, on a stream it does not know, so it neither acknowledges nor builds the stream (a
+   DATA frame's body is read and dropped), and the reading task writes the stream's reset itself. Same repro: 255
+   ACKs and 4,745 resets, 5.4-5.9 s, 1.48-1.58 s of CPU.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -694,7 +703,7 @@ import libp2p.stream_muxer.yamux.yamux
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import (IMuxedConn, IMuxedStream, IMultiselectCommunicator, INetConn, INetStream, INetwork, INotifee,
+from libp2p.abc import (IMuxedConn, IMultiselectCommunicator, INetConn, INetStream, INetwork, INotifee,
                         IRawConnection)
 from libp2p.crypto.ed25519 import Ed25519PublicKey, create_new_key_pair
 from libp2p.crypto.keys import KeyType
@@ -726,10 +735,10 @@ from libp2p.security.noise.exceptions import PeerIDMismatchesPubkey
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.exceptions import MuxedStreamError
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_ACK, FLAG_SYN, GO_AWAY_INTERNAL_ERROR,
-                                             GO_AWAY_NORMAL,
-                                             GO_AWAY_PROTOCOL_ERROR, HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_WINDOW_SIZE,
-                                             TYPE_DATA, TYPE_GO_AWAY, TYPE_PING, YAMUX_HEADER_FORMAT)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_ACK, FLAG_RST, FLAG_SYN, GO_AWAY_INTERNAL_ERROR,
+                                             GO_AWAY_NORMAL, GO_AWAY_PROTOCOL_ERROR, HEADER_SIZE, MAX_MESSAGE_SIZE,
+                                             MAX_WINDOW_SIZE, TYPE_DATA, TYPE_GO_AWAY, TYPE_PING, TYPE_WINDOW_UPDATE,
+                                             YAMUX_HEADER_FORMAT)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
@@ -1925,6 +1934,7 @@ class _Yamux(Yamux):
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
+        self._refused_stream: int | None = None  # the stream header_read refused, its RST not yet written (quirk 67)
         self._ping_flood = False  # a ping of the peer's went unanswered, past MAX_PING_ANSWERS_PER_S (quirk 66)
         self._stalled = False  # a frame's write timed out, and the socket was closed (quirk 49)
         self.keepalive_timeout = KEEPALIVE_TIMEOUT_S  # seconds a ping may go unanswered, the peer quiet (quirk 64)
@@ -1942,18 +1952,22 @@ class _Yamux(Yamux):
         """Bytes received and not yet read, all streams'."""
         return sum(len(buffer) for buffer in self.stream_buffers.values())
 
-    async def accept_stream(self) -> IMuxedStream:
-        while True:
-            stream = await super().accept_stream()
-            opened = self.inbound_open()
-            if opened > MAX_INBOUND_STREAMS:
-                if not self._refused_streams:
-                    self._refused_streams = True
-                    self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
-                                                  "connection; resetting the streams it opens past them")
-            elif self.budget is None or self.budget.admit_stream(self, opened):
-                return stream
-            await stream.reset()
+    def _admits_stream(self) -> bool:
+        """Whether a stream the peer opens now is within MAX_INBOUND_STREAMS (quirk 36) and the host's budget (44)."""
+        opened = self.inbound_open() + 1
+        if opened <= MAX_INBOUND_STREAMS:
+            return self.budget is None or self.budget.admit_stream(self, opened)
+        if not self._refused_streams:
+            self._refused_streams = True
+            self.on_hostile(self.peer_id, f"more than {MAX_INBOUND_STREAMS} streams open at once on one "
+                                          "connection; resetting the streams it opens past them")
+        return False
+
+    async def reset_refused(self) -> None:
+        """Quirk 67: write the RST of the stream the header just read opened and header_read refused, if it did."""
+        if self._refused_stream is not None:
+            stream_id, self._refused_stream = self._refused_stream, None
+            await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0))
 
     async def _read_data_body(self, length: int) -> bytes:
         buffered = self.buffered()
@@ -2008,9 +2022,11 @@ class _Yamux(Yamux):
         DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's close of a
         hostile connection. Quirk 64: the peer was heard from, unless the frame is an answer to no ping awaited, which
         py-libp2p would take as the answer to any. Quirk 66: a ping past MAX_PING_ANSWERS_PER_S in a second is not
-        answered. py-libp2p is given such a frame as a ping of neither kind, which it passes over. Returns the header
-        py-libp2p reads."""
-        version, kind, flags, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+        answered. py-libp2p is given such a frame as a ping of neither kind, which it passes over. Quirk 67: a stream
+        the peer opens past MAX_INBOUND_STREAMS or the host's budget is refused, py-libp2p given the frame without its
+        flags (on a stream it does not know: a body read and dropped), so it neither ACKs nor builds the stream; the
+        reading task then resets it (reset_refused). Returns the header py-libp2p reads."""
+        version, kind, flags, stream_id, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
         if kind == TYPE_PING and flags & (FLAG_SYN | FLAG_ACK) == FLAG_ACK:
             if length != self._awaited_ping:
                 return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
@@ -2025,6 +2041,10 @@ class _Yamux(Yamux):
             self.closing_here()
             self.on_hostile(self.peer_id, f"yamux DATA frame of {length} bytes, past the largest receive window "
                                           f"({MAX_WINDOW_SIZE} bytes); connection closed")
+        elif kind in (TYPE_DATA, TYPE_WINDOW_UPDATE) and flags & (FLAG_SYN | FLAG_RST) == FLAG_SYN and (
+                not self._admits_stream()):
+            self._refused_stream = stream_id
+            return struct.pack(YAMUX_HEADER_FORMAT, version, kind, 0, stream_id, length)
         return header
 
     def _may_answer_ping(self) -> bool:
@@ -2937,7 +2957,9 @@ async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.
     except Exception:
         muxer.ended_there()
         raise
-    return muxer.header_read(header)
+    header = muxer.header_read(header)
+    await muxer.reset_refused()
+    return header
 
 
 def _fix_header_reads() -> None:
