@@ -2042,7 +2042,7 @@ class _Yamux(Yamux):
             self.on_hostile(self.peer_id, f"yamux DATA frame of {length} bytes, past the largest receive window "
                                           f"({MAX_WINDOW_SIZE} bytes); connection closed")
         elif kind in (TYPE_DATA, TYPE_WINDOW_UPDATE) and flags & (FLAG_SYN | FLAG_RST) == FLAG_SYN and (
-                not self._admits_stream()):
+                stream_id not in self.streams and not self._admits_stream()):  # (py-libp2p resets a known id's SYN)
             self._refused_stream = stream_id
             return struct.pack(YAMUX_HEADER_FORMAT, version, kind, 0, stream_id, length)
         return header
