@@ -374,7 +374,7 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    at once, its process's RSS went from 91 to 1,004 MiB. Handled as go-libp2p's resource manager does with its system
    scope (_NodeBudget), with go-libp2p's base system limits (which it raises with the machine's memory) as defaults:
    HostConfig.inbound_streams_budget, 1,024 streams peers opened and have open across connections, and
-   buffered_bytes_budget, 128 MiB buffered. A stream opened past the first is reset as it is accepted (HostStats.
+   buffered_bytes_budget, 128 MiB buffered. A stream opened past the first is reset as its SYN is read (67; HostStats.
    streams_over_budget); a DATA frame that would take the bytes past the second closes the stranger connection
    buffering the most, GO_AWAY internal error first, and the next, until it fits; the frame's own connection if it
    buffers the most (HostStats.connections_over_budget). Strangers may take all but HostConfig.budget_reserve (a
