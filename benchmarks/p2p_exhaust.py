@@ -4,7 +4,8 @@ figures are both hosts'), writing raw yamux frames past its muxer, RPCs on a /me
 sockets (gossip.host quirks 35-40, 49, 51, 57):
 
 - window: 64 MiB of DATA on the pubsub stream the host opened to the peer, which the host never reads (35);
-- syns: 20,000 bare SYN frames, 500 to a write, never used: the most streams the host held at once (36);
+- syns: SYNS (5,000) bare SYN frames, 500 to a write, never used: how long the host took to read and answer them,
+  CPU, the ACKs and RSTs it wrote, the most streams it held at once (36, 67);
 - control-graft, control-ihave, control-iwant: 3 RPCs of 20,000 GRAFTs, IHAVEs (distinct topics) or IWANTs:
   CPU, warnings logged (37);
 - iwant: 40 IWANT RPCs for 40 cached messages of 20 KB, 50 ms apart: bytes the host sent back (39);
@@ -53,8 +54,8 @@ from pathlib import Path
 
 import trio
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_SYN, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE,
-                                             YAMUX_HEADER_FORMAT, Yamux)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_ACK, FLAG_RST, FLAG_SYN, TYPE_DATA, TYPE_PING,
+                                             TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -111,12 +112,30 @@ async def syns(node: Host, hostile: Host) -> str:
     await node.connect(hostile.listen_addrs[0])
     await trio.sleep(1)  # the hosts' own streams (pubsub, identify) opened first
     raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
-    first, most, start = raw.next_stream_id + 2000, 0, time.monotonic()
-    for batch in range(0, 20_000, 500):
+    raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's: no bound of the hostile host's
+    first, most, written, last = raw.next_stream_id + 2000, 0, {"ACK": 0, "RST": 0}, trio.Event()
+    last_id, write_frame = first + 2 * (SYNS - 1), kept._write_frame
+
+    async def counting(data: bytes) -> None:
+        _, kind, flags, stream_id, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+        if kind == TYPE_WINDOW_UPDATE and stream_id >= first and flags & (FLAG_ACK | FLAG_RST):
+            written["ACK" if flags & FLAG_ACK else "RST"] += 1
+        await write_frame(data)
+        if stream_id == last_id and flags & FLAG_RST:
+            last.set()
+
+    kept._write_frame = counting
+    cpu, start = time.process_time(), time.monotonic()
+    for batch in range(0, SYNS, 500):
         await raw._write_frame(b"".join(frame(TYPE_WINDOW_UPDATE, FLAG_SYN, first + 2 * i)
-                                        for i in range(batch, batch + 500)))
+                                        for i in range(batch, min(batch + 500, SYNS))))
         most = max(most, len(kept.streams))
-    return f"20,000 SYNs sent in {time.monotonic() - start:.1f} s; at most {most} streams held"
+    with trio.move_on_after(60):
+        await last.wait()
+    return (f"{SYNS:,} SYNs read and answered in {time.monotonic() - start:.1f} s, "
+            f"{time.process_time() - cpu:.2f} s of CPU; the host wrote {written['ACK']:,} ACKs and "
+            f"{written['RST']:,} RSTs; at most {most} streams held; connected at the end: "
+            f"{hostile.peer_id in node.connected_peers()}")
 
 
 async def control(node: Host, hostile: Host, kind: str) -> str:
@@ -450,6 +469,7 @@ DEAF_S = 60  # seconds the `deaf` attack watches the connection
 IHAVE_RPCS = 90  # IHAVE RPCs of the `ihave` attack
 IHAVE_PER_S = 9  # its pace: under py-libp2p's 10 IHAVEs a second a topic, past which it penalises the peer
 PINGS = 5000  # pings of the `pings` attack (--pings)
+SYNS = 5000  # SYN frames of the `syns` attack: read within the 10 s the hostile host leaves its idle inbound (34)
 CREDIT_STREAMS, CREDIT_DEADLINE_S = 200, 8.0  # streams of the `credit` attack, and its writes' deadline
 SINK = "/vouchnet/bench/sink"
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,

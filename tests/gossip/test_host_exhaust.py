@@ -1,7 +1,7 @@
 """One hostile peer trying to exhaust a host's slots, memory, tasks or CPU through its handshakes, muxer, protocol
 negotiation and gossip control, or to be heard with a score below the graylist threshold, or to stay connected answering
-nothing, over real connections on loopback (gossip.host quirks 35 to 40, 45, 49, 55 to 58, 64, 66). The hostile peer is
-a host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
+nothing, over real connections on loopback (gossip.host quirks 35 to 40, 45, 49, 55 to 58, 64, 66, 67). The hostile peer
+is a host too, writing raw yamux frames past its own muxer or RPCs on a stream of its own, or bare sockets."""
 
 import contextlib
 import functools
@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import struct
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from libp2p.io.exceptions import IOException
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import (FLAG_SYN, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_PING, TYPE_WINDOW_UPDATE,
-                                             YAMUX_HEADER_FORMAT, Yamux)
+from libp2p.stream_muxer.yamux.yamux import (FLAG_ACK, FLAG_RST, FLAG_SYN, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_PING,
+                                             TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux)
 
 from gossip.frames import encode_uvarint
 import gossip.host
@@ -39,6 +40,14 @@ def muxed_connection(host: Host, peer_id: str) -> Yamux:
     [connection] = [c for peer, conns in host._host.get_network().connections.items()
                     if peer.to_base58() == peer_id for c in conns]
     return connection.muxed_conn
+
+
+async def connected(node: Host, peer: Host) -> Yamux:
+    """`node`'s yamux connection to `peer`, once `node` dialled it and told of it."""
+    events = node.peer_events()
+    await node.connect(peer.listen_addrs[0])
+    assert await events.receive() == PeerEvent(peer.peer_id, connected=True)
+    return muxed_connection(node, peer.peer_id)
 
 
 def pubsub_stream_opened_by(host: Host, peer_id: str) -> int:
@@ -175,15 +184,39 @@ async def test_a_peer_answering_pings_with_other_values_is_disconnected(monkeypa
 
 
 @pytest.mark.slow
+async def test_a_ping_answered_before_its_write_returns_gives_the_rtt_of_that_ping(monkeypatch) -> None:
+    """Quirk 64's pings: the time a ping went out was taken only once its write returned, so an answer read before
+    then (the reading task ran as the write awaited the socket) gave an RTT since the previous ping, 30 s, or since
+    the clock's zero for the first: the streams' window tuning reads that estimate. Here each ping's write returns
+    only after its answer was read."""
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.5)
+    with trio.fail_after(20):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as peer:
+            mine = await connected(node, peer)
+            write_frame, rtts, measured = mine._write_frame, [], trio.Event()
+
+            async def returning_once_answered(data: bytes) -> None:
+                await write_frame(data)
+                _, kind, flags, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+                if kind == TYPE_PING and flags & FLAG_SYN:
+                    before = mine.rtt()
+                    await mine._ping_event.wait()
+                    rtts.append(2 * mine.rtt() - before if before else mine.rtt())  # (py-libp2p averages them)
+                    if len(rtts) == 2:
+                        measured.set()
+
+            mine._write_frame = returning_once_answered
+            await measured.wait()
+    assert all(0 < rtt < 0.25 for rtt in rtts), rtts
+
+
+@pytest.mark.slow
 async def test_a_peer_flooding_pings_is_answered_a_few_times_a_second_and_counted(monkeypatch) -> None:
     """Quirk 66: py-libp2p answered every ping at once, each 12 bytes of the peer's costing the host an encrypted frame
     and a socket write: 5,000 pings in one frame of the peer's took 3.3 s to read and answer (0.77 s of CPU)."""
     with trio.fail_after(30):
         async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
-            events = node.peer_events()
-            await node.connect(hostile.listen_addrs[0])
-            assert await events.receive() == PeerEvent(hostile.peer_id, connected=True)
-            kept = muxed_connection(node, hostile.peer_id)
+            kept = await connected(node, hostile)
             header_read, write_frame = kept.header_read, kept._write_frame
             counts, all_read = {"read": 0, "answered": 0}, trio.Event()
 
@@ -281,6 +314,38 @@ async def test_a_peer_opening_streams_by_the_thousand_holds_no_more_than_its_sha
             assert len(theirs) <= MAX_INBOUND_STREAMS
             assert await echoed(honest, node) == b"ping"
             assert node.stats().hostile_input == 1
+
+
+@pytest.mark.slow
+async def test_a_stream_opened_past_the_bound_costs_one_reset_and_no_ack() -> None:
+    """Quirk 67: py-libp2p acknowledged every stream a peer opened, and built it, before the host reset those past
+    MAX_INBOUND_STREAMS: two encrypted writes and a stream object for 12 bytes of the peer's, where go-yamux writes
+    one reset."""
+    with trio.fail_after(60):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            kept = await connected(node, hostile)
+            raw = muxed_connection(hostile, node.peer_id)
+            first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
+            ids = range(first, first + 4 * MAX_INBOUND_STREAMS, 2)
+            written: dict[int, list[str]] = {i: [] for i in ids}
+            write_frame, last_reset = kept._write_frame, trio.Event()
+
+            async def recording(data: bytes) -> None:
+                _, kind, flags, stream_id, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+                if kind == TYPE_WINDOW_UPDATE and stream_id in written:
+                    written[stream_id].append("ACK" if flags & FLAG_ACK else "RST" if flags & FLAG_RST else "other")
+                await write_frame(data)
+                if stream_id == ids[-1] and flags & FLAG_RST:  # (refused, as every stream past the bound)
+                    last_reset.set()
+
+            kept._write_frame = recording
+            await raw._write_frame(b"".join(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, i, 0)
+                                            for i in ids))
+            await last_reset.wait()
+            assert node.stats().hostile_input == 1
+    answers = Counter(tuple(frames) for frames in written.values())
+    assert set(answers) == {("ACK",), ("RST",)}, answers
+    assert answers["ACK",] <= MAX_INBOUND_STREAMS
 
 
 TOPICS = st.sampled_from([TOPIC, "/vouchnet/other", "t0", "t1"])
