@@ -21,7 +21,7 @@ from nacl.signing import SigningKey
 from gossip.host import HostError, ProtocolNotSupported
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
-from gossip.sync_messages import SYNC_PROTOCOL, OtherNetworkPeer, PeerBusy
+from gossip.sync_messages import SYNC_PROTOCOL, OtherNetworkPeer, PeerBusy, RemoteProtocolError
 from gossip.sync_service import SyncService
 
 from ..factories import Org
@@ -351,6 +351,56 @@ async def test_an_issuer_whose_peer_failed_staying_or_answered_then_left_still_b
         await trio.sleep(5)
         assert node.asked == [(1, A), (2, A)]  # the second once the backoff (1 s) ended
         assert node.service.stats.gap_issuers_vain == 2
+
+
+async def _garbage(node: Gaps, peer: str) -> int:
+    """A session whose peer answers what the protocol forbids (SyncService._offence then disconnects it)."""
+    raise RemoteProtocolError("malformed", "a reply that is no sync message")
+
+
+async def _no_answer_in_time(node: Gaps, peer: str) -> int:
+    """A session whose peer, staying, does not answer within the sync timeout."""
+    raise trio.TooSlowError
+
+
+HOSTILE = [f"12D3KooWHostile{i}" for i in range(3)]
+
+
+@pytest.mark.parametrize("failing", [_reset_staying, _garbage, _no_answer_in_time])
+async def test_a_gap_its_reporters_fail_to_answer_is_asked_of_the_next_peer_in_the_same_fetch(failing, tmp_path,
+                                                                                             autojump_clock):
+    """Found by stop 42's hostile read: the three peers that reported a gap, asked first, each reset its stream
+    staying connected (or answered garbage, or nothing in time), and each took one of the fetch's three asks: the
+    peer holding the gap was never asked, the issuer backed off, and the next fetch asked the same three first, so the
+    gap waited for a periodic round. A session that fails is no answer: the next peer is asked in its place."""
+    holder = "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == holder else await failing(node, peer)
+
+    async with gaps(tmp_path, [*HOSTILE, holder], session) as node:
+        await trio.sleep(1)
+        for reporter in HOSTILE:
+            node.service.request_gaps(reporter, GAP)
+        await trio.sleep(1)
+        assert [peer for _, peer in node.asked] == [*HOSTILE, holder]
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_newcomers_failing_to_answer_a_gap_fetch_are_asked_three_at_most(tmp_path, autojump_clock):
+    """A failed session spares its ask only for a peer that reported the gap or was there as the fetch started: peer
+    ids cost nothing, and fresh ones connecting as each is asked, resetting its stream, would keep a fetch going."""
+    async def session(node: Gaps, peer: str) -> int:
+        await node.host.connect(f"12D3KooWNewcomer{len(node.asked)}")
+        return await _reset_staying(node, peer)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(0.5)
+        assert [peer for _, peer in node.asked] == [A, *(f"12D3KooWNewcomer{i}" for i in range(1, 4))]
+        assert node.service.stats.gap_issuers_vain == 1
 
 
 async def test_a_gap_fetch_our_disk_failed_to_store_asks_no_other_peer_and_its_issuer_backs_off(tmp_path,
