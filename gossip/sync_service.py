@@ -289,7 +289,10 @@ class SyncService:
         # gaps); cancelled as the peer disconnects
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
-        self._catch_up_rounds_due: set[str] = set()  # peers a round a catch-up awaits waits for (`_catch_up_round`)
+        # peer -> the wait of the round a catch-up awaits with it for that round to be due (`_catch_up_round`)
+        self._catch_up_rounds_due: dict[str, trio.CancelScope] = {}
+        # peers whose round's wait ended as they left while a catch-up awaits them still: had as they come back
+        self._due_on_return: set[str] = set()
         # peer -> when the last full round a patient catch-up alone asked for started, within `interval`
         self._patient_rounds: dict[str, float] = {}
         # the peers a catch-up waits on (`_awaited`) as `needs_changed` last asked, those that disconnected since too
@@ -391,19 +394,23 @@ class SyncService:
         catch-up (`_awaited`) needs one: nothing else would start it but the peer's next connection or a periodic
         round, and the catch-up would wait for one, or time out. One such round waits per peer."""
         if self._nursery is not None and peer_id not in self._catch_up_rounds_due and self._awaited(peer_id):
-            self._catch_up_rounds_due.add(peer_id)
-            self._nursery.start_soon(self._round_when_due, peer_id)
+            waiting = self._catch_up_rounds_due[peer_id] = trio.CancelScope()
+            self._nursery.start_soon(self._round_when_due, peer_id, waiting)
 
-    async def _round_when_due(self, peer_id: str) -> None:
+    async def _round_when_due(self, peer_id: str, waiting: trio.CancelScope) -> None:
         """Wait until a catch-up's round with `peer_id` is due, then have it, if a catch-up needs one still
-        (`_awaited`: the peer stays connected, and has yet to answer one) and none is running."""
+        (`_awaited`: the peer stays connected, and has yet to answer one) and none is running. The wait (up to an hour,
+        the longest a Busy answer may ask) ends as soon as no catch-up awaits the peer (`_round_newly_needed`: it left,
+        or the catch-up ended), not to hold a task per peer for nothing."""
         try:
-            while (until := self._catch_up_round_due(peer_id)) > trio.current_time():
-                await trio.sleep_until(until)
+            with waiting:
+                while (until := self._catch_up_round_due(peer_id)) > trio.current_time():
+                    await trio.sleep_until(until)
         finally:
-            self._catch_up_rounds_due.discard(peer_id)
-        if not self._awaited(peer_id) or peer_id in self._rounds_running:  # (that one is had, or asks again if Busy)
-            return
+            if self._catch_up_rounds_due.get(peer_id) is waiting:
+                del self._catch_up_rounds_due[peer_id]
+        if waiting.cancelled_caught or not self._awaited(peer_id) or peer_id in self._rounds_running:
+            return  # (a round running is had, or asks again if Busy)
         if not self._needed(peer_id):
             now = trio.current_time()
             self._patient_rounds = {peer: at for peer, at in self._patient_rounds.items() if at > now - self.interval}
@@ -607,11 +614,19 @@ class SyncService:
         connecting again has a round from `_follow_peers` if a catch-up that goes first needs it, or if its last
         started `interval` ago or more, else none (a peer reconnecting again and again would have a round at each
         connection, for the whole life of a late catch-up); one that just connected may have its round from both:
-        whichever starts second returns at once (`sync_with`)."""
+        whichever starts second returns at once (`sync_with`). A round waiting to be due (`_round_when_due`) with a
+        peer no longer awaited, as it left or the catch-up ended, waits no more; if the peer left, still awaited, the
+        round waits again as it comes back."""
         awaits = [*self.catch_up_peers, *self.patient_catch_up_peers]
         connected = set(self.host.connected_peers()) if awaits else set()  # (asking the host once)
         awaited = {peer for peer in connected | self._awaited_before if any(wants(peer) for wants in awaits)}
-        for peer_id in (awaited & connected) - self._awaited_before:
+        for peer_id in [peer for peer in self._catch_up_rounds_due if peer not in awaited or peer not in connected]:
+            self._catch_up_rounds_due.pop(peer_id).cancel()
+            if peer_id in awaited:  # (it left)
+                self._due_on_return.add(peer_id)
+        self._due_on_return &= awaited
+        for peer_id in (awaited & connected) - self._awaited_before | self._due_on_return & connected:
+            self._due_on_return.discard(peer_id)
             self._catch_up_round(peer_id)
         self._awaited_before = awaited
 
