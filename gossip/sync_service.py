@@ -326,7 +326,8 @@ class SyncService:
         # interval apart at least with each peer (`_catch_up_round_due`)
         self.patient_catch_up_peers: list[Callable[[str], bool]] = []
         # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
-        # count as one share of the gap queue together (gossip.gap_queue); None: every peer's are a share of their own
+        # count as one share of the gap queue together (gossip.gap_queue), and a fetch of gaps asks those it dials
+        # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order
         self.dialled: Callable[[str], bool] | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -468,7 +469,7 @@ class SyncService:
         them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
-        present = self._syncing_peers()
+        present = self._dialled_first(self._syncing_peers())
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
         known = {*batch.origins, *present}  # a failed session of one of these spares its ask (not a newcomer's)
@@ -521,12 +522,18 @@ class SyncService:
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
         """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
-        connected as the fetch started (`present`), else one that connected since (in the host's order, by peer id:
-        newcomers, whose ids cost nothing, would otherwise take the turns of peers an org's history is asked of);
-        None if none is left."""
-        candidates = [peer for peer in self._syncing_peers() if peer not in asked]
+        connected as the fetch started (`present`), else one that connected since (newcomers, whose ids cost nothing,
+        would otherwise take the turns of peers an org's history is asked of); of the last two, those the node dials
+        first (`_dialled_first`); None if none is left."""
+        candidates = self._dialled_first([peer for peer in self._syncing_peers() if peer not in asked])
         waiting = set(candidates)
         return next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(candidates), None))
+
+    def _dialled_first(self, peers: list[str]) -> list[str]:
+        """`peers`, those the node dials (`dialled`) first, each part in the host's order, by peer id: ids cost
+        nothing, so strangers with ids made to come first, answering a fetch of gaps without the records, would
+        otherwise take the asks left after its origins' (_GAP_PEERS), and no peer the node dials would be asked."""
+        return sorted(peers, key=lambda peer: not self._own_share(peer))
 
     def heard_log(self, org: str, size: int) -> None:
         """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by

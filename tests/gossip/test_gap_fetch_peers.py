@@ -403,6 +403,27 @@ async def test_newcomers_failing_to_answer_a_gap_fetch_are_asked_three_at_most(t
         assert node.service.stats.gap_issuers_vain == 1
 
 
+async def test_a_gap_fetch_asks_the_peers_the_node_dials_before_strangers_whose_ids_come_first(tmp_path,
+                                                                                               autojump_clock):
+    """Found by stop 42's hostile read: after the peers that reported a gap, a fetch asked the others in the host's
+    order, by peer id; ids cost nothing, so two strangers with ids made to come first, answering every fetch without
+    the records, took the asks left after the reporter's, every gap backed off, and no peer the node dials was asked
+    (a periodic round repaired it, up to sync_interval later). Those it dials are asked first."""
+    strangers = ["12D3KooWAAStranger0", "12D3KooWAAStranger1"]
+    holder = "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == holder else 0
+
+    async with gaps(tmp_path, [A, *strangers, holder], session) as node:
+        node.service.dialled = {A, holder}.__contains__
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1)
+        assert [peer for _, peer in node.asked] == [A, holder]
+        assert node.store.has(MISSING.id) and node.service.stats.gap_issuers_vain == 0
+
+
 async def test_a_gap_fetch_our_disk_failed_to_store_asks_no_other_peer_and_its_issuer_backs_off(tmp_path,
                                                                                                  autojump_clock):
     """Our disk failing (full, say): the fetch asked the next peers all the same (every one connected, for an org's
