@@ -539,6 +539,34 @@ async def test_an_issuer_whose_gap_fetch_gave_up_its_peer_s_turn_does_not_back_o
         assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: its peer answered without it
 
 
+async def test_a_gap_whose_reporters_turns_are_held_by_slow_sessions_is_asked_of_the_next_peer_in_the_same_fetch(
+        tmp_path, autojump_clock):
+    """Found by stop 42's hostile read: the three peers that reported a gap each had a session of ours answered just
+    in time (up to the 10 minutes a session may last), holding its turn; the fetch gave up waiting for each turn, each
+    taking one of its three asks, so the peer holding the gap was not asked, and the range waited for the first one's
+    turn, up to 10 minutes. A turn given up is no answer: the next peer is asked in its place."""
+    holder = "12D3KooWPeerD"
+    dripping = 600.0  # a session answered just in time, to its bound
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == holder:
+            return node.fill()
+        await trio.sleep(dripping)
+        return 0
+
+    async with gaps(tmp_path, [*HOSTILE, holder], session) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        for reporter in HOSTILE:
+            nursery.start_soon(node.service.fetch_gaps, reporter, {Org().did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        for reporter in HOSTILE:
+            node.service.request_gaps(reporter, GAP)
+        await trio.sleep(3 * node.service.timeout + 1)
+        assert node.asked[3:] == [(1 + 3 * node.service.timeout, holder)]
+        assert node.store.has(MISSING.id) and node.service.stats.errors["turn"] == 3
+        nursery.cancel_scope.cancel()
+
+
 async def test_gaps_kept_for_the_turn_of_a_hostile_only_peer_do_not_keep_an_honest_gap_out(tmp_path, autojump_clock):
     """Found by stop 39's review: the only peer connected, holding its turn (a session answering just in time, up to
     session_seconds), had the ranges of the fetches that gave up waiting for that turn kept for it, and its reports
