@@ -449,30 +449,32 @@ class SyncService:
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come back
         with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if `batch.every`
         as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for
-        them too, unless it had one less than `interval` ago); a peer that reported the gaps or was connected as it
-        started whose session failed as it stays (it reset its stream, answered garbage or nothing in time), or gave up
-        waiting for its turn (another session with it answered just in time), takes none of those asks: hostile
-        reporters, asked first, would otherwise take them all, and no peer holding the gaps would be asked; never a peer
-        that refused the sync protocol, nor any after our disk failed (`storage`). The issuers whose ranges are not all
-        here, and a peer or None (_GapFetchEnd): vain, those of which nothing came, if a peer asked answered (without
-        them, or failing while it stays connected, but for refusing the protocol: a gossip-only node serves no one), and
-        not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a peer that then left or
-        told us to come back later sent some (it may hold the rest, which gap_queue keeps for a peer to connect: those
-        there answered without it, or told us to come back later; or, begun_by_busy, for the wait of the last of them to
-        have told us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer that began to send a
-        range may hold the rest), peerless if no peer asked stays to be asked and serves sync (each left before it
-        answered, told us to come back later, refused the protocol or was found on another network, or none could be
-        asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends),
-        else unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but
-        the vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges for its turn (`_turn`
-        frees them), as the session in its way (a fetch of other gaps, or a round, which may fail), or that ended ours
-        (a round a catch-up needs, with that peer or for the slot, which may fail too), may not fetch them."""
+        them too, unless it had one less than `interval` ago); but for `batch.every`, a peer that reported the gaps or
+        was connected as it started whose session failed as it stays (it reset its stream, answered garbage or nothing
+        in time), or gave up waiting for its turn (another session with it answered just in time), takes none of those
+        asks: hostile reporters, asked first, would otherwise take them all, and no peer holding the gaps would be
+        asked; never a peer that refused the sync protocol, nor any after our disk failed (`storage`). The issuers whose
+        ranges are not all here, and a peer or None (_GapFetchEnd): vain, those of which nothing came, if a peer asked
+        answered (without them, or failing while it stays connected, but for refusing the protocol: a gossip-only node
+        serves no one), and not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
+        peer that then left or told us to come back later sent some (it may hold the rest, which gap_queue keeps for a
+        peer to connect: those there answered without it, or told us to come back later; or, begun_by_busy, for the wait
+        of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer
+        that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync (each
+        left before it answered, told us to come back later, refused the protocol or was found on another network, or
+        none could be asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its
+        wait ends), else unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off
+        none but the vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges for its turn
+        (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail), or that
+        ended ours (a round a catch-up needs, with that peer or for the slot, which may fail too), may not fetch
+        them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
         present = self._dialled_first(self._syncing_peers())
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
-        known = {*batch.origins, *present}  # a failed session of one of these spares its ask (not a newcomer's)
+        # a failed session of one of these spares its ask (not a newcomer's, nor in a history fetch: it asks them all)
+        known = set() if batch.every else {*batch.origins, *present}
         spared = 0  # asks of peers in `known` whose sessions failed as they stayed, broke the protocol, or gave up
         # waiting for the peer's turn
         answered = False  # by a peer asked: its session ran to its end, or failed as it stays (not for us, nor Busy,

@@ -464,6 +464,24 @@ async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_
         assert node.asked[5:] == [(6, newcomers[3]), (7, newcomers[4])]  # the two not asked, at once
 
 
+async def test_a_history_fetch_whose_peers_fail_staying_still_asks_three_newcomers_at_most(tmp_path, autojump_clock):
+    """A history fetch asks every peer there as it starts whatever it answers: a failed session among them (a stream
+    reset, the peer staying) spares no ask for a fourth newcomer, whose id costs nothing (stop 42's own change, as
+    first made, let each such failure have one more newcomer asked)."""
+    newcomers = [f"12D3KooWNewcomer{i}" for i in range(5)]
+
+    async def session(node: Gaps, peer: str) -> int:
+        if len(node.asked) <= len(newcomers):
+            await node.host.connect(newcomers[len(node.asked) - 1])
+        return await _reset_staying(node, peer)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service._on_entered({ORG.did})
+        await trio.sleep(0.5)
+        assert [peer for _, peer in node.asked] == [A, B, *newcomers[:3]]
+
+
 @pytest.mark.parametrize("round_peer", [A, B], ids=["a round with its peer", "another peer's round, for the slot"])
 async def test_a_gap_whose_fetch_was_ended_for_a_needed_round_is_fetched_as_it_ends_and_does_not_back_off(
         round_peer, tmp_path, autojump_clock):
