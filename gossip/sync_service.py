@@ -289,7 +289,10 @@ class SyncService:
         # gaps); cancelled as the peer disconnects
         self._awaiting_slot_or_turn: dict[str, set[trio.CancelScope]] = {}
         self._rounds_running: set[str] = set()
-        self._catch_up_rounds_due: set[str] = set()  # peers a round a catch-up awaits waits for (`_catch_up_round`)
+        # peer -> the wait of the round a catch-up awaits with it for that round to be due (`_catch_up_round`)
+        self._catch_up_rounds_due: dict[str, trio.CancelScope] = {}
+        # peers whose round's wait ended as they left while a catch-up awaits them still: had as they come back
+        self._due_on_return: set[str] = set()
         # peer -> when the last full round a patient catch-up alone asked for started, within `interval`
         self._patient_rounds: dict[str, float] = {}
         # the peers a catch-up waits on (`_awaited`) as `needs_changed` last asked, those that disconnected since too
@@ -323,7 +326,8 @@ class SyncService:
         # interval apart at least with each peer (`_catch_up_round_due`)
         self.patient_catch_up_peers: list[Callable[[str], bool]] = []
         # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
-        # count as one share of the gap queue together (gossip.gap_queue); None: every peer's are a share of their own
+        # count as one share of the gap queue together (gossip.gap_queue), and a fetch of gaps asks those it dials
+        # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order
         self.dialled: Callable[[str], bool] | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -391,19 +395,23 @@ class SyncService:
         catch-up (`_awaited`) needs one: nothing else would start it but the peer's next connection or a periodic
         round, and the catch-up would wait for one, or time out. One such round waits per peer."""
         if self._nursery is not None and peer_id not in self._catch_up_rounds_due and self._awaited(peer_id):
-            self._catch_up_rounds_due.add(peer_id)
-            self._nursery.start_soon(self._round_when_due, peer_id)
+            waiting = self._catch_up_rounds_due[peer_id] = trio.CancelScope()
+            self._nursery.start_soon(self._round_when_due, peer_id, waiting)
 
-    async def _round_when_due(self, peer_id: str) -> None:
+    async def _round_when_due(self, peer_id: str, waiting: trio.CancelScope) -> None:
         """Wait until a catch-up's round with `peer_id` is due, then have it, if a catch-up needs one still
-        (`_awaited`: the peer stays connected, and has yet to answer one) and none is running."""
+        (`_awaited`: the peer stays connected, and has yet to answer one) and none is running. The wait (up to an hour,
+        the longest a Busy answer may ask) ends as soon as no catch-up awaits the peer (`_round_newly_needed`: it left,
+        or the catch-up ended), not to hold a task per peer for nothing."""
         try:
-            while (until := self._catch_up_round_due(peer_id)) > trio.current_time():
-                await trio.sleep_until(until)
+            with waiting:
+                while (until := self._catch_up_round_due(peer_id)) > trio.current_time():
+                    await trio.sleep_until(until)
         finally:
-            self._catch_up_rounds_due.discard(peer_id)
-        if not self._awaited(peer_id) or peer_id in self._rounds_running:  # (that one is had, or asks again if Busy)
-            return
+            if self._catch_up_rounds_due.get(peer_id) is waiting:
+                del self._catch_up_rounds_due[peer_id]
+        if waiting.cancelled_caught or not self._awaited(peer_id) or peer_id in self._rounds_running:
+            return  # (a round running is had, or asks again if Busy)
         if not self._needed(peer_id):
             now = trio.current_time()
             self._patient_rounds = {peer: at for peer, at in self._patient_rounds.items() if at > now - self.interval}
@@ -441,33 +449,41 @@ class SyncService:
         missing, from other connected peers, those that connect while it runs too (a peer's records may have come back
         with it) after those connected as it started, each peer once: up to _GAP_PEERS peers in all, or if `batch.every`
         as many as were connected as it started and _GAP_PEERS more (a newcomer's own round on connecting asks it for
-        them too, unless it had one less than `interval` ago); never a peer that refused the sync protocol, nor any
-        after our disk failed (`storage`). The issuers whose ranges are not all here, and a peer or None
-        (_GapFetchEnd): vain, those of which nothing came, if a peer asked answered (without them, or failing while it
-        stays connected, but for refusing the protocol: a gossip-only node serves no one), and not on another network
-        (it holds none of ours: `_NO_ANSWER`), and begun, those of which a peer that then left or told us to come back
-        later sent some (it may hold the rest, which gap_queue keeps for a peer to connect: those there answered
-        without it, or told us to come back later; or, begun_by_busy, for the wait of the last of them to have told
-        us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer that began to send a range may
-        hold the rest), peerless if no peer asked stays to be asked and serves sync (each left before it answered, told
-        us to come back later, refused the protocol or was found on another network, or none could be asked: gap_queue
-        keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its wait ends), else unanswered (a
-        peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off none but the vain. The peer:
-        the first of those that stay: gap_queue keeps the unanswered ranges for its turn (`_turn` frees them), as the
-        session in its way (a fetch of other gaps, or a round, which may fail), or that ended ours (a round a catch-up
-        needs, with that peer or for the slot, which may fail too), may not fetch them."""
+        them too, unless it had one less than `interval` ago); but for `batch.every`, a peer that reported the gaps or
+        was connected as it started whose session failed as it stays (it reset its stream, answered garbage or nothing
+        in time), or gave up waiting for its turn (another session with it answered just in time), takes none of those
+        asks: hostile reporters, asked first, would otherwise take them all, and no peer holding the gaps would be
+        asked; never a peer that refused the sync protocol, nor any after our disk failed (`storage`). The issuers whose
+        ranges are not all here, and a peer or None (_GapFetchEnd): vain, those of which nothing came, if a peer asked
+        answered (without them, or failing while it stays connected, but for refusing the protocol: a gossip-only node
+        serves no one), and not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
+        peer that then left or told us to come back later sent some (it may hold the rest, which gap_queue keeps for a
+        peer to connect: those there answered without it, or told us to come back later; or, begun_by_busy, for the wait
+        of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer
+        that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync (each
+        left before it answered, told us to come back later, refused the protocol or was found on another network, or
+        none could be asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its
+        wait ends), else unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off
+        none but the vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges for its turn
+        (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail), or that
+        ended ours (a round a catch-up needs, with that peer or for the slot, which may fail too), may not fetch
+        them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
-        present = self._syncing_peers()
+        present = self._dialled_first(self._syncing_peers())
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
+        # a failed session of one of these spares its ask (not a newcomer's, nor in a history fetch: it asks them all)
+        known = set() if batch.every else {*batch.origins, *present}
+        spared = 0  # asks of peers in `known` whose sessions failed as they stayed, broke the protocol, or gave up
+        # waiting for the peer's turn
         answered = False  # by a peer asked: its session ran to its end, or failed as it stays (not for us, nor Busy,
         # nor refusing the sync protocol), and not on another network
         ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
         begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
         begun_by_busy: dict[str, str] = {}  # of those, the ones the last to begin said Busy: by that peer
         self.stats.gap_fetches += 1
-        while len(asked) < most and (peer := self._next_gap_peer(batch, asked, present)):
+        while len(asked) - spared < most and (peer := self._next_gap_peer(batch, asked, present)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
                 return _GapFetchEnd()
@@ -476,11 +492,15 @@ class SyncService:
             pulled = await self._pull(peer, missing)
             if pulled in _ENDED_BY_US:
                 ended.append(peer)
+                if pulled == "turn" and peer in known:
+                    spared += 1
             elif pulled not in _NO_ANSWER and (pulled != "stream" or peer in self.host.staying_peers()
                                                and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
                     break  # nor is the next peer asked: its records would fail our disk the same way
+                if isinstance(pulled, str) and peer in known:
+                    spared += 1
             else:
                 began = [iss for iss in missing if store.head(iss) != before[iss]]
                 begun.update(began)
@@ -507,12 +527,18 @@ class SyncService:
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
         """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
-        connected as the fetch started (`present`), else one that connected since (in the host's order, by peer id:
-        newcomers, whose ids cost nothing, would otherwise take the turns of peers an org's history is asked of);
-        None if none is left."""
-        candidates = [peer for peer in self._syncing_peers() if peer not in asked]
+        connected as the fetch started (`present`), else one that connected since (newcomers, whose ids cost nothing,
+        would otherwise take the turns of peers an org's history is asked of); of the last two, those the node dials
+        first (`_dialled_first`); None if none is left."""
+        candidates = self._dialled_first([peer for peer in self._syncing_peers() if peer not in asked])
         waiting = set(candidates)
         return next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(candidates), None))
+
+    def _dialled_first(self, peers: list[str]) -> list[str]:
+        """`peers`, those the node dials (`dialled`) first, each part in the host's order, by peer id: ids cost
+        nothing, so strangers with ids made to come first, answering a fetch of gaps without the records, would
+        otherwise take the asks left after its origins' (_GAP_PEERS), and no peer the node dials would be asked."""
+        return sorted(peers, key=lambda peer: not self._own_share(peer))
 
     def heard_log(self, org: str, size: int) -> None:
         """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by
@@ -600,11 +626,19 @@ class SyncService:
         connecting again has a round from `_follow_peers` if a catch-up that goes first needs it, or if its last
         started `interval` ago or more, else none (a peer reconnecting again and again would have a round at each
         connection, for the whole life of a late catch-up); one that just connected may have its round from both:
-        whichever starts second returns at once (`sync_with`)."""
+        whichever starts second returns at once (`sync_with`). A round waiting to be due (`_round_when_due`) with a
+        peer no longer awaited, as it left or the catch-up ended, waits no more; if the peer left, still awaited, the
+        round waits again as it comes back."""
         awaits = [*self.catch_up_peers, *self.patient_catch_up_peers]
         connected = set(self.host.connected_peers()) if awaits else set()  # (asking the host once)
         awaited = {peer for peer in connected | self._awaited_before if any(wants(peer) for wants in awaits)}
-        for peer_id in (awaited & connected) - self._awaited_before:
+        for peer_id in [peer for peer in self._catch_up_rounds_due if peer not in awaited or peer not in connected]:
+            self._catch_up_rounds_due.pop(peer_id).cancel()
+            if peer_id in awaited:  # (it left)
+                self._due_on_return.add(peer_id)
+        self._due_on_return &= awaited
+        for peer_id in (awaited & connected) - self._awaited_before | self._due_on_return & connected:
+            self._due_on_return.discard(peer_id)
             self._catch_up_round(peer_id)
         self._awaited_before = awaited
 

@@ -21,7 +21,7 @@ from nacl.signing import SigningKey
 from gossip.host import HostError, ProtocolNotSupported
 from gossip.replica import Replica
 from gossip.store import RecordStore, StoreError
-from gossip.sync_messages import SYNC_PROTOCOL, OtherNetworkPeer, PeerBusy
+from gossip.sync_messages import SYNC_PROTOCOL, OtherNetworkPeer, PeerBusy, RemoteProtocolError
 from gossip.sync_service import SyncService
 
 from ..factories import Org
@@ -353,6 +353,77 @@ async def test_an_issuer_whose_peer_failed_staying_or_answered_then_left_still_b
         assert node.service.stats.gap_issuers_vain == 2
 
 
+async def _garbage(node: Gaps, peer: str) -> int:
+    """A session whose peer answers what the protocol forbids (SyncService._offence then disconnects it)."""
+    raise RemoteProtocolError("malformed", "a reply that is no sync message")
+
+
+async def _no_answer_in_time(node: Gaps, peer: str) -> int:
+    """A session whose peer, staying, does not answer within the sync timeout."""
+    raise trio.TooSlowError
+
+
+HOSTILE = [f"12D3KooWHostile{i}" for i in range(3)]
+
+
+@pytest.mark.parametrize("failing", [_reset_staying, _garbage, _no_answer_in_time])
+async def test_a_gap_its_reporters_fail_to_answer_is_asked_of_the_next_peer_in_the_same_fetch(failing, tmp_path,
+                                                                                             autojump_clock):
+    """Found by stop 42's hostile read: the three peers that reported a gap, asked first, each reset its stream
+    staying connected (or answered garbage, or nothing in time), and each took one of the fetch's three asks: the
+    peer holding the gap was never asked, the issuer backed off, and the next fetch asked the same three first, so the
+    gap waited for a periodic round. A session that fails is no answer: the next peer is asked in its place."""
+    holder = "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == holder else await failing(node, peer)
+
+    async with gaps(tmp_path, [*HOSTILE, holder], session) as node:
+        await trio.sleep(1)
+        for reporter in HOSTILE:
+            node.service.request_gaps(reporter, GAP)
+        await trio.sleep(1)
+        assert [peer for _, peer in node.asked] == [*HOSTILE, holder]
+        assert node.store.has(MISSING.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_newcomers_failing_to_answer_a_gap_fetch_are_asked_three_at_most(tmp_path, autojump_clock):
+    """A failed session spares its ask only for a peer that reported the gap or was there as the fetch started: peer
+    ids cost nothing, and fresh ones connecting as each is asked, resetting its stream, would keep a fetch going."""
+    async def session(node: Gaps, peer: str) -> int:
+        await node.host.connect(f"12D3KooWNewcomer{len(node.asked)}")
+        return await _reset_staying(node, peer)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(0.5)
+        assert [peer for _, peer in node.asked] == [A, *(f"12D3KooWNewcomer{i}" for i in range(1, 4))]
+        assert node.service.stats.gap_issuers_vain == 1
+
+
+async def test_a_gap_fetch_asks_the_peers_the_node_dials_before_strangers_whose_ids_come_first(tmp_path,
+                                                                                               autojump_clock):
+    """Found by stop 42's hostile read: after the peers that reported a gap, a fetch asked the others in the host's
+    order, by peer id; ids cost nothing, so two strangers with ids made to come first, answering every fetch without
+    the records, took the asks left after the reporter's, every gap backed off, and no peer the node dials was asked
+    (a periodic round repaired it, up to sync_interval later). Those it dials are asked first."""
+    strangers = ["12D3KooWAAStranger0", "12D3KooWAAStranger1"]
+    holder = "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == holder else 0
+
+    async with gaps(tmp_path, [A, *strangers, holder], session) as node:
+        node.service.dialled = {A, holder}.__contains__
+        await trio.sleep(1)
+        node.service.request_gaps(A, GAP)
+        await trio.sleep(1)
+        assert [peer for _, peer in node.asked] == [A, holder]
+        assert node.store.has(MISSING.id) and node.service.stats.gap_issuers_vain == 0
+
+
 async def test_a_gap_fetch_our_disk_failed_to_store_asks_no_other_peer_and_its_issuer_backs_off(tmp_path,
                                                                                                  autojump_clock):
     """Our disk failing (full, say): the fetch asked the next peers all the same (every one connected, for an org's
@@ -391,6 +462,24 @@ async def test_a_history_fetch_asks_every_peer_connected_as_it_starts_and_three_
         await trio.sleep(20)
         assert [peer for _, peer in node.asked[:5]] == [A, B, *newcomers[:3]]  # (each newcomer's id before theirs)
         assert node.asked[5:] == [(6, newcomers[3]), (7, newcomers[4])]  # the two not asked, at once
+
+
+async def test_a_history_fetch_whose_peers_fail_staying_still_asks_three_newcomers_at_most(tmp_path, autojump_clock):
+    """A history fetch asks every peer there as it starts whatever it answers: a failed session among them (a stream
+    reset, the peer staying) spares no ask for a fourth newcomer, whose id costs nothing (stop 42's own change, as
+    first made, let each such failure have one more newcomer asked)."""
+    newcomers = [f"12D3KooWNewcomer{i}" for i in range(5)]
+
+    async def session(node: Gaps, peer: str) -> int:
+        if len(node.asked) <= len(newcomers):
+            await node.host.connect(newcomers[len(node.asked) - 1])
+        return await _reset_staying(node, peer)
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service._on_entered({ORG.did})
+        await trio.sleep(0.5)
+        assert [peer for _, peer in node.asked] == [A, B, *newcomers[:3]]
 
 
 @pytest.mark.parametrize("round_peer", [A, B], ids=["a round with its peer", "another peer's round, for the slot"])
@@ -466,6 +555,34 @@ async def test_an_issuer_whose_gap_fetch_gave_up_its_peer_s_turn_does_not_back_o
         await trio.sleep(5)
         assert node.asked == [(1, A), (1 + HOLDING, A)]  # as the turn came, not once a backoff ended (at 12 s)
         assert node.service.stats.gap_issuers_vain == 1  # the other issuer's: its peer answered without it
+
+
+async def test_a_gap_whose_reporters_turns_are_held_by_slow_sessions_is_asked_of_the_next_peer_in_the_same_fetch(
+        tmp_path, autojump_clock):
+    """Found by stop 42's hostile read: the three peers that reported a gap each had a session of ours answered just
+    in time (up to the 10 minutes a session may last), holding its turn; the fetch gave up waiting for each turn, each
+    taking one of its three asks, so the peer holding the gap was not asked, and the range waited for the first one's
+    turn, up to 10 minutes. A turn given up is no answer: the next peer is asked in its place."""
+    holder = "12D3KooWPeerD"
+    dripping = 600.0  # a session answered just in time, to its bound
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == holder:
+            return node.fill()
+        await trio.sleep(dripping)
+        return 0
+
+    async with gaps(tmp_path, [*HOSTILE, holder], session) as node, trio.open_nursery() as nursery:
+        await trio.sleep(1)
+        for reporter in HOSTILE:
+            nursery.start_soon(node.service.fetch_gaps, reporter, {Org().did: (1, 1)})
+        await trio.testing.wait_all_tasks_blocked()
+        for reporter in HOSTILE:
+            node.service.request_gaps(reporter, GAP)
+        await trio.sleep(3 * node.service.timeout + 1)
+        assert node.asked[3:] == [(1 + 3 * node.service.timeout, holder)]
+        assert node.store.has(MISSING.id) and node.service.stats.errors["turn"] == 3
+        nursery.cancel_scope.cancel()
 
 
 async def test_gaps_kept_for_the_turn_of_a_hostile_only_peer_do_not_keep_an_honest_gap_out(tmp_path, autojump_clock):

@@ -404,3 +404,56 @@ async def test_a_peer_a_patient_catch_up_awaits_that_always_says_to_come_back_la
             nursery.cancel_scope.cancel()
     assert opened[:2] == [0, 1]  # the patient catch-up's first round as the wait ended
     assert len(opened) <= 2 + 2 * 4 * interval / (0.75 * interval)  # then its own and the periodic ones
+
+
+def _rounds_waiting(service: SyncService) -> list[str]:
+    """The service's tasks waiting for a catch-up's round with a peer to be due."""
+    assert service._nursery is not None
+    return [task.name for task in service._nursery.child_tasks if "_round_when_due" in task.name]
+
+
+@pytest.mark.parametrize("patient", [False, True], ids=["catch-up that goes first", "patient catch-up"])
+async def test_a_round_waiting_out_a_peer_s_busy_wait_ends_as_the_catch_up_ends_or_the_peer_leaves(
+        patient, tmp_path, autojump_clock):
+    """Found by stop 42's hostile read: a catch-up's round with a peer that said to come back in an hour (the most a
+    Busy answer may ask) waited the hour out, one task per peer, though the catch-up ended, or the peer left, a
+    minute in. Its wait ends with the catch-up, or as the peer leaves; the peer back while the catch-up still awaits
+    it, its round is had as the wait ends, as before."""
+    come_back, peer, other = 3600, "12D3KooWBusyAnHour", "12D3KooWBusyToo"
+    opened: list[tuple[float, str]] = []
+
+    async def open_stream(peer_id: str, protocol: str) -> ScriptedPeerStream:
+        opened.append((trio.current_time(), peer_id))
+        async def answer() -> bytes:
+            await trio.lowlevel.checkpoint()
+            return encode_message(Busy(come_back, "serving budget spent"))
+
+        return ScriptedPeerStream(answer)
+
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = ConnectedHost([peer, other])
+        host.open_stream = open_stream
+        service = SyncService(host, replica, network="test", interval=10 * come_back)
+        awaits = service.patient_catch_up_peers if patient else service.catch_up_peers
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)  # each peer's round as the service starts: come back in an hour
+            awaits.append(lambda awaited: True)
+            service.needs_changed()
+            await trio.sleep(60)
+            assert len(_rounds_waiting(service)) == 2
+            await host.disconnect(peer)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(_rounds_waiting(service)) == 1  # the other's
+            await trio.sleep(60)
+            await host.connect(peer)  # back, its round (as the wait ends) still owed
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(_rounds_waiting(service)) == 2
+            await trio.sleep(come_back - 120 + 1)
+            assert sorted(opened) == [(0, peer), (0, other), (come_back, peer), (come_back, other)]
+            assert len(_rounds_waiting(service)) == 2  # told again to come back in an hour
+            awaits.clear()  # the catch-up ends
+            service.needs_changed()
+            await trio.testing.wait_all_tasks_blocked()
+            assert _rounds_waiting(service) == []
+            nursery.cancel_scope.cancel()
