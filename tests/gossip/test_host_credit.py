@@ -115,3 +115,36 @@ async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_
                 await done.wait()
     [(waited, error)] = failed
     assert waited >= gossip.host.WINDOW_WAIT_S > LIBRARY_WAIT_S and "no window credit" in error
+
+
+@pytest.mark.slow
+async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken_by_the_credit(clock) -> None:
+    """A yamux stream may be written from two tasks at once (YamuxStream takes its own lock for each frame; pubsub's
+    writers did so before quirk 18's lock): both writers waiting for window credit go on as it comes, as they did
+    when py-libp2p looked at the window every 10 ms; neither waits out its deadline for a wake-up the other took."""
+    sizes = (DEFAULT_WINDOW_SIZE + 1000, 1000)
+    read = 0
+
+    async def read_late(stream: Stream) -> None:
+        nonlocal read
+        await trio.sleep(1)  # (both writers are waiting for credit by then)
+        while chunk := await stream.read():
+            read += len(chunk)
+
+    written: list[int] = []
+    with trio.fail_after(60):
+        async with writer_and_reader(read_late) as stream:
+            yamux_stream = stream._stream.muxed_stream  # (below Stream's lock, as two pubsub writers were)
+
+            async def write(size: int) -> None:
+                await yamux_stream.write(b"x" * size)
+                written.append(size)
+
+            with trio.fail_after(5):  # (the deadline a writer whose wake-up was lost would wait out)
+                async with trio.open_nursery() as writers:
+                    for size in sizes:
+                        writers.start_soon(write, size)
+                        await trio.sleep(0.1)  # (the first is waiting for credit as the second starts)
+            while read < sum(sizes):
+                await trio.sleep(0.1)
+    assert sorted(written) == sorted(sizes) and read == sum(sizes)
