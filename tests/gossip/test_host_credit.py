@@ -1,7 +1,7 @@
 """A host's writes to a peer that is slow to read, or reads nothing, waiting for yamux window credit (gossip.host
-quirk 65): bounded by the writer's own deadline, or WINDOW_WAIT_S for a writer without one, and woken by the credit,
-not polled. Real connections on loopback, under a mock clock running RATE times faster than the wall's (the hosts'
-timeouts with it), so that waits of seconds take a fraction of that."""
+quirk 65): bounded by the writer's own deadline, or WINDOW_WAIT_S for a writer without one, and woken by the credit
+or the stream's end, not polled. Real connections on loopback, under a mock clock running RATE times faster than the
+wall's (the hosts' timeouts with it), so that waits of seconds take a fraction of that."""
 
 import os
 from collections.abc import AsyncIterator
@@ -148,3 +148,31 @@ async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken
             while read < sum(sizes):
                 await trio.sleep(0.1)
     assert sorted(written) == sorted(sizes) and read == sum(sizes)
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("end", ["stream reset", "connection closed"])
+async def test_a_write_waiting_for_credit_fails_as_the_peer_ends_its_stream(end: str, clock) -> None:
+    """A write waiting for window credit fails as the peer resets the stream, or its connection closes, not at its
+    caller's deadline: a sync server's page to a client that gave up, or left, would otherwise hold its serving slot
+    for the rest of the 10 s."""
+    async with open_host(os.urandom(32), LOOPBACK) as writer, open_host(os.urandom(32), LOOPBACK) as reader:
+        ended_at: list[float] = []
+
+        async def end_unread(stream: Stream) -> None:
+            await trio.sleep(1)  # (the writer is waiting for credit by then)
+            ended_at.append(trio.current_time())
+            if end == "stream reset":
+                await stream.reset()
+            else:
+                await reader.disconnect(writer.peer_id)
+
+        reader.set_stream_handler(SLOW, end_unread)
+        await writer.connect(reader.listen_addrs[0])
+        with trio.fail_after(60):
+            async with await writer.open_stream(reader.peer_id, SLOW) as stream:
+                with pytest.raises(StreamError), trio.fail_after(10):  # (the sync server's deadline)
+                    await stream.write(b"x" * PAST_THE_WINDOW)
+                [ended] = ended_at
+                assert trio.current_time() - ended < 1
