@@ -1876,16 +1876,19 @@ class _YamuxStream(YamuxStream):
     send_closed = _WakesWriters()
 
     def __init__(self, stream_id: int, conn: Yamux, is_initiator: bool) -> None:
-        self.changed = trio.Event()  # set as the send window or the stream's closing changes (before they are set)
+        # Set as the send window or the stream's closing changes (before they are set); replaced only once set, so
+        # that each writer waiting on one, however many write at once, is woken by the next change
+        self.changed = trio.Event()
         super().__init__(stream_id, conn, is_initiator)
 
     async def write(self, data: bytes) -> None:
         """Send `data` in frames of at most a frame's payload, each within the send window (yamux spec)."""
         sent = 0
         while sent < len(data):
-            self.changed = trio.Event()  # (a change from here on ends the wait below at once)
+            if (changed := self.changed).is_set():
+                changed = self.changed = trio.Event()  # (a change from here on ends the wait below at once)
             if not (size := await self._take_window(len(data) - sent)):
-                await self._wait_for_credit()
+                await self._wait_for_credit(changed)
                 continue
             header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, self.stream_id, size)
             await self.conn._write_frame(header + data[sent:sent + size])
@@ -1904,14 +1907,15 @@ class _YamuxStream(YamuxStream):
                 self.send_window -= size
             return max(size, 0)
 
-    async def _wait_for_credit(self) -> None:
-        """Until the send window or the stream's closing changes: within the caller's deadline, or WINDOW_WAIT_S if it
-        set none (MuxedStreamError then, as YamuxStream.write raised after its 5 s)."""
+    @staticmethod
+    async def _wait_for_credit(changed: trio.Event) -> None:
+        """Until the send window or the stream's closing changes (`changed` is set): within the caller's deadline, or
+        WINDOW_WAIT_S if it set none (MuxedStreamError then, as YamuxStream.write raised after its 5 s)."""
         if trio.current_effective_deadline() < math.inf:
-            await self.changed.wait()
+            await changed.wait()
             return
         with trio.move_on_after(WINDOW_WAIT_S):
-            await self.changed.wait()
+            await changed.wait()
             return
         raise MuxedStreamError(f"no window credit from the peer within {WINDOW_WAIT_S:g} s")
 

@@ -1,7 +1,7 @@
 """A host's writes to a peer that is slow to read, or reads nothing, waiting for yamux window credit (gossip.host
-quirk 65): bounded by the writer's own deadline, or WINDOW_WAIT_S for a writer without one, and woken by the credit,
-not polled. Real connections on loopback, under a mock clock running RATE times faster than the wall's (the hosts'
-timeouts with it), so that waits of seconds take a fraction of that."""
+quirk 65): bounded by the writer's own deadline, or WINDOW_WAIT_S for a writer without one, and woken by the credit
+or the stream's end, not polled. Real connections on loopback, under a mock clock running RATE times faster than the
+wall's (the hosts' timeouts with it), so that waits of seconds take a fraction of that."""
 
 import os
 from collections.abc import AsyncIterator
@@ -115,3 +115,64 @@ async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_
                 await done.wait()
     [(waited, error)] = failed
     assert waited >= gossip.host.WINDOW_WAIT_S > LIBRARY_WAIT_S and "no window credit" in error
+
+
+@pytest.mark.slow
+async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken_by_the_credit(clock) -> None:
+    """A yamux stream may be written from two tasks at once (YamuxStream takes its own lock for each frame; pubsub's
+    writers did so before quirk 18's lock): both writers waiting for window credit go on as it comes, as they did
+    when py-libp2p looked at the window every 10 ms; neither waits out its deadline for a wake-up the other took."""
+    sizes = (DEFAULT_WINDOW_SIZE + 1000, 1000)
+    read = 0
+
+    async def read_late(stream: Stream) -> None:
+        nonlocal read
+        await trio.sleep(1)  # (both writers are waiting for credit by then)
+        while chunk := await stream.read():
+            read += len(chunk)
+
+    written: list[int] = []
+    with trio.fail_after(60):
+        async with writer_and_reader(read_late) as stream:
+            yamux_stream = stream._stream.muxed_stream  # (below Stream's lock, as two pubsub writers were)
+
+            async def write(size: int) -> None:
+                await yamux_stream.write(b"x" * size)
+                written.append(size)
+
+            with trio.fail_after(5):  # (the deadline a writer whose wake-up was lost would wait out)
+                async with trio.open_nursery() as writers:
+                    for size in sizes:
+                        writers.start_soon(write, size)
+                        await trio.sleep(0.1)  # (the first is waiting for credit as the second starts)
+            while read < sum(sizes):
+                await trio.sleep(0.1)
+    assert sorted(written) == sorted(sizes) and read == sum(sizes)
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("end", ["stream reset", "connection closed"])
+async def test_a_write_waiting_for_credit_fails_as_the_peer_ends_its_stream(end: str, clock) -> None:
+    """A write waiting for window credit fails as the peer resets the stream, or its connection closes, not at its
+    caller's deadline: a sync server's page to a client that gave up, or left, would otherwise hold its serving slot
+    for the rest of the 10 s."""
+    async with open_host(os.urandom(32), LOOPBACK) as writer, open_host(os.urandom(32), LOOPBACK) as reader:
+        ended_at: list[float] = []
+
+        async def end_unread(stream: Stream) -> None:
+            await trio.sleep(1)  # (the writer is waiting for credit by then)
+            ended_at.append(trio.current_time())
+            if end == "stream reset":
+                await stream.reset()
+            else:
+                await reader.disconnect(writer.peer_id)
+
+        reader.set_stream_handler(SLOW, end_unread)
+        await writer.connect(reader.listen_addrs[0])
+        with trio.fail_after(60):
+            async with await writer.open_stream(reader.peer_id, SLOW) as stream:
+                with pytest.raises(StreamError), trio.fail_after(10):  # (the sync server's deadline)
+                    await stream.write(b"x" * PAST_THE_WINDOW)
+                [ended] = ended_at
+                assert trio.current_time() - ended < 1

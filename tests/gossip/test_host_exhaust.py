@@ -11,7 +11,7 @@ import os
 import socket
 import struct
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trio
@@ -29,6 +29,7 @@ import gossip.host
 from gossip.host import (GOSSIP_RETRANSMISSION, MAX_IHAVE_LENGTH, MAX_IHAVE_MESSAGES, MAX_INBOUND_STREAMS,
                          MAX_MESSAGE_ID_LENGTH, MAX_PING_ANSWERS_PER_S, MAX_PROTOCOL_PROPOSALS, Host, HostConfig,
                          HostError, PeerEvent, PeerScoring, Stream, _trim_control, open_host)
+from gossip.peer_feed import PeerFeed
 from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all, network
 
 FRAME = 65536  # bytes of data in each raw DATA frame
@@ -153,32 +154,41 @@ async def test_a_peer_that_answers_no_ping_is_disconnected(monkeypatch) -> None:
     assert gone_event == PeerEvent(gone.peer_id, connected=False) and gone_event.closed_here
 
 
+@contextlib.asynccontextmanager
+async def answering_pings(monkeypatch, answer: Callable[[int], int]) -> AsyncIterator[tuple[Host, Host, PeerFeed]]:
+    """A node connected to a peer, the node's events after the connection's, under a keepalive pinging every 0.1 s
+    and waiting 0.5 s for each answer or a frame (quirk 64); the peer answers a ping of value v with `answer(v)`, and
+    its own pings are not sent, so that its answers are all the node hears from it."""
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(gossip.host, "KEEPALIVE_TIMEOUT_S", 0.5)
+    async with open_host(os.urandom(32), LOOPBACK) as node, \
+            open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=60)) as peer:
+        events = node.peer_events()
+        await node.connect(peer.listen_addrs[0])
+        assert await events.receive() == PeerEvent(peer.peer_id, connected=True)
+        theirs = muxed_connection(peer, node.peer_id)
+        theirs.keepalive_timeout = math.inf  # (its own pings are not sent, so never answered)
+        write_frame = theirs._write_frame
+
+        async def answering(data: bytes) -> None:
+            _, kind, flags, _, value = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+            if kind == TYPE_PING and flags & FLAG_SYN:
+                return  # its own ping: not sent
+            if kind == TYPE_PING:
+                data = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, flags, 0, answer(value))
+            await write_frame(data)
+
+        theirs._write_frame = answering
+        yield node, peer, events
+
+
 @pytest.mark.slow
 async def test_a_peer_answering_pings_with_other_values_is_disconnected(monkeypatch) -> None:
     """Quirk 64: py-libp2p takes any ping answer for the answer to its ping, whatever its value, so a peer answering
     each ping with another value (none of this host's pings: a stale or made-up answer) kept a connection whose pings
     it never answered. Such an answer is no answer, and no sign of the peer either: here the peer sends nothing else."""
-    monkeypatch.setattr(gossip.host, "KEEPALIVE_INTERVAL_S", 0.1)
-    monkeypatch.setattr(gossip.host, "KEEPALIVE_TIMEOUT_S", 0.5)
     with trio.fail_after(20):
-        async with open_host(os.urandom(32), LOOPBACK) as node, \
-                open_host(os.urandom(32), LOOPBACK, config=HostConfig(idle_inbound_grace=60)) as liar:
-            events = node.peer_events()
-            await node.connect(liar.listen_addrs[0])
-            assert await events.receive() == PeerEvent(liar.peer_id, connected=True)
-            theirs = muxed_connection(liar, node.peer_id)
-            theirs.keepalive_timeout = math.inf  # (its own pings are not sent, so never answered)
-            write_frame = theirs._write_frame
-
-            async def answers_lying(data: bytes) -> None:
-                _, kind, flags, _, value = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
-                if kind == TYPE_PING and flags & FLAG_SYN:
-                    return  # its own ping: not sent, so that the node hears nothing else from it
-                if kind == TYPE_PING:
-                    data = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, flags, 0, value + 1)
-                await write_frame(data)
-
-            theirs._write_frame = answers_lying
+        async with answering_pings(monkeypatch, lambda value: value + 1) as (_, liar, events):
             gone_event = await events.receive()
     assert gone_event == PeerEvent(liar.peer_id, connected=False) and gone_event.closed_here
 
@@ -208,6 +218,37 @@ async def test_a_ping_answered_before_its_write_returns_gives_the_rtt_of_that_pi
             mine._write_frame = returning_once_answered
             await measured.wait()
     assert all(0 < rtt < 0.25 for rtt in rtts), rtts
+
+
+@pytest.mark.slow
+async def test_a_quiet_peer_answering_each_ping_stays_connected(monkeypatch) -> None:
+    """Quirk 64: a peer that sends nothing but the answer to each of the host's pings, value for value (a peer idle
+    between sync rounds), keeps its connection; only answers of another value are none."""
+    with trio.fail_after(20):
+        async with answering_pings(monkeypatch, lambda value: value) as (node, quiet, events):
+            mine = muxed_connection(node, quiet.peer_id)
+            header_read = mine.header_read
+            answers, enough = 0, trio.Event()  # (enough: 20 answers read, or the connection closed first)
+
+            def reading(header: bytes) -> bytes:
+                nonlocal answers
+                _, kind, flags, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, header)
+                answers += kind == TYPE_PING and not flags & FLAG_SYN
+                if answers == 20:  # (2 s of pings, four timeouts)
+                    enough.set()
+                return header_read(header)
+
+            async def until_closed() -> None:
+                await events.receive()
+                enough.set()
+
+            mine.header_read = reading
+            async with trio.open_nursery() as watching:
+                watching.start_soon(until_closed)
+                await enough.wait()
+                watching.cancel_scope.cancel()
+            assert node.connected_peers() == [quiet.peer_id] and answers >= 20
+            assert node.stats().unresponsive_closed == {"keepalive": 0, "write_timeout": 0}
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 mock clock, a stand-in host, the real sync service and peer manager): the peer dialled in unasked, its round on
 connecting ended, and then its org's `org` record came in (peer exchange); the catch-up needs a round with it, and
 has one at once, not at the next periodic round or startup_sync_seconds; so does the late catch-up of a start that
-timed out, the record coming in after."""
+timed out, the record coming in after, and with a peer it dials connected already as it begins."""
 
 from __future__ import annotations
 
@@ -23,6 +23,16 @@ DIAL_SECONDS = 0.3
 RECORD_AT = 1.0  # seconds into the catch-up that gossip brings in the peer's org's `org` record
 
 
+def _holding_nothing() -> ScriptedPeerStream:
+    """A sync stream to a peer that holds none of the org's records: its heads name none."""
+
+    async def nothing_held() -> bytes:
+        await trio.lowlevel.checkpoint()
+        return encode_message(HeadsPage((), more=False))
+
+    return ScriptedPeerStream(nothing_held)
+
+
 async def _a_start_coming_to_dial_a_connected_peer(tmp_path: Path, record_at: float, *,
                                                    late: bool = False) -> tuple[Started, list[float]]:
     """A new org's start whose bootstrap peer resets each sync stream (it may answer later: the wait goes on), with
@@ -39,12 +49,7 @@ async def _a_start_coming_to_dial_a_connected_peer(tmp_path: Path, record_at: fl
         if peer_id != peer:
             return await resetting(peer_id, protocol)
         opened.append(trio.current_time())
-
-        async def nothing_held() -> bytes:
-            await trio.lowlevel.checkpoint()
-            return encode_message(HeadsPage((), more=False))
-
-        return ScriptedPeerStream(nothing_held)
+        return _holding_nothing()
 
     host.open_stream = open_stream  # type: ignore[method-assign]
 
@@ -78,3 +83,27 @@ async def test_a_connected_peer_the_late_catch_up_comes_to_dial_has_the_round_it
     assert started.caught_up.state == "timed_out"
     assert opened == [DIAL_SECONDS, record_at]
     assert started.late_done == record_at
+
+
+async def test_a_late_catch_up_has_a_round_at_once_with_a_peer_it_dials_connected_as_it_begins(
+        tmp_path, autojump_clock):
+    """The late catch-up (_catch_up_late) needs a round with each peer it dials that is connected as it begins: the
+    start's rounds with it failed (here its only bootstrap peer reset each sync stream until the start timed out, then
+    answers, holding none of the new org's records), and no peer connecting meanwhile, it would have none but at a
+    periodic round (22.5 to 37.5 s in), startup_sync staying timed_out."""
+    bootstrap = a_peer()
+    answered_from: list[float] = []  # when each sync stream opened once the peer answers
+    host = OneHost(lambda p: StreamError(f"open {SYNC_PROTOCOL} stream to {p}: stream reset"),
+                   dial_seconds=DIAL_SECONDS)
+    resetting = host.open_stream
+
+    async def open_stream(peer_id: str, protocol: str) -> object:
+        if trio.current_time() < STARTUP_SYNC_SECONDS:
+            return await resetting(peer_id, protocol)
+        answered_from.append(trio.current_time())
+        return _holding_nothing()
+
+    host.open_stream = open_stream  # type: ignore[method-assign]
+    started = await start(tmp_path, host, bootstrap, late=True)
+    assert started.caught_up.state == "timed_out"
+    assert answered_from == [STARTUP_SYNC_SECONDS] and started.late_done == STARTUP_SYNC_SECONDS
