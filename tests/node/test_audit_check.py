@@ -293,3 +293,16 @@ async def test_a_damaged_last_entry_stops_the_start_naming_audit_check(data_dir)
             f"telemetry: {data_dir / AUDIT_FILE}: corrupt: entry 12 does not match its stored leaf hash: `vouchnet "
             f"audit check --dir {data_dir}` names every damaged entry and stored hash")):
         await serve_node(load_config(data_dir))
+
+
+async def test_an_entry_that_no_longer_decodes_in_an_interrupted_epoch_stops_the_start_naming_it(data_dir):
+    """An epoch whose digests a stop cut short is not rebuilt but read again for the trust replay, as the start
+    goes on: an entry of it that no longer decodes ended the start in a traceback out of the CBOR decoder."""
+    db = sqlite3.connect(data_dir / "digests.db")
+    with db:
+        db.execute("UPDATE epochs SET done = 0 WHERE start = ?", (T0 + 2 * EPOCH,))  # entries 8 to 11
+    db.close()
+    damage(data_dir, 9, 0)
+    with pytest.raises(StartupError, match=re.escape("telemetry: audit.ledger: entry 9: not an audit entry (entry: "
+                                                     "not deterministic CBOR")):
+        await serve_node(load_config(data_dir))
