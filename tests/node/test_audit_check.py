@@ -5,7 +5,6 @@ the next start mends; and an entry that no longer decodes, named where the node 
 import dataclasses
 import json
 import re
-import shutil
 import sqlite3
 
 import pytest
@@ -22,7 +21,7 @@ from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
 
 from ..factories import new_did
-from .telemetry_node import Clock, telemetry_node
+from .telemetry_node import Clock, crash_image, telemetry_node
 from .test_audit import A, B, EPOCH, T0, submit, three_epochs
 
 
@@ -177,15 +176,6 @@ def test_an_entry_added_to_a_digested_epoch_is_named(data_dir, capsys):
            "(entries 4 to 7)" in err
 
 
-def _crash_image(data_dir, image):
-    """The data directory as a kill -9 of its node leaves it, taken while the node holds its files open: each file and
-    its write-ahead log as they stand (not the -shm index, which SQLite rebuilds from the log)."""
-    image.mkdir()
-    for path in data_dir.iterdir():
-        if path.is_file() and not path.name.endswith("-shm"):
-            shutil.copy2(path, image / path.name)
-
-
 @pytest.mark.parametrize("tear", ["cut", "garbled"])
 def test_a_torn_last_write_loses_only_the_batch_it_never_answered(data_dir, tmp_path, capsys, tear):
     """A kill -9 or a power cut as the audit log's last batch reaches the disk, its write-ahead log's last frames
@@ -199,7 +189,7 @@ def test_a_torn_last_write_loses_only_the_batch_it_never_answered(data_dir, tmp_
         wal = data_dir / (AUDIT_FILE + "-wal")
         before = wal.stat().st_size
         assert node.ingestor.submit_json(batch, key="torn").status == 200
-        _crash_image(data_dir, tmp_path / "image")
+        crash_image(data_dir, tmp_path / "image")
     image = tmp_path / "image"
     torn = bytearray((image / wal.name).read_bytes())
     assert len(torn) > before  # the batch's frames are in the log, not yet checkpointed into the file
