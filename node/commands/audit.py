@@ -112,7 +112,8 @@ def register(subparsers: Subparsers) -> None:
         "stores (its roots and the proofs of exports are computed from them), acceptance times never decrease, "
         f"each epoch {DIGESTS_FILE} says was digested holds exactly its entries, and each digest the org signed (under "
         f"any of its keys, read from {LEDGER_FILE}) has the evidence_root and, without DP noise, the counts of its "
-        "agent's entries in its epoch. Entries retention pruned keep only their hashes, checked against the tree "
+        "agent's entries in its epoch, each agent with entries in an epoch whose digests were all issued having one. "
+        "Entries retention pruned keep only their hashes, checked against the tree "
         "above them; the digests of their epochs cannot be checked, and are counted. It only reads, so it runs "
         "beside the running node too; progress on stderr. Exits 1 naming each damaged entry, stored hash, epoch "
         "or digest (the first 20, and how many in all).",

@@ -10,15 +10,19 @@ import sqlite3
 import pytest
 import trio
 
+from gossip.store import RecordReader
 from ledger import Ledger
 from node import cli
+from node.audit_check import check_audit_log
 from node.audit_log import AUDIT_FILE
 from node.config import load_config
 from node.daemon import StartupError, serve_node
+from node.digests import DigestState
 from node.events import decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
+from vouching import did_key
 
 from ..factories import new_did
 from .telemetry_node import Clock, crash_image, telemetry_node
@@ -296,3 +300,21 @@ async def test_an_entry_that_no_longer_decodes_in_an_interrupted_epoch_stops_the
     with pytest.raises(StartupError, match=re.escape("telemetry: audit.ledger: entry 9: not an audit entry (entry: "
                                                      "not deterministic CBOR")):
         await serve_node(load_config(data_dir))
+
+
+def test_a_digested_epoch_with_none_of_its_digests_signed_is_named(data_dir):
+    """digests.db says all the third epoch's digests were issued, and the org's records hold none of them (restored
+    from a copy older than digests.db, say): an epoch that lacked one agent's digest was named, but not one that
+    lacked them all."""
+    state = DigestState.open_readonly(data_dir)
+    epochs = state.epochs()
+    state.close()
+    org = did_key(bytes(load_org_key(data_dir / "org.key").verify_key))
+    with RecordReader.open(data_dir) as records:
+        digests = [r for r in records.scan(issuer=org, kind="digest") if r.body.epoch != T0 + 2 * EPOCH]
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, epochs, digests)
+    epoch = f"in the epoch [{T0 + 2 * EPOCH}, {T0 + 3 * EPOCH}): the org signed no digest of them, though digests.db " \
+            "says all its digests were issued"
+    assert sorted(checked.problems.named) == sorted([f"entries 8, 9, 11 of {A}, {epoch}", f"entries 10 of {B}, {epoch}"])
+    assert (checked.problems.count, checked.digests) == (2, 4)
