@@ -22,11 +22,11 @@ from node.events import decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
-from vouching import did_key
+from vouching import Counts, did_key, verify_record
 
 from ..factories import new_did
 from .telemetry_node import Clock, crash_image, telemetry_node
-from .test_audit import A, B, EPOCH, T0, submit, three_epochs
+from .test_audit import A, B, EPOCH, T0, digest_records, submit, three_epochs
 
 
 @pytest.fixture
@@ -272,10 +272,13 @@ def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, c
     db.close()
     lost = list(range(first, first + len(ends) // 4))
     assert 5 in lost and 12 not in lost
+    with Ledger.open(data_dir / AUDIT_FILE, to_repair=True) as ledger, ledger.rewriting():
+        ledger.replace_stored_hashes(0, {12: bytes(32)})  # past them: found all the same
     code, _, err = check(data_dir, capsys)
     assert code == 1
     assert all(f"  entry {index}: cannot be read (" in err for index in lost)
-    assert f": {len(lost) + 1} problems:" in err  # and A's digest of the second epoch, whose entry 5 is unread
+    assert "entry 12: its bytes do not hash to the leaf hash the ledger stores for it" in err
+    assert f": {len(lost) + 2} problems:" in err  # and A's digest of the second epoch, whose entry 5 is unread
     assert f"of {A} for the epoch [{T0 + EPOCH}, {T0 + 2 * EPOCH}): its evidence_root is not the hash" in err
 
 
@@ -318,3 +321,49 @@ def test_a_digested_epoch_with_none_of_its_digests_signed_is_named(data_dir):
             "says all its digests were issued"
     assert sorted(checked.problems.named) == sorted([f"entries 8, 9, 11 of {A}, {epoch}", f"entries 10 of {B}, {epoch}"])
     assert (checked.problems.count, checked.digests) == (2, 4)
+
+
+def test_more_problems_than_are_named_are_counted(data_dir, capsys):
+    """Every one of the 23 hashes the log stores is wrong: the first 20 are named, and how many more there are."""
+    with Ledger.open(data_dir / AUDIT_FILE, to_repair=True) as ledger, ledger.rewriting():
+        for level, count in enumerate((13, 6, 3, 1)):
+            ledger.replace_stored_hashes(level, dict.fromkeys(range(count), bytes(32)))
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    named = [line for line in err.splitlines() if line.startswith("  ")]
+    assert (len(named), named[-1]) == (21, "  and 3 more")
+    assert f"{data_dir / AUDIT_FILE}: 23 problems:" in err
+
+
+def test_a_digest_whose_counts_differ_from_its_entries_is_named_though_its_evidence_root_matches(data_dir, capsys):
+    """A digest of the org's saying A's `denied` of the second epoch was ok, over the entries as they are: only the
+    counts show it (without DP noise, which would hide them)."""
+    key = load_org_key(data_dir / "org.key")
+    with telemetry_node(data_dir, key=key, clock=Clock(T0 + 3 * EPOCH), epoch_ms=EPOCH) as node:
+        (honest,) = [body for raw in digest_records(node, A) if (body := verify_record(raw).body).epoch == T0 + EPOCH]
+        assert dict(honest.outcomes) == {"ok": 2, "error": 0, "denied": 1, "timeout": 0}
+        (forged,) = node.replica.issue_digests([dataclasses.replace(
+            honest, outcomes=Counts((("ok", 3), ("error", 0), ("denied", 0), ("timeout", 0))))], ts=T0 + 3 * EPOCH)
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert f"{data_dir / AUDIT_FILE}: 1 problem:\n  digest {forged.id.hex()} of {A} for the epoch [{T0 + EPOCH}, " \
+           f"{T0 + 2 * EPOCH}): its counts differ from those of the log's entries (4, 5, 7)\n" in err
+
+
+def test_an_epoch_whose_digests_a_stop_cut_short_passes(tmp_path, capsys, monkeypatch):
+    """A node stopped between two chunks of an epoch's digests, one agent's issued and not the other's, which its
+    next start issues: the check, run before that start, names no agent as lacking a digest."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        submit(node, A, count=2)
+        submit(node, B)
+        closing = node.digester.closing(T0 + EPOCH)
+        assert len(next(closing)) == 1
+        closing.close()  # the stop
+        assert node.digester.state.unfinished() is not None
+    code, out, err = check(made.data_dir, capsys)
+    assert code == 0, err
+    assert out == ("ok: 3 entries re-hashed and decoded, in time order; the 4 hashes the log stores match its tree; "
+                   "1 digested epoch and 1 digest of the org match their entries\n")
