@@ -367,3 +367,21 @@ def test_an_epoch_whose_digests_a_stop_cut_short_passes(tmp_path, capsys, monkey
     assert code == 0, err
     assert out == ("ok: 3 entries re-hashed and decoded, in time order; the 4 hashes the log stores match its tree; "
                    "1 digested epoch and 1 digest of the org match their entries\n")
+
+
+def test_a_prune_by_the_node_as_the_check_reads_asks_for_the_check_again(tmp_path, capsys, monkeypatch):
+    """Retention beside the check prunes entries it has yet to read: not damage, nor a traceback."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        three_epochs(node)
+        node.clock.now = T0 + 3 * EPOCH + 40_000
+        retention = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                     retention_days=1.5 * EPOCH / DAY_MS)
+        monkeypatch.setattr("node.audit_check.PAGE", 4)
+        monkeypatch.setattr("node.commands.audit.StderrProgress", lambda: lambda done, size: retention.prune())
+        code, _, err = check(made.data_dir, capsys)
+        assert node.audit.ledger.pruned == 8  # the first two epochs, pruned as the first page was read
+    assert code == 1
+    assert err == (f"vouchnet audit check: {made.data_dir / AUDIT_FILE}: the node pruned entries by retention as they "
+                   "were read: run it again\n")
