@@ -319,7 +319,8 @@ def test_a_digested_epoch_with_none_of_its_digests_signed_is_named(data_dir):
         checked = check_audit_log(ledger, epochs, digests)
     epoch = f"in the epoch [{T0 + 2 * EPOCH}, {T0 + 3 * EPOCH}): the org signed no digest of them, though digests.db " \
             "says all its digests were issued"
-    assert sorted(checked.problems.named) == sorted([f"entries 8, 9, 11 of {A}, {epoch}", f"entries 10 of {B}, {epoch}"])
+    assert sorted(checked.problems.named) == sorted([f"entries 8, 9, 11 of {A}, {epoch}",
+                                                     f"entries 10 of {B}, {epoch}"])
     assert (checked.problems.count, checked.digests) == (2, 4)
 
 
