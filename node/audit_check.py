@@ -71,6 +71,9 @@ def check_audit_log(ledger: Ledger, epochs: Sequence[Epoch], digests: Iterable[R
             unchecked += 1
         else:
             expected.setdefault((body.epoch, body.length), {}).setdefault(body.agent, []).append(record)
+    for start, end, _, _, done in epochs:  # tallied too where the org signed none of its digests
+        if done and start >= kept_from:
+            expected.setdefault((start, end - start), {})
     walk = _Walk(epochs, expected, problems)
     tree = StoredHashCheck(ledger, size, keep=keep)
     for start in range(0, pruned, PAGE):  # their bytes are gone: their leaf hashes are checked against the tree only
@@ -151,7 +154,8 @@ def _kept_from(ledger: Ledger, epochs: Sequence[Epoch]) -> int | float:
 
 class _Walk:
     """Entries in log order, checked for order and against the digested epochs and the digests; each digest's
-    epoch tallied as its entries pass (`checked` counts the digests compared)."""
+    epoch, and each epoch digests.db says all its digests were issued, tallied as its entries pass (`checked` counts
+    the digests compared)."""
 
     def __init__(self, epochs: Sequence[Epoch], expected: dict[tuple[int, int], dict[str, list[Record]]],
                  problems: Problems) -> None:

@@ -334,7 +334,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                     await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
                 else:  # nothing else uses the engine until the replay is done
                     await trio.to_thread.run_sync(capturing.run, abandon_on_cancel=True)
-        except DigestStateError as error:
+        except (DigestStateError, LedgerError) as error:  # (an interrupted epoch's entries are read here first)
             raise StartupError(f"telemetry: {error}") from None
         await trust.recompute_replayed()  # in a worker thread: a signal need not wait for it
         replica.listeners.append(trust.on_records)

@@ -68,7 +68,8 @@ def register(subparsers: Subparsers) -> None:
         "node, first), each with its entry's salt (random bytes that keep the org's evidence roots from being guessed "
         "from events). After a `key rotate`, the export holds the org's rotation chain (its signed org records "
         "linking each earlier key to the next, read from records.ledger), so that the digests of its earlier keys "
-        "match too. Events pruned by retention cannot be exported.",
+        "match too. Events pruned by retention cannot be exported. It reads the audit log read-only, so it runs "
+        "beside the running node too.",
         examples=[
             "vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
             "vouchnet audit export --dir ./alice --agent did:key:z6Mk... --from 1767225600000 --to 1767229200000",
@@ -111,7 +112,8 @@ def register(subparsers: Subparsers) -> None:
         "stores (its roots and the proofs of exports are computed from them), acceptance times never decrease, "
         f"each epoch {DIGESTS_FILE} says was digested holds exactly its entries, and each digest the org signed (under "
         f"any of its keys, read from {LEDGER_FILE}) has the evidence_root and, without DP noise, the counts of its "
-        "agent's entries in its epoch. Entries retention pruned keep only their hashes, checked against the tree "
+        "agent's entries in its epoch, each agent with entries in an epoch whose digests were all issued having one. "
+        "Entries retention pruned keep only their hashes, checked against the tree "
         "above them; the digests of their epochs cannot be checked, and are counted. It only reads, so it runs "
         "beside the running node too; progress on stderr. Exits 1 naming each damaged entry, stored hash, epoch "
         "or digest (the first 20, and how many in all).",
@@ -123,25 +125,21 @@ def register(subparsers: Subparsers) -> None:
 def _export(args: argparse.Namespace) -> int:
     from node.audit_export import ExportError, export_agent
     from ledger import LedgerError
-    from node.audit_log import AUDIT_FILE, AuditLog
+    from node.audit_log import AuditLog
     from node.digests import DigestState, DigestStateError
-    from node.store_manifest import StoreLost, check_listed
 
     if args.end <= args.start:
         raise UsageError("--to: must be later than --from")
     with signing_key(args) as (config, key):
         org = did_key(bytes(key.verify_key))
-        try:
-            check_listed(config.data_dir, [AUDIT_FILE])  # opening it would make a new one, whose root it signs
-        except StoreLost as error:
-            raise CommandFailed(str(error)) from None
+        _audit_file(config.data_dir)
         chain = _rotation_chain(config.data_dir, org)
         try:
             state = DigestState.open_readonly(config.data_dir)
         except DigestStateError as e:
             raise CommandFailed(str(e)) from None
-        try:
-            audit = AuditLog.open(config.data_dir)
+        try:  # read-only: beside a running node, or in a data directory a crash left, it changes no file
+            audit = AuditLog.open(config.data_dir, read_only=True)
         except LedgerError as e:
             state.close()
             raise CommandFailed(str(e)) from None
@@ -189,25 +187,17 @@ def _check(args: argparse.Namespace) -> int:
     from node.config import ConfigError, default_data_dir, load_config
     from node.digests import DigestState, DigestStateError
     from node.keys import KeyFileError, load_org_key
-    from node.store_manifest import StoreLost, check_listed
 
     try:  # it writes and signs nothing: `sudo vouchnet audit check` reads a service user's directory, which `run`
         # as root would refuse (node.strict_modes)
         config = load_config(args.dir or default_data_dir())
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    path = config.data_dir / AUDIT_FILE
     try:
         org = did_key(bytes(load_org_key(config.key_path).verify_key))
     except KeyFileError as error:
         raise UsageError(str(error)) from None
-    try:
-        check_listed(config.data_dir, [AUDIT_FILE])
-    except StoreLost as error:
-        raise CommandFailed(str(error)) from None
-    if not path.exists():
-        raise CommandFailed(f"{path}: no such file: the node has not started yet (or is {config.data_dir} not its "
-                            "data directory?)")
+    path = _audit_file(config.data_dir)
     # Read in this order beside a running node: each epoch digests.db lists, and each digest records.ledger holds,
     # is then of entries the audit log opened after them holds.
     try:
@@ -233,6 +223,22 @@ def _check(args: argparse.Namespace) -> int:
         raise CommandFailed(_damage(path, checked))
     print(_intact(checked))
     return 0
+
+
+def _audit_file(data_dir: Path) -> Path:
+    """The audit log of `data_dir`, to be read (never made: export and check only read it); CommandFailed if the data
+    directory made it and lost it, or holds none yet (the node has not started)."""
+    from node.store_manifest import StoreLost, check_listed
+
+    path = data_dir / AUDIT_FILE
+    try:
+        check_listed(data_dir, [AUDIT_FILE])
+    except StoreLost as error:
+        raise CommandFailed(str(error)) from None
+    if not path.exists():
+        raise CommandFailed(f"{path}: no such file: the node has not started yet (or is {data_dir} not its data "
+                            "directory?)")
+    return path
 
 
 _RESTORE = ("restore audit.ledger and digests.db from one copy of the data directory taken before the fault (with the "

@@ -1,8 +1,9 @@
 """A node's telemetry side without a network: audit log, ingest, digests over a real Replica, and an app serving
-the telemetry routers behind the API's error handlers and write guard."""
+the telemetry routers behind the API's error handlers and write guard; and the data directory a kill -9 leaves."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -108,6 +109,15 @@ def telemetry_node(directory: Path, *, key: SigningKey | None = None, clock: Clo
         yield node
     finally:
         node.close()
+
+
+def crash_image(data_dir: Path, image: Path) -> None:
+    """The data directory as a kill -9 of its node leaves it, taken while the node holds its files open: each file and
+    its write-ahead log as they stand (not the -shm index, which SQLite rebuilds from the log)."""
+    image.mkdir()
+    for path in data_dir.iterdir():
+        if path.is_file() and not path.name.endswith("-shm"):
+            shutil.copy2(path, image / path.name)
 
 
 @asynccontextmanager

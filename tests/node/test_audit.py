@@ -11,9 +11,11 @@ import shutil
 import signal
 import sqlite3
 import stat
+import time
 from types import SimpleNamespace
 
 import cbor2
+import httpx
 import pytest
 import trio
 from nacl.signing import SigningKey
@@ -30,10 +32,12 @@ from node.events import SALT_SIZE, Event, decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
+from node.store_manifest import DIGESTS_FILE
 from vouching import did_key, org_body, sign_record, verify_record, vouch_body
 
 from ..factories import Org, new_did
-from .telemetry_node import Clock, telemetry_node
+from .in_process import running
+from .telemetry_node import Clock, crash_image, telemetry_node
 
 EPOCH = 60_000
 T0 = 1_700_000_040_000
@@ -733,3 +737,57 @@ def _set_version(path, version: int) -> None:
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {version}")
     db.close()
+
+
+def _files(data_dir, stores):
+    """The bytes and modification time of each file of `stores` (their write-ahead logs too; not SQLite's -shm index
+    of one, which readers mark)."""
+    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in sorted(data_dir.iterdir())
+            if path.name.startswith(stores) and not path.name.endswith("-shm")}
+
+
+def test_an_export_after_a_crash_leaves_the_audit_log_as_the_crash_left_it(tmp_path, capsys):
+    """An auditor's export of a data directory a kill -9 left, before the node starts again: it opened audit.ledger
+    to be written, and closing it moved the write-ahead log the crash left into the file and deleted it."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        three_epochs(node)
+        crash_image(made.data_dir, tmp_path / "image")
+    image = tmp_path / "image"
+    before = _files(image, (AUDIT_FILE, DIGESTS_FILE))
+    assert before[AUDIT_FILE + "-wal"][0]  # the log's last commits are in it
+    argv = ["audit", "export", "--dir", str(image), "--agent", A, "--from", str(T0), "--to", str(T0 + 3 * EPOCH),
+            "--out", str(tmp_path / "export.json")]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert len(json.loads((tmp_path / "export.json").read_text())["entries"]) == 9
+    assert _files(image, (AUDIT_FILE, DIGESTS_FILE)) == before
+
+
+async def test_an_export_beside_the_running_node_changes_none_of_its_files(tmp_path, local_cli):
+    agent, out = new_did(), tmp_path / "export.json"
+    export = ["audit", "export", "--agent", agent, "--from", "2026-01-01", "--to", "2100-01-01", "--out", str(out),
+              "--dir", str(tmp_path / "node")]
+    async with running(tmp_path / "node") as node, httpx.AsyncClient(
+        base_url=node.api_url, headers={"Authorization": f"Bearer {node.token}"}, timeout=30
+    ) as api:
+        event = {"agent": agent, "ts": int(time.time() * 1000), "category": "tool", "name": "x", "outcome": "ok"}
+        assert (await api.post("/v1/events", json={"events": [event]})).json()["accepted"] == 1
+        before = _files(node.config.data_dir, (AUDIT_FILE,))
+        exported = await trio.to_thread.run_sync(local_cli.run, export)
+        assert exported.returncode == 0, exported.stderr
+        assert [entry["event"]["name"] for entry in json.loads(out.read_text())["entries"]] == ["x"]
+        assert _files(node.config.data_dir, (AUDIT_FILE,)) == before
+        assert (await api.post("/v1/events", json={"events": [event]})).json()["accepted"] == 1
+    assert (await trio.to_thread.run_sync(local_cli.run, export)).returncode == 0
+    assert len(json.loads(out.read_text())["entries"]) == 2
+
+
+def test_an_export_of_a_node_never_started_is_refused_making_no_audit_log(tmp_path, capsys):
+    """It made an empty audit.ledger in the data directory, and exported it, signed."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    argv = ["audit", "export", "--dir", str(made.data_dir), "--agent", A, "--from", str(T0), "--to", str(T0 + 1)]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err == (f"vouchnet audit export: {made.data_dir / AUDIT_FILE}: no such file: the node "
+                                       f"has not started yet (or is {made.data_dir} not its data directory?)\n")
+    assert not (made.data_dir / AUDIT_FILE).exists()

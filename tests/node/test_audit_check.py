@@ -5,25 +5,28 @@ the next start mends; and an entry that no longer decodes, named where the node 
 import dataclasses
 import json
 import re
-import shutil
 import sqlite3
 
 import pytest
 import trio
 
+from gossip.store import RecordReader
 from ledger import Ledger
 from node import cli
+from node.audit_check import check_audit_log
 from node.audit_log import AUDIT_FILE
 from node.config import load_config
 from node.daemon import StartupError, serve_node
+from node.digests import DigestState
 from node.events import decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
+from vouching import Counts, did_key, verify_record
 
 from ..factories import new_did
-from .telemetry_node import Clock, telemetry_node
-from .test_audit import A, B, EPOCH, T0, submit, three_epochs
+from .telemetry_node import Clock, crash_image, telemetry_node
+from .test_audit import A, B, EPOCH, T0, digest_records, submit, three_epochs
 
 
 @pytest.fixture
@@ -189,15 +192,6 @@ def test_an_entry_added_to_a_digested_epoch_is_named(data_dir, capsys):
            "(entries 4 to 7)" in err
 
 
-def _crash_image(data_dir, image):
-    """The data directory as a kill -9 of its node leaves it, taken while the node holds its files open: each file and
-    its write-ahead log as they stand (not the -shm index, which SQLite rebuilds from the log)."""
-    image.mkdir()
-    for path in data_dir.iterdir():
-        if path.is_file() and not path.name.endswith("-shm"):
-            shutil.copy2(path, image / path.name)
-
-
 @pytest.mark.parametrize("tear", ["cut", "garbled"])
 def test_a_torn_last_write_loses_only_the_batch_it_never_answered(data_dir, tmp_path, capsys, tear):
     """A kill -9 or a power cut as the audit log's last batch reaches the disk, its write-ahead log's last frames
@@ -211,7 +205,7 @@ def test_a_torn_last_write_loses_only_the_batch_it_never_answered(data_dir, tmp_
         wal = data_dir / (AUDIT_FILE + "-wal")
         before = wal.stat().st_size
         assert node.ingestor.submit_json(batch, key="torn").status == 200
-        _crash_image(data_dir, tmp_path / "image")
+        crash_image(data_dir, tmp_path / "image")
     image = tmp_path / "image"
     torn = bytearray((image / wal.name).read_bytes())
     assert len(torn) > before  # the batch's frames are in the log, not yet checkpointed into the file
@@ -293,6 +287,8 @@ def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, c
     db.close()
     lost = list(range(first, first + len(ends) // 4))
     assert 5 in lost and 12 not in lost
+    with Ledger.open(data_dir / AUDIT_FILE, to_repair=True) as ledger, ledger.rewriting():
+        ledger.replace_stored_hashes(0, {12: bytes(32)})  # past them: found all the same
     code, _, err = check(data_dir, capsys)
     assert code == 1
     assert all(f"  entry {index}: cannot be read (" in err for index in lost)
@@ -309,3 +305,87 @@ async def test_a_damaged_last_entry_stops_the_start_naming_audit_check(data_dir)
             f"telemetry: {data_dir / AUDIT_FILE}: corrupt: entry 12 does not match its stored leaf hash: `vouchnet "
             f"audit check --dir {data_dir}` names every damaged entry and stored hash")):
         await serve_node(load_config(data_dir))
+
+
+async def test_an_entry_that_no_longer_decodes_in_an_interrupted_epoch_stops_the_start_naming_it(data_dir):
+    """An epoch whose digests a stop cut short is not rebuilt but read again for the trust replay, as the start
+    goes on: an entry of it that no longer decodes ended the start in a traceback out of the CBOR decoder."""
+    db = sqlite3.connect(data_dir / "digests.db")
+    with db:
+        db.execute("UPDATE epochs SET done = 0 WHERE start = ?", (T0 + 2 * EPOCH,))  # entries 8 to 11
+    db.close()
+    damage(data_dir, 9, 0)
+    with pytest.raises(StartupError, match=re.escape("telemetry: audit.ledger: entry 9: not an audit entry (entry: "
+                                                     "not deterministic CBOR")):
+        await serve_node(load_config(data_dir))
+
+
+def test_a_digested_epoch_with_none_of_its_digests_signed_is_named(data_dir):
+    """digests.db says all the third epoch's digests were issued, and the org's records hold none of them (restored
+    from a copy older than digests.db, say): an epoch that lacked one agent's digest was named, but not one that
+    lacked them all."""
+    state = DigestState.open_readonly(data_dir)
+    epochs = state.epochs()
+    state.close()
+    org = did_key(bytes(load_org_key(data_dir / "org.key").verify_key))
+    with RecordReader.open(data_dir) as records:
+        digests = [r for r in records.scan(issuer=org, kind="digest") if r.body.epoch != T0 + 2 * EPOCH]
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, epochs, digests)
+    epoch = f"in the epoch [{T0 + 2 * EPOCH}, {T0 + 3 * EPOCH}): the org signed no digest of them, though digests.db " \
+            "says all its digests were issued"
+    assert sorted(checked.problems.named) == sorted([f"entries 8, 9, 11 of {A}, {epoch}",
+                                                     f"entries 10 of {B}, {epoch}"])
+    assert (checked.problems.count, checked.digests) == (2, 4)
+
+
+def test_a_digest_whose_counts_differ_from_its_entries_is_named_though_its_evidence_root_matches(data_dir, capsys):
+    """A digest of the org's saying A's `denied` of the second epoch was ok, over the entries as they are: only the
+    counts show it (without DP noise, which would hide them)."""
+    key = load_org_key(data_dir / "org.key")
+    with telemetry_node(data_dir, key=key, clock=Clock(T0 + 3 * EPOCH), epoch_ms=EPOCH) as node:
+        (honest,) = [body for raw in digest_records(node, A) if (body := verify_record(raw).body).epoch == T0 + EPOCH]
+        assert dict(honest.outcomes) == {"ok": 2, "error": 0, "denied": 1, "timeout": 0}
+        (forged,) = node.replica.issue_digests([dataclasses.replace(
+            honest, outcomes=Counts((("ok", 3), ("error", 0), ("denied", 0), ("timeout", 0))))], ts=T0 + 3 * EPOCH)
+    code, _, err = check(data_dir, capsys)
+    assert code == 1
+    assert f"{data_dir / AUDIT_FILE}: 1 problem:\n  digest {forged.id.hex()} of {A} for the epoch [{T0 + EPOCH}, " \
+           f"{T0 + 2 * EPOCH}): its counts differ from those of the log's entries (4, 5, 7)\n" in err
+
+
+def test_an_epoch_whose_digests_a_stop_cut_short_passes(tmp_path, capsys, monkeypatch):
+    """A node stopped between two chunks of an epoch's digests, one agent's issued and not the other's, which its
+    next start issues: the check, run before that start, names no agent as lacking a digest."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        submit(node, A, count=2)
+        submit(node, B)
+        closing = node.digester.closing(T0 + EPOCH)
+        assert len(next(closing)) == 1
+        closing.close()  # the stop
+        assert node.digester.state.unfinished() is not None
+    code, out, err = check(made.data_dir, capsys)
+    assert code == 0, err
+    assert out == ("ok: 3 entries re-hashed and decoded, in time order; the 4 hashes the log stores match its tree; "
+                   "1 digested epoch and 1 digest of the org match their entries\n")
+
+
+def test_a_prune_by_the_node_as_the_check_reads_asks_for_the_check_again(tmp_path, capsys, monkeypatch):
+    """Retention beside the check prunes entries it has yet to read: not damage, nor a traceback."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
+                        epoch_ms=EPOCH) as node:
+        three_epochs(node)
+        node.clock.now = T0 + 3 * EPOCH + 40_000
+        retention = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                     retention_days=1.5 * EPOCH / DAY_MS)
+        monkeypatch.setattr("node.audit_check.PAGE", 4)
+        monkeypatch.setattr("node.commands.audit.StderrProgress", lambda: lambda done, size: retention.prune())
+        code, _, err = check(made.data_dir, capsys)
+        assert node.audit.ledger.pruned == 8  # the first two epochs, pruned as the first page was read
+    assert code == 1
+    assert err == (f"vouchnet audit check: {made.data_dir / AUDIT_FILE}: the node pruned entries by retention as they "
+                   "were read: run it again\n")

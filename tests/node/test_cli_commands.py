@@ -34,6 +34,7 @@ from gossip.peers import APART_FIRST, BLOCKED
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
+from node.audit_log import AuditLog
 from node.client import NodeApiError, NodeClient
 from node.commands import common
 from node.commands.log_verify import verify_log
@@ -172,6 +173,7 @@ def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path, capsys, 
     """Not a traceback: the command, the path and why, and exit status 2 (the operator's to fix)."""
     (tmp_path / "file").write_text("")
     node = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    AuditLog.open(node.data_dir).close()  # as a node's start makes it: `audit export` reads it
     paths = {"{file}": str(tmp_path / "file"), "{dir}": str(tmp_path), "{node}": str(node.data_dir)}
 
     def fill(text: str) -> str:

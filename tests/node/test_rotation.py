@@ -182,6 +182,7 @@ def test_a_key_retired_by_a_rotation_left_unfinished_signs_no_credential_nor_che
     successor = create_org_key(config.data_dir / NEXT_KEY_FILE)
     with RecordStore.open(config.data_dir) as store:  # the crash: signed, the new key's first record not yet
         _replica(config, store).issue("org", org_body("a", "test", next=did_key(bytes(successor.verify_key))))
+    AuditLog.open(config.data_dir).close()  # as a node's start makes it: `audit export` reads it
     (out := tmp_path / "out").mkdir()
     argv = [*(arg.format(out=out) for arg in command), "--dir", str(config.data_dir)]
     assert cli.main(argv) == 1
@@ -201,6 +202,7 @@ def test_no_rotation_retires_the_key_a_command_is_signing_with(tmp_path, monkeyp
     key was not retired and its signature: the command signed with the retired key after the rotation record, a
     credential the JWKS serves that key for only if an earlier one keeps it there."""
     config = _config(tmp_path / "a")
+    AuditLog.open(config.data_dir).close()  # as a node's start makes it: `audit export` reads it
     rotations = []
 
     def rotating(sign):
