@@ -25,7 +25,8 @@ def agent_conduct(good: np.ndarray, bad: np.ndarray, params: ScoringParams) -> t
 
 
 def accountability(n_orgs: int, agent_voucher: np.ndarray, agent_subject: np.ndarray, agent_basis: np.ndarray,
-                   agent_weight: np.ndarray, agent_latest: np.ndarray, misbehaving: np.ndarray, well_behaved: np.ndarray,
+                   agent_weight: np.ndarray, agent_latest: np.ndarray, misbehaving: np.ndarray,
+                   well_behaved: np.ndarray,
                    org_voucher: np.ndarray, org_subject: np.ndarray, org_weight: np.ndarray, equivocator: np.ndarray,
                    params: ScoringParams) -> np.ndarray:
     """Accountability per org in (0, 1] from every vouch it gave for agents (`agent_latest`: its latest for the agent

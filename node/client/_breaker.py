@@ -7,9 +7,9 @@ NodeUnreachable saying why and when the address is tried again, for an interval 
 with each failure in a row up to MAX_S, jittered; once it has passed, one request at a time goes through (the probe;
 the others still fail at once, for MAX_S at most: a probe that has not ended by then, its task stalled or its thread
 lost to a fork, no longer holds them back), and the first answer closes the breaker, as does the node's score stream
-connecting again (node.client.score_stream: the node is back, whatever is left of the interval). gRPC's and Envoy's outlier
-ejection and Finagle's failure accrual do the same: a hung or down node costs a call microseconds, not the request's
-timeout.
+connecting again (node.client.score_stream: the node is back, whatever is left of the interval). gRPC's and Envoy's
+outlier ejection and Finagle's failure accrual do the same: a hung or down node costs a call microseconds, not the
+request's timeout.
 """
 
 from __future__ import annotations

@@ -275,7 +275,8 @@ def test_a_shorter_duration_must_still_hold_every_timed_event():
 ])
 def test_agents_that_would_turn_bad_only_after_the_run_are_refused(behaviour, line, error):
     """Before: accepted; the agents behaved well throughout, and the report counted them malicious (its confusion
-    matrix, the praise and slander baselines), as `run on-off --duration 30` did with its turned-bad agents (at 40 s)."""
+    matrix, the praise and slander baselines), as `run on-off --duration 30` did with its turned-bad agents (at
+    40 s)."""
     with pytest.raises(ScenarioError) as refused:
         parse_scenario(_edit('behaviour = "honest"', f"behaviour = {behaviour}"), name="m", where="m.toml")
     assert str(refused.value).startswith(f"m.toml:{line}: {error} of 30 s"), str(refused.value)
@@ -602,8 +603,9 @@ def test_an_equivocation_must_be_one_org_s():
     """A run has the first org selected equivocate (testnet.runner); before, a selector naming more was accepted and
     the others, counted as attackers, did nothing, unsaid (the summary named the one that did)."""
     two = FOLLOWED + '[[attacks]]\ntype = "equivocation"\norgs = "honest"\nat = 5\n'
-    with pytest.raises(ScenarioError, match=re.escape("attacks[0].orgs: an equivocation is one org's (its key signs "
-                                                      "two records at one seq), but honest selects 2 (write GROUP[i])")):
+    refused = ("attacks[0].orgs: an equivocation is one org's (its key signs two records at one seq), but honest "
+               "selects 2 (write GROUP[i])")
+    with pytest.raises(ScenarioError, match=re.escape(refused)):
         make_plan(parse_scenario(two, name="m"), nodes(3), seed=1)
     make_plan(parse_scenario(two.replace('"honest"\nat', '"honest[1]"\nat'), name="m"), nodes(3), seed=1)
 
