@@ -453,8 +453,10 @@ class SyncService:
         was connected as it started whose session failed as it stays (it reset its stream, answered garbage or nothing
         in time), or gave up waiting for its turn (another session with it answered just in time), takes none of those
         asks: hostile reporters, asked first, would otherwise take them all, and no peer holding the gaps would be
-        asked; never a peer that refused the sync protocol, nor any after our disk failed (`storage`). The issuers whose
-        ranges are not all here, and a peer or None (_GapFetchEnd): vain, those of which nothing came, if a peer asked
+        asked; and if the asks all went to peers that reported the gaps, one answering without them, one more is asked:
+        a peer the node dials that reported none (`_past_reporters`); never a peer that refused the sync protocol, nor
+        any after our disk failed (`storage`). The issuers whose ranges are not all here, and a peer or None
+        (_GapFetchEnd): vain, those of which nothing came, if a peer asked
         answered (without them, or failing while it stays connected, but for refusing the protocol: a gossip-only node
         serves no one), and not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
         peer that then left or told us to come back later sent some (it may hold the rest, which gap_queue keeps for a
@@ -483,7 +485,8 @@ class SyncService:
         begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
         begun_by_busy: dict[str, str] = {}  # of those, the ones the last to begin said Busy: by that peer
         self.stats.gap_fetches += 1
-        while len(asked) - spared < most and (peer := self._next_gap_peer(batch, asked, present)):
+        while peer := (self._next_gap_peer(batch, asked, present) if len(asked) - spared < most
+                       else self._past_reporters(batch, asked, answered, present)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
                 return _GapFetchEnd()
@@ -533,6 +536,18 @@ class SyncService:
         candidates = self._dialled_first([peer for peer in self._syncing_peers() if peer not in asked])
         waiting = set(candidates)
         return next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(candidates), None))
+
+    def _past_reporters(self, batch: GapBatch, asked: set[str], answered: bool, present: list[str]) -> str | None:
+        """The one more peer a fetch of gaps whose asks all went to the peers that reported them, one answering without
+        them, asks (`_fetch`): a peer the node dials (`dialled`; any, if unset) that reported none, not asked, those
+        connected as the fetch started first; else None. Answering without a range costs a liar nothing (an honest
+        relayer may truly lack it), and hostile reporters, asked first, would otherwise have its issuer back off and
+        be asked first again, so that the gap waited for a periodic round."""
+        if batch.every or not answered or not asked <= set(batch.origins):
+            return None
+        left = [peer for peer in self._syncing_peers() if peer not in batch.origins and self._own_share(peer)]
+        waiting = set(left)
+        return next((peer for peer in (*present, *left) if peer in waiting), None)
 
     def _dialled_first(self, peers: list[str]) -> list[str]:
         """`peers`, those the node dials (`dialled`) first, each part in the host's order, by peer id: ids cost

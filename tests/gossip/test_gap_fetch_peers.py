@@ -424,6 +424,48 @@ async def test_a_gap_fetch_asks_the_peers_the_node_dials_before_strangers_whose_
         assert node.store.has(MISSING.id) and node.service.stats.gap_issuers_vain == 0
 
 
+async def test_a_gap_its_reporters_answer_without_is_asked_of_a_peer_the_node_dials_in_the_same_fetch(tmp_path,
+                                                                                                     autojump_clock):
+    """Found by stop 42's hostile read: the three peers that reported a gap, asked first, each answered without the
+    record (costing a liar nothing; an honest relayer may truly lack it) and took the fetch's three asks: the issuer
+    backed off and the next fetch asked the same three first, so a gap whose only holder is a peer the node dials
+    waited for a periodic round. Such a fetch asks one more peer, one it dials (not a stranger whose id comes first)
+    that did not report the gap: one only, the next one it dials left unasked if that one lacks the gap too."""
+    stranger, holder, lacking = "12D3KooWAAStranger", "12D3KooWPeerD", "12D3KooWPeerE"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == holder else 0
+
+    async with gaps(tmp_path, [*HOSTILE, stranger, holder, lacking], session) as node:
+        node.service.dialled = {*HOSTILE, holder, lacking}.__contains__
+        await trio.sleep(1)
+        for reporter in HOSTILE:
+            node.service.request_gaps(reporter, GAP)
+        await trio.sleep(1)
+        assert [peer for _, peer in node.asked] == [*HOSTILE, holder]
+        assert node.store.has(MISSING.id) and node.service.stats.gap_issuers_vain == 0
+
+
+@pytest.mark.parametrize(("others", "one_more"), [(["12D3KooWPeerD", "12D3KooWPeerE"], ["12D3KooWPeerD"]),
+                                                  (["12D3KooWAAStranger"], [])])
+async def test_a_gap_its_reporters_and_the_one_more_peer_answer_without_asks_no_other_and_backs_off(
+        others, one_more, tmp_path, autojump_clock):
+    """The one more peer a fetch asks past its reporters answering without the gap is one only, and one the node
+    dials: peers it dials answering without it, as honest relayers lacking it do, are not all asked at each fetch, nor
+    is a stranger (whose id costs nothing) asked in their place; the issuer backs off."""
+    async def session(node: Gaps, peer: str) -> int:
+        return 0
+
+    async with gaps(tmp_path, [*HOSTILE, *others], session) as node:
+        node.service.dialled = {*HOSTILE, *one_more, "12D3KooWPeerE"}.__contains__
+        await trio.sleep(1)
+        for reporter in HOSTILE:
+            node.service.request_gaps(reporter, GAP)
+        await trio.sleep(0.5)
+        assert [peer for _, peer in node.asked] == [*HOSTILE, *one_more]
+        assert node.service.stats.gap_issuers_vain == 1
+
+
 async def test_a_gap_fetch_our_disk_failed_to_store_asks_no_other_peer_and_its_issuer_backs_off(tmp_path,
                                                                                                  autojump_clock):
     """Our disk failing (full, say): the fetch asked the next peers all the same (every one connected, for an org's
