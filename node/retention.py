@@ -49,6 +49,9 @@ class RetentionService:
         self.interval = interval
         metrics.collect("audit_pruned_entries", "Audit-log entries pruned to their hashes",
                         lambda: self.audit.ledger.pruned)
+        self.prune_failures = metrics.counter(
+            "retention_prune_failures_total", "Prunes of the audit log it refused (a damaged entry, a disk that "
+            "refuses), each try: the log stays unpruned until one succeeds (tried again each hour)")
 
     def prune(self) -> int:
         """Prune the audit log of what has expired by now; its new pruned count."""
@@ -77,12 +80,14 @@ class RetentionService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Prune and expire now, then every `interval` seconds; expiry on a worker thread (an hour's span ids are
         millions of rows, about a microsecond each: benchmarks/otlp_ingest.py). A prune the audit log refuses (a
-        damaged entry, node.audit_log.DamagedEntry) is logged and tried again at the next: the node takes events on."""
+        damaged entry, node.audit_log.DamagedEntry) is logged, counted (vouchnet_retention_prune_failures_total) and
+        tried again at the next: the node takes events on."""
         while True:
             try:
                 self.prune()
             except LedgerError as error:  # a damaged entry met searching by time, a disk that refuses: the node runs
                 log.error("audit log not pruned (%s); tried again in %s s", error, round(self.interval))
+                self.prune_failures.inc()
             await trio.to_thread.run_sync(self.expire, self.expiry_time())
             task_status.started()
             task_status = trio.TASK_STATUS_IGNORED

@@ -15,7 +15,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
-from gossip.store import LEDGER_FILE, RecordStore
+from gossip.store import INDEX_FILE, LEDGER_FILE, RecordReader, RecordStore, StoreError
 from ledger.files import sync_directory
 from vouching import did_key, org_body
 from vouching.succession import Succession
@@ -84,16 +84,26 @@ def retired_to(config: NodeConfig) -> str | None:
     """The successor `org.key`'s rotation record names, if the key signed one (a `vouchnet key rotate` interrupted
     before it installed the new key): the key signs nothing more, credentials and checkpoints included. None while a
     node runs in the data directory, which finished any such rotation as it started (its records are not opened).
-    StoreLost for a records ledger the data directory made and lost: opening it would make a new one."""
+    The records are read through gossip.store.RecordReader, which writes nothing: a data directory a crash left is
+    left as it is for the node's start to recover (RecordStore.open would replay the index and checkpoint the WALs).
+    StoreLost for a records ledger the data directory made and lost (StoreError if only its index is left); None if
+    it never made one."""
     try:
         with locked_data_dir(config.data_dir):
             check_listed(config.data_dir, [LEDGER_FILE])
             did = did_key(bytes(load_signing_key(config).verify_key))
-            with RecordStore.open(config.data_dir) as store:
-                last = store.latest_org(did)
+            try:
+                records = RecordReader.open(config.data_dir)
+            except FileNotFoundError:
+                if (config.data_dir / INDEX_FILE).exists():  # (a store makes its ledger first: this one was lost)
+                    raise StoreError(f"{INDEX_FILE}: indexes records but {LEDGER_FILE} holds 0: it is missing; "
+                                     "restore it (and its -wal file) from a backup") from None
+                return None  # no records ledger: the key signed nothing
+            with records:
+                named = [record.body.next for record in records.scan(issuer=did, kind="org")]
     except DataDirBusy:
         return None
-    return None if last is None else last.next
+    return named[-1] if named else None  # (oldest first: a rotation record ends its key's chain)
 
 
 def unpublished_link(store: RecordStore, succession: Succession, did: str) -> list[bytes]:

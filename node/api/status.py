@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -15,6 +15,7 @@ from gossip.addrs import AddrError, check_org_peer_id
 from gossip.host import InvalidPeerId, peer_public_key
 from gossip.peers import KnownPeer
 from vouching import did_key
+from vouching.succession import Succession
 
 from ..audit_log import wall_clock_ms
 from ..health import own_org_flagged
@@ -70,8 +71,10 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
     would have ended the start's (a peer of another network, or whose horizon leaves the org out, holds none of its
     records), "timed_out" and "unreachable" turning "unheld" at a later round with a peer it dials that holds none.
     `horizon` counts the orgs inside its horizon; `flagged` lists the first 64 orgs flagged for equivocation in did
-    order, `flagged_total` counts them all and `flagged_complete` is false if there are more; `own_org_flagged` is true
-    once this org is flagged itself (peers then trust none of it; the metric vouchnet_own_org_flagged).
+    order, each by its identity (its first key, vouching.succession: a stolen key's org and the thief's key it
+    rotated to are one org), `flagged_total` counts them all and `flagged_complete` is false if there are more;
+    `own_org_flagged` is true once this org is flagged itself (peers then trust none of it; the metric
+    vouchnet_own_org_flagged).
     `takes_writes` is false while the node cannot read its api.token as a token: it refuses every write (503
     no_token; the metric vouchnet_api_writes_refused)."""
     replica = node.replica
@@ -83,18 +86,25 @@ async def node_info(node: NodeDep) -> dict[str, Any]:
         "records": replica.store.size,
         "held": replica.held_count,
         "horizon": len(replica.horizon),
-        **listed_flagged(replica.flagged),
+        **listed_flagged(replica.flagged, replica.succession),
         "own_org_flagged": own_org_flagged(replica),
         "own_records_from_peers": replica.own_from_peers,
         "takes_writes": node.token is not None,
     }
 
 
-def listed_flagged(flagged: Collection[str]) -> dict[str, Any]:
-    """The `flagged`, `flagged_complete` and `flagged_total` fields of GET /v1/node: the first MAX_LISTED_FLAGGED
-    dids in did order (picked without sorting or copying them all), whether that is all, and how many."""
-    return {"flagged": heapq.nsmallest(MAX_LISTED_FLAGGED, flagged),
-            "flagged_complete": len(flagged) <= MAX_LISTED_FLAGGED, "flagged_total": len(flagged)}
+def listed_flagged(flagged: Collection[str], succession: Succession) -> dict[str, Any]:
+    """The `flagged`, `flagged_complete` and `flagged_total` fields of GET /v1/node: of the orgs whose keys are
+    `flagged`, the first MAX_LISTED_FLAGGED identities in did order (picked without sorting or copying them all),
+    whether that is all, and how many orgs (not keys: every key of a flagged org is flagged)."""
+    total = sum(1 for _ in _identities(flagged, succession))
+    return {"flagged": heapq.nsmallest(MAX_LISTED_FLAGGED, _identities(flagged, succession)),
+            "flagged_complete": total <= MAX_LISTED_FLAGGED, "flagged_total": total}
+
+
+def _identities(flagged: Collection[str], succession: Succession) -> Iterator[str]:
+    """The flagged keys that are their org's identity: one per flagged org."""
+    return (key for key in flagged if succession.identity(key) == key)
 
 
 @router.get("/v1/peers", responses=read_responses(422))

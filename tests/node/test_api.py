@@ -330,6 +330,18 @@ async def test_node_lists_orgs_flagged_for_equivocation(api, node, partner):
     assert info["own_org_flagged"] is False
 
 
+async def test_a_stolen_keys_org_is_listed_and_counted_once_with_the_thiefs_key(api, node, partner):
+    """A thief rotates the org's stolen key to its own and the org signs at that seq: both keys are flagged, but
+    GET /v1/node (and `vouchnet testnet status` reading it) tells the operator of one flagged org, by its first key."""
+    node.replica.accept([partner.record()])
+    honest = partner.fork(partner.seq + 1, partner.prev)
+    thief, rotation, first = partner.rotate()
+    node.replica.accept([rotation, first, honest])
+    assert {partner.did, thief.did} <= node.replica.flagged
+    info = (await api.get("/v1/node")).json()
+    assert (info["flagged"], info["flagged_complete"], info["flagged_total"]) == ([partner.did], True, 1)
+
+
 async def test_node_says_when_its_own_org_is_flagged_among_more_than_it_lists(api, node, partner):
     node.replica.flagged.update(f"did:key:z{i:03}" for i in range(MAX_LISTED_FLAGGED))  # before ours in did order
     report_own_equivocation(node, partner)

@@ -21,7 +21,7 @@ import trio
 from nacl.signing import SigningKey
 
 from gossip.replica import Replica
-from gossip.store import LEDGER_FILE, RecordStore
+from gossip.store import INDEX_FILE, LEDGER_FILE, RecordStore
 from ledger import Checkpoint, EntryPruned, Ledger, LedgerError, tree_hash, verify_inclusion
 from node import cli
 from node.audit_export import ExportError, VerifyError, export_agent, rotation_chain, verify_export
@@ -746,15 +746,21 @@ def _files(data_dir, stores):
             if path.name.startswith(stores) and not path.name.endswith("-shm")}
 
 
-def test_an_export_after_a_crash_leaves_the_audit_log_as_the_crash_left_it(tmp_path, capsys):
-    """An auditor's export of a data directory a kill -9 left, before the node starts again: it opened audit.ledger
-    to be written, and closing it moved the write-ahead log the crash left into the file and deleted it."""
-    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+def _crashed_after_three_epochs(tmp_path):
+    """The image of a data directory (its API on a fixed port, as `agent new` needs) as a kill -9 of its node after
+    three_epochs leaves it."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:8700")
     with telemetry_node(made.data_dir, key=load_org_key(made.data_dir / "org.key"), clock=Clock(T0),
                         epoch_ms=EPOCH) as node:
         three_epochs(node)
         crash_image(made.data_dir, tmp_path / "image")
-    image = tmp_path / "image"
+    return tmp_path / "image"
+
+
+def test_an_export_after_a_crash_leaves_the_audit_log_as_the_crash_left_it(tmp_path, capsys):
+    """An auditor's export of a data directory a kill -9 left, before the node starts again: it opened audit.ledger
+    to be written, and closing it moved the write-ahead log the crash left into the file and deleted it."""
+    image = _crashed_after_three_epochs(tmp_path)
     before = _files(image, (AUDIT_FILE, DIGESTS_FILE))
     assert before[AUDIT_FILE + "-wal"][0]  # the log's last commits are in it
     argv = ["audit", "export", "--dir", str(image), "--agent", A, "--from", str(T0), "--to", str(T0 + 3 * EPOCH),
@@ -762,6 +768,19 @@ def test_an_export_after_a_crash_leaves_the_audit_log_as_the_crash_left_it(tmp_p
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert len(json.loads((tmp_path / "export.json").read_text())["entries"]) == 9
     assert _files(image, (AUDIT_FILE, DIGESTS_FILE)) == before
+
+
+@pytest.mark.parametrize("command", [["audit", "export", "--agent", A, "--from", str(T0), "--to", str(T0 + 1)],
+                                     ["agent", "new", "--name", "alice"]])
+def test_a_signing_command_after_a_crash_leaves_the_records_as_the_crash_left_them(tmp_path, capsys, command):
+    """`audit export` and `agent new` check that no rotation is unfinished (node.rotation.retired_to) before they
+    sign: that check opened records.ledger to be written, and closing it rewrote the ledger, its index and their
+    write-ahead logs, which the node's next start is to recover from as the crash left them."""
+    image = _crashed_after_three_epochs(tmp_path)
+    before = _files(image, (LEDGER_FILE, INDEX_FILE))
+    assert before[LEDGER_FILE + "-wal"][0] and before[INDEX_FILE + "-wal"][0]  # its last commits are in them
+    assert cli.main([*command, "--out", str(tmp_path / "out"), "--dir", str(image)]) == 0, capsys.readouterr().err
+    assert _files(image, (LEDGER_FILE, INDEX_FILE)) == before
 
 
 async def test_an_export_beside_the_running_node_changes_none_of_its_files(tmp_path, local_cli):

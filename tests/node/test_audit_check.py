@@ -257,7 +257,8 @@ async def test_an_entry_that_no_longer_decodes_stops_the_start_naming_it(tmp_pat
 
 async def test_a_damaged_entry_retention_reads_leaves_the_log_unpruned_and_the_node_running(data_dir, caplog):
     """Retention searches the log by acceptance time for what has expired: meeting an entry that no longer decodes,
-    its service ended, and the node with it, with a traceback."""
+    its service ended, and the node with it, with a traceback. The refusal is counted, as an ERROR line an hour is
+    easily missed."""
     damage(data_dir, 6, 0)  # the first entry the search reads, in the log of 13
     with telemetry_node(data_dir, key=load_org_key(data_dir / "org.key"), clock=Clock(T0 + 3 * EPOCH + 40_000),
                         epoch_ms=EPOCH) as node:
@@ -267,6 +268,7 @@ async def test_a_damaged_entry_retention_reads_leaves_the_log_unpruned_and_the_n
             await nursery.start(service.run)
             nursery.cancel_scope.cancel()
         assert node.audit.ledger.pruned == 0
+        assert node.metrics.value("retention_prune_failures_total") == 1  # for an operator's alert, not only a log
         submit(node, A)
         assert node.audit.size == 14  # events are still taken
     (record,) = [r for r in caplog.records if r.name == "node.retention"]
