@@ -2,9 +2,9 @@
 window), decayed with separate half-lives for good and bad, and recent bad windows kept as "bad reports".
 
 One `EvidenceStore` row ("pair") holds everything one org told this node about one agent; the node's own
-first-hand observations are the pair of its own org, uncapped. Columns are `array.array`s so that a single
-update is a few Python operations; node.trust's recompute reads a numpy copy of them (`frozen`), off the trio
-thread, and TrustEngine.recompute reads them in place.
+first-hand observations are the pair of its own org, whose good counts at most C/2 a window. Columns are
+`array.array`s so that a single update is a few Python operations; node.trust's recompute reads a numpy copy of them
+(`frozen`), off the trio thread, and TrustEngine.recompute reads them in place.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from vouching.grid import GRID
+from vouching.grid import GRID, grid_floor, on_grid
 from vouching.params import ScoringParams
+from vouching.quantiles import source_cap
 
 LN2 = math.log(2)
 MAX_EVENTS = 2**63 - 1  # what a pair's `events` column holds
@@ -101,12 +102,28 @@ def report_strengths(good: np.ndarray, bad: np.ndarray, violation: np.ndarray, p
     return ramp * np.minimum(1.0, violation / params.violation_weight)
 
 
+def own_cap_good(params: ScoringParams) -> float:
+    """The good this node's own observations count per cap window: C/2 (on the grid). A burst of events is one
+    sample of how an agent behaves, not many, and one shorter than a window falls in two windows at most, so that
+    no burst alone lifts an agent above provisional (C: vouching.quantiles.source_cap): trust takes evidence spread
+    over at least three windows."""
+    return grid_floor(source_cap(params) / 2)
+
+
+def _scaled_to(good: float, bad: float, cap_good: float) -> tuple[float, float]:
+    """Good and bad scaled by one factor (rounded to the grid) so that good is at most `cap_good`."""
+    if good <= cap_good:
+        return good, bad
+    return cap_good, on_grid(bad * cap_good / good)
+
+
 class EvidenceStore:
     """Per-(agent, org) accumulators. Long-term good/bad and committed bad reports are valued at the pair's
     `t_ref` (the latest evidence time) and decay from there; the current cap window is kept open."""
 
     def __init__(self, params: ScoringParams) -> None:
         self.params = params
+        self.own_cap_good = own_cap_good(params)
         self.k_good = LN2 / params.good_half_life_ms
         self.k_bad = LN2 / params.bad_half_life_ms
         self.k_report = LN2 / params.report_half_life_ms
@@ -127,7 +144,7 @@ class EvidenceStore:
         self.capped = array("i")
         self.ignored = array("i")
         self.events = array("q")
-        self.first_hand = array("b")  # this node's own observations: uncapped
+        self.first_hand = array("b")  # this node's own observations: full weight, `own_cap_good` a window
 
     def __len__(self) -> int:
         return len(self.agent)
@@ -146,10 +163,11 @@ class EvidenceStore:
         return len(self.agent) - 1
 
     def add(self, pair: int, t: float, window: int, batch: Weighed, events: int, *, capped: bool) -> None:
-        """Count a batch of evidence at time `t` in cap window `window` (caps apply when `capped`). A first-hand
-        pair's `batches` counts its epochs (its evidence is dated at an epoch's last instant: TrustEngine
-        .add_first_hand): however the epoch's events came, in ingest batches, one by one at a restart or as its
-        digest, it is one batch, as the node's digest of it is at a peer."""
+        """Count a batch of evidence at time `t` in cap window `window`: another org's digest (`capped`) under the
+        window's caps, a first-hand one under `_within_own_cap`. A first-hand pair's `batches` counts its epochs (its
+        evidence is dated at an epoch's last instant: TrustEngine.add_first_hand): however the epoch's events came,
+        in ingest batches, one by one at a restart or as its digest, it is one batch, as the node's digest of it is at
+        a peer."""
         good, bad = batch.good, batch.bad
         if not (self.first_hand[pair] and self.batches[pair] and t == self.t_ref[pair]):
             self.batches[pair] += 1
@@ -159,18 +177,23 @@ class EvidenceStore:
             if capped:  # an org's digests move forward in time; an older window may not refill its cap
                 self.ignored[pair] += 1
                 return
-            # First-hand observations may arrive late: count them, and their window as a report of its own.
+            # First-hand observations may arrive late: count them, and their window as a report of its own, under
+            # a cap of its own.
+            g, b = _scaled_to(good, bad, self.own_cap_good)
+            if g < good:
+                self.capped[pair] += 1
             self._commit_report(pair, report_strength(good, bad, batch.violation, self.params), t)
-            self._accumulate(pair, t, good, bad)
+            self._accumulate(pair, t, g, b)
             return
         if window > self.window[pair]:
             self._close_window(pair)
             self.window[pair] = window
-        g, b = good, bad
         if capped:
             g, b = self._within_cap(pair, good, bad)
-        if g < good or b < bad:
-            self.capped[pair] += 1
+            if g < good or b < bad:
+                self.capped[pair] += 1
+        else:
+            g, b = self._within_own_cap(pair, good, bad)
         self.win_good[pair] += g
         self.win_bad[pair] += b
         self.win_raw_good[pair] += good
@@ -188,6 +211,19 @@ class EvidenceStore:
         scale = min(1.0, self.params.cap_good / raw_good if raw_good > 0 else 1.0,
                     self.params.cap_bad / raw_bad if raw_bad > 0 else 1.0)
         return (max(0.0, raw_good * scale - self.win_good[pair]), max(0.0, raw_bad * scale - self.win_bad[pair]))
+
+    def _within_own_cap(self, pair: int, good: float, bad: float) -> tuple[float, float]:
+        """What a batch of first-hand evidence changes in what its window counts: the window's good, at most
+        `own_cap_good`, and its bad scaled by the same factor, so that a busy agent's ratio is kept (DESIGN.md §6
+        "capped per org and epoch"; README "Evidence"). Taken from the window's totals (on the grid), it is the same
+        whatever order and batches the window's events came in, so that a restart, which counts the epoch's digest,
+        changes nothing; the bad it adds is negative when more good scales the window down. The pair's `capped`
+        counts the windows capped: it rises as a window's good first passes the cap."""
+        before = self.win_raw_good[pair]
+        g, b = _scaled_to(before + good, self.win_raw_bad[pair] + bad, self.own_cap_good)
+        if before <= self.own_cap_good < before + good:
+            self.capped[pair] += 1
+        return g - self.win_good[pair], b - self.win_bad[pair]
 
     def open_report(self, pair: int) -> float:
         """The bad-report strength of the pair's open window (not yet decayed)."""
@@ -210,7 +246,8 @@ class EvidenceStore:
         self._bring_to(pair, t)
         lag = self.t_ref[pair] - t
         self.good[pair] += good * math.exp(-lag * self.k_good)
-        self.bad[pair] += bad * math.exp(-lag * self.k_bad)
+        # (At least 0: a first-hand window scaled down by more good takes back bad it counted, since decayed.)
+        self.bad[pair] = max(0.0, self.bad[pair] + bad * math.exp(-lag * self.k_bad))
 
     def _bring_to(self, pair: int, t: float) -> None:
         """Move the pair's reference time forward to `t`, decaying what it holds. First-hand good and bad are taken

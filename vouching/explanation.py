@@ -89,7 +89,7 @@ class OrgPart:
     recent_bad_reports: float  # decayed, before the weight
     batches: int  # digests counted; of this node's own observations, the epochs they fall in (EvidenceStore.add)
     events: int
-    capped: int
+    capped: int  # digests scaled down to the window's caps; of this node's own observations, the windows
     ignored: int
     last_evidence: int
     independent: bool
@@ -188,7 +188,7 @@ class Explanation:
                 f"  {who}: weight {o.weight:.2f}; {counted(o.events, 'event')} in {held}; after decay "
                 f"{o.good:.2f} good and {o.bad:.2f} bad, counted as {o.counted_good:.2f} good and "
                 f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
-                + (f"; {o.capped} capped" if o.capped else "")
+                + (f"; {counted(o.capped, 'window') if o.first_hand else o.capped} capped" if o.capped else "")
                 + (f"; {o.ignored} ignored as out of order" if o.ignored else "")
                 + (("; an independent witness" if o.group == o.org
                     else f"; a witness in the group of {o.group}, which counts once")

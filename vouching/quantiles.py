@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.special import betaincinv
 
+from vouching.grid import grid_floor
+from vouching.params import ScoringParams
 from vouching.tiers import MAX_SCORE, TRUSTED
 
 
@@ -36,3 +40,15 @@ def max_prior_lift(prior_good: float, prior_bad: float, quantile: float) -> floa
         else:
             high = mid
     return low
+
+
+@lru_cache(maxsize=8)
+def _source_cap(prior_good: float, prior_bad: float, quantile: float) -> float:
+    return grid_floor(max_prior_lift(prior_good, prior_bad, quantile))
+
+
+def source_cap(params: ScoringParams) -> float:
+    """C, the most good one source alone may add, on the grid: vouches together, one other org's decayed good, and
+    one cap window of this node's own observations (DESIGN.md §6: none of them alone lifts an agent above
+    provisional)."""
+    return _source_cap(params.prior_good, params.prior_bad, params.quantile)

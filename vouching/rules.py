@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vouching.counts import counted
+from vouching.evidence import own_cap_good
 from vouching.explanation import OrgPart, Rule
 from vouching.params import ScoringParams
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
@@ -57,7 +58,15 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
         rules.append(Rule("org-cap", f"good evidence from {counted(len(held), 'org')} is held at "
                                      f"{held[0].good_cap:.2f} each: one org's word alone never lifts an agent above "
                                      f"provisional"))
-    capped = sum(o.capped for o in org_parts)
+    own_capped = sum(o.capped for o in org_parts if o.first_hand)
+    if own_capped:
+        rules.append(Rule("own-window-cap", f"this node's own observations were scaled down in "
+                                            f"{counted(own_capped, 'window')} (keeping the ratio of good to bad) to "
+                                            f"{own_cap_good(p):.2f} good per {p.cap_window_ms // 60000} minute "
+                                            f"window: a burst of events is one sample of behaviour, so no burst "
+                                            f"alone lifts an agent above provisional; trust takes evidence spread "
+                                            f"over at least three windows"))
+    capped = sum(o.capped for o in org_parts if not o.first_hand)
     if capped:
         rules.append(Rule("window-cap", f"{counted(capped, 'digest')} {_were(capped)} scaled down (keeping the "
                                         f"ratio of good to bad) to at most {p.cap_good:g} good and {p.cap_bad:g} bad "

@@ -30,13 +30,13 @@ from vouching.deviation import DeviationTest, credibility
 from vouching.dp_discount import discounted, dp_threshold
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
 from vouching.explanation import MAX_LISTED_PARTS, Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
-from vouching.grid import EXACT_BELOW, grid_floor, on_grid
+from vouching.grid import EXACT_BELOW, on_grid
 from vouching.params import AGENT_BASES, HOUR_MS, ScoringParams
 from vouching.recompute import AgentSums, Recompute, Recomputed
 from vouching.reputation import OrgStanding, org_standing
 from vouching.rules import cap_score, explain_rules
 from vouching.seen import SeenIds
-from vouching.quantiles import max_prior_lift, score_of
+from vouching.quantiles import score_of, source_cap
 from vouching.tiers import tier_of
 from vouching.vouches import Vouch, VouchBook, check_weight, issuer_and_basis, vouch_key
 
@@ -67,8 +67,8 @@ class SnapshotCopy:
 
 def _exact(entry: tuple) -> bool:
     """Whether a cache entry's sums (of terms on the grid, none negative) are below EXACT_BELOW, and so every partial
-    sum of their terms is exact in any order: this node's own evidence is uncapped, and an event may report up to
-    2^53 - 1 outcomes."""
+    sum of their terms is exact in any order: this node's own good is capped per window (its total is not), and an
+    event may report up to 2^53 - 1 outcomes."""
     _, _, good, good_held, bad, reports, _, _, lift, _ = entry
     return max(good, good_held, bad, reports, lift) < EXACT_BELOW
 
@@ -104,9 +104,10 @@ class TrustEngine:
         # The length of this node's digest epochs ([telemetry] epoch_seconds): its own observations are counted as
         # its digest of their epoch is (add_first_hand), so that a restart, which counts that digest, changes nothing.
         self.epoch_ms = epoch_ms
-        # Neither vouches alone nor one org's good evidence alone may lift an agent above provisional. On the grid,
-        # so that one org's term (weight x cap, rounded to the grid) never exceeds it.
-        self._source_cap = grid_floor(max_prior_lift(p.prior_good, p.prior_bad, p.quantile))
+        # Neither vouches alone nor one org's good evidence alone (nor one cap window of this node's own: the
+        # EvidenceStore's) may lift an agent above provisional. On the grid, so that one org's term (weight x cap,
+        # rounded to the grid) never exceeds it.
+        self._source_cap = source_cap(p)
         self._cold_score = score_of(p.prior_good, p.prior_bad, p.quantile)
         self._orgs: list[str] = []
         self._org_index: dict[str, int] = {}
@@ -247,8 +248,8 @@ class TrustEngine:
                     outcomes, capped=True)
 
     def add_first_hand(self, agent: str, *, ts: int, outcomes: Outcomes, high_risk: Outcomes = NO_OUTCOMES) -> None:
-        """This node's own observations of `agent` (a batch of outcomes at `ts`): full weight, no cap, counted as
-        part of the epoch of `epoch_ms` holding `ts` (`add_own_epoch`)."""
+        """This node's own observations of `agent` (a batch of outcomes at `ts`): full weight, capped per window
+        (EvidenceStore.add), counted as part of the epoch of `epoch_ms` holding `ts` (`add_own_epoch`)."""
         if type(ts) is not int or ts < 0:
             raise InvalidEvidence(f"ts: must be a non-negative integer of ms, got {ts!r}")
         t = ts - ts % self.epoch_ms + self.epoch_ms - 1  # (add_own_epoch's, inline: this is the hot path)
@@ -257,10 +258,11 @@ class TrustEngine:
 
     def add_own_epoch(self, agent: str, *, end: int, outcomes: Outcomes, high_risk: Outcomes = NO_OUTCOMES) -> None:
         """This node's own observations of `agent` in its digest epoch ending at `end` (DESIGN.md §6 first-hand
-        evidence): full weight, no cap, dated at the epoch's last instant and counted in the cap window holding it,
-        as its digest of the epoch counts at a peer. Whether they come event by event as they are made or as the
-        digest at a restart (whatever epoch length it was made under), the sums are the same: bad reports are per
-        epoch (per window for epochs shorter than one), and nothing decays before the epoch ends."""
+        evidence): full weight, dated at the epoch's last instant and counted in the cap window holding it (whose
+        good counts at most C/2: EvidenceStore.add), as its digest of the epoch counts at a peer. Whether they come
+        event by event as they are made or as the digest at a restart (whatever epoch length it was made under), the
+        sums are the same: bad reports are per epoch (per window for epochs shorter than one), and nothing decays
+        before the epoch ends."""
         if type(end) is not int or end < 1:
             raise InvalidEvidence(f"end: must be a positive integer of ms, got {end!r}")
         batch = weigh(outcomes, high_risk, self.params)

@@ -25,7 +25,9 @@ from node.daemon import Node, serve_node
 from node.setup import init_data_dir
 from vouching import Record, did_key
 
-GOOD_EVENTS = 10  # first-hand ok events that make an unknown agent `trusted` at a node (vouching.scoring)
+# First-hand ok events that, with this node's org's audit vouch, make an unknown agent `trusted` at once: events of
+# one burst alone leave it `provisional` (their good counts C/2 a window: README "How scores are computed", 4).
+GOOD_EVENTS = 10
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ class RunningNode:
             registry.close()
 
     def new_agent(self, *, trusted: bool) -> tuple[str, str]:
-        """A fresh agent (did, credential): unknown (so `untrusted`), or `trusted` from first-hand good events."""
+        """A fresh agent (did, credential): unknown (so `untrusted`), or `trusted` from this node's org's audit vouch
+        and first-hand good events."""
         agent, credential, _ = self.new_agent_with_key(trusted=trusted)
         return agent, credential
 
@@ -82,6 +85,7 @@ class RunningNode:
             events = [{"agent": agent, "ts": now, "category": "tool", "name": "search", "outcome": "ok"}
                       for _ in range(GOOD_EVENTS)]
             with self.client() as client:
+                client.vouch(agent, 1.0, "audit")
                 assert client.report_events(events)["accepted"] == GOOD_EVENTS
                 assert client.score(agent)["tier"] == "trusted"
         return agent, self.credential(agent), key

@@ -357,7 +357,8 @@ def test_the_stream_refreshes_a_cached_decision_when_the_score_changes(running):
         assert policy.check(agent).verdict == "block"
         assert policy.check(agent).source == "cache"
         now = int(time.time() * 1000)
-        with NodeClient(running.url, running.token) as client:
+        with NodeClient(running.url, running.token) as client:  # as running.new_agent makes one trusted
+            client.vouch(agent, 1.0, "audit")
             client.report_events([{"agent": agent, "ts": now, "category": "tool", "name": "search",
                                    "outcome": "ok"}] * GOOD_EVENTS)
         assert changed.wait(10)

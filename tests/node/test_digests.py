@@ -33,7 +33,7 @@ from node.stream import Broadcaster
 from node.trust import TrustService
 from gossip.replica import Replica
 from vouching import DigestBody, did_key, load_stored, org_body, verify_record
-from vouching.evidence import report_strength
+from vouching.evidence import own_cap_good, report_strength
 from vouching.params import HOUR_MS, ScoringParams
 from vouching.policy import Policy
 
@@ -421,7 +421,7 @@ def test_a_restart_keeps_an_epoch_of_the_node_s_own_observations_in_its_own_cap_
         submit(node, *[(A, "ok", "tool", False)] * 60)
         now = clock.now + 60_000
         expected = live.engine.score(A, now=now)
-        assert expected.tier == "provisional"
+        assert expected.tier == "untrusted"  # (own good counts C/2 an hour: 300 good events count as few)
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=hour) as node:
         score = replayed(node).engine.score(A, now=now)
         assert (score.score, score.tier, score.caps) == (expected.score, expected.tier, expected.caps)
@@ -475,7 +475,7 @@ def test_a_restart_keeps_the_bad_reports_of_an_epoch_longer_than_a_cap_window(tm
         assert len(node.digester.close_due(clock.now)) == 1
         now = clock.now + 60_000
         expected = live.engine.score(A, now=now)
-        assert (expected.tier, expected.caps) == ("trusted", ())
+        assert (expected.tier, expected.caps) == ("provisional", ())  # one window of own good alone: provisional
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=epoch) as node:
         assert replayed(node).engine.score(A, now=now) == expected
 
@@ -728,7 +728,7 @@ def test_a_start_decodes_each_undigested_audit_entry_once(tmp_path, clock, monke
     with telemetry_node(tmp_path, key=key, clock=clock, epoch_ms=EPOCH) as node:
         trust = replayed(node)
         assert len(decoded) == node.audit.size == 6
-        assert first_hand(trust, agents, T0 + 1) == [2.0, 0.0] * 3
+        assert first_hand(trust, agents, T0 + 1) == [own_cap_good(ScoringParams()), 0.0] * 3  # 2 good, capped
 
 
 def test_a_start_reads_our_digests_since_the_last_epoch_s_mark_a_page_at_a_time(tmp_path, clock, monkeypatch):

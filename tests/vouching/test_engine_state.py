@@ -39,7 +39,7 @@ def test_every_attribute_beside_the_columns_is_captured():
                       if isinstance(value, (list, set)) and name not in ENGINE_FIELDS}
     assert kept_per_agent == {*AGENT_FIELDS, "_caches"}
     assert _others(DeviationTest(params)) == {"params", *DEVIATION_FIELDS, *DEVIATION_DERIVED}
-    assert _others(EvidenceStore(params)) == {"params", "k_good", "k_bad", "k_report"}
+    assert _others(EvidenceStore(params)) == {"params", "own_cap_good", "k_good", "k_bad", "k_report"}
     assert _others(VouchBook(params.basis_weights)) == {"_basis_weights", "by_id", "_pending", "_latest",
                                                         "org_vouches"}
 

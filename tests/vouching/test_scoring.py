@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vouching.evidence import InvalidEvidence, Outcomes
+from vouching.evidence import InvalidEvidence, Outcomes, own_cap_good
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
 from vouching import scoring
 from vouching.engine_state import capture, restore
@@ -382,7 +382,8 @@ def test_first_hand_observations_count_fully_without_any_org_graph():
         e.add_first_hand("a", ts=hour * HOUR_MS, outcomes=Outcomes(ok=100))
     explanation = e.explain("a", now=10 * HOUR_MS)
     assert explanation.orgs[0].first_hand and explanation.orgs[0].weight == 1
-    assert explanation.orgs[0].good == pytest.approx(1000, rel=1e-2)  # not capped at 30 an hour
+    # Weight 1, no cap on the total (another org's good counts at most C), C/2 a window: ten windows, 5 C.
+    assert explanation.orgs[0].good == pytest.approx(10 * own_cap_good(e.params), rel=1e-2)
     assert e.score("a", now=10 * HOUR_MS).tier == "trusted"  # one witness: not verified
 
 

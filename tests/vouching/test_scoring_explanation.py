@@ -21,12 +21,13 @@ def _explained_world():
     w.engine.add_agent_vouch("org1", "a", 0.5, "audit", record_id=gone, ts=0)
     w.engine.revoke("org1", gone, ts=1)
     w.engine.add_agent_vouch("org2", "a", 1.0, "developer", record_id=rid(), ts=0, expires=HOUR_MS)
-    for hour in range(2):
+    for hour in range(20):  # own good counts C/2 a window: twenty of them make it trusted but for the reports
         w.engine.add_first_hand("a", ts=hour * HOUR_MS, outcomes=Outcomes(ok=100))
     w.digest("org1", "a", 0, ok=500)
     w.digest("org1", "a", 1, ok=4, denied=1)
     w.digest("org2", "a", 1, ok=2, error=1)
     w.digest("org1", "a", 0, ok=3)
+    w.now = 20 * HOUR_MS
     return w
 
 
