@@ -1,7 +1,7 @@
 """Memory a flood of `POST /v1/traces` requests makes a node hold at once (DESIGN §7): figures, no targets; not a
 test. Each request is 4 KiB of gzip that inflates to the body limit (node.ingest_api.MAX_TRACES_BYTES), as a process
 without the token may send on each of the API's connections; all are sent at once, so each waits its turn to be read
-(node.ingest_api.SPAN_READS_AT_ONCE) holding what it was let hold. Prints the process's peak RSS above its size before
+(node.ingest_api.READS_AT_ONCE) holding what it was let hold. Prints the process's peak RSS above its size before
 the flood, the answers by status, and the time they took.
 
     python benchmarks/otlp_memory.py [requests]

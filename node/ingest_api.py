@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 from fastapi import APIRouter, Request, Response
@@ -22,19 +23,20 @@ from .api.errors import ErrorBody, error_response, error_responses
 from .api.guard import is_json, media_type
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
-from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
+from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge, read_batch
 from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
                    TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
 
 MAX_TRACES_BYTES = 4 << 20
-# A trace export request longer than this is read (decoded, its spans sorted out) on a worker thread: at about
-# 0.1-0.3 ms per KB, one at the body limit held the node's trio thread for 0.5-1.2 s (benchmarks/otlp_attacks.py).
-# The stock SDK's 512 spans are some 130 KB. Python code holds the GIL, so the loop is slowed, not stopped.
+# A trace export request or events batch longer than this is read (decoded, its spans sorted out; parsed, its events
+# checked) on a worker thread: at about 0.1-0.3 ms per KB, a trace request at the body limit held the node's trio
+# thread for 0.5-1.2 s, and 1 MiB of integers in a batch 0.07 s (benchmarks/otlp_attacks.py). The stock SDK's 512
+# spans are some 130 KB. Python code holds the GIL, so the loop is slowed, not stopped.
 READ_ON_LOOP_BYTES = 16 * 1024
 # Such requests read at once, at most; the others wait their turn. The protobuf parser holds 15-25 bytes a byte of
 # the body as it reads it: 65-100 MB for 4 MiB of empty spans or attributes, 4 KiB of gzip, where trio's 40 worker
 # threads let 40 reads run at once. Python code holds the GIL: a second read at once is no faster, only more memory.
-SPAN_READS_AT_ONCE = 1
+READS_AT_ONCE = 1
 # Request bodies (as received and decompressed) both endpoints hold at once, across requests: 16 at the traces limit.
 # Without a bound, each of the API's 1,024 connections could hold a body 4 MiB decompressed from 4 KiB of gzip while
 # it waits its turn to be read: 4 GiB. A request that finds no room within BODY_WAIT_S is answered 503 `busy`.
@@ -45,6 +47,7 @@ INFLATE_PIECE = 256 * 1024  # a compressed body is inflated (and its room taken)
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
 OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
 PROTOBUF = "application/x-protobuf"
+Read = TypeVar("Read")
 
 _EVENTS_BODY = {
     "required": True,
@@ -142,7 +145,7 @@ async def _inflate(body: bytes, encoding: str, limit: int, held: Holding, too_la
 def ingest_router(ingestor: Ingestor) -> APIRouter:
     """The telemetry ingest endpoints over `ingestor`."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
-    span_reads = trio.CapacityLimiter(SPAN_READS_AT_ONCE)
+    reads = trio.CapacityLimiter(READS_AT_ONCE)
     bodies = BodyBudget(BODY_BYTES_AT_ONCE, BODY_WAIT_S)
 
     @router.post(
@@ -173,7 +176,11 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         async with bodies.holding() as held:
             try:
                 body = await read_body(request, MAX_BATCH_BYTES, held)
-                prepared = ingestor.prepare_json(body, key=key)
+                prepared = ingestor.replay_of(body, key=key)
+                if prepared is None:
+                    batch = await read_request(functools.partial(read_batch, body, now_ms=ingestor.audit.clock()),
+                                               len(body), reads)
+                    prepared = ingestor.prepare_batch(body, batch, key=key)
             except _Refused as refused:
                 return error_response(refused.status, refused.code, refused.detail, refused.headers)
             except BadBatch as error:
@@ -215,9 +222,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         async with bodies.holding() as held:
             try:
                 body = await read_body(request, MAX_TRACES_BYTES, held)
-                read = functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock())
-                batch = (read() if len(body) <= READ_ON_LOOP_BYTES
-                         else await trio.to_thread.run_sync(read, limiter=span_reads))
+                batch = await read_request(functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock()),
+                                           len(body), reads)
             except _Refused as refused:
                 return _otlp_error(refused.status, refused.code, refused.detail, as_json, refused.headers)
             except TooManySpans as error:
@@ -230,6 +236,12 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                         media_type="application/json" if as_json else PROTOBUF)
 
     return router
+
+
+async def read_request(read: Callable[[], Read], size: int, reads: trio.CapacityLimiter) -> Read:
+    """`read()` of a body of `size` bytes: on the event loop up to READ_ON_LOOP_BYTES, else on a worker thread, as
+    many at once as `reads` lets."""
+    return read() if size <= READ_ON_LOOP_BYTES else await trio.to_thread.run_sync(read, limiter=reads)
 
 
 def _read_spans(decode: Callable[[bytes], list[Span | MalformedSpan]], body: bytes, *, now_ms: int) -> SpanBatch:
