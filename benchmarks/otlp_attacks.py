@@ -26,8 +26,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
 
 from gossip.frames import encode_uvarint  # noqa: E402
 from node.audit_log import wall_clock_ms  # noqa: E402
-from node.events import MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, InvalidEvent, parse_event  # noqa: E402
-from node.ingest import TooLarge, _parse_batch  # noqa: E402
+from node.events import MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS  # noqa: E402
+from node.ingest import TooLarge, read_batch  # noqa: E402
 from node.ingest_api import MAX_TRACES_BYTES  # noqa: E402
 from node.otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, TooManySpans, decode_json,  # noqa: E402
                        decode_protobuf, sort_spans)
@@ -133,15 +133,9 @@ def sorted_spans(decode: Callable[[bytes], list]) -> Callable[[bytes], object]:
     return lambda body: sort_spans(decode(body), now_ms=NOW_MS)
 
 
-def parsed_events(body: bytes) -> list[object]:
+def parsed_events(body: bytes) -> object:
     """What POST /v1/events does with a body before it stores anything: parse it, then each event."""
-    events = []
-    for value in _parse_batch(body):
-        try:
-            events.append(parse_event(value, now_ms=NOW_MS))
-        except InvalidEvent:
-            continue
-    return events
+    return read_batch(body, now_ms=NOW_MS)
 
 
 def read(reading: Callable[[bytes], object], body: bytes) -> tuple[float, str]:

@@ -105,6 +105,27 @@ def _parse_batch(body: bytes) -> list[Any]:
 
 
 @dataclass(frozen=True)
+class ReadBatch:
+    """A `POST /v1/events` body read: its valid events, and each invalid one's index in the batch and why."""
+
+    events: list[Event]
+    rejected: list[tuple[int, InvalidEvent]]
+
+
+def read_batch(body: bytes, *, now_ms: int) -> ReadBatch:
+    """A batch's events parsed and each checked (DESIGN §7), their times against the clock `now_ms`, not the log's
+    next acceptance time, which stays ahead for as long as the clock once ran ahead. Pure: it may run on a worker
+    thread. Raises BadBatch, TooLarge."""
+    events, rejected = [], []
+    for index, value in enumerate(_parse_batch(body)):
+        try:
+            events.append(parse_event(value, now_ms=now_ms))
+        except InvalidEvent as error:
+            rejected.append((index, error))
+    return ReadBatch(events, rejected)
+
+
+@dataclass(frozen=True)
 class Pending:
     """A validated batch waiting to be stored, with the reply it will get and, if it came with an idempotency
     key, the key and what to store under it."""
@@ -160,31 +181,28 @@ class Ingestor:
         """Count one refused event (or span) under the event field that broke a rule (InvalidEvent.reason)."""
         self._rejected.inc(reason=reason)
 
-    def validate(self, values: Sequence[Any]) -> tuple[list[Event], list[dict[str, Any]]]:
-        """The valid events, and for each invalid one `{index, detail}`. Their times are checked against the clock,
-        not the log's next acceptance time, which stays ahead for as long as the clock once ran ahead."""
-        now = self.audit.clock()
-        events, rejected = [], []
-        for index, value in enumerate(values):
-            try:
-                events.append(parse_event(value, now_ms=now))
-            except InvalidEvent as error:
-                self.reject(error.reason)
-                rejected.append({"index": index, "detail": str(error)})
-        return events, rejected
-
     def prepare_json(self, body: bytes, *, key: str | None = None) -> Reply | Pending:
-        """A `POST /v1/events` body checked: the final Reply (a replay, or nothing to store), or the Pending batch
-        of its valid events; raises BadBatch, TooLarge.
+        """A `POST /v1/events` body checked on this thread: `replay_of`, else `prepare_batch` of `read_batch`."""
+        replay = self.replay_of(body, key=key)
+        return replay if replay is not None else self.prepare_batch(
+            body, read_batch(body, now_ms=self.audit.clock()), key=key)
 
-        With an idempotency key, a repeated request gets the first reply (marked replayed) and stores nothing;
-        the same key with a different body is refused (422). One that comes while the first is being appended is
-        answered by `commit_async`, once that append is done (or has failed: then it is stored).
-        """
-        fingerprint = None if key is None else hashlib.sha256(body).digest()  # only a keyed request is replayed
-        if key is not None and (stored := self.idempotency.lookup(key, log_size=self.audit.size)) is not None:
-            return self._replay(stored, fingerprint)
-        events, rejected = self.validate(_parse_batch(body))
+    def replay_of(self, body: bytes, *, key: str | None) -> Reply | None:
+        """With an idempotency key, a repeated request's first reply (marked replayed), or 422 if the same key came
+        with a different body; None if there is none yet (or no key)."""
+        if key is None or (stored := self.idempotency.lookup(key, log_size=self.audit.size)) is None:
+            return None
+        return self._replay(stored, hashlib.sha256(body).digest())
+
+    def prepare_batch(self, body: bytes, batch: ReadBatch, *, key: str | None = None) -> Reply | Pending:
+        """A `POST /v1/events` body read (`read_batch`): the final Reply (nothing to store), or the Pending batch
+        of its valid events; counts the invalid ones. With an idempotency key, what to store under it: one that
+        comes while the first is being appended is answered by `commit_async`, once that append is done (or has
+        failed: then it is stored)."""
+        for _, error in batch.rejected:
+            self.reject(error.reason)
+        rejected = [{"index": index, "detail": str(error)} for index, error in batch.rejected]
+        events = batch.events
         if not events and rejected:
             return Reply(422, {"error": "invalid_events", "detail": "no event in the batch is valid; see rejected",
                                "accepted": 0, "rejected": rejected})
@@ -193,6 +211,7 @@ class Ingestor:
             return reply
         if key is None:
             return Pending(tuple(events), reply)
+        fingerprint = hashlib.sha256(body).digest()  # only a keyed request is replayed
         return Pending(tuple(events), reply,
                        (key, StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())))
 

@@ -11,32 +11,43 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from .body_budget import BodyBudget, Holding, OverBudget
 from .idempotency import MAX_KEY, check_key
 from .api.errors import ErrorBody, error_response, error_responses
 from .api.guard import is_json, media_type
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
-from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge
+from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge, read_batch
 from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
                    TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
 
 MAX_TRACES_BYTES = 4 << 20
-# A trace export request longer than this is read (decoded, its spans sorted out) on a worker thread: at about
-# 0.1-0.3 ms per KB, one at the body limit held the node's trio thread for 0.5-1.2 s (benchmarks/otlp_attacks.py).
-# The stock SDK's 512 spans are some 130 KB. Python code holds the GIL, so the loop is slowed, not stopped.
+# A trace export request or events batch longer than this is read (decoded, its spans sorted out; parsed, its events
+# checked) on a worker thread: at about 0.1-0.3 ms per KB, a trace request at the body limit held the node's trio
+# thread for 0.5-1.2 s, and 1 MiB of integers in a batch 0.07 s (benchmarks/otlp_attacks.py). The stock SDK's 512
+# spans are some 130 KB. Python code holds the GIL, so the loop is slowed, not stopped.
 READ_ON_LOOP_BYTES = 16 * 1024
 # Such requests read at once, at most; the others wait their turn. The protobuf parser holds 15-25 bytes a byte of
 # the body as it reads it: 65-100 MB for 4 MiB of empty spans or attributes, 4 KiB of gzip, where trio's 40 worker
 # threads let 40 reads run at once. Python code holds the GIL: a second read at once is no faster, only more memory.
-SPAN_READS_AT_ONCE = 1
+READS_AT_ONCE = 1
+# Request bodies (as received and decompressed) both endpoints hold at once, across requests: 16 at the traces limit.
+# Without a bound, each of the API's 1,024 connections could hold a body 4 MiB decompressed from 4 KiB of gzip while
+# it waits its turn to be read: 4 GiB. A request that finds no room within BODY_WAIT_S is answered 503 `busy`.
+BODY_BYTES_AT_ONCE = 16 * MAX_TRACES_BYTES
+BODY_WAIT_S = 2.0
+BUSY_RETRY_S = 1  # the 503's Retry-After
+INFLATE_PIECE = 256 * 1024  # a compressed body is inflated (and its room taken) this much at a time
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
 OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
 PROTOBUF = "application/x-protobuf"
+Read = TypeVar("Read")
 
 _EVENTS_BODY = {
     "required": True,
@@ -64,20 +75,25 @@ _EVENTS_BODY = {
     },
 }
 
+_BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once ({BODY_BYTES_AT_ONCE >> 20} "
+                                           f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s; "
+                                           "retry after Retry-After"}
+
 
 class _Refused(Exception):
     """A request refused before its body is understood: status, error code, reason."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, held: Holding) -> bytes:
     """The request body, decompressed per Content-Encoding (identity, gzip, deflate), at most `limit` bytes
-    before and after decompression; raises _Refused (413 too large, 415 unknown encoding, 400 corrupt, or with
-    bytes after the compressed stream's end)."""
+    before and after decompression, each byte taken from `held`'s budget before it is held; raises _Refused (413
+    too large, 415 unknown encoding, 400 corrupt, or with bytes after the compressed stream's end, 503 busy: no room
+    in the budget)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise _Refused(415, "unsupported_encoding", "Content-Encoding: must be identity, gzip or deflate")
@@ -85,34 +101,52 @@ async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length", "")
     if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):  # not "²"
         raise too_large
-    chunks, received = [], 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise too_large
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if encoding == "identity":
-        return body
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
     try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as error:
-        raise _Refused(400, "bad_encoding", f"body: not valid {encoding} data ({error})") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise too_large  # a small body that inflates past the limit is refused before it is inflated further
+        chunks, received = [], 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise too_large
+            await held.take(len(chunk))
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        del chunks
+        return body if encoding == "identity" else await _inflate(body, encoding, limit, held, too_large)
+    except OverBudget as error:
+        raise _Refused(503, "busy", f"body: {error}", {"Retry-After": str(BUSY_RETRY_S)}) from None
+
+
+async def _inflate(body: bytes, encoding: str, limit: int, held: Holding, too_large: _Refused) -> bytes:
+    """`body` decompressed a piece at a time, each piece's room taken from `held` before it is inflated."""
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
+    pieces, size, tail = [], 0, body
+    while True:
+        room = min(INFLATE_PIECE, limit + 1 - size)
+        await held.take(room)
+        try:
+            piece = inflater.decompress(tail, room)
+        except zlib.error as error:
+            raise _Refused(400, "bad_encoding", f"body: not valid {encoding} data ({error})") from None
+        held.give_back(room - len(piece))
+        pieces.append(piece)
+        size, tail = size + len(piece), inflater.unconsumed_tail
+        if size > limit:
+            raise too_large  # a small body that inflates past the limit is refused before it is inflated further
+        if inflater.eof or not (tail or len(piece) == room):
+            break
     if not inflater.eof:
         raise _Refused(400, "bad_encoding", f"body: truncated {encoding} data")
     if inflater.unused_data:  # a second gzip member (RFC 1952 §2.2), or anything else: not read, so not taken
         raise _Refused(400, "bad_encoding", f"body: {len(inflater.unused_data)} bytes after the end of the {encoding} "
                                             "data; send the body as one compressed stream")
-    return data
+    return b"".join(pieces)
 
 
 def ingest_router(ingestor: Ingestor) -> APIRouter:
     """The telemetry ingest endpoints over `ingestor`."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
-    span_reads = trio.CapacityLimiter(SPAN_READS_AT_ONCE)
+    reads = trio.CapacityLimiter(READS_AT_ONCE)
+    bodies = BodyBudget(BODY_BYTES_AT_ONCE, BODY_WAIT_S)
 
     @router.post(
         "/v1/events",
@@ -126,7 +160,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                    415: {"model": ErrorBody, "description": "Not JSON (application/json, or a +json type), or no "
                                                             "Content-Type"},
                    422: {"model": ErrorBody, "description": "No valid event, or an Idempotency-Key reused for another "
-                                                            "batch"}},
+                                                            "batch"},
+                   503: _BUSY},
     )
     async def post_events(request: Request) -> Response:
         """Report behaviour events: `{"events": [...]}` as JSON (application/json, or a +json type), at most 1000
@@ -138,16 +173,21 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         key = request.headers.get("idempotency-key")
         if key is not None and (problem := check_key(key)) is not None:
             return error_response(400, "bad_request", problem)
-        try:
-            body = await read_body(request, MAX_BATCH_BYTES)
-            prepared = ingestor.prepare_json(body, key=key)
-        except _Refused as refused:
-            return error_response(refused.status, refused.code, refused.detail)
-        except BadBatch as error:
-            return error_response(400, "bad_batch", str(error))
-        except TooLarge as error:
-            return error_response(413, "too_large", str(error))
-        reply = prepared if isinstance(prepared, Reply) else await ingestor.commit_async(prepared)
+        async with bodies.holding() as held:
+            try:
+                body = await read_body(request, MAX_BATCH_BYTES, held)
+                prepared = ingestor.replay_of(body, key=key)
+                if prepared is None:
+                    batch = await read_request(functools.partial(read_batch, body, now_ms=ingestor.audit.clock()),
+                                               len(body), reads)
+                    prepared = ingestor.prepare_batch(body, batch, key=key)
+            except _Refused as refused:
+                return error_response(refused.status, refused.code, refused.detail, refused.headers)
+            except BadBatch as error:
+                return error_response(400, "bad_batch", str(error))
+            except TooLarge as error:
+                return error_response(413, "too_large", str(error))
+            reply = prepared if isinstance(prepared, Reply) else await ingestor.commit_async(prepared)
         headers = {"Idempotent-Replayed": "true"} if reply.replayed else None
         return JSONResponse(reply.body, status_code=reply.status, headers=headers)
 
@@ -163,7 +203,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                                                             f"and resources), or {MAX_JSON_CONTAINERS} JSON arrays "
                                                             "and objects"},
                    415: {"model": ErrorBody, "description": "Neither application/x-protobuf nor JSON "
-                                                            "(application/json, or a +json type), or no Content-Type"}},
+                                                            "(application/json, or a +json type), or no Content-Type"},
+                   503: _BUSY},
     )
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
@@ -178,23 +219,29 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
             return error_response(415, "unsupported_media_type",
                                   "Content-Type: must be application/x-protobuf or application/json")
         decode = decode_json if as_json else decode_protobuf
-        try:
-            body = await read_body(request, MAX_TRACES_BYTES)
-            read = functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock())
-            batch = (read() if len(body) <= READ_ON_LOOP_BYTES
-                     else await trio.to_thread.run_sync(read, limiter=span_reads))
-        except _Refused as refused:
-            return _otlp_error(refused.status, refused.code, refused.detail, as_json)
-        except TooManySpans as error:
-            return _otlp_error(413, "too_large", str(error), as_json)
-        except OtlpError as error:
-            return _otlp_error(400, "bad_request", str(error), as_json)
-        prepared = ingestor.prepare_spans(batch)
-        reply = await ingestor.commit_async(prepared) if isinstance(prepared, Pending) else prepared
+        async with bodies.holding() as held:
+            try:
+                body = await read_body(request, MAX_TRACES_BYTES, held)
+                batch = await read_request(functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock()),
+                                           len(body), reads)
+            except _Refused as refused:
+                return _otlp_error(refused.status, refused.code, refused.detail, as_json, refused.headers)
+            except TooManySpans as error:
+                return _otlp_error(413, "too_large", str(error), as_json)
+            except OtlpError as error:
+                return _otlp_error(400, "bad_request", str(error), as_json)
+            prepared = ingestor.prepare_spans(batch)
+            reply = await ingestor.commit_async(prepared) if isinstance(prepared, Pending) else prepared
         return Response(export_response(batch.rejected, reply.body["duplicates"], as_json=as_json),
                         media_type="application/json" if as_json else PROTOBUF)
 
     return router
+
+
+async def read_request(read: Callable[[], Read], size: int, reads: trio.CapacityLimiter) -> Read:
+    """`read()` of a body of `size` bytes: on the event loop up to READ_ON_LOOP_BYTES, else on a worker thread, as
+    many at once as `reads` lets."""
+    return read() if size <= READ_ON_LOOP_BYTES else await trio.to_thread.run_sync(read, limiter=reads)
 
 
 def _read_spans(decode: Callable[[bytes], list[Span | MalformedSpan]], body: bytes, *, now_ms: int) -> SpanBatch:
@@ -202,8 +249,9 @@ def _read_spans(decode: Callable[[bytes], list[Span | MalformedSpan]], body: byt
     return sort_spans(decode(body), now_ms=now_ms)
 
 
-def _otlp_error(status: int, code: str, detail: str, as_json: bool) -> Response:
+def _otlp_error(status: int, code: str, detail: str, as_json: bool,
+                headers: dict[str, str] | None = None) -> Response:
     """OTLP §Failures: a protobuf client gets a google.rpc.Status; a JSON client the API's error shape."""
     if as_json:
-        return error_response(status, code, detail)
-    return Response(error_status(detail), status_code=status, media_type=PROTOBUF)
+        return error_response(status, code, detail, headers)
+    return Response(error_status(detail), status_code=status, media_type=PROTOBUF, headers=headers)

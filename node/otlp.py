@@ -286,10 +286,12 @@ def _json_id(value: Any, field: str, size: int) -> str:
     bytes."""
     if value in (None, ""):
         return ""
-    if type(value) is not str or any(c not in "0123456789abcdefABCDEF" for c in value):
+    if type(value) is not str:
         raise _Malformed(f"{field}: must be hex digits")
-    if len(value) > 2 * size:
+    if len(value) > 2 * size:  # before its digits are checked one by one: a 4 MiB id is refused at once
         raise _Malformed(_too_long(field, size))
+    if any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise _Malformed(f"{field}: must be hex digits")
     if len(value) % 2:
         raise _Malformed(f"{field}: an odd number of hex digits; bytes are two each")
     return value.lower()

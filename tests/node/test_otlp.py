@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 import trio
+import trio.testing
 from google.protobuf import json_format
 from google.rpc import status_pb2
 from hypothesis import given, settings
@@ -352,6 +353,8 @@ def malformed_json_spans():
         (span_with(traceId="5b8efff798038103d269b633813fc60c0"),
          "traceId: more than 16 bytes (32 hex digits), the spec's length"),
         (span_with(spanId="0123456789abcdef0"), "spanId: more than 8 bytes (16 hex digits), the spec's length"),
+        # Its length is checked before its digits one by one: a 4 MiB id of hex digits cost 0.12 s of CPU.
+        (span_with(spanId="z" * (1 << 20)), "spanId: more than 8 bytes (16 hex digits), the spec's length"),
         (span_with(spanId=42), "spanId: must be hex digits"),
         # Stored as it came, "abc", though no bytes are written so in hex.
         (span_with(spanId="abc"), "spanId: an odd number of hex digits; bytes are two each"),
@@ -571,10 +574,8 @@ async def test_a_long_request_is_read_off_the_event_loop(node, monkeypatch):
     assert node.metrics.value("spans_total", result="accepted") == 1
 
 
-async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
-    """Each read held 15-25 bytes a byte of its body in the protobuf parser (100 MB for 4 MiB of empty attributes,
-    4 KiB gzipped), and trio's 40 worker threads read 40 at once: a second read is no faster (Python code holds the
-    GIL), only more memory. The second waits for the first, then is read."""
+def hold_reads(monkeypatch) -> tuple[threading.Semaphore, threading.Event]:
+    """Each read of a request's spans made to wait, once it begins (counted by the Semaphore), for the Event."""
     entered, release = threading.Semaphore(0), threading.Event()
 
     def sort_spans_held(spans, *, now_ms):
@@ -583,6 +584,14 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
         return sort_spans(spans, now_ms=now_ms)
 
     monkeypatch.setattr(ingest_api, "sort_spans", sort_spans_held)
+    return entered, release
+
+
+async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
+    """Each read held 15-25 bytes a byte of its body in the protobuf parser (100 MB for 4 MiB of empty attributes,
+    4 KiB gzipped), and trio's 40 worker threads read 40 at once: a second read is no faster (Python code holds the
+    GIL), only more memory. The second waits for the first, then is read."""
+    entered, release = hold_reads(monkeypatch)
     long = empty_spans(ingest_api.READ_ON_LOOP_BYTES)
     answers = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
@@ -601,6 +610,75 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
     assert not second_at_once
     assert [answer.status_code for answer in answers] == [200, 200]
     assert node.metrics.value("spans_total", result="ignored") == 2 * ingest_api.READ_ON_LOOP_BYTES
+
+
+def one_body_of_budget(monkeypatch) -> tuple[bytes, bytes]:
+    """A gzip request of empty spans (read on a worker thread), and a budget of bodies held at once with room for
+    it alone: its compressed and decompressed bytes and one piece being inflated."""
+    body = empty_spans(ingest_api.READ_ON_LOOP_BYTES)
+    compressed = gzip.compress(body)
+    monkeypatch.setattr(ingest_api, "INFLATE_PIECE", 1024)
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", len(compressed) + len(body) + 1024)
+    return body, compressed
+
+
+def post_gzip(client: httpx.AsyncClient, compressed: bytes):
+    return client.post("/v1/traces", content=compressed,
+                       headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+
+
+async def test_bodies_held_at_once_are_bounded_the_next_request_503_busy(node, monkeypatch, autojump_clock):
+    """Each of the API's 1,024 connections held a body decompressed to 4 MiB (from 4 KiB of gzip, with no token)
+    while it waited its turn to be read: 4 GiB. Bodies held at once now share a budget: a request that finds no room
+    in it within BODY_WAIT_S is answered 503 busy with Retry-After (OTLP §Failures: the exporter retries), and the
+    budget is given back once a request is answered."""
+    body, compressed = one_body_of_budget(monkeypatch)
+    entered, release = hold_reads(monkeypatch)
+    answers = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+
+        async def post() -> None:
+            answers.append(await post_gzip(client, compressed))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post)
+            await trio.to_thread.run_sync(entered.acquire)
+            busy = None
+            with trio.move_on_after(60):  # (unbounded, it waited for the first to be read: for ever)
+                busy = await post_gzip(client, compressed)
+            release.set()
+        again = await post_gzip(client, compressed)
+    assert busy is not None and busy.status_code == 503 and busy.headers["Retry-After"] == str(ingest_api.BUSY_RETRY_S)
+    assert "bytes of request bodies at once" in status_pb2.Status.FromString(busy.content).message
+    assert [answer.status_code for answer in answers] == [200] and again.status_code == 200
+    assert node.metrics.value("spans_total", result="ignored") == 2 * ingest_api.READ_ON_LOOP_BYTES
+
+
+async def test_the_budget_is_given_back_by_a_refused_or_cancelled_request(node, monkeypatch, autojump_clock):
+    """A request refused as it is decompressed (truncated gzip), or once read (not OTLP), or cancelled while it
+    waits for room (its client gone), gives back all it took: a request that takes the whole budget is then read."""
+    body, compressed = one_body_of_budget(monkeypatch)
+    not_otlp = gzip.compress(b"\xff" * len(body))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        assert (await post_gzip(client, compressed[:-4])).status_code == 400  # inflated to its end, truncated
+        assert (await post_gzip(client, not_otlp)).status_code == 400
+        entered, release = hold_reads(monkeypatch)
+        cancel_second = trio.CancelScope()
+
+        async def second() -> None:
+            with cancel_second:
+                await post_gzip(client, compressed)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post_gzip, client, compressed)
+            await trio.to_thread.run_sync(entered.acquire)
+            nursery.start_soon(second)
+            await trio.testing.wait_all_tasks_blocked()  # the second waits for room, its compressed body taken
+            cancel_second.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        monkeypatch.setattr(ingest_api, "sort_spans", sort_spans)
+        assert (await post_gzip(client, compressed)).status_code == 200
 
 
 async def test_other_media_types_are_415(node):

@@ -1,0 +1,77 @@
+"""Memory a flood of `POST /v1/traces` requests makes a node hold at once (DESIGN §7): figures, no targets; not a
+test. Each request is 4 KiB of gzip that inflates to the body limit (node.ingest_api.MAX_TRACES_BYTES), as a process
+without the token may send on each of the API's connections; all are sent at once, so each waits its turn to be read
+(node.ingest_api.READS_AT_ONCE) holding what it was let hold. Prints the process's peak RSS above its size before
+the flood, the answers by status, and the time they took.
+
+    python benchmarks/otlp_memory.py [requests]
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+import trio  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
+
+from node.audit_log import AuditLog  # noqa: E402
+from node.idempotency import IdempotencyStore  # noqa: E402
+from node.ingest import Ingestor  # noqa: E402
+from node.ingest_api import MAX_TRACES_BYTES, ingest_router  # noqa: E402
+from node.metrics import Registry  # noqa: E402
+
+
+def inflating_request() -> bytes:
+    """One span whose name fills the body limit, gzip-compressed: about 4 KiB."""
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.add(name="a" * (MAX_TRACES_BYTES - 64))
+    return gzip.compress(request.SerializeToString())
+
+
+async def flood(app: FastAPI, body: bytes, count: int) -> collections.Counter[int]:
+    """`count` requests of `body` at once; their answers' statuses."""
+    statuses: collections.Counter[int] = collections.Counter()
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+
+        async def post() -> None:
+            statuses[(await client.post("/v1/traces", content=body, headers=headers)).status_code] += 1
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(count):
+                nursery.start_soon(post)
+    return statuses
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    body = inflating_request()
+    with tempfile.TemporaryDirectory() as directory:
+        audit = AuditLog.open(Path(directory))
+        idempotency = IdempotencyStore.open(Path(directory), log_size=0)
+        app = FastAPI()
+        app.include_router(ingest_router(Ingestor(audit, idempotency, Registry())))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        statuses = trio.run(flood, app, body, count)
+        took = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        idempotency.close()
+        audit.close()
+    answers = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    print(f"{count} requests of {len(body):,} bytes of gzip ({MAX_TRACES_BYTES:,} inflated) at once: "
+          f"peak RSS +{(peak - before) / 1024:,.0f} MiB, answers {answers}, in {took:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
