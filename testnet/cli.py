@@ -19,6 +19,7 @@ from node.commands.common import (
     UsageError,
     add_command_group,
     add_local_command,
+    os_error_text,
     positive_int,
     seconds_argument,
     seed_argument,
@@ -379,6 +380,8 @@ class ProgressBar:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from node.client import ClientError
+
     from .cluster import Cluster, ClusterError
     from .made_dirs import unmake
     from .measure import measure
@@ -443,9 +446,10 @@ def _run(args: argparse.Namespace) -> int:
         verdicts = judge(results, baseline)
         results["verdicts"] = [v.as_json() for v in verdicts]
         page = write_report(result, results, out)
-    except ClusterError as e:
+    except (ClusterError, ClientError, OSError) as e:  # a node's API refusing a call, the disk full: all say it
         left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
-        raise CommandFailed(f"{e}\nno report written; {left}") from None
+        failure = os_error_text(e) if isinstance(e, OSError) else str(e)
+        raise CommandFailed(f"{failure}\nno report written; {left}") from None
     except KeyboardInterrupt:
         print(f"interrupted: no report written; {_left_unfinished(args.dir, fresh=fresh, keep=args.keep)}",
               file=sys.stderr)
