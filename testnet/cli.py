@@ -235,6 +235,8 @@ def _unfit(error: Exception, scenario, seed: int, reused: int | None = None) -> 
 
 
 def _up(args: argparse.Namespace) -> int:
+    from node.client import ClientError
+
     from .cluster import Cluster, ClusterError
     from .state import STATE_FILE
 
@@ -261,10 +263,11 @@ def _up(args: argparse.Namespace) -> int:
             if not cluster.state.vouched:
                 made = cluster.vouch_topology()
                 print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
-        except (KeyboardInterrupt, ClusterError) as failure:
-            # A node that fails to start (or a vouch that fails) stops the nodes this `up` started, as a Ctrl-C does:
-            # a failed command should leave none of its processes running (each holds its ports and a share of the
-            # CPU, in a testnet missing a node), and the next `up` starts them all. Nodes running before are left.
+        except (KeyboardInterrupt, ClusterError, ClientError) as failure:
+            # A node that fails to start (or a vouch that fails, its node's API refusing it or not answering) stops
+            # the nodes this `up` started, as a Ctrl-C does: a failed command should leave none of its processes
+            # running (each holds its ports and a share of the CPU, in a testnet missing a node), and the next `up`
+            # starts them all. Nodes running before are left.
             bar.close()
             stopped = cluster.stop(waiting)
             names = stopped.clean + stopped.killed

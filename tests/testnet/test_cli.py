@@ -320,6 +320,21 @@ def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path,
             "again") in err
 
 
+def test_a_topology_vouch_the_node_refuses_stops_the_nodes_up_started_and_says_so(tmp_path, monkeypatch, capsys):
+    """As a node failing to start does. Before: a node's API refusing a vouch (or not answering) ended `up` with its
+    error alone, the nodes it had started left running, unsaid."""
+    def refused(self) -> int:
+        raise NodeApiError(503, "unavailable", "the log is being repaired")
+
+    directory = tmp_path / "testnet"
+    monkeypatch.setattr(Cluster, "start", lambda self, names, **options: _sleep(self, names))
+    monkeypatch.setattr(Cluster, "vouch_topology", refused)
+    assert _up_leaving_no_node_running(directory, nodes=2) == 1
+    assert capsys.readouterr().err == (
+        "vouchnet testnet up: the log is being repaired (503 unavailable)\nstopped the 2 nodes it started (n00, "
+        f"n01); `vouchnet testnet up --dir {directory}` starts them again\n")
+
+
 def test_a_progress_bar_draws_on_the_standard_error_of_when_it_is_made(monkeypatch):
     """`vouchnet testnet` imports testnet.cli when it runs, in a process (or a test) whose stderr may have been
     replaced since: a bar bound to the stderr of an earlier time wrote into a closed file."""
