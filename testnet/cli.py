@@ -19,6 +19,7 @@ from node.commands.common import (
     UsageError,
     add_command_group,
     add_local_command,
+    os_error_text,
     positive_int,
     seconds_argument,
     seed_argument,
@@ -234,6 +235,8 @@ def _unfit(error: Exception, scenario, seed: int, reused: int | None = None) -> 
 
 
 def _up(args: argparse.Namespace) -> int:
+    from node.client import ClientError
+
     from .cluster import Cluster, ClusterError
     from .state import STATE_FILE
 
@@ -260,10 +263,11 @@ def _up(args: argparse.Namespace) -> int:
             if not cluster.state.vouched:
                 made = cluster.vouch_topology()
                 print(f"{counted(made, 'org-peer vouch', 'org-peer vouches')} made through the nodes' APIs")
-        except (KeyboardInterrupt, ClusterError) as failure:
-            # A node that fails to start (or a vouch that fails) stops the nodes this `up` started, as a Ctrl-C does:
-            # a failed command should leave none of its processes running (each holds its ports and a share of the
-            # CPU, in a testnet missing a node), and the next `up` starts them all. Nodes running before are left.
+        except (KeyboardInterrupt, ClusterError, ClientError) as failure:
+            # A node that fails to start (or a vouch that fails, its node's API refusing it or not answering) stops
+            # the nodes this `up` started, as a Ctrl-C does: a failed command should leave none of its processes
+            # running (each holds its ports and a share of the CPU, in a testnet missing a node), and the next `up`
+            # starts them all. Nodes running before are left.
             bar.close()
             stopped = cluster.stop(waiting)
             names = stopped.clean + stopped.killed
@@ -379,6 +383,8 @@ class ProgressBar:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from node.client import ClientError
+
     from .cluster import Cluster, ClusterError
     from .made_dirs import unmake
     from .measure import measure
@@ -443,9 +449,10 @@ def _run(args: argparse.Namespace) -> int:
         verdicts = judge(results, baseline)
         results["verdicts"] = [v.as_json() for v in verdicts]
         page = write_report(result, results, out)
-    except ClusterError as e:
+    except (ClusterError, ClientError, OSError) as e:  # a node's API refusing a call, the disk full: all say it
         left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
-        raise CommandFailed(f"{e}\nno report written; {left}") from None
+        failure = os_error_text(e) if isinstance(e, OSError) else str(e)
+        raise CommandFailed(f"{failure}\nno report written; {left}") from None
     except KeyboardInterrupt:
         print(f"interrupted: no report written; {_left_unfinished(args.dir, fresh=fresh, keep=args.keep)}",
               file=sys.stderr)

@@ -24,9 +24,10 @@ again by the next record(), and sends the batch it held at once. `shutdown()` se
 deadline (the post in progress included, the last post cut at it), but not after the node refuses the token or has no
 endpoint there, which no retry in its seconds changes; so does the process's exit if shutdown() was not called, with
 one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all. What either
-could not send is logged, with its count and why (the refusal holding every batch back, if one did), and stays counted
-in `buffered`. A process killed by a signal left at its default (SIGTERM to a plain script) runs no exit handler: what
-was left is neither sent nor said (handle SIGTERM, as uvicorn does, or call shutdown()).
+could not send is logged, with its count and why (the refusal holding every batch back, if the last post got one: not
+one an unreachable node followed), and stays counted in `buffered`. A process killed by a signal left at its default
+(SIGTERM to a plain script) runs no exit handler: what was left is neither sent nor said (handle SIGTERM, as uvicorn
+does, or call shutdown()).
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches i
 _NO_ENDPOINT = frozenset({404, 405})
 _NO_EVENTS_ENDPOINT = ("the node has no POST /v1/events where the collector sends its batches (VOUCHNET_NODE names an "
                        "endpoint's path? give the node's address, such as http://127.0.0.1:8700)")
-_HELD_BACK = frozenset({_TOKEN_REFUSED, _NOT_THE_NODE, _NO_EVENTS_ENDPOINT})  # refusals that keep every batch
 # The node's own refusals of every batch for what this process holds (its token: 401, 403; its node URL, naming a path
 # of the API: 404, 405): shutdown() retries them no longer, as nothing in its few seconds changes them; the sender and
 # flush() keep retrying, for the node's operator may put back the token the service holds
@@ -153,6 +153,7 @@ class TelemetryCollector:
         # What holds every batch back, or drops every event, if anything (logged once per spell).
         self._holding: str | None = None
         self._lasting_refusal = False  # the last post got one of the node's _LASTING refusals (under _send_lock)
+        self._last_held_back: str | None = None  # the last post's refusal of every batch (_held_back), if it got one
 
     # --- recording --------------------------------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class TelemetryCollector:
         with self._lock:
             self._closed, close = True, not self._running
             left = len(self._buffer) + self._in_flight
-            held_back = self._holding if self._holding in _HELD_BACK else None
+            held_back = self._last_held_back
         if close:
             self._client.close()
         if left:
@@ -410,7 +411,7 @@ class TelemetryCollector:
 
         A batch refused as too large (413) was stored by no one: the node refuses one before it stores any of it,
         and a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
-        self._lasting_refusal = False
+        self._lasting_refusal, self._last_held_back = False, None
         try:
             reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
@@ -467,6 +468,7 @@ class TelemetryCollector:
         with self._lock:
             first, self._holding = self._holding != why, why
         self._lasting_refusal = error.code != NOT_THE_NODES and error.status in _LASTING
+        self._last_held_back = why
         if first:
             log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
                       extra={"fields": {"node": self._shown_node, "error": error}})

@@ -91,10 +91,14 @@ def _issues_records(client: NodeClient, did: str) -> bool:
 
 def _named_as_agent(client: NodeClient, did: str) -> bool:
     """Whether the node holds something naming `did` as an agent, a vouch, an org's digest or its own observations
-    (its score answer's `known`), rather than scoring it as a did it knows nothing of; an org's did, which the node
-    refuses to score, is not."""
+    (its score answer's `known`; from a node older than that field, the vouches and orgs its explanation lists),
+    rather than scoring it as a did it knows nothing of; an org's did, which the node refuses to score, is not."""
     try:
-        return client.score(did, explain=False).get("known") is True
+        known = client.score(did, explain=False).get("known")
+        if known is None:
+            explanation = client.score(did)["explanation"]
+            return bool(explanation.get("vouches_total") or explanation.get("orgs_total"))
+        return known
     except NodeApiError as error:
         if error.code == NOT_AN_AGENT:
             return False

@@ -441,6 +441,27 @@ def test_shutdown_stops_at_a_refusal_no_retry_changes_and_says_it_is_why_the_eve
     assert len(lost) == 1 and why in lost[0].fields["why"]
 
 
+def test_shutdown_says_the_latest_reason_the_events_are_lost_not_a_refusal_before_it(caplog):
+    """The node refused the token, then became unreachable: shutdown's last line said the token was refused, the
+    refusal kept as why until a post succeeded, though the events were lost as its deadline passed without an answer."""
+    refused = threading.Event()
+
+    def node(request: httpx.Request) -> httpx.Response:
+        if refused.is_set():
+            raise httpx.ConnectError("the node is down")
+        refused.set()
+        return httpx.Response(401, json={"error": "unauthorized", "detail": "bad token"})
+
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=1,
+                                   transport=httpx.MockTransport(node))
+    with caplog.at_level(logging.WARNING, logger="vouchnet.client"):
+        collector.record_tool_call(new_did(), "search")  # a full batch: sent at once, and refused
+        assert refused.wait(10)
+        stats = collector.shutdown(timeout=1)
+    lost = [r for r in caplog.records if r.getMessage().startswith("telemetry events shutdown")]
+    assert stats.buffered == 1 and [r.fields["why"] for r in lost] == ["its deadline passed"]
+
+
 def test_flush_keeps_retrying_a_refused_token_for_the_node_may_take_it_again(caplog):
     node = _RefusesAtFirst(lambda: httpx.Response(401, json={"error": "unauthorized", "detail": "bad token"}), 2)
     collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,

@@ -417,6 +417,30 @@ async def test_score_refuses_an_org_s_did_and_orgs_an_agent_s_naming_the_command
             assert (await run(*argv))[0] == 0, argv
 
 
+async def test_orgs_refuses_an_agent_s_did_from_a_node_older_than_the_score_answer_s_known(node, trust, capsys,
+                                                                                         monkeypatch):
+    """As before `known` existed, on what the score's explanation lists: since `orgs AGENT_DID` decided on `known`
+    alone, a node without the field had every agent's did shown as an org's, reputation 0, exit 0."""
+    agent = new_did()
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 0.8, "operator"))])
+
+    def without_known(*args, **options) -> dict:
+        answer = score_answer(*args, **options)
+        del answer["known"]
+        return answer
+
+    monkeypatch.setattr(scores, "score_answer", without_known)
+    async with _served(node, trust) as url:
+        async def run(*argv: str) -> tuple[int, str, str]:
+            code = await trio.to_thread.run_sync(cli.main, [*argv, "--api", url])
+            return (code, *capsys.readouterr())
+
+        assert await run("orgs", agent) == (2, "", f"vouchnet orgs: {agent} is an agent (the node holds vouches or "
+                                                   "digests about it, and no record it issued); orgs takes an org's "
+                                                   f"did: see `vouchnet score {agent}`\n")
+        assert (await run("orgs", new_did()))[0] == 0  # a did nobody names: an org nobody knows, as before
+
+
 async def test_an_org_s_did_is_refused_a_score_and_a_check_saying_why_it_is_taken_for_an_org(node, clock):
     """Before: an org only an org-peer vouch named (its own records not arrived yet), a trust root, this node's own
     org, any org that signed records, was given the cold start of an agent nobody knows, as if the node knew

@@ -2,6 +2,7 @@
 and a Ctrl-C, or a node failing, while it starts one leaves no node running and nothing undone that the next `up`
 does not do."""
 
+import errno
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from node.cli import main
+from node.client import NodeApiError, NodeUnreachable
 from testnet import scenario as scenario_module
 from testnet import processes
 from testnet.cli import ProgressBar
@@ -285,6 +287,28 @@ def test_a_run_that_fails_says_what_it_left(existing, tmp_path, capsys, monkeypa
     assert capsys.readouterr().err.endswith("no space left\nno report written; no testnet was made\n")
 
 
+@pytest.mark.parametrize(("failure", "said"), [
+    (NodeApiError(503, "unavailable", "the log is being repaired"), "the log is being repaired (503 unavailable)"),
+    (NodeUnreachable("n01 (http://127.0.0.1:3): no answer in 10 s", timed_out=True),
+     "n01 (http://127.0.0.1:3): no answer in 10 s"),
+    (OSError(errno.ENOSPC, "No space left on device", "nodes/n01/config.toml"),
+     "nodes/n01/config.toml: No space left on device"),
+])
+def test_a_run_that_a_node_api_or_the_disk_fails_says_what_it_left(existing, capsys, monkeypatch, failure, said):
+    """As one a ClusterError ends does. Before: a node's API refusing a vouch of the setup (or not answering), or the
+    file system refusing a node's config, ended the run with that error alone, nothing saying that no report was
+    written or what became of the testnet (and the file system's with exit status 2, as a command asked wrong)."""
+    from testnet import runner
+
+    def failing() -> None:
+        raise failure
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=failing))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
+    assert capsys.readouterr().err.endswith(f"vouchnet testnet run: {said}\nno report written; `vouchnet testnet "
+                                            f"status --dir {existing}` shows the testnet as it was left\n")
+
+
 def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path, monkeypatch, capsys):
     """They were left running, unsaid: a failed `up` leaves what a Ctrl-C leaves, and the next `up` starts them all."""
     directory = tmp_path / "testnet"
@@ -294,6 +318,21 @@ def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path,
     assert "n02: exited while starting; its log ends:\n    error: bad config\n" in err
     assert (f"stopped the 2 nodes it started (n00, n01); `vouchnet testnet up --dir {directory}` starts them "
             "again") in err
+
+
+def test_a_topology_vouch_the_node_refuses_stops_the_nodes_up_started_and_says_so(tmp_path, monkeypatch, capsys):
+    """As a node failing to start does. Before: a node's API refusing a vouch (or not answering) ended `up` with its
+    error alone, the nodes it had started left running, unsaid."""
+    def refused(self) -> int:
+        raise NodeApiError(503, "unavailable", "the log is being repaired")
+
+    directory = tmp_path / "testnet"
+    monkeypatch.setattr(Cluster, "start", lambda self, names, **options: _sleep(self, names))
+    monkeypatch.setattr(Cluster, "vouch_topology", refused)
+    assert _up_leaving_no_node_running(directory, nodes=2) == 1
+    assert capsys.readouterr().err == (
+        "vouchnet testnet up: the log is being repaired (503 unavailable)\nstopped the 2 nodes it started (n00, "
+        f"n01); `vouchnet testnet up --dir {directory}` starts them again\n")
 
 
 def test_a_progress_bar_draws_on_the_standard_error_of_when_it_is_made(monkeypatch):
