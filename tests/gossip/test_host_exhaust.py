@@ -10,7 +10,6 @@ import math
 import os
 import socket
 import struct
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -384,9 +383,11 @@ async def test_a_stream_opened_past_the_bound_costs_one_reset_and_no_ack() -> No
                                             for i in ids))
             await last_reset.wait()
             assert node.stats().hostile_input == 1
-    answers = Counter(tuple(frames) for frames in written.values())
-    assert set(answers) == {("ACK",), ("RST",)}, answers
-    assert answers["ACK",] <= MAX_INBOUND_STREAMS
+    # (A stream accepted may be reset afterwards, as its negotiation ends: the peer's host resets the streams it did
+    # not open. Only what each stream got first is the answer to its SYN.)
+    assert all(frames and frames[0] in ("ACK", "RST") for frames in written.values()), written
+    assert all(frames == ["RST"] for frames in written.values() if frames[0] == "RST")  # refused: one reset, no ACK
+    assert sum(frames[0] == "ACK" for frames in written.values()) <= MAX_INBOUND_STREAMS
 
 
 TOPICS = st.sampled_from([TOPIC, "/vouchnet/other", "t0", "t1"])
