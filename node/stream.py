@@ -178,7 +178,9 @@ def stream_router(broadcaster: Broadcaster) -> APIRouter:
     )
     async def stream(request: Request) -> EventStream:
         """Server-sent events of score and tier changes: `event: <type>` with a JSON `data` line and an `id`;
-        send `Last-Event-ID` on reconnect to get what was missed (or `event: reset`). Comments keep it alive.
+        send `Last-Event-ID` on reconnect to get what was missed (or `event: reset`). An agent's `score` event
+        comes also when only its scoped tools (`scopes`) or who operates it changed, and carries, as a check answer
+        does, `issuers`, `issuers_complete` and `cold_start`. Comments keep it alive.
         503 `too_many_streams` (with Retry-After) while as many clients as the node serves are connected."""
         return EventStream(broadcaster, request.headers.get("last-event-id"))
 

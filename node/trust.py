@@ -141,8 +141,8 @@ class TrustService:
         # inside the horizon vouching for fresh keys between its records made the node's work per record grow with
         # the keys (quadratic in them; benchmarks/score_attacks.py).
         self._deferred: dict[str, None] = {}
-        # agent -> (score, tier, scoped tools) last published or served
-        self._known: dict[str, tuple[int, str, tuple[str, ...]]] = {}
+        # agent -> (score, tier, scoped tools, operating orgs) last published or served
+        self._known: dict[str, tuple[int, str, tuple[str, ...], tuple[str, ...]]] = {}
         self._asked_unknown: dict[str, None] = {}  # those of _known only a read put there, oldest first
         self._requests = metrics.counter("score_requests_total", "Score and check requests answered", ["kind"],
                                          ("score", "check"))
@@ -607,9 +607,13 @@ class TrustService:
         own credentials), then every key of each org with a live operator vouch for it (TrustEngine.operators: no
         org proven to equivocate). A credential of any other issuer names the agent without being its operator's: it
         is decided on the cold-start score."""
+        return self._keys_of(self.engine.operators(agent, now=now))
+
+    def _keys_of(self, operators: tuple[str, ...]) -> tuple[str, ...]:
+        """Every key of this node's org, then every key of each of the `operators` orgs (credential_issuers)."""
         succession = self.replica.succession
         keys = dict.fromkeys(succession.keys(self.replica.did))
-        for org in self.engine.operators(agent, now=now):
+        for org in operators:
             keys.update(dict.fromkeys(succession.keys(org)))
         return tuple(keys)
 
@@ -701,21 +705,30 @@ class TrustService:
             self._announce(agents)
 
     def _announce(self, agents: Iterable[str]) -> None:
-        """Publish a `score` event for every given agent whose general score or scoped tools (`scopes`: a cache of
-        general scores asks the node for checks of these) changed, and a `tier` event if its tier did."""
+        """Publish a `score` event for every given agent whose general score, scoped tools (`scopes`: a cache of
+        general scores asks the node for checks of these) or operating orgs (`_remember`) changed, and a `tier` event
+        if its tier did."""
         now = self._clock()
         for agent in dict.fromkeys(agents):
             self._asked_unknown.pop(agent, None)  # announced: the engine holds something on it now
             self._remember(agent, self.engine.score(agent, now=now), self.engine.scopes(agent, now=now))
 
     def _remember(self, agent: str, score: Score, scopes: tuple[str, ...]) -> None:
-        """Keep the agent's score and scoped tools as the stream's word, publishing them if they changed it."""
+        """Keep the agent's score, scoped tools and the orgs operating it (TrustEngine.operators, at the score's
+        instant) as the stream's word, publishing them if they changed it. An event carries the org keys whose
+        credentials stand for the agent and `cold_start`, as a check answer does (listed_issuers), which an SDK
+        caches: an operator vouch revoked or expired that moved no score (its org's vouches weigh nothing here) went
+        unsaid, and the partner's credentials stood for the agent until the SDK's cache_ttl. Compared by org, not by
+        key: a rotation would announce every agent its org operates at once; a cache missing the new key fails
+        closed (the cold start) for a cache_ttl."""
+        operators = self.engine.operators(agent, now=score.computed_at)
         before = self._known.get(agent)
-        self._known[agent] = (score.score, score.tier, scopes)
-        if before is None or (before[0], before[2]) == (score.score, scopes):
+        self._known[agent] = (score.score, score.tier, scopes, operators)
+        if before is None or (before[0], before[2], before[3]) == (score.score, scopes, operators):
             return
         event = {"agent": agent, "score": score.score, "tier": score.tier, "previous_score": before[0],
-                 "previous_tier": before[1], "computed_at": score.computed_at, **listed_scopes(scopes)}
+                 "previous_tier": before[1], "computed_at": score.computed_at, **listed_scopes(scopes),
+                 **listed_issuers(self._keys_of(operators)), "cold_start": self.engine.cold_score}
         self._broadcaster.publish({"type": "score", **event})
         if before[1] != score.tier:
             self._broadcaster.publish({"type": "tier", **event})

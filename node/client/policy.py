@@ -15,7 +15,8 @@ at most 64 tools; past that (`scopes_complete` false) every tool check of the ag
 
 A check for a caller's credential names its issuer: the agent's score counts only if that org operates the agent
 (the node's org, or one with a live operator vouch for it: the node's `issuers`), else the decision is made on the
-node's cold-start score. The node's word on that is cached with the score, never past the answer's `cache_ttl`.
+node's cold-start score. The node's word on that is cached with the score, never past a `cache_ttl` from when the
+node said it: in a check answer, or in a stream event, which the node sends when it changes.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from ._http import NodeApiError, NodeUnreachable, normal_url, without_passwords
 from ._log import log
 from .async_client import AsyncTrustClient, event_loop
 from .node_client import NodeClient
-from .score_stream import ScoreChange, ScoreStream, valid_scopes
+from .score_stream import ScoreChange, ScoreStream, valid_issuers, valid_scopes
 
 DEFAULT_CACHE_TTL = 30.0
 DEFAULT_POLICY_TTL = 60.0  # a node's policy changes only when it restarts, and a restart resets the stream
@@ -86,9 +87,9 @@ class TrustDecision:
 
 @dataclass(frozen=True)
 class _Operators:
-    """What the node's check said of who operates an agent (node.trust.listed_issuers), kept until `expires`: a
-    score change the stream announces does not carry it, so it is not kept longer than an answer would be, nor past
-    such an announcement (TrustPolicy._changed)."""
+    """What the node said of who operates an agent (node.trust.listed_issuers), in a check answer or a stream
+    event, kept until `expires`, a cache_ttl after it was said: an event of a node that does not say it drops it
+    (TrustPolicy._changed)."""
 
     issuers: frozenset[str]  # org keys whose agent credentials stand for the agent (an issuer not listed: none)
     cold_start: int  # the node's score of an agent nothing names
@@ -126,9 +127,9 @@ _Floor = Policy | str
 def _operators(answer: Mapping[str, object], expires: float) -> _Operators | None:
     """The node's `issuers` and `cold_start` in a check answer (node.trust.listed_issuers), None if it has none."""
     issuers, cold_start = answer.get("issuers"), answer.get("cold_start")
-    if type(issuers) is not list or not all(isinstance(key, str) for key in issuers) or type(cold_start) is not int:
+    if not valid_issuers(issuers, cold_start):
         return None
-    return _Operators(frozenset(issuers), cold_start, expires)
+    return _Operators(frozenset(issuers), cold_start, expires)  # type: ignore[arg-type]
 
 
 class TrustPolicy:
@@ -483,17 +484,19 @@ class TrustPolicy:
         return decision
 
     def _changed(self, change: ScoreChange) -> None:
-        """A change the node announced: refresh the agent's entry if we hold one (others we never asked about). Its
-        operators are dropped, as the announcement does not carry them: a record that changed the agent's score (an
-        operator vouch revoked, say) may have changed who operates it, and a check with a credential asks the node
-        again (the cached operators counted the revoked vouch's org for up to cache_ttl)."""
+        """A change the node announced: refresh the agent's entry if we hold one (others we never asked about),
+        with who operates it as the announcement says (a partner's operator vouch revoked, though it moved no
+        score: the node announces it). An announcement that does not say (a node older than this SDK) drops what was
+        kept of it, as the change may come of such a revocation: a check with a credential asks the node again."""
         with self._lock:
             self._announcements += 1
             if (cached := self._cache.get(change.agent)) is not None:
                 scopes, complete = ((cached.scopes, cached.scopes_complete) if change.scopes is None
                                     else (frozenset(change.scopes), change.scopes_complete))
-                self._cache[change.agent] = _Cached(change.score, change.tier, time.monotonic() + self.cache_ttl,
-                                                    scopes, complete, None)
+                expires = time.monotonic() + self.cache_ttl
+                operators = (None if change.issuers is None or change.cold_start is None
+                             else _Operators(frozenset(change.issuers), change.cold_start, expires))
+                self._cache[change.agent] = _Cached(change.score, change.tier, expires, scopes, complete, operators)
         if self._on_change is not None:
             try:
                 self._on_change(change)

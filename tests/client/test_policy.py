@@ -525,10 +525,13 @@ def test_a_stream_event_saying_the_scoped_tools_are_more_than_listed_sends_every
             policy.close()
 
 
-def test_a_partner_whose_operator_vouch_went_is_asked_of_the_node_once_the_stream_announces_the_agent():
+@pytest.mark.parametrize("says", [True, False], ids=["the node says who operates it", "an older node's event"])
+def test_a_partner_whose_operator_vouch_went_is_decided_on_the_cold_start_once_the_stream_announces_the_agent(says):
     """The cached word on who operates the agent outlived the stream's announcement of a change to it (a partner's
-    operator vouch revoked): the partner's credentials stood for the agent's score until cache_ttl."""
-    agent, partner, announced = new_did(), new_did(), threading.Event()
+    operator vouch revoked): the partner's credentials stood for the agent's score until cache_ttl. The node's event
+    says who operates the agent now (node.trust._remember), though its score did not move, and the cache decides on
+    that; an event that does not say (a node older than the SDK) drops what was kept: the next such check asks."""
+    agent, partner, other, announced = new_did(), new_did(), new_did(), threading.Event()
     node = _StubStream.answering("trusted")
     node.issuers = [partner]
     with serving_in_thread(node.app) as url:
@@ -537,15 +540,17 @@ def test_a_partner_whose_operator_vouch_went_is_asked_of_the_node_once_the_strea
             assert policy.stream_connected.wait(10)
             assert policy.check(agent, issuer=partner).source == "node"
             assert (policy.check(agent, issuer=partner).source, policy.check(agent).source) == ("cache", "cache")
-            node.issuers = []  # the partner revoked its operator vouch; the node announces the agent's new score
-            node.send(f"event: score\nid: a-1\ndata: {json.dumps({'agent': agent, 'score': 790, 'tier': 'trusted'})}"
-                      "\n\n".encode())
+            node.issuers = [other]  # the partner revoked its operator vouch, and another vouched as the operator
+            said = {"issuers": [other], "issuers_complete": True, "cold_start": 100} if says else {}
+            data = json.dumps({"agent": agent, "score": 790, "tier": "trusted", **said})
+            node.send(f"event: score\nid: a-1\ndata: {data}\n\n".encode())
             assert announced.wait(10)
-            decision = policy.check(agent, issuer=partner)
-            assert (decision.source, decision.operated, decision.score) == ("node", False, 100)
+            went, came = policy.check(agent, issuer=partner), policy.check(agent, issuer=other)
             assert policy.check(agent).source == "cache"  # the agent's own score, as announced, still serves
         finally:
             policy.close()
+    assert (went.source, went.operated, went.score, went.verdict) == ("cache" if says else "node", False, 100, "block")
+    assert (came.source, came.operated, came.verdict) == ("cache", True, "allow")
 
 
 def test_an_answer_overtaken_by_a_change_the_stream_announced_is_not_cached():

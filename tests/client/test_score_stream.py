@@ -60,6 +60,34 @@ def test_what_is_not_a_score_change_is_ignored():
     assert score_change(SseEvent("message", '{"agent": "a", "score": 1, "tier": "x"}', None)) is None
 
 
+def test_an_event_saying_who_operates_the_agent_carries_it_and_one_that_does_not_say_leaves_it_unsaid():
+    """node.trust._remember: an event lists the org keys whose credentials stand for the agent, and the cold start;
+    an older node's event has neither."""
+    data = {"agent": "did:key:z6Mk", "score": 610, "tier": "trusted", "issuers": ["did:key:z6MkA", "did:key:z6MkB"],
+            "issuers_complete": True, "cold_start": 50}
+    assert score_change(SseEvent("score", json.dumps(data), None)) == ScoreChange(
+        "did:key:z6Mk", 610, "trusted", issuers=("did:key:z6MkA", "did:key:z6MkB"), cold_start=50)
+    older = {key: value for key, value in data.items() if not key.startswith(("issuers", "cold_start"))}
+    assert score_change(SseEvent("score", json.dumps(older), None)) == ScoreChange("did:key:z6Mk", 610, "trusted")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
+
+
+@given(issuers=_JSON | st.lists(st.text(max_size=5), max_size=3), cold_start=_JSON)
+def test_who_operates_the_agent_is_taken_only_as_a_list_of_keys_with_an_integer_cold_start(issuers, cold_start):
+    """Anything else in those fields, however the node got it wrong, says nothing of who operates the agent (a
+    cache then drops what it kept of that), and the event's score still counts; nothing raises."""
+    data = {"agent": "did:key:z6Mk", "score": 610, "tier": "trusted", "issuers": issuers, "cold_start": cold_start}
+    change = score_change(SseEvent("score", json.dumps(data), None))
+    well_formed = (isinstance(issuers, list) and all(isinstance(key, str) for key in issuers)
+                   and type(cold_start) is int)
+    assert change == ScoreChange("did:key:z6Mk", 610, "trusted", issuers=tuple(issuers) if well_formed else None,
+                                 cold_start=cold_start if well_formed else None)
+
+
 _LINE = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)
 
 

@@ -146,6 +146,65 @@ def test_agents_asked_about_but_unknown_are_remembered_up_to_a_bound_and_known_o
     assert changed == {known, rest[-1]}  # the first change of one forgotten is not announced: it was not kept
 
 
+def _operator_events(events):
+    """What the test reads of published events: type, previous and new score, and who operates the agent."""
+    return [(e["type"], e["previous_score"], e["score"], e["issuers"], e["issuers_complete"], e["cold_start"])
+            for e in events]
+
+
+def test_an_operator_vouch_that_moves_no_score_is_announced_with_whose_credentials_stand_for_the_agent(
+        node, trust, broadcaster):
+    """A partner whose vouches weigh nothing here (no org vouches for it) vouches as the agent's operator, then
+    revokes that: its credentials stand for the agent, then not, and the score never moves. The stream said nothing
+    of either, so an SDK kept the partner as the agent's operator, as its last check answer said, until cache_ttl."""
+    partner, agent = Org(), new_did()
+    score = trust.score(agent)[0].score  # (a change is announced of agents read before)
+    own, cold = list(node.replica.succession.keys(node.replica.did)), trust.engine.cold_score
+    with broadcaster.subscribe() as subscription:
+        vouch = partner.vouch(agent, 1.0, "operator")
+        trust.on_records([vouch])
+        trust.on_records([partner.revoke(vouch, "no longer ours")])
+        events = published_data(subscription)
+    assert trust.score(agent)[0].score == score
+    assert _operator_events(events) == [("score", score, score, [*own, partner.did], True, cold),
+                                        ("score", score, score, own, True, cold)]
+
+
+async def test_an_operator_vouch_that_expired_is_announced_by_the_next_periodic_recompute(node, broadcaster,
+                                                                                          mock_clock):
+    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
+    clock = [NOW]
+    trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
+                         recompute_interval=RECOMPUTE_S, epoch_ms=HOUR_MS, clock=lambda: clock[0])
+    partner, agent = Org(), new_did()
+    trust.on_records([partner.record("vouch", vouch_body(agent, 1.0, "operator", expires=NOW + HOUR_MS))])
+    score = trust.score(agent)[0].score
+    clock[0] = NOW + 2 * HOUR_MS
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trust.run)
+        with broadcaster.subscribe() as subscription:
+            with trio.fail_after(2 * RECOMPUTE_S):  # mock time: no announcement at all fails the test
+                seen = [event_data(await subscription.receive.receive())]
+            seen += published_data(subscription)
+        nursery.cancel_scope.cancel()
+    own = list(node.replica.succession.keys(node.replica.did))
+    assert _operator_events(seen) == [("score", score, score, own, True, trust.engine.cold_score)]
+
+
+def test_an_event_lists_the_first_64_keys_whose_credentials_stand_for_the_agent_and_says_when_there_are_more(
+        node, trust, broadcaster):
+    """As a check answer does (node.trust.listed_issuers): any key may sign an operator vouch."""
+    agent, partners = new_did(), sorted((Org() for _ in range(64)), key=lambda org: org.did)
+    trust.score(agent)[0]  # (a change is announced of agents read before)
+    with broadcaster.subscribe() as subscription:
+        trust.on_records([partner.vouch(agent, 1.0, "operator") for partner in partners[:63]])
+        trust.on_records([partners[63].vouch(agent, 1.0, "operator")])
+        events = published_data(subscription)
+    own = list(node.replica.succession.keys(node.replica.did))
+    assert [(e["issuers"], e["issuers_complete"]) for e in events if e["type"] == "score"] == [
+        ([*own, *(p.did for p in partners[:63])], True), ([*own, *(p.did for p in partners[:63])], False)]
+
+
 def _vouched_by_partner(node, trust):
     """An agent vouched for by a partner org that this node vouches for: provisional while the partner stands."""
     partner, agent = Org(), new_did()
