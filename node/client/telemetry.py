@@ -109,6 +109,16 @@ class _Batch:
         return cls(events, events_body(events) if body is None else body, uuid.uuid4().hex)
 
 
+@dataclass(frozen=True)
+class _HeldBack:
+    """A post's refusal of every batch (TelemetryCollector._held_back): `why`, and whether it is one of the node's
+    _LASTING refusals, which shutdown() retries no longer; a 400 with a challenge (the Authorization header
+    malformed: a proxy adding its own, say) and a refusal not in the node's form are held back too, but retried."""
+
+    why: str
+    lasting: bool
+
+
 class _Posted(Enum):
     """What became of a post of a batch."""
 
@@ -152,8 +162,7 @@ class TelemetryCollector:
         self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
         # What holds every batch back, or drops every event, if anything (logged once per spell).
         self._holding: str | None = None
-        self._lasting_refusal = False  # the last post got one of the node's _LASTING refusals (under _send_lock)
-        self._last_held_back: str | None = None  # the last post's refusal of every batch (_held_back), if it got one
+        self._last_held_back: _HeldBack | None = None  # the last post's, if it got one (under _send_lock)
 
     # --- recording --------------------------------------------------------------------------------------------
 
@@ -249,8 +258,8 @@ class TelemetryCollector:
         if close:
             self._client.close()
         if left:
-            why = held_back or ("its deadline passed" if retry else
-                                "one try a batch at exit: one failed, or the deadline passed")
+            why = held_back.why if held_back is not None else (
+                "its deadline passed" if retry else "one try a batch at exit: one failed, or the deadline passed")
             log.warning("telemetry events shutdown could not send, lost (but a batch whose post is still in "
                         "progress)", extra={"fields": {"events": left, "node": self._shown_node, "why": why}})
         return self.stats
@@ -356,7 +365,8 @@ class TelemetryCollector:
                 attempt = 0
                 continue
             wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], end - time.monotonic())
-            if wait <= 0 or not retry or (self._stopped.is_set() and self._lasting_refusal):
+            held_back = self._last_held_back
+            if wait <= 0 or not retry or (self._stopped.is_set() and held_back is not None and held_back.lasting):
                 return False
             attempt += 1
             if background:
@@ -411,7 +421,7 @@ class TelemetryCollector:
 
         A batch refused as too large (413) was stored by no one: the node refuses one before it stores any of it,
         and a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
-        self._lasting_refusal, self._last_held_back = False, None
+        self._last_held_back = None
         try:
             reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
@@ -467,8 +477,7 @@ class TelemetryCollector:
         then."""
         with self._lock:
             first, self._holding = self._holding != why, why
-        self._lasting_refusal = error.code != NOT_THE_NODES and error.status in _LASTING
-        self._last_held_back = why
+        self._last_held_back = _HeldBack(why, error.code != NOT_THE_NODES and error.status in _LASTING)
         if first:
             log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
                       extra={"fields": {"node": self._shown_node, "error": error}})
