@@ -140,6 +140,14 @@ class EvidenceStore:
         self.win_raw_bad = array("d")
         self.win_raw_violation = array("d")
         self.win_t = array("d")
+        # The pair's last past window: the one it closed last or, first-hand, the one its latest late batch fell in,
+        # the evidence reported in it and the report it made, so that late batches of that window count under its cap
+        # and add to its report with what it held.
+        self.past_window = array("q")
+        self.past_raw_good = array("d")
+        self.past_raw_bad = array("d")
+        self.past_raw_violation = array("d")
+        self.past_report = array("d")
         self.batches = array("i")
         self.capped = array("i")
         self.ignored = array("i")
@@ -154,9 +162,11 @@ class EvidenceStore:
         self.org.append(org)
         self.first_hand.append(first_hand)
         for column in (self.t_ref, self.good, self.bad, self.reports, self.win_good, self.win_bad,
-                       self.win_raw_good, self.win_raw_bad, self.win_raw_violation, self.win_t):
+                       self.win_raw_good, self.win_raw_bad, self.win_raw_violation, self.win_t, self.past_raw_good,
+                       self.past_raw_bad, self.past_raw_violation, self.past_report):
             column.append(0.0)
         self.window.append(-1)
+        self.past_window.append(-1)
         for counter in (self.batches, self.capped, self.ignored):
             counter.append(0)
         self.events.append(0)
@@ -177,12 +187,10 @@ class EvidenceStore:
             if capped:  # an org's digests move forward in time; an older window may not refill its cap
                 self.ignored[pair] += 1
                 return
-            # First-hand observations may arrive late: count them, and their window as a report of its own, under
-            # a cap of its own.
-            g, b = _scaled_to(good, bad, self.own_cap_good)
-            if g < good:
-                self.capped[pair] += 1
-            self._commit_report(pair, report_strength(good, bad, batch.violation, self.params), t)
+            # First-hand observations may arrive late (the node's digests coming back from peers after a restore from
+            # an older copy): count them under their window's cap and report.
+            g, b, report = self._within_past_cap(pair, window, batch)
+            self._commit_report(pair, report, t)
             self._accumulate(pair, t, g, b)
             return
         if window > self.window[pair]:
@@ -225,6 +233,29 @@ class EvidenceStore:
             self.capped[pair] += 1
         return g - self.win_good[pair], b - self.win_bad[pair]
 
+    def _within_past_cap(self, pair: int, window: int, batch: Weighed) -> tuple[float, float, float]:
+        """What a late batch of first-hand evidence, of a window before the open one, adds to good, bad and bad
+        reports: of the totals of its window so far if it is the pair's last past window (closed last, or that of the
+        late batches before it), else of a window of its own, its good and bad as `_within_own_cap` takes them, and of
+        the window's report what its strength rose by past the strongest it made, so that a window makes one report
+        at most, as in order. Each late batch under a cap and a report of its own, 60 one-minute digests of one hour
+        coming back after a restore counted 61 good where a restart, replaying them in order, counted 2.66, and 60
+        reports where it counted one."""
+        if window != self.past_window[pair]:
+            self.past_window[pair] = window
+            self.past_raw_good[pair] = self.past_raw_bad[pair] = self.past_raw_violation[pair] = 0.0
+            self.past_report[pair] = 0.0
+        before = self.past_raw_good[pair], self.past_raw_bad[pair], self.past_raw_violation[pair]
+        after = before[0] + batch.good, before[1] + batch.bad, before[2] + batch.violation
+        self.past_raw_good[pair], self.past_raw_bad[pair], self.past_raw_violation[pair] = after
+        g_before, b_before = _scaled_to(before[0], before[1], self.own_cap_good)
+        g, b = _scaled_to(after[0], after[1], self.own_cap_good)
+        if before[0] <= self.own_cap_good < after[0]:
+            self.capped[pair] += 1
+        made = self.past_report[pair]
+        self.past_report[pair] = max(made, report_strength(*after, self.params))
+        return g - g_before, b - b_before, self.past_report[pair] - made
+
     def open_report(self, pair: int) -> float:
         """The bad-report strength of the pair's open window (not yet decayed)."""
         return report_strength(self.win_raw_good[pair], self.win_raw_bad[pair], self.win_raw_violation[pair],
@@ -232,7 +263,11 @@ class EvidenceStore:
 
     def _close_window(self, pair: int) -> None:
         if self.window[pair] >= 0:
-            self._commit_report(pair, self.open_report(pair), self.win_t[pair])
+            self.past_report[pair] = self.open_report(pair)
+            self._commit_report(pair, self.past_report[pair], self.win_t[pair])
+            self.past_window[pair] = self.window[pair]
+            self.past_raw_good[pair], self.past_raw_bad[pair] = self.win_raw_good[pair], self.win_raw_bad[pair]
+            self.past_raw_violation[pair] = self.win_raw_violation[pair]
         for column in (self.win_good, self.win_bad, self.win_raw_good, self.win_raw_bad, self.win_raw_violation,
                        self.win_t):
             column[pair] = 0.0

@@ -443,7 +443,9 @@ class TrustEngine:
         """Key rotation (DESIGN.md §2, vouching.succession): `key` turned out to be a later key of `org`. What named
         `key` as an org (vouches for it, a flag, a root) counts for `org` from now on, and `key` stands for `org`;
         False if the engine never heard of `key`. The caller feeds nothing `key` issued before this (the acceptor
-        sets a new key's records aside until its rotation is known), so only those mentions need moving."""
+        sets a new key's records aside until its rotation is known), so only those mentions need moving. A flag on
+        `key` carries over to `org`, but for this node's own org, which it does not distrust (as feed_record skips a
+        flag of a key of its own: the engine then equals one that knew the link from the start)."""
         k = self._org_index.get(key)
         if k is None:
             return False
@@ -457,7 +459,8 @@ class TrustEngine:
             self._roots = sorted((set(self._roots) - {k}) | {o})
         if k in self._equivocators:
             self._equivocators.discard(k)
-            self.flag_equivocator(org)
+            if o != self._own:
+                self.flag_equivocator(org)
         self._version += 1
         self._graph_edits += 1
         self.org_changes += 1

@@ -75,6 +75,30 @@ def test_an_org_peer_vouch_for_either_key_lends_its_weight_to_the_other_keys_rec
     assert engine.org(old.did, now=NOW).weight > 0 and new.did not in engine.reputations(now=NOW)
 
 
+def test_a_key_proven_to_equivocate_and_then_linked_to_the_nodes_own_org_is_merged_without_distrusting_it():
+    """The proof of the new key's fork came before its rotation: once linked, the node does not distrust its own org
+    (feed_record skips such a flag), and the merged engine equals one that knew the link from the start. Before,
+    merge_org raised after having moved the key's vouches, without refreshing reputation or counting an org change,
+    and the node's link listener failed, so no recompute was brought forward: the partner that vouched for the key
+    kept the accountability it lost for it, its agent scored 104 instead of 220 until the next periodic one."""
+    me, partner, reporter, agent = Org(), Org(), Org(), new_did()
+    new, rotation, first = me.rotate()
+    fork = sorted((new.fork(2, first.id).raw, new.fork(2, first.id).raw))
+    before = [me.vouch(partner.did, 1.0), partner.vouch(new.did, 0.5),
+              reporter.record("equivocation", {"type": "record", "offender": new.did, "a": fork[0], "b": fork[1]}),
+              *(_digest(partner, agent, hour, ok=9) for hour in range(3))]
+    merged = _fed(TrustEngine(me.did), before, _identity())
+    assert merged.org(new.did, now=NOW).equivocator
+    org_changes = merged.org_changes
+    assert merged.merge_org(new.did, me.did) and merged.org_changes > org_changes
+    reference = _fed(TrustEngine(me.did), before, _identity(rotation, first))
+    assert [v.issuer for v in merged.org(me.did, now=NOW).vouched_by] == [partner.did]  # (refreshed at once)
+    merged.recompute(now=NOW)
+    assert merged.orgs(now=NOW) == reference.orgs(now=NOW)
+    assert merged.explain(agent, now=NOW) == reference.explain(agent, now=NOW)
+    assert not merged.org(me.did, now=NOW).equivocator and merged.score(agent, now=NOW).tier == "provisional"
+
+
 def test_the_nodes_digests_under_either_of_its_keys_are_its_own():
     """They repeat what the engine holds as first-hand evidence, whichever key signed them."""
     old, agent = Org(), new_did()

@@ -124,3 +124,39 @@ def test_the_explanation_says_why_a_burst_of_own_events_was_capped():
     assert "window-cap" not in said  # that rule is about other orgs' digests
     assert "this node's own observations: weight 1.00; 11 events in 1 epoch;" in "\n".join(explanation.lines())
     assert "; 1 window capped" in "\n".join(explanation.lines())
+
+
+# A past window's batches of one-minute epochs: (minute of the window, ok, error, denied)
+_LATE = st.lists(st.tuples(st.integers(0, 59), st.integers(0, 5), st.integers(0, 2), st.integers(0, 1)),
+                 min_size=1, max_size=40)
+
+
+@settings(max_examples=200)
+@example(batches=[(minute, 1, 0, 0) for minute in range(60)], in_order=0)  # (counted 61 good)
+@example(batches=[(minute, 5, 0, 1) for minute in range(60)], in_order=0)  # (60 reports)
+@given(batches=_LATE, in_order=st.integers(0, 40))
+def test_a_past_window_s_batches_arriving_late_count_under_its_cap_as_in_order(batches, in_order):
+    """The node's own evidence of a window it has moved past (its digests of one-minute epochs coming back from peers
+    after a restore from an older copy, some counted before the next window opened) counts the good and bad the
+    window's batches count in order, within C/2 good for the window, and one bad report at most (the strongest its
+    batches made, less what decays while it is made of them): a restart, replaying them in order, then gives the same
+    score. Each late batch under a cap and a report of its own, 60 such digests of one ok event each counted 60 good,
+    and of one violation among five ok events, 60 reports where the restart made one (held below provisional)."""
+    start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS + HOUR_MS
+    minutes = sorted(batches)
+    late, ordered = TrustEngine("own", epoch_ms=60_000), TrustEngine("own", epoch_ms=60_000)
+    for engine, before in ((late, in_order), (ordered, len(minutes))):
+        for minute, ok, error, denied in minutes[:before]:
+            engine.add_own_epoch("a", end=start + (minute + 1) * 60_000,
+                                 outcomes=Outcomes(ok=ok, error=error, denied=denied))
+        engine.add_first_hand("a", ts=start + HOUR_MS, outcomes=Outcomes(ok=1))  # the next window
+        for minute, ok, error, denied in minutes[before:]:
+            engine.add_own_epoch("a", end=start + (minute + 1) * 60_000,
+                                 outcomes=Outcomes(ok=ok, error=error, denied=denied))
+    now = start + HOUR_MS + 60_000
+    (counted,), (reference,) = late.explain("a", now=now).orgs, ordered.explain("a", now=now).orgs
+    # (In order, good and bad decay to the grid at each step.)
+    assert counted.counted_good == pytest.approx(reference.counted_good, rel=1e-9, abs=1e-4)
+    assert counted.counted_bad == pytest.approx(reference.counted_bad, rel=1e-9, abs=1e-4)
+    assert counted.counted_good <= own_cap_good(late.params) + 1 + 1e-6
+    assert 0.97 * reference.recent_bad_reports - 1e-9 <= counted.recent_bad_reports <= 1.0
