@@ -31,6 +31,7 @@ from node import ingest_api, otlp
 from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
 from node.ingest import REJECTION_REASONS
+from node.ingest_api import read_request
 from node.otlp import (IGNORED_REASONS, MAX_JSON_CONTAINERS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans,
                        span_event)
 from node.strict_json import loads_strict
@@ -587,11 +588,24 @@ def hold_reads(monkeypatch) -> tuple[threading.Semaphore, threading.Event]:
     return entered, release
 
 
+def spy_reads(monkeypatch) -> list[trio.CapacityLimiter]:
+    """The limiter of reads at once each long request is read under, as read_request is given it."""
+    limiters = []
+
+    async def read_request_spy(read, size, reads):
+        limiters.append(reads)
+        return await read_request(read, size, reads)
+
+    monkeypatch.setattr(ingest_api, "read_request", read_request_spy)
+    return limiters
+
+
 async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
     """Each read held 15-25 bytes a byte of its body in the protobuf parser (100 MB for 4 MiB of empty attributes,
     4 KiB gzipped), and trio's 40 worker threads read 40 at once: a second read is no faster (Python code holds the
     GIL), only more memory. The second waits for the first, then is read."""
     entered, release = hold_reads(monkeypatch)
+    limiters = spy_reads(monkeypatch)
     long = empty_spans(ingest_api.READ_ON_LOOP_BYTES)
     answers = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
@@ -604,10 +618,11 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
             nursery.start_soon(post)
             nursery.start_soon(post)
             await trio.to_thread.run_sync(entered.acquire)
-            # (Nothing to wait for where the second is not read: a bounded wait for what was the failure)
-            second_at_once = await trio.to_thread.run_sync(lambda: entered.acquire(timeout=0.5))
+            await trio.testing.wait_all_tasks_blocked()  # the second request as far as it goes while the first reads
+            waiting = [(reads.borrowed_tokens, reads.statistics().tasks_waiting) for reads in limiters]
+            second_at_once = entered.acquire(blocking=False)
             release.set()
-    assert not second_at_once
+    assert waiting == [(1, 1), (1, 1)] and not second_at_once  # the second waits its turn, its read not begun
     assert [answer.status_code for answer in answers] == [200, 200]
     assert node.metrics.value("spans_total", result="ignored") == 2 * ingest_api.READ_ON_LOOP_BYTES
 
