@@ -60,7 +60,7 @@ def main() -> None:
         audit = AuditLog.open(Path(directory))
         idempotency = IdempotencyStore.open(Path(directory), log_size=0)
         app = FastAPI()
-        app.include_router(ingest_router(Ingestor(audit, idempotency, Registry())))
+        app.include_router(ingest_router(Ingestor(audit, idempotency, Registry()), refused=lambda status, code: None))
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         statuses = trio.run(flood, app, body, count)

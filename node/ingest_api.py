@@ -21,6 +21,7 @@ from .body_budget import BodyBudget, Holding, OverBudget
 from .idempotency import MAX_KEY, check_key
 from .api.errors import ErrorBody, error_response, error_responses
 from .api.guard import is_json, media_type
+from .api.http_server import Refused
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge, read_batch
@@ -142,8 +143,9 @@ async def _inflate(body: bytes, encoding: str, limit: int, held: Holding, too_la
     return b"".join(pieces)
 
 
-def ingest_router(ingestor: Ingestor) -> APIRouter:
-    """The telemetry ingest endpoints over `ingestor`."""
+def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
+    """The telemetry ingest endpoints over `ingestor`; each 503 `busy` told to `refused`
+    (node.api.refusals.refusals_counter's: the app's count of refusals reads no code in a protobuf answer)."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
     reads = trio.CapacityLimiter(READS_AT_ONCE)
     bodies = BodyBudget(BODY_BYTES_AT_ONCE, BODY_WAIT_S)
@@ -181,8 +183,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                     batch = await read_request(functools.partial(read_batch, body, now_ms=ingestor.audit.clock()),
                                                len(body), reads)
                     prepared = ingestor.prepare_batch(body, batch, key=key)
-            except _Refused as refused:
-                return error_response(refused.status, refused.code, refused.detail, refused.headers)
+            except _Refused as refusal:
+                return error_response(*_counted(refusal, refused))
             except BadBatch as error:
                 return error_response(400, "bad_batch", str(error))
             except TooLarge as error:
@@ -224,8 +226,9 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                 body = await read_body(request, MAX_TRACES_BYTES, held)
                 batch = await read_request(functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock()),
                                            len(body), reads)
-            except _Refused as refused:
-                return _otlp_error(refused.status, refused.code, refused.detail, as_json, refused.headers)
+            except _Refused as refusal:
+                status, code, detail, headers = _counted(refusal, refused)
+                return _otlp_error(status, code, detail, as_json, headers)
             except TooManySpans as error:
                 return _otlp_error(413, "too_large", str(error), as_json)
             except OtlpError as error:
@@ -236,6 +239,13 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                         media_type="application/json" if as_json else PROTOBUF)
 
     return router
+
+
+def _counted(refusal: _Refused, refused: Refused) -> tuple[int, str, str, dict[str, str] | None]:
+    """A refusal's status, code, detail and headers, told to `refused` if it is a 503 (busy)."""
+    if refusal.status == 503:
+        refused(refusal.status, refusal.code)
+    return refusal.status, refusal.code, refusal.detail, refusal.headers
 
 
 async def read_request(read: Callable[[], Read], size: int, reads: trio.CapacityLimiter) -> Read:
