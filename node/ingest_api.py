@@ -77,8 +77,9 @@ _EVENTS_BODY = {
 }
 
 _BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once ({BODY_BYTES_AT_ONCE >> 20} "
-                                           f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s; "
-                                           "retry after Retry-After"}
+                                           f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s, "
+                                           f"or it had been arriving for over {BODY_WAIT_S:g} s when another found "
+                                           "none and took its room; retry after Retry-After"}
 
 
 class _Refused(Exception):
@@ -94,7 +95,7 @@ async def read_body(request: Request, limit: int, held: Holding) -> bytes:
     """The request body, decompressed per Content-Encoding (identity, gzip, deflate), at most `limit` bytes
     before and after decompression, each byte taken from `held`'s budget before it is held; raises _Refused (413
     too large, 415 unknown encoding, 400 corrupt, or with bytes after the compressed stream's end, 503 busy: no room
-    in the budget)."""
+    in the budget, or its room given to another request while its body was arriving slowly: node.body_budget)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise _Refused(415, "unsupported_encoding", "Content-Encoding: must be identity, gzip or deflate")
@@ -104,12 +105,13 @@ async def read_body(request: Request, limit: int, held: Holding) -> bytes:
         raise too_large
     try:
         chunks, received = [], 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise too_large
-            await held.take(len(chunk))
-            chunks.append(chunk)
+        with held.arriving():
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise too_large
+                await held.take(len(chunk))
+                chunks.append(chunk)
         body = b"".join(chunks)
         del chunks
         return body if encoding == "identity" else await _inflate(body, encoding, limit, held, too_large)

@@ -671,6 +671,35 @@ async def test_bodies_held_at_once_are_bounded_the_next_request_503_busy(node, m
     assert node.metrics.value("api_refusals_total", status="503", reason="busy") == 1
 
 
+async def test_a_body_arriving_slowly_gives_its_room_to_a_request_that_finds_none(node, monkeypatch, autojump_clock):
+    """Bodies sent slowly (16 at the limit, up to 30 s each) held the whole budget, and an exporter's requests were
+    answered 503 busy meanwhile (benchmarks/otlp_held_bodies.py: 4 of 5). A request that finds no room within
+    BODY_WAIT_S now takes the room of bodies arriving for longer than it waited, each answered 503 busy instead."""
+    body, compressed = one_body_of_budget(monkeypatch)
+    answers = {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+
+        async def slowly():
+            yield body[:-1]
+            await trio.sleep(60)
+            yield body[-1:]
+
+        async def post_slowly() -> None:
+            answers["slow"] = await client.post("/v1/traces", content=slowly(),
+                                                headers={"Content-Type": "application/x-protobuf"})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post_slowly)
+            await trio.testing.wait_all_tasks_blocked()
+            answers["exporter"] = await post_gzip(client, compressed)
+    slow, exporter = answers["slow"], answers["exporter"]
+    assert exporter.status_code == 200 and trio.current_time() < 60
+    assert slow.status_code == 503 and slow.headers["Retry-After"] == str(ingest_api.BUSY_RETRY_S)
+    assert "had been arriving for over 2 s" in status_pb2.Status.FromString(slow.content).message
+    assert node.metrics.value("api_refusals_total", status="503", reason="busy") == 1
+    assert node.metrics.value("spans_total", result="ignored") == ingest_api.READ_ON_LOOP_BYTES
+
+
 async def test_the_budget_is_given_back_by_a_refused_or_cancelled_request(node, monkeypatch, autojump_clock):
     """A request refused as it is decompressed (truncated gzip), or once read (not OTLP), or cancelled while it
     waits for room (its client gone), gives back all it took: a request that takes the whole budget is then read."""
