@@ -215,8 +215,8 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
         A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
         agent's did:key, become events; such a span without the did:key is rejected (partial_success), as is a
         span of a field not as OTLP has it (a traceId not hex, a time not an unsigned 64-bit integer), alone; other
-        spans are counted and ignored. A span stored once (by its trace and span id) is not stored again when an
-        exporter retries it, and is answered as accepted."""
+        spans are counted and ignored. A span stored once (by its trace and span id, and what it says) is not stored
+        again when an exporter retries it, and is answered as accepted."""
         content_type = media_type(request)
         as_json = is_json(content_type)
         if not as_json and content_type != PROTOBUF:
