@@ -700,6 +700,34 @@ async def test_a_body_arriving_slowly_gives_its_room_to_a_request_that_finds_non
     assert node.metrics.value("spans_total", result="ignored") == ingest_api.READ_ON_LOOP_BYTES
 
 
+async def test_the_node_s_http_server_answers_a_body_whose_room_was_taken_and_serves_its_connection_on(
+        node, monkeypatch):
+    """The request whose room is taken is stopped waiting for its body's bytes (node.api.http_server's receive):
+    it is answered at once, the rest of its body read and dropped, and its connection carries the next request."""
+    body, compressed = one_body_of_budget(monkeypatch)
+    monkeypatch.setattr(ingest_api, "BODY_WAIT_S", 0.05)  # (real sockets: the mock clock would jump their timeouts)
+    async with served(node.app()) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        slow = await trio.open_tcp_stream(host, int(port))
+        request = (f"POST /v1/traces HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode()
+        await slow.send_all(request + body[:-1])
+        answer = b""
+        with trio.fail_after(10):
+            async with httpx.AsyncClient(base_url=url) as client:
+                while node.metrics.value("api_refusals_total", status="503", reason="busy") == 0:
+                    exporter = await post_gzip(client, compressed)  # (until one finds the slow body holding the room)
+            while b"\r\n\r\n" not in answer:
+                answer += await slow.receive_some()
+            await slow.send_all(body[-1:] + request + body)
+            again = b""
+            while b"200 OK" not in again:
+                again += await slow.receive_some()
+        await slow.aclose()
+    assert exporter.status_code == 200 and answer.startswith(b"HTTP/1.1 503 ")
+    assert node.metrics.value("spans_total", result="ignored") == 2 * ingest_api.READ_ON_LOOP_BYTES
+
+
 async def test_the_budget_is_given_back_by_a_refused_or_cancelled_request(node, monkeypatch, autojump_clock):
     """A request refused as it is decompressed (truncated gzip), or once read (not OTLP), or cancelled while it
     waits for room (its client gone), gives back all it took: a request that takes the whole budget is then read."""
