@@ -15,6 +15,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,11 +33,31 @@ from node.ingest_api import MAX_TRACES_BYTES, ingest_router  # noqa: E402
 from node.metrics import Registry  # noqa: E402
 
 
-def inflating_request() -> bytes:
-    """One span whose name fills the body limit, gzip-compressed: about 4 KiB."""
+def one_long_span() -> bytes:
+    """A request of one span whose name fills the body limit."""
     request = trace_service_pb2.ExportTraceServiceRequest()
     request.resource_spans.add().scope_spans.add().spans.add(name="a" * (MAX_TRACES_BYTES - 64))
-    return gzip.compress(request.SerializeToString())
+    return request.SerializeToString()
+
+
+def inflating_request() -> bytes:
+    """one_long_span gzip-compressed: about 4 KiB."""
+    return gzip.compress(one_long_span())
+
+
+@contextmanager
+def ingest_app() -> Iterator[FastAPI]:
+    """An app of the ingest endpoints alone, over a fresh data directory."""
+    with tempfile.TemporaryDirectory() as directory:
+        audit = AuditLog.open(Path(directory))
+        idempotency = IdempotencyStore.open(Path(directory), log_size=0)
+        app = FastAPI()
+        app.include_router(ingest_router(Ingestor(audit, idempotency, Registry()), refused=lambda status, code: None))
+        try:
+            yield app
+        finally:
+            idempotency.close()
+            audit.close()
 
 
 async def flood(app: FastAPI, body: bytes, count: int) -> collections.Counter[int]:
@@ -56,18 +78,12 @@ async def flood(app: FastAPI, body: bytes, count: int) -> collections.Counter[in
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     body = inflating_request()
-    with tempfile.TemporaryDirectory() as directory:
-        audit = AuditLog.open(Path(directory))
-        idempotency = IdempotencyStore.open(Path(directory), log_size=0)
-        app = FastAPI()
-        app.include_router(ingest_router(Ingestor(audit, idempotency, Registry())))
+    with ingest_app() as app:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         statuses = trio.run(flood, app, body, count)
         took = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        idempotency.close()
-        audit.close()
     answers = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
     print(f"{count} requests of {len(body):,} bytes of gzip ({MAX_TRACES_BYTES:,} inflated) at once: "
           f"peak RSS +{(peak - before) / 1024:,.0f} MiB, answers {answers}, in {took:.1f} s")

@@ -483,7 +483,7 @@ def api_app(node: NodeView, telemetry: Telemetry, trust: TrustService, key: Sign
     in a worker thread (serve_node does)."""
     app = create_app(
         node,
-        routers=[*telemetry.routers(retired_keys, served_url), scores_router(trust, key)],
+        routers=[*telemetry.routers(retired_keys, served_url, refused=refused), scores_router(trust, key)],
         body_limits=BODY_LIMITS,
         open_paths=[CHECK_PATH, *([] if traces_need_token else OPEN_WRITE_PATHS)],
         forbidden=[FORBIDDEN_HOST, FORBIDDEN_ORIGIN],

@@ -22,7 +22,7 @@ from vouching.scoring import TrustEngine
 
 from .audit_log import Appended, AuditLog
 from .events import MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
-from .idempotency import IdempotencyStore, StoredReply, span_key
+from .idempotency import IdempotencyStore, StoredReply, span_content, span_key
 from .metrics import Registry
 from .otlp import IGNORED_REASONS, MALFORMED, SpanBatch
 from .span_rejection_log import SpanRejectionLog
@@ -138,11 +138,12 @@ class Pending:
 
 @dataclass(frozen=True)
 class SpansWritten:
-    """What became of an OTLP request's events: the batch appended (None if every one was a duplicate), and how
-    many were left out as duplicates."""
+    """What became of an OTLP request's events: the batch appended (None if every one was a duplicate), how many
+    were left out as duplicates, and how many appended were of ids stored with other content."""
 
     appended: Appended | None
     duplicates: int
+    conflicting: int = 0
 
 
 @dataclass
@@ -175,6 +176,10 @@ class Ingestor:
                                  ("accepted", "duplicate", "rejected", "ignored"))
         self._ignored = m.counter("spans_ignored_total", "OTLP spans that are not an agent's action, by why",
                                   ("reason",), IGNORED_REASONS)
+        self._conflicting = m.counter(
+            "spans_conflicting_total", "OTLP spans stored whose trace and span id a span saying something else had "
+            "already (both kept, each counted as accepted): spans sent under another's ids, or one span exported "
+            "twice, its attributes changed on the way")
         m.collect("audit_entries", "Entries in the private audit log", lambda: self.audit.size)
 
     def reject(self, reason: str) -> None:
@@ -274,18 +279,21 @@ class Ingestor:
             raise
 
     def _write_spans(self, pending: Pending, spans: tuple[bytes | None, ...]) -> SpansWritten:
-        """Append an OTLP request's events but those of spans (their ids) stored already or earlier in the request,
-        the ids of those appended reserved first."""
+        """Append an OTLP request's events but those of spans stored already or earlier in the request (their ids,
+        saying the same: span_content), the ids and contents of those appended reserved first. A span of ids stored
+        saying something else is no retry: it is appended too, and counted as conflicting."""
         stored = self.idempotency.stored_spans([span for span in spans if span is not None])
         events: list[Event] = []
         reserved: list[tuple[int, bytes]] = []
-        first = self.audit.size
+        first, conflicting = self.audit.size, 0
         for event, span in zip(pending.events, spans):
             if span is not None:
-                if span in stored:
+                content, contents = span_content(event), stored.setdefault(span, set())
+                if content in contents or b"" in contents:  # (b"": stored before contents were kept)
                     continue
-                stored.add(span)
-                reserved.append((first + len(events), span))
+                conflicting += bool(contents)
+                contents.add(content)
+                reserved.append((first + len(events), span + content))
             events.append(event)
         duplicates = len(pending.events) - len(events)
         if not events:
@@ -293,7 +301,7 @@ class Ingestor:
         if reserved:
             self.idempotency.reserve_spans(reserved, first=first, at=self.audit.clock())
         try:
-            return SpansWritten(self.audit.append(events), duplicates)
+            return SpansWritten(self.audit.append(events), duplicates, conflicting)
         except BaseException:
             if reserved:
                 self.idempotency.abandon(first)
@@ -304,6 +312,7 @@ class Ingestor:
             stored = 0 if written.appended is None else len(written.appended.events)
             self._spans.inc(stored, result="accepted")
             self._spans.inc(written.duplicates, result="duplicate")
+            self._conflicting.inc(written.conflicting)
             if written.appended is not None:
                 self._announce(written.appended)
             return Reply(200, {"duplicates": written.duplicates})

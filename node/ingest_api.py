@@ -21,6 +21,7 @@ from .body_budget import BodyBudget, Holding, OverBudget
 from .idempotency import MAX_KEY, check_key
 from .api.errors import ErrorBody, error_response, error_responses
 from .api.guard import is_json, media_type
+from .api.http_server import Refused
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge, read_batch
@@ -76,8 +77,9 @@ _EVENTS_BODY = {
 }
 
 _BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once ({BODY_BYTES_AT_ONCE >> 20} "
-                                           f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s; "
-                                           "retry after Retry-After"}
+                                           f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s, "
+                                           f"or it had been arriving for over {BODY_WAIT_S:g} s when another found "
+                                           "none and took its room; retry after Retry-After"}
 
 
 class _Refused(Exception):
@@ -93,7 +95,7 @@ async def read_body(request: Request, limit: int, held: Holding) -> bytes:
     """The request body, decompressed per Content-Encoding (identity, gzip, deflate), at most `limit` bytes
     before and after decompression, each byte taken from `held`'s budget before it is held; raises _Refused (413
     too large, 415 unknown encoding, 400 corrupt, or with bytes after the compressed stream's end, 503 busy: no room
-    in the budget)."""
+    in the budget, or its room given to another request while its body was arriving slowly: node.body_budget)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise _Refused(415, "unsupported_encoding", "Content-Encoding: must be identity, gzip or deflate")
@@ -103,12 +105,13 @@ async def read_body(request: Request, limit: int, held: Holding) -> bytes:
         raise too_large
     try:
         chunks, received = [], 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise too_large
-            await held.take(len(chunk))
-            chunks.append(chunk)
+        with held.arriving():
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise too_large
+                await held.take(len(chunk))
+                chunks.append(chunk)
         body = b"".join(chunks)
         del chunks
         return body if encoding == "identity" else await _inflate(body, encoding, limit, held, too_large)
@@ -142,8 +145,9 @@ async def _inflate(body: bytes, encoding: str, limit: int, held: Holding, too_la
     return b"".join(pieces)
 
 
-def ingest_router(ingestor: Ingestor) -> APIRouter:
-    """The telemetry ingest endpoints over `ingestor`."""
+def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
+    """The telemetry ingest endpoints over `ingestor`; each 503 `busy` told to `refused`
+    (node.api.refusals.refusals_counter's: the app's count of refusals reads no code in a protobuf answer)."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
     reads = trio.CapacityLimiter(READS_AT_ONCE)
     bodies = BodyBudget(BODY_BYTES_AT_ONCE, BODY_WAIT_S)
@@ -181,8 +185,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                     batch = await read_request(functools.partial(read_batch, body, now_ms=ingestor.audit.clock()),
                                                len(body), reads)
                     prepared = ingestor.prepare_batch(body, batch, key=key)
-            except _Refused as refused:
-                return error_response(refused.status, refused.code, refused.detail, refused.headers)
+            except _Refused as refusal:
+                return error_response(*_counted(refusal, refused))
             except BadBatch as error:
                 return error_response(400, "bad_batch", str(error))
             except TooLarge as error:
@@ -211,8 +215,8 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
         A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
         agent's did:key, become events; such a span without the did:key is rejected (partial_success), as is a
         span of a field not as OTLP has it (a traceId not hex, a time not an unsigned 64-bit integer), alone; other
-        spans are counted and ignored. A span stored once (by its trace and span id) is not stored again when an
-        exporter retries it, and is answered as accepted."""
+        spans are counted and ignored. A span stored once (by its trace and span id, and what it says) is not stored
+        again when an exporter retries it, and is answered as accepted."""
         content_type = media_type(request)
         as_json = is_json(content_type)
         if not as_json and content_type != PROTOBUF:
@@ -224,8 +228,9 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                 body = await read_body(request, MAX_TRACES_BYTES, held)
                 batch = await read_request(functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock()),
                                            len(body), reads)
-            except _Refused as refused:
-                return _otlp_error(refused.status, refused.code, refused.detail, as_json, refused.headers)
+            except _Refused as refusal:
+                status, code, detail, headers = _counted(refusal, refused)
+                return _otlp_error(status, code, detail, as_json, headers)
             except TooManySpans as error:
                 return _otlp_error(413, "too_large", str(error), as_json)
             except OtlpError as error:
@@ -236,6 +241,13 @@ def ingest_router(ingestor: Ingestor) -> APIRouter:
                         media_type="application/json" if as_json else PROTOBUF)
 
     return router
+
+
+def _counted(refusal: _Refused, refused: Refused) -> tuple[int, str, str, dict[str, str] | None]:
+    """A refusal's status, code, detail and headers, told to `refused` if it is a 503 (busy)."""
+    if refusal.status == 503:
+        refused(refusal.status, refusal.code)
+    return refusal.status, refusal.code, refusal.detail, refusal.headers
 
 
 async def read_request(read: Callable[[], Read], size: int, reads: trio.CapacityLimiter) -> Read:

@@ -14,6 +14,7 @@ from nacl.signing import SigningKey, VerifyKey
 from gossip.replica import Replica
 from vouching import load_record, public_key_from_did
 
+from .api.http_server import Refused
 from .audit_log import AuditLog, wall_clock_ms
 from .config import NodeConfig
 from .credential_registry import CredentialRegistry
@@ -83,15 +84,16 @@ class Telemetry:
             vouch_revocations=VouchRevocations(replica.store),
         )
 
-    def routers(self, retired_keys: Sequence[tuple[VerifyKey, int]],
-                served_url: str | None = None) -> list[APIRouter]:
+    def routers(self, retired_keys: Sequence[tuple[VerifyKey, int]], served_url: str | None = None, *,
+                refused: Refused) -> list[APIRouter]:
         """For `create_app`: /v1/events, /v1/traces, /.well-known/jwks.json, /v1/records/{id}/vc,
         /v1/credentials/status/{list}, /v1/credentials/vouch-status/{did}/{list}, /v1/stream, /metrics (see
         node.ingest_api for what the write guard must allow); `retired_keys`: `retired_keys()`, read beforehand on
         the store's thread, so that the routers can be made in a worker thread (node.daemon.serve_node);
-        `served_url`: where the API listens, if not at `public_url` (node.credentials_api.credentials_router)."""
+        `served_url`: where the API listens, if not at `public_url` (node.credentials_api.credentials_router);
+        `refused`: told of the ingest endpoints' 503 busy (node.ingest_api.ingest_router)."""
         return [
-            ingest_router(self.ingestor),
+            ingest_router(self.ingestor, refused=refused),
             credentials_router(self.key, self.replica, self.credentials, self.public_url,
                                retired_keys=retired_keys, vouches=self.vouch_revocations, served_url=served_url),
             stream_router(self.broadcaster),

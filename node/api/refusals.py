@@ -1,6 +1,7 @@
 """The API's refusals of callers' requests (its 4xx answers) counted by status and error code, for an operator's
 alerts (DESIGN §8 metrics): 401s are someone without the token, or guessing it; 403s, a web page's requests
-(DNS rebinding, node.api.hosts).
+(DNS rebinding, node.api.hosts). With them, the 503s of a request the node had no room for (BUSY): many say
+clients send more at once than the node takes, or one holds the room.
 
 The codes are a closed set, the node's own (`REFUSALS`); a label never holds a path, a did or anything a caller
 sends. An answer whose body is not the API's error shape (an OTLP exporter's protobuf google.rpc.Status) or names
@@ -34,21 +35,26 @@ REFUSALS: dict[str, int] = {
     "invalid_request": 422, "invalid_record": 422, "invalid_events": 422, "idempotency_key_reused": 422,
     "head_too_large": 431,
 }
+# The 503s counted with them, by the one that answers them (node.ingest_api's `busy`, the bodies held at once full,
+# in either answer shape): the caller is told to retry. The node's own failures (503 `storage`) are counted apart.
+BUSY: dict[str, int] = {"busy": 503}
+_COUNTED = {**REFUSALS, **BUSY}
 
 
 def refusals_counter(metrics: Registry) -> Refused:
     """vouchnet_api_refusals_total in `metrics`, each known pair shown at 0 from the start, and `refused(status,
     code)` that counts one in it: given to count_answers (the app's own refusals), to HostGuard and OriginGuard
-    (answered before the app) and to node.api.http_server.serve_on (answered instead of it: 408, a malformed
-    request's 4xx)."""
+    (answered before the app), to node.api.http_server.serve_on (answered instead of it: 408, a malformed
+    request's 4xx) and to node.ingest_api.ingest_router (its 503 busy, whose protobuf answer names no code)."""
     counter = metrics.counter(
-        "api_refusals_total", "API requests refused as the caller's (4xx), by HTTP status and error code (the answer's "
-        "`error`; other: an OTLP protobuf answer's, which has none): 401 unauthorized is a write without this node's "
-        "token, or with a wrong one; 403 forbidden_host, a request naming a host not this node's (a web page's, by "
-        "DNS rebinding); 403 forbidden_origin, a browser's request for another origin's page; 408 request_timeout, a "
-        "request body not sent in time (a client too slow, or holding connections); 431 head_too_large, a request "
-        f"head over {MAX_HEAD_BYTES // 1024} KiB", ("status", "reason"),
-        known=[(str(status), code) for code, status in REFUSALS.items()])
+        "api_refusals_total", "API requests refused as the caller's (4xx), or for want of room (503 busy), by HTTP "
+        "status and error code (the answer's `error`; other: an OTLP protobuf answer's, which has none): 401 "
+        "unauthorized is a write without this node's token, or with a wrong one; 403 forbidden_host, a request naming "
+        "a host not this node's (a web page's, by DNS rebinding); 403 forbidden_origin, a browser's request for "
+        "another origin's page; 408 request_timeout, a request body not sent in time (a client too slow, or holding "
+        f"connections); 431 head_too_large, a request head over {MAX_HEAD_BYTES // 1024} KiB; 503 busy, a telemetry "
+        "request the request bodies held at once left no room for (its exporter retries it)", ("status", "reason"),
+        known=[(str(status), code) for code, status in _COUNTED.items()])
     return lambda status, code: counter.inc(status=str(status), reason=_known(status, code))
 
 
@@ -69,7 +75,7 @@ def refusal_reason(status: int, body: bytes) -> str:
 
 
 def _known(status: int, code: object) -> str:
-    return code if isinstance(code, str) and REFUSALS.get(code) == status else OTHER
+    return code if isinstance(code, str) and _COUNTED.get(code) == status else OTHER
 
 
 class _CountRefusals:

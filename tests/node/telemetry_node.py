@@ -20,6 +20,7 @@ from gossip.store import RecordStore
 from node.api.errors import install_error_handlers
 from node.api.guard import WriteGuard
 from node.api.http_server import serve
+from node.api.refusals import refusals_counter
 from node.audit_log import AuditLog
 from node.credential_registry import CredentialRegistry
 from node.credentials_api import credentials_router
@@ -75,10 +76,11 @@ class TelemetryNode:
                                  epoch_ms=self.epoch_ms, dp_epsilon=self.dp_epsilon)
         self.ingestor.listeners.append(self.digester.observe)
         self.credentials = CredentialRegistry.open(self.directory)
+        self.refused = refusals_counter(self.metrics)  # the ingest endpoints' 503 busy (the app's 4xx are not counted)
 
     def app(self, *, traces_need_token: bool = False) -> FastAPI:
-        return guarded_app([ingest_router(self.ingestor), credentials_router(self.key, self.replica, self.credentials,
-                                                                             PUBLIC_URL)],
+        return guarded_app([ingest_router(self.ingestor, refused=self.refused),
+                            credentials_router(self.key, self.replica, self.credentials, PUBLIC_URL)],
                            open_paths=frozenset() if traces_need_token else OPEN_WRITE_PATHS)
 
     def close(self) -> None:

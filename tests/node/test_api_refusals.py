@@ -20,7 +20,9 @@ from node.api.hosts import HostGuard
 from node.api.origins import OriginGuard
 from node.api import http_server
 from node.api.http_server import MAX_HEAD_BYTES
-from node.api.refusals import REFUSALS, count_answers, refusal_reason, refusals_counter
+from node.api.refusals import BUSY, REFUSALS, count_answers, refusal_reason, refusals_counter
+from node.ingest_api import ingest_router
+from node.telemetry import Telemetry
 from node.metrics import Registry
 
 from ..factories import new_did
@@ -49,7 +51,7 @@ def refusals(metrics: Registry) -> dict[tuple[str, str], float]:
 async def test_each_refusal_is_counted_by_status_and_code_and_nothing_the_caller_sent(counted):
     """Before: a caller guessing the token (401) or sending bad records (4xx) moved nothing in /metrics."""
     app, metrics = counted
-    assert refusals(metrics) == {(str(status), code): 0 for code, status in REFUSALS.items()}
+    assert refusals(metrics) == {(str(status), code): 0 for code, status in {**REFUSALS, **BUSY}.items()}
     hostile = new_did()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as api:
         vouch = {"subject": new_did(), "weight": 0.5, "basis": "operator"}
@@ -68,12 +70,13 @@ async def test_each_refusal_is_counted_by_status_and_code_and_nothing_the_caller
     assert {pair: n for pair, n in counts.items() if n} == {
         ("401", "unauthorized"): 2, ("422", "invalid_record"): 1, ("422", "invalid_request"): 1,
         ("404", "not_found"): 2, ("405", "method_not_allowed"): 1, ("403", "forbidden_host"): 1}
-    assert set(counts) == {(str(status), code) for code, status in REFUSALS.items()}  # (no caller's path or did)
+    assert set(counts) == {(str(status), code) for code, status in {**REFUSALS, **BUSY}.items()}  # (no path or did)
 
 
 @pytest.mark.parametrize("answering, told", [(HostGuard, "refused"), (OriginGuard, "refused"),
                                              (http_server.serve, "refused"), (http_server.serve_on, "refused"),
-                                             (http_server.serve, "dropped"), (http_server.serve_on, "dropped")])
+                                             (http_server.serve, "dropped"), (http_server.serve_on, "dropped"),
+                                             (ingest_router, "refused"), (Telemetry.routers, "refused")])
 def test_whatever_answers_before_or_instead_of_the_app_must_be_told_where_to_count_its_refusals(answering, told):
     """`refused`, and the HTTP server's `dropped`, are keyword-only and have no default: each defaulted to a no-op,
     so a caller that forgot one served refusals, or dropped connections, that /metrics never counted."""

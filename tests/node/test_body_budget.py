@@ -5,7 +5,7 @@ import trio
 import trio.testing
 from starlette.requests import ClientDisconnect
 
-from node.body_budget import BodyBudget, OverBudget
+from node.body_budget import BodyBudget, Evicted, OverBudget
 
 
 async def test_a_request_waits_for_room_then_takes_it():
@@ -50,4 +50,53 @@ async def test_a_client_gone_or_a_cancelled_request_gives_back_what_it_took():
             await held.take(70)
             scope.cancel()
             await held.take(70)  # no room: waits, and is cancelled
+    assert budget.free == 100
+
+
+async def arrive_slowly(budget: BodyBudget, count: int, arriving: list[int], evicted: list[int]) -> None:
+    """A request whose body's first `count` bytes arrived, and no more: listed in `arriving`, then if its room is
+    taken, in `evicted`."""
+    async with budget.holding() as held:
+        try:
+            with held.arriving():
+                await held.take(count)
+                arriving.append(count)
+                await trio.sleep_forever()
+        except Evicted:
+            evicted.append(count)
+
+
+async def test_a_request_that_finds_no_room_takes_that_of_bodies_arriving_longer_than_it_waited(autojump_clock):
+    """Bodies sent slowly held the budget for as long as their clients took (30 s a request), every other request
+    refused meanwhile. One that finds no room within its wait now takes the room of bodies arriving for longer than
+    it waited, the longest first, as many as it needs: each refused (Evicted), all it held given back."""
+    budget = BodyBudget(100, wait_s=2)
+    arriving, evicted = [], []
+    async with trio.open_nursery() as nursery:
+        for count in (30, 40, 15):
+            nursery.start_soon(arrive_slowly, budget, count, arriving, evicted)
+            await trio.sleep(1)
+        async with budget.holding() as waiting:
+            await waiting.take(5)  # a body being read, not arriving
+            nursery.start_soon(arrive_slowly, budget, 10, arriving, evicted)  # for less than the next one waits
+            await trio.testing.wait_all_tasks_blocked()
+            async with budget.holding() as newcomer:
+                await newcomer.take(60)  # the two arriving longest hold enough: 10 free once they are given back
+                await trio.testing.wait_all_tasks_blocked()
+                assert sorted(evicted) == [30, 40] and budget.free == 10 and newcomer.bytes == 60
+            nursery.cancel_scope.cancel()
+    assert arriving == [30, 40, 15, 10] and budget.free == 100
+
+
+async def test_bodies_arriving_are_kept_where_their_room_would_not_be_enough(autojump_clock):
+    budget = BodyBudget(100, wait_s=2)
+    async with budget.holding() as slow, budget.holding() as read:
+        with slow.arriving():
+            await slow.take(30)
+            await read.take(60)
+            await trio.sleep(10)
+            with pytest.raises(OverBudget) as refused:
+                async with budget.holding() as newcomer:
+                    await newcomer.take(50)  # 10 free, and 30 arriving: not enough
+            assert type(refused.value) is OverBudget and not slow.evicted and budget.free == 10
     assert budget.free == 100

@@ -58,7 +58,8 @@ async def test_events_and_spans_become_a_digest_ready_to_gossip(tmp_path, monkey
             async with trio.open_nursery() as nursery:
                 for service in telemetry.services():
                     await nursery.start(service.run)
-                async with served(guarded_app(telemetry.routers(telemetry.retired_keys()))) as url:
+                routers = telemetry.routers(telemetry.retired_keys(), refused=lambda status, code: None)
+                async with served(guarded_app(routers)) as url:
                     async with httpx.AsyncClient(base_url=url, headers=AUTH) as client:
                         event = {"agent": AGENT, "ts": telemetry.audit.now(), "category": "tool", "name": "search",
                                  "outcome": "ok"}
@@ -89,7 +90,8 @@ def test_the_openapi_document_lists_every_telemetry_endpoint(tmp_path):
         replica = Replica(key, store, roots=(), max_hops=2, held_limit=100)
         telemetry = Telemetry.open(config, key=key, replica=replica, metrics=Registry())
         try:
-            paths = guarded_app(telemetry.routers(telemetry.retired_keys())).openapi()["paths"]
+            routers = telemetry.routers(telemetry.retired_keys(), refused=lambda status, code: None)
+            paths = guarded_app(routers).openapi()["paths"]
         finally:
             telemetry.close()
     assert {"/v1/events", "/v1/traces", "/.well-known/jwks.json", "/v1/records/{record_id}/vc",
