@@ -448,3 +448,54 @@ async def test_an_undigested_entry_damaged_as_the_node_runs_is_left_out_of_a_tru
     (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.getMessage().startswith("an undigested event left out of the trust engine's rebuild: audit.ledger: "
                                           "entry 12: not an audit entry")
+
+
+def _org_digests_and_epochs(data_dir):
+    state = DigestState.open_readonly(data_dir)
+    epochs = state.epochs()
+    state.close()
+    org = did_key(bytes(load_org_key(data_dir / "org.key").verify_key))
+    with RecordReader.open(data_dir) as records:
+        return list(records.scan(issuer=org, kind="digest")), epochs
+
+
+def test_the_check_reads_each_digest_as_its_walk_reaches_the_digest_s_epoch(data_dir, monkeypatch):
+    """Bounded memory: the org's digests were all read, and held (3.2 KB each), before the first entry was; a year of
+    hourly epochs of 1,000 agents is 28 GB of them. Now each is read as the walk of the entries reaches its epoch."""
+    monkeypatch.setattr("node.audit_check.PAGE", 1)
+    digests, epochs = _org_digests_and_epochs(data_dir)
+    walked, read_at = [0], []
+
+    def reading():
+        for record in digests:
+            read_at.append((record.body.epoch, walked[0]))
+            yield record
+
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, epochs, reading(), progress=lambda done, size: walked.__setitem__(0, done))
+    assert (checked.problems.count, checked.digests) == (0, 6)
+    assert [first for _, _, first, _, _ in epochs] == [0, 4, 8]
+    # (epoch, entries walked) as each was read: as the walk reached its epoch's first entry, the next read ahead
+    assert read_at == [(T0, 0), (T0, 0), (T0 + EPOCH, 0), (T0 + EPOCH, 4), (T0 + 2 * EPOCH, 4), (T0 + 2 * EPOCH, 8)]
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_digests_stored_out_of_epoch_order_are_all_checked(data_dir, damaged):
+    """Digests taken back from peers after a restore are stored after later epochs': read after the walk passed
+    their epoch, they are compared in a second read of the entries, and none is said missing."""
+    if damaged:
+        entries = entries_of(data_dir)
+        at, event, salt = decode_salted_entry(entries[2])  # B's `error` of the first epoch, said to be ok
+        rebuilt(data_dir, [*entries[:2], encode_entry(dataclasses.replace(event, outcome="ok"), at, salt),
+                           *entries[3:]])
+    digests, epochs = _org_digests_and_epochs(data_dir)
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, epochs, reversed(digests))
+    assert checked.digests == 6
+    if damaged:
+        (problem,) = checked.problems.named
+        assert problem.endswith(f"of {B} for the epoch [{T0}, {T0 + EPOCH}): its evidence_root is not the hash of the "
+                                "log's 1 entry of the agent in that epoch (2): an entry of that epoch was lost, added "
+                                "or changed")
+    else:
+        assert checked.problems.count == 0
