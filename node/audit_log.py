@@ -162,14 +162,20 @@ class AuditLog:
 
     def checked(self, index: int, entry: bytes, leaf: bytes) -> tuple[int, Event, bytes | None]:
         """`decoded`, of bytes that hash to `leaf`, the leaf hash the ledger stored for entry `index` as it appended
-        it (RFC 9162, `read`): DamagedEntry, naming it, if they do not. So bytes changed on disk are refused though
-        they still decode (a flipped bit in a salt or an agent's name), as the digests signed over them would be
-        wrong: the proofs of an export of them would fail (node.audit_check names which of the two changed)."""
+        it (RFC 9162, `read`): DamagedEntry, naming it, if they do not (`check_leaf`)."""
         decoded = self.decoded(index, entry)
+        self.check_leaf(index, entry, leaf)
+        return decoded
+
+    @staticmethod
+    def check_leaf(index: int, entry: bytes, leaf: bytes) -> None:
+        """DamagedEntry, naming entry `index`, if its bytes `entry` do not hash to `leaf`, the leaf hash the ledger
+        stored for it. So bytes changed on disk are refused though they still decode (a flipped bit in a salt or an
+        agent's name): digests signed over them would be wrong, and an export's proofs of them would fail
+        (node.audit_check names which of the two changed)."""
         if leaf_hash(entry) != leaf:
             raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: its bytes do not hash to the leaf hash the ledger stores "
                                f"for it: one of them changed on disk; {_WAY_BACK}")
-        return decoded
 
     def first_at_or_after(self, at: int) -> int:
         """The index of the first unpruned entry accepted at or after `at` (the size if there is none)."""

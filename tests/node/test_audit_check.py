@@ -499,3 +499,18 @@ def test_digests_stored_out_of_epoch_order_are_all_checked(data_dir, damaged):
                                 "or changed")
     else:
         assert checked.problems.count == 0
+
+
+def test_an_entry_changed_but_still_decoding_is_named_by_an_export_of_its_agent(data_dir, capsys):
+    """A flipped bit in A's entry's salt: its export went out with the changed bytes, whose proof then failed at the
+    auditor's with no word of why. B's export, whose proofs that entry's stored leaf hash serves, is unaffected."""
+    entry = entries_of(data_dir)[5]  # A's `denied` of the second epoch
+    damage(data_dir, 5, entry.index(decode_salted_entry(entry)[2]))
+    for agent, code in ((A, 1), (B, 0)):
+        argv = ["audit", "export", "--dir", str(data_dir), "--agent", agent, "--from", str(T0 + EPOCH), "--to",
+                str(T0 + 2 * EPOCH)]
+        assert cli.main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("vouchnet audit export: audit.ledger: entry 5: its bytes do not hash to the leaf hash the "
+                          "ledger stores for it: one of them changed on disk; `vouchnet audit check` names every "
+                          "damaged entry") and "Traceback" not in err
