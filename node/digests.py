@@ -19,7 +19,8 @@ after it) is kept in `digests.db`; the open epochs are rebuilt on start from the
 epoch's row is written before its digests are issued and marked done after; a row found not done on start is
 finished by the first `closing` after the start (so after the node's start-up sync, never at seqs it signed after
 a copy of the data directory it was restored from) by issuing digests only for the agents that have none for it
-in the records store; until then, their entries count as undigested. Likewise an epoch is never digested again
+in the records store; until then, their entries count as undigested (one whose entries, read back for it, hold a
+damaged one is abandoned instead: Digester._abandon). Likewise an epoch is never digested again
 for an agent whose digest of it is already stored: after a restore from an older copy of the data directory,
 sync brings back digests issued after the copy, which digests.db does not know of.
 
