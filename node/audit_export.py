@@ -159,17 +159,17 @@ def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
     ledger = audit.ledger
     first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
     entries, raw, ats = [], [], []
-    for page in range(first, stop, _PAGE):
-        for index, entry in enumerate(ledger.entries(page, min(page + _PAGE, stop)), page):
-            at, event, salt = audit.decoded(index, entry)
-            if event.agent == agent:
-                proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
-                item = {"index": index, "at": at, "entry": _b64(entry), "proof": proof, "event": event.to_json()}
-                if salt is not None:
-                    item["salt"] = _b64(salt)
-                entries.append(item)
-                raw.append(entry)
-                ats.append(at)
+    for index, entry, leaf in audit.read(first, stop, _PAGE):
+        at, event, salt = audit.decoded(index, entry)
+        if event.agent == agent:  # (the proofs, from stored hashes, stand however another's entry changed)
+            audit.check_leaf(index, entry, leaf)
+            proof = [_b64(h) for h in ledger.inclusion_proof(index, size)]
+            item = {"index": index, "at": at, "entry": _b64(entry), "proof": proof, "event": event.to_json()}
+            if salt is not None:
+                item["salt"] = _b64(salt)
+            entries.append(item)
+            raw.append(entry)
+            ats.append(at)
     return entries, raw, ats
 
 

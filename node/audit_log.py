@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, StoredHashError, log_origin
+from ledger import Checkpoint, Ed25519Signer, Ledger, LedgerError, StoredHashError, leaf_hash, log_origin
 
 from .clock_hold import CLOCK_HOLD_FILE
 from .events import (
@@ -37,6 +37,8 @@ AUDIT_FILE = "audit.ledger"
 AUDIT_LOG = "audit"  # the log name in its checkpoint origin, vouchnet/<network>/<org did>/audit
 
 Clock = Callable[[], int]
+_WAY_BACK = ("`vouchnet audit check` names every damaged entry, and a copy of the data directory taken before the "
+             "damage is the way back")
 
 
 def audit_origin(network: str, org_did: str) -> str:
@@ -149,9 +151,31 @@ class AuditLog:
             raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: {error}: written by a later vouchnet; run that "
                                "version") from None
         except InvalidEvent as error:
-            raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: not an audit entry ({error}): it is damaged; `vouchnet "
-                               "audit check` names every damaged entry, and a copy of the data directory taken "
-                               "before the damage is the way back") from None
+            raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: not an audit entry ({error}): it is damaged; "
+                               f"{_WAY_BACK}") from None
+
+    def read(self, start: int, stop: int, page: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """(index, bytes, stored leaf hash) of entries [start, stop) (unpruned), `page` of them read at once."""
+        for first in range(start, stop, page):
+            end = min(first + page, stop)
+            yield from zip(range(first, end), self.ledger.entries(first, end), self.ledger.stored_hashes(0, first, end))
+
+    def checked(self, index: int, entry: bytes, leaf: bytes) -> tuple[int, Event, bytes | None]:
+        """`decoded`, of bytes that hash to `leaf`, the leaf hash the ledger stored for entry `index` as it appended
+        it (RFC 9162, `read`): DamagedEntry, naming it, if they do not (`check_leaf`)."""
+        decoded = self.decoded(index, entry)
+        self.check_leaf(index, entry, leaf)
+        return decoded
+
+    @staticmethod
+    def check_leaf(index: int, entry: bytes, leaf: bytes) -> None:
+        """DamagedEntry, naming entry `index`, if its bytes `entry` do not hash to `leaf`, the leaf hash the ledger
+        stored for it. So bytes changed on disk are refused though they still decode (a flipped bit in a salt or an
+        agent's name): digests signed over them would be wrong, and an export's proofs of them would fail
+        (node.audit_check names which of the two changed)."""
+        if leaf_hash(entry) != leaf:
+            raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: its bytes do not hash to the leaf hash the ledger stores "
+                               f"for it: one of them changed on disk; {_WAY_BACK}")
 
     def first_at_or_after(self, at: int) -> int:
         """The index of the first unpruned entry accepted at or after `at` (the size if there is none)."""

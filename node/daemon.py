@@ -328,7 +328,8 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         await trust.load_snapshot()
         try:
             for capturing in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader(),
-                                             reread=telemetry.digester.undigested,
+                                             reread=functools.partial(telemetry.digester.undigested,
+                                                                      skip_damaged=True),
                                              ingest_lock=telemetry.ingestor.write_lock):
                 if capturing is None:
                     await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)

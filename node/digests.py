@@ -19,7 +19,8 @@ after it) is kept in `digests.db`; the open epochs are rebuilt on start from the
 epoch's row is written before its digests are issued and marked done after; a row found not done on start is
 finished by the first `closing` after the start (so after the node's start-up sync, never at seqs it signed after
 a copy of the data directory it was restored from) by issuing digests only for the agents that have none for it
-in the records store; until then, their entries count as undigested. Likewise an epoch is never digested again
+in the records store; until then, their entries count as undigested (one whose entries, read back for it, hold a
+damaged one is abandoned instead: Digester._abandon). Likewise an epoch is never digested again
 for an agent whose digest of it is already stored: after a restore from an older copy of the data directory,
 sync brings back digests issued after the copy, which digests.db does not know of.
 
@@ -50,7 +51,7 @@ from ledger.wal import use_wal
 from vouching import Counts, DigestBody, Record, load_stored
 from vouching.bodies import CATEGORIES, OUTCOMES
 
-from .audit_log import AUDIT_FILE, Appended, AuditLog, wall_clock_ms
+from .audit_log import AUDIT_FILE, Appended, AuditLog, DamagedEntry, wall_clock_ms
 from .dp import noisy_counts
 from .events import Event
 from .metrics import Registry
@@ -76,7 +77,8 @@ CREATE TABLE IF NOT EXISTS epochs (
     first INTEGER NOT NULL,      -- audit-log entries [first, stop) were accepted in it
     stop INTEGER NOT NULL,
     store_mark INTEGER NOT NULL, -- the records store's size before its digests were issued
-    done INTEGER NOT NULL
+    done INTEGER NOT NULL        -- 1: all its digests issued; 0: not yet (the next closing finishes it); 2: abandoned,
+                                 -- an entry of it damaged (Digester.closing): those it lacked never issued
 );
 -- The interrupted epoch, found at every start without reading a row per epoch digested (DigestState.unfinished).
 CREATE INDEX IF NOT EXISTS epochs_unfinished ON epochs (start) WHERE done = 0;
@@ -88,6 +90,7 @@ CREATE TABLE IF NOT EXISTS raw_counts (
     PRIMARY KEY (epoch, agent)
 );
 """
+_DONE, _ABANDONED = 1, 2  # epochs.done (0: not yet)
 FORMAT = FileFormat("a digest state file", 0x564E4447, 1, frozenset({"epochs", "raw_counts"}))  # "VNDG"
 RawCounts = tuple[tuple[int, ...], tuple[int, ...]]  # (outcomes, high_risk), in OUTCOMES order
 
@@ -191,12 +194,16 @@ class DigestState:
 
     def epochs(self) -> list[tuple[int, int, int, int, bool]]:
         """(start, end, first, stop, done) of every digested epoch, in time order: audit-log entries [first, stop)
-        were accepted in [start, end), and done says all its digests were issued."""
+        were accepted in [start, end), and done says all its digests were issued (not so of one abandoned)."""
         rows = self._db.execute("SELECT start, end_ms, first, stop, done FROM epochs ORDER BY start")
-        return [(start, end, first, stop, bool(done)) for start, end, first, stop, done in rows]
+        return [(start, end, first, stop, done == _DONE) for start, end, first, stop, done in rows]
 
     def finish(self, start: int) -> None:
-        self._db.execute("UPDATE epochs SET done = 1 WHERE start = ?", (start,))
+        self._db.execute("UPDATE epochs SET done = ? WHERE start = ?", (_DONE, start))
+
+    def abandon(self, start: int) -> None:
+        """Mark the unfinished epoch beginning at `start` as never to be finished (Digester.closing)."""
+        self._db.execute("UPDATE epochs SET done = ? WHERE start = ?", (_ABANDONED, start))
 
     def keep_raw(self, epoch: int, counts: dict[str, RawCounts]) -> None:
         """Keep the raw counts of DP digests about to be signed for `epoch` (a second issue of one keeps its own), in
@@ -299,6 +306,10 @@ class Digester:
         self._issued = metrics.counter("digests_issued_total", "Digest records signed")
         self._epochs = metrics.counter("digest_epochs_total", "Epochs digested")
         self._seconds = metrics.gauge("digest_last_seconds", "Time the last epoch's digests took to sign and store")
+        self.damaged_reads = metrics.counter(
+            "audit_damaged_reads_total", "Reads of the audit log by the running node that met a damaged entry (one "
+            "that no longer decodes, or no longer hashes to the leaf hash stored for it), each logged at ERROR naming "
+            "it: the digests an interrupted epoch lacked are then never issued, a trust rebuild leaves the entry out")
         self.failures = metrics.counter("digest_failures_total", "Closings of the epochs due that could not sign or "
                                         "store their digests (a full disk, say), each try: tried again within a minute")
         metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",
@@ -380,30 +391,38 @@ class Digester:
         yield from self._reading_issued(self._store_mark, issued)
         self._issued_at_start = (self._store_mark, size, issued)
 
-    def _replay(self, start: int, stop: int) -> Iterator[tuple[int, int, Event, bytes]]:
-        """(index, at, event, entry) of audit-log entries [start, stop)."""
-        for page in range(start, stop, _REPLAY_PAGE):
-            entries = self.audit.ledger.entries(page, min(page + _REPLAY_PAGE, stop))
-            for index, entry in enumerate(entries, page):
-                at, event, _ = self.audit.decoded(index, entry)
-                yield index, at, event, entry
+    def _replay(self, start: int, stop: int, *, skip_damaged: bool = False) -> Iterator[tuple[int, int, Event, bytes]]:
+        """(index, at, event, entry) of audit-log entries [start, stop), each checked against its stored leaf hash
+        (AuditLog.checked): DamagedEntry at one damaged, or with `skip_damaged`, it is logged, counted and left out."""
+        for index, entry, leaf in self.audit.read(start, stop, _REPLAY_PAGE):
+            try:
+                at, event, _ = self.audit.checked(index, entry, leaf)
+            except DamagedEntry as error:
+                if not skip_damaged:
+                    raise
+                self.damaged_reads.inc()
+                log.error("an undigested event left out of the trust engine's rebuild: %s", error)
+                continue
+            yield index, at, event, entry
 
-    def undigested(self) -> Iterator[tuple[int, Event]]:
+    def undigested(self, *, skip_damaged: bool = False) -> Iterator[tuple[int, Event]]:
         """(time, event) of the audit-log entries no digest of ours counts yet, decoded (the trust replay's
         first-hand evidence): those of the epochs still open and of an epoch interrupted while issuing, but those of
         agents with a digest of ours for their epoch in the records store (the interrupted epoch's issued agents;
         after a restore of an older digests.db, the epochs since the copy). Lazily, so that the replay's yields
-        come between them (a list of 20,833 open entries took 0.3-0.4 s on the trio thread at load 7-8)."""
+        come between them (a list of 20,833 open entries took 0.3-0.4 s on the trio thread at load 7-8). A damaged
+        entry raises DamagedEntry, which stops a start; with `skip_damaged`, for a rebuild while the node runs
+        (TrustService's `reread`), it is logged, counted (vouchnet_audit_damaged_reads_total) and left out."""
         issued = self._issued_since(self._store_mark)  # (the interrupted epoch's row is the last: its mark)
         if self._interrupted is not None:
             start, _, first, stop, _ = self._interrupted
-            yield from ((at, event) for _, at, event, _ in self._replay(first, stop)
+            yield from ((at, event) for _, at, event, _ in self._replay(first, stop, skip_damaged=skip_damaged)
                         if (start, event.agent) not in issued)
-        for at, event in self._open_entries():
+        for at, event in self._open_entries(skip_damaged):
             if (self._digest_epoch(at - at % self.epoch_ms), event.agent) not in issued:
                 yield at, event
 
-    def _open_entries(self) -> Iterator[tuple[int, Event]]:
+    def _open_entries(self, skip_damaged: bool) -> Iterator[tuple[int, Event]]:
         """(at, event) of audit-log entries [undigested_from, size): those decoded at start, then the rest."""
         decoded, self._decoded_at_start = self._decoded_at_start, []
         stop = self.undigested_from
@@ -411,7 +430,7 @@ class Digester:
             if index >= self.undigested_from:
                 yield at, event
                 stop = index + 1
-        for _, at, event, _ in self._replay(stop, self.audit.size):
+        for _, at, event, _ in self._replay(stop, self.audit.size, skip_damaged=skip_damaged):
             yield at, event
 
     def counts_entries(self, epoch: int, agent: str) -> bool:
@@ -452,13 +471,17 @@ class Digester:
         records once stored, so that a caller can let other work run between chunks (DigestService does); and an
         empty chunk after each page of an interrupted epoch's entries, read before its digests are issued.
 
-        An epoch abandoned between chunks (the node stopping) is finished by the first call after the next start: its
+        An epoch left between chunks (the node stopping) is finished by the first call after the next start: its
         row says so. One whose digests or row could not be written (a full disk: the error is raised) is finished by
-        the next call, as after a restart, or closed by it if its row was not written either.
+        the next call, as after a restart, or closed by it if its row was not written either. One whose entries,
+        read back to finish it, hold a damaged one is abandoned (`_abandon`), and the epochs after it closed.
         """
         self._decoded_at_start = []
         if self._interrupted is not None:
-            yield from self._finish_interrupted(*self._interrupted, now)
+            try:
+                yield from self._finish_interrupted(*self._interrupted, now)
+            except DamagedEntry as error:
+                self._abandon(self._interrupted[0], error)
             self._interrupted = None
         while self._open and (aligned := min(self._open)) + self.epoch_ms <= now:
             end = aligned + self.epoch_ms
@@ -550,6 +573,16 @@ class Digester:
                 yield
                 if len(rows) < _ISSUED_PAGE:
                     break
+
+    def _abandon(self, start: int, error: DamagedEntry) -> None:
+        """Leave the interrupted epoch beginning at `start` unfinished for good, `error` having met one of its entries
+        damaged: no digest is signed over evidence that cannot be read (any agent lacking one may be the damaged
+        entry's), and digests.db says so, for the next start not to try again. Logged and counted: the node runs on,
+        and digests the epochs after it."""
+        self.state.abandon(start)
+        self.damaged_reads.inc()
+        log.error("the digests an interrupted epoch lacked are not issued, and never will be: %s", error,
+                  extra={"fields": {"epoch": start}})
 
     def _finish_interrupted(self, start: int, end: int, first: int, stop: int, store_mark: int,
                             ts: int) -> Iterator[list[Record]]:

@@ -14,10 +14,10 @@ from gossip.store import RecordReader
 from ledger import Ledger
 from node import cli
 from node.audit_check import check_audit_log
-from node.audit_log import AUDIT_FILE
+from node.audit_log import AUDIT_FILE, DamagedEntry
 from node.config import load_config
 from node.daemon import StartupError, serve_node
-from node.digests import DigestState
+from node.digests import DigestService, DigestState
 from node.events import decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
@@ -391,3 +391,126 @@ def test_a_prune_by_the_node_as_the_check_reads_asks_for_the_check_again(tmp_pat
     assert code == 1
     assert err == (f"vouchnet audit check: {made.data_dir / AUDIT_FILE}: the node pruned entries by retention as they "
                    "were read: run it again\n")
+
+
+@pytest.mark.parametrize("where", ["its first byte", "its salt"])
+async def test_an_entry_damaged_as_the_node_runs_leaves_its_interrupted_epoch_unsigned_and_the_next_digested(
+        tmp_path, monkeypatch, caplog, where):
+    """The node's epoch whose digests a failed write cut short (one agent's issued, not the other's) is read back from
+    audit.ledger to finish it, after the other's entry was damaged on disk (the node holding the file open). Its
+    first byte: the closing raised, and each minute again, so that no later epoch was ever digested. Its salt: the
+    entry still decoded, and the other's digest was signed over bytes that were not the event's. No digest of that
+    epoch is signed now, the next epoch's are, and the node says so, counts it, and a restart does not try again."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    issued, cut = sorted([A, B])  # (the order digests are issued in)
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    data_dir, key = made.data_dir, load_org_key(made.data_dir / "org.key")
+    with telemetry_node(data_dir, key=key, clock=Clock(T0), epoch_ms=EPOCH) as node:
+        submit(node, issued, count=2)
+        submit(node, cut)  # entry 2
+        closing = node.digester.closing(T0 + EPOCH)
+        assert len(next(closing)) == 1
+        closing.close()  # the second chunk cut short (as by a write the disk refused)
+        entry = entries_of(data_dir)[2]
+        damage(data_dir, 2, 0 if where == "its first byte" else entry.index(decode_salted_entry(entry)[2]))
+        node.clock.now = T0 + EPOCH + 1
+        submit(node, issued, "denied")
+        node.clock.now = T0 + 2 * EPOCH
+        async with trio.open_nursery() as nursery:
+            await nursery.start(DigestService(node.digester, trio.Lock(), clock=node.clock).run)
+            nursery.cancel_scope.cancel()
+        assert sorted(verify_record(raw).body.epoch for raw in digest_records(node, issued)) == [T0, T0 + EPOCH]
+        assert digest_records(node, cut) == []
+        assert (node.metrics.value("audit_damaged_reads_total"), node.metrics.value("digest_failures_total")) == (1, 0)
+        assert node.digester.state.unfinished() is None
+        assert [done for *_, done in node.digester.state.epochs()] == [False, True]  # (not: all its digests issued)
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith("the digests an interrupted epoch lacked are not issued, and never will be: "
+                                          "audit.ledger: entry 2: ")
+    with telemetry_node(data_dir, key=key, clock=Clock(T0 + 2 * EPOCH + 1), epoch_ms=EPOCH) as node:
+        assert node.digester.close_due(T0 + 3 * EPOCH) == [] and digest_records(node, cut) == []
+
+
+async def test_an_undigested_entry_damaged_as_the_node_runs_is_left_out_of_a_trust_rebuild(data_dir, caplog):
+    """The undigested events are read again from audit.ledger by the trust engine's rebuild while the node runs
+    (after `vouchnet key adopt`: node.daemon gives it `undigested(skip_damaged=True)`): an entry damaged since the
+    start ended the trust service, and the node with it. The start's read still stops at it, naming it."""
+    with telemetry_node(data_dir, key=load_org_key(data_dir / "org.key"), clock=Clock(T0 + 3 * EPOCH - 1),
+                        epoch_ms=EPOCH) as node:
+        submit(node, B, "denied")  # entry 13, with 12 in the open epoch
+        assert [event.agent for _, event in node.digester.undigested()] == [A, B]  # the start's replay
+        damage(data_dir, 12, 0)
+        assert [(event.agent, event.outcome) for _, event in node.digester.undigested(skip_damaged=True)] == [
+            (B, "denied")]
+        assert node.metrics.value("audit_damaged_reads_total") == 1
+        with pytest.raises(DamagedEntry, match="entry 12: not an audit entry"):
+            list(node.digester.undigested())
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith("an undigested event left out of the trust engine's rebuild: audit.ledger: "
+                                          "entry 12: not an audit entry")
+
+
+def _org_digests_and_epochs(data_dir):
+    state = DigestState.open_readonly(data_dir)
+    epochs = state.epochs()
+    state.close()
+    org = did_key(bytes(load_org_key(data_dir / "org.key").verify_key))
+    with RecordReader.open(data_dir) as records:
+        return list(records.scan(issuer=org, kind="digest")), epochs
+
+
+def test_the_check_reads_each_digest_as_its_walk_reaches_the_digest_s_epoch(data_dir, monkeypatch):
+    """Bounded memory: the org's digests were all read, and held (3.2 KB each), before the first entry was; a year of
+    hourly epochs of 1,000 agents is 28 GB of them. Now each is read as the walk of the entries reaches its epoch."""
+    monkeypatch.setattr("node.audit_check.PAGE", 1)
+    digests, epochs = _org_digests_and_epochs(data_dir)
+    walked, read_at = [0], []
+
+    def reading():
+        for record in digests:
+            read_at.append((record.body.epoch, walked[0]))
+            yield record
+
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, epochs, reading(), progress=lambda done, size: walked.__setitem__(0, done))
+    assert (checked.problems.count, checked.digests) == (0, 6)
+    assert [first for _, _, first, _, _ in epochs] == [0, 4, 8]
+    # (epoch, entries walked) as each was read: as the walk reached its epoch's first entry, the next read ahead
+    assert read_at == [(T0, 0), (T0, 0), (T0 + EPOCH, 0), (T0 + EPOCH, 4), (T0 + 2 * EPOCH, 4), (T0 + 2 * EPOCH, 8)]
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_digests_stored_out_of_epoch_order_are_all_checked(data_dir, damaged):
+    """Digests taken back from peers after a restore are stored after later epochs': read after the walk passed
+    their epoch, they are compared in a second read of the entries, and none is said missing."""
+    if damaged:
+        entries = entries_of(data_dir)
+        at, event, salt = decode_salted_entry(entries[2])  # B's `error` of the first epoch, said to be ok
+        rebuilt(data_dir, [*entries[:2], encode_entry(dataclasses.replace(event, outcome="ok"), at, salt),
+                           *entries[3:]])
+    digests, epochs = _org_digests_and_epochs(data_dir)
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, epochs, reversed(digests))
+    assert checked.digests == 6
+    if damaged:
+        (problem,) = checked.problems.named
+        assert problem.endswith(f"of {B} for the epoch [{T0}, {T0 + EPOCH}): its evidence_root is not the hash of the "
+                                "log's 1 entry of the agent in that epoch (2): an entry of that epoch was lost, added "
+                                "or changed")
+    else:
+        assert checked.problems.count == 0
+
+
+def test_an_entry_changed_but_still_decoding_is_named_by_an_export_of_its_agent(data_dir, capsys):
+    """A flipped bit in A's entry's salt: its export went out with the changed bytes, whose proof then failed at the
+    auditor's with no word of why. B's export, whose proofs that entry's stored leaf hash serves, is unaffected."""
+    entry = entries_of(data_dir)[5]  # A's `denied` of the second epoch
+    damage(data_dir, 5, entry.index(decode_salted_entry(entry)[2]))
+    for agent, code in ((A, 1), (B, 0)):
+        argv = ["audit", "export", "--dir", str(data_dir), "--agent", agent, "--from", str(T0 + EPOCH), "--to",
+                str(T0 + 2 * EPOCH)]
+        assert cli.main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("vouchnet audit export: audit.ledger: entry 5: its bytes do not hash to the leaf hash the "
+                          "ledger stores for it: one of them changed on disk; `vouchnet audit check` names every "
+                          "damaged entry") and "Traceback" not in err
