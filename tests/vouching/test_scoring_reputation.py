@@ -254,6 +254,42 @@ def test_slander_dated_in_the_future_holds_no_longer_than_slander_dated_now():
     assert w.engine.explain("b", now=epoch + HOUR_MS).recent_bad_reports >= 0.4  # it counts from its date on
 
 
+def _slandered(slanderers: int, *, minted: bool) -> World:
+    """Agent `victim` with a day of clean digests from five root orgs (verified), then one violation report each
+    from `slanderers` orgs nobody could check yet: orgs the root vouches for, or (`minted`) orgs that one org the
+    root vouches for vouched into being. Read before a recompute: the deviation test has not caught them yet."""
+    w = World(orgs=5)
+    w.history("victim", range(24))
+    w.engine.add_org_vouch("root", "minter", 1.0, record_id=rid(), ts=0)
+    for i in range(slanderers):
+        w.engine.add_org_vouch("minter" if minted else "root", f"liar{i}", 1.0, record_id=rid(), ts=0)
+        w.digest(f"liar{i}", "victim", 24, denied=5)
+    return w
+
+
+def test_orgs_one_org_mints_slander_an_agent_no_further_than_its_reputation_carries():
+    """Org keys are free, but the orgs one org vouches into being share the reputation it passes on (DESIGN.md §6,
+    README "How scores are computed", 1): fifty of them weigh what five do, so their reports of violations move an
+    agent no further, whereas every independent org's report adds. The bound is what the minter passes on, not one
+    org's word: here five minted orgs weigh 2.2 times one (evidence is not limited per independence group, whose
+    rule counts witnesses for verified alone)."""
+    worlds = {(minted, n): _slandered(n, minted=minted) for minted, n in [(True, 5), (True, 50), (False, 5)]}
+    few, many, independent = (w.engine.explain("victim", now=w.now) for w in worlds.values())
+    assert many.recent_bad_reports == pytest.approx(few.recent_bad_reports, rel=1e-3)
+    assert many.beta == pytest.approx(few.beta, rel=1e-3) and many.score.score == few.score.score
+    # Their weights (standing x the credibility of an org nobody could check yet) sum to at most what the reputation
+    # the minter passes on makes of full-weight standing.
+    p, w = ScoringParams(), worlds[True, 50]
+    minter = w.engine.org("minter", now=w.now)
+    carried = ((1 - p.restart) * minter.credibility * minter.accountability * minter.reputation
+               / minter.full_weight_reputation)
+    untested = credibility(np.zeros(1), np.zeros(1), p)[0]
+    minted_weight = sum(part.weight for part in many.orgs if part.org.startswith("liar"))
+    assert minted_weight <= untested * carried * (1 + 1e-6)
+    assert independent.recent_bad_reports > 2 * many.recent_bad_reports
+    assert independent.score.score < many.score.score
+
+
 def test_praising_an_agent_the_reference_saw_fail_also_costs_credibility():
     w = World(orgs=3, rooted=False)
     for epoch in range(12):
