@@ -16,9 +16,13 @@ def sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 
 def grid_sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """`sum_by` of `values` each rounded to the grid (vouching.grid; np.rint rounds ties to even, as `on_grid`
-    does): the same sums whatever order the values come in."""
-    return sum_by(index, np.rint(values * GRID) / GRID, n)
+    """`sum_by` of `values` each rounded to the grid: the same sums whatever order the values come in."""
+    return sum_by(index, on_grid_array(values), n)
+
+
+def on_grid_array(values: np.ndarray) -> np.ndarray:
+    """`values` each rounded to the grid (vouching.grid; np.rint rounds ties to even, as `on_grid` does)."""
+    return np.rint(values * GRID) / GRID
 
 
 def distinct(values: np.ndarray) -> np.ndarray:

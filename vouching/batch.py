@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vouching.arrays import distinct, grid_sum_by, in_distinct
+from vouching.arrays import distinct, grid_sum_by, in_distinct, on_grid_array, sum_by
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
@@ -44,7 +44,7 @@ class ScoreTable:
 class Totals:
     """Per agent at one instant: weighted decayed good (the part that decays, and the part held at the
     per-org cap, which stays put until its org's evidence decays below the cap), weighted decayed bad, weighted
-    recent bad reports, independent orgs."""
+    recent bad reports (one org's per independence group), independent orgs."""
 
     good: np.ndarray
     good_held: np.ndarray
@@ -106,9 +106,20 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, operat
         good=grid_sum_by(agent, w * good_now * ~held, n_agents),
         good_held=grid_sum_by(agent, w * good_now * held, n_agents),
         bad=grid_sum_by(agent, w * bad_now, n_agents),
-        reports=grid_sum_by(agent, w * recent, n_agents),
+        reports=sum_by(agent, _heaviest_of_group(group_key, on_grid_array(w * recent), alone), n_agents),
         independent=independent,
     )
+
+
+def _heaviest_of_group(group_key: np.ndarray, reports: np.ndarray, alone: np.ndarray) -> np.ndarray:
+    """`reports` (per pair) but 0 for each pair other than the heaviest of its (agent, independence group): a group's
+    reports count once. Those `alone` in their group are kept as they are; the rest, few, sorted."""
+    shared = np.flatnonzero(~alone & (reports > 0))
+    order = shared[np.lexsort((reports[shared], group_key[shared]))]  # by group key, then reports: heaviest last
+    lighter = order[:-1][group_key[order[1:]] == group_key[order[:-1]]]
+    out = reports.copy()
+    out[lighter] = 0.0
+    return out
 
 
 def score_table(agents: tuple[str, ...], t: Totals, lift: np.ndarray, now: int, params: ScoringParams

@@ -94,6 +94,7 @@ class OrgPart:
     last_evidence: int
     independent: bool
     group: str
+    counts_reports: bool  # its recent bad reports are its independence group's, which count once: its heaviest
 
     @property
     def counted_good(self) -> float:
@@ -105,7 +106,7 @@ class OrgPart:
 
     @property
     def counted_reports(self) -> float:
-        return on_grid(self.weight * self.recent_bad_reports)
+        return on_grid(self.weight * self.recent_bad_reports) if self.counts_reports else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The fields and what the part counts, which the explanation's alpha, beta and recent bad reports sum."""
@@ -188,6 +189,8 @@ class Explanation:
                 f"  {who}: weight {o.weight:.2f}; {counted(o.events, 'event')} in {held}; after decay "
                 f"{o.good:.2f} good and {o.bad:.2f} bad, counted as {o.counted_good:.2f} good and "
                 f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
+                + ("" if o.counts_reports or not o.recent_bad_reports
+                   else f", not counted: the group of {o.group} counts the reports of its org that weigh most")
                 + (f"; {counted(o.capped, 'window') if o.first_hand else o.capped} capped" if o.capped else "")
                 + (f"; {o.ignored} ignored as out of order" if o.ignored else "")
                 + (("; an independent witness" if o.group == o.org
@@ -198,7 +201,8 @@ class Explanation:
         out.append(
             f"Decay half-lives: good {_days(self.good_half_life_ms)}, bad {_days(self.bad_half_life_ms)}, bad "
             f"reports {_days(self.report_half_life_ms)}. Independent orgs with good evidence: "
-            f"{self.independent_orgs} (one per group). Weighted recent bad reports: {self.recent_bad_reports:.2f}."
+            f"{self.independent_orgs} (one per group). Weighted recent bad reports: {self.recent_bad_reports:.2f} "
+            f"(one org's per group)."
         )
         out.extend(f"Rule: {r.text}" for r in self.rules)
         return out

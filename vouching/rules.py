@@ -52,7 +52,8 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
     if RECENT_BAD_REPORTS in caps:
         limit = PROVISIONAL - 1 if reports >= p.reports_below_provisional else TRUSTED - 1
         rules.append(Rule(RECENT_BAD_REPORTS, f"weighted recent bad reports {reports:.2f} (windows where bad "
-                                              f"evidence dominated) hold the score at {limit} or below"))
+                                              f"evidence dominated; of each independence group, those of the org "
+                                              f"that weigh most) hold the score at {limit} or below"))
     held = [o for o in org_parts if o.good > o.good_cap]
     if held:
         rules.append(Rule("org-cap", f"good evidence from {counted(len(held), 'org')} is held at "

@@ -19,6 +19,7 @@ import math
 from array import array
 from bisect import bisect_right, insort
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from itertools import chain, islice
 from operator import itemgetter
 
@@ -69,21 +70,37 @@ def _exact(entry: tuple) -> bool:
     """Whether a cache entry's sums (of terms on the grid, none negative) are below EXACT_BELOW, and so every partial
     sum of their terms is exact in any order: this node's own good is capped per window (its total is not), and an
     event may report up to 2^53 - 1 outcomes."""
-    _, _, good, good_held, bad, reports, _, _, lift, _ = entry
+    _, _, good, good_held, bad, reports, _, _, lift, *_ = entry
     return max(good, good_held, bad, reports, lift) < EXACT_BELOW
 
 
-def flat_pairs(pairs: dict[int, int]) -> tuple[int, ...]:
+def flat_pairs(pairs: dict[int, int] | dict[int, float]) -> tuple[float, ...]:
     """`pairs` as key, value, key, value, ...: how a cache entry holds its witnesses per independence group (group,
-    pairs, ...), and engine.snapshot an agent's evidence pairs (vouching.engine_state). A tuple of numbers alone,
-    which a collection untracks at once, with the entry holding it (of (group, pairs) tuples, made after the tuple
-    holding them, a full collection untracks a level at a time; a dict, never)."""
+    pairs, ...) and its reports per group (group, heaviest, ...), and engine.snapshot an agent's evidence pairs
+    (vouching.engine_state). A tuple of numbers alone, which a collection untracks at once, with the entry holding it
+    (of (group, pairs) tuples, made after the tuple holding them, a full collection untracks a level at a time; a
+    dict, never)."""
     return tuple(chain.from_iterable(pairs.items()))
 
 
 def paired(flat: tuple[int, ...]) -> Iterable[tuple[int, int]]:
     """The (key, value) pairs `flat_pairs` flattened."""
     return zip(flat[::2], flat[1::2])
+
+
+def _count_reports_once_per_group(org_parts: list[OrgPart], start: int) -> None:
+    """Of the parts from `start` on, mark as not counted the recent bad reports of all but one org of each
+    independence group: the one counting most (ties: the least did), whose reports are the group's (`_sums`)."""
+    counting: dict[str, OrgPart] = {}
+    for part in islice(org_parts, start, None):
+        held = counting.get(part.group)
+        if part.counted_reports and (held is None or (part.counted_reports, held.org) > (held.counted_reports,
+                                                                                           part.org)):
+            counting[part.group] = part
+    for i in range(start, len(org_parts)):
+        part = org_parts[i]
+        if part.counted_reports and counting[part.group] is not part:
+            org_parts[i] = replace(part, counts_reports=False)
 
 
 def _org_order(part: OrgPart) -> tuple[float, float, str]:
@@ -126,8 +143,8 @@ class TrustEngine:
         # (weights version, time, good, good held at the per-org cap, bad, reports, capped lift, witnesses): sums at
         # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
         # time is not the sum of its decayed terms, so a node would score by when it last read). Summed by `_sums`, it
-        # goes on with the uncapped lift and the witnesses per independence group (`flat_pairs`), and a record about the
-        # agent updates it by the terms it changes (`_changing`, `_changed`).
+        # goes on with the uncapped lift, the witnesses per independence group and each group's heaviest reports
+        # (`flat_pairs`), and a record about the agent updates it by the terms it changes (`_changing`, `_changed`).
         self._caches: list[tuple | None] = []
         self._stamps: list[int] = []  # the engine's `_stamp` when the agent's evidence or vouches last changed
         self._scoped: set[int] = set()  # agents ever given a scoped vouch: a check of a tool may need its own score
@@ -598,8 +615,17 @@ class TrustEngine:
         self._touch(a)
         if terms is None or entry is None:
             return
-        version, now, good, good_held, bad, reports, _, _, lift, witnesses = entry
+        version, now, good, good_held, bad, reports, _, _, lift, witnesses, heaviest = entry
         new = self._terms(a, now, o, basis)
+        heaviest = dict(paired(heaviest))
+        reporting = self._groups[o]
+        held = heaviest.get(reporting, 0.0)
+        if new[5] >= held:  # (terms[5], new[5]: org o's reports alone)
+            if new[5]:
+                heaviest[reporting] = new[5]
+            reports += new[5] - held
+        elif terms[5] == held:
+            return  # the group's heaviest reports fell: which of its orgs' are now is not kept
         groups = dict(paired(witnesses))
         for group, pairs in paired(terms[9]):
             if groups[group] == pairs:
@@ -613,10 +639,9 @@ class TrustEngine:
         good += new[2] - terms[2]
         good_held += new[3] - terms[3]
         bad += new[4] - terms[4]
-        reports += new[5] - terms[5]
         lift += new[8] - terms[8]
         entry = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift,
-                 flat_pairs(groups))
+                 flat_pairs(groups), flat_pairs(heaviest))
         if _exact(entry):
             self._caches[a] = entry
 
@@ -729,9 +754,11 @@ class TrustEngine:
         p, ev = self.params, self._evidence
         weights, groups = self._weights, self._groups
         k_good, k_bad, k_report = ev.k_good, ev.k_bad, ev.k_report
-        good = good_held = bad = reports = 0.0
+        good = good_held = bad = 0.0
         good_cap = self._source_cap
         witnesses: dict[int, int] = {}  # independence group -> witness pairs in it
+        heaviest: dict[int, float] = {}  # independence group -> the heaviest weighted recent reports of its orgs
+        first_part = 0 if parts is None else len(parts[0])
         barred = () if a is None else self._operator_groups(a)
         min_weight, min_good = p.independent_min_weight, p.independent_min_good
         ahead = now + p.future_tolerance_ms
@@ -758,7 +785,9 @@ class TrustEngine:
             else:
                 good += on_grid(w * g)
             bad += on_grid(w * b)
-            reports += on_grid(w * r)
+            counted_reports = on_grid(w * r)
+            if counted_reports > heaviest.get(groups[o], 0.0):
+                heaviest[groups[o]] = counted_reports
             witness = w >= min_weight and g >= min_good and groups[o] not in barred
             if witness:
                 witnesses[groups[o]] = witnesses.get(groups[o], 0) + 1
@@ -768,8 +797,11 @@ class TrustEngine:
                     good_cap=INF if first_hand else good_cap, bad=b, recent_bad_reports=r,
                     batches=ev.batches[pair], events=ev.events[pair], capped=ev.capped[pair],
                     ignored=ev.ignored[pair], last_evidence=int(t_ref), independent=witness,
-                    group=self._orgs[groups[o]],
+                    group=self._orgs[groups[o]], counts_reports=True,
                 ))
+        reports = sum(heaviest.values(), 0.0)  # (of terms on the grid: exact in any order)
+        if parts is not None:
+            _count_reports_once_per_group(parts[0], first_part)
         lift = 0.0
         voucher_weights = self._voucher_weights
         for v in self._vouches_of(a) if vouches is None else vouches:
@@ -787,4 +819,4 @@ class TrustEngine:
         if parts is not None:
             parts[2].append(lift)
         return (self._version, now, good, good_held, bad, reports, min(lift, self._source_cap),
-                len(witnesses), lift, flat_pairs(witnesses))
+                len(witnesses), lift, flat_pairs(witnesses), flat_pairs(heaviest))

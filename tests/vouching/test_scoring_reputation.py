@@ -8,11 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vouching import engine_state
 from vouching.deviation import credibility
 from vouching.evidence import Outcomes
 from vouching.params import DAY_MS, HOUR_MS, ScoringParams
 from vouching.reputation import _hops_from_roots, full_weight_reference, independence_groups, personalised_pagerank
 from vouching.scoring import TrustEngine
+from vouching.tiers import TRUSTED
 
 from tests.vouching.trust_world import World, rid
 
@@ -252,6 +254,79 @@ def test_slander_dated_in_the_future_holds_no_longer_than_slander_dated_now():
     assert [w.engine.score(agent, now=week).tier for agent in ["a", "b"]] == ["trusted", "trusted"]
     assert "future-dated" in {rule.code for rule in w.engine.explain("b", now=week).rules}
     assert w.engine.explain("b", now=epoch + HOUR_MS).recent_bad_reports >= 0.4  # it counts from its date on
+
+
+def _slandered(slanderers: int, *, minted: bool, denied: int = 5, params: ScoringParams | None = None,
+               read: bool = False) -> World:
+    """Agent `victim` with a day of clean digests from five root orgs (verified), then a report of `denied`
+    violations from each of `slanderers` orgs nobody could check yet: orgs the root vouches for, or (`minted`) orgs
+    that one org the root vouches for vouched into being; with `read`, its score read as each report arrives. Read
+    before a recompute: the deviation test has not caught them yet."""
+    w = World(orgs=5, params=params)
+    w.history("victim", range(24))
+    w.engine.add_org_vouch("root", "minter", 1.0, record_id=rid(), ts=0)
+    for i in range(slanderers):
+        w.engine.add_org_vouch("minter" if minted else "root", f"liar{i}", 1.0, record_id=rid(), ts=0)
+    for i in range(slanderers):
+        w.digest(f"liar{i}", "victim", 24, denied=denied)
+        if read:
+            w.score("victim")
+    return w
+
+
+def test_orgs_one_org_mints_slander_an_agent_no_further_than_its_reputation_carries():
+    """Org keys are free, but the orgs one org vouches into being share the reputation it passes on (DESIGN.md §6,
+    README "How scores are computed", 1): fifty of them weigh what five do, so the bad evidence of their violation
+    reports moves an agent no further, whereas every independent org's adds. The bound is what the minter passes
+    on, not one org's word: here five minted orgs weigh 2.2 times one (evidence, good or bad, is not limited per
+    independence group; the rules after the posterior count witnesses and recent bad reports once per group)."""
+    worlds = {(minted, n): _slandered(n, minted=minted) for minted, n in [(True, 5), (True, 50), (False, 5)]}
+    few, many, independent = (w.engine.explain("victim", now=w.now) for w in worlds.values())
+    assert many.beta == pytest.approx(few.beta, rel=1e-3) and many.score.score == few.score.score
+    # Their weights (standing x the credibility of an org nobody could check yet) sum to at most what the reputation
+    # the minter passes on makes of full-weight standing.
+    p, w = ScoringParams(), worlds[True, 50]
+    minter = w.engine.org("minter", now=w.now)
+    carried = ((1 - p.restart) * minter.credibility * minter.accountability * minter.reputation
+               / minter.full_weight_reputation)
+    untested = credibility(np.zeros(1), np.zeros(1), p)[0]
+    minted_weight = sum(part.weight for part in many.orgs if part.org.startswith("liar"))
+    assert minted_weight <= untested * carried * (1 + 1e-6)
+    assert independent.beta - p.prior_bad > 2 * (many.beta - p.prior_bad)
+    assert independent.score.score < many.score.score
+
+
+@pytest.mark.parametrize("minted", [2, 5, 50])
+def test_orgs_one_org_mints_hold_an_agent_below_trusted_no_more_than_one_of_them_would(minted):
+    """Recent bad reports count once per independence group, as those of its org that weigh most (README "How scores
+    are computed", 7), as witnesses for verified count once: the orgs one org vouches into being, all in its group,
+    report an agent no more than one of them would, and one org nobody could check yet cannot hold an agent below
+    trusted, whereas two independent orgs' reports add up past that hold. Alike whether the score is read as each
+    report arrives (its cached sums updated by the report's terms), summed afresh, recomputed or restored from a
+    capture of the engine (no deviation test here: the recompute weighs the liars as the reads do)."""
+    p = replace(ScoringParams(), deviation_min_reference=10**9)
+    one = _slandered(1, minted=True, denied=1, params=p).engine.explain("victim", now=25 * HOUR_MS)
+    for liars, held in [(minted, False), (2, True)]:
+        w = _slandered(liars, minted=held is False, denied=1, params=p, read=True)
+        e = w.engine.explain("victim", now=w.now)
+        if held:
+            assert e.recent_bad_reports == 2 * one.recent_bad_reports >= p.reports_below_trusted
+            assert e.score.score == TRUSTED - 1 and "recent-bad-reports" in e.score.caps
+            assert "of each independence group, those of the org that weigh most" in "\n".join(e.lines())
+        else:
+            assert e.recent_bad_reports <= one.recent_bad_reports < p.reports_below_trusted
+            assert e.score.tier == "trusted" and not e.score.caps
+            assert sum(part.counts_reports for part in e.orgs if part.org.startswith("liar")) == 1
+            assert "not counted: the group of minter counts the reports of its org" in "\n".join(e.lines())
+        assert e.recent_bad_reports == sum(part.counted_reports for part in e.orgs)
+        unread = _slandered(liars, minted=held is False, denied=1, params=p).engine
+        restored = TrustEngine("own", ["root", *w.orgs], p)
+        engine_state.restore(engine_state.capture(unread), restored, ())
+        scores = {w.engine.score("victim", now=w.now).score}
+        for engine in (w.engine, restored):
+            scores.add(engine.recompute(now=w.now).score("victim"))
+            scores.add(engine.score("victim", now=w.now).score)
+        assert scores == {e.score.score}
 
 
 def test_praising_an_agent_the_reference_saw_fail_also_costs_credibility():
