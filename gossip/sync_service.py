@@ -168,6 +168,8 @@ class _GapFetchEnd:
     # answered without the rest (with vain)
     begun_by_busy: dict[str, str] = field(default_factory=dict)  # of begun, those the last to begin them said Busy: by
     # that peer, to be asked again as its wait ends
+    short: list[str] = field(default_factory=list)  # part of theirs came, the peers asked answering without the rest
+    # (not in an org's history, whose range runs to MAX_SEQ): the rest is asked again
     behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
@@ -461,12 +463,16 @@ class SyncService:
         serves no one), and not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
         peer that then left or told us to come back later sent some (it may hold the rest, which gap_queue keeps for a
         peer to connect: those there answered without it, or told us to come back later; or, begun_by_busy, for the wait
-        of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer
+        of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it), and short, the others of
+        which some came (gap_queue asks the rest again at once, SHORTS_AT_ONCE fetches in a row, then as the issuer's
+        backoff ends: an honest peer may have been behind, a hostile one sending a record a fetch gains no more; not in
+        a history, whose range runs to MAX_SEQ, nor after our disk failed); else all of them (a peer
         that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync (each
         left before it answered, told us to come back later, refused the protocol or was found on another network, or
         none could be asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its
         wait ends), else unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off
-        none but the vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges for its turn
+        none but the vain (and the short past SHORTS_AT_ONCE). The peer: the first of those that stay: gap_queue keeps
+        the unanswered ranges for its turn
         (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail), or that
         ended ours (a round a catch-up needs, with that peer or for the slot, which may fail too), may not fetch
         them."""
@@ -484,6 +490,7 @@ class SyncService:
         ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
         begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
         begun_by_busy: dict[str, str] = {}  # of those, the ones the last to begin said Busy: by that peer
+        disk_failed = False
         self.stats.gap_fetches += 1
         while peer := (self._next_gap_peer(batch, asked, present) if len(asked) - spared < most
                        else self._past_reporters(batch, asked, answered, present)):
@@ -501,6 +508,7 @@ class SyncService:
                                                and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
+                    disk_failed = True
                     break  # nor is the next peer asked: its records would fail our disk the same way
                 if isinstance(pulled, str) and peer in known:
                     spared += 1
@@ -517,8 +525,10 @@ class SyncService:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
             kept = [iss for iss in lacking if iss in begun]
+            short = [] if batch.every or disk_failed else [iss for iss in lacking if iss not in begun
+                                                            and store.head(iss) != heads[iss]]
             return _GapFetchEnd(vain=idle, begun=kept, begun_by_busy={iss: begun_by_busy[iss] for iss in kept
-                                                                      if iss in begun_by_busy})
+                                                                      if iss in begun_by_busy}, short=short)
         staying = self.host.staying_peers()
         stayed = [peer for peer in ended if peer in staying]
         if stayed:
@@ -987,7 +997,7 @@ class SyncService:
             finally:
                 self.stats.gap_issuers_unkept += self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered,
                                                                   end.peerless, end.behind, begun=end.begun,
-                                                                  begun_by_busy=end.begun_by_busy)
+                                                                  begun_by_busy=end.begun_by_busy, short=end.short)
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer

@@ -33,6 +33,7 @@ INTERVAL = 30.0  # no periodic round before 22.5 s
 ORG = Org()
 MISSING = ORG.record()  # what the org's gap lacks
 AFTER = ORG.record()  # the record after it
+LATER = [ORG.record() for _ in range(6)]  # the records after that
 GAP = {ORG.did: (1, 1)}
 
 HOLDING = 10.5  # seconds a fetch of another issuer's gaps holds A's turn: past the sync timeout
@@ -987,4 +988,40 @@ async def test_a_gap_whose_only_peer_always_says_to_come_back_later_is_asked_onc
         node.service.request_gaps(A, GAP)
         await trio.sleep(60)
         assert len(node.asked) <= 14  # (60 without)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_the_rest_of_a_range_its_only_peer_answered_short_is_asked_again_at_once(tmp_path, autojump_clock):
+    """Found by stop 42's brief: a peer that answered part of the range (it was behind on the issuer as it relayed the
+    record after the gap, say) and no other peer left to ask: the range counted as fetched, records having come, and
+    the rest waited for the issuer's next report or a periodic round (up to sync_interval). It is asked again at
+    once, and the issuer does not back off."""
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if len(node.asked) == 1 else len(node.service.replica.accept([AFTER]).accepted)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1, A)]  # with no report meanwhile
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_peer_sending_one_record_a_fetch_has_the_rest_asked_at_once_twice_then_after_the_backoff(
+        tmp_path, autojump_clock):
+    """A hostile peer answering each fetch with the next record alone cannot have the issuer fetched without pause:
+    after two fetches in a row asked again at once (gap_queue.SHORTS_AT_ONCE), the rest waits out the issuer's
+    backoff, 1 s, doubling while fetches bring part of it, up to sync_interval; what it sends is kept."""
+    chain = [MISSING, AFTER, *LATER]
+
+    async def session(node: Gaps, peer: str) -> int:
+        return len(node.service.replica.accept([chain[len(node.asked) - 1]]).accepted)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, len(chain))})
+        await trio.sleep(20)  # (no periodic round before 22.5 s)
+        assert node.asked == [(when, A) for when in (1, 1, 1, 2, 4, 8, 16)]
+        assert node.store.head(ORG.did).seq == 7
         assert node.service.stats.gap_issuers_vain == 0

@@ -18,9 +18,9 @@ BACKOFF = (1.0, 8.0)
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
 # no peer was there to answer; a peer's turn given up; a peer began to send the ranges and left (or said to come back
-# later and stays: "begun_busy"), another answering without the rest; a peer answered without the ranges (the clock
-# stays at 0: the issuers back off for good)
-outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "begun_busy", "vain"])
+# later and stays: "begun_busy"), another answering without the rest; a peer answered part of the ranges, none the
+# rest ("short"); a peer answered without the ranges (the clock stays at 0: the issuers back off for good)
+outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "begun_busy", "short", "vain"])
 # a peer connects ("peer"), or is there ("poll"); a peer's turn comes free ("turn"), or its Busy wait ends ("wait")
 steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
                            st.tuples(st.just("done"), outcomes),
@@ -56,6 +56,8 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
           ("poll",), ("wait",), ("take", 3), ("peer",), ("take", 3)])  # the rest of one begun by a busy peer: its wait
 @example([_add(ISSUERS[0]), ("take", 1), ("done", "peerless"), ("peer",), ("take", 1), ("done", "peerless"),
           ("peer",), ("take", 1)])  # a kept range a connecting peer freed, again unanswered, backs off: not freed
+@example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("done", "short"), ("take", 1), ("take", 1),
+          ("done", "answered"), ("done", "short"), ("take", 1), ("done", "short"), ("take", 1)])  # then it backs off
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, that a peer began
     to answer and left or said to come back later (another answering without the rest), or in vain: their ranges wait
@@ -77,6 +79,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     # issuers of `wanted` whose kept ranges were freed as a peer came ("peer", "poll", "wait")
     freed_as_a_peer_came: set[str] = set()
     parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
+    shorts: dict[str, int] = {}  # issuers of `wanted` whose last fetches were short: how many in a row
     for step in script:
         if step[0] == "add":
             _, iss, first, span, origin = step
@@ -101,6 +104,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 kept.pop(waiting[0], None)
                 ready.pop(waiting[0], None)
                 freed_as_a_peer_came.discard(waiting[0])
+                shorts.pop(waiting[0], None)
                 displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
             if was is None:
@@ -124,6 +128,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 continue
             assert 1 <= len(batch.gaps) <= step[1]
             assert batch.came == freed_as_a_peer_came.intersection(batch.gaps)
+            assert batch.shorts == {iss: shorts.pop(iss) for iss in batch.gaps if iss in shorts}
             freed_as_a_peer_came.difference_update(batch.gaps)
             for iss, gap in batch.gaps.items():
                 assert wanted.pop(iss) == gap  # every report of it merged into the range taken
@@ -153,6 +158,25 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 queue.done(batch, list(batch.gaps), 0.0)
                 backing_off.update(batch.gaps)
                 parked.update(dict.fromkeys(iss for iss in batch.gaps if iss in wanted))
+                continue
+            if outcome == "short":  # the rest in turn at once, two fetches in a row; then after a backoff
+                unkept = queue.done(batch, [], 0.0, short=list(batch.gaps))
+                for iss, (first, last) in batch.gaps.items():
+                    count = batch.shorts.get(iss, 0) + 1
+                    if count > 2:
+                        backing_off.add(iss)
+                    if iss not in wanted and len(wanted) == LIMIT:
+                        unkept -= 1
+                        continue
+                    was = wanted.get(iss, (first, last))
+                    wanted[iss] = (min(was[0], first), max(was[1], last))
+                    reporters.setdefault(iss, list(batch.origins))
+                    shorts[iss] = count
+                    if count > 2:
+                        parked[iss] = None
+                    else:
+                        ready[iss] = []
+                assert unkept == 0
                 continue
             if outcome == "peerless":
                 unkept = queue.done(batch, [], 0.0, peerless=list(batch.gaps))
