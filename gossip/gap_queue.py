@@ -19,7 +19,9 @@ another peer having answered without it, waits likewise for a peer that connects
 answered), or, if that peer said to come back later and stays, for its wait to end (`wait_over`: it is asked first).
 The rest of a range the peers asked sent part of waits in turn at once, SHORTS_AT_ONCE fetches in a row, then for the
 issuer's backoff to end, doubled as for a vain fetch while fetches bring only part: a peer sending one record a fetch
-would otherwise have the issuer fetched without pause.
+would otherwise have the issuer fetched without pause. A range whose fetch stopped at its time bound waits for the
+backoff to end likewise, then is asked of the peers that fetch did not ask first: slow peers asked first again would
+keep those holding it from being asked.
 When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else
 one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their
 gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
@@ -54,10 +56,11 @@ class _Wanted:
     every: bool = False  # ask every connected peer (an org's history), not just a few
     came: bool = False  # kept for a peer, freed as one came (connected, or was there: `peer_came`; `wait_over`)
     shorts: int = 0  # fetches in a row that brought part of the range, the peers asked answering without the rest
+    tried: frozenset[str] = frozenset()  # peers asked by fetches of it stopped at their time bound: asked last
 
     @property
-    def route(self) -> tuple[tuple[str, ...], bool]:
-        return tuple(self.origins), self.every
+    def route(self) -> tuple[tuple[str, ...], bool, frozenset[str]]:
+        return tuple(self.origins), self.every, self.tried
 
     @property
     def by(self) -> str | None:
@@ -74,6 +77,8 @@ class GapBatch:
     every: bool
     came: frozenset[str] = frozenset()  # issuers whose kept ranges were freed as a peer came (`peer_came`, `wait_over`)
     shorts: Mapping[str, int] = field(default_factory=dict)  # issuers whose last fetches brought part: how many
+    # in a row
+    tried: frozenset[str] = frozenset()  # peers that fetches of these stopped at their time bound asked: asked last
 
 
 @dataclass(frozen=True)
@@ -210,11 +215,13 @@ class GapQueue:
             if wanted.shorts:
                 shorts[iss] = wanted.shorts
             self._fetching.add(iss)
-        return GapBatch(gaps, *route, came=frozenset(came), shorts=shorts)
+        origins, every, tried = route
+        return GapBatch(gaps, origins, every, came=frozenset(came), shorts=shorts, tried=tried)
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
              peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = (),
-             begun_by_busy: Mapping[str, str] | None = None, short: Collection[str] = ()) -> int:
+             begun_by_busy: Mapping[str, str] | None = None, short: Collection[str] = (),
+             overdue: Collection[str] = (), tried: Collection[str] = ()) -> int:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice as
         long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no peer
         asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch no
@@ -231,8 +238,11 @@ class GapQueue:
         does, its range kept for its backoff to end. The rest of the range of one in `short` (the fetch brought part
         of it, the peers asked answering without the rest) is kept likewise, in turn at once, its backoff ended, for
         SHORTS_AT_ONCE such fetches in a row; after them, it waits out the issuer's backoff first, doubled as for a vain
-        fetch (a peer sending one record a fetch would otherwise have the issuer fetched without pause). Returns how
-        many ranges that were to be kept found no room (`limit` issuers waiting) and were dropped."""
+        fetch (a peer sending one record a fetch would otherwise have the issuer fetched without pause). The range of
+        one in `overdue` (the fetch stopped asking at its time bound, peers left to ask) waits out the issuer's backoff,
+        doubled as for a vain fetch, kept, whatever else came of it; its next fetch asks the peers `tried` (this one
+        asked, and the fetches stopped so before it) last. Returns how many ranges that were to be kept found no room
+        (`limit` issuers waiting) and were dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
@@ -240,6 +250,13 @@ class GapQueue:
                 self._back_off(iss, now)
                 if iss in self._wanted:
                     self._parked[iss] = None
+                continue
+            if iss in overdue:
+                self._back_off(iss, now)
+                if self._keep(iss, batch, None, parked=True):
+                    self._wanted[iss].tried = frozenset(tried)
+                else:
+                    unkept += 1
                 continue
             if iss in short:
                 shorts = batch.shorts.get(iss, 0) + 1

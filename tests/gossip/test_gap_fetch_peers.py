@@ -1025,3 +1025,31 @@ async def test_a_peer_sending_one_record_a_fetch_has_the_rest_asked_at_once_twic
         assert node.asked == [(when, A) for when in (1, 1, 1, 2, 4, 8, 16)]
         assert node.store.head(ORG.did).seq == 7
         assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_gap_fetch_asks_no_peer_after_a_minute_and_is_asked_again_of_the_peers_it_did_not_ask_first(
+        tmp_path, autojump_clock):
+    """Found by stop 42's brief: a fetch had no overall bound, so peers each failing just as the sync timeout ran out
+    (those there as it started spare their asks) held it, its worker and its issuer's range for as long as they were
+    many: with one session slot, another issuer's gap waited two minutes here. The fetch asks no peer once it has run
+    60 s: the other gap is fetched then, and the first issuer's, once its backoff (a second) is over, is asked of the
+    peers that fetch did not ask first, not of the slow ones again."""
+    slow = [f"12D3KooWHostile{i:02}" for i in range(12)]
+    holder = "12D3KooWPeerD"  # (after them in the host's order)
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == holder:
+            return node.fill()
+        await trio.sleep(node.service.timeout)
+        raise trio.TooSlowError
+
+    async with gaps(tmp_path, [*slow, holder], session, max_sessions=1) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(slow[0], {Org().did: (1, 1)})
+        await trio.sleep(1)
+        node.service.request_gaps(holder, GAP)
+        await trio.sleep(70)
+        assert node.asked[:7] == [*((1 + 10 * i, peer) for i, peer in enumerate(slow[:6])), (61, holder)]
+        assert node.store.has(MISSING.id)
+        assert node.asked[7] == (62, slow[6])  # as its backoff ended, one it did not ask first
+        assert node.service.stats.gap_fetches_overdue == 1
