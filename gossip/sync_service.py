@@ -339,7 +339,10 @@ class SyncService:
         self.patient_catch_up_peers: list[Callable[[str], bool]] = []
         # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
         # count as one share of the gap queue together (gossip.gap_queue), and a fetch of gaps asks those it dials
-        # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order
+        # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order.
+        # A peer it dials is a bootstrap peer or an org of the horizon at its own peer id alone (an `org` record's
+        # addresses naming another peer id are passed over, gossip.peers), so an org holds one share; the orgs it
+        # vouches into the horizon hold one each, as far as max_hops lets them in
         self.dialled: Callable[[str], bool] | None = None
         self._nursery: trio.Nursery | None = None
 
