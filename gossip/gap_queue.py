@@ -20,8 +20,8 @@ answered), or, if that peer said to come back later and stays, for its wait to e
 The rest of a range the peers asked sent part of waits in turn at once, SHORTS_AT_ONCE fetches in a row, then for the
 issuer's backoff to end, doubled as for a vain fetch while fetches bring only part: a peer sending one record a fetch
 would otherwise have the issuer fetched without pause. A range whose fetch stopped at its time bound waits for the
-backoff to end likewise, then is asked of the peers that fetch did not ask first: slow peers asked first again would
-keep those holding it from being asked.
+backoff to end likewise. Either is then asked of the peers its fetches did not ask first: those asked first again
+(slow ones, or ones that sent all they hold) would keep those holding it from being asked.
 When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else
 one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their
 gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
@@ -56,7 +56,8 @@ class _Wanted:
     every: bool = False  # ask every connected peer (an org's history), not just a few
     came: bool = False  # kept for a peer, freed as one came (connected, or was there: `peer_came`; `wait_over`)
     shorts: int = 0  # fetches in a row that brought part of the range, the peers asked answering without the rest
-    tried: frozenset[str] = frozenset()  # peers asked by fetches of it stopped at their time bound: asked last
+    tried: frozenset[str] = frozenset()  # peers asked by the fetches of it before, stopped at their time bound or
+    # short: asked last
 
     @property
     def route(self) -> tuple[tuple[str, ...], bool, frozenset[str]]:
@@ -78,7 +79,7 @@ class GapBatch:
     came: frozenset[str] = frozenset()  # issuers whose kept ranges were freed as a peer came (`peer_came`, `wait_over`)
     shorts: Mapping[str, int] = field(default_factory=dict)  # issuers whose last fetches brought part: how many
     # in a row
-    tried: frozenset[str] = frozenset()  # peers that fetches of these stopped at their time bound asked: asked last
+    tried: frozenset[str] = frozenset()  # peers asked by fetches of these before (overdue, short): asked last
 
 
 @dataclass(frozen=True)
@@ -240,9 +241,9 @@ class GapQueue:
         SHORTS_AT_ONCE such fetches in a row; after them, it waits out the issuer's backoff first, doubled as for a vain
         fetch (a peer sending one record a fetch would otherwise have the issuer fetched without pause). The range of
         one in `overdue` (the fetch stopped asking at its time bound, peers left to ask) waits out the issuer's backoff,
-        doubled as for a vain fetch, kept, whatever else came of it; its next fetch asks the peers `tried` (this one
-        asked, and the fetches stopped so before it) last. Returns how many ranges that were to be kept found no room
-        (`limit` issuers waiting) and were dropped."""
+        doubled as for a vain fetch, kept, whatever else came of it. The next fetch of a range kept for either asks the
+        peers `tried` (those this fetch and the ones before it asked) last. Returns how many ranges that were to be
+        kept found no room (`limit` issuers waiting) and were dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
@@ -265,6 +266,7 @@ class GapQueue:
                     self._back_off(iss, now)
                 if self._keep(iss, batch, None, parked=waits, in_turn=not waits):
                     self._wanted[iss].shorts = shorts
+                    self._wanted[iss].tried = frozenset(tried)
                 else:
                     unkept += 1
                 if waits:

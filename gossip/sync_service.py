@@ -178,8 +178,8 @@ class _GapFetchEnd:
     # (not in an org's history, whose range runs to MAX_SEQ): the rest is asked again
     overdue: list[str] = field(default_factory=list)  # all of the above, if the fetch stopped at its time bound
     # (_GAP_FETCH_SECONDS) with peers left to ask
-    tried: list[str] = field(default_factory=list)  # with overdue, the peers it and the fetches stopped so before it
-    # asked that stay: the next fetch asks them last
+    tried: list[str] = field(default_factory=list)  # with overdue or short, the peers it and the fetches before it
+    # (stopped so, or short) asked that stay: the next fetch asks them last
     behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
@@ -482,8 +482,9 @@ class SyncService:
         peer to connect: those there answered without it, or told us to come back later; or, begun_by_busy, for the wait
         of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it), and short, the others of
         which some came (gap_queue asks the rest again at once, SHORTS_AT_ONCE fetches in a row, then as the issuer's
-        backoff ends: an honest peer may have been behind, a hostile one sending a record a fetch gains no more; not in
-        a history, whose range runs to MAX_SEQ, nor after our disk failed); else all of them (a peer
+        backoff ends, of the peers not tried first: an honest peer may have been behind, a hostile one sending a record
+        a fetch gains no more; not in a history, whose range runs to MAX_SEQ, nor after our disk failed), with the
+        peers tried as for overdue; else all of them (a peer
         that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync (each
         left before it answered, told us to come back later, refused the protocol or was found on another network, or
         none could be asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its
@@ -541,10 +542,10 @@ class SyncService:
                     else:
                         begun_by_busy.pop(iss, None)
         lacking = list(missing_ranges(store, batch.gaps))
+        tried = sorted(set(self.host.staying_peers()).intersection({*batch.tried, *asked}))
         if overdue:
-            staying = set(self.host.staying_peers())
             self.stats.gap_fetches_overdue += 1
-            return _GapFetchEnd(overdue=lacking, tried=sorted(staying.intersection({*batch.tried, *asked})))
+            return _GapFetchEnd(overdue=lacking, tried=tried)
         if answered:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
@@ -552,7 +553,8 @@ class SyncService:
             short = [] if batch.every or disk_failed else [iss for iss in lacking if iss not in begun
                                                             and store.head(iss) != heads[iss]]
             return _GapFetchEnd(vain=idle, begun=kept, begun_by_busy={iss: begun_by_busy[iss] for iss in kept
-                                                                      if iss in begun_by_busy}, short=short)
+                                                                      if iss in begun_by_busy}, short=short,
+                                tried=tried if short else [])
         staying = self.host.staying_peers()
         stayed = [peer for peer in ended if peer in staying]
         if stayed:
@@ -566,9 +568,9 @@ class SyncService:
         """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
         connected as the fetch started (`present`), else one that connected since (newcomers, whose ids cost nothing,
         would otherwise take the turns of peers an org's history is asked of); of the last two, those the node dials
-        first (`_dialled_first`); the peers fetches of the ranges stopped at their time bound asked (`batch.tried`)
-        after all others, so that slow peers asked first again cannot keep the others from being asked; None if none
-        is left."""
+        first (`_dialled_first`); the peers asked by the fetches of the ranges before, stopped at their time bound or
+        short (`batch.tried`), after all others, so that those peers asked first again (slow ones, or ones that sent
+        what they hold) cannot keep the others from being asked; None if none is left."""
         candidates = self._dialled_first([peer for peer in self._syncing_peers() if peer not in asked])
         for pool in ([peer for peer in candidates if peer not in batch.tried], candidates):
             waiting = set(pool)

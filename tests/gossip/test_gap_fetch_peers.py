@@ -1053,3 +1053,24 @@ async def test_a_gap_fetch_asks_no_peer_after_a_minute_and_is_asked_again_of_the
         assert node.store.has(MISSING.id)
         assert node.asked[7] == (62, slow[6])  # as its backoff ended, one it did not ask first
         assert node.service.stats.gap_fetches_overdue == 1
+
+
+async def test_the_rest_of_a_range_answered_short_is_asked_again_of_the_peers_that_fetch_did_not_ask_first(
+        tmp_path, autojump_clock):
+    """The fetch's three asks went to A, which sent part of the range, and to B and C, which had none of it: asked of
+    them first again, the rest would find none of it, and its issuer would back off; D, which the fetch did not ask,
+    holds it."""
+    c, d = "12D3KooWPeerC", "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == d:
+            return len(node.service.replica.accept([AFTER]).accepted)
+        return node.fill() if peer == A else 0
+
+    async with gaps(tmp_path, [A, B, c, d], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1, B), (1, c), (1, d)]
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0
