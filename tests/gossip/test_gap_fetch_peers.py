@@ -992,7 +992,7 @@ async def test_a_gap_whose_only_peer_always_says_to_come_back_later_is_asked_onc
 
 
 async def test_the_rest_of_a_range_its_only_peer_answered_short_is_asked_again_at_once(tmp_path, autojump_clock):
-    """Found by stop 42's brief: a peer that answered part of the range (it was behind on the issuer as it relayed the
+    """Found by stop 43's brief: a peer that answered part of the range (it was behind on the issuer as it relayed the
     record after the gap, say) and no other peer left to ask: the range counted as fetched, records having come, and
     the rest waited for the issuer's next report or a periodic round (up to sync_interval). It is asked again at
     once, and the issuer does not back off."""
@@ -1029,7 +1029,7 @@ async def test_a_peer_sending_one_record_a_fetch_has_the_rest_asked_at_once_twic
 
 async def test_a_gap_fetch_asks_no_peer_after_a_minute_and_is_asked_again_of_the_peers_it_did_not_ask_first(
         tmp_path, autojump_clock):
-    """Found by stop 42's brief: a fetch had no overall bound, so peers each failing just as the sync timeout ran out
+    """Found by stop 43's brief: a fetch had no overall bound, so peers each failing just as the sync timeout ran out
     (those there as it started spare their asks) held it, its worker and its issuer's range for as long as they were
     many: with one session slot, another issuer's gap waited two minutes here. The fetch asks no peer once it has run
     60 s: the other gap is fetched then, and the first issuer's, once its backoff (a second) is over, is asked of the

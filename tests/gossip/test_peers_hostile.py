@@ -153,7 +153,7 @@ def test_an_org_records_addresses_that_no_node_can_dial_are_not_kept(replica):
 
 
 def test_an_org_cannot_have_the_node_keep_peer_ids_other_than_its_own(replica):
-    """Stop 42's brief asked whether one org could mint peers the node dials, whose gap reports each count as a share
+    """Stop 43's brief asked whether one org could mint peers the node dials, whose gap reports each count as a share
     of the gap queue and which a gap fetch asks first (gossip.gap_queue, SyncService.dialled): its `org` records may
     name any number of addresses, but each naming another peer id is passed over, so the node keeps the org's own
     peer id alone, however many records it signs."""
