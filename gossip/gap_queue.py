@@ -17,6 +17,11 @@ ended by one of ours (given up waiting for the peer's turn, or preempted), the r
 (`turn_freed`), within the same `limit`. The rest of a range a peer began to send, then left or said to come back later,
 another peer having answered without it, waits likewise for a peer that connects (`peer_came` with one: those there
 answered), or, if that peer said to come back later and stays, for its wait to end (`wait_over`: it is asked first).
+The rest of a range the peers asked sent part of waits in turn at once, SHORTS_AT_ONCE fetches in a row, then for the
+issuer's backoff to end, doubled as for a vain fetch while fetches bring only part: a peer sending one record a fetch
+would otherwise have the issuer fetched without pause. A range whose fetch stopped at its time bound waits for the
+backoff to end likewise. Either is then asked of the peers its fetches did not ask first: those asked first again
+(slow ones, or ones that sent all they hold) would keep those holding it from being asked.
 When `limit` issuers wait, a new one takes the place of one not in turn: one that backs off (the longest waiting), else
 one kept for a peer or a peer's turn (`_displace`): fresh keys vouched into the horizon cost an org nothing, and their
 gaps no peer can fill, or a hostile peer that is the only one there holding its turn, would otherwise keep every other
@@ -37,6 +42,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 ORIGINS = 3  # peers kept per issuer that reported its gap (the records' publishers, asked first)
+# fetches in a row that brought part of an issuer's range after which the rest waits out the issuer's backoff: before
+# them, it is asked again at once (`done`'s `short`)
+SHORTS_AT_ONCE = 2
 _STRANGERS = ""  # the share the reports of peers without one of their own count in (`own_share`; no peer id is empty)
 
 
@@ -47,10 +55,13 @@ class _Wanted:
     origins: list[str] = field(default_factory=list)
     every: bool = False  # ask every connected peer (an org's history), not just a few
     came: bool = False  # kept for a peer, freed as one came (connected, or was there: `peer_came`; `wait_over`)
+    shorts: int = 0  # fetches in a row that brought part of the range, the peers asked answering without the rest
+    tried: frozenset[str] = frozenset()  # peers asked by the fetches of it before, stopped at their time bound or
+    # short: asked last
 
     @property
-    def route(self) -> tuple[tuple[str, ...], bool]:
-        return tuple(self.origins), self.every
+    def route(self) -> tuple[tuple[str, ...], bool, frozenset[str]]:
+        return tuple(self.origins), self.every, self.tried
 
     @property
     def by(self) -> str | None:
@@ -66,6 +77,9 @@ class GapBatch:
     origins: tuple[str, ...]
     every: bool
     came: frozenset[str] = frozenset()  # issuers whose kept ranges were freed as a peer came (`peer_came`, `wait_over`)
+    shorts: Mapping[str, int] = field(default_factory=dict)  # issuers whose last fetches brought part: how many
+    # in a row
+    tried: frozenset[str] = frozenset()  # peers asked by fetches of these before (overdue, short): asked last
 
 
 @dataclass(frozen=True)
@@ -193,17 +207,22 @@ class GapQueue:
         self._ready = rest
         gaps = {}
         came = set()
+        shorts = {}
         for iss in taken:
             wanted = self._wanted.pop(iss)
             gaps[iss] = (wanted.first, wanted.last)
             if wanted.came:
                 came.add(iss)
+            if wanted.shorts:
+                shorts[iss] = wanted.shorts
             self._fetching.add(iss)
-        return GapBatch(gaps, *route, came=frozenset(came))
+        origins, every, tried = route
+        return GapBatch(gaps, origins, every, came=frozenset(came), shorts=shorts, tried=tried)
 
     def done(self, batch: GapBatch, vain: Collection[str], now: float, unanswered: Collection[str] = (),
              peerless: Collection[str] = (), behind: str | None = None, begun: Collection[str] = (),
-             begun_by_busy: Mapping[str, str] | None = None) -> int:
+             begun_by_busy: Mapping[str, str] | None = None, short: Collection[str] = (),
+             overdue: Collection[str] = (), tried: Collection[str] = ()) -> int:
         """The batch's fetch ended, bringing nothing of the ranges of the issuers in `vain`: those back off, twice as
         long as the last time if that fetch was in vain too; nor all of those in `unanswered` and `peerless`, no peer
         asked having answered: those do not back off, and a backoff they had is neither doubled nor ended (a fetch no
@@ -217,8 +236,14 @@ class GapQueue:
         end (`wait_over`), its backoff ended (the fetch brought something). A backoff is forgotten with its issuer's
         range, as an ended one is. An issuer whose range grew meanwhile and that does not back off waits again, behind
         the others. One in `peerless` whose kept range was freed as a peer came (`batch.came`) backs off as a vain one
-        does, its range kept for its backoff to end. Returns how many ranges that were to be kept found no room
-        (`limit` issuers waiting) and were dropped."""
+        does, its range kept for its backoff to end. The rest of the range of one in `short` (the fetch brought part
+        of it, the peers asked answering without the rest) is kept likewise, in turn at once, its backoff ended, for
+        SHORTS_AT_ONCE such fetches in a row; after them, it waits out the issuer's backoff first, doubled as for a vain
+        fetch (a peer sending one record a fetch would otherwise have the issuer fetched without pause). The range of
+        one in `overdue` (the fetch stopped asking at its time bound, peers left to ask) waits out the issuer's backoff,
+        doubled as for a vain fetch, kept, whatever else came of it. The next fetch of a range kept for either asks the
+        peers `tried` (those this fetch and the ones before it asked) last. Returns how many ranges that were to be
+        kept found no room (`limit` issuers waiting) and were dropped."""
         unkept = 0
         for iss in batch.gaps:
             self._fetching.discard(iss)
@@ -227,6 +252,25 @@ class GapQueue:
                 if iss in self._wanted:
                     self._parked[iss] = None
                 continue
+            if iss in overdue:
+                self._back_off(iss, now)
+                if self._keep(iss, batch, None, parked=True):
+                    self._wanted[iss].tried = frozenset(tried)
+                else:
+                    unkept += 1
+                continue
+            if iss in short:
+                shorts = batch.shorts.get(iss, 0) + 1
+                waits = shorts > SHORTS_AT_ONCE
+                if waits:
+                    self._back_off(iss, now)
+                if self._keep(iss, batch, None, parked=waits, in_turn=not waits):
+                    self._wanted[iss].shorts = shorts
+                    self._wanted[iss].tried = frozenset(tried)
+                else:
+                    unkept += 1
+                if waits:
+                    continue
             if iss in peerless and iss in batch.came:
                 self._back_off(iss, now)
                 if not self._keep(iss, batch, None, parked=True):
@@ -299,12 +343,12 @@ class GapQueue:
         return bool(freed)
 
     def _keep(self, iss: str, batch: GapBatch, behind: str | None, *, connecting: bool = False,
-              parked: bool = False) -> bool:
-        """Keep `iss`'s range of `batch` (no peer answered for it, or the rest of one begun): grown into the one that
-        came meanwhile, if one did, else waiting, room allowing, for a peer (`peer_came`; one that connects, if
-        `connecting`), or if `behind` is given for its turn; or, if `parked`, for its backoff to end, either way;
-        False if there was no room: it is dropped (a kept range takes no one's place: it would be the first to give
-        its own)."""
+              parked: bool = False, in_turn: bool = False) -> bool:
+        """Keep `iss`'s range of `batch` (no peer answered for it, or the rest of one begun or answered short): grown
+        into the one that came meanwhile, if one did, else waiting, room allowing, for a peer (`peer_came`; one that
+        connects, if `connecting`), or if `behind` is given for its turn; or, if `parked`, for its backoff to end,
+        either way; or, if `in_turn`, for nothing (the caller has it wait in turn); False if there was no room: it is
+        dropped (a kept range takes no one's place: it would be the first to give its own)."""
         first, last = batch.gaps[iss]
         wanted = self._wanted.get(iss)
         if wanted is not None:
@@ -314,7 +358,7 @@ class GapQueue:
             self._wanted[iss] = _Wanted(first, last, [behind] if behind else list(batch.origins), batch.every)
             if behind is not None:
                 self._behind[iss] = behind
-            elif not parked:
+            elif not parked and not in_turn:
                 self._peerless[iss] = connecting
         else:
             return False

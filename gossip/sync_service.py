@@ -82,6 +82,9 @@ CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting 
 CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the newest checkpoint held of its log
 _GAP_PEERS = 3  # peers asked in turn for a gap reported by gossip, until it is filled
 _GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them that brought nothing
+# seconds after which a fetch of gaps asks no further peer (the session under way runs on, within session_seconds):
+# slow peers, or many failing one after another, each within the sync timeout, would otherwise hold it for long
+_GAP_FETCH_SECONDS = 60.0
 # Why a fetch of gaps' session failed with its peer given no say: ended for a round a catch-up needs, or given up
 # waiting for the peer's turn (a "stream" failure is the peer's answer if it is still there: it reset the stream)
 _ENDED_BY_US = ("preempted", "turn")
@@ -127,6 +130,9 @@ class SyncStats:
                                       "repairs")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
+    gap_fetches_overdue: int = counted("Gap fetches that asked no further peer once they had run 60 s: what they "
+                                       "lacked waits out its issuer's backoff, and is then asked of the peers they "
+                                       "did not ask first")
     gap_issuers_vain: int = counted("Issuers of a gap fetch none of whose range came though a peer asked answered "
                                     "(without it, or failing): they back off; not those of a fetch no peer "
                                     "answered (those asked left first, told it to come back later, refused the "
@@ -168,6 +174,12 @@ class _GapFetchEnd:
     # answered without the rest (with vain)
     begun_by_busy: dict[str, str] = field(default_factory=dict)  # of begun, those the last to begin them said Busy: by
     # that peer, to be asked again as its wait ends
+    short: list[str] = field(default_factory=list)  # part of theirs came, the peers asked answering without the rest
+    # (not in an org's history, whose range runs to MAX_SEQ): the rest is asked again
+    overdue: list[str] = field(default_factory=list)  # all of the above, if the fetch stopped at its time bound
+    # (_GAP_FETCH_SECONDS) with peers left to ask
+    tried: list[str] = field(default_factory=list)  # with overdue or short, the peers it and the fetches before it
+    # (stopped so, or short) asked that stay: the next fetch asks them last
     behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
@@ -327,7 +339,10 @@ class SyncService:
         self.patient_catch_up_peers: list[Callable[[str], bool]] = []
         # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
         # count as one share of the gap queue together (gossip.gap_queue), and a fetch of gaps asks those it dials
-        # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order
+        # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order.
+        # A peer it dials is a bootstrap peer or an org of the horizon at its own peer id alone (an `org` record's
+        # addresses naming another peer id are passed over, gossip.peers), so an org holds one share; the orgs it
+        # vouches into the horizon hold one each, as far as max_hops lets them in
         self.dialled: Callable[[str], bool] | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -455,18 +470,27 @@ class SyncService:
         asks: hostile reporters, asked first, would otherwise take them all, and no peer holding the gaps would be
         asked; and if the asks all went to peers that reported the gaps, one answering without them, one more is asked:
         a peer the node dials that reported none (`_past_reporters`); never a peer that refused the sync protocol, nor
-        any after our disk failed (`storage`). The issuers whose ranges are not all here, and a peer or None
-        (_GapFetchEnd): vain, those of which nothing came, if a peer asked
+        any after our disk failed (`storage`); nor any once it has run _GAP_FETCH_SECONDS (the session under way runs
+        on, within session_seconds: a slow honest peer's answer is not cut), the peers `batch.tried` names asked after
+        all others (`_next_gap_peer`). The issuers whose ranges are not all here, and a peer or None (_GapFetchEnd):
+        overdue, all of them, if it stopped so with a peer left to ask, with the peers tried (those it asked, and
+        `batch.tried`, that stay: gap_queue keeps the ranges for the issuer's backoff to end); else vain, those of
+        which nothing came, if a peer asked
         answered (without them, or failing while it stays connected, but for refusing the protocol: a gossip-only node
         serves no one), and not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
         peer that then left or told us to come back later sent some (it may hold the rest, which gap_queue keeps for a
         peer to connect: those there answered without it, or told us to come back later; or, begun_by_busy, for the wait
-        of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it); else all of them (a peer
+        of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it), and short, the others of
+        which some came (gap_queue asks the rest again at once, SHORTS_AT_ONCE fetches in a row, then as the issuer's
+        backoff ends, of the peers not tried first: an honest peer may have been behind, a hostile one sending a record
+        a fetch gains no more; not in a history, whose range runs to MAX_SEQ, nor after our disk failed), with the
+        peers tried as for overdue; else all of them (a peer
         that began to send a range may hold the rest), peerless if no peer asked stays to be asked and serves sync (each
         left before it answered, told us to come back later, refused the protocol or was found on another network, or
         none could be asked: gap_queue keeps their ranges for a peer to come, `_fetch_reported_gaps` asking one as its
         wait ends), else unanswered (a peer asked stays, its session ended by ours: `_ENDED_BY_US`); gap_queue backs off
-        none but the vain. The peer: the first of those that stay: gap_queue keeps the unanswered ranges for its turn
+        none but the vain (and the short past SHORTS_AT_ONCE). The peer: the first of those that stay: gap_queue keeps
+        the unanswered ranges for its turn
         (`_turn` frees them), as the session in its way (a fetch of other gaps, or a round, which may fail), or that
         ended ours (a round a catch-up needs, with that peer or for the slot, which may fail too), may not fetch
         them."""
@@ -484,12 +508,16 @@ class SyncService:
         ended: list[str] = []  # peers asked whose sessions ours ended (`_ENDED_BY_US`), in the order asked
         begun: set[str] = set()  # issuers of which a peer asked that left or told us to come back later sent some
         begun_by_busy: dict[str, str] = {}  # of those, the ones the last to begin said Busy: by that peer
+        disk_failed = overdue = False
+        deadline = trio.current_time() + _GAP_FETCH_SECONDS
         self.stats.gap_fetches += 1
         while peer := (self._next_gap_peer(batch, asked, present) if len(asked) - spared < most
                        else self._past_reporters(batch, asked, answered, present)):
             missing = missing_ranges(store, batch.gaps)
             if not missing:
                 return _GapFetchEnd()
+            if overdue := trio.current_time() >= deadline:
+                break
             asked.add(peer)
             before = {iss: store.head(iss) for iss in missing}
             pulled = await self._pull(peer, missing)
@@ -501,6 +529,7 @@ class SyncService:
                                                and not self.host.refused(peer, SYNC_PROTOCOL)):
                 answered = True  # (our disk failing, "storage", too: the issuer backs off, sparing the disk a refetch)
                 if pulled == "storage":
+                    disk_failed = True
                     break  # nor is the next peer asked: its records would fail our disk the same way
                 if isinstance(pulled, str) and peer in known:
                     spared += 1
@@ -513,12 +542,19 @@ class SyncService:
                     else:
                         begun_by_busy.pop(iss, None)
         lacking = list(missing_ranges(store, batch.gaps))
+        tried = sorted(set(self.host.staying_peers()).intersection({*batch.tried, *asked}))
+        if overdue:
+            self.stats.gap_fetches_overdue += 1
+            return _GapFetchEnd(overdue=lacking, tried=tried)
         if answered:
             idle = [iss for iss in lacking if store.head(iss) == heads[iss]]
             self.stats.gap_issuers_vain += len(idle)
             kept = [iss for iss in lacking if iss in begun]
+            short = [] if batch.every or disk_failed else [iss for iss in lacking if iss not in begun
+                                                            and store.head(iss) != heads[iss]]
             return _GapFetchEnd(vain=idle, begun=kept, begun_by_busy={iss: begun_by_busy[iss] for iss in kept
-                                                                      if iss in begun_by_busy})
+                                                                      if iss in begun_by_busy}, short=short,
+                                tried=tried if short else [])
         staying = self.host.staying_peers()
         stayed = [peer for peer in ended if peer in staying]
         if stayed:
@@ -532,10 +568,15 @@ class SyncService:
         """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
         connected as the fetch started (`present`), else one that connected since (newcomers, whose ids cost nothing,
         would otherwise take the turns of peers an org's history is asked of); of the last two, those the node dials
-        first (`_dialled_first`); None if none is left."""
+        first (`_dialled_first`); the peers asked by the fetches of the ranges before, stopped at their time bound or
+        short (`batch.tried`), after all others, so that those peers asked first again (slow ones, or ones that sent
+        what they hold) cannot keep the others from being asked; None if none is left."""
         candidates = self._dialled_first([peer for peer in self._syncing_peers() if peer not in asked])
-        waiting = set(candidates)
-        return next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(candidates), None))
+        for pool in ([peer for peer in candidates if peer not in batch.tried], candidates):
+            waiting = set(pool)
+            if peer := next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(pool), None)):
+                return peer
+        return None
 
     def _past_reporters(self, batch: GapBatch, asked: set[str], answered: bool, present: list[str]) -> str | None:
         """The one more peer a fetch of gaps whose asks all went to the peers that reported them, one answering without
@@ -987,7 +1028,8 @@ class SyncService:
             finally:
                 self.stats.gap_issuers_unkept += self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered,
                                                                   end.peerless, end.behind, begun=end.begun,
-                                                                  begun_by_busy=end.begun_by_busy)
+                                                                  begun_by_busy=end.begun_by_busy, short=end.short,
+                                                                  overdue=end.overdue, tried=end.tried)
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer

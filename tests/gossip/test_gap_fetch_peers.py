@@ -33,6 +33,7 @@ INTERVAL = 30.0  # no periodic round before 22.5 s
 ORG = Org()
 MISSING = ORG.record()  # what the org's gap lacks
 AFTER = ORG.record()  # the record after it
+LATER = [ORG.record() for _ in range(6)]  # the records after that
 GAP = {ORG.did: (1, 1)}
 
 HOLDING = 10.5  # seconds a fetch of another issuer's gaps holds A's turn: past the sync timeout
@@ -987,4 +988,89 @@ async def test_a_gap_whose_only_peer_always_says_to_come_back_later_is_asked_onc
         node.service.request_gaps(A, GAP)
         await trio.sleep(60)
         assert len(node.asked) <= 14  # (60 without)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_the_rest_of_a_range_its_only_peer_answered_short_is_asked_again_at_once(tmp_path, autojump_clock):
+    """Found by stop 43's brief: a peer that answered part of the range (it was behind on the issuer as it relayed the
+    record after the gap, say) and no other peer left to ask: the range counted as fetched, records having come, and
+    the rest waited for the issuer's next report or a periodic round (up to sync_interval). It is asked again at
+    once, and the issuer does not back off."""
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if len(node.asked) == 1 else len(node.service.replica.accept([AFTER]).accepted)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1, A)]  # with no report meanwhile
+        assert node.store.has(AFTER.id)
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_peer_sending_one_record_a_fetch_has_the_rest_asked_at_once_twice_then_after_the_backoff(
+        tmp_path, autojump_clock):
+    """A hostile peer answering each fetch with the next record alone cannot have the issuer fetched without pause:
+    after two fetches in a row asked again at once (gap_queue.SHORTS_AT_ONCE), the rest waits out the issuer's
+    backoff, 1 s, doubling while fetches bring part of it, up to sync_interval; what it sends is kept."""
+    chain = [MISSING, AFTER, *LATER]
+
+    async def session(node: Gaps, peer: str) -> int:
+        return len(node.service.replica.accept([chain[len(node.asked) - 1]]).accepted)
+
+    async with gaps(tmp_path, [A], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, len(chain))})
+        await trio.sleep(20)  # (no periodic round before 22.5 s)
+        assert node.asked == [(when, A) for when in (1, 1, 1, 2, 4, 8, 16)]
+        assert node.store.head(ORG.did).seq == 7
+        assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_gap_fetch_asks_no_peer_after_a_minute_and_is_asked_again_of_the_peers_it_did_not_ask_first(
+        tmp_path, autojump_clock):
+    """Found by stop 43's brief: a fetch had no overall bound, so peers each failing just as the sync timeout ran out
+    (those there as it started spare their asks) held it, its worker and its issuer's range for as long as they were
+    many: with one session slot, another issuer's gap waited two minutes here. The fetch asks no peer once it has run
+    60 s: the other gap is fetched then, and the first issuer's, once its backoff (a second) is over, is asked of the
+    peers that fetch did not ask first, not of the slow ones again."""
+    slow = [f"12D3KooWHostile{i:02}" for i in range(12)]
+    holder = "12D3KooWPeerD"  # (after them in the host's order)
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == holder:
+            return node.fill()
+        await trio.sleep(node.service.timeout)
+        raise trio.TooSlowError
+
+    async with gaps(tmp_path, [*slow, holder], session, max_sessions=1) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(slow[0], {Org().did: (1, 1)})
+        await trio.sleep(1)
+        node.service.request_gaps(holder, GAP)
+        await trio.sleep(70)
+        assert node.asked[:7] == [*((1 + 10 * i, peer) for i, peer in enumerate(slow[:6])), (61, holder)]
+        assert node.store.has(MISSING.id)
+        assert node.asked[7] == (62, slow[6])  # as its backoff ended, one it did not ask first
+        assert node.service.stats.gap_fetches_overdue == 1
+
+
+async def test_the_rest_of_a_range_answered_short_is_asked_again_of_the_peers_that_fetch_did_not_ask_first(
+        tmp_path, autojump_clock):
+    """The fetch's three asks went to A, which sent part of the range, and to B and C, which had none of it: asked of
+    them first again, the rest would find none of it, and its issuer would back off; D, which the fetch did not ask,
+    holds it."""
+    c, d = "12D3KooWPeerC", "12D3KooWPeerD"
+
+    async def session(node: Gaps, peer: str) -> int:
+        if peer == d:
+            return len(node.service.replica.accept([AFTER]).accepted)
+        return node.fill() if peer == A else 0
+
+    async with gaps(tmp_path, [A, B, c, d], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(5)
+        assert node.asked == [(1, A), (1, B), (1, c), (1, d)]
+        assert node.store.has(AFTER.id)
         assert node.service.stats.gap_issuers_vain == 0

@@ -18,9 +18,10 @@ BACKOFF = (1.0, 8.0)
 reports = st.tuples(st.just("add"), st.sampled_from(ISSUERS), st.integers(1, 50), st.integers(0, 50),
                     st.sampled_from(["12D3KooWA", "12D3KooWB", None]))
 # no peer was there to answer; a peer's turn given up; a peer began to send the ranges and left (or said to come back
-# later and stays: "begun_busy"), another answering without the rest; a peer answered without the ranges (the clock
-# stays at 0: the issuers back off for good)
-outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "begun_busy", "vain"])
+# later and stays: "begun_busy"), another answering without the rest; a peer answered part of the ranges, none the
+# rest ("short"); the fetch stopped at its time bound ("overdue"); a peer answered without the ranges (the clock stays
+# at 0: the issuers back off for good)
+outcomes = st.sampled_from(["answered", "peerless", "behind", "begun", "begun_busy", "short", "overdue", "vain"])
 # a peer connects ("peer"), or is there ("poll"); a peer's turn comes free ("turn"), or its Busy wait ends ("wait")
 steps = st.lists(st.one_of(reports, st.tuples(st.just("take"), st.integers(1, 3)),
                            st.tuples(st.just("done"), outcomes),
@@ -56,6 +57,8 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
           ("poll",), ("wait",), ("take", 3), ("peer",), ("take", 3)])  # the rest of one begun by a busy peer: its wait
 @example([_add(ISSUERS[0]), ("take", 1), ("done", "peerless"), ("peer",), ("take", 1), ("done", "peerless"),
           ("peer",), ("take", 1)])  # a kept range a connecting peer freed, again unanswered, backs off: not freed
+@example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("done", "short"), ("take", 1), ("take", 1),
+          ("done", "answered"), ("done", "short"), ("take", 1), ("done", "short"), ("take", 1)])  # then it backs off
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, that a peer began
     to answer and left or said to come back later (another answering without the rest), or in vain: their ranges wait
@@ -77,6 +80,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     # issuers of `wanted` whose kept ranges were freed as a peer came ("peer", "poll", "wait")
     freed_as_a_peer_came: set[str] = set()
     parked: dict[str, None] = {}  # those of them with a range waiting, in the order they came to wait
+    shorts: dict[str, int] = {}  # issuers of `wanted` whose last fetches were short: how many in a row
     for step in script:
         if step[0] == "add":
             _, iss, first, span, origin = step
@@ -101,6 +105,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 kept.pop(waiting[0], None)
                 ready.pop(waiting[0], None)
                 freed_as_a_peer_came.discard(waiting[0])
+                shorts.pop(waiting[0], None)
                 displaced = 1
             wanted[iss] = (first, first + span) if was is None else (min(was[0], first), max(was[1], first + span))
             if was is None:
@@ -124,6 +129,7 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 continue
             assert 1 <= len(batch.gaps) <= step[1]
             assert batch.came == freed_as_a_peer_came.intersection(batch.gaps)
+            assert batch.shorts == {iss: shorts.pop(iss) for iss in batch.gaps if iss in shorts}
             freed_as_a_peer_came.difference_update(batch.gaps)
             for iss, gap in batch.gaps.items():
                 assert wanted.pop(iss) == gap  # every report of it merged into the range taken
@@ -153,6 +159,27 @@ def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
                 queue.done(batch, list(batch.gaps), 0.0)
                 backing_off.update(batch.gaps)
                 parked.update(dict.fromkeys(iss for iss in batch.gaps if iss in wanted))
+                continue
+            if outcome in ("short", "overdue"):  # short: the rest in turn at once, twice in a row; then after a backoff
+                unkept = queue.done(batch, [], 0.0, short=list(batch.gaps), overdue=list(batch.gaps)
+                                    if outcome == "overdue" else ())
+                for iss, (first, last) in batch.gaps.items():
+                    count = batch.shorts.get(iss, 0) + 1 if outcome == "short" else 3
+                    if count > 2:
+                        backing_off.add(iss)
+                    if iss not in wanted and len(wanted) == LIMIT:
+                        unkept -= 1
+                        continue
+                    was = wanted.get(iss, (first, last))
+                    wanted[iss] = (min(was[0], first), max(was[1], last))
+                    reporters.setdefault(iss, list(batch.origins))
+                    if outcome == "short":
+                        shorts[iss] = count
+                    if count > 2:
+                        parked[iss] = None
+                    else:
+                        ready[iss] = []
+                assert unkept == 0
                 continue
             if outcome == "peerless":
                 unkept = queue.done(batch, [], 0.0, peerless=list(batch.gaps))
@@ -466,3 +493,25 @@ def test_a_crowd_of_peer_ids_holding_a_place_each_cannot_keep_the_gaps_of_a_peer
     assert queue.add("12D3KooWHostile300", {"did:key:zFresh300": (1, 1)}, every=False) == Added(dropped=1)
     taken = [queue.take(256, 0.0) for _ in range(129)]
     assert [iss for batch in taken if batch for iss in batch.gaps][-128:] == honest[:128]
+
+
+def test_a_range_whose_fetch_stopped_at_its_time_bound_waits_out_the_backoff_then_names_the_peers_tried():
+    """Kept whatever else came of the fetch (part of it, or nothing from the peers it asked: those it did not ask may
+    hold it), fetched again as the issuer's backoff ends, doubling while fetches stop so; the next fetch learns which
+    peers to ask last (gossip.sync_service asks them after all others)."""
+    queue = GapQueue(LIMIT, backoff=BACKOFF)
+    iss = ISSUERS[0]
+    queue.add("12D3KooWA", {iss: (1, 5)}, every=False)
+    batch = queue.take(1, 0.0)
+    assert batch is not None
+    assert queue.done(batch, [], 0.0, short=[iss], overdue=[iss], tried=["12D3KooWA", "12D3KooWB"]) == 0
+    assert len(queue) == 1 and queue.take(1, 0.0) is None and queue.ready_at() == 1.0
+    batch = queue.take(1, 1.0)
+    assert batch == GapBatch({iss: (1, 5)}, ("12D3KooWA",), every=False, tried=frozenset({"12D3KooWA", "12D3KooWB"}))
+    queue.done(batch, [], 1.0, overdue=[iss], tried=["12D3KooWC"])
+    assert queue.take(1, 1.0) is None and queue.ready_at() == 3.0  # twice the last wait
+    batch = queue.take(1, 3.0)
+    assert batch is not None and batch.tried == {"12D3KooWC"}
+    queue.done(batch, [], 3.0)  # it brought the rest
+    queue.add("12D3KooWA", {iss: (6, 6)}, every=False)
+    assert queue.take(1, 3.0) == GapBatch({iss: (6, 6)}, ("12D3KooWA",), every=False)  # at once, asked in order

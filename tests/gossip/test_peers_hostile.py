@@ -152,6 +152,25 @@ def test_an_org_records_addresses_that_no_node_can_dial_are_not_kept(replica):
     assert replica.listener_errors == 0
 
 
+def test_an_org_cannot_have_the_node_keep_peer_ids_other_than_its_own(replica):
+    """Stop 43's brief asked whether one org could mint peers the node dials, whose gap reports each count as a share
+    of the gap queue and which a gap fetch asks first (gossip.gap_queue, SyncService.dialled): its `org` records may
+    name any number of addresses, but each naming another peer id is passed over, so the node keeps the org's own
+    peer id alone, however many records it signs."""
+    org = Org()
+    peer = peer_id_from_public_key(bytes(org.key.verify_key))
+    minted = [peer_id_from_public_key(bytes(Org().key.verify_key)) for _ in range(3)]
+    replica.issue("vouch", vouch_body(org.did, 0.9, "org-peer"))
+    schedule = DialSchedule()
+    manager = PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                          schedule=schedule, own_addrs=LAN)
+    for i, other in enumerate(minted):
+        replica.accept([org.record("org", org_body("o", "test", [f"/ip4/10.0.0.{i + 1}/tcp/4001/p2p/{other}",
+                                                                  f"/ip4/10.0.0.{i + 1}/tcp/4002"]))])
+    assert [manager.keeps(each) for each in (peer, *minted)] == [True, False, False, False]
+    assert schedule.due(now=0, connected=(), budget=5) == [(peer, [f"/ip4/10.0.0.3/tcp/4002/p2p/{peer}"])]
+
+
 async def test_a_peer_that_hangs_up_at_once_is_redialled_with_growing_backoff(replica, autojump_clock):
     """A dial that connected forgot the peer's failures, and a dropped connection was redialled after the minimum
     backoff (1 s): a peer that accepts and hangs up at once was dialled every second for ever, by every node."""
