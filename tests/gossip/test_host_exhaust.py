@@ -390,6 +390,65 @@ async def test_a_stream_opened_past_the_bound_costs_one_reset_and_no_ack() -> No
     assert sum(frames[0] == "ACK" for frames in written.values()) <= MAX_INBOUND_STREAMS
 
 
+def data_frames(stream_id: int, count: int, size: int) -> bytes:
+    """`count` raw DATA frames of `size` bytes each on `stream_id`."""
+    return (struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, stream_id, size) + b"x" * size) * count
+
+
+@contextlib.asynccontextmanager
+async def frames_read(monkeypatch, burst: int) -> AsyncIterator[tuple[Host, Host, Yamux, int, list[float]]]:
+    """A node meshed with a peer, both under a frame budget of `burst` frames (quirk 68); yields them, the peer's
+    connection (py-libp2p's own frame writer: no bound of the peer's host), a stream id it never opened, and the trio
+    times at which the node's reading task reads each frame on that stream."""
+    monkeypatch.setattr(gossip.host, "FRAME_BURST", burst)
+    async with network(2) as ([node, peer], _):
+        kept, raw = muxed_connection(node, peer.peer_id), muxed_connection(peer, node.peer_id)
+        raw._write_frame = functools.partial(Yamux._write_frame, raw)
+        nowhere, times, header_read = raw.next_stream_id + 2000, [], kept.header_read
+
+        def reading(header: bytes) -> bytes:
+            if struct.unpack(YAMUX_HEADER_FORMAT, header)[3] == nowhere:
+                times.append(trio.current_time())
+            return header_read(header)
+
+        kept.header_read = reading
+        yield node, peer, raw, nowhere, times
+
+
+@pytest.mark.slow
+async def test_a_peer_sending_tiny_frames_by_the_thousand_is_read_at_frames_per_s(monkeypatch) -> None:
+    """Quirk 68: py-libp2p read every frame as fast as it came, each costing it tens of microseconds whatever its size:
+    a peer's 46,000 DATA frames of 1 byte (600 KB) kept the host busy for 2.5 s of CPU, a third of a core. Past its
+    burst, a connection's frames are read FRAMES_PER_S a second, the peer kept and counted once as hostile. Here the
+    frames carry no data: each counts for one."""
+    burst, sent = 200, 1000
+    with trio.fail_after(30):
+        async with frames_read(monkeypatch, burst) as (node, peer, raw, nowhere, times):
+            await raw._write_frame(data_frames(nowhere, sent, 0))
+            node.set_stream_handler(ECHO, echo)
+            assert await echoed(peer, node) == b"ping"  # (its frames read after the thousand)
+            assert len(times) == sent
+            assert node.connected_peers() == [peer.peer_id]
+            assert node.stats().hostile_input == 1
+    # however many came at once, at most the burst and FRAMES_PER_S a second since were read (the connection's own
+    # frames took some of the burst; 1: each was taken from it a moment before its time was taken)
+    assert all(n <= burst + 1 + (at - times[0]) * gossip.host.FRAMES_PER_S for n, at in enumerate(times, 1))
+
+
+@pytest.mark.slow
+async def test_a_peer_sending_frames_of_a_kib_by_the_thousand_is_not_slowed(monkeypatch) -> None:
+    """Quirk 68 slows only a peer's frames that carry little: a DATA frame of FULL_FRAME_BYTES or more counts for
+    nothing against the budget, so a peer sending data (a sync page, a burst of gossip) is never slowed."""
+    sent = 1000
+    with trio.fail_after(30):
+        async with frames_read(monkeypatch, 100) as (node, peer, raw, nowhere, times):
+            await raw._write_frame(data_frames(nowhere, sent, gossip.host.FULL_FRAME_BYTES))
+            node.set_stream_handler(ECHO, echo)
+            assert await echoed(peer, node) == b"ping"  # (its frames read after the thousand)
+            assert len(times) == sent
+            assert node.stats().hostile_input == 0  # (a connection's first wait counts)
+
+
 TOPICS = st.sampled_from([TOPIC, "/vouchnet/other", "t0", "t1"])
 IDS = st.lists(st.binary(min_size=1, max_size=4), max_size=MAX_IHAVE_LENGTH // 2)
 
