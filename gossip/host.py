@@ -656,21 +656,20 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    ACKs and 4,745 resets, 5.4-5.9 s, 1.48-1.58 s of CPU.
 68. Yamux reads a peer's frames as fast as they come, and each costs the host tens of microseconds of CPU whatever it
    carries (its header parsed, a lock, a timeout's cancel scope, the debug lines py-libp2p formats for every frame
-   whatever the log level), 13 bytes of the peer's for a DATA frame of one: quirks 66 and 67 bound what the host
-   writes back for pings and SYNs, nothing bounded what it reads. Repro
-   (benchmarks/p2p_exhaust.py tiny): a peer writes 46,000 DATA frames of 1 byte (600 KB), 5,000 to a write, on a
-   stream id it never opened: read in 6.0-8.0 s, 2.50-2.57 s of CPU in the process of both hosts, 32-42% of a core for
-   as long as the peer keeps on. go-yamux reads as fast too. Handled (quirk 63's header read, in
-   _Yamux.within_frame_budget): a connection's frames are read FRAME_BURST (2,000) at once and FRAMES_PER_S (1,000) a
-   second, a DATA frame counting less the more bytes it carries and nothing from FULL_FRAME_BYTES (1 KiB) on; a frame
-   past them waits, its reading task reading nothing meanwhile (the peer's frames wait in the sockets, and its writes
-   once they are full), until a twentieth of the burst came back; the connection is kept (closing it would let the
-   peer come back with a fresh key) and its first wait is counted in HostStats.hostile_input and logged. Honest traffic
-   stays far below: in tests/gossip's host, sync and service tests, tests/interop, benchmarks/sync.py and benchmarks/gossip.py (5 nodes, 1,000
-   records/s), the most frames a connection read in any second were 1,833 (an echo test writing frames of 1,000 bytes
-   as fast as it could, which count for 2% each), 415 of gossip (a burst of 1,000 publishes, at most 358 in a tenth of
-   a second), 50 between nodes and 43 from the js-libp2p peer. Same repro: read in 44.1 s, 2.80 s of CPU, 6% of a
-   core, the connection kept.
+   whatever the log level), 13 bytes of the peer's for a DATA frame of one: quirks 66 and 67 bound what the host writes
+   back for pings and SYNs, nothing bounded what it reads. Repro (benchmarks/p2p_exhaust.py tiny): a peer writes 46,000
+   DATA frames of 1 byte (600 KB), 5,000 to a write, on a stream id it never opened: read in 6.0-8.0 s, 2.50-2.57 s of
+   CPU in the process of both hosts, 32-42% of a core for as long as the peer keeps on. go-yamux reads as fast too.
+   Handled (quirk 63's header read, in _Yamux.within_frame_budget): a connection's frames are read FRAME_BURST (2,000)
+   at once and FRAMES_PER_S (1,000) a second, a DATA frame counting less the more bytes it carries and nothing from
+   FULL_FRAME_BYTES (1 KiB) on; a frame past them waits, its reading task reading nothing meanwhile (the peer's frames
+   wait in the sockets, and its writes once they are full), until a twentieth of the burst came back; the connection is
+   kept (closing it would let the peer come back with a fresh key) and its first wait is counted in
+   HostStats.hostile_input and logged. Honest traffic stays far below: in tests/gossip's host, sync and service tests,
+   tests/interop, benchmarks/sync.py and benchmarks/gossip.py (5 nodes, 1,000 records/s), the most frames a connection
+   read in any second were 1,833 (an echo test writing frames of 1,000 bytes as fast as it could, which count for 2%
+   each), 415 of gossip (a burst of 1,000 publishes, at most 358 in a tenth of a second), 50 between nodes and 43 from
+   the js-libp2p peer. Same repro: read in 44.1 s, 2.80 s of CPU, 6% of a core, the connection kept.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
