@@ -311,7 +311,10 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    by this host) is reset as its SYN is read (67), before any task or negotiation; the first such stream of a
    connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
    streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and
-   the 20,000 sent and handled in 16 s.
+   the 20,000 sent and handled in 16 s. The streams open are counted as each opens and closes (_Yamux.
+   peer_streams_open, kept by quirk 65's stream class): the walk of the connection's streams at each SYN, as this was
+   first handled, made each SYN cost the host as much as the streams held: B holding 250 streams open, then writing
+   5,000 SYNs, took A 1.22-1.26 s of CPU, 0.78-0.80 s with the count.
 37. Gossip control messages cost the receiver far more than the sender, without bound per RPC: a GRAFT for a topic
    the host does not join is answered with a PRUNE RPC of its own (and a backoff entry kept 60 s, quirk 20), each
    IHAVE entry passes a per-topic rate limit (new topics pass) and sends an IWANT, and each IWANT entry past 10 a
@@ -1887,20 +1890,40 @@ class _WakesWriters:
         stream.changed.set()
 
 
+class _TellsClosing(_WakesWriters):
+    """_WakesWriters for whether a _YamuxStream is closed (both ways, or for sending), which also tells the stream
+    once it is (its connection's count of the streams the peer opened that are open, quirk 36)."""
+
+    def __set__(self, stream: _YamuxStream, value: object) -> None:
+        super().__set__(stream, value)
+        if value:
+            stream.closing()
+
+
 class _YamuxStream(YamuxStream):
     """A yamux stream whose writes wait for window credit woken by it (the peer's WINDOW_UPDATE, or the stream's
     close), not by polling, for as long as the caller's deadline allows, or WINDOW_WAIT_S for a caller without one
     (quirk 65); nothing else differs."""
 
     send_window = _WakesWriters()
-    closed = _WakesWriters()
-    send_closed = _WakesWriters()
+    closed = _TellsClosing()
+    send_closed = _TellsClosing()
 
     def __init__(self, stream_id: int, conn: Yamux, is_initiator: bool) -> None:
         # Set as the send window or the stream's closing changes (before they are set); replaced only once set, so
         # that each writer waiting on one, however many write at once, is woken by the next change
         self.changed = trio.Event()
+        self._counted_open = False  # counted in its connection's peer_streams_open (quirk 36)
         super().__init__(stream_id, conn, is_initiator)
+        if not is_initiator and isinstance(conn, _Yamux):
+            self._counted_open = True
+            conn.peer_streams_open += 1
+
+    def closing(self) -> None:
+        """The stream is closed, both ways or for sending: no longer open in its connection's count (quirk 36)."""
+        if self._counted_open:
+            self._counted_open = False
+            self.conn.peer_streams_open -= 1  # type: ignore[attr-defined]  # (a _Yamux: counted it)
 
     async def write(self, data: bytes) -> None:
         """Send `data` in frames of at most a frame's payload, each within the send window (yamux spec)."""
@@ -1956,6 +1979,7 @@ class _Yamux(Yamux):
         self.unresponsive: Counter[str] = Counter()
         self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
         self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
+        self.peer_streams_open = 0  # streams the peer opened, not closed or reset, as each counts itself (quirk 36)
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
@@ -1971,7 +1995,11 @@ class _Yamux(Yamux):
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
-        """Streams the peer opened that are open (not closed or reset by this host)."""
+        """Streams the peer opened that are open (not closed or reset by this host): counted by each as it opens and
+        closes (_YamuxStream, where yamux builds its streams), not walked for at each SYN, which made a peer's streams
+        cost it quadratic work; walked for where yamux builds streams of another class."""
+        if libp2p.stream_muxer.yamux.yamux.YamuxStream is _YamuxStream:
+            return self.peer_streams_open
         theirs = self.next_stream_id % 2 ^ 1
         return sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values())
 
