@@ -1903,7 +1903,8 @@ class _TellsClosing(_WakesWriters):
 class _YamuxStream(YamuxStream):
     """A yamux stream whose writes wait for window credit woken by it (the peer's WINDOW_UPDATE, or the stream's
     close), not by polling, for as long as the caller's deadline allows, or WINDOW_WAIT_S for a caller without one
-    (quirk 65); nothing else differs."""
+    (quirk 65), and which, opened by the peer, counts itself among its connection's open streams until it is closed
+    (quirk 36); nothing else differs."""
 
     send_window = _WakesWriters()
     closed = _TellsClosing()
@@ -1996,8 +1997,8 @@ class _Yamux(Yamux):
 
     def inbound_open(self) -> int:
         """Streams the peer opened that are open (not closed or reset by this host): counted by each as it opens and
-        closes (_YamuxStream, where yamux builds its streams), not walked for at each SYN, which made a peer's streams
-        cost it quadratic work; walked for where yamux builds streams of another class."""
+        closes (_YamuxStream, where yamux builds its streams), not walked for at each SYN, which made each SYN cost the
+        host as much as the streams the peer held open; walked for where yamux builds streams of another class."""
         if libp2p.stream_muxer.yamux.yamux.YamuxStream is _YamuxStream:
             return self.peer_streams_open
         theirs = self.next_stream_id % 2 ^ 1
