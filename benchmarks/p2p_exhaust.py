@@ -1,7 +1,7 @@
 """What one hostile peer can make a host (gossip.host) spend over real connections on loopback: figures, no targets;
 not a test. Each attack runs against a fresh host, the hostile peer a host of its own in the same process (so CPU
 figures are both hosts'), writing raw yamux frames past its muxer, RPCs on a /meshsub stream of its own, or bare
-sockets (gossip.host quirks 35-40, 49, 51, 57):
+sockets (gossip.host quirks 35-40, 49, 51, 57, 66-68):
 
 - window: 64 MiB of DATA on the pubsub stream the host opened to the peer, which the host never reads (35);
 - syns: SYNS (5,000) bare SYN frames, 500 to a write, never used: how long the host took to read and answer them,
@@ -27,6 +27,9 @@ sockets (gossip.host quirks 35-40, 49, 51, 57):
   buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49);
 - pings: --pings (5,000) pings in frames of 5,000 from a peer (py-libp2p's own frame writer): how long the host took
   to read them, how many it answered, CPU (66);
+- tiny: --tiny (46,000) DATA frames of 1 byte each (600 KB), 5,000 to a write, on a stream id never opened (the host
+  reads and drops them), from a peer using py-libp2p's own frame writer: how long the host took to read them, CPU,
+  whether it kept the connection (68);
 - credit: the host writes past the receive window of each of CREDIT_STREAMS (200) streams to a peer that reads none
   of them, each write with a deadline of CREDIT_DEADLINE_S (8) seconds, as the node's sync writes have their timeout:
   the CPU the host spends while they wait for window credit that never comes, and when and how each write ended (65).
@@ -35,6 +38,7 @@ sockets (gossip.host quirks 35-40, 49, 51, 57):
     python benchmarks/p2p_exhaust.py syns control-graft    # some
     python benchmarks/p2p_exhaust.py many --connections 100
     python benchmarks/p2p_exhaust.py ihave --ihave-rpcs 20
+    python benchmarks/p2p_exhaust.py tiny --tiny 100000
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import math
 import os
 import resource
 import socket
@@ -109,6 +114,8 @@ async def window(node: Host, hostile: Host) -> str:
 
 
 async def syns(node: Host, hostile: Host) -> str:
+    await node.subscribe(TOPIC, accept)
+    await hostile.subscribe(TOPIC, accept)  # in use: the hostile host never closes it as idle (quirk 34)
     await node.connect(hostile.listen_addrs[0])
     await trio.sleep(1)  # the hosts' own streams (pubsub, identify) opened first
     raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
@@ -421,6 +428,33 @@ async def pings(node: Host, hostile: Host) -> str:
             f"{time.process_time() - cpu:.2f} s of CPU; connected at the end: {bool(node.connected_peers())}")
 
 
+async def tiny(node: Host, hostile: Host) -> str:
+    await node.subscribe(TOPIC, accept)
+    await hostile.subscribe(TOPIC, accept)  # in use: the hostile host never closes it as idle (quirk 34)
+    await node.connect(hostile.listen_addrs[0])
+    await node.wait_for_mesh(TOPIC, hostile.peer_id)
+    raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
+    raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's: no bound of the hostile host's
+    raw.keepalive_timeout = math.inf  # (the host's answers to its pings wait behind its frames)
+    nowhere, read, header_read = raw.next_stream_id + 4000, [0], kept.header_read
+
+    def reading(header: bytes) -> bytes:
+        read[0] += header[1] == TYPE_DATA and struct.unpack(YAMUX_HEADER_FORMAT, header)[3] == nowhere
+        return header_read(header)
+
+    kept.header_read = reading
+    cpu, start = time.process_time(), time.monotonic()
+    with contextlib.suppress(Exception):  # the host hung up
+        for sent in range(0, TINY, 5000):
+            await raw._write_frame(frame(TYPE_DATA, 0, nowhere, b"x") * min(5000, TINY - sent))
+    while read[0] < TINY and node.connected_peers():
+        await trio.sleep(0.05)
+    took = time.monotonic() - start
+    return (f"{TINY:,} DATA frames of 1 byte ({TINY * 13 / 1000:.0f} KB) read in {took:.1f} s, "
+            f"{time.process_time() - cpu:.2f} s of CPU ({(time.process_time() - cpu) / took:.0%} of a core); "
+            f"{read[0]:,} read, connected at the end: {bool(node.connected_peers())}")
+
+
 async def credit(node: Host, hostile: Host) -> str:
     hostile.set_stream_handler(SINK, _read_nothing)
     await node.connect(hostile.listen_addrs[0])
@@ -469,11 +503,12 @@ DEAF_S = 60  # seconds the `deaf` attack watches the connection
 IHAVE_RPCS = 90  # IHAVE RPCs of the `ihave` attack
 IHAVE_PER_S = 9  # its pace: under py-libp2p's 10 IHAVEs a second a topic, past which it penalises the peer
 PINGS = 5000  # pings of the `pings` attack (--pings)
-SYNS = 5000  # SYN frames of the `syns` attack: read within the 10 s the hostile host leaves its idle inbound (34)
+TINY = 46_000  # 1-byte DATA frames of the `tiny` attack (--tiny)
+SYNS = 5000  # SYN frames of the `syns` attack
 CREDIT_STREAMS, CREDIT_DEADLINE_S = 200, 8.0  # streams of the `credit` attack, and its writes' deadline
 SINK = "/vouchnet/bench/sink"
 ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
-           "many": many, "deaf": deaf, "ihave": ihave, "pings": pings, "credit": credit,
+           "many": many, "deaf": deaf, "ihave": ihave, "pings": pings, "tiny": tiny, "credit": credit,
            "churn-single": lambda node, hostile: churn(node, hostile, 2000, 1),
            "churn-packed": lambda node, hostile: churn(node, hostile, 4, 2500),
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)
@@ -493,9 +528,10 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=CONNECTIONS, help="peers of the `many` attack")
     parser.add_argument("--ihave-rpcs", type=int, default=IHAVE_RPCS, help="RPCs of the `ihave` attack")
     parser.add_argument("--pings", type=int, default=PINGS, help="pings of the `pings` attack")
+    parser.add_argument("--tiny", type=int, default=TINY, help="1-byte DATA frames of the `tiny` attack")
     args = parser.parse_args()
-    chosen, CONNECTIONS, IHAVE_RPCS, PINGS = (args.attacks or list(ATTACKS), args.connections, args.ihave_rpcs,
-                                              args.pings)
+    chosen, CONNECTIONS, IHAVE_RPCS, PINGS, TINY = (args.attacks or list(ATTACKS), args.connections,
+                                                    args.ihave_rpcs, args.pings, args.tiny)
     if unknown := set(chosen) - set(ATTACKS):
         parser.error(f"unknown attacks {sorted(unknown)}; choose from {', '.join(ATTACKS)}")
     logging.basicConfig()

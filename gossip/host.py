@@ -311,7 +311,10 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    by this host) is reset as its SYN is read (67), before any task or negotiation; the first such stream of a
    connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
    streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and
-   the 20,000 sent and handled in 16 s.
+   the 20,000 sent and handled in 16 s. The streams open are counted as each opens and closes (_Yamux.
+   peer_streams_open, kept by quirk 65's stream class): the walk of the connection's streams at each SYN, as this was
+   first handled, made each SYN cost the host as much as the streams held: B holding 250 streams open, then writing
+   5,000 SYNs, took A 1.22-1.26 s of CPU, 0.78-0.80 s with the count.
 37. Gossip control messages cost the receiver far more than the sender, without bound per RPC: a GRAFT for a topic
    the host does not join is answered with a PRUNE RPC of its own (and a backoff entry kept 60 s, quirk 20), each
    IHAVE entry passes a per-topic rate limit (new topics pass) and sends an IWANT, and each IWANT entry past 10 a
@@ -654,6 +657,22 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    py-libp2p without its flags, on a stream it does not know, so it neither acknowledges nor builds the stream (a
    DATA frame's body is read and dropped), and the reading task writes the stream's reset itself. Same repro: 255
    ACKs and 4,745 resets, 5.4-5.9 s, 1.48-1.58 s of CPU.
+68. Yamux reads a peer's frames as fast as they come, and each costs the host tens of microseconds of CPU whatever it
+   carries (its header parsed, a lock, a timeout's cancel scope, the debug lines py-libp2p formats for every frame
+   whatever the log level), 13 bytes of the peer's for a DATA frame of one: quirks 66 and 67 bound what the host writes
+   back for pings and SYNs, nothing bounded what it reads. Repro (benchmarks/p2p_exhaust.py tiny): a peer writes 46,000
+   DATA frames of 1 byte (600 KB), 5,000 to a write, on a stream id it never opened: read in 6.0-8.0 s, 2.50-2.57 s of
+   CPU in the process of both hosts, 32-42% of a core for as long as the peer keeps on. go-yamux reads as fast too.
+   Handled (quirk 63's header read, in _Yamux.within_frame_budget): a connection's frames are read FRAME_BURST (2,000)
+   at once and FRAMES_PER_S (1,000) a second, a DATA frame counting less the more bytes it carries and nothing from
+   FULL_FRAME_BYTES (1 KiB) on; a frame past them waits, its reading task reading nothing meanwhile (the peer's frames
+   wait in the sockets, and its writes once they are full), until a twentieth of the burst came back; the connection is
+   kept (closing it would let the peer come back with a fresh key) and its first wait is counted in
+   HostStats.hostile_input and logged. Honest traffic stays far below: in tests/gossip's host, sync and service tests,
+   tests/interop, benchmarks/sync.py and benchmarks/gossip.py (5 nodes, 1,000 records/s), the most frames a connection
+   read in any second were 1,833 (an echo test writing frames of 1,000 bytes as fast as it could, which count for 2%
+   each), 415 of gossip (a burst of 1,000 publishes, at most 358 in a tenth of a second), 50 between nodes and 43 from
+   the js-libp2p peer. Same repro: read in 44.1 s, 2.80 s of CPU, 6% of a core, the connection kept.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -750,6 +769,7 @@ from gossip.batch import MAX_GOSSIP_MESSAGE
 from gossip.frames import encode_frame, parse_frame_header
 from gossip.listen_check import bind_error
 from gossip.peer_feed import PeerEvent, PeerFeed
+from gossip.ratelimit import TokenBuckets
 from gossip.verdict import Verdict
 from vouching.log_limit import RateLimit
 from vouching import did_key
@@ -789,6 +809,10 @@ KEEPALIVE_INTERVAL_S, KEEPALIVE_TIMEOUT_S = 30.0, WRITE_TIMEOUT_S
 # peer quiet (quirk 64), or a frame the socket did not take (quirk 49).
 UNRESPONSIVE_REASONS = ("keepalive", "write_timeout")
 MAX_PING_ANSWERS_PER_S = 10  # pings of a peer's answered in a second of trio's clock; the rest are not (quirk 66)
+# Frames of a connection's peer read a second, and at once, before its reading waits (quirk 68); a DATA frame counts
+# less the more bytes it carries, nothing from FULL_FRAME_BYTES on. A throttled connection reads on once a
+# twentieth of the burst has come back.
+FRAMES_PER_S, FRAME_BURST, FULL_FRAME_BYTES = 1000, 2000, 1024
 _RANDOM = random.SystemRandom()
 # What getaddrinfo looks up for a name in a dial address (quirk 33): the address family, and the records it means.
 _LOOKUPS = {"dns": (socket.AF_UNSPEC, "A or AAAA"), "dns4": (socket.AF_INET, "A"), "dns6": (socket.AF_INET6, "AAAA")}
@@ -1866,20 +1890,41 @@ class _WakesWriters:
         stream.changed.set()
 
 
+class _TellsClosing(_WakesWriters):
+    """_WakesWriters for whether a _YamuxStream is closed (both ways, or for sending), which also tells the stream
+    once it is (its connection's count of the streams the peer opened that are open, quirk 36)."""
+
+    def __set__(self, stream: _YamuxStream, value: object) -> None:
+        super().__set__(stream, value)
+        if value:
+            stream.closing()
+
+
 class _YamuxStream(YamuxStream):
     """A yamux stream whose writes wait for window credit woken by it (the peer's WINDOW_UPDATE, or the stream's
     close), not by polling, for as long as the caller's deadline allows, or WINDOW_WAIT_S for a caller without one
-    (quirk 65); nothing else differs."""
+    (quirk 65), and which, opened by the peer, counts itself among its connection's open streams until it is closed
+    (quirk 36); nothing else differs."""
 
     send_window = _WakesWriters()
-    closed = _WakesWriters()
-    send_closed = _WakesWriters()
+    closed = _TellsClosing()
+    send_closed = _TellsClosing()
 
     def __init__(self, stream_id: int, conn: Yamux, is_initiator: bool) -> None:
         # Set as the send window or the stream's closing changes (before they are set); replaced only once set, so
         # that each writer waiting on one, however many write at once, is woken by the next change
         self.changed = trio.Event()
+        self._counted_open = False  # counted in its connection's peer_streams_open (quirk 36)
         super().__init__(stream_id, conn, is_initiator)
+        if not is_initiator and isinstance(conn, _Yamux):
+            self._counted_open = True
+            conn.peer_streams_open += 1
+
+    def closing(self) -> None:
+        """The stream is closed, both ways or for sending: no longer open in its connection's count (quirk 36)."""
+        if self._counted_open:
+            self._counted_open = False
+            self.conn.peer_streams_open -= 1  # type: ignore[attr-defined]  # (a _Yamux: counted it)
 
     async def write(self, data: bytes) -> None:
         """Send `data` in frames of at most a frame's payload, each within the send window (yamux spec)."""
@@ -1923,8 +1968,8 @@ class _YamuxStream(YamuxStream):
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
     streams (quirk 36), to the host's budget across connections (quirk 44), to reading what it is sent within
-    WRITE_TIMEOUT_S (quirk 49) and to answering its pings (quirk 64), and knows who closed it (closed_here, quirk 63);
-    nothing else differs."""
+    WRITE_TIMEOUT_S (quirk 49), to answering its pings (quirk 64) and to its budget of frames (quirk 68), and knows
+    who closed it (closed_here, quirk 63); nothing else differs."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -1935,6 +1980,7 @@ class _Yamux(Yamux):
         self.unresponsive: Counter[str] = Counter()
         self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
         self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
+        self.peer_streams_open = 0  # streams the peer opened, not closed or reset, as each counts itself (quirk 36)
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
@@ -1945,10 +1991,16 @@ class _Yamux(Yamux):
         self._heard_at = -math.inf  # trio time the reading task last read a frame's header (quirk 64)
         self._awaited_ping: int | None = None  # the value of this host's ping whose answer is awaited (quirk 64)
         self._ping_second, self._pings_answered = -math.inf, 0  # the second of trio's clock, and its answers (66)
+        self._frames: TokenBuckets[str] = TokenBuckets(FRAMES_PER_S, FRAME_BURST, max_keys=1)  # (quirk 68)
+        self._frame_flood = False  # the peer's frames ran past the budget, and its reading waited (quirk 68)
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
-        """Streams the peer opened that are open (not closed or reset by this host)."""
+        """Streams the peer opened that are open (not closed or reset by this host): counted by each as it opens and
+        closes (_YamuxStream, where yamux builds its streams), not walked for at each SYN, which made each SYN cost the
+        host as much as the streams the peer held open; walked for where yamux builds streams of another class."""
+        if libp2p.stream_muxer.yamux.yamux.YamuxStream is _YamuxStream:
+            return self.peer_streams_open
         theirs = self.next_stream_id % 2 ^ 1
         return sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values())
 
@@ -2050,6 +2102,23 @@ class _Yamux(Yamux):
             self._refused_stream = stream_id
             return struct.pack(YAMUX_HEADER_FORMAT, version, kind, 0, stream_id, length)
         return header
+
+    async def within_frame_budget(self, header: bytes) -> None:
+        """Quirk 68: return once the connection's budget of frames holds the frame whose header was just read (at
+        once, unless the peer sent FRAME_BURST frames faster than FRAMES_PER_S), reading nothing meanwhile: the
+        peer's frames wait in the socket, and its writes once that is full. The first wait of the connection is
+        counted as hostile input and logged."""
+        _, kind, _, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+        cost = 1.0 if kind != TYPE_DATA else max(0.0, 1.0 - length / FULL_FRAME_BYTES)
+        while not self._frames.try_take("frames", now := trio.current_time(), cost):
+            if not self._frame_flood:
+                self._frame_flood = True
+                self.on_hostile(self.peer_id, f"more than {FRAMES_PER_S} yamux frames a second (a DATA frame of "
+                                              f"{FULL_FRAME_BYTES} bytes or more counting for none); reading "
+                                              f"{FRAMES_PER_S} a second")
+            with trio.move_on_after(self._frames.wait_time("frames", max(cost, FRAME_BURST / 20), now)):
+                await self.event_shutting_down.wait()
+                return
 
     def _may_answer_ping(self) -> bool:
         """Quirk 66: whether a ping the peer sent is answered, MAX_PING_ANSWERS_PER_S being answered in a second of
@@ -2952,7 +3021,8 @@ _HEADER_SIZE = struct.calcsize(YAMUX_HEADER_FORMAT)
 async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.utils.DEFAULT_RETRY_READ_COUNT
                            ) -> bytes:
     """read_exactly(), with which yamux reads each frame's header and body; a header that a _Yamux's reading task
-    read, or failed to, is told to that connection (quirk 63), which may give py-libp2p another to read (quirk 64)."""
+    read, or failed to, is told to that connection (quirk 63), which may give py-libp2p another to read (quirk 64),
+    once the connection's frame budget holds it (quirk 68)."""
     muxer = _FRAMES_READ_BY.get()
     if muxer is None or muxer.incoming or n != _HEADER_SIZE:  # another task's read, or a DATA frame's body
         return await libp2p.io.utils.read_exactly(reader, n, retry_count)
@@ -2961,6 +3031,7 @@ async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.
     except Exception:
         muxer.ended_there()
         raise
+    await muxer.within_frame_budget(header)
     header = muxer.header_read(header)
     await muxer.reset_refused()
     return header

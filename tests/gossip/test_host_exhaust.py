@@ -356,38 +356,136 @@ async def test_a_peer_opening_streams_by_the_thousand_holds_no_more_than_its_sha
             assert node.stats().hostile_input == 1
 
 
+async def syns_past_the_bound(kept: Yamux, raw: Yamux, seen: Callable[[bytes], None] = lambda frame: None) -> range:
+    """`raw`'s host opens four times MAX_INBOUND_STREAMS streams on `kept`'s connection with bare SYNs in one write;
+    returns their ids once `kept` reset the last, `seen` told of each frame `kept` writes meanwhile."""
+    first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
+    ids = range(first, first + 4 * MAX_INBOUND_STREAMS, 2)
+    write_frame, last_reset = kept._write_frame, trio.Event()
+
+    async def watching(data: bytes) -> None:
+        seen(data)
+        await write_frame(data)
+        _, _, flags, stream_id, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+        if stream_id == ids[-1] and flags & FLAG_RST:  # (refused, as every stream past the bound)
+            last_reset.set()
+
+    kept._write_frame = watching
+    await raw._write_frame(b"".join(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, i, 0)
+                                    for i in ids))
+    await last_reset.wait()
+    return ids
+
+
 @pytest.mark.slow
 async def test_a_stream_opened_past_the_bound_costs_one_reset_and_no_ack() -> None:
     """Quirk 67: py-libp2p acknowledged every stream a peer opened, and built it, before the host reset those past
     MAX_INBOUND_STREAMS: two encrypted writes and a stream object for 12 bytes of the peer's, where go-yamux writes
     one reset."""
+    written: dict[int, list[str]] = {}
+
+    def recording(data: bytes) -> None:
+        _, kind, flags, stream_id, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+        if kind == TYPE_WINDOW_UPDATE:
+            written.setdefault(stream_id, []).append("ACK" if flags & FLAG_ACK else
+                                                     "RST" if flags & FLAG_RST else "other")
+
     with trio.fail_after(60):
         async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
             kept = await connected(node, hostile)
-            raw = muxed_connection(hostile, node.peer_id)
-            first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
-            ids = range(first, first + 4 * MAX_INBOUND_STREAMS, 2)
-            written: dict[int, list[str]] = {i: [] for i in ids}
-            write_frame, last_reset = kept._write_frame, trio.Event()
-
-            async def recording(data: bytes) -> None:
-                _, kind, flags, stream_id, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
-                if kind == TYPE_WINDOW_UPDATE and stream_id in written:
-                    written[stream_id].append("ACK" if flags & FLAG_ACK else "RST" if flags & FLAG_RST else "other")
-                await write_frame(data)
-                if stream_id == ids[-1] and flags & FLAG_RST:  # (refused, as every stream past the bound)
-                    last_reset.set()
-
-            kept._write_frame = recording
-            await raw._write_frame(b"".join(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, i, 0)
-                                            for i in ids))
-            await last_reset.wait()
+            ids = await syns_past_the_bound(kept, muxed_connection(hostile, node.peer_id), recording)
             assert node.stats().hostile_input == 1
     # (A stream accepted may be reset afterwards, as its negotiation ends: the peer's host resets the streams it did
     # not open. Only what each stream got first is the answer to its SYN.)
+    written = {i: written.get(i, []) for i in ids}
     assert all(frames and frames[0] in ("ACK", "RST") for frames in written.values()), written
     assert all(frames == ["RST"] for frames in written.values() if frames[0] == "RST")  # refused: one reset, no ACK
     assert sum(frames[0] == "ACK" for frames in written.values()) <= MAX_INBOUND_STREAMS
+
+
+class Walked(dict):
+    """A connection's streams, counting the walks of them all (values())."""
+
+    walks = 0
+
+    def values(self):  # type: ignore[no-untyped-def]
+        self.walks += 1
+        return super().values()
+
+
+@pytest.mark.slow
+async def test_a_stream_opened_past_the_bound_is_refused_without_a_walk_of_the_connection_s_streams() -> None:
+    """Quirk 36 counted the streams a peer has open by walking every stream of the connection at each SYN, so each
+    SYN cost the host as much as the streams the peer held open: 5,000 SYNs with 250 streams held took 1.22-1.26 s of
+    CPU, 0.78-0.80 s with a count kept as streams open and close, which agrees with the walk."""
+    with trio.fail_after(60):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            kept = await connected(node, hostile)
+            kept.streams = walked = Walked(kept.streams)
+            ids = await syns_past_the_bound(kept, muxed_connection(hostile, node.peer_id))
+            assert walked.walks < len(ids) // 4  # (a DATA frame's read walks them, quirk 35: the hosts' own few)
+            theirs = kept.next_stream_id % 2 ^ 1
+            assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed)
+                                              for s in kept.streams.values()) > 0
+
+
+def data_frames(stream_id: int, count: int, size: int) -> bytes:
+    """`count` raw DATA frames of `size` bytes each on `stream_id`."""
+    return (struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, stream_id, size) + b"x" * size) * count
+
+
+@contextlib.asynccontextmanager
+async def frames_read(monkeypatch, burst: int) -> AsyncIterator[tuple[Host, Host, Yamux, int, list[float]]]:
+    """A node meshed with a peer, both under a frame budget of `burst` frames (quirk 68); yields them, the peer's
+    connection (py-libp2p's own frame writer: no bound of the peer's host), a stream id it never opened, and the trio
+    times at which the node's reading task reads each frame on that stream."""
+    monkeypatch.setattr(gossip.host, "FRAME_BURST", burst)
+    async with network(2) as ([node, peer], _):
+        kept, raw = muxed_connection(node, peer.peer_id), muxed_connection(peer, node.peer_id)
+        raw._write_frame = functools.partial(Yamux._write_frame, raw)
+        nowhere, times, header_read = raw.next_stream_id + 2000, [], kept.header_read
+
+        def reading(header: bytes) -> bytes:
+            if struct.unpack(YAMUX_HEADER_FORMAT, header)[3] == nowhere:
+                times.append(trio.current_time())
+            return header_read(header)
+
+        kept.header_read = reading
+        yield node, peer, raw, nowhere, times
+
+
+@pytest.mark.slow
+async def test_a_peer_sending_tiny_frames_by_the_thousand_is_read_at_frames_per_s(monkeypatch) -> None:
+    """Quirk 68: py-libp2p read every frame as fast as it came, each costing it tens of microseconds whatever its size:
+    a peer's 46,000 DATA frames of 1 byte (600 KB) kept the host busy for 2.5 s of CPU, a third of a core. Past its
+    burst, a connection's frames are read FRAMES_PER_S a second, the peer kept and counted once as hostile. Here the
+    frames carry no data: each counts for one."""
+    burst, sent = 200, 1000
+    with trio.fail_after(30):
+        async with frames_read(monkeypatch, burst) as (node, peer, raw, nowhere, times):
+            await raw._write_frame(data_frames(nowhere, sent, 0))
+            node.set_stream_handler(ECHO, echo)
+            assert await echoed(peer, node) == b"ping"  # (its frames read after the thousand)
+            assert len(times) == sent
+            assert node.connected_peers() == [peer.peer_id]
+            assert node.stats().hostile_input == 1
+    # however many came at once, at most the burst and FRAMES_PER_S a second since were read (the connection's own
+    # frames took some of the burst; 1: each was taken from it a moment before its time was taken)
+    assert all(n <= burst + 1 + (at - times[0]) * gossip.host.FRAMES_PER_S for n, at in enumerate(times, 1))
+
+
+@pytest.mark.slow
+async def test_a_peer_sending_frames_of_a_kib_by_the_thousand_is_not_slowed(monkeypatch) -> None:
+    """Quirk 68 slows only a peer's frames that carry little: a DATA frame of FULL_FRAME_BYTES or more counts for
+    nothing against the budget, so a peer sending data (a sync page, a burst of gossip) is never slowed."""
+    sent = 1000
+    with trio.fail_after(30):
+        async with frames_read(monkeypatch, 100) as (node, peer, raw, nowhere, times):
+            await raw._write_frame(data_frames(nowhere, sent, gossip.host.FULL_FRAME_BYTES))
+            node.set_stream_handler(ECHO, echo)
+            assert await echoed(peer, node) == b"ping"  # (its frames read after the thousand)
+            assert len(times) == sent
+            assert node.stats().hostile_input == 0  # (a connection's first wait counts)
 
 
 TOPICS = st.sampled_from([TOPIC, "/vouchnet/other", "t0", "t1"])
