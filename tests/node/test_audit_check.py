@@ -5,6 +5,7 @@ the next start mends; and an entry that no longer decodes, named where the node 
 import dataclasses
 import json
 import re
+import shutil
 import sqlite3
 
 import pytest
@@ -27,6 +28,7 @@ from vouching import Counts, did_key, verify_record
 from ..factories import new_did
 from .telemetry_node import Clock, crash_image, telemetry_node
 from .test_audit import A, B, EPOCH, T0, digest_records, submit, three_epochs
+from .test_digests import first_hand, running, trust_service
 
 
 @pytest.fixture
@@ -429,6 +431,42 @@ async def test_an_entry_damaged_as_the_node_runs_leaves_its_interrupted_epoch_un
                                           "audit.ledger: entry 2: ")
     with telemetry_node(data_dir, key=key, clock=Clock(T0 + 2 * EPOCH + 1), epoch_ms=EPOCH) as node:
         assert node.digester.close_due(T0 + 3 * EPOCH) == [] and digest_records(node, cut) == []
+
+
+def test_an_interrupted_epoch_s_entry_damaged_as_its_digests_come_back_abandons_it_once(tmp_path, monkeypatch, caplog):
+    """A node restored from a copy taken mid-issue takes back, in its start-up sync, the digests it signed after the
+    copy; whether each counts asks which agents the interrupted epoch holds, read back from audit.ledger, where an
+    entry was damaged since the start: each batch of them raised out of the listener, logged with a traceback and
+    counted in listener_errors, until the first closing. Now the epoch is abandoned at the first (one ERROR line,
+    counted once, digests.db says so) and no digest of it coming back counts: the trust engine holds its entries, as
+    the start's replay read them; the next start's replay reads the digests instead."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted([A, B, new_did()])  # (the order digests are issued in)
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH) as node:
+        key = node.key
+        original = trust_service(node)
+        node.ingestor.listeners.append(original.on_events)
+        for agent in agents:  # entries 0, 1, 2
+            submit(node, agent)
+        closing = node.digester.closing(T0 + EPOCH)
+        issued = next(closing)
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-issue
+        issued += [record for chunk in closing for record in chunk]
+    with telemetry_node(tmp_path / "backup", key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
+        live = running(node)
+        entry = entries_of(tmp_path / "backup")[1]
+        damage(tmp_path / "backup", 1, entry.index(decode_salted_entry(entry)[2]))
+        for record in issued[1:]:  # the start-up sync, in two batches
+            node.replica.accept([record])
+        assert (node.replica.listener_errors, node.metrics.value("audit_damaged_reads_total")) == (0, 1)
+        assert first_hand(live, agents, T0 + EPOCH) == first_hand(original, agents, T0 + EPOCH)
+        assert node.digester.state.unfinished() is None and node.digester.state.epochs()[0][-1] is False
+        assert node.digester.close_due(T0 + EPOCH) == []
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.exc_info is None and record.getMessage().startswith(
+        "the digests an interrupted epoch lacked are not issued, and never will be: audit.ledger: entry 1: its bytes "
+        "do not hash to the leaf hash the ledger stores for it")
 
 
 async def test_an_undigested_entry_damaged_as_the_node_runs_is_left_out_of_a_trust_rebuild(data_dir, caplog):
