@@ -157,7 +157,7 @@ def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
     """The export's entries of `agent` accepted in [low, high), with proofs at `size`; and the bytes and time of each,
     in log order (times never decrease)."""
     ledger = audit.ledger
-    first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
+    first, stop = audit.boundary(low)[0], audit.boundary(high)[1]  # damaged entries at either end read: refused below
     entries, raw, ats = [], [], []
     for index, entry, leaf in audit.read(first, stop, _PAGE):
         at, event, salt = audit.decoded(index, entry)

@@ -309,7 +309,8 @@ class Digester:
         self.damaged_reads = metrics.counter(
             "audit_damaged_reads_total", "Reads of the audit log by the running node that met a damaged entry (one "
             "that no longer decodes, or no longer hashes to the leaf hash stored for it), each logged at ERROR naming "
-            "it: the digests an interrupted epoch lacked are then never issued, a trust rebuild leaves the entry out")
+            "it: the digests an interrupted epoch lacked are then never issued, a trust rebuild leaves the entry out, "
+            "retention prunes no further")
         self.failures = metrics.counter("digest_failures_total", "Closings of the epochs due that could not sign or "
                                         "store their digests (a full disk, say), each try: tried again within a minute")
         metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",

@@ -10,16 +10,18 @@ import sqlite3
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gossip.store import RecordReader
 from ledger import Ledger
 from node import cli
 from node.audit_check import check_audit_log
-from node.audit_log import AUDIT_FILE, DamagedEntry
+from node.audit_log import AUDIT_FILE, AuditLog, DamagedEntry
 from node.config import load_config
 from node.daemon import StartupError, serve_node
 from node.digests import DigestService, DigestState
-from node.events import decode_salted_entry, encode_entry
+from node.events import SALT_SIZE, Event, decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
@@ -72,13 +74,19 @@ def test_an_intact_log_passes_saying_what_was_checked(data_dir, capsys):
 def damage(data_dir, index, offset):
     """Flip the lowest bit of byte `offset` of entry `index` where audit.ledger stores it, under its stored hash."""
     entry = entries_of(data_dir)[index]
+    overwrite(data_dir, index, entry[:offset] + bytes([entry[offset] ^ 1]) + entry[offset + 1:])
+
+
+def overwrite(data_dir, index, changed):
+    """Write `changed`, as long as entry `index`, over it where audit.ledger stores it, under its stored hash."""
+    entry = entries_of(data_dir)[index]
+    assert len(changed) == len(entry)
     db = sqlite3.connect(data_dir / AUDIT_FILE)
     (first, data), = db.execute("SELECT first, data FROM entries WHERE first <= ? ORDER BY first DESC LIMIT 1",
                                 (index,))
-    at = data.index(entry) + offset
+    at = data.index(entry)
     with db:
-        db.execute("UPDATE entries SET data = ? WHERE first = ?", (data[:at] + bytes([data[at] ^ 1]) + data[at + 1:],
-                                                                   first))
+        db.execute("UPDATE entries SET data = ? WHERE first = ?", (data[:at] + changed + data[at + len(entry):], first))
     db.close()
 
 
@@ -257,25 +265,48 @@ async def test_an_entry_that_no_longer_decodes_stops_the_start_naming_it(tmp_pat
         await serve_node(load_config(made.data_dir))
 
 
-async def test_a_damaged_entry_retention_reads_leaves_the_log_unpruned_and_the_node_running(data_dir, caplog):
+async def test_a_damaged_entry_retention_reads_is_named_counted_and_not_pruned_past(data_dir, caplog):
     """Retention searches the log by acceptance time for what has expired: meeting an entry that no longer decodes,
-    its service ended, and the node with it, with a traceback. The refusal is counted, as an ERROR line an hour is
-    easily missed."""
+    its service ended, and the node with it, with a traceback (then, refusing the prune, it left the log unpruned).
+    The search goes on below it: what expired before it is pruned, it stays, and it is counted, as an ERROR line an
+    hour is easily missed."""
     damage(data_dir, 6, 0)  # the first entry the search reads, in the log of 13
     with telemetry_node(data_dir, key=load_org_key(data_dir / "org.key"), clock=Clock(T0 + 3 * EPOCH + 40_000),
                         epoch_ms=EPOCH) as node:
         service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                                   retention_days=2.5 * EPOCH / DAY_MS)
+                                   retention_days=2.5 * EPOCH / DAY_MS)  # the first epoch, entries 0 to 3, expired
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             nursery.cancel_scope.cancel()
-        assert node.audit.ledger.pruned == 0
-        assert node.metrics.value("retention_prune_failures_total") == 1  # for an operator's alert, not only a log
+        assert node.audit.ledger.pruned == 4
+        assert node.metrics.value("audit_damaged_reads_total") == 1  # for an operator's alert, not only a log
         submit(node, A)
         assert node.audit.size == 14  # events are still taken
     (record,) = [r for r in caplog.records if r.name == "node.retention"]
     assert record.levelname == "ERROR" and record.getMessage().startswith(
-        "audit log not pruned (audit.ledger: entry 6: not an audit entry")
+        "audit log pruned no further than a damaged entry: audit.ledger: entry 6: not an audit entry")
+
+
+def test_an_entry_whose_time_changed_but_still_decodes_does_not_move_retention_s_prune(tmp_path, caplog):
+    """The search by acceptance time read each entry's time unchecked: the last entry of the second epoch, its time
+    changed on disk to the first epoch's (a flipped bit: it still decodes), made the whole second epoch look expired,
+    and retention pruned it, raw events kept for less than `retention_days`, for good."""
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH) as node:
+        for step, count in enumerate((3, 4, 6)):  # entries 0-2, 3-6 and 7-12: the search reads 6 first
+            submit(node, A, count=count)
+            node.clock.now = T0 + (step + 1) * EPOCH
+            node.digester.close_due(node.clock.now)
+        _, event, salt = decode_salted_entry(entries_of(tmp_path / "node")[6])
+        overwrite(tmp_path / "node", 6, encode_entry(event, T0, salt))
+        node.clock.now = T0 + 3 * EPOCH + 40_000
+        service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                   retention_days=2.5 * EPOCH / DAY_MS)  # the first epoch expired, not the second
+        assert service.prune() == 3
+        assert node.metrics.value("audit_damaged_reads_total") == 1
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith("audit log pruned no further than a damaged entry: audit.ledger: entry 6: "
+                                          "its bytes do not hash to the leaf hash the ledger stores for it")
 
 
 def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, capsys):
@@ -431,6 +462,45 @@ async def test_an_entry_damaged_as_the_node_runs_leaves_its_interrupted_epoch_un
                                           "audit.ledger: entry 2: ")
     with telemetry_node(data_dir, key=key, clock=Clock(T0 + 2 * EPOCH + 1), epoch_ms=EPOCH) as node:
         assert node.digester.close_due(T0 + 3 * EPOCH) == [] and digest_records(node, cut) == []
+
+
+TIMES = (0, 0, 1, 1, 1, 2, 3, 3, 5, 8, 8, 8, 8, 9, 13, 13, 20, 21, 21, 34)  # acceptance times along a log
+
+
+@pytest.fixture(scope="module")
+def times_log(tmp_path_factory):
+    """An audit log whose entries were accepted at TIMES."""
+    with Ledger.open(tmp_path_factory.mktemp("times") / AUDIT_FILE) as ledger:
+        ledger.append([encode_entry(Event(A, 1, "tool", "n", "ok"), at, bytes(SALT_SIZE)) for at in TIMES])
+        yield ledger
+
+
+class _DamagedAt(AuditLog):
+    """An audit log whose entries `damaged` read as damaged (AuditLog.at), as bytes changed on disk do."""
+
+    def __init__(self, ledger, damaged):
+        super().__init__(ledger)
+        self.damaged = damaged
+
+    def at(self, index):
+        if index in self.damaged:
+            raise DamagedEntry(f"entry {index}")
+        return super().at(index)
+
+
+@given(damaged=st.frozensets(st.integers(0, len(TIMES) - 1)), at=st.integers(-1, 35))
+def test_the_search_by_time_reads_past_damaged_entries_to_the_intact_ones_about_the_time(times_log, damaged, at):
+    """Retention's prune boundary and an export's range: the search read each entry's time unchecked (one changed on
+    disk moved the boundary), or, checked, failed at the first damaged entry it met. Now it answers from the intact
+    entries: those before its first bound were accepted before `at`, those from its second on at or after it, and
+    those between are damaged; each damaged entry it read is given once."""
+    met = []
+    first, last = _DamagedAt(times_log, damaged).boundary(at, lambda error: met.append(str(error)))
+    intact = [index for index in range(len(TIMES)) if index not in damaged]
+    assert first == 1 + max((i for i in intact if TIMES[i] < at), default=-1)
+    assert last == min((i for i in intact if TIMES[i] >= at), default=len(TIMES))
+    assert len(met) == len(set(met)) and set(met) <= {f"entry {index}" for index in damaged}
+    assert set(range(first, last)) <= damaged
 
 
 def test_an_interrupted_epoch_s_entry_damaged_as_its_digests_come_back_abandons_it_once(tmp_path, monkeypatch, caplog):
