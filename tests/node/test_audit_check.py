@@ -21,7 +21,7 @@ from node.audit_log import AUDIT_FILE, AuditLog, DamagedEntry
 from node.config import load_config
 from node.daemon import StartupError, serve_node
 from node.digests import DigestService, DigestState
-from node.events import SALT_SIZE, Event, decode_salted_entry, encode_entry
+from node.events import SALT_SIZE, Event, InvalidEvent, decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
@@ -622,3 +622,29 @@ def test_an_entry_changed_but_still_decoding_is_named_by_an_export_of_its_agent(
     assert err.startswith("vouchnet audit export: audit.ledger: entry 5: its bytes do not hash to the leaf hash the "
                           "ledger stores for it: one of them changed on disk; `vouchnet audit check` names every "
                           "damaged entry") and "Traceback" not in err
+
+
+def test_an_entry_whose_agent_changed_but_still_decodes_is_named_by_the_export_it_may_belong_to(data_dir, tmp_path,
+                                                                                              capsys):
+    """A flipped bit in the agent of A's entry, which still decodes as another agent's: A's export went out without
+    the event, saying nothing (the auditor's check of its epoch's digest then failed with no word of why). It goes
+    out naming the entry in a warning now: whose it was cannot be told from its bytes."""
+    entry = entries_of(data_dir)[5]  # A's second `ok` of the second epoch
+    start = entry.index(A.encode())
+    offset = next(offset for offset in range(start + len("did:key:z6Mk"), start + len(A))
+                  if _decodes_as_another(entry[:offset] + bytes([entry[offset] ^ 1]) + entry[offset + 1:]))
+    damage(data_dir, 5, offset)
+    argv = ["audit", "export", "--dir", str(data_dir), "--agent", A, "--from", str(T0 + EPOCH), "--to",
+            str(T0 + 2 * EPOCH), "--out", str(tmp_path / "a.json")]
+    assert cli.main(argv) == 0
+    assert [item["index"] for item in json.loads((tmp_path / "a.json").read_text())["entries"]] == [4, 7]
+    err = capsys.readouterr().err
+    assert err.startswith("warning: audit.ledger: entry 5: its bytes do not hash to the leaf hash the ledger stores "
+                          "for it") and f"the export lacks an event of {A}" in err
+
+
+def _decodes_as_another(entry):
+    try:
+        return decode_salted_entry(entry)[1].agent != A
+    except InvalidEvent:
+        return False
