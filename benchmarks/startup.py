@@ -157,7 +157,7 @@ def fill_telemetry(directory: Path, *, events: int, days: int, batch: int, last_
             audit.ledger.append(entries)
             ranges[epoch] = (first, audit.size)
         cutoff = now - int(NodeConfig.retention_days * DAY_MS)
-        audit.ledger.prune(min(audit.first_at_or_after(cutoff - cutoff % HOUR_MS), ranges[epochs[-1]][1]))
+        audit.ledger.prune(min(audit.boundary(cutoff - cutoff % HOUR_MS)[0], ranges[epochs[-1]][1]))
     return {epoch: ranges[epoch] for epoch in epochs}
 
 

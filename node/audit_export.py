@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import base64
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,7 +51,7 @@ from vouching import DigestBody, InvalidDid, InvalidRecord, OrgBody, Record, pub
 from vouching.bodies import CATEGORIES, OUTCOMES
 from vouching.succession import Succession
 
-from .audit_log import AuditLog, audit_origin
+from .audit_log import AuditLog, DamagedEntry, audit_origin
 from .digests import DigestState
 from .events import Event, InvalidEvent, check_agent, decode_salted_entry
 
@@ -92,10 +92,13 @@ def export_agent(
     start: int,
     end: int,
     chain: Sequence[bytes] = (),
+    damaged: Callable[[DamagedEntry], None] | None = None,
 ) -> dict[str, Any]:
     """The export of `agent`'s entries accepted in [start, end), widened to the intervals digested (`state`)
     overlapping it, with proofs against a fresh checkpoint, and the org's rotation `chain` (`rotation_chain`) if it
-    has one; raises ExportError if any of the entries may have been pruned."""
+    has one; raises ExportError if any of the entries may have been pruned, DamagedEntry at a damaged entry that may
+    be the agent's by what it decodes as (or that decodes as none). One that decodes as another agent's is given to
+    `damaged` instead: the export goes on without it, which lacks it if the change was to its agent."""
     check_agent(agent)
     intervals = state.intervals(start, end)
     low = min([start, *(a for a, _ in intervals)])
@@ -105,7 +108,7 @@ def export_agent(
     checkpoint = audit.checkpoint(key, audit_origin(network, org), size)
     while True:
         try:
-            entries, raw, ats = _entries_of(audit, agent, low, high, size)
+            entries, raw, ats = _entries_of(audit, agent, low, high, size, damaged)
             break
         except EntryPruned:  # as they were read, by the retention of the node beside which the export reads
             # The prune mark was read again, and has moved: refused if it passed `low`, else read again from it
@@ -152,12 +155,13 @@ def rotation_chain(records: OrgRecords, org: str) -> list[bytes]:
         seen.add(key)
 
 
-def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
-                size: int) -> tuple[list[dict[str, Any]], list[bytes], list[int]]:
+def _entries_of(audit: AuditLog, agent: str, low: int, high: int, size: int,
+                damaged: Callable[[DamagedEntry], None] | None) -> tuple[list[dict[str, Any]], list[bytes], list[int]]:
     """The export's entries of `agent` accepted in [low, high), with proofs at `size`; and the bytes and time of each,
-    in log order (times never decrease)."""
+    in log order (times never decrease). Each entry is checked against its stored leaf hash: another agent's that
+    fails is given to `damaged` (export_agent)."""
     ledger = audit.ledger
-    first, stop = audit.first_at_or_after(low), audit.first_at_or_after(high)
+    first, stop = audit.boundary(low)[0], audit.boundary(high)[1]  # damaged entries at either end read: refused below
     entries, raw, ats = [], [], []
     for index, entry, leaf in audit.read(first, stop, _PAGE):
         at, event, salt = audit.decoded(index, entry)
@@ -170,6 +174,11 @@ def _entries_of(audit: AuditLog, agent: str, low: int, high: int,
             entries.append(item)
             raw.append(entry)
             ats.append(at)
+        elif damaged is not None:
+            try:
+                audit.check_leaf(index, entry, leaf)
+            except DamagedEntry as error:
+                damaged(error)
     return entries, raw, ats
 
 

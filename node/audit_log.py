@@ -51,7 +51,8 @@ def wall_clock_ms() -> int:
 
 
 class DamagedEntry(LedgerError):
-    """An entry inside the audit log that does not decode as an event: the message names it and what to do."""
+    """An entry inside the audit log that does not decode as an event, or whose bytes do not hash to the leaf hash
+    stored for it: the message names it and what to do."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,10 @@ class AuditLog:
         return Appended(first, at, tuple(events), entries)
 
     def at(self, index: int) -> int:
-        """The acceptance time of entry `index` (its bytes must not be pruned); DamagedEntry if it is no event."""
-        return self.decoded(index, self.ledger.entry(index))[0]
+        """The acceptance time of entry `index` (its bytes must not be pruned), checked against its stored leaf hash
+        (`checked`): DamagedEntry if it is no event, or not the bytes appended (a changed time may still decode)."""
+        (leaf,) = self.ledger.stored_hashes(0, index, index + 1)
+        return self.checked(index, self.ledger.entry(index), leaf)[0]
 
     def decoded(self, index: int, entry: bytes) -> tuple[int, Event, bytes | None]:
         """(at, event, salt) of `entry`, the bytes of entry `index` (node.events.decode_salted_entry); DamagedEntry,
@@ -177,16 +180,34 @@ class AuditLog:
             raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: its bytes do not hash to the leaf hash the ledger stores "
                                f"for it: one of them changed on disk; {_WAY_BACK}")
 
-    def first_at_or_after(self, at: int) -> int:
-        """The index of the first unpruned entry accepted at or after `at` (the size if there is none)."""
+    def boundary(self, at: int, damaged: Callable[[DamagedEntry], None] | None = None) -> tuple[int, int]:
+        """(first, last) about acceptance time `at`, by a binary search (`at` never decreases along the log): the
+        unpruned entries before `first` were accepted before `at`, those from `last` on (to the size) at or after it,
+        and those in between, none unless the search met damaged ones there, are damaged, their times unknown. Each
+        entry read is checked (`at`: a time changed on disk may still decode), one a step, and the damaged ones read
+        on past to the next intact one, each given to `damaged`: so no damage moves either boundary."""
         lo, hi = self.ledger.pruned, self.ledger.size
-        while lo < hi:  # `at` never decreases along the log
+        last = hi  # entries [hi, last) are damaged; `last` is the size, or intact and accepted at or after `at`
+        while lo < hi:
             mid = (lo + hi) // 2
-            if self.at(mid) < at:
-                lo = mid + 1
+            intact = self._next_intact(mid, hi, damaged)
+            if intact is not None and intact[1] < at:
+                lo = intact[0] + 1
             else:
-                hi = mid
-        return lo
+                hi, last = mid, last if intact is None else intact[0]
+        return lo, last
+
+    def _next_intact(self, start: int, stop: int,
+                     damaged: Callable[[DamagedEntry], None] | None) -> tuple[int, int] | None:
+        """(index, acceptance time) of the first entry of [start, stop) that is not damaged, each damaged one before
+        it given to `damaged`; None if all are."""
+        for index in range(start, stop):
+            try:
+                return index, self.at(index)
+            except DamagedEntry as error:
+                if damaged is not None:
+                    damaged(error)
+        return None
 
     def checkpoint(self, key: SigningKey, origin: str, size: int | None = None) -> bytes:
         """A C2SP checkpoint of the log at `size` (default: now), signed by the org key under `origin`."""

@@ -309,7 +309,8 @@ class Digester:
         self.damaged_reads = metrics.counter(
             "audit_damaged_reads_total", "Reads of the audit log by the running node that met a damaged entry (one "
             "that no longer decodes, or no longer hashes to the leaf hash stored for it), each logged at ERROR naming "
-            "it: the digests an interrupted epoch lacked are then never issued, a trust rebuild leaves the entry out")
+            "it: the digests an interrupted epoch lacked are then never issued, a trust rebuild leaves the entry out, "
+            "retention prunes no further")
         self.failures = metrics.counter("digest_failures_total", "Closings of the epochs due that could not sign or "
                                         "store their digests (a full disk, say), each try: tried again within a minute")
         metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",
@@ -323,6 +324,7 @@ class Digester:
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
         self._interrupted_agents: frozenset[str] | None = None  # of `_interrupted`, read on the first ask
+        self._abandoned: int | None = None  # the epoch `_abandon` gave up: its entries the start's replay counted
         self.digested_until, self.undigested_from = state.position()
         if self.undigested_from > audit.size:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
@@ -436,8 +438,13 @@ class Digester:
     def counts_entries(self, epoch: int, agent: str) -> bool:
         """Whether audit-log entries of `agent` for our digest epoch `epoch` count as undigested (`undigested`, and
         `observe` since): the open epochs or the interrupted one hold entries of it for that epoch. A digest of ours
-        for it coming back from peers (a restore from an older copy) would count those events a second time."""
+        for it coming back from peers (a restore from an older copy) would count those events a second time. So do
+        those of an interrupted epoch `_abandon` gave up (met damaged, here too), of every agent, until a restart:
+        the trust engine holds what the start's replay read of them, and the next start's reads none (the digests
+        come back counted by its replay instead)."""
         if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._agents_interrupted():
+            return True
+        if epoch == self._abandoned:
             return True
         return any(self._digest_epoch(aligned) == epoch and agent in tallied.agents
                    for aligned, tallied in self._open.items())
@@ -448,11 +455,16 @@ class Digester:
         return max(aligned, self.digested_until)
 
     def _agents_interrupted(self) -> frozenset[str]:
-        """The agents with entries in the interrupted epoch (read from the audit log once, on the first ask)."""
+        """The agents with entries in the interrupted epoch (read from the audit log once, on the first ask); none if
+        one of them is found damaged: the epoch is then abandoned (`_abandon`), as `closing` would on meeting it."""
         if self._interrupted_agents is None:
             assert self._interrupted is not None
-            _, _, first, stop, _ = self._interrupted
-            self._interrupted_agents = frozenset(event.agent for _, _, event, _ in self._replay(first, stop))
+            start, _, first, stop, _ = self._interrupted
+            try:
+                self._interrupted_agents = frozenset(event.agent for _, _, event, _ in self._replay(first, stop))
+            except DamagedEntry as error:
+                self._abandon(start, error)
+                return frozenset()
         return self._interrupted_agents
 
     # --- closing epochs ---------------------------------------------------------------------------------
@@ -477,11 +489,11 @@ class Digester:
         read back to finish it, hold a damaged one is abandoned (`_abandon`), and the epochs after it closed.
         """
         self._decoded_at_start = []
-        if self._interrupted is not None:
+        if (interrupted := self._interrupted) is not None:
             try:
-                yield from self._finish_interrupted(*self._interrupted, now)
+                yield from self._finish_interrupted(*interrupted, now)
             except DamagedEntry as error:
-                self._abandon(self._interrupted[0], error)
+                self._abandon(interrupted[0], error)
             self._interrupted = None
         while self._open and (aligned := min(self._open)) + self.epoch_ms <= now:
             end = aligned + self.epoch_ms
@@ -577,9 +589,10 @@ class Digester:
     def _abandon(self, start: int, error: DamagedEntry) -> None:
         """Leave the interrupted epoch beginning at `start` unfinished for good, `error` having met one of its entries
         damaged: no digest is signed over evidence that cannot be read (any agent lacking one may be the damaged
-        entry's), and digests.db says so, for the next start not to try again. Logged and counted: the node runs on,
-        and digests the epochs after it."""
+        entry's), and digests.db says so, for the next start not to try again. Logged and counted once: the node
+        runs on, and digests the epochs after it (`counts_entries` answers for it from now on)."""
         self.state.abandon(start)
+        self._interrupted, self._interrupted_agents, self._abandoned = None, None, start
         self.damaged_reads.inc()
         log.error("the digests an interrupted epoch lacked are not issued, and never will be: %s", error,
                   extra={"fields": {"epoch": start}})

@@ -3,7 +3,8 @@ hashes, so roots and proofs stay valid; expired idempotency keys are forgotten.
 
 Pruning goes back to an epoch boundary, whole epochs at a time (those digested before `epoch_seconds` changed
 too), and never past the first event not yet digested, nor of an epoch whose digests a stop cut short: an exported
-epoch is either all there or refused as pruned.
+epoch is either all there or refused as pruned. Nor past a damaged entry (node.audit_log.DamagedEntry), whose time
+cannot be read: each prune logs and counts it, and prunes up to its epoch.
 
 Pruning cannot be undone: it follows the node's time (node.node_time), the audit log's acceptance time, which
 does not follow a wall clock that stepped over a day ahead (a bad NTP step, a VM resumed with a wrong time) until it
@@ -20,7 +21,7 @@ import trio
 
 from ledger import LedgerError
 
-from .audit_log import AuditLog
+from .audit_log import AuditLog, DamagedEntry
 from .digests import Digester
 from .idempotency import WINDOW_MS, IdempotencyStore
 from .metrics import Registry
@@ -50,20 +51,27 @@ class RetentionService:
         metrics.collect("audit_pruned_entries", "Audit-log entries pruned to their hashes",
                         lambda: self.audit.ledger.pruned)
         self.prune_failures = metrics.counter(
-            "retention_prune_failures_total", "Prunes of the audit log it refused (a damaged entry, a disk that "
-            "refuses), each try: the log stays unpruned until one succeeds (tried again each hour)")
+            "retention_prune_failures_total", "Prunes of the audit log that failed (a disk that refuses, say), each "
+            "try: the log stays unpruned until one succeeds (tried again each hour)")
 
     def prune(self) -> int:
         """Prune the audit log of what has expired by now; its new pruned count."""
         cutoff = self.expiry_time() - self.retention_ms
         cutoff -= cutoff % self.digester.epoch_ms
-        before = min(self.audit.first_at_or_after(cutoff), self.digester.needed_from)
+        before = min(self.audit.boundary(cutoff, self._damaged)[0], self.digester.needed_from)
         if (holding := self.digester.state.holding(before)) is not None:  # the cutoff, aligned to the epoch length
             before = holding[0]  # configured now, fell inside an epoch digested when it was longer
         if before > self.audit.ledger.pruned:
             self.audit.ledger.prune(before)
             log.info("audit log pruned", extra={"fields": {"before": before, "cutoff_ms": cutoff}})
         return self.audit.ledger.pruned
+
+    def _damaged(self, error: DamagedEntry) -> None:
+        """A damaged entry met by the search for what has expired (AuditLog.boundary): its time cannot be read, so
+        neither it nor any entry after it is pruned while it stays so; logged at ERROR and counted
+        (vouchnet_audit_damaged_reads_total)."""
+        self.digester.damaged_reads.inc()
+        log.error("audit log pruned no further than a damaged entry: %s", error)
 
     def expiry_time(self) -> int:
         """What the audit log is pruned, and idempotency keys and span ids expire, by (on the trio thread: the audit
@@ -79,13 +87,13 @@ class RetentionService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Prune and expire now, then every `interval` seconds; expiry on a worker thread (an hour's span ids are
-        millions of rows, about a microsecond each: benchmarks/otlp_ingest.py). A prune the audit log refuses (a
-        damaged entry, node.audit_log.DamagedEntry) is logged, counted (vouchnet_retention_prune_failures_total) and
-        tried again at the next: the node takes events on."""
+        millions of rows, about a microsecond each: benchmarks/otlp_ingest.py). A prune that fails (a disk that
+        refuses) is logged, counted (vouchnet_retention_prune_failures_total) and tried again at the next: the node
+        takes events on. (A damaged entry only stops the prune at it: `_damaged`.)"""
         while True:
             try:
                 self.prune()
-            except LedgerError as error:  # a damaged entry met searching by time, a disk that refuses: the node runs
+            except LedgerError as error:  # a disk that refuses, say: the node runs on
                 log.error("audit log not pruned (%s); tried again in %s s", error, round(self.interval))
                 self.prune_failures.inc()
             await trio.to_thread.run_sync(self.expire, self.expiry_time())

@@ -69,7 +69,8 @@ def register(subparsers: Subparsers) -> None:
         "from events). After a `key rotate`, the export holds the org's rotation chain (its signed org records "
         "linking each earlier key to the next, read from records.ledger), so that the digests of its earlier keys "
         "match too. Events pruned by retention cannot be exported. It reads the audit log read-only, so it runs "
-        "beside the running node too.",
+        "beside the running node too. Exits 1 naming a damaged entry that may be the agent's; one that decodes as "
+        "another agent's is named in a warning and left out.",
         examples=[
             "vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
             "vouchnet audit export --dir ./alice --agent did:key:z6Mk... --from 1767225600000 --to 1767229200000",
@@ -125,7 +126,7 @@ def register(subparsers: Subparsers) -> None:
 def _export(args: argparse.Namespace) -> int:
     from node.audit_export import ExportError, export_agent
     from ledger import LedgerError
-    from node.audit_log import AuditLog
+    from node.audit_log import AuditLog, DamagedEntry
     from node.digests import DigestState, DigestStateError
 
     if args.end <= args.start:
@@ -143,9 +144,10 @@ def _export(args: argparse.Namespace) -> int:
         except LedgerError as e:
             state.close()
             raise CommandFailed(str(e)) from None
+        damaged: list[DamagedEntry] = []
         try:
             document = export_agent(audit, state, key=key, org=org, network=config.network, agent=args.agent,
-                                    start=args.start, end=args.end, chain=chain)
+                                    start=args.start, end=args.end, chain=chain, damaged=damaged.append)
         except (ExportError, LedgerError) as e:  # LedgerError: a damaged entry or row, named
             raise CommandFailed(str(e)) from None
         finally:
@@ -156,6 +158,10 @@ def _export(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         replace_file(args.out, text.encode())  # whole or not at all, and the user's alone: it holds raw telemetry
+    for error in damaged:
+        print(f"warning: {error}. It decodes as another agent's entry, and is left out: if the change was to its "
+              f"agent, the export lacks an event of {args.agent} (its epoch's evidence_root then differs from the "
+              "org's digest)", file=sys.stderr)
     print(f"{counted(len(document['entries']), 'event')}, {counted(len(document['epochs']), 'digested epoch')}",
           file=sys.stderr)
     return 0

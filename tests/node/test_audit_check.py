@@ -5,20 +5,23 @@ the next start mends; and an entry that no longer decodes, named where the node 
 import dataclasses
 import json
 import re
+import shutil
 import sqlite3
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gossip.store import RecordReader
 from ledger import Ledger
 from node import cli
 from node.audit_check import check_audit_log
-from node.audit_log import AUDIT_FILE, DamagedEntry
+from node.audit_log import AUDIT_FILE, AuditLog, DamagedEntry
 from node.config import load_config
 from node.daemon import StartupError, serve_node
 from node.digests import DigestService, DigestState
-from node.events import decode_salted_entry, encode_entry
+from node.events import SALT_SIZE, Event, InvalidEvent, decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
 from node.setup import init_data_dir
@@ -27,6 +30,7 @@ from vouching import Counts, did_key, verify_record
 from ..factories import new_did
 from .telemetry_node import Clock, crash_image, telemetry_node
 from .test_audit import A, B, EPOCH, T0, digest_records, submit, three_epochs
+from .test_digests import first_hand, running, trust_service
 
 
 @pytest.fixture
@@ -70,13 +74,19 @@ def test_an_intact_log_passes_saying_what_was_checked(data_dir, capsys):
 def damage(data_dir, index, offset):
     """Flip the lowest bit of byte `offset` of entry `index` where audit.ledger stores it, under its stored hash."""
     entry = entries_of(data_dir)[index]
+    overwrite(data_dir, index, entry[:offset] + bytes([entry[offset] ^ 1]) + entry[offset + 1:])
+
+
+def overwrite(data_dir, index, changed):
+    """Write `changed`, as long as entry `index`, over it where audit.ledger stores it, under its stored hash."""
+    entry = entries_of(data_dir)[index]
+    assert len(changed) == len(entry)
     db = sqlite3.connect(data_dir / AUDIT_FILE)
     (first, data), = db.execute("SELECT first, data FROM entries WHERE first <= ? ORDER BY first DESC LIMIT 1",
                                 (index,))
-    at = data.index(entry) + offset
+    at = data.index(entry)
     with db:
-        db.execute("UPDATE entries SET data = ? WHERE first = ?", (data[:at] + bytes([data[at] ^ 1]) + data[at + 1:],
-                                                                   first))
+        db.execute("UPDATE entries SET data = ? WHERE first = ?", (data[:at] + changed + data[at + len(entry):], first))
     db.close()
 
 
@@ -255,25 +265,48 @@ async def test_an_entry_that_no_longer_decodes_stops_the_start_naming_it(tmp_pat
         await serve_node(load_config(made.data_dir))
 
 
-async def test_a_damaged_entry_retention_reads_leaves_the_log_unpruned_and_the_node_running(data_dir, caplog):
+async def test_a_damaged_entry_retention_reads_is_named_counted_and_not_pruned_past(data_dir, caplog):
     """Retention searches the log by acceptance time for what has expired: meeting an entry that no longer decodes,
-    its service ended, and the node with it, with a traceback. The refusal is counted, as an ERROR line an hour is
-    easily missed."""
+    its service ended, and the node with it, with a traceback (then, refusing the prune, it left the log unpruned).
+    The search goes on below it: what expired before it is pruned, it stays, and it is counted, as an ERROR line an
+    hour is easily missed."""
     damage(data_dir, 6, 0)  # the first entry the search reads, in the log of 13
     with telemetry_node(data_dir, key=load_org_key(data_dir / "org.key"), clock=Clock(T0 + 3 * EPOCH + 40_000),
                         epoch_ms=EPOCH) as node:
         service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
-                                   retention_days=2.5 * EPOCH / DAY_MS)
+                                   retention_days=2.5 * EPOCH / DAY_MS)  # the first epoch, entries 0 to 3, expired
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             nursery.cancel_scope.cancel()
-        assert node.audit.ledger.pruned == 0
-        assert node.metrics.value("retention_prune_failures_total") == 1  # for an operator's alert, not only a log
+        assert node.audit.ledger.pruned == 4
+        assert node.metrics.value("audit_damaged_reads_total") == 1  # for an operator's alert, not only a log
         submit(node, A)
         assert node.audit.size == 14  # events are still taken
     (record,) = [r for r in caplog.records if r.name == "node.retention"]
     assert record.levelname == "ERROR" and record.getMessage().startswith(
-        "audit log not pruned (audit.ledger: entry 6: not an audit entry")
+        "audit log pruned no further than a damaged entry: audit.ledger: entry 6: not an audit entry")
+
+
+def test_an_entry_whose_time_changed_but_still_decodes_does_not_move_retention_s_prune(tmp_path, caplog):
+    """The search by acceptance time read each entry's time unchecked: the last entry of the second epoch, its time
+    changed on disk to the first epoch's (a flipped bit: it still decodes), made the whole second epoch look expired,
+    and retention pruned it, raw events kept for less than `retention_days`, for good."""
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH) as node:
+        for step, count in enumerate((3, 4, 6)):  # entries 0-2, 3-6 and 7-12: the search reads 6 first
+            submit(node, A, count=count)
+            node.clock.now = T0 + (step + 1) * EPOCH
+            node.digester.close_due(node.clock.now)
+        _, event, salt = decode_salted_entry(entries_of(tmp_path / "node")[6])
+        overwrite(tmp_path / "node", 6, encode_entry(event, T0, salt))
+        node.clock.now = T0 + 3 * EPOCH + 40_000
+        service = RetentionService(node.audit, node.idempotency, node.digester, node.metrics,
+                                   retention_days=2.5 * EPOCH / DAY_MS)  # the first epoch expired, not the second
+        assert service.prune() == 3
+        assert node.metrics.value("audit_damaged_reads_total") == 1
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith("audit log pruned no further than a damaged entry: audit.ledger: entry 6: "
+                                          "its bytes do not hash to the leaf hash the ledger stores for it")
 
 
 def test_entries_whose_row_is_lost_are_named_and_the_rest_is_checked(data_dir, capsys):
@@ -431,6 +464,81 @@ async def test_an_entry_damaged_as_the_node_runs_leaves_its_interrupted_epoch_un
         assert node.digester.close_due(T0 + 3 * EPOCH) == [] and digest_records(node, cut) == []
 
 
+TIMES = (0, 0, 1, 1, 1, 2, 3, 3, 5, 8, 8, 8, 8, 9, 13, 13, 20, 21, 21, 34)  # acceptance times along a log
+
+
+@pytest.fixture(scope="module")
+def times_log(tmp_path_factory):
+    """An audit log whose entries were accepted at TIMES."""
+    with Ledger.open(tmp_path_factory.mktemp("times") / AUDIT_FILE) as ledger:
+        ledger.append([encode_entry(Event(A, 1, "tool", "n", "ok"), at, bytes(SALT_SIZE)) for at in TIMES])
+        yield ledger
+
+
+class _DamagedAt(AuditLog):
+    """An audit log whose entries `damaged` read as damaged (AuditLog.at), as bytes changed on disk do."""
+
+    def __init__(self, ledger, damaged):
+        super().__init__(ledger)
+        self.damaged = damaged
+
+    def at(self, index):
+        if index in self.damaged:
+            raise DamagedEntry(f"entry {index}")
+        return super().at(index)
+
+
+@given(damaged=st.frozensets(st.integers(0, len(TIMES) - 1)), at=st.integers(-1, 35))
+def test_the_search_by_time_reads_past_damaged_entries_to_the_intact_ones_about_the_time(times_log, damaged, at):
+    """Retention's prune boundary and an export's range: the search read each entry's time unchecked (one changed on
+    disk moved the boundary), or, checked, failed at the first damaged entry it met. Now it answers from the intact
+    entries: those before its first bound were accepted before `at`, those from its second on at or after it, and
+    those between are damaged; each damaged entry it read is given once."""
+    met = []
+    first, last = _DamagedAt(times_log, damaged).boundary(at, lambda error: met.append(str(error)))
+    intact = [index for index in range(len(TIMES)) if index not in damaged]
+    assert first == 1 + max((i for i in intact if TIMES[i] < at), default=-1)
+    assert last == min((i for i in intact if TIMES[i] >= at), default=len(TIMES))
+    assert len(met) == len(set(met)) and set(met) <= {f"entry {index}" for index in damaged}
+    assert set(range(first, last)) <= damaged
+
+
+def test_an_interrupted_epoch_s_entry_damaged_as_its_digests_come_back_abandons_it_once(tmp_path, monkeypatch, caplog):
+    """A node restored from a copy taken mid-issue takes back, in its start-up sync, the digests it signed after the
+    copy; whether each counts asks which agents the interrupted epoch holds, read back from audit.ledger, where an
+    entry was damaged since the start: each batch of them raised out of the listener, logged with a traceback and
+    counted in listener_errors, until the first closing. Now the epoch is abandoned at the first (one ERROR line,
+    counted once, digests.db says so) and no digest of it coming back counts: the trust engine holds its entries, as
+    the start's replay read them; the next start's replay reads the digests instead."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted([A, B, new_did()])  # (the order digests are issued in)
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH) as node:
+        key = node.key
+        original = trust_service(node)
+        node.ingestor.listeners.append(original.on_events)
+        for agent in agents:  # entries 0, 1, 2
+            submit(node, agent)
+        closing = node.digester.closing(T0 + EPOCH)
+        issued = next(closing)
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-issue
+        issued += [record for chunk in closing for record in chunk]
+    with telemetry_node(tmp_path / "backup", key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
+        live = running(node)
+        entry = entries_of(tmp_path / "backup")[1]
+        damage(tmp_path / "backup", 1, entry.index(decode_salted_entry(entry)[2]))
+        for record in issued[1:]:  # the start-up sync, in two batches
+            node.replica.accept([record])
+        assert (node.replica.listener_errors, node.metrics.value("audit_damaged_reads_total")) == (0, 1)
+        assert first_hand(live, agents, T0 + EPOCH) == first_hand(original, agents, T0 + EPOCH)
+        assert node.digester.state.unfinished() is None and node.digester.state.epochs()[0][-1] is False
+        assert node.digester.close_due(T0 + EPOCH) == []
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.exc_info is None and record.getMessage().startswith(
+        "the digests an interrupted epoch lacked are not issued, and never will be: audit.ledger: entry 1: its bytes "
+        "do not hash to the leaf hash the ledger stores for it")
+
+
 async def test_an_undigested_entry_damaged_as_the_node_runs_is_left_out_of_a_trust_rebuild(data_dir, caplog):
     """The undigested events are read again from audit.ledger by the trust engine's rebuild while the node runs
     (after `vouchnet key adopt`: node.daemon gives it `undigested(skip_damaged=True)`): an entry damaged since the
@@ -514,3 +622,29 @@ def test_an_entry_changed_but_still_decoding_is_named_by_an_export_of_its_agent(
     assert err.startswith("vouchnet audit export: audit.ledger: entry 5: its bytes do not hash to the leaf hash the "
                           "ledger stores for it: one of them changed on disk; `vouchnet audit check` names every "
                           "damaged entry") and "Traceback" not in err
+
+
+def test_an_entry_whose_agent_changed_but_still_decodes_is_named_by_the_export_it_may_belong_to(data_dir, tmp_path,
+                                                                                              capsys):
+    """A flipped bit in the agent of A's entry, which still decodes as another agent's: A's export went out without
+    the event, saying nothing (the auditor's check of its epoch's digest then failed with no word of why). It goes
+    out naming the entry in a warning now: whose it was cannot be told from its bytes."""
+    entry = entries_of(data_dir)[5]  # A's second `ok` of the second epoch
+    start = entry.index(A.encode())
+    offset = next(offset for offset in range(start + len("did:key:z6Mk"), start + len(A))
+                  if _decodes_as_another(entry[:offset] + bytes([entry[offset] ^ 1]) + entry[offset + 1:]))
+    damage(data_dir, 5, offset)
+    argv = ["audit", "export", "--dir", str(data_dir), "--agent", A, "--from", str(T0 + EPOCH), "--to",
+            str(T0 + 2 * EPOCH), "--out", str(tmp_path / "a.json")]
+    assert cli.main(argv) == 0
+    assert [item["index"] for item in json.loads((tmp_path / "a.json").read_text())["entries"]] == [4, 7]
+    err = capsys.readouterr().err
+    assert err.startswith("warning: audit.ledger: entry 5: its bytes do not hash to the leaf hash the ledger stores "
+                          "for it") and f"the export lacks an event of {A}" in err
+
+
+def _decodes_as_another(entry):
+    try:
+        return decode_salted_entry(entry)[1].agent != A
+    except InvalidEvent:
+        return False
