@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from node.commands.common import (
+    NO_ANSWER_CAUSES,
     CommandFailed,
     Subparsers,
     UsageError,
@@ -277,8 +279,9 @@ def _up(args: argparse.Namespace) -> int:
                 raise
             if not names:
                 raise
-            raise ClusterError(f"{failure}\nstopped the {counted(len(names), 'node')} it started ({', '.join(names)}); "
-                               f"`vouchnet testnet up --dir {args.dir}` starts them again") from None
+            stopped_said = (f"stopped the {counted(len(names), 'node')} it started ({', '.join(names)}); "
+                            f"`vouchnet testnet up --dir {args.dir}` starts them again")
+            raise ClusterError(f"{_failure(failure, args.dir)}\n{stopped_said}") from None
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     if not waiting:
@@ -451,8 +454,7 @@ def _run(args: argparse.Namespace) -> int:
         page = write_report(result, results, out)
     except (ClusterError, ClientError, OSError) as e:  # a node's API refusing a call, the disk full: all say it
         left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
-        failure = os_error_text(e) if isinstance(e, OSError) else str(e)
-        raise CommandFailed(f"{failure}\nno report written; {left}") from None
+        raise CommandFailed(f"{_failure(e, args.dir)}\nno report written; {left}") from None
     except KeyboardInterrupt:
         print(f"interrupted: no report written; {_left_unfinished(args.dir, fresh=fresh, keep=args.keep)}",
               file=sys.stderr)
@@ -473,6 +475,26 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)
+
+
+def _failure(error: Exception, directory: Path) -> str:
+    """What a failed `up` or `run` on the testnet in `directory` says of `error`: its text, each node's API address in
+    it followed by the node's name (the client knows only the address), and, for a node that did not answer in
+    time, its causes (NO_ANSWER_CAUSES), which a failure of a node command is followed by."""
+    from node.client import NodeUnreachable
+
+    from .state import StateError, load_state
+
+    text = os_error_text(error) if isinstance(error, OSError) else str(error)
+    try:
+        nodes = load_state(directory).nodes
+    except (StateError, OSError):  # (none made yet, or unreadable: the addresses stay unnamed)
+        nodes = ()
+    for entry in nodes:
+        text = re.sub(rf"{re.escape(entry.api_url)}(?!\d)", f"{entry.api_url} ({entry.name})", text)
+    if isinstance(error, NodeUnreachable) and error.timed_out:
+        text += f"\n{NO_ANSWER_CAUSES}"
+    return text
 
 
 def _make_out(out: Path | None) -> list[Path]:

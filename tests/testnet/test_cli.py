@@ -289,8 +289,8 @@ def test_a_run_that_fails_says_what_it_left(existing, tmp_path, capsys, monkeypa
 
 @pytest.mark.parametrize(("failure", "said"), [
     (NodeApiError(503, "unavailable", "the log is being repaired"), "the log is being repaired (503 unavailable)"),
-    (NodeUnreachable("n01 (http://127.0.0.1:3): no answer in 10 s", timed_out=True),
-     "n01 (http://127.0.0.1:3): no answer in 10 s"),
+    (NodeUnreachable("cannot reach the node at http://127.0.0.1:4: is `vouchnet run` running?"),
+     "cannot reach the node at http://127.0.0.1:4 (n01): is `vouchnet run` running?"),
     (OSError(errno.ENOSPC, "No space left on device", "nodes/n01/config.toml"),
      "nodes/n01/config.toml: No space left on device"),
 ])
@@ -307,6 +307,25 @@ def test_a_run_that_a_node_api_or_the_disk_fails_says_what_it_left(existing, cap
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
     assert capsys.readouterr().err.endswith(f"vouchnet testnet run: {said}\nno report written; `vouchnet testnet "
                                             f"status --dir {existing}` shows the testnet as it was left\n")
+
+
+def test_a_run_whose_node_did_not_answer_in_time_names_the_node_and_the_causes(existing, capsys, monkeypatch):
+    """As a node command does after a node that did not answer in time (a node starting, or one stopped or
+    overloaded). Before: `run` said only `the node at http://127.0.0.1:4 did not answer within 10.0 s`, leaving the
+    reader to find which node has that address in testnet.json, and nothing of why a node may not answer."""
+    from testnet import runner
+
+    def failing() -> None:
+        raise NodeUnreachable("the node at http://127.0.0.1:4 did not answer within 10.0 s", timed_out=True)
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=failing))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
+    assert capsys.readouterr().err.endswith(
+        "vouchnet testnet run: the node at http://127.0.0.1:4 (n01) did not answer within 10.0 s\n"
+        "  a node starting answers once its catch-up sync with its peers has ended, up to [p2p] startup_sync_seconds "
+        "after it began (its log says `node running` then); try again then\n"
+        "  a node running (its log said `node running`) that does not answer is stopped (SIGSTOP, a debugger) or "
+        f"overloaded\nno report written; `vouchnet testnet status --dir {existing}` shows the testnet as it was left\n")
 
 
 def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path, monkeypatch, capsys):
