@@ -472,6 +472,8 @@ def _run(args: argparse.Namespace) -> int:
                          flagged=result.setup.get("flagged_earlier", [])))
     if result.setup.get("missing"):
         print(_unready(result.setup, args.dir))
+    if result.unanswered:
+        print(_unanswered(result.unanswered, args.dir))
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)
@@ -549,6 +551,16 @@ def _unready(setup: dict, directory: Path) -> str:
     return (f"warning: traffic started {setup['propagation_seconds']} s into the setup with its records still missing "
             f"({lacking}), so the figures above are of a network that had not taken in the scenario's trust graph: "
             f"`vouchnet testnet status --dir {directory}` and the nodes' logs may say why")
+
+
+def _unanswered(unanswered: dict[str, str], directory: Path) -> str:
+    """The warning of a run some of whose nodes did not answer when asked for their views of the orgs at the end
+    (runner.Run._org_views), on the testnet in `directory`: `unanswered` maps each to its error."""
+    errors = "; ".join(f"{node}: {error}" for node, error in unanswered.items())
+    them = "it" if len(unanswered) == 1 else "them"
+    return (f"warning: {', '.join(unanswered)} gave no view of the orgs at the end ({errors}): the figures read from "
+            f"those views (an equivocator counted, a thief's key weighed, the org groups' weight) leave {them} out, "
+            f"and a verdict that needs {them} has none; `vouchnet testnet status --dir {directory}` shows the nodes")
 
 
 def _left_unfinished(directory: Path, *, fresh: bool, keep: bool) -> str:

@@ -63,6 +63,7 @@ class RunResult:
     traffic: TrafficStats
     setup: dict[str, Any] = field(default_factory=dict)
     watch_errors: int = 0
+    unanswered: dict[str, str] = field(default_factory=dict)  # node -> its error, asked for its views at the end
 
 
 class Run:
@@ -84,6 +85,7 @@ class Run:
         self.agents = {a.name: Agent(a, behaviour_model(a.group.behaviour, scenario.traffic.round_seconds))
                        for a in self.plan.agents}
         self.setup: dict[str, Any] = {}
+        self.unanswered: dict[str, str] = {}  # nodes that did not answer at the end: their views are left out
 
     @property
     def dids(self) -> dict[str, str]:
@@ -139,6 +141,7 @@ class Run:
             status=status,
             latency_buckets={n: _difference(after.get(n, []), before.get(n, [])) for n in after},
             traffic=traffic.stats, setup=self.setup, watch_errors=records.errors + scores.errors,
+            unanswered=dict(self.unanswered),
         )
 
     # --- setup ------------------------------------------------------------------------------------------------
@@ -434,23 +437,33 @@ class Run:
         return {n for n in self.cluster.names if keys.intersection(self.cluster.entry(n).keys)}
 
     def _org_views(self) -> dict[str, list[dict[str, Any]]]:
+        """Each running node's view of the orgs (GET /v1/orgs); one that does not answer (stopped, overloaded, gone)
+        is left out and named in `unanswered`, so that the run's report is written all the same, without its view."""
         orgs = {}
         for node in sorted(self.up):
-            with self.cluster.client(node) as client:
-                orgs[node] = list(client.iter_orgs())
+            try:
+                with self.cluster.client(node) as client:
+                    orgs[node] = list(client.iter_orgs())
+            except ClientError as e:
+                self.unanswered[node] = str(e)
         return orgs
 
     def _key_views(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Each running node's answer to GET /v1/orgs/{did} for every key a rotation made, every key a theft touched
         and every equivocator's: which org it counts the key as (its first key), whether that org is flagged, what
-        its word weighs."""
+        its word weighs. A node that does not answer is left out, as in _org_views (one that did not answer there is
+        not asked again)."""
         dids = [event[k] for event in self.timeline.events for k in _KEYS_VIEWED.get(event["kind"], ())]
         views: dict[str, dict[str, dict[str, Any]]] = {did: {} for did in dids}
-        for node in sorted(self.up):
-            with self.cluster.client(node) as client:
-                for did in dids:
-                    org = client.org(did)
-                    views[did][node] = {k: org[k] for k in ("org", "equivocator", "weight", "voucher_weight")}
+        for node in sorted(self.up - self.unanswered.keys()):
+            try:
+                with self.cluster.client(node) as client:
+                    answers = {did: client.org(did) for did in dids}
+            except ClientError as e:
+                self.unanswered[node] = str(e)
+                continue
+            for did, org in answers.items():
+                views[did][node] = {k: org[k] for k in ("org", "equivocator", "weight", "voucher_weight")}
         return views
 
     def _latency_histograms(self) -> dict[str, list[tuple[float, float]]]:

@@ -470,14 +470,16 @@ NO_ATTACK = {"scenario": {"name": "baseline", "seed": 1, "nodes": 2}, "agents": 
              "measurements": {"confusion": {"observers": ["n00", "n01"]}, "attacks": []}}
 
 
-def _finished_run(monkeypatch, results: dict, setup: dict | None = None) -> list[dict]:
-    """`run` with its scenario's run, measurements and report faked: the run ends with `setup`, its results are
-    `results`, and its summary is the line "the summary"; returns the results each report is written with."""
+def _finished_run(monkeypatch, results: dict, setup: dict | None = None,
+                  unanswered: dict[str, str] | None = None) -> list[dict]:
+    """`run` with its scenario's run, measurements and report faked: the run ends with `setup` and the nodes that did
+    not answer at the end (`unanswered`), its results are `results`, and its summary is the line "the summary";
+    returns the results each report is written with."""
     from testnet import cli, measure, report, runner
 
     written: list[dict] = []
     monkeypatch.setattr(runner, "Run", lambda cluster, scenario, **options: SimpleNamespace(
-        execute=lambda: SimpleNamespace(setup=setup or {})))
+        execute=lambda: SimpleNamespace(setup=setup or {}, unanswered=unanswered or {})))
     monkeypatch.setattr(measure, "measure", lambda result: {})
     monkeypatch.setattr(report, "results_json", lambda *args: results)
     monkeypatch.setattr(report, "write_report", lambda run, results, out: written.append(results) or out / "r.html")
@@ -595,6 +597,18 @@ def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_
     assert ("warning: traffic started 30.2 s into the setup with its records still missing (n00 1 record, n02 4 "
             "records), so the figures above") in out
     assert f"trust graph: `vouchnet testnet status --dir {existing}` and the nodes' logs may say why" in out
+
+
+def test_a_run_whose_node_gave_no_view_at_the_end_says_so_with_its_report(existing, capsys, monkeypatch):
+    """A node that did not answer at the end (runner.Run._org_views) no longer fails the run: the report is written
+    without its view, and the summary names it and what that leaves out."""
+    _finished_run(monkeypatch, NO_ATTACK, unanswered={"n01": "the node at http://127.0.0.1:4 did not answer within "
+                                                               "10.0 s"})
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert ("warning: n01 gave no view of the orgs at the end (n01: the node at http://127.0.0.1:4 did not answer "
+            "within 10.0 s): the figures read from those views (an equivocator counted, a thief's key weighed, the "
+            "org groups' weight) leave it out, and a verdict that needs it has none; `vouchnet testnet status --dir "
+            f"{existing}` shows the nodes") in capsys.readouterr().out
 
 
 def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):

@@ -599,3 +599,43 @@ def test_a_restart_inside_a_partition_says_when_the_api_answered_not_when_the_no
     answered = faults.restart(testnet, "n00", Partition(side=("n00",), rest=("n01", "n02")), lambda line: None)
     assert (answered, clock.now) == (1000.0, 1002.0)
     assert testnet.blocked()["n00"] != []
+
+
+class _Silent(_NodeClient):
+    """A node that does not answer: its views of the orgs time out."""
+
+    def iter_orgs(self) -> Iterator[dict]:
+        raise NodeUnreachable("the node at http://127.0.0.1:4 did not answer within 10.0 s", timed_out=True)
+
+    org = iter_orgs
+
+
+class _Answering(_NodeClient):
+    def iter_orgs(self) -> Iterator[dict]:
+        return iter([{"org": "did:n00", "own": False}])
+
+    def org(self, did: str) -> dict:
+        return {"org": did, "equivocator": True, "weight": 0.0, "voucher_weight": 0.0, "own": False}
+
+
+def test_a_node_that_does_not_answer_at_the_end_is_left_out_of_the_views_and_named():
+    """Before: the first node that did not answer for its view of the orgs (stopped, overloaded, exited without the
+    scenario stopping it) failed the whole run after its traffic and settling, its report lost; now the run's figures
+    leave that node out (a verdict that needs its view has none) and the node is named with its error; it is not
+    asked again for the keys' views, each ask costing a timeout."""
+    testnet = _Testnet()
+    asked: list[str] = []
+
+    def client(node: str, *, timeout: float = 10.0) -> _NodeClient:
+        asked.append(node)
+        return (_Silent if node == "n01" else _Answering)(testnet.nodes[node])
+
+    testnet.client = client  # type: ignore[method-assign]
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run.up = frozenset(testnet.names)
+    run.timeline.add("equivocation", offender="did:n02")
+    assert sorted(run._org_views()) == ["n00", "n02"]
+    assert run._key_views() == {"did:n02": {n: {"org": "did:n02", "equivocator": True, "weight": 0.0,
+                                                "voucher_weight": 0.0} for n in ("n00", "n02")}}
+    assert run.unanswered == {"n01": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}
+    assert asked == ["n00", "n01", "n02", "n00", "n02"]
