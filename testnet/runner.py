@@ -8,6 +8,7 @@ the run names orgs by did (the state file, roots, vouches, partitions, measureme
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,9 +300,12 @@ class Run:
             step = PROGRESS_SECONDS * (now // PROGRESS_SECONDS + 1)  # the next multiple
             time.sleep(min(until, step) - now)
             if step <= until:
+                skipped = (f", {stats.batches_skipped} not sent, their node still answering the one before"
+                           f"{_by_node(stats.skipped_at)}" if stats.batches_skipped else "")
                 self.say(f"t={time.time() - t0:5.1f} s  traffic (of {self.scenario.duration:g} s): "
                          f"{counted(stats.events_accepted, 'event')} reported, {stats.events_rejected} refused, "
-                         f"{counted(stats.batches_failed, 'batch', 'batches')} unanswered")
+                         f"{counted(stats.batches_failed, 'batch', 'batches')} unanswered"
+                         f"{_by_node(stats.failed_at)}{skipped}")
 
     def _equivocate(self, index: int) -> None:
         attack = self.scenario.attacks[index]
@@ -498,6 +502,11 @@ class Run:
             self.up = self.up | set(down)
         if unhealed is not None and not failing:
             raise unhealed
+
+
+def _by_node(counts: Counter[str]) -> str:
+    """` (n01 3, n03 1)`: how many of a count each node had, after the count; nothing when none had any."""
+    return f" ({', '.join(f'{node} {n}' for node, n in sorted(counts.items()))})" if counts else ""
 
 
 def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, str]:

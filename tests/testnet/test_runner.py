@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -191,6 +192,20 @@ def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
     assert clock.now == 1025.0
     assert said == [f"t= {t:.1f} s  traffic (of 28 s): 40 events reported, 1 refused, 2 batches unanswered"
                     for t in (10, 20)]
+
+
+def test_the_traffic_s_progress_names_the_nodes_that_did_not_answer_or_were_skipped(monkeypatch):
+    """Before: `2 batches unanswered` alone, which node's a guess from the nodes' logs."""
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    said: list[str] = []
+    run = Run(_Testnet(), load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    stats = runner.TrafficStats(events_accepted=40, batches_failed=3, failed_at=Counter(n03=1, n01=2),
+                                batches_skipped=9, skipped_at=Counter(n01=9))
+    run._traffic_until(1000.0, 10.0, stats)
+    assert said == ["t= 10.0 s  traffic (of 28 s): 40 events reported, 0 refused, 3 batches unanswered (n01 2, n03 1), "
+                    "9 not sent, their node still answering the one before (n01 9)"]
 
 
 _PARTITION = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
