@@ -599,8 +599,10 @@ def _print_summary(m: dict) -> None:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
         if a["type"] == "equivocation":
+            silent = a["of_others"] - len([n for n in a["weight_at"] if n != a["node"]])
             print(f"equivocation by {a['node']}: {_evidence(a, ' its two records were offered')}; "
-                  f"{len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator")
+                  f"{len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator"
+                  + (f" ({silent} gave no view at the end)" if silent else ""))
         elif a["type"] in ("praise", "slander"):
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
                   + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "
@@ -611,8 +613,11 @@ def _print_summary(m: dict) -> None:
                 f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"
                 for name, v in a["agents"].items()))
         elif a["type"] == "key-theft":
+            silent = a["of"] - len(a["thief_key"])
             print(f"key theft from {a['victim']}: {_evidence(a, ' the thief offered its records')}; the thief's key "
-                  f"counts for nothing: {a['thief_counts_for_nothing']}")
+                  f"counts for nothing: {a['thief_counts_for_nothing']}"
+                  + (f" (at the {counted(len(a['thief_key']), 'node')} that gave a view at the end, of {a['of']})"
+                     if silent else ""))
     print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
           f"by their witnesses: {witnessed_summary(cps)}")
     for row in m["confusion"]["rows"]:

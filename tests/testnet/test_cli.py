@@ -136,15 +136,35 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
-                                 **evidence},
+                                 "weight_at": {"n00": 0.5, "n01": 0.0, "n02": 1.0}, **evidence},
                                 {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
-                                 **evidence, "flagged_before": True}]})
+                                 "thief_key": dict.fromkeys(("n00", "n01", "n02"), {}), **evidence,
+                                 "flagged_before": True}]})
     out = capsys.readouterr().out.splitlines()
     # (it ended "the last 0.4 s after;", after nothing)
     assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after its two records "
                       "were offered; 1 of the 2 others count it an equivocator")
     assert out[1] == ("key theft from n01: 3 of 3 nodes held the evidence, the last 0.4 s after the thief offered its "
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
+
+
+def test_the_summary_counts_apart_the_nodes_that_gave_no_view_at_the_end(capsys):
+    """Before: `3 of the 4 others count it an equivocator` where the fourth had not answered, which read as a node
+    that did not count it one, and a thief's key `counts for nothing: True` over the nodes that answered alone."""
+    from testnet.cli import _print_summary
+
+    evidence = {"nodes_flagging": 4, "of": 4, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
+                    "attacks": [{"type": "equivocation", "node": "n03", "distrusted_by": ["n00", "n02"],
+                                 "of_others": 3, "weight_at": {"n00": 0.0, "n02": 0.0, "n03": 1.0}, **evidence},
+                                {"type": "key-theft", "victim": "n02", "thief_counts_for_nothing": True,
+                                 "thief_key": dict.fromkeys(("n00", "n02", "n03"), {}), **evidence}]})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("; 2 of the 3 others count it an equivocator (1 gave no view at the end)")
+    assert out[1].endswith("the thief's key counts for nothing: True (at the 3 nodes that gave a view at the end, "
+                           "of 4)")
 
 
 def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
