@@ -41,6 +41,7 @@ NO_VERDICT = 4  # ... when none succeeded but a rule lacked a figure it needs
 DEFAULT_SEED = 1  # a new testnet's, `up` or `run` making it without --seed
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
+RUN_ERROR_FILE = "run-error.txt"  # where `run` keeps the traceback of an error it does not expect (a bug)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -459,6 +460,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"interrupted: no report written; {_left_unfinished(args.dir, fresh=fresh, keep=args.keep)}",
               file=sys.stderr)
         raise
+    except UsageError:  # (asked wrong: a testnet of another size, a scenario that does not fit it)
+        raise
+    except Exception as e:  # a bug: said with what the run left, its traceback kept for the bug report
+        left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
+        raise CommandFailed(f"failed on an error it does not expect, a bug: {type(e).__name__}: {e}; "
+                            f"{_kept_traceback(e, args.dir)}\nno report written; {left}") from None
     finally:
         if page is None:
             unmake(out_made)
@@ -497,6 +504,21 @@ def _failure(error: Exception, directory: Path) -> str:
     if isinstance(error, NodeUnreachable) and error.timed_out:
         text += f"\n{NO_ANSWER_CAUSES}"
     return text
+
+
+def _kept_traceback(error: Exception, directory: Path) -> str:
+    """Write `error`'s traceback to RUN_ERROR_FILE in the testnet's `directory` (printed to stderr where it cannot
+    be) and say where it is."""
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    path = directory / RUN_ERROR_FILE
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        print(text, file=sys.stderr, end="")
+        return "its traceback is above"
+    return f"its traceback is in {path}, for a bug report"
 
 
 def _make_out(out: Path | None) -> list[Path]:

@@ -348,6 +348,29 @@ def test_a_run_whose_node_did_not_answer_in_time_names_the_node_and_the_causes(e
         f"overloaded\nno report written; `vouchnet testnet status --dir {existing}` shows the testnet as it was left\n")
 
 
+def test_a_run_that_an_error_it_does_not_expect_ends_says_so_and_what_it_left_and_keeps_the_traceback(
+        existing, capsys, monkeypatch):
+    """Before: any error but a node's, the API's or the file system's (a bug in the run, its measurements or its
+    report) ended the run in a Python traceback alone, nothing saying that no report was written or what became of
+    the testnet."""
+    from testnet import runner
+
+    def failing() -> None:
+        raise ValueError("bad math in the propagation figures")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=failing))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.endswith(
+        "vouchnet testnet run: failed on an error it does not expect, a bug: ValueError: bad math in the propagation "
+        f"figures; its traceback is in {existing / 'run-error.txt'}, for a bug report\nno report written; `vouchnet "
+        f"testnet status --dir {existing}` shows the testnet as it was left\n")
+    kept = (existing / "run-error.txt").read_text()
+    assert kept.startswith("Traceback") and "in failing" in kept and kept.endswith(
+        "ValueError: bad math in the propagation figures\n")
+
+
 def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path, monkeypatch, capsys):
     """They were left running, unsaid: a failed `up` leaves what a Ctrl-C leaves, and the next `up` starts them all."""
     directory = tmp_path / "testnet"
