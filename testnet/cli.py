@@ -626,9 +626,11 @@ def _print_summary(m: dict) -> None:
                   f"{len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator"
                   + (f" ({silent} gave no view at the end)" if silent else ""))
         elif a["type"] in ("praise", "slander"):
+            sought, hits = (("trusted or better", a["trusted_or_better"]) if a["type"] == "praise" else
+                            ("untrusted", a["untrusted"]))
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
-                  + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "
-                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them")
+                  + (f"a mean final score of {a['mean_final_score']}, {sought} in {hits} of "
+                     f"{counted(a['views'], 'view')}" if a["views"] else "no score of them")
                   + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}")
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(

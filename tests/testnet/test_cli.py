@@ -193,15 +193,17 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
-                                 "trusted_or_better": 5, "views": 8, "attackers_mean_final_score": 41.0},
+                                 "trusted_or_better": 5, "untrusted": 1, "views": 8,
+                                 "attackers_mean_final_score": 41.0},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
                                  "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None},
                                 {"type": "whitewash",
                                  "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
                                             "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
     out = capsys.readouterr().out.splitlines()
-    assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
-                       "in 5 of 8 views; at the attackers' own nodes 41.0",
+    # (a slander's line gave how many views were trusted or better, which its verdict does not ask)
+    assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, untrusted in 1 of 8 "
+                       "views; at the attackers' own nodes 41.0",
                        "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own "
                        "nodes -",
                        "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
@@ -544,7 +546,7 @@ def test_a_run_ends_its_summary_with_a_verdict_per_attack_and_exits_by_them(exis
     assert main(["testnet", "run", "sybil-collusion", "--dir", str(existing)]) == status
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "the summary" and out[2].startswith("report: ")
-    assert out[1].startswith(f"verdict: praise of bad by sybils: {outcome} — its 1 target ended at most ")
+    assert out[1].startswith(f"verdict: praise of bad by sybils: {outcome} — its 1 target's highest final score ")
     assert out[1].endswith("; the attack succeeds if any target ends trusted or better at an honest node")
     assert [v["line"] for v in written[0]["verdicts"]] == [out[1]]  # results.json and report.html say the same
 

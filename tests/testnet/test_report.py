@@ -39,8 +39,8 @@ def test_the_page_opens_with_the_verdict_on_each_attack_its_figures_and_its_rule
     results["verdicts"] = [v.as_json() for v in judge(results)]
     page = report._html(results, {})
     assert page.index("<h2>Verdicts</h2>") < page.index("<h2>Summary</h2>")
-    assert ("<tr><td>praise of bad by quiet</td><td>succeeded</td><td>its 1 target ended at most trusted (612) at "
-            "the 2 honest nodes, trusted or better in 1 of 2 views</td>") in page  # n02, the praising org, aside
+    assert ("<tr><td>praise of bad by quiet</td><td>succeeded</td><td>its 1 target&#x27;s highest final score at the "
+            "2 honest nodes was trusted (612), trusted or better in 1 of 2 views</td>") in page  # (n02 praised it)
     assert "<td>the attack succeeds if any target ends trusted or better at an honest node</td></tr>" in page
     results["verdicts"] = []
     assert "<h2>Verdicts</h2><p>No attack ran in this scenario.</p>" in report._html(results, {})
