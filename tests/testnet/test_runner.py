@@ -353,6 +353,26 @@ def test_on_a_testnet_reused_an_attack_on_an_org_an_earlier_run_flagged_is_refus
             "--dir, starts without)") in said
 
 
+@pytest.mark.parametrize(("scenario", "offender", "refusal"), [
+    ("whitewash", "did:n04", r"attacks\[0\]\.agents: the whitewash is of agents whitewashers operated by the org of "
+                             r"n04, which"),
+    ("slander", "did:n03", r"attacks\[0\]\.orgs: the slander is by the org of n03, which"),
+])
+def test_on_a_testnet_reused_an_attack_by_an_org_an_earlier_run_flagged_is_refused(monkeypatch, scenario, offender,
+                                                                                   refusal):
+    """Before: the whitewash scenario, its shady operator flagged by an earlier run's equivocation, was run and its
+    verdict said `contained`: the operator's vouches for the fresh identities counted for nothing by the earlier run's
+    doing, as a slanderer's reports did, which the setup said but the verdict did not."""
+    path = Path(runner.__file__).with_name("scenarios") / f"{scenario}.toml"
+    testnet = _Testnet(5)
+    testnet.nodes["n00"].offenders = [offender]
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:\d+: {refusal} an earlier run on this testnet "
+                       r"flagged as an equivocator: .* run it on a fresh testnet \(another --dir\), or select agents "
+                       r"and orgs no run flagged$"):
+        run.execute()
+
+
 def test_on_a_testnet_reused_a_refused_run_leaves_it_as_it_was(tmp_path, monkeypatch):
     """Every check comes before any change: n01, down, is started to be asked and stopped again; no config is
     written, no node restarted, no block list lifted. Before: the roots and settings were written into every
