@@ -198,10 +198,22 @@ def _dir_option(parser: argparse.ArgumentParser) -> None:
 
 def _testnet_dir(text: str) -> Path:
     """argparse type of --dir (and of its default, from the environment): refuses a path where something other than a
-    directory is, which the commands reported as 'File exists' or '.../testnet.json: Not a directory'."""
+    directory is, which the commands reported as 'File exists' or '.../testnet.json: Not a directory', and a node's
+    data directory (one holding config.toml, a testnet's node's or another), which `status` said held no testnet,
+    to start one there with `up`: `up` made one inside it."""
+    from node.config import CONFIG_FILE
+
+    from .state import STATE_FILE
+
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is not a directory (a testnet's is, or is made there)")
+    if (path / CONFIG_FILE).is_file() and not (path / STATE_FILE).exists():
+        testnet = path.parent.parent  # (a testnet's node's: DIR/nodes/nXX)
+        its = (f"the testnet's is {testnet}, two levels up" if (testnet / STATE_FILE).is_file() else
+               "give a testnet's directory, or one for a new testnet")
+        raise argparse.ArgumentTypeError(f"{text} is a node's data directory (it holds {CONFIG_FILE}), not a "
+                                         f"testnet's: {its}")
     return path
 
 

@@ -497,6 +497,20 @@ def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path,
 
 
 @pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["logs", "n00"], ["run", "baseline"]])
+def test_a_node_s_data_directory_given_as_the_testnet_s_is_refused_naming_the_testnet_s(existing, capsys, command):
+    """Before: `status --dir DIR/nodes/n00` said `no testnet here; start one with vouchnet testnet up --dir
+    DIR/nodes/n00`, and `up` did so, making a testnet inside the node's data directory."""
+    node = existing / "nodes" / "n00"
+    node.mkdir(parents=True)
+    (node / "config.toml").write_text("format = 1\n")
+    assert main(["testnet", *command, "--dir", str(node)]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"vouchnet testnet {command[0]}: error: argument --dir: {node} is a node's data directory (it holds "
+        f"config.toml), not a testnet's: the testnet's is {existing}, two levels up\n")
+    assert sorted(p.name for p in node.iterdir()) == ["config.toml"]
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["logs", "n00"], ["run", "baseline"]])
 @pytest.mark.parametrize("given", ["option", "environment"])
 def test_a_testnet_directory_that_is_a_file_is_refused_as_one(tmp_path, capsys, monkeypatch, command, given):
     """Before: `up`, `run` and `down` said 'DIR: File exists', `status` and `logs` 'DIR/testnet.json: Not a
