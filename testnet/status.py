@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
-from node.client import ClientError
+from node.client import ClientError, NodeUnreachable
 from node.commands.common import aligned
 from node.keys import KeyFileError
 from vouching import public_key_from_did
@@ -21,6 +21,12 @@ from .state import NodeEntry
 
 if TYPE_CHECKING:
     from .plan import Plan
+
+
+# Said after a running node's answer that did not come in time: why (as node.commands.common.NO_ANSWER_CAUSES, on one
+# line), and what shows which it is.
+_NO_ANSWER = (": it is starting (it answers once its catch-up sync with its peers has ended, its log then saying `node "
+              "running`), or it is stopped (SIGSTOP, a debugger) or overloaded")
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,8 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
             samples = prometheus.parse(client.metrics())
             blocked = client.blocked_peers()
     except ClientError as e:
-        return NodeStatus(**{**base.__dict__, "error": str(e)})
+        error = str(e) + (_NO_ANSWER if isinstance(e, NodeUnreachable) and e.timed_out else "")
+        return NodeStatus(**{**base.__dict__, "error": error})
     try:
         checkpoint = None if note is None else checkpoint_of(note, entry, cluster.state.network, others)
     except NoteError as e:
