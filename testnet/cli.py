@@ -493,6 +493,10 @@ def _run(args: argparse.Namespace) -> int:
         print(_unready(result.setup, args.dir))
     if result.unanswered:
         print(_unanswered(result.unanswered, args.dir))
+    if result.watch_errors:
+        print(f"warning: {counted(result.watch_errors, 'ask')} of the nodes for their records and scores failed while "
+              f"the run watched them (the latest, {result.last_watch_error}): the figures above lack what those would "
+              "have given; the nodes' logs may say why")
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)

@@ -49,23 +49,26 @@ class _Watch(Worker):
         self.is_up = is_up
         self.interval = interval
         self.errors = 0
+        self.last_error: str | None = None  # "node: the error" of the latest ask that failed
         self.lock = threading.Lock()
         self._jitter = random.Random()
 
     def sample_all(self) -> None:
         """One round over every running node, in parallel; returns when all have answered (or failed)."""
         nodes = [n for n in self.cluster.names if self.is_up(n)]
-        for outcome in self.pool.map(self._guarded, nodes):
-            if not outcome:
+        for failure in self.pool.map(self._guarded, nodes):
+            if failure is not None:
                 with self.lock:
                     self.errors += 1
+                    self.last_error = failure
 
-    def _guarded(self, node: str) -> bool:
+    def _guarded(self, node: str) -> str | None:
+        """`sample` of the node; what failed it, if anything ("node: the error")."""
         try:
             self.sample(node, self.client(node))
-        except ClientError:
-            return False
-        return True
+        except ClientError as e:
+            return f"{node}: {e}"
+        return None
 
     @abstractmethod
     def sample(self, node: str, client: NodeClient) -> None:

@@ -42,6 +42,7 @@ def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str
         "final_scores": [{"node": node, "agent": agent, "score": score, "tier": tier}
                          for (node, agent), (score, tier) in sorted(final_scores(run).items())],
         "watch_errors": run.watch_errors,
+        "last_watch_error": run.last_watch_error,
         "unanswered": run.unanswered,
     }
 

@@ -64,6 +64,7 @@ class RunResult:
     traffic: TrafficStats
     setup: dict[str, Any] = field(default_factory=dict)
     watch_errors: int = 0
+    last_watch_error: str | None = None  # "node: the error" of the watchers' latest failed ask
     unanswered: dict[str, str] = field(default_factory=dict)  # node -> its error, asked for its views at the end
 
 
@@ -142,6 +143,7 @@ class Run:
             status=status,
             latency_buckets={n: _difference(after.get(n, []), before.get(n, [])) for n in after},
             traffic=traffic.stats, setup=self.setup, watch_errors=records.errors + scores.errors,
+            last_watch_error=scores.last_error or records.last_error,
             unanswered=dict(self.unanswered),
         )
 

@@ -530,7 +530,8 @@ NO_ATTACK = {"scenario": {"name": "baseline", "seed": 1, "nodes": 2}, "agents": 
 
 
 def _finished_run(monkeypatch, results: dict, setup: dict | None = None,
-                  unanswered: dict[str, str] | None = None) -> list[dict]:
+                  unanswered: dict[str, str] | None = None, watch_errors: tuple[int, str | None] = (0, None)
+                  ) -> list[dict]:
     """`run` with its scenario's run, measurements and report faked: the run ends with `setup` and the nodes that did
     not answer at the end (`unanswered`), its results are `results`, and its summary is the line "the summary";
     returns the results each report is written with."""
@@ -538,7 +539,8 @@ def _finished_run(monkeypatch, results: dict, setup: dict | None = None,
 
     written: list[dict] = []
     monkeypatch.setattr(runner, "Run", lambda cluster, scenario, **options: SimpleNamespace(
-        execute=lambda: SimpleNamespace(setup=setup or {}, unanswered=unanswered or {})))
+        execute=lambda: SimpleNamespace(setup=setup or {}, unanswered=unanswered or {}, watch_errors=watch_errors[0],
+                                        last_watch_error=watch_errors[1])))
     monkeypatch.setattr(measure, "measure", lambda result: {})
     monkeypatch.setattr(report, "results_json", lambda *args: results)
     monkeypatch.setattr(report, "write_report", lambda run, results, out: written.append(results) or out / "r.html")
@@ -668,6 +670,16 @@ def test_a_run_whose_node_gave_no_view_at_the_end_says_so_with_its_report(existi
             "within 10.0 s): the figures read from those views (an equivocator counted, a thief's key weighed, the "
             "org groups' weight) leave it out, and a verdict that needs it has none; `vouchnet testnet status --dir "
             f"{existing}` shows the nodes") in capsys.readouterr().out
+
+
+def test_a_run_whose_watchers_asks_failed_says_how_many_and_the_latest(existing, capsys, monkeypatch):
+    """Before: every score ask answered 500 (a node's scoring failing) and the summary said only `no honest node
+    scored its targets`, the count of failed asks in results.json alone and no error anywhere but the nodes' logs."""
+    _finished_run(monkeypatch, NO_ATTACK, watch_errors=(133, "n00: the API failed (500 internal)"))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert ("warning: 133 asks of the nodes for their records and scores failed while the run watched them (the "
+            "latest, n00: the API failed (500 internal)): the figures above lack what those would have given; the "
+            "nodes' logs may say why") in capsys.readouterr().out
 
 
 def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
