@@ -115,7 +115,8 @@ def _compared(behaviour: str | None, praise: bool, results: dict[str, Any], base
     if baseline is not None:
         extreme = _extreme(baseline.results, behaviour, praise)
         if extreme is not None:
-            return (f"in the baseline run of the same seed and size ({baseline.path.name}) the "
+            aside = _traffic_aside(baseline, results)
+            return (f"in the baseline run of the same seed and size ({baseline.path.name}{aside}) the "
                     f"{_extreme_said(praise)} of its {behaviour} agents was {_score(extreme)}")
     extreme = _extreme(results, behaviour, praise)
     if extreme is not None:
@@ -125,6 +126,13 @@ def _compared(behaviour: str | None, praise: bool, results: dict[str, Any], base
     return (f"nothing to compare with: no baseline run of seed {scenario['seed']} on "
             f"{counted(scenario['nodes'], 'node')} in the testnet's reports, nor {behaviour} agents no attack touched "
             "in this run")
+
+
+def _traffic_aside(baseline: Baseline, results: dict[str, Any]) -> str:
+    """`; its traffic 30 s, this run's 45 s` where the baseline run's traffic lasted otherwise than this run's (scores
+    grow with the evidence of each round), else nothing."""
+    theirs, ours = baseline.results["scenario"].get("duration"), results["scenario"].get("duration")
+    return f"; its traffic {theirs:g} s, this run's {ours:g} s" if None not in (theirs, ours) and theirs != ours else ""
 
 
 def _extreme_said(praise: bool) -> str:

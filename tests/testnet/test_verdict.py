@@ -95,6 +95,21 @@ def test_praise_is_compared_with_the_same_figure_in_a_baseline_run_when_there_is
                                 "highest of its malicious agents was untrusted (130)")
 
 
+def test_a_baseline_run_whose_traffic_lasted_otherwise_is_said_to_have(tmp_path):
+    """Before: a 30 s baseline stood beside a 45 s slander unsaid, though scores grow with the evidence of each
+    round."""
+    baseline = results(final_scores=[("n00", "good-0", 433, "provisional")], name="baseline")
+    baseline["scenario"]["duration"] = 30.0
+    ran = results(slander({"score": 149, "tier": "untrusted"}, 1))
+    ran["scenario"]["duration"] = 45.0
+    (verdict,) = judge(ran, Baseline(tmp_path / "baseline-20261129-210254", baseline))
+    assert verdict.compared == ("in the baseline run of the same seed and size (baseline-20261129-210254; its traffic "
+                                "30 s, this run's 45 s) the lowest of its honest agents was provisional (433)")
+    ran["scenario"]["duration"] = 30.0
+    (verdict,) = judge(ran, Baseline(tmp_path / "baseline-20261129-210254", baseline))
+    assert "(baseline-20261129-210254) the lowest" in verdict.compared
+
+
 def write(reports, name, content, mtime):
     path = reports / name / "results.json"
     path.parent.mkdir(parents=True)
