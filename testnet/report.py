@@ -190,6 +190,23 @@ def _traffic_seconds(results: dict[str, Any]) -> str:
     return f"{asked:g} s, run for {ran:g} s: a step ran past its end"
 
 
+def _shortfalls(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's rows of what the run asked of the nodes and did not get, where there is any (as `run`'s summary
+    says it): batches of events unanswered or not sent, by node; nodes that gave no view of the orgs at the end; the
+    watchers' failed asks, with the latest."""
+    traffic, rows = results["traffic"], []
+    for key, what in (("failed_at", "event batches unanswered"), ("skipped_at", "event batches not sent, their node "
+                                                                               "still answering the one before")):
+        if by_node := traffic.get(key):
+            rows.append((what, ", ".join(f"{node} {n}" for node, n in sorted(by_node.items()))))
+    if unanswered := results.get("unanswered"):
+        rows.append(("gave no view of the orgs at the end", "; ".join(f"{n}: {e}" for n, e in unanswered.items())))
+    if results.get("watch_errors"):
+        rows.append(("asks for records and scores that failed",
+                     f"{results['watch_errors']} (the latest, {results.get('last_watch_error')})"))
+    return rows
+
+
 def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
     scenario = results["scenario"]
     m = results["measurements"]
@@ -197,6 +214,7 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
     summary = [
         ("nodes", scenario["nodes"]), ("duration", _traffic_seconds(results)), ("seed", scenario["seed"]),
         ("events reported", results["traffic"]["events_accepted"]),
+        *_shortfalls(results),
         ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
         ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),
         ("record sets converged", f"{conv['converged']} ({counted(conv['records'], 'record')})"),

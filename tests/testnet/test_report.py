@@ -94,3 +94,23 @@ def test_the_scores_plot_says_no_node_scored_an_agent_group_it_has_no_line_for(m
     good, bad = figures[-1].axes
     assert [t.get_text() for t in good.texts] == ["no node scored these agents"] and good.get_legend() is None
     assert list(bad.texts) == [] and bad.get_legend() is not None
+
+
+def test_the_page_s_summary_names_what_the_run_asked_of_the_nodes_and_did_not_get():
+    """As `run`'s summary does. Before: the page said nothing of batches unanswered, of a node that gave no view at
+    the end, or of the watchers' failed asks, so a page of a run a stopped node marred read as a clean run's."""
+    ran = praised([("n00", 40, "untrusted"), ("n01", 612, "trusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = []
+    assert "unanswered" not in report._html(results, {})  # nothing missing: no such rows
+    results["traffic"].update(failed_at={"n02": 1}, skipped_at={"n02": 9})
+    results.update(unanswered={"n02": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}, watch_errors=2,
+                   last_watch_error="n02: the node at http://127.0.0.1:4 did not answer within 5.0 s")
+    page = report._html(results, {})
+    for row in ("<tr><td>event batches unanswered</td><td>n02 1</td></tr>",
+                "<tr><td>event batches not sent, their node still answering the one before</td><td>n02 9</td></tr>",
+                "<tr><td>gave no view of the orgs at the end</td><td>n02: the node at http://127.0.0.1:4 did not answer "
+                "within 10.0 s</td></tr>",
+                "<tr><td>asks for records and scores that failed</td><td>2 (the latest, n02: the node at "
+                "http://127.0.0.1:4 did not answer within 5.0 s)</td></tr>"):
+        assert row in page
