@@ -12,7 +12,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from node.client import ClientError, NodeClient
+from node.client import ClientError, NodeApiError, NodeClient
 
 from .cluster import Cluster
 from .workers import Worker
@@ -138,14 +138,25 @@ class ScoreWatch(_Watch):
         self.samples: list[ScoreSample] = []
 
     def sample(self, node: str, client: NodeClient) -> None:
-        found = []
-        for agent, dids in self.identities().items():
-            for did in dids:
-                answer = client.score(did)
-                found.append(ScoreSample(time.time(), node, agent, did, answer["score"], answer["tier"],
-                                         answer["confidence"]))
-        with self.lock:
-            self.samples += found
+        """Every identity's score at `node`; one the node refuses (an error of its own) leaves the others asked and
+        kept, the refusal raised once they are; a node that does not answer ends the round at once, keeping those
+        answered before."""
+        found, refused = [], None
+        try:
+            for agent, dids in self.identities().items():
+                for did in dids:
+                    try:
+                        answer = client.score(did)
+                    except NodeApiError as e:
+                        refused = refused or e
+                        continue
+                    found.append(ScoreSample(time.time(), node, agent, did, answer["score"], answer["tier"],
+                                             answer["confidence"]))
+        finally:
+            with self.lock:
+                self.samples += found
+        if refused is not None:
+            raise refused
 
 
 @dataclass

@@ -28,3 +28,30 @@ def test_a_watch_counts_its_failed_asks_and_keeps_the_latest_naming_its_node():
     watch.stop()
     assert (watch.errors, watch.samples) == (1, [])
     assert watch.last_error == f"n01: {NodeApiError(500, 'internal', 'the API failed')}"
+
+
+class _RefusingOne:
+    """A node that refuses one identity's score (an error of its own) and answers the others'."""
+
+    base_url = "http://127.0.0.1:1"
+
+    def score(self, did: str) -> dict:
+        if did == "did:key:z6Mkbad":
+            raise NodeApiError(500, "internal", "the API failed")
+        return {"score": 612, "tier": "trusted", "confidence": 0.5}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_score_the_node_refuses_loses_none_of_the_others_of_its_round():
+    """Before: the first refusal ended the node's round and dropped the scores it had answered in it, so one agent
+    whose explanation failed at a node left every agent unscored there."""
+    cluster = SimpleNamespace(names=["n00"], entry=lambda node: SimpleNamespace(api_url=_RefusingOne.base_url),
+                              client=lambda node, timeout: _RefusingOne())
+    identities = {"bad-0": ["did:key:z6Mkbad"], "good-0": ["did:key:z6Mkgood"], "good-1": ["did:key:z6Mkgood1"]}
+    watch = ScoreWatch(cluster, lambda node: True, 1.0, lambda: identities)
+    watch.sample_all()
+    watch.stop()
+    assert [(s.agent, s.score) for s in watch.samples] == [("good-0", 612), ("good-1", 612)]
+    assert watch.errors == 1 and watch.last_error is not None and watch.last_error.startswith("n00: ")
