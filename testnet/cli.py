@@ -323,10 +323,13 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from .status import node_status, table
 
     cluster = _open(args.dir)
-    rows = [node_status(cluster, name) for name in cluster.names]
+    with ThreadPoolExecutor(max_workers=max(1, len(cluster.names))) as pool:  # each node within its own timeout
+        rows = list(pool.map(lambda name: node_status(cluster, name), cluster.names))
     if args.json:
         json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
         print()

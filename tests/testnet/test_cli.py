@@ -682,6 +682,27 @@ def test_a_run_whose_watchers_asks_failed_says_how_many_and_the_latest(existing,
             "nodes' logs may say why") in capsys.readouterr().out
 
 
+def test_status_asks_every_node_at_once(existing, capsys, monkeypatch):
+    """Before: one node after another, each up to its 5 s timeout, so a testnet of ten overloaded (or SIGSTOPped)
+    nodes took nearly a minute to show. Each node's ask here waits until every node is being asked."""
+    import threading
+
+    from testnet import cli
+    from testnet import status as status_module
+
+    cluster = Cluster.open(existing)
+    asked = threading.Barrier(len(cluster.names), timeout=10.0)
+
+    def node_status(cluster, name):
+        asked.wait()
+        return status_module.NodeStatus(name, cluster.entry(name).did, cluster.entry(name).api_url, False)
+
+    monkeypatch.setattr(status_module, "node_status", node_status)
+    monkeypatch.setattr(cli, "_open", lambda directory: cluster)
+    assert main(["testnet", "status", "--dir", str(existing)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:3]] == ["n00", "n01"]
+
+
 def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
     """Before: both were `down`, and nothing said the node had been killed or had crashed."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
