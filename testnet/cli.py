@@ -325,6 +325,7 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
 def _status(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from .dir_lock import holder
     from .status import node_status, table
 
     cluster = _open(args.dir)
@@ -334,7 +335,7 @@ def _status(args: argparse.Namespace) -> int:
         json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
         print()
     else:
-        print(table(rows, args.dir))
+        print(table(rows, args.dir, holder(args.dir)))
     return 0
 
 

@@ -141,9 +141,9 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
                       blocks=tuple(by_peer.get(peer, peer) for peer in blocked))
 
 
-def table(rows: list[NodeStatus], directory: Path) -> str:
+def table(rows: list[NodeStatus], directory: Path, holder: str | None = None) -> str:
     """The status rows as an aligned text table, with notes below it naming the commands to run on the testnet in
-    `directory`."""
+    `directory`, which `holder` (dir_lock.holder's `PID: vouchnet COMMAND`) holds now, if any: `up` waits for it."""
     header = ("node", "org did", "state", "peers", "ledger", "checkpoint", "cosigned by", "rejected", "flagged",
               "blocks")
     lines = [header]
@@ -164,9 +164,10 @@ def table(rows: list[NodeStatus], directory: Path) -> str:
     text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
     on = f"--dir {directory}"
+    held = "" if holder is None else f" once the command that holds the directory now ends ({holder})"
     notes += [f"{row.name}: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): "
               f"`vouchnet testnet logs {row.name} {on}` shows its last lines, `vouchnet testnet up {on}` starts it "
-              "again" for row in rows if row.exited]
+              f"again{held}" for row in rows if row.exited]
     notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name} "
               f"{on}` shows nothing new (`vouchnet testnet down {on}`, then `up`, restarts it with its log)"
               for row in rows if row.running and row.log_running is False]

@@ -718,6 +718,25 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
 
 
+def test_status_says_an_exited_node_starts_again_once_the_command_holding_the_testnet_ends(existing, capsys):
+    """Before: while a `run` held the directory, status told to start the node with `up`, which was refused at once
+    (`in use by another command`). Status takes no lock: it reads who holds it."""
+    from testnet.dir_lock import holder, one_at_a_time
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = processes.start_time(gone.pid)
+    gone.wait()
+    cluster = Cluster.open(existing)
+    cluster._set(replace(cluster.entry("n00"), pid=gone.pid, started=started or 1))
+    assert holder(existing) is None
+    with one_at_a_time(existing, "testnet run"):
+        assert holder(existing) == f"{os.getpid()}: vouchnet testnet run"
+        out, _ = _status(existing, capsys)
+    assert (f"`vouchnet testnet up --dir {existing}` starts it again once the command that holds the directory now "
+            f"ends ({os.getpid()}: vouchnet testnet run)") in out
+    assert holder(existing) is None  # (released: the lock file's words stay, and are not taken for a holder)
+
+
 @pytest.mark.parametrize("made_by", ["up", "run"])
 def test_up_over_a_running_testnet_says_it_started_none(existing, capsys, made_by):
     """Before: it said 'testnet up in 0.1 s', as if it had started it; and over a testnet `run` made (topology none:
