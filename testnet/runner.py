@@ -500,6 +500,7 @@ class Run:
             watcher.stop()
         down = [n for n in self.cluster.names if not self.cluster.running(n)]
         if down:
+            self.say(f"starting {', '.join(down)}, down, so that the testnet is left whole (a node starts in seconds)")
             self.cluster.start(down, say=self.say)
             self.up = self.up | set(down)
         if unhealed is not None and not failing:

@@ -208,6 +208,19 @@ def test_the_traffic_s_progress_names_the_nodes_that_did_not_answer_or_were_skip
                     "9 not sent, their node still answering the one before (n01 9)"]
 
 
+def test_a_run_ending_says_it_starts_the_nodes_that_are_down_before_it_does():
+    """Before: a run interrupted (or ending) while a node was down, killed by hand, restarted it unsaid: a Ctrl-C took
+    ten seconds to end, nothing said why."""
+    testnet = _Testnet()
+    testnet.up.discard("n01")
+    said: list[str] = []
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    run._leave_whole((), failing=True)
+    assert said == ["starting n01, down, so that the testnet is left whole (a node starts in seconds)"]
+    assert testnet.up == {"n00", "n01", "n02"}
+
+
 _PARTITION = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
 
 
