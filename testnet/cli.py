@@ -408,7 +408,7 @@ def _run(args: argparse.Namespace) -> int:
     from .cluster import Cluster, ClusterError
     from .made_dirs import unmake
     from .measure import measure
-    from .report import results_json, write_report
+    from .report import load_said, results_json, write_report
     from .runner import Run
     from .verdict import BASELINE, find_baseline, judge
     from .plan import make_plan
@@ -488,6 +488,9 @@ def _run(args: argparse.Namespace) -> int:
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
+    if load := load_said(results):
+        print(f"the machine's load average: {load} (the timings above include waiting for a CPU where it exceeds "
+              "the cores)")
     for verdict in verdicts:
         print(verdict.line)
     if not verdicts:

@@ -7,6 +7,7 @@ the run names orgs by did (the state file, roots, vouches, partitions, measureme
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,6 +67,7 @@ class RunResult:
     watch_errors: int = 0
     last_watch_error: str | None = None  # "node: the error" of the watchers' latest failed ask
     unanswered: dict[str, str] = field(default_factory=dict)  # node -> its error, asked for its views at the end
+    load_average: tuple[float | None, float | None] = (None, None)  # the machine's, as traffic started and at the end
 
 
 class Run:
@@ -118,6 +120,7 @@ class Run:
             before = self._latency_histograms()
             scores.start()
             t0 = time.time()
+            load_at_start = machine_load()
             self.timeline.add("start")
             traffic.start_at(t0)
             self.say(f"traffic: {counted(len(self.agents), 'agent')}, {self.scenario.duration:g} s")
@@ -127,6 +130,7 @@ class Run:
             self.timeline.add("traffic stopped")
             self.say(f"settling for {self.scenario.measure.settle_seconds:g} s")
             time.sleep(self.scenario.measure.settle_seconds)
+            load_at_end = machine_load()
             status = self._await_checkpoints(records)
             orgs = self._org_views()
             key_views = self._key_views()
@@ -144,7 +148,7 @@ class Run:
             latency_buckets={n: _difference(after.get(n, []), before.get(n, [])) for n in after},
             traffic=traffic.stats, setup=self.setup, watch_errors=records.errors + scores.errors,
             last_watch_error=scores.last_error or records.last_error,
-            unanswered=dict(self.unanswered),
+            unanswered=dict(self.unanswered), load_average=(load_at_start, load_at_end),
         )
 
     # --- setup ------------------------------------------------------------------------------------------------
@@ -505,6 +509,15 @@ class Run:
             self.up = self.up | set(down)
         if unhealed is not None and not failing:
             raise unhealed
+
+
+def machine_load() -> float | None:
+    """The machine's load average over the last minute (processes running or waiting for a CPU), None where the
+    system does not tell it: a run's timings grow with it, whatever the network does."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _by_node(counts: Counter[str]) -> str:

@@ -703,6 +703,17 @@ def test_status_asks_every_node_at_once(existing, capsys, monkeypatch):
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:3]] == ["n00", "n01"]
 
 
+def test_a_run_says_the_machine_s_load_average_beside_its_timings(existing, capsys, monkeypatch):
+    """Before: a run on a machine loaded by other work (load 12 on 2 cores) reported a node's start of 10 s and
+    propagation p90 of 10 s as the network's, nothing saying the CPU was shared."""
+    load = {"traffic_start": 0.3, "traffic_end": 12.0, "cores": 2}
+    _finished_run(monkeypatch, {**NO_ATTACK, "load_average": load})
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "the machine's load average: 0.3 as traffic started, 12 as it stopped, on 2 cores (the timings above include "
+        "waiting for a CPU where it exceeds the cores)")
+
+
 def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
     """Before: both were `down`, and nothing said the node had been killed or had crashed."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

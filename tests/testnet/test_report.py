@@ -114,3 +114,13 @@ def test_the_page_s_summary_names_what_the_run_asked_of_the_nodes_and_did_not_ge
                 "<tr><td>asks for records and scores that failed</td><td>2 (the latest, n02: the node at "
                 "http://127.0.0.1:4 did not answer within 5.0 s)</td></tr>"):
         assert row in page
+
+
+def test_the_page_s_summary_gives_the_machine_s_load_average_where_it_was_read():
+    ran = praised([("n00", 40, "untrusted"), ("n01", 612, "trusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = []
+    assert "load average" not in report._html(results, {})  # (the fake run read none)
+    results["load_average"] = {"traffic_start": 0.3, "traffic_end": 12.0, "cores": 2}
+    assert ("<tr><td>the machine&#x27;s load average</td><td>0.3 as traffic started, 12 as it stopped, on 2 "
+            "cores</td></tr>") in report._html(results, {})

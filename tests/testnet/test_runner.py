@@ -221,6 +221,17 @@ def test_a_run_ending_says_it_starts_the_nodes_that_are_down_before_it_does():
     assert testnet.up == {"n00", "n01", "n02"}
 
 
+def test_the_machine_s_load_is_read_where_the_system_tells_it(monkeypatch):
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (3.14159, 1.0, 0.5))
+    assert runner.machine_load() == 3.14
+
+    def untold() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(runner.os, "getloadavg", untold)
+    assert runner.machine_load() is None
+
+
 _PARTITION = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
 
 
