@@ -34,12 +34,6 @@ COMMANDS = {
     "sim": "testnet.sim.cli",
     "testnet": "testnet.cli",
 }
-# Said after a node's answer that did not come in time, its two causes (README, What `run` runs): the client cannot
-# tell a node starting, which answers once its catch-up sync ended, from one that is running but does not answer.
-_NO_ANSWER_CAUSES = ("  a node starting answers once its catch-up sync with its peers has ended, up to [p2p] "
-                     "startup_sync_seconds after it began (its log says `node running` then); try again then\n"
-                     "  a node running (its log said `node running`) that does not answer is stopped (SIGSTOP, a "
-                     "debugger) or overloaded")
 # The first steps --help shows: the README's quick start.
 _FIRST_STEPS = [
     "vouchnet demo                  # a record signed, logged and proved, without a node",
@@ -98,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str]) -> int:
     from node.client import ClientError, NodeUnreachable  # here: a Ctrl-C while these load is main's to catch
-    from node.commands.common import CommandFailed, UsageError, no_command, os_error_text
+    from node.commands.common import NO_ANSWER_CAUSES, CommandFailed, UsageError, no_command, os_error_text
 
     parser = build_parser(argv[0] if argv else None)
     try:
@@ -118,7 +112,7 @@ def _run(argv: list[str]) -> int:
     except (ClientError, CommandFailed) as e:
         print(f"{name}: {_shown(e)}", file=sys.stderr)
         if isinstance(e, NodeUnreachable) and e.timed_out:
-            print(_NO_ANSWER_CAUSES, file=sys.stderr)
+            print(NO_ANSWER_CAUSES, file=sys.stderr)
         return 1
     except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it

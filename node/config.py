@@ -314,6 +314,10 @@ def load_config(data_dir: Path) -> NodeConfig:
             raise ConfigError(f"{data_dir}: no such directory: give --dir (or ${DIR_ENV}) the node's data directory, "
                               f"where `vouchnet init` wrote config.toml (`vouchnet init --dir {data_dir}` creates a "
                               "new node)") from None
+        if nodes := sorted(d for d in data_dir.glob(f"nodes/*/{CONFIG_FILE}")):  # (a testnet's: DIR/nodes/nXX)
+            raise ConfigError(f"{data_dir}: no configuration here, but nodes' data directories below it "
+                              f"({', '.join(d.parent.name for d in nodes)}, in {data_dir / 'nodes'}): give --dir one "
+                              f"of them ({nodes[0].parent})") from None
         raise ConfigError(f"{path}: no configuration here; create one with `vouchnet init --dir {data_dir}`") from None
     except NotADirectoryError:
         if not data_dir.is_file():  # a file further up the path: the file system's words name it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from node.commands.common import (
+    NO_ANSWER_CAUSES,
     CommandFailed,
     Subparsers,
     UsageError,
@@ -39,6 +41,7 @@ NO_VERDICT = 4  # ... when none succeeded but a rule lacked a figure it needs
 DEFAULT_SEED = 1  # a new testnet's, `up` or `run` making it without --seed
 DIR_ENV = "VOUCHNET_TESTNET_DIR"
 DEFAULT_DIR = "vouchnet-testnet"
+RUN_ERROR_FILE = "run-error.txt"  # where `run` keeps the traceback of an error it does not expect (a bug)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -195,10 +198,22 @@ def _dir_option(parser: argparse.ArgumentParser) -> None:
 
 def _testnet_dir(text: str) -> Path:
     """argparse type of --dir (and of its default, from the environment): refuses a path where something other than a
-    directory is, which the commands reported as 'File exists' or '.../testnet.json: Not a directory'."""
+    directory is, which the commands reported as 'File exists' or '.../testnet.json: Not a directory', and a node's
+    data directory (one holding config.toml, a testnet's node's or another), which `status` said held no testnet,
+    to start one there with `up`: `up` made one inside it."""
+    from node.config import CONFIG_FILE
+
+    from .state import STATE_FILE
+
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is not a directory (a testnet's is, or is made there)")
+    if (path / CONFIG_FILE).is_file() and not (path / STATE_FILE).exists():
+        testnet = path.parent.parent  # (a testnet's node's: DIR/nodes/nXX)
+        its = (f"the testnet's is {testnet}, two levels up" if (testnet / STATE_FILE).is_file() else
+               "give a testnet's directory, or one for a new testnet")
+        raise argparse.ArgumentTypeError(f"{text} is a node's data directory (it holds {CONFIG_FILE}), not a "
+                                         f"testnet's: {its}")
     return path
 
 
@@ -277,8 +292,9 @@ def _up(args: argparse.Namespace) -> int:
                 raise
             if not names:
                 raise
-            raise ClusterError(f"{failure}\nstopped the {counted(len(names), 'node')} it started ({', '.join(names)}); "
-                               f"`vouchnet testnet up --dir {args.dir}` starts them again") from None
+            stopped_said = (f"stopped the {counted(len(names), 'node')} it started ({', '.join(names)}); "
+                            f"`vouchnet testnet up --dir {args.dir}` starts them again")
+            raise ClusterError(f"{_failure(failure, args.dir)}\n{stopped_said}") from None
     except ClusterError as e:
         raise CommandFailed(str(e)) from None
     if not waiting:
@@ -307,15 +323,19 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .dir_lock import holder
     from .status import node_status, table
 
     cluster = _open(args.dir)
-    rows = [node_status(cluster, name) for name in cluster.names]
+    with ThreadPoolExecutor(max_workers=max(1, len(cluster.names))) as pool:  # each node within its own timeout
+        rows = list(pool.map(lambda name: node_status(cluster, name), cluster.names))
     if args.json:
         json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
         print()
     else:
-        print(table(rows, args.dir))
+        print(table(rows, args.dir, holder(args.dir)))
     return 0
 
 
@@ -388,7 +408,7 @@ def _run(args: argparse.Namespace) -> int:
     from .cluster import Cluster, ClusterError
     from .made_dirs import unmake
     from .measure import measure
-    from .report import results_json, write_report
+    from .report import load_said, results_json, write_report
     from .runner import Run
     from .verdict import BASELINE, find_baseline, judge
     from .plan import make_plan
@@ -451,18 +471,26 @@ def _run(args: argparse.Namespace) -> int:
         page = write_report(result, results, out)
     except (ClusterError, ClientError, OSError) as e:  # a node's API refusing a call, the disk full: all say it
         left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
-        failure = os_error_text(e) if isinstance(e, OSError) else str(e)
-        raise CommandFailed(f"{failure}\nno report written; {left}") from None
+        raise CommandFailed(f"{_failure(e, args.dir)}\nno report written; {left}") from None
     except KeyboardInterrupt:
         print(f"interrupted: no report written; {_left_unfinished(args.dir, fresh=fresh, keep=args.keep)}",
               file=sys.stderr)
         raise
+    except UsageError:  # (asked wrong: a testnet of another size, a scenario that does not fit it)
+        raise
+    except Exception as e:  # a bug: said with what the run left, its traceback kept for the bug report
+        left = _left_unfinished(args.dir, fresh=fresh, keep=args.keep)
+        raise CommandFailed(f"failed on an error it does not expect, a bug: {type(e).__name__}: {e}; "
+                            f"{_kept_traceback(e, args.dir)}\nno report written; {left}") from None
     finally:
         if page is None:
             unmake(out_made)
         if fresh and not args.keep and (args.dir / STATE_FILE).exists():
             _open(args.dir).stop()
     _print_summary(measurements)
+    if load := load_said(results):
+        print(f"the machine's load average: {load} (the timings above include waiting for a CPU where it exceeds "
+              "the cores)")
     for verdict in verdicts:
         print(verdict.line)
     if not verdicts:
@@ -470,9 +498,50 @@ def _run(args: argparse.Namespace) -> int:
                          flagged=result.setup.get("flagged_earlier", [])))
     if result.setup.get("missing"):
         print(_unready(result.setup, args.dir))
+    if result.unanswered:
+        print(_unanswered(result.unanswered, args.dir))
+    if result.watch_errors:
+        print(f"warning: {counted(result.watch_errors, 'ask')} of the nodes for their records and scores failed while "
+              f"the run watched them (the latest, {result.last_watch_error}): the figures above lack what those would "
+              "have given; the nodes' logs may say why")
     print(f"report: {page}  ({time.monotonic() - started_at:.0f} s in all)")
     print(_what_runs_on(args.dir, fresh=fresh, keep=args.keep))
     return _run_status(verdicts)
+
+
+def _failure(error: Exception, directory: Path) -> str:
+    """What a failed `up` or `run` on the testnet in `directory` says of `error`: its text, each node's API address in
+    it followed by the node's name (the client knows only the address), and, for a node that did not answer in
+    time, its causes (NO_ANSWER_CAUSES), which a failure of a node command is followed by."""
+    from node.client import NodeUnreachable
+
+    from .state import StateError, load_state
+
+    text = os_error_text(error) if isinstance(error, OSError) else str(error)
+    try:
+        nodes = load_state(directory).nodes
+    except (StateError, OSError):  # (none made yet, or unreadable: the addresses stay unnamed)
+        nodes = ()
+    for entry in nodes:
+        text = re.sub(rf"{re.escape(entry.api_url)}(?!\d)", f"{entry.api_url} ({entry.name})", text)
+    if isinstance(error, NodeUnreachable) and error.timed_out:
+        text += f"\n{NO_ANSWER_CAUSES}"
+    return text
+
+
+def _kept_traceback(error: Exception, directory: Path) -> str:
+    """Write `error`'s traceback to RUN_ERROR_FILE in the testnet's `directory` (printed to stderr where it cannot
+    be) and say where it is."""
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    path = directory / RUN_ERROR_FILE
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        print(text, file=sys.stderr, end="")
+        return "its traceback is above"
+    return f"its traceback is in {path}, for a bug report"
 
 
 def _make_out(out: Path | None) -> list[Path]:
@@ -529,6 +598,16 @@ def _unready(setup: dict, directory: Path) -> str:
             f"`vouchnet testnet status --dir {directory}` and the nodes' logs may say why")
 
 
+def _unanswered(unanswered: dict[str, str], directory: Path) -> str:
+    """The warning of a run some of whose nodes did not answer when asked for their views of the orgs at the end
+    (runner.Run._org_views), on the testnet in `directory`: `unanswered` maps each to its error."""
+    errors = "; ".join(f"{node}: {error}" for node, error in unanswered.items())
+    them = "it" if len(unanswered) == 1 else "them"
+    return (f"warning: {', '.join(unanswered)} gave no view of the orgs at the end ({errors}): the figures read from "
+            f"those views (an equivocator counted, a thief's key weighed, the org groups' weight) leave {them} out, "
+            f"and a verdict that needs {them} has none; `vouchnet testnet status --dir {directory}` shows the nodes")
+
+
 def _left_unfinished(directory: Path, *, fresh: bool, keep: bool) -> str:
     """What a run that failed or was interrupted leaves: no testnet, where making it failed (Cluster.create removes
     what it made), the one it made stopped (as `run` finally stops it), or the testnet as it was left, which `status`
@@ -565,20 +644,27 @@ def _print_summary(m: dict) -> None:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
     for a in m["attacks"]:
         if a["type"] == "equivocation":
+            silent = a["of_others"] - len([n for n in a["weight_at"] if n != a["node"]])
             print(f"equivocation by {a['node']}: {_evidence(a, ' its two records were offered')}; "
-                  f"{len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator")
+                  f"{len(a['distrusted_by'])} of the {counted(a['of_others'], 'other')} count it an equivocator"
+                  + (f" ({silent} gave no view at the end)" if silent else ""))
         elif a["type"] in ("praise", "slander"):
+            sought, hits = (("trusted or better", a["trusted_or_better"]) if a["type"] == "praise" else
+                            ("untrusted", a["untrusted"]))
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
-                  + (f"a mean final score of {a['mean_final_score']}, trusted or better in {a['trusted_or_better']} "
-                     f"of {counted(a['views'], 'view')}" if a["views"] else "no score of them")
+                  + (f"a mean final score of {a['mean_final_score']}, {sought} in {hits} of "
+                     f"{counted(a['views'], 'view')}" if a["views"] else "no score of them")
                   + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}")
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
                 f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"
                 for name, v in a["agents"].items()))
         elif a["type"] == "key-theft":
+            silent = a["of"] - len(a["thief_key"])
             print(f"key theft from {a['victim']}: {_evidence(a, ' the thief offered its records')}; the thief's key "
-                  f"counts for nothing: {a['thief_counts_for_nothing']}")
+                  f"counts for nothing: {a['thief_counts_for_nothing']}"
+                  + (f" (at the {counted(len(a['thief_key']), 'node')} that gave a view at the end, of {a['of']})"
+                     if silent else ""))
     print(f"converged: {conv['converged']} ({counted(conv['records'], 'record')}); checkpoints current and cosigned "
           f"by their witnesses: {witnessed_summary(cps)}")
     for row in m["confusion"]["rows"]:

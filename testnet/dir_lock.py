@@ -46,3 +46,23 @@ def one_at_a_time(directory: Path, command: str) -> Iterator[None]:
         if made and not (directory / STATE_FILE).exists():
             path.unlink(missing_ok=True)
             unmake(made)  # (those something else was put in meanwhile are left as they are)
+
+
+def holder(directory: Path) -> str | None:
+    """What holds `directory`'s lock now (`PID: vouchnet COMMAND`, as one_at_a_time wrote it), or None where nothing
+    does or it cannot be told (no /proc/locks: not Linux). Read from the kernel's table of locks, not by trying the
+    lock, which would refuse a command starting meanwhile."""
+    path = directory / LOCK_FILE
+    try:
+        stat = path.stat()
+        held = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    key = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"  # as the kernel prints a lock's file
+    if not any("FLOCK" in fields and key in fields for fields in map(str.split, held.splitlines())):
+        return None
+    try:
+        said = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        said = ""
+    return said or "a process that has not said which"

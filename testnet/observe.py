@@ -12,7 +12,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from node.client import ClientError, NodeClient
+from node.client import ClientError, NodeApiError, NodeClient
 
 from .cluster import Cluster
 from .workers import Worker
@@ -49,23 +49,26 @@ class _Watch(Worker):
         self.is_up = is_up
         self.interval = interval
         self.errors = 0
+        self.last_error: str | None = None  # "node: the error" of the latest ask that failed
         self.lock = threading.Lock()
         self._jitter = random.Random()
 
     def sample_all(self) -> None:
         """One round over every running node, in parallel; returns when all have answered (or failed)."""
         nodes = [n for n in self.cluster.names if self.is_up(n)]
-        for outcome in self.pool.map(self._guarded, nodes):
-            if not outcome:
+        for failure in self.pool.map(self._guarded, nodes):
+            if failure is not None:
                 with self.lock:
                     self.errors += 1
+                    self.last_error = failure
 
-    def _guarded(self, node: str) -> bool:
+    def _guarded(self, node: str) -> str | None:
+        """`sample` of the node; what failed it, if anything ("node: the error")."""
         try:
             self.sample(node, self.client(node))
-        except ClientError:
-            return False
-        return True
+        except ClientError as e:
+            return f"{node}: {e}"
+        return None
 
     @abstractmethod
     def sample(self, node: str, client: NodeClient) -> None:
@@ -135,14 +138,25 @@ class ScoreWatch(_Watch):
         self.samples: list[ScoreSample] = []
 
     def sample(self, node: str, client: NodeClient) -> None:
-        found = []
-        for agent, dids in self.identities().items():
-            for did in dids:
-                answer = client.score(did)
-                found.append(ScoreSample(time.time(), node, agent, did, answer["score"], answer["tier"],
-                                         answer["confidence"]))
-        with self.lock:
-            self.samples += found
+        """Every identity's score at `node`; one the node refuses (an error of its own) leaves the others asked and
+        kept, the refusal raised once they are; a node that does not answer ends the round at once, keeping those
+        answered before."""
+        found, refused = [], None
+        try:
+            for agent, dids in self.identities().items():
+                for did in dids:
+                    try:
+                        answer = client.score(did)
+                    except NodeApiError as e:
+                        refused = refused or e
+                        continue
+                    found.append(ScoreSample(time.time(), node, agent, did, answer["score"], answer["tier"],
+                                             answer["confidence"]))
+        finally:
+            with self.lock:
+                self.samples += found
+        if refused is not None:
+            raise refused
 
 
 @dataclass

@@ -275,11 +275,14 @@ def _check_faults(plan: Plan) -> None:
     """ScenarioError for faults a run would not take as written (testnet.runner): a partition while another is in
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
     whose earlier kill's restart is still to come (that restart would start it early), and a rotation of a flagged org
-    or one that would fail mid-run (_check_rotation: the latter once the plan knows what its node dials); and an
-    equivocation, whitewash or key theft due while the nodes it needs are down (_check_attack). A rotation of a killed
+    or one that would fail mid-run (_check_rotation: the latter once the plan knows what its node dials); an attack
+    by a flagged org (_check_attackers); and an equivocation, whitewash or key theft due while the nodes it needs are
+    down (_check_attack). A rotation of a killed
     node starts it again (testnet.faults.rotate), but its kill's restart still comes when due: `restarting` keeps it
     until then."""
     up, partition, restarting = set(plan.nodes), None, {}
+    for index, attack in enumerate(plan.scenario.attacks):
+        _check_attackers(plan, index)
     attacks = [(attack.at, i) for i, attack in enumerate(plan.scenario.attacks)
                if attack.type in ("equivocation", "whitewash", "key-theft")]
     for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
@@ -314,6 +317,27 @@ def _check_faults(plan: Plan) -> None:
             for node in step.nodes:
                 _check_rotation(plan, step, node, up, partition[1] if partition else None)
                 up.add(node)
+
+
+def _check_attackers(plan: Plan, index: int) -> None:
+    """ScenarioError for a praise or slander by an org, or a whitewash of agents operated by an org, that an earlier
+    run on this testnet flagged as an equivocator (`plan.flagged`): every node counts its digests and vouches for
+    nothing already, so the attack would show nothing of its own, as an equivocation of such an org would not."""
+    attack = plan.scenario.attacks[index]
+    if attack.type in ("praise", "slander"):
+        attackers, role, key = plan.select(attack.orgs, f"attacks[{index}].orgs"), "by", "orgs"
+    elif attack.type == "whitewash":
+        attackers = [agent.operator for agent in plan.agents_of(attack.agents)]
+        role, key = f"of agents {attack.agents} operated by", "agents"
+    else:
+        return
+    if flagged := sorted(set(attackers) & plan.flagged):
+        orgs = "org" if len(flagged) == 1 else "orgs"
+        raise ScenarioError(
+            f"attacks[{index}].{key}: the {attack.type} is {role} the {orgs} of {', '.join(flagged)}, which an earlier "
+            "run on this testnet flagged as an equivocator: every node counts its digests and vouches for nothing "
+            "already, so the attack would show nothing of its own (its verdict would be the earlier run's doing); run "
+            "it on a fresh testnet (another --dir), or select agents and orgs no run flagged")
 
 
 def _check_attack(plan: Plan, index: int, up: set[str]) -> None:

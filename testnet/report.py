@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str
         "final_scores": [{"node": node, "agent": agent, "score": score, "tier": tier}
                          for (node, agent), (score, tier) in sorted(final_scores(run).items())],
         "watch_errors": run.watch_errors,
+        "last_watch_error": run.last_watch_error,
+        "unanswered": run.unanswered,
+        "load_average": {"traffic_start": run.load_average[0], "traffic_end": run.load_average[1],
+                         "cores": os.cpu_count()},
     }
 
 
@@ -188,6 +193,33 @@ def _traffic_seconds(results: dict[str, Any]) -> str:
     return f"{asked:g} s, run for {ran:g} s: a step ran past its end"
 
 
+def load_said(results: dict[str, Any]) -> str | None:
+    """`0.3 as traffic started, 12.0 as it stopped, on 2 cores`: the machine's load average over the minute before
+    each, from results.json; None where the system did not tell it."""
+    load = results.get("load_average") or {}
+    start, end = load.get("traffic_start"), load.get("traffic_end")
+    if start is None or end is None:
+        return None
+    return f"{start:g} as traffic started, {end:g} as it stopped, on {counted(load['cores'], 'core')}"
+
+
+def _shortfalls(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary's rows of what the run asked of the nodes and did not get, where there is any (as `run`'s summary
+    says it): batches of events unanswered or not sent, by node; nodes that gave no view of the orgs at the end; the
+    watchers' failed asks, with the latest."""
+    traffic, rows = results["traffic"], []
+    for key, what in (("failed_at", "event batches unanswered"), ("skipped_at", "event batches not sent, their node "
+                                                                               "still answering the one before")):
+        if by_node := traffic.get(key):
+            rows.append((what, ", ".join(f"{node} {n}" for node, n in sorted(by_node.items()))))
+    if unanswered := results.get("unanswered"):
+        rows.append(("gave no view of the orgs at the end", "; ".join(f"{n}: {e}" for n, e in unanswered.items())))
+    if results.get("watch_errors"):
+        rows.append(("asks for records and scores that failed",
+                     f"{results['watch_errors']} (the latest, {results.get('last_watch_error')})"))
+    return rows
+
+
 def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
     scenario = results["scenario"]
     m = results["measurements"]
@@ -195,6 +227,7 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
     summary = [
         ("nodes", scenario["nodes"]), ("duration", _traffic_seconds(results)), ("seed", scenario["seed"]),
         ("events reported", results["traffic"]["events_accepted"]),
+        *_shortfalls(results),
         ("latency to each node p50 / p90 / max", _triple(prop["to_each_node"])),
         ("latency to every node p50 / p90 / max", _triple(prop["everywhere"])),
         ("record sets converged", f"{conv['converged']} ({counted(conv['records'], 'record')})"),
@@ -203,6 +236,7 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
            f"{counted(c['backlog_records'], 'record')}") for c in m["catch_up"]),
         *((f"key rotation of {r['node']}: nodes linking its keys", linking(r)) for r in m["rotations"]),
         *(("elapsed: " + k, f"{v:.1f} s") for k, v in results["elapsed_seconds"].items()),
+        *((("the machine's load average", load),) if (load := load_said(results)) else ()),
     ]
     images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
                      f"<figcaption>{name}</figcaption></figure>" for name, png in plots.items())

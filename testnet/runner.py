@@ -7,7 +7,9 @@ the run names orgs by did (the state file, roots, vouches, partitions, measureme
 
 from __future__ import annotations
 
+import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +65,9 @@ class RunResult:
     traffic: TrafficStats
     setup: dict[str, Any] = field(default_factory=dict)
     watch_errors: int = 0
+    last_watch_error: str | None = None  # "node: the error" of the watchers' latest failed ask
+    unanswered: dict[str, str] = field(default_factory=dict)  # node -> its error, asked for its views at the end
+    load_average: tuple[float | None, float | None] = (None, None)  # the machine's, as traffic started and at the end
 
 
 class Run:
@@ -84,6 +89,7 @@ class Run:
         self.agents = {a.name: Agent(a, behaviour_model(a.group.behaviour, scenario.traffic.round_seconds))
                        for a in self.plan.agents}
         self.setup: dict[str, Any] = {}
+        self.unanswered: dict[str, str] = {}  # nodes that did not answer at the end: their views are left out
 
     @property
     def dids(self) -> dict[str, str]:
@@ -114,6 +120,7 @@ class Run:
             before = self._latency_histograms()
             scores.start()
             t0 = time.time()
+            load_at_start = machine_load()
             self.timeline.add("start")
             traffic.start_at(t0)
             self.say(f"traffic: {counted(len(self.agents), 'agent')}, {self.scenario.duration:g} s")
@@ -123,6 +130,7 @@ class Run:
             self.timeline.add("traffic stopped")
             self.say(f"settling for {self.scenario.measure.settle_seconds:g} s")
             time.sleep(self.scenario.measure.settle_seconds)
+            load_at_end = machine_load()
             status = self._await_checkpoints(records)
             orgs = self._org_views()
             key_views = self._key_views()
@@ -139,6 +147,8 @@ class Run:
             status=status,
             latency_buckets={n: _difference(after.get(n, []), before.get(n, [])) for n in after},
             traffic=traffic.stats, setup=self.setup, watch_errors=records.errors + scores.errors,
+            last_watch_error=scores.last_error or records.last_error,
+            unanswered=dict(self.unanswered), load_average=(load_at_start, load_at_end),
         )
 
     # --- setup ------------------------------------------------------------------------------------------------
@@ -296,9 +306,12 @@ class Run:
             step = PROGRESS_SECONDS * (now // PROGRESS_SECONDS + 1)  # the next multiple
             time.sleep(min(until, step) - now)
             if step <= until:
+                skipped = (f", {stats.batches_skipped} not sent, their node still answering the one before"
+                           f"{_by_node(stats.skipped_at)}" if stats.batches_skipped else "")
                 self.say(f"t={time.time() - t0:5.1f} s  traffic (of {self.scenario.duration:g} s): "
                          f"{counted(stats.events_accepted, 'event')} reported, {stats.events_rejected} refused, "
-                         f"{counted(stats.batches_failed, 'batch', 'batches')} unanswered")
+                         f"{counted(stats.batches_failed, 'batch', 'batches')} unanswered"
+                         f"{_by_node(stats.failed_at)}{skipped}")
 
     def _equivocate(self, index: int) -> None:
         attack = self.scenario.attacks[index]
@@ -434,23 +447,33 @@ class Run:
         return {n for n in self.cluster.names if keys.intersection(self.cluster.entry(n).keys)}
 
     def _org_views(self) -> dict[str, list[dict[str, Any]]]:
+        """Each running node's view of the orgs (GET /v1/orgs); one that does not answer (stopped, overloaded, gone)
+        is left out and named in `unanswered`, so that the run's report is written all the same, without its view."""
         orgs = {}
         for node in sorted(self.up):
-            with self.cluster.client(node) as client:
-                orgs[node] = list(client.iter_orgs())
+            try:
+                with self.cluster.client(node) as client:
+                    orgs[node] = list(client.iter_orgs())
+            except ClientError as e:
+                self.unanswered[node] = str(e)
         return orgs
 
     def _key_views(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Each running node's answer to GET /v1/orgs/{did} for every key a rotation made, every key a theft touched
         and every equivocator's: which org it counts the key as (its first key), whether that org is flagged, what
-        its word weighs."""
+        its word weighs. A node that does not answer is left out, as in _org_views (one that did not answer there is
+        not asked again)."""
         dids = [event[k] for event in self.timeline.events for k in _KEYS_VIEWED.get(event["kind"], ())]
         views: dict[str, dict[str, dict[str, Any]]] = {did: {} for did in dids}
-        for node in sorted(self.up):
-            with self.cluster.client(node) as client:
-                for did in dids:
-                    org = client.org(did)
-                    views[did][node] = {k: org[k] for k in ("org", "equivocator", "weight", "voucher_weight")}
+        for node in sorted(self.up - self.unanswered.keys()):
+            try:
+                with self.cluster.client(node) as client:
+                    answers = {did: client.org(did) for did in dids}
+            except ClientError as e:
+                self.unanswered[node] = str(e)
+                continue
+            for did, org in answers.items():
+                views[did][node] = {k: org[k] for k in ("org", "equivocator", "weight", "voucher_weight")}
         return views
 
     def _latency_histograms(self) -> dict[str, list[tuple[float, float]]]:
@@ -481,10 +504,25 @@ class Run:
             watcher.stop()
         down = [n for n in self.cluster.names if not self.cluster.running(n)]
         if down:
+            self.say(f"starting {', '.join(down)}, down, so that the testnet is left whole (a node starts in seconds)")
             self.cluster.start(down, say=self.say)
             self.up = self.up | set(down)
         if unhealed is not None and not failing:
             raise unhealed
+
+
+def machine_load() -> float | None:
+    """The machine's load average over the last minute (processes running or waiting for a CPU), None where the
+    system does not tell it: a run's timings grow with it, whatever the network does."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _by_node(counts: Counter[str]) -> str:
+    """` (n01 3, n03 1)`: how many of a count each node had, after the count; nothing when none had any."""
+    return f" ({', '.join(f'{node} {n}' for node, n in sorted(counts.items()))})" if counts else ""
 
 
 def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger import CosignatureVerifier, Ed25519Verifier, NoteError, cosigner_name, log_origin, open_checkpoint
-from node.client import ClientError
+from node.client import ClientError, NodeUnreachable
 from node.commands.common import aligned
 from node.keys import KeyFileError
 from vouching import public_key_from_did
@@ -21,6 +21,12 @@ from .state import NodeEntry
 
 if TYPE_CHECKING:
     from .plan import Plan
+
+
+# Said after a running node's answer that did not come in time: why (as node.commands.common.NO_ANSWER_CAUSES, on one
+# line), and what shows which it is.
+_NO_ANSWER = (": it is starting (it answers once its catch-up sync with its peers has ended, its log then saying `node "
+              "running`), or it is stopped (SIGSTOP, a debugger) or overloaded")
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,8 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
             samples = prometheus.parse(client.metrics())
             blocked = client.blocked_peers()
     except ClientError as e:
-        return NodeStatus(**{**base.__dict__, "error": str(e)})
+        error = str(e) + (_NO_ANSWER if isinstance(e, NodeUnreachable) and e.timed_out else "")
+        return NodeStatus(**{**base.__dict__, "error": error})
     try:
         checkpoint = None if note is None else checkpoint_of(note, entry, cluster.state.network, others)
     except NoteError as e:
@@ -134,9 +141,9 @@ def node_status(cluster: Cluster, name: str) -> NodeStatus:
                       blocks=tuple(by_peer.get(peer, peer) for peer in blocked))
 
 
-def table(rows: list[NodeStatus], directory: Path) -> str:
+def table(rows: list[NodeStatus], directory: Path, holder: str | None = None) -> str:
     """The status rows as an aligned text table, with notes below it naming the commands to run on the testnet in
-    `directory`."""
+    `directory`, which `holder` (dir_lock.holder's `PID: vouchnet COMMAND`) holds now, if any: `up` waits for it."""
     header = ("node", "org did", "state", "peers", "ledger", "checkpoint", "cosigned by", "rejected", "flagged",
               "blocks")
     lines = [header]
@@ -157,9 +164,10 @@ def table(rows: list[NodeStatus], directory: Path) -> str:
     text = "\n".join(aligned(lines))
     notes = [f"{row.name}: {row.error}" for row in rows if row.error]
     on = f"--dir {directory}"
+    held = "" if holder is None else f" once the command that holds the directory now ends ({holder})"
     notes += [f"{row.name}: exited without `vouchnet testnet down` (killed, crashed, or the machine restarted): "
               f"`vouchnet testnet logs {row.name} {on}` shows its last lines, `vouchnet testnet up {on}` starts it "
-              "again" for row in rows if row.exited]
+              f"again{held}" for row in rows if row.exited]
     notes += [f"{row.name}: its log process is gone: what it writes is lost, and `vouchnet testnet logs {row.name} "
               f"{on}` shows nothing new (`vouchnet testnet down {on}`, then `up`, restarts it with its log)"
               for row in rows if row.running and row.log_running is False]

@@ -1,11 +1,14 @@
 """Agent traffic on a testnet: every round, each org reports (`POST /v1/events`) what the agents working for it did,
-truthfully, or as its attack script says (testnet.attacks); in a background thread, in step with the wall clock."""
+truthfully, or as its attack script says (testnet.attacks); in a background thread, in step with the wall clock,
+each org's reports independent of the others' answers, as orgs' are."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +28,9 @@ class TrafficStats:
     events_accepted: int = 0
     events_rejected: int = 0
     batches_failed: int = 0  # the node was down or did not answer
+    batches_skipped: int = 0  # a round's batch not sent: its node was still answering the one before
+    failed_at: Counter[str] = field(default_factory=Counter)  # node -> its batches failed
+    skipped_at: Counter[str] = field(default_factory=Counter)  # node -> its batches skipped
 
 
 class Traffic(Worker):
@@ -58,19 +64,36 @@ class Traffic(Worker):
         return events
 
     def loop(self) -> None:
+        """Each round, every running node not still answering its batch of a round before is sent its batch; one
+        that is (stopped, overloaded: up to the client's timeout) skips the round, while the others go on in step."""
         step = self.plan.scenario.traffic.round_seconds
         round_ = 0
+        sending: dict[str, Future[dict | None]] = {}
         while not self.stopping.is_set():
+            self._count_answered(sending)
             t = time.time() - self.t0
-            batches = {n: self.batch(n, round_, t) for n in self.cluster.names if self.is_up(n)}
-            for answer in self.pool.map(self._send, batches.items()):
-                self._count(answer)
+            for node in self.cluster.names:
+                if not self.is_up(node):
+                    continue
+                if node in sending:
+                    self.stats.batches_skipped += 1
+                    self.stats.skipped_at[node] += 1
+                else:
+                    sending[node] = self.pool.submit(self._send, node, self.batch(node, round_, t))
             self.stats.rounds += 1
             round_ = int((time.time() - self.t0) / step) + 1  # a slow round is not made up for
             self.stopping.wait(max(0.0, self.t0 + round_ * step - time.time()))
+        wait(sending.values())
+        self._count_answered(sending)
 
-    def _send(self, item: tuple[str, list[dict]]) -> dict | None:
-        node, events = item
+    def _count_answered(self, sending: dict[str, Future[dict | None]]) -> None:
+        """Count the answers of the batches in `sending` that are answered (or failed), and drop them from it."""
+        for node, future in list(sending.items()):
+            if future.done():
+                del sending[node]
+                self._count(node, future.result())
+
+    def _send(self, node: str, events: list[dict]) -> dict | None:
         if not events:
             return {"accepted": 0, "rejected": []}
         try:
@@ -78,9 +101,10 @@ class Traffic(Worker):
         except ClientError:
             return None
 
-    def _count(self, answer: dict | None) -> None:
+    def _count(self, node: str, answer: dict | None) -> None:
         if answer is None:
             self.stats.batches_failed += 1
+            self.stats.failed_at[node] += 1
             return
         self.stats.batches += 1
         self.stats.events_accepted += answer["accepted"]

@@ -94,11 +94,12 @@ def _praise_or_slander(entry: dict[str, Any], honest: list[str], results: dict[s
     if not views:
         return Verdict(entry["attack"], entry["type"], subject, UNDECIDED, "no honest node scored its targets",
                        RULES[entry["type"]])
-    hits, bound, extreme = ((entry["trusted_or_better"], "at most", entry["highest_final"]) if praise else
-                            (entry["untrusted"], "at least", entry["lowest_final"]))
+    hits, extreme = ((entry["trusted_or_better"], entry["highest_final"]) if praise else
+                     (entry["untrusted"], entry["lowest_final"]))
     lacking = "" if views >= expected else f" (of {expected} expected)"
-    figures = (f"its {counted(entry['targets'], 'target')} ended {bound} {_score(extreme)} at the "
-               f"{counted(len(honest), 'honest node')}, {'trusted or better' if praise else 'untrusted'} in {hits} of "
+    targets = counted(entry["targets"], "target") + ("'s" if entry["targets"] == 1 else "'")
+    figures = (f"its {targets} {_extreme_said(praise)} final score at the {counted(len(honest), 'honest node')} was "
+               f"{_score(extreme)}, {'trusted or better' if praise else 'untrusted'} in {hits} of "
                f"{counted(views, 'view')}{lacking}")
     behaviour = {a["behaviour"] for a in results["agents"] if a["group"] == entry["agents"]}
     compared = _compared(behaviour.pop() if len(behaviour) == 1 else None, praise, results, baseline)
@@ -111,19 +112,32 @@ def _compared(behaviour: str | None, praise: bool, results: dict[str, Any], base
     one, else in this run."""
     if behaviour is None:
         return ""
-    bound = "at most" if praise else "at least"
     if baseline is not None:
         extreme = _extreme(baseline.results, behaviour, praise)
         if extreme is not None:
-            return (f"in the baseline run of the same seed and size ({baseline.path.name}) its {behaviour} agents "
-                    f"ended {bound} {_score(extreme)}")
+            aside = _traffic_aside(baseline, results)
+            return (f"in the baseline run of the same seed and size ({baseline.path.name}{aside}) the "
+                    f"{_extreme_said(praise)} of its {behaviour} agents was {_score(extreme)}")
     extreme = _extreme(results, behaviour, praise)
     if extreme is not None:
-        return f"in this run the {behaviour} agents no attack touched ended {bound} {_score(extreme)}"
+        return (f"in this run the {_extreme_said(praise)} of the {behaviour} agents no attack touched was "
+                f"{_score(extreme)}")
     scenario = results["scenario"]
     return (f"nothing to compare with: no baseline run of seed {scenario['seed']} on "
             f"{counted(scenario['nodes'], 'node')} in the testnet's reports, nor {behaviour} agents no attack touched "
             "in this run")
+
+
+def _traffic_aside(baseline: Baseline, results: dict[str, Any]) -> str:
+    """`; its traffic 30 s, this run's 45 s` where the baseline run's traffic lasted otherwise than this run's (scores
+    grow with the evidence of each round), else nothing."""
+    theirs, ours = baseline.results["scenario"].get("duration"), results["scenario"].get("duration")
+    return f"; its traffic {theirs:g} s, this run's {ours:g} s" if None not in (theirs, ours) and theirs != ours else ""
+
+
+def _extreme_said(praise: bool) -> str:
+    """Which final score a praise (the highest: did any target rise?) or slander (the lowest) verdict gives."""
+    return "highest" if praise else "lowest"
 
 
 def _extreme(results: dict[str, Any], behaviour: str, highest: bool) -> dict[str, Any] | None:

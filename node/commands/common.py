@@ -31,6 +31,13 @@ _RECORD_ID = re.compile(r"[0-9a-fA-F]{64}")  # as the API takes one (node.api.re
 
 Subparsers = argparse._SubParsersAction  # what `add_subparsers` returns; argparse names it privately
 
+# Said after a node's answer that did not come in time, its two causes (README, What `run` runs): the client cannot
+# tell a node starting, which answers once its catch-up sync ended, from one that is running but does not answer.
+NO_ANSWER_CAUSES = ("  a node starting answers once its catch-up sync with its peers has ended, up to [p2p] "
+                    "startup_sync_seconds after it began (its log says `node running` then); try again then\n"
+                    "  a node running (its log said `node running`) that does not answer is stopped (SIGSTOP, a "
+                    "debugger) or overloaded")
+
 
 class UsageError(Exception):
     """The command cannot run as invoked: a bad argument, or no usable data directory or token (exit 2)."""

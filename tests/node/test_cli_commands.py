@@ -128,6 +128,18 @@ async def test_a_directory_without_a_configuration_is_a_usage_error(run, tmp_pat
     assert "no configuration here; create one with `vouchnet init" in err
 
 
+async def test_a_testnet_s_directory_given_as_a_node_s_names_its_nodes_data_directories(run, tmp_path):
+    """Before: `score DID --dir TESTNET` said `no configuration here; create one with vouchnet init --dir TESTNET`,
+    which makes a new org inside the testnet's directory."""
+    for name in ("n01", "n00"):
+        (tmp_path / "nodes" / name).mkdir(parents=True)
+        (tmp_path / "nodes" / name / "config.toml").write_text("format = 1\n")
+    code, _, err = await run("status", "--dir", tmp_path)
+    assert code == 2
+    assert err == (f"vouchnet status: {tmp_path}: no configuration here, but nodes' data directories below it (n00, "
+                   f"n01, in {tmp_path}/nodes): give --dir one of them ({tmp_path}/nodes/n00)\n")
+
+
 async def test_a_data_directory_that_does_not_exist_is_named_as_such(run, tmp_path):
     """A mistyped --dir: said to be missing, not a node to create (init there would make a new org key)."""
     code, _, err = await run("status", "--dir", tmp_path / "alcie")

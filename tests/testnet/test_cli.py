@@ -136,15 +136,35 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
-                                 **evidence},
+                                 "weight_at": {"n00": 0.5, "n01": 0.0, "n02": 1.0}, **evidence},
                                 {"type": "key-theft", "victim": "n01", "thief_counts_for_nothing": True,
-                                 **evidence, "flagged_before": True}]})
+                                 "thief_key": dict.fromkeys(("n00", "n01", "n02"), {}), **evidence,
+                                 "flagged_before": True}]})
     out = capsys.readouterr().out.splitlines()
     # (it ended "the last 0.4 s after;", after nothing)
     assert out[0] == ("equivocation by n02: 3 of 3 nodes held the evidence, the last 0.4 s after its two records "
                       "were offered; 1 of the 2 others count it an equivocator")
     assert out[1] == ("key theft from n01: 3 of 3 nodes held the evidence, the last 0.4 s after the thief offered its "
                       "records (it was flagged before this run); the thief's key counts for nothing: True")
+
+
+def test_the_summary_counts_apart_the_nodes_that_gave_no_view_at_the_end(capsys):
+    """Before: `3 of the 4 others count it an equivocator` where the fourth had not answered, which read as a node
+    that did not count it one, and a thief's key `counts for nothing: True` over the nodes that answered alone."""
+    from testnet.cli import _print_summary
+
+    evidence = {"nodes_flagging": 4, "of": 4, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
+                    "attacks": [{"type": "equivocation", "node": "n03", "distrusted_by": ["n00", "n02"],
+                                 "of_others": 3, "weight_at": {"n00": 0.0, "n02": 0.0, "n03": 1.0}, **evidence},
+                                {"type": "key-theft", "victim": "n02", "thief_counts_for_nothing": True,
+                                 "thief_key": dict.fromkeys(("n00", "n02", "n03"), {}), **evidence}]})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("; 2 of the 3 others count it an equivocator (1 gave no view at the end)")
+    assert out[1].endswith("the thief's key counts for nothing: True (at the 3 nodes that gave a view at the end, "
+                           "of 4)")
 
 
 def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
@@ -173,15 +193,17 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
-                                 "trusted_or_better": 5, "views": 8, "attackers_mean_final_score": 41.0},
+                                 "trusted_or_better": 5, "untrusted": 1, "views": 8,
+                                 "attackers_mean_final_score": 41.0},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
                                  "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None},
                                 {"type": "whitewash",
                                  "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
                                             "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
     out = capsys.readouterr().out.splitlines()
-    assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, trusted or better "
-                       "in 5 of 8 views; at the attackers' own nodes 41.0",
+    # (a slander's line gave how many views were trusted or better, which its verdict does not ask)
+    assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, untrusted in 1 of 8 "
+                       "views; at the attackers' own nodes 41.0",
                        "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own "
                        "nodes -",
                        "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
@@ -289,8 +311,8 @@ def test_a_run_that_fails_says_what_it_left(existing, tmp_path, capsys, monkeypa
 
 @pytest.mark.parametrize(("failure", "said"), [
     (NodeApiError(503, "unavailable", "the log is being repaired"), "the log is being repaired (503 unavailable)"),
-    (NodeUnreachable("n01 (http://127.0.0.1:3): no answer in 10 s", timed_out=True),
-     "n01 (http://127.0.0.1:3): no answer in 10 s"),
+    (NodeUnreachable("cannot reach the node at http://127.0.0.1:4: is `vouchnet run` running?"),
+     "cannot reach the node at http://127.0.0.1:4 (n01): is `vouchnet run` running?"),
     (OSError(errno.ENOSPC, "No space left on device", "nodes/n01/config.toml"),
      "nodes/n01/config.toml: No space left on device"),
 ])
@@ -307,6 +329,48 @@ def test_a_run_that_a_node_api_or_the_disk_fails_says_what_it_left(existing, cap
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
     assert capsys.readouterr().err.endswith(f"vouchnet testnet run: {said}\nno report written; `vouchnet testnet "
                                             f"status --dir {existing}` shows the testnet as it was left\n")
+
+
+def test_a_run_whose_node_did_not_answer_in_time_names_the_node_and_the_causes(existing, capsys, monkeypatch):
+    """As a node command does after a node that did not answer in time (a node starting, or one stopped or
+    overloaded). Before: `run` said only `the node at http://127.0.0.1:4 did not answer within 10.0 s`, leaving the
+    reader to find which node has that address in testnet.json, and nothing of why a node may not answer."""
+    from testnet import runner
+
+    def failing() -> None:
+        raise NodeUnreachable("the node at http://127.0.0.1:4 did not answer within 10.0 s", timed_out=True)
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=failing))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
+    assert capsys.readouterr().err.endswith(
+        "vouchnet testnet run: the node at http://127.0.0.1:4 (n01) did not answer within 10.0 s\n"
+        "  a node starting answers once its catch-up sync with its peers has ended, up to [p2p] startup_sync_seconds "
+        "after it began (its log says `node running` then); try again then\n"
+        "  a node running (its log said `node running`) that does not answer is stopped (SIGSTOP, a debugger) or "
+        f"overloaded\nno report written; `vouchnet testnet status --dir {existing}` shows the testnet as it was left\n")
+
+
+def test_a_run_that_an_error_it_does_not_expect_ends_says_so_and_what_it_left_and_keeps_the_traceback(
+        existing, capsys, monkeypatch):
+    """Before: any error but a node's, the API's or the file system's (a bug in the run, its measurements or its
+    report) ended the run in a Python traceback alone, nothing saying that no report was written or what became of
+    the testnet."""
+    from testnet import runner
+
+    def failing() -> None:
+        raise ValueError("bad math in the propagation figures")
+
+    monkeypatch.setattr(runner, "Run", lambda *args, **options: SimpleNamespace(execute=failing))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.endswith(
+        "vouchnet testnet run: failed on an error it does not expect, a bug: ValueError: bad math in the propagation "
+        f"figures; its traceback is in {existing / 'run-error.txt'}, for a bug report\nno report written; `vouchnet "
+        f"testnet status --dir {existing}` shows the testnet as it was left\n")
+    kept = (existing / "run-error.txt").read_text()
+    assert kept.startswith("Traceback") and "in failing" in kept and kept.endswith(
+        "ValueError: bad math in the propagation figures\n")
 
 
 def test_a_node_that_fails_to_start_stops_those_up_started_and_says_so(tmp_path, monkeypatch, capsys):
@@ -433,6 +497,20 @@ def test_a_lock_in_a_directory_that_held_no_testnet_is_not_left_behind(tmp_path,
 
 
 @pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["logs", "n00"], ["run", "baseline"]])
+def test_a_node_s_data_directory_given_as_the_testnet_s_is_refused_naming_the_testnet_s(existing, capsys, command):
+    """Before: `status --dir DIR/nodes/n00` said `no testnet here; start one with vouchnet testnet up --dir
+    DIR/nodes/n00`, and `up` did so, making a testnet inside the node's data directory."""
+    node = existing / "nodes" / "n00"
+    node.mkdir(parents=True)
+    (node / "config.toml").write_text("format = 1\n")
+    assert main(["testnet", *command, "--dir", str(node)]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"vouchnet testnet {command[0]}: error: argument --dir: {node} is a node's data directory (it holds "
+        f"config.toml), not a testnet's: the testnet's is {existing}, two levels up\n")
+    assert sorted(p.name for p in node.iterdir()) == ["config.toml"]
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["logs", "n00"], ["run", "baseline"]])
 @pytest.mark.parametrize("given", ["option", "environment"])
 def test_a_testnet_directory_that_is_a_file_is_refused_as_one(tmp_path, capsys, monkeypatch, command, given):
     """Before: `up`, `run` and `down` said 'DIR: File exists', `status` and `logs` 'DIR/testnet.json: Not a
@@ -451,14 +529,18 @@ NO_ATTACK = {"scenario": {"name": "baseline", "seed": 1, "nodes": 2}, "agents": 
              "measurements": {"confusion": {"observers": ["n00", "n01"]}, "attacks": []}}
 
 
-def _finished_run(monkeypatch, results: dict, setup: dict | None = None) -> list[dict]:
-    """`run` with its scenario's run, measurements and report faked: the run ends with `setup`, its results are
-    `results`, and its summary is the line "the summary"; returns the results each report is written with."""
+def _finished_run(monkeypatch, results: dict, setup: dict | None = None,
+                  unanswered: dict[str, str] | None = None, watch_errors: tuple[int, str | None] = (0, None)
+                  ) -> list[dict]:
+    """`run` with its scenario's run, measurements and report faked: the run ends with `setup` and the nodes that did
+    not answer at the end (`unanswered`), its results are `results`, and its summary is the line "the summary";
+    returns the results each report is written with."""
     from testnet import cli, measure, report, runner
 
     written: list[dict] = []
     monkeypatch.setattr(runner, "Run", lambda cluster, scenario, **options: SimpleNamespace(
-        execute=lambda: SimpleNamespace(setup=setup or {})))
+        execute=lambda: SimpleNamespace(setup=setup or {}, unanswered=unanswered or {}, watch_errors=watch_errors[0],
+                                        last_watch_error=watch_errors[1])))
     monkeypatch.setattr(measure, "measure", lambda result: {})
     monkeypatch.setattr(report, "results_json", lambda *args: results)
     monkeypatch.setattr(report, "write_report", lambda run, results, out: written.append(results) or out / "r.html")
@@ -480,7 +562,7 @@ def test_a_run_ends_its_summary_with_a_verdict_per_attack_and_exits_by_them(exis
     assert main(["testnet", "run", "sybil-collusion", "--dir", str(existing)]) == status
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "the summary" and out[2].startswith("report: ")
-    assert out[1].startswith(f"verdict: praise of bad by sybils: {outcome} — its 1 target ended at most ")
+    assert out[1].startswith(f"verdict: praise of bad by sybils: {outcome} — its 1 target's highest final score ")
     assert out[1].endswith("; the attack succeeds if any target ends trusted or better at an honest node")
     assert [v["line"] for v in written[0]["verdicts"]] == [out[1]]  # results.json and report.html say the same
 
@@ -578,6 +660,60 @@ def test_a_run_whose_setup_records_were_still_missing_when_traffic_started_says_
     assert f"trust graph: `vouchnet testnet status --dir {existing}` and the nodes' logs may say why" in out
 
 
+def test_a_run_whose_node_gave_no_view_at_the_end_says_so_with_its_report(existing, capsys, monkeypatch):
+    """A node that did not answer at the end (runner.Run._org_views) no longer fails the run: the report is written
+    without its view, and the summary names it and what that leaves out."""
+    _finished_run(monkeypatch, NO_ATTACK, unanswered={"n01": "the node at http://127.0.0.1:4 did not answer within "
+                                                               "10.0 s"})
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert ("warning: n01 gave no view of the orgs at the end (n01: the node at http://127.0.0.1:4 did not answer "
+            "within 10.0 s): the figures read from those views (an equivocator counted, a thief's key weighed, the "
+            "org groups' weight) leave it out, and a verdict that needs it has none; `vouchnet testnet status --dir "
+            f"{existing}` shows the nodes") in capsys.readouterr().out
+
+
+def test_a_run_whose_watchers_asks_failed_says_how_many_and_the_latest(existing, capsys, monkeypatch):
+    """Before: every score ask answered 500 (a node's scoring failing) and the summary said only `no honest node
+    scored its targets`, the count of failed asks in results.json alone and no error anywhere but the nodes' logs."""
+    _finished_run(monkeypatch, NO_ATTACK, watch_errors=(133, "n00: the API failed (500 internal)"))
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert ("warning: 133 asks of the nodes for their records and scores failed while the run watched them (the "
+            "latest, n00: the API failed (500 internal)): the figures above lack what those would have given; the "
+            "nodes' logs may say why") in capsys.readouterr().out
+
+
+def test_status_asks_every_node_at_once(existing, capsys, monkeypatch):
+    """Before: one node after another, each up to its 5 s timeout, so a testnet of ten overloaded (or SIGSTOPped)
+    nodes took nearly a minute to show. Each node's ask here waits until every node is being asked."""
+    import threading
+
+    from testnet import cli
+    from testnet import status as status_module
+
+    cluster = Cluster.open(existing)
+    asked = threading.Barrier(len(cluster.names), timeout=10.0)
+
+    def node_status(cluster, name):
+        asked.wait()
+        return status_module.NodeStatus(name, cluster.entry(name).did, cluster.entry(name).api_url, False)
+
+    monkeypatch.setattr(status_module, "node_status", node_status)
+    monkeypatch.setattr(cli, "_open", lambda directory: cluster)
+    assert main(["testnet", "status", "--dir", str(existing)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:3]] == ["n00", "n01"]
+
+
+def test_a_run_says_the_machine_s_load_average_beside_its_timings(existing, capsys, monkeypatch):
+    """Before: a run on a machine loaded by other work (load 12 on 2 cores) reported a node's start of 10 s and
+    propagation p90 of 10 s as the network's, nothing saying the CPU was shared."""
+    load = {"traffic_start": 0.3, "traffic_end": 12.0, "cores": 2}
+    _finished_run(monkeypatch, {**NO_ATTACK, "load_average": load})
+    assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "the machine's load average: 0.3 as traffic started, 12 as it stopped, on 2 cores (the timings above include "
+        "waiting for a CPU where it exceeds the cores)")
+
+
 def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(existing, capsys):
     """Before: both were `down`, and nothing said the node had been killed or had crashed."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -591,6 +727,25 @@ def test_status_tells_a_node_that_exited_by_itself_from_one_stopped_by_down(exis
             f"testnet logs n00 --dir {existing}` shows its last lines, `vouchnet testnet up --dir {existing}` starts "
             "it again") in out  # (the commands it gave named no --dir: run as given, they took ./vouchnet-testnet)
     assert [(row["name"], row["exited"]) for row in rows] == [("n00", True), ("n01", False)]
+
+
+def test_status_says_an_exited_node_starts_again_once_the_command_holding_the_testnet_ends(existing, capsys):
+    """Before: while a `run` held the directory, status told to start the node with `up`, which was refused at once
+    (`in use by another command`). Status takes no lock: it reads who holds it."""
+    from testnet.dir_lock import holder, one_at_a_time
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = processes.start_time(gone.pid)
+    gone.wait()
+    cluster = Cluster.open(existing)
+    cluster._set(replace(cluster.entry("n00"), pid=gone.pid, started=started or 1))
+    assert holder(existing) is None
+    with one_at_a_time(existing, "testnet run"):
+        assert holder(existing) == f"{os.getpid()}: vouchnet testnet run"
+        out, _ = _status(existing, capsys)
+    assert (f"`vouchnet testnet up --dir {existing}` starts it again once the command that holds the directory now "
+            f"ends ({os.getpid()}: vouchnet testnet run)") in out
+    assert holder(existing) is None  # (released: the lock file's words stay, and are not taken for a holder)
 
 
 @pytest.mark.parametrize("made_by", ["up", "run"])

@@ -39,8 +39,8 @@ def test_the_page_opens_with_the_verdict_on_each_attack_its_figures_and_its_rule
     results["verdicts"] = [v.as_json() for v in judge(results)]
     page = report._html(results, {})
     assert page.index("<h2>Verdicts</h2>") < page.index("<h2>Summary</h2>")
-    assert ("<tr><td>praise of bad by quiet</td><td>succeeded</td><td>its 1 target ended at most trusted (612) at "
-            "the 2 honest nodes, trusted or better in 1 of 2 views</td>") in page  # n02, the praising org, aside
+    assert ("<tr><td>praise of bad by quiet</td><td>succeeded</td><td>its 1 target&#x27;s highest final score at the "
+            "2 honest nodes was trusted (612), trusted or better in 1 of 2 views</td>") in page  # (n02 praised it)
     assert "<td>the attack succeeds if any target ends trusted or better at an honest node</td></tr>" in page
     results["verdicts"] = []
     assert "<h2>Verdicts</h2><p>No attack ran in this scenario.</p>" in report._html(results, {})
@@ -94,3 +94,33 @@ def test_the_scores_plot_says_no_node_scored_an_agent_group_it_has_no_line_for(m
     good, bad = figures[-1].axes
     assert [t.get_text() for t in good.texts] == ["no node scored these agents"] and good.get_legend() is None
     assert list(bad.texts) == [] and bad.get_legend() is not None
+
+
+def test_the_page_s_summary_names_what_the_run_asked_of_the_nodes_and_did_not_get():
+    """As `run`'s summary does. Before: the page said nothing of batches unanswered, of a node that gave no view at
+    the end, or of the watchers' failed asks, so a page of a run a stopped node marred read as a clean run's."""
+    ran = praised([("n00", 40, "untrusted"), ("n01", 612, "trusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = []
+    assert "unanswered" not in report._html(results, {})  # nothing missing: no such rows
+    results["traffic"].update(failed_at={"n02": 1}, skipped_at={"n02": 9})
+    results.update(unanswered={"n02": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}, watch_errors=2,
+                   last_watch_error="n02: the node at http://127.0.0.1:4 did not answer within 5.0 s")
+    page = report._html(results, {})
+    for row in ("<tr><td>event batches unanswered</td><td>n02 1</td></tr>",
+                "<tr><td>event batches not sent, their node still answering the one before</td><td>n02 9</td></tr>",
+                "<tr><td>gave no view of the orgs at the end</td><td>n02: the node at http://127.0.0.1:4 did not answer "
+                "within 10.0 s</td></tr>",
+                "<tr><td>asks for records and scores that failed</td><td>2 (the latest, n02: the node at "
+                "http://127.0.0.1:4 did not answer within 5.0 s)</td></tr>"):
+        assert row in page
+
+
+def test_the_page_s_summary_gives_the_machine_s_load_average_where_it_was_read():
+    ran = praised([("n00", 40, "untrusted"), ("n01", 612, "trusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = []
+    assert "load average" not in report._html(results, {})  # (the fake run read none)
+    results["load_average"] = {"traffic_start": 0.3, "traffic_end": 12.0, "cores": 2}
+    assert ("<tr><td>the machine&#x27;s load average</td><td>0.3 as traffic started, 12 as it stopped, on 2 "
+            "cores</td></tr>") in report._html(results, {})

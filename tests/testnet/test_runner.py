@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -193,6 +194,44 @@ def test_a_run_says_every_ten_seconds_how_far_its_traffic_got(monkeypatch):
                     for t in (10, 20)]
 
 
+def test_the_traffic_s_progress_names_the_nodes_that_did_not_answer_or_were_skipped(monkeypatch):
+    """Before: `2 batches unanswered` alone, which node's a guess from the nodes' logs."""
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    said: list[str] = []
+    run = Run(_Testnet(), load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    stats = runner.TrafficStats(events_accepted=40, batches_failed=3, failed_at=Counter(n03=1, n01=2),
+                                batches_skipped=9, skipped_at=Counter(n01=9))
+    run._traffic_until(1000.0, 10.0, stats)
+    assert said == ["t= 10.0 s  traffic (of 28 s): 40 events reported, 0 refused, 3 batches unanswered (n01 2, n03 1), "
+                    "9 not sent, their node still answering the one before (n01 9)"]
+
+
+def test_a_run_ending_says_it_starts_the_nodes_that_are_down_before_it_does():
+    """Before: a run interrupted (or ending) while a node was down, killed by hand, restarted it unsaid: a Ctrl-C took
+    ten seconds to end, nothing said why."""
+    testnet = _Testnet()
+    testnet.up.discard("n01")
+    said: list[str] = []
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    run._leave_whole((), failing=True)
+    assert said == ["starting n01, down, so that the testnet is left whole (a node starts in seconds)"]
+    assert testnet.up == {"n00", "n01", "n02"}
+
+
+def test_the_machine_s_load_is_read_where_the_system_tells_it(monkeypatch):
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (3.14159, 1.0, 0.5))
+    assert runner.machine_load() == 3.14
+
+    def untold() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(runner.os, "getloadavg", untold)
+    assert runner.machine_load() is None
+
+
 _PARTITION = '[[faults]]\ntype = "partition"\nnodes = "honest[2]"\nat = 5\nduration = 10\n'
 
 
@@ -336,6 +375,26 @@ def test_on_a_testnet_reused_an_attack_on_an_org_an_earlier_run_flagged_is_refus
     assert (f"setup: an earlier run on this testnet flagged the org of n01 as an equivocator: every node counts its "
             f"vouches and digests for nothing, the operator vouches for {operated} too (a fresh testnet, another "
             "--dir, starts without)") in said
+
+
+@pytest.mark.parametrize(("scenario", "offender", "refusal"), [
+    ("whitewash", "did:n04", r"attacks\[0\]\.agents: the whitewash is of agents whitewashers operated by the org of "
+                             r"n04, which"),
+    ("slander", "did:n03", r"attacks\[0\]\.orgs: the slander is by the org of n03, which"),
+])
+def test_on_a_testnet_reused_an_attack_by_an_org_an_earlier_run_flagged_is_refused(monkeypatch, scenario, offender,
+                                                                                   refusal):
+    """Before: the whitewash scenario, its shady operator flagged by an earlier run's equivocation, was run and its
+    verdict said `contained`: the operator's vouches for the fresh identities counted for nothing by the earlier run's
+    doing, as a slanderer's reports did, which the setup said but the verdict did not."""
+    path = Path(runner.__file__).with_name("scenarios") / f"{scenario}.toml"
+    testnet = _Testnet(5)
+    testnet.nodes["n00"].offenders = [offender]
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:\d+: {refusal} an earlier run on this testnet "
+                       r"flagged as an equivocator: .* run it on a fresh testnet \(another --dir\), or select agents "
+                       r"and orgs no run flagged$"):
+        run.execute()
 
 
 def test_on_a_testnet_reused_a_refused_run_leaves_it_as_it_was(tmp_path, monkeypatch):
@@ -599,3 +658,43 @@ def test_a_restart_inside_a_partition_says_when_the_api_answered_not_when_the_no
     answered = faults.restart(testnet, "n00", Partition(side=("n00",), rest=("n01", "n02")), lambda line: None)
     assert (answered, clock.now) == (1000.0, 1002.0)
     assert testnet.blocked()["n00"] != []
+
+
+class _Silent(_NodeClient):
+    """A node that does not answer: its views of the orgs time out."""
+
+    def iter_orgs(self) -> Iterator[dict]:
+        raise NodeUnreachable("the node at http://127.0.0.1:4 did not answer within 10.0 s", timed_out=True)
+
+    org = iter_orgs
+
+
+class _Answering(_NodeClient):
+    def iter_orgs(self) -> Iterator[dict]:
+        return iter([{"org": "did:n00", "own": False}])
+
+    def org(self, did: str) -> dict:
+        return {"org": did, "equivocator": True, "weight": 0.0, "voucher_weight": 0.0, "own": False}
+
+
+def test_a_node_that_does_not_answer_at_the_end_is_left_out_of_the_views_and_named():
+    """Before: the first node that did not answer for its view of the orgs (stopped, overloaded, exited without the
+    scenario stopping it) failed the whole run after its traffic and settling, its report lost; now the run's figures
+    leave that node out (a verdict that needs its view has none) and the node is named with its error; it is not
+    asked again for the keys' views, each ask costing a timeout."""
+    testnet = _Testnet()
+    asked: list[str] = []
+
+    def client(node: str, *, timeout: float = 10.0) -> _NodeClient:
+        asked.append(node)
+        return (_Silent if node == "n01" else _Answering)(testnet.nodes[node])
+
+    testnet.client = client  # type: ignore[method-assign]
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run.up = frozenset(testnet.names)
+    run.timeline.add("equivocation", offender="did:n02")
+    assert sorted(run._org_views()) == ["n00", "n02"]
+    assert run._key_views() == {"did:n02": {n: {"org": "did:n02", "equivocator": True, "weight": 0.0,
+                                                "voucher_weight": 0.0} for n in ("n00", "n02")}}
+    assert run.unanswered == {"n01": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}
+    assert asked == ["n00", "n01", "n02", "n00", "n02"]

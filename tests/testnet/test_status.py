@@ -4,6 +4,7 @@ what `status` shows of each node's peer block list."""
 from pathlib import Path
 from types import SimpleNamespace
 
+from node.client import NodeUnreachable
 from testnet.status import Checkpoint, NodeStatus, node_status, table, witnessed
 
 ORGS = ["a", "b", "c", "d"]
@@ -90,3 +91,22 @@ def test_status_shows_which_nodes_each_node_blocks_and_that_the_network_is_cut()
     assert lines[4].endswith("or by `vouchnet testnet down --dir /tn` then `up`)")  # (it named no --dir)
     whole = table([node_status(testnet, n) for n in ("n00", "n01", "n02")], Path("/tn"))  # type: ignore[arg-type]
     assert [line.split()[-1] for line in whole.splitlines()[1:]] == ["-", "-", "-"]  # and no note
+
+
+def test_status_says_why_a_running_node_may_not_have_answered_in_time():
+    """Before: `n03: the node at http://127.0.0.1:1 did not answer within 5.0 s`, and nothing of a node starting, or
+    stopped or overloaded, which node commands say."""
+    testnet = _Testnet()
+
+    def silent(name: str, *, timeout: float) -> _Client:
+        client = _Client([])
+        client.node = lambda: (_ for _ in ()).throw(  # type: ignore[method-assign]
+            NodeUnreachable(f"the node at http://127.0.0.1:1 did not answer within {timeout} s", timed_out=True))
+        return client
+
+    testnet.client = silent  # type: ignore[method-assign]
+    row = node_status(testnet, "n01")  # type: ignore[arg-type]
+    assert row.error == ("the node at http://127.0.0.1:1 did not answer within 5.0 s: it is starting (it answers once "
+                         "its catch-up sync with its peers has ended, its log then saying `node running`), or it is "
+                         "stopped (SIGSTOP, a debugger) or overloaded")
+    assert f"n01: {row.error}" in table([row], Path("/tn")).splitlines()

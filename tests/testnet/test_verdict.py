@@ -37,11 +37,13 @@ def slander(lowest, untrusted, views=3):
 def test_praise_succeeds_when_a_target_ends_trusted_at_an_honest_node():
     (verdict,) = judge(results(praise({"score": 412, "tier": "provisional"}, 0)))
     assert verdict.outcome == CONTAINED
-    assert verdict.line.startswith("verdict: praise of bad by colluders: contained — its 2 targets ended at most "
-                                   "provisional (412) at the 3 honest nodes, trusted or better in 0 of 6 views; ")
+    assert verdict.line.startswith("verdict: praise of bad by colluders: contained — its 2 targets' highest final "
+                                   "score at the 3 honest nodes was provisional (412), trusted or better in 0 of 6 "
+                                   "views; ")
     assert verdict.line.endswith("; the attack succeeds if any target ends trusted or better at an honest node")
     (verdict,) = judge(results(praise({"score": 512, "tier": "trusted"}, 1)))
-    assert verdict.outcome == SUCCEEDED and "at most trusted (512)" in verdict.figures
+    assert verdict.outcome == SUCCEEDED
+    assert "highest final score at the 3 honest nodes was trusted (512)" in verdict.figures
 
 
 def test_praise_short_of_views_is_no_verdict_unless_those_it_has_show_success():
@@ -56,10 +58,12 @@ def test_praise_short_of_views_is_no_verdict_unless_those_it_has_show_success():
 def test_slander_succeeds_when_a_target_ends_untrusted_at_an_honest_node():
     (verdict,) = judge(results(slander({"score": 250, "tier": "provisional"}, 0)))
     assert verdict.outcome == CONTAINED
-    assert verdict.figures == ("its 1 target ended at least provisional (250) at the 3 honest nodes, untrusted in 0 "
-                               "of 3 views")
+    assert verdict.figures == ("its 1 target's lowest final score at the 3 honest nodes was provisional (250), "
+                               "untrusted in 0 of 3 views")
     (verdict,) = judge(results(slander({"score": 120, "tier": "untrusted"}, 1)))
     assert verdict.outcome == SUCCEEDED
+    # (it said `ended at least untrusted (120)`, true of any score, which read as the slander held off)
+    assert verdict.figures.startswith("its 1 target's lowest final score at the 3 honest nodes was untrusted (120)")
     assert verdict.rule == "the attack succeeds if any target ends untrusted at an honest node"
 
 
@@ -72,8 +76,8 @@ def test_praise_and_slander_are_compared_with_the_untouched_agents_of_their_targ
     ran["agents"].append({"name": "good-1", "group": "slandered", "behaviour": "honest"})
     ran["measurements"]["attacks"][0]["agents"] = "slandered"
     slandered, praised = judge(ran)
-    assert slandered.compared == "in this run the honest agents no attack touched ended at least trusted (580)"
-    assert praised.compared == "in this run the malicious agents no attack touched ended at most untrusted (150)"
+    assert slandered.compared == "in this run the lowest of the honest agents no attack touched was trusted (580)"
+    assert praised.compared == "in this run the highest of the malicious agents no attack touched was untrusted (150)"
     ran["measurements"]["untouched_agents"] = ["good-0"]
     assert judge(ran)[1].compared == ("nothing to compare with: no baseline run of seed 1 on 5 nodes in the testnet's "
                                       "reports, nor malicious agents no attack touched in this run")
@@ -87,8 +91,23 @@ def test_praise_is_compared_with_the_same_figure_in_a_baseline_run_when_there_is
     ran = results(praise({"score": 412, "tier": "provisional"}, 0),
                   final_scores=[("n00", "bad-1", 150, "untrusted")], untouched=["bad-1"])
     (verdict,) = judge(ran, Baseline(tmp_path / "baseline-20261128-041500", baseline))
-    assert verdict.compared == ("in the baseline run of the same seed and size (baseline-20261128-041500) its "
-                                "malicious agents ended at most untrusted (130)")
+    assert verdict.compared == ("in the baseline run of the same seed and size (baseline-20261128-041500) the "
+                                "highest of its malicious agents was untrusted (130)")
+
+
+def test_a_baseline_run_whose_traffic_lasted_otherwise_is_said_to_have(tmp_path):
+    """Before: a 30 s baseline stood beside a 45 s slander unsaid, though scores grow with the evidence of each
+    round."""
+    baseline = results(final_scores=[("n00", "good-0", 433, "provisional")], name="baseline")
+    baseline["scenario"]["duration"] = 30.0
+    ran = results(slander({"score": 149, "tier": "untrusted"}, 1))
+    ran["scenario"]["duration"] = 45.0
+    (verdict,) = judge(ran, Baseline(tmp_path / "baseline-20261129-210254", baseline))
+    assert verdict.compared == ("in the baseline run of the same seed and size (baseline-20261129-210254; its traffic "
+                                "30 s, this run's 45 s) the lowest of its honest agents was provisional (433)")
+    ran["scenario"]["duration"] = 30.0
+    (verdict,) = judge(ran, Baseline(tmp_path / "baseline-20261129-210254", baseline))
+    assert "(baseline-20261129-210254) the lowest" in verdict.compared
 
 
 def write(reports, name, content, mtime):
