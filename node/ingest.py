@@ -249,6 +249,7 @@ class Ingestor:
         store: no write, no batch); counts the rejected and ignored spans, and logs the rejected (at most a line per
         reason a minute: node.span_rejection_log). The reply's body is `{"duplicates": n}`: spans already stored,
         or twice in the request, left out by the commit (accepted, and counted once)."""
+        batch.reject_orgs(self.org_not_agent)
         for span in batch.rejected:
             self.reject(span.reason)
         self._spans.inc(len(batch.rejected), result="rejected")
