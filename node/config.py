@@ -505,6 +505,7 @@ def render_template(
     api: str,
     bootstrap: tuple[str, ...],
     roots: tuple[str, ...],
+    epoch_seconds: float = NodeConfig.epoch_seconds,
 ) -> str:
     """The commented `config.toml` that `vouchnet init` writes."""
     host, _ = parse_api_bind(api)
@@ -615,7 +616,7 @@ fork_window = {d.fork_window}
 # Length of a behaviour-digest epoch in seconds (at least 1). The node's own observations of an agent in an epoch
 # also make at most one bad report, as its digest of the epoch does at its peers (of epochs shorter than an hour, the
 # scoring's cap window, those in one hour make one together).
-epoch_seconds = {d.epoch_seconds}
+epoch_seconds = {epoch_seconds!r}
 # Raw telemetry events older than this are pruned to their hashes (by the time the node has seen while its clock is
 # over a day ahead of it, for a day across restarts, in case it is a wrong step; vouchnet_clock_held is 1 meanwhile;
 # by the clock while it is behind the latest event's time).

@@ -345,6 +345,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             metrics.histogram("record_latency_seconds", "Seconds from a record's issue to its acceptance here",
                               LATENCY_BUCKETS), replica.did, wall_clock_ms))
         telemetry.ingestor.listeners.append(trust.on_events)
+        telemetry.ingestor.org_not_agent = trust.org_not_agent
         sync = SyncService(host, replica, network=config.network, limits=limits, interval=config.sync_interval,
                            round_peers=config.sync_peers, cosigner=witnessing.cosign,
                            checkpoints=witnessing.held_checkpoint,

@@ -35,6 +35,12 @@ REJECTION_REASONS = (*_FIELDS, "unknown_field", MALFORMED)
 log = logging.getLogger(__name__)
 
 BatchListener = Callable[[Appended], None]
+# Why the node takes a did for an org and not an agent, or None (node.trust.TrustService.org_not_agent)
+OrgNotAgent = Callable[[str], str | None]
+
+
+def _knows_no_org(did: str) -> str | None:
+    return None
 
 
 class BadBatch(ValueError):
@@ -149,7 +155,8 @@ class SpansWritten:
 @dataclass
 class Ingestor:
     """Validates, stores and announces events. `listeners` are called with each durably appended batch; `monotonic`
-    times the log's lines of rejected spans (node.span_rejection_log).
+    times the log's lines of rejected spans (node.span_rejection_log); `org_not_agent` says why an event's agent is
+    taken for an org, if it is (its events are refused, as GET /v1/agents/{did}/score refuses the did).
 
     The HTTP handlers store with `commit_async`: the commits (fsync) run in a worker thread, so the node's trio
     thread goes on serving, and validating the next batch, meanwhile. `write_lock` keeps one batch in flight at a
@@ -161,6 +168,7 @@ class Ingestor:
     metrics: Registry
     listeners: list[BatchListener] = field(default_factory=list)
     monotonic: Callable[[], float] = time.monotonic
+    org_not_agent: OrgNotAgent = _knows_no_org
 
     def __post_init__(self) -> None:
         self.write_lock = trio.Lock()
@@ -204,10 +212,10 @@ class Ingestor:
         of its valid events; counts the invalid ones. With an idempotency key, what to store under it: one that
         comes while the first is being appended is answered by `commit_async`, once that append is done (or has
         failed: then it is stored)."""
-        for _, error in batch.rejected:
+        events, refused = self._agents_only(batch)
+        for _, error in refused:
             self.reject(error.reason)
-        rejected = [{"index": index, "detail": str(error)} for index, error in batch.rejected]
-        events = batch.events
+        rejected = [{"index": index, "detail": str(error)} for index, error in refused]
         if not events and rejected:
             return Reply(422, {"error": "invalid_events", "detail": "no event in the batch is valid; see rejected",
                                "accepted": 0, "rejected": rejected})
@@ -220,11 +228,28 @@ class Ingestor:
         return Pending(tuple(events), reply,
                        (key, StoredReply(fingerprint, reply.status, json.dumps(reply.body).encode())))
 
+    def _agents_only(self, batch: ReadBatch) -> tuple[list[Event], list[tuple[int, InvalidEvent]]]:
+        """The batch's valid events but those naming an org as their agent (a service given the org's did where its
+        agent's was wanted: its node would sign digests of an org as an agent), and every refused event's index in
+        the batch and why, in index order."""
+        invalid = {index for index, _ in batch.rejected}
+        indexes = (index for index in range(len(batch.events) + len(invalid)) if index not in invalid)
+        why = {agent: self.org_not_agent(agent) for agent in {event.agent for event in batch.events}}
+        events, refused = [], list(batch.rejected)
+        for index, event in zip(indexes, batch.events):
+            if why[event.agent] is None:
+                events.append(event)
+            else:
+                refused.append((index, InvalidEvent(f"agent: {event.agent} is an org ({why[event.agent]}), not an "
+                                                    "agent")))
+        return events, sorted(refused, key=lambda rejection: rejection[0])
+
     def prepare_spans(self, batch: SpanBatch) -> Reply | Pending:
         """The Pending events of an OTLP request's spans, or the Reply at once if none became an event (nothing to
         store: no write, no batch); counts the rejected and ignored spans, and logs the rejected (at most a line per
         reason a minute: node.span_rejection_log). The reply's body is `{"duplicates": n}`: spans already stored,
         or twice in the request, left out by the commit (accepted, and counted once)."""
+        batch.reject_orgs(self.org_not_agent)
         for span in batch.rejected:
             self.reject(span.reason)
         self._spans.inc(len(batch.rejected), result="rejected")

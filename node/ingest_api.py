@@ -170,8 +170,10 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
     async def post_events(request: Request) -> Response:
         """Report behaviour events: `{"events": [...]}` as JSON (application/json, or a +json type), at most 1000
         events, 1 MiB (gzip allowed) and 65,536 JSON arrays and objects. Valid events are stored durably before the
-        answer `{"accepted": n, "rejected": [{"index", "detail"}]}`. With an `Idempotency-Key` header, a retried
-        batch is answered as the first time and stored once."""
+        answer `{"accepted": n, "rejected": [{"index", "detail"}]}`; an event whose `agent` is an org's did (this
+        node's own, a trust root's, or one that signed records it holds) is rejected, as GET /v1/agents/{did}/score
+        refuses the did. With an `Idempotency-Key` header, a retried batch is answered as the first time and stored
+        once."""
         if not is_json(media_type(request)):
             return error_response(415, "unsupported_media_type", "Content-Type: must be application/json")
         key = request.headers.get("idempotency-key")

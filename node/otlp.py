@@ -37,7 +37,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +165,21 @@ class SpanBatch:
     events: list[Event] = field(default_factory=list)
     rejected: list[RejectedSpan] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
+    spans: list[tuple[int, str]] = field(default_factory=list)  # each event's span: its index in the request, name
+
+    def reject_orgs(self, org_not_agent: Callable[[str], str | None]) -> None:
+        """Reject the spans whose gen_ai.agent.id is an org's did:key, not an agent's (`org_not_agent` says why it
+        takes a did for an org, node.trust.TrustService.org_not_agent), as POST /v1/events rejects such events."""
+        why = {agent: org_not_agent(agent) for agent in {event.agent for event in self.events}}
+        if not any(why.values()):
+            return
+        kept = [(event, span) for event, span in zip(self.events, self.spans) if why[event.agent] is None]
+        for event, (index, name) in zip(self.events, self.spans):
+            if why[event.agent] is not None:  # the rule names no did: the log says it (node.span_rejection_log)
+                error = InvalidEvent(f"gen_ai.agent.id: an org's did:key ({why[event.agent]}), not an agent's",
+                                     reason="agent")
+                self.rejected.append(_rejected(index, name, error))
+        self.events, self.spans = [event for event, _ in kept], [span for _, span in kept]
 
 
 # --- decoding -------------------------------------------------------------------------------------------
@@ -520,6 +535,7 @@ def sort_spans(spans: list[Span | MalformedSpan], *, now_ms: int) -> SpanBatch:
             batch.ignored[_ignored_reason(span)] += 1
         else:
             batch.events.append(event)
+            batch.spans.append((index, span.name))
     return batch
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ledger.files import create_file, make_directory
 from vouching import did_key
 
-from .config import CONFIG_FILE, parse_api_bind, parse_config, render_template
+from .config import CONFIG_FILE, NodeConfig, parse_api_bind, parse_config, render_template
 from .keys import KeyFileError, create_org_key, create_token, load_org_key
 from .strict_modes import check_strict_modes
 
@@ -31,6 +31,7 @@ def init_data_dir(
     api: str,
     bootstrap: tuple[str, ...] = (),
     roots: tuple[str, ...] = (),
+    epoch_seconds: float = NodeConfig.epoch_seconds,
 ) -> Initialised:
     """Create the data directory's key, token and config, durably; refuse a directory that holds a config.toml. The
     config is written last, so a directory without one is an init cut short (a kill, a power cut), which this one
@@ -39,7 +40,8 @@ def init_data_dir(
     with sudo in a service user's directory, init wrote a root-owned org.key, api.token and config.toml the node, run
     as that user, could not read."""
     parse_api_bind(api)
-    text = render_template(name=name, network=network, listen=listen, api=api, bootstrap=bootstrap, roots=roots)
+    text = render_template(name=name, network=network, listen=listen, api=api, bootstrap=bootstrap, roots=roots,
+                           epoch_seconds=epoch_seconds)
     config_path = data_dir / CONFIG_FILE
     if config_path.exists():
         raise _holds_a_node(data_dir)

@@ -57,8 +57,8 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
     held = [o for o in org_parts if o.good > o.good_cap]
     if held:
         rules.append(Rule("org-cap", f"good evidence from {counted(len(held), 'org')} is held at "
-                                     f"{held[0].good_cap:.2f} each: one org's word alone never lifts an agent above "
-                                     f"provisional"))
+                                     f"{held[0].good_cap:.2f} each: an org's digests alone never lift an agent above "
+                                     f"provisional (its vouch for the agent lifts the prior apart from them)"))
     own_capped = sum(o.capped for o in org_parts if o.first_hand)
     if own_capped:
         rules.append(Rule("own-window-cap", f"this node's own observations were scaled down in "

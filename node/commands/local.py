@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from node.config import CONFIG_FILE, DEFAULT_API, DEFAULT_LISTEN, ConfigError, default_data_dir
+from node.config import CONFIG_FILE, DEFAULT_API, DEFAULT_LISTEN, ConfigError, NodeConfig, default_data_dir
 from node.keys import KeyFileError
 from node.strict_modes import TooOpen
 from vouching.bodies import NETWORK_RULE
@@ -29,9 +29,10 @@ def register(subparsers: Subparsers) -> None:
         "(killed, a power cut) is finished, with the key it made.",
         examples=[
             "vouchnet init",
-            "vouchnet init --dir ./alice --network demo --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8701",
+            "vouchnet init --dir ./alice --network demo --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8701 \\\n"
+            "      --epoch-seconds 30",
             "vouchnet init --dir ./bob --network demo --listen /ip4/127.0.0.1/tcp/4002 --api 127.0.0.1:8702 \\\n"
-            "      --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --root did:key:z6Mk...",
+            "      --epoch-seconds 30 --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --root did:key:z6Mk...",
         ],
     )
     add_dir_option(init)
@@ -48,6 +49,11 @@ def register(subparsers: Subparsers) -> None:
                       help="a peer to dial at start, ending in /p2p/<peer id>; repeatable")
     init.add_argument("--root", action="append", default=[], metavar="DID", type=did_argument,
                       help="an org you trust directly (its did:key); repeatable")
+    init.add_argument("--epoch-seconds", type=float, default=NodeConfig.epoch_seconds, metavar="SECONDS",
+                      help="the length of a behaviour-digest epoch ([telemetry] epoch_seconds): at the end of each the "
+                      "node signs a digest of each agent its services reported, and only then do other orgs learn of "
+                      "it; at least 1: 30, say, for a demo whose digests reach peers within a minute "
+                      "(default: %(default)g)")
 
     run = add_local_command(
         subparsers,
@@ -85,7 +91,7 @@ def _init(args: argparse.Namespace) -> int:
     try:
         made = init_data_dir(
             data_dir, name=args.name, network=args.network, listen=tuple(args.listen or [DEFAULT_LISTEN]),
-            api=args.api, bootstrap=tuple(args.bootstrap), roots=tuple(args.root),
+            api=args.api, bootstrap=tuple(args.bootstrap), roots=tuple(args.root), epoch_seconds=args.epoch_seconds,
         )
     except ConfigError as e:
         raise UsageError(_by_option(e, data_dir / CONFIG_FILE)) from None
@@ -102,7 +108,7 @@ def _init(args: argparse.Namespace) -> int:
 
 # The config.toml keys that init's options give, by which its refusals name them: that file is not written yet.
 _INIT_OPTIONS = {"name": "--name", "network": "--network", "p2p.listen": "--listen", "api.bind": "--api",
-                 "p2p.bootstrap": "--bootstrap", "trust.roots": "--root"}
+                 "p2p.bootstrap": "--bootstrap", "trust.roots": "--root", "telemetry.epoch_seconds": "--epoch-seconds"}
 
 
 def _by_option(error: ConfigError, config_path: Path) -> str:

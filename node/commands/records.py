@@ -85,11 +85,28 @@ def _summary(kind: str, body: dict[str, Any]) -> str:
             words += f"; the key that replaces {body['prior']}"
         return words
     if kind == "digest":
-        return (f"{body['agent']} from {record_time(body['epoch'])} for {_seconds(body['len'])}: "
-                f"{counted(body['events'], 'event')}")
+        return _digest_summary(body)
     if kind == "equivocation":
         return f"{body['offender']} signed two {body['type']}s that contradict each other"
     return json.dumps(body)
+
+
+def _digest_summary(body: dict[str, Any]) -> str:
+    """A digest's agent, epoch, and what its events came to (DESIGN §3): "7 events (6 ok, 1 denied; high-risk: 1
+    denied)", so that a reader sees the violations a peer reported without reading the JSON."""
+    words = (f"{body['agent']} from {record_time(body['epoch'])} for {_seconds(body['len'])}: "
+             f"{counted(body['events'], 'event')}")
+    outcomes, high_risk = _nonzero(body["outcomes"]), _nonzero(body["high_risk"])
+    if outcomes:
+        words += f" ({outcomes}" + (f"; high-risk: {high_risk}" if high_risk else "") + ")"
+    if "dp" in body:
+        words += f", counts with DP noise of epsilon {body['dp']['eps']:g}"
+    return words
+
+
+def _nonzero(counts: dict[str, int]) -> str:
+    """The counts of a digest's count map that are not zero, in its order: "6 ok, 1 denied"."""
+    return ", ".join(f"{n} {name}" for name, n in counts.items() if n)
 
 
 def _seconds(ms: int) -> str:

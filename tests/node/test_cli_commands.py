@@ -897,13 +897,30 @@ async def test_records_show_a_digest_s_epoch_and_its_length(run, node, url):
     code, out, _ = await run("records", "--api", url, "--kind", "digest")
     assert code == 0
     hour, moment = out.splitlines()
-    assert hour.endswith(f": {agent} from 2026-01-01T00:00:00Z for 3600 s: 3 events")
-    assert moment.endswith(f": {agent} from 2026-01-01T00:00:00Z for 1.5 s: 3 events")
+    assert hour.endswith(f": {agent} from 2026-01-01T00:00:00Z for 3600 s: 3 events (3 ok)")
+    assert moment.endswith(f": {agent} from 2026-01-01T00:00:00Z for 1.5 s: 3 events (3 ok)")
+
+
+async def test_records_show_what_a_digest_s_events_came_to(run, node, url):
+    """An engineer of a peer org watching an agent's digests arrive sees the violations they report. Before: only how
+    many events there were, `7 events` whether all went well or one was a denied transfer."""
+    agent, zero = new_did(), dict.fromkeys(OUTCOMES, 0)
+    for dp_epsilon in (None, 0.5):
+        node.replica.issue("digest", digest_body(
+            agent, epoch=1_767_225_600_000, length=30_000, outcomes={**zero, "ok": 6, "denied": 1},
+            categories={**dict.fromkeys(CATEGORIES, 0), "tool": 7}, high_risk={**zero, "denied": 1},
+            evidence_root=bytes(32), dp_epsilon=dp_epsilon))
+    code, out, _ = await run("records", "--api", url, "--kind", "digest")
+    assert code == 0
+    exact, noisy = out.splitlines()
+    assert exact.endswith(": 7 events (6 ok, 1 denied; high-risk: 1 denied)")
+    assert noisy.endswith(": 7 events (6 ok, 1 denied; high-risk: 1 denied), counts with DP noise of epsilon 0.5")
 
 
 @given(st.integers(1, MAX_UINT))
 def test_a_digest_s_epoch_length_is_shown_exactly_in_seconds(length):
-    body = {"agent": "did:key:z6Mk", "epoch": 0, "len": length, "events": 0}
+    body = {"agent": "did:key:z6Mk", "epoch": 0, "len": length, "events": 0, "outcomes": dict.fromkeys(OUTCOMES, 0),
+            "high_risk": dict.fromkeys(OUTCOMES, 0)}
     line = describe({"index": 0, "kind": "digest", "id": "00", "iss": "did:key:z6Mk", "seq": 1, "body": body})
     shown = line.split(" for ")[1].split(" s: ")[0]
     assert Decimal(shown) * 1000 == length

@@ -185,6 +185,19 @@ async def test_a_node_whose_only_bootstrap_address_is_a_dns_name_connects_and_re
             assert a.host.peer_id in b.host.connected_peers()
 
 
+async def test_a_node_refuses_events_that_name_its_own_org_as_the_agent(tmp_path):
+    """`vouchnet status` shows the org's did, which a service took for its agent's: the node stored the events and
+    signed digests of its own org as an agent."""
+    async with running(tmp_path / "a") as a:
+        async with httpx.AsyncClient(base_url=a.api_url, headers={"Authorization": f"Bearer {a.token}"}) as api:
+            event = {"agent": a.did, "ts": int(time.time() * 1000), "category": "tool", "name": "search",
+                     "outcome": "ok"}
+            response = await api.post("/v1/events", json={"events": [event]})
+    assert response.status_code == 422
+    assert response.json()["rejected"] == [
+        {"index": 0, "detail": f"agent: {a.did} is an org (it signed records this node holds), not an agent"}]
+
+
 async def test_a_digest_issued_at_one_node_changes_the_score_at_another(tmp_path):
     """Issue 4: behaviour reported at A becomes A's signed digest, which moves the agent's score at B."""
     async with running(tmp_path / "a") as a:

@@ -93,6 +93,25 @@ async def test_invalid_events_are_reported_by_index_and_the_rest_kept(client, no
     assert node.metrics.value("events_rejected_total", reason="outcome") == 1
 
 
+async def test_events_naming_an_org_as_their_agent_are_refused_by_index_and_the_rest_kept(client, node):
+    """A service given its org's did where its agent's was wanted had its events stored, and its node signed and
+    gossiped digests of the org as an agent, which every peer then scored as one."""
+    org = new_did()
+    node.ingestor.org_not_agent = lambda did: "a trust root of this node" if did == org else None
+    batch = [event(org), event(), event(outcome="great"), event(org, "denied")]
+    response = await client.post("/v1/events", json={"events": batch}, headers=AUTH)
+    said = f"agent: {org} is an org (a trust root of this node), not an agent"
+    assert (response.status_code, response.json()) == (200, {"accepted": 1, "rejected": [
+        {"index": 0, "detail": said},
+        {"index": 2, "detail": "outcome: must be one of ok, error, denied, timeout"},
+        {"index": 3, "detail": said},
+    ]})
+    assert [e["agent"] for e in stored_events(node)] == [AGENTS[0]]
+    assert node.metrics.value("events_rejected_total", reason="agent") == 2
+    response = await client.post("/v1/events", json={"events": [event(org)]}, headers=AUTH)
+    assert response.status_code == 422 and response.json()["rejected"] == [{"index": 0, "detail": said}]
+
+
 @pytest.mark.parametrize("unknown", ["ts.local", "startTimeUnixNano"])
 async def test_an_unknown_field_is_counted_as_one_whatever_its_name(client, node, unknown):
     """The reason was read back out of the refusal's text: an unknown field named like a known one, or like a span's

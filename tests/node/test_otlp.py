@@ -284,6 +284,23 @@ async def test_an_agent_s_action_without_its_did_key_is_rejected_in_partial_succ
     assert [node.metrics.value("spans_total", result=r) for r in ("accepted", "rejected", "ignored")] == [1, 2, 1]
 
 
+async def test_an_action_whose_agent_id_is_an_org_s_did_is_rejected_in_partial_success(node, caplog):
+    """An exporter given its org's did for gen_ai.agent.id had its spans stored, and its node signed digests of the
+    org as an agent; the log line names no did (an attribute's text)."""
+    org = new_did()
+    node.ingestor.org_not_agent = lambda did: "this node's own org" if did == org else None
+    caplog.set_level(logging.WARNING, logger="node.span_rejection_log")
+    response = await post_either(node, json_request(json_span(), json_span(agent=org)), True)
+    rejected, message = partial_success(response, True)
+    assert rejected == 1
+    assert message == ("1 span(s) rejected: span 1 ('execute_tool'): gen_ai.agent.id: an org's did:key (this node's "
+                       "own org), not an agent's")
+    assert [decode_entry(e)[1].agent for e in node.audit.ledger.entries(0, node.audit.size)] == [AGENT]
+    assert node.metrics.value("events_rejected_total", reason="agent") == 1
+    assert [node.metrics.value("spans_total", result=r) for r in ("accepted", "rejected")] == [1, 1]
+    assert org not in caplog.text and "an org's did:key (this node's own org), not an agent's" in caplog.text
+
+
 async def test_rejected_spans_are_logged_once_per_reason_a_minute_without_their_values(node, caplog):
     """The stock Python exporter drops partial_success unread: the node's log is where its operator sees the
     rejection, one line per reason a minute however many requests, counting them, and naming no attribute value."""

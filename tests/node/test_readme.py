@@ -81,10 +81,11 @@ def test_every_command_is_in_the_readme():
 
 
 # What the shell examples leave to the shell: Alice's peer address and did, and Bob's did, read from their
-# `status --json`.
+# `status --json`, and the did of the agent Alice mints.
 _SHELL = {"${ALICE% *}": "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWAm5xWQ1ALokCrEo7EjTt2s6Rc3JyAoPWqUcPSn75gtvM",
           "${ALICE#* }": "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
-          "$BOB": "did:key:z6MkrYzqmeWeDF8xbLGqsXrSCwz5guAUCYN4wSwdbMc6QswM"}
+          "$BOB": "did:key:z6MkrYzqmeWeDF8xbLGqsXrSCwz5guAUCYN4wSwdbMc6QswM",
+          "$AGENT": "did:key:z6MksypVNrP6EaSmRJbBf6QbpccS23xFWnJmQ9B4E5CHhdKG"}
 
 
 def _sh_commands() -> list[str]:

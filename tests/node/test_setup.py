@@ -30,6 +30,14 @@ def test_init_creates_key_token_and_config(tmp_path):
     assert config.network == "testnet" and len(config.roots) == 1
 
 
+def test_init_sets_the_digest_epoch_a_demo_can_wait_for(tmp_path, capsys):
+    """Before, a node's first digests came an hour after its first events, unless one found and edited
+    [telemetry] epoch_seconds in config.toml: the README's two nodes never showed a digest reach the other."""
+    assert cli.main(["init", "--dir", str(tmp_path / "node"), "--epoch-seconds", "30"]) == 0
+    assert load_config(tmp_path / "node").epoch_seconds == 30.0
+    assert load_config(_init(tmp_path / "default").data_dir).epoch_seconds == 3600.0
+
+
 def test_init_writes_a_config_only_its_owner_may_write_whatever_the_umask(tmp_path):
     """Under the umask 002 of many distributions' users, config.toml was group-writable, which `vouchnet run`
     refuses (node.strict_modes)."""
@@ -72,6 +80,8 @@ def test_init_with_a_bad_option_leaves_no_directory_it_made(tmp_path):
     ("--bootstrap", "/ip4/127.0.0.1/tcp/4001", "a peer address must end in /p2p/<peer id>"),
     ("--api", "localhost", "expected HOST:PORT, got 'localhost'"),
     ("--name", "a\tb", "must be 1-128 printable characters"),
+    ("--epoch-seconds", "0.5", "must be at least 1, got 0.5"),
+    ("--epoch-seconds", "nan", "must be a finite number, got nan"),
 ])
 def test_init_refuses_a_bad_option_by_its_name(tmp_path, capsys, option, value, rule):
     """Before: `vouchnet init --network Demo` answered `x/config.toml: network: ...`, naming a file that init had not

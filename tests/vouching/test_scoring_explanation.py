@@ -83,6 +83,19 @@ def test_rules_that_bit_once_read_in_the_singular():
     assert said["out-of-order"] == "1 digest for a window older than one already counted from the same org was ignored"
 
 
+def test_the_org_cap_claims_no_more_than_it_holds_an_operator_to():
+    """`vouchnet score` at a peer showed an agent `trusted` (613) on its operator's vouch and digests alone, under
+    the rule "one org's word alone never lifts an agent above provisional"."""
+    w = World()
+    w.engine.add_agent_vouch("org0", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("a", range(10), ["org0"], ok=30)
+    assert w.tier("a") == "trusted"
+    said = {r.code: r.text for r in w.engine.explain("a", now=w.now).rules}["org-cap"]
+    assert "one org's word alone" not in said
+    assert said.endswith("an org's digests alone never lift an agent above provisional (its vouch for the agent "
+                         "lifts the prior apart from them)")
+
+
 def test_a_capped_vouch_lift_and_missing_independence_are_explained():
     w = World()
     for org in w.orgs:
