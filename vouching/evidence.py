@@ -141,13 +141,14 @@ class EvidenceStore:
         self.win_raw_violation = array("d")
         self.win_t = array("d")
         # The pair's last past window: the one it closed last or, first-hand, the one its latest late batch fell in,
-        # the evidence reported in it and the report it made, so that late batches of that window count under its cap
-        # and add to its report with what it held.
+        # the evidence reported in it, and the report it made and the time that is dated at (its latest batch's), so
+        # that late batches of that window count under its cap and make its report anew of its totals.
         self.past_window = array("q")
         self.past_raw_good = array("d")
         self.past_raw_bad = array("d")
         self.past_raw_violation = array("d")
         self.past_report = array("d")
+        self.past_t = array("d")
         self.batches = array("i")
         self.capped = array("i")
         self.ignored = array("i")
@@ -163,7 +164,7 @@ class EvidenceStore:
         self.first_hand.append(first_hand)
         for column in (self.t_ref, self.good, self.bad, self.reports, self.win_good, self.win_bad,
                        self.win_raw_good, self.win_raw_bad, self.win_raw_violation, self.win_t, self.past_raw_good,
-                       self.past_raw_bad, self.past_raw_violation, self.past_report):
+                       self.past_raw_bad, self.past_raw_violation, self.past_report, self.past_t):
             column.append(0.0)
         self.window.append(-1)
         self.past_window.append(-1)
@@ -189,8 +190,7 @@ class EvidenceStore:
                 return
             # First-hand observations may arrive late (the node's digests coming back from peers after a restore from
             # an older copy): count them under their window's cap and report.
-            g, b, report = self._within_past_cap(pair, window, batch)
-            self._commit_report(pair, report, t)
+            g, b = self._within_past_cap(pair, window, batch, t)
             self._accumulate(pair, t, g, b)
             return
         if window > self.window[pair]:
@@ -233,18 +233,18 @@ class EvidenceStore:
             self.capped[pair] += 1
         return g - self.win_good[pair], b - self.win_bad[pair]
 
-    def _within_past_cap(self, pair: int, window: int, batch: Weighed) -> tuple[float, float, float]:
-        """What a late batch of first-hand evidence, of a window before the open one, adds to good, bad and bad
-        reports: of the totals of its window so far if it is the pair's last past window (closed last, or that of the
-        late batches before it), else of a window of its own, its good and bad as `_within_own_cap` takes them, and of
-        the window's report what its strength rose by past the strongest it made, so that a window makes one report
-        at most, as in order. Each late batch under a cap and a report of its own, 60 one-minute digests of one hour
+    def _within_past_cap(self, pair: int, window: int, batch: Weighed, t: float) -> tuple[float, float]:
+        """What a late batch of first-hand evidence at `t`, of a window before the open one, adds to good and bad:
+        of the totals of its window so far if it is the pair's last past window (closed last, or that of the late
+        batches before it), else of a window of its own, its good and bad as `_within_own_cap` takes them; and the
+        window's report made anew of its totals (`_restate_report`), so that a window makes one report, the one its
+        batches make in order. Each late batch under a cap and a report of its own, 60 one-minute digests of one hour
         coming back after a restore counted 61 good where a restart, replaying them in order, counted 2.66, and 60
         reports where it counted one."""
         if window != self.past_window[pair]:
             self.past_window[pair] = window
             self.past_raw_good[pair] = self.past_raw_bad[pair] = self.past_raw_violation[pair] = 0.0
-            self.past_report[pair] = 0.0
+            self.past_report[pair] = self.past_t[pair] = 0.0
         before = self.past_raw_good[pair], self.past_raw_bad[pair], self.past_raw_violation[pair]
         after = before[0] + batch.good, before[1] + batch.bad, before[2] + batch.violation
         self.past_raw_good[pair], self.past_raw_bad[pair], self.past_raw_violation[pair] = after
@@ -252,9 +252,23 @@ class EvidenceStore:
         g, b = _scaled_to(after[0], after[1], self.own_cap_good)
         if before[0] <= self.own_cap_good < after[0]:
             self.capped[pair] += 1
-        made = self.past_report[pair]
-        self.past_report[pair] = max(made, report_strength(*after, self.params))
-        return g - g_before, b - b_before, self.past_report[pair] - made
+        self._restate_report(pair, report_strength(*after, self.params), t)
+        return g - g_before, b - b_before
+
+    def _restate_report(self, pair: int, strength: float, t: float) -> None:
+        """Make the pair's last past window's report `strength`, dated at the later of `t` and the time its report
+        was dated at, as in order a window's report is dated at its latest batch (`win_t`): the report it made is
+        taken back as it has decayed since. Kept the strongest its batches made, a window whose first minute held a
+        violation and the 59 after five ok events each made a report of 1 where the restart, of its totals, made
+        none (and 0.4 caps a score below trusted)."""
+        made, made_t = self.past_report[pair], self.past_t[pair]
+        t = max(t, made_t)
+        self.past_report[pair], self.past_t[pair] = strength, t
+        if made or strength:
+            self._bring_to(pair, t)
+            t_ref = self.t_ref[pair]
+            self.reports[pair] = max(0.0, self.reports[pair] - made * math.exp(-(t_ref - made_t) * self.k_report)
+                                     + strength * math.exp(-(t_ref - t) * self.k_report))
 
     def open_report(self, pair: int) -> float:
         """The bad-report strength of the pair's open window (not yet decayed)."""
@@ -263,7 +277,7 @@ class EvidenceStore:
 
     def _close_window(self, pair: int) -> None:
         if self.window[pair] >= 0:
-            self.past_report[pair] = self.open_report(pair)
+            self.past_report[pair], self.past_t[pair] = self.open_report(pair), self.win_t[pair]
             self._commit_report(pair, self.past_report[pair], self.win_t[pair])
             self.past_window[pair] = self.window[pair]
             self.past_raw_good[pair], self.past_raw_bad[pair] = self.win_raw_good[pair], self.win_raw_bad[pair]

@@ -371,9 +371,10 @@ class TrustEngine:
         """The orgs (each by its first key) with a live vouch of basis `operator` for the agent, sorted: whose agent
         it is, by their word, whatever their weight (an agent credential stands for the agent only if its issuer is
         one, DESIGN.md §8), but for an org proven to equivocate, whose word counts nothing (DESIGN.md §5): its
-        credentials would stand for an agent it says is its own, any agent, as an honest operator's do."""
+        credentials would stand for an agent it says is its own, any agent, as an honest operator's do. Of an agent
+        never given one (not in `_barred`), at once: the node's stream asks this of every agent it announces."""
         a = self._agent_index.get(agent)
-        if a is None:
+        if a is None or a not in self._barred:
             return ()
         book, equivocators = self._vouches, self._equivocators
         return tuple(sorted(self._orgs[issuer] for issuer, basis, record_id in latest_vouches(self._agent_vouches[a])

@@ -441,6 +441,19 @@ def test_shutdown_stops_at_a_refusal_no_retry_changes_and_says_it_is_why_the_eve
     assert len(lost) == 1 and why in lost[0].fields["why"]
 
 
+def test_shutdown_retries_a_refusal_not_in_the_node_s_form_for_what_answers_in_its_place_may_let_it_through():
+    """A proxy's 401 page (its own login, say, restarting) is not the node refusing the token: shutdown retries it
+    within its deadline, where it stops at the node's own 401 (test above), and the event goes once it lets it by."""
+    page = {"Content-Type": "text/html"}
+    node = _RefusesAtFirst(lambda: httpx.Response(401, content=b"<html>401 Authorization Required</html>",
+                                                  headers=page), 2)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
+                                   transport=httpx.MockTransport(node))
+    collector.record_tool_call(new_did(), "search")
+    stats = collector.shutdown(timeout=20)
+    assert len(node.posts) == 3 and (stats.sent, stats.buffered) == (1, 0)
+
+
 def test_shutdown_says_the_latest_reason_the_events_are_lost_not_a_refusal_before_it(caplog):
     """The node refused the token, then became unreachable: shutdown's last line said the token was refused, the
     refusal kept as why until a post succeeded, though the events were lost as its deadline passed without an answer."""

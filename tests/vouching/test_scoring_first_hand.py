@@ -134,14 +134,17 @@ _LATE = st.lists(st.tuples(st.integers(0, 59), st.integers(0, 5), st.integers(0,
 @settings(max_examples=200)
 @example(batches=[(minute, 1, 0, 0) for minute in range(60)], in_order=0)  # (counted 61 good)
 @example(batches=[(minute, 5, 0, 1) for minute in range(60)], in_order=0)  # (60 reports)
+@example(batches=[(0, 0, 0, 1), *((minute, 5, 0, 0) for minute in range(1, 60))], in_order=0)  # (a report of 1)
 @given(batches=_LATE, in_order=st.integers(0, 40))
 def test_a_past_window_s_batches_arriving_late_count_under_its_cap_as_in_order(batches, in_order):
     """The node's own evidence of a window it has moved past (its digests of one-minute epochs coming back from peers
     after a restore from an older copy, some counted before the next window opened) counts the good and bad the
-    window's batches count in order, within C/2 good for the window, and one bad report at most (the strongest its
-    batches made, less what decays while it is made of them): a restart, replaying them in order, then gives the same
-    score. Each late batch under a cap and a report of its own, 60 such digests of one ok event each counted 60 good,
-    and of one violation among five ok events, 60 reports where the restart made one (held below provisional)."""
+    window's batches count in order, within C/2 good for the window, its one capped window, and the one bad report
+    its totals make, dated at its latest batch: a restart, replaying them in order, then gives the same score. Each
+    late batch under a cap and a report of its own, 60 such digests of one ok event each counted 60 good, and of one
+    violation among five ok events, 60 reports where the restart made one (held below provisional); the window's
+    strongest report kept, a violation in its first minute and five ok events in each of the 59 after made 1
+    where the restart made none (0.4 caps the score below trusted)."""
     start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS + HOUR_MS
     minutes = sorted(batches)
     late, ordered = TrustEngine("own", epoch_ms=60_000), TrustEngine("own", epoch_ms=60_000)
@@ -159,4 +162,24 @@ def test_a_past_window_s_batches_arriving_late_count_under_its_cap_as_in_order(b
     assert counted.counted_good == pytest.approx(reference.counted_good, rel=1e-9, abs=1e-4)
     assert counted.counted_bad == pytest.approx(reference.counted_bad, rel=1e-9, abs=1e-4)
     assert counted.counted_good <= own_cap_good(late.params) + 1 + 1e-6
-    assert 0.97 * reference.recent_bad_reports - 1e-9 <= counted.recent_bad_reports <= 1.0
+    assert counted.recent_bad_reports == pytest.approx(reference.recent_bad_reports, rel=1e-9, abs=1e-12)
+    assert counted.capped == reference.capped
+
+
+def test_late_batches_of_two_past_windows_make_a_report_each_as_in_order():
+    """The node's digests of two hours it has moved past, each with a violation among a few ok events, coming back
+    one hour after the other: each hour makes its own report, as a restart replaying them makes; the second hour's
+    report is not taken for a change of the first's."""
+    start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS + HOUR_MS
+    hours = [(hour, minute) for hour in range(2) for minute in range(3)]
+    late, ordered = TrustEngine("own", epoch_ms=60_000), TrustEngine("own", epoch_ms=60_000)
+    late.add_first_hand("a", ts=start + 2 * HOUR_MS, outcomes=Outcomes(ok=1))  # seen again, before they come back
+    for engine in (late, ordered):
+        for hour, minute in hours:
+            engine.add_own_epoch("a", end=start + hour * HOUR_MS + (minute + 1) * 60_000,
+                                 outcomes=Outcomes(ok=2, denied=1 if minute == 1 else 0))
+    ordered.add_first_hand("a", ts=start + 2 * HOUR_MS, outcomes=Outcomes(ok=1))
+    now = start + 2 * HOUR_MS + 60_000
+    (counted,), (reference,) = late.explain("a", now=now).orgs, ordered.explain("a", now=now).orgs
+    assert reference.recent_bad_reports > 1.9  # (two reports of 1, decayed for two hours at most)
+    assert counted.recent_bad_reports == pytest.approx(reference.recent_bad_reports, rel=1e-9)
