@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import bundles, merkle, tiles
+from .disk_failure import disk_failed, disk_failure
 from .errors import EntryPruned, LedgerError, StoredHashError
 from .files import sync_directory
 from .wal import use_wal
@@ -26,10 +27,6 @@ APPLICATION_ID = 0x564E4C47  # "VNLG" at offset 68 of the SQLite header: this fi
 SCHEMA_VERSION = 1  # the header's user_version: checked before any table is read, so a new schema is free
 _WAL_LIMIT = 64 << 20  # the WAL file is truncated back to this after a large batch is checkpointed
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-# SQLite's primary result codes of a disk or its permissions failing, not of the file's contents: a ledger whose open
-# fails so (a full disk fails growing the -shm file with SQLITE_IOERR_SHMSIZE) may well be sound
-_STORAGE_FAILURES = frozenset({sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
-                               sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM})
 
 _SCHEMA = f"""
 BEGIN;
@@ -129,10 +126,8 @@ class Ledger:
             return cls(path, db, read_only=read_only, to_repair=to_repair)
         except sqlite3.Error as e:
             db.close()
-            if getattr(e, "sqlite_errorcode", 0) & 0xFF in _STORAGE_FAILURES:
-                raise LedgerError(f"{path}: cannot be opened, as its storage failed ({e}: a full disk, or one failing"
-                                  " or read-only): the file itself is not found corrupt; free space or fix the disk,"
-                                  " then try again") from e
+            if disk_failed(e):
+                raise LedgerError(disk_failure(path, e)) from e
             raise LedgerError(f"{path}: corrupt or not a ledger: {e}") from e
         except BaseException:
             db.close()

@@ -3,8 +3,6 @@ files that are not ledgers; bad arguments."""
 
 import os
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -16,8 +14,7 @@ from hypothesis import strategies as st
 from ledger import EntryPruned, Ledger, LedgerError, bundles, merkle, tiles
 
 from .memory_tree import MemoryTree
-
-_ROOT = Path(__file__).resolve().parents[2]
+from .without_room import without_room
 
 
 def _entries(start: int, n: int) -> list[bytes]:
@@ -300,29 +297,16 @@ def test_a_file_that_is_not_a_sound_ledger_is_refused_and_left_untouched(tmp_pat
     assert os.listdir(tmp_path) == ["log"]
 
 
-# Opens the ledger at argv[1] where no file may grow past 4 KiB, as on a full disk: SQLite cannot size the -shm file
-_OPEN_WITHOUT_ROOM = """
-import resource, signal, sys
-from ledger import Ledger, LedgerError
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-try:
-    Ledger.open(sys.argv[1])
-except LedgerError as e:
-    print(e)
-"""
-
-
 def test_a_ledger_whose_disk_fails_as_it_opens_is_not_called_corrupt(tmp_path):
     # A node started on a full disk said its sound audit.ledger was "corrupt or not a ledger: disk I/O error".
     path = tmp_path / "log"
     _filled(path, [40])
     before = path.read_bytes()
-    opened = subprocess.run([sys.executable, "-c", _OPEN_WITHOUT_ROOM, str(path)], cwd=_ROOT,
-                            capture_output=True, text=True, check=True)
-    assert opened.stdout.startswith(f"{path}: cannot be opened, as its storage failed (disk I/O error")
-    assert "corrupt or not" not in opened.stdout
-    assert "free space" in opened.stdout
+    opened = without_room("from ledger import Ledger, LedgerError\ntry:\n    Ledger.open(sys.argv[1])\n"
+                          "except LedgerError as e:\n    print(e)", str(path))
+    assert opened.startswith(f"{path}: cannot be opened, as its storage failed (disk I/O error")
+    assert "corrupt or not" not in opened
+    assert "free space" in opened
     assert path.read_bytes() == before
     with Ledger.open(path) as ledger:  # sound: with room again it opens
         assert ledger.size == 40
