@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .disk_failure import open_failure
 
 _RESTORE = "restore this node's own file from a backup, or move it aside to start with a new one"
 
@@ -63,8 +64,8 @@ def check(db: sqlite3.Connection, path: Path, fmt: FileFormat, error: type[Excep
         (app_id,) = db.execute("PRAGMA application_id").fetchone()
         (version,) = db.execute("PRAGMA user_version").fetchone()
         tables = _tables(db)
-    except sqlite3.DatabaseError as e:  # not an SQLite database, or a damaged one
-        raise error(f"{path}: not {fmt.kind} ({e}): {fmt.remedy}") from None
+    except sqlite3.DatabaseError as e:  # not an SQLite database, or a damaged one, or its disk failing
+        raise error(open_failure(path, e, f"{path}: not {fmt.kind} ({e}): {fmt.remedy}")) from None
     problem = _problem(app_id, 1 if (app_id, version) == (fmt.application_id, 0) else version, tables, fmt)
     if problem is not None:
         raise error(f"{path}: {problem}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import bundles, merkle, tiles
+from .disk_failure import disk_failed, disk_failure
 from .errors import EntryPruned, LedgerError, StoredHashError
 from .files import sync_directory
 from .wal import use_wal
@@ -125,6 +126,8 @@ class Ledger:
             return cls(path, db, read_only=read_only, to_repair=to_repair)
         except sqlite3.Error as e:
             db.close()
+            if disk_failed(e):
+                raise LedgerError(disk_failure(path, e)) from e
             raise LedgerError(f"{path}: corrupt or not a ledger: {e}") from e
         except BaseException:
             db.close()

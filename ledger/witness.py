@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from .checkpoint import MAX_TREE_SIZE, Checkpoint, open_checkpoint, peek_origin
 from .cosignature import CosignatureSigner
+from .disk_failure import open_failure
 from .merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
 from .note import MAX_NOTE_SIZE, NoteError, NoteVerifier, Signature, decode_base64, format_note, note_signature
 from .sqlite_format import FileFormat, claim
@@ -383,19 +384,18 @@ def _open_store(path: str | os.PathLike[str]) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             claim(db, Path(path), FORMAT, WitnessStoreError)
+            # WAL with synchronous=FULL: a committed transaction is on disk before COMMIT returns.
+            if use_wal(db) != "wal":
+                raise WitnessStoreError(f"{os.fspath(path)}: cannot use write-ahead logging")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE IF NOT EXISTS cosigned"
+                       " (origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)")
+            # Logs checked to continue their predecessor's (a file from before this table re-checks each one once).
+            db.execute("CREATE TABLE IF NOT EXISTS continued (origin TEXT PRIMARY KEY)")
         except BaseException:
             db.close()
             raise
-    except sqlite3.Error as e:
-        raise WitnessStoreError(f"{os.fspath(path)}: cannot be read as a witness state file ({e})") from None
-    # WAL with synchronous=FULL: a committed transaction is on disk before COMMIT returns.
-    if use_wal(db) != "wal":
-        db.close()
-        raise WitnessStoreError(f"{os.fspath(path)}: cannot use write-ahead logging")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS cosigned (origin TEXT PRIMARY KEY, checkpoint TEXT NOT NULL, note BLOB NOT NULL)"
-    )
-    # Logs checked to continue their predecessor's (a file from before this table re-checks each one once).
-    db.execute("CREATE TABLE IF NOT EXISTS continued (origin TEXT PRIMARY KEY)")
+    except sqlite3.Error as e:  # (a full disk fails switching to WAL: not a file that is not one)
+        raise WitnessStoreError(open_failure(Path(path), e, f"{os.fspath(path)}: cannot be read as a witness state file"
+                                                         f" ({e})")) from None
     return db

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
 from vouching.schema import InvalidRecord, text
@@ -83,7 +84,8 @@ class CredentialRegistry:
             db.execute("PRAGMA synchronous = FULL")  # a lost revocation would let a credential live on
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise RegistryError(f"{data_dir / CREDENTIALS_FILE}: not a credential registry ({error})") from None
+            path = data_dir / CREDENTIALS_FILE
+            raise RegistryError(open_failure(path, error, f"{path}: not a credential registry ({error})")) from None
         return cls(db)
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ import trio
 from gossip.replica import Replica
 from gossip.store import StoreError
 from ledger import Frontier, LedgerError, leaf_hash
+from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, check, claim
 from ledger.wal import use_wal
 from vouching import Counts, DigestBody, Record, load_stored
@@ -139,7 +140,8 @@ class DigestState:
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise DigestStateError(f"{data_dir / DIGESTS_FILE}: not a digest state file ({error})") from None
+            path = data_dir / DIGESTS_FILE
+            raise DigestStateError(open_failure(path, error, f"{path}: not a digest state file ({error})")) from None
         return cls(db)
 
     @classmethod

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
 
@@ -149,7 +150,9 @@ class IdempotencyStore:
             db.execute("PRAGMA synchronous = FULL")  # a lost row would let a retried batch count twice
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise IdempotencyStoreError(f"{data_dir / IDEMPOTENCY_FILE}: not an idempotency store ({error})") from None
+            path = data_dir / IDEMPOTENCY_FILE
+            problem = open_failure(path, error, f"{path}: not an idempotency store ({error})")
+            raise IdempotencyStoreError(problem) from None
         _forget_from(db, log_size)
         return cls(db, data_dir / IDEMPOTENCY_FILE)
 

@@ -78,9 +78,12 @@ def check_listed(data_dir: Path, names: Iterable[str] | None = None) -> None:
         if state is None:
             continue
         part, held = STORES.get(name, ("data", "what a later vouchnet kept there"))
+        # A WAL the lost file left (its node killed) would be applied by SQLite to the copy restored in its place
+        wal = (f" (first delete {name}-wal and {name}-shm, the lost one's, which SQLite would apply to the file "
+               "restored)") if (data_dir / f"{name}-wal").exists() else ""
         raise StoreLost(f"{part}: {path}: {state}, though this data directory created it ({MANIFEST_FILE}): restore "
-                        f"it from a backup of this node's data directory; or, to start with a new one and lose what it "
-                        f"held ({held}), run `vouchnet stores accept-loss {name} --dir {data_dir}`")
+                        f"it from a backup of this node's data directory{wal}; or, to start with a new one and lose "
+                        f"what it held ({held}), run `vouchnet stores accept-loss {name} --dir {data_dir}`")
 
 
 def list_present(data_dir: Path, *, held: Iterable[str] = ()) -> None:

@@ -96,7 +96,14 @@ def verify_log(
         except ProofError as e:
             raise CommandFailed(f"not consistent with the checkpoint of size {previous.size} in {cache}: {e}") from None
     if cache is not None:
-        replace_file(cache, note)  # a crash leaves the old checkpoint or the new, and a power cut keeps it
+        try:
+            replace_file(cache, note)  # a crash leaves the old checkpoint or the new, and a power cut keeps it
+        except OSError as e:  # (a full disk): the log verified all the same, which the operator must not miss
+            hash_ = "hashes" if checkpoint.size == 1 else "hash"
+            raise CommandFailed(
+                f"the log verifies: {counted(checkpoint.size, 'record')} {hash_} to the root of the checkpoint signed "
+                f"by {did}; but keeping it failed ({os_error_text(e)}), so the next run checks consistency with the "
+                "checkpoint kept before: free space, or give --cache FILE elsewhere") from None
     return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size,
                     tree.checked if isinstance(tree, StoredHashCheck) else None)
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from ledger.sqlite_format import FileFormat, claim
+from ledger.wal import use_wal
+
+from .without_room import without_room
 
 FORMAT = FileFormat("a test file", 0x54455354, 1, frozenset({"rows", "later"}))
 
@@ -138,3 +141,24 @@ def test_a_file_from_before_marks_is_version_1_and_refused_by_a_format_that_no_l
     with pytest.raises(Refused, match="format version 1, which this vouchnet cannot upgrade to 3"):
         _claim_upgrading(tmp_path / "f.db", lambda db, version: pytest.fail(f"upgraded from {version}"))
     assert (tmp_path / "f.db").read_bytes() == before
+
+
+def test_a_file_whose_disk_fails_as_it_is_checked_is_not_called_another_kind(tmp_path):
+    """A node started on a full disk said its sound idempotency.db was "not an idempotency store (disk I/O error)",
+    to be restored from a backup or moved aside."""
+    path = tmp_path / "f.db"
+    _claim(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    use_wal(db)
+    db.execute("CREATE TABLE rows (x)")
+    db.close()
+    before = path.read_bytes()
+    refused = without_room(
+        "import sqlite3\nfrom pathlib import Path\nfrom tests.ledger.test_sqlite_format import FORMAT, Refused\n"
+        "from ledger.sqlite_format import check\npath = Path(sys.argv[1])\n"
+        "try:\n    check(sqlite3.connect(path, isolation_level=None), path, FORMAT, Refused)\n"
+        "except Refused as e:\n    print(e)", str(path))
+    assert refused.startswith(f"{path}: cannot be opened, as its storage failed (disk I/O error: a full disk")
+    assert "not a test file" not in refused and "move it aside" not in refused
+    assert path.read_bytes() == before
+    _claim(path)  # sound: with room again it is taken

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ledger import EntryPruned, Ledger, LedgerError, bundles, merkle, tiles
 
 from .memory_tree import MemoryTree
+from .without_room import without_room
 
 
 def _entries(start: int, n: int) -> list[bytes]:
@@ -294,6 +295,21 @@ def test_a_file_that_is_not_a_sound_ledger_is_refused_and_left_untouched(tmp_pat
         Ledger.open(path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["log"]
+
+
+def test_a_ledger_whose_disk_fails_as_it_opens_is_not_called_corrupt(tmp_path):
+    # A node started on a full disk said its sound audit.ledger was "corrupt or not a ledger: disk I/O error".
+    path = tmp_path / "log"
+    _filled(path, [40])
+    before = path.read_bytes()
+    opened = without_room("from ledger import Ledger, LedgerError\ntry:\n    Ledger.open(sys.argv[1])\n"
+                          "except LedgerError as e:\n    print(e)", str(path))
+    assert opened.startswith(f"{path}: cannot be opened, as its storage failed (disk I/O error")
+    assert "corrupt or not" not in opened
+    assert "free space" in opened
+    assert path.read_bytes() == before
+    with Ledger.open(path) as ledger:  # sound: with room again it opens
+        assert ledger.size == 40
 
 
 def test_a_directory_is_not_a_ledger(tmp_path):

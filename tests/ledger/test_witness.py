@@ -40,6 +40,7 @@ from ledger.witness import (
 
 from .flip import flip_bit
 from .memory_tree import MemoryTree
+from .without_room import without_room
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 ORIGIN = log_origin("main", DID, "records")
@@ -627,6 +628,18 @@ def test_another_sqlite_file_is_reported_and_left_alone(tmp_path):
     with pytest.raises(WitnessStoreError, match="not a witness state file: an SQLite database holding tables entries"):
         _open(path)
     assert path.read_bytes() == before
+
+
+def test_a_state_file_whose_disk_fails_as_it_opens_is_reported_not_raised(tmp_path):
+    """A node started on a full disk stopped with a traceback of sqlite3.OperationalError (disk I/O error) from
+    switching its sound witness.sqlite to WAL."""
+    path = tmp_path / "witness.sqlite"
+    _open(path).close()
+    refused = without_room(
+        "from tests.ledger.test_witness import _open\nfrom ledger.witness import WitnessStoreError\n"
+        "try:\n    _open(sys.argv[1])\nexcept WitnessStoreError as e:\n    print(e)", str(path))
+    assert refused.startswith(f"{path}: cannot be opened, as its storage failed (disk I/O error: a full disk")
+    _open(path).close()  # sound: with room again it opens
 
 
 def test_a_missing_directory_is_reported(tmp_path):

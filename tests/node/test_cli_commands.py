@@ -1,6 +1,7 @@
 """The node commands of `vouchnet`, run through main() against the API served on 127.0.0.1 as the node serves it."""
 
 import argparse
+import errno
 import importlib
 import importlib.metadata
 import io
@@ -1046,6 +1047,25 @@ async def test_log_verify_syncs_its_cache_before_it_replaces_the_one_before(run,
     assert (await run("log", "verify", "--api", url, "--cache", cache))[0] == 0
     assert [path for path in synced if path.startswith(str(tmp_path.resolve()))] == [
         str(tmp_path.resolve() / ".seen.checkpoint.partial"), str(tmp_path.resolve())]
+
+
+async def test_log_verify_says_the_log_verified_when_its_cache_cannot_be_kept(run, node, url, tmp_path, monkeypatch):
+    """Before: on a full disk it said only `verified.checkpoint: No space left on device` and exited 2, as for a
+    usage error, the verdict on a sound log lost."""
+    cache = tmp_path / "seen.checkpoint"
+
+    def no_space(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("node.commands.log_verify.replace_file", no_space)
+    vouch(node)
+    node.sign_checkpoint()
+    code, out, err = await run("log", "verify", "--api", url, "--cache", cache)
+    assert (code, out) == (1, "")
+    assert (f"the log verifies: 1 record hashes to the root of the checkpoint signed by {node.replica.did}; but "
+            f"keeping it failed ({cache}: No space left on device), so the next run checks consistency with the "
+            "checkpoint kept before") in err
+    assert not cache.exists()
 
 
 def _signed(node, size, root, key=None):

@@ -139,6 +139,21 @@ def test_a_list_that_is_not_one_is_refused(tmp_path):
         check_listed(tmp_path)
 
 
+@pytest.mark.parametrize("store", STORES)
+def test_a_lost_store_whose_wal_is_left_is_to_be_restored_without_it(tmp_path, store):
+    """A store lost by a node killed leaves its -wal beside it, which SQLite applies to the file restored there."""
+    (tmp_path / MANIFEST_FILE).write_text(f"{store}\n")
+    (tmp_path / f"{store}-wal").write_bytes(b"\0" * 32)
+    with pytest.raises(StoreLost) as refused:
+        check_listed(tmp_path)
+    assert (f"restore it from a backup of this node's data directory (first delete {store}-wal and {store}-shm, the "
+            "lost one's, which SQLite would apply to the file restored); or, ") in str(refused.value)
+    (tmp_path / f"{store}-wal").unlink()
+    with pytest.raises(StoreLost) as refused:
+        check_listed(tmp_path)
+    assert "restore it from a backup of this node's data directory; or, " in str(refused.value)
+
+
 def test_agent_commands_refuse_a_credential_registry_made_and_lost(tmp_path, local_cli):
     """`vouchnet agent new` made a new registry, whose first credential took the status list entry of the lost
     one's first, revoked or not."""

@@ -1,0 +1,36 @@
+"""The node's SQLite stores opened on a full disk (ledger.disk_failure): refused saying the disk failed, not that the
+sound file is not the store it is, to be restored from a backup or moved aside."""
+
+import pytest
+
+from node.credential_registry import CredentialRegistry
+from node.digests import DigestState
+from node.idempotency import IdempotencyStore
+
+from ..ledger.without_room import without_room
+
+# Each store: its file, and how a child process opens it in the data directory sys.argv[1], printing its refusal
+STORES = {
+    "idempotency.db": (lambda d: IdempotencyStore.open(d, log_size=0),
+                       "from node.idempotency import IdempotencyStore as S, IdempotencyStoreError as E\n"
+                       "opened = lambda d: S.open(d, log_size=0)"),
+    "digests.db": (DigestState.open, "from node.digests import DigestState as S, DigestStateError as E\n"
+                                     "opened = S.open"),
+    "credentials.db": (CredentialRegistry.open, "from node.credential_registry import CredentialRegistry as S, "
+                                                "RegistryError as E\nopened = S.open"),
+}
+
+
+@pytest.mark.parametrize("name", STORES)
+def test_a_store_whose_disk_fails_as_it_opens_is_not_called_another_file(tmp_path, name):
+    """Before: `not an idempotency store (disk I/O error): restore this node's own file from a backup, or move it
+    aside to start with a new one`, and likewise for the digest state and the credential registry."""
+    open_store, child = STORES[name]
+    open_store(tmp_path).close()
+    before = (tmp_path / name).read_bytes()
+    refused = without_room(f"from pathlib import Path\n{child}\ntry:\n    opened(Path(sys.argv[1]))\n"
+                           "except E as e:\n    print(e)", str(tmp_path))
+    assert refused.startswith(f"{tmp_path / name}: cannot be opened, as its storage failed (disk I/O error: a full")
+    assert "not a" not in refused and "move it aside" not in refused
+    assert (tmp_path / name).read_bytes() == before
+    open_store(tmp_path).close()  # sound: with room again it opens
