@@ -863,9 +863,10 @@ class SyncService:
                             fetched += self._accept(pending.take(), peer_id)
                         offered, event = client.deliver(await self._verify(event.records, checking))
                         pending.add(offered)
-                        if not isinstance(event, ReadNext):  # the client's next request reads the store
-                            fetched += self._accept(pending.take(), peer_id)
-            finally:  # cut too (its time bound, a preemption, the peer failing): what was verified stays
+                    if isinstance(event, (Send, Finished)):  # the client's next request reads the store (an answer
+                        # ends with a page of records, or an empty one after them)
+                        fetched += self._accept(pending.take(), peer_id)
+            finally:  # cut (its time bound, a preemption, the peer failing or saying Busy): what was verified stays
                 fetched += self._accept(pending.take(), peer_id)
             if not told:  # (before the stream's close, which may wait on the connection, or be cancelled)
                 self._told_holders(client, peer_id)

@@ -3,7 +3,7 @@ are bounded in bytes as well as in count (records are up to 64 KiB), and a long 
 a peer answering from another network ends the round, which does not count as the first, and is disconnected; a
 fetch of gaps counts as a session run to the end, not as a full round; the records a session verified are stored
 however it ends (cut at its time bound or for a needed round, its peer leaving, answering no more or breaking the
-protocol)."""
+protocol), and those before an answer's empty last page before the next request."""
 
 import threading
 from collections import deque
@@ -20,7 +20,8 @@ from gossip.host import HostError
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
-from gossip.sync_messages import Busy, HeadsRequest, OtherNetwork, RecordsPage, decode_request, encode_message
+from gossip.sync_messages import (Busy, HeadsRequest, OtherNetwork, RecordsPage, decode_reply, decode_request,
+                                  encode_message)
 from gossip.sync_service import SyncService
 from vouching import MAX_RECORD_SIZE, Record, vouch_body
 from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
@@ -308,10 +309,31 @@ async def test_a_peer_naming_a_head_of_the_org_that_it_then_does_not_serve_tells
         assert (held, store.head(ours.did).seq) == ([PEER], 2)
 
 
-async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_before_the_rest_of_the_round(tmp_path):
+class EmptyLastPageStream(ServedStream):
+    """A served stream whose peer ends each records answer with an empty page, as the protocol allows (an empty page
+    must be the last): the page before says more = true."""
+
+    async def write_frame(self, payload: bytes) -> None:
+        for frame in self._server.receive(payload):
+            page = decode_reply(frame)
+            if isinstance(page, RecordsPage) and page.records and not page.more:
+                self._replies.extend([encode_message(RecordsPage(page.records, more=True)),
+                                      encode_message(RecordsPage((), more=False))])
+            else:
+                self._replies.append(frame)
+
+
+@pytest.mark.parametrize("stream", [ServedStream, EmptyLastPageStream],
+                         ids=["pages as this node serves them", "answers ending with an empty page"])
+async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_before_the_rest_of_the_round(
+        tmp_path, stream):
     """The catch-up before a node signs ends on them: a node restored from an older copy, far behind on other orgs'
     records, would otherwise wait for all of those (10^5 at ~8,000 a second) and time out, then sign at a seq the org
-    may have used. Before: they were told as the round ended."""
+    may have used. Before: they were told as the round ended. Found by stop 43: from a peer ending its answers with an
+    empty page, records verified before it were offered to the replica only once a batch was full: the next request
+    (the other org's records) was sent before the org's were stored, so the catch-up waited for the rest of the round;
+    and those of the round's last answer were dropped as it ended, though it counted as run to the end (the peer then
+    settled for 20 intervals)."""
     ours, theirs = Org(), Org()
     (tmp_path / "server").mkdir()
     (tmp_path / "client").mkdir()
@@ -319,15 +341,18 @@ async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_befor
         first = ours.record("org")
         served.append([first, ours.record(), *(theirs.record() for _ in range(5))])
         store.append([first])
-        service = SyncService(ServingHost(SyncServer(served, IssuerIndex(served), LIMITS)),  # type: ignore[arg-type]
-                              Replica(ours.key, store, roots=(theirs.did,), max_hops=1, held_limit=10),
-                              network="test", limits=LIMITS)
+        server = SyncServer(served, IssuerIndex(served), LIMITS)
+        host = ServingHost(server)
+        host.open_stream = lambda peer, protocol: _ready(stream(server))  # type: ignore[method-assign]
+        service = SyncService(host, Replica(ours.key, store, roots=(theirs.did,), max_hops=1,  # type: ignore[arg-type]
+                                            held_limit=10), network="test", limits=LIMITS)
         told: list[tuple[str, int, int, object]] = []
         service.holder_listeners.append(
             lambda peer: told.append((peer, service.stats.rounds, store.head(ours.did).seq, store.head(theirs.did))))
         await service.sync_with(PEER)
         assert told == [(PEER, 0, 2, None)]  # once, the org's records in, none of the other org's yet
         assert (service.stats.rounds, store.head(theirs.did).seq) == (1, 5)  # the rest of the round went on
+        assert service.stats.records_fetched == 6
 
 
 class ConnectedServingHost(ServingHost):
