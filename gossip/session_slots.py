@@ -16,9 +16,11 @@ which hold that peer's turn or wait for it). It takes its place among those wait
 count among the sessions ended for the needed ones waiting: the first slot they free goes to it, or to a needed one that
 asked before it, whose slot to come then goes to it; no needed one ends a session for a slot one of them frees (else
 that slot would go to a session waiting, and the needed one, still without one, would end a second). An ended session
-fails (SyncService counts it "preempted"); what it accepted stays, and a later round or fetch goes on from there,
-fetching again what it had verified but not yet offered to the replica (one batch at most: SyncService's accept_records
-or accept_bytes, and a page). Whether a session is needed is asked when it asks for a slot, of the holders each time a
+fails (SyncService counts it "preempted"); the records it had verified are stored as it ends, before its slot is
+handed on (one batch at most: SyncService's accept_records or accept_bytes, and a page: a durable commit, some 0.15 s
+for 2,499 records, less than fetching and verifying them again, some 0.6 s at benchmarks/sync.py's 4,000 records a
+second, and no longer than any batch a session stores holds the event loop), and a later round or fetch goes on from
+there. Whether a session is needed is asked when it asks for a slot, of the holders each time a
 needed one waiting looks for one to end (it looks again as a holder's `least_turn` passes), and of every one waiting
 whenever the caller says it may have changed (`needs_changed`: node.daemon does as a catch-up ends, as a peer's round
 proves the org's records in or shows it holds none, and as a peer comes or goes among those the node dials;
@@ -28,10 +30,7 @@ longer needed goes back among the others, in the order they asked, and ends noth
 
 Weighed and not taken: one slot kept for needed rounds (one hostile peer the node dials, a bootstrap address taken
 over or a fresh key that an org inside the horizon vouched for and gave an `org` record, holds it for 10 minutes); a
-slot for each peer the node dials (up to [limits] max_peers sessions' memory, 50 x ~13 MiB); an ended session offering
-the records it verified to the replica as it ends, which would put a durable commit between its end and the needed
-session's start, to save fetching again 2,499 records at most (some 0.6 s of catch-up work at benchmarks/sync.py's
-4,000 records a second) once per session ended, only while a catch-up waits.
+slot for each peer the node dials (up to [limits] max_peers sessions' memory, 50 x ~13 MiB).
 
 Limits: when as many needed sessions stall as there are slots (that many of the peers the node dials are hostile),
 needed ones take turns of `least_turn` at least, in the order they asked: one waits a turn for each `total` waiting

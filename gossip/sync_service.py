@@ -183,6 +183,24 @@ class _GapFetchEnd:
     behind: str | None = None  # of the peers that stay, the first whose session ours ended (with unanswered)
 
 
+@dataclass
+class _Verified:
+    """The records a session (SyncService._session) verified, in the order of their chains, and has not yet offered
+    to the replica."""
+
+    records: list[Record] = field(default_factory=list)
+    size: int = 0  # their bytes
+
+    def add(self, records: list[Record]) -> None:
+        self.records += records
+        self.size += sum(len(record.raw) for record in records)
+
+    def take(self) -> list[Record]:
+        """The records, none left: an offer that failed (our disk) is not made again as the session ends."""
+        records, self.records, self.size = self.records, [], 0
+        return records
+
+
 class SyncService:
     """Catch-up sync for one node: one instance per host, sharing the node's Replica.
 
@@ -201,14 +219,14 @@ class SyncService:
     them on the event loop. `verify_processes` > 0 checks the signatures in that many worker processes instead,
     free of the GIL (the event loop still decodes each page; gossip.validation.ProcessChecker). `accept_records`,
     `accept_bytes`: fetched records are offered to the replica in batches of about this many, or this many bytes of
-    records (a page more at most), so that one durable commit covers several pages while a session holds no more
-    than that in memory (records are up to 64 KiB, and decoded take up to three times their size). `max_sessions`
-    bounds the sessions this node opens at once (gossip.session_slots: a full round that a catch-up waiting needs,
-    `catch_up_peers`, goes first, ending a session it does not need if no slot is free; one that a catch-up holding
-    nothing back needs, `patient_catch_up_peers`, waits its turn). `max_inbound` bounds the
-    requests answered at once, `max_inbound_streams` the inbound streams
-    open, idle ones included: a witness's client keeps its stream between checkpoints, and a stream idle for
-    `timeout` after answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
+    records (a page more at most), and as a session ends, however it ends, so that one durable commit covers several
+    pages while a session holds no more than that in memory (records are up to 64 KiB, and decoded take up to three
+    times their size). `max_sessions` bounds the sessions this node opens at once (gossip.session_slots: a full
+    round that a catch-up waiting needs, `catch_up_peers`, goes first, ending a session it does not need if no slot
+    is free; one that a catch-up holding nothing back needs, `patient_catch_up_peers`, waits its turn).
+    `max_inbound` bounds the requests answered at once, `max_inbound_streams` the inbound streams open, idle ones
+    included: a witness's client keeps its stream between checkpoints, and a stream idle for `timeout` after
+    answering is closed. `max_peer_streams` bounds the inbound streams of any one peer (an honest
     one has a sync session and a kept cosigning stream at most), so that no peer can hold them all. An inbound
     request frame longer than any request (sync_messages.MAX_REQUEST_FRAME) is refused unread, and frames (requests
     and replies) longer than DECODE_ON_LOOP_BYTES are decoded on a worker thread. `serving` sets the budgets of pages
@@ -629,7 +647,7 @@ class SyncService:
         try:
             async with self._turn_and_slot(peer_id, gaps):
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
-                # reads; what a session accepted stays accepted, and the next session goes on from there.
+                # reads; what a session verified is stored as it ends (`_session`), and the next goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps)
                 if deadline.cancelled_caught:
@@ -814,42 +832,42 @@ class SyncService:
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
         """One client session, to its end; the records it accepted. `holder_listeners` are told as soon as the client
         holds the org's records (SyncClient.holds_own), `unheld_listeners` as soon as it read heads naming none of
-        them (SyncClient.names_own); neither in a fetch of gaps, which asks no heads."""
+        them (SyncClient.names_own); neither in a fetch of gaps, which asks no heads. However it ends (cut at its time
+        bound or for a needed session, its peer leaving, failing or saying Busy), the records it verified are offered
+        to the replica as it ends, before its stream closes: one batch at most (`accept_records`, `accept_bytes`, and
+        a page), which the next session would otherwise fetch and verify again; none of a page not yet verified."""
         own = {self.replica.did, *self.replica.succession.earlier(self.replica.did)}
         client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network,
                             own=own)
         event = client.start()
         if isinstance(event, Finished):
             return 0
-        fetched = pending_bytes = 0
-        pending: list[Record] = []  # verified, in order, not yet offered to the replica
+        fetched = 0
+        pending = _Verified()
         told = False  # the holder or unheld listeners
         async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
-            while not isinstance(event, Finished):
-                told = told or self._told_holders(client, peer_id)  # (before each step: what came may be stored)
-                if isinstance(event, (Send, ReadNext)):
-                    if isinstance(event, Send):
-                        with trio.fail_after(self.timeout):
-                            await stream.write_frame(event.payload)
-                    reply = await _decoded(decode_reply, await self._read(stream))
-                    try:
+            try:
+                while not isinstance(event, Finished):
+                    told = told or self._told_holders(client, peer_id)  # (before each step: what came may be stored)
+                    if isinstance(event, (Send, ReadNext)):
+                        if isinstance(event, Send):
+                            with trio.fail_after(self.timeout):
+                                await stream.write_frame(event.payload)
+                        reply = await _decoded(decode_reply, await self._read(stream))
                         event = client.receive_reply(reply)
-                    except PeerBusy:
-                        self._accept(pending, peer_id)  # verified, and what the next session would fetch again
-                        raise
-                else:
-                    assert isinstance(event, Deliver)
-                    checking = self._checker.submit(event.records) if self._checker else None
-                    # (offered while this page is checked on worker threads)
-                    if len(pending) >= self._accept_records or pending_bytes >= self._accept_bytes:
-                        fetched += self._accept(pending, peer_id)
-                        pending, pending_bytes = [], 0
-                    offered, event = client.deliver(await self._verify(event.records, checking))
-                    pending += offered
-                    pending_bytes += sum(len(record.raw) for record in offered)
-                    if not isinstance(event, ReadNext):  # the client's next request reads the store
-                        fetched += self._accept(pending, peer_id)
-                        pending, pending_bytes = [], 0
+                    else:
+                        assert isinstance(event, Deliver)
+                        checking = self._checker.submit(event.records) if self._checker else None
+                        # (offered while this page is checked on worker threads)
+                        if len(pending.records) >= self._accept_records or pending.size >= self._accept_bytes:
+                            fetched += self._accept(pending.take(), peer_id)
+                        offered, event = client.deliver(await self._verify(event.records, checking))
+                        pending.add(offered)
+                    if isinstance(event, (Send, Finished)):  # the client's next request reads the store (an answer
+                        # ends with a page of records, or an empty one after them)
+                        fetched += self._accept(pending.take(), peer_id)
+            finally:  # cut (its time bound, a preemption, the peer failing or saying Busy): what was verified stays
+                fetched += self._accept(pending.take(), peer_id)
             if not told:  # (before the stream's close, which may wait on the connection, or be cancelled)
                 self._told_holders(client, peer_id)
         return fetched
@@ -867,6 +885,9 @@ class SyncService:
         return True
 
     def _accept(self, records: list[Record], peer_id: str) -> int:
+        """Offer `records`, fetched from `peer_id`, to the replica; how many it accepted."""
+        if not records:
+            return 0
         accepted = len(self.replica.accept(records, peer_id).accepted)
         self.stats.records_fetched += accepted
         return accepted

@@ -1,7 +1,9 @@
 """One outbound sync session over an in-memory stream: the records it fetched and has not yet offered to the replica
 are bounded in bytes as well as in count (records are up to 64 KiB), and a long reply is decoded off the event loop;
 a peer answering from another network ends the round, which does not count as the first, and is disconnected; a
-fetch of gaps counts as a session run to the end, not as a full round."""
+fetch of gaps counts as a session run to the end, not as a full round; the records a session verified are stored
+however it ends (cut at its time bound or for a needed round, its peer leaving, answering no more or breaking the
+protocol), and those before an answer's empty last page before the next request."""
 
 import threading
 from collections import deque
@@ -9,14 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import trio
 from nacl.signing import SigningKey
 
 import gossip.sync_service
+from gossip.host import HostError
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
-from gossip.sync_messages import Busy, HeadsRequest, OtherNetwork, decode_request, encode_message
+from gossip.sync_messages import (Busy, HeadsRequest, OtherNetwork, RecordsPage, decode_reply, decode_request,
+                                  encode_message)
 from gossip.sync_service import SyncService
 from vouching import MAX_RECORD_SIZE, Record, vouch_body
 from vouching.bodies import SCOPE_ITEM_MAX, SCOPE_MAX
@@ -66,14 +71,14 @@ def large_records(count: int) -> list[Record]:
 
 
 @contextmanager
-def serving(tmp_path: Path, records: list[Record]) -> Iterator[tuple[SyncServer, Replica]]:
+def serving(tmp_path: Path, records: list[Record], limits: SyncLimits = LIMITS) -> Iterator[tuple[SyncServer, Replica]]:
     """A SyncServer over a store of `records`, and an empty replica whose horizon holds their issuer."""
     (tmp_path / "server").mkdir()
     (tmp_path / "client").mkdir()
     with RecordStore.open(tmp_path / "server") as served, RecordStore.open(tmp_path / "client") as store:
         served.append(records)
         replica = Replica(SigningKey.generate(), store, roots=(records[0].iss,), max_hops=1, held_limit=10)
-        yield SyncServer(served, IssuerIndex(served), LIMITS), replica
+        yield SyncServer(served, IssuerIndex(served), limits), replica
 
 
 async def test_a_session_offers_fetched_records_to_the_replica_before_they_exceed_its_byte_bound(tmp_path):
@@ -304,10 +309,31 @@ async def test_a_peer_naming_a_head_of_the_org_that_it_then_does_not_serve_tells
         assert (held, store.head(ours.did).seq) == ([PEER], 2)
 
 
-async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_before_the_rest_of_the_round(tmp_path):
+class EmptyLastPageStream(ServedStream):
+    """A served stream whose peer ends each records answer with an empty page, as the protocol allows (an empty page
+    must be the last): the page before says more = true."""
+
+    async def write_frame(self, payload: bytes) -> None:
+        for frame in self._server.receive(payload):
+            page = decode_reply(frame)
+            if isinstance(page, RecordsPage) and page.records and not page.more:
+                self._replies.extend([encode_message(RecordsPage(page.records, more=True)),
+                                      encode_message(RecordsPage((), more=False))])
+            else:
+                self._replies.append(frame)
+
+
+@pytest.mark.parametrize("stream", [ServedStream, EmptyLastPageStream],
+                         ids=["pages as this node serves them", "answers ending with an empty page"])
+async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_before_the_rest_of_the_round(
+        tmp_path, stream):
     """The catch-up before a node signs ends on them: a node restored from an older copy, far behind on other orgs'
     records, would otherwise wait for all of those (10^5 at ~8,000 a second) and time out, then sign at a seq the org
-    may have used. Before: they were told as the round ended."""
+    may have used. Before: they were told as the round ended. Found by stop 43: from a peer ending its answers with an
+    empty page, records verified before it were offered to the replica only once a batch was full: the next request
+    (the other org's records) was sent before the org's were stored, so the catch-up waited for the rest of the round;
+    and those of the round's last answer were dropped as it ended, though it counted as run to the end (the peer then
+    settled for 20 intervals)."""
     ours, theirs = Org(), Org()
     (tmp_path / "server").mkdir()
     (tmp_path / "client").mkdir()
@@ -315,15 +341,18 @@ async def test_the_holder_listeners_are_told_once_the_org_s_records_are_in_befor
         first = ours.record("org")
         served.append([first, ours.record(), *(theirs.record() for _ in range(5))])
         store.append([first])
-        service = SyncService(ServingHost(SyncServer(served, IssuerIndex(served), LIMITS)),  # type: ignore[arg-type]
-                              Replica(ours.key, store, roots=(theirs.did,), max_hops=1, held_limit=10),
-                              network="test", limits=LIMITS)
+        server = SyncServer(served, IssuerIndex(served), LIMITS)
+        host = ServingHost(server)
+        host.open_stream = lambda peer, protocol: _ready(stream(server))  # type: ignore[method-assign]
+        service = SyncService(host, Replica(ours.key, store, roots=(theirs.did,), max_hops=1,  # type: ignore[arg-type]
+                                            held_limit=10), network="test", limits=LIMITS)
         told: list[tuple[str, int, int, object]] = []
         service.holder_listeners.append(
             lambda peer: told.append((peer, service.stats.rounds, store.head(ours.did).seq, store.head(theirs.did))))
         await service.sync_with(PEER)
         assert told == [(PEER, 0, 2, None)]  # once, the org's records in, none of the other org's yet
         assert (service.stats.rounds, store.head(theirs.did).seq) == (1, 5)  # the rest of the round went on
+        assert service.stats.records_fetched == 6
 
 
 class ConnectedServingHost(ServingHost):
@@ -350,3 +379,100 @@ async def test_a_fetch_of_gaps_run_to_the_end_counts_as_a_session_and_not_as_a_f
         assert (service.stats.rounds, service.stats.full_rounds, replica.store.size) == (1, 0, 2)
         await service.sync_with(PEER)
         assert (service.stats.rounds, service.stats.full_rounds, replica.store.size) == (2, 1, 4)
+
+
+class CutStream(ServedStream):
+    """A served stream whose peer, after `frames` frames, stops answering (`cut` "stall"), resets the stream ("reset")
+    or sends a page whose record is not a record ("invalid")."""
+
+    def __init__(self, server: SyncServer, frames: int, cut: str) -> None:
+        super().__init__(server)
+        self._frames, self._cut = frames, cut
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        self._frames -= 1
+        if self._frames >= 0:
+            return await super().read_frame(max_size)
+        if self._cut == "reset":
+            raise HostError("stream reset")
+        if self._cut == "invalid":
+            return encode_message(RecordsPage((b"\xa0",), more=True))
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+OTHER_PEER = "12D3KooWOther"
+
+
+class CuttingHost(ServingHost):
+    """A ServingHost whose streams to PEER are cut after `frames` frames, as `cut` says; connected to PEER and to
+    OTHER_PEER, which holds nothing (`empty`); it records whom it disconnected."""
+
+    def __init__(self, server: SyncServer, empty: SyncServer, *, frames: int, cut: str) -> None:
+        super().__init__(server)
+        self._empty, self._frames, self._cut = empty, frames, cut
+        self.disconnected: list[str] = []
+
+    async def open_stream(self, peer: str, protocol: str) -> ServedStream:
+        return CutStream(self._server, self._frames, self._cut) if peer == PEER else ServedStream(self._empty)
+
+    def connected_peers(self) -> list[str]:
+        return [PEER, OTHER_PEER]
+
+    async def disconnect(self, peer: str) -> None:
+        self.disconnected.append(peer)
+
+
+PAGE_A_RECORD = SyncLimits(page_records=1)  # (small frames, decoded on the event loop: a worker thread decoding
+# one would let trio's mock clock jump past the bounds)
+
+
+@contextmanager
+def cut_after_five_pages(tmp_path: Path, cut: str, **options: object) -> Iterator[tuple[SyncService, Replica, str]]:
+    """A service pulling 20 records a page each from PEER, whose stream is cut as `cut` says after the heads and 5
+    pages, none offered to the replica before (accept_records); and their issuer."""
+    org = Org()
+    records = [org.record() for _ in range(20)]
+    (tmp_path / "empty").mkdir()
+    with serving(tmp_path, records, PAGE_A_RECORD) as (server, replica), \
+            RecordStore.open(tmp_path / "empty") as empty:
+        host = CuttingHost(server, SyncServer(empty, IssuerIndex(empty), PAGE_A_RECORD), frames=6, cut=cut)
+        yield SyncService(host, replica, network="test", limits=PAGE_A_RECORD,  # type: ignore[arg-type]
+                          accept_records=2000, **options), replica, org.did
+
+
+@pytest.mark.parametrize(("cut", "options", "reason"), [
+    ("stall", {"session_seconds": 5.0}, "session"),
+    ("stall", {"timeout": 5.0}, "timeout"),
+    ("reset", {}, "stream"),
+    ("invalid", {}, "invalid_record"),
+], ids=["its time bound", "the peer answering no more", "the peer resetting the stream", "an invalid record"])
+async def test_records_a_session_verified_before_it_was_cut_are_kept(tmp_path, autojump_clock, cut, options, reason):
+    """Found by stop 43: a session ended by its 10-minute bound (a peer answering each read just in time), or failing
+    as its peer stopped answering, left or sent an invalid record, dropped the records it had verified but not yet
+    offered to the replica (up to accept_records or accept_bytes, and a page), to be fetched and verified again, though
+    README said what it fetched stays. They are stored as the session ends, those of the page cut short not."""
+    with cut_after_five_pages(tmp_path, cut, **options) as (service, replica, issuer):
+        await service.sync_with(PEER)
+        assert replica.store.head(issuer).seq == 5
+    assert service.stats.errors[reason] == service.stats.rounds_failed == 1
+    assert service.stats.records_fetched == 5
+
+
+async def test_records_a_session_verified_before_a_needed_round_ended_it_are_kept(tmp_path, autojump_clock):
+    """Found by stop 43: a session ended for a round a catch-up needs (no slot free) dropped the records it had
+    verified but not yet offered to the replica. They are stored as it ends, before the needed round takes its slot
+    (one batch's commit at most: accept_records or accept_bytes, and a page)."""
+    with cut_after_five_pages(tmp_path, "stall", max_sessions=1) as (service, replica, issuer):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(service.sync_with, PEER)
+            await trio.sleep(1)
+            assert replica.store.size == 0  # (verified, none offered yet)
+            held_as_needed_round_began: list[int] = []
+            open_stream = service.host.open_stream
+            service.host.open_stream = lambda peer, protocol: (  # type: ignore[method-assign]
+                held_as_needed_round_began.append(replica.store.size) or open_stream(peer, protocol))
+            service.catch_up_peers.append(lambda peer: peer == OTHER_PEER)
+            await service.sync_with(OTHER_PEER)
+        assert held_as_needed_round_began == [5]
+    assert service.stats.errors["preempted"] == 1 and service.stats.full_rounds == 1

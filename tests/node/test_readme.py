@@ -162,6 +162,8 @@ _RATES = ServingRates()
     f"{SNAPSHOT_AFTER:,} records has none",
     f"clamp_min(vouchnet_engine_snapshot_records / 8, {SNAPSHOT_AFTER})",
     f"at least every {inspect.signature(SyncService).parameters['refresh_rounds'].default} `[p2p] sync_interval`s",
+    f"up to {inspect.signature(SyncService).parameters['accept_records'].default:,} or "
+    f"{inspect.signature(SyncService).parameters['accept_bytes'].default >> 20} MiB and a page, are stored as it ends",
     f"it keeps the bytes of {MAX_CONFLICTS:,} conflicting records at most (with those of the held records they "
     f"conflict with: {2 * MAX_CONFLICTS:,} records' bytes, {2 * MAX_CONFLICTS * MAX_RECORD_SIZE / 1e6:.0f} MB of "
     f"{MAX_RECORD_SIZE // 1024} KiB records), and {MAX_CONFLICT_ROWS:,} rows of them.",
