@@ -440,11 +440,17 @@ class PeerManager:
         """A rotation linked two keys (both named each other, vouching.succession): the node that answered to the
         old one now answers to the new one, at the same addresses (so a bootstrap address naming the old peer id
         keeps working), unless the new key's latest `org` record names another network (`_learn`). A key's claim
-        alone moves nothing: any org may name any key as its successor."""
+        alone moves nothing: any org may name any key as its successor. A rotation of our own key withdraws the
+        earlier key's peer (`_learn` dialled it as another org's while the two were not linked yet: after `vouchnet
+        key adopt`, until the new key's first record comes back), which was this node, at its own addresses."""
+        before = self._schedule.came_or_went
+        prior = peer_id_from_public_key(public_key_from_did(link.prior))
         if self._ours(link.successor):
+            self._schedule.withdraw(prior)
+            self._tell_keeps(before)
             return
-        successor, before = peer_id_from_public_key(public_key_from_did(link.successor)), self._schedule.came_or_went
-        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)), successor)
+        successor = peer_id_from_public_key(public_key_from_did(link.successor))
+        self._schedule.moved(prior, successor)
         if self._elsewhere(link.successor):  # (at a restart, its record was learned before the link was followed)
             self._schedule.withdraw(successor)
         self._wake.set()
