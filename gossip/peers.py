@@ -338,7 +338,7 @@ class DialSchedule:
             self.announce(successor, at_successor(target.announced))
         moved = self._targets[successor]  # the same node: its backoff carries over
         if target.failures > moved.failures:
-            moved.failures, moved.last_error = target.failures, target.last_error
+            moved.failures, moved.last_error = target.failures, _carried_error(peer_id, target)
         moved.other_network = moved.other_network or target.other_network
         moved.apart_findings = max(moved.apart_findings, target.apart_findings)
         moved.due = max(moved.due, target.due)
@@ -365,6 +365,17 @@ class DialSchedule:
         else:
             target.failures, target.last_error, target.other_network, target.apart_findings = 0, None, None, 0
             target.due = now + self.min_backoff
+
+
+def _carried_error(prior: str, target: _Target) -> str | None:
+    """`target`'s last error as its successor's row shows it once its org rotated from the key of PeerID `prior`
+    (`DialSchedule.moved`): naming that PeerID, as the dial that failed was not the successor's (it may well have
+    found the successor's node there); one of its node found on another network is the successor's as it was."""
+    error = target.last_error
+    if error is None or (target.other_network is not None and error == printable_line(apart_error(
+            target.other_network))):
+        return error
+    return printable_line(f"as {prior}, before its org's key rotated: {error}")
 
 
 class PeerManager:
@@ -440,11 +451,17 @@ class PeerManager:
         """A rotation linked two keys (both named each other, vouching.succession): the node that answered to the
         old one now answers to the new one, at the same addresses (so a bootstrap address naming the old peer id
         keeps working), unless the new key's latest `org` record names another network (`_learn`). A key's claim
-        alone moves nothing: any org may name any key as its successor."""
+        alone moves nothing: any org may name any key as its successor. A rotation of our own key withdraws the
+        earlier key's peer (`_learn` dialled it as another org's while the two were not linked yet: after `vouchnet
+        key adopt`, until the new key's first record comes back), which was this node, at its own addresses."""
+        before = self._schedule.came_or_went
+        prior = peer_id_from_public_key(public_key_from_did(link.prior))
         if self._ours(link.successor):
+            self._schedule.withdraw(prior)
+            self._tell_keeps(before)
             return
-        successor, before = peer_id_from_public_key(public_key_from_did(link.successor)), self._schedule.came_or_went
-        self._schedule.moved(peer_id_from_public_key(public_key_from_did(link.prior)), successor)
+        successor = peer_id_from_public_key(public_key_from_did(link.successor))
+        self._schedule.moved(prior, successor)
         if self._elsewhere(link.successor):  # (at a restart, its record was learned before the link was followed)
             self._schedule.withdraw(successor)
         self._wake.set()

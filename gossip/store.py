@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ledger import Ledger
+from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, check, claim
 from ledger.wal import use_wal
 from vouching import DigestBody, EquivocationBody, OrgBody, Record, RevokeBody, VouchBody, load_stored, record_id
@@ -570,6 +571,6 @@ def _open_index(path: Path) -> sqlite3.Connection:
         except BaseException:
             db.close()  # (and rolls back a mark half made)
             raise
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path}: not a record index: {e}; {_REBUILD}") from None
+    except sqlite3.DatabaseError as e:  # (its disk failing, a full one, is not the file's fault: ledger.disk_failure)
+        raise StoreError(open_failure(path, e, f"{path}: not a record index: {e}; {_REBUILD}")) from None
     return db

@@ -275,6 +275,8 @@ class Witnessing:
         self._gossip_due = -math.inf
         self._gossiped_at = -math.inf  # when we last gossiped a checkpoint, again or not
         self._reannounced = 0  # times we gossiped it again
+        self._unsaved = 0  # tries in a row that failed to save our checkpoint: the first is logged, and the save ending
+        # them (`_publish`: on a full disk one failed each interval, twice where no witness was asked)
         self._forks = ForkDetector(window=fork_window)
         # Outsiders' checkpoints are relayed at the pace the detector lets an org's in, and not remembered but for
         # the last relayed of each origin, whose repeats (its node gossiping it again) go no further (_admit)
@@ -711,7 +713,9 @@ class Witnessing:
         Every checkpoint is on disk before it is published, one no witness cosigned too: the log's public size, the
         published checkpoint's (node.api.log), then never goes back across a restart or a crash, as RFC 9162 clients
         expect (before, a node whose last one had no cosignature came back serving an earlier one, or none). It costs
-        an fsync a round only where no witness cosigns (a node alone); where one does, it was written anyway."""
+        an fsync a round only where no witness cosigns (a node alone); where one does, it was written anyway. A save
+        that fails (a full disk) is tried again at the next call, each try counted; a spell of them is logged once, as
+        it begins (ERROR) and as a save ends it (INFO): before, each try was, twice a second for as long as it lasted."""
         if self._latest is None:
             return
         note, checkpoint = self._latest.note(), self._latest.checkpoint
@@ -720,8 +724,16 @@ class Witnessing:
                 await trio.to_thread.run_sync(self._persist, note)  # an fsync: not on the thread running the node
             except OSError as error:
                 self.stats.errors["persist"] += 1  # tried again next interval
-                logger.error("saving our checkpoint to %s: %s", self._checkpoint_path, error)
+                if not self._unsaved:
+                    logger.error("saving our checkpoint to %s: %s; tried again each interval, unsaid until it is saved "
+                                 "(vouchnet_witness_errors_total{reason=\"persist\"} counts the tries)",
+                                 self._checkpoint_path, error)
+                self._unsaved += 1
                 return
+            if self._unsaved:
+                logger.info("saved our checkpoint to %s again, after %d failed tries", self._checkpoint_path,
+                            self._unsaved)
+                self._unsaved = 0
             self._published = note, checkpoint
             self.stats.published_cosignatures = len(self._latest.cosignatures)
             for listener in self.listeners:

@@ -123,7 +123,9 @@ async def peers(
     middle; null without failures; `the peer is blocked on this host: not dialled until unblocked` from the moment
     it is put on the block list until it is taken off; one of a connection closed within 5 s of opening, not by this
     node, adds that a peer that blocked this node closes each connection to it as it opens; one of a connection this
-    node closed itself begins `this node closed the connection`), `other_network` (the network the peer was
+    node closed itself begins `this node closed the connection`; one of a dial of an org's earlier key, shown on its
+    successor's row once the org's rotation is followed, begins `as <that PeerID>, before its org's key rotated:`),
+    `other_network` (the network the peer was
     found on, when its sync request or answer named another than the node's: a mistyped bootstrap address, say; it is
     then dialled ever less often, a minute, doubling up to an hour, apart, each wait less up to half at random, and this
     stays until a connection to it lasts a minute or a sync round with it runs to the end; null otherwise) and

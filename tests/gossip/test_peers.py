@@ -409,6 +409,32 @@ def test_a_node_that_rotated_never_dials_its_own_earlier_key(tmp_path):
         assert schedule.due(now=0, connected=(), budget=5) == []
 
 
+def test_a_node_whose_rotation_comes_back_after_it_started_stops_dialling_its_own_earlier_key(tmp_path):
+    """After `vouchnet key adopt` the node starts as the new key, its earlier key's `org` records (and its rotation)
+    stored, the two keys linked only once the new key's first record comes back from a peer. Until then the earlier
+    key was another org's, scheduled at the node's own address; once the link came the node kept dialling itself
+    there, under its earlier PeerID, with backoff for ever. Now the link withdraws it."""
+    earlier, adopted = Org(), Org()
+    address = "/ip4/10.0.0.9/tcp/4001"
+    with RecordStore.open(tmp_path) as store:
+        earlier_replica = Replica(earlier.key, store, roots=(), max_hops=3, held_limit=100)
+        earlier_replica.issue("org", org_body("me", "test", [address]))
+        earlier_replica.issue("org", org_body("me", "test", [address], next=adopted.did))  # as `key adopt` stores it
+        replica = Replica(adopted.key, store, roots=(), max_hops=3, held_limit=100)
+        replica.defer_signing()  # as the node starts (node.daemon._take_back_own_records)
+        schedule = DialSchedule()
+        manager = PeerManager(object(), replica, network="test", bootstrap=[], max_peers=5,  # type: ignore[arg-type]
+                              schedule=schedule, own_addrs=LAN)
+        earlier_peer = peer_id_from_public_key(bytes(earlier.key.verify_key))
+        assert schedule.due(now=0, connected=(), budget=5) == [(earlier_peer, [f"{address}/p2p/{earlier_peer}"])]
+        told: list[bool] = []
+        manager.keeps_listeners.append(lambda: told.append(manager.keeps(earlier_peer)))
+        first = adopted.record("org", org_body("me", "test", [address], prior=earlier.did))
+        assert replica.accept([first]).accepted == [first]  # back from a peer: the keys linked, both the node's own
+        assert schedule.due(now=0, connected=(), budget=5) == []
+        assert not manager.has_peers and told == [False]
+
+
 def test_an_orgs_latest_org_record_names_where_it_is_dialled_and_the_bootstrap_address_stays(tmp_path):
     """The addresses of every org record an org signed were kept and dialled in turn: an org inside the horizon,
     signing org records of 16 fresh addresses each, grew every node's address book without bound and had it dial

@@ -229,12 +229,16 @@ def test_a_peer_that_dialled_in_long_ago_and_left_then_came_to_be_dialled_has_it
 
 
 def test_a_retried_or_moved_peer_keeps_or_forgets_its_error_with_its_failures():
+    """A moved peer's error names the PeerID it was dialled as: before, a node that joined after an org rotated (its
+    earlier key's `org` record dialled first) showed the earlier PeerID's dial error as the successor's own, on its
+    row, until the successor was dialled."""
     schedule = DialSchedule(rng=random.Random(1))
     schedule.announce("old", [addr("old")])
     schedule.failed("old", now=0, error="refused")
     schedule.moved("old", "new")
     [moved] = schedule.known([], after=None, limit=1, now=0)
-    assert (moved.peer_id, moved.failures, moved.last_error) == ("new", 1, "refused")
+    assert (moved.peer_id, moved.failures, moved.last_error) == (
+        "new", 1, "as old, before its org's key rotated: refused")
     schedule.retry_now("new")
     [retried] = schedule.known([], after=None, limit=1, now=0)
     assert (retried.failures, retried.last_error, retried.next_dial_in) == (0, None, 0)

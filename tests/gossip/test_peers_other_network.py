@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from gossip.host import peer_id_from_public_key
-from gossip.peers import APART_BACKOFF, APART_FIRST, DialSchedule, PeerManager
+from gossip.peers import APART_BACKOFF, APART_FIRST, DialSchedule, PeerManager, apart_error
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from vouching import org_body, vouch_body
@@ -104,10 +104,14 @@ def test_a_rotated_peer_found_on_another_network_stays_so():
     schedule = DialSchedule(rng=random.Random(1))
     schedule.announce("old", [addr("old")])
     schedule.other_network("old", "othernet", now=0)
+    schedule.disconnected("old", now=0)  # (found so on a connection that did not last: a failure)
     schedule.moved("old", "new")
     [moved] = schedule.known([], after=None, limit=1, now=0)
-    assert (moved.peer_id, moved.other_network) == ("new", "othernet")
+    assert (moved.peer_id, moved.other_network, moved.last_error) == ("new", "othernet", apart_error("othernet"))
     assert APART_FIRST / 2 <= moved.next_dial_in <= APART_FIRST
+    schedule.same_network("new")  # (its node re-made on ours: the error, its node's, goes with it)
+    [back] = schedule.known([], after=None, limit=1, now=0)
+    assert (back.other_network, back.last_error, back.failures) == (None, None, 1)
 
 
 def test_a_peer_not_dialled_is_not_kept_for_being_on_another_network():

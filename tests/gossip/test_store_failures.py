@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import gossip.store
 from gossip.store import LEDGER_FILE, Head, RecordStore, StoreError
-from ledger import LedgerError
+from ledger import Ledger, LedgerError
 from vouching import Record
 
 from ..factories import Org
@@ -198,6 +198,25 @@ def test_closing_a_store_whose_index_cannot_be_committed_warns_and_loses_nothing
         f"are taken again once the index can be written (a full disk: once it has room); the next start replays it "
         f"from {LEDGER_FILE}"]
     with RecordStore.open(tmp_path) as store:
+        assert_stored_exactly(store, records)
+
+
+def test_an_index_whose_disk_fails_as_it_opens_is_not_called_another_file(tmp_path):
+    """A full disk, on which SQLite cannot size the index's -shm file (ledger.disk_failure), the records ledger's in
+    place (a node killed, say, left it). Before: `records.index: not a record index: disk I/O error; remove it (and
+    its -wal and -shm files) and it is rebuilt from the records ledger`, blaming a sound file."""
+    alice = Org()
+    records = [alice.record() for _ in range(3)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records)
+    before = (tmp_path / gossip.store.INDEX_FILE).read_bytes()
+    with Ledger.open(tmp_path / LEDGER_FILE), files_cannot_grow(4096), pytest.raises(StoreError) as refused:
+        RecordStore.open(tmp_path)
+    assert str(refused.value).startswith(f"{tmp_path / gossip.store.INDEX_FILE}: cannot be opened, as its storage "
+                                         "failed (disk I/O error: a full disk")
+    assert "not a record index" not in str(refused.value) and "remove it" not in str(refused.value)
+    assert (tmp_path / gossip.store.INDEX_FILE).read_bytes() == before
+    with RecordStore.open(tmp_path) as store:  # sound: with room again it opens
         assert_stored_exactly(store, records)
 
 

@@ -1671,6 +1671,33 @@ async def test_a_checkpoint_that_could_not_be_saved_is_not_served_nor_is_its_siz
     assert service.published_checkpoint().size == note_size(service.checkpoint_note()) == replica.store.size
 
 
+async def test_a_spell_of_failed_saves_of_our_checkpoint_is_logged_once_as_it_begins_and_once_as_it_ends(
+        tmp_path, monkeypatch, caplog):
+    """Before: on a full disk `saving our checkpoint ... No space left on device` was logged at each try, twice a
+    second in identical pairs, for as long as the disk stayed full. Each try is still counted."""
+    tries: list[bytes] = []
+    save = witnessing.replace_file
+
+    def failing_six_times(path: Path, data: bytes) -> None:
+        tries.append(data)
+        if len(tries) <= 6:
+            raise OSError(28, "No space left on device")
+        save(path, data)
+
+    monkeypatch.setattr(witnessing, "replace_file", failing_six_times)
+    with _own_node(tmp_path) as (replica, _, _), caplog.at_level(logging.INFO, "gossip.witnessing"):
+        service = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+        published = trio.Event()
+        service.listeners.append(lambda note: published.set())
+        await _run_until(service, published.wait)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "saved" in r.getMessage()
+            or "saving" in r.getMessage()]
+    assert [level for level, _ in said] == [logging.ERROR, logging.INFO]
+    assert said[0][1].startswith(f"saving our checkpoint to {tmp_path / CHECKPOINT_FILE}: [Errno 28] No space left")
+    assert said[1][1] == f"saved our checkpoint to {tmp_path / CHECKPOINT_FILE} again, after 6 failed tries"
+    assert service.stats.errors["persist"] == 6 and len(tries) == 7
+
+
 class _CosignAnsweredAfter:
     """A stream to `peer` whose answers to cosign requests come `delay` after them (math.inf: never)."""
 
