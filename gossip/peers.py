@@ -192,6 +192,11 @@ class DialSchedule:
             del self._targets[peer_id]
             self._changed()
 
+    def forget(self, peer_id: str) -> None:
+        """Never dial `peer_id` (a key of this node's own org), whatever named it, the config included."""
+        if self._targets.pop(peer_id, None) is not None:
+            self._changed()
+
     def kept(self, peers: Iterable[str]) -> set[str]:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
         return {p for p in peers if p in self._targets}
@@ -416,8 +421,12 @@ class PeerManager:
         # told, with no argument, as a peer comes or goes among those it keeps (`keeps`): an `org` record accepted,
         # one naming another network, a rotation followed (node.daemon's catch-up asks sync's slots again)
         self.keeps_listeners: list[Callable[[], None]] = []
+        own = {peer_id_from_public_key(public_key_from_did(key)) for key in replica.succession.keys(replica.did)}
         for addr in bootstrap:
             _, peer_id = split_peer_addr(addr)
+            if peer_id in own:
+                log.warning("[p2p] bootstrap names this node's own org key, not dialled: %s", addr)
+                continue
             self._schedule.add(peer_id, [addr])
         self._learn(list(replica.store.scan(kind="org")))
         for link in replica.succession.links():
@@ -453,11 +462,12 @@ class PeerManager:
         keeps working), unless the new key's latest `org` record names another network (`_learn`). A key's claim
         alone moves nothing: any org may name any key as its successor. A rotation of our own key withdraws the
         earlier key's peer (`_learn` dialled it as another org's while the two were not linked yet: after `vouchnet
-        key adopt`, until the new key's first record comes back), which was this node, at its own addresses."""
+        key adopt`, until the new key's first record comes back), which was this node, at its own addresses, even if
+        `[p2p] bootstrap` names it (a list shared by a testnet's nodes, say): a node never dials its own keys."""
         before = self._schedule.came_or_went
         prior = peer_id_from_public_key(public_key_from_did(link.prior))
         if self._ours(link.successor):
-            self._schedule.withdraw(prior)
+            self._schedule.forget(prior)
             self._tell_keeps(before)
             return
         successor = peer_id_from_public_key(public_key_from_did(link.successor))

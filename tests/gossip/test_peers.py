@@ -435,6 +435,37 @@ def test_a_node_whose_rotation_comes_back_after_it_started_stops_dialling_its_ow
         assert not manager.has_peers and told == [False]
 
 
+def test_a_bootstrap_list_naming_the_node_s_own_keys_never_has_it_dial_itself(tmp_path, caplog):
+    """A bootstrap list shared by a testnet's nodes names each node's own PeerID; one an operator kept from before
+    `vouchnet key adopt` names the node's earlier key. The config's peers are never withdrawn, so the node dialled
+    itself with backoff for as long as it ran. Now its own keys are left out of the list, with a warning, and an
+    earlier key is dropped from it as the rotation links the two."""
+    me, earlier, adopted = Org(), Org(), Org()
+    address = "/ip4/10.0.0.9/tcp/4001"
+    mine, earlier_peer = (peer_id_from_public_key(bytes(org.key.verify_key)) for org in (me, earlier))
+    (tmp_path / "me").mkdir()
+    (tmp_path / "adopted").mkdir()
+    with RecordStore.open(tmp_path / "me") as store:
+        replica = Replica(me.key, store, roots=(), max_hops=3, held_limit=100)
+        schedule = DialSchedule()
+        PeerManager(object(), replica, network="test", bootstrap=[f"{address}/p2p/{mine}"],  # type: ignore[arg-type]
+                    max_peers=5, schedule=schedule, own_addrs=LAN)
+        assert schedule.due(now=0, connected=(), budget=5) == []
+        assert f"bootstrap names this node's own org key, not dialled: {address}/p2p/{mine}" in caplog.text
+    with RecordStore.open(tmp_path / "adopted") as store:
+        earlier_replica = Replica(earlier.key, store, roots=(), max_hops=3, held_limit=100)
+        earlier_replica.issue("org", org_body("me", "test", [address]))
+        earlier_replica.issue("org", org_body("me", "test", [address], next=adopted.did))  # as `key adopt` stores it
+        replica = Replica(adopted.key, store, roots=(), max_hops=3, held_limit=100)
+        replica.defer_signing()
+        schedule = DialSchedule()
+        PeerManager(object(), replica, network="test", bootstrap=[f"{address}/p2p/{earlier_peer}"],  # type: ignore
+                    max_peers=5, schedule=schedule, own_addrs=LAN)
+        assert [peer for peer, _ in schedule.due(now=0, connected=(), budget=5)] == [earlier_peer]  # not linked yet
+        assert replica.accept([adopted.record("org", org_body("me", "test", [address], prior=earlier.did))]).accepted
+        assert schedule.due(now=0, connected=(), budget=5) == []
+
+
 def test_an_orgs_latest_org_record_names_where_it_is_dialled_and_the_bootstrap_address_stays(tmp_path):
     """The addresses of every org record an org signed were kept and dialled in turn: an org inside the horizon,
     signing org records of 16 fresh addresses each, grew every node's address book without bound and had it dial
