@@ -113,12 +113,14 @@ OWN_RECORDS = {"records": ListOf(OWN_RECORD), "unacknowledged": int, "conflicts_
                "ledger_unreadable": Maybe((str, type(None))), "next": (int, type(None))}
 ACKNOWLEDGED = {"acknowledged": int, "unacknowledged": int}
 RECORD: Shape = {"index": int, "id": str, "kind": str, "iss": str, "seq": int, "body": dict}
+COUNTS: Shape = {"ok": int, "error": int, "denied": int, "timeout": int}  # a digest's counts (vouching.bodies.OUTCOMES)
 BODIES: dict[str, Shape] = {  # a record's body by kind, in its JSON form (node.records_json)
     "vouch": {"subject": str, "weight": NUMBER, "basis": str, "scope": Maybe(ListOf(str)),
               "expires": Maybe((int, type(None)))},
     "revoke": {"record": str, "reason": str},
     "org": {"name": str, "network": str, "addrs": ListOf(str)},
-    "digest": {"agent": str, "epoch": int, "len": int, "events": int},
+    "digest": {"agent": str, "epoch": int, "len": int, "events": int, "outcomes": COUNTS, "high_risk": COUNTS,
+               "dp": Maybe({"eps": NUMBER})},
     "equivocation": {"offender": str, "type": str},
 }
 RECORDS = {"records": ListOf(RECORD), "next": (int, type(None))}  # and each body by its kind

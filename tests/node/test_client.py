@@ -460,7 +460,9 @@ _CALLS: dict[str, tuple[tuple[Any, ...], Any]] = {
     "records": ((), {"next": 7, "records": [
         _VOUCHED, _REVOKED, _record("org", {"name": "a", "network": "testnet", "addrs": []}),
         _record("vouch", {"subject": _DID, "weight": 1, "basis": "audit", "scope": ["search"], "expires": None}),
-        _record("digest", {"agent": _DID, "epoch": 0, "len": 60000, "events": 2}),
+        _record("digest", {"agent": _DID, "epoch": 0, "len": 60000, "events": 2,
+                           "outcomes": {"ok": 1, "error": 0, "denied": 1, "timeout": 0},
+                           "high_risk": {"ok": 0, "error": 0, "denied": 1, "timeout": 0}, "dp": {"eps": 1.0}}),
         _record("equivocation", {"offender": _DID, "type": "vouch"}), _record("later", {"new": 1})]}),
     "record_json": (("ab" * 32,), _VOUCHED),
     "openapi": ((), {"paths": {}}),
