@@ -69,11 +69,12 @@ def _decayed(store: EvidenceStore, weights: np.ndarray, now: float, good_cap: fl
     return agent, org, np.where(ahead, 0.0, weights[org]), age, good, bad, held
 
 
-def evidence_totals(store: EvidenceStore, weights: np.ndarray, n_agents: int, now: float, good_cap: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Per agent, the weighted decayed good (capped per org) and bad pseudo-observations."""
-    agent, _, w, _, good, bad, _ = _decayed(store, weights, now, good_cap)
-    return grid_sum_by(agent, w * good, n_agents), grid_sum_by(agent, w * bad, n_agents)
+def weighted_evidence(store: EvidenceStore, weights: np.ndarray, now: float, good_cap: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: agent, org, and the weighted decayed good (capped per org) and bad pseudo-observations, each on the
+    grid, so that an agent's sums less one org's part are the same whatever order the pairs come in."""
+    agent, org, w, _, good, bad, _ = _decayed(store, weights, now, good_cap)
+    return agent, org, on_grid_array(w * good), on_grid_array(w * bad)
 
 
 def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, operators: tuple[np.ndarray, np.ndarray],

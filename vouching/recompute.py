@@ -1,7 +1,7 @@
 """The full recompute (DESIGN.md §6) as a function of a snapshot of the trust engine: credibility from the deviation
 test, reputation, voucher accountability, reputation again, then every agent's sums and score, with numpy. The
-accountability is judged afresh (agents' conduct by the orgs' word at full accountability), not from the last
-recompute's, so that a recompute gives what a node just restarted gives.
+accountability is judged afresh (agents' conduct by the orgs' word at full accountability, each voucher's own left
+out), not from the last recompute's, so that a recompute gives what a node just restarted gives.
 
 `TrustEngine.snapshot` copies all it reads, so that `Recompute.compute` may run on a worker thread while the engine
 goes on taking records and answering reads; `TrustEngine.install` then swaps the result in at once. At 10^5 agents and
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vouching.accountability import accountability, agent_conduct
-from vouching.batch import ScoreTable, evidence_totals, score_table, totals
+from vouching.accountability import accountability, conduct, others_evidence
+from vouching.batch import ScoreTable, score_table, totals, weighted_evidence
 from vouching.deviation import DeviationTest, credibility
 from vouching.evidence import EvidenceStore
 from vouching.params import ScoringParams
@@ -98,12 +98,13 @@ class Recompute:
         # Accountability is judged from scratch (every org at 1 for the first pass), not from the last recompute's:
         # each recompute then gives what a node just restarted gives (DESIGN.md §6, the same records the same score).
         first = self._standing(src, dst, weight, credible, np.ones(n))
-        good, bad = evidence_totals(self.evidence, first.weights, n_agents, now, self.source_cap)
-        misbehaving, well_behaved = agent_conduct(good, bad, p)
+        vouches = self.vouches.agent_columns()
+        evidence = weighted_evidence(self.evidence, first.weights, now, self.source_cap)
+        misbehaving, well_behaved = conduct(*others_evidence(*vouches[:2], evidence, n, n_agents), p)
         equivocator = np.zeros(n, dtype=bool)
         equivocator[self.equivocators] = True
-        accountable = accountability(n, *self.vouches.agent_columns(), misbehaving, well_behaved,
-                                     *self.vouches.org_columns(), equivocator, p)
+        accountable = accountability(n, *vouches, misbehaving, well_behaved, *self.vouches.org_columns(), equivocator,
+                                     p)
         accountable[self.own] = 1.0
         standing = self._standing(src, dst, weight, credible, accountable)
         operated, operator = self.vouches.operator_columns()

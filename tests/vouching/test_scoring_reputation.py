@@ -417,6 +417,62 @@ def test_an_org_loses_weight_when_the_agents_it_vouched_for_misbehave():
     assert voucher.weight < bystander.weight * 0.1
 
 
+def _operated(reports: list[tuple[str, str, dict[str, int]]]) -> World:
+    """org3 operates the agents `reports` names, which each (org, agent, counts) of them reports in five hourly
+    digests."""
+    w = World(orgs=4)
+    for agent in sorted({agent for _, agent, _ in reports}):
+        w.engine.add_agent_vouch("org3", agent, 1.0, "operator", record_id=rid(), ts=0)
+    for epoch in range(5):
+        for org, agent, counts in reports:
+            w.digest(org, agent, epoch, **counts)
+    return w
+
+
+def _accountability_of(w: World, org: str, path: str) -> float:
+    """`org`'s accountability as a full recompute by `path` gives it: the engine's own, one on a snapshot of the engine
+    (as node.trust runs it off its loop), or that of an engine restored from a capture of it (as a node restarts)."""
+    engine = w.engine
+    if path == "restored":
+        engine = TrustEngine("own", ["root", *w.orgs])
+        engine_state.restore(engine_state.capture(w.engine), engine, ())
+    if path == "snapshot":
+        copying = engine.start_snapshot()
+        while copying.step():
+            pass
+        engine.install(engine.snapshot(copying, now=w.now).compute())
+    else:
+        engine.recompute(now=w.now)
+    return engine.org(org, now=w.now).accountability
+
+
+@pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
+def test_an_org_reporting_its_own_agent_s_violations_keeps_its_accountability(path):
+    """An org's own reports of an agent it vouched for do not judge the agent for its accountability (README "How
+    scores are computed", 3): an operator honestly reporting its agent's violations keeps its weight, and the same
+    reports by another org cut it as they did. Before: its own reports cut it alike (0.11 here; an operator reporting
+    4 violations of its agent lost 88% of its weight at a peer that had it as a trust root), so that an operator
+    hiding them kept more weight than one telling them."""
+    penalty = ScoringParams().accountability_penalty
+    told = _operated([("org3", "agent", {"denied": 3})])
+    assert _accountability_of(told, "org3", path) == 1.0
+    assert told.score("agent") < 200  # its reports still count against the agent
+    reported = _operated([("org0", "agent", {"denied": 3})])
+    assert _accountability_of(reported, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+
+
+@pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
+def test_an_org_s_own_good_reports_of_its_agent_do_not_buy_back_accountability(path):
+    """An agent only its operator reports to behave does not weigh for the operator against an agent of it that others
+    saw misbehave, as one other orgs saw behave does. Before: the operator's word alone made its agent behave, and so
+    bought back accountability (0.27 where it now stands at 0.11)."""
+    penalty = ScoringParams().accountability_penalty
+    own_word = _operated([("org0", "bad", {"denied": 3}), ("org3", "good", {"ok": 40})])
+    assert _accountability_of(own_word, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    others_word = _operated([("org0", "bad", {"denied": 3}), ("org1", "good", {"ok": 40})])
+    assert _accountability_of(others_word, "org3", path) == pytest.approx(3 / (3 + penalty * 2.0))
+
+
 def test_vouching_again_and_again_for_one_agent_that_behaves_does_not_buy_back_accountability():
     """Each vouch an org sends for an agent replaces its earlier one of the basis, for the agent's prior and for
     accountability alike. Before: each of them added to the good vouch weight, so that an org that vouched for three
