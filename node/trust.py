@@ -32,7 +32,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import trio
 
@@ -91,6 +91,15 @@ SNAPSHOT_CHECK_S = 60.0
 # (a node that has not written its first yet): feeding a second engine all of them on the loop took ~100 s at 10^6.
 # Past it, the next start writes one, as it replays every record anyway.
 SNAPSHOT_FROM_NO_RECORDS = 10 * SNAPSHOT_AFTER
+
+
+class Checked(NamedTuple):
+    """A check's answer (TrustService.check)."""
+
+    decision: Decision
+    score: Score  # what it was decided on (with the vouches scoped to the tool)
+    scopes: tuple[str, ...]  # the agent's scoped tools
+    issuers: tuple[str, ...]  # the org keys whose agent credentials stand for the agent (_credential_issuers)
 
 
 class TrustService:
@@ -592,45 +601,47 @@ class TrustService:
         """The explanation of `score` (a `score` answer), at the instant it was computed at."""
         return self.engine.explain(score.agent, now=score.computed_at).as_dict()
 
-    def check(self, agent: str, action: str, tool: str | None) -> tuple[Decision, Score, tuple[str, ...]]:
+    def check(self, agent: str, action: str, tool: str | None) -> Checked:
         """The decision for `agent` doing `action` with `tool`, the score it was decided on (with the vouches
-        scoped to `tool`, DESIGN.md §3), and the agent's scoped tools (`scopes`)."""
+        scoped to `tool`, DESIGN.md §3), the agent's scoped tools (`scopes`) and the org keys whose agent
+        credentials stand for it (`issuers`)."""
         self._requests.inc(kind="check")
         now = self._clock()
         general, scopes = self.engine.score(agent, now=now), self.engine.scopes(agent, now=now)
         score = self.engine.score(agent, now=now, tool=tool) if tool in scopes else general
-        self._served(agent, general, scopes)
-        return decide(score, action, tool, self.policy), score, scopes
+        operators = self._served(agent, general, scopes)
+        return Checked(decide(score, action, tool, self.policy), score, scopes,
+                       self._credential_issuers(operators, now=general.computed_at))
 
-    def credential_issuers(self, agent: str, *, now: int) -> tuple[str, ...]:
-        """The org keys whose agent credentials stand for `agent` (DESIGN §8): every key of this node's org (its
-        own credentials), then every key of each org with a live operator vouch for it (TrustEngine.operators: no
-        org proven to equivocate). A credential of any other issuer names the agent without being its operator's: it
-        is decided on the cold-start score."""
-        return self._keys_of(self.engine.operators(agent, now=now))
-
-    def _keys_of(self, operators: tuple[str, ...]) -> tuple[str, ...]:
-        """Every key of this node's org, then every key of each of the `operators` orgs (credential_issuers)."""
+    def _credential_issuers(self, operators: tuple[str, ...], *, now: int) -> tuple[str, ...]:
+        """The org keys whose agent credentials stand for an agent the `operators` orgs operate (DESIGN §8,
+        TrustEngine.operators: no org proven to equivocate): every key of this node's org (its own credentials),
+        then every key of each operator org, the heaviest here first (TrustEngine.heaviest_first), so that keys no
+        one vouches for, which anyone can make, come after every partner this node weighs and cannot push one off
+        the first 64 a check answer or a stream event lists (listed_issuers). A credential of any other issuer names
+        the agent without being its operator's: it is decided on the cold-start score."""
         succession = self.replica.succession
         keys = dict.fromkeys(succession.keys(self.replica.did))
-        for org in operators:
+        for org in self.engine.heaviest_first(operators, now=now):
             keys.update(dict.fromkeys(succession.keys(org)))
         return tuple(keys)
 
-    def _served(self, agent: str, score: Score, scopes: tuple[str, ...]) -> None:
+    def _served(self, agent: str, score: Score, scopes: tuple[str, ...]) -> tuple[str, ...]:
         """Remember the score and scoped tools a reader was given, so that their first change is announced; of agents
         the engine holds nothing on, the latest MAX_ASKED_UNKNOWN asked about. A reader given other than what the
         stream last said (a record awaiting an org-level change's recompute, time passing) is a change, announced
         now: else one undone before the stream told it (a vouch and its revocation within that second) went unsaid,
-        and the reader held the score in between until its cache expired."""
+        and the reader held the score in between until its cache expired. The orgs operating the agent at the
+        score's instant (`_remember`)."""
         first = agent not in self._known
-        self._remember(agent, score, scopes)
+        operators = self._remember(agent, score, scopes)
         if not first or self.engine.holds(agent):
-            return
+            return operators
         self._asked_unknown[agent] = None
         if len(self._asked_unknown) > MAX_ASKED_UNKNOWN:
             oldest = next(iter(self._asked_unknown))
             del self._asked_unknown[oldest], self._known[oldest]
+        return operators
 
     def org_not_agent(self, did: str) -> str | None:
         """Why this node takes `did` for an org and not an agent, if it does: nothing it holds names `did` as an agent
@@ -713,32 +724,35 @@ class TrustService:
             self._asked_unknown.pop(agent, None)  # announced: the engine holds something on it now
             self._remember(agent, self.engine.score(agent, now=now), self.engine.scopes(agent, now=now))
 
-    def _remember(self, agent: str, score: Score, scopes: tuple[str, ...]) -> None:
+    def _remember(self, agent: str, score: Score, scopes: tuple[str, ...]) -> tuple[str, ...]:
         """Keep the agent's score, scoped tools and the orgs operating it (TrustEngine.operators, at the score's
         instant) as the stream's word, publishing them if they changed it. An event carries the org keys whose
         credentials stand for the agent and `cold_start`, as a check answer does (listed_issuers), which an SDK
         caches: an operator vouch revoked or expired that moved no score (its org's vouches weigh nothing here) went
         unsaid, and the partner's credentials stood for the agent until the SDK's cache_ttl. Compared by org, not by
         key: a rotation would announce every agent its org operates at once; a cache missing the new key fails
-        closed (the cold start) for a cache_ttl."""
+        closed (the cold start) for a cache_ttl. The orgs operating the agent, in did order."""
         operators = self.engine.operators(agent, now=score.computed_at)
         before = self._known.get(agent)
         self._known[agent] = (score.score, score.tier, scopes, operators)
         if before is None or (before[0], before[2], before[3]) == (score.score, scopes, operators):
-            return
+            return operators
         event = {"agent": agent, "score": score.score, "tier": score.tier, "previous_score": before[0],
                  "previous_tier": before[1], "computed_at": score.computed_at, **listed_scopes(scopes),
-                 **listed_issuers(self._keys_of(operators)), "cold_start": self.engine.cold_score}
+                 **listed_issuers(self._credential_issuers(operators, now=score.computed_at)),
+                 "cold_start": self.engine.cold_score}
         self._broadcaster.publish({"type": "score", **event})
         if before[1] != score.tier:
             self._broadcaster.publish({"type": "tier", **event})
+        return operators
 
 
 def listed_issuers(issuers: tuple[str, ...]) -> dict[str, Any]:
-    """The `issuers` and `issuers_complete` fields of a check answer: the first MAX_LISTED_ISSUERS org keys whose
-    credentials stand for the agent (TrustService.credential_issuers: this node's org's first), and whether that is
-    all of them. Any key may sign an operator vouch, so that the full list is unbounded; a client told it is
-    incomplete takes an issuer it does not list for one that does not operate the agent (fails closed)."""
+    """The `issuers` and `issuers_complete` fields of a check answer and of a stream event: the first
+    MAX_LISTED_ISSUERS org keys whose credentials stand for the agent (TrustService._credential_issuers: this node's
+    org's first, then the operators this node weighs most), and whether that is all of them. Any key may sign an
+    operator vouch, so that the full list is unbounded; a client told it is incomplete asks the node of an issuer it
+    does not list (a check naming the `issuer`: the node answers `issuer_operates` from the full list)."""
     return {"issuers": list(issuers[:MAX_LISTED_ISSUERS]), "issuers_complete": len(issuers) <= MAX_LISTED_ISSUERS}
 
 

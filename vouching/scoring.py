@@ -380,6 +380,14 @@ class TrustEngine:
         return tuple(sorted(self._orgs[issuer] for issuer, basis, record_id in latest_vouches(self._agent_vouches[a])
                             if basis == "operator" and issuer not in equivocators and book[record_id].active(now)))
 
+    def heaviest_first(self, orgs: Iterable[str], *, now: int) -> tuple[str, ...]:
+        """`orgs` (each by a key of its) by their reputation at this node, heaviest first, ties by did: an org no
+        one here vouches for weighs 0, and any number of such keys, which anyone can make, come after every org
+        that weighs something (who operates an agent, node.trust.listed_issuers, lists the first 64)."""
+        self._ensure_reputation(now)
+        index, reputation = self._org_index, self._reputation
+        return tuple(sorted(orgs, key=lambda org: (-reputation[index[org]] if org in index else 0.0, org)))
+
     @property
     def cold_score(self) -> int:
         """The score of an agent no evidence or vouch names (`score` of an unknown agent)."""

@@ -105,23 +105,28 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         return score_answer(trust, key, did, explain=explain, statement=statement)
 
     @router.post(CHECK_PATH, responses={**error_responses(), **_NOT_AN_AGENT})
-    async def check(did: Did, body: CheckRequest) -> dict[str, Any]:
+    async def check(did: Did, body: CheckRequest, issuer: Annotated[str | None, Query(
+            min_length=1, description="The org key (did:key) that issued the caller's credential")] = None,
+    ) -> dict[str, Any]:
         """May this agent do this? `allow`, `audit` (allow and log) or `block`, with the reason, under this node's
         policy: tier verdicts, a minimum score, and high-risk tools that need `trusted`. The score is the agent's,
         with the vouches whose scope names `tool` (a tool in `scopes`, the tools the agent holds scoped vouches
         for; its general score, `GET .../score`, counts none of them). `issuers`: the org keys whose agent
         credentials stand for the agent (this node's org's, then those of each org with a live operator vouch for it,
-        but an org proven to equivocate; the first 64, `issuers_complete` false if there are more); a caller
+        but an org proven to equivocate, the orgs this node weighs most first, ties by did: keys no one vouches for,
+        which anyone can make, come last; the first 64, `issuers_complete` false if there are more); a caller
         presenting another issuer's credential for it is decided, by the SDK, on `cold_start`, the score of an agent
-        nothing names. An org's did (one nothing names as an agent) is 409 `not_an_agent`."""
+        nothing names. With `issuer`, `issuer_operates` says whether that key is among them all, listed or not. An
+        org's did (one nothing names as an agent) is 409 `not_an_agent`."""
         agent_did(trust, checked_did(did, "path.did"))
         if (problem := tool_name_problem(body.tool)) is not None:
             raise ApiError(422, "invalid_request", f"body.{problem}")
-        decision, score, scopes = trust.check(did, body.action, body.tool)
+        if issuer is not None:
+            checked_did(issuer, "query.issuer")
+        decision, score, scopes, issuers = trust.check(did, body.action, body.tool)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier,
-                **listed_scopes(scopes),
-                **listed_issuers(trust.credential_issuers(did, now=score.computed_at)),
-                "cold_start": trust.engine.cold_score}
+                **listed_scopes(scopes), **listed_issuers(issuers), "cold_start": trust.engine.cold_score,
+                **({} if issuer is None else {"issuer_operates": issuer in issuers})}
 
     @router.get("/v1/policy")
     async def policy() -> dict[str, Any]:

@@ -9,7 +9,7 @@ import socket
 import ssl
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -217,6 +217,14 @@ def agent_path(agent: str, tail: str) -> str:
 def score_query(statement: bool, explain: bool) -> dict[str, str | None]:
     """`GET /v1/agents/{did}/score`'s query: the signed statement only when asked, the explanation unless declined."""
     return {"statement": "true" if statement else None, "explain": None if explain else "false"}
+
+
+def check_path(agent: str, issuer: str | None) -> str:
+    """`POST /v1/agents/{agent}/check`'s path, naming the caller's credential's `issuer` in its query if given: the
+    node then says whether that key's credentials stand for the agent (`issuer_operates`), of every key, where
+    `issuers` lists only the first 64. A node older than that ignores the query and does not say."""
+    path = agent_path(agent, "check")
+    return path if issuer is None else f"{path}?{urlencode({'issuer': issuer})}"
 
 
 def check_body(action: str, tool: str | None) -> dict[str, Any]:

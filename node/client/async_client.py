@@ -22,6 +22,7 @@ from ._http import (
     agent_path,
     bearer_token,
     check_body,
+    check_path,
     checked,
     key_or_fresh,
     normal_url,
@@ -86,9 +87,12 @@ class AsyncTrustClient:
         return await self._get_json(agent_path(agent, "score"), score_query(statement, explain),
                                     shape=shapes.score_shape(statement, explain), limit=MAX_DECISION_ANSWER)
 
-    async def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
-        """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return await self._post_json(agent_path(agent, "check"), check_body(action, tool), shape=shapes.CHECK,
+    async def check(self, agent: str, action: str, tool: str | None = None, *, issuer: str | None = None
+                    ) -> dict[str, Any]:
+        """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier, ...}; with
+        `issuer` (the org key that issued the caller's credential), `issuer_operates` too: whether that key's
+        credentials stand for the agent (a node older than this SDK does not say)."""
+        return await self._post_json(check_path(agent, issuer), check_body(action, tool), shape=shapes.CHECK,
                                      limit=MAX_DECISION_ANSWER)
 
     async def policy(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ._http import (
     agent_path,
     bearer_token,
     check_body,
+    check_path,
     checked,
     events_body,
     json_of,
@@ -170,9 +171,12 @@ class NodeClient:
         return self._get_json(agent_path(agent, "score"), score_query(statement, explain),
                               shape=shapes.score_shape(statement, explain), limit=MAX_DECISION_ANSWER)
 
-    def check(self, agent: str, action: str, tool: str | None = None) -> dict[str, Any]:
-        """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier}."""
-        return self._json(self._post(agent_path(agent, "check"), check_body(action, tool), limit=MAX_DECISION_ANSWER),
+    def check(self, agent: str, action: str, tool: str | None = None, *, issuer: str | None = None
+              ) -> dict[str, Any]:
+        """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier, ...}; with
+        `issuer` (the org key that issued the caller's credential), `issuer_operates` too: whether that key's
+        credentials stand for the agent (a node older than this SDK does not say)."""
+        return self._json(self._post(check_path(agent, issuer), check_body(action, tool), limit=MAX_DECISION_ANSWER),
                           shapes.CHECK)
 
     def policy(self) -> dict[str, Any]:

@@ -15,8 +15,11 @@ at most 64 tools; past that (`scopes_complete` false) every tool check of the ag
 
 A check for a caller's credential names its issuer: the agent's score counts only if that org operates the agent
 (the node's org, or one with a live operator vouch for it: the node's `issuers`), else the decision is made on the
-node's cold-start score. The node's word on that is cached with the score, never past a `cache_ttl` from when the
-node said it: in a check answer, or in a stream event, which the node sends when it changes.
+node's cold-start score. The node lists 64 keys at most (`issuers_complete` false past that): a check with a
+credential names its issuer to the node, which says whether it operates the agent of them all (`issuer_operates`), so
+that a key not listed is never taken for one that does not operate it while the node knows otherwise. The node's word
+on that is cached with the score, never past a `cache_ttl` from when the node said it: in a check answer, or in a
+stream event, which the node sends when it changes.
 """
 
 from __future__ import annotations
@@ -91,9 +94,19 @@ class _Operators:
     event, kept until `expires`, a cache_ttl after it was said: an event of a node that does not say it drops it
     (TrustPolicy._changed)."""
 
-    issuers: frozenset[str]  # org keys whose agent credentials stand for the agent (an issuer not listed: none)
+    issuers: frozenset[str]  # org keys whose agent credentials stand for the agent (as the node listed them, and the
+    # issuer a check named if the node said it is one)
+    complete: bool  # false: the node listed only some (node.trust.listed_issuers), so of another key it must say
     cold_start: int  # the node's score of an agent nothing names
     expires: float
+    refuted: frozenset[str] = frozenset()  # the issuer a check named, if the node said it is none
+
+    def operates(self, issuer: str) -> bool | None:
+        """Whether `issuer`'s credentials stand for the agent, by the node's word; None: it did not say (a key not
+        listed among some, and not named to it)."""
+        if issuer in self.issuers:
+            return True
+        return False if self.complete or issuer in self.refuted else None
 
 
 @dataclass(frozen=True)
@@ -108,8 +121,9 @@ class _Cached:
     def serves(self, tool: str | None, issuer: str | None = None) -> bool:
         """Whether the cached general score decides a check of `tool`: not that of a tool the node decides on a
         score of its own (scoped vouches), nor, when the node did not list them all, of any tool; and, for a
-        credential of `issuer`, whether the node's word on who operates the agent is still kept."""
-        if issuer is not None and (self.operators is None or self.operators.expires < time.monotonic()):
+        credential of `issuer`, whether the node's word on whether that key operates the agent is still kept."""
+        if issuer is not None and (self.operators is None or self.operators.expires < time.monotonic()
+                                   or self.operators.operates(issuer) is None):
             return False
         return tool is None or (self.scopes_complete and tool not in self.scopes)
 
@@ -124,12 +138,18 @@ class _NodePolicy:
 _Floor = Policy | str
 
 
-def _operators(answer: Mapping[str, object], expires: float) -> _Operators | None:
-    """The node's `issuers` and `cold_start` in a check answer (node.trust.listed_issuers), None if it has none."""
+def _operators(answer: Mapping[str, object], expires: float, issuer: str | None) -> _Operators | None:
+    """The node's `issuers`, `issuers_complete` and `cold_start` in a check answer (node.trust.listed_issuers), with
+    its `issuer_operates` of the `issuer` the check named (absent from a node older than this SDK); None if it has
+    none."""
     issuers, cold_start = answer.get("issuers"), answer.get("cold_start")
-    if not valid_issuers(issuers, cold_start):
+    complete = answer.get("issuers_complete", True)
+    if not valid_issuers(issuers, complete, cold_start):
         return None
-    return _Operators(frozenset(issuers), cold_start, expires)  # type: ignore[arg-type]
+    said = answer.get("issuer_operates")
+    named = frozenset() if issuer is None else frozenset({issuer})
+    return _Operators(frozenset(issuers) | (named if said is True else frozenset()), complete,  # type: ignore[arg-type]
+                      cold_start, expires, named if said is False else frozenset())  # type: ignore[arg-type]
 
 
 class TrustPolicy:
@@ -208,8 +228,9 @@ class TrustPolicy:
               issuer: str | None = None) -> TrustDecision:
         """The decision for `agent` doing `action` with `tool`, from the cache or the node (blocking). `issuer`: the
         org key that issued the caller's credential (AgentIdentity.org); unless that org operates the agent (a live
-        operator vouch of its, or this node's own org), the decision is made on the cold-start score, never the
-        agent's: any accepted org's credential may name any did. From a running event loop, a warning says once that
+        operator vouch of its, or this node's own org: the node's `issuers`, or its `issuer_operates` of a key it
+        does not list, the check naming it), the decision is made on the cold-start score, never the agent's: any
+        accepted org's credential may name any did. From a running event loop, a warning says once that
         it blocks the loop: `acheck` does not."""
         warn_if_blocking("TrustPolicy.check", "TrustPolicy.acheck()")
         if (refused := self._bad_input(agent, action, tool)) is not None:
@@ -227,7 +248,7 @@ class TrustPolicy:
                                 operators=(issuer, cached.operators))
         asked = self._announcements
         try:
-            answer = self._sync_client().check(agent, action, tool)
+            answer = self._sync_client().check(agent, action, tool, issuer=issuer)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error, issuer)
         return self._answered(agent, action, tool, answer, asked, floor, issuer)
@@ -250,7 +271,7 @@ class TrustPolicy:
                                 operators=(issuer, cached.operators))
         asked = self._announcements
         try:
-            answer = await self._async_client().check(agent, action, tool)
+            answer = await self._async_client().check(agent, action, tool, issuer=issuer)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error, issuer)
         return self._answered(agent, action, tool, answer, asked, floor, issuer)
@@ -392,7 +413,7 @@ class TrustPolicy:
                 200, "bad_answer", "check: scopes is not a list of tool names, or scopes_complete not a boolean"),
                 issuer)
         expires = time.monotonic() + self.cache_ttl
-        operators = _operators(answer, expires)  # type: ignore[arg-type]
+        operators = _operators(answer, expires, issuer)  # type: ignore[arg-type]
         if issuer is not None and operators is None:
             return self._failed(agent, action, tool, NodeApiError(
                 200, "bad_answer", "check: no issuers (a list of org keys) and cold_start (an integer): a node older "
@@ -416,11 +437,13 @@ class TrustPolicy:
         node's answer for it are replaced by the cold-start score."""
         issuer, node_said = operators
         unoperated = ""
-        if issuer is not None and node_said is not None and issuer not in node_said.issuers:
+        if issuer is not None and node_said is not None and not (operates := node_said.operates(issuer)):
             score, answered = node_said.cold_start, None
             tier = tier_of(score)
-            unoperated = (f"{issuer} does not operate {agent} (no live operator vouch of its for the agent in the "
-                          f"node's records), so its credential does not stand for the agent's standing: decided on the "
+            why = (f"{issuer} does not operate {agent} (no live operator vouch of its for the agent in the node's "
+                   f"records)" if operates is False else f"{issuer} is not among the orgs the node says operate "
+                   f"{agent} (it lists 64 of more, and, older than this SDK, says nothing of the others)")
+            unoperated = (f"{why}, so its credential does not stand for the agent's standing: decided on the "
                           f"cold-start score; ")
         known = Score(agent, score, tier, 0.0, 0)  # type: ignore[arg-type]
         try:
@@ -494,8 +517,8 @@ class TrustPolicy:
                 scopes, complete = ((cached.scopes, cached.scopes_complete) if change.scopes is None
                                     else (frozenset(change.scopes), change.scopes_complete))
                 expires = time.monotonic() + self.cache_ttl
-                operators = (None if change.issuers is None or change.cold_start is None
-                             else _Operators(frozenset(change.issuers), change.cold_start, expires))
+                operators = (None if change.issuers is None or change.cold_start is None else
+                             _Operators(frozenset(change.issuers), change.issuers_complete, change.cold_start, expires))
                 self._cache[change.agent] = _Cached(change.score, change.tier, expires, scopes, complete, operators)
         if self._on_change is not None:
             try:

@@ -92,9 +92,10 @@ class ScoreChange:
     changed; `scopes` None: the node did not say (one older than scoped checks). `scopes_complete` false: the agent
     holds scoped vouches for more tools than the node lists (node.trust.listed_scopes), so that any tool's check
     may differ from its general score. Also announced when who operates the agent changed: `issuers`, the org keys
-    whose agent credentials stand for it (the first 64, node.trust.listed_issuers: a key not listed stands for
-    none), and `cold_start`, the score a credential of any other key is decided on; both None: the node did not say
-    (one older than this SDK, or a malformed list)."""
+    whose agent credentials stand for it (the first 64, node.trust.listed_issuers), `issuers_complete` (false:
+    there are more, and of a key not listed only the node can say), and `cold_start`, the score a credential of
+    any other key is decided on; `issuers` and `cold_start` None: the node did not say (one older than this SDK, or
+    a malformed list)."""
 
     agent: str
     score: int
@@ -103,6 +104,7 @@ class ScoreChange:
     scopes_complete: bool = True
     issuers: tuple[str, ...] | None = None
     cold_start: int | None = None
+    issuers_complete: bool = True
 
 
 def valid_scopes(scopes: object, complete: object) -> bool:
@@ -111,22 +113,26 @@ def valid_scopes(scopes: object, complete: object) -> bool:
     return type(scopes) is list and all(isinstance(tool, str) for tool in scopes) and type(complete) is bool
 
 
-def valid_issuers(issuers: object, cold_start: object) -> bool:
-    """Whether a node's `issuers` and `cold_start` (in a stream event or a check answer: node.trust.listed_issuers)
-    are a list of org keys and an integer."""
-    return type(issuers) is list and all(isinstance(key, str) for key in issuers) and type(cold_start) is int
+def valid_issuers(issuers: object, complete: object, cold_start: object) -> bool:
+    """Whether a node's `issuers`, `issuers_complete` and `cold_start` (in a stream event or a check answer:
+    node.trust.listed_issuers) are a list of org keys, a boolean and an integer."""
+    return (type(issuers) is list and all(isinstance(key, str) for key in issuers) and type(complete) is bool
+            and type(cold_start) is int)
 
 
 def score_change(event: SseEvent) -> ScoreChange | None:
-    """The change a `score` or `tier` event announces; None for any other event or a malformed one. Its `issuers`
-    and `cold_start` are taken only together and well-formed: else the change says nothing of who operates the
-    agent, and a cache drops what it kept of that (TrustPolicy._changed), as for a node that does not say."""
+    """The change a `score` or `tier` event announces; None for any other event or a malformed one. Its `issuers`,
+    `issuers_complete` (true if absent: a node that lists them all) and `cold_start` are taken only together and
+    well-formed: else the change says nothing of who operates the agent, and a cache drops what it kept of that
+    (TrustPolicy._changed), as for a node that does not say."""
     if event.event not in ("score", "tier"):
         return None
     try:
         data = json.loads(event.data)
         scopes, issuers, cold_start = data.get("scopes"), data.get("issuers"), data.get("cold_start")
-        operators = (tuple(issuers), cold_start) if valid_issuers(issuers, cold_start) else (None, None)
+        complete = data.get("issuers_complete", True)
+        operators = ((tuple(issuers), cold_start, complete) if valid_issuers(issuers, complete, cold_start)
+                     else (None, None))
         change = ScoreChange(data["agent"], data["score"], data["tier"], None if scopes is None else tuple(scopes),
                              data.get("scopes_complete", True), *operators)
     except (ValueError, KeyError, TypeError, AttributeError):

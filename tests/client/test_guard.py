@@ -301,6 +301,28 @@ def test_an_org_whose_operator_vouch_ended_is_decided_on_the_cold_start_naming_i
     assert decision.reason.startswith(f"{issuer} does not operate {known} (no live operator vouch")
 
 
+def test_a_partner_past_the_64_operators_the_node_lists_lends_the_agent_its_standing(running):
+    """Before: a credential whose issuer the check answer did not list was decided on the cold start, though the
+    node said it listed only some (`issuers_complete` false): 64 operators this node weighs more than the partner
+    (or, listed by did, any 64 keys sorting first) made the partner's every credential for its agent a stranger's.
+    The SDK names the issuer in its check, and the node answers of all the operators."""
+    known, _ = running.new_agent(trusted=True)
+    heavier = [Org() for _ in range(64)]
+    key = SigningKey.generate()
+    with running.client() as client:
+        for org in heavier:
+            client.vouch(org.did, 0.5, "org-peer")
+        client.vouch(did_of(key), 0.05, "org-peer")
+    partner, stub = Org(key=key), StubOrg([key])
+    running.accept([org.record("vouch", vouch_body(known, 0.5, "operator")) for org in (*heavier, partner)])
+    with running.client() as client:
+        listed = client.check(known, "tool_call")
+    assert partner.did not in listed["issuers"] and listed["issuers_complete"] is False
+    with serving(stub):
+        decision = _decide(running, agent_credential(key, known), stub)
+    assert decision.allowed and decision.operated and decision.tier == "trusted"
+
+
 def test_a_fresh_agent_of_the_service_s_own_org_stands_and_one_of_a_partner_starts_cold(running):
     """`vouchnet agent new` without --vouch signs no operator vouch: the org's own agents still count as theirs,
     a partner's are decided on the cold-start score (and not reported as the agent) until it vouches as operator."""

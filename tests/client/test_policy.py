@@ -459,6 +459,8 @@ class _StubStream:
     def __init__(self, answer: Callable[[], Awaitable[str]]) -> None:
         self.answer = answer
         self.issuers: list[str] | None = None  # the org keys a check answer says operate the agent, if set
+        self.issuers_complete = True  # false: those are the first of more
+        self.operating: set[str] | None = None  # if set, every key that does: `issuer_operates` of a check's issuer
         self.node_policy = DEFAULT_POLICY.as_dict()  # what GET /v1/policy answers
         self.policy_requests = 0
         self._frames: asyncio.Queue[bytes] | None = None
@@ -482,10 +484,13 @@ class _StubStream:
 
             return StreamingResponse(frames(), media_type="text/event-stream")
 
-        async def check(_: Request) -> JSONResponse:
+        async def check(request: Request) -> JSONResponse:
             tier = await self.answer()
             trusted = tier == "trusted"
-            operators = {"issuers": self.issuers, "cold_start": 100} if self.issuers is not None else {}
+            operators = {"issuers": self.issuers, "issuers_complete": self.issuers_complete,
+                         "cold_start": 100} if self.issuers is not None else {}
+            if self.operating is not None and (issuer := request.query_params.get("issuer")) is not None:
+                operators["issuer_operates"] = issuer in self.operating
             return JSONResponse({"score": 800 if trusted else 100, "tier": tier,
                                  "decision": "allow" if trusted else "block", "reason": f"tier {tier}", **operators})
 
@@ -551,6 +556,53 @@ def test_a_partner_whose_operator_vouch_went_is_decided_on_the_cold_start_once_t
             policy.close()
     assert (went.source, went.operated, went.score, went.verdict) == ("cache" if says else "node", False, 100, "block")
     assert (came.source, came.operated, came.verdict) == ("cache", True, "allow")
+
+
+@pytest.mark.parametrize("says", [True, False], ids=["the node says of every key", "an older node"])
+def test_an_operator_past_the_64_the_node_lists_is_decided_on_the_agent_s_score_as_the_node_says(says):
+    """Before: a credential whose issuer the node did not list was decided on the cold start, though the node said
+    its list was incomplete (`issuers_complete` false: 64 others, heavier or sorting first), so that any 64 keys
+    made the agent's every credential of its operator a stranger's. The check names the issuer, and the node says of
+    every key whether it operates the agent; an older node, which does not say, leaves it decided as before."""
+    agent, partner, stranger, listed = new_did(), new_did(), new_did(), [new_did() for _ in range(64)]
+    node = _StubStream.answering("trusted")
+    node.issuers, node.issuers_complete = listed, False
+    node.operating = {*listed, partner} if says else None
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, listen=False, cache_ttl=600)
+        try:
+            partners = [policy.check(agent, issuer=partner), asyncio.run(policy.acheck(agent, issuer=partner))]
+            strangers = [policy.check(agent, issuer=stranger), policy.check(agent, issuer=stranger)]
+        finally:
+            policy.close()
+    assert [(d.source, d.operated, d.verdict) for d in partners] == (
+        [("node", True, "allow"), ("cache", True, "allow")] if says else [("node", False, "block")] * 2)
+    assert [(d.source, d.operated, d.verdict) for d in strangers] == [("node", False, "block"), (
+        "cache" if says else "node", False, "block")]  # the node's no is kept as its yes is
+    if not says:
+        assert "says nothing of the others" in partners[0].reason
+
+
+def test_a_stream_event_listing_some_of_the_operators_sends_a_check_of_a_key_not_listed_to_the_node():
+    """The event's `issuers_complete` false (a partner now past the 64 listed): the cache does not take a key it
+    does not list for one that does not operate the agent; the node says."""
+    agent, partner, announced, heavier = new_did(), new_did(), threading.Event(), [new_did() for _ in range(64)]
+    node = _StubStream.answering("trusted")
+    node.issuers, node.operating = [partner], {partner, *heavier}
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, cache_ttl=600, on_change=lambda change: announced.set())
+        try:
+            assert policy.stream_connected.wait(10)
+            assert policy.check(agent, issuer=partner).source == "node"
+            node.issuers, node.issuers_complete = heavier, False
+            data = json.dumps({"agent": agent, "score": 800, "tier": "trusted", "issuers": heavier,
+                               "issuers_complete": False, "cold_start": 100})
+            node.send(f"event: score\nid: a-1\ndata: {data}\n\n".encode())
+            assert announced.wait(10)
+            decisions = [policy.check(agent, issuer=partner), policy.check(agent, issuer=partner)]
+        finally:
+            policy.close()
+    assert [(d.source, d.operated, d.verdict) for d in decisions] == [("node", True, "allow"), ("cache", True, "allow")]
 
 
 def test_an_answer_overtaken_by_a_change_the_stream_announced_is_not_cached():

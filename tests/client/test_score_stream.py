@@ -76,20 +76,30 @@ _JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
 
 
-@example(issuers=[["did:key:z6MkA"]], cold_start=0)  # (a list in it: a frozenset of the keys would raise)
-@example(issuers=["did:key:z6MkA", 7], cold_start=0)
-@given(issuers=_JSON | st.lists(st.text(max_size=5), max_size=3), cold_start=_JSON)
-def test_who_operates_the_agent_is_taken_only_as_a_list_of_keys_with_an_integer_cold_start(issuers, cold_start):
+_ABSENT = object()  # a field the event does not have
+
+
+@example(issuers=[["did:key:z6MkA"]], cold_start=0, complete=True)  # (a list in it: a frozenset would raise)
+@example(issuers=["did:key:z6MkA", 7], cold_start=0, complete=True)
+@example(issuers=["did:key:z6MkA"], cold_start=0, complete=0)  # (not a boolean: not taken for false)
+@given(issuers=_JSON | st.lists(st.text(max_size=5), max_size=3), cold_start=_JSON,
+       complete=st.just(_ABSENT) | st.booleans() | _JSON)
+def test_who_operates_the_agent_is_taken_only_as_a_list_of_keys_with_an_integer_cold_start(issuers, cold_start,
+                                                                                            complete):
     """Anything else in those fields, however the node got it wrong, says nothing of who operates the agent (a
     cache then drops what it kept of that), and the event's score still counts; nothing raises. A list holding
     anything but keys is none: taken as keys, a list in it would make TrustPolicy._changed raise on the stream's
-    thread."""
-    data = {"agent": "did:key:z6Mk", "score": 610, "tier": "trusted", "issuers": issuers, "cold_start": cold_start}
+    thread. `issuers_complete` is a boolean, true if absent (a node listing them all); false, a cache asks the node
+    of a key not listed."""
+    data = {"agent": "did:key:z6Mk", "score": 610, "tier": "trusted", "issuers": issuers, "cold_start": cold_start,
+            **({} if complete is _ABSENT else {"issuers_complete": complete})}
     change = score_change(SseEvent("score", json.dumps(data), None))
+    complete = True if complete is _ABSENT else complete
     well_formed = (isinstance(issuers, list) and all(isinstance(key, str) for key in issuers)
-                   and type(cold_start) is int)
-    assert change == ScoreChange("did:key:z6Mk", 610, "trusted", issuers=tuple(issuers) if well_formed else None,
-                                 cold_start=cold_start if well_formed else None)
+                   and type(cold_start) is int and type(complete) is bool)
+    assert change == (ScoreChange("did:key:z6Mk", 610, "trusted", issuers=tuple(issuers), cold_start=cold_start,
+                                  issuers_complete=complete) if well_formed else
+                      ScoreChange("did:key:z6Mk", 610, "trusted"))
 
 
 _LINE = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)

@@ -651,3 +651,41 @@ async def test_a_check_lists_at_most_64_org_keys_and_says_when_there_are_more(no
     answer = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call"})).json()
     assert len(answer["issuers"]) == 64 and answer["issuers"][0] == node.replica.did
     assert answer["issuers_complete"] is False
+
+
+def _partner_behind_weightless_operators(node, trust):
+    """An agent operated by a partner this node vouches for and by 64 keys no one vouches for, all of whose dids
+    sort before the partner's: (the agent, the partner, those keys)."""
+    agent, (*keys, partner) = new_did(), sorted((Org() for _ in range(65)), key=lambda org: org.did)
+    trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer")),
+                      *(org.record("vouch", vouch_body(agent, 0.5, "operator")) for org in (*keys, partner))])
+    return agent, partner, keys
+
+
+async def test_keys_no_one_vouches_for_do_not_push_a_weighted_operator_off_the_list(node, trust, api):
+    """Before: the operators were listed by did, so that 64 fresh keys sorting before a partner's, each signing an
+    operator vouch for its agent, left the partner unlisted and every credential of its for the agent decided on
+    the cold start. Heaviest first, the partner comes right after this node's own org; the keys, after it."""
+    agent, partner, keys = _partner_behind_weightless_operators(node, trust)
+    answer = (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call"})).json()
+    assert answer["issuers"] == [node.replica.did, partner.did, *(key.did for key in keys[:62])]
+    assert answer["issuers_complete"] is False
+
+
+async def test_a_check_naming_the_credential_s_issuer_says_whether_it_operates_the_agent_listed_or_not(node, trust,
+                                                                                                      api):
+    """The SDK names the issuer: of one past the 64 listed, only the node's full list can say."""
+    agent, partner, keys = _partner_behind_weightless_operators(node, trust)
+
+    async def operates(issuer: str) -> bool:
+        answer = await api.post(f"/v1/agents/{agent}/check", params={"issuer": issuer}, json={"action": "tool_call"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["issuer_operates"]
+
+    assert keys[-1].did not in (await api.post(f"/v1/agents/{agent}/check", json={"action": "tool_call"})).json()[
+        "issuers"]
+    assert [await operates(did) for did in (keys[-1].did, partner.did, node.replica.did, new_did())] == [
+        True, True, True, False]
+    refused = await api.post(f"/v1/agents/{agent}/check", params={"issuer": "did:web:example"},
+                             json={"action": "tool_call"})
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("query.issuer: not an Ed25519 did:key")

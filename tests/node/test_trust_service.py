@@ -91,7 +91,7 @@ def test_the_stream_announces_the_general_score_and_the_scoped_tools_never_a_too
     with broadcaster.subscribe() as subscription:
         vouch = node.replica.issue("vouch", vouch_body(agent, 1.0, "audit", scope=["search"]))
         trust.on_records([vouch])
-        decision, score, scopes = trust.check(agent, "tool_call", "search")
+        decision, score, scopes, _ = trust.check(agent, "tool_call", "search")
         assert (decision.decision, score.tier, scopes) == ("allow", "trusted", ("search",))
         trust.on_records([node.replica.issue("revoke", revoke_body(vouch.id, "scope withdrawn"))])
         events = published_data(subscription)
@@ -203,6 +203,26 @@ def test_an_event_lists_the_first_64_keys_whose_credentials_stand_for_the_agent_
     own = list(node.replica.succession.keys(node.replica.did))
     assert [(e["issuers"], e["issuers_complete"]) for e in events if e["type"] == "score"] == [
         ([*own, *(p.did for p in partners[:63])], True), ([*own, *(p.did for p in partners[:63])], False)]
+
+
+async def test_an_event_lists_a_weighted_operator_before_any_number_of_keys_no_one_vouches_for(node, trust,
+                                                                                               broadcaster, mock_clock):
+    """As a check answer does: before, listed by did, 64 fresh keys sorting before the partner's pushed it off the
+    list an SDK caches from the stream, and its credentials for the agent were decided on the cold start."""
+    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
+    agent, (*keys, partner) = new_did(), sorted((Org() for _ in range(65)), key=lambda org: org.did)
+    trust.score(agent)[0]  # (a change is announced of agents read before)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trust.run)
+        with broadcaster.subscribe() as subscription:
+            trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer")),
+                              *(key.vouch(agent, 1.0, "operator") for key in (partner, *keys))])
+            with trio.fail_after(2 * RECOMPUTE_S):  # mock time: announced by the org vouch's prompt recompute
+                seen = event_data(await subscription.receive.receive())
+        nursery.cancel_scope.cancel()
+    own = list(node.replica.succession.keys(node.replica.did))
+    assert (seen["issuers"], seen["issuers_complete"]) == (
+        [*own, partner.did, *(key.did for key in keys[:63 - len(own)])], False)
 
 
 def _vouched_by_partner(node, trust):
