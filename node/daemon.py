@@ -339,6 +339,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             raise StartupError(f"telemetry: {error}") from None
         await trust.recompute_replayed()  # in a worker thread: a signal need not wait for it
         replica.listeners.append(trust.on_records)
+        replica.returned_listeners.append(telemetry.digester.on_returned)  # (keeping raw counts trust may read)
         replica.returned_listeners.append(functools.partial(trust.on_returned, raw=telemetry.digester.state.raw,
                                                             counts_entries=telemetry.digester.counts_entries))
         replica.listeners.append(record_latency_listener(

@@ -26,7 +26,9 @@ of the data directory, sync brings back digests issued after the copy, which dig
 
 With DP on (`dp_epsilon`), only noisy counts are published; the raw outcome counts of each digest are kept in
 digests.db (`raw_counts`, written before the digests are signed), which never leaves the node, so that a restart
-rebuilds the node's own first-hand evidence from what it saw, not from its noise (TrustService.replay).
+rebuilds the node's own first-hand evidence from what it saw, not from its noise (TrustService.replay); those of
+an interrupted epoch's digests that come back from peers after a restore are kept again as they come, from its
+entries (Digester.on_returned).
 """
 
 from __future__ import annotations
@@ -106,12 +108,20 @@ class Tally:
     tree: Frontier = field(default_factory=Frontier)
 
     def add(self, event: Event, entry: bytes) -> None:
+        self.count(event)
+        self.tree.add(leaf_hash(entry))
+
+    def count(self, event: Event) -> None:
+        """Count `event`, leaving the tree to `add`."""
         outcome = _OUTCOME_INDEX[event.outcome]
         self.outcomes[outcome] += 1
         if event.high_risk:
             self.high_risk[outcome] += 1
         self.categories[_CATEGORY_INDEX[event.category]] += 1
-        self.tree.add(leaf_hash(entry))
+
+    def raw(self) -> RawCounts:
+        """The raw counts a DP digest of it keeps (DigestState.keep_raw)."""
+        return tuple(self.outcomes), tuple(self.high_risk)
 
 
 @dataclass(slots=True)
@@ -323,8 +333,10 @@ class Digester:
                         "it catches up", lambda: max(0, audit.latest - audit.clock()) / 1000)
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
-        self._interrupted_agents: frozenset[str] = frozenset()  # of `_interrupted`, as `rebuilding` read them
-        self._abandoned: set[int] = set()  # the epochs `_abandon` gave up after their entries were counted
+        # The raw counts of each agent's entries in `_interrupted` (`rebuilding` read them); of those of each epoch
+        # `_abandon` gave up after the trust engine counted its entries (`counts_entries`, `on_returned`).
+        self._interrupted_raw: dict[str, RawCounts] = {}
+        self._abandoned: dict[int, dict[str, RawCounts]] = {}
         self.digested_until, self.undigested_from = state.position()
         if self.undigested_from > audit.size:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
@@ -399,23 +411,28 @@ class Digester:
         self._issued_at_start = (self._store_mark, size, issued)
 
     def _reading_interrupted(self) -> Iterator[None]:
-        """Decode the interrupted epoch's entries for `undigested` and `counts_entries` (its agents), yielding after
-        each _REPLAY_PAGE of them. Meeting a damaged one, abandon the epoch (`_abandon`) as a running node's closing
-        would, before the trust replay counts any of its entries: the start goes on, its replay counting our digests
-        of the epoch and none of its entries, as every later start's does."""
+        """Decode the interrupted epoch's entries for `undigested`, and count each agent's for `counts_entries` and
+        `on_returned`, yielding after each _REPLAY_PAGE of them. Meeting a damaged one, abandon the epoch
+        (`_abandon`) as a running node's closing would, before the trust replay counts any of its entries: the start
+        goes on, its replay counting our digests of the epoch and none of its entries, as every later start's does."""
         if self._interrupted is None:
             return
         start, _, first, stop, _ = self._interrupted
         read: list[tuple[int, Event]] = []
+        tallies: dict[str, Tally] = {}
         try:
             for n, (_, at, event, _) in enumerate(self._replay(first, stop), 1):
                 read.append((at, event))
+                tally = tallies.get(event.agent)
+                if tally is None:
+                    tally = tallies[event.agent] = Tally()
+                tally.count(event)
                 if n % _REPLAY_PAGE == 0:
                     yield
         except DamagedEntry as error:
             self._abandon(start, error, counted=False)
             return
-        self._interrupted_at_start, self._interrupted_agents = read, frozenset(event.agent for _, event in read)
+        self._interrupted_at_start, self._interrupted_raw = read, {a: t.raw() for a, t in tallies.items()}
 
     def _replay(self, start: int, stop: int, *, skip_damaged: bool = False) -> Iterator[tuple[int, int, Event, bytes]]:
         """(index, at, event, entry) of audit-log entries [start, stop), each checked against its stored leaf hash
@@ -475,12 +492,28 @@ class Digester:
         those of an interrupted epoch `_abandon` gave up after the start's replay counted them, of every agent, until
         a restart: the trust engine holds what that replay read of them, and the next start's reads none (the
         digests come back counted by its replay instead)."""
-        if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._interrupted_agents:
+        if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._interrupted_raw:
             return True
         if epoch in self._abandoned:
             return True
         return any(self._digest_epoch(aligned) == epoch and agent in tallied.agents
                    for aligned, tallied in self._open.items())
+
+    def on_returned(self, records: list[Record]) -> None:
+        """Replica returned listener: keep the raw counts of our DP digests coming back from peers (a restore from an
+        older copy) of the interrupted epoch, or of one abandoned after the trust engine counted its entries, from
+        those entries, as their issue kept them in the newer digests.db: the trust engine counts the entries now
+        (`counts_entries`), and the next start counts the digests by these, not by their noise."""
+        kept: dict[int, dict[str, RawCounts]] = {}
+        for record in records:
+            body = record.body
+            if isinstance(body, DigestBody) and body.dp_epsilon is not None:
+                counts = self._interrupted_raw if self._interrupted is not None and body.epoch == self._interrupted[0] \
+                    else self._abandoned.get(body.epoch, {})
+                if (raw := counts.get(body.agent)) is not None:
+                    kept.setdefault(body.epoch, {})[body.agent] = raw
+        for epoch, rows in kept.items():
+            self.state.keep_raw(epoch, rows)
 
     def _digest_epoch(self, aligned: int) -> int:
         """The `epoch` of the digests of the open epoch aligned at `aligned`, as `closing` issues them: it starts no
@@ -514,7 +547,7 @@ class Digester:
                 yield from self._finish_interrupted(*interrupted, now)
             except DamagedEntry as error:
                 self._abandon(interrupted[0], error, counted=True)
-            self._interrupted, self._interrupted_agents = None, frozenset()
+            self._interrupted, self._interrupted_raw = None, {}
         while self._open and (aligned := min(self._open)) + self.epoch_ms <= now:
             end = aligned + self.epoch_ms
             self.audit.seal(end)  # what is accepted from now on belongs to a later epoch
@@ -533,7 +566,8 @@ class Digester:
                 yield from self._issue_chunks(start, end, {a: epoch.agents[a] for a in agents}, now)
                 self.state.finish(start)
             except BaseException:
-                self._interrupted, self._interrupted_agents = row, frozenset(epoch.agents)
+                self._interrupted = row
+                self._interrupted_raw = {a: t.raw() for a, t in epoch.agents.items()}
                 raise
             self.digested_until, self.undigested_from = end, epoch.stop
             self._store_mark = self.replica.store.size
@@ -549,7 +583,7 @@ class Digester:
         """Sign and store the digests of `agents`, in their order, stamped `ts` (with DP, their raw counts kept
         first)."""
         if self.dp_epsilon is not None:
-            self.state.keep_raw(start, {a: (tuple(t.outcomes), tuple(t.high_risk)) for a, t in agents.items()})
+            self.state.keep_raw(start, {a: t.raw() for a, t in agents.items()})
         with _cyclic_gc_paused():
             return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()],
                                              ts=ts)
@@ -613,9 +647,9 @@ class Digester:
         runs on, and digests the epochs after it. `counted`: the trust engine counts the epoch's undigested entries
         (the start's replay read them), so that `counts_entries` answers for it from now on."""
         self.state.abandon(start)
-        self._interrupted, self._interrupted_agents, self._interrupted_at_start = None, frozenset(), None
         if counted:
-            self._abandoned.add(start)
+            self._abandoned[start] = self._interrupted_raw
+        self._interrupted, self._interrupted_raw, self._interrupted_at_start = None, {}, None
         self.damaged_reads.inc()
         log.error("the digests an interrupted epoch lacked are not issued, and never will be: %s", error,
                   extra={"fields": {"epoch": start}})

@@ -30,7 +30,7 @@ from vouching import Counts, did_key, verify_record
 from ..factories import new_did
 from .telemetry_node import Clock, crash_image, telemetry_node
 from .test_audit import A, B, EPOCH, T0, digest_records, submit, three_epochs
-from .test_digests import first_hand, replayed, running, trust_service
+from .test_digests import first_hand, replayed, restored_mid_issue, running
 
 
 @pytest.fixture
@@ -515,23 +515,6 @@ def test_the_search_by_time_reads_past_damaged_entries_to_the_intact_ones_about_
     assert set(range(first, last)) <= damaged
 
 
-def restored_mid_issue(tmp_path, agents):
-    """A node that signed the digests of an epoch of one entry of each of `agents` (entries 0, 1, ...), a digest a
-    chunk, and a copy of its data directory taken after the first chunk: (the copy's path, the key, the digests in
-    the order signed, the trust service fed every event as it came)."""
-    (tmp_path / "node").mkdir()
-    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH) as node:
-        original = trust_service(node)
-        node.ingestor.listeners.append(original.on_events)
-        for agent in agents:
-            submit(node, agent)
-        closing = node.digester.closing(T0 + EPOCH)
-        issued = next(closing)
-        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-issue
-        issued += [record for chunk in closing for record in chunk]
-    return tmp_path / "backup", node.key, issued, original
-
-
 def damage_salt(data_dir, index):
     entry = entries_of(data_dir)[index]
     damage(data_dir, index, entry.index(decode_salted_entry(entry)[2]))
@@ -583,6 +566,25 @@ def test_an_interrupted_epoch_s_entry_damaged_before_the_start_counts_as_at_ever
     with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
         assert first_hand(replayed(node), agents, T0 + EPOCH) == first_hand(live, agents, T0 + EPOCH)
         assert node.metrics.value("audit_damaged_reads_total") == 0
+
+
+def test_the_raw_counts_of_dp_digests_taken_back_after_their_epoch_was_abandoned_are_kept(tmp_path, monkeypatch):
+    """The copy's interrupted epoch abandoned by the closing (an entry damaged since the start), a DP digest of it
+    taken back from peers after that does not count while the node runs, as its entries do; a restart counts the
+    digest, by the raw counts kept as it came back, from the entries as the start read them (not by its noise)."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted([A, B, new_did()])
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents, dp_epsilon=0.1)
+    expected = first_hand(original, agents, T0 + EPOCH)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        live = running(node)
+        damage_salt(backup, 1)
+        node.replica.accept([issued[1]])  # the start-up sync
+        assert node.digester.close_due(T0 + EPOCH) == [] and node.metrics.value("audit_damaged_reads_total") == 1
+        node.replica.accept([issued[2]])  # a peer reached later
+        assert first_hand(live, agents, T0 + EPOCH) == expected
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        assert first_hand(replayed(node), agents, T0 + EPOCH) == expected
 
 
 async def test_an_undigested_entry_damaged_as_the_node_runs_is_left_out_of_a_trust_rebuild(data_dir, caplog):

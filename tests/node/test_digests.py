@@ -545,6 +545,44 @@ def test_a_restart_mid_issue_neither_loses_nor_counts_twice_the_node_s_first_han
         assert first_hand(replayed(node), agents, clock.now) == expected
 
 
+def restored_mid_issue(tmp_path, agents, **options):
+    """A node that signed the digests of an epoch of one entry of each of `agents` (entries 0, 1, ...), a digest a
+    chunk (ISSUE_CHUNK 1), and a copy of its data directory taken after the first chunk: (the copy's path, the key,
+    the digests in the order signed, the trust service fed every event as it came)."""
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH, **options) as node:
+        original = trust_service(node)
+        node.ingestor.listeners.append(original.on_events)
+        for agent in agents:
+            submit(node, (agent, "ok", "tool", False))
+        closing = node.digester.closing(T0 + EPOCH)
+        issued = next(closing)
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-issue
+        issued += [record for chunk in closing for record in chunk]
+    return tmp_path / "backup", node.key, issued, original
+
+
+def test_the_raw_counts_of_dp_digests_taken_back_after_a_restore_mid_issue_are_kept(tmp_path, monkeypatch):
+    """A node restored from a copy taken as it signed an epoch's DP digests takes back, in its start-up sync, those
+    it signed after the copy: it counts their agents' entries of the epoch meanwhile (Digester.counts_entries), but
+    a restart counted those digests by their published noise, their raw counts being in the newer digests.db (1 ok
+    came back as up to some tens of outcomes at epsilon 0.1). They are kept now as the digests come back, from the
+    entries: a restart, before the epoch is finished or after, counts what the node counted live."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted(new_did() for _ in range(3))
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents, dp_epsilon=0.1)
+    expected = first_hand(original, agents, T0 + EPOCH)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        live = running(node)
+        for record in issued[1:]:  # the start-up sync, in two batches
+            node.replica.accept([record])
+        assert first_hand(live, agents, T0 + EPOCH) == expected
+    for _ in range(2):  # a restart before the epoch is finished (by the closing below), and one after
+        with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+            assert first_hand(replayed(node), agents, T0 + EPOCH) == expected
+            assert node.digester.close_due(T0 + EPOCH) == []  # (every digest of it is stored)
+
+
 def test_a_digests_db_older_than_the_audit_log_counts_no_first_hand_evidence_twice(tmp_path, clock):
     """digests.db restored alone from an older copy: the audit entries after its position were counted as
     undigested beside the digests of ours that already count them, twice until their epochs were closed again."""
@@ -637,6 +675,7 @@ def replayed(node, broadcaster: Broadcaster | None = None) -> TrustService:
 def running(node, broadcaster: Broadcaster | None = None) -> TrustService:
     """`replayed`, and told of our own records coming back from peers, as the daemon wires it."""
     trust = replayed(node, broadcaster)
+    node.replica.returned_listeners.append(node.digester.on_returned)
     node.replica.returned_listeners.append(functools.partial(
         trust.on_returned, raw=node.digester.state.raw, counts_entries=node.digester.counts_entries))
     return trust
