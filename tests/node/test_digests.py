@@ -583,6 +583,26 @@ def test_the_raw_counts_of_dp_digests_taken_back_after_a_restore_mid_issue_are_k
             assert node.digester.close_due(T0 + EPOCH) == []  # (every digest of it is stored)
 
 
+@pytest.mark.parametrize("dp_epsilon", [None, 0.1])
+def test_a_digest_of_a_finished_interrupted_epoch_coming_back_late_counts_nothing_twice(tmp_path, monkeypatch,
+                                                                                         dp_epsilon):
+    """The copy's start-up sync reached a peer holding one of the digests signed after the copy, not the one holding
+    the next: the first closing finishes the epoch, signing the next digest again at its seq, and counts_entries
+    answers for it no more. That digest coming back later is not stored (the same record, or without DP noise drawn
+    alike, one of another at the seq: a conflict), so the node's first-hand evidence stays what a restart counts."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted(new_did() for _ in range(3))
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents, dp_epsilon=dp_epsilon)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=dp_epsilon) as node:
+        live = running(node)
+        node.replica.accept([issued[1]])  # the start-up sync
+        assert len(node.digester.close_due(T0 + EPOCH)) == 1
+        late = node.replica.accept([issued[2]])  # the peer reached later
+        assert (late.accepted, late.duplicates, len(late.equivocations)) == (([], 0, 1) if dp_epsilon else ([], 1, 0))
+        assert first_hand(live, agents, T0 + EPOCH) == first_hand(original, agents, T0 + EPOCH)
+        assert first_hand(replayed(node), agents, T0 + EPOCH) == first_hand(live, agents, T0 + EPOCH)
+
+
 def test_a_digests_db_older_than_the_audit_log_counts_no_first_hand_evidence_twice(tmp_path, clock):
     """digests.db restored alone from an older copy: the audit entries after its position were counted as
     undigested beside the digests of ours that already count them, twice until their epochs were closed again."""
