@@ -317,7 +317,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             telemetry = Telemetry.open(config, key=key, replica=replica, metrics=metrics, rebuild=False)
             stack.callback(telemetry.close)
             for _ in telemetry.digester.rebuilding():
-                await trio.lowlevel.checkpoint()  # a signal stops a long rebuild of the open epochs
+                await trio.lowlevel.checkpoint()  # a signal stops a long read of the undigested entries
         except RegistryError as error:
             raise StartupError(f"credentials: {error}") from None
         except (LedgerError, DigestStateError, IdempotencyStoreError) as error:
@@ -335,10 +335,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
                     await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)
                 else:  # nothing else uses the engine until the replay is done
                     await trio.to_thread.run_sync(capturing.run, abandon_on_cancel=True)
-        except (DigestStateError, LedgerError) as error:  # (an interrupted epoch's entries are read here first)
+        except (DigestStateError, LedgerError) as error:  # (a damaged raw_counts row; a read that fails)
             raise StartupError(f"telemetry: {error}") from None
         await trust.recompute_replayed()  # in a worker thread: a signal need not wait for it
         replica.listeners.append(trust.on_records)
+        replica.returned_listeners.append(telemetry.digester.on_returned)  # (keeping raw counts trust may read)
         replica.returned_listeners.append(functools.partial(trust.on_returned, raw=telemetry.digester.state.raw,
                                                             counts_entries=telemetry.digester.counts_entries))
         replica.listeners.append(record_latency_listener(

@@ -19,14 +19,16 @@ after it) is kept in `digests.db`; the open epochs are rebuilt on start from the
 epoch's row is written before its digests are issued and marked done after; a row found not done on start is
 finished by the first `closing` after the start (so after the node's start-up sync, never at seqs it signed after
 a copy of the data directory it was restored from) by issuing digests only for the agents that have none for it
-in the records store; until then, their entries count as undigested (one whose entries, read back for it, hold a
-damaged one is abandoned instead: Digester._abandon). Likewise an epoch is never digested again
-for an agent whose digest of it is already stored: after a restore from an older copy of the data directory,
-sync brings back digests issued after the copy, which digests.db does not know of.
+in the records store; until then, their entries count as undigested. One whose entries hold a damaged one, met as
+the start reads them or as that closing reads them again, is abandoned instead (Digester._abandon). Likewise an
+epoch is never digested again for an agent whose digest of it is already stored: after a restore from an older copy
+of the data directory, sync brings back digests issued after the copy, which digests.db does not know of.
 
 With DP on (`dp_epsilon`), only noisy counts are published; the raw outcome counts of each digest are kept in
 digests.db (`raw_counts`, written before the digests are signed), which never leaves the node, so that a restart
-rebuilds the node's own first-hand evidence from what it saw, not from its noise (TrustService.replay).
+rebuilds the node's own first-hand evidence from what it saw, not from its noise (TrustService.replay); those of
+an interrupted epoch's digests that come back from peers after a restore are kept again as they come, from its
+entries (Digester.on_returned).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,12 +109,20 @@ class Tally:
     tree: Frontier = field(default_factory=Frontier)
 
     def add(self, event: Event, entry: bytes) -> None:
+        self.count(event)
+        self.tree.add(leaf_hash(entry))
+
+    def count(self, event: Event) -> None:
+        """Count `event`, leaving the tree to `add`."""
         outcome = _OUTCOME_INDEX[event.outcome]
         self.outcomes[outcome] += 1
         if event.high_risk:
             self.high_risk[outcome] += 1
         self.categories[_CATEGORY_INDEX[event.category]] += 1
-        self.tree.add(leaf_hash(entry))
+
+    def raw(self) -> RawCounts:
+        """The raw counts a DP digest of it keeps (DigestState.keep_raw)."""
+        return tuple(self.outcomes), tuple(self.high_risk)
 
 
 @dataclass(slots=True)
@@ -309,10 +319,10 @@ class Digester:
         self._epochs = metrics.counter("digest_epochs_total", "Epochs digested")
         self._seconds = metrics.gauge("digest_last_seconds", "Time the last epoch's digests took to sign and store")
         self.damaged_reads = metrics.counter(
-            "audit_damaged_reads_total", "Reads of the audit log by the running node that met a damaged entry (one "
-            "that no longer decodes, or no longer hashes to the leaf hash stored for it), each logged at ERROR naming "
-            "it: the digests an interrupted epoch lacked are then never issued, a trust rebuild leaves the entry out, "
-            "retention prunes no further")
+            "audit_damaged_reads_total", "Reads of the audit log by the node, as it runs or as it starts, that met a "
+            "damaged entry (one that no longer decodes, or no longer hashes to the leaf hash stored for it), each "
+            "logged at ERROR naming it: the digests an interrupted epoch lacked are then never issued, a trust rebuild "
+            "leaves the entry out, retention prunes no further")
         self.failures = metrics.counter("digest_failures_total", "Closings of the epochs due that could not sign or "
                                         "store their digests (a full disk, say), each try: tried again within a minute")
         metrics.collect("digest_open_agents", "Agents with events in epochs not yet digested",
@@ -325,8 +335,10 @@ class Digester:
                         "it catches up", lambda: max(0, audit.latest - audit.clock()) / 1000)
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
-        self._interrupted_agents: frozenset[str] | None = None  # of `_interrupted`, read on the first ask
-        self._abandoned: int | None = None  # the epoch `_abandon` gave up: its entries the start's replay counted
+        # The raw counts of each agent's entries in `_interrupted` (`rebuilding` read them); of those of each epoch
+        # `_abandon` gave up after the trust engine counted its entries (`counts_entries`, `on_returned`).
+        self._interrupted_raw: dict[str, RawCounts] = {}
+        self._abandoned: dict[int, dict[str, RawCounts]] = {}
         self.digested_until, self.undigested_from = state.position()
         if self.undigested_from > audit.size:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
@@ -345,6 +357,8 @@ class Digester:
         # The entries decoded to rebuild the open epochs, kept for the start-up replay's `undigested` only: decoding
         # is most of either's time (benchmarks/startup.py --events). Dropped by the first `undigested` or `closing`.
         self._decoded_at_start: list[tuple[int, int, Event]] = []
+        # Likewise the (at, event)s of the interrupted epoch's entries, as `rebuilding` read them.
+        self._interrupted_at_start: list[tuple[int, Event]] | None = None
         # Our digests since the last epoch's mark, as `rebuilding` read them for `undigested`: (mark, the store's size
         # as the read began, their (epoch, agent)s). Dropped by the first `_issued_since`.
         self._issued_at_start: tuple[int, int, set[tuple[int, str]]] | None = None
@@ -381,10 +395,13 @@ class Digester:
             tally.add(event, entry)
 
     def rebuilding(self) -> Iterator[None]:
-        """Rebuild the open epochs from the bytes of the audit-log entries not yet digested, yielding after each
-        _REPLAY_PAGE of them, so that a caller can let a signal stop the start between pages (83,000 entries took
-        3-4 s on a loaded machine); then read our digests since the last epoch's mark for `undigested`, yielding
-        after each _ISSUED_PAGE of them. It only reads."""
+        """Read the interrupted epoch's entries (`_reading_interrupted`), and rebuild the open epochs from the bytes of
+        the audit-log entries not yet digested, yielding after each _REPLAY_PAGE of them, so that a caller can let a
+        signal stop the start between pages (83,000 entries took 3-4 s on a loaded machine); then read our digests
+        since the last epoch's mark for `undigested`, yielding after each _ISSUED_PAGE of them. It only reads, but
+        for abandoning an interrupted epoch one of whose entries is damaged. DamagedEntry at a damaged entry of the
+        open epochs: their digests are yet to be signed over them, and the trust replay to count them."""
+        yield from self._reading_interrupted()
         for n, (index, at, event, entry) in enumerate(self._replay(self.undigested_from, self.audit.size), 1):
             self._count(self._open, self.digested_until, at, index, (event,), (entry,))
             self._decoded_at_start.append((index, at, event))
@@ -394,6 +411,30 @@ class Digester:
         size = self.replica.store.size  # before the read: a record stored during it makes `undigested` read again
         yield from self._reading_issued(self._store_mark, issued)
         self._issued_at_start = (self._store_mark, size, issued)
+
+    def _reading_interrupted(self) -> Iterator[None]:
+        """Decode the interrupted epoch's entries for `undigested`, and count each agent's for `counts_entries` and
+        `on_returned`, yielding after each _REPLAY_PAGE of them. Meeting a damaged one, abandon the epoch
+        (`_abandon`) as a running node's closing would, before the trust replay counts any of its entries: the start
+        goes on, its replay counting our digests of the epoch and none of its entries, as every later start's does."""
+        if self._interrupted is None:
+            return
+        start, _, first, stop, _ = self._interrupted
+        read: list[tuple[int, Event]] = []
+        tallies: dict[str, Tally] = {}
+        try:
+            for n, (_, at, event, _) in enumerate(self._replay(first, stop), 1):
+                read.append((at, event))
+                tally = tallies.get(event.agent)
+                if tally is None:
+                    tally = tallies[event.agent] = Tally()
+                tally.count(event)
+                if n % _REPLAY_PAGE == 0:
+                    yield
+        except DamagedEntry as error:
+            self._abandon(start, error, counted=False)
+            return
+        self._interrupted_at_start, self._interrupted_raw = read, {a: t.raw() for a, t in tallies.items()}
 
     def _replay(self, start: int, stop: int, *, skip_damaged: bool = False) -> Iterator[tuple[int, int, Event, bytes]]:
         """(index, at, event, entry) of audit-log entries [start, stop), each checked against its stored leaf hash
@@ -415,12 +456,12 @@ class Digester:
         agents with a digest of ours for their epoch in the records store (the interrupted epoch's issued agents;
         after a restore of an older digests.db, the epochs since the copy). Lazily, so that the replay's yields
         come between them (a list of 20,833 open entries took 0.3-0.4 s on the trio thread at load 7-8). A damaged
-        entry raises DamagedEntry, which stops a start; with `skip_damaged`, for a rebuild while the node runs
-        (TrustService's `reread`), it is logged, counted (vouchnet_audit_damaged_reads_total) and left out."""
+        entry raises DamagedEntry; with `skip_damaged`, for a rebuild while the node runs (TrustService's `reread`),
+        it is logged, counted (vouchnet_audit_damaged_reads_total) and left out."""
         issued = self._issued_since(self._store_mark)  # (the interrupted epoch's row is the last: its mark)
         if self._interrupted is not None:
-            start, _, first, stop, _ = self._interrupted
-            yield from ((at, event) for _, at, event, _ in self._replay(first, stop, skip_damaged=skip_damaged)
+            start = self._interrupted[0]
+            yield from ((at, event) for at, event in self._interrupted_entries(skip_damaged)
                         if (start, event.agent) not in issued)
         for at, event in self._open_entries(skip_damaged):
             if (self._digest_epoch(at - at % self.epoch_ms), event.agent) not in issued:
@@ -437,37 +478,49 @@ class Digester:
         for _, at, event, _ in self._replay(stop, self.audit.size, skip_damaged=skip_damaged):
             yield at, event
 
+    def _interrupted_entries(self, skip_damaged: bool) -> Iterable[tuple[int, Event]]:
+        """(at, event) of the interrupted epoch's entries: as `rebuilding` read them, the first time; then again."""
+        read, self._interrupted_at_start = self._interrupted_at_start, None
+        if read is not None:
+            return read
+        assert self._interrupted is not None
+        _, _, first, stop, _ = self._interrupted
+        return ((at, event) for _, at, event, _ in self._replay(first, stop, skip_damaged=skip_damaged))
+
     def counts_entries(self, epoch: int, agent: str) -> bool:
         """Whether audit-log entries of `agent` for our digest epoch `epoch` count as undigested (`undigested`, and
         `observe` since): the open epochs or the interrupted one hold entries of it for that epoch. A digest of ours
         for it coming back from peers (a restore from an older copy) would count those events a second time. So do
-        those of an interrupted epoch `_abandon` gave up (met damaged, here too), of every agent, until a restart:
-        the trust engine holds what the start's replay read of them, and the next start's reads none (the digests
-        come back counted by its replay instead)."""
-        if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._agents_interrupted():
+        those of an interrupted epoch `_abandon` gave up after the start's replay counted them, of every agent, until
+        a restart: the trust engine holds what that replay read of them, and the next start's reads none (the
+        digests come back counted by its replay instead)."""
+        if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._interrupted_raw:
             return True
-        if epoch == self._abandoned:
+        if epoch in self._abandoned:
             return True
         return any(self._digest_epoch(aligned) == epoch and agent in tallied.agents
                    for aligned, tallied in self._open.items())
+
+    def on_returned(self, records: list[Record]) -> None:
+        """Replica returned listener: keep the raw counts of our DP digests coming back from peers (a restore from an
+        older copy) of the interrupted epoch, or of one abandoned after the trust engine counted its entries, from
+        those entries, as their issue kept them in the newer digests.db: the trust engine counts the entries now
+        (`counts_entries`), and the next start counts the digests by these, not by their noise."""
+        kept: dict[int, dict[str, RawCounts]] = {}
+        for record in records:
+            body = record.body
+            if isinstance(body, DigestBody) and body.dp_epsilon is not None:
+                counts = self._interrupted_raw if self._interrupted is not None and body.epoch == self._interrupted[0] \
+                    else self._abandoned.get(body.epoch, {})
+                if (raw := counts.get(body.agent)) is not None:
+                    kept.setdefault(body.epoch, {})[body.agent] = raw
+        for epoch, rows in kept.items():
+            self.state.keep_raw(epoch, rows)
 
     def _digest_epoch(self, aligned: int) -> int:
         """The `epoch` of the digests of the open epoch aligned at `aligned`, as `closing` issues them: it starts no
         earlier than the end of the last epoch digested (which an earlier, longer epoch length may have set)."""
         return max(aligned, self.digested_until)
-
-    def _agents_interrupted(self) -> frozenset[str]:
-        """The agents with entries in the interrupted epoch (read from the audit log once, on the first ask); none if
-        one of them is found damaged: the epoch is then abandoned (`_abandon`), as `closing` would on meeting it."""
-        if self._interrupted_agents is None:
-            assert self._interrupted is not None
-            start, _, first, stop, _ = self._interrupted
-            try:
-                self._interrupted_agents = frozenset(event.agent for _, _, event, _ in self._replay(first, stop))
-            except DamagedEntry as error:
-                self._abandon(start, error)
-                return frozenset()
-        return self._interrupted_agents
 
     # --- closing epochs ---------------------------------------------------------------------------------
 
@@ -490,13 +543,13 @@ class Digester:
         the next call, as after a restart, or closed by it if its row was not written either. One whose entries,
         read back to finish it, hold a damaged one is abandoned (`_abandon`), and the epochs after it closed.
         """
-        self._decoded_at_start = []
+        self._decoded_at_start, self._interrupted_at_start = [], None
         if (interrupted := self._interrupted) is not None:
             try:
                 yield from self._finish_interrupted(*interrupted, now)
             except DamagedEntry as error:
-                self._abandon(interrupted[0], error)
-            self._interrupted = None
+                self._abandon(interrupted[0], error, counted=True)
+            self._interrupted, self._interrupted_raw = None, {}
         while self._open and (aligned := min(self._open)) + self.epoch_ms <= now:
             end = aligned + self.epoch_ms
             self.audit.seal(end)  # what is accepted from now on belongs to a later epoch
@@ -515,7 +568,8 @@ class Digester:
                 yield from self._issue_chunks(start, end, {a: epoch.agents[a] for a in agents}, now)
                 self.state.finish(start)
             except BaseException:
-                self._interrupted, self._interrupted_agents = row, frozenset(epoch.agents)
+                self._interrupted = row
+                self._interrupted_raw = {a: t.raw() for a, t in epoch.agents.items()}
                 raise
             self.digested_until, self.undigested_from = end, epoch.stop
             self._store_mark = self.replica.store.size
@@ -531,7 +585,7 @@ class Digester:
         """Sign and store the digests of `agents`, in their order, stamped `ts` (with DP, their raw counts kept
         first)."""
         if self.dp_epsilon is not None:
-            self.state.keep_raw(start, {a: (tuple(t.outcomes), tuple(t.high_risk)) for a, t in agents.items()})
+            self.state.keep_raw(start, {a: t.raw() for a, t in agents.items()})
         with _cyclic_gc_paused():
             return self.replica.issue_digests([self._body(agent, tally, start, end) for agent, tally in agents.items()],
                                              ts=ts)
@@ -588,13 +642,16 @@ class Digester:
                 if len(rows) < _ISSUED_PAGE:
                     break
 
-    def _abandon(self, start: int, error: DamagedEntry) -> None:
+    def _abandon(self, start: int, error: DamagedEntry, *, counted: bool) -> None:
         """Leave the interrupted epoch beginning at `start` unfinished for good, `error` having met one of its entries
         damaged: no digest is signed over evidence that cannot be read (any agent lacking one may be the damaged
         entry's), and digests.db says so, for the next start not to try again. Logged and counted once: the node
-        runs on, and digests the epochs after it (`counts_entries` answers for it from now on)."""
+        runs on, and digests the epochs after it. `counted`: the trust engine counts the epoch's undigested entries
+        (the start's replay read them), so that `counts_entries` answers for it from now on."""
         self.state.abandon(start)
-        self._interrupted, self._interrupted_agents, self._abandoned = None, None, start
+        if counted:
+            self._abandoned[start] = self._interrupted_raw
+        self._interrupted, self._interrupted_raw, self._interrupted_at_start = None, {}, None
         self.damaged_reads.inc()
         log.error("the digests an interrupted epoch lacked are not issued, and never will be: %s", error,
                   extra={"fields": {"epoch": start}})

@@ -30,7 +30,7 @@ from vouching import Counts, did_key, verify_record
 from ..factories import new_did
 from .telemetry_node import Clock, crash_image, telemetry_node
 from .test_audit import A, B, EPOCH, T0, digest_records, submit, three_epochs
-from .test_digests import first_hand, running, trust_service
+from .test_digests import first_hand, replayed, restored_mid_issue, running
 
 
 @pytest.fixture
@@ -342,17 +342,29 @@ async def test_a_damaged_last_entry_stops_the_start_naming_audit_check(data_dir)
         await serve_node(load_config(data_dir))
 
 
-async def test_an_entry_that_no_longer_decodes_in_an_interrupted_epoch_stops_the_start_naming_it(data_dir):
-    """An epoch whose digests a stop cut short is not rebuilt but read again for the trust replay, as the start
-    goes on: an entry of it that no longer decodes ended the start in a traceback out of the CBOR decoder."""
+@pytest.mark.parametrize("where", ["its first byte", "its salt"])
+async def test_a_damaged_entry_in_an_interrupted_epoch_abandons_it_as_the_node_starts(data_dir, caplog, where):
+    """An epoch whose digests a stop cut short is read back by the start, for the trust replay and to finish it: an
+    entry of it damaged on disk stopped the start (StartupError naming it), every start, where a running node meeting
+    it abandons the epoch and runs on. The start does the same now: one ERROR line naming the entry, counted once,
+    digests.db marking the epoch abandoned; the next start does not try it again."""
     db = sqlite3.connect(data_dir / "digests.db")
     with db:
         db.execute("UPDATE epochs SET done = 0 WHERE start = ?", (T0 + 2 * EPOCH,))  # entries 8 to 11
     db.close()
-    damage(data_dir, 9, 0)
-    with pytest.raises(StartupError, match=re.escape("telemetry: audit.ledger: entry 9: not an audit entry (entry: "
-                                                     "not deterministic CBOR")):
-        await serve_node(load_config(data_dir))
+    entry = entries_of(data_dir)[9]
+    damage(data_dir, 9, 0 if where == "its first byte" else entry.index(decode_salted_entry(entry)[2]))
+    for damaged_reads in (1, 0):  # the start that meets it, and the next
+        async with trio.open_nursery() as nursery:
+            node = await nursery.start(serve_node, load_config(data_dir))
+            state = node.telemetry.digester.state
+            assert state.unfinished() is None and [done for *_, done in state.epochs()] == [True, True, False]
+            assert node.metrics.value("audit_damaged_reads_total") == damaged_reads
+            nursery.cancel_scope.cancel()
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.exc_info is None and record.getMessage().startswith(
+        "the digests an interrupted epoch lacked are not issued, and never will be: audit.ledger: entry 9: " +
+        ("not an audit entry" if where == "its first byte" else "its bytes do not hash to the leaf hash"))
 
 
 def test_a_digested_epoch_with_none_of_its_digests_signed_is_named(data_dir):
@@ -503,40 +515,76 @@ def test_the_search_by_time_reads_past_damaged_entries_to_the_intact_ones_about_
     assert set(range(first, last)) <= damaged
 
 
+def damage_salt(data_dir, index):
+    entry = entries_of(data_dir)[index]
+    damage(data_dir, index, entry.index(decode_salted_entry(entry)[2]))
+
+
 def test_an_interrupted_epoch_s_entry_damaged_as_its_digests_come_back_abandons_it_once(tmp_path, monkeypatch, caplog):
     """A node restored from a copy taken mid-issue takes back, in its start-up sync, the digests it signed after the
-    copy; whether each counts asks which agents the interrupted epoch holds, read back from audit.ledger, where an
-    entry was damaged since the start: each batch of them raised out of the listener, logged with a traceback and
-    counted in listener_errors, until the first closing. Now the epoch is abandoned at the first (one ERROR line,
-    counted once, digests.db says so) and no digest of it coming back counts: the trust engine holds its entries, as
-    the start's replay read them; the next start's replay reads the digests instead."""
+    copy; whether each counts asks which agents the interrupted epoch holds, as the start read them, before an entry
+    was damaged: each batch read them back from audit.ledger, raising out of the listener, logged with a traceback
+    and counted in listener_errors, until the first closing. The closing abandons the epoch (one ERROR line, counted
+    once, digests.db says so) and no digest of it coming back counts: the trust engine holds its entries, as the
+    start's replay read them; the next start's replay reads the digests instead."""
     monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
     agents = sorted([A, B, new_did()])  # (the order digests are issued in)
-    (tmp_path / "node").mkdir()
-    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH) as node:
-        key = node.key
-        original = trust_service(node)
-        node.ingestor.listeners.append(original.on_events)
-        for agent in agents:  # entries 0, 1, 2
-            submit(node, agent)
-        closing = node.digester.closing(T0 + EPOCH)
-        issued = next(closing)
-        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-issue
-        issued += [record for chunk in closing for record in chunk]
-    with telemetry_node(tmp_path / "backup", key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
         live = running(node)
-        entry = entries_of(tmp_path / "backup")[1]
-        damage(tmp_path / "backup", 1, entry.index(decode_salted_entry(entry)[2]))
+        damage_salt(backup, 1)
         for record in issued[1:]:  # the start-up sync, in two batches
             node.replica.accept([record])
-        assert (node.replica.listener_errors, node.metrics.value("audit_damaged_reads_total")) == (0, 1)
+        assert (node.replica.listener_errors, node.metrics.value("audit_damaged_reads_total")) == (0, 0)
+        assert node.digester.close_due(T0 + EPOCH) == []
+        assert node.metrics.value("audit_damaged_reads_total") == 1
         assert first_hand(live, agents, T0 + EPOCH) == first_hand(original, agents, T0 + EPOCH)
         assert node.digester.state.unfinished() is None and node.digester.state.epochs()[0][-1] is False
-        assert node.digester.close_due(T0 + EPOCH) == []
     (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.exc_info is None and record.getMessage().startswith(
         "the digests an interrupted epoch lacked are not issued, and never will be: audit.ledger: entry 1: its bytes "
         "do not hash to the leaf hash the ledger stores for it")
+
+
+def test_an_interrupted_epoch_s_entry_damaged_before_the_start_counts_as_at_every_later_start(tmp_path, monkeypatch):
+    """The same copy, damaged on disk before its start: the start's trust replay stopped at the entry. Now the start
+    abandons the epoch before its replay counts any of its entries, so that the node's first-hand evidence is, from
+    the start on, what every later start's is: our digests of the epoch, and none of its entries; those coming back
+    from peers count as they come, as they do at every later start."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted([A, B, new_did()])
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents)
+    damage_salt(backup, 1)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
+        live = running(node)
+        assert node.metrics.value("audit_damaged_reads_total") == 1 and node.digester.state.unfinished() is None
+        assert first_hand(live, agents[1:], T0 + EPOCH) == []  # none of their entries: as every later start
+        for record in issued[1:]:  # the start-up sync, in two batches
+            node.replica.accept([record])
+        assert node.digester.close_due(T0 + EPOCH) == []
+        assert first_hand(live, agents, T0 + EPOCH) == first_hand(original, agents, T0 + EPOCH)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
+        assert first_hand(replayed(node), agents, T0 + EPOCH) == first_hand(live, agents, T0 + EPOCH)
+        assert node.metrics.value("audit_damaged_reads_total") == 0
+
+
+def test_the_raw_counts_of_dp_digests_taken_back_after_their_epoch_was_abandoned_are_kept(tmp_path, monkeypatch):
+    """The copy's interrupted epoch abandoned by the closing (an entry damaged since the start), a DP digest of it
+    taken back from peers after that does not count while the node runs, as its entries do; a restart counts the
+    digest, by the raw counts kept as it came back, from the entries as the start read them (not by its noise)."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted([A, B, new_did()])
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents, dp_epsilon=0.1)
+    expected = first_hand(original, agents, T0 + EPOCH)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        live = running(node)
+        damage_salt(backup, 1)
+        node.replica.accept([issued[1]])  # the start-up sync
+        assert node.digester.close_due(T0 + EPOCH) == [] and node.metrics.value("audit_damaged_reads_total") == 1
+        node.replica.accept([issued[2]])  # a peer reached later
+        assert first_hand(live, agents, T0 + EPOCH) == expected
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        assert first_hand(replayed(node), agents, T0 + EPOCH) == expected
 
 
 async def test_an_undigested_entry_damaged_as_the_node_runs_is_left_out_of_a_trust_rebuild(data_dir, caplog):

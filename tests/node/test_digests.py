@@ -545,6 +545,64 @@ def test_a_restart_mid_issue_neither_loses_nor_counts_twice_the_node_s_first_han
         assert first_hand(replayed(node), agents, clock.now) == expected
 
 
+def restored_mid_issue(tmp_path, agents, **options):
+    """A node that signed the digests of an epoch of one entry of each of `agents` (entries 0, 1, ...), a digest a
+    chunk (ISSUE_CHUNK 1), and a copy of its data directory taken after the first chunk: (the copy's path, the key,
+    the digests in the order signed, the trust service fed every event as it came)."""
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=Clock(T0), epoch_ms=EPOCH, **options) as node:
+        original = trust_service(node)
+        node.ingestor.listeners.append(original.on_events)
+        for agent in agents:
+            submit(node, (agent, "ok", "tool", False))
+        closing = node.digester.closing(T0 + EPOCH)
+        issued = next(closing)
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, taken mid-issue
+        issued += [record for chunk in closing for record in chunk]
+    return tmp_path / "backup", node.key, issued, original
+
+
+def test_the_raw_counts_of_dp_digests_taken_back_after_a_restore_mid_issue_are_kept(tmp_path, monkeypatch):
+    """A node restored from a copy taken as it signed an epoch's DP digests takes back, in its start-up sync, those
+    it signed after the copy: it counts their agents' entries of the epoch meanwhile (Digester.counts_entries), but
+    a restart counted those digests by their published noise, their raw counts being in the newer digests.db (1 ok
+    came back as up to some tens of outcomes at epsilon 0.1). They are kept now as the digests come back, from the
+    entries: a restart, before the epoch is finished or after, counts what the node counted live."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted(new_did() for _ in range(3))
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents, dp_epsilon=0.1)
+    expected = first_hand(original, agents, T0 + EPOCH)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        live = running(node)
+        for record in issued[1:]:  # the start-up sync, in two batches
+            node.replica.accept([record])
+        assert first_hand(live, agents, T0 + EPOCH) == expected
+    for _ in range(2):  # a restart before the epoch is finished (by the closing below), and one after
+        with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+            assert first_hand(replayed(node), agents, T0 + EPOCH) == expected
+            assert node.digester.close_due(T0 + EPOCH) == []  # (every digest of it is stored)
+
+
+@pytest.mark.parametrize("dp_epsilon", [None, 0.1])
+def test_a_digest_of_a_finished_interrupted_epoch_coming_back_late_counts_nothing_twice(tmp_path, monkeypatch,
+                                                                                         dp_epsilon):
+    """The copy's start-up sync reached a peer holding one of the digests signed after the copy, not the one holding
+    the next: the first closing finishes the epoch, signing the next digest again at its seq, and counts_entries
+    answers for it no more. That digest coming back later is not stored (the same record, or without DP noise drawn
+    alike, one of another at the seq: a conflict), so the node's first-hand evidence stays what a restart counts."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted(new_did() for _ in range(3))
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents, dp_epsilon=dp_epsilon)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=dp_epsilon) as node:
+        live = running(node)
+        node.replica.accept([issued[1]])  # the start-up sync
+        assert len(node.digester.close_due(T0 + EPOCH)) == 1
+        late = node.replica.accept([issued[2]])  # the peer reached later
+        assert (late.accepted, late.duplicates, len(late.equivocations)) == (([], 0, 1) if dp_epsilon else ([], 1, 0))
+        assert first_hand(live, agents, T0 + EPOCH) == first_hand(original, agents, T0 + EPOCH)
+        assert first_hand(replayed(node), agents, T0 + EPOCH) == first_hand(live, agents, T0 + EPOCH)
+
+
 def test_a_digests_db_older_than_the_audit_log_counts_no_first_hand_evidence_twice(tmp_path, clock):
     """digests.db restored alone from an older copy: the audit entries after its position were counted as
     undigested beside the digests of ours that already count them, twice until their epochs were closed again."""
@@ -637,6 +695,7 @@ def replayed(node, broadcaster: Broadcaster | None = None) -> TrustService:
 def running(node, broadcaster: Broadcaster | None = None) -> TrustService:
     """`replayed`, and told of our own records coming back from peers, as the daemon wires it."""
     trust = replayed(node, broadcaster)
+    node.replica.returned_listeners.append(node.digester.on_returned)
     node.replica.returned_listeners.append(functools.partial(
         trust.on_returned, raw=node.digester.state.raw, counts_entries=node.digester.counts_entries))
     return trust
