@@ -157,7 +157,8 @@ class Plan:
 def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = False) -> Plan:
     """Lay `scenario` onto the testnet's `nodes` (in order), one `testnet run` makes for it if `fresh` (its nodes then
     dial their bootstrap peers alone as the run begins: `vouchnet init` gave each its own records only); raises
-    ScenarioError if it does not fit, naming the scenario's file and the line of the key that does not (Source.locate):
+    ScenarioError if it does not fit, naming the scenario's file and the line of the key that does not
+    (Source.locate_misfit, which says to copy a library scenario before changing it):
     an agent group's orgs_per_agent or an edge's count is refused, not cut down, past the orgs the testnet holds. On a
     testnet reused, what its nodes dial and which orgs an earlier run flagged are not known: its rotations and
     attacks are checked again by as_reused once they are asked."""
@@ -170,7 +171,7 @@ def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = 
     try:
         return _laid_out(scenario, nodes, seed, dials)
     except ScenarioError as e:
-        raise scenario.source.locate(e) from None
+        raise scenario.source.locate_misfit(e) from None
 
 
 def as_reused(plan: Plan, dials: Mapping[str, frozenset[str]], flagged: Collection[str]) -> Plan:
@@ -182,7 +183,7 @@ def as_reused(plan: Plan, dials: Mapping[str, frozenset[str]], flagged: Collecti
     try:
         _check_faults(known)
     except ScenarioError as e:
-        raise plan.scenario.source.locate(e) from None
+        raise plan.scenario.source.locate_misfit(e) from None
     return known
 
 

@@ -47,6 +47,18 @@ class Source:
         line = _line_of(self.text, str(error).split(": ", 1)[0])
         return ScenarioError(f"{self.where}{'' if line is None else f':{line}'}: {error}")
 
+    def locate_misfit(self, error: ScenarioError) -> ScenarioError:
+        """locate's error for a scenario that does not fit a testnet or a --duration as written; for one of the
+        library's, whose file is installed with vouchnet (editing it changes it for every later run, and an upgrade
+        undoes the edit), ending with the commands that copy it to change, and run the copy."""
+        located = self.locate(error)
+        path = Path(self.where)
+        if path.resolve().parent != LIBRARY.resolve():
+            return located
+        return ScenarioError(f"{located}; {path.stem} is the library's scenario, installed with vouchnet: to change "
+                             f"it, copy it first (`cp {path} ./{path.stem}.toml`) and run the copy (`vouchnet testnet "
+                             f"run ./{path.stem}.toml`)")
+
 
 @dataclass(frozen=True)
 class Selector:
@@ -166,7 +178,7 @@ class Scenario:
         try:
             _check_times(changed, "the run's --duration")
         except ScenarioError as e:
-            raise self.source.locate(e) from None
+            raise self.source.locate_misfit(e) from None
         return changed
 
     @property

@@ -933,3 +933,30 @@ def test_a_refused_run_names_the_fewest_nodes_a_run_of_its_seed_would_need(tmp_p
     scenario = load_scenario(str(mine))
     if "no testnet" not in hint:
         make_plan(scenario, [node_name(i) for i in range(5)], seed=int(seed), fresh=True)
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (["--nodes", "2"], "agents.good.orgs_per_agent: 3 orgs per agent, but on this 2-node testnet an agent can work at "
+     "2: its operator and 1 other org of works_at (honest); lower it, or make those groups larger"),
+    (["--duration", "20"], "faults[1].at + duration: 35 s is not within the run's --duration of 20 s"),
+])
+def test_a_library_scenario_refused_says_to_copy_its_file_before_changing_it(tmp_path, capsys, options, error):
+    """A library scenario's file is vouchnet's installed one: "lower it" or "move it" meant editing that (for every
+    later run, and undone by an upgrade). The refusal ends with the commands that copy it and run the copy."""
+    directory = tmp_path / "testnet"
+    name = "baseline" if "--nodes" in options else "faults"
+    assert main(["testnet", "run", name, *options, "--dir", str(directory)]) == 2
+    err = capsys.readouterr().err
+    library_file = scenario_module.LIBRARY / f"{name}.toml"
+    assert f"{library_file}:" in err and error in err, err
+    assert (f"; {name} is the library's scenario, installed with vouchnet: to change it, copy it first (`cp "
+            f"{library_file} ./{name}.toml`) and run the copy (`vouchnet testnet run ./{name}.toml`)") in err, err
+    assert not (directory / state.STATE_FILE).exists()
+
+
+def test_a_scenario_file_of_one_s_own_refused_is_not_told_to_be_copied(tmp_path, capsys):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(MINIMAL + "orgs_per_agent = 3\n")
+    assert main(["testnet", "run", str(mine), "--nodes", "2", "--dir", str(tmp_path / "testnet")]) == 2
+    err = capsys.readouterr().err
+    assert "lower it" in err and "copy" not in err, err

@@ -362,7 +362,8 @@ def test_on_a_testnet_reused_an_attack_on_an_org_an_earlier_run_flagged_is_refus
     run, _ = _run_of_fakes(monkeypatch, testnet, path)
     with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:\d+: attacks\[0\]\.orgs: the equivocation is "
                        r"of n04's org, which an earlier run on this testnet flagged as an equivocator: .* run it on a "
-                       r"fresh testnet \(another --dir\), or select an org no run flagged$"):
+                       r"fresh testnet \(another --dir\), or select an org no run flagged; equivocation is the "
+                       r"library's scenario, installed with vouchnet: to change it, copy it first .*$"):
         run.execute()
     testnet.nodes["n00"].offenders = ["did:n01"]  # an honest org, which rogue's attack does not need: said, and run
     said: list[str] = []
@@ -393,7 +394,8 @@ def test_on_a_testnet_reused_an_attack_by_an_org_an_earlier_run_flagged_is_refus
     run, _ = _run_of_fakes(monkeypatch, testnet, path)
     with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:\d+: {refusal} an earlier run on this testnet "
                        r"flagged as an equivocator: .* run it on a fresh testnet \(another --dir\), or select agents "
-                       r"and orgs no run flagged$"):
+                       rf"and orgs no run flagged; {scenario} is the library's scenario, installed with vouchnet: "
+                       r"to change it, copy it first .*$"):
         run.execute()
 
 
