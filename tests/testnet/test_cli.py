@@ -22,6 +22,7 @@ from testnet import processes
 from testnet.cli import ProgressBar
 from testnet.cluster import Cluster, ClusterError
 from testnet.plan import make_plan
+from testnet.ports import PortRange
 from testnet.scenario import ScenarioError, library, load_scenario
 from testnet import state
 from testnet.state import NodeEntry, node_name, save_state
@@ -61,6 +62,27 @@ def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, op
         f"vouchnet testnet up: {existing} {complaint}: leave out {option[0]} to start it as it is; for a new one, give "
         f"another --dir, or stop this one (`vouchnet testnet down --dir {existing}`) and remove what it made there, "
         f"{existing}/testnet.json and {existing}/nodes\n")
+
+
+@pytest.mark.parametrize(("held", "asked", "said"), [
+    (None, "48000-48099", "holds a testnet of ports from 10000 up (no --ports), not 48000-48099"),
+    ((48000, 48099), "49000-49099", "holds a testnet of ports 48000-48099, not 49000-49099"),
+])
+@pytest.mark.parametrize("command", [["up"], ["run", "baseline"]], ids=["up", "run"])
+def test_ports_other_than_a_testnet_s_own_are_refused_over_it(existing, capsys, held, asked, said, command):
+    """Its nodes' ports are drawn already: --ports would be ignored (and a port moved later drawn from the range the
+    testnet was made with)."""
+    if held is not None:
+        state.save_state(existing, replace(state.load_state(existing), ports=PortRange(*held)))
+    assert main(["testnet", *command, "--dir", str(existing), "--ports", asked]) == 2
+    assert said in capsys.readouterr().err
+    assert state.load_state(existing).ports == (None if held is None else PortRange(*held))
+
+
+def test_up_over_a_testnet_takes_the_ports_it_was_made_with(existing, capsys, monkeypatch):
+    state.save_state(existing, replace(state.load_state(existing), ports=PortRange(48000, 48099)))
+    monkeypatch.setattr(Cluster, "start", lambda self, *args, **kwargs: [])
+    assert main(["testnet", "up", "--dir", str(existing), "--ports", "48000-48099"]) == 0
 
 
 def test_run_on_a_testnet_of_another_size_says_what_to_do(existing, capsys):
