@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 # kill honest[1] (n01) at 2 s for 2 s; steal the key of quiet (n02) at 5 s, cut it off at 7 s for 6 s; rotate the
-# key of honest[0] (n00) at 8 s
+# key of honest[0] (n00) at 8 s; n00 revokes its operator vouch for the bad agent at 10 s
 SHORT = Path(__file__).with_name("short.toml")
 
 
@@ -151,6 +151,11 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
     assert theft["flagged_everywhere"] and theft["nodes_flagging"] == theft["of"] == 3
     assert theft["distrusted_by"] == ["n00", "n01"]  # a node never distrusts its own org
     assert theft["thief_counts_for_nothing"] and set(theft["thief_key"]) == {"n00", "n01", "n02"}
+    # n00, its key rotated at 8 s, revokes the vouch its first key made for the bad agent: every node holds the
+    # revoke by the end (converged, below)
+    (revocation,) = [e for e in results["timeline"] if e["kind"] == "revocation"]
+    assert list(revocation["agents"]) == ["bad-0"] and revocation["agents"]["bad-0"]["operator"] == "n00"
+    assert "revoke the operator vouches of bad" in run.stderr
     (verdict,) = results["verdicts"]
     assert verdict["outcome"] == "contained" and verdict["line"] in run.stdout.splitlines()
     assert measured["convergence"]["converged"], measured["convergence"]
