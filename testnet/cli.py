@@ -29,6 +29,7 @@ from node.commands.common import (
 )
 from vouching.counts import counted
 
+from .ports import PortError, PortRange, parse_port_range
 from .state import MAX_NODES
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def register(subparsers: Subparsers) -> None:
         "`vouchnet run` process and wait until each API answers. In a directory that already holds a testnet, start "
         "the nodes that are not running, with their data.",
         examples=["vouchnet testnet up --nodes 10", "vouchnet testnet up --nodes 5 --topology ring --dir /tmp/tn",
+                  "vouchnet testnet up --ports 48000-48099",
                   "vouchnet testnet up            # restart a stopped testnet"],
     )
     _dir_option(up)
@@ -74,6 +76,7 @@ def register(subparsers: Subparsers) -> None:
     up.add_argument("--topology", choices=sorted(TOPOLOGIES),
                     help="who roots and vouches for whom (default mesh for a new testnet): "
                     + "; ".join(f"{k}: {v}" for k, v in TOPOLOGIES.items()))
+    _ports_option(up)
 
     status = add_local_command(
         commands, "status", run=_status,
@@ -122,12 +125,12 @@ def register(subparsers: Subparsers) -> None:
         commands, "run", run=_one_at_a_time("run", _run),
         summary="run a scenario (a library name or a TOML file) and write its report",
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots or settings "
-        "change), make its vouches, run its agents' traffic while its attacks and faults happen on schedule, watch "
-        "records and scores at every node, and write results.json, PNG plots and report.html. The summary ends with a "
-        "verdict line per attack: succeeded, contained or no verdict (a figure its rule needs was not measured), by "
-        "the attack kind's rule (README \"Read the report\"), with the figures it was judged on and, for praise and "
-        "slander, the same figure in the newest baseline run of the same seed and size in DIR/reports, else of the "
-        "agents no attack touched. Exit status: 0 when no attack succeeded, "
+        "change), make its vouches, run its agents' traffic while its attacks, faults and revocations happen on "
+        "schedule, watch records and scores at every node, and write results.json, PNG plots and report.html. The "
+        "summary ends with a verdict line per attack: succeeded, contained or no verdict (a figure its rule needs "
+        "was not measured), by the attack kind's rule (README \"Read the report\"), with the figures it was judged "
+        "on and, for praise and slander, the same figure in the newest baseline run of the same seed and size in "
+        "DIR/reports, else of the agents no attack touched. Exit status: 0 when no attack succeeded, "
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
@@ -146,10 +149,26 @@ def register(subparsers: Subparsers) -> None:
                      help=f"seconds of traffic, {MIN_DURATION} to {MAX_DURATION} (default: the scenario's)")
     run.add_argument("--seed", type=seed_argument,
                      help="seed of the plan and the agents' behaviour (default: the testnet's)")
+    _ports_option(run, " if one must be started")
     run.add_argument("--out", type=Path, help="the directory the report goes into, made before the run starts "
                      "(and removed again, if this run made it, when it writes no report; default: "
                      "DIR/reports/SCENARIO-TIME)")
     run.add_argument("--keep", action="store_true", help="leave a testnet this command started running")
+
+
+def _ports_option(command: argparse.ArgumentParser, when: str = "") -> None:
+    command.add_argument("--ports", type=_port_range, metavar="FIRST-LAST",
+                         help=f"draw the nodes' p2p and API ports{when} from this range, as 48000-48099, two a node "
+                         "(a port moved later too); default: at random from 10000 up, outside the kernel's ephemeral "
+                         "range")
+
+
+def _port_range(text: str) -> PortRange:
+    """argparse type: --ports FIRST-LAST (testnet.ports.parse_port_range)."""
+    try:
+        return parse_port_range(text)
+    except PortError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _node_count(text: str) -> int:
@@ -264,9 +283,10 @@ def _up(args: argparse.Namespace) -> int:
             nodes = 5 if args.nodes is None else args.nodes
             seed = DEFAULT_SEED if args.seed is None else args.seed
             topology = args.topology or "mesh"
-            print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed})")
+            within = "" if args.ports is None else f", ports {args.ports}"
+            print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed}{within})")
             try:
-                cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology)
+                cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology=topology, ports=args.ports)
             except KeyboardInterrupt:  # Cluster.create removes what it made
                 print(f"interrupted: no testnet was made in {args.dir}", file=sys.stderr)
                 raise
@@ -311,15 +331,21 @@ def _same_shape(args: argparse.Namespace, state: TestnetState) -> None:
     from .cluster import NODES_DIR
     from .state import STATE_FILE
 
-    asked = {"nodes": args.nodes, "topology": args.topology, "seed": args.seed}
-    held = {"nodes": len(state.nodes), "topology": state.topology, "seed": state.seed}
+    asked = {"nodes": args.nodes, "topology": args.topology, "seed": args.seed, "ports": args.ports}
+    held = {"nodes": len(state.nodes), "topology": state.topology, "seed": state.seed, "ports": state.ports}
     for what, value in asked.items():
         if value is not None and value != held[what]:
-            shape = counted(held[what], "node") if what == "nodes" else f"{what} {held[what]}"
+            shape = (counted(held[what], "node") if what == "nodes" else _ports_held(state) if what == "ports" else
+                     f"{what} {held[what]}")
             raise UsageError(f"{args.dir} holds a testnet of {shape}, not {value}: leave out --{what} to start it "
                              f"as it is; for a new one, give another --dir, or stop this one (`vouchnet testnet down "
                              f"--dir {args.dir}`) and remove what it made there, {args.dir / STATE_FILE} and "
                              f"{args.dir / NODES_DIR}")
+
+
+def _ports_held(state: TestnetState) -> str:
+    """The ports a testnet's nodes are drawn from, for a refusal of --ports it was not made with."""
+    return "ports from 10000 up (no --ports)" if state.ports is None else f"ports {state.ports}"
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -436,13 +462,18 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if fresh:
             print(f"no testnet in {args.dir}: creating {counted(nodes, 'node')}", file=sys.stderr)
-            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings)
+            cluster = Cluster.create(args.dir, nodes=nodes, seed=seed, topology="none", settings=scenario.settings,
+                                     ports=args.ports)
         else:
             cluster = _open(args.dir)
             if args.nodes is not None and args.nodes != len(cluster.names):
                 raise UsageError(f"{args.dir} holds a testnet of {counted(len(cluster.names), 'node')}, not "
                                  f"{args.nodes}: leave out --nodes to run on it, or give another --dir, where a "
                                  "testnet of that size is made")
+            if args.ports is not None and args.ports != cluster.state.ports:
+                raise UsageError(f"{args.dir} holds a testnet of {_ports_held(cluster.state)}, not {args.ports}: "
+                                 "leave out --ports to run on it, or give another --dir, where a testnet of those "
+                                 "ports is made")
         seed = cluster.state.seed if args.seed is None else args.seed
         bar = ProgressBar("starting nodes")
 

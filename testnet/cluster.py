@@ -26,7 +26,7 @@ from vouching.counts import counted
 
 from . import processes
 from .config_edit import Value, edit_config
-from .ports import PortError, bindable, choose_ports
+from .ports import PortError, PortRange, bindable, choose_ports
 from .state import NodeEntry, TestnetState, api_bind, listen_addr, load_state, node_name, save_state
 from .topology import bootstrap_indexes, trust_edges
 
@@ -96,12 +96,16 @@ class Cluster:
 
     @classmethod
     def create(cls, directory: Path, *, nodes: int, seed: int, topology: str, settings: Settings = Settings(),
-               network: str = NETWORK) -> Cluster:
+               network: str = NETWORK, ports: PortRange | None = None) -> Cluster:
         """Make `nodes` data directories with `vouchnet init`, bootstrap lists and roots per `topology`, and fast
-        `settings`; nothing is started. Refuses a directory that already holds a testnet or node directories; one
-        that fails or is interrupted leaves nothing it made."""
+        `settings`, their ports drawn from `ports` if given (testnet.ports); nothing is started. Refuses a directory
+        that already holds a testnet or node directories, and a range of fewer ports than the nodes need; one that
+        fails or is interrupted leaves nothing it made."""
         if nodes < 1:
             raise ClusterError(f"--nodes: must be at least 1, got {nodes}")
+        if ports is not None and ports.size < 2 * nodes:
+            raise ClusterError(f"--ports {ports}: {counted(ports.size, 'port')}, fewer than the {2 * nodes} a testnet "
+                               f"of {counted(nodes, 'node')} needs (a p2p and an API port each)")
         if (directory / "testnet.json").exists():
             raise ClusterError(f"{directory}: already holds a testnet")
         if (directory / NODES_DIR).exists():
@@ -111,7 +115,7 @@ class Cluster:
         made = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
         try:
-            return cls._create(directory, nodes, seed, topology, settings, network, edges)
+            return cls._create(directory, nodes, seed, topology, settings, network, edges, ports)
         except BaseException:  # a failed `vouchnet init` or a Ctrl-C: nothing half made is left to trip the next `up`
             shutil.rmtree(directory / NODES_DIR, ignore_errors=True)
             if made:
@@ -120,8 +124,8 @@ class Cluster:
 
     @classmethod
     def _create(cls, directory: Path, nodes: int, seed: int, topology: str, settings: Settings, network: str,
-                edges: dict[int, list[int]]) -> Cluster:
-        ports = _draw_ports(2 * nodes)
+                edges: dict[int, list[int]], port_range: PortRange | None) -> Cluster:
+        ports = _draw_ports(2 * nodes, within=port_range)
         names = [node_name(i) for i in range(nodes)]
         _init_all(directory, names, network, ports)
         from gossip.host import peer_id_from_public_key  # py-libp2p takes a second to import; only needed here
@@ -134,7 +138,7 @@ class Cluster:
                                      peer_id=peer_id_from_public_key(public)))
         # (a topology with no vouch to make, `run`'s "none", has made them all: `up` makes and says none)
         cluster = cls(directory, TestnetState(network=network, seed=seed, topology=topology, nodes=tuple(entries),
-                                              vouched=not any(edges.values())))
+                                              vouched=not any(edges.values()), ports=port_range))
         for i, entry in enumerate(entries):
             cluster.configure(entry.name, {
                 ("p2p", "bootstrap"): cluster._bootstrap(i),
@@ -211,8 +215,9 @@ class Cluster:
 
     def move_taken_ports(self, names: Iterable[str]) -> list[str]:
         """Give each port of the stopped nodes `names` that no node could listen on now (another process took it
-        while the testnet was down) a fresh one: in the node's config.toml, in the bootstrap lists of the nodes that
-        dial it (read at their next start) and, last, in testnet.json, so that a move cut short is made again.
+        while the testnet was down) a fresh one, from the testnet's range if it has one (`up --ports`): in the node's
+        config.toml, in the bootstrap lists of the nodes that dial it (read at their next start) and, last, in
+        testnet.json, so that a move cut short is made again.
         Returns a line per move. The node announces its new address in a new `org` record as it starts.
 
         The API port of a node that minted agent credentials (`vouchnet agent new --dir`) is not moved: each names
@@ -230,7 +235,7 @@ class Cluster:
                                    f"move: {name} minted {counted(minted, 'agent credential')} (`vouchnet agent "
                                    "list`), each naming the API's URL for its status list; stop the process holding "
                                    "the port and start again")
-            fresh = dict(zip(taken, _draw_ports(len(taken), avoid=self._given_ports())))
+            fresh = dict(zip(taken, _draw_ports(len(taken), avoid=self._given_ports(), within=self.state.ports)))
             moved = replace(entry, p2p_port=fresh.get("p2p", entry.p2p_port), api_port=fresh.get("api", entry.api_port))
             saved, self.state = self.state, self.state.with_node(moved)
             try:
@@ -406,9 +411,9 @@ def _init_all(directory: Path, names: list[str], network: str, ports: list[int])
 
 
 
-def _draw_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
+def _draw_ports(count: int, avoid: Collection[int] = (), within: PortRange | None = None) -> list[int]:
     """testnet.ports.choose_ports, its PortError a ClusterError."""
     try:
-        return choose_ports(count, avoid=avoid)
+        return choose_ports(count, avoid=avoid, within=within)
     except PortError as e:
         raise ClusterError(str(e)) from None

@@ -45,11 +45,12 @@ def attacking_groups(scenario: Scenario) -> set[str]:
 
 
 def untouched_agents(run: RunResult) -> list[str]:
-    """The agents no attack touches: none targets them (praise, slander, whitewash) and their operator's org neither
-    attacks nor had its key stolen. Their scores are the honest world's figures an attack's targets are compared
-    with (testnet.verdict)."""
+    """The agents no attack touches: none targets them (praise, slander, whitewash), their operator's vouch for them
+    stays (no `[[revocations]]`), and their operator's org neither attacks nor had its key stolen. Their scores are
+    the honest world's figures an attack's targets are compared with (testnet.verdict)."""
     scenario = run.scenario
-    targeted = {a.agents for a in scenario.attacks if a.agents is not None}
+    targeted = ({a.agents for a in scenario.attacks if a.agents is not None}
+                | {r.agents for r in scenario.revocations})
     attacking = attacking_groups(scenario)
     robbed = {node for i, a in enumerate(scenario.attacks) if a.type == "key-theft" and a.orgs is not None
               for node in run.plan.select(a.orgs, f"attacks[{i}].orgs")}

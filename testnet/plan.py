@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal
 
 from node.config import NodeConfig
@@ -17,6 +18,7 @@ from .state import MAX_NODES, node_name
 from .topology import bootstrap_indexes
 
 OPERATOR_WEIGHT = 0.8
+REVOCATION_ORDER = 200  # a revocation's order at its time, + its index: after the attacks' and the faults' (FaultStep)
 MAX_HOPS = NodeConfig.max_hops  # a testnet leaves [trust] max_hops at its default
 # The attacks that are one org's, and why
 _ONE_ORG = {"key-theft": "a key theft steals one org's key",
@@ -157,7 +159,8 @@ class Plan:
 def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = False) -> Plan:
     """Lay `scenario` onto the testnet's `nodes` (in order), one `testnet run` makes for it if `fresh` (its nodes then
     dial their bootstrap peers alone as the run begins: `vouchnet init` gave each its own records only); raises
-    ScenarioError if it does not fit, naming the scenario's file and the line of the key that does not (Source.locate):
+    ScenarioError if it does not fit, naming the scenario's file and the line of the key that does not
+    (Source.locate_misfit, which says to copy a library scenario before changing it):
     an agent group's orgs_per_agent or an edge's count is refused, not cut down, past the orgs the testnet holds. On a
     testnet reused, what its nodes dial and which orgs an earlier run flagged are not known: its rotations and
     attacks are checked again by as_reused once they are asked."""
@@ -170,7 +173,7 @@ def make_plan(scenario: Scenario, nodes: list[str], seed: int, *, fresh: bool = 
     try:
         return _laid_out(scenario, nodes, seed, dials)
     except ScenarioError as e:
-        raise scenario.source.locate(e) from None
+        raise scenario.source.locate_misfit(e) from None
 
 
 def as_reused(plan: Plan, dials: Mapping[str, frozenset[str]], flagged: Collection[str]) -> Plan:
@@ -182,7 +185,7 @@ def as_reused(plan: Plan, dials: Mapping[str, frozenset[str]], flagged: Collecti
     try:
         _check_faults(known)
     except ScenarioError as e:
-        raise plan.scenario.source.locate(e) from None
+        raise plan.scenario.source.locate_misfit(e) from None
     return known
 
 
@@ -283,11 +286,14 @@ def _check_faults(plan: Plan) -> None:
     up, partition, restarting = set(plan.nodes), None, {}
     for index, attack in enumerate(plan.scenario.attacks):
         _check_attackers(plan, index)
-    attacks = [(attack.at, i) for i, attack in enumerate(plan.scenario.attacks)
-               if attack.type in ("equivocation", "whitewash", "key-theft")]
-    for step in [*plan.fault_steps(), None]:  # (None: the attacks due after the last fault)
-        while attacks and (step is None or attacks[0] <= (step.at, step.order)):  # (at one time, attacks first)
-            _check_attack(plan, attacks.pop(0)[1], up)
+    # (at one time: attacks first, by index; then faults, 100 + index; then revocations, REVOCATION_ORDER + index)
+    timed = sorted([(attack.at, i, partial(_check_attack, plan, i)) for i, attack in enumerate(plan.scenario.attacks)
+                    if attack.type in ("equivocation", "whitewash", "key-theft")]
+                   + [(revocation.at, REVOCATION_ORDER + i, partial(_check_revocation, plan, i))
+                      for i, revocation in enumerate(plan.scenario.revocations)], key=lambda event: event[:2])
+    for step in [*plan.fault_steps(), None]:  # (None: the attacks and revocations due after the last fault)
+        while timed and (step is None or timed[0][:2] <= (step.at, step.order)):
+            timed.pop(0)[2](up)
         if step is None:
             break
         if step.action == "kill":
@@ -348,12 +354,8 @@ def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
     needs the operators of its agents running."""
     attack = plan.scenario.attacks[index]
     if attack.type == "whitewash":
-        operators = {agent.operator for agent in plan.agents_of(attack.agents)}
-        if down := sorted(operators - up):
-            raise ScenarioError(f"attacks[{index}].at: the whitewash at {attack.at:g} s would fail mid-run: it needs "
-                                f"the operators of agents {attack.agents} running ({', '.join(sorted(operators))}: "
-                                "each vouches for its agents' new identities), and the faults then have "
-                                f"{', '.join(down)} down; move it, or them")
+        _check_operators_up(plan, f"attacks[{index}]", f"the whitewash at {attack.at:g} s", attack.agents, up,
+                            "each vouches for its agents' new identities")
         return
     target = plan.select(attack.orgs, f"attacks[{index}].orgs")[0]
     kind, group = attack.type.replace("-", " "), plan.group_of(target)
@@ -378,6 +380,33 @@ def _check_attack(plan: Plan, index: int, up: set[str]) -> None:
                  "key's rotation) and a running node whose horizon holds its org (offered the thief's records)")
         raise ScenarioError(f"attacks[{index}].at: the {kind} at {attack.at:g} s would fail mid-run: it needs {needs}, "
                             f"and the faults then have {down} down; move it, or them")
+
+
+def _check_operators_up(plan: Plan, where: str, what: str, agents: str | None, up: set[str], why: str) -> None:
+    """ScenarioError for a step on agents `agents` (a whitewash, a revocation) due while the faults have an operator
+    of theirs down: its node makes the step's records (`why`)."""
+    operators = {agent.operator for agent in plan.agents_of(agents or "")}
+    if down := sorted(operators - up):
+        raise ScenarioError(f"{where}.at: {what} would fail mid-run: it needs the operators of agents {agents} "
+                            f"running ({', '.join(sorted(operators))}: {why}), and the faults then have "
+                            f"{', '.join(down)} down; move it, or them")
+
+
+def _check_revocation(plan: Plan, index: int, up: set[str]) -> None:
+    """ScenarioError for a revocation (`[[revocations]]`) that would not happen as written, or show nothing of its own:
+    each operator of its agents revokes through its node, which must be running then (_check_operators_up), and an
+    operator flagged as an equivocator by then (by an earlier run on the testnet, or an equivocation or key theft of
+    the run before it) has its vouches counted for nothing already."""
+    revocation = plan.scenario.revocations[index]
+    where, what = f"revocations[{index}]", f"the revocation at {revocation.at:g} s"
+    operators = {agent.operator for agent in plan.agents_of(revocation.agents)}
+    if flagged := sorted(operators & plan.flagged_before((revocation.at, REVOCATION_ORDER + index))):
+        raise ScenarioError(
+            f"{where}.agents: {what} is by the operators of agents {revocation.agents}, and {', '.join(flagged)} is "
+            "flagged as an equivocator by then (by an earlier run on this testnet, or an equivocation or key theft "
+            "before it): every node counts its vouches for nothing already, so the revocation would show nothing of "
+            "its own; revoke before the attack, or on a fresh testnet (another --dir)")
+    _check_operators_up(plan, where, what, revocation.agents, up, "each revokes its vouches through its node")
 
 
 def _flagged_aside(plan: Plan, by_attacks: Collection[str] = ()) -> str:

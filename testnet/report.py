@@ -21,7 +21,7 @@ from .runner import LATE_SECONDS, RunResult
 REPORT_MODE = 0o666  # less the umask, as an ordinary file: a report is no secret
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
           "equivocation": "equivocation", "whitewash": "whitewash", "rotated": "key rotated",
-          "key-theft": "key theft", "traffic stopped": "traffic stops"}
+          "key-theft": "key theft", "revocation": "operator vouches revoked", "traffic stopped": "traffic stops"}
 
 
 def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str, float]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Running a scenario on a testnet (DESIGN.md §9): set the orgs' roots and vouches as the scenario says, give the
-agents identities and operators, run traffic while attacks and faults happen on schedule, keep watching records
-and scores, and hand everything observed to the measurements. The testnet is left whole: a partition in force is
-healed and a killed node restarted, even when the run is interrupted. A node's key rotation is followed everywhere
-the run names orgs by did (the state file, roots, vouches, partitions, measurements).
+agents identities and operators, run traffic while attacks, faults and operators' revocations happen on schedule,
+keep watching records and scores, and hand everything observed to the measurements. The testnet is left whole: a
+partition in force is healed and a killed node restarted, even when the run is interrupted. A node's key rotation is
+followed everywhere the run names orgs by did (the state file, roots, vouches, partitions, measurements).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .attacks import Equivocation, KeyTheft, equivocate, steal_key
 from .cluster import Cluster, ClusterError, Progress, Say
 from .interrupts import interrupts_held
 from .observe import RecordInfo, RecordWatch, ScoreSample, ScoreWatch, Timeline
-from .plan import OPERATOR_WEIGHT, Plan, as_reused, make_plan
+from .plan import OPERATOR_WEIGHT, REVOCATION_ORDER, Plan, as_reused, make_plan
 from .scenario import Scenario
 from .status import NodeStatus, flagged_keys, followers_by_node, node_status, witnessed
 from .traffic import Traffic, TrafficStats
@@ -90,6 +90,7 @@ class Run:
                        for a in self.plan.agents}
         self.setup: dict[str, Any] = {}
         self.unanswered: dict[str, str] = {}  # nodes that did not answer at the end: their views are left out
+        self.operator_vouches: dict[str, str] = {}  # agent -> the id of its operator's vouch for its current did
 
     @property
     def dids(self) -> dict[str, str]:
@@ -254,7 +255,9 @@ class Run:
                         made += 1
                 for agent in self.agents.values():
                     if agent.plan.operator == node:
-                        issued[client.vouch(agent.did, OPERATOR_WEIGHT, "operator")["id"]] = node
+                        self.operator_vouches[agent.plan.name] = client.vouch(agent.did, OPERATOR_WEIGHT,
+                                                                              "operator")["id"]
+                        issued[self.operator_vouches[agent.plan.name]] = node
         missing = _wait_for(records, lambda: _expected(issued, self.plan, self._flagged(records)), SETUP_TIMEOUT)
         self.setup.update(vouches=made, revocations=revoked, operator_vouches=len(self.agents),
                           records=len(issued), propagation_seconds=round(time.time() - started, 2),
@@ -267,10 +270,10 @@ class Run:
     # --- the schedule -------------------------------------------------------------------------------------
 
     def _schedule(self, t0: float, stats: TrafficStats) -> None:
-        """The scenario's attacks and fault steps, each when due (at one time, attacks first, then the file's order),
-        with the traffic running between; one due while the step before it still ran (a rotation stops, rotates and
-        starts its node, which takes seconds) follows as soon as that ended, and is said to be late, as the traffic's
-        end is where the last step ran past it."""
+        """The scenario's attacks, fault steps and revocations, each when due (at one time, attacks first, then fault
+        steps, then revocations, each in the file's order), with the traffic running between; one due while the step
+        before it still ran (a rotation stops, rotates and starts its node, which takes seconds) follows as soon as
+        that ended, and is said to be late, as the traffic's end is where the last step ran past it."""
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type in ("equivocation", "key-theft"):
@@ -281,6 +284,9 @@ class Run:
                 actions.append((attack.at, i, what, lambda i=i, act=act: act(i)))
             elif attack.type == "whitewash":
                 actions.append((attack.at, i, f"whitewash of {attack.agents}", lambda i=i: self._whitewash(i)))
+        for i, revocation in enumerate(self.scenario.revocations):
+            actions.append((revocation.at, REVOCATION_ORDER + i, f"revoke the operator vouches of {revocation.agents}",
+                            lambda i=i: self._revoke_operator_vouches(i)))
         said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
                 "cut": "partition {} | rest", "heal": "heal the partition"}
         acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,
@@ -334,9 +340,23 @@ class Run:
                 old = agent.did
                 fresh = agent.whitewash()
                 with self.cluster.client(agent.plan.operator) as client:
-                    client.vouch(fresh, OPERATOR_WEIGHT, "operator")
+                    self.operator_vouches[agent.plan.name] = client.vouch(fresh, OPERATOR_WEIGHT, "operator")["id"]
                 switched[agent.plan.name] = {"old": old, "new": fresh}
         self.timeline.add("whitewash", attack=index, agents=switched)
+
+    def _revoke_operator_vouches(self, index: int) -> None:
+        """revocations[index]: each agent's operator revokes its vouch for the agent's current did through its node
+        (POST /v1/revocations); the timeline's entry names, per agent, its did, the vouch and the revoke record."""
+        revocation = self.scenario.revocations[index]
+        revoked = {}
+        for agent in self.agents.values():
+            if agent.plan.group.name == revocation.agents:
+                vouch = self.operator_vouches[agent.plan.name]
+                with self.cluster.client(agent.plan.operator) as client:
+                    revoke = client.revoke(vouch, f"the scenario's revocations[{index}]")["id"]
+                revoked[agent.plan.name] = {"did": agent.did, "operator": agent.plan.operator, "vouch": vouch,
+                                            "revoke": revoke}
+        self.timeline.add("revocation", revocation=index, agents=revoked)
 
     def _steal_key(self, index: int) -> None:
         attack = self.scenario.attacks[index]

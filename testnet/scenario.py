@@ -47,6 +47,18 @@ class Source:
         line = _line_of(self.text, str(error).split(": ", 1)[0])
         return ScenarioError(f"{self.where}{'' if line is None else f':{line}'}: {error}")
 
+    def locate_misfit(self, error: ScenarioError) -> ScenarioError:
+        """locate's error for a scenario that does not fit a testnet or a --duration as written; for one of the
+        library's, whose file is installed with vouchnet (editing it changes it for every later run, and an upgrade
+        undoes the edit), ending with the commands that copy it to change, and run the copy."""
+        located = self.locate(error)
+        path = Path(self.where)
+        if path.resolve().parent != LIBRARY.resolve():
+            return located
+        return ScenarioError(f"{located}; {path.stem} is the library's scenario, installed with vouchnet: to change "
+                             f"it, copy it first (`cp {path} ./{path.stem}.toml`) and run the copy (`vouchnet testnet "
+                             f"run ./{path.stem}.toml`)")
+
 
 @dataclass(frozen=True)
 class Selector:
@@ -126,6 +138,15 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Revocation:
+    """Operators revoking their vouches mid-run (`[[revocations]]`): at `at` seconds into the traffic, the org that
+    operates each agent of group `agents` revokes its operator vouch for the agent's identity then."""
+
+    agents: str
+    at: float
+
+
+@dataclass(frozen=True)
 class Traffic:
     round_seconds: float = 1.0
     # Per agent, per org it works at, per round. Scoring caps one org's digests about one agent at 30 good and 60
@@ -156,6 +177,7 @@ class Scenario:
     agents: tuple[AgentGroup, ...]
     attacks: tuple[Attack, ...]
     faults: tuple[Fault, ...]
+    revocations: tuple[Revocation, ...] = ()
     source: Source = Source()
 
     def with_duration(self, duration: float) -> Scenario:
@@ -166,7 +188,7 @@ class Scenario:
         try:
             _check_times(changed, "the run's --duration")
         except ScenarioError as e:
-            raise self.source.locate(e) from None
+            raise self.source.locate_misfit(e) from None
         return changed
 
     @property
@@ -265,7 +287,7 @@ def _line_of(text: str, path: str) -> int | None:
 
 def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
     _keys(doc, "", required={"description", "duration", "orgs", "agents"},
-          optional={"nodes", "settings", "traffic", "measure", "edges", "attacks", "faults"})
+          optional={"nodes", "settings", "traffic", "measure", "edges", "attacks", "faults", "revocations"})
     description = _text(doc, "", "description", max_length=2000)
     duration = _number(doc, "", "duration", low=MIN_DURATION, high=MAX_DURATION)
     orgs = tuple(_org_group(group, key) for key, group in _named_tables(doc, "orgs").items())
@@ -295,6 +317,7 @@ def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
         attacks=tuple(_attack(a, f"attacks[{i}]", org_names, agent_names)
                       for i, a in enumerate(_array(doc, "attacks"))),
         faults=tuple(_fault(f, f"faults[{i}]", org_names) for i, f in enumerate(_array(doc, "faults"))),
+        revocations=_revocations(_array(doc, "revocations"), agent_names),
         source=source,
     )
     if scenario.nodes < scenario.min_nodes:
@@ -401,6 +424,24 @@ def _fault(table: Any, where: str, org_names: set[str]) -> Fault:
                  _number(table, where, "duration", low=0.5, high=3600) if timed else 0.0)
 
 
+def _revocations(tables: list[Any], agent_names: set[str]) -> tuple[Revocation, ...]:
+    """The `[[revocations]]` tables: each names an agent group and a time; a group's operator vouches are revoked
+    once in a run (its node refuses to revoke a revoked vouch)."""
+    revocations: list[Revocation] = []
+    for i, table in enumerate(tables):
+        where = f"revocations[{i}]"
+        table = _as_table(table, where)
+        _keys(table, where, required={"agents", "at"}, optional=set())
+        agents = _text(table, where, "agents")
+        _known(agents, agent_names, f"{where}.agents", "agent group")
+        for j, earlier in enumerate(revocations):
+            if earlier.agents == agents:
+                raise ScenarioError(f"{where}.agents: revocations[{j}] revokes the operator vouches of agents {agents} "
+                                    f"at {earlier.at:g} s already: a run revokes a group's vouches once")
+        revocations.append(Revocation(agents, _number(table, where, "at", low=0, high=3600)))
+    return tuple(revocations)
+
+
 def _kind(table: dict[str, Any], where: str, kinds: tuple[str, ...]) -> str:
     """The `type` of an [[attacks]] or [[faults]] table, one of `kinds` (read first: it says which keys it takes)."""
     if "type" not in table:
@@ -445,10 +486,10 @@ def _measure(table: dict[str, Any]) -> Measure:
 
 
 def _check_times(scenario: Scenario, what: str) -> None:
-    """Every timed attack and fault must fit in the run (a fault must also end, so that catch-up is measured), and so
-    must the first misbehaviour of agents that turn bad (turned-bad's at, on-off's first on: past the run, they never
-    misbehave, yet count as malicious in the report); `what` names the duration it is checked against: the file's
-    own, or the one --duration gives the run."""
+    """Every timed attack, fault and revocation must fit in the run (a fault must also end, so that catch-up is
+    measured), and so must the first misbehaviour of agents that turn bad (turned-bad's at, on-off's first on: past
+    the run, they never misbehave, yet count as malicious in the report); `what` names the duration it is checked
+    against: the file's own, or the one --duration gives the run."""
     ends: list[tuple[str, float]] = []
     for group in scenario.agents:
         turns = {"turned-bad": ("at", group.behaviour.at), "on-off": ("on", group.behaviour.on)}
@@ -461,6 +502,7 @@ def _check_times(scenario: Scenario, what: str) -> None:
             ends.append((f"attacks[{i}].until", attack.until))
     for i, fault in enumerate(scenario.faults):
         ends.append((f"faults[{i}].at + duration" if fault.duration else f"faults[{i}].at", fault.at + fault.duration))
+    ends += [(f"revocations[{i}].at", revocation.at) for i, revocation in enumerate(scenario.revocations)]
     for where, end in ends:
         if end >= scenario.duration:
             raise ScenarioError(f"{where}: {end:g} s is not within {what} of {scenario.duration:g} s")

@@ -11,6 +11,8 @@ from typing import Any
 
 from ledger.files import replace_file
 
+from .ports import PortRange
+
 STATE_FILE = "testnet.json"
 STATE_VERSION = 1
 
@@ -65,13 +67,15 @@ def api_bind(api_port: int) -> str:
 @dataclass(frozen=True)
 class TestnetState:
     """`vouched`: whether the topology's org-peer vouches were made (an `up` interrupted before it made them leaves
-    them to the next)."""
+    them to the next); `ports`: the range its nodes' ports are drawn from (`up --ports`), a port moved too, or None:
+    from 10000 up outside the ephemeral range (testnet.ports)."""
 
     network: str
     seed: int
     topology: str
     nodes: tuple[NodeEntry, ...]
     vouched: bool = True
+    ports: PortRange | None = None
 
     def node(self, name: str) -> NodeEntry:
         for entry in self.nodes:
@@ -84,7 +88,8 @@ class TestnetState:
 
     def to_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "network": self.network, "seed": self.seed, "topology": self.topology,
-                "vouched": self.vouched, "nodes": [asdict(n) for n in self.nodes]}
+                "vouched": self.vouched, "ports": None if self.ports is None else [self.ports.first, self.ports.last],
+                "nodes": [asdict(n) for n in self.nodes]}
 
 
 MAX_NODES = 100  # in a testnet (--nodes, a scenario file's nodes): node_name sorts them in start order
@@ -115,7 +120,8 @@ def load_state(directory: Path) -> TestnetState:
     try:
         nodes = tuple(NodeEntry(**{**entry, "former_dids": tuple(entry.get("former_dids", ()))})
                       for entry in document["nodes"])
+        ports = document.get("ports")  # (none in a state file from before `up --ports`)
         return TestnetState(document["network"], document["seed"], document["topology"], nodes,
-                            document.get("vouched", True))
+                            document.get("vouched", True), None if ports is None else PortRange(*ports))
     except (KeyError, TypeError) as e:
         raise StateError(f"{path}: malformed ({e})") from None

@@ -87,7 +87,7 @@ def _add_parser(
     return subparsers.add_parser(
         name,
         help=summary,
-        description=textwrap.fill(description, _WIDTH),
+        description=textwrap.fill(description, _WIDTH, break_on_hyphens=False),  # (a name, sybil-collusion, whole)
         epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )

@@ -22,6 +22,7 @@ from testnet import processes
 from testnet.cli import ProgressBar
 from testnet.cluster import Cluster, ClusterError
 from testnet.plan import make_plan
+from testnet.ports import PortRange
 from testnet.scenario import ScenarioError, library, load_scenario
 from testnet import state
 from testnet.state import NodeEntry, node_name, save_state
@@ -61,6 +62,27 @@ def test_up_over_a_testnet_refuses_a_shape_it_does_not_have(existing, capsys, op
         f"vouchnet testnet up: {existing} {complaint}: leave out {option[0]} to start it as it is; for a new one, give "
         f"another --dir, or stop this one (`vouchnet testnet down --dir {existing}`) and remove what it made there, "
         f"{existing}/testnet.json and {existing}/nodes\n")
+
+
+@pytest.mark.parametrize(("held", "asked", "said"), [
+    (None, "48000-48099", "holds a testnet of ports from 10000 up (no --ports), not 48000-48099"),
+    ((48000, 48099), "49000-49099", "holds a testnet of ports 48000-48099, not 49000-49099"),
+])
+@pytest.mark.parametrize("command", [["up"], ["run", "baseline"]], ids=["up", "run"])
+def test_ports_other_than_a_testnet_s_own_are_refused_over_it(existing, capsys, held, asked, said, command):
+    """Its nodes' ports are drawn already: --ports would be ignored (and a port moved later drawn from the range the
+    testnet was made with)."""
+    if held is not None:
+        state.save_state(existing, replace(state.load_state(existing), ports=PortRange(*held)))
+    assert main(["testnet", *command, "--dir", str(existing), "--ports", asked]) == 2
+    assert said in capsys.readouterr().err
+    assert state.load_state(existing).ports == (None if held is None else PortRange(*held))
+
+
+def test_up_over_a_testnet_takes_the_ports_it_was_made_with(existing, capsys, monkeypatch):
+    state.save_state(existing, replace(state.load_state(existing), ports=PortRange(48000, 48099)))
+    monkeypatch.setattr(Cluster, "start", lambda self, *args, **kwargs: [])
+    assert main(["testnet", "up", "--dir", str(existing), "--ports", "48000-48099"]) == 0
 
 
 def test_run_on_a_testnet_of_another_size_says_what_to_do(existing, capsys):
@@ -933,3 +955,30 @@ def test_a_refused_run_names_the_fewest_nodes_a_run_of_its_seed_would_need(tmp_p
     scenario = load_scenario(str(mine))
     if "no testnet" not in hint:
         make_plan(scenario, [node_name(i) for i in range(5)], seed=int(seed), fresh=True)
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (["--nodes", "2"], "agents.good.orgs_per_agent: 3 orgs per agent, but on this 2-node testnet an agent can work at "
+     "2: its operator and 1 other org of works_at (honest); lower it, or make those groups larger"),
+    (["--duration", "20"], "faults[1].at + duration: 35 s is not within the run's --duration of 20 s"),
+])
+def test_a_library_scenario_refused_says_to_copy_its_file_before_changing_it(tmp_path, capsys, options, error):
+    """A library scenario's file is vouchnet's installed one: "lower it" or "move it" meant editing that (for every
+    later run, and undone by an upgrade). The refusal ends with the commands that copy it and run the copy."""
+    directory = tmp_path / "testnet"
+    name = "baseline" if "--nodes" in options else "faults"
+    assert main(["testnet", "run", name, *options, "--dir", str(directory)]) == 2
+    err = capsys.readouterr().err
+    library_file = scenario_module.LIBRARY / f"{name}.toml"
+    assert f"{library_file}:" in err and error in err, err
+    assert (f"; {name} is the library's scenario, installed with vouchnet: to change it, copy it first (`cp "
+            f"{library_file} ./{name}.toml`) and run the copy (`vouchnet testnet run ./{name}.toml`)") in err, err
+    assert not (directory / state.STATE_FILE).exists()
+
+
+def test_a_scenario_file_of_one_s_own_refused_is_not_told_to_be_copied(tmp_path, capsys):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(MINIMAL + "orgs_per_agent = 3\n")
+    assert main(["testnet", "run", str(mine), "--nodes", "2", "--dir", str(tmp_path / "testnet")]) == 2
+    err = capsys.readouterr().err
+    assert "lower it" in err and "copy" not in err, err

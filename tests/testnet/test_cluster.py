@@ -17,7 +17,7 @@ from testnet import processes
 from testnet.cluster import Cluster, ClusterError
 from testnet.faults import Partition, peers_on_its_side
 from testnet import state
-from testnet.ports import choose_ports
+from testnet.ports import PortRange, choose_ports
 from testnet.state import NodeEntry, api_bind, listen_addr
 
 
@@ -32,10 +32,10 @@ def _init_in_process(directory, names, network, ports):
                       api=api_bind(ports[2 * i + 1]))
 
 
-def created(tmp_path, monkeypatch, *, nodes):
+def created(tmp_path, monkeypatch, *, nodes, ports=None):
     """A testnet made as `up` makes one, its nodes' data directories made in this process, none started."""
     monkeypatch.setattr(cluster_module, "_init_all", _init_in_process)
-    return Cluster.create(tmp_path, nodes=nodes, seed=1, topology="mesh")
+    return Cluster.create(tmp_path, nodes=nodes, seed=1, topology="mesh", ports=ports)
 
 
 def test_a_port_another_process_took_is_moved_before_the_node_starts_and_its_dialers_are_told(tmp_path, monkeypatch):
@@ -183,3 +183,35 @@ def test_a_node_silent_while_starting_is_named_with_the_command_showing_its_log_
     with pytest.raises(ClusterError, match=rf"^n00: no answer on /healthz within 0 s; see `vouchnet testnet logs n00 "
                        rf"--dir {re.escape(str(tmp_path))}`$"):
         Cluster(tmp_path, state.TestnetState("testnet", 1, "mesh", (entry,)))._wait_healthy(["n00"], None, timeout=0)
+
+
+def test_a_testnet_confined_to_a_port_range_makes_and_moves_its_nodes_ports_inside_it(tmp_path, monkeypatch):
+    """`up --ports FIRST-LAST`: before, a testnet drew its ports from 10000 up, anywhere outside the ephemeral range,
+    so an operator whose firewall opens a range could not keep it there; a port moved later stays there too."""
+    (first,) = choose_ports(1, within=PortRange(20000, 29990))
+    within = PortRange(first, first + 9)
+    cluster = created(tmp_path, monkeypatch, nodes=3, ports=within)
+    given = {port for entry in cluster.state.nodes for port in (entry.p2p_port, entry.api_port)}
+    assert len(given) == 6 and all(first <= port <= first + 9 for port in given), given
+    for name in cluster.names:
+        config = load_config(cluster.data_dir(name))
+        assert config.listen == (listen_addr(cluster.entry(name).p2p_port),)
+    assert Cluster.open(tmp_path).state.ports == within  # kept in testnet.json, for later moves
+    monkeypatch.setattr(processes, "spawn_node", lambda *args: (_ for _ in ()).throw(Spawned()))
+    n01 = cluster.entry("n01")
+    with socket.socket() as p2p:
+        p2p.bind(("127.0.0.1", n01.p2p_port))
+        p2p.listen()
+        with pytest.raises(Spawned):
+            cluster.start(["n01"])
+    moved = Cluster.open(tmp_path).entry("n01").p2p_port
+    assert moved != n01.p2p_port and first <= moved <= first + 9 and moved not in given
+
+
+def test_a_port_range_too_small_for_the_testnet_is_refused_before_anything_is_made(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster_module, "_init_all", lambda *args: pytest.fail("vouchnet init ran"))
+    with pytest.raises(ClusterError) as refused:
+        Cluster.create(tmp_path / "testnet", nodes=3, seed=1, topology="mesh", ports=PortRange(48000, 48004))
+    assert str(refused.value) == ("--ports 48000-48004: 5 ports, fewer than the 6 a testnet of 3 nodes needs (a p2p "
+                                  "and an API port each)")
+    assert not (tmp_path / "testnet").exists()

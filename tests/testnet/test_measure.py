@@ -332,3 +332,12 @@ def test_the_agents_a_robbed_org_operates_are_no_untouched_agents():
     scenario = parse_scenario(text + '[[attacks]]\ntype = "key-theft"\norgs = "quiet"\nat = 5\n', name="theft")
     result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
     assert untouched_agents(result) == ["good-0", "good-1"]
+
+
+def test_the_agents_whose_operator_vouch_a_revocation_revokes_are_no_untouched_agents():
+    """Their scores drop by the revocation's doing: an attack's targets compared with them would look contained."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[revocations]]\nagents = "good"\nat = 5\n',
+                              name="revoked")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert untouched_agents(result) == ["bad-0"]

@@ -22,7 +22,7 @@ from testnet.faults import Partition
 from testnet.plan import make_plan
 from testnet.runner import Run, _expected
 from testnet.scenario import ScenarioError, load_scenario
-from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET
+from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET, MINIMAL
 
 
 def test_the_setup_waits_for_no_record_of_an_org_flagged_as_an_equivocator():
@@ -44,6 +44,7 @@ class _Node:
         self.timeouts: list[float] = []
         self.known: list[dict] = []  # GET /v1/peers's known peers
         self.offenders: list[str] = []  # the offenders of the equivocation records it holds
+        self.made: list[tuple[str, ...]] = []  # ("vouch", subject) and ("revoke", vouch id) records, as made
 
 
 class _NodeClient:
@@ -69,6 +70,14 @@ class _NodeClient:
 
     def iter_known_peers(self) -> Iterator[dict]:
         return iter(self.node.known)
+
+    def vouch(self, subject: str, weight: float, basis: str) -> dict:
+        self.node.made.append(("vouch", subject))
+        return {"id": f"vouch-for-{subject}"}
+
+    def revoke(self, record_id: str, reason: str) -> dict:
+        self.node.made.append(("revoke", record_id))
+        return {"id": f"revoke-of-{record_id}"}
 
     def iter_records(self, *, issuer: str | None = None, kind: str | None = None) -> Iterator[dict]:
         """The node's equivocation records; or the issuer's `org` record naming its next key, as a rotation
@@ -362,7 +371,8 @@ def test_on_a_testnet_reused_an_attack_on_an_org_an_earlier_run_flagged_is_refus
     run, _ = _run_of_fakes(monkeypatch, testnet, path)
     with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:\d+: attacks\[0\]\.orgs: the equivocation is "
                        r"of n04's org, which an earlier run on this testnet flagged as an equivocator: .* run it on a "
-                       r"fresh testnet \(another --dir\), or select an org no run flagged$"):
+                       r"fresh testnet \(another --dir\), or select an org no run flagged; equivocation is the "
+                       r"library's scenario, installed with vouchnet: to change it, copy it first .*$"):
         run.execute()
     testnet.nodes["n00"].offenders = ["did:n01"]  # an honest org, which rogue's attack does not need: said, and run
     said: list[str] = []
@@ -393,7 +403,8 @@ def test_on_a_testnet_reused_an_attack_by_an_org_an_earlier_run_flagged_is_refus
     run, _ = _run_of_fakes(monkeypatch, testnet, path)
     with pytest.raises(ScenarioError, match=rf"^{re.escape(str(path))}:\d+: {refusal} an earlier run on this testnet "
                        r"flagged as an equivocator: .* run it on a fresh testnet \(another --dir\), or select agents "
-                       r"and orgs no run flagged$"):
+                       rf"and orgs no run flagged; {scenario} is the library's scenario, installed with vouchnet: "
+                       r"to change it, copy it first .*$"):
         run.execute()
 
 
@@ -698,3 +709,26 @@ def test_a_node_that_does_not_answer_at_the_end_is_left_out_of_the_views_and_nam
                                                 "voucher_weight": 0.0} for n in ("n00", "n02")}}
     assert run.unanswered == {"n01": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}
     assert asked == ["n00", "n01", "n02", "n00", "n02"]
+
+
+def test_a_revocation_has_each_operator_revoke_its_vouch_for_its_agents_current_did_when_due(tmp_path, monkeypatch):
+    """`[[revocations]]`: an agent whose operator vouch is revoked mid-run. After a whitewash, the vouch revoked is
+    the operator's for the fresh identity (the one its agent goes by), not the burned one's."""
+    path = tmp_path / "revoked.toml"
+    path.write_text(MINIMAL + '\n[[attacks]]\ntype = "whitewash"\nagents = "good"\nat = 2\n'
+                    '\n[[revocations]]\nagents = "good"\nat = 5\n')
+    testnet = _Testnet()
+    said: list[str] = []
+    run, _ = _run_of_fakes(monkeypatch, testnet, path, said)
+    run.operator_vouches = {"good-0": "setup-vouch-0", "good-1": "setup-vouch-1"}  # (the setup is faked)
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=8.0))
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    fresh = {name: run.agents[name].did for name in ("good-0", "good-1")}
+    assert [line for line in said if "revoke" in line] == ["t=  5.0 s  revoke the operator vouches of good"]
+    assert testnet.nodes["n00"].made == [("vouch", fresh["good-0"]), ("revoke", f"vouch-for-{fresh['good-0']}")]
+    assert testnet.nodes["n01"].made == [("vouch", fresh["good-1"]), ("revoke", f"vouch-for-{fresh['good-1']}")]
+    (entry,) = [e for e in run.timeline.events if e["kind"] == "revocation"]
+    assert entry["revocation"] == 0 and entry["agents"]["good-1"] == {
+        "did": fresh["good-1"], "operator": "n01", "vouch": f"vouch-for-{fresh['good-1']}",
+        "revoke": f"revoke-of-vouch-for-{fresh['good-1']}"}

@@ -749,3 +749,52 @@ def test_any_scenario_file_loads_or_is_refused_with_a_scenario_error(tmp_path, d
         load_scenario(str(path))
     except ScenarioError as e:
         assert str(e).startswith(str(path)), e
+
+
+_REVOKED = MINIMAL + '\n[[revocations]]\nagents = "good"\nat = 5\n'
+
+
+def test_a_revocation_is_read_with_its_agents_and_time_and_the_library_plays_one():
+    """`[[revocations]]`: an operator revoking its vouch for its agents mid-run, which `[[edges]]` and the operator
+    vouches made before the traffic could not say."""
+    scenario = parse_scenario(_REVOKED, name="m")
+    assert [(r.agents, r.at) for r in scenario.revocations] == [("good", 5.0)]
+    assert {r.agents for r in load_scenario("revoked-operator").revocations} == {"disowned", "bad"}
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    (_REVOKED.replace('agents = "good"\nat', 'agents = "bad"\nat'),
+     "m:19: revocations[0].agents: no agent group 'bad' (there are: good)"),
+    (_REVOKED.replace("at = 5", "at = 30"), "m:20: revocations[0].at: 30 s is not within the file's duration of 30 s"),
+    (_REVOKED.replace("at = 5\n", ""), "m:18: revocations[0].at: required"),
+    (_REVOKED + 'type = "vouch"\n', "m:21: revocations[0].type: unknown key (known: agents, at)"),
+    (_REVOKED + '\n[[revocations]]\nagents = "good"\nat = 9\n', "m:23: revocations[1].agents: revocations[0] "
+     "revokes the operator vouches of agents good at 5 s already: a run revokes a group's vouches once"),
+    ('revocations = "good"\n' + MINIMAL, "m:1: revocations: must be an array of tables ([[revocations]])"),
+])
+def test_a_broken_revocation_is_refused_naming_its_line_key_and_rule(text, error):
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(text, name="m", where="m")
+    assert str(refused.value) == error
+
+
+def test_a_revocation_due_while_an_operator_of_its_agents_is_down_or_flagged_is_refused_before_the_run(tmp_path):
+    """Each operator revokes through its node's API: down then, the run would fail mid-way; flagged as an equivocator
+    by then, its vouch counts for nothing at any node already, and the revocation would show nothing of its own."""
+    path = tmp_path / "mine.toml"
+    down = _REVOKED + _faults(("kill", "honest[1]", 2, 10)).replace(MINIMAL, "")
+    assert _refusal(path, down) == (
+        f"{path}:20: revocations[0].at: the revocation at 5 s would fail mid-run: it needs the operators of agents "
+        "good running (n00, n01: each revokes its vouches through its node), and the faults then have n01 down; move "
+        "it, or them")
+    # at one time, a revocation comes after the faults: a restart at 5 s has its operator back
+    make_plan(parse_scenario(_REVOKED + _faults(("kill", "honest[1]", 2, 3)).replace(MINIMAL, ""), name="m"),
+              nodes(3), seed=1)
+    equivocated = FOLLOWED + '\n[[attacks]]\ntype = "equivocation"\norgs = "honest[1]"\nat = 5\n' + \
+        '\n[[revocations]]\nagents = "good"\nat = 5\n'
+    assert _refusal(path, equivocated).startswith(
+        f"{path}:25: revocations[0].agents: the revocation at 5 s is by the operators of agents good, and n01 is "
+        "flagged as an equivocator by then")
+    plan = make_plan(parse_scenario(_REVOKED, name="m"), nodes(3), seed=1)
+    with pytest.raises(ScenarioError, match="n00 is flagged as an equivocator by then"):
+        as_reused(plan, {}, {"n00"})

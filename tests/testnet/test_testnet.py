@@ -1,7 +1,8 @@
-"""A real testnet through the CLI, as an operator runs one: three node processes go up, a short scenario runs with
-a SIGKILL and restart, a key theft, a partition and a key rotation inside it, the report is written, and `down`
-leaves no process or port behind; then, while it is down, other processes take ports of two of its nodes and `up`
-moves them. One testnet serves both (starting three node processes costs CI most of a test's time)."""
+"""A real testnet through the CLI, as an operator runs one: three node processes go up on a port range, a short
+scenario runs with a SIGKILL and restart, a key theft, a partition, a key rotation and a revocation inside it, the
+report is written, and `down` leaves no process or port behind; then, while it is down, other processes take ports of
+two of its nodes and `up` moves them, inside the range. One testnet serves both (starting three node processes costs
+CI most of a test's time)."""
 
 import json
 import os
@@ -19,7 +20,7 @@ import pytest
 from node.client import NodeApiError
 from node.config import load_config
 from testnet.cluster import Cluster
-from testnet.ports import ephemeral_range
+from testnet.ports import PortRange, choose_ports, ephemeral_range
 from testnet.processes import alive
 from testnet.state import NodeEntry, listen_addr
 
@@ -27,8 +28,16 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 # kill honest[1] (n01) at 2 s for 2 s; steal the key of quiet (n02) at 5 s, cut it off at 7 s for 6 s; rotate the
-# key of honest[0] (n00) at 8 s
+# key of honest[0] (n00) at 8 s; n00 revokes its operator vouch for the bad agent at 10 s
 SHORT = Path(__file__).with_name("short.toml")
+
+
+def port_range() -> PortRange:
+    """200 ports outside the ephemeral range, from where a testnet would draw one, for `up --ports`."""
+    (first,) = choose_ports(1)
+    low, high = ephemeral_range()
+    first = min(first, low - 200) if first < low else min(first, 65535 - 199)
+    return PortRange(first, first + 199)
 
 
 def vouchnet(*args: object) -> subprocess.CompletedProcess:
@@ -84,6 +93,7 @@ class ScenarioRun:
 
     directory: Path
     out: Path
+    ports: PortRange  # its `up --ports`
     up: subprocess.CompletedProcess
     at_up: list[NodeEntry]
     status: subprocess.CompletedProcess
@@ -95,9 +105,9 @@ class ScenarioRun:
 @pytest.fixture(scope="module")
 def scenario_run(module_disk_path) -> ScenarioRun:
     directory, out = module_disk_path / "testnet", module_disk_path / "report"
-    n01_announced = None
+    n01_announced, ports = None, port_range()
     try:
-        up = vouchnet("testnet", "up", "--nodes", 3, "--dir", directory)
+        up = vouchnet("testnet", "up", "--nodes", 3, "--dir", directory, "--ports", ports)
         assert up.returncode == 0, up.stderr
         at_up = list(Cluster.open(directory).state.nodes)
         status = vouchnet("testnet", "status", "--dir", directory, "--json")
@@ -107,7 +117,7 @@ def scenario_run(module_disk_path) -> ScenarioRun:
             n01_announced = {at: announced(cluster, at, "n01") for at in ("n00", "n02")}
     finally:
         down = vouchnet("testnet", "down", "--dir", directory)
-    return ScenarioRun(directory, out, up, at_up, status, run, n01_announced, down)
+    return ScenarioRun(directory, out, ports, up, at_up, status, run, n01_announced, down)
 
 
 def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_leave_nothing_running(scenario_run):
@@ -118,6 +128,8 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
     # nor another test's listener on port 0, is given a port outside the ephemeral range.
     low, high = ephemeral_range()
     assert not [p for e in scenario_run.at_up for p in (e.p2p_port, e.api_port) if low <= p <= high]
+    first, last = scenario_run.ports.first, scenario_run.ports.last
+    assert all(first <= p <= last for e in scenario_run.at_up for p in (e.p2p_port, e.api_port))  # `up --ports`
     pids = [(e.pid, e.started) for e in scenario_run.at_up]
 
     assert [row["running"] for row in json.loads(scenario_run.status.stdout)] == [True] * 3
@@ -151,6 +163,11 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
     assert theft["flagged_everywhere"] and theft["nodes_flagging"] == theft["of"] == 3
     assert theft["distrusted_by"] == ["n00", "n01"]  # a node never distrusts its own org
     assert theft["thief_counts_for_nothing"] and set(theft["thief_key"]) == {"n00", "n01", "n02"}
+    # n00, its key rotated at 8 s, revokes the vouch its first key made for the bad agent: every node holds the
+    # revoke by the end (converged, below)
+    (revocation,) = [e for e in results["timeline"] if e["kind"] == "revocation"]
+    assert list(revocation["agents"]) == ["bad-0"] and revocation["agents"]["bad-0"]["operator"] == "n00"
+    assert "revoke the operator vouches of bad" in run.stderr
     (verdict,) = results["verdicts"]
     assert verdict["outcome"] == "contained" and verdict["line"] in run.stdout.splitlines()
     assert measured["convergence"]["converged"], measured["convergence"]
@@ -170,8 +187,9 @@ def test_three_nodes_run_a_scenario_with_faults_a_rotation_and_a_key_theft_and_l
 
 def test_a_stopped_testnet_whose_ports_another_process_took_comes_up_with_those_nodes_moved(scenario_run):
     """While the testnet is down (the one the scenario ran on), a service takes n01's p2p port and n02's API port:
-    `up` moves them (said in a line each), rewrites the bootstrap lists that name n01, n01 announces its new address
-    in a new `org` record, and records replicate both ways as before."""
+    `up` moves them (said in a line each), inside the range it was made with (`up --ports`), rewrites the bootstrap
+    lists that name n01, n01 announces its new address in a new `org` record, and records replicate both ways as
+    before."""
     directory = scenario_run.directory
     assert scenario_run.down.returncode == 0, scenario_run.down.stderr
     before = Cluster.open(directory)
@@ -187,6 +205,7 @@ def test_a_stopped_testnet_whose_ports_another_process_took_comes_up_with_those_
                 f"n01's p2p port {n01.p2p_port} is taken by another process; moved to {p2p}",
                 f"n02's api port {n02.api_port} is taken by another process; moved to {api}"]
             assert (after.entry("n01").api_port, after.entry("n02").p2p_port) == (n01.api_port, n02.p2p_port)
+            assert scenario_run.ports.first <= min(p2p, api) <= max(p2p, api) <= scenario_run.ports.last
             for dialer in ("n00", "n02"):
                 bootstrap = load_config(directory / "nodes" / dialer).bootstrap
                 assert after.entry("n01").p2p_addr in bootstrap and n01.p2p_addr not in bootstrap
