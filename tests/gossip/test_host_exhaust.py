@@ -429,9 +429,9 @@ async def test_a_stream_opened_past_the_bound_is_refused_without_a_walk_of_the_c
                                               for s in kept.streams.values()) > 0
 
 
-def data_frames(stream_id: int, count: int, size: int) -> bytes:
+def data_frames(stream_id: int, count: int, size: int, flags: int = 0) -> bytes:
     """`count` raw DATA frames of `size` bytes each on `stream_id`."""
-    return (struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, stream_id, size) + b"x" * size) * count
+    return (struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, flags, stream_id, size) + b"x" * size) * count
 
 
 @contextlib.asynccontextmanager
@@ -475,16 +475,71 @@ async def test_a_peer_sending_tiny_frames_by_the_thousand_is_read_at_frames_per_
 
 
 @pytest.mark.slow
-async def test_a_peer_sending_frames_of_a_kib_by_the_thousand_is_not_slowed(monkeypatch) -> None:
-    """Quirk 68 slows only a peer's frames that carry little: a DATA frame of FULL_FRAME_BYTES or more counts for
-    nothing against the budget, so a peer sending data (a sync page, a burst of gossip) is never slowed."""
-    sent = 1000
+async def test_a_peer_sending_frames_of_a_kib_on_a_stream_it_never_opened_is_read_at_frames_per_s(monkeypatch) -> None:
+    """Found by stop 43's second read: a DATA frame of FULL_FRAME_BYTES counted for nothing wherever it went, so the
+    peer of quirk 68 writing its frames with 1,023 bytes each on a stream id it never opened (their bytes read and
+    dropped) was read as fast as it came: 46,000 in 11.3 s, 3.3 s of CPU, as much a frame as those of 1 byte. Data
+    counts for less only on a stream that is open."""
+    burst, sent = 200, 1000
     with trio.fail_after(30):
-        async with frames_read(monkeypatch, 100) as (node, peer, raw, nowhere, times):
+        async with frames_read(monkeypatch, burst) as (node, peer, raw, nowhere, times):
             await raw._write_frame(data_frames(nowhere, sent, gossip.host.FULL_FRAME_BYTES))
             node.set_stream_handler(ECHO, echo)
             assert await echoed(peer, node) == b"ping"  # (its frames read after the thousand)
             assert len(times) == sent
+            assert node.connected_peers() == [peer.peer_id]
+            assert node.stats().hostile_input == 1
+    assert all(n <= burst + 1 + (at - times[0]) * gossip.host.FRAMES_PER_S for n, at in enumerate(times, 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream, flags, cost", [("open", 0, 0), ("open", FLAG_SYN, 1), ("never opened", 0, 1)])
+async def test_a_data_frame_of_a_kib_counts_for_none_only_on_a_stream_open(stream, flags, cost, monkeypatch) -> None:
+    """Quirk 68: what a peer may send on a stream that is open is bounded by its windows (quirk 35), so a frame full
+    of it counts for nothing; one sent to no stream (its bytes read and dropped), or opening a stream already open
+    (answered with a reset), costs the host as much as any other frame, and counts for one."""
+    monkeypatch.setattr(gossip.host, "FRAMES_PER_S", 1e-6)  # (no refill while it is read)
+    with trio.fail_after(30):
+        async with network(2) as ([node, peer], _):
+            kept = muxed_connection(node, peer.peer_id)
+            stream_id = pubsub_stream_opened_by(node, peer.peer_id) if stream == "open" else kept.next_stream_id + 2000
+            before = kept._frames.tokens("frames", trio.current_time())
+            await kept.within_frame_budget(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, flags, stream_id,
+                                                       gossip.host.FULL_FRAME_BYTES))
+            assert before - kept._frames.tokens("frames", trio.current_time()) == pytest.approx(cost, abs=1e-3)
+
+
+@pytest.mark.slow
+async def test_a_peer_sending_data_in_frames_of_a_kib_on_its_stream_is_not_slowed(monkeypatch) -> None:
+    """Quirk 68 slows only a peer's frames that carry little: a DATA frame of FULL_FRAME_BYTES or more on a stream that
+    is open counts for nothing against the budget, so a peer sending data (a sync page, a burst of gossip) is never
+    slowed."""
+    sent, size = 1000, gossip.host.FULL_FRAME_BYTES
+    received, all_read = [0], trio.Event()
+
+    async def counting(stream: Stream) -> None:
+        while data := await stream.read():
+            received[0] += len(data)
+        all_read.set()
+
+    with trio.fail_after(30):
+        async with frames_read(monkeypatch, 100) as (node, peer, _, _, _):
+            node.set_stream_handler(ECHO, counting)
+            kept, kib_frames = muxed_connection(node, peer.peer_id), [0]
+            header_read = kept.header_read
+
+            def reading(header: bytes) -> bytes:
+                _, kind, _, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+                kib_frames[0] += kind == TYPE_DATA and length == size
+                return header_read(header)
+
+            kept.header_read = reading
+            async with await peer.open_stream(node.peer_id, ECHO) as stream:
+                for _ in range(sent):
+                    await stream.write(b"x" * size)
+            await all_read.wait()
+            assert received[0] == sent * size
+            assert kib_frames[0] >= sent - 10  # (one sent as window credit ran low carries less)
             assert node.stats().hostile_input == 0  # (a connection's first wait counts)
 
 
