@@ -33,6 +33,7 @@ from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all, network
 
 FRAME = 65536  # bytes of data in each raw DATA frame
 ECHO = "/vouchnet/test/echo"
+ONCE = "/vouchnet/test/once"  # answered with one frame, then closed for sending
 
 
 def muxed_connection(host: Host, peer_id: str) -> Yamux:
@@ -427,6 +428,36 @@ async def test_a_stream_opened_past_the_bound_is_refused_without_a_walk_of_the_c
             theirs = kept.next_stream_id % 2 ^ 1
             assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed)
                                               for s in kept.streams.values()) > 0
+
+
+async def answered_once(stream: Stream) -> None:
+    await stream.write_frame(b"the answer")
+
+
+@pytest.mark.slow
+async def test_streams_a_peer_resets_are_no_longer_counted_among_those_it_has_open() -> None:
+    """Quirk 36 counts the streams a peer has open as each opens and closes (_Yamux.peer_streams_open): a stream the
+    peer resets is closed, though this host never closed it for sending, and counts no more, so a peer giving up on
+    its requests as it goes is not refused a stream past MAX_INBOUND_STREAMS; one this host closed for sending, then
+    the peer reset, counts off once (the count would go below the streams open, and let a peer hold more)."""
+    with trio.fail_after(60):
+        async with network(2) as ([node, peer], _):
+            node.set_stream_handler(ECHO, echo)
+            node.set_stream_handler(ONCE, answered_once)
+            kept, raw = muxed_connection(node, peer.peer_id), muxed_connection(peer, node.peer_id)
+            for _ in range(20):  # closed for sending by the node's handler, then reset by the peer
+                stream = await peer.open_stream(node.peer_id, ONCE)
+                assert await stream.read_frame(64) == b"the answer"
+                await stream.reset()
+            first = raw.next_stream_id + 2000  # clear of the ids the peer's own streams take
+            await raw._write_frame(b"".join(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, flag, i, 0)
+                                            for i in range(first, first + 2 * (MAX_INBOUND_STREAMS + 50), 2)
+                                            for flag in (FLAG_SYN, FLAG_RST)))
+            assert await echoed(peer, node) == b"ping"  # (its frames read after the resets)
+            theirs = kept.next_stream_id % 2 ^ 1
+            assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed)
+                                              for s in kept.streams.values())
+            assert node.stats().hostile_input == 0
 
 
 def data_frames(stream_id: int, count: int, size: int, flags: int = 0) -> bytes:
