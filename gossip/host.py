@@ -306,15 +306,15 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    frames, 12 bytes each, keeps the host busy with nothing else and holds as many tasks and streams as it sends in
    10 s. Repro: hosts A and B, A dials B; B writes 20,000 WINDOW_UPDATE+SYN frames (its yamux connection's
    _write_frame, 500 to a write) and never sends on them: A held up to 3,400 streams at once (the two hosts in one
-   process, on a loaded 2-CPU machine, took 40 s to send and handle them). Handled (in _Yamux, quirk 35): a stream
-   the peer opens while MAX_INBOUND_STREAMS of its streams are open on the connection (not yet closed or reset
-   by this host) is reset as its SYN is read (67), before any task or negotiation; the first such stream of a
-   connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
-   streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and
-   the 20,000 sent and handled in 16 s. The streams open are counted as each opens and closes (_Yamux.
-   peer_streams_open, kept by quirk 65's stream class): the walk of the connection's streams at each SYN, as this was
-   first handled, made each SYN cost the host as much as the streams held: B holding 250 streams open, then writing
-   5,000 SYNs, took A 1.22-1.26 s of CPU, 0.78-0.80 s with the count.
+   process, on a loaded 2-CPU machine, took 40 s to send and handle them). Handled (in _Yamux, quirk 35): a stream the
+   peer opens while MAX_INBOUND_STREAMS of its streams are open on the connection (not yet closed for sending by this
+   host, nor reset by either end) is reset as its SYN is read (67), before any task or negotiation; the first such
+   stream of a connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
+   streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and the
+   20,000 sent and handled in 16 s. The streams open are counted as each opens and closes (_Yamux.peer_streams_open,
+   kept by quirk 65's stream class): the walk of the connection's streams at each SYN, as this was first handled, made
+   each SYN cost the host as much as the streams held: B holding 250 streams open, then writing 5,000 SYNs, took A
+   1.22-1.26 s of CPU, 0.78-0.80 s with the count.
 37. Gossip control messages cost the receiver far more than the sender, without bound per RPC: a GRAFT for a topic
    the host does not join is answered with a PRUNE RPC of its own (and a backoff entry kept 60 s, quirk 20), each
    IHAVE entry passes a per-topic rate limit (new topics pass) and sends an IWANT, and each IWANT entry past 10 a
@@ -2000,9 +2000,10 @@ class _Yamux(Yamux):
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
-        """Streams the peer opened that are open (not closed or reset by this host): counted by each as it opens and
-        closes (_YamuxStream, where yamux builds its streams), not walked for at each SYN, which made each SYN cost the
-        host as much as the streams the peer held open; walked for where yamux builds streams of another class."""
+        """Streams the peer opened that are open (not closed for sending by this host, nor reset by either end):
+        counted by each as it opens and closes (_YamuxStream, where yamux builds its streams), not walked for at each
+        SYN, which made each SYN cost the host as much as the streams the peer held open; walked for where yamux builds
+        streams of another class."""
         if libp2p.stream_muxer.yamux.yamux.YamuxStream is _YamuxStream:
             return self.peer_streams_open
         theirs = self.next_stream_id % 2 ^ 1
