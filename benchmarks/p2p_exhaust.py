@@ -27,9 +27,9 @@ sockets (gossip.host quirks 35-40, 49, 51, 57, 66-68):
   buffers): how long the host kept the connection, watched for DEAF_S (60) seconds (49);
 - pings: --pings (5,000) pings in frames of 5,000 from a peer (py-libp2p's own frame writer): how long the host took
   to read them, how many it answered, CPU (66);
-- tiny: --tiny (46,000) DATA frames of 1 byte each (600 KB), 5,000 to a write, on a stream id never opened (the host
-  reads and drops them), from a peer using py-libp2p's own frame writer: how long the host took to read them, CPU,
-  whether it kept the connection (68);
+- tiny: --tiny (46,000) DATA frames of --tiny-bytes (1) each (600 KB of 1), 5,000 to a write, on a stream id never
+  opened (the host reads and drops them), from a peer using py-libp2p's own frame writer: how long the host took to
+  read them, CPU, whether it kept the connection (68);
 - credit: the host writes past the receive window of each of CREDIT_STREAMS (200) streams to a peer that reads none
   of them, each write with a deadline of CREDIT_DEADLINE_S (8) seconds, as the node's sync writes have their timeout:
   the CPU the host spends while they wait for window credit that never comes, and when and how each write ended (65).
@@ -39,6 +39,7 @@ sockets (gossip.host quirks 35-40, 49, 51, 57, 66-68):
     python benchmarks/p2p_exhaust.py many --connections 100
     python benchmarks/p2p_exhaust.py ihave --ihave-rpcs 20
     python benchmarks/p2p_exhaust.py tiny --tiny 100000
+    python benchmarks/p2p_exhaust.py tiny --tiny-bytes 1023
 """
 
 from __future__ import annotations
@@ -446,13 +447,13 @@ async def tiny(node: Host, hostile: Host) -> str:
     cpu, start = time.process_time(), time.monotonic()
     with contextlib.suppress(Exception):  # the host hung up
         for sent in range(0, TINY, 5000):
-            await raw._write_frame(frame(TYPE_DATA, 0, nowhere, b"x") * min(5000, TINY - sent))
+            await raw._write_frame(frame(TYPE_DATA, 0, nowhere, b"x" * TINY_BYTES) * min(5000, TINY - sent))
     while read[0] < TINY and node.connected_peers():
         await trio.sleep(0.05)
     took = time.monotonic() - start
-    return (f"{TINY:,} DATA frames of 1 byte ({TINY * 13 / 1000:.0f} KB) read in {took:.1f} s, "
-            f"{time.process_time() - cpu:.2f} s of CPU ({(time.process_time() - cpu) / took:.0%} of a core); "
-            f"{read[0]:,} read, connected at the end: {bool(node.connected_peers())}")
+    return (f"{TINY:,} DATA frames of {TINY_BYTES:,} bytes ({TINY * (12 + TINY_BYTES) / 1000:,.0f} KB) read in "
+            f"{took:.1f} s, {time.process_time() - cpu:.2f} s of CPU ({(time.process_time() - cpu) / took:.0%} of a "
+            f"core); {read[0]:,} read, connected at the end: {bool(node.connected_peers())}")
 
 
 async def credit(node: Host, hostile: Host) -> str:
@@ -503,7 +504,7 @@ DEAF_S = 60  # seconds the `deaf` attack watches the connection
 IHAVE_RPCS = 90  # IHAVE RPCs of the `ihave` attack
 IHAVE_PER_S = 9  # its pace: under py-libp2p's 10 IHAVEs a second a topic, past which it penalises the peer
 PINGS = 5000  # pings of the `pings` attack (--pings)
-TINY = 46_000  # 1-byte DATA frames of the `tiny` attack (--tiny)
+TINY, TINY_BYTES = 46_000, 1  # DATA frames of the `tiny` attack (--tiny), and the bytes of each (--tiny-bytes)
 SYNS = 5000  # SYN frames of the `syns` attack
 CREDIT_STREAMS, CREDIT_DEADLINE_S = 200, 8.0  # streams of the `credit` attack, and its writes' deadline
 SINK = "/vouchnet/bench/sink"
@@ -528,10 +529,11 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=CONNECTIONS, help="peers of the `many` attack")
     parser.add_argument("--ihave-rpcs", type=int, default=IHAVE_RPCS, help="RPCs of the `ihave` attack")
     parser.add_argument("--pings", type=int, default=PINGS, help="pings of the `pings` attack")
-    parser.add_argument("--tiny", type=int, default=TINY, help="1-byte DATA frames of the `tiny` attack")
+    parser.add_argument("--tiny", type=int, default=TINY, help="DATA frames of the `tiny` attack")
+    parser.add_argument("--tiny-bytes", type=int, default=TINY_BYTES, help="bytes of each frame of the `tiny` attack")
     args = parser.parse_args()
-    chosen, CONNECTIONS, IHAVE_RPCS, PINGS, TINY = (args.attacks or list(ATTACKS), args.connections,
-                                                    args.ihave_rpcs, args.pings, args.tiny)
+    chosen, CONNECTIONS, IHAVE_RPCS, PINGS, TINY, TINY_BYTES = (args.attacks or list(ATTACKS), args.connections,
+                                                                args.ihave_rpcs, args.pings, args.tiny, args.tiny_bytes)
     if unknown := set(chosen) - set(ATTACKS):
         parser.error(f"unknown attacks {sorted(unknown)}; choose from {', '.join(ATTACKS)}")
     logging.basicConfig()

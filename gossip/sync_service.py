@@ -125,9 +125,10 @@ class SyncStats:
                                          "whose reports held the most places, two more than the reporter's (the "
                                          "peers the node does not dial counting as one)")
     gap_issuers_unkept: int = counted("Issuers whose range a gap fetch was to keep (no peer answered: for a peer to "
-                                      "come, or a peer's turn; or the rest of one a peer began to send, then left), "
-                                      "dropped while the queue was full; the issuer's next report or a periodic round "
-                                      "repairs")
+                                      "come, or a peer's turn; or the rest of one a peer began to send, then left, or "
+                                      "that the peers asked sent part of; or all of it, the fetch stopped at its "
+                                      "minute), dropped while the queue was full; the issuer's next report or a "
+                                      "periodic round repairs")
     gap_fetches: int = counted("Batches of issuers' missing ranges fetched (from a few peers each, or every peer for "
                                "histories)")
     gap_fetches_overdue: int = counted("Gap fetches that asked no further peer once they had run 60 s: what they "
@@ -137,7 +138,7 @@ class SyncStats:
                                     "(without it, or failing): they back off; not those of a fetch no peer "
                                     "answered (those asked left first, told it to come back later, refused the "
                                     "sync protocol or were on another network, none could be asked, or their sessions "
-                                    "were preempted or gave up their turn)")
+                                    "were preempted or gave up their turn), nor of one stopped at its minute")
     peers_disconnected: int = counted("Peers disconnected for breaking the sync protocol")
     peers_other_network: int = counted("Peers found on another network (a heads or checkpoint request, or the answer "
                                        "to ours, named it), each disconnected, counted and logged once")

@@ -1027,6 +1027,22 @@ async def test_a_peer_sending_one_record_a_fetch_has_the_rest_asked_at_once_twic
         assert node.service.stats.gap_issuers_vain == 0
 
 
+HOLDER = "12D3KooWPeerD"  # the one peer holding the gap of fetches whose other peers are slow (after them by id)
+
+
+def slow_peers(count: int) -> list[str]:
+    """`count` peers, before HOLDER in the host's order, that answer nothing within the sync timeout."""
+    return [f"12D3KooWHostile{i:02}" for i in range(count)]
+
+
+async def slow_but_the_holder(node: Gaps, peer: str) -> int:
+    """A session with HOLDER, which fills the gap, or with a slow peer, which answers nothing within the timeout."""
+    if peer == HOLDER:
+        return node.fill()
+    await trio.sleep(node.service.timeout)
+    raise trio.TooSlowError
+
+
 async def test_a_gap_fetch_asks_no_peer_after_a_minute_and_is_asked_again_of_the_peers_it_did_not_ask_first(
         tmp_path, autojump_clock):
     """Found by stop 43's brief: a fetch had no overall bound, so peers each failing just as the sync timeout ran out
@@ -1034,16 +1050,9 @@ async def test_a_gap_fetch_asks_no_peer_after_a_minute_and_is_asked_again_of_the
     many: with one session slot, another issuer's gap waited two minutes here. The fetch asks no peer once it has run
     60 s: the other gap is fetched then, and the first issuer's, once its backoff (a second) is over, is asked of the
     peers that fetch did not ask first, not of the slow ones again."""
-    slow = [f"12D3KooWHostile{i:02}" for i in range(12)]
-    holder = "12D3KooWPeerD"  # (after them in the host's order)
+    slow, holder = slow_peers(12), HOLDER
 
-    async def session(node: Gaps, peer: str) -> int:
-        if peer == holder:
-            return node.fill()
-        await trio.sleep(node.service.timeout)
-        raise trio.TooSlowError
-
-    async with gaps(tmp_path, [*slow, holder], session, max_sessions=1) as node:
+    async with gaps(tmp_path, [*slow, holder], slow_but_the_holder, max_sessions=1) as node:
         await trio.sleep(1)
         node.service.request_gaps(slow[0], {Org().did: (1, 1)})
         await trio.sleep(1)
@@ -1074,3 +1083,83 @@ async def test_the_rest_of_a_range_answered_short_is_asked_again_of_the_peers_th
         assert node.asked == [(1, A), (1, B), (1, c), (1, d)]
         assert node.store.has(AFTER.id)
         assert node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_history_fetch_that_brought_part_of_the_org_s_records_is_not_asked_again_at_once(tmp_path,
+                                                                                                 autojump_clock):
+    """An org's history runs to MAX_SEQ, so no fetch of it brings all of its range: one that brought what the peers
+    held is not the rest of a range sent short (gap_queue's `short`), asked again at once and then as its backoff
+    ends, for as long as the org stays inside the horizon."""
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == A else 0
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service._on_entered({ORG.did})
+        await trio.sleep(20)
+        assert node.asked == [(1, A), (1, B)]
+        assert node.store.has(MISSING.id)
+
+
+async def test_the_rest_of_a_range_our_disk_failed_to_store_part_of_is_not_asked_again_at_once(tmp_path,
+                                                                                               autojump_clock):
+    """Our disk failing (full, say) as the fetch stored part of the range: the rest is not sent short by the peers
+    (gap_queue's `short`, asked again at once), and a failing disk is not asked to store a refetch at once."""
+    async def session(node: Gaps, peer: str) -> int:
+        node.fill()
+        raise StoreError("records.db: cannot be written (disk full)")
+
+    async with gaps(tmp_path, [A, B], session) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, 2)})
+        await trio.sleep(5)
+        assert node.asked == [(1, A)]
+        assert node.service.stats.errors["storage"] == 1
+
+
+async def test_fetches_stopped_at_their_minute_one_after_another_ask_the_peers_none_of_them_asked_first(
+        tmp_path, autojump_clock):
+    """The peers a range's fetches stopped at their minute asked are asked after the others by the next fetch, those
+    of every such fetch before it: three of them, each asking six slow peers, leave the one holding the range to the
+    fourth; were the last one's alone asked last, the fourth would ask the first's slow peers again, and the fifth the
+    fourth's, and the holder would never be asked."""
+    slow, holder = slow_peers(18), HOLDER
+
+    async with gaps(tmp_path, [*slow, holder], slow_but_the_holder) as node:
+        await trio.sleep(1)
+        node.service.request_gaps(slow[0], GAP)
+        await trio.sleep(200)
+        assert [peer for _, peer in node.asked] == [*slow, holder]
+        assert node.asked[-1] == (188, holder)  # (backoffs of 1, 2 and 4 s after the fetches stopped at 61, 122, 184)
+        assert node.service.stats.gap_fetches_overdue == 3
+        assert node.store.has(MISSING.id)
+
+
+async def test_the_peers_a_range_s_fetches_asked_are_remembered_while_they_stay_connected(tmp_path, autojump_clock):
+    """The peers asked by fetches of a range sent short, remembered to be asked last, are those still connected: a
+    range sent short by peer after peer, each leaving once it answered (ids cost nothing), would otherwise have its
+    next fetches carry every id that ever answered it."""
+    chain = [MISSING, AFTER, *LATER]
+    remembered: list[set[str]] = []  # of each fetch: the peers it was to ask last that were not connected
+
+    async def session(node: Gaps, peer: str) -> int:
+        accepted = len(node.service.replica.accept([chain[len(node.asked) - 1]]).accepted)
+        await node.host.connect(f"12D3KooWNewcomer{len(node.asked)}")
+        await node.host.disconnect(peer)
+        return accepted
+
+    async with gaps(tmp_path, [A], session) as node:
+        take = node.service._gaps.take
+
+        def taking(most: int, now: float):  # type: ignore[no-untyped-def]
+            batch = take(most, now)
+            if batch is not None:
+                remembered.append(set(batch.tried) - set(node.host.connected_peers()))
+            return batch
+
+        node.service._gaps.take = taking
+        await trio.sleep(1)
+        node.service.request_gaps(A, {ORG.did: (1, len(chain))})
+        await trio.sleep(20)
+        assert len(remembered) >= 3  # (each peer asked sent one record of the range)
+        assert remembered == [set()] * len(remembered)

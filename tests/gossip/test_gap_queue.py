@@ -59,6 +59,8 @@ def _add(iss: str) -> tuple[str, str, int, int, str]:
           ("peer",), ("take", 1)])  # a kept range a connecting peer freed, again unanswered, backs off: not freed
 @example([_add(ISSUERS[0]), _add(ISSUERS[1]), ("take", 1), ("done", "short"), ("take", 1), ("take", 1),
           ("done", "answered"), ("done", "short"), ("take", 1), ("done", "short"), ("take", 1)])  # then it backs off
+@example([_add(ISSUERS[0]), ("take", 1), *map(_add, ISSUERS[1:4]), ("done", "short"), ("take", 3)])  # no room: dropped
+@example([_add(ISSUERS[0]), ("take", 1), *map(_add, ISSUERS[1:4]), ("done", "overdue"), ("take", 3)])  # likewise
 def test_issuers_are_served_in_turn_one_fetch_each_within_the_bound(script):
     """Fetches that bring something, that no peer was there to answer, that gave up a peer's turn, that a peer began
     to answer and left or said to come back later (another answering without the rest), or in vain: their ranges wait

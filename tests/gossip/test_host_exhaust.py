@@ -33,6 +33,7 @@ from tests.gossip.test_host import LOOPBACK, TOPIC, accept_all, network
 
 FRAME = 65536  # bytes of data in each raw DATA frame
 ECHO = "/vouchnet/test/echo"
+ONCE = "/vouchnet/test/once"  # answered with one frame, then closed for sending
 
 
 def muxed_connection(host: Host, peer_id: str) -> Yamux:
@@ -429,9 +430,39 @@ async def test_a_stream_opened_past_the_bound_is_refused_without_a_walk_of_the_c
                                               for s in kept.streams.values()) > 0
 
 
-def data_frames(stream_id: int, count: int, size: int) -> bytes:
+async def answered_once(stream: Stream) -> None:
+    await stream.write_frame(b"the answer")
+
+
+@pytest.mark.slow
+async def test_streams_a_peer_resets_are_no_longer_counted_among_those_it_has_open() -> None:
+    """Quirk 36 counts the streams a peer has open as each opens and closes (_Yamux.peer_streams_open): a stream the
+    peer resets is closed, though this host never closed it for sending, and counts no more, so a peer giving up on
+    its requests as it goes is not refused a stream past MAX_INBOUND_STREAMS; one this host closed for sending, then
+    the peer reset, counts off once (the count would go below the streams open, and let a peer hold more)."""
+    with trio.fail_after(60):
+        async with network(2) as ([node, peer], _):
+            node.set_stream_handler(ECHO, echo)
+            node.set_stream_handler(ONCE, answered_once)
+            kept, raw = muxed_connection(node, peer.peer_id), muxed_connection(peer, node.peer_id)
+            for _ in range(20):  # closed for sending by the node's handler, then reset by the peer
+                stream = await peer.open_stream(node.peer_id, ONCE)
+                assert await stream.read_frame(64) == b"the answer"
+                await stream.reset()
+            first = raw.next_stream_id + 2000  # clear of the ids the peer's own streams take
+            await raw._write_frame(b"".join(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, flag, i, 0)
+                                            for i in range(first, first + 2 * (MAX_INBOUND_STREAMS + 50), 2)
+                                            for flag in (FLAG_SYN, FLAG_RST)))
+            assert await echoed(peer, node) == b"ping"  # (its frames read after the resets)
+            theirs = kept.next_stream_id % 2 ^ 1
+            assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed)
+                                              for s in kept.streams.values())
+            assert node.stats().hostile_input == 0
+
+
+def data_frames(stream_id: int, count: int, size: int, flags: int = 0) -> bytes:
     """`count` raw DATA frames of `size` bytes each on `stream_id`."""
-    return (struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, stream_id, size) + b"x" * size) * count
+    return (struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, flags, stream_id, size) + b"x" * size) * count
 
 
 @contextlib.asynccontextmanager
@@ -475,16 +506,71 @@ async def test_a_peer_sending_tiny_frames_by_the_thousand_is_read_at_frames_per_
 
 
 @pytest.mark.slow
-async def test_a_peer_sending_frames_of_a_kib_by_the_thousand_is_not_slowed(monkeypatch) -> None:
-    """Quirk 68 slows only a peer's frames that carry little: a DATA frame of FULL_FRAME_BYTES or more counts for
-    nothing against the budget, so a peer sending data (a sync page, a burst of gossip) is never slowed."""
-    sent = 1000
+async def test_a_peer_sending_frames_of_a_kib_on_a_stream_it_never_opened_is_read_at_frames_per_s(monkeypatch) -> None:
+    """Found by stop 43's second read: a DATA frame of FULL_FRAME_BYTES counted for nothing wherever it went, so the
+    peer of quirk 68 writing its frames with 1,023 bytes each on a stream id it never opened (their bytes read and
+    dropped) was read as fast as it came: 46,000 in 11.3 s, 3.3 s of CPU, as much a frame as those of 1 byte. Data
+    counts for less only on a stream that is open."""
+    burst, sent = 200, 1000
     with trio.fail_after(30):
-        async with frames_read(monkeypatch, 100) as (node, peer, raw, nowhere, times):
+        async with frames_read(monkeypatch, burst) as (node, peer, raw, nowhere, times):
             await raw._write_frame(data_frames(nowhere, sent, gossip.host.FULL_FRAME_BYTES))
             node.set_stream_handler(ECHO, echo)
             assert await echoed(peer, node) == b"ping"  # (its frames read after the thousand)
             assert len(times) == sent
+            assert node.connected_peers() == [peer.peer_id]
+            assert node.stats().hostile_input == 1
+    assert all(n <= burst + 1 + (at - times[0]) * gossip.host.FRAMES_PER_S for n, at in enumerate(times, 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream, flags, cost", [("open", 0, 0), ("open", FLAG_SYN, 1), ("never opened", 0, 1)])
+async def test_a_data_frame_of_a_kib_counts_for_none_only_on_a_stream_open(stream, flags, cost, monkeypatch) -> None:
+    """Quirk 68: what a peer may send on a stream that is open is bounded by its windows (quirk 35), so a frame full
+    of it counts for nothing; one sent to no stream (its bytes read and dropped), or opening a stream already open
+    (answered with a reset), costs the host as much as any other frame, and counts for one."""
+    monkeypatch.setattr(gossip.host, "FRAMES_PER_S", 1e-6)  # (no refill while it is read)
+    with trio.fail_after(30):
+        async with network(2) as ([node, peer], _):
+            kept = muxed_connection(node, peer.peer_id)
+            stream_id = pubsub_stream_opened_by(node, peer.peer_id) if stream == "open" else kept.next_stream_id + 2000
+            before = kept._frames.tokens("frames", trio.current_time())
+            await kept.within_frame_budget(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, flags, stream_id,
+                                                       gossip.host.FULL_FRAME_BYTES))
+            assert before - kept._frames.tokens("frames", trio.current_time()) == pytest.approx(cost, abs=1e-3)
+
+
+@pytest.mark.slow
+async def test_a_peer_sending_data_in_frames_of_a_kib_on_its_stream_is_not_slowed(monkeypatch) -> None:
+    """Quirk 68 slows only a peer's frames that carry little: a DATA frame of FULL_FRAME_BYTES or more on a stream that
+    is open counts for nothing against the budget, so a peer sending data (a sync page, a burst of gossip) is never
+    slowed."""
+    sent, size = 1000, gossip.host.FULL_FRAME_BYTES
+    received, all_read = [0], trio.Event()
+
+    async def counting(stream: Stream) -> None:
+        while data := await stream.read():
+            received[0] += len(data)
+        all_read.set()
+
+    with trio.fail_after(30):
+        async with frames_read(monkeypatch, 100) as (node, peer, _, _, _):
+            node.set_stream_handler(ECHO, counting)
+            kept, kib_frames = muxed_connection(node, peer.peer_id), [0]
+            header_read = kept.header_read
+
+            def reading(header: bytes) -> bytes:
+                _, kind, _, _, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+                kib_frames[0] += kind == TYPE_DATA and length == size
+                return header_read(header)
+
+            kept.header_read = reading
+            async with await peer.open_stream(node.peer_id, ECHO) as stream:
+                for _ in range(sent):
+                    await stream.write(b"x" * size)
+            await all_read.wait()
+            assert received[0] == sent * size
+            assert kib_frames[0] >= sent - 10  # (one sent as window credit ran low carries less)
             assert node.stats().hostile_input == 0  # (a connection's first wait counts)
 
 
