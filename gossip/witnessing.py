@@ -445,8 +445,8 @@ class Witnessing:
                     for peer in self._to_ask():
                         self._in_flight.add(peer)
                         nursery.start_soon(self._ask, peer, self._latest)
-                    if not self._in_flight:  # no witness asked: nothing to wait for
-                        await self._publish()
+                    if not self._in_flight and not self._unsaved:  # no witness asked: nothing to wait for (a
+                        await self._publish()  # save that failed above is tried next round: one try a round)
             await trio.sleep(self.interval)
 
     def _waiting(self) -> bool:
@@ -714,8 +714,9 @@ class Witnessing:
         published checkpoint's (node.api.log), then never goes back across a restart or a crash, as RFC 9162 clients
         expect (before, a node whose last one had no cosignature came back serving an earlier one, or none). It costs
         an fsync a round only where no witness cosigns (a node alone); where one does, it was written anyway. A save
-        that fails (a full disk) is tried again at the next call, each try counted; a spell of them is logged once, as
-        it begins (ERROR) and as a save ends it (INFO): before, each try was, twice a second for as long as it lasted."""
+        that fails (a full disk) is tried again the next round, each try counted; a spell of them is logged once, as
+        it begins (ERROR) and as a save ends it (INFO): before, each try was, twice a second for as long as it
+        lasted."""
         if self._latest is None:
             return
         note, checkpoint = self._latest.note(), self._latest.checkpoint

@@ -94,6 +94,7 @@ class OrgPart:
     last_evidence: int
     independent: bool
     group: str
+    operators_group: bool  # its group holds an org that vouched for the agent as its operator: not independent of it
     counts_reports: bool  # its recent bad reports are its independence group's, which count once: its heaviest
 
     @property
@@ -138,6 +139,8 @@ class Explanation:
     good_half_life_ms: int
     bad_half_life_ms: int
     report_half_life_ms: int
+    witness_min_weight: float  # an independent witness weighs at least this
+    witness_min_good: float  # and holds at least this much decayed good evidence
     rules: tuple[Rule, ...]
     tool: str | None = None  # the tool whose check the score is for (its scoped vouches count); None: general
 
@@ -186,8 +189,9 @@ class Explanation:
             who = "this node's own observations" if o.first_hand else f"digests from {o.org}"
             held = counted(o.batches, "epoch", "epochs") if o.first_hand else counted(o.batches, "batch", "batches")
             out.append(
-                f"  {who}: weight {o.weight:.2f}; {counted(o.events, 'event')} in {held}; after decay "
-                f"{o.good:.2f} good and {o.bad:.2f} bad, counted as {o.counted_good:.2f} good and "
+                f"  {who}: weight {_beside(o.weight, self.witness_min_weight)}; {counted(o.events, 'event')} in "
+                f"{held}; after decay {_beside(o.good, self.witness_min_good)} good and {o.bad:.2f} bad, counted as "
+                f"{o.counted_good:.2f} good and "
                 f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
                 + ("" if o.counts_reports or not o.recent_bad_reports
                    else f", not counted: the group of {o.group} counts the reports of its org that weigh most")
@@ -195,7 +199,7 @@ class Explanation:
                 + (f"; {o.ignored} ignored as out of order" if o.ignored else "")
                 + (("; an independent witness" if o.group == o.org
                     else f"; a witness in the group of {o.group}, which counts once")
-                   if o.independent else "; not an independent witness")
+                   if o.independent else f"; not an independent witness: {self._not_witness(o)}")
             )
         out.extend(_more(len(orgs), self.orgs_total, "orgs' evidence"))
         out.append(
@@ -206,6 +210,15 @@ class Explanation:
         )
         out.extend(f"Rule: {r.text}" for r in self.rules)
         return out
+
+    def _not_witness(self, o: OrgPart) -> str:
+        """Why an org part is no independent witness (DESIGN.md §6, verified needs independence): each bar it
+        falls short of."""
+        return ", ".join([
+            *([f"weight below {self.witness_min_weight:g}"] if o.weight < self.witness_min_weight else []),
+            *([f"good below {self.witness_min_good:g}"] if o.good < self.witness_min_good else []),
+            *([f"its group ({o.group}) holds the agent's operator"] if o.operators_group else []),
+        ])
 
 
 @dataclass(frozen=True)
@@ -237,6 +250,7 @@ class OrgReputation:
     vouched_by: tuple[VouchShare, ...]
     vouched_by_total: int  # vouches for it there are, listed or not
     full_weight_reputation: float
+    witness_min_weight: float  # the weight an independent witness needs
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able structure, with the words under "text"; of the vouchers, the first MAX_LISTED_PARTS
@@ -253,7 +267,9 @@ class OrgReputation:
             role = "a configured trust root"
         else:
             role = "an org"
-        out = [f"{self.org}: {role}; weight {self.weight:.2f}."]
+        bar = self.witness_min_weight
+        credibility = _beside(self.credibility, bar)
+        out = [f"{self.org}: {role}; weight {_beside(self.weight, bar)}."]
         if self.equivocator:
             out.append("It was caught equivocating (two records for one sequence number): its word counts 0.")
         out.append(
@@ -261,17 +277,18 @@ class OrgReputation:
             f"{self.full_weight_reputation:.3g}."
         )
         if self.root:
-            out.append(f"Credibility {self.credibility:.2f}: a trust root's digests are what the other orgs' are "
+            out.append(f"Credibility {credibility}: a trust root's digests are what the other orgs' are "
                        "compared with, not tested themselves.")
         elif self.agreements or self.disagreements:
-            out.append(f"Credibility {self.credibility:.2f}: its digests agreed {self.agreements:.1f} and disagreed "
+            out.append(f"Credibility {credibility}: its digests agreed {self.agreements:.1f} and disagreed "
                        f"{self.disagreements:.1f} times with what this node and its roots observed.")
         else:
-            out.append(f"Credibility {self.credibility:.2f}, the starting credibility of an org none of whose digests "
+            out.append(f"Credibility {credibility}, the starting credibility of an org none of whose digests "
                        "could be compared yet with what this node and its roots observed; it rises as they agree and "
                        "falls as they disagree.")
         out.append(f"Accountability {self.accountability:.2f} for what it vouched for; its vouches for agents "
-                   f"count {self.voucher_weight:.2f}, its digests {self.weight:.2f}.")
+                   f"count {self.voucher_weight:.2f}, its digests {_beside(self.weight, bar)}"
+                   + ("." if self.weight >= bar else f", below the {bar:g} an independent witness needs."))
         if self.group != self.org:
             out.append(f"Not independent: it witnesses in the group of {self.group}. Only the trust roots and the "
                        f"orgs a root vouches for found groups (unless one other org brings most of their reputation); "
@@ -286,3 +303,13 @@ class OrgReputation:
 def _days(ms: int) -> str:
     days = ms / 86_400_000
     return f"{days:g} day{'' if days == 1 else 's'}" if days >= 1 else f"{ms / 3_600_000:g} hours"
+
+
+def _beside(value: float, threshold: float) -> str:
+    """`value` to 2 decimals, or to as many more as keep it on its side of `threshold`: an untested org's credibility
+    (2/3)³ = 0.296 reads 0.296 beside the witness weight 0.3, not 0.30, which would seem to meet it."""
+    for places in range(2, 18):
+        text = f"{value:.{places}f}"
+        if (float(text) < threshold) == (value < threshold):
+            return text
+    return repr(value)

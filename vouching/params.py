@@ -72,7 +72,8 @@ class ScoringParams:
     deviation_z: float = 2.5
     deviation_window_ms: int = 7 * DAY_MS  # reference evidence this close in time to a digest is compared
     deviation_min_reference: int = 3  # reference events needed before a digest is tested
-    credibility_prior_agree: float = 2.0  # an org nobody could check yet counts (2 / 3) ** 3 = 0.3
+    credibility_prior_agree: float = 2.0  # an org nobody could check yet counts (2 / 3) ** 3 = 0.296: no
+    #                                       independent witness (independent_min_weight) until its digests agree
     credibility_prior_disagree: float = 1.0
     credibility_exponent: float = 3.0
 

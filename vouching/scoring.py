@@ -354,6 +354,7 @@ class TrustEngine:
             beta=beta, quantile=p.quantile, uncapped_score=score_of(alpha, beta, p.quantile),
             recent_bad_reports=reports, independent_orgs=witnesses, good_half_life_ms=p.good_half_life_ms,
             bad_half_life_ms=p.bad_half_life_ms, report_half_life_ms=p.report_half_life_ms,
+            witness_min_weight=p.independent_min_weight, witness_min_good=p.independent_min_good,
             rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, org_parts, int(now), p)),
             tool=tool,
         )
@@ -401,7 +402,7 @@ class TrustEngine:
         if o is None:  # credibility as of an org nobody could check yet, as one first heard of has
             untested = float(credibility(np.zeros(1), np.zeros(1), self.params)[0])
             return OrgReputation(did, 0.0, 0.0, 0.0, untested, 1.0, 0.0, 0.0, False, False, False, did, (), 0,
-                                 self._full_weight)
+                                 self._full_weight, self.params.independent_min_weight)
         return self._org_reputation(o, np.flatnonzero(self._edges[1] == o), listed)
 
     def orgs(self, *, now: int, after: str | None = None, limit: int | None = None,
@@ -446,6 +447,7 @@ class TrustEngine:
             vouched_by=tuple(shares),
             vouched_by_total=len(vouches),
             full_weight_reputation=self._full_weight,
+            witness_min_weight=self.params.independent_min_weight,
         )
 
     def reputations(self, *, now: int) -> dict[str, float]:
@@ -797,7 +799,8 @@ class TrustEngine:
             counted_reports = on_grid(w * r)
             if counted_reports > heaviest.get(groups[o], 0.0):
                 heaviest[groups[o]] = counted_reports
-            witness = w >= min_weight and g >= min_good and groups[o] not in barred
+            operators_group = groups[o] in barred
+            witness = w >= min_weight and g >= min_good and not operators_group
             if witness:
                 witnesses[groups[o]] = witnesses.get(groups[o], 0) + 1
             if parts is not None:
@@ -806,7 +809,7 @@ class TrustEngine:
                     good_cap=INF if first_hand else good_cap, bad=b, recent_bad_reports=r,
                     batches=ev.batches[pair], events=ev.events[pair], capped=ev.capped[pair],
                     ignored=ev.ignored[pair], last_evidence=int(t_ref), independent=witness,
-                    group=self._orgs[groups[o]], counts_reports=True,
+                    group=self._orgs[groups[o]], operators_group=operators_group, counts_reports=True,
                 ))
         reports = sum(heaviest.values(), 0.0)  # (of terms on the grid: exact in any order)
         if parts is not None:

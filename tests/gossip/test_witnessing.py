@@ -1698,6 +1698,35 @@ async def test_a_spell_of_failed_saves_of_our_checkpoint_is_logged_once_as_it_be
     assert service.stats.errors["persist"] == 6 and len(tries) == 7
 
 
+async def test_a_failing_save_of_our_checkpoint_is_tried_once_a_round(tmp_path, monkeypatch):
+    """Before: with no witness to ask, a round tried the save before signing and again after, so on a full disk
+    vouchnet_witness_errors_total{reason="persist"} counted two tries an interval."""
+    rounds_at_try: list[int] = []
+
+    def failing(path: Path, data: bytes) -> None:
+        rounds_at_try.append(len(rounds))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(witnessing, "replace_file", failing)
+    with _own_node(tmp_path) as (replica, _, _):
+        service = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.01)
+        rounds: list[None] = []
+        six_tries = trio.Event()
+        sign = service._checkpoint
+
+        def signing_round() -> None:  # once a round, as the round signs (or finds the ledger has not grown)
+            rounds.append(None)
+            sign()
+            if len(rounds_at_try) >= 6:
+                six_tries.set()
+
+        monkeypatch.setattr(service, "_checkpoint", signing_round)
+        await _run_until(service, six_tries.wait)
+    # the first round's after signing its first checkpoint, then one a round before it signs
+    assert rounds_at_try[:6] == [1, 1, 2, 3, 4, 5]
+    assert service.stats.errors["persist"] == len(rounds_at_try)
+
+
 class _CosignAnsweredAfter:
     """A stream to `peer` whose answers to cosign requests come `delay` after them (math.inf: never)."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import httpx
+import numpy as np
 import trio
 
 from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN
@@ -29,6 +30,7 @@ from node.idempotency import MAX_KEY
 from node.stream import MAX_CLIENTS
 from node.trust import SNAPSHOT_AFTER
 from vouching import MAX_RECORD_SIZE
+from vouching.deviation import credibility
 from vouching.explanation import MAX_LISTED_PARTS
 from vouching.params import DAY_MS, ScoringParams
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS
@@ -182,6 +184,7 @@ def test_the_readme_states_the_figures_the_code_uses(statement):
 
 
 _P = ScoringParams()
+_UNTESTED = float(credibility(np.zeros(1), np.zeros(1), _P)[0])  # an org's credibility before any check
 
 
 @pytest.mark.parametrize("statement", [
@@ -192,6 +195,8 @@ _P = ScoringParams()
     f"It is tested once *n_ref* ≥ {_P.deviation_min_reference};",
     f"credibility = ((A + {_P.credibility_prior_agree:g})/(A + D + "
     f"{_P.credibility_prior_agree + _P.credibility_prior_disagree:g})){'³' if _P.credibility_exponent == 3 else ''}",
+    f"| no check yet (nobody could check it) | {_UNTESTED:.3f} (below the {_P.independent_min_weight} of an "
+    "independent witness) |",
     f"accountability = (1 + G)/(1 + G + {_P.accountability_penalty:g}B)",
     f"(posterior mean ≥ {_P.well_behaved_mean} with ≥ {_P.well_behaved_min_good:g} good)",
     f"(mean < {_P.misbehaving_mean} with at least one violation's worth",

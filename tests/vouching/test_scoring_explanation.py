@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from vouching.evidence import Outcomes
-from vouching.explanation import MAX_LISTED_PARTS
+from vouching.explanation import MAX_LISTED_PARTS, _beside
 from vouching.grid import on_grid
 from vouching.params import HOUR_MS
 
@@ -115,6 +115,33 @@ def test_an_operator_is_not_an_independent_witness_of_its_own_agent():
     e = w.engine.explain("mine", now=w.now)
     assert {o.org: o.independent for o in e.orgs} == {"org0": False, "org1": True}
     assert e.independent_orgs == 1
+
+
+def test_an_org_that_is_no_independent_witness_says_why():
+    """`vouchnet score` said "not an independent witness" and no more, of an org whose weight showed as 0.30: an
+    untested org's credibility (2/3)³ = 0.296 rounded onto the 0.3 a witness needs."""
+    w = World(orgs=3)
+    w.engine.add_agent_vouch("org0", "a", 1.0, "operator", record_id=rid(), ts=0)
+    w.history("a", range(10), ["org0", "org1"])
+    w.digest("org2", "a", 9, error=1)
+    unchecked = World(orgs=1, rooted=False)
+    unchecked.history("a", range(10), ["org0"])
+    text = "\n".join([*w.engine.explain("a", now=w.now).lines(), *unchecked.engine.explain("a", now=w.now).lines()])
+    assert "digests from org0: weight 1.00;" in text and \
+        "not an independent witness: its group (org0) holds the agent's operator" in text
+    assert "digests from org1: weight 1.00;" in text and "; an independent witness" in text
+    assert "after decay 0.00 good and 0.50 bad" in text and "not an independent witness: good below 0.5" in text
+    assert "digests from org0: weight 0.296;" in text and "not an independent witness: weight below 0.3" in text
+    org = "\n".join(unchecked.engine.org("org0", now=w.now).lines())
+    assert "org0: an org; weight 0.296." in org and "Credibility 0.296, the starting credibility" in org
+    assert "its digests 0.296, below the 0.3 an independent witness needs." in org
+
+
+@given(st.floats(0, 2), st.floats(0.01, 1))
+def test_a_value_compared_with_a_bar_never_reads_as_on_its_other_side(value, bar):
+    shown = float(_beside(value, bar))
+    assert (shown < bar) == (value < bar)
+    assert abs(shown - value) <= 0.005
 
 
 def test_a_witness_counted_with_its_voucher_says_in_which_group():

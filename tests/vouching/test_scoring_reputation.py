@@ -561,7 +561,7 @@ def test_an_org_nobody_could_check_yet_is_explained_at_the_starting_credibility_
     w.engine.recompute(now=0)
     text = "\n".join(w.engine.org("org0", now=0).lines())
     starting = credibility(np.zeros(1), np.zeros(1), ScoringParams())[0]  # the priors' credibility
-    assert f"Credibility {starting:.2f}, the starting credibility of an org none of whose digests could be compared " \
+    assert f"Credibility {starting:.3f}, the starting credibility of an org none of whose digests could be compared " \
            "yet with what this node and its roots observed; it rises as they agree" in text
     assert "agreed 0.0" not in text
 
