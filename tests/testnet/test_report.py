@@ -110,8 +110,8 @@ def test_the_page_s_summary_names_what_the_run_asked_of_the_nodes_and_did_not_ge
     for row in ("<tr><td>event batches unanswered</td><td>n02 1</td></tr>",
                 "<tr><td>event batches not sent, their node still answering the one before</td>"
                 "<td>n02 9</td></tr>",
-                "<tr><td>gave no view of the orgs at the end</td><td>n02: the node at http://127.0.0.1:4 did not answer "
-                "within 10.0 s</td></tr>",
+                "<tr><td>gave no view of the orgs at the end</td><td>n02: the node at http://127.0.0.1:4 did not "
+                "answer within 10.0 s</td></tr>",
                 "<tr><td>asks for records and scores that failed</td><td>2 (the latest, n02: the node at "
                 "http://127.0.0.1:4 did not answer within 5.0 s)</td></tr>"):
         assert row in page
