@@ -585,6 +585,25 @@ def test_an_operator_past_the_64_the_node_lists_is_decided_on_the_agent_s_score_
         assert "says nothing of the others" in partners[0].reason
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["check", "acheck"])
+def test_check_and_acheck_alike_name_the_credential_s_issuer_to_the_node(asynchronous):
+    """An operator past the 64 listed stands for the agent only by the node's word on the issuer the check names
+    (`?issuer=`), from async services (acheck: the MCP and A2A adapters) as from sync ones; no test failed with
+    AsyncTrustClient.check leaving it unnamed, which decided every such credential on the cold start."""
+    agent, partner = new_did(), new_did()
+    node = _StubStream.answering("trusted")
+    node.issuers, node.issuers_complete = [new_did() for _ in range(64)], False
+    node.operating = {*node.issuers, partner}
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, listen=False)
+        try:
+            decided = (asyncio.run(policy.acheck(agent, issuer=partner)) if asynchronous
+                       else policy.check(agent, issuer=partner))
+        finally:
+            policy.close()
+    assert (decided.source, decided.operated, decided.verdict) == ("node", True, "allow")
+
+
 def test_a_stream_event_listing_some_of_the_operators_sends_a_check_of_a_key_not_listed_to_the_node():
     """The event's `issuers_complete` false (a partner now past the 64 listed): the cache does not take a key it
     does not list for one that does not operate the agent; the node says."""
