@@ -17,9 +17,10 @@ A check for a caller's credential names its issuer: the agent's score counts onl
 (the node's org, or one with a live operator vouch for it: the node's `issuers`), else the decision is made on the
 node's cold-start score. The node lists 64 keys at most (`issuers_complete` false past that): a check with a
 credential names its issuer to the node, which says whether it operates the agent of them all (`issuer_operates`), so
-that a key not listed is never taken for one that does not operate it while the node knows otherwise. The node's word
-on that is cached with the score, never past a `cache_ttl` from when the node said it: in a check answer, or in a
-stream event, which the node sends when it changes.
+that a key not listed is never taken for one that does not operate it while the node knows otherwise (a node older
+than this SDK says nothing of it: decided on the cold start, and that kept as its answer). The node's word on that is
+cached with the score, never past a `cache_ttl` from when the node said it: in a check answer, or in a stream event,
+which the node sends when it changes.
 """
 
 from __future__ import annotations
@@ -100,13 +101,20 @@ class _Operators:
     cold_start: int  # the node's score of an agent nothing names
     expires: float
     refuted: frozenset[str] = frozenset()  # the issuer a check named, if the node said it is none
+    unsaid: frozenset[str] = frozenset()  # the issuer a check named, if the node (older than this SDK) said nothing
 
     def operates(self, issuer: str) -> bool | None:
         """Whether `issuer`'s credentials stand for the agent, by the node's word; None: it did not say (a key not
-        listed among some, and not named to it)."""
+        listed among some, whether or not named to it)."""
         if issuer in self.issuers:
             return True
         return False if self.complete or issuer in self.refuted else None
+
+    def kept(self, issuer: str) -> bool:
+        """Whether a check of a credential of `issuer` is decided by what is kept: the node's word on it, or, named to
+        a node that said nothing (older than this SDK), its silence, decided on the cold start until `expires`: asking
+        again at each call gets no more."""
+        return self.expires >= time.monotonic() and (self.operates(issuer) is not None or issuer in self.unsaid)
 
 
 @dataclass(frozen=True)
@@ -122,8 +130,7 @@ class _Cached:
         """Whether the cached general score decides a check of `tool`: not that of a tool the node decides on a
         score of its own (scoped vouches), nor, when the node did not list them all, of any tool; and, for a
         credential of `issuer`, whether the node's word on whether that key operates the agent is still kept."""
-        if issuer is not None and (self.operators is None or self.operators.expires < time.monotonic()
-                                   or self.operators.operates(issuer) is None):
+        if issuer is not None and (self.operators is None or not self.operators.kept(issuer)):
             return False
         return tool is None or (self.scopes_complete and tool not in self.scopes)
 
@@ -149,7 +156,8 @@ def _operators(answer: Mapping[str, object], expires: float, issuer: str | None)
     said = answer.get("issuer_operates")
     named = frozenset() if issuer is None else frozenset({issuer})
     return _Operators(frozenset(issuers) | (named if said is True else frozenset()), complete,  # type: ignore[arg-type]
-                      cold_start, expires, named if said is False else frozenset())  # type: ignore[arg-type]
+                      cold_start, expires, named if said is False else frozenset(),  # type: ignore[arg-type]
+                      frozenset() if type(said) is bool else named)
 
 
 class TrustPolicy:
@@ -292,7 +300,8 @@ class TrustPolicy:
 
     def operates(self, agent: str, issuer: str) -> bool | None:
         """Whether the node's kept word (a check with `issuer`, within `cache_ttl`) says `issuer`'s credentials
-        stand for `agent`; None when it is not kept (`check` asks the node). Nothing is decided or logged."""
+        stand for `agent` (false too of a key it neither lists nor said of, older than this SDK: decided on the cold
+        start); None when it is not kept (`check` asks the node). Nothing is decided or logged."""
         cached = self._cached(agent)
         if cached is None or not cached.serves(None, issuer):
             return None

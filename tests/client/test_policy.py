@@ -563,7 +563,8 @@ def test_an_operator_past_the_64_the_node_lists_is_decided_on_the_agent_s_score_
     """Before: a credential whose issuer the node did not list was decided on the cold start, though the node said
     its list was incomplete (`issuers_complete` false: 64 others, heavier or sorting first), so that any 64 keys
     made the agent's every credential of its operator a stranger's. The check names the issuer, and the node says of
-    every key whether it operates the agent; an older node, which does not say, leaves it decided as before."""
+    every key whether it operates the agent; an older node, which does not say, leaves it decided as before, and its
+    silence is kept as its word is (before: each check of such a key asked it again, to hear nothing more)."""
     agent, partner, stranger, listed = new_did(), new_did(), new_did(), [new_did() for _ in range(64)]
     node = _StubStream.answering("trusted")
     node.issuers, node.issuers_complete = listed, False
@@ -576,11 +577,31 @@ def test_an_operator_past_the_64_the_node_lists_is_decided_on_the_agent_s_score_
         finally:
             policy.close()
     assert [(d.source, d.operated, d.verdict) for d in partners] == (
-        [("node", True, "allow"), ("cache", True, "allow")] if says else [("node", False, "block")] * 2)
-    assert [(d.source, d.operated, d.verdict) for d in strangers] == [("node", False, "block"), (
-        "cache" if says else "node", False, "block")]  # the node's no is kept as its yes is
+        [("node", True, "allow"), ("cache", True, "allow")] if says else
+        [("node", False, "block"), ("cache", False, "block")])
+    assert [(d.source, d.operated, d.verdict) for d in strangers] == [
+        ("node", False, "block"), ("cache", False, "block")]  # the node's no (or silence) is kept as its yes is
     if not says:
         assert "says nothing of the others" in partners[0].reason
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["check", "acheck"])
+def test_check_and_acheck_alike_name_the_credential_s_issuer_to_the_node(asynchronous):
+    """An operator past the 64 listed stands for the agent only by the node's word on the issuer the check names
+    (`?issuer=`), from async services (acheck: the MCP and A2A adapters) as from sync ones; no test failed with
+    AsyncTrustClient.check leaving it unnamed, which decided every such credential on the cold start."""
+    agent, partner = new_did(), new_did()
+    node = _StubStream.answering("trusted")
+    node.issuers, node.issuers_complete = [new_did() for _ in range(64)], False
+    node.operating = {*node.issuers, partner}
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, listen=False)
+        try:
+            decided = (asyncio.run(policy.acheck(agent, issuer=partner)) if asynchronous
+                       else policy.check(agent, issuer=partner))
+        finally:
+            policy.close()
+    assert (decided.source, decided.operated, decided.verdict) == ("node", True, "allow")
 
 
 def test_a_stream_event_listing_some_of_the_operators_sends_a_check_of_a_key_not_listed_to_the_node():
