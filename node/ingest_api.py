@@ -200,8 +200,8 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
     @router.post(
         "/v1/traces",
         responses={200: {"description": "An OTLP ExportTraceServiceResponse; partial_success counts rejected spans "
-                                        "(an action without its agent's did:key, times out of range, a field not "
-                                        "as OTLP has it) and names duplicates"},
+                                        "(an action without its agent's did:key, or with an org's, times out of "
+                                        "range, a field not as OTLP has it) and names duplicates"},
                    400: {"model": ErrorBody, "description": "Not an OTLP trace export request: not protobuf or "
                                                             "JSON, or not resourceSpans of scopeSpans of spans"},
                    413: {"model": ErrorBody, "description": f"Over 4 MiB, or {MAX_SPANS} spans, resourceSpans "
@@ -215,9 +215,10 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
     async def post_traces(request: Request) -> Response:
         """OTLP/HTTP trace export (point `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` here). Spans of agents' tool calls,
         A2A delegations and MCP actions, following the GenAI semantic conventions with `gen_ai.agent.id` = the
-        agent's did:key, become events; such a span without the did:key is rejected (partial_success), as is a
-        span of a field not as OTLP has it (a traceId not hex, a time not an unsigned 64-bit integer), alone; other
-        spans are counted and ignored. A span stored once (by its trace and span id, and what it says) is not stored
+        agent's did:key, become events; such a span without the did:key is rejected (partial_success), as is one
+        whose `gen_ai.agent.id` is an org's did (as POST /v1/events rejects such an event), and a span of a field not
+        as OTLP has it (a traceId not hex, a time not an unsigned 64-bit integer), alone; other spans are counted and
+        ignored. A span stored once (by its trace and span id, and what it says) is not stored
         again when an exporter retries it, and is answered as accepted."""
         content_type = media_type(request)
         as_json = is_json(content_type)

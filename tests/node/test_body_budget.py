@@ -100,3 +100,42 @@ async def test_bodies_arriving_are_kept_where_their_room_would_not_be_enough(aut
                     await newcomer.take(50)  # 10 free, and 30 arriving: not enough
             assert type(refused.value) is OverBudget and not slow.evicted and budget.free == 10
     assert budget.free == 100
+
+
+async def test_bodies_arriving_for_less_than_the_wait_keep_their_room(autojump_clock):
+    """Only a body arriving for longer than the newcomer waited is slow: one that began since is kept, however much
+    room it holds, and the newcomer is refused."""
+    budget = BodyBudget(100, wait_s=2)
+    arriving, evicted = [], []
+    async with budget.holding() as read, trio.open_nursery() as nursery:
+        await read.take(100)  # a body being read, not arriving
+
+        async def read_then_arrive() -> None:
+            await trio.sleep(1)
+            read.give_back(100)
+            await arrive_slowly(budget, 90, arriving, evicted)  # (takes the room before the newcomer wakes)
+
+        nursery.start_soon(read_then_arrive)
+        with pytest.raises(OverBudget):
+            async with budget.holding() as newcomer:
+                await newcomer.take(60)  # 10 free at the end of its wait, and 90 arriving for 1 s of it
+        assert arriving == [90] and evicted == [] and budget.free == 10
+        nursery.cancel_scope.cancel()
+    assert budget.free == 100
+
+
+async def test_a_slow_body_that_finds_no_room_takes_that_of_others_not_its_own(autojump_clock):
+    """A body arriving slowly can itself wait for room for its next bytes: it takes the room of those arriving
+    longer than it waited, the longest first, never its own, and goes on arriving."""
+    budget = BodyBudget(100, wait_s=2)
+    arriving, evicted = [], []
+    async with budget.holding() as slow:
+        with slow.arriving():
+            await slow.take(30)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(arrive_slowly, budget, 70, arriving, evicted)
+                await trio.sleep(10)
+                await slow.take(40)  # none free: the other's 70, arriving for 10 s, are enough
+                await trio.testing.wait_all_tasks_blocked()
+                assert evicted == [70] and not slow.evicted and slow.bytes == 70 and budget.free == 30
+    assert budget.free == 100

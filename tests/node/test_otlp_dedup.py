@@ -4,7 +4,9 @@ until it could no longer be accepted at all; the exporter is told it was accepte
 
 import json
 import sqlite3
+import tempfile
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -208,10 +210,11 @@ def test_spans_whose_append_failed_and_could_not_be_forgotten_are_stored_when_re
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ahead=st.integers(0, MAX_SKEW_MS), overtime=st.integers(-MAX_SKEW_MS, 2 * MAX_SKEW_MS))
 @example(ahead=MAX_SKEW_MS, overtime=MAX_SKEW_MS)
+@example(ahead=0, overtime=-MAX_SKEW_MS)
 def test_retention_keeps_a_span_for_as_long_as_it_could_be_stored_again(node, ahead, overtime):
     """A span dated up to MAX_SKEW_MS ahead is taken until MAX_AGE_MS after its date: retried whenever, it is
     stored once; past WINDOW_MS it is forgotten."""
-    span = json_span(span_id=ahead * 10**6 + overtime + MAX_SKEW_MS)
+    span = json_span(span_id=ahead * 10**6 + overtime + MAX_SKEW_MS + 1)  # (each example's own; 0 is no span id)
     span["startTimeUnixNano"] = str((NOW + ahead) * 1_000_000)
     span["endTimeUnixNano"] = str((NOW + ahead) * 1_000_000 + 1000)
     size = node.audit.size
@@ -291,3 +294,34 @@ def test_a_reservation_whose_commit_fails_leaves_nothing_and_the_next_one_is_tak
     assert not node.idempotency.stored_spans([one])
     node.idempotency.reserve_spans([(0, two)], first=0, at=NOW)
     assert set(node.idempotency.stored_spans([one, two])) == {two}
+
+
+_EDGE_BYTES = st.sampled_from([0x00, 0x01, 0xFE, 0xFF])  # ids of long shared prefixes, ending in 0x00 or 0xff
+_IDS = st.lists(_EDGE_BYTES, min_size=24, max_size=24).map(bytes)
+_CONTENTS = st.one_of(st.just(b""), st.lists(_EDGE_BYTES, min_size=8, max_size=8).map(bytes))
+
+
+@settings(max_examples=60)
+@example(rows={(b"\xff" * 24, b"\xff" * 8), (b"\xff" * 23 + b"\xfe", b"\xff" * 8), (b"\x00" * 24, b"")},
+         others=[b"\x00" * 23 + b"\x01"], chunk=2)
+@given(rows=st.sets(st.tuples(_IDS, _CONTENTS), max_size=12), others=st.lists(_IDS, max_size=4),
+       chunk=st.integers(1, 5))
+def test_the_spans_stored_under_ids_are_found_by_each_id_and_no_other(rows, others, chunk):
+    """A span's rows are found by a range of ids (its 24 bytes, then any 8 of content, or none in a row stored before
+    contents were kept), asked a chunk at a time: each id asked gets every content stored under it, whatever its
+    bytes and its neighbours' (one content missed, a retried span is stored twice; one of another id's taken, a real
+    span is dropped as a retry)."""
+    asked = sorted({span for span, _ in rows} | set(others))
+    with tempfile.TemporaryDirectory() as directory, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(idempotency, "_LOOKUP_CHUNK", chunk)
+        store = idempotency.IdempotencyStore.open(Path(directory), log_size=len(rows))
+        try:
+            store.reserve_spans([(entry, span + content) for entry, (span, content) in enumerate(sorted(rows))],
+                                first=0, at=NOW)
+            found = store.stored_spans(asked)
+        finally:
+            store.close()
+    expected: dict[bytes, set[bytes]] = {}
+    for span, content in rows:
+        expected.setdefault(span, set()).add(content)
+    assert found == expected
