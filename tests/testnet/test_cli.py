@@ -668,7 +668,8 @@ def test_a_run_whose_node_gave_no_view_at_the_end_says_so_with_its_report(existi
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
     assert ("warning: n01 gave no view of the orgs at the end (n01: the node at http://127.0.0.1:4 did not answer "
             "within 10.0 s): the figures read from those views (an equivocator counted, a thief's key weighed, the "
-            "org groups' weight) leave it out, and a verdict that needs it has none; `vouchnet testnet status --dir "
+            "org groups' weight) and the agents' final scores (its last may be from long before) leave it out, "
+            "and a verdict that needs it has none; `vouchnet testnet status --dir "
             f"{existing}` shows the nodes") in capsys.readouterr().out
 
 
