@@ -934,3 +934,24 @@ def test_a_refused_run_names_the_fewest_nodes_a_run_of_its_seed_would_need(tmp_p
     scenario = load_scenario(str(mine))
     if "no testnet" not in hint:
         make_plan(scenario, [node_name(i) for i in range(5)], seed=int(seed), fresh=True)
+
+
+def test_the_holder_of_a_testnet_is_read_from_its_own_lock_alone_and_is_none_where_locks_cannot_be_read(
+        existing, monkeypatch, tmp_path):
+    """The kernel's table of locks (Linux) holds every lock of the machine: a POSIX lock on the lock file (which an
+    flock does not wait for), a lock on a file whose inode number begins with the lock file's, a line of another shape
+    name no holder; where the table cannot be read (another system) nothing is said, and status runs as before."""
+    from testnet import dir_lock
+
+    (existing / dir_lock.LOCK_FILE).write_text("4242: vouchnet testnet run\n")
+    stat = (existing / dir_lock.LOCK_FILE).stat()
+    key = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    table = tmp_path / "locks"
+    monkeypatch.setattr(dir_lock, "KERNEL_LOCKS", table)
+    assert dir_lock.holder(existing) is None  # (no table)
+    others = (f"1: POSIX  ADVISORY  WRITE 4242 {key} 0 EOF\n2: FLOCK  ADVISORY  WRITE 4242 {key}7 0 EOF\n"
+              f"3: DELEG  ACTIVE    READ  4242 {key}\n\n\xff an odd line\n")
+    table.write_bytes(others.encode("latin-1"))
+    assert dir_lock.holder(existing) is None
+    table.write_bytes(f"{others}4: FLOCK  ADVISORY  WRITE 4242 {key} 0 EOF\n".encode("latin-1"))
+    assert dir_lock.holder(existing) == "4242: vouchnet testnet run"
