@@ -698,3 +698,36 @@ def test_a_node_that_does_not_answer_at_the_end_is_left_out_of_the_views_and_nam
                                                 "voucher_weight": 0.0} for n in ("n00", "n02")}}
     assert run.unanswered == {"n01": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}
     assert asked == ["n00", "n01", "n02", "n00", "n02"]
+
+
+class _FailingAfterOneKey(_Answering):
+    """A node that gives its view of the orgs, then of one key, then stops answering."""
+
+    def __init__(self, node: _Node) -> None:
+        super().__init__(node)
+        self.keys_answered = 0
+
+    def org(self, did: str) -> dict:
+        if self.keys_answered:
+            raise NodeUnreachable("the node at http://127.0.0.1:4 did not answer within 10.0 s", timed_out=True)
+        self.keys_answered += 1
+        return super().org(did)
+
+
+def test_a_node_that_stops_answering_midway_through_the_keys_gives_none_of_their_views():
+    """A view of one key beside none of the other would count the node as answered for an equivocation verdict that
+    reads the first key, from a node that did not give its view of the end whole: it is named, and gives none."""
+    testnet = _Testnet()
+    failing = _FailingAfterOneKey(testnet.nodes["n01"])
+
+    def client(node: str, *, timeout: float = 10.0) -> _NodeClient:
+        return failing if node == "n01" else _Answering(testnet.nodes[node])
+
+    testnet.client = client  # type: ignore[method-assign]
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run.up = frozenset(testnet.names)
+    run.timeline.add("equivocation", offender="did:n02")
+    run.timeline.add("equivocation", offender="did:n00")
+    views = run._key_views()
+    assert sorted(views["did:n02"]) == sorted(views["did:n00"]) == ["n00", "n02"]
+    assert run.unanswered == {"n01": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}
