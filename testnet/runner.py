@@ -500,6 +500,8 @@ class Run:
                 unhealed = e
         if unhealed is not None and failing:
             self.say(f"error: {unhealed}")
+        for watcher in watchers:  # all at once: each waits for its asks in hand (a node not answering: its timeout)
+            watcher.ask_to_stop()
         for watcher in watchers:
             watcher.stop()
         down = [n for n in self.cluster.names if not self.cluster.running(n)]

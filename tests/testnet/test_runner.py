@@ -21,6 +21,7 @@ from testnet.attacks import Equivocation, KeyTheft
 from testnet.faults import Partition
 from testnet.plan import make_plan
 from testnet.runner import Run, _expected
+from testnet.workers import Worker
 from testnet.scenario import ScenarioError, load_scenario
 from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET
 
@@ -88,6 +89,9 @@ class _Watcher:
         pass
 
     def start_at(self, t0: float) -> None:
+        pass
+
+    def ask_to_stop(self) -> None:
         pass
 
     def stop(self) -> None:
@@ -219,6 +223,38 @@ def test_a_run_ending_says_it_starts_the_nodes_that_are_down_before_it_does():
     run._leave_whole((), failing=True)
     assert said == ["starting n01, down, so that the testnet is left whole (a node starts in seconds)"]
     assert testnet.up == {"n00", "n01", "n02"}
+
+
+class _AskingToTheEnd(Worker):
+    """A watcher whose asks in hand as it is stopped end only once every other watcher of `together` is stopping
+    too (a node not answering: each waits out its timeout), at most 10 s on."""
+
+    def __init__(self, together: threading.Barrier) -> None:
+        cluster = SimpleNamespace(names=["n00"], client=lambda name, timeout: SimpleNamespace(close=lambda: None))
+        super().__init__(cluster, timeout=10.0)  # type: ignore[arg-type]
+        self.together = together
+        self.waited_together = False
+
+    def loop(self) -> None:
+        self.stopping.wait()
+        try:
+            self.together.wait(timeout=10.0)
+        except threading.BrokenBarrierError:
+            return
+        self.waited_together = True
+
+
+def test_a_run_ending_stops_its_watchers_at_once_each_waiting_out_its_asks_beside_the_others():
+    """Found by stop 43's second read: a Ctrl-C with a node SIGSTOPped waited for the traffic's batch in hand (10 s),
+    then the scores' asks (5 s), then the records' (5 s), one watcher after another; now they wait at once."""
+    testnet = _Testnet()
+    together = threading.Barrier(3)
+    watchers = tuple(_AskingToTheEnd(together) for _ in range(3))
+    for watcher in watchers:
+        watcher.start()
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run._leave_whole(watchers, failing=True)
+    assert [watcher.waited_together for watcher in watchers] == [True, True, True]
 
 
 def test_the_machine_s_load_is_read_where_the_system_tells_it(monkeypatch):
