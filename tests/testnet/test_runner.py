@@ -257,6 +257,22 @@ def test_a_run_ending_stops_its_watchers_at_once_each_waiting_out_its_asks_besid
     assert [watcher.waited_together for watcher in watchers] == [True, True, True]
 
 
+def test_a_run_reads_the_machine_s_load_as_its_traffic_stops_not_once_it_has_settled(tmp_path, monkeypatch):
+    """As the summary says it (`12 as it stopped`), and as the load the traffic ran under. Before: it was read after
+    the settling, a Ctrl-C during which found it unread."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    path = tmp_path / "quiet.toml"
+    path.write_text(text[:text.index("[[faults]]")])  # 28 s of traffic, then 4 s of settling; no attack nor fault
+    clock = _Clock(ctrl_c_at=30.0)
+    read_at: list[float] = []
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: read_at.append(clock.now) or (1.0, 1.0, 1.0))
+    run, _ = _run_of_fakes(monkeypatch, _Testnet(), path)
+    monkeypatch.setattr(runner, "time", clock)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert [at - read_at[0] for at in read_at] == [0.0, 28.0]
+
+
 def test_the_machine_s_load_is_read_where_the_system_tells_it(monkeypatch):
     monkeypatch.setattr(runner.os, "getloadavg", lambda: (3.14159, 1.0, 0.5))
     assert runner.machine_load() == 3.14
