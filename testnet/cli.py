@@ -633,10 +633,11 @@ def _unanswered(unanswered: dict[str, str], directory: Path) -> str:
     """The warning of a run some of whose nodes did not answer when asked for their views of the orgs at the end
     (runner.Run._org_views), on the testnet in `directory`: `unanswered` maps each to its error."""
     errors = "; ".join(f"{node}: {error}" for node, error in unanswered.items())
-    them = "it" if len(unanswered) == 1 else "them"
+    them, their = ("it", "its") if len(unanswered) == 1 else ("them", "their")
     return (f"warning: {', '.join(unanswered)} gave no view of the orgs at the end ({errors}): the figures read from "
-            f"those views (an equivocator counted, a thief's key weighed, the org groups' weight) leave {them} out, "
-            f"and a verdict that needs {them} has none; `vouchnet testnet status --dir {directory}` shows the nodes")
+            f"those views (an equivocator counted, a thief's key weighed, the org groups' weight) and the agents' "
+            f"final scores ({their} last may be from long before) leave {them} out, and a verdict that needs {them} "
+            f"has none; `vouchnet testnet status --dir {directory}` shows the nodes")
 
 
 def _left_unfinished(directory: Path, *, fresh: bool, keep: bool) -> str:

@@ -16,6 +16,7 @@ from .made_dirs import missing, unmake
 from .state import STATE_FILE
 
 LOCK_FILE = "testnet.lock"
+KERNEL_LOCKS = Path("/proc/locks")  # Linux: the locks held, one a line (`1: FLOCK  ADVISORY  WRITE PID MJ:MN:INODE ..`)
 
 
 class Busy(Exception):
@@ -55,7 +56,7 @@ def holder(directory: Path) -> str | None:
     path = directory / LOCK_FILE
     try:
         stat = path.stat()
-        held = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+        held = KERNEL_LOCKS.read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
     key = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"  # as the kernel prints a lock's file

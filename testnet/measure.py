@@ -276,10 +276,12 @@ def trajectories(run: RunResult) -> dict[str, dict[str, list[tuple[float, float]
 
 
 def final_scores(run: RunResult) -> dict[tuple[str, str], tuple[int, str]]:
-    """(node, agent) -> its last (score, tier) there, for the identity in use at the end."""
+    """(node, agent) -> its last (score, tier) there, for the identity in use at the end; none at a node that gave no
+    view of the orgs at the end (`run.unanswered`): its last answers may be from long before (stopped, overloaded), and
+    a verdict short of its scores has none, as one short of its view has."""
     last: dict[tuple[str, str], tuple[float, int, str]] = {}
     for s in run.scores:
-        if s.did == run.identities[s.agent][-1]:
+        if s.did == run.identities[s.agent][-1] and s.node not in run.unanswered:
             key = (s.node, s.agent)
             if key not in last or s.at >= last[key][0]:
                 last[key] = (s.at, s.score, s.tier)
@@ -342,7 +344,7 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":
-            entry.update(group=attack.agents, **_whitewash_outcome(run, i, watchers))
+            entry.update(group=attack.agents, **_whitewash_outcome(run, i, watchers - run.unanswered.keys()))
         elif attack.type == "key-theft":
             entry.update(_key_theft_outcome(run, i))
         out.append(entry)
@@ -405,7 +407,8 @@ def _flagging(run: RunResult, offenders: set[str], since: float) -> dict[str, An
 
 
 def _whitewash_outcome(run: RunResult, index: int, watchers: set[str]) -> dict[str, Any]:
-    """Each whitewashed agent's old and new identity: the observers' mean final score of each."""
+    """Each whitewashed agent's old and new identity: the mean final score of each at the `watchers` (the observers
+    that gave a view at the end: final_scores)."""
     done = _done(run, "whitewash", index)
     last: dict[tuple[str, str], tuple[float, int]] = {}
     for s in run.scores:

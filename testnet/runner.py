@@ -67,7 +67,7 @@ class RunResult:
     watch_errors: int = 0
     last_watch_error: str | None = None  # "node: the error" of the watchers' latest failed ask
     unanswered: dict[str, str] = field(default_factory=dict)  # node -> its error, asked for its views at the end
-    load_average: tuple[float | None, float | None] = (None, None)  # the machine's, as traffic started and at the end
+    load_average: tuple[float | None, float | None] = (None, None)  # the machine's, as traffic started and stopped
 
 
 class Run:
@@ -128,10 +128,10 @@ class Run:
             self._schedule(t0, traffic.stats)
             traffic.stop()
             traffic_end = time.time()
+            load_at_end = machine_load()
             self.timeline.add("traffic stopped")
             self.say(f"settling for {self.scenario.measure.settle_seconds:g} s")
             time.sleep(self.scenario.measure.settle_seconds)
-            load_at_end = machine_load()
             status = self._await_checkpoints(records)
             orgs = self._org_views()
             key_views = self._key_views()
@@ -520,6 +520,8 @@ class Run:
                 unhealed = e
         if unhealed is not None and failing:
             self.say(f"error: {unhealed}")
+        for watcher in watchers:  # all at once: each waits for its asks in hand (a node not answering: its timeout)
+            watcher.ask_to_stop()
         for watcher in watchers:
             watcher.stop()
         down = [n for n in self.cluster.names if not self.cluster.running(n)]

@@ -41,9 +41,14 @@ class Worker(ABC):
     def start(self) -> None:
         self._thread.start()
 
+    def ask_to_stop(self) -> None:
+        """Have the thread stop, not waiting for it (`stop` does): workers asked so together wait out their asks in
+        hand (a node not answering: up to its timeout) at once, not one after another."""
+        self.stopping.set()
+
     def stop(self) -> None:
         """Stop the thread (if it was started) and close the clients; calling it again does nothing."""
-        self.stopping.set()
+        self.ask_to_stop()
         if self._thread.ident is not None:
             self._thread.join()
         self.pool.shutdown()

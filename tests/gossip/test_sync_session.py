@@ -3,7 +3,8 @@ are bounded in bytes as well as in count (records are up to 64 KiB), and a long 
 a peer answering from another network ends the round, which does not count as the first, and is disconnected; a
 fetch of gaps counts as a session run to the end, not as a full round; the records a session verified are stored
 however it ends (cut at its time bound or for a needed round, its peer leaving, answering no more or breaking the
-protocol), and those before an answer's empty last page before the next request."""
+protocol), and those before an answer's empty last page before the next request; our disk failing as they are stored
+is said as a storage failure, and holds up no stop of the node."""
 
 import threading
 from collections import deque
@@ -18,7 +19,7 @@ from nacl.signing import SigningKey
 import gossip.sync_service
 from gossip.host import HostError
 from gossip.replica import Replica
-from gossip.store import RecordStore
+from gossip.store import RecordStore, StoreError
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import (Busy, HeadsRequest, OtherNetwork, RecordsPage, decode_reply, decode_request,
                                   encode_message)
@@ -476,3 +477,35 @@ async def test_records_a_session_verified_before_a_needed_round_ended_it_are_kep
             await service.sync_with(OTHER_PEER)
         assert held_as_needed_round_began == [5]
     assert service.stats.errors["preempted"] == 1 and service.stats.full_rounds == 1
+
+
+def _disk_full(records: list[Record]) -> None:
+    raise StoreError("records.db: cannot be written (disk full)")
+
+
+@pytest.mark.parametrize(("cut", "options"), [
+    ("stall", {"session_seconds": 5.0}),
+    ("reset", {}),
+], ids=["its time bound", "the peer resetting the stream"])
+async def test_a_cut_session_whose_verified_records_fail_our_disk_counts_as_a_storage_failure(
+        tmp_path, autojump_clock, cut, options):
+    """Our disk failing as a cut session stores what it verified is said as such (the reason a fetch of gaps asks no
+    further peer for, their records failing it the same way), the session ending as any other, at once."""
+    with cut_after_five_pages(tmp_path, cut, **options) as (service, replica, _):
+        replica.store.append = _disk_full  # type: ignore[method-assign]
+        await service.sync_with(PEER)
+        assert replica.store.size == 0
+    assert +service.stats.errors == {"storage": 1} and service.stats.rounds_failed == 1
+
+
+async def test_a_session_cancelled_as_the_node_stops_ends_at_once_though_storing_what_it_verified_fails(
+        tmp_path, autojump_clock):
+    """The store as a session ends runs inside the cancellation of the node's stop: a failure of it is counted and the
+    stop goes on, not held up."""
+    with cut_after_five_pages(tmp_path, "stall") as (service, replica, _):
+        replica.store.append = _disk_full  # type: ignore[method-assign]
+        with trio.move_on_after(1) as stopping:
+            await service.sync_with(PEER)
+            await trio.lowlevel.checkpoint()
+        assert stopping.cancelled_caught and trio.current_time() == pytest.approx(1)
+    assert +service.stats.errors == {"storage": 1}

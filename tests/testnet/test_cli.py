@@ -690,7 +690,8 @@ def test_a_run_whose_node_gave_no_view_at_the_end_says_so_with_its_report(existi
     assert main(["testnet", "run", "baseline", "--dir", str(existing)]) == 0
     assert ("warning: n01 gave no view of the orgs at the end (n01: the node at http://127.0.0.1:4 did not answer "
             "within 10.0 s): the figures read from those views (an equivocator counted, a thief's key weighed, the "
-            "org groups' weight) leave it out, and a verdict that needs it has none; `vouchnet testnet status --dir "
+            "org groups' weight) and the agents' final scores (its last may be from long before) leave it out, "
+            "and a verdict that needs it has none; `vouchnet testnet status --dir "
             f"{existing}` shows the nodes") in capsys.readouterr().out
 
 
@@ -982,3 +983,24 @@ def test_a_scenario_file_of_one_s_own_refused_is_not_told_to_be_copied(tmp_path,
     assert main(["testnet", "run", str(mine), "--nodes", "2", "--dir", str(tmp_path / "testnet")]) == 2
     err = capsys.readouterr().err
     assert "lower it" in err and "copy" not in err, err
+
+
+def test_the_holder_of_a_testnet_is_read_from_its_own_lock_alone_and_is_none_where_locks_cannot_be_read(
+        existing, monkeypatch, tmp_path):
+    """The kernel's table of locks (Linux) holds every lock of the machine: a POSIX lock on the lock file (which an
+    flock does not wait for), a lock on a file whose inode number begins with the lock file's, a line of another shape
+    name no holder; where the table cannot be read (another system) nothing is said, and status runs as before."""
+    from testnet import dir_lock
+
+    (existing / dir_lock.LOCK_FILE).write_text("4242: vouchnet testnet run\n")
+    stat = (existing / dir_lock.LOCK_FILE).stat()
+    key = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    table = tmp_path / "locks"
+    monkeypatch.setattr(dir_lock, "KERNEL_LOCKS", table)
+    assert dir_lock.holder(existing) is None  # (no table)
+    others = (f"1: POSIX  ADVISORY  WRITE 4242 {key} 0 EOF\n2: FLOCK  ADVISORY  WRITE 4242 {key}7 0 EOF\n"
+              f"3: DELEG  ACTIVE    READ  4242 {key}\n\n\xff an odd line\n")
+    table.write_bytes(others.encode("latin-1"))
+    assert dir_lock.holder(existing) is None
+    table.write_bytes(f"{others}4: FLOCK  ADVISORY  WRITE 4242 {key} 0 EOF\n".encode("latin-1"))
+    assert dir_lock.holder(existing) == "4242: vouchnet testnet run"

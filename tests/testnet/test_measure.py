@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, observers,
+from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, measure, observers,
                              propagation, rotations, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
-from testnet.report import linking, witnessed_summary
+from testnet.report import linking, results_json, witnessed_summary
 from testnet.runner import RunResult
 from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
 from testnet.status import Checkpoint, NodeStatus
 from testnet.traffic import TrafficStats
+from testnet.verdict import UNDECIDED, judge
 
 T0 = 1000.0
 DIDS = {"n00": "did:a", "n01": "did:b", "n02": "did:c"}
@@ -341,3 +342,18 @@ def test_the_agents_whose_operator_vouch_a_revocation_revokes_are_no_untouched_a
                               name="revoked")
     result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
     assert untouched_agents(result) == ["bad-0"]
+
+
+def test_a_node_that_gave_no_view_at_the_end_gives_no_final_score_and_leaves_praise_with_no_verdict():
+    """Found by stop 43's second read: the final scores were each node's last answered, so a node that stopped
+    answering early (SIGSTOPped, overloaded) and gave no view at the end (`unanswered`) gave scores of long before as
+    final, and a praise whose targets rose meanwhile read `contained` on a full count of views. Its scores are left
+    out, as its view of the orgs is: the praise has no verdict, and the confusion matrix and whitewash do not count
+    it."""
+    result = praised([("n00", 4, "untrusted"), ("n01", 6, "untrusted"), ("n02", 950, "verified")])
+    result = replace(result, unanswered={"n01": "the node at http://127.0.0.1:30741 did not answer within 10.0 s"})
+    results = results_json(result, measure(result), {})
+    assert [(f["node"], f["agent"]) for f in results["final_scores"]] == [("n00", "bad-0"), ("n02", "bad-0")]
+    assert sum(sum(row["tiers"].values()) for row in results["measurements"]["confusion"]["rows"]) == 1
+    (verdict,) = judge(results)
+    assert verdict.outcome == UNDECIDED and verdict.figures.endswith("trusted or better in 0 of 1 view (of 2 expected)")

@@ -21,6 +21,7 @@ from testnet.attacks import Equivocation, KeyTheft
 from testnet.faults import Partition
 from testnet.plan import make_plan
 from testnet.runner import Run, _expected
+from testnet.workers import Worker
 from testnet.scenario import ScenarioError, load_scenario
 from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET, MINIMAL
 
@@ -97,6 +98,9 @@ class _Watcher:
         pass
 
     def start_at(self, t0: float) -> None:
+        pass
+
+    def ask_to_stop(self) -> None:
         pass
 
     def stop(self) -> None:
@@ -228,6 +232,54 @@ def test_a_run_ending_says_it_starts_the_nodes_that_are_down_before_it_does():
     run._leave_whole((), failing=True)
     assert said == ["starting n01, down, so that the testnet is left whole (a node starts in seconds)"]
     assert testnet.up == {"n00", "n01", "n02"}
+
+
+class _AskingToTheEnd(Worker):
+    """A watcher whose asks in hand as it is stopped end only once every other watcher of `together` is stopping
+    too (a node not answering: each waits out its timeout), at most 10 s on."""
+
+    def __init__(self, together: threading.Barrier) -> None:
+        cluster = SimpleNamespace(names=["n00"], client=lambda name, timeout: SimpleNamespace(close=lambda: None))
+        super().__init__(cluster, timeout=10.0)  # type: ignore[arg-type]
+        self.together = together
+        self.waited_together = False
+
+    def loop(self) -> None:
+        self.stopping.wait()
+        try:
+            self.together.wait(timeout=10.0)
+        except threading.BrokenBarrierError:
+            return
+        self.waited_together = True
+
+
+def test_a_run_ending_stops_its_watchers_at_once_each_waiting_out_its_asks_beside_the_others():
+    """Found by stop 43's second read: a Ctrl-C with a node SIGSTOPped waited for the traffic's batch in hand (10 s),
+    then the scores' asks (5 s), then the records' (5 s), one watcher after another; now they wait at once."""
+    testnet = _Testnet()
+    together = threading.Barrier(3)
+    watchers = tuple(_AskingToTheEnd(together) for _ in range(3))
+    for watcher in watchers:
+        watcher.start()
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run._leave_whole(watchers, failing=True)
+    assert [watcher.waited_together for watcher in watchers] == [True, True, True]
+
+
+def test_a_run_reads_the_machine_s_load_as_its_traffic_stops_not_once_it_has_settled(tmp_path, monkeypatch):
+    """As the summary says it (`12 as it stopped`), and as the load the traffic ran under. Before: it was read after
+    the settling, a Ctrl-C during which found it unread."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    path = tmp_path / "quiet.toml"
+    path.write_text(text[:text.index("[[faults]]")])  # 28 s of traffic, then 4 s of settling; no attack nor fault
+    clock = _Clock(ctrl_c_at=30.0)
+    read_at: list[float] = []
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: read_at.append(clock.now) or (1.0, 1.0, 1.0))
+    run, _ = _run_of_fakes(monkeypatch, _Testnet(), path)
+    monkeypatch.setattr(runner, "time", clock)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert [at - read_at[0] for at in read_at] == [0.0, 28.0]
 
 
 def test_the_machine_s_load_is_read_where_the_system_tells_it(monkeypatch):
@@ -732,3 +784,36 @@ def test_a_revocation_has_each_operator_revoke_its_vouch_for_its_agents_current_
     assert entry["revocation"] == 0 and entry["agents"]["good-1"] == {
         "did": fresh["good-1"], "operator": "n01", "vouch": f"vouch-for-{fresh['good-1']}",
         "revoke": f"revoke-of-vouch-for-{fresh['good-1']}"}
+
+
+class _FailingAfterOneKey(_Answering):
+    """A node that gives its view of the orgs, then of one key, then stops answering."""
+
+    def __init__(self, node: _Node) -> None:
+        super().__init__(node)
+        self.keys_answered = 0
+
+    def org(self, did: str) -> dict:
+        if self.keys_answered:
+            raise NodeUnreachable("the node at http://127.0.0.1:4 did not answer within 10.0 s", timed_out=True)
+        self.keys_answered += 1
+        return super().org(did)
+
+
+def test_a_node_that_stops_answering_midway_through_the_keys_gives_none_of_their_views():
+    """A view of one key beside none of the other would count the node as answered for an equivocation verdict that
+    reads the first key, from a node that did not give its view of the end whole: it is named, and gives none."""
+    testnet = _Testnet()
+    failing = _FailingAfterOneKey(testnet.nodes["n01"])
+
+    def client(node: str, *, timeout: float = 10.0) -> _NodeClient:
+        return failing if node == "n01" else _Answering(testnet.nodes[node])
+
+    testnet.client = client  # type: ignore[method-assign]
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    run.up = frozenset(testnet.names)
+    run.timeline.add("equivocation", offender="did:n02")
+    run.timeline.add("equivocation", offender="did:n00")
+    views = run._key_views()
+    assert sorted(views["did:n02"]) == sorted(views["did:n00"]) == ["n00", "n02"]
+    assert run.unanswered == {"n01": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}

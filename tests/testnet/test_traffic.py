@@ -1,10 +1,14 @@
-"""A testnet's agent traffic: each org reports its rounds on its own, as orgs do, whatever another org's node does."""
+"""A testnet's agent traffic: each org reports its rounds on its own, as orgs do, whatever another org's node does;
+the batches that failed are counted by node, those in hand as the traffic stops too."""
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import testnet.traffic
+from node.client import NodeUnreachable
 from testnet.agents import Agent, behaviour_model
 from testnet.plan import make_plan
 from testnet.scenario import load_scenario
@@ -32,26 +36,60 @@ class _Reporting:
         pass
 
 
+def _traffic(client: Callable[[str], _Reporting]) -> Traffic:
+    """Traffic of short.toml on n00 to n02, rounds of 10 ms, each node's client made by `client(node)`."""
+    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
+    scenario = replace(scenario, traffic=replace(scenario.traffic, round_seconds=0.01))
+    names = ["n00", "n01", "n02"]
+    plan = make_plan(scenario, names, seed=1)
+    cluster = SimpleNamespace(names=names, entry=lambda node: SimpleNamespace(api_url=f"http://{node}"),
+                              client=lambda node, timeout: client(node))
+    agents = {a.name: Agent(a, behaviour_model(a.group.behaviour, 0.01)) for a in plan.agents}
+    return Traffic(cluster, plan, agents, lambda node: True, seed=1)  # type: ignore[arg-type]
+
+
+def _while_n01_answers_not(client: type[_Reporting], released: threading.Event, *, release: bool) -> Traffic:
+    """Traffic until n00 has reported ROUNDS rounds, n01's client (`client`) answering its first batch once `released`
+    (set here as the traffic stops if `release`); the traffic, stopped."""
+    calls = dict.fromkeys(["n00", "n01", "n02"], 0)
+    reported = threading.Event()
+    traffic = _traffic(lambda node: client(node, calls, reported, released))
+    traffic.start_at(0.0)
+    try:
+        assert reported.wait(timeout=10.0), f"n00 reported {calls['n00']} rounds while n01 did not answer"
+    finally:
+        if release:
+            released.set()
+        traffic.stop()
+    return traffic
+
+
 def test_an_org_whose_node_does_not_answer_holds_up_no_other_org_s_rounds():
     """Before: each round waited for every org's answer, so one node that did not answer (stopped, overloaded) held
     every org's reports up to the client's timeout, 10 s a round in place of 1 s: every attack and measurement of
     the run was then played at a tenth of its traffic. Now the others report on in step; the node that does not
     answer skips the rounds until it answers, and they are counted, by node."""
-    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
-    scenario = replace(scenario, traffic=replace(scenario.traffic, round_seconds=0.01))
-    names = ["n00", "n01", "n02"]
-    plan = make_plan(scenario, names, seed=1)
-    calls = dict.fromkeys(names, 0)
-    reported, released = threading.Event(), threading.Event()
-    cluster = SimpleNamespace(names=names, entry=lambda node: SimpleNamespace(api_url=f"http://{node}"),
-                              client=lambda node, timeout: _Reporting(node, calls, reported, released))
-    agents = {a.name: Agent(a, behaviour_model(a.group.behaviour, 0.01)) for a in plan.agents}
-    traffic = Traffic(cluster, plan, agents, lambda node: True, seed=1)  # type: ignore[arg-type]
-    traffic.start_at(0.0)
-    try:
-        assert reported.wait(timeout=10.0), f"n00 reported {calls['n00']} rounds while n01 did not answer"
-    finally:
-        released.set()
-        traffic.stop()
+    traffic = _while_n01_answers_not(_Reporting, threading.Event(), release=True)
     assert traffic.stats.skipped_at["n01"] >= ROUNDS - 1  # n00's rounds after the first, at least
     assert set(traffic.stats.skipped_at) == {"n01"} and traffic.stats.batches_failed == 0
+
+
+class _TimingOut(_Reporting):
+    """A _Reporting whose n01 fails as the client's timeout does, once `released` is set (at most 10 s on)."""
+
+    def report_events(self, events: list[dict]) -> dict:
+        if self.node != "n01":
+            return super().report_events(events)
+        self.calls[self.node] += 1
+        self.released.wait(timeout=10.0)
+        raise NodeUnreachable(f"the node at {self.base_url} did not answer within 10.0 s", timed_out=True)
+
+
+def test_a_batch_its_node_failed_is_counted_by_node_one_failing_as_the_traffic_stops_too(monkeypatch):
+    """The progress lines and the report name the nodes whose batches went unanswered (`failed_at`); the batch a node
+    still had in hand as the traffic stopped is waited for and counted, not lost from the counts."""
+    stopped = threading.Event()  # the traffic waits for the batches in hand
+    waited = testnet.traffic.wait
+    monkeypatch.setattr(testnet.traffic, "wait", lambda futures: stopped.set() or waited(futures))
+    traffic = _while_n01_answers_not(_TimingOut, stopped, release=False)
+    assert dict(traffic.stats.failed_at) == {"n01": 1} and traffic.stats.batches_failed == 1
