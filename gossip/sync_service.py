@@ -646,11 +646,12 @@ class SyncService:
         (`catch_up_peers`) takes a session slot ahead of others, ending one if none is free (gossip.session_slots), and
         ends the fetches of gaps with its peer (`_turn_and_slot`)."""
         try:
-            async with self._turn_and_slot(peer_id, gaps):
+            async with self._turn_and_slot(peer_id, gaps) as slot:
                 # A peer answering each read just in time would otherwise hold the slot for up to a million
                 # reads; what a session verified is stored as it ends (`_session`), and the next goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
-                    fetched = await self._session(peer_id, gaps)
+                    fetched = await self._session(peer_id, gaps,
+                                                  cut=lambda: deadline.cancel_called or slot.scope.cancel_called)
                 if deadline.cancelled_caught:
                     raise SyncError("session", f"the session outlasted {self.session_seconds:g} s; ended")
         except RemoteProtocolError as error:
@@ -729,7 +730,7 @@ class SyncService:
                                          and peer_id in self.host.connected_peers())
 
     @asynccontextmanager
-    async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[None]:
+    async def _turn_and_slot(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> AsyncIterator[Slot]:
         """The peer's turn and a session slot, the block run inside the slot's scope (`_pull`); SyncError "preempted" if
         the slot was ended for a needed session (gossip.session_slots) before the block ran to its end. A full round
         takes them as `_round_slot` says. A fetch of gaps takes its slot first: holding the peer's turn while it waited
@@ -741,7 +742,7 @@ class SyncService:
         if gaps is None:
             async with self._round_slot(peer_id) as slot:
                 with slot.scope:
-                    yield
+                    yield slot
         else:
             with self._slots.queued(_never) as place:
                 slot = await self._taken_while_connected(peer_id, place)
@@ -750,7 +751,7 @@ class SyncService:
                         if not turn:
                             raise SyncError("turn", f"another session with the peer ran on for {self.timeout:g} "
                                                     "s; not waiting for it")
-                        yield
+                        yield slot
         if slot.scope.cancelled_caught:  # (ended after its last step, it ran to its end: not preempted)
             raise SyncError("preempted", "ended for a round a catch-up needs (a session slot, or its peer's turn)")
 
@@ -830,13 +831,16 @@ class SyncService:
                 if self._gaps.turn_freed(peer_id):
                     self._wake_gap_workers()
 
-    async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+    async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None, *, cut: Callable[[], bool]) -> int:
         """One client session, to its end; the records it accepted. `holder_listeners` are told as soon as the client
         holds the org's records (SyncClient.holds_own), `unheld_listeners` as soon as it read heads naming none of
-        them (SyncClient.names_own); neither in a fetch of gaps, which asks no heads. However it ends (cut at its time
-        bound or for a needed session, its peer leaving, failing or saying Busy), the records it verified are offered
-        to the replica as it ends, before its stream closes: one batch at most (`accept_records`, `accept_bytes`, and
-        a page), which the next session would otherwise fetch and verify again; none of a page not yet verified."""
+        them (SyncClient.names_own); neither in a fetch of gaps, which asks no heads. However it ends (`cut()` at its
+        time bound or for a needed session, its peer leaving, failing or saying Busy), the records it verified are
+        offered to the replica as it ends, before its stream closes: one batch at most (`accept_records`,
+        `accept_bytes`, and a page), which the next session would otherwise fetch and verify again; none of a page not
+        yet verified. But not as the node stops (cancelled, not `cut()`): the start's take-back of the org's own
+        records has ended by then (node.daemon._take_back_own_records), and a record of a key `vouchnet key adopt`
+        made the org's, stored then, was said at CRITICAL as a thief's; the next start fetches them again."""
         own = {self.replica.did, *self.replica.succession.earlier(self.replica.did)}
         client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network,
                             own=own)
@@ -867,6 +871,10 @@ class SyncService:
                     if isinstance(event, (Send, Finished)):  # the client's next request reads the store (an answer
                         # ends with a page of records, or an empty one after them)
                         fetched += self._accept(pending.take(), peer_id)
+            except trio.Cancelled:
+                if not cut():
+                    pending.take()
+                raise
             finally:  # cut (its time bound, a preemption, the peer failing or saying Busy): what was verified stays
                 fetched += self._accept(pending.take(), peer_id)
             if not told:  # (before the stream's close, which may wait on the connection, or be cancelled)

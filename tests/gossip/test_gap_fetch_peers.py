@@ -92,7 +92,7 @@ async def gaps(tmp_path: Path, peers: list[str], session: Callable[[Gaps, str], 
                               max_sessions=max_sessions)
         node = Gaps(host, service, store)
 
-        async def stand_in(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
+        async def stand_in(peer: str, fetching: dict[str, tuple[int, int]] | None, *, cut: object) -> int:
             if fetching is None:
                 return 0  # a full round (on connecting, at the start): the peers held nothing of the org's yet
             node.asked.append((trio.current_time(), peer))
@@ -825,9 +825,9 @@ async def test_a_gap_whose_fetch_gave_up_the_turn_of_a_round_that_then_failed_is
     async with gaps(tmp_path, [A], session) as node, trio.open_nursery() as nursery:
         gap_session = node.service._session
 
-        async def failing_round(peer: str, fetching: dict[str, tuple[int, int]] | None) -> int:
+        async def failing_round(peer: str, fetching: dict[str, tuple[int, int]] | None, *, cut) -> int:
             if fetching is not None:
-                return await gap_session(peer, fetching)
+                return await gap_session(peer, fetching, cut=cut)
             await trio.sleep(HOLDING)
             raise HostError(f"{peer}: stream reset")
 

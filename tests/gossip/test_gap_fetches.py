@@ -35,7 +35,7 @@ class Sessions:
         self.started: list[tuple[float, str]] = []  # (when, issuer) of each gap session
         self.hostile_open = self.most_hostile_open = 0
 
-    async def __call__(self, peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+    async def __call__(self, peer: str, gaps: dict[str, tuple[int, int]] | None, *, cut: object) -> int:
         if gaps is None:  # a full round: nothing to fetch here
             return 0
         for iss in gaps:
@@ -145,7 +145,7 @@ async def test_gap_fetches_do_not_queue_behind_a_peer_slow_to_answer(tmp_path, a
                           max_hops=1, held_limit=10)
         service = SyncService(ConnectedHost(PEERS), replica, network="test", timeout=TIMEOUT, interval=INTERVAL)
 
-        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None, *, cut: object) -> int:
             if gaps is None:
                 return 0
             started.append((trio.current_time(), peer))
@@ -186,7 +186,7 @@ async def test_a_peer_reporting_fresh_issuers_gaps_faster_than_they_are_fetched_
         service = SyncService(ConnectedHost(PEERS), replica, network="test", timeout=TIMEOUT, interval=INTERVAL,
                               gap_queue=16)
 
-        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None) -> int:
+        async def session(peer: str, gaps: dict[str, tuple[int, int]] | None, *, cut: object) -> int:
             if gaps is not None and HONEST.did in gaps:
                 honest_fetched.append(trio.current_time())
                 return len(replica.accept([HONEST_FIRST]).accepted)

@@ -498,14 +498,15 @@ async def test_a_cut_session_whose_verified_records_fail_our_disk_counts_as_a_st
     assert +service.stats.errors == {"storage": 1} and service.stats.rounds_failed == 1
 
 
-async def test_a_session_cancelled_as_the_node_stops_ends_at_once_though_storing_what_it_verified_fails(
-        tmp_path, autojump_clock):
-    """The store as a session ends runs inside the cancellation of the node's stop: a failure of it is counted and the
-    stop goes on, not held up."""
+async def test_a_session_cancelled_as_the_node_stops_ends_at_once_and_stores_nothing(tmp_path, autojump_clock):
+    """What a session verified is stored as it is cut, but not as the node stops: by then the start's take-back of
+    the org's own records has ended (node.daemon._take_back_own_records), and a record of a key `vouchnet key adopt`
+    made the org's, stored as the stop cancelled a catch-up session, was said at CRITICAL as a thief's and listed, a
+    false alarm (tests/node/test_restore.py met it one run in three). The next start fetches them again."""
     with cut_after_five_pages(tmp_path, "stall") as (service, replica, _):
-        replica.store.append = _disk_full  # type: ignore[method-assign]
         with trio.move_on_after(1) as stopping:
             await service.sync_with(PEER)
             await trio.lowlevel.checkpoint()
         assert stopping.cancelled_caught and trio.current_time() == pytest.approx(1)
-    assert +service.stats.errors == {"storage": 1}
+        assert replica.store.size == 0
+    assert +service.stats.errors == {}
