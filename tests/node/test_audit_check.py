@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import sqlite3
+import weakref
 
 import pytest
 import trio
@@ -20,7 +21,7 @@ from node.audit_check import check_audit_log
 from node.audit_log import AUDIT_FILE, AuditLog, DamagedEntry
 from node.config import load_config
 from node.daemon import StartupError, serve_node
-from node.digests import DigestService, DigestState
+from node.digests import DigestService, DigestState, Tally
 from node.events import SALT_SIZE, Event, InvalidEvent, decode_salted_entry, encode_entry
 from node.keys import load_org_key
 from node.retention import DAY_MS, RetentionService
@@ -735,3 +736,37 @@ def _decodes_as_another(entry):
         return decode_salted_entry(entry)[1].agent != A
     except InvalidEvent:
         return False
+
+
+def test_the_walk_holds_the_tallies_of_the_epoch_it_is_in_only(data_dir, monkeypatch):
+    """Bounded memory: each epoch's tallies are compared with its digests and let go as the walk passes into the
+    next epoch, not all held to the walk's end (a tally of each agent of each epoch of 180 days)."""
+    monkeypatch.setattr("node.audit_check.PAGE", 1)
+    live: weakref.WeakSet[Tally] = weakref.WeakSet()
+
+    class Watched(Tally):
+        __hash__ = object.__hash__  # (for the WeakSet: a dataclass is unhashable)
+
+        def __init__(self) -> None:
+            super().__init__()
+            live.add(self)
+
+    monkeypatch.setattr("node.audit_check.Tally", Watched)
+    digests, epochs = _org_digests_and_epochs(data_dir)
+    held = []
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, epochs, digests, progress=lambda done, size: held.append(len(live)))
+    assert (checked.problems.count, checked.digests) == (0, 6)
+    assert max(held) == 2  # A's and B's, of one epoch (of three)
+
+
+def test_a_digest_of_an_epoch_cut_short_stored_after_the_walk_passed_it_is_checked_in_the_second_read(data_dir):
+    """digests.db says the first epoch's digests were not all issued (a stop cut it short), and its digests, taken
+    back from peers, are stored after the later epochs': read as the walk is past that epoch's entries, compared in
+    the first read they would find none of them, and be said to have lost them."""
+    digests, epochs = _org_digests_and_epochs(data_dir)
+    first, *rest = epochs
+    cut_short = (*first[:4], False)
+    with Ledger.open(data_dir / AUDIT_FILE, read_only=True) as ledger:
+        checked = check_audit_log(ledger, [cut_short, *rest], reversed(digests))
+    assert (checked.problems.count, checked.digests) == (0, 6)
