@@ -51,8 +51,12 @@ def wall_clock_ms() -> int:
 
 
 class DamagedEntry(LedgerError):
-    """An entry inside the audit log that does not decode as an event, or whose bytes do not hash to the leaf hash
-    stored for it: the message names it and what to do."""
+    """An entry inside the audit log, at `index`, that does not decode as an event, or whose bytes do not hash to the
+    leaf hash stored for it: the message names it and what to do."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,10 @@ class AuditLog:
             return decode_salted_entry(entry)
         except NewerEntry as error:
             raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: {error}: written by a later vouchnet; run that "
-                               "version") from None
+                               "version", index=index) from None
         except InvalidEvent as error:
             raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: not an audit entry ({error}): it is damaged; "
-                               f"{_WAY_BACK}") from None
+                               f"{_WAY_BACK}", index=index) from None
 
     def read(self, start: int, stop: int, page: int) -> Iterator[tuple[int, bytes, bytes]]:
         """(index, bytes, stored leaf hash) of entries [start, stop) (unpruned), `page` of them read at once."""
@@ -178,7 +182,7 @@ class AuditLog:
         (node.audit_check names which of the two changed)."""
         if leaf_hash(entry) != leaf:
             raise DamagedEntry(f"{AUDIT_FILE}: entry {index}: its bytes do not hash to the leaf hash the ledger stores "
-                               f"for it: one of them changed on disk; {_WAY_BACK}")
+                               f"for it: one of them changed on disk; {_WAY_BACK}", index=index)
 
     def boundary(self, at: int, damaged: Callable[[DamagedEntry], None] | None = None) -> tuple[int, int]:
         """(first, last) about acceptance time `at`, by a binary search (`at` never decreases along the log): the

@@ -3,8 +3,9 @@ hashes, so roots and proofs stay valid; expired idempotency keys are forgotten.
 
 Pruning goes back to an epoch boundary, whole epochs at a time (those digested before `epoch_seconds` changed
 too), and never past the first event not yet digested, nor of an epoch whose digests a stop cut short: an exported
-epoch is either all there or refused as pruned. Nor past a damaged entry (node.audit_log.DamagedEntry), whose time
-cannot be read: each prune logs and counts it, and prunes up to its epoch.
+epoch is either all there or refused as pruned. Nor past a damaged entry (node.audit_log.DamagedEntry) where the
+expired entries end, whose time cannot be read: each prune logs and counts it, and prunes up to its epoch (damaged
+entries between expired ones are pruned with them).
 
 Pruning cannot be undone: it follows the node's time (node.node_time), the audit log's acceptance time, which
 does not follow a wall clock that stepped over a day ahead (a bad NTP step, a VM resumed with a wrong time) until it
@@ -58,7 +59,11 @@ class RetentionService:
         """Prune the audit log of what has expired by now; its new pruned count."""
         cutoff = self.expiry_time() - self.retention_ms
         cutoff -= cutoff % self.digester.epoch_ms
-        before = min(self.audit.boundary(cutoff, self._damaged)[0], self.digester.needed_from)
+        met: dict[int, DamagedEntry] = {}
+        first, last = self.audit.boundary(cutoff, lambda error: met.update({error.index: error}))
+        if first < last and first <= self.digester.needed_from:  # the search ended on damage: the prune stops at it
+            self._damaged(met[first])
+        before = min(first, self.digester.needed_from)
         if (holding := self.digester.state.holding(before)) is not None:  # the cutoff, aligned to the epoch length
             before = holding[0]  # configured now, fell inside an epoch digested when it was longer
         if before > self.audit.ledger.pruned:
@@ -67,9 +72,10 @@ class RetentionService:
         return self.audit.ledger.pruned
 
     def _damaged(self, error: DamagedEntry) -> None:
-        """A damaged entry met by the search for what has expired (AuditLog.boundary): its time cannot be read, so
-        neither it nor any entry after it is pruned while it stays so; logged at ERROR and counted
-        (vouchnet_audit_damaged_reads_total)."""
+        """The damaged entry the search for what has expired (AuditLog.boundary) ended on, the prune stopping at it:
+        its time cannot be read, so neither it nor any entry after it is pruned while it stays so; logged at ERROR
+        and counted (vouchnet_audit_damaged_reads_total). Damaged entries the search read between expired ones, pruned
+        past, or among those not expired, are not: the prune does not stop at them."""
         self.digester.damaged_reads.inc()
         log.error("audit log pruned no further than a damaged entry: %s", error)
 

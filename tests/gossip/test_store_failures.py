@@ -220,6 +220,23 @@ def test_an_index_whose_disk_fails_as_it_opens_is_not_called_another_file(tmp_pa
         assert_stored_exactly(store, records)
 
 
+def test_an_index_rebuilt_on_a_full_disk_is_refused_as_the_disk_s_failure(tmp_path):
+    """The index removed, as the operator is told to when it is damaged, and its rebuild's first writes, past its
+    marks (its WAL, its tables), refused by a full disk: the message must not send them to remove it again."""
+    alice = Org()
+    records = [alice.record() for _ in range(3)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records)
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / (gossip.store.INDEX_FILE + suffix)).unlink(missing_ok=True)
+    with Ledger.open(tmp_path / LEDGER_FILE), files_cannot_grow(4096), pytest.raises(StoreError) as refused:
+        RecordStore.open(tmp_path)
+    assert str(refused.value).startswith(f"{tmp_path / gossip.store.INDEX_FILE}: cannot be opened, as its storage "
+                                         "failed (disk I/O error: a full disk")
+    with RecordStore.open(tmp_path) as store:  # with room again it is rebuilt
+        assert_stored_exactly(store, records)
+
+
 # --- the property -------------------------------------------------------------------------------------------
 
 _ORGS = 3
