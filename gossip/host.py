@@ -307,14 +307,23 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    10 s. Repro: hosts A and B, A dials B; B writes 20,000 WINDOW_UPDATE+SYN frames (its yamux connection's
    _write_frame, 500 to a write) and never sends on them: A held up to 3,400 streams at once (the two hosts in one
    process, on a loaded 2-CPU machine, took 40 s to send and handle them). Handled (in _Yamux, quirk 35): a stream the
-   peer opens while MAX_INBOUND_STREAMS of its streams are open on the connection (not yet closed for sending by this
-   host, nor reset by either end) is reset as its SYN is read (67), before any task or negotiation; the first such
+   peer opens while MAX_INBOUND_STREAMS of its streams are open on the connection (not closed by both ends, nor reset by
+   either) is reset as its SYN is read (67), before any task or negotiation; the first such
    stream of a connection is counted in HostStats.hostile_input and logged. go-libp2p's resource manager bounds inbound
    streams per peer in the same way. Same repro: at most 260 streams at A, its memory up 2 MiB where it was 34, and the
    20,000 sent and handled in 16 s. The streams open are counted as each opens and closes (_Yamux.peer_streams_open,
    kept by quirk 65's stream class): the walk of the connection's streams at each SYN, as this was first handled, made
    each SYN cost the host as much as the streams held: B holding 250 streams open, then writing 5,000 SYNs, took A
-   1.22-1.26 s of CPU, 0.78-0.80 s with the count.
+   1.22-1.26 s of CPU, 0.78-0.80 s with the count. A stream counted off at first once this host closed it for sending
+   (its answer written), but py-libp2p forgets a stream only once both ends closed it (or either reset it), and the
+   swarm lets its task and its token of ResourceLimits.max_streams go as the handler returns: a peer that never closed
+   its side of the streams answered kept each in the connection's streams for the connection's life, uncounted, and
+   opened as many as it liked. Repro: B writes raw SYN+DATA frames naming a protocol whose handler answers and returns,
+   400 to a write, and never closes them: of 800, A answered and kept 800, counted 1 open, its traced memory up 2.4 MiB
+   (3.1 KiB a stream) in 9.8 s. Such a stream now counts until the peer closes its side too (py-libp2p's and
+   js-libp2p's clients close theirs once they read the answer, vouchnet's as they leave the stream's `async with`).
+   Same repro: 255 answered and kept (the 256th stream open is B's pubsub stream), 256 counted, the rest reset, 0.9 MiB
+   in 3.1 s; once B closes them, the streams it opens are answered again.
 37. Gossip control messages cost the receiver far more than the sender, without bound per RPC: a GRAFT for a topic
    the host does not join is answered with a PRUNE RPC of its own (and a backoff entry kept 60 s, quirk 20), each
    IHAVE entry passes a per-topic rate limit (new topics pass) and sends an IWANT, and each IWANT entry past 10 a
@@ -1895,8 +1904,8 @@ class _WakesWriters:
 
 
 class _TellsClosing(_WakesWriters):
-    """_WakesWriters for whether a _YamuxStream is closed (both ways, or for sending), which also tells the stream
-    once it is (its connection's count of the streams the peer opened that are open, quirk 36)."""
+    """_WakesWriters for whether a _YamuxStream is closed both ways (by both ends, or a reset), which also tells the
+    stream once it is (its connection's count of the streams the peer opened that are open, quirk 36)."""
 
     def __set__(self, stream: _YamuxStream, value: object) -> None:
         super().__set__(stream, value)
@@ -1908,11 +1917,11 @@ class _YamuxStream(YamuxStream):
     """A yamux stream whose writes wait for window credit woken by it (the peer's WINDOW_UPDATE, or the stream's
     close), not by polling, for as long as the caller's deadline allows, or WINDOW_WAIT_S for a caller without one
     (quirk 65), and which, opened by the peer, counts itself among its connection's open streams until it is closed
-    (quirk 36); nothing else differs."""
+    both ways or reset (quirk 36); nothing else differs."""
 
     send_window = _WakesWriters()
     closed = _TellsClosing()
-    send_closed = _TellsClosing()
+    send_closed = _WakesWriters()
 
     def __init__(self, stream_id: int, conn: Yamux, is_initiator: bool) -> None:
         # Set as the send window or the stream's closing changes (before they are set); replaced only once set, so
@@ -1925,7 +1934,7 @@ class _YamuxStream(YamuxStream):
             conn.peer_streams_open += 1
 
     def closing(self) -> None:
-        """The stream is closed, both ways or for sending: no longer open in its connection's count (quirk 36)."""
+        """The stream is closed both ways, or reset: no longer open in its connection's count (quirk 36)."""
         if self._counted_open:
             self._counted_open = False
             self.conn.peer_streams_open -= 1  # type: ignore[attr-defined]  # (a _Yamux: counted it)
@@ -1984,7 +1993,7 @@ class _Yamux(Yamux):
         self.unresponsive: Counter[str] = Counter()
         self.held = 0  # bytes buffered, at most, as the budget last counted them (quirk 44)
         self.opened = 0  # streams the peer opened and has open, at most, as the budget last counted them (quirk 44)
-        self.peer_streams_open = 0  # streams the peer opened, not closed or reset, as each counts itself (quirk 36)
+        self.peer_streams_open = 0  # streams the peer opened, not closed both ways, as each counts itself (quirk 36)
         self.incoming = 0  # bytes of the DATA frame being read, which it will buffer (0: a frame's header is read)
         self._evicted = False  # closed to make room in the budget for another connection's frame (quirk 44)
         self._refused_streams = False
@@ -2000,14 +2009,14 @@ class _Yamux(Yamux):
         self.closed_here = False  # this host closed the connection, not the peer or the network (PeerEvent)
 
     def inbound_open(self) -> int:
-        """Streams the peer opened that are open (not closed for sending by this host, nor reset by either end):
+        """Streams the peer opened that are open (not closed by both ends, nor reset by either):
         counted by each as it opens and closes (_YamuxStream, where yamux builds its streams), not walked for at each
         SYN, which made each SYN cost the host as much as the streams the peer held open; walked for where yamux builds
         streams of another class."""
         if libp2p.stream_muxer.yamux.yamux.YamuxStream is _YamuxStream:
             return self.peer_streams_open
         theirs = self.next_stream_id % 2 ^ 1
-        return sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed) for s in self.streams.values())
+        return sum(s.stream_id % 2 == theirs and not s.closed for s in self.streams.values())
 
     def buffered(self) -> int:
         """Bytes received and not yet read, all streams'."""

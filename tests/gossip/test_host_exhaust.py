@@ -20,8 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from libp2p.io.exceptions import IOException
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import (FLAG_ACK, FLAG_RST, FLAG_SYN, MAX_WINDOW_SIZE, TYPE_DATA, TYPE_PING,
-                                             TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux)
+from libp2p.stream_muxer.yamux.yamux import (FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, MAX_WINDOW_SIZE, TYPE_DATA,
+                                             TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux)
 
 from gossip.frames import encode_uvarint
 import gossip.host
@@ -351,7 +351,7 @@ async def test_a_peer_opening_streams_by_the_thousand_holds_no_more_than_its_sha
                 await raw._write_frame(b"".join(syns[batch:batch + 100]))
             with pytest.raises(HostError):  # accepted after every SYN before it: one too many
                 await echoed(hostile, node)
-            theirs = [s for i, s in kept.streams.items() if i >= first and not (s.closed or s.send_closed)]
+            theirs = [s for i, s in kept.streams.items() if i >= first and not s.closed]
             assert len(theirs) <= MAX_INBOUND_STREAMS
             assert await echoed(honest, node) == b"ping"
             assert node.stats().hostile_input == 1
@@ -426,7 +426,7 @@ async def test_a_stream_opened_past_the_bound_is_refused_without_a_walk_of_the_c
             ids = await syns_past_the_bound(kept, muxed_connection(hostile, node.peer_id))
             assert walked.walks < len(ids) // 4  # (a DATA frame's read walks them, quirk 35: the hosts' own few)
             theirs = kept.next_stream_id % 2 ^ 1
-            assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed)
+            assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not s.closed
                                               for s in kept.streams.values()) > 0
 
 
@@ -455,9 +455,60 @@ async def test_streams_a_peer_resets_are_no_longer_counted_among_those_it_has_op
                                             for flag in (FLAG_SYN, FLAG_RST)))
             assert await echoed(peer, node) == b"ping"  # (its frames read after the resets)
             theirs = kept.next_stream_id % 2 ^ 1
-            assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not (s.closed or s.send_closed)
+            assert kept.inbound_open() == sum(s.stream_id % 2 == theirs and not s.closed
                                               for s in kept.streams.values())
             assert node.stats().hostile_input == 0
+
+
+async def answered_or_refused(kept: Yamux, raw: Yamux, ids: range) -> dict[int, str]:
+    """`raw`'s host opens a stream of each id in `ids` on `kept`'s connection, naming ONCE in the SYN's DATA frame,
+    and never closes its side; returns, once `kept` closed (FIN) or reset (RST) each, which it did to each."""
+    ended: dict[int, str] = {}
+    write_frame, all_ended = kept._write_frame, trio.Event()
+
+    async def watching(data: bytes) -> None:
+        await write_frame(data)
+        _, _, flags, stream_id, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+        if stream_id in ids and flags & (FLAG_FIN | FLAG_RST) and stream_id not in ended:
+            ended[stream_id] = "RST" if flags & FLAG_RST else "FIN"
+            if len(ended) == len(ids):
+                all_ended.set()
+
+    kept._write_frame = watching
+    request = multistream_line("/multistream/1.0.0") + multistream_line(ONCE)
+    await raw._write_frame(b"".join(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, FLAG_SYN, i, len(request))
+                                    + request for i in ids))
+    await all_ended.wait()
+    kept._write_frame = write_frame
+    return ended
+
+
+@pytest.mark.slow
+async def test_streams_answered_and_left_open_by_the_peer_count_until_it_closes_them() -> None:
+    """Quirk 36 counted a stream the peer opened only until this host closed it for sending, and py-libp2p forgets a
+    stream only once both ends closed it: a peer that never closed its side of the streams the host answered held
+    each for the connection's life, uncounted, and could open any number (256 held showed as 1 open). Now a stream
+    counts until the peer closes its side too, or either end resets it; once the peer closes them, it may open more."""
+    batch = MAX_INBOUND_STREAMS // 4
+    with trio.fail_after(60):
+        async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
+            node.set_stream_handler(ONCE, answered_once)
+            kept = await connected(node, hostile)
+            raw = muxed_connection(hostile, node.peer_id)
+            first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
+            ended: dict[int, str] = {}
+            for start in range(first, first + 2 * (MAX_INBOUND_STREAMS + 2 * batch), 2 * batch):
+                ended |= await answered_or_refused(kept, raw, range(start, start + 2 * batch, 2))
+            held = [i for i, how in ended.items() if how == "FIN"]
+            own = sum(i % 2 == first % 2 and not s.closed for i, s in kept.streams.items() if i < first)  # (pubsub's)
+            assert len(held) == MAX_INBOUND_STREAMS - own and kept.inbound_open() == MAX_INBOUND_STREAMS
+            assert sum(i >= first for i in kept.streams) == len(held)  # (the refused ones forgotten)
+            assert node.stats().hostile_input == 1
+            await raw._write_frame(b"".join(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_FIN, i, 0)
+                                            for i in held))
+            again = range(first + 2 * len(ended), first + 2 * (len(ended) + batch), 2)
+            assert set((await answered_or_refused(kept, raw, again)).values()) == {"FIN"}
+            assert kept.inbound_open() == own + batch and sum(i >= first for i in kept.streams) == batch
 
 
 def data_frames(stream_id: int, count: int, size: int, flags: int = 0) -> bytes:
