@@ -677,15 +677,16 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    carries and nothing from FULL_FRAME_BYTES (1 KiB) on (what the peer may send there is bounded by the windows, quirk
    35), one opening a stream or on a stream not open counting for one, as other frames do; a frame past them waits, its
    reading task reading nothing meanwhile (the peer's frames wait in the sockets, and its writes once they are full),
-   until a twentieth of the burst came back; the connection is kept (closing it would let the peer come back with a
-   fresh key) and its first wait is counted in HostStats.hostile_input and logged. Honest traffic stays far below: in
-   tests/gossip's host, sync and service tests, tests/interop, benchmarks/sync.py and benchmarks/gossip.py (5 nodes,
-   1,000 records/s), the most frames a connection read in any second were 1,833 (an echo test writing frames of 1,000
-   bytes as fast as it could, which count for 2% each), 415 of gossip (a burst of 1,000 publishes, at most 358 in a
-   tenth of a second), 50 between nodes and 43 from the js-libp2p peer. Same repro: read in 44.1 s, 2.80 s of CPU, 6% of
-   a core, the connection kept. A DATA frame at first counted for less the more bytes it carried wherever it went: the
-   same frames with 1,023 bytes each (`tiny --tiny-bytes 1023`) were read as fast as they came, 46,000 in 11.3 s, 3.26 s
-   of CPU, 29% of a core; now in 44.1 s, 3.48 s of CPU, 8%.
+   until a twentieth of the burst came back (or the connection closes: the reading task ends there, the frame not
+   handled, where py-libp2p first took it as read in time); the connection is kept (closing it would let the peer come
+   back with a fresh key) and its first wait is counted in HostStats.hostile_input and logged. Honest traffic stays far
+   below: in tests/gossip's host, sync and service tests, tests/interop, benchmarks/sync.py and benchmarks/gossip.py (5
+   nodes, 1,000 records/s), the most frames a connection read in any second were 1,833 (an echo test writing frames of
+   1,000 bytes as fast as it could, which count for 2% each), 415 of gossip (a burst of 1,000 publishes, at most 358 in
+   a tenth of a second), 50 between nodes and 43 from the js-libp2p peer. Same repro: read in 44.1 s, 2.80 s of CPU, 6%
+   of a core, the connection kept. A DATA frame at first counted for less the more bytes it carried wherever it went:
+   the same frames with 1,023 bytes each (`tiny --tiny-bytes 1023`) were read as fast as they came, 46,000 in 11.3 s,
+   3.26 s of CPU, 29% of a core; now in 44.1 s, 3.48 s of CPU, 8%.
 Not worked around (policy, not a bug to patch): IDONTWANT is sent for every message regardless of size.
 Checked and left, bounded already (quirk numbers 50 and 52 left unused): py-libp2p's own bound on streams, the swarm's
 semaphore of ResourceLimits.max_streams (10,000), which every stream opened either way awaits, and its resource
@@ -2123,7 +2124,8 @@ class _Yamux(Yamux):
         peer's frames wait in the socket, and its writes once that is full. The first wait of the connection is
         counted as hostile input and logged. A DATA frame on a stream that is open counts less the more bytes it
         carries (what the peer may send there is bounded by the windows, quirk 35); one opening a stream, or on a
-        stream not open (its bytes read and dropped), counts for one, as every other frame does."""
+        stream not open (its bytes read and dropped), counts for one, as every other frame does. RawConnError once the
+        connection closes meanwhile: the reading task ends there, as for a read that fails, the frame not handled."""
         _, kind, flags, stream_id, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
         carries = kind == TYPE_DATA and not flags & FLAG_SYN and stream_id in self.streams
         cost = max(0.0, 1.0 - length / FULL_FRAME_BYTES) if carries else 1.0
@@ -2135,7 +2137,7 @@ class _Yamux(Yamux):
                                               f"none); reading {FRAMES_PER_S} a second")
             with trio.move_on_after(self._frames.wait_time("frames", max(cost, FRAME_BURST / 20), now)):
                 await self.event_shutting_down.wait()
-                return
+                raise RawConnError(f"yamux connection of {self.peer_id} closed while its frames waited for the budget")
 
     def _may_answer_ping(self) -> bool:
         """Quirk 66: whether a ping the peer sent is answered, MAX_PING_ANSWERS_PER_S being answered in a second of

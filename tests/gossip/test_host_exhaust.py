@@ -560,6 +560,26 @@ async def test_a_peer_sending_frames_by_the_thousand_is_read_at_frames_per_s(mon
 
 
 @pytest.mark.slow
+async def test_a_frame_waiting_for_the_frame_budget_is_not_read_once_the_connection_closed(monkeypatch) -> None:
+    """Quirk 68: a frame whose header was read past the budget waits; the connection closing meanwhile cut the wait
+    short, and py-libp2p then took the frame as if it had been read in time (on a connection closed, a SYN acknowledged
+    and its stream built). The reading task ends there instead."""
+    monkeypatch.setattr(gossip.host, "FRAMES_PER_S", 1e-6)  # (no refill: the frame past the burst waits for good)
+    burst, flooding = 200, trio.Event()
+    with trio.fail_after(30):
+        async with frames_read(monkeypatch, burst) as (node, peer, raw, nowhere, times):
+            kept = muxed_connection(node, peer.peer_id)
+            kept.on_hostile = lambda peer_id, what: flooding.set()
+            await raw._write_frame(data_frames(nowhere, burst, 0))
+            await flooding.wait()
+            read = len(times)
+            await node.disconnect(peer.peer_id)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(times) == read < burst
+            assert kept.event_closed.is_set() and not kept.streams
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stream, flags, cost", [("open", 0, 0), ("open", FLAG_SYN, 1), ("never opened", 0, 1)])
 async def test_a_data_frame_of_a_kib_counts_for_none_only_on_a_stream_open(stream, flags, cost, monkeypatch) -> None:
     """Quirk 68: what a peer may send on a stream that is open is bounded by its windows (quirk 35), so a frame full
