@@ -6,6 +6,9 @@ sockets (gossip.host quirks 35-40, 49, 51, 57, 66-68):
 - window: 64 MiB of DATA on the pubsub stream the host opened to the peer, which the host never reads (35);
 - syns: SYNS (5,000) bare SYN frames, 500 to a write, never used: how long the host took to read and answer them,
   CPU, the ACKs and RSTs it wrote, the most streams it held at once (36, 67);
+- answered: ANSWERED (1,000) streams opened with SYN+DATA frames naming a protocol whose handler answers and returns,
+  200 to a write (each once the last were answered or reset), that the peer never closes: how many the host answered
+  and still holds, how many it counts open, the memory Python allocated meanwhile (tracemalloc), how long it took (36);
 - control-graft, control-ihave, control-iwant: 3 RPCs of 20,000 GRAFTs, IHAVEs (distinct topics) or IWANTs:
   CPU, warnings logged (37);
 - iwant: 40 IWANT RPCs for 40 cached messages of 20 KB, 50 ms apart: bytes the host sent back (39);
@@ -55,13 +58,14 @@ import socket
 import struct
 import sys
 import time
+import tracemalloc
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import trio
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_ACK, FLAG_RST, FLAG_SYN, TYPE_DATA, TYPE_PING,
-                                             TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux)
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, TYPE_DATA,
+                                             TYPE_PING, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -144,6 +148,46 @@ async def syns(node: Host, hostile: Host) -> str:
             f"{time.process_time() - cpu:.2f} s of CPU; the host wrote {written['ACK']:,} ACKs and "
             f"{written['RST']:,} RSTs; at most {most} streams held; connected at the end: "
             f"{hostile.peer_id in node.connected_peers()}")
+
+
+async def answered(node: Host, hostile: Host) -> str:
+    node.set_stream_handler(ONCE, _answer_once)
+    await node.connect(hostile.listen_addrs[0])
+    await trio.sleep(1)  # the hosts' own streams (pubsub, identify) opened first
+    raw, kept = muxed(hostile, node.peer_id), muxed(node, hostile.peer_id)
+    raw._write_frame = functools.partial(Yamux._write_frame, raw)  # py-libp2p's: no bound of the hostile host's
+    first, request = raw.next_stream_id + 2000, line("/multistream/1.0.0") + line(ONCE)
+    ended: dict[int, str] = {}
+    write_frame, batch_ended = kept._write_frame, trio.Event()
+
+    async def watching(data: bytes) -> None:
+        await write_frame(data)
+        _, _, flags, stream_id, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
+        if stream_id >= first and flags & (FLAG_FIN | FLAG_RST) and stream_id not in ended:
+            ended[stream_id] = "RST" if flags & FLAG_RST else "FIN"
+            if len(ended) % 200 == 0 or len(ended) == ANSWERED:
+                batch_ended.set()
+
+    kept._write_frame = watching
+    tracemalloc.start()
+    cpu, start, allocated = time.process_time(), time.monotonic(), tracemalloc.get_traced_memory()[0]
+    with trio.move_on_after(60):
+        for batch in range(0, ANSWERED, 200):  # (each batch once the last ended: the peer's host reads little)
+            await raw._write_frame(b"".join(frame(TYPE_DATA, FLAG_SYN, first + 2 * i, request)
+                                            for i in range(batch, min(batch + 200, ANSWERED))))
+            await batch_ended.wait()
+            batch_ended = trio.Event()
+    allocated = tracemalloc.get_traced_memory()[0] - allocated
+    tracemalloc.stop()
+    held = sum(i >= first for i in kept.streams)
+    return (f"{ANSWERED:,} streams opened: {sum(how == 'FIN' for how in ended.values()):,} answered, "
+            f"{sum(how == 'RST' for how in ended.values()):,} reset, {held:,} held, {kept.inbound_open()} counted "
+            f"open, {allocated / 2**20:.1f} MiB allocated ({allocated / max(held, 1) / 1024:.1f} KiB a stream held), "
+            f"in {time.monotonic() - start:.1f} s, {time.process_time() - cpu:.2f} s of CPU")
+
+
+async def _answer_once(stream: Stream) -> None:
+    await stream.write(b"the answer")
 
 
 async def control(node: Host, hostile: Host, kind: str) -> str:
@@ -506,10 +550,12 @@ IHAVE_PER_S = 9  # its pace: under py-libp2p's 10 IHAVEs a second a topic, past 
 PINGS = 5000  # pings of the `pings` attack (--pings)
 TINY, TINY_BYTES = 46_000, 1  # DATA frames of the `tiny` attack (--tiny), and the bytes of each (--tiny-bytes)
 SYNS = 5000  # SYN frames of the `syns` attack
+ANSWERED = 1000  # streams of the `answered` attack
 CREDIT_STREAMS, CREDIT_DEADLINE_S = 200, 8.0  # streams of the `credit` attack, and its writes' deadline
 SINK = "/vouchnet/bench/sink"
-ATTACKS = {"window": window, "syns": syns, "stall": stall, "iwant": iwant, "proposals": proposals, "fill": fill,
-           "many": many, "deaf": deaf, "ihave": ihave, "pings": pings, "tiny": tiny, "credit": credit,
+ONCE = "/vouchnet/bench/once"  # answered, then closed for sending (the `answered` attack)
+ATTACKS = {"window": window, "syns": syns, "answered": answered, "stall": stall, "iwant": iwant, "proposals": proposals,
+           "fill": fill, "many": many, "deaf": deaf, "ihave": ihave, "pings": pings, "tiny": tiny, "credit": credit,
            "churn-single": lambda node, hostile: churn(node, hostile, 2000, 1),
            "churn-packed": lambda node, hostile: churn(node, hostile, 4, 2500),
            **{f"control-{kind}": (lambda kind: lambda node, hostile: control(node, hostile, kind))(kind)

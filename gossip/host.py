@@ -318,12 +318,12 @@ the same; py-libp2p does not shield its writes. The node's reconnect and sync re
    (its answer written), but py-libp2p forgets a stream only once both ends closed it (or either reset it), and the
    swarm lets its task and its token of ResourceLimits.max_streams go as the handler returns: a peer that never closed
    its side of the streams answered kept each in the connection's streams for the connection's life, uncounted, and
-   opened as many as it liked. Repro: B writes raw SYN+DATA frames naming a protocol whose handler answers and returns,
-   400 to a write, and never closes them: of 800, A answered and kept 800, counted 1 open, its traced memory up 2.4 MiB
-   (3.1 KiB a stream) in 9.8 s. Such a stream now counts until the peer closes its side too (py-libp2p's and
-   js-libp2p's clients close theirs once they read the answer, vouchnet's as they leave the stream's `async with`).
-   Same repro: 255 answered and kept (the 256th stream open is B's pubsub stream), 256 counted, the rest reset, 0.9 MiB
-   in 3.1 s; once B closes them, the streams it opens are answered again.
+   opened as many as it liked. Repro (benchmarks/p2p_exhaust.py answered): B opens 1,000 streams with raw SYN+DATA
+   frames naming a protocol whose handler answers and returns, and never closes them: A answered and kept 1,000,
+   counted 1 open, 2.8 MiB allocated (2.8 KiB a stream) in 8.1 s. Such a stream now counts until the peer closes its
+   side too (py-libp2p's and js-libp2p's clients close theirs once they read the answer, vouchnet's as they leave the
+   stream's `async with`). Same repro: 255 answered and kept (the 256th stream open is B's pubsub stream), 256 counted,
+   745 reset, 0.8 MiB in 2.9 s; once B closes them, the streams it opens are answered again.
 37. Gossip control messages cost the receiver far more than the sender, without bound per RPC: a GRAFT for a topic
    the host does not join is answered with a PRUNE RPC of its own (and a backoff entry kept 60 s, quirk 20), each
    IHAVE entry passes a per-topic rate limit (new topics pass) and sends an IWANT, and each IWANT entry past 10 a
