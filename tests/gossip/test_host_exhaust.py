@@ -51,6 +51,14 @@ async def connected(node: Host, peer: Host) -> Yamux:
     return muxed_connection(node, peer.peer_id)
 
 
+async def own_streams_settled() -> None:
+    """Once every task of the test's hosts is blocked: the exchanges they begin as they connect (identify, both ways)
+    are over. Quirk 36 counts a stream the peer opened until both ends closed it, so the peer's identify stream, which
+    the host answers at once and the peer closes once it read the answer, otherwise counts among its streams open until
+    some moment of the test (and frees a place as the peer's flood is read, where the test awaits a refusal)."""
+    await trio.testing.wait_all_tasks_blocked()
+
+
 def pubsub_stream_opened_by(host: Host, peer_id: str) -> int:
     """The yamux id of the pubsub stream that `peer_id` opened to `host` (it only ever writes to it)."""
     [connection] = [c for peer, conns in host._host.get_network().connections.items()
@@ -343,6 +351,7 @@ async def test_a_peer_opening_streams_by_the_thousand_holds_no_more_than_its_sha
             node.set_stream_handler(ECHO, echo)
             await node.connect(hostile.listen_addrs[0])  # dialled by the node: never closed as idle (quirk 34)
             await honest.connect(node.listen_addrs[0])
+            await own_streams_settled()
             raw, kept = muxed_connection(hostile, node.peer_id), muxed_connection(node, hostile.peer_id)
             first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
             syns = [struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_SYN, first + 2 * i, 0)
@@ -494,6 +503,7 @@ async def test_streams_answered_and_left_open_by_the_peer_count_until_it_closes_
         async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
             node.set_stream_handler(ONCE, answered_once)
             kept = await connected(node, hostile)
+            await own_streams_settled()
             raw = muxed_connection(hostile, node.peer_id)
             first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
             ended: dict[int, str] = {}
