@@ -1979,6 +1979,10 @@ class _YamuxStream(YamuxStream):
         raise MuxedStreamError(f"no window credit from the peer within {WINDOW_WAIT_S:g} s")
 
 
+# A yamux header as unpacked by YAMUX_HEADER_FORMAT: version, type, flags, stream id, length.
+_HeaderFields = tuple[int, int, int, int, int]
+
+
 class _Yamux(Yamux):
     """Yamux that holds the peer to the receive windows it was granted (quirk 35), to MAX_INBOUND_STREAMS open
     streams (quirk 36), to the host's budget across connections (quirk 44), to reading what it is sent within
@@ -2088,16 +2092,16 @@ class _Yamux(Yamux):
         finally:
             _FRAMES_READ_BY.reset(reading)
 
-    def header_read(self, header: bytes) -> bytes:
-        """Quirk 63: the reading task read a frame's header: a GO_AWAY is the peer's end of the connection, and a
-        DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's close of a
-        hostile connection. Quirk 64: the peer was heard from, unless the frame is an answer to no ping awaited, which
-        py-libp2p would take as the answer to any. Quirk 66: a ping past MAX_PING_ANSWERS_PER_S in a second is not
-        answered. py-libp2p is given such a frame as a ping of neither kind, which it passes over. Quirk 67: a stream
-        the peer opens past MAX_INBOUND_STREAMS or the host's budget is refused, py-libp2p given the frame without its
-        flags (on a stream it does not know: a body read and dropped), so it neither ACKs nor builds the stream; the
-        reading task then resets it (reset_refused). Returns the header py-libp2p reads."""
-        version, kind, flags, stream_id, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+    def header_read(self, header: bytes, fields: _HeaderFields) -> bytes:
+        """Quirk 63: the reading task read a frame's `header` (unpacked: `fields`): a GO_AWAY is the peer's end of the
+        connection, and a DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's
+        close of a hostile connection. Quirk 64: the peer was heard from, unless the frame is an answer to no ping
+        awaited, which py-libp2p would take as the answer to any. Quirk 66: a ping past MAX_PING_ANSWERS_PER_S in a
+        second is not answered. py-libp2p is given such a frame as a ping of neither kind, which it passes over. Quirk
+        67: a stream the peer opens past MAX_INBOUND_STREAMS or the host's budget is refused, py-libp2p given the frame
+        without its flags (on a stream it does not know: a body read and dropped), so it neither ACKs nor builds the
+        stream; the reading task then resets it (reset_refused). Returns the header py-libp2p reads."""
+        version, kind, flags, stream_id, length = fields
         if kind == TYPE_PING and flags & (FLAG_SYN | FLAG_ACK) == FLAG_ACK:
             if length != self._awaited_ping:
                 return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
@@ -2118,15 +2122,16 @@ class _Yamux(Yamux):
             return struct.pack(YAMUX_HEADER_FORMAT, version, kind, 0, stream_id, length)
         return header
 
-    async def within_frame_budget(self, header: bytes) -> None:
-        """Quirk 68: return once the connection's budget of frames holds the frame whose header was just read (at
-        once, unless the peer sent FRAME_BURST frames faster than FRAMES_PER_S), reading nothing meanwhile: the
-        peer's frames wait in the socket, and its writes once that is full. The first wait of the connection is
-        counted as hostile input and logged. A DATA frame on a stream that is open counts less the more bytes it
-        carries (what the peer may send there is bounded by the windows, quirk 35); one opening a stream, or on a
-        stream not open (its bytes read and dropped), counts for one, as every other frame does. RawConnError once the
-        connection closes meanwhile: the reading task ends there, as for a read that fails, the frame not handled."""
-        _, kind, flags, stream_id, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+    async def within_frame_budget(self, fields: _HeaderFields) -> None:
+        """Quirk 68: return once the connection's budget of frames holds the frame whose header was just read
+        (unpacked: `fields`), at once unless the peer sent FRAME_BURST frames faster than FRAMES_PER_S, reading nothing
+        meanwhile: the peer's frames wait in the socket, and its writes once that is full. The first wait of the
+        connection is counted as hostile input and logged. A DATA frame on a stream that is open counts less the more
+        bytes it carries (what the peer may send there is bounded by the windows, quirk 35); one opening a stream, or
+        on a stream not open (its bytes read and dropped), counts for one, as every other frame does. RawConnError
+        once the connection closes meanwhile: the reading task ends there, as for a read that fails, the frame not
+        handled."""
+        _, kind, flags, stream_id, length = fields
         carries = kind == TYPE_DATA and not flags & FLAG_SYN and stream_id in self.streams
         cost = max(0.0, 1.0 - length / FULL_FRAME_BYTES) if carries else 1.0
         while not self._frames.try_take("frames", now := trio.current_time(), cost):
@@ -3050,8 +3055,9 @@ async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.
     except Exception:
         muxer.ended_there()
         raise
-    await muxer.within_frame_budget(header)
-    header = muxer.header_read(header)
+    fields = struct.unpack(YAMUX_HEADER_FORMAT, header)  # (once: the hot path of every frame read)
+    await muxer.within_frame_budget(fields)
+    header = muxer.header_read(header, fields)
     await muxer.reset_refused()
     return header
 
