@@ -171,6 +171,16 @@ def _port_range(text: str) -> PortRange:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _ports_hold(ports: PortRange | None, nodes: int) -> None:
+    """UsageError (exit 2, as every command asked wrong) for --ports of fewer ports than a new testnet of `nodes`
+    needs, before anything is made (PortRange.check_holds)."""
+    try:
+        if ports is not None:
+            ports.check_holds(nodes)
+    except PortError as e:
+        raise UsageError(str(e)) from None
+
+
 def _node_count(text: str) -> int:
     """argparse type: a testnet's size, 1 to MAX_NODES, as a scenario file's nodes (a million took every byte of
     memory in making its topology or plan, before any node started)."""
@@ -283,6 +293,7 @@ def _up(args: argparse.Namespace) -> int:
             nodes = 5 if args.nodes is None else args.nodes
             seed = DEFAULT_SEED if args.seed is None else args.seed
             topology = args.topology or "mesh"
+            _ports_hold(args.ports, nodes)
             within = "" if args.ports is None else f", ports {args.ports}"
             print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed}{within})")
             try:
@@ -453,6 +464,7 @@ def _run(args: argparse.Namespace) -> int:
     if fresh:
         nodes = scenario.nodes if args.nodes is None else args.nodes
         seed = DEFAULT_SEED if args.seed is None else args.seed
+        _ports_hold(args.ports, nodes)
         try:  # before making a testnet that no run of the scenario could use
             make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
         except ScenarioError as e:

@@ -106,6 +106,18 @@ def test_a_testnet_of_more_nodes_than_a_scenario_may_have_is_refused_before_anyt
     assert not (tmp_path / "tn").exists()
 
 
+@pytest.mark.parametrize("command", [["up"], ["run", "baseline"]], ids=["up", "run"])
+def test_a_port_range_too_small_for_a_new_testnet_is_a_usage_error(tmp_path, monkeypatch, capsys, command):
+    """Exit 2, as every command asked wrong (README "Read the report": 1 is a run that failed). Before: `up` and `run`
+    said it as a failure, exit 1, once Cluster.create refused it."""
+    monkeypatch.setattr(Cluster, "create", lambda *args, **kwargs: pytest.fail("a testnet was made"))
+    assert main(["testnet", *command, "--nodes", "3", "--ports", "48000-48004", "--dir", str(tmp_path / "tn")]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"vouchnet testnet {command[0]}: --ports 48000-48004: 5 ports, fewer than the 6 a testnet of 3 nodes needs (a "
+        "p2p and an API port each)\n")
+    assert not (tmp_path / "tn").exists()
+
+
 def _sleepers(self, names=None, *, progress=None, say=None, timeout=None):
     """Cluster.start with a sleeping process for each node: interrupted (Ctrl-C) while waiting for their APIs."""
     _sleep(self, [n for n in (self.names if names is None else names) if not self.running(n)])
