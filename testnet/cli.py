@@ -125,12 +125,12 @@ def register(subparsers: Subparsers) -> None:
         commands, "run", run=_one_at_a_time("run", _run),
         summary="run a scenario (a library name or a TOML file) and write its report",
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots or settings "
-        "change), make its vouches, run its agents' traffic while its attacks, faults and revocations happen on "
-        "schedule, watch records and scores at every node, and write results.json, PNG plots and report.html. The "
-        "summary ends with a verdict line per attack: succeeded, contained or no verdict (a figure its rule needs "
-        "was not measured), by the attack kind's rule (README \"Read the report\"), with the figures it was judged "
-        "on and, for praise and slander, the same figure in the newest baseline run of the same seed and size in "
-        "DIR/reports, else of the agents no attack touched. Exit status: 0 when no attack succeeded, "
+        "change), make its vouches, run its agents' traffic while its attacks, faults, revocations and vouch changes "
+        "happen on schedule, watch records and scores at every node, and write results.json, PNG plots and "
+        "report.html. The summary ends with a verdict line per attack: succeeded, contained or no verdict (a figure "
+        "its rule needs was not measured), by the attack kind's rule (README \"Read the report\"), with the figures it "
+        "was judged on and, for praise and slander, the same figure in the newest baseline run of the same seed and "
+        "size in DIR/reports, else of the agents no attack touched. Exit status: 0 when no attack succeeded, "
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "

@@ -183,7 +183,7 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
     its API answered), and the nodes whose GET /v1/orgs/{new key} answered with the org (its first key) at the end.
     The vouches of the orgs flagged by then extend no horizon: those an earlier run on the testnet flagged
     (Plan.flagged), and the targets of the run's equivocations and key thefts before it, as the plan counts a
-    rotation's followers."""
+    rotation's followers; and the org-peer vouches are those in force then (the `[[vouches]]` changes made before)."""
     found = []
     for i, event in enumerate(run.timeline):
         if event["kind"] != "rotated":
@@ -192,7 +192,8 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
         stopped = max(e["at"] for e in run.timeline[:i] if e["kind"] == "rotate" and e["node"] == node)
         flagged = set(run.plan.flagged) | {e["node"] for e in run.timeline[:i]
                                            if e["kind"] in ("equivocation", "key-theft")}
-        others = [n for n in run.plan.nodes if n != node and node in run.plan.horizon(n, flagged)]
+        then = run.plan.with_changes([e["change"] for e in run.timeline[:i] if e["kind"] == "vouches"])
+        others = [n for n in run.plan.nodes if n != node and node in then.horizon(n, flagged)]
         linked = {}
         for other in others:
             held = [run.seen.get(rid, {}).get(other) for rid in (event["rotation"], event["first"])]
@@ -209,7 +210,8 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
 
 
 def convergence(run: RunResult) -> dict[str, Any]:
-    """Whether every node holds every record of the orgs in its horizon at the end, and when the last one arrived.
+    """Whether every node holds every record of the orgs in its horizon at the end (the `[[vouches]]` changes made),
+    and when the last one arrived.
     An equivocator's records are left out: two nodes may rightly hold two different records at one of its seqs."""
     node_of = _node_of(run)
     flagged = {node_of[r.about] for r in run.records.values() if r.kind == "equivocation" and r.about in node_of}
@@ -217,7 +219,7 @@ def convergence(run: RunResult) -> dict[str, Any]:
     counted = {rid for rid in union if node_of.get(run.records[rid].iss) not in flagged}
     missing = {}
     for node, held in run.held.items():
-        inside = run.plan.horizon(node, flagged)
+        inside = run.plan.final.horizon(node, flagged)
         missing[node] = sum(1 for rid in counted - held if node_of.get(run.records[rid].iss) in inside)
     arrivals = [at for seen in run.seen.values() for at in seen.values()]
     return {
@@ -236,7 +238,7 @@ def checkpoints(run: RunResult) -> dict[str, Any]:
     every honest node's is."""
     others = len(run.plan.nodes) - 1
     flagged = flagged_keys(run.records.values(), run.keys.values())
-    followers = followers_by_node(run.plan, run.keys, run.dids, flagged)
+    followers = followers_by_node(run.plan.final, run.keys, run.dids, flagged)
     witnesses = run.scenario.settings.witnesses
     rows = {}
     for node, status in run.status.items():

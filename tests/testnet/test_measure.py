@@ -12,7 +12,7 @@ from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.report import linking, results_json, witnessed_summary
 from testnet.runner import RunResult
-from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
+from testnet.scenario import Attack, Selector, VouchChange, load_scenario, parse_scenario
 from testnet.status import Checkpoint, NodeStatus
 from testnet.traffic import TrafficStats
 from testnet.verdict import UNDECIDED, judge
@@ -109,6 +109,27 @@ def test_a_node_is_expected_to_hold_only_the_records_of_orgs_in_its_horizon():
     result.plan.vouches["n01"]["n02"] = 0.9  # now n02 is two hops from n00: its record is missing there
     assert convergence(result)["missing_per_node"] == {"n00": 1, "n01": 1, "n02": 0}
     assert result.plan.horizon("n00", {"n01"}) == {"n00", "n01"}  # a flagged org's vouches do not extend it
+
+
+def test_a_node_is_expected_to_hold_the_records_of_an_org_a_vouch_made_mid_run_brings_into_its_horizon():
+    """`[[vouches]]`: convergence is judged by the trust graph at the end, every change made; a rotation's followers
+    by the graph when it rotated (the changes the timeline made before it)."""
+    result = run({"r2": ("did:c", T0)}, {"r2": {"n02": T0}}, [])
+    result.plan.vouches.update({"n00": {"n01": 0.9}, "n01": {"n00": 0.9}, "n02": {"n00": 0.9}})  # nobody trusts n02
+    result.plan.roots.update({"n00": [], "n01": [], "n02": []})
+    assert convergence(result)["converged"]
+    change = VouchChange(Selector("honest", 0, 1, "honest[0]"), Selector("quiet", text="quiet"), "vouch", 5.0)
+    result = replace(result, scenario=replace(result.scenario, vouch_changes=(change,)))
+    result = replace(result, plan=replace(result.plan, scenario=result.scenario))
+    assert convergence(result)["missing_per_node"] == {"n00": 1, "n01": 1, "n02": 0}
+    rotation = [{"at": T0 + 8, "kind": "rotate", "node": "n02"},
+                {"at": T0 + 11, "kind": "rotated", "node": "n02", "old": "did:c", "new": "did:c2", "rotation": "rot",
+                 "first": "first", "started": T0 + 10, "answered": T0 + 10.75}]
+    vouched = {"at": T0 + 5, "kind": "vouches", "change": 0, "action": "vouch", "pairs": []}
+    for timeline, others in (([*rotation], 0), ([vouched, *rotation], 2)):
+        (measured,) = rotations(replace(result, timeline=timeline,
+                                        keys={**{n: [d] for n, d in DIDS.items()}, "n02": ["did:c", "did:c2"]}))
+        assert measured["of"] == others
 
 
 def test_a_rotation_is_linked_at_a_node_once_it_holds_both_records_that_make_the_link():
