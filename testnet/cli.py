@@ -674,7 +674,7 @@ def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
 
 
 def _print_summary(m: dict) -> None:
-    from .report import linking, witnessed_summary
+    from .report import linking, trust_change, witnessed_summary
 
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
@@ -686,6 +686,8 @@ def _print_summary(m: dict) -> None:
         print(f"catch-up after {c['fault']} of {where}: {c['seconds']} s ({counted(c['backlog_records'], 'record')})")
     for r in m["rotations"]:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
+    for change in m["trust_changes"]:
+        print(": ".join(trust_change(change)))
     for a in m["attacks"]:
         if a["type"] == "equivocation":
             silent = a["of_others"] - len([n for n in a["weight_at"] if n != a["node"]])

@@ -33,6 +33,7 @@ def measure(run: RunResult) -> dict[str, Any]:
         "orgs": org_views(run),
         "attacks": attacks(run),
         "untouched_agents": untouched_agents(run),
+        "trust_changes": trust_changes(run),
     }
 
 
@@ -68,6 +69,26 @@ def observers(run: RunResult) -> list[str]:
 def _node_of(run: RunResult) -> dict[str, str]:
     """Every key of every node's org (a rotation makes more than one) -> the node."""
     return {did: node for node, keys in run.keys.items() for did in keys}
+
+
+def trust_changes(run: RunResult) -> list[dict[str, Any]]:
+    """The changes of trust the run made on schedule, in the order it made them, each with when (seconds into the
+    traffic): each `[[revocations]]` (the agents whose operator vouch was revoked, and their operators) and each
+    `[[vouches]]` change (its action, its selectors, and the (voucher, vouchee) node pairs)."""
+    found = []
+    for event in run.timeline:
+        t = round(event["at"] - run.t0, 2)
+        if event["kind"] == "revocation":
+            found.append({"kind": "revocation", "index": event["revocation"], "t": t,
+                          "agents": run.scenario.revocations[event["revocation"]].agents,
+                          "revoked": sorted(event["agents"]),
+                          "operators": sorted({done["operator"] for done in event["agents"].values()})})
+        elif event["kind"] == "vouches":
+            change = run.scenario.vouch_changes[event["change"]]
+            found.append({"kind": "vouches", "index": event["change"], "t": t, "action": event["action"],
+                          "from": change.source.text, "to": change.target.text,
+                          "pairs": [[pair["from"], pair["to"]] for pair in event["pairs"]]})
+    return found
 
 
 def _fault_windows(run: RunResult) -> list[tuple[float, float]]:

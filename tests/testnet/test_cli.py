@@ -166,7 +166,7 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
     from testnet.cli import _print_summary
 
     evidence = {"nodes_flagging": 3, "of": 3, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
@@ -188,7 +188,7 @@ def test_the_summary_counts_apart_the_nodes_that_gave_no_view_at_the_end(capsys)
     from testnet.cli import _print_summary
 
     evidence = {"nodes_flagging": 4, "of": 4, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n03", "distrusted_by": ["n00", "n02"],
@@ -212,7 +212,7 @@ def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
 
     nodes = {"n00": row(52, 4, 4, True), "n01": row(52, 5, 5, True), "n02": row(40, 2, 2, False),
              "n03": row(None, 0, 3, False), "n04": row(52, 0, 4, None)}
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 52}, "attacks": [], "confusion": {"rows": []},
                     "checkpoints": {"all_current_and_witnessed": False, "nodes": nodes}})
     assert capsys.readouterr().out.splitlines()[0] == (
@@ -223,7 +223,7 @@ def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
 def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
     from testnet.cli import _print_summary
 
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
@@ -244,12 +244,29 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                        "w-1 - -> 5.5"]
 
 
+def test_the_summary_has_a_line_for_each_revocation_and_vouch_change(capsys):
+    """Before: the run's summary said nothing of them, though they change what the scores show."""
+    from testnet.cli import _print_summary
+
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "attacks": [],
+                    "trust_changes": [{"kind": "revocation", "index": 1, "t": 30.0, "agents": "bad",
+                                       "revoked": ["bad-0", "bad-1"], "operators": ["n00", "n01"]},
+                                      {"kind": "vouches", "index": 0, "t": 35.5, "action": "vouch", "from": "honest",
+                                       "to": "rogue[0]", "pairs": [["n00", "n03"]]}],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []}})
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "revocations[1] at 30 s: the operator vouches of agents bad revoked: bad-0, bad-1 (by n00, n01)",
+        "vouches[0] at 35.5 s: org-peer vouches made: n00 for n03 (from honest to rogue[0])"]
+
+
 def test_the_summary_counts_each_agent_group_s_final_tiers_in_views_of_an_agent_at_a_node(capsys):
     """The line read `agents good (honest) at the honest nodes: trusted 15`, a count that looked like a score."""
     from testnet.cli import _print_summary
 
     tiers = ("untrusted", "provisional", "trusted", "verified")
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "attacks": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
+                    "attacks": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}},
                     "confusion": {"rows": [

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, measure, observers,
-                             propagation, rotations, untouched_agents)
+                             propagation, rotations, trust_changes, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
-from testnet.report import linking, results_json, witnessed_summary
+from testnet.report import linking, results_json, trust_change, witnessed_summary
 from testnet.runner import RunResult
 from testnet.scenario import Attack, Selector, VouchChange, load_scenario, parse_scenario
 from testnet.status import Checkpoint, NodeStatus
@@ -130,6 +130,26 @@ def test_a_node_is_expected_to_hold_the_records_of_an_org_a_vouch_made_mid_run_b
         (measured,) = rotations(replace(result, timeline=timeline,
                                         keys={**{n: [d] for n, d in DIDS.items()}, "n02": ["did:c", "did:c2"]}))
         assert measured["of"] == others
+
+
+def test_each_revocation_and_vouch_change_is_reported_with_when_and_what_it_did():
+    """Before: a run's summary and its page's summary said nothing of them; only its timeline named them."""
+    change = VouchChange(Selector("honest", text="honest"), Selector("quiet", text="quiet"), "revoke", 9.0)
+    timeline = [{"at": T0 + 6, "kind": "revocation", "revocation": 0,
+                 "agents": {"bad-0": {"did": "did:x", "operator": "n00", "vouch": "v", "revoke": "r"}}},
+                {"at": T0 + 9.25, "kind": "vouches", "change": 0, "action": "revoke",
+                 "pairs": [{"from": "n00", "to": "n02", "vouch": "v0", "revoke": "r0"},
+                           {"from": "n01", "to": "n02", "vouch": "v1", "revoke": "r1"}]}]
+    result = run({}, {}, timeline)
+    result = replace(result, scenario=replace(result.scenario, vouch_changes=(change,)))
+    changes = trust_changes(result)
+    assert changes == [{"kind": "revocation", "index": 0, "t": 6.0, "agents": "bad", "revoked": ["bad-0"],
+                        "operators": ["n00"]},
+                       {"kind": "vouches", "index": 0, "t": 9.25, "action": "revoke", "from": "honest", "to": "quiet",
+                        "pairs": [["n00", "n02"], ["n01", "n02"]]}]
+    assert [trust_change(c) for c in changes] == [
+        ("revocations[0] at 6 s", "the operator vouches of agents bad revoked: bad-0 (by n00)"),
+        ("vouches[0] at 9.25 s", "org-peer vouches revoked: n00 for n02, n01 for n02 (from honest to quiet)")]
 
 
 def test_a_rotation_is_linked_at_a_node_once_it_holds_both_records_that_make_the_link():
