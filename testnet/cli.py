@@ -128,9 +128,11 @@ def register(subparsers: Subparsers) -> None:
         "change), make its vouches, run its agents' traffic while its attacks, faults, revocations and vouch changes "
         "happen on schedule, watch records and scores at every node, and write results.json, PNG plots and "
         "report.html. The summary ends with a verdict line per attack: succeeded, contained or no verdict (a figure "
-        "its rule needs was not measured), by the attack kind's rule (README \"Read the report\"), with the figures it "
-        "was judged on and, for praise and slander, the same figure in the newest baseline run of the same seed and "
-        "size in DIR/reports, else of the agents no attack touched. Exit status: 0 when no attack succeeded, "
+        "its rule needs was not measured, or a praise or slander most of whose event batches its attacking orgs' "
+        "nodes refused, did not answer or were down for: not carried out), by the attack kind's rule (README \"Read "
+        "the report\"), with the figures it was judged on and, for praise and slander, the same figure in the newest "
+        "baseline run of the same seed and size in DIR/reports, else of the agents no attack touched. Exit status: 0 "
+        "when no attack succeeded, "
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
@@ -675,6 +677,7 @@ def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
 
 def _print_summary(m: dict) -> None:
     from .report import linking, trust_change, witnessed_summary
+    from .verdict import missed_batches
 
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
@@ -700,7 +703,8 @@ def _print_summary(m: dict) -> None:
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
                   + (f"a mean final score of {a['mean_final_score']}, {sought} in {hits} of "
                      f"{counted(a['views'], 'view')}" if a["views"] else "no score of them")
-                  + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}")
+                  + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}"
+                  + (f"; {missed_batches(a['batches'])}" if a["batches"]["answered"] < a["batches"]["due"] else ""))
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
                 f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"

@@ -363,7 +363,8 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                          views=len(seen), lowest_final=_final(min(seen, default=None)),
                          highest_final=_final(max(seen, default=None)),
                          # what the attack made of the targets where it is believed: beside the honest nodes' view
-                         attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None)
+                         attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None,
+                         batches=_attack_batches(run, i))
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":
@@ -372,6 +373,16 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
             entry.update(_key_theft_outcome(run, i))
         out.append(entry)
     return out
+
+
+def _attack_batches(run: RunResult, index: int) -> dict[str, int]:
+    """How many of the event batches a praise or slander attack's scripts were due in (a round, an attacking org's
+    node) its nodes answered, failed (unanswered or refused) or were not sent (the node down, or still answering the
+    one before): an attack whose batches did not get through was not carried out (testnet.verdict)."""
+    counts = run.traffic.attack_batches.get(index, {})
+    outcomes = {key: counts.get(outcome, 0) for key, outcome in
+                (("answered", "answered"), ("failed", "failed"), ("not_sent", "not sent"))}
+    return {"due": sum(outcomes.values()), **outcomes}
 
 
 def _final(view: tuple[int, str] | None) -> dict[str, Any] | None:

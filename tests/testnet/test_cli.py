@@ -228,9 +228,11 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
                                  "trusted_or_better": 5, "untrusted": 1, "views": 8,
-                                 "attackers_mean_final_score": 41.0},
+                                 "attackers_mean_final_score": 41.0,
+                                 "batches": {"due": 40, "answered": 40, "failed": 0, "not_sent": 0}},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
-                                 "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None},
+                                 "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None,
+                                 "batches": {"due": 40, "answered": 0, "failed": 40, "not_sent": 0}},
                                 {"type": "whitewash",
                                  "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
                                             "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
@@ -239,7 +241,7 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
     assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, untrusted in 1 of 8 "
                        "views; at the attackers' own nodes 41.0",
                        "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own "
-                       "nodes -",
+                       "nodes -; 40 of 40 batches failed",
                        "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
                        "w-1 - -> 5.5"]
 
@@ -606,7 +608,8 @@ def test_a_run_ends_its_summary_with_a_verdict_per_attack_and_exits_by_them(exis
     """Before: the summary gave each attack's figures, never whether it succeeded, and a run exited 0 either way."""
     praise = {"attack": 0, "type": "praise", "orgs": "sybils", "agents": "bad", "targets": 1, "views": views,
               "trusted_or_better": trusted, "untrusted": 0,
-              "highest_final": {"score": 400 + 200 * trusted, "tier": ["provisional", "trusted"][trusted]}}
+              "highest_final": {"score": 400 + 200 * trusted, "tier": ["provisional", "trusted"][trusted]},
+              "batches": {"due": 30, "answered": 30, "failed": 0, "not_sent": 0}}
     results = {**NO_ATTACK, "scenario": {"name": "sybil-collusion", "seed": 1, "nodes": 2},
                "measurements": {**NO_ATTACK["measurements"], "attacks": [praise]}}
     written = _finished_run(monkeypatch, results)
