@@ -47,16 +47,18 @@ def attacking_groups(scenario: Scenario) -> set[str]:
 
 def untouched_agents(run: RunResult) -> list[str]:
     """The agents no attack touches: none targets them (praise, slander, whitewash), their operator's vouch for them
-    stays (no `[[revocations]]`), and their operator's org neither attacks nor had its key stolen. Their scores are
-    the honest world's figures an attack's targets are compared with (testnet.verdict)."""
+    stays (no `[[revocations]]`), and their operator's org neither attacks, nor had its key stolen, nor was vouched
+    for or un-vouched mid-run (`[[vouches]]`: its vouch for them weighs otherwise from then). Their scores are the
+    honest world's figures an attack's targets are compared with (testnet.verdict)."""
     scenario = run.scenario
     targeted = ({a.agents for a in scenario.attacks if a.agents is not None}
                 | {r.agents for r in scenario.revocations})
     attacking = attacking_groups(scenario)
     robbed = {node for i, a in enumerate(scenario.attacks) if a.type == "key-theft" and a.orgs is not None
               for node in run.plan.select(a.orgs, f"attacks[{i}].orgs")}
-    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted and a.operator not in robbed
-                  and run.plan.group_of(a.operator) not in attacking)
+    revouched = {vouchee for i in range(len(scenario.vouch_changes)) for _, vouchee in run.plan.vouch_pairs(i)}
+    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted
+                  and a.operator not in robbed | revouched and run.plan.group_of(a.operator) not in attacking)
 
 
 def observers(run: RunResult) -> list[str]:

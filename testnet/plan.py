@@ -338,8 +338,9 @@ def _check_faults(plan: Plan) -> None:
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
     whose earlier kill's restart is still to come (that restart would start it early), and a rotation of a flagged org
     or one that would fail mid-run (_check_rotation: the latter once the plan knows what its node dials); an attack
-    by a flagged org (_check_attackers); and an equivocation, whitewash or key theft due while the nodes it needs are
-    down (_check_attack). A rotation of a killed
+    by a flagged org (_check_attackers); an equivocation, whitewash or key theft due while the nodes it needs are
+    down (_check_attack); and a revocation or `[[vouches]]` change due while a node that signs it is down or flagged
+    (_check_revocation, _check_vouch_change). A rotation of a killed
     node starts it again (testnet.faults.rotate), but its kill's restart still comes when due: `restarting` keeps it
     until then."""
     up, partition, restarting = set(plan.nodes), None, {}

@@ -386,6 +386,17 @@ def test_the_agents_whose_operator_vouch_a_revocation_revokes_are_no_untouched_a
     assert untouched_agents(result) == ["bad-0"]
 
 
+def test_the_agents_of_an_org_vouched_for_or_un_vouched_mid_run_are_no_untouched_agents():
+    """The operator vouches of an org the others stop vouching for weigh otherwise from then: its agents' scores are
+    the change's doing, not the honest world's."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[vouches]]\nfrom = "quiet"\nto = "honest[1]"\n'
+                              'action = "revoke"\nat = 5\n', name="unvouched")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert [a.name for a in result.plan.agents if a.operator == "n01"] == ["good-1"]
+    assert untouched_agents(result) == ["bad-0", "good-0"]
+
+
 def test_a_node_that_gave_no_view_at_the_end_gives_no_final_score_and_leaves_praise_with_no_verdict():
     """Found by stop 43's second read: the final scores were each node's last answered, so a node that stopped
     answering early (SIGSTOPped, overloaded) and gave no view at the end (`unanswered`) gave scores of long before as
