@@ -30,16 +30,26 @@ from .plan import Plan
 FABRICATED = {"praise": "ok", "slander": "denied"}
 
 
-def scripted_outcomes(plan: Plan, node: str, t: float) -> dict[str, str]:
-    """Agent name -> the outcome `node`'s org reports for it at time `t` whatever happened, by the praise and slander
-    attacks in force there (a later attack in the file overrides an earlier one for the same agent)."""
-    outcomes: dict[str, str] = {}
+def attacks_in_force(plan: Plan, node: str, t: float) -> list[int]:
+    """The indexes of the praise and slander attacks `node`'s org makes at time `t`, in the file's order: those whose
+    orgs it is one of, from their `at` until their `until` (the end of the run if none)."""
+    found = []
     for i, attack in enumerate(plan.scenario.attacks):
         if attack.type not in FABRICATED or attack.orgs is None or attack.agents is None:
             continue
         until = plan.scenario.duration if attack.until is None else attack.until
         if attack.at <= t < until and node in plan.select(attack.orgs, f"attacks[{i}].orgs"):
-            outcomes.update({agent.name: FABRICATED[attack.type] for agent in plan.agents_of(attack.agents)})
+            found.append(i)
+    return found
+
+
+def scripted_outcomes(plan: Plan, node: str, t: float) -> dict[str, str]:
+    """Agent name -> the outcome `node`'s org reports for it at time `t` whatever happened, by the praise and slander
+    attacks in force there (a later attack in the file overrides an earlier one for the same agent)."""
+    outcomes: dict[str, str] = {}
+    for i in attacks_in_force(plan, node, t):
+        attack = plan.scenario.attacks[i]
+        outcomes.update({agent.name: FABRICATED[attack.type] for agent in plan.agents_of(attack.agents or "")})
     return outcomes
 
 

@@ -125,12 +125,14 @@ def register(subparsers: Subparsers) -> None:
         commands, "run", run=_one_at_a_time("run", _run),
         summary="run a scenario (a library name or a TOML file) and write its report",
         description="Lay the scenario's orgs onto the testnet's nodes (restarting those whose trust roots or settings "
-        "change), make its vouches, run its agents' traffic while its attacks, faults and revocations happen on "
-        "schedule, watch records and scores at every node, and write results.json, PNG plots and report.html. The "
-        "summary ends with a verdict line per attack: succeeded, contained or no verdict (a figure its rule needs "
-        "was not measured), by the attack kind's rule (README \"Read the report\"), with the figures it was judged "
-        "on and, for praise and slander, the same figure in the newest baseline run of the same seed and size in "
-        "DIR/reports, else of the agents no attack touched. Exit status: 0 when no attack succeeded, "
+        "change), make its vouches, run its agents' traffic while its attacks, faults, revocations and vouch changes "
+        "happen on schedule, watch records and scores at every node, and write results.json, PNG plots and "
+        "report.html. The summary ends with a verdict line per attack: succeeded, contained or no verdict (a figure "
+        "its rule needs was not measured, or a praise or slander most of whose event batches its attacking orgs' "
+        "nodes refused, did not answer or were down for: not carried out), by the attack kind's rule (README \"Read "
+        "the report\"), with the figures it was judged on and, for praise and slander, the same figure in the newest "
+        "baseline run of the same seed and size in DIR/reports, else of the agents no attack touched. Exit status: 0 "
+        "when no attack succeeded, "
         f"{ATTACK_SUCCEEDED} when one did, {NO_VERDICT} when none did but one has no verdict; 1 and 2 as every "
         "command (the run failed, or was asked wrong). Starts a testnet (and stops it afterwards) if the directory "
         "holds none; starts the stopped nodes of one it holds, and leaves them running; on one it holds, the orgs "
@@ -169,6 +171,16 @@ def _port_range(text: str) -> PortRange:
         return parse_port_range(text)
     except PortError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _ports_hold(ports: PortRange | None, nodes: int) -> None:
+    """UsageError (exit 2, as every command asked wrong) for --ports of fewer ports than a new testnet of `nodes`
+    needs, before anything is made (PortRange.check_holds)."""
+    try:
+        if ports is not None:
+            ports.check_holds(nodes)
+    except PortError as e:
+        raise UsageError(str(e)) from None
 
 
 def _node_count(text: str) -> int:
@@ -283,6 +295,7 @@ def _up(args: argparse.Namespace) -> int:
             nodes = 5 if args.nodes is None else args.nodes
             seed = DEFAULT_SEED if args.seed is None else args.seed
             topology = args.topology or "mesh"
+            _ports_hold(args.ports, nodes)
             within = "" if args.ports is None else f", ports {args.ports}"
             print(f"creating {counted(nodes, 'node')} in {args.dir} (topology {topology}, seed {seed}{within})")
             try:
@@ -453,6 +466,7 @@ def _run(args: argparse.Namespace) -> int:
     if fresh:
         nodes = scenario.nodes if args.nodes is None else args.nodes
         seed = DEFAULT_SEED if args.seed is None else args.seed
+        _ports_hold(args.ports, nodes)
         try:  # before making a testnet that no run of the scenario could use
             make_plan(scenario, [node_name(i) for i in range(nodes)], seed, fresh=True)
         except ScenarioError as e:
@@ -662,7 +676,8 @@ def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
 
 
 def _print_summary(m: dict) -> None:
-    from .report import linking, witnessed_summary
+    from .report import linking, trust_change, witnessed_summary
+    from .verdict import missed_batches
 
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
@@ -674,6 +689,8 @@ def _print_summary(m: dict) -> None:
         print(f"catch-up after {c['fault']} of {where}: {c['seconds']} s ({counted(c['backlog_records'], 'record')})")
     for r in m["rotations"]:
         print(f"key rotation of {r['node']} ({r['old']} -> {r['new']}): other nodes linking its keys: {linking(r)}")
+    for change in m["trust_changes"]:
+        print(": ".join(trust_change(change)))
     for a in m["attacks"]:
         if a["type"] == "equivocation":
             silent = a["of_others"] - len([n for n in a["weight_at"] if n != a["node"]])
@@ -686,7 +703,8 @@ def _print_summary(m: dict) -> None:
             print(f"{a['type']} of {a['agents']} by {a['orgs']}: at the honest nodes "
                   + (f"a mean final score of {a['mean_final_score']}, {sought} in {hits} of "
                      f"{counted(a['views'], 'view')}" if a["views"] else "no score of them")
-                  + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}")
+                  + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}"
+                  + (f"; {missed_batches(a['batches'])}" if a["batches"]["answered"] < a["batches"]["due"] else ""))
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
                 f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"

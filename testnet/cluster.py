@@ -103,9 +103,11 @@ class Cluster:
         fails or is interrupted leaves nothing it made."""
         if nodes < 1:
             raise ClusterError(f"--nodes: must be at least 1, got {nodes}")
-        if ports is not None and ports.size < 2 * nodes:
-            raise ClusterError(f"--ports {ports}: {counted(ports.size, 'port')}, fewer than the {2 * nodes} a testnet "
-                               f"of {counted(nodes, 'node')} needs (a p2p and an API port each)")
+        if ports is not None:
+            try:
+                ports.check_holds(nodes)
+            except PortError as e:
+                raise ClusterError(str(e)) from None
         if (directory / "testnet.json").exists():
             raise ClusterError(f"{directory}: already holds a testnet")
         if (directory / NODES_DIR).exists():

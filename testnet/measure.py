@@ -33,6 +33,7 @@ def measure(run: RunResult) -> dict[str, Any]:
         "orgs": org_views(run),
         "attacks": attacks(run),
         "untouched_agents": untouched_agents(run),
+        "trust_changes": trust_changes(run),
     }
 
 
@@ -46,16 +47,18 @@ def attacking_groups(scenario: Scenario) -> set[str]:
 
 def untouched_agents(run: RunResult) -> list[str]:
     """The agents no attack touches: none targets them (praise, slander, whitewash), their operator's vouch for them
-    stays (no `[[revocations]]`), and their operator's org neither attacks nor had its key stolen. Their scores are
-    the honest world's figures an attack's targets are compared with (testnet.verdict)."""
+    stays (no `[[revocations]]`), and their operator's org neither attacks, nor had its key stolen, nor was vouched
+    for or un-vouched mid-run (`[[vouches]]`: its vouch for them weighs otherwise from then). Their scores are the
+    honest world's figures an attack's targets are compared with (testnet.verdict)."""
     scenario = run.scenario
     targeted = ({a.agents for a in scenario.attacks if a.agents is not None}
                 | {r.agents for r in scenario.revocations})
     attacking = attacking_groups(scenario)
     robbed = {node for i, a in enumerate(scenario.attacks) if a.type == "key-theft" and a.orgs is not None
               for node in run.plan.select(a.orgs, f"attacks[{i}].orgs")}
-    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted and a.operator not in robbed
-                  and run.plan.group_of(a.operator) not in attacking)
+    revouched = {vouchee for i in range(len(scenario.vouch_changes)) for _, vouchee in run.plan.vouch_pairs(i)}
+    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted
+                  and a.operator not in robbed | revouched and run.plan.group_of(a.operator) not in attacking)
 
 
 def observers(run: RunResult) -> list[str]:
@@ -68,6 +71,26 @@ def observers(run: RunResult) -> list[str]:
 def _node_of(run: RunResult) -> dict[str, str]:
     """Every key of every node's org (a rotation makes more than one) -> the node."""
     return {did: node for node, keys in run.keys.items() for did in keys}
+
+
+def trust_changes(run: RunResult) -> list[dict[str, Any]]:
+    """The changes of trust the run made on schedule, in the order it made them, each with when (seconds into the
+    traffic): each `[[revocations]]` (the agents whose operator vouch was revoked, and their operators) and each
+    `[[vouches]]` change (its action, its selectors, and the (voucher, vouchee) node pairs)."""
+    found = []
+    for event in run.timeline:
+        t = round(event["at"] - run.t0, 2)
+        if event["kind"] == "revocation":
+            found.append({"kind": "revocation", "index": event["revocation"], "t": t,
+                          "agents": run.scenario.revocations[event["revocation"]].agents,
+                          "revoked": sorted(event["agents"]),
+                          "operators": sorted({done["operator"] for done in event["agents"].values()})})
+        elif event["kind"] == "vouches":
+            change = run.scenario.vouch_changes[event["change"]]
+            found.append({"kind": "vouches", "index": event["change"], "t": t, "action": event["action"],
+                          "from": change.source.text, "to": change.target.text,
+                          "pairs": [[pair["from"], pair["to"]] for pair in event["pairs"]]})
+    return found
 
 
 def _fault_windows(run: RunResult) -> list[tuple[float, float]]:
@@ -183,7 +206,7 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
     its API answered), and the nodes whose GET /v1/orgs/{new key} answered with the org (its first key) at the end.
     The vouches of the orgs flagged by then extend no horizon: those an earlier run on the testnet flagged
     (Plan.flagged), and the targets of the run's equivocations and key thefts before it, as the plan counts a
-    rotation's followers."""
+    rotation's followers; and the org-peer vouches are those in force then (the `[[vouches]]` changes made before)."""
     found = []
     for i, event in enumerate(run.timeline):
         if event["kind"] != "rotated":
@@ -192,7 +215,8 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
         stopped = max(e["at"] for e in run.timeline[:i] if e["kind"] == "rotate" and e["node"] == node)
         flagged = set(run.plan.flagged) | {e["node"] for e in run.timeline[:i]
                                            if e["kind"] in ("equivocation", "key-theft")}
-        others = [n for n in run.plan.nodes if n != node and node in run.plan.horizon(n, flagged)]
+        then = run.plan.with_changes([e["change"] for e in run.timeline[:i] if e["kind"] == "vouches"])
+        others = [n for n in run.plan.nodes if n != node and node in then.horizon(n, flagged)]
         linked = {}
         for other in others:
             held = [run.seen.get(rid, {}).get(other) for rid in (event["rotation"], event["first"])]
@@ -209,7 +233,8 @@ def rotations(run: RunResult) -> list[dict[str, Any]]:
 
 
 def convergence(run: RunResult) -> dict[str, Any]:
-    """Whether every node holds every record of the orgs in its horizon at the end, and when the last one arrived.
+    """Whether every node holds every record of the orgs in its horizon at the end (the `[[vouches]]` changes made),
+    and when the last one arrived.
     An equivocator's records are left out: two nodes may rightly hold two different records at one of its seqs."""
     node_of = _node_of(run)
     flagged = {node_of[r.about] for r in run.records.values() if r.kind == "equivocation" and r.about in node_of}
@@ -217,7 +242,7 @@ def convergence(run: RunResult) -> dict[str, Any]:
     counted = {rid for rid in union if node_of.get(run.records[rid].iss) not in flagged}
     missing = {}
     for node, held in run.held.items():
-        inside = run.plan.horizon(node, flagged)
+        inside = run.plan.final.horizon(node, flagged)
         missing[node] = sum(1 for rid in counted - held if node_of.get(run.records[rid].iss) in inside)
     arrivals = [at for seen in run.seen.values() for at in seen.values()]
     return {
@@ -236,7 +261,7 @@ def checkpoints(run: RunResult) -> dict[str, Any]:
     every honest node's is."""
     others = len(run.plan.nodes) - 1
     flagged = flagged_keys(run.records.values(), run.keys.values())
-    followers = followers_by_node(run.plan, run.keys, run.dids, flagged)
+    followers = followers_by_node(run.plan.final, run.keys, run.dids, flagged)
     witnesses = run.scenario.settings.witnesses
     rows = {}
     for node, status in run.status.items():
@@ -340,7 +365,8 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                          views=len(seen), lowest_final=_final(min(seen, default=None)),
                          highest_final=_final(max(seen, default=None)),
                          # what the attack made of the targets where it is believed: beside the honest nodes' view
-                         attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None)
+                         attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None,
+                         batches=_attack_batches(run, i))
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":
@@ -349,6 +375,16 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
             entry.update(_key_theft_outcome(run, i))
         out.append(entry)
     return out
+
+
+def _attack_batches(run: RunResult, index: int) -> dict[str, int]:
+    """How many of the event batches a praise or slander attack's scripts were due in (a round, an attacking org's
+    node) its nodes answered, failed (unanswered or refused) or were not sent (the node down, or still answering the
+    one before): an attack whose batches did not get through was not carried out (testnet.verdict)."""
+    counts = run.traffic.attack_batches.get(index, {})
+    outcomes = {key: counts.get(outcome, 0) for key, outcome in
+                (("answered", "answered"), ("failed", "failed"), ("not_sent", "not sent"))}
+    return {"due": sum(outcomes.values()), **outcomes}
 
 
 def _final(view: tuple[int, str] | None) -> dict[str, Any] | None:

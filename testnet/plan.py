@@ -3,6 +3,7 @@ agent works and who operates it, and which nodes each attack and fault touches. 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
@@ -13,12 +14,13 @@ from node.config import NodeConfig
 from vouching.counts import counted
 
 from .faults import Partition, peers_on_its_side
-from .scenario import AgentGroup, Edge, Scenario, ScenarioError, Selector
+from .scenario import EDGE_WEIGHT, AgentGroup, Edge, Scenario, ScenarioError, Selector
 from .state import MAX_NODES, node_name
 from .topology import bootstrap_indexes
 
 OPERATOR_WEIGHT = 0.8
 REVOCATION_ORDER = 200  # a revocation's order at its time, + its index: after the attacks' and the faults' (FaultStep)
+VOUCH_CHANGE_ORDER = 300  # a `[[vouches]]` change's order at its time, + its index: after the revocations
 MAX_HOPS = NodeConfig.max_hops  # a testnet leaves [trust] max_hops at its default
 # The attacks that are one org's, and why
 _ONE_ORG = {"key-theft": "a key theft steals one org's key",
@@ -77,6 +79,40 @@ class Plan:
     def agents_of(self, group: str) -> list[AgentPlan]:
         return [agent for agent in self.agents if agent.group.name == group]
 
+    def vouch_pairs(self, index: int) -> list[tuple[str, str]]:
+        """The (voucher, vouchee) nodes whose org-peer vouch `[[vouches]]` change `index` makes or revokes: each org
+        of its `from` for each org of its `to`, itself aside."""
+        change, where = self.scenario.vouch_changes[index], f"vouches[{index}]"
+        return [(a, b) for a in self.select(change.source, f"{where}.from")
+                for b in self.select(change.target, f"{where}.to") if a != b]
+
+    def change_due(self, index: int) -> tuple[float, int]:
+        """When `[[vouches]]` change `index` is taken: its time, and its order then (VOUCH_CHANGE_ORDER + index)."""
+        return self.scenario.vouch_changes[index].at, VOUCH_CHANGE_ORDER + index
+
+    def with_changes(self, indexes: Collection[int]) -> Plan:
+        """The plan with the `[[vouches]]` changes `indexes` made to its org-peer vouches, in the order a run takes
+        them (a revoke of a vouch not in force is refused by make_plan, _check_vouch_changes)."""
+        vouches = {node: dict(theirs) for node, theirs in self.vouches.items()}
+        for index in sorted(indexes, key=self.change_due):
+            change = self.scenario.vouch_changes[index]
+            for a, b in self.vouch_pairs(index):
+                if change.action == "vouch":
+                    vouches[a][b] = change.weight
+                else:
+                    vouches[a].pop(b, None)
+        return replace(self, vouches=vouches)
+
+    def at(self, due: tuple[float, int]) -> Plan:
+        """The plan as its org-peer vouches stand when a step is `due` (its time, and its order then: an attack's
+        index, a fault's 100 + its index, as FaultStep.order): with the `[[vouches]]` changes before it made."""
+        return self.with_changes([i for i in range(len(self.scenario.vouch_changes)) if self.change_due(i) < due])
+
+    @property
+    def final(self) -> Plan:
+        """The plan as its org-peer vouches stand at the end of the run, every `[[vouches]]` change made."""
+        return self.at((math.inf, 0))
+
     def horizon(self, node: str, flagged: Collection[str] = (), max_hops: int = MAX_HOPS) -> set[str]:
         """The nodes whose records `node` holds once the plan's trust graph is in place: within `max_hops` org-peer
         vouches of its roots and itself (vouching.horizon's rule; a flagged org's vouches do not extend it)."""
@@ -114,11 +150,12 @@ class Plan:
         refuses them, outside_horizon, and the attack would not happen), outside its group for an equivocation; those
         on its side of a partition in force first (across it, no node holds both sides' records, nor the robbed org's
         node the thief's rotation, until the heal); the testnet's later nodes first. Horizons shrink by the orgs the
-        equivocations and key thefts due before it flag, and by those an earlier run flagged (flagged_before)."""
+        equivocations and key thefts due before it flag, and by those an earlier run flagged (flagged_before); they
+        are those of the org-peer vouches in force then (at: the `[[vouches]]` changes before it made)."""
         attack = self.scenario.attacks[index]
         target = self.select(attack.orgs, f"attacks[{index}].orgs")[0]
-        flagged = self.flagged_before((attack.at, index))
-        peers = [n for n in reversed(self.nodes) if n in up and n != target and target in self.horizon(n, flagged)
+        flagged, then = self.flagged_before((attack.at, index)), self.at((attack.at, index))
+        peers = [n for n in reversed(self.nodes) if n in up and n != target and target in then.horizon(n, flagged)
                  and (attack.type != "equivocation" or self.group_of(n) != self.group_of(target))]
         near = set(peers_on_its_side(target, partition, peers))
         return sorted(peers, key=lambda n: n not in near)
@@ -207,7 +244,7 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
         for node in groups[group.name]:
             roots[node] = [m for ref in group.roots for m in groups[ref] if m != node]
             for ref in group.vouch:
-                vouches[node].update({m: 0.9 for m in groups[ref] if m != node})
+                vouches[node].update({m: EDGE_WEIGHT for m in groups[ref] if m != node})
     for i, edge in enumerate(scenario.edges):
         for a, b in _edge_pairs(edge, f"edges[{i}]", groups, len(nodes), rng,
                                 _larger(scenario, (edge.source, edge.target), reused=dials is None)):
@@ -242,8 +279,30 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
         chosen = plan.select(fault.nodes, f"faults[{i}].nodes")
         if fault.type == "partition" and len(chosen) == len(nodes):
             raise ScenarioError(f"faults[{i}].nodes: {fault.nodes.text} is every node; a partition needs two sides")
+    _check_vouch_changes(plan)
     _check_faults(plan)
     return plan
+
+
+def _check_vouch_changes(plan: Plan) -> None:
+    """ScenarioError for a `[[vouches]]` change a run would not make as written, each judged by the org-peer vouches
+    in force when it is due (Plan.at): one that selects no pair of orgs (one org to itself), a vouch by an org that
+    vouches for the other already then (by the scenario's trust graph, or a change before it: revoke it first), a
+    revoke of a vouch not in force then."""
+    for index, change in enumerate(plan.scenario.vouch_changes):
+        where, pairs, vouches = f"vouches[{index}]", plan.vouch_pairs(index), plan.at(plan.change_due(index)).vouches
+        if not pairs:
+            raise ScenarioError(f"{where}: from {change.source.text} to {change.target.text} makes no vouch: an org "
+                                "does not vouch for itself")
+        held = [f"{a} for {b}" for a, b in pairs if b in vouches[a]]
+        lacking = [f"{a} for {b}" for a, b in pairs if b not in vouches[a]]
+        if change.action == "vouch" and held:
+            raise ScenarioError(f"{where}.to: at {change.at:g} s the vouch of {', '.join(held)} is in force already "
+                                "(by the scenario's trust graph, or a [[vouches]] change before it): revoke it first")
+        if change.action == "revoke" and lacking:
+            raise ScenarioError(f"{where}.to: at {change.at:g} s no org-peer vouch of {', '.join(lacking)} is in "
+                                "force to revoke (the scenario's trust graph and the [[vouches]] changes before it "
+                                "make none)")
 
 
 def _larger(scenario: Scenario, groups: Collection[str], *, reused: bool) -> str:
@@ -279,19 +338,23 @@ def _check_faults(plan: Plan) -> None:
     force (a heal lifts every node's block list, so the first one's heal would end the second early), a kill of a node
     whose earlier kill's restart is still to come (that restart would start it early), and a rotation of a flagged org
     or one that would fail mid-run (_check_rotation: the latter once the plan knows what its node dials); an attack
-    by a flagged org (_check_attackers); and an equivocation, whitewash or key theft due while the nodes it needs are
-    down (_check_attack). A rotation of a killed
+    by a flagged org (_check_attackers); an equivocation, whitewash or key theft due while the nodes it needs are
+    down (_check_attack); and a revocation or `[[vouches]]` change due while a node that signs it is down or flagged
+    (_check_revocation, _check_vouch_change). A rotation of a killed
     node starts it again (testnet.faults.rotate), but its kill's restart still comes when due: `restarting` keeps it
     until then."""
     up, partition, restarting = set(plan.nodes), None, {}
     for index, attack in enumerate(plan.scenario.attacks):
         _check_attackers(plan, index)
-    # (at one time: attacks first, by index; then faults, 100 + index; then revocations, REVOCATION_ORDER + index)
+    # (at one time: attacks first, by index; then faults, 100 + index; then revocations, REVOCATION_ORDER + index;
+    # then vouch changes, VOUCH_CHANGE_ORDER + index)
     timed = sorted([(attack.at, i, partial(_check_attack, plan, i)) for i, attack in enumerate(plan.scenario.attacks)
                     if attack.type in ("equivocation", "whitewash", "key-theft")]
                    + [(revocation.at, REVOCATION_ORDER + i, partial(_check_revocation, plan, i))
-                      for i, revocation in enumerate(plan.scenario.revocations)], key=lambda event: event[:2])
-    for step in [*plan.fault_steps(), None]:  # (None: the attacks and revocations due after the last fault)
+                      for i, revocation in enumerate(plan.scenario.revocations)]
+                   + [(*plan.change_due(i), partial(_check_vouch_change, plan, i))
+                      for i in range(len(plan.scenario.vouch_changes))], key=lambda event: event[:2])
+    for step in [*plan.fault_steps(), None]:  # (None: the attacks, revocations and changes due after the last fault)
         while timed and (step is None or timed[0][:2] <= (step.at, step.order)):
             timed.pop(0)[2](up)
         if step is None:
@@ -386,10 +449,16 @@ def _check_operators_up(plan: Plan, where: str, what: str, agents: str | None, u
     """ScenarioError for a step on agents `agents` (a whitewash, a revocation) due while the faults have an operator
     of theirs down: its node makes the step's records (`why`)."""
     operators = {agent.operator for agent in plan.agents_of(agents or "")}
-    if down := sorted(operators - up):
-        raise ScenarioError(f"{where}.at: {what} would fail mid-run: it needs the operators of agents {agents} "
-                            f"running ({', '.join(sorted(operators))}: {why}), and the faults then have "
-                            f"{', '.join(down)} down; move it, or them")
+    _check_up(where, what, operators, up, f"the operators of agents {agents}", why)
+
+
+def _check_up(where: str, what: str, needed: set[str], up: set[str], whose: str, why: str) -> None:
+    """ScenarioError for a step (`what`) due while the faults have one of the nodes it `needed` down (`whose` they are,
+    and `why` it needs them)."""
+    if down := sorted(needed - up):
+        raise ScenarioError(f"{where}.at: {what} would fail mid-run: it needs {whose} running "
+                            f"({', '.join(sorted(needed))}: {why}), and the faults then have {', '.join(down)} down; "
+                            "move it, or them")
 
 
 def _check_revocation(plan: Plan, index: int, up: set[str]) -> None:
@@ -407,6 +476,23 @@ def _check_revocation(plan: Plan, index: int, up: set[str]) -> None:
             "before it): every node counts its vouches for nothing already, so the revocation would show nothing of "
             "its own; revoke before the attack, or on a fresh testnet (another --dir)")
     _check_operators_up(plan, where, what, revocation.agents, up, "each revokes its vouches through its node")
+
+
+def _check_vouch_change(plan: Plan, index: int, up: set[str]) -> None:
+    """ScenarioError for a `[[vouches]]` change that would not happen as written, or show nothing of its own, as
+    _check_revocation's: each voucher (an org of its `from`) signs through its node, which must be running then, and
+    one flagged as an equivocator by then has its vouches counted for nothing already."""
+    change, where = plan.scenario.vouch_changes[index], f"vouches[{index}]"
+    what = f"the {change.action} at {change.at:g} s"
+    vouchers = {a for a, _ in plan.vouch_pairs(index)}
+    if flagged := sorted(vouchers & plan.flagged_before(plan.change_due(index))):
+        raise ScenarioError(
+            f"{where}.from: {what} is by {', '.join(flagged)}, flagged as an equivocator by then (by an earlier run on "
+            "this testnet, or an equivocation or key theft before it): every node counts its vouches for nothing "
+            "already, so the change would show nothing of its own; make it before the attack, or on a fresh testnet "
+            "(another --dir)")
+    _check_up(where, what, vouchers, up, f"the orgs of {change.source.text}",
+              f"each signs its {change.action} through its node")
 
 
 def _flagged_aside(plan: Plan, by_attacks: Collection[str] = ()) -> str:
@@ -432,7 +518,7 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
     dials, also for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running nodes
     it dials on its node's side of a partition in force (Plan.catch_up_peers; none, it rotates without), and refuses
     to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once the run
-    set it up, without the vouches of the orgs flagged by then)."""
+    set it up, with the `[[vouches]]` changes before it made and without the vouches of the orgs flagged by then)."""
     due = (step.at, step.order)
     attacks = plan.flagging_attacks(due)
     if node in plan.flagged or node in attacks:
@@ -456,7 +542,7 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
         return
     flagged = plan.flagged_before(due)
     reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
-    if reached and not set(reached) & set(plan.followers(node, flagged)):
+    if reached and not set(reached) & set(plan.at(due).followers(node, flagged)):
         raise ScenarioError(
             f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
             "`vouchnet key rotate` first takes the org's records back from the running nodes it dials (its bootstrap "

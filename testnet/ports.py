@@ -49,6 +49,13 @@ class PortRange:
     def __str__(self) -> str:
         return f"{self.first}-{self.last}"
 
+    def check_holds(self, nodes: int) -> None:
+        """PortError if the range has fewer ports than a testnet of `nodes` needs, a p2p and an API port each (an
+        operator's asking wrong, refused before anything is made: not a shortage of free ports found later)."""
+        if self.size < 2 * nodes:
+            raise PortError(f"--ports {self}: {counted(self.size, 'port')}, fewer than the {2 * nodes} a testnet of "
+                            f"{counted(nodes, 'node')} needs (a p2p and an API port each)")
+
 
 def parse_port_range(text: str) -> PortRange:
     """`FIRST-LAST`, two ports from 1 to 65535, the first not past the last; PortError naming the rule otherwise."""

@@ -21,7 +21,8 @@ from .runner import LATE_SECONDS, RunResult
 REPORT_MODE = 0o666  # less the umask, as an ordinary file: a report is no secret
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
           "equivocation": "equivocation", "whitewash": "whitewash", "rotated": "key rotated",
-          "key-theft": "key theft", "revocation": "operator vouches revoked", "traffic stopped": "traffic stops"}
+          "key-theft": "key theft", "revocation": "operator vouches revoked", "vouches": "org-peer vouches changed",
+          "traffic stopped": "traffic stops"}
 
 
 def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str, float]) -> dict[str, Any]:
@@ -235,6 +236,7 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
         *((f"catch-up after {c['fault']} ({c.get('node') or ', '.join(c['side'])})", f"{c['seconds']} s, "
            f"{counted(c['backlog_records'], 'record')}") for c in m["catch_up"]),
         *((f"key rotation of {r['node']}: nodes linking its keys", linking(r)) for r in m["rotations"]),
+        *(trust_change(change) for change in m["trust_changes"]),
         *(("elapsed: " + k, f"{v:.1f} s") for k, v in results["elapsed_seconds"].items()),
         *((("the machine's load average", load),) if (load := load_said(results)) else ()),
     ]
@@ -311,6 +313,19 @@ def linking(rotation: dict[str, Any]) -> str:
             + (f", the last {everywhere} s after the node started with its new key"
                f" (its own start, until its API answered, took {rotation['start_seconds']} s)"
                if everywhere is not None else ""))
+
+
+def trust_change(change: dict[str, Any]) -> tuple[str, str]:
+    """A change of trust the run made (measure.trust_changes), as the summary and the page say it: what it was, and
+    what it did."""
+    if change["kind"] == "revocation":
+        return (f"revocations[{change['index']}] at {change['t']:g} s",
+                f"the operator vouches of agents {change['agents']} revoked: {', '.join(change['revoked'])} (by "
+                f"{', '.join(change['operators'])})")
+    done = "made" if change["action"] == "vouch" else "revoked"
+    pairs = ", ".join(f"{voucher} for {vouchee}" for voucher, vouchee in change["pairs"])
+    return (f"vouches[{change['index']}] at {change['t']:g} s",
+            f"org-peer vouches {done}: {pairs} (from {change['from']} to {change['to']})")
 
 
 def _triple(summary: dict[str, Any]) -> str:

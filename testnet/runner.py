@@ -1,8 +1,8 @@
 """Running a scenario on a testnet (DESIGN.md §9): set the orgs' roots and vouches as the scenario says, give the
-agents identities and operators, run traffic while attacks, faults and operators' revocations happen on schedule,
-keep watching records and scores, and hand everything observed to the measurements. The testnet is left whole: a
-partition in force is healed and a killed node restarted, even when the run is interrupted. A node's key rotation is
-followed everywhere the run names orgs by did (the state file, roots, vouches, partitions, measurements).
+agents identities and operators, run traffic while attacks, faults, operators' revocations and orgs' vouch changes
+happen on schedule, keep watching records and scores, and hand everything observed to the measurements. The testnet is
+left whole: a partition in force is healed and a killed node restarted, even when the run is interrupted. A node's key
+rotation is followed everywhere the run names orgs by did (the state file, roots, vouches, partitions, measurements).
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ class Run:
         self.setup: dict[str, Any] = {}
         self.unanswered: dict[str, str] = {}  # nodes that did not answer at the end: their views are left out
         self.operator_vouches: dict[str, str] = {}  # agent -> the id of its operator's vouch for its current did
+        self.org_peer_vouches: dict[tuple[str, str], str] = {}  # (voucher, vouchee) node -> its vouch in force, by id
 
     @property
     def dids(self) -> dict[str, str]:
@@ -248,10 +249,13 @@ class Run:
                     if node_of.get(subject) not in wanted:
                         issued[client.revoke(record_id, "not in this scenario's trust graph")["id"]] = node
                         revoked += 1
-                vouched = {node_of.get(subject) for subject in active}
+                    else:
+                        self.org_peer_vouches[(node, node_of[subject])] = record_id
                 for member, weight in wanted.items():
-                    if member not in vouched:
-                        issued[client.vouch(self.dids[member], weight, "org-peer")["id"]] = node
+                    if (node, member) not in self.org_peer_vouches:
+                        self.org_peer_vouches[(node, member)] = client.vouch(self.dids[member], weight,
+                                                                              "org-peer")["id"]
+                        issued[self.org_peer_vouches[(node, member)]] = node
                         made += 1
                 for agent in self.agents.values():
                     if agent.plan.operator == node:
@@ -287,6 +291,11 @@ class Run:
         for i, revocation in enumerate(self.scenario.revocations):
             actions.append((revocation.at, REVOCATION_ORDER + i, f"revoke the operator vouches of {revocation.agents}",
                             lambda i=i: self._revoke_operator_vouches(i)))
+        for i, change in enumerate(self.scenario.vouch_changes):
+            done = "made" if change.action == "vouch" else "revoked"
+            said = f"org-peer vouches {done}: {_pairs_said(self.plan.vouch_pairs(i))}"
+            actions.append((*self.plan.change_due(i), f"{said} (from {change.source.text} to {change.target.text})",
+                            lambda i=i: self._change_vouches(i)))
         said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
                 "cut": "partition {} | rest", "heal": "heal the partition"}
         acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,
@@ -357,6 +366,24 @@ class Run:
                 revoked[agent.plan.name] = {"did": agent.did, "operator": agent.plan.operator, "vouch": vouch,
                                             "revoke": revoke}
         self.timeline.add("revocation", revocation=index, agents=revoked)
+
+    def _change_vouches(self, index: int) -> None:
+        """vouches[index]: each org of its `from` vouches for (POST /v1/vouches, org-peer) or revokes its vouch for
+        (POST /v1/revocations) each org of its `to` through its node; the timeline's entry names each pair with the
+        vouch and, for a revoke, the revoke record."""
+        change = self.scenario.vouch_changes[index]
+        pairs = []
+        for voucher, vouchee in self.plan.vouch_pairs(index):
+            with self.cluster.client(voucher) as client:
+                if change.action == "vouch":
+                    vouch = client.vouch(self.dids[vouchee], change.weight, "org-peer")["id"]
+                    self.org_peer_vouches[(voucher, vouchee)] = vouch
+                    pairs.append({"from": voucher, "to": vouchee, "vouch": vouch})
+                else:
+                    vouch = self.org_peer_vouches.pop((voucher, vouchee))
+                    revoke = client.revoke(vouch, f"the scenario's vouches[{index}]")["id"]
+                    pairs.append({"from": voucher, "to": vouchee, "vouch": vouch, "revoke": revoke})
+        self.timeline.add("vouches", change=index, action=change.action, pairs=pairs)
 
     def _steal_key(self, index: int) -> None:
         attack = self.scenario.attacks[index]
@@ -446,7 +473,7 @@ class Run:
         after traffic stopped."""
         orgs = {n: self.cluster.entry(n).keys for n in self.cluster.names}
         flagged = flagged_keys(records.snapshot(), orgs.values())
-        followers = followers_by_node(self.plan, orgs, self.dids, flagged)
+        followers = followers_by_node(self.plan.final, orgs, self.dids, flagged)
         witnesses = self.scenario.settings.witnesses
         self.say("waiting for every checkpoint to cover its ledger and be witnessed "
                  f"(at most {CHECKPOINT_TIMEOUT:g} s)")
@@ -545,6 +572,11 @@ def machine_load() -> float | None:
 def _by_node(counts: Counter[str]) -> str:
     """` (n01 3, n03 1)`: how many of a count each node had, after the count; nothing when none had any."""
     return f" ({', '.join(f'{node} {n}' for node, n in sorted(counts.items()))})" if counts else ""
+
+
+def _pairs_said(pairs: list[tuple[str, str]]) -> str:
+    """`n00 for n03, n01 for n03`: the (voucher, vouchee) pairs of a `[[vouches]]` change, as its line says them."""
+    return ", ".join(f"{a} for {b}" for a, b in pairs)
 
 
 def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, str]:

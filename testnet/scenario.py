@@ -1,7 +1,8 @@
 """Testnet scenarios: TOML files that say who the orgs are, whom they trust, which agents work where and how they
-behave, which attacks and faults happen when, and what to measure. Loaded strictly: an unknown key, a wrong type,
-a value out of range or a name that refers to nothing is a ScenarioError naming the file and line, the key and the
-rule; so is one found later, laying it onto a testnet (testnet.plan) or shortening it (--duration).
+behave, which attacks, faults, revocations and vouch changes happen when, and what to measure. Loaded strictly: an
+unknown key, a wrong type, a value out of range or a name that refers to nothing is a ScenarioError naming the file
+and line, the key and the rule; so is one found later, laying it onto a testnet (testnet.plan) or shortening it
+(--duration).
 
 The format is documented in README.md ("Running a testnet") and by the files in testnet/scenarios/.
 """
@@ -24,6 +25,8 @@ LIBRARY = Path(__file__).parent / "scenarios"
 BEHAVIOURS = ("honest", "malicious", "on-off", "turned-bad", "camouflage")
 ATTACKS = ("praise", "slander", "equivocation", "whitewash", "key-theft")
 FAULTS = ("kill", "partition", "rotate")
+VOUCH_ACTIONS = ("vouch", "revoke")
+EDGE_WEIGHT = 0.9  # an org-peer vouch's weight where the file gives none (an org group's `vouch`, `[[edges]]`)
 MIN_DURATION, MAX_DURATION = 1, 3600  # seconds of traffic a run may have, in its file or by --duration
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _SELECTOR = re.compile(r"([a-z][a-z0-9_-]{0,31})(?:\[(\d+)(?:(:)(\d+)?)?\])?")
@@ -147,6 +150,19 @@ class Revocation:
 
 
 @dataclass(frozen=True)
+class VouchChange:
+    """Org-peer vouches made or revoked mid-run (`[[vouches]]`): at `at` seconds into the traffic, each org of
+    `source` vouches for each org of `target` with `weight` (`action` "vouch"), or revokes its vouch for it
+    ("revoke"), itself aside."""
+
+    source: Selector
+    target: Selector
+    action: str
+    at: float
+    weight: float = EDGE_WEIGHT
+
+
+@dataclass(frozen=True)
 class Traffic:
     round_seconds: float = 1.0
     # Per agent, per org it works at, per round. Scoring caps one org's digests about one agent at 30 good and 60
@@ -178,6 +194,7 @@ class Scenario:
     attacks: tuple[Attack, ...]
     faults: tuple[Fault, ...]
     revocations: tuple[Revocation, ...] = ()
+    vouch_changes: tuple[VouchChange, ...] = ()  # `[[vouches]]`
     source: Source = Source()
 
     def with_duration(self, duration: float) -> Scenario:
@@ -287,7 +304,8 @@ def _line_of(text: str, path: str) -> int | None:
 
 def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
     _keys(doc, "", required={"description", "duration", "orgs", "agents"},
-          optional={"nodes", "settings", "traffic", "measure", "edges", "attacks", "faults", "revocations"})
+          optional={"nodes", "settings", "traffic", "measure", "edges", "attacks", "faults", "revocations",
+                    "vouches"})
     description = _text(doc, "", "description", max_length=2000)
     duration = _number(doc, "", "duration", low=MIN_DURATION, high=MAX_DURATION)
     orgs = tuple(_org_group(group, key) for key, group in _named_tables(doc, "orgs").items())
@@ -318,6 +336,7 @@ def _scenario(doc: dict[str, Any], name: str, source: Source) -> Scenario:
                       for i, a in enumerate(_array(doc, "attacks"))),
         faults=tuple(_fault(f, f"faults[{i}]", org_names) for i, f in enumerate(_array(doc, "faults"))),
         revocations=_revocations(_array(doc, "revocations"), agent_names),
+        vouch_changes=tuple(_vouch_change(v, f"vouches[{i}]", org_names) for i, v in enumerate(_array(doc, "vouches"))),
         source=source,
     )
     if scenario.nodes < scenario.min_nodes:
@@ -389,7 +408,28 @@ def _edge(table: Any, where: str, org_names: set[str]) -> Edge:
     count = table.get("count")
     return Edge(source, target, None if count is None else int(_number(table, where, "count", low=1, high=10_000,
                                                                          integer=True)),
-                _number(table, where, "weight", default=0.9, low=0.01, high=1.0))
+                _edge_weight(table, where))
+
+
+def _edge_weight(table: dict[str, Any], where: str) -> float:
+    """An org-peer vouch's `weight` (`[[edges]]`, `[[vouches]]`), as a node takes it for a vouch between orgs."""
+    return _number(table, where, "weight", default=EDGE_WEIGHT, low=0.01, high=1.0)
+
+
+def _vouch_change(table: Any, where: str, org_names: set[str]) -> VouchChange:
+    """A `[[vouches]]` table: `from` and `to` select orgs (GROUP, GROUP[i], GROUP[i:j]); `action` is vouch (with an
+    optional `weight`) or revoke (the vouch in force then: the plan checks there is one, testnet.plan)."""
+    table = _as_table(table, where)
+    if "action" not in table:
+        raise ScenarioError(f"{where}.action: required, one of {', '.join(VOUCH_ACTIONS)}")
+    action = _text(table, where, "action")
+    if action not in VOUCH_ACTIONS:
+        raise ScenarioError(f"{where}.action: must be one of {', '.join(VOUCH_ACTIONS)}, got {action!r}")
+    if action == "revoke" and "weight" in table:
+        raise ScenarioError(f"{where}.weight: a revoke takes no weight (it revokes the vouch in force then)")
+    _keys(table, where, required={"from", "to", "at", "action"}, optional={"weight"})
+    return VouchChange(_selector(table, where, "from", org_names), _selector(table, where, "to", org_names), action,
+                       _number(table, where, "at", low=0, high=3600), _edge_weight(table, where))
 
 
 def _attack(table: Any, where: str, org_names: set[str], agent_names: set[str]) -> Attack:
@@ -486,10 +526,10 @@ def _measure(table: dict[str, Any]) -> Measure:
 
 
 def _check_times(scenario: Scenario, what: str) -> None:
-    """Every timed attack, fault and revocation must fit in the run (a fault must also end, so that catch-up is
-    measured), and so must the first misbehaviour of agents that turn bad (turned-bad's at, on-off's first on: past
-    the run, they never misbehave, yet count as malicious in the report); `what` names the duration it is checked
-    against: the file's own, or the one --duration gives the run."""
+    """Every timed attack, fault, revocation and vouch change must fit in the run (a fault must also end, so that
+    catch-up is measured), and so must the first misbehaviour of agents that turn bad (turned-bad's at, on-off's first
+    on: past the run, they never misbehave, yet count as malicious in the report); `what` names the duration it is
+    checked against: the file's own, or the one --duration gives the run."""
     ends: list[tuple[str, float]] = []
     for group in scenario.agents:
         turns = {"turned-bad": ("at", group.behaviour.at), "on-off": ("on", group.behaviour.on)}
@@ -503,6 +543,7 @@ def _check_times(scenario: Scenario, what: str) -> None:
     for i, fault in enumerate(scenario.faults):
         ends.append((f"faults[{i}].at + duration" if fault.duration else f"faults[{i}].at", fault.at + fault.duration))
     ends += [(f"revocations[{i}].at", revocation.at) for i, revocation in enumerate(scenario.revocations)]
+    ends += [(f"vouches[{i}].at", change.at) for i, change in enumerate(scenario.vouch_changes)]
     for where, end in ends:
         if end >= scenario.duration:
             raise ScenarioError(f"{where}: {end:g} s is not within {what} of {scenario.duration:g} s")

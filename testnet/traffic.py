@@ -15,7 +15,7 @@ import numpy as np
 from node.client import ClientError
 
 from .agents import Agent, fabricated, observed
-from .attacks import scripted_outcomes
+from .attacks import attacks_in_force, scripted_outcomes
 from .cluster import Cluster
 from .plan import Plan
 from .workers import Worker
@@ -31,6 +31,14 @@ class TrafficStats:
     batches_skipped: int = 0  # a round's batch not sent: its node was still answering the one before
     failed_at: Counter[str] = field(default_factory=Counter)  # node -> its batches failed
     skipped_at: Counter[str] = field(default_factory=Counter)  # node -> its batches skipped
+    # praise or slander attack (its index) -> how many of the batches its scripts were due in were "answered",
+    # "failed" (unanswered or refused) or "not sent" (the node down, or still answering the one before)
+    attack_batches: dict[int, Counter[str]] = field(default_factory=dict)
+
+    def count_attack_batch(self, attacks: list[int], outcome: str) -> None:
+        """Count a batch the praise and slander `attacks` were due in (attacks_in_force) as `outcome`."""
+        for attack in attacks:
+            self.attack_batches.setdefault(attack, Counter())[outcome] += 1
 
 
 class Traffic(Worker):
@@ -65,33 +73,40 @@ class Traffic(Worker):
 
     def loop(self) -> None:
         """Each round, every running node not still answering its batch of a round before is sent its batch; one
-        that is (stopped, overloaded: up to the client's timeout) skips the round, while the others go on in step."""
+        that is (stopped, overloaded: up to the client's timeout) skips the round, while the others go on in step. A
+        batch an attack's scripts were due in is counted for the attack (TrafficStats.attack_batches), sent or not."""
         step = self.plan.scenario.traffic.round_seconds
         round_ = 0
-        sending: dict[str, Future[dict | None]] = {}
+        sending: dict[str, tuple[Future[dict | None], list[int]]] = {}
         while not self.stopping.is_set():
             self._count_answered(sending)
             t = time.time() - self.t0
             for node in self.cluster.names:
+                attacks = attacks_in_force(self.plan, node, t)
                 if not self.is_up(node):
+                    self.stats.count_attack_batch(attacks, "not sent")
                     continue
                 if node in sending:
                     self.stats.batches_skipped += 1
                     self.stats.skipped_at[node] += 1
+                    self.stats.count_attack_batch(attacks, "not sent")
                 else:
-                    sending[node] = self.pool.submit(self._send, node, self.batch(node, round_, t))
+                    sending[node] = (self.pool.submit(self._send, node, self.batch(node, round_, t)), attacks)
             self.stats.rounds += 1
             round_ = int((time.time() - self.t0) / step) + 1  # a slow round is not made up for
             self.stopping.wait(max(0.0, self.t0 + round_ * step - time.time()))
-        wait(sending.values())
+        wait([future for future, _ in sending.values()])
         self._count_answered(sending)
 
-    def _count_answered(self, sending: dict[str, Future[dict | None]]) -> None:
-        """Count the answers of the batches in `sending` that are answered (or failed), and drop them from it."""
-        for node, future in list(sending.items()):
+    def _count_answered(self, sending: dict[str, tuple[Future[dict | None], list[int]]]) -> None:
+        """Count the answers of the batches in `sending` (each with the attacks it was due for) that are answered (or
+        failed), and drop them from it."""
+        for node, (future, attacks) in list(sending.items()):
             if future.done():
                 del sending[node]
-                self._count(node, future.result())
+                answer = future.result()
+                self._count(node, answer)
+                self.stats.count_attack_batch(attacks, "failed" if answer is None else "answered")
 
     def _send(self, node: str, events: list[dict]) -> dict | None:
         if not events:

@@ -92,8 +92,8 @@ def _praise_or_slander(entry: dict[str, Any], honest: list[str], results: dict[s
     expected = entry["targets"] * len(honest)
     views = entry["views"]
     if not views:
-        return Verdict(entry["attack"], entry["type"], subject, UNDECIDED, "no honest node scored its targets",
-                       RULES[entry["type"]])
+        return Verdict(entry["attack"], entry["type"], subject, UNDECIDED, "no honest node scored its targets"
+                       + _batches_missed(entry["batches"]), RULES[entry["type"]])
     hits, extreme = ((entry["trusted_or_better"], entry["highest_final"]) if praise else
                      (entry["untrusted"], entry["lowest_final"]))
     lacking = "" if views >= expected else f" (of {expected} expected)"
@@ -103,8 +103,35 @@ def _praise_or_slander(entry: dict[str, Any], honest: list[str], results: dict[s
                f"{counted(views, 'view')}{lacking}")
     behaviour = {a["behaviour"] for a in results["agents"] if a["group"] == entry["agents"]}
     compared = _compared(behaviour.pop() if len(behaviour) == 1 else None, praise, results, baseline)
-    return Verdict(entry["attack"], entry["type"], subject, _outcome(hits > 0, views >= expected), figures,
-                   RULES[entry["type"]], compared)
+    if not hits and not carried_out(entry["batches"]):
+        return Verdict(entry["attack"], entry["type"], subject, UNDECIDED,
+                       f"the attack was not carried out: {missed_batches(entry['batches'])}; {figures}",
+                       RULES[entry["type"]], compared)
+    return Verdict(entry["attack"], entry["type"], subject, _outcome(hits > 0, views >= expected),
+                   figures + _batches_missed(entry["batches"]), RULES[entry["type"]], compared)
+
+
+def carried_out(batches: dict[str, int]) -> bool:
+    """Whether a praise or slander attack was carried out: its attacking orgs' nodes answered at least half of the
+    event batches its scripts were due in (measure._attack_batches). One whose nodes refused them, did not answer or
+    were down is not contained by the network: the network never heard it."""
+    return batches["answered"] > 0 and 2 * batches["answered"] >= batches["due"]
+
+
+def missed_batches(batches: dict[str, int]) -> str:
+    """`12 of 12 batches failed (3 of them not sent: ...)`: the batches of a praise or slander attack (its
+    measurement's `batches`) that did not get through."""
+    missed = batches["due"] - batches["answered"]
+    if not batches["due"]:
+        return "none of its batches was due (no round of traffic fell within it)"
+    unsent = (f" ({batches['not_sent']} of them not sent: their node down, or still answering the one before)"
+              if batches["not_sent"] else "")
+    return f"{missed} of {counted(batches['due'], 'batch', 'batches')} failed{unsent}"
+
+
+def _batches_missed(batches: dict[str, int]) -> str:
+    """`; 3 of its 40 batches failed`, where any of a praise or slander attack's batches did not get through."""
+    return f"; {missed_batches(batches)}" if batches["answered"] < batches["due"] else ""
 
 
 def _compared(behaviour: str | None, praise: bool, results: dict[str, Any], baseline: Baseline | None) -> str:

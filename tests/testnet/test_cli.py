@@ -106,6 +106,18 @@ def test_a_testnet_of_more_nodes_than_a_scenario_may_have_is_refused_before_anyt
     assert not (tmp_path / "tn").exists()
 
 
+@pytest.mark.parametrize("command", [["up"], ["run", "baseline"]], ids=["up", "run"])
+def test_a_port_range_too_small_for_a_new_testnet_is_a_usage_error(tmp_path, monkeypatch, capsys, command):
+    """Exit 2, as every command asked wrong (README "Read the report": 1 is a run that failed). Before: `up` and `run`
+    said it as a failure, exit 1, once Cluster.create refused it."""
+    monkeypatch.setattr(Cluster, "create", lambda *args, **kwargs: pytest.fail("a testnet was made"))
+    assert main(["testnet", *command, "--nodes", "3", "--ports", "48000-48004", "--dir", str(tmp_path / "tn")]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"vouchnet testnet {command[0]}: --ports 48000-48004: 5 ports, fewer than the 6 a testnet of 3 nodes needs (a "
+        "p2p and an API port each)\n")
+    assert not (tmp_path / "tn").exists()
+
+
 def _sleepers(self, names=None, *, progress=None, say=None, timeout=None):
     """Cluster.start with a sleeping process for each node: interrupted (Ctrl-C) while waiting for their APIs."""
     _sleep(self, [n for n in (self.names if names is None else names) if not self.running(n)])
@@ -154,7 +166,7 @@ def test_the_summary_says_who_held_the_evidence_and_who_acts_on_it(capsys):
     from testnet.cli import _print_summary
 
     evidence = {"nodes_flagging": 3, "of": 3, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n02", "distrusted_by": ["n01"], "of_others": 2,
@@ -176,7 +188,7 @@ def test_the_summary_counts_apart_the_nodes_that_gave_no_view_at_the_end(capsys)
     from testnet.cli import _print_summary
 
     evidence = {"nodes_flagging": 4, "of": 4, "seconds_to_flag_everywhere": 0.4, "flagged_before": False}
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "equivocation", "node": "n03", "distrusted_by": ["n00", "n02"],
@@ -200,7 +212,7 @@ def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
 
     nodes = {"n00": row(52, 4, 4, True), "n01": row(52, 5, 5, True), "n02": row(40, 2, 2, False),
              "n03": row(None, 0, 3, False), "n04": row(52, 0, 4, None)}
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 52}, "attacks": [], "confusion": {"rows": []},
                     "checkpoints": {"all_current_and_witnessed": False, "nodes": nodes}})
     assert capsys.readouterr().out.splitlines()[0] == (
@@ -211,14 +223,16 @@ def test_the_summary_gives_each_node_its_own_witnesses_cosignatures(capsys):
 def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
     from testnet.cli import _print_summary
 
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []},
                     "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
                                  "trusted_or_better": 5, "untrusted": 1, "views": 8,
-                                 "attackers_mean_final_score": 41.0},
+                                 "attackers_mean_final_score": 41.0,
+                                 "batches": {"due": 40, "answered": 40, "failed": 0, "not_sent": 0}},
                                 {"type": "praise", "orgs": "colluders", "agents": "bad", "mean_final_score": None,
-                                 "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None},
+                                 "trusted_or_better": 0, "views": 0, "attackers_mean_final_score": None,
+                                 "batches": {"due": 40, "answered": 0, "failed": 40, "not_sent": 0}},
                                 {"type": "whitewash",
                                  "agents": {"w-0": {"old_final_score": 4.0, "new_final_score": 2.0},
                                             "w-1": {"old_final_score": None, "new_final_score": 5.5}}}]})
@@ -227,9 +241,25 @@ def test_the_summary_says_how_praise_slander_and_whitewash_fared(capsys):
     assert out[:3] == ["slander of good by liars: at the honest nodes a mean final score of 612.5, untrusted in 1 of 8 "
                        "views; at the attackers' own nodes 41.0",
                        "praise of bad by colluders: at the honest nodes no score of them; at the attackers' own "
-                       "nodes -",
+                       "nodes -; 40 of 40 batches failed",
                        "whitewash: mean final score at the honest nodes, old identity -> new: w-0 4.0 -> 2.0, "
                        "w-1 - -> 5.5"]
+
+
+def test_the_summary_has_a_line_for_each_revocation_and_vouch_change(capsys):
+    """Before: the run's summary said nothing of them, though they change what the scores show."""
+    from testnet.cli import _print_summary
+
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "attacks": [],
+                    "trust_changes": [{"kind": "revocation", "index": 1, "t": 30.0, "agents": "bad",
+                                       "revoked": ["bad-0", "bad-1"], "operators": ["n00", "n01"]},
+                                      {"kind": "vouches", "index": 0, "t": 35.5, "action": "vouch", "from": "honest",
+                                       "to": "rogue[0]", "pairs": [["n00", "n03"]]}],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}}, "confusion": {"rows": []}})
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "revocations[1] at 30 s: the operator vouches of agents bad revoked: bad-0, bad-1 (by n00, n01)",
+        "vouches[0] at 35.5 s: org-peer vouches made: n00 for n03 (from honest to rogue[0])"]
 
 
 def test_the_summary_counts_each_agent_group_s_final_tiers_in_views_of_an_agent_at_a_node(capsys):
@@ -237,7 +267,8 @@ def test_the_summary_counts_each_agent_group_s_final_tiers_in_views_of_an_agent_
     from testnet.cli import _print_summary
 
     tiers = ("untrusted", "provisional", "trusted", "verified")
-    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "attacks": [],
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
+                    "attacks": [],
                     "convergence": {"converged": True, "records": 9},
                     "checkpoints": {"all_current_and_witnessed": True, "nodes": {}},
                     "confusion": {"rows": [
@@ -577,7 +608,8 @@ def test_a_run_ends_its_summary_with_a_verdict_per_attack_and_exits_by_them(exis
     """Before: the summary gave each attack's figures, never whether it succeeded, and a run exited 0 either way."""
     praise = {"attack": 0, "type": "praise", "orgs": "sybils", "agents": "bad", "targets": 1, "views": views,
               "trusted_or_better": trusted, "untrusted": 0,
-              "highest_final": {"score": 400 + 200 * trusted, "tier": ["provisional", "trusted"][trusted]}}
+              "highest_final": {"score": 400 + 200 * trusted, "tier": ["provisional", "trusted"][trusted]},
+              "batches": {"due": 30, "answered": 30, "failed": 0, "not_sent": 0}}
     results = {**NO_ATTACK, "scenario": {"name": "sybil-collusion", "seed": 1, "nodes": 2},
                "measurements": {**NO_ATTACK["measurements"], "attacks": [praise]}}
     written = _finished_run(monkeypatch, results)

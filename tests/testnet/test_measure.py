@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, measure, observers,
-                             propagation, rotations, untouched_agents)
+                             propagation, rotations, trust_changes, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
-from testnet.report import linking, results_json, witnessed_summary
+from testnet.report import linking, results_json, trust_change, witnessed_summary
 from testnet.runner import RunResult
-from testnet.scenario import Attack, Selector, load_scenario, parse_scenario
+from testnet.scenario import Attack, Selector, VouchChange, load_scenario, parse_scenario
 from testnet.status import Checkpoint, NodeStatus
 from testnet.traffic import TrafficStats
 from testnet.verdict import UNDECIDED, judge
@@ -109,6 +109,47 @@ def test_a_node_is_expected_to_hold_only_the_records_of_orgs_in_its_horizon():
     result.plan.vouches["n01"]["n02"] = 0.9  # now n02 is two hops from n00: its record is missing there
     assert convergence(result)["missing_per_node"] == {"n00": 1, "n01": 1, "n02": 0}
     assert result.plan.horizon("n00", {"n01"}) == {"n00", "n01"}  # a flagged org's vouches do not extend it
+
+
+def test_a_node_is_expected_to_hold_the_records_of_an_org_a_vouch_made_mid_run_brings_into_its_horizon():
+    """`[[vouches]]`: convergence is judged by the trust graph at the end, every change made; a rotation's followers
+    by the graph when it rotated (the changes the timeline made before it)."""
+    result = run({"r2": ("did:c", T0)}, {"r2": {"n02": T0}}, [])
+    result.plan.vouches.update({"n00": {"n01": 0.9}, "n01": {"n00": 0.9}, "n02": {"n00": 0.9}})  # nobody trusts n02
+    result.plan.roots.update({"n00": [], "n01": [], "n02": []})
+    assert convergence(result)["converged"]
+    change = VouchChange(Selector("honest", 0, 1, "honest[0]"), Selector("quiet", text="quiet"), "vouch", 5.0)
+    result = replace(result, scenario=replace(result.scenario, vouch_changes=(change,)))
+    result = replace(result, plan=replace(result.plan, scenario=result.scenario))
+    assert convergence(result)["missing_per_node"] == {"n00": 1, "n01": 1, "n02": 0}
+    rotation = [{"at": T0 + 8, "kind": "rotate", "node": "n02"},
+                {"at": T0 + 11, "kind": "rotated", "node": "n02", "old": "did:c", "new": "did:c2", "rotation": "rot",
+                 "first": "first", "started": T0 + 10, "answered": T0 + 10.75}]
+    vouched = {"at": T0 + 5, "kind": "vouches", "change": 0, "action": "vouch", "pairs": []}
+    for timeline, others in (([*rotation], 0), ([vouched, *rotation], 2)):
+        (measured,) = rotations(replace(result, timeline=timeline,
+                                        keys={**{n: [d] for n, d in DIDS.items()}, "n02": ["did:c", "did:c2"]}))
+        assert measured["of"] == others
+
+
+def test_each_revocation_and_vouch_change_is_reported_with_when_and_what_it_did():
+    """Before: a run's summary and its page's summary said nothing of them; only its timeline named them."""
+    change = VouchChange(Selector("honest", text="honest"), Selector("quiet", text="quiet"), "revoke", 9.0)
+    timeline = [{"at": T0 + 6, "kind": "revocation", "revocation": 0,
+                 "agents": {"bad-0": {"did": "did:x", "operator": "n00", "vouch": "v", "revoke": "r"}}},
+                {"at": T0 + 9.25, "kind": "vouches", "change": 0, "action": "revoke",
+                 "pairs": [{"from": "n00", "to": "n02", "vouch": "v0", "revoke": "r0"},
+                           {"from": "n01", "to": "n02", "vouch": "v1", "revoke": "r1"}]}]
+    result = run({}, {}, timeline)
+    result = replace(result, scenario=replace(result.scenario, vouch_changes=(change,)))
+    changes = trust_changes(result)
+    assert changes == [{"kind": "revocation", "index": 0, "t": 6.0, "agents": "bad", "revoked": ["bad-0"],
+                        "operators": ["n00"]},
+                       {"kind": "vouches", "index": 0, "t": 9.25, "action": "revoke", "from": "honest", "to": "quiet",
+                        "pairs": [["n00", "n02"], ["n01", "n02"]]}]
+    assert [trust_change(c) for c in changes] == [
+        ("revocations[0] at 6 s", "the operator vouches of agents bad revoked: bad-0 (by n00)"),
+        ("vouches[0] at 9.25 s", "org-peer vouches revoked: n00 for n02, n01 for n02 (from honest to quiet)")]
 
 
 def test_a_rotation_is_linked_at_a_node_once_it_holds_both_records_that_make_the_link():
@@ -322,7 +363,8 @@ def test_praise_is_measured_at_the_honest_nodes_beside_what_the_attackers_own_no
                                 "mean_final_score": 5.0, "trusted_or_better": 0, "untrusted": 2, "views": 2,
                                 "lowest_final": {"score": 4, "tier": "untrusted"},
                                 "highest_final": {"score": 6, "tier": "untrusted"},
-                                "attackers_mean_final_score": 950.0}]
+                                "attackers_mean_final_score": 950.0,
+                                "batches": {"due": 0, "answered": 0, "failed": 0, "not_sent": 0}}]
     assert untouched_agents(result) == ["good-0", "good-1"]  # the honest world's figures for the verdicts
 
 
@@ -342,6 +384,17 @@ def test_the_agents_whose_operator_vouch_a_revocation_revokes_are_no_untouched_a
                               name="revoked")
     result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
     assert untouched_agents(result) == ["bad-0"]
+
+
+def test_the_agents_of_an_org_vouched_for_or_un_vouched_mid_run_are_no_untouched_agents():
+    """The operator vouches of an org the others stop vouching for weigh otherwise from then: its agents' scores are
+    the change's doing, not the honest world's."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[vouches]]\nfrom = "quiet"\nto = "honest[1]"\n'
+                              'action = "revoke"\nat = 5\n', name="unvouched")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
+    assert [a.name for a in result.plan.agents if a.operator == "n01"] == ["good-1"]
+    assert untouched_agents(result) == ["bad-0", "good-0"]
 
 
 def test_a_node_that_gave_no_view_at_the_end_gives_no_final_score_and_leaves_praise_with_no_verdict():

@@ -117,6 +117,16 @@ def test_the_page_s_summary_names_what_the_run_asked_of_the_nodes_and_did_not_ge
         assert row in page
 
 
+def test_the_page_s_summary_has_a_row_for_each_revocation_and_vouch_change():
+    ran = praised([("n00", 40, "untrusted"), ("n01", 612, "trusted"), ("n02", 950, "verified")])
+    results = report.results_json(ran, measure(ran), {})
+    results["verdicts"] = []
+    results["measurements"]["trust_changes"] = [{"kind": "revocation", "index": 0, "t": 6.0, "agents": "bad",
+                                                 "revoked": ["bad-0"], "operators": ["n00"]}]
+    assert ("<tr><td>revocations[0] at 6 s</td><td>the operator vouches of agents bad revoked: bad-0 (by n00)</td>"
+            "</tr>") in report._html(results, {})
+
+
 def test_the_page_s_summary_gives_the_machine_s_load_average_where_it_was_read():
     ran = praised([("n00", 40, "untrusted"), ("n01", 612, "trusted"), ("n02", 950, "verified")])
     results = report.results_json(ran, measure(ran), {})

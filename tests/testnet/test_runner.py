@@ -817,3 +817,47 @@ def test_a_node_that_stops_answering_midway_through_the_keys_gives_none_of_their
     views = run._key_views()
     assert sorted(views["did:n02"]) == sorted(views["did:n00"]) == ["n00", "n02"]
     assert run.unanswered == {"n01": "the node at http://127.0.0.1:4 did not answer within 10.0 s"}
+
+
+def test_org_peer_vouches_are_made_and_revoked_mid_run_by_the_orgs_of_from_through_their_nodes(tmp_path, monkeypatch):
+    """`[[vouches]]`: an org vouching for another, or revoking its vouch for it, when due (before: the trust graph was
+    set once, before the traffic). A revoke revokes the vouch in force then: the one the setup found or made, or a
+    change before it made."""
+    path = tmp_path / "unvouched.toml"
+    path.write_text(MINIMAL + '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nweight = 0.5\nat = 2\n'
+                    '\n[[vouches]]\nfrom = "honest[1]"\nto = "honest[0]"\naction = "revoke"\nat = 5\n'
+                    '\n[[vouches]]\nfrom = "honest[1]"\nto = "rogue"\naction = "revoke"\nat = 5\n')
+    testnet = _Testnet()
+    said: list[str] = []
+    run, _ = _run_of_fakes(monkeypatch, testnet, path, said)
+    run.org_peer_vouches = {("n00", "n01"): "setup-n00-n01", ("n01", "n00"): "setup-n01-n00"}  # (the setup is faked)
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=8.0))
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert [line for line in said if "org-peer" in line] == [
+        "t=  2.0 s  org-peer vouches made: n00 for n02, n01 for n02 (from honest to rogue)",
+        "t=  5.0 s  org-peer vouches revoked: n01 for n00 (from honest[1] to honest[0])",
+        "t=  5.0 s  org-peer vouches revoked: n01 for n02 (from honest[1] to rogue)"]
+    assert testnet.nodes["n00"].made == [("vouch", "did:n02")]
+    assert testnet.nodes["n01"].made == [("vouch", "did:n02"), ("revoke", "setup-n01-n00"),
+                                         ("revoke", "vouch-for-did:n02")]
+    assert run.org_peer_vouches == {("n00", "n01"): "setup-n00-n01", ("n00", "n02"): "vouch-for-did:n02"}
+    entries = [e for e in run.timeline.events if e["kind"] == "vouches"]
+    assert [(e["change"], e["action"]) for e in entries] == [(0, "vouch"), (1, "revoke"), (2, "revoke")]
+    assert entries[2]["pairs"] == [{"from": "n01", "to": "n02", "vouch": "vouch-for-did:n02",
+                                    "revoke": "revoke-of-vouch-for-did:n02"}]
+
+
+def test_the_setup_keeps_the_id_of_each_org_peer_vouch_in_force_for_a_later_revoke(monkeypatch):
+    """The vouch a node held from before (a testnet reused) as well as the one the setup made: a `[[vouches]]` revoke
+    revokes it by its id."""
+    testnet = _Testnet()
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "_active_org_peer_vouches",
+                        lambda client, keys: {"did:n00": "held-from-before"} if keys == ("did:n01",) else {})
+    monkeypatch.setattr(runner, "_wait_for", lambda records, expected, timeout: {})
+    run._trust_graph(SimpleNamespace())  # type: ignore[arg-type]
+    wanted = {(a, b) for a, theirs in run.plan.vouches.items() for b in theirs}
+    assert set(run.org_peer_vouches) == wanted and ("n01", "n00") in wanted
+    assert run.org_peer_vouches[("n01", "n00")] == "held-from-before"
+    assert run.org_peer_vouches[("n00", "n01")] == "vouch-for-did:n01"

@@ -798,3 +798,91 @@ def test_a_revocation_due_while_an_operator_of_its_agents_is_down_or_flagged_is_
     plan = make_plan(parse_scenario(_REVOKED, name="m"), nodes(3), seed=1)
     with pytest.raises(ScenarioError, match="n00 is flagged as an equivocator by then"):
         as_reused(plan, {}, {"n00"})
+
+
+_UNVOUCHED = MINIMAL + ('\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nweight = 0.5\nat = 5\n'
+                        '\n[[vouches]]\nfrom = "honest[1]"\nto = "rogue"\naction = "revoke"\nat = 12\n')
+
+
+def test_org_peer_vouches_made_and_revoked_mid_run_change_the_horizons_from_their_time_on():
+    """`[[vouches]]`: orgs vouching for another org, or revoking their vouch, mid-run (before: only the operators'
+    vouches for agents could be revoked, `[[revocations]]`); the plan's trust graph at any time is the file's with the
+    changes due before it made, which is what the attacks and rotations due then are planned by."""
+    plan = make_plan(parse_scenario(_UNVOUCHED, name="m"), nodes(3), seed=1)
+    assert [plan.vouch_pairs(i) for i in (0, 1)] == [[("n00", "n02"), ("n01", "n02")], [("n01", "n02")]]
+    assert plan.vouches["n00"] == {"n01": 0.9}
+    assert plan.at((5, 0)).vouches["n00"] == {"n01": 0.9}  # due at 5 s, after the attacks and faults then
+    assert plan.at((5, 301)).vouches["n01"] == {"n00": 0.9, "n02": 0.5}
+    assert plan.final.vouches == {"n00": {"n01": 0.9, "n02": 0.5}, "n01": {"n00": 0.9}, "n02": {}}
+    assert "n02" not in plan.horizon("n00") and "n02" in plan.final.horizon("n00")
+
+
+def test_the_library_plays_a_partner_turning_bad_and_its_partners_un_vouching_it():
+    scenario = load_scenario("turncoat")
+    plan = make_plan(scenario, nodes(scenario.nodes), seed=1)
+    [change] = scenario.vouch_changes
+    turncoat = plan.groups["turncoat"]
+    assert change.action == "revoke" and {b for _, b in plan.vouch_pairs(0)} == set(turncoat)
+    assert all(turncoat[0] in plan.horizon(n) for n in plan.groups["honest"])
+    assert not any(turncoat[0] in plan.final.horizon(n) for n in plan.groups["honest"])
+    assert {a.type for a in scenario.attacks} == {"slander"} and scenario.attacks[0].at < change.at
+
+
+_VOUCH = MINIMAL + '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nat = 5\n'
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    (_VOUCH.replace('to = "rogue"', 'to = "bad"'),
+     "m:20: vouches[0].to: no org group 'bad' (there are: honest, rogue)"),
+    (_VOUCH.replace('from = "honest"', 'from = "honest[x]"'),
+     "m:19: vouches[0].from: must be GROUP, GROUP[i] or GROUP[i:j], got 'honest[x]'"),
+    (_VOUCH.replace("at = 5", "at = 30"), "m:22: vouches[0].at: 30 s is not within the file's duration of 30 s"),
+    (_VOUCH + "weight = 1.5\n", "m:23: vouches[0].weight: must be from 0.01 to 1, got 1.5"),
+    (_VOUCH + "weight = 0\n", "m:23: vouches[0].weight: must be from 0.01 to 1, got 0"),
+    (_VOUCH.replace('"vouch"', '"unvouch"'), "m:21: vouches[0].action: must be one of vouch, revoke, got 'unvouch'"),
+    (_VOUCH.replace('action = "vouch"\n', ""), "m:18: vouches[0].action: required, one of vouch, revoke"),
+    (_VOUCH.replace('"vouch"', '"revoke"') + "weight = 0.5\n",
+     "m:23: vouches[0].weight: a revoke takes no weight (it revokes the vouch in force then)"),
+    (_VOUCH + "count = 1\n", "m:23: vouches[0].count: unknown key (known: action, at, from, to, weight)"),
+    ('vouches = 1\n' + MINIMAL, "m:1: vouches: must be an array of tables ([[vouches]])"),
+])
+def test_a_broken_vouch_change_is_refused_naming_its_line_key_and_rule(text, error):
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(text, name="m", where="m")
+    assert str(refused.value) == error
+
+
+def test_a_vouch_change_that_would_not_happen_as_written_is_refused_before_the_run(tmp_path):
+    """Each voucher signs through its node: a vouch in force already, a revoke of one not in force, no pair at all, a
+    voucher down or flagged as an equivocator then, would each fail mid-run or show nothing of its own."""
+    path = tmp_path / "mine.toml"
+    assert _refusal(path, _VOUCH.replace('to = "rogue"', 'to = "honest[1]"')) == (
+        f"{path}:20: vouches[0].to: at 5 s the vouch of n00 for n01 is in force already (by the scenario's trust "
+        "graph, or a [[vouches]] change before it): revoke it first")
+    assert _refusal(path, _VOUCH.replace('"vouch"', '"revoke"')) == (
+        f"{path}:20: vouches[0].to: at 5 s no org-peer vouch of n00 for n02, n01 for n02 is in force to revoke (the "
+        "scenario's trust graph and the [[vouches]] changes before it make none)")
+    assert _refusal(path, _VOUCH.replace('from = "honest"', 'from = "rogue"')) == (
+        f"{path}:18: vouches[0]: from rogue to rogue makes no vouch: an org does not vouch for itself")
+    down = _VOUCH + _faults(("kill", "honest[1]", 2, 10)).replace(MINIMAL, "")
+    assert _refusal(path, down) == (
+        f"{path}:22: vouches[0].at: the vouch at 5 s would fail mid-run: it needs the orgs of honest running (n00, "
+        "n01: each signs its vouch through its node), and the faults then have n01 down; move it, or them")
+    equivocated = FOLLOWED + '\n[[attacks]]\ntype = "equivocation"\norgs = "honest[1]"\nat = 5\n' + \
+        '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "revoke"\nat = 5\n'
+    assert _refusal(path, equivocated).startswith(
+        f"{path}:25: vouches[0].from: the revoke at 5 s is by n01, flagged as an equivocator by then")
+    # revoked at 5 s and made again at 5 s, in the file's order: the second is checked against what the first left
+    make_plan(parse_scenario(FOLLOWED + '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "revoke"\nat = 5\n'
+                             '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nat = 5\n', name="m"),
+              nodes(3), seed=1)
+
+
+def test_an_attack_is_planned_by_the_org_peer_vouches_in_force_when_it_is_due(tmp_path):
+    """An equivocation of rogue, which no org follows until the honest orgs vouch for it mid-run: its records find a
+    node that takes them once that vouch is made, not before."""
+    path = tmp_path / "mine.toml"
+    equivocation = '\n[[attacks]]\ntype = "equivocation"\norgs = "rogue"\nat = 10\n'
+    vouch = '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nat = {}\n'
+    make_plan(parse_scenario(MINIMAL + equivocation + vouch.format(5), name="m"), nodes(3), seed=1)
+    assert "none has n02 inside its horizon" in _refusal(path, MINIMAL + equivocation + vouch.format(15))

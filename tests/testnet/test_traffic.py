@@ -2,16 +2,18 @@
 the batches that failed are counted by node, those in hand as the traffic stops too."""
 
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import testnet.traffic
-from node.client import NodeUnreachable
+from node.client import NodeApiError, NodeUnreachable
 from testnet.agents import Agent, behaviour_model
 from testnet.plan import make_plan
-from testnet.scenario import load_scenario
+from testnet.scenario import load_scenario, parse_scenario
 from testnet.traffic import Traffic
 
 ROUNDS = 3  # the rounds n00 must report while n01 does not answer its first batch
@@ -36,16 +38,21 @@ class _Reporting:
         pass
 
 
-def _traffic(client: Callable[[str], _Reporting]) -> Traffic:
-    """Traffic of short.toml on n00 to n02, rounds of 10 ms, each node's client made by `client(node)`."""
-    scenario = load_scenario(str(Path(__file__).with_name("short.toml")))
+def _traffic(client: Callable[[str], _Reporting], *, praise: bool = False,
+             is_up: Callable[[str], bool] = lambda node: True) -> Traffic:
+    """Traffic of short.toml on n00 to n02 (if `praise`, with its faults and attacks replaced by n02's praise of the
+    bad agent), rounds of 10 ms, each node's client made by `client(node)`, the nodes up by `is_up`."""
+    path = Path(__file__).with_name("short.toml")
+    text = path.read_text()
+    scenario = (parse_scenario(text[:text.index("[[faults]]")] + '[[attacks]]\ntype = "praise"\norgs = "quiet"\n'
+                               'agents = "bad"\n', name="praise") if praise else load_scenario(str(path)))
     scenario = replace(scenario, traffic=replace(scenario.traffic, round_seconds=0.01))
     names = ["n00", "n01", "n02"]
     plan = make_plan(scenario, names, seed=1)
     cluster = SimpleNamespace(names=names, entry=lambda node: SimpleNamespace(api_url=f"http://{node}"),
                               client=lambda node, timeout: client(node))
     agents = {a.name: Agent(a, behaviour_model(a.group.behaviour, 0.01)) for a in plan.agents}
-    return Traffic(cluster, plan, agents, lambda node: True, seed=1)  # type: ignore[arg-type]
+    return Traffic(cluster, plan, agents, is_up, seed=1)  # type: ignore[arg-type]
 
 
 def _while_n01_answers_not(client: type[_Reporting], released: threading.Event, *, release: bool) -> Traffic:
@@ -93,3 +100,35 @@ def test_a_batch_its_node_failed_is_counted_by_node_one_failing_as_the_traffic_s
     monkeypatch.setattr(testnet.traffic, "wait", lambda futures: stopped.set() or waited(futures))
     traffic = _while_n01_answers_not(_TimingOut, stopped, release=False)
     assert dict(traffic.stats.failed_at) == {"n01": 1} and traffic.stats.batches_failed == 1
+
+
+class _Refusing(_Reporting):
+    """A _Reporting whose n02, the praising org's node, refuses every batch; `reported` is set once n00 has reported
+    ROUNDS rounds."""
+
+    def report_events(self, events: list[dict]) -> dict:
+        if self.node == "n02":
+            raise NodeApiError(503, "overloaded", "the node is busy")
+        return super().report_events(events) if self.node != "n01" else {"accepted": len(events), "rejected": []}
+
+
+def _praise_batches(is_up: Callable[[str], bool]) -> dict[int, Counter[str]]:
+    """The praise's batches counted by traffic that ran until n00 reported ROUNDS rounds, n02 refusing each."""
+    calls = dict.fromkeys(["n00", "n01", "n02"], 0)
+    reported = threading.Event()
+    traffic = _traffic(lambda node: _Refusing(node, calls, reported, threading.Event()), praise=True, is_up=is_up)
+    traffic.start_at(time.time())  # (the praise is in force from the traffic's start to its 28 s)
+    try:
+        assert reported.wait(timeout=10.0), f"n00 reported {calls['n00']} rounds"
+    finally:
+        traffic.stop()
+    return traffic.stats.attack_batches
+
+
+def test_a_praise_whose_node_refuses_or_is_down_counts_its_batches_as_not_getting_through():
+    """What the verdict reads to say the attack was not carried out (testnet.verdict.carried_out). Before: nothing
+    told an attack's batches from the others', and a praise whose node refused every one read as contained."""
+    refused = _praise_batches(lambda node: True)
+    assert set(refused) == {0} and set(refused[0]) <= {"failed", "not sent"} and refused[0]["failed"] >= 1
+    down = _praise_batches(lambda node: node != "n02")
+    assert set(down) == {0} and set(down[0]) == {"not sent"} and down[0]["not sent"] >= ROUNDS

@@ -10,6 +10,7 @@ import pytest
 from testnet.verdict import CONTAINED, SUCCEEDED, UNDECIDED, Baseline, find_baseline, judge
 
 HONEST = ["n00", "n01", "n02"]
+CARRIED_OUT = {"due": 60, "answered": 60, "failed": 0, "not_sent": 0}  # the attack's batches, every one answered
 
 
 def results(*attacks, final_scores=(), untouched=("good-0",), seed=1, nodes=5, name="attacked"):
@@ -22,16 +23,16 @@ def results(*attacks, final_scores=(), untouched=("good-0",), seed=1, nodes=5, n
                              "attacks": [{"attack": i, **a} for i, a in enumerate(attacks)]}}
 
 
-def praise(highest, trusted_or_better, views=6):
+def praise(highest, trusted_or_better, views=6, batches=CARRIED_OUT):
     return {"type": "praise", "orgs": "colluders", "agents": "bad", "targets": 2, "views": views,
             "trusted_or_better": trusted_or_better, "untrusted": 0, "highest_final": highest,
-            "lowest_final": {"score": 3, "tier": "untrusted"}}
+            "lowest_final": {"score": 3, "tier": "untrusted"}, "batches": batches}
 
 
-def slander(lowest, untrusted, views=3):
+def slander(lowest, untrusted, views=3, batches=CARRIED_OUT):
     return {"type": "slander", "orgs": "liars", "agents": "good", "targets": 1, "views": views,
             "trusted_or_better": 0, "untrusted": untrusted, "lowest_final": lowest,
-            "highest_final": {"score": 900, "tier": "verified"}}
+            "highest_final": {"score": 900, "tier": "verified"}, "batches": batches}
 
 
 def test_praise_succeeds_when_a_target_ends_trusted_at_an_honest_node():
@@ -200,3 +201,23 @@ def test_key_theft_succeeds_when_the_thief_key_weighs_anything_at_an_honest_node
 def test_an_attack_of_a_kind_without_a_rule_is_refused_not_passed_over():
     with pytest.raises(ValueError, match="no rule for an attack of type 'flood'"):
         judge(results({"type": "flood"}))
+
+
+@pytest.mark.parametrize("kind", [praise, slander])
+def test_an_attack_whose_batches_did_not_get_through_has_no_verdict_not_contained(kind):
+    """An attacking org's node that refused its batches, did not answer or was down: the network never heard the
+    attack, so it did not contain it. Before: such a run read `contained`, exit 0."""
+    refused = {"due": 12, "answered": 0, "failed": 9, "not_sent": 3}
+    (verdict,) = judge(results(kind({"score": 412, "tier": "provisional"}, 0, batches=refused)))
+    assert verdict.outcome == UNDECIDED
+    assert verdict.figures.startswith("the attack was not carried out: 12 of 12 batches failed (3 of them not sent: "
+                                      "their node down, or still answering the one before); its ")
+    mostly = {"due": 12, "answered": 5, "failed": 7, "not_sent": 0}
+    (verdict,) = judge(results(kind({"score": 412, "tier": "provisional"}, 0, batches=mostly)))
+    assert verdict.outcome == UNDECIDED and "not carried out: 7 of 12 batches failed; " in verdict.figures
+    (verdict,) = judge(results(kind({"score": 412, "tier": "provisional"}, 0, batches={**mostly, "answered": 6,
+                                                                                        "failed": 6})))
+    assert verdict.outcome == CONTAINED and verdict.figures.endswith("; 6 of 12 batches failed")
+    hit = {"score": 612, "tier": "trusted"} if kind is praise else {"score": 100, "tier": "untrusted"}
+    (verdict,) = judge(results(kind(hit, 1, batches=refused)))  # what got through got what it wanted
+    assert verdict.outcome == SUCCEEDED
