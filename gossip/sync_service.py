@@ -314,7 +314,8 @@ class SyncService:
         self._budget = ServingBudget(serving, most_page_cost(self.limits))
         self._throttled: dict[str, float] = {}  # peers that told us to come back later (Busy): until when
         # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
-        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval), own_share=self._own_share)
+        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval), own_share=self._own_share,
+                              group_of=self._group_of)
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._gap_fetches: dict[str, set[Slot]] = {}  # peer -> the slots of the fetches of gaps with it
@@ -366,8 +367,11 @@ class SyncService:
         # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order.
         # A peer it dials is a bootstrap peer or an org of the horizon at its own peer id alone (an `org` record's
         # addresses naming another peer id are passed over, gossip.peers), so an org holds one share; the orgs it
-        # vouches into the horizon hold one each, as far as max_hops lets them in
+        # vouches into the horizon hold one together (`peer_group`)
         self.dialled: Callable[[str], bool] | None = None
+        # the group a peer it dials counts in (PeerManager.group_of, set by node.daemon: the keys one org vouched into
+        # the horizon), whose gap reports count as one share of the gap queue together; None: each its own
+        self.peer_group: Callable[[str], str | None] | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -495,13 +499,13 @@ class SyncService:
         asked; and if the asks all went to peers that reported the gaps, one answering without them, one more is asked:
         a peer the node dials that reported none (`_past_reporters`); never a peer that refused the sync protocol, nor
         any after our disk failed (`storage`); nor any once it has run _GAP_FETCH_SECONDS (the session under way runs
-        on, within session_seconds and its peer's pace: a slow honest peer's answer is not cut), the peers `batch.tried` names asked after
-        all others (`_next_gap_peer`). The issuers whose ranges are not all here, and a peer or None (_GapFetchEnd):
-        overdue, all of them, if it stopped so with a peer left to ask, with the peers tried (those it asked, and
-        `batch.tried`, that stay: gap_queue keeps the ranges for the issuer's backoff to end); else vain, those of
-        which nothing came, if a peer asked
-        answered (without them, or failing while it stays connected, but for refusing the protocol: a gossip-only node
-        serves no one), and not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
+        on, within session_seconds and its peer's pace: a slow honest peer's answer is not cut), the peers
+        `batch.tried` names asked after all others (`_next_gap_peer`). The issuers whose ranges are not all here, and
+        a peer or None (_GapFetchEnd): overdue, all of them, if it stopped so with a peer left to ask, with the peers
+        tried (those it asked, and `batch.tried`, that stay: gap_queue keeps the ranges for the issuer's backoff to
+        end); else vain, those of which nothing came, if a peer asked answered (without them, or failing while it
+        stays connected, but for refusing the protocol: a gossip-only node serves no one), and not on another network
+        (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
         peer that then left or told us to come back later sent some (it may hold the rest, which gap_queue keeps for a
         peer to connect: those there answered without it, or told us to come back later; or, begun_by_busy, for the wait
         of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it), and short, the others of
@@ -1088,6 +1092,10 @@ class SyncService:
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
+
+    def _group_of(self, peer: str) -> str | None:
+        """The group whose share of the gap queue `peer`'s reports count in (`peer_group`), if any."""
+        return None if self.peer_group is None else self.peer_group(peer)
 
     def _own_share(self, peer: str) -> bool:
         """Whether `peer`'s gap reports count as a share of the gap queue of their own (`dialled`)."""
