@@ -29,8 +29,9 @@ issuer's out. Failing those, it takes the place of the newest range of the peer 
 that peer holds two more than the one reporting it (`_crowding`): a peer reporting fresh issuers' gaps faster than they
 are fetched would otherwise fill the queue with ranges in turn, and keep every other peer's out; each gets an even
 share. The peers without a share of their own (`own_share`: those the node does not dial) count as one peer there: peer
-ids cost nothing, and a crowd of them holding a place each would keep out every peer holding none. A new one that backs
-off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
+ids cost nothing, and a crowd of them holding a place each would keep out every peer holding none; nor do the peers of
+one group (`group_of`: the keys one org vouched into the horizon, each a peer the node dials) hold more than one. A
+new one that backs off takes no one's place: it would not be in turn either. Sans-I/O: the caller gives the time.
 """
 
 from __future__ import annotations
@@ -99,12 +100,16 @@ class GapQueue:
     issuer is in at most one batch at a time."""
 
     def __init__(self, limit: int, *, backoff: tuple[float, float],
-                 own_share: Callable[[str], bool] = lambda peer: True) -> None:
+                 own_share: Callable[[str], bool] = lambda peer: True,
+                 group_of: Callable[[str], str | None] = lambda peer: None) -> None:
         """`backoff`: (first, most) seconds an issuer waits after a fetch that brought nothing of its range.
         `own_share(peer)`: whether a peer's reports count as a share of their own (`_crowding`: a peer the node dials,
-        say); those of the others count as one share together."""
+        say); those of the others count as one share together. `group_of(peer)`: the share those of a peer with its own
+        count in instead, that of its group (gossip.peers' GroupCap: the keys one org vouched into the horizon), or
+        None."""
         self._limit = limit
         self._own_share = own_share
+        self._group_of = group_of
         self._backoff_first, self._backoff_most = backoff
         self._wanted: dict[str, _Wanted] = {}  # issuers with a range waiting
         self._ready: deque[str] = deque()  # those of them that may be fetched now, in turn
@@ -182,7 +187,7 @@ class GapQueue:
         those fetches are (waiting in turn, or their ranges grown as fetched). A share is a peer's with `own_share`,
         else the one all other peers' reports count in (peer ids cost nothing: a share each, a crowd of them holding a
         place each would keep out every peer holding none), or None's, no peer's: the histories of orgs."""
-        shares = {wanted.by: self._share(wanted.by) for wanted in self._wanted.values()}
+        shares = {by: self._share(by) for by in {wanted.by for wanted in self._wanted.values()}}
         held = Counter(shares[wanted.by] for wanted in self._wanted.values())
         most = max(held.values())
         if most < held[self._share(by)] + 2:
@@ -190,8 +195,10 @@ class GapQueue:
         return next(iss for iss in reversed(self._wanted) if held[shares[self._wanted[iss].by]] == most)
 
     def _share(self, by: str | None) -> str | None:
-        """The share the reports of `by` count in (`_crowding`)."""
-        return by if by is None or self._own_share(by) else _STRANGERS
+        """The share the reports of `by` count in (`_crowding`): its group's, if it is in one."""
+        if by is None:
+            return None
+        return self._group_of(by) or by if self._own_share(by) else _STRANGERS
 
     def take(self, most: int, now: float) -> GapBatch | None:
         """The next issuer in turn, with up to `most` - 1 others after it that are to be asked of the same peers;

@@ -1,15 +1,15 @@
 """Staying connected (DESIGN.md §5): bootstrap peers and orgs learned from `org` records, redialled with backoff.
 
-`DialSchedule` is the policy, pure and clock-free: who to dial next and when, exponential backoff with jitter
-per peer. `PeerManager` is the trio shell that dials. The host lifts py-libp2p's 60 s negative dial cache on
-every connect (gossip/host.py quirk 6), so the backoff here alone decides how often a peer is retried: a peer
-whose connection dropped is redialled after `min_backoff`, one that stays unreachable at most `max_backoff` (60 s)
-apart, and a connection that lasted less than `stable_after` counts as a failed dial, so a peer that keeps hanging
-up is redialled ever less often, not every `min_backoff`. A peer found on another network (the sync handshake
-names each side's) holds none of our records: it is dialled ever less often, not dropped, so that a mistyped
-bootstrap address stays in sight: `apart_first` (a minute) after it is first found so, doubled at each connection in
-a row found so, up to `apart_backoff` (an hour), jittered, so that a node misconfigured for a moment is dialled again
-soon.
+`DialSchedule` is the policy, pure and clock-free: who to dial next and when, exponential backoff with jitter per peer,
+and none of a group holding its share of the peers dialled already (GroupCap). `PeerManager` is the trio shell that
+dials. The host lifts py-libp2p's 60 s negative dial cache on every connect (gossip/host.py quirk 6), so the backoff
+here alone decides how often a peer is retried: a peer whose connection dropped is redialled after `min_backoff`, one
+that stays unreachable at most `max_backoff` (60 s) apart, and a connection that lasted less than `stable_after` counts
+as a failed dial, so a peer that keeps hanging up is redialled ever less often, not every `min_backoff`. A peer found on
+another network (the sync handshake names each side's) holds none of our records: it is dialled ever less often, not
+dropped, so that a mistyped bootstrap address stays in sight: `apart_first` (a minute) after it is first found so,
+doubled at each connection in a row found so, up to `apart_backoff` (an hour), jittered, so that a node misconfigured
+for a moment is dialled again soon.
 `DialSchedule.known` tells what it knows of each peer (GET /v1/peers): where it dials it, how many dials failed in
 a row, the last one's error, the other network it was found on, and when it dials next; `out_of_reach`, whether none
 can be connected for a sync before a given time (a start's catch-up sync then ends early: node.daemon), a peer
@@ -24,6 +24,7 @@ import bisect
 import logging
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -41,6 +42,10 @@ from .sync_messages import SYNC_PROTOCOL
 
 log = logging.getLogger(__name__)
 
+# Of `max_peers`, the most one group may hold (GroupCap: the org that vouched their orgs into the horizon): an org
+# inside may vouch any number of fresh keys in, each listening, and they would take every slot, the honest orgs'
+# nodes left undialled
+GROUP_SHARE = 0.25
 MAX_DIALS = 8  # dials at once: py-libp2p runs 32 and queues the rest, the host's dial timeout running meanwhile
 # Addresses dialled per second, all peers together (and at once): each org's dials are bounded by its backoff, but
 # orgs are many, and every one may name anyone's address.
@@ -116,6 +121,15 @@ class _Target:
     @property
     def addrs(self) -> list[str]:
         return list(dict.fromkeys([*self.announced, *self.bootstrap]))
+
+
+@dataclass(frozen=True)
+class GroupCap:
+    """At most `most` of the peers a node dials connected or being dialled in any one group: `group_of(peer)`, the
+    org that brought the peer's org inside the horizon (vouching.horizon's `group`; None: none, not counted)."""
+
+    group_of: Callable[[str], str | None]
+    most: int
 
 
 @dataclass(frozen=True)
@@ -201,17 +215,48 @@ class DialSchedule:
         """Those of `peers` it keeps connected (not peers that dialled in unasked)."""
         return {p for p in peers if p in self._targets}
 
-    def due(self, now: float, connected: Iterable[str], budget: int) -> list[tuple[str, list[str]]]:
+    def due(self, now: float, connected: Iterable[str], budget: int,
+            cap: GroupCap | None = None) -> list[tuple[str, list[str]]]:
         """Up to `budget` unconnected targets whose backoff has passed: bootstrap peers first (the operator chose
-        them; any org may name addresses that hold a dial for its whole timeout), then longest-waiting first."""
-        skip = {*connected, *self._blocked}
-        ready = [(not t.bootstrap, t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now]
-        return [(p, self._targets[p].addrs) for *_, p in sorted(ready)[: max(budget, 0)]]
+        them; any org may name addresses that hold a dial for its whole timeout), then longest-waiting first; none of
+        a group `connected` (those connected, and those being dialled) holds `cap.most` of already."""
+        busy = set(connected)
+        skip = busy | self._blocked
+        ready = sorted((not t.bootstrap, t.due, p) for p, t in self._targets.items() if p not in skip and t.due <= now)
+        held = self._held(busy, cap)
+        taken: list[tuple[str, list[str]]] = []
+        for *_, p in ready:
+            if len(taken) >= budget:
+                break
+            if self._room(p, held, cap):
+                held[self.group(p, cap)] += 1
+                taken.append((p, self._targets[p].addrs))
+        return taken
 
-    def next_due(self, connected: Iterable[str]) -> float | None:
-        skip = {*connected, *self._blocked}
-        times = [t.due for p, t in self._targets.items() if p not in skip]
+    def next_due(self, connected: Iterable[str], cap: GroupCap | None = None) -> float | None:
+        """When the first unconnected target of a group holding less than `cap.most` (`due`) may be dialled."""
+        busy = set(connected)
+        skip = busy | self._blocked
+        held = self._held(busy, cap)
+        times = [t.due for p, t in self._targets.items() if p not in skip and self._room(p, held, cap)]
         return min(times) if times else None
+
+    def group(self, peer_id: str, cap: GroupCap | None) -> str | None:
+        """The group `cap` counts the peer in: None for a peer it does not keep, a bootstrap peer (the operator chose
+        it), or without a cap."""
+        target = self._targets.get(peer_id)
+        if cap is None or target is None or target.bootstrap:
+            return None
+        return cap.group_of(peer_id)
+
+    def _held(self, busy: Iterable[str], cap: GroupCap | None) -> Counter[str | None]:
+        """How many of the targets among `busy` each group holds."""
+        return Counter(self.group(p, cap) for p in busy if p in self._targets) if cap is not None else Counter()
+
+    def _room(self, peer_id: str, held: Counter[str | None], cap: GroupCap | None) -> bool:
+        """Whether the peer's group holds less than `cap.most` of `held` (always, for a peer in none)."""
+        group = self.group(peer_id, cap)
+        return group is None or cap is None or held[group] < cap.most
 
     def known(self, connected: Iterable[str], *, after: str | None, limit: int, now: float) -> list[KnownPeer]:
         """The first `limit` peers in peer id order (after `after`, if given) that it keeps connected or that are
@@ -384,13 +429,14 @@ def _carried_error(prior: str, target: _Target) -> str | None:
 
 
 class PeerManager:
-    """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` of them connected. Peers that
-    dial in unasked do not count (the host's max_connections bounds them); while it runs, the host never closes an
-    idle inbound connection of a peer it `protects` (gossip/host.py quirk 34). Of the addresses `org` records name,
-    it dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of `own_addrs`, the
-    addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap addresses;
-    and only those of records of the node's `network`: an org on another holds none of our records, and a hostile
-    one would have us dial addresses of its choosing in another network's name. A peer the sync service finds on
+    """Dials bootstrap peers and orgs from `org` records, keeps at most `max_peers` of them connected, of which a
+    quarter (GROUP_SHARE) at most in any one group, bootstrap peers aside (GroupCap: the org that vouched their orgs
+    into the horizon). Peers that dial in unasked do not count (the host's max_connections bounds them); while it runs,
+    the host never closes an idle inbound connection of a peer it `protects` (gossip/host.py quirk 34). Of the addresses
+    `org` records name, it dials those in the scopes `dial_private` allows (gossip.scopes), with "auto" those of
+    `own_addrs`, the addresses the node's own org record names (None: the host's listen addresses), and of its bootstrap
+    addresses; and only those of records of the node's `network`: an org on another holds none of our records, and a
+    hostile one would have us dial addresses of its choosing in another network's name. A peer the sync service finds on
     another network (`other_network`) is dialled APART_FIRST to APART_BACKOFF apart, doubling."""
 
     def __init__(
@@ -410,6 +456,7 @@ class PeerManager:
         self._replica = replica
         self._network = network
         self._max_peers = max_peers
+        self._cap = GroupCap(self._horizon_group, max(1, int(max_peers * GROUP_SHARE)))
         self._schedule = schedule if schedule is not None else DialSchedule()
         self._wake = trio.Event()
         self._dialling: set[str] = set()  # peers a dial of which is under way
@@ -561,6 +608,19 @@ class PeerManager:
                 self._tell_reach_changed()
                 self._wake.set()
 
+    def group_of(self, peer_id: str) -> str | None:
+        """The group a peer it keeps connected counts in (GroupCap): None for a bootstrap peer, or one it does not
+        keep (it dialled in unasked)."""
+        return self._schedule.group(peer_id, self._cap)
+
+    def _horizon_group(self, peer_id: str) -> str | None:
+        """The group of the peer's org (vouching.horizon's `group`): None outside the horizon, or for a peer of
+        another key type."""
+        try:
+            return self._replica.horizon.group(peer_org(peer_id))
+        except InvalidPeerId:
+            return None
+
     def protects(self, peer_id: str) -> bool:
         """Whether the host must keep `peer_id`'s inbound connection however idle (gossip/host.py quirk 34): a peer
         this manager keeps connected (the config's bootstrap peers, orgs whose `org` records it holds) or one of an
@@ -585,13 +645,13 @@ class PeerManager:
             while True:
                 busy = {*self._host.connected_peers(), *dialling}
                 budget = min(self._max_peers - len(self._schedule.kept(busy)), MAX_DIALS - len(dialling))
-                due = self._schedule.due(trio.current_time(), busy, budget)
+                due = self._schedule.due(trio.current_time(), busy, budget, self._cap)
                 for peer_id, addrs in due:
                     dialling.add(peer_id)
                     nursery.start_soon(self._dial, peer_id, addrs, dialling)
                 # With the budget spent, only a dial ending or a peer leaving frees one (both wake us): the next
                 # due time may be past already, and waking at it would spin.
-                next_due = self._schedule.next_due(busy | dialling) if budget > len(due) else None
+                next_due = self._schedule.next_due(busy | dialling, self._cap) if budget > len(due) else None
                 self._wake = trio.Event()
                 with trio.move_on_at(next_due if next_due is not None else math.inf):
                     await self._wake.wait()

@@ -26,7 +26,7 @@ MAX_RETRY = 3600  # seconds a busy server may ask a client to wait before asking
 
 # The reasons a SyncError carries (each raised where its exception is made; PeerBusy's is "throttled")
 SYNC_ERROR_REASONS = ("bad_cosignature", "invalid_record", "limit", "malformed", "network", "out_of_range",
-                      "preempted", "refused", "session", "stream", "throttled", "turn", "unexpected")
+                      "preempted", "refused", "session", "slow", "stream", "throttled", "turn", "unexpected")
 
 
 class SyncError(Exception):

@@ -26,6 +26,7 @@ from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, Stream, peer_org
 from .peer_feed import PeerFeed
+from .peer_pace import PeerPace, reply_units
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .session_slots import Place, SessionSlots, Slot
@@ -76,13 +77,15 @@ DECODE_ON_LOOP_BYTES = 4096
 _M = TypeVar("_M")
 _K = TypeVar("_K")
 _W = TypeVar("_W")
+_A = TypeVar("_A")
 
 Gaps = Mapping[str, tuple[int, int]]  # issuer -> (first, last) missing seq
 CosignHandler = Callable[[str, CosignRequest], Awaitable[Reply]]  # (requesting peer, request) -> reply
 CheckpointHandler = Callable[[str], Awaitable[Reply]]  # requesting peer -> the newest checkpoint held of its log
 _GAP_PEERS = 3  # peers asked in turn for a gap reported by gossip, until it is filled
 _GAP_BACKOFF = 1.0  # seconds an issuer's gaps first wait after a fetch of them that brought nothing
-# seconds after which a fetch of gaps asks no further peer (the session under way runs on, within session_seconds):
+# seconds after which a fetch of gaps asks no further peer (the session under way runs on, within session_seconds
+# and its peer's pace, gossip.peer_pace):
 # slow peers, or many failing one after another, each within the sync timeout, would otherwise hold it for long
 _GAP_FETCH_SECONDS = 60.0
 # Why a fetch of gaps' session failed with its peer given no say: ended for a round a catch-up needs, or given up
@@ -150,7 +153,9 @@ class SyncStats:
                                      "timeout; stream; busy; storage; "
                                      "throttled (a peer told us to come back later); turn (a gap fetch gave up "
                                      "waiting for a session with the peer to end); session (one of its sessions "
-                                     "outlasted its time bound, 10 minutes, and was ended); preempted (one of its "
+                                     "outlasted its time bound, 10 minutes, and was ended); slow (one of its sessions "
+                                     "was ended as its peer delivered fewer than 50 records, heads or KiB a second "
+                                     "of the time waited on it, after the first 10 s); preempted (one of its "
                                      "sessions was ended for a round a catch-up needs: no session slot was free, "
                                      "or it was a fetch of gaps holding or awaiting that round's peer's turn); "
                                      "network (a peer of another network asked, or answered)",
@@ -309,7 +314,8 @@ class SyncService:
         self._budget = ServingBudget(serving, most_page_cost(self.limits))
         self._throttled: dict[str, float] = {}  # peers that told us to come back later (Busy): until when
         # An issuer backs off from a second up to a periodic round's interval, after which the rounds repair it.
-        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval), own_share=self._own_share)
+        self._gaps = GapQueue(gap_queue, backoff=(min(_GAP_BACKOFF, interval), interval), own_share=self._own_share,
+                              group_of=self._group_of)
         self._gaps_changed = trio.Event()
         self._peer_locks: dict[str, trio.Lock] = {}
         self._gap_fetches: dict[str, set[Slot]] = {}  # peer -> the slots of the fetches of gaps with it
@@ -361,8 +367,11 @@ class SyncService:
         # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order.
         # A peer it dials is a bootstrap peer or an org of the horizon at its own peer id alone (an `org` record's
         # addresses naming another peer id are passed over, gossip.peers), so an org holds one share; the orgs it
-        # vouches into the horizon hold one each, as far as max_hops lets them in
+        # vouches into the horizon hold one together (`peer_group`)
         self.dialled: Callable[[str], bool] | None = None
+        # the group a peer it dials counts in (PeerManager.group_of, set by node.daemon: the keys one org vouched into
+        # the horizon), whose gap reports count as one share of the gap queue together; None: each its own
+        self.peer_group: Callable[[str], str | None] | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -490,13 +499,13 @@ class SyncService:
         asked; and if the asks all went to peers that reported the gaps, one answering without them, one more is asked:
         a peer the node dials that reported none (`_past_reporters`); never a peer that refused the sync protocol, nor
         any after our disk failed (`storage`); nor any once it has run _GAP_FETCH_SECONDS (the session under way runs
-        on, within session_seconds: a slow honest peer's answer is not cut), the peers `batch.tried` names asked after
-        all others (`_next_gap_peer`). The issuers whose ranges are not all here, and a peer or None (_GapFetchEnd):
-        overdue, all of them, if it stopped so with a peer left to ask, with the peers tried (those it asked, and
-        `batch.tried`, that stay: gap_queue keeps the ranges for the issuer's backoff to end); else vain, those of
-        which nothing came, if a peer asked
-        answered (without them, or failing while it stays connected, but for refusing the protocol: a gossip-only node
-        serves no one), and not on another network (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
+        on, within session_seconds and its peer's pace: a slow honest peer's answer is not cut), the peers
+        `batch.tried` names asked after all others (`_next_gap_peer`). The issuers whose ranges are not all here, and
+        a peer or None (_GapFetchEnd): overdue, all of them, if it stopped so with a peer left to ask, with the peers
+        tried (those it asked, and `batch.tried`, that stay: gap_queue keeps the ranges for the issuer's backoff to
+        end); else vain, those of which nothing came, if a peer asked answered (without them, or failing while it
+        stays connected, but for refusing the protocol: a gossip-only node serves no one), and not on another network
+        (it holds none of ours: `_NO_ANSWER`), and begun, those of which a
         peer that then left or told us to come back later sent some (it may hold the rest, which gap_queue keeps for a
         peer to connect: those there answered without it, or told us to come back later; or, begun_by_busy, for the wait
         of the last of them to have told us so to end: `_fetch_reported_gaps` then asks it), and short, the others of
@@ -647,8 +656,9 @@ class SyncService:
         ends the fetches of gaps with its peer (`_turn_and_slot`)."""
         try:
             async with self._turn_and_slot(peer_id, gaps) as slot:
-                # A peer answering each read just in time would otherwise hold the slot for up to a million
-                # reads; what a session verified is stored as it ends (`_session`), and the next goes on from there.
+                # A peer keeping its pace (gossip.peer_pace) with made-up heads would otherwise hold the slot for up
+                # to a million of them; what a session verified is stored as it ends (`_session`), and the next goes
+                # on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps,
                                                   cut=lambda: deadline.cancel_called or slot.scope.cancel_called)
@@ -834,8 +844,10 @@ class SyncService:
     async def _session(self, peer_id: str, gaps: dict[str, tuple[int, int]] | None, *, cut: Callable[[], bool]) -> int:
         """One client session, to its end; the records it accepted. `holder_listeners` are told as soon as the client
         holds the org's records (SyncClient.holds_own), `unheld_listeners` as soon as it read heads naming none of
-        them (SyncClient.names_own); neither in a fetch of gaps, which asks no heads. However it ends (`cut()` at its
-        time bound or for a needed session, its peer leaving, failing or saying Busy), the records it verified are
+        them (SyncClient.names_own); neither in a fetch of gaps, which asks no heads. Each write to the peer and read
+        of its answers waits `timeout` at most, and no longer than the peer's pace leaves it (`_paced`). However it ends
+        (`cut()` at its time bound or for a needed session, its peer leaving, failing, falling behind its pace or
+        saying Busy), the records it verified are
         offered to the replica as it ends, before its stream closes: one batch at most (`accept_records`,
         `accept_bytes`, and a page), which the next session would otherwise fetch and verify again; none of a page not
         yet verified. But not as the node stops (cancelled, not `cut()`): the start's take-back of the org's own
@@ -849,6 +861,7 @@ class SyncService:
             return 0
         fetched = 0
         pending = _Verified()
+        pace = PeerPace(grace=self.timeout)
         told = False  # the holder or unheld listeners
         async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
             try:
@@ -856,9 +869,10 @@ class SyncService:
                     told = told or self._told_holders(client, peer_id)  # (before each step: what came may be stored)
                     if isinstance(event, (Send, ReadNext)):
                         if isinstance(event, Send):
-                            with trio.fail_after(self.timeout):
-                                await stream.write_frame(event.payload)
-                        reply = await _decoded(decode_reply, await self._read(stream))
+                            await self._paced(pace, stream.write_frame, event.payload)
+                        payload = await self._read(stream, pace)
+                        reply = await _decoded(decode_reply, payload)
+                        pace.delivered(reply_units(reply, len(payload)))
                         event = client.receive_reply(reply)
                     else:
                         assert isinstance(event, Deliver)
@@ -901,12 +915,27 @@ class SyncService:
         self.stats.records_fetched += accepted
         return accepted
 
-    async def _read(self, stream: Stream) -> bytes:
-        with trio.fail_after(self.timeout):
-            payload = await stream.read_frame(self.limits.max_frame)
+    async def _read(self, stream: Stream, pace: PeerPace) -> bytes:
+        payload = await self._paced(pace, stream.read_frame, self.limits.max_frame)
         if payload is None:
             raise SyncError("stream", "the peer closed the stream before answering")
         return payload
+
+    async def _paced(self, pace: PeerPace, wait: Callable[[_A], Awaitable[_W]], argument: _A) -> _W:
+        """`wait(argument)`, a write of a request to a session's peer or a read of its reply, within the sync timeout
+        (trio.TooSlowError) and within what the peer's pace leaves it (SyncError "slow": gossip.peer_pace)."""
+        allowed, started = pace.allowance(), trio.current_time()
+        try:
+            with trio.fail_after(min(self.timeout, allowed)):
+                done = await wait(argument)
+        except trio.TooSlowError:
+            if allowed >= self.timeout:
+                raise
+            raise SyncError("slow", f"the peer delivered {pace.units} units in the "
+                                    f"{pace.waited + trio.current_time() - started:.0f} s waited on it, fewer than "
+                                    f"{pace.rate:g} a second after the first {pace.grace:g} s; ended") from None
+        pace.took(trio.current_time() - started)
+        return done
 
     async def _verify(self, raws: tuple[bytes, ...], checking: Checking | None) -> list[Record]:
         """The page's records, checked on the event loop, or by the workers `checking` them."""
@@ -1063,6 +1092,10 @@ class SyncService:
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
+
+    def _group_of(self, peer: str) -> str | None:
+        """The group whose share of the gap queue `peer`'s reports count in (`peer_group`), if any."""
+        return None if self.peer_group is None else self.peer_group(peer)
 
     def _own_share(self, peer: str) -> bool:
         """Whether `peer`'s gap reports count as a share of the gap queue of their own (`dialled`)."""

@@ -637,9 +637,10 @@ min_score = {d.min_score}
 # high_risk_tools = ["shell", "deploy", "payments", "email"]
 
 [limits]
-# Peers this node dials and stays connected to, at most; as many again (4 at least) may dial in. A peer that dials
-# in and within 10 s neither subscribes to gossip nor opens a vouchnet stream is disconnected, sooner if another
-# peer dials in to a full node (not a bootstrap peer, nor an org whose org record this node holds or inside its
+# Peers this node dials and stays connected to, at most (a quarter of them at most of the orgs one org brought into
+# the horizon, bootstrap peers aside); as many again (4 at least) may dial in. A peer that dials in and within 10 s
+# neither subscribes to gossip nor opens a vouchnet stream is disconnected, sooner if another peer dials in to a full
+# node (not a bootstrap peer, nor an org whose org record this node holds or inside its
 # horizon): peers that connect and idle hold no place.
 max_peers = {lim.max_peers}
 # Largest gossip message in bytes, at most {MAX_GOSSIP_MESSAGE} (records are batched up to this size).

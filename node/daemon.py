@@ -364,6 +364,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         sync.network_listeners.append(node.peer_manager.other_network)
         sync.round_over_listeners.append(node.peer_manager.round_over)  # (a peer refusing sync is out of its reach)
         sync.dialled = node.peer_manager.keeps  # (the gap queue's shares, and whom a gap fetch asks first)
+        sync.peer_group = node.peer_manager.group_of  # (the gap queue's shares of the keys one org vouched in)
         sync.same_network_listeners += [node.peer_manager.same_network, witnessing.same_network]
         metrics.add_stats("gossip", gossip.stats, gauges=("queued_records",))
         metrics.add_stats("sync", sync.stats)

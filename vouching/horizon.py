@@ -37,6 +37,7 @@ class Horizon:
         # Hops along paths whose vouches extend the horizon: none passes through an equivocator's rotation (an org
         # reached only that way is inside, in _hops, but its vouches reach nobody).
         self._reach: dict[str, int] = {}
+        self._groups: dict[str, str] = {}  # `group`'s answers since the horizon last changed
         self._recompute()
 
     def __contains__(self, org: object) -> bool:
@@ -49,12 +50,45 @@ class Horizon:
     def members(self) -> frozenset[str]:
         return frozenset(self._hops)
 
+    def group(self, org: str) -> str | None:
+        """The org that brought `org` inside, as far as the horizon tells it (the founders of DESIGN §6's independence
+        groups): `org` itself if it is a root or a root vouches for it (one hop), else the group of the first, by did,
+        of its vouchers one hop nearer whose vouches extend the horizon, or else of the first key at its distance
+        whose rotation or first record named it (a claimed prior key is where its claimant is); `org` itself if none
+        is; None outside. The fresh keys an org vouches in, and the keys they name, are all in that org's group,
+        however many they are. Kept until the horizon changes: an org vouched for again and again has as many
+        vouchers to look through, and a node asks at each gap report (gossip.gap_queue)."""
+        if org not in self._hops:
+            return None  # (not kept: peer ids, and the orgs they stand for, cost nothing)
+        if org not in self._groups:
+            self._groups[org] = self._group(org)
+        return self._groups[org]
+
+    def _group(self, org: str) -> str:
+        """`group` of an org inside, worked out."""
+        hops = self._hops[org]
+        seen = {org}
+        while org not in self._roots:
+            vouchers = [issuer for issuer in self._in.get(org, {}).values()
+                        if self._reach.get(issuer) == hops - 1 and issuer not in self._flagged]
+            if vouchers and hops <= 1:
+                break
+            partners = (*self._named_next_by.get(org, ()), *self._named_prior_by.get(org, ()))
+            nearer = min(vouchers, default=None) or min((key for key in partners if self._hops.get(key) == hops
+                                                         and key not in seen), default=None)
+            if nearer is None:
+                break
+            org, hops = nearer, self._hops[nearer]
+            seen.add(org)
+        return org
+
     def __len__(self) -> int:
         """How many orgs are inside (members() without copying them)."""
         return len(self._hops)
 
     def add_edge(self, record_id: bytes, issuer: str, subject: str) -> set[str]:
         """Record an org-peer vouch; return the orgs it brought inside the horizon."""
+        self._groups.clear()
         if record_id in self._edges or issuer == subject:
             return set()
         self._edges[record_id] = (issuer, subject)
@@ -67,6 +101,7 @@ class Horizon:
 
     def add_successor(self, key: str, successor: str) -> set[str]:
         """Record a key's rotation; return the orgs it brought inside the horizon."""
+        self._groups.clear()
         if key in self._successors:
             return set()
         self._successors[key] = successor
@@ -76,6 +111,7 @@ class Horizon:
 
     def add_prior(self, key: str, prior: str) -> set[str]:
         """Record the prior key a key's first record names; return the orgs it brought inside the horizon."""
+        self._groups.clear()
         if key in self._priors:
             return set()
         self._priors[key] = prior
@@ -86,6 +122,7 @@ class Horizon:
         """Forget a revoked vouch; orgs reachable only through it fall outside the horizon. Only the orgs whose hops
         may rest on the vouch are placed again (`_repair`), not the whole horizon: an org inside may vouch for any
         number of fresh keys and revoke the vouches one by one, and a recompute each made that quadratic."""
+        self._groups.clear()
         edge = self._edges.pop(record_id, None)
         if edge is None:
             return
@@ -105,6 +142,7 @@ class Horizon:
         stays inside if others reach it). Only the orgs their vouches and rotations reached are placed again
         (`_repair`), and none if none of them vouched for an org or rotated yet: a key that just joined a flagged
         org by its rotation signed nothing else yet that counts."""
+        self._groups.clear()
         new = set(orgs) - self._flagged
         self._flagged |= new
         starts = [org for key in new for org in (*self._out.get(key, {}).values(), self._successors.get(key),

@@ -497,6 +497,20 @@ def test_a_crowd_of_peer_ids_holding_a_place_each_cannot_keep_the_gaps_of_a_peer
     assert [iss for batch in taken if batch for iss in batch.gaps][-128:] == honest[:128]
 
 
+def test_the_keys_one_org_vouched_in_hold_one_share_together_however_many_they_are():
+    """Found by stop 44's brief: an org inside the horizon vouched 50 fresh keys in, each a peer the node dials with a
+    share of its own; reporting fresh issuers' gaps, they held 50 shares of the queue, and a peer of another org held
+    5 places of 256 at most, its other gaps dropped until a periodic round. The keys of one group (the org that
+    vouched them in: gossip.peers) share one share."""
+    group = {f"12D3KooWFresh{i}": "did:key:zPartner" for i in range(50)}
+    queue = GapQueue(256, backoff=BACKOFF, group_of=group.get)
+    for i in range(256):
+        assert queue.add(f"12D3KooWFresh{i % 50}", {f"did:key:zFresh{i}": (1, 1)}, every=False) == Added(queued=1)
+    honest = [f"did:key:zHonest{i}" for i in range(200)]
+    added = [queue.add("12D3KooWHonest", {iss: (1, 1)}, every=False) for iss in honest]
+    assert added == [Added(queued=1, displaced=1)] * 128 + [Added(dropped=1)] * 72
+
+
 def test_a_range_whose_fetch_stopped_at_its_time_bound_waits_out_the_backoff_then_names_the_peers_tried():
     """Kept whatever else came of the fetch (part of it, or nothing from the peers it asked: those it did not ask may
     hold it), fetched again as the issuer's backoff ends, doubling while fetches stop so; the next fetch learns which

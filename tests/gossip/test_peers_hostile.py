@@ -275,3 +275,34 @@ def test_the_addresses_of_org_records_a_node_dials_follow_dial_private(replica, 
     due = dict(schedule.due(now=0, connected=(), budget=5))
     assert [a.split("/")[2] for a in due[peer]] == dialled
     assert due[boot_peer] == [boot_addr]
+
+
+def _listening(replica: Replica, voucher: Org | None, orgs: list[Org], port: int) -> set[str]:
+    """`orgs` vouched into the horizon (by `voucher`, or by the node's own org), each `org` record naming where it
+    listens on loopback, from `port` on; their peer ids."""
+    for n, org in enumerate(orgs):
+        vouch = vouch_body(org.did, 0.9, "org-peer")
+        replica.issue("vouch", vouch) if voucher is None else replica.accept([voucher.record("vouch", vouch)])
+        replica.accept([org.record("org", org_body("org", "test", [f"/ip4/127.0.0.1/tcp/{port + n}"]))])
+    return {peer_id_from_public_key(bytes(org.key.verify_key)) for org in orgs}
+
+
+async def test_one_org_vouching_fresh_keys_in_takes_a_quarter_of_the_peers_it_dials_at_most(replica, autojump_clock):
+    """Found by stop 44's brief: an org inside the horizon vouched 50 fresh keys in, each one's `org` record naming
+    where it listens, and the node dialled each as an org of its own: they took all 50 of its `max_peers`, and the
+    orgs whose records came after them were never dialled (an eclipse of the peers the node dials, for one vouch of
+    its partner's each). The keys an org vouches in are in its group, and a group holds a quarter of them at most."""
+    host = DialCountingHost()
+    partner = Org()
+    replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))
+    fresh = _listening(replica, partner, [Org() for _ in range(50)], 5000)
+    host.reachable = {*fresh}
+    async with running(host, replica, bootstrap=[], max_peers=50, own_addrs=LOOPBACK):
+        await trio.sleep(10)
+        assert len(host.connected) == 50 // 4
+        honest = _listening(replica, None, [Org() for _ in range(5)], 6000)
+        host.reachable |= honest
+        await trio.sleep(10)
+        assert honest <= host.connected  # each an org the node's own org vouches for: a group of its own
+        assert len(host.connected & fresh) == 50 // 4
+        assert host.loops < 100  # (the keys left undialled wake no loop)

@@ -1,5 +1,5 @@
-"""Sync session slots under peers that stall just inside the sync timeout (trio's mock clock): the start's catch-up
-(node.daemon) still ends on its round with the one honest peer holding the org's records, well before
+"""Sync session slots under peers that stall, keeping their pace with made-up issuers (trio's mock clock): the start's
+catch-up (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
 (then after one turn, or as soon as their heads name none of the org's keys; twice as many as slots, after two turns),
 or a fetch of gaps from the holder waits for a slot or its turn, or holds the holder's turn (and its slot then goes to
@@ -32,6 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossip.host import HostError, PeerEvent
+from gossip.peer_pace import MIN_RATE
 from gossip.peers import KnownPeer
 from gossip.replica import Replica
 from gossip.session_slots import Place, SessionSlots, Slot
@@ -50,6 +51,10 @@ TIMEOUT, STARTUP_SYNC_SECONDS, SLOTS = 10.0, 10.0, 8
 STALLERS = [f"12D3KooWStaller{i}" for i in range(SLOTS)]
 HOLDER = "12D3KooWHolder"
 _FRESH = itertools.count()
+# a staller's heads page (small enough to be decoded on the event loop: a worker thread decoding it would let trio's
+# mock clock jump past the bounds), and how long it takes over each: a tenth above its pace
+STALLING_HEADS = 50
+STALLING_SECONDS = STALLING_HEADS / (1.1 * MIN_RATE)
 OTHER = Org()  # an org inside the node's horizon
 OTHERS_RECORDS = [OTHER.record() for _ in range(20)]
 
@@ -63,9 +68,10 @@ async def held(slots: SessionSlots, needed: Callable[[], bool]) -> AsyncIterator
 
 
 class StallingStream:
-    """A hostile peer's sync stream: each heads request answered just inside the timeout, with one more issuer, for as
-    long as the session's bound allows (10 minutes); or, `naming_other`, heads naming only OTHER `heads_after` seconds
-    in, then each page of its records just inside the timeout, one record a page."""
+    """A hostile peer's sync stream: each heads request answered with as many made-up issuers as keep its pace
+    (gossip.peer_pace: STALLING_HEADS every STALLING_SECONDS), for as long as the session's bound allows (10 minutes);
+    or, `naming_other`, heads naming only OTHER `heads_after` seconds in, then each page of its records just inside the
+    timeout, one record a page (behind its pace within a read of its grace)."""
 
     def __init__(self, *, naming_other: bool, heads_after: float = 0.0) -> None:
         self._naming_other, self._heads_after = naming_other, heads_after
@@ -87,10 +93,12 @@ class StallingStream:
             await trio.sleep(self._heads_after)
             last = OTHERS_RECORDS[-1]
             return encode_message(HeadsPage((HeadEntry(OTHER.did, last.seq, last.id),), more=False))
-        await trio.sleep(0.9 * TIMEOUT)
         if self._naming_other:
+            await trio.sleep(0.9 * TIMEOUT)
             return encode_message(RecordsPage((next(self._records).raw,), more=True))
-        return encode_message(HeadsPage((HeadEntry(f"did:key:z{next(_FRESH):09d}", 1, bytes(32)),), more=True))
+        await trio.sleep(STALLING_SECONDS)
+        return encode_message(HeadsPage(tuple(HeadEntry(f"did:key:z{next(_FRESH):09d}", 1, bytes(32))
+                                              for _ in range(STALLING_HEADS)), more=True))
 
 
 class Network(ConnectedHost):

@@ -214,3 +214,40 @@ def test_revocations_leave_the_horizon_a_fresh_one_without_the_revoked_vouches_h
     kept = [("none", 0, 0) if kind == "revoke" or (kind == "edge" and i in revoked) else (kind, a, b)
             for i, (kind, a, b) in enumerate(events)]
     assert built(events) == built(kept)
+
+
+def test_the_orgs_an_org_vouches_in_are_in_its_group_however_many():
+    """The keys one org vouches in, and those they vouch in, are the group of that org (the one a root vouched for):
+    a node that dials or hears them counts them as one (gossip.peers), not as orgs of their own."""
+    h = Horizon(["root"], max_hops=3)
+    _chain(h, ["root", "partner"])
+    h.add_edge(b"\x01" * 32, "root", "other")
+    for i in range(20):
+        h.add_edge(bytes([2, i]) * 16, "partner", f"fresh{i}")
+    h.add_edge(b"\x03" * 32, "fresh0", "further")
+    h.add_edge(b"\x04" * 32, "other", "fresh1")  # vouched by two: the first of them, by did
+    assert [h.group(org) for org in ("root", "partner", "other", "further", "stranger")] == [
+        "root", "partner", "other", "partner", None]
+    assert {h.group(f"fresh{i}") for i in range(20)} == {"partner", "other"} and h.group("fresh1") == "other"
+
+
+def test_a_key_named_by_a_rotation_or_a_first_record_is_in_the_group_of_the_key_that_named_it():
+    """A fresh key may claim any key as its prior, which comes inside at its distance: in a group of its own, each
+    fresh key would bring in another."""
+    h = Horizon(["root"], max_hops=3)
+    _chain(h, ["root", "partner", "fresh"])
+    h.add_prior("fresh", "claimed")
+    h.add_successor("fresh", "heir")
+    h.add_successor("partner", "partner2")
+    assert [h.group(org) for org in ("claimed", "heir", "partner2")] == ["partner", "partner", "partner"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=40), st.integers(0, 4))
+def test_every_org_inside_is_in_the_group_of_a_root_or_of_an_org_a_root_vouches_for(edges, max_hops):
+    h = Horizon(["o0"], max_hops)
+    for i, (a, b) in enumerate(edges):
+        h.add_edge(i.to_bytes(32, "big"), f"o{a}", f"o{b}")
+    for org in h.members():
+        group = h.group(org)
+        assert group in h and h.hops(group) <= 1
+        assert group == org if h.hops(org) <= 1 else h.hops(group) == 1
