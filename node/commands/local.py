@@ -119,19 +119,30 @@ def _by_option(error: ConfigError, config_path: Path) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from node.daemon import run_until_signalled
     from node.logs import configure_logging
-    from node.open_files import raise_open_files_limit
 
     config = local_config(args)
 
     def setup() -> None:
         level, _, libraries = args.log_level.partition(":")
         configure_logging(getattr(logging, level.upper()), libraries_debug=libraries == "all")
-        raise_open_files_limit(config.limits.max_peers)
+        # Said before py-libp2p and FastAPI load (_until_signalled's imports): 3 s on an idle machine, 10-20 s on a
+        # loaded one, in which a start that printed nothing looked hung.
+        logging.getLogger("vouchnet.node").info("starting: loading the node's libraries",
+                                                extra={"fields": {"dir": config.data_dir}})
 
-    run_node_code(config, run_until_signalled, setup=setup)
+    run_node_code(config, _until_signalled, setup=setup)
     return 0
+
+
+async def _until_signalled(config: NodeConfig) -> None:
+    """node.daemon.run_until_signalled, its limit on open files raised first; imported once `run` has said that it
+    starts."""
+    from node.daemon import run_until_signalled
+    from node.open_files import raise_open_files_limit
+
+    raise_open_files_limit(config.limits.max_peers)
+    await run_until_signalled(config)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -1776,3 +1776,29 @@ def test_httpcore_is_not_imported_without_an_event_loop_where_one_runs():
     import httpcore._synchronization
 
     assert httpcore._synchronization.trio is trio
+
+
+# Which of the node's slow imports `vouchnet run` has loaded as it logs its first line, where it then stops (exit 130,
+# as at a Ctrl-C).
+_SLOW_IMPORTS = ("libp2p", "fastapi", "starlette", "numpy", "scipy", "node.daemon", "node.api", "gossip.host",
+                 "vouching.scoring")
+_FIRST_LINE = ("import sys, node.logs; from node import cli\n"
+               "def first(formatter, record):\n"
+               f"    loaded = {{p for p in {_SLOW_IMPORTS!r} for m in sys.modules\n"
+               "              if m == p or m.startswith(p + '.')}\n"
+               "    print(record.getMessage(), getattr(record, 'fields', {}).get('dir'), sorted(loaded))\n"
+               "    raise KeyboardInterrupt\n"
+               "node.logs.LogfmtFormatter.format = first\n"
+               "sys.exit(cli.main(sys.argv[1:]))")
+
+
+@pytest.mark.slow
+def test_run_says_that_it_starts_before_it_loads_the_node(tmp_path):
+    """py-libp2p, FastAPI and the scoring engine took `vouchnet run` 3 s to load on an idle machine and 10-20 s on a
+    loaded one, before it logged anything: an operator took it for hung. Its first line comes before them, naming the
+    data directory (in a process of its own, as an operator runs it)."""
+    made = init_data_dir(tmp_path / "n", network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    done = subprocess.run([sys.executable, "-c", _FIRST_LINE, "run", "--dir", str(made.data_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (130, f"starting: loading the node's libraries {made.data_dir} []\n"), \
+        done.stderr
