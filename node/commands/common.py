@@ -189,14 +189,25 @@ def api_url(text: str) -> str:
 
 
 def did_argument(text: str) -> str:
-    """argparse type: an Ed25519 did:key; an agent's credential given instead (a JWT) is named as such, and so is
-    what is no did at all (an agent's name, as `agent new --name` gave it), with where its did is listed."""
+    """argparse type: an agent's (or any) Ed25519 did:key; an agent's credential given instead (a JWT) is named as
+    such, and so is what is no did at all (an agent's name, as `agent new --name` gave it), with where its did is
+    listed."""
+    return _did(text, "`vouchnet agent list` lists the dids of this org's agents by name")
+
+
+def org_did_argument(text: str) -> str:
+    """argparse type: an org's Ed25519 did:key, refused as did_argument refuses one, but for where an org's did is
+    listed (an agent list is no help there)."""
+    return _did(text, "an org's did is what `vouchnet status` shows on its node, and `vouchnet orgs` lists those this "
+                "node knows")
+
+
+def _did(text: str, listed: str) -> str:
     if is_compact_jwt(text):
         raise argparse.ArgumentTypeError("a credential (a JWT), not a did: give its subject, credentialSubject.id "
                                          "(`vouchnet agent list` lists the dids of this org's agents)")
     if not meant_as_did(text):
-        raise argparse.ArgumentTypeError(f"expected a did (did:key:z6Mk...), got {text!r} (`vouchnet agent list` "
-                                         "lists the dids of this org's agents by name)")
+        raise argparse.ArgumentTypeError(f"expected a did (did:key:z6Mk...), got {text!r} ({listed})")
     try:
         public_key_from_did(text)
     except InvalidDid as e:

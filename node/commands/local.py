@@ -11,7 +11,7 @@ from node.keys import KeyFileError
 from node.strict_modes import TooOpen
 from vouching.bodies import NETWORK_RULE
 
-from .common import Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
+from .common import Subparsers, UsageError, add_dir_option, add_local_command, local_config, org_did_argument
 from .node_code import run_node_code
 
 
@@ -47,7 +47,7 @@ def register(subparsers: Subparsers) -> None:
                       "(as [api] hosts in config.toml) (default: %(default)s)")
     init.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
                       help="a peer to dial at start, ending in /p2p/<peer id>; repeatable")
-    init.add_argument("--root", action="append", default=[], metavar="DID", type=did_argument,
+    init.add_argument("--root", action="append", default=[], metavar="DID", type=org_did_argument,
                       help="an org you trust directly (its did:key); repeatable")
     init.add_argument("--epoch-seconds", type=float, default=NodeConfig.epoch_seconds, metavar="SECONDS",
                       help="the length of a behaviour-digest epoch ([telemetry] epoch_seconds): at the end of each the "

@@ -570,6 +570,19 @@ async def test_bad_vouch_arguments_are_usage_errors(run, node, data_dir, args, c
     assert node.replica.store.size == 0
 
 
+@pytest.mark.parametrize("argv", [["orgs", "acme"], ["records", "--issuer", "acme"], ["log", "verify", "--did", "acme"],
+                                  ["init", "--root", "acme"], ["audit", "verify", "x.json", "--org", "acme"]],
+                         ids=" ".join)
+def test_an_org_s_did_mistyped_is_told_where_org_dids_are_shown(argv, tmp_path, capsys):
+    """An org's name where its did is wanted was told that `vouchnet agent list` lists the dids of this org's agents,
+    which holds no org's."""
+    assert cli.main([*argv, "--dir", str(tmp_path / "node")]) == 2
+    assert capsys.readouterr().err.endswith(
+        "expected a did (did:key:z6Mk...), got 'acme' (an org's did is what `vouchnet status` shows on its node, and "
+        "`vouchnet orgs` lists those this node knows)\n")
+    assert not (tmp_path / "node").exists()
+
+
 async def test_a_write_by_address_needs_a_token_file(run, node, url, data_dir):
     argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url]
     code, _, err = await run(*argv)
