@@ -39,6 +39,16 @@ NO_ANSWER_CAUSES = ("  a node starting answers once its catch-up sync with its p
                     "debugger) or overloaded")
 
 
+def refused_token_hint(args: argparse.Namespace) -> str:
+    """Said after the node refused the token a write sent (401): where that token came from, and what to do."""
+    if args.token_file is not None:
+        return (f"  {args.token_file} holds another token than the node's: give --token-file the api.token in the "
+                "node's data directory (or --dir that directory, on the node's machine)")
+    token_file = (args.dir or default_data_dir()) / "api.token"
+    return (f"  {token_file} holds another token than the node answering takes: it was replaced just then (run the "
+            "command again), or another node of this org, with a data directory of its own, answers at its address")
+
+
 class UsageError(Exception):
     """The command cannot run as invoked: a bad argument, or no usable data directory or token (exit 2)."""
 

@@ -605,7 +605,19 @@ async def test_a_wrong_token_is_a_node_error(run, node, url, tmp_path):
     argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url, "--token-file", wrong]
     code, _, err = await run(*argv)
     assert code == 1
-    assert "the bearer token is not this node's (401 unauthorized)" in err
+    assert err == (f"vouchnet vouch: Authorization: the bearer token is not this node's (401 unauthorized)\n  {wrong} "
+                   "holds another token than the node's: give --token-file the api.token in the node's data directory "
+                   "(or --dir that directory, on the node's machine)\n")
+
+
+async def test_a_data_directory_s_token_the_node_answering_refuses_says_why_that_may_be(run, node, data_dir):
+    """Said only that the token was not the node's, which an operator who gave --dir, not a token, could not act on."""
+    node.token = "t" * 43  # another node of the org, say, its data directory a copy of this one's
+    code, _, err = await run("vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--dir", data_dir)
+    assert code == 1
+    assert err.endswith(f"(401 unauthorized)\n  {data_dir / 'api.token'} holds another token than the node answering "
+                        "takes: it was replaced just then (run the command again), or another node of this org, with a "
+                        "data directory of its own, answers at its address\n")
 
 
 def test_expiry_is_a_date_a_time_or_a_duration():
