@@ -64,20 +64,23 @@ def read_small(path: Path, limit: int) -> bytes | None:
 
 def make_directory(path: Path, *, mode: int = 0o777) -> None:
     """Create `path` (mode `mode` less the umask) and its missing parents, each synced into its parent, so that a
-    file written there survives a power cut with the directories that hold it; nothing if it is a directory."""
-    try:
-        path.mkdir(mode=mode)
-    except FileNotFoundError:
-        if path.parent == path:
+    file written there survives a power cut with the directories that hold it; nothing if it is a directory.
+    FileNotFoundError if it cannot be made once its parents are there (a file system that takes no directory,
+    /proc: asked again, it recursed until Python's limit)."""
+    for parents_made in (False, True):
+        try:
+            path.mkdir(mode=mode)
+        except FileNotFoundError:
+            if parents_made or path.parent == path:
+                raise
+            make_directory(path.parent)
+            continue
+        except FileExistsError:
+            if path.is_dir():
+                return  # there already (or made meanwhile by another process, which syncs it)
             raise
-        make_directory(path.parent)
-        make_directory(path, mode=mode)
+        sync_directory(path.parent)
         return
-    except FileExistsError:
-        if path.is_dir():
-            return  # there already (or made meanwhile by another process, which syncs it)
-        raise
-    sync_directory(path.parent)
 
 
 def sync_directory(path: Path) -> None:

@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from node.client import ClientError, NodeUnreachable  # here: a Ctrl-C while these load is main's to catch
-    from node.commands.common import NO_ANSWER_CAUSES, CommandFailed, UsageError, no_command, os_error_text
+    from node.client import ClientError, NodeApiError, NodeUnreachable  # here: a Ctrl-C while these load is main's
+    from node.commands.common import (NO_ANSWER_CAUSES, CommandFailed, UsageError, no_command, os_error_text,
+                                      refused_token_hint)
 
     parser = build_parser(argv[0] if argv else None)
     try:
@@ -113,6 +114,8 @@ def _run(argv: list[str]) -> int:
         print(f"{name}: {_shown(e)}", file=sys.stderr)
         if isinstance(e, NodeUnreachable) and e.timed_out:
             print(NO_ANSWER_CAUSES, file=sys.stderr)
+        elif isinstance(e, NodeApiError) and e.status == 401:
+            print(refused_token_hint(args), file=sys.stderr)
         return 1
     except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it

@@ -27,6 +27,17 @@ def test_the_command_line_loads_without_py_libp2p():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["testnet", "--help"], ["sim", "--help"]],
+                         ids=" ".join)
+def test_help_loads_neither_py_libp2p_nor_the_api_server(argv):
+    """py-libp2p and FastAPI take seconds to load on a loaded machine; `--help`, which lists every command, and the
+    help of those that run the node's code (`run`, a testnet) need neither. In a process of its own."""
+    code = ("import sys; from node import cli; code = cli.main(sys.argv[1:]); "
+            "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'libp2p', 'fastapi', 'starlette', 'scipy'}))")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "0 []"
+
+
 @pytest.mark.parametrize("body", [
     b'{"error": "bad_request", "detail": "agent \\u001b[2J\\u001b]0;owned\\u0007 unknown"}',  # in the node's form
     b"<html>\x1b[2J\x1b]0;owned\x07 Bad Gateway</html>",  # a proxy's, or another server's, page

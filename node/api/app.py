@@ -31,7 +31,8 @@ page of another origin is refused 403 `forbidden_origin`, on every method: one w
 (`http://` and its `Host`, or `[api] public_url`'s origin), or whose `Sec-Fetch-Site` is `cross-site` or `same-site`
 but for a GET opening a page in the browser's tab (a link followed); a request with neither header (curl, an SDK,
 a server) is answered.
-Every path listed with GET takes HEAD too, answered as its GET without the body.
+Every path listed with GET takes HEAD too, answered as its GET without the body. Each query parameter is given at
+most once: a repeat is 422 naming it.
 Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`. When every
 connection the node serves is busy (each answered or streamed to), a new one is answered 503 `busy` with
 `Retry-After` before its request is read, on any path.

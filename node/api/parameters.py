@@ -1,10 +1,11 @@
-"""Integer and boolean parameters read exactly, on every route of the API (DESIGN §8): an integer, in the path or
-the query, in plain decimal; a boolean in the query `true` or `false`; a query parameter given at most once. Else a
-422 naming it.
+"""Path and query parameters read exactly, on every route of the API (DESIGN §8): an integer, in the path or the
+query, in plain decimal; a boolean in the query `true` or `false`; every query parameter a route reads given at most
+once (the API takes no list in the query). Else a 422 naming it.
 
 FastAPI's lax parsers read "01", "+1", " 1" or "1_0" as a number and "yes", "on", "t" or "1" as true, and of a
 query parameter given twice they take the last, so the answer would be for a value the client did not write (a page
-after another cursor, a proof for another tree size, another status list, a signed statement not asked for).
+after another cursor, a proof for another tree size, another status list, a signed statement not asked for, the
+records of another issuer, a check of another credential's issuer).
 """
 
 from __future__ import annotations
@@ -33,12 +34,19 @@ def exact_parameters(dependant: Dependant) -> Iterator[tuple[str, str, type]]:
     """(where, name, type) of each integer or boolean parameter, optional or not, that `dependant` and its
     dependencies read from the path or the query: "path" or "query", the name as the request spells it, and int or
     bool."""
+    for where, name, annotation in _parameters(dependant):
+        if (kind := _exact_type(annotation)) is not None:
+            yield where, name, kind
+
+
+def _parameters(dependant: Dependant) -> Iterator[tuple[str, str, object]]:
+    """(where, name, type annotation) of each parameter `dependant` and its dependencies read from the path or the
+    query, as exact_parameters names them."""
     for where, fields in (("path", dependant.path_params), ("query", dependant.query_params)):
         for field in fields:
-            if (kind := _exact_type(field.field_info.annotation)) is not None:
-                yield where, field.alias, kind
+            yield where, field.alias, field.field_info.annotation
     for dependency in dependant.dependencies:
-        yield from exact_parameters(dependency)
+        yield from _parameters(dependency)
 
 
 def _exact_type(annotation: object) -> type | None:
@@ -49,17 +57,15 @@ def _exact_type(annotation: object) -> type | None:
 
 
 async def exact_values(request: Request) -> None:
-    """The app's dependency, run before FastAPI parses the path and the query: a 422 for an integer or boolean
-    parameter of the matched route not written as above. (`async`, so it runs on the node's thread, not a
-    worker's.)"""
+    """The app's dependency, run before FastAPI parses the path and the query: a 422 for a query parameter of the
+    matched route given more than once, or an integer or boolean parameter of it not written as above. (`async`, so
+    it runs on the node's thread, not a worker's.)"""
     route: APIRoute = request.scope["route"]
+    for where, name, _ in _parameters(route.dependant):
+        if where == "query" and (given := len(request.query_params.getlist(name))) > 1:
+            raise ApiError(422, "invalid_request", f"query.{name}: given {given} times; give it once")
     for where, name, kind in exact_parameters(route.dependant):
-        if where == "path":
-            values = [request.path_params[name]]
-        else:
-            values = request.query_params.getlist(name)
-            if len(values) > 1:
-                raise ApiError(422, "invalid_request", f"query.{name}: given {len(values)} times; give it once")
+        values = [request.path_params[name]] if where == "path" else request.query_params.getlist(name)
         accepts, rule = _RULES[kind]
         if values and not accepts(values[0]):
             raise ApiError(422, "invalid_request", f"{where}.{name}: {rule}")

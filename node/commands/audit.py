@@ -28,6 +28,7 @@ from .common import (
     add_dir_option,
     add_local_command,
     did_argument,
+    org_did_argument,
 )
 from .signing import signing_key
 from .vouches import parse_date_or_time
@@ -96,7 +97,7 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet audit verify alice.json --org did:key:z6Mk... --digest d1.cose --digest d2.cose"],
     )
     verify.add_argument("file", type=Path, metavar="EXPORT", help="the file `vouchnet audit export` wrote")
-    verify.add_argument("--org", type=did_argument, metavar="DID",
+    verify.add_argument("--org", type=org_did_argument, metavar="DID",
                         help="refuse an export of any other org (of which DID is a key: the newest, or one the "
                         "rotation chain links to it)")
     verify.add_argument("--digest", type=Path, action="append", default=[], metavar="FILE",

@@ -39,6 +39,16 @@ NO_ANSWER_CAUSES = ("  a node starting answers once its catch-up sync with its p
                     "debugger) or overloaded")
 
 
+def refused_token_hint(args: argparse.Namespace) -> str:
+    """Said after the node refused the token a write sent (401): where that token came from, and what to do."""
+    if args.token_file is not None:
+        return (f"  {args.token_file} holds another token than the node's: give --token-file the api.token in the "
+                "node's data directory (or --dir that directory, on the node's machine)")
+    token_file = (args.dir or default_data_dir()) / "api.token"
+    return (f"  {token_file} holds another token than the node answering takes: it was replaced just then (run the "
+            "command again), or another node of this org, with a data directory of its own, answers at its address")
+
+
 class UsageError(Exception):
     """The command cannot run as invoked: a bad argument, or no usable data directory or token (exit 2)."""
 
@@ -189,14 +199,25 @@ def api_url(text: str) -> str:
 
 
 def did_argument(text: str) -> str:
-    """argparse type: an Ed25519 did:key; an agent's credential given instead (a JWT) is named as such, and so is
-    what is no did at all (an agent's name, as `agent new --name` gave it), with where its did is listed."""
+    """argparse type: an agent's (or any) Ed25519 did:key; an agent's credential given instead (a JWT) is named as
+    such, and so is what is no did at all (an agent's name, as `agent new --name` gave it), with where its did is
+    listed."""
+    return _did(text, "`vouchnet agent list` lists the dids of this org's agents by name")
+
+
+def org_did_argument(text: str) -> str:
+    """argparse type: an org's Ed25519 did:key, refused as did_argument refuses one, but for where an org's did is
+    listed (an agent list is no help there)."""
+    return _did(text, "an org's did is what `vouchnet status` shows on its node, and `vouchnet orgs` lists those this "
+                "node knows")
+
+
+def _did(text: str, listed: str) -> str:
     if is_compact_jwt(text):
         raise argparse.ArgumentTypeError("a credential (a JWT), not a did: give its subject, credentialSubject.id "
                                          "(`vouchnet agent list` lists the dids of this org's agents)")
     if not meant_as_did(text):
-        raise argparse.ArgumentTypeError(f"expected a did (did:key:z6Mk...), got {text!r} (`vouchnet agent list` "
-                                         "lists the dids of this org's agents by name)")
+        raise argparse.ArgumentTypeError(f"expected a did (did:key:z6Mk...), got {text!r} ({listed})")
     try:
         public_key_from_did(text)
     except InvalidDid as e:

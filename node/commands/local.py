@@ -11,7 +11,7 @@ from node.keys import KeyFileError
 from node.strict_modes import TooOpen
 from vouching.bodies import NETWORK_RULE
 
-from .common import Subparsers, UsageError, add_dir_option, add_local_command, did_argument, local_config
+from .common import Subparsers, UsageError, add_dir_option, add_local_command, local_config, org_did_argument
 from .node_code import run_node_code
 
 
@@ -47,7 +47,7 @@ def register(subparsers: Subparsers) -> None:
                       "(as [api] hosts in config.toml) (default: %(default)s)")
     init.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
                       help="a peer to dial at start, ending in /p2p/<peer id>; repeatable")
-    init.add_argument("--root", action="append", default=[], metavar="DID", type=did_argument,
+    init.add_argument("--root", action="append", default=[], metavar="DID", type=org_did_argument,
                       help="an org you trust directly (its did:key); repeatable")
     init.add_argument("--epoch-seconds", type=float, default=NodeConfig.epoch_seconds, metavar="SECONDS",
                       help="the length of a behaviour-digest epoch ([telemetry] epoch_seconds): at the end of each the "
@@ -119,19 +119,30 @@ def _by_option(error: ConfigError, config_path: Path) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from node.daemon import run_until_signalled
     from node.logs import configure_logging
-    from node.open_files import raise_open_files_limit
 
     config = local_config(args)
 
     def setup() -> None:
         level, _, libraries = args.log_level.partition(":")
         configure_logging(getattr(logging, level.upper()), libraries_debug=libraries == "all")
-        raise_open_files_limit(config.limits.max_peers)
+        # Said before py-libp2p and FastAPI load (_until_signalled's imports): 3 s on an idle machine, 10-20 s on a
+        # loaded one, in which a start that printed nothing looked hung.
+        logging.getLogger("vouchnet.node").info("starting: loading the node's libraries",
+                                                extra={"fields": {"dir": config.data_dir}})
 
-    run_node_code(config, run_until_signalled, setup=setup)
+    run_node_code(config, _until_signalled, setup=setup)
     return 0
+
+
+async def _until_signalled(config: NodeConfig) -> None:
+    """node.daemon.run_until_signalled, its limit on open files raised first; imported once `run` has said that it
+    starts."""
+    from node.daemon import run_until_signalled
+    from node.open_files import raise_open_files_limit
+
+    raise_open_files_limit(config.limits.max_peers)
+    await run_until_signalled(config)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -20,9 +20,9 @@ from .common import (
     add_dir_option,
     add_local_command,
     data_dir_of,
-    did_argument,
     local_config,
     open_client,
+    org_did_argument,
     print_json,
 )
 from .log_repair import repair_log
@@ -66,8 +66,8 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet log verify", "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint"],
         run=_verify,
     )
-    verify.add_argument("--did", type=did_argument, help="the org did whose key must sign the checkpoint (default: the "
-                        "did the node reports; pin it to check a node that might lie about its identity)")
+    verify.add_argument("--did", type=org_did_argument, help="the org did whose key must sign the checkpoint (default: "
+                        "the did the node reports; pin it to check a node that might lie about its identity)")
     verify.add_argument("--cache", type=Path, metavar="FILE", help="where the last accepted checkpoint is kept "
                         f"(default: {CACHE_FILE} in the data directory, written there only as `vouchnet run` would "
                         "write: by the directory's owner, in a directory others may not write; none with --api)")

@@ -20,19 +20,20 @@ def run_node_code(config: NodeConfig, main: Callable[[NodeConfig], Awaitable[T]]
                   setup: Callable[[], object] = lambda: None) -> T:
     """`main(config)` run by trio, as the node: refused first (UsageError) if the data directory or its files are
     open to others (node.strict_modes), before `setup` (the command's logging, say: nothing is logged before the
-    refusal); what it writes readable by the org alone (umask 077: the audit log holds raw telemetry); a failure to
-    open the node (node.daemon.StartupError, also inside trio's exception groups) raised as CommandFailed, an
-    unusable org key as UsageError, and a Ctrl-C that trio raised in a task of a nursery as a bare KeyboardInterrupt
-    (as in its main task)."""
+    refusal), which runs before the node's modules load (seconds: `setup` may say first that the node starts); what
+    it writes readable by the org alone (umask 077: the audit log holds raw telemetry); a failure to open the node
+    (node.daemon.StartupError, also inside trio's exception groups) raised as CommandFailed, an unusable org key as
+    UsageError, and a Ctrl-C that trio raised in a task of a nursery as a bare KeyboardInterrupt (as in its main
+    task)."""
     import trio
-
-    from node.daemon import StartupError  # here: py-libp2p's import would add 1 s to every command
 
     try:
         check_strict_modes(config.data_dir)
     except TooOpen as error:
         raise UsageError(str(error)) from None
     setup()
+    from node.daemon import StartupError  # here, after `setup`: py-libp2p's import would add seconds to every command
+
     umask = os.umask(0o077)
     try:
         return trio.run(main, config)

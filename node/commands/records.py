@@ -12,7 +12,8 @@ from vouching.bodies import KINDS
 from vouching.counts import counted
 from vouching.identity import meant_as_did
 
-from .common import Subparsers, add_command, did_argument, is_record_id, open_client, positive_int
+from .common import (Subparsers, add_command, did_argument, is_record_id, open_client, org_did_argument,
+                     positive_int)
 
 _PAGE = 500  # the most the API gives in one page
 
@@ -32,7 +33,7 @@ def register(subparsers: Subparsers) -> None:
         ],
         run=_records,
     )
-    records.add_argument("--issuer", metavar="DID", type=did_argument, help="only records this org signed")
+    records.add_argument("--issuer", metavar="DID", type=org_did_argument, help="only records this org signed")
     records.add_argument("--kind", choices=KINDS, help="only records of this kind")
     records.add_argument("--subject", metavar="DID|ID", type=_subject,
                          help="only records about this did:key, or (for a revoke) about this vouch's record id")

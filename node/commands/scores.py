@@ -6,7 +6,7 @@ import argparse
 
 from node.client import NodeApiError, NodeClient
 
-from .common import Subparsers, UsageError, add_command, did_argument, open_client, print_json
+from .common import Subparsers, UsageError, add_command, did_argument, open_client, org_did_argument, print_json
 
 NOT_AN_AGENT = "not_an_agent"  # the node's refusal of an org's did where an agent's is asked for (node.api.scores)
 
@@ -39,7 +39,7 @@ def register(subparsers: Subparsers) -> None:
         examples=["vouchnet orgs", "vouchnet orgs --explain", "vouchnet orgs did:key:z6Mk...", "vouchnet orgs --json"],
         run=_orgs,
     )
-    orgs.add_argument("org", nargs="?", metavar="DID", type=did_argument,
+    orgs.add_argument("org", nargs="?", metavar="DID", type=org_did_argument,
                       help="only this org (the did of any of its keys), with its explanation")
     orgs.add_argument("--explain", action="store_true", help="print each org's explanation in words")
     orgs.add_argument("--json", action="store_true", help="print the orgs as one JSON list, every page of the node's "

@@ -6,6 +6,7 @@ import re
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -192,6 +193,15 @@ def test_a_directory_made_is_synced_into_its_parent_with_each_parent_it_needed(t
     (base / "file").write_bytes(b"")
     with pytest.raises(FileExistsError):
         make_directory(base / "file")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="Linux's /proc, which takes no directory")
+def test_a_directory_the_file_system_will_not_make_is_refused_once_its_parents_are_there():
+    """mkdir in /proc fails with ENOENT though /proc is there: asked again and again, it recursed until Python's
+    limit (a RecursionError traceback out of `vouchnet init --dir /proc/x`)."""
+    with pytest.raises(FileNotFoundError) as refused:
+        make_directory(Path("/proc/vouchnet/node"))
+    assert refused.value.filename == "/proc/vouchnet"
 
 
 def _umask() -> int:

@@ -570,6 +570,19 @@ async def test_bad_vouch_arguments_are_usage_errors(run, node, data_dir, args, c
     assert node.replica.store.size == 0
 
 
+@pytest.mark.parametrize("argv", [["orgs", "acme"], ["records", "--issuer", "acme"], ["log", "verify", "--did", "acme"],
+                                  ["init", "--root", "acme"], ["audit", "verify", "x.json", "--org", "acme"]],
+                         ids=" ".join)
+def test_an_org_s_did_mistyped_is_told_where_org_dids_are_shown(argv, tmp_path, capsys):
+    """An org's name where its did is wanted was told that `vouchnet agent list` lists the dids of this org's agents,
+    which holds no org's."""
+    assert cli.main([*argv, "--dir", str(tmp_path / "node")]) == 2
+    assert capsys.readouterr().err.endswith(
+        "expected a did (did:key:z6Mk...), got 'acme' (an org's did is what `vouchnet status` shows on its node, and "
+        "`vouchnet orgs` lists those this node knows)\n")
+    assert not (tmp_path / "node").exists()
+
+
 async def test_a_write_by_address_needs_a_token_file(run, node, url, data_dir):
     argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url]
     code, _, err = await run(*argv)
@@ -592,7 +605,19 @@ async def test_a_wrong_token_is_a_node_error(run, node, url, tmp_path):
     argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--api", url, "--token-file", wrong]
     code, _, err = await run(*argv)
     assert code == 1
-    assert "the bearer token is not this node's (401 unauthorized)" in err
+    assert err == (f"vouchnet vouch: Authorization: the bearer token is not this node's (401 unauthorized)\n  {wrong} "
+                   "holds another token than the node's: give --token-file the api.token in the node's data directory "
+                   "(or --dir that directory, on the node's machine)\n")
+
+
+async def test_a_data_directory_s_token_the_node_answering_refuses_says_why_that_may_be(run, node, data_dir):
+    """Said only that the token was not the node's, which an operator who gave --dir, not a token, could not act on."""
+    node.token = "t" * 43  # another node of the org, say, its data directory a copy of this one's
+    code, _, err = await run("vouch", new_did(), "--weight", "0.5", "--basis", "operator", "--dir", data_dir)
+    assert code == 1
+    assert err.endswith(f"(401 unauthorized)\n  {data_dir / 'api.token'} holds another token than the node answering "
+                        "takes: it was replaced just then (run the command again), or another node of this org, with a "
+                        "data directory of its own, answers at its address\n")
 
 
 def test_expiry_is_a_date_a_time_or_a_duration():
@@ -1776,3 +1801,29 @@ def test_httpcore_is_not_imported_without_an_event_loop_where_one_runs():
     import httpcore._synchronization
 
     assert httpcore._synchronization.trio is trio
+
+
+# Which of the node's slow imports `vouchnet run` has loaded as it logs its first line, where it then stops (exit 130,
+# as at a Ctrl-C).
+_SLOW_IMPORTS = ("libp2p", "fastapi", "starlette", "numpy", "scipy", "node.daemon", "node.api", "gossip.host",
+                 "vouching.scoring")
+_FIRST_LINE = ("import sys, node.logs; from node import cli\n"
+               "def first(formatter, record):\n"
+               f"    loaded = {{p for p in {_SLOW_IMPORTS!r} for m in sys.modules\n"
+               "              if m == p or m.startswith(p + '.')}\n"
+               "    print(record.getMessage(), getattr(record, 'fields', {}).get('dir'), sorted(loaded))\n"
+               "    raise KeyboardInterrupt\n"
+               "node.logs.LogfmtFormatter.format = first\n"
+               "sys.exit(cli.main(sys.argv[1:]))")
+
+
+@pytest.mark.slow
+def test_run_says_that_it_starts_before_it_loads_the_node(tmp_path):
+    """py-libp2p, FastAPI and the scoring engine took `vouchnet run` 3 s to load on an idle machine and 10-20 s on a
+    loaded one, before it logged anything: an operator took it for hung. Its first line comes before them, naming the
+    data directory (in a process of its own, as an operator runs it)."""
+    made = init_data_dir(tmp_path / "n", network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    done = subprocess.run([sys.executable, "-c", _FIRST_LINE, "run", "--dir", str(made.data_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (130, f"starting: loading the node's libraries {made.data_dir} []\n"), \
+        done.stderr

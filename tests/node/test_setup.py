@@ -171,6 +171,13 @@ def test_init_names_a_symbolic_link_to_nothing_where_the_data_directory_must_be(
     assert not (tmp_path / "gone").exists()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="Linux's /proc, which takes no directory")
+def test_init_names_a_directory_the_file_system_will_not_make(capsys):
+    """`init --dir /proc/x` ended in a RecursionError traceback (ledger.files.make_directory asked again and again)."""
+    assert cli.main(["init", "--dir", "/proc/vouchnet"]) == 2
+    assert capsys.readouterr().err == "vouchnet init: /proc/vouchnet: No such file or directory\n"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file away")
 def test_init_run_as_root_leaves_nothing_of_root_s_in_a_users_directory(tmp_path, capsys):
     """`sudo vouchnet init` in a directory made for a service user (or finishing an init that user cut short) wrote
