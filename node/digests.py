@@ -27,8 +27,8 @@ of the data directory, sync brings back digests issued after the copy, which dig
 With DP on (`dp_epsilon`), only noisy counts are published; the raw outcome counts of each digest are kept in
 digests.db (`raw_counts`, written before the digests are signed), which never leaves the node, so that a restart
 rebuilds the node's own first-hand evidence from what it saw, not from its noise (TrustService.replay); those of
-an interrupted epoch's digests that come back from peers after a restore are kept again as they come, from its
-entries (Digester.on_returned).
+the digests of an interrupted epoch, or of one open in the copy, that come back from peers after a restore are kept
+again as they come, from its entries (Digester.on_returned).
 """
 
 from __future__ import annotations
@@ -498,24 +498,41 @@ class Digester:
             return True
         if epoch in self._abandoned:
             return True
-        return any(self._digest_epoch(aligned) == epoch and agent in tallied.agents
-                   for aligned, tallied in self._open.items())
+        return self._open_tally(epoch, agent) is not None
 
     def on_returned(self, records: list[Record]) -> None:
         """Replica returned listener: keep the raw counts of our DP digests coming back from peers (a restore from an
-        older copy) of the interrupted epoch, or of one abandoned after the trust engine counted its entries, from
-        those entries, as their issue kept them in the newer digests.db: the trust engine counts the entries now
-        (`counts_entries`), and the next start counts the digests by these, not by their noise."""
+        older copy) of the interrupted epoch, of one abandoned after the trust engine counted its entries, or of an
+        epoch still open (open in the copy, closed by the node after it), from those entries, as their issue kept
+        them in the newer digests.db: the trust engine counts the entries now (`counts_entries`), and the next start
+        counts the digests by these, not by their noise. (An open epoch's digest comes back once the epoch has ended,
+        the node having signed it after: no entry of it comes after its raw counts are kept.)"""
         kept: dict[int, dict[str, RawCounts]] = {}
         for record in records:
             body = record.body
             if isinstance(body, DigestBody) and body.dp_epsilon is not None:
-                counts = self._interrupted_raw if self._interrupted is not None and body.epoch == self._interrupted[0] \
-                    else self._abandoned.get(body.epoch, {})
-                if (raw := counts.get(body.agent)) is not None:
+                if (raw := self._entries_raw(body.epoch, body.agent)) is not None:
                     kept.setdefault(body.epoch, {})[body.agent] = raw
         for epoch, rows in kept.items():
             self.state.keep_raw(epoch, rows)
+
+    def _entries_raw(self, epoch: int, agent: str) -> RawCounts | None:
+        """The raw counts of `agent`'s audit-log entries for our digest epoch `epoch` that count as undigested
+        (`counts_entries`): of the interrupted epoch or one abandoned after the trust engine counted them, as the
+        start read them; of an open epoch, as tallied. None if there are none."""
+        if self._interrupted is not None and self._interrupted[0] == epoch:
+            return self._interrupted_raw.get(agent)
+        if epoch in self._abandoned:
+            return self._abandoned[epoch].get(agent)
+        tally = self._open_tally(epoch, agent)
+        return None if tally is None else tally.raw()
+
+    def _open_tally(self, epoch: int, agent: str) -> Tally | None:
+        """`agent`'s tally in the open epoch whose digests are of `epoch` (`_digest_epoch`); None if none holds it."""
+        for aligned, tallied in self._open.items():
+            if self._digest_epoch(aligned) == epoch and (tally := tallied.agents.get(agent)) is not None:
+                return tally
+        return None
 
     def _digest_epoch(self, aligned: int) -> int:
         """The `epoch` of the digests of the open epoch aligned at `aligned`, as `closing` issues them: it starts no
