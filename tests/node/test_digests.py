@@ -719,8 +719,13 @@ def replayed(node, broadcaster: Broadcaster | None = None) -> TrustService:
 
 
 def running(node, broadcaster: Broadcaster | None = None) -> TrustService:
-    """`replayed`, and told of our own records coming back from peers, as the daemon wires it."""
-    trust = replayed(node, broadcaster)
+    """`replayed`, and told of our own records coming back from peers, as the daemon wires it; a rebuild of its
+    engine while the node runs (after `vouchnet key adopt`) reads the undigested events again, as the daemon's does."""
+    trust = trust_service(node, broadcaster)
+    for _ in trust.replaying(node.digester.undigested(), node.digester.state.raw_reader(), reread=node.digester.reread,
+                             ingest_lock=node.ingestor.write_lock):
+        pass
+    trust.engine.recompute(now=node.clock())
     node.replica.returned_listeners.append(node.digester.on_returned)
     node.replica.returned_listeners.append(functools.partial(
         trust.on_returned, raw=node.digester.state.raw, counts_entries=node.digester.counts_entries))
