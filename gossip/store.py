@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ledger import Ledger
-from ledger.disk_failure import open_failure
+from ledger.disk_failure import open_failure, read_failure
 from ledger.sqlite_format import FileFormat, check, claim
 from ledger.wal import use_wal
 from vouching import DigestBody, EquivocationBody, OrgBody, Record, RevokeBody, VouchBody, load_stored, record_id
@@ -279,7 +279,7 @@ class RecordStore:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as error:
-            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+            raise _unreadable(error) from error
 
     def _read_one(self, sql: str, args: Sequence[object]) -> tuple | None:
         """The first row of `_read`, or None (the queries it serves name a unique key)."""
@@ -418,7 +418,7 @@ class CommittedIndex:
         try:
             self._db = _connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
         except sqlite3.Error as error:
-            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+            raise _unreadable(error) from error
         (self.end,) = self._read("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", ())[0]
 
     def revoked_by(self, revoker: str, after: int, limit: int) -> list[tuple[int, str, int]]:
@@ -434,7 +434,7 @@ class CommittedIndex:
             while rows := cursor.fetchmany(ID_PAGE):
                 yield from (bytes(rid) for (rid,) in rows)
         except sqlite3.Error as error:
-            raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+            raise _unreadable(error) from error
 
     def close(self) -> None:
         self._db.close()
@@ -474,7 +474,7 @@ class RecordReader:
                 index.close()
             ledger.close()
             if isinstance(error, sqlite3.Error):
-                raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+                raise _unreadable(error) from error
             raise
 
     def close(self) -> None:
@@ -512,7 +512,7 @@ def _query(db: sqlite3.Connection, sql: str, args: Sequence[object]) -> list[tup
     try:
         return db.execute(sql, args).fetchall()
     except sqlite3.Error as error:
-        raise StoreError(f"{INDEX_FILE}: cannot be read ({error})") from error
+        raise _unreadable(error) from error
 
 
 def _ids_query(kind: str, start: int, before: int, excluding: Iterable[str]) -> tuple[str, tuple]:
@@ -541,6 +541,12 @@ def _index_subject(record: Record) -> str | None:
     if isinstance(record.body, RevokeBody):
         return record.body.record.hex()
     return subject_of(record)
+
+
+def _unreadable(error: sqlite3.Error) -> StoreError:
+    """A read of the index that failed with `error`: its disk's failure (ledger.disk_failure), or else that the index
+    cannot be read."""
+    return StoreError(read_failure(Path(INDEX_FILE), error))
 
 
 def _unwritable(error: sqlite3.Error) -> str:

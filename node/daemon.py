@@ -328,8 +328,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         await trust.load_snapshot()
         try:
             for capturing in trust.replaying(telemetry.digester.undigested(), telemetry.digester.state.raw_reader(),
-                                             reread=functools.partial(telemetry.digester.undigested,
-                                                                      skip_damaged=True),
+                                             reread=telemetry.digester.reread,
                                              ingest_lock=telemetry.ingestor.write_lock):
                 if capturing is None:
                     await trio.lowlevel.checkpoint()  # a signal stops a long replay (run_until_signalled)

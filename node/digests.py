@@ -27,8 +27,8 @@ of the data directory, sync brings back digests issued after the copy, which dig
 With DP on (`dp_epsilon`), only noisy counts are published; the raw outcome counts of each digest are kept in
 digests.db (`raw_counts`, written before the digests are signed), which never leaves the node, so that a restart
 rebuilds the node's own first-hand evidence from what it saw, not from its noise (TrustService.replay); those of
-an interrupted epoch's digests that come back from peers after a restore are kept again as they come, from its
-entries (Digester.on_returned).
+the digests of an interrupted epoch, or of one open in the copy, that come back from peers after a restore are kept
+again as they come, from its entries (Digester.on_returned).
 """
 
 from __future__ import annotations
@@ -335,10 +335,12 @@ class Digester:
                         "it catches up", lambda: max(0, audit.latest - audit.clock()) / 1000)
         # Finished by the first `closing`: signing waits for the start-up sync (node.daemon._take_back_own_records).
         self._interrupted = state.unfinished()
-        # The raw counts of each agent's entries in `_interrupted` (`rebuilding` read them); of those of each epoch
-        # `_abandon` gave up after the trust engine counted its entries (`counts_entries`, `on_returned`).
+        # The raw counts of each agent's entries in `_interrupted` (`rebuilding` read them). Of each epoch `_abandon`
+        # gave up after the trust engine counted its entries: how many rebuilds of the engine had read the undigested
+        # events by then (`reread`), and those raw counts (`counts_entries`, `on_returned`).
         self._interrupted_raw: dict[str, RawCounts] = {}
-        self._abandoned: dict[int, dict[str, RawCounts]] = {}
+        self._abandoned: dict[int, tuple[int, dict[str, RawCounts]]] = {}
+        self._rereads = 0
         self.digested_until, self.undigested_from = state.position()
         if self.undigested_from > audit.size:
             raise DigestStateError(f"{DIGESTS_FILE}: digested up to audit-log entry {self.undigested_from}, but "
@@ -456,7 +458,7 @@ class Digester:
         agents with a digest of ours for their epoch in the records store (the interrupted epoch's issued agents;
         after a restore of an older digests.db, the epochs since the copy). Lazily, so that the replay's yields
         come between them (a list of 20,833 open entries took 0.3-0.4 s on the trio thread at load 7-8). A damaged
-        entry raises DamagedEntry; with `skip_damaged`, for a rebuild while the node runs (TrustService's `reread`),
+        entry raises DamagedEntry; with `skip_damaged`, for a rebuild while the node runs (`reread`),
         it is logged, counted (vouchnet_audit_damaged_reads_total) and left out."""
         issued = self._issued_since(self._store_mark)  # (the interrupted epoch's row is the last: its mark)
         if self._interrupted is not None:
@@ -466,6 +468,14 @@ class Digester:
         for at, event in self._open_entries(skip_damaged):
             if (self._digest_epoch(at - at % self.epoch_ms), event.agent) not in issued:
                 yield at, event
+
+    def reread(self) -> Iterator[tuple[int, Event]]:
+        """`undigested`, damaged entries left out, for a rebuild of the trust engine while the node runs (TrustService
+        `reread`, holding the ingest lock). The engine it builds holds no entry of an epoch abandoned before this read,
+        as a restart's holds none: `counts_entries` answers for it asked with the count of these reads so far, this
+        one included, which the trust service keeps likewise."""
+        self._rereads += 1
+        return self.undigested(skip_damaged=True)
 
     def _open_entries(self, skip_damaged: bool) -> Iterator[tuple[int, Event]]:
         """(at, event) of audit-log entries [undigested_from, size): those decoded at start, then the rest."""
@@ -487,35 +497,53 @@ class Digester:
         _, _, first, stop, _ = self._interrupted
         return ((at, event) for _, at, event, _ in self._replay(first, stop, skip_damaged=skip_damaged))
 
-    def counts_entries(self, epoch: int, agent: str) -> bool:
+    def counts_entries(self, epoch: int, agent: str, rereads: int = 0) -> bool:
         """Whether audit-log entries of `agent` for our digest epoch `epoch` count as undigested (`undigested`, and
-        `observe` since): the open epochs or the interrupted one hold entries of it for that epoch. A digest of ours
+        `observe` since) in the trust engine built from the read of them after `rereads` rebuilds' reads (`reread`;
+        0: the start's): the open epochs or the interrupted one hold entries of it for that epoch. A digest of ours
         for it coming back from peers (a restore from an older copy) would count those events a second time. So do
-        those of an interrupted epoch `_abandon` gave up after the start's replay counted them, of every agent, until
-        a restart: the trust engine holds what that replay read of them, and the next start's reads none (the
-        digests come back counted by its replay instead)."""
+        those of an interrupted epoch `_abandon` gave up after that read counted them, of every agent: the engine
+        holds what it read of them, and an engine read after the abandon, a rebuild's or the next start's, reads
+        none (the digests count in it instead, as they come back or as its replay reads them)."""
         if self._interrupted is not None and self._interrupted[0] == epoch and agent in self._interrupted_raw:
             return True
-        if epoch in self._abandoned:
-            return True
-        return any(self._digest_epoch(aligned) == epoch and agent in tallied.agents
-                   for aligned, tallied in self._open.items())
+        if (abandoned := self._abandoned.get(epoch)) is not None:
+            return abandoned[0] >= rereads
+        return self._open_tally(epoch, agent) is not None
 
     def on_returned(self, records: list[Record]) -> None:
         """Replica returned listener: keep the raw counts of our DP digests coming back from peers (a restore from an
-        older copy) of the interrupted epoch, or of one abandoned after the trust engine counted its entries, from
-        those entries, as their issue kept them in the newer digests.db: the trust engine counts the entries now
-        (`counts_entries`), and the next start counts the digests by these, not by their noise."""
+        older copy) of the interrupted epoch, of one abandoned after the trust engine counted its entries, or of an
+        epoch still open (open in the copy, closed by the node after it), from those entries, as their issue kept
+        them in the newer digests.db: the trust engine counts the entries now (`counts_entries`), and the next start
+        counts the digests by these, not by their noise. (An open epoch's digest comes back once the epoch has ended,
+        the node having signed it after: no entry of it comes after its raw counts are kept.)"""
         kept: dict[int, dict[str, RawCounts]] = {}
         for record in records:
             body = record.body
             if isinstance(body, DigestBody) and body.dp_epsilon is not None:
-                counts = self._interrupted_raw if self._interrupted is not None and body.epoch == self._interrupted[0] \
-                    else self._abandoned.get(body.epoch, {})
-                if (raw := counts.get(body.agent)) is not None:
+                if (raw := self._entries_raw(body.epoch, body.agent)) is not None:
                     kept.setdefault(body.epoch, {})[body.agent] = raw
         for epoch, rows in kept.items():
             self.state.keep_raw(epoch, rows)
+
+    def _entries_raw(self, epoch: int, agent: str) -> RawCounts | None:
+        """The raw counts of `agent`'s audit-log entries for our digest epoch `epoch` that count as undigested
+        (`counts_entries`): of the interrupted epoch or one abandoned after the trust engine counted them, as the
+        start read them; of an open epoch, as tallied. None if there are none."""
+        if self._interrupted is not None and self._interrupted[0] == epoch:
+            return self._interrupted_raw.get(agent)
+        if epoch in self._abandoned:
+            return self._abandoned[epoch][1].get(agent)
+        tally = self._open_tally(epoch, agent)
+        return None if tally is None else tally.raw()
+
+    def _open_tally(self, epoch: int, agent: str) -> Tally | None:
+        """`agent`'s tally in the open epoch whose digests are of `epoch` (`_digest_epoch`); None if none holds it."""
+        for aligned, tallied in self._open.items():
+            if self._digest_epoch(aligned) == epoch and (tally := tallied.agents.get(agent)) is not None:
+                return tally
+        return None
 
     def _digest_epoch(self, aligned: int) -> int:
         """The `epoch` of the digests of the open epoch aligned at `aligned`, as `closing` issues them: it starts no
@@ -647,10 +675,11 @@ class Digester:
         damaged: no digest is signed over evidence that cannot be read (any agent lacking one may be the damaged
         entry's), and digests.db says so, for the next start not to try again. Logged and counted once: the node
         runs on, and digests the epochs after it. `counted`: the trust engine counts the epoch's undigested entries
-        (the start's replay read them), so that `counts_entries` answers for it from now on."""
+        (the start's replay read them), so that `counts_entries` answers for it from now on, for the engines read
+        before now."""
         self.state.abandon(start)
         if counted:
-            self._abandoned[start] = self._interrupted_raw
+            self._abandoned[start] = (self._rereads, self._interrupted_raw)
         self._interrupted, self._interrupted_raw, self._interrupted_at_start = None, {}, None
         self.damaged_reads.inc()
         log.error("the digests an interrupted epoch lacked are not issued, and never will be: %s", error,

@@ -64,8 +64,9 @@ MAX_ASKED_UNKNOWN = 100_000  # agents asked about that the engine holds nothing 
 # change (reads need no token: whoever reaches the API could otherwise grow this without bound); the oldest go first
 # The raw (outcomes, high_risk) counts, in OUTCOMES order, of our DP digest of an agent for an epoch, if kept.
 RawLookup = Callable[[int, str], tuple[Sequence[int], Sequence[int]] | None]
-# Whether audit-log entries of an agent for an epoch of our digests count as first-hand evidence already.
-EntriesLookup = Callable[[int, str], bool]
+# Whether audit-log entries of an agent for an epoch of our digests count as first-hand evidence already, in the
+# engine built from the undigested events read after that many rebuilds' reads of them (node.digests.Digester).
+EntriesLookup = Callable[[int, str, int], bool]
 # Scores are read at the clock's whole second: the engine's cache serves reads at the `now` it was filled at only
 # (a score is exact, so it is not decayed from a cached total), and a second is nothing to decays of hours and days.
 SCORE_STEP_MS = 1000
@@ -133,6 +134,8 @@ class TrustService:
         self._loaded: int | None = None  # records engine.snapshot covered, once `load_snapshot` loaded it
         self._raw: RawLookup = lambda epoch, agent: None
         self._reread: Callable[[], Iterable[tuple[int, Event]]] = tuple  # the undigested events, again (`_rebuild`)
+        self._rereads = 0  # calls of `_reread` so far (the last one's events built the engine `_mirror` is)
+        self._engine_reads = 0  # calls of it up to the one whose events built the engine serving (0: the start's)
         self._ingest_lock = trio.Lock()  # held around every audit-log append and epoch close (`replaying`)
         self._own_org_moved = trio.Event()  # this node's key joined an earlier key's org: `_rebuild` is due
         self.own_org_swapped = trio.Event()  # set as `_rebuild` swaps in the engine of that org, then replaced (so)
@@ -185,8 +188,8 @@ class TrustService:
         engine, before the events, for the caller to run in a worker thread (the node's start does). The full
         recompute that completes the replay is the caller's: `replay` runs it at once, the node in a worker thread
         (`recompute_replayed`). For a rebuild while the node runs (`_rebuild`): `reread()` gives the undigested events
-        again (Digester.undigested), and `ingest_lock` is the lock held around every append to the audit log and
-        every epoch's close (Ingestor.write_lock)."""
+        again (Digester.reread, which counts its calls as this service does: `on_returned`), and `ingest_lock` is
+        the lock held around every append to the audit log and every epoch's close (Ingestor.write_lock)."""
         self._raw, self._reread = raw, reread
         if ingest_lock is not None:
             self._ingest_lock = ingest_lock
@@ -419,16 +422,20 @@ class TrustService:
     def on_returned(self, records: list[Record], raw: RawLookup, counts_entries: EntriesLookup) -> None:
         """Replica returned listener: our own digests back from peers (signed after the copy of the data directory
         this node was restored from) count as first-hand evidence, as `replay` counts them, but those of an (epoch,
-        agent) whose audit-log entries count already, `counts_entries(epoch, agent)` (Digester.counts_entries):
-        after a restart, replay counts such a digest, and its entries no more."""
+        agent) whose audit-log entries count already, `counts_entries(epoch, agent, reads)` (Digester
+        .counts_entries), asked for each engine with the reads of the undigested events before the one it was built
+        from (an epoch abandoned after the start's read counts its entries in the start's engine, and none in one a
+        rebuild read after): after a restart, replay counts such a digest, and its entries no more."""
         agents = []
         for record in records:
             body = record.body
-            if isinstance(body, DigestBody) and not counts_entries(body.epoch, body.agent):
+            if not isinstance(body, DigestBody):
+                continue
+            if not counts_entries(body.epoch, body.agent, self._engine_reads):
                 self._add_own_digest(body, raw)
-                if self._mirror is not None:
-                    self._add_own_digest(body, raw, self._mirror)
                 agents.append(body.agent)
+            if self._mirror is not None and not counts_entries(body.epoch, body.agent, self._rereads):
+                self._add_own_digest(body, raw, self._mirror)
         self._announce_soon(agents)
 
     def _add_own_digest(self, body: DigestBody, raw: RawLookup, engine: TrustEngine | None = None) -> None:
@@ -522,7 +529,8 @@ class TrustService:
                         snapshot = await self._captured_rebuild(engine, fed)
                         await self._feed_stored(engine, fed)
                     self._mirror = engine  # (no checkpoint since the store's size was read last)
-                    turn = _Turn()
+                    self._rereads += 1
+                    reads, turn = self._rereads, _Turn()
                     for at, event in self._reread():
                         engine.add_first_hand(event.agent, ts=at, **_single(event.outcome, event.high_risk))
                         await turn.checkpoint()
@@ -530,6 +538,7 @@ class TrustService:
                 moved = engine.own_org != identity(self.replica.did)  # (`_own_org_moved` is set: built again)
                 if not moved:
                     old, self.engine, self._swapped = self.engine, engine, True
+                    self._engine_reads = reads
                     self.own_org_swapped.set()
                     self.own_org_swapped = trio.Event()
             finally:

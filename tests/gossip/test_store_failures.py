@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import gossip.store
-from gossip.store import LEDGER_FILE, Head, RecordStore, StoreError
+from gossip.store import LEDGER_FILE, Head, RecordReader, RecordStore, StoreError
 from ledger import Ledger, LedgerError
 from vouching import Record
 
@@ -120,15 +120,23 @@ def test_while_the_lost_index_rows_cannot_be_replayed_appends_are_refused_and_re
         assert_stored_exactly(store, [*records, revoke])
 
 
-class _UnreadableIndex:
-    """The store's index connection, whose reads fail as on a disk I/O error (writes go through)."""
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    """The error SQLite raises with `message` and the extended result `code`."""
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
 
-    def __init__(self, db) -> None:
+
+class _UnreadableIndex:
+    """The store's index connection, whose reads fail as on a disk I/O error (writes go through); or with `error`."""
+
+    def __init__(self, db, error: sqlite3.Error | None = None) -> None:
         self._db = db
+        self._error = error or sqlite3.OperationalError("disk I/O error")
 
     def execute(self, sql: str, *args):
         if sql.lstrip().startswith("SELECT"):
-            raise sqlite3.OperationalError("disk I/O error")
+            raise self._error
         return self._db.execute(sql, *args)
 
     def __getattr__(self, name: str):
@@ -150,6 +158,42 @@ def test_a_read_the_disk_fails_raises_a_store_error_which_the_services_catch(tmp
         store._db = index
         store.append(records[1:])
         assert_stored_exactly(store, records)
+
+
+_READ_FAILURES = {  # SQLite's error -> what the read is refused with
+    "failing disk": (_sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR_READ),
+                     "records.index: cannot be read, as its storage failed (disk I/O error: a full disk, or one failing "
+                     "or read-only): the file itself is not found corrupt; free space or fix the disk, then try again"),
+    "damaged file": (_sqlite_error("database disk image is malformed", sqlite3.SQLITE_CORRUPT),
+                     "records.index: cannot be read (database disk image is malformed)"),
+}
+
+
+@pytest.mark.parametrize("failure", _READ_FAILURES)
+def test_each_read_of_the_index_tells_its_disk_failing_from_the_file_damaged(tmp_path, failure):
+    """The store's reads, those of the index as last committed (a worker thread's) and those beside a running node
+    (`audit export`, `audit check`, `key rotate`): a disk failing said `records.index: cannot be read (disk I/O error)`, as a damaged
+    file does, where the opens of every store say the disk failed and that the file is not found corrupt
+    (ledger.disk_failure)."""
+    error, refusal = _READ_FAILURES[failure]
+    alice = Org()
+    records = [alice.record() for _ in range(2)]
+    with RecordStore.open(tmp_path) as store:
+        store.append(records)
+    with RecordStore.open(tmp_path) as store:
+        committed = store.committed()
+        reader = RecordReader.open(tmp_path)
+        store._db, committed._db, reader._db = (_UnreadableIndex(db, error)
+                                                for db in (store._db, committed._db, reader._db))
+        for read in (lambda: store.has(records[0].id), lambda: store.query(issuer=alice.did), store.flagged,
+                     lambda: committed.revoked_by(alice.did, -1, 10),
+                     lambda: list(committed.ids_of("vouch", before=2)),
+                     lambda: list(reader.scan(issuer=alice.did, kind="vouch"))):
+            with pytest.raises(StoreError) as refused:
+                read()
+            assert str(refused.value) == refusal
+        committed.close()
+        reader.close()
 
 
 def _empty_ledger_wal(store: RecordStore) -> None:

@@ -14,6 +14,7 @@ import trio
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+import node.trust as node_trust
 from gossip.store import RecordReader
 from ledger import Ledger
 from node import cli
@@ -624,6 +625,47 @@ def test_the_raw_counts_of_dp_digests_taken_back_after_their_epoch_was_abandoned
         node.replica.accept([issued[2]])  # a peer reached later
         assert first_hand(live, agents, T0 + EPOCH) == expected
     with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        assert first_hand(replayed(node), agents, T0 + EPOCH) == expected
+
+
+@pytest.mark.parametrize("back", ["after", "during"])
+async def test_after_an_abandon_a_trust_rebuild_counts_the_epoch_s_digests_coming_back_as_a_restart_does(
+        tmp_path, monkeypatch, back):
+    """The copy's interrupted epoch abandoned by the closing (an entry damaged since the start), its entries count
+    while the node runs and its digests coming back do not. A rebuild of the trust engine while the node runs (after
+    `vouchnet key adopt`) reads none of its entries, as a restart reads none: a digest of it coming back after that
+    read did not count either, so that the agent's first-hand evidence was missing until a restart. It counts now in
+    the rebuilt engine, coming back `after` the rebuild or `during` it (read, not yet swapped in: the engine serving
+    meanwhile, which holds the entries, does not count it)."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted([A, B, new_did()])
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents)
+    expected = first_hand(original, agents, T0 + EPOCH)
+    recomputing, go_on = trio.Event(), trio.Event()
+    recompute = node_trust.recompute_in_worker
+
+    async def held_recompute(*args):
+        recomputing.set()
+        await go_on.wait()
+        return await recompute(*args)
+
+    monkeypatch.setattr(node_trust, "recompute_in_worker", held_recompute)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
+        live = running(node)
+        damage_salt(backup, 1)
+        node.replica.accept([issued[1]])  # the start-up sync
+        assert node.digester.close_due(T0 + EPOCH) == [] and node.metrics.value("audit_damaged_reads_total") == 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(live._rebuild)  # (what the node's own org moving starts)
+            await recomputing.wait()  # the rebuilt engine read the stored records and the undigested events
+            if back == "during":
+                node.replica.accept([issued[2]])  # a peer reached later
+                assert first_hand(live, agents, T0 + EPOCH) == expected  # (the engine not yet swapped out)
+            go_on.set()
+        if back == "after":
+            node.replica.accept([issued[2]])
+        assert first_hand(live, agents, T0 + EPOCH) == expected
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
         assert first_hand(replayed(node), agents, T0 + EPOCH) == expected
 
 

@@ -583,6 +583,32 @@ def test_the_raw_counts_of_dp_digests_taken_back_after_a_restore_mid_issue_are_k
             assert node.digester.close_due(T0 + EPOCH) == []  # (every digest of it is stored)
 
 
+def test_the_raw_counts_of_dp_digests_of_an_epoch_open_in_the_copy_are_kept_as_they_come_back(tmp_path, clock):
+    """A node restored from a copy taken while an epoch was open takes back, in its start-up sync, the DP digests it
+    signed of that epoch after the copy: it counts the epoch's entries meanwhile (Digester.counts_entries), but a
+    restart counted those digests by their published noise, the copy's digests.db keeping no raw counts of them.
+    They are kept now as the digests come back, from the entries: a restart, before the epoch is closed or after,
+    counts what the node counted live."""
+    agents = [new_did() for _ in range(5)]  # (noise that leaves one agent's counts as they were is not rare)
+    (tmp_path / "node").mkdir()
+    with telemetry_node(tmp_path / "node", clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        key = node.key
+        submit(node, *[(agent, outcome, "tool", False) for agent in agents for outcome in ("ok", "ok", "denied")])
+        shutil.copytree(tmp_path / "node", tmp_path / "backup")  # the operator's copy, mid-epoch
+        issued = node.digester.close_due(T0 + EPOCH)
+        assert noise_shows(node)
+    clock.now = T0 + EPOCH
+    with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+        live = running(node)
+        expected = first_hand(live, agents, clock.now)
+        node.replica.accept(issued)  # the start-up sync
+        assert first_hand(live, agents, clock.now) == expected != []
+    for _ in range(2):  # a restart before the epoch is closed (by the closing below), and one after
+        with telemetry_node(tmp_path / "backup", key=key, clock=clock, epoch_ms=EPOCH, dp_epsilon=0.1) as node:
+            assert first_hand(replayed(node), agents, clock.now) == expected
+            assert node.digester.close_due(clock.now) == []  # (every digest of it is stored)
+
+
 @pytest.mark.parametrize("dp_epsilon", [None, 0.1])
 def test_a_digest_of_a_finished_interrupted_epoch_coming_back_late_counts_nothing_twice(tmp_path, monkeypatch,
                                                                                          dp_epsilon):
@@ -693,8 +719,13 @@ def replayed(node, broadcaster: Broadcaster | None = None) -> TrustService:
 
 
 def running(node, broadcaster: Broadcaster | None = None) -> TrustService:
-    """`replayed`, and told of our own records coming back from peers, as the daemon wires it."""
-    trust = replayed(node, broadcaster)
+    """`replayed`, and told of our own records coming back from peers, as the daemon wires it; a rebuild of its
+    engine while the node runs (after `vouchnet key adopt`) reads the undigested events again, as the daemon's does."""
+    trust = trust_service(node, broadcaster)
+    for _ in trust.replaying(node.digester.undigested(), node.digester.state.raw_reader(), reread=node.digester.reread,
+                             ingest_lock=node.ingestor.write_lock):
+        pass
+    trust.engine.recompute(now=node.clock())
     node.replica.returned_listeners.append(node.digester.on_returned)
     node.replica.returned_listeners.append(functools.partial(
         trust.on_returned, raw=node.digester.state.raw, counts_entries=node.digester.counts_entries))

@@ -182,7 +182,7 @@ def _running(node: TelemetryNode, broadcaster: Broadcaster, now: int, snapshot_d
     """The trust service of `node` replayed and listening, as node.daemon starts it (its `run` is the caller's)."""
     trust = _service(node.replica, broadcaster, clock=lambda: now, epoch_ms=EPOCH, snapshot_dir=snapshot_dir)
     for _ in trust.replaying(node.digester.undigested(), node.digester.state.raw_reader(),
-                             reread=node.digester.undigested, ingest_lock=node.ingestor.write_lock):
+                             reread=node.digester.reread, ingest_lock=node.ingestor.write_lock):
         pass
     trust.engine.recompute(now=now)
     node.replica.listeners.append(trust.on_records)
