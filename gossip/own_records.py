@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.disk_failure import open_failure, read_failure
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
 from vouching import Record
@@ -186,7 +187,7 @@ class OwnRecords:
                 db.close()
                 raise
         except sqlite3.Error as error:
-            raise OwnRecordsError(f"{path}: cannot be opened ({error})") from None
+            raise OwnRecordsError(open_failure(path, error, f"{path}: cannot be opened ({error})")) from None
         return cls(db, now_ms)
 
     def close(self) -> None:
@@ -314,11 +315,12 @@ class OwnRecords:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
 
     def _read(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        """The rows of a query, or OwnRecordsError naming the file (the API's 503 `storage` named none)."""
+        """The rows of a query, or OwnRecordsError naming the file (the API's 503 `storage` named none) and whether its
+        disk failed (ledger.disk_failure)."""
         try:
             return self._db.execute(sql, parameters).fetchall()
         except sqlite3.Error as error:
-            raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be read ({error})") from None
+            raise OwnRecordsError(read_failure(Path(OWN_RECORDS_FILE), error)) from None
 
     def listed(self, *, after: int = 0, limit: int = MAX_LISTED) -> list[OwnRecord]:
         """Up to `limit` listed records numbered above `after`, in the order listed."""

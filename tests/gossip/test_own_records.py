@@ -26,6 +26,7 @@ from vouching.bodies import CATEGORIES, OUTCOMES
 
 from ..factories import Org, new_did
 from ..node.kill_points import killed_at
+from .failing_reads import FailingReads, sqlite_error
 from .own_records_old import OwnRecordsV1, OwnRecordsV2, OwnRecordsV3, OwnRecordsV4
 
 PEER = "12D3KooWPeer"
@@ -1071,3 +1072,20 @@ def test_an_adopted_key_s_records_are_no_longer_expected_once_the_node_signed_on
             assert replica.accept(later, PEER).accepted == later
         assert [r.levelno for r in caplog.records] == [logging.CRITICAL]
         assert [r.id for r in replica.own_records.listed()] == [later[0].id] and replica.own_from_peers == 1
+
+
+@pytest.mark.parametrize(("error", "refusal"), [
+    (sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR_READ),
+     r"^own_records.db: cannot be read, as its storage failed \(disk I/O error: .*\): the file itself is not found "
+     r"corrupt; free space or fix the disk, then try again$"),
+    (sqlite_error("database disk image is malformed", sqlite3.SQLITE_CORRUPT),
+     r"^own_records.db: cannot be read \(database disk image is malformed\)$"),
+], ids=["failing disk", "damaged file"])
+def test_a_read_of_the_list_tells_its_disk_failing_from_the_file_damaged(tmp_path, error, refusal):
+    """A failing disk said `own_records.db: cannot be read (disk I/O error)`, as a damaged file does, where every
+    other store says its disk failed and that the file is not found corrupt (ledger.disk_failure)."""
+    with opened(tmp_path, Org().key) as replica:
+        own = replica.own_records
+        own._db = FailingReads(own._db, error)
+        with pytest.raises(OwnRecordsError, match=refusal):
+            own.listed()

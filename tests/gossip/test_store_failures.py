@@ -19,6 +19,7 @@ from ledger import Ledger, LedgerError
 from vouching import Record
 
 from ..factories import Org
+from .failing_reads import FailingReads, sqlite_error
 
 _FULL = "database or disk is full"
 
@@ -120,29 +121,6 @@ def test_while_the_lost_index_rows_cannot_be_replayed_appends_are_refused_and_re
         assert_stored_exactly(store, [*records, revoke])
 
 
-def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
-    """The error SQLite raises with `message` and the extended result `code`."""
-    error = sqlite3.OperationalError(message)
-    error.sqlite_errorcode = code
-    return error
-
-
-class _UnreadableIndex:
-    """The store's index connection, whose reads fail as on a disk I/O error (writes go through); or with `error`."""
-
-    def __init__(self, db, error: sqlite3.Error | None = None) -> None:
-        self._db = db
-        self._error = error or sqlite3.OperationalError("disk I/O error")
-
-    def execute(self, sql: str, *args):
-        if sql.lstrip().startswith("SELECT"):
-            raise self._error
-        return self._db.execute(sql, *args)
-
-    def __getattr__(self, name: str):
-        return getattr(self._db, name)
-
-
 def test_a_read_the_disk_fails_raises_a_store_error_which_the_services_catch(tmp_path):
     """It raised sqlite3.OperationalError, which gossip and sync do not catch as a storage failure
     (they catch StoreError and LedgerError): one I/O error on a read could stop the service, and so the node."""
@@ -150,7 +128,7 @@ def test_a_read_the_disk_fails_raises_a_store_error_which_the_services_catch(tmp
     records = [alice.record() for _ in range(2)]
     with RecordStore.open(tmp_path) as store:
         store.append(records[:1])
-        index, store._db = store._db, _UnreadableIndex(store._db)
+        index, store._db = store._db, FailingReads(store._db)
         for read in (lambda: store.has(records[0].id), lambda: store.query(issuer=alice.did),
                      lambda: store.revoked_by(alice.did), store.flagged):
             with pytest.raises(StoreError, match=r"^records.index: cannot be read \(disk I/O error\)$"):
@@ -161,10 +139,10 @@ def test_a_read_the_disk_fails_raises_a_store_error_which_the_services_catch(tmp
 
 
 _READ_FAILURES = {  # SQLite's error -> what the read is refused with
-    "failing disk": (_sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR_READ),
+    "failing disk": (sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR_READ),
                      "records.index: cannot be read, as its storage failed (disk I/O error: a full disk, or one failing "
                      "or read-only): the file itself is not found corrupt; free space or fix the disk, then try again"),
-    "damaged file": (_sqlite_error("database disk image is malformed", sqlite3.SQLITE_CORRUPT),
+    "damaged file": (sqlite_error("database disk image is malformed", sqlite3.SQLITE_CORRUPT),
                      "records.index: cannot be read (database disk image is malformed)"),
 }
 
@@ -183,7 +161,7 @@ def test_each_read_of_the_index_tells_its_disk_failing_from_the_file_damaged(tmp
     with RecordStore.open(tmp_path) as store:
         committed = store.committed()
         reader = RecordReader.open(tmp_path)
-        store._db, committed._db, reader._db = (_UnreadableIndex(db, error)
+        store._db, committed._db, reader._db = (FailingReads(db, error)
                                                 for db in (store._db, committed._db, reader._db))
         for read in (lambda: store.has(records[0].id), lambda: store.query(issuer=alice.did), store.flagged,
                      lambda: committed.revoked_by(alice.did, -1, 10),

@@ -3,11 +3,19 @@ sound file is not the store it is, to be restored from a backup or moved aside."
 
 import pytest
 
+from gossip.own_records import OwnRecords
+from gossip.store import RecordStore
 from node.credential_registry import CredentialRegistry
 from node.digests import DigestState
 from node.idempotency import IdempotencyStore
 
 from ..ledger.without_room import without_room
+
+def _own_records(data_dir):
+    """The list of the org's records from peers, opened as the node opens it (over the record store)."""
+    with RecordStore.open(data_dir) as store:
+        return OwnRecords.open(data_dir, lambda: 0, store)
+
 
 # Each store: its file, and how a child process opens it in the data directory sys.argv[1], printing its refusal
 STORES = {
@@ -18,6 +26,10 @@ STORES = {
                                      "opened = S.open"),
     "credentials.db": (CredentialRegistry.open, "from node.credential_registry import CredentialRegistry as S, "
                                                 "RegistryError as E\nopened = S.open"),
+    "own_records.db": (_own_records,
+                       "from gossip.own_records import OwnRecords as S, OwnRecordsError as E\n"
+                       "from gossip.store import RecordStore\n"
+                       "opened = lambda d: S.open(d, lambda: 0, RecordStore.open(d))"),
 }
 
 
