@@ -26,7 +26,7 @@ from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, Stream, peer_org
 from .peer_feed import PeerFeed
-from .peer_pace import PeerPace, reply_units
+from .peer_pace import PeerPace
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .session_slots import Place, SessionSlots, Slot
@@ -656,9 +656,9 @@ class SyncService:
         ends the fetches of gaps with its peer (`_turn_and_slot`)."""
         try:
             async with self._turn_and_slot(peer_id, gaps) as slot:
-                # A peer keeping its pace (gossip.peer_pace) with made-up heads would otherwise hold the slot for up
-                # to a million of them; what a session verified is stored as it ends (`_session`), and the next goes
-                # on from there.
+                # A peer keeping its pace (gossip.peer_pace) with records of its own org, signed in a loop, would
+                # otherwise hold the slot for as long as it signs; what a session verified is stored as it ends
+                # (`_session`), and the next goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps,
                                                   cut=lambda: deadline.cancel_called or slot.scope.cancel_called)
@@ -872,8 +872,9 @@ class SyncService:
                             await self._paced(pace, stream.write_frame, event.payload)
                         payload = await self._read(stream, pace)
                         reply = await _decoded(decode_reply, payload)
-                        pace.delivered(reply_units(reply, len(payload)))
+                        used = client.heads_used
                         event = client.receive_reply(reply)
+                        pace.read(reply, len(payload), used_heads=client.heads_used - used)
                     else:
                         assert isinstance(event, Deliver)
                         checking = self._checker.submit(event.records) if self._checker else None
