@@ -1,7 +1,10 @@
 """The pace a peer must keep in a sync session of ours (`/vouchnet/sync/1`, DESIGN.md §5): after a grace, the time
 spent waiting on it (writing our requests, reading its replies) is bought by what it delivers, MIN_RATE units a
-second, a unit as gossip.serving_budget counts them (a head or record, or a KiB of the page where that is more). A peer
+second, a unit as gossip.serving_budget counts them (a record or head, or a KiB of the page where that is more). A peer
 answering each read just inside the sync timeout with a record would otherwise hold a session for its whole bound.
+Heads the node cannot use (of issuers outside its horizon, or not ahead of what it holds) count only by their KiB, and
+those KiB buy UNUSED_HEADS_UNITS at most a session: heads of made-up issuers cost a peer nothing to send, and would
+otherwise keep its pace for the session's whole bound.
 Pure: the caller passes the seconds waited and the pages read.
 """
 
@@ -16,16 +19,10 @@ from .sync_messages import HeadsPage, RecordsPage, Reply
 # of which the peer's share of the time is the smaller part), and half what a full page (a MiB) within the sync
 # timeout (10 s) is already; a catch-up of 10^5 records within a session's 10 minutes keeps 167 a second.
 MIN_RATE = 50.0
-
-
-def reply_units(reply: Reply, size: int) -> int:
-    """The units a reply of `size` bytes delivered: its heads or records, or its KiB where more; none for any other
-    (a Busy or refusal ends the session anyway)."""
-    if isinstance(reply, HeadsPage):
-        return page_cost(len(reply.heads), size)
-    if isinstance(reply, RecordsPage):
-        return page_cost(len(reply.records), size)
-    return 0
+# Units the KiB of heads the node cannot use buy in a session at most: 50 s of pace, so that a peer sending made-up
+# heads is ended a minute in (with the grace); an honest peer's heads of 10^5 issuers the node holds already or does
+# not follow (some 9 MiB) keep their pace over any link of 160 KiB/s and more.
+UNUSED_HEADS_UNITS = 2_500
 
 
 @dataclass
@@ -34,12 +31,14 @@ class PeerPace:
 
     grace: float  # seconds the peer may take before anything it delivered counts
     rate: float = MIN_RATE
+    unused_heads_units: int = UNUSED_HEADS_UNITS  # the most units heads the node cannot use buy in all
     waited: float = 0.0
     units: int = 0
+    unused_units: int = 0  # of `units`, those bought by heads the node cannot use
 
     def __post_init__(self) -> None:
-        if not (self.grace >= 0 and self.rate > 0):
-            raise ValueError("PeerPace: grace must be at least 0, rate positive")
+        if not (self.grace >= 0 and self.rate > 0 and self.unused_heads_units >= 0):
+            raise ValueError("PeerPace: grace and unused_heads_units must be at least 0, rate positive")
 
     def allowance(self) -> float:
         """The seconds the peer may still take before it falls behind its pace (0 once it has)."""
@@ -49,6 +48,13 @@ class PeerPace:
         """The session waited `seconds` on the peer (a write, or a read)."""
         self.waited += seconds
 
-    def delivered(self, units: int) -> None:
-        """The peer delivered `units` (`reply_units` of a reply read)."""
-        self.units += units
+    def read(self, reply: Reply, size: int, *, used_heads: int = 0) -> None:
+        """The peer delivered `reply`, of `size` bytes: a page of records counts its records, or its KiB where more; a
+        page of heads, the `used_heads` of them the node uses (SyncClient.heads_used), and its KiB beyond them while
+        `unused_heads_units` last; any other reply nothing (a Busy or refusal ends the session anyway)."""
+        if isinstance(reply, RecordsPage):
+            self.units += page_cost(len(reply.records), size)
+        elif isinstance(reply, HeadsPage):
+            unused = min(page_cost(used_heads, size) - used_heads, self.unused_heads_units - self.unused_units)
+            self.unused_units += unused
+            self.units += used_heads + unused

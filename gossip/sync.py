@@ -191,6 +191,9 @@ class SyncClient:
         self._wants: deque[Range] = deque()
         self._heads_after = ""
         self._heads_read = 0
+        # heads read that the client acts on (a range or evidence asked, or one of `own` named): what keeps the peer's
+        # pace (gossip.peer_pace); heads of issuers outside `horizon` cost nothing to make up
+        self.heads_used = 0
         self._ranges: tuple[Range, ...] = ()
         self._more = False
         self._at = 0  # the range the next record may belong to
@@ -277,28 +280,37 @@ class SyncClient:
                 raise RemoteProtocolError(
                     "out_of_range", f"heads: issuer {entry.iss:.80} is not after {self._heads_after:.80}")
             self._heads_after = entry.iss
-            if entry.iss in self._own:
+            named_own = entry.iss in self._own
+            if named_own:
                 self._own_heads[entry.iss] = entry.seq
-            self._plan(entry)
+            if self._plan(entry) or named_own:
+                self.heads_used += 1
         return self._ask_heads() if page.more else self._next_request()
 
-    def _plan(self, entry: HeadEntry) -> None:
+    def _plan(self, entry: HeadEntry) -> bool:
+        """Ask for what `entry` shows we lack; whether it asked for anything."""
         if entry.iss not in self._horizon:
-            return
+            return False
         ours = self._store.head(entry.iss)
         if ours is None or entry.seq > ours.seq:
             self._want(Range(entry.iss, ours.seq + 1 if ours else 1, entry.seq))
-        elif entry.seq == ours.seq and entry.id != ours.id:
-            self._want_evidence(entry.iss, entry.seq)
-        elif entry.seq < ours.seq and entry.id != self._store.id_at(entry.iss, entry.seq):
+            return True
+        if entry.seq == ours.seq and entry.id != ours.id:
+            return self._want_evidence(entry.iss, entry.seq)
+        if entry.seq < ours.seq and entry.id != self._store.id_at(entry.iss, entry.seq):
             # A peer behind us on another branch: its pull from us would show it the fork, but the evidence it
             # signs reaches us only if it is inside our horizon, and a peer holding that branch may sign none.
-            self._want_evidence(entry.iss, entry.seq)
+            return self._want_evidence(entry.iss, entry.seq)
+        return False
 
-    def _want_evidence(self, iss: str, seq: int) -> None:
-        if iss not in self._evidence_asked:
-            self._evidence_asked.add(iss)
-            self._want(Range(iss, seq, seq))
+    def _want_evidence(self, iss: str, seq: int) -> bool:
+        """Ask for the peer's record of `iss` at `seq` unless this session asked for one of `iss` already; whether it
+        asked."""
+        if iss in self._evidence_asked:
+            return False
+        self._evidence_asked.add(iss)
+        self._want(Range(iss, seq, seq))
+        return True
 
     def _want(self, wanted: Range) -> None:
         (self._own_wants if wanted.iss in self._own else self._wants).append(wanted)

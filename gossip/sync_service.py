@@ -26,7 +26,7 @@ from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
 from .host import Host, HostError, InvalidPeerId, Stream, peer_org
 from .peer_feed import PeerFeed
-from .peer_pace import PeerPace, reply_units
+from .peer_pace import PeerPace
 from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .session_slots import Place, SessionSlots, Slot
@@ -364,13 +364,14 @@ class SyncService:
         self.patient_catch_up_peers: list[Callable[[str], bool]] = []
         # whether the node dials a peer (PeerManager.keeps, set by node.daemon): the gap reports of those it does not
         # count as one share of the gap queue together (gossip.gap_queue), and a fetch of gaps asks those it dials
-        # before the others (`_dialled_first`); None: every peer's are a share of their own, asked in the host's order.
+        # before the others (`_asking_order`); None: every peer's are a share of their own, asked in the host's order.
         # A peer it dials is a bootstrap peer or an org of the horizon at its own peer id alone (an `org` record's
         # addresses naming another peer id are passed over, gossip.peers), so an org holds one share; the orgs it
         # vouches into the horizon hold one together (`peer_group`)
         self.dialled: Callable[[str], bool] | None = None
         # the group a peer it dials counts in (PeerManager.group_of, set by node.daemon: the keys one org vouched into
-        # the horizon), whose gap reports count as one share of the gap queue together; None: each its own
+        # the horizon), whose gap reports count as one share of the gap queue together, and of which a fetch of gaps
+        # asks peers of groups it has not asked yet first (`_asking_order`); None: each its own
         self.peer_group: Callable[[str], str | None] | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -524,7 +525,7 @@ class SyncService:
         them."""
         store = self.replica.store
         heads = {iss: store.head(iss) for iss in batch.gaps}
-        present = self._dialled_first(self._syncing_peers())
+        present = self._syncing_peers()
         most = len(present) + _GAP_PEERS if batch.every else _GAP_PEERS
         asked: set[str] = set()
         # a failed session of one of these spares its ask (not a newcomer's, nor in a history fetch: it asks them all)
@@ -593,16 +594,15 @@ class SyncService:
         return _GapFetchEnd(peerless=lacking)
 
     def _next_gap_peer(self, batch: GapBatch, asked: set[str], present: list[str]) -> str | None:
-        """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else one
-        connected as the fetch started (`present`), else one that connected since (newcomers, whose ids cost nothing,
-        would otherwise take the turns of peers an org's history is asked of); of the last two, those the node dials
-        first (`_dialled_first`); the peers asked by the fetches of the ranges before, stopped at their time bound or
-        short (`batch.tried`), after all others, so that those peers asked first again (slow ones, or ones that sent
-        what they hold) cannot keep the others from being asked; None if none is left."""
-        candidates = self._dialled_first([peer for peer in self._syncing_peers() if peer not in asked])
+        """The next peer to ask for `batch`'s ranges, of those connected and not asked yet: an origin, else the first
+        of the others in asking order (`_asking_order`); the peers asked by the fetches of the ranges before, stopped at
+        their time bound or short (`batch.tried`), after all others, so that those peers asked first again (slow ones,
+        or ones that sent what they hold) cannot keep the others from being asked; None if none is left."""
+        candidates = [peer for peer in self._syncing_peers() if peer not in asked]
         for pool in ([peer for peer in candidates if peer not in batch.tried], candidates):
             waiting = set(pool)
-            if peer := next((peer for peer in (*batch.origins, *present) if peer in waiting), next(iter(pool), None)):
+            if peer := next((peer for peer in batch.origins if peer in waiting),
+                            next(iter(self._asking_order(pool, present, asked)), None)):
                 return peer
         return None
 
@@ -615,14 +615,20 @@ class SyncService:
         if batch.every or not answered or not asked <= set(batch.origins):
             return None
         left = [peer for peer in self._syncing_peers() if peer not in batch.origins and self._own_share(peer)]
-        waiting = set(left)
-        return next((peer for peer in (*present, *left) if peer in waiting), None)
+        return next(iter(self._asking_order(left, present, asked)), None)
 
-    def _dialled_first(self, peers: list[str]) -> list[str]:
-        """`peers`, those the node dials (`dialled`) first, each part in the host's order, by peer id: ids cost
-        nothing, so strangers with ids made to come first, answering a fetch of gaps without the records, would
-        otherwise take the asks left after its origins' (_GAP_PEERS), and no peer the node dials would be asked."""
-        return sorted(peers, key=lambda peer: not self._own_share(peer))
+    def _asking_order(self, peers: list[str], present: list[str], asked: set[str]) -> list[str]:
+        """`peers` in the order a fetch of gaps asks them: those connected as it started (`present`) first (newcomers,
+        whose ids cost nothing, would otherwise take the turns of peers an org's history is asked of); in each part
+        those the node dials (`dialled`) first (strangers with ids made to come first, answering without the records,
+        would otherwise take the asks left after the origins', _GAP_PEERS, and no peer the node dials would be asked),
+        and of those, the ones of a group (`peer_group`) no peer in `asked` is of first (the keys one org vouched in
+        would otherwise take them all: the peers it dials of one group are up to a quarter of them); each part in the
+        host's order, by peer id."""
+        there = set(present)
+        groups = {group for peer in asked if (group := self._group_of(peer)) is not None}
+        return sorted(peers, key=lambda peer: (peer not in there, not self._own_share(peer),
+                                               self._group_of(peer) in groups))
 
     def heard_log(self, org: str, size: int) -> None:
         """For Witnessing (its `log_listeners`): a checkpoint of `org`'s records log, of `size` entries, arrived by
@@ -656,9 +662,9 @@ class SyncService:
         ends the fetches of gaps with its peer (`_turn_and_slot`)."""
         try:
             async with self._turn_and_slot(peer_id, gaps) as slot:
-                # A peer keeping its pace (gossip.peer_pace) with made-up heads would otherwise hold the slot for up
-                # to a million of them; what a session verified is stored as it ends (`_session`), and the next goes
-                # on from there.
+                # A peer keeping its pace (gossip.peer_pace) with records of its own org, signed in a loop, would
+                # otherwise hold the slot for as long as it signs; what a session verified is stored as it ends
+                # (`_session`), and the next goes on from there.
                 with trio.move_on_after(self.session_seconds) as deadline:
                     fetched = await self._session(peer_id, gaps,
                                                   cut=lambda: deadline.cancel_called or slot.scope.cancel_called)
@@ -872,8 +878,9 @@ class SyncService:
                             await self._paced(pace, stream.write_frame, event.payload)
                         payload = await self._read(stream, pace)
                         reply = await _decoded(decode_reply, payload)
-                        pace.delivered(reply_units(reply, len(payload)))
+                        used = client.heads_used
                         event = client.receive_reply(reply)
+                        pace.read(reply, len(payload), used_heads=client.heads_used - used)
                     else:
                         assert isinstance(event, Deliver)
                         checking = self._checker.submit(event.records) if self._checker else None

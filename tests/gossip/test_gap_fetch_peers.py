@@ -1,5 +1,6 @@
 """Gap fetches as peers come and go (trio's mock clock, sessions stood in for): a fetch asks a peer that connects
-while it runs, each peer once and a few in all (newcomers after the peers connected as it started); an issuer
+while it runs, each peer once and a few in all (newcomers after the peers connected as it started, a group's peers
+after those of groups it has not asked); an issuer
 whose peers asked all left before answering, said to come back later, refused the sync protocol or were on another
 network (or that no peer could be asked for) does not back off, and its range is fetched from the next peer to
 connect, or at once from a peer still there that the fetch did not ask or that came back, or that had said to come back
@@ -439,11 +440,54 @@ async def test_a_gap_its_reporters_answer_without_is_asked_of_a_peer_the_node_di
 
     async with gaps(tmp_path, [*HOSTILE, stranger, holder, lacking], session) as node:
         node.service.dialled = {*HOSTILE, holder, lacking}.__contains__
-        await trio.sleep(1)
-        for reporter in HOSTILE:
-            node.service.request_gaps(reporter, GAP)
-        await trio.sleep(1)
-        assert [peer for _, peer in node.asked] == [*HOSTILE, holder]
+        assert await _asked_once_reported(node, HOSTILE) == [*HOSTILE, holder]
+        assert node.store.has(MISSING.id) and node.service.stats.gap_issuers_vain == 0
+
+
+async def _asked_once_reported(node: Gaps, reporters: list[str]) -> list[str]:
+    """The peers asked in the second after `reporters` each reported GAP (a second in)."""
+    await trio.sleep(1)
+    for reporter in reporters:
+        node.service.request_gaps(reporter, GAP)
+    await trio.sleep(1)
+    return [peer for _, peer in node.asked]
+
+
+ONE_ORG_S_KEYS = [f"12D3KooWGroupKey{i}" for i in range(3)]  # listening keys one org vouched into the horizon
+
+
+async def test_a_gap_fetch_asks_peers_of_another_group_before_more_of_one_org_s_keys(tmp_path, autojump_clock):
+    """Found by stop 44's brief: after a gap's reporter, a fetch asked the peers the node dials in the host's order,
+    and the fresh keys one org vouched into the horizon (a quarter of the peers it dials, up to 12) count as dialled:
+    ids made to come first, answering without the records, took the asks left (_GAP_PEERS), the issuer backed off,
+    and the peer of another org holding the gap waited for a periodic round. A fetch asks a peer of a group it has not
+    asked yet (PeerManager.group_of) first: one of those keys, then the holder."""
+    holder = "12D3KooWPeerZ"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == holder else 0
+
+    async with gaps(tmp_path, [A, *ONE_ORG_S_KEYS, holder], session) as node:
+        node.service.dialled = {A, *ONE_ORG_S_KEYS, holder}.__contains__
+        node.service.peer_group = {**dict.fromkeys(ONE_ORG_S_KEYS, "did:key:zOneOrg"), holder: holder}.get
+        assert await _asked_once_reported(node, [A]) == [A, ONE_ORG_S_KEYS[0], holder]
+        assert node.store.has(MISSING.id) and node.service.stats.gap_issuers_vain == 0
+
+
+async def test_a_gap_one_org_s_keys_reported_and_answered_without_is_asked_of_a_peer_of_another_group(tmp_path,
+                                                                                                     autojump_clock):
+    """The one more peer a fetch asks past its reporters answering without the gap (`_past_reporters`) is one of a
+    group none of them is of: reporters that are one org's keys would otherwise have the fetch ask another of its keys,
+    the issuer backing off with the holder unasked."""
+    reporters, another_key, holder = ONE_ORG_S_KEYS, "12D3KooWGroupKeyX", "12D3KooWPeerZ"
+
+    async def session(node: Gaps, peer: str) -> int:
+        return node.fill() if peer == holder else 0
+
+    async with gaps(tmp_path, [*reporters, another_key, holder], session) as node:
+        node.service.dialled = {*reporters, another_key, holder}.__contains__
+        node.service.peer_group = {**dict.fromkeys([*reporters, another_key], "did:key:zOneOrg"), holder: holder}.get
+        assert await _asked_once_reported(node, reporters) == [*reporters, holder]
         assert node.store.has(MISSING.id) and node.service.stats.gap_issuers_vain == 0
 
 

@@ -1,11 +1,14 @@
 """The pace a peer must keep in a sync session of ours (gossip.peer_pace; trio's mock clock, streams in memory): one
 answering each read just inside the sync timeout with a record is ended within a read of the grace, and the peers
-asked after it fill the gap; an honest peer, however slow, delivering at the pace or above, never is."""
+asked after it fill the gap; an honest peer, however slow, delivering at the pace or above, never is; heads the node
+cannot use (made up, say) keep no pace past a minute, and an honest peer's heads of 10^5 issuers it does not follow
+keep theirs over a link of 200 KiB/s."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,16 +17,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from gossip.peer_pace import MIN_RATE, PeerPace, reply_units
+from gossip.peer_pace import MIN_RATE, UNUSED_HEADS_UNITS, PeerPace
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync import IssuerIndex, SyncLimits, SyncServer
-from gossip.sync_messages import (HeadEntry, HeadsPage, HeadsRequest, RecordsPage, decode_request,
+from gossip.sync_messages import (Busy, HeadEntry, HeadsPage, HeadsRequest, RecordsPage, Reply, decode_request,
                                   encode_message)
 from gossip.sync_service import SyncService
 
 from ..factories import Org
 from .nodes import ConnectedHost
+from .test_sync_rounds import ScriptedPeerStream
 from .test_sync_session import ServedStream
 
 TIMEOUT = 10.0
@@ -160,13 +164,84 @@ async def test_a_peer_slower_than_its_pace_has_its_round_ended_and_what_it_deliv
     assert trio.current_time() < 60
 
 
+def heads_stream(pages: Iterable[tuple[HeadEntry, ...]], delay: float) -> ScriptedPeerStream:
+    """A peer's sync stream answering each read `delay` seconds in with the next of `pages` of heads (`more` but for
+    the last)."""
+    pending = iter(pages)
+    upcoming: list[tuple[HeadEntry, ...] | None] = [next(pending, ())]
+
+    async def answer() -> bytes:
+        await trio.sleep(delay)
+        page, upcoming[0] = upcoming[0], next(pending, None)
+        assert page is not None
+        return encode_message(HeadsPage(page, more=upcoming[0] is not None))
+
+    return ScriptedPeerStream(answer)
+
+
+def made_up_heads(per_page: int, width: int, pages: int | None = None) -> Iterator[tuple[HeadEntry, ...]]:
+    """Pages of `per_page` heads of made-up issuers `width` characters long, in issuer order (for ever if `pages` is
+    None); each page small enough to be decoded on the event loop (a worker thread decoding one would let trio's mock
+    clock jump past the bounds)."""
+    issuers = (f"did:key:z{n:0{width - 9}d}" for n in itertools.count())
+    for _ in itertools.count() if pages is None else range(pages):
+        page = tuple(HeadEntry(next(issuers), 1, bytes(32)) for _ in range(per_page))
+        assert len(encode_message(HeadsPage(page, more=True))) < 4096
+        yield page
+
+
+async def _heads_round(tmp_path: Path, pages: Iterable[tuple[HeadEntry, ...]], delay: float) -> SyncService:
+    """A full round with a peer answering each heads request `delay` seconds in with the next of `pages`."""
+    with RecordStore.open(tmp_path) as store:
+        host = ConnectedHost([HOLDER])
+        host.open_stream = lambda peer, protocol: _opened(heads_stream(pages, delay))  # type: ignore[attr-defined]
+        replica = Replica(SigningKey.generate(), store, roots=(ORG.did,), max_hops=1, held_limit=10)
+        service = SyncService(host, replica, network="test", timeout=TIMEOUT)
+        await service.sync_with(HOLDER)
+        return service
+
+
+async def _opened(stream: ScriptedPeerStream) -> ScriptedPeerStream:
+    return stream
+
+
+async def test_a_peer_keeping_its_pace_with_heads_of_made_up_issuers_is_ended_once_its_grace_is_spent(
+        tmp_path, autojump_clock):
+    """Found by stop 44's brief: heads of issuers outside the horizon, which cost nothing to make up, counted as
+    delivered, so a peer sending 50 of them a second (a tenth above the pace) held a full round to its 10-minute bound,
+    and eight such peers held every session slot. Heads the node cannot use count only by their KiB: three a page
+    here, far below the pace."""
+    service = await _heads_round(tmp_path, made_up_heads(50, 18), 50 / (1.1 * MIN_RATE))
+    assert +service.stats.errors == {"slow": 1}
+    assert trio.current_time() < TIMEOUT + 1
+
+
+async def test_a_peer_keeping_its_pace_with_kib_of_made_up_heads_is_ended_a_minute_in(tmp_path, autojump_clock):
+    """Heads of long made-up issuers, 4 KiB a page, a tenth above the pace: their KiB buy UNUSED_HEADS_UNITS at most
+    (50 s of pace), and the round is ended within a minute and a page, not at its 10-minute bound."""
+    service = await _heads_round(tmp_path, made_up_heads(16, 200), 4 / (1.1 * MIN_RATE))
+    assert +service.stats.errors == {"slow": 1}
+    assert abs(trio.current_time() - (TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE)) < 1
+
+
+async def test_an_honest_peer_s_heads_of_many_issuers_the_node_does_not_follow_keep_their_pace(tmp_path,
+                                                                                              autojump_clock):
+    """A peer whose horizon holds 10^5 orgs outside the node's (did:key's 56 characters each, some 9 MiB of heads) over
+    a link of 200 KiB/s: its round runs to the end."""
+    per_page = 40
+    page_bytes = len(encode_message(HeadsPage(next(made_up_heads(per_page, 56)), more=True)))
+    service = await _heads_round(tmp_path, made_up_heads(per_page, 56, 10**5 // per_page), page_bytes / (200 * 1024))
+    assert (service.stats.full_rounds, +service.stats.errors) == (1, {})
+    assert trio.current_time() > TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE / 2
+
+
 @given(st.lists(st.tuples(st.floats(0, TIMEOUT), st.integers(0, 1000)), max_size=200), st.floats(0, 30))
 def test_a_peer_delivering_at_its_pace_read_after_read_is_never_behind(reads, grace):
     """Whatever each read takes, one that delivers the rate's worth of its wait leaves the peer the whole grace."""
     pace = PeerPace(grace=grace)
     for seconds, more in reads:
         pace.took(seconds)
-        pace.delivered(max(more, math.ceil(seconds * pace.rate)))
+        pace.read(RecordsPage((), more=True), 1024 * max(more, math.ceil(seconds * pace.rate)))
         assert pace.allowance() >= grace - 1e-9
 
 
@@ -177,13 +252,34 @@ def test_a_peer_delivering_a_record_a_read_falls_behind_within_a_read_of_its_gra
     pace = PeerPace(grace=TIMEOUT)
     while pace.allowance() >= seconds:
         pace.took(seconds)
-        pace.delivered(1)
+        pace.read(RecordsPage((RECORDS[0].raw,), more=True), len(RECORDS[0].raw))
     assert pace.waited <= TIMEOUT + seconds
 
 
-def test_a_page_counts_its_heads_or_records_or_its_kib_where_more():
+def test_a_page_counts_its_records_or_the_heads_the_node_uses_or_its_kib_where_more():
     heads = HeadsPage(tuple(HeadEntry(f"did:key:z{i:04}", 1, bytes(32)) for i in range(3)), more=True)
-    assert reply_units(heads, len(encode_message(heads))) == 3
+    assert _units_of([(heads, len(encode_message(heads)), 3)]) == 3
+    assert _units_of([(heads, len(encode_message(heads)), 0)]) == 1
+    assert _units_of([(heads, 10 * 1024, 2)]) == 10
     records = RecordsPage((RECORDS[0].raw,), more=False)
-    assert reply_units(records, 10 * 1024) == 10
-    assert reply_units(records, len(RECORDS[0].raw)) == 1
+    assert _units_of([(records, 10 * 1024, 0)]) == 10
+    assert _units_of([(records, len(RECORDS[0].raw), 0)]) == 1
+    assert _units_of([(Busy(1, "spent"), 10 * 1024, 0)]) == 0
+
+
+def _units_of(reads: Iterable[tuple[Reply, int, int]], unused_heads_units: int = UNUSED_HEADS_UNITS) -> int:
+    pace = PeerPace(grace=TIMEOUT, unused_heads_units=unused_heads_units)
+    for reply, size, used in reads:
+        pace.read(reply, size, used_heads=used)
+    return pace.units
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(1, 1 << 20)), max_size=50), st.integers(0, 3000))
+def test_heads_the_node_uses_count_in_full_and_the_others_kib_no_more_than_the_bound(pages, bound):
+    """However the pages of heads come, each head the node uses counts, and the KiB of the others buy no more than
+    `unused_heads_units` in all (nor more than their KiB)."""
+    page = HeadsPage((), more=True)
+    units = _units_of([(page, size, used) for used, size in pages], bound)
+    used = sum(used for used, _ in pages)
+    assert used <= units <= used + bound
+    assert units <= sum(max(used, math.ceil(size / 1024)) for used, size in pages)

@@ -1,4 +1,5 @@
-"""Sync session slots under peers that stall, keeping their pace with made-up issuers (trio's mock clock): the start's
+"""Sync session slots under peers that stall, keeping their pace (with made-up issuers, counted here as the records of
+an org signing in a loop would be, nodes.HeadsKeepingPace) (trio's mock clock): the start's
 catch-up (node.daemon) still ends on its round with the one honest peer holding the org's records, well before
 startup_sync_seconds, whether the stallers dialled in, hold the node's inbound streams, or are peers the node dials
 (then after one turn, or as soon as their heads name none of the org's keys; twice as many as slots, after two turns),
@@ -31,6 +32,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gossip import sync_service
 from gossip.host import HostError, PeerEvent
 from gossip.peer_pace import MIN_RATE
 from gossip.peers import KnownPeer
@@ -44,7 +46,7 @@ from ledger import MAX_COSIGNATURES
 from node.daemon import SETTLE_SECONDS, CatchUp, _catch_up_late, _caught_up, _dialled_rounds
 
 from ..factories import Org
-from .nodes import ConnectedHost, IdleGossip
+from .nodes import ConnectedHost, HeadsKeepingPace, IdleGossip
 from .test_sync_session import ServedStream
 
 TIMEOUT, STARTUP_SYNC_SECONDS, SLOTS = 10.0, 10.0, 8
@@ -59,6 +61,11 @@ OTHER = Org()  # an org inside the node's horizon
 OTHERS_RECORDS = [OTHER.record() for _ in range(20)]
 
 
+@pytest.fixture(autouse=True)
+def _stallers_keep_their_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_service, "PeerPace", HeadsKeepingPace)
+
+
 @asynccontextmanager
 async def held(slots: SessionSlots, needed: Callable[[], bool]) -> AsyncIterator[Slot]:
     """A slot of `slots`, held in the block, as a session takes one (SyncService._turn_and_slot)."""
@@ -69,7 +76,7 @@ async def held(slots: SessionSlots, needed: Callable[[], bool]) -> AsyncIterator
 
 class StallingStream:
     """A hostile peer's sync stream: each heads request answered with as many made-up issuers as keep its pace
-    (gossip.peer_pace: STALLING_HEADS every STALLING_SECONDS), for as long as the session's bound allows (10 minutes);
+    (HeadsKeepingPace: STALLING_HEADS every STALLING_SECONDS), for as long as the session's bound allows (10 minutes);
     or, `naming_other`, heads naming only OTHER `heads_after` seconds in, then each page of its records just inside the
     timeout, one record a page (behind its pace within a read of its grace)."""
 

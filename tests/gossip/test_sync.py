@@ -473,6 +473,24 @@ def test_heads_must_come_in_issuer_order_and_within_the_page_asked_for():
                 client.receive(encode_message(page))
 
 
+def test_a_client_counts_as_used_only_the_heads_it_acts_on():
+    """Heads that keep a peer's pace (gossip.peer_pace) are those the client asks records for (a range it lacks, a
+    fork's evidence) or that name one of its org's keys; not heads of issuers outside its horizon, which cost nothing
+    to make up, nor heads of what it holds already."""
+    held = {ORGS[0].did, ORGS[1].did, ORGS[3].did}
+    with sides(1) as (side,):
+        give(side, [record for did in held for record in CHAINS[did]])
+        client = SyncClient(side.store, side.replica.horizon, SyncLimits(), own={ORGS[1].did})
+        client.start()
+        heads = [HeadEntry(ORGS[0].did, CHAIN, FORK[-1].id),  # a fork: its evidence is asked for
+                 HeadEntry(ORGS[1].did, CHAIN, CHAINS[ORGS[1].did][-1].id),  # the org's own key, held
+                 HeadEntry(ORGS[2].did, CHAIN, CHAINS[ORGS[2].did][-1].id),  # ahead
+                 HeadEntry(ORGS[3].did, CHAIN, CHAINS[ORGS[3].did][-1].id),  # held
+                 HeadEntry(Org().did, 1, bytes(32))]  # outside the horizon
+        client.receive(encode_message(HeadsPage(tuple(sorted(heads, key=lambda entry: entry.iss)), more=False)))
+        assert client.heads_used == 3
+
+
 def test_a_server_that_never_stops_sending_heads_is_cut_off():
     with sides(1) as (side,):
         client = SyncClient(side.store, side.replica.horizon, SyncLimits(heads_page=1, max_heads=3))

@@ -9,6 +9,7 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
+from gossip import sync_service
 from gossip.host import HostError, PeerEvent, peer_id_from_public_key, peer_org
 from gossip.replica import Replica
 from gossip.store import RecordStore
@@ -16,7 +17,7 @@ from gossip.sync_messages import Busy, HeadEntry, HeadsPage, encode_message
 from gossip.sync_service import SyncService
 
 from ..factories import new_did
-from .nodes import ConnectedHost
+from .nodes import ConnectedHost, HeadsKeepingPace
 
 INTERVAL, ROUND_PEERS = 10.0, 3
 PEERS = [f"12D3KooWPeer{i}" for i in range(12)]
@@ -149,11 +150,14 @@ def busy_once(come_back: int, opened: list[float]) -> Callable[[str, str], Await
     return open_stream
 
 
-async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(tmp_path, autojump_clock):
+async def test_a_peer_that_answers_just_in_time_cannot_hold_a_session_for_ever(tmp_path, autojump_clock,
+                                                                             monkeypatch):
     """Found by the sync audit: with no overall bound, a dripping peer held a session slot for up to max_heads reads
     (10^6 x timeout), and eight such peers took every slot. (One answering each read just in time with an issuer now
-    falls behind its pace within a read, tests/gossip/test_peer_pace.py; this one keeps its pace, with issuers it
-    makes up.)"""
+    falls behind its pace within a read, and one sending made-up issuers' heads within a minute,
+    tests/gossip/test_peer_pace.py; this one keeps its pace, as records of an org signing in a loop would:
+    HeadsKeepingPace.)"""
+    monkeypatch.setattr(sync_service, "PeerPace", HeadsKeepingPace)
     timeout = 10.0
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
