@@ -608,14 +608,14 @@ def hold_reads(monkeypatch) -> tuple[threading.Semaphore, threading.Event]:
 
 def spy_reads(monkeypatch) -> list[ReadTurns]:
     """The turns to be read each long request waits for, as read_request is given them."""
-    limiters = []
+    turns = []
 
     async def read_request_spy(read, size, reads, held):
-        limiters.append(reads)
+        turns.append(reads)
         return await read_request(read, size, reads, held)
 
     monkeypatch.setattr(ingest_api, "read_request", read_request_spy)
-    return limiters
+    return turns
 
 
 async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
@@ -623,7 +623,7 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
     4 KiB gzipped), and trio's 40 worker threads read 40 at once: a second read is no faster (Python code holds the
     GIL), only more memory. The second waits for the first, then is read."""
     entered, release = hold_reads(monkeypatch)
-    limiters = spy_reads(monkeypatch)
+    turns = spy_reads(monkeypatch)
     long = empty_spans(ingest_api.READ_ON_LOOP_BYTES)
     answers = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
@@ -637,7 +637,7 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
             nursery.start_soon(post)
             await trio.to_thread.run_sync(entered.acquire)
             await trio.testing.wait_all_tasks_blocked()  # the second request as far as it goes while the first reads
-            waiting = [reads.waiting for reads in limiters]
+            waiting = [reads.waiting for reads in turns]
             second_at_once = entered.acquire(blocking=False)
             release.set()
     assert waiting == [1, 1] and not second_at_once  # the second waits its turn, its read not begun
