@@ -4,10 +4,14 @@ and gives back when it is answered. A request that cannot get its share within a
 Retry-After, which OTLP/HTTP §Failures has exporters retry), so a flood of small gzip bodies that inflate to the
 limit cannot hold the node's memory a full body a connection.
 
-Nor can bodies sent slowly hold the budget against the others: a request that finds no room within its wait takes
-the room of requests whose bodies have been arriving for longer than that wait, the longest first (each refused
-as over budget), as the HTTP server gives a newcomer the slot of the connection waiting longest on its client. A
-client that sends its body as fast as the node reads it, as a local exporter does, is never one of them.
+Nor can bodies held unread hold the budget against the others: a request that finds no room within its wait takes
+the room of requests whose bodies have been arriving for longer than that wait, the longest first, then of those
+that have been waiting their turn to be read for longer than that wait, the largest first (each refused as over
+budget), as the HTTP server gives a newcomer the slot of the connection waiting longest on its client. A client that
+sends its body as fast as the node reads it, as a local exporter does, is never one of the first. The second are
+the bodies queued behind the node's reads (node.read_turns); the largest go first, as they would be read last, take
+the longest to read and give back the most room: a client queueing bodies at the limit cannot have the room of an
+exporter's far smaller request taken while it waits its turn.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
+from .read_turns import ReadTurns
+
 
 class OverBudget(Exception):
     """The budget had no room for a request's bytes within its wait."""
 
 
 class Evicted(OverBudget):
-    """A request's body was still arriving, for longer than a request that found no room waited, and that request
-    took its room."""
+    """A request's body was still arriving, or waiting its turn to be read, for longer than a request that found no
+    room waited, and that request took its room."""
 
 
 class BodyBudget:
@@ -34,7 +40,7 @@ class BodyBudget:
         self.total, self.wait_s = total, wait_s
         self.free = total
         self._freed = trio.Event()
-        self._arriving: dict[Holding, None] = {}  # the requests whose bodies are arriving, the longest first
+        self._unread: dict[Holding, None] = {}  # the requests whose bodies are arriving or waiting their turn
 
     @asynccontextmanager
     async def holding(self) -> AsyncIterator[Holding]:
@@ -59,15 +65,17 @@ class BodyBudget:
 
     def _evict_for(self, count: int, taker: Holding) -> None:
         """Give back the bytes of requests whose bodies have been arriving for longer than `taker` waited, the
-        longest first, as many as `taker` needs for `count` bytes; none if they hold too few."""
+        longest first, then of those waiting their turn to be read for longer, the largest first, as many as `taker`
+        needs for `count` bytes; none if they hold too few."""
         since = trio.current_time() - self.wait_s
+        unread = [held for held in self._unread if held.unread_since <= since and held is not taker and held.bytes]
+        waiting = sorted((held for held in unread if held.waiting), key=lambda held: held.bytes, reverse=True)
         wanted, evicted = count - self.free, []
-        for held in self._arriving:
-            if wanted <= 0 or held.arriving_since > since:
+        for held in [held for held in unread if not held.waiting] + waiting:
+            if wanted <= 0:
                 break
-            if held is not taker and held.bytes:
-                evicted.append(held)
-                wanted -= held.bytes
+            evicted.append(held)
+            wanted -= held.bytes
         if wanted <= 0:
             for held in evicted:
                 held.evict()
@@ -85,9 +93,10 @@ class Holding:
     def __init__(self, budget: BodyBudget) -> None:
         self._budget = budget
         self.bytes = 0
-        self.arriving_since = 0.0  # trio's clock when its body began to arrive (while `arriving`)
+        self.unread_since = 0.0  # trio's clock when its body began to arrive, or to wait its turn (while unread)
+        self.waiting = False  # (while unread) waiting its turn to be read, not arriving
         self.evicted = False
-        self._arrival = trio.CancelScope()
+        self._unread = trio.CancelScope()
 
     async def take(self, count: int) -> None:
         """Hold `count` more bytes, waiting for room; raises OverBudget (Evicted if its room was taken)."""
@@ -106,24 +115,45 @@ class Holding:
     def arriving(self) -> Iterator[None]:
         """While the request's body arrives from its client: the block is cancelled and Evicted raised if another
         request takes its room (BodyBudget._evict_for), all it held given back."""
-        self.arriving_since = trio.current_time()
-        self._budget._arriving[self] = None
+        with self._held_unread(waiting=False):
+            yield
+
+    async def turn(self, turns: ReadTurns, size: int) -> None:
+        """Wait for the turn of its body of `size` bytes to be read, which the caller then gives back; Evicted, the
+        turn not kept, if another request takes its room meanwhile (BodyBudget._evict_for)."""
+        taken = False
         try:
-            with self._arrival:
+            with self._held_unread(waiting=True):
+                await turns.take(size)
+                taken = True
+        except Evicted:
+            if taken:  # (its room taken as its turn came, before it ran on)
+                turns.give_back()
+            raise
+
+    @contextmanager
+    def _held_unread(self, *, waiting: bool) -> Iterator[None]:
+        """The block cancelled, and Evicted raised, if another request takes this one's room meanwhile."""
+        self.unread_since, self.waiting = trio.current_time(), waiting
+        self._unread = trio.CancelScope()
+        self._budget._unread[self] = None
+        try:
+            with self._unread:
                 yield
         finally:
-            self._budget._arriving.pop(self, None)
+            self._budget._unread.pop(self, None)
         if self.evicted:
             raise self._evicted()
 
     def evict(self) -> None:
-        """Give back all this request holds, and end its body's arrival (Evicted)."""
+        """Give back all this request holds, and end its body's arrival or its wait for its turn (Evicted)."""
         self.evicted = True
-        self._budget._arriving.pop(self, None)
+        self._budget._unread.pop(self, None)
         self.give_back(self.bytes)
-        self._arrival.cancel()
+        self._unread.cancel()
 
     def _evicted(self) -> Evicted:
-        return Evicted(f"it had been arriving for over {self._budget.wait_s:g} s when a request found no room in "
-                       f"the {self._budget.total} bytes of request bodies the node holds at once; send it faster, "
-                       "or retry")
+        doing, advice = ("waiting its turn to be read", "retry") if self.waiting else ("arriving",
+                                                                                       "send it faster, or retry")
+        return Evicted(f"it had been {doing} for over {self._budget.wait_s:g} s when a request found no room in "
+                       f"the {self._budget.total} bytes of request bodies the node holds at once; {advice}")

@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import cbor2
+
 from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
@@ -48,6 +50,7 @@ _SPAN_KEY_BYTES = (_TRACE_HEX + _SPAN_HEX) // 2
 # Span ids looked up a statement at a time, two bound values each: within SQLite's default limit of 32766.
 _LOOKUP_CHUNK = 4096
 SPAN_CONTENT_BYTES = 8  # of a span's row id, after its span_key: what its event says (span_content)
+SPAN_CONTENT_VERSION = b"vouchnet span 1"  # span_content's encoding: a new one is a new version, the last one matched
 _EXPIRE_CHUNK = 50_000  # span rows deleted a statement (IdempotencyStore.expire): some 60 ms
 _NO_ENTRY = 2**63 - 1  # beyond every audit-log entry
 
@@ -80,8 +83,8 @@ CREATE TABLE IF NOT EXISTS record_keys (
     PRIMARY KEY (route, key)
 );
 CREATE INDEX IF NOT EXISTS record_keys_at ON record_keys (at);
--- A stored span's trace and span id (24 bytes) and span_content (8; none in a row stored before it was kept), by the
--- audit-log entry of its event.
+-- A stored span's trace and span id (24 bytes) and span_content (8; none in a row stored before it was kept, its
+-- legacy_span_content in one stored before it was versioned), by the audit-log entry of its event.
 CREATE TABLE IF NOT EXISTS spans (entry INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
 -- When each request's spans were stored, by the first entry of its append: what expires them.
 CREATE TABLE IF NOT EXISTS span_appends (first INTEGER PRIMARY KEY, at INTEGER NOT NULL);
@@ -117,8 +120,22 @@ def span_key(trace_id: str, span_id: str) -> bytes | None:
 
 
 def span_content(event: Event) -> bytes:
-    """What a span says, the event it became (its repr: every field), as a BLAKE2b hash of SPAN_CONTENT_BYTES: a span
-    retried says the same. (2 us a span, where the JSON's SHA-256 took 6.5 and the commit of a retried span 2.2.)"""
+    """What a span says, the event it became, as a BLAKE2b hash of SPAN_CONTENT_BYTES personalised with the version
+    of its encoding (SPAN_CONTENT_VERSION): deterministic CBOR (RFC 8949 §4.2.1) of the array [agent, ts, category,
+    name, outcome, duration_ms or null, high_risk, [[key, value], ...] of attrs sorted by key]. A span retried says
+    the same, whatever becomes of Event's repr: a field Event gains goes at the end, left out while at its default,
+    so that spans stored before still match. (An array: a map's canonical key order took twice the CPU.)"""
+    attrs = [[key, event.attrs[key]] for key in sorted(event.attrs)]
+    fields = [event.agent, event.ts, event.category, event.name, event.outcome, event.duration_ms, event.high_risk,
+              attrs]
+    return hashlib.blake2b(cbor2.dumps(fields, canonical=True), digest_size=SPAN_CONTENT_BYTES,
+                           person=SPAN_CONTENT_VERSION).digest()
+
+
+def legacy_span_content(event: Event) -> bytes:
+    """span_content as vouchnet wrote it before SPAN_CONTENT_VERSION: a hash of the event's repr. Rows of it match
+    for as long as they are kept (WINDOW_MS after a node's upgrade); Event's fields must not change before this goes
+    (else it hashes another repr)."""
     return hashlib.blake2b(repr(event).encode(), digest_size=SPAN_CONTENT_BYTES).digest()
 
 

@@ -22,7 +22,7 @@ from vouching.scoring import TrustEngine
 
 from .audit_log import Appended, AuditLog
 from .events import MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, Event, InvalidEvent, parse_event
-from .idempotency import IdempotencyStore, StoredReply, span_content, span_key
+from .idempotency import IdempotencyStore, StoredReply, legacy_span_content, span_content, span_key
 from .metrics import Registry
 from .otlp import IGNORED_REASONS, MALFORMED, SpanBatch
 from .span_rejection_log import SpanRejectionLog
@@ -314,8 +314,8 @@ class Ingestor:
         for event, span in zip(pending.events, spans):
             if span is not None:
                 content, contents = span_content(event), stored.setdefault(span, set())
-                if content in contents or b"" in contents:  # (b"": stored before contents were kept)
-                    continue
+                if content in contents or b"" in contents or contents and legacy_span_content(event) in contents:
+                    continue  # (b"": stored before contents were kept; legacy: before their encoding was versioned)
                 conflicting += bool(contents)
                 contents.add(content)
                 reserved.append((first + len(events), span + content))

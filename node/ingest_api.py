@@ -27,6 +27,7 @@ from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_
 from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge, read_batch
 from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
                    TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
+from .read_turns import ReadTurns
 
 MAX_TRACES_BYTES = 4 << 20
 # A trace export request or events batch longer than this is read (decoded, its spans sorted out; parsed, its events
@@ -34,9 +35,10 @@ MAX_TRACES_BYTES = 4 << 20
 # thread for 0.5-1.2 s, and 1 MiB of integers in a batch 0.07 s (benchmarks/otlp_attacks.py). The stock SDK's 512
 # spans are some 130 KB. Python code holds the GIL, so the loop is slowed, not stopped.
 READ_ON_LOOP_BYTES = 16 * 1024
-# Such requests read at once, at most; the others wait their turn. The protobuf parser holds 15-25 bytes a byte of
-# the body as it reads it: 65-100 MB for 4 MiB of empty spans or attributes, 4 KiB of gzip, where trio's 40 worker
-# threads let 40 reads run at once. Python code holds the GIL: a second read at once is no faster, only more memory.
+# Such requests read at once, at most; the others wait their turn, the smallest body first (node.read_turns). The
+# protobuf parser holds 15-25 bytes a byte of the body as it reads it: 65-100 MB for 4 MiB of empty spans or
+# attributes, 4 KiB of gzip, where trio's 40 worker threads let 40 reads run at once. Python code holds the GIL: a
+# second read at once is no faster, only more memory.
 READS_AT_ONCE = 1
 # Request bodies (as received and decompressed) both endpoints hold at once, across requests: 16 at the traces limit.
 # Without a bound, each of the API's 1,024 connections could hold a body 4 MiB decompressed from 4 KiB of gzip while
@@ -78,8 +80,9 @@ _EVENTS_BODY = {
 
 _BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once ({BODY_BYTES_AT_ONCE >> 20} "
                                            f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s, "
-                                           f"or it had been arriving for over {BODY_WAIT_S:g} s when another found "
-                                           "none and took its room; retry after Retry-After"}
+                                           f"or it had been arriving, or waiting its turn to be read, for over "
+                                           f"{BODY_WAIT_S:g} s when another found none and took its room; retry "
+                                           "after Retry-After"}
 
 
 class _Refused(Exception):
@@ -116,7 +119,12 @@ async def read_body(request: Request, limit: int, held: Holding) -> bytes:
         del chunks
         return body if encoding == "identity" else await _inflate(body, encoding, limit, held, too_large)
     except OverBudget as error:
-        raise _Refused(503, "busy", f"body: {error}", {"Retry-After": str(BUSY_RETRY_S)}) from None
+        raise _busy(error) from None
+
+
+def _busy(error: OverBudget) -> _Refused:
+    """503 busy with Retry-After (OTLP/HTTP §Failures: the exporter retries)."""
+    return _Refused(503, "busy", f"body: {error}", {"Retry-After": str(BUSY_RETRY_S)})
 
 
 async def _inflate(body: bytes, encoding: str, limit: int, held: Holding, too_large: _Refused) -> bytes:
@@ -149,7 +157,7 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
     """The telemetry ingest endpoints over `ingestor`; each 503 `busy` told to `refused`
     (node.api.refusals.refusals_counter's: the app's count of refusals reads no code in a protobuf answer)."""
     router = APIRouter(route_class=StrictJsonRoute, tags=["telemetry"])
-    reads = trio.CapacityLimiter(READS_AT_ONCE)
+    reads = ReadTurns(READS_AT_ONCE)
     bodies = BodyBudget(BODY_BYTES_AT_ONCE, BODY_WAIT_S)
 
     @router.post(
@@ -185,7 +193,7 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
                 prepared = ingestor.replay_of(body, key=key)
                 if prepared is None:
                     batch = await read_request(functools.partial(read_batch, body, now_ms=ingestor.audit.clock()),
-                                               len(body), reads)
+                                               len(body), reads, held)
                     prepared = ingestor.prepare_batch(body, batch, key=key)
             except _Refused as refusal:
                 return error_response(*_counted(refusal, refused))
@@ -230,7 +238,7 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
             try:
                 body = await read_body(request, MAX_TRACES_BYTES, held)
                 batch = await read_request(functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock()),
-                                           len(body), reads)
+                                           len(body), reads, held)
             except _Refused as refusal:
                 status, code, detail, headers = _counted(refusal, refused)
                 return _otlp_error(status, code, detail, as_json, headers)
@@ -253,10 +261,20 @@ def _counted(refusal: _Refused, refused: Refused) -> tuple[int, str, str, dict[s
     return refusal.status, refusal.code, refusal.detail, refusal.headers
 
 
-async def read_request(read: Callable[[], Read], size: int, reads: trio.CapacityLimiter) -> Read:
-    """`read()` of a body of `size` bytes: on the event loop up to READ_ON_LOOP_BYTES, else on a worker thread, as
-    many at once as `reads` lets."""
-    return read() if size <= READ_ON_LOOP_BYTES else await trio.to_thread.run_sync(read, limiter=reads)
+async def read_request(read: Callable[[], Read], size: int, reads: ReadTurns, held: Holding) -> Read:
+    """`read()` of a body of `size` bytes: on the event loop up to READ_ON_LOOP_BYTES, else on a worker thread in its
+    turn among `reads`, its room open to others (node.body_budget) until then; raises _Refused (503 busy) if another
+    request takes it."""
+    if size <= READ_ON_LOOP_BYTES:
+        return read()
+    try:
+        await held.turn(reads, size)
+    except OverBudget as error:
+        raise _busy(error) from None
+    try:
+        return await trio.to_thread.run_sync(read)
+    finally:
+        reads.give_back()
 
 
 def _read_spans(decode: Callable[[bytes], list[Span | MalformedSpan]], body: bytes, *, now_ms: int) -> SpanBatch:

@@ -1,4 +1,5 @@
-"""node.body_budget: the bytes of request bodies held at once, given back however a request ends."""
+"""node.body_budget: the bytes of request bodies held at once, given back however a request ends, and taken from
+those held unread too long by a request that finds no room."""
 
 import pytest
 import trio
@@ -6,6 +7,7 @@ import trio.testing
 from starlette.requests import ClientDisconnect
 
 from node.body_budget import BodyBudget, Evicted, OverBudget
+from node.read_turns import ReadTurns
 
 
 async def test_a_request_waits_for_room_then_takes_it():
@@ -139,3 +141,84 @@ async def test_a_slow_body_that_finds_no_room_takes_that_of_others_not_its_own(a
                 await trio.testing.wait_all_tasks_blocked()
                 assert evicted == [70] and not slow.evicted and slow.bytes == 70 and budget.free == 30
     assert budget.free == 100
+
+
+async def wait_turn(budget: BodyBudget, turns: ReadTurns, count: int, read: list[int], evicted: list[str]) -> None:
+    """A request whose body of `count` bytes arrived at once and waits its turn to be read: listed in `read` once its
+    turn comes (then held), or if its room is taken meanwhile, its refusal in `evicted`."""
+    async with budget.holding() as held:
+        await held.take(count)
+        try:
+            await held.turn(turns, count)
+        except Evicted as error:
+            evicted.append(f"{count}: {error}")
+            return
+        read.append(count)
+        try:
+            await trio.sleep_forever()
+        finally:
+            turns.give_back()
+
+
+async def test_a_request_that_finds_no_room_takes_that_of_bodies_waiting_their_turn_the_largest_first(autojump_clock):
+    """Bodies waiting their turn to be read (one at a time) held their room however long they waited, and could not
+    be taken: a client that queued bodies at the limit behind the reads had every exporter's request refused. A
+    request that finds no room within its wait now takes, after that of bodies arriving slowly, the room of bodies
+    waiting their turn for longer than it waited, the largest first (those read last, node.read_turns), as many as
+    it needs; each refused (Evicted) and out of the queue, its room given back."""
+    budget, turns = BodyBudget(100, wait_s=2), ReadTurns(1)
+    arriving, evicted_arriving, read, evicted = [], [], [], []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_turn, budget, turns, 10, read, evicted)  # read at once, and held
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(arrive_slowly, budget, 5, arriving, evicted_arriving)
+        for count in (30, 40, 15):
+            nursery.start_soon(wait_turn, budget, turns, count, read, evicted)
+            await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(1)
+        async with budget.holding() as newcomer:
+            await newcomer.take(45)  # none free: the body arriving, then the largest waiting, hold enough
+            await trio.testing.wait_all_tasks_blocked()
+            assert evicted_arriving == [5] and [refusal.split(":")[0] for refusal in evicted] == ["40"]
+            assert "had been waiting its turn to be read for over 2 s" in evicted[0]
+            assert budget.free == 0 and turns.waiting == 2 and read == [10]
+            nursery.cancel_scope.cancel()
+    assert budget.free == 100
+
+
+async def test_bodies_waiting_their_turn_for_less_than_the_wait_keep_their_room(autojump_clock):
+    budget, turns = BodyBudget(100, wait_s=2), ReadTurns(1)
+    read, evicted = [], []
+    async with budget.holding() as reading, trio.open_nursery() as nursery:
+        await turns.take(1)
+        await reading.take(100)
+
+        async def give_back_then_wait() -> None:
+            await trio.sleep(1)
+            reading.give_back(90)
+            await wait_turn(budget, turns, 90, read, evicted)  # (takes the room before the newcomer wakes)
+
+        nursery.start_soon(give_back_then_wait)
+        with pytest.raises(OverBudget):
+            async with budget.holding() as newcomer:
+                await newcomer.take(50)  # none free at the end of its wait, and 90 waiting for 1 s of it
+        assert evicted == [] and turns.waiting == 1 and budget.free == 0
+        nursery.cancel_scope.cancel()
+    assert budget.free == 100
+
+
+async def test_a_body_whose_room_is_taken_as_its_turn_comes_passes_the_turn_on():
+    budget, turns = BodyBudget(100, wait_s=2), ReadTurns(1)
+    read, evicted = [], []
+    async with trio.open_nursery() as nursery:
+        await turns.take(1)  # a read under way
+        for count in (20, 30):
+            nursery.start_soon(wait_turn, budget, turns, count, read, evicted)
+            await trio.testing.wait_all_tasks_blocked()
+        (first,) = [held for held in budget._unread if held.bytes == 20]
+        turns.give_back()  # its turn given, and before it runs on, its room taken
+        first.evict()
+        await trio.testing.wait_all_tasks_blocked()
+        assert read == [30] and [refusal.split(":")[0] for refusal in evicted] == ["20"] and budget.free == 70
+        nursery.cancel_scope.cancel()
+    assert budget.free == 100 and turns.waiting == 0

@@ -32,6 +32,7 @@ from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
 from node.ingest import REJECTION_REASONS
 from node.ingest_api import read_request
+from node.read_turns import ReadTurns
 from node.otlp import (IGNORED_REASONS, MAX_JSON_CONTAINERS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans,
                        span_event)
 from node.strict_json import loads_strict
@@ -605,16 +606,16 @@ def hold_reads(monkeypatch) -> tuple[threading.Semaphore, threading.Event]:
     return entered, release
 
 
-def spy_reads(monkeypatch) -> list[trio.CapacityLimiter]:
-    """The limiter of reads at once each long request is read under, as read_request is given it."""
-    limiters = []
+def spy_reads(monkeypatch) -> list[ReadTurns]:
+    """The turns to be read each long request waits for, as read_request is given them."""
+    turns = []
 
-    async def read_request_spy(read, size, reads):
-        limiters.append(reads)
-        return await read_request(read, size, reads)
+    async def read_request_spy(read, size, reads, held):
+        turns.append(reads)
+        return await read_request(read, size, reads, held)
 
     monkeypatch.setattr(ingest_api, "read_request", read_request_spy)
-    return limiters
+    return turns
 
 
 async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
@@ -622,7 +623,7 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
     4 KiB gzipped), and trio's 40 worker threads read 40 at once: a second read is no faster (Python code holds the
     GIL), only more memory. The second waits for the first, then is read."""
     entered, release = hold_reads(monkeypatch)
-    limiters = spy_reads(monkeypatch)
+    turns = spy_reads(monkeypatch)
     long = empty_spans(ingest_api.READ_ON_LOOP_BYTES)
     answers = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
@@ -636,10 +637,10 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
             nursery.start_soon(post)
             await trio.to_thread.run_sync(entered.acquire)
             await trio.testing.wait_all_tasks_blocked()  # the second request as far as it goes while the first reads
-            waiting = [(reads.borrowed_tokens, reads.statistics().tasks_waiting) for reads in limiters]
+            waiting = [reads.waiting for reads in turns]
             second_at_once = entered.acquire(blocking=False)
             release.set()
-    assert waiting == [(1, 1), (1, 1)] and not second_at_once  # the second waits its turn, its read not begun
+    assert waiting == [1, 1] and not second_at_once  # the second waits its turn, its read not begun
     assert [answer.status_code for answer in answers] == [200, 200]
     assert node.metrics.value("spans_total", result="ignored") == 2 * ingest_api.READ_ON_LOOP_BYTES
 
@@ -715,6 +716,47 @@ async def test_a_body_arriving_slowly_gives_its_room_to_a_request_that_finds_non
     assert "had been arriving for over 2 s" in status_pb2.Status.FromString(slow.content).message
     assert node.metrics.value("api_refusals_total", status="503", reason="busy") == 1
     assert node.metrics.value("spans_total", result="ignored") == ingest_api.READ_ON_LOOP_BYTES
+
+
+def one_named_span(size: int) -> bytes:
+    """A request of one span whose name makes it `size` bytes long, about: read on a worker thread past 16 KiB."""
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.add(name="a" * size)
+    return request.SerializeToString()
+
+
+async def test_bodies_waiting_their_turn_to_be_read_give_their_room_the_largest_first_and_are_read_last(
+        node, monkeypatch, autojump_clock):
+    """Bodies waiting their turn to be read (one at a time) kept their room: a client queueing bodies at the limit
+    behind the reads had an exporter's every request answered 503 busy, and one let in was read after all of them
+    (benchmarks/otlp_held_bodies.py --queued: 5 of 5 refused; let in, the longest wait 18 s). A request that finds
+    no room within BODY_WAIT_S now takes the room of the largest waiting longer than that (answered 503 busy), and
+    the smallest body waiting is read next."""
+    large, exporter = one_named_span(4 * ingest_api.READ_ON_LOOP_BYTES), one_named_span(ingest_api.READ_ON_LOOP_BYTES)
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", 3 * len(large) + 1024)
+    entered, release = hold_reads(monkeypatch)
+    answers = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+
+        async def post(name: str, body: bytes) -> None:
+            answer = await client.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+            answers.append((name, answer.status_code, answer.content))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post, "read", large)
+            await trio.to_thread.run_sync(entered.acquire)
+            for name in ("queued first", "queued next"):
+                nursery.start_soon(post, name, large)
+                await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(post, "exporter", exporter)
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(ingest_api.BODY_WAIT_S)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+    assert [(name, status) for name, status, _ in answers] == [
+        ("queued first", 503), ("read", 200), ("exporter", 200), ("queued next", 200)]
+    assert "had been waiting its turn to be read for over 2 s" in status_pb2.Status.FromString(answers[0][2]).message
+    assert node.metrics.value("api_refusals_total", status="503", reason="busy") == 1
 
 
 async def test_the_node_s_http_server_answers_a_body_whose_room_was_taken_and_serves_its_connection_on(

@@ -2,6 +2,7 @@
 exporter retries it (OTLP/HTTP §Retryable Response Codes), in the same request or a later one, across a restart,
 until it could no longer be accepted at all; the exporter is told it was accepted."""
 
+import dataclasses
 import json
 import sqlite3
 import tempfile
@@ -13,18 +14,21 @@ import pytest
 import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from nacl.signing import SigningKey
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ledger import LedgerError
-from node.events import MAX_AGE_MS, MAX_SKEW_MS, decode_entry
+from node.events import MAX_AGE_MS, MAX_SKEW_MS, Event, decode_entry
 from node import idempotency
-from node.idempotency import WINDOW_MS, IdempotencyStoreError, span_key
+from node.idempotency import WINDOW_MS, IdempotencyStoreError, span_content, span_key
 from node.ingest import Pending
 from node.metrics import Registry
 from node.otlp import decode_json, sort_spans
 from node.retention import RetentionService
+from vouching import did_key
 
 from .telemetry_node import Clock, telemetry_node
+from .test_events import attr_values, events
 from .test_ingest import _DiskFull, _full_disk
 from .test_otlp import AGENT, START_NS, json_request, json_span
 
@@ -134,6 +138,62 @@ async def test_a_span_stored_before_its_content_was_kept_is_not_stored_again_wha
     response = await post(node, json_request(stored, json_span(span_id=3, **{"vouchnet.outcome": "error"})))
     assert response.json()["partialSuccess"]["errorMessage"] == "2 span(s) already received, stored once"
     assert node.audit.size == 1 and node.metrics.value("spans_conflicting_total") == 0
+
+
+# A span as the version before stored it, which hashed what the span says from Python's repr of its Event: its
+# row's span_content, written by that version for json_span(FIXED_AGENT, span_id=7, vouchnet.outcome="denied") at NOW.
+FIXED_AGENT = did_key(bytes(SigningKey(bytes(range(32))).verify_key))
+REPR_CONTENT = bytes.fromhex("0f65fc2183486dab")
+SPAN_CONTENT_V1 = "0ce9c0613f0ca336"  # what this version stores for it (SPAN_CONTENT_VERSION 1)
+
+
+async def test_a_span_stored_by_the_version_that_hashed_its_repr_is_not_stored_again(node):
+    """Rows written before what a span says was hashed from a fixed encoding still match it after the upgrade: the
+    span is not stored twice, nor counted as conflicting; another span under its ids still is."""
+    stored = json_span(FIXED_AGENT, span_id=7, **{"vouchnet.outcome": "denied"})
+    node.idempotency.reserve_spans([(0, span_key(TRACE, stored["spanId"]) + REPR_CONTENT)], first=0, at=NOW)
+    node.audit.append(sort_spans(decode_json(json.dumps(json_request(stored)).encode()), now_ms=NOW).events)
+    response = await post(node, json_request(stored))
+    assert response.json()["partialSuccess"]["errorMessage"] == "1 span(s) already received, stored once"
+    assert node.audit.size == 1 and node.metrics.value("spans_conflicting_total") == 0
+    await post(node, json_request(json_span(FIXED_AGENT, span_id=7, **{"vouchnet.outcome": "ok"})))
+    assert node.audit.size == 2 and node.metrics.value("spans_conflicting_total") == 1
+
+
+def test_what_a_span_says_does_not_hang_on_the_repr_of_its_event(monkeypatch):
+    """The content stored for a span was a hash of its Event's repr: a release changing Event's fields (or its
+    repr) would have had every span retried across the upgrade stored twice. It is now a hash of a fixed, versioned
+    encoding of the event's fields (this vector is version 1's: a new encoding is a new SPAN_CONTENT_VERSION)."""
+    event = sort_spans(decode_json(json.dumps(json_request(json_span(
+        FIXED_AGENT, span_id=7, **{"vouchnet.outcome": "denied"}))).encode()), now_ms=NOW).events[0]
+    content = span_content(event)
+    monkeypatch.setattr(Event, "__repr__", lambda self: f"Event({self.agent!r}, ...)")
+    assert span_content(event) == content == bytes.fromhex(SPAN_CONTENT_V1)
+
+
+@given(events, st.data())
+def test_what_a_span_says_is_every_field_of_its_event_and_not_the_order_of_its_attributes(event, data):
+    again = dataclasses.replace(event, attrs=dict(reversed(event.attrs.items())))
+    assert span_content(again) == span_content(event)
+    changes = {
+        "agent": dataclasses.replace(event, agent=FIXED_AGENT if event.agent != FIXED_AGENT else AGENT),
+        "ts": dataclasses.replace(event, ts=event.ts ^ 1),
+        "category": dataclasses.replace(event, category="tool" if event.category != "tool" else "mcp"),
+        "name": dataclasses.replace(event, name=event.name + "x"),
+        "outcome": dataclasses.replace(event, outcome="ok" if event.outcome != "ok" else "error"),
+        "duration_ms": dataclasses.replace(event, duration_ms=None if event.duration_ms is not None else 0),
+        "high_risk": dataclasses.replace(event, high_risk=not event.high_risk),
+        "attrs": dataclasses.replace(event, attrs={**event.attrs, "a key longer than theirs": data.draw(attr_values)}),
+    }
+    assert span_content(changes[data.draw(st.sampled_from(sorted(changes)))]) != span_content(event)
+
+
+@pytest.mark.parametrize("values", [(1, 1.0), (1, True), (0.0, False), (1.0, True)])
+def test_an_attribute_s_number_and_boolean_are_what_the_span_says_not_alike(values):
+    """Python takes 1, 1.0 and True for equal; the audit log stores them apart, and so does what a span says."""
+    base = sort_spans(decode_json(json.dumps(json_request(json_span())).encode()), now_ms=NOW).events[0]
+    one, other = (dataclasses.replace(base, attrs={"k": value}) for value in values)
+    assert span_content(one) != span_content(other)
 
 
 async def test_spans_without_ids_of_the_spec_s_lengths_are_stored_as_they_come(node):
