@@ -8,31 +8,33 @@ retried after a lost answer is stored once. A batch the node cannot take now (5x
 not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's page, another server at its
 address), refused by what is not the node (a 3xx or 4xx not in its error format, such as a reverse proxy's 404 or 401
 page: the node never saw the batch), whose token the node refuses (401, 403: its token changed, say; or its
-Authorization header, as malformed, 400 with a WWW-Authenticate challenge: sent twice, a proxy in front adding its own)
-or that the node answers as sent where it has no such endpoint (404, 405: the collector's node URL names a path of the
-API) is kept and retried with backoff; the last three hold every batch back until someone acts, so each is logged once
-as an error until a post succeeds again. A batch refused as too large (413, by the node or by a proxy before it) is sent
-again at once as two halves, down to single events: an event still refused alone is dropped, logged, and counted as
-rejected if the node refused it, as dropped if a proxy did. Only a batch the node itself refuses for what it is (any
-other 4xx in its error format, node/api/errors.py) is dropped and counted as rejected, and so are the events the node
-rejects of a batch, all or some (logged, the first one's reason given), and so is an event JSON cannot carry (a NaN
-duration, an attribute that is an object), logged; one whose attributes nest deeper than the node reads
-(node.strict_json.MAX_DEPTH), for which the node would refuse the whole batch, is refused as it is recorded. A fault of
-the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted as dropped and logged as
-an error, and sending goes on; a sender thread ended by what is not an Exception (SystemExit raised in it) is started
-again by the next record(), and sends the batch it held at once. `shutdown()` sends what is left, retrying, within one
-deadline (the post in progress included, the last post cut at it), but not after the node refuses the token or has no
-endpoint there, which no retry in its seconds changes; so does the process's exit if shutdown() was not called, with
-one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all. What either
-could not send is logged, with its count and why (the refusal holding every batch back, if the last post got one: not
-one an unreachable node followed), and stays counted in `buffered`. A process killed by a signal left at its default
-(SIGTERM to a plain script) runs no exit handler: what was left is neither sent nor said (handle SIGTERM, as uvicorn
-does, or call shutdown()).
+Authorization header, as malformed, 400 with a WWW-Authenticate challenge: sent twice, a proxy in front adding its own;
+a collector given the token's file reads it again at each post, so a rotated token is taken up at the next retry) or
+that the node answers as sent where it has no such endpoint (404, 405: the collector's node URL names a path of the API)
+is kept and retried with backoff; the last three hold every batch back until someone acts, so each is logged once as an
+error until a post succeeds again. A batch refused as too large (413, by the node or by a proxy before it) is sent again
+at once as two halves, down to single events: an event still refused alone is dropped, logged, and counted as rejected
+if the node refused it, as dropped if a proxy did. Only a batch the node itself refuses for what it is (any other 4xx in
+its error format, node/api/errors.py) is dropped and counted as rejected, and so are the events the node rejects of a
+batch, all or some (logged, the first one's reason given), and so is an event JSON cannot carry (a NaN duration, an
+attribute that is an object), logged; one whose attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH),
+for which the node would refuse the whole batch, is refused as it is recorded. A fault of the sender's own (a bug, an
+HTTP stack's unexpected exception) drops the batch it held, counted as dropped and logged as an error, and sending goes
+on; a sender thread ended by what is not an Exception (SystemExit raised in it) is started again by the next record(),
+and sends the batch it held at once. `shutdown()` sends what is left, retrying, within one deadline (the post in
+progress included, the last post cut at it), but not after the node refuses the token (unless its file now holds
+another) or has no endpoint there, which no retry in its seconds changes; so does the process's exit if shutdown() was
+not called, with one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all.
+What either could not send is logged, with its count and why (the refusal holding every batch back, if the last post got
+one: not one an unreachable node followed), and stays counted in `buffered`. A process killed by a signal left at its
+default (SIGTERM to a plain script) runs no exit handler: what was left is neither sent nor said (handle SIGTERM, as
+uvicorn does, or call shutdown()).
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import uuid
@@ -47,9 +49,10 @@ import httpx
 from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from ..strict_json import MAX_DEPTH, nested_deeper_than
 from ._bounded import deadline
-from ._env import default_node, default_token
+from ._env import default_node
 from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body, without_passwords
 from ._log import log
+from ._token_file import TokenFile, api_token_source
 from .node_client import NodeClient
 
 FLUSH_INTERVAL_S = 5.0
@@ -62,7 +65,8 @@ _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 _UNENCODABLE = (TypeError, ValueError, RecursionError)
 _UNREAD = frozenset({"not_json", "bad_answer"})  # a success answered with what is not the node's account of a batch
 _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, not "
-                  "its path), or the Authorization header carrying it")
+                  "its path; VOUCHNET_TOKEN_FILE, that file's path, follows its rotation), or the Authorization header "
+                  "carrying it")
 _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches in a form that is not the node's (a "
                  "reverse proxy's page, another server?): the node never saw them")
 # The node's answers to a post where it has no /v1/events: not found, or not a POST endpoint (VOUCHNET_NODE names a
@@ -129,11 +133,13 @@ class _Posted(Enum):
 
 class TelemetryCollector:
     """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node) with its API
-    `token` (default $VOUCHNET_TOKEN; ValueError without one). Record from any thread or event loop; nothing waits
-    on the network. At most `max_buffer` events wait, in flight included.
+    `token`, or the token the file `token_file` holds at each post (its `api.token`: the collector follows the token's
+    rotation), by default $VOUCHNET_TOKEN or $VOUCHNET_TOKEN_FILE (ValueError without one). Record from any thread or
+    event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
     `timeout` bounds each post as a whole (seconds; a node that trickles its answer cannot hold the sender)."""
 
-    def __init__(self, node: str | None = None, token: str | None = None, *,
+    def __init__(self, node: str | None = None, token: str | TokenFile | None = None, *,
+                 token_file: str | os.PathLike[str] | None = None,
                  flush_interval: float = FLUSH_INTERVAL_S, batch_size: int = BATCH_SIZE,
                  max_buffer: int = MAX_BUFFER, timeout: float = 5.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -142,11 +148,13 @@ class TelemetryCollector:
                              "events a batch)")
         if max_buffer < batch_size:
             raise ValueError("max_buffer: must hold at least one batch")
-        if (token := token or default_token()) is None:
+        if (token := api_token_source(token, token_file)) is None:
             raise ValueError("token: the node's API token is needed to report; pass it, or set $VOUCHNET_TOKEN to "
-                             "what the node's api.token holds")
+                             "what the node's api.token holds (or $VOUCHNET_TOKEN_FILE to that file's path)")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
-        self._client = NodeClient(node or default_node(), token, timeout=timeout, transport=transport)
+        self._client = NodeClient(node or default_node(), token.current if isinstance(token, TokenFile) else token,
+                                  timeout=timeout, transport=transport)
+        self._token_file = token if isinstance(token, TokenFile) else None  # read again where the node refuses it
         self._shown_node = without_passwords(self._client.base_url)  # the node's address in the log
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
@@ -477,7 +485,8 @@ class TelemetryCollector:
         then."""
         with self._lock:
             first, self._holding = self._holding != why, why
-        self._last_held_back = _HeldBack(why, error.code != NOT_THE_NODES and error.status in _LASTING)
+        renewed = error.status in (401, 403) and self._token_file is not None and self._token_file.renewed()
+        self._last_held_back = _HeldBack(why, error.code != NOT_THE_NODES and error.status in _LASTING and not renewed)
         if first:
             log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
                       extra={"fields": {"node": self._shown_node, "error": error}})
