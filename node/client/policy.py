@@ -166,7 +166,8 @@ class TrustPolicy:
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (matched by words: `shell` covers `run_shell` and `shellCommand`, vouching.policy.Policy) need at least
-    `high_risk_tier`. `on_change` is called from the stream thread with each score change the node announces.
+    `high_risk_tier`. `on_change` is called from the stream thread with each score change the node announces, once
+    a change (node.client.score_stream).
     `timeout` (seconds) bounds each question to the node as a whole, its answer included: past it the node counts
     as unreachable.
 
