@@ -167,7 +167,9 @@ class TrustPolicy:
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (matched by words: `shell` covers `run_shell` and `shellCommand`, vouching.policy.Policy) need at least
     `high_risk_tier`. `on_change` is called from the stream thread with each score change the node announces, once
-    a change (node.client.score_stream).
+    a change (node.client.score_stream); `on_reset` as the stream (re)connects without the node's changes since, or
+    the node says it has none (it restarted): the node announces an agent's changes only once asked about it since it
+    started, so a service watching agents reads them again then.
     `timeout` (seconds) bounds each question to the node as a whole, its answer included: past it the node counts
     as unreachable.
 
@@ -194,9 +196,11 @@ class TrustPolicy:
         listen: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         on_change: Callable[[ScoreChange], None] | None = None,
+        on_reset: Callable[[], None] | None = None,
     ) -> None:
-        if on_change is not None and not listen:
-            raise ValueError("on_change: needs the node's stream; listen=False follows none")
+        if (on_change is not None or on_reset is not None) and not listen:
+            raise ValueError(f"{'on_change' if on_change is not None else 'on_reset'}: needs the node's stream; "
+                             "listen=False follows none")
         if isinstance(high_risk_tools, str):  # its letters would be the tools, and the tool itself none of them
             raise ValueError(f"high_risk_tools: a list of tool names, not one string: [{high_risk_tools!r}]")
         self.rules = Policy(tiers=tiers, min_score=min_score, high_risk_tools=frozenset(high_risk_tools),
@@ -204,7 +208,7 @@ class TrustPolicy:
         self.node = normal_url(node or default_node())
         self.fail_open, self.observe, self.cache_ttl, self.timeout = fail_open, observe, cache_ttl, timeout
         self.policy_ttl = policy_ttl
-        self._on_change = on_change
+        self._on_change, self._on_reset = on_change, on_reset
         self._cache: dict[str, _Cached] = {}
         self._announcements = 0  # changes and resets the stream delivered: an answer asked for before one is stale
         self._resets = 0  # resets (and invalidations of everything): a node policy asked for before one is stale
@@ -213,7 +217,7 @@ class TrustPolicy:
         self._client: NodeClient | None = None
         self._async_clients: weakref.WeakKeyDictionary[object, AsyncTrustClient] = (  # by event_loop()
             weakref.WeakKeyDictionary())
-        self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self.invalidate) if listen else None
+        self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self._reset) if listen else None
         self._stream_started = False
         self._say_mode()
 
@@ -535,6 +539,15 @@ class TrustPolicy:
                 self._on_change(change)
             except Exception:  # the service's bug must not end the stream thread, and with it the invalidation
                 log.exception("on_change failed", extra={"fields": {"agent": change.agent}})
+
+    def _reset(self) -> None:
+        """The stream reset: everything cached goes, and the service is told (`on_reset`)."""
+        self.invalidate()
+        if self._on_reset is not None:
+            try:
+                self._on_reset()
+            except Exception:  # the service's bug must not end the stream thread, and with it the invalidation
+                log.exception("on_reset failed")
 
     def _start_stream(self) -> None:
         if self._stream is not None and not self._stream_started:
