@@ -46,6 +46,7 @@ from . import _breaker
 from ._blocking import warn_if_blocking
 from ._closing import Steps
 from ._env import default_node
+from ._fork import in_forked_children
 from ._http import NodeApiError, NodeUnreachable, normal_url, without_passwords
 from ._log import log
 from .async_client import AsyncTrustClient, event_loop
@@ -219,6 +220,7 @@ class TrustPolicy:
             weakref.WeakKeyDictionary())
         self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self._reset) if listen else None
         self._stream_started = False
+        in_forked_children(self._forked)
         self._say_mode()
 
     def _say_mode(self) -> None:
@@ -539,6 +541,17 @@ class TrustPolicy:
                 self._on_change(change)
             except Exception:  # the service's bug must not end the stream thread, and with it the invalidation
                 log.exception("on_change failed", extra={"fields": {"agent": change.agent}})
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): the stream's thread did not come along, so it is
+        made again, to start with the child's first check (with a reset: what the parent cached is dropped then);
+        and the clients, whose connections are the parent's, are made again as they are needed."""
+        self._lock = threading.Lock()
+        self._client = None  # (the parent's is left as it is: closing it here could end its TLS sessions)
+        self._async_clients = weakref.WeakKeyDictionary()
+        if self._stream is not None:
+            self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self._reset)
+            self._stream_started = False
 
     def _reset(self) -> None:
         """The stream reset: everything cached goes, and the service is told (`on_reset`)."""

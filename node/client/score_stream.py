@@ -27,6 +27,7 @@ import httpx
 from . import _breaker
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
 from ._breaker import interval
+from ._fork import in_forked_children
 from ._http import normal_url, without_passwords
 from ._log import log
 
@@ -161,6 +162,12 @@ class _Following:
         self._lock = threading.Lock()
         self._streams: dict[str, set[ScoreStream]] = {}
         self._said = False
+        in_forked_children(self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): it follows none of the parent's streams."""
+        self._lock = threading.Lock()
+        self._streams = {}
 
     def started(self, stream: ScoreStream) -> None:
         with self._lock:

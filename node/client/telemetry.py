@@ -34,6 +34,7 @@ uvicorn does, or call shutdown()).
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import threading
 import time
@@ -50,6 +51,7 @@ from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from ..strict_json import MAX_DEPTH, nested_deeper_than
 from ._bounded import deadline
 from ._env import default_node
+from ._fork import in_forked_children
 from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body, without_passwords
 from ._log import log
 from ._token_file import TokenFile, api_token_source
@@ -152,8 +154,10 @@ class TelemetryCollector:
             raise ValueError("token: the node's API token is needed to report; pass it, or set $VOUCHNET_TOKEN to "
                              "what the node's api.token holds (or $VOUCHNET_TOKEN_FILE to that file's path)")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
-        self._client = NodeClient(node or default_node(), token.current if isinstance(token, TokenFile) else token,
-                                  timeout=timeout, transport=transport)
+        self._new_client = functools.partial(NodeClient, node or default_node(),
+                                             token.current if isinstance(token, TokenFile) else token,
+                                             timeout=timeout, transport=transport)
+        self._client = self._new_client()
         self._token_file = token if isinstance(token, TokenFile) else None  # read again where the node refuses it
         self._shown_node = without_passwords(self._client.base_url)  # the node's address in the log
         self._buffer: deque[dict[str, Any]] = deque()
@@ -171,6 +175,25 @@ class TelemetryCollector:
         # What holds every batch back, or drops every event, if anything (logged once per spell).
         self._holding: str | None = None
         self._last_held_back: _HeldBack | None = None  # the last post's, if it got one (under _send_lock)
+        in_forked_children(self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): no sender thread came along, and the events waiting
+        are the parent's, which it sends (sent by both, they were stored twice: a batch's key is drawn as it is taken);
+        the child starts afresh, on connections of its own, its sender started by its first record."""
+        stopped = self._stopped.is_set()
+        self._lock, self._send_lock = threading.Lock(), threading.Lock()
+        self._wake, self._stopped = threading.Event(), threading.Event()
+        if stopped:
+            self._stopped.set()
+        self._buffer.clear()
+        self._pending.clear()
+        self._in_flight = 0
+        self._thread, self._running = None, False
+        atexit.unregister(self._at_exit)  # (the parent's registration: the child's first record registers it again)
+        self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
+        self._holding, self._last_held_back = None, None
+        self._client = self._new_client()  # (the parent's is left as it is: closing it here could end its TLS)
 
     # --- recording --------------------------------------------------------------------------------------------
 
