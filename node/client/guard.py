@@ -57,11 +57,10 @@ class Vouchnet:
     `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
     telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN; or `token_file`, the path of the
     node's `api.token` (default $VOUCHNET_TOKEN_FILE), read again at each post, so that telemetry follows the token's
-    rotation. A `policy` given decides with
-    that same node. `issuers` are the orgs whose agents may call (node or JWKS URLs, each on the origin of its
-    node's [api] public_url; default: this org's node); a credential stands for its agent's score only if its
-    issuer is this node's org or holds a live operator vouch for the agent, else it is decided on the cold-start
-    score and its calls are not reported (TrustPolicy.check, `issuer`).
+    rotation. A `policy` given decides with that same node. `issuers` are the orgs whose agents may call (node or
+    JWKS URLs, each on the origin of its node's [api] public_url; default: this org's node); a credential stands for
+    its agent's score only if its issuer is this node's org or holds a live operator vouch for the agent, else it is
+    decided on the cold-start score and its calls are not reported (TrustPolicy.check, `issuer`).
     `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet. At shutdown, `await aclose()`
     (or `close()`, or leave its `async with` / `with` block) sends the telemetry left."""
 
