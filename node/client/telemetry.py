@@ -62,6 +62,7 @@ BATCH_SIZE = 100
 MAX_BUFFER = 10_000
 OUTCOMES = frozenset({"ok", "error", "denied", "timeout"})
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+MAX_ASKED_WAIT_S = 60.0  # the longest a refusal's Retry-After holds a retry back (within the drain's deadline)
 # What events_body raises for an event JSON cannot carry (UnicodeEncodeError is a ValueError; RecursionError, for
 # attributes within MAX_DEPTH, only from a thread whose stack is within that of the interpreter's recursion limit)
 _UNENCODABLE = (TypeError, ValueError, RecursionError)
@@ -175,6 +176,7 @@ class TelemetryCollector:
         # What holds every batch back, or drops every event, if anything (logged once per spell).
         self._holding: str | None = None
         self._last_held_back: _HeldBack | None = None  # the last post's, if it got one (under _send_lock)
+        self._asked_wait = 0.0  # seconds the last post's refusal asked to wait before a retry (Retry-After)
         in_forked_children(self._forked)
 
     def _forked(self) -> None:
@@ -395,7 +397,8 @@ class TelemetryCollector:
                         self._in_flight -= len(batch.events)
                 attempt = 0
                 continue
-            wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], end - time.monotonic())
+            backoff = max(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], min(self._asked_wait, MAX_ASKED_WAIT_S))
+            wait = min(backoff, end - time.monotonic())
             held_back = self._last_held_back
             if wait <= 0 or not retry or (self._stopped.is_set() and held_back is not None and held_back.lasting):
                 return False
@@ -452,7 +455,7 @@ class TelemetryCollector:
 
         A batch refused as too large (413) was stored by no one: the node refuses one before it stores any of it,
         and a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
-        self._last_held_back = None
+        self._last_held_back, self._asked_wait = None, 0.0
         try:
             reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
@@ -516,6 +519,10 @@ class TelemetryCollector:
         self._count_failure(error)
 
     def _count_failure(self, error: Exception) -> None:
+        """A post to retry: counted, and its Retry-After (a 429's or 503's: the node busy, its storage failing) kept
+        as the least wait before the retry, as RFC 9110 asks (the backoff alone retried a busy node after 0.25 s)."""
+        if isinstance(error, NodeApiError) and error.retry_after is not None:
+            self._asked_wait = error.retry_after
         with self._lock:
             self._failed_posts += 1
         log.info("telemetry post failed; will retry", extra={"fields": {"error": error}})
