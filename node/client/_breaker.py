@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import httpx
 
+from ._fork import in_forked_children
 from ._http import NOT_THE_NODES, BodyTooLarge, NodeApiError, NodeUnreachable, refusal, without_passwords
 
 FIRST_S = 1.0  # the interval after a first failure
@@ -122,6 +123,13 @@ class Breakers:
         self._clock, self._draw = clock, draw
         self._lock = threading.Lock()
         self._by_origin: dict[tuple[str, str, int | None], Breaker] = {}
+        in_forked_children(self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): breakers afresh, as one whose lock or probe a
+        thread of the parent held as it forked would hold its address back."""
+        self._lock = threading.Lock()
+        self._by_origin = {}
 
     def of(self, url: str) -> Breaker:
         """The breaker of `url`'s origin."""

@@ -58,12 +58,14 @@ class NodeApiError(ClientError):
     for a batch of events none of which is valid (422 invalid_events), the node's `{index, detail}` for each, the
     first one's given in the message too. `challenge`: the answer's WWW-Authenticate, which the node sends with a
     refusal of the request's credentials alone (RFC 6750 §3: 401; 400 `invalid_request` for a malformed
-    Authorization header), None without one."""
+    Authorization header), None without one. `retry_after`: the seconds a 429 or 503 asks the caller to wait before
+    trying again (RFC 9110 §10.2.3 Retry-After, in seconds), None without one."""
 
     def __init__(self, status: int, code: str, detail: str, *, rejected: list[dict[str, Any]] | None = None,
-                 challenge: str | None = None) -> None:
+                 challenge: str | None = None, retry_after: float | None = None) -> None:
         self.rejected = rejected or []
         self.challenge = challenge
+        self.retry_after = retry_after
         first = f": the first, event {self.rejected[0]['index']}: {self.rejected[0]['detail']}" if self.rejected else ""
         super().__init__(f"{detail} ({status} {code}){first}")
         self.status = status
@@ -172,11 +174,18 @@ def refusal(response: httpx.Response) -> NodeApiError:
         error = None
     if isinstance(error, dict) and isinstance(error.get("error"), str) and isinstance(error.get("detail"), str):
         return NodeApiError(response.status_code, error["error"], error["detail"], rejected=_rejected(error),
-                            challenge=response.headers.get("www-authenticate"))
+                            challenge=response.headers.get("www-authenticate"), retry_after=_retry_after(response))
     said = " ".join(response.text[:200].split())  # one line: a web server's HTML page is many
     return NodeApiError(response.status_code, NOT_THE_NODES,
                         f"{response.reason_phrase}, not in a vouchnet node's error format (another server at the "
-                        f"node's address, or a proxy in front of it, answered): {said}")
+                        f"node's address, or a proxy in front of it, answered): {said}",
+                        retry_after=_retry_after(response))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """A 429's or 503's Retry-After in seconds (the node sends seconds; an HTTP-date, which it never sends, is none)."""
+    after = response.headers.get("retry-after", "")
+    return float(after) if response.status_code in (429, 503) and after.isascii() and after.isdigit() else None
 
 
 def _rejected(error: dict[str, Any]) -> list[dict[str, Any]]:

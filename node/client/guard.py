@@ -7,6 +7,7 @@ so reporting them would sink an agent for being unknown, and it could never earn
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -15,9 +16,10 @@ from typing import TypeVar
 
 from ._blocking import warn_if_blocking
 from ._closing import Steps
-from ._env import default_node, default_token
+from ._env import default_node
 from ._http import normal_url, without_passwords
 from ._log import log
+from ._token_file import api_token_source
 from .identity import AgentIdentity, CredentialVerifier, UnverifiedAgent
 from .policy import TrustDecision, TrustPolicy
 from .telemetry import TelemetryCollector
@@ -53,19 +55,20 @@ class Vouchnet:
     """One per service: who may call (`verifier`), what they may do (`policy`), what they did (`telemetry`).
 
     `node` defaults to $VOUCHNET_NODE or the local node; `token` (the node's API token, needed to report
-    telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN. A `policy` given decides with
-    that same node. `issuers` are the orgs whose agents may call (node or JWKS URLs, each on the origin of its
-    node's [api] public_url; default: this org's node); a credential stands for its agent's score only if its
-    issuer is this node's org or holds a live operator vouch for the agent, else it is decided on the cold-start
-    score and its calls are not reported (TrustPolicy.check, `issuer`).
+    telemetry: without one, telemetry is off, with a warning) to $VOUCHNET_TOKEN; or `token_file`, the path of the
+    node's `api.token` (default $VOUCHNET_TOKEN_FILE), read again at each post, so that telemetry follows the token's
+    rotation. A `policy` given decides with that same node. `issuers` are the orgs whose agents may call (node or
+    JWKS URLs, each on the origin of its node's [api] public_url; default: this org's node); a credential stands for
+    its agent's score only if its issuer is this node's org or holds a live operator vouch for the agent, else it is
+    decided on the cold-start score and its calls are not reported (TrustPolicy.check, `issuer`).
     `observe=True` decides and logs but never blocks: week 1 of adopting vouchnet. At shutdown, `await aclose()`
     (or `close()`, or leave its `async with` / `with` block) sends the telemetry left."""
 
     def __init__(self, node: str | None = None, token: str | None = None, *, policy: TrustPolicy | None = None,
                  issuers: Iterable[str] | None = None, telemetry: TelemetryCollector | None = None,
-                 observe: bool = False) -> None:
+                 observe: bool = False, token_file: str | os.PathLike[str] | None = None) -> None:
         self.node = normal_url(node or default_node())
-        token = token or default_token()
+        source = api_token_source(token, token_file) if telemetry is None else None
         self.policy = policy if policy is not None else TrustPolicy(self.node, observe=observe)
         if self.policy.node != self.node:  # it would decide with one node while this one verifies and hears
             raise ValueError(without_passwords(f"policy: decides with the node at {self.policy.node}, not this "
@@ -73,12 +76,13 @@ class Vouchnet:
         if observe and not self.policy.observe:
             raise ValueError("observe: the given policy enforces; make it with TrustPolicy(observe=True)")
         self.verifier = CredentialVerifier(issuers if issuers is not None else (self.node,))
-        if telemetry is None and token is not None:
-            telemetry = TelemetryCollector(self.node, token)
+        if telemetry is None and source is not None:
+            telemetry = TelemetryCollector(self.node, source)
         elif telemetry is None:
             log.warning("no API token: telemetry is off, so no call that runs is reported and the node builds no "
                         "first-hand score from them; pass token=, or set $VOUCHNET_TOKEN to what the node's "
-                        "api.token holds", extra={"fields": {"node": without_passwords(self.node)}})
+                        "api.token holds (or $VOUCHNET_TOKEN_FILE to its path)",
+                        extra={"fields": {"node": without_passwords(self.node)}})
         self.telemetry = telemetry
 
     async def identify(self, credential: str | None) -> AgentIdentity:

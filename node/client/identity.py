@@ -57,6 +57,7 @@ from ..credentials import VC_TYP, did_url
 from ..jwt import LEEWAY_S, MAX_TOKEN, JwtError, b64url_decode, decode_jwt
 from ._blocking import warn_if_blocking
 from ._bounded import bounded_transport, get_capped
+from ._fork import in_forked_children
 from ._http import normal_url, without_passwords
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -163,6 +164,13 @@ class CredentialVerifier:
         self._status_lists: dict[tuple[str, str], _StatusList] = {}
         # -> (monotonic time, why, what the caller is told): the backoff, and the refusal while there is no list
         self._status_failures: dict[tuple[str, str], tuple[float, str, str]] = {}
+        in_forked_children(self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): its locks afresh, as one a fetching thread held
+        as it forked would stay held; what was fetched is kept."""
+        self._lock, self._refreshing = threading.Lock(), threading.Lock()
+        self._status_fetches = {}
 
     def verify(self, token: str | None) -> AgentIdentity:
         """The identity `token` proves; raises UnverifiedAgent. Fetches keys or a status list when needed, blocking

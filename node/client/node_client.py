@@ -70,21 +70,22 @@ def _decoded(answer: Any, path: str, field: str) -> list[bytes]:
 
 
 class NodeClient:
-    """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes;
+    """The local API of one node at `base_url` (e.g. "http://127.0.0.1:8700"); `token` is needed for writes (or a
+    function giving it: each write carries what it gives then, as a TokenFile's `current`, node.client._token_file);
     `timeout` (seconds) bounds each request as a whole, answer included, so a node that trickles its answer fails
     the call (NodeUnreachable) within it; `transport` replaces httpx's (a proxy, a Unix socket, a test's fault
     injector), which then keeps only httpx's per-operation timeouts. An answer longer than `max_answer` bytes (1 MiB
     for a score, check or policy) fails the call as NodeUnreachable once that much is read. With a `breaker`
     (node.client._breaker), a call while the node failed recently fails at once, as NodeUnreachable."""
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None, max_answer: int = MAX_ANSWER,
-                 breaker: Breaker | None = None) -> None:
+    def __init__(self, base_url: str, token: str | Callable[[], str] | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None,
+                 max_answer: int = MAX_ANSWER, breaker: Breaker | None = None) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
         self.max_answer = max_answer
         self._breaker = breaker
-        self._token = bearer_token(token)
+        self._token = token if callable(token) else bearer_token(token)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport if transport is not None else bounded_transport())
 
@@ -337,7 +338,8 @@ class NodeClient:
                limit: int | None = None, **body: Any) -> httpx.Response:
         """A request carrying the token (when the client has one); `body` is httpx's json= or content=. A
         NodeUnreachable names the `idempotency_key` sent, for a retry."""
-        headers = post_headers(self._token, idempotency_key)
+        token = self._token() if callable(self._token) else self._token
+        headers = post_headers(token, idempotency_key)
         if content_type is not None:
             headers["Content-Type"] = content_type
         try:

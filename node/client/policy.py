@@ -46,6 +46,7 @@ from . import _breaker
 from ._blocking import warn_if_blocking
 from ._closing import Steps
 from ._env import default_node
+from ._fork import in_forked_children
 from ._http import NodeApiError, NodeUnreachable, normal_url, without_passwords
 from ._log import log
 from .async_client import AsyncTrustClient, event_loop
@@ -166,7 +167,10 @@ class TrustPolicy:
 
     `tiers` maps each tier to allow/audit/block; below `min_score` is block; tools named in `high_risk_tools`
     (matched by words: `shell` covers `run_shell` and `shellCommand`, vouching.policy.Policy) need at least
-    `high_risk_tier`. `on_change` is called from the stream thread with each score change the node announces.
+    `high_risk_tier`. `on_change` is called from the stream thread with each score change the node announces, once
+    a change (node.client.score_stream); `on_reset` as the stream (re)connects without the node's changes since, or
+    the node says it has none (it restarted): the node announces an agent's changes only once asked about it since it
+    started, so a service watching agents reads them again then.
     `timeout` (seconds) bounds each question to the node as a whole, its answer included: past it the node counts
     as unreachable.
 
@@ -193,9 +197,11 @@ class TrustPolicy:
         listen: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         on_change: Callable[[ScoreChange], None] | None = None,
+        on_reset: Callable[[], None] | None = None,
     ) -> None:
-        if on_change is not None and not listen:
-            raise ValueError("on_change: needs the node's stream; listen=False follows none")
+        if (on_change is not None or on_reset is not None) and not listen:
+            raise ValueError(f"{'on_change' if on_change is not None else 'on_reset'}: needs the node's stream; "
+                             "listen=False follows none")
         if isinstance(high_risk_tools, str):  # its letters would be the tools, and the tool itself none of them
             raise ValueError(f"high_risk_tools: a list of tool names, not one string: [{high_risk_tools!r}]")
         self.rules = Policy(tiers=tiers, min_score=min_score, high_risk_tools=frozenset(high_risk_tools),
@@ -203,7 +209,7 @@ class TrustPolicy:
         self.node = normal_url(node or default_node())
         self.fail_open, self.observe, self.cache_ttl, self.timeout = fail_open, observe, cache_ttl, timeout
         self.policy_ttl = policy_ttl
-        self._on_change = on_change
+        self._on_change, self._on_reset = on_change, on_reset
         self._cache: dict[str, _Cached] = {}
         self._announcements = 0  # changes and resets the stream delivered: an answer asked for before one is stale
         self._resets = 0  # resets (and invalidations of everything): a node policy asked for before one is stale
@@ -212,8 +218,9 @@ class TrustPolicy:
         self._client: NodeClient | None = None
         self._async_clients: weakref.WeakKeyDictionary[object, AsyncTrustClient] = (  # by event_loop()
             weakref.WeakKeyDictionary())
-        self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self.invalidate) if listen else None
+        self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self._reset) if listen else None
         self._stream_started = False
+        in_forked_children(self._forked)
         self._say_mode()
 
     def _say_mode(self) -> None:
@@ -534,6 +541,26 @@ class TrustPolicy:
                 self._on_change(change)
             except Exception:  # the service's bug must not end the stream thread, and with it the invalidation
                 log.exception("on_change failed", extra={"fields": {"agent": change.agent}})
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): the stream's thread did not come along, so it is
+        made again, to start with the child's first check (with a reset: what the parent cached is dropped then);
+        and the clients, whose connections are the parent's, are made again as they are needed."""
+        self._lock = threading.Lock()
+        self._client = None  # (the parent's is left as it is: closing it here could end its TLS sessions)
+        self._async_clients = weakref.WeakKeyDictionary()
+        if self._stream is not None:
+            self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self._reset)
+            self._stream_started = False
+
+    def _reset(self) -> None:
+        """The stream reset: everything cached goes, and the service is told (`on_reset`)."""
+        self.invalidate()
+        if self._on_reset is not None:
+            try:
+                self._on_reset()
+            except Exception:  # the service's bug must not end the stream thread, and with it the invalidation
+                log.exception("on_reset failed")
 
     def _start_stream(self) -> None:
         if self._stream is not None and not self._stream_started:

@@ -1,5 +1,7 @@
 """Following the node's `/v1/stream` (server-sent events, WHATWG HTML §9.2) from a daemon thread: score and tier
-changes reach a callback, a `reset` (or a first connection) tells the caller to drop what it cached.
+changes reach a callback, once each (the node announces a tier change as a `score` event and then a `tier` event of
+the same data, node.trust: the second is not passed on), a `reset` (or a first connection) tells the caller to drop
+what it cached.
 
 A thread rather than a task: it serves sync code, threads and any asyncio loop alike, needs no trio, and as a
 daemon it never keeps the process alive. A node that goes quiet (no line for IDLE_S: it sends a keep-alive every
@@ -25,6 +27,7 @@ import httpx
 from . import _breaker
 from ._bounded import IDENTITY, bounded_transport, deadline, renew
 from ._breaker import interval
+from ._fork import in_forked_children
 from ._http import normal_url, without_passwords
 from ._log import log
 
@@ -95,7 +98,8 @@ class ScoreChange:
     whose agent credentials stand for it (the first 64, node.trust.listed_issuers), `issuers_complete` (false:
     there are more, and of a key not listed only the node can say), and `cold_start`, the score a credential of
     any other key is decided on; `issuers` and `cold_start` None: the node did not say (one older than this SDK, or
-    a malformed list)."""
+    a malformed list). `previous_score` and `previous_tier`: what the node said of the agent before (None: it did not
+    say), so that a tier change is `tier != previous_tier`."""
 
     agent: str
     score: int
@@ -105,6 +109,8 @@ class ScoreChange:
     issuers: tuple[str, ...] | None = None
     cold_start: int | None = None
     issuers_complete: bool = True
+    previous_score: int | None = None
+    previous_tier: str | None = None
 
 
 def valid_scopes(scopes: object, complete: object) -> bool:
@@ -133,8 +139,11 @@ def score_change(event: SseEvent) -> ScoreChange | None:
         complete = data.get("issuers_complete", True)
         operators = ((tuple(issuers), cold_start, complete) if valid_issuers(issuers, complete, cold_start)
                      else (None, None))
+        previous_score, previous_tier = data.get("previous_score"), data.get("previous_tier")
         change = ScoreChange(data["agent"], data["score"], data["tier"], None if scopes is None else tuple(scopes),
-                             data.get("scopes_complete", True), *operators)
+                             data.get("scopes_complete", True), *operators,
+                             previous_score=previous_score if type(previous_score) is int else None,
+                             previous_tier=previous_tier if isinstance(previous_tier, str) else None)
     except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("ignoring a malformed stream event", extra={"fields": {"event": event.event}})
         return None
@@ -153,6 +162,12 @@ class _Following:
         self._lock = threading.Lock()
         self._streams: dict[str, set[ScoreStream]] = {}
         self._said = False
+        in_forked_children(self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): it follows none of the parent's streams."""
+        self._lock = threading.Lock()
+        self._streams = {}
 
     def started(self, stream: ScoreStream) -> None:
         with self._lock:
@@ -273,6 +288,7 @@ class ScoreStream:
                 if parser.last_id is None:
                     self._on_reset()  # whatever was cached before we listened may be stale
                 self.connected.set()
+                announced: ScoreChange | None = None  # the last `score` event's change, which its `tier` event repeats
                 for line in _lines(response.iter_raw(), MAX_LINE):
                     renew(IDLE_S)  # an idle bound, not a total one: the stream lasts as long as the node sends
                     event = parser.feed(line)
@@ -281,8 +297,11 @@ class ScoreStream:
                     if self._stop.is_set():  # closed meanwhile (by a callback, say): dispatch no more
                         return
                     if event.event == "reset":
+                        announced = None
                         self._on_reset()
-                    elif (change := score_change(event)) is not None:
+                    elif (change := score_change(event)) is not None and not (event.event == "tier"
+                                                                               and change == announced):
+                        announced = change if event.event == "score" else None
                         self._on_change(change)
         finally:
             self._waiting.clear()

@@ -8,31 +8,34 @@ retried after a lost answer is stored once. A batch the node cannot take now (5x
 not the node's account of it (not JSON, or no counts adding up to the batch: a proxy's page, another server at its
 address), refused by what is not the node (a 3xx or 4xx not in its error format, such as a reverse proxy's 404 or 401
 page: the node never saw the batch), whose token the node refuses (401, 403: its token changed, say; or its
-Authorization header, as malformed, 400 with a WWW-Authenticate challenge: sent twice, a proxy in front adding its own)
-or that the node answers as sent where it has no such endpoint (404, 405: the collector's node URL names a path of the
-API) is kept and retried with backoff; the last three hold every batch back until someone acts, so each is logged once
-as an error until a post succeeds again. A batch refused as too large (413, by the node or by a proxy before it) is sent
-again at once as two halves, down to single events: an event still refused alone is dropped, logged, and counted as
-rejected if the node refused it, as dropped if a proxy did. Only a batch the node itself refuses for what it is (any
-other 4xx in its error format, node/api/errors.py) is dropped and counted as rejected, and so are the events the node
-rejects of a batch, all or some (logged, the first one's reason given), and so is an event JSON cannot carry (a NaN
-duration, an attribute that is an object), logged; one whose attributes nest deeper than the node reads
-(node.strict_json.MAX_DEPTH), for which the node would refuse the whole batch, is refused as it is recorded. A fault of
-the sender's own (a bug, an HTTP stack's unexpected exception) drops the batch it held, counted as dropped and logged as
-an error, and sending goes on; a sender thread ended by what is not an Exception (SystemExit raised in it) is started
-again by the next record(), and sends the batch it held at once. `shutdown()` sends what is left, retrying, within one
-deadline (the post in progress included, the last post cut at it), but not after the node refuses the token or has no
-endpoint there, which no retry in its seconds changes; so does the process's exit if shutdown() was not called, with
-one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all. What either
-could not send is logged, with its count and why (the refusal holding every batch back, if the last post got one: not
-one an unreachable node followed), and stays counted in `buffered`. A process killed by a signal left at its default
-(SIGTERM to a plain script) runs no exit handler: what was left is neither sent nor said (handle SIGTERM, as uvicorn
-does, or call shutdown()).
+Authorization header, as malformed, 400 with a WWW-Authenticate challenge: sent twice, a proxy in front adding its own;
+a collector given the token's file reads it again at each post, so a rotated token is taken up at the next retry) or
+that the node answers as sent where it has no such endpoint (404, 405: the collector's node URL names a path of the API)
+is kept and retried with backoff; the last three hold every batch back until someone acts, so each is logged once as an
+error until a post succeeds again. A batch refused as too large (413, by the node or by a proxy before it) is sent again
+at once as two halves, down to single events: an event still refused alone is dropped, logged, and counted as rejected
+if the node refused it, as dropped if a proxy did. Only a batch the node itself refuses for what it is (any other 4xx in
+its error format, node/api/errors.py) is dropped and counted as rejected, and so are the events the node rejects of a
+batch, all or some (logged, the first one's reason given), and so is an event JSON cannot carry (a NaN duration, an
+attribute that is an object), logged; one whose attributes nest deeper than the node reads (node.strict_json.MAX_DEPTH),
+for which the node would refuse the whole batch, is refused as it is recorded. A fault of the sender's own (a bug, an
+HTTP stack's unexpected exception) drops the batch it held, counted as dropped and logged as an error, and sending goes
+on; a sender thread ended by what is not an Exception (SystemExit raised in it) is started again by the next record(),
+and sends the batch it held at once. `shutdown()` sends what is left, retrying, within one deadline (the post in
+progress included, the last post cut at it), but not after the node refuses the token (unless its file now holds
+another) or has no endpoint there, which no retry in its seconds changes; so does the process's exit if shutdown() was
+not called, with one try a batch (no retries: it stops at the first that fails) within the collector's `timeout` in all.
+What either could not send is logged, with its count and why (the refusal holding every batch back, if the last post got
+one: not one an unreachable node followed), and stays counted in `buffered`. A process killed by a signal left at its
+default (SIGTERM to a plain script) runs no exit handler: what was left is neither sent nor said (handle SIGTERM, as
+uvicorn does, or call shutdown()).
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
+import os
 import threading
 import time
 import uuid
@@ -47,9 +50,11 @@ import httpx
 from ..events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_NAME
 from ..strict_json import MAX_DEPTH, nested_deeper_than
 from ._bounded import deadline
-from ._env import default_node, default_token
+from ._env import default_node
+from ._fork import in_forked_children
 from ._http import NOT_THE_NODES, NodeApiError, NodeUnreachable, events_body, without_passwords
 from ._log import log
+from ._token_file import TokenFile, api_token_source
 from .node_client import NodeClient
 
 FLUSH_INTERVAL_S = 5.0
@@ -57,12 +62,14 @@ BATCH_SIZE = 100
 MAX_BUFFER = 10_000
 OUTCOMES = frozenset({"ok", "error", "denied", "timeout"})
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+MAX_ASKED_WAIT_S = 60.0  # the longest a refusal's Retry-After holds a retry back (within the drain's deadline)
 # What events_body raises for an event JSON cannot carry (UnicodeEncodeError is a ValueError; RecursionError, for
 # attributes within MAX_DEPTH, only from a thread whose stack is within that of the interpreter's recursion limit)
 _UNENCODABLE = (TypeError, ValueError, RecursionError)
 _UNREAD = frozenset({"not_json", "bad_answer"})  # a success answered with what is not the node's account of a batch
 _TOKEN_REFUSED = ("the node refuses the telemetry API token (VOUCHNET_TOKEN: what the node's api.token holds, not "
-                  "its path), or the Authorization header carrying it")
+                  "its path; VOUCHNET_TOKEN_FILE, that file's path, follows its rotation), or the Authorization header "
+                  "carrying it")
 _NOT_THE_NODE = ("what answers at the node's address refuses telemetry batches in a form that is not the node's (a "
                  "reverse proxy's page, another server?): the node never saw them")
 # The node's answers to a post where it has no /v1/events: not found, or not a POST endpoint (VOUCHNET_NODE names a
@@ -129,11 +136,13 @@ class _Posted(Enum):
 
 class TelemetryCollector:
     """Batches behaviour events for the node at `node` (default $VOUCHNET_NODE, else the local node) with its API
-    `token` (default $VOUCHNET_TOKEN; ValueError without one). Record from any thread or event loop; nothing waits
-    on the network. At most `max_buffer` events wait, in flight included.
+    `token`, or the token the file `token_file` holds at each post (its `api.token`: the collector follows the token's
+    rotation), by default $VOUCHNET_TOKEN or $VOUCHNET_TOKEN_FILE (ValueError without one). Record from any thread or
+    event loop; nothing waits on the network. At most `max_buffer` events wait, in flight included.
     `timeout` bounds each post as a whole (seconds; a node that trickles its answer cannot hold the sender)."""
 
-    def __init__(self, node: str | None = None, token: str | None = None, *,
+    def __init__(self, node: str | None = None, token: str | TokenFile | None = None, *,
+                 token_file: str | os.PathLike[str] | None = None,
                  flush_interval: float = FLUSH_INTERVAL_S, batch_size: int = BATCH_SIZE,
                  max_buffer: int = MAX_BUFFER, timeout: float = 5.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -142,11 +151,15 @@ class TelemetryCollector:
                              "events a batch)")
         if max_buffer < batch_size:
             raise ValueError("max_buffer: must hold at least one batch")
-        if (token := token or default_token()) is None:
+        if (token := api_token_source(token, token_file)) is None:
             raise ValueError("token: the node's API token is needed to report; pass it, or set $VOUCHNET_TOKEN to "
-                             "what the node's api.token holds")
+                             "what the node's api.token holds (or $VOUCHNET_TOKEN_FILE to that file's path)")
         self.flush_interval, self.batch_size, self.max_buffer = flush_interval, batch_size, max_buffer
-        self._client = NodeClient(node or default_node(), token, timeout=timeout, transport=transport)
+        self._new_client = functools.partial(NodeClient, node or default_node(),
+                                             token.current if isinstance(token, TokenFile) else token,
+                                             timeout=timeout, transport=transport)
+        self._client = self._new_client()
+        self._token_file = token if isinstance(token, TokenFile) else None  # read again where the node refuses it
         self._shown_node = without_passwords(self._client.base_url)  # the node's address in the log
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()  # the buffer and counters
@@ -163,6 +176,26 @@ class TelemetryCollector:
         # What holds every batch back, or drops every event, if anything (logged once per spell).
         self._holding: str | None = None
         self._last_held_back: _HeldBack | None = None  # the last post's, if it got one (under _send_lock)
+        self._asked_wait = 0.0  # seconds the last post's refusal asked to wait before a retry (Retry-After)
+        in_forked_children(self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked from this process (node.client._fork): no sender thread came along, and the events waiting
+        are the parent's, which it sends (sent by both, they were stored twice: a batch's key is drawn as it is taken);
+        the child starts afresh, on connections of its own, its sender started by its first record."""
+        stopped = self._stopped.is_set()
+        self._lock, self._send_lock = threading.Lock(), threading.Lock()
+        self._wake, self._stopped = threading.Event(), threading.Event()
+        if stopped:
+            self._stopped.set()
+        self._buffer.clear()
+        self._pending.clear()
+        self._in_flight = 0
+        self._thread, self._running = None, False
+        atexit.unregister(self._at_exit)  # (the parent's registration: the child's first record registers it again)
+        self._recorded = self._sent = self._dropped = self._rejected = self._failed_posts = 0
+        self._holding, self._last_held_back = None, None
+        self._client = self._new_client()  # (the parent's is left as it is: closing it here could end its TLS)
 
     # --- recording --------------------------------------------------------------------------------------------
 
@@ -364,7 +397,8 @@ class TelemetryCollector:
                         self._in_flight -= len(batch.events)
                 attempt = 0
                 continue
-            wait = min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], end - time.monotonic())
+            backoff = max(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], min(self._asked_wait, MAX_ASKED_WAIT_S))
+            wait = min(backoff, end - time.monotonic())
             held_back = self._last_held_back
             if wait <= 0 or not retry or (self._stopped.is_set() and held_back is not None and held_back.lasting):
                 return False
@@ -421,7 +455,7 @@ class TelemetryCollector:
 
         A batch refused as too large (413) was stored by no one: the node refuses one before it stores any of it,
         and a proxy's refusal never reached the node. So its halves may go under new keys, with nothing stored twice."""
-        self._last_held_back = None
+        self._last_held_back, self._asked_wait = None, 0.0
         try:
             reply = self._client.report_events_body(batch.body, idempotency_key=batch.key)
         except NodeApiError as error:
@@ -477,13 +511,18 @@ class TelemetryCollector:
         then."""
         with self._lock:
             first, self._holding = self._holding != why, why
-        self._last_held_back = _HeldBack(why, error.code != NOT_THE_NODES and error.status in _LASTING)
+        renewed = error.status in (401, 403) and self._token_file is not None and self._token_file.renewed()
+        self._last_held_back = _HeldBack(why, error.code != NOT_THE_NODES and error.status in _LASTING and not renewed)
         if first:
             log.error(f"{why}; events are kept and retried, the oldest dropped once the buffer is full",
                       extra={"fields": {"node": self._shown_node, "error": error}})
         self._count_failure(error)
 
     def _count_failure(self, error: Exception) -> None:
+        """A post to retry: counted, and its Retry-After (a 429's or 503's: the node busy, its storage failing) kept
+        as the least wait before the retry, as RFC 9110 asks (the backoff alone retried a busy node after 0.25 s)."""
+        if isinstance(error, NodeApiError) and error.retry_after is not None:
+            self._asked_wait = error.retry_after
         with self._lock:
             self._failed_posts += 1
         log.info("telemetry post failed; will retry", extra={"fields": {"error": error}})

@@ -129,6 +129,28 @@ async def test_the_client_delegates_only_to_a_trusted_target(running):
 
 
 @on_asyncio
+async def test_a_task_the_target_rejected_is_not_reported_as_its_error(running):
+    """The target's vouchnet server declined a caller it did not trust yet (TASK_STATE_REJECTED): the client reported
+    that as the target's error, so a target sank at the delegating org for refusing callers it did not know, and two
+    new partners' agents, each refused by the other's server, dragged each other down. A decline is not reported; a
+    task that ran is, as before."""
+    vouchnet = vouchnet_for(running)
+    _, stranger_credential = running.new_agent(trusted=False)
+    _, known_credential = running.new_agent(trusted=True)
+    target, credential, key = running.new_agent_with_key(trusted=True)
+    async with serving(lambda url: _app(sign_card(_card(url), credential=credential, key=key),
+                                        TrustedAgentExecutor(Echo(), vouchnet))) as url:
+        (rejected,) = await _send(url, stranger_credential, [TrustInterceptor(vouchnet)])
+        assert rejected.task.status.state == TaskState.TASK_STATE_REJECTED
+        vouchnet.telemetry.flush()
+        assert running.first_hand_events(target) == GOOD_EVENTS
+        (answer,) = await _send(url, known_credential, [TrustInterceptor(vouchnet)])
+        assert answer.message.parts[0].text == "echo hi"
+    await vouchnet.aclose()
+    assert running.first_hand_events(target) == GOOD_EVENTS + 1
+
+
+@on_asyncio
 async def test_a_card_carrying_another_agents_credential_is_refused(running):
     """An impostor copies a trusted agent's credential into its own card: it cannot sign as that agent."""
     vouchnet = vouchnet_for(running)

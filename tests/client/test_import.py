@@ -23,7 +23,7 @@ def test_the_node_client_alone_loads_no_other_part_of_the_sdk():
     code = ("import sys; from node.client import ClientError, NodeClient; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'asyncio', 'anyio') "
             "or m.startswith('node.client.') and m.split('.')[2] not in ('node_client', '_http', '_answer', "
-            "'_bounded', '_breaker', '_idempotent', '_token')))")
+            "'_bounded', '_breaker', '_fork', '_idempotent', '_token')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -649,6 +649,40 @@ def test_an_answer_overtaken_by_a_change_the_stream_announced_is_not_cached():
             policy.close()
 
 
+def test_a_service_watching_the_stream_is_told_of_each_reset_to_read_its_agents_again():
+    """A node announces an agent's changes only once asked about it since it started (README, the score stream): a
+    service watching agents through on_change was never told the node had restarted, and missed their changes from
+    then on. on_reset is called as the stream connects and at each reset the node sends, after the cache is dropped;
+    a failing one ends neither the stream nor the next reset."""
+    agent, resets = new_did(), threading.Semaphore(0)
+
+    def on_reset() -> None:
+        resets.release()
+        raise RuntimeError("the service's callback has a bug")
+
+    node = _StubStream.answering("trusted")
+    with _following(node, on_reset=on_reset) as policy:
+        assert resets.acquire(timeout=10)  # as it connected
+        assert policy.check(agent).source == "node" and policy.check(agent).source == "cache"
+        node.send(b"event: reset\ndata: {}\n\n")
+        assert resets.acquire(timeout=10)
+        assert policy.check(agent).source == "node"
+    with pytest.raises(ValueError, match="on_reset: needs the node's stream"):
+        TrustPolicy("http://127.0.0.1:9", listen=False, on_reset=lambda: None)
+
+
+@contextmanager
+def _following(node: _StubStream, **callbacks: Callable) -> Iterator[TrustPolicy]:
+    """A policy following `node`'s stream, connected, with `callbacks` (on_change, on_reset); closed after."""
+    with serving_in_thread(node.app) as url:
+        policy = TrustPolicy(url, cache_ttl=600, **callbacks)
+        try:
+            assert policy.stream_connected.wait(10)
+            yield policy
+        finally:
+            policy.close()
+
+
 @pytest.mark.parametrize("failure", ["on_change raises", "a frame that is not UTF-8"])
 def test_the_stream_outlives_a_failing_callback_or_a_broken_frame(failure):
     agent, seen = new_did(), []
@@ -662,20 +696,15 @@ def test_the_stream_outlives_a_failing_callback_or_a_broken_frame(failure):
             raise RuntimeError("the service's callback has a bug")
 
     node = _StubStream.answering("trusted")
-    with serving_in_thread(node.app) as url:
-        policy = TrustPolicy(url, cache_ttl=600, on_change=on_change)
-        try:
-            assert policy.stream_connected.wait(10)
-            assert policy.check(agent).verdict == "allow"
-            if failure == "a frame that is not UTF-8":
-                node.send(b"event: tier\nid: a-1\ndata: \xff\xfe{\n\n")
-            else:
-                node.send(_change(agent, "provisional", 1))
-            node.send(_change(agent, "untrusted", 2))
-            assert untrusted.wait(10)
-            assert policy.check(agent).verdict == "block"
-        finally:
-            policy.close()
+    with _following(node, on_change=on_change) as policy:
+        assert policy.check(agent).verdict == "allow"
+        if failure == "a frame that is not UTF-8":
+            node.send(b"event: tier\nid: a-1\ndata: \xff\xfe{\n\n")
+        else:
+            node.send(_change(agent, "provisional", 1))
+        node.send(_change(agent, "untrusted", 2))
+        assert untrusted.wait(10)
+        assert policy.check(agent).verdict == "block"
 
 
 def test_a_stream_that_fails_unexpectedly_reconnects_and_resets_what_was_cached():

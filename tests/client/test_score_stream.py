@@ -3,6 +3,7 @@ multi-line data, ids; what is not a well-formed score change is ignored, not tru
 
 import json
 import logging
+import threading
 import time
 
 import httpx
@@ -36,13 +37,16 @@ def test_events_are_parsed_as_the_node_frames_them():
     text = f"retry: 3000\n\n: keep-alive\n\nid: ab12-7\nevent: tier\ndata: {json.dumps(data)}\n\n"
     events, parser = _feed(text)
     assert events == [SseEvent("tier", json.dumps(data), "ab12-7")] and parser.last_id == "ab12-7"
-    assert score_change(events[0]) == ScoreChange("did:key:z6Mk", 610, "trusted")
+    before = {"previous_score": 120, "previous_tier": "untrusted"}
+    assert score_change(events[0]) == ScoreChange("did:key:z6Mk", 610, "trusted", **before)
     scoped = json.dumps({**data, "scopes": ["search", "fetch"]})
     assert score_change(SseEvent("score", scoped, None)) == ScoreChange("did:key:z6Mk", 610, "trusted",
-                                                                         ("search", "fetch"))
+                                                                         ("search", "fetch"), **before)
     partly = json.dumps({**data, "scopes": ["fetch"], "scopes_complete": False})
     assert score_change(SseEvent("score", partly, None)) == ScoreChange("did:key:z6Mk", 610, "trusted", ("fetch",),
-                                                                         scopes_complete=False)
+                                                                         scopes_complete=False, **before)
+    unsaid = json.dumps({**data, "previous_score": "120", "previous_tier": None})
+    assert score_change(SseEvent("score", unsaid, None)) == ScoreChange("did:key:z6Mk", 610, "trusted")
 
 
 def test_data_lines_join_and_an_event_without_a_name_is_a_message():
@@ -228,6 +232,35 @@ def test_closing_a_stream_a_hung_node_never_answered_does_not_wait_for_it():
         assert time.monotonic() - started < score_stream.CLOSE_WAIT_S / 2
     stream._thread.join(10)  # the server hung up as its block ended
     assert not stream._thread.is_alive() and resets == [] and not stream.connected.is_set()
+
+
+def test_a_tier_change_reaches_the_callback_once_saying_what_it_was_before():
+    """The node announces a tier change as a `score` event and then a `tier` event of the same data (node.trust): a
+    service watching the stream (`on_change`) was called twice for each, with nothing to tell a tier change by. It is
+    called once a change, with the score and tier before; a `tier` event announcing another change still counts."""
+    def event(kind: str, score: int, tier: str, previous: tuple[int, str]) -> bytes:
+        data = {"agent": "did:key:z6Mk", "score": score, "tier": tier, "previous_score": previous[0],
+                "previous_tier": previous[1]}
+        return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+    events = (event("score", 454, "provisional", (343, "provisional")) + event("score", 510, "trusted", (454,
+              "provisional")) + event("tier", 510, "trusted", (454, "provisional")) + event("tier", 180, "untrusted",
+              (510, "trusted")))
+    changes: list[ScoreChange] = []
+    third = threading.Event()
+
+    def on_change(change: ScoreChange) -> None:
+        changes.append(change)
+        if len(changes) == 3:
+            third.set()
+
+    with trickling(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + events, b"\n") as (url, _):
+        stream = score_stream.ScoreStream(url, on_change=on_change, on_reset=lambda: None)
+        stream.start()
+        assert third.wait(10)
+        stream.close()
+    assert [(c.score, c.tier, c.previous_tier) for c in changes[:3]] == [
+        (454, "provisional", "provisional"), (510, "trusted", "provisional"), (180, "untrusted", "trusted")]
 
 
 def test_a_stream_closed_by_its_own_callback_calls_nothing_after():

@@ -416,6 +416,23 @@ def _held_back_then_taken(node: _RefusesAtFirst, caplog) -> CollectorStats:
         return collector.shutdown()
 
 
+@pytest.mark.parametrize("status, code, after", [(503, "busy", 1), (503, "storage", 3), (429, "slow_down", 2)])
+def test_a_refusal_asking_to_wait_is_retried_no_sooner_than_it_asks(status, code, after, monkeypatch):
+    """A node whose telemetry bodies fill their room answers 503 `busy` with Retry-After: 1 (its storage failing, 10):
+    every service's collector retried after 0.25 s and 0.5 s, sooner than asked, adding to the load it refused. The
+    retry waits the Retry-After (within the drain's deadline), then the backoff goes on as before."""
+    node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": code, "detail": "come back later"},
+                                                  headers={"Retry-After": str(after)}), 2)
+    waits: list[float] = []
+    monkeypatch.setattr(telemetry.time, "sleep", waits.append)
+    collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600,
+                                   transport=httpx.MockTransport(node))
+    collector.record_tool_call(new_did(), "search")
+    assert collector.flush(timeout=10)
+    collector.shutdown()
+    assert waits == [after, after] and len(node.posts) == 3
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_full(status, caplog):
     node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": "unauthorized", "detail": "bad token"}), 3)

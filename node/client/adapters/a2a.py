@@ -4,7 +4,7 @@ extended card): a message from a sender that may not delegate to us is answered 
 TASK_STATE_REJECTED, the reason as its status message, any other refused request with an InvalidRequestError
 naming the reason. `TrustedAgentExecutor` wraps your AgentExecutor: it gates and reports each task it runs.
 Client: `TrustInterceptor`, a ClientCallInterceptor that refuses to send a message to an agent that may not be
-delegated to (raising `UntrustedTarget`). Both report what ran.
+delegated to (raising `UntrustedTarget`). Both report what ran (the client, not a task its target rejected).
 
 Who the sender is: the bearer token of the request, its agent credential. Who the target is: its agent card
 carries its credential (extension CREDENTIAL_EXTENSION) and a JWS signature by the agent's own key over the
@@ -69,7 +69,6 @@ CREDENTIAL_EXTENSION = "urn:vouchnet:a2a:agent-credential:v1"
 DELEGATING_METHODS = frozenset({"send_message", "send_message_streaming"})
 REQUEST_ACTION_PREFIX = "a2a:"  # the policy's action for a request other than a message: a2a:<A2A method name>
 _DECIDED = "vouchnet_decision"  # where a message's call context carries TrustedRequestHandler's decision (_decided)
-_FAILED_STATES = frozenset({TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_REJECTED})
 _delegation: contextvars.ContextVar[tuple[TrustDecision, float] | None] = contextvars.ContextVar(
     "vouchnet_delegation", default=None)
 
@@ -331,7 +330,8 @@ class TrustInterceptor(ClientCallInterceptor):
             return
         _delegation.set(None)
         decision, started = delegation
-        self.vouchnet.report(decision, "a2a", DELEGATE, _outcome(args.result), started)
+        if (outcome := _outcome(args.result)) is not None:
+            self.vouchnet.report(decision, "a2a", DELEGATE, outcome, started)
 
     async def _target(self, card: AgentCard) -> AgentIdentity:
         identity = await self.vouchnet.identify(card_credential(card))
@@ -339,8 +339,14 @@ class TrustInterceptor(ClientCallInterceptor):
         return identity
 
 
-def _outcome(result: Any) -> str:
+def _outcome(result: Any) -> str | None:
+    """How a delegation went, as the target's event: `error` for a task that failed; None, not reported, for one the
+    target rejected (A2A TASK_STATE_REJECTED: it declined the task, as a vouchnet server declines a sender it does not
+    trust yet), which says nothing of how it works: reported as an error, it sank the target at the delegating org
+    for refusing a caller it did not know; `ok` otherwise."""
     task = getattr(result, "task", None)
-    if task is not None and result.HasField("task") and task.status.state in _FAILED_STATES:
-        return "error"
-    return "ok"
+    if task is None or not result.HasField("task"):
+        return "ok"
+    if task.status.state == TaskState.TASK_STATE_REJECTED:
+        return None
+    return "error" if task.status.state == TaskState.TASK_STATE_FAILED else "ok"
