@@ -140,8 +140,9 @@ def test_a_read_the_disk_fails_raises_a_store_error_which_the_services_catch(tmp
 
 _READ_FAILURES = {  # SQLite's error -> what the read is refused with
     "failing disk": (sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR_READ),
-                     "records.index: cannot be read, as its storage failed (disk I/O error: a full disk, or one failing "
-                     "or read-only): the file itself is not found corrupt; free space or fix the disk, then try again"),
+                     "records.index: cannot be read, as its storage failed (disk I/O error: a full disk, or one "
+                     "failing or read-only): the file itself is not found corrupt; free space or fix the disk, then "
+                     "try again"),
     "damaged file": (sqlite_error("database disk image is malformed", sqlite3.SQLITE_CORRUPT),
                      "records.index: cannot be read (database disk image is malformed)"),
 }
@@ -150,9 +151,9 @@ _READ_FAILURES = {  # SQLite's error -> what the read is refused with
 @pytest.mark.parametrize("failure", _READ_FAILURES)
 def test_each_read_of_the_index_tells_its_disk_failing_from_the_file_damaged(tmp_path, failure):
     """The store's reads, those of the index as last committed (a worker thread's) and those beside a running node
-    (`audit export`, `audit check`, `key rotate`): a disk failing said `records.index: cannot be read (disk I/O error)`, as a damaged
-    file does, where the opens of every store say the disk failed and that the file is not found corrupt
-    (ledger.disk_failure)."""
+    (`audit export`, `audit check`, `key rotate`): a disk failing said `records.index: cannot be read (disk I/O
+    error)`, as a damaged file does, where the opens of every store say the disk failed and that the file is not found
+    corrupt (ledger.disk_failure)."""
     error, refusal = _READ_FAILURES[failure]
     alice = Org()
     records = [alice.record() for _ in range(2)]
