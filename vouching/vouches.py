@@ -235,9 +235,12 @@ class VouchBook:
                 np.frombuffer(self.standing, dtype=np.int8) == 1)
 
     def operator_columns(self) -> tuple[np.ndarray, np.ndarray]:
-        """(agent, issuer) of every agent vouch of basis operator ever given, revoked, expired or replaced too: an org
-        that once said the agent is its own stays its operator (DESIGN.md §6, verified needs independence)."""
-        operator = np.flatnonzero(np.frombuffer(self.basis, dtype=np.int8) == _BASIS_CODES["operator"])
+        """(agent, issuer) of each org's latest agent vouch of basis operator that stands unrevoked (expired too): an
+        org that said the agent is its own is its operator until it takes that back (DESIGN.md §6, verified needs
+        independence)."""
+        operator = np.flatnonzero((np.frombuffer(self.basis, dtype=np.int8) == _BASIS_CODES["operator"])
+                                  & (np.frombuffer(self.standing, dtype=np.int8) == 1)
+                                  & (np.frombuffer(self.active, dtype=np.int8) == 1))
         return np.frombuffer(self.agent, dtype=np.int32)[operator], np.frombuffer(self.issuer, dtype=np.int32)[operator]
 
     def org_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
