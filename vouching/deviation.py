@@ -143,6 +143,31 @@ class DeviationTest:
             verdict[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
         self._tested_upto = len(key)
 
+    def misconduct_began(self, voucher: np.ndarray, subject: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Per vouch (its `voucher` and `subject`), the date of the first batch about its subject, of an org other than
+        its voucher with weight, in which the agent violated policy or failed half its events or more: when its
+        misconduct began, by the other orgs' word; inf where no such batch is. Ties of date: any org's but the
+        voucher's."""
+        key = np.frombuffer(self.key, dtype=np.int64)
+        org = np.frombuffer(self.org, dtype=np.int32)
+        began = np.full(len(subject), math.inf)
+        rows = np.flatnonzero(_member(key >> _WINDOW_BITS, subject) & (weights[org] > 0))
+        events, failures, violations = self._counts(rows)
+        rows = rows[(violations > 0) | ((events > 0) & (2 * failures >= events))]
+        if not len(rows):
+            return began
+        agent, by, t = key[rows] >> _WINDOW_BITS, org[rows], np.frombuffer(self.t)[rows]
+        n_agents = int(max(agent.max(), subject.max())) + 1
+        order = np.lexsort((t, agent))  # by agent, then date: each agent's first batch first
+        first = order[np.concatenate([[True], agent[order][1:] != agent[order][:-1]])]
+        first_t, first_org = np.full(n_agents, math.inf), np.full(n_agents, -1)
+        first_t[agent[first]], first_org[agent[first]] = t[first], by[first]
+        other_t = np.full(n_agents, math.inf)  # the first of an org other than that of the agent's first batch
+        others = by != first_org[agent]
+        np.minimum.at(other_t, agent[others], t[others])
+        began[:] = np.where(first_org[subject] == voucher, other_t[subject], first_t[subject])
+        return began
+
     def _counts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The events, failures and violations of `rows` (indices or a mask), as floats."""
         packed = np.frombuffer(self.counts_packed, dtype=np.int64)[rows]

@@ -94,7 +94,7 @@ class OrgPart:
     last_evidence: int
     independent: bool
     group: str
-    operators_group: bool  # its group holds an org that vouched for the agent as its operator: not independent of it
+    operators_group: bool  # its group holds an org whose operator vouch for the agent stands: not independent of it
     counts_reports: bool  # its recent bad reports are its independence group's, which count once: its heaviest
 
     @property

@@ -101,6 +101,11 @@ class Recompute:
         vouches = self.vouches.agent_columns()
         evidence = weighted_evidence(self.evidence, first.weights, now, self.source_cap)
         misbehaving, well_behaved = conduct(*others_evidence(*vouches[:2], evidence, n, n_agents), p)
+        ended = self.vouches.ends()
+        gone = np.flatnonzero(misbehaving & (ended < np.inf))  # a vouch answers for misconduct begun while it stood
+        if len(gone):
+            began = self.deviation.misconduct_began(vouches[0][gone], vouches[1][gone], first.weights)
+            misbehaving[gone] = began <= ended[gone]
         equivocator = np.zeros(n, dtype=bool)
         equivocator[self.equivocators] = True
         accountable = accountability(n, *vouches, misbehaving, well_behaved, *self.vouches.org_columns(), equivocator,

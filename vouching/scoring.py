@@ -214,11 +214,13 @@ class TrustEngine:
         terms = self._changing(a, vouch.issuer, basis)
         self._vouches.add(vouch)
         key = vouch_key(vouch.issuer, basis)
-        if basis == "operator" and key not in self._agent_vouches[a]:
+        if basis == "operator" and key not in self._agent_vouches[a] and vouch.revoked_at is None:
             barred = array("q", self._barred.get(a, STALE_BARRED))
             if barred[0] == self._version:  # (a thousand keys' operator vouches: no quadratic rebuild)
                 barred.extend(group for group in self._barring((vouch.issuer,)) if group not in barred[1:])
             self._barred[a] = barred.tobytes()
+        elif basis == "operator":  # it replaces the org's earlier one, or came revoked: it may end or renew a bar
+            self._barred[a], terms = STALE_BARRED, None
         self._agent_vouches[a][key] = record_id  # (replaces the issuer's earlier one, as VouchBook.add does)
         if scope is not None:
             self._scoped.add(a)
@@ -238,6 +240,9 @@ class TrustEngine:
             self._graph_edits += 1
             self.org_changes += 1
             return None
+        if vouch.basis == "operator" and self._agent_vouches[vouch.subject].get(
+                vouch_key(vouch.issuer, "operator")) == record_id:  # the org is the agent's operator no more
+            self._barred[vouch.subject], terms = STALE_BARRED, None
         self._changed(vouch.subject, terms, vouch.issuer, vouch.basis)
         return self._agent_dids[vouch.subject]
 
@@ -731,9 +736,10 @@ class TrustEngine:
                 if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
 
     def _operator_groups(self, a: int) -> Sequence[int]:
-        """The independence groups of the orgs with weight that ever gave the agent a vouch of basis operator: its
-        operator's word and that of the orgs it minted are not independent of it (DESIGN.md §6, verified needs
-        independence). One without weight (outside the org graph, or an equivocator) shares its group with no org of
+        """The independence groups of the orgs with weight whose latest vouch of basis operator for the agent stands
+        unrevoked (expired too): its operator's word and that of the orgs it minted are not independent of it
+        (DESIGN.md §6, verified needs independence); an org that revoked it has taken back its word that the agent is
+        its own. One without weight (outside the org graph, or an equivocator) shares its group with no org of
         weight, so leaving it out bars no witness the more, and keeps the groups few: each of a thousand keys outside
         the graph is a group of its own."""
         raw = self._barred.get(a)
@@ -741,8 +747,9 @@ class TrustEngine:
             return ()
         barred = array("q", raw)
         if barred[0] != self._version:
-            operators = (issuer for issuer, basis in map(issuer_and_basis, self._agent_vouches[a])
-                         if basis == "operator")
+            book = self._vouches
+            operators = (issuer for issuer, basis, record_id in latest_vouches(self._agent_vouches[a])
+                         if basis == "operator" and book[record_id].revoked_at is None)
             barred = array("q", (self._version, *self._barring(operators)))
             self._barred[a] = barred.tobytes()
         return barred[1:]

@@ -101,7 +101,7 @@ class VouchBook:
         self.issuer = array("i")
         self.strength = array("d")  # basis weight x vouch weight: the prior lift at full voucher weight
         self.expires = array("d")
-        self.active = array("b")  # not revoked
+        self.revoked_at = array("d")  # the time its issuer revoked it, or inf
         self.standing = array("b")  # not replaced by a later vouch of its issuer for its agent with its basis
         self.general = array("b")  # unscoped: counts in the agent's general score
         self.basis = array("b")  # its basis, as its index in AGENT_BASES
@@ -142,7 +142,7 @@ class VouchBook:
             self.issuer.append(vouch.issuer)
             self.strength.append(self._basis_weights[vouch.basis] * vouch.weight)
             self.expires.append(expires)
-            self.active.append(1)
+            self.revoked_at.append(math.inf)
         else:
             vouch.column = len(self.org_issuer)
             self.org_issuer.append(vouch.issuer)
@@ -173,7 +173,10 @@ class VouchBook:
     def _revoke(self, vouch: Vouch, ts: int) -> None:
         if vouch.revoked_at is None:
             vouch.revoked_at = ts
-            (self.org_active if vouch.for_org else self.active)[vouch.column] = 0
+            if vouch.for_org:
+                self.org_active[vouch.column] = 0
+            else:
+                self.revoked_at[vouch.column] = ts
             self.by_id[vouch.record_id] = vouch.row()
 
     def resubject_orgs(self, old: int, new: int) -> None:
@@ -223,7 +226,7 @@ class VouchBook:
 
     def _standing(self) -> np.ndarray:
         """Which agent vouches count in general scores (before expiry): unscoped, not revoked, not replaced."""
-        return ((np.frombuffer(self.active, dtype=np.int8) == 1) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
+        return ((np.frombuffer(self.revoked_at) == math.inf) & (np.frombuffer(self.standing, dtype=np.int8) == 1)
                 & (np.frombuffer(self.general, dtype=np.int8) == 1))
 
     def agent_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -234,10 +237,17 @@ class VouchBook:
                 np.frombuffer(self.basis, dtype=np.int8).copy(), np.frombuffer(self.strength).copy(),
                 np.frombuffer(self.standing, dtype=np.int8) == 1)
 
+    def ends(self) -> np.ndarray:
+        """Per agent vouch, when it stopped standing for its agent: revoked or expired (inf: neither)."""
+        return np.minimum(np.frombuffer(self.revoked_at), np.frombuffer(self.expires))
+
     def operator_columns(self) -> tuple[np.ndarray, np.ndarray]:
-        """(agent, issuer) of every agent vouch of basis operator ever given, revoked, expired or replaced too: an org
-        that once said the agent is its own stays its operator (DESIGN.md §6, verified needs independence)."""
-        operator = np.flatnonzero(np.frombuffer(self.basis, dtype=np.int8) == _BASIS_CODES["operator"])
+        """(agent, issuer) of each org's latest agent vouch of basis operator that stands unrevoked (expired too): an
+        org that said the agent is its own is its operator until it takes that back (DESIGN.md §6, verified needs
+        independence)."""
+        operator = np.flatnonzero((np.frombuffer(self.basis, dtype=np.int8) == _BASIS_CODES["operator"])
+                                  & (np.frombuffer(self.standing, dtype=np.int8) == 1)
+                                  & (np.frombuffer(self.revoked_at) == math.inf))
         return np.frombuffer(self.agent, dtype=np.int32)[operator], np.frombuffer(self.issuer, dtype=np.int32)[operator]
 
     def org_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

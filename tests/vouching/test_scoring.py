@@ -281,6 +281,61 @@ def test_a_restored_engine_counts_no_org_of_an_operator_s_group_as_its_agent_s_w
             assert engine.recompute(now=w.now).score("a") == VERIFIED - 1
 
 
+def _a_mistaken_operator_s_witnessed_agent(operator_vouch: bytes, revocation_first: bool = False) -> World:
+    """Agent `a` with 50 hours of good digests from org0, org1 (independent groups), `mistaken` and the org
+    `mistaken` minted, and `mistaken`'s vouch of basis operator for it, revoked a minute after it was given (the
+    revocation arriving before the vouch, with `revocation_first`)."""
+    e = TrustEngine("own", ["root"], ScoringParams(credibility_prior_disagree=0.0))
+    for org in ("org0", "org1", "mistaken"):
+        e.add_org_vouch("root", org, 1.0, record_id=rid(), ts=0)
+    e.add_org_vouch("mistaken", "minted", 1.0, record_id=rid(), ts=0)
+    records = [lambda: e.add_agent_vouch("mistaken", "a", 1.0, "operator", record_id=operator_vouch, ts=0),
+               lambda: e.revoke("mistaken", operator_vouch, ts=60_000)]
+    for record in reversed(records) if revocation_first else records:
+        record()
+    w = World()
+    w.engine = e
+    w.history("a", range(50), ["org0", "org1", "mistaken", "minted"], ok=30)
+    return w
+
+
+@pytest.mark.parametrize("revocation_first", [False, True])
+def test_an_org_that_revoked_its_operator_vouch_is_an_independent_witness_again(revocation_first):
+    """An org that vouched for an agent as its operator by mistake and revoked the vouch a minute later has taken its
+    word back: its group witnesses for the agent as any other, which makes the third independent group (verified), in
+    the score, its explanation, the full recompute and a restored engine alike, whichever of the vouch and its
+    revocation came first. Before, an org that had ever given such a vouch was the agent's operator for ever."""
+    w = _a_mistaken_operator_s_witnessed_agent(rid(), revocation_first)
+    restored = TrustEngine("own", ["root"], w.engine.params)
+    restore(capture(w.engine), restored, ())
+    for engine in (w.engine, restored):
+        for _ in range(2):  # as loaded, then after a full recompute
+            assert engine.score("a", now=w.now).tier == "verified"
+            explanation = engine.explain("a", now=w.now)
+            assert explanation.independent_orgs == 3 and not any(part.operators_group for part in explanation.orgs)
+            assert engine.recompute(now=w.now).independent_orgs.tolist() == [3]
+        assert engine.operators("a", now=w.now) == ()
+
+
+def test_an_org_that_vouches_again_as_its_agent_s_operator_is_no_independent_witness_again():
+    """The mistaken operator's group witnesses for the agent once it revoked its operator vouch, no longer once it
+    gives another (its word that the agent is its own again), and again once it revokes that one too: read at once
+    and after a full recompute."""
+    w = _a_mistaken_operator_s_witnessed_agent(vouch := rid())
+    e = w.engine
+    assert e.score("a", now=w.now).tier == "verified"
+    e.add_agent_vouch("mistaken", "a", 1.0, "operator", record_id=(again := rid()), ts=2 * 60_000)
+    for _ in range(2):
+        score = e.score("a", now=w.now)
+        assert score.score == VERIFIED - 1 and "needs-independent-orgs" in score.caps
+        assert {part.org for part in e.explain("a", now=w.now).orgs if part.operators_group} == {"mistaken", "minted"}
+        e.recompute(now=w.now)
+    e.revoke("mistaken", vouch, ts=3 * 60_000)  # the earlier one again: the later one still stands
+    assert e.score("a", now=w.now).score == VERIFIED - 1
+    e.revoke("mistaken", again, ts=4 * 60_000)
+    assert e.score("a", now=w.now).tier == "verified" == e.recompute(now=w.now).tier("a")
+
+
 def test_more_good_evidence_never_lowers_a_score_and_more_bad_never_raises_it():
     w = World()
     previous = w.score("a")

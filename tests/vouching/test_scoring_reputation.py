@@ -461,6 +461,46 @@ def test_an_org_reporting_its_own_agent_s_violations_keeps_its_accountability(pa
     assert _accountability_of(reported, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
 
 
+def _vouched_then_reported(reports: list[tuple[str, int, dict[str, int]]], *, revoked_at: int | None = None,
+                           expires: int | None = None) -> World:
+    """org3's operator vouch for `agent`, given at 0 and revoked at `revoked_at` or expiring at `expires`, and the
+    hourly digests `reports` names (org, hour, counts)."""
+    w = World(orgs=4)
+    vouch = rid()
+    w.engine.add_agent_vouch("org3", "agent", 1.0, "operator", record_id=vouch, ts=0, expires=expires)
+    if revoked_at is not None:
+        w.engine.revoke("org3", vouch, ts=revoked_at)
+    for org, hour, counts in reports:
+        w.digest(org, "agent", hour, **counts)
+    return w
+
+
+_VIOLATIONS_FROM_HOUR_2 = [("org0", hour, {"denied": 3}) for hour in range(2, 7)]
+
+
+@pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
+def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_accountability(path):
+    """A vouch answers for misconduct of its agent that began while it stood (README "How scores are computed", 3): an
+    operator vouch given by mistake and revoked a minute later, or one that expired, costs its voucher nothing for
+    violations another org reports from the hour after on, nor do the voucher's own reports of a violation before the
+    revocation make it answer; revoked after the first violation another org reported, it costs what a standing vouch
+    costs. Before, the vouch revoked within a minute cost as much, fading over months with the agent's bad evidence
+    (a root then passed on a quarter of the reputation it did)."""
+    penalty = ScoringParams().accountability_penalty
+    revoked = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=60_000)
+    assert _accountability_of(revoked, "org3", path) == 1.0
+    assert revoked.score("agent") < 200  # the violations count against the agent as before
+    expired = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, expires=60_000)
+    assert _accountability_of(expired, "org3", path) == 1.0
+    own_word_first = _vouched_then_reported([("org3", 0, {"denied": 1}), *_VIOLATIONS_FROM_HOUR_2],
+                                            revoked_at=HOUR_MS + 60_000)
+    assert _accountability_of(own_word_first, "org3", path) == 1.0
+    too_late = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=4 * HOUR_MS)
+    assert _accountability_of(too_late, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    standing = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2)
+    assert _accountability_of(standing, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+
+
 @pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
 def test_an_org_s_own_good_reports_of_its_agent_do_not_buy_back_accountability(path):
     """An agent only its operator reports to behave does not weigh for the operator against an agent of it that others
