@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import textwrap
+import typing
 
 # Each command and the module whose `register(subparsers)` adds it, in the order --help lists them.
 COMMANDS = {
@@ -62,16 +63,31 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and, through add_subparsers, each command's) whose help, usage and version, written to
+    stdout, are flushed there and fail as any command's output does when they cannot be (a full disk, a closed
+    pipe): argparse drops the OSError, so `vouchnet --help > /dev/full` wrote nothing and exited 0. On stderr,
+    where nothing could say that it failed, they are dropped as before."""
+
+    def _print_message(self, message: str, file: typing.IO[str] | None = None) -> None:
+        if file not in (None, sys.stdout):
+            super()._print_message(message, file)
+        elif message:
+            sys.stdout.write(message)
+            sys.stdout.flush()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of `command` alone when it is one of COMMANDS (the other commands' modules are not imported), else
     of every command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vouchnet",
         description="A federated, peer-to-peer trust network for AI agents.",
         epilog="examples (a node in ~/.vouchnet, or --dir DIR, or $VOUCHNET_DIR):\n"
         + "\n".join(f"  {example}" for example in _FIRST_STEPS) + "\n\n"
         + textwrap.fill("Exit status: 0 done, 1 the node failed or refused, 2 a usage error (a bad argument, no "
-                        "command, which prints the help, or a file or directory that cannot be read or written). "
+                        "command, which prints the help, or a file or directory that cannot be read or written, the "
+                        "output included). "
                         "`vouchnet COMMAND --help` explains each command, with examples.", 80),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
@@ -100,13 +116,15 @@ def _run(argv: list[str]) -> int:
         args, unrecognized = parser.parse_known_args(argv)
         if unrecognized:  # said by the (sub)command they were given to, with its usage, not by `vouchnet`'s
             _command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
-    except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help
-        return stop.code if isinstance(stop.code, int) else 2
+    except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help or --version
+        return _finished("vouchnet", stop.code if isinstance(stop.code, int) else 2)
+    except OSError as e:  # --help or --version written to a full disk, or to a pipe its reader closed
+        return _stdout_failed("vouchnet", e)
     if args.command is None:
         return no_command(parser)
     name = getattr(args, "command_name", f"vouchnet {args.command}")
     try:
-        return args.func(args)
+        return _finished(name, args.func(args))
     except UsageError as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
@@ -117,12 +135,48 @@ def _run(argv: list[str]) -> int:
         elif isinstance(e, NodeApiError) and e.status == 401:
             print(refused_token_hint(args), file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `vouchnet records | head`: the reader has all it wants
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exit does not flush into it
-        return 141  # 128 + SIGPIPE, as a shell reports a command that SIGPIPE stopped
-    except OSError as e:  # a --dir, --out, --cache or --token-file the file system refuses: name it, no traceback
+    except BrokenPipeError as e:  # `vouchnet records | head`: the reader has all it wants
+        return _stdout_failed(name, e)
+    except OSError as e:  # a --dir, --out, --cache or --token-file the file system refuses, or stdout: name it
         print(f"{name}: {os_error_text(e)}", file=sys.stderr)
+        _flush_or_drop_stdout()
         return 2
+
+
+def _finished(name: str, code: int) -> int:
+    """`code`, the exit status of `name`, once what it wrote to stdout and is still buffered is written; else as
+    _stdout_failed says, keeping a failure's status."""
+    error = _flush_or_drop_stdout()
+    return code if error is None else _stdout_failed(name, error, code)
+
+
+def _stdout_failed(name: str, error: OSError, code: int = 0) -> int:
+    """The exit status of `name` when stdout could not be written: 141 if its reader closed it (128 + SIGPIPE, as a
+    shell reports a command that SIGPIPE stopped: `vouchnet records | head`, the reader has all it wants), else 2
+    (or the failure's `code`), saying why on stderr, as for any file (a full disk). What stdout holds is dropped."""
+    from node.commands.common import os_error_text
+
+    _drop_stdout()
+    if isinstance(error, BrokenPipeError):
+        return 141
+    print(f"{name}: {os_error_text(error)}", file=sys.stderr)
+    return code or 2
+
+
+def _flush_or_drop_stdout() -> OSError | None:
+    """Flush stdout; if it cannot be, drop what it holds (else Python's exit flushes it again, fails, says so in a
+    line of its own and exits 120) and return why."""
+    try:
+        sys.stdout.flush()
+    except OSError as error:
+        _drop_stdout()
+        return error
+    return None
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing more, Python's flush at exit included, is written where it failed."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:

@@ -122,6 +122,11 @@ class NodeConfig:
         return f"http://{connectable_host(self.api_host)}:{port}"
 
 
+# A DNS name as the API takes one: labels of letters, digits, '-' and '_', at most 254 characters with a final dot.
+_HOST_NAME = re.compile(r"(?=.{1,254}\Z)(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?")
+HOST_NAME_RULE = "letters, digits, '-' and '_' in labels of 1-63 between dots"
+
+
 def parse_api_bind(value: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:PORT`) -> (host, port); raises ConfigError."""
     match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", value)  # (no int() of 5,000 digits)
@@ -131,7 +136,37 @@ def parse_api_bind(value: str) -> tuple[str, int]:
     port = int(match.group(2) or match.group(4))
     if not 0 <= port <= 65535:
         raise ConfigError(f"api.bind: port must be 0-65535, got {port}")
+    if match.group(1) is not None and not _is_ipv6(host):
+        raise ConfigError(f"api.bind: [{host}] is not an IPv6 address")
+    if match.group(3) is not None and (fault := host_fault(host)) is not None:
+        raise ConfigError(f"api.bind: {fault}")
     return host, port
+
+
+def host_fault(host: str) -> str | None:
+    """Why `host`, of an API address without brackets, is neither an IPv4 address nor a host name, or None. A host
+    whose last label is all digits is an IPv4 address, as no top-level domain is (RFC 3696 §2), and must be written
+    in full, four decimal numbers 0-255: the resolver reads `127.1`, `0` or `0x7f.0.0.1` as an address that the
+    node's checks (loopback or not, the hosts it answers to) do not, and `999.1.1.1` as a name it fails to find
+    only when the node binds it or a command calls it."""
+    if host.rstrip(".").rpartition(".")[2].isdecimal():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return (f"{host!r} is not an IP address: an IPv4 address is four decimal numbers 0-255 between dots, "
+                    "without leading zeros, such as 127.0.0.1")
+        return None
+    if not _HOST_NAME.fullmatch(host):
+        return f"{host!r} is not a host name ({HOST_NAME_RULE}), such as localhost"
+    return None
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def connectable_host(host: str) -> str:
@@ -185,9 +220,8 @@ def _check_host(value: object) -> str:
     if "*" in value:
         raise ConfigError(f'api.hosts: {value!r}: "*" stands alone, as hosts = ["*"] (any host); a name cannot hold '
                           "it")
-    if not re.fullmatch(r"(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?", value) or len(value) > 254:
-        raise ConfigError(f"api.hosts: {value!r} is not a host name (letters, digits, '-' and '_' in labels of 1-63 "
-                          "between dots), such as vouchnet.example.org")
+    if not _HOST_NAME.fullmatch(value):
+        raise ConfigError(f"api.hosts: {value!r} is not a host name ({HOST_NAME_RULE}), such as vouchnet.example.org")
     return value
 
 

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import threading
@@ -36,6 +37,21 @@ def test_help_loads_neither_py_libp2p_nor_the_api_server(argv):
             "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'libp2p', 'fastapi', 'starlette', 'scipy'}))")
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[-1] == "0 []"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, whose every write fails ENOSPC")
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("argv", [["--help"], ["log", "verify", "--help"], ["--version"], ["demo"]], ids=" ".join)
+def test_output_that_cannot_be_written_fails_the_command_saying_why(argv, buffered):
+    """Written to a full disk, `--help` exited 0 having written nothing (argparse drops the error), and `--version`
+    or `demo` (what stayed buffered until Python's exit) 120 with Python's own `Exception ignored` lines: each exits 2
+    with one line saying why, as a command does for any file it cannot write."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "" if buffered else "1"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "node.cli", *argv], stdout=full, stderr=subprocess.PIPE,
+                                text=True, env=env)
+    name = "vouchnet demo" if argv == ["demo"] else "vouchnet"
+    assert (result.returncode, result.stderr) == (2, f"{name}: No space left on device\n")
 
 
 @pytest.mark.parametrize("body", [

@@ -17,7 +17,7 @@ from .errors import install_error_handlers
 from .guard import WriteGuard, declare_refusals
 from .json_body import check_strict_json
 from .methods import AllowedMethods
-from .parameters import exact_values
+from .parameters import declare_query_refusals, exact_values
 from .view import NodeView
 
 _DESCRIPTION = """\
@@ -32,7 +32,7 @@ page of another origin is refused 403 `forbidden_origin`, on every method: one w
 but for a GET opening a page in the browser's tab (a link followed); a request with neither header (curl, an SDK,
 a server) is answered.
 Every path listed with GET takes HEAD too, answered as its GET without the body. Each query parameter is given at
-most once: a repeat is 422 naming it.
+most once: a repeat is 422 naming it, as is one the operation does not take (a misspelt filter is not ignored).
 Every error is a 4xx or 5xx with the JSON body `{"error": <code>, "detail": <reason naming the field>}`. When every
 connection the node serves is busy (each answered or streamed to), a new one is answered 503 `busy` with
 `Retry-After` before its request is read, on any path.
@@ -66,7 +66,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = declare_refusals(FastAPI.openapi(app), open_paths, forbidden)
+            app.openapi_schema = declare_query_refusals(declare_refusals(FastAPI.openapi(app), open_paths, forbidden))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend the document

@@ -84,6 +84,14 @@ def error_body(description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}}}}
 
 
+def declare_response(responses: dict[str, Any], status: str, meaning: str) -> None:
+    """Declare the response `status` with `meaning` in an OpenAPI operation's `responses`, after the meaning the
+    operation declares already, if any."""
+    own = responses.get(status)
+    responses[status] = {**own, "description": f"{own['description']}; or {meaning[0].lower()}{meaning[1:]}"} \
+        if own else error_body(meaning)
+
+
 class ApiError(HTTPException):
     """A request the node refuses: HTTP status, a short machine-readable code and a reason naming the field.
 

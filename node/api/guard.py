@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError, error_body
+from .errors import ApiError, declare_response, error_body
 from .view import NodeView
 
 MAX_BODY_BYTES = 64 * 1024  # a record is at most 64 KiB, and every request body is far smaller than its record
@@ -54,8 +54,8 @@ def declare_refusals(spec: dict[str, Any], open_paths: Collection[str],
                     operation.setdefault("security", [{bearer_scheme.scheme_name: []}])
                     responses.setdefault("401", error_body(_WRITE_REFUSALS[401]))
                     responses.setdefault("503", error_body(_WRITE_REFUSALS[503]))
-                    _declare(responses, "400", _WRITE_REFUSALS[400])
-            _declare(responses, "503", _BUSY)
+                    declare_response(responses, "400", _WRITE_REFUSALS[400])
+            declare_response(responses, "503", _BUSY)
     spec.setdefault("components", {}).setdefault("securitySchemes", {})[bearer_scheme.scheme_name] = \
         bearer_scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return spec
@@ -73,13 +73,6 @@ _WRITE_REFUSALS = {
     503: "The node takes no write now: it cannot read its token file (`no_token`), or its storage refused the write "
          "(`storage`, naming the file); `Retry-After` says when to try again",
 }
-
-
-def _declare(responses: dict[str, Any], status: str, meaning: str) -> None:
-    """Declare the response `status` with `meaning`, after the meaning the operation declares already, if any."""
-    own = responses.get(status)
-    responses[status] = {**own, "description": f"{own['description']}; or {meaning[0].lower()}{meaning[1:]}"} \
-        if own else error_body(meaning)
 
 
 # `Bearer%20<token>`: OTEL_EXPORTER_OTLP_TRACES_HEADERS's value as written, sent undecoded (the exporters of Java and

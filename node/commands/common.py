@@ -20,7 +20,8 @@ import httpx
 from node.address_file import API_URL_FILE, ApiUrlFileError, read_api_url
 from node.client import NodeClient
 from node.client._http import normal_url
-from node.config import DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, load_config
+from node.config import (DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, host_fault,
+                         load_config)
 from node.keys import KeyFileError, load_org_key, load_token
 from node.strict_modes import TooOpen, check_strict_modes
 from vouching import InvalidDid, did_key, public_key_from_did
@@ -191,6 +192,9 @@ def api_url(text: str) -> str:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host or not 0 < (url.port or 80) < 65536:
         raise argparse.ArgumentTypeError(f"expected the node's API address, e.g. http://127.0.0.1:8700, got {text!r}")
+    host = url.raw_host.decode("ascii")  # (an IPv6 address, which httpx checked, without its brackets)
+    if ":" not in host and (fault := host_fault(host)) is not None:
+        raise argparse.ArgumentTypeError(f"{fault}, in {text!r}")
     if url.query or url.fragment or _names_endpoint(url.path):
         raise argparse.ArgumentTypeError(f"expected the node's API address, not one of its endpoints, e.g. "
                                          f"http://127.0.0.1:8700 (each command adds the endpoint's path; a proxy's "

@@ -43,8 +43,8 @@ def register(subparsers: Subparsers) -> None:
     init.add_argument("--listen", action="append", metavar="MULTIADDR",
                       help=f"libp2p address to listen on, repeatable (default: {DEFAULT_LISTEN})")
     init.add_argument("--api", default=DEFAULT_API, metavar="HOST:PORT",
-                      help="where the local HTTP API listens; a HOST that is a name is one the API answers to "
-                      "(as [api] hosts in config.toml) (default: %(default)s)")
+                      help="where the local HTTP API listens: HOST an IP address in full (127.0.0.1, [::1]) or a host "
+                      "name, one the API then answers to (as [api] hosts in config.toml) (default: %(default)s)")
     init.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
                       help="a peer to dial at start, ending in /p2p/<peer id>; repeatable")
     init.add_argument("--root", action="append", default=[], metavar="DID", type=org_did_argument,

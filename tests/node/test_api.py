@@ -1304,11 +1304,14 @@ async def test_the_node_s_openapi_describes_everything_and_declares_every_refusa
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "security" not in spec["paths"][CHECK_PATH]["post"]
     assert spec["paths"]["/v1/orgs/{did}"]["get"]["parameters"][0]["description"] == "The org's did:key"
-    # A read's 422 is a parameter's (before: "...or a record the rules reject"), and one without any declares none.
+    # A read's 422 is a parameter's (before: "...or a record the rules reject"), and one without any declares only
+    # that of a query parameter it does not take, as every operation does (node.api.parameters).
+    unknown = ("a query parameter the operation does not take (`invalid_request`, the detail naming it and those it "
+               "takes), or one given more than once")
     reads = {path: operations["get"] for path, operations in spec["paths"].items() if "get" in operations}
     assert {path: read["responses"].get("422", {}).get("description") for path, read in reads.items()} == \
-        {path: "A malformed parameter, or one out of range; the detail names it" if read.get("parameters") else None
-         for path, read in reads.items()}
+        {path: f"A malformed parameter, or one out of range; the detail names it; or {unknown}"
+         if read.get("parameters") else unknown.capitalize() for path, read in reads.items()}
 
 
 async def _reads_while_storage_fails(client, node, spec):

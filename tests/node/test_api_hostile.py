@@ -246,7 +246,10 @@ def requests(draw: st.DrawFn, hostile: Hostile) -> tuple[str, bytes, bytes, list
     names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
     query = b""
     if names or "query" in faults:
-        keys = _or_junk(st.sampled_from(names), st.text(max_size=6)) if names else st.text(max_size=6)
+        if "query" in faults:
+            keys = _or_junk(st.sampled_from(names), st.text(max_size=6)) if names else st.text(max_size=6)
+        else:
+            keys = st.sampled_from(names)  # the route's own only: another is refused before the route reads any
         values = _texts if "query" in faults else st.sampled_from(["0", "1", "2", "true", "false", "json", "cose"])
         pairs = draw(st.lists(st.tuples(keys, values), max_size=4), "query")
         query = "&".join(f"{quote(k, safe='')}={quote(v, safe='', errors='surrogatepass')}" for k, v in pairs).encode()
@@ -445,6 +448,59 @@ async def test_every_query_parameter_given_more_than_once_is_refused_naming_it(h
         422, {"error": "invalid_request", "detail": f"query.{name}: given {len(values)} times; give it once"})
     once = await call(hostile.app, method, path.encode(), query.split("&")[0].encode(), headers, body)
     assert not once.body.startswith(b'{"error":"invalid_request","detail":"query.%s: given' % name.encode()), once
+
+
+def _routes_and_their_query(hostile: Hostile) -> list[tuple[str, str, list[str]]]:
+    """(method, path, query parameter names) for every operation of the OpenAPI document, the path's own parameters
+    filled in with values the route takes, the names in the order the document lists them."""
+    plain = {"did": hostile.dids[0], "record_id": hostile.record_ids[0], "list_number": "0", "number": "1"}
+    return [(method.upper(), template.format_map(plain),
+             [parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "query"])
+            for template, methods in sorted(hostile.spec["paths"].items())
+            for method, operation in sorted(methods.items())]
+
+
+# A request each route would answer (the token; a body it reads, well formed), so that what it answers is the query's.
+_WELL_FORMED = {"/v1/records": (b"application/cose", b""), "/v1/traces": (b"application/x-protobuf", b"")}
+_PLAIN_NAMES = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", min_size=1, max_size=20)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+async def test_every_route_refuses_a_query_parameter_it_does_not_take_naming_those_it_does(hostile, data):
+    """FastAPI ignores a query parameter a route does not read, so a misspelt filter (`/v1/records?subjet=...`) was
+    answered as if none was given: every record, which looked filtered. On every route of the OpenAPI document, a
+    name it does not list is a 422 naming it and those the route takes (node.api.parameters), before anything is
+    read or written; a name that is not plain is shown quoted and cut."""
+    method, path, names = data.draw(st.sampled_from(_routes_and_their_query(hostile)), "route")
+    plain = data.draw(st.booleans(), "plain name")
+    name = data.draw((_PLAIN_NAMES if plain else _texts).filter(lambda name: name not in names), "unknown name")
+    given = data.draw(st.lists(st.sampled_from(names), max_size=2, unique=True) if names else st.just([]), "known")
+    content_type, body = _WELL_FORMED.get(path, (b"application/json", b"{}"))
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", content_type)]
+    pairs = [*((known, "1") for known in given), (name, data.draw(_texts, "value"))]
+    query = "&".join(f"{quote(k, safe='', errors='surrogatepass')}={quote(v, safe='', errors='surrogatepass')}"
+                     for k, v in data.draw(st.permutations(pairs), "order"))
+    answer = await call(hostile.app, method, path.encode(), query.encode(), headers,
+                        body if method in ("POST", "PUT") else b"")
+    takes = f"not a parameter of this route; it takes {', '.join(names) or 'none'}"
+    assert answer.status == 422, (name, answer)
+    detail = _error(answer)["detail"]
+    if plain:
+        assert _error(answer) == {"error": "invalid_request", "detail": f"query.{name}: {takes}"}
+    else:
+        shown = detail.removeprefix("query.").removesuffix(f": {takes}")
+        assert detail == f"query.{shown}: {takes}" and len(shown) <= len(repr(name[:64])) + 3, detail
+
+
+async def test_a_misspelt_records_filter_is_refused_not_ignored(hostile):
+    """The case that hid: `subjet` for `subject` listed every record, as if unfiltered."""
+    answer = await call(hostile.app, "GET", b"/v1/records", f"subjet={quote(hostile.dids[2])}".encode(), [], b"")
+    assert (answer.status, _error(answer)) == (422, {
+        "error": "invalid_request",
+        "detail": "query.subjet: not a parameter of this route; it takes issuer, kind, subject, after, limit"})
+    assert "query parameter the operation does not take" in \
+        hostile.spec["paths"]["/healthz"]["get"]["responses"]["422"]["description"]
 
 
 # --- JSON bodies ------------------------------------------------------------------------------------------------

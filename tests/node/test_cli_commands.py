@@ -320,6 +320,16 @@ def test_an_api_address_that_is_no_url_is_a_usage_error(capsys, api):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("api", "host"), [("http://127.1:8700", "127.1"), ("127.1:8700", "127.1"),
+                                           ("http://1.2.3.4.5:8700", "1.2.3.4.5"), ("http://0:8700", "0")])
+def test_an_api_address_whose_host_is_no_ip_address_though_it_looks_like_one_is_a_usage_error(capsys, api, host):
+    """As `init --api` (node.config.host_fault): the resolver reads `127.1` as 127.0.0.1 and `0` as 0.0.0.0, and
+    `1.2.3.4.5` as a name it fails to find, which the command called in vain."""
+    assert cli.main(["status", "--api", api]) == 2
+    assert f"argument --api: {host!r} is not an IP address: an IPv4 address is four decimal numbers 0-255 between " \
+        f"dots, without leading zeros, such as 127.0.0.1, in {api!r}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("api", ["http://127.0.0.1:8700/v1", "127.0.0.1:8700/v1/node", "http://127.0.0.1:8700/?a=1",
                                  "https://proxy/vouchnet/v1/", "http://127.0.0.1:8700/healthz",
                                  "http://127.0.0.1:8700/#status"])

@@ -137,6 +137,14 @@ def test_an_empty_file_means_defaults(tmp_path):
         ("[trust]\nmax_hops = true", "trust.max_hops: must be an integer, got bool"),
         ('[api]\nbind = "localhost"', "api.bind: expected HOST:PORT"),
         ('[api]\nbind = "127.0.0.1:70000"', "api.bind: port must be 0-65535"),
+        # Each was read as a host name: `vouchnet run` failed only binding it, or bound what the resolver made of it
+        # (`0` the wildcard, `127.1` loopback) where the node's checks, of loopback and of hosts, saw a name.
+        *[(f'[api]\nbind = "{host}:8700"', f"api.bind: '{host}' is not an IP address: an IPv4 address is four decimal "
+           "numbers 0-255 between dots") for host in ("999.1.1.1", "127.1", "0", "1.2.3.4.5", "0x7f.0.0.1", "010.0.0.1",
+                                                       "127.0.0.1.")],
+        ('[api]\nbind = "[1::2::3]:8700"', r"api.bind: \[1::2::3\] is not an IPv6 address"),
+        ('[api]\nbind = "[127.0.0.1]:8700"', r"api.bind: \[127.0.0.1\] is not an IPv6 address"),
+        ('[api]\nbind = "my host:8700"', "api.bind: 'my host' is not a host name"),
         ("[telemetry]\nepoch_seconds = 0.5", "telemetry.epoch_seconds: must be at least 1"),
         # Past these, the node's start failed with an OverflowError (their ms overflowed a float to inf).
         ("[telemetry]\nepoch_seconds = 1e306", "telemetry.epoch_seconds: must be at most 9007199254740 "),

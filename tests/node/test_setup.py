@@ -79,6 +79,13 @@ def test_init_with_a_bad_option_leaves_no_directory_it_made(tmp_path):
                                       "/dns, /dns4, /dns6), got '127.0.0.1:4001'"),
     ("--bootstrap", "/ip4/127.0.0.1/tcp/4001", "a peer address must end in /p2p/<peer id>"),
     ("--api", "localhost", "expected HOST:PORT, got 'localhost'"),
+    # Each was taken as a host name, and `vouchnet run` failed binding it (or bound what the resolver made of it).
+    ("--api", "999.1.1.1:80", "'999.1.1.1' is not an IP address: an IPv4 address is four decimal numbers 0-255 "
+                              "between dots, without leading zeros, such as 127.0.0.1"),
+    ("--api", "127.1:8700", "'127.1' is not an IP address"),
+    ("--api", "[1::2::3]:8700", "[1::2::3] is not an IPv6 address"),
+    ("--api", "my host:8700", "'my host' is not a host name (letters, digits, '-' and '_' in labels of 1-63 between "
+                              "dots), such as localhost"),
     ("--name", "a\tb", "must be 1-128 printable characters"),
     ("--epoch-seconds", "0.5", "must be at least 1, got 0.5"),
     ("--epoch-seconds", "nan", "must be a finite number, got nan"),
@@ -89,6 +96,13 @@ def test_init_refuses_a_bad_option_by_its_name(tmp_path, capsys, option, value, 
     assert cli.main(["init", "--dir", str(tmp_path / "x"), option, value]) == 2
     assert capsys.readouterr().err.startswith(f"vouchnet init: {option}: {rule}")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("api", ["localhost:8700", "node_1.internal:0", "vouchnet.example.org.:8700", "0.0.0.0:8700",
+                                 "[::1]:8700"])
+def test_init_takes_an_api_address_by_host_name_or_ip_address(tmp_path, capsys, api):
+    assert cli.main(["init", "--dir", str(tmp_path / "x"), "--api", api]) == 0
+    assert load_config(tmp_path / "x").api_host == api.rpartition(":")[0].strip("[]")
 
 
 def _complete(data_dir):
