@@ -1,8 +1,8 @@
 """A host's writes to a peer that is slow to read, or reads nothing, waiting for yamux window credit (gossip.host
 quirk 65): bounded by the writer's own deadline, or WINDOW_WAIT_S for a writer without one, and woken by the credit
 or the stream's end, not polled. Real connections on loopback, under a mock clock that jumps to the next timer once
-every task has waited IDLE_S of the wall's time with no input ready (the hosts' timeouts with it), so that waits of
-seconds take some milliseconds; a wait for a writer's wait is an event (CreditWaits), not a time."""
+the hosts wait (loopback_clock: the hosts' timeouts with it), so that waits of seconds take milliseconds; a wait for a
+writer's wait is an event (CreditWaits), not a time."""
 
 import os
 from collections import defaultdict
@@ -11,24 +11,15 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-import trio.testing
 from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE
 
 import gossip.host
 from gossip.host import Stream, StreamError, _YamuxStream, open_host
 from tests.gossip.test_host import LOOPBACK
 
-# Wall seconds every task waits, with no input ready on a socket, before the mock clock jumps: more than loopback
-# takes to hand the peer what was sent, so that the clock jumps only where the hosts wait for a timer
-IDLE_S = 0.01
 SLOW = "/vouchnet/test/slow"
 PAST_THE_WINDOW = 2 * DEFAULT_WINDOW_SIZE + 1000  # bytes a write sends: more than the peer's window, twice
 LIBRARY_WAIT_S = 5.0  # py-libp2p's YamuxStream.write gave up on window credit after this, whatever the deadline
-
-
-@pytest.fixture
-def clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=IDLE_S)
 
 
 class CreditWaits:
@@ -82,7 +73,7 @@ async def _read_nothing(stream: Stream) -> None:
 
 
 @pytest.mark.slow
-async def test_a_write_to_a_peer_slow_to_read_completes_past_5_s_within_its_deadline(clock) -> None:
+async def test_a_write_to_a_peer_slow_to_read_completes_past_5_s_within_its_deadline(loopback_clock) -> None:
     """py-libp2p failed a write that waited 5 s for window credit, whatever its caller's deadline: a sync server's page
     to a client busy checking the previous one for 6 s broke at 5 s, though the server gives each write 10 s."""
     received = []
@@ -105,7 +96,7 @@ async def test_a_write_to_a_peer_slow_to_read_completes_past_5_s_within_its_dead
 
 
 @pytest.mark.slow
-async def test_a_write_to_a_peer_reading_nothing_waits_unwoken_until_the_caller_s_deadline(clock) -> None:
+async def test_a_write_to_a_peer_reading_nothing_waits_unwoken_until_the_caller_s_deadline(loopback_clock) -> None:
     """A write to a peer that grants no credit ends at its caller's deadline, not at py-libp2p's 5 s, and waits for
     the credit without being woken meanwhile: py-libp2p looked at the window every 10 ms (200 streams to a peer reading
     nothing: 0.6 s of CPU in 2.5 s, benchmarks/p2p_exhaust.py credit)."""
@@ -125,7 +116,7 @@ async def test_a_write_to_a_peer_reading_nothing_waits_unwoken_until_the_caller_
 
 
 @pytest.mark.slow
-async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_the_window_wait(clock) -> None:
+async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_the_window_wait(loopback_clock) -> None:
     """A peer reading nothing cannot hold a writer that set no deadline of its own (pubsub's sending loop) for ever:
     its write fails once it has waited WINDOW_WAIT_S for credit."""
     failed: list[tuple[float, str]] = []
@@ -150,7 +141,7 @@ async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_
 
 @pytest.mark.slow
 async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken_by_the_credit(
-        clock, credit_waits: CreditWaits) -> None:
+        loopback_clock, credit_waits: CreditWaits) -> None:
     """A yamux stream may be written from two tasks at once (YamuxStream takes its own lock for each frame; pubsub's
     writers did so before quirk 18's lock): both writers waiting for window credit go on as it comes, as they did
     when py-libp2p looked at the window every 10 ms; neither waits out its deadline for a wake-up the other took."""
@@ -186,7 +177,7 @@ async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken
 @pytest.mark.slow
 @pytest.mark.parametrize("end", ["stream reset", "connection closed"])
 async def test_a_write_waiting_for_credit_fails_as_the_peer_ends_its_stream(
-        end: str, clock, credit_waits: CreditWaits) -> None:
+        end: str, loopback_clock, credit_waits: CreditWaits) -> None:
     """A write waiting for window credit fails as the peer resets the stream, or its connection closes, not at its
     caller's deadline: a sync server's page to a client that gave up, or left, would otherwise hold its serving slot
     for the rest of the 10 s."""
