@@ -1278,7 +1278,7 @@ async def test_half_a_small_connection_limit_is_open_to_inbound_connections() ->
 
 
 @pytest.mark.slow
-async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -> None:
+async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back(loopback_clock) -> None:
     """Quirk 32: pubsub, told of a new connection, opened its stream with a call that dials the peer if it is no
     longer connected, and retried: a peer that hangs up at once (here, one that blocked us) was redialled about
     three times a second at first, whatever the node's backoff."""
