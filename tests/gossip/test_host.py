@@ -1094,7 +1094,7 @@ async def test_an_error_in_the_body_comes_out_unwrapped() -> None:
 
 
 @pytest.mark.slow
-async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publishing() -> None:
+async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publishing(loopback_clock) -> None:
     from libp2p import new_host  # a peer that joins the topic, then never reads what it is sent
     from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.custom_types import TProtocol
