@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio.testing
 from hypothesis import settings
 
 from node.logs import OWN_LOGGERS, LogfmtFormatter
@@ -22,6 +23,11 @@ DISK = Path(tempfile.gettempdir())  # before the change below: $TMPDIR or /tmp
 MEMORY = Path("/dev/shm")
 
 MEMORY_NEEDED = 2 * 2**30  # bytes free: a container's /dev/shm is often 64 MiB, which the suite would fill
+
+
+# Wall seconds every task of a test over loopback sockets waits, with no input ready, before loopback_clock jumps:
+# more than loopback takes to hand a peer what was sent, so the clock jumps only where the hosts wait for a timer
+LOOPBACK_IDLE_S = 0.01
 
 
 def _roomy(directory: Path) -> bool:
@@ -103,3 +109,11 @@ def _node_logging_removed() -> Iterator[None]:
     root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, LogfmtFormatter)]
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture
+def loopback_clock() -> trio.testing.MockClock:
+    """A mock clock for a test of hosts talking over loopback: still while they work, it jumps to the next timer once
+    they all wait (LOOPBACK_IDLE_S of the wall's time with no input ready), so that their timeouts and the test's
+    waits of seconds take milliseconds, and none runs out only because the machine was busy."""
+    return trio.testing.MockClock(autojump_threshold=LOOPBACK_IDLE_S)

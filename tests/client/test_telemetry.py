@@ -400,9 +400,11 @@ class _RefusesAtFirst:
         return httpx.Response(200, json={"accepted": len(events), "rejected": []})
 
 
-def _held_back_then_taken(node: _RefusesAtFirst, caplog) -> CollectorStats:
+def _held_back_then_taken(node: _RefusesAtFirst, caplog, monkeypatch) -> CollectorStats:
     """Record a, b and c with room for two waiting: a is refused and kept in flight, b (the oldest waiting) is
-    dropped for c; the stats once the node takes what is left."""
+    dropped for c; the stats once the node takes what is left. The backoffs after the first take 10 ms: b and c are
+    recorded within the first (0.25 s), and how long the later ones last changes nothing here."""
+    monkeypatch.setattr(telemetry, "_BACKOFF_S", (telemetry._BACKOFF_S[0], 0.01))
     collector = TelemetryCollector("http://node.invalid", API_TOKEN, flush_interval=3600, batch_size=1,
                                    max_buffer=2, transport=httpx.MockTransport(node))
     agent = new_did()
@@ -434,9 +436,9 @@ def test_a_refusal_asking_to_wait_is_retried_no_sooner_than_it_asks(status, code
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_full(status, caplog):
+def test_a_refused_token_keeps_the_batch_says_so_once_and_drops_the_oldest_when_full(status, caplog, monkeypatch):
     node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": "unauthorized", "detail": "bad token"}), 3)
-    stats = _held_back_then_taken(node, caplog)
+    stats = _held_back_then_taken(node, caplog, monkeypatch)
     assert node.posts == [["a"]] * 4 + [["c"]]
     assert (stats.sent, stats.dropped, stats.rejected, stats.failed_posts) == (2, 1, 0, 3)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -531,11 +533,12 @@ def test_a_malformed_authorization_header_keeps_the_batch_as_a_refused_token_doe
 
 
 @pytest.mark.parametrize("status, code", [(404, "not_found"), (405, "method_not_allowed")])
-def test_a_node_without_the_endpoint_where_batches_go_keeps_them_and_says_so_once(status, code, caplog):
+def test_a_node_without_the_endpoint_where_batches_go_keeps_them_and_says_so_once(
+        status, code, caplog, monkeypatch):
     """VOUCHNET_NODE=http://127.0.0.1:8700/v1/events (an endpoint's path, as OTLP exporters are given): the node
     answered 404 in its own error form, and every batch was dropped as rejected, all telemetry lost."""
     node = _RefusesAtFirst(lambda: httpx.Response(status, json={"error": code, "detail": "no such endpoint"}), 3)
-    stats = _held_back_then_taken(node, caplog)
+    stats = _held_back_then_taken(node, caplog, monkeypatch)
     assert node.posts == [["a"]] * 4 + [["c"]]
     assert (stats.sent, stats.dropped, stats.rejected, stats.failed_posts) == (2, 1, 0, 3)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -561,13 +564,13 @@ def test_a_node_url_naming_the_events_endpoint_is_told_apart_from_a_refused_batc
 ], ids=["404 page", "401 page", "JSON of another shape", "detail not a string",
         "JSON nested deeper than the parser goes", "redirect"])
 def test_a_refusal_not_in_the_node_s_error_format_keeps_the_batch_says_so_once_and_stays_bounded(
-        status, body, content_type, caplog):
+        status, body, content_type, caplog, monkeypatch):
     """A reverse proxy's page is not the node refusing the batch, which it never saw: before, the batch was
     dropped as rejected, its events lost (and JSON nested too deep killed the sender). Kept and sent again under
     its Idempotency-Key, the oldest waiting event dropped once the buffer is full, as while the node is down."""
     headers = {"Content-Type": content_type, "Location": "https://node.invalid/"}  # (Location: for the redirect)
     node = _RefusesAtFirst(lambda: httpx.Response(status, content=body, headers=headers), 2)
-    stats = _held_back_then_taken(node, caplog)
+    stats = _held_back_then_taken(node, caplog, monkeypatch)
     assert node.posts == [["a"]] * 3 + [["c"]] and len(set(node.keys[:3])) == 1
     assert (stats.sent, stats.dropped, stats.rejected, stats.buffered, stats.failed_posts) == (2, 1, 0, 0, 2)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -1094,7 +1094,7 @@ async def test_an_error_in_the_body_comes_out_unwrapped() -> None:
 
 
 @pytest.mark.slow
-async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publishing() -> None:
+async def test_a_peer_that_stops_reading_is_disconnected_and_does_not_block_publishing(loopback_clock) -> None:
     from libp2p import new_host  # a peer that joins the topic, then never reads what it is sent
     from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.custom_types import TProtocol
@@ -1278,7 +1278,7 @@ async def test_half_a_small_connection_limit_is_open_to_inbound_connections() ->
 
 
 @pytest.mark.slow
-async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back() -> None:
+async def test_a_peer_that_hangs_up_is_not_redialled_behind_the_callers_back(loopback_clock) -> None:
     """Quirk 32: pubsub, told of a new connection, opened its stream with a call that dials the peer if it is no
     longer connected, and retried: a peer that hangs up at once (here, one that blocked us) was redialled about
     three times a second at first, whatever the node's backoff."""
@@ -1612,7 +1612,8 @@ async def _stop_holding_a_stream_to_a_peer_reading_nothing(config: HostConfig, *
                                                            reset_once_stopping: bool = False) -> _Stopped:
     """Stop host a (cancelled, as a node stops) while a task of its holds a stream to peer b, which reads nothing more
     (its reading task waits for a lock the test holds) and to which a's writes have filled the sockets' buffers; the
-    task resets the stream as it is cancelled, or, `reset_once_stopping`, once the host's stop has begun."""
+    task resets the stream as it is cancelled, or, `reset_once_stopping`, once the host's stop has begun. Under
+    loopback_clock, the close_timeout that a's exit waits out (b holds its close's write) passes at once."""
     left_at: list[float] = []
     with trio.fail_after(30):
         async with open_host(os.urandom(32), LOOPBACK) as b:
@@ -1653,7 +1654,7 @@ async def _stop_holding_a_stream_to_a_peer_reading_nothing(config: HostConfig, *
 
 
 @pytest.mark.slow
-async def test_a_host_stopping_does_not_wait_to_reset_a_stream_to_a_peer_reading_nothing() -> None:
+async def test_a_host_stopping_does_not_wait_to_reset_a_stream_to_a_peer_reading_nothing(loopback_clock) -> None:
     """Found by stop 41: a stream's `async with` left as the host stops (a node's shutdown cancels its tasks) reset the
     stream shielded within close_timeout (quirk 61), and a peer reading nothing holds the reset's write: the stop
     waited close_timeout (5 s; the node's, 0.5 s of its 2 s) for each such stream in turn, though the host's exit
@@ -1663,7 +1664,7 @@ async def test_a_host_stopping_does_not_wait_to_reset_a_stream_to_a_peer_reading
 
 
 @pytest.mark.slow
-async def test_a_stream_reset_after_the_host_began_to_stop_is_not_waited_for_either() -> None:
+async def test_a_stream_reset_after_the_host_began_to_stop_is_not_waited_for_either(loopback_clock) -> None:
     """The host's stop cuts off the resets under way, and shields none begun after it (a task's cleanup, say, that
     resets its stream once the host's own tasks have ended): shielded, each held the stop for close_timeout."""
     stopped = await _stop_holding_a_stream_to_a_peer_reading_nothing(HostConfig(), reset_once_stopping=True)
@@ -1671,7 +1672,7 @@ async def test_a_stream_reset_after_the_host_began_to_stop_is_not_waited_for_eit
 
 
 @pytest.mark.slow
-async def test_a_host_stopped_with_a_peer_reading_nothing_stops_listening_and_hangs_up() -> None:
+async def test_a_host_stopped_with_a_peer_reading_nothing_stops_listening_and_hangs_up(loopback_clock) -> None:
     """Found by stop 41: the host's exit closed its listeners last, after every connection, all within close_timeout
     (quirk 5), and a peer reading nothing holds this host's GO_AWAY's write for all of it: the host's port still
     accepted connections after open_host() had returned (a node restarted in-process could not listen there), and the

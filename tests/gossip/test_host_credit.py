@@ -1,30 +1,51 @@
 """A host's writes to a peer that is slow to read, or reads nothing, waiting for yamux window credit (gossip.host
 quirk 65): bounded by the writer's own deadline, or WINDOW_WAIT_S for a writer without one, and woken by the credit
-or the stream's end, not polled. Real connections on loopback, under a mock clock running RATE times faster than the
-wall's (the hosts' timeouts with it), so that waits of seconds take a fraction of that."""
+or the stream's end, not polled. Real connections on loopback, under a mock clock that jumps to the next timer once
+the hosts wait (loopback_clock: the hosts' timeouts with it), so that waits of seconds take milliseconds; a wait for a
+writer's wait is an event (CreditWaits), not a time."""
 
 import os
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
-import trio.testing
 from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE
 
 import gossip.host
-from gossip.host import Host, Stream, StreamError, open_host
+from gossip.host import Stream, StreamError, _YamuxStream, open_host
 from tests.gossip.test_host import LOOPBACK
 
-RATE = 4  # mock seconds a wall-clock second
 SLOW = "/vouchnet/test/slow"
 PAST_THE_WINDOW = 2 * DEFAULT_WINDOW_SIZE + 1000  # bytes a write sends: more than the peer's window, twice
 LIBRARY_WAIT_S = 5.0  # py-libp2p's YamuxStream.write gave up on window credit after this, whatever the deadline
 
 
+class CreditWaits:
+    """Wakes a test as the n-th wait of a write for window credit begins (_YamuxStream._wait_for_credit): the
+    writer is then waiting on the stream's event, where only the peer's credit or the stream's end wakes it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self._begun: defaultdict[int, trio.Event] = defaultdict(trio.Event)
+        wait_for_credit = _YamuxStream._wait_for_credit
+
+        async def counted(changed: trio.Event) -> None:
+            self.count += 1
+            self._begun[self.count].set()
+            await wait_for_credit(changed)
+
+        monkeypatch.setattr(_YamuxStream, "_wait_for_credit", staticmethod(counted))
+
+    async def begun(self, count: int) -> None:
+        """Until `count` waits for credit have begun."""
+        await self._begun[count].wait()
+
+
 @pytest.fixture
-def clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(rate=RATE)
+def credit_waits(monkeypatch: pytest.MonkeyPatch) -> CreditWaits:
+    return CreditWaits(monkeypatch)
 
 
 class _TaskSteps(trio.abc.Instrument):
@@ -52,14 +73,16 @@ async def _read_nothing(stream: Stream) -> None:
 
 
 @pytest.mark.slow
-async def test_a_write_to_a_peer_slow_to_read_completes_past_5_s_within_its_deadline(clock) -> None:
+async def test_a_write_to_a_peer_slow_to_read_completes_past_5_s_within_its_deadline(loopback_clock) -> None:
     """py-libp2p failed a write that waited 5 s for window credit, whatever its caller's deadline: a sync server's page
     to a client busy checking the previous one for 6 s broke at 5 s, though the server gives each write 10 s."""
     received = []
+    read = trio.Event()
 
     async def read_late(stream: Stream) -> None:
         await trio.sleep(LIBRARY_WAIT_S + 1)
         received.append(await stream.read_frame(PAST_THE_WINDOW))
+        read.set()
 
     payload = os.urandom(PAST_THE_WINDOW)
     with trio.fail_after(60):
@@ -68,13 +91,12 @@ async def test_a_write_to_a_peer_slow_to_read_completes_past_5_s_within_its_dead
             with trio.fail_after(10):  # the caller's deadline (the sync server's timeout)
                 await stream.write_frame(payload)
             assert trio.current_time() - start > LIBRARY_WAIT_S
-            while not received:
-                await trio.sleep(0.1)
+            await read.wait()
     assert received == [payload]
 
 
 @pytest.mark.slow
-async def test_a_write_to_a_peer_reading_nothing_waits_unwoken_until_the_caller_s_deadline(clock) -> None:
+async def test_a_write_to_a_peer_reading_nothing_waits_unwoken_until_the_caller_s_deadline(loopback_clock) -> None:
     """A write to a peer that grants no credit ends at its caller's deadline, not at py-libp2p's 5 s, and waits for
     the credit without being woken meanwhile: py-libp2p looked at the window every 10 ms (200 streams to a peer reading
     nothing: 0.6 s of CPU in 2.5 s, benchmarks/p2p_exhaust.py credit)."""
@@ -94,7 +116,7 @@ async def test_a_write_to_a_peer_reading_nothing_waits_unwoken_until_the_caller_
 
 
 @pytest.mark.slow
-async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_the_window_wait(clock) -> None:
+async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_the_window_wait(loopback_clock) -> None:
     """A peer reading nothing cannot hold a writer that set no deadline of its own (pubsub's sending loop) for ever:
     its write fails once it has waited WINDOW_WAIT_S for credit."""
     failed: list[tuple[float, str]] = []
@@ -118,18 +140,21 @@ async def test_a_write_without_a_deadline_to_a_peer_reading_nothing_fails_after_
 
 
 @pytest.mark.slow
-async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken_by_the_credit(clock) -> None:
+async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken_by_the_credit(
+        loopback_clock, credit_waits: CreditWaits) -> None:
     """A yamux stream may be written from two tasks at once (YamuxStream takes its own lock for each frame; pubsub's
     writers did so before quirk 18's lock): both writers waiting for window credit go on as it comes, as they did
     when py-libp2p looked at the window every 10 ms; neither waits out its deadline for a wake-up the other took."""
     sizes = (DEFAULT_WINDOW_SIZE + 1000, 1000)
     read = 0
+    all_read = trio.Event()
 
     async def read_late(stream: Stream) -> None:
         nonlocal read
-        await trio.sleep(1)  # (both writers are waiting for credit by then)
-        while chunk := await stream.read():
-            read += len(chunk)
+        await credit_waits.begun(2)  # both writers are waiting for credit
+        while read < sum(sizes):
+            read += len(await stream.read())
+        all_read.set()
 
     written: list[int] = []
     with trio.fail_after(60):
@@ -142,18 +167,17 @@ async def test_two_tasks_writing_one_yamux_stream_past_its_window_are_both_woken
 
             with trio.fail_after(5):  # (the deadline a writer whose wake-up was lost would wait out)
                 async with trio.open_nursery() as writers:
-                    for size in sizes:
-                        writers.start_soon(write, size)
-                        await trio.sleep(0.1)  # (the first is waiting for credit as the second starts)
-            while read < sum(sizes):
-                await trio.sleep(0.1)
+                    writers.start_soon(write, sizes[0])
+                    await credit_waits.begun(1)  # the first is waiting for credit as the second starts
+                    writers.start_soon(write, sizes[1])
+            await all_read.wait()
     assert sorted(written) == sorted(sizes) and read == sum(sizes)
-
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("end", ["stream reset", "connection closed"])
-async def test_a_write_waiting_for_credit_fails_as_the_peer_ends_its_stream(end: str, clock) -> None:
+async def test_a_write_waiting_for_credit_fails_as_the_peer_ends_its_stream(
+        end: str, loopback_clock, credit_waits: CreditWaits) -> None:
     """A write waiting for window credit fails as the peer resets the stream, or its connection closes, not at its
     caller's deadline: a sync server's page to a client that gave up, or left, would otherwise hold its serving slot
     for the rest of the 10 s."""
@@ -161,7 +185,7 @@ async def test_a_write_waiting_for_credit_fails_as_the_peer_ends_its_stream(end:
         ended_at: list[float] = []
 
         async def end_unread(stream: Stream) -> None:
-            await trio.sleep(1)  # (the writer is waiting for credit by then)
+            await credit_waits.begun(1)  # the writer is waiting for credit
             ended_at.append(trio.current_time())
             if end == "stream reset":
                 await stream.reset()

@@ -130,7 +130,7 @@ async def test_after_the_retain_period_a_reconnecting_peer_starts_afresh(clock: 
 
 
 @pytest.mark.slow
-async def test_the_retained_scores_stay_within_their_cap_under_many_fresh_keys() -> None:
+async def test_the_retained_scores_stay_within_their_cap_under_many_fresh_keys(loopback_clock) -> None:
     """Fresh keys are free: however many penalised peers leave, at most retained_peers scores are kept, the most
     negative; the scorer holds counters for no other peer that left, and none that are 0."""
     scoring = PeerScoring(retained_peers=3)

@@ -507,8 +507,10 @@ def test_bootstrap_peers_org_record_peers_and_horizon_orgs_are_protected_and_str
 
 
 @pytest.mark.slow
-async def test_a_bootstrap_peer_that_dials_in_keeps_its_idle_connection_and_a_stranger_loses_its(tmp_path):
-    """A running manager has its host protect the peers it protects (gossip/host.py quirk 34)."""
+async def test_a_bootstrap_peer_that_dials_in_keeps_its_idle_connection_and_a_stranger_loses_its(
+        tmp_path, loopback_clock):
+    """A running manager has its host protect the peers it protects (gossip/host.py quirk 34). (The 2 s of grace pass
+    under loopback_clock.)"""
     with trio.fail_after(30), RecordStore.open(tmp_path) as store:
         async with AsyncExitStack() as stack:
             node = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK, config=HostConfig(

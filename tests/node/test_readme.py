@@ -75,9 +75,16 @@ async def test_every_metric_the_node_serves_is_in_the_readme(tmp_path):
     assert [name for name in served if not re.search(rf"`{name}[`{{]", readme)] == []
 
 
-def test_every_command_is_in_the_readme():
+@pytest.fixture(scope="module")
+def parser() -> argparse.ArgumentParser:
+    """vouchnet's parser, built once for the module's tests, which only read it and parse with it (a build takes
+    75-250 ms, and the spans and examples checked below number about 160)."""
+    return cli.build_parser()
+
+
+def test_every_command_is_in_the_readme(parser):
     readme = README.read_text()
-    commands = [name for action in cli.build_parser()._actions if isinstance(action, argparse._SubParsersAction)
+    commands = [name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
                 for name in action.choices]
     assert [c for c in commands if f"vouchnet {c}" not in readme and f"`{c}`" not in readme] == []
 
@@ -104,18 +111,18 @@ def _sh_commands() -> list[str]:
 
 
 @pytest.mark.parametrize("line", _sh_commands())
-def test_every_shell_example_parses_as_written(line, capsys):
+def test_every_shell_example_parses_as_written(line, capsys, parser):
     try:
-        args = cli.build_parser().parse_args(shlex.split(line)[1:])
+        args = parser.parse_args(shlex.split(line)[1:])
     except SystemExit:
         pytest.fail(f"{line}: {capsys.readouterr().err}")
     assert callable(args.func)
 
 
-def test_init_s_help_makes_alice_and_bob_as_the_readme_does():
+def test_init_s_help_makes_alice_and_bob_as_the_readme_does(parser):
     """Its examples are the README's two nodes on one machine, up to the peer address and did left to the reader."""
-    parser, _ = _subcommand(["init"])
-    examples = [" ".join(line.split()) for line in parser.epilog.replace("\\\n", " ").splitlines()
+    init, _ = _subcommand(parser, ["init"])
+    examples = [" ".join(line.split()) for line in init.epilog.replace("\\\n", " ").splitlines()
                 if "--dir ./" in line]
     readme = [line for line in _sh_commands() if line.startswith("vouchnet init --dir ./")]
     assert len(examples) == len(readme) == 2
@@ -123,9 +130,8 @@ def test_init_s_help_makes_alice_and_bob_as_the_readme_does():
         assert " ".join(line.split()).startswith(example.split("...")[0])
 
 
-def _subcommand(words: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
-    """The parser of the (sub)command that `words` start with, and the words after its name."""
-    parser = cli.build_parser()
+def _subcommand(parser: argparse.ArgumentParser, words: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser of the (sub)command of vouchnet's `parser` that `words` start with, and the words after its name."""
     while words:
         found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction) and words[0] in a.choices]
         if not found:
@@ -134,13 +140,13 @@ def _subcommand(words: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
     return parser, words
 
 
-def test_every_option_the_readme_names_exists():
+def test_every_option_the_readme_names_exists(parser):
     """A span of prose such as `vouchnet audit verify --org DID` need not be a whole command, but its options must
     be the command's."""
     missing = []
     for span in re.findall(r"`(vouchnet [^`]*)`", README.read_text()):
-        parser, rest = _subcommand(span.split()[1:])
-        options = {o for action in parser._actions for o in action.option_strings}
+        command, rest = _subcommand(parser, span.split()[1:])
+        options = {o for action in command._actions for o in action.option_strings}
         missing += [f"{span}: {word}" for word in rest if word.startswith("-") and word not in options]
     assert missing == []
 
