@@ -91,7 +91,8 @@ class AsyncTrustClient:
                     ) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier, ...}; with
         `issuer` (the org key that issued the caller's credential), `issuer_operates` too: whether that key's
-        credentials stand for the agent (a node older than this SDK does not say)."""
+        credentials stand for the agent, and if not, `decision` is the cold start's (`score` and `tier` stay the
+        agent's; a node older than this SDK says neither, and decides on the agent's score)."""
         return await self._post_json(check_path(agent, issuer), check_body(action, tool), shape=shapes.CHECK,
                                      limit=MAX_DECISION_ANSWER)
 

@@ -176,7 +176,8 @@ class NodeClient:
               ) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier, ...}; with
         `issuer` (the org key that issued the caller's credential), `issuer_operates` too: whether that key's
-        credentials stand for the agent (a node older than this SDK does not say)."""
+        credentials stand for the agent, and if not, `decision` is the cold start's (`score` and `tier` stay the
+        agent's; a node older than this SDK says neither, and decides on the agent's score)."""
         return self._json(self._post(check_path(agent, issuer), check_body(action, tool), limit=MAX_DECISION_ANSWER),
                           shapes.CHECK)
 

@@ -179,6 +179,28 @@ def test_failing_open_with_the_node_down_still_refuses_a_high_risk_tool(running,
     assert lenient.check(agent, "tool_call", "shell").verdict == "audit"  # every agent has the lowest tier
 
 
+def test_a_stranger_s_credential_is_blocked_by_the_node_s_answer_and_leaves_the_agent_s_score_cached(running):
+    """Before: the node's check answered `allow` for a credential of an org that does not operate the agent (on the
+    agent's own score), which only TrustPolicy corrected, so that a service asking the node itself (TrustClient, or
+    curl from another language) let it through. The node decides it on the cold start, its score and tier still
+    the agent's: what the policy caches serves the agent's own org's credential after."""
+    agent, _ = running.new_agent(trusted=True)
+    own, stranger = running.node.replica.did, new_did()
+    with running.client() as client:
+        answer = client.check(agent, "tool_call", "search", issuer=stranger)
+    assert (answer["decision"], answer["tier"], answer["issuer_operates"]) == ("block", "trusted", False)
+    policy = TrustPolicy(running.url, listen=False, cache_ttl=600)
+    try:
+        foreign = policy.check(agent, "tool_call", "search", issuer=stranger)
+        ours = policy.check(agent, "tool_call", "search", issuer=own)
+    finally:
+        policy.close()
+    assert (foreign.verdict, foreign.operated, foreign.score, foreign.source) == (
+        "block", False, answer["cold_start"], "node")
+    assert (ours.verdict, ours.operated, ours.tier, ours.score, ours.source) == (
+        "allow", True, "trusted", answer["score"], "cache")
+
+
 @pytest.mark.parametrize("without", ["the node's answer", "the node's policy", "issuers in the answer"])
 def test_a_credential_the_node_did_not_say_stands_for_the_agent_is_not_taken_to(dead_url, without):
     """A call decided without the node's word on who operates the agent runs failing open or in observe mode; its
