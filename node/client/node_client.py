@@ -339,8 +339,7 @@ class NodeClient:
                limit: int | None = None, **body: Any) -> httpx.Response:
         """A request carrying the token (when the client has one); `body` is httpx's json= or content=. A
         NodeUnreachable names the `idempotency_key` sent, for a retry."""
-        token = self._token() if callable(self._token) else self._token
-        headers = post_headers(token, idempotency_key)
+        headers = post_headers(self._token, idempotency_key)
         if content_type is not None:
             headers["Content-Type"] = content_type
         try:
