@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -47,6 +48,17 @@ def event_loop() -> object:
         import trio
 
         return trio.lowlevel.current_trio_token()
+
+
+async def closed_as_its_loop_ends(client: AsyncTrustClient) -> AsyncGenerator[None, None]:
+    """Started (its first `asend`), closes `client` as its event loop finalizes the async generators left as it ends
+    (PEP 525's hooks: asyncio.run's, after its tasks, and trio.run's do), or as it is closed (`aclose`): a client kept
+    for its loop is closed in that loop, its connections with it, where one dropped once its loop had closed was left
+    to the garbage collector (a ResourceWarning, an unclosed transport)."""
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 class AsyncTrustClient:

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ def test_close_closes_the_client_though_the_stream_s_close_raises_then_raises_it
 
 async def test_aclose_closes_the_loop_s_client_though_close_raises_then_raises_its_error(monkeypatch):
     policy = TrustPolicy("http://127.0.0.1:9", listen=False)
-    client = policy._async_client()
+    client = await policy._async_client()
 
     def fails() -> None:
         raise RuntimeError("close failed")
@@ -102,6 +103,23 @@ def test_a_check_on_each_new_asyncio_loop_leaves_no_client_behind(running):
         assert _live_async_clients() - before <= 1  # the last loop's, dropped at the next loop's first check
     finally:
         policy.close()
+
+
+def test_a_check_in_each_asyncio_run_closes_that_loop_s_connection_to_the_node_as_the_loop_ends(running):
+    """Before: the client of a loop that had ended was dropped unclosed at the next loop's check, its connection to
+    the node left to the garbage collector: a ResourceWarning (unclosed transport) for each asyncio.run a service
+    ran a check in. The client is closed in its loop, as asyncio.run finalizes it."""
+    agent = new_did()
+    policy = TrustPolicy(running.url, listen=False, cache_ttl=0, policy_ttl=0)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for _ in range(3):
+                assert asyncio.run(policy.acheck(agent)).tier == "untrusted"
+                gc.collect()
+    finally:
+        policy.close()
+    assert [str(warning.message) for warning in caught if warning.category is ResourceWarning] == []
 
 
 def _live_async_clients() -> int:
