@@ -47,6 +47,7 @@ from vouching.feed import feed_record, outcomes_of
 from vouching.policy import Decision, Policy, decide
 from vouching.scoring import TrustEngine
 from vouching.succession import Link
+from vouching.tiers import tier_of
 
 from . import engine_snapshot
 from .audit_log import Appended, wall_clock_ms
@@ -98,7 +99,8 @@ class Checked(NamedTuple):
     """A check's answer (TrustService.check)."""
 
     decision: Decision
-    score: Score  # what it was decided on (with the vouches scoped to the tool)
+    score: Score  # the agent's, with the vouches scoped to the tool: what it was decided on but for an issuer that
+    # does not operate the agent (decided on the cold start)
     scopes: tuple[str, ...]  # the agent's scoped tools
     issuers: tuple[str, ...]  # the org keys whose agent credentials stand for the agent (_credential_issuers)
 
@@ -610,17 +612,24 @@ class TrustService:
         """The explanation of `score` (a `score` answer), at the instant it was computed at."""
         return self.engine.explain(score.agent, now=score.computed_at).as_dict()
 
-    def check(self, agent: str, action: str, tool: str | None) -> Checked:
-        """The decision for `agent` doing `action` with `tool`, the score it was decided on (with the vouches
-        scoped to `tool`, DESIGN.md §3), the agent's scoped tools (`scopes`) and the org keys whose agent
-        credentials stand for it (`issuers`)."""
+    def check(self, agent: str, action: str, tool: str | None, issuer: str | None = None) -> Checked:
+        """The decision for `agent` doing `action` with `tool`, the agent's score (with the vouches scoped to
+        `tool`, DESIGN.md §3), the agent's scoped tools (`scopes`) and the org keys whose agent credentials stand for
+        it (`issuers`). For a caller's credential of `issuer`, a key not among them (DESIGN §8), the decision is the
+        cold start's, as an agent nothing names would get: the credential names the agent without standing for it."""
         self._requests.inc(kind="check")
         now = self._clock()
         general, scopes = self.engine.score(agent, now=now), self.engine.scopes(agent, now=now)
         score = self.engine.score(agent, now=now, tool=tool) if tool in scopes else general
-        operators = self._served(agent, general, scopes)
-        return Checked(decide(score, action, tool, self.policy), score, scopes,
-                       self._credential_issuers(operators, now=general.computed_at))
+        issuers = self._credential_issuers(self._served(agent, general, scopes), now=general.computed_at)
+        if issuer is None or issuer in issuers:
+            return Checked(decide(score, action, tool, self.policy), score, scopes, issuers)
+        cold = self.engine.cold_score
+        decision = decide(Score(agent, cold, tier_of(cold), 0.0, general.computed_at), action, tool, self.policy)
+        return Checked(Decision(decision.decision, f"{issuer} does not operate {agent} (no live operator vouch of its "
+                                f"for the agent in this node's records), so its credential does not stand for the "
+                                f"agent's standing: decided on the cold-start score; {decision.reason}"),
+                       score, scopes, issuers)
 
     def _credential_issuers(self, operators: tuple[str, ...], *, now: int) -> tuple[str, ...]:
         """The org keys whose agent credentials stand for an agent the `operators` orgs operate (DESIGN §8,

@@ -64,6 +64,12 @@ class RateLimit(logging.Filter):
             self.carry(record, carried)
         return True
 
+    def forked(self) -> None:
+        """In a child forked from this process: a lock of its own, as another thread of the parent may have held this
+        one as it forked (inside `filter`), and a lock held so stays held for ever in the child, whose next record
+        through this filter would wait on it for ever. The counts are kept."""
+        self._lock = threading.Lock()
+
     def carry(self, record: logging.LogRecord, suppressed: int) -> None:
         """Say on `record` how many lines of its call site were suppressed before it: a `suppressed` field."""
         record.fields = {**getattr(record, "fields", {}), "suppressed": suppressed}

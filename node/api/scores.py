@@ -115,15 +115,17 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         credentials stand for the agent (this node's org's, then those of each org with a live operator vouch for it,
         but an org proven to equivocate, the orgs this node weighs most first, ties by did: keys no one vouches for,
         which anyone can make, come last; the first 64, `issuers_complete` false if there are more); a caller
-        presenting another issuer's credential for it is decided, by the SDK, on `cold_start`, the score of an agent
-        nothing names. With `issuer`, `issuer_operates` says whether that key is among them all, listed or not. An
-        org's did (one nothing names as an agent) is 409 `not_an_agent`."""
+        presenting another issuer's credential for it is decided on `cold_start`, the score of an agent nothing
+        names, by the node when the check names the credential's `issuer`: `issuer_operates` says whether that key
+        is among them all, listed or not, and, false, `decision` and `reason` are the cold start's (the reason says
+        so first), while `score` and `tier` stay the agent's (a node before 2026-11-30 decided on the agent's score
+        whatever the issuer). An org's did (one nothing names as an agent) is 409 `not_an_agent`."""
         agent_did(trust, checked_did(did, "path.did"))
         if (problem := tool_name_problem(body.tool)) is not None:
             raise ApiError(422, "invalid_request", f"body.{problem}")
         if issuer is not None:
             checked_did(issuer, "query.issuer")
-        decision, score, scopes, issuers = trust.check(did, body.action, body.tool)
+        decision, score, scopes, issuers = trust.check(did, body.action, body.tool, issuer)
         return {"decision": decision.decision, "reason": decision.reason, "score": score.score, "tier": score.tier,
                 **listed_scopes(scopes), **listed_issuers(issuers), "cold_start": trust.engine.cold_score,
                 **({} if issuer is None else {"issuer_operates": issuer in issuers})}

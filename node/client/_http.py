@@ -8,6 +8,7 @@ import re
 import socket
 import ssl
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -115,7 +116,11 @@ def events_body(events: list[dict[str, Any]]) -> bytes:
     return json.dumps({"events": events}, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-def post_headers(token: str | None, idempotency_key: str | None = None) -> dict[str, str]:
+def post_headers(token: str | Callable[[], str] | None, idempotency_key: str | None = None) -> dict[str, str]:
+    """A write's headers: the token (or what a function giving it gives now: a TokenFile's `current`,
+    node.client._token_file) and the Idempotency-Key, each if there is one."""
+    if callable(token):
+        token = token()
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key

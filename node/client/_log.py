@@ -21,6 +21,7 @@ from typing import Any
 
 from vouching.log_limit import RateLimit
 from ..logs import logfmt_value
+from ._fork import in_forked_children
 
 
 class _FieldsInMessage(logging.LoggerAdapter):
@@ -39,4 +40,5 @@ class _LimitSaidInMessage(RateLimit):
 
 LIMIT = _LimitSaidInMessage()
 logging.getLogger("vouchnet.client").addFilter(LIMIT)
+in_forked_children(LIMIT.forked)  # a thread inside the filter as a pre-fork server forks held its lock (_fork)
 log = _FieldsInMessage(logging.getLogger("vouchnet.client"))

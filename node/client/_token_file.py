@@ -55,18 +55,22 @@ def _why(path: Path, error: Exception) -> str:
     return f"{path} does not hold the node's API token: the token {error}"
 
 
-def api_token_source(token: str | TokenFile | None,
-                     token_file: str | os.PathLike[str] | None) -> str | TokenFile | None:
-    """The API token a client sends: `token`, or the file `token_file` names, or else $VOUCHNET_TOKEN or the file
-    $VOUCHNET_TOKEN_FILE names; None without any. ValueError for two given at once: the one read would hide the other,
-    gone stale. An empty `token` is none, as an empty $VOUCHNET_TOKEN is."""
+def given_token(token: str | TokenFile | None,
+                token_file: str | os.PathLike[str] | None) -> str | TokenFile | None:
+    """The API token a client is given: `token`, or the file `token_file` names; None without either. ValueError for
+    both at once: the one read would hide the other, gone stale. An empty `token` is none."""
     token, token_file = token or None, token_file or None
     if token is not None and token_file is not None:
         raise ValueError("token, token_file: give one, the token or the file that holds it")
-    if token_file is not None:
-        return TokenFile(token_file)
-    if token is not None:
-        return token
+    return TokenFile(token_file) if token_file is not None else token
+
+
+def api_token_source(token: str | TokenFile | None,
+                     token_file: str | os.PathLike[str] | None) -> str | TokenFile | None:
+    """The API token a client sends: `given_token`, or else $VOUCHNET_TOKEN or the file $VOUCHNET_TOKEN_FILE names;
+    None without any. ValueError for two at once, as `given_token`; an empty $VOUCHNET_TOKEN is none."""
+    if (given := given_token(token, token_file)) is not None:
+        return given
     named, path = default_token(), os.environ.get(TOKEN_FILE_ENV) or None
     if named is not None and path is not None:
         raise ValueError(f"${TOKEN_ENV}, ${TOKEN_FILE_ENV}: both are set; set one, the token or the file that holds it")

@@ -5,6 +5,8 @@ trio alike, and needs trio only on trio."""
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -34,6 +36,7 @@ from ._http import (
     with_body,
 )
 from ._idempotent import EventsReply, marked
+from ._token_file import TokenFile, given_token
 
 
 def event_loop() -> object:
@@ -47,9 +50,21 @@ def event_loop() -> object:
         return trio.lowlevel.current_trio_token()
 
 
+async def closed_as_its_loop_ends(client: AsyncTrustClient) -> AsyncGenerator[None, None]:
+    """Started (its first `asend`), closes `client` as its event loop finalizes the async generators left as it ends
+    (PEP 525's hooks: asyncio.run's, after its tasks, and trio.run's do), or as it is closed (`aclose`): a client kept
+    for its loop is closed in that loop, its connections with it, where one dropped once its loop had closed was left
+    to the garbage collector (a ResourceWarning, an unclosed transport)."""
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
 class AsyncTrustClient:
-    """The local API of one node at `base_url`; `token` is needed to report events. Use it from one event loop
-    (asyncio's or trio's).
+    """The local API of one node at `base_url`; `token` is needed to report events, or `token_file`, the path of the
+    node's `api.token` (or a secret mounted from it), read again at each write, so that the client follows the token's
+    rotation (node.client._token_file; ValueError for both). Use it from one event loop (asyncio's or trio's).
     `timeout` (seconds) bounds each request as a whole, answer included (NodeUnreachable past it); `transport`
     replaces httpx's (a proxy, a Unix socket, a test's fault injector). Every answer is checked for the fields its
     callers read, as NodeClient's are (node.client._answer): one of another shape is NodeApiError("bad_answer"); one
@@ -57,14 +72,15 @@ class AsyncTrustClient:
     much is read. With a `breaker` (node.client._breaker), a call while the node failed recently fails at once, as
     NodeUnreachable."""
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.AsyncBaseTransport | None = None, max_answer: int = MAX_ANSWER,
-                 breaker: Breaker | None = None) -> None:
+    def __init__(self, base_url: str, token: str | None = None, *, token_file: str | os.PathLike[str] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None,
+                 max_answer: int = MAX_ANSWER, breaker: Breaker | None = None) -> None:
         self.base_url = normal_url(base_url)
         self.timeout = timeout
         self.max_answer = max_answer
         self._breaker = breaker
-        self._token = bearer_token(token)
+        source = given_token(token, token_file)
+        self._token = source.current if isinstance(source, TokenFile) else bearer_token(source)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
 
     async def aclose(self) -> None:
@@ -91,7 +107,8 @@ class AsyncTrustClient:
                     ) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier, ...}; with
         `issuer` (the org key that issued the caller's credential), `issuer_operates` too: whether that key's
-        credentials stand for the agent (a node older than this SDK does not say)."""
+        credentials stand for the agent, and if not, `decision` is the cold start's (`score` and `tier` stay the
+        agent's; a node older than this SDK says neither, and decides on the agent's score)."""
         return await self._post_json(check_path(agent, issuer), check_body(action, tool), shape=shapes.CHECK,
                                      limit=MAX_DECISION_ANSWER)
 

@@ -176,7 +176,8 @@ class NodeClient:
               ) -> dict[str, Any]:
         """The node's decision for `agent` doing `action` (with `tool`): {decision, reason, score, tier, ...}; with
         `issuer` (the org key that issued the caller's credential), `issuer_operates` too: whether that key's
-        credentials stand for the agent (a node older than this SDK does not say)."""
+        credentials stand for the agent, and if not, `decision` is the cold start's (`score` and `tier` stay the
+        agent's; a node older than this SDK says neither, and decides on the agent's score)."""
         return self._json(self._post(check_path(agent, issuer), check_body(action, tool), limit=MAX_DECISION_ANSWER),
                           shapes.CHECK)
 
@@ -338,8 +339,7 @@ class NodeClient:
                limit: int | None = None, **body: Any) -> httpx.Response:
         """A request carrying the token (when the client has one); `body` is httpx's json= or content=. A
         NodeUnreachable names the `idempotency_key` sent, for a retry."""
-        token = self._token() if callable(self._token) else self._token
-        headers = post_headers(token, idempotency_key)
+        headers = post_headers(self._token, idempotency_key)
         if content_type is not None:
             headers["Content-Type"] = content_type
         try:

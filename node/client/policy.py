@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -49,7 +49,7 @@ from ._env import default_node
 from ._fork import in_forked_children
 from ._http import NodeApiError, NodeUnreachable, normal_url, without_passwords
 from ._log import log
-from .async_client import AsyncTrustClient, event_loop
+from .async_client import AsyncTrustClient, closed_as_its_loop_ends, event_loop
 from .node_client import NodeClient
 from .score_stream import ScoreChange, ScoreStream, valid_issuers, valid_scopes
 
@@ -144,6 +144,8 @@ class _NodePolicy:
 
 # The node's policy, or why it could not be had (then the decision fails closed, or open if asked to)
 _Floor = Policy | str
+# An event loop's client (by event_loop()), and what closes it as the loop ends (closed_as_its_loop_ends)
+_LoopClient = tuple[AsyncTrustClient, AsyncGenerator[None, None]]
 
 
 def _operators(answer: Mapping[str, object], expires: float, issuer: str | None) -> _Operators | None:
@@ -216,8 +218,7 @@ class TrustPolicy:
         self._node_policy: _NodePolicy | None = None
         self._lock = threading.Lock()
         self._client: NodeClient | None = None
-        self._async_clients: weakref.WeakKeyDictionary[object, AsyncTrustClient] = (  # by event_loop()
-            weakref.WeakKeyDictionary())
+        self._async_clients: weakref.WeakKeyDictionary[object, _LoopClient] = weakref.WeakKeyDictionary()
         self._stream = ScoreStream(self.node, on_change=self._changed, on_reset=self._reset) if listen else None
         self._stream_started = False
         in_forked_children(self._forked)
@@ -276,7 +277,8 @@ class TrustPolicy:
         if (floor := self._floor()) is None:
             resets = self._resets
             try:
-                floor = self._kept_floor(await self._async_client().policy(), resets)
+                client = await self._async_client()
+                floor = self._kept_floor(await client.policy(), resets)
             except (NodeUnreachable, NodeApiError) as error:
                 floor = str(error)
         if (refused := self._without_floor(agent, action, tool, floor, issuer)) is not None:
@@ -286,7 +288,8 @@ class TrustPolicy:
                                 operators=(issuer, cached.operators))
         asked = self._announcements
         try:
-            answer = await self._async_client().check(agent, action, tool, issuer=issuer)
+            client = await self._async_client()
+            answer = await client.check(agent, action, tool, issuer=issuer)
         except (NodeUnreachable, NodeApiError) as error:
             return self._failed(agent, action, tool, error, issuer)
         return self._answered(agent, action, tool, answer, asked, floor, issuer)
@@ -337,8 +340,9 @@ class TrustPolicy:
     # --- closing --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop following the stream and close the sync client (async clients: `aclose` on their loop): both, though
-        the first raises (its error is raised after)."""
+        """Stop following the stream and close the sync client (an async client is closed by `aclose` on its loop,
+        or as its loop ends, as asyncio.run's and trio.run's do): both, though the first raises (its error is raised
+        after)."""
         steps = Steps("TrustPolicy")
         with steps.step("the score stream's close"):
             if self._stream is not None:
@@ -355,9 +359,9 @@ class TrustPolicy:
         with steps.step("close"):
             await anyio.to_thread.run_sync(self.close)
         with steps.step("this loop's async client's close"):
-            client = self._async_clients.pop(event_loop(), None)
-            if client is not None:
-                await client.aclose()
+            kept = self._async_clients.pop(event_loop(), None)
+            if kept is not None:
+                await kept[1].aclose()  # (closes the client)
         steps.done()
 
     # --- internals ------------------------------------------------------------------------------------------
@@ -576,17 +580,21 @@ class TrustPolicy:
                                           breaker=_breaker.BREAKERS.of(self.node))
             return self._client
 
-    def _async_client(self) -> AsyncTrustClient:
-        """This event loop's client. Those of asyncio loops that have closed are dropped as another is made (a
-        service may run each check in an asyncio.run of its own): each holds its loop, through its open connection
-        to the node, so its weak key never goes."""
+    async def _async_client(self) -> AsyncTrustClient:
+        """This event loop's client, closed in its loop as the loop ends (closed_as_its_loop_ends: a service may run
+        each check in an asyncio.run of its own). Those of loops that have ended are dropped as another is made:
+        one whose loop closed without finalizing it (a loop closed by hand) holds its loop, through its open
+        connection to the node, so its weak key never goes."""
         loop = event_loop()
         with self._lock:
-            client = self._async_clients.get(loop)
-            if client is None:
-                for closed in [each for each in self._async_clients
-                               if isinstance(each, asyncio.AbstractEventLoop) and each.is_closed()]:
-                    del self._async_clients[closed]
-                client = self._async_clients[loop] = AsyncTrustClient(
-                    self.node, timeout=self.timeout, breaker=_breaker.BREAKERS.of(self.node))
+            kept = self._async_clients.get(loop)
+            if kept is not None and kept[1].ag_frame is not None:  # (no frame: it ran, and closed the client)
+                return kept[0]
+            for ended in [each for each, (_, closer) in self._async_clients.items() if closer.ag_frame is None
+                          or isinstance(each, asyncio.AbstractEventLoop) and each.is_closed()]:
+                del self._async_clients[ended]
+            client = AsyncTrustClient(self.node, timeout=self.timeout, breaker=_breaker.BREAKERS.of(self.node))
+            closer = closed_as_its_loop_ends(client)
+            self._async_clients[loop] = client, closer
+        await closer.asend(None)  # started: the loop finalizes it as it ends (it runs to its yield, not suspending)
         return client

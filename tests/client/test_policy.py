@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ def test_close_closes_the_client_though_the_stream_s_close_raises_then_raises_it
 
 async def test_aclose_closes_the_loop_s_client_though_close_raises_then_raises_its_error(monkeypatch):
     policy = TrustPolicy("http://127.0.0.1:9", listen=False)
-    client = policy._async_client()
+    client = await policy._async_client()
 
     def fails() -> None:
         raise RuntimeError("close failed")
@@ -102,6 +103,23 @@ def test_a_check_on_each_new_asyncio_loop_leaves_no_client_behind(running):
         assert _live_async_clients() - before <= 1  # the last loop's, dropped at the next loop's first check
     finally:
         policy.close()
+
+
+def test_a_check_in_each_asyncio_run_closes_that_loop_s_connection_to_the_node_as_the_loop_ends(running):
+    """Before: the client of a loop that had ended was dropped unclosed at the next loop's check, its connection to
+    the node left to the garbage collector: a ResourceWarning (unclosed transport) for each asyncio.run a service
+    ran a check in. The client is closed in its loop, as asyncio.run finalizes it."""
+    agent = new_did()
+    policy = TrustPolicy(running.url, listen=False, cache_ttl=0, policy_ttl=0)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for _ in range(3):
+                assert asyncio.run(policy.acheck(agent)).tier == "untrusted"
+                gc.collect()
+    finally:
+        policy.close()
+    assert [str(warning.message) for warning in caught if warning.category is ResourceWarning] == []
 
 
 def _live_async_clients() -> int:
@@ -177,6 +195,28 @@ def test_failing_open_with_the_node_down_still_refuses_a_high_risk_tool(running,
     assert opened.check(agent, "tool_call", "search").verdict == "audit"  # the rest still fails open
     lenient = TrustPolicy(dead_url, listen=False, fail_open=True, high_risk_tier="untrusted")
     assert lenient.check(agent, "tool_call", "shell").verdict == "audit"  # every agent has the lowest tier
+
+
+def test_a_stranger_s_credential_is_blocked_by_the_node_s_answer_and_leaves_the_agent_s_score_cached(running):
+    """Before: the node's check answered `allow` for a credential of an org that does not operate the agent (on the
+    agent's own score), which only TrustPolicy corrected, so that a service asking the node itself (TrustClient, or
+    curl from another language) let it through. The node decides it on the cold start, its score and tier still
+    the agent's: what the policy caches serves the agent's own org's credential after."""
+    agent, _ = running.new_agent(trusted=True)
+    own, stranger = running.node.replica.did, new_did()
+    with running.client() as client:
+        answer = client.check(agent, "tool_call", "search", issuer=stranger)
+    assert (answer["decision"], answer["tier"], answer["issuer_operates"]) == ("block", "trusted", False)
+    policy = TrustPolicy(running.url, listen=False, cache_ttl=600)
+    try:
+        foreign = policy.check(agent, "tool_call", "search", issuer=stranger)
+        ours = policy.check(agent, "tool_call", "search", issuer=own)
+    finally:
+        policy.close()
+    assert (foreign.verdict, foreign.operated, foreign.score, foreign.source) == (
+        "block", False, answer["cold_start"], "node")
+    assert (ours.verdict, ours.operated, ours.tier, ours.score, ours.source) == (
+        "allow", True, "trusted", answer["score"], "cache")
 
 
 @pytest.mark.parametrize("without", ["the node's answer", "the node's policy", "issuers in the answer"])

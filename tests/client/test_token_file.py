@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from node.client import NodeApiError, NodeClient, TelemetryCollector, Vouchnet
+from node.client import AsyncTrustClient, NodeApiError, NodeClient, TelemetryCollector, Vouchnet
 
 from ..factories import new_did
 from .running_node import node_in_thread
@@ -103,3 +103,28 @@ def test_shutdown_retries_a_refused_token_only_once_its_file_holds_another(tmp_p
     stats = collector.shutdown(timeout=10)
     assert seen == [f"Bearer {old}", f"Bearer {new}"] if renewed else [f"Bearer {old}"]
     assert (stats.sent, stats.buffered) == ((1, 0) if renewed else (0, 1))
+
+
+async def test_an_async_client_given_the_token_file_reports_across_a_rotation(tmp_path):
+    """Before: AsyncTrustClient took the token itself only, so that an async service's every report_events was refused
+    (401) from the rotation on, until it restarted. Given the file, each write carries the token it holds then."""
+    path = tmp_path / "api.token"
+    path.write_text(secrets.token_urlsafe(32) + "\n")
+    seen: list[str] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        if request.headers["authorization"] != f"Bearer {path.read_text().strip()}":
+            return httpx.Response(401, json={"error": "unauthorized", "detail": "not this node's token"})
+        return httpx.Response(200, json={"accepted": 1, "rejected": []})
+
+    event = {"agent": new_did(), "ts": int(time.time() * 1000), "category": "tool", "name": "search", "outcome": "ok"}
+    async with AsyncTrustClient("http://node.invalid", token_file=path,
+                                transport=httpx.MockTransport(node)) as client:
+        before = await client.report_events([event])
+        _rotate(path)
+        after = await client.report_events([event])
+    assert (before["accepted"], after["accepted"]) == (1, 1)
+    assert seen[0] != seen[1]
+    with pytest.raises(ValueError, match="token, token_file: give one"):
+        AsyncTrustClient("http://node.invalid", secrets.token_urlsafe(32), token_file=path)

@@ -689,3 +689,26 @@ async def test_a_check_naming_the_credential_s_issuer_says_whether_it_operates_t
     refused = await api.post(f"/v1/agents/{agent}/check", params={"issuer": "did:web:example"},
                              json={"action": "tool_call"})
     assert refused.status_code == 422 and refused.json()["detail"].startswith("query.issuer: not an Ed25519 did:key")
+
+
+async def test_a_credential_of_an_org_that_does_not_operate_the_agent_is_decided_on_the_cold_start(node, trust, api,
+                                                                                                    clock):
+    """Before: the node answered `allow` on the agent's own score with `issuer_operates` false, and only the Python
+    SDK applied the cold start, so that a client in another language let a stranger's credential naming a trusted
+    agent through. The score and tier stay the agent's (an SDK caches them); the decision is the cold start's."""
+    agent, stranger = new_did(), Org()
+    trust.engine.add_first_hand(agent, ts=clock(), outcomes=Outcomes(ok=3))
+    trust.on_records([node.replica.issue("vouch", vouch_body(agent, 1.0, "operator", scope=["search"]))])
+
+    async def check(issuer: str) -> dict:
+        answer = await api.post(f"/v1/agents/{agent}/check", params={"issuer": issuer},
+                                json={"action": "tool_call", "tool": "search"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    own, foreign = await check(node.replica.did), await check(stranger.did)
+    assert (own["decision"], own["tier"], own["issuer_operates"]) == ("allow", "trusted", True)
+    assert (foreign["decision"], foreign["score"], foreign["tier"], foreign["issuer_operates"]) == (
+        "block", own["score"], "trusted", False)
+    assert foreign["reason"].startswith(f"{stranger.did} does not operate {agent} ")
+    assert f"decided on the cold-start score; tier untrusted (score {foreign['cold_start']})" in foreign["reason"]
