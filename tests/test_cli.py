@@ -15,6 +15,14 @@ def test_help_lists_the_program_with_first_steps():
     assert "\n  vouchnet init --name 'Acme Agents' && vouchnet run\n" in out.stdout
 
 
+def test_python_dash_m_node_is_the_vouchnet_command():
+    """`python -m node` said `No module named node.__main__`: an operator without the script on PATH had to know the
+    command's module."""
+    out = subprocess.run([sys.executable, "-m", "node", "--help"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("usage: vouchnet ")
+    assert subprocess.run([sys.executable, "-m", "node", "no-such-command"], capture_output=True).returncode == 2
+
+
 def test_demo_signs_logs_and_proves_a_record():
     out = subprocess.run([sys.executable, "-m", "node.cli", "demo"], capture_output=True, text=True, check=True)
     assert "inclusion proof" in out.stdout and "consistency proof" in out.stdout and "verifies" in out.stdout
