@@ -593,17 +593,29 @@ async def test_a_long_request_is_read_off_the_event_loop(node, monkeypatch):
     assert node.metrics.value("spans_total", result="accepted") == 1
 
 
+READ_HELD_AT_MOST_S = 10  # (real time) a read awaited that does not begin, or is never released, fails its test
+
+
 def hold_reads(monkeypatch) -> tuple[threading.Semaphore, threading.Event]:
-    """Each read of a request's spans made to wait, once it begins (counted by the Semaphore), for the Event."""
+    """Each read of a request's spans made to wait, once it begins (counted by the Semaphore, awaited by
+    `read_begins`), for the Event; one not released within READ_HELD_AT_MOST_S fails its request."""
     entered, release = threading.Semaphore(0), threading.Event()
 
     def sort_spans_held(spans, *, now_ms):
         entered.release()
-        release.wait()
+        if not release.wait(READ_HELD_AT_MOST_S):
+            raise AssertionError(f"a read held was not released within {READ_HELD_AT_MOST_S} s")
         return sort_spans(spans, now_ms=now_ms)
 
     monkeypatch.setattr(ingest_api, "sort_spans", sort_spans_held)
     return entered, release
+
+
+async def read_begins(entered: threading.Semaphore) -> None:
+    """The next read held by `hold_reads` has begun; fails within READ_HELD_AT_MOST_S if it does not, where the
+    test waited for ever."""
+    began = await trio.to_thread.run_sync(lambda: entered.acquire(timeout=READ_HELD_AT_MOST_S))
+    assert began, f"no read began within {READ_HELD_AT_MOST_S} s"
 
 
 def spy_reads(monkeypatch) -> list[ReadTurns]:
@@ -635,7 +647,7 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(post)
             nursery.start_soon(post)
-            await trio.to_thread.run_sync(entered.acquire)
+            await read_begins(entered)
             await trio.testing.wait_all_tasks_blocked()  # the second request as far as it goes while the first reads
             waiting = [reads.waiting for reads in turns]
             second_at_once = entered.acquire(blocking=False)
@@ -676,7 +688,7 @@ async def test_bodies_held_at_once_are_bounded_the_next_request_503_busy(node, m
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(post)
-            await trio.to_thread.run_sync(entered.acquire)
+            await read_begins(entered)
             busy = None
             with trio.move_on_after(60):  # (unbounded, it waited for the first to be read: for ever)
                 busy = await post_gzip(client, compressed)
@@ -744,7 +756,7 @@ async def test_bodies_waiting_their_turn_to_be_read_give_their_room_the_largest_
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(post, "read", large)
-            await trio.to_thread.run_sync(entered.acquire)
+            await read_begins(entered)
             for name in ("queued first", "queued next"):
                 nursery.start_soon(post, name, large)
                 await trio.testing.wait_all_tasks_blocked()
@@ -804,7 +816,7 @@ async def test_the_budget_is_given_back_by_a_refused_or_cancelled_request(node, 
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(post_gzip, client, compressed)
-            await trio.to_thread.run_sync(entered.acquire)
+            await read_begins(entered)
             nursery.start_soon(second)
             await trio.testing.wait_all_tasks_blocked()  # the second waits for room, its compressed body taken
             cancel_second.cancel()
