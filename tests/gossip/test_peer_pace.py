@@ -7,6 +7,7 @@ number."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -240,6 +241,47 @@ async def test_an_honest_peer_s_heads_of_many_issuers_the_node_does_not_follow_k
     assert trio.current_time() > TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE / 2
 
 
+@functools.cache
+def one_record_each(count: int) -> tuple[Record, ...]:
+    """The first records of `count` orgs, by issuer."""
+    return tuple(sorted((Org().record("org") for _ in range(count)), key=lambda record: record.iss))
+
+
+class PacedStream(ServedStream):
+    """A served stream whose peer takes `delay` seconds over each reply frame it sends."""
+
+    def __init__(self, server: SyncServer, delay: float) -> None:
+        super().__init__(server)
+        self._delay = delay
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        await trio.sleep(self._delay)
+        return await super().read_frame(max_size)
+
+
+async def test_a_node_asking_for_every_issuer_a_peer_names_keeps_the_peer_at_its_pace(tmp_path, autojump_clock):
+    """A node holding nothing yet of 4,000 orgs inside its horizon, a peer naming each a head a page (a KiB each
+    rounded up, as made-up heads would count) a fifth above the pace, then sending their records ten a page: each head
+    the node asks records for counts, and the round runs to its end (heads counted by their KiB alone, the peer would
+    be ended as slow a minute in)."""
+    records = one_record_each(4000)
+    (tmp_path / "served").mkdir()
+    (tmp_path / "ours").mkdir()
+    limits = SyncLimits(heads_page=1, page_records=10)
+    with RecordStore.open(tmp_path / "served") as served, RecordStore.open(tmp_path / "ours") as store:
+        served.append(records)
+        host = ConnectedHost([HOLDER])
+        server = SyncServer(served, IssuerIndex(served), limits)
+        host.open_stream = lambda peer, protocol: _opened(PacedStream(server, 1 / (1.2 * MIN_RATE)))  # type: ignore
+        replica = Replica(SigningKey.generate(), store, roots=tuple(record.iss for record in records), max_hops=1,
+                          held_limit=10)
+        service = SyncService(host, replica, network="test", limits=limits, timeout=TIMEOUT)
+        await service.sync_with(HOLDER)
+        assert len(store.heads()) == 4000
+    assert (service.stats.full_rounds, +service.stats.errors) == (1, {})
+    assert trio.current_time() > TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE
+
+
 async def test_a_peer_in_step_with_the_node_keeps_its_pace_by_the_kib_of_heads_of_all_it_holds(tmp_path,
                                                                                                 autojump_clock):
     """Found by stop 44's second read: heads of what the node holds counted as made-up ones, their KiB buying 50 s of
@@ -248,8 +290,8 @@ async def test_a_peer_in_step_with_the_node_keeps_its_pace_by_the_kib_of_heads_o
     records it held that gossip lost were never pulled. Heads of issuers the node holds, each named once a session,
     count by their KiB in full; here 4,000 of them, a head a page (a unit: its KiB rounded up), a fifth above the
     pace, for 80 s."""
-    held = [Org().record("org") for _ in range(4000)]
-    pages = [(HeadEntry(record.iss, record.seq, record.id),) for record in sorted(held, key=lambda r: r.iss)]
+    held = one_record_each(4000)
+    pages = [(HeadEntry(record.iss, record.seq, record.id),) for record in held]
     service = await _heads_round(tmp_path, pages, 1 / (1.2 * MIN_RATE), held)
     assert (service.stats.full_rounds, +service.stats.errors) == (1, {})
     assert trio.current_time() > TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE
