@@ -272,7 +272,8 @@ async def test_a_node_asking_for_every_issuer_a_peer_names_keeps_the_peer_at_its
         served.append(records)
         host = ConnectedHost([HOLDER])
         server = SyncServer(served, IssuerIndex(served), limits)
-        host.open_stream = lambda peer, protocol: _opened(PacedStream(server, 1 / (1.2 * MIN_RATE)))  # type: ignore
+        paced = PacedStream(server, 1 / (1.2 * MIN_RATE))
+        host.open_stream = lambda peer, protocol: _opened(paced)  # type: ignore[attr-defined]
         replica = Replica(SigningKey.generate(), store, roots=tuple(record.iss for record in records), max_hops=1,
                           held_limit=10)
         service = SyncService(host, replica, network="test", limits=limits, timeout=TIMEOUT)
