@@ -194,6 +194,9 @@ class SyncClient:
         # heads read that the client acts on (a range or evidence asked, or one of `own` named): what keeps the peer's
         # pace (gossip.peer_pace); heads of issuers outside `horizon` cost nothing to make up
         self.heads_used = 0
+        # heads read that it does not act on, of issuers whose records `store` holds up to the seq named: a session
+        # names each issuer once at most, so that what they keep of the pace is bounded by what the store holds
+        self.heads_held = 0
         self._ranges: tuple[Range, ...] = ()
         self._more = False
         self._at = 0  # the range the next record may belong to
@@ -285,6 +288,8 @@ class SyncClient:
                 self._own_heads[entry.iss] = entry.seq
             if self._plan(entry) or named_own:
                 self.heads_used += 1
+            elif (ours := self._store.head(entry.iss)) is not None and entry.seq <= ours.seq:
+                self.heads_held += 1
         return self._ask_heads() if page.more else self._next_request()
 
     def _plan(self, entry: HeadEntry) -> bool:

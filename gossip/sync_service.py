@@ -878,9 +878,10 @@ class SyncService:
                             await self._paced(pace, stream.write_frame, event.payload)
                         payload = await self._read(stream, pace)
                         reply = await _decoded(decode_reply, payload)
-                        used = client.heads_used
+                        used, held = client.heads_used, client.heads_held
                         event = client.receive_reply(reply)
-                        pace.read(reply, len(payload), used_heads=client.heads_used - used)
+                        pace.read(reply, len(payload), used_heads=client.heads_used - used,
+                                  held_heads=client.heads_held - held)
                     else:
                         assert isinstance(event, Deliver)
                         checking = self._checker.submit(event.records) if self._checker else None

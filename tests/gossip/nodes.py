@@ -86,7 +86,7 @@ class HeadsKeepingPace(PeerPace):
     peers that keep their pace with records (an org inside the horizon signing in a loop), whose signing and checking
     would cost a test minutes. A test sets it as gossip.sync_service's PeerPace."""
 
-    def read(self, reply: Reply, size: int, *, used_heads: int = 0) -> None:
+    def read(self, reply: Reply, size: int, *, used_heads: int = 0, held_heads: int = 0) -> None:
         super().read(reply, size, used_heads=len(reply.heads) if isinstance(reply, HeadsPage) else used_heads)
 
 

@@ -2,13 +2,15 @@
 answering each read just inside the sync timeout with a record is ended within a read of the grace, and the peers
 asked after it fill the gap; an honest peer, however slow, delivering at the pace or above, never is; heads the node
 cannot use (made up, say) keep no pace past a minute, and an honest peer's heads of 10^5 issuers it does not follow
-keep theirs over a link of 200 KiB/s."""
+keep theirs over a link of 200 KiB/s, and those of a peer in step with the node, of all it holds, whatever their
+number."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from gossip.sync import IssuerIndex, SyncLimits, SyncServer
 from gossip.sync_messages import (Busy, HeadEntry, HeadsPage, HeadsRequest, RecordsPage, Reply, decode_request,
                                   encode_message)
 from gossip.sync_service import SyncService
+from vouching import Record
 
 from ..factories import Org
 from .nodes import ConnectedHost
@@ -190,9 +193,12 @@ def made_up_heads(per_page: int, width: int, pages: int | None = None) -> Iterat
         yield page
 
 
-async def _heads_round(tmp_path: Path, pages: Iterable[tuple[HeadEntry, ...]], delay: float) -> SyncService:
-    """A full round with a peer answering each heads request `delay` seconds in with the next of `pages`."""
+async def _heads_round(tmp_path: Path, pages: Iterable[tuple[HeadEntry, ...]], delay: float,
+                       held: Sequence[Record] = ()) -> SyncService:
+    """A full round with a peer answering each heads request `delay` seconds in with the next of `pages`, the node's
+    store holding `held`."""
     with RecordStore.open(tmp_path) as store:
+        store.append(held)
         host = ConnectedHost([HOLDER])
         host.open_stream = lambda peer, protocol: _opened(heads_stream(pages, delay))  # type: ignore[attr-defined]
         replica = Replica(SigningKey.generate(), store, roots=(ORG.did,), max_hops=1, held_limit=10)
@@ -233,6 +239,63 @@ async def test_an_honest_peer_s_heads_of_many_issuers_the_node_does_not_follow_k
     service = await _heads_round(tmp_path, made_up_heads(per_page, 56, 10**5 // per_page), page_bytes / (200 * 1024))
     assert (service.stats.full_rounds, +service.stats.errors) == (1, {})
     assert trio.current_time() > TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE / 2
+
+
+@functools.cache
+def one_record_each(count: int) -> tuple[Record, ...]:
+    """The first records of `count` orgs, by issuer."""
+    return tuple(sorted((Org().record("org") for _ in range(count)), key=lambda record: record.iss))
+
+
+class PacedStream(ServedStream):
+    """A served stream whose peer takes `delay` seconds over each reply frame it sends."""
+
+    def __init__(self, server: SyncServer, delay: float) -> None:
+        super().__init__(server)
+        self._delay = delay
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        await trio.sleep(self._delay)
+        return await super().read_frame(max_size)
+
+
+async def test_a_node_asking_for_every_issuer_a_peer_names_keeps_the_peer_at_its_pace(tmp_path, autojump_clock):
+    """A node holding nothing yet of 4,000 orgs inside its horizon, a peer naming each a head a page (a KiB each
+    rounded up, as made-up heads would count) a fifth above the pace, then sending their records ten a page: each head
+    the node asks records for counts, and the round runs to its end (heads counted by their KiB alone, the peer would
+    be ended as slow a minute in)."""
+    records = one_record_each(4000)
+    (tmp_path / "served").mkdir()
+    (tmp_path / "ours").mkdir()
+    limits = SyncLimits(heads_page=1, page_records=10)
+    with RecordStore.open(tmp_path / "served") as served, RecordStore.open(tmp_path / "ours") as store:
+        served.append(records)
+        host = ConnectedHost([HOLDER])
+        server = SyncServer(served, IssuerIndex(served), limits)
+        paced = PacedStream(server, 1 / (1.2 * MIN_RATE))
+        host.open_stream = lambda peer, protocol: _opened(paced)  # type: ignore[attr-defined]
+        replica = Replica(SigningKey.generate(), store, roots=tuple(record.iss for record in records), max_hops=1,
+                          held_limit=10)
+        service = SyncService(host, replica, network="test", limits=limits, timeout=TIMEOUT)
+        await service.sync_with(HOLDER)
+        assert len(store.heads()) == 4000
+    assert (service.stats.full_rounds, +service.stats.errors) == (1, {})
+    assert trio.current_time() > TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE
+
+
+async def test_a_peer_in_step_with_the_node_keeps_its_pace_by_the_kib_of_heads_of_all_it_holds(tmp_path,
+                                                                                                autojump_clock):
+    """Found by stop 44's second read: heads of what the node holds counted as made-up ones, their KiB buying 50 s of
+    pace at most, so that a periodic round with an honest peer in step with the node, naming every issuer it holds
+    (some 9 MiB for 10^5 of them), was ended as slow over any link under 160 KiB/s a session, every round: the
+    records it held that gossip lost were never pulled. Heads of issuers the node holds, each named once a session,
+    count by their KiB in full; here 4,000 of them, a head a page (a unit: its KiB rounded up), a fifth above the
+    pace, for 80 s."""
+    held = one_record_each(4000)
+    pages = [(HeadEntry(record.iss, record.seq, record.id),) for record in held]
+    service = await _heads_round(tmp_path, pages, 1 / (1.2 * MIN_RATE), held)
+    assert (service.stats.full_rounds, +service.stats.errors) == (1, {})
+    assert trio.current_time() > TIMEOUT + UNUSED_HEADS_UNITS / MIN_RATE
 
 
 @given(st.lists(st.tuples(st.floats(0, TIMEOUT), st.integers(0, 1000)), max_size=200), st.floats(0, 30))
@@ -283,3 +346,22 @@ def test_heads_the_node_uses_count_in_full_and_the_others_kib_no_more_than_the_b
     used = sum(used for used, _ in pages)
     assert used <= units <= used + bound
     assert units <= sum(max(used, math.ceil(size / 1024)) for used, size in pages)
+
+
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100), st.integers(0, 100), st.integers(1, 1 << 20)),
+                max_size=50), st.integers(0, 3000))
+def test_the_kib_of_heads_of_what_the_node_holds_count_in_full_beyond_the_bound(pages, bound):
+    """A page's KiB beyond the heads the node uses count in full in the share of the heads of what it holds, whatever
+    `unused_heads_units` is left; in all no more than the pages' KiB or used heads."""
+    head = HeadEntry(ORG.did, 1, bytes(32))
+    reads = [(HeadsPage((head,) * (used + held + others), more=True), size, used, held)
+             for used, held, others, size in pages]
+    pace = PeerPace(grace=TIMEOUT, unused_heads_units=bound)
+    for reply, size, used, held in reads:
+        before = pace.units
+        pace.read(reply, size, used_heads=used, held_heads=held)
+        if len(reply.heads) == used + held and held:
+            assert pace.units - before == max(used, math.ceil(size / 1024))
+    assert sum(used for used, *_ in pages) <= pace.units <= sum(max(used, math.ceil(size / 1024))
+                                                                for used, _, _, size in pages)
+    assert pace.unused_units <= bound

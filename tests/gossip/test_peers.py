@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from gossip.host import HostConfig, PeerEvent, open_host, peer_id_from_public_key
-from gossip.peers import BLOCKED, NO_SYNC, DialSchedule, PeerManager, split_peer_addr
+from gossip.peers import BLOCKED, NO_SYNC, DialSchedule, GroupCap, PeerManager, split_peer_addr
 from gossip.replica import Replica
 from gossip.store import RecordStore
 from gossip.sync_messages import SYNC_PROTOCOL
@@ -51,6 +51,21 @@ def test_due_skips_connected_and_waiting_peers_and_respects_the_budget():
     due = [p for p, _ in schedule.due(now=0, connected={"a"}, budget=1)]
     assert due == ["c"] or due == ["d"]
     assert schedule.next_due(connected={"a", "c", "d"}) > 0
+
+
+def test_bootstrap_peers_are_dialled_whatever_their_group_holds_and_hold_none_of_its_share():
+    """The operator's choice: bootstrap peers of an org whose group (GroupCap) holds its share already are dialled all
+    the same, and, connected, take none of the share from the peers its org records name."""
+    schedule = DialSchedule()
+    for p in ("boot1", "boot2"):
+        schedule.add(p, [f"/p2p/{p}"])
+    for p in ("named1", "named2"):
+        schedule.announce(p, [f"/p2p/{p}"])
+    cap = GroupCap(lambda peer: "partner", most=1)
+    assert sorted(p for p, _ in schedule.due(now=0, connected=(), budget=10, cap=cap)) == ["boot1", "boot2", "named1"]
+    assert [p for p, _ in schedule.due(now=0, connected={"boot1", "boot2"}, budget=10, cap=cap)] == ["named1"]
+    assert schedule.due(now=0, connected={"boot1", "named1"}, budget=10, cap=cap)[0][0] == "boot2"
+    assert schedule.next_due(connected={"named1"}, cap=cap) == 0
 
 
 def test_peers_are_out_of_reach_only_once_each_failed_and_none_is_dialled_again_before_the_time_asked():

@@ -473,10 +473,11 @@ def test_heads_must_come_in_issuer_order_and_within_the_page_asked_for():
                 client.receive(encode_message(page))
 
 
-def test_a_client_counts_as_used_only_the_heads_it_acts_on():
+def test_a_client_counts_as_used_only_the_heads_it_acts_on_and_as_held_those_of_what_it_holds():
     """Heads that keep a peer's pace (gossip.peer_pace) are those the client asks records for (a range it lacks, a
     fork's evidence) or that name one of its org's keys; not heads of issuers outside its horizon, which cost nothing
-    to make up, nor heads of what it holds already."""
+    to make up, nor heads of what it holds already, which it counts apart (their KiB keep the pace of a peer in step
+    with it, bounded by what it holds)."""
     held = {ORGS[0].did, ORGS[1].did, ORGS[3].did}
     with sides(1) as (side,):
         give(side, [record for did in held for record in CHAINS[did]])
@@ -488,7 +489,7 @@ def test_a_client_counts_as_used_only_the_heads_it_acts_on():
                  HeadEntry(ORGS[3].did, CHAIN, CHAINS[ORGS[3].did][-1].id),  # held
                  HeadEntry(Org().did, 1, bytes(32))]  # outside the horizon
         client.receive(encode_message(HeadsPage(tuple(sorted(heads, key=lambda entry: entry.iss)), more=False)))
-        assert client.heads_used == 3
+        assert (client.heads_used, client.heads_held) == (3, 1)
 
 
 def test_a_server_that_never_stops_sending_heads_is_cut_off():

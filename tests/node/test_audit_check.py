@@ -669,6 +669,26 @@ async def test_after_an_abandon_a_trust_rebuild_counts_the_epoch_s_digests_comin
         assert first_hand(replayed(node), agents, T0 + EPOCH) == expected
 
 
+async def test_an_epoch_abandoned_after_a_trust_rebuild_read_it_counts_its_entries_there_not_its_digests(
+        tmp_path, monkeypatch):
+    """A rebuild of the trust engine while the node runs reads the copy's interrupted epoch's entries, intact still;
+    an entry damaged after that, the closing abandons the epoch: the rebuilt engine holds its entries, as the start's
+    did, and the digests of it coming back then do not count there too (Digester.reread counts the rebuild's read,
+    which the abandon notes)."""
+    monkeypatch.setattr("node.digests.ISSUE_CHUNK", 1)
+    agents = sorted([A, B, new_did()])
+    backup, key, issued, original = restored_mid_issue(tmp_path, agents)
+    expected = first_hand(original, agents, T0 + EPOCH)
+    with telemetry_node(backup, key=key, clock=Clock(T0 + EPOCH), epoch_ms=EPOCH) as node:
+        live = running(node)
+        await live._rebuild()  # (what the node's own org moving starts)
+        damage_salt(backup, 1)
+        node.replica.accept([issued[1]])  # the start-up sync
+        assert node.digester.close_due(T0 + EPOCH) == [] and node.metrics.value("audit_damaged_reads_total") == 1
+        node.replica.accept([issued[2]])  # a peer reached later
+        assert first_hand(live, agents, T0 + EPOCH) == expected
+
+
 async def test_an_undigested_entry_damaged_as_the_node_runs_is_left_out_of_a_trust_rebuild(data_dir, caplog):
     """The undigested events are read again from audit.ledger by the trust engine's rebuild while the node runs
     (after `vouchnet key adopt`: node.daemon gives it `undigested(skip_damaged=True)`): an entry damaged since the

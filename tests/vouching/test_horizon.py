@@ -251,3 +251,52 @@ def test_every_org_inside_is_in_the_group_of_a_root_or_of_an_org_a_root_vouches_
         group = h.group(org)
         assert group in h and h.hops(group) <= 1
         assert group == org if h.hops(org) <= 1 else h.hops(group) == 1
+
+
+def test_an_equivocator_s_vouches_place_no_org_in_its_group():
+    """An org vouched in by two partners, the first by did flagged as an equivocator since (its vouches extend the
+    horizon no more), is in the group of the other: the one its place inside rests on."""
+    h = Horizon(["root"], max_hops=3)
+    for i, (issuer, subject) in enumerate([("root", "a-partner"), ("root", "b-partner"), ("a-partner", "fresh"),
+                                           ("b-partner", "fresh"), ("a-partner", "a-only")]):
+        h.add_edge(bytes([i]) * 32, issuer, subject)
+    assert (h.group("fresh"), h.group("a-only")) == ("a-partner", "a-partner")
+    h.flag("a-partner")
+    assert (h.group("fresh"), h.group("a-only")) == ("b-partner", None)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["edge", "successor", "prior", "flag", "revoke"]), st.integers(0, 7),
+                       st.integers(0, 7)), max_size=40),
+    st.integers(0, 3),
+)
+def test_groups_asked_between_changes_are_those_of_a_horizon_built_afresh(events, max_hops):
+    """`group` keeps its answers until the horizon changes: each answer, asked after any event (a vouch, a rotation,
+    a claim, a flag, a revocation), is the one a horizon built from the events so far gives."""
+    h = Horizon(["o0"], max_hops)
+    orgs = [f"o{n}" for n in range(8)]
+    for i, event in enumerate(events):
+        _apply(h, i, event)
+        fresh = Horizon(["o0"], max_hops)
+        for j, earlier in enumerate(events[:i + 1]):
+            _apply(fresh, j, earlier)
+        assert [h.group(org) for org in orgs] == [fresh.group(org) for org in orgs]
+
+
+def test_a_group_asked_before_a_change_is_worked_out_again_after_it():
+    """A vouch, a revoked vouch, a rotation and a claimed prior key each move an org inside to another group; the
+    group asked before is not answered after."""
+    h = Horizon(["root"], max_hops=3)
+    for i, (issuer, subject) in enumerate([("root", "partner"), ("root", "other"), ("other", "m"), ("m", "far"),
+                                           ("partner", "x"), ("m", "claimed")]):
+        h.add_edge(bytes([i]) * 32, issuer, subject)
+    steps = [(lambda: h.add_edge(bytes([6]) * 32, "other", "x"), ["other", "other", "other"]),  # (first by did)
+             (lambda: h.remove_edge(bytes([6]) * 32), ["partner", "other", "other"]),
+             (lambda: h.add_successor("partner", "far"), ["partner", "partner", "other"]),
+             (lambda: h.add_prior("partner", "claimed"), ["partner", "partner", "partner"])]
+    groups = ["partner", "other", "other"]
+    for change, after in steps:
+        assert [h.group(org) for org in ("x", "far", "claimed")] == groups
+        change()
+        groups = after
+    assert [h.group(org) for org in ("x", "far", "claimed")] == groups
