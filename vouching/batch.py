@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vouching.arrays import distinct, grid_sum_by, in_distinct, on_grid_array, sum_by
+from vouching.confirmation import counted_bad_array
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
@@ -43,8 +44,9 @@ class ScoreTable:
 @dataclass(frozen=True)
 class Totals:
     """Per agent at one instant: weighted decayed good (the part that decays, and the part held at the
-    per-org cap, which stays put until its org's evidence decays below the cap), weighted decayed bad, weighted
-    recent bad reports (one org's per independence group), independent orgs."""
+    per-org cap, which stays put until its org's evidence decays below the cap), weighted decayed bad (as far as
+    corroborated: vouching.confirmation), weighted recent bad reports (one org's per independence group, none of a
+    discredited org), independent orgs."""
 
     good: np.ndarray
     good_held: np.ndarray
@@ -77,9 +79,11 @@ def weighted_evidence(store: EvidenceStore, weights: np.ndarray, now: float, goo
     return agent, org, on_grid_array(w * good), on_grid_array(w * bad)
 
 
-def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, operators: tuple[np.ndarray, np.ndarray],
-           n_agents: int, now: float, source_cap: float, params: ScoringParams) -> Totals:
-    """Everything the score needs from the evidence, per agent (one org's good held at `source_cap`); no org in the
+def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, discredited_orgs: np.ndarray,
+           operators: tuple[np.ndarray, np.ndarray], n_agents: int, now: float, source_cap: float,
+           params: ScoringParams) -> Totals:
+    """Everything the score needs from the evidence, per agent (one org's good held at `source_cap`, and one
+    independence group's uncorroborated bad: vouching.confirmation, `discredited_orgs` per org); no org in the
     independence group of one of an agent's `operators` ((agent, org) arrays, of the operators with weight)
     witnesses for it."""
     p = params
@@ -103,13 +107,40 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, operat
     shared = witness & ~alone
     group_keys = distinct(group_key[shared])
     independent += np.bincount(group_keys // n_orgs, minlength=n_agents)
+    full = (w >= p.independent_min_weight) | (store.column("first_hand") != 0)  # (confirmation.standing_of)
+    discredited = ~full & discredited_orgs[org]
+    light = ~full & ~discredited & (w > 0)
+    bad = on_grid_array(w * bad_now)
+    full_bad = sum_by(agent, bad * full, n_agents)
     return Totals(
         good=grid_sum_by(agent, w * good_now * ~held, n_agents),
         good_held=grid_sum_by(agent, w * good_now * held, n_agents),
-        bad=grid_sum_by(agent, w * bad_now, n_agents),
-        reports=sum_by(agent, _heaviest_of_group(group_key, on_grid_array(w * recent), alone), n_agents),
+        bad=counted_bad_array(full_bad, *_light_bad(agent[light], group_key[light], bad[light], full_bad, n_orgs,
+                                                    source_cap),
+                              sum_by(agent, bad * discredited, n_agents), source_cap),
+        reports=sum_by(agent, _heaviest_of_group(group_key, on_grid_array(w * recent * ~discredited), alone),
+                       n_agents),
         independent=independent,
     )
+
+
+def _light_bad(agent: np.ndarray, group_key: np.ndarray, bad: np.ndarray, full: np.ndarray, n_orgs: int,
+               source_cap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per agent, the weighted bad of the LIGHT pairs given (confirmation.counted_bad), summed, and the largest sum of
+    one of its independence groups' (`group_key`: agent x n_orgs + group); that only where it can count, where their
+    sum exceeds the `full` bad by more than `source_cap` (a group's is at most their sum), 0 elsewhere: sorting every
+    pair by group took longer than the rest of the recompute's sums."""
+    n_agents = len(full)
+    light = sum_by(agent, bad, n_agents)
+    top = np.zeros(n_agents)
+    rows = np.flatnonzero((light > full + source_cap)[agent])
+    if len(rows):
+        order = rows[np.argsort(group_key[rows], kind="stable")]
+        keys = group_key[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        # (sums of terms on the grid: exact in any order)
+        np.maximum.at(top, keys[starts] // n_orgs, np.add.reduceat(bad[order], starts))
+    return light, top
 
 
 def _heaviest_of_group(group_key: np.ndarray, reports: np.ndarray, alone: np.ndarray) -> np.ndarray:

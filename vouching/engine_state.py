@@ -67,7 +67,7 @@ _DERIVED = frozenset({
     "_agent_index", *AGENT_FIELDS, "_caches", "_vouches", "_evidence", "_deviation", "_seen_digests",  # below
     "_barred",  # below, stale, from the agents' latest vouches
     "_credibility", "_accountability", "_agreements", "_disagreements", "_reputation", "_edges", "_full_weight",
-    "_graph_seen", "_edges_span", "_stamp", "_copying", "_recomputed",  # the recompute's and reads'
+    "_graph_seen", "_edges_span", "_stamp", "_copying", "_recomputed", "_discredited",  # the recompute's and reads'
 })
 VOUCH_FIELDS = tuple(f.name for f in dataclasses.fields(Vouch))
 DEVIATION_FIELDS = ("_wide", "_tested_upto")  # DeviationTest attributes beside its columns

@@ -20,6 +20,10 @@ from vouching.tiers import Tier
 
 MAX_LISTED_PARTS = 64  # vouches, orgs' evidence, vouchers of an org listed in an answer (`listed`)
 VouchStatus = Literal["counted", "revoked", "expired", "out of scope", "voucher has no weight"]
+# How an org's bad evidence counts, by its confirmation.standing_of (FULL, LIGHT, DISCREDITED): as it is; beyond what
+# every other source reports, its independence group's counts at most C; at most as much as the FULL sources'.
+BadCounts = Literal["fully", "as corroborated", "as confirmed"]
+BAD_COUNTS: tuple[BadCounts, ...] = ("fully", "as corroborated", "as confirmed")
 
 
 def _flat(value: Any) -> dict[str, Any]:
@@ -96,6 +100,7 @@ class OrgPart:
     group: str
     operators_group: bool  # its group holds an org whose operator vouch for the agent stands: not independent of it
     counts_reports: bool  # its recent bad reports are its independence group's, which count once: its heaviest
+    bad_counts: BadCounts  # how its bad evidence counts (vouching.confirmation; Explanation.uncorroborated_bad)
 
     @property
     def counted_good(self) -> float:
@@ -107,10 +112,12 @@ class OrgPart:
 
     @property
     def counted_reports(self) -> float:
-        return on_grid(self.weight * self.recent_bad_reports) if self.counts_reports else 0.0
+        return on_grid(self.weight * self.recent_bad_reports) if self.counts_reports and \
+            self.bad_counts != "as confirmed" else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields and what the part counts, which the explanation's alpha, beta and recent bad reports sum."""
+        """The fields and what the part counts, which the explanation's alpha, beta (less its `uncorroborated_bad`) and
+        recent bad reports sum."""
         return {**_flat(self), "counted_good": self.counted_good, "counted_bad": self.counted_bad,
                 "counted_reports": self.counted_reports}
 
@@ -135,6 +142,7 @@ class Explanation:
     quantile: float
     uncapped_score: int
     recent_bad_reports: float
+    uncorroborated_bad: float  # of the orgs' counted_bad, what beta leaves out uncorroborated (vouching.confirmation)
     independent_orgs: int
     good_half_life_ms: int
     bad_half_life_ms: int
@@ -150,8 +158,9 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able structure (for the node's API), with the plain-words lines under "text", and each org
-        part's counted values (OrgPart.as_dict): alpha = prior_good + vouch_lift + their counted_good, exactly, when
-        the parts are all listed; of the vouches and orgs, the first MAX_LISTED_PARTS (`listed`)."""
+        part's counted values (OrgPart.as_dict): alpha = prior_good + vouch_lift + their counted_good, and beta =
+        prior_bad + their counted_bad - uncorroborated_bad, exactly, when the parts are all listed; of the vouches and
+        orgs, the first MAX_LISTED_PARTS (`listed`)."""
         out = _flat(self)
         out["score"] = _flat(self.score)
         out.update(listed("vouches", self.vouches, self.vouches_total))
@@ -192,8 +201,11 @@ class Explanation:
                 f"  {who}: weight {_beside(o.weight, self.witness_min_weight)}; {counted(o.events, 'event')} in "
                 f"{held}; after decay {_beside(o.good, self.witness_min_good)} good and {o.bad:.2f} bad, counted as "
                 f"{o.counted_good:.2f} good and "
-                f"{o.counted_bad:.2f} bad; recent bad reports {o.recent_bad_reports:.2f}"
-                + ("" if o.counts_reports or not o.recent_bad_reports
+                f"{o.counted_bad:.2f} bad{'' if o.bad_counts == 'fully' else ' ' + o.bad_counts}; recent bad "
+                f"reports {o.recent_bad_reports:.2f}"
+                + ("" if not o.recent_bad_reports
+                   else ", not counted: the deviation test discredited it" if o.bad_counts == "as confirmed"
+                   else "" if o.counts_reports
                    else f", not counted: the group of {o.group} counts the reports of its org that weigh most")
                 + (f"; {counted(o.capped, 'window') if o.first_hand else o.capped} capped" if o.capped else "")
                 + (f"; {o.ignored} ignored as out of order" if o.ignored else "")

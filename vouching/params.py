@@ -63,7 +63,8 @@ class ScoringParams:
 
     # Verified needs independent corroboration.
     verified_min_orgs: int = 3
-    independent_min_weight: float = 0.3  # an org below this weight is not an independent witness
+    independent_min_weight: float = 0.3  # an org below this weight is not an independent witness, and its bad
+    #                                      evidence counts only as far as corroborated (vouching.confirmation)
     independent_min_good: float = 0.5  # nor one with less recent good evidence than this
     principal_share: float = 0.5  # an org a root vouches for getting more than this share of its reputation from
     #                               one voucher other than a root belongs to that voucher's group (reputation.py)

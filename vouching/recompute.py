@@ -16,6 +16,7 @@ import numpy as np
 
 from vouching.accountability import accountability, conduct, others_evidence
 from vouching.batch import ScoreTable, score_table, totals, weighted_evidence
+from vouching.confirmation import discredited_orgs
 from vouching.deviation import DeviationTest, credibility
 from vouching.evidence import EvidenceStore
 from vouching.params import ScoringParams
@@ -114,8 +115,8 @@ class Recompute:
         standing = self._standing(src, dst, weight, credible, accountable)
         operated, operator = self.vouches.operator_columns()
         weighty = standing.voucher_weights[operator] > 0
-        t = totals(self.evidence, standing.weights, standing.groups, (operated[weighty], operator[weighty]), n_agents,
-                   now, self.source_cap, p)
+        t = totals(self.evidence, standing.weights, standing.groups, discredited_orgs(credible, p),
+                   (operated[weighty], operator[weighty]), n_agents, now, self.source_cap, p)
         lift = np.minimum(self.vouches.lifts(standing.voucher_weights, now, n_agents), self.source_cap)
         sums = AgentSums(now, t.good, t.good_held, t.bad, t.reports, lift,
                          t.independent)

@@ -11,6 +11,7 @@ from vouching.counts import counted
 from vouching.evidence import own_cap_good
 from vouching.explanation import OrgPart, Rule
 from vouching.params import ScoringParams
+from vouching.quantiles import source_cap
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
 NEEDS_INDEPENDENT = "needs-independent-orgs"
@@ -38,7 +39,8 @@ def cap_scores(scores: np.ndarray, reports: np.ndarray, witnesses: np.ndarray, p
 
 
 def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports: float, witnesses: int,
-                  org_parts: Sequence[OrgPart], now: int, params: ScoringParams) -> list[Rule]:
+                  uncorroborated_bad: float, org_parts: Sequence[OrgPart], now: int, params: ScoringParams
+                  ) -> list[Rule]:
     """Each cap and rule that changed this score (at `now`), in words."""
     p = params
     rules = []
@@ -53,7 +55,15 @@ def explain_rules(caps: Sequence[str], lift: float, capped_lift: float, reports:
         limit = PROVISIONAL - 1 if reports >= p.reports_below_provisional else TRUSTED - 1
         rules.append(Rule(RECENT_BAD_REPORTS, f"weighted recent bad reports {reports:.2f} (windows where bad "
                                               f"evidence dominated; of each independence group, those of the org "
-                                              f"that weigh most) hold the score at {limit} or below"))
+                                              f"that weigh most; none of a discredited org) hold the score at "
+                                              f"{limit} or below"))
+    if uncorroborated_bad:
+        rules.append(Rule("uncorroborated-bad", f"{uncorroborated_bad:.2f} of the orgs' bad evidence is not "
+                                                f"counted: of orgs below the witness weight "
+                                                f"{p.independent_min_weight:g}, one independence group's beyond what "
+                                                f"every other source reports counts at most {source_cap(p):.2f} (as "
+                                                f"one org's good), and a discredited org's at most as much as this "
+                                                f"node's own observations and orgs at that weight report"))
     held = [o for o in org_parts if o.good > o.good_cap]
     if held:
         rules.append(Rule("org-cap", f"good evidence from {counted(len(held), 'org')} is held at "

@@ -27,10 +27,12 @@ import numpy as np
 
 from vouching.arrays import ColumnsCopy, array_columns
 from vouching.batch import ScoreTable
+from vouching.confirmation import DISCREDITED, FULL, LIGHT, counted_bad, discredited_orgs, standing_of
 from vouching.deviation import DeviationTest, credibility
 from vouching.dp_discount import discounted, dp_threshold
 from vouching.evidence import NO_OUTCOMES, EvidenceStore, InvalidEvidence, Outcomes, Weighed, weigh
-from vouching.explanation import MAX_LISTED_PARTS, Explanation, OrgPart, OrgReputation, Score, VouchPart, VouchShare
+from vouching.explanation import (BAD_COUNTS, MAX_LISTED_PARTS, Explanation, OrgPart, OrgReputation, Score, VouchPart,
+                                  VouchShare)
 from vouching.grid import EXACT_BELOW, on_grid
 from vouching.params import AGENT_BASES, HOUR_MS, ScoringParams
 from vouching.recompute import AgentSums, Recompute, Recomputed
@@ -70,8 +72,8 @@ def _exact(entry: tuple) -> bool:
     """Whether a cache entry's sums (of terms on the grid, none negative) are below EXACT_BELOW, and so every partial
     sum of their terms is exact in any order: this node's own good is capped per window (its total is not), and an
     event may report up to 2^53 - 1 outcomes."""
-    _, _, good, good_held, bad, reports, _, _, lift, *_ = entry
-    return max(good, good_held, bad, reports, lift) < EXACT_BELOW
+    _, _, good, good_held, bad, reports, _, _, lift, _, _, full, discredited, light = entry
+    return max(good, good_held, bad, reports, lift, full, discredited, sum(light[1::2])) < EXACT_BELOW
 
 
 def flat_pairs(pairs: dict[int, int] | dict[int, float]) -> tuple[float, ...]:
@@ -86,6 +88,20 @@ def flat_pairs(pairs: dict[int, int] | dict[int, float]) -> tuple[float, ...]:
 def paired(flat: tuple[int, ...]) -> Iterable[tuple[int, int]]:
     """The (key, value) pairs `flat_pairs` flattened."""
     return zip(flat[::2], flat[1::2])
+
+
+def _replaced(flat: tuple, old: tuple, new: tuple) -> dict:
+    """The per-group sums `flat` (`flat_pairs`) with one org's terms `old` taken out and `new` put in (a group left with
+    none is dropped): a cache entry's witnesses or LIGHT bad per independence group, as a record changes one org's."""
+    sums = dict(paired(flat))
+    for group, value in paired(old):
+        if sums[group] == value:
+            del sums[group]
+        else:
+            sums[group] -= value
+    for group, value in paired(new):
+        sums[group] = sums.get(group, 0) + value
+    return sums
 
 
 def _count_reports_once_per_group(org_parts: list[OrgPart], start: int) -> None:
@@ -132,6 +148,9 @@ class TrustEngine:
         self._weights: list[float] = []  # what each org's digests count, 0..1: standing x credibility
         self._voucher_weights: list[float] = []  # what each org's agent vouches count: standing x accountability
         self._groups: list[int] = []  # independence group of each org
+        # Whether each org's credibility is below an unchecked org's (vouching.confirmation), as of the last refresh;
+        # orgs heard of since are not.
+        self._discredited: tuple[bool, ...] = ()
         # Each agent by its index, in lists of dicts, tuples and numbers rather than an object an agent: the garbage
         # collector walks every object it tracks at each full collection, holding the node's loop meanwhile, and
         # untracks a tuple holding none at any collection, a dict only at a full one (benchmarks/gc_objects.py), so
@@ -144,7 +163,9 @@ class TrustEngine:
         # `time`, for reads at that same time until an input changes (DESIGN.md §6: a rounded total decayed to a later
         # time is not the sum of its decayed terms, so a node would score by when it last read). Summed by `_sums`, it
         # goes on with the uncapped lift, the witnesses per independence group and each group's heaviest reports
-        # (`flat_pairs`), and a record about the agent updates it by the terms it changes (`_changing`, `_changed`).
+        # (`flat_pairs`), and the bad of its FULL and of its DISCREDITED sources and that of each group's LIGHT orgs
+        # (vouching.confirmation), and a record about the agent updates it by the terms it changes (`_changing`,
+        # `_changed`).
         self._caches: list[tuple | None] = []
         self._stamps: list[int] = []  # the engine's `_stamp` when the agent's evidence or vouches last changed
         self._scoped: set[int] = set()  # agents ever given a scoped vouch: a check of a tool may need its own score
@@ -349,18 +370,21 @@ class TrustEngine:
                                   v.expires)
                         for less_lift, less_weight, issuer, basis, record_id, v, status
                         in (sorted(vouch_keys) if listed is None else heapq.nsmallest(listed, vouch_keys)))
-        _, _, good, good_held, bad, reports, capped_lift, witnesses, *_ = sums
+        _, _, good, good_held, bad, reports, capped_lift, witnesses, _, _, _, full, discredited, light = sums
         good += good_held
         alpha, beta = p.prior_good + capped_lift + good, p.prior_bad + bad
+        uncorroborated_bad = full + discredited + sum(light[1::2], 0.0) - bad
         return Explanation(
             score=score, prior_good=p.prior_good, prior_bad=p.prior_bad, vouch_lift=capped_lift,
             vouch_lift_cap=self._source_cap, vouches=vouches, vouches_total=len(vouch_keys), orgs=tuple(listed_orgs),
             orgs_total=len(org_parts), alpha=alpha,
             beta=beta, quantile=p.quantile, uncapped_score=score_of(alpha, beta, p.quantile),
-            recent_bad_reports=reports, independent_orgs=witnesses, good_half_life_ms=p.good_half_life_ms,
+            recent_bad_reports=reports, uncorroborated_bad=uncorroborated_bad, independent_orgs=witnesses,
+            good_half_life_ms=p.good_half_life_ms,
             bad_half_life_ms=p.bad_half_life_ms, report_half_life_ms=p.report_half_life_ms,
             witness_min_weight=p.independent_min_weight, witness_min_good=p.independent_min_good,
-            rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, org_parts, int(now), p)),
+            rules=tuple(explain_rules(score.caps, lift, capped_lift, reports, witnesses, uncorroborated_bad, org_parts,
+                                      int(now), p)),
             tool=tool,
         )
 
@@ -631,7 +655,7 @@ class TrustEngine:
         self._touch(a)
         if terms is None or entry is None:
             return
-        version, now, good, good_held, bad, reports, _, _, lift, witnesses, heaviest = entry
+        version, now, good, good_held, _, reports, _, _, lift, witnesses, heaviest, full, discredited, light = entry
         new = self._terms(a, now, o, basis)
         heaviest = dict(paired(heaviest))
         reporting = self._groups[o]
@@ -642,22 +666,18 @@ class TrustEngine:
             reports += new[5] - held
         elif terms[5] == held:
             return  # the group's heaviest reports fell: which of its orgs' are now is not kept
-        groups = dict(paired(witnesses))
-        for group, pairs in paired(terms[9]):
-            if groups[group] == pairs:
-                del groups[group]
-            else:
-                groups[group] -= pairs
-        for group, pairs in paired(new[9]):
-            groups[group] = groups.get(group, 0) + pairs
+        groups = _replaced(witnesses, terms[9], new[9])
         for group in self._operator_groups(a):  # (an operator vouch may have just barred one)
             groups.pop(group, None)
         good += new[2] - terms[2]
         good_held += new[3] - terms[3]
-        bad += new[4] - terms[4]
+        full += new[11] - terms[11]
+        discredited += new[12] - terms[12]
+        light = _replaced(light, terms[13], new[13])
         lift += new[8] - terms[8]
-        entry = (version, now, good, good_held, bad, reports, min(lift, self._source_cap), len(groups), lift,
-                 flat_pairs(groups), flat_pairs(heaviest))
+        entry = (version, now, good, good_held, counted_bad(full, light.values(), discredited, self._source_cap),
+                 reports, min(lift, self._source_cap), len(groups), lift, flat_pairs(groups), flat_pairs(heaviest),
+                 full, discredited, flat_pairs(light))
         if _exact(entry):
             self._caches[a] = entry
 
@@ -711,6 +731,7 @@ class TrustEngine:
         self._weights = standing.weights.tolist() + [0.0] * len(extra)
         self._voucher_weights = standing.voucher_weights.tolist() + [0.0] * len(extra)
         self._groups = standing.groups.tolist() + list(extra)
+        self._discredited = tuple(discredited_orgs(self._credibility, self.params).tolist())
         self._full_weight = standing.full_weight
         self._edges_span = edges_span
         self._graph_seen = graph_edits
@@ -772,8 +793,10 @@ class TrustEngine:
         p, ev = self.params, self._evidence
         weights, groups = self._weights, self._groups
         k_good, k_bad, k_report = ev.k_good, ev.k_bad, ev.k_report
-        good = good_held = bad = 0.0
+        good = good_held = full = discredited = 0.0
+        light: dict[int, float] = {}  # independence group -> the weighted bad of its LIGHT orgs
         good_cap = self._source_cap
+        discredited_flags = self._discredited
         witnesses: dict[int, int] = {}  # independence group -> witness pairs in it
         heaviest: dict[int, float] = {}  # independence group -> the heaviest weighted recent reports of its orgs
         first_part = 0 if parts is None else len(parts[0])
@@ -802,8 +825,14 @@ class TrustEngine:
                 good_held += on_grid(w * good_cap)
             else:
                 good += on_grid(w * g)
-            bad += on_grid(w * b)
-            counted_reports = on_grid(w * r)
+            standing = standing_of(w, first_hand, o < len(discredited_flags) and discredited_flags[o], p)
+            if standing == FULL:
+                full += on_grid(w * b)
+            elif standing == LIGHT:
+                light[groups[o]] = light.get(groups[o], 0.0) + on_grid(w * b)
+            else:
+                discredited += on_grid(w * b)
+            counted_reports = 0.0 if standing == DISCREDITED else on_grid(w * r)
             if counted_reports > heaviest.get(groups[o], 0.0):
                 heaviest[groups[o]] = counted_reports
             operators_group = groups[o] in barred
@@ -817,6 +846,7 @@ class TrustEngine:
                     batches=ev.batches[pair], events=ev.events[pair], capped=ev.capped[pair],
                     ignored=ev.ignored[pair], last_evidence=int(t_ref), independent=witness,
                     group=self._orgs[groups[o]], operators_group=operators_group, counts_reports=True,
+                    bad_counts=BAD_COUNTS[standing],
                 ))
         reports = sum(heaviest.values(), 0.0)  # (of terms on the grid: exact in any order)
         if parts is not None:
@@ -837,5 +867,6 @@ class TrustEngine:
                                  status))
         if parts is not None:
             parts[2].append(lift)
-        return (self._version, now, good, good_held, bad, reports, min(lift, self._source_cap),
-                len(witnesses), lift, flat_pairs(witnesses), flat_pairs(heaviest))
+        return (self._version, now, good, good_held, counted_bad(full, light.values(), discredited, good_cap), reports,
+                min(lift, good_cap), len(witnesses), lift, flat_pairs(witnesses), flat_pairs(heaviest), full,
+                discredited, flat_pairs(light))

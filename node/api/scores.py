@@ -99,8 +99,9 @@ def scores_router(trust: TrustService, key: SigningKey) -> APIRouter:
         lift it most and the 64 orgs whose evidence counts most (heaviest first, ties by did), with
         `vouches_complete`/`orgs_complete` false and `vouches_total`/`orgs_total` counting them all if there are
         more. Each org part carries what it counts (`counted_good`, `counted_bad`, `counted_reports`), which alpha,
-        beta and the recent bad reports sum exactly when every part is listed. An org's did (one nothing names as an
-        agent) is 409 `not_an_agent`."""
+        beta (less `uncorroborated_bad`: the bad of orgs below the witness weight that others do not corroborate) and
+        the recent bad reports sum exactly when every part is listed. An org's did (one nothing names as an agent) is
+        409 `not_an_agent`."""
         agent_did(trust, checked_did(did, "path.did"))
         return score_answer(trust, key, did, explain=explain, statement=statement)
 
