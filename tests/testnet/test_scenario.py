@@ -899,6 +899,16 @@ def test_the_vouch_changes_are_made_in_time_order_not_the_files():
     assert plan.final.vouches["n00"] == {"n01": 0.9, "n02": 0.9}
 
 
+def test_a_rotation_after_its_followers_un_vouched_it_catches_up_with_them_all_the_same():
+    """A node keeps the records it stored of an org a `[[vouches]]` revoke takes out of its horizon, and serves them
+    to the org's catch-up: the rotation of an org its partners un-vouched is planned. Before: refused, "none of them
+    holds them", with the advice to have a group vouch for it, which the file did until the revoke."""
+    text = FOLLOWED + ('\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "revoke"\nat = 5\n'
+                       '\n[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 10\n')
+    plan = make_plan(parse_scenario(text, name="m"), nodes(3), seed=1, fresh=True)
+    assert plan.at((10, 100)).followers("n02") == [] and plan.holders("n02", (10, 100)) == {"n00", "n01"}
+
+
 def test_an_attack_is_planned_by_the_org_peer_vouches_in_force_when_it_is_due(tmp_path):
     """An equivocation of rogue, which no org follows until the honest orgs vouch for it mid-run: its records find a
     node that takes them once that vouch is made, not before."""
