@@ -23,6 +23,7 @@ from testnet.plan import make_plan
 from testnet.runner import Run, _expected
 from testnet.workers import Worker
 from testnet.scenario import ScenarioError, load_scenario
+from testnet.status import Checkpoint, NodeStatus
 from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET, MINIMAL
 
 
@@ -861,3 +862,19 @@ def test_the_setup_keeps_the_id_of_each_org_peer_vouch_in_force_for_a_later_revo
     assert set(run.org_peer_vouches) == wanted and ("n01", "n00") in wanted
     assert run.org_peer_vouches[("n01", "n00")] == "held-from-before"
     assert run.org_peer_vouches[("n00", "n01")] == "vouch-for-did:n01"
+
+
+def test_the_run_waits_for_the_cosignatures_of_the_orgs_a_vouch_change_made_its_followers(tmp_path, monkeypatch):
+    """`[[vouches]]`: rogue, which no org follows as the run begins, is followed by the honest orgs once they vouch
+    for it mid-run: the run waits for its checkpoint to carry their cosignatures, as the report judges it
+    (testnet.measure.checkpoints), not for none."""
+    path = tmp_path / "vouched.toml"
+    path.write_text(MINIMAL + '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nat = 2\n')
+    run, _ = _run_of_fakes(monkeypatch, _Testnet(), path)
+    cosigned = {"n00": ("did:n01",), "n01": ("did:n00",), "n02": ()}
+    monkeypatch.setattr(runner, "node_status", lambda cluster, node: NodeStatus(
+        node, f"did:{node}", "http://127.0.0.1:1", True, ledger_size=9, checkpoint=Checkpoint(9, cosigned[node])))
+    monkeypatch.setattr(runner, "time", _Clock())
+    run._await_checkpoints(SimpleNamespace(snapshot=lambda: []))  # type: ignore[arg-type]
+    (waited,) = [e for e in run.timeline.events if e["kind"].startswith("checkpoints")]
+    assert (waited["kind"], waited["lagging"]) == ("checkpoints still disagree", ["n02"])
