@@ -47,6 +47,7 @@ class _Node:
         self.known: list[dict] = []  # GET /v1/peers's known peers
         self.offenders: list[str] = []  # the offenders of the equivocation records it holds
         self.made: list[tuple[str, ...]] = []  # ("vouch", subject) and ("revoke", vouch id) records, as made
+        self.weights: dict[str, float] = {}  # subject -> the weight of the vouch for it made last
 
 
 class _NodeClient:
@@ -75,6 +76,7 @@ class _NodeClient:
 
     def vouch(self, subject: str, weight: float, basis: str) -> dict:
         self.node.made.append(("vouch", subject))
+        self.node.weights[subject] = weight
         return {"id": f"vouch-for-{subject}"}
 
     def revoke(self, record_id: str, reason: str) -> dict:
@@ -840,6 +842,7 @@ def test_org_peer_vouches_are_made_and_revoked_mid_run_by_the_orgs_of_from_throu
         "t=  5.0 s  org-peer vouches revoked: n01 for n00 (from honest[1] to honest[0])",
         "t=  5.0 s  org-peer vouches revoked: n01 for n02 (from honest[1] to rogue)"]
     assert testnet.nodes["n00"].made == [("vouch", "did:n02")]
+    assert testnet.nodes["n00"].weights == testnet.nodes["n01"].weights == {"did:n02": 0.5}  # the change's weight
     assert testnet.nodes["n01"].made == [("vouch", "did:n02"), ("revoke", "setup-n01-n00"),
                                          ("revoke", "vouch-for-did:n02")]
     assert run.org_peer_vouches == {("n00", "n01"): "setup-n00-n01", ("n00", "n02"): "vouch-for-did:n02"}
