@@ -132,8 +132,8 @@ def _run(argv: list[str]) -> int:
         print(f"{name}: {_shown(e)}", file=sys.stderr)
         if isinstance(e, NodeUnreachable) and e.timed_out:
             print(NO_ANSWER_CAUSES, file=sys.stderr)
-        elif isinstance(e, NodeApiError) and e.status == 401:
-            print(refused_token_hint(args), file=sys.stderr)
+        elif isinstance(e, NodeApiError) and e.status == 401 and (hint := refused_token_hint(args)) is not None:
+            print(hint, file=sys.stderr)
         return 1
     except BrokenPipeError as e:  # `vouchnet records | head`: the reader has all it wants
         return _stdout_failed(name, e)

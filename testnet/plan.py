@@ -130,6 +130,14 @@ class Plan:
         follows the logs of the orgs inside its horizon and refuses the others, gossip.witnessing)."""
         return [n for n in self.nodes if n != node and node in self.horizon(n, flagged)]
 
+    def holders(self, node: str, due: tuple[float, int], flagged: Collection[str] = ()) -> set[str]:
+        """The other nodes that hold `node`'s org's records when a step is `due`: those that followed it (`followers`)
+        as the run set the trust graph up, or after any `[[vouches]]` change before it. A node keeps what it stored
+        of an org a revoke takes out of its horizon, and serves it to a catch-up."""
+        made = sorted((i for i in range(len(self.scenario.vouch_changes)) if self.change_due(i) < due),
+                      key=self.change_due)
+        return {n for k in range(len(made) + 1) for n in self.with_changes(made[:k]).followers(node, flagged)}
+
     def dialled(self, node: str) -> set[str]:
         """The other nodes `node` dials once the run set its trust graph up (gossip.peers.PeerManager: its bootstrap
         peers, and the orgs whose `org` records it holds): those it dialled as the run began (`dials`) and the orgs
@@ -517,8 +525,9 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
     of the key, the rotation's too, so what the run measured would be that fork. Once the plan knows what its node
     dials, also for a rotation that would fail mid-run: `vouchnet key rotate` first catches up with the running nodes
     it dials on its node's side of a partition in force (Plan.catch_up_peers; none, it rotates without), and refuses
-    to sign unless one of them holds its org's records, i.e. follows it (Plan.followers: the trust graph once the run
-    set it up, with the `[[vouches]]` changes before it made and without the vouches of the orgs flagged by then)."""
+    to sign unless one of them holds its org's records, i.e. follows it or followed it (Plan.holders: by the trust
+    graph once the run set it up, or after a `[[vouches]]` change before it, without the vouches of the orgs flagged
+    by then)."""
     due = (step.at, step.order)
     attacks = plan.flagging_attacks(due)
     if node in plan.flagged or node in attacks:
@@ -542,7 +551,7 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
         return
     flagged = plan.flagged_before(due)
     reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
-    if reached and not set(reached) & set(plan.at(due).followers(node, flagged)):
+    if reached and not set(reached) & plan.holders(node, due, flagged):
         raise ScenarioError(
             f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "
             "`vouchnet key rotate` first takes the org's records back from the running nodes it dials (its bootstrap "

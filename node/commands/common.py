@@ -40,8 +40,12 @@ NO_ANSWER_CAUSES = ("  a node starting answers once its catch-up sync with its p
                     "debugger) or overloaded")
 
 
-def refused_token_hint(args: argparse.Namespace) -> str:
-    """Said after the node refused the token a write sent (401): where that token came from, and what to do."""
+def refused_token_hint(args: argparse.Namespace) -> str | None:
+    """Said after the node refused the token a write sent (401): where that token came from, and what to do; None for
+    a command given no token (--token-file) nor a node's data directory to take it from (`testnet`, whose nodes'
+    tokens it keeps itself)."""
+    if not hasattr(args, "token_file"):
+        return None
     if args.token_file is not None:
         return (f"  {args.token_file} holds another token than the node's: give --token-file the api.token in the "
                 "node's data directory (or --dir that directory, on the node's machine)")

@@ -208,3 +208,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_the_parents_made_for_a_directory_take_the_ordinary_mode_and_it_alone_its_own(tmp_path):
+    """A private data directory (mode 0700) made with its missing parents leaves the parents as any directory made
+    there (0777 less the umask), so that other users still reach what else they hold."""
+    umask = os.umask(0o022)
+    try:
+        make_directory(tmp_path / "orgs" / "alice", mode=0o700)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "orgs").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "orgs" / "alice").stat().st_mode) == 0o700

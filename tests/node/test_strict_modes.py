@@ -108,6 +108,15 @@ def test_a_command_that_signs_with_the_key_refuses_what_run_refuses_in_its_words
     assert (data_dir / "org.key").read_bytes() == key and os.listdir(out) == ["newer.key"]
 
 
+def test_run_refuses_a_data_directory_open_to_others_before_it_logs_that_it_starts(data_dir, capsys):
+    """`vouchnet run` logs that it starts before the node's libraries load, and only once node.strict_modes passed
+    its data directory: the refusal is all a start refused says."""
+    os.chmod(data_dir, 0o775)
+    assert cli.main(["run", "--dir", str(data_dir)]) == 2
+    assert capsys.readouterr().err == (f"vouchnet run: {data_dir}: writable by group or others (permissions 0775), so "
+                                       f"another user could change what the node trusts; run `chmod go-w {data_dir}`\n")
+
+
 _WRITING = {  # commands that work on the data directory without signing: each writes there
     "agent list": ["agent", "list"],
     "agent revoke": ["agent", "revoke", "alice", "--reason", "left"],

@@ -452,6 +452,22 @@ def test_a_topology_vouch_the_node_refuses_stops_the_nodes_up_started_and_says_s
         f"n01); `vouchnet testnet up --dir {directory}` starts them again\n")
 
 
+def test_a_topology_vouch_refused_for_its_token_on_a_running_testnet_is_said_as_the_node_said_it(
+        existing, monkeypatch, capsys):
+    """`up` over a testnet whose nodes run, its vouches not made yet, a node answering that the token is not its own
+    (another process took its API port, say): the node's error, exit 1. Before: an AttributeError traceback, as the
+    hint for a refused token looked for the --token-file that `testnet` takes none of."""
+    def refused(self) -> int:
+        raise NodeApiError(401, "unauthorized", "Authorization: the bearer token is not this node's")
+
+    save_state(existing, replace(state.load_state(existing), vouched=False))
+    monkeypatch.setattr(Cluster, "running", lambda self, name: True)
+    monkeypatch.setattr(Cluster, "vouch_topology", refused)
+    assert main(["testnet", "up", "--dir", str(existing)]) == 1
+    assert capsys.readouterr().err == ("vouchnet testnet up: Authorization: the bearer token is not this node's (401 "
+                                       "unauthorized)\n")
+
+
 def test_a_progress_bar_draws_on_the_standard_error_of_when_it_is_made(monkeypatch):
     """`vouchnet testnet` imports testnet.cli when it runs, in a process (or a test) whose stderr may have been
     replaced since: a bar bound to the stderr of an earlier time wrote into a closed file."""

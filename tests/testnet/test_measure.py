@@ -346,6 +346,25 @@ def test_a_checkpoint_is_witnessed_by_its_followers_alone():
     assert checkpoints(result)["nodes"]["n01"]["by_witnesses"] == 1
 
 
+
+def test_a_checkpoint_is_expected_to_be_witnessed_by_the_followers_the_vouch_changes_leave():
+    """`[[vouches]]`: the quiet org, which roots and vouches for nobody, vouching for the honest orgs mid-run follows
+    their logs from then: each honest checkpoint is expected to have its cosignature at the end, not only the other
+    honest org's."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    text = text.replace('[orgs.quiet]                # no agent works here: the org\'s node signs nothing unless '
+                        'told to\nnodes = 1\nroots = ["honest"]\nvouch = ["honest"]',
+                        '[orgs.quiet]\nnodes = 1\nroots = []\nvouch = []')
+    scenario = parse_scenario(text + '\n[[vouches]]\nfrom = "quiet"\nto = "honest"\naction = "vouch"\nat = 1\n',
+                              name="aloof")
+    plan = make_plan(scenario, list(DIDS), seed=1)
+    cosigned = {"n00": ("did:b",), "n01": ("did:a",), "n02": ("did:a", "did:b")}
+    status = {n: NodeStatus(n, DIDS[n], "http://127.0.0.1:1", True, ledger_size=9, checkpoint=Checkpoint(9, c))
+              for n, c in cosigned.items()}
+    found = checkpoints(replace(run({}, {}, []), scenario=scenario, plan=plan, status=status))
+    assert {n: row["expected"] for n, row in found["nodes"].items()} == {"n00": 2, "n01": 2, "n02": 2}
+    assert found["all_current_and_witnessed"] is False  # the honest checkpoints lack the quiet org's cosignature
+
 def praised(finals):
     """A run of short.toml whose quiet org (n02) praises the bad agent, which ends with `finals` (node, score, tier)."""
     text = Path(__file__).with_name("short.toml").read_text()

@@ -23,6 +23,7 @@ from testnet.plan import make_plan
 from testnet.runner import Run, _expected
 from testnet.workers import Worker
 from testnet.scenario import ScenarioError, load_scenario
+from testnet.status import Checkpoint, NodeStatus
 from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET, MINIMAL
 
 
@@ -46,6 +47,7 @@ class _Node:
         self.known: list[dict] = []  # GET /v1/peers's known peers
         self.offenders: list[str] = []  # the offenders of the equivocation records it holds
         self.made: list[tuple[str, ...]] = []  # ("vouch", subject) and ("revoke", vouch id) records, as made
+        self.weights: dict[str, float] = {}  # subject -> the weight of the vouch for it made last
 
 
 class _NodeClient:
@@ -74,6 +76,7 @@ class _NodeClient:
 
     def vouch(self, subject: str, weight: float, basis: str) -> dict:
         self.node.made.append(("vouch", subject))
+        self.node.weights[subject] = weight
         return {"id": f"vouch-for-{subject}"}
 
     def revoke(self, record_id: str, reason: str) -> dict:
@@ -839,6 +842,7 @@ def test_org_peer_vouches_are_made_and_revoked_mid_run_by_the_orgs_of_from_throu
         "t=  5.0 s  org-peer vouches revoked: n01 for n00 (from honest[1] to honest[0])",
         "t=  5.0 s  org-peer vouches revoked: n01 for n02 (from honest[1] to rogue)"]
     assert testnet.nodes["n00"].made == [("vouch", "did:n02")]
+    assert testnet.nodes["n00"].weights == testnet.nodes["n01"].weights == {"did:n02": 0.5}  # the change's weight
     assert testnet.nodes["n01"].made == [("vouch", "did:n02"), ("revoke", "setup-n01-n00"),
                                          ("revoke", "vouch-for-did:n02")]
     assert run.org_peer_vouches == {("n00", "n01"): "setup-n00-n01", ("n00", "n02"): "vouch-for-did:n02"}
@@ -861,3 +865,19 @@ def test_the_setup_keeps_the_id_of_each_org_peer_vouch_in_force_for_a_later_revo
     assert set(run.org_peer_vouches) == wanted and ("n01", "n00") in wanted
     assert run.org_peer_vouches[("n01", "n00")] == "held-from-before"
     assert run.org_peer_vouches[("n00", "n01")] == "vouch-for-did:n01"
+
+
+def test_the_run_waits_for_the_cosignatures_of_the_orgs_a_vouch_change_made_its_followers(tmp_path, monkeypatch):
+    """`[[vouches]]`: rogue, which no org follows as the run begins, is followed by the honest orgs once they vouch
+    for it mid-run: the run waits for its checkpoint to carry their cosignatures, as the report judges it
+    (testnet.measure.checkpoints), not for none."""
+    path = tmp_path / "vouched.toml"
+    path.write_text(MINIMAL + '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nat = 2\n')
+    run, _ = _run_of_fakes(monkeypatch, _Testnet(), path)
+    cosigned = {"n00": ("did:n01",), "n01": ("did:n00",), "n02": ()}
+    monkeypatch.setattr(runner, "node_status", lambda cluster, node: NodeStatus(
+        node, f"did:{node}", "http://127.0.0.1:1", True, ledger_size=9, checkpoint=Checkpoint(9, cosigned[node])))
+    monkeypatch.setattr(runner, "time", _Clock())
+    run._await_checkpoints(SimpleNamespace(snapshot=lambda: []))  # type: ignore[arg-type]
+    (waited,) = [e for e in run.timeline.events if e["kind"].startswith("checkpoints")]
+    assert (waited["kind"], waited["lagging"]) == ("checkpoints still disagree", ["n02"])

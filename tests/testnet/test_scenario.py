@@ -878,6 +878,37 @@ def test_a_vouch_change_that_would_not_happen_as_written_is_refused_before_the_r
               nodes(3), seed=1)
 
 
+def test_a_vouch_change_due_with_a_fault_step_is_taken_after_it_as_the_run_takes_them(tmp_path):
+    """At one time a run takes the fault steps first, then the revocations, then the `[[vouches]]` changes
+    (VOUCH_CHANGE_ORDER): a vouch due as its voucher is killed would fail mid-run, and one due as its voucher restarts
+    is made once it runs."""
+    path = tmp_path / "mine.toml"
+    killed_then = _VOUCH + _faults(("kill", "honest[1]", 5, 10)).replace(MINIMAL, "")
+    assert "vouches[0].at: the vouch at 5 s would fail mid-run" in _refusal(path, killed_then)
+    restarted_then = _VOUCH + _faults(("kill", "honest[1]", 1, 4)).replace(MINIMAL, "")
+    make_plan(parse_scenario(restarted_then, name="m"), nodes(3), seed=1)
+
+
+def test_the_vouch_changes_are_made_in_time_order_not_the_files():
+    """The trust graph at the end (what convergence and the witnesses are judged by) and at any time takes the
+    changes in the order the run makes them: a revoke at 10 s listed after a vouch again at 20 s leaves the vouch."""
+    plan = make_plan(parse_scenario(FOLLOWED + '\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "vouch"\n'
+                                    'at = 20\n\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "revoke"\n'
+                                    'at = 10\n', name="m"), nodes(3), seed=1)
+    assert plan.at((15, 0)).vouches["n00"] == {"n01": 0.9}
+    assert plan.final.vouches["n00"] == {"n01": 0.9, "n02": 0.9}
+
+
+def test_a_rotation_after_its_followers_un_vouched_it_catches_up_with_them_all_the_same():
+    """A node keeps the records it stored of an org a `[[vouches]]` revoke takes out of its horizon, and serves them
+    to the org's catch-up: the rotation of an org its partners un-vouched is planned. Before: refused, "none of them
+    holds them", with the advice to have a group vouch for it, which the file did until the revoke."""
+    text = FOLLOWED + ('\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "revoke"\nat = 5\n'
+                       '\n[[faults]]\ntype = "rotate"\nnodes = "rogue"\nat = 10\n')
+    plan = make_plan(parse_scenario(text, name="m"), nodes(3), seed=1, fresh=True)
+    assert plan.at((10, 100)).followers("n02") == [] and plan.holders("n02", (10, 100)) == {"n00", "n01"}
+
+
 def test_an_attack_is_planned_by_the_org_peer_vouches_in_force_when_it_is_due(tmp_path):
     """An equivocation of rogue, which no org follows until the honest orgs vouch for it mid-run: its records find a
     node that takes them once that vouch is made, not before."""

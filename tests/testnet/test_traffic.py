@@ -132,3 +132,33 @@ def test_a_praise_whose_node_refuses_or_is_down_counts_its_batches_as_not_gettin
     assert set(refused) == {0} and set(refused[0]) <= {"failed", "not sent"} and refused[0]["failed"] >= 1
     down = _praise_batches(lambda node: node != "n02")
     assert set(down) == {0} and set(down[0]) == {"not sent"} and down[0]["not sent"] >= ROUNDS
+
+
+class _SlowFirst(_Reporting):
+    """A _Reporting whose n02, the praising org's node, answers its first batch once `released` alone, the others at
+    once; `reported` is set once n00 has reported ROUNDS rounds."""
+
+    def report_events(self, events: list[dict]) -> dict:
+        self.calls[self.node] += 1
+        if self.node == "n02" and self.calls[self.node] == 1:
+            self.released.wait(timeout=10.0)
+        elif self.node == "n00" and self.calls[self.node] == ROUNDS:
+            self.reported.set()
+        return {"accepted": len(events), "rejected": []}
+
+
+def test_a_praise_whose_node_is_still_answering_counts_the_rounds_it_skips_as_not_sent():
+    """A round's batch not sent, its node still answering the one before, did not get through either: the praise's
+    count says so (`not sent`), beside the batch it answered, as the verdict reads them (testnet.verdict)."""
+    calls = dict.fromkeys(["n00", "n01", "n02"], 0)
+    reported, released = threading.Event(), threading.Event()
+    traffic = _traffic(lambda node: _SlowFirst(node, calls, reported, released), praise=True)
+    traffic.start_at(time.time())
+    try:
+        assert reported.wait(timeout=10.0), f"n00 reported {calls['n00']} rounds"
+    finally:
+        released.set()
+        traffic.stop()
+    counts = traffic.stats.attack_batches[0]
+    assert counts["not sent"] == traffic.stats.skipped_at["n02"] >= ROUNDS - 1
+    assert counts["answered"] >= 1 and counts["failed"] == 0

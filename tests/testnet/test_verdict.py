@@ -221,3 +221,13 @@ def test_an_attack_whose_batches_did_not_get_through_has_no_verdict_not_containe
     hit = {"score": 612, "tier": "trusted"} if kind is praise else {"score": 100, "tier": "untrusted"}
     (verdict,) = judge(results(kind(hit, 1, batches=refused)))  # what got through got what it wanted
     assert verdict.outcome == SUCCEEDED
+
+
+def test_an_attack_no_batch_of_which_was_due_has_no_verdict():
+    """A praise or slander whose time held no round of traffic (it lasts less than a round) sent nothing: the network
+    did not contain it, and the verdict says so rather than `contained`."""
+    none = {"due": 0, "answered": 0, "failed": 0, "not_sent": 0}
+    (verdict,) = judge(results(praise({"score": 412, "tier": "provisional"}, 0, batches=none)))
+    assert verdict.outcome == UNDECIDED
+    assert verdict.figures.startswith("the attack was not carried out: none of its batches was due (no round of "
+                                      "traffic fell within it); its ")
