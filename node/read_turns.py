@@ -3,7 +3,8 @@
 as large). A request's wait is then the reading of the smaller bodies ahead of it, not of every body queued before
 it: an exporter's request of some hundred KB is read next, not after the bodies at the limit a client queued first
 (about a second each), and a body waiting its turn is read last the larger it is, as node.body_budget gives the room
-of the largest to a request that finds none.
+of the largest to a request that finds none. A body that has waited OVERDUE_S has the next turn, the longest waiting
+first: smaller bodies arriving without pause held a large one off for as long as they came (its client timing out).
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ import itertools
 
 import trio
 
+# A body waiting this long is read next, whatever its size (five reads of bodies at the limit, about a second each).
+OVERDUE_S = 5.0
+
 
 class ReadTurns:
-    """At most `at_once` turns taken at a time; the others wait, the smallest body first."""
+    """At most `at_once` turns taken at a time; the others wait, the smallest body first, but a body waiting
+    OVERDUE_S or longer before any other."""
 
     def __init__(self, at_once: int) -> None:
         self._free = at_once
         self._waiting: list[tuple[int, int, trio.Event]] = []  # a heap: size, order of arrival, the turn given
         self._arrivals = itertools.count()
+        self._arrived: dict[int, float] = {}  # order of arrival of each body waiting -> when it began to wait
 
     @property
     def waiting(self) -> int:
@@ -37,6 +43,7 @@ class ReadTurns:
         given = trio.Event()
         entry = (size, next(self._arrivals), given)
         heapq.heappush(self._waiting, entry)
+        self._arrived[entry[1]] = trio.current_time()
         try:
             await given.wait()
         except BaseException:  # (cancelled: the request ended, or its room was taken)
@@ -45,11 +52,20 @@ class ReadTurns:
             else:
                 self._waiting.remove(entry)
                 heapq.heapify(self._waiting)
+                del self._arrived[entry[1]]
             raise
 
     def give_back(self) -> None:
-        """End a turn taken: the smallest body waiting has it next."""
-        if self._waiting:
-            heapq.heappop(self._waiting)[2].set()
-        else:
+        """End a turn taken: the body waiting longest has it next if it has waited OVERDUE_S, else the smallest."""
+        if not self._waiting:
             self._free += 1
+            return
+        first = min(self._arrived)  # (dicts keep their keys' order, but a cancelled wait deletes from the middle)
+        if trio.current_time() - self._arrived[first] >= OVERDUE_S:
+            entry = next(e for e in self._waiting if e[1] == first)
+            self._waiting.remove(entry)
+            heapq.heapify(self._waiting)
+        else:
+            entry = heapq.heappop(self._waiting)
+        del self._arrived[entry[1]]
+        entry[2].set()

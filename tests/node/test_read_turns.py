@@ -3,7 +3,7 @@
 import trio
 import trio.testing
 
-from node.read_turns import ReadTurns
+from node.read_turns import OVERDUE_S, ReadTurns
 
 
 async def take_in_turn(turns: ReadTurns, size: int, order: list, done: trio.Event, name: str = "") -> None:
@@ -75,3 +75,33 @@ async def test_a_request_that_leaves_while_it_waits_gives_up_its_place_or_the_tu
         done.set()
     await turns.take(20)  # the one turn there is, free again
     assert turns.waiting == 0
+
+
+async def test_a_body_waiting_overdue_is_read_next_whatever_smaller_bodies_keep_coming(autojump_clock):
+    """Smaller bodies arriving without pause held a large one off for as long as they came (its client timing out
+    meanwhile): one that has waited OVERDUE_S is now read next, the longest waiting first."""
+    turns = ReadTurns(1)
+    order: list[str] = []
+    ends: dict[str, trio.Event] = {}
+
+    async def body(size: int, name: str) -> None:
+        ends[name] = trio.Event()
+        await take_in_turn(turns, size, order, ends[name], name)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(body, 10, "first")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(body, 4_000_000, "large")
+        await trio.testing.wait_all_tasks_blocked()
+        for n in range(12):  # a small body arrives as each turn ends, a second apart
+            nursery.start_soon(body, 100, f"small {n}")
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(1)
+            ends[order[-1]].set()  # the body being read
+            await trio.testing.wait_all_tasks_blocked()
+        for done in ends.values():
+            done.set()
+    # The turn ending at OVERDUE_S s is the large body's, smaller ones read before it and after it (smallest first)
+    overdue = int(OVERDUE_S)
+    assert order == ["first", *(f"small {n}" for n in range(overdue - 1)), "large",
+                     *(f"small {n}" for n in range(overdue - 1, 12))]
