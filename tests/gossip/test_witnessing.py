@@ -821,27 +821,47 @@ def test_our_checkpoint_is_formatted_once_for_every_witness_and_again_only_when_
     assert formatted == [1, 1, 2]
 
 
+async def round_from_now(node: Node, peer: str) -> None:
+    """A full sync round of `node`'s with `peer` that begins now, run to its end. One already running is waited out
+    first: sync_with returns at once then, and that round may have read the peer's heads before what the caller
+    wants pulled existed (it came at the next periodic round, 30 s on)."""
+    while True:
+        over = trio.Event()
+
+        def told(ended: str) -> None:
+            if ended == peer:
+                over.set()
+
+        node.sync.round_over_listeners.append(told)
+        try:
+            await node.sync.sync_with(peer)
+            if over.is_set():  # (a round that ran tells its end before sync_with returns)
+                return
+            await over.wait()
+        finally:
+            node.sync.round_over_listeners.remove(told)
+
+
 async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, monkeypatch):
     writing, release = threading.Semaphore(0), threading.Event()
-    waiting = []
     advance = Witness._advance
 
-    def slow_advance(self, *args) -> None:  # a durable write that takes as long as the test wants
-        waiting.append(True)
+    def held_advance(self, *args) -> None:  # a durable write that lasts until the test ends it, however long
         writing.release()
-        release.wait(timeout=10)
-        waiting.pop()
+        release.wait()
         advance(self, *args)
 
-    monkeypatch.setattr(Witness, "_advance", slow_advance)
+    monkeypatch.setattr(Witness, "_advance", held_advance)
     with trio.fail_after(40):
         async with witnessing_pair(tmp_path) as (_, _, n0, n1):
-            await trio.to_thread.run_sync(writing.acquire)  # a witness is writing, and will until released
-            n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
-            await n1.sync.sync_with(n0.host.peer_id)  # a catch-up round, run by one node and served by the other
-            await until(lambda: n1.records() == n0.records(), [n1])
-            assert waiting  # all while the write was held
-            release.set()
+            try:
+                await trio.to_thread.run_sync(writing.acquire, abandon_on_cancel=True)  # a witness is writing
+                n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                await round_from_now(n1, n0.host.peer_id)  # a catch-up round, run by one node and served by the other
+                # all while the write is held: a round held up by it fails (5 s) and pulls nothing
+                assert n1.records() == n0.records()
+            finally:
+                release.set()
             await cosigned_by(n0, 1)
 
 
