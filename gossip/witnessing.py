@@ -343,17 +343,16 @@ class Witnessing:
 
     async def held_checkpoint(self, peer_id: str) -> Reply:
         """Answer a peer asking for the newest checkpoint of its own records log that this node holds: the one its
-        witness last cosigned, or a larger one seen gossiped (the SyncService calls this)."""
+        witness last cosigned, or a larger one seen gossiped (the SyncService calls this). From the witness's memory:
+        the peer, which signs no checkpoint until answered, does not wait for a write the witness is making."""
         witness = self._witness
         if witness is None:
             return self._refuse(_NOT_RUNNING)
         try:
             origin = log_origin(self.network, peer_org(peer_id), RECORDS_LOG)
-            cosigned = await trio.to_thread.run_sync(witness.cosigned, origin)
         except InvalidPeerId as e:
             return self._refuse(Refused(403, str(e)[:200]))
-        except WitnessStoreError:  # closed while the request waited for a thread: the node is stopping
-            return self._refuse(_NOT_RUNNING)
+        cosigned = witness.cosigned(origin)
         held = [] if cosigned is None else [(cosigned[0].size, cosigned[1])]
         if (seen := self._forks.newest(origin)) is not None:
             held.append(seen)
@@ -838,11 +837,10 @@ class Witnessing:
                 listener(seen.org, seen.checkpoint.size)
             if seen.org in self.replica.flagged:
                 continue  # evidence against it is in already (as that of this checkpoint may be, by _admit)
-            if _contradicts(witness.cosigned_checkpoint(seen.checkpoint.origin), seen.checkpoint):
-                # (from the witness's memory: a gossiped checkpoint costs no read of its file, ~1/s per peer)
-                cosigned = await trio.to_thread.run_sync(witness.cosigned, seen.checkpoint.origin)  # and its note
-                if cosigned is not None and _contradicts(cosigned[0], seen.checkpoint):
-                    self._fork(seen.org, Equivocation(seen.checkpoint.origin, cosigned[1], seen.note))
+            # (from the witness's memory: a gossiped checkpoint costs no read of its file, ~1/s per peer)
+            cosigned = witness.cosigned(seen.checkpoint.origin)
+            if cosigned is not None and _contradicts(cosigned[0], seen.checkpoint):
+                self._fork(seen.org, Equivocation(seen.checkpoint.origin, cosigned[1], seen.note))
 
     def _follows(self, org: str) -> bool:
         """Whether checkpoints of `org` are watched: an outsider's fork is not acted on (_fork), and fresh keys would
@@ -901,9 +899,9 @@ def _answer_sized(
     return reply, evidence, None if cosigned is None else cosigned.size
 
 
-def _contradicts(cosigned: Checkpoint | None, seen: Checkpoint) -> bool:
+def _contradicts(cosigned: Checkpoint, seen: Checkpoint) -> bool:
     """Whether a checkpoint our witness cosigned has another root at the size of one seen gossiped."""
-    return cosigned is not None and cosigned.size == seen.size and cosigned.root != seen.root
+    return cosigned.size == seen.size and cosigned.root != seen.root
 
 
 def witness_order(

@@ -169,9 +169,9 @@ class Witness:
     `logs` and `continues` are read on every request, so their owner may change them while the witness runs.
     Methods may be called from several threads; checking a request against the stored state and storing the new
     state are one SQLite transaction, so no interleaving can roll an origin back. The latest checkpoint of each
-    origin is also held in memory (`cosigned_checkpoint`), read from the file as it opens and changed only once a
-    transaction storing a new one committed: the file stays the truth, and no other writer of it is seen (a node's
-    data directory is locked).
+    origin and its note are also held in memory (`cosigned`, `cosigned_checkpoint`), read from the file as it opens
+    and changed only once a transaction storing a new one committed, so a reader never waits for a write: the file
+    stays the truth, and no other writer of it is seen (a node's data directory is locked).
     """
 
     def __init__(
@@ -191,8 +191,8 @@ class Witness:
         self._db = _open_store(path)
         self._closed = False
         try:
-            self._checkpoints = {origin: Checkpoint.parse(text)
-                                 for origin, text in self._db.execute("SELECT origin, checkpoint FROM cosigned")}
+            rows = self._db.execute("SELECT origin, checkpoint, note FROM cosigned")
+            self._cosigned = {origin: (Checkpoint.parse(text), note) for origin, text, note in rows}
         except (NoteError, sqlite3.Error) as e:
             self._db.close()
             raise WitnessStoreError(f"{os.fspath(path)}: a stored checkpoint cannot be read ({e})") from None
@@ -224,16 +224,15 @@ class Witness:
         return note_signature(checkpoint.to_text(), self._signer)
 
     def cosigned(self, origin: str) -> tuple[Checkpoint, bytes] | None:
-        """The latest checkpoint cosigned for `origin` and its log-signed note, or None if there is none."""
-        with self._lock:
-            self._check_open()
-            return self._latest(origin)
+        """The latest checkpoint cosigned for `origin` and its log-signed note, or None if there is none; from memory
+        (DESIGN §4): no read of the file, and no wait for a request being stored (it shows once committed)."""
+        self._check_open()
+        return self._cosigned.get(origin)
 
     def cosigned_checkpoint(self, origin: str) -> Checkpoint | None:
-        """The latest checkpoint cosigned for `origin`, from memory (DESIGN §4): no read of the file, and no wait for
-        a request being stored (its checkpoint shows once committed); `cosigned` for the note."""
-        self._check_open()
-        return self._checkpoints.get(origin)
+        """The checkpoint of `cosigned(origin)`, or None."""
+        cosigned = self.cosigned(origin)
+        return None if cosigned is None else cosigned[0]
 
     def close(self) -> None:
         """Close the state file; later calls raise WitnessStoreError (a call in another thread may come late)."""
@@ -300,7 +299,7 @@ class Witness:
                 self._db.execute("INSERT OR IGNORE INTO continued (origin) VALUES (?)", (origin,))
             self._db.execute("COMMIT")
             if stored:
-                self._checkpoints[origin] = checkpoint
+                self._cosigned[origin] = checkpoint, submitted
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")

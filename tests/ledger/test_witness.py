@@ -4,6 +4,7 @@ a log continued under a rotated key, durable state, and the add-checkpoint reque
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import signal
@@ -543,23 +544,32 @@ def test_state_survives_reopening(tmp_path):
 @settings(max_examples=25)
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.booleans()), min_size=1, max_size=8))
 def test_the_checkpoint_held_in_memory_is_the_one_the_file_holds(requests):
-    """`cosigned_checkpoint` answers from memory (a node checks every gossiped checkpoint against it): whatever was
-    asked, cosigned or refused (stale sizes, forks), it is the checkpoint the file holds, also once reopened."""
+    """`cosigned` and `cosigned_checkpoint` answer from memory (a node checks every gossiped checkpoint against it,
+    and answers peers asking what it holds of their logs while it writes): whatever was asked, cosigned or refused
+    (stale sizes, forks), it is the checkpoint and note the file holds, also once reopened."""
     log, fork = Log(), Log(b"fork")
     log.grow_to(20)
     fork.grow_to(20)
     with tempfile.TemporaryDirectory() as d:
-        with _open(Path(d) / "w.db") as witness:
-            assert witness.cosigned_checkpoint(ORIGIN) is None
+        path = Path(d) / "w.db"
+
+        def in_file() -> tuple[Checkpoint, bytes] | None:
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                row = db.execute("SELECT checkpoint, note FROM cosigned WHERE origin = ?", (ORIGIN,)).fetchone()
+            return None if row is None else (Checkpoint.parse(row[0]), row[1])
+
+        with _open(path) as witness:
+            assert witness.cosigned(ORIGIN) is witness.cosigned_checkpoint(ORIGIN) is None
             for old, size, forked in requests:
                 try:
                     witness.add_checkpoint((fork if forked else log).request(min(old, size), max(old, size)))
                 except WitnessError:
                     pass
-                held = witness.cosigned(ORIGIN)
+                held = in_file()
+                assert witness.cosigned(ORIGIN) == held
                 assert witness.cosigned_checkpoint(ORIGIN) == (held and held[0])
-        with _open(Path(d) / "w.db") as reopened:
-            assert reopened.cosigned_checkpoint(ORIGIN) == (held and held[0])
+        with _open(path) as reopened:
+            assert reopened.cosigned(ORIGIN) == held
 
 
 def test_a_stored_checkpoint_that_cannot_be_read_is_reported_as_the_file_opens(tmp_path):
