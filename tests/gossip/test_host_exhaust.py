@@ -44,10 +44,12 @@ def muxed_connection(host: Host, peer_id: str) -> Yamux:
 
 
 async def connected(node: Host, peer: Host) -> Yamux:
-    """`node`'s yamux connection to `peer`, once `node` dialled it and told of it."""
+    """`node`'s yamux connection to `peer`, once `node` dialled it and told of it and the hosts' own streams settled
+    (own_streams_settled), so that a test counting streams or frames from here counts only its own."""
     events = node.peer_events()
     await node.connect(peer.listen_addrs[0])
     assert await events.receive() == PeerEvent(peer.peer_id, connected=True)
+    await own_streams_settled()
     return muxed_connection(node, peer.peer_id)
 
 
@@ -502,7 +504,6 @@ async def test_streams_answered_and_left_open_by_the_peer_count_until_it_closes_
         async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
             node.set_stream_handler(ONCE, answered_once)
             kept = await connected(node, hostile)
-            await own_streams_settled()
             raw = muxed_connection(hostile, node.peer_id)
             first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
             ended: dict[int, str] = {}
