@@ -453,9 +453,9 @@ async def pings(node: Host, hostile: Host) -> str:
     counts = {"read": 0, "answered": 0}
     header_read, write_frame = kept.header_read, kept._write_frame
 
-    def reading(header: bytes, fields: tuple[int, ...]) -> bytes:
+    def reading(header: bytes, fields: tuple[int, ...], now: float) -> bytes:
         counts["read"] += fields[1] == TYPE_PING
-        return header_read(header, fields)
+        return header_read(header, fields, now)
 
     async def answering(data: bytes) -> None:
         counts["answered"] += data[1] == TYPE_PING and data[2:4] != b"\x00\x01"  # (its own pings have FLAG_SYN)
@@ -483,9 +483,9 @@ async def tiny(node: Host, hostile: Host) -> str:
     raw.keepalive_timeout = math.inf  # (the host's answers to its pings wait behind its frames)
     nowhere, read, header_read = raw.next_stream_id + 4000, [0], kept.header_read
 
-    def reading(header: bytes, fields: tuple[int, ...]) -> bytes:
+    def reading(header: bytes, fields: tuple[int, ...], now: float) -> bytes:
         read[0] += fields[1] == TYPE_DATA and fields[3] == nowhere
-        return header_read(header, fields)
+        return header_read(header, fields, now)
 
     kept.header_read = reading
     cpu, start = time.process_time(), time.monotonic()

@@ -2092,24 +2092,25 @@ class _Yamux(Yamux):
         finally:
             _FRAMES_READ_BY.reset(reading)
 
-    def header_read(self, header: bytes, fields: _HeaderFields) -> bytes:
-        """Quirk 63: the reading task read a frame's `header` (unpacked: `fields`): a GO_AWAY is the peer's end of the
-        connection, and a DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE) has py-libp2p close it, this host's
-        close of a hostile connection. Quirk 64: the peer was heard from, unless the frame is an answer to no ping
-        awaited, which py-libp2p would take as the answer to any. Quirk 66: a ping past MAX_PING_ANSWERS_PER_S in a
-        second is not answered. py-libp2p is given such a frame as a ping of neither kind, which it passes over. Quirk
-        67: a stream the peer opens past MAX_INBOUND_STREAMS or the host's budget is refused, py-libp2p given the frame
-        without its flags (on a stream it does not know: a body read and dropped), so it neither ACKs nor builds the
-        stream; the reading task then resets it (reset_refused). Returns the header py-libp2p reads."""
+    def header_read(self, header: bytes, fields: _HeaderFields, now: float) -> bytes:
+        """Quirk 63: the reading task read a frame's `header` (unpacked: `fields`), held at trio time `now` (quirk 68):
+        a GO_AWAY is the peer's end of the connection, and a DATA frame longer than py-libp2p takes (MAX_WINDOW_SIZE)
+        has py-libp2p close it, this host's close of a hostile connection. Quirk 64: the peer was heard from, unless the
+        frame is an answer to no ping awaited, which py-libp2p would take as the answer to any. Quirk 66: a ping past
+        MAX_PING_ANSWERS_PER_S in a second is not answered. py-libp2p is given such a frame as a ping of neither kind,
+        which it passes over. Quirk 67: a stream the peer opens past MAX_INBOUND_STREAMS or the host's budget is
+        refused, py-libp2p given the frame without its flags (on a stream it does not know: a body read and dropped),
+        so it neither ACKs nor builds the stream; the reading task then resets it (reset_refused). Returns the header
+        py-libp2p reads."""
         version, kind, flags, stream_id, length = fields
         if kind == TYPE_PING and flags & (FLAG_SYN | FLAG_ACK) == FLAG_ACK:
             if length != self._awaited_ping:
                 return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
             self._awaited_ping = None
-        elif kind == TYPE_PING and flags & FLAG_SYN and not self._may_answer_ping():
-            self._heard_at = trio.current_time()
+        elif kind == TYPE_PING and flags & FLAG_SYN and not self._may_answer_ping(now):
+            self._heard_at = now
             return struct.pack(YAMUX_HEADER_FORMAT, version, TYPE_PING, 0, 0, length)
-        self._heard_at = trio.current_time()
+        self._heard_at = now
         if kind == TYPE_GO_AWAY:
             self.ended_there()
         elif kind == TYPE_DATA and length > MAX_WINDOW_SIZE:
@@ -2122,19 +2123,19 @@ class _Yamux(Yamux):
             return struct.pack(YAMUX_HEADER_FORMAT, version, kind, 0, stream_id, length)
         return header
 
-    async def within_frame_budget(self, fields: _HeaderFields) -> None:
+    async def within_frame_budget(self, fields: _HeaderFields, now: float) -> float:
         """Quirk 68: return once the connection's budget of frames holds the frame whose header was just read
-        (unpacked: `fields`), at once unless the peer sent FRAME_BURST frames faster than FRAMES_PER_S, reading nothing
-        meanwhile: the peer's frames wait in the socket, and its writes once that is full. The first wait of the
-        connection is counted as hostile input and logged. A DATA frame on a stream that is open counts less the more
-        bytes it carries (what the peer may send there is bounded by the windows, quirk 35); one opening a stream, or
-        on a stream not open (its bytes read and dropped), counts for one, as every other frame does. RawConnError
-        once the connection closes meanwhile: the reading task ends there, as for a read that fails, the frame not
-        handled."""
+        (unpacked: `fields`) at trio time `now`, with the time it held it at (`now`, unless it waited): at once unless
+        the peer sent FRAME_BURST frames faster than FRAMES_PER_S, reading nothing meanwhile: the peer's frames wait in
+        the socket, and its writes once that is full. The first wait of the connection is counted as hostile input and
+        logged. A DATA frame on a stream that is open counts less the more bytes it carries (what the peer may send
+        there is bounded by the windows, quirk 35); one opening a stream, or on a stream not open (its bytes read and
+        dropped), counts for one, as every other frame does. RawConnError once the connection closes meanwhile: the
+        reading task ends there, as for a read that fails, the frame not handled."""
         _, kind, flags, stream_id, length = fields
         carries = kind == TYPE_DATA and not flags & FLAG_SYN and stream_id in self.streams
         cost = max(0.0, 1.0 - length / FULL_FRAME_BYTES) if carries else 1.0
-        while not self._frames.try_take("frames", now := trio.current_time(), cost):
+        while not self._frames.try_take("frames", now, cost):
             if not self._frame_flood:
                 self._frame_flood = True
                 self.on_hostile(self.peer_id, f"more than {FRAMES_PER_S} yamux frames a second (a DATA frame of "
@@ -2143,11 +2144,14 @@ class _Yamux(Yamux):
             with trio.move_on_after(self._frames.wait_time("frames", max(cost, FRAME_BURST / 20), now)):
                 await self.event_shutting_down.wait()
                 raise RawConnError(f"yamux connection of {self.peer_id} closed while its frames waited for the budget")
+            now = trio.current_time()
+        return now
 
-    def _may_answer_ping(self) -> bool:
-        """Quirk 66: whether a ping the peer sent is answered, MAX_PING_ANSWERS_PER_S being answered in a second of
-        trio's clock; the first not answered on the connection is counted as hostile input and logged."""
-        second = math.floor(trio.current_time())
+    def _may_answer_ping(self, now: float) -> bool:
+        """Quirk 66: whether a ping the peer sent at trio time `now` is answered, MAX_PING_ANSWERS_PER_S being answered
+        in a second of trio's clock; the first not answered on the connection is counted as hostile input and
+        logged."""
+        second = math.floor(now)
         if second != self._ping_second:
             self._ping_second, self._pings_answered = second, 0
         self._pings_answered += 1
@@ -3055,9 +3059,9 @@ async def _read_frame_part(reader: Reader, n: int, retry_count: int = libp2p.io.
     except Exception:
         muxer.ended_there()
         raise
-    fields = struct.unpack(YAMUX_HEADER_FORMAT, header)  # (once: the hot path of every frame read)
-    await muxer.within_frame_budget(fields)
-    header = muxer.header_read(header, fields)
+    fields = struct.unpack(YAMUX_HEADER_FORMAT, header)  # (once: the hot path of every frame read; the clock too)
+    now = await muxer.within_frame_budget(fields, trio.current_time())
+    header = muxer.header_read(header, fields, now)
     await muxer.reset_refused()
     return header
 

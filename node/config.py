@@ -149,7 +149,7 @@ def host_fault(host: str) -> str | None:
     in full, four decimal numbers 0-255: the resolver reads `127.1`, `0` or `0x7f.0.0.1` as an address that the
     node's checks (loopback or not, the hosts it answers to) do not, and `999.1.1.1` as a name it fails to find
     only when the node binds it or a command calls it."""
-    if host.rstrip(".").rpartition(".")[2].isdecimal():
+    if _is_ipv4_form(host):
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
@@ -159,6 +159,11 @@ def host_fault(host: str) -> str | None:
     if not _HOST_NAME.fullmatch(host):
         return f"{host!r} is not a host name ({HOST_NAME_RULE}), such as localhost"
     return None
+
+
+def _is_ipv4_form(host: str) -> bool:
+    """Whether a host's last label is all digits, which only an IPv4 address's is (RFC 3696 §2)."""
+    return host.rstrip(".").rpartition(".")[2].isdecimal()
 
 
 def _is_ipv6(host: str) -> bool:
@@ -198,9 +203,10 @@ def _check_public_url(value: str) -> str:
 
 
 def _check_host(value: object) -> str:
-    """One name of [api] hosts: a DNS name (letters, digits, '-', '_', dots), without scheme, port or path; an IP
-    address is refused as needless (every one is answered), so that no one takes the list for an allow-list of
-    addresses."""
+    """One name of [api] hosts: a DNS name (letters, digits, '-', '_', dots; its last label not all digits, the
+    rule of host_fault), without scheme, port or path; an IP address is refused as needless (every one is
+    answered), so that no one takes the list for an allow-list of addresses, and `999.1.1.1` or `127.1` as neither
+    name nor address."""
     if not isinstance(value, str):
         raise ConfigError(f"api.hosts: each must be a string, got {value!r}")
     if "://" in value:
@@ -220,6 +226,10 @@ def _check_host(value: object) -> str:
     if "*" in value:
         raise ConfigError(f'api.hosts: {value!r}: "*" stands alone, as hosts = ["*"] (any host); a name cannot hold '
                           "it")
+    if _is_ipv4_form(value):
+        raise ConfigError(f"api.hosts: {value!r} is not a host name: its last label is all digits, as no top-level "
+                          "domain's is (RFC 3696 §2), nor is it an IP address; list host names only, such as "
+                          "vouchnet.example.org")
     if not _HOST_NAME.fullmatch(value):
         raise ConfigError(f"api.hosts: {value!r} is not a host name ({HOST_NAME_RULE}), such as vouchnet.example.org")
     return value

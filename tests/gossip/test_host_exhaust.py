@@ -44,10 +44,12 @@ def muxed_connection(host: Host, peer_id: str) -> Yamux:
 
 
 async def connected(node: Host, peer: Host) -> Yamux:
-    """`node`'s yamux connection to `peer`, once `node` dialled it and told of it."""
+    """`node`'s yamux connection to `peer`, once `node` dialled it and told of it and the hosts' own streams settled
+    (own_streams_settled), so that a test counting streams or frames from here counts only its own."""
     events = node.peer_events()
     await node.connect(peer.listen_addrs[0])
     assert await events.receive() == PeerEvent(peer.peer_id, connected=True)
+    await own_streams_settled()
     return muxed_connection(node, peer.peer_id)
 
 
@@ -238,13 +240,13 @@ async def test_a_quiet_peer_answering_each_ping_stays_connected(monkeypatch) -> 
             header_read = mine.header_read
             answers, enough = 0, trio.Event()  # (enough: 20 answers read, or the connection closed first)
 
-            def reading(header: bytes, fields: tuple[int, ...]) -> bytes:
+            def reading(header: bytes, fields: tuple[int, ...], now: float) -> bytes:
                 nonlocal answers
                 _, kind, flags, _, _ = fields
                 answers += kind == TYPE_PING and not flags & FLAG_SYN
                 if answers == 20:  # (2 s of pings, four timeouts)
                     enough.set()
-                return header_read(header, fields)
+                return header_read(header, fields, now)
 
             async def until_closed() -> None:
                 await events.receive()
@@ -269,11 +271,11 @@ async def test_a_peer_flooding_pings_is_answered_a_few_times_a_second_and_counte
             header_read, write_frame = kept.header_read, kept._write_frame
             counts, all_read = {"read": 0, "answered": 0}, trio.Event()
 
-            def reading(header: bytes, fields: tuple[int, ...]) -> bytes:
+            def reading(header: bytes, fields: tuple[int, ...], now: float) -> bytes:
                 counts["read"] += fields[1] == TYPE_PING
                 if counts["read"] == 1000:
                     all_read.set()
-                return header_read(header, fields)
+                return header_read(header, fields, now)
 
             async def answering(data: bytes) -> None:
                 _, kind, flags, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, data[:12])
@@ -502,7 +504,6 @@ async def test_streams_answered_and_left_open_by_the_peer_count_until_it_closes_
         async with open_host(os.urandom(32), LOOPBACK) as node, open_host(os.urandom(32), LOOPBACK) as hostile:
             node.set_stream_handler(ONCE, answered_once)
             kept = await connected(node, hostile)
-            await own_streams_settled()
             raw = muxed_connection(hostile, node.peer_id)
             first = raw.next_stream_id + 2000  # clear of the ids the hostile host's own streams take
             ended: dict[int, str] = {}
@@ -536,10 +537,10 @@ async def frames_read(monkeypatch, burst: int) -> AsyncIterator[tuple[Host, Host
         raw._write_frame = functools.partial(Yamux._write_frame, raw)
         nowhere, times, header_read = raw.next_stream_id + 2000, [], kept.header_read
 
-        def reading(header: bytes, fields: tuple[int, ...]) -> bytes:
+        def reading(header: bytes, fields: tuple[int, ...], now: float) -> bytes:
             if fields[3] == nowhere:
                 times.append(trio.current_time())
-            return header_read(header, fields)
+            return header_read(header, fields, now)
 
         kept.header_read = reading
         yield node, peer, raw, nowhere, times
@@ -600,7 +601,8 @@ async def test_a_data_frame_of_a_kib_counts_for_none_only_on_a_stream_open(strea
             kept = muxed_connection(node, peer.peer_id)
             stream_id = pubsub_stream_opened_by(node, peer.peer_id) if stream == "open" else kept.next_stream_id + 2000
             before = kept._frames.tokens("frames", trio.current_time())
-            await kept.within_frame_budget((0, TYPE_DATA, flags, stream_id, gossip.host.FULL_FRAME_BYTES))
+            await kept.within_frame_budget((0, TYPE_DATA, flags, stream_id, gossip.host.FULL_FRAME_BYTES),
+                                            trio.current_time())
             assert before - kept._frames.tokens("frames", trio.current_time()) == pytest.approx(cost, abs=1e-3)
 
 
@@ -623,10 +625,10 @@ async def test_a_peer_sending_data_in_frames_of_a_kib_on_its_stream_is_not_slowe
             kept, kib_frames = muxed_connection(node, peer.peer_id), [0]
             header_read = kept.header_read
 
-            def reading(header: bytes, fields: tuple[int, ...]) -> bytes:
+            def reading(header: bytes, fields: tuple[int, ...], now: float) -> bytes:
                 _, kind, _, _, length = fields
                 kib_frames[0] += kind == TYPE_DATA and length == size
-                return header_read(header, fields)
+                return header_read(header, fields, now)
 
             kept.header_read = reading
             async with await peer.open_stream(node.peer_id, ECHO) as stream:

@@ -194,6 +194,10 @@ def test_an_empty_file_means_defaults(tmp_path):
         ('[api]\nhosts = ["10.0.0.5"]', "api.hosts: '10.0.0.5' is an IP address: a request naming any IP address is "
                                         "answered already"),
         ('[api]\nhosts = ["[::1]"]', "api.hosts: '\\[::1\\]' is an IP address"),
+        # Each was taken as a name, where `[api] bind` and `--api` refuse it (node.config.host_fault): no name's last
+        # label is all digits, and the resolver reads `127.1` as 127.0.0.1.
+        *[(f'[api]\nhosts = ["{host}"]', f"api.hosts: '{host}' is not a host name: its last label is all digits")
+          for host in ("999.1.1.1", "127.1", "0", "1.2.3.4.5", "0x7f.0.0.1", "010.0.0.1", "127.0.0.1.")],
         ('[api]\nhosts = ["*.example.org"]', 'api.hosts: \'\\*.example.org\': "\\*" stands alone'),
         ('[api]\nhosts = ["*", "vouchnet.internal"]', 'api.hosts: "\\*" answers any host, so it stands alone'),
         ('[api]\nhosts = ["vouch net"]', "api.hosts: 'vouch net' is not a host name"),
