@@ -1,6 +1,6 @@
 """The pace a peer must keep in a sync session of ours (`/vouchnet/sync/1`, DESIGN.md §5): after a grace, the time
 spent waiting on it (writing our requests, reading its replies) is bought by what it delivers, MIN_RATE units a
-second, a unit as gossip.serving_budget counts them (a record or head, or a KiB of the page where that is more). A peer
+second, a unit a record or head, or a KiB of the page where that is more (gossip.serving_budget.page_cost). A peer
 answering each read just inside the sync timeout with a record would otherwise hold a session for its whole bound.
 Heads the node does not act on count only by their KiB: those of issuers it holds records of, up to the seq named (a
 peer in step with it), in full, as a session names each issuer once at most, so that what they buy is bounded by what

@@ -1,9 +1,14 @@
 """How much catch-up sync serves (DESIGN.md §5): every page of heads or records a peer asks for is read from our
 disk and encoded by us, so each peer has a budget of them, and so do all peers together (peer ids are free, so a
-peer's budget alone bounds nothing). Budgets are token buckets of units: a record or head served or a range read
-from the store (gossip.sync.SyncServer.units), or a KiB of the page if that is more (records are up to 64 KiB).
-A bucket's burst covers an empty node's catch-up of 10^5 records at full speed; its rate, what periodic rounds
-need many times over. Pure: the caller passes the time.
+peer's budget alone bounds nothing). Budgets are token buckets of units: a record served or a range read from the
+store (gossip.sync.SyncServer.units), or a KiB of the page if that is more (records are up to 64 KiB). Heads, read
+from memory, cost their KiB alone (some 11 heads): a periodic round names every issuer the node holds, so at a unit a
+head a round of 10^5 orgs cost 10^5 units, and the three rounds an interval (30 s) that peers in step with a node
+have with it came to twice the node's rate, most of them answered Busy once its burst was spent; it costs some 9,200
+now. A KiB of heads takes more CPU to serve than a record does (some 25 us, against 1.3 to 4.3 us a record or a KiB
+of records), so all peers together may take an eighth of a core in heads, where those rounds need a fiftieth.
+A bucket's burst covers an empty node's catch-up of 10^5 records at full speed; its rate, what periodic rounds need
+five times over at 10^5 orgs. Pure: the caller passes the time.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ _NODE = "all peers"
 
 @dataclass(frozen=True)
 class ServingRates:
-    """Units (records or heads served, or KiB of pages where more) per second and at most at once, for each peer
+    """Units (records served, or KiB of pages where more) per second and at most at once, for each peer
     and for all peers together."""
 
     peer_rate: float = 1_000.0
@@ -44,8 +49,9 @@ def page_cost(units: int, size: int) -> int:
 
 
 def most_page_cost(limits: SyncLimits) -> int:
-    """The most a page can cost under `limits`: a full page of records or heads, and a read of each range beside."""
-    return page_cost(max(2 * limits.page_records, limits.heads_page) + MAX_RANGES, limits.max_frame)
+    """The most a page can cost under `limits`: a full page of records, and a read of each range beside, or the KiB of
+    the largest frame (a full page of heads among them)."""
+    return page_cost(2 * limits.page_records + MAX_RANGES, limits.max_frame)
 
 
 class ServingBudget:

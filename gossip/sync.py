@@ -399,7 +399,7 @@ class SyncServer:
         self._issuers = issuers
         self._limits = limits
         self.records_served = 0
-        self.units = 0  # records and heads served and ranges read from the store: what serving budgets count
+        self.units = 0  # records served and ranges read from the store: what serving budgets count (heads, by KiB)
         self.continues = False  # the answer being produced has another frame to come
 
     def receive(self, payload: bytes) -> Iterator[bytes]:
@@ -431,7 +431,6 @@ class SyncServer:
             head = self._store.head(iss)
             if head is not None:
                 entries.append(HeadEntry(iss, head.seq, head.id))
-        self.units += len(entries)
         yield from self._last(encode_message(HeadsPage(tuple(entries), more=len(issuers) > limit)))
 
     def _records(self, request: RecordsRequest) -> Iterator[bytes]:
