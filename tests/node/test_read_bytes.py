@@ -50,7 +50,10 @@ def test_a_trace_request_s_read_is_counted_as_allocated(spans):
     assert 0.85 * held <= span_batch_bytes(batch) <= 1.25 * held
 
 
-def test_an_events_batch_s_read_is_counted_as_allocated():
-    body = events_batch("ok")
+@pytest.mark.parametrize("outcome", ["ok", "x" * 1000], ids=["valid", "invalid"])
+def test_an_events_batch_s_read_is_counted_as_allocated(outcome):
+    """Each invalid event's error kept its traceback, whose frames held the batch's every value parsed: 3.7 MB for
+    1,000 invalid events in 1.2 MB, where their errors are 0.6 MB."""
+    body = events_batch(outcome)
     batch, held = allocated(lambda: read_batch(body, now_ms=NOW))
     assert 0.85 * held <= read_batch_bytes(batch) <= 1.25 * held
