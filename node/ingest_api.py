@@ -82,8 +82,9 @@ _EVENTS_BODY = {
     },
 }
 
-_BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once ({BODY_BYTES_AT_ONCE >> 20} "
-                                           f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s, "
+_BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once, and what was read of them "
+                                           f"({BODY_BYTES_AT_ONCE >> 20} MiB, across requests), left no room for "
+                                           f"this one, or for what was read of it, in {BODY_WAIT_S:g} s, "
                                            f"or it had been arriving, or waiting its turn to be read, for over "
                                            f"{BODY_WAIT_S:g} s when another found none and took its room; retry "
                                            "after Retry-After"}
