@@ -62,9 +62,14 @@ def _agent_span(n: int) -> bytes:
     return span.SerializeToString()
 
 
+def agent_spans(count: int) -> bytes:
+    """A request of `count` spans of an agent's tool calls, some 250 bytes each."""
+    return _request([_agent_span(n) for n in range(count)])
+
+
 def stock_request() -> bytes:
     """What the OpenTelemetry SDK's BatchSpanProcessor sends at most: 512 spans, here all about an agent."""
-    return _request([_agent_span(n) for n in range(512)])
+    return agent_spans(512)
 
 
 def attributes_in_one_span(distinct: bool, most: int | None = None) -> bytes:

@@ -1,10 +1,11 @@
 """Memory a flood of `POST /v1/traces` requests makes a node hold at once (DESIGN §7): figures, no targets; not a
 test. Each request is 4 KiB of gzip that inflates to the body limit (node.ingest_api.MAX_TRACES_BYTES), as a process
 without the token may send on each of the API's connections; all are sent at once, so each waits its turn to be read
-(node.ingest_api.READS_AT_ONCE) holding what it was let hold. Prints the process's peak RSS above its size before
-the flood, the answers by status, and the time they took.
+(node.ingest_api.READS_AT_ONCE) holding what it was let hold. With --agents, each is gzip of agents' spans to the
+limit (16,643 tool calls), whose events, read, take some 3.5 times the body until the request is answered. Prints
+the process's peak RSS above its size before the flood, the answers by status, and the time they took.
 
-    python benchmarks/otlp_memory.py [requests]
+    python benchmarks/otlp_memory.py [requests] [--agents]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import trio  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
 
+from benchmarks.otlp_attacks import agent_spans  # noqa: E402
 from node.audit_log import AuditLog  # noqa: E402
 from node.idempotency import IdempotencyStore  # noqa: E402
 from node.ingest import Ingestor  # noqa: E402
@@ -43,6 +45,12 @@ def one_long_span() -> bytes:
 def inflating_request() -> bytes:
     """one_long_span gzip-compressed: about 4 KiB."""
     return gzip.compress(one_long_span())
+
+
+def agents_request() -> bytes:
+    """A request of agents' tool calls as many as the body limit holds, gzip-compressed."""
+    each = len(agent_spans(2)) - len(agent_spans(1))
+    return gzip.compress(agent_spans((MAX_TRACES_BYTES - 64) // each))
 
 
 @contextmanager
@@ -76,8 +84,9 @@ async def flood(app: FastAPI, body: bytes, count: int) -> collections.Counter[in
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    body = inflating_request()
+    arguments = [argument for argument in sys.argv[1:] if argument != "--agents"]
+    count = int(arguments[0]) if arguments else 200
+    body = agents_request() if "--agents" in sys.argv else inflating_request()
     with ingest_app() as app:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
@@ -85,7 +94,7 @@ def main() -> None:
         took = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     answers = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
-    print(f"{count} requests of {len(body):,} bytes of gzip ({MAX_TRACES_BYTES:,} inflated) at once: "
+    print(f"{count} requests of {len(body):,} bytes of gzip (up to {MAX_TRACES_BYTES:,} inflated) at once: "
           f"peak RSS +{(peak - before) / 1024:,.0f} MiB, answers {answers}, in {took:.1f} s")
 
 

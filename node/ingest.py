@@ -127,7 +127,7 @@ def read_batch(body: bytes, *, now_ms: int) -> ReadBatch:
         try:
             events.append(parse_event(value, now_ms=now_ms))
         except InvalidEvent as error:
-            rejected.append((index, error))
+            rejected.append((index, error.with_traceback(None)))  # (its frames would hold the values parsed)
     return ReadBatch(events, rejected)
 
 

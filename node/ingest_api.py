@@ -24,9 +24,10 @@ from .api.guard import is_json, media_type
 from .api.http_server import Refused
 from .api.json_body import StrictJsonRoute
 from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_EVENTS, MAX_NAME
-from .ingest import BadBatch, Ingestor, Pending, Reply, TooLarge, read_batch
+from .ingest import BadBatch, Ingestor, Pending, ReadBatch, Reply, TooLarge, read_batch
 from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
                    TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
+from .read_bytes import read_batch_bytes, span_batch_bytes
 from .read_turns import ReadTurns
 
 MAX_TRACES_BYTES = 4 << 20
@@ -43,9 +44,9 @@ READS_AT_ONCE = 1
 # Request bodies (as received and decompressed) both endpoints hold at once, across requests: 16 at the traces limit.
 # Without a bound, each of the API's 1,024 connections could hold a body 4 MiB decompressed from 4 KiB of gzip while
 # it waits its turn to be read: 4 GiB. A request that finds no room within BODY_WAIT_S is answered 503 `busy`.
-# A request holds its room until answered, its commit included: the events read from a body take 3.2-3.5 times its
-# bytes (tracemalloc: 14.7 MB for 4 MiB of agent spans, 0.47 MB for 1,000 events in 147 KB), so room given back once
-# the body is read would leave the requests waiting for the write lock holding memory without a bound.
+# A request holds its room until answered, its commit included, and once its body is read takes room for what was
+# read too (node.read_bytes): the events read from a body take 3.2-3.5 times its bytes (tracemalloc: 14.7 MB for 4
+# MiB of agent spans, 0.47 MB for 1,000 events in 147 KB), which the requests waiting for the write lock hold.
 BODY_BYTES_AT_ONCE = 16 * MAX_TRACES_BYTES
 BODY_WAIT_S = 2.0
 BUSY_RETRY_S = 1  # the 503's Retry-After
@@ -81,8 +82,9 @@ _EVENTS_BODY = {
     },
 }
 
-_BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once ({BODY_BYTES_AT_ONCE >> 20} "
-                                           f"MiB, across requests) left no room for this one in {BODY_WAIT_S:g} s, "
+_BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once, and what was read of them "
+                                           f"({BODY_BYTES_AT_ONCE >> 20} MiB, across requests), left no room for "
+                                           f"this one, or for what was read of it, in {BODY_WAIT_S:g} s, "
                                            f"or it had been arriving, or waiting its turn to be read, for over "
                                            f"{BODY_WAIT_S:g} s when another found none and took its room; retry "
                                            "after Retry-After"}
@@ -195,7 +197,7 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
                 body = await read_body(request, MAX_BATCH_BYTES, held)
                 prepared = ingestor.replay_of(body, key=key)
                 if prepared is None:
-                    batch = await read_request(functools.partial(read_batch, body, now_ms=ingestor.audit.clock()),
+                    batch = await read_request(functools.partial(_read_events, body, now_ms=ingestor.audit.clock()),
                                                len(body), reads, held)
                     prepared = ingestor.prepare_batch(body, batch, key=key)
             except _Refused as refusal:
@@ -264,25 +266,40 @@ def _counted(refusal: _Refused, refused: Refused) -> tuple[int, str, str, dict[s
     return refusal.status, refusal.code, refusal.detail, refusal.headers
 
 
-async def read_request(read: Callable[[], Read], size: int, reads: ReadTurns, held: Holding) -> Read:
-    """`read()` of a body of `size` bytes: on the event loop up to READ_ON_LOOP_BYTES, else on a worker thread in its
-    turn among `reads`, its room open to others (node.body_budget) until then; raises _Refused (503 busy) if another
-    request takes it."""
-    if size <= READ_ON_LOOP_BYTES:
-        return read()
+async def read_request(read: Callable[[], tuple[Read, int]], size: int, reads: ReadTurns, held: Holding) -> Read:
+    """What `read()` reads of a body of `size` bytes, the bytes that holds (node.read_bytes) taken from `held`'s
+    budget (waiting for room like the body's) to be held with the body's until the request is answered. Read on the
+    event loop up to READ_ON_LOOP_BYTES, else on a worker thread in its turn among `reads`, its room open to others
+    (node.body_budget) until then; raises _Refused (503 busy) if another request takes its room, or none is found
+    for what it read."""
     try:
-        await held.turn(reads, size)
+        if size <= READ_ON_LOOP_BYTES:
+            result, holds = read()
+        else:
+            await held.turn(reads, size)
+            try:
+                result, holds = await trio.to_thread.run_sync(read)
+            finally:
+                reads.give_back()
+        await held.take(holds)
     except OverBudget as error:
         raise _busy(error) from None
-    try:
-        return await trio.to_thread.run_sync(read)
-    finally:
-        reads.give_back()
+    return result
 
 
-def _read_spans(decode: Callable[[bytes], list[Span | MalformedSpan]], body: bytes, *, now_ms: int) -> SpanBatch:
-    """A trace export request's spans sorted out (pure: it may run on a worker thread); raises OtlpError."""
-    return sort_spans(decode(body), now_ms=now_ms)
+def _read_events(body: bytes, *, now_ms: int) -> tuple[ReadBatch, int]:
+    """A `POST /v1/events` batch read (pure: it may run on a worker thread), and the bytes that holds; raises
+    BadBatch, TooLarge."""
+    batch = read_batch(body, now_ms=now_ms)
+    return batch, read_batch_bytes(batch)
+
+
+def _read_spans(decode: Callable[[bytes], list[Span | MalformedSpan]], body: bytes, *,
+                now_ms: int) -> tuple[SpanBatch, int]:
+    """A trace export request's spans sorted out (pure: it may run on a worker thread), and the bytes that holds;
+    raises OtlpError."""
+    batch = sort_spans(decode(body), now_ms=now_ms)
+    return batch, span_batch_bytes(batch)
 
 
 def _otlp_error(status: int, code: str, detail: str, as_json: bool,

@@ -32,9 +32,10 @@ from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
 from node.ingest import REJECTION_REASONS
 from node.ingest_api import read_request
+from node.read_bytes import span_batch_bytes
 from node.read_turns import ReadTurns
-from node.otlp import (IGNORED_REASONS, MAX_JSON_CONTAINERS, MAX_SPANS, OtlpError, Span, decode_json, sort_spans,
-                       span_event)
+from node.otlp import (IGNORED_REASONS, MAX_JSON_CONTAINERS, MAX_SPANS, OtlpError, Span, decode_json,
+                       decode_protobuf, sort_spans, span_event)
 from node.strict_json import loads_strict
 
 from ..factories import new_did
@@ -824,6 +825,49 @@ async def test_the_budget_is_given_back_by_a_refused_or_cancelled_request(node, 
             release.set()
         monkeypatch.setattr(ingest_api, "sort_spans", sort_spans)
         assert (await post_gzip(client, compressed)).status_code == 200
+
+
+async def test_a_request_read_holds_room_for_its_events_as_well_as_its_body_until_answered(
+        node, monkeypatch, autojump_clock):
+    """The events read from a body take 3.2-3.5 times its bytes, held until the request is answered (its commit
+    waits for the write lock), and the budget of bodies held at once counted the body alone: 16 requests at the limit
+    held some 4.5 times its 64 MiB. A request read now takes room for what it read too: with room for one body, its
+    events and half a body besides, a second request finds none while the first waits for its commit (503 busy); it
+    found room, by the body's bytes, for two."""
+    body = as_protobuf(json_request(*(json_span() for _ in range(40))))
+    read = span_batch_bytes(sort_spans(decode_protobuf(body), now_ms=NOW))
+    assert len(body) <= ingest_api.READ_ON_LOOP_BYTES and read > 3 * len(body)
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", len(body) + read + len(body) // 2)
+    committing, commit_released = trio.Event(), trio.Event()
+    commit = node.ingestor.commit_async
+
+    async def held_commit(pending):
+        committing.set()
+        await commit_released.wait()
+        return await commit(pending)
+
+    monkeypatch.setattr(node.ingestor, "commit_async", held_commit)
+    answers = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+
+        async def post() -> httpx.Response:
+            return await client.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+
+        async def first() -> None:
+            answers.append(await post())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            await committing.wait()
+            second = None
+            with trio.move_on_after(60):  # (counting the body alone, the second was read and waited for its commit)
+                second = await post()
+            commit_released.set()
+        again = await post()
+    assert second is not None and second.status_code == 503
+    assert "bytes of request bodies at once" in status_pb2.Status.FromString(second.content).message
+    assert [answer.status_code for answer in answers] == [200] and again.status_code == 200
+    assert node.metrics.value("spans_total", result="accepted") == 40  # (the third: the first's spans, stored once)
 
 
 async def test_other_media_types_are_415(node):
