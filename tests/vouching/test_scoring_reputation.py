@@ -497,6 +497,8 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
     assert _accountability_of(own_word_first, "org3", path) == 1.0
     too_late = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=4 * HOUR_MS)
     assert _accountability_of(too_late, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    at_the_first_report = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=3 * HOUR_MS)
+    assert _accountability_of(at_the_first_report, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
     standing = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2)
     assert _accountability_of(standing, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
 
