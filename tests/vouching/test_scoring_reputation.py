@@ -483,10 +483,10 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
     """A vouch answers for misconduct of its agent that began while it stood (README "How scores are computed", 3): an
     operator vouch given by mistake and revoked a minute later, or one that expired, costs its voucher nothing for
     violations another org reports from the hour after on, nor do the voucher's own reports of a violation before the
-    revocation make it answer, nor those of a key no one vouches for; revoked after (or at) the first violation
-    another org reported, it costs what a standing vouch costs. Before, the vouch revoked within a minute cost as
-    much, fading over months with the agent's bad evidence (a root then passed on a quarter of the reputation it
-    did)."""
+    revocation make it answer, nor those of a key no one vouches for; revoked after (or at) the first violation, or
+    failure of half its events, another org reported, it costs what a standing vouch costs. Before, the vouch
+    revoked within a minute cost as much, fading over months with the agent's bad evidence (a root then passed on a
+    quarter of the reputation it did)."""
     penalty = ScoringParams().accountability_penalty
     revoked = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=60_000)
     assert _accountability_of(revoked, "org3", path) == 1.0
@@ -500,6 +500,9 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
     assert _accountability_of(too_late, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
     at_the_first_report = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=3 * HOUR_MS)
     assert _accountability_of(at_the_first_report, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    half_failing_first = _vouched_then_reported([("org1", 0, {"ok": 2, "error": 2}), *_VIOLATIONS_FROM_HOUR_2],
+                                                revoked_at=HOUR_MS + 60_000)
+    assert _accountability_of(half_failing_first, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
     weightless_word_first = _vouched_then_reported([("stranger", 0, {"denied": 1}), *_VIOLATIONS_FROM_HOUR_2],
                                                    revoked_at=HOUR_MS + 60_000)
     assert _accountability_of(weightless_word_first, "org3", path) == 1.0
