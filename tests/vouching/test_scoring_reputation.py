@@ -503,6 +503,9 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
     half_failing_first = _vouched_then_reported([("org1", 0, {"ok": 2, "error": 2}), *_VIOLATIONS_FROM_HOUR_2],
                                                 revoked_at=HOUR_MS + 60_000)
     assert _accountability_of(half_failing_first, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    one_violation_first = _vouched_then_reported([("org1", 0, {"ok": 10, "denied": 1}), *_VIOLATIONS_FROM_HOUR_2],
+                                                 revoked_at=HOUR_MS + 60_000)
+    assert _accountability_of(one_violation_first, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
     weightless_word_first = _vouched_then_reported([("stranger", 0, {"denied": 1}), *_VIOLATIONS_FROM_HOUR_2],
                                                    revoked_at=HOUR_MS + 60_000)
     assert _accountability_of(weightless_word_first, "org3", path) == 1.0
