@@ -317,6 +317,35 @@ def test_an_org_that_revoked_its_operator_vouch_is_an_independent_witness_again(
         assert engine.operators("a", now=w.now) == ()
 
 
+def test_an_operator_vouch_arriving_revoked_bars_no_group_from_an_agent_whose_operators_were_read():
+    """An org's first operator vouch for an agent, arriving after its revocation, leaves the org a witness for the
+    agent also when the agent's operators were read before it came (read once, the engine extends them as operator
+    vouches arrive)."""
+    w = _a_mistaken_operator_s_witnessed_agent(rid())
+    e = w.engine
+    e.add_org_vouch("root", "operator", 1.0, record_id=rid(), ts=0)
+    e.add_agent_vouch("operator", "a", 1.0, "operator", record_id=rid(), ts=0)
+    assert e.score("a", now=w.now).tier == "verified"  # (its operators read: the operator's group alone)
+    e.revoke("org1", (revoked := rid()), ts=3 * 60_000)
+    e.add_agent_vouch("org1", "a", 1.0, "operator", record_id=revoked, ts=2 * 60_000)
+    assert e.score("a", now=w.now).tier == "verified"
+    assert e.explain("a", now=w.now).independent_orgs == 3
+
+
+def test_an_org_whose_latest_operator_vouch_is_revoked_witnesses_though_an_earlier_one_was_not_revoked():
+    """The latest of an org's operator vouches for an agent says whether the org operates it: one it replaced and
+    never revoked bars its group no more once the latest is revoked, read at once and after a full recompute alike."""
+    w = _a_mistaken_operator_s_witnessed_agent(rid())
+    e = w.engine
+    e.add_agent_vouch("org1", "a", 1.0, "operator", record_id=rid(), ts=60_000)
+    e.add_agent_vouch("org1", "a", 1.0, "operator", record_id=(latest := rid()), ts=2 * 60_000)
+    assert e.recompute(now=w.now).independent_orgs.tolist() == [2]
+    e.revoke("org1", latest, ts=3 * 60_000)
+    assert e.score("a", now=w.now).tier == "verified"
+    assert e.recompute(now=w.now).independent_orgs.tolist() == [3]
+    assert e.score("a", now=w.now).tier == "verified"
+
+
 def test_an_org_that_vouches_again_as_its_agent_s_operator_is_no_independent_witness_again():
     """The mistaken operator's group witnesses for the agent once it revoked its operator vouch, no longer once it
     gives another (its word that the agent is its own again), and again once it revokes that one too: read at once

@@ -483,9 +483,10 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
     """A vouch answers for misconduct of its agent that began while it stood (README "How scores are computed", 3): an
     operator vouch given by mistake and revoked a minute later, or one that expired, costs its voucher nothing for
     violations another org reports from the hour after on, nor do the voucher's own reports of a violation before the
-    revocation make it answer; revoked after the first violation another org reported, it costs what a standing vouch
-    costs. Before, the vouch revoked within a minute cost as much, fading over months with the agent's bad evidence
-    (a root then passed on a quarter of the reputation it did)."""
+    revocation make it answer, nor those of a key no one vouches for; revoked after (or at) the first violation, or
+    failure of half its events, another org reported, it costs what a standing vouch costs. Before, the vouch
+    revoked within a minute cost as much, fading over months with the agent's bad evidence (a root then passed on a
+    quarter of the reputation it did)."""
     penalty = ScoringParams().accountability_penalty
     revoked = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=60_000)
     assert _accountability_of(revoked, "org3", path) == 1.0
@@ -497,8 +498,44 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
     assert _accountability_of(own_word_first, "org3", path) == 1.0
     too_late = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=4 * HOUR_MS)
     assert _accountability_of(too_late, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    at_the_first_report = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2, revoked_at=3 * HOUR_MS)
+    assert _accountability_of(at_the_first_report, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    half_failing_first = _vouched_then_reported([("org1", 0, {"ok": 2, "error": 2}), *_VIOLATIONS_FROM_HOUR_2],
+                                                revoked_at=HOUR_MS + 60_000)
+    assert _accountability_of(half_failing_first, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    one_violation_first = _vouched_then_reported([("org1", 0, {"ok": 10, "denied": 1}), *_VIOLATIONS_FROM_HOUR_2],
+                                                 revoked_at=HOUR_MS + 60_000)
+    assert _accountability_of(one_violation_first, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    weightless_word_first = _vouched_then_reported([("stranger", 0, {"denied": 1}), *_VIOLATIONS_FROM_HOUR_2],
+                                                   revoked_at=HOUR_MS + 60_000)
+    assert _accountability_of(weightless_word_first, "org3", path) == 1.0
     standing = _vouched_then_reported(_VIOLATIONS_FROM_HOUR_2)
     assert _accountability_of(standing, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+
+
+@pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
+def test_a_revocation_dated_before_reports_the_node_held_when_it_came_still_answers_for_them(path):
+    """A revocation's date is its issuer's word (DESIGN §3 ts), so a vouch ends no earlier than the latest report of
+    its agent by another org the node held when the revocation came (README "How scores are computed", 3): an
+    operator revoking its vouch once others reported its agent's violations, dated a minute after the vouch, keeps
+    answering for them; dated honestly before the reports came, it answers for none, its own report of its agent held
+    before the revocation changing nothing (it pays no more than one hiding it would). Before, the backdated
+    revocation shed the whole penalty, though the vouch had lifted its agent until the reports came."""
+    penalty = ScoringParams().accountability_penalty
+    w = World(orgs=4)
+    vouch = rid()
+    w.engine.add_agent_vouch("org3", "agent", 1.0, "operator", record_id=vouch, ts=0)
+    for org, hour, counts in _VIOLATIONS_FROM_HOUR_2:
+        w.digest(org, "agent", hour, **counts)
+    w.engine.revoke("org3", vouch, ts=60_000)
+    assert _accountability_of(w, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+    told = World(orgs=4)
+    told.engine.add_agent_vouch("org3", "agent", 1.0, "operator", record_id=(vouch := rid()), ts=0)
+    told.digest("org3", "agent", 5, denied=1)  # its operator's own word, before it revokes: it sets no date
+    told.engine.revoke("org3", vouch, ts=60_000)
+    for org, hour, counts in _VIOLATIONS_FROM_HOUR_2:
+        told.digest(org, "agent", hour, **counts)
+    assert _accountability_of(told, "org3", path) == 1.0
 
 
 @pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
