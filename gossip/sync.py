@@ -40,6 +40,7 @@ from .sync_messages import (
     Request,
     decode_reply,
     decode_request,
+    encode_held_heads,
     encode_message,
 )
 from .validation import check_records
@@ -426,12 +427,8 @@ class SyncServer:
     def _heads(self, request: HeadsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.heads_page)
         issuers = self._issuers.after(request.after, limit + 1)
-        entries = []
-        for iss in issuers[:limit]:
-            head = self._store.head(iss)
-            if head is not None:
-                entries.append(HeadEntry(iss, head.seq, head.id))
-        yield from self._last(encode_message(HeadsPage(tuple(entries), more=len(issuers) > limit)))
+        heads = [(iss, head.seq, head.id) for iss in issuers[:limit] if (head := self._store.head(iss)) is not None]
+        yield from self._last(encode_held_heads(heads, more=len(issuers) > limit))
 
     def _records(self, request: RecordsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.page_records)

@@ -5,6 +5,7 @@ they are (as h11 does).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from ledger.note import MAX_NOTE_SIZE
 from ledger.witness import MAX_REQUEST_SIZE
 from vouching import MAX_RECORD_SIZE
 from vouching.bodies import NETWORK_PATTERN, NETWORK_RULE
-from vouching.cbor import CborError, decode, encode
+from vouching.cbor import CborError, decode, encode, encode_in_key_order
 
 SYNC_PROTOCOL = "/vouchnet/sync/1"
 MAX_SEQ = 2**63 - 1  # a range may end here to mean "everything the peer has"
@@ -293,6 +294,13 @@ def _check_text(field: str, value: str) -> None:
 def encode_message(message: Request | Reply) -> bytes:
     """The frame payload of a message."""
     return encode(_to_wire(message))
+
+
+def encode_held_heads(heads: Sequence[tuple[str, int, bytes]], *, more: bool) -> bytes:
+    """`encode_message(HeadsPage(...))` of heads (issuer, seq, id) read from this node's own store, which took them
+    from records it verified: without HeadEntry's checks or encode's walk, most of what serving heads cost. Heads
+    from a peer are decoded by `decode_reply`, which checks every one."""
+    return encode_in_key_order({"t": "heads", "more": more, "heads": heads})
 
 
 def _to_wire(message: Request | Reply) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from gossip.sync import (
     check_page,
 )
 from gossip.sync_messages import (
+    ID_SIZE,
+    MAX_ISSUER,
     MAX_RANGES,
     MAX_RETRY,
     MAX_SEQ,
@@ -49,6 +51,7 @@ from gossip.sync_messages import (
     RemoteProtocolError,
     decode_reply,
     decode_request,
+    encode_held_heads,
     encode_message,
 )
 from vouching import Record, did_key, vouch_body
@@ -519,6 +522,32 @@ def test_a_server_refuses_more_ranges_than_the_protocol_allows():
         wire = {"t": "get", "ranges": [[ORGS[1].did, 1, 1]] * (MAX_RANGES + 1), "limit": 10, "bytes": 64 * 1024}
         with pytest.raises(RemoteProtocolError, match=f"ranges: must be 1 to {MAX_RANGES}, not {MAX_RANGES + 1}"):
             server.receive(encode(wire))
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=MAX_ISSUER), st.integers(1, MAX_SEQ),
+                          st.binary(min_size=ID_SIZE, max_size=ID_SIZE)), max_size=6), st.booleans())
+def test_heads_a_server_encodes_from_its_store_are_the_heads_page_its_peer_decodes(heads, more):
+    page = HeadsPage(tuple(HeadEntry(*head) for head in heads), more)
+    frame = encode_held_heads(heads, more=more)
+    assert frame == encode_message(page) and decode_reply(frame) == page
+
+
+@pytest.mark.parametrize(("head", "rule"), [
+    (["", 1, bytes(ID_SIZE)], "iss: must be a text of 1 to 256 characters"),
+    (["d" * (MAX_ISSUER + 1), 1, bytes(ID_SIZE)], "iss: must be a text of 1 to 256 characters"),
+    ([b"did:key:zA", 1, bytes(ID_SIZE)], "iss: must be a text of 1 to 256 characters"),
+    (["did:key:zA", 0, bytes(ID_SIZE)], r"seq: must be an integer from 1 to 2\^63 - 1"),
+    (["did:key:zA", MAX_SEQ + 1, bytes(ID_SIZE)], r"seq: must be an integer from 1 to 2\^63 - 1"),
+    (["did:key:zA", True, bytes(ID_SIZE)], r"seq: must be an integer from 1 to 2\^63 - 1"),
+    (["did:key:zA", 1, bytes(ID_SIZE - 1)], "head of did:key:zA: id must be 32 bytes"),
+    (["did:key:zA", 1, "x" * ID_SIZE], "head of did:key:zA: id must be 32 bytes"),
+    (["did:key:zA", 1], r"heads\[0\]: must be an array of 3 items"),
+])
+def test_a_malformed_head_from_a_peer_is_its_offence(lone_side, head, rule):
+    client = _client_in("heads", lone_side)
+    with pytest.raises(RemoteProtocolError, match=rule) as caught:
+        client.receive(encode({"t": "heads", "heads": [head], "more": False}))
+    assert caught.value.reason == "malformed"
 
 
 def test_request_round_trip():
