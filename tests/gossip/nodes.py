@@ -141,9 +141,11 @@ async def running(
                 await nursery.start(witnessing.run)
             sync = SyncService(host, replica, network=NETWORK, limits=limits, interval=sync_interval, timeout=5.0,
                                max_inbound=max_inbound, cosigner=witnessing.cosign if witnessing else None,
+                               checkpoints=witnessing.held_checkpoint if witnessing else None,
                                verify_threads=verify_threads, verify_processes=verify_processes)
-            if witnessing is not None:
+            if witnessing is not None:  # (as node.daemon wires them)
                 witnessing.log_listeners.append(sync.heard_log)
+                witnessing.network_listeners.append(sync.heard_other_network)
             await nursery.start(sync.run)
             yield Node(host, replica, sync, witnessing)
             nursery.cancel_scope.cancel()

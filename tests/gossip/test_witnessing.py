@@ -1039,6 +1039,25 @@ async def test_a_witness_tells_a_peer_the_newest_checkpoint_it_holds_of_that_pee
         assert isinstance(refused, Refused) and refused.status == 403
 
 
+async def test_a_restarted_node_learns_over_the_wire_the_checkpoint_of_its_log_its_peer_cosigned(tmp_path):
+    """Between two nodes on loopback, as node.daemon wires them: a node asks its peer as it connects what that peer
+    holds of its log, which the peer's sync service answers from its witness (the loopback nodes refused the request
+    before, as an older node does, and a test of what a restarted node learns passed only with fakes for peers)."""
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(30):
+        async with running(b, roots, witness_interval=0.1) as witness:
+            async with running(a, roots, witness_interval=0.1) as node:
+                await node.host.connect(witness.addr)
+                node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                cosigned = note_size(await cosigned_by(node, 1))
+            async with running(a, roots, witness_interval=0.1) as node:
+                await node.host.connect(witness.addr)
+                node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                await cosigned_by(node, 1)  # asked to cosign only once it answered what it holds
+                assert node.witnessing.log_state()["published"]["size"] == cosigned
+
+
 async def test_a_peer_asking_what_we_hold_of_its_log_is_answered_while_the_witness_writes(tmp_path, monkeypatch):
     """A node asks each peer as it connects for the checkpoint of its log it holds, and signs none until answered: the
     answer comes from the witness's memory, not after a write it is making (an fsync, slow on a busy disk), which it
