@@ -71,7 +71,7 @@ from .. import tlog_reference
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
 from ..node.kill_points import killed_at
-from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
+from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, round_from_now, running, until
 
 pytestmark = pytest.mark.slow
 
@@ -825,27 +825,6 @@ def test_our_checkpoint_is_formatted_once_for_every_witness_and_again_only_when_
     assert latest.note() == format_note(checkpoint.to_text(), [latest.log_signature, cosignature])
     assert latest.note() == latest.note()
     assert formatted == [1, 1, 2]
-
-
-async def round_from_now(node: Node, peer: str) -> None:
-    """A full sync round of `node`'s with `peer` that begins now, run to its end. One already running is waited out
-    first: sync_with returns at once then, and that round may have read the peer's heads before what the caller
-    wants pulled existed (it came at the next periodic round, 30 s on)."""
-    while True:
-        over = trio.Event()
-
-        def told(ended: str) -> None:
-            if ended == peer:
-                over.set()
-
-        node.sync.round_over_listeners.append(told)
-        try:
-            await node.sync.sync_with(peer)
-            if over.is_set():  # (a round that ran tells its end before sync_with returns)
-                return
-            await over.wait()
-        finally:
-            node.sync.round_over_listeners.remove(told)
 
 
 async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, monkeypatch):
