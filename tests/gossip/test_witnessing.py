@@ -985,11 +985,12 @@ def _own_node(tmp_path) -> Iterator[tuple[Replica, str, SigningKey]]:
 
 
 async def _run_until(witnessing: Witnessing, until: Callable[[], Awaitable[object]]) -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
+    """Run `witnessing` until `until()` returns, within a deadline that its stop is outside of (as `watching`'s)."""
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
             await nursery.start(witnessing.run)
             await until()
-            nursery.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
 
 
 def _witnessing(replica: Replica, peer: _HoldingPeer, tmp_path) -> Witnessing:
