@@ -322,9 +322,10 @@ class Witnessing:
                 task_status.started()
         finally:
             witness, self._witness = self._witness, None
-            witness.close()
             streams, self._streams = list(self._streams.values()), {}
             with trio.CancelScope(shield=True):
+                # Closing waits for a cosign write under way (an fsync): on a worker thread, not the node's
+                await trio.to_thread.run_sync(witness.close)
                 for stream in streams:
                     await stream.reset()
 

@@ -1,6 +1,7 @@
 """Nodes on loopback for the sync and witnessing tests: a host, a replica over a store in a directory, the
-services under test in one nursery; a wait on replica changes that needs no polling; a stand-in host with peers
-connected, for tests that count sessions instead of running them; and a pace that stallers keep with made-up heads."""
+services under test in one nursery; a wait on replica changes that needs no polling, and one for a sync round begun
+now (a round running already waited out); a stand-in host with peers connected, for tests that count sessions
+instead of running them; and a pace that stallers keep with made-up heads."""
 
 from __future__ import annotations
 
@@ -141,9 +142,11 @@ async def running(
                 await nursery.start(witnessing.run)
             sync = SyncService(host, replica, network=NETWORK, limits=limits, interval=sync_interval, timeout=5.0,
                                max_inbound=max_inbound, cosigner=witnessing.cosign if witnessing else None,
+                               checkpoints=witnessing.held_checkpoint if witnessing else None,
                                verify_threads=verify_threads, verify_processes=verify_processes)
-            if witnessing is not None:
+            if witnessing is not None:  # (as node.daemon wires them)
                 witnessing.log_listeners.append(sync.heard_log)
+                witnessing.network_listeners.append(sync.heard_other_network)
             await nursery.start(sync.run)
             yield Node(host, replica, sync, witnessing)
             nursery.cancel_scope.cancel()
@@ -165,6 +168,27 @@ async def until(condition: Callable[[], bool], nodes: list[Node]) -> None:
         finally:
             for node in nodes:
                 node.replica.listeners.remove(wake)
+
+
+async def round_from_now(node: Node, peer: str) -> None:
+    """A full sync round of `node`'s with `peer` that begins now, run to its end. One already running is waited out
+    first: sync_with returns at once then, and that round may have read the peer's heads before what the caller
+    wants pulled existed (it came at the next periodic round, 30 s on)."""
+    while True:
+        over = trio.Event()
+
+        def told(ended: str) -> None:
+            if ended == peer:
+                over.set()
+
+        node.sync.round_over_listeners.append(told)
+        try:
+            await node.sync.sync_with(peer)
+            if over.is_set():  # (a round that ran tells its end before sync_with returns)
+                return
+            await over.wait()
+        finally:
+            node.sync.round_over_listeners.remove(told)
 
 
 def ledger_verifies(node: Node) -> bool:

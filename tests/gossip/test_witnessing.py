@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from gossip import witnessing
-from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, checkpoints_topic
+from gossip.checkpoints import MAX_CHECKPOINT_NOTE, RECORDS_LOG, WITNESS_FILE, checkpoints_topic
 from gossip.cosigning import CosignClient, answer
 from gossip.frames import FrameError
 from gossip.host import HostError, Received, open_host, peer_id_from_public_key
@@ -71,7 +71,7 @@ from .. import tlog_reference
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
 from ..node.kill_points import killed_at
-from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, running, until
+from .nodes import LOOPBACK, NETWORK, Identity, Node, identities, round_from_now, running, until
 
 pytestmark = pytest.mark.slow
 
@@ -325,15 +325,16 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
 @asynccontextmanager
 async def watching(own: Identity, host: CheckpointsOnlyHost, *roots: str,
                    interval: float = 1.0) -> AsyncIterator[tuple[Replica, Witnessing]]:
-    """Our node's Witnessing running over `host`, its horizon `roots` one hop deep."""
+    """Our node's Witnessing running over `host`, its horizon `roots` one hop deep. Its stop is outside the deadline:
+    it waits for the witness to close on a worker thread, unseen by an autojump clock, which jumps past the deadline."""
     with RecordStore.open(own.directory) as store:
         replica = Replica(SigningKey(own.seed), store, roots=roots, max_hops=1, held_limit=10)
         witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory, interval=interval)
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(10):
                 await nursery.start(witnessing.run)
                 yield replica, witnessing
-                nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
 
 
 class ValidatingHost(CheckpointsOnlyHost):
@@ -826,27 +827,6 @@ def test_our_checkpoint_is_formatted_once_for_every_witness_and_again_only_when_
     assert formatted == [1, 1, 2]
 
 
-async def round_from_now(node: Node, peer: str) -> None:
-    """A full sync round of `node`'s with `peer` that begins now, run to its end. One already running is waited out
-    first: sync_with returns at once then, and that round may have read the peer's heads before what the caller
-    wants pulled existed (it came at the next periodic round, 30 s on)."""
-    while True:
-        over = trio.Event()
-
-        def told(ended: str) -> None:
-            if ended == peer:
-                over.set()
-
-        node.sync.round_over_listeners.append(told)
-        try:
-            await node.sync.sync_with(peer)
-            if over.is_set():  # (a round that ran tells its end before sync_with returns)
-                return
-            await over.wait()
-        finally:
-            node.sync.round_over_listeners.remove(told)
-
-
 async def test_a_witness_writing_its_state_does_not_hold_up_its_node(tmp_path, monkeypatch):
     writing, release = threading.Semaphore(0), threading.Event()
     advance = Witness._advance
@@ -1005,11 +985,12 @@ def _own_node(tmp_path) -> Iterator[tuple[Replica, str, SigningKey]]:
 
 
 async def _run_until(witnessing: Witnessing, until: Callable[[], Awaitable[object]]) -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
+    """Run `witnessing` until `until()` returns, within a deadline that its stop is outside of (as `watching`'s)."""
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
             await nursery.start(witnessing.run)
             await until()
-            nursery.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
 
 
 def _witnessing(replica: Replica, peer: _HoldingPeer, tmp_path) -> Witnessing:
@@ -1036,6 +1017,25 @@ async def test_a_witness_tells_a_peer_the_newest_checkpoint_it_holds_of_that_pee
         assert await witnessing.held_checkpoint(peer_of(Org())) == HeldCheckpoint(None)
         refused = await witnessing.held_checkpoint("not a peer id")
         assert isinstance(refused, Refused) and refused.status == 403
+
+
+async def test_a_restarted_node_learns_over_the_wire_the_checkpoint_of_its_log_its_peer_cosigned(tmp_path):
+    """Between two nodes on loopback, as node.daemon wires them: a node asks its peer as it connects what that peer
+    holds of its log, which the peer's sync service answers from its witness (the loopback nodes refused the request
+    before, as an older node does, and a test of what a restarted node learns passed only with fakes for peers)."""
+    a, b = identities(tmp_path, 2)
+    roots = (a.did, b.did)
+    with trio.fail_after(30):
+        async with running(b, roots, witness_interval=0.1) as witness:
+            async with running(a, roots, witness_interval=0.1) as node:
+                await node.host.connect(witness.addr)
+                node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                cosigned = note_size(await cosigned_by(node, 1))
+            async with running(a, roots, witness_interval=0.1) as node:
+                await node.host.connect(witness.addr)
+                node.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
+                await cosigned_by(node, 1)  # asked to cosign only once it answered what it holds
+                assert node.witnessing.log_state()["published"]["size"] == cosigned
 
 
 async def test_a_peer_asking_what_we_hold_of_its_log_is_answered_while_the_witness_writes(tmp_path, monkeypatch):
@@ -1073,6 +1073,42 @@ async def test_a_peer_asking_what_we_hold_of_its_log_is_answered_while_the_witne
         assert order == ["answered", "written"]
         assert isinstance(held, HeldCheckpoint) and held.note is not None and note_size(held.note) == 3
         assert note_size((await witnessing.held_checkpoint(peer_of(a))).note) == 5  # once written
+
+
+async def test_a_node_stopped_while_its_witness_writes_runs_on_and_stops_once_the_write_ends(tmp_path, monkeypatch):
+    """Stopping closed the witness on the node's thread, which waited there for a write under way (an fsync, slow on a
+    busy disk) with every other task of the node stopped, its 2 s clean shutdown with them. A write not let go within
+    5 s ends by itself: the stop the test waits for then completes, and the test fails, rather than hangs."""
+    a = Org()
+    writing, release, during_stop = threading.Semaphore(0), threading.Event(), []
+    advance = Witness._advance
+
+    def held_advance(self, *args) -> None:
+        writing.release()
+        release.wait(5)
+        advance(self, *args)
+
+    stopped = False
+
+    async def tick_then_release() -> None:
+        await trio.testing.wait_all_tasks_blocked()  # the stop is under way, waiting for the write
+        during_stop.append(not stopped)
+        release.set()
+
+    async with trio.open_nursery() as nursery:
+        async with witnessing_a_peer(tmp_path, a) as (replica, peers_node, witnessing):
+            monkeypatch.setattr(Witness, "_advance", held_advance)
+            records = [a.record() for _ in range(2)]
+            for node in (replica, peers_node):
+                node.accept(records)
+            nursery.start_soon(witnessing.cosign, peer_of(a), cosign_request(peers_node.store, a, 3))
+            await trio.to_thread.run_sync(writing.acquire, abandon_on_cancel=True)
+            nursery.start_soon(tick_then_release)
+        stopped = True
+    assert during_stop == [True]
+    signer = CosignatureSigner(cosigner_name(new_did()), SigningKey.generate())
+    with Witness(tmp_path / "node0" / WITNESS_FILE, signer, {}) as witness:
+        assert witness.cosigned_checkpoint(log_origin(NETWORK, a.did, RECORDS_LOG)).size == 5  # the write was kept
 
 
 class _OlderPeer(_HoldingPeer):
