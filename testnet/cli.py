@@ -677,7 +677,7 @@ def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
 
 def _print_summary(m: dict) -> None:
     from .report import linking, trust_change, witnessed_summary
-    from .verdict import missed_batches
+    from .verdict import batches_missed
 
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
@@ -704,7 +704,7 @@ def _print_summary(m: dict) -> None:
                   + (f"a mean final score of {a['mean_final_score']}, {sought} in {hits} of "
                      f"{counted(a['views'], 'view')}" if a["views"] else "no score of them")
                   + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}"
-                  + (f"; {missed_batches(a['batches'])}" if a["batches"]["answered"] < a["batches"]["due"] else ""))
+                  + batches_missed(a["batches"]))
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
                 f"{name} {_or_dash(v['old_final_score'])} -> {_or_dash(v['new_final_score'])}"

@@ -379,11 +379,12 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
 
 def _attack_batches(run: RunResult, index: int) -> dict[str, int]:
     """How many of the event batches a praise or slander attack's scripts were due in (a round, an attacking org's
-    node) its nodes answered, failed (unanswered or refused) or were not sent (the node down, or still answering the
-    one before): an attack whose batches did not get through was not carried out (testnet.verdict)."""
+    node) its nodes answered, failed (unanswered or refused), were not sent (the node down) or skipped (the node still
+    answering the one before): an attack whose batches did not get through was not carried out, skipped ones aside
+    (testnet.verdict)."""
     counts = run.traffic.attack_batches.get(index, {})
     outcomes = {key: counts.get(outcome, 0) for key, outcome in
-                (("answered", "answered"), ("failed", "failed"), ("not_sent", "not sent"))}
+                (("answered", "answered"), ("failed", "failed"), ("not_sent", "not sent"), ("skipped", "skipped"))}
     return {"due": sum(outcomes.values()), **outcomes}
 
 

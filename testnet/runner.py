@@ -236,21 +236,32 @@ class Run:
                  + " (a fresh testnet, another --dir, starts without)")
 
     def _trust_graph(self, records: RecordWatch) -> None:
-        """Org-peer vouches as the plan says (missing ones made, others revoked), then each agent's operator vouches
-        for it; waits until the nodes hold these records."""
+        """Org-peer vouches as the plan says (missing ones made, others revoked; one held from before at another
+        weight than the plan's, as an earlier run's `[[vouches]]` or `[[edges]]` left it, revoked and made again at
+        the plan's), then each agent's operator vouches for it; waits until the nodes hold these records."""
         started = time.time()
         made, revoked, issued = 0, 0, {}  # record id -> the node that issued it
+        reweighted: list[dict[str, Any]] = []  # the pairs vouched again at the plan's weight
         node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
         for node in self.cluster.names:
             with self.cluster.client(node) as client:
                 active = _active_org_peer_vouches(client, self.cluster.entry(node).keys)
                 wanted = self.plan.vouches[node]
-                for subject, record_id in active.items():
-                    if node_of.get(subject) not in wanted:
-                        issued[client.revoke(record_id, "not in this scenario's trust graph")["id"]] = node
-                        revoked += 1
-                    else:
-                        self.org_peer_vouches[(node, node_of[subject])] = record_id
+                for subject, held in active.items():
+                    member = node_of.get(subject)
+                    weight = wanted.get(member) if member is not None else None
+                    kept = next((record_id for record_id, held_weight in held if held_weight == weight), None)
+                    for record_id, held_weight in held:
+                        if record_id != kept:
+                            reason = ("not in this scenario's trust graph" if weight is None else
+                                      f"this scenario's weight for it is {weight:g}, not {held_weight:g}")
+                            issued[client.revoke(record_id, reason)["id"]] = node
+                            revoked += 1
+                    if kept is not None:
+                        self.org_peer_vouches[(node, member)] = kept
+                    elif weight is not None:
+                        reweighted.append({"from": node, "to": member, "held": sorted(w for _, w in held),
+                                           "weight": weight})
                 for member, weight in wanted.items():
                     if (node, member) not in self.org_peer_vouches:
                         self.org_peer_vouches[(node, member)] = client.vouch(self.dids[member], weight,
@@ -263,10 +274,14 @@ class Run:
                                                                               "operator")["id"]
                         issued[self.operator_vouches[agent.plan.name]] = node
         missing = _wait_for(records, lambda: _expected(issued, self.plan, self._flagged(records)), SETUP_TIMEOUT)
-        self.setup.update(vouches=made, revocations=revoked, operator_vouches=len(self.agents),
+        self.setup.update(vouches=made, revocations=revoked, reweighted=reweighted, operator_vouches=len(self.agents),
                           records=len(issued), propagation_seconds=round(time.time() - started, 2),
                           missing=missing)
-        self.say(f"setup: {counted(made, 'org-peer vouch', 'org-peer vouches')}, {counted(revoked, 'revocation')}, "
+        self.say(f"setup: {counted(made, 'org-peer vouch', 'org-peer vouches')}"
+                 + (f" ({len(reweighted)} held from before at another weight, vouched again: "
+                    + ", ".join(f"{r['from']} for {r['to']} {'/'.join(f'{w:g}' for w in r['held'])} -> "
+                                f"{r['weight']:g}" for r in reweighted) + ")" if reweighted else "")
+                 + f", {counted(revoked, 'revocation')}, "
                  f"{counted(len(self.agents), 'operator vouch', 'operator vouches')}; "
                  + (f"held everywhere after {time.time() - started:.1f} s" if not missing else
                     f"still missing after {time.time() - started:.1f} s: {missing}"))
@@ -579,12 +594,16 @@ def _pairs_said(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(f"{a} for {b}" for a, b in pairs)
 
 
-def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, str]:
-    """Subject did -> record id of each org-peer vouch one of the org's `keys` made and none revoked, as its own node
-    holds them."""
+def _active_org_peer_vouches(client: Any, keys: tuple[str, ...]) -> dict[str, list[tuple[str, float]]]:
+    """Subject did -> (record id, weight) of each org-peer vouch one of the org's `keys` made and none revoked, as its
+    own node holds them (more than one for a subject where an earlier run vouched for it again)."""
     revoked = {r["body"]["record"] for key in keys for r in client.iter_records(issuer=key, kind="revoke")}
-    return {r["body"]["subject"]: r["id"] for key in keys for r in client.iter_records(issuer=key, kind="vouch")
-            if r["body"]["basis"] == "org-peer" and r["id"] not in revoked}
+    active: dict[str, list[tuple[str, float]]] = {}
+    for key in keys:
+        for r in client.iter_records(issuer=key, kind="vouch"):
+            if r["body"]["basis"] == "org-peer" and r["id"] not in revoked:
+                active.setdefault(r["body"]["subject"], []).append((r["id"], r["body"]["weight"]))
+    return active
 
 
 def _expected(issued: dict[str, str], plan: Plan, flagged: set[str]) -> dict[str, set[str]]:

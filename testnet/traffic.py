@@ -32,7 +32,8 @@ class TrafficStats:
     failed_at: Counter[str] = field(default_factory=Counter)  # node -> its batches failed
     skipped_at: Counter[str] = field(default_factory=Counter)  # node -> its batches skipped
     # praise or slander attack (its index) -> how many of the batches its scripts were due in were "answered",
-    # "failed" (unanswered or refused) or "not sent" (the node down, or still answering the one before)
+    # "failed" (unanswered or refused), "not sent" (the node down) or "skipped" (the node still answering the one
+    # before)
     attack_batches: dict[int, Counter[str]] = field(default_factory=dict)
 
     def count_attack_batch(self, attacks: list[int], outcome: str) -> None:
@@ -74,7 +75,8 @@ class Traffic(Worker):
     def loop(self) -> None:
         """Each round, every running node not still answering its batch of a round before is sent its batch; one
         that is (stopped, overloaded: up to the client's timeout) skips the round, while the others go on in step. A
-        batch an attack's scripts were due in is counted for the attack (TrafficStats.attack_batches), sent or not."""
+        batch an attack's scripts were due in is counted for the attack (TrafficStats.attack_batches), sent or not:
+        one skipped apart from one its node, down, was not sent."""
         step = self.plan.scenario.traffic.round_seconds
         round_ = 0
         sending: dict[str, tuple[Future[dict | None], list[int]]] = {}
@@ -89,7 +91,7 @@ class Traffic(Worker):
                 if node in sending:
                     self.stats.batches_skipped += 1
                     self.stats.skipped_at[node] += 1
-                    self.stats.count_attack_batch(attacks, "not sent")
+                    self.stats.count_attack_batch(attacks, "skipped")
                 else:
                     sending[node] = (self.pool.submit(self._send, node, self.batch(node, round_, t)), attacks)
             self.stats.rounds += 1

@@ -93,7 +93,7 @@ def _praise_or_slander(entry: dict[str, Any], honest: list[str], results: dict[s
     views = entry["views"]
     if not views:
         return Verdict(entry["attack"], entry["type"], subject, UNDECIDED, "no honest node scored its targets"
-                       + _batches_missed(entry["batches"]), RULES[entry["type"]])
+                       + batches_missed(entry["batches"]), RULES[entry["type"]])
     hits, extreme = ((entry["trusted_or_better"], entry["highest_final"]) if praise else
                      (entry["untrusted"], entry["lowest_final"]))
     lacking = "" if views >= expected else f" (of {expected} expected)"
@@ -108,29 +108,39 @@ def _praise_or_slander(entry: dict[str, Any], honest: list[str], results: dict[s
                        f"the attack was not carried out: {missed_batches(entry['batches'])}; {figures}",
                        RULES[entry["type"]], compared)
     return Verdict(entry["attack"], entry["type"], subject, _outcome(hits > 0, views >= expected),
-                   figures + _batches_missed(entry["batches"]), RULES[entry["type"]], compared)
+                   figures + batches_missed(entry["batches"]), RULES[entry["type"]], compared)
 
 
 def carried_out(batches: dict[str, int]) -> bool:
     """Whether a praise or slander attack was carried out: its attacking orgs' nodes answered at least half of the
-    event batches its scripts were due in (measure._attack_batches). One whose nodes refused them, did not answer or
-    were down is not contained by the network: the network never heard it."""
-    return batches["answered"] > 0 and 2 * batches["answered"] >= batches["due"]
+    event batches its scripts were due in (measure._attack_batches) but those skipped, their node still answering the
+    one before (a slow node's; the rounds it was busy with one it was sent). One whose nodes refused them, did not
+    answer or were down is not contained by the network: the network never heard it."""
+    return batches["answered"] > 0 and 2 * batches["answered"] >= _judged(batches)
+
+
+def _judged(batches: dict[str, int]) -> int:
+    """The batches an attack's verdict judges: those due but the skipped (results before these were counted apart
+    have none)."""
+    return batches["due"] - batches.get("skipped", 0)
 
 
 def missed_batches(batches: dict[str, int]) -> str:
-    """`12 of 12 batches failed (3 of them not sent: ...)`: the batches of a praise or slander attack (its
-    measurement's `batches`) that did not get through."""
-    missed = batches["due"] - batches["answered"]
+    """`12 of 12 batches failed (3 of them not sent: ...); 5 more skipped, ...`: the batches of a praise or slander
+    attack (its measurement's `batches`) that did not get through, and those skipped, which are not judged."""
     if not batches["due"]:
         return "none of its batches was due (no round of traffic fell within it)"
-    unsent = (f" ({batches['not_sent']} of them not sent: their node down, or still answering the one before)"
-              if batches["not_sent"] else "")
-    return f"{missed} of {counted(batches['due'], 'batch', 'batches')} failed{unsent}"
+    skipped = batches.get("skipped", 0)
+    unsent = f" ({batches['not_sent']} of them not sent: their node down)" if batches["not_sent"] else ""
+    skips = (f"; {skipped} more skipped, their node still answering the one before (not judged)"
+             if skipped else "")
+    judged = _judged(batches)
+    return f"{judged - batches['answered']} of {counted(judged, 'batch', 'batches')} failed{unsent}{skips}"
 
 
-def _batches_missed(batches: dict[str, int]) -> str:
-    """`; 3 of its 40 batches failed`, where any of a praise or slander attack's batches did not get through."""
+def batches_missed(batches: dict[str, int]) -> str:
+    """`; 3 of its 40 batches failed`, where any of a praise or slander attack's batches did not get through or was
+    skipped; nothing where every one was answered."""
     return f"; {missed_batches(batches)}" if batches["answered"] < batches["due"] else ""
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,12 +60,26 @@ def _exact_type(annotation: object) -> type | None:
     return next((kind for kind in _RULES if annotation is kind), None)
 
 
+_RouteParameters = tuple[dict[str, None], tuple[tuple[str, str, type], ...]]
+_WALKED: dict[int, _RouteParameters] = {}  # id of a route -> its parameters, while the route lives
+
+
+def _route_parameters(route: APIRoute) -> _RouteParameters:
+    """The query parameters `route` reads (in the order it declares them) and its exact_parameters, walked once per
+    route, not on each request (a route's dependencies do not change once made; routes are not hashable, so they are
+    kept by id, dropped as the route goes)."""
+    if (walked := _WALKED.get(id(route))) is None:
+        reads = dict.fromkeys(name for where, name, _ in _parameters(route.dependant) if where == "query")
+        walked = _WALKED[id(route)] = (reads, tuple(exact_parameters(route.dependant)))
+        weakref.finalize(route, _WALKED.pop, id(route), None)
+    return walked
+
+
 async def exact_values(request: Request) -> None:
     """The app's dependency, run before FastAPI parses the path and the query: a 422 for a query parameter the matched
     route does not read, one of its own given more than once, or an integer or boolean parameter of it not written as
     above. (`async`, so it runs on the node's thread, not a worker's.)"""
-    route: APIRoute = request.scope["route"]
-    reads = list(dict.fromkeys(name for where, name, _ in _parameters(route.dependant) if where == "query"))
+    reads, exact = _route_parameters(request.scope["route"])
     for name in request.query_params:
         if name not in reads:
             raise ApiError(422, "invalid_request", f"query.{_shown(name)}: not a parameter of this route; it takes "
@@ -72,7 +87,7 @@ async def exact_values(request: Request) -> None:
     for name in reads:
         if (given := len(request.query_params.getlist(name))) > 1:
             raise ApiError(422, "invalid_request", f"query.{name}: given {given} times; give it once")
-    for where, name, kind in exact_parameters(route.dependant):
+    for where, name, kind in exact:
         values = [request.path_params[name]] if where == "path" else request.query_params.getlist(name)
         accepts, rule = _RULES[kind]
         if values and not accepts(values[0]):

@@ -383,7 +383,8 @@ def test_praise_is_measured_at_the_honest_nodes_beside_what_the_attackers_own_no
                                 "lowest_final": {"score": 4, "tier": "untrusted"},
                                 "highest_final": {"score": 6, "tier": "untrusted"},
                                 "attackers_mean_final_score": 950.0,
-                                "batches": {"due": 0, "answered": 0, "failed": 0, "not_sent": 0}}]
+                                "batches": {"due": 0, "answered": 0, "failed": 0, "not_sent": 0,
+                                                            "skipped": 0}}]
     assert untouched_agents(result) == ["good-0", "good-1"]  # the honest world's figures for the verdicts
 
 

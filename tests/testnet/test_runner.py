@@ -858,13 +858,38 @@ def test_the_setup_keeps_the_id_of_each_org_peer_vouch_in_force_for_a_later_revo
     testnet = _Testnet()
     run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1)  # type: ignore[arg-type]
     monkeypatch.setattr(runner, "_active_org_peer_vouches",
-                        lambda client, keys: {"did:n00": "held-from-before"} if keys == ("did:n01",) else {})
+                        lambda client, keys: {"did:n00": [("held-from-before", 0.9)]} if keys == ("did:n01",) else {})
     monkeypatch.setattr(runner, "_wait_for", lambda records, expected, timeout: {})
     run._trust_graph(SimpleNamespace())  # type: ignore[arg-type]
     wanted = {(a, b) for a, theirs in run.plan.vouches.items() for b in theirs}
-    assert set(run.org_peer_vouches) == wanted and ("n01", "n00") in wanted
+    assert set(run.org_peer_vouches) == wanted and run.plan.vouches["n01"]["n00"] == 0.9
     assert run.org_peer_vouches[("n01", "n00")] == "held-from-before"
     assert run.org_peer_vouches[("n00", "n01")] == "vouch-for-did:n01"
+
+
+def test_the_setup_vouches_again_at_the_scenarios_weight_for_an_org_peer_vouch_held_at_another(monkeypatch):
+    """A testnet reused: n01's vouch for n00 at 0.5 (an earlier run's `[[vouches]]` weight) is revoked and made
+    again at the scenario's 0.9, and the run says so; a second vouch held for n02 beside one at 0.9 is revoked, the
+    one at 0.9 kept. Before: any vouch held was kept, whatever its weight, and the run measured another graph."""
+    testnet = _Testnet()
+    said: list[str] = []
+    run = Run(testnet, load_scenario(str(Path(__file__).with_name("short.toml"))), seed=1,  # type: ignore[arg-type]
+              say=said.append)
+    held = {"did:n00": [("at-0.5", 0.5)], "did:n02": [("second-at-0.3", 0.3), ("at-0.9", 0.9)]}
+    monkeypatch.setattr(runner, "_active_org_peer_vouches",
+                        lambda client, keys: held if keys == ("did:n01",) else {})
+    monkeypatch.setattr(runner, "_wait_for", lambda records, expected, timeout: {})
+    run._trust_graph(SimpleNamespace())  # type: ignore[arg-type]
+    org_peer = [made for made in testnet.nodes["n01"].made if not made[1].startswith("did:key:")]  # (operator's)
+    assert org_peer == [("revoke", "at-0.5"), ("revoke", "second-at-0.3"), ("vouch", "did:n00")]
+    assert testnet.nodes["n01"].weights["did:n00"] == 0.9
+    assert run.org_peer_vouches[("n01", "n00")] == "vouch-for-did:n00"
+    assert run.org_peer_vouches[("n01", "n02")] == "at-0.9"
+    assert run.setup["reweighted"] == [{"from": "n01", "to": "n00", "held": [0.5], "weight": 0.9}]
+    assert run.setup["revocations"] == 2
+    assert [line for line in said if line.startswith("setup: ")] == [
+        "setup: 5 org-peer vouches (1 held from before at another weight, vouched again: n01 for n00 0.5 -> 0.9), "
+        "2 revocations, 3 operator vouches; held everywhere after 0.0 s"]
 
 
 def test_the_run_waits_for_the_cosignatures_of_the_orgs_a_vouch_change_made_its_followers(tmp_path, monkeypatch):

@@ -211,7 +211,7 @@ def test_an_attack_whose_batches_did_not_get_through_has_no_verdict_not_containe
     (verdict,) = judge(results(kind({"score": 412, "tier": "provisional"}, 0, batches=refused)))
     assert verdict.outcome == UNDECIDED
     assert verdict.figures.startswith("the attack was not carried out: 12 of 12 batches failed (3 of them not sent: "
-                                      "their node down, or still answering the one before); its ")
+                                      "their node down); its ")
     mostly = {"due": 12, "answered": 5, "failed": 7, "not_sent": 0}
     (verdict,) = judge(results(kind({"score": 412, "tier": "provisional"}, 0, batches=mostly)))
     assert verdict.outcome == UNDECIDED and "not carried out: 7 of 12 batches failed; " in verdict.figures
@@ -221,6 +221,24 @@ def test_an_attack_whose_batches_did_not_get_through_has_no_verdict_not_containe
     hit = {"score": 612, "tier": "trusted"} if kind is praise else {"score": 100, "tier": "untrusted"}
     (verdict,) = judge(results(kind(hit, 1, batches=refused)))  # what got through got what it wanted
     assert verdict.outcome == SUCCEEDED
+
+
+@pytest.mark.parametrize("kind", [praise, slander])
+def test_an_attack_whose_slow_node_skipped_rounds_is_judged_on_the_batches_sent(kind):
+    """A slow attacking node, still answering a batch when the next round came, skips that round: the network heard
+    the attack through the batches it answered, so the skipped ones are shown but not judged. Before: 4 answered of
+    12 due, 8 skipped, read `not carried out` (exit 4) on a loaded machine."""
+    slow = {"due": 12, "answered": 4, "failed": 0, "not_sent": 0, "skipped": 8}
+    (verdict,) = judge(results(kind({"score": 412, "tier": "provisional"}, 0, batches=slow)))
+    assert verdict.outcome == CONTAINED
+    assert verdict.figures.endswith("; 0 of 4 batches failed; 8 more skipped, their node still answering the one "
+                                    "before (not judged)")
+    down = {**slow, "answered": 1, "not_sent": 3}  # of the 4 judged, 3 not sent: their node down
+    (verdict,) = judge(results(kind({"score": 412, "tier": "provisional"}, 0, batches=down)))
+    assert verdict.outcome == UNDECIDED
+    assert verdict.figures.startswith("the attack was not carried out: 3 of 4 batches failed (3 of them not sent: "
+                                      "their node down); 8 more skipped, their node still answering the one before "
+                                      "(not judged); its ")
 
 
 def test_an_attack_no_batch_of_which_was_due_has_no_verdict():
