@@ -9,7 +9,8 @@ stood: one revoked or expired, only if the other orgs reported the agent's misco
 (TrustEngine.revoke). Replacing a vouch does not undo having given it; the penalty
 fades as the agent's bad evidence decays. For each org that vouched for it, an agent's conduct
 is judged from the other orgs' evidence: an org reporting its own agent's violations pays no more than one hiding them
-would, and reporting it well earns it nothing.
+would, and reporting it well earns it nothing. Their bad counts as the agent's score counts it (vouching.confirmation):
+a discredited org's, or one unchecked org's alone, costs the voucher no more than it costs the agent.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from vouching.arrays import distinct, grid_sum_by, sum_by
-
+from vouching.confirmation import counted_bad_less
 from vouching.params import ScoringParams
 
 
@@ -30,18 +31,20 @@ def conduct(good: np.ndarray, bad: np.ndarray, params: ScoringParams) -> tuple[n
 
 
 def others_evidence(voucher: np.ndarray, subject: np.ndarray, evidence: tuple[np.ndarray, ...], n_orgs: int,
-                    n_agents: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per agent vouch, the weighted good and bad evidence of its subject less what its voucher itself reported of
-    it: what its subject's conduct is judged from for its voucher's accountability, so that an org's own reports of
-    an agent neither cost nor earn it accountability for vouching for it. `evidence`: per pair, agent, org, weighted
-    good and bad on the grid (batch.weighted_evidence), so that the sums less one pair's part are exact."""
-    agent, org, good, bad = evidence
+                    n_agents: int, source_cap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per agent vouch, the weighted good evidence of its subject and its bad as its score counts it
+    (confirmation.counted_bad_less), less what its voucher itself reported of it: what its subject's conduct is
+    judged from for its voucher's accountability, so that an org's own reports of an agent neither cost nor earn it
+    accountability for vouching for it, and bad that does not lower the agent's score (a discredited org's beyond
+    what orgs at the witness weight report, one independence group's beyond one source's cap) costs its voucher
+    none. `evidence`: per pair, agent, org, weighted good and bad on the grid, standing and independence group
+    (batch.weighted_evidence), so that the sums less one pair's part are exact."""
+    agent, org, good = evidence[:3]
     own = _own_pairs(voucher, subject, agent, org, n_orgs, n_agents)
     reported = np.flatnonzero(own >= 0)
-    good_of, bad_of = sum_by(agent, good, n_agents)[subject], sum_by(agent, bad, n_agents)[subject]
+    good_of = sum_by(agent, good, n_agents)[subject]
     good_of[reported] -= good[own[reported]]
-    bad_of[reported] -= bad[own[reported]]
-    return good_of, bad_of
+    return good_of, counted_bad_less(subject, own, evidence, n_orgs, n_agents, source_cap)
 
 
 def _own_pairs(voucher: np.ndarray, subject: np.ndarray, pair_agent: np.ndarray, pair_org: np.ndarray, n_orgs: int,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vouching.arrays import distinct, grid_sum_by, in_distinct, on_grid_array, sum_by
-from vouching.confirmation import counted_bad_array
+from vouching.confirmation import DISCREDITED, FULL, LIGHT, counted_bad_array
 from vouching.evidence import EvidenceStore, report_strengths
 from vouching.params import ScoringParams
 from vouching.rules import cap_scores
@@ -71,12 +71,22 @@ def _decayed(store: EvidenceStore, weights: np.ndarray, now: float, good_cap: fl
     return agent, org, np.where(ahead, 0.0, weights[org]), age, good, bad, held
 
 
-def weighted_evidence(store: EvidenceStore, weights: np.ndarray, now: float, good_cap: float
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair: agent, org, and the weighted decayed good (capped per org) and bad pseudo-observations, each on the
-    grid, so that an agent's sums less one org's part are the same whatever order the pairs come in."""
+def weighted_evidence(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, discredited_orgs: np.ndarray,
+                      now: float, good_cap: float, params: ScoringParams) -> tuple[np.ndarray, ...]:
+    """Per pair: agent, org, the weighted decayed good (capped per org) and bad pseudo-observations, each on the
+    grid, so that an agent's sums less one org's part are the same whatever order the pairs come in, how its bad
+    counts (`bad_standings`) and its org's independence group (`groups` per org)."""
     agent, org, w, _, good, bad, _ = _decayed(store, weights, now, good_cap)
-    return agent, org, on_grid_array(w * good), on_grid_array(w * bad)
+    return (agent, org, on_grid_array(w * good), on_grid_array(w * bad),
+            bad_standings(store, w, discredited_orgs, params), groups[org])
+
+
+def bad_standings(store: EvidenceStore, w: np.ndarray, discredited_orgs: np.ndarray, params: ScoringParams
+                  ) -> np.ndarray:
+    """Per pair, how its bad evidence counts (confirmation.standing_of), from its org's weight `w` (per pair) and
+    whether the deviation test discredited its org (`discredited_orgs` per org)."""
+    full = (w >= params.independent_min_weight) | (store.column("first_hand") != 0)
+    return np.where(full, FULL, np.where(discredited_orgs[store.column("org")], DISCREDITED, LIGHT))
 
 
 def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, discredited_orgs: np.ndarray,
@@ -107,9 +117,9 @@ def totals(store: EvidenceStore, weights: np.ndarray, groups: np.ndarray, discre
     shared = witness & ~alone
     group_keys = distinct(group_key[shared])
     independent += np.bincount(group_keys // n_orgs, minlength=n_agents)
-    full = (w >= p.independent_min_weight) | (store.column("first_hand") != 0)  # (confirmation.standing_of)
-    discredited = ~full & discredited_orgs[org]
-    light = ~full & ~discredited & (w > 0)
+    standing = bad_standings(store, w, discredited_orgs, p)
+    full, discredited = standing == FULL, standing == DISCREDITED
+    light = (standing == LIGHT) & (w > 0)
     bad = on_grid_array(w * bad_now)
     full_bad = sum_by(agent, bad * full, n_agents)
     return Totals(

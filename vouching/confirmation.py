@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vouching.arrays import sum_by
 from vouching.deviation import credibility
 from vouching.params import ScoringParams
 
@@ -45,3 +46,55 @@ def counted_bad_array(full: np.ndarray, light: np.ndarray, top: np.ndarray, disc
                       source_cap: float) -> np.ndarray:
     """`counted_bad` over arrays, each group's LIGHT bad given as their sum (`light`) and the largest (`top`)."""
     return full + light - np.maximum(0.0, 2 * top - full - light - source_cap) + np.minimum(discredited, full)
+
+
+def counted_bad_less(subject: np.ndarray, left_out: np.ndarray, evidence: tuple[np.ndarray, ...], n_orgs: int,
+                     n_agents: int, source_cap: float) -> np.ndarray:
+    """Per (`subject`, pair `left_out` or -1): the subject's bad evidence counted as its score counts it
+    (`counted_bad_array`) from its evidence pairs but that one, as if the pair's org had reported nothing of it.
+    `evidence`: per pair, agent, org, weighted good and bad on the grid, standing and independence group
+    (batch.weighted_evidence). A group's LIGHT bad only counts where an agent's LIGHT bad exceeds `source_cap`: the
+    groups of those agents alone are summed."""
+    agent, _, _, bad, standing, group = evidence
+    sums = [sum_by(agent, bad * (standing == kind), n_agents)[subject] for kind in (FULL, LIGHT, DISCREDITED)]
+    out = np.flatnonzero(left_out >= 0)
+    pair = left_out[out]
+    for kind, total in zip((FULL, LIGHT, DISCREDITED), sums):
+        total[out] -= np.where(standing[pair] == kind, bad[pair], 0.0)
+    full, light, discredited = sums
+    top = np.zeros(len(subject))
+    heavy = np.flatnonzero(light > source_cap)  # elsewhere no group's bad is beyond what the rest report and C
+    if len(heavy):
+        top[heavy] = _top_light_group_less(subject[heavy], left_out[heavy], agent, bad, standing, group, n_orgs,
+                                           n_agents)
+    return counted_bad_array(full, light, top, discredited, source_cap)
+
+
+def _top_light_group_less(subject: np.ndarray, left_out: np.ndarray, agent: np.ndarray, bad: np.ndarray,
+                          standing: np.ndarray, group: np.ndarray, n_orgs: int, n_agents: int) -> np.ndarray:
+    """Per (`subject`, pair `left_out` or -1): the largest LIGHT bad of one of the subject's independence groups, that
+    pair's left out, from each agent's two largest group sums."""
+    wanted = np.zeros(n_agents, dtype=bool)
+    wanted[subject] = True
+    rows = np.flatnonzero((standing == LIGHT) & wanted[agent])
+    key = agent[rows].astype(np.int64) * n_orgs + group[rows]
+    order = np.argsort(key, kind="stable")
+    keys = key[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    group_key, group_bad = keys[starts], np.add.reduceat(bad[rows][order], starts)  # sums on the grid: exact
+    by_size = np.lexsort((group_bad, group_key // n_orgs))  # by agent, then bad: each agent's largest last
+    owner = (group_key // n_orgs)[by_size]
+    last = np.r_[owner[1:] != owner[:-1], True]
+    second = np.r_[(owner[1:] == owner[:-1]) & last[1:], False]
+    first_bad, first_key, second_bad = np.zeros(n_agents), np.full(n_agents, -1, dtype=np.int64), np.zeros(n_agents)
+    first_bad[owner[last]], first_key[owner[last]] = group_bad[by_size][last], group_key[by_size][last]
+    second_bad[owner[second]] = group_bad[by_size][second]
+    top = first_bad[subject]
+    out = np.flatnonzero(left_out >= 0)
+    out = out[standing[left_out[out]] == LIGHT]
+    pair = left_out[out]
+    own_key = subject[out].astype(np.int64) * n_orgs + group[pair]
+    own_bad = group_bad[np.searchsorted(group_key, own_key)] - bad[pair]
+    other = np.where(first_key[subject[out]] == own_key, second_bad[subject[out]], first_bad[subject[out]])
+    top[out] = np.maximum(own_bad, other)
+    return top

@@ -1,7 +1,8 @@
 """The full recompute (DESIGN.md §6) as a function of a snapshot of the trust engine: credibility from the deviation
 test, reputation, voucher accountability, reputation again, then every agent's sums and score, with numpy. The
 accountability is judged afresh (agents' conduct by the orgs' word at full accountability, each voucher's own left
-out), not from the last recompute's, so that a recompute gives what a node just restarted gives.
+out, their bad counted as the score counts it), not from the last recompute's, so that a recompute gives what a node
+just restarted gives.
 
 `TrustEngine.snapshot` copies all it reads, so that `Recompute.compute` may run on a worker thread while the engine
 goes on taking records and answering reads; `TrustEngine.install` then swaps the result in at once. At 10^5 agents and
@@ -100,8 +101,9 @@ class Recompute:
         # each recompute then gives what a node just restarted gives (DESIGN.md §6, the same records the same score).
         first = self._standing(src, dst, weight, credible, np.ones(n))
         vouches = self.vouches.agent_columns()
-        evidence = weighted_evidence(self.evidence, first.weights, now, self.source_cap)
-        misbehaving, well_behaved = conduct(*others_evidence(*vouches[:2], evidence, n, n_agents), p)
+        discredited = discredited_orgs(credible, p)
+        evidence = weighted_evidence(self.evidence, first.weights, first.groups, discredited, now, self.source_cap, p)
+        misbehaving, well_behaved = conduct(*others_evidence(*vouches[:2], evidence, n, n_agents, self.source_cap), p)
         ended = self.vouches.ends()
         gone = np.flatnonzero(misbehaving & (ended < np.inf))  # a vouch answers for misconduct begun while it stood
         if len(gone):
@@ -115,7 +117,7 @@ class Recompute:
         standing = self._standing(src, dst, weight, credible, accountable)
         operated, operator = self.vouches.operator_columns()
         weighty = standing.voucher_weights[operator] > 0
-        t = totals(self.evidence, standing.weights, standing.groups, discredited_orgs(credible, p),
+        t = totals(self.evidence, standing.weights, standing.groups, discredited,
                    (operated[weighty], operator[weighty]), n_agents, now, self.source_cap, p)
         lift = np.minimum(self.vouches.lifts(standing.voucher_weights, now, n_agents), self.source_cap)
         sums = AgentSums(now, t.good, t.good_held, t.bad, t.reports, lift,

@@ -434,7 +434,7 @@ def _accountability_of(w: World, org: str, path: str) -> float:
     (as node.trust runs it off its loop), or that of an engine restored from a capture of it (as a node restarts)."""
     engine = w.engine
     if path == "restored":
-        engine = TrustEngine("own", ["root", *w.orgs])
+        engine = TrustEngine("own", w.roots)
         engine_state.restore(engine_state.capture(w.engine), engine, ())
     if path == "snapshot":
         copying = engine.start_snapshot()
@@ -458,6 +458,40 @@ def test_an_org_reporting_its_own_agent_s_violations_keeps_its_accountability(pa
     assert _accountability_of(told, "org3", path) == 1.0
     assert told.score("agent") < 200  # its reports still count against the agent
     reported = _operated([("org0", "agent", {"denied": 3})])
+    assert _accountability_of(reported, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
+
+
+def _operated_among_slanderers(reporters: int) -> World:
+    """Agent `agent`, which org3 operates, reported as violating (400 bad a digest, for twelve hours) by org0 and, with
+    `reporters` 2, org1: orgs nobody could check yet (below the witness weight), each its own independence group."""
+    w = World(orgs=4, rooted=False)
+    w.engine.add_agent_vouch("org3", "agent", 1.0, "operator", record_id=rid(), ts=0)
+    for epoch in range(12):
+        for org in w.orgs[:reporters]:
+            w.digest(org, "agent", epoch, denied=40)
+    return w
+
+
+@pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
+def test_bad_the_agent_s_score_does_not_count_costs_its_operator_no_accountability(path):
+    """An agent's conduct is judged for its voucher's accountability from its bad as its score counts it (README "How
+    scores are computed", 3 and 4): reports of an honest operator's agent by orgs the deviation test discredited (for
+    one digest of an agent this node saw behave, reported as violating), which lower the agent's score no further
+    than orgs at the witness weight confirm, leave the operator's accountability at 1; two independent orgs' reports
+    still cost it. Before, the discredited orgs' word cut the operator to 0.11 (its weight,
+    and that of all it says, with it), though it had cost the agent nothing."""
+    slandered = _operated_among_slanderers(2)
+    for org in slandered.orgs[:2]:
+        slandered.digest(org, "seen", 0, denied=4)
+    for epoch in range(12):
+        slandered.engine.add_first_hand("seen", ts=epoch * HOUR_MS + 1, outcomes=Outcomes(ok=4))
+    assert _accountability_of(slandered, "org3", path) == 1.0
+    slandered.engine.recompute(now=slandered.now)
+    untested = credibility(np.zeros(1), np.zeros(1), ScoringParams())[0]
+    assert all(slandered.engine.org(org, now=slandered.now).credibility < untested for org in slandered.orgs[:2])
+    assert slandered.score("agent") == _operated_among_slanderers(0).score("agent")  # as the agent's score counts it
+    reported = _operated_among_slanderers(2)
+    penalty = ScoringParams().accountability_penalty
     assert _accountability_of(reported, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
 
 

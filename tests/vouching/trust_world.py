@@ -23,7 +23,8 @@ class World:
 
     def __init__(self, orgs: int = 4, params: ScoringParams | None = None, *, rooted: bool = True) -> None:
         self.orgs = [f"org{i}" for i in range(orgs)]
-        self.engine = TrustEngine("own", ["root", *(self.orgs if rooted else [])], params)
+        self.roots = ["root", *(self.orgs if rooted else [])]
+        self.engine = TrustEngine("own", self.roots, params)
         for org in self.orgs:
             self.engine.add_org_vouch("root", org, 1.0, record_id=rid(), ts=0)
         self.now = 0
