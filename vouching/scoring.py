@@ -250,14 +250,10 @@ class TrustEngine:
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
         """A revocation of one of the issuer's earlier vouches; it stops counting from now on. The agent whose
         vouch it revoked, if any (None for an org vouch, a vouch that has not arrived yet, or another org's vouch,
-        which it leaves counting: a key that merely claims to replace the voucher may send one). Its `ts` is its
-        issuer's word, so an agent vouch ends no earlier than `_reported_upto` (vouching.recompute: it answers for
-        misconduct begun before its end)."""
+        which it leaves counting: a key that merely claims to replace the voucher may send one)."""
         known = self._vouches.get(record_id)
-        terms = None
-        if known is not None and not known.for_org:
-            terms = self._changing(known.subject, known.issuer, known.basis)
-            ts = max(ts, self._reported_upto(known.subject, known.issuer))
+        terms = None if known is None or known.for_org else \
+            self._changing(known.subject, known.issuer, known.basis)
         vouch = self._vouches.revoke(self._org(issuer), record_id, ts)
         if vouch is None:
             return None
@@ -759,14 +755,6 @@ class TrustEngine:
         weights = self._voucher_weights
         return {tool for v in self._vouches_of(a)
                 if v.scope is not None and v.active(now) and weights[v.issuer] > 0 for tool in v.scope}
-
-    def _reported_upto(self, a: int, voucher: int) -> int:
-        """The date of the latest report of agent `a` by an org other than `voucher` that the engine holds: a
-        revocation arriving now was made after it, whatever date its issuer gave it. This node's own evidence is left
-        out: dated at its epoch's end, it comes event by event as the node runs and as a digest at a restart."""
-        t_ref = self._evidence.t_ref
-        return int(max((t_ref[pair] for o, pair in self._pairs[a].items() if o not in (voucher, self._own)),
-                       default=0))
 
     def _operator_groups(self, a: int) -> Sequence[int]:
         """The independence groups of the orgs with weight whose latest vouch of basis operator for the agent stands

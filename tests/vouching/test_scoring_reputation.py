@@ -548,31 +548,6 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
 
 
 @pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
-def test_a_revocation_dated_before_reports_the_node_held_when_it_came_still_answers_for_them(path):
-    """A revocation's date is its issuer's word (DESIGN §3 ts), so a vouch ends no earlier than the latest report of
-    its agent by another org the node held when the revocation came (README "How scores are computed", 3): an
-    operator revoking its vouch once others reported its agent's violations, dated a minute after the vouch, keeps
-    answering for them; dated honestly before the reports came, it answers for none, its own report of its agent held
-    before the revocation changing nothing (it pays no more than one hiding it would). Before, the backdated
-    revocation shed the whole penalty, though the vouch had lifted its agent until the reports came."""
-    penalty = ScoringParams().accountability_penalty
-    w = World(orgs=4)
-    vouch = rid()
-    w.engine.add_agent_vouch("org3", "agent", 1.0, "operator", record_id=vouch, ts=0)
-    for org, hour, counts in _VIOLATIONS_FROM_HOUR_2:
-        w.digest(org, "agent", hour, **counts)
-    w.engine.revoke("org3", vouch, ts=60_000)
-    assert _accountability_of(w, "org3", path) == pytest.approx(1 / (1 + penalty * 2.0))
-    told = World(orgs=4)
-    told.engine.add_agent_vouch("org3", "agent", 1.0, "operator", record_id=(vouch := rid()), ts=0)
-    told.digest("org3", "agent", 5, denied=1)  # its operator's own word, before it revokes: it sets no date
-    told.engine.revoke("org3", vouch, ts=60_000)
-    for org, hour, counts in _VIOLATIONS_FROM_HOUR_2:
-        told.digest(org, "agent", hour, **counts)
-    assert _accountability_of(told, "org3", path) == 1.0
-
-
-@pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
 def test_an_org_s_own_good_reports_of_its_agent_do_not_buy_back_accountability(path):
     """An agent only its operator reports to behave does not weigh for the operator against an agent of it that others
     saw misbehave, as one other orgs saw behave does. Before: the operator's word alone made its agent behave, and so
