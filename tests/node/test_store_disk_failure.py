@@ -28,8 +28,9 @@ STORES = {
                                                 "RegistryError as E\nopened = S.open"),
     "own_records.db": (_own_records,
                        "from gossip.own_records import OwnRecords as S, OwnRecordsError as E\n"
-                       "from gossip.store import RecordStore\n"
-                       "opened = lambda d: S.open(d, lambda: 0, RecordStore.open(d))"),
+                       "class Holds:  # the record store, which the full disk may refuse to open first\n"
+                       "    has = staticmethod(lambda record_id: True)\n"
+                       "opened = lambda d: S.open(d, lambda: 0, Holds())"),
 }
 
 
