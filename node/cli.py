@@ -13,6 +13,7 @@ import os
 import sys
 import textwrap
 import typing
+import warnings
 
 # Each command and the module whose `register(subparsers)` adds it, in the order --help lists them.
 COMMANDS = {
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:  # Ctrl-C, also while the command's modules load (a traceback of an import, before)
+        # Tasks an interrupted trio run had yet to start are collected as Python exits, each with a "coroutine ...
+        # was never awaited" warning, after the command said what the interruption left
+        warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
         return 130
 
 
