@@ -60,7 +60,7 @@ class ReadTurns:
         if not self._waiting:
             self._free += 1
             return
-        first = min(self._arrived)  # (dicts keep their keys' order, but a cancelled wait deletes from the middle)
+        first = next(iter(self._arrived))  # the longest waiting: keys are in order of arrival, as a dict keeps them
         if trio.current_time() - self._arrived[first] >= OVERDUE_S:
             entry = next(e for e in self._waiting if e[1] == first)
             self._waiting.remove(entry)
