@@ -18,6 +18,7 @@ import trio
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
+from gossip.forks import FORK_WINDOW
 from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN
 from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR, MAYBE_BLOCKED, QUICK_CLOSE_S
 from gossip.serving_budget import ServingRates
@@ -191,6 +192,7 @@ _RATES = ServingRates()
     f"{READ_TIMEOUT_S:g} s)",
     f"its head must arrive within {KEEP_ALIVE_S:g} s, or the connection is closed unanswered",
     f"An `Idempotency-Key` header is optional: any 1 to {MAX_KEY} printable ASCII characters",
+    f"gossiped checkpoints are compared for {FORK_WINDOW / 60:g} minutes,",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())
@@ -228,6 +230,8 @@ _UNTESTED = float(credibility(np.zeros(1), np.zeros(1), _P)[0])  # an org's cred
     f"| ≥ {_P.reports_below_trusted} | 499 (below `trusted`",
     f"| ≥ {_P.reports_below_provisional} | 199 (below `provisional`)",
     f"the {MAX_LISTED_PARTS} heaviest by default",
+    f"`verified` needs good evidence from {_P.verified_min_orgs} independence groups",  # the threat model's
+    f"(evidence dated more than {_P.future_tolerance_ms // 60_000} minutes ahead counts from then only)",
 ])
 def test_the_readme_states_the_scoring_defaults(statement):
     """"How scores are computed" states vouching.params.ScoringParams' defaults as the engine uses them."""
@@ -321,3 +325,17 @@ async def test_the_readme_s_script_checks_a_node_s_log_and_its_cosignatures(tmp_
             node.note = format_note(text, [note_signature(text, Ed25519Signer(node.origin, node.replica.key))])
             with pytest.raises(AssertionError, match="the entries do not hash to the checkpoint's root"):
                 await trio.to_thread.run_sync(check)
+
+
+def test_every_link_to_a_section_of_the_readme_finds_it():
+    """Each `(#anchor)` link names a heading, as GitHub makes its anchor (lower case, spaces to hyphens, punctuation
+    but hyphens dropped, a repeated one numbered): the threat model and the contents send an evaluator across it."""
+    text = re.sub(r"```.*?```", "", README.read_text(), flags=re.DOTALL)
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#+ (.*)$", text, re.MULTILINE):
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        repeated = sum(1 for a in anchors if a == anchor or re.fullmatch(rf"{re.escape(anchor)}-\d+", a))
+        anchors.add(f"{anchor}-{repeated}" if repeated else anchor)
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert len(links) > 100
+    assert [link for link in links if link not in anchors] == []
