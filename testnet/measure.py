@@ -313,8 +313,37 @@ def final_scores(run: RunResult) -> dict[tuple[str, str], tuple[int, str]]:
     return {key: (score, tier) for key, (_, score, tier) in last.items()}
 
 
+def lowest_scores(run: RunResult) -> dict[tuple[str, str], tuple[int, str, float]]:
+    """(node, agent) -> its lowest (score, tier, seconds into the traffic) there from the traffic's start to the end
+    of the run (settling included), under the identity it went by then: a transient dip, such as an honest agent's
+    when slander starts, which its final score no longer shows. Every node's samples count, one that gave no view at
+    the end too (what it answered then it answered)."""
+    lowest: dict[tuple[str, str], tuple[int, str, float]] = {}
+    for s in run.scores:
+        if s.at >= run.t0 and s.did == identity_at(run, s.agent, s.at):
+            key = (s.node, s.agent)
+            if key not in lowest or s.score < lowest[key][0]:
+                lowest[key] = (s.score, s.tier, round(s.at - run.t0, 1))
+    return lowest
+
+
+def lowest_during(run: RunResult, agents: set[str], watchers: set[str]) -> dict[str, Any]:
+    """Of `agents` at the `watchers`: the lowest score during the run (lowest_scores; its tier, node, agent and
+    seconds into the traffic, None if none was scored), and in how many of their (node, agent) views it was
+    `untrusted` at some point."""
+    views = {key: low for key, low in lowest_scores(run).items() if key[0] in watchers and key[1] in agents}
+    lowest = None
+    if views:
+        (node, agent), (score, tier, t) = min(views.items(), key=lambda view: view[1][0])
+        lowest = {"score": score, "tier": tier, "node": node, "agent": agent, "t": t}
+    return {"lowest_during": lowest, "untrusted_during": sum(1 for _, tier, _ in views.values() if tier == "untrusted"),
+            "views_during": len(views)}
+
+
 def confusion(run: RunResult) -> dict[str, Any]:
-    """Agent class (group, and whether it misbehaves) x final tier, counted over (observer node, agent) pairs."""
+    """Agent class (group, and whether it misbehaves) x final tier, counted over (observer node, agent) pairs; with
+    each class's lowest score at the observers during the run, and how many of their views were untrusted at some
+    point (lowest_during)."""
     finals = final_scores(run)
     watchers = set(observers(run))
     group_of = {a.name: a.group.name for a in run.plan.agents}
@@ -325,7 +354,8 @@ def confusion(run: RunResult) -> dict[str, Any]:
             if node in watchers and group_of[agent] == group.name:
                 counts[tier] += 1
         rows.append({"group": group.name, "behaviour": group.behaviour.model, "malicious": group.behaviour.malicious,
-                     "tiers": counts})
+                     "tiers": counts,
+                     **lowest_during(run, {a.name for a in run.plan.agents_of(group.name)}, watchers)})
     return {"observers": sorted(watchers), "tiers": list(TIERS), "rows": rows}
 
 
@@ -366,7 +396,8 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                          highest_final=_final(max(seen, default=None)),
                          # what the attack made of the targets where it is believed: beside the honest nodes' view
                          attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None,
-                         batches=_attack_batches(run, i))
+                         batches=_attack_batches(run, i),
+                         **(lowest_during(run, names, watchers) if attack.type == "slander" else {}))
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":
