@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from vouching.tiers import TIERS, tier_rank
 
+from .plan import Plan
 from .runner import RunResult
 from .scenario import Scenario
 from .status import expected_cosigners, flagged_keys, followers_by_node, witness_cosignatures, witnessed
@@ -47,18 +50,46 @@ def attacking_groups(scenario: Scenario) -> set[str]:
 
 def untouched_agents(run: RunResult) -> list[str]:
     """The agents no attack touches: none targets them (praise, slander, whitewash), their operator's vouch for them
-    stays (no `[[revocations]]`), and their operator's org neither attacks, nor had its key stolen, nor was vouched
-    for or un-vouched mid-run (`[[vouches]]`: its vouch for them weighs otherwise from then). Their scores are the
-    honest world's figures an attack's targets are compared with (testnet.verdict)."""
+    stays (no `[[revocations]]`), their operator's org neither attacks nor had its key stolen, and no `[[vouches]]`
+    change moves the standing of an org they work for (moved_by_vouch_changes: their operator's vouch for them, or
+    an org's reports of them, would weigh otherwise from then). Their scores are the honest world's figures an
+    attack's targets are compared with (testnet.verdict)."""
     scenario = run.scenario
     targeted = ({a.agents for a in scenario.attacks if a.agents is not None}
                 | {r.agents for r in scenario.revocations})
     attacking = attacking_groups(scenario)
     robbed = {node for i, a in enumerate(scenario.attacks) if a.type == "key-theft" and a.orgs is not None
               for node in run.plan.select(a.orgs, f"attacks[{i}].orgs")}
-    revouched = {vouchee for i in range(len(scenario.vouch_changes)) for _, vouchee in run.plan.vouch_pairs(i)}
-    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted
-                  and a.operator not in robbed | revouched and run.plan.group_of(a.operator) not in attacking)
+    moved = moved_by_vouch_changes(run.plan, observers(run))
+    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted and a.operator not in robbed
+                  and not moved.intersection(a.orgs) and run.plan.group_of(a.operator) not in attacking)
+
+
+def moved_by_vouch_changes(plan: Plan, watchers: Collection[str]) -> set[str]:
+    """The orgs (by node) whose standing at one of the `watchers` a `[[vouches]]` change may move: at a watcher whose
+    horizon holds the change's voucher, each org the voucher reaches by org-peer vouches (those of the file's trust
+    graph, or any change makes), the vouchee and whom it vouches for included. A voucher's reputation is shared out
+    among all it vouches for and flows on from them (README "Org reputation": personalised PageRank), and a vouchee
+    brings its own vouchees into horizons or takes them out. Left out at each watcher: itself and its roots, whose
+    standing there is 1 whatever flows to them (a root's teleport share alone is far above r_full)."""
+    edges = {node: set(theirs) for node, theirs in plan.vouches.items()}
+    for i, change in enumerate(plan.scenario.vouch_changes):
+        if change.action == "vouch":
+            for a, b in plan.vouch_pairs(i):
+                edges[a].add(b)
+    ever = replace(plan, vouches={node: dict.fromkeys(theirs, 1.0) for node, theirs in edges.items()})
+    moved: set[str] = set()
+    for voucher in {a for i in range(len(plan.scenario.vouch_changes)) for a, _ in plan.vouch_pairs(i)}:
+        reached, frontier = set(), list(edges[voucher])
+        while frontier:
+            org = frontier.pop()
+            if org not in reached:
+                reached.add(org)
+                frontier += edges[org]
+        for watcher in watchers:
+            if voucher in ever.horizon(watcher):
+                moved |= reached - {watcher, *plan.roots[watcher]}
+    return moved
 
 
 def observers(run: RunResult) -> list[str]:

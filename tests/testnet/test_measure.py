@@ -451,15 +451,88 @@ def test_the_agents_whose_operator_vouch_a_revocation_revokes_are_no_untouched_a
     assert untouched_agents(result) == ["bad-0"]
 
 
-def test_the_agents_of_an_org_vouched_for_or_un_vouched_mid_run_are_no_untouched_agents():
-    """The operator vouches of an org the others stop vouching for weigh otherwise from then: its agents' scores are
-    the change's doing, not the honest world's."""
+_BRIDGED = """\
+description = "honest orgs vouch for bridge, which vouches for partner; they un-vouch bridge at 10 s"
+duration = 30
+
+[orgs.honest]
+nodes = 2
+roots = ["honest"]
+vouch = ["honest", "bridge"]
+
+[orgs.bridge]
+nodes = 1
+vouch = ["partner"]
+
+[orgs.partner]
+nodes = 1
+
+[orgs.aside]
+nodes = 1
+roots = ["honest"]
+
+[agents.good]
+count = 2
+behaviour = "honest"
+operator = "honest"
+works_at = ["honest"]
+
+[agents.bridged]
+count = 1
+behaviour = "honest"
+operator = "bridge"
+works_at = ["honest"]
+
+[agents.partnered]
+count = 1
+behaviour = "honest"
+operator = "partner"
+works_at = ["honest"]
+
+[agents.reported]
+count = 1
+behaviour = "honest"
+operator = "honest"
+works_at = ["partner"]
+
+[agents.apart]
+count = 1
+behaviour = "honest"
+operator = "aside"
+works_at = ["aside"]
+orgs_per_agent = 1
+
+[[vouches]]
+from = "honest"
+to = "bridge"
+action = "revoke"
+at = 10
+"""
+
+
+def test_the_agents_of_the_orgs_a_vouch_change_reaches_are_no_untouched_agents():
+    """Found by stop 45's testnet helper: the honest orgs un-vouch bridge, and with it partner, which only bridge
+    vouches for, leaves their horizons (its operator vouches weigh nothing there from then on). Before, only the
+    agents whose operator a change names were left out, so partner's were still counted among the untouched ones
+    that verdicts compare an attack's targets with. Now left out too are the agents of the orgs the voucher reaches
+    through its vouches (partner, via bridge), and those such an org reports on (it works for partner); the agents
+    of the watchers' roots (the honest orgs, whose standing is 1 at every watcher whatever flows to them) and of an
+    org the change cannot reach (aside, which vouches for none and no honest org vouches for) stay untouched."""
+    scenario = parse_scenario(_BRIDGED, name="bridged")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, [f"n0{i}" for i in range(5)], seed=1))
+    assert untouched_agents(result) == ["apart-0", "good-0", "good-1"]
+
+
+def test_an_un_vouched_org_every_watcher_roots_keeps_its_agents_untouched():
+    """short.toml's quiet org stops vouching for honest[1] (n01): every node roots n01 or is it, so its standing stays
+    1 everywhere and its agent good-1 is still the honest world's. Before, any vouchee's agents were left out."""
     text = Path(__file__).with_name("short.toml").read_text()
     scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[vouches]]\nfrom = "quiet"\nto = "honest[1]"\n'
                               'action = "revoke"\nat = 5\n', name="unvouched")
     result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
     assert [a.name for a in result.plan.agents if a.operator == "n01"] == ["good-1"]
-    assert untouched_agents(result) == ["bad-0", "good-0"]
+    assert all("n01" in result.plan.roots[n] or n == "n01" for n in result.plan.nodes)
+    assert untouched_agents(result) == ["bad-0", "good-0", "good-1"]
 
 
 def test_a_node_that_gave_no_view_at_the_end_gives_no_final_score_and_leaves_praise_with_no_verdict():
