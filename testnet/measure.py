@@ -344,30 +344,32 @@ def final_scores(run: RunResult) -> dict[tuple[str, str], tuple[int, str]]:
     return {key: (score, tier) for key, (_, score, tier) in last.items()}
 
 
-def lowest_scores(run: RunResult) -> dict[tuple[str, str], tuple[int, str, float]]:
-    """(node, agent) -> its lowest (score, tier, seconds into the traffic) there from the traffic's start to the end
-    of the run (settling included), under the identity it went by then: a transient dip, such as an honest agent's
-    when slander starts, which its final score no longer shows. Every node's samples count, one that gave no view at
-    the end too (what it answered then it answered)."""
+def lowest_scores(run: RunResult, since: float = 0.0) -> dict[tuple[str, str], tuple[int, str, float]]:
+    """(node, agent) -> its lowest (score, tier, seconds into the traffic) there from `since` seconds into the traffic
+    to the end of the run (settling included), under the identity it went by then: a transient dip, such as an honest
+    agent's when slander starts, which its final score no longer shows. Every node's samples count, one that gave no
+    view at the end too (what it answered then it answered)."""
     lowest: dict[tuple[str, str], tuple[int, str, float]] = {}
     for s in run.scores:
-        if s.at >= run.t0 and s.did == identity_at(run, s.agent, s.at):
+        if s.at >= run.t0 + since and s.did == identity_at(run, s.agent, s.at):
             key = (s.node, s.agent)
             if key not in lowest or s.score < lowest[key][0]:
                 lowest[key] = (s.score, s.tier, round(s.at - run.t0, 1))
     return lowest
 
 
-def lowest_during(run: RunResult, agents: set[str], watchers: set[str]) -> dict[str, Any]:
-    """Of `agents` at the `watchers`: the lowest score during the run (lowest_scores; its tier, node, agent and
-    seconds into the traffic, None if none was scored), and in how many of their (node, agent) views it was
-    `untrusted` at some point."""
-    views = {key: low for key, low in lowest_scores(run).items() if key[0] in watchers and key[1] in agents}
+def lowest_during(run: RunResult, agents: set[str], watchers: set[str], since: float = 0.0) -> dict[str, Any]:
+    """Of `agents` at the `watchers`, from `since` seconds into the traffic (an attack's start: before it, an honest
+    agent's lowest is its cold start's): the lowest score (lowest_scores; its tier, node, agent and seconds into the
+    traffic, None if none was scored), and in how many of their (node, agent) views it was `untrusted` at some
+    point."""
+    views = {key: low for key, low in lowest_scores(run, since).items() if key[0] in watchers and key[1] in agents}
     lowest = None
     if views:
         (node, agent), (score, tier, t) = min(views.items(), key=lambda view: view[1][0])
         lowest = {"score": score, "tier": tier, "node": node, "agent": agent, "t": t}
-    return {"lowest_during": lowest, "untrusted_during": sum(1 for _, tier, _ in views.values() if tier == "untrusted"),
+    return {"lowest_during": lowest, "since": since,
+            "untrusted_during": sum(1 for _, tier, _ in views.values() if tier == "untrusted"),
             "views_during": len(views)}
 
 
@@ -428,7 +430,7 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                          # what the attack made of the targets where it is believed: beside the honest nodes' view
                          attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None,
                          batches=_attack_batches(run, i),
-                         **(lowest_during(run, names, watchers) if attack.type == "slander" else {}))
+                         **(lowest_during(run, names, watchers, attack.at) if attack.type == "slander" else {}))
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":

@@ -147,12 +147,15 @@ def batches_missed(batches: dict[str, int]) -> str:
 
 def dip_said(entry: dict[str, Any]) -> str:
     """`the lowest during the run untrusted (149) (good-2 at n01, 22.5 s into the traffic), untrusted at some point in
-    3 of 16 views`: what measure.lowest_during found of an agent class or an attack's targets at the honest nodes;
-    nothing where no score of them was sampled (or the results are from before it was measured)."""
+    3 of 16 views` (`from 15 s on (the attack's start)` for a slander's targets): what measure.lowest_during found of
+    an agent class or an attack's targets at the honest nodes; nothing where no score of them was sampled (or the
+    results are from before it was measured)."""
     lowest = entry.get("lowest_during")
     if lowest is None:
         return ""
-    return (f"the lowest during the run {_score(lowest)} ({lowest['agent']} at {lowest['node']}, {lowest['t']:g} s "
+    since = entry.get("since", 0.0)
+    during = f"from {since:g} s on (the attack's start)" if since else "during the run"
+    return (f"the lowest {during} {_score(lowest)} ({lowest['agent']} at {lowest['node']}, {lowest['t']:g} s "
             f"into the traffic), untrusted at some point in {entry['untrusted_during']} of "
             f"{counted(entry['views_during'], 'view')}")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, lowest_scores, measure,
-                             observers, propagation, rotations, trust_changes, untouched_agents)
+from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, lowest_scores,
+                             measure, observers, propagation, rotations, trust_changes, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.report import linking, results_json, trust_change, witnessed_summary
@@ -90,7 +90,7 @@ def test_the_confusion_matrix_counts_each_observer_and_agent_once_by_its_last_ti
                        "tiers": {"untrusted": 0, "provisional": 0, "trusted": 3, "verified": 0},
                        "lowest_during": {"score": 300, "tier": "provisional", "node": "n00", "agent": "good-0",
                                          "t": 3.0},
-                       "untrusted_during": 0, "views_during": 3}
+                       "since": 0.0, "untrusted_during": 0, "views_during": 3}
     assert rows[1]["tiers"]["untrusted"] == 3 and rows[1]["malicious"] is True
 
 
@@ -395,14 +395,17 @@ def test_an_honest_agent_s_dip_to_untrusted_during_slander_is_kept_though_its_fi
     """Found by stop 45's testnet helper: results.json kept group means and final scores only, so whether a slandered
     honest agent was ever untrusted at an honest node during the run (T8's transient dip as slander starts) could not
     be read from it. Now each (node, agent)'s lowest score during the traffic and settling is kept, with its time, and
-    the slander's entry and each agent class say how many honest views were untrusted at some point."""
+    the slander's entry (from its start on: before it, an honest agent's lowest is its cold start's) and each agent
+    class say how many honest views were untrusted at some point."""
     text = Path(__file__).with_name("short.toml").read_text()
     scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[attacks]]\ntype = "slander"\norgs = "quiet"\n'
-                              'agents = "good"\n', name="slander")
+                              'agents = "good"\nat = 4\n', name="slander")
     scores = [ScoreSample(T0 - 1, "n00", "good-0", "did:g", 10, "untrusted", 0.1),  # before the traffic: not counted
+              ScoreSample(T0 + 1, "n00", "good-0", "did:g", 248, "provisional", 0.1),  # its cold start
               ScoreSample(T0 + 2, "n00", "good-0", "did:g", 520, "trusted", 0.3),
               ScoreSample(T0 + 5, "n00", "good-0", "did:g", 149, "untrusted", 0.4),  # the dip
               ScoreSample(T0 + 9, "n00", "good-0", "did:g", 610, "trusted", 0.5),
+              ScoreSample(T0 + 1, "n01", "good-0", "did:g", 248, "provisional", 0.1),
               ScoreSample(T0 + 4, "n01", "good-0", "did:g", 480, "provisional", 0.4),
               ScoreSample(T0 + 9, "n01", "good-0", "did:g", 590, "trusted", 0.5),
               ScoreSample(T0 + 3, "n02", "good-0", "did:g", 0, "untrusted", 0.5)]  # the attacker's own view
@@ -413,10 +416,10 @@ def test_an_honest_agent_s_dip_to_untrusted_during_slander_is_kept_though_its_fi
     assert (slandered["untrusted"], slandered["lowest_final"]) == (0, {"score": 590, "tier": "trusted"})
     assert slandered["lowest_during"] == {"score": 149, "tier": "untrusted", "node": "n00", "agent": "good-0",
                                           "t": 5.0}
-    assert (slandered["untrusted_during"], slandered["views_during"]) == (1, 2)
+    assert (slandered["since"], slandered["untrusted_during"], slandered["views_during"]) == (4, 1, 2)
     results = results_json(result, measure(result), {})
     assert {(f["node"], f["agent"]): (f["score"], f["tier"], f["t"]) for f in results["lowest_scores"]} == {
-        ("n00", "good-0"): (149, "untrusted", 5.0), ("n01", "good-0"): (480, "provisional", 4.0),
+        ("n00", "good-0"): (149, "untrusted", 5.0), ("n01", "good-0"): (248, "provisional", 1.0),
         ("n02", "good-0"): (0, "untrusted", 3.0)}
     good = next(row for row in results["measurements"]["confusion"]["rows"] if row["group"] == "good")
     assert (good["lowest_during"]["score"], good["untrusted_during"], good["views_during"]) == (149, 1, 2)

@@ -73,13 +73,13 @@ def test_a_slander_contained_at_the_end_says_how_low_its_targets_fell_during_the
     `contained` with nothing of the dip. The rule still judges the end (README), and the figures now give the lowest
     score during the run and how many honest views were untrusted at some point; results from before it was measured
     say nothing of it."""
-    dipped = {**slander({"score": 560, "tier": "trusted"}, 0), "untrusted_during": 2, "views_during": 3,
+    dipped = {**slander({"score": 560, "tier": "trusted"}, 0), "since": 15, "untrusted_during": 2, "views_during": 3,
               "lowest_during": {"score": 149, "tier": "untrusted", "node": "n01", "agent": "good-0", "t": 22.5}}
     (verdict,) = judge(results(dipped))
     assert verdict.outcome == CONTAINED
     assert verdict.figures == ("its 1 target's lowest final score at the 3 honest nodes was trusted (560), untrusted "
-                               "in 0 of 3 views; the lowest during the run untrusted (149) (good-0 at n01, 22.5 s "
-                               "into the traffic), untrusted at some point in 2 of 3 views")
+                               "in 0 of 3 views; the lowest from 15 s on (the attack's start) untrusted (149) "
+                               "(good-0 at n01, 22.5 s into the traffic), untrusted at some point in 2 of 3 views")
     (verdict,) = judge(results(slander({"score": 560, "tier": "trusted"}, 0)))
     assert verdict.figures.endswith("untrusted in 0 of 3 views")
 
