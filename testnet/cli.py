@@ -704,7 +704,7 @@ def _print_summary(m: dict) -> None:
                   + (f"a mean final score of {a['mean_final_score']}, {sought} in {hits} of "
                      f"{counted(a['views'], 'view')}" if a["views"] else "no score of them")
                   + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}"
-                  + (f"; {dip}" if a["type"] == "slander" and (dip := dip_said(a)) else "")
+                  + (f"; {dip}" if (dip := dip_said(a)) else "")  # (a slander's: praise measures none)
                   + batches_missed(a["batches"]))
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(

@@ -107,7 +107,7 @@ def _praise_or_slander(entry: dict[str, Any], honest: list[str], results: dict[s
         return Verdict(entry["attack"], entry["type"], subject, UNDECIDED,
                        f"the attack was not carried out: {missed_batches(entry['batches'])}; {figures}",
                        RULES[entry["type"]], compared)
-    dip = "" if praise or not (said := dip_said(entry)) else f"; {said}"
+    dip = f"; {said}" if (said := dip_said(entry)) else ""  # (a slander's: praise measures none)
     return Verdict(entry["attack"], entry["type"], subject, _outcome(hits > 0, views >= expected),
                    figures + dip + batches_missed(entry["batches"]), RULES[entry["type"]], compared)
 
