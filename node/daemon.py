@@ -22,7 +22,7 @@ import math
 import signal
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,15 +32,17 @@ from nacl.signing import SigningKey, VerifyKey
 from gossip.host import (GOSSIPSUB_PROTOCOLS, KEEPALIVE_TIMEOUT_S, MAX_PING_ANSWERS_PER_S, WRITE_TIMEOUT_S, Host,
                          HostConfig, HostError, ListenError, open_host, peer_org)
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
-from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
+from gossip.own_records import (MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN, OWN_RECORDS_FILE,
+                                OwnRecords)
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
-from gossip.store import RecordStore, StoreError
+from gossip.store import INDEX_FILE, RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 from gossip.witnessing import SavedCheckpointMismatch, SavedCheckpointUnusable, Witnessing
 from ledger import Checkpoint, LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
+from ledger.writes_under_way import close_named
 from vouching import OrgBody, did_key
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
@@ -64,6 +66,7 @@ from .keys import TokenFile, load_signing_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation, unpublished_link
+from .stop_deadline import StopDeadline
 from .store_manifest import STORES, StoreLost, check_listed, list_present
 from .taken_back_rotation import TakenBackError, keep, kept, refusal
 from .telemetry import Telemetry
@@ -278,15 +281,17 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         except DataFormatError as error:
             raise StartupError(str(error)) from None
         try:
-            store = stack.enter_context(RecordStore.open(config.data_dir))
+            store = RecordStore.open(config.data_dir)
         except StoredHashError as error:
             raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
+        stack.callback(close_named, INDEX_FILE, store.close)  # (its index committed, then records.ledger closed)
         try:
-            own_records = stack.enter_context(closing(OwnRecords.open(config.data_dir, wall_clock_ms, store)))
+            own_records = OwnRecords.open(config.data_dir, wall_clock_ms, store)
         except StoreError as error:
             raise StartupError(f"records: {error}") from None
+        stack.callback(close_named, OWN_RECORDS_FILE, own_records.close)
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,
                           own_records=own_records, track_stored=False)
         for _ in replica.tracking():
@@ -840,8 +845,9 @@ async def _catch_up_late(node: Node, new_org: bool) -> None:
 
 
 async def run_until_signalled(config: NodeConfig) -> None:
-    """`vouchnet run`: serve the node until SIGINT or SIGTERM, then shut down within SHUTDOWN_SECONDS; a signal
-    while it starts (waiting for its start-up sync, say) stops it as well.
+    """`vouchnet run`: serve the node until SIGINT or SIGTERM, then shut down within SHUTDOWN_SECONDS, past which a
+    stop held up by a store's write that never returns is cut short (node.stop_deadline); a signal while it starts
+    (waiting for its start-up sync, say) stops it as well.
 
     The objects there are when it begins (the modules) and when it ends are frozen (gc.freeze), out of the cycle
     collector's sight: a full collection walked the modules, 0.1-0.4 s each on a loaded machine, during start-up
@@ -849,23 +855,29 @@ async def run_until_signalled(config: NodeConfig) -> None:
     had built, over and over, 1.4-1.9 s of a 2 s shutdown at load 5."""
     gc.freeze()
     signalled: list[float] = []  # when the signal came (_stop_on_signal)
+    deadline = StopDeadline(SHUTDOWN_SECONDS)  # (a disk not finishing an fsync would hold the stop up for ever)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, signalled)
+                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, signalled, deadline)
                 try:
                     await nursery.start(serve_node, config)
                 except OSError as error:  # a file the file system refuses: a directory as node.lock, a read-only disk
                     raise StartupError(f"{error.filename or config.data_dir}: {error.strerror or error}") from None
+        deadline.disarm()
         if signalled:  # (every service ended and every store closed: the nursery and _opened are left)
             log.info("stopped", extra={"fields": {"seconds": round(trio.current_time() - signalled[0], 3)}})
     finally:
+        deadline.disarm()
         gc.freeze()
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope, signalled: list[float]) -> None:
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope, signalled: list[float],
+                          deadline: StopDeadline) -> None:
+    """Stop the node at the first signal, within `deadline` (node.stop_deadline)."""
     async for signum in signals:
         log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
         signalled.append(trio.current_time())
+        deadline.arm()
         scope.cancel()
         return
