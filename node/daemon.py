@@ -22,7 +22,7 @@ import math
 import signal
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,7 +66,7 @@ from .keys import TokenFile, load_signing_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation, unpublished_link
-from .stop_deadline import StopDeadline
+from .stop_deadline import StopDeadline, armed_by_signals
 from .store_manifest import STORES, StoreLost, check_listed, list_present
 from .taken_back_rotation import TakenBackError, keep, kept, refusal
 from .telemetry import Telemetry
@@ -844,10 +844,11 @@ async def _catch_up_late(node: Node, new_org: bool) -> None:
              "startup_sync is done")
 
 
-async def run_until_signalled(config: NodeConfig) -> None:
-    """`vouchnet run`: serve the node until SIGINT or SIGTERM, then shut down within SHUTDOWN_SECONDS, past which a
-    stop held up by a store's write that never returns is cut short (node.stop_deadline); a signal while it starts
-    (waiting for its start-up sync, say) stops it as well.
+async def run_until_signalled(config: NodeConfig, *, stop_deadline: StopDeadline | None = None) -> None:
+    """`vouchnet run`: serve the node until SIGINT or SIGTERM, then shut down within SHUTDOWN_SECONDS; a signal
+    while it starts (waiting for its start-up sync, say) stops it as well. With `stop_deadline` (`vouchnet run`'s,
+    which owns its process, unlike a test running a node in its own), a stop that a store's write never returning
+    holds up past it is cut short, the process ended (node.stop_deadline).
 
     The objects there are when it begins (the modules) and when it ends are frozen (gc.freeze), out of the cycle
     collector's sight: a full collection walked the modules, 0.1-0.4 s each on a loaded machine, during start-up
@@ -855,29 +856,25 @@ async def run_until_signalled(config: NodeConfig) -> None:
     had built, over and over, 1.4-1.9 s of a 2 s shutdown at load 5."""
     gc.freeze()
     signalled: list[float] = []  # when the signal came (_stop_on_signal)
-    deadline = StopDeadline(SHUTDOWN_SECONDS)  # (a disk not finishing an fsync would hold the stop up for ever)
+    stopping = (signal.SIGINT, signal.SIGTERM)
     try:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with (trio.open_signal_receiver(*stopping) as signals,
+              nullcontext() if stop_deadline is None else armed_by_signals(stop_deadline, stopping)):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, signalled, deadline)
+                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, signalled)
                 try:
                     await nursery.start(serve_node, config)
                 except OSError as error:  # a file the file system refuses: a directory as node.lock, a read-only disk
                     raise StartupError(f"{error.filename or config.data_dir}: {error.strerror or error}") from None
-        deadline.disarm()
         if signalled:  # (every service ended and every store closed: the nursery and _opened are left)
             log.info("stopped", extra={"fields": {"seconds": round(trio.current_time() - signalled[0], 3)}})
     finally:
-        deadline.disarm()
         gc.freeze()
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope, signalled: list[float],
-                          deadline: StopDeadline) -> None:
-    """Stop the node at the first signal, within `deadline` (node.stop_deadline)."""
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope, signalled: list[float]) -> None:
     async for signum in signals:
         log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
         signalled.append(trio.current_time())
-        deadline.arm()
         scope.cancel()
         return

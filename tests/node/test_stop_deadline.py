@@ -22,7 +22,7 @@ from node.digests import DigestState
 from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
-from node.stop_deadline import LEFT_EXIT, StopDeadline
+from node.stop_deadline import LEFT_EXIT, StopDeadline, armed_by_signals
 from node.store_manifest import DIGESTS_FILE
 
 from ..factories import new_did
@@ -38,6 +38,33 @@ def test_a_stop_past_its_deadline_names_the_store_whose_write_never_returned(cap
     (said,) = [record for record in caplog.records if "did not end" in record.getMessage()]
     assert said.fields == {"left": "witness.sqlite"}
     assert "a write or close of witness.sqlite had not returned" in said.getMessage()
+
+
+def test_a_signal_arms_the_deadline_and_reaches_the_handler_there_was(caplog):
+    """The signal arms it from a thread of its own, not from trio's reading of it, which a write held on the node's
+    thread would hold up too; trio's handler still gets it."""
+    exits: queue.Queue[int] = queue.Queue()
+    handled = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: handled.append(signum))
+    try:
+        deadline = StopDeadline(0.01, exit=exits.put)
+        with caplog.at_level(logging.ERROR, logger="vouchnet.node"), armed_by_signals(deadline, [signal.SIGUSR1]):
+            signal.raise_signal(signal.SIGUSR1)
+            assert exits.get(timeout=30) == LEFT_EXIT
+        assert handled == [signal.SIGUSR1]
+        (said,) = [record for record in caplog.records if "did not end" in record.getMessage()]
+        assert "no store's write or close under way" in said.getMessage()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_stop_that_ends_in_time_is_not_cut_short():
+    exits: queue.Queue[int] = queue.Queue()
+    deadline = StopDeadline(0.05, exit=exits.put)
+    with armed_by_signals(deadline, [signal.SIGUSR1]):
+        deadline.arm()
+    with pytest.raises(queue.Empty):
+        exits.get(timeout=0.5)  # (ten times the deadline: nothing else to wait on)
 
 
 def test_writes_under_way_are_counted_across_threads():
@@ -105,24 +132,31 @@ async def test_each_store_a_node_closes_as_it_stops_is_named_while_it_closes(tmp
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_node_whose_disk_never_finishes_an_fsync_naming_the_store(tmp_path, forked_cli):
-    """Found by stop 45's review: a write whose fsync never returned (here checkpoint.note's, on a worker thread)
-    held `vouchnet run`'s stop up for ever, its tasks waiting for the thread. It now ends SHUTDOWN_SECONDS after the
-    signal, exit status 1, its last line naming the store; the vouch it acknowledged before is kept."""
+@pytest.mark.parametrize(("hang", "store"), [("hang_fsyncs", CHECKPOINT_FILE), ("hang_ledger_appends", LEDGER_FILE)])
+def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store(tmp_path, forked_cli, hang, store):
+    """Found by stop 45's review: a write whose fsync never returned held `vouchnet run`'s stop up for ever: on a
+    worker thread (checkpoint.note's save), its task waiting for the thread; on the node's own (a vouch's record
+    appended to records.ledger), trio's loop, which never read the signal. The stop now ends SHUTDOWN_SECONDS after
+    the signal, exit status 1, its last line naming the store; a vouch acknowledged before is kept, and one whose
+    write never ended was never acknowledged."""
     made = init_data_dir(tmp_path / "a", network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
     trigger = tmp_path / "disk-hangs"
     log = tmp_path / "run.log"
     process = forked_cli.spawn(["run", "--dir", str(made.data_dir)], log,
-                               before=("tests.node.hung_disk", "hang_fsyncs", str(trigger), CHECKPOINT_FILE))
+                               before=("tests.node.hung_disk", hang, str(trigger), store))
+    vouching = None
+    agent = new_did()
+    vouch = ["vouch", "--dir", str(made.data_dir), agent, "--weight", "0.9", "--basis", "operator"]
     try:
         if process.logged("node running", timeout=120) is None:
             process.kill()
             pytest.fail(f"the node exited with {process.wait()} before it was running")
-        trigger.touch()  # from now on: the next checkpoint's save (the vouch grows the log) never ends
-        agent = new_did()
-        vouched = forked_cli.run(["vouch", "--dir", str(made.data_dir), agent, "--weight", "0.9", "--basis",
-                                  "operator"])
-        assert vouched.returncode == 0, vouched.stderr
+        trigger.touch()  # from now on the store's next write never ends
+        if store == CHECKPOINT_FILE:  # (the vouch grows the log: the next checkpoint is saved)
+            vouched = forked_cli.run(vouch)
+            assert vouched.returncode == 0, vouched.stderr
+        else:  # (its record's append never ends, nor its request)
+            vouching = forked_cli.spawn(vouch, tmp_path / "vouch.log")
         hung = trigger.with_name(f"{trigger.name}.hung")
         deadline = time.monotonic() + 30
         while not hung.exists():  # (another process's write: nothing to wait on but the file)
@@ -136,12 +170,13 @@ def test_sigterm_stops_a_node_whose_disk_never_finishes_an_fsync_naming_the_stor
             pytest.fail("the stop waited for the write that never ends")
         took = time.monotonic() - start
     finally:
-        if process.poll() is None:
-            process.kill()
+        for running_process in (process, vouching):
+            if running_process is not None and running_process.poll() is None:
+                running_process.kill()
     assert code == 1
     assert took < SHUTDOWN_SECONDS + 1  # (the interpreter's own exit is not waited for)
-    last = log.read_text().splitlines()[-1]
-    assert logfmt_fields(last)["level"] == "error"
-    assert logfmt_fields(last)["left"] == CHECKPOINT_FILE
+    last = logfmt_fields(log.read_text().splitlines()[-1])
+    assert (last["level"], last["left"]) == ("error", store)
+    kept = [agent] if store == CHECKPOINT_FILE else []
     with RecordReader.open(made.data_dir) as records:
-        assert [record.body.subject for record in records.scan(issuer=made.did, kind="vouch")] == [agent]
+        assert [record.body.subject for record in records.scan(issuer=made.did, kind="vouch")] == kept
