@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import multiprocessing
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
@@ -58,6 +60,7 @@ class StopDeadline:
             if self._over:
                 return
             self._over = True
+        _end_child_processes()
         left = under_way()
         if left:
             log.error(f"the stop did not end within {self.seconds:g} s: a write or close of {', '.join(left)} had not "
@@ -98,6 +101,17 @@ def _arm_as_written(read_end: int, deadline: StopDeadline) -> None:
             deadline.arm()
     finally:
         os.close(read_end)
+
+
+def _end_child_processes(wait: float = 0.5) -> None:
+    """End the node's child processes (its record verifiers, [p2p] verify_processes), waiting `wait` seconds at most
+    for them: left, each would find the node gone and write a traceback after the node's last line."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    ends = time.monotonic() + wait
+    for child in children:
+        child.join(max(0.0, ends - time.monotonic()))
 
 
 def _flush_output() -> None:

@@ -1,6 +1,7 @@
 """`vouchnet run`'s stop bounded when a disk never finishes an fsync (node.stop_deadline)."""
 
 import logging
+import os
 import queue
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from node.store_manifest import DIGESTS_FILE
 
 from ..factories import new_did
 from .in_process import running
+from .test_daemon import _children
 
 
 def test_a_stop_past_its_deadline_names_the_store_whose_write_never_returned(caplog):
@@ -137,9 +139,12 @@ def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store
     """Found by stop 45's review: a write whose fsync never returned held `vouchnet run`'s stop up for ever: on a
     worker thread (checkpoint.note's save), its task waiting for the thread; on the node's own (a vouch's record
     appended to records.ledger), trio's loop, which never read the signal. The stop now ends SHUTDOWN_SECONDS after
-    the signal, exit status 1, its last line naming the store; a vouch acknowledged before is kept, and one whose
-    write never ended was never acknowledged."""
+    the signal, exit status 1, its last line naming the store (its record verifier ended first: left, it found the
+    node gone and wrote a traceback after it); a vouch acknowledged before is kept, and one whose write never ended
+    was never acknowledged."""
     made = init_data_dir(tmp_path / "a", network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = made.data_dir / "config.toml"  # (a record verifier, which the end must not leave to find the node gone)
+    config.write_text(config.read_text().replace("verify_processes = 0", "verify_processes = 1"))
     trigger = tmp_path / "disk-hangs"
     log = tmp_path / "run.log"
     process = forked_cli.spawn(["run", "--dir", str(made.data_dir)], log,
@@ -162,6 +167,7 @@ def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store
         while not hung.exists():  # (another process's write: nothing to wait on but the file)
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.02)
+        workers = _children(process.pid)
         start = time.monotonic()
         process.send_signal(signal.SIGTERM)
         try:
@@ -175,6 +181,10 @@ def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store
                 running_process.kill()
     assert code == 1
     assert took < SHUTDOWN_SECONDS + 1  # (the interpreter's own exit is not waited for)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers):  # (what they wrote as they ended is in the log)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     last = logfmt_fields(log.read_text().splitlines()[-1])
     assert (last["level"], last["left"]) == ("error", store)
     kept = [agent] if store == CHECKPOINT_FILE else []
