@@ -1,5 +1,5 @@
-"""The bound on `vouchnet run`'s stop (README "What `run` runs": SIGINT or SIGTERM stops it within 2 seconds), kept
-when a disk never finishes an fsync: a store's write or close then never returns, and the node's tasks and closes
+"""The bound on `vouchnet run`'s stop (README "What `run` runs": SIGINT or SIGTERM stops it within 2 seconds; cut
+short at node.daemon.STOP_CUT_SECONDS), kept when a disk never finishes an fsync: a store's write or close then never returns, and the node's tasks and closes
 waiting for it would hold the stop up for ever. Past the bound, the process ends from a thread of its own (the node's
 may be the one held), with one line naming the stores whose writes or closes had not returned
 (ledger.writes_under_way) and exit status 1. Nothing acknowledged is lost (DESIGN §4): every store commits durably

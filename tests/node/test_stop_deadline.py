@@ -18,7 +18,7 @@ from ledger import CosignatureSigner, Ledger, Witness, cosigner_name
 from ledger.writes_under_way import under_way, writing
 from node.audit_log import AUDIT_FILE, AuditLog
 from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry
-from node.daemon import SHUTDOWN_SECONDS
+from node.daemon import STOP_CUT_SECONDS
 from node.digests import DigestState
 from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore
 from node.logs import logfmt_fields
@@ -138,7 +138,7 @@ async def test_each_store_a_node_closes_as_it_stops_is_named_while_it_closes(tmp
 def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store(tmp_path, forked_cli, hang, store):
     """Found by stop 45's review: a write whose fsync never returned held `vouchnet run`'s stop up for ever: on a
     worker thread (checkpoint.note's save), its task waiting for the thread; on the node's own (a vouch's record
-    appended to records.ledger), trio's loop, which never read the signal. The stop now ends SHUTDOWN_SECONDS after
+    appended to records.ledger), trio's loop, which never read the signal. The stop now ends STOP_CUT_SECONDS after
     the signal, exit status 1, its last line naming the store (its record verifier ended first: left, it found the
     node gone and wrote a traceback after it); a vouch acknowledged before is kept, and one whose write never ended
     was never acknowledged."""
@@ -171,7 +171,7 @@ def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store
         start = time.monotonic()
         process.send_signal(signal.SIGTERM)
         try:
-            code = process.wait(timeout=SHUTDOWN_SECONDS + 10)
+            code = process.wait(timeout=STOP_CUT_SECONDS + 10)
         except subprocess.TimeoutExpired:
             pytest.fail("the stop waited for the write that never ends")
         took = time.monotonic() - start
@@ -180,7 +180,7 @@ def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store
             if running_process is not None and running_process.poll() is None:
                 running_process.kill()
     assert code == 1
-    assert took < SHUTDOWN_SECONDS + 1  # (the interpreter's own exit is not waited for)
+    assert took < STOP_CUT_SECONDS + 1  # (the interpreter's own exit is not waited for)
     deadline = time.monotonic() + 30
     while any(os.path.exists(f"/proc/{pid}") for pid in workers):  # (what they wrote as they ended is in the log)
         assert time.monotonic() < deadline
