@@ -19,6 +19,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from ledger.files import make_directory
+from node.cli_commands import summary_of
 from node.credential_registry import CREDENTIALS_FILE, MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, NoPublicUrl, checked_public_url, status_entry
 from node.client import ClientError
@@ -82,7 +83,7 @@ def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers,
         "agent",
-        summary="mint agent keys and their credentials",
+        summary=summary_of("agent"),
         description="Agents this org operates: their keys, the credentials that bind them to this org, and the "
         "revocation of those credentials.",
         examples=["vouchnet agent new --name alice --vouch 1", "vouchnet agent list",

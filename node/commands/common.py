@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from node.address_file import API_URL_FILE, ApiUrlFileError, read_api_url
+from node.cli_commands import no_command
 from node.client import NodeClient
 from node.client._http import normal_url
 from node.config import (DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, host_fault,
@@ -87,13 +88,6 @@ def add_command_group(
     # (a subcommand's defaults replace these)
     parser.set_defaults(func=lambda args: no_command(parser), command_name=parser.prog)
     return commands
-
-
-def no_command(parser: argparse.ArgumentParser) -> int:
-    """`vouchnet` or a command group given no subcommand: its help, on stderr, and exit 2, a usage error, as argparse
-    exits for a required subcommand missing and click for a group given none (its help then, too)."""
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _add_parser(

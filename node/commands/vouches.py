@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from vouching.bodies import BASES
 
+from node.cli_commands import summary_of
 from node.client import NodeUnreachable
 from node.client.node_client import SignedRecord
 from node.client._http import key_or_fresh
@@ -27,7 +28,7 @@ def register(subparsers: Subparsers) -> None:
     vouch = add_command(
         subparsers,
         "vouch",
-        summary="vouch for an agent (or, with --basis org-peer, an org) as this org",
+        summary=summary_of("vouch"),
         description="Sign a vouch record as this org and publish it to the network. The weight says how strongly "
         "(0 < W <= 1); the basis says on what grounds: operator (you run it), audit, developer, interaction, or "
         "org-peer (an org you trust, which widens what this node replicates).",
@@ -62,7 +63,7 @@ def register(subparsers: Subparsers) -> None:
     revoke = add_command(
         subparsers,
         "revoke",
-        summary="revoke one of this org's vouches",
+        summary=summary_of("revoke"),
         description="Sign a revoke record withdrawing one of this org's vouches, named by its record id "
         "(`vouchnet records --issuer <your did> --kind vouch` lists them; after a key rotation, those made under "
         "an earlier key are listed with --issuer <that did>, and revoked the same way).",

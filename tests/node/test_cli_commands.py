@@ -36,6 +36,7 @@ from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
 from node.audit_log import AuditLog
+from node.cli_commands import Command
 from node.client import NodeApiError, NodeClient
 from node.commands import common
 from node.commands.log_verify import verify_log
@@ -1652,18 +1653,50 @@ def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
             subparsers.add_parser("hello").set_defaults(func=lambda args: print("hi") or 0)
 
     monkeypatch.setitem(sys.modules, "hello_command", Hello)
-    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "hello": "hello_command"})
+    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "hello": Command("hello_command", "say hi")})
     assert cli.main(["hello"]) == 0
     assert capsys.readouterr().out == "hi\n"
 
 
 def test_each_module_adds_the_commands_the_dispatch_table_gives_it():
     """cli.COMMANDS names the module of each command, so that a command imports its own module only."""
-    for module in dict.fromkeys(cli.COMMANDS.values()):
+    for module in dict.fromkeys(command.module for command in cli.COMMANDS.values()):
         subparsers = argparse.ArgumentParser().add_subparsers()
         importlib.import_module(module).register(subparsers)
-        assert list(subparsers.choices) == [name for name, its in cli.COMMANDS.items() if its == module], module
+        assert list(subparsers.choices) == [name for name, its in cli.COMMANDS.items() if its.module == module], module
     assert [words for words in _commands(cli.build_parser()) if len(words) == 1] == [(name,) for name in cli.COMMANDS]
+
+
+def test_vouchnet_s_own_help_and_refusal_are_those_of_the_parser_of_every_command(capsys):
+    """`vouchnet --help`, or no command, or a mistyped one, list the commands from cli.COMMANDS without importing
+    their modules (tests/test_cli.py): they print what the parser of every command prints."""
+    every = cli.build_parser()
+    assert cli.main(["--help"]) == 0
+    assert capsys.readouterr().out == every.format_help()
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err == every.format_help()
+    assert cli.main(["no-such-command"]) == 2
+    assert capsys.readouterr().err == _refusal(every, ["no-such-command"], capsys)
+
+
+@pytest.mark.parametrize("argv", [["-x", "status"], ["-x", "vouch"], ["--dir", ".", "status"]], ids=" ".join)
+def test_a_command_after_words_vouchnet_does_not_take_is_refused_as_the_parser_of_every_command_refuses_it(
+        capsys, argv):
+    """Parsed first without the commands' modules, as `vouchnet --help` is, then by the command's own parser: the
+    refusal is the command's, with its usage."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == _refusal(cli.build_parser(), argv, capsys)
+    assert err.startswith(f"usage: vouchnet {argv[-1]} " if argv[0] == "-x" else "usage: vouchnet [-h]")
+
+
+def _refusal(parser: argparse.ArgumentParser, argv: list[str], capsys) -> str:
+    """What `parser` writes to stderr refusing `argv` (`vouchnet`'s rule: words a command does not take are refused by
+    that command's parser)."""
+    with pytest.raises(SystemExit):
+        args, unrecognized = parser.parse_known_args(argv)
+        cli._command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
+    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", _commands(cli.build_parser()), ids=" ".join)
