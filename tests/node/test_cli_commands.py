@@ -642,6 +642,30 @@ def test_expiry_is_a_date_a_time_or_a_duration():
     assert parse_expires("2w") - parse_expires("14d") in range(-1000, 1000)
 
 
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--expires", "0d", "argument --expires: a duration is 1 to 999999 of its unit (90m, 12h, 30d, 2w), got '0d'"),
+    ("--expires", "9999999d", "argument --expires: a duration is 1 to 999999 of its unit"),
+    ("--scope", "", "argument --scope: a tool's name, printable text of 1 to 128 characters, got ''"),
+    ("--scope", "a\nb", "argument --scope: a tool's name, printable text of 1 to 128 characters, got 'a\\nb'"),
+    ("--idempotency-key", "\x1b[2J", "argument --idempotency-key: must be 1 to 255 printable ASCII characters, got "
+                                     "'\\x1b[2J'"),
+    ("--idempotency-key", "k" * 256, "argument --idempotency-key: must be 1 to 255 printable ASCII characters"),
+], ids=["expires-0d", "expires-too-long", "scope-empty", "scope-newline", "key-escape", "key-too-long"])
+def test_a_vouch_s_options_the_node_would_refuse_are_usage_errors_said_before_it_is_asked(tmp_path, capsys, option,
+                                                                                           value, says):
+    """Found by stop 45's operator walk: `--expires 0d` was refused as "expected a date ... or a duration (30d, 12h),
+    got '0d'", which it is; an empty --scope or an Idempotency-Key the node refuses went to the node, its 422 or 400
+    exiting 1, as if the node had failed. Each is now a usage error (exit 2) naming the option, the node not asked (no
+    node runs at --dir)."""
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "audit", option, value, "--dir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"vouchnet vouch: error: {says}" in err
+    if option == "--idempotency-key":
+        assert cli.main(["revoke", "a" * 64, "--reason", "r", option, value, "--dir", str(tmp_path)]) == 2
+        assert f"vouchnet revoke: error: {says}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("command", "what"), [
     (["vouch", "{target}", "--weight", "0.5", "--basis", "operator"], "vouch"),
     (["revoke", "{target}", "--reason", "retired"], "revocation"),
@@ -1102,6 +1126,20 @@ async def test_log_verify_says_the_log_verified_when_its_cache_cannot_be_kept(ru
             f"keeping it failed ({cache}: No space left on device), so the next run checks consistency with the "
             "checkpoint kept before") in err
     assert not cache.exists()
+
+
+async def test_log_verify_says_what_to_do_with_a_cache_it_cannot_read_or_keep(run, node, url, tmp_path):
+    """Found by stop 45's operator walk: a --cache in a directory that does not exist was told to free space, and a
+    --cache that is a directory was refused as `tmp: Is a directory`, not naming the option."""
+    vouch(node)
+    node.sign_checkpoint()
+    code, out, err = await run("log", "verify", "--api", url, "--cache", tmp_path / "no-such-dir" / "seen.checkpoint")
+    assert (code, out) == (1, "")
+    assert "\nvouchnet log verify: the log verifies: 1 record hashes to the root" in err
+    assert err.endswith("checkpoint kept before, if any: give --cache a FILE in a directory that exists and that you "
+                        "may write\n")
+    code, out, err = await run("log", "verify", "--api", url, "--cache", tmp_path)
+    assert (code, out, err) == (2, "", f"vouchnet log verify: --cache {tmp_path}: Is a directory\n")
 
 
 def _signed(node, size, root, key=None):
