@@ -242,6 +242,10 @@ def _mint(out: Path, name: str | None) -> tuple[Path, Path, str]:
     key_path, credential_path = out / f"{stem}.key", out / f"{stem}.vc.jwt"
     try:
         make_directory(out)
+    except (FileExistsError, NotADirectoryError):  # (it said only `FILE: File exists`)
+        raise UsageError(f"--out {out}: not a directory: give --out the directory to write the key and credential "
+                         "in (made if missing)") from None
+    try:
         if credential_path.exists():
             raise KeyFileError(f"{credential_path}: already exists; refusing to overwrite it")
         write_private(key_path, bytes(key))  # (refuses an existing key)
