@@ -344,7 +344,8 @@ def _node_url(config: NodeConfig) -> tuple[str, str]:
         raise CommandFailed(str(e)) from None
     if url is None:
         raise CommandFailed(f"the node of {config.data_dir} is not running: its [api] bind has port 0, so its "
-                            f"address is in {path}, which the node writes once it listens and removes as it stops")
+                            f"address is in {path}, which the node writes once it listens and removes as it stops; "
+                            f"start it with `vouchnet run --dir {config.data_dir}`")
     return url, f"the address in {path}, left by its node if that was killed rather than stopped"
 
 
