@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gossip.checkpoints import CHECKPOINT_FILE
 from gossip.store import LEDGER_FILE
+from node.cli_commands import summary_of
 from vouching.counts import counted
 
 from .common import (
@@ -35,7 +36,7 @@ def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers,
         "log",
-        summary="the node's records ledger as a transparency log: its checkpoint, a full re-check, a repair",
+        summary=summary_of("log"),
         description="The node's records ledger is a Merkle log: every record it accepted, in order, under a "
         "checkpoint (a C2SP signed note) that its peers cosign.",
         examples=["vouchnet log checkpoint", "vouchnet log verify --dir /srv/vouchnet",

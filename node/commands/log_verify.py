@@ -5,6 +5,7 @@ given the node's data directory, also every hash its ledger file stores, from wh
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from node.client import NodeApiError, NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 from vouching.counts import counted
 
-from .common import CommandFailed, os_error_text
+from .common import CommandFailed, UsageError, os_error_text
 
 Progress = Callable[[int, int], None]
 
@@ -100,10 +101,12 @@ def verify_log(
             replace_file(cache, note)  # a crash leaves the old checkpoint or the new, and a power cut keeps it
         except OSError as e:  # (a full disk): the log verified all the same, which the operator must not miss
             hash_ = "hashes" if checkpoint.size == 1 else "hash"
+            way = ("free space, or give --cache FILE elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+                   "give --cache a FILE in a directory that exists and that you may write")
             raise CommandFailed(
                 f"the log verifies: {counted(checkpoint.size, 'record')} {hash_} to the root of the checkpoint signed "
                 f"by {did}; but keeping it failed ({os_error_text(e)}), so the next run checks consistency with the "
-                "checkpoint kept before: free space, or give --cache FILE elsewhere") from None
+                f"checkpoint kept before, if any: {way}") from None
     return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size,
                     tree.checked if isinstance(tree, StoredHashCheck) else None)
 
@@ -132,6 +135,8 @@ def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str)
         note = cache.read_bytes()
     except FileNotFoundError:
         return None, did
+    except OSError as error:  # (a directory, a file this user may not read): named as the option's, a usage error
+        raise UsageError(f"--cache {os_error_text(error)}") from None
     what = f"{cache} (remove it if the node's key or network changed)"
     try:
         cached_network, cached_did, log = parse_log_origin(note.split(b"\n", 1)[0].decode("utf-8", "replace"))

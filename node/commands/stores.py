@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from node.cli_commands import summary_of
 from node.data_lock import DataDirBusy, locked_data_dir
 from node.store_manifest import MANIFEST_FILE, STORES, StoreLost, unlist
 
@@ -14,7 +15,7 @@ from .common import CommandFailed, Subparsers, add_command_group, add_dir_option
 
 def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
-        subparsers, "stores", summary="the stores of the data directory",
+        subparsers, "stores", summary=summary_of("stores"),
         description=f"The stores a node's data directory has created, listed in {MANIFEST_FILE}: a start refuses "
         "one that is missing or empty.", examples=["vouchnet stores accept-loss credentials.db --dir ./alice"])
     accept = add_local_command(

@@ -36,6 +36,7 @@ from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
 from node.audit_log import AuditLog
+from node.cli_commands import Command
 from node.client import NodeApiError, NodeClient
 from node.commands import common
 from node.commands.log_verify import verify_log
@@ -641,6 +642,30 @@ def test_expiry_is_a_date_a_time_or_a_duration():
     assert parse_expires("2w") - parse_expires("14d") in range(-1000, 1000)
 
 
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--expires", "0d", "argument --expires: a duration is 1 to 999999 of its unit (90m, 12h, 30d, 2w), got '0d'"),
+    ("--expires", "9999999d", "argument --expires: a duration is 1 to 999999 of its unit"),
+    ("--scope", "", "argument --scope: a tool's name, printable text of 1 to 128 characters, got ''"),
+    ("--scope", "a\nb", "argument --scope: a tool's name, printable text of 1 to 128 characters, got 'a\\nb'"),
+    ("--idempotency-key", "\x1b[2J", "argument --idempotency-key: must be 1 to 255 printable ASCII characters, got "
+                                     "'\\x1b[2J'"),
+    ("--idempotency-key", "k" * 256, "argument --idempotency-key: must be 1 to 255 printable ASCII characters"),
+], ids=["expires-0d", "expires-too-long", "scope-empty", "scope-newline", "key-escape", "key-too-long"])
+def test_a_vouch_s_options_the_node_would_refuse_are_usage_errors_said_before_it_is_asked(tmp_path, capsys, option,
+                                                                                           value, says):
+    """Found by stop 45's operator walk: `--expires 0d` was refused as "expected a date ... or a duration (30d, 12h),
+    got '0d'", which it is; an empty --scope or an Idempotency-Key the node refuses went to the node, its 422 or 400
+    exiting 1, as if the node had failed. Each is now a usage error (exit 2) naming the option, the node not asked (no
+    node runs at --dir)."""
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "audit", option, value, "--dir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"vouchnet vouch: error: {says}" in err
+    if option == "--idempotency-key":
+        assert cli.main(["revoke", "a" * 64, "--reason", "r", option, value, "--dir", str(tmp_path)]) == 2
+        assert f"vouchnet revoke: error: {says}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("command", "what"), [
     (["vouch", "{target}", "--weight", "0.5", "--basis", "operator"], "vouch"),
     (["revoke", "{target}", "--reason", "retired"], "revocation"),
@@ -1101,6 +1126,20 @@ async def test_log_verify_says_the_log_verified_when_its_cache_cannot_be_kept(ru
             f"keeping it failed ({cache}: No space left on device), so the next run checks consistency with the "
             "checkpoint kept before") in err
     assert not cache.exists()
+
+
+async def test_log_verify_says_what_to_do_with_a_cache_it_cannot_read_or_keep(run, node, url, tmp_path):
+    """Found by stop 45's operator walk: a --cache in a directory that does not exist was told to free space, and a
+    --cache that is a directory was refused as `tmp: Is a directory`, not naming the option."""
+    vouch(node)
+    node.sign_checkpoint()
+    code, out, err = await run("log", "verify", "--api", url, "--cache", tmp_path / "no-such-dir" / "seen.checkpoint")
+    assert (code, out) == (1, "")
+    assert "\nvouchnet log verify: the log verifies: 1 record hashes to the root" in err
+    assert err.endswith("checkpoint kept before, if any: give --cache a FILE in a directory that exists and that you "
+                        "may write\n")
+    code, out, err = await run("log", "verify", "--api", url, "--cache", tmp_path)
+    assert (code, out, err) == (2, "", f"vouchnet log verify: --cache {tmp_path}: Is a directory\n")
 
 
 def _signed(node, size, root, key=None):
@@ -1652,18 +1691,50 @@ def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
             subparsers.add_parser("hello").set_defaults(func=lambda args: print("hi") or 0)
 
     monkeypatch.setitem(sys.modules, "hello_command", Hello)
-    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "hello": "hello_command"})
+    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "hello": Command("hello_command", "say hi")})
     assert cli.main(["hello"]) == 0
     assert capsys.readouterr().out == "hi\n"
 
 
 def test_each_module_adds_the_commands_the_dispatch_table_gives_it():
     """cli.COMMANDS names the module of each command, so that a command imports its own module only."""
-    for module in dict.fromkeys(cli.COMMANDS.values()):
+    for module in dict.fromkeys(command.module for command in cli.COMMANDS.values()):
         subparsers = argparse.ArgumentParser().add_subparsers()
         importlib.import_module(module).register(subparsers)
-        assert list(subparsers.choices) == [name for name, its in cli.COMMANDS.items() if its == module], module
+        assert list(subparsers.choices) == [name for name, its in cli.COMMANDS.items() if its.module == module], module
     assert [words for words in _commands(cli.build_parser()) if len(words) == 1] == [(name,) for name in cli.COMMANDS]
+
+
+def test_vouchnet_s_own_help_and_refusal_are_those_of_the_parser_of_every_command(capsys):
+    """`vouchnet --help`, or no command, or a mistyped one, list the commands from cli.COMMANDS without importing
+    their modules (tests/test_cli.py): they print what the parser of every command prints."""
+    every = cli.build_parser()
+    assert cli.main(["--help"]) == 0
+    assert capsys.readouterr().out == every.format_help()
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err == every.format_help()
+    assert cli.main(["no-such-command"]) == 2
+    assert capsys.readouterr().err == _refusal(every, ["no-such-command"], capsys)
+
+
+@pytest.mark.parametrize("argv", [["-x", "status"], ["-x", "vouch"], ["--dir", ".", "status"]], ids=" ".join)
+def test_a_command_after_words_vouchnet_does_not_take_is_refused_as_the_parser_of_every_command_refuses_it(
+        capsys, argv):
+    """Parsed first without the commands' modules, as `vouchnet --help` is, then by the command's own parser: the
+    refusal is the command's, with its usage."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == _refusal(cli.build_parser(), argv, capsys)
+    assert err.startswith(f"usage: vouchnet {argv[-1]} " if argv[0] == "-x" else "usage: vouchnet [-h]")
+
+
+def _refusal(parser: argparse.ArgumentParser, argv: list[str], capsys) -> str:
+    """What `parser` writes to stderr refusing `argv` (`vouchnet`'s rule: words a command does not take are refused by
+    that command's parser)."""
+    with pytest.raises(SystemExit):
+        args, unrecognized = parser.parse_known_args(argv)
+        cli._command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
+    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", _commands(cli.build_parser()), ids=" ".join)
