@@ -22,6 +22,8 @@ from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .writes_under_way import writing
+
 Buffer = bytes | memoryview | array  # what os.write takes (collections.abc.Buffer from Python 3.12)
 
 
@@ -32,24 +34,26 @@ os.register_at_fork(after_in_child=_swept.clear)  # a forked child is a process 
 
 def create_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Create `path` holding `data`, durably; raises FileExistsError, changing nothing, if it exists."""
-    with _written(path, data, mode) as partial:
-        try:
-            os.link(partial, path)  # unlike a rename, never replaces an existing file
-        finally:
-            partial.unlink(missing_ok=True)
-    sync_directory(path.parent)
+    with writing(path.name):
+        with _written(path, data, mode) as partial:
+            try:
+                os.link(partial, path)  # unlike a rename, never replaces an existing file
+            finally:
+                partial.unlink(missing_ok=True)
+        sync_directory(path.parent)
 
 
 def replace_file(path: Path, data: bytes | Sequence[Buffer], *, mode: int = 0o600) -> None:
     """Make `path` hold `data` (created, or replaced whole), durably; `data` may be parts, written one after the
     other (a large file is written from what holds it, not joined into one bytes first)."""
-    with _written(path, data, mode) as partial:
-        try:
-            os.replace(partial, path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    sync_directory(path.parent)
+    with writing(path.name):
+        with _written(path, data, mode) as partial:
+            try:
+                os.replace(partial, path)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        sync_directory(path.parent)
 
 
 def read_small(path: Path, limit: int) -> bytes | None:

@@ -22,6 +22,7 @@ from .disk_failure import disk_failed, disk_failure
 from .errors import EntryPruned, LedgerError, StoredHashError
 from .files import sync_directory
 from .wal import use_wal
+from .writes_under_way import writing
 
 APPLICATION_ID = 0x564E4C47  # "VNLG" at offset 68 of the SQLite header: this file is a vouchnet ledger
 SCHEMA_VERSION = 1  # the header's user_version: checked before any table is read, so a new schema is free
@@ -173,19 +174,20 @@ class Ledger:
     @contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
         """BEGIN IMMEDIATE ... COMMIT, refused if another writer has moved the stored size."""
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            (stored,) = db.execute("SELECT value FROM meta WHERE key = 'size'").fetchone()
-            if stored != self._size:
-                raise LedgerError(
-                    f"{self._path}: stored size is {stored}, this Ledger has {self._size}: another process wrote"
-                    " to the ledger, or an earlier write failed after reaching the disk; reopen it"
-                )
-            yield
-            db.execute("COMMIT")
-        finally:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+        with writing(self._path.name):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                (stored,) = db.execute("SELECT value FROM meta WHERE key = 'size'").fetchone()
+                if stored != self._size:
+                    raise LedgerError(
+                        f"{self._path}: stored size is {stored}, this Ledger has {self._size}: another process wrote"
+                        " to the ledger, or an earlier write failed after reaching the disk; reopen it"
+                    )
+                yield
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
 
     @property
     def size(self) -> int:
@@ -354,7 +356,7 @@ class Ledger:
 
     def close(self) -> None:
         """Close the file; further calls raise ValueError. Closing twice is harmless."""
-        with self._lock:
+        with writing(self._path.name), self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None

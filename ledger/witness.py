@@ -24,6 +24,7 @@ from .merkle import EMPTY_ROOT, HASH_SIZE, ProofError, verify_consistency
 from .note import MAX_NOTE_SIZE, NoteError, NoteVerifier, Signature, decode_base64, format_note, note_signature
 from .sqlite_format import FileFormat, claim
 from .wal import use_wal
+from .writes_under_way import writing
 
 MAX_PROOF_LINES = 63  # tlog-witness: a client MUST NOT send more
 _HASH_LINE = 45  # base64 of a 32-byte hash, and a newline
@@ -188,6 +189,7 @@ class Witness:
         # a _continue's progress, one proof per request.
         self._proven: dict[str, tuple[tuple[Checkpoint, ...], Checkpoint, int]] = {}
         self._lock = threading.Lock()
+        self._name = Path(path).name  # (of its writes under way)
         self._db = _open_store(path)
         self._closed = False
         try:
@@ -218,7 +220,7 @@ class Witness:
             raise BadRequest(f"old size {request.old_size}: exceeds the checkpoint's size {checkpoint.size}")
         # Kept and reported with the log's signatures only: compact, and evidence on its own.
         submitted = format_note(checkpoint.to_text(), signatures)
-        with self._lock:
+        with self._lock, writing(self._name):
             self._check_open()
             self._advance(request, checkpoint, submitted)
         return note_signature(checkpoint.to_text(), self._signer)
@@ -236,7 +238,7 @@ class Witness:
 
     def close(self) -> None:
         """Close the state file; later calls raise WitnessStoreError (a call in another thread may come late)."""
-        with self._lock:
+        with writing(self._name), self._lock:  # (after a write under way)
             self._closed = True
             self._db.close()
 

@@ -22,7 +22,7 @@ import math
 import signal
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,15 +32,17 @@ from nacl.signing import SigningKey, VerifyKey
 from gossip.host import (GOSSIPSUB_PROTOCOLS, KEEPALIVE_TIMEOUT_S, MAX_PING_ANSWERS_PER_S, WRITE_TIMEOUT_S, Host,
                          HostConfig, HostError, ListenError, open_host, peer_org)
 from gossip.peers import KnownPeer, PeerManager, split_peer_addr
-from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN, OwnRecords
+from gossip.own_records import (MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN, OWN_RECORDS_FILE,
+                                OwnRecords)
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
-from gossip.store import RecordStore, StoreError
+from gossip.store import INDEX_FILE, RecordStore, StoreError
 from gossip.sync_messages import SYNC_PROTOCOL
 from gossip.sync_service import SyncService
 from gossip.witnessing import SavedCheckpointMismatch, SavedCheckpointUnusable, Witnessing
 from ledger import Checkpoint, LedgerError, StoredHashError
 from ledger.witness import WitnessStoreError
+from ledger.writes_under_way import close_named
 from vouching import OrgBody, did_key
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS, Policy
 
@@ -64,6 +66,7 @@ from .keys import TokenFile, load_signing_key
 from .audit_log import wall_clock_ms
 from .metrics import LATENCY_BUCKETS, Registry, record_latency_listener
 from .rotation import NEXT_KEY_FILE, finish_interrupted_rotation, unpublished_link
+from .stop_deadline import StopDeadline, armed_by_signals
 from .store_manifest import STORES, StoreLost, check_listed, list_present
 from .taken_back_rotation import TakenBackError, keep, kept, refusal
 from .telemetry import Telemetry
@@ -71,6 +74,9 @@ from .trust import TrustService
 
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
+# A stop held up past this (a store's write or close that never returns: node.stop_deadline) is cut short; longer than
+# SHUTDOWN_SECONDS so that a clean stop merely slowed by a loaded machine still ends cleanly, with exit status 0.
+STOP_CUT_SECONDS = 5.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
 # round), "unreachable" (none could be connected for a sync, those connected having refused the sync protocol:
@@ -278,15 +284,17 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         except DataFormatError as error:
             raise StartupError(str(error)) from None
         try:
-            store = stack.enter_context(RecordStore.open(config.data_dir))
+            store = RecordStore.open(config.data_dir)
         except StoredHashError as error:
             raise StartupError(f"records: {error}: {_repair_hint(config)}") from None
         except (LedgerError, StoreError) as error:
             raise StartupError(f"records: {error}") from None
+        stack.callback(close_named, INDEX_FILE, store.close)  # (its index committed, then records.ledger closed)
         try:
-            own_records = stack.enter_context(closing(OwnRecords.open(config.data_dir, wall_clock_ms, store)))
+            own_records = OwnRecords.open(config.data_dir, wall_clock_ms, store)
         except StoreError as error:
             raise StartupError(f"records: {error}") from None
+        stack.callback(close_named, OWN_RECORDS_FILE, own_records.close)
         replica = Replica(key, store, roots=config.roots, max_hops=config.max_hops, held_limit=limits.held_records,
                           own_records=own_records, track_stored=False)
         for _ in replica.tracking():
@@ -839,9 +847,11 @@ async def _catch_up_late(node: Node, new_org: bool) -> None:
              "startup_sync is done")
 
 
-async def run_until_signalled(config: NodeConfig) -> None:
+async def run_until_signalled(config: NodeConfig, *, stop_deadline: StopDeadline | None = None) -> None:
     """`vouchnet run`: serve the node until SIGINT or SIGTERM, then shut down within SHUTDOWN_SECONDS; a signal
-    while it starts (waiting for its start-up sync, say) stops it as well.
+    while it starts (waiting for its start-up sync, say) stops it as well. With `stop_deadline` (`vouchnet run`'s,
+    which owns its process, unlike a test running a node in its own), a stop that a store's write never returning
+    holds up past it is cut short, the process ended (node.stop_deadline).
 
     The objects there are when it begins (the modules) and when it ends are frozen (gc.freeze), out of the cycle
     collector's sight: a full collection walked the modules, 0.1-0.4 s each on a loaded machine, during start-up
@@ -849,8 +859,10 @@ async def run_until_signalled(config: NodeConfig) -> None:
     had built, over and over, 1.4-1.9 s of a 2 s shutdown at load 5."""
     gc.freeze()
     signalled: list[float] = []  # when the signal came (_stop_on_signal)
+    stopping = (signal.SIGINT, signal.SIGTERM)
     try:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with (trio.open_signal_receiver(*stopping) as signals,
+              nullcontext() if stop_deadline is None else armed_by_signals(stop_deadline, stopping)):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, signalled)
                 try:

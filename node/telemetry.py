@@ -12,20 +12,22 @@ from fastapi import APIRouter
 from nacl.signing import SigningKey, VerifyKey
 
 from gossip.replica import Replica
+from ledger.writes_under_way import close_named
 from vouching import load_record, public_key_from_did
 
 from .api.http_server import Refused
-from .audit_log import AuditLog, wall_clock_ms
+from .audit_log import AUDIT_FILE, AuditLog, wall_clock_ms
 from .config import NodeConfig
-from .credential_registry import CredentialRegistry
+from .credential_registry import CREDENTIALS_FILE, CredentialRegistry
 from .credentials_api import credentials_router
 from .digests import Digester, DigestService, DigestState
 from .hold_saver import HoldSaver
-from .idempotency import IdempotencyStore
+from .idempotency import IDEMPOTENCY_FILE, IdempotencyStore
 from .ingest import Ingestor
 from .ingest_api import ingest_router
 from .metrics import Registry, metrics_router
 from .retention import RetentionService
+from .store_manifest import DIGESTS_FILE
 from .stream import Broadcaster, stream_router
 from .vouch_revocations import VouchRevocations
 
@@ -119,7 +121,7 @@ class Telemetry:
         return [self.digest_service, self.retention, self.hold_saver]
 
     def close(self) -> None:
-        self.credentials.close()
-        self.digester.state.close()
-        self.idempotency.close()
-        self.audit.close()
+        """Close its stores, each named while it closes (a stop that a disk holds up names it)."""
+        for name, close in ((CREDENTIALS_FILE, self.credentials.close), (DIGESTS_FILE, self.digester.state.close),
+                            (IDEMPOTENCY_FILE, self.idempotency.close), (AUDIT_FILE, self.audit.close)):
+            close_named(name, close)

@@ -677,7 +677,7 @@ def _what_runs_on(directory: Path, *, fresh: bool, keep: bool) -> str:
 
 def _print_summary(m: dict) -> None:
     from .report import linking, trust_change, witnessed_summary
-    from .verdict import batches_missed
+    from .verdict import batches_missed, dip_said
 
     prop, conv, cps = m["propagation"], m["convergence"], m["checkpoints"]
     every = prop["everywhere"]
@@ -704,6 +704,7 @@ def _print_summary(m: dict) -> None:
                   + (f"a mean final score of {a['mean_final_score']}, {sought} in {hits} of "
                      f"{counted(a['views'], 'view')}" if a["views"] else "no score of them")
                   + f"; at the attackers' own nodes {_or_dash(a.get('attackers_mean_final_score'))}"
+                  + (f"; {dip}" if (dip := dip_said(a)) else "")  # (a slander's: praise measures none)
                   + batches_missed(a["batches"]))
         elif a["type"] == "whitewash":
             print("whitewash: mean final score at the honest nodes, old identity -> new: " + ", ".join(
@@ -721,7 +722,8 @@ def _print_summary(m: dict) -> None:
         views = sum(row["tiers"].values())
         tiers = ", ".join(f"{t} in {n}" for t, n in row["tiers"].items() if n)
         print(f"agents {row['group']} ({row['behaviour']}), final tier at the honest nodes: "
-              + (f"{tiers} of {counted(views, 'view')} (an agent at a node)" if views else "no score of them"))
+              + (f"{tiers} of {counted(views, 'view')} (an agent at a node)" if views else "no score of them")
+              + (f"; {dip}" if (dip := dip_said(row)) else ""))
 
 
 def _evidence(attack: dict, since: str) -> str:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from vouching.tiers import TIERS, tier_rank
 
+from .plan import Plan
 from .runner import RunResult
 from .scenario import Scenario
 from .status import expected_cosigners, flagged_keys, followers_by_node, witness_cosignatures, witnessed
@@ -47,18 +50,46 @@ def attacking_groups(scenario: Scenario) -> set[str]:
 
 def untouched_agents(run: RunResult) -> list[str]:
     """The agents no attack touches: none targets them (praise, slander, whitewash), their operator's vouch for them
-    stays (no `[[revocations]]`), and their operator's org neither attacks, nor had its key stolen, nor was vouched
-    for or un-vouched mid-run (`[[vouches]]`: its vouch for them weighs otherwise from then). Their scores are the
-    honest world's figures an attack's targets are compared with (testnet.verdict)."""
+    stays (no `[[revocations]]`), their operator's org neither attacks nor had its key stolen, and no `[[vouches]]`
+    change moves the standing of an org they work for (moved_by_vouch_changes: their operator's vouch for them, or
+    an org's reports of them, would weigh otherwise from then). Their scores are the honest world's figures an
+    attack's targets are compared with (testnet.verdict)."""
     scenario = run.scenario
     targeted = ({a.agents for a in scenario.attacks if a.agents is not None}
                 | {r.agents for r in scenario.revocations})
     attacking = attacking_groups(scenario)
     robbed = {node for i, a in enumerate(scenario.attacks) if a.type == "key-theft" and a.orgs is not None
               for node in run.plan.select(a.orgs, f"attacks[{i}].orgs")}
-    revouched = {vouchee for i in range(len(scenario.vouch_changes)) for _, vouchee in run.plan.vouch_pairs(i)}
-    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted
-                  and a.operator not in robbed | revouched and run.plan.group_of(a.operator) not in attacking)
+    moved = moved_by_vouch_changes(run.plan, observers(run))
+    return sorted(a.name for a in run.plan.agents if a.group.name not in targeted and a.operator not in robbed
+                  and not moved.intersection(a.orgs) and run.plan.group_of(a.operator) not in attacking)
+
+
+def moved_by_vouch_changes(plan: Plan, watchers: Collection[str]) -> set[str]:
+    """The orgs (by node) whose standing at one of the `watchers` a `[[vouches]]` change may move: at a watcher whose
+    horizon holds the change's voucher, each org the voucher reaches by org-peer vouches (those of the file's trust
+    graph, or any change makes), the vouchee and whom it vouches for included. A voucher's reputation is shared out
+    among all it vouches for and flows on from them (README "Org reputation": personalised PageRank), and a vouchee
+    brings its own vouchees into horizons or takes them out. Left out at each watcher: itself and its roots, whose
+    standing there is 1 whatever flows to them (a root's teleport share alone is far above r_full)."""
+    edges = {node: set(theirs) for node, theirs in plan.vouches.items()}
+    for i, change in enumerate(plan.scenario.vouch_changes):
+        if change.action == "vouch":
+            for a, b in plan.vouch_pairs(i):
+                edges[a].add(b)
+    ever = replace(plan, vouches={node: dict.fromkeys(theirs, 1.0) for node, theirs in edges.items()})
+    moved: set[str] = set()
+    for voucher in {a for i in range(len(plan.scenario.vouch_changes)) for a, _ in plan.vouch_pairs(i)}:
+        reached, frontier = set(), list(edges[voucher])
+        while frontier:
+            org = frontier.pop()
+            if org not in reached:
+                reached.add(org)
+                frontier += edges[org]
+        for watcher in watchers:
+            if voucher in ever.horizon(watcher):
+                moved |= reached - {watcher, *plan.roots[watcher]}
+    return moved
 
 
 def observers(run: RunResult) -> list[str]:
@@ -313,8 +344,39 @@ def final_scores(run: RunResult) -> dict[tuple[str, str], tuple[int, str]]:
     return {key: (score, tier) for key, (_, score, tier) in last.items()}
 
 
+def lowest_scores(run: RunResult, since: float = 0.0) -> dict[tuple[str, str], tuple[int, str, float]]:
+    """(node, agent) -> its lowest (score, tier, seconds into the traffic) there from `since` seconds into the traffic
+    to the end of the run (settling included), under the identity it went by then: a transient dip, such as an honest
+    agent's when slander starts, which its final score no longer shows. Every node's samples count, one that gave no
+    view at the end too (what it answered then it answered)."""
+    lowest: dict[tuple[str, str], tuple[int, str, float]] = {}
+    for s in run.scores:
+        if s.at >= run.t0 + since and s.did == identity_at(run, s.agent, s.at):
+            key = (s.node, s.agent)
+            if key not in lowest or s.score < lowest[key][0]:
+                lowest[key] = (s.score, s.tier, round(s.at - run.t0, 1))
+    return lowest
+
+
+def lowest_during(run: RunResult, agents: set[str], watchers: set[str], since: float = 0.0) -> dict[str, Any]:
+    """Of `agents` at the `watchers`, from `since` seconds into the traffic (an attack's start: before it, an honest
+    agent's lowest is its cold start's): the lowest score (lowest_scores; its tier, node, agent and seconds into the
+    traffic, None if none was scored), and in how many of their (node, agent) views it was `untrusted` at some
+    point."""
+    views = {key: low for key, low in lowest_scores(run, since).items() if key[0] in watchers and key[1] in agents}
+    lowest = None
+    if views:
+        (node, agent), (score, tier, t) = min(views.items(), key=lambda view: view[1][0])
+        lowest = {"score": score, "tier": tier, "node": node, "agent": agent, "t": t}
+    return {"lowest_during": lowest, "since": since,
+            "untrusted_during": sum(1 for _, tier, _ in views.values() if tier == "untrusted"),
+            "views_during": len(views)}
+
+
 def confusion(run: RunResult) -> dict[str, Any]:
-    """Agent class (group, and whether it misbehaves) x final tier, counted over (observer node, agent) pairs."""
+    """Agent class (group, and whether it misbehaves) x final tier, counted over (observer node, agent) pairs; with
+    each class's lowest score at the observers during the run, and how many of their views were untrusted at some
+    point (lowest_during)."""
     finals = final_scores(run)
     watchers = set(observers(run))
     group_of = {a.name: a.group.name for a in run.plan.agents}
@@ -325,7 +387,8 @@ def confusion(run: RunResult) -> dict[str, Any]:
             if node in watchers and group_of[agent] == group.name:
                 counts[tier] += 1
         rows.append({"group": group.name, "behaviour": group.behaviour.model, "malicious": group.behaviour.malicious,
-                     "tiers": counts})
+                     "tiers": counts,
+                     **lowest_during(run, {a.name for a in run.plan.agents_of(group.name)}, watchers)})
     return {"observers": sorted(watchers), "tiers": list(TIERS), "rows": rows}
 
 
@@ -366,7 +429,8 @@ def attacks(run: RunResult) -> list[dict[str, Any]]:
                          highest_final=_final(max(seen, default=None)),
                          # what the attack made of the targets where it is believed: beside the honest nodes' view
                          attackers_mean_final_score=round(statistics.fmean(theirs), 1) if theirs else None,
-                         batches=_attack_batches(run, i))
+                         batches=_attack_batches(run, i),
+                         **(lowest_during(run, names, watchers, attack.at) if attack.type == "slander" else {}))
         elif attack.type == "equivocation":
             entry.update(_equivocation_outcome(run, i))
         elif attack.type == "whitewash":

@@ -295,18 +295,22 @@ def _laid_out(scenario: Scenario, nodes: list[str], seed: int, dials: Mapping[st
 def _check_vouch_changes(plan: Plan) -> None:
     """ScenarioError for a `[[vouches]]` change a run would not make as written, each judged by the org-peer vouches
     in force when it is due (Plan.at): one that selects no pair of orgs (one org to itself), a vouch by an org that
-    vouches for the other already then (by the scenario's trust graph, or a change before it: revoke it first), a
-    revoke of a vouch not in force then."""
+    vouches for the other already then (by the scenario's trust graph, or a change before it: a node keeps an org's
+    second org-peer vouch for an org beside its first, vouching.vouches.VouchBook.org_edges counting the stronger, so
+    it would not replace it; revoke it first), a revoke of a vouch not in force then."""
     for index, change in enumerate(plan.scenario.vouch_changes):
         where, pairs, vouches = f"vouches[{index}]", plan.vouch_pairs(index), plan.at(plan.change_due(index)).vouches
         if not pairs:
             raise ScenarioError(f"{where}: from {change.source.text} to {change.target.text} makes no vouch: an org "
                                 "does not vouch for itself")
-        held = [f"{a} for {b}" for a, b in pairs if b in vouches[a]]
+        held = [f"{a} for {b} ({vouches[a][b]:g})" for a, b in pairs if b in vouches[a]]
         lacking = [f"{a} for {b}" for a, b in pairs if b not in vouches[a]]
         if change.action == "vouch" and held:
             raise ScenarioError(f"{where}.to: at {change.at:g} s the vouch of {', '.join(held)} is in force already "
-                                "(by the scenario's trust graph, or a [[vouches]] change before it): revoke it first")
+                                "(by the scenario's trust graph, or a [[vouches]] change before it), and a second "
+                                "would not replace it: a node keeps both, the stronger counting, and a later revoke "
+                                "would leave the other in force; to vouch at another weight, revoke it first (a "
+                                "[[vouches]] revoke due before this vouch, or at its time and listed before it)")
         if change.action == "revoke" and lacking:
             raise ScenarioError(f"{where}.to: at {change.at:g} s no org-peer vouch of {', '.join(lacking)} is in "
                                 "force to revoke (the scenario's trust graph and the [[vouches]] changes before it "

@@ -15,8 +15,9 @@ from ledger.files import make_directory, replace_file
 from vouching.counts import counted
 from vouching.tiers import PROVISIONAL, TRUSTED, VERIFIED
 
-from .measure import attacking_groups, final_scores, trajectories
+from .measure import attacking_groups, final_scores, lowest_scores, trajectories
 from .runner import LATE_SECONDS, RunResult
+from .verdict import dip_said
 
 REPORT_MODE = 0o666  # less the umask, as an ordinary file: a report is no secret
 _MARKS = {"kill": "SIGKILL", "restarted": "restarted", "partition": "partition", "heal": "heal",
@@ -43,6 +44,8 @@ def results_json(run: RunResult, measurements: dict[str, Any], elapsed: dict[str
         "score_trajectories": trajectories(run),
         "final_scores": [{"node": node, "agent": agent, "score": score, "tier": tier}
                          for (node, agent), (score, tier) in sorted(final_scores(run).items())],
+        "lowest_scores": [{"node": node, "agent": agent, "score": score, "tier": tier, "t": t}
+                          for (node, agent), (score, tier, t) in sorted(lowest_scores(run).items())],
         "watch_errors": run.watch_errors,
         "last_watch_error": run.last_watch_error,
         "unanswered": run.unanswered,
@@ -253,8 +256,9 @@ def _html(results: dict[str, Any], plots: dict[str, bytes]) -> str:
                             [(e["t"], e["kind"], _details(e)) for e in results["timeline"]])),
         ("Plots", images),
         ("Agent class x final tier at the honest nodes",
-         _table(["agents", "behaviour", *m["confusion"]["tiers"]],
-                [(r["group"], r["behaviour"], *r["tiers"].values()) for r in m["confusion"]["rows"]])),
+         _table(["agents", "behaviour", *m["confusion"]["tiers"], "during the run"],
+                [(r["group"], r["behaviour"], *r["tiers"].values(), dip_said(r) or "-")
+                 for r in m["confusion"]["rows"]])),
         ("Attacks", _table(["#", "type", "outcome"], [(a["attack"], a["type"], _details(a)) for a in m["attacks"]])),
         ("Orgs as the honest nodes see them (means)",
          _table(["org group", "reputation", "credibility", "weight", "flagged"],

@@ -32,6 +32,7 @@ from .workers import Worker
 LATENCY_METRIC = "vouchnet_record_latency_seconds"
 SETUP_TIMEOUT = 30.0  # seconds the setup's records may take to reach every node before traffic starts anyway
 CUT_SETTLE = 5.0  # seconds a partition's cut may take to close every connection across it
+FOLLOW_TIMEOUT = 30.0  # seconds a mid-run vouch's followers may take to hold what it brings them (_await_followers)
 CHECKPOINT_TIMEOUT = 30.0  # seconds after settling for every checkpoint to cover its ledger and be witnessed
 PROGRESS_SECONDS = 10.0  # how often a run says how far its traffic got
 LATE_SECONDS = 1.0  # how far past its time an attack or fault step is said to be late (a rotation before it took long)
@@ -126,7 +127,7 @@ class Run:
             self.timeline.add("start")
             traffic.start_at(t0)
             self.say(f"traffic: {counted(len(self.agents), 'agent')}, {self.scenario.duration:g} s")
-            self._schedule(t0, traffic.stats)
+            self._schedule(t0, traffic.stats, records)
             traffic.stop()
             traffic_end = time.time()
             load_at_end = machine_load()
@@ -288,11 +289,12 @@ class Run:
 
     # --- the schedule -------------------------------------------------------------------------------------
 
-    def _schedule(self, t0: float, stats: TrafficStats) -> None:
+    def _schedule(self, t0: float, stats: TrafficStats, records: RecordWatch) -> None:
         """The scenario's attacks, fault steps and revocations, each when due (at one time, attacks first, then fault
         steps, then revocations, each in the file's order), with the traffic running between; one due while the step
-        before it still ran (a rotation stops, rotates and starts its node, which takes seconds) follows as soon as
-        that ended, and is said to be late, as the traffic's end is where the last step ran past it."""
+        before it still ran (a rotation stops, rotates and starts its node, or a `[[vouches]]` vouch waits for the
+        nodes it makes follow an org, _await_followers) follows as soon as that ended, and is said to be late, as the
+        traffic's end is where the last step ran past it."""
         actions: list[tuple[float, int, str, Callable[[], None]]] = []
         for i, attack in enumerate(self.scenario.attacks):
             if attack.type in ("equivocation", "key-theft"):
@@ -310,7 +312,7 @@ class Run:
             done = "made" if change.action == "vouch" else "revoked"
             said = f"org-peer vouches {done}: {_pairs_said(self.plan.vouch_pairs(i))}"
             actions.append((*self.plan.change_due(i), f"{said} (from {change.source.text} to {change.target.text})",
-                            lambda i=i: self._change_vouches(i)))
+                            lambda i=i: self._change_vouches(i, records)))
         said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
                 "cut": "partition {} | rest", "heal": "heal the partition"}
         acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,
@@ -382,10 +384,11 @@ class Run:
                                             "revoke": revoke}
         self.timeline.add("revocation", revocation=index, agents=revoked)
 
-    def _change_vouches(self, index: int) -> None:
+    def _change_vouches(self, index: int, records: RecordWatch) -> None:
         """vouches[index]: each org of its `from` vouches for (POST /v1/vouches, org-peer) or revokes its vouch for
         (POST /v1/revocations) each org of its `to` through its node; the timeline's entry names each pair with the
-        vouch and, for a revoke, the revoke record."""
+        vouch and, for a revoke, the revoke record. A vouch then waits for the nodes it makes follow an org
+        (_await_followers)."""
         change = self.scenario.vouch_changes[index]
         pairs = []
         for voucher, vouchee in self.plan.vouch_pairs(index):
@@ -398,7 +401,40 @@ class Run:
                     vouch = self.org_peer_vouches.pop((voucher, vouchee))
                     revoke = client.revoke(vouch, f"the scenario's vouches[{index}]")["id"]
                     pairs.append({"from": voucher, "to": vouchee, "vouch": vouch, "revoke": revoke})
-        self.timeline.add("vouches", change=index, action=change.action, pairs=pairs)
+        entry = self.timeline.add("vouches", change=index, action=change.action, pairs=pairs)
+        if change.action == "vouch":
+            self._await_followers(index, {pair["vouch"]: pair["from"] for pair in pairs}, records, entry)
+
+    def _await_followers(self, index: int, vouches: dict[str, str], records: RecordWatch,
+                         entry: dict[str, Any]) -> None:
+        """Wait (at most FOLLOW_TIMEOUT s) until each running node whose horizon `[[vouches]]` vouch `index` extends
+        holds its `vouches` (id -> the node that signed it) and every record seen so far of the orgs it brings in (of
+        those on the node's side of a partition in force: the others' come after the heal). The steps after it are
+        planned on the trust graph with it made (Plan.at): a node lacking them refuses an attack's records of such an
+        org (outside_horizon), or has none of its records to give a rotation's catch-up. The change's timeline
+        `entry` keeps those nodes, how long they took and what they still lacked."""
+        started = time.monotonic()
+        flagged = self._flagged(records)
+        before = self.plan.at(self.plan.change_due(index))
+        after = before.with_changes([index])
+        node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
+        seen = [(info.id, node_of.get(info.iss)) for info in records.snapshot()]
+        expected = {}
+        for node in sorted(self.up):
+            now_inside = after.horizon(node, flagged)
+            reachable = set(faults.peers_on_its_side(node, self.partition, sorted(self.up)))
+            brought = (now_inside - before.horizon(node, flagged) - flagged) & reachable
+            if brought:
+                expected[node] = ({rid for rid, issuer in seen if issuer in brought}
+                                  | {rid for rid, voucher in vouches.items() if voucher in now_inside & reachable})
+        missing = _wait_for(records, lambda: expected, FOLLOW_TIMEOUT)
+        waited = round(time.monotonic() - started, 2)
+        entry.update(followers=sorted(expected), followed_after=waited, missing=missing)
+        if expected:
+            self.say(f"  {', '.join(sorted(expected))} "
+                     + (f"held what it brings into their horizons after {waited:.1f} s" if not missing else
+                        f"still lacked what it brings into their horizons after {waited:.1f} s: {missing} (a step "
+                        "planned on it may fail)"))
 
     def _steal_key(self, index: int) -> None:
         attack = self.scenario.attacks[index]

@@ -107,8 +107,9 @@ def _praise_or_slander(entry: dict[str, Any], honest: list[str], results: dict[s
         return Verdict(entry["attack"], entry["type"], subject, UNDECIDED,
                        f"the attack was not carried out: {missed_batches(entry['batches'])}; {figures}",
                        RULES[entry["type"]], compared)
+    dip = f"; {said}" if (said := dip_said(entry)) else ""  # (a slander's: praise measures none)
     return Verdict(entry["attack"], entry["type"], subject, _outcome(hits > 0, views >= expected),
-                   figures + batches_missed(entry["batches"]), RULES[entry["type"]], compared)
+                   figures + dip + batches_missed(entry["batches"]), RULES[entry["type"]], compared)
 
 
 def carried_out(batches: dict[str, int]) -> bool:
@@ -142,6 +143,21 @@ def batches_missed(batches: dict[str, int]) -> str:
     """`; 3 of its 40 batches failed`, where any of a praise or slander attack's batches did not get through or was
     skipped; nothing where every one was answered."""
     return f"; {missed_batches(batches)}" if batches["answered"] < batches["due"] else ""
+
+
+def dip_said(entry: dict[str, Any]) -> str:
+    """`the lowest during the run untrusted (149) (good-2 at n01, 22.5 s into the traffic), untrusted at some point in
+    3 of 16 views` (`from 15 s on (the attack's start)` for a slander's targets): what measure.lowest_during found of
+    an agent class or an attack's targets at the honest nodes; nothing where no score of them was sampled (or the
+    results are from before it was measured)."""
+    lowest = entry.get("lowest_during")
+    if lowest is None:
+        return ""
+    since = entry.get("since", 0.0)
+    during = f"from {since:g} s on (the attack's start)" if since else "during the run"
+    return (f"the lowest {during} {_score(lowest)} ({lowest['agent']} at {lowest['node']}, {lowest['t']:g} s "
+            f"into the traffic), untrusted at some point in {entry['untrusted_during']} of "
+            f"{counted(entry['views_during'], 'view')}")
 
 
 def _compared(behaviour: str | None, praise: bool, results: dict[str, Any], baseline: Baseline | None) -> str:

@@ -54,9 +54,12 @@ class ForkedCli:
                             "kill_at": kill_at})
         return subprocess.CompletedProcess(list(args), int(status), out.read_text(), err.read_text())
 
-    def spawn(self, args: Sequence[str], log: Path) -> ForkedProcess:
-        """Start `python -m node.cli *args` without waiting for it, its stderr appended to `log`."""
-        return ForkedProcess(self, list(args), int(self._ask({"spawn": list(args), "log": str(log)})), log)
+    def spawn(self, args: Sequence[str], log: Path, before: Sequence[str] = ()) -> ForkedProcess:
+        """Start `python -m node.cli *args` without waiting for it, its stderr appended to `log`; with `before`
+        (module, function, its string arguments...), that function is called in the run's process first (to give
+        the run a disk that hangs, say)."""
+        request = {"spawn": list(args), "log": str(log), "before": list(before)}
+        return ForkedProcess(self, list(args), int(self._ask(request)), log)
 
     def returncode(self, pid: int) -> int | None:
         """The exit status of the spawned run `pid`, or None while it runs."""
@@ -131,10 +134,14 @@ def _run_cli(args: list[str]) -> None:
     runpy.run_module("node.cli", run_name="__main__", alter_sys=True)
 
 
-def _spawned(args: list[str], log: str) -> None:
+def _spawned(args: list[str], log: str, before: list[str]) -> None:
     """Run node/cli.py as `python -m node.cli *args` would, to the end of the interpreter (its exit status from the
-    SystemExit or exception that ends the run), as a run that is signalled is timed to its process's end."""
+    SystemExit or exception that ends the run), as a run that is signalled is timed to its process's end; `before`,
+    if given, called first (ForkedCli.spawn)."""
     _redirect(os.devnull, log, os.O_APPEND)
+    if before:
+        module, function, *arguments = before
+        getattr(import_module(module), function)(*arguments)
     _run_cli(args)
     sys.exit(0)
 
@@ -178,7 +185,7 @@ def _serve(preload: Sequence[str]) -> None:
             sys.stdout.write(f"{'running' if answer is None else answer}\n")
         elif "spawn" in request:
             if (pid := os.fork()) == 0:
-                _spawned(request["spawn"], request["log"])
+                _spawned(request["spawn"], request["log"], request["before"])
             spawned[pid] = None
             sys.stdout.write(f"{pid}\n")
         else:

@@ -4,6 +4,7 @@ limits it states are the code's, as are the scoring defaults, the high-risk tool
 the code)."""
 
 import argparse
+import base64
 import inspect
 import re
 import shlex
@@ -14,12 +15,17 @@ import pytest
 import httpx
 import numpy as np
 import trio
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey
 
+from gossip.forks import FORK_WINDOW
 from gossip.own_records import MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_SEEN
 from gossip.peers import MAX_DIAL_BURST, MAX_DIAL_RATE, MAX_DIALS, MAX_ERROR, MAYBE_BLOCKED, QUICK_CLOSE_S
 from gossip.serving_budget import ServingRates
 from gossip.sync_service import SyncService
+from ledger import Checkpoint, Ed25519Signer, format_note, note_signature
 from node import cli
+from node.api import create_app
 from node.api.http_server import (KEEP_ALIVE_S, LINGER_BYTES, LINGER_S, MAX_HEAD_BYTES, READ_TIMEOUT_S,
                                   REQUEST_DEADLINE_S)
 from node.api.records import DEFAULT_PAGE, MAX_PAGE
@@ -29,12 +35,14 @@ from node.credentials import VOUCH_CREDENTIAL_DAYS
 from node.idempotency import MAX_KEY
 from node.stream import MAX_CLIENTS
 from node.trust import SNAPSHOT_AFTER
-from vouching import MAX_RECORD_SIZE
+from vouching import MAX_RECORD_SIZE, did_key
 from vouching.deviation import credibility
 from vouching.explanation import MAX_LISTED_PARTS
 from vouching.params import DAY_MS, ScoringParams
 from vouching.policy import DEFAULT_HIGH_RISK_TOOLS
 
+from ..tlog_reference import Reference
+from .fake_node import fake_node
 from .in_process import running
 
 README = Path(__file__).parents[2] / "README.md"
@@ -184,6 +192,7 @@ _RATES = ServingRates()
     f"{READ_TIMEOUT_S:g} s)",
     f"its head must arrive within {KEEP_ALIVE_S:g} s, or the connection is closed unanswered",
     f"An `Idempotency-Key` header is optional: any 1 to {MAX_KEY} printable ASCII characters",
+    f"gossiped checkpoints are compared for {FORK_WINDOW / 60:g} minutes,",
 ])
 def test_the_readme_states_the_figures_the_code_uses(statement):
     assert statement in " ".join(README.read_text().split())
@@ -221,6 +230,8 @@ _UNTESTED = float(credibility(np.zeros(1), np.zeros(1), _P)[0])  # an org's cred
     f"| ≥ {_P.reports_below_trusted} | 499 (below `trusted`",
     f"| ≥ {_P.reports_below_provisional} | 199 (below `provisional`)",
     f"the {MAX_LISTED_PARTS} heaviest by default",
+    f"`verified` needs good evidence from {_P.verified_min_orgs} independence groups",  # the threat model's
+    f"(evidence dated more than {_P.future_tolerance_ms // 60_000} minutes ahead counts from then only)",
 ])
 def test_the_readme_states_the_scoring_defaults(statement):
     """"How scores are computed" states vouching.params.ScoringParams' defaults as the engine uses them."""
@@ -243,3 +254,88 @@ def test_the_readme_names_the_scripts_make_bench_runs():
     scripts = makefile.group(1).split()
     assert readme.group(1) == ("one two three four five six seven eight nine ten".split())[len(scripts) - 1]
     assert set(re.findall(r"`(\w+)\.py`", readme.group(2))) == set(scripts)
+
+
+def _check_log_script() -> dict:
+    """The globals of the README's script that checks a node's log ("Checking a node's log yourself"), run as a
+    module that is not `__main__`."""
+    found = re.search(r"<!-- script: check_log -->\n```python\n(.*?)```", README.read_text(), re.DOTALL)
+    assert found is not None
+    namespace = {"__name__": "readme_check_log"}
+    exec(compile(found.group(1), "README.md:check_log", "exec"), namespace)  # noqa: S102 - our own docs
+    return namespace
+
+
+def test_the_readme_s_log_checks_accept_rfc_9162_proofs_and_refuse_changed_ones():
+    """Its inclusion and consistency checks agree with tests/tlog_reference.py, the independent client, on every
+    pair of sizes up to 20: each proof verifies, and one with a hash changed, dropped or added does not, nor does the
+    empty proof of a root as the leaf of a larger tree."""
+    script = _check_log_script()
+    entries = [i.to_bytes(2, "big") for i in range(20)]
+    ref = Reference(entries)
+    leaves = [script["sha"](b"\x00" + entry) for entry in entries]
+
+    def altered(proof: list[bytes]) -> list[list[bytes]]:
+        changed = [proof[:i] + [bytes(32)] + proof[i + 1:] for i in range(len(proof))]
+        return changed + [proof[1:]] * bool(proof) + [proof + [bytes(32)]]
+
+    for size in range(1, 21):
+        assert script["root_of"](leaves[:size]) == ref.root(size)
+        for index in range(size):
+            proof = ref.path(index, 0, size)
+            assert script["included"](leaves[index], index, size, proof, ref.root(size))
+            assert not any(script["included"](leaves[index], index, size, p, ref.root(size)) for p in altered(proof))
+            assert size == 1 or not script["included"](ref.root(size), index, size, [], ref.root(size))
+        for old in range(size + 1):
+            proof = ref.consistency(old, size)
+            assert script["consistent"](old, size, ref.root(old), ref.root(size), proof), (old, size)
+            assert not any(script["consistent"](old, size, ref.root(old), ref.root(size), p)
+                           for p in altered(proof)), (old, size)
+
+
+async def test_the_readme_s_script_checks_a_node_s_log_and_its_cosignatures(tmp_path):
+    """Found by stop 45's walk of the README as an evaluator: nothing said how to check a node's log without
+    vouchnet. The README's script checks what the API serves (the checkpoint, its org's signature and its witnesses'
+    cosignatures, every entry) and names the witnesses; a cosignature or entry that does not match is refused."""
+    script = _check_log_script()
+    witnesses = [SigningKey.generate() for _ in range(2)]
+    with fake_node(tmp_path) as node:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(node)),
+                                     base_url="http://node") as api:
+
+            async def fetch(path: str) -> bytes:
+                return (await api.get(path)).raise_for_status().content
+
+            def check() -> tuple[str, int, list[str]]:
+                return script["check_log"](lambda path: trio.from_thread.run(fetch, path))
+
+            node.replica.store.ledger.append([b"entry %d" % i for i in range(70)])
+            node.sign_checkpoint(cosigners=tuple(witnesses))
+            assert await trio.to_thread.run_sync(check) == (
+                node.origin, 70, [did_key(bytes(key.verify_key)) for key in witnesses])
+
+            line = node.note.splitlines()[-1]
+            raw = base64.b64decode(line.split()[-1])
+            later = raw[:4] + (int.from_bytes(raw[4:12], "big") + 1).to_bytes(8, "big") + raw[12:]
+            node.note = node.note.replace(line, line.replace(line.split()[-1], base64.b64encode(later)))
+            with pytest.raises(BadSignatureError):  # a cosignature's time is signed
+                await trio.to_thread.run_sync(check)
+
+            text = Checkpoint(node.origin, 70, bytes(32)).to_text()  # signed by the org, of a root not the log's
+            node.note = format_note(text, [note_signature(text, Ed25519Signer(node.origin, node.replica.key))])
+            with pytest.raises(AssertionError, match="the entries do not hash to the checkpoint's root"):
+                await trio.to_thread.run_sync(check)
+
+
+def test_every_link_to_a_section_of_the_readme_finds_it():
+    """Each `(#anchor)` link names a heading, as GitHub makes its anchor (lower case, spaces to hyphens, punctuation
+    but hyphens dropped, a repeated one numbered): the threat model and the contents send an evaluator across it."""
+    text = re.sub(r"```.*?```", "", README.read_text(), flags=re.DOTALL)
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#+ (.*)$", text, re.MULTILINE):
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        repeated = sum(1 for a in anchors if a == anchor or re.fullmatch(rf"{re.escape(anchor)}-\d+", a))
+        anchors.add(f"{anchor}-{repeated}" if repeated else anchor)
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert len(links) > 100
+    assert [link for link in links if link not in anchors] == []

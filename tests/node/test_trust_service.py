@@ -171,8 +171,7 @@ def test_an_operator_vouch_that_moves_no_score_is_announced_with_whose_credentia
 
 
 async def test_an_operator_vouch_that_expired_is_announced_by_the_next_periodic_recompute(node, broadcaster,
-                                                                                          mock_clock):
-    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
+                                                                                          thread_aware_clock):
     clock = [NOW]
     trust = TrustService(node.replica, roots=(), policy=Policy(), broadcaster=broadcaster, metrics=Registry(),
                          recompute_interval=RECOMPUTE_S, epoch_ms=HOUR_MS, clock=lambda: clock[0])
@@ -205,11 +204,10 @@ def test_an_event_lists_the_first_64_keys_whose_credentials_stand_for_the_agent_
         ([*own, *(p.did for p in partners[:63])], True), ([*own, *(p.did for p in partners[:63])], False)]
 
 
-async def test_an_event_lists_a_weighted_operator_before_any_number_of_keys_no_one_vouches_for(node, trust,
-                                                                                               broadcaster, mock_clock):
+async def test_an_event_lists_a_weighted_operator_before_any_number_of_keys_no_one_vouches_for(
+        node, trust, broadcaster, thread_aware_clock):
     """As a check answer does: before, listed by did, 64 fresh keys sorting before the partner's pushed it off the
     list an SDK caches from the stream, and its credentials for the agent were decided on the cold start."""
-    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
     agent, (*keys, partner) = new_did(), sorted((Org() for _ in range(65)), key=lambda org: org.did)
     trust.score(agent)[0]  # (a change is announced of agents read before)
     async with trio.open_nursery() as nursery:
@@ -235,10 +233,7 @@ def _vouched_by_partner(node, trust):
 
 
 @pytest.mark.parametrize("change", ["revoke the org vouch", "the partner equivocates"])
-async def test_an_org_level_change_is_announced_within_a_second(node, trust, broadcaster, change, mock_clock):
-    # Trio counts a worker thread's run as idle (python-trio/trio#456): the clock jumps only after half a second
-    # of real idleness, so that it stands still while the recompute computes (a few ms here).
-    mock_clock.autojump_threshold = 0.5
+async def test_an_org_level_change_is_announced_within_a_second(node, trust, broadcaster, change, thread_aware_clock):
     partner, agent, our_vouch = _vouched_by_partner(node, trust)
     if change == "revoke the org vouch":
         record = node.replica.issue("revoke", revoke_body(our_vouch.id, "partnership ended"))
@@ -260,13 +255,12 @@ async def test_an_org_level_change_is_announced_within_a_second(node, trust, bro
     assert [e for e in seen if e[1] == agent] == [("score", agent, "untrusted"), ("tier", agent, "untrusted")]
 
 
-async def test_records_while_an_org_level_change_awaits_its_recompute_are_announced_by_it(node, trust, broadcaster,
-                                                                                       monkeypatch, mock_clock):
+async def test_records_while_an_org_level_change_awaits_its_recompute_are_announced_by_it(
+        node, trust, broadcaster, monkeypatch, thread_aware_clock):
     """An org inside the horizon vouching for fresh keys, each of which vouches for an agent (benchmarks/
     score_attacks.py's fresh keys): read at once, each record reran PageRank over every org vouch, so that the node's
     work per record grew with the keys. Until the prompt recompute, no record refreshes reputation; the recompute
     announces the agent's change, at the score a read gives."""
-    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
     partner, victim = Org(), new_did()
     trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))])
     before = trust.score(victim)[0]  # (a change is announced of agents read before)
@@ -295,12 +289,11 @@ async def test_records_while_an_org_level_change_awaits_its_recompute_are_announ
 
 
 async def test_a_score_read_while_an_org_level_change_awaits_its_recompute_is_announced_when_undone(
-        node, trust, broadcaster, mock_clock):
+        node, trust, broadcaster, thread_aware_clock):
     """A partner's operator vouch and its revocation within the second an org vouch's recompute is awaited: a check
     in between was answered with the vouch's lift, and the recompute, finding the score the stream last said, said
     nothing, so that readers held the lifted score (and SDKs the partner as operator) until their caches expired.
     What a reader is given counts as said: its undoing is announced."""
-    mock_clock.autojump_threshold = 0.5  # (as in test_an_org_level_change_is_announced_within_a_second)
     partner, agent = Org(), new_did()
     before = trust.score(agent)[0]  # (a change is announced of agents read before)
     trust.on_records([node.replica.issue("vouch", vouch_body(partner.did, 0.9, "org-peer"))])

@@ -280,6 +280,32 @@ def test_the_summary_counts_each_agent_group_s_final_tiers_in_views_of_an_agent_
         "agents bad (malicious), final tier at the honest nodes: no score of them"]
 
 
+def test_the_summary_says_how_low_slandered_agents_and_each_agent_group_fell_during_the_run(capsys):
+    """Found by stop 45's testnet helper: an honest agent untrusted for a while as slander started, and trusted again
+    at the end, showed nowhere in the summary."""
+    from testnet.cli import _print_summary
+
+    dip = {"lowest_during": {"score": 149, "tier": "untrusted", "node": "n01", "agent": "good-2", "t": 22.5},
+           "untrusted_during": 3, "views_during": 16}
+    tiers = ("untrusted", "provisional", "trusted", "verified")
+    _print_summary({"propagation": {"everywhere": {"count": 0}}, "catch_up": [], "rotations": [], "trust_changes": [],
+                    "convergence": {"converged": True, "records": 9},
+                    "checkpoints": {"all_current_and_witnessed": True, "nodes": {}},
+                    "attacks": [{"type": "slander", "orgs": "liars", "agents": "good", "mean_final_score": 612.5,
+                                 "trusted_or_better": 16, "untrusted": 0, "views": 16,
+                                 "attackers_mean_final_score": 41.0,
+                                 "batches": {"due": 40, "answered": 40, "failed": 0, "not_sent": 0}, **dip}],
+                    "confusion": {"rows": [{"group": "good", "behaviour": "honest",
+                                            "tiers": dict(zip(tiers, (0, 0, 16, 0))), **dip}]}})
+    out = capsys.readouterr().out.splitlines()
+    said = ("the lowest during the run untrusted (149) (good-2 at n01, 22.5 s into the traffic), untrusted at some "
+            "point in 3 of 16 views")
+    assert out[0] == ("slander of good by liars: at the honest nodes a mean final score of 612.5, untrusted in 0 of 16 "
+                      f"views; at the attackers' own nodes 41.0; {said}")
+    assert out[2] == ("agents good (honest), final tier at the honest nodes: trusted in 16 of 16 views (an agent at a "
+                      f"node); {said}")
+
+
 class _Interrupted:
     """A scenario run that a Ctrl-C stops."""
 

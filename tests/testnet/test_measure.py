@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, measure, observers,
-                             propagation, rotations, trust_changes, untouched_agents)
+from testnet.measure import (attacks, catch_up, checkpoints, confusion, convergence, identity_at, lowest_scores,
+                             measure, observers, propagation, rotations, trust_changes, untouched_agents)
 from testnet.observe import RecordInfo, ScoreSample
 from testnet.plan import make_plan
 from testnet.report import linking, results_json, trust_change, witnessed_summary
@@ -87,7 +87,10 @@ def test_the_confusion_matrix_counts_each_observer_and_agent_once_by_its_last_ti
     scores += [ScoreSample(T0 + 9, n, "bad-0", "did:x", 50, "untrusted", 0.5) for n in DIDS]
     rows = confusion(run({}, {}, [], scores))["rows"]
     assert rows[0] == {"group": "good", "behaviour": "honest", "malicious": False,
-                       "tiers": {"untrusted": 0, "provisional": 0, "trusted": 3, "verified": 0}}
+                       "tiers": {"untrusted": 0, "provisional": 0, "trusted": 3, "verified": 0},
+                       "lowest_during": {"score": 300, "tier": "provisional", "node": "n00", "agent": "good-0",
+                                         "t": 3.0},
+                       "since": 0.0, "untrusted_during": 0, "views_during": 3}
     assert rows[1]["tiers"]["untrusted"] == 3 and rows[1]["malicious"] is True
 
 
@@ -388,6 +391,51 @@ def test_praise_is_measured_at_the_honest_nodes_beside_what_the_attackers_own_no
     assert untouched_agents(result) == ["good-0", "good-1"]  # the honest world's figures for the verdicts
 
 
+def test_an_honest_agent_s_dip_to_untrusted_during_slander_is_kept_though_its_final_score_recovered():
+    """Found by stop 45's testnet helper: results.json kept group means and final scores only, so whether a slandered
+    honest agent was ever untrusted at an honest node during the run (T8's transient dip as slander starts) could not
+    be read from it. Now each (node, agent)'s lowest score during the traffic and settling is kept, with its time, and
+    the slander's entry (from its start on: before it, an honest agent's lowest is its cold start's) and each agent
+    class say how many honest views were untrusted at some point."""
+    text = Path(__file__).with_name("short.toml").read_text()
+    scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[attacks]]\ntype = "slander"\norgs = "quiet"\n'
+                              'agents = "good"\nat = 4\n', name="slander")
+    scores = [ScoreSample(T0 - 1, "n00", "good-0", "did:g", 10, "untrusted", 0.1),  # before the traffic: not counted
+              ScoreSample(T0 + 1, "n00", "good-0", "did:g", 248, "provisional", 0.1),  # its cold start
+              ScoreSample(T0 + 2, "n00", "good-0", "did:g", 520, "trusted", 0.3),
+              ScoreSample(T0 + 5, "n00", "good-0", "did:g", 149, "untrusted", 0.4),  # the dip
+              ScoreSample(T0 + 9, "n00", "good-0", "did:g", 610, "trusted", 0.5),
+              ScoreSample(T0 + 1, "n01", "good-0", "did:g", 248, "provisional", 0.1),
+              ScoreSample(T0 + 4, "n01", "good-0", "did:g", 480, "provisional", 0.4),
+              ScoreSample(T0 + 9, "n01", "good-0", "did:g", 590, "trusted", 0.5),
+              ScoreSample(T0 + 3, "n02", "good-0", "did:g", 0, "untrusted", 0.5)]  # the attacker's own view
+    identities = {"good-0": ["did:g"], "good-1": ["did:h"], "bad-0": ["did:x"]}
+    result = replace(run({}, {}, [], scores=scores, identities=identities), scenario=scenario,
+                     plan=make_plan(scenario, list(DIDS), seed=1))
+    [slandered] = attacks(result)
+    assert (slandered["untrusted"], slandered["lowest_final"]) == (0, {"score": 590, "tier": "trusted"})
+    assert slandered["lowest_during"] == {"score": 149, "tier": "untrusted", "node": "n00", "agent": "good-0",
+                                          "t": 5.0}
+    assert (slandered["since"], slandered["untrusted_during"], slandered["views_during"]) == (4, 1, 2)
+    results = results_json(result, measure(result), {})
+    assert {(f["node"], f["agent"]): (f["score"], f["tier"], f["t"]) for f in results["lowest_scores"]} == {
+        ("n00", "good-0"): (149, "untrusted", 5.0), ("n01", "good-0"): (248, "provisional", 1.0),
+        ("n02", "good-0"): (0, "untrusted", 3.0)}
+    good = next(row for row in results["measurements"]["confusion"]["rows"] if row["group"] == "good")
+    assert (good["lowest_during"]["score"], good["untrusted_during"], good["views_during"]) == (149, 1, 2)
+
+
+def test_an_agent_s_lowest_score_during_the_run_is_of_the_identity_it_went_by_then():
+    """A whitewashed agent's burned identity counts until its switch, its fresh one after: the burned one's low
+    scores after the switch are no dip of the agent."""
+    timeline = [{"at": T0 + 8, "kind": "whitewash", "agents": {"bad-0": {"old": "did:x", "new": "did:y"}}}]
+    scores = [ScoreSample(T0 + 7, "n00", "bad-0", "did:x", 120, "untrusted", 0.5),
+              ScoreSample(T0 + 9, "n00", "bad-0", "did:x", 40, "untrusted", 0.5),
+              ScoreSample(T0 + 9, "n00", "bad-0", "did:y", 300, "provisional", 0.1)]
+    result = run({}, {}, timeline, scores, identities={"good-0": ["did:g"], "bad-0": ["did:x", "did:y"]})
+    assert lowest_scores(result) == {("n00", "bad-0"): (120, "untrusted", 7.0)}
+
+
 def test_the_agents_a_robbed_org_operates_are_no_untouched_agents():
     """A key theft leaves its victim's word counting for nothing: its agents' scores are the attack's doing."""
     text = Path(__file__).with_name("short.toml").read_text()
@@ -406,15 +454,88 @@ def test_the_agents_whose_operator_vouch_a_revocation_revokes_are_no_untouched_a
     assert untouched_agents(result) == ["bad-0"]
 
 
-def test_the_agents_of_an_org_vouched_for_or_un_vouched_mid_run_are_no_untouched_agents():
-    """The operator vouches of an org the others stop vouching for weigh otherwise from then: its agents' scores are
-    the change's doing, not the honest world's."""
+_BRIDGED = """\
+description = "honest orgs vouch for bridge, which vouches for partner; they un-vouch bridge at 10 s"
+duration = 30
+
+[orgs.honest]
+nodes = 2
+roots = ["honest"]
+vouch = ["honest", "bridge"]
+
+[orgs.bridge]
+nodes = 1
+vouch = ["partner"]
+
+[orgs.partner]
+nodes = 1
+
+[orgs.aside]
+nodes = 1
+roots = ["honest"]
+
+[agents.good]
+count = 2
+behaviour = "honest"
+operator = "honest"
+works_at = ["honest"]
+
+[agents.bridged]
+count = 1
+behaviour = "honest"
+operator = "bridge"
+works_at = ["honest"]
+
+[agents.partnered]
+count = 1
+behaviour = "honest"
+operator = "partner"
+works_at = ["honest"]
+
+[agents.reported]
+count = 1
+behaviour = "honest"
+operator = "honest"
+works_at = ["partner"]
+
+[agents.apart]
+count = 1
+behaviour = "honest"
+operator = "aside"
+works_at = ["aside"]
+orgs_per_agent = 1
+
+[[vouches]]
+from = "honest"
+to = "bridge"
+action = "revoke"
+at = 10
+"""
+
+
+def test_the_agents_of_the_orgs_a_vouch_change_reaches_are_no_untouched_agents():
+    """Found by stop 45's testnet helper: the honest orgs un-vouch bridge, and with it partner, which only bridge
+    vouches for, leaves their horizons (its operator vouches weigh nothing there from then on). Before, only the
+    agents whose operator a change names were left out, so partner's were still counted among the untouched ones
+    that verdicts compare an attack's targets with. Now left out too are the agents of the orgs the voucher reaches
+    through its vouches (partner, via bridge), and those such an org reports on (it works for partner); the agents
+    of the watchers' roots (the honest orgs, whose standing is 1 at every watcher whatever flows to them) and of an
+    org the change cannot reach (aside, which vouches for none and no honest org vouches for) stay untouched."""
+    scenario = parse_scenario(_BRIDGED, name="bridged")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, [f"n0{i}" for i in range(5)], seed=1))
+    assert untouched_agents(result) == ["apart-0", "good-0", "good-1"]
+
+
+def test_an_un_vouched_org_every_watcher_roots_keeps_its_agents_untouched():
+    """short.toml's quiet org stops vouching for honest[1] (n01): every node roots n01 or is it, so its standing stays
+    1 everywhere and its agent good-1 is still the honest world's. Before, any vouchee's agents were left out."""
     text = Path(__file__).with_name("short.toml").read_text()
     scenario = parse_scenario(text[:text.index("[[faults]]")] + '[[vouches]]\nfrom = "quiet"\nto = "honest[1]"\n'
                               'action = "revoke"\nat = 5\n', name="unvouched")
     result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, list(DIDS), seed=1))
     assert [a.name for a in result.plan.agents if a.operator == "n01"] == ["good-1"]
-    assert untouched_agents(result) == ["bad-0", "good-0"]
+    assert all("n01" in result.plan.roots[n] or n == "n01" for n in result.plan.nodes)
+    assert untouched_agents(result) == ["bad-0", "good-0", "good-1"]
 
 
 def test_a_node_that_gave_no_view_at_the_end_gives_no_final_score_and_leaves_praise_with_no_verdict():

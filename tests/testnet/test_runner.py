@@ -109,6 +109,13 @@ class _Watcher:
     def stop(self) -> None:
         self.stop_does()
 
+    def snapshot(self) -> list[observe.RecordInfo]:
+        return []
+
+    def holding(self, ids: set[str]) -> dict[str, int]:
+        """As a RecordWatch's, for a record that reaches every node at once."""
+        return dict.fromkeys(("n00", "n01", "n02"), len(ids))
+
 
 class _Testnet:
     """`count` running nodes, each with a block list, that start, stop, are killed and rotate their keys at once."""
@@ -557,8 +564,58 @@ def test_an_equivocation_or_key_theft_is_said_with_its_org_s_node(monkeypatch, t
         "did:n00", node, 3, ("a", "b"), (node, other), ("accepted", "equivocation"), 0.0))
     monkeypatch.setattr(runner, "steal_key", lambda cluster, victim, other: KeyTheft(
         victim, "did:n00", "did:thief", 3, ("a", "b"), other, ("accepted", "accepted")))
-    run._schedule(1000.0, runner.TrafficStats())
+    run._schedule(1000.0, runner.TrafficStats(), _Held(_Clock(), {}))  # type: ignore[arg-type]
     assert f"t= 10.0 s  {line}" in said, said
+
+
+class _Held:
+    """A RecordWatch of records each node holds from a time on its `clock`: `held` is record id -> node -> since
+    when."""
+
+    def __init__(self, clock: "_Clock", held: dict[str, dict[str, float]]) -> None:
+        self.clock, self.held = clock, held
+
+    def snapshot(self) -> list[observe.RecordInfo]:
+        return [observe.RecordInfo(rid, f"did:{min(at, key=at.__getitem__)}", "digest", 1, 0.0, None)
+                for rid, at in self.held.items()]
+
+    def holding(self, ids: set[str]) -> dict[str, int]:
+        return {node: sum(1 for rid in ids if self.held.get(rid, {}).get(node, math.inf) <= self.clock.now)
+                for node in ("n00", "n01", "n02")}
+
+
+def test_an_attack_planned_on_a_vouch_made_before_it_waits_until_the_nodes_it_brings_in_hold_it(tmp_path, monkeypatch):
+    """Found by stop 45's testnet helper: rogue's equivocation at 3 s is planned on n00's vouch for it at 2 s, which
+    brings rogue into n01's horizon, and its second record goes to n01. Before, it was offered at 3 s, while n01 still
+    lacked the vouch (it arrived 3.5 s after it was made, on a loaded machine): n01 refuses the records of an org
+    outside its horizon (outside_horizon), and the equivocation did not happen. Now the vouch waits until the nodes it
+    brings rogue to hold it and rogue's records, and the equivocation follows, said to be late."""
+    path = tmp_path / "vouched.toml"
+    path.write_text(MINIMAL + '\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "vouch"\nat = 2\n'
+                    '\n[[attacks]]\ntype = "equivocation"\norgs = "rogue"\nat = 3\n')
+    said: list[str] = []
+    run = Run(_Testnet(), load_scenario(str(path)), seed=1, say=said.append)  # type: ignore[arg-type]
+    run.up = frozenset(run.cluster.names)
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    offers: list[tuple[str, float]] = []
+
+    def equivocate(cluster, node: str, other: str, epoch_seconds: float) -> Equivocation:
+        offers.append((other, clock.now))
+        return Equivocation("did:n02", node, 3, ("a", "b"), (node, other), ("accepted", "equivocation"), 0.0)
+
+    monkeypatch.setattr(runner, "equivocate", equivocate)
+    held = _Held(clock, {"rogue-record": {"n02": 0.0, "n00": 1004.0, "n01": 1006.0},
+                         "vouch-for-did:n02": {"n00": 1002.0, "n01": 1005.5}})
+    run._schedule(1000.0, runner.TrafficStats(), held)  # type: ignore[arg-type]
+    [(offered_to, when)] = offers
+    assert offered_to == "n01" and when >= 1006.0
+    assert [line for line in said if line.startswith(("t=", "  "))][:3] == [
+        "t=  2.0 s  org-peer vouches made: n00 for n02 (from honest[0] to rogue)",
+        "  n00, n01 held what it brings into their horizons after 4.0 s",
+        "t=  6.0 s  equivocation by n02 (rogue) (due at 3 s, 3.0 s late: the steps before it took that long)"]
+    [entry] = [e for e in run.timeline.events if e["kind"] == "vouches"]
+    assert (entry["followers"], entry["followed_after"], entry["missing"]) == (["n00", "n01"], 4.0, {})
 
 
 # --- a partition is healed however the run ends --------------------------------------------------------------------

@@ -857,8 +857,10 @@ def test_a_vouch_change_that_would_not_happen_as_written_is_refused_before_the_r
     voucher down or flagged as an equivocator then, would each fail mid-run or show nothing of its own."""
     path = tmp_path / "mine.toml"
     assert _refusal(path, _VOUCH.replace('to = "rogue"', 'to = "honest[1]"')) == (
-        f"{path}:20: vouches[0].to: at 5 s the vouch of n00 for n01 is in force already (by the scenario's trust "
-        "graph, or a [[vouches]] change before it): revoke it first")
+        f"{path}:20: vouches[0].to: at 5 s the vouch of n00 for n01 (0.9) is in force already (by the scenario's "
+        "trust graph, or a [[vouches]] change before it), and a second would not replace it: a node keeps both, the "
+        "stronger counting, and a later revoke would leave the other in force; to vouch at another weight, revoke it "
+        "first (a [[vouches]] revoke due before this vouch, or at its time and listed before it)")
     assert _refusal(path, _VOUCH.replace('"vouch"', '"revoke"')) == (
         f"{path}:20: vouches[0].to: at 5 s no org-peer vouch of n00 for n02, n01 for n02 is in force to revoke (the "
         "scenario's trust graph and the [[vouches]] changes before it make none)")
@@ -876,6 +878,22 @@ def test_a_vouch_change_that_would_not_happen_as_written_is_refused_before_the_r
     make_plan(parse_scenario(FOLLOWED + '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "revoke"\nat = 5\n'
                              '\n[[vouches]]\nfrom = "honest"\nto = "rogue"\naction = "vouch"\nat = 5\n', name="m"),
               nodes(3), seed=1)
+
+
+def test_a_vouch_at_another_weight_for_a_pair_vouched_already_is_refused_and_one_revoked_first_is_made(tmp_path):
+    """A scenario that vouches again for a pair to change its weight: a node would keep both vouches (the stronger
+    counting, so a lower weight changes nothing) and a later revoke would revoke the newer alone, leaving the older in
+    force; the run refuses it naming the line and the weight in force, and takes a revoke listed before it at the same
+    time, after which the pair stands at the new weight."""
+    path = tmp_path / "mine.toml"
+    again = FOLLOWED + '\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "vouch"\nweight = 0.3\nat = 5\n'
+    assert _refusal(path, again).startswith(
+        f"{path}:21: vouches[0].to: at 5 s the vouch of n00 for n02 (0.9) is in force already")
+    revoked_first = FOLLOWED + ('\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "revoke"\nat = 5\n'
+                                '\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "vouch"\nweight = 0.3\n'
+                                'at = 5\n')
+    plan = make_plan(parse_scenario(revoked_first, name="m"), nodes(3), seed=1)
+    assert plan.final.vouches["n00"]["n02"] == 0.3
 
 
 def test_a_vouch_change_due_with_a_fault_step_is_taken_after_it_as_the_run_takes_them(tmp_path):

@@ -68,6 +68,22 @@ def test_slander_succeeds_when_a_target_ends_untrusted_at_an_honest_node():
     assert verdict.rule == "the attack succeeds if any target ends untrusted at an honest node"
 
 
+def test_a_slander_contained_at_the_end_says_how_low_its_targets_fell_during_the_run():
+    """Found by stop 45's testnet helper: a slander whose targets were untrusted for a while and recovered read
+    `contained` with nothing of the dip. The rule still judges the end (README), and the figures now give the lowest
+    score during the run and how many honest views were untrusted at some point; results from before it was measured
+    say nothing of it."""
+    dipped = {**slander({"score": 560, "tier": "trusted"}, 0), "since": 15, "untrusted_during": 2, "views_during": 3,
+              "lowest_during": {"score": 149, "tier": "untrusted", "node": "n01", "agent": "good-0", "t": 22.5}}
+    (verdict,) = judge(results(dipped))
+    assert verdict.outcome == CONTAINED
+    assert verdict.figures == ("its 1 target's lowest final score at the 3 honest nodes was trusted (560), untrusted "
+                               "in 0 of 3 views; the lowest from 15 s on (the attack's start) untrusted (149) "
+                               "(good-0 at n01, 22.5 s into the traffic), untrusted at some point in 2 of 3 views")
+    (verdict,) = judge(results(slander({"score": 560, "tier": "trusted"}, 0)))
+    assert verdict.figures.endswith("untrusted in 0 of 3 views")
+
+
 def test_praise_and_slander_are_compared_with_the_untouched_agents_of_their_targets_behaviour_in_the_run():
     finals = [("n00", "good-0", 640, "trusted"), ("n01", "good-0", 580, "trusted"),
               ("n03", "good-0", 20, "untrusted"),  # an attacker's view: not the honest world's

@@ -1,0 +1,192 @@
+"""`vouchnet run`'s stop bounded when a disk never finishes an fsync (node.stop_deadline)."""
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from nacl.signing import SigningKey
+
+from gossip.checkpoints import CHECKPOINT_FILE, WITNESS_FILE
+from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
+from gossip.store import INDEX_FILE, LEDGER_FILE, RecordReader, RecordStore
+from ledger import CosignatureSigner, Ledger, Witness, cosigner_name
+from ledger.writes_under_way import under_way, writing
+from node.audit_log import AUDIT_FILE, AuditLog
+from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry
+from node.daemon import STOP_CUT_SECONDS
+from node.digests import DigestState
+from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore
+from node.logs import logfmt_fields
+from node.setup import init_data_dir
+from node.stop_deadline import LEFT_EXIT, StopDeadline, armed_by_signals
+from node.store_manifest import DIGESTS_FILE
+
+from ..factories import new_did
+from .in_process import running
+from .test_daemon import _children
+
+
+def test_a_stop_past_its_deadline_names_the_store_whose_write_never_returned(caplog):
+    exits: queue.Queue[int] = queue.Queue()
+    deadline = StopDeadline(0.01, exit=exits.put)
+    with caplog.at_level(logging.ERROR, logger="vouchnet.node"), writing("witness.sqlite"):
+        deadline.arm()
+        assert exits.get(timeout=30) == LEFT_EXIT == 1
+    (said,) = [record for record in caplog.records if "did not end" in record.getMessage()]
+    assert said.fields == {"left": "witness.sqlite"}
+    assert "a write or close of witness.sqlite had not returned" in said.getMessage()
+
+
+def test_a_signal_arms_the_deadline_and_reaches_the_handler_there_was(caplog):
+    """The signal arms it from a thread of its own, not from trio's reading of it, which a write held on the node's
+    thread would hold up too; trio's handler still gets it."""
+    exits: queue.Queue[int] = queue.Queue()
+    handled = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: handled.append(signum))
+    try:
+        deadline = StopDeadline(0.01, exit=exits.put)
+        with caplog.at_level(logging.ERROR, logger="vouchnet.node"), armed_by_signals(deadline, [signal.SIGUSR1]):
+            signal.raise_signal(signal.SIGUSR1)
+            assert exits.get(timeout=30) == LEFT_EXIT
+        assert handled == [signal.SIGUSR1]
+        (said,) = [record for record in caplog.records if "did not end" in record.getMessage()]
+        assert "no store's write or close under way" in said.getMessage()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_stop_that_ends_in_time_is_not_cut_short():
+    exits: queue.Queue[int] = queue.Queue()
+    deadline = StopDeadline(0.05, exit=exits.put)
+    with armed_by_signals(deadline, [signal.SIGUSR1]):
+        deadline.arm()
+    with pytest.raises(queue.Empty):
+        exits.get(timeout=0.5)  # (ten times the deadline: nothing else to wait on)
+
+
+def test_writes_under_way_are_counted_across_threads():
+    began, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with writing("records.ledger"):
+            began.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    began.wait(30)
+    with writing("records.ledger"), writing("audit.ledger"):
+        assert under_way() == ["audit.ledger", "records.ledger"]
+    assert under_way() == ["records.ledger"]  # the thread's, still under way
+    release.set()
+    thread.join(30)
+    assert under_way() == []
+
+
+@pytest.mark.parametrize("opened", ["witness", "ledger"])
+def test_a_close_waiting_for_a_write_under_way_is_named(tmp_path, opened):
+    """A close waits for a write under way (an fsync): named while it waits, as the write is, for a stop cut short
+    to say which store it left."""
+    if opened == "witness":
+        store = Witness(tmp_path / WITNESS_FILE, CosignatureSigner(cosigner_name(new_did()), SigningKey.generate()), {})
+    else:
+        store = Ledger.open(tmp_path / LEDGER_FILE)
+    closed = threading.Event()
+
+    def close() -> None:
+        store.close()
+        closed.set()
+
+    with store._lock:  # (as a write under way holds it)
+        thread = threading.Thread(target=close)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not under_way() and time.monotonic() < deadline:  # (the close's thread starting: nothing to wait on)
+            time.sleep(0.001)
+        assert under_way() == [WITNESS_FILE if opened == "witness" else LEDGER_FILE]
+        assert not closed.is_set()
+    thread.join(30)
+    assert closed.is_set() and under_way() == []
+
+
+@pytest.mark.slow
+async def test_each_store_a_node_closes_as_it_stops_is_named_while_it_closes(tmp_path, monkeypatch):
+    """The names a stop cut short gives: each store closed at the stop is named while its close runs."""
+    named: dict[str, list[str]] = {}
+    for kind, name in ((RecordStore, INDEX_FILE), (OwnRecords, OWN_RECORDS_FILE), (DigestState, DIGESTS_FILE),
+                       (IdempotencyStore, IDEMPOTENCY_FILE), (CredentialRegistry, CREDENTIALS_FILE),
+                       (AuditLog, AUDIT_FILE)):
+        def watched(self, close=kind.close, name=name) -> None:
+            named[name] = under_way()
+            close(self)
+
+        monkeypatch.setattr(kind, "close", watched)
+    async with running(tmp_path / "a"):
+        pass
+    assert named == {name: [name] for name in (INDEX_FILE, OWN_RECORDS_FILE, DIGESTS_FILE, IDEMPOTENCY_FILE,
+                                               CREDENTIALS_FILE, AUDIT_FILE)}
+    assert under_way() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("hang", "store"), [("hang_fsyncs", CHECKPOINT_FILE), ("hang_ledger_appends", LEDGER_FILE)])
+def test_sigterm_stops_a_node_whose_disk_never_finishes_a_write_naming_the_store(tmp_path, forked_cli, hang, store):
+    """Found by stop 45's review: a write whose fsync never returned held `vouchnet run`'s stop up for ever: on a
+    worker thread (checkpoint.note's save), its task waiting for the thread; on the node's own (a vouch's record
+    appended to records.ledger), trio's loop, which never read the signal. The stop now ends STOP_CUT_SECONDS after
+    the signal, exit status 1, its last line naming the store (its record verifier ended first: left, it found the
+    node gone and wrote a traceback after it); a vouch acknowledged before is kept, and one whose write never ended
+    was never acknowledged."""
+    made = init_data_dir(tmp_path / "a", network="test", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
+    config = made.data_dir / "config.toml"  # (a record verifier, which the end must not leave to find the node gone)
+    config.write_text(config.read_text().replace("verify_processes = 0", "verify_processes = 1"))
+    trigger = tmp_path / "disk-hangs"
+    log = tmp_path / "run.log"
+    process = forked_cli.spawn(["run", "--dir", str(made.data_dir)], log,
+                               before=("tests.node.hung_disk", hang, str(trigger), store))
+    vouching = None
+    agent = new_did()
+    vouch = ["vouch", "--dir", str(made.data_dir), agent, "--weight", "0.9", "--basis", "operator"]
+    try:
+        if process.logged("node running", timeout=120) is None:
+            process.kill()
+            pytest.fail(f"the node exited with {process.wait()} before it was running")
+        trigger.touch()  # from now on the store's next write never ends
+        if store == CHECKPOINT_FILE:  # (the vouch grows the log: the next checkpoint is saved)
+            vouched = forked_cli.run(vouch)
+            assert vouched.returncode == 0, vouched.stderr
+        else:  # (its record's append never ends, nor its request)
+            vouching = forked_cli.spawn(vouch, tmp_path / "vouch.log")
+        hung = trigger.with_name(f"{trigger.name}.hung")
+        deadline = time.monotonic() + 30
+        while not hung.exists():  # (another process's write: nothing to wait on but the file)
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        workers = _children(process.pid)
+        start = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=STOP_CUT_SECONDS + 10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the stop waited for the write that never ends")
+        took = time.monotonic() - start
+    finally:
+        for running_process in (process, vouching):
+            if running_process is not None and running_process.poll() is None:
+                running_process.kill()
+    assert code == 1
+    assert took < STOP_CUT_SECONDS + 1  # (the interpreter's own exit is not waited for)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers):  # (what they wrote as they ended is in the log)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    last = logfmt_fields(log.read_text().splitlines()[-1])
+    assert (last["level"], last["left"]) == ("error", store)
+    kept = [agent] if store == CHECKPOINT_FILE else []
+    with RecordReader.open(made.data_dir) as records:
+        assert [record.body.subject for record in records.scan(issuer=made.did, kind="vouch")] == kept
