@@ -23,10 +23,11 @@ from .common import (
     local_config,
     open_client,
     org_did_argument,
+    positive_int,
     print_json,
 )
 from .log_repair import repair_log
-from .log_verify import Verified, named_wrong, verify_log
+from .log_verify import Dids, Verified, known_witnesses, named_wrong, verify_log, weighed_by_node
 
 CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the last `log verify` accepted
 
@@ -62,8 +63,12 @@ def register(subparsers: Subparsers) -> None:
         "that checkpoint, that its cosignatures verify, and that it "
         f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
         "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
-        "replaced it). Exits 1 naming the first check that fails.",
-        examples=["vouchnet log verify", "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint"],
+        "replaced it). Exits 1 naming the first check that fails. Anyone can make a key and cosign, so only the "
+        "cosignatures of known witnesses count: the --witness orgs, else, with --dir, the orgs that node gives "
+        "reputation and has not flagged for equivocation; with --api and no --witness, none. The others are listed "
+        "as not counted.",
+        examples=["vouchnet log verify", "vouchnet log verify --min-witnesses 1",
+                  "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint --witness DID"],
         run=_verify,
     )
     verify.add_argument("--did", type=org_did_argument, help="the org did whose key must sign the checkpoint (default: "
@@ -71,6 +76,11 @@ def register(subparsers: Subparsers) -> None:
     verify.add_argument("--cache", type=Path, metavar="FILE", help="where the last accepted checkpoint is kept "
                         f"(default: {CACHE_FILE} in the data directory, written there only as `vouchnet run` would "
                         "write: by the directory's owner, in a directory others may not write; none with --api)")
+    verify.add_argument("--witness", type=org_did_argument, action="append", metavar="DID",
+                        help="an org whose cosignature counts as a known witness's (repeat it; default with --dir: the "
+                        "orgs the node gives reputation and has not flagged; with --api: none)")
+    verify.add_argument("--min-witnesses", type=positive_int, default=0, metavar="N", help="exit 1 (after the "
+                        "report) unless at least N known witnesses cosigned the checkpoint")
     verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
     repair = add_local_command(
         commands,
@@ -110,18 +120,38 @@ def _verify(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         verified = verify_log(client, did=args.did, cache=cache, progress=StderrProgress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)
+        if args.witness is not None:
+            named = frozenset(args.witness)
+            witnesses, unknown = known_witnesses(verified.cosigners, named.__contains__)
+        elif data_dir is not None:
+            witnesses, unknown = known_witnesses(verified.cosigners, weighed_by_node(client))
+        else:
+            witnesses, unknown = (), verified.cosigners
     if args.json:
         print_json({
             "did": verified.did,
             "size": verified.size,
             "root": base64.b64encode(verified.root).decode(),
-            "cosigners": list(verified.cosigners),
+            "witnesses": list(witnesses),
+            "unknown_cosigners": list(unknown),
             "consistent_from": verified.consistent_from,
             "stored_hashes": verified.stored_hashes,
         })
     else:
-        _report(verified, cache)
+        _report(verified, cache, witnesses, unknown, _known_as(args))
+    if len(witnesses) < args.min_witnesses:
+        raise CommandFailed(f"the log verifies, but {counted(len(witnesses), 'known witness', 'known witnesses')} "
+                            f"cosigned its checkpoint, fewer than --min-witnesses {args.min_witnesses}")
     return 0
+
+
+def _known_as(args: argparse.Namespace) -> str:
+    """Whom `log verify` counts as witnesses, as its report says it."""
+    if args.witness is not None:
+        return "the --witness orgs"
+    if args.api is None:
+        return "orgs this node gives reputation and has not flagged"
+    return "none, with --api: name those you count with --witness DID"
 
 
 def _repair(args: argparse.Namespace) -> int:
@@ -142,7 +172,7 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(verified: Verified, cache: Path | None) -> None:
+def _report(verified: Verified, cache: Path | None, witnesses: Dids, unknown: Dids, known_as: str) -> None:
     verb = "verifies and hashes" if verified.size == 1 else "verify and hash"
     print(f"ok: {counted(verified.size, 'record')} {verb} to the root of the checkpoint signed by {verified.did}")
     if verified.stored_hashes is not None:
@@ -151,8 +181,11 @@ def _report(verified: Verified, cache: Path | None) -> None:
     else:
         print("the hashes the node stores (and builds its proofs from) were not checked: give --dir, the node's data "
               "directory, to check them")
-    print(f"cosigned by {counted(len(verified.cosigners), 'witness', 'witnesses')}"
-          + "".join(f"\n  {did}" for did in verified.cosigners))
+    print(f"cosigned by {counted(len(witnesses), 'known witness', 'known witnesses')} ({known_as})"
+          + "".join(f"\n  {did}" for did in witnesses))
+    if unknown:
+        print(f"not counted: {counted(len(unknown), 'cosignature')} by keys not known as witnesses (anyone can make a "
+              "key and cosign)" + "".join(f"\n  {did}" for did in unknown))
     if verified.consistent_from is not None:
         print(f"consistent with the checkpoint of size {verified.consistent_from} verified before")
     elif cache is not None:

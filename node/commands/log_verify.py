@@ -1,6 +1,8 @@
 """The checks of `vouchnet log verify` (DESIGN §4): fetch the node's whole records ledger and re-check it against
 the node's signed checkpoint, and that checkpoint against the one verified before (RFC 9162, C2SP checkpoints);
 given the node's data directory, also every hash its ledger file stores, from which the node computes its proofs.
+Which of the checkpoint's cosigners the checker knows as witnesses is its own call (`known_witnesses`): anyone can
+make a key and cosign.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from vouching.counts import counted
 from .common import CommandFailed, os_error_text
 
 Progress = Callable[[int, int], None]
+Dids = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Verified:
     did: str
     size: int
     root: bytes
-    cosigners: tuple[str, ...]  # dids of the witnesses whose cosignatures verified
+    cosigners: tuple[str, ...]  # dids of the keys whose cosignatures verified, witnesses known or not
     consistent_from: int | None  # the size of the checkpoint verified before, if one was cached
     stored_hashes: int | None  # how many hashes of the ledger file were checked; None without the data directory
 
@@ -121,6 +124,23 @@ def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, 
     if (signer.name, signer.key_id) not in names:
         raise CommandFailed(f"{what}: not signed by the org's key ({signer.name})")
     return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
+
+
+def known_witnesses(cosigners: Dids, known: Callable[[str], bool]) -> tuple[Dids, Dids]:
+    """`cosigners` split into the witnesses the checker knows (`known`), which count, and the other keys, which do
+    not: a hostile node can make up keys and cosign its own checkpoint with them."""
+    witnesses = tuple(did for did in cosigners if known(did))
+    return witnesses, tuple(did for did in cosigners if did not in witnesses)
+
+
+def weighed_by_node(client: NodeClient) -> Callable[[str], bool]:
+    """A test of whether the node of `client` counts an org as a witness of its log: another org it gives reputation
+    (GET /v1/orgs/{did}), which a chain of vouches from its trust roots reaches and which it has not flagged for
+    equivocation (that leaves an org no reputation: vouching.reputation)."""
+    def known(did: str) -> bool:
+        org = client.org(did)
+        return org["reputation"] > 0 and not org["own"]
+    return known
 
 
 def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:
