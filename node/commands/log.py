@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gossip.checkpoints import CHECKPOINT_FILE
 from gossip.store import LEDGER_FILE
+from node.client import NodeClient
 from vouching.counts import counted
 
 from .common import (
@@ -64,11 +65,11 @@ def register(subparsers: Subparsers) -> None:
         f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
         "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
         "replaced it). Exits 1 naming the first check that fails. Anyone can make a key and cosign, so only the "
-        "cosignatures of known witnesses count: the --witness orgs, else, with --dir, the orgs that node gives "
-        "reputation and has not flagged for equivocation; with --api and no --witness, none. The others are listed "
-        "as not counted.",
+        "cosignatures of known witnesses count: the --witness orgs, else the orgs that the node of --known-by DIR, "
+        "or of --dir, gives reputation (it has not flagged them for equivocation); with --api alone, none. The "
+        "others are listed as not counted.",
         examples=["vouchnet log verify", "vouchnet log verify --min-witnesses 1",
-                  "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint --witness DID"],
+                  "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint --known-by ./bob"],
         run=_verify,
     )
     verify.add_argument("--did", type=org_did_argument, help="the org did whose key must sign the checkpoint (default: "
@@ -76,9 +77,12 @@ def register(subparsers: Subparsers) -> None:
     verify.add_argument("--cache", type=Path, metavar="FILE", help="where the last accepted checkpoint is kept "
                         f"(default: {CACHE_FILE} in the data directory, written there only as `vouchnet run` would "
                         "write: by the directory's owner, in a directory others may not write; none with --api)")
-    verify.add_argument("--witness", type=org_did_argument, action="append", metavar="DID",
-                        help="an org whose cosignature counts as a known witness's (repeat it; default with --dir: the "
-                        "orgs the node gives reputation and has not flagged; with --api: none)")
+    known = verify.add_mutually_exclusive_group()
+    known.add_argument("--witness", type=org_did_argument, action="append", metavar="DID",
+                       help="an org whose cosignature counts as a known witness's (repeat it; default: the orgs the "
+                       "node of --known-by or --dir gives reputation; with --api alone, none)")
+    known.add_argument("--known-by", type=Path, metavar="DIR", help="the data directory of the node (running) whose "
+                       "view decides the known witnesses: the orgs it gives reputation (default: --dir's)")
     verify.add_argument("--min-witnesses", type=positive_int, default=0, metavar="N", help="exit 1 (after the "
                         "report) unless at least N known witnesses cosigned the checkpoint")
     verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
@@ -120,13 +124,7 @@ def _verify(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         verified = verify_log(client, did=args.did, cache=cache, progress=StderrProgress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)
-        if args.witness is not None:
-            named = frozenset(args.witness)
-            witnesses, unknown = known_witnesses(verified.cosigners, named.__contains__)
-        elif data_dir is not None:
-            witnesses, unknown = known_witnesses(verified.cosigners, weighed_by_node(client))
-        else:
-            witnesses, unknown = (), verified.cosigners
+        witnesses, unknown = _split_cosigners(args, client, verified)
     if args.json:
         print_json({
             "did": verified.did,
@@ -145,13 +143,28 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_cosigners(args: argparse.Namespace, client: NodeClient, verified: Verified) -> tuple[Dids, Dids]:
+    """The known witnesses among the checkpoint's cosigners, and the other keys (log_verify.known_witnesses), as
+    `args` say whom the checker knows: `client`'s node is the one checked, whose word counts only with --dir."""
+    if args.witness is not None:
+        return known_witnesses(verified.cosigners, frozenset(args.witness).__contains__, verified.did)
+    if args.known_by is not None:
+        with open_client(argparse.Namespace(api=None, dir=args.known_by, token_file=None)) as judge:
+            return known_witnesses(verified.cosigners, weighed_by_node(judge), verified.did)
+    if args.api is None:
+        return known_witnesses(verified.cosigners, weighed_by_node(client), verified.did)
+    return (), verified.cosigners
+
+
 def _known_as(args: argparse.Namespace) -> str:
     """Whom `log verify` counts as witnesses, as its report says it."""
     if args.witness is not None:
         return "the --witness orgs"
+    if args.known_by is not None:
+        return f"orgs the node of {args.known_by} gives reputation and has not flagged"
     if args.api is None:
         return "orgs this node gives reputation and has not flagged"
-    return "none, with --api: name those you count with --witness DID"
+    return "none, with --api alone: give --known-by DIR, your node's, or --witness DID"
 
 
 def _repair(args: argparse.Namespace) -> int:

@@ -126,21 +126,19 @@ def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, 
     return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
 
 
-def known_witnesses(cosigners: Dids, known: Callable[[str], bool]) -> tuple[Dids, Dids]:
+def known_witnesses(cosigners: Dids, known: Callable[[str], bool], log_org: str) -> tuple[Dids, Dids]:
     """`cosigners` split into the witnesses the checker knows (`known`), which count, and the other keys, which do
-    not: a hostile node can make up keys and cosign its own checkpoint with them."""
-    witnesses = tuple(did for did in cosigners if known(did))
+    not: a hostile node can make up keys and cosign its own checkpoint with them, and the log's own org (`log_org`)
+    witnesses nothing of it."""
+    witnesses = tuple(did for did in cosigners if did != log_org and known(did))
     return witnesses, tuple(did for did in cosigners if did not in witnesses)
 
 
 def weighed_by_node(client: NodeClient) -> Callable[[str], bool]:
-    """A test of whether the node of `client` counts an org as a witness of its log: another org it gives reputation
-    (GET /v1/orgs/{did}), which a chain of vouches from its trust roots reaches and which it has not flagged for
-    equivocation (that leaves an org no reputation: vouching.reputation)."""
-    def known(did: str) -> bool:
-        org = client.org(did)
-        return org["reputation"] > 0 and not org["own"]
-    return known
+    """A test of whether the node of `client` knows an org as a witness: it gives it reputation (GET
+    /v1/orgs/{did}), as it does its own org and those a chain of vouches from its trust roots reaches, unless it
+    flagged them for equivocation (vouching.reputation)."""
+    return lambda did: client.org(did)["reputation"] > 0
 
 
 def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:

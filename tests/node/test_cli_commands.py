@@ -19,6 +19,8 @@ import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -61,6 +63,7 @@ from vouching.schema import MAX_UINT
 
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
+from .fake_node import fake_node
 from .telemetry_node import Clock
 from .test_readme import documented_paths
 
@@ -1130,8 +1133,8 @@ async def test_log_verify_counts_one_record_as_one(run, node, url):
     assert out.splitlines()[:3] == [f"ok: 1 record verifies and hashes to the root of the checkpoint signed by "
                                     f"{node.did}", "the hashes the node stores (and builds its proofs from) were not "
                                     "checked: give --dir, the node's data directory, to check them",
-                                    "cosigned by 0 known witnesses (none, with --api: name those you count with "
-                                    "--witness DID)"]
+                                    "cosigned by 0 known witnesses (none, with --api alone: give --known-by DIR, "
+                                    "your node's, or --witness DID)"]
 
 
 # --- log verify: whose cosignatures count --------------------------------------------------------------------------
@@ -1149,7 +1152,13 @@ def trust(node):
 @pytest.fixture
 async def scored_url(node, trust):
     """The node's API with its scores, as the daemon serves it: `GET /v1/orgs/{did}` says whom it gives reputation."""
-    app = create_app(node, routers=[scores_router(trust, node.replica.key)])
+    async with _served(create_app(node, routers=[scores_router(trust, node.replica.key)])) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _served(app) -> AsyncIterator[str]:
+    """The base URL of `app` served on a free port of 127.0.0.1 while the block runs."""
     async with trio.open_nursery() as nursery:
         (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None,
                                              dropped=lambda reason: None))
@@ -1197,7 +1206,7 @@ async def test_over_the_api_only_the_witnesses_named_count(run, node, trust, sco
     code, out, err = await run("log", "verify", "--api", scored_url, "--min-witnesses", 1)
     assert code == 1
     assert out.splitlines()[2:7] == [
-        "cosigned by 0 known witnesses (none, with --api: name those you count with --witness DID)",
+        "cosigned by 0 known witnesses (none, with --api alone: give --known-by DIR, your node's, or --witness DID)",
         "not counted: 2 cosignatures by keys not known as witnesses (anyone can make a key and cosign)",
         f"  {_did_of(peer)}", f"  {_did_of(made_up)}", "no earlier checkpoint to check consistency with (give --cache "
         "FILE to keep one)"]
@@ -1209,6 +1218,24 @@ async def test_over_the_api_only_the_witnesses_named_count(run, node, trust, sco
                                      ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
     code, _, err = await run("log", "verify", "--api", scored_url, "--witness", _did_of(peer), "--min-witnesses", 2)
     assert code == 1 and "1 known witness cosigned its checkpoint, fewer than --min-witnesses 2" in err
+
+
+async def test_the_node_known_by_judges_whom_it_knows_as_witnesses_of_another_org_s_log(run, node, trust,
+                                                                                     scored_data_dir, tmp_path):
+    """--known-by DIR: the checker's own node, not the node checked, says which cosigners are witnesses, its own org
+    among them; only a key it knows nothing of is not counted."""
+    peer, made_up = SigningKey.generate(), SigningKey.generate()
+    trust.on_records([node.replica.issue("vouch", vouch_body(_did_of(peer), 0.9, "org-peer"))])
+    (tmp_path / "other").mkdir()
+    with fake_node(tmp_path / "other") as other:
+        vouch(other)
+        other.sign_checkpoint(cosigners=(node.replica.key, peer, made_up))
+        async with _served(create_app(other)) as other_url:
+            code, out, err = await run("log", "verify", "--api", other_url, "--known-by", scored_data_dir)
+    assert code == 0, err
+    assert out.splitlines()[2:7] == [f"cosigned by 2 known witnesses (orgs the node of {scored_data_dir} gives "
+                                     "reputation and has not flagged)", f"  {node.did}", f"  {_did_of(peer)}",
+                                     ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
 
 
 async def test_neither_an_org_flagged_for_equivocation_nor_the_node_s_own_is_a_known_witness(run, node, trust,
