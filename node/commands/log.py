@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from gossip.checkpoints import CHECKPOINT_FILE
@@ -16,6 +17,7 @@ from .common import (
     CommandFailed,
     StderrProgress,
     Subparsers,
+    UsageError,
     add_command,
     add_command_group,
     add_dir_option,
@@ -121,10 +123,16 @@ def _verify(args: argparse.Namespace) -> int:
     if data_dir is not None and cache is not None and cache.resolve().parent == data_dir.resolve():
         # it writes there: refused where `vouchnet run` refuses, before the fetch (node.strict_modes)
         local_config(args)
-    with open_client(args) as client:
+    with open_client(args) as client, _judge(args, client) as judge:
         verified = verify_log(client, did=args.did, cache=cache, progress=StderrProgress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)
-        witnesses, unknown = _split_cosigners(args, client, verified)
+        if args.witness is not None:
+            named = frozenset(args.witness)
+            witnesses, unknown = known_witnesses(verified.cosigners, named.__contains__, verified.did)
+        elif judge is not None:
+            witnesses, unknown = known_witnesses(verified.cosigners, weighed_by_node(judge), verified.did)
+        else:
+            witnesses, unknown = (), verified.cosigners
     if args.json:
         print_json({
             "did": verified.did,
@@ -143,17 +151,16 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split_cosigners(args: argparse.Namespace, client: NodeClient, verified: Verified) -> tuple[Dids, Dids]:
-    """The known witnesses among the checkpoint's cosigners, and the other keys (log_verify.known_witnesses), as
-    `args` say whom the checker knows: `client`'s node is the one checked, whose word counts only with --dir."""
-    if args.witness is not None:
-        return known_witnesses(verified.cosigners, frozenset(args.witness).__contains__, verified.did)
-    if args.known_by is not None:
-        with open_client(argparse.Namespace(api=None, dir=args.known_by, token_file=None)) as judge:
-            return known_witnesses(verified.cosigners, weighed_by_node(judge), verified.did)
-    if args.api is None:
-        return known_witnesses(verified.cosigners, weighed_by_node(client), verified.did)
-    return (), verified.cosigners
+def _judge(args: argparse.Namespace, client: NodeClient) -> AbstractContextManager[NodeClient | None]:
+    """The client of the node whose view decides which cosigners are known witnesses (opened before the log is
+    fetched, so that a wrong --known-by fails at once): --known-by's node, else that of --dir, the node checked; with
+    --api alone none, as the node checked could vouch for keys it made up."""
+    if args.known_by is None:
+        return nullcontext(client if args.api is None else None)
+    try:
+        return open_client(argparse.Namespace(api=None, dir=args.known_by, token_file=None))
+    except UsageError as e:
+        raise UsageError(f"--known-by: {e}") from None
 
 
 def _known_as(args: argparse.Namespace) -> str:

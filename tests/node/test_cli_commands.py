@@ -1238,6 +1238,15 @@ async def test_the_node_known_by_judges_whom_it_knows_as_witnesses_of_another_or
                                      ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
 
 
+async def test_a_known_by_directory_without_a_node_is_refused_before_the_log_is_fetched(run, node, url, tmp_path):
+    vouch(node)
+    node.sign_checkpoint()
+    code, out, err = await run("log", "verify", "--api", url, "--known-by", tmp_path / "nowhere")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"vouchnet log verify: --known-by: {tmp_path / 'nowhere'}: no such directory"), err
+    assert "checked" not in err  # no entry fetched
+
+
 async def test_neither_an_org_flagged_for_equivocation_nor_the_node_s_own_is_a_known_witness(run, node, trust,
                                                                                               scored_data_dir):
     """An org the node holds proof of equivocating cosigns as no witness, its word on a log being worth nothing, and
