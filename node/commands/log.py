@@ -68,8 +68,8 @@ def register(subparsers: Subparsers) -> None:
         "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
         "replaced it). Exits 1 naming the first check that fails. Anyone can make a key and cosign, so only the "
         "cosignatures of known witnesses count: the --witness orgs, else the orgs that the node of --known-by DIR, "
-        "or of --dir, gives reputation (it has not flagged them for equivocation); with --api alone, none. The "
-        "others are listed as not counted.",
+        "or of --dir, gives reputation (it has not flagged them for equivocation), outside the independence group "
+        "of the log's org; with --api alone, none. The others are listed as not counted.",
         examples=["vouchnet log verify", "vouchnet log verify --min-witnesses 1",
                   "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint --known-by ./bob"],
         run=_verify,
@@ -130,7 +130,8 @@ def _verify(args: argparse.Namespace) -> int:
             named = frozenset(args.witness)
             witnesses, unknown = known_witnesses(verified.cosigners, named.__contains__, verified.did)
         elif judge is not None:
-            witnesses, unknown = known_witnesses(verified.cosigners, weighed_by_node(judge), verified.did)
+            witnesses, unknown = known_witnesses(verified.cosigners, weighed_by_node(judge, verified.did),
+                                                 verified.did)
         else:
             witnesses, unknown = (), verified.cosigners
     if args.json:
@@ -168,9 +169,9 @@ def _known_as(args: argparse.Namespace) -> str:
     if args.witness is not None:
         return "the --witness orgs"
     if args.known_by is not None:
-        return f"orgs the node of {args.known_by} gives reputation and has not flagged"
+        return f"orgs the node of {args.known_by} gives reputation, outside the log's org's group"
     if args.api is None:
-        return "orgs this node gives reputation and has not flagged"
+        return "orgs this node gives reputation, outside the log's org's group"
     return "none, with --api alone: give --known-by DIR, your node's, or --witness DID"
 
 

@@ -134,11 +134,15 @@ def known_witnesses(cosigners: Dids, known: Callable[[str], bool], log_org: str)
     return witnesses, tuple(did for did in cosigners if did not in witnesses)
 
 
-def weighed_by_node(client: NodeClient) -> Callable[[str], bool]:
-    """A test of whether the node of `client` knows an org as a witness: it gives it reputation (GET
-    /v1/orgs/{did}), as it does its own org and those a chain of vouches from its trust roots reaches, unless it
-    flagged them for equivocation (vouching.reputation)."""
-    return lambda did: client.org(did)["reputation"] > 0
+def weighed_by_node(client: NodeClient, log_org: str) -> Callable[[str], bool]:
+    """A test of whether the node of `client` knows an org as a witness of `log_org`'s log (GET /v1/orgs/{did}): it
+    gives it reputation, as it does its own org and those a chain of vouches from its trust roots reaches, unless it
+    flagged them for equivocation (vouching.reputation), and it is not in `log_org`'s independence group, as the orgs
+    that `log_org` vouched into being are (vouching.reputation.independence_groups): they speak for it."""
+    def known(did: str) -> bool:
+        org = client.org(did)
+        return org["reputation"] > 0 and org.get("group") != client.org(log_org).get("group")
+    return known
 
 
 def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:

@@ -1191,8 +1191,8 @@ async def test_a_made_up_key_s_cosignature_is_no_known_witness_s(run, node, trus
     code, out, err = await run("log", "verify", "--dir", scored_data_dir)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[2:6] == ["cosigned by 1 known witness (orgs this node gives reputation and has not flagged)",
-                          f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+    assert lines[2:6] == ["cosigned by 1 known witness (orgs this node gives reputation, outside the log's org's "
+                          "group)", f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
     code, out, err = await run("log", "verify", "--dir", scored_data_dir, "--json")
     assert code == 0, err
     answer = json.loads(out)
@@ -1234,8 +1234,27 @@ async def test_the_node_known_by_judges_whom_it_knows_as_witnesses_of_another_or
             code, out, err = await run("log", "verify", "--api", other_url, "--known-by", scored_data_dir)
     assert code == 0, err
     assert out.splitlines()[2:7] == [f"cosigned by 2 known witnesses (orgs the node of {scored_data_dir} gives "
-                                     "reputation and has not flagged)", f"  {node.did}", f"  {_did_of(peer)}",
-                                     ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+                                     "reputation, outside the log's org's group)", f"  {node.did}",
+                                     f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+
+
+async def test_orgs_a_log_s_org_vouched_into_being_are_no_witnesses_of_its_log(run, node, trust, scored_data_dir,
+                                                                                tmp_path):
+    """An org inside the judge's horizon that vouches for keys it made up gives them reputation there; cosigning its
+    own checkpoint with them, they are in its independence group, so not counted, where an org of its own group is."""
+    peer, made_up = SigningKey.generate(), SigningKey.generate()
+    (tmp_path / "hostile").mkdir()
+    with fake_node(tmp_path / "hostile") as hostile:
+        minted = hostile.replica.issue("vouch", vouch_body(_did_of(made_up), 1.0, "org-peer"))
+        trust.on_records([node.replica.issue("vouch", vouch_body(hostile.did, 0.9, "org-peer")),
+                          node.replica.issue("vouch", vouch_body(_did_of(peer), 0.9, "org-peer")), minted])
+        assert trust.org(_did_of(made_up))["reputation"] > 0  # (as much as the orgs any org vouches for get)
+        hostile.sign_checkpoint(cosigners=(peer, made_up))
+        async with _served(create_app(hostile)) as hostile_url:
+            code, out, err = await run("log", "verify", "--api", hostile_url, "--known-by", scored_data_dir, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer["witnesses"], answer["unknown_cosigners"]) == ([_did_of(peer)], [_did_of(made_up)])
 
 
 async def test_a_known_by_directory_without_a_node_is_refused_before_the_log_is_fetched(run, node, url, tmp_path):
