@@ -1,6 +1,8 @@
 """The checks of `vouchnet log verify` (DESIGN §4): fetch the node's whole records ledger and re-check it against
 the node's signed checkpoint, and that checkpoint against the one verified before (RFC 9162, C2SP checkpoints);
 given the node's data directory, also every hash its ledger file stores, from which the node computes its proofs.
+Which of the checkpoint's cosigners the checker knows as witnesses is its own call (`known_witnesses`): anyone can
+make a key and cosign.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from vouching.counts import counted
 from .common import CommandFailed, UsageError, os_error_text
 
 Progress = Callable[[int, int], None]
+Dids = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Verified:
     did: str
     size: int
     root: bytes
-    cosigners: tuple[str, ...]  # dids of the witnesses whose cosignatures verified
+    cosigners: tuple[str, ...]  # dids of the keys whose cosignatures verified, witnesses known or not
     consistent_from: int | None  # the size of the checkpoint verified before, if one was cached
     stored_hashes: int | None  # how many hashes of the ledger file were checked; None without the data directory
 
@@ -124,6 +127,25 @@ def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, 
     if (signer.name, signer.key_id) not in names:
         raise CommandFailed(f"{what}: not signed by the org's key ({signer.name})")
     return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
+
+
+def known_witnesses(cosigners: Dids, known: Callable[[str], bool], log_org: str) -> tuple[Dids, Dids]:
+    """`cosigners` split into the witnesses the checker knows (`known`), which count, and the other keys, which do
+    not: a hostile node can make up keys and cosign its own checkpoint with them, and the log's own org (`log_org`)
+    witnesses nothing of it."""
+    witnesses = tuple(did for did in cosigners if did != log_org and known(did))
+    return witnesses, tuple(did for did in cosigners if did not in witnesses)
+
+
+def weighed_by_node(client: NodeClient, log_org: str) -> Callable[[str], bool]:
+    """A test of whether the node of `client` knows an org as a witness of `log_org`'s log (GET /v1/orgs/{did}): it
+    gives it reputation, as it does its own org and those a chain of vouches from its trust roots reaches, unless it
+    flagged them for equivocation (vouching.reputation), and it is not in `log_org`'s independence group, as the orgs
+    that `log_org` vouched into being are (vouching.reputation.independence_groups): they speak for it."""
+    def known(did: str) -> bool:
+        org = client.org(did)
+        return org["reputation"] > 0 and org.get("group") != client.org(log_org).get("group")
+    return known
 
 
 def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:
