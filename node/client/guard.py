@@ -40,6 +40,12 @@ def refusal_text(decision: TrustDecision) -> str:
     return f"Refused by vouchnet: {decision.reason}"
 
 
+class TrustRefusal(Exception):
+    """What an adapter raises to refuse a call (its framework's own exception type mixes it in): a guarded call
+    it passes through, a run one of whose tool calls was refused, is not reported as failing, since the refusal
+    says nothing of how the agent works."""
+
+
 def _ok(_: object) -> str:
     return "ok"
 
@@ -138,10 +144,13 @@ class Vouchnet:
 
     @contextmanager
     def _reporting(self, decision: TrustDecision, category: str, name: str) -> Iterator[Callable[[str], None]]:
-        """Times the block; the block reports its outcome, an exception out of it is reported as error/timeout."""
+        """Times the block; the block reports its outcome, an exception out of it is reported as error/timeout, but
+        a refusal by trust (TrustRefusal), which is reported as nothing."""
         started = time.perf_counter()
         try:
             yield lambda outcome: self.report(decision, category, name, outcome, started)
+        except TrustRefusal:
+            raise
         except Exception as error:  # not a cancellation: that says nothing about the agent
             self.report(decision, category, name, "timeout" if _timed_out(error) else "error", started)
             raise

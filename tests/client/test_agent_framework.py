@@ -82,3 +82,20 @@ async def test_observe_mode_lets_an_untrusted_caller_through_and_reports_it(runn
     assert ran == ["vouchnet"]
     await vouchnet.aclose()
     assert running.first_hand_events(stranger) == 2
+
+
+@on_asyncio
+async def test_a_tool_call_refused_within_a_gated_run_is_not_reported_as_the_run_failing(running):
+    """Found by stop 45's adapter walk: the run's gate reported the TrustRefused of a tool call it let through as the
+    run's error, a bad event that cost a trusted agent 15 points for a tool its tier did not reach."""
+    vouchnet = vouchnet_for(running, high_risk_tools=["search"], high_risk_tier="verified")
+    known, credential = running.new_agent(trusted=True)
+    ran: list[str] = []
+    with pytest.raises(TrustRefused, match="search is high-risk"):
+        await _agent(trust_middleware(vouchnet), ran).run(
+            "find it", function_invocation_kwargs={"vouchnet_credential": credential})
+    assert ran == []
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == GOOD_EVENTS
+    with running.client() as client:
+        assert client.score(known)["tier"] == "trusted"

@@ -19,14 +19,15 @@ from agent_framework import (
     MiddlewareFailure,
 )
 
-from ..guard import CREDENTIAL_KEY, Vouchnet
+from ..guard import CREDENTIAL_KEY, TrustRefusal, Vouchnet
 from ..policy import TrustDecision
 
 INVOKE_AGENT = "invoke_agent"
 
 
-class TrustRefused(MiddlewareFailure):
-    """vouchnet refused the call; `decision` says why. Raised to the caller of `Agent.run`."""
+class TrustRefused(MiddlewareFailure, TrustRefusal):
+    """vouchnet refused the call; `decision` says why. Raised to the caller of `Agent.run`; a run it stops is not
+    reported as failing (the run's gate lets it through unreported)."""
 
     def __init__(self, decision: TrustDecision) -> None:
         what = f"{decision.action} with {decision.tool}" if decision.tool else decision.action
