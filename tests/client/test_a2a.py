@@ -129,6 +129,23 @@ async def test_the_client_delegates_only_to_a_trusted_target(running):
 
 
 @on_asyncio
+async def test_a_guarded_call_that_delegates_to_an_untrusted_target_is_not_reported_as_its_caller_s_failure(running):
+    """Found by stop 45's adapter walk: a tool that delegates, refused by TrustInterceptor (UntrustedTarget), was
+    reported as its caller's error, so callers sank for the standing of an agent this service chose to delegate to."""
+    vouchnet = vouchnet_for(running)
+    caller, caller_credential = running.new_agent(trusted=True)
+    _, credential, key = running.new_agent_with_key(trusted=False)
+    async with serving(lambda url: _app(sign_card(_card(url), credential=credential, key=key), Echo())) as url:
+        async def delegate():
+            return await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
+
+        with pytest.raises(UntrustedTarget, match="tier untrusted"):
+            await vouchnet.guard(caller_credential, delegate, lambda decision: [], tool="delegate")
+    await vouchnet.aclose()
+    assert running.first_hand_events(caller) == GOOD_EVENTS
+
+
+@on_asyncio
 async def test_a_task_the_target_rejected_is_not_reported_as_its_error(running):
     """The target's vouchnet server declined a caller it did not trust yet (TASK_STATE_REJECTED): the client reported
     that as the target's error, so a target sank at the delegating org for refusing callers it did not know, and two

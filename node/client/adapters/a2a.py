@@ -61,7 +61,7 @@ from vouching import did_key, public_key_from_did
 from ...credentials import did_url
 from ...jwt import JwtError, b64url, b64url_decode
 from ..a2a_trust import ACCEPT_TASK, DELEGATE, A2ATrust
-from ..guard import Vouchnet, refusal_text
+from ..guard import TrustRefusal, Vouchnet, refusal_text
 from ..identity import AgentIdentity, UnverifiedAgent
 from ..policy import TrustDecision
 
@@ -301,8 +301,9 @@ def _rejected(task_id: str | None, context_id: str | None, message: Message | No
 
 # --- client -------------------------------------------------------------------------------------------------------
 
-class UntrustedTarget(A2AClientError):
-    """The interceptor refused to delegate to the target agent; `decision` says why."""
+class UntrustedTarget(A2AClientError, TrustRefusal):
+    """The interceptor refused to delegate to the target agent; `decision` says why. A guarded call it ends (a tool
+    that delegates) is not reported as its caller's failure: the target's standing is no fault of the caller's."""
 
     def __init__(self, decision: TrustDecision) -> None:
         super().__init__(f"vouchnet refused to delegate to {decision.agent or 'the target'}: {decision.reason}")
