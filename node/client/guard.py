@@ -40,6 +40,19 @@ def refusal_text(decision: TrustDecision) -> str:
     return f"Refused by vouchnet: {decision.reason}"
 
 
+class TrustRefusal(Exception):
+    """What an adapter raises to refuse a call (its framework's own exception type mixes it in): a guarded call
+    it passes through, a run one of whose tool calls was refused, is not reported as failing, since the refusal
+    says nothing of how the agent works."""
+
+
+def failure_outcome(error: Exception) -> str | None:
+    """How a call that raised `error` went: timeout or error, or None, not reported, for a refusal by trust."""
+    if isinstance(error, TrustRefusal):
+        return None
+    return "timeout" if _timed_out(error) else "error"
+
+
 def _ok(_: object) -> str:
     return "ok"
 
@@ -138,12 +151,14 @@ class Vouchnet:
 
     @contextmanager
     def _reporting(self, decision: TrustDecision, category: str, name: str) -> Iterator[Callable[[str], None]]:
-        """Times the block; the block reports its outcome, an exception out of it is reported as error/timeout."""
+        """Times the block; the block reports its outcome, an exception out of it is reported as failure_outcome
+        says (a refusal by trust, TrustRefusal, as nothing)."""
         started = time.perf_counter()
         try:
             yield lambda outcome: self.report(decision, category, name, outcome, started)
         except Exception as error:  # not a cancellation: that says nothing about the agent
-            self.report(decision, category, name, "timeout" if _timed_out(error) else "error", started)
+            if (outcome := failure_outcome(error)) is not None:
+                self.report(decision, category, name, outcome, started)
             raise
 
     def report(self, decision: TrustDecision, category: str, name: str, outcome: str, started: float) -> None:

@@ -7,9 +7,11 @@ from agent_framework import (
     BaseChatClient,
     ChatMiddlewareLayer,
     ChatResponse,
+    ChatResponseUpdate,
     Content,
     FunctionInvocationLayer,
     Message,
+    ResponseStream,
     tool,
 )
 
@@ -82,3 +84,49 @@ async def test_observe_mode_lets_an_untrusted_caller_through_and_reports_it(runn
     assert ran == ["vouchnet"]
     await vouchnet.aclose()
     assert running.first_hand_events(stranger) == 2
+
+
+@on_asyncio
+async def test_a_tool_call_refused_within_a_gated_run_is_not_reported_as_the_run_failing(running):
+    """Found by stop 45's adapter walk: the run's gate reported the TrustRefused of a tool call it let through as the
+    run's error, a bad event that cost a trusted agent 15 points for a tool its tier did not reach."""
+    vouchnet = vouchnet_for(running, high_risk_tools=["search"], high_risk_tier="verified")
+    known, credential = running.new_agent(trusted=True)
+    ran: list[str] = []
+    with pytest.raises(TrustRefused, match="search is high-risk"):
+        await _agent(trust_middleware(vouchnet), ran).run(
+            "find it", function_invocation_kwargs={"vouchnet_credential": credential})
+    assert ran == []
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == GOOD_EVENTS
+    with running.client() as client:
+        assert client.score(known)["tier"] == "trusted"
+
+
+class StreamingClient(FunctionInvocationLayer, ChatMiddlewareLayer, BaseChatClient):
+    """A model that streams some text, then loses its connection."""
+
+    def _inner_get_response(self, *, messages, stream, options, **kwargs):
+        async def updates():
+            yield ChatResponseUpdate(role="assistant", contents=[Content.from_text("thinking")])
+            raise ConnectionError("the model's connection was lost")
+
+        return self._build_response_stream(updates())
+
+
+@on_asyncio
+async def test_a_streamed_run_that_fails_as_it_streams_is_reported_as_an_error(running):
+    """Found by stop 45's adapter walk: the run's gate reported a streamed run as `ok` as soon as call_next returned
+    its stream, before the model was asked anything, so a run that then failed was an ok event of the caller."""
+    vouchnet = vouchnet_for(running)
+    known, credential = running.new_agent(trusted=True)
+    agent = Agent(client=StreamingClient(), middleware=trust_middleware(vouchnet))
+    stream = agent.run("find it", stream=True, function_invocation_kwargs={"vouchnet_credential": credential})
+    assert isinstance(stream, ResponseStream)
+    with pytest.raises(ConnectionError):
+        async for _ in stream:
+            pass
+    await vouchnet.aclose()
+    with running.client() as client:
+        (first_hand,) = [part for part in client.score(known)["explanation"]["orgs"] if part["first_hand"]]
+    assert first_hand["events"] == GOOD_EVENTS + 1 and first_hand["bad"] > 0

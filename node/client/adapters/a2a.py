@@ -61,12 +61,16 @@ from vouching import did_key, public_key_from_did
 from ...credentials import did_url
 from ...jwt import JwtError, b64url, b64url_decode
 from ..a2a_trust import ACCEPT_TASK, DELEGATE, A2ATrust
-from ..guard import Vouchnet, refusal_text
+from ..guard import TrustRefusal, Vouchnet, refusal_text
 from ..identity import AgentIdentity, UnverifiedAgent
 from ..policy import TrustDecision
 
 CREDENTIAL_EXTENSION = "urn:vouchnet:a2a:agent-credential:v1"
-DELEGATING_METHODS = frozenset({"send_message", "send_message_streaming"})
+STREAMING_METHOD = "send_message_streaming"
+DELEGATING_METHODS = frozenset({"send_message", STREAMING_METHOD})
+STREAM_END_STATES = frozenset({  # a task's terminal and interrupted states, at which A2A ends a message's stream
+    TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED,
+    TaskState.TASK_STATE_REJECTED, TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED})
 REQUEST_ACTION_PREFIX = "a2a:"  # the policy's action for a request other than a message: a2a:<A2A method name>
 _DECIDED = "vouchnet_decision"  # where a message's call context carries TrustedRequestHandler's decision (_decided)
 _delegation: contextvars.ContextVar[tuple[TrustDecision, float] | None] = contextvars.ContextVar(
@@ -297,8 +301,9 @@ def _rejected(task_id: str | None, context_id: str | None, message: Message | No
 
 # --- client -------------------------------------------------------------------------------------------------------
 
-class UntrustedTarget(A2AClientError):
-    """The interceptor refused to delegate to the target agent; `decision` says why."""
+class UntrustedTarget(A2AClientError, TrustRefusal):
+    """The interceptor refused to delegate to the target agent; `decision` says why. A guarded call it ends (a tool
+    that delegates) is not reported as its caller's failure: the target's standing is no fault of the caller's."""
 
     def __init__(self, decision: TrustDecision) -> None:
         super().__init__(f"vouchnet refused to delegate to {decision.agent or 'the target'}: {decision.reason}")
@@ -325,8 +330,13 @@ class TrustInterceptor(ClientCallInterceptor):
         _delegation.set((decision, time.perf_counter()))
 
     async def after(self, args: AfterArgs) -> None:
+        """Report the delegation once its answer says how it went: a send's answer, or the stream's event that ends
+        it (a message, or a task or status update in a state a stream ends at); a stream left before that event
+        is not reported."""
         delegation = _delegation.get()
         if delegation is None or args.method not in DELEGATING_METHODS:
+            return
+        if args.method == STREAMING_METHOD and not _ends_stream(args.result):
             return
         _delegation.set(None)
         decision, started = delegation
@@ -344,9 +354,26 @@ def _outcome(result: Any) -> str | None:
     target rejected (A2A TASK_STATE_REJECTED: it declined the task, as a vouchnet server declines a sender it does not
     trust yet), which says nothing of how it works: reported as an error, it sank the target at the delegating org
     for refusing a caller it did not know; `ok` otherwise."""
-    task = getattr(result, "task", None)
-    if task is None or not result.HasField("task"):
-        return "ok"
-    if task.status.state == TaskState.TASK_STATE_REJECTED:
+    state = _state(result)
+    if state == TaskState.TASK_STATE_REJECTED:
         return None
-    return "error" if task.status.state == TaskState.TASK_STATE_FAILED else "ok"
+    return "error" if state == TaskState.TASK_STATE_FAILED else "ok"
+
+
+def _payload(result: Any) -> str | None:
+    """Which of task, message, status_update and artifact_update a send's answer or a stream's event is."""
+    return result.WhichOneof("payload") if hasattr(result, "WhichOneof") else None
+
+
+def _state(result: Any) -> int | None:
+    """The task state a send's answer or a stream's event carries (a task's or a status update's), else None."""
+    payload = _payload(result)
+    if payload == "task":
+        return result.task.status.state
+    return result.status_update.status.state if payload == "status_update" else None
+
+
+def _ends_stream(event: Any) -> bool:
+    """Whether a stream's event is its last (a message, or a task in a terminal or interrupted state); before it,
+    the task was submitted or is working, which says nothing yet of how it went."""
+    return _payload(event) == "message" or _state(event) in STREAM_END_STATES
