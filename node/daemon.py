@@ -74,9 +74,6 @@ from .trust import TrustService
 
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
-# A stop held up past this (a store's write or close that never returns: node.stop_deadline) is cut short; longer than
-# SHUTDOWN_SECONDS so that a clean stop merely slowed by a loaded machine still ends cleanly, with exit status 0.
-STOP_CUT_SECONDS = 5.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
 # round), "unreachable" (none could be connected for a sync, those connected having refused the sync protocol:

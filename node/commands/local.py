@@ -139,9 +139,9 @@ def _run(args: argparse.Namespace) -> int:
 async def _until_signalled(config: NodeConfig) -> None:
     """node.daemon.run_until_signalled, its limit on open files raised first, its stop bounded (node.stop_deadline:
     this process is the node's); imported once `run` has said that it starts."""
-    from node.daemon import STOP_CUT_SECONDS, run_until_signalled
+    from node.daemon import run_until_signalled
     from node.open_files import raise_open_files_limit
-    from node.stop_deadline import StopDeadline
+    from node.stop_deadline import STOP_CUT_SECONDS, StopDeadline
 
     raise_open_files_limit(config.limits.max_peers)
     await run_until_signalled(config, stop_deadline=StopDeadline(STOP_CUT_SECONDS))

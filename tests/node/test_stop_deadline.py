@@ -18,12 +18,11 @@ from ledger import CosignatureSigner, Ledger, Witness, cosigner_name
 from ledger.writes_under_way import under_way, writing
 from node.audit_log import AUDIT_FILE, AuditLog
 from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry
-from node.daemon import STOP_CUT_SECONDS
 from node.digests import DigestState
 from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
-from node.stop_deadline import LEFT_EXIT, StopDeadline, armed_by_signals
+from node.stop_deadline import LEFT_EXIT, STOP_CUT_SECONDS, StopDeadline, armed_by_signals
 from node.store_manifest import DIGESTS_FILE
 
 from ..factories import new_did
