@@ -32,7 +32,6 @@ from .replica import Replica
 from .serving_budget import ServingBudget, ServingRates, most_page_cost, page_cost
 from .session_slots import Place, SessionSlots, Slot
 from .stats import by_reason, counted
-from .sync_marks import HeadMarks
 from .store import StoreError
 from .sync import (
     Deliver,
@@ -47,6 +46,7 @@ from .sync import (
     check_page,
     missing_ranges,
 )
+from .sync_marks import HeadMarks
 from .sync_messages import (
     MAX_REQUEST_FRAME,
     MAX_SEQ,

@@ -1,6 +1,7 @@
 """Marks in the sync service (`/vouchnet/sync/2`, gossip.sync_marks): a round in step with a peer asks only the heads
 changed since its last answer, on loopback between two nodes and with a node from before `/2`; a peer answering
-falsely that nothing changed is read whole again within `mark_rounds` intervals; a round that fails leaves no mark."""
+falsely that nothing changed is read whole again within `mark_rounds` intervals; a round that fails leaves no mark;
+rounds a catch-up awaits, and every peer's next round once orgs enter the horizon, read every head."""
 
 from __future__ import annotations
 
@@ -152,3 +153,68 @@ async def test_a_node_syncs_with_one_from_before_sync_2(tmp_path, monkeypatch):
             assert new.replica.store.head(org.did).seq == 5
             assert new.host.refused(old.host.peer_id, SYNC_PROTOCOL_2) and new.sync.stats.changed_rounds == 0
             assert +new.sync.stats.errors == {} and +old.sync.stats.errors == {}
+
+
+async def test_a_round_a_catch_up_awaits_reads_every_head(tmp_path, autojump_clock):
+    """A catch-up learns whether a peer holds the org's records only from a round reading every head."""
+    asked: list[bytes | None] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        service = SyncService(marking_host(asked, []), replica, network="test")
+        await service.sync_with(PEER)
+        await service.sync_with(PEER)
+        service.patient_catch_up_peers.append(lambda peer: True)
+        await service.sync_with(PEER)
+    assert asked == [None, b"mark", None]
+
+
+async def test_a_catch_up_that_begins_during_a_round_of_changed_heads_has_a_round_of_every_head(tmp_path,
+                                                                                            autojump_clock):
+    asked: list[bytes | None] = []
+    told: list[str] = []
+    awaits: list[str] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = marking_host(asked, [])
+        service = SyncService(host, replica, network="test", interval=1000.0)
+        service.same_network_listeners.append(told.append)
+        service.catch_up_peers.append(lambda peer: peer in awaits)
+        open_stream = host.open_stream
+
+        async def catching_up(peer: str, protocol: str) -> MarkingPeerStream:
+            stream = await open_stream(peer, protocol)
+            read = stream.read_frame
+
+            async def read_as_a_catch_up_begins(max_size: int) -> bytes:
+                if asked[-1] is not None and not awaits:
+                    awaits.append(peer)
+                    service.needs_changed()
+                return await read(max_size)
+
+            stream.read_frame = read_as_a_catch_up_begins  # type: ignore[method-assign]
+            return stream
+
+        host.open_stream = catching_up  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)  # (a round with the peer connected: every head)
+            await trio.testing.wait_all_tasks_blocked()
+            await service.sync_with(PEER)  # since the mark; the catch-up begins as it reads the answer
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert asked == [None, b"mark", None]
+    assert told == [PEER, PEER]  # the first round and the last: the one of changed heads told the catch-up nothing
+
+
+async def test_orgs_entering_the_horizon_have_every_peer_s_next_round_read_every_head(tmp_path, autojump_clock):
+    """Their histories are asked of every peer; should that fall short, the heads a round in step skips would never
+    name them again."""
+    asked: list[bytes | None] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        service = SyncService(marking_host(asked, []), replica, network="test")
+        await service.sync_with(PEER)
+        await service.sync_with(PEER)
+        service._on_entered({Org().did})  # (the replica's horizon listener, as a vouch brings an org in)
+        await service.sync_with(PEER)
+        await service.sync_with(PEER)
+    assert asked == [None, b"mark", None, b"mark"]
