@@ -259,17 +259,19 @@ class SyncClient:
 
     def names_own(self) -> bool | None:
         """Whether the peer's heads named one of `own`; None until every heads page is read (and in a fetch of gaps,
-        which asks no heads)."""
-        if self._state in ("new", "heads") or self._gaps is not None or self.changed_only:
+        which asks no heads), and in an answer of the heads changed only (`changed_only`) that named none: the peer
+        may hold them unchanged."""
+        if self._state in ("new", "heads") or self._gaps is not None:
             return None
-        return bool(self._own_heads)
+        return bool(self._own_heads) or (None if self.changed_only else False)
 
     def holds_own(self) -> bool:
         """Whether the peer's heads named one of `own`, and our store holds each one named up to the seq named: a peer
         naming a head it then does not serve (a hostile one, say) shows that the org signed more than we hold. False
         until every heads page is read (a later page may name another of `own`); true from when the records of `own`
-        asked for are in the store, which can be before the session ends (they are asked for first)."""
-        if self._state in ("new", "heads") or self.changed_only:
+        asked for are in the store, which can be before the session ends (they are asked for first). In an answer of the
+        heads changed only, those of `own` it named: the others the peer held as we did at the mark, in step."""
+        if self._state in ("new", "heads"):
             return False
         return bool(self._own_heads) and all((head := self._store.head(iss)) is not None and head.seq >= seq
                                              for iss, seq in self._own_heads.items())

@@ -445,9 +445,10 @@ class SyncService:
                 self.stats.full_rounds += 1
                 self.stats.changed_rounds += peer_id in self._changed_only_rounds
                 self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
-                # A round that read only the heads changed tells no catch-up that began while it ran whether the
-                # peer holds the org's records: it has a round reading every head instead.
-                changed_only = peer_id in self._changed_only_rounds and self._awaited(peer_id)
+                # A round that read only the heads changed, naming none of the org's keys, tells no catch-up that began
+                # while it ran whether the peer holds the org's records: it has a round reading every head instead.
+                changed_only = (peer_id in self._changed_only_rounds and peer_id not in self._holding
+                                and self._awaited(peer_id))
                 for listener in () if changed_only else self.same_network_listeners:
                     listener(peer_id)
                 if heard is not None:

@@ -213,8 +213,9 @@ def test_changed_heads_only_when_no_mark_was_named_or_in_an_answer_of_all_are_th
             client.receive(encode_message(HeadsPage((), more=False, mark=b"n", changed=True)))
 
 
-def test_an_answer_of_changed_heads_only_says_nothing_of_the_org_s_records():
-    """A catch-up learns from a round whether its peer holds the org's records: only from one reading every head."""
+def test_an_answer_of_changed_heads_only_naming_none_of_the_org_s_keys_says_nothing_of_its_records():
+    """A catch-up learns from a round whether its peer holds the org's records: that it holds none only from one
+    reading every head; that it holds them from one naming them, as their heads changed."""
     with sides(1) as (side,):
         client = SyncClient(side.store, side.replica.horizon, SMALL, since=b"m", protocol=SYNC_PROTOCOL_2,
                             own={ORGS[0].did})
@@ -222,6 +223,14 @@ def test_an_answer_of_changed_heads_only_says_nothing_of_the_org_s_records():
         assert isinstance(client.receive(encode_message(HeadsPage((), more=False, mark=b"n", changed=True))),
                           Finished)
         assert (client.names_own(), client.holds_own(), client.in_step_mark()) == (None, False, b"n")
+        give(side, CHAINS[ORGS[0].did][:2])
+        client = SyncClient(side.store, side.replica.horizon, SMALL, since=b"m", protocol=SYNC_PROTOCOL_2,
+                            own={ORGS[0].did})
+        client.start()
+        named = HeadEntry(ORGS[0].did, 2, CHAINS[ORGS[0].did][1].id)
+        assert isinstance(client.receive(encode_message(HeadsPage((named,), more=False, mark=b"n", changed=True))),
+                          Finished)
+        assert (client.names_own(), client.holds_own()) == (True, True)
 
 
 @pytest.mark.parametrize("served", [0, 3, 5])
