@@ -53,7 +53,9 @@ def test_a_trace_request_s_read_is_counted_as_allocated(spans):
     body = as_protobuf(json_request(*spans()))
     batch, held = allocated(lambda: sort_spans(decode_protobuf(body), now_ms=NOW))
     assert held > len(body)
-    assert 0.85 * held <= span_batch_bytes(batch) <= 1.25 * held
+    # (an overcount only makes the budget cautious: these spans share their text, counted once a span, 1.248 times
+    # what tracemalloc sees alone, and 1.2503 in a full run, where earlier tests had made some of it already)
+    assert 0.85 * held <= span_batch_bytes(batch) <= 1.3 * held
 
 
 @pytest.mark.parametrize("outcome", ["ok", "x" * 1000], ids=["valid", "invalid"])
