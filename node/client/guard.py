@@ -42,7 +42,7 @@ def refusal_text(decision: TrustDecision) -> str:
 
 class TrustRefusal(Exception):
     """What an adapter raises to refuse a call (its framework's own exception type mixes it in): a guarded call
-    it passes through, a run one of whose tool calls was refused, is not reported as failing, since the refusal
+    it passes through (a tool that delegates to a target refused) is not reported as failing, since the refusal
     says nothing of how the agent works."""
 
 
