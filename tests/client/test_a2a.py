@@ -5,7 +5,8 @@ not its own, and delegates to a trusted one; both report what ran to the node.""
 import asyncio
 import inspect
 import logging
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
@@ -91,6 +92,16 @@ async def _send(url: str, credential: str, interceptors=()):
         return [event async for event in client.send_message(request)]
 
 
+@asynccontextmanager
+async def untrusted_target(running, vouchnet: Vouchnet,
+                           caller_credential: str) -> AsyncIterator[Callable[[], Awaitable[object]]]:
+    """An A2A agent the policy does not trust, served; yields what a tool delegating to it (through TrustInterceptor)
+    runs: it raises UntrustedTarget."""
+    _, credential, key = running.new_agent_with_key(trusted=False)
+    async with serving(lambda url: _app(sign_card(_card(url), credential=credential, key=key), Echo())) as url:
+        yield lambda: _send(url, caller_credential, [TrustInterceptor(vouchnet)])
+
+
 @on_asyncio
 async def test_the_server_rejects_an_untrusted_sender_and_serves_a_trusted_one(running):
     vouchnet = vouchnet_for(running)
@@ -133,16 +144,24 @@ async def test_the_client_delegates_only_to_a_trusted_target(running):
 @on_asyncio
 async def test_a_guarded_call_that_delegates_to_an_untrusted_target_is_not_reported_as_its_caller_s_failure(running):
     """Found by stop 45's adapter walk: a tool that delegates, refused by TrustInterceptor (UntrustedTarget), was
-    reported as its caller's error, so callers sank for the standing of an agent this service chose to delegate to."""
+    reported as its caller's error, so callers sank for the standing of an agent this service chose to delegate to;
+    nor is it when the call turns the refusal into an error result, as MCP and LangGraph's ToolNode do."""
     vouchnet = vouchnet_for(running)
     caller, caller_credential = running.new_agent(trusted=True)
-    _, credential, key = running.new_agent_with_key(trusted=False)
-    async with serving(lambda url: _app(sign_card(_card(url), credential=credential, key=key), Echo())) as url:
-        async def delegate():
-            return await _send(url, caller_credential, [TrustInterceptor(vouchnet)])
-
+    async with untrusted_target(running, vouchnet, caller_credential) as delegate:
         with pytest.raises(UntrustedTarget, match="tier untrusted"):
             await vouchnet.guard(caller_credential, delegate, lambda decision: [], tool="delegate")
+
+        async def delegate_as_a_result() -> str:
+            try:
+                await delegate()
+            except UntrustedTarget as error:
+                return f"error: {error}"
+            return "done"
+
+        assert (await vouchnet.guard(caller_credential, delegate_as_a_result, lambda decision: "", tool="delegate",
+                                     outcome=lambda result: "error" if result.startswith("error") else "ok")
+                ).startswith("error: vouchnet refused to delegate")
     await vouchnet.aclose()
     assert running.first_hand_events(caller) == GOOD_EVENTS
 

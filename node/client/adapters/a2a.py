@@ -64,7 +64,7 @@ from vouching import did_key, public_key_from_did
 from ...credentials import did_url
 from ...jwt import JwtError, b64url, b64url_decode
 from ..a2a_trust import ACCEPT_TASK, DELEGATE, A2ATrust
-from ..guard import TrustRefusal, Vouchnet, refusal_text
+from ..guard import TrustRefusal, Vouchnet, refusal_text, refused
 from ..identity import AgentIdentity, UnverifiedAgent
 from ..policy import TrustDecision
 
@@ -333,7 +333,7 @@ class TrustInterceptor(ClientCallInterceptor):
         else:
             decision = await self.trust.verify_outgoing(target.did, target.org)
         if not decision.allowed:
-            raise UntrustedTarget(decision)
+            raise refused(UntrustedTarget(decision))
         _delegation.set((decision, time.perf_counter()))
 
     async def after(self, args: AfterArgs) -> None:

@@ -20,7 +20,7 @@ from agent_framework import (
     MiddlewareFailure,
 )
 
-from ..guard import CREDENTIAL_KEY, TrustRefusal, Vouchnet
+from ..guard import CREDENTIAL_KEY, TrustRefusal, Vouchnet, refused
 from ..policy import TrustDecision
 
 INVOKE_AGENT = "invoke_agent"
@@ -37,7 +37,7 @@ class TrustRefused(MiddlewareFailure, TrustRefusal):
 
 
 def _refuse(decision: TrustDecision) -> Any:
-    raise TrustRefused(decision)
+    raise refused(TrustRefused(decision))
 
 
 class _Guarded:
