@@ -48,15 +48,15 @@ class TrustRefusal(Exception):
     result is not reported as failing either."""
 
 
-E = TypeVar("E", bound=TrustRefusal)
+RefusalT = TypeVar("RefusalT", bound=TrustRefusal)
 _refusals: ContextVar[list[TrustRefusal] | None] = ContextVar("vouchnet_refusals", default=None)
 
 
-def refused(error: E) -> E:
+def refused(error: RefusalT) -> RefusalT:
     """`error`, about to be raised, noted for the guarded calls it is raised within (watching_refusals): a framework
     that turns a tool's exception into its result (MCP's isError, LangGraph's ToolNode handle_tool_errors) hides
-    it from the call's gate, which must still not report the call as failing."""
-    if (noted := _refusals.get()) is not None:
+    it from the call's gate, which must still not report the call as failing. (The first one is kept.)"""
+    if (noted := _refusals.get()) is not None and not noted:
         noted.append(error)
     return error
 
@@ -71,7 +71,7 @@ def watching_refusals() -> Iterator[list[TrustRefusal]]:
         yield noted
     finally:
         _refusals.reset(token)
-        if outer is not None:
+        if outer is not None and noted and not outer:
             outer.extend(noted)
 
 
