@@ -50,7 +50,7 @@ import math
 import sqlite3
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ from ledger import (
 from ledger.files import replace_file
 from ledger.names import PREFIX
 from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body, public_key_from_did
+from vouching.horizon import Horizon
 
 from .checkpoints import (
     CHECKPOINT_FILE,
@@ -168,8 +169,9 @@ class WitnessStats:
     log_behind: int = counted("1 while this node's ledger is smaller than the newest checkpoint of its log its peers "
                               "hold (a restore from an older copy): it signs no checkpoint until it has grown to that "
                               "size (GET /v1/node's log)")
-    published_cosignatures: int = counted("Cosignatures on this node's latest published checkpoint: 0 while peers are "
-                                          "connected means no witness answers")
+    published_cosignatures: int = counted("Cosignatures on this node's latest published checkpoint, whoever cosigned "
+                                          "(vouchnet_witness_published_independent_groups counts the witnesses it "
+                                          "counts on)")
 
 
 @dataclass
@@ -304,6 +306,16 @@ class Witnessing:
         """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
         (for `GET /v1/log/checkpoint`): one is published once the witnesses asked for it have answered or failed."""
         return None if self._published is None else self._published[0]
+
+    def independent_cosigners(self) -> int:
+        """How many independence groups vouch for our latest published checkpoint (`independent_witnesses`), what
+        the README's alert on witnessing counts: any peer connected may be asked to cosign, one under a key made up
+        for the purpose among them."""
+        if self._published is None:
+            return 0
+        replica = self.replica
+        return independent_witnesses(cosigner_verifiers(self._published[0]), replica.horizon, replica.flagged,
+                                     replica.succession.keys(replica.did))
 
     def published_checkpoint(self) -> Checkpoint | None:
         """The checkpoint of `checkpoint_note()`, held as it was signed: its size is the log's public size
@@ -918,3 +930,13 @@ def witness_order(
         return identity(org) not in root_orgs, hashlib.sha256(f"{own} {org}".encode()).digest()
 
     return sorted(peers, key=rank)
+
+
+def independent_witnesses(cosigners: Iterable[str], horizon: Horizon, flagged: Collection[str],
+                          own_keys: Collection[str]) -> int:
+    """How many independence groups of the replication `horizon` (vouching.horizon's `group`, DESIGN §6) the orgs
+    of `cosigners` found, leaving out orgs outside it, `flagged` equivocators, and the group of our own org (any of
+    `own_keys`, its earlier keys too): the orgs we vouched for found their own groups, but the keys any of them vouched
+    into being are in its group, and an org outside the horizon is one we give no reputation."""
+    groups = {horizon.group(did) for did in cosigners if did not in flagged and did not in own_keys}
+    return len(groups - {None, *(horizon.group(key) for key in own_keys)})
