@@ -70,7 +70,8 @@ def register(subparsers: Subparsers) -> None:
         "replaced it). Exits 1 naming the first check that fails. Anyone can make a key and cosign, so only the "
         "cosignatures of known witnesses count: the --witness orgs, else the orgs that the node of --known-by DIR, "
         "or of --dir, gives reputation (it has not flagged them for equivocation), outside the independence group "
-        "of the log's org (its earlier keys too); with --api alone, none. The others are listed as not counted. "
+        "of the log's org; with --api alone, none; never a key of the log's org, an earlier one (that the ledger's "
+        "key rotations replaced) included. The others are listed as not counted. "
         "Witnesses of one independence group (as that node sees them: the orgs one org vouched into being) count "
         "once for --min-witnesses, as an org can vouch for keys it made up.",
         examples=["vouchnet log verify", "vouchnet log verify --min-witnesses 1",
