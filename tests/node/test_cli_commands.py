@@ -1354,18 +1354,19 @@ async def test_witnesses_one_org_vouched_into_being_count_once(run, node, trust,
     assert answer["witness_groups"] == {colluder.did: [colluder.did, *map(_did_of, minted)]}
 
 
-async def test_the_log_s_org_s_earlier_key_is_no_witness_of_its_log(run, node, url):
+async def test_the_log_s_org_s_earlier_key_is_no_witness_of_its_log(run, node, trust, scored_url, scored_data_dir):
     """Found by stop 45's witness review: after a key rotation the org's earlier key could cosign its checkpoint and
-    count as a witness (named with --witness, or given reputation by the judge, as its org's key once was); the
-    rotation in its ledger makes it the log's own key, which witnesses nothing of it."""
+    count as a witness, named with --witness, or given reputation by a judge that knows the org by it and has not
+    yet heard of its new key; the rotation in its ledger makes it the log's own key, which witnesses nothing of it."""
     vouch(node)
     old = node.replica.key
-    _rotate(node)
+    _rotate(node)  # (`trust`, the judge, holds the node's first key as its own org, and heard of no rotation)
     node.sign_checkpoint(cosigners=(old,))
-    code, out, err = await run("log", "verify", "--api", url, "--witness", _did_of(old), "--json")
-    assert code == 0, err
-    answer = json.loads(out)
-    assert (answer["witnesses"], answer["unknown_cosigners"]) == ([], [_did_of(old)])
+    for judged_by in (("--known-by", scored_data_dir), ("--witness", _did_of(old))):
+        code, out, err = await run("log", "verify", "--api", scored_url, *judged_by, "--json")
+        assert code == 0, err
+        answer = json.loads(out)
+        assert (answer["witnesses"], answer["unknown_cosigners"]) == ([], [_did_of(old)]), judged_by
 
 
 @given(st.integers(0, 10**6), st.sampled_from([("node", "nodes"), ("witness", "witnesses"), ("entry", "entries")]))
