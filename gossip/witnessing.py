@@ -4,7 +4,8 @@ the cosigned note; cosign peers' checkpoints with a ledger.Witness, a peer's log
 continuing its earlier keys'; turn two roots at one size of a log into `equivocation`.
 
 Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
-this org relies on), then the others in an order unique to this node: so the network's cosigning work grows with
+this org relies on), then one of each other independence group of its horizon, then the others, in an order unique to
+this node (`witness_order`): so the network's cosigning work grows with
 its size times `witnesses`, not with its size squared, and spreads evenly over the nodes. Fork detection does not
 depend on the bound: every node compares every gossiped checkpoint with those of its org taken in within a window
 (gossip.forks; further apart, a fork is left to the witnesses). A node signs a checkpoint every `interval`
@@ -634,7 +635,8 @@ class Witnessing:
                 continue  # not keyed by an Ed25519 org key: it cannot cosign
             if org not in self.replica.flagged:
                 orgs[peer] = org
-        order = witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity)[:wanted]
+        order = witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity,
+                              self.replica.horizon.group)[:wanted]
         return [peer for peer in order if peer in self._queried and peer not in self._querying]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
@@ -918,18 +920,28 @@ def _contradicts(cosigned: Checkpoint, seen: Checkpoint) -> bool:
 
 
 def witness_order(
-    own: str, roots: Collection[str], peers: dict[str, str], identity: Callable[[str], str]
+    own: str, roots: Collection[str], peers: dict[str, str], identity: Callable[[str], str],
+    group_of: Callable[[str], str | None] = lambda org: org,
 ) -> list[str]:
     """`peers` (peer id -> org did) in the order org `own` asks them to cosign: its trust roots first (any key of
-    a root's org, by `identity`: vouching.succession), then by SHA-256 of the two orgs' dids, an order that differs
-    from node to node, so that with a bounded witness set every node is asked by about as many others."""
+    a root's org, by `identity`: vouching.succession), then the first of each other independence group of its
+    horizon (`group_of`, None outside it: vouching.horizon), then the rest of the horizon, then the peers outside it,
+    each by SHA-256 of the two orgs' dids, an order that differs from node to node, so that with a bounded witness set
+    every node is asked by about as many others. Keys one org vouched into being, or made up outside the horizon,
+    take no witness's place that an independent org's peer could take (their cosignatures count for nothing:
+    `independent_witnesses`)."""
     root_orgs = {identity(root) for root in roots}
+    by_hash = sorted(peers, key=lambda peer: hashlib.sha256(f"{own} {peers[peer]}".encode()).digest())
+    groups = {peer: group_of(peers[peer]) for peer in by_hash}
+    firsts = {group: peer for peer, group in reversed(groups.items())}  # each group's first peer by hash
 
-    def rank(peer: str) -> tuple[bool, bytes]:
-        org = peers[peer]
-        return identity(org) not in root_orgs, hashlib.sha256(f"{own} {org}".encode()).digest()
+    def rank(peer: str) -> int:
+        if identity(peers[peer]) in root_orgs:
+            return 0
+        group = groups[peer]
+        return 3 if group is None else 1 if firsts[group] == peer else 2
 
-    return sorted(peers, key=rank)
+    return sorted(by_hash, key=rank)  # (stable: by hash within each rank)
 
 
 def independent_witnesses(cosigners: Iterable[str], horizon: Horizon, flagged: Collection[str],
