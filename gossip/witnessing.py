@@ -4,7 +4,8 @@ the cosigned note; cosign peers' checkpoints with a ledger.Witness, a peer's log
 continuing its earlier keys'; turn two roots at one size of a log into `equivocation`.
 
 Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
-this org relies on), then the others in an order unique to this node: so the network's cosigning work grows with
+this org relies on), then one peer of each other independence group of its horizon, then the others
+(`witness_order`), in an order unique to this node: so the network's cosigning work grows with
 its size times `witnesses`, not with its size squared, and spreads evenly over the nodes. Fork detection does not
 depend on the bound: every node compares every gossiped checkpoint with those of its org taken in within a window
 (gossip.forks; further apart, a fork is left to the witnesses). A node signs a checkpoint every `interval`
@@ -50,7 +51,7 @@ import math
 import sqlite3
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ from ledger import (
 from ledger.files import replace_file
 from ledger.names import PREFIX
 from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body, public_key_from_did
+from vouching.horizon import Horizon
 
 from .checkpoints import (
     CHECKPOINT_FILE,
@@ -168,8 +170,9 @@ class WitnessStats:
     log_behind: int = counted("1 while this node's ledger is smaller than the newest checkpoint of its log its peers "
                               "hold (a restore from an older copy): it signs no checkpoint until it has grown to that "
                               "size (GET /v1/node's log)")
-    published_cosignatures: int = counted("Cosignatures on this node's latest published checkpoint: 0 while peers are "
-                                          "connected means no witness answers")
+    published_cosignatures: int = counted("Cosignatures on this node's latest published checkpoint, whoever cosigned "
+                                          "(vouchnet_witness_published_independent_groups counts the witnesses it "
+                                          "counts on)")
 
 
 @dataclass
@@ -304,6 +307,16 @@ class Witnessing:
         """Our latest checkpoint with the cosignatures collected for it, as last persisted and published
         (for `GET /v1/log/checkpoint`): one is published once the witnesses asked for it have answered or failed."""
         return None if self._published is None else self._published[0]
+
+    def independent_cosigners(self) -> int:
+        """How many independence groups vouch for our latest published checkpoint (`independent_witnesses`), what
+        the README's alert on witnessing counts: any peer connected may be asked to cosign, one under a key made up
+        for the purpose among them."""
+        if self._published is None:
+            return 0
+        replica = self.replica
+        return independent_witnesses(cosigner_verifiers(self._published[0]), replica.horizon, replica.flagged,
+                                     replica.succession.keys(replica.did))
 
     def published_checkpoint(self) -> Checkpoint | None:
         """The checkpoint of `checkpoint_note()`, held as it was signed: its size is the log's public size
@@ -622,7 +635,8 @@ class Witnessing:
                 continue  # not keyed by an Ed25519 org key: it cannot cosign
             if org not in self.replica.flagged:
                 orgs[peer] = org
-        order = witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity)[:wanted]
+        order = witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity,
+                              self.replica.horizon.group)[:wanted]
         return [peer for peer in order if peer in self._queried and peer not in self._querying]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
@@ -906,15 +920,35 @@ def _contradicts(cosigned: Checkpoint, seen: Checkpoint) -> bool:
 
 
 def witness_order(
-    own: str, roots: Collection[str], peers: dict[str, str], identity: Callable[[str], str]
+    own: str, roots: Collection[str], peers: dict[str, str], identity: Callable[[str], str],
+    group_of: Callable[[str], str | None] = lambda org: org,
 ) -> list[str]:
     """`peers` (peer id -> org did) in the order org `own` asks them to cosign: its trust roots first (any key of
-    a root's org, by `identity`: vouching.succession), then by SHA-256 of the two orgs' dids, an order that differs
-    from node to node, so that with a bounded witness set every node is asked by about as many others."""
+    a root's org, by `identity`: vouching.succession), then the first of each other independence group of its
+    horizon (`group_of`, None outside it: vouching.horizon), then the rest of the horizon, then the peers outside it,
+    each by SHA-256 of the two orgs' dids, an order that differs from node to node, so that with a bounded witness set
+    every node is asked by about as many others. Keys one org vouched into being, or made up outside the horizon,
+    take no witness's place that an independent org's peer could take (their cosignatures count for nothing:
+    `independent_witnesses`)."""
     root_orgs = {identity(root) for root in roots}
+    by_hash = sorted(peers, key=lambda peer: hashlib.sha256(f"{own} {peers[peer]}".encode()).digest())
+    groups = {peer: group_of(peers[peer]) for peer in by_hash}
+    firsts = {group: peer for peer, group in reversed(groups.items())}  # each group's first peer by hash
 
-    def rank(peer: str) -> tuple[bool, bytes]:
-        org = peers[peer]
-        return identity(org) not in root_orgs, hashlib.sha256(f"{own} {org}".encode()).digest()
+    def rank(peer: str) -> int:
+        if identity(peers[peer]) in root_orgs:
+            return 0
+        group = groups[peer]
+        return 3 if group is None else 1 if firsts[group] == peer else 2
 
-    return sorted(peers, key=rank)
+    return sorted(by_hash, key=rank)  # (stable: by hash within each rank)
+
+
+def independent_witnesses(cosigners: Iterable[str], horizon: Horizon, flagged: Collection[str],
+                          own_keys: Collection[str]) -> int:
+    """How many independence groups of the replication `horizon` (vouching.horizon's `group`, DESIGN §6) the orgs
+    of `cosigners` found, leaving out orgs outside it, `flagged` equivocators, and the group of our own org (any of
+    `own_keys`, its earlier keys too): the orgs we vouched for found their own groups, but the keys any of them vouched
+    into being are in its group, and an org outside the horizon is one we give no reputation."""
+    groups = {horizon.group(did) for did in cosigners if did not in flagged and did not in own_keys}
+    return len(groups - {None, *(horizon.group(key) for key in own_keys)})

@@ -31,7 +31,7 @@ from .common import (
     print_json,
 )
 from .log_repair import repair_log
-from .log_verify import Dids, Verified, known_witnesses, named_wrong, verify_log, weighed_by_node
+from .log_verify import Dids, Verified, known_witnesses, named_witnesses, named_wrong, verify_log, weighed_by_node
 
 CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the last `log verify` accepted
 
@@ -70,7 +70,10 @@ def register(subparsers: Subparsers) -> None:
         "replaced it). Exits 1 naming the first check that fails. Anyone can make a key and cosign, so only the "
         "cosignatures of known witnesses count: the --witness orgs, else the orgs that the node of --known-by DIR, "
         "or of --dir, gives reputation (it has not flagged them for equivocation), outside the independence group "
-        "of the log's org; with --api alone, none. The others are listed as not counted.",
+        "of the log's org; with --api alone, none; never a key of the log's org, an earlier one (that the ledger's "
+        "key rotations replaced) included. The others are listed as not counted. "
+        "Witnesses of one independence group (as that node sees them: the orgs one org vouched into being) count "
+        "once for --min-witnesses, as an org can vouch for keys it made up.",
         examples=["vouchnet log verify", "vouchnet log verify --min-witnesses 1",
                   "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint --known-by ./bob"],
         run=_verify,
@@ -87,7 +90,8 @@ def register(subparsers: Subparsers) -> None:
     known.add_argument("--known-by", type=Path, metavar="DIR", help="the data directory of the node (running) whose "
                        "view decides the known witnesses: the orgs it gives reputation (default: --dir's)")
     verify.add_argument("--min-witnesses", type=positive_int, default=0, metavar="N", help="exit 1 (after the "
-                        "report) unless at least N known witnesses cosigned the checkpoint")
+                        "report) unless known witnesses of at least N independence groups cosigned the checkpoint "
+                        "(each --witness org its own)")
     verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
     repair = add_local_command(
         commands,
@@ -128,27 +132,28 @@ def _verify(args: argparse.Namespace) -> int:
         verified = verify_log(client, did=args.did, cache=cache, progress=StderrProgress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)
         if args.witness is not None:
-            named = frozenset(args.witness)
-            witnesses, unknown = known_witnesses(verified.cosigners, named.__contains__, verified.did)
+            groups, unknown = known_witnesses(verified.cosigners, named_witnesses(frozenset(args.witness)),
+                                              verified.log_keys)
         elif judge is not None:
-            witnesses, unknown = known_witnesses(verified.cosigners, weighed_by_node(judge, verified.did),
-                                                 verified.did)
+            groups, unknown = known_witnesses(verified.cosigners, weighed_by_node(judge, verified.did),
+                                              verified.log_keys)
         else:
-            witnesses, unknown = (), verified.cosigners
+            groups, unknown = {}, verified.cosigners
     if args.json:
         print_json({
             "did": verified.did,
             "size": verified.size,
             "root": base64.b64encode(verified.root).decode(),
-            "witnesses": list(witnesses),
+            "witnesses": [did for dids in groups.values() for did in dids],
+            "witness_groups": {group: list(dids) for group, dids in groups.items()},
             "unknown_cosigners": list(unknown),
             "consistent_from": verified.consistent_from,
             "stored_hashes": verified.stored_hashes,
         })
     else:
-        _report(verified, cache, witnesses, unknown, _known_as(args))
-    if len(witnesses) < args.min_witnesses:
-        raise CommandFailed(f"the log verifies, but {counted(len(witnesses), 'known witness', 'known witnesses')} "
+        _report(verified, cache, groups, unknown, _known_as(args))
+    if len(groups) < args.min_witnesses:
+        raise CommandFailed(f"the log verifies, but known witnesses of {counted(len(groups), 'independence group')} "
                             f"cosigned its checkpoint, fewer than --min-witnesses {args.min_witnesses}")
     return 0
 
@@ -168,7 +173,7 @@ def _judge(args: argparse.Namespace, client: NodeClient) -> AbstractContextManag
 def _known_as(args: argparse.Namespace) -> str:
     """Whom `log verify` counts as witnesses, as its report says it."""
     if args.witness is not None:
-        return "the --witness orgs"
+        return "the --witness orgs, each its own group"
     if args.known_by is not None:
         return f"orgs the node of {args.known_by} gives reputation, outside the log's org's group"
     if args.api is None:
@@ -194,7 +199,7 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(verified: Verified, cache: Path | None, witnesses: Dids, unknown: Dids, known_as: str) -> None:
+def _report(verified: Verified, cache: Path | None, groups: dict[str, Dids], unknown: Dids, known_as: str) -> None:
     verb = "verifies and hashes" if verified.size == 1 else "verify and hash"
     print(f"ok: {counted(verified.size, 'record')} {verb} to the root of the checkpoint signed by {verified.did}")
     if verified.stored_hashes is not None:
@@ -203,8 +208,11 @@ def _report(verified: Verified, cache: Path | None, witnesses: Dids, unknown: Di
     else:
         print("the hashes the node stores (and builds its proofs from) were not checked: give --dir, the node's data "
               "directory, to check them")
-    print(f"cosigned by {counted(len(witnesses), 'known witness', 'known witnesses')} ({known_as})"
-          + "".join(f"\n  {did}" for did in witnesses))
+    witnesses = sum(len(dids) for dids in groups.values())
+    print(f"cosigned by {counted(witnesses, 'known witness', 'known witnesses')} of "
+          f"{counted(len(groups), 'independence group')} ({known_as})"
+          + "".join(f"\n  {did}" + ("" if did == group else f" (in the group of {group})")
+                    for group, dids in groups.items() for did in dids))
     if unknown:
         print(f"not counted: {counted(len(unknown), 'cosignature')} by keys not known as witnesses (anyone can make a "
               "key and cosign)" + "".join(f"\n  {did}" for did in unknown))

@@ -2,13 +2,14 @@
 the node's signed checkpoint, and that checkpoint against the one verified before (RFC 9162, C2SP checkpoints);
 given the node's data directory, also every hash its ledger file stores, from which the node computes its proofs.
 Which of the checkpoint's cosigners the checker knows as witnesses is its own call (`known_witnesses`): anyone can
-make a key and cosign.
+make a key and cosign, and an org can vouch for as many keys as it makes, so witnesses count once per independence
+group (DESIGN §6).
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from .common import CommandFailed, UsageError, os_error_text
 
 Progress = Callable[[int, int], None]
 Dids = tuple[str, ...]
+GroupOf = Callable[[str], str | None]  # a cosigner's independence group if the checker knows it as a witness, or None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Verified:
     size: int
     root: bytes
     cosigners: tuple[str, ...]  # dids of the keys whose cosignatures verified, witnesses known or not
+    log_keys: frozenset[str]  # the log's org's keys among the signers: `did`, and earlier keys the ledger rotated to it
     consistent_from: int | None  # the size of the checkpoint verified before, if one was cached
     stored_hashes: int | None  # how many hashes of the ledger file were checked; None without the data directory
 
@@ -110,7 +113,9 @@ def verify_log(
                 f"the log verifies: {counted(checkpoint.size, 'record')} {hash_} to the root of the checkpoint signed "
                 f"by {did}; but keeping it failed ({os_error_text(e)}), so the next run checks consistency with the "
                 f"checkpoint kept before, if any: {way}") from None
-    return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size,
+    log_keys = frozenset({did, *(key for key in cosigners if _rotated(heads, key, did))})
+    return Verified(did, checkpoint.size, checkpoint.root, cosigners, log_keys,
+                    None if previous is None else previous.size,
                     tree.checked if isinstance(tree, StoredHashCheck) else None)
 
 
@@ -129,23 +134,39 @@ def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, 
     return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
 
 
-def known_witnesses(cosigners: Dids, known: Callable[[str], bool], log_org: str) -> tuple[Dids, Dids]:
-    """`cosigners` split into the witnesses the checker knows (`known`), which count, and the other keys, which do
-    not: a hostile node can make up keys and cosign its own checkpoint with them, and the log's own org (`log_org`)
-    witnesses nothing of it."""
-    witnesses = tuple(did for did in cosigners if did != log_org and known(did))
-    return witnesses, tuple(did for did in cosigners if did not in witnesses)
+def known_witnesses(cosigners: Dids, group_of: GroupOf, log_keys: Collection[str]) -> tuple[dict[str, Dids], Dids]:
+    """`cosigners` split into the witnesses the checker knows, by their independence group (`group_of`), and the other
+    keys, which do not count: a hostile node can make up keys and cosign its own checkpoint with them, and the log's
+    own org (`log_keys`, its earlier keys too) witnesses nothing of it. A group counts once, as the scoring counts
+    an agent's witnesses (vouching.reputation.independence_groups): an org can vouch for keys it made up."""
+    groups: dict[str, list[str]] = {}
+    unknown = []
+    for did in cosigners:
+        group = None if did in log_keys else group_of(did)
+        if group is None:
+            unknown.append(did)
+        else:
+            groups.setdefault(group, []).append(did)
+    return {group: tuple(dids) for group, dids in groups.items()}, tuple(unknown)
 
 
-def weighed_by_node(client: NodeClient, log_org: str) -> Callable[[str], bool]:
-    """A test of whether the node of `client` knows an org as a witness of `log_org`'s log (GET /v1/orgs/{did}): it
-    gives it reputation, as it does its own org and those a chain of vouches from its trust roots reaches, unless it
-    flagged them for equivocation (vouching.reputation), and it is not in `log_org`'s independence group, as the orgs
-    that `log_org` vouched into being are (vouching.reputation.independence_groups): they speak for it."""
-    def known(did: str) -> bool:
+def named_witnesses(named: Collection[str]) -> GroupOf:
+    """The orgs the checker names as witnesses (--witness), each its own group: their independence is its call."""
+    return lambda did: did if did in named else None
+
+
+def weighed_by_node(client: NodeClient, log_org: str) -> GroupOf:
+    """The independence group, as the node of `client` sees it (GET /v1/orgs/{did}), of an org it knows as a witness
+    of `log_org`'s log: one it gives reputation, as it does its own org and those a chain of vouches from its trust
+    roots reaches, unless it flagged them for equivocation (vouching.reputation), and not in `log_org`'s independence
+    group, as the orgs that `log_org` vouched into being are (vouching.reputation.independence_groups): they speak
+    for it."""
+    def group_of(did: str) -> str | None:
         org = client.org(did)
-        return org["reputation"] > 0 and org.get("group") != client.org(log_org).get("group")
-    return known
+        group = org.get("group")
+        known = org["reputation"] > 0 and group is not None
+        return group if known and group != client.org(log_org).get("group") else None
+    return group_of
 
 
 def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:

@@ -47,3 +47,18 @@ def test_with_eight_witnesses_among_twenty_nodes_no_node_is_asked_by_many_more_t
                                                   witness_order(own, frozenset(), peers_of(own), unrotated)[:8]))
     assert sum(asked.values()) == 20 * 8
     assert max(asked.values()) <= 13 and min(asked.values()) >= 3  # a uniform choice would give 8 on average
+
+
+def test_one_peer_of_each_independence_group_of_the_horizon_comes_before_the_rest_and_outsiders_last():
+    """Found by stop 45's witness review: after its trust roots a node asked connected peers in hash order, so keys
+    one org vouched into being, or peers outside its horizon (whose cosignatures count for nothing), could take every
+    witness's place, and keys can be made until their hash comes first."""
+    own, colluder, independent = ORGS[0], ORGS[1], ORGS[2]
+    minted, outsiders = ORGS[3:9], ORGS[9:15]
+    group = {colluder: colluder, independent: independent, **{key: colluder for key in minted}}
+    peers = {f"peer-{org}": org for org in (colluder, independent, *minted, *outsiders)}
+    order = [peers[p] for p in witness_order(own, frozenset(), peers, unrotated, group.get)]
+    assert {group[org] for org in order[:2]} == {colluder, independent}
+    assert {group[org] for org in order[2:8]} == {colluder} and set(order[8:]) == set(outsiders)
+    everyone_apart = [peers[p] for p in witness_order(own, frozenset(), peers, unrotated)]
+    assert order[:2] == [org for org in everyone_apart if org in order[:2]]  # the hash order within each rank

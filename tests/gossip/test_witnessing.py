@@ -47,7 +47,14 @@ from gossip.sync_messages import (
     encode_message,
 )
 from gossip.verdict import Verdict
-from gossip.witnessing import CHECKPOINT_FILE, REANNOUNCEMENTS, SavedCheckpointUnusable, Witnessing, _Latest
+from gossip.witnessing import (
+    CHECKPOINT_FILE,
+    REANNOUNCEMENTS,
+    SavedCheckpointUnusable,
+    Witnessing,
+    _Latest,
+    independent_witnesses,
+)
 from ledger import (
     AddCheckpointRequest,
     Checkpoint,
@@ -66,6 +73,7 @@ from ledger import (
 )
 from node.metrics import Registry
 from vouching import EquivocationBody, Record, did_key, org_body, verify_record, vouch_body
+from vouching.horizon import Horizon
 
 from .. import tlog_reference
 from ..factories import Org, new_did
@@ -171,11 +179,32 @@ async def test_a_node_asks_only_its_witnesses_its_trust_root_first(tmp_path):
             assert len(witnesses) == 2 and n3 in witnesses  # the same two, checkpoint after checkpoint
             assert n0.witnessing.stats.cosign_requests == n0.witnessing.stats.cosignatures
             assert n0.witnessing.stats.published_cosignatures == 2  # (vouchnet_witness_published_cosignatures)
+            assert n0.witnessing.independent_cosigners() == 1  # the root's: the other peer is outside a's horizon
 
             n0.replica.flagged.add(root.did)  # as its equivocation record would: no longer a witness
             n0.replica.issue("vouch", vouch_body(new_did(), 0.5, "operator"))
             note = await cosigned_by(n0, 2)
             assert cosigner_name(root.did).encode() not in note
+            # Found by stop 45's witness review: cosigned by two peers a gives no reputation, the metric the README's
+            # alert read (vouchnet_witness_published_cosignatures) said 2; no witness it counts on cosigned
+            assert (n0.witnessing.stats.published_cosignatures, n0.witnessing.independent_cosigners()) == (2, 0)
+
+
+def test_the_published_checkpoint_s_witnesses_count_once_per_independence_group_of_the_horizon():
+    """vouchnet_witness_published_independent_groups: an org we vouched for founds its group, the keys it vouches
+    into being join it; an org outside the horizon, a flagged one, and our own org's keys (earlier ones too) count
+    nothing."""
+    own, earlier, root, peer, outsider = (new_did() for _ in range(5))
+    minted = [new_did() for _ in range(3)]
+    horizon = Horizon({own, root}, max_hops=3)
+    horizon.add_edge(b"own-peer", own, peer)
+    for i, key in enumerate(minted):
+        horizon.add_edge(b"minted %d" % i, peer, key)
+    cosigners = [peer, *minted, root, outsider, earlier, own]
+    assert independent_witnesses(cosigners, horizon, set(), (earlier, own)) == 2  # the peer's group and the root's
+    assert independent_witnesses(minted, horizon, set(), (earlier, own)) == 1
+    assert independent_witnesses(cosigners, horizon, {root}, (earlier, own)) == 1
+    assert independent_witnesses([outsider, earlier, own], horizon, set(), (earlier, own)) == 0
 
 
 async def test_a_root_that_does_not_serve_sync_is_passed_over_once_it_said_so(tmp_path):

@@ -1055,7 +1055,9 @@ async def test_log_verify_checks_the_ledger_its_checkpoint_and_cosignatures(run,
     lines = out.splitlines()
     assert lines[0] == f"ok: 3 records verify and hash to the root of the checkpoint signed by {node.did}"
     assert lines[1] == "the 4 hashes of their tree that records.ledger stores (proofs are built from them) match them"
-    assert lines[2:4] == ["cosigned by 1 known witness (the --witness orgs)", f"  {did_key(bytes(witness.verify_key))}"]
+    assert lines[2:4] == ["cosigned by 1 known witness of 1 independence group (the --witness orgs, each its own "
+                          "group)",
+                          f"  {did_key(bytes(witness.verify_key))}"]
     assert "now holds this one" in lines[4]
     assert "checked 3/3 entries" in err
     assert (data_dir / "verified.checkpoint").read_bytes() == node.note
@@ -1172,8 +1174,8 @@ async def test_log_verify_counts_one_record_as_one(run, node, url):
     assert out.splitlines()[:3] == [f"ok: 1 record verifies and hashes to the root of the checkpoint signed by "
                                     f"{node.did}", "the hashes the node stores (and builds its proofs from) were not "
                                     "checked: give --dir, the node's data directory, to check them",
-                                    "cosigned by 0 known witnesses (none, with --api alone: give --known-by DIR, "
-                                    "your node's, or --witness DID)"]
+                                    "cosigned by 0 known witnesses of 0 independence groups (none, with --api alone: "
+                                    "give --known-by DIR, your node's, or --witness DID)"]
 
 
 # --- log verify: whose cosignatures count --------------------------------------------------------------------------
@@ -1230,8 +1232,9 @@ async def test_a_made_up_key_s_cosignature_is_no_known_witness_s(run, node, trus
     code, out, err = await run("log", "verify", "--dir", scored_data_dir)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[2:6] == ["cosigned by 1 known witness (orgs this node gives reputation, outside the log's org's "
-                          "group)", f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+    assert lines[2:6] == ["cosigned by 1 known witness of 1 independence group (orgs this node gives reputation, "
+                          "outside the log's org's group)", f"  {_did_of(peer)}", ONE_NOT_COUNTED,
+                          f"  {_did_of(made_up)}"]
     code, out, err = await run("log", "verify", "--dir", scored_data_dir, "--json")
     assert code == 0, err
     answer = json.loads(out)
@@ -1245,18 +1248,20 @@ async def test_over_the_api_only_the_witnesses_named_count(run, node, trust, sco
     code, out, err = await run("log", "verify", "--api", scored_url, "--min-witnesses", 1)
     assert code == 1
     assert out.splitlines()[2:7] == [
-        "cosigned by 0 known witnesses (none, with --api alone: give --known-by DIR, your node's, or --witness DID)",
+        "cosigned by 0 known witnesses of 0 independence groups (none, with --api alone: give --known-by DIR, your "
+        "node's, or --witness DID)",
         "not counted: 2 cosignatures by keys not known as witnesses (anyone can make a key and cosign)",
         f"  {_did_of(peer)}", f"  {_did_of(made_up)}", "no earlier checkpoint to check consistency with (give --cache "
         "FILE to keep one)"]
-    assert err.endswith("vouchnet log verify: the log verifies, but 0 known witnesses cosigned its checkpoint, fewer "
-                        "than --min-witnesses 1\n"), err
+    assert err.endswith("vouchnet log verify: the log verifies, but known witnesses of 0 independence groups "
+                        "cosigned its checkpoint, fewer than --min-witnesses 1\n"), err
     code, out, err = await run("log", "verify", "--api", scored_url, "--witness", _did_of(peer), "--min-witnesses", 1)
     assert code == 0, err
-    assert out.splitlines()[2:6] == ["cosigned by 1 known witness (the --witness orgs)", f"  {_did_of(peer)}",
-                                     ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+    assert out.splitlines()[2:6] == ["cosigned by 1 known witness of 1 independence group (the --witness orgs, each "
+                                     "its own group)", f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
     code, _, err = await run("log", "verify", "--api", scored_url, "--witness", _did_of(peer), "--min-witnesses", 2)
-    assert code == 1 and "1 known witness cosigned its checkpoint, fewer than --min-witnesses 2" in err
+    assert code == 1 and "known witnesses of 1 independence group cosigned its checkpoint, fewer than " \
+        "--min-witnesses 2" in err
 
 
 async def test_the_node_known_by_judges_whom_it_knows_as_witnesses_of_another_org_s_log(run, node, trust,
@@ -1272,8 +1277,9 @@ async def test_the_node_known_by_judges_whom_it_knows_as_witnesses_of_another_or
         async with _served(create_app(other)) as other_url:
             code, out, err = await run("log", "verify", "--api", other_url, "--known-by", scored_data_dir)
     assert code == 0, err
-    assert out.splitlines()[2:7] == [f"cosigned by 2 known witnesses (orgs the node of {scored_data_dir} gives "
-                                     "reputation, outside the log's org's group)", f"  {node.did}",
+    assert out.splitlines()[2:7] == [f"cosigned by 2 known witnesses of 2 independence groups (orgs the node of "
+                                     f"{scored_data_dir} gives reputation, outside the log's org's group)",
+                                     f"  {node.did}",
                                      f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
 
 
@@ -1317,6 +1323,50 @@ async def test_neither_an_org_flagged_for_equivocation_nor_the_node_s_own_is_a_k
     assert code == 0, err
     answer = json.loads(out)
     assert (answer["witnesses"], answer["unknown_cosigners"]) == ([], [_did_of(peer), node.did])
+
+
+async def test_witnesses_one_org_vouched_into_being_count_once(run, node, trust, scored_data_dir, tmp_path):
+    """Found by stop 45's witness review: an org inside the judge's horizon colluding with a log's org could vouch
+    org-peer for keys it made up, each then a known witness of that log's split view, so --min-witnesses 3 passed on
+    one org's word; they are one independence group, which counts once."""
+    minted = (SigningKey.generate(), SigningKey.generate())
+    (tmp_path / "colluder").mkdir()
+    (tmp_path / "log").mkdir()
+    with fake_node(tmp_path / "colluder") as colluder, fake_node(tmp_path / "log") as log:
+        trust.on_records([node.replica.issue("vouch", vouch_body(colluder.did, 0.9, "org-peer")),
+                          *(colluder.replica.issue("vouch", vouch_body(_did_of(key), 1.0, "org-peer"))
+                            for key in minted)])
+        vouch(log)
+        log.sign_checkpoint(cosigners=(colluder.replica.key, *minted))
+        async with _served(create_app(log)) as log_url:
+            code, out, err = await run("log", "verify", "--api", log_url, "--known-by", scored_data_dir,
+                                       "--min-witnesses", 2)
+            assert code == 1
+            assert out.splitlines()[2:6] == [
+                f"cosigned by 3 known witnesses of 1 independence group (orgs the node of {scored_data_dir} gives "
+                "reputation, outside the log's org's group)", f"  {colluder.did}",
+                *(f"  {_did_of(key)} (in the group of {colluder.did})" for key in minted)]
+            assert err.endswith("the log verifies, but known witnesses of 1 independence group cosigned its "
+                                "checkpoint, fewer than --min-witnesses 2\n"), err
+            code, out, err = await run("log", "verify", "--api", log_url, "--known-by", scored_data_dir, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["witness_groups"] == {colluder.did: [colluder.did, *map(_did_of, minted)]}
+
+
+async def test_the_log_s_org_s_earlier_key_is_no_witness_of_its_log(run, node, trust, scored_url, scored_data_dir):
+    """Found by stop 45's witness review: after a key rotation the org's earlier key could cosign its checkpoint and
+    count as a witness, named with --witness, or given reputation by a judge that knows the org by it and has not
+    yet heard of its new key; the rotation in its ledger makes it the log's own key, which witnesses nothing of it."""
+    vouch(node)
+    old = node.replica.key
+    _rotate(node)  # (`trust`, the judge, holds the node's first key as its own org, and heard of no rotation)
+    node.sign_checkpoint(cosigners=(old,))
+    for judged_by in (("--known-by", scored_data_dir), ("--witness", _did_of(old))):
+        code, out, err = await run("log", "verify", "--api", scored_url, *judged_by, "--json")
+        assert code == 0, err
+        answer = json.loads(out)
+        assert (answer["witnesses"], answer["unknown_cosigners"]) == ([], [_did_of(old)]), judged_by
 
 
 @given(st.integers(0, 10**6), st.sampled_from([("node", "nodes"), ("witness", "witnesses"), ("entry", "entries")]))

@@ -252,6 +252,7 @@ async def test_a_bootstrap_peer_that_cannot_be_reached_is_counted_as_failed_dial
     assert samples[("vouchnet_peer_dials_total", ())] >= 1
     assert samples[("vouchnet_peer_dial_failures_total", ())] == samples[("vouchnet_peer_dials_total", ())]
     assert samples[("vouchnet_peers", ())] == 0
+    assert samples[("vouchnet_witness_published_independent_groups", ())] == 0  # (no checkpoint cosigned)
 
 
 def _literals(path: str, given_as: Callable[[ast.AST], ast.AST | None]) -> set[str]:
