@@ -2,7 +2,8 @@
 so that tmp_path, tmp_path_factory and tempfile's directories do not wait on the disk; the tests of what survives a
 killed process (DESIGN §4, crash safety) take `disk_path`, a directory on the disk, as a node's data directory is.
 Each test starts with the SDK's log limit unspent. Property tests (hypothesis) run under the "vouchnet" profile: no
-deadline on an example's time. The garbage collector is off while the tests are collected."""
+deadline on an example's time. The garbage collector is off while the tests are collected. The mock clocks tests
+share (thread_aware_clock, loopback_clock) autojump but stand still while a worker thread runs."""
 
 from __future__ import annotations
 
@@ -124,9 +125,41 @@ def _node_logging_removed() -> Iterator[None]:
         logging.getLogger(name).setLevel(level)
 
 
+# Wall seconds a thread_aware clock waits, while a worker thread runs, before it looks again whether one still does
+THREAD_POLL_S = 0.01
+
+
+def thread_aware(clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    """`clock`, autojumping as it does, but not while a task waits for a worker thread (trio.to_thread.run_sync,
+    which anyio's and trio.Path's threads go through): MockClock counts such a task as idle (python-trio/trio#456),
+    so it jumped to the next deadline (a test's fail_after, a service's timer) while the thread worked, and a test
+    whose thread took longer than the threshold on a loaded machine failed for nothing it did, or waited less than
+    it meant to. While a thread runs, the clock looks again every THREAD_POLL_S of the wall's time. (MockClock cannot
+    be subclassed: its hook for the run loop, _autojump, is wrapped on the instance.)"""
+    threshold, jump = clock.autojump_threshold, clock._autojump
+
+    def autojump() -> None:  # (called by trio's run loop once every task waited the threshold)
+        if trio.testing.active_thread_count():
+            clock.autojump_threshold = max(threshold, THREAD_POLL_S)  # (0 would spin, taking the thread's core)
+        else:
+            clock.autojump_threshold = threshold
+            jump()
+
+    clock._autojump = autojump  # type: ignore[method-assign]
+    return clock
+
+
+@pytest.fixture
+def thread_aware_clock() -> trio.testing.MockClock:
+    """The test's clock (pytest-trio takes a fixture that is a clock as the run's): as pytest-trio's autojump_clock,
+    jumping to the next timer as soon as every task waits, but standing still while a worker thread runs."""
+    return thread_aware(trio.testing.MockClock(autojump_threshold=0))
+
+
 @pytest.fixture
 def loopback_clock() -> trio.testing.MockClock:
     """A mock clock for a test of hosts talking over loopback: still while they work, it jumps to the next timer once
-    they all wait (LOOPBACK_IDLE_S of the wall's time with no input ready), so that their timeouts and the test's
-    waits of seconds take milliseconds, and none runs out only because the machine was busy."""
-    return trio.testing.MockClock(autojump_threshold=LOOPBACK_IDLE_S)
+    they all wait (LOOPBACK_IDLE_S of the wall's time with no input ready, and no worker thread running), so that
+    their timeouts and the test's waits of seconds take milliseconds, and none runs out only because the machine was
+    busy."""
+    return thread_aware(trio.testing.MockClock(autojump_threshold=LOOPBACK_IDLE_S))

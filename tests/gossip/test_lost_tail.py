@@ -1,9 +1,10 @@
-"""The last record an org issues, when its gossip and the gossip of the checkpoint announcing it are both lost,
-reaches a peer within the bound README states ("Repairing what gossip missed"), at the default config, on trio's
-mock clock. Two nodes joined by in-memory pieces: the issuer's Witnessing publishes onto a topic that hands each
-note to the peer's topic validator and Witnessing (dropping what the test says), and the peer's SyncService pulls
-through a stream served by a SyncServer over the issuer's store. Records themselves are never gossiped here: a
-record reaches the peer by catch-up sync only."""
+"""The last record an org issues, when its gossip and the gossip of the checkpoint announcing it are both lost, reaches
+a peer within the bound README states ("Repairing what gossip missed"), at the default config, on trio's mock clock
+(thread_aware_clock: it stands still while the issuer saves a checkpoint on a worker thread). Two nodes joined by
+in-memory pieces: the issuer's Witnessing publishes onto a topic that hands each note to the peer's topic validator
+and Witnessing (dropping what the test says), and the peer's SyncService pulls through a stream served by a
+SyncServer over the issuer's store. Records themselves are never gossiped here: a record reaches the peer by catch-up
+sync only."""
 
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-import pytest
 import trio
 from nacl.signing import SigningKey
-from trio.testing import MockClock
 
 from gossip.host import Received, peer_id_from_public_key
 from gossip.replica import Replica
@@ -34,14 +33,6 @@ from .test_sync_session import ServedStream
 
 SYNC_INTERVAL = 30.0  # node.config's default sync_interval, as the daemon gives it to both services
 CHECKPOINT_INTERVAL = 1.0  # node.config's default checkpoint_interval
-
-
-@pytest.fixture
-def clock() -> MockClock:
-    """trio's mock clock, jumping once every task has waited 5 ms of real time: the issuer saves each new checkpoint
-    on a worker thread, and a clock jumping at once would run the other timers meanwhile (minutes of them on a busy
-    machine, a round past the refresh included, which would pull the record before its checkpoint was lost)."""
-    return MockClock(autojump_threshold=0.005)
 
 
 class LossyTopic:
@@ -140,13 +131,12 @@ async def arrives(replica: Replica, record_id: bytes) -> None:
 
 
 async def test_a_last_record_whose_gossip_and_checkpoint_gossip_were_lost_arrives_within_the_bound(
-        tmp_path, clock):
+        tmp_path, thread_aware_clock):
     """Without the issuer gossiping its unchanged checkpoint again, the peer, which had pulled everything and heard
     the issuer's log at that size, thought the issuer settled and pulled from it only after the refresh (20 sync
     intervals), 600-637.5 s later. Now it hears the size within a sync interval, and pulls at its next round."""
     # From the checkpoint's loss: gossiped again (at the first checkpoint interval past a sync interval), then the
-    # next round. (Timed from the loss, not the issue: the issuer saves its checkpoint on a worker thread before it
-    # gossips it, and trio's autojump clock moves on while a thread works.)
+    # next round (README's bound is from the loss).
     bound = SYNC_INTERVAL + CHECKPOINT_INTERVAL + 1.25 * SYNC_INTERVAL
     async with issuer_and_peer(tmp_path) as pair:
         first = issue(pair.issuer)
@@ -161,7 +151,7 @@ async def test_a_last_record_whose_gossip_and_checkpoint_gossip_were_lost_arrive
 
 
 async def test_an_issuer_gossips_its_unchanged_checkpoint_again_three_times_which_a_peer_holding_it_ignores(
-        tmp_path, clock):
+        tmp_path, thread_aware_clock):
     """What the bound costs: after each new checkpoint, three more a sync interval apart from each node to the peers
     it is connected to, each opened and ignored there (not relayed, not delivered: gossip.forks ignores a checkpoint
     it holds), and none once the network has been idle for three intervals."""
@@ -174,7 +164,7 @@ async def test_an_issuer_gossips_its_unchanged_checkpoint_again_three_times_whic
 
 
 async def test_a_record_whose_gossip_and_checkpoint_gossips_were_lost_arrives_at_the_round_after_a_cosign_request(
-        tmp_path, clock):
+        tmp_path, thread_aware_clock):
     """A cosign request shows the peer, as its witness, the issuer's log size: without it telling the sync service,
     the peer, every gossip of the issuer's new checkpoint lost, thought the issuer settled and pulled the record only
     after the refresh (20 sync intervals). Now it pulls it at its next round."""

@@ -354,16 +354,17 @@ async def test_checkpoints_of_orgs_outside_the_horizon_are_not_kept(tmp_path):
 @asynccontextmanager
 async def watching(own: Identity, host: CheckpointsOnlyHost, *roots: str,
                    interval: float = 1.0) -> AsyncIterator[tuple[Replica, Witnessing]]:
-    """Our node's Witnessing running over `host`, its horizon `roots` one hop deep. Its stop is outside the deadline:
-    it waits for the witness to close on a worker thread, unseen by an autojump clock, which jumps past the deadline."""
+    """Our node's Witnessing running over `host`, its horizon `roots` one hop deep, started, used and stopped within
+    10 s (its stop waits for the witness to close on a worker thread: a test on a mock clock takes thread_aware_clock,
+    which stands still meanwhile, where an autojump clock jumped past the deadline)."""
     with RecordStore.open(own.directory) as store:
         replica = Replica(SigningKey(own.seed), store, roots=roots, max_hops=1, held_limit=10)
         witnessing = Witnessing(host, replica, network=NETWORK, state_dir=own.directory, interval=interval)
-        async with trio.open_nursery() as nursery:
-            with trio.fail_after(10):
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
                 await nursery.start(witnessing.run)
                 yield replica, witnessing
-            nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
 
 
 class ValidatingHost(CheckpointsOnlyHost):
@@ -375,7 +376,7 @@ class ValidatingHost(CheckpointsOnlyHost):
 
 
 async def test_an_orgs_checkpoints_over_its_pace_are_ignored_and_a_fork_behind_them_becomes_evidence(
-        tmp_path, autojump_clock):
+        tmp_path, thread_aware_clock):
     """A fork's halves gossiped with made-up checkpoints between them: those over the org's pace are not relayed
     (nor remembered: gossip.forks), and the second half, compared as it is validated, is evidence at once."""
     (own,), inside = identities(tmp_path, 1), Org()
@@ -404,7 +405,8 @@ def relayed_checkpoints(host: ValidatingHost, org: Org) -> Callable[[int], Verdi
         [Ed25519Signer(origin, org.key)]))
 
 
-async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_remembered(tmp_path, autojump_clock):
+async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_remembered(
+        tmp_path, thread_aware_clock):
     """As the records topic relays an outsider's records within its org's rate: a peer may follow that org."""
     (own,), outsider = identities(tmp_path, 1), Org()
     host = ValidatingHost()
@@ -420,7 +422,7 @@ async def test_an_outsiders_checkpoints_are_relayed_at_its_origins_pace_and_not_
         assert witnessing._forks.entries(origin) == 0
 
 
-async def test_an_outsiders_checkpoint_gossiped_again_by_its_node_goes_no_further(tmp_path, autojump_clock):
+async def test_an_outsiders_checkpoint_gossiped_again_by_its_node_goes_no_further(tmp_path, thread_aware_clock):
     """Its node gossips its latest again, unchanged, after each sync interval without a new one (REANNOUNCEMENTS
     times): a follower holding it ignores it, and so must a peer not following the org that relayed it last, else
     each went across the whole network as a new checkpoint does (relayed within its origin's pace)."""
@@ -1014,12 +1016,12 @@ def _own_node(tmp_path) -> Iterator[tuple[Replica, str, SigningKey]]:
 
 
 async def _run_until(witnessing: Witnessing, until: Callable[[], Awaitable[object]]) -> None:
-    """Run `witnessing` until `until()` returns, within a deadline that its stop is outside of (as `watching`'s)."""
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(10):
+    """Run `witnessing` until `until()` returns, then stop it, within 10 s (as `watching`)."""
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
             await nursery.start(witnessing.run)
             await until()
-        nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
 
 
 def _witnessing(replica: Replica, peer: _HoldingPeer, tmp_path) -> Witnessing:
@@ -1911,9 +1913,10 @@ async def test_under_a_steady_load_our_published_checkpoints_carry_their_witness
     assert host.published and witnessing.checkpoint_note() == published[-1]
 
 
-async def test_under_a_steady_load_a_node_with_no_peers_publishes_each_checkpoint_as_it_signs_it(tmp_path):
-    """On the real clock (10 rounds of 0.1 s): each checkpoint is written on a thread before it is published, and on
-    trio's mock clock the load's rounds ran on while a loaded machine wrote it, past _run_until's deadline."""
+async def test_under_a_steady_load_a_node_with_no_peers_publishes_each_checkpoint_as_it_signs_it(
+        tmp_path, thread_aware_clock):
+    """On thread_aware_clock: each checkpoint is written on a thread before it is published, and on an autojump clock
+    the load's rounds ran on while a loaded machine wrote it, past _run_until's deadline (it ran on the real clock)."""
     with _own_node(tmp_path) as (replica, _, _):
         witnessing = Witnessing(CheckpointsOnlyHost(), replica, network=NETWORK, state_dir=tmp_path, interval=0.1)
         published, steady_load = _steady_load(witnessing, 10)

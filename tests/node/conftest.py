@@ -1,12 +1,10 @@
-"""Fixtures of the node tests: a fake node over a real replica, its API served on 127.0.0.1, and a mock clock that
-stands still while a worker thread runs."""
+"""Fixtures of the node tests: a fake node over a real replica, its API served on 127.0.0.1, and `vouchnet` run in
+forked processes."""
 
 from functools import partial
-from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 from node.api import create_app
 from node.api.http_server import serve
@@ -48,33 +46,3 @@ def local_cli(tmp_path_factory):
     with ForkedCli(tmp_path_factory.mktemp("local_cli"), preload=("node.cli", "node.commands.audit",
                                                                   "node.audit_export")) as cli:
         yield cli
-
-
-IDLE_POLL_S = 0.01  # real seconds every task waits before a thread_aware_clock jumps (checked again so meanwhile)
-
-
-@pytest.fixture
-def thread_aware_clock(monkeypatch) -> trio.testing.MockClock:
-    """The test's clock (pytest-trio takes a fixture that is a clock as the run's): trio's MockClock, autojumping, but
-    not while a worker thread (trio.to_thread.run_sync) runs. MockClock counts a task waiting for a thread as idle
-    (python-trio/trio#456), so it jumped to the next deadline (a test's fail_after, a service's timer) while the
-    thread worked, and a test whose thread took longer than the threshold on a loaded machine failed for nothing it
-    did. (MockClock cannot be subclassed: its hook for the run loop, _autojump, is wrapped on the instance.)"""
-    clock = trio.testing.MockClock(autojump_threshold=IDLE_POLL_S)
-    threads = [0]  # worker threads waited for
-    jump, run_sync = clock._autojump, trio.to_thread.run_sync
-
-    def autojump() -> None:  # (called by trio's run loop once every task waited IDLE_POLL_S)
-        if not threads[0]:
-            jump()
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        threads[0] += 1
-        try:
-            return await run_sync(*args, **kwargs)
-        finally:
-            threads[0] -= 1
-
-    clock._autojump = autojump  # type: ignore[method-assign]
-    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
-    return clock
