@@ -94,9 +94,9 @@ def test_run_at_debug_prints_vouchnet_s_debug_lines_and_the_libraries_only_at_de
     lines of a node's start, around the node's own."""
     made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api="127.0.0.1:0")
 
-    async def node(config):  # what the node does as it starts, in short: parse an address, say so at DEBUG
+    async def node(config, *, stop_deadline):  # what the node does as it starts, in short: parse an address, say so
         address = Multiaddr("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA")
-        logging.getLogger("gossip.peers").debug("dialling %s", address)
+        logging.getLogger("gossip.peers").debug("dialling %s", address)  # (at DEBUG)
 
     monkeypatch.setattr(daemon, "run_until_signalled", node)
     assert cli.main(["run", "--dir", str(made.data_dir), "--log-level", level]) == 0
