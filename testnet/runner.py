@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from node.client import ClientError
@@ -315,11 +316,11 @@ class Run:
                             lambda i=i: self._change_vouches(i, records)))
         said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
                 "cut": "partition {} | rest", "heal": "heal the partition"}
-        acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,
-                "heal": lambda nodes: self._heal()}
+        acts = {"kill": self._kill, "restart": self._restart, "cut": self._cut, "heal": lambda nodes: self._heal()}
         for step in self.plan.fault_steps():
+            act = partial(self._rotate, due=(step.at, step.order)) if step.action == "rotate" else acts[step.action]
             actions.append((step.at, step.order, said[step.action].format(", ".join(step.nodes)),
-                            lambda act=acts[step.action], n=list(step.nodes): act(n)))
+                            lambda act=act, n=list(step.nodes): act(n)))
         for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
             self._traffic_until(t0, at, stats)
             now = time.time() - t0
@@ -462,14 +463,15 @@ class Run:
                      f"({', '.join(self.partition.side)} | rest) from {target}, as every running node whose horizon "
                      f"holds {target}'s org is: {after}")
 
-    def _rotate(self, nodes: list[str]) -> None:
-        """Rotate each node's key in turn (testnet.faults.rotate), saying when it runs again: its stop, `vouchnet key
-        rotate` and its start take seconds (18 in a run here), in which the schedule, its progress lines too, waits."""
+    def _rotate(self, nodes: list[str], due: tuple[float, int]) -> None:
+        """Rotate each node's key in turn (testnet.faults.rotate), a fault step `due` then (catching up with the
+        nodes it dials then, Plan.catch_up_peers), saying when it runs again: its stop, `vouchnet key rotate` and its
+        start take seconds (18 in a run here), in which the schedule, its progress lines too, waits."""
         for node in nodes:
             began = time.monotonic()
             self.up = self.up - {node}
             self.timeline.add("rotate", node=node)
-            reached = self.plan.catch_up_peers(node, self.up, self.partition)
+            reached = self.plan.catch_up_peers(node, self.up, self.partition, due)
             done = faults.rotate(self.cluster, node, self.partition, sorted(self.up), self.say, catch_up=bool(reached))
             self.up = self.up | {node}
             self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,
