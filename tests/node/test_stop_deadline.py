@@ -23,7 +23,7 @@ from node.digests import DigestState
 from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
-from node.stop_deadline import LEFT_EXIT, StopDeadline, armed_by_signals
+from node.stop_deadline import LEFT_EXIT, SAY_SECONDS, StopDeadline, armed_by_signals
 from node.store_manifest import DIGESTS_FILE
 
 from ..factories import new_did
@@ -41,6 +41,45 @@ def test_a_stop_past_its_deadline_names_the_store_whose_write_never_returned(cap
     assert said.fields == {"left": "witness.sqlite"}
     assert "a write or close of witness.sqlite had not returned" in said.getMessage()
 
+
+class _HungLog(logging.Handler):
+    """A log whose write never returns until `released` (stderr a full pipe to a writer whose disk hangs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.released.wait(60)
+
+
+def test_a_stop_cut_short_ends_though_its_last_line_cannot_be_written():
+    """Found by stop 45's review: the line naming what the stop left was written before the exit, so a log that
+    never took it (the node's stderr a full pipe to a writer on the disk that hangs) held the exit up for ever, the
+    bound undone; the process now ends SAY_SECONDS after the bound whether or not the line is written."""
+    exits: queue.Queue[int] = queue.Queue()
+    hung = _HungLog()
+    logging.getLogger("vouchnet.node").addHandler(hung)
+    try:
+        StopDeadline(0.01, exit=exits.put).arm()
+        assert exits.get(timeout=SAY_SECONDS + 10) == LEFT_EXIT
+    finally:
+        hung.released.set()
+        logging.getLogger("vouchnet.node").removeHandler(hung)
+
+
+def test_a_second_signal_or_one_after_the_stop_ended_cuts_nothing_short():
+    """Armed twice (a second Ctrl-C), one disarm still holds it; armed once the stop ended (a signal as the run's
+    handlers are taken back), it never fires."""
+    exits: queue.Queue[int] = queue.Queue()
+    twice, after = StopDeadline(0.05, exit=exits.put), StopDeadline(0.05, exit=exits.put)
+    twice.arm()
+    twice.arm()
+    twice.disarm()
+    after.disarm()
+    after.arm()
+    with pytest.raises(queue.Empty):
+        exits.get(timeout=0.5)  # (ten times the deadline: nothing else to wait on)
 
 def test_a_signal_arms_the_deadline_and_reaches_the_handler_there_was(caplog):
     """The signal arms it from a thread of its own, not from trio's reading of it, which a write held on the node's
