@@ -6,7 +6,12 @@ import queue
 import signal
 import subprocess
 import threading
+import sqlite3
 import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
@@ -20,13 +25,13 @@ from node.audit_log import AUDIT_FILE, AuditLog
 from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry
 from node.daemon import STOP_CUT_SECONDS
 from node.digests import DigestState
-from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore
+from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore, RecordKey, StoredReply
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
 from node.stop_deadline import LEFT_EXIT, SAY_SECONDS, StopDeadline, armed_by_signals
 from node.store_manifest import DIGESTS_FILE
 
-from ..factories import new_did
+from ..factories import Org, new_did
 from .in_process import running
 from .test_daemon import _children
 
@@ -152,6 +157,79 @@ def test_a_close_waiting_for_a_write_under_way_is_named(tmp_path, opened):
     thread.join(30)
     assert closed.is_set() and under_way() == []
 
+
+
+class _WatchedConnection:
+    """A store's SQLite connection noting the store writes under way (ledger.writes_under_way) as each of its
+    statements runs and as a `with` block commits, where a disk that never finishes an fsync holds the write."""
+
+    def __init__(self, db: sqlite3.Connection, seen: set[tuple[str, ...]]) -> None:
+        self._db, self._seen = db, seen
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        self._seen.add(tuple(under_way()))
+        return self._db.execute(*args)
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        self._seen.add(tuple(under_way()))
+        return self._db.executemany(*args)
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self._db.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        self._seen.add(tuple(under_way()))
+        return self._db.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def _own_records_writes(data_dir: Path, watch: Callable[[Any], None]) -> None:
+    with RecordStore.open(data_dir) as store, closing(OwnRecords.open(data_dir, lambda: 0, store)) as own:
+        watch(own)
+        own.add([(Org().record(), "12D3KooWPeer")])
+        own.adopting(new_did())
+        own.acknowledge(1)
+
+
+def _idempotency_writes(data_dir: Path, watch: Callable[[Any], None]) -> None:
+    with closing(IdempotencyStore.open(data_dir, log_size=0)) as store:
+        watch(store)
+        store.reserve("key", StoredReply(b"f", 200, b"{}"), first=0, count=1, at=0)
+        store.reserve_record("vouches", "key", RecordKey(b"f", b"r"), at=0)
+        store.reserve_spans([(0, bytes(24))], first=0, at=0)
+        store.settle()
+        store.expire(1)
+
+
+def _credentials_writes(data_dir: Path, watch: Callable[[Any], None]) -> None:
+    with closing(CredentialRegistry.open(data_dir)) as registry:
+        watch(registry)
+        registry.allocate(new_did(), name=None, issued_at=0, expires_at=1)
+        registry.revoke(0, reason="left", at=1)
+
+
+def _digests_writes(data_dir: Path, watch: Callable[[Any], None]) -> None:
+    with closing(DigestState.open(data_dir)) as state:
+        watch(state)
+        state.begin(0, 1, 0, 0, 0)
+        state.keep_raw(0, {})
+        state.finish(0)
+        state.abandon(0)
+
+
+@pytest.mark.parametrize(("writes", "name"), [(_own_records_writes, OWN_RECORDS_FILE),
+                                              (_idempotency_writes, IDEMPOTENCY_FILE),
+                                              (_credentials_writes, CREDENTIALS_FILE), (_digests_writes, DIGESTS_FILE)])
+def test_each_durable_write_of_a_store_is_named_while_it_runs(tmp_path, writes, name):
+    """Found by stop 45's review: the writes of own_records.db (a record of the org's key from a peer, listed before
+    the ledger takes it, on the node's own thread), idempotency.db, credentials.db and digests.db, each synced to
+    disk as it commits, were not named: a stop that a disk held in one was cut short saying that no store's write
+    was under way (a task of the node did not end), pointing the operator away from the disk."""
+    seen: set[tuple[str, ...]] = set()
+    writes(tmp_path, lambda store: setattr(store, "_db", _WatchedConnection(store._db, seen)))
+    assert seen == {(name,)}
 
 @pytest.mark.slow
 async def test_each_store_a_node_closes_as_it_stops_is_named_while_it_closes(tmp_path, monkeypatch):
