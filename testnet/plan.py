@@ -90,13 +90,16 @@ class Plan:
         """When `[[vouches]]` change `index` is taken: its time, and its order then (VOUCH_CHANGE_ORDER + index)."""
         return self.scenario.vouch_changes[index].at, VOUCH_CHANGE_ORDER + index
 
-    def with_changes(self, indexes: Collection[int]) -> Plan:
+    def with_changes(self, indexes: Collection[int], by: Collection[str] | None = None) -> Plan:
         """The plan with the `[[vouches]]` changes `indexes` made to its org-peer vouches, in the order a run takes
-        them (a revoke of a vouch not in force is refused by make_plan, _check_vouch_changes)."""
+        them (a revoke of a vouch not in force is refused by make_plan, _check_vouch_changes); with `by`, only the
+        vouches and revokes of those orgs (the ones a node across a partition from the others can have)."""
         vouches = {node: dict(theirs) for node, theirs in self.vouches.items()}
         for index in sorted(indexes, key=self.change_due):
             change = self.scenario.vouch_changes[index]
             for a, b in self.vouch_pairs(index):
+                if by is not None and a not in by:
+                    continue
                 if change.action == "vouch":
                     vouches[a][b] = change.weight
                 else:

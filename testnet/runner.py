@@ -410,20 +410,20 @@ class Run:
                          entry: dict[str, Any]) -> None:
         """Wait (at most FOLLOW_TIMEOUT s) until each running node whose horizon `[[vouches]]` vouch `index` extends
         holds its `vouches` (id -> the node that signed it) and every record seen so far of the orgs it brings in (of
-        those on the node's side of a partition in force: the others' come after the heal). The steps after it are
-        planned on the trust graph with it made (Plan.at): a node lacking them refuses an attack's records of such an
-        org (outside_horizon), or has none of its records to give a rotation's catch-up. The change's timeline
-        `entry` keeps those nodes, how long they took and what they still lacked."""
+        those on the node's side of a partition in force, by the vouches of those there: the others' vouches and
+        records come after the heal). The steps after it are planned on the trust graph with it made (Plan.at): a
+        node lacking them refuses an attack's records of such an org (outside_horizon), or has none of its records to
+        give a rotation's catch-up. The change's timeline `entry` keeps those nodes, how long they took and what they
+        still lacked."""
         started = time.monotonic()
         flagged = self._flagged(records)
         before = self.plan.at(self.plan.change_due(index))
-        after = before.with_changes([index])
         node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
         seen = [(info.id, node_of.get(info.iss)) for info in records.snapshot()]
         expected = {}
         for node in sorted(self.up):
-            now_inside = after.horizon(node, flagged)
             reachable = set(faults.peers_on_its_side(node, self.partition, sorted(self.up)))
+            now_inside = before.with_changes([index], by=reachable | {node}).horizon(node, flagged)
             brought = (now_inside - before.horizon(node, flagged) - flagged) & reachable
             if brought:
                 expected[node] = ({rid for rid, issuer in seen if issuer in brought}

@@ -633,6 +633,47 @@ def test_an_attack_planned_on_a_vouch_made_before_it_waits_until_the_nodes_it_br
     assert (entry["followers"], entry["followed_after"], entry["missing"]) == (["n00", "n01"], 4.0, {})
 
 
+
+def test_a_vouch_made_while_a_partition_cuts_off_the_org_it_brings_in_waits_for_none_of_its_records(
+        tmp_path, monkeypatch):
+    """n00 vouches for rogue (n02) at 2 s while a partition cuts n02 off (1 s to 11 s): no node on n00's side can
+    hold rogue's records before the heal, so the vouch waits for none (they come after the heal, as any record
+    across the partition). Found by stop 45's review as a mutation no test caught: waiting for them would hold the
+    schedule up FOLLOW_TIMEOUT seconds and say the nodes still lacked them."""
+    path = tmp_path / "vouched.toml"
+    path.write_text(MINIMAL + '\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "vouch"\nat = 2\n'
+                    '\n[[faults]]\ntype = "partition"\nnodes = "rogue"\nat = 1\nduration = 10\n')
+    said: list[str] = []
+    run = Run(_Testnet(), load_scenario(str(path)), seed=1, say=said.append)  # type: ignore[arg-type]
+    run.up = frozenset(run.cluster.names)
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    held = _Held(clock, {"rogue-record": {"n02": 0.0}, "vouch-for-did:n02": {"n00": 1002.0, "n01": 1002.5}})
+    run._schedule(1000.0, runner.TrafficStats(), held)  # type: ignore[arg-type]
+    [entry] = [e for e in run.timeline.events if e["kind"] == "vouches"]
+    assert (entry["followers"], entry["missing"]) == ([], {})
+    assert not any("lacked" in line for line in said), said
+
+
+def test_a_vouch_by_an_org_a_partition_cuts_off_waits_for_no_node_across_it(tmp_path, monkeypatch):
+    """n00, cut off alone by a partition (1 s to 11 s), vouches for rogue (n02) at 2 s: n01 cannot have the vouch
+    before the heal, so rogue's records do not come into its horizon before then either, and the vouch waits for
+    none. Found by stop 45's review: n01 was waited for, 30 s (FOLLOW_TIMEOUT), said to have 'still lacked' them,
+    and the heal due at 11 s came at 32 s, the traffic running 2 s past its end."""
+    path = tmp_path / "vouched.toml"
+    path.write_text(MINIMAL + '\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "vouch"\nat = 2\n'
+                    '\n[[faults]]\ntype = "partition"\nnodes = "honest[0]"\nat = 1\nduration = 10\n')
+    said: list[str] = []
+    run = Run(_Testnet(), load_scenario(str(path)), seed=1, say=said.append)  # type: ignore[arg-type]
+    run.up = frozenset(run.cluster.names)
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    held = _Held(clock, {"rogue-record": {"n02": 0.0}, "vouch-for-did:n02": {"n00": 1002.0}})
+    run._schedule(1000.0, runner.TrafficStats(), held)  # type: ignore[arg-type]
+    [entry] = [e for e in run.timeline.events if e["kind"] == "vouches"]
+    assert (entry["followers"], entry["missing"]) == ([], {})
+    assert "t= 11.0 s  heal the partition" in said, said
+
 # --- a partition is healed however the run ends --------------------------------------------------------------------
 
 _PARTITIONED = """
