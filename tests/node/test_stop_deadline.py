@@ -1,5 +1,6 @@
 """`vouchnet run`'s stop bounded when a disk never finishes an fsync (node.stop_deadline)."""
 
+import faulthandler
 import logging
 import os
 import queue
@@ -19,7 +20,8 @@ from nacl.signing import SigningKey
 from gossip.checkpoints import CHECKPOINT_FILE, WITNESS_FILE
 from gossip.own_records import OWN_RECORDS_FILE, OwnRecords
 from gossip.store import INDEX_FILE, LEDGER_FILE, RecordReader, RecordStore
-from ledger import CosignatureSigner, Ledger, Witness, cosigner_name
+from ledger import CosignatureSigner, Ledger, Witness, cosigner_name, tiles
+from ledger.files import replace_file
 from ledger.writes_under_way import under_way, writing
 from node.audit_log import AUDIT_FILE, AuditLog
 from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry
@@ -75,14 +77,18 @@ def test_a_stop_cut_short_ends_though_its_last_line_cannot_be_written():
 
 def test_a_second_signal_or_one_after_the_stop_ended_cuts_nothing_short():
     """Armed twice (a second Ctrl-C), one disarm still holds it; armed once the stop ended (a signal as the run's
-    handlers are taken back), it never fires."""
+    handlers are taken back), or its timer firing as the stop ends, it cuts nothing short."""
     exits: queue.Queue[int] = queue.Queue()
-    twice, after = StopDeadline(0.05, exit=exits.put), StopDeadline(0.05, exit=exits.put)
+    twice, after, late = (StopDeadline(0.05, exit=exits.put), StopDeadline(0.05, exit=exits.put),
+                          StopDeadline(60, exit=exits.put))
     twice.arm()
     twice.arm()
     twice.disarm()
     after.disarm()
     after.arm()
+    late.arm()
+    late.disarm()
+    late._expired()  # (its timer firing just as the stop ended, too late for the cancel to stop it)
     with pytest.raises(queue.Empty):
         exits.get(timeout=0.5)  # (ten times the deadline: nothing else to wait on)
 
@@ -105,10 +111,12 @@ def test_a_signal_arms_the_deadline_and_reaches_the_handler_there_was(caplog):
 
 
 def test_a_stop_that_ends_in_time_is_not_cut_short():
+    """Nor does the signal's handler write to the block's pipe once the block is left (its fd closed, maybe reused)."""
     exits: queue.Queue[int] = queue.Queue()
     deadline = StopDeadline(0.05, exit=exits.put)
     with armed_by_signals(deadline, [signal.SIGUSR1]):
         deadline.arm()
+    assert not faulthandler.unregister(signal.SIGUSR1)  # (unregistered as the block was left)
     with pytest.raises(queue.Empty):
         exits.get(timeout=0.5)  # (ten times the deadline: nothing else to wait on)
 
@@ -230,6 +238,22 @@ def test_each_durable_write_of_a_store_is_named_while_it_runs(tmp_path, writes, 
     seen: set[tuple[str, ...]] = set()
     writes(tmp_path, lambda store: setattr(store, "_db", _WatchedConnection(store._db, seen)))
     assert seen == {(name,)}
+
+
+def test_a_ledger_append_and_a_whole_file_write_are_named_while_they_reach_the_disk(tmp_path, monkeypatch):
+    """records.ledger's append (its rows written in its transaction) and checkpoint.note's save (its fsyncs), where
+    tests/node/hung_disk.py holds them in a node's process, are named while they run."""
+    seen: set[tuple[str, ...]] = set()
+    write, fsync = tiles.TileStore.write, os.fsync
+    monkeypatch.setattr(tiles.TileStore, "write", lambda self, rows: (seen.add(tuple(under_way())), write(self, rows)))
+    monkeypatch.setattr(os, "fsync", lambda fd: (seen.add(tuple(under_way())), fsync(fd)))
+    with closing(Ledger.open(tmp_path / LEDGER_FILE)) as ledger:
+        seen.clear()  # (its open's)
+        ledger.append([b"entry"])
+    assert seen == {(LEDGER_FILE,)}
+    seen.clear()
+    replace_file(tmp_path / CHECKPOINT_FILE, b"note")
+    assert seen == {(CHECKPOINT_FILE,)}
 
 @pytest.mark.slow
 async def test_each_store_a_node_closes_as_it_stops_is_named_while_it_closes(tmp_path, monkeypatch):
