@@ -5,8 +5,9 @@ store (gossip.sync.SyncServer.units), or a KiB of the page if that is more (reco
 from memory, cost their KiB alone (some 11 heads): a periodic round names every issuer the node holds, so at a unit a
 head a round of 10^5 orgs cost 10^5 units, and the three rounds an interval (30 s) that peers in step with a node
 have with it came to twice the node's rate, most of them answered Busy once its burst was spent; it costs some 9,200
-now. A KiB of heads takes more CPU to serve than a record does (some 25 us, against 1.3 to 4.3 us a record or a KiB
-of records), so all peers together may take an eighth of a core in heads, where those rounds need a fiftieth.
+now, and a round in step over `/vouchnet/sync/2`, reading only the heads changed since (gossip.sync_marks), one.
+A KiB of heads takes more CPU to serve than a record does (some 25 us, against 1.3 to 4.3 us a record or a KiB of
+records), so all peers together may take an eighth of a core in heads, where those rounds need a fiftieth.
 A bucket's burst covers an empty node's catch-up of 10^5 records at full speed; its rate, what periodic rounds need
 five times over at 10^5 orgs. Pure: the caller passes the time.
 """

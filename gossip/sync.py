@@ -1,10 +1,11 @@
-"""Catch-up sync (`/vouchnet/sync/1`, DESIGN.md §5) as sans-I/O state machines: a client that pulls what its
+"""Catch-up sync (`/vouchnet/sync/1` and `/2`, DESIGN.md §5) as sans-I/O state machines: a client that pulls what its
 replica lacks (a heads exchange, then bounded pages of missing ranges, or a targeted fetch of known gaps) and a
 server that answers from a RecordStore. Frames in, frames out; no sockets and no clock (the shell's job).
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import deque
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
@@ -16,12 +17,15 @@ from sortedcontainers import SortedList
 from vouching import MAX_RECORD_SIZE, InvalidRecord, Record
 
 from .store import Head
+from .sync_marks import HeadMarks
 from .sync_messages import (
     MAX_COUNT,
     MAX_ISSUER,
     MAX_RANGES,
     MAX_REASON,
     MAX_SEQ,
+    SYNC_PROTOCOL,
+    SYNC_PROTOCOL_2,
     Busy,
     ErrorReply,
     HeadEntry,
@@ -46,6 +50,9 @@ from .sync_messages import (
 from .validation import check_records
 
 _R = TypeVar("_R", bound=Reply)
+# records walked to find the issuers changed since a mark that cost a unit of the serving budget: about the CPU of a
+# KiB of heads served
+WALKED_PER_UNIT = 100
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,10 @@ class SyncClient:
     (`gaps`): only the given ranges, for records that gossip delivered ahead of their predecessors.
     When a record that would extend our chain names another predecessor than ours, the rest of that range is
     skipped and the peer's record at our head is fetched instead: the replica turns the pair into evidence.
-    Heads requests state `network`, our network (None: none), which a peer of another network answers with its own.
+    Heads requests state `network`, our network (None: none), which a peer of another network answers with its own,
+    and `since` (on `protocol` `/2` only), the mark of the peer's last answer with which our store was left in step:
+    the peer may answer only the heads changed since (`changed_only`); `in_step_mark()` is the mark to ask since next
+    time.
     The ranges of `own` (the keys of our node's org) are asked for before any other issuer's, in requests of their
     own: what the node may sign next depends only on them (a node restored from an older copy, far behind, has them
     back before the rest of the round). `holds_own()` says, once every heads page is read, whether the peer's heads
@@ -179,9 +189,18 @@ class SyncClient:
         gaps: Mapping[str, tuple[int, int]] | None = None,
         network: str | None = None,
         own: Container[str] = (),
+        since: bytes | None = None,
+        protocol: str = SYNC_PROTOCOL,
     ) -> None:
+        if since is not None and protocol != SYNC_PROTOCOL_2:
+            raise ValueError(f"SyncClient: a mark is asked since on {SYNC_PROTOCOL_2} only")
+        self._protocol = protocol
         self._store = store
         self._network = network
+        self._since = since
+        self._mark: bytes | None = None  # the mark the peer's heads answer named, if any
+        self.changed_only = False  # the peer answered only the heads changed since `since`
+        self._asked_up_to: dict[str, int] = {}  # issuer -> the last seq of the ranges asked of it
         self._own = own
         self._own_heads: dict[str, int] = {}  # of `own`, those the peer's heads named: the seq named
         self._horizon = horizon
@@ -192,6 +211,7 @@ class SyncClient:
         self._wants: deque[Range] = deque()
         self._heads_after = ""
         self._heads_read = 0
+        self._heads_pages = 0
         # heads read that the client acts on (a range or evidence asked, or one of `own` named): what keeps the peer's
         # pace (gossip.peer_pace); heads of issuers outside `horizon` cost nothing to make up
         self.heads_used = 0
@@ -218,7 +238,7 @@ class SyncClient:
 
     def receive(self, payload: bytes) -> Event:
         """The peer's reply to our last request; raises RemoteProtocolError if it breaks the protocol."""
-        return self.receive_reply(decode_reply(payload))
+        return self.receive_reply(decode_reply(payload, self._protocol))
 
     def receive_reply(self, reply: Reply) -> Event:
         """`receive` for a reply already decoded (sync_messages.decode_reply), as a shell may do on a worker thread.
@@ -239,20 +259,32 @@ class SyncClient:
 
     def names_own(self) -> bool | None:
         """Whether the peer's heads named one of `own`; None until every heads page is read (and in a fetch of gaps,
-        which asks no heads)."""
+        which asks no heads), and in an answer of the heads changed only (`changed_only`) that named none: the peer
+        may hold them unchanged."""
         if self._state in ("new", "heads") or self._gaps is not None:
             return None
-        return bool(self._own_heads)
+        return bool(self._own_heads) or (None if self.changed_only else False)
 
     def holds_own(self) -> bool:
         """Whether the peer's heads named one of `own`, and our store holds each one named up to the seq named: a peer
         naming a head it then does not serve (a hostile one, say) shows that the org signed more than we hold. False
         until every heads page is read (a later page may name another of `own`); true from when the records of `own`
-        asked for are in the store, which can be before the session ends (they are asked for first)."""
+        asked for are in the store, which can be before the session ends (they are asked for first). In an answer of the
+        heads changed only, those of `own` it named: the others the peer held as we did at the mark, in step."""
         if self._state in ("new", "heads"):
             return False
         return bool(self._own_heads) and all((head := self._store.head(iss)) is not None and head.seq >= seq
                                              for iss, seq in self._own_heads.items())
+
+    def in_step_mark(self) -> bytes | None:
+        """Once a full session is done, the mark its heads answer named if our store now holds every record it asked
+        for (none of a range was left out, or skipped at a fork), so that the heads changed since that mark are all
+        the peer holds beyond ours; else None."""
+        if self._state != "done" or self._gaps is not None:
+            return None
+        held = all((head := self._store.head(iss)) is not None and head.seq >= last
+                   for iss, last in self._asked_up_to.items())
+        return self._mark if held else None
 
     def deliver(self, records: Sequence[Record]) -> tuple[list[Record], Event]:
         """Verified records of the page just received: those to offer the replica, and what to do next.
@@ -268,7 +300,8 @@ class SyncClient:
 
     def _ask_heads(self) -> Send:
         self._state = "heads"
-        return Send(encode_message(HeadsRequest(self._heads_after, self._limits.heads_page, self._network)))
+        return Send(encode_message(
+            HeadsRequest(self._heads_after, self._limits.heads_page, self._network, self._since)))
 
     def _heads_page(self, page: HeadsPage) -> Event:
         if len(page.heads) > self._limits.heads_page:
@@ -279,6 +312,7 @@ class SyncClient:
             raise RemoteProtocolError("limit", f"heads: more than {self._limits.max_heads} issuers in one session")
         if page.more and not page.heads:
             raise RemoteProtocolError("malformed", "heads: an empty page must be the last (more = false)")
+        self._marked(page)
         for entry in page.heads:
             if entry.iss <= self._heads_after:
                 raise RemoteProtocolError(
@@ -292,6 +326,17 @@ class SyncClient:
             elif (ours := self._store.head(entry.iss)) is not None and entry.seq <= ours.seq:
                 self.heads_held += 1
         return self._ask_heads() if page.more else self._next_request()
+
+    def _marked(self, page: HeadsPage) -> None:
+        """Take the answer's mark and kind from its first page; later pages must agree on its kind."""
+        if page.changed and self._since is None:
+            raise RemoteProtocolError("malformed", "heads: changed ones only, though we named no mark")
+        self._heads_pages += 1
+        if self._heads_pages == 1:
+            self._mark, self.changed_only = page.mark, page.changed
+        elif page.changed != self.changed_only:
+            raise RemoteProtocolError("malformed", "heads: a page of changed ones only in an answer of all, or the "
+                                                   "other way round")
 
     def _plan(self, entry: HeadEntry) -> bool:
         """Ask for what `entry` shows we lack; whether it asked for anything."""
@@ -320,6 +365,7 @@ class SyncClient:
 
     def _want(self, wanted: Range) -> None:
         (self._own_wants if wanted.iss in self._own else self._wants).append(wanted)
+        self._asked_up_to[wanted.iss] = max(wanted.last, self._asked_up_to.get(wanted.iss, 0))
 
     # records
 
@@ -393,12 +439,19 @@ class SyncServer:
     """Answers one inbound stream's requests from the store: heads pages and record pages. Every answer is bounded
     by our limits and the client's. Cosign requests are the shell's to answer where this node witnesses (the
     witness writes durably before it answers), and so are requests for the checkpoints it holds of the asker's log;
-    here both are refused with 404."""
+    here both are refused with 404. With `marks` (a `/2` stream), each heads page names the mark of the heads as its
+    answer's first page was made, and a request `since` a mark that `marks` knows is answered with the heads of the
+    issuers changed since alone (none: a single empty page), in pages as any other."""
 
-    def __init__(self, store: RecordReader, issuers: IssuerIndex, limits: SyncLimits) -> None:
+    def __init__(self, store: RecordReader, issuers: IssuerIndex, limits: SyncLimits,
+                 marks: HeadMarks | None = None) -> None:
         self._store = store
         self._issuers = issuers
         self._limits = limits
+        self._marks = marks
+        self._answer_mark: bytes | None = None  # of the heads answer under way: the mark as its first page was made
+        self._answer_since: bytes | None = None  # the mark it answers since, and the issuers changed since (sorted)
+        self._changed: list[str] | None = None
         self.records_served = 0
         self.units = 0  # records served and ranges read from the store: what serving budgets count (heads, by KiB)
         self.continues = False  # the answer being produced has another frame to come
@@ -408,7 +461,7 @@ class SyncServer:
 
         Raises RemoteProtocolError at once for a malformed request; answer it with `refusal`, then close.
         """
-        return self.answer(decode_request(payload))
+        return self.answer(decode_request(payload, SYNC_PROTOCOL if self._marks is None else SYNC_PROTOCOL_2))
 
     def answer(self, request: Request) -> Iterator[bytes]:
         """The reply frames to a decoded request (see `receive`); `continues` says, after each, if another follows."""
@@ -426,9 +479,24 @@ class SyncServer:
 
     def _heads(self, request: HeadsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.heads_page)
-        issuers = self._issuers.after(request.after, limit + 1)
+        if self._marks is not None and (not request.after or request.since != self._answer_since):
+            self._begin_heads(self._marks, request.since)
+        if self._changed is None:
+            issuers = self._issuers.after(request.after, limit + 1)
+        else:
+            start = bisect.bisect_right(self._changed, request.after)
+            issuers = self._changed[start:start + limit + 1]
         heads = [(iss, head.seq, head.id) for iss in issuers[:limit] if (head := self._store.head(iss)) is not None]
-        yield from self._last(encode_held_heads(heads, more=len(issuers) > limit))
+        yield from self._last(encode_held_heads(heads, more=len(issuers) > limit, mark=self._answer_mark,
+                                                changed=self._changed is not None))
+
+    def _begin_heads(self, marks: HeadMarks, since: bytes | None) -> None:
+        """A new heads answer: its mark, and the issuers changed since `since` if `marks` knows it (finding them costs a
+        unit per WALKED_PER_UNIT records walked)."""
+        self._answer_mark, self._answer_since, self._changed = marks.mark(), since, None
+        if since is not None and (changed := marks.changed_since(since)) is not None:
+            self._changed, walked = changed
+            self.units += walked // WALKED_PER_UNIT
 
     def _records(self, request: RecordsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.page_records)

@@ -1,6 +1,8 @@
-"""The messages of `/vouchnet/sync/1` (catch-up sync and cosigning, DESIGN.md §5): deterministic CBOR maps
+"""The messages of `/vouchnet/sync/1` and `/2` (catch-up sync and cosigning, DESIGN.md §5): deterministic CBOR maps
 (vouching.cbor), one per length-prefixed frame, strictly decoded; and the protocol errors, named for whose fault
-they are (as h11 does).
+they are (as h11 does). `/2` is `/1` with marks of the heads (gossip.sync_marks): a heads page names its answer's
+mark, and a heads request may ask for the heads changed `since` one; neither field is sent or taken on `/1`, whose
+nodes refuse unknown fields.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from vouching.bodies import NETWORK_PATTERN, NETWORK_RULE
 from vouching.cbor import CborError, decode, encode, encode_in_key_order
 
 SYNC_PROTOCOL = "/vouchnet/sync/1"
+SYNC_PROTOCOL_2 = "/vouchnet/sync/2"
+SYNC_PROTOCOLS = (SYNC_PROTOCOL_2, SYNC_PROTOCOL)  # served, and offered in this order of preference
+MAX_MARK = 64  # bytes of a mark of a peer's heads
 MAX_SEQ = 2**63 - 1  # a range may end here to mean "everything the peer has"
 MAX_ISSUER = 256  # characters of an issuer did on the wire (a did:key is 56)
 MAX_REASON = 512  # characters of a refusal's reason
@@ -70,16 +75,19 @@ class OtherNetworkPeer(SyncError):
 class HeadsRequest:
     """Ask for a page of at most `limit` of the peer's heads: issuers sorted after `after` ("" at first). `network`,
     the asker's (`vouchnet init --network`), is answered OtherNetwork by a peer on another; None states none (an
-    older client, or another implementation), and is served."""
+    older client, or another implementation), and is served. `since` (`/2` only): the mark of an earlier answer of
+    the peer's, to be answered only the heads changed after it (`HeadsPage.changed`), if the peer still knows it."""
 
     after: str
     limit: int
     network: str | None = None
+    since: bytes | None = None
 
     def __post_init__(self) -> None:
         _check_issuer("after", self.after, empty_ok=True)
         _check_count("limit", self.limit, 1)
         _check_network(self.network)
+        _check_mark("since", self.since)
 
 
 @dataclass(frozen=True)
@@ -160,10 +168,17 @@ class HeadEntry:
 
 @dataclass(frozen=True)
 class HeadsPage:
-    """Heads in issuer order; `more` if another page follows (ask again after the last issuer)."""
+    """Heads in issuer order; `more` if another page follows (ask again after the last issuer). On `/2`: `mark`, the
+    mark of the heads as the answer's first page was made (ask `since` it next time), and `changed` if the answer
+    holds only the heads changed since the mark asked (none at all: nothing changed)."""
 
     heads: tuple[HeadEntry, ...]
     more: bool
+    mark: bytes | None = None
+    changed: bool = False
+
+    def __post_init__(self) -> None:
+        _check_mark("mark", self.mark)
 
 
 @dataclass(frozen=True)
@@ -255,7 +270,7 @@ def _largest_request() -> int:
     """The length of the longest request frame the protocol allows: each kind with every field at its widest."""
     widest = "\U0010ffff" * MAX_ISSUER  # 4 UTF-8 bytes a character
     requests: list[Request] = [
-        HeadsRequest(widest, MAX_COUNT, "a" * 64),
+        HeadsRequest(widest, MAX_COUNT, "a" * 64, bytes(MAX_MARK)),
         RecordsRequest(tuple(Range(widest, MAX_SEQ, MAX_SEQ) for _ in range(MAX_RANGES)), MAX_COUNT, MAX_COUNT),
         CosignRequest(bytes(MAX_REQUEST_SIZE)),
     ]
@@ -271,6 +286,11 @@ def _check_issuer(field: str, value: str, *, empty_ok: bool = False) -> None:
 def _check_network(value: str | None) -> None:
     if value is not None and (type(value) is not str or not NETWORK_PATTERN.fullmatch(value)):
         raise LocalProtocolError("malformed", f"net: must be {NETWORK_RULE}")
+
+
+def _check_mark(field: str, value: bytes | None) -> None:
+    if value is not None and (type(value) is not bytes or not 0 < len(value) <= MAX_MARK):
+        raise LocalProtocolError("malformed", f"{field}: must be a byte string of 1 to {MAX_MARK} bytes")
 
 
 def _check_seq(field: str, value: int) -> None:
@@ -296,17 +316,25 @@ def encode_message(message: Request | Reply) -> bytes:
     return encode(_to_wire(message))
 
 
-def encode_held_heads(heads: Sequence[tuple[str, int, bytes]], *, more: bool) -> bytes:
+def encode_held_heads(heads: Sequence[tuple[str, int, bytes]], *, more: bool, mark: bytes | None = None,
+                      changed: bool = False) -> bytes:
     """`encode_message(HeadsPage(...))` of heads (issuer, seq, id) read from this node's own store, which took them
     from records it verified: without HeadEntry's checks or encode's walk, most of what serving heads cost. Heads
     from a peer are decoded by `decode_reply`, which checks every one."""
-    return encode_in_key_order({"t": "heads", "more": more, "heads": heads})
+    page: dict[str, Any] = {"t": "heads"}  # (the keys in RFC 8949 order: t, mark, more, heads, changed)
+    if mark is not None:
+        page["mark"] = mark
+    page |= {"more": more, "heads": heads}
+    if changed:
+        page["changed"] = True
+    return encode_in_key_order(page)
 
 
 def _to_wire(message: Request | Reply) -> dict[str, Any]:
     match message:
-        case HeadsRequest(after, limit, network):
-            return {"t": "heads", "after": after, "limit": limit, **_net(network)}
+        case HeadsRequest(after, limit, network, since):
+            return {"t": "heads", "after": after, "limit": limit, **_net(network),
+                    **({} if since is None else {"since": since})}
         case RecordsRequest(ranges, limit, max_bytes):
             return {"t": "get", "ranges": [[r.iss, r.first, r.last] for r in ranges], "limit": limit,
                     "bytes": max_bytes}
@@ -314,8 +342,9 @@ def _to_wire(message: Request | Reply) -> dict[str, Any]:
             return {"t": "cosign", "req": body}
         case CheckpointRequest(network):
             return {"t": "checkpoint", **_net(network)}
-        case HeadsPage(heads, more):
-            return {"t": "heads", "heads": [[h.iss, h.seq, h.id] for h in heads], "more": more}
+        case HeadsPage(heads, more, mark, changed):
+            return {"t": "heads", "heads": [[h.iss, h.seq, h.id] for h in heads], "more": more,
+                    **({} if mark is None else {"mark": mark}), **({"changed": True} if changed else {})}
         case RecordsPage(records, more):
             return {"t": "records", "records": list(records), "more": more}
         case Cosigned(line):
@@ -343,13 +372,15 @@ def _net(network: str | None) -> dict[str, str]:
 # --- Strict decoding: anything off is the peer's fault ----------------------------------------------------
 
 
-def decode_request(payload: bytes) -> Request:
-    """The request in a frame from the peer that opened the stream; raises RemoteProtocolError naming the field."""
+def decode_request(payload: bytes, protocol: str = SYNC_PROTOCOL) -> Request:
+    """The request in a frame from the peer that opened the stream (of `protocol`); raises RemoteProtocolError naming
+    the field."""
     wire = _map(payload)
     kind = wire.get("t")
     if kind == "heads":
-        _keys(wire, {"t", "after", "limit"}, optional={"net"})
-        return _build(HeadsRequest, wire["after"], wire["limit"], _optional_text(wire, "net"))
+        _keys(wire, {"t", "after", "limit"}, optional={"net", "since"} if protocol == SYNC_PROTOCOL_2 else {"net"})
+        since = None if "since" not in wire else _bytes(wire["since"], "since")
+        return _build(HeadsRequest, wire["after"], wire["limit"], _optional_text(wire, "net"), since)
     if kind == "get":
         _keys(wire, {"t", "ranges", "limit", "bytes"})
         ranges = _list(wire["ranges"], "ranges")
@@ -364,15 +395,19 @@ def decode_request(payload: bytes) -> Request:
     raise RemoteProtocolError("malformed", f"t: {kind!r:.40} is not a request type (heads, get, cosign, checkpoint)")
 
 
-def decode_reply(payload: bytes) -> Reply:
-    """The reply in a frame from the peer that accepted the stream; raises RemoteProtocolError naming the field."""
+def decode_reply(payload: bytes, protocol: str = SYNC_PROTOCOL) -> Reply:
+    """The reply in a frame from the peer that accepted the stream (of `protocol`); raises RemoteProtocolError naming
+    the field."""
     wire = _map(payload)
     kind = wire.get("t")
     if kind == "heads":
-        _keys(wire, {"t", "heads", "more"})
+        _keys(wire, {"t", "heads", "more"}, optional={"mark", "changed"} if protocol == SYNC_PROTOCOL_2 else set())
         heads = _list(wire["heads"], "heads")
         entries = tuple(_build(HeadEntry, *_triple(h, f"heads[{i}]")) for i, h in enumerate(heads))
-        return HeadsPage(entries, _bool(wire["more"], "more"))
+        if "changed" in wire and wire["changed"] is not True:
+            raise RemoteProtocolError("malformed", "changed: must be true where present")
+        mark = None if "mark" not in wire else _bytes(wire["mark"], "mark")
+        return _build(HeadsPage, entries, _bool(wire["more"], "more"), mark, "changed" in wire)
     if kind == "records":
         _keys(wire, {"t", "records", "more"})
         records = _list(wire["records"], "records")

@@ -1,4 +1,5 @@
-"""The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/1` streams): serves peers' requests, and
+"""The trio shell of catch-up sync (gossip.sync over `/vouchnet/sync/2` streams, or `/1` with a peer that knows no
+`/2`, gossip.sync_messages): serves peers' requests, and
 pulls from every peer when it connects (unless a round with it started less than `interval` ago and no catch-up
 needs one), from a few peers picked at random every `interval` seconds (anti-entropy) among those whose records log
 may hold what we lack, for gaps gossip reports, and for the whole history of orgs that enter the horizon. Every read
@@ -24,7 +25,7 @@ from vouching import InvalidRecord, Record
 
 from .frames import FrameError
 from .gap_queue import GapBatch, GapQueue
-from .host import Host, HostError, InvalidPeerId, Stream, peer_org
+from .host import Host, HostError, InvalidPeerId, ProtocolNotSupported, Stream, peer_org
 from .peer_feed import PeerFeed
 from .peer_pace import PeerPace
 from .replica import Replica
@@ -34,6 +35,7 @@ from .stats import by_reason, counted
 from .store import StoreError
 from .sync import (
     Deliver,
+    Event,
     Finished,
     IssuerIndex,
     ReadNext,
@@ -44,11 +46,14 @@ from .sync import (
     check_page,
     missing_ranges,
 )
+from .sync_marks import HeadMarks
 from .sync_messages import (
     MAX_REQUEST_FRAME,
     MAX_SEQ,
     SYNC_ERROR_REASONS,
     SYNC_PROTOCOL,
+    SYNC_PROTOCOL_2,
+    SYNC_PROTOCOLS,
     Busy,
     CheckpointRequest,
     CosignRequest,
@@ -112,6 +117,8 @@ class SyncStats:
     rounds: int = counted("Catch-up sync sessions this node opened that ran to the end")
     full_rounds: int = counted("Of sync_rounds_total, full rounds (a peer's heads, then all this node lacks of what "
                                "they name); the others fetched gaps")
+    changed_rounds: int = counted("Of sync_full_rounds_total, rounds that read only the heads the peer's changed since "
+                                  "its answer to our last round in step with it (/vouchnet/sync/2 marks)")
     rounds_failed: int = counted("Catch-up sync sessions this node opened that failed (sync_errors_total says why)")
     records_fetched: int = counted("Records catch-up sync fetched and stored")
     records_served: int = counted("Records served to peers' catch-up sync")
@@ -252,6 +259,9 @@ class SyncService:
     horizon leaves the org out holds none, and its answer proves nothing of it). A round asks for the org's records
     before any other issuer's (gossip.sync.SyncClient), so they are told mid-round, the rest of it still to come.
     `unheld_listeners` are told instead, as soon as the heads are read, if they named none of our org's keys.
+    Rounds in step with a peer on `/vouchnet/sync/2` read only the heads changed since its last answer (`_session`,
+    gossip.sync_marks), every head at least every `mark_rounds` intervals; every peer's next round reads every head
+    after orgs enter the horizon (their histories' fetch may fall short) or the queue of gaps drops a range.
     """
 
     def __init__(
@@ -277,16 +287,18 @@ class SyncService:
         accept_bytes: int = 4 << 20,
         session_seconds: float = 600.0,
         refresh_rounds: int = 20,
+        mark_rounds: int = 120,
         serving: ServingRates = ServingRates(),
         on_offence: Callable[[str, str], None] | None = None,
     ) -> None:
         if not (interval > 0 and round_peers >= 1 and timeout > 0 and max_sessions >= 1 and max_inbound >= 1
                 and gap_queue >= 1 and max_inbound_streams >= max_inbound and max_peer_streams >= 1
                 and verify_threads >= 0 and verify_processes >= 0 and not (verify_threads and verify_processes)
-                and accept_records >= 1 and accept_bytes >= 1 and session_seconds > 0 and refresh_rounds >= 1):
+                and accept_records >= 1 and accept_bytes >= 1 and session_seconds > 0 and refresh_rounds >= 1
+                and mark_rounds >= 1):
             raise ValueError("SyncService: interval, timeout and session_seconds must be positive; round peers, "
-                             "sessions, inbound, queue, peer streams, accept_records, accept_bytes and "
-                             "refresh_rounds at least 1, "
+                             "sessions, inbound, queue, peer streams, accept_records, accept_bytes, "
+                             "refresh_rounds and mark_rounds at least 1, "
                              "inbound streams at least inbound; verify_threads or verify_processes (not both) at "
                              "least 0")
         self.host = host
@@ -337,11 +349,17 @@ class SyncService:
         self._holding: set[str] = set()  # peers whose full round under way told `holder_listeners` (round_held_own)
         self._rounds_started: dict[str, float] = {}  # when the last full round with a peer started, within `interval`
         self._refresh = refresh_rounds * interval
+        self._mark_refresh = mark_rounds * interval
         self._logs: dict[str, int] = {}  # org -> the largest size of its records log heard (heard_log; horizon orgs)
         # peer -> (its log's size heard as the last full round with it started, when), for rounds that ran to the end,
         # while connected and within `_refresh`
         self._pulled: dict[str, tuple[int, float]] = {}
         self._index: IssuerIndex | None = None  # while running
+        self._head_marks: HeadMarks | None = None  # while running: what our heads answers on `/2` are marked by
+        # peer -> the mark of its last heads answer with which a round of ours ran to the end in step (`_session`), and
+        # when the last round with it that read all its heads started; for connected peers, within `_mark_refresh`
+        self._peer_marks: dict[str, tuple[bytes, float]] = {}
+        self._changed_only_rounds: set[str] = set()  # peers whose round under way read only the heads changed
         self._apart: OrderedDict[str, str] = OrderedDict()  # peer -> the other network it named, latest last
         self.network_listeners: list[Callable[[str, str], None]] = []  # told (peer, network) each time one is heard
         # told each peer a full round with ran to the end: it answered our heads request, which names our network, so
@@ -377,10 +395,12 @@ class SyncService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve and pull until cancelled."""
-        self.host.set_stream_handler(SYNC_PROTOCOL, self._serve)
+        for protocol in SYNC_PROTOCOLS:
+            self.host.set_stream_handler(protocol, functools.partial(self._serve, protocol))
         events = self.host.peer_events()
         self.replica.listeners.append(self._on_accepted)
         # Read the store with the listener in place: gossip may have accepted issuers since we were made.
+        self._head_marks = HeadMarks()
         self._index = IssuerIndex(self.replica.store)
         self.replica.horizon_listeners.append(self._on_entered)
         if self._verify_threads:
@@ -400,6 +420,7 @@ class SyncService:
         finally:
             self._nursery = None
             self._index = None
+            self._head_marks = None
             self.replica.listeners.remove(self._on_accepted)
             self.replica.horizon_listeners.remove(self._on_entered)
             if self._checker is not None:
@@ -418,18 +439,26 @@ class SyncService:
         self._rounds_running.add(peer_id)
         started, heard = trio.current_time(), self._heard(peer_id)
         self._rounds_started[peer_id] = started
+        changed_only = False
         try:
             if isinstance(await self._pull(peer_id, None), int):
                 self.stats.full_rounds += 1
+                self.stats.changed_rounds += peer_id in self._changed_only_rounds
                 self._apart.pop(peer_id, None)  # (logged again if it goes back to another network)
-                for listener in self.same_network_listeners:
+                # A round that read only the heads changed, naming none of the org's keys, tells no catch-up that began
+                # while it ran whether the peer holds the org's records: it has a round reading every head instead.
+                changed_only = (peer_id in self._changed_only_rounds and peer_id not in self._holding
+                                and self._awaited(peer_id))
+                for listener in () if changed_only else self.same_network_listeners:
                     listener(peer_id)
                 if heard is not None:
                     self._pulled[peer_id] = (heard, started)
         finally:
             self._rounds_running.discard(peer_id)
+            self._changed_only_rounds.discard(peer_id)
             self._holding.discard(peer_id)
-            if self._throttled.get(peer_id, -math.inf) > trio.current_time():  # (this round, or a fetch of gaps)
+            if changed_only or self._throttled.get(peer_id, -math.inf) > trio.current_time():  # (this round, or a
+                # fetch of gaps)
                 self._catch_up_round(peer_id)
             for over in self.round_over_listeners:
                 over(peer_id)
@@ -647,6 +676,8 @@ class SyncService:
         added = self._gaps.add(peer_id, gaps, every=every)
         self.stats.gap_issuers_merged += added.merged
         self.stats.gap_requests_dropped += added.dropped
+        if added.dropped:
+            self._peer_marks.clear()  # the next rounds, reading every head, repair what was dropped
         self.stats.gap_issuers_displaced += added.displaced
         if added.queued or added.released:
             self._wake_gap_workers()
@@ -858,18 +889,28 @@ class SyncService:
         `accept_bytes`, and a page), which the next session would otherwise fetch and verify again; none of a page not
         yet verified. But not as the node stops (cancelled, not `cut()`): the start's take-back of the org's own
         records has ended by then (node.daemon._take_back_own_records), and a record of a key `vouchnet key adopt`
-        made the org's, stored then, was said at CRITICAL as a thief's; the next start fetches them again."""
-        own = {self.replica.did, *self.replica.succession.earlier(self.replica.did)}
-        client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network,
-                            own=own)
-        event = client.start()
+        made the org's, stored then, was said at CRITICAL as a thief's; the next start fetches them again.
+        The stream is `/2`, or `/1` with a peer that refuses it (`_open_sync_stream`). On `/2` a full round asks for the
+        heads changed since the mark of the peer's last answer with which a round of ours ended in step
+        (SyncClient.in_step_mark), unless a catch-up awaits the peer (one learns only from every head whether the
+        peer holds the org's records) or the last round reading every head started `mark_rounds` intervals ago or
+        more: a peer answering falsely that nothing changed keeps nothing from us for longer. A round that fails, or
+        ends out of step, leaves no mark: the next reads every head."""
+        started = trio.current_time()
+        kept = self._peer_marks.pop(peer_id, None) if gaps is None else None  # (kept again if this round ends in step)
+        since = (kept[0] if kept is not None and kept[1] > started - self._mark_refresh and not self._awaited(peer_id)
+                 else None)
+        client, event = self._client(gaps, since, SYNC_PROTOCOL_2)
         if isinstance(event, Finished):
             return 0
         fetched = 0
         pending = _Verified()
         pace = PeerPace(grace=self.timeout)
         told = False  # the holder or unheld listeners
-        async with await self.host.open_stream(peer_id, SYNC_PROTOCOL) as stream:
+        protocol, opening = await self._open_sync_stream(peer_id)
+        if protocol != SYNC_PROTOCOL_2:  # (a node from before `/2`)
+            client, event = self._client(gaps, None, protocol)
+        async with opening as stream:
             try:
                 while not isinstance(event, Finished):
                     told = told or self._told_holders(client, peer_id)  # (before each step: what came may be stored)
@@ -877,9 +918,11 @@ class SyncService:
                         if isinstance(event, Send):
                             await self._paced(pace, stream.write_frame, event.payload)
                         payload = await self._read(stream, pace)
-                        reply = await _decoded(decode_reply, payload)
+                        reply = await _decoded(functools.partial(decode_reply, protocol=protocol), payload)
                         used, held = client.heads_used, client.heads_held
                         event = client.receive_reply(reply)
+                        if client.changed_only:
+                            self._changed_only_rounds.add(peer_id)
                         pace.read(reply, len(payload), used_heads=client.heads_used - used,
                                   held_heads=client.heads_held - held)
                     else:
@@ -901,7 +944,25 @@ class SyncService:
                 fetched += self._accept(pending.take(), peer_id)
             if not told:  # (before the stream's close, which may wait on the connection, or be cancelled)
                 self._told_holders(client, peer_id)
+        if (mark := client.in_step_mark()) is not None:
+            self._peer_marks[peer_id] = (mark, kept[1] if client.changed_only and kept is not None else started)
         return fetched
+
+    def _client(self, gaps: dict[str, tuple[int, int]] | None, since: bytes | None,
+                protocol: str) -> tuple[SyncClient, Event]:
+        """A client for a session (`_session`) on `protocol`, and its first step."""
+        own = {self.replica.did, *self.replica.succession.earlier(self.replica.did)}
+        client = SyncClient(self.replica.store, self.replica.horizon, self.limits, gaps=gaps, network=self.network,
+                            own=own, since=since, protocol=protocol)
+        return client, client.start()
+
+    async def _open_sync_stream(self, peer_id: str) -> tuple[str, Stream]:
+        """A sync stream to `peer_id` and its protocol: `/2`, or `/1` if the peer refuses `/2` (a node from before it;
+        gossip.host remembers the refusal while the peer stays connected, so it is asked once a connection)."""
+        try:
+            return SYNC_PROTOCOL_2, await self.host.open_stream(peer_id, SYNC_PROTOCOL_2)
+        except ProtocolNotSupported:
+            return SYNC_PROTOCOL, await self.host.open_stream(peer_id, SYNC_PROTOCOL)
 
     def _told_holders(self, client: SyncClient, peer_id: str) -> bool:
         """Tell `holder_listeners` of `peer_id` if `client` holds the org's records as the peer named them, or
@@ -1051,6 +1112,8 @@ class SyncService:
             connected = set(peers)  # (one told to come back later is forgotten too: then pulled from as any other)
             self._pulled = {peer: (size, at) for peer, (size, at) in self._pulled.items()
                             if peer in connected and at > oldest}
+            self._peer_marks = {peer: (mark, at) for peer, (mark, at) in self._peer_marks.items()
+                                if peer in connected and at > trio.current_time() - self._mark_refresh}
             due = [peer for peer in peers if not self._settled(peer)]
             for peer in _RANDOM.sample(due, min(self.round_peers, len(due))):
                 self._nursery.start_soon(self.sync_with, peer)
@@ -1093,10 +1156,12 @@ class SyncService:
             try:
                 end = await self._fetch(batch)
             finally:
-                self.stats.gap_issuers_unkept += self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered,
-                                                                  end.peerless, end.behind, begun=end.begun,
-                                                                  begun_by_busy=end.begun_by_busy, short=end.short,
-                                                                  overdue=end.overdue, tried=end.tried)
+                unkept = self._gaps.done(batch, end.vain, trio.current_time(), end.unanswered, end.peerless,
+                                         end.behind, begun=end.begun, begun_by_busy=end.begun_by_busy,
+                                         short=end.short, overdue=end.overdue, tried=end.tried)
+                self.stats.gap_issuers_unkept += unkept
+                if unkept:
+                    self._peer_marks.clear()  # the next rounds, reading every head, repair what was dropped
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
@@ -1124,18 +1189,20 @@ class SyncService:
 
     def _on_accepted(self, records: list[Record]) -> None:
         """Replica listener: keep the issuer index current."""
-        assert self._index is not None
+        assert self._index is not None and self._head_marks is not None
         self._index.add(records)
+        self._head_marks.add(records)
 
     def _on_entered(self, orgs: set[str]) -> None:
         """Replica horizon listener: fetch the histories of orgs that came inside the horizon (again, after a
         revocation had taken them out: what they issued meanwhile was not stored)."""
         # Each peer may hold a different part: ask every one.
         self._queue_gaps(None, {org: (1, MAX_SEQ) for org in orgs}, every=True)
+        self._peer_marks.clear()  # (should that fetch lose a range, the next rounds read every head)
 
     # --- serving --------------------------------------------------------------------------------------------
 
-    async def _serve(self, stream: Stream) -> None:
+    async def _serve(self, protocol: str, stream: Stream) -> None:
         if self._nursery is None:
             await stream.reset()  # the service is not running (the host keeps the handler it was given)
             return
@@ -1153,17 +1220,18 @@ class SyncService:
         self._peer_streams[peer] += 1
         try:
             self.stats.streams_served += 1
-            await self._answer(stream)
+            await self._answer(stream, protocol)
         finally:
             self._streams.release()
             self._peer_streams[peer] -= 1
             if not self._peer_streams[peer]:
                 del self._peer_streams[peer]
 
-    async def _answer(self, stream: Stream) -> None:
+    async def _answer(self, stream: Stream, protocol: str) -> None:
         peer = stream.remote_peer
         assert self._index is not None  # _serve answers only while running
-        server = SyncServer(self.replica.store, self._index, self.limits)
+        server = SyncServer(self.replica.store, self._index, self.limits,
+                            self._head_marks if protocol == SYNC_PROTOCOL_2 else None)
         answered = False
         try:
             while True:
@@ -1177,7 +1245,7 @@ class SyncService:
                     return
                 if payload is None:
                     return
-                if not await self._reply(stream, server, payload):
+                if not await self._reply(stream, server, payload, protocol):
                     return
                 answered = True
         except trio.TooSlowError:
@@ -1191,7 +1259,7 @@ class SyncService:
             self._refused("stream")
             logger.debug("sync stream from %s: %s", peer, error)
 
-    async def _reply(self, stream: Stream, server: SyncServer, payload: bytes) -> bool:
+    async def _reply(self, stream: Stream, server: SyncServer, payload: bytes, protocol: str) -> bool:
         """Answer one request; False if the stream is done: no slot was free (reset), or the request was malformed
         (refused), or its answer was cut short (Busy). It holds one of the `max_inbound` slots while it is decoded and
         its answer made, not while the answer waits for the peer to read it: a peer slow to read holds its stream,
@@ -1205,7 +1273,7 @@ class SyncService:
         request: Request | None = None
         apart: str | None = None
         try:
-            request = await _decoded(decode_request, payload)
+            request = await _decoded(functools.partial(decode_request, protocol=protocol), payload)
             if isinstance(request, (HeadsRequest, CheckpointRequest)) and request.network not in (None, self.network):
                 apart, reply = request.network, encode_message(OtherNetwork(self.network))
             elif isinstance(request, CosignRequest) and self.cosigner is not None:

@@ -18,7 +18,10 @@ from pathlib import Path
 
 from .disk_failure import open_failure
 
-_RESTORE = "restore this node's own file from a backup, or move it aside to start with a new one"
+# (a start then refuses the file missing while the data directory's stores.list lists it, naming what a new one loses
+# and the command that accepts it: `vouchnet stores accept-loss`)
+_RESTORE = ("restore this node's own file from a backup, or move it aside to start with a new one (the start then says "
+            "what that loses, and how to accept it)")
 
 
 @dataclass(frozen=True)

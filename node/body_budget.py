@@ -1,7 +1,8 @@
 """The bytes of request bodies the telemetry endpoints hold at once, across requests (DESIGN §7): a shared budget
-each request takes its body's bytes from, as they are received and as they are decompressed, before it holds them,
-and gives back when it is answered. A request that cannot get its share within a short wait is refused (503 with
-Retry-After, which OTLP/HTTP §Failures has exporters retry), so a flood of small gzip bodies that inflate to the
+each request takes its body's bytes from before it holds them (node.ingest_api takes them, decompressed, and those of
+what its read will hold, before the body is received), and gives back when it is answered. A request that cannot get
+its share within a short wait is refused (503 with Retry-After, which OTLP/HTTP §Failures has exporters retry), so a
+flood of small gzip bodies that inflate to the
 limit cannot hold the node's memory a full body a connection.
 
 Nor can bodies held unread hold the budget against the others: a request that finds no room within its wait takes

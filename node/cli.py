@@ -1,8 +1,9 @@
 """The `vouchnet` command line: one subcommand per operator task.
 
-cli.py is the parser and the dispatch; each command lives in a module with `register(subparsers)`, imported only
-when that command runs (or for `vouchnet --help`), so that a command that asks the node's API, run every few
-seconds by a health check, does not load the node, py-libp2p or the testnet.
+cli.py is the parser and the dispatch; each command lives in a module with `register(subparsers)` (cli_commands.py
+lists them), imported only when that command runs, so that a command that asks the node's API, run every few
+seconds by a health check, does not load the node, py-libp2p or the testnet; `vouchnet --help` (or a mistyped
+command) imports none of them.
 """
 
 from __future__ import annotations
@@ -15,27 +16,8 @@ import textwrap
 import typing
 import warnings
 
-# Each command and the module whose `register(subparsers)` adds it, in the order --help lists them.
-COMMANDS = {
-    "init": "node.commands.local",
-    "run": "node.commands.local",
-    "demo": "node.commands.local",
-    "status": "node.commands.status",
-    "peers": "node.commands.status",
-    "own-records": "node.commands.own_records",
-    "vouch": "node.commands.vouches",
-    "revoke": "node.commands.vouches",
-    "records": "node.commands.records",
-    "score": "node.commands.scores",
-    "orgs": "node.commands.scores",
-    "log": "node.commands.log",
-    "agent": "node.commands.agents",
-    "key": "node.commands.key",
-    "audit": "node.commands.audit",
-    "stores": "node.commands.stores",
-    "sim": "testnet.sim.cli",
-    "testnet": "testnet.cli",
-}
+from node.cli_commands import COMMANDS, no_command
+
 # The first steps --help shows: the README's quick start.
 _FIRST_STEPS = [
     "vouchnet demo                  # a record signed, logged and proved, without a node",
@@ -81,6 +63,26 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of `command` alone when it is one of COMMANDS (the other commands' modules are not imported), else
     of every command."""
+    parser, subparsers = _program_parser()
+    modules = [COMMANDS[command].module] if command in COMMANDS else dict.fromkeys(c.module for c in COMMANDS.values())
+    for module in modules:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def _listing_parser() -> argparse.ArgumentParser:
+    """`vouchnet`'s parser, its commands listed as build_parser lists them but none of their modules imported (0.5 s
+    or more): each command a parser of no options, not even -h, which takes whatever follows it. Enough for
+    `vouchnet --help`, `--version`, no command or a mistyped one; a command it parses is to be parsed again by its
+    own parser."""
+    parser, subparsers = _program_parser()
+    for name, command in COMMANDS.items():
+        subparsers.add_parser(name, help=command.summary, add_help=False)
+    return parser
+
+
+def _program_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """`vouchnet`'s parser, and the subparsers its commands are to be added to."""
     parser = _Parser(
         prog="vouchnet",
         description="A federated, peer-to-peer trust network for AI agents.",
@@ -93,11 +95,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines as written
     )
     parser.add_argument("--version", action=_Version)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
-    for module in modules:
-        importlib.import_module(module).register(subparsers)
-    return parser
+    return parser, parser.add_subparsers(dest="command", metavar="COMMAND")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,21 +109,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from node.client import ClientError, NodeApiError, NodeUnreachable  # here: a Ctrl-C while these load is main's
-    from node.commands.common import (NO_ANSWER_CAUSES, CommandFailed, UsageError, no_command, os_error_text,
-                                      refused_token_hint)
-
-    parser = build_parser(argv[0] if argv else None)
     try:
-        args, unrecognized = parser.parse_known_args(argv)
-        if unrecognized:  # said by the (sub)command they were given to, with its usage, not by `vouchnet`'s
-            _command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
+        parser, args = _parsed(argv)
     except SystemExit as stop:  # argparse exits 2 on a usage error, 0 after --help or --version
         return _finished("vouchnet", stop.code if isinstance(stop.code, int) else 2)
     except OSError as e:  # --help or --version written to a full disk, or to a pipe its reader closed
         return _stdout_failed("vouchnet", e)
     if args.command is None:
         return no_command(parser)
+    from node.client import ClientError, NodeApiError, NodeUnreachable  # here: a Ctrl-C while these load is main's
+    from node.commands.common import NO_ANSWER_CAUSES, CommandFailed, UsageError, os_error_text, refused_token_hint
+
     name = getattr(args, "command_name", f"vouchnet {args.command}")
     try:
         return _finished(name, args.func(args))
@@ -145,6 +139,21 @@ def _run(argv: list[str]) -> int:
         print(f"{name}: {os_error_text(e)}", file=sys.stderr)
         _flush_or_drop_stdout()
         return 2
+
+
+def _parsed(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser of the command `argv` names, and the arguments it parsed; SystemExit as argparse exits. Words after
+    the command unknown to it are refused by the (sub)command they were given to, with its usage, not by
+    `vouchnet`'s."""
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(command) if command is not None else _listing_parser()
+    args, unrecognized = parser.parse_known_args(argv)
+    if command is None and args.command is not None:  # a command after words `vouchnet` refuses (`vouchnet -x key`)
+        parser = build_parser(args.command)
+        args, unrecognized = parser.parse_known_args(argv)
+    if unrecognized:
+        _command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
+    return parser, args
 
 
 def _finished(name: str, code: int) -> int:

@@ -9,7 +9,7 @@ the sync service sets its handler only once the trust engine has replayed the st
 records, 0.25 s for 10^5 from engine.snapshot and 4.5 s without one (measured on a 2-CPU machine). A sync stream
 opened meanwhile was refused, and the peer's host remembered the refusal for the connection (gossip.host quirk 23),
 so the peer left the node out of its rounds, gap fetches and start-up catch-up until the connection closed; the host
-is told the node serves /vouchnet/sync/1 (HostConfig.served_protocols), so such a stream waits for the handler.
+is told the node serves /vouchnet/sync/1 and /2 (HostConfig.served_protocols), so such a stream waits for the handler.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from gossip.own_records import (MAX_CONFLICT_ROWS, MAX_CONFLICTS, MAX_UNLISTED_S
 from gossip.replica import Replica, RotationTakenBack
 from gossip.service import GossipService
 from gossip.store import INDEX_FILE, RecordStore, StoreError
-from gossip.sync_messages import SYNC_PROTOCOL
+from gossip.sync_messages import SYNC_PROTOCOL, SYNC_PROTOCOLS
 from gossip.sync_service import SyncService
 from gossip.witnessing import SavedCheckpointMismatch, SavedCheckpointUnusable, Witnessing
 from ledger import Checkpoint, LedgerError, StoredHashError
@@ -74,9 +74,6 @@ from .trust import TrustService
 
 log = logging.getLogger("vouchnet.node")
 SHUTDOWN_SECONDS = 2.0
-# A stop held up past this (a store's write or close that never returns: node.stop_deadline) is cut short; longer than
-# SHUTDOWN_SECONDS so that a clean stop merely slowed by a loaded machine still ends cleanly, with exit status 0.
-STOP_CUT_SECONDS = 5.0
 _WILDCARDS = ("/ip4/0.0.0.0/", "/ip6/::/")
 # How the start's catch-up sync went (_caught_up); "pending" until it has; "timed_out" (no peer it dials completed a
 # round), "unreachable" (none could be connected for a sync, those connected having refused the sync protocol:
@@ -303,7 +300,7 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
             raise StartupError(f"{config.key_path}: this key was retired by a rotation to {successor}, whose key "
                                f"should be in {NEXT_KEY_FILE}; restore it there and start again")
         host_config = HostConfig(gossip_protocols=GOSSIP_PROTOCOLS, close_timeout=SHUTDOWN_SECONDS / 4,
-                                 max_connections=max(limits.max_peers * 2, 8), served_protocols=(SYNC_PROTOCOL,))
+                                 max_connections=max(limits.max_peers * 2, 8), served_protocols=SYNC_PROTOCOLS)
         try:
             host = await stack.enter_async_context(open_host(bytes(key), list(config.listen), config=host_config))
         except ListenError as error:

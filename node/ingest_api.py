@@ -9,6 +9,7 @@ guard leaves OPEN_WRITE_PATHS open, for an exporter that cannot send headers.
 from __future__ import annotations
 
 import functools
+import math
 import zlib
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,7 +28,7 @@ from .events import MAX_ATTRS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_BATCH_
 from .ingest import BadBatch, Ingestor, Pending, ReadBatch, Reply, TooLarge, read_batch
 from .otlp import (MAX_ATTRIBUTES, MAX_JSON_CONTAINERS, MAX_SPANS, MalformedSpan, OtlpError, Span, SpanBatch,
                    TooManySpans, decode_json, decode_protobuf, error_status, export_response, sort_spans)
-from .read_bytes import read_batch_bytes, span_batch_bytes
+from .read_bytes import EVENTS_READ_PER_BYTE, SPANS_READ_PER_BYTE, read_batch_bytes, span_batch_bytes
 from .read_turns import ReadTurns
 
 MAX_TRACES_BYTES = 4 << 20
@@ -41,16 +42,17 @@ READ_ON_LOOP_BYTES = 16 * 1024
 # attributes, 4 KiB of gzip, where trio's 40 worker threads let 40 reads run at once. Python code holds the GIL: a
 # second read at once is no faster, only more memory.
 READS_AT_ONCE = 1
-# Request bodies (as received and decompressed) both endpoints hold at once, across requests: 16 at the traces limit.
+# Request bodies (as received and decompressed) both endpoints hold at once, across requests, and what is read of them.
 # Without a bound, each of the API's 1,024 connections could hold a body 4 MiB decompressed from 4 KiB of gzip while
 # it waits its turn to be read: 4 GiB. A request that finds no room within BODY_WAIT_S is answered 503 `busy`.
-# A request holds its room until answered, its commit included, and once its body is read takes room for what was
-# read too (node.read_bytes): the events read from a body take 3.2-3.5 times its bytes (tracemalloc: 14.7 MB for 4
-# MiB of agent spans, 0.47 MB for 1,000 events in 147 KB), which the requests waiting for the write lock hold.
+# A request holds its room until answered, its commit included, and takes it before its body is received, for the
+# body and for what its read will hold (read_body; node.read_bytes): the events read from a body take 3.2-3.5 times
+# its bytes (tracemalloc: 14.7 MB for 4 MiB of agent spans, 0.47 MB for 1,000 events in 147 KB), which the requests
+# waiting for the write lock hold. The parsers' memory while they read is not in it: one read at a time bounds it.
 BODY_BYTES_AT_ONCE = 16 * MAX_TRACES_BYTES
 BODY_WAIT_S = 2.0
 BUSY_RETRY_S = 1  # the 503's Retry-After
-INFLATE_PIECE = 256 * 1024  # a compressed body is inflated (and its room taken) this much at a time
+INFLATE_PIECE = 256 * 1024  # a compressed body is inflated this much at a time, refused once past its limit
 BODY_LIMITS = {"/v1/events": MAX_BATCH_BYTES, "/v1/traces": MAX_TRACES_BYTES}
 OPEN_WRITE_PATHS = frozenset({"/v1/traces"})
 PROTOBUF = "application/x-protobuf"
@@ -84,7 +86,8 @@ _EVENTS_BODY = {
 
 _BUSY = {"model": ErrorBody, "description": f"`busy`: the bodies the node holds at once, and what was read of them "
                                            f"({BODY_BYTES_AT_ONCE >> 20} MiB, across requests), left no room for "
-                                           f"this one, or for what was read of it, in {BODY_WAIT_S:g} s, "
+                                           f"this one and what its read will hold (taken before its body is "
+                                           f"received), or for more its read held, in {BODY_WAIT_S:g} s, "
                                            f"or it had been arriving, or waiting its turn to be read, for over "
                                            f"{BODY_WAIT_S:g} s when another found none and took its room; retry "
                                            "after Retry-After"}
@@ -99,32 +102,54 @@ class _Refused(Exception):
 
 
 
-async def read_body(request: Request, limit: int, held: Holding) -> bytes:
+async def read_body(request: Request, limit: int, read_per_byte: float, held: Holding) -> tuple[bytes, int]:
     """The request body, decompressed per Content-Encoding (identity, gzip, deflate), at most `limit` bytes
-    before and after decompression, each byte taken from `held`'s budget before it is held; raises _Refused (413
-    too large, 415 unknown encoding, 400 corrupt, or with bytes after the compressed stream's end, 503 busy: no room
-    in the budget, or its room given to another request while its body was arriving slowly: node.body_budget)."""
+    before and after decompression, and the room it holds in `held`'s budget for what its read will hold
+    (`read_per_byte` a byte of the body: node.read_bytes). Before a byte is received, it takes room for the body
+    its Content-Length says (the limit, without one or compressed, its decompressed size unknown till then) and for
+    its read, and gives back the rest once the body is in; raises _Refused (413 too large, 415 unknown encoding, 400
+    corrupt, or with bytes after the compressed stream's end, 503 busy: no room in the budget, its body not read, or
+    its room given to another request while its body was arriving slowly: node.body_budget)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "deflate"):
         raise _Refused(415, "unsupported_encoding", "Content-Encoding: must be identity, gzip or deflate")
     too_large = _Refused(413, "too_large", f"body: must be at most {limit} bytes")
     length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):  # not "²"
+    declared = length.isascii() and length.isdigit()  # not "²"
+    if declared and (len(length) > 18 or int(length) > limit):
         raise too_large
+    received_room = int(length) if declared else limit
+    inflated_room = 0 if encoding == "identity" else limit
+    read_room = room_to_read(inflated_room or received_room, read_per_byte)
     try:
+        await held.take(received_room + inflated_room + read_room)
         chunks, received = [], 0
         with held.arriving():
             async for chunk in request.stream():
                 received += len(chunk)
                 if received > limit:
                     raise too_large
-                await held.take(len(chunk))
+                if received > received_room:  # (more than its Content-Length said)
+                    await held.take(received - received_room)
+                    received_room = received
                 chunks.append(chunk)
-        body = b"".join(chunks)
-        del chunks
-        return body if encoding == "identity" else await _inflate(body, encoding, limit, held, too_large)
     except OverBudget as error:
         raise _busy(error) from None
+    body = b"".join(chunks)
+    del chunks
+    if encoding != "identity":
+        body = _inflate(body, encoding, limit, too_large)
+        held.give_back(received_room + inflated_room - len(body))  # (the compressed body is let go)
+    else:
+        held.give_back(received_room - len(body))
+    spare = read_room - room_to_read(len(body), read_per_byte)
+    held.give_back(spare)
+    return body, read_room - spare
+
+
+def room_to_read(size: int, read_per_byte: float) -> int:
+    """The room a body of `size` bytes takes for what its read holds, at `read_per_byte` (node.read_bytes)."""
+    return math.ceil(size * read_per_byte)
 
 
 def _busy(error: OverBudget) -> _Refused:
@@ -132,18 +157,16 @@ def _busy(error: OverBudget) -> _Refused:
     return _Refused(503, "busy", f"body: {error}", {"Retry-After": str(BUSY_RETRY_S)})
 
 
-async def _inflate(body: bytes, encoding: str, limit: int, held: Holding, too_large: _Refused) -> bytes:
-    """`body` decompressed a piece at a time, each piece's room taken from `held` before it is inflated."""
+def _inflate(body: bytes, encoding: str, limit: int, too_large: _Refused) -> bytes:
+    """`body` decompressed a piece at a time, refused as soon as it inflates past `limit`."""
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
     pieces, size, tail = [], 0, body
     while True:
         room = min(INFLATE_PIECE, limit + 1 - size)
-        await held.take(room)
         try:
             piece = inflater.decompress(tail, room)
         except zlib.error as error:
             raise _Refused(400, "bad_encoding", f"body: not valid {encoding} data ({error})") from None
-        held.give_back(room - len(piece))
         pieces.append(piece)
         size, tail = size + len(piece), inflater.unconsumed_tail
         if size > limit:
@@ -152,7 +175,7 @@ async def _inflate(body: bytes, encoding: str, limit: int, held: Holding, too_la
             break
     if not inflater.eof:
         raise _Refused(400, "bad_encoding", f"body: truncated {encoding} data")
-    if inflater.unused_data:  # a second gzip member (RFC 1952 §2.2), or anything else: not read, so not taken
+    if inflater.unused_data:  # a second gzip member (RFC 1952 §2.2), or anything else: not read
         raise _Refused(400, "bad_encoding", f"body: {len(inflater.unused_data)} bytes after the end of the {encoding} "
                                             "data; send the body as one compressed stream")
     return b"".join(pieces)
@@ -194,11 +217,11 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
             return error_response(400, "bad_request", problem)
         async with bodies.holding() as held:
             try:
-                body = await read_body(request, MAX_BATCH_BYTES, held)
+                body, read_room = await read_body(request, MAX_BATCH_BYTES, EVENTS_READ_PER_BYTE, held)
                 prepared = ingestor.replay_of(body, key=key)
                 if prepared is None:
                     batch = await read_request(functools.partial(_read_events, body, now_ms=ingestor.audit.clock()),
-                                               len(body), reads, held)
+                                               len(body), read_room, reads, held)
                     prepared = ingestor.prepare_batch(body, batch, key=key)
             except _Refused as refusal:
                 return error_response(*_counted(refusal, refused))
@@ -241,9 +264,9 @@ def ingest_router(ingestor: Ingestor, *, refused: Refused) -> APIRouter:
         decode = decode_json if as_json else decode_protobuf
         async with bodies.holding() as held:
             try:
-                body = await read_body(request, MAX_TRACES_BYTES, held)
+                body, read_room = await read_body(request, MAX_TRACES_BYTES, SPANS_READ_PER_BYTE, held)
                 batch = await read_request(functools.partial(_read_spans, decode, body, now_ms=ingestor.audit.clock()),
-                                           len(body), reads, held)
+                                           len(body), read_room, reads, held)
             except _Refused as refusal:
                 status, code, detail, headers = _counted(refusal, refused)
                 return _otlp_error(status, code, detail, as_json, headers)
@@ -266,12 +289,14 @@ def _counted(refusal: _Refused, refused: Refused) -> tuple[int, str, str, dict[s
     return refusal.status, refusal.code, refusal.detail, refusal.headers
 
 
-async def read_request(read: Callable[[], tuple[Read, int]], size: int, reads: ReadTurns, held: Holding) -> Read:
-    """What `read()` reads of a body of `size` bytes, the bytes that holds (node.read_bytes) taken from `held`'s
-    budget (waiting for room like the body's) to be held with the body's until the request is answered. Read on the
+async def read_request(read: Callable[[], tuple[Read, int]], size: int, read_room: int, reads: ReadTurns,
+                       held: Holding) -> Read:
+    """What `read()` reads of a body of `size` bytes, in the `read_room` bytes `held` took for it before the body was
+    read (read_body): what it turns out not to hold given back, or, should it hold more (node.read_bytes), the rest
+    taken (waiting for room like the body's), to be held with the body's until the request is answered. Read on the
     event loop up to READ_ON_LOOP_BYTES, else on a worker thread in its turn among `reads`, its room open to others
     (node.body_budget) until then; raises _Refused (503 busy) if another request takes its room, or none is found
-    for what it read."""
+    for the rest of what it read."""
     try:
         if size <= READ_ON_LOOP_BYTES:
             result, holds = read()
@@ -281,7 +306,10 @@ async def read_request(read: Callable[[], tuple[Read, int]], size: int, reads: R
                 result, holds = await trio.to_thread.run_sync(read)
             finally:
                 reads.give_back()
-        await held.take(holds)
+        if holds > read_room:
+            await held.take(holds - read_room)
+        else:
+            held.give_back(read_room - holds)
     except OverBudget as error:
         raise _busy(error) from None
     return result

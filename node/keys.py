@@ -57,12 +57,19 @@ def create_org_key(path: Path) -> SigningKey:
     return key
 
 
-def load_org_key(path: Path) -> SigningKey:
-    """Load the org key written by `create_org_key`."""
-    seed = _read_private(path, "restore it from a backup of this data directory: it is the org's identity (a new "
-                                 "key would be a new org, made by `vouchnet init` in a new directory)")
+# What to do when a data directory's org.key is missing or damaged
+RESTORE_ORG_KEY = ("restore it from a backup of this data directory: it is the org's identity (a new key would be a "
+                   "new org, made by `vouchnet init` in a new directory)")
+
+
+def load_org_key(path: Path, way_forward: str = RESTORE_ORG_KEY) -> SigningKey:
+    """Load the org key written by `create_org_key`. KeyFileError for a file missing or damaged (not a 32-byte
+    seed) ends with `way_forward`, what the caller's operator can do about it: for a data directory's org.key,
+    restore it; for another file (`key adopt FILE`, org.key.next), what that file is for."""
+    seed = _read_private(path, way_forward)
     if len(seed) != SEED_BYTES:
-        raise KeyFileError(f"{path}: expected a {SEED_BYTES}-byte Ed25519 seed, found {len(seed)} bytes")
+        raise KeyFileError(f"{path}: damaged: an org key is a {SEED_BYTES}-byte Ed25519 seed, and it holds "
+                           f"{len(seed)} bytes; {way_forward}")
     return SigningKey(seed)
 
 

@@ -54,7 +54,8 @@ def rotate_key(config: NodeConfig) -> Rotation:
             if named is None:
                 if (taken_back := kept(config, replica.did)) is not None:  # a rotation now would take its seq
                     raise TakenBackError(refusal(config, taken_back))
-                successor = load_org_key(next_path) if next_path.exists() else create_org_key(next_path)
+                successor = (load_org_key(next_path, _UNSIGNED_NEXT_KEY) if next_path.exists()
+                             else create_org_key(next_path))
                 _check_fresh(next_path, did_key(bytes(successor.verify_key)), replica)
                 replica.issue("org", org_body(config.name, config.network, _addrs(store, replica.did),
                                               next=did_key(bytes(successor.verify_key))))
@@ -66,15 +67,19 @@ def rotate_key(config: NodeConfig) -> Rotation:
 def finish_interrupted_rotation(config: NodeConfig) -> Rotation | None:
     """At the node's start, with the data directory locked: finish a rotation whose record was signed but whose
     key was not yet installed; None if there is none. Raises DataDirBusy if a command is signing with the key, and
-    KeyFileError as node.keys.load_signing_key. A new
-    key whose rotation was never signed is left for the next `vouchnet key rotate` to use."""
+    KeyFileError as node.keys.load_signing_key, or for an org.key.next the signed rotation needs that is missing or
+    damaged. A new key whose rotation was never signed is left, unread, for the next `vouchnet key rotate` to use (or
+    refuse, if damaged)."""
     next_path = _next_key_path(config)
     if not next_path.exists():
         return None
-    key, successor = load_signing_key(config), load_org_key(next_path)
+    key = load_signing_key(config)
     with RecordStore.open(config.data_dir) as store:
         last = store.latest_org(did_key(bytes(key.verify_key)))
-        if last is None or last.next != did_key(bytes(successor.verify_key)):
+        if last is None or last.next is None:  # (no rotation signed: the new key is not read)
+            return None
+        successor = load_org_key(next_path, _signed_next_key(last.next))
+        if last.next != did_key(bytes(successor.verify_key)):
             return None
         with replacing_key(config.data_dir):  # not while a command signs with the retired key
             return _finish(config, key, successor, store)
@@ -153,10 +158,23 @@ def _check_fresh(next_path: Path, successor: str, replica: Replica) -> None:
 
 def _named_key(next_path: Path, named: str) -> SigningKey:
     """The successor key the rotation record names, from `org.key.next`; raises KeyFileError."""
-    if next_path.exists() and did_key(bytes((successor := load_org_key(next_path)).verify_key)) == named:
+    way_forward = _signed_next_key(named)
+    if next_path.exists() and did_key(bytes((successor := load_org_key(next_path, way_forward)).verify_key)) == named:
         return successor
     raise KeyFileError(f"{next_path}: does not hold the key {named} this org's rotation record names, so the "
-                       f"rotation cannot finish (this data directory's key signs nothing more)")
+                       f"rotation cannot finish (this data directory's key signs nothing more); {way_forward}")
+
+
+# What to do when org.key.next is missing or damaged: before its rotation was signed, it is any new key; after, the one
+# key the rotation names, the org's only key that may sign
+_UNSIGNED_NEXT_KEY = ("it is the new key an interrupted `vouchnet key rotate` made before signing anything (org.key "
+                      "is unchanged): remove it and run `vouchnet key rotate` again, which makes another")
+
+
+def _signed_next_key(named: str) -> str:
+    return (f"restore org.key.next, holding {named}, from a backup taken since the rotation was signed (then start "
+            "the node, or run `vouchnet key rotate` again, to finish it); without that key the org can sign nothing "
+            "more, and must be set up again under a new key (`vouchnet init` in a new directory)")
 
 
 def _install(next_path: Path, key_path: Path) -> None:

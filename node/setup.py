@@ -53,7 +53,7 @@ def init_data_dir(
     make_directory(data_dir, mode=0o700)
     key_path, token_path = data_dir / "org.key", data_dir / "api.token"
     kept_key = key_path.exists()
-    key = load_org_key(key_path) if kept_key else create_org_key(key_path)
+    key = load_org_key(key_path, _KEPT_KEY) if kept_key else create_org_key(key_path)
     if not token_path.exists():
         create_token(token_path)
     # Not writable by group or others whatever the umask (002 is common): `vouchnet run` refuses that (strict_modes).
@@ -62,6 +62,12 @@ def init_data_dir(
     except FileExistsError:
         raise _holds_a_node(data_dir) from None
     return Initialised(data_dir, did_key(bytes(key.verify_key)), kept_key)
+
+
+# What to do when the org.key init keeps is damaged: init takes a directory holding a key and no config.toml for an
+# init cut short
+_KEPT_KEY = ("init keeps the org key of a directory holding no config.toml (an init cut short): remove it and run init "
+             "again to make a new org under a new key, or, if the org used this key, restore it from a backup")
 
 
 def _refuse_a_path_through_no_directory(data_dir: Path) -> None:

@@ -1,11 +1,11 @@
-"""The bound on `vouchnet run`'s stop (README "What `run` runs": a stop held up is cut short
-node.daemon.STOP_CUT_SECONDS after the signal), kept when a disk never finishes an fsync: a store's write or close then
-never returns, and the node's tasks and closes waiting for it would hold the stop up for ever. Past the bound, the
-process ends from a thread of its own (the node's may be the one held), with one line naming the stores whose writes
-or closes had not returned (ledger.writes_under_way), given SAY_SECONDS at most (a log the hung disk holds up must not
-hold the end), and exit status 1. Nothing acknowledged is lost (DESIGN §4): every store commits durably
-before its write returns, and a write that never returned was never acknowledged; the stores not yet closed are left
-as a kill leaves them, which each one's next open takes (records.index replayed from records.ledger, SQLite's WAL).
+"""The bound on `vouchnet run`'s stop (README "What `run` runs": a stop held up is cut short STOP_CUT_SECONDS
+after the signal), kept when a disk never finishes an fsync: a store's write or close then never returns, and the
+node's tasks and closes waiting for it would hold the stop up for ever. Past the bound, the process ends from a thread
+of its own (the node's may be the one held), with one line naming the stores whose writes or closes had not returned
+(ledger.writes_under_way), given SAY_SECONDS at most (a log the hung disk holds up must not hold the end), and exit
+status 1. Nothing acknowledged is lost (DESIGN §4): every store commits durably before its write returns, and a write
+that never returned was never acknowledged; the stores not yet closed are left as a kill leaves them, which each
+one's next open takes (records.index replayed from records.ledger, SQLite's WAL).
 
 The bound is armed by the signal itself (`armed_by_signals`), not by trio's reading of it: a write held on the node's
 own thread (a record appended to records.ledger) holds trio's loop too, which would never read the signal."""
@@ -26,6 +26,9 @@ from ledger.writes_under_way import under_way
 
 log = logging.getLogger("vouchnet.node")
 LEFT_EXIT = 1  # the exit status of a stop cut short (`vouchnet run` exits 1 when the node fails)
+# A stop held up past this (a store's write or close that never returns) is cut short; longer than the 2 s a stop
+# takes (node.daemon.SHUTDOWN_SECONDS), so that a clean stop merely slowed by a loaded machine still ends cleanly.
+STOP_CUT_SECONDS = 5.0
 # Seconds a stop cut short gives its last line (and its child processes' end) before it exits without them: its
 # stderr may be a pipe to a log writer whose disk is the one that hangs, full, its write (and the log's lock) held.
 SAY_SECONDS = 1.0

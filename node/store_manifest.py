@@ -48,6 +48,10 @@ class StoreLost(Exception):
     """A listed store is missing or empty, or the list cannot be read; the message names the file and what to do."""
 
 
+class NotAStore(StoreLost):
+    """A name `unlist` was given that is no store the list names (a typo, or a file that is no store)."""
+
+
 def listed(data_dir: Path) -> list[str]:
     """The stores `stores.list` names, in its order; none if there is no list (a directory from before it)."""
     path = data_dir / MANIFEST_FILE
@@ -102,15 +106,15 @@ def list_present(data_dir: Path, *, held: Iterable[str] = ()) -> None:
 
 def unlist(data_dir: Path, name: str) -> None:
     """Take `name` off the list, durably (`vouchnet stores accept-loss`, the node stopped). StoreLost if it is not
-    listed (naming those that are, for a name that is no store), or if it is there and not empty (nothing was
-    lost)."""
+    listed (NotAStore, naming those that are, for a name that is no store), or if it is there and not empty (nothing
+    was lost)."""
     names = listed(data_dir)
     path = data_dir / name
     if name not in names:
         if name in STORES:
             raise StoreLost(f"{path}: not listed in {data_dir / MANIFEST_FILE}: a start makes it if it is missing")
         # (a typo, or a file that is no store: "a start makes it" would be untrue)
-        raise StoreLost(f"{path}: not a store {data_dir / MANIFEST_FILE} lists "
+        raise NotAStore(f"{path}: not a store {data_dir / MANIFEST_FILE} lists "
                         f"({', '.join(names) or 'it lists none'}): give the file name the start's refusal named")
     if path.exists() and not _empty(path):
         raise StoreLost(f"{path}: is there and not empty: nothing was lost")

@@ -99,7 +99,8 @@ def adopt(config: NodeConfig, key_file: Path) -> str:
                 return org
             raise _nothing_kept(config, org)
         assert isinstance(rotation.body, OrgBody)
-        successor = load_org_key(key_file)
+        successor = load_org_key(key_file, f"give it the org.key of the newer copy of the data directory, the key "
+                                           f"{rotation.body.next} the rotation names; org.key is unchanged")
         if (did := did_key(bytes(successor.verify_key))) != rotation.body.next:
             raise KeyFileError(f"{key_file}: holds {did}, not {rotation.body.next}, the key the rotation names; "
                                "org.key is unchanged")

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from node.cli_commands import summary_of
 from node.commands.common import (
     NO_ANSWER_CAUSES,
     CommandFailed,
@@ -49,7 +50,7 @@ def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers,
         "testnet",
-        summary="run a network of nodes on this machine, attack it, and report what happened",
+        summary=summary_of("testnet"),
         description="Start N real node processes on loopback (each with its own ports and data directory), drive "
         "scenarios of honest and malicious orgs and agents through their APIs, inject faults, and report "
         "propagation, catch-up, convergence, score trajectories and how each attack fared.",

@@ -4,8 +4,9 @@ accountability = (1 + G) / (1 + G + penalty * B), where G is the vouch weight th
 behave well (its latest vouch for each agent and basis: one it replaced adds none) and B the weight behind agents
 that misbehave and orgs caught equivocating (its heaviest vouch for each agent and basis, and for each org: a vouch
 given again adds none, and one given again lighter sheds none). A vouch answers for misconduct that began while it
-stood: one revoked or expired, only if the other orgs reported the agent's misconduct before its end
-(DeviationTest.misconduct_began; vouching.recompute). Replacing a vouch does not undo having given it; the penalty
+stood: one revoked or expired, only if the other orgs whose bad counts on their own word reported the agent's
+misconduct before its end (DeviationTest.misconduct_began; vouching.recompute), a revocation dated no earlier than what
+its key signed before it (TrustEngine.chain_time). Replacing a vouch does not undo having given it; the penalty
 fades as the agent's bad evidence decays. For each org that vouched for it, an agent's conduct
 is judged from the other orgs' evidence: an org reporting its own agent's violations pays no more than one hiding them
 would, and reporting it well earns it nothing. Their bad counts as the agent's score counts it (vouching.confirmation):

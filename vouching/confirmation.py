@@ -33,6 +33,13 @@ def discredited_orgs(credibilities: np.ndarray, params: ScoringParams) -> np.nda
     return credibilities < untested
 
 
+def reporting_orgs(weights: np.ndarray, discredited: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """Per org, whether its bad evidence counts in an agent's score on its own word: it has weight and is no
+    DISCREDITED source (`standing_of`; one's counts only as far as FULL sources report as much). When an agent's
+    misconduct began is read from their reports alone (DeviationTest.misconduct_began)."""
+    return (weights > 0) & ((weights >= params.independent_min_weight) | ~discredited)
+
+
 def counted_bad(full: float, light: Iterable[float], discredited: float, source_cap: float) -> float:
     """An agent's bad evidence from the weighted bad of its FULL sources, of each independence group's LIGHT orgs
     (`light`) and of its DISCREDITED orgs, all on the grid: a LIGHT group's bad beyond what every other source reports

@@ -143,15 +143,15 @@ class DeviationTest:
             verdict[rows] = self._verdicts(rows, n_ref, k_ref, v_ref)
         self._tested_upto = len(key)
 
-    def misconduct_began(self, voucher: np.ndarray, subject: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Per vouch (its `voucher` and `subject`), the date of the first batch about its subject, of an org other than
-        its voucher with weight, in which the agent violated policy or failed half its events or more: when its
-        misconduct began, by the other orgs' word; inf where no such batch is. Ties of date: any org's but the
-        voucher's."""
+    def misconduct_began(self, voucher: np.ndarray, subject: np.ndarray, reporting: np.ndarray) -> np.ndarray:
+        """Per vouch (its `voucher` and `subject`), the date of the first batch about its subject, of a `reporting` org
+        (per org: whose bad counts in a score on its own word, confirmation.reporting_orgs) other than its voucher, in
+        which the agent violated policy or failed half its events or more: when its misconduct began, by the other
+        orgs' word; inf where no such batch is. Ties of date: any org's but the voucher's."""
         key = np.frombuffer(self.key, dtype=np.int64)
         org = np.frombuffer(self.org, dtype=np.int32)
         began = np.full(len(subject), math.inf)
-        rows = np.flatnonzero(_member(key >> _WINDOW_BITS, subject) & (weights[org] > 0))
+        rows = np.flatnonzero(_member(key >> _WINDOW_BITS, subject) & reporting[org])
         events, failures, violations = self._counts(rows)
         rows = rows[(violations > 0) | ((events > 0) & (2 * failures >= events))]
         if not len(rows):

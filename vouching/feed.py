@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .bodies import DigestBody, EquivocationBody, RevokeBody, VouchBody
+from .bodies import DigestBody, EquivocationBody, OrgBody, RevokeBody, VouchBody
 from .evidence import Outcomes
 from .records import Record
 from .scoring import TrustEngine
@@ -24,9 +24,21 @@ def feed_record(engine: TrustEngine, record: Record, identity: Callable[[str], s
 
     `identity` names the org of a key (Succession.identity): issuers, org-peer subjects and offenders are fed as
     their org, so that the engine counts linked keys as one org; agents are not keys and are fed as they are. An
-    org-peer vouch between two keys of one org says nothing and is skipped."""
+    org-peer vouch between two keys of one org says nothing and is skipped.
+
+    A revocation is dated by its key's chain (TrustEngine.chain_time), every record of another org's keys moving that
+    clock on, and a rotation's two records carrying it to the org's next key (TrustEngine.chain_rotation); this node's
+    own org's are not clocked (the node counts its own digests apart, and its own org's accountability is 1 at the
+    node whatever it vouched for)."""
     body = record.body
     issuer = identity(record.iss)
+    at = record.ts
+    if issuer != engine.own_org:
+        at = engine.chain_time(record.iss, record.ts)
+        if isinstance(body, OrgBody) and body.next is not None:
+            engine.chain_rotation(record.iss, body.next, by=record.iss)
+        if isinstance(body, OrgBody) and body.prior is not None:
+            engine.chain_rotation(body.prior, record.iss, by=record.iss)
     if isinstance(body, VouchBody):
         if body.basis == "org-peer":
             subject = identity(body.subject)
@@ -38,7 +50,7 @@ def feed_record(engine: TrustEngine, record: Record, identity: Callable[[str], s
                                ts=record.ts, expires=body.expires, scope=body.scope)
         return body.subject
     if isinstance(body, RevokeBody):
-        return engine.revoke(issuer, body.record, ts=record.ts)
+        return engine.revoke(issuer, body.record, ts=at)
     if isinstance(body, DigestBody) and issuer != engine.own_org:
         engine.add_digest(issuer, body.agent, epoch=body.epoch, length=body.length,
                           outcomes=outcomes_of(body.outcomes), high_risk=outcomes_of(body.high_risk),

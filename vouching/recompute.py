@@ -17,7 +17,7 @@ import numpy as np
 
 from vouching.accountability import accountability, conduct, others_evidence
 from vouching.batch import ScoreTable, score_table, totals, weighted_evidence
-from vouching.confirmation import discredited_orgs
+from vouching.confirmation import discredited_orgs, reporting_orgs
 from vouching.deviation import DeviationTest, credibility
 from vouching.evidence import EvidenceStore
 from vouching.params import ScoringParams
@@ -107,7 +107,8 @@ class Recompute:
         ended = self.vouches.ends()
         gone = np.flatnonzero(misbehaving & (ended < np.inf))  # a vouch answers for misconduct begun while it stood
         if len(gone):
-            began = self.deviation.misconduct_began(vouches[0][gone], vouches[1][gone], first.weights)
+            began = self.deviation.misconduct_began(vouches[0][gone], vouches[1][gone],
+                                                    reporting_orgs(first.weights, discredited, p))
             misbehaving[gone] = began <= ended[gone]
         equivocator = np.zeros(n, dtype=bool)
         equivocator[self.equivocators] = True

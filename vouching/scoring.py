@@ -176,6 +176,12 @@ class TrustEngine:
         self._barred: dict[int, bytes] = {}
         self._vouches = VouchBook(p.basis_weights)
         self._seen_digests = SeenIds()
+        # Per key (a record's `iss`), the latest ts of its records fed so far (`chain_time`): a str and an int a key,
+        # which the garbage collector does not track.
+        self._chain_times: dict[str, int] = {}
+        # Halves of key rotations fed whose other half is not yet (`chain_rotation`): "prior successor" -> the key
+        # that signed it.
+        self._rotation_halves: dict[str, str] = {}
         self._equivocators: set[int] = set()
         self._merged: set[int] = set()  # indices of keys merged into their org (merge_org): no org of their own
         self._evidence = EvidenceStore(p)
@@ -247,10 +253,33 @@ class TrustEngine:
             self._scoped.add(a)
         self._changed(a, terms, vouch.issuer, basis)
 
+    def chain_time(self, key: str, ts: int) -> int:
+        """When a record of `key` dated `ts` was signed, as far as its chain tells (DESIGN.md §3: a key's chain orders
+        its records, each ts is the key's word): the latest ts of it and of every record before it in the chain. Fed
+        each record of the key in its chain's order (feed_record), as a node accepts them; so a pure function of the
+        chain, the same whatever order other keys' records arrive in. A revocation is dated by it (`revoke`): a key
+        cannot date one before anything it signed earlier."""
+        latest = self._chain_times[key] = max(ts, self._chain_times.get(key, ts))
+        return latest
+
+    def chain_rotation(self, prior: str, successor: str, *, by: str) -> None:
+        """Half of a rotation of keys (DESIGN.md §2, vouching.succession) signed by key `by`: `prior`'s last record
+        naming `successor`, or `successor`'s first naming `prior`. Once both are fed, `successor`'s chain dates its
+        records no earlier than `prior`'s last (`chain_time`), whichever half came first: the acceptor holds what the
+        successor signs after its first record until the link, so a rotated org's later key cannot date a revocation
+        back before what its earlier key signed. One half alone moves nothing: a key cannot push another's dates."""
+        pair = f"{prior} {successor}"
+        other = self._rotation_halves.pop(pair, None)
+        if other is None or other == by:
+            self._rotation_halves[pair] = by
+            return
+        self._chain_times[successor] = max(self._chain_times[successor], self._chain_times[prior])
+
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
-        """A revocation of one of the issuer's earlier vouches; it stops counting from now on. The agent whose
-        vouch it revoked, if any (None for an org vouch, a vouch that has not arrived yet, or another org's vouch,
-        which it leaves counting: a key that merely claims to replace the voucher may send one)."""
+        """A revocation of one of the issuer's earlier vouches, dated `ts` (its `chain_time`, fed by feed_record); it
+        stops counting from now on. The agent whose vouch it revoked, if any (None for an org vouch, a vouch that has
+        not arrived yet, or another org's vouch, which it leaves counting: a key that merely claims to replace the
+        voucher may send one)."""
         known = self._vouches.get(record_id)
         terms = None if known is None or known.for_org else \
             self._changing(known.subject, known.issuer, known.basis)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import types
 import typing
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,17 +60,17 @@ def _exact_type(annotation: object) -> type | None:
 
 
 _RouteParameters = tuple[dict[str, None], tuple[tuple[str, str, type], ...]]
-_WALKED: dict[int, _RouteParameters] = {}  # id of a route -> its parameters, while the route lives
+_WALKED = "vouchnet_parameters"  # the attribute of a route that keeps them
 
 
 def _route_parameters(route: APIRoute) -> _RouteParameters:
     """The query parameters `route` reads (in the order it declares them) and its exact_parameters, walked once per
-    route, not on each request (a route's dependencies do not change once made; routes are not hashable, so they are
-    kept by id, dropped as the route goes)."""
-    if (walked := _WALKED.get(id(route))) is None:
+    route, not on each request, and kept on it (a route's dependencies do not change once made)."""
+    walked: _RouteParameters | None = getattr(route, _WALKED, None)
+    if walked is None:
         reads = dict.fromkeys(name for where, name, _ in _parameters(route.dependant) if where == "query")
-        walked = _WALKED[id(route)] = (reads, tuple(exact_parameters(route.dependant)))
-        weakref.finalize(route, _WALKED.pop, id(route), None)
+        walked = (reads, tuple(exact_parameters(route.dependant)))
+        setattr(route, _WALKED, walked)
     return walked
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from ._blocking import warn_if_blocking
@@ -38,6 +39,53 @@ def credential_in(holder: object, key: str = CREDENTIAL_KEY) -> str | None:
 def refusal_text(decision: TrustDecision) -> str:
     """What a refused caller is told, in every framework."""
     return f"Refused by vouchnet: {decision.reason}"
+
+
+class TrustRefusal(Exception):
+    """What an adapter raises to refuse a call (its framework's own exception type mixes it in): a guarded call
+    it passes through (a tool that delegates to a target refused) is not reported as failing, since the refusal
+    says nothing of how the agent works. Raise it as `raise refused(...)`, so that a call that turns it into a
+    result is not reported as failing either."""
+
+
+RefusalT = TypeVar("RefusalT", bound=TrustRefusal)
+_refusals: ContextVar[list[TrustRefusal] | None] = ContextVar("vouchnet_refusals", default=None)
+
+
+def refused(error: RefusalT) -> RefusalT:
+    """`error`, about to be raised, noted for the guarded calls it is raised within (watching_refusals): a framework
+    that turns a tool's exception into its result (MCP's isError, LangGraph's ToolNode handle_tool_errors) hides
+    it from the call's gate, which must still not report the call as failing. (The first one is kept.)"""
+    if (noted := _refusals.get()) is not None and not noted:
+        noted.append(error)
+    return error
+
+
+@contextmanager
+def watching_refusals() -> Iterator[list[TrustRefusal]]:
+    """Around a guarded call: the refusals raised within it (`refused`), those of the calls it encloses too. A list
+    shared with the tasks and threads the call starts, which copy the context."""
+    outer, noted = _refusals.get(), []
+    token = _refusals.set(noted)
+    try:
+        yield noted
+    finally:
+        _refusals.reset(token)
+        if outer is not None and noted and not outer:
+            outer.extend(noted)
+
+
+def reported_outcome(outcome: str | None, noted: list[TrustRefusal]) -> str | None:
+    """The outcome to report for a call that went `outcome` (None: not reported): not a failure, if a refusal by
+    trust was raised within it (a delegation refused its target), whatever the call turned it into."""
+    return None if noted and outcome != "ok" else outcome
+
+
+def failure_outcome(error: Exception) -> str | None:
+    """How a call that raised `error` went: timeout or error, or None, not reported, for a refusal by trust."""
+    if isinstance(error, TrustRefusal):
+        return None
+    return "timeout" if _timed_out(error) else "error"
 
 
 def _ok(_: object) -> str:
@@ -138,13 +186,21 @@ class Vouchnet:
 
     @contextmanager
     def _reporting(self, decision: TrustDecision, category: str, name: str) -> Iterator[Callable[[str], None]]:
-        """Times the block; the block reports its outcome, an exception out of it is reported as error/timeout."""
+        """Times the block; the block reports its outcome, an exception out of it is reported as failure_outcome
+        says (a refusal by trust, TrustRefusal, as nothing); a failure is not reported if a refusal by trust was
+        raised within the block (reported_outcome)."""
         started = time.perf_counter()
-        try:
-            yield lambda outcome: self.report(decision, category, name, outcome, started)
-        except Exception as error:  # not a cancellation: that says nothing about the agent
-            self.report(decision, category, name, "timeout" if _timed_out(error) else "error", started)
-            raise
+
+        def report(outcome: str | None) -> None:
+            if (outcome := reported_outcome(outcome, noted)) is not None:
+                self.report(decision, category, name, outcome, started)
+
+        with watching_refusals() as noted:
+            try:
+                yield report
+            except Exception as error:  # not a cancellation: that says nothing about the agent
+                report(failure_outcome(error))
+                raise
 
     def report(self, decision: TrustDecision, category: str, name: str, outcome: str, started: float) -> None:
         """One event for a call that ran, if the caller was verified as the agent (its credential's issuer operates

@@ -340,9 +340,9 @@ class TrustPolicy:
     # --- closing --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop following the stream and close the sync client (an async client is closed by `aclose` on its loop,
-        or as its loop ends, as asyncio.run's and trio.run's do): both, though the first raises (its error is raised
-        after)."""
+        """Stop following the stream, close the sync client and the async clients of asyncio loops left open and
+        idle (_close_left_clients; an async client is otherwise closed by `aclose` on its loop, or as its loop
+        ends, as asyncio.run's and trio.run's do): all, though one raises (its error is raised after)."""
         steps = Steps("TrustPolicy")
         with steps.step("the score stream's close"):
             if self._stream is not None:
@@ -350,6 +350,8 @@ class TrustPolicy:
         with steps.step("the client's close"):
             if self._client is not None:
                 self._client.close()
+        with steps.step("the async clients' close of loops left open"):
+            self._close_left_clients()
         steps.done()
 
     async def aclose(self) -> None:
@@ -363,6 +365,19 @@ class TrustPolicy:
             if kept is not None:
                 await kept[1].aclose()  # (closes the client)
         steps.done()
+
+    def _close_left_clients(self) -> None:
+        """Close, each in its loop, the async clients of asyncio loops left open and not running, as Pydantic AI's
+        run_sync leaves its loop (loop.run_until_complete, never closed): such a loop never ends to close its client,
+        whose connection to the node was left to the garbage collector (ResourceWarning: unclosed transport)."""
+        with self._lock:
+            left = [(loop, closer) for loop, (_, closer) in self._async_clients.items()
+                    if isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_running() and not loop.is_closed()]
+            for loop, _ in left:
+                del self._async_clients[loop]
+        for loop, closer in left:
+            if closer.ag_frame is not None:  # (no frame: it ran, and closed the client)
+                loop.run_until_complete(closer.aclose())
 
     # --- internals ------------------------------------------------------------------------------------------
 

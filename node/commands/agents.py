@@ -19,6 +19,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from ledger.files import make_directory
+from node.cli_commands import summary_of
 from node.credential_registry import CREDENTIALS_FILE, MAX_REASON, CredentialRegistry, RegistryError
 from node.credential_status import STATUS_TTL_S, NoPublicUrl, checked_public_url, status_entry
 from node.client import ClientError
@@ -82,7 +83,7 @@ def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers,
         "agent",
-        summary="mint agent keys and their credentials",
+        summary=summary_of("agent"),
         description="Agents this org operates: their keys, the credentials that bind them to this org, and the "
         "revocation of those credentials.",
         examples=["vouchnet agent new --name alice --vouch 1", "vouchnet agent list",
@@ -241,6 +242,10 @@ def _mint(out: Path, name: str | None) -> tuple[Path, Path, str]:
     key_path, credential_path = out / f"{stem}.key", out / f"{stem}.vc.jwt"
     try:
         make_directory(out)
+    except (FileExistsError, NotADirectoryError):  # (it said only `FILE: File exists`)
+        raise UsageError(f"--out {out}: not a directory: give --out the directory to write the key and credential "
+                         "in (made if missing)") from None
+    try:
         if credential_path.exists():
             raise KeyFileError(f"{credential_path}: already exists; refusing to overwrite it")
         write_private(key_path, bytes(key))  # (refuses an existing key)

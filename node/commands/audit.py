@@ -15,6 +15,7 @@ from pathlib import Path
 from gossip.store import LEDGER_FILE, RecordReader
 from ledger.files import replace_file
 from node.audit_log import AUDIT_FILE
+from node.cli_commands import summary_of
 from node.store_manifest import DIGESTS_FILE
 from vouching import Record, did_key
 from vouching.counts import counted
@@ -53,7 +54,7 @@ def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers,
         "audit",
-        summary="export an agent's raw events for an auditor, or check an export",
+        summary=summary_of("audit"),
         description="The org's private audit log of telemetry events.",
         examples=["vouchnet audit export --agent did:key:z6Mk... --from 2026-01-01 --to 2026-02-01 --out alice.json",
                   "vouchnet audit verify alice.json --org did:key:z6Mk...", "vouchnet audit check --dir /srv/vouchnet"],

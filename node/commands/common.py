@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from node.address_file import API_URL_FILE, ApiUrlFileError, read_api_url
+from node.cli_commands import no_command
 from node.client import NodeClient
 from node.client._http import normal_url
 from node.config import (DIR_ENV, ConfigError, NodeConfig, connectable_host, default_data_dir, host_fault,
@@ -87,13 +88,6 @@ def add_command_group(
     # (a subcommand's defaults replace these)
     parser.set_defaults(func=lambda args: no_command(parser), command_name=parser.prog)
     return commands
-
-
-def no_command(parser: argparse.ArgumentParser) -> int:
-    """`vouchnet` or a command group given no subcommand: its help, on stderr, and exit 2, a usage error, as argparse
-    exits for a required subcommand missing and click for a group given none (its help then, too)."""
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _add_parser(
@@ -350,7 +344,8 @@ def _node_url(config: NodeConfig) -> tuple[str, str]:
         raise CommandFailed(str(e)) from None
     if url is None:
         raise CommandFailed(f"the node of {config.data_dir} is not running: its [api] bind has port 0, so its "
-                            f"address is in {path}, which the node writes once it listens and removes as it stops")
+                            f"address is in {path}, which the node writes once it listens and removes as it stops; "
+                            f"start it with `vouchnet run --dir {config.data_dir}`")
     return url, f"the address in {path}, left by its node if that was killed rather than stopped"
 
 

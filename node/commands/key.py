@@ -14,6 +14,7 @@ from typing import Any
 
 from gossip.store import StoreError
 from ledger import LedgerError
+from node.cli_commands import summary_of
 from node.config import NodeConfig
 from node.data_lock import DataDirBusy, locked_data_dir
 from node.keys import KeyFileError
@@ -36,7 +37,7 @@ from .node_code import run_node_code
 
 
 def register(subparsers: Subparsers) -> None:
-    commands = add_command_group(subparsers, "key", summary="the org key", description="The org's Ed25519 key.",
+    commands = add_command_group(subparsers, "key", summary=summary_of("key"), description="The org's Ed25519 key.",
                                  examples=["vouchnet key rotate --dir ./alice",
                                            "vouchnet key adopt --dir ./alice /media/newer-copy/org.key"])
     rotate = add_local_command(

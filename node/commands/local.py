@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from node.cli_commands import summary_of
 from node.config import CONFIG_FILE, DEFAULT_API, DEFAULT_LISTEN, ConfigError, NodeConfig, default_data_dir
 from node.keys import KeyFileError
 from node.strict_modes import TooOpen
@@ -20,7 +21,7 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "init",
         run=_init,
-        summary="create a node's data directory: org key, API token, config.toml",
+        summary=summary_of("init"),
         description="Create a data directory for a new node: the org's Ed25519 key (org.key, mode 0600; the "
         "org's did:key is derived from it), the local API's bearer token (api.token, mode 0600) and a commented "
         "config.toml, written last. Refuses to touch a directory that already holds a node (a config.toml), or one "
@@ -59,7 +60,7 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "run",
         run=_run,
-        summary="start the node and serve until SIGINT or SIGTERM",
+        summary=summary_of("run"),
         description="Start the node in a data directory made by `vouchnet init`: the libp2p host, gossip, "
         "catch-up sync, witnessing, peer management and the local HTTP API. Logs (logfmt) go to stderr. "
         "SIGINT or SIGTERM shuts it down cleanly within 2 seconds. A start that takes back from its peers a "
@@ -77,7 +78,7 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "demo",
         run=_demo,
-        summary="sign a record, log it, and prove it (no node needed)",
+        summary=summary_of("demo"),
         description="Sign a vouch, append it to a throwaway ledger, sign a checkpoint, and verify an inclusion "
         "proof and a consistency proof against it. Touches nothing outside a temporary directory.",
         examples=["vouchnet demo"],
@@ -138,9 +139,9 @@ def _run(args: argparse.Namespace) -> int:
 async def _until_signalled(config: NodeConfig) -> None:
     """node.daemon.run_until_signalled, its limit on open files raised first, its stop bounded (node.stop_deadline:
     this process is the node's); imported once `run` has said that it starts."""
-    from node.daemon import STOP_CUT_SECONDS, run_until_signalled
+    from node.daemon import run_until_signalled
     from node.open_files import raise_open_files_limit
-    from node.stop_deadline import StopDeadline
+    from node.stop_deadline import STOP_CUT_SECONDS, StopDeadline
 
     raise_open_files_limit(config.limits.max_peers)
     await run_until_signalled(config, stop_deadline=StopDeadline(STOP_CUT_SECONDS))

@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from gossip.checkpoints import CHECKPOINT_FILE
 from gossip.store import LEDGER_FILE
+from node.cli_commands import summary_of
+from node.client import NodeClient
 from vouching.counts import counted
 
 from .common import (
     CommandFailed,
     StderrProgress,
     Subparsers,
+    UsageError,
     add_command,
     add_command_group,
     add_dir_option,
@@ -23,10 +27,11 @@ from .common import (
     local_config,
     open_client,
     org_did_argument,
+    positive_int,
     print_json,
 )
 from .log_repair import repair_log
-from .log_verify import Verified, named_wrong, verify_log
+from .log_verify import Dids, Verified, known_witnesses, named_wrong, verify_log, weighed_by_node
 
 CACHE_FILE = "verified.checkpoint"  # in the data directory: the checkpoint the last `log verify` accepted
 
@@ -35,7 +40,7 @@ def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
         subparsers,
         "log",
-        summary="the node's records ledger as a transparency log: its checkpoint, a full re-check, a repair",
+        summary=summary_of("log"),
         description="The node's records ledger is a Merkle log: every record it accepted, in order, under a "
         "checkpoint (a C2SP signed note) that its peers cosign.",
         examples=["vouchnet log checkpoint", "vouchnet log verify --dir /srv/vouchnet",
@@ -62,8 +67,12 @@ def register(subparsers: Subparsers) -> None:
         "that checkpoint, that its cosignatures verify, and that it "
         f"is consistent with the checkpoint the previous run accepted (kept in {CACHE_FILE} in the data "
         "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
-        "replaced it). Exits 1 naming the first check that fails.",
-        examples=["vouchnet log verify", "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint"],
+        "replaced it). Exits 1 naming the first check that fails. Anyone can make a key and cosign, so only the "
+        "cosignatures of known witnesses count: the --witness orgs, else the orgs that the node of --known-by DIR, "
+        "or of --dir, gives reputation (it has not flagged them for equivocation), outside the independence group "
+        "of the log's org; with --api alone, none. The others are listed as not counted.",
+        examples=["vouchnet log verify", "vouchnet log verify --min-witnesses 1",
+                  "vouchnet log verify --api http://127.0.0.1:8700 --cache ./node-a.checkpoint --known-by ./bob"],
         run=_verify,
     )
     verify.add_argument("--did", type=org_did_argument, help="the org did whose key must sign the checkpoint (default: "
@@ -71,6 +80,14 @@ def register(subparsers: Subparsers) -> None:
     verify.add_argument("--cache", type=Path, metavar="FILE", help="where the last accepted checkpoint is kept "
                         f"(default: {CACHE_FILE} in the data directory, written there only as `vouchnet run` would "
                         "write: by the directory's owner, in a directory others may not write; none with --api)")
+    known = verify.add_mutually_exclusive_group()
+    known.add_argument("--witness", type=org_did_argument, action="append", metavar="DID",
+                       help="an org whose cosignature counts as a known witness's (repeat it; default: the orgs the "
+                       "node of --known-by or --dir gives reputation; with --api alone, none)")
+    known.add_argument("--known-by", type=Path, metavar="DIR", help="the data directory of the node (running) whose "
+                       "view decides the known witnesses: the orgs it gives reputation (default: --dir's)")
+    verify.add_argument("--min-witnesses", type=positive_int, default=0, metavar="N", help="exit 1 (after the "
+                        "report) unless at least N known witnesses cosigned the checkpoint")
     verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
     repair = add_local_command(
         commands,
@@ -107,21 +124,56 @@ def _verify(args: argparse.Namespace) -> int:
     if data_dir is not None and cache is not None and cache.resolve().parent == data_dir.resolve():
         # it writes there: refused where `vouchnet run` refuses, before the fetch (node.strict_modes)
         local_config(args)
-    with open_client(args) as client:
+    with open_client(args) as client, _judge(args, client) as judge:
         verified = verify_log(client, did=args.did, cache=cache, progress=StderrProgress(),
                               ledger_file=data_dir / LEDGER_FILE if data_dir is not None else None)
+        if args.witness is not None:
+            named = frozenset(args.witness)
+            witnesses, unknown = known_witnesses(verified.cosigners, named.__contains__, verified.did)
+        elif judge is not None:
+            witnesses, unknown = known_witnesses(verified.cosigners, weighed_by_node(judge, verified.did),
+                                                 verified.did)
+        else:
+            witnesses, unknown = (), verified.cosigners
     if args.json:
         print_json({
             "did": verified.did,
             "size": verified.size,
             "root": base64.b64encode(verified.root).decode(),
-            "cosigners": list(verified.cosigners),
+            "witnesses": list(witnesses),
+            "unknown_cosigners": list(unknown),
             "consistent_from": verified.consistent_from,
             "stored_hashes": verified.stored_hashes,
         })
     else:
-        _report(verified, cache)
+        _report(verified, cache, witnesses, unknown, _known_as(args))
+    if len(witnesses) < args.min_witnesses:
+        raise CommandFailed(f"the log verifies, but {counted(len(witnesses), 'known witness', 'known witnesses')} "
+                            f"cosigned its checkpoint, fewer than --min-witnesses {args.min_witnesses}")
     return 0
+
+
+def _judge(args: argparse.Namespace, client: NodeClient) -> AbstractContextManager[NodeClient | None]:
+    """The client of the node whose view decides which cosigners are known witnesses (opened before the log is
+    fetched, so that a wrong --known-by fails at once): --known-by's node, else that of --dir, the node checked; with
+    --api alone none, as the node checked could vouch for keys it made up."""
+    if args.known_by is None:
+        return nullcontext(client if args.api is None else None)
+    try:
+        return open_client(argparse.Namespace(api=None, dir=args.known_by, token_file=None))
+    except UsageError as e:
+        raise UsageError(f"--known-by: {e}") from None
+
+
+def _known_as(args: argparse.Namespace) -> str:
+    """Whom `log verify` counts as witnesses, as its report says it."""
+    if args.witness is not None:
+        return "the --witness orgs"
+    if args.known_by is not None:
+        return f"orgs the node of {args.known_by} gives reputation, outside the log's org's group"
+    if args.api is None:
+        return "orgs this node gives reputation, outside the log's org's group"
+    return "none, with --api alone: give --known-by DIR, your node's, or --witness DID"
 
 
 def _repair(args: argparse.Namespace) -> int:
@@ -142,7 +194,7 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(verified: Verified, cache: Path | None) -> None:
+def _report(verified: Verified, cache: Path | None, witnesses: Dids, unknown: Dids, known_as: str) -> None:
     verb = "verifies and hashes" if verified.size == 1 else "verify and hash"
     print(f"ok: {counted(verified.size, 'record')} {verb} to the root of the checkpoint signed by {verified.did}")
     if verified.stored_hashes is not None:
@@ -151,8 +203,11 @@ def _report(verified: Verified, cache: Path | None) -> None:
     else:
         print("the hashes the node stores (and builds its proofs from) were not checked: give --dir, the node's data "
               "directory, to check them")
-    print(f"cosigned by {counted(len(verified.cosigners), 'witness', 'witnesses')}"
-          + "".join(f"\n  {did}" for did in verified.cosigners))
+    print(f"cosigned by {counted(len(witnesses), 'known witness', 'known witnesses')} ({known_as})"
+          + "".join(f"\n  {did}" for did in witnesses))
+    if unknown:
+        print(f"not counted: {counted(len(unknown), 'cosignature')} by keys not known as witnesses (anyone can make a "
+              "key and cosign)" + "".join(f"\n  {did}" for did in unknown))
     if verified.consistent_from is not None:
         print(f"consistent with the checkpoint of size {verified.consistent_from} verified before")
     elif cache is not None:

@@ -1,10 +1,13 @@
 """The checks of `vouchnet log verify` (DESIGN §4): fetch the node's whole records ledger and re-check it against
 the node's signed checkpoint, and that checkpoint against the one verified before (RFC 9162, C2SP checkpoints);
 given the node's data directory, also every hash its ledger file stores, from which the node computes its proofs.
+Which of the checkpoint's cosigners the checker knows as witnesses is its own call (`known_witnesses`): anyone can
+make a key and cosign.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,9 +35,10 @@ from node.client import NodeApiError, NodeClient
 from vouching import InvalidDid, InvalidRecord, Record, check_follows, public_key_from_did
 from vouching.counts import counted
 
-from .common import CommandFailed, os_error_text
+from .common import CommandFailed, UsageError, os_error_text
 
 Progress = Callable[[int, int], None]
+Dids = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Verified:
     did: str
     size: int
     root: bytes
-    cosigners: tuple[str, ...]  # dids of the witnesses whose cosignatures verified
+    cosigners: tuple[str, ...]  # dids of the keys whose cosignatures verified, witnesses known or not
     consistent_from: int | None  # the size of the checkpoint verified before, if one was cached
     stored_hashes: int | None  # how many hashes of the ledger file were checked; None without the data directory
 
@@ -100,10 +104,12 @@ def verify_log(
             replace_file(cache, note)  # a crash leaves the old checkpoint or the new, and a power cut keeps it
         except OSError as e:  # (a full disk): the log verified all the same, which the operator must not miss
             hash_ = "hashes" if checkpoint.size == 1 else "hash"
+            way = ("free space, or give --cache FILE elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+                   "give --cache a FILE in a directory that exists and that you may write")
             raise CommandFailed(
                 f"the log verifies: {counted(checkpoint.size, 'record')} {hash_} to the root of the checkpoint signed "
                 f"by {did}; but keeping it failed ({os_error_text(e)}), so the next run checks consistency with the "
-                "checkpoint kept before: free space, or give --cache FILE elsewhere") from None
+                f"checkpoint kept before, if any: {way}") from None
     return Verified(did, checkpoint.size, checkpoint.root, cosigners, None if previous is None else previous.size,
                     tree.checked if isinstance(tree, StoredHashCheck) else None)
 
@@ -123,6 +129,25 @@ def _open(note: bytes, signer: Ed25519Verifier, what: str) -> tuple[Checkpoint, 
     return checkpoint, tuple(did for did, v in cosigners.items() if (v.name, v.key_id) in names)
 
 
+def known_witnesses(cosigners: Dids, known: Callable[[str], bool], log_org: str) -> tuple[Dids, Dids]:
+    """`cosigners` split into the witnesses the checker knows (`known`), which count, and the other keys, which do
+    not: a hostile node can make up keys and cosign its own checkpoint with them, and the log's own org (`log_org`)
+    witnesses nothing of it."""
+    witnesses = tuple(did for did in cosigners if did != log_org and known(did))
+    return witnesses, tuple(did for did in cosigners if did not in witnesses)
+
+
+def weighed_by_node(client: NodeClient, log_org: str) -> Callable[[str], bool]:
+    """A test of whether the node of `client` knows an org as a witness of `log_org`'s log (GET /v1/orgs/{did}): it
+    gives it reputation, as it does its own org and those a chain of vouches from its trust roots reaches, unless it
+    flagged them for equivocation (vouching.reputation), and it is not in `log_org`'s independence group, as the orgs
+    that `log_org` vouched into being are (vouching.reputation.independence_groups): they speak for it."""
+    def known(did: str) -> bool:
+        org = client.org(did)
+        return org["reputation"] > 0 and org.get("group") != client.org(log_org).get("group")
+    return known
+
+
 def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:
     """The checkpoint verified before, and the did whose key signed it: `did`'s, or, after a key rotation, the
     org's key before (the caller checks that the ledger holds the rotation)."""
@@ -132,6 +157,8 @@ def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str)
         note = cache.read_bytes()
     except FileNotFoundError:
         return None, did
+    except OSError as error:  # (a directory, a file this user may not read): named as the option's, a usage error
+        raise UsageError(f"--cache {os_error_text(error)}") from None
     what = f"{cache} (remove it if the node's key or network changed)"
     try:
         cached_network, cached_did, log = parse_log_origin(note.split(b"\n", 1)[0].decode("utf-8", "replace"))

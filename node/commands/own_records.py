@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.files import create_file
+from node.cli_commands import summary_of
 from node.client import NodeApiError, NodeClient
 from vouching.counts import counted
 
@@ -43,7 +44,7 @@ _NOT_SERVED = {"bytes_not_kept": "the node never kept its bytes (it held the rec
 
 def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
-        subparsers, "own-records", summary="records of the org's key that came from peers, and acknowledging them",
+        subparsers, "own-records", summary=summary_of("own-records"),
         description=_WHAT, examples=["vouchnet own-records list", "vouchnet own-records evidence 7 --out ./incident",
                                      "vouchnet own-records acknowledge --through 42"])
     listing = add_command(

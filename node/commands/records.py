@@ -7,6 +7,7 @@ import json
 from itertools import islice
 from typing import Any
 
+from node.cli_commands import summary_of
 from node.record_time import record_time
 from vouching.bodies import KINDS
 from vouching.counts import counted
@@ -22,7 +23,7 @@ def register(subparsers: Subparsers) -> None:
     records = add_command(
         subparsers,
         "records",
-        summary="list the records the node holds, oldest first",
+        summary=summary_of("records"),
         description="List the records the node holds (its own and those it replicated), oldest first, one a line: "
         "ledger index, kind, record id, issuer and seq, then what the record says. Filters combine.",
         examples=[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from node.cli_commands import summary_of
 from node.client import NodeApiError, NodeClient
 
 from .common import Subparsers, UsageError, add_command, did_argument, open_client, org_did_argument, print_json
@@ -15,7 +16,7 @@ def register(subparsers: Subparsers) -> None:
     score = add_command(
         subparsers,
         "score",
-        summary="show an agent's trust score from this node's point of view, explained",
+        summary=summary_of("score"),
         description="Ask the running node for an agent's score (0-1000), tier and confidence, with the explanation: "
         "what each org's digests and each vouch contributed, how evidence decayed, and every cap or rule that "
         "bit. An agent the node has never heard of gets the cold-start score, and the line says so; an org's did (one "
@@ -29,7 +30,7 @@ def register(subparsers: Subparsers) -> None:
     orgs = add_command(
         subparsers,
         "orgs",
-        summary="list the orgs this node knows, with their reputation and why, or show one",
+        summary=summary_of("orgs"),
         description="List every org the running node knows, highest reputation first, or, given its did, one org "
         "with its explanation: its personalised PageRank reputation from this node's trust roots, its credibility "
         "(do its digests agree with what this node saw?), its accountability (did what it vouched for behave?), and "

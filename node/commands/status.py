@@ -7,6 +7,8 @@ import math
 import time
 from typing import Any
 
+from node.cli_commands import summary_of
+
 from .common import Subparsers, add_command, aligned, open_client, print_json
 
 _FIRST = ("did", "network", "peer_id")  # shown first; the rest of the node's answer follows in its own order
@@ -16,7 +18,7 @@ def register(subparsers: Subparsers) -> None:
     status = add_command(
         subparsers,
         "status",
-        summary="show the running node: its org did, network, addresses and what it holds",
+        summary=summary_of("status"),
         description="Ask the running node what it is (org did, network, peer id, listen addresses, its org's "
         "earlier keys if it rotated) and what it holds (records, records held for a missing predecessor, orgs in "
         "its replication horizon, orgs flagged for equivocation, gossip it rejected by reason). `log` says how its "
@@ -43,7 +45,7 @@ def register(subparsers: Subparsers) -> None:
     peers = add_command(
         subparsers,
         "peers",
-        summary="list the peers the node is connected to, and those it cannot reach and why",
+        summary=summary_of("peers"),
         description="List the libp2p peers the running node knows: first those connected now, each with its source "
         "(bootstrap: the config's [p2p] bootstrap; org_record: an org record in its horizon names its address; "
         "inbound: it dialled in), its GossipSub score here (0 for a peer that behaves; negative for one penalised, "

@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from node.cli_commands import summary_of
 from node.data_lock import DataDirBusy, locked_data_dir
-from node.store_manifest import MANIFEST_FILE, STORES, StoreLost, unlist
+from node.store_manifest import MANIFEST_FILE, STORES, NotAStore, StoreLost, unlist
 
-from .common import CommandFailed, Subparsers, add_command_group, add_dir_option, add_local_command, local_config
+from .common import CommandFailed, Subparsers, UsageError, add_command_group, add_dir_option, add_local_command, local_config
 
 
 def register(subparsers: Subparsers) -> None:
     commands = add_command_group(
-        subparsers, "stores", summary="the stores of the data directory",
+        subparsers, "stores", summary=summary_of("stores"),
         description=f"The stores a node's data directory has created, listed in {MANIFEST_FILE}: a start refuses "
         "one that is missing or empty.", examples=["vouchnet stores accept-loss credentials.db --dir ./alice"])
     accept = add_local_command(
@@ -38,6 +39,8 @@ def _accept_loss(args: argparse.Namespace) -> int:
     try:
         with locked_data_dir(config.data_dir):
             unlist(config.data_dir, args.file)
+    except NotAStore as error:  # (a bad argument: exit 2)
+        raise UsageError(str(error)) from None
     except (DataDirBusy, StoreLost) as error:
         raise CommandFailed(str(error)) from None
     print(f"{config.data_dir / args.file}: no longer listed in {MANIFEST_FILE}; the next start makes a new one",

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from vouching.bodies import BASES
+from vouching.bodies import BASES, SCOPE_ITEM_MAX
+from vouching.schema import InvalidRecord, text
 
+from node.cli_commands import summary_of
 from node.client import NodeUnreachable
 from node.client.node_client import SignedRecord
 from node.client._http import key_or_fresh
@@ -20,6 +22,7 @@ from .common import (
 )
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+_DURATION_SHAPED = re.compile(r"[0-9]+[smhdw]")  # a duration, of a length that may be out of _DURATION's range
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -27,7 +30,7 @@ def register(subparsers: Subparsers) -> None:
     vouch = add_command(
         subparsers,
         "vouch",
-        summary="vouch for an agent (or, with --basis org-peer, an org) as this org",
+        summary=summary_of("vouch"),
         description="Sign a vouch record as this org and publish it to the network. The weight says how strongly "
         "(0 < W <= 1); the basis says on what grounds: operator (you run it), audit, developer, interaction, or "
         "org-peer (an org you trust, which widens what this node replicates).",
@@ -43,7 +46,7 @@ def register(subparsers: Subparsers) -> None:
     vouch.add_argument("--weight", type=weight_argument, required=True, metavar="W", help="how strongly, 0 < W <= 1")
     vouch.add_argument("--basis", choices=BASES, required=True, help="on what grounds")
     vouch.add_argument(
-        "--scope", action="append", metavar="TOOL",
+        "--scope", action="append", metavar="TOOL", type=_scope_argument,
         help="limit the vouch to this tool (repeat for more): it then counts only in checks of a tool named exactly "
         "so (case-sensitive), never in the agent's general score; default: no limit. Like any vouch it replaces "
         "this org's earlier one for the subject with the same basis, unscoped included. Not with --basis org-peer",
@@ -62,7 +65,7 @@ def register(subparsers: Subparsers) -> None:
     revoke = add_command(
         subparsers,
         "revoke",
-        summary="revoke one of this org's vouches",
+        summary=summary_of("revoke"),
         description="Sign a revoke record withdrawing one of this org's vouches, named by its record id "
         "(`vouchnet records --issuer <your did> --kind vouch` lists them; after a key rotation, those made under "
         "an earlier key are listed with --issuer <that did>, and revoked the same way).",
@@ -75,9 +78,19 @@ def register(subparsers: Subparsers) -> None:
     _key_argument(revoke, "revocation")
 
 
+def _scope_argument(value: str) -> str:
+    """argparse type: a tool to limit a vouch to, refused as the node refuses a scope entry (vouching.bodies), so
+    that a usage error is said before the token is read or the node asked (it was the node's 422, exit 1)."""
+    try:
+        return text(value, "--scope", SCOPE_ITEM_MAX)
+    except InvalidRecord:
+        raise argparse.ArgumentTypeError(f"a tool's name, printable text of 1 to {SCOPE_ITEM_MAX} characters, got "
+                                         f"{value!r}") from None
+
+
 def _key_argument(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
-        "--idempotency-key", metavar="KEY",
+        "--idempotency-key", metavar="KEY", type=_idempotency_key,
         help=f"the request's Idempotency-Key (default: a fresh one). If the node's answer is lost, the command says "
         f"which key it sent: run it again with that key, and the node answers with the {what} it signed, if it did, "
         "instead of signing a second (saying so on stderr)",
@@ -90,6 +103,8 @@ def parse_expires(text: str) -> int:
     now = int(time.time() * 1000)
     if duration := _DURATION.fullmatch(text):
         return now + int(duration[1]) * _UNIT_MS[duration[2]]
+    if _DURATION_SHAPED.fullmatch(text):  # (else refused as not a date, which would not say what is wrong)
+        raise argparse.ArgumentTypeError(f"a duration is 1 to 999999 of its unit (90m, 12h, 30d, 2w), got {text!r}")
     expires = parse_date_or_time(text, "or a duration (30d, 12h)")
     if expires <= now:
         raise argparse.ArgumentTypeError(f"{text!r} is past: a vouch must lapse later than now")
@@ -108,6 +123,16 @@ def parse_date_or_time(text: str, alternative: str) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
+
+
+def _idempotency_key(value: str) -> str:
+    """argparse type: an Idempotency-Key the node takes (node.idempotency.check_key), refused before the token is
+    read or the node asked (it was the node's 400, exit 1)."""
+    from node.idempotency import check_key  # (here: only a command given a key pays for its import)
+
+    if (why := check_key(value)) is not None:
+        raise argparse.ArgumentTypeError(f"{why.removeprefix('Idempotency-Key: ')}, got {value!r}")
+    return value
 
 
 def _vouch(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ledger.files import make_directory, replace_file
+from node.cli_commands import summary_of
 from node.commands.common import Subparsers, UsageError, add_local_command, seed_argument
 from vouching.counts import counted
 
@@ -19,7 +20,7 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "sim",
         run=run,
-        summary="run the in-process trust simulation and check the scoring targets",
+        summary=summary_of("sim"),
         description="Run the real trust engine on synthetic networks of honest, colluding and Sybil orgs (and on "
                     "the Bitcoin OTC graph), print the targets T1-T9 with pass/fail, and write metrics, plots and "
                     "a Markdown summary.",

@@ -2,9 +2,11 @@
 and serves trusted ones; a client refuses to delegate to an untrusted target, or to a card whose credential is
 not its own, and delegates to a trusted one; both report what ran to the node."""
 
+import asyncio
 import inspect
 import logging
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from a2a.server.agent_execution import AgentExecutor
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import DefaultRequestHandlerV2, RequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types.a2a_pb2 import (
     AgentCapabilities,
     AgentCard,
@@ -22,6 +24,7 @@ from a2a.types.a2a_pb2 import (
     AgentCardSignature,
     AgentInterface,
     AgentSkill,
+    GetTaskRequest,
     Message,
     Part,
     Role,
@@ -89,6 +92,16 @@ async def _send(url: str, credential: str, interceptors=()):
         return [event async for event in client.send_message(request)]
 
 
+@asynccontextmanager
+async def untrusted_target(running, vouchnet: Vouchnet,
+                           caller_credential: str) -> AsyncIterator[Callable[[], Awaitable[object]]]:
+    """An A2A agent the policy does not trust, served; yields what a tool delegating to it (through TrustInterceptor)
+    runs: it raises UntrustedTarget."""
+    _, credential, key = running.new_agent_with_key(trusted=False)
+    async with serving(lambda url: _app(sign_card(_card(url), credential=credential, key=key), Echo())) as url:
+        yield lambda: _send(url, caller_credential, [TrustInterceptor(vouchnet)])
+
+
 @on_asyncio
 async def test_the_server_rejects_an_untrusted_sender_and_serves_a_trusted_one(running):
     vouchnet = vouchnet_for(running)
@@ -129,6 +142,31 @@ async def test_the_client_delegates_only_to_a_trusted_target(running):
 
 
 @on_asyncio
+async def test_a_guarded_call_that_delegates_to_an_untrusted_target_is_not_reported_as_its_caller_s_failure(running):
+    """Found by stop 45's adapter walk: a tool that delegates, refused by TrustInterceptor (UntrustedTarget), was
+    reported as its caller's error, so callers sank for the standing of an agent this service chose to delegate to;
+    nor is it when the call turns the refusal into an error result, as MCP and LangGraph's ToolNode do."""
+    vouchnet = vouchnet_for(running)
+    caller, caller_credential = running.new_agent(trusted=True)
+    async with untrusted_target(running, vouchnet, caller_credential) as delegate:
+        with pytest.raises(UntrustedTarget, match="tier untrusted"):
+            await vouchnet.guard(caller_credential, delegate, lambda decision: [], tool="delegate")
+
+        async def delegate_as_a_result() -> str:
+            try:
+                await delegate()
+            except UntrustedTarget as error:
+                return f"error: {error}"
+            return "done"
+
+        assert (await vouchnet.guard(caller_credential, delegate_as_a_result, lambda decision: "", tool="delegate",
+                                     outcome=lambda result: "error" if result.startswith("error") else "ok")
+                ).startswith("error: vouchnet refused to delegate")
+    await vouchnet.aclose()
+    assert running.first_hand_events(caller) == GOOD_EVENTS
+
+
+@on_asyncio
 async def test_a_task_the_target_rejected_is_not_reported_as_its_error(running):
     """The target's vouchnet server declined a caller it did not trust yet (TASK_STATE_REJECTED): the client reported
     that as the target's error, so a target sank at the delegating org for refusing callers it did not know, and two
@@ -148,6 +186,99 @@ async def test_a_task_the_target_rejected_is_not_reported_as_its_error(running):
         assert answer.message.parts[0].text == "echo hi"
     await vouchnet.aclose()
     assert running.first_hand_events(target) == GOOD_EVENTS + 1
+
+
+class Failing(AgentExecutor):
+    """Submits the task, works on it, and fails it, as an executor reports a task it could not do."""
+
+    async def execute(self, context, event_queue):
+        await event_queue.enqueue_event(Task(id=context.task_id, context_id=context.context_id,
+                                             status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED)))
+        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+        await updater.start_work()
+        await updater.failed(new_text_message("could not", role=Role.ROLE_AGENT))
+
+    async def cancel(self, context, event_queue):
+        raise NotImplementedError
+
+
+@on_asyncio
+async def test_a_streamed_delegation_whose_task_fails_is_reported_as_the_target_s_error(running):
+    """Found by stop 45's adapter walk: a client streaming (ClientConfig's default, as the README's example does, to a
+    card that streams) reported the delegation on the stream's first event, the task just submitted, as `ok`, and
+    nothing of the task failing after it; sent without streaming, the same task is reported as an error."""
+    vouchnet = vouchnet_for(running)
+    _, caller_credential = running.new_agent(trusted=True)
+    target, credential, key = running.new_agent_with_key(trusted=True)
+    card = _card("")
+    card.capabilities.streaming = True
+
+    def app(url: str) -> Starlette:
+        card.supported_interfaces[0].url = url
+        return _app(sign_card(card, credential=credential, key=key), Failing())
+
+    async with serving(app) as url:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {caller_credential}"}) as http:
+            client = await create_client(url, ClientConfig(httpx_client=http),
+                                         interceptors=[TrustInterceptor(vouchnet)])
+            message = Message(message_id="m-1", role=Role.ROLE_USER, parts=[Part(text="hi")])
+            events = [event async for event in client.send_message(SendMessageRequest(message=message))]
+    assert [event.WhichOneof("payload") for event in events] == ["task", "status_update", "status_update"]
+    assert events[-1].status_update.status.state == TaskState.TASK_STATE_FAILED
+    await vouchnet.aclose()
+    with running.client() as node:
+        (first_hand,) = [part for part in node.score(target)["explanation"]["orgs"] if part["first_hand"]]
+    assert first_hand["events"] == GOOD_EVENTS + 1 and first_hand["bad"] > 0
+
+
+class FailingWhenReleased(AgentExecutor):
+    """Submits the task and works on it, then fails it once `release` is set: a task that is still working when a
+    client sent with return_immediately gets its answer."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def execute(self, context, event_queue):
+        await event_queue.enqueue_event(Task(id=context.task_id, context_id=context.context_id,
+                                             status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED)))
+        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+        await updater.start_work()
+        await self.release.wait()
+        await updater.failed(new_text_message("could not", role=Role.ROLE_AGENT))
+
+    async def cancel(self, context, event_queue):
+        raise NotImplementedError
+
+
+@on_asyncio
+async def test_a_polled_delegation_is_reported_when_its_task_ends_not_when_it_is_sent(running):
+    """Found by stop 45's adapter walk: a client sending with return_immediately (ClientConfig's polling) got the task
+    back submitted or working and reported the delegation `ok` at once, so a task that failed later was the
+    target's good event; it is reported when an answer about the task (here get_task, as a polling client asks)
+    gives it a final state."""
+    vouchnet = vouchnet_for(running)
+    _, caller_credential = running.new_agent(trusted=True)
+    target, credential, key = running.new_agent_with_key(trusted=True)
+    executor = FailingWhenReleased()
+    async with serving(lambda url: _app(sign_card(_card(url), credential=credential, key=key), executor)) as url:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {caller_credential}"}) as http:
+            client = await create_client(url, ClientConfig(httpx_client=http, streaming=False, polling=True),
+                                         interceptors=[TrustInterceptor(vouchnet)])
+            message = Message(message_id="m-1", role=Role.ROLE_USER, parts=[Part(text="hi")])
+            (sent,) = [event async for event in client.send_message(SendMessageRequest(message=message))]
+            assert sent.task.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
+            vouchnet.telemetry.flush()
+            assert running.first_hand_events(target) == GOOD_EVENTS  # nothing yet: the task has not ended
+            executor.release.set()
+            async with asyncio.timeout(10):
+                while (task := await client.get_task(GetTaskRequest(id=sent.task.id))).status.state != (
+                        TaskState.TASK_STATE_FAILED):
+                    await asyncio.sleep(0.01)  # a polling client's interval
+            await client.get_task(GetTaskRequest(id=task.id))  # asked again: reported once
+    await vouchnet.aclose()
+    with running.client() as node:
+        (first_hand,) = [part for part in node.score(target)["explanation"]["orgs"] if part["first_hand"]]
+    assert first_hand["events"] == GOOD_EVENTS + 1 and first_hand["bad"] > 0
 
 
 @on_asyncio

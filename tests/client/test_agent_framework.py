@@ -7,9 +7,11 @@ from agent_framework import (
     BaseChatClient,
     ChatMiddlewareLayer,
     ChatResponse,
+    ChatResponseUpdate,
     Content,
     FunctionInvocationLayer,
     Message,
+    ResponseStream,
     tool,
 )
 
@@ -59,7 +61,9 @@ async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_tru
 
 
 @on_asyncio
-async def test_the_agent_middleware_refuses_the_run_before_the_model_is_asked(running):
+async def test_the_agent_middleware_refuses_the_run_before_the_model_is_asked_and_reports_only_its_tool_calls(running):
+    """Found by stop 45's adapter walk: the run was an invoke_agent event of its own besides its tool calls, so a run
+    of N tool calls weighed N+1 events, where LangChain, Pydantic AI and MCP report the same work as N."""
     vouchnet = vouchnet_for(running)
     ran: list[str] = []
     agent = _agent(trust_middleware(vouchnet), ran)
@@ -69,7 +73,7 @@ async def test_the_agent_middleware_refuses_the_run_before_the_model_is_asked(ru
     await agent.run("find it", function_invocation_kwargs={"vouchnet_credential": credential})
     assert ran == ["vouchnet"]
     await vouchnet.aclose()
-    assert running.first_hand_events(known) == 10 + 2  # the run (a2a invoke_agent) and the tool call
+    assert running.first_hand_events(known) == GOOD_EVENTS + 1  # the tool call, as through every other adapter
 
 
 @on_asyncio
@@ -81,4 +85,51 @@ async def test_observe_mode_lets_an_untrusted_caller_through_and_reports_it(runn
         "find it", function_invocation_kwargs={"vouchnet_credential": credential})
     assert ran == ["vouchnet"]
     await vouchnet.aclose()
-    assert running.first_hand_events(stranger) == 2
+    assert running.first_hand_events(stranger) == 1
+
+
+@on_asyncio
+async def test_a_tool_call_refused_within_a_gated_run_is_not_reported_as_the_run_failing(running):
+    """Found by stop 45's adapter walk: the run's gate reported the TrustRefused of a tool call it let through as the
+    run's error, a bad event that cost a trusted agent 15 points for a tool its tier did not reach."""
+    vouchnet = vouchnet_for(running, high_risk_tools=["search"], high_risk_tier="verified")
+    known, credential = running.new_agent(trusted=True)
+    ran: list[str] = []
+    with pytest.raises(TrustRefused, match="search is high-risk"):
+        await _agent(trust_middleware(vouchnet), ran).run(
+            "find it", function_invocation_kwargs={"vouchnet_credential": credential})
+    assert ran == []
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == GOOD_EVENTS
+    with running.client() as client:
+        assert client.score(known)["tier"] == "trusted"
+
+
+class StreamingClient(FunctionInvocationLayer, ChatMiddlewareLayer, BaseChatClient):
+    """A model that streams some text, then loses its connection."""
+
+    def _inner_get_response(self, *, messages, stream, options, **kwargs):
+        async def updates():
+            yield ChatResponseUpdate(role="assistant", contents=[Content.from_text("thinking")])
+            raise ConnectionError("the model's connection was lost")
+
+        return self._build_response_stream(updates())
+
+
+@on_asyncio
+async def test_a_streamed_run_is_gated_and_its_model_failing_is_not_the_caller_s_event(running):
+    """A streamed run (agent.run(..., stream=True)) is refused before the model is asked, as a run is; one whose model
+    fails as it streams ran no tool, so it is no event of the caller's (it was an invoke_agent error)."""
+    vouchnet = vouchnet_for(running)
+    known, credential = running.new_agent(trusted=True)
+    agent = Agent(client=StreamingClient(), middleware=trust_middleware(vouchnet))
+    with pytest.raises(TrustRefused, match="invoke_agent: unverified caller"):
+        async for _ in agent.run("find it", stream=True):
+            pass
+    stream = agent.run("find it", stream=True, function_invocation_kwargs={"vouchnet_credential": credential})
+    assert isinstance(stream, ResponseStream)
+    with pytest.raises(ConnectionError):
+        async for _ in stream:
+            pass
+    await vouchnet.aclose()
+    assert running.first_hand_events(known) == GOOD_EVENTS

@@ -6,11 +6,14 @@ from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
 
 from node.client import TrustPolicy, Vouchnet
 from node.client.adapters.langchain import TrustMiddleware
 
 from .running_node import GOOD_EVENTS, on_asyncio, vouchnet_for
+from .test_a2a import untrusted_target
 
 
 class ScriptedModel(GenericFakeChatModel):
@@ -86,3 +89,28 @@ def test_a_synchronous_agent_is_gated_too(running):
     assert ran == ["vouchnet"]
     vouchnet.telemetry.shutdown()
     assert running.first_hand_events(known) == GOOD_EVENTS + 1
+
+
+@on_asyncio
+async def test_a_tool_whose_delegation_is_refused_its_target_is_not_reported_as_the_caller_s_error(running):
+    """Found by stop 45's adapter walk: LangGraph's ToolNode with handle_tool_errors turns a tool's exception into an
+    error ToolMessage before the middleware sees it, so a tool whose A2A delegation TrustInterceptor refused
+    (UntrustedTarget) was reported as its caller's error."""
+    vouchnet = vouchnet_for(running)
+    caller, credential = running.new_agent(trusted=True)
+    async with untrusted_target(running, vouchnet, credential) as delegate:
+        @tool
+        async def ask_a_partner(task: str) -> str:
+            """Delegate the task to a partner's agent."""
+            return str(await delegate())
+
+        tools = ToolNode([ask_a_partner], handle_tool_errors=True,
+                         awrap_tool_call=TrustMiddleware(vouchnet).awrap_tool_call)
+        graph = StateGraph(MessagesState, context_schema=dict).add_node("tools", tools).add_edge(START, "tools")
+        call = {"name": "ask_a_partner", "args": {"task": "find it"}, "id": "call-1"}
+        out = await graph.compile().ainvoke({"messages": [AIMessage(content="", tool_calls=[call])]},
+                                            context={"vouchnet_credential": credential})
+    (message,) = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert message.status == "error" and "vouchnet refused to delegate" in message.content
+    await vouchnet.aclose()
+    assert running.first_hand_events(caller) == GOOD_EVENTS

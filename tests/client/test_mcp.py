@@ -21,6 +21,7 @@ from node.credentials import agent_credential
 from . import stub_org
 from .loopback import serving
 from .running_node import GOOD_EVENTS, on_asyncio, vouchnet_for
+from .test_a2a import untrusted_target
 
 PATH = "/mcp"
 
@@ -59,6 +60,30 @@ async def test_a_tool_call_is_refused_for_an_untrusted_caller_and_runs_for_a_tru
     await vouchnet.aclose()
     assert running.first_hand_events(known) == 11
     assert running.first_hand_events(stranger) == 0
+
+
+@on_asyncio
+async def test_a_tool_whose_delegation_is_refused_its_target_is_not_reported_as_the_caller_s_error(running):
+    """Found by stop 45's adapter walk: mcp turns a tool's exception into an error result, so a tool whose A2A
+    delegation TrustInterceptor refused (UntrustedTarget) was reported as its caller's error, the target's standing
+    sinking the caller."""
+    vouchnet = vouchnet_for(running)
+    caller, credential = running.new_agent(trusted=True)
+    async with untrusted_target(running, vouchnet, credential) as delegate:
+        server = MCPServer("agents", **mcp_trust(vouchnet, f"http://127.0.0.1{PATH}"))
+
+        @server.tool()
+        async def ask_a_partner(task: str) -> str:
+            """Delegate the task to a partner's agent."""
+            return str(await delegate())
+
+        async with serving(lambda _: server.streamable_http_app()) as url:
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {credential}"}) as http:
+                async with Client(streamable_http_client(url + PATH, http_client=http)) as client:
+                    result = await client.call_tool("ask_a_partner", {"task": "find it"})
+    assert result.is_error and result.content[0].text == "Error executing tool ask_a_partner"
+    await vouchnet.aclose()
+    assert running.first_hand_events(caller) == GOOD_EVENTS
 
 
 async def _status(url: str, token: str) -> int:

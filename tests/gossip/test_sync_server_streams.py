@@ -192,9 +192,9 @@ def decoded_on(monkeypatch) -> list[int]:
     threads: list[int] = []
     decode = gossip.sync_service.decode_request
 
-    def recording(payload: bytes):
+    def recording(payload: bytes, protocol: str):
         threads.append(threading.get_ident())
-        return decode(payload)
+        return decode(payload, protocol)
 
     monkeypatch.setattr(gossip.sync_service, "decode_request", recording)
     return threads

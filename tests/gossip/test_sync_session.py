@@ -161,7 +161,7 @@ async def test_a_dense_reply_is_decoded_off_the_event_loop_and_is_the_peer_s_off
     threads: list[int] = []
     decode = gossip.sync_service.decode_reply
     monkeypatch.setattr(gossip.sync_service, "decode_reply",
-                        lambda payload: threads.append(threading.get_ident()) or decode(payload))
+                        lambda payload, **given: threads.append(threading.get_ident()) or decode(payload, **given))
     with RecordStore.open(tmp_path) as store:
         replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
         host = DenseReplyHost(dense)

@@ -64,7 +64,8 @@ def test_a_file_marked_before_versions_were_is_version_1(tmp_path):
 @pytest.mark.parametrize(("statements", "complaint"), [
     ((f"PRAGMA application_id = {FORMAT.application_id}", "PRAGMA user_version = 2", "CREATE TABLE rows (x)"),
      "a test file in format version 2, newer than this vouchnet reads (1): it was written by a later vouchnet; run "
-     "that version, or restore this node's own file from a backup, or move it aside to start with a new one"),
+     "that version, or restore this node's own file from a backup, or move it aside to start with a new one (the "
+     "start then says what that loses, and how to accept it)"),
     ((f"PRAGMA application_id = {0x564E4447}", "CREATE TABLE rows (x)"),
      "not a test file: an SQLite database with application_id 0x564e4447 and user_version 0 (a test file has "
      "0x54455354): another file copied in its place?"),

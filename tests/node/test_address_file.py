@@ -32,6 +32,7 @@ async def test_the_cli_reaches_a_node_on_port_0_until_it_stops(tmp_path, capsys)
     code, _, err = await _status(capsys, tmp_path)
     assert code == 1
     assert f"the node of {tmp_path} is not running" in err and ":0" not in err
+    assert err.endswith(f"; start it with `vouchnet run --dir {tmp_path}`\n")  # (it said no more, found by stop 45)
 
 
 async def test_a_stale_address_file_does_not_pass_another_node_off_as_this_one(tmp_path, capsys):

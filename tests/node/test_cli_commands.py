@@ -19,7 +19,10 @@ import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -35,7 +38,11 @@ from gossip.peers import APART_FIRST, BLOCKED
 from gossip.replica import Replica
 from ledger import Checkpoint, Ed25519Signer, ProofError, format_note, log_origin, note_signature, verify_inclusion
 from node import cli
+from node.api import create_app
+from node.api.http_server import serve
+from node.api.scores import scores_router
 from node.audit_log import AuditLog
+from node.cli_commands import Command
 from node.client import NodeApiError, NodeClient
 from node.commands import common
 from node.commands.log_verify import verify_log
@@ -44,14 +51,21 @@ from node.commands.vouches import parse_expires
 from node.config import render_template
 from node.data_lock import locked_data_dir
 from node.keys import create_token
+from node.metrics import Registry
 from node.setup import init_data_dir
+from node.stream import Broadcaster
+from node.trust import TrustService
 from vouching import did_key, digest_body, org_body, revoke_body, verify_record, vouch_body
 from vouching.bodies import CATEGORIES, OUTCOMES
 from vouching.counts import counted
+from vouching.params import HOUR_MS
+from vouching.policy import Policy
 from vouching.schema import MAX_UINT
 
 from ..factories import Org, new_did
 from ..fsyncs import recorded_fsyncs
+from .fake_node import fake_node
+from .telemetry_node import Clock
 from .test_readme import documented_paths
 
 
@@ -59,7 +73,11 @@ from .test_readme import documented_paths
 def data_dir(tmp_path, node, url):
     """The served node's data directory (its ledger there) as `vouchnet init` leaves it: its config, pointing at the
     node, and its token."""
-    directory = tmp_path / "node"
+    return _data_dir(tmp_path / "node", node, url)
+
+
+def _data_dir(directory: Path, node, url: str) -> Path:
+    """`directory`, the node's, as `vouchnet init` leaves it for the node served at `url`."""
     api = url.removeprefix("http://")
     text = render_template(network="testnet", listen=("/ip4/127.0.0.1/tcp/0",), api=api, bootstrap=(), roots=())
     (directory / "config.toml").write_text(text)
@@ -641,6 +659,30 @@ def test_expiry_is_a_date_a_time_or_a_duration():
     assert parse_expires("2w") - parse_expires("14d") in range(-1000, 1000)
 
 
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--expires", "0d", "argument --expires: a duration is 1 to 999999 of its unit (90m, 12h, 30d, 2w), got '0d'"),
+    ("--expires", "9999999d", "argument --expires: a duration is 1 to 999999 of its unit"),
+    ("--scope", "", "argument --scope: a tool's name, printable text of 1 to 128 characters, got ''"),
+    ("--scope", "a\nb", "argument --scope: a tool's name, printable text of 1 to 128 characters, got 'a\\nb'"),
+    ("--idempotency-key", "\x1b[2J", "argument --idempotency-key: must be 1 to 255 printable ASCII characters, got "
+                                     "'\\x1b[2J'"),
+    ("--idempotency-key", "k" * 256, "argument --idempotency-key: must be 1 to 255 printable ASCII characters"),
+], ids=["expires-0d", "expires-too-long", "scope-empty", "scope-newline", "key-escape", "key-too-long"])
+def test_a_vouch_s_options_the_node_would_refuse_are_usage_errors_said_before_it_is_asked(tmp_path, capsys, option,
+                                                                                           value, says):
+    """Found by stop 45's operator walk: `--expires 0d` was refused as "expected a date ... or a duration (30d, 12h),
+    got '0d'", which it is; an empty --scope or an Idempotency-Key the node refuses went to the node, its 422 or 400
+    exiting 1, as if the node had failed. Each is now a usage error (exit 2) naming the option, the node not asked (no
+    node runs at --dir)."""
+    argv = ["vouch", new_did(), "--weight", "0.5", "--basis", "audit", option, value, "--dir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"vouchnet vouch: error: {says}" in err
+    if option == "--idempotency-key":
+        assert cli.main(["revoke", "a" * 64, "--reason", "r", option, value, "--dir", str(tmp_path)]) == 2
+        assert f"vouchnet revoke: error: {says}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("command", "what"), [
     (["vouch", "{target}", "--weight", "0.5", "--basis", "operator"], "vouch"),
     (["revoke", "{target}", "--reason", "retired"], "revocation"),
@@ -1008,12 +1050,12 @@ async def test_log_verify_checks_the_ledger_its_checkpoint_and_cosignatures(run,
         vouch(node)
     witness = SigningKey.generate()
     node.sign_checkpoint(cosigners=(witness,))
-    code, out, err = await run("log", "verify", "--dir", data_dir)
+    code, out, err = await run("log", "verify", "--dir", data_dir, "--witness", did_key(bytes(witness.verify_key)))
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == f"ok: 3 records verify and hash to the root of the checkpoint signed by {node.did}"
     assert lines[1] == "the 4 hashes of their tree that records.ledger stores (proofs are built from them) match them"
-    assert lines[2:4] == ["cosigned by 1 witness", f"  {did_key(bytes(witness.verify_key))}"]
+    assert lines[2:4] == ["cosigned by 1 known witness (the --witness orgs)", f"  {did_key(bytes(witness.verify_key))}"]
     assert "now holds this one" in lines[4]
     assert "checked 3/3 entries" in err
     assert (data_dir / "verified.checkpoint").read_bytes() == node.note
@@ -1103,6 +1145,20 @@ async def test_log_verify_says_the_log_verified_when_its_cache_cannot_be_kept(ru
     assert not cache.exists()
 
 
+async def test_log_verify_says_what_to_do_with_a_cache_it_cannot_read_or_keep(run, node, url, tmp_path):
+    """Found by stop 45's operator walk: a --cache in a directory that does not exist was told to free space, and a
+    --cache that is a directory was refused as `tmp: Is a directory`, not naming the option."""
+    vouch(node)
+    node.sign_checkpoint()
+    code, out, err = await run("log", "verify", "--api", url, "--cache", tmp_path / "no-such-dir" / "seen.checkpoint")
+    assert (code, out) == (1, "")
+    assert "\nvouchnet log verify: the log verifies: 1 record hashes to the root" in err
+    assert err.endswith("checkpoint kept before, if any: give --cache a FILE in a directory that exists and that you "
+                        "may write\n")
+    code, out, err = await run("log", "verify", "--api", url, "--cache", tmp_path)
+    assert (code, out, err) == (2, "", f"vouchnet log verify: --cache {tmp_path}: Is a directory\n")
+
+
 def _signed(node, size, root, key=None):
     text = Checkpoint(node.origin, size, root).to_text()
     return format_note(text, [note_signature(text, Ed25519Signer(node.origin, key or node.replica.key))])
@@ -1116,7 +1172,151 @@ async def test_log_verify_counts_one_record_as_one(run, node, url):
     assert out.splitlines()[:3] == [f"ok: 1 record verifies and hashes to the root of the checkpoint signed by "
                                     f"{node.did}", "the hashes the node stores (and builds its proofs from) were not "
                                     "checked: give --dir, the node's data directory, to check them",
-                                    "cosigned by 0 witnesses"]
+                                    "cosigned by 0 known witnesses (none, with --api alone: give --known-by DIR, "
+                                    "your node's, or --witness DID)"]
+
+
+# --- log verify: whose cosignatures count --------------------------------------------------------------------------
+
+ONE_NOT_COUNTED = "not counted: 1 cosignature by keys not known as witnesses (anyone can make a key and cosign)"
+
+
+@pytest.fixture
+def trust(node):
+    metrics = Registry()
+    return TrustService(node.replica, roots=(), policy=Policy(min_score=0), broadcaster=Broadcaster(metrics),
+                        metrics=metrics, recompute_interval=60, epoch_ms=HOUR_MS, clock=Clock(int(time.time() * 1000)))
+
+
+@pytest.fixture
+async def scored_url(node, trust):
+    """The node's API with its scores, as the daemon serves it: `GET /v1/orgs/{did}` says whom it gives reputation."""
+    async with _served(create_app(node, routers=[scores_router(trust, node.replica.key)])) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _served(app) -> AsyncIterator[str]:
+    """The base URL of `app` served on a free port of 127.0.0.1 while the block runs."""
+    async with trio.open_nursery() as nursery:
+        (url,) = await nursery.start(partial(serve, app, "127.0.0.1", 0, refused=lambda status, code: None,
+                                             dropped=lambda reason: None))
+        yield url
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def scored_data_dir(tmp_path, node, scored_url):
+    return _data_dir(tmp_path / "node", node, scored_url)
+
+
+def _did_of(key: SigningKey) -> str:
+    return did_key(bytes(key.verify_key))
+
+
+def _cosigned_by_a_peer_and_a_made_up_key(node, trust) -> tuple[SigningKey, SigningKey]:
+    """The node's checkpoint cosigned by an org it vouches for as a peer, and by a key no one knows of (as a hostile
+    node would cosign its own checkpoint with keys it made up)."""
+    peer, made_up = SigningKey.generate(), SigningKey.generate()
+    trust.on_records([node.replica.issue("vouch", vouch_body(_did_of(peer), 0.9, "org-peer"))])
+    node.sign_checkpoint(cosigners=(peer, made_up))
+    return peer, made_up
+
+
+async def test_a_made_up_key_s_cosignature_is_no_known_witness_s(run, node, trust, scored_data_dir):
+    """Found by stop 45's README walk: `log verify` said "cosigned by 2 witnesses" of a checkpoint that a key made up
+    for the purpose cosigned; only the org the node gives reputation counts, and the made-up key is named apart."""
+    peer, made_up = _cosigned_by_a_peer_and_a_made_up_key(node, trust)
+    code, out, err = await run("log", "verify", "--dir", scored_data_dir)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[2:6] == ["cosigned by 1 known witness (orgs this node gives reputation, outside the log's org's "
+                          "group)", f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+    code, out, err = await run("log", "verify", "--dir", scored_data_dir, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer["witnesses"], answer["unknown_cosigners"]) == ([_did_of(peer)], [_did_of(made_up)])
+
+
+async def test_over_the_api_only_the_witnesses_named_count(run, node, trust, scored_url):
+    """Against another node (--api) its own view of whom it knows is a hostile node's word: no cosignature counts
+    unless the checker names its witness, and --min-witnesses fails a checkpoint short of them (exit 1)."""
+    peer, made_up = _cosigned_by_a_peer_and_a_made_up_key(node, trust)
+    code, out, err = await run("log", "verify", "--api", scored_url, "--min-witnesses", 1)
+    assert code == 1
+    assert out.splitlines()[2:7] == [
+        "cosigned by 0 known witnesses (none, with --api alone: give --known-by DIR, your node's, or --witness DID)",
+        "not counted: 2 cosignatures by keys not known as witnesses (anyone can make a key and cosign)",
+        f"  {_did_of(peer)}", f"  {_did_of(made_up)}", "no earlier checkpoint to check consistency with (give --cache "
+        "FILE to keep one)"]
+    assert err.endswith("vouchnet log verify: the log verifies, but 0 known witnesses cosigned its checkpoint, fewer "
+                        "than --min-witnesses 1\n"), err
+    code, out, err = await run("log", "verify", "--api", scored_url, "--witness", _did_of(peer), "--min-witnesses", 1)
+    assert code == 0, err
+    assert out.splitlines()[2:6] == ["cosigned by 1 known witness (the --witness orgs)", f"  {_did_of(peer)}",
+                                     ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+    code, _, err = await run("log", "verify", "--api", scored_url, "--witness", _did_of(peer), "--min-witnesses", 2)
+    assert code == 1 and "1 known witness cosigned its checkpoint, fewer than --min-witnesses 2" in err
+
+
+async def test_the_node_known_by_judges_whom_it_knows_as_witnesses_of_another_org_s_log(run, node, trust,
+                                                                                     scored_data_dir, tmp_path):
+    """--known-by DIR: the checker's own node, not the node checked, says which cosigners are witnesses, its own org
+    among them; only a key it knows nothing of is not counted."""
+    peer, made_up = SigningKey.generate(), SigningKey.generate()
+    trust.on_records([node.replica.issue("vouch", vouch_body(_did_of(peer), 0.9, "org-peer"))])
+    (tmp_path / "other").mkdir()
+    with fake_node(tmp_path / "other") as other:
+        vouch(other)
+        other.sign_checkpoint(cosigners=(node.replica.key, peer, made_up))
+        async with _served(create_app(other)) as other_url:
+            code, out, err = await run("log", "verify", "--api", other_url, "--known-by", scored_data_dir)
+    assert code == 0, err
+    assert out.splitlines()[2:7] == [f"cosigned by 2 known witnesses (orgs the node of {scored_data_dir} gives "
+                                     "reputation, outside the log's org's group)", f"  {node.did}",
+                                     f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
+
+
+async def test_orgs_a_log_s_org_vouched_into_being_are_no_witnesses_of_its_log(run, node, trust, scored_data_dir,
+                                                                                tmp_path):
+    """An org inside the judge's horizon that vouches for keys it made up gives them reputation there; cosigning its
+    own checkpoint with them, they are in its independence group, so not counted, where an org of its own group is."""
+    peer, made_up = SigningKey.generate(), SigningKey.generate()
+    (tmp_path / "hostile").mkdir()
+    with fake_node(tmp_path / "hostile") as hostile:
+        minted = hostile.replica.issue("vouch", vouch_body(_did_of(made_up), 1.0, "org-peer"))
+        trust.on_records([node.replica.issue("vouch", vouch_body(hostile.did, 0.9, "org-peer")),
+                          node.replica.issue("vouch", vouch_body(_did_of(peer), 0.9, "org-peer")), minted])
+        assert trust.org(_did_of(made_up))["reputation"] > 0  # (as much as the orgs any org vouches for get)
+        hostile.sign_checkpoint(cosigners=(peer, made_up))
+        async with _served(create_app(hostile)) as hostile_url:
+            code, out, err = await run("log", "verify", "--api", hostile_url, "--known-by", scored_data_dir, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer["witnesses"], answer["unknown_cosigners"]) == ([_did_of(peer)], [_did_of(made_up)])
+
+
+async def test_a_known_by_directory_without_a_node_is_refused_before_the_log_is_fetched(run, node, url, tmp_path):
+    vouch(node)
+    node.sign_checkpoint()
+    code, out, err = await run("log", "verify", "--api", url, "--known-by", tmp_path / "nowhere")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"vouchnet log verify: --known-by: {tmp_path / 'nowhere'}: no such directory"), err
+    assert "checked" not in err  # no entry fetched
+
+
+async def test_neither_an_org_flagged_for_equivocation_nor_the_node_s_own_is_a_known_witness(run, node, trust,
+                                                                                              scored_data_dir):
+    """An org the node holds proof of equivocating cosigns as no witness, its word on a log being worth nothing, and
+    nor does the node's own org, whose reputation is full: a log's own key witnesses nothing of it."""
+    peer = SigningKey.generate()
+    trust.on_records([node.replica.issue("vouch", vouch_body(_did_of(peer), 0.9, "org-peer"))])
+    trust.engine.flag_equivocator(_did_of(peer))  # (as an equivocation record about it does: vouching.feed)
+    node.sign_checkpoint(cosigners=(peer, node.replica.key))
+    code, out, err = await run("log", "verify", "--dir", scored_data_dir, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer["witnesses"], answer["unknown_cosigners"]) == ([], [_did_of(peer), node.did])
 
 
 @given(st.integers(0, 10**6), st.sampled_from([("node", "nodes"), ("witness", "witnesses"), ("entry", "entries")]))
@@ -1652,18 +1852,50 @@ def test_a_module_with_register_adds_a_command(monkeypatch, capsys):
             subparsers.add_parser("hello").set_defaults(func=lambda args: print("hi") or 0)
 
     monkeypatch.setitem(sys.modules, "hello_command", Hello)
-    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "hello": "hello_command"})
+    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "hello": Command("hello_command", "say hi")})
     assert cli.main(["hello"]) == 0
     assert capsys.readouterr().out == "hi\n"
 
 
 def test_each_module_adds_the_commands_the_dispatch_table_gives_it():
     """cli.COMMANDS names the module of each command, so that a command imports its own module only."""
-    for module in dict.fromkeys(cli.COMMANDS.values()):
+    for module in dict.fromkeys(command.module for command in cli.COMMANDS.values()):
         subparsers = argparse.ArgumentParser().add_subparsers()
         importlib.import_module(module).register(subparsers)
-        assert list(subparsers.choices) == [name for name, its in cli.COMMANDS.items() if its == module], module
+        assert list(subparsers.choices) == [name for name, its in cli.COMMANDS.items() if its.module == module], module
     assert [words for words in _commands(cli.build_parser()) if len(words) == 1] == [(name,) for name in cli.COMMANDS]
+
+
+def test_vouchnet_s_own_help_and_refusal_are_those_of_the_parser_of_every_command(capsys):
+    """`vouchnet --help`, or no command, or a mistyped one, list the commands from cli.COMMANDS without importing
+    their modules (tests/test_cli.py): they print what the parser of every command prints."""
+    every = cli.build_parser()
+    assert cli.main(["--help"]) == 0
+    assert capsys.readouterr().out == every.format_help()
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err == every.format_help()
+    assert cli.main(["no-such-command"]) == 2
+    assert capsys.readouterr().err == _refusal(every, ["no-such-command"], capsys)
+
+
+@pytest.mark.parametrize("argv", [["-x", "status"], ["-x", "vouch"], ["--dir", ".", "status"]], ids=" ".join)
+def test_a_command_after_words_vouchnet_does_not_take_is_refused_as_the_parser_of_every_command_refuses_it(
+        capsys, argv):
+    """Parsed first without the commands' modules, as `vouchnet --help` is, then by the command's own parser: the
+    refusal is the command's, with its usage."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == _refusal(cli.build_parser(), argv, capsys)
+    assert err.startswith(f"usage: vouchnet {argv[-1]} " if argv[0] == "-x" else "usage: vouchnet [-h]")
+
+
+def _refusal(parser: argparse.ArgumentParser, argv: list[str], capsys) -> str:
+    """What `parser` writes to stderr refusing `argv` (`vouchnet`'s rule: words a command does not take are refused by
+    that command's parser)."""
+    with pytest.raises(SystemExit):
+        args, unrecognized = parser.parse_known_args(argv)
+        cli._command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unrecognized)}")
+    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", _commands(cli.build_parser()), ids=" ".join)

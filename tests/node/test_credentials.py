@@ -255,6 +255,19 @@ async def test_agent_new_mints_a_key_and_a_credential_pyjwt_accepts(tmp_path, ca
     registry.close()
 
 
+def test_agent_new_given_a_file_for_out_says_it_takes_a_directory(tmp_path):
+    """Found by stop 45's operator walk: `--out config.toml` was refused as `config.toml: File exists`, which did not
+    say that --out names a directory; nothing is minted."""
+    made = init_data_dir(tmp_path / "node", network="testnet", listen=("/ip4/127.0.0.1/tcp/0",),
+                         api="127.0.0.1:8700")
+    out = made.data_dir / "config.toml"
+    with pytest.raises(UsageError) as refused:
+        agent_new("--name", "alice", "--out", str(out), "--dir", str(made.data_dir))
+    assert str(refused.value) == (f"--out {out}: not a directory: give --out the directory to write the key and "
+                                  "credential in (made if missing)")
+    assert not (made.data_dir / "credentials.db").exists()
+
+
 def test_agent_new_on_an_api_port_the_os_picks_refuses_until_a_public_url_is_set(tmp_path, capsys):
     """Before: the credential's status list was at http://127.0.0.1:0/..., which no verifier can ever fetch, so
     none could check the credential; the API's port is picked anew at each start. Refused before anything is minted

@@ -52,6 +52,7 @@ from node.events import Event, decode_salted_entry
 from node.keys import create_org_key, create_token, load_org_key
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
+from node.store_manifest import list_present
 
 from vouching import did_key, org_body, revoke_body, vouch_body
 from vouching.feed import feed_record
@@ -420,6 +421,25 @@ def test_a_damaged_data_file_stops_the_node_with_one_clear_line(tmp_path, forked
 
 _STORES = {"digests.db": node.digests.FORMAT, "idempotency.db": node.idempotency.FORMAT,
            "credentials.db": node.credential_registry.FORMAT, "witness.sqlite": ledger.witness.FORMAT}
+
+
+@pytest.mark.parametrize("file", _STORES)
+def test_a_damaged_store_s_refusal_leads_to_a_start_with_a_new_one(tmp_path, forked_cli, file):
+    """Found by stop 45's operator walk: a damaged store was to be moved aside "to start with a new one", and the
+    start then refused it missing, as stores.list lists it: the refusal says the start will say how to accept that,
+    and it does."""
+    init_data_dir(tmp_path, network="test", api="127.0.0.1:0", listen=("/ip4/127.0.0.1/tcp/0",))
+    (tmp_path / file).write_bytes(b"\x00damaged" * 512)
+    list_present(tmp_path)  # as the node lists a store it made
+    done = forked_cli.run(["run", "--dir", str(tmp_path)])
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].endswith(
+        "restore this node's own file from a backup, or move it aside to start with a new one (the start then says "
+        "what that loses, and how to accept it)")
+    (tmp_path / file).rename(tmp_path / f"{file}.damaged")
+    done = forked_cli.run(["run", "--dir", str(tmp_path)])
+    assert done.returncode == 1
+    assert f"run `vouchnet stores accept-loss {file} --dir {tmp_path}`" in done.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize("file", _STORES)

@@ -35,6 +35,7 @@ from vouching.policy import Policy
 from vouching.scoring import TrustEngine
 
 from ..factories import Org, new_did
+from ..vouching.test_chain_time import PENALISED, _Network, _signed_later
 from ..vouching.test_engine_state import _containers
 from .fake_node import FakeNode, fake_node
 from .kill_points import killed_at
@@ -1008,3 +1009,31 @@ def test_bringing_the_snapshot_forward_holds_one_copy_of_the_engine_s_columns(tm
             tracemalloc.stop()
     assert engine_snapshot.read(tmp_path).size == 8000
     assert peak < 2 * size, (size, peak)  # 1.6 times the file; with its columns copied, 2.6
+
+
+def test_the_release_before_s_snapshot_is_replayed_past_so_a_backdated_revocation_after_it_is_dated_by_its_chain(
+        tmp_path, monkeypatch, caplog):
+    """As stop 45's upgrade walk met it: a node of the release before left a format 7 snapshot, which keeps no key's
+    latest date, covering another org's reports of an operator's agent and a record the operator signed after them;
+    after the upgrade the operator revokes its vouch dated a minute after it gave it. The first start replays every
+    record, saying that the snapshot is of format 7, so the revocation is dated by the operator's chain and the vouch
+    answers for the reports, as on a node that never had the snapshot; restored with no dates, the revocation would
+    have counted as of its own date and shed the penalty."""
+    monkeypatch.setattr(node_trust, "SNAPSHOT_AFTER", 0)
+    net = _Network()
+    ROOTS[:] = net.roots
+    with fake_node(tmp_path) as node:
+        for org in (net.reporter, net.operator):
+            node.replica.issue("vouch", vouch_body(org.did, 1.0, "org-peer"))
+        node.replica.accept([net.vouch, *net.reports(), _signed_later(net, "org")])
+        snapshot = _started(node, tmp_path)._replayed
+        assert snapshot is not None
+        for part in ("_chain_times", "_rotation_halves"):  # (what format 8 added)
+            del snapshot.state["engine"][part]
+        with monkeypatch.context() as release_before:
+            release_before.setattr(engine_snapshot, "FORMAT", 7)
+            engine_snapshot.write(tmp_path, snapshot)
+        node.replica.accept([net.revocation(net.vouch.ts + 60_000)])
+        restarted = _fell_back(node, tmp_path, caplog, "it is of format 7, and this version reads format 8")
+        restarted.engine.recompute(now=net.now)
+        assert restarted.engine.org(net.operator.did, now=net.now).accountability == pytest.approx(PENALISED)

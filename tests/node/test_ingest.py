@@ -23,6 +23,7 @@ from node.events import (MAX_AGE_MS, MAX_BATCH_BYTES, MAX_BATCH_CONTAINERS, MAX_
 from node.idempotency import WINDOW_MS, IdempotencyStore, StoredReply
 from node.ingest import feed_first_hand, first_hand
 from node.metrics import Registry
+from node.read_bytes import read_batch_bytes
 from node.retention import RetentionService
 from node.strict_json import loads_strict
 from vouching.scoring import TrustEngine
@@ -493,3 +494,46 @@ async def test_a_batch_the_disk_refuses_is_a_503_and_its_retry_is_stored_once(cl
         response = await client.post("/v1/events", json=batch, headers=headers)
         assert (response.status_code, response.headers.get("Idempotent-Replayed")) == (200, replayed)
     assert node.audit.size == 1
+
+
+async def test_a_batch_that_finds_no_room_for_its_events_is_refused_before_it_is_read(node, monkeypatch,
+                                                                                      autojump_clock):
+    """Found by stop 45's review: a batch took room for the events it read once it had read them, and finding none
+    was answered 503 busy then, parsed and checked for nothing. It now takes room for its body and its events
+    (EVENTS_READ_PER_BYTE a byte) from its Content-Length before it is received: finding none, it is answered 503
+    busy unread."""
+    body = json.dumps({"events": [event(attrs={"query": "flights to Lisbon"}) for _ in range(40)]}).encode()
+    read = read_batch_bytes(ingest.read_batch(body, now_ms=NOW))
+    # (room for a second body, not for its read: without taking room for its read first, it was read, then refused)
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", 2 * len(body) + read + len(body) // 2)
+    committing, commit_released = trio.Event(), trio.Event()
+    commit, parse = node.ingestor.commit_async, ingest_api.read_batch
+    reads = []
+
+    async def held_commit(pending):
+        committing.set()
+        await commit_released.wait()
+        return await commit(pending)
+
+    def counted_read(body, *, now_ms):
+        reads.append(len(body))
+        return parse(body, now_ms=now_ms)
+
+    monkeypatch.setattr(node.ingestor, "commit_async", held_commit)
+    monkeypatch.setattr(ingest_api, "read_batch", counted_read)
+    answers = []
+    headers = {**AUTH, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://node") as client:
+
+        async def first() -> None:
+            answers.append(await client.post("/v1/events", content=body, headers=headers))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            await committing.wait()
+            second = await client.post("/v1/events", content=body, headers=headers)
+            commit_released.set()
+    assert (second.status_code, second.json()["error"]) == (503, "busy")
+    assert reads == [len(body)]  # (the second was parsed, its events checked, then refused)
+    assert [answer.status_code for answer in answers] == [200] and node.audit.size == 40
+    assert node.metrics.value("api_refusals_total", status="503", reason="busy") == 1

@@ -10,6 +10,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -31,8 +32,8 @@ from node import ingest_api, otlp
 from node.audit_log import wall_clock_ms
 from node.events import InvalidEvent, decode_entry
 from node.ingest import REJECTION_REASONS
-from node.ingest_api import read_request
-from node.read_bytes import span_batch_bytes
+from node.ingest_api import read_request, room_to_read
+from node.read_bytes import SPANS_READ_PER_BYTE, span_batch_bytes
 from node.read_turns import ReadTurns
 from node.otlp import (IGNORED_REASONS, MAX_JSON_CONTAINERS, MAX_SPANS, OtlpError, Span, decode_json,
                        decode_protobuf, sort_spans, span_event)
@@ -623,9 +624,9 @@ def spy_reads(monkeypatch) -> list[ReadTurns]:
     """The turns to be read each long request waits for, as read_request is given them."""
     turns = []
 
-    async def read_request_spy(read, size, reads, held):
+    async def read_request_spy(read, size, read_room, reads, held):
         turns.append(reads)
-        return await read_request(read, size, reads, held)
+        return await read_request(read, size, read_room, reads, held)
 
     monkeypatch.setattr(ingest_api, "read_request", read_request_spy)
     return turns
@@ -658,13 +659,53 @@ async def test_long_requests_are_read_one_at_a_time(node, monkeypatch):
     assert node.metrics.value("spans_total", result="ignored") == 2 * ingest_api.READ_ON_LOOP_BYTES
 
 
+async def test_an_events_batch_read_off_the_loop_waits_for_a_trace_request_s_read(node, monkeypatch):
+    """The parsers' memory while they read is outside the budget of bodies held at once, bounded by one read at a
+    time (the README): a long POST /v1/events batch waits for the turn a trace request's read holds, its parse not
+    begun, then is read."""
+    entered, release = hold_reads(monkeypatch)
+    parse, parsed = ingest_api.read_batch, []
+
+    def counted_read(body, *, now_ms):
+        parsed.append(len(body))
+        return parse(body, now_ms=now_ms)
+
+    monkeypatch.setattr(ingest_api, "read_batch", counted_read)
+    event = {"agent": AGENT, "ts": NOW - 1000, "category": "tool", "name": "search", "outcome": "ok"}
+    batch = json.dumps({"events": [event] * 200}).encode()
+    assert len(batch) > ingest_api.READ_ON_LOOP_BYTES
+    answers = {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+
+        async def post(name: str, path: str, body: bytes, content_type: str) -> None:
+            answers[name] = await client.post(path, content=body, headers={**AUTH, "Content-Type": content_type})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post, "spans", "/v1/traces", empty_spans(ingest_api.READ_ON_LOOP_BYTES),
+                               "application/x-protobuf")
+            await read_begins(entered)
+            nursery.start_soon(post, "events", "/v1/events", batch, "application/json")
+            await trio.testing.wait_all_tasks_blocked()
+            parsed_meanwhile = list(parsed)
+            release.set()
+    assert parsed_meanwhile == [] and parsed == [len(batch)]
+    assert answers["spans"].status_code == 200 and answers["events"].json()["accepted"] == 200
+
+
+def room_with_read(size: int) -> int:
+    """The room a trace request's body of `size` bytes takes in the budget of bodies held at once, its read's with it,
+    before it is read (node.ingest_api.read_body)."""
+    return size + room_to_read(size, SPANS_READ_PER_BYTE)
+
+
 def one_body_of_budget(monkeypatch) -> tuple[bytes, bytes]:
     """A gzip request of empty spans (read on a worker thread), and a budget of bodies held at once with room for
-    it alone: its compressed and decompressed bytes and one piece being inflated."""
+    it alone: its compressed bytes, and a body at the limit (its decompressed size unknown until it is inflated) with
+    its read."""
     body = empty_spans(ingest_api.READ_ON_LOOP_BYTES)
     compressed = gzip.compress(body)
     monkeypatch.setattr(ingest_api, "INFLATE_PIECE", 1024)
-    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", len(compressed) + len(body) + 1024)
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", len(compressed) + room_with_read(ingest_api.MAX_TRACES_BYTES))
     return body, compressed
 
 
@@ -746,7 +787,7 @@ async def test_bodies_waiting_their_turn_to_be_read_give_their_room_the_largest_
     no room within BODY_WAIT_S now takes the room of the largest waiting longer than that (answered 503 busy), and
     the smallest body waiting is read next."""
     large, exporter = one_named_span(4 * ingest_api.READ_ON_LOOP_BYTES), one_named_span(ingest_api.READ_ON_LOOP_BYTES)
-    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", 3 * len(large) + 1024)
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", 3 * room_with_read(len(large)) + 1024)
     entered, release = hold_reads(monkeypatch)
     answers = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
@@ -827,6 +868,37 @@ async def test_the_budget_is_given_back_by_a_refused_or_cancelled_request(node, 
         assert (await post_gzip(client, compressed)).status_code == 200
 
 
+async def post_protobuf(client: httpx.AsyncClient, body: bytes, answers: list[httpx.Response]) -> None:
+    """POST /v1/traces of a protobuf `body`, its answer appended to `answers`."""
+    answers.append(await client.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}))
+
+
+def count_reads(monkeypatch) -> list[int]:
+    """The spans each request read had, as sort_spans is given them."""
+    reads = []
+
+    def sort_spans_counted(spans, *, now_ms):
+        reads.append(len(spans))
+        return sort_spans(spans, now_ms=now_ms)
+
+    monkeypatch.setattr(ingest_api, "sort_spans", sort_spans_counted)
+    return reads
+
+
+def hold_commits(monkeypatch, node) -> tuple[trio.Event, trio.Event]:
+    """Each commit of a request's events made to wait, once it begins (the first Event), for the second."""
+    committing, commit_released = trio.Event(), trio.Event()
+    commit = node.ingestor.commit_async
+
+    async def held_commit(pending):
+        committing.set()
+        await commit_released.wait()
+        return await commit(pending)
+
+    monkeypatch.setattr(node.ingestor, "commit_async", held_commit)
+    return committing, commit_released
+
+
 async def test_a_request_read_holds_room_for_its_events_as_well_as_its_body_until_answered(
         node, monkeypatch, autojump_clock):
     """The events read from a body take 3.2-3.5 times its bytes, held until the request is answered (its commit
@@ -838,15 +910,7 @@ async def test_a_request_read_holds_room_for_its_events_as_well_as_its_body_unti
     read = span_batch_bytes(sort_spans(decode_protobuf(body), now_ms=NOW))
     assert len(body) <= ingest_api.READ_ON_LOOP_BYTES and read > 3 * len(body)
     monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", len(body) + read + len(body) // 2)
-    committing, commit_released = trio.Event(), trio.Event()
-    commit = node.ingestor.commit_async
-
-    async def held_commit(pending):
-        committing.set()
-        await commit_released.wait()
-        return await commit(pending)
-
-    monkeypatch.setattr(node.ingestor, "commit_async", held_commit)
+    committing, commit_released = hold_commits(monkeypatch, node)
     answers = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
 
@@ -868,6 +932,62 @@ async def test_a_request_read_holds_room_for_its_events_as_well_as_its_body_unti
     assert "bytes of request bodies at once" in status_pb2.Status.FromString(second.content).message
     assert [answer.status_code for answer in answers] == [200] and again.status_code == 200
     assert node.metrics.value("spans_total", result="accepted") == 40  # (the third: the first's spans, stored once)
+
+
+async def test_a_request_that_finds_no_room_for_its_read_is_refused_before_its_body_is_received_or_read(
+        node, monkeypatch, autojump_clock):
+    """Found by stop 45's review: a request took room for what it read once it had read it, and if there was none
+    was answered 503 busy then, its body received, decompressed and read for nothing (11 of the 40 requests of
+    benchmarks/otlp_memory.py --agents). A request now takes room for its body and its read from its Content-Length
+    before a byte of it is received: finding none, it is answered 503 busy, its body neither received nor read."""
+    body = as_protobuf(json_request(*(json_span() for _ in range(40))))
+    read = span_batch_bytes(sort_spans(decode_protobuf(body), now_ms=NOW))
+    # (room for a second body, not for its read: without taking room for its read first, it was read, then refused)
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", 2 * len(body) + read + len(body) // 2)
+    committing, commit_released = hold_commits(monkeypatch, node)
+    reads = count_reads(monkeypatch)
+    received = []
+
+    async def sent() -> AsyncIterator[bytes]:
+        received.append(len(body))
+        yield body
+
+    answers = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post_protobuf, client, body, answers)
+            await committing.wait()
+            second = await client.post("/v1/traces", content=sent(), headers={
+                "Content-Type": "application/x-protobuf", "Content-Length": str(len(body))})
+            commit_released.set()
+    assert second.status_code == 503 and second.headers["Retry-After"] == str(ingest_api.BUSY_RETRY_S)
+    assert "bytes of request bodies at once" in status_pb2.Status.FromString(second.content).message
+    assert received == [] and reads == [40]  # (the second's body was received and read, then refused)
+    assert [answer.status_code for answer in answers] == [200]
+    assert node.metrics.value("api_refusals_total", status="503", reason="busy") == 1
+
+
+async def test_a_request_gives_back_the_room_its_read_turns_out_not_to_need(node, monkeypatch, autojump_clock):
+    """The room a request takes before its body is read, SPANS_READ_PER_BYTE a byte for its read, is more than its
+    read holds (an exporter's spans that are not agents' actions hold nothing): once read, it gives the rest back, so
+    that a second request finds room for its own while the first waits for its commit."""
+    body = as_protobuf(json_request(json_span(), *(plain_span() for _ in range(39))))
+    read = span_batch_bytes(sort_spans(decode_protobuf(body), now_ms=NOW))
+    assert read < room_to_read(len(body), SPANS_READ_PER_BYTE) // 2
+    monkeypatch.setattr(ingest_api, "BODY_BYTES_AT_ONCE", len(body) + read + room_with_read(len(body)))
+    monkeypatch.setattr(ingest_api, "BODY_WAIT_S", 60)  # (a second request not let in waited for ever)
+    committing, commit_released = hold_commits(monkeypatch, node)
+    answers = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app()), base_url="http://n") as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post_protobuf, client, body, answers)
+            await committing.wait()
+            nursery.start_soon(post_protobuf, client, body, answers)
+            await trio.testing.wait_all_tasks_blocked()
+            ignored = node.metrics.value("spans_total", result="ignored")
+            commit_released.set()
+    assert ignored == 2 * 39  # (the second read too, waiting for the write lock; keeping the room, it found none)
+    assert [answer.status_code for answer in answers] == [200, 200]
 
 
 async def test_other_media_types_are_415(node):

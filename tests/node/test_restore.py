@@ -28,7 +28,7 @@ from gossip.host import peer_id_from_public_key
 from gossip.replica import Replica
 from gossip.service import GossipService
 from gossip.store import RecordStore
-from gossip.sync_messages import HeadEntry, HeadsPage, RecordsPage, decode_reply, encode_message
+from gossip.sync_messages import SYNC_PROTOCOL_2, HeadEntry, HeadsPage, RecordsPage, decode_reply, encode_message
 from gossip.sync_service import SyncService
 from node import cli, daemon
 from node.config import NodeConfig, load_config
@@ -134,7 +134,7 @@ async def test_a_restored_start_far_behind_on_other_orgs_records_signs_once_its_
         write = b.sync._write
 
         async def others_held_back(stream, frame: bytes) -> None:
-            reply = decode_reply(frame)
+            reply = decode_reply(frame, SYNC_PROTOCOL_2)
             if isinstance(reply, RecordsPage) and any(verify_record(raw).iss != org for raw in reply.records):
                 await released.wait()
             await write(stream, frame)
@@ -176,7 +176,7 @@ async def test_a_restored_start_waits_for_every_holder_it_dials_not_only_the_fir
         write = stale.sync._write
 
         async def copy_head_named(stream, frame: bytes) -> None:
-            reply = decode_reply(frame)
+            reply = decode_reply(frame, SYNC_PROTOCOL_2)
             if isinstance(reply, HeadsPage):
                 frame = encode_message(replace(reply, heads=tuple(
                     HeadEntry(org, copy_head.seq, copy_head.id) if head.iss == org else head for head in reply.heads)))
@@ -194,7 +194,7 @@ async def test_a_restored_start_waits_for_every_holder_it_dials_not_only_the_fir
         fresh_write = fresh.sync._write
 
         async def heads_after_stale(stream, frame: bytes) -> None:
-            if isinstance(decode_reply(frame), HeadsPage):
+            if isinstance(decode_reply(frame, SYNC_PROTOCOL_2), HeadsPage):
                 await stale_proved.wait()
             await fresh_write(stream, frame)
 
@@ -226,7 +226,7 @@ async def test_a_new_org_s_start_signs_once_its_peer_s_heads_name_none_of_its_ke
         write = b.sync._write
 
         async def pages_held_back(stream, frame: bytes) -> None:
-            if isinstance(decode_reply(frame), RecordsPage):
+            if isinstance(decode_reply(frame, SYNC_PROTOCOL_2), RecordsPage):
                 await released.wait()
             await write(stream, frame)
 
@@ -357,7 +357,7 @@ async def test_after_key_adopt_a_start_stopped_before_its_catch_up_ended_takes_b
         write = b.sync._write
 
         async def held_back_after_one(stream, frame: bytes) -> None:
-            reply = decode_reply(frame)
+            reply = decode_reply(frame, SYNC_PROTOCOL_2)
             if isinstance(reply, RecordsPage) and any(verify_record(raw).iss == new for raw in reply.records):
                 pages["sent"] += 1
                 if pages["sent"] > 2:

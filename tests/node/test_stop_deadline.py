@@ -25,12 +25,11 @@ from ledger.files import replace_file
 from ledger.writes_under_way import under_way, writing
 from node.audit_log import AUDIT_FILE, AuditLog
 from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry
-from node.daemon import STOP_CUT_SECONDS
 from node.digests import DigestState
 from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore, RecordKey, StoredReply
 from node.logs import logfmt_fields
 from node.setup import init_data_dir
-from node.stop_deadline import LEFT_EXIT, SAY_SECONDS, StopDeadline, armed_by_signals
+from node.stop_deadline import LEFT_EXIT, SAY_SECONDS, STOP_CUT_SECONDS, StopDeadline, armed_by_signals
 from node.store_manifest import DIGESTS_FILE
 
 from ..factories import Org, new_did

@@ -6,6 +6,8 @@ import tracemalloc
 from collections import Counter
 from itertools import pairwise
 
+import pytest
+
 from vouching.arrays import array_columns
 from vouching.deviation import DeviationTest
 from vouching import engine_state
@@ -94,6 +96,7 @@ def _itself(did: str) -> str:
     return did
 
 
+@pytest.mark.usefixtures("only_new_objects_collected")
 def test_a_capture_of_the_engine_leaves_the_collector_nothing_an_agent():
     """Its rows are tuples of values the collector does not track, which it untracks (benchmarks/adopt_rebuild.py:
     as lists, they were most of what a full collection walked during a rebuild)."""

@@ -5,6 +5,7 @@ dicts holding none are untracked by a collection), nor do its vouches (benchmark
 import gc
 from collections import Counter
 
+import pytest
 from hypothesis import given, strategies as st
 
 from vouching.evidence import Outcomes
@@ -26,6 +27,7 @@ def _tracked() -> Counter[str]:
     return Counter(type(value).__name__ for value in gc.get_objects())
 
 
+@pytest.mark.usefixtures("only_new_objects_collected")
 def test_agents_their_vouches_evidence_and_reads_leave_the_collector_nothing():
     engine = TrustEngine("own", ["root"], epoch_ms=HOUR_MS)
     engine.add_org_vouch("root", "peer", 1.0, record_id=rid(), ts=0)
@@ -50,6 +52,7 @@ def test_agents_their_vouches_evidence_and_reads_leave_the_collector_nothing():
     assert made.total() < AGENTS / 10, made.most_common(5)
 
 
+@pytest.mark.usefixtures("only_new_objects_collected")
 def test_vouches_for_new_agents_leave_young_collections_nothing_to_promote():
     """Each agent's latest vouches stay untracked from the first, not only once a full collection untracks them: a
     running node's engine (a rebuild after `vouchnet key adopt`, a flood of vouches for new agents) kept a tracked dict
@@ -76,6 +79,7 @@ def test_an_agents_latest_vouches_come_back_by_issuer_and_basis_as_keyed(vouches
     assert list(latest_vouches(keyed)) == [(issuer, basis, record_id) for (issuer, basis), record_id in vouches.items()]
 
 
+@pytest.mark.usefixtures("only_new_objects_collected")
 def test_vouches_for_new_agents_leave_the_books_latest_vouches_untracked():
     """The vouch book's one dict of every agent's latest vouch of each issuer and basis stays untracked as vouches
     for new agents come: keyed by (agent, issuer, basis) tuples, it was tracked until a full collection untracked it,

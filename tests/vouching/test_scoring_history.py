@@ -54,7 +54,8 @@ reads = st.lists(st.tuples(st.integers(0, 40), st.integers(0, LATEST), st.boolea
 
 class _Feeder:
     """Feeds one engine records of the streams above: each issuer's vouches so far (for its revocations), and this
-    node's clock for its own observations, 20 minutes a batch."""
+    node's clock for its own observations, 20 minutes a batch. Each issuer's records move its chain's clock, which
+    dates its revocations, as feed_record does (TrustEngine.chain_time)."""
 
     def __init__(self, engine: TrustEngine) -> None:
         self.engine = engine
@@ -63,11 +64,13 @@ class _Feeder:
 
     def feed(self, n: int, issuer: str, op: tuple) -> None:
         engine, record, kind = self.engine, n.to_bytes(32, "big"), op[0]
+        ts = (op[2] + op[3]) * HOUR_MS + op[9] * 180_000 if kind == "digest" else op[2] if kind == "revoke" else 0
+        at = ts if kind == "first-hand" else engine.chain_time(issuer, ts)
         if kind == "digest":
             _, agent, hour, hours, ok, error, denied, timeout, dp_epsilon, skew = op
             engine.add_digest(issuer, agent, epoch=hour * HOUR_MS, length=hours * HOUR_MS,
-                              outcomes=Outcomes(ok, error, denied, timeout), record_id=record,
-                              ts=(hour + hours) * HOUR_MS + skew * 180_000, dp_epsilon=dp_epsilon)
+                              outcomes=Outcomes(ok, error, denied, timeout), record_id=record, ts=ts,
+                              dp_epsilon=dp_epsilon)
         elif kind == "agent-vouch":
             _, agent, weight, basis, expires, scope = op
             engine.add_agent_vouch(issuer, agent, weight, basis, record_id=record, ts=0, expires=expires, scope=scope)
@@ -77,7 +80,7 @@ class _Feeder:
             self.issued.setdefault(issuer, []).append(record)
         elif kind == "revoke" and self.issued.get(issuer):
             mine = self.issued[issuer]
-            engine.revoke(issuer, mine[op[1] % len(mine)], ts=op[2])
+            engine.revoke(issuer, mine[op[1] % len(mine)], ts=at)
         elif kind == "equivocate" and op[1] != issuer:
             engine.flag_equivocator(op[1])
         elif kind == "first-hand":

@@ -548,6 +548,32 @@ def test_a_vouch_revoked_or_expired_before_its_agent_misbehaved_costs_no_account
 
 
 @pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
+def test_a_discredited_org_s_early_report_does_not_make_a_revoked_vouch_answer(path):
+    """When the misconduct began is read from the bad the agent's score counts (README "How scores are computed", 3):
+    an org the deviation test discredited (for one digest of an agent this node saw behave, reported as violating),
+    reporting the agent's violation an hour before its operator revoked its vouch, whose bad counts only as far as
+    orgs at the witness weight report as much, does not make the vouch answer for violations the root reported from
+    hour 2 on; the same early report by an org in good standing does. Found by stop 45's review (acct44): the
+    discredited org's report dated the misconduct's start, and the operator lost 89% of its weight."""
+    penalty = ScoringParams().accountability_penalty
+    for early, expected in (("org0", 1.0), ("org1", 1 / (1 + penalty * 2.0))):
+        w = World(orgs=4, rooted=False)
+        vouch = rid()
+        w.engine.add_agent_vouch("org3", "agent", 1.0, "operator", record_id=vouch, ts=0)
+        w.digest("org0", "seen", 0, denied=4)
+        for epoch in range(12):
+            w.engine.add_first_hand("seen", ts=epoch * HOUR_MS + 1, outcomes=Outcomes(ok=4))
+        w.digest(early, "agent", 0, denied=3)
+        w.engine.revoke("org3", vouch, ts=HOUR_MS + 60_000)
+        for hour in range(2, 7):
+            w.digest("root", "agent", hour, denied=3)
+        assert _accountability_of(w, "org3", path) == pytest.approx(expected)
+        w.engine.recompute(now=w.now)
+        untested = credibility(np.zeros(1), np.zeros(1), ScoringParams())[0]
+        assert w.engine.org("org0", now=w.now).credibility < untested <= w.engine.org("org1", now=w.now).credibility
+
+
+@pytest.mark.parametrize("path", ["recompute", "snapshot", "restored"])
 def test_an_org_s_own_good_reports_of_its_agent_do_not_buy_back_accountability(path):
     """An agent only its operator reports to behave does not weigh for the operator against an agent of it that others
     saw misbehave, as one other orgs saw behave does. Before: the operator's word alone made its agent behave, and so

@@ -18,6 +18,7 @@ import contextvars
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -45,6 +46,8 @@ from a2a.types.a2a_pb2 import (
     Part,
     Role,
     SendMessageRequest,
+    SendMessageResponse,
+    StreamResponse,
     SubscribeToTaskRequest,
     Task,
     TaskPushNotificationConfig,
@@ -61,12 +64,19 @@ from vouching import did_key, public_key_from_did
 from ...credentials import did_url
 from ...jwt import JwtError, b64url, b64url_decode
 from ..a2a_trust import ACCEPT_TASK, DELEGATE, A2ATrust
-from ..guard import Vouchnet, refusal_text
+from ..guard import TrustRefusal, Vouchnet, refusal_text, refused
 from ..identity import AgentIdentity, UnverifiedAgent
 from ..policy import TrustDecision
 
 CREDENTIAL_EXTENSION = "urn:vouchnet:a2a:agent-credential:v1"
-DELEGATING_METHODS = frozenset({"send_message", "send_message_streaming"})
+STREAMING_METHOD = "send_message_streaming"
+DELEGATING_METHODS = frozenset({"send_message", STREAMING_METHOD})
+DELEGATION_END_STATES = frozenset({  # a task's terminal and interrupted states, at which A2A ends a message's stream
+    TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED,
+    TaskState.TASK_STATE_REJECTED, TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED})
+FOLLOWING_METHODS = frozenset({"get_task", "cancel_task", "subscribe"})  # a client's answers about a task it sent
+AWAITING_LIMIT = 1024  # delegations a TrustInterceptor keeps awaiting their task's end, at most
+MAX_TASK_ID = 256  # characters of a task id kept for that
 REQUEST_ACTION_PREFIX = "a2a:"  # the policy's action for a request other than a message: a2a:<A2A method name>
 _DECIDED = "vouchnet_decision"  # where a message's call context carries TrustedRequestHandler's decision (_decided)
 _delegation: contextvars.ContextVar[tuple[TrustDecision, float] | None] = contextvars.ContextVar(
@@ -297,8 +307,9 @@ def _rejected(task_id: str | None, context_id: str | None, message: Message | No
 
 # --- client -------------------------------------------------------------------------------------------------------
 
-class UntrustedTarget(A2AClientError):
-    """The interceptor refused to delegate to the target agent; `decision` says why."""
+class UntrustedTarget(A2AClientError, TrustRefusal):
+    """The interceptor refused to delegate to the target agent; `decision` says why. A guarded call it ends (a tool
+    that delegates) is not reported as its caller's failure: the target's standing is no fault of the caller's."""
 
     def __init__(self, decision: TrustDecision) -> None:
         super().__init__(f"vouchnet refused to delegate to {decision.agent or 'the target'}: {decision.reason}")
@@ -310,6 +321,7 @@ class TrustInterceptor(ClientCallInterceptor):
 
     def __init__(self, vouchnet: Vouchnet) -> None:
         self.vouchnet, self.trust = vouchnet, A2ATrust(vouchnet.policy)
+        self._awaiting: OrderedDict[tuple[str | None, str], tuple[TrustDecision, float]] = OrderedDict()
 
     async def before(self, args: BeforeArgs) -> None:
         if args.method not in DELEGATING_METHODS:
@@ -321,16 +333,49 @@ class TrustInterceptor(ClientCallInterceptor):
         else:
             decision = await self.trust.verify_outgoing(target.did, target.org)
         if not decision.allowed:
-            raise UntrustedTarget(decision)
+            raise refused(UntrustedTarget(decision))
         _delegation.set((decision, time.perf_counter()))
 
     async def after(self, args: AfterArgs) -> None:
+        """Report the delegation once an answer says how it went: a send's answer, or the stream's event that ends it
+        (a message, or a task or status update in a state a stream ends at). A send answered with its task still
+        submitted or working (`return_immediately`, ClientConfig's `polling`) is reported when a later answer about
+        that task (get_task, cancel_task, subscribe) gives it such a state; one left before then, or a stream left
+        before its last event, is not reported."""
+        if args.method in FOLLOWING_METHODS:
+            self._followed(args.agent_card, args.result)
+            return
         delegation = _delegation.get()
         if delegation is None or args.method not in DELEGATING_METHODS:
             return
+        if not _ends_delegation(args.result):
+            if args.method == STREAMING_METHOD:
+                return
+            _delegation.set(None)
+            if (task_id := _task_id(args.result)) is not None:
+                self._awaiting_end(args.agent_card, task_id, delegation)
+            return
         _delegation.set(None)
+        self._report(delegation, _state(args.result))
+
+    def _awaiting_end(self, card: AgentCard, task_id: str, delegation: tuple[TrustDecision, float]) -> None:
+        """Keep a delegation whose task has not ended for the answer that ends it, the oldest of more than
+        AWAITING_LIMIT let go unreported."""
+        self._awaiting[(_card_agent(card), task_id)] = delegation
+        while len(self._awaiting) > AWAITING_LIMIT:
+            self._awaiting.popitem(last=False)
+
+    def _followed(self, card: AgentCard, result: Any) -> None:
+        """An answer about a task: report the delegation awaiting it if it says the task has ended."""
+        task_id, state = _task_id(result), _state(result)
+        if task_id is None or state not in DELEGATION_END_STATES:
+            return
+        if (delegation := self._awaiting.pop((_card_agent(card), task_id), None)) is not None:
+            self._report(delegation, state)
+
+    def _report(self, delegation: tuple[TrustDecision, float], state: int | None) -> None:
         decision, started = delegation
-        if (outcome := _outcome(args.result)) is not None:
+        if (outcome := _outcome(state)) is not None:
             self.vouchnet.report(decision, "a2a", DELEGATE, outcome, started)
 
     async def _target(self, card: AgentCard) -> AgentIdentity:
@@ -339,14 +384,51 @@ class TrustInterceptor(ClientCallInterceptor):
         return identity
 
 
-def _outcome(result: Any) -> str | None:
-    """How a delegation went, as the target's event: `error` for a task that failed; None, not reported, for one the
-    target rejected (A2A TASK_STATE_REJECTED: it declined the task, as a vouchnet server declines a sender it does not
-    trust yet), which says nothing of how it works: reported as an error, it sank the target at the delegating org
-    for refusing a caller it did not know; `ok` otherwise."""
-    task = getattr(result, "task", None)
-    if task is None or not result.HasField("task"):
-        return "ok"
-    if task.status.state == TaskState.TASK_STATE_REJECTED:
+def _card_agent(card: AgentCard) -> str | None:
+    """The agent a card's credential names (verified with the card when a message was sent to it), keying the
+    delegations awaiting their tasks' end by their target as well as the task's id its target chose."""
+    try:
+        return _credential_subject(card_credential(card) or "")
+    except ValueError:
         return None
-    return "error" if task.status.state == TaskState.TASK_STATE_FAILED else "ok"
+
+
+def _outcome(state: int | None) -> str | None:
+    """How a delegation went, as the target's event, by the state its last answer gave its task: `error` for a
+    task that failed; None, not reported, for one the target rejected (A2A TASK_STATE_REJECTED: it declined the
+    task, as a vouchnet server declines a sender it does not trust yet), which says nothing of how it works:
+    reported as an error, it sank the target at the delegating org for refusing a caller it did not know; `ok`
+    otherwise."""
+    if state == TaskState.TASK_STATE_REJECTED:
+        return None
+    return "error" if state == TaskState.TASK_STATE_FAILED else "ok"
+
+
+def _payload(result: Any) -> str | None:
+    """Which of task, message, status_update and artifact_update a send's answer or a stream's event is."""
+    return result.WhichOneof("payload") if isinstance(result, (SendMessageResponse, StreamResponse)) else None
+
+
+def _task_id(result: Any) -> str | None:
+    """The id of the task an answer is about (a task, or a stream's status update), if it is one to keep: at most
+    MAX_TASK_ID characters."""
+    payload = _payload(result)
+    task_id = (result.id if isinstance(result, Task) else result.task.id if payload == "task"
+               else result.status_update.task_id if payload == "status_update" else None)
+    return task_id if task_id and len(task_id) <= MAX_TASK_ID else None
+
+
+def _state(result: Any) -> int | None:
+    """The task state an answer carries (a task's, or a stream's status update's), else None."""
+    if isinstance(result, Task):
+        return result.status.state
+    payload = _payload(result)
+    if payload == "task":
+        return result.task.status.state
+    return result.status_update.status.state if payload == "status_update" else None
+
+
+def _ends_delegation(result: Any) -> bool:
+    """Whether an answer to a message says how the delegation went (a message, or a task in a terminal or
+    interrupted state); before it, the task was submitted or is working, which says nothing yet of how it went."""
+    return _payload(result) == "message" or _state(result) in DELEGATION_END_STATES

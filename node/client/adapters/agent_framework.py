@@ -1,6 +1,7 @@
 """Microsoft Agent Framework adapter (`pip install vouchnet[agent-framework]`): a FunctionMiddleware that gates
 every tool call and an AgentMiddleware that gates the run, both failing closed through MiddlewareFailure (which
-the function-invocation loop never turns into a tool result), and both reporting what ran.
+the function-invocation loop never turns into a tool result). Each tool call that ran is reported; the run is not
+itself an event (a run of N tool calls is N events, as through every other adapter).
 
 The caller's agent credential travels with the run: `agent.run(..., function_invocation_kwargs={
 "vouchnet_credential": token})`; both middlewares verify it (node/client/identity.py) rather than trust it.
@@ -19,14 +20,15 @@ from agent_framework import (
     MiddlewareFailure,
 )
 
-from ..guard import CREDENTIAL_KEY, Vouchnet
+from ..guard import CREDENTIAL_KEY, TrustRefusal, Vouchnet, refused
 from ..policy import TrustDecision
 
 INVOKE_AGENT = "invoke_agent"
 
 
-class TrustRefused(MiddlewareFailure):
-    """vouchnet refused the call; `decision` says why. Raised to the caller of `Agent.run`."""
+class TrustRefused(MiddlewareFailure, TrustRefusal):
+    """vouchnet refused the call; `decision` says why. Raised to the caller of `Agent.run`; a guarded call it ends is
+    not reported as failing (TrustRefusal)."""
 
     def __init__(self, decision: TrustDecision) -> None:
         what = f"{decision.action} with {decision.tool}" if decision.tool else decision.action
@@ -35,7 +37,7 @@ class TrustRefused(MiddlewareFailure):
 
 
 def _refuse(decision: TrustDecision) -> Any:
-    raise TrustRefused(decision)
+    raise refused(TrustRefused(decision))
 
 
 class _Guarded:
@@ -56,15 +58,16 @@ class TrustFunctionMiddleware(_Guarded, FunctionMiddleware):
 
 
 class TrustAgentMiddleware(_Guarded, AgentMiddleware):
-    """Gates the whole run on the caller's trust (action `invoke_agent`), before the model is asked anything."""
+    """Gates the whole run on the caller's trust (action `invoke_agent`), before the model is asked anything. It
+    reports nothing: what the run did is reported as its tool calls (TrustFunctionMiddleware), as every other
+    adapter reports what ran, so that the same work weighs the same whichever framework serves it."""
 
     async def process(self, context: AgentContext, call_next: Callable[[], Awaitable[None]]) -> None:
-        async def run() -> Any:
-            await call_next()
-            return context.result
-
-        await self.vouchnet.guard(context.function_invocation_kwargs.get(self.credential_key), run, _refuse,
-                                  action=INVOKE_AGENT, category="a2a")
+        decision = await self.vouchnet.authorize(context.function_invocation_kwargs.get(self.credential_key),
+                                                 INVOKE_AGENT)
+        if not decision.allowed:
+            _refuse(decision)
+        await call_next()
 
 
 def trust_middleware(vouchnet: Vouchnet) -> list[AgentMiddleware | FunctionMiddleware]:

@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_REQUEST, CallToolRequestParams, CallToolResult, TextContent
 
 from .._log import log
-from ..guard import Vouchnet, refusal_text
+from ..guard import Vouchnet, refusal_text, reported_outcome, watching_refusals
 from ..identity import UnverifiedAgent
 from ..policy import TrustDecision
 
@@ -133,7 +133,9 @@ def _refusal(decision: TrustDecision) -> CallToolResult:
 
 class TelemetryMiddleware:
     """mcp server middleware: each tool call, resource read and prompt request that ran becomes an `mcp` event
-    of the verified caller (refusals by trust are not reported: see node/client/guard.py)."""
+    of the verified caller (refusals by trust are not reported: see node/client/guard.py; nor is a call failing
+    for a refusal by trust raised within it, such as a tool's delegation refused its target, which mcp turns into
+    an error result)."""
 
     def __init__(self, vouchnet: Vouchnet, server: str = "mcp") -> None:
         self.vouchnet, self.server = vouchnet, server
@@ -144,16 +146,19 @@ class TelemetryMiddleware:
         started = time.perf_counter()
         decided = _decided.get()
         token = _decided.set(decided := []) if decided is None else None  # (a read's: ReadGate's, made already)
-        try:
-            result = await call_next(ctx)
-        except Exception:
-            await self._report(ctx, "error", started, decided)
-            raise
-        finally:
-            if token is not None:
-                _decided.reset(token)
-        if not _refused(result):
-            await self._report(ctx, "error" if _is_error(result) else "ok", started, decided)
+        with watching_refusals() as noted:
+            try:
+                result = await call_next(ctx)
+            except Exception:
+                if reported_outcome("error", noted) is not None:
+                    await self._report(ctx, "error", started, decided)
+                raise
+            finally:
+                if token is not None:
+                    _decided.reset(token)
+        outcome = reported_outcome("error" if _is_error(result) else "ok", noted)
+        if not _refused(result) and outcome is not None:
+            await self._report(ctx, outcome, started, decided)
         return result
 
     async def _report(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float,
