@@ -53,7 +53,8 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ from typing import Any
 from ledger.disk_failure import open_failure, read_failure
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
+from ledger.writes_under_way import writing
 from vouching import Record
 
 from .store import RecordStore, StoreError
@@ -199,8 +201,7 @@ class OwnRecords:
         listed (`unlisted_conflicts`) is listed acknowledged (the module's docstring)."""
         added = 0
         try:
-            with self._db:
-                self._db.execute("BEGIN")
+            with self._transaction():
                 for record, peer in records:
                     counted = self._is_counted(record.id)
                     if self._db.execute("INSERT OR IGNORE INTO own_records (id, iss, seq, accepted_ms, peer, "
@@ -225,8 +226,7 @@ class OwnRecords:
         replaced, now = 0, self._now_ms()
         room = _Room(self.conflicts_kept, self.conflict_rows, self.unlisted_conflicts)
         try:
-            with self._db:
-                self._db.execute("BEGIN")
+            with self._transaction():
                 for conflict in conflicts:
                     record, conflicts_with, conflicts_with_cose, peer = conflict
                     row = self._db.execute("SELECT conflicts_with IS NULL, acknowledged FROM own_records WHERE id = ?",
@@ -306,10 +306,17 @@ class OwnRecords:
             self._write("UPDATE own_records_state SET adopted = NULL", ())
             self.adopted = None
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT (ROLLBACK if the block raises), named while it runs (ledger.writes_under_way: a stop cut
+        short by a disk that never finishes its fsync names the file)."""
+        with writing(OWN_RECORDS_FILE), self._db:
+            self._db.execute("BEGIN")
+            yield
+
     def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
         try:
-            with self._db:
-                self._db.execute("BEGIN")
+            with self._transaction():
                 self._db.execute(sql, parameters)
         except sqlite3.Error as error:
             raise OwnRecordsError(f"{OWN_RECORDS_FILE}: cannot be written ({error})") from None
@@ -363,8 +370,7 @@ class OwnRecords:
         later has a higher number (numbers are never reused), so one that comes after the operator looked is never
         acknowledged unseen (one listed acknowledged, as a counted conflict stored since, `add`, was reported)."""
         try:
-            with self._db:
-                self._db.execute("BEGIN")
+            with self._transaction():
                 (conflicts,) = self._db.execute("SELECT COUNT(*) FROM own_records WHERE number <= ? AND acknowledged "
                                                 "= 0 AND conflicts_with IS NOT NULL", (through,)).fetchone()
                 count = self._db.execute("UPDATE own_records SET acknowledged = 1 WHERE number <= ? "

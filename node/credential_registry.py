@@ -17,6 +17,7 @@ from pathlib import Path
 from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
+from ledger.writes_under_way import writing
 from vouching.schema import InvalidRecord, text
 
 from .credential_status import LIST_ENTRIES
@@ -191,10 +192,12 @@ class CredentialRegistry:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._execute("BEGIN IMMEDIATE")  # writers queue here, so MAX(idx) + 1 is never taken twice
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        """BEGIN IMMEDIATE ... COMMIT, named while it runs (ledger.writes_under_way)."""
+        with writing(CREDENTIALS_FILE):
+            self._execute("BEGIN IMMEDIATE")  # writers queue here, so MAX(idx) + 1 is never taken twice
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

@@ -51,6 +51,7 @@ from ledger import Frontier, LedgerError, leaf_hash
 from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, check, claim
 from ledger.wal import use_wal
+from ledger.writes_under_way import writing
 from vouching import Counts, DigestBody, Record, load_stored
 from vouching.bodies import CATEGORIES, OUTCOMES
 
@@ -202,7 +203,8 @@ class DigestState:
         return self._db.execute("SELECT start, end_ms, first, stop, store_mark FROM epochs WHERE done = 0").fetchone()
 
     def begin(self, start: int, end: int, first: int, stop: int, store_mark: int) -> None:
-        self._db.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, 0)", (start, end, first, stop, store_mark))
+        with writing(DIGESTS_FILE):
+            self._db.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, 0)", (start, end, first, stop, store_mark))
 
     def epochs(self) -> list[tuple[int, int, int, int, bool]]:
         """(start, end, first, stop, done) of every digested epoch, in time order: audit-log entries [first, stop)
@@ -211,16 +213,18 @@ class DigestState:
         return [(start, end, first, stop, done == _DONE) for start, end, first, stop, done in rows]
 
     def finish(self, start: int) -> None:
-        self._db.execute("UPDATE epochs SET done = ? WHERE start = ?", (_DONE, start))
+        with writing(DIGESTS_FILE):
+            self._db.execute("UPDATE epochs SET done = ? WHERE start = ?", (_DONE, start))
 
     def abandon(self, start: int) -> None:
         """Mark the unfinished epoch beginning at `start` as never to be finished (Digester.closing)."""
-        self._db.execute("UPDATE epochs SET done = ? WHERE start = ?", (_ABANDONED, start))
+        with writing(DIGESTS_FILE):
+            self._db.execute("UPDATE epochs SET done = ? WHERE start = ?", (_ABANDONED, start))
 
     def keep_raw(self, epoch: int, counts: dict[str, RawCounts]) -> None:
         """Keep the raw counts of DP digests about to be signed for `epoch` (a second issue of one keeps its own), in
         one transaction: autocommitted, each row took an fsync of its own (0.3 s per chunk of 1000 agents)."""
-        with self._db:
+        with writing(DIGESTS_FILE), self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR REPLACE INTO raw_counts VALUES (?, ?, ?, ?)",

@@ -39,6 +39,7 @@ import cbor2
 from ledger.disk_failure import open_failure
 from ledger.sqlite_format import FileFormat, claim
 from ledger.wal import use_wal
+from ledger.writes_under_way import writing
 
 from .events import MAX_AGE_MS, MAX_SKEW_MS, Event
 
@@ -214,8 +215,10 @@ class IdempotencyStore:
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
+        """A write of `what`, named while it runs (ledger.writes_under_way), its SQLite errors said as the file's."""
         try:
-            yield
+            with writing(IDEMPOTENCY_FILE):
+                yield
         except sqlite3.OperationalError as error:  # a full disk, say
             raise IdempotencyStoreError(f"{self._path}: {what}: {error}") from error
 
@@ -272,14 +275,14 @@ class IdempotencyStore:
         by request, up to the first one stored at or after `before` (so none later, if the clock stepped back),
         _EXPIRE_CHUNK of them a statement: an hour's spans are millions of rows, and the lookups and reservations of
         ingest go on between the statements."""
-        with self._lock:
+        with self._lock, writing(IDEMPOTENCY_FILE):
             row = self._db.execute("SELECT first FROM span_appends WHERE at >= ? ORDER BY first LIMIT 1",
                                    (before,)).fetchone()
             cut = _NO_ENTRY if row is None else row[0]
             forgotten = self._db.execute("DELETE FROM keys WHERE at < ?", (before,)).rowcount
             forgotten += self._db.execute("DELETE FROM record_keys WHERE at < ?", (before,)).rowcount
         while True:
-            with self._lock:
+            with self._lock, writing(IDEMPOTENCY_FILE):
                 (floor,) = self._db.execute("SELECT min(entry) FROM spans").fetchone()
                 if floor is None or floor >= cut:
                     return forgotten

@@ -1,11 +1,11 @@
-"""The bound on `vouchnet run`'s stop (README "What `run` runs": SIGINT or SIGTERM stops it within 2 seconds; cut
-short at STOP_CUT_SECONDS), kept when a disk never finishes an fsync: a store's write or close then never returns,
-and the node's tasks and closes waiting for it would hold the stop up for ever. Past the bound, the process ends
-from a thread of its own (the node's may be the one held), with one line naming the stores whose writes or closes
-had not returned (ledger.writes_under_way) and exit status 1. Nothing acknowledged is lost (DESIGN §4): every store
-commits durably before its write returns, and a write that never returned was never acknowledged; the stores not
-yet closed are left as a kill leaves them, which each one's next open takes (records.index replayed from
-records.ledger, SQLite's WAL).
+"""The bound on `vouchnet run`'s stop (README "What `run` runs": a stop held up is cut short STOP_CUT_SECONDS
+after the signal), kept when a disk never finishes an fsync: a store's write or close then never returns, and the
+node's tasks and closes waiting for it would hold the stop up for ever. Past the bound, the process ends from a thread
+of its own (the node's may be the one held), with one line naming the stores whose writes or closes had not returned
+(ledger.writes_under_way), given SAY_SECONDS at most (a log the hung disk holds up must not hold the end), and exit
+status 1. Nothing acknowledged is lost (DESIGN §4): every store commits durably before its write returns, and a write
+that never returned was never acknowledged; the stores not yet closed are left as a kill leaves them, which each
+one's next open takes (records.index replayed from records.ledger, SQLite's WAL).
 
 The bound is armed by the signal itself (`armed_by_signals`), not by trio's reading of it: a write held on the node's
 own thread (a record appended to records.ledger) holds trio's loop too, which would never read the signal."""
@@ -29,6 +29,9 @@ LEFT_EXIT = 1  # the exit status of a stop cut short (`vouchnet run` exits 1 whe
 # A stop held up past this (a store's write or close that never returns) is cut short; longer than the 2 s a stop
 # takes (node.daemon.SHUTDOWN_SECONDS), so that a clean stop merely slowed by a loaded machine still ends cleanly.
 STOP_CUT_SECONDS = 5.0
+# Seconds a stop cut short gives its last line (and its child processes' end) before it exits without them: its
+# stderr may be a pipe to a log writer whose disk is the one that hangs, full, its write (and the log's lock) held.
+SAY_SECONDS = 1.0
 
 
 class StopDeadline:
@@ -64,6 +67,13 @@ class StopDeadline:
             if self._over:
                 return
             self._over = True
+        saying = threading.Thread(target=self._say_left, name="stop-cut-short", daemon=True)
+        saying.start()
+        saying.join(SAY_SECONDS)
+        self._exit(LEFT_EXIT)
+
+    def _say_left(self) -> None:
+        """End the child processes, then log the line saying what the stop left, and flush it."""
         _end_child_processes()
         left = under_way()
         if left:
@@ -75,7 +85,6 @@ class StopDeadline:
             log.error(f"the stop did not end within {self.seconds:g} s, no store's write or close under way (a task "
                       "of the node did not end); exiting without it: all the node acknowledged is on disk")
         _flush_output()
-        self._exit(LEFT_EXIT)
 
 
 @contextmanager

@@ -90,13 +90,16 @@ class Plan:
         """When `[[vouches]]` change `index` is taken: its time, and its order then (VOUCH_CHANGE_ORDER + index)."""
         return self.scenario.vouch_changes[index].at, VOUCH_CHANGE_ORDER + index
 
-    def with_changes(self, indexes: Collection[int]) -> Plan:
+    def with_changes(self, indexes: Collection[int], by: Collection[str] | None = None) -> Plan:
         """The plan with the `[[vouches]]` changes `indexes` made to its org-peer vouches, in the order a run takes
-        them (a revoke of a vouch not in force is refused by make_plan, _check_vouch_changes)."""
+        them (a revoke of a vouch not in force is refused by make_plan, _check_vouch_changes); with `by`, only the
+        vouches and revokes of those orgs (the ones a node across a partition from the others can have)."""
         vouches = {node: dict(theirs) for node, theirs in self.vouches.items()}
         for index in sorted(indexes, key=self.change_due):
             change = self.scenario.vouch_changes[index]
             for a, b in self.vouch_pairs(index):
+                if by is not None and a not in by:
+                    continue
                 if change.action == "vouch":
                     vouches[a][b] = change.weight
                 else:
@@ -134,22 +137,30 @@ class Plan:
         """The other nodes that hold `node`'s org's records when a step is `due`: those that followed it (`followers`)
         as the run set the trust graph up, or after any `[[vouches]]` change before it. A node keeps what it stored
         of an org a revoke takes out of its horizon, and serves it to a catch-up."""
-        made = sorted((i for i in range(len(self.scenario.vouch_changes)) if self.change_due(i) < due),
-                      key=self.change_due)
-        return {n for k in range(len(made) + 1) for n in self.with_changes(made[:k]).followers(node, flagged)}
+        return {n for stage in self._stages(due) for n in stage.followers(node, flagged)}
 
-    def dialled(self, node: str) -> set[str]:
-        """The other nodes `node` dials once the run set its trust graph up (gossip.peers.PeerManager: its bootstrap
-        peers, and the orgs whose `org` records it holds): those it dialled as the run began (`dials`) and the orgs
-        of its horizon, whose records the run's setup brings it."""
+    def dialled(self, node: str, due: tuple[float, int]) -> set[str]:
+        """The other nodes `node` dials when a step is `due` (gossip.peers.PeerManager: its bootstrap peers, and the
+        orgs whose `org` records it holds): those it dialled as the run began (`dials`) and the orgs of its horizon
+        as the run set the trust graph up, or after any `[[vouches]]` change before it (the run's setup, or the
+        change's wait, _await_followers, brings it their records, which it keeps once a revoke takes them out)."""
         if self.dials is None:
             raise ValueError("what the nodes dial is not known yet: as_reused gives it")
-        return (self.dials[node] | self.horizon(node)) - {node}
+        return (self.dials[node] | {n for stage in self._stages(due) for n in stage.horizon(node)}) - {node}
 
-    def catch_up_peers(self, node: str, up: Collection[str], partition: Partition | None) -> list[str]:
-        """The running nodes `up` that `vouchnet key rotate` of `node`'s key takes the org's records back from: those
-        it dials on its side of a partition in force (none: it rotates without a catch-up, testnet.faults.rotate)."""
-        dialled = self.dialled(node)
+    def _stages(self, due: tuple[float, int]) -> list[Plan]:
+        """The plan as its org-peer vouches stood as the run set them up, and after each `[[vouches]]` change before
+        `due` in turn."""
+        made = sorted((i for i in range(len(self.scenario.vouch_changes)) if self.change_due(i) < due),
+                      key=self.change_due)
+        return [self.with_changes(made[:k]) for k in range(len(made) + 1)]
+
+    def catch_up_peers(self, node: str, up: Collection[str], partition: Partition | None,
+                       due: tuple[float, int]) -> list[str]:
+        """The running nodes `up` that `vouchnet key rotate` of `node`'s key, `due` then, takes the org's records
+        back from: those it dials then on its side of a partition in force (none: it rotates without a catch-up,
+        testnet.faults.rotate)."""
+        dialled = self.dialled(node, due)
         return peers_on_its_side(node, partition, [n for n in up if n in dialled])
 
     def attack_peers(self, index: int, up: Collection[str], partition: Partition | None) -> list[str]:
@@ -554,7 +565,7 @@ def _check_rotation(plan: Plan, step: FaultStep, node: str, up: set[str], partit
     if plan.dials is None:
         return
     flagged = plan.flagged_before(due)
-    reached = plan.catch_up_peers(node, sorted(up - {node}), partition)
+    reached = plan.catch_up_peers(node, sorted(up - {node}), partition, due)
     if reached and not set(reached) & plan.holders(node, due, flagged):
         raise ScenarioError(
             f"faults[{step.fault}]: the rotation of {node}'s key at {step.at:g} s would fail mid-run: "

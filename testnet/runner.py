@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from node.client import ClientError
@@ -315,11 +316,11 @@ class Run:
                             lambda i=i: self._change_vouches(i, records)))
         said = {"kill": "SIGKILL {}", "restart": "restart {}", "rotate": "rotate the key of {}",
                 "cut": "partition {} | rest", "heal": "heal the partition"}
-        acts = {"kill": self._kill, "restart": self._restart, "rotate": self._rotate, "cut": self._cut,
-                "heal": lambda nodes: self._heal()}
+        acts = {"kill": self._kill, "restart": self._restart, "cut": self._cut, "heal": lambda nodes: self._heal()}
         for step in self.plan.fault_steps():
+            act = partial(self._rotate, due=(step.at, step.order)) if step.action == "rotate" else acts[step.action]
             actions.append((step.at, step.order, said[step.action].format(", ".join(step.nodes)),
-                            lambda act=acts[step.action], n=list(step.nodes): act(n)))
+                            lambda act=act, n=list(step.nodes): act(n)))
         for at, _, what, act in sorted(actions, key=lambda a: (a[0], a[1])):
             self._traffic_until(t0, at, stats)
             now = time.time() - t0
@@ -409,20 +410,20 @@ class Run:
                          entry: dict[str, Any]) -> None:
         """Wait (at most FOLLOW_TIMEOUT s) until each running node whose horizon `[[vouches]]` vouch `index` extends
         holds its `vouches` (id -> the node that signed it) and every record seen so far of the orgs it brings in (of
-        those on the node's side of a partition in force: the others' come after the heal). The steps after it are
-        planned on the trust graph with it made (Plan.at): a node lacking them refuses an attack's records of such an
-        org (outside_horizon), or has none of its records to give a rotation's catch-up. The change's timeline
-        `entry` keeps those nodes, how long they took and what they still lacked."""
+        those on the node's side of a partition in force, by the vouches of those there: the others' vouches and
+        records come after the heal). The steps after it are planned on the trust graph with it made (Plan.at): a
+        node lacking them refuses an attack's records of such an org (outside_horizon), or has none of its records to
+        give a rotation's catch-up. The change's timeline `entry` keeps those nodes, how long they took and what they
+        still lacked."""
         started = time.monotonic()
         flagged = self._flagged(records)
         before = self.plan.at(self.plan.change_due(index))
-        after = before.with_changes([index])
         node_of = {key: n for n in self.cluster.names for key in self.cluster.entry(n).keys}
         seen = [(info.id, node_of.get(info.iss)) for info in records.snapshot()]
         expected = {}
         for node in sorted(self.up):
-            now_inside = after.horizon(node, flagged)
             reachable = set(faults.peers_on_its_side(node, self.partition, sorted(self.up)))
+            now_inside = before.with_changes([index], by=reachable | {node}).horizon(node, flagged)
             brought = (now_inside - before.horizon(node, flagged) - flagged) & reachable
             if brought:
                 expected[node] = ({rid for rid, issuer in seen if issuer in brought}
@@ -462,14 +463,15 @@ class Run:
                      f"({', '.join(self.partition.side)} | rest) from {target}, as every running node whose horizon "
                      f"holds {target}'s org is: {after}")
 
-    def _rotate(self, nodes: list[str]) -> None:
-        """Rotate each node's key in turn (testnet.faults.rotate), saying when it runs again: its stop, `vouchnet key
-        rotate` and its start take seconds (18 in a run here), in which the schedule, its progress lines too, waits."""
+    def _rotate(self, nodes: list[str], due: tuple[float, int]) -> None:
+        """Rotate each node's key in turn (testnet.faults.rotate), a fault step `due` then (catching up with the
+        nodes it dials then, Plan.catch_up_peers), saying when it runs again: its stop, `vouchnet key rotate` and its
+        start take seconds (18 in a run here), in which the schedule, its progress lines too, waits."""
         for node in nodes:
             began = time.monotonic()
             self.up = self.up - {node}
             self.timeline.add("rotate", node=node)
-            reached = self.plan.catch_up_peers(node, self.up, self.partition)
+            reached = self.plan.catch_up_peers(node, self.up, self.partition, due)
             done = faults.rotate(self.cluster, node, self.partition, sorted(self.up), self.say, catch_up=bool(reached))
             self.up = self.up | {node}
             self.timeline.add("rotated", node=node, old=done.old, new=done.new, rotation=done.rotation,

@@ -526,6 +526,17 @@ def test_the_agents_of_the_orgs_a_vouch_change_reaches_are_no_untouched_agents()
     assert untouched_agents(result) == ["apart-0", "good-0", "good-1"]
 
 
+
+def test_the_agents_of_an_org_a_mid_run_vouch_brings_in_are_no_untouched_agents():
+    """The honest orgs vouch for aside at 10 s, which no org-peer vouch reached before: its agent apart-0 is no
+    longer the honest world's (the vouch shares the honest orgs' reputation out to aside from then). Found by stop
+    45's review as a mutation no test caught: the orgs a voucher reaches were taken from the file's trust graph
+    alone, without the vouches the changes make."""
+    vouched = _BRIDGED.replace('to = "bridge"\naction = "revoke"', 'to = "aside"\naction = "vouch"')
+    scenario = parse_scenario(vouched, name="vouched")
+    result = replace(run({}, {}, []), scenario=scenario, plan=make_plan(scenario, [f"n0{i}" for i in range(5)], seed=1))
+    assert untouched_agents(result) == ["good-0", "good-1"]
+
 def test_an_un_vouched_org_every_watcher_roots_keeps_its_agents_untouched():
     """short.toml's quiet org stops vouching for honest[1] (n01): every node roots n01 or is it, so its standing stays
     1 everywhere and its agent good-1 is still the honest world's. Before, any vouchee's agents were left out."""

@@ -24,7 +24,7 @@ from testnet.runner import Run, _expected
 from testnet.workers import Worker
 from testnet.scenario import ScenarioError, load_scenario
 from testnet.status import Checkpoint, NodeStatus
-from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET, MINIMAL
+from tests.testnet.test_scenario import BRIDGED, DIALLED_QUIET, MINIMAL, VOUCHED_MID_RUN
 
 
 def test_the_setup_waits_for_no_record_of_an_org_flagged_as_an_equivocator():
@@ -363,7 +363,7 @@ def test_a_rotation_on_a_testnet_run_made_catches_up_only_if_a_node_it_dials_is_
     run = Run(testnet, scenario, seed=1, fresh=True)  # type: ignore[arg-type]
     for running in ({"n01", "n02", "n04"}, {"n01", "n02", "n03", "n04"}):  # n00 and n03 killed, then n03 back
         run.up, testnet.up = frozenset(running), set(running)
-        run._rotate(["n04"])
+        run._rotate(["n04"], due=(5, 102))  # (faults[2])
     assert testnet.rotations == [("n04", False), ("n04", True)]
 
 
@@ -384,6 +384,21 @@ def test_on_a_testnet_reused_a_rotation_catches_up_only_if_a_node_its_node_says_
         run.execute()
     assert testnet.rotations == [("n04", False)]
 
+
+def test_a_rotation_catches_up_with_the_nodes_a_mid_run_vouch_brought_into_its_horizon(tmp_path, monkeypatch):
+    """Found by stop 45's review: n04 vouches for the honest orgs at 1 s, so it dials n01 and n02 (followers) when
+    it rotates at 5 s, n00 and n03 killed: it catches up with them. Before: the plan took what it dialled from the
+    trust graph as the run set it up (n00 and n03, both down), and it rotated without a catch-up."""
+    path = tmp_path / "vouched.toml"
+    path.write_text(Path(__file__).with_name("rotate_while_dialled_down.toml").read_text() + VOUCHED_MID_RUN)
+    testnet = _Testnet(5)
+    testnet.nodes["n04"].known = _known("n00", "n03")
+    run, _ = _run_of_fakes(monkeypatch, testnet, path)
+    monkeypatch.setattr(Run, "_change_vouches", lambda self, index, records: None)  # (the fakes hold no records)
+    monkeypatch.setattr(runner, "time", _Clock(ctrl_c_at=8.0))  # (after the rotation at 5 s)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert testnet.rotations == [("n04", True)]
 
 def test_on_a_testnet_reused_a_rotation_none_it_dials_would_follow_is_refused_before_the_setup(tmp_path, monkeypatch):
     """n04 says it dials n00 (killed) and n03, a quiet org that does not follow it: the run is refused, naming the
@@ -617,6 +632,31 @@ def test_an_attack_planned_on_a_vouch_made_before_it_waits_until_the_nodes_it_br
     [entry] = [e for e in run.timeline.events if e["kind"] == "vouches"]
     assert (entry["followers"], entry["followed_after"], entry["missing"]) == (["n00", "n01"], 4.0, {})
 
+
+
+
+@pytest.mark.parametrize(("cut_off", "vouch_held"), [("rogue", {"n00": 1002.0, "n01": 1002.5}),
+                                                     ("honest[0]", {"n00": 1002.0})])
+def test_a_vouch_made_across_a_partition_waits_for_nothing_that_comes_only_after_the_heal(
+        tmp_path, monkeypatch, cut_off, vouch_held):
+    """n00 vouches for rogue (n02) at 2 s while a partition (1 s to 11 s) cuts off rogue (no node on n00's side can
+    hold its records before the heal) or n00 (n01 cannot have the vouch before the heal, so rogue's records do not
+    come into its horizon before then either): the vouch waits for none. Found by stop 45's review (the first as a
+    mutation no test caught): n01 was waited for, 30 s (FOLLOW_TIMEOUT), said to have 'still lacked' them, and the
+    heal due at 11 s came at 32 s, the traffic running 2 s past its end."""
+    path = tmp_path / "vouched.toml"
+    path.write_text(MINIMAL + '\n[[vouches]]\nfrom = "honest[0]"\nto = "rogue"\naction = "vouch"\nat = 2\n'
+                    f'\n[[faults]]\ntype = "partition"\nnodes = "{cut_off}"\nat = 1\nduration = 10\n')
+    said: list[str] = []
+    run = Run(_Testnet(), load_scenario(str(path)), seed=1, say=said.append)  # type: ignore[arg-type]
+    run.up = frozenset(run.cluster.names)
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    held = _Held(clock, {"rogue-record": {"n02": 0.0}, "vouch-for-did:n02": vouch_held})
+    run._schedule(1000.0, runner.TrafficStats(), held)  # type: ignore[arg-type]
+    [entry] = [e for e in run.timeline.events if e["kind"] == "vouches"]
+    assert (entry["followers"], entry["missing"]) == ([], {})
+    assert "t= 11.0 s  heal the partition" in said, said
 
 # --- a partition is healed however the run ends --------------------------------------------------------------------
 

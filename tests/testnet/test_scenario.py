@@ -366,6 +366,7 @@ DIALLED_DOWN = Path(__file__).with_name("rotate_while_dialled_down.toml").read_t
 # n00 and n01 killed: n04 dials n00 and n03, now a quiet org that follows no one; n02 follows n04, but is not dialled
 DIALLED_QUIET = DIALLED_DOWN.replace("[orgs.rogue]", "[orgs.quiet]\nnodes = 1\n\n[orgs.rogue]").replace(
     '"honest[3]"\nat = 2', '"honest[1]"\nat = 2')
+ROTATION_DUE = (5, 102)  # (their rotation of n04: at 5 s, faults[2])
 
 
 def test_on_a_testnet_run_made_a_rotation_catches_up_with_the_nodes_it_dials_only():
@@ -374,15 +375,32 @@ def test_on_a_testnet_run_made_a_rotation_catches_up_with_the_nodes_it_dials_onl
     follow it), so the plan was accepted and its rotation refused mid-run, none it dials being up ("unreachable")."""
     scenario = parse_scenario(DIALLED_DOWN, name="m")
     fresh = make_plan(scenario, nodes(5), seed=1, fresh=True)
-    assert fresh.dialled("n04") == {"n00", "n03"}  # (its horizon is its own org: it roots and vouches for none)
-    assert fresh.catch_up_peers("n04", ["n01", "n02"], None) == []  # none it dials is up: it rotates without
-    assert fresh.dialled("n01") == {"n00", "n02", "n03", "n04"}  # bootstrap n00, n02; vouches for n03, n04 too
+    assert fresh.dialled("n04", ROTATION_DUE) == {"n00", "n03"}  # (its horizon: its own org, rooting none)
+    assert fresh.catch_up_peers("n04", ["n01", "n02"], None, ROTATION_DUE) == []  # none it dials is up: no catch-up
+    assert fresh.dialled("n01", ROTATION_DUE) == {"n00", "n02", "n03", "n04"}  # bootstrap n00, n02; vouches n03, n04
     # a node it dials that is up but does not follow it: refused, though n02 (not dialled) follows it
     with pytest.raises(ScenarioError, match=re.escape(
             "faults[2]: the rotation of n04's key at 5 s would fail mid-run: `vouchnet key rotate` first takes the "
             "org's records back from the running nodes it dials (its bootstrap peers and the orgs whose `org` records "
             "it holds: those of its horizon, and any it held as the run began): n03, and none of them holds them")):
         make_plan(parse_scenario(DIALLED_QUIET, name="m"), nodes(5), seed=1, fresh=True)
+
+
+# n04 (rogue) vouches for every honest org at 1 s: they come into its horizon, and it dials them from then on
+VOUCHED_MID_RUN = '\n[[vouches]]\nfrom = "rogue"\nto = "honest"\naction = "vouch"\nat = 1\n'
+
+
+def test_a_rotation_catches_up_with_the_nodes_a_mid_run_vouch_brought_into_its_horizon():
+    """Found by stop 45's review: what a rotating node dials was its horizon as the run set the trust graph up, not
+    after a `[[vouches]]` vouch before the rotation that brings orgs into it (their `org` records, which the vouch's
+    wait brings it, are what it dials): n04, which then dials n02, a follower, was refused as catching up with n03
+    alone (and with n00 and n03 down it was taken to rotate without a catch-up, none it dials running)."""
+    quiet = make_plan(parse_scenario(DIALLED_QUIET + VOUCHED_MID_RUN, name="m"), nodes(5), seed=1, fresh=True)
+    assert quiet.dialled("n04", (1, 0)) == {"n00", "n03"}  # (as the vouch is due: not made yet)
+    assert quiet.dialled("n04", ROTATION_DUE) == {"n00", "n01", "n02", "n03"}
+    assert quiet.catch_up_peers("n04", ["n02", "n03"], None, ROTATION_DUE) == ["n02", "n03"]
+    down = make_plan(parse_scenario(DIALLED_DOWN + VOUCHED_MID_RUN, name="m"), nodes(5), seed=1, fresh=True)
+    assert down.catch_up_peers("n04", ["n01", "n02"], None, ROTATION_DUE) == ["n01", "n02"]
 
 
 def test_on_a_testnet_reused_a_rotation_is_checked_against_the_nodes_its_node_says_it_dials():
@@ -395,10 +413,11 @@ def test_on_a_testnet_reused_a_rotation_is_checked_against_the_nodes_its_node_sa
                                                       "org's records back from the running nodes it dials")):
         as_reused(quiet, {"n04": frozenset({"n00", "n03"})}, ())
     held_every_org = frozenset({"n00", "n01", "n02", "n03"})
-    assert as_reused(quiet, {"n04": held_every_org}, ()).catch_up_peers("n04", ["n02", "n03"], None) == ["n02", "n03"]
+    assert as_reused(quiet, {"n04": held_every_org}, ()).catch_up_peers("n04", ["n02", "n03"], None,
+                                                                          ROTATION_DUE) == ["n02", "n03"]
     down = as_reused(make_plan(parse_scenario(DIALLED_DOWN, name="m"), nodes(5), seed=1),
                      {"n04": frozenset({"n00", "n03"})}, ())
-    assert down.catch_up_peers("n04", ["n01", "n02"], None) == []  # none it dials is up: it rotates without
+    assert down.catch_up_peers("n04", ["n01", "n02"], None, ROTATION_DUE) == []  # none it dials is up: no catch-up
 
 
 def _faults(*faults: tuple[str, str, float, float]) -> str:
