@@ -865,7 +865,7 @@ async def run_until_signalled(config: NodeConfig, *, stop_deadline: StopDeadline
         with (trio.open_signal_receiver(*stopping) as signals,
               nullcontext() if stop_deadline is None else armed_by_signals(stop_deadline, stopping)):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, signalled)
+                nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, signalled, stop_deadline)
                 try:
                     await nursery.start(serve_node, config)
                 except OSError as error:  # a file the file system refuses: a directory as node.lock, a read-only disk
@@ -876,8 +876,13 @@ async def run_until_signalled(config: NodeConfig, *, stop_deadline: StopDeadline
         gc.freeze()
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope, signalled: list[float]) -> None:
+async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope, signalled: list[float],
+                          stop_deadline: StopDeadline | None = None) -> None:
+    """Stop the node at the first of `signals`, arming `stop_deadline` too: a signal that came before the deadline's
+    own handlers were registered (armed_by_signals) would arm nothing else."""
     async for signum in signals:
+        if stop_deadline is not None:
+            stop_deadline.arm()
         log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
         signalled.append(trio.current_time())
         scope.cancel()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from nacl.signing import SigningKey
 
 from gossip.checkpoints import CHECKPOINT_FILE, WITNESS_FILE
@@ -25,6 +26,7 @@ from ledger.files import replace_file
 from ledger.writes_under_way import under_way, writing
 from node.audit_log import AUDIT_FILE, AuditLog
 from node.credential_registry import CREDENTIALS_FILE, CredentialRegistry
+from node.daemon import _stop_on_signal
 from node.digests import DigestState
 from node.idempotency import IDEMPOTENCY_FILE, IdempotencyStore, RecordKey, StoredReply
 from node.logs import logfmt_fields
@@ -91,6 +93,7 @@ def test_a_second_signal_or_one_after_the_stop_ended_cuts_nothing_short():
     with pytest.raises(queue.Empty):
         exits.get(timeout=0.5)  # (ten times the deadline: nothing else to wait on)
 
+
 def test_a_signal_arms_the_deadline_and_reaches_the_handler_there_was(caplog):
     """The signal arms it from a thread of its own, not from trio's reading of it, which a write held on the node's
     thread would hold up too; trio's handler still gets it."""
@@ -107,6 +110,22 @@ def test_a_signal_arms_the_deadline_and_reaches_the_handler_there_was(caplog):
         assert "no store's write or close under way" in said.getMessage()
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+async def test_a_signal_trio_reads_arms_the_deadline_too():
+    """Found by stop 45's review: a signal coming after trio's receiver opened but before the deadline's own handlers
+    were registered armed nothing, and a hung write then held the stop up for ever: the node's reading of the
+    signal arms it as well."""
+    exits: queue.Queue[int] = queue.Queue()
+    deadline = StopDeadline(0.01, exit=exits.put)
+
+    async def one_signal():
+        yield signal.SIGTERM
+
+    with trio.CancelScope() as scope:
+        await _stop_on_signal(one_signal(), scope, [], deadline)
+    assert scope.cancel_called
+    assert exits.get(timeout=30) == LEFT_EXIT
 
 
 def test_a_stop_that_ends_in_time_is_not_cut_short():
