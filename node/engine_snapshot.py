@@ -44,7 +44,7 @@ from vouching.scoring import TrustEngine
 log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "engine.snapshot"
 MAGIC = b"vouchnet engine snapshot\n"
-FORMAT = 8  # bump with any change of what vouching.engine_state captures or of this file's layout
+FORMAT = 9  # bump with any change of what vouching.engine_state captures or of this file's layout
 COLUMN_TAG = 0x766E636F  # "vnco": a column of the state, by its number (an unassigned CBOR tag)
 ROWS_TAG = 0x766E726F  # "vnro": a list of the state, by how many of the chunks after the state hold its items
 # Items of a list a chunk holds: rows of agents, vouches or latest vouches (vouching.engine_state), 1-5 ms of cbor2

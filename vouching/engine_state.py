@@ -59,6 +59,7 @@ ENGINE_FIELDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "_roots": (_same, list),
     "_chain_times": (_same, dict),
     "_rotation_halves": (_same, dict),
+    "_rotation_links": (_same, dict),
 }
 # TrustEngine attributes kept per agent and captured as an agent's row (`_caches` is not: the reads make it anew).
 AGENT_FIELDS = ("_pairs", "_scoped", "_stamps", "_agent_vouches")

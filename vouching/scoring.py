@@ -182,6 +182,7 @@ class TrustEngine:
         # Halves of key rotations fed whose other half is not yet (`chain_rotation`): "prior successor" -> the key
         # that signed it.
         self._rotation_halves: dict[str, str] = {}
+        self._rotation_links: dict[str, str] = {}  # key rotations fed whole (`chain_rotation`): prior -> successor
         self._equivocators: set[int] = set()
         self._merged: set[int] = set()  # indices of keys merged into their org (merge_org): no org of their own
         self._evidence = EvidenceStore(p)
@@ -267,13 +268,22 @@ class TrustEngine:
         naming `successor`, or `successor`'s first naming `prior`. Once both are fed, `successor`'s chain dates its
         records no earlier than `prior`'s last (`chain_time`), whichever half came first: the acceptor holds what the
         successor signs after its first record until the link, so a rotated org's later key cannot date a revocation
-        back before what its earlier key signed. One half alone moves nothing: a key cannot push another's dates."""
+        back before what its earlier key signed, nor the key after it, whichever of their links came first (a
+        key's first record may name both its prior and its successor). One half alone moves nothing: a key cannot push
+        another's dates."""
         pair = f"{prior} {successor}"
         other = self._rotation_halves.pop(pair, None)
         if other is None or other == by:
             self._rotation_halves[pair] = by
             return
-        self._chain_times[successor] = max(self._chain_times[successor], self._chain_times[prior])
+        self._rotation_links[prior] = successor
+        key = prior
+        while key in self._rotation_links:  # on along the links made before this one; ends where a date is not moved
+            later = self._rotation_links[key]
+            if self._chain_times[later] >= self._chain_times[key]:
+                return
+            self._chain_times[later] = self._chain_times[key]
+            key = later
 
     def revoke(self, issuer: str, record_id: bytes, *, ts: int) -> str | None:
         """A revocation of one of the issuer's earlier vouches, dated `ts` (its `chain_time`, fed by feed_record); it

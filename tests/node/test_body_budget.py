@@ -11,6 +11,8 @@ from node.read_turns import ReadTurns
 
 
 async def test_a_request_waits_for_room_then_takes_it():
+    """It takes the room as soon as it is given back, not at the end of its wait (found by stop 45's review: a
+    request not woken when room was given back waited its whole wait, 2 s at the node, then took it unnoticed)."""
     budget = BodyBudget(100, wait_s=60)
     async with budget.holding() as first:
         await first.take(80)
@@ -26,6 +28,8 @@ async def test_a_request_waits_for_room_then_takes_it():
             await trio.testing.wait_all_tasks_blocked()
             assert not taken.is_set()
             first.give_back(80)
+            await trio.testing.wait_all_tasks_blocked()
+            assert taken.is_set()
     assert budget.free == 100
 
 

@@ -3,6 +3,7 @@ than any record its key signed before it, so that an operator whose agent others
 penalty by revoking its vouch dated a minute after it gave it, once it signed anything dated later. Found by stop 45's
 review: every record's date is its issuer's word, and such a revocation took the operator from 0.11 to 1.0."""
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -148,3 +149,28 @@ def test_one_half_of_a_rotation_does_not_move_another_key_s_dates():
         net.feed(record)
     net.engine.recompute(now=net.now)
     assert net.engine.org(net.operator.did, now=net.now).accountability == 1.0
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_a_key_rotated_twice_dates_a_revocation_by_the_first_key_whichever_link_came_first(order):
+    """The operator's key signs a digest after the reports and rotates to a key whose first record (dated at the vouch)
+    names the operator's key as its prior and a third key as its successor; the third key revokes the vouch dated a
+    minute after it. The revocation counts as of the first key's last record whichever order the three rotation
+    records reach the node in. Found by stop 45's review: where the second link was made before the first (the first
+    key's rotation record came last), the third key's dates missed the first key's, and the revocation shed the whole
+    penalty (1.0 in place of 0.11) at that node alone."""
+    net = _Network()
+    reports, signed = net.reports(), _signed_later(net, "digest")
+    middle, last = Org(ts=BASE), Org(ts=BASE)
+    rotation = net.operator.record("org", org_body("org", "test", next=middle.did))
+    middle_first = middle.record("org", org_body("org", "test", prior=net.operator.did, next=last.did))
+    last_first = last.record("org", org_body("org", "test", prior=middle.did))
+    revocation = _signed_at(last, BASE + 60_000, lambda: last.revoke(net.vouch))
+    links = [rotation, middle_first, last_first]
+    succession = Succession()
+    for record in links:
+        succession.note(record)
+    net.identity = succession.identity
+    for record in [*reports, signed, *(links[i] for i in order), revocation]:
+        net.feed(record)
+    assert _accountability_of(net, net.operator.did, "recompute") == pytest.approx(PENALISED)
