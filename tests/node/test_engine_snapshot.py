@@ -1028,12 +1028,13 @@ def test_the_release_before_s_snapshot_is_replayed_past_so_a_backdated_revocatio
         node.replica.accept([net.vouch, *net.reports(), _signed_later(net, "org")])
         snapshot = _started(node, tmp_path)._replayed
         assert snapshot is not None
-        for part in ("_chain_times", "_rotation_halves"):  # (what format 8 added)
+        for part in ("_chain_times", "_rotation_halves", "_rotation_links"):  # (what formats 8 and 9 added)
             del snapshot.state["engine"][part]
         with monkeypatch.context() as release_before:
             release_before.setattr(engine_snapshot, "FORMAT", 7)
             engine_snapshot.write(tmp_path, snapshot)
         node.replica.accept([net.revocation(net.vouch.ts + 60_000)])
-        restarted = _fell_back(node, tmp_path, caplog, "it is of format 7, and this version reads format 8")
+        restarted = _fell_back(node, tmp_path, caplog,
+                               f"it is of format 7, and this version reads format {engine_snapshot.FORMAT}")
         restarted.engine.recompute(now=net.now)
         assert restarted.engine.org(net.operator.did, now=net.now).accountability == pytest.approx(PENALISED)
