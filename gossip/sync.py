@@ -53,6 +53,9 @@ _R = TypeVar("_R", bound=Reply)
 # records walked to find the issuers changed since a mark that cost a unit of the serving budget: about the CPU of a
 # KiB of heads served
 WALKED_PER_UNIT = 100
+# issuers found changed since a mark that cost a unit besides: sorting them takes about the CPU of serving their heads,
+# some 10 a KiB
+CHANGED_PER_UNIT = 10
 
 
 @dataclass(frozen=True)
@@ -492,11 +495,12 @@ class SyncServer:
 
     def _begin_heads(self, marks: HeadMarks, since: bytes | None) -> None:
         """A new heads answer: its mark, and the issuers changed since `since` if `marks` knows it (finding them costs a
-        unit per WALKED_PER_UNIT records walked)."""
+        unit per WALKED_PER_UNIT records walked and per CHANGED_PER_UNIT issuers found, who asks again and again since
+        an old mark paying for the work as if served their heads)."""
         self._answer_mark, self._answer_since, self._changed = marks.mark(), since, None
         if since is not None and (changed := marks.changed_since(since)) is not None:
             self._changed, walked = changed
-            self.units += walked // WALKED_PER_UNIT
+            self.units += walked // WALKED_PER_UNIT + len(self._changed) // CHANGED_PER_UNIT
 
     def _records(self, request: RecordsRequest) -> Iterator[bytes]:
         limit = min(request.limit, self._limits.page_records)

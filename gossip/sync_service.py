@@ -359,6 +359,8 @@ class SyncService:
         # peer -> the mark of its last heads answer with which a round of ours ran to the end in step (`_session`), and
         # when the last round with it that read all its heads started; for connected peers, within `_mark_refresh`
         self._peer_marks: dict[str, tuple[bytes, float]] = {}
+        # how many times every peer's mark was forgotten (`_forget_marks`): a round under way then keeps none
+        self._marks_forgotten = 0
         self._changed_only_rounds: set[str] = set()  # peers whose round under way read only the heads changed
         self._apart: OrderedDict[str, str] = OrderedDict()  # peer -> the other network it named, latest last
         self.network_listeners: list[Callable[[str, str], None]] = []  # told (peer, network) each time one is heard
@@ -677,7 +679,7 @@ class SyncService:
         self.stats.gap_issuers_merged += added.merged
         self.stats.gap_requests_dropped += added.dropped
         if added.dropped:
-            self._peer_marks.clear()  # the next rounds, reading every head, repair what was dropped
+            self._forget_marks()  # the next rounds, reading every head, repair what was dropped
         self.stats.gap_issuers_displaced += added.displaced
         if added.queued or added.released:
             self._wake_gap_workers()
@@ -894,9 +896,10 @@ class SyncService:
         heads changed since the mark of the peer's last answer with which a round of ours ended in step
         (SyncClient.in_step_mark), unless a catch-up awaits the peer (one learns only from every head whether the
         peer holds the org's records) or the last round reading every head started `mark_rounds` intervals ago or
-        more: a peer answering falsely that nothing changed keeps nothing from us for longer. A round that fails, or
-        ends out of step, leaves no mark: the next reads every head."""
-        started = trio.current_time()
+        more: a peer answering falsely that nothing changed keeps nothing from us for longer. A round that fails, ends
+        out of step, or during which every mark was forgotten (`_forget_marks`) leaves no mark: the next reads every
+        head."""
+        started, forgotten = trio.current_time(), self._marks_forgotten
         kept = self._peer_marks.pop(peer_id, None) if gaps is None else None  # (kept again if this round ends in step)
         since = (kept[0] if kept is not None and kept[1] > started - self._mark_refresh and not self._awaited(peer_id)
                  else None)
@@ -944,9 +947,16 @@ class SyncService:
                 fetched += self._accept(pending.take(), peer_id)
             if not told:  # (before the stream's close, which may wait on the connection, or be cancelled)
                 self._told_holders(client, peer_id)
-        if (mark := client.in_step_mark()) is not None:
+        if (mark := client.in_step_mark()) is not None and self._marks_forgotten == forgotten:
             self._peer_marks[peer_id] = (mark, kept[1] if client.changed_only and kept is not None else started)
         return fetched
+
+    def _forget_marks(self) -> None:
+        """Have every peer's next round read every head, rounds under way as it is called too (`_session` keeps no
+        mark of them): heads they read may have been left then that are wanted now (orgs entering the horizon, gaps
+        dropped)."""
+        self._peer_marks.clear()
+        self._marks_forgotten += 1
 
     def _client(self, gaps: dict[str, tuple[int, int]] | None, since: bytes | None,
                 protocol: str) -> tuple[SyncClient, Event]:
@@ -1161,7 +1171,7 @@ class SyncService:
                                          short=end.short, overdue=end.overdue, tried=end.tried)
                 self.stats.gap_issuers_unkept += unkept
                 if unkept:
-                    self._peer_marks.clear()  # the next rounds, reading every head, repair what was dropped
+                    self._forget_marks()  # the next rounds, reading every head, repair what was dropped
                 if end.behind is not None and end.behind not in self._peer_locks:  # its turn came free meanwhile
                     self._gaps.turn_freed(end.behind)
                 self._wake_gap_workers()  # for issuers whose range grew while they were fetched, or kept for a peer
@@ -1198,7 +1208,7 @@ class SyncService:
         revocation had taken them out: what they issued meanwhile was not stored)."""
         # Each peer may hold a different part: ask every one.
         self._queue_gaps(None, {org: (1, MAX_SEQ) for org in orgs}, every=True)
-        self._peer_marks.clear()  # (should that fetch lose a range, the next rounds read every head)
+        self._forget_marks()  # (rounds left their heads, outside the horizon then; should that fetch lose a range)
 
     # --- serving --------------------------------------------------------------------------------------------
 

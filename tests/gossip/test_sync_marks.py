@@ -6,15 +6,16 @@ the rules of marks is its offence."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
-from gossip.serving_budget import page_cost
+from gossip.serving_budget import UNIT_BYTES, page_cost
 from gossip.sync import Deliver, Finished, ReadNext, Send, SyncClient, SyncLimits, SyncServer, check_page
-from gossip.sync_marks import MARK_SIZE, HeadMarks
+from gossip.sync_marks import MARK_SIZE, TAG_SIZE, HeadMarks
 from gossip.sync_messages import (
     MAX_ISSUER,
     MAX_MARK,
@@ -145,16 +146,30 @@ def test_a_round_since_a_mark_names_only_the_heads_changed_after_it():
         assert session.in_step_mark() not in (None, first.in_step_mark())
 
 
-@pytest.mark.parametrize("mark", ["another run's", "made up", "too old", "too long"])
+def _moved(mark: bytes, ahead: int, tag: bytes | None = None) -> bytes:
+    """`mark` with its count of records taken moved `ahead`, and its tag replaced by `tag`."""
+    count = int.from_bytes(mark[TAG_SIZE:], "big") + ahead
+    return (mark[:TAG_SIZE] if tag is None else tag) + count.to_bytes(MARK_SIZE - TAG_SIZE, "big")
+
+
+@pytest.mark.parametrize("mark", ["another run's", "another run's, at this one's count", "made up", "too old",
+                                  "ahead of this run's", "too long"])
 def test_a_mark_the_server_does_not_know_is_answered_with_every_head(mark):
+    """A mark of the run before a restart, of another node, or ahead of the count (made from a mark the node gave):
+    every head. Without the tag's check, a restarted node's heads since a mark of the run before were read at a count
+    naming other records, and without the count's bound, one ahead raised in the server. Found by stop 45's review of
+    `/vouchnet/sync/2`."""
     with sides(2) as (client, server):
         marks = serving_marks(server, kept=2)
         for org in ORGS:
             give(server, CHAINS[org.did][:2])
         first, _, _ = marked_session(client, server, marks, SMALL, SMALL, since=None)
-        since = {"another run's": HeadMarks().mark(), "made up": bytes(MARK_SIZE),
-                 "too old": first.in_step_mark(), "too long": first.in_step_mark() + b"x"}[mark]
         give(server, CHAINS[ORGS[0].did][2:5])  # 3 records: older than the 2 kept
+        now = marks.mark()
+        since = {"another run's": HeadMarks().mark(), "made up": bytes(MARK_SIZE),
+                 "another run's, at this one's count": _moved(now, 0, HeadMarks().mark()[:TAG_SIZE]),
+                 "ahead of this run's": _moved(now, 1),
+                 "too old": first.in_step_mark(), "too long": first.in_step_mark() + b"x"}[mark]
         session, sent, _ = marked_session(client, server, marks, SMALL, SMALL, since=since)
         named = {h.iss for page in sent if isinstance(reply := decode_reply(page, SYNC_PROTOCOL_2), HeadsPage)
                  for h in reply.heads}
@@ -233,7 +248,7 @@ def test_an_answer_of_changed_heads_only_naming_none_of_the_org_s_keys_says_noth
         assert (client.names_own(), client.holds_own()) == (True, True)
 
 
-@pytest.mark.parametrize("served", [0, 3, 5])
+@pytest.mark.parametrize("served", [0, 3, 4, 5])
 def test_a_round_is_in_step_only_once_every_record_its_peer_named_is_held(served):
     """A peer naming a head it does not serve (whole) leaves no mark to ask since: the next round reads every head,
     and asks for the rest again."""
@@ -270,9 +285,28 @@ def test_head_marks_walk_only_the_records_since_the_mark():
     assert marks.changed_since(first) == (sorted([ORGS[0].did, ORGS[1].did]), 2)
     marks.add([CHAINS[ORGS[2].did][0]])
     assert marks.changed_since(second) == ([ORGS[2].did], 1)
+    assert marks.changed_since(first) == (sorted(org.did for org in ORGS[:3]), 3)  # as old as the records kept
     marks.add([CHAINS[ORGS[0].did][1]])
     assert marks.changed_since(first) is None  # older than the records kept
     assert marks.changed_since(second) == (sorted([ORGS[0].did, ORGS[2].did]), 2)
     with pytest.raises(ValueError, match="kept"):
         HeadMarks(kept=0)
     assert CHAIN >= 5
+
+
+def test_finding_the_issuers_changed_since_an_old_mark_costs_what_serving_their_heads_does():
+    """A peer asking since a mark many records old makes the server walk them and sort the issuers they name: as much
+    CPU as serving those issuers' heads. Charged a unit per 100 records walked alone, a peer asking again and again,
+    reading one head each time, had the node sort 65,536 issuers (250 ms of a core, the event loop held) for 655 units,
+    a seventh of what their heads cost. Found by stop 45's review of `/vouchnet/sync/2`."""
+    with sides(1) as (server,):
+        give(server, CHAINS[ORGS[0].did][:1])
+        marks = HeadMarks(kept=20_000)
+        old = marks.mark()
+        issuers = [f"did:key:z6Mk{n:044d}" for n in range(20_000)]
+        marks.add([SimpleNamespace(iss=iss) for iss in issuers])  # (HeadMarks reads a record's issuer only)
+        server_side = SyncServer(server.store, server.index, SMALL, marks)
+        page = next(server_side.answer(HeadsRequest("", 1, since=old)))
+        heads = encode_held_heads([(iss, MAX_SEQ, bytes(32)) for iss in issuers], more=False)
+        assert page_cost(server_side.units, len(page)) >= len(heads) / UNIT_BYTES / 2
+

@@ -5,6 +5,9 @@ rounds a catch-up awaits, and every peer's next round once orgs enter the horizo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
 import trio
 from nacl.signing import SigningKey
 
@@ -86,7 +89,13 @@ async def test_a_peer_saying_nothing_changed_is_read_whole_again_within_mark_rou
     assert (service.stats.full_rounds, service.stats.changed_rounds) == (8, 5)
 
 
-async def test_a_round_that_fails_leaves_no_mark_to_ask_since(tmp_path, autojump_clock):
+ReadFrame = Callable[[int], Awaitable[bytes]]
+
+
+async def rounds_with_a_second_read_as(tmp_path: Path, reading: Callable[[SyncService, ReadFrame], ReadFrame]
+                                       ) -> tuple[list[bytes | None], SyncService]:
+    """Three rounds with PEER, the second reading its answers by `reading(service, the stream's read_frame)`: each
+    heads request's `since`, and the service."""
     asked: list[bytes | None] = []
     opened: list[str] = []
     with RecordStore.open(tmp_path) as store:
@@ -96,16 +105,54 @@ async def test_a_round_that_fails_leaves_no_mark_to_ask_since(tmp_path, autojump
         await service.sync_with(PEER)
         open_stream = host.open_stream
 
-        async def failing(peer: str, protocol: str) -> MarkingPeerStream:
+        async def second(peer: str, protocol: str) -> MarkingPeerStream:
             stream = await open_stream(peer, protocol)
-            stream.read_frame = lambda max_size: trio.sleep_forever()  # type: ignore[method-assign]
+            stream.read_frame = reading(service, stream.read_frame)  # type: ignore[method-assign]
             return stream
 
-        host.open_stream = failing  # type: ignore[method-assign]
-        await service.sync_with(PEER)  # (times out)
+        host.open_stream = second  # type: ignore[method-assign]
+        await service.sync_with(PEER)
         host.open_stream = open_stream  # type: ignore[method-assign]
         await service.sync_with(PEER)
+    return asked, service
+
+
+async def test_a_round_that_fails_leaves_no_mark_to_ask_since(tmp_path, autojump_clock):
+    asked, service = await rounds_with_a_second_read_as(
+        tmp_path, lambda service, read_frame: lambda max_size: trio.sleep_forever())  # (times out)
     assert asked == [None, b"mark", None] and service.stats.errors["timeout"] == 1
+
+
+async def test_a_round_during_which_orgs_entered_the_horizon_leaves_no_mark(tmp_path, autojump_clock):
+    """Heads of orgs outside the horizon are read and left; once they enter it, every peer's next round reads every
+    head (their heads may not change again for long). A round under way as they entered, ending in step after,
+    kept the mark of heads it read without them, and the next round with its peer asked since it. Found by stop 45's
+    review of `/vouchnet/sync/2`."""
+
+    def as_an_org_enters(service: SyncService, read_frame: ReadFrame) -> ReadFrame:
+        async def read(max_size: int) -> bytes:
+            service._on_entered({Org().did})  # (a record another session or gossip accepted meanwhile)
+            return await read_frame(max_size)
+        return read
+
+    asked, _ = await rounds_with_a_second_read_as(tmp_path, as_an_org_enters)
+    assert asked == [None, b"mark", None]
+
+
+async def test_a_peer_that_answered_sync_2_and_then_refuses_it_is_asked_no_mark_over_sync_1(tmp_path, autojump_clock):
+    """A peer restarted as a node from before `/2` (going back a version) under the same PeerID: its `/1` would refuse
+    a request naming a mark, and call it our offence."""
+    asked: list[bytes | None] = []
+    opened: list[str] = []
+    with RecordStore.open(tmp_path) as store:
+        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        host = marking_host(asked, opened)
+        service = SyncService(host, replica, network="test")
+        await service.sync_with(PEER)
+        host.open_stream = marking_host(asked, opened, knows_2=False).open_stream  # type: ignore[method-assign]
+        await service.sync_with(PEER)
+    assert asked == [None, None] and opened == [SYNC_PROTOCOL_2, SYNC_PROTOCOL_2, SYNC_PROTOCOL]
+    assert +service.stats.errors == {}
 
 
 async def test_a_peer_from_before_sync_2_is_synced_over_sync_1_with_no_mark(tmp_path, autojump_clock):
