@@ -1227,7 +1227,7 @@ def _cosigned_by_a_peer_and_a_made_up_key(node, trust) -> tuple[SigningKey, Sign
 
 async def test_a_made_up_key_s_cosignature_is_no_known_witness_s(run, node, trust, scored_data_dir):
     """Found by stop 45's README walk: `log verify` said "cosigned by 2 witnesses" of a checkpoint that a key made up
-    for the purpose cosigned; only the org the node gives reputation counts, and the made-up key is named apart."""
+    for the purpose cosigned; only the org the node weighs as a witness counts, and the made-up key is named apart."""
     peer, made_up = _cosigned_by_a_peer_and_a_made_up_key(node, trust)
     code, out, err = await run("log", "verify", "--dir", scored_data_dir)
     assert code == 0, err
