@@ -69,9 +69,10 @@ def register(subparsers: Subparsers) -> None:
         "directory, or --cache FILE; signed by the org's earlier key if the ledger holds the key rotation that "
         "replaced it). Exits 1 naming the first check that fails. Anyone can make a key and cosign, so only the "
         "cosignatures of known witnesses count: the --witness orgs, else the orgs that the node of --known-by DIR, "
-        "or of --dir, gives reputation (it has not flagged them for equivocation), outside the independence group "
-        "of the log's org; with --api alone, none; never a key of the log's org, an earlier one (that the ledger's "
-        "key rotations replaced) included. The others are listed as not counted. "
+        "or of --dir, gives the weight of an independent witness (a voucher_weight, its standing, of at least its "
+        "witness_min_weight, 0.3 by default: `vouchnet orgs DID --json`; none it flagged for equivocation), outside "
+        "the independence group of the log's org; with --api alone, none; never a key of the log's org, an earlier "
+        "one (that the ledger's key rotations replaced) included. The others are listed as not counted. "
         "Witnesses of one independence group (as that node sees them: the orgs one org vouched into being) count "
         "once for --min-witnesses, as an org can vouch for keys it made up.",
         examples=["vouchnet log verify", "vouchnet log verify --min-witnesses 1",
@@ -86,9 +87,9 @@ def register(subparsers: Subparsers) -> None:
     known = verify.add_mutually_exclusive_group()
     known.add_argument("--witness", type=org_did_argument, action="append", metavar="DID",
                        help="an org whose cosignature counts as a known witness's (repeat it; default: the orgs the "
-                       "node of --known-by or --dir gives reputation; with --api alone, none)")
+                       "node of --known-by or --dir gives a witness's weight; with --api alone, none)")
     known.add_argument("--known-by", type=Path, metavar="DIR", help="the data directory of the node (running) whose "
-                       "view decides the known witnesses: the orgs it gives reputation (default: --dir's)")
+                       "view decides the known witnesses: the orgs it gives a witness's weight (default: --dir's)")
     verify.add_argument("--min-witnesses", type=positive_int, default=0, metavar="N", help="exit 1 (after the "
                         "report) unless known witnesses of at least N independence groups cosigned the checkpoint "
                         "(each --witness org its own)")
@@ -175,9 +176,9 @@ def _known_as(args: argparse.Namespace) -> str:
     if args.witness is not None:
         return "the --witness orgs, each its own group"
     if args.known_by is not None:
-        return f"orgs the node of {args.known_by} gives reputation, outside the log's org's group"
+        return f"orgs the node of {args.known_by} gives a witness's weight, outside the log's org's group"
     if args.api is None:
-        return "orgs this node gives reputation, outside the log's org's group"
+        return "orgs this node gives a witness's weight, outside the log's org's group"
     return "none, with --api alone: give --known-by DIR, your node's, or --witness DID"
 
 

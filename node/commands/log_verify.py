@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gossip.checkpoints import cosigner_verifiers
 from gossip.validation import check_record
@@ -157,16 +158,29 @@ def named_witnesses(named: Collection[str]) -> GroupOf:
 
 def weighed_by_node(client: NodeClient, log_org: str) -> GroupOf:
     """The independence group, as the node of `client` sees it (GET /v1/orgs/{did}), of an org it knows as a witness
-    of `log_org`'s log: one it gives reputation, as it does its own org and those a chain of vouches from its trust
-    roots reaches, unless it flagged them for equivocation (vouching.reputation), and not in `log_org`'s independence
-    group, as the orgs that `log_org` vouched into being are (vouching.reputation.independence_groups): they speak
-    for it."""
+    of `log_org`'s log: one whose standing there reaches the weight an independent witness needs (`_at_witness_bar`),
+    as its own org's does and those of the orgs its trust roots vouch for, unless it flagged them for equivocation
+    (vouching.reputation), and not in `log_org`'s independence group, as the orgs that `log_org` vouched into being
+    are (vouching.reputation.independence_groups): they speak for it."""
     def group_of(did: str) -> str | None:
         org = client.org(did)
         group = org.get("group")
-        known = org["reputation"] > 0 and group is not None
+        known = _at_witness_bar(org) and group is not None
         return group if known and group != client.org(log_org).get("group") else None
     return group_of
+
+
+def _at_witness_bar(org: dict[str, Any]) -> bool:
+    """Whether a node's answer on an org (GET /v1/orgs/{did}) gives it a standing (`voucher_weight`: its reputation
+    beside the full-weight reference, times its accountability) of at least `witness_min_weight`, the weight the
+    scoring's independent witnesses need (vouching.params independent_min_weight): an org that a chain of light
+    vouches reaches holds a sliver of reputation, which made it a whole independence group of witnesses. Its standing,
+    not its digests' `weight`: the credibility that adds is about its digests of agents, and starts just below the bar
+    until they agree with what the node saw, which would leave every new peer no witness."""
+    standing, bar = org.get("voucher_weight"), org.get("witness_min_weight")
+    if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in (standing, bar)):
+        return False  # (a node older than these fields says nothing of its bar: no witness is known by it)
+    return standing >= bar
 
 
 def _cached(cache: Path | None, signer: Ed25519Verifier, network: str, did: str) -> tuple[Checkpoint | None, str]:

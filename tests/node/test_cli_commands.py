@@ -1227,18 +1227,58 @@ def _cosigned_by_a_peer_and_a_made_up_key(node, trust) -> tuple[SigningKey, Sign
 
 async def test_a_made_up_key_s_cosignature_is_no_known_witness_s(run, node, trust, scored_data_dir):
     """Found by stop 45's README walk: `log verify` said "cosigned by 2 witnesses" of a checkpoint that a key made up
-    for the purpose cosigned; only the org the node gives reputation counts, and the made-up key is named apart."""
+    for the purpose cosigned; only the org the node weighs as a witness counts, and the made-up key is named apart."""
     peer, made_up = _cosigned_by_a_peer_and_a_made_up_key(node, trust)
     code, out, err = await run("log", "verify", "--dir", scored_data_dir)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[2:6] == ["cosigned by 1 known witness of 1 independence group (orgs this node gives reputation, "
-                          "outside the log's org's group)", f"  {_did_of(peer)}", ONE_NOT_COUNTED,
+    assert lines[2:6] == ["cosigned by 1 known witness of 1 independence group (orgs this node gives a witness's "
+                          "weight, outside the log's org's group)", f"  {_did_of(peer)}", ONE_NOT_COUNTED,
                           f"  {_did_of(made_up)}"]
     code, out, err = await run("log", "verify", "--dir", scored_data_dir, "--json")
     assert code == 0, err
     answer = json.loads(out)
     assert (answer["witnesses"], answer["unknown_cosigners"]) == ([_did_of(peer)], [_did_of(made_up)])
+
+
+async def test_an_org_vouched_for_at_a_low_weight_is_no_known_witness(run, node, trust, scored_data_dir, tmp_path):
+    """Found by stop 45's witness review: an org the node gives a sliver of reputation (vouched for at weight 0.05 by
+    an org two vouches from its own) counted as a known witness, a whole independence group of them, so
+    --min-witnesses 2 passed with one witness of weight; only an org whose standing reaches the weight the scoring's
+    independent witnesses need counts, as the org the node vouches for at 0.9 does."""
+    peer, light = SigningKey.generate(), SigningKey.generate()
+    (tmp_path / "voucher").mkdir()
+    (tmp_path / "relay").mkdir()
+    with fake_node(tmp_path / "voucher") as voucher, fake_node(tmp_path / "relay") as relay:
+        trust.on_records([node.replica.issue("vouch", vouch_body(_did_of(peer), 0.9, "org-peer")),
+                          node.replica.issue("vouch", vouch_body(voucher.did, 0.9, "org-peer")),
+                          voucher.replica.issue("vouch", vouch_body(relay.did, 0.9, "org-peer")),
+                          relay.replica.issue("vouch", vouch_body(_did_of(light), 0.05, "org-peer"))])
+    weighed = trust.org(_did_of(light))
+    assert weighed["reputation"] > 0 and weighed["group"] == voucher.did
+    assert weighed["voucher_weight"] < weighed["witness_min_weight"] == 0.3
+    node.sign_checkpoint(cosigners=(peer, light))
+    code, out, err = await run("log", "verify", "--dir", scored_data_dir, "--json", "--min-witnesses", 2)
+    assert code == 1
+    answer = json.loads(out)
+    assert (answer["witness_groups"], answer["unknown_cosigners"]) == ({_did_of(peer): [_did_of(peer)]},
+                                                                       [_did_of(light)])
+    assert err.endswith("known witnesses of 1 independence group cosigned its checkpoint, fewer than "
+                        "--min-witnesses 2\n"), err
+
+
+async def test_a_judge_that_says_nothing_of_the_witness_bar_knows_no_witness(run, node, trust, scored_data_dir,
+                                                                             monkeypatch):
+    """A judging node older than `witness_min_weight` in its answer on an org (GET /v1/orgs/{did}) gives no bar to
+    weigh a cosigner by: none counts, and log verify says so rather than fail."""
+    peer, made_up = _cosigned_by_a_peer_and_a_made_up_key(node, trust)
+    answer_of = trust.org
+    monkeypatch.setattr(trust, "org", lambda did: {key: value for key, value in answer_of(did).items()
+                                                   if key != "witness_min_weight"})
+    code, out, err = await run("log", "verify", "--dir", scored_data_dir, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer["witnesses"], answer["unknown_cosigners"]) == ([], [_did_of(peer), _did_of(made_up)])
 
 
 async def test_over_the_api_only_the_witnesses_named_count(run, node, trust, scored_url):
@@ -1278,7 +1318,7 @@ async def test_the_node_known_by_judges_whom_it_knows_as_witnesses_of_another_or
             code, out, err = await run("log", "verify", "--api", other_url, "--known-by", scored_data_dir)
     assert code == 0, err
     assert out.splitlines()[2:7] == [f"cosigned by 2 known witnesses of 2 independence groups (orgs the node of "
-                                     f"{scored_data_dir} gives reputation, outside the log's org's group)",
+                                     f"{scored_data_dir} gives a witness's weight, outside the log's org's group)",
                                      f"  {node.did}",
                                      f"  {_did_of(peer)}", ONE_NOT_COUNTED, f"  {_did_of(made_up)}"]
 
@@ -1343,8 +1383,8 @@ async def test_witnesses_one_org_vouched_into_being_count_once(run, node, trust,
                                        "--min-witnesses", 2)
             assert code == 1
             assert out.splitlines()[2:6] == [
-                f"cosigned by 3 known witnesses of 1 independence group (orgs the node of {scored_data_dir} gives "
-                "reputation, outside the log's org's group)", f"  {colluder.did}",
+                f"cosigned by 3 known witnesses of 1 independence group (orgs the node of {scored_data_dir} gives a "
+                "witness's weight, outside the log's org's group)", f"  {colluder.did}",
                 *(f"  {_did_of(key)} (in the group of {colluder.did})" for key in minted)]
             assert err.endswith("the log verifies, but known witnesses of 1 independence group cosigned its "
                                 "checkpoint, fewer than --min-witnesses 2\n"), err
