@@ -37,6 +37,9 @@ from a2a.utils.errors import InvalidRequestError
 from a2a.utils.signing import create_agent_card_signer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.signing import SigningKey
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 from starlette.applications import Starlette
 
 from node.client import TrustPolicy, UnverifiedAgent, Vouchnet
@@ -49,6 +52,7 @@ from node.client.adapters.a2a import (
     check_card_signature,
     sign_card,
 )
+from node.client.adapters.pydantic_ai import trust_hooks
 from node.credentials import did_url
 from node.jwt import b64url
 from vouching import did_key
@@ -120,6 +124,50 @@ async def test_the_server_rejects_an_untrusted_sender_and_serves_a_trusted_one(r
         assert "unverified caller" in unsigned.task.status.message.parts[0].text
     await vouchnet.aclose()
     assert running.first_hand_events(known) == GOOD_EVENTS + 1 and running.first_hand_events(stranger) == 0
+
+
+def _two_searches(messages, info: AgentInfo) -> ModelResponse:
+    """A model that calls the search tool twice, then answers with what the tools returned."""
+    returned = [part.content for part in messages[-1].parts if isinstance(part, ToolReturnPart)]
+    if returned:
+        return ModelResponse(parts=[TextPart("; ".join(returned))])
+    return ModelResponse(parts=[ToolCallPart("search", {"query": query}) for query in ("a2a", "vouchnet")])
+
+
+class RunsItsAgent(AgentExecutor):
+    """An executor whose agent (a Pydantic AI agent, its tool calls gated by trust_hooks) works the task with the
+    executing agent's own credential, as a service runs its agent."""
+
+    def __init__(self, vouchnet: Vouchnet, credential: str) -> None:
+        self.credential = credential
+        self.agent = Agent(FunctionModel(_two_searches), deps_type=str, capabilities=[trust_hooks(vouchnet)])
+        self.agent.tool_plain(lambda query: f"results for {query}", name="search")
+
+    async def execute(self, context, event_queue):
+        result = await self.agent.run(context.get_user_input(), deps=self.credential)
+        await event_queue.enqueue_event(new_text_message(result.output, role=Role.ROLE_AGENT))
+
+    async def cancel(self, context, event_queue):
+        raise NotImplementedError
+
+
+@on_asyncio
+async def test_a_task_is_its_sender_s_one_event_and_the_tool_calls_run_for_it_the_executing_agent_s(running):
+    """Found by stop 45's adapter walk, checking for a task counted besides the tool calls run inside it (N+1 events,
+    as Agent Framework's runs were): they are different agents' events. TrustedAgentExecutor reports the task once,
+    as the sender's (it chose to delegate it); the executor's two tool calls, gated by another adapter with the
+    executing agent's credential, are the executing agent's two events, and the task adds none to them."""
+    vouchnet = vouchnet_for(running)
+    sender, sender_credential = running.new_agent(trusted=True)
+    executing, executing_credential, key = running.new_agent_with_key(trusted=True)
+    executor = TrustedAgentExecutor(RunsItsAgent(vouchnet, executing_credential), vouchnet)
+    async with serving(lambda url: _app(sign_card(_card(url), credential=executing_credential, key=key), executor,
+                                        vouchnet)) as url:
+        (answer,) = await _send(url, sender_credential)
+        assert answer.message.parts[0].text == "results for a2a; results for vouchnet"
+    await vouchnet.aclose()
+    assert running.first_hand_events(sender) == GOOD_EVENTS + 1
+    assert running.first_hand_events(executing) == GOOD_EVENTS + 2
 
 
 @on_asyncio

@@ -152,8 +152,9 @@ def _bearer(call_context: ServerCallContext | None) -> str | None:
 
 class TrustedAgentExecutor(AgentExecutor):
     """Your `executor`, behind vouchnet: tasks from senders the policy blocks are rejected, never executed; each
-    task that ran is reported. It sees only what reaches execute and cancel: put `TrustedRequestHandler` in front
-    of the request handler too, or reading, listing and cancelling tasks stay open to anyone."""
+    task that ran is reported as one event of its sender's (the tool calls run for it are the executing agent's,
+    reported by the adapter gating them). It sees only what reaches execute and cancel: put `TrustedRequestHandler`
+    in front of the request handler too, or reading, listing and cancelling tasks stay open to anyone."""
 
     def __init__(self, executor: AgentExecutor, vouchnet: Vouchnet) -> None:
         self.executor, self.vouchnet = executor, vouchnet
