@@ -4,9 +4,10 @@ the cosigned note; cosign peers' checkpoints with a ledger.Witness, a peer's log
 continuing its earlier keys'; turn two roots at one size of a log into `equivocation`.
 
 Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
-this org relies on), then one peer of each other independence group of its horizon, then the others
-(`witness_order`), in an order unique to this node: so the network's cosigning work grows with
-its size times `witnesses`, not with its size squared, and spreads evenly over the nodes. Fork detection does not
+this org relies on), then one peer of each independence group of the orgs this node gives an independent
+witness's weight, then the rest of those, then the others (`witness_order`), in an order unique to this node: so
+the network's cosigning work grows with its size times `witnesses`, not with its size squared, and spreads evenly
+over the nodes. Fork detection does not
 depend on the bound: every node compares every gossiped checkpoint with those of its org taken in within a window
 (gossip.forks; further apart, a fork is left to the witnesses). A node signs a checkpoint every `interval`
 (when its ledger changed) but gossips one at most every `gossip_interval`, and less often in a network of more
@@ -82,7 +83,6 @@ from ledger import (
 from ledger.files import replace_file
 from ledger.names import PREFIX
 from vouching import EquivocationBody, InvalidRecord, did_key, equivocation_body, public_key_from_did
-from vouching.horizon import Horizon
 
 from .checkpoints import (
     CHECKPOINT_FILE,
@@ -254,6 +254,9 @@ class Witnessing:
         # called with (peer, its network) for each peer that answered our checkpoint request from another network
         # (SyncService.heard_other_network counts and logs it); the peer is disconnected and not asked to cosign
         self.network_listeners: list[Callable[[str, str], None]] = []
+        # the independence group of an org this node gives an independent witness's weight, else None (node.daemon
+        # sets TrustService.witness_group, the bar `vouchnet log verify` judges by); none is known without it
+        self.witness_group: Callable[[str], str | None] = lambda org: None
         self._signer = Ed25519Signer(self.origin, replica.key)
         self._cosigner = CosignatureSigner(cosigner_name(replica.did), replica.key, clock=clock)
         self._witness_path = state_dir / WITNESS_FILE
@@ -309,13 +312,14 @@ class Witnessing:
         return None if self._published is None else self._published[0]
 
     def independent_cosigners(self) -> int:
-        """How many independence groups vouch for our latest published checkpoint (`independent_witnesses`), what
-        the README's alert on witnessing counts: any peer connected may be asked to cosign, one under a key made up
-        for the purpose among them."""
+        """How many independence groups of witnesses at this node's bar (`witness_group`) cosigned our latest
+        published checkpoint (`independent_witnesses`), what the README's alert on witnessing counts: any peer
+        connected may be asked to cosign, one under a key made up for the purpose, or given a sliver of reputation,
+        among them."""
         if self._published is None:
             return 0
         replica = self.replica
-        return independent_witnesses(cosigner_verifiers(self._published[0]), replica.horizon, replica.flagged,
+        return independent_witnesses(cosigner_verifiers(self._published[0]), self.witness_group, replica.flagged,
                                      replica.succession.keys(replica.did))
 
     def published_checkpoint(self) -> Checkpoint | None:
@@ -636,7 +640,7 @@ class Witnessing:
             if org not in self.replica.flagged:
                 orgs[peer] = org
         order = witness_order(self.replica.did, self._roots, orgs, self.replica.succession.identity,
-                              self.replica.horizon.group)[:wanted]
+                              self.replica.horizon.group, self.witness_group)[:wanted]
         return [peer for peer in order if peer in self._queried and peer not in self._querying]
 
     async def _ask(self, peer: str, latest: _Latest | None) -> None:
@@ -922,33 +926,50 @@ def _contradicts(cosigned: Checkpoint, seen: Checkpoint) -> bool:
 def witness_order(
     own: str, roots: Collection[str], peers: dict[str, str], identity: Callable[[str], str],
     group_of: Callable[[str], str | None] = lambda org: org,
+    witness_group: Callable[[str], str | None] = lambda org: None,
 ) -> list[str]:
     """`peers` (peer id -> org did) in the order org `own` asks them to cosign: its trust roots first (any key of
-    a root's org, by `identity`: vouching.succession), then the first of each other independence group of its
-    horizon (`group_of`, None outside it: vouching.horizon), then the rest of the horizon, then the peers outside it,
-    each by SHA-256 of the two orgs' dids, an order that differs from node to node, so that with a bounded witness set
-    every node is asked by about as many others. Keys one org vouched into being, or made up outside the horizon,
-    take no witness's place that an independent org's peer could take (their cosignatures count for nothing:
-    `independent_witnesses`)."""
+    a root's org, by `identity`: vouching.succession), then the first of each independence group of the orgs it gives
+    an independent witness's weight (`witness_group`, None below that bar: node.trust), then the rest of those, then
+    the first of each other independence group of its horizon (`group_of`, None outside it: vouching.horizon), then
+    the rest of the horizon, then the peers outside it, each by SHA-256 of the two orgs' dids, an order that differs
+    from node to node, so that with a bounded witness set every node is asked by about as many others. Keys one org
+    vouched into being, orgs given a sliver of reputation, or keys made up outside the horizon, take no witness's
+    place that a peer at the bar could take (their cosignatures count for nothing: `independent_witnesses`)."""
     root_orgs = {identity(root) for root in roots}
     by_hash = sorted(peers, key=lambda peer: hashlib.sha256(f"{own} {peers[peer]}".encode()).digest())
-    groups = {peer: group_of(peers[peer]) for peer in by_hash}
+    groups = {peer: _ranked_group(peers[peer], group_of, witness_group) for peer in by_hash}
     firsts = {group: peer for peer, group in reversed(groups.items())}  # each group's first peer by hash
 
     def rank(peer: str) -> int:
         if identity(peers[peer]) in root_orgs:
             return 0
         group = groups[peer]
-        return 3 if group is None else 1 if firsts[group] == peer else 2
+        if group is None:
+            return 5
+        at_bar, first = group[0], firsts[group] == peer
+        return (1 if first else 2) if at_bar else (3 if first else 4)
 
     return sorted(by_hash, key=rank)  # (stable: by hash within each rank)
 
 
-def independent_witnesses(cosigners: Iterable[str], horizon: Horizon, flagged: Collection[str],
-                          own_keys: Collection[str]) -> int:
-    """How many independence groups of the replication `horizon` (vouching.horizon's `group`, DESIGN §6) the orgs
-    of `cosigners` found, leaving out orgs outside it, `flagged` equivocators, and the group of our own org (any of
-    `own_keys`, its earlier keys too): the orgs we vouched for found their own groups, but the keys any of them vouched
-    into being are in its group, and an org outside the horizon is one we give no reputation."""
-    groups = {horizon.group(did) for did in cosigners if did not in flagged and did not in own_keys}
-    return len(groups - {None, *(horizon.group(key) for key in own_keys)})
+def _ranked_group(org: str, group_of: Callable[[str], str | None],
+                  witness_group: Callable[[str], str | None]) -> tuple[bool, str] | None:
+    """`witness_order`'s group of `org`: (True, its witness group) at the bar, else (False, its horizon group), or
+    None outside the horizon."""
+    witness = witness_group(org)
+    if witness is not None:
+        return True, witness
+    group = group_of(org)
+    return None if group is None else (False, group)
+
+
+def independent_witnesses(cosigners: Iterable[str], witness_group: Callable[[str], str | None],
+                          flagged: Collection[str], own_keys: Collection[str]) -> int:
+    """How many independence groups (DESIGN §6) of orgs this node gives an independent witness's weight
+    (`witness_group`: their standing reaches the bar `vouchnet log verify` judges by, node.trust) the orgs of
+    `cosigners` found, leaving out the others, `flagged` equivocators, and the group of our own org (any of
+    `own_keys`, its earlier keys too): the keys any org vouched into being are in its group, and an org given a
+    sliver of reputation, or none (outside the horizon), witnesses nothing we count on."""
+    groups = {witness_group(did) for did in cosigners if did not in flagged and did not in own_keys}
+    return len(groups - {None, *(witness_group(key) for key in own_keys)})

@@ -374,9 +374,11 @@ async def _opened(config: NodeConfig) -> AsyncIterator[Node]:
         metrics.add_stats("sync", sync.stats)
         metrics.add_stats("witness", witnessing.stats, gauges=("gossip_period_seconds", "log_diverged", "log_behind",
                                                                 "published_cosignatures"))
-        metrics.collect("witness_published_independent_groups", "Independence groups of the orgs inside this "
-                        "node's horizon (not flagged, not its own org's group) whose cosignatures are on its latest "
-                        "published checkpoint: 0 while peers are connected means no witness it counts on answers",
+        witnessing.witness_group = trust.witness_group  # (whom the gauge below counts, and who is asked first)
+        metrics.collect("witness_published_independent_groups", "Independence groups of the orgs this node gives an "
+                        "independent witness's weight (standing at least witness_min_weight, as log verify asks; not "
+                        "flagged, not its own org's group) whose cosignatures are on its latest published "
+                        "checkpoint: 0 while peers are connected means no witness it counts on answers",
                         witnessing.independent_cosigners)
         metrics.collect("peers", "Connected peers", lambda: len(host.connected_peers()))
         metrics.collect("peer_dials_total", "Addresses the node dialled to connect to a peer it keeps connected (its "

@@ -682,6 +682,14 @@ class TrustService:
         """How this node sees the org of key `did` (known by its first key)."""
         return self.engine.org(self.replica.succession.identity(did), now=self._clock()).as_dict()
 
+    def witness_group(self, did: str) -> str | None:
+        """The independence group of the org of key `did` if this node gives it an independent witness's weight (its
+        standing, `voucher_weight`, at least `witness_min_weight`, and no equivocator), else None: the bar `vouchnet
+        log verify` judges a cosigner by (node.commands.log_verify), which the witnessing gauge and the order peers
+        are asked to cosign in (gossip.witnessing) use too. Read from the engine's last reputation, none listed."""
+        org = self.engine.org(self.replica.succession.identity(did), now=self._clock(), listed=0)
+        return org.group if org.voucher_weight >= org.witness_min_weight and not org.equivocator else None
+
     def orgs(self, *, after: str | None = None, limit: int | None = None) -> list[dict]:
         """The orgs whose did sorts after `after`, at most `limit` of them, in did order (GET /v1/orgs pages)."""
         return [o.as_dict() for o in self.engine.orgs(now=self._clock(), after=after, limit=limit)]

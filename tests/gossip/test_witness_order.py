@@ -62,3 +62,20 @@ def test_one_peer_of_each_independence_group_of_the_horizon_comes_before_the_res
     assert {group[org] for org in order[2:8]} == {colluder} and set(order[8:]) == set(outsiders)
     everyone_apart = [peers[p] for p in witness_order(own, frozenset(), peers, unrotated)]
     assert order[:2] == [org for org in everyone_apart if org in order[:2]]  # the hash order within each rank
+
+
+def test_peers_at_the_witness_bar_come_before_the_rest_of_the_horizon():
+    """Found by stop 45's witness gauge review: peers of orgs inside the horizon came in order of their horizon group,
+    so orgs given a sliver of reputation, whose cosignatures `vouchnet log verify` does not count, took the places of
+    orgs at the witness bar; one of each group at the bar comes first, then the rest at the bar, then the others."""
+    own, root = ORGS[0], ORGS[1]
+    light, weighty, weighty_minted = ORGS[2:8], ORGS[8:10], ORGS[10:12]
+    horizon_group = {org: org for org in (root, *light, *weighty, *weighty_minted)}
+    witness_group = {root: root, **{org: org for org in weighty}, **{org: weighty[0] for org in weighty_minted}}
+    peers = {f"peer-{org}": org for org in ORGS[1:]}
+    order = [peers[p] for p in witness_order(own, frozenset([root]), peers, unrotated, horizon_group.get,
+                                             witness_group.get)]
+    assert order[0] == root
+    assert {witness_group[org] for org in order[1:3]} == set(weighty)
+    assert set(order[3:5]) == set(weighty + weighty_minted) - set(order[1:3])
+    assert set(order[5:11]) == set(light) and set(order[11:]) == set(ORGS[12:])

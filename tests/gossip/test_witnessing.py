@@ -73,7 +73,6 @@ from ledger import (
 )
 from node.metrics import Registry
 from vouching import EquivocationBody, Record, did_key, org_body, verify_record, vouch_body
-from vouching.horizon import Horizon
 
 from .. import tlog_reference
 from ..factories import Org, new_did
@@ -179,6 +178,8 @@ async def test_a_node_asks_only_its_witnesses_its_trust_root_first(tmp_path):
             assert len(witnesses) == 2 and n3 in witnesses  # the same two, checkpoint after checkpoint
             assert n0.witnessing.stats.cosign_requests == n0.witnessing.stats.cosignatures
             assert n0.witnessing.stats.published_cosignatures == 2  # (vouchnet_witness_published_cosignatures)
+            assert n0.witnessing.independent_cosigners() == 0  # no engine weighs them here: no witness known
+            n0.witnessing.witness_group = {root.did: root.did}.get  # as the engine weighs its trust root
             assert n0.witnessing.independent_cosigners() == 1  # the root's: the other peer is outside a's horizon
 
             n0.replica.flagged.add(root.did)  # as its equivocation record would: no longer a witness
@@ -190,21 +191,20 @@ async def test_a_node_asks_only_its_witnesses_its_trust_root_first(tmp_path):
             assert (n0.witnessing.stats.published_cosignatures, n0.witnessing.independent_cosigners()) == (2, 0)
 
 
-def test_the_published_checkpoint_s_witnesses_count_once_per_independence_group_of_the_horizon():
-    """vouchnet_witness_published_independent_groups: an org we vouched for founds its group, the keys it vouches
-    into being join it; an org outside the horizon, a flagged one, and our own org's keys (earlier ones too) count
-    nothing."""
-    own, earlier, root, peer, outsider = (new_did() for _ in range(5))
+def test_the_published_checkpoint_s_witnesses_count_once_per_independence_group_at_the_witness_bar():
+    """vouchnet_witness_published_independent_groups: each independence group of the orgs at the node's witness bar
+    counts once, the keys an org vouches into being joining its group; an org below the bar (found by stop 45's
+    witness gauge review: an org inside the horizon given a sliver of reputation counted, which `vouchnet log verify`
+    refuses), a flagged one, and our own org's keys (earlier ones too, whatever group they are in) count nothing."""
+    own, earlier, root, peer, light, outsider = (new_did() for _ in range(6))
     minted = [new_did() for _ in range(3)]
-    horizon = Horizon({own, root}, max_hops=3)
-    horizon.add_edge(b"own-peer", own, peer)
-    for i, key in enumerate(minted):
-        horizon.add_edge(b"minted %d" % i, peer, key)
-    cosigners = [peer, *minted, root, outsider, earlier, own]
-    assert independent_witnesses(cosigners, horizon, set(), (earlier, own)) == 2  # the peer's group and the root's
-    assert independent_witnesses(minted, horizon, set(), (earlier, own)) == 1
-    assert independent_witnesses(cosigners, horizon, {root}, (earlier, own)) == 1
-    assert independent_witnesses([outsider, earlier, own], horizon, set(), (earlier, own)) == 0
+    witness_group = {own: own, earlier: own, root: root, peer: peer, **{key: peer for key in minted}}.get
+    cosigners = [peer, *minted, root, light, outsider, earlier, own]
+    assert independent_witnesses(cosigners, witness_group, set(), (earlier, own)) == 2  # the peer's and the root's
+    assert independent_witnesses(minted, witness_group, set(), (earlier, own)) == 1
+    assert independent_witnesses(cosigners, witness_group, {root}, (earlier, own)) == 1
+    assert independent_witnesses([light, outsider, earlier, own], witness_group, set(), (earlier, own)) == 0
+    assert independent_witnesses([root], {root: own, own: own}.get, set(), (own,)) == 0  # in our own org's group
 
 
 async def test_a_root_that_does_not_serve_sync_is_passed_over_once_it_said_so(tmp_path):

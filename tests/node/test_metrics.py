@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -334,3 +335,33 @@ async def test_records_of_the_org_s_key_conflicting_with_its_own_are_a_metric_un
         samples = parsed(node.metrics)
         assert (samples[("vouchnet_own_records_conflicting", ())], samples[("vouchnet_own_records_from_peers", ())]) \
             == (0, 0)
+
+
+async def test_the_witness_gauge_counts_only_cosigners_at_the_witness_bar_as_log_verify_does(tmp_path):
+    """Found by stop 45's witness gauge review: vouchnet_witness_published_independent_groups, which the README's
+    alert reads, counted every org inside the horizon, so a peer vouched for at 0.05 by an org two vouches from the
+    node's own (a sliver of standing, below the 0.3 `vouchnet log verify` asks of a known witness) kept it at 2 with
+    one witness of weight; it counts 1."""
+    from vouching import vouch_body
+
+    from .in_process import running
+
+    with trio.fail_after(60):
+        async with running(tmp_path / "a") as a:
+            peers = {"bootstrap": (a.host.listen_addrs[0],), "roots": (a.did,)}
+            async with running(tmp_path / "b", **peers) as b, running(tmp_path / "c", **peers) as c:
+                voucher, relay = Org(ts=int(time.time() * 1000)), Org(ts=int(time.time() * 1000))
+                a.replica.issue("vouch", vouch_body(b.did, 0.9, "org-peer"))
+                a.replica.issue("vouch", vouch_body(voucher.did, 0.9, "org-peer"))
+                for record in (voucher.vouch(relay.did, 0.9), relay.vouch(c.did, 0.05)):  # (each inside as it comes)
+                    a.replica.accept([record])
+                weighty, light = a.trust.org(b.did), a.trust.org(c.did)
+                assert weighty["voucher_weight"] >= weighty["witness_min_weight"] > light["voucher_weight"] > 0
+                assert a.witnessing.witness_group(b.did) == b.did and a.witnessing.witness_group(c.did) is None
+                both = trio.Event()
+                a.witnessing.listeners.append(
+                    lambda note: both.set() if a.witnessing.stats.published_cosignatures == 2 else None)
+                await both.wait()
+                samples = parsed(a.metrics)
+    assert samples[("vouchnet_witness_published_cosignatures", ())] == 2
+    assert samples[("vouchnet_witness_published_independent_groups", ())] == 1
