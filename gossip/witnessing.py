@@ -7,11 +7,10 @@ Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first 
 this org relies on), then one peer of each independence group of the orgs this node gives an independent
 witness's weight, then the rest of those, then the others (`witness_order`), in an order unique to this node: so
 the network's cosigning work grows with its size times `witnesses`, not with its size squared, and spreads evenly
-over the nodes. Fork detection does not
-depend on the bound: every node compares every gossiped checkpoint with those of its org taken in within a window
-(gossip.forks; further apart, a fork is left to the witnesses). A node signs a checkpoint every `interval`
-(when its ledger changed) but gossips one at most every `gossip_interval`, and less often in a network of more
-orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
+over the nodes. Fork detection does not depend on the bound: every node compares every gossiped checkpoint with
+those of its org taken in within a window (gossip.forks; further apart, a fork is left to the witnesses). A node
+signs a checkpoint every `interval` (when its ledger changed) but gossips one at most every `gossip_interval`, and
+less often in a network of more orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
 the network's per-node overhead; witnesses check every checkpoint they cosign. A node that gossiped none for
 `reannounce_interval` (the sync interval) gossips its latest again, unchanged, up to REANNOUNCEMENTS times after
 each new one, as an RFC 6962 log with no new entries signs its same tree again within each maximum merge delay
