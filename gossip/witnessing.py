@@ -3,25 +3,25 @@ a bounded set of connected peers cosign it over `/vouchnet/sync/1` (gossip.cosig
 the cosigned note; cosign peers' checkpoints with a ledger.Witness, a peer's log after a key rotation (DESIGN §2)
 continuing its earlier keys'; turn two roots at one size of a log into `equivocation`.
 
-Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones
-this org relies on), then one peer of each independence group of the orgs this node gives an independent
-witness's weight, then the rest of those, then the others (`witness_order`), in an order unique to this node: so
-the network's cosigning work grows with its size times `witnesses`, not with its size squared, and spreads evenly
-over the nodes. Fork detection does not depend on the bound: every node compares every gossiped checkpoint with
-those of its org taken in within a window (gossip.forks; further apart, a fork is left to the witnesses). A node
-signs a checkpoint every `interval` (when its ledger changed) but gossips one at most every `gossip_interval`, and
-less often in a network of more orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so their rate sets
-the network's per-node overhead; witnesses check every checkpoint they cosign. A node that gossiped none for
-`reannounce_interval` (the sync interval) gossips its latest again, unchanged, up to REANNOUNCEMENTS times after
-each new one, as an RFC 6962 log with no new entries signs its same tree again within each maximum merge delay
+Each checkpoint is cosigned by at most `witnesses` peers, the trust roots first (their cosignatures are the ones this
+org relies on), then one peer of each independence group of the orgs this node gives an independent witness's weight,
+then the rest of those, then the others (`witness_order`), in an order unique to this node: so the network's
+cosigning work grows with its size times `witnesses`, not with its size squared, and spreads evenly over the nodes.
+Fork detection does not depend on the bound: every node compares every gossiped checkpoint with those of its org
+taken in within a window (gossip.forks; further apart, a fork is left to the witnesses). A node signs a checkpoint
+every `interval` (when its ledger changed) but gossips one at most every `gossip_interval`, and less often in a
+network of more orgs (gossip.checkpoints.CheckpointPace): each gossiped checkpoint reaches and costs every node, so
+their rate sets the network's per-node overhead; witnesses check every checkpoint they cosign. A node that gossiped
+none for `reannounce_interval` (the sync interval) gossips its latest again, unchanged, up to REANNOUNCEMENTS times
+after each new one, as an RFC 6962 log with no new entries signs its same tree again within each maximum merge delay
 (§3.5): a peer that missed it (a dropped RPC, a brief disconnection) learns its log's size within that interval, and
 its sync service pulls the records it lacks at its next round, where it would otherwise have waited for the refresh
 (gossip.sync_service, 20 intervals). A peer that holds it ignores it and relays nothing (gossip.forks), as one
-outside whose horizon our org is does if it relayed it last (`_admit`), so each
-reaches the peers we are connected to (the mesh, the others by IHAVE and IWANT) and goes no further; and a network
-idle for REANNOUNCEMENTS intervals sends none (a message costs milliseconds of CPU in py-libp2p: gossiped every
-interval for ever, each node among 20, all connected, received 145 a minute at a 10 s sync interval and used
-8.2-10.0 ms of CPU a second idle against 2.7, benchmarks/node_cpu.py).
+outside whose horizon our org is does if it relayed it last (`_admit`), so each reaches the peers we are connected to
+(the mesh, the others by IHAVE and IWANT) and goes no further; and a network idle for REANNOUNCEMENTS intervals sends
+none (a message costs milliseconds of CPU in py-libp2p: gossiped every interval for ever, each node among 20, all
+connected, received 145 a minute at a 10 s sync interval and used 8.2-10.0 ms of CPU a second idle against 2.7,
+benchmarks/node_cpu.py).
 
 A node asks each peer, the peers connected at start before it signs its first checkpoint and any other as it
 connects, for the newest checkpoint of its log it holds (`held_checkpoint` answers them). A node whose data
