@@ -59,6 +59,11 @@ class MarkingPeerStream:
         return self._reply
 
 
+def empty_replica(store: RecordStore) -> Replica:
+    """A replica trusting no roots, on `store`: what its rounds with PEER ask is all these tests look at."""
+    return Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+
+
 def marking_host(asked: list[bytes | None], opened: list[str], *, knows_2: bool = True) -> ConnectedHost:
     host = ConnectedHost([PEER])
 
@@ -77,7 +82,7 @@ async def test_a_peer_saying_nothing_changed_is_read_whole_again_within_mark_rou
     asked: list[bytes | None] = []
     opened: list[str] = []
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        replica = empty_replica(store)
         service = SyncService(marking_host(asked, opened), replica, network="test", interval=INTERVAL,
                               mark_rounds=3)
         for _ in range(8):
@@ -99,7 +104,7 @@ async def rounds_with_a_second_read_as(tmp_path: Path, reading: Callable[[SyncSe
     asked: list[bytes | None] = []
     opened: list[str] = []
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        replica = empty_replica(store)
         host = marking_host(asked, opened)
         service = SyncService(host, replica, network="test", interval=INTERVAL)
         await service.sync_with(PEER)
@@ -145,7 +150,7 @@ async def test_a_peer_that_answered_sync_2_and_then_refuses_it_is_asked_no_mark_
     asked: list[bytes | None] = []
     opened: list[str] = []
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        replica = empty_replica(store)
         host = marking_host(asked, opened)
         service = SyncService(host, replica, network="test")
         await service.sync_with(PEER)
@@ -159,7 +164,7 @@ async def test_a_peer_from_before_sync_2_is_synced_over_sync_1_with_no_mark(tmp_
     asked: list[bytes | None] = []
     opened: list[str] = []
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        replica = empty_replica(store)
         service = SyncService(marking_host(asked, opened, knows_2=False), replica, network="test")
         for _ in range(3):
             await service.sync_with(PEER)
@@ -206,7 +211,7 @@ async def test_a_round_a_catch_up_awaits_reads_every_head(tmp_path, autojump_clo
     """A catch-up learns whether a peer holds the org's records only from a round reading every head."""
     asked: list[bytes | None] = []
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        replica = empty_replica(store)
         service = SyncService(marking_host(asked, []), replica, network="test")
         await service.sync_with(PEER)
         await service.sync_with(PEER)
@@ -221,7 +226,7 @@ async def test_a_catch_up_that_begins_during_a_round_of_changed_heads_has_a_roun
     told: list[str] = []
     awaits: list[str] = []
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        replica = empty_replica(store)
         host = marking_host(asked, [])
         service = SyncService(host, replica, network="test", interval=1000.0)
         service.same_network_listeners.append(told.append)
@@ -257,7 +262,7 @@ async def test_orgs_entering_the_horizon_have_every_peer_s_next_round_read_every
     name them again."""
     asked: list[bytes | None] = []
     with RecordStore.open(tmp_path) as store:
-        replica = Replica(SigningKey.generate(), store, roots=(), max_hops=1, held_limit=10)
+        replica = empty_replica(store)
         service = SyncService(marking_host(asked, []), replica, network="test")
         await service.sync_with(PEER)
         await service.sync_with(PEER)
