@@ -207,16 +207,25 @@ async def test_a_node_syncs_with_one_from_before_sync_2(tmp_path, monkeypatch):
             assert +new.sync.stats.errors == {} and +old.sync.stats.errors == {}
 
 
-async def test_a_round_a_catch_up_awaits_reads_every_head(tmp_path, autojump_clock):
-    """A catch-up learns whether a peer holds the org's records only from a round reading every head."""
+async def asked_in_rounds(tmp_path: Path, change: Callable[[SyncService], object], *, rounds_after: int
+                          ) -> list[bytes | None]:
+    """What each heads request asked since, in two rounds with PEER (every head, then since its mark), `change`
+    made to the service, and `rounds_after` rounds more."""
     asked: list[bytes | None] = []
     with RecordStore.open(tmp_path) as store:
-        replica = empty_replica(store)
-        service = SyncService(marking_host(asked, []), replica, network="test")
-        await service.sync_with(PEER)
-        await service.sync_with(PEER)
-        service.patient_catch_up_peers.append(lambda peer: True)
-        await service.sync_with(PEER)
+        service = SyncService(marking_host(asked, []), empty_replica(store), network="test")
+        for _ in range(2):
+            await service.sync_with(PEER)
+        change(service)
+        for _ in range(rounds_after):
+            await service.sync_with(PEER)
+    return asked
+
+
+async def test_a_round_a_catch_up_awaits_reads_every_head(tmp_path, autojump_clock):
+    """A catch-up learns whether a peer holds the org's records only from a round reading every head."""
+    asked = await asked_in_rounds(tmp_path, lambda service: service.patient_catch_up_peers.append(lambda peer: True),
+                                  rounds_after=1)
     assert asked == [None, b"mark", None]
 
 
@@ -260,13 +269,6 @@ async def test_a_catch_up_that_begins_during_a_round_of_changed_heads_has_a_roun
 async def test_orgs_entering_the_horizon_have_every_peer_s_next_round_read_every_head(tmp_path, autojump_clock):
     """Their histories are asked of every peer; should that fall short, the heads a round in step skips would never
     name them again."""
-    asked: list[bytes | None] = []
-    with RecordStore.open(tmp_path) as store:
-        replica = empty_replica(store)
-        service = SyncService(marking_host(asked, []), replica, network="test")
-        await service.sync_with(PEER)
-        await service.sync_with(PEER)
-        service._on_entered({Org().did})  # (the replica's horizon listener, as a vouch brings an org in)
-        await service.sync_with(PEER)
-        await service.sync_with(PEER)
+    # (the replica's horizon listener, as a vouch brings an org in)
+    asked = await asked_in_rounds(tmp_path, lambda service: service._on_entered({Org().did}), rounds_after=2)
     assert asked == [None, b"mark", None, b"mark"]
