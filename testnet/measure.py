@@ -78,6 +78,7 @@ def moved_by_vouch_changes(plan: Plan, watchers: Collection[str]) -> set[str]:
             for a, b in plan.vouch_pairs(i):
                 edges[a].add(b)
     ever = replace(plan, vouches={node: dict.fromkeys(theirs, 1.0) for node, theirs in edges.items()})
+    horizons = {watcher: ever.horizon(watcher) for watcher in watchers}
     moved: set[str] = set()
     for voucher in {a for i in range(len(plan.scenario.vouch_changes)) for a, _ in plan.vouch_pairs(i)}:
         reached, frontier = set(), list(edges[voucher])
@@ -86,8 +87,8 @@ def moved_by_vouch_changes(plan: Plan, watchers: Collection[str]) -> set[str]:
             if org not in reached:
                 reached.add(org)
                 frontier += edges[org]
-        for watcher in watchers:
-            if voucher in ever.horizon(watcher):
+        for watcher, horizon in horizons.items():
+            if voucher in horizon:
                 moved |= reached - {watcher, *plan.roots[watcher]}
     return moved
 
