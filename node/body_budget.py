@@ -2,8 +2,7 @@
 each request takes its body's bytes from before it holds them (node.ingest_api takes them, decompressed, and those of
 what its read will hold, before the body is received), and gives back when it is answered. A request that cannot get
 its share within a short wait is refused (503 with Retry-After, which OTLP/HTTP §Failures has exporters retry), so a
-flood of small gzip bodies that inflate to the
-limit cannot hold the node's memory a full body a connection.
+flood of small gzip bodies that inflate to the limit cannot hold the node's memory a full body a connection.
 
 Nor can bodies held unread hold the budget against the others: a request that finds no room within its wait takes
 the room of requests whose bodies have been arriving for longer than that wait, the longest first, then of those

@@ -10,7 +10,8 @@ from node.cli_commands import summary_of
 from node.data_lock import DataDirBusy, locked_data_dir
 from node.store_manifest import MANIFEST_FILE, STORES, NotAStore, StoreLost, unlist
 
-from .common import CommandFailed, Subparsers, UsageError, add_command_group, add_dir_option, add_local_command, local_config
+from .common import (CommandFailed, Subparsers, UsageError, add_command_group, add_dir_option, add_local_command,
+                     local_config)
 
 
 def register(subparsers: Subparsers) -> None:
