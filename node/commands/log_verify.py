@@ -9,6 +9,7 @@ group (DESIGN §6).
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,11 +163,15 @@ def weighed_by_node(client: NodeClient, log_org: str) -> GroupOf:
     as its own org's does and those of the orgs its trust roots vouch for, unless it flagged them for equivocation
     (vouching.reputation), and not in `log_org`'s independence group, as the orgs that `log_org` vouched into being
     are (vouching.reputation.independence_groups): they speak for it."""
+    @functools.cache
+    def log_org_group() -> str | None:  # (asked once, when the first cosigner at the bar needs it)
+        return client.org(log_org).get("group")
+
     def group_of(did: str) -> str | None:
         org = client.org(did)
         group = org.get("group")
         known = _at_witness_bar(org) and group is not None
-        return group if known and group != client.org(log_org).get("group") else None
+        return group if known and group != log_org_group() else None
     return group_of
 
 
