@@ -214,7 +214,6 @@ class SyncClient:
         self._wants: deque[Range] = deque()
         self._heads_after = ""
         self._heads_read = 0
-        self._heads_pages = 0
         # heads read that the client acts on (a range or evidence asked, or one of `own` named): what keeps the peer's
         # pace (gossip.peer_pace); heads of issuers outside `horizon` cost nothing to make up
         self.heads_used = 0
@@ -334,8 +333,7 @@ class SyncClient:
         """Take the answer's mark and kind from its first page; later pages must agree on its kind."""
         if page.changed and self._since is None:
             raise RemoteProtocolError("malformed", "heads: changed ones only, though we named no mark")
-        self._heads_pages += 1
-        if self._heads_pages == 1:
+        if not self._heads_after:  # (the first page: a later one follows a page that named heads)
             self._mark, self.changed_only = page.mark, page.changed
         elif page.changed != self.changed_only:
             raise RemoteProtocolError("malformed", "heads: a page of changed ones only in an answer of all, or the "

@@ -459,8 +459,8 @@ class SyncService:
             self._rounds_running.discard(peer_id)
             self._changed_only_rounds.discard(peer_id)
             self._holding.discard(peer_id)
-            if changed_only or self._throttled.get(peer_id, -math.inf) > trio.current_time():  # (this round, or a
-                # fetch of gaps)
+            # (throttled: by this round, or a fetch of gaps)
+            if changed_only or self._throttled.get(peer_id, -math.inf) > trio.current_time():
                 self._catch_up_round(peer_id)
             for over in self.round_over_listeners:
                 over(peer_id)
