@@ -117,8 +117,8 @@ class SyncStats:
     rounds: int = counted("Catch-up sync sessions this node opened that ran to the end")
     full_rounds: int = counted("Of sync_rounds_total, full rounds (a peer's heads, then all this node lacks of what "
                                "they name); the others fetched gaps")
-    changed_rounds: int = counted("Of sync_full_rounds_total, rounds that read only the heads the peer's changed since "
-                                  "its answer to our last round in step with it (/vouchnet/sync/2 marks)")
+    changed_rounds: int = counted("Of sync_full_rounds_total, rounds that read only the peer's heads changed since its "
+                                  "answer to our last round in step with it (/vouchnet/sync/2 marks)")
     rounds_failed: int = counted("Catch-up sync sessions this node opened that failed (sync_errors_total says why)")
     records_fetched: int = counted("Records catch-up sync fetched and stored")
     records_served: int = counted("Records served to peers' catch-up sync")
